@@ -1,0 +1,5 @@
+import sys
+
+from napari_adaqat.cli import main
+
+sys.exit(main())

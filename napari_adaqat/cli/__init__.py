@@ -1,0 +1,59 @@
+"""The ``adaqat`` command line: one sub-command per module in this package."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "segment": "Segment images or folders with a box prompt; writes masks and results.csv.",
+    "train": "Fine-tune SAM: Stage 1 (AdaLoRA) or Stage 2 (INT8 QAT), on one device or under torchrun.",
+    "info": "Parameter counts, ranks, quantized layers and compression of a model file or preset.",
+}
+
+EPILOG = """examples:
+  adaqat segment scans/ --out masks/              # bundled default model, whole-image box
+  adaqat info vit_b --mode adalora                 # parameter budget of Stage 1 for ViT-B
+  adaqat train --stage 1 --data DATA --out runs/s1 --checkpoint sam_vit_b_01ec64.pth
+  adaqat train --stage 2 --from runs/s1 --data DATA --out runs/s2 --preset paper
+  adaqat export runs/s2 --out model_int8.safetensors --profile deploy
+run 'adaqat COMMAND --help' for the options of each command."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adaqat", description="AdaLoRA-QAT lung segmentation for chest X-rays (SAM + adapters + INT8).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from napari_adaqat import __version__
+
+    parser.add_argument("--version", action="version", version=f"napari-adaqat {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        module = importlib.import_module(f"napari_adaqat.cli.{name}_cmd")
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("adaqat: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"adaqat {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

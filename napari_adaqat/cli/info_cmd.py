@@ -1,0 +1,35 @@
+"""``adaqat info``: parameter counts, ranks, quantized layers and compression, as JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+MODES = ["adalora", "decoder", "lora", "full", "qat"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", metavar="FILE_OR_PRESET",
+                   help="a model file (.safetensors / .pth), a training run folder, or a preset name "
+                        "(vit_b, vit_l, vit_h, vit_tiny, vit_nano)")
+    p.add_argument("--mode", choices=MODES, default=None,
+                   help="for a preset: report the trainable budget of this training mode (nothing is trained)")
+    p.add_argument("--model-type", default="vit_b", help="architecture of a .pth checkpoint")
+    p.add_argument("--image-size", type=int, default=None, help="encoder input size for a preset")
+    p.add_argument("--quant-report", metavar="DIR", default=None,
+                   help="also write the quantization error analysis (JSON + PNG figures) to DIR")
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_adaqat.model.build import PRESETS
+
+    if args.target in PRESETS:
+        from napari_adaqat.model.budget import preset_report
+
+        report = preset_report(args.target, mode=args.mode, image_size=args.image_size)
+    else:
+        from napari_adaqat.model.budget import file_report
+
+        report = file_report(Path(args.target), model_type=args.model_type, quant_report_dir=args.quant_report)
+    print(json.dumps(report, indent=2))
+    return 0

@@ -1,0 +1,52 @@
+"""``adaqat segment``: box-prompt segmentation of files and folders."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from napari_adaqat.cli.common import add_device_argument, add_model_arguments, resolve_device
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG/JPG/BMP/TIFF/DICOM) and/or folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (never an input folder)")
+    add_model_arguments(p)
+    p.add_argument("--boxes", metavar="CSV", help="CSV with columns file,x0,y0,x1,y1 (pixels); "
+                   "default box: the whole image minus a 2%% margin")
+    p.add_argument("--format", choices=["png", "tif"], default="png", help="mask file format")
+    add_device_argument(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_adaqat.inference.batch import check_output_folder, collect_inputs, read_boxes_csv, segment_files
+    from napari_adaqat.inference.predictor import BoxPredictor
+    from napari_adaqat.model.loading import load_model
+
+    out_dir = Path(args.out)
+    check_output_folder(out_dir, args.inputs)
+    files = collect_inputs(args.inputs)
+    if not files:
+        raise ValueError("no image files found in the inputs")
+    boxes = read_boxes_csv(args.boxes) if args.boxes else None
+    device = resolve_device(args.device)
+    sam, _ = load_model(args.model, model_type=args.model_type, device=device)
+    predictor = BoxPredictor(sam, device)
+    baseline = None
+    if args.baseline:
+        base_path = None if args.baseline == "default" else args.baseline
+        base_sam, _ = load_model(base_path, model_type=args.model_type, baseline=True, device=device)
+        baseline = BoxPredictor(base_sam, device)
+    counts = {"ok": 0, "error": 0, "skipped": 0}
+    bar = tqdm(total=len(files), desc="segment", unit="img", disable=None)
+    for result in segment_files(files, predictor, out_dir, boxes=boxes, baseline=baseline, suffix=f".{args.format}"):
+        counts[result.status] += 1
+        if result.status == "error":
+            tqdm.write(f"adaqat segment: {result.file}: {result.error}", file=sys.stderr)
+        bar.update(1)
+    bar.close()
+    print(f"{counts['ok']} segmented, {counts['skipped']} already done, {counts['error']} failed; "
+          f"results in {out_dir / 'results.csv'}")
+    return 1 if counts["error"] else 0

@@ -1,0 +1,146 @@
+"""Segment many files: a generator that yields one result row per input.
+
+Used by ``adaqat segment`` and the batch dock.  The output folder gets one mask per
+input (``<stem>_mask.png``) and ``results.csv``; finished files are skipped on a rerun.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from napari_adaqat.inference.predictor import BoxPredictor
+from napari_adaqat.inference.transforms import default_box
+from napari_adaqat.io import ImageReadError, is_image_file, read_image, write_mask
+
+RESULT_COLUMNS = ["file", "status", "error", "box", "area_px", "seconds", "mask", "ssim_vs_baseline"]
+
+
+@dataclass
+class SegmentResult:
+    file: str
+    status: str  # "ok" | "error" | "skipped"
+    error: str = ""
+    box: str = ""
+    area_px: int | str = ""
+    seconds: float | str = ""
+    mask: str = ""
+    ssim_vs_baseline: float | str = ""
+
+
+def collect_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Expand folders (non-recursive, image files only, sorted); files are kept as given."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p)))
+        else:
+            files.append(path)
+    return files
+
+
+def check_output_folder(out_dir: Path, inputs: list[str | Path]) -> None:
+    """Refuse an output folder that is, or lies inside, an input folder."""
+    out = out_dir.resolve()
+    for item in inputs:
+        folder = Path(item).resolve()
+        folder = folder if folder.is_dir() else folder.parent
+        if out == folder or folder in out.parents:
+            raise ValueError(f"--out {out_dir} is inside the input folder {folder}; choose another folder")
+
+
+def read_boxes_csv(path: str | Path) -> dict[str, np.ndarray]:
+    """``file,x0,y0,x1,y1`` rows → {file name or path: (4,) box}; matched by path, name or stem."""
+    boxes: dict[str, np.ndarray] = {}
+    with open(path, newline="") as fh:
+        for line, row in enumerate(csv.DictReader(fh), start=2):
+            try:
+                boxes[row["file"]] = np.array([float(row[k]) for k in ("x0", "y0", "x1", "y1")])
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"{path}:{line}: expected columns file,x0,y0,x1,y1 with numbers") from None
+    return boxes
+
+
+def _box_for(path: Path, boxes: dict[str, np.ndarray]) -> np.ndarray | None:
+    for key in (str(path), path.name, path.stem):
+        if key in boxes:
+            return boxes[key]
+    return None
+
+
+def load_results(csv_path: Path) -> dict[str, dict]:
+    if not csv_path.is_file():
+        return {}
+    with csv_path.open(newline="") as fh:
+        return {row["file"]: row for row in csv.DictReader(fh)}
+
+
+def write_results(csv_path: Path, rows: dict[str, dict]) -> None:
+    """Write ``results.csv`` atomically (temp file + rename)."""
+    tmp = csv_path.with_name(csv_path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows.values())
+    os.replace(tmp, csv_path)
+
+
+def segment_files(
+    files: list[Path],
+    predictor: BoxPredictor,
+    out_dir: Path,
+    *,
+    boxes: dict[str, np.ndarray] | None = None,
+    baseline: BoxPredictor | None = None,
+    suffix: str = ".png",
+) -> Iterator[SegmentResult]:
+    """Segment ``files`` into ``out_dir``, yielding one :class:`SegmentResult` per file.
+
+    A file whose row says ``ok`` and whose mask exists is skipped.  A bad file gives an
+    ``error`` row and the rest go on.  ``results.csv`` is rewritten after every file.
+    """
+    from napari_adaqat.metrics.ssim import ssim_map
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "results.csv"
+    rows = load_results(csv_path)
+    used_names: dict[str, str] = {}
+    for path in files:
+        key = str(path)
+        name = f"{path.stem}_mask{suffix}"
+        if used_names.get(name, key) != key:
+            name = f"{path.parent.name}_{path.stem}_mask{suffix}"
+        used_names[name] = key
+        mask_path = out_dir / name
+        previous = rows.get(key)
+        if previous and previous.get("status") == "ok" and mask_path.is_file():
+            yield SegmentResult(file=key, status="skipped", mask=str(mask_path))
+            continue
+        start = time.perf_counter()
+        try:
+            image = read_image(path)
+            box = _box_for(path, boxes or {})
+            box = default_box(image.pixels.shape) if box is None else box
+            predictor.set_image(image.pixels)
+            pred = predictor.predict(box)
+            mask = pred.masks[0]
+            write_mask(mask_path, mask, overwrite=True)
+            result = SegmentResult(
+                file=key, status="ok", box=" ".join(f"{v:.1f}" for v in box), area_px=int(mask.sum()),
+                mask=str(mask_path),
+            )
+            if baseline is not None:
+                baseline.set_image(image.pixels)
+                result.ssim_vs_baseline = round(ssim_map(pred.probs[0], baseline.predict(box).probs[0])[0], 5)
+        except (ImageReadError, ValueError, OSError) as exc:
+            result = SegmentResult(file=key, status="error", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        result.seconds = round(time.perf_counter() - start, 4)
+        rows[key] = asdict(result)
+        write_results(csv_path, rows)
+        yield result

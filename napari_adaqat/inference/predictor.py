@@ -1,0 +1,139 @@
+"""Box-prompt predictor: embed an image once, then prompt it with many boxes."""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from segment_anything.modeling import Sam
+
+from napari_adaqat.inference.transforms import resize_for_model, to_uint8_rgb, transform_boxes
+from napari_adaqat.model.forward import decode_boxes, encode
+
+
+@dataclass
+class Prediction:
+    """Results at full image resolution for N boxes."""
+
+    masks: np.ndarray  # (N, H, W) bool
+    probs: np.ndarray  # (N, H, W) float32 in [0, 1]
+    iou: np.ndarray  # (N,) float32, the decoder's predicted IoU
+
+
+@dataclass
+class _Embedding:
+    features: torch.Tensor  # (1, C, E, E)
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+
+
+def model_fingerprint(sam: Sam) -> str:
+    """A cheap identity of a model's weights (shapes plus a sample of values)."""
+    digest = hashlib.sha1()
+    for name, tensor in sam.state_dict().items():
+        flat = tensor.detach().reshape(-1)[:256].float().cpu().numpy()
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(flat.tobytes())
+    return digest.hexdigest()[:16]
+
+
+class EmbeddingCache:
+    """LRU cache of image embeddings in memory, optionally mirrored to a folder."""
+
+    def __init__(self, max_items: int = 8, directory: str | Path | None = None) -> None:
+        self.max_items = max_items
+        self.directory = Path(directory) if directory else None
+        self._items: OrderedDict[str, _Embedding] = OrderedDict()
+
+    def get(self, key: str) -> _Embedding | None:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        if self.directory is not None:
+            path = self.directory / f"{key}.safetensors"
+            if path.is_file():
+                data = load_file(path)
+                sizes = data["sizes"].tolist()
+                item = _Embedding(data["features"], (sizes[0], sizes[1]), (sizes[2], sizes[3]))
+                self._store(key, item)
+                return item
+        return None
+
+    def put(self, key: str, item: _Embedding) -> None:
+        self._store(key, item)
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / f"{key}.safetensors"
+            tmp = path.with_suffix(".tmp")
+            sizes = torch.tensor([*item.original_size, *item.input_size])
+            save_file({"features": item.features.contiguous().cpu(), "sizes": sizes}, str(tmp))
+            tmp.replace(path)
+
+    def _store(self, key: str, item: _Embedding) -> None:
+        self._items[key] = item
+        self._items.move_to_end(key)
+        while len(self._items) > self.max_items:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class BoxPredictor:
+    """Embed once (``set_image``), prompt many times (``predict``).
+
+    Matches ``segment_anything.SamPredictor`` with ``multimask_output=False``.
+    """
+
+    def __init__(self, sam: Sam, device: str | torch.device = "cpu", cache: EmbeddingCache | None = None) -> None:
+        self.device = torch.device(device)
+        self.sam = sam.to(self.device).eval()
+        self.image_size = int(sam.image_encoder.img_size)
+        self.model_id = model_fingerprint(sam)
+        self.cache = cache if cache is not None else EmbeddingCache()
+        self._current: _Embedding | None = None
+        self.last_embed_from_cache = False
+
+    def image_key(self, image_rgb: np.ndarray) -> str:
+        digest = hashlib.sha1(image_rgb.tobytes())
+        digest.update(str(image_rgb.shape).encode())
+        return f"{digest.hexdigest()[:20]}-{self.model_id}-{self.image_size}"
+
+    @torch.no_grad()
+    def set_image(self, image: np.ndarray) -> None:
+        """Compute (or fetch from the cache) the embedding of ``image`` (H, W[, 3])."""
+        rgb = to_uint8_rgb(image)
+        key = self.image_key(rgb)
+        cached = self.cache.get(key)
+        self.last_embed_from_cache = cached is not None
+        if cached is None:
+            tensor = resize_for_model(rgb, self.image_size).to(self.device)[None]
+            features = encode(self.sam, tensor)
+            cached = _Embedding(features.cpu(), rgb.shape[:2], tuple(tensor.shape[-2:]))
+            self.cache.put(key, cached)
+        self._current = cached
+
+    @property
+    def has_image(self) -> bool:
+        return self._current is not None
+
+    @torch.no_grad()
+    def predict(self, boxes: np.ndarray) -> Prediction:
+        """Predict one mask per xyxy box; ``boxes`` is (4,) or (N, 4) in image pixels."""
+        if self._current is None:
+            raise RuntimeError("call set_image() before predict()")
+        boxes = np.atleast_2d(np.asarray(boxes, dtype=np.float64))
+        if boxes.shape[1] != 4:
+            raise ValueError(f"boxes must be (N, 4) xyxy, got {boxes.shape}")
+        emb = self._current
+        boxes_in = torch.as_tensor(transform_boxes(boxes, emb.original_size, self.image_size), dtype=torch.float32)
+        low_res, iou = decode_boxes(self.sam, emb.features.to(self.device), boxes_in.to(self.device))
+        logits = self.sam.postprocess_masks(low_res, emb.input_size, emb.original_size)[:, 0]
+        probs = torch.sigmoid(logits)
+        masks = logits > self.sam.mask_threshold
+        return Prediction(masks.cpu().numpy(), probs.float().cpu().numpy(), iou[:, 0].float().cpu().numpy())

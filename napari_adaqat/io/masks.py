@@ -1,0 +1,83 @@
+"""Binary lung masks: strict reading and atomic writing (PNG/TIFF, uint8 0/255)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from .dicom import is_dicom, read_dicom_raw
+from .images import ImageReadError, check_file, fail, read_raw
+
+MASK_WRITE_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff")
+
+
+def _reduce_channels(arr: np.ndarray) -> np.ndarray:
+    """(H, W, C) -> (H, W): drop alpha, keep the brightest colour channel."""
+    if arr.ndim == 3:
+        channels = arr.shape[-1]
+        if channels in (2, 4):  # gray+alpha, RGBA
+            arr = arr[..., : channels - 1]
+        arr = arr.max(axis=-1)
+    return arr
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a binary mask (0/255, 0/1, bool; RGB reduced) as bool (H, W).
+
+    Raises ImageReadError when the file holds more than two distinct values.
+    """
+    p = check_file(path)
+    try:
+        arr = read_dicom_raw(p)[1] if is_dicom(p) else read_raw(p)[0]
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise fail(p, f"cannot read mask ({type(exc).__name__}: {exc})") from exc
+    arr = _reduce_channels(np.asarray(arr))
+    if arr.ndim != 2:
+        raise fail(p, f"mask must be 2-D, got shape {arr.shape}")
+    values = np.unique(arr)
+    if values.size > 2:
+        raise fail(p, f"mask is not binary (found {values.size} distinct values)")
+    if values.size == 2 and values[0] != 0:  # e.g. 1/2 or 128/255: the larger is foreground
+        return arr == values[1]
+    return arr > 0
+
+
+def write_mask(path: str | os.PathLike, mask: np.ndarray, *, overwrite: bool = False) -> Path:
+    """Write ``mask > 0`` as uint8 0/255 PNG or TIFF, atomically; return the path.
+
+    Raises FileExistsError if the file exists and ``overwrite`` is False.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in MASK_WRITE_SUFFIXES:
+        got = suffix or "(no extension)"
+        raise ValueError(f"{p}: unsupported mask format {got!r}; use .png or .tif")
+    data = np.asarray(mask)
+    if data.ndim == 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 2:
+        raise ValueError(f"{p}: mask must be 2-D (H, W), got shape {data.shape}")
+    if p.exists() and not overwrite:
+        raise FileExistsError(f"{p}: already exists (pass overwrite=True to replace it)")
+    out = np.where(data > 0, 255, 0).astype(np.uint8)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=f".tmp{suffix}", dir=p.parent)
+    os.close(fd)
+    try:
+        if suffix == ".png":
+            from skimage.io import imsave
+
+            imsave(tmp_name, out, check_contrast=False)
+        else:
+            tifffile.imwrite(tmp_name, out, photometric="minisblack", compression="zlib")
+        os.replace(tmp_name, p)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return p

@@ -1,0 +1,228 @@
+"""SAM architecture presets and checkpoint loading.
+
+A :class:`SamSpec` fully describes a SAM-architecture network (image encoder ViT,
+prompt encoder, mask decoder).  ``vit_b``/``vit_l``/``vit_h`` carry the official
+shapes; ``vit_tiny`` is the CPU-sized preset of the bundled default model and
+``vit_nano`` is the smallest preset, for tests.
+"""
+from __future__ import annotations
+
+import dataclasses
+import zipfile
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling import (
+    ImageEncoderViT,
+    MaskDecoder,
+    PromptEncoder,
+    Sam,
+    TwoWayTransformer,
+)
+
+
+class ModelLoadError(ValueError):
+    """A model or checkpoint file that cannot be used; the message is one line."""
+
+
+@dataclass(frozen=True)
+class SamSpec:
+    """Shape of a SAM-architecture network.
+
+    ``image_size`` is the square encoder input (longest side after resizing);
+    the image embedding is ``image_size // patch_size`` on each side.
+    """
+
+    name: str
+    embed_dim: int
+    depth: int
+    num_heads: int
+    global_attn_indexes: tuple[int, ...]
+    image_size: int = 1024
+    patch_size: int = 16
+    window_size: int = 14
+    prompt_dim: int = 256
+    decoder_mlp_dim: int = 2048
+    decoder_heads: int = 8
+    iou_hidden_dim: int = 256
+    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+
+    @property
+    def embedding_size(self) -> int:
+        return self.image_size // self.patch_size
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SamSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ModelLoadError(f"unknown model spec fields: {sorted(unknown)}")
+        data = dict(data)
+        for key in ("global_attn_indexes", "pixel_mean", "pixel_std"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+PRESETS: dict[str, SamSpec] = {
+    "vit_b": SamSpec("vit_b", 768, 12, 12, (2, 5, 8, 11)),
+    "vit_l": SamSpec("vit_l", 1024, 24, 16, (5, 11, 17, 23)),
+    "vit_h": SamSpec("vit_h", 1280, 32, 16, (7, 15, 23, 31)),
+    # CPU preset of the bundled default model: ~4 M parameters, 256 px input.
+    "vit_tiny": SamSpec(
+        "vit_tiny", 192, 6, 3, (2, 5), image_size=256, window_size=8,
+        prompt_dim=128, decoder_mlp_dim=512, decoder_heads=4, iou_hidden_dim=128,
+    ),
+    # Smallest preset, for unit tests: runs in milliseconds.
+    "vit_nano": SamSpec(
+        "vit_nano", 64, 2, 2, (1,), image_size=128, window_size=4,
+        prompt_dim=64, decoder_mlp_dim=128, decoder_heads=2, iou_hidden_dim=64,
+    ),
+}
+
+# Official checkpoint sizes in bytes, used for the measured compression ratio.
+OFFICIAL_CHECKPOINT_BYTES = {"vit_b": 375_042_383, "vit_l": 1_249_524_607, "vit_h": 2_564_550_879}
+
+
+def get_spec(model_type: str | SamSpec, image_size: int | None = None) -> SamSpec:
+    """Look up a preset by name, optionally at another input ``image_size``."""
+    if isinstance(model_type, SamSpec):
+        spec = model_type
+    else:
+        if model_type not in PRESETS:
+            raise ModelLoadError(f"unknown model type {model_type!r}; choose one of {sorted(PRESETS)}")
+        spec = PRESETS[model_type]
+    if image_size is not None and image_size != spec.image_size:
+        if image_size % spec.patch_size:
+            raise ModelLoadError(f"image size {image_size} is not a multiple of the patch size {spec.patch_size}")
+        spec = dataclasses.replace(spec, image_size=image_size)
+    return spec
+
+
+def build_sam(spec: SamSpec | str, image_size: int | None = None) -> Sam:
+    """Build a SAM network with random weights (in eval mode)."""
+    spec = get_spec(spec, image_size)
+    emb = spec.embedding_size
+    sam = Sam(
+        image_encoder=ImageEncoderViT(
+            depth=spec.depth, embed_dim=spec.embed_dim, img_size=spec.image_size, mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=spec.num_heads,
+            patch_size=spec.patch_size, qkv_bias=True, use_rel_pos=True,
+            global_attn_indexes=spec.global_attn_indexes, window_size=spec.window_size,
+            out_chans=spec.prompt_dim,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=spec.prompt_dim, image_embedding_size=(emb, emb),
+            input_image_size=(spec.image_size, spec.image_size), mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(
+                depth=2, embedding_dim=spec.prompt_dim, mlp_dim=spec.decoder_mlp_dim,
+                num_heads=spec.decoder_heads,
+            ),
+            transformer_dim=spec.prompt_dim, iou_head_depth=3, iou_head_hidden_dim=spec.iou_hidden_dim,
+        ),
+        pixel_mean=list(spec.pixel_mean), pixel_std=list(spec.pixel_std),
+    )
+    sam.spec = spec  # type: ignore[attr-defined]  # carried for export and the predictor
+    return sam.eval()
+
+
+def resize_position_tensors(state: dict[str, torch.Tensor], sam: Sam) -> dict[str, torch.Tensor]:
+    """Interpolate ``pos_embed`` (1,H,W,C) and global-attention ``rel_pos_*`` ((2S-1),C)
+    from the checkpoint's grid to ``sam``'s grid (bicubic / linear, as SAM-Med2D does)."""
+    target = sam.state_dict()
+    out = dict(state)
+    for key, value in state.items():
+        if key not in target or target[key].shape == value.shape:
+            continue
+        want = target[key].shape
+        if key.endswith("pos_embed") and value.ndim == 4:
+            grid = value.permute(0, 3, 1, 2).float()
+            grid = F.interpolate(grid, size=want[1:3], mode="bicubic", align_corners=False)
+            out[key] = grid.permute(0, 2, 3, 1).to(value.dtype)
+        elif ".rel_pos_" in key and value.ndim == 2 and value.shape[1] == want[1]:
+            line = value.T.unsqueeze(0).float()
+            line = F.interpolate(line, size=want[0], mode="linear", align_corners=False)
+            out[key] = line[0].T.to(value.dtype)
+    return out
+
+
+def load_state_strict(sam: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict`` with a one-line error naming missing/unexpected keys or a shape."""
+    target = sam.state_dict()
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        raise ModelLoadError(f"{source}: does not match this model: " + "; ".join(parts))
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(target[key].shape):
+            raise ModelLoadError(
+                f"{source}: shape mismatch for {key}: file {tuple(value.shape)} vs model {tuple(target[key].shape)}"
+                " (wrong --model-type?)"
+            )
+    sam.load_state_dict(state, strict=True)
+
+
+def read_torch_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read an official SAM ``.pth`` safely (``weights_only=True``, CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: checkpoint file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for bad files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, (zipfile.BadZipFile, EOFError)) or "zip" in first.lower() or "pickle" in first.lower():
+            raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated): {first[:160]}") from None
+        raise ModelLoadError(f"{path}: cannot load checkpoint safely: {first[:160]}") from None
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelLoadError(f"{path}: checkpoint is not a state_dict of tensors")
+    return state
+
+
+def load_sam_checkpoint(path: str | Path, model_type: str = "vit_b", image_size: int | None = None) -> Sam:
+    """Build ``model_type`` and load an official SAM ``.pth`` into it.
+
+    The position embeddings are interpolated when ``image_size`` differs from the
+    size the checkpoint was trained at.
+    """
+    state = read_torch_checkpoint(path)
+    pos = state.get("image_encoder.pos_embed")
+    if pos is not None and image_size is None and model_type in PRESETS:
+        # keep the checkpoint's own input size unless asked otherwise
+        image_size = int(pos.shape[1]) * PRESETS[model_type].patch_size
+    sam = build_sam(model_type, image_size)
+    state = resize_position_tensors(state, sam)
+    load_state_strict(sam, state, str(path))
+    return sam
+
+
+def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def parameter_breakdown(sam: Sam) -> dict[str, int]:
+    """Parameter counts of the whole model and its three parts."""
+    return {
+        "total": count_parameters(sam),
+        "image_encoder": count_parameters(sam.image_encoder),
+        "prompt_encoder": count_parameters(sam.prompt_encoder),
+        "mask_decoder": count_parameters(sam.mask_decoder),
+    }
+

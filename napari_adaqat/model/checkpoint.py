@@ -1,0 +1,106 @@
+"""Training checkpoints: one safetensors file holding the model (with adapters and
+QAT wrappers as they are), optionally the optimizer state, and JSON metadata.
+
+One file keeps a checkpoint atomic: it is written to a temp file and renamed.
+Nothing is pickled: the optimizer's tensors are flattened to ``optim.<i>.<key>``
+and its param groups go into the JSON.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from segment_anything.modeling import Sam
+
+from napari_adaqat.model.adalora import AdaLoRAConfig, inject_adalora
+from napari_adaqat.model.build import ModelLoadError, SamSpec, build_sam, load_state_strict
+from napari_adaqat.model.loading import safetensors_metadata
+
+FORMAT = "adaqat-checkpoint"
+OPTIM_PREFIX = "optim."
+
+
+def describe_model(spec: SamSpec, adalora: AdaLoRAConfig | None, qat: dict | None) -> dict:
+    """JSON description from which :func:`assemble_model` rebuilds the architecture."""
+    return {"spec": spec.to_dict(), "adalora": adalora.to_dict() if adalora else None, "qat": qat}
+
+
+def assemble_model(description: dict) -> Sam:
+    """Build the architecture of a description (random weights): SAM, adapters, QAT wrappers."""
+    sam = build_sam(SamSpec.from_dict(description["spec"]))
+    if description.get("adalora"):
+        inject_adalora(sam.image_encoder, AdaLoRAConfig.from_dict(description["adalora"]))
+    qat = description.get("qat")
+    if qat:
+        from napari_adaqat.model.qat import apply_qat
+
+        apply_qat(sam, qat.get("variant", "full"), **{k: v for k, v in qat.items() if k not in ("variant", "layers")})
+    return sam
+
+
+def _atomic_save(tensors: dict[str, torch.Tensor], meta: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    save_file(tensors, str(tmp), metadata={"adaqat": json.dumps(meta)})
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: str | Path, sam: Sam, description: dict, info: dict,
+                    optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Write model (+ optimizer) tensors and ``{format, model: description, **info}`` atomically."""
+    tensors = dict(sam.state_dict())
+    meta = {"format": FORMAT, "format_version": 1, "model": description, **info}
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        for idx, entries in state["state"].items():
+            for key, value in entries.items():
+                tensors[f"{OPTIM_PREFIX}{idx}.{key}"] = torch.as_tensor(value)
+        meta["optimizer_groups"] = [{k: v for k, v in g.items()} for g in state["param_groups"]]
+    _atomic_save(tensors, meta, Path(path))
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(all tensors, metadata) of a checkpoint, refusing anything that is not one."""
+    path = Path(path)
+    raw = safetensors_metadata(path)
+    try:
+        meta = json.loads(raw.get("adaqat", "{}"))
+    except json.JSONDecodeError:
+        raise ModelLoadError(f"{path}: metadata is not valid JSON") from None
+    if meta.get("format") != FORMAT or "model" not in meta:
+        raise ModelLoadError(f"{path}: not an adaqat training checkpoint")
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types
+        raise ModelLoadError(f"{path}: unreadable checkpoint ({str(exc).splitlines()[0][:120]})") from None
+    return tensors, meta
+
+
+def split_optimizer(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    model = {k: v for k, v in tensors.items() if not k.startswith(OPTIM_PREFIX)}
+    optim = {k[len(OPTIM_PREFIX):]: v for k, v in tensors.items() if k.startswith(OPTIM_PREFIX)}
+    return model, optim
+
+
+def optimizer_state(optim_tensors: dict[str, torch.Tensor], groups: list[dict]) -> dict:
+    """Rebuild an ``Optimizer.state_dict()`` from flattened tensors and JSON groups."""
+    state: dict[int, dict] = {}
+    for key, value in optim_tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    return {"state": state, "param_groups": groups}
+
+
+def load_checkpoint_model(path: str | Path) -> tuple[Sam, dict]:
+    """Rebuild the model of a checkpoint and load its weights; returns (sam, metadata)."""
+    tensors, meta = read_checkpoint(path)
+    sam = assemble_model(meta["model"])
+    model_tensors, _ = split_optimizer(tensors)
+    load_state_strict(sam, model_tensors, str(path))
+    return sam.eval(), meta

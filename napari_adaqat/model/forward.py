@@ -1,0 +1,41 @@
+"""The differentiable SAM forward used by both the predictor and training."""
+from __future__ import annotations
+
+import torch
+from segment_anything.modeling import Sam
+
+
+def encode(sam: Sam, images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, h, w) resized RGB in 0..255 → image embeddings (B, C, E, E).
+
+    ``Sam.preprocess`` normalises and pads to the square input size.
+    """
+    return sam.image_encoder(sam.preprocess(images))
+
+
+def decode_boxes(sam: Sam, features: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode one box per embedding, or many boxes for a single embedding.
+
+    features: (B, C, E, E); boxes: (B, 4) or, when B == 1, (N, 4) in input coordinates.
+    Returns low-resolution logits (N, 1, 4E, 4E) and predicted IoU (N, 1).
+
+    segment_anything 1.0's ``MaskDecoder`` repeats every embedding for every box, so a
+    batch of B images with B boxes is decoded image by image here.
+    """
+    pe = sam.prompt_encoder.get_dense_pe()
+    if features.shape[0] == 1:
+        pairs = [(features, boxes)]
+    else:
+        if boxes.shape[0] != features.shape[0]:
+            raise ValueError(f"{features.shape[0]} embeddings but {boxes.shape[0]} boxes")
+        pairs = [(features[i:i + 1], boxes[i:i + 1]) for i in range(features.shape[0])]
+    logits, ious = [], []
+    for feat, box in pairs:
+        sparse, dense = sam.prompt_encoder(points=None, boxes=box, masks=None)
+        low_res, iou = sam.mask_decoder(
+            image_embeddings=feat, image_pe=pe, sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense, multimask_output=False,
+        )
+        logits.append(low_res)
+        ious.append(iou)
+    return torch.cat(logits), torch.cat(ious)

@@ -1,0 +1,209 @@
+"""The training engine for both stages (used by ``adaqat train`` and the dock)."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from napari_adaqat.model.adalora import RankAllocator, adalora_modules, clamp_lambda_grads, orthogonal_regularizer
+from napari_adaqat.model.checkpoint import optimizer_state, read_checkpoint, save_checkpoint, split_optimizer
+from napari_adaqat.model.forward import decode_boxes
+from napari_adaqat.train import distributed as dd
+from napari_adaqat.train.config import TrainConfig
+from napari_adaqat.train.data import DataError, LungDataset, check_pairs, discover
+from napari_adaqat.train.losses import batch_dice, segmentation_loss
+from napari_adaqat.train.modes import param_groups, trainable_count
+from napari_adaqat.train.progress import ProgressLog
+from napari_adaqat.train.setup import build_stage1, build_stage2, run_paths
+from napari_adaqat.train.split import save_split
+
+log = logging.getLogger("napari_adaqat.train")
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int) -> tuple[LungDataset, LungDataset, list[str]]:
+    pairs, split = discover(cfg.data, cfg.seed)
+    if paths["split"].is_file():  # a resumed run keeps its own split
+        split = json.loads(paths["split"].read_text())
+    elif rank == 0:
+        save_split(split, paths["split"], cfg.seed)
+    sets, warnings = {}, []
+    for part in ("train", "val"):
+        good, bad = check_pairs([pairs[n] for n in split[part] if n in pairs])
+        warnings += bad
+        sets[part] = good
+    if not sets["train"]:
+        raise DataError(f"{cfg.data}: no usable training pairs" + (f" ({warnings[0]})" if warnings else ""))
+    if not sets["val"]:  # tiny datasets: validate on the training pairs rather than not at all
+        sets["val"] = sets["train"]
+    common = dict(image_size=spec.image_size, pixel_mean=spec.pixel_mean, pixel_std=spec.pixel_std, seed=cfg.seed)
+    train = LungDataset(sets["train"], train=True, jitter_px=cfg.jitter_px, augment=cfg.augment,
+                        full_box_prob=cfg.full_box_prob, **common)
+    val = LungDataset(sets["val"], train=False, **common)
+    return train, val, warnings
+
+
+def _forward(sam, batch: dict, device: str, amp: bool, grad_ckpt: bool) -> torch.Tensor:
+    images = batch["image"].to(device)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        if grad_ckpt:
+            features = torch.utils.checkpoint.checkpoint(sam.image_encoder, images, use_reentrant=False)
+        else:
+            features = sam.image_encoder(images)
+        logits, _ = decode_boxes(sam, features, batch["box"].to(device))
+    return F.interpolate(logits.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+
+@torch.no_grad()
+def evaluate_dice(sam, dataset: LungDataset, cfg: TrainConfig, device: str, amp: bool, rank: int, world: int) -> float:
+    sam.eval()
+    indices = list(range(rank, len(dataset), world))
+    loader = DataLoader(Subset(dataset, indices), batch_size=max(1, cfg.batch_size), shuffle=False)
+    scores = []
+    for batch in loader:
+        logits = _forward(sam, batch, device, amp, False)
+        scores.append(batch_dice(logits, batch["mask"].to(device), batch["valid"]).cpu())
+    local = torch.cat(scores).mean().item() if scores else 0.0
+    return dd.all_mean(local, len(indices), world, device if device.startswith("cuda") else "cpu")
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict:
+    """Run one stage; returns a summary (best validation Dice, epochs, paths)."""
+    device = dd.local_device(cfg.device)
+    rank, world = dd.init_distributed(device)
+    paths = run_paths(cfg.out)
+    is_main = rank == 0
+    if is_main:
+        paths["root"].mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(paths["log"])
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    _seed_all(cfg.seed)
+    sam, description, provenance = (build_stage1 if cfg.stage == 1 else build_stage2)(cfg)
+    sam.to(device)
+    if trainable_count(sam) == 0:
+        raise ValueError(f"nothing to train: stage {cfg.stage} preset {cfg.preset!r} leaves no trainable parameters")
+    train_set, val_set, warnings = _datasets(cfg, sam.spec, paths, rank)
+    for w in warnings:
+        log.warning("skipped: %s", w)
+    groups = param_groups(sam, cfg.lr_adapter, cfg.lr_decoder, cfg.lr_other, cfg.weight_decay)
+    optimizer = torch.optim.AdamW(groups)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    adapters = bool(adalora_modules(sam))
+    allocator = RankAllocator(sam, _alloc_config(description)) if adapters and cfg.stage == 1 and cfg.mode == "adalora" else None
+    ortho_w = cfg.ortho_weight if (adapters and cfg.stage == 1 and cfg.mode == "adalora") else 0.0
+    amp = cfg.amp and device.startswith("cuda")
+    start_epoch, best, bad_epochs = 1, -1.0, 0
+    if resume and paths["last"].is_file():
+        tensors, meta = read_checkpoint(paths["last"])
+        model_tensors, optim_tensors = split_optimizer(tensors)
+        sam.load_state_dict(model_tensors)
+        optimizer.load_state_dict(optimizer_state(optim_tensors, meta["optimizer_groups"]))
+        start_epoch, best, bad_epochs = meta["epoch"] + 1, meta["best_dice"], meta["bad_epochs"]
+        if allocator is not None:
+            allocator.on_epoch_end(meta["epoch"])  # masks are restored; this only syncs its schedule
+    elif is_main and paths["progress"].is_file():
+        paths["progress"].unlink()
+    progress = ProgressLog(paths["progress"], enabled=is_main)
+    if is_main:
+        paths["config"].write_text(json.dumps(cfg.to_dict(), indent=1))
+        progress.write("start", stage=cfg.stage, mode=cfg.mode, preset=cfg.preset, epochs=cfg.epochs,
+                       resumed_from=start_epoch - 1 if resume else None, train=len(train_set), val=len(val_set),
+                       trainable=trainable_count(sam), world_size=world, device=device, skipped=warnings)
+    trainable = [p for p in sam.parameters() if p.requires_grad]
+    steps_per_epoch = math.ceil(len(train_set) / (cfg.batch_size * world))
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    t0, epochs_done = time.time(), 0
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        sam.train()
+        for group, base_lr in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = base_lr * lr_factor(cfg, epoch)
+        train_set.set_epoch(epoch)
+        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
+        mine = order[rank::world][: steps_per_epoch * cfg.batch_size]
+        loader = DataLoader(Subset(train_set, mine), batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
+        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not is_main or None, leave=False)
+        losses = []
+        for step, batch in enumerate(bar, start=1):
+            logits = _forward(sam, batch, device, amp, cfg.grad_checkpoint)
+            loss = segmentation_loss(logits, batch["mask"].to(device))
+            total = loss + ortho_w * orthogonal_regularizer(sam) if ortho_w else loss
+            (total / cfg.accumulate).backward()
+            if step % cfg.accumulate == 0 or step == len(loader):
+                dd.average_gradients(trainable, world)
+                if allocator is not None:
+                    allocator.update_importance()
+                if adapters and cfg.lambda_grad_clip:
+                    clamp_lambda_grads(sam, cfg.lambda_grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if is_main and step % cfg.log_every == 0:
+                progress.write("step", epoch=epoch, step=step, steps=len(loader), loss=round(loss.item(), 5),
+                               lr={g["name"]: g["lr"] for g in optimizer.param_groups})
+        pruned = allocator.on_epoch_end(epoch) if allocator is not None else False
+        val_dice = evaluate_dice(sam, val_set, cfg, device, amp, rank, world)
+        epochs_done += 1
+        improved = val_dice > best
+        best, bad_epochs = (val_dice, 0) if improved else (best, bad_epochs + 1)
+        elapsed = time.time() - t0
+        eta = elapsed / epochs_done * (cfg.epochs - epoch)
+        budget = allocator.current_budget() if allocator is not None else None
+        info = {"epoch": epoch, "best_dice": best, "bad_epochs": bad_epochs, "val_dice": val_dice,
+                "stage": cfg.stage, "config": cfg.to_dict(), "provenance": provenance,
+                "rank_state": allocator.state() if allocator is not None else None,
+                "metrics": {"val_dice": val_dice, "best_val_dice": best}}
+        if is_main:
+            if improved:
+                save_checkpoint(paths["best"], sam, description, info)
+            save_checkpoint(paths["last"], sam, description, info, optimizer)
+            progress.write("epoch", epoch=epoch, epochs=cfg.epochs, loss=round(float(np.mean(losses)), 5),
+                           val_dice=round(val_dice, 5), best_dice=round(best, 5), rank_budget=budget, pruned=pruned,
+                           lr={g["name"]: g["lr"] for g in optimizer.param_groups},
+                           seconds=round(elapsed, 2), eta_s=round(eta, 1))
+            tqdm.write(f"epoch {epoch}/{cfg.epochs}: loss {np.mean(losses):.4f}  val Dice {val_dice:.4f}"
+                       f"  best {best:.4f}" + (f"  rank budget {budget}" if budget is not None else ""))
+        dd.barrier(world)
+        if cfg.patience and bad_epochs >= cfg.patience:
+            if is_main:
+                progress.write("early_stop", epoch=epoch, best_dice=round(best, 5))
+            break
+    if is_main:
+        progress.write("done", best_dice=round(best, 5), epochs_run=epochs_done)
+    dd.shutdown(world)
+    return {"best_dice": best, "epochs_run": epochs_done, "out": str(paths["root"])}
+
+
+def lr_factor(cfg: TrainConfig, epoch: int) -> float:
+    """Multiplier of the base learning rates in ``epoch`` (1-based); a pure function of the
+    epoch, so a resumed run continues the same schedule."""
+    if cfg.warmup_epochs and epoch <= cfg.warmup_epochs:
+        return epoch / (cfg.warmup_epochs + 1)
+    if cfg.lr_schedule == "cosine":
+        span = max(1, cfg.epochs - cfg.warmup_epochs)
+        done = epoch - 1 - cfg.warmup_epochs
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * done / span))
+    return 1.0
+
+
+def _alloc_config(description: dict):
+    from napari_adaqat.model.adalora import AdaLoRAConfig
+
+    return AdaLoRAConfig.from_dict(description["adalora"])

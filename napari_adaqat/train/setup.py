@@ -1,0 +1,75 @@
+"""Build the model a training run starts from, for Stage 1 or Stage 2."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from segment_anything.modeling import Sam
+
+from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules
+from napari_adaqat.model.build import build_sam, get_spec
+from napari_adaqat.model.checkpoint import describe_model, load_checkpoint_model
+from napari_adaqat.model.loading import load_model
+from napari_adaqat.train.config import TrainConfig
+from napari_adaqat.train.modes import add_adapters, set_stage1_trainable, set_stage2_trainable
+
+
+def run_paths(out: str | Path) -> dict[str, Path]:
+    root = Path(out)
+    return {
+        "root": root, "last": root / "checkpoints" / "last.safetensors",
+        "best": root / "checkpoints" / "best.safetensors", "progress": root / "progress.jsonl",
+        "split": root / "split.json", "config": root / "config.json", "log": root / "train.log",
+    }
+
+
+def adalora_config(cfg: TrainConfig) -> AdaLoRAConfig:
+    return AdaLoRAConfig(
+        r_init=cfg.r_init, r_target=cfg.r_target, alpha=cfg.alpha, targets=tuple(cfg.targets),
+        init_lambda=cfg.init_lambda, ema_beta=cfg.ema_beta, prune_epochs=tuple(cfg.prune_epochs),
+        budget=cfg.budget, ortho_weight=cfg.ortho_weight, lambda_grad_clip=cfg.lambda_grad_clip,
+    )
+
+
+def _start_weights(cfg: TrainConfig) -> tuple[Sam, dict]:
+    if cfg.checkpoint is None:
+        if cfg.mode != "full":
+            raise ValueError(f"--mode {cfg.mode} needs pretrained weights: pass --checkpoint (e.g. sam_vit_b_01ec64.pth)")
+        return build_sam(get_spec(cfg.model_type, cfg.image_size)), {"source": "random init"}
+    sam, meta = load_model(cfg.checkpoint, model_type=cfg.model_type, image_size=cfg.image_size)
+    if cfg.image_size and sam.image_encoder.img_size != cfg.image_size:
+        raise ValueError(f"{cfg.checkpoint}: trained at {sam.image_encoder.img_size} px; "
+                         f"--image-size {cfg.image_size} is only supported for official .pth files")
+    return sam, {"source": str(cfg.checkpoint), "source_format": meta.get("format")}
+
+
+def build_stage1(cfg: TrainConfig) -> tuple[Sam, dict, dict]:
+    """Start weights + adapters + trainable flags → (sam, model description, provenance)."""
+    sam, provenance = _start_weights(cfg)
+    existing = adalora_modules(sam)
+    config = adalora_config(cfg)
+    used = add_adapters(sam, cfg.mode, config) if not existing else config
+    set_stage1_trainable(sam, cfg.mode, cfg.train_prompt_encoder)
+    adalora_used = used if (existing or cfg.mode in ("adalora", "lora")) else None
+    return sam, describe_model(sam.spec, adalora_used, None), provenance
+
+
+def build_stage2(cfg: TrainConfig) -> tuple[Sam, dict, dict]:
+    """Stage-1 best checkpoint + INT8 fake quantization; rank masks stay frozen."""
+    from napari_adaqat.model.qat import apply_qat
+
+    if not cfg.from_run and not cfg.checkpoint:
+        raise ValueError("Stage 2 needs --from RUN1 (a Stage-1 run folder) or --checkpoint FILE")
+    source = run_paths(cfg.from_run)["best"] if cfg.from_run else Path(cfg.checkpoint)
+    if not source.is_file():
+        raise ValueError(f"{source}: Stage-1 checkpoint not found")
+    sam, meta = load_checkpoint_model(source)
+    qat = {"variant": cfg.qat_variant}
+    if cfg.quantize_extra:
+        qat["quantize_extra"] = True
+    layers = apply_qat(sam, **qat)
+    set_stage2_trainable(sam, cfg.preset)
+    adalora = meta["model"].get("adalora")
+    description = {**meta["model"], "qat": qat}
+    provenance = {"source": str(source), "stage1_metrics": meta.get("metrics"), "quantized_layers": len(layers),
+                  "adalora": adalora}
+    return sam, description, provenance

@@ -1,0 +1,46 @@
+"""Seeded, reproducible train/val/test split of a dataset's sample names."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+def make_split(names: list[str], seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> dict[str, list[str]]:
+    """Shuffle sorted ``names`` with ``seed`` and cut them 80:10:10 (by default).
+
+    Sorting first makes the split independent of directory listing order.
+    Validation and test each get at least one sample when there are three or more.
+    """
+    ordered = sorted(names)
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    shuffled = [ordered[i] for i in order]
+    n = len(shuffled)
+    n_val = int(round(fractions[1] * n))
+    n_test = int(round(fractions[2] * n))
+    if n >= 3:
+        n_val, n_test = max(n_val, 1), max(n_test, 1)
+    n_train = n - n_val - n_test
+    return {
+        "train": sorted(shuffled[:n_train]),
+        "val": sorted(shuffled[n_train:n_train + n_val]),
+        "test": sorted(shuffled[n_train + n_val:]),
+    }
+
+
+def save_split(split: dict[str, list[str]], path: str | Path, seed: int | None = None) -> None:
+    payload = {k: split[k] for k in SPLITS}
+    if seed is not None:
+        payload["seed"] = seed
+    Path(path).write_text(json.dumps(payload, indent=1))
+
+
+def load_split(path: str | Path) -> dict[str, list[str]]:
+    data = json.loads(Path(path).read_text())
+    missing = [k for k in SPLITS if k not in data]
+    if missing:
+        raise ValueError(f"{path}: split file lacks {missing}")
+    return {k: list(data[k]) for k in SPLITS}

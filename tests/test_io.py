@@ -1,0 +1,231 @@
+"""PNG/TIFF image reading, to_gray01, and binary mask read/write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from skimage.io import imread, imsave
+
+from napari_adaqat.io import (
+    IMAGE_SUFFIXES,
+    ImageData,
+    ImageReadError,
+    is_image_file,
+    read_image,
+    read_mask,
+    to_gray01,
+    write_mask,
+)
+
+CXR = Path(__file__).parent / "data" / "cxr"
+
+
+def save_png(path: Path, arr: np.ndarray) -> Path:
+    imsave(path, arr, check_contrast=False)
+    return path
+
+
+def gradient(dtype=np.uint8, hi: int = 255, shape=(6, 10)) -> np.ndarray:
+    return np.linspace(0, hi, shape[0] * shape[1]).round().astype(dtype).reshape(shape)
+
+
+# ---- to_gray01 ---------------------------------------------------------------------
+
+
+def test_to_gray01_dtypes():
+    u8 = np.array([[0, 51, 255]], np.uint8)
+    np.testing.assert_allclose(to_gray01(u8), [[0.0, 0.2, 1.0]], atol=1e-6)
+    u16 = np.array([[1000, 2000, 3000]], np.uint16)  # min-max, not /65535
+    np.testing.assert_allclose(to_gray01(u16), [[0.0, 0.5, 1.0]], atol=1e-6)
+    np.testing.assert_array_equal(to_gray01(np.array([[True, False]])), [[1.0, 0.0]])
+    inside = np.array([[0.2, 0.7]], np.float64)
+    np.testing.assert_allclose(to_gray01(inside), inside)  # already in [0, 1]: untouched
+    np.testing.assert_allclose(to_gray01(np.array([[-5.0, 0.0, 5.0]])), [[0.0, 0.5, 1.0]])
+    assert to_gray01(np.full((3, 3), 7, np.uint16)).max() == 0.0  # constant -> zeros, no NaN
+    for arr in (u8, u16, inside):
+        assert to_gray01(arr).dtype == np.float32
+
+
+def test_to_gray01_rgb_and_rgba():
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    rgb[..., 1] = 255  # pure green
+    np.testing.assert_allclose(to_gray01(rgb), 0.7154, atol=1e-3)
+    rgba = np.dstack([rgb, np.zeros((2, 2), np.uint8)])  # alpha must be ignored
+    np.testing.assert_allclose(to_gray01(rgba), to_gray01(rgb))
+    with pytest.raises(ValueError):
+        to_gray01(np.zeros((2, 2, 5), np.uint8))
+
+
+# ---- read_image: PNG / TIFF --------------------------------------------------------
+
+
+def test_png_8bit(tmp_path):
+    arr = gradient()
+    img = read_image(save_png(tmp_path / "a.png", arr))
+    assert isinstance(img, ImageData)
+    assert img.pixels.dtype == np.float32 and img.pixels.shape == (6, 10)
+    np.testing.assert_allclose(img.pixels, arr / 255.0, atol=1e-6)
+    assert img.spacing is None and img.meta["format"] == "png" and img.source.endswith("a.png")
+
+
+def test_png_16bit(tmp_path):
+    arr = gradient(np.uint16, 4000) + 100
+    path = save_png(tmp_path / "b.png", arr)
+    assert imread(path).dtype == np.uint16
+    img = read_image(path)
+    assert img.pixels.min() == 0.0 and img.pixels.max() == 1.0
+    np.testing.assert_allclose(img.pixels, (arr - 100) / 4000.0, atol=1e-6)
+
+
+def test_png_rgb_and_rgba_to_gray(tmp_path):
+    gray = gradient()
+    rgb = np.dstack([gray] * 3)
+    rgba = np.dstack([rgb, np.full(gray.shape, 128, np.uint8)])
+    a = read_image(save_png(tmp_path / "rgb.png", rgb))
+    b = read_image(save_png(tmp_path / "rgba.png", rgba))
+    assert a.pixels.shape == b.pixels.shape == (6, 10)
+    np.testing.assert_allclose(a.pixels, gray / 255.0, atol=1e-4)
+    np.testing.assert_allclose(b.pixels, a.pixels, atol=1e-6)
+    assert a.meta["channels"] == 3 and b.meta["channels"] == 4
+
+
+def test_tiff_2d_and_rgb(tmp_path):
+    arr = gradient(np.uint16, 60000)
+    tifffile.imwrite(tmp_path / "g.tif", arr)
+    img = read_image(tmp_path / "g.tif")
+    assert img.meta["format"] == "tiff" and img.pixels.shape == (6, 10)
+    np.testing.assert_allclose(img.pixels, arr / 60000.0, atol=1e-6)
+
+    rgb = np.zeros((6, 10, 3), np.uint8)
+    rgb[..., 2] = 255  # pure blue
+    tifffile.imwrite(tmp_path / "c.tiff", rgb, photometric="rgb")
+    img = read_image(tmp_path / "c.tiff")
+    assert img.pixels.shape == (6, 10)
+    np.testing.assert_allclose(img.pixels, 0.0721, atol=1e-3)
+
+    planar = np.moveaxis(rgb, -1, 0).copy()  # (3, H, W) planar RGB
+    tifffile.imwrite(tmp_path / "p.tif", planar, photometric="rgb", planarconfig="separate")
+    np.testing.assert_allclose(read_image(tmp_path / "p.tif").pixels, img.pixels)
+
+
+def test_tiff_stack_is_refused(tmp_path):
+    stack = np.zeros((5, 6, 10), np.uint8)
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, stack)
+    expected = r"is a 3-D stack \(5 planes\); give a single 2-D image"
+    with pytest.raises(ImageReadError, match=expected) as err:
+        read_image(path)
+    assert "\n" not in str(err.value) and "stack.tif" in str(err.value)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("bad.png", b"not a png at all"),
+    ("bad.tif", b"II*\0garbage-garbage"),
+    ("bad.xyz", b"whatever"),
+])
+def test_bad_files_give_one_line_errors(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ImageReadError) as err:
+        read_image(path)
+    assert "\n" not in str(err.value) and name in str(err.value)
+
+
+def test_truncated_png(tmp_path):
+    rng = np.random.default_rng(1)
+    path = save_png(tmp_path / "t.png", rng.integers(0, 256, (64, 64), dtype=np.uint8))
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ImageReadError) as err:
+        read_image(path)
+    assert "\n" not in str(err.value) and "t.png" in str(err.value)
+
+
+def test_is_image_file(tmp_path):
+    assert set(IMAGE_SUFFIXES) >= {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
+    assert is_image_file("x/Y.PNG") and is_image_file("a.tiff") and is_image_file("scan.dcm")
+    (tmp_path / "readme.txt").write_text("hello")
+    assert not is_image_file(tmp_path / "readme.txt")
+
+
+# ---- real radiograph ---------------------------------------------------------------
+
+
+def _cxr_pair() -> tuple[Path, Path]:
+    images = sorted((CXR / "images").glob("*.png"))
+    if not images:
+        pytest.skip("no sample radiographs in tests/data/cxr")
+    return images[0], CXR / "masks" / images[0].name
+
+
+def test_real_radiograph_and_mask():
+    image_path, mask_path = _cxr_pair()
+    raw = imread(image_path)
+    img = read_image(image_path)
+    assert img.pixels.dtype == np.float32 and img.pixels.shape == raw.shape[:2]
+    assert 0.0 <= img.pixels.min() < img.pixels.max() <= 1.0
+    mask = read_mask(mask_path)
+    assert mask.dtype == bool and mask.shape == img.pixels.shape
+    assert 0.1 < mask.mean() < 0.6
+
+
+# ---- masks -------------------------------------------------------------------------
+
+
+def test_read_mask_accepts_binary_encodings(tmp_path):
+    ref = np.zeros((5, 7), bool)
+    ref[1:4, 2:6] = True
+    save_png(tmp_path / "m255.png", ref.astype(np.uint8) * 255)
+    save_png(tmp_path / "m1.png", ref.astype(np.uint8))
+    save_png(tmp_path / "rgb.png", np.dstack([ref.astype(np.uint8) * 255] * 3))
+    tifffile.imwrite(tmp_path / "b.tif", ref)
+    for name in ("m255.png", "m1.png", "rgb.png", "b.tif"):
+        out = read_mask(tmp_path / name)
+        assert out.dtype == bool, name
+        np.testing.assert_array_equal(out, ref, err_msg=name)
+    save_png(tmp_path / "empty.png", np.zeros((5, 7), np.uint8))
+    assert not read_mask(tmp_path / "empty.png").any()
+
+
+def test_read_mask_rejects_three_values(tmp_path):
+    arr = np.zeros((4, 4), np.uint8)
+    arr[0, 0], arr[1, 1] = 1, 2
+    path = save_png(tmp_path / "labels.png", arr)
+    with pytest.raises(ImageReadError, match=r"mask is not binary \(found 3 distinct values\)") as err:
+        read_mask(path)
+    assert "labels.png" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".tiff"])
+def test_write_mask_roundtrip_atomic(tmp_path, suffix):
+    labels = np.zeros((9, 11), np.int32)
+    labels[2:5, 3:8] = 1
+    labels[6:8, 1:3] = 7  # labels > 0 count as mask
+    path = write_mask(tmp_path / f"out{suffix}", labels)
+    assert path == tmp_path / f"out{suffix}"
+    raw = imread(path) if suffix == ".png" else tifffile.imread(path)
+    assert raw.dtype == np.uint8 and set(np.unique(raw)) == {0, 255}
+    np.testing.assert_array_equal(read_mask(path), labels > 0)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+
+
+def test_write_mask_refuses_overwrite(tmp_path):
+    path = write_mask(tmp_path / "m.png", np.eye(4, dtype=bool))
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError) as err:
+        write_mask(path, np.ones((4, 4), bool))
+    assert "m.png" in str(err.value) and "\n" not in str(err.value)
+    assert path.read_bytes() == before
+    write_mask(path, np.ones((4, 4), bool), overwrite=True)
+    assert read_mask(path).all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.png"]
+
+
+def test_write_mask_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="unsupported mask format"):
+        write_mask(tmp_path / "m.jpg", np.eye(3))
+    with pytest.raises(ValueError, match="2-D"):
+        write_mask(tmp_path / "m.png", np.zeros((2, 3, 3)))
+    assert list(tmp_path.iterdir()) == []
