@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import json
 import os
+import struct
 from pathlib import Path
 
 import torch
@@ -150,15 +151,48 @@ def export_model(sam: nn.Module, path: str | Path, *, profile: str = "paper", sp
             "float_dtype": meta["float_dtype"], "int8_layers": len(int8_layers)}
 
 
+_MAX_HEADER = 100_000_000
+
+
+def read_safetensors_header(path: str | Path) -> dict:
+    """The JSON header of a safetensors file (tensor index + ``__metadata__``), nothing else read.
+
+    A safetensors file starts with a little-endian u64 header length ``n`` followed by
+    ``{``.  Only when that does not hold are the leading bytes classified: a zip archive
+    (``torch.save``) or a pickle (protocol 2-5) is refused with "is a pickle/zip file";
+    nothing is ever unpickled.  (A bare "first byte is 0x80" test is wrong: 0x80 is also
+    the low byte of every header length = 128 mod 256.)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: model file not found")
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(9)
+        n = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else -1
+        if not (2 <= n <= min(size - 8, _MAX_HEADER) and head[8:9] == b"{"):
+            if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"):
+                raise ModelLoadError(f"{path}: is a pickle/zip file; only safetensors model files are accepted")
+            if size < 9:
+                raise ModelLoadError(f"{path}: truncated or empty file ({size} bytes)")
+            raise ModelLoadError(f"{path}: not a safetensors file, or truncated (bad header length)")
+        fh.seek(8)
+        try:
+            header = json.loads(fh.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ModelLoadError(f"{path}: not a safetensors file, or corrupt (unreadable header)") from None
+    if not isinstance(header, dict):
+        raise ModelLoadError(f"{path}: not a safetensors file (header is not a JSON object)")
+    return header
+
+
 def read_model_metadata(path: str | Path) -> dict:
     """Validated ``adaqat`` metadata of a model file (no tensor is read, nothing unpickled).
 
     Raises :class:`ModelLoadError` (one line) for pickles/zip archives (checked on the
     leading bytes first), broken headers, and a missing/unknown format or version.
     """
-    from napari_adaqat.model.loading import safetensors_metadata
-
-    raw = safetensors_metadata(path)
+    raw = read_safetensors_header(path).get("__metadata__") or {}
     if META_KEY not in raw:
         raise ModelLoadError(f"{path}: not an adaqat model file (no {META_KEY!r} metadata; format missing)")
     try:

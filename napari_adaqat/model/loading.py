@@ -3,7 +3,6 @@ or an official SAM ``.pth`` checkpoint."""
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 from segment_anything.modeling import Sam
@@ -23,27 +22,15 @@ def default_model_path(baseline: bool = False) -> Path:
 
 
 def safetensors_metadata(path: str | Path) -> dict:
-    """Read the JSON header's ``__metadata__`` of a safetensors file without loading tensors.
+    """The ``__metadata__`` of a safetensors file, without loading tensors.
 
-    Refuses pickles/zip archives by their leading bytes before anything is parsed.
+    Pickles and zip archives are refused by their leading bytes before anything is parsed.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: model file not found")
-    with path.open("rb") as fh:
-        head = fh.read(8)
-        if head[:1] == b"\x80" or head[:2] == b"PK":
-            raise ModelLoadError(f"{path}: is a pickle/zip file; only safetensors model files are accepted")
-        if len(head) < 8:
-            raise ModelLoadError(f"{path}: truncated or empty file")
-        (n,) = struct.unpack("<Q", head)
-        if n > 100_000_000 or n > path.stat().st_size - 8:
-            raise ModelLoadError(f"{path}: not a safetensors file (bad header length)")
-        try:
-            header = json.loads(fh.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ModelLoadError(f"{path}: not a safetensors file (unreadable header)") from None
-    return header.get("__metadata__", {}) if isinstance(header, dict) else {}
+    from napari_adaqat.model.export import read_safetensors_header
+
+    header = read_safetensors_header(path)
+    meta = header.get("__metadata__", {})
+    return meta if isinstance(meta, dict) else {}
 
 
 def load_model(path: str | Path | None = None, *, model_type: str = "vit_b", image_size: int | None = None,

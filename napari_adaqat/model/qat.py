@@ -13,9 +13,10 @@ prompt encoder has **no** ``nn.Linear``; its Embedding/Conv weights can optional
 fake-quantized (``quantize_prompt_encoder=True``).
 
 ``quantize_extra=True`` (off by default, not in the paper) also fake-quantizes the biases
-of the quantized layers and the conv weights/biases of the encoder (``patch_embed``,
-``neck``) and decoder (``output_upscaling``), so that the exported file may store them as
-INT8 too (smaller file; see ``export.py``).
+of the quantized layers, the conv weights/biases of the encoder (``patch_embed``,
+``neck``) and decoder (``output_upscaling``) and the encoder's position tensors
+(``pos_embed``, ``rel_pos_h``/``rel_pos_w``), so that the exported file may store them as
+INT8 too: only what the network saw fake-quantized is stored INT8 (see ``export.py``).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import re
 
 import torch
 import torch.nn.functional as F
+from segment_anything.modeling.image_encoder import Attention, ImageEncoderViT
 from torch import Tensor, nn
 
 QMAX = 127
@@ -102,22 +104,53 @@ class QuantConvTranspose2d(_QuantMixin, nn.ConvTranspose2d):
                                   self.output_padding, self.groups, self.dilation)
 
 
-class QuantEmbedding(_QuantMixin, nn.Embedding):
-    """``nn.Embedding`` whose ``.weight`` reads back fake-quantized.
+def _quant_view(name: str) -> property:
+    """A read-only attribute returning the fake-quantized Parameter ``name``."""
+    return property(lambda self: fake_quant_int8(self._parameters[name]),
+                    doc=f"fake_quant_int8 of the Parameter {name!r} (kept in _parameters)")
 
-    SAM's prompt encoder uses ``embedding.weight`` directly (never ``forward``), so the
-    attribute itself is overridden; the trainable Parameter stays in ``_parameters``
-    (state dict key ``weight`` unchanged, ``named_parameters`` unchanged).
+
+class _ViewQuantMixin(_QuantMixin):
+    """For modules whose forward (or whose owner) reads the Parameter attribute directly.
+
+    The attributes in ``_quant_params`` read back fake-quantized; the trainable
+    Parameters stay in ``_parameters`` (state-dict keys and ``named_parameters``
+    unchanged).
     """
 
-    @property  # type: ignore[override]
-    def weight(self) -> Tensor:  # (num_embeddings, dim)
-        return fake_quant_int8(self._parameters["weight"])
+    _quant_params: tuple[str, ...] = ()
+
+    def quantized_tensor_names(self) -> tuple[str, ...]:
+        return tuple(n for n in self._quant_params if self._parameters.get(n) is not None)  # type: ignore[attr-defined]
+
+
+class QuantEmbedding(_ViewQuantMixin, nn.Embedding):
+    """``nn.Embedding`` whose ``.weight`` (num_embeddings, dim) reads back fake-quantized
+    (SAM's prompt encoder uses ``embedding.weight`` directly, never ``forward``)."""
+
+    _quant_params = ("weight",)
+    weight = _quant_view("weight")  # type: ignore[assignment]
+
+
+class QuantAttention(_ViewQuantMixin, Attention):
+    """Encoder attention whose ``rel_pos_h``/``rel_pos_w`` ((2S-1), head_dim) read back
+    fake-quantized (``quantize_extra``); its ``qkv`` stays FP32, its ``proj`` is a QuantLinear."""
+
+    _quant_params = ("rel_pos_h", "rel_pos_w")
+    rel_pos_h = _quant_view("rel_pos_h")
+    rel_pos_w = _quant_view("rel_pos_w")
+
+
+class QuantImageEncoderViT(_ViewQuantMixin, ImageEncoderViT):
+    """Image encoder whose ``pos_embed`` (1, E, E, C) reads back fake-quantized (``quantize_extra``)."""
+
+    _quant_params = ("pos_embed",)
+    pos_embed = _quant_view("pos_embed")
 
 
 _SWAP: dict[type, type] = {
-    nn.Linear: QuantLinear, nn.Conv2d: QuantConv2d,
-    nn.ConvTranspose2d: QuantConvTranspose2d, nn.Embedding: QuantEmbedding,
+    nn.Linear: QuantLinear, nn.Conv2d: QuantConv2d, nn.ConvTranspose2d: QuantConvTranspose2d,
+    nn.Embedding: QuantEmbedding, Attention: QuantAttention, ImageEncoderViT: QuantImageEncoderViT,
 }
 QUANT_CLASSES = tuple(_SWAP.values())
 
@@ -158,12 +191,24 @@ def quantize_targets(sam: nn.Module, variant: str = "full") -> list[str]:
 
 
 def extra_targets(sam: nn.Module, variant: str = "full") -> list[str]:
-    """Conv layers fake-quantized by ``quantize_extra``: encoder ``patch_embed``/``neck``
-    convs (variant ``full``) and the decoder's ``output_upscaling`` transposed convs."""
+    """Modules fake-quantized in addition by ``quantize_extra`` (``named_modules`` order).
+
+    Variant ``full``: the image encoder itself (``pos_embed``), every block's ``attn``
+    (``rel_pos_h``/``rel_pos_w``) and the encoder convs (``patch_embed.proj``, ``neck``);
+    both variants: the decoder's ``output_upscaling`` transposed convs.  (The biases of
+    all quantized Linears/convs are added by :func:`apply_qat`.)
+    """
     _check_variant(variant)
-    parts = ("mask_decoder.",) if variant == "decoder" else ("image_encoder.", "mask_decoder.")
-    return [n for n, m in sam.named_modules()
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and n.startswith(parts)]
+    out = []
+    for n, m in sam.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            if n.startswith("mask_decoder.") or (variant == "full" and n.startswith("image_encoder.")):
+                out.append(n)
+        elif variant == "full" and isinstance(m, ImageEncoderViT) and n == "image_encoder":
+            out.append(n)
+        elif variant == "full" and isinstance(m, Attention) and n.startswith("image_encoder.") and m.use_rel_pos:
+            out.append(n)
+    return out
 
 
 def prompt_encoder_targets(sam: nn.Module) -> list[str]:

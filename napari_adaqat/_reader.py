@@ -1,0 +1,46 @@
+"""napari reader contribution: DICOM radiographs (``.dcm``, ``.dicom`` or extension-less).
+
+The manifest offers this reader for every file name (pattern ``*``) so that DICOM files
+without an extension open too; for anything that is not DICOM it returns ``None`` and
+napari moves on to the next reader.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence, Union
+
+from napari_adaqat.io import is_dicom, read_dicom
+
+PathOrPaths = Union[str, Sequence[str]]
+LayerData = tuple[Any, dict, str]
+
+
+def _paths(path: PathOrPaths) -> list[str]:
+    return [os.fspath(path)] if isinstance(path, (str, os.PathLike)) else [os.fspath(p) for p in path]
+
+
+def get_dicom_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | None:
+    """Return :func:`read_dicom_layers` when every path is a DICOM file, else ``None``."""
+    paths = _paths(path)
+    if not paths or not all(os.path.isfile(p) and is_dicom(p) for p in paths):
+        return None
+    return read_dicom_layers
+
+
+def read_dicom_layers(path: PathOrPaths) -> list[LayerData]:
+    """One grayscale Image layer per DICOM file, windowed to [0, 1], scaled by its pixel spacing (mm)."""
+    layers: list[LayerData] = []
+    for p in _paths(path):
+        image = read_dicom(p)
+        kwargs: dict = {
+            "name": Path(p).stem or Path(p).name,
+            "colormap": "gray",
+            "contrast_limits": (0.0, 1.0),
+            "metadata": {"source": image.source, "spacing_mm": image.spacing, **image.meta},
+        }
+        if image.spacing is not None:
+            kwargs["scale"] = tuple(float(s) for s in image.spacing)
+            kwargs["units"] = ("mm", "mm")
+        layers.append((image.pixels, kwargs, "image"))
+    return layers

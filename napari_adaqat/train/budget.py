@@ -1,0 +1,94 @@
+"""What ``adaqat info`` reports: parameter budgets of presets and contents of files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, count_adapter_parameters
+from napari_adaqat.model.build import build_sam, get_spec, parameter_breakdown
+from napari_adaqat.train.modes import add_adapters, set_stage1_trainable, set_stage2_trainable, trainable_count
+
+
+def _effective_trainable(sam, nominal_trainable: int, adapters: dict) -> int:
+    """Trainable count when pruned adapter components are not counted."""
+    if not adapters:
+        return nominal_trainable
+    counts = count_adapter_parameters(sam)
+    return nominal_trainable - counts["nominal"] + counts["effective"]
+
+
+def preset_report(name: str, mode: str | None = None, image_size: int | None = None,
+                  config: AdaLoRAConfig | None = None) -> dict:
+    """Parameter budget of a preset in a training mode, without training (random weights)."""
+    spec = get_spec(name, image_size)
+    sam = build_sam(spec)
+    report: dict = {"preset": name, "image_size": spec.image_size, "parameters": parameter_breakdown(sam)}
+    if mode is None:
+        return report
+    config = config or AdaLoRAConfig()
+    stage1_mode = "adalora" if mode == "qat" else mode
+    used = add_adapters(sam, stage1_mode, config)
+    set_stage1_trainable(sam, stage1_mode)
+    adapters = adalora_modules(sam)
+    nominal = trainable_count(sam)
+    report["mode"] = mode
+    report["total_with_adapters"] = sum(p.numel() for p in sam.parameters())
+    if adapters:
+        counts = count_adapter_parameters(sam)
+        r_eff = used.r_init if used.fixed_rank else used.r_target
+        per_module = sum(m.n_parts * r_eff * (m.d_in + m.d_out_part + 1) for m in adapters.values())
+        report["adapters"] = {"modules": len(adapters), "r_init": used.r_init, "r_target": r_eff,
+                              "nominal": counts["nominal"], "effective_after_pruning": per_module}
+        effective = nominal - counts["nominal"] + per_module
+    else:
+        effective = nominal
+    report["trainable"] = {"nominal": nominal, "effective": effective,
+                           "fraction_of_total": round(nominal / report["parameters"]["total"], 5)}
+    if mode == "qat":
+        from napari_adaqat.model.compression import arithmetic_compression
+        from napari_adaqat.model.qat import apply_qat
+
+        layers = apply_qat(sam, "full")
+        report["quantized_linears"] = len(layers)
+        report["prompt_encoder_linears"] = 0
+        for preset in ("paper", "authors"):
+            set_stage2_trainable(sam, preset)
+            report[f"stage2_trainable_{preset}"] = trainable_count(sam)
+        report["compression"] = arithmetic_compression(spec)
+    return report
+
+
+def file_report(path: Path, model_type: str = "vit_b", quant_report_dir: str | None = None) -> dict:
+    """Report on a model file, a checkpoint, or a run folder (its best checkpoint)."""
+    from napari_adaqat.model.loading import load_model
+
+    if path.is_dir():
+        path = path / "checkpoints" / "best.safetensors"
+    sam, meta = load_model(path, model_type=model_type)
+    report: dict = {"file": str(path), "bytes": path.stat().st_size, "format": meta.get("format"),
+                    "parameters": parameter_breakdown(sam)}
+    adapters = adalora_modules(sam)
+    if adapters:
+        counts = count_adapter_parameters(sam)
+        report["adapters"] = {"nominal": counts["nominal"], "effective": counts["effective"],
+                              "ranks": counts["per_module_rank"]}
+    if meta.get("format") == "adaqat-checkpoint":
+        report["epoch"] = meta.get("epoch")
+        report["metrics"] = meta.get("metrics")
+        report["trainable_in_run"] = {"stage": meta.get("stage"), "mode": meta.get("config", {}).get("mode")}
+    for key in ("profile", "int8_layers", "provenance", "metrics"):
+        if key in meta and key not in report:
+            value = meta[key]
+            report[key] = len(value) if key == "int8_layers" else value
+    try:
+        from napari_adaqat.model.compression import file_compression
+
+        report["compression"] = file_compression(path, sam.spec)
+    except (ImportError, ValueError, KeyError) as exc:
+        report["compression"] = {"error": str(exc)}
+    if quant_report_dir:
+        from napari_adaqat.model.quant_report import quantization_report
+
+        report["quant_report"] = quantization_report(sam, quant_report_dir)
+    return json.loads(json.dumps(report, default=str))
+

@@ -1,0 +1,150 @@
+"""napari layer helpers for the Segment dock: image planes, box coordinates, output layers."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+
+from napari_adaqat.io import to_gray01
+
+if TYPE_CHECKING:
+    import napari
+
+BOXES = "boxes"
+MASK = "lung mask"
+SSIM = "SSIM"
+DELTA = "ΔSSIM"
+OUTPUT_NAMES = (MASK, SSIM, DELTA)
+
+
+def delta_colormap():
+    """Diverging red (baseline better, −1) → transparent (0) → green (model better, +1)."""
+    from napari.utils.colormaps import Colormap
+
+    colors = [[0.84, 0.15, 0.16, 1.0], [1.0, 1.0, 1.0, 0.0], [0.10, 0.66, 0.22, 1.0]]
+    return Colormap(colors=colors, controls=[0.0, 0.5, 1.0], name="adaqat ΔSSIM (red-clear-green)")
+
+
+def _base_data(layer: Any) -> Any:
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def image_plane(layer: "napari.layers.Image", index: Optional[int]) -> tuple[np.ndarray, Optional[int]]:
+    """Gray float32 (H, W) in [0, 1] of a 2-D image, RGB(A) image, or plane ``index`` of a 3-D stack.
+
+    Returns ``(plane, plane_index)`` with ``plane_index`` None for 2-D images.
+    """
+    data = _base_data(layer)
+    ndim = layer.ndim  # spatial dims (RGB channel excluded)
+    if ndim == 2:
+        return to_gray01(np.asarray(data)), None
+    if ndim == 3:
+        n = data.shape[0]
+        z = int(np.clip(0 if index is None else index, 0, n - 1))
+        return to_gray01(np.asarray(data[z])), z
+    raise ValueError(f"layer {layer.name!r} has {ndim} dimensions; give a 2-D image or a 3-D stack")
+
+
+def plane_shape(layer: "napari.layers.Image") -> tuple[int, int]:
+    """(H, W) of one plane of ``layer``."""
+    shape = _base_data(layer).shape
+    return tuple(shape[-3:-1]) if layer.rgb else tuple(shape[-2:])  # type: ignore[return-value]
+
+
+def current_plane(viewer: "napari.viewer.Viewer", layer: "napari.layers.Image") -> Optional[int]:
+    """The stack plane the viewer shows now (None for 2-D images)."""
+    if layer.ndim < 3:
+        return None
+    world = np.asarray(viewer.dims.point)[-layer.ndim:]
+    return int(round(float(layer.world_to_data(world)[0])))
+
+
+def box_in_pixels(boxes: "napari.layers.Shapes", index: int,
+                  image: "napari.layers.Image") -> tuple[np.ndarray, Optional[int]]:
+    """Bounding box of shape ``index`` as xyxy pixels of ``image``, and its plane for stacks."""
+    verts = np.asarray(boxes.data[index], dtype=np.float64)
+    world = np.array([boxes.data_to_world(v) for v in verts])
+    nd = image.ndim
+    if world.shape[1] < nd:
+        world = np.concatenate([np.zeros((len(world), nd - world.shape[1])), world], axis=1)
+    pix = np.array([image.world_to_data(w[-nd:]) for w in world])
+    h, w = plane_shape(image)
+    rows, cols = np.clip(pix[:, -2], 0, h - 1), np.clip(pix[:, -1], 0, w - 1)
+    box = np.array([cols.min(), rows.min(), cols.max(), rows.max()])
+    plane = int(round(float(pix[:, 0].mean()))) if nd == 3 else None
+    return box, plane
+
+
+def _placement(image: "napari.layers.Image") -> dict:
+    return {"scale": tuple(image.scale), "translate": tuple(image.translate)}
+
+
+def ensure_boxes(viewer: "napari.viewer.Viewer", image: "napari.layers.Image") -> "napari.layers.Shapes":
+    """The Shapes layer ``boxes`` (created over ``image`` if absent), active, in rectangle mode."""
+    if BOXES in viewer.layers and viewer.layers[BOXES].ndim == image.ndim:
+        layer = viewer.layers[BOXES]
+    else:
+        if BOXES in viewer.layers:
+            viewer.layers.remove(BOXES)
+        layer = viewer.add_shapes(ndim=image.ndim, name=BOXES, edge_color="yellow", face_color="transparent",
+                                  edge_width=max(2.0, plane_shape(image)[1] / 200), **_placement(image))
+    layer.current_edge_color = "yellow"
+    layer.current_face_color = "transparent"
+    viewer.layers.selection.active = layer
+    layer.mode = "add_rectangle"
+    return layer
+
+
+def _upsert(viewer: "napari.viewer.Viewer", name: str, kind: str, data: np.ndarray, **kwargs: Any):
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        if layer._type_string == kind and layer.data.shape == data.shape:
+            layer.data = data
+            for key in ("scale", "translate"):
+                setattr(layer, key, kwargs[key])
+            layer.metadata.update(kwargs.get("metadata", {}))
+            return layer
+        viewer.layers.remove(name)
+    add = viewer.add_labels if kind == "labels" else viewer.add_image
+    return add(data, name=name, **kwargs)
+
+
+def _into_stack(viewer, name: str, image, plane: np.ndarray, index: Optional[int], dtype) -> np.ndarray:
+    """For stacks, the full-stack array with ``plane`` written at ``index`` (others kept)."""
+    if index is None:
+        return plane.astype(dtype, copy=False)
+    shape = (_base_data(image).shape[0], *plane.shape)
+    old = viewer.layers[name].data if name in viewer.layers else None
+    stack = np.array(old, dtype=dtype) if old is not None and old.shape == shape else np.zeros(shape, dtype)
+    stack[index] = plane
+    return stack
+
+
+def show_result(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", result: Any) -> None:
+    """Write a SegmentResult to the ``lung mask``, ``SSIM`` and ``ΔSSIM`` layers (boxes stay on top)."""
+    place = _placement(image)
+    z = result.slice_index
+    meta = {"box_xyxy": result.box.tolist(), "slice": z, "summary": result.summary()}
+    mask = _into_stack(viewer, MASK, image, result.mask.astype(np.uint8), z, np.uint8)
+    new = MASK not in viewer.layers
+    layer = _upsert(viewer, MASK, "labels", mask, metadata=meta, **place)
+    if new:
+        layer.opacity = 0.45
+    layer.metadata.update(meta)
+    if result.ssim is not None:
+        ssim = _into_stack(viewer, SSIM, image, result.ssim, z, np.float32)
+        new = SSIM not in viewer.layers
+        layer = _upsert(viewer, SSIM, "image", ssim, colormap="viridis", contrast_limits=(0.0, 1.0),
+                        blending="translucent", metadata=meta, **place)
+        layer.contrast_limits = (0.0, 1.0)
+        if new:
+            layer.opacity, layer.visible = 0.6, False  # shown on demand; the mean is in the status line
+    if result.delta is not None:
+        delta = _into_stack(viewer, DELTA, image, result.delta, z, np.float32)
+        layer = _upsert(viewer, DELTA, "image", delta, colormap=delta_colormap(), contrast_limits=(-1.0, 1.0),
+                        blending="translucent", metadata=meta, **place)
+        layer.contrast_limits = (-1.0, 1.0)
+    if BOXES in viewer.layers:
+        boxes = viewer.layers[BOXES]
+        viewer.layers.move(viewer.layers.index(boxes), len(viewer.layers))
+        viewer.layers.selection.active = boxes

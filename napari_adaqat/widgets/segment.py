@@ -1,0 +1,258 @@
+"""The "Segment lungs (AdaLoRA-QAT)" dock: draw a box, get a lung mask plus SSIM/ΔSSIM trust maps.
+
+Model loading, embedding and prediction run in napari worker threads, one job at a time; a new
+request of the same kind replaces a queued one, so the UI never blocks and never piles up work.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
+from napari.layers import Image, Labels
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error
+
+from napari_adaqat.model.build import PRESETS
+from napari_adaqat.widgets import _layers as L
+from napari_adaqat.widgets._engine import Engine, ModelSpec, SegmentResult
+
+if TYPE_CHECKING:
+    import napari
+
+MODEL_FILTER = "Model files (*.safetensors *.pth *.pt)"
+_DEFAULT, _FILE, _NONE = "default", "file", "none"
+
+
+class SegmentWidget(Container):
+    """Dock widget: image, model, baseline, reference and device choices; boxes drive predictions."""
+
+    def __init__(self, viewer: "napari.viewer.Viewer", *, model_path: str | Path | None = None,
+                 baseline_path: str | Path | None = None, use_baseline: bool = True,
+                 model_type: str = "vit_b", device: str = "auto") -> None:
+        super().__init__(labels=True)
+        self.viewer = viewer
+        self.engine = Engine()
+        self.last_result: Optional[SegmentResult] = None
+        self.last_error: Optional[str] = None
+        self._queue: dict[str, tuple[Callable[[], Any], Callable[[Any], None], str]] = {}
+        self._worker: Any = None
+        self._boxes: Any = None
+        self._last_box_index: Optional[int] = None
+
+        self._help = Label(value="Draw a rectangle around both lungs in the 'boxes' layer.")
+        self.image = ComboBox(label="image", choices=self._image_choices)
+        self.model = ComboBox(label="model", value=_FILE if model_path else _DEFAULT,
+                              choices=[("bundled INT8 default", _DEFAULT), ("model file…", _FILE)])
+        self.model_file = FileEdit(label="model file", mode="r", filter=MODEL_FILTER,
+                                   value=str(model_path or ""))
+        self.baseline = ComboBox(label="baseline", choices=[("bundled FP32 default", _DEFAULT),
+                                                            ("model file…", _FILE), ("none", _NONE)],
+                                 value=_NONE if not use_baseline else (_FILE if baseline_path else _DEFAULT))
+        self.baseline_file = FileEdit(label="baseline file", mode="r", filter=MODEL_FILTER,
+                                      value=str(baseline_path or ""))
+        self.model_type = ComboBox(label=".pth architecture", choices=list(PRESETS), value=model_type,
+                                   tooltip="architecture of official SAM .pth checkpoints")
+        self.reference = ComboBox(label="reference", choices=self._reference_choices, nullable=True,
+                                  tooltip="a ground-truth or corrected Labels layer: enables ΔSSIM and Dice")
+        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value=device)
+        self.rerun = PushButton(text="Segment last box again")
+        self.progress = ProgressBar(label="", min=0, max=0, visible=False)
+        self.status = Label(label="status", value="Choose an image.")
+        self.extend([self._help, self.image, self.model, self.model_file, self.baseline, self.baseline_file,
+                     self.model_type, self.reference, self.device, self.rerun, self.progress, self.status])
+        for w in (self._help, self.status):
+            w.native.setWordWrap(True)
+        self.status.native.setMinimumWidth(260)
+        self._update_visibility()
+
+        self.image.changed.connect(self._on_image_changed)
+        for w in (self.model, self.model_file, self.baseline, self.baseline_file, self.model_type, self.device):
+            w.changed.connect(self._on_model_changed)
+        self.reference.changed.connect(lambda _=None: self.segment_last_box())
+        self.rerun.changed.connect(lambda _=None: self.segment_last_box())
+        events = viewer.layers.events
+        for ev in (events.inserted, events.removed, events.reordered):
+            ev.connect(self._on_layers_changed)
+        self.reset_choices()
+        if self.image.value is not None:
+            self._on_image_changed(self.image.value)
+
+    # ----------------------------------------------------------------- choices
+    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
+        return [(ly.name, ly) for ly in self.viewer.layers
+                if isinstance(ly, Image) and ly.name not in L.OUTPUT_NAMES]
+
+    def _reference_choices(self, _widget: Any = None) -> list[tuple[str, Labels]]:
+        return [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, Labels) and ly.name != L.MASK]
+
+    def _on_layers_changed(self, event: Any = None) -> None:
+        if self._boxes is not None and self._boxes not in self.viewer.layers:
+            self._boxes = None
+        self.reset_choices()
+
+    def _update_visibility(self) -> None:
+        self.model_file.visible = self.model.value == _FILE
+        self.baseline_file.visible = self.baseline.value == _FILE
+        self.model_type.visible = _FILE in (self.model.value, self.baseline.value)
+
+    # ------------------------------------------------------------------ specs
+    def model_spec(self) -> ModelSpec:
+        """The chosen model (raises ValueError when a file is asked for but not given)."""
+        return self._spec(self.model.value, self.model_file.value, baseline=False)
+
+    def baseline_spec(self) -> Optional[ModelSpec]:
+        """The chosen baseline, or None."""
+        if self.baseline.value == _NONE:
+            return None
+        return self._spec(self.baseline.value, self.baseline_file.value, baseline=True)
+
+    def _spec(self, choice: str, file: Any, baseline: bool) -> ModelSpec:
+        if choice == _DEFAULT:
+            return ModelSpec(None, baseline=baseline)
+        path = Path(str(file or ""))
+        if not str(file or "").strip() or not path.is_file():
+            what = "baseline" if baseline else "model"
+            raise ValueError(f"choose a {what} file (.safetensors or SAM .pth); {path} is not a file")
+        return ModelSpec(path, baseline=baseline, model_type=self.model_type.value)
+
+    def _device(self) -> str:
+        from napari_adaqat.cli.common import resolve_device
+
+        return resolve_device(self.device.value)
+
+    # ------------------------------------------------------------------- jobs
+    @property
+    def busy(self) -> bool:
+        """True while a job runs or waits."""
+        return self._worker is not None or bool(self._queue)
+
+    def _submit(self, kind: str, fn: Callable[[], Any], on_done: Callable[[Any], None], text: str) -> None:
+        self._queue[kind] = (fn, on_done, text)  # replaces a queued job of the same kind
+        self._pump()
+
+    def _pump(self) -> None:
+        if self._worker is not None or not self._queue:
+            if not self.busy:
+                self.progress.visible = False
+            return
+        kind = "embed" if "embed" in self._queue else next(iter(self._queue))
+        fn, on_done, text = self._queue.pop(kind)
+        self.status.value = text
+        self.progress.visible = True
+        worker = create_worker(fn, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(on_done)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        worker.start()
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self._pump()
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self.status.value = f"Error: {exc}"
+        show_error(f"AdaLoRA-QAT: {exc}")
+
+    def _fail(self, message: str) -> None:
+        self.last_error = message
+        self.status.value = message
+        show_error(f"AdaLoRA-QAT: {message}")
+
+    # ---------------------------------------------------------------- actions
+    def _on_model_changed(self, _value: Any = None) -> None:
+        self._update_visibility()
+        if self.image.value is not None:
+            self.start_embedding()
+
+    def _on_image_changed(self, layer: Optional[Image]) -> None:
+        if layer is None:
+            self.status.value = "Choose an image."
+            return
+        self._attach_boxes(layer)
+        self.start_embedding()
+
+    def _attach_boxes(self, image: Image) -> None:
+        boxes = L.ensure_boxes(self.viewer, image)
+        if boxes is not self._boxes:
+            boxes.events.data.connect(self._on_boxes_data)
+            self._boxes = boxes
+
+    def start_embedding(self) -> None:
+        """Embed the chosen image (current plane) with the model and baseline, in a worker."""
+        layer = self.image.value
+        if layer is None:
+            return
+        try:
+            model, base, device = self.model_spec(), self.baseline_spec(), self._device()
+            plane, _z = L.image_plane(layer, L.current_plane(self.viewer, layer))
+        except ValueError as exc:
+            self.status.value = f"Not ready: {exc}"
+            return
+        missing = [s.label() for s in (model, base) if s is not None and not s.resolved().is_file()]
+        if missing:
+            self.status.value = f"Not installed: {', '.join(missing)}. Choose a model file."
+            return
+
+        def done(seconds: float) -> None:
+            self.status.value = f"Embedded in {seconds:.1f} s ({device}). Draw a box in 'boxes'."
+
+        self._submit("embed", lambda: self.engine.embed(plane, model, base, device), done,
+                     f"Embedding '{layer.name}' with {model.label()} on {device}… (busy)")
+
+    def _on_boxes_data(self, event: Any) -> None:
+        action = str(getattr(event, "action", "added"))
+        if action not in ("added", "changed") or self._boxes is None or len(self._boxes.data) == 0:
+            return
+        indices = tuple(getattr(event, "data_indices", ()) or (-1,))
+        index = int(indices[-1])
+        self.segment_shape(index if index >= 0 else len(self._boxes.data) + index)
+
+    def segment_last_box(self) -> None:
+        """Run the most recent box again (e.g. after choosing another reference)."""
+        if self._boxes is not None and self._last_box_index is not None:
+            if self._last_box_index < len(self._boxes.data):
+                self.segment_shape(self._last_box_index)
+
+    def segment_shape(self, index: int) -> None:
+        """Predict the lung mask for shape ``index`` of the ``boxes`` layer, in a worker."""
+        image, boxes = self.image.value, self._boxes
+        if image is None or boxes is None:
+            self._fail("choose an image layer first")
+            return
+        try:
+            box, z = L.box_in_pixels(boxes, index, image)
+            plane, z = L.image_plane(image, z)
+            ref = self._reference_plane(z, plane.shape)
+            model, base, device = self.model_spec(), self.baseline_spec(), self._device()
+        except ValueError as exc:
+            self._fail(str(exc))
+            return
+        if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+            self.status.value = "Box too small (or outside the image); draw it around both lungs."
+            return
+        self._last_box_index = index
+
+        def done(result: SegmentResult) -> None:
+            if image not in self.viewer.layers:
+                return
+            self.last_result = result
+            L.show_result(self.viewer, image, result)
+            self.status.value = result.summary()
+
+        self._submit("predict", lambda: self.engine.segment(plane, box, model, base, device, ref, z), done,
+                     f"Segmenting with {model.label()}… (busy)")
+
+    def _reference_plane(self, z: Optional[int], shape: tuple[int, int]) -> Optional[np.ndarray]:
+        layer = self.reference.value
+        if layer is None:
+            return None
+        data = np.asarray(layer.data[0] if layer.multiscale else layer.data)
+        if data.ndim == 3 and z is not None:
+            data = data[min(z, data.shape[0] - 1)]
+        if data.shape != shape:
+            raise ValueError(f"reference {layer.name!r} has shape {data.shape}, the image plane {shape}")
+        return data

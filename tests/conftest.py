@@ -1,0 +1,27 @@
+"""Shared fixtures: small real radiographs and tiny random SAM checkpoints."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+DATA = Path(__file__).parent / "data"
+CXR = DATA / "cxr"
+
+
+@pytest.fixture(scope="session")
+def cxr_dir() -> Path:
+    """4 real CC-BY radiographs with lung masks (test split of the default model)."""
+    return CXR
+
+
+@pytest.fixture(scope="session")
+def nano_pth(tmp_path_factory) -> Path:
+    """An official-format SAM .pth of the vit_nano preset with random weights."""
+    from napari_adaqat.model.build import build_sam
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "nano.pth"
+    torch.save(build_sam("vit_nano").state_dict(), path)
+    return path

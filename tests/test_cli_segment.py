@@ -1,0 +1,81 @@
+import csv
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_adaqat.cli import main
+from napari_adaqat.io import read_mask
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.name: hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture()
+def input_folder(tmp_path, cxr_dir):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for path in sorted((cxr_dir / "images").glob("*.png"))[:3]:
+        shutil.copy(path, folder / path.name)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    return folder
+
+
+def _rows(out: Path) -> list[dict]:
+    with (out / "results.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_segment_folder_with_a_corrupt_file(input_folder, tmp_path, nano_pth, capsys):
+    before = _snapshot(input_folder)
+    out = tmp_path / "masks"
+    args = [str(input_folder), "--out", str(out), "--model", str(nano_pth), "--model-type", "vit_nano", "--device", "cpu"]
+    code = main(["segment", *args])
+    assert code != 0
+    rows = _rows(out)
+    assert [r["status"] for r in rows].count("ok") == 3
+    errors = [r for r in rows if r["status"] == "error"]
+    assert len(errors) == 1 and "broken.png" in errors[0]["file"] and errors[0]["error"]
+    assert set(rows[0]) >= {"file", "status", "error", "box", "area_px", "seconds"}
+    masks = sorted(out.glob("*_mask.png"))
+    assert len(masks) == 3
+    for row in rows:
+        if row["status"] == "ok":
+            mask = read_mask(row["mask"])
+            assert mask.shape[0] > 100 and int(row["area_px"]) == int(mask.sum())
+    err = capsys.readouterr().err
+    assert "broken.png" in err
+    assert _snapshot(input_folder) == before  # nothing written into the input folder
+    stamps = {m.name: m.stat().st_mtime_ns for m in masks}
+    code = main(["segment", *args])  # rerun: the 3 finished files are skipped
+    assert code != 0
+    assert {m.name: m.stat().st_mtime_ns for m in sorted(out.glob("*_mask.png"))} == stamps
+    assert "3 already done" in capsys.readouterr().out
+    assert _snapshot(input_folder) == before
+
+
+def test_boxes_csv_and_refusal_to_write_into_inputs(input_folder, tmp_path, nano_pth, capsys):
+    first = sorted(input_folder.glob("covid*.png"))[0]
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text(f"file,x0,y0,x1,y1\n{first.name},10,20,200,300\n")
+    out = tmp_path / "out"
+    code = main(["segment", str(first), "--out", str(out), "--boxes", str(boxes), "--model", str(nano_pth),
+                 "--model-type", "vit_nano"])
+    assert code == 0
+    assert _rows(out)[0]["box"] == "10.0 20.0 200.0 300.0"
+    code = main(["segment", str(input_folder), "--out", str(input_folder / "sub"), "--model", str(nano_pth),
+                 "--model-type", "vit_nano"])
+    assert code == 2
+    assert "inside the input folder" in capsys.readouterr().err
+    assert not (input_folder / "sub").exists()
+
+
+def test_console_script_help_teaches():
+    result = subprocess.run([sys.executable, "-m", "napari_adaqat", "segment", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "--boxes" in result.stdout and "results.csv" in result.stdout

@@ -1,0 +1,49 @@
+import numpy as np
+import torch
+from segment_anything import SamPredictor
+
+from napari_adaqat.inference.predictor import BoxPredictor, EmbeddingCache
+from napari_adaqat.io import read_image
+from napari_adaqat.model.build import build_sam
+
+
+def _image(cxr_dir):
+    return read_image(next((cxr_dir / "images").glob("*5782ae15.png"))).pixels
+
+
+def test_identical_to_stock_sam_predictor(cxr_dir):
+    torch.manual_seed(1)
+    sam = build_sam("vit_tiny")
+    image = _image(cxr_dir)
+    boxes = np.array([[40, 60, 470, 480], [10, 10, 300, 400]], dtype=float)
+    ours = BoxPredictor(sam)
+    ours.set_image(image)
+    pred = ours.predict(boxes)
+    stock = SamPredictor(sam)
+    stock.set_image(np.repeat(np.round(image * 255).astype(np.uint8)[..., None], 3, axis=2))
+    for i, box in enumerate(boxes):
+        masks, iou, _ = stock.predict(box=box, multimask_output=False)
+        assert masks.shape == pred.masks[i][None].shape
+        assert np.array_equal(masks[0], pred.masks[i])
+        assert np.isclose(iou[0], pred.iou[i], atol=1e-5)
+    assert pred.probs.dtype == np.float32 and 0 <= pred.probs.min() and pred.probs.max() <= 1
+
+
+def test_embedding_cache_memory_and_disk(tmp_path, cxr_dir):
+    sam = build_sam("vit_nano")
+    image = _image(cxr_dir)
+    cache = EmbeddingCache(max_items=1, directory=tmp_path / "cache")
+    p = BoxPredictor(sam, cache=cache)
+    p.set_image(image)
+    assert not p.last_embed_from_cache
+    first = p.predict([50, 50, 400, 400]).probs
+    p.set_image(image)
+    assert p.last_embed_from_cache
+    p.set_image(image[::-1].copy())  # evicts the first from memory (max_items=1)
+    fresh = BoxPredictor(sam, cache=EmbeddingCache(max_items=1, directory=tmp_path / "cache"))
+    fresh.set_image(image)
+    assert fresh.last_embed_from_cache  # served from disk
+    assert np.allclose(fresh.predict([50, 50, 400, 400]).probs, first)
+    other = BoxPredictor(build_sam("vit_nano"), cache=cache)  # another model: other key
+    other.set_image(image)
+    assert not other.last_embed_from_cache

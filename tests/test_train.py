@@ -1,0 +1,133 @@
+"""Training engine on real radiographs: learning, resume after SIGKILL, torchrun, bad data."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage.io import imsave
+
+from napari_adaqat.model.checkpoint import load_checkpoint_model
+from napari_adaqat.train.config import make_config
+from napari_adaqat.train.data import DataError, Pair, check_pairs, discover, load_pair
+from napari_adaqat.train.loop import train
+from napari_adaqat.train.progress import read_progress
+
+
+@pytest.fixture()
+def dataset(tmp_path, cxr_dir):
+    """The 4 shipped radiographs, all used for training and validation."""
+    root = tmp_path / "data"
+    shutil.copytree(cxr_dir, root, ignore=shutil.ignore_patterns("*.md", "*.csv"))
+    names = sorted(p.stem for p in (root / "images").glob("*.png"))
+    (root / "split.json").write_text(json.dumps({"train": names, "val": names, "test": []}))
+    return root
+
+
+def _config(data, out, **kw):
+    base = dict(data=str(data), out=str(out), model_type="vit_nano", device="cpu", batch_size=4, patience=0)
+    base.update(kw)
+    return make_config(None, kw.pop("stage", 1), base)
+
+
+def test_full_training_loss_falls_on_real_radiographs(dataset, tmp_path):
+    cfg = _config(dataset, tmp_path / "run", mode="full", epochs=12, lr_decoder=2e-3, lr_other=2e-3)
+    summary = train(cfg)
+    epochs = [r for r in read_progress(tmp_path / "run" / "progress.jsonl") if r["kind"] == "epoch"]
+    assert len(epochs) == 12 and summary["epochs_run"] == 12
+    assert epochs[-1]["loss"] < 0.8 * epochs[0]["loss"]
+    steps = [r for r in read_progress(tmp_path / "run" / "progress.jsonl") if r["kind"] == "step"]
+    assert steps and {"loss", "lr", "epoch"} <= set(steps[0])
+    assert {"val_dice", "rank_budget", "seconds", "eta_s", "lr"} <= set(epochs[-1])
+    sam, meta = load_checkpoint_model(tmp_path / "run" / "checkpoints" / "best.safetensors")
+    assert meta["metrics"]["best_val_dice"] == pytest.approx(max(e["val_dice"] for e in epochs), abs=1e-4)
+    assert json.loads((tmp_path / "run" / "split.json").read_text())["train"]
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "napari_adaqat", "train", *args]
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(dataset, tmp_path, nano_pth):
+    common = ["--stage", "1", "--mode", "adalora", "--model-type", "vit_nano", "--checkpoint", str(nano_pth),
+              "--data", str(dataset), "--batch-size", "2", "--epochs", "4", "--device", "cpu", "--patience", "0",
+              "--lr-adapter", "1e-3", "--lr-decoder", "1e-3", "--set", "r_init=8", "--set", "r_target=4",
+              "--set", "prune_epochs=[2]"]
+    straight = tmp_path / "straight"
+    subprocess.run(_cli(*common, "--out", str(straight)), check=True, capture_output=True)
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(*common, "--out", str(run)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    progress = run / "progress.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill mid-epoch 2, after the first checkpoint
+        if progress.is_file() and any(r["kind"] == "step" and r["epoch"] == 2 for r in read_progress(progress)):
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+    result = subprocess.run(_cli(*common, "--out", str(run), "--resume"), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    start = [r for r in read_progress(progress) if r["kind"] == "start"]
+    assert start[-1]["resumed_from"] >= 1
+    a, _ = load_checkpoint_model(straight / "checkpoints" / "last.safetensors")
+    b, meta = load_checkpoint_model(run / "checkpoints" / "last.safetensors")
+    assert meta["epoch"] == 4
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.allclose(x, y, atol=1e-6), name
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+
+
+def test_torchrun_two_processes_on_cpu(dataset, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "napari_adaqat.cli", "train", "--stage", "1", "--mode", "full", "--model-type", "vit_nano",
+           "--data", str(dataset), "--out", str(out), "--epochs", "1", "--batch-size", "1", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    starts = [r for r in read_progress(out / "progress.jsonl") if r["kind"] == "start"]
+    assert len(starts) == 1 and starts[0]["world_size"] == 2  # only rank 0 writes
+    sam, meta = load_checkpoint_model(out / "checkpoints" / "last.safetensors")
+    assert meta["format"] == "adaqat-checkpoint" and meta["epoch"] == 1
+
+
+def test_bad_data_is_named_and_skipped(dataset, tmp_path):
+    img = np.zeros((40, 50), np.uint8)
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:30, 10:40] = 255
+    cases = {}
+    for name, (im, mk) in {
+        "size": (img, mask[:30]), "nonbinary": (img, (np.arange(2000).reshape(40, 50) % 3 * 100).astype(np.uint8)),
+        "missing": (img, None),
+    }.items():
+        imsave(dataset / "images" / f"bad_{name}.png", im, check_contrast=False)
+        if mk is not None:
+            imsave(dataset / "masks" / f"bad_{name}.png", mk, check_contrast=False)
+        cases[name] = dataset / "images" / f"bad_{name}.png"
+    pairs, _ = discover(dataset)
+    messages = {}
+    for name in cases:
+        with pytest.raises(DataError) as exc:
+            load_pair(pairs[f"bad_{name}"])
+        messages[name] = str(exc.value)
+        assert "\n" not in messages[name] and f"bad_{name}" in messages[name]
+    assert "differs" in messages["size"] and "not binary" in messages["nonbinary"] and "missing mask" in messages["missing"]
+    good, warnings = check_pairs(list(pairs.values()))
+    assert len(good) == 4 and len(warnings) == 3
+    split = json.loads((dataset / "split.json").read_text())
+    split["train"] += ["bad_size"]
+    (dataset / "split.json").write_text(json.dumps(split))
+    cfg = _config(dataset, tmp_path / "run", mode="full", epochs=1)
+    train(cfg)  # the bad pair is skipped, not fatal
+    assert "bad_size" in (tmp_path / "run" / "train.log").read_text()
+    empty = tmp_path / "empty"
+    (empty / "images").mkdir(parents=True)
+    with pytest.raises(DataError, match="empty dataset"):
+        discover(empty)
