@@ -8,6 +8,8 @@ import sys
 COMMANDS = {
     "segment": "Segment images or folders with a box prompt; writes masks and results.csv.",
     "train": "Fine-tune SAM: Stage 1 (AdaLoRA) or Stage 2 (INT8 QAT), on one device or under torchrun.",
+    "export": "Write an INT8 (or FP32) model file from a training run or an official SAM .pth.",
+    "evaluate": "Score a model (and a baseline) on a dataset: Dice, IoU, NSD, HD95, Wilcoxon, SSIM.",
     "info": "Parameter counts, ranks, quantized layers and compression of a model file or preset.",
 }
 

@@ -69,6 +69,13 @@ class TrainConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown training options: {unknown}")
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        for key, value in data.items():
+            if isinstance(value, str) and types[key] in ("float", "float | None"):
+                try:  # YAML 1.1 reads "1e-3" as a string
+                    data[key] = float(value)
+                except ValueError:
+                    raise ValueError(f"option {key} expects a number, got {value!r}") from None
         return cls(**data)
 
 

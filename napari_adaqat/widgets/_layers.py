@@ -98,7 +98,9 @@ def ensure_boxes(viewer: "napari.viewer.Viewer", image: "napari.layers.Image") -
 def _upsert(viewer: "napari.viewer.Viewer", name: str, kind: str, data: np.ndarray, **kwargs: Any):
     if name in viewer.layers:
         layer = viewer.layers[name]
-        if layer._type_string == kind and layer.data.shape == data.shape:
+        from napari.layers import Labels
+
+        if isinstance(layer, Labels) == (kind == "labels") and layer.data.shape == data.shape:
             layer.data = data
             for key in ("scale", "translate"):
                 setattr(layer, key, kwargs[key])

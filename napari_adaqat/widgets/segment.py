@@ -6,20 +6,23 @@ request of the same kind replaces a queued one, so the UI never blocks and never
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
+import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
-from napari_adaqat.model.build import PRESETS
-from napari_adaqat.widgets import _layers as L
-from napari_adaqat.widgets._engine import Engine, ModelSpec, SegmentResult
+from napari_adaqat.widgets._compat import guard_triton_import
 
-if TYPE_CHECKING:
-    import napari
+guard_triton_import()  # before torch/torchvision load: see _compat.py
+
+from napari_adaqat.model.build import PRESETS  # noqa: E402
+from napari_adaqat.widgets import _layers as L  # noqa: E402
+from napari_adaqat.widgets._engine import Engine, ModelSpec, SegmentResult  # noqa: E402
+
 
 MODEL_FILTER = "Model files (*.safetensors *.pth *.pt)"
 _DEFAULT, _FILE, _NONE = "default", "file", "none"
@@ -28,7 +31,7 @@ _DEFAULT, _FILE, _NONE = "default", "file", "none"
 class SegmentWidget(Container):
     """Dock widget: image, model, baseline, reference and device choices; boxes drive predictions."""
 
-    def __init__(self, viewer: "napari.viewer.Viewer", *, model_path: str | Path | None = None,
+    def __init__(self, viewer: napari.viewer.Viewer, *, model_path: str | Path | None = None,
                  baseline_path: str | Path | None = None, use_baseline: bool = True,
                  model_type: str = "vit_b", device: str = "auto") -> None:
         super().__init__(labels=True)
@@ -88,9 +91,12 @@ class SegmentWidget(Container):
         return [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, Labels) and ly.name != L.MASK]
 
     def _on_layers_changed(self, event: Any = None) -> None:
-        if self._boxes is not None and self._boxes not in self.viewer.layers:
+        if self._boxes is not None and not self._present(self._boxes):
             self._boxes = None
         self.reset_choices()
+
+    def _present(self, layer: Any) -> bool:
+        return any(ly.unique_id == layer.unique_id for ly in self.viewer.layers)
 
     def _update_visibility(self) -> None:
         self.model_file.visible = self.model.value == _FILE
@@ -177,9 +183,9 @@ class SegmentWidget(Container):
 
     def _attach_boxes(self, image: Image) -> None:
         boxes = L.ensure_boxes(self.viewer, image)
-        if boxes is not self._boxes:
+        if self._boxes is None or boxes.unique_id != self._boxes.unique_id:
             boxes.events.data.connect(self._on_boxes_data)
-            self._boxes = boxes
+        self._boxes = boxes
 
     def start_embedding(self) -> None:
         """Embed the chosen image (current plane) with the model and baseline, in a worker."""
@@ -237,7 +243,7 @@ class SegmentWidget(Container):
         self._last_box_index = index
 
         def done(result: SegmentResult) -> None:
-            if image not in self.viewer.layers:
+            if not self._present(image):
                 return
             self.last_result = result
             L.show_result(self.viewer, image, result)

@@ -1,0 +1,51 @@
+"""``adaqat evaluate``: Dice, IoU, NSD, HD95 (native and 256²), Wilcoxon and SSIM vs a baseline."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from tqdm import tqdm
+
+from napari_adaqat.cli.common import add_device_argument, add_model_arguments, resolve_device
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_arguments(p)
+    p.add_argument("--data", required=True, help="dataset folder (DIR/images + DIR/masks, or the split layout)")
+    p.add_argument("--out", required=True, metavar="REPORT_DIR",
+                   help="writes per_image.csv, summary.json, wilcoxon.json and scores_boxplot.png")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="which part of the dataset's split (split.json or the seeded 80:10:10 cut)")
+    p.add_argument("--box", default="tight", choices=["tight", "default"],
+                   help="tight: the reference mask's bounding box; default: the whole image minus 2%%")
+    add_device_argument(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_adaqat.inference.evaluate import evaluate
+    from napari_adaqat.inference.predictor import BoxPredictor
+    from napari_adaqat.model.loading import load_model
+
+    device = resolve_device(args.device)
+    sam, _ = load_model(args.model, model_type=args.model_type, device=device)
+    baseline = None
+    if args.baseline:
+        base, _ = load_model(None if args.baseline == "default" else args.baseline, model_type=args.model_type,
+                             baseline=True, device=device)
+        baseline = BoxPredictor(base, device)
+    bar = tqdm(desc="evaluate", unit="img", disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(1)
+
+    summary = evaluate(args.data, BoxPredictor(sam, device), baseline, args.out, args.split, args.box, progress)
+    bar.close()
+    brief = {k: summary[k] for k in ("split", "n", "box")}
+    for tag in ("model", "baseline"):
+        if tag in summary:
+            brief[tag] = {m: round(summary[tag][m]["mean"], 4) for m in ("dice", "iou", "nsd", "hd95", "dice_256")}
+    if "wilcoxon_dice_p" in summary:
+        brief["wilcoxon_dice_p"] = summary["wilcoxon_dice_p"]
+    print(json.dumps(brief, indent=2))
+    return 0

@@ -1,0 +1,146 @@
+"""The napari plugin: manifest discovery, dock widget, DICOM reader, mask writer, sample data.
+
+Real napari viewers under Xvfb (pytest-xvfb or ``xvfb-run``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+pytest.importorskip("napari")
+
+from npe2 import PluginManager  # noqa: E402
+
+from napari_adaqat._reader import get_dicom_reader  # noqa: E402
+from napari_adaqat.io import read_mask  # noqa: E402
+
+pytestmark = pytest.mark.gui
+PLUGIN = "napari-adaqat"
+WIDGET = "Segment lungs (AdaLoRA-QAT)"
+DX = "1.2.840.10008.5.1.4.1.1.1.1"
+
+
+def write_dicom(path: Path, arr: np.ndarray, **attrs) -> Path:
+    """A minimal single-frame 16-bit DX file."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DX
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = DX, meta.MediaStorageSOPInstanceUID, "DX"
+    ds.Rows, ds.Columns = arr.shape
+    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 16, 12, 11
+    ds.PixelRepresentation = 0
+    for key, value in attrs.items():
+        setattr(ds, key, value)
+    ds.PixelData = np.ascontiguousarray(arr.astype(np.uint16)).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def radiograph_monochrome1() -> np.ndarray:
+    """Stored values of a MONOCHROME1 'radiograph': the lung field (top-left block) stores HIGH
+    values (displayed dark), the body stores low values (displayed bright); one pixel over the window."""
+    arr = np.full((40, 60), 1200, np.uint16)  # body
+    arr[5:20, 5:25] = 2800  # lung field, top-left only: detects flips
+    arr[35, 55] = 4000  # above the window: clipped
+    return arr
+
+
+def test_manifest_is_discovered_with_all_contributions(make_napari_viewer):
+    make_napari_viewer()
+    pm = PluginManager.instance()
+    manifest = pm.get_manifest(PLUGIN)
+    contrib = manifest.contributions
+    assert [w.display_name for w in contrib.widgets] == [WIDGET]
+    assert contrib.readers and "*" in contrib.readers[0].filename_patterns
+    assert contrib.writers and contrib.writers[0].layer_types == ["labels"]
+    assert {".png", ".tif"} <= set(contrib.writers[0].filename_extensions)
+    assert [s.display_name for s in contrib.sample_data] == ["Chest X-ray (CC BY)"]
+    # every command resolves to an importable callable
+    from npe2.manifest.utils import import_python_name
+
+    for cmd in contrib.commands:
+        assert callable(import_python_name(cmd.python_name)), cmd.python_name
+
+
+def test_plugin_dock_widget_opens_in_a_real_viewer(make_napari_viewer):
+    from napari_adaqat.widgets.segment import SegmentWidget
+
+    viewer = make_napari_viewer(show=True)
+    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    assert isinstance(widget, SegmentWidget)
+    assert getattr(widget.viewer, "__wrapped__", widget.viewer) is viewer  # napari passes a PublicOnlyProxy
+    assert widget.image.value is None and "Choose an image" in widget.status.value
+
+
+def test_sample_data_gives_image_and_true_mask(make_napari_viewer):
+    viewer = make_napari_viewer()
+    layers = viewer.open_sample(PLUGIN, "chest_xray")
+    kinds = sorted(type(ly).__name__ for ly in layers)
+    assert kinds == ["Image", "Labels"]
+    image = next(ly for ly in layers if type(ly).__name__ == "Image")
+    mask = next(ly for ly in layers if type(ly).__name__ == "Labels")
+    assert image.data.shape == mask.data.shape == (512, 512)
+    assert image.data.dtype == np.float32 and 0.0 <= image.data.min() and image.data.max() <= 1.0
+    assert set(np.unique(mask.data)) == {0, 1}
+    assert "CC BY" in image.name and "CC BY 3.0" in image.metadata["attribution"]["image"]
+    assert "V7 Labs" in mask.metadata["attribution"]["mask"]
+
+
+def test_reader_opens_monochrome1_dicom_upright_windowed_and_scaled(make_napari_viewer, tmp_path):
+    path = write_dicom(tmp_path / "IM0001", radiograph_monochrome1(), PhotometricInterpretation="MONOCHROME1",
+                       WindowCenter=2000, WindowWidth=1600, PixelSpacing=[0.2, 0.15])
+    assert get_dicom_reader(str(path)) is not None
+    viewer = make_napari_viewer()
+    from napari.plugins import _npe2
+
+    assert PLUGIN in _npe2.get_readers(str(path))  # extension-less file: found through the '*' pattern
+    [layer] = viewer.open(path, plugin=PLUGIN)
+    img = layer.data
+    assert img.shape == (40, 60) and img.dtype == np.float32
+    np.testing.assert_allclose(layer.scale, [0.2, 0.15])
+    # window [1200, 2800] → [0, 1], then MONOCHROME1 inversion: lung dark, body bright
+    assert img[10, 10] < 0.05, "bright-stored lung field must display dark"
+    assert img[30, 40] > 0.95, "body must display bright"
+    assert img[35, 55] == 0.0  # clipped above the window, then inverted
+    # upright and not mirrored: the dark block is top-left
+    assert img[:20, :30].mean() < img[20:, :].mean() and img[5:20, 5:25].mean() < img[5:20, 35:55].mean()
+
+
+def test_reader_declines_non_dicom_files(tmp_path):
+    png = tmp_path / "x.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    plain = tmp_path / "notes"
+    plain.write_text("not an image")
+    assert get_dicom_reader(str(png)) is None
+    assert get_dicom_reader(str(plain)) is None
+    assert get_dicom_reader(str(tmp_path)) is None
+
+
+def test_dicom_with_extension_opens_through_napari(make_napari_viewer, tmp_path):
+    arr = np.tile(np.arange(0, 3200, 100, dtype=np.uint16), (24, 1))
+    path = write_dicom(tmp_path / "ramp.dcm", arr, PhotometricInterpretation="MONOCHROME2")
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(path, plugin=PLUGIN)
+    assert layer.data.shape == (24, 32)
+    assert np.all(np.diff(layer.data[0]) >= 0) and layer.data[0, 0] == 0.0 and layer.data[0, -1] == 1.0
+    np.testing.assert_allclose(layer.scale, [1.0, 1.0])  # no PixelSpacing → pixels
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_writer_round_trips_a_labels_layer(make_napari_viewer, tmp_path, suffix):
+    viewer = make_napari_viewer()
+    mask = np.zeros((30, 40), np.uint8)
+    mask[5:20, 8:30] = 1
+    mask[22:25, 2:6] = 3  # any label counts as lung
+    layer = viewer.add_labels(mask, name="lung mask")
+    out = tmp_path / f"saved{suffix}"
+    written = layer.save(str(out), plugin=PLUGIN)
+    assert [Path(p) for p in written] == [out]
+    np.testing.assert_array_equal(read_mask(out), mask > 0)

@@ -1,0 +1,242 @@
+"""The Segment dock in a real napari viewer (Xvfb): boxes → lung mask, SSIM and ΔSSIM layers.
+
+Tiny random ``vit_nano`` models stand in for the bundled ones, except in the Dice test, which
+needs the bundled default model and is skipped until it is installed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+import torch  # noqa: E402
+from qtpy.QtCore import QEvent, QPointF, Qt  # noqa: E402
+from qtpy.QtGui import QMouseEvent  # noqa: E402
+from skimage.metrics import structural_similarity  # noqa: E402
+
+# imported at collection, before any viewer creates an OpenGL context (see widgets/_compat.py)
+from napari_adaqat._sample import chest_xray  # noqa: E402
+from napari_adaqat.inference.predictor import BoxPredictor  # noqa: E402
+from napari_adaqat.model import loading  # noqa: E402
+from napari_adaqat.model.build import build_sam  # noqa: E402
+from napari_adaqat.widgets.segment import SegmentWidget  # noqa: E402
+
+pytestmark = pytest.mark.gui
+ROOT = Path(__file__).resolve().parents[1]
+WAIT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def nano_models(tmp_path_factory) -> tuple[Path, Path]:
+    """Two different random vit_nano checkpoints: 'model' and 'baseline'."""
+    folder = tmp_path_factory.mktemp("nano")
+    paths = []
+    for seed, name in ((0, "model.pth"), (1, "baseline.pth")):
+        torch.manual_seed(seed)
+        torch.save(build_sam("vit_nano").state_dict(), folder / name)
+        paths.append(folder / name)
+    return paths[0], paths[1]
+
+
+def add_sample(viewer) -> tuple:
+    """Add the sample radiograph and its true mask through the sample-data function."""
+    layers = [getattr(viewer, f"add_{kind}")(data, **kw) for data, kw, kind in chest_xray()]
+    return layers[0], layers[1]
+
+
+def dock(viewer, qtbot, **kwargs) -> SegmentWidget:
+    widget = SegmentWidget(viewer, **kwargs)
+    viewer.window.add_dock_widget(widget, name="Segment lungs (AdaLoRA-QAT)")
+    wait(qtbot, widget)
+    return widget
+
+
+def wait(qtbot, widget: SegmentWidget, timeout: int = WAIT_MS) -> None:
+    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+
+
+def draw_with_mouse(viewer, qtbot, start_rc, end_rc) -> None:
+    """Drag a rectangle on the real canvas with Qt mouse events (press, moves, release)."""
+    canvas = viewer.window._qt_viewer.canvas
+    native = canvas.native
+
+    def to_canvas(rc):
+        return np.asarray(canvas.view.scene.transform.map([rc[1], rc[0]])[:2], dtype=float)
+
+    def send(kind, xy, button, buttons):
+        native.event(QMouseEvent(kind, QPointF(*xy), button, buttons, Qt.NoModifier))
+        qtbot.wait(5)
+
+    a, b = to_canvas(start_rc), to_canvas(end_rc)
+    send(QEvent.MouseButtonPress, a, Qt.LeftButton, Qt.LeftButton)
+    for t in np.linspace(0.25, 1.0, 4):
+        send(QEvent.MouseMove, a + t * (b - a), Qt.NoButton, Qt.LeftButton)
+    send(QEvent.MouseButtonRelease, b, Qt.LeftButton, Qt.NoButton)
+
+
+def probs(model_path: Path, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    sam, _ = loading.load_model(model_path, model_type="vit_nano")
+    predictor = BoxPredictor(sam, "cpu")
+    predictor.set_image(image)
+    return predictor.predict(box).probs[0].astype(np.float64)
+
+
+def test_boxes_from_api_and_mouse_give_mask_ssim_and_delta(make_napari_viewer, qtbot, nano_models):
+    model, baseline = nano_models
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1400, 900)
+    image, truth = add_sample(viewer)
+    widget = dock(viewer, qtbot, model_path=model, baseline_path=baseline, model_type="vit_nano")
+    assert widget.image.value is image and "Embedded" in widget.status.value
+    boxes = viewer.layers["boxes"]
+    assert boxes.mode == "add_rectangle" and viewer.layers.selection.active is boxes
+
+    # 1) a rectangle through the Shapes API, no reference: agreement map + signed mask difference
+    boxes.add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+    wait(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    mask, ssim, delta = viewer.layers["lung mask"], viewer.layers["SSIM"], viewer.layers["ΔSSIM"]
+    assert mask.data.shape == ssim.data.shape == delta.data.shape == (512, 512)
+    assert set(np.unique(mask.data)) <= {0, 1}
+    assert 0.0 <= ssim.data.min() and ssim.data.max() <= 1.0 + 1e-6
+    assert set(np.unique(delta.data)) <= {-1.0, 0.0, 1.0}
+    assert tuple(ssim.contrast_limits) == (0.0, 1.0) and tuple(delta.contrast_limits) == (-1.0, 1.0)
+    np.testing.assert_allclose(widget.last_result.box, [30, 40, 480, 470])
+    assert "latency" in widget.status.value and "SSIM" in widget.status.value
+    assert viewer.layers[-1] is boxes and viewer.layers.selection.active is boxes  # ready for the next box
+
+    # 2) choose the true mask as reference, then draw a second rectangle with the mouse
+    widget.reference.value = truth
+    wait(qtbot, widget)
+    assert widget.last_result.has_reference
+    draw_with_mouse(viewer, qtbot, (60.0, 50.0), (460.0, 470.0))
+    assert len(boxes.data) == 2
+    wait(qtbot, widget)
+    result = widget.last_result
+    np.testing.assert_allclose(result.box, [50, 60, 470, 460], atol=1.5)
+    assert "Dice vs reference" in widget.status.value
+
+    # ΔSSIM = SSIM(model, ref) − SSIM(baseline, ref), recomputed independently with skimage
+    ref = (truth.data != 0).astype(np.float64)
+    p_model, p_base = probs(model, image.data, result.box), probs(baseline, image.data, result.box)
+    _, s_model = structural_similarity(p_model, ref, full=True, data_range=1)
+    _, s_base = structural_similarity(p_base, ref, full=True, data_range=1)
+    delta = viewer.layers["ΔSSIM"].data
+    assert delta.shape == (512, 512) and np.abs(delta).max() > 0
+    np.testing.assert_allclose(delta, s_model - s_base, atol=1e-4)
+    np.testing.assert_allclose(viewer.layers["SSIM"].data, s_model, atol=1e-4)
+    np.testing.assert_array_equal(viewer.layers["lung mask"].data, (p_model > 0.5).astype(np.uint8))
+
+
+def test_plugin_dock_with_model_files_chosen_in_the_ui(make_napari_viewer, qtbot, nano_models):
+    """The dock as napari builds it (viewer proxy); model files picked through its widgets."""
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-adaqat", "chest_xray")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-adaqat", "Segment lungs (AdaLoRA-QAT)")
+    if not loading.DEFAULT_MODEL.is_file():
+        assert "Not installed" in widget.status.value
+    widget.model_type.value = "vit_nano"
+    widget.baseline.value = "none"
+    widget.model.value = "file"
+    widget.model_file.value = nano_models[0]
+    wait(qtbot, widget)
+    viewer.layers["boxes"].add_rectangles(np.array([[100.0, 80.0], [400.0, 420.0]]))
+    wait(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    assert viewer.layers["lung mask"].data.shape == (512, 512)
+    assert "SSIM" not in viewer.layers and "ΔSSIM" not in viewer.layers  # no baseline, no reference
+
+
+def test_rgb_image_and_3d_stack(make_napari_viewer, qtbot, nano_models):
+    model, baseline = nano_models
+    viewer = make_napari_viewer()
+    rgb = np.random.default_rng(0).integers(0, 255, (96, 80, 3), dtype=np.uint8)
+    viewer.add_image(rgb, name="rgb", rgb=True)
+    widget = dock(viewer, qtbot, model_path=model, baseline_path=baseline, model_type="vit_nano")
+    viewer.layers["boxes"].add_rectangles(np.array([[10.0, 10.0], [80.0, 70.0]]))
+    wait(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    assert viewer.layers["lung mask"].data.shape == (96, 80)
+
+    stack = np.random.default_rng(1).random((3, 64, 72)).astype(np.float32)
+    viewer.layers.clear()
+    viewer.add_image(stack, name="stack", scale=(2.0, 0.5, 0.5))
+    wait(qtbot, widget)
+    assert widget.image.value.name == "stack" and viewer.layers["boxes"].ndim == 3
+    viewer.dims.set_current_step(0, 1)
+    viewer.layers["boxes"].add_rectangles(np.array([[1, 5, 5], [1, 60, 70]], dtype=float))
+    wait(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    assert widget.last_result.slice_index == 1
+    np.testing.assert_allclose(widget.last_result.box, [5, 5, 70, 60])
+    labels = viewer.layers["lung mask"]
+    assert labels.data.shape == (3, 64, 72) and tuple(labels.scale) == (2.0, 0.5, 0.5)
+    assert not labels.data[0].any() and not labels.data[2].any()
+    assert viewer.layers["ΔSSIM"].data.shape == (3, 64, 72)
+
+
+def test_errors_are_reported_and_the_viewer_stays_up(make_napari_viewer, qtbot, nano_models, tmp_path):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}......")
+    viewer = make_napari_viewer()
+    add_sample(viewer)
+    widget = dock(viewer, qtbot, model_path=bad, use_baseline=False)
+    assert widget.last_error is not None and "Error" in widget.status.value  # raised in the worker
+    widget.last_error = None
+    widget.model_file.value = nano_models[0]
+    widget.model_type.value = "vit_nano"
+    if not torch.cuda.is_available():
+        widget.device.value = "cuda"
+        assert "Not ready" in widget.status.value
+        viewer.layers["boxes"].add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+        assert "CUDA" in widget.last_error
+        widget.device.value = "cpu"
+    wait(qtbot, widget)
+    viewer.layers["boxes"].add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+    wait(qtbot, widget)
+    assert "lung mask" in viewer.layers and "latency" in widget.status.value
+
+
+def test_screenshot_of_a_segmentation(make_napari_viewer, qtbot, nano_models):
+    """Saves docs/screenshot_segment.png (bundled model when installed, else the random nano model)."""
+    from napari.settings import get_settings
+
+    get_settings().application.gui_notification_level = "none"
+    have_default = loading.DEFAULT_MODEL.is_file() and loading.DEFAULT_BASELINE.is_file()
+    kwargs = {} if have_default else dict(model_path=nano_models[0], baseline_path=nano_models[1],
+                                          model_type="vit_nano")
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1500, 900)
+    image, truth = add_sample(viewer)
+    truth.visible = False
+    widget = dock(viewer, qtbot, **kwargs)
+    widget.reference.value = truth
+    viewer.layers["boxes"].add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+    wait(qtbot, widget, timeout=600_000)
+    assert widget.last_error is None, widget.last_error
+    viewer.reset_view()
+    qtbot.wait(200)
+    out = ROOT / "docs" / "screenshot_segment.png"
+    out.parent.mkdir(exist_ok=True)
+    shot = viewer.screenshot(str(out), canvas_only=False)
+    assert out.is_file() and shot.shape[0] >= 600 and shot.shape[1] >= 1000
+
+
+@pytest.mark.skipif(not (loading.DEFAULT_MODEL.is_file() and loading.DEFAULT_BASELINE.is_file()),
+                    reason="bundled default model (napari_adaqat/data/default_int8.safetensors) not installed yet")
+def test_default_model_dice_on_the_sample(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image, truth = add_sample(viewer)
+    widget = dock(viewer, qtbot)  # bundled INT8 model + bundled FP32 baseline
+    wait(qtbot, widget, timeout=600_000)
+    widget.reference.value = truth
+    rows, cols = np.nonzero(truth.data)
+    box = np.array([[rows.min(), cols.min()], [rows.max(), cols.max()]], dtype=float)
+    viewer.layers["boxes"].add_rectangles(box)
+    wait(qtbot, widget, timeout=600_000)
+    assert widget.last_error is None, widget.last_error
+    assert widget.last_result.dice >= 0.85, widget.status.value
+    assert viewer.layers["ΔSSIM"].data.shape == (512, 512)
