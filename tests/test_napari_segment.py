@@ -167,7 +167,8 @@ def test_rgb_image_and_3d_stack(make_napari_viewer, qtbot, nano_models):
     wait(qtbot, widget)
     assert widget.image.value.name == "stack" and viewer.layers["boxes"].ndim == 3
     viewer.dims.set_current_step(0, 1)
-    viewer.layers["boxes"].add_rectangles(np.array([[1, 5, 5], [1, 60, 70]], dtype=float))
+    corners = np.array([[1, 5, 5], [1, 5, 70], [1, 60, 70], [1, 60, 5]], dtype=float)
+    viewer.layers["boxes"].add_rectangles(corners)
     wait(qtbot, widget)
     assert widget.last_error is None, widget.last_error
     assert widget.last_result.slice_index == 1

@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
         provenance.update({"method": f"stage {meta.get('stage')} ({cfg.get('mode')}, preset {cfg.get('preset')})",
                            "data": cfg.get("data"), "epoch": meta.get("epoch"), "metrics": meta.get("metrics"),
                            "train_config": cfg, "start": meta.get("provenance")})
+        split_file = ckpt.parent.parent / "split.json"
+        if split_file.is_file():
+            provenance["split"] = json.loads(split_file.read_text())
     summary = export_model(sam, out, profile=args.profile, spec=sam.spec, metadata={"provenance": provenance})
     print(json.dumps(summary, indent=2))
     return 0

@@ -1,0 +1,72 @@
+"""The bundled default model on real radiographs it was never trained on (its test split)."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from napari_adaqat.cli import main
+from napari_adaqat.inference.transforms import mask_box
+from napari_adaqat.io import read_mask
+from napari_adaqat.metrics import dice
+from napari_adaqat.model.loading import DEFAULT_BASELINE, DEFAULT_MODEL, load_model, safetensors_metadata
+
+SHIPPED_TEST_IMAGES = ["covid19_v7__41182_2020_203_Fig4_HTML", "covid19_v7__5782ae15", "covid19_v7__90070cbc",
+                       "covid19_v7__a361d7b7"]
+
+
+def test_shipped_files_are_small_and_documented():
+    assert DEFAULT_MODEL.stat().st_size + DEFAULT_BASELINE.stat().st_size <= 25 * 1024 * 1024
+    meta = json.loads(safetensors_metadata(DEFAULT_MODEL)["adaqat"])
+    assert meta["profile"] == "deploy" and meta["int8_layers"]
+    split = meta["provenance"]["split"]
+    assert not set(SHIPPED_TEST_IMAGES) & set(split["train"] + split["val"])  # never trained on
+    assert set(SHIPPED_TEST_IMAGES) <= set(split["test"])
+
+
+def _segment(tmp_path, cxr_dir, *extra):
+    out = tmp_path / "out"
+    assert main(["segment", str(cxr_dir / "images"), "--out", str(out), "--device", "cpu", *extra]) == 0
+    with (out / "results.csv").open() as fh:
+        rows = {r["file"]: r for r in csv.DictReader(fh)}
+    scores = []
+    for name in SHIPPED_TEST_IMAGES:
+        row = next(r for f, r in rows.items() if name in f)
+        scores.append(dice(read_mask(row["mask"]), read_mask(cxr_dir / "masks" / f"{name}.png")))
+    return scores
+
+
+def test_default_model_segments_unseen_radiographs(tmp_path, cxr_dir):
+    """No --model, no --boxes: the whole-image box, as a first-time user runs it."""
+    scores = _segment(tmp_path, cxr_dir)
+    assert np.mean(scores) >= 0.88, scores
+
+
+def test_default_model_with_tight_boxes(tmp_path, cxr_dir):
+    boxes = tmp_path / "boxes.csv"
+    lines = ["file,x0,y0,x1,y1"]
+    for name in SHIPPED_TEST_IMAGES:
+        box = mask_box(read_mask(cxr_dir / "masks" / f"{name}.png"))
+        lines.append(f"{name}.png," + ",".join(f"{v:.0f}" for v in box))
+    boxes.write_text("\n".join(lines) + "\n")
+    scores = _segment(tmp_path, cxr_dir, "--boxes", str(boxes))
+    assert np.mean(scores) >= 0.88, scores
+
+
+def test_default_baseline_agrees_with_int8_model(cxr_dir):
+    from napari_adaqat.inference.predictor import BoxPredictor
+    from napari_adaqat.io import read_image
+
+    model = BoxPredictor(load_model()[0])
+    base = BoxPredictor(load_model(baseline=True)[0])
+    gaps = []
+    for name in SHIPPED_TEST_IMAGES:
+        image = read_image(cxr_dir / "images" / f"{name}.png").pixels
+        ref = read_mask(cxr_dir / "masks" / f"{name}.png")
+        box = mask_box(ref)
+        scores = []
+        for p in (model, base):
+            p.set_image(image)
+            scores.append(dice(p.predict(box).masks[0], ref))
+        gaps.append(scores[0] - scores[1])
+    assert abs(np.mean(gaps)) <= 0.01, gaps
