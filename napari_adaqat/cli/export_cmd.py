@@ -26,9 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", choices=["best", "last"], default="best", help="which checkpoint of a run")
     p.add_argument("--model-type", default="vit_b", help="architecture of a .pth source")
     p.add_argument("--image-size", type=int, default=None, help="encoder input size for a .pth source")
-    p.add_argument("--qat-variant", choices=["full", "decoder"], default="full", help="PTQ of a .pth: which layers")
+    p.add_argument("--qat-variant", choices=["full", "decoder"], default="full", help="PTQ (.pth or --ptq): which layers")
     p.add_argument("--quantize-extra", action="store_true",
-                   help="PTQ of a .pth: also quantize biases, convs and position tensors (smaller file)")
+                   help="PTQ: also quantize biases, convs and position tensors (smaller file)")
+    p.add_argument("--ptq", action="store_true",
+                   help="quantize a run/checkpoint that had no QAT (post-training quantization baseline)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
 
@@ -67,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
         split_file = ckpt.parent.parent / "split.json"
         if split_file.is_file():
             provenance["split"] = json.loads(split_file.read_text())
+    if args.ptq and source.suffix.lower() not in (".pth", ".pt"):
+        from napari_adaqat.model.qat import apply_qat, quantized_modules
+
+        if quantized_modules(sam):
+            raise ValueError(f"{source}: already quantization-aware trained; --ptq is for FP32 models")
+        apply_qat(sam, args.qat_variant, quantize_extra=args.quantize_extra)
+        provenance["method"] += " + post-training quantization"
     summary = export_model(sam, out, profile=args.profile, spec=sam.spec, metadata={"provenance": provenance})
     print(json.dumps(summary, indent=2))
     return 0

@@ -102,7 +102,8 @@ def make_config(preset: str | None, stage: int, overrides: dict) -> TrainConfig:
     """Defaults ← YAML preset ← explicit overrides (None values ignored)."""
     values: dict = {"stage": stage}
     if preset:
-        values.update(load_preset(preset, stage))
+        from_yaml = load_preset(preset, stage)
         values["preset"] = Path(preset).stem if Path(preset).suffix else preset
+        values.update(from_yaml)  # a YAML file may name the Stage-2 preset it follows (paper/authors)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig.from_dict(values)
