@@ -11,6 +11,7 @@ COMMANDS = {
     "export": "Write an INT8 (or FP32) model file from a training run or an official SAM .pth.",
     "evaluate": "Score a model (and a baseline) on a dataset: Dice, IoU, NSD, HD95, Wilcoxon, SSIM.",
     "info": "Parameter counts, ranks, quantized layers and compression of a model file or preset.",
+    "bench": "Time our predictor against stock segment_anything in the same run.",
 }
 
 EPILOG = """examples:
