@@ -52,10 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("adaqat: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"adaqat {args.command}: error: {message}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as exc:  # expected user-facing failures
+        print(f"adaqat {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # anything else: still one line, but say it is unexpected
+        print(f"adaqat {args.command}: unexpected error ({type(exc).__name__}): {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

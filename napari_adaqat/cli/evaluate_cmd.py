@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="writes per_image.csv, summary.json, wilcoxon.json and scores_boxplot.png")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                    help="which part of the dataset's split (split.json or the seeded 80:10:10 cut)")
+    p.add_argument("--split-file", default=None, metavar="JSON",
+                   help="use this split (e.g. RUN/split.json of the training run) instead of the dataset's")
     p.add_argument("--box", default="tight", choices=["tight", "default"],
                    help="tight: the reference mask's bounding box; default: the whole image minus 2%%")
     add_device_argument(p)
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         bar.total = total
         bar.update(1)
 
-    summary = evaluate(args.data, BoxPredictor(sam, device), baseline, args.out, args.split, args.box, progress)
+    summary = evaluate(args.data, BoxPredictor(sam, device), baseline, args.out, args.split, args.box, progress, args.split_file)
     bar.close()
     brief = {k: summary[k] for k in ("split", "n", "box")}
     for tag in ("model", "baseline"):

@@ -45,21 +45,58 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
 
 
-def resolve_config(args: argparse.Namespace):
+def explicit_options(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields given on the command line (flags and --set), nothing else."""
     import yaml
-
-    from napari_adaqat.train.config import make_config
 
     names = ["data", "out", "from_run", "model_type", "checkpoint", "mode", "image_size", "epochs", "batch_size",
              "accumulate", "lr_adapter", "lr_decoder", "lr_other", "budget", "qat_variant", "patience", "augment",
              "seed", "device", "grad_checkpoint", "max_steps_per_epoch"]
-    overrides = {n: getattr(args, n) for n in names}
+    options = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip().replace("-", "_")] = yaml.safe_load(value)
-    return make_config(args.preset or "paper", args.stage, overrides)
+        try:
+            options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError(f"--set {item!r}: the value is not valid YAML") from None
+    return options
+
+
+def resolve_config(args: argparse.Namespace):
+    """Defaults ← preset ← command line; with --resume, the run's saved config ← command line."""
+    from napari_adaqat.train.config import TrainConfig, make_config
+    from napari_adaqat.train.setup import run_paths
+
+    options = explicit_options(args)
+    if args.resume and options.get("out"):
+        saved = run_paths(options["out"])["config"]
+        if not saved.is_file():
+            raise ValueError(f"{options['out']}: nothing to resume (no config.json); run without --resume")
+        values = json.loads(saved.read_text())
+        values.update(options)
+        return TrainConfig.from_dict(values)
+    return make_config(args.preset or "paper", args.stage, options)
+
+
+def check_run_folder(cfg, resume: bool) -> None:
+    """Refuse anything that would overwrite a run or write into the data."""
+    from pathlib import Path
+
+    from napari_adaqat.train.setup import run_paths
+
+    out = Path(cfg.out).resolve()
+    paths = run_paths(cfg.out)
+    if resume and not paths["last"].is_file():
+        raise ValueError(f"{paths['last']}: nothing to resume (no checkpoint yet); run without --resume")
+    if not resume and paths["last"].is_file():
+        raise FileExistsError(f"{cfg.out} already holds a run; pass --resume to continue it or choose another --out")
+    if cfg.from_run and Path(cfg.from_run).resolve() == out:
+        raise ValueError("--out must differ from --from (the Stage-1 run is never overwritten)")
+    data = Path(cfg.data).resolve()
+    if out == data or data in out.parents:
+        raise ValueError(f"--out {cfg.out} is inside the data folder {cfg.data}; choose another folder")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not cfg.data or not cfg.out:
         raise ValueError("--data and --out are required")
+    check_run_folder(cfg, args.resume)
     from napari_adaqat.cli.common import resolve_device
     from napari_adaqat.train.loop import train
 

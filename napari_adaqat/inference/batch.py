@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.inference.transforms import default_box
-from napari_adaqat.io import ImageReadError, is_image_file, read_image, write_mask
+from napari_adaqat.io import is_image_file, read_image, write_mask
 
 RESULT_COLUMNS = ["file", "status", "error", "box", "area_px", "seconds", "mask", "ssim_vs_baseline"]
 
@@ -138,7 +138,7 @@ def segment_files(
             if baseline is not None:
                 baseline.set_image(image.pixels)
                 result.ssim_vs_baseline = round(ssim_map(pred.probs[0], baseline.predict(box).probs[0])[0], 5)
-        except (ImageReadError, ValueError, OSError) as exc:
+        except Exception as exc:  # one bad input must not stop the batch; it becomes an error row
             result = SegmentResult(file=key, status="error", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         result.seconds = round(time.perf_counter() - start, 4)
         rows[key] = asdict(result)

@@ -13,7 +13,8 @@ from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.inference.transforms import default_box, mask_box
 from napari_adaqat.io import read_image, read_mask
 from napari_adaqat.metrics import score_masks, score_masks_at, summarize, trust_maps, wilcoxon_paired
-from napari_adaqat.train.data import discover
+from napari_adaqat.train.data import check_pairs, discover
+from napari_adaqat.train.split import load_split
 
 METRICS = ("dice", "iou", "nsd", "hd95")
 
@@ -53,13 +54,22 @@ def iter_scores(pairs: list, model: BoxPredictor, baseline: BoxPredictor | None,
 
 
 def evaluate(data_dir: str | Path, model: BoxPredictor, baseline: BoxPredictor | None, out_dir: str | Path,
-             split: str = "test", box_mode: str = "tight", progress=None) -> dict:
-    """Write ``per_image.csv``, ``summary.json``, ``wilcoxon.json`` and figures; return the summary."""
+             split: str = "test", box_mode: str = "tight", progress=None, split_file: str | Path | None = None) -> dict:
+    """Write ``per_image.csv``, ``summary.json``, ``wilcoxon.json`` and figures; return the summary.
+
+    ``split_file`` (e.g. a training run's ``split.json``) overrides the dataset's own split.
+    Bad pairs (missing, empty or mismatched masks) are skipped and listed in the summary.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    data = Path(data_dir).resolve()
+    if out.resolve() == data or data in out.resolve().parents:
+        raise ValueError(f"--out {out_dir} is inside the data folder {data_dir}; choose another folder")
     pairs, parts = discover(data_dir)
+    if split_file:
+        parts = load_split(split_file)
     names = sorted(pairs) if split == "all" else parts[split]
-    chosen = [pairs[n] for n in names if n in pairs and pairs[n].mask is not None]
+    chosen, skipped = check_pairs([pairs[n] for n in names if n in pairs])
+    out.mkdir(parents=True, exist_ok=True)
     if not chosen:
         raise ValueError(f"{data_dir}: no image/mask pairs in the {split!r} split")
     rows = []
@@ -71,7 +81,8 @@ def evaluate(data_dir: str | Path, model: BoxPredictor, baseline: BoxPredictor |
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    summary: dict = {"data": str(data_dir), "split": split, "n": len(rows), "box": box_mode}
+    summary: dict = {"data": str(data_dir), "split": split, "n": len(rows), "box": box_mode, "skipped": skipped,
+                     "split_file": str(split_file) if split_file else None}
     tags = ["model"] + (["baseline"] if baseline is not None else [])
     for tag in tags:
         summary[tag] = {f"{m}{s}": summarize([r[f"{tag}_{m}{s}"] for r in rows]) for m in METRICS for s in ("", "_256")}

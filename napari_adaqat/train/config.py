@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-TRAINING_DIR = Path(__file__).resolve().parents[2] / "training"
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"  # training/*.yaml link here
 
 
 @dataclass
@@ -80,17 +80,21 @@ class TrainConfig:
 
 
 def preset_path(name: str) -> Path:
+    """A preset name (``paper``, ``authors``) or a path to a YAML file; unknown names are errors."""
     path = Path(name)
-    if path.suffix in (".yaml", ".yml"):
-        return path
-    return TRAINING_DIR / f"{name}.yaml"
+    if path.suffix not in (".yaml", ".yml"):
+        path = PRESETS_DIR / f"{name}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+            raise ValueError(f"unknown preset {name!r}; choose one of {known} or give a .yaml file")
+    if not path.is_file():
+        raise ValueError(f"{path}: preset file not found")
+    return path
 
 
 def load_preset(name: str, stage: int) -> dict:
     """Options of a YAML preset for ``stage`` (top-level keys plus a ``stageN:`` section)."""
     path = preset_path(name)
-    if not path.is_file():
-        return {}
     data = yaml.safe_load(path.read_text()) or {}
     stage_part = data.pop(f"stage{stage}", None) or {}
     data = {k: v for k, v in data.items() if not k.startswith("stage")}

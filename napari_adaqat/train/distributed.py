@@ -27,16 +27,17 @@ def local_device(device: str) -> str:
 
 
 def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
-    """All-reduce gradients (missing ones count as zero) so every rank steps alike.
+    """All-reduce gradients so every rank steps alike.
 
     Done by hand instead of DDP because the box prompt leaves some prompt-encoder
     parameters unused, which DDP handles only with a slower unused-parameter scan.
+    Parameters without a gradient are skipped (as AdamW skips them on one process).
     """
     if world <= 1:
         return
     for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
+        if p.grad is None:  # the graph is the same on every rank, so all ranks skip it alike
+            continue
         dist.all_reduce(p.grad)
         p.grad /= world
 

@@ -35,9 +35,9 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int) -> tuple[LungDataset, LungDataset, list[str]]:
-    pairs, split = discover(cfg.data, cfg.seed)
-    if paths["split"].is_file():  # a resumed run keeps its own split
+def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int, resume: bool) -> tuple[LungDataset, LungDataset, list[str]]:
+    pairs, split = discover(cfg.data, cfg.seed)  # deterministic: every rank computes the same split
+    if resume and paths["split"].is_file():  # a resumed run keeps its own split
         split = json.loads(paths["split"].read_text())
     elif rank == 0:
         save_split(split, paths["split"], cfg.seed)
@@ -83,22 +83,35 @@ def evaluate_dice(sam, dataset: LungDataset, cfg: TrainConfig, device: str, amp:
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
     """Run one stage; returns a summary (best validation Dice, epochs, paths)."""
-    device = dd.local_device(cfg.device)
+    from napari_adaqat.cli.common import resolve_device
+
+    device = dd.local_device(resolve_device(cfg.device))
     rank, world = dd.init_distributed(device)
     paths = run_paths(cfg.out)
-    is_main = rank == 0
-    if is_main:
+    handler = None
+    if rank == 0:
         paths["root"].mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(paths["log"])
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
+    try:
+        return _train(cfg, resume, device, rank, world, paths)
+    finally:
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+        dd.shutdown(world)
+
+
+def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, paths: dict) -> dict:
+    is_main = rank == 0
     _seed_all(cfg.seed)
     sam, description, provenance = (build_stage1 if cfg.stage == 1 else build_stage2)(cfg)
     sam.to(device)
     if trainable_count(sam) == 0:
         raise ValueError(f"nothing to train: stage {cfg.stage} preset {cfg.preset!r} leaves no trainable parameters")
-    train_set, val_set, warnings = _datasets(cfg, sam.spec, paths, rank)
+    train_set, val_set, warnings = _datasets(cfg, sam.spec, paths, rank, resume)
     for w in warnings:
         log.warning("skipped: %s", w)
     groups = param_groups(sam, cfg.lr_adapter, cfg.lr_decoder, cfg.lr_other, cfg.weight_decay)
@@ -129,6 +142,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     steps_per_epoch = math.ceil(len(train_set) / (cfg.batch_size * world))
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    # With adapters, 'best' and early stopping only count once the rank budget is final,
+    # so Stage 2 never starts from a model above the target rank.
+    final_prune = max([e for e in cfg.prune_epochs if e <= cfg.epochs], default=0) if allocator is not None else 0
     t0, epochs_done = time.time(), 0
     for epoch in range(start_epoch, cfg.epochs + 1):
         sam.train()
@@ -136,6 +152,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             group["lr"] = base_lr * lr_factor(cfg, epoch)
         train_set.set_epoch(epoch)
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
+        if world > 1:  # equal shards (wrapping around), so every rank runs the same collectives
+            need = steps_per_epoch * cfg.batch_size * world
+            order = (order * math.ceil(need / len(order)))[:need]
         mine = order[rank::world][: steps_per_epoch * cfg.batch_size]
         loader = DataLoader(Subset(train_set, mine), batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
         bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not is_main or None, leave=False)
@@ -161,8 +180,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         pruned = allocator.on_epoch_end(epoch) if allocator is not None else False
         val_dice = evaluate_dice(sam, val_set, cfg, device, amp, rank, world)
         epochs_done += 1
-        improved = val_dice > best
-        best, bad_epochs = (val_dice, 0) if improved else (best, bad_epochs + 1)
+        improved = val_dice > best and epoch >= final_prune
+        if epoch >= final_prune:
+            best, bad_epochs = (val_dice, 0) if improved else (best, bad_epochs + 1)
         elapsed = time.time() - t0
         eta = elapsed / epochs_done * (cfg.epochs - epoch)
         budget = allocator.current_budget() if allocator is not None else None
@@ -187,7 +207,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             break
     if is_main:
         progress.write("done", best_dice=round(best, 5), epochs_run=epochs_done)
-    dd.shutdown(world)
     return {"best_dice": best, "epochs_run": epochs_done, "out": str(paths["root"])}
 
 

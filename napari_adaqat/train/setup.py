@@ -39,15 +39,21 @@ def _start_weights(cfg: TrainConfig) -> tuple[Sam, dict]:
     if cfg.image_size and sam.image_encoder.img_size != cfg.image_size:
         raise ValueError(f"{cfg.checkpoint}: trained at {sam.image_encoder.img_size} px; "
                          f"--image-size {cfg.image_size} is only supported for official .pth files")
-    return sam, {"source": str(cfg.checkpoint), "source_format": meta.get("format")}
+    info = {"source": str(cfg.checkpoint), "source_format": meta.get("format")}
+    if meta.get("model", {}).get("adalora"):
+        info["adalora"] = meta["model"]["adalora"]
+    return sam, info
 
 
 def build_stage1(cfg: TrainConfig) -> tuple[Sam, dict, dict]:
     """Start weights + adapters + trainable flags → (sam, model description, provenance)."""
     sam, provenance = _start_weights(cfg)
     existing = adalora_modules(sam)
-    config = adalora_config(cfg)
-    used = add_adapters(sam, cfg.mode, config) if not existing else config
+    if existing:  # continue with the file's own adapters (its ranks and schedule)
+        saved = provenance.pop("adalora", None)
+        used = AdaLoRAConfig.from_dict(saved) if saved else adalora_config(cfg)
+    else:
+        used = add_adapters(sam, cfg.mode, adalora_config(cfg))
     set_stage1_trainable(sam, cfg.mode, cfg.train_prompt_encoder)
     adalora_used = used if (existing or cfg.mode in ("adalora", "lora")) else None
     return sam, describe_model(sam.spec, adalora_used, None), provenance

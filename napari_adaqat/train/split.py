@@ -35,7 +35,10 @@ def save_split(split: dict[str, list[str]], path: str | Path, seed: int | None =
     payload = {k: split[k] for k in SPLITS}
     if seed is not None:
         payload["seed"] = seed
-    Path(path).write_text(json.dumps(payload, indent=1))
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.replace(path)  # atomic: readers never see half a file
 
 
 def load_split(path: str | Path) -> dict[str, list[str]]:
