@@ -205,3 +205,17 @@ def test_summarize():
     assert s["std"] == pytest.approx(np.std([1, 2, 3, 4], ddof=1))
     empty = summarize([np.nan])
     assert empty["n"] == 0 and math.isnan(empty["mean"])
+
+
+def test_clean_lung_mask_keeps_two_lungs_and_fills_holes():
+    from napari_adaqat.inference.postprocess import clean_lung_mask
+
+    mask = np.zeros((60, 60), bool)
+    mask[5:50, 5:25] = True  # right lung
+    mask[5:50, 35:55] = True  # left lung
+    mask[20:24, 10:14] = False  # a hole (opacity)
+    mask[55:57, 55:57] = True  # a speck
+    cleaned = clean_lung_mask(mask)
+    assert cleaned[20:24, 10:14].all() and not cleaned[55:57, 55:57].any()
+    assert cleaned.sum() == 2 * 45 * 20
+    assert not clean_lung_mask(np.zeros((5, 5), bool)).any()

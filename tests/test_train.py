@@ -85,6 +85,10 @@ def test_resume_after_sigkill_matches_uninterrupted_run(dataset, tmp_path, nano_
 
 
 def test_torchrun_two_processes_on_cpu(dataset, tmp_path):
+    """3 training images on 2 ranks: the shards are padded to equal length, so no rank hangs."""
+    split = json.loads((dataset / "split.json").read_text())
+    split["train"] = split["train"][:3]
+    (dataset / "split.json").write_text(json.dumps(split))
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            "-m", "napari_adaqat.cli", "train", "--stage", "1", "--mode", "full", "--model-type", "vit_nano",
@@ -131,3 +135,24 @@ def test_bad_data_is_named_and_skipped(dataset, tmp_path):
     (empty / "images").mkdir(parents=True)
     with pytest.raises(DataError, match="empty dataset"):
         discover(empty)
+
+
+def test_run_folder_contract(dataset, tmp_path, capsys):
+    from napari_adaqat.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", "--stage", "1", "--mode", "full", "--model-type", "vit_nano", "--data", str(dataset),
+            "--out", str(run), "--epochs", "1", "--batch-size", "4", "--device", "cpu"]
+    assert main([*args, "--resume"]) == 2  # nothing to resume yet
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(args) == 0
+    stamp = (run / "checkpoints" / "last.safetensors").stat().st_mtime_ns
+    assert main(args) == 2  # an existing run is never overwritten
+    assert "--resume" in capsys.readouterr().err
+    assert (run / "checkpoints" / "last.safetensors").stat().st_mtime_ns == stamp
+    # --resume needs no repeated options: the run's config.json is the base
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2"]) == 0
+    assert [r["epoch"] for r in read_progress(run / "progress.jsonl") if r["kind"] == "epoch"] == [1, 2]
+    assert main([*args[:-8], "--out", str(dataset / "runs"), "--epochs", "1", "--device", "cpu"]) == 2
+    assert "inside the data folder" in capsys.readouterr().err
+    assert main(["train", "--stage", "2", "--from", str(run), "--data", str(dataset), "--out", str(run)]) == 2

@@ -20,6 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="use this split (e.g. RUN/split.json of the training run) instead of the dataset's")
     p.add_argument("--box", default="tight", choices=["tight", "default"],
                    help="tight: the reference mask's bounding box; default: the whole image minus 2%%")
+    p.add_argument("--clean", action="store_true",
+                   help="score the cleaned masks (two largest regions, holes filled), as 'adaqat segment' writes them")
     add_device_argument(p)
 
 
@@ -41,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
         bar.total = total
         bar.update(1)
 
-    summary = evaluate(args.data, BoxPredictor(sam, device), baseline, args.out, args.split, args.box, progress, args.split_file)
+    summary = evaluate(args.data, BoxPredictor(sam, device), baseline, args.out, args.split, args.box, progress, args.split_file, args.clean)
     bar.close()
-    brief = {k: summary[k] for k in ("split", "n", "box")}
+    brief = {k: summary[k] for k in ("split", "n", "box", "clean")}
     for tag in ("model", "baseline"):
         if tag in summary:
             brief[tag] = {m: round(summary[tag][m]["mean"], 4) for m in ("dice", "iou", "nsd", "hd95", "dice_256")}

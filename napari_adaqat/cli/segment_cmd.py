@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument("--boxes", metavar="CSV", help="CSV with columns file,x0,y0,x1,y1 (pixels); "
                    "default box: the whole image minus a 2%% margin")
+    p.add_argument("--no-clean", dest="clean", action="store_false",
+                   help="keep the raw model mask (default: keep the two largest regions and fill holes)")
     p.add_argument("--format", choices=["png", "tif"], default="png", help="mask file format")
     add_device_argument(p)
 
@@ -41,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         baseline = BoxPredictor(base_sam, device)
     counts = {"ok": 0, "error": 0, "skipped": 0}
     bar = tqdm(total=len(files), desc="segment", unit="img", disable=None)
-    for result in segment_files(files, predictor, out_dir, boxes=boxes, baseline=baseline, suffix=f".{args.format}"):
+    for result in segment_files(files, predictor, out_dir, boxes=boxes, baseline=baseline, suffix=f".{args.format}",
+                                  clean=args.clean):
         counts[result.status] += 1
         if result.status == "error":
             tqdm.write(f"adaqat segment: {result.file}: {result.error}", file=sys.stderr)

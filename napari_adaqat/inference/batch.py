@@ -14,6 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
+from napari_adaqat.inference.postprocess import clean_lung_mask
 from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.inference.transforms import default_box
 from napari_adaqat.io import is_image_file, read_image, write_mask
@@ -99,11 +100,13 @@ def segment_files(
     boxes: dict[str, np.ndarray] | None = None,
     baseline: BoxPredictor | None = None,
     suffix: str = ".png",
+    clean: bool = True,
 ) -> Iterator[SegmentResult]:
     """Segment ``files`` into ``out_dir``, yielding one :class:`SegmentResult` per file.
 
     A file whose row says ``ok`` and whose mask exists is skipped.  A bad file gives an
     ``error`` row and the rest go on.  ``results.csv`` is rewritten after every file.
+    ``clean`` keeps the two largest regions of each mask and fills its holes.
     """
     from napari_adaqat.metrics.ssim import ssim_map
 
@@ -129,7 +132,7 @@ def segment_files(
             box = default_box(image.pixels.shape) if box is None else box
             predictor.set_image(image.pixels)
             pred = predictor.predict(box)
-            mask = pred.masks[0]
+            mask = clean_lung_mask(pred.masks[0]) if clean else pred.masks[0]
             write_mask(mask_path, mask, overwrite=True)
             result = SegmentResult(
                 file=key, status="ok", box=" ".join(f"{v:.1f}" for v in box), area_px=int(mask.sum()),

@@ -9,6 +9,7 @@ from typing import Iterator
 
 import numpy as np
 
+from napari_adaqat.inference.postprocess import clean_lung_mask
 from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.inference.transforms import default_box, mask_box
 from napari_adaqat.io import read_image, read_mask
@@ -20,7 +21,7 @@ METRICS = ("dice", "iou", "nsd", "hd95")
 
 
 def iter_scores(pairs: list, model: BoxPredictor, baseline: BoxPredictor | None, box_mode: str = "tight",
-                nsd_tolerance: float = 2.0) -> Iterator[dict]:
+                nsd_tolerance: float = 2.0, clean: bool = False) -> Iterator[dict]:
     """One row per image: metrics at native resolution and at 256², per model.
 
     box_mode ``tight`` uses the reference mask's bounding box (fixed, no jitter, as in the
@@ -40,9 +41,10 @@ def iter_scores(pairs: list, model: BoxPredictor, baseline: BoxPredictor | None,
             pred = predictor.predict(box)
             row[f"{tag}_seconds"] = round(time.perf_counter() - start, 4)
             probs[tag] = pred.probs[0]
-            native = score_masks(pred.masks[0], ref, spacing=image.spacing, nsd_tolerance_mm=nsd_tolerance,
+            mask = clean_lung_mask(pred.masks[0]) if clean else pred.masks[0]
+            native = score_masks(mask, ref, spacing=image.spacing, nsd_tolerance_mm=nsd_tolerance,
                                  nsd_tolerance_px=nsd_tolerance)
-            small = score_masks_at(pred.masks[0], ref, size=256, nsd_tolerance_px=nsd_tolerance)
+            small = score_masks_at(mask, ref, size=256, nsd_tolerance_px=nsd_tolerance)
             for m in METRICS:
                 row[f"{tag}_{m}"] = native[m]
                 row[f"{tag}_{m}_256"] = small[m]
@@ -54,7 +56,8 @@ def iter_scores(pairs: list, model: BoxPredictor, baseline: BoxPredictor | None,
 
 
 def evaluate(data_dir: str | Path, model: BoxPredictor, baseline: BoxPredictor | None, out_dir: str | Path,
-             split: str = "test", box_mode: str = "tight", progress=None, split_file: str | Path | None = None) -> dict:
+             split: str = "test", box_mode: str = "tight", progress=None, split_file: str | Path | None = None,
+             clean: bool = False) -> dict:
     """Write ``per_image.csv``, ``summary.json``, ``wilcoxon.json`` and figures; return the summary.
 
     ``split_file`` (e.g. a training run's ``split.json``) overrides the dataset's own split.
@@ -73,7 +76,7 @@ def evaluate(data_dir: str | Path, model: BoxPredictor, baseline: BoxPredictor |
     if not chosen:
         raise ValueError(f"{data_dir}: no image/mask pairs in the {split!r} split")
     rows = []
-    for row in iter_scores(chosen, model, baseline, box_mode):
+    for row in iter_scores(chosen, model, baseline, box_mode, clean=clean):
         rows.append(row)
         if progress:
             progress(len(rows), len(chosen))
@@ -81,7 +84,7 @@ def evaluate(data_dir: str | Path, model: BoxPredictor, baseline: BoxPredictor |
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    summary: dict = {"data": str(data_dir), "split": split, "n": len(rows), "box": box_mode, "skipped": skipped,
+    summary: dict = {"data": str(data_dir), "split": split, "n": len(rows), "box": box_mode, "clean": clean, "skipped": skipped,
                      "split_file": str(split_file) if split_file else None}
     tags = ["model"] + (["baseline"] if baseline is not None else [])
     for tag in tags:

@@ -11,6 +11,7 @@ from typing import Optional
 
 import numpy as np
 
+from napari_adaqat.inference.postprocess import clean_lung_mask
 from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.metrics import dice, ssim_map, trust_maps
 
@@ -96,8 +97,10 @@ class Engine:
 
     def segment(self, image: np.ndarray, box: np.ndarray, model: ModelSpec, baseline: Optional[ModelSpec],
                 device: str, reference: Optional[np.ndarray] = None,
-                slice_index: Optional[int] = None) -> SegmentResult:
-        """Prompt ``image`` (H, W) with one xyxy ``box``; build SSIM/ΔSSIM and Dice as available."""
+                slice_index: Optional[int] = None, clean: bool = True) -> SegmentResult:
+        """Prompt ``image`` (H, W) with one xyxy ``box``; build SSIM/ΔSSIM and Dice as available.
+
+        ``clean`` keeps the two largest regions and fills holes (the maps use the raw probabilities)."""
         if reference is not None and reference.shape != image.shape:
             raise ValueError(f"reference layer has shape {reference.shape}, the image slice {image.shape}")
         main = self.predictor(model, device)
@@ -106,6 +109,8 @@ class Engine:
         pred = main.predict(box)
         latency = (time.perf_counter() - t0) * 1000.0
         p_model, mask = pred.probs[0], pred.masks[0]
+        if clean:
+            mask = clean_lung_mask(mask)
         p_base = ssim = delta = None
         ssim_mean = delta_mean = None
         if baseline is not None:

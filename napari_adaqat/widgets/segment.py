@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
@@ -60,11 +60,12 @@ class SegmentWidget(Container):
         self.reference = ComboBox(label="reference", choices=self._reference_choices, nullable=True,
                                   tooltip="a ground-truth or corrected Labels layer: enables ΔSSIM and Dice")
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value=device)
+        self.clean = CheckBox(text="clean up mask (two largest regions, holes filled)", value=True)
         self.rerun = PushButton(text="Segment last box again")
         self.progress = ProgressBar(label="", min=0, max=0, visible=False)
         self.status = Label(label="status", value="Choose an image.")
         self.extend([self._help, self.image, self.model, self.model_file, self.baseline, self.baseline_file,
-                     self.model_type, self.reference, self.device, self.rerun, self.progress, self.status])
+                     self.model_type, self.reference, self.device, self.clean, self.rerun, self.progress, self.status])
         for w in (self._help, self.status):
             w.native.setWordWrap(True)
         self.status.native.setMinimumWidth(260)
@@ -249,7 +250,8 @@ class SegmentWidget(Container):
             L.show_result(self.viewer, image, result)
             self.status.value = result.summary()
 
-        self._submit("predict", lambda: self.engine.segment(plane, box, model, base, device, ref, z), done,
+        clean = bool(self.clean.value)
+        self._submit("predict", lambda: self.engine.segment(plane, box, model, base, device, ref, z, clean), done,
                      f"Segmenting with {model.label()}… (busy)")
 
     def _reference_plane(self, z: Optional[int], shape: tuple[int, int]) -> Optional[np.ndarray]:
