@@ -144,3 +144,12 @@ def test_writer_round_trips_a_labels_layer(make_napari_viewer, tmp_path, suffix)
     written = layer.save(str(out), plugin=PLUGIN)
     assert [Path(p) for p in written] == [out]
     np.testing.assert_array_equal(read_mask(out), mask > 0)
+
+
+def test_npe2_validate_passes():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "npe2", "validate", PLUGIN], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "valid" in result.stdout

@@ -78,3 +78,31 @@ def test_export_round_trip_and_info(stage1_run, cxr_dir, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["compression"]["file_bytes"] == model_file.stat().st_size
     assert report["compression"]["ratio_vs_own_fp32"] > 1.5
+
+
+def test_int8_round_trip_on_vit_tiny(tmp_path):
+    """The INT8 file reloads to exactly the fake-quant weights: logits agree to ≤ 1e-5."""
+    from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, inject_adalora
+    from napari_adaqat.model.build import build_sam
+    from napari_adaqat.model.export import export_model, load_model_file
+    from napari_adaqat.model.forward import decode_boxes, encode
+    from napari_adaqat.model.qat import apply_qat
+
+    torch.manual_seed(0)
+    sam = build_sam("vit_tiny")
+    inject_adalora(sam.image_encoder, AdaLoRAConfig())
+    for module in adalora_modules(sam).values():
+        with torch.no_grad():
+            module.lora_lambda.normal_(0, 0.2)
+            module.rank_mask[::3] = 0
+    apply_qat(sam, "full")
+    path = tmp_path / "tiny.safetensors"
+    export_model(sam, path, profile="paper")
+    loaded, meta = load_model_file(path)
+    assert len(meta["int8_layers"]) == 6 * 3 + 47  # proj, lin1, lin2 per block + every decoder Linear
+    x = torch.rand(1, 3, 256, 256) * 255
+    box = torch.tensor([[20.0, 30.0, 230.0, 240.0]])
+    with torch.no_grad():
+        a, _ = decode_boxes(sam.eval(), encode(sam, x), box)
+        b, _ = decode_boxes(loaded, encode(loaded, x), box)
+    assert (a - b).abs().max() <= 1e-5
