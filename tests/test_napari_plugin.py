@@ -57,7 +57,7 @@ def test_manifest_is_discovered_with_all_contributions(make_napari_viewer):
     pm = PluginManager.instance()
     manifest = pm.get_manifest(PLUGIN)
     contrib = manifest.contributions
-    assert [w.display_name for w in contrib.widgets] == [WIDGET]
+    assert [w.display_name for w in contrib.widgets] == [WIDGET, "Train (AdaLoRA-QAT)"]
     assert contrib.readers and "*" in contrib.readers[0].filename_patterns
     assert contrib.writers and contrib.writers[0].layer_types == ["labels"]
     assert {".png", ".tif"} <= set(contrib.writers[0].filename_extensions)

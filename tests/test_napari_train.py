@@ -1,0 +1,162 @@
+"""The Train dock in a real napari viewer (Xvfb): `adaqat train` runs as a subprocess, the viewer
+stays responsive, progress follows RUN/progress.jsonl, Stop then Resume completes the run.
+
+Training is tiny: the 4 shipped radiographs, random-init ``vit_nano`` in ``full`` mode, on the CPU.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("napari")
+
+from qtpy.QtCore import QTimer  # noqa: E402
+
+# imported at collection, before any viewer creates an OpenGL context (see widgets/_compat.py)
+from napari_adaqat._sample import chest_xray  # noqa: E402
+from napari_adaqat.train.progress import read_progress  # noqa: E402
+from napari_adaqat.widgets.train import TrainWidget  # noqa: E402
+
+pytestmark = pytest.mark.gui
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN, WIDGET = "napari-adaqat", "Train (AdaLoRA-QAT)"
+WAIT_MS = 180_000
+
+
+@pytest.fixture()
+def dataset(tmp_path, cxr_dir) -> Path:
+    """The 4 shipped radiographs, all used for training and validation."""
+    root = tmp_path / "data"
+    shutil.copytree(cxr_dir, root, ignore=shutil.ignore_patterns("*.md", "*.csv"))
+    names = sorted(p.stem for p in (root / "images").glob("*.png"))
+    (root / "split.json").write_text(json.dumps({"train": names, "val": names, "test": []}))
+    return root
+
+
+def dock(viewer) -> TrainWidget:
+    _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    assert isinstance(widget, TrainWidget)
+    return widget
+
+
+def fill(widget: TrainWidget, data: Path, out: Path, epochs: int, batch_size: int = 4) -> None:
+    widget.stage.value = 1
+    widget.data.value = str(data)
+    widget.out.value = str(out)
+    widget.model_type.value = "vit_nano"
+    widget.mode.value = "full"
+    widget.epochs.value = epochs
+    widget.batch_size.value = batch_size
+    widget.device.value = "cpu"
+
+
+def test_training_runs_in_a_subprocess_and_the_viewer_stays_responsive(make_napari_viewer, qtbot, dataset, tmp_path):
+    viewer = make_napari_viewer()
+    for data, kw, kind in chest_xray():
+        getattr(viewer, f"add_{kind}")(data, **kw)
+    widget = dock(viewer)
+    run = tmp_path / "run"
+    fill(widget, dataset, run, epochs=2)
+    cmd = widget.command.value
+    assert "-m napari_adaqat train --stage 1" in cmd and "--epochs 2" in cmd and str(dataset) in cmd
+    assert widget.command.native.isReadOnly()
+
+    ticks: list[float] = []
+    probe = QTimer()
+    probe.setInterval(50)
+    probe.timeout.connect(lambda: ticks.append(time.monotonic()))
+    probe.start()
+    t0 = time.monotonic()
+    widget.start_button.native.click()
+    assert time.monotonic() - t0 < 2.0, "Start must return at once"
+    assert widget.busy and widget.process.running()
+    assert not widget.start_button.enabled and widget.stop_button.enabled
+    # while the subprocess trains, the Qt event loop keeps running (ticks every ~50 ms)
+    qtbot.waitUntil(lambda: len(ticks) >= 20, timeout=10_000)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    probe.stop()
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert max(gaps) < 1.5, f"the event loop stalled for {max(gaps):.2f} s"
+
+    assert widget.last_error is None, widget.status.value
+    assert widget.progress.max == 2 and widget.progress.value == 2
+    status = widget.status.value
+    assert status.startswith("Done") and "val Dice" in status and "best Dice" in status
+    assert (run / "checkpoints" / "best.safetensors").is_file()
+    assert [r["kind"] for r in read_progress(run / "progress.jsonl")][-1] == "done"
+    assert widget.start_button.enabled and not widget.stop_button.enabled
+
+    viewer.window.resize(1400, 860)
+    qtbot.wait(300)
+    shot = ROOT / "docs" / "screenshot_train.png"
+    shot.parent.mkdir(exist_ok=True)
+    viewer.screenshot(str(shot), canvas_only=False)
+    assert shot.stat().st_size > 10_000
+
+
+def test_missing_data_folder_gives_a_message_and_starts_nothing(make_napari_viewer, tmp_path):
+    widget = dock(make_napari_viewer())
+    widget.out.value = str(tmp_path / "run")
+    assert widget.start() is False
+    assert not widget.busy and widget.process is None
+    assert widget.status.value.startswith("Choose a data folder")
+    widget.data.value = str(tmp_path / "nope")
+    widget.start_button.native.click()
+    assert not widget.busy and "Data folder not found" in widget.status.value
+    assert "\n" not in widget.status.value
+    assert not (tmp_path / "run").exists()
+    # Stage 2 swaps the Stage-1 fields for "from run" and needs a Stage-1 model
+    widget.stage.value = 2
+    assert not widget.from_run.native.isHidden() and widget.mode.native.isHidden()
+    assert "--stage 2" in widget.command.value and "--mode" not in widget.command.value
+
+
+def test_subprocess_failure_shows_its_last_stderr_line(make_napari_viewer, qtbot, dataset, tmp_path):
+    widget = dock(make_napari_viewer())
+    fill(widget, dataset, tmp_path / "run", epochs=1)
+    bad = tmp_path / "broken.pth"
+    bad.write_bytes(b"not a checkpoint")
+    widget.checkpoint.value = str(bad)
+    assert widget.start()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    assert widget.last_error and widget.last_error.startswith("adaqat train: ") and "broken.pth" in widget.last_error
+    assert widget.status.value.startswith("Failed (exit ") and widget.last_error in widget.status.value
+    assert widget.start_button.enabled and not widget.stop_button.enabled
+
+
+def test_stop_terminates_and_resume_continues(make_napari_viewer, qtbot, dataset, tmp_path):
+    widget = dock(make_napari_viewer())
+    run = tmp_path / "run"
+    fill(widget, dataset, run, epochs=4, batch_size=1)  # 4 steps per epoch
+    assert widget.start()
+    proc = widget.process
+    progress = run / "progress.jsonl"
+
+    def kinds() -> list[tuple]:
+        return [(r["kind"], r.get("epoch")) for r in read_progress(progress)]
+
+    # stop once epoch 1 is saved and epoch 2 has begun (a "step" record of epoch 2)
+    qtbot.waitUntil(lambda: ("step", 2) in kinds(), timeout=WAIT_MS)
+    widget.stop_button.native.click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=30_000)
+    assert proc.returncode() != 0 and not proc.running()
+    assert widget.last_error is None and widget.status.value.startswith("Stopped")
+    assert widget.resume.value is True and "--resume" in widget.command.value
+    assert ("done", None) not in kinds()
+    assert 1 <= widget.progress.value < 4
+
+    widget.start_button.native.click()
+    assert widget.busy
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert widget.last_error is None, widget.status.value
+    records = read_progress(progress)
+    starts = [r for r in records if r["kind"] == "start"]
+    assert len(starts) == 2 and starts[1]["resumed_from"]
+    assert records[-1]["kind"] == "done" and widget.progress.value == 4
+    assert "val Dice" in widget.status.value
+    assert (run / "checkpoints" / "best.safetensors").is_file()
+
