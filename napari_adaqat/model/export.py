@@ -142,6 +142,7 @@ def export_model(sam: nn.Module, path: str | Path, *, profile: str = "paper", sp
 
     try:
         save_file(tensors, str(tmp), metadata={META_KEY: text})
+        os.chmod(tmp, 0o644)  # a shareable model file, whatever the writer's temp-file mode
         os.replace(tmp, path)
     finally:
         if tmp.exists():
