@@ -210,6 +210,7 @@ def run_side(side: str, config: BenchConfig, image: np.ndarray, log: Log = log_s
     result: dict[str, Any] = {
         "side": side, "weights_sha1": digest,
         "image_size": int(sam.image_encoder.img_size),
+        "model_type": getattr(getattr(sam, "spec", None), "name", None),
         "embed_s": embed_stats["median"], "embed_s_min": embed_stats["min"], "embed_times_s": embed_times,
         "prompt_ms": prompt_stats["median"], "prompt_ms_p90": prompt_stats["p90"],
         "prompt_ms_min": prompt_stats["min"],
@@ -318,7 +319,7 @@ def run_bench(config: BenchConfig, log: Log = log_stderr) -> dict[str, Any]:
     both = {f"{pre}{key}": side[key] for pre, side in (("stock_", stock), ("", ours))
             for key in ("embed_s", "prompt_ms", "prompt_ms_p90", "peak_rss_mb", "peak_gpu_mb") if key in side}
     report: dict[str, Any] = {
-        "model_type": config.model_type, "image_size": ours["image_size"],
+        "model_type": ours.get("model_type") or config.model_type, "image_size": ours["image_size"],
         "model": config.model or f"random weights (seed {config.seed})",
         "image": config.image or "synthetic 512x512 radiograph", "image_shape": list(image.shape[:2]),
         "box": bench_box(image.shape[:2]).round(2).tolist(), "device": config.device,
