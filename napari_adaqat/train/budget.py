@@ -83,7 +83,10 @@ def file_report(path: Path, model_type: str = "vit_b", quant_report_dir: str | N
     try:
         from napari_adaqat.model.compression import file_compression
 
+        from napari_adaqat.model.compression import arithmetic_compression
+
         report["compression"] = file_compression(path, sam.spec)
+        report["paper_arithmetic_compression"] = arithmetic_compression(sam.spec)
     except (ImportError, ValueError, KeyError) as exc:
         report["compression"] = {"error": str(exc)}
     if quant_report_dir:
