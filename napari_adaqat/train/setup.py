@@ -11,15 +11,7 @@ from napari_adaqat.model.checkpoint import describe_model, load_checkpoint_model
 from napari_adaqat.model.loading import load_model
 from napari_adaqat.train.config import TrainConfig
 from napari_adaqat.train.modes import add_adapters, set_stage1_trainable, set_stage2_trainable
-
-
-def run_paths(out: str | Path) -> dict[str, Path]:
-    root = Path(out)
-    return {
-        "root": root, "last": root / "checkpoints" / "last.safetensors",
-        "best": root / "checkpoints" / "best.safetensors", "progress": root / "progress.jsonl",
-        "split": root / "split.json", "config": root / "config.json", "log": root / "train.log",
-    }
+from napari_adaqat.train.paths import run_paths  # noqa: F401  (re-exported)
 
 
 def adalora_config(cfg: TrainConfig) -> AdaLoRAConfig:

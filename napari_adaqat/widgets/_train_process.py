@@ -17,14 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from napari_adaqat.train.paths import run_paths
+
 STOP_GRACE_S = 15.0  # after SIGTERM, wait this long before SIGKILL
-
-
-def run_files(out: str | Path) -> dict[str, Path]:
-    """The run-folder files the dock reads (the same names as ``train.setup.run_paths``)."""
-    root = Path(out)
-    return {"last": root / "checkpoints" / "last.safetensors", "best": root / "checkpoints" / "best.safetensors",
-            "progress": root / "progress.jsonl"}
 
 
 @dataclass
@@ -81,7 +76,7 @@ class TrainRequest:
         out = Path(self.out).resolve()
         if out == data.resolve() or data.resolve() in out.parents:
             return "The run folder must not be inside the data folder."
-        files = run_files(self.out)
+        files = run_paths(self.out)
         if self.resume and not files["last"].is_file():
             return f"Nothing to resume in {self.out} (no checkpoints/last.safetensors); untick Resume."
         if not self.resume and files["last"].is_file():
@@ -91,7 +86,7 @@ class TrainRequest:
         if self.stage == 2:
             if not self.from_run and not self.checkpoint:
                 return "Stage 2 needs a Stage-1 run folder ('from run') or a start checkpoint."
-            if self.from_run and not run_files(self.from_run)["best"].is_file():
+            if self.from_run and not run_paths(self.from_run)["best"].is_file():
                 return f"{self.from_run} holds no Stage-1 model (checkpoints/best.safetensors)."
             if self.from_run and Path(self.from_run).resolve() == out:
                 return "The Stage-2 run folder must differ from the Stage-1 run."
@@ -137,7 +132,7 @@ class TrainProcess:
 
     def __init__(self, request: TrainRequest) -> None:
         self.request = request
-        self.follower = ProgressFollower.from_end(run_files(request.out)["progress"])
+        self.follower = ProgressFollower.from_end(run_paths(request.out)["progress"])
         self._err = tempfile.TemporaryFile()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(request.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

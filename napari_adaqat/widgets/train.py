@@ -21,7 +21,8 @@ guard_triton_import()  # before torch/torchvision load: see _compat.py
 
 from napari_adaqat.model.build import PRESETS  # noqa: E402
 from napari_adaqat.train.progress import read_progress  # noqa: E402
-from napari_adaqat.widgets._train_process import TrainProcess, TrainRequest, run_files, status_text  # noqa: E402
+from napari_adaqat.train.paths import run_paths  # noqa: E402
+from napari_adaqat.widgets._train_process import TrainProcess, TrainRequest, status_text  # noqa: E402
 
 CKPT_FILTER = "Checkpoints (*.pth *.pt *.safetensors)"
 POLL_MS = 300
@@ -145,7 +146,7 @@ class TrainWidget(Container):
             self.stop_button.enabled = False
 
     def _init_progress(self, req: TrainRequest) -> None:
-        records = read_progress(run_files(req.out)["progress"]) if req.resume else []
+        records = read_progress(run_paths(req.out)["progress"]) if req.resume else []
         old = [r for r in records if r.get("kind") == "epoch"]
         total = req.epochs or (old[-1].get("epochs") if old else 0) or 1
         self.progress.max = max(int(total), 1)
@@ -186,12 +187,12 @@ class TrainWidget(Container):
         last = self.last_epoch
         summary = status_text(last) if last else "no epoch finished"
         if code == 0:
-            best = run_files(out)["best"]
+            best = run_paths(out)["best"]
             self.status.value = f"Done · {summary} · model: {best}"
             self.progress.value = self.progress.max
             show_info(f"AdaLoRA-QAT training finished: {best}")
         elif proc.stopping:
-            can_resume = run_files(out)["last"].is_file()
+            can_resume = run_paths(out)["last"].is_file()
             self.resume.value = can_resume
             hint = "Start again (Resume ticked) to continue." if can_resume else "No epoch finished; nothing to resume."
             self.status.value = f"Stopped · {summary}. {hint}"
