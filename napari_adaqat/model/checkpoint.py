@@ -45,10 +45,14 @@ def _atomic_save(tensors: dict[str, torch.Tensor], meta: dict, path: Path) -> No
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    save_file(tensors, str(tmp), metadata={"adaqat": json.dumps(meta)})
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata={"adaqat": json.dumps(meta)})
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():  # a failed write leaves nothing behind
+            tmp.unlink()
 
 
 def save_checkpoint(path: str | Path, sam: Sam, description: dict, info: dict,
