@@ -1,8 +1,10 @@
 """napari reader contribution: DICOM radiographs (``.dcm``, ``.dicom`` or extension-less).
 
-The manifest offers this reader for every file name (pattern ``*``) so that DICOM files
-without an extension open too; for anything that is not DICOM it returns ``None`` and
-napari moves on to the next reader.
+The manifest offers this reader for DICOM extensions and for the numbered names that
+extension-less DICOM exports use (``IM-0001-0001``, ``00000001``, ``1.2.840.…1``); it is not
+offered for every file, so opening a PNG never asks the user to pick a reader. It sniffs the
+content and returns ``None`` for anything that is not DICOM. Any other DICOM file opens with
+``viewer.open(path, plugin="napari-adaqat")``.
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Shared fixtures: small real radiographs and tiny random SAM checkpoints."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,16 @@ import torch
 
 DATA = Path(__file__).parent / "data"
 CXR = DATA / "cxr"
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir() -> Path:
+    """Where GUI tests save screenshots: ``$ADAQAT_SCREENSHOTS`` (``docs`` refreshes the README's), else build/screenshots."""
+    root = Path(__file__).resolve().parents[1]
+    out = Path(os.environ.get("ADAQAT_SCREENSHOTS", root / "build" / "screenshots"))
+    out = out if out.is_absolute() else root / out
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -58,7 +58,8 @@ def test_manifest_is_discovered_with_all_contributions(make_napari_viewer):
     manifest = pm.get_manifest(PLUGIN)
     contrib = manifest.contributions
     assert [w.display_name for w in contrib.widgets] == [WIDGET, "Train (AdaLoRA-QAT)"]
-    assert contrib.readers and "*" in contrib.readers[0].filename_patterns
+    assert contrib.readers and "*.dcm" in contrib.readers[0].filename_patterns
+    assert "*" not in contrib.readers[0].filename_patterns  # a bare '*' makes napari ask for every PNG
     assert contrib.writers and contrib.writers[0].layer_types == ["labels"]
     assert {".png", ".tif"} <= set(contrib.writers[0].filename_extensions)
     assert [s.display_name for s in contrib.sample_data] == ["Chest X-ray (CC BY)"]
@@ -100,8 +101,8 @@ def test_reader_opens_monochrome1_dicom_upright_windowed_and_scaled(make_napari_
     viewer = make_napari_viewer()
     from napari.plugins import _npe2
 
-    assert PLUGIN in _npe2.get_readers(str(path))  # extension-less file: found through the '*' pattern
-    [layer] = viewer.open(path, plugin=PLUGIN)
+    assert PLUGIN in _npe2.get_readers(str(path))  # extension-less, numbered name: offered to us
+    [layer] = viewer.open(path, plugin=None)  # napari picks the reader: no "which reader?" question
     img = layer.data
     assert img.shape == (40, 60) and img.dtype == np.float32
     np.testing.assert_allclose(layer.scale, [0.2, 0.15])
@@ -111,6 +112,21 @@ def test_reader_opens_monochrome1_dicom_upright_windowed_and_scaled(make_napari_
     assert img[35, 55] == 0.0  # clipped above the window, then inverted
     # upright and not mirrored: the dark block is top-left
     assert img[:20, :30].mean() < img[20:, :].mean() and img[5:20, 5:25].mean() < img[5:20, 35:55].mean()
+
+
+def test_png_and_tiff_are_not_claimed_so_napari_never_asks_which_reader(make_napari_viewer, tmp_path):
+    from napari.plugins import _npe2
+    from skimage.io import imsave
+
+    viewer = make_napari_viewer()  # discovers the installed plugins
+    png = tmp_path / "chest.png"
+    imsave(png, np.full((16, 16), 128, np.uint8), check_contrast=False)
+    for name in ("chest.png", "chest.tif", "chest.jpg", "data.h5"):
+        assert PLUGIN not in _npe2.get_readers(str(tmp_path / name)), name
+    for name in ("scan.dcm", "SCAN.DCM", "IM-0001-0001", "1.2.840.10008.1"):
+        assert PLUGIN in _npe2.get_readers(str(tmp_path / name)), name
+    [layer] = viewer.open(png, plugin=None)  # would raise MultipleReaderError if we claimed *.png
+    assert layer.data.shape == (16, 16)
 
 
 def test_reader_declines_non_dicom_files(tmp_path):

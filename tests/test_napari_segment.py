@@ -25,7 +25,6 @@ from napari_adaqat.model.build import build_sam  # noqa: E402
 from napari_adaqat.widgets.segment import SegmentWidget  # noqa: E402
 
 pytestmark = pytest.mark.gui
-ROOT = Path(__file__).resolve().parents[1]
 WAIT_MS = 120_000
 
 
@@ -204,8 +203,8 @@ def test_errors_are_reported_and_the_viewer_stays_up(make_napari_viewer, qtbot, 
     assert "lung mask" in viewer.layers and "latency" in widget.status.value
 
 
-def test_screenshot_of_a_segmentation(make_napari_viewer, qtbot, nano_models):
-    """Saves docs/screenshot_segment.png (bundled model when installed, else the random nano model)."""
+def test_screenshot_of_a_segmentation(make_napari_viewer, qtbot, nano_models, screenshot_dir):
+    """Saves screenshot_segment.png (see the ``screenshot_dir`` fixture) (bundled model when installed, else the random nano model)."""
     from napari.settings import get_settings
 
     get_settings().application.gui_notification_level = "none"
@@ -223,8 +222,7 @@ def test_screenshot_of_a_segmentation(make_napari_viewer, qtbot, nano_models):
     assert widget.last_error is None, widget.last_error
     viewer.reset_view()
     qtbot.wait(200)
-    out = ROOT / "docs" / "screenshot_segment.png"
-    out.parent.mkdir(exist_ok=True)
+    out = screenshot_dir / "screenshot_segment.png"
     shot = viewer.screenshot(str(out), canvas_only=False)
     assert out.is_file() and shot.shape[0] >= 600 and shot.shape[1] >= 1000
 

@@ -22,7 +22,6 @@ from napari_adaqat.train.progress import read_progress  # noqa: E402
 from napari_adaqat.widgets.train import TrainWidget  # noqa: E402
 
 pytestmark = pytest.mark.gui
-ROOT = Path(__file__).resolve().parents[1]
 PLUGIN, WIDGET = "napari-adaqat", "Train (AdaLoRA-QAT)"
 WAIT_MS = 180_000
 
@@ -54,7 +53,8 @@ def fill(widget: TrainWidget, data: Path, out: Path, epochs: int, batch_size: in
     widget.device.value = "cpu"
 
 
-def test_training_runs_in_a_subprocess_and_the_viewer_stays_responsive(make_napari_viewer, qtbot, dataset, tmp_path):
+def test_training_runs_in_a_subprocess_and_the_viewer_stays_responsive(make_napari_viewer, qtbot, dataset, tmp_path,
+                                                                      screenshot_dir):
     viewer = make_napari_viewer()
     for data, kw, kind in chest_xray():
         getattr(viewer, f"add_{kind}")(data, **kw)
@@ -92,8 +92,7 @@ def test_training_runs_in_a_subprocess_and_the_viewer_stays_responsive(make_napa
 
     viewer.window.resize(1400, 860)
     qtbot.wait(300)
-    shot = ROOT / "docs" / "screenshot_train.png"
-    shot.parent.mkdir(exist_ok=True)
+    shot = screenshot_dir / "screenshot_train.png"
     viewer.screenshot(str(shot), canvas_only=False)
     assert shot.stat().st_size > 10_000
 
