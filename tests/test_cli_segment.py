@@ -75,6 +75,46 @@ def test_boxes_csv_and_refusal_to_write_into_inputs(input_folder, tmp_path, nano
     assert not (input_folder / "sub").exists()
 
 
+def test_same_file_names_from_different_folders_never_overwrite_a_mask(cxr_dir, tmp_path, nano_pth):
+    src = sorted((cxr_dir / "images").glob("*.png"))
+    for folder, image in (("a", src[0]), ("b", src[1]), ("c/b", src[2])):
+        (tmp_path / folder).mkdir(parents=True)
+        shutil.copy(image, tmp_path / folder / "x.png")
+    out = tmp_path / "out"
+    model = ["--model", str(nano_pth), "--model-type", "vit_nano"]
+    assert main(["segment", str(tmp_path / "a" / "x.png"), "--out", str(out), *model]) == 0
+    first_mask = (out / "x_mask.png").read_bytes()
+    # a later run with another x.png, then one run with two more whose parents share a name
+    assert main(["segment", str(tmp_path / "b" / "x.png"), "--out", str(out), *model]) == 0
+    assert main(["segment", str(tmp_path / "b" / "x.png"), str(tmp_path / "c" / "b" / "x.png"), "--out", str(out),
+                 *model]) == 0
+    rows = _rows(out)
+    masks = [Path(r["mask"]).name for r in rows]
+    assert len(rows) == 3 and len(set(masks)) == 3, masks
+    assert (out / "x_mask.png").read_bytes() == first_mask
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
+    assert main(["segment", str(tmp_path / "a" / "x.png"), "--out", str(out), *model]) == 0
+    assert _rows(out)[0]["status"] == "ok" and (out / "x_mask.png").read_bytes() == first_mask  # skipped
+
+
+def test_invalid_boxes_are_errors_not_ok_rows(input_folder, tmp_path, nano_pth, capsys):
+    images = sorted(input_folder.glob("covid*.png"))
+    boxes = tmp_path / "boxes.csv"
+    # saved by Excel: a byte-order mark before the header
+    boxes.write_text(f"\ufefffile,x0,y0,x1,y1\n{images[0].name},10,20,200,300\n{images[1].name},900,900,950,950\n",
+                     encoding="utf-8")
+    out = tmp_path / "out"
+    model = ["--model", str(nano_pth), "--model-type", "vit_nano"]
+    assert main(["segment", str(images[0]), str(images[1]), "--out", str(out), "--boxes", str(boxes), *model]) == 1
+    rows = {Path(r["file"]).name: r for r in _rows(out)}
+    assert rows[images[0].name]["status"] == "ok"
+    assert rows[images[1].name]["status"] == "error" and "outside" in rows[images[1].name]["error"]
+    boxes.write_text(f"file,x0,y0,x1,y1\n{images[2].name},10,10,nan,300\n")
+    assert main(["segment", str(images[2]), "--out", str(tmp_path / "out2"), "--boxes", str(boxes), *model]) == 2
+    err = capsys.readouterr().err
+    assert "boxes.csv:2" in err and "x1 > x0" in err
+
+
 def test_console_script_help_teaches():
     result = subprocess.run([sys.executable, "-m", "napari_adaqat", "segment", "--help"], capture_output=True, text=True)
     assert result.returncode == 0

@@ -8,14 +8,14 @@ import pickle
 import pytest
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from napari_adaqat.model.build import OFFICIAL_CHECKPOINT_BYTES, ModelLoadError, build_sam
+from napari_adaqat.model.build import OFFICIAL_CHECKPOINT_BYTES, ModelLoadError, PRESETS, build_sam
 from napari_adaqat.model.compression import arithmetic_compression, file_compression, fp32_state_bytes
 from napari_adaqat.model.export import export_model, load_model_file, ptq_from_checkpoint
 from napari_adaqat.model.forward import decode_boxes, encode
-from napari_adaqat.model.qat import QuantLinear, apply_qat, fake_quant_int8
+from napari_adaqat.model.qat import QuantLinear, apply_qat, fake_quant_int8, quantized_modules
 
 adalora = pytest.importorskip("napari_adaqat.model.adalora")
 
@@ -204,6 +204,8 @@ def _rewrite(src, dst, meta=None, drop=None):
     ("spec unknown field", lambda m: m | {"spec": m["spec"] | {"colour": 3}}, "invalid model spec"),
     ("spec bad value", lambda m: m | {"spec": m["spec"] | {"embed_dim": "big"}}, "invalid model spec"),
     ("spec other shape", lambda m: m | {"spec": m["spec"] | {"embed_dim": 96, "num_heads": 2}}, "shape mismatch"),
+    ("spec absurd size", lambda m: m | {"spec": m["spec"] | {"depth": 10**6}}, "implausibly large depth"),
+    ("not an object", lambda m: [m], "unknown model format"),
 ])
 def test_bad_metadata_refused(paper_file, tmp_path, case, edit, match):
     bad = _rewrite(paper_file, tmp_path / "bad.safetensors", edit)
@@ -292,3 +294,28 @@ def test_measured_file_ratios_vit_b(tmp_path):
     assert ratios[("paper", True)] >= 2.24  # quantize_extra: + biases, convs, position tensors
     assert ratios[("deploy", False)] >= 3.0 and ratios[("deploy", True)] >= 3.0
     assert fp32_state_bytes("vit_b") / pth_bytes == pytest.approx(1.0, abs=1e-3)
+
+
+def test_bad_training_checkpoint_metadata_refused(tmp_path):
+    """Checkpoint metadata that is valid JSON but not a checkpoint description gets a one-line error."""
+    from napari_adaqat.model.checkpoint import describe_model, load_checkpoint_model, save_checkpoint
+    from napari_adaqat.model.loading import load_model
+
+    sam = build_sam("vit_nano")
+    good = tmp_path / "good.safetensors"
+    description = describe_model(PRESETS["vit_nano"], None, {"variant": "full", "unknown_option": 1})
+    apply_qat(sam, "full")
+    save_checkpoint(good, sam, description, {"epoch": 1})
+    loaded, meta = load_checkpoint_model(good)  # unknown qat options are ignored, not passed on
+    assert meta["epoch"] == 1 and quantized_modules(loaded)
+    tensors = load_file(str(good))
+    for name, raw in {"list": "[1, 2]", "string": '"checkpoint"',
+                      "model not an object": json.dumps({"format": "adaqat-checkpoint", "model": 3}),
+                      "absurd spec": json.dumps({"format": "adaqat-checkpoint", "format_version": 1, "model":
+                                                 {**description, "spec": {**description["spec"], "embed_dim": 10**7}}})}.items():
+        bad = tmp_path / f"{name.replace(' ', '_')}.safetensors"
+        save_file(tensors, str(bad), metadata={"adaqat": raw})
+        for loader in (load_checkpoint_model, load_model):
+            with pytest.raises(ModelLoadError) as err:
+                loader(bad)
+            assert "\n" not in str(err.value) and str(bad) in str(err.value), (name, str(err.value))

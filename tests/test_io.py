@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +210,17 @@ def test_write_mask_roundtrip_atomic(tmp_path, suffix):
     assert raw.dtype == np.uint8 and set(np.unique(raw)) == {0, 255}
     np.testing.assert_array_equal(read_mask(path), labels > 0)
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # the user's usual permissions, not 0600
+
+
+def test_sixteen_bit_rgba_is_scaled_without_its_alpha():
+    rgba = np.zeros((4, 4, 4), np.uint16)
+    rgba[..., :3] = np.arange(16, dtype=np.uint16).reshape(4, 4, 1) * 273  # 12-bit content, 0..4095
+    rgba[..., 3] = 65535  # fully opaque
+    gray = to_gray01(rgba)
+    assert gray.min() == 0.0 and gray.max() == pytest.approx(1.0, abs=1e-6)
 
 
 def test_write_mask_refuses_overwrite(tmp_path):

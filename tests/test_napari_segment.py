@@ -5,6 +5,8 @@ needs the bundled default model and is skipped until it is installed.
 """
 from __future__ import annotations
 
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +181,24 @@ def test_rgb_image_and_3d_stack(make_napari_viewer, qtbot, nano_models):
     assert labels.data.shape == (3, 64, 72) and tuple(labels.scale) == (2.0, 0.5, 0.5)
     assert not labels.data[0].any() and not labels.data[2].any()
     assert viewer.layers["ΔSSIM"].data.shape == (3, 64, 72)
+    assert labels.data[1].any()
+
+    # a second stack of the same shape: its results never mix with the first stack's planes
+    viewer.add_image(stack[::-1].copy(), name="stack 2", scale=(2.0, 0.5, 0.5))
+    widget.image.value = viewer.layers["stack 2"]
+    wait(qtbot, widget)
+    viewer.dims.set_current_step(0, 2)
+    viewer.layers["boxes"].add_rectangles(corners + np.array([1.0, 0.0, 0.0]))
+    wait(qtbot, widget)
+    assert widget.last_error is None and widget.last_result.slice_index == 2
+    labels = viewer.layers["lung mask"]
+    assert labels.data[2].any() and not labels.data[1].any()
+
+    # a reference with another number of planes is refused, not silently compared to the wrong plane
+    viewer.add_labels(np.zeros((2, 64, 72), np.uint8), name="short ref")
+    widget.reference.value = viewer.layers["short ref"]
+    widget.segment_shape(len(viewer.layers["boxes"].data) - 1)
+    assert "2 planes, the image 3" in (widget.last_error or "")
 
 
 def test_errors_are_reported_and_the_viewer_stays_up(make_napari_viewer, qtbot, nano_models, tmp_path):
@@ -242,3 +262,41 @@ def test_default_model_dice_on_the_sample(make_napari_viewer, qtbot):
     assert widget.last_error is None, widget.last_error
     assert widget.last_result.dice >= 0.85, widget.status.value
     assert viewer.layers["ΔSSIM"].data.shape == (512, 512)
+
+
+def test_engine_reloads_a_rewritten_model_file_and_keeps_at_most_two(nano_models, tmp_path):
+    from napari_adaqat.widgets._engine import Engine, ModelSpec
+
+    engine = Engine()
+    live = tmp_path / "live.pth"
+    shutil.copy(nano_models[0], live)
+    spec = ModelSpec(path=live, model_type="vit_nano")
+    first = engine.predictor(spec, "cpu")
+    assert engine.predictor(spec, "cpu") is first  # cached
+    image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    first.set_image(image)
+    before = first.predict(np.array([8, 8, 56, 56])).probs[0]
+    time.sleep(0.01)
+    shutil.copy(nano_models[1], live)  # e.g. a training run rewrote best.safetensors
+    second = engine.predictor(spec, "cpu")
+    assert second is not first
+    second.set_image(image)
+    assert not np.allclose(second.predict(np.array([8, 8, 56, 56])).probs[0], before)
+    engine.predictor(ModelSpec(path=nano_models[0], model_type="vit_nano"), "cpu")
+    engine.predictor(ModelSpec(path=nano_models[1], model_type="vit_nano"), "cpu")
+    assert len(engine._predictors) == Engine.MAX_LOADED
+
+
+def test_closing_the_dock_while_a_job_runs_raises_nothing(make_napari_viewer, qtbot, nano_models):
+    """A worker that finishes after the dock was closed must not touch its deleted Qt widgets."""
+    viewer = make_napari_viewer()
+    add_sample(viewer)
+    widget = SegmentWidget(viewer, model_path=nano_models[0], baseline_path=nano_models[1], model_type="vit_nano")
+    dock_widget = viewer.window.add_dock_widget(widget, name="Segment lungs (AdaLoRA-QAT)")
+    assert widget.busy  # the embedding started as soon as the image was chosen
+    viewer.layers["boxes"].add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))  # queued behind it
+    viewer.window.remove_dock_widget(dock_widget)
+    widget.native.deleteLater()
+    qtbot.waitUntil(lambda: widget._closed and widget._worker is None, timeout=WAIT_MS)
+    qtbot.wait(100)  # let queued signals arrive: pytest-qt fails the test on any exception in the loop
+    assert not widget._queue

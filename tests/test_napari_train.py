@@ -159,3 +159,37 @@ def test_stop_terminates_and_resume_continues(make_napari_viewer, qtbot, dataset
     assert "val Dice" in widget.status.value
     assert (run / "checkpoints" / "best.safetensors").is_file()
 
+
+
+def test_progress_follower_starts_over_when_the_log_is_replaced_or_truncated(tmp_path):
+    from napari_adaqat.widgets._train_process import ProgressFollower
+
+    log = tmp_path / "progress.jsonl"
+    log.write_text("".join(json.dumps({"kind": "step", "epoch": 1, "step": i}) + "\n" for i in range(40)))
+    follower = ProgressFollower.from_end(log)
+    assert follower.read_new() == []
+    log.unlink()  # a fresh run replaces the log with a shorter one
+    log.write_text(json.dumps({"kind": "start"}) + "\n" + json.dumps({"kind": "epoch", "epoch": 1}) + "\n")
+    assert [r["kind"] for r in follower.read_new()] == ["start", "epoch"]
+    with log.open("a") as fh:
+        fh.write(json.dumps({"kind": "done"}) + "\n" + '{"kind": "st')  # a half-written line waits
+    assert [r["kind"] for r in follower.read_new()] == ["done"]
+    log.write_text(json.dumps({"kind": "start"}) + "\n")  # same file truncated in place
+    assert [r["kind"] for r in follower.read_new()] == ["start"]
+
+
+def test_a_folder_with_an_unfinished_attempt_shows_the_new_runs_progress(make_napari_viewer, qtbot, dataset, tmp_path):
+    """Stop during epoch 1 leaves a long progress.jsonl and no checkpoint; Start again must follow the new run."""
+    run = tmp_path / "run"
+    run.mkdir()
+    old = [{"kind": "start", "epochs": 9}] + [{"kind": "step", "epoch": 1, "step": i, "loss": 1.0} for i in range(60)]
+    (run / "progress.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    widget = dock(make_napari_viewer())
+    fill(widget, dataset, run, epochs=1)
+    assert widget.start()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert widget.last_error is None, widget.status.value
+    assert widget.progress.max == 1 and widget.progress.value == 1
+    assert widget.status.value.startswith("Done") and "val Dice" in widget.status.value
+    assert [r["kind"] for r in read_progress(run / "progress.jsonl")][0] == "start"
+    assert len(read_progress(run / "progress.jsonl")) < len(old)

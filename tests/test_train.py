@@ -72,6 +72,8 @@ def test_resume_after_sigkill_matches_uninterrupted_run(dataset, tmp_path, nano_
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+    # what a kill during a checkpoint write would leave; --resume clears it
+    (run / "checkpoints" / ".last.safetensors.tmp99999").write_bytes(b"half a checkpoint")
     result = subprocess.run(_cli(*common, "--out", str(run), "--resume"), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     start = [r for r in read_progress(progress) if r["kind"] == "start"]
@@ -81,6 +83,25 @@ def test_resume_after_sigkill_matches_uninterrupted_run(dataset, tmp_path, nano_
     assert meta["epoch"] == 4
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.allclose(x, y, atol=1e-6), name
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+
+
+def test_sigterm_exits_cleanly_so_no_temp_file_survives(dataset, tmp_path):
+    """The Train dock's Stop sends SIGTERM: it must become SystemExit (exit 143), running ``finally``."""
+    run = tmp_path / "run"
+    cmd = _cli("--stage", "1", "--mode", "full", "--model-type", "vit_nano", "--data", str(dataset),
+               "--out", str(run), "--epochs", "50", "--batch-size", "1", "--device", "cpu")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    progress = run / "progress.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if progress.is_file() and any(r["kind"] == "epoch" for r in read_progress(progress)):
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()[-1000:]
+    assert (run / "checkpoints" / "last.safetensors").is_file()
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
 
 

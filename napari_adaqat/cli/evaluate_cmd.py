@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from tqdm import tqdm
 
@@ -15,9 +16,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="REPORT_DIR",
                    help="writes per_image.csv, summary.json, wilcoxon.json and scores_boxplot.png")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
-                   help="which part of the dataset's split (split.json or the seeded 80:10:10 cut)")
+                   help="which part of the split: DIR/split.json, DIR/train|val|test, or the 80:10:10 cut seeded by "
+                        "--seed. To score only images a model never saw, pass its RUN/split.json as --split-file")
     p.add_argument("--split-file", default=None, metavar="JSON",
                    help="use this split (e.g. RUN/split.json of the training run) instead of the dataset's")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the 80:10:10 cut when there is no split file (match 'adaqat train --seed'; default 0)")
     p.add_argument("--box", default="tight", choices=["tight", "default"],
                    help="tight: the reference mask's bounding box; default: the whole image minus 2%%")
     p.add_argument("--clean", action="store_true",
@@ -43,7 +47,16 @@ def run(args: argparse.Namespace) -> int:
         bar.total = total
         bar.update(1)
 
-    summary = evaluate(args.data, BoxPredictor(sam, device), baseline, args.out, args.split, args.box, progress, args.split_file, args.clean)
+    from pathlib import Path
+
+    data = Path(args.data)
+    if args.split != "all" and not args.split_file and not (data / "split.json").is_file() \
+            and not (data / "train" / "images").is_dir():
+        print(f"adaqat evaluate: note: no split file; using the 80:10:10 cut with seed {args.seed}. If the model was "
+              "trained with another seed, pass --split-file RUN/split.json so no training image is scored.",
+              file=sys.stderr)
+    summary = evaluate(args.data, BoxPredictor(sam, device), baseline, args.out, args.split, args.box, progress,
+                       args.split_file, args.clean, seed=args.seed)
     bar.close()
     brief = {k: summary[k] for k in ("split", "n", "box", "clean")}
     for tag in ("model", "baseline"):

@@ -12,7 +12,9 @@ from napari_adaqat.cli.common import add_device_argument, add_model_arguments, r
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG/JPG/BMP/TIFF/DICOM) and/or folders")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (never an input folder)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder for the masks and results.csv; it may not be an input folder or lie inside "
+                        "one (for a single file, its folder counts), so inputs stay untouched")
     add_model_arguments(p)
     p.add_argument("--boxes", metavar="CSV", help="CSV with columns file,x0,y0,x1,y1 (pixels); "
                    "default box: the whole image minus a 2%% margin")

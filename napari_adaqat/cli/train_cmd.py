@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
 
 HELP_EPILOG = """Stage 1 fine-tunes adapters + mask decoder from an official SAM checkpoint:
   adaqat train --stage 1 --data DATA --out runs/s1 --checkpoint sam_vit_b_01ec64.pth --preset paper
@@ -82,7 +87,6 @@ def resolve_config(args: argparse.Namespace):
 
 def check_run_folder(cfg, resume: bool) -> None:
     """Refuse anything that would overwrite a run or write into the data."""
-    from pathlib import Path
 
     from napari_adaqat.train.setup import run_paths
 
@@ -99,6 +103,19 @@ def check_run_folder(cfg, resume: bool) -> None:
         raise ValueError(f"--out {cfg.out} is inside the data folder {cfg.data}; choose another folder")
 
 
+def _exit_cleanly_on_sigterm() -> None:
+    """SIGTERM (the dock's Stop, torchrun, a scheduler) becomes SystemExit, so ``finally`` blocks
+    run and a checkpoint being written leaves no temporary file behind."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
+def _remove_stale_temp_files(out: Path) -> None:
+    """Delete ``.NAME.tmpPID`` files that a hard kill (SIGKILL, power loss) left in RUN/checkpoints."""
+    for tmp in (out / "checkpoints").glob(".*.tmp*"):
+        tmp.unlink(missing_ok=True)
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     if args.print_config:
@@ -107,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.data or not cfg.out:
         raise ValueError("--data and --out are required")
     check_run_folder(cfg, args.resume)
+    _exit_cleanly_on_sigterm()
+    if os.environ.get("RANK", "0") == "0":
+        _remove_stale_temp_files(Path(cfg.out))
     from napari_adaqat.cli.common import resolve_device
     from napari_adaqat.train.loop import train
 

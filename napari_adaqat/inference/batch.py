@@ -59,13 +59,46 @@ def check_output_folder(out_dir: Path, inputs: list[str | Path]) -> None:
 def read_boxes_csv(path: str | Path) -> dict[str, np.ndarray]:
     """``file,x0,y0,x1,y1`` rows → {file name or path: (4,) box}; matched by path, name or stem."""
     boxes: dict[str, np.ndarray] = {}
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: CSVs saved by Excel start with a BOM
         for line, row in enumerate(csv.DictReader(fh), start=2):
             try:
-                boxes[row["file"]] = np.array([float(row[k]) for k in ("x0", "y0", "x1", "y1")])
+                box = np.array([float(row[k]) for k in ("x0", "y0", "x1", "y1")])
             except (KeyError, TypeError, ValueError):
                 raise ValueError(f"{path}:{line}: expected columns file,x0,y0,x1,y1 with numbers") from None
+            if not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
+                raise ValueError(f"{path}:{line}: box {row['x0']},{row['y0']},{row['x1']},{row['y1']} needs "
+                                 "finite numbers with x1 > x0 and y1 > y0")
+            boxes[row["file"]] = box
     return boxes
+
+
+def check_box(box: np.ndarray, shape: tuple[int, int]) -> None:
+    """Refuse a box that is not finite, is inverted, or misses the (H, W) image entirely."""
+    h, w = shape
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not np.isfinite([x0, y0, x1, y1]).all() or x1 <= x0 or y1 <= y0:
+        raise ValueError(f"invalid box {x0:g},{y0:g},{x1:g},{y1:g} (need x1 > x0 and y1 > y0)")
+    if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+        raise ValueError(f"box {x0:g},{y0:g},{x1:g},{y1:g} lies outside the {w}x{h} image")
+
+
+def _mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: str) -> dict[str, str]:
+    """A mask file name per input that never collides with another input's mask, in this run or
+    an earlier one: a file already in results.csv keeps its name; a new one takes ``STEM_mask``,
+    else ``PARENT_STEM_mask``, else ``PARENT_STEM_mask_2``, ... (never an existing file)."""
+    names = {key: Path(row["mask"]).name for key, row in rows.items() if row.get("mask")}
+    taken = set(names.values())
+    for path in files:
+        key = str(path)
+        if key in names:
+            continue
+        stem = f"{path.stem}_mask"
+        candidates = [stem, f"{path.parent.name}_{stem}"] + [f"{path.parent.name}_{stem}_{i}" for i in range(2, 10_000)]
+        name = next(f"{c}{suffix}" for c in candidates
+                    if f"{c}{suffix}" not in taken and not (out_dir / f"{c}{suffix}").exists())
+        names[key] = name
+        taken.add(name)
+    return names
 
 
 def _box_for(path: Path, boxes: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -113,14 +146,10 @@ def segment_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "results.csv"
     rows = load_results(csv_path)
-    used_names: dict[str, str] = {}
+    names = _mask_names(files, rows, out_dir, suffix)
     for path in files:
         key = str(path)
-        name = f"{path.stem}_mask{suffix}"
-        if used_names.get(name, key) != key:
-            name = f"{path.parent.name}_{path.stem}_mask{suffix}"
-        used_names[name] = key
-        mask_path = out_dir / name
+        mask_path = out_dir / names[key]
         previous = rows.get(key)
         if previous and previous.get("status") == "ok" and mask_path.is_file():
             yield SegmentResult(file=key, status="skipped", mask=str(mask_path))
@@ -130,6 +159,7 @@ def segment_files(
             image = read_image(path)
             box = _box_for(path, boxes or {})
             box = default_box(image.pixels.shape) if box is None else box
+            check_box(box, image.pixels.shape)
             predictor.set_image(image.pixels)
             pred = predictor.predict(box)
             mask = clean_lung_mask(pred.masks[0]) if clean else pred.masks[0]

@@ -5,8 +5,6 @@ import csv
 import json
 import time
 from pathlib import Path
-from typing import Iterator
-
 import numpy as np
 
 from napari_adaqat.inference.postprocess import clean_lung_mask
@@ -20,82 +18,127 @@ from napari_adaqat.train.split import load_split
 METRICS = ("dice", "iou", "nsd", "hd95")
 
 
-def iter_scores(pairs: list, model: BoxPredictor, baseline: BoxPredictor | None, box_mode: str = "tight",
-                nsd_tolerance: float = 2.0, clean: bool = False) -> Iterator[dict]:
-    """One row per image: metrics at native resolution and at 256², per model.
+def score_pair(pair, model: BoxPredictor, baseline: BoxPredictor | None, box_mode: str = "tight",
+               nsd_tolerance: float = 2.0, clean: bool = False) -> dict:
+    """One image's row: metrics at native resolution (mm when the image has a pixel spacing,
+    else px; see ``units``) and at 256² (px), per model.
 
     box_mode ``tight`` uses the reference mask's bounding box (fixed, no jitter, as in the
     paper's evaluation); ``default`` uses the whole image minus a 2 % margin.
     """
-    for pair in pairs:
-        image = read_image(pair.image)
-        ref = read_mask(pair.mask)
-        box = mask_box(ref) if box_mode == "tight" else default_box(ref.shape)
-        row: dict = {"name": pair.name, "box": " ".join(f"{v:.0f}" for v in box)}
-        probs = {}
-        for tag, predictor in (("model", model), ("baseline", baseline)):
-            if predictor is None:
-                continue
-            start = time.perf_counter()
-            predictor.set_image(image.pixels)
-            pred = predictor.predict(box)
-            row[f"{tag}_seconds"] = round(time.perf_counter() - start, 4)
-            probs[tag] = pred.probs[0]
-            mask = clean_lung_mask(pred.masks[0]) if clean else pred.masks[0]
-            native = score_masks(mask, ref, spacing=image.spacing, nsd_tolerance_mm=nsd_tolerance,
-                                 nsd_tolerance_px=nsd_tolerance)
-            small = score_masks_at(mask, ref, size=256, nsd_tolerance_px=nsd_tolerance)
-            for m in METRICS:
-                row[f"{tag}_{m}"] = native[m]
-                row[f"{tag}_{m}_256"] = small[m]
-        if baseline is not None:
-            maps = trust_maps(probs["model"], probs["baseline"], reference=ref)
-            row["ssim_model_ref"] = float(maps.ssim_mean)
-            row["delta_ssim"] = float(maps.delta_mean)
-        yield row
+    image = read_image(pair.image)
+    ref = read_mask(pair.mask)
+    box = mask_box(ref) if box_mode == "tight" else default_box(ref.shape)
+    row: dict = {"name": pair.name, "box": " ".join(f"{v:.0f}" for v in box),
+                 "units": "mm" if image.spacing is not None else "px"}
+    probs = {}
+    for tag, predictor in (("model", model), ("baseline", baseline)):
+        if predictor is None:
+            continue
+        start = time.perf_counter()
+        predictor.set_image(image.pixels)
+        pred = predictor.predict(box)
+        row[f"{tag}_seconds"] = round(time.perf_counter() - start, 4)
+        probs[tag] = pred.probs[0]
+        mask = clean_lung_mask(pred.masks[0]) if clean else pred.masks[0]
+        native = score_masks(mask, ref, spacing=image.spacing, nsd_tolerance_mm=nsd_tolerance,
+                             nsd_tolerance_px=nsd_tolerance)
+        small = score_masks_at(mask, ref, size=256, nsd_tolerance_px=nsd_tolerance)
+        for m in METRICS:
+            row[f"{tag}_{m}"] = native[m]
+            row[f"{tag}_{m}_256"] = small[m]
+    if baseline is not None:
+        maps = trust_maps(probs["model"], probs["baseline"], reference=ref)
+        row["ssim_model_ref"] = float(maps.ssim_mean)
+        row["delta_ssim"] = float(maps.delta_mean)
+    return row
+
+
+def _json_safe(value):
+    """inf/nan → None (``null``), so the report is strict JSON that jq and browsers accept."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(_json_safe(data), indent=1, allow_nan=False))
+
+
+def _summaries(rows: list[dict], tag: str) -> dict:
+    """Per-metric summaries; native HD95/NSD are split by units when mm and px rows are mixed."""
+    out = {f"{m}{s}": summarize([r[f"{tag}_{m}{s}"] for r in rows]) for m in METRICS for s in ("", "_256")}
+    units = sorted({r["units"] for r in rows})
+    if len(units) > 1:
+        for m in ("hd95", "nsd"):
+            out[m] = summarize([])  # one mean over mm and px values would mean nothing
+            for u in units:
+                out[f"{m}_{u}"] = summarize([r[f"{tag}_{m}"] for r in rows if r["units"] == u])
+    return out
 
 
 def evaluate(data_dir: str | Path, model: BoxPredictor, baseline: BoxPredictor | None, out_dir: str | Path,
              split: str = "test", box_mode: str = "tight", progress=None, split_file: str | Path | None = None,
-             clean: bool = False) -> dict:
+             clean: bool = False, seed: int = 0) -> dict:
     """Write ``per_image.csv``, ``summary.json``, ``wilcoxon.json`` and figures; return the summary.
 
-    ``split_file`` (e.g. a training run's ``split.json``) overrides the dataset's own split.
-    Bad pairs (missing, empty or mismatched masks) are skipped and listed in the summary.
+    ``split_file`` (e.g. a training run's ``split.json``) overrides the dataset's own split;
+    without it and without ``DIR/split.json`` the split is the 80:10:10 cut seeded by ``seed``.
+    Bad pairs (missing, empty or mismatched masks) and images that fail are skipped and listed
+    in the summary. Non-finite values (HD95 of an empty mask) are written as ``null``.
     """
     out = Path(out_dir)
     data = Path(data_dir).resolve()
     if out.resolve() == data or data in out.resolve().parents:
         raise ValueError(f"--out {out_dir} is inside the data folder {data_dir}; choose another folder")
-    pairs, parts = discover(data_dir)
+    pairs, parts = discover(data_dir, seed=seed)
     if split_file:
         parts = load_split(split_file)
     names = sorted(pairs) if split == "all" else parts[split]
     chosen, skipped = check_pairs([pairs[n] for n in names if n in pairs])
-    out.mkdir(parents=True, exist_ok=True)
     if not chosen:
         raise ValueError(f"{data_dir}: no image/mask pairs in the {split!r} split")
-    rows = []
-    for row in iter_scores(chosen, model, baseline, box_mode, clean=clean):
-        rows.append(row)
-        if progress:
-            progress(len(rows), len(chosen))
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
     with (out / "per_image.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    summary: dict = {"data": str(data_dir), "split": split, "n": len(rows), "box": box_mode, "clean": clean, "skipped": skipped,
-                     "split_file": str(split_file) if split_file else None}
+        writer = None
+        for done, pair in enumerate(chosen, start=1):
+            try:
+                row = score_pair(pair, model, baseline, box_mode, clean=clean)
+            except Exception as exc:  # one failing image (decoder error, out of memory) must not lose the rest
+                skipped.append(f"{pair.image}: {(str(exc).splitlines() or [type(exc).__name__])[0]}")
+            else:
+                rows.append(row)
+                writer = writer or csv.DictWriter(fh, fieldnames=list(row))
+                if len(rows) == 1:
+                    writer.writeheader()
+                writer.writerow(row)
+                fh.flush()  # rows on disk as they come
+            if progress:
+                progress(done, len(chosen))
+    if not rows:
+        raise ValueError(f"{data_dir}: every image of the {split!r} split failed; first: {skipped[-1]}")
+    units = sorted({r["units"] for r in rows})
+    summary: dict = {"data": str(data_dir), "split": split, "n": len(rows), "box": box_mode, "clean": clean,
+                     "skipped": skipped, "split_file": str(split_file) if split_file else None,
+                     "units": units[0] if len(units) == 1 else "mixed (native hd95/nsd summarised per unit)"}
     tags = ["model"] + (["baseline"] if baseline is not None else [])
     for tag in tags:
-        summary[tag] = {f"{m}{s}": summarize([r[f"{tag}_{m}{s}"] for r in rows]) for m in METRICS for s in ("", "_256")}
+        summary[tag] = _summaries(rows, tag)
+    (out / "wilcoxon.json").unlink(missing_ok=True)  # never leave a comparison from an earlier report
     if baseline is not None:
         tests = {f"{m}{s}": wilcoxon_paired([r[f"model_{m}{s}"] for r in rows], [r[f"baseline_{m}{s}"] for r in rows])
                  for m in METRICS for s in ("", "_256")}
-        (out / "wilcoxon.json").write_text(json.dumps(tests, indent=1, default=float))
+        _write_json(out / "wilcoxon.json", tests)
         summary["wilcoxon_dice_p"] = tests["dice"]["p_value"]
         summary["mean_delta_ssim"] = float(np.mean([r["delta_ssim"] for r in rows]))
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    _write_json(out / "summary.json", summary)
     _figures(rows, tags, out)
     return summary
 
@@ -108,7 +151,8 @@ def _figures(rows: list[dict], tags: list[str], out: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
     for ax, metric in zip(axes, ("dice", "nsd")):
-        ax.boxplot([[r[f"{t}_{metric}"] for r in rows] for t in tags], tick_labels=tags)
+        ax.boxplot([[r[f"{t}_{metric}"] for r in rows] for t in tags])
+        ax.set_xticks(range(1, len(tags) + 1), tags)  # not boxplot(tick_labels=): matplotlib < 3.9
         ax.set_title(metric.upper())
         ax.grid(alpha=0.3)
     fig.tight_layout()

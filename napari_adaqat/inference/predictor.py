@@ -97,6 +97,7 @@ class BoxPredictor:
         self.model_id = model_fingerprint(sam)
         self.cache = cache if cache is not None else EmbeddingCache()
         self._current: _Embedding | None = None
+        self._current_features: torch.Tensor | None = None
         self.last_embed_from_cache = False
 
     def image_key(self, image_rgb: np.ndarray) -> str:
@@ -117,6 +118,9 @@ class BoxPredictor:
             cached = _Embedding(features.cpu(), rgb.shape[:2], tuple(tensor.shape[-2:]))
             self.cache.put(key, cached)
         self._current = cached
+        # the cache holds CPU copies (memory); the current one also stays on the device, so each
+        # prompt does not copy the (1, C, h, w) features to the GPU again
+        self._current_features = cached.features.to(self.device)
 
     @property
     def has_image(self) -> bool:
@@ -132,7 +136,7 @@ class BoxPredictor:
             raise ValueError(f"boxes must be (N, 4) xyxy, got {boxes.shape}")
         emb = self._current
         boxes_in = torch.as_tensor(transform_boxes(boxes, emb.original_size, self.image_size), dtype=torch.float32)
-        low_res, iou = decode_boxes(self.sam, emb.features.to(self.device), boxes_in.to(self.device))
+        low_res, iou = decode_boxes(self.sam, self._current_features, boxes_in.to(self.device))
         logits = self.sam.postprocess_masks(low_res, emb.input_size, emb.original_size)[:, 0]
         probs = torch.sigmoid(logits)
         masks = logits > self.sam.mask_threshold

@@ -28,7 +28,7 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
         out = arr.astype(np.uint8) * 255
     elif np.issubdtype(arr.dtype, np.integer):
         top = max(int(arr.max()), 1)
-        out = np.round(arr.astype(np.float64) * (255.0 / top)).astype(np.uint8)
+        out = np.round(np.clip(arr.astype(np.float64), 0.0, None) * (255.0 / top)).astype(np.uint8)  # int16: no wrap
     else:
         out = np.round(np.clip(arr.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
     if out.ndim == 2:

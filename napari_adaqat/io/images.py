@@ -66,6 +66,8 @@ def to_gray01(array: np.ndarray) -> np.ndarray:
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
         raise ValueError(f"expected (H, W), (H, W, 3) or (H, W, 4) array, got shape {a.shape}")
+    if a.ndim == 3 and a.shape[-1] == 4:
+        a = a[..., :3]  # drop alpha before any min-max scaling (an opaque 16-bit alpha is 65535)
     if a.dtype == bool:
         x = a.astype(np.float64)
     elif a.dtype == np.uint8:

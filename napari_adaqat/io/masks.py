@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +67,9 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray, *, overwrite: bool = F
         raise FileExistsError(f"{p}: already exists (pass overwrite=True to replace it)")
     out = np.where(data > 0, 255, 0).astype(np.uint8)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=f".tmp{suffix}", dir=p.parent)
-    os.close(fd)
+    # A unique name created by the writer itself (not mkstemp, whose 0600 mode would survive
+    # os.replace): the mask gets the user's usual permissions.
+    tmp_name = str(p.parent / f".{p.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{suffix}")
     try:
         if suffix == ".png":
             from skimage.io import imsave

@@ -108,16 +108,18 @@ def wilcoxon_paired(
 
 
 def summarize(values: Sequence[float]) -> dict:
-    """mean, std (sample, ddof=1; 0 when n == 1), median, q1, q3, min, max, n, ignoring nan.
+    """mean, std (sample, ddof=1; 0 when n == 1), median, q1, q3, min, max over the finite values;
+    ``n`` counts them and ``n_inf`` the infinite ones (HD95 with an empty mask); nan is ignored.
 
-    With no non-nan values every statistic is nan and n is 0.
+    With no finite values every statistic is nan and n is 0.
     """
     v = np.asarray(values, dtype=np.float64).ravel()
-    v = v[~np.isnan(v)]
+    n_inf = int(np.isinf(v).sum())
+    v = v[np.isfinite(v)]
     if v.size == 0:
         nan = float("nan")
         return {"mean": nan, "std": nan, "median": nan, "q1": nan, "q3": nan,
-                "min": nan, "max": nan, "n": 0}
+                "min": nan, "max": nan, "n": 0, "n_inf": n_inf}
     q1, med, q3 = np.percentile(v, [25, 50, 75])
     return {
         "mean": float(v.mean()),
@@ -128,4 +130,5 @@ def summarize(values: Sequence[float]) -> dict:
         "min": float(v.min()),
         "max": float(v.max()),
         "n": int(v.size),
+        "n_inf": n_inf,
     }

@@ -226,3 +226,28 @@ def parameter_breakdown(sam: Sam) -> dict[str, int]:
         "mask_decoder": count_parameters(sam.mask_decoder),
     }
 
+
+
+MAX_SPEC = {"embed_dim": 4096, "depth": 128, "num_heads": 64, "image_size": 4096, "prompt_dim": 4096,
+            "decoder_mlp_dim": 16384, "iou_hidden_dim": 4096}  # far above ViT-H; refuses absurd metadata
+
+
+def spec_from_metadata(path: str | Path, spec_dict: object) -> SamSpec:
+    """A :class:`SamSpec` from a model file's JSON metadata, checked before anything is built."""
+    try:
+        if not isinstance(spec_dict, dict):
+            raise ValueError("'spec' must be an object")
+        spec = SamSpec.from_dict(spec_dict)
+        ints = (spec.embed_dim, spec.depth, spec.num_heads, spec.image_size, spec.patch_size, spec.window_size,
+                spec.prompt_dim, spec.decoder_mlp_dim, spec.decoder_heads, spec.iou_hidden_dim)
+        if not all(isinstance(v, int) and v > 0 for v in ints) or spec.image_size % spec.patch_size:
+            raise ValueError("sizes must be positive integers and image_size a multiple of patch_size")
+        if spec.embed_dim % spec.num_heads or len(spec.pixel_mean) != 3 or len(spec.pixel_std) != 3:
+            raise ValueError("embed_dim must divide into heads; pixel_mean/std need 3 values")
+        too_big = [k for k, limit in MAX_SPEC.items() if getattr(spec, k) > limit]
+        if too_big:
+            raise ValueError(f"implausibly large {', '.join(too_big)}")
+    except (KeyError, TypeError, ValueError) as exc:  # ModelLoadError is a ValueError
+        msg = str(exc).split(f"{path}: ")[-1].splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelLoadError(f"{path}: invalid model spec in metadata: {msg[:200]}") from None
+    return spec

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from segment_anything.modeling import Sam
 
 from napari_adaqat.model.adalora import AdaLoRAConfig, inject_adalora
-from napari_adaqat.model.build import ModelLoadError, SamSpec, build_sam, load_state_strict
+from napari_adaqat.model.build import ModelLoadError, SamSpec, build_sam, load_state_strict, spec_from_metadata
 from napari_adaqat.model.loading import safetensors_metadata
 
 FORMAT = "adaqat-checkpoint"
@@ -37,7 +37,8 @@ def assemble_model(description: dict) -> Sam:
     if qat:
         from napari_adaqat.model.qat import apply_qat
 
-        apply_qat(sam, qat.get("variant", "full"), **{k: v for k, v in qat.items() if k not in ("variant", "layers")})
+        options = ("quantize_prompt_encoder", "quantize_extra")
+        apply_qat(sam, qat.get("variant", "full"), **{k: bool(qat[k]) for k in options if k in qat})
     return sam
 
 
@@ -77,8 +78,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         meta = json.loads(raw.get("adaqat", "{}"))
     except json.JSONDecodeError:
         raise ModelLoadError(f"{path}: metadata is not valid JSON") from None
-    if meta.get("format") != FORMAT or "model" not in meta:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("model"), dict):
         raise ModelLoadError(f"{path}: not an adaqat training checkpoint")
+    spec_from_metadata(path, meta["model"].get("spec"))  # refuse a bad spec before anything is built
+    for part in ("adalora", "qat"):
+        if meta["model"].get(part) is not None and not isinstance(meta["model"][part], dict):
+            raise ModelLoadError(f"{path}: invalid {part!r} description in metadata")
     try:
         tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types

@@ -33,6 +33,7 @@ from napari_adaqat.model.build import (
     build_sam,
     load_sam_checkpoint,
     load_state_strict,
+    spec_from_metadata,
 )
 from napari_adaqat.model.qat import apply_qat, qat_summary, quantize_tensor_int8, quantized_modules, fake_quant_int8
 
@@ -212,18 +213,7 @@ def read_model_metadata(path: str | Path) -> dict:
 
 
 def _spec_from_meta(path: Path, meta: dict) -> SamSpec:
-    try:
-        spec = SamSpec.from_dict(meta["spec"])
-        ints = (spec.embed_dim, spec.depth, spec.num_heads, spec.image_size, spec.patch_size, spec.window_size,
-                spec.prompt_dim, spec.decoder_mlp_dim, spec.decoder_heads, spec.iou_hidden_dim)
-        if not all(isinstance(v, int) and v > 0 for v in ints) or spec.image_size % spec.patch_size:
-            raise ValueError("sizes must be positive integers and image_size a multiple of patch_size")
-        if spec.embed_dim % spec.num_heads or len(spec.pixel_mean) != 3 or len(spec.pixel_std) != 3:
-            raise ValueError("embed_dim must divide into heads; pixel_mean/std need 3 values")
-    except (KeyError, TypeError, ValueError) as exc:  # ModelLoadError is a ValueError
-        msg = str(exc).split(f"{path}: ")[-1].splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelLoadError(f"{path}: invalid model spec in metadata: {msg[:200]}") from None
-    return spec
+    return spec_from_metadata(path, meta.get("spec"))
 
 
 def _read_tensors(path: Path) -> dict[str, Tensor]:

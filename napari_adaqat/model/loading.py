@@ -61,7 +61,10 @@ def _file_format(path: Path) -> str:
     meta = safetensors_metadata(path)
     if "adaqat" in meta:
         try:
-            return json.loads(meta["adaqat"]).get("format", "")
+            described = json.loads(meta["adaqat"])
         except json.JSONDecodeError:
             raise ModelLoadError(f"{path}: metadata is not valid JSON") from None
+        if not isinstance(described, dict):
+            raise ModelLoadError(f"{path}: metadata is not a JSON object")
+        return str(described.get("format", ""))
     return meta.get("format", "")

@@ -5,6 +5,7 @@ No napari or Qt here: the dock runs these functions in worker threads, tests cal
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -71,20 +72,40 @@ class SegmentResult:
 
 
 class Engine:
-    """Keeps loaded models (one BoxPredictor per model file and device) between prompts."""
+    """Keeps the loaded models (the model and its baseline) between prompts.
+
+    A model is keyed by its file's identity (path, size, modification time) and device, so a
+    file rewritten in place (e.g. by a training run) is loaded again; only the ``MAX_LOADED``
+    most recently used models stay in memory.
+    """
+
+    MAX_LOADED = 2
 
     def __init__(self) -> None:
-        self._predictors: dict[tuple, BoxPredictor] = {}
+        self._predictors: OrderedDict[tuple, BoxPredictor] = OrderedDict()
+
+    @staticmethod
+    def _key(spec: ModelSpec, device: str) -> tuple:
+        path = spec.resolved()
+        try:
+            stat = path.stat()
+            identity = (stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            identity = None  # load_model gives the one-line error
+        arch = spec.model_type if path.suffix.lower() in (".pth", ".pt") else None  # ours carry their config
+        return (str(path.resolve()), identity, arch, device)
 
     def predictor(self, spec: ModelSpec, device: str) -> BoxPredictor:
-        """Load (once) and return the predictor for ``spec`` on ``device``."""
+        """Load (once per file version) and return the predictor for ``spec`` on ``device``."""
         from napari_adaqat.model.loading import load_model
 
-        path = spec.resolved()
-        key = (str(path), spec.model_type, device)
+        key = self._key(spec, device)
         if key not in self._predictors:
-            sam, _meta = load_model(path, model_type=spec.model_type, device=device)
+            sam, _meta = load_model(spec.resolved(), model_type=spec.model_type, device=device)
             self._predictors[key] = BoxPredictor(sam, device)
+            while len(self._predictors) > self.MAX_LOADED:
+                self._predictors.popitem(last=False)  # least recently used
+        self._predictors.move_to_end(key)
         return self._predictors[key]
 
     def embed(self, image: np.ndarray, model: ModelSpec, baseline: Optional[ModelSpec], device: str) -> float:

@@ -45,6 +45,11 @@ def image_plane(layer: "napari.layers.Image", index: Optional[int]) -> tuple[np.
     raise ValueError(f"layer {layer.name!r} has {ndim} dimensions; give a 2-D image or a 3-D stack")
 
 
+def plane_count(layer: "napari.layers.Image") -> Optional[int]:
+    """Number of planes of a 3-D stack (None for 2-D images)."""
+    return int(_base_data(layer).shape[0]) if layer.ndim == 3 else None
+
+
 def plane_shape(layer: "napari.layers.Image") -> tuple[int, int]:
     """(H, W) of one plane of ``layer``."""
     shape = _base_data(layer).shape
@@ -116,8 +121,10 @@ def _into_stack(viewer, name: str, image, plane: np.ndarray, index: Optional[int
     if index is None:
         return plane.astype(dtype, copy=False)
     shape = (_base_data(image).shape[0], *plane.shape)
-    old = viewer.layers[name].data if name in viewer.layers else None
-    stack = np.array(old, dtype=dtype) if old is not None and old.shape == shape else np.zeros(shape, dtype)
+    layer = viewer.layers[name] if name in viewer.layers else None
+    same_source = layer is not None and layer.metadata.get("source_layer_id") == str(image.unique_id)
+    keep = same_source and layer.data.shape == shape  # planes of another stack are never mixed in
+    stack = np.array(layer.data, dtype=dtype) if keep else np.zeros(shape, dtype)
     stack[index] = plane
     return stack
 
@@ -126,7 +133,8 @@ def show_result(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", re
     """Write a SegmentResult to the ``lung mask``, ``SSIM`` and ``ΔSSIM`` layers (boxes stay on top)."""
     place = _placement(image)
     z = result.slice_index
-    meta = {"box_xyxy": result.box.tolist(), "slice": z, "summary": result.summary()}
+    meta = {"box_xyxy": result.box.tolist(), "slice": z, "summary": result.summary(),
+            "source_layer_id": str(image.unique_id)}
     mask = _into_stack(viewer, MASK, image, result.mask.astype(np.uint8), z, np.uint8)
     new = MASK not in viewer.layers
     layer = _upsert(viewer, MASK, "labels", mask, metadata=meta, **place)

@@ -96,11 +96,22 @@ class TrainRequest:
 
 
 class ProgressFollower:
-    """Reads the complete JSON lines appended to a file since a byte offset."""
+    """Reads the complete JSON lines appended to a file since a byte offset.
+
+    A file that is replaced (new inode) or shrinks (truncated by a fresh run) is read again
+    from its start, so a reused run folder never hides the new run's progress.
+    """
 
     def __init__(self, path: str | Path, offset: int = 0) -> None:
         self.path = Path(path)
         self.offset = offset
+        self._inode = self._stat_inode()
+
+    def _stat_inode(self) -> Optional[int]:
+        try:
+            return self.path.stat().st_ino
+        except OSError:
+            return None
 
     @classmethod
     def from_end(cls, path: str | Path) -> "ProgressFollower":
@@ -110,6 +121,9 @@ class ProgressFollower:
     def read_new(self) -> list[dict]:
         try:
             with self.path.open("rb") as fh:
+                stat = os.fstat(fh.fileno())
+                if stat.st_ino != self._inode or stat.st_size < self.offset:
+                    self._inode, self.offset = stat.st_ino, 0  # a new file: start over
                 fh.seek(self.offset)
                 chunk = fh.read()
         except OSError:
@@ -132,7 +146,12 @@ class TrainProcess:
 
     def __init__(self, request: TrainRequest) -> None:
         self.request = request
-        self.follower = ProgressFollower.from_end(run_paths(request.out)["progress"])
+        progress = run_paths(request.out)["progress"]
+        if not request.resume:
+            # A fresh run replaces the log of an earlier unfinished attempt (`adaqat train` does the
+            # same); removing it here means the dock never shows the old attempt's records.
+            progress.unlink(missing_ok=True)
+        self.follower = ProgressFollower.from_end(progress)
         self._err = tempfile.TemporaryFile()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(request.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -41,6 +41,8 @@ class SegmentWidget(Container):
         self.last_error: Optional[str] = None
         self._queue: dict[str, tuple[Callable[[], Any], Callable[[Any], None], str]] = {}
         self._worker: Any = None
+        self._closed = False  # set when Qt deletes the dock: late worker results are dropped
+        self.native.destroyed.connect(self._on_destroyed)
         self._boxes: Any = None
         self._last_box_index: Optional[int] = None
 
@@ -149,18 +151,25 @@ class SegmentWidget(Container):
         self.status.value = text
         self.progress.visible = True
         worker = create_worker(fn, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(on_done)
+        worker.returned.connect(lambda result: None if self._closed else on_done(result))
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self._worker = worker
         worker.start()
 
+    def _on_destroyed(self, *_args: Any) -> None:
+        self._closed = True
+        self._queue.clear()
+
     def _on_finished(self) -> None:
         self._worker = None
-        self._pump()
+        if not self._closed:
+            self._pump()
 
     def _on_error(self, exc: BaseException) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
+        if self._closed:
+            return
         self.status.value = f"Error: {exc}"
         show_error(f"AdaLoRA-QAT: {exc}")
 
@@ -260,7 +269,10 @@ class SegmentWidget(Container):
             return None
         data = np.asarray(layer.data[0] if layer.multiscale else layer.data)
         if data.ndim == 3 and z is not None:
-            data = data[min(z, data.shape[0] - 1)]
+            planes = L.plane_count(self.image.value)
+            if data.shape[0] != planes:
+                raise ValueError(f"reference {layer.name!r} has {data.shape[0]} planes, the image {planes}")
+            data = data[z]
         if data.shape != shape:
             raise ValueError(f"reference {layer.name!r} has shape {data.shape}, the image plane {shape}")
-        return data
+        return np.array(data, copy=True)  # the worker must not see later brush strokes
