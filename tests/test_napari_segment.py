@@ -300,3 +300,24 @@ def test_closing_the_dock_while_a_job_runs_raises_nothing(make_napari_viewer, qt
     qtbot.waitUntil(lambda: widget._closed and widget._worker is None, timeout=WAIT_MS)
     qtbot.wait(100)  # let queued signals arrive: pytest-qt fails the test on any exception in the loop
     assert not widget._queue
+
+
+def test_engine_shows_the_mask_first_then_adds_the_maps(nano_models):
+    """The dock shows phase 1 (mask, Dice) at once and phase 2 (baseline, SSIM, ΔSSIM) after it."""
+    from napari_adaqat.widgets._engine import Engine, ModelSpec
+
+    engine = Engine()
+    model = ModelSpec(path=nano_models[0], model_type="vit_nano")
+    base = ModelSpec(path=nano_models[1], model_type="vit_nano", baseline=True)
+    image = np.random.default_rng(2).random((80, 96)).astype(np.float32)
+    ref = np.zeros((80, 96), np.uint8)
+    ref[10:70, 10:80] = 1
+    box = np.array([5.0, 5.0, 90.0, 75.0])
+    first = engine.predict(image, box, model, "cpu", ref)
+    assert first.ssim is None and first.delta is None and first.p_baseline is None and first.dice is not None
+    assert "SSIM" not in first.summary() and "Dice" in first.summary()
+    full = engine.add_maps(first, image, base, "cpu", ref)
+    assert full is first and full.ssim.shape == full.delta.shape == (80, 96)
+    again = engine.segment(image, box, model, base, "cpu", ref)
+    np.testing.assert_array_equal(again.mask, full.mask)
+    np.testing.assert_allclose(again.delta, full.delta)

@@ -116,10 +116,10 @@ class Engine:
             self.predictor(baseline, device).set_image(image)
         return time.perf_counter() - t0
 
-    def segment(self, image: np.ndarray, box: np.ndarray, model: ModelSpec, baseline: Optional[ModelSpec],
-                device: str, reference: Optional[np.ndarray] = None,
-                slice_index: Optional[int] = None, clean: bool = True) -> SegmentResult:
-        """Prompt ``image`` (H, W) with one xyxy ``box``; build SSIM/ΔSSIM and Dice as available.
+    def predict(self, image: np.ndarray, box: np.ndarray, model: ModelSpec, device: str,
+                reference: Optional[np.ndarray] = None, slice_index: Optional[int] = None,
+                clean: bool = True) -> SegmentResult:
+        """Phase 1, fast: prompt ``image`` (H, W) with one xyxy ``box``; the mask and its Dice.
 
         ``clean`` keeps the two largest regions and fills holes (the maps use the raw probabilities)."""
         if reference is not None and reference.shape != image.shape:
@@ -129,22 +129,32 @@ class Engine:
         t0 = time.perf_counter()
         pred = main.predict(box)
         latency = (time.perf_counter() - t0) * 1000.0
-        p_model, mask = pred.probs[0], pred.masks[0]
-        if clean:
-            mask = clean_lung_mask(mask)
-        p_base = ssim = delta = None
-        ssim_mean = delta_mean = None
+        mask = clean_lung_mask(pred.masks[0]) if clean else pred.masks[0]
+        score = float(dice(mask, reference != 0)) if reference is not None else None
+        return SegmentResult(
+            box=np.asarray(box, dtype=np.float64), slice_index=slice_index, mask=mask, p_model=pred.probs[0],
+            p_baseline=None, ssim=None, delta=None, ssim_mean=None, delta_mean=None,
+            has_reference=reference is not None, dice=score, latency_ms=latency, iou_pred=float(pred.iou[0]),
+        )
+
+    def add_maps(self, result: SegmentResult, image: np.ndarray, baseline: Optional[ModelSpec], device: str,
+                 reference: Optional[np.ndarray] = None) -> SegmentResult:
+        """Phase 2, slower (SSIM is ~20-40 ms per map on 512²): the baseline's prediction and the
+        SSIM/ΔSSIM maps of DESIGN.md, filled into ``result`` (returned)."""
         if baseline is not None:
             base = self.predictor(baseline, device)
             base.set_image(image)
-            p_base = base.predict(box).probs[0]
-            maps = trust_maps(p_model, p_base, reference)
-            ssim, delta, ssim_mean, delta_mean = maps.ssim, maps.delta, maps.ssim_mean, maps.delta_mean
+            result.p_baseline = base.predict(result.box).probs[0]
+            maps = trust_maps(result.p_model, result.p_baseline, reference)
+            result.ssim, result.delta = maps.ssim, maps.delta
+            result.ssim_mean, result.delta_mean = maps.ssim_mean, maps.delta_mean
         elif reference is not None:
-            ssim_mean, ssim = ssim_map(p_model, (reference != 0).astype(np.float32))
-        score = float(dice(mask, reference != 0)) if reference is not None else None
-        return SegmentResult(
-            box=np.asarray(box, dtype=np.float64), slice_index=slice_index, mask=mask, p_model=p_model,
-            p_baseline=p_base, ssim=ssim, delta=delta, ssim_mean=ssim_mean, delta_mean=delta_mean,
-            has_reference=reference is not None, dice=score, latency_ms=latency, iou_pred=float(pred.iou[0]),
-        )
+            result.ssim_mean, result.ssim = ssim_map(result.p_model, (reference != 0).astype(np.float32))
+        return result
+
+    def segment(self, image: np.ndarray, box: np.ndarray, model: ModelSpec, baseline: Optional[ModelSpec],
+                device: str, reference: Optional[np.ndarray] = None,
+                slice_index: Optional[int] = None, clean: bool = True) -> SegmentResult:
+        """Both phases at once: :meth:`predict`, then :meth:`add_maps`."""
+        result = self.predict(image, box, model, device, reference, slice_index, clean)
+        return self.add_maps(result, image, baseline, device, reference)

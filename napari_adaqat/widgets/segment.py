@@ -146,7 +146,7 @@ class SegmentWidget(Container):
             if not self.busy:
                 self.progress.visible = False
             return
-        kind = "embed" if "embed" in self._queue else next(iter(self._queue))
+        kind = next(k for k in ("embed", "predict", "maps") if k in self._queue)  # mask before maps
         fn, on_done, text = self._queue.pop(kind)
         self.status.value = text
         self.progress.visible = True
@@ -252,15 +252,27 @@ class SegmentWidget(Container):
             return
         self._last_box_index = index
 
-        def done(result: SegmentResult) -> None:
-            if not self._present(image):
-                return
+        def maps_done(result: SegmentResult) -> None:
+            if not self._present(image) or "predict" in self._queue:
+                return  # a newer box is on its way
             self.last_result = result
             L.show_result(self.viewer, image, result)
             self.status.value = result.summary()
 
+        def mask_done(result: SegmentResult) -> None:
+            if not self._present(image):
+                return
+            self.last_result = result
+            L.show_result(self.viewer, image, result)  # the mask at once; the maps follow
+            self.status.value = result.summary()
+            if base is not None or ref is not None:
+                self.status.value += "\ncomputing SSIM maps…"
+                self._submit("maps", lambda: self.engine.add_maps(result, plane, base, device, ref), maps_done,
+                             self.status.value)
+
         clean = bool(self.clean.value)
-        self._submit("predict", lambda: self.engine.segment(plane, box, model, base, device, ref, z, clean), done,
+        self._queue.pop("maps", None)  # maps of an older box are no longer wanted
+        self._submit("predict", lambda: self.engine.predict(plane, box, model, device, ref, z, clean), mask_done,
                      f"Segmenting with {model.label()}… (busy)")
 
     def _reference_plane(self, z: Optional[int], shape: tuple[int, int]) -> Optional[np.ndarray]:

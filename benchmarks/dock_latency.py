@@ -1,0 +1,70 @@
+"""Box → mask latency as a user sees it in the Segment dock (real napari viewer, default models).
+
+    xvfb-run -a python benchmarks/dock_latency.py --boxes 12 --out dock_latency.json
+
+For each rectangle added to the ``boxes`` layer it records: the model's prompt time inside the
+worker (``prompt_ms``), the time until the ``lung mask`` layer shows the mask (``mask_shown_ms``,
+phase 1), and until the SSIM/ΔSSIM maps are shown too (``maps_shown_ms``, phase 2). The first
+box is a warm-up and is left out of the medians.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dock_latency.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--boxes", type=int, default=12, help="rectangles to draw (default 12)")
+    parser.add_argument("--out", default=None, help="write the figures to this JSON file")
+    args = parser.parse_args(argv)
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_adaqat._sample import chest_xray
+    from napari_adaqat.widgets.segment import SegmentWidget
+
+    viewer = napari.Viewer(show=True)
+    layers = [getattr(viewer, f"add_{kind}")(data, **kw) for data, kw, kind in chest_xray()]
+    widget = SegmentWidget(viewer, device="cpu")
+    viewer.window.add_dock_widget(widget)
+    widget.reference.value = layers[1]
+    app = QApplication.instance()
+
+    def spin_until(done) -> None:
+        while not done():
+            app.processEvents()
+            time.sleep(0.004)  # a busy loop would steal CPU from the worker
+
+    spin_until(lambda: not widget.busy)
+    rows = []
+    for i in range(args.boxes):
+        inset = 4.0 * (i % 6)
+        before = widget.last_result
+        t0 = time.perf_counter()
+        viewer.layers["boxes"].add_rectangles(np.array([[40.0 + inset, 30.0], [470.0, 480.0 - inset]]))
+        spin_until(lambda: widget.last_result is not before)
+        t_mask = time.perf_counter()
+        spin_until(lambda: not widget.busy)
+        rows.append({"prompt_ms": widget.last_result.latency_ms, "mask_shown_ms": (t_mask - t0) * 1000,
+                     "maps_shown_ms": (time.perf_counter() - t0) * 1000})
+    viewer.close()
+    steady = rows[1:] or rows
+    report = {key: round(float(np.median([r[key] for r in steady])), 1)
+              for key in ("prompt_ms", "mask_shown_ms", "maps_shown_ms")}
+    report.update(boxes=len(rows), machine=platform.node(), cpus=__import__("os").cpu_count(),
+                  per_box=[{k: round(v, 1) for k, v in r.items()} for r in rows])
+    print(json.dumps({k: v for k, v in report.items() if k != "per_box"}, indent=1))
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(report, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
