@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 pytest.importorskip("napari")
 
@@ -17,30 +15,11 @@ from npe2 import PluginManager  # noqa: E402
 
 from napari_adaqat._reader import get_dicom_reader  # noqa: E402
 from napari_adaqat.io import read_mask  # noqa: E402
+from test_dicom import make_dicom  # noqa: E402  (tests/ is on sys.path: pytest rootdir-less import)
 
 pytestmark = pytest.mark.gui
 PLUGIN = "napari-adaqat"
 WIDGET = "Segment lungs (AdaLoRA-QAT)"
-DX = "1.2.840.10008.5.1.4.1.1.1.1"
-
-
-def write_dicom(path: Path, arr: np.ndarray, **attrs) -> Path:
-    """A minimal single-frame 16-bit DX file."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = DX
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = DX, meta.MediaStorageSOPInstanceUID, "DX"
-    ds.Rows, ds.Columns = arr.shape
-    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 16, 12, 11
-    ds.PixelRepresentation = 0
-    for key, value in attrs.items():
-        setattr(ds, key, value)
-    ds.PixelData = np.ascontiguousarray(arr.astype(np.uint16)).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def radiograph_monochrome1() -> np.ndarray:
@@ -95,8 +74,9 @@ def test_sample_data_gives_image_and_true_mask(make_napari_viewer):
 
 
 def test_reader_opens_monochrome1_dicom_upright_windowed_and_scaled(make_napari_viewer, tmp_path):
-    path = write_dicom(tmp_path / "IM0001", radiograph_monochrome1(), PhotometricInterpretation="MONOCHROME1",
-                       WindowCenter=2000, WindowWidth=1600, PixelSpacing=[0.2, 0.15])
+    path = make_dicom(tmp_path / "IM0001", radiograph_monochrome1(), bits_stored=12,
+                      PhotometricInterpretation="MONOCHROME1",
+                      WindowCenter=2000, WindowWidth=1600, PixelSpacing=[0.2, 0.15])
     assert get_dicom_reader(str(path)) is not None
     viewer = make_napari_viewer()
     from napari.plugins import _npe2
@@ -141,7 +121,7 @@ def test_reader_declines_non_dicom_files(tmp_path):
 
 def test_dicom_with_extension_opens_through_napari(make_napari_viewer, tmp_path):
     arr = np.tile(np.arange(0, 3200, 100, dtype=np.uint16), (24, 1))
-    path = write_dicom(tmp_path / "ramp.dcm", arr, PhotometricInterpretation="MONOCHROME2")
+    path = make_dicom(tmp_path / "ramp.dcm", arr, bits_stored=12, PhotometricInterpretation="MONOCHROME2")
     viewer = make_napari_viewer()
     [layer] = viewer.open(path, plugin=PLUGIN)
     assert layer.data.shape == (24, 32)

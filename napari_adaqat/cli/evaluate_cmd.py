@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
     from pathlib import Path
 
-    data = Path(args.data)
-    if args.split != "all" and not args.split_file and not (data / "split.json").is_file() \
-            and not (data / "train" / "images").is_dir():
+    from napari_adaqat.train.data import split_source
+
+    if args.split != "all" and not args.split_file and split_source(Path(args.data)) == "seeded":
         print(f"adaqat evaluate: note: no split file; using the 80:10:10 cut with seed {args.seed}. If the model was "
               "trained with another seed, pass --split-file RUN/split.json so no training image is scored.",
               file=sys.stderr)

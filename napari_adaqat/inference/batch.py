@@ -65,19 +65,22 @@ def read_boxes_csv(path: str | Path) -> dict[str, np.ndarray]:
                 box = np.array([float(row[k]) for k in ("x0", "y0", "x1", "y1")])
             except (KeyError, TypeError, ValueError):
                 raise ValueError(f"{path}:{line}: expected columns file,x0,y0,x1,y1 with numbers") from None
-            if not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
-                raise ValueError(f"{path}:{line}: box {row['x0']},{row['y0']},{row['x1']},{row['y1']} needs "
-                                 "finite numbers with x1 > x0 and y1 > y0")
+            try:
+                check_box(box)
+            except ValueError as exc:
+                raise ValueError(f"{path}:{line}: {exc}") from None
             boxes[row["file"]] = box
     return boxes
 
 
-def check_box(box: np.ndarray, shape: tuple[int, int]) -> None:
-    """Refuse a box that is not finite, is inverted, or misses the (H, W) image entirely."""
-    h, w = shape
+def check_box(box: np.ndarray, shape: tuple[int, int] | None = None) -> None:
+    """Refuse an xyxy box that is not finite, is inverted, or misses the (H, W) image entirely."""
     x0, y0, x1, y1 = (float(v) for v in box)
     if not np.isfinite([x0, y0, x1, y1]).all() or x1 <= x0 or y1 <= y0:
-        raise ValueError(f"invalid box {x0:g},{y0:g},{x1:g},{y1:g} (need x1 > x0 and y1 > y0)")
+        raise ValueError(f"invalid box {x0:g},{y0:g},{x1:g},{y1:g}: needs finite numbers with x1 > x0 and y1 > y0")
+    if shape is None:
+        return
+    h, w = shape
     if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
         raise ValueError(f"box {x0:g},{y0:g},{x1:g},{y1:g} lies outside the {w}x{h} image")
 

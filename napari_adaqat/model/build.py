@@ -227,7 +227,6 @@ def parameter_breakdown(sam: Sam) -> dict[str, int]:
     }
 
 
-
 MAX_SPEC = {"embed_dim": 4096, "depth": 128, "num_heads": 64, "image_size": 4096, "prompt_dim": 4096,
             "decoder_mlp_dim": 16384, "iou_hidden_dim": 4096}  # far above ViT-H; refuses absurd metadata
 

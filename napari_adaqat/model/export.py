@@ -212,10 +212,6 @@ def read_model_metadata(path: str | Path) -> dict:
     return meta
 
 
-def _spec_from_meta(path: Path, meta: dict) -> SamSpec:
-    return spec_from_metadata(path, meta.get("spec"))
-
-
 def _read_tensors(path: Path) -> dict[str, Tensor]:
     from safetensors.torch import load_file
 
@@ -259,7 +255,7 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     """
     path = Path(path)
     meta = read_model_metadata(path)
-    spec = _spec_from_meta(path, meta)
+    spec = spec_from_metadata(path, meta.get("spec"))
     state, int8 = _dequantize(path, _read_tensors(path))
     if sorted(int8) != sorted(meta.get("int8_tensors", [])):
         raise ModelLoadError(f"{path}: int8 tensors in the file do not match its metadata")

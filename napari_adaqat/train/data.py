@@ -45,12 +45,21 @@ def _pairs_in(folder: Path) -> dict[str, Pair]:
     return pairs
 
 
+def split_source(root: Path) -> str:
+    """Where :func:`discover` takes the split from: ``"layout"`` (DIR/train|val|test),
+    ``"split.json"`` (DIR/split.json) or ``"seeded"`` (an 80:10:10 cut of the names)."""
+    if all((root / s / "images").is_dir() for s in SPLITS):
+        return "layout"
+    return "split.json" if (root / "split.json").is_file() else "seeded"
+
+
 def discover(data_dir: str | Path, seed: int = 0) -> tuple[dict[str, Pair], dict[str, list[str]]]:
     """Find all pairs and the split (from the layout, ``split.json``, or a seeded 80:10:10 cut)."""
     root = Path(data_dir)
     if not root.is_dir():
         raise DataError(f"{root}: data folder not found")
-    if all((root / s / "images").is_dir() for s in SPLITS):
+    source = split_source(root)
+    if source == "layout":
         pairs, split = {}, {}
         for s in SPLITS:
             found = _pairs_in(root / s)
@@ -58,8 +67,7 @@ def discover(data_dir: str | Path, seed: int = 0) -> tuple[dict[str, Pair], dict
             split[s] = sorted(found)
     else:
         pairs = _pairs_in(root)
-        split_file = root / "split.json"
-        split = load_split(split_file) if split_file.is_file() else make_split(list(pairs), seed)
+        split = load_split(root / "split.json") if source == "split.json" else make_split(list(pairs), seed)
     if not pairs:
         raise DataError(f"{root}: empty dataset: no images found (expected {root}/images and {root}/masks)")
     return pairs, split

@@ -85,8 +85,7 @@ class Engine:
         self._predictors: OrderedDict[tuple, BoxPredictor] = OrderedDict()
 
     @staticmethod
-    def _key(spec: ModelSpec, device: str) -> tuple:
-        path = spec.resolved()
+    def _key(path: Path, spec: ModelSpec, device: str) -> tuple:
         try:
             stat = path.stat()
             identity = (stat.st_size, stat.st_mtime_ns)
@@ -99,9 +98,10 @@ class Engine:
         """Load (once per file version) and return the predictor for ``spec`` on ``device``."""
         from napari_adaqat.model.loading import load_model
 
-        key = self._key(spec, device)
+        path = spec.resolved()
+        key = self._key(path, spec, device)
         if key not in self._predictors:
-            sam, _meta = load_model(spec.resolved(), model_type=spec.model_type, device=device)
+            sam, _meta = load_model(path, model_type=spec.model_type, device=device)
             self._predictors[key] = BoxPredictor(sam, device)
             while len(self._predictors) > self.MAX_LOADED:
                 self._predictors.popitem(last=False)  # least recently used

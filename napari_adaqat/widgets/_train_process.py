@@ -146,12 +146,7 @@ class TrainProcess:
 
     def __init__(self, request: TrainRequest) -> None:
         self.request = request
-        progress = run_paths(request.out)["progress"]
-        if not request.resume:
-            # A fresh run replaces the log of an earlier unfinished attempt (`adaqat train` does the
-            # same); removing it here means the dock never shows the old attempt's records.
-            progress.unlink(missing_ok=True)
-        self.follower = ProgressFollower.from_end(progress)
+        self.follower = ProgressFollower.from_end(run_paths(request.out)["progress"])
         self._err = tempfile.TemporaryFile()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(request.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -252,20 +252,20 @@ class SegmentWidget(Container):
             return
         self._last_box_index = index
 
-        def maps_done(result: SegmentResult) -> None:
-            if not self._present(image) or "predict" in self._queue:
-                return  # a newer box is on its way
+        def show(result: SegmentResult) -> bool:
+            if not self._present(image):
+                return False
             self.last_result = result
             L.show_result(self.viewer, image, result)
             self.status.value = result.summary()
+            return True
+
+        def maps_done(result: SegmentResult) -> None:
+            if "predict" not in self._queue:  # else a newer box is on its way
+                show(result)
 
         def mask_done(result: SegmentResult) -> None:
-            if not self._present(image):
-                return
-            self.last_result = result
-            L.show_result(self.viewer, image, result)  # the mask at once; the maps follow
-            self.status.value = result.summary()
-            if base is not None or ref is not None:
+            if show(result) and (base is not None or ref is not None):  # the mask at once; the maps follow
                 self.status.value += "\ncomputing SSIM maps…"
                 self._submit("maps", lambda: self.engine.add_maps(result, plane, base, device, ref), maps_done,
                              self.status.value)
