@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_adaqat.inference.transforms import resize_for_model, to_uint8_rgb, transform_boxes
+from napari_adaqat.data.transforms import resize_for_model, to_uint8_rgb, transform_boxes
 from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, inject_adalora
 from napari_adaqat.model.build import build_sam
 from napari_adaqat.model.export import export_model, load_model_file

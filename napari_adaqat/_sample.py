@@ -6,7 +6,7 @@ from typing import Any
 
 from napari_adaqat.io import read_image, read_mask
 
-SAMPLE_DIR = Path(__file__).resolve().parent / "data" / "sample"
+SAMPLE_DIR = Path(__file__).resolve().parent / "assets" / "sample"
 IMAGE_NAME = "chest X-ray (CC BY 3.0)"
 MASK_NAME = "true lung mask (CC BY 4.0)"
 ATTRIBUTION = {
@@ -14,7 +14,7 @@ ATTRIBUTION = {
              "via J. P. Cohen et al., COVID-19 Image Data Collection, arXiv:2003.11597",
     "image_origin": "https://github.com/ml-workgroup/covid-19-image-repository",
     "mask": "V7 Labs, COVID-19 X-ray dataset lung polygons (v7labs/covid-19-xray-dataset), CC BY 4.0",
-    "note": "resized to 512x512; see napari_adaqat/data/sample/README.md and manifest.csv",
+    "note": "resized to 512x512; see napari_adaqat/assets/sample/README.md and manifest.csv",
 }
 
 

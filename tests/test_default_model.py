@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_adaqat.cli import main
-from napari_adaqat.inference.transforms import mask_box
+from napari_adaqat.data.boxes import mask_box
 from napari_adaqat.io import read_mask
 from napari_adaqat.metrics import dice
 from napari_adaqat.model.loading import DEFAULT_BASELINE, DEFAULT_MODEL, load_model, safetensors_metadata

@@ -248,7 +248,7 @@ def test_screenshot_of_a_segmentation(make_napari_viewer, qtbot, nano_models, sc
 
 
 @pytest.mark.skipif(not (loading.DEFAULT_MODEL.is_file() and loading.DEFAULT_BASELINE.is_file()),
-                    reason="bundled default model (napari_adaqat/data/default_int8.safetensors) not installed yet")
+                    reason="bundled default model (napari_adaqat/assets/default_int8.safetensors) not installed yet")
 def test_default_model_dice_on_the_sample(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     image, truth = add_sample(viewer)

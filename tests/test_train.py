@@ -15,7 +15,7 @@ from skimage.io import imsave
 
 from napari_adaqat.model.checkpoint import load_checkpoint_model
 from napari_adaqat.train.config import make_config
-from napari_adaqat.train.data import DataError, Pair, check_pairs, discover, load_pair
+from napari_adaqat.data.dataset import DataError, Pair, check_pairs, discover, load_pair
 from napari_adaqat.train.loop import train
 from napari_adaqat.train.progress import read_progress
 

@@ -6,7 +6,8 @@ import torch
 
 from napari_adaqat.model.build import build_sam
 from napari_adaqat.train.config import TrainConfig, make_config
-from napari_adaqat.train.data import LungDataset, discover
+from napari_adaqat.data.dataset import discover
+from napari_adaqat.train.dataset import LungDataset
 from napari_adaqat.train.loop import _forward, lr_factor
 from napari_adaqat.train.losses import batch_dice, segmentation_loss, soft_dice_loss
 

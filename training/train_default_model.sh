@@ -10,5 +10,5 @@ adaqat train --stage 1 --preset $Y --mode full --data "$DATA" --out "$RUNS/base"
 adaqat train --stage 1 --preset $Y --mode adalora --epochs 20 --checkpoint "$RUNS/base/checkpoints/best.safetensors" \
   --data "$DATA" --out "$RUNS/stage1" --device cpu
 adaqat train --stage 2 --preset $Y --from "$RUNS/stage1" --data "$DATA" --out "$RUNS/stage2" --device cpu
-adaqat export "$RUNS/stage1" --force --out napari_adaqat/data/default_fp32.safetensors --profile fp32
-adaqat export "$RUNS/stage2" --force --out napari_adaqat/data/default_int8.safetensors --profile deploy
+adaqat export "$RUNS/stage1" --force --out napari_adaqat/assets/default_fp32.safetensors --profile fp32
+adaqat export "$RUNS/stage2" --force --out napari_adaqat/assets/default_int8.safetensors --profile deploy

@@ -6,7 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from napari_adaqat.cli.common import add_device_argument, resolve_device
+from napari_adaqat.cli.common import add_device_argument
+from napari_adaqat.model.device import resolve_device
 
 DESCRIPTION = """\
 Time stock segment_anything.SamPredictor and our BoxPredictor on the same weights

@@ -7,7 +7,8 @@ import sys
 
 from tqdm import tqdm
 
-from napari_adaqat.cli.common import add_device_argument, add_model_arguments, resolve_device
+from napari_adaqat.cli.common import add_device_argument, add_model_arguments
+from napari_adaqat.model.device import resolve_device
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pathlib import Path
 
-    from napari_adaqat.train.data import split_source
+    from napari_adaqat.data.dataset import split_source
 
     if args.split != "all" and not args.split_file and split_source(Path(args.data)) == "seeded":
         print(f"adaqat evaluate: note: no split file; using the 80:10:10 cut with seed {args.seed}. If the model was "

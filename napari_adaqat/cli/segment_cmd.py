@@ -7,7 +7,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from napari_adaqat.cli.common import add_device_argument, add_model_arguments, resolve_device
+from napari_adaqat.cli.common import add_device_argument, add_model_arguments
+from napari_adaqat.model.device import resolve_device
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_adaqat.inference.batch import check_output_folder, collect_inputs, read_boxes_csv, segment_files
+    from napari_adaqat.data import check_output_folder, collect_inputs, read_boxes_csv
+    from napari_adaqat.inference.batch import segment_files
     from napari_adaqat.inference.predictor import BoxPredictor
     from napari_adaqat.model.loading import load_model
 

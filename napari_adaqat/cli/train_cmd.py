@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     _exit_cleanly_on_sigterm()
     if os.environ.get("RANK", "0") == "0":
         _remove_stale_temp_files(Path(cfg.out))
-    from napari_adaqat.cli.common import resolve_device
+    from napari_adaqat.model.device import resolve_device
     from napari_adaqat.train.loop import train
 
     cfg.device = resolve_device(cfg.device)

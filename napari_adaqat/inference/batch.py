@@ -16,8 +16,8 @@ import numpy as np
 
 from napari_adaqat.inference.postprocess import clean_lung_mask
 from napari_adaqat.inference.predictor import BoxPredictor
-from napari_adaqat.inference.transforms import default_box
-from napari_adaqat.io import is_image_file, read_image, write_mask
+from napari_adaqat.data.boxes import box_for, check_box, default_box
+from napari_adaqat.io import read_image, write_mask
 
 RESULT_COLUMNS = ["file", "status", "error", "box", "area_px", "seconds", "mask", "ssim_vs_baseline"]
 
@@ -32,57 +32,6 @@ class SegmentResult:
     seconds: float | str = ""
     mask: str = ""
     ssim_vs_baseline: float | str = ""
-
-
-def collect_inputs(inputs: list[str | Path]) -> list[Path]:
-    """Expand folders (non-recursive, image files only, sorted); files are kept as given."""
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p)))
-        else:
-            files.append(path)
-    return files
-
-
-def check_output_folder(out_dir: Path, inputs: list[str | Path]) -> None:
-    """Refuse an output folder that is, or lies inside, an input folder."""
-    out = out_dir.resolve()
-    for item in inputs:
-        folder = Path(item).resolve()
-        folder = folder if folder.is_dir() else folder.parent
-        if out == folder or folder in out.parents:
-            raise ValueError(f"--out {out_dir} is inside the input folder {folder}; choose another folder")
-
-
-def read_boxes_csv(path: str | Path) -> dict[str, np.ndarray]:
-    """``file,x0,y0,x1,y1`` rows → {file name or path: (4,) box}; matched by path, name or stem."""
-    boxes: dict[str, np.ndarray] = {}
-    with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: CSVs saved by Excel start with a BOM
-        for line, row in enumerate(csv.DictReader(fh), start=2):
-            try:
-                box = np.array([float(row[k]) for k in ("x0", "y0", "x1", "y1")])
-            except (KeyError, TypeError, ValueError):
-                raise ValueError(f"{path}:{line}: expected columns file,x0,y0,x1,y1 with numbers") from None
-            try:
-                check_box(box)
-            except ValueError as exc:
-                raise ValueError(f"{path}:{line}: {exc}") from None
-            boxes[row["file"]] = box
-    return boxes
-
-
-def check_box(box: np.ndarray, shape: tuple[int, int] | None = None) -> None:
-    """Refuse an xyxy box that is not finite, is inverted, or misses the (H, W) image entirely."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    if not np.isfinite([x0, y0, x1, y1]).all() or x1 <= x0 or y1 <= y0:
-        raise ValueError(f"invalid box {x0:g},{y0:g},{x1:g},{y1:g}: needs finite numbers with x1 > x0 and y1 > y0")
-    if shape is None:
-        return
-    h, w = shape
-    if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
-        raise ValueError(f"box {x0:g},{y0:g},{x1:g},{y1:g} lies outside the {w}x{h} image")
 
 
 def _mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: str) -> dict[str, str]:
@@ -102,13 +51,6 @@ def _mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix:
         names[key] = name
         taken.add(name)
     return names
-
-
-def _box_for(path: Path, boxes: dict[str, np.ndarray]) -> np.ndarray | None:
-    for key in (str(path), path.name, path.stem):
-        if key in boxes:
-            return boxes[key]
-    return None
 
 
 def load_results(csv_path: Path) -> dict[str, dict]:
@@ -160,7 +102,7 @@ def segment_files(
         start = time.perf_counter()
         try:
             image = read_image(path)
-            box = _box_for(path, boxes or {})
+            box = box_for(path, boxes or {})
             box = default_box(image.pixels.shape) if box is None else box
             check_box(box, image.pixels.shape)
             predictor.set_image(image.pixels)

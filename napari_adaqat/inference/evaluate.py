@@ -9,11 +9,11 @@ import numpy as np
 
 from napari_adaqat.inference.postprocess import clean_lung_mask
 from napari_adaqat.inference.predictor import BoxPredictor
-from napari_adaqat.inference.transforms import default_box, mask_box
+from napari_adaqat.data.boxes import default_box, mask_box
 from napari_adaqat.io import read_image, read_mask
 from napari_adaqat.metrics import score_masks, score_masks_at, summarize, trust_maps, wilcoxon_paired
-from napari_adaqat.train.data import check_pairs, discover
-from napari_adaqat.train.split import load_split
+from napari_adaqat.data.dataset import check_pairs, discover
+from napari_adaqat.data.split import load_split
 
 METRICS = ("dice", "iou", "nsd", "hd95")
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from segment_anything.modeling import Sam
 
-from napari_adaqat.inference.transforms import resize_for_model, to_uint8_rgb, transform_boxes
+from napari_adaqat.data.transforms import resize_for_model, to_uint8_rgb, transform_boxes
 from napari_adaqat.model.forward import decode_boxes, encode
 
 

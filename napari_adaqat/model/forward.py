@@ -1,16 +1,26 @@
-"""The differentiable SAM forward used by both the predictor and training."""
+"""The differentiable SAM forward used by the predictor, training and evaluation alike."""
 from __future__ import annotations
 
 import torch
+import torch.utils.checkpoint
 from segment_anything.modeling import Sam
+
+from napari_adaqat.data.transforms import normalize_and_pad
+
+
+def embed(sam: Sam, images: torch.Tensor, grad_checkpoint: bool = False) -> torch.Tensor:
+    """(B, 3, S, S) prepared images (:func:`~napari_adaqat.data.transforms.prepare_image`) →
+    image embeddings (B, C, E, E); ``grad_checkpoint`` recomputes encoder activations in backward."""
+    if grad_checkpoint:
+        return torch.utils.checkpoint.checkpoint(sam.image_encoder, images, use_reentrant=False)
+    return sam.image_encoder(images)
 
 
 def encode(sam: Sam, images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, h, w) resized RGB in 0..255 → image embeddings (B, C, E, E).
-
-    ``Sam.preprocess`` normalises and pads to the square input size.
-    """
-    return sam.image_encoder(sam.preprocess(images))
+    """(B, 3, h, w) resized RGB in 0..255 → image embeddings (B, C, E, E), normalised and padded
+    by the one preprocessing transform (as ``Sam.preprocess``)."""
+    size = int(sam.image_encoder.img_size)
+    return embed(sam, normalize_and_pad(images, sam.pixel_mean.view(-1), sam.pixel_std.view(-1), size))
 
 
 def decode_boxes(sam: Sam, features: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

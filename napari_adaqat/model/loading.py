@@ -9,9 +9,9 @@ from segment_anything.modeling import Sam
 
 from napari_adaqat.model.build import ModelLoadError, load_sam_checkpoint
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-DEFAULT_MODEL = DATA_DIR / "default_int8.safetensors"
-DEFAULT_BASELINE = DATA_DIR / "default_fp32.safetensors"
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_MODEL = ASSETS_DIR / "default_int8.safetensors"
+DEFAULT_BASELINE = ASSETS_DIR / "default_fp32.safetensors"
 
 
 def default_model_path(baseline: bool = False) -> Path:

@@ -14,17 +14,19 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from napari_adaqat.data.dataset import DataError, check_pairs, discover
+from napari_adaqat.data.split import save_split
 from napari_adaqat.model.adalora import RankAllocator, adalora_modules, clamp_lambda_grads, orthogonal_regularizer
 from napari_adaqat.model.checkpoint import optimizer_state, read_checkpoint, save_checkpoint, split_optimizer
+from napari_adaqat.model.device import resolve_device
 from napari_adaqat.model.forward import decode_boxes
 from napari_adaqat.train import distributed as dd
 from napari_adaqat.train.config import TrainConfig
-from napari_adaqat.train.data import DataError, LungDataset, check_pairs, discover
+from napari_adaqat.train.dataset import LungDataset
 from napari_adaqat.train.losses import batch_dice, segmentation_loss
 from napari_adaqat.train.modes import param_groups, trainable_count
 from napari_adaqat.train.progress import ProgressLog
 from napari_adaqat.train.setup import build_stage1, build_stage2, run_paths
-from napari_adaqat.train.split import save_split
 
 log = logging.getLogger("napari_adaqat.train")
 
@@ -83,8 +85,6 @@ def evaluate_dice(sam, dataset: LungDataset, cfg: TrainConfig, device: str, amp:
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
     """Run one stage; returns a summary (best validation Dice, epochs, paths)."""
-    from napari_adaqat.cli.common import resolve_device
-
     device = dd.local_device(resolve_device(cfg.device))
     rank, world = dd.init_distributed(device)
     paths = run_paths(cfg.out)

@@ -20,6 +20,7 @@ from napari_adaqat.widgets._compat import guard_triton_import
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
 from napari_adaqat.model.build import PRESETS  # noqa: E402
+from napari_adaqat.model.device import resolve_device  # noqa: E402
 from napari_adaqat.widgets import _layers as L  # noqa: E402
 from napari_adaqat.widgets._engine import Engine, ModelSpec, SegmentResult  # noqa: E402
 
@@ -127,8 +128,6 @@ class SegmentWidget(Container):
         return ModelSpec(path, baseline=baseline, model_type=self.model_type.value)
 
     def _device(self) -> str:
-        from napari_adaqat.cli.common import resolve_device
-
         return resolve_device(self.device.value)
 
     # ------------------------------------------------------------------- jobs

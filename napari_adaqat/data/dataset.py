@@ -1,0 +1,94 @@
+"""Dataset folders of radiographs with lung masks, in either layout of DESIGN.md.
+
+``DIR/images/<name>.<ext>`` + ``DIR/masks/<name>.png`` (optional ``DIR/split.json``),
+or the authors' ``DIR/{train,val,test}/{images,masks}``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from napari_adaqat.data.split import SPLITS, load_split, make_split
+from napari_adaqat.io import ImageReadError, is_image_file, read_image, read_mask
+
+
+class DataError(ValueError):
+    """A dataset problem; the message is one line and names the file."""
+
+
+@dataclass
+class Pair:
+    name: str
+    image: Path
+    mask: Path | None
+
+
+def _pairs_in(folder: Path) -> dict[str, Pair]:
+    images = folder / "images"
+    masks = folder / "masks"
+    if not images.is_dir():
+        return {}
+    pairs = {}
+    for path in sorted(images.iterdir()):
+        if path.is_file() and is_image_file(path):
+            mask = masks / f"{path.stem}.png"
+            pairs[path.stem] = Pair(path.stem, path, mask if mask.is_file() else None)
+    return pairs
+
+
+def split_source(root: Path) -> str:
+    """Where :func:`discover` takes the split from: ``"layout"`` (DIR/train|val|test),
+    ``"split.json"`` (DIR/split.json) or ``"seeded"`` (an 80:10:10 cut of the names)."""
+    if all((root / s / "images").is_dir() for s in SPLITS):
+        return "layout"
+    return "split.json" if (root / "split.json").is_file() else "seeded"
+
+
+def discover(data_dir: str | Path, seed: int = 0) -> tuple[dict[str, Pair], dict[str, list[str]]]:
+    """Find all pairs and the split (from the layout, ``split.json``, or a seeded 80:10:10 cut)."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataError(f"{root}: data folder not found")
+    source = split_source(root)
+    if source == "layout":
+        pairs, split = {}, {}
+        for s in SPLITS:
+            found = _pairs_in(root / s)
+            pairs.update(found)
+            split[s] = sorted(found)
+    else:
+        pairs = _pairs_in(root)
+        split = load_split(root / "split.json") if source == "split.json" else make_split(list(pairs), seed)
+    if not pairs:
+        raise DataError(f"{root}: empty dataset: no images found (expected {root}/images and {root}/masks)")
+    return pairs, split
+
+
+def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """Read and check one pair → (image float32 (H, W) in [0,1], mask bool (H, W))."""
+    if pair.mask is None:
+        raise DataError(f"{pair.image}: missing mask (expected masks/{pair.name}.png)")
+    try:
+        image = read_image(pair.image).pixels
+        mask = read_mask(pair.mask)
+    except ImageReadError as exc:
+        raise DataError(str(exc)) from None
+    if image.shape != mask.shape:
+        raise DataError(f"{pair.mask}: mask size {mask.shape} differs from image size {image.shape}")
+    if not mask.any():
+        raise DataError(f"{pair.mask}: mask is empty")
+    return image, mask
+
+
+def check_pairs(pairs: list[Pair]) -> tuple[list[Pair], list[str]]:
+    """Validate pairs; return the good ones and one warning line per bad one."""
+    good, warnings = [], []
+    for pair in pairs:
+        try:
+            load_pair(pair)
+            good.append(pair)
+        except DataError as exc:
+            warnings.append(str(exc))
+    return good, warnings

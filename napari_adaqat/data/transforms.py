@@ -1,0 +1,79 @@
+"""The one preprocessing transform, used by the predictor, training, evaluation and batch.
+
+:func:`prepare_image` = gray/RGB → uint8 RGB → resize the longest side (segment_anything's
+``ResizeLongestSide``) → normalise → zero-pad bottom/right to the square input.  It is
+bit-identical to stock ``SamPredictor.set_image`` followed by ``Sam.preprocess``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from segment_anything.utils.transforms import ResizeLongestSide
+
+
+def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, 3|4) array → (H, W, 3) uint8.
+
+    Floats are taken to be in [0, 1]; uint8 passes through; other integer types are
+    scaled by their maximum value.  Gray is repeated to three channels.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[..., :3]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
+        raise ValueError(f"expected a 2-D gray or RGB image, got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        out = arr
+    elif arr.dtype == bool:
+        out = arr.astype(np.uint8) * 255
+    elif np.issubdtype(arr.dtype, np.integer):
+        top = max(int(arr.max()), 1)
+        out = np.round(np.clip(arr.astype(np.float64), 0.0, None) * (255.0 / top)).astype(np.uint8)  # int16: no wrap
+    else:
+        out = np.round(np.clip(arr.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+    if out.ndim == 2:
+        out = np.repeat(out[..., None], 3, axis=2)
+    return np.ascontiguousarray(out)
+
+
+def resize_for_model(image_rgb: np.ndarray, image_size: int) -> torch.Tensor:
+    """(H, W, 3) uint8 → (3, h, w) float tensor with the longest side = ``image_size``."""
+    resized = ResizeLongestSide(image_size).apply_image(image_rgb)
+    return torch.as_tensor(resized).permute(2, 0, 1).contiguous().float()
+
+
+def transform_boxes(boxes: np.ndarray, original_size: tuple[int, int], image_size: int) -> np.ndarray:
+    """(N, 4) xyxy boxes in original pixels → model input coordinates."""
+    return ResizeLongestSide(image_size).apply_boxes(np.asarray(boxes, dtype=np.float64), original_size)
+
+
+def normalize_and_pad(images: torch.Tensor, pixel_mean: Sequence[float] | torch.Tensor,
+                      pixel_std: Sequence[float] | torch.Tensor, image_size: int) -> torch.Tensor:
+    """(B, 3, h, w) or (3, h, w) resized RGB in 0..255 → normalised, zero-padded (…, 3, S, S), as ``Sam.preprocess``."""
+    mean = torch.as_tensor(pixel_mean, dtype=torch.float32, device=images.device).view(-1, 1, 1)
+    std = torch.as_tensor(pixel_std, dtype=torch.float32, device=images.device).view(-1, 1, 1)
+    x = (images - mean) / std
+    h, w = x.shape[-2:]
+    return torch.nn.functional.pad(x, (0, image_size - w, 0, image_size - h))
+
+
+@dataclass
+class PreparedImage:
+    """A model-ready image: ``tensor`` (3, S, S) normalised and padded; ``input_size`` the (h, w) of
+    the resized image inside it; ``original_size`` the (H, W) it came from."""
+
+    tensor: torch.Tensor
+    input_size: tuple[int, int]
+    original_size: tuple[int, int]
+
+
+def prepare_image(image: np.ndarray, image_size: int, pixel_mean: Sequence[float] | torch.Tensor,
+                  pixel_std: Sequence[float] | torch.Tensor) -> PreparedImage:
+    """(H, W) gray or (H, W, 3) image → :class:`PreparedImage` for a model of input ``image_size``."""
+    rgb = to_uint8_rgb(image)
+    resized = resize_for_model(rgb, image_size)
+    tensor = normalize_and_pad(resized, pixel_mean, pixel_std, image_size)
+    return PreparedImage(tensor, (int(resized.shape[-2]), int(resized.shape[-1])), (rgb.shape[0], rgb.shape[1]))

@@ -1,0 +1,71 @@
+"""The torch Dataset of training and validation samples at the model's input size."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from napari_adaqat.data.dataset import Pair, load_pair
+from napari_adaqat.data.boxes import mask_box
+from napari_adaqat.data.transforms import prepare_image, transform_boxes
+from napari_adaqat.train.augment import augment_pair
+
+
+class LungDataset(Dataset):
+    """Samples at the model's input size.
+
+    Each item: ``image`` (3, S, S) from :func:`~napari_adaqat.data.transforms.prepare_image`;
+    ``mask`` (1, S, S) float; ``box`` (4,) xyxy in input coordinates; ``valid`` (2,) = (h, w).
+    Training boxes are pushed outward per side by U(0, jitter_px) original pixels.
+    """
+
+    def __init__(self, pairs: list[Pair], image_size: int, pixel_mean, pixel_std, *, train: bool,
+                 jitter_px: int = 20, augment: bool = False, full_box_prob: float = 0.0, seed: int = 0) -> None:
+        self.pairs = pairs
+        self.size = image_size
+        self.mean = tuple(pixel_mean)
+        self.std = tuple(pixel_std)
+        self.train = train
+        self.jitter_px = jitter_px
+        self.augment = augment
+        self.full_box_prob = full_box_prob
+        self.seed = seed
+        self.epoch = 0
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Random draws depend only on (seed, epoch, index): resuming reproduces them."""
+        self.epoch = epoch
+
+    def _raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if index not in self._cache:
+            self._cache[index] = load_pair(self.pairs[index])
+        return self._cache[index]
+
+    def __getitem__(self, index: int) -> dict:
+        image, mask = self._raw(index)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        if self.train and self.augment:
+            image, mask = augment_pair(image, mask, rng)
+        h0, w0 = image.shape
+        box = mask_box(mask)
+        if box is None:  # augmentation pushed the lungs out of view
+            box = np.array([0, 0, w0 - 1, h0 - 1], dtype=np.float64)
+        if self.train:
+            if rng.random() < self.full_box_prob:
+                m = rng.uniform(0.0, 0.05)
+                box = np.array([m * w0, m * h0, (1 - m) * w0 - 1, (1 - m) * h0 - 1])
+            else:
+                push = rng.uniform(0, self.jitter_px, size=4)
+                box = box + np.array([-push[0], -push[1], push[2], push[3]])
+            box = np.clip(box, 0, [w0 - 1, h0 - 1, w0 - 1, h0 - 1])
+        prepared = prepare_image(image, self.size, self.mean, self.std)
+        h, w = prepared.input_size
+        box_in = transform_boxes(box[None], (h0, w0), self.size)[0]
+        m = torch.nn.functional.interpolate(torch.as_tensor(mask, dtype=torch.float32)[None, None], size=(h, w), mode="nearest")[0]
+        m = torch.nn.functional.pad(m, (0, self.size - w, 0, self.size - h))
+        return {"image": prepared.tensor, "mask": m, "box": torch.as_tensor(box_in, dtype=torch.float32),
+                "valid": torch.tensor([h, w]), "index": index}
