@@ -17,7 +17,7 @@ import torch
 from napari_adaqat.data.transforms import resize_for_model, to_uint8_rgb, transform_boxes
 from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, inject_adalora
 from napari_adaqat.model.build import build_sam
-from napari_adaqat.model.export import export_model, load_model_file
+from napari_adaqat.model.model_file import export_model, load_model_file
 from napari_adaqat.model.forward import decode_boxes, encode
 from napari_adaqat.model.qat import apply_qat
 

@@ -1,7 +1,9 @@
 """Shared fixtures: small real radiographs and tiny random SAM checkpoints."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,13 @@ def nano_pth(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "nano.pth"
     torch.save(build_sam("vit_nano").state_dict(), path)
     return path
+
+
+@pytest.fixture()
+def dataset(tmp_path, cxr_dir):
+    """The 4 shipped radiographs, all used for training and validation."""
+    root = tmp_path / "data"
+    shutil.copytree(cxr_dir, root, ignore=shutil.ignore_patterns("*.md", "*.csv"))
+    names = sorted(p.stem for p in (root / "images").glob("*.png"))
+    (root / "split.json").write_text(json.dumps({"train": names, "val": names, "test": []}))
+    return root

@@ -10,7 +10,6 @@ from torch import nn
 from napari_adaqat.model.adalora import (
     AdaLoRAConfig,
     AdaLoRALinear,
-    RankAllocator,
     adalora_modules,
     adapter_parameters,
     clamp_lambda_grads,
@@ -20,6 +19,7 @@ from napari_adaqat.model.adalora import (
     orthogonal_regularizer,
 )
 from napari_adaqat.model.build import PRESETS, build_sam
+from napari_adaqat.model.rank_allocator import RankAllocator
 
 
 class _Attn(nn.Module):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_adaqat.cli import bench_cmd
-from napari_adaqat.inference.bench import BenchConfig, load_input_image, run_side, synthetic_radiograph
+from napari_adaqat.bench.speed import BenchConfig, load_input_image, run_side, synthetic_radiograph
 
 KEYS = {
     "stock_embed_s", "embed_s", "embed_ratio", "stock_prompt_ms", "prompt_ms", "prompt_ms_p90",

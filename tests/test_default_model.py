@@ -3,13 +3,13 @@ import csv
 import json
 
 import numpy as np
-import pytest
 
 from napari_adaqat.cli import main
 from napari_adaqat.data.boxes import mask_box
 from napari_adaqat.io import read_mask
 from napari_adaqat.metrics import dice
-from napari_adaqat.model.loading import DEFAULT_BASELINE, DEFAULT_MODEL, load_model, safetensors_metadata
+from napari_adaqat.model.files import safetensors_metadata
+from napari_adaqat.model.loading import DEFAULT_BASELINE, DEFAULT_MODEL, load_model
 
 SHIPPED_TEST_IMAGES = ["covid19_v7__41182_2020_203_Fig4_HTML", "covid19_v7__5782ae15", "covid19_v7__90070cbc",
                        "covid19_v7__a361d7b7"]

@@ -12,7 +12,7 @@ import pytest
 from skimage.io import imread
 
 from napari_adaqat.cli import main
-from napari_adaqat.inference.evaluate import evaluate
+from napari_adaqat.report.evaluate import evaluate
 from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.metrics import summarize
 from napari_adaqat.model import loading

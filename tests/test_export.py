@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 
 import pytest
@@ -13,7 +12,8 @@ from torch import nn
 
 from napari_adaqat.model.build import OFFICIAL_CHECKPOINT_BYTES, ModelLoadError, PRESETS, build_sam
 from napari_adaqat.model.compression import arithmetic_compression, file_compression, fp32_state_bytes
-from napari_adaqat.model.export import export_model, load_model_file, ptq_from_checkpoint
+from napari_adaqat.model.model_file import export_model, load_model_file
+from napari_adaqat.model.ptq import ptq_from_checkpoint
 from napari_adaqat.model.forward import decode_boxes, encode
 from napari_adaqat.model.qat import QuantLinear, apply_qat, fake_quant_int8, quantized_modules
 

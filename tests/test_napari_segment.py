@@ -265,12 +265,12 @@ def test_default_model_dice_on_the_sample(make_napari_viewer, qtbot):
 
 
 def test_engine_reloads_a_rewritten_model_file_and_keeps_at_most_two(nano_models, tmp_path):
-    from napari_adaqat.widgets._engine import Engine, ModelSpec
+    from napari_adaqat.inference.engine import Engine, ModelRef
 
     engine = Engine()
     live = tmp_path / "live.pth"
     shutil.copy(nano_models[0], live)
-    spec = ModelSpec(path=live, model_type="vit_nano")
+    spec = ModelRef(path=live, model_type="vit_nano")
     first = engine.predictor(spec, "cpu")
     assert engine.predictor(spec, "cpu") is first  # cached
     image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
@@ -282,8 +282,8 @@ def test_engine_reloads_a_rewritten_model_file_and_keeps_at_most_two(nano_models
     assert second is not first
     second.set_image(image)
     assert not np.allclose(second.predict(np.array([8, 8, 56, 56])).probs[0], before)
-    engine.predictor(ModelSpec(path=nano_models[0], model_type="vit_nano"), "cpu")
-    engine.predictor(ModelSpec(path=nano_models[1], model_type="vit_nano"), "cpu")
+    engine.predictor(ModelRef(path=nano_models[0], model_type="vit_nano"), "cpu")
+    engine.predictor(ModelRef(path=nano_models[1], model_type="vit_nano"), "cpu")
     assert len(engine._predictors) == Engine.MAX_LOADED
 
 
@@ -304,11 +304,11 @@ def test_closing_the_dock_while_a_job_runs_raises_nothing(make_napari_viewer, qt
 
 def test_engine_shows_the_mask_first_then_adds_the_maps(nano_models):
     """The dock shows phase 1 (mask, Dice) at once and phase 2 (baseline, SSIM, ΔSSIM) after it."""
-    from napari_adaqat.widgets._engine import Engine, ModelSpec
+    from napari_adaqat.inference.engine import Engine, ModelRef
 
     engine = Engine()
-    model = ModelSpec(path=nano_models[0], model_type="vit_nano")
-    base = ModelSpec(path=nano_models[1], model_type="vit_nano", baseline=True)
+    model = ModelRef(path=nano_models[0], model_type="vit_nano")
+    base = ModelRef(path=nano_models[1], model_type="vit_nano", baseline=True)
     image = np.random.default_rng(2).random((80, 96)).astype(np.float32)
     ref = np.zeros((80, 96), np.uint8)
     ref[10:70, 10:80] = 1

@@ -84,7 +84,7 @@ def test_int8_round_trip_on_vit_tiny(tmp_path):
     """The INT8 file reloads to exactly the fake-quant weights: logits agree to ≤ 1e-5."""
     from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, inject_adalora
     from napari_adaqat.model.build import build_sam
-    from napari_adaqat.model.export import export_model, load_model_file
+    from napari_adaqat.model.model_file import export_model, load_model_file
     from napari_adaqat.model.forward import decode_boxes, encode
     from napari_adaqat.model.qat import apply_qat
 

@@ -1,12 +1,10 @@
 """Training engine on real radiographs: learning, resume after SIGKILL, torchrun, bad data."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,19 +13,9 @@ from skimage.io import imsave
 
 from napari_adaqat.model.checkpoint import load_checkpoint_model
 from napari_adaqat.train.config import make_config
-from napari_adaqat.data.dataset import DataError, Pair, check_pairs, discover, load_pair
-from napari_adaqat.train.loop import train
+from napari_adaqat.data.dataset import DataError, check_pairs, discover, load_pair
+from napari_adaqat.train.run import run as train
 from napari_adaqat.train.progress import read_progress
-
-
-@pytest.fixture()
-def dataset(tmp_path, cxr_dir):
-    """The 4 shipped radiographs, all used for training and validation."""
-    root = tmp_path / "data"
-    shutil.copytree(cxr_dir, root, ignore=shutil.ignore_patterns("*.md", "*.csv"))
-    names = sorted(p.stem for p in (root / "images").glob("*.png"))
-    (root / "split.json").write_text(json.dumps({"train": names, "val": names, "test": []}))
-    return root
 
 
 def _config(data, out, **kw):

@@ -5,6 +5,8 @@ import argparse
 import importlib
 import sys
 
+__all__ = ["COMMANDS", "build_parser", "main"]
+
 COMMANDS = {
     "segment": "Segment images or folders with a box prompt; writes masks and results.csv.",
     "train": "Fine-tune SAM: Stage 1 (AdaLoRA) or Stage 2 (INT8 QAT), on one device or under torchrun.",

@@ -64,7 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_adaqat.inference.bench import BenchConfig, default_repeats, run_bench, summary_line
+    from napari_adaqat.bench.speed import BenchConfig, default_repeats, run_bench, summary_line
 
     device = resolve_device(args.device)
     repeats, warmup, prompt_repeats = default_repeats(device, args.model_type)

@@ -20,3 +20,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, baseline: bool = True) 
                             help="second model to compare with (SSIM agreement); 'default' = the bundled FP32 baseline")
     parser.add_argument("--model-type", default="vit_b",
                         help="architecture of a .pth checkpoint: vit_b, vit_l, vit_h, vit_tiny, vit_nano")
+
+
+def model_refs(args: argparse.Namespace):
+    """(model, baseline or None) of ``--model``/``--baseline`` as engine :class:`ModelRef` s."""
+    from napari_adaqat.inference.engine import model_ref
+
+    baseline = getattr(args, "baseline", None)
+    return (model_ref(args.model, model_type=args.model_type),
+            model_ref(baseline, baseline=True, model_type=args.model_type) if baseline else None)

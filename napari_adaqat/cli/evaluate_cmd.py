@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
-from napari_adaqat.cli.common import add_device_argument, add_model_arguments
+from napari_adaqat.cli.common import add_device_argument, add_model_arguments, model_refs
 from napari_adaqat.model.device import resolve_device
 
 
@@ -31,33 +32,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_adaqat.inference.evaluate import evaluate
-    from napari_adaqat.inference.predictor import BoxPredictor
-    from napari_adaqat.model.loading import load_model
+    from napari_adaqat.data.dataset import split_source
+    from napari_adaqat.report.evaluate import evaluate
 
     device = resolve_device(args.device)
-    sam, _ = load_model(args.model, model_type=args.model_type, device=device)
-    baseline = None
-    if args.baseline:
-        base, _ = load_model(None if args.baseline == "default" else args.baseline, model_type=args.model_type,
-                             baseline=True, device=device)
-        baseline = BoxPredictor(base, device)
+    model, baseline = model_refs(args)
+    if args.split != "all" and not args.split_file and split_source(Path(args.data)) == "seeded":
+        print(f"adaqat evaluate: note: no split file; using the 80:10:10 cut with seed {args.seed}. If the model was "
+              "trained with another seed, pass --split-file RUN/split.json so no training image is scored.",
+              file=sys.stderr)
     bar = tqdm(desc="evaluate", unit="img", disable=None)
 
     def progress(done: int, total: int) -> None:
         bar.total = total
         bar.update(1)
 
-    from pathlib import Path
-
-    from napari_adaqat.data.dataset import split_source
-
-    if args.split != "all" and not args.split_file and split_source(Path(args.data)) == "seeded":
-        print(f"adaqat evaluate: note: no split file; using the 80:10:10 cut with seed {args.seed}. If the model was "
-              "trained with another seed, pass --split-file RUN/split.json so no training image is scored.",
-              file=sys.stderr)
-    summary = evaluate(args.data, BoxPredictor(sam, device), baseline, args.out, args.split, args.box, progress,
-                       args.split_file, args.clean, seed=args.seed)
+    summary = evaluate(args.data, model, baseline, args.out, args.split, args.box, progress, args.split_file,
+                       args.clean, seed=args.seed, device=device)
     bar.close()
     brief = {k: summary[k] for k in ("split", "n", "box", "clean")}
     for tag in ("model", "baseline"):

@@ -1,11 +1,12 @@
-"""``adaqat export``: a training run or an official SAM .pth → one model file."""
+"""``adaqat export``: a training run or an official SAM .pth → one model file.
+
+Argument parsing only; the work is :func:`napari_adaqat.train.export_run.export_run`.
+"""
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-from pathlib import Path
 
 EPILOG = """profiles:
   paper   INT8 weights (+ FP32 scales) for every fake-quantized layer, everything else FP32
@@ -34,48 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
 
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def run(args: argparse.Namespace) -> int:
-    from napari_adaqat.model.export import export_model, ptq_from_checkpoint
+    from napari_adaqat.train.export_run import export_run
 
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise FileExistsError(f"{out} exists; pass --force to overwrite it")
-    source = Path(args.source)
-    provenance = {"command": " ".join(["adaqat", *sys.argv[1:]]) if sys.argv else "", "commit": git_commit(),
-                  "source": str(source)}
-    if source.suffix.lower() in (".pth", ".pt"):
-        sam = ptq_from_checkpoint(source, args.model_type, args.image_size, args.qat_variant, args.quantize_extra)
-        provenance["method"] = "post-training quantization (no training)"
-    else:
-        from napari_adaqat.model.checkpoint import load_checkpoint_model
-
-        ckpt = source / "checkpoints" / f"{args.checkpoint}.safetensors" if source.is_dir() else source
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"{ckpt}: checkpoint not found")
-        sam, meta = load_checkpoint_model(ckpt)
-        cfg = meta.get("config", {})
-        provenance.update({"method": f"stage {meta.get('stage')} ({cfg.get('mode')}, preset {cfg.get('preset')})",
-                           "data": cfg.get("data"), "epoch": meta.get("epoch"), "metrics": meta.get("metrics"),
-                           "train_config": cfg, "start": meta.get("provenance")})
-        split_file = ckpt.parent.parent / "split.json"
-        if split_file.is_file():
-            provenance["split"] = json.loads(split_file.read_text())
-    if args.ptq and source.suffix.lower() not in (".pth", ".pt"):
-        from napari_adaqat.model.qat import apply_qat, quantized_modules
-
-        if quantized_modules(sam):
-            raise ValueError(f"{source}: already quantization-aware trained; --ptq is for FP32 models")
-        apply_qat(sam, args.qat_variant, quantize_extra=args.quantize_extra)
-        provenance["method"] += " + post-training quantization"
-    summary = export_model(sam, out, profile=args.profile, spec=sam.spec, metadata={"provenance": provenance})
+    summary = export_run(args.source, args.out, profile=args.profile, checkpoint=args.checkpoint,
+                         model_type=args.model_type, image_size=args.image_size, qat_variant=args.qat_variant,
+                         quantize_extra=args.quantize_extra, ptq=args.ptq, force=args.force,
+                         command=" ".join(["adaqat", *sys.argv[1:]]) if sys.argv else "")
     print(json.dumps(summary, indent=2))
     return 0

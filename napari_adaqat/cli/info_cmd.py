@@ -22,14 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.model.build import PRESETS
+    from napari_adaqat.report.model_info import file_report, preset_report
 
     if args.target in PRESETS:
-        from napari_adaqat.train.budget import preset_report
-
         report = preset_report(args.target, mode=args.mode, image_size=args.image_size)
     else:
-        from napari_adaqat.train.budget import file_report
-
         report = file_report(Path(args.target), model_type=args.model_type, quant_report_dir=args.quant_report)
     print(json.dumps(report, indent=2))
     return 0

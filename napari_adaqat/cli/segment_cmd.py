@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from napari_adaqat.cli.common import add_device_argument, add_model_arguments
+from napari_adaqat.cli.common import add_device_argument, add_model_arguments, model_refs
 from napari_adaqat.model.device import resolve_device
 
 
@@ -28,8 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.data import check_output_folder, collect_inputs, read_boxes_csv
     from napari_adaqat.inference.batch import segment_files
-    from napari_adaqat.inference.predictor import BoxPredictor
-    from napari_adaqat.model.loading import load_model
+    from napari_adaqat.inference.engine import Engine
 
     out_dir = Path(args.out)
     check_output_folder(out_dir, args.inputs)
@@ -38,17 +37,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("no image files found in the inputs")
     boxes = read_boxes_csv(args.boxes) if args.boxes else None
     device = resolve_device(args.device)
-    sam, _ = load_model(args.model, model_type=args.model_type, device=device)
-    predictor = BoxPredictor(sam, device)
-    baseline = None
-    if args.baseline:
-        base_path = None if args.baseline == "default" else args.baseline
-        base_sam, _ = load_model(base_path, model_type=args.model_type, baseline=True, device=device)
-        baseline = BoxPredictor(base_sam, device)
+    model, baseline = model_refs(args)
+    engine = Engine()
+    engine.predictor(model, device)  # a bad model file fails here, before any row is written
+    if baseline is not None:
+        engine.predictor(baseline, device)
     counts = {"ok": 0, "error": 0, "skipped": 0}
     bar = tqdm(total=len(files), desc="segment", unit="img", disable=None)
-    for result in segment_files(files, predictor, out_dir, boxes=boxes, baseline=baseline, suffix=f".{args.format}",
-                                  clean=args.clean):
+    for result in segment_files(files, model, out_dir, boxes=boxes, baseline=baseline, suffix=f".{args.format}",
+                                clean=args.clean, device=device, engine=engine):
         counts[result.status] += 1
         if result.status == "error":
             tqdm.write(f"adaqat segment: {result.file}: {result.error}", file=sys.stderr)

@@ -1,6 +1,7 @@
-"""Segment many files: a generator that yields one result row per input.
+"""Segment many files through the one :class:`~napari_adaqat.inference.engine.Engine`: a generator
+that yields one ``results.csv`` row per input.
 
-Used by ``adaqat segment`` and the batch dock.  The output folder gets one mask per
+Used by ``adaqat segment`` (and a batch dock).  The output folder gets one mask per
 input (``<stem>_mask.png``) and ``results.csv``; finished files are skipped on a rerun.
 """
 from __future__ import annotations
@@ -14,8 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from napari_adaqat.inference.postprocess import clean_lung_mask
-from napari_adaqat.inference.predictor import BoxPredictor
+from napari_adaqat.inference.engine import Engine, ModelLike
 from napari_adaqat.data.boxes import box_for, check_box, default_box
 from napari_adaqat.io import read_image, write_mask
 
@@ -23,7 +23,9 @@ RESULT_COLUMNS = ["file", "status", "error", "box", "area_px", "seconds", "mask"
 
 
 @dataclass
-class SegmentResult:
+class ResultRow:
+    """One row of ``results.csv``."""
+
     file: str
     status: str  # "ok" | "error" | "skipped"
     error: str = ""
@@ -72,22 +74,23 @@ def write_results(csv_path: Path, rows: dict[str, dict]) -> None:
 
 def segment_files(
     files: list[Path],
-    predictor: BoxPredictor,
+    model: ModelLike,
     out_dir: Path,
     *,
     boxes: dict[str, np.ndarray] | None = None,
-    baseline: BoxPredictor | None = None,
+    baseline: ModelLike | None = None,
     suffix: str = ".png",
     clean: bool = True,
-) -> Iterator[SegmentResult]:
-    """Segment ``files`` into ``out_dir``, yielding one :class:`SegmentResult` per file.
+    device: str = "cpu",
+    engine: Engine | None = None,
+) -> Iterator[ResultRow]:
+    """Segment ``files`` into ``out_dir``, yielding one :class:`ResultRow` per file.
 
     A file whose row says ``ok`` and whose mask exists is skipped.  A bad file gives an
     ``error`` row and the rest go on.  ``results.csv`` is rewritten after every file.
     ``clean`` keeps the two largest regions of each mask and fills its holes.
     """
-    from napari_adaqat.metrics.ssim import ssim_map
-
+    engine = engine or Engine()
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "results.csv"
     rows = load_results(csv_path)
@@ -97,7 +100,7 @@ def segment_files(
         mask_path = out_dir / names[key]
         previous = rows.get(key)
         if previous and previous.get("status") == "ok" and mask_path.is_file():
-            yield SegmentResult(file=key, status="skipped", mask=str(mask_path))
+            yield ResultRow(file=key, status="skipped", mask=str(mask_path))
             continue
         start = time.perf_counter()
         try:
@@ -105,19 +108,16 @@ def segment_files(
             box = box_for(path, boxes or {})
             box = default_box(image.pixels.shape) if box is None else box
             check_box(box, image.pixels.shape)
-            predictor.set_image(image.pixels)
-            pred = predictor.predict(box)
-            mask = clean_lung_mask(pred.masks[0]) if clean else pred.masks[0]
-            write_mask(mask_path, mask, overwrite=True)
-            result = SegmentResult(
-                file=key, status="ok", box=" ".join(f"{v:.1f}" for v in box), area_px=int(mask.sum()),
+            segmented = engine.segment(image.pixels, box, model, baseline, device, clean=clean)
+            write_mask(mask_path, segmented.mask, overwrite=True)
+            result = ResultRow(
+                file=key, status="ok", box=" ".join(f"{v:.1f}" for v in box), area_px=int(segmented.mask.sum()),
                 mask=str(mask_path),
             )
-            if baseline is not None:
-                baseline.set_image(image.pixels)
-                result.ssim_vs_baseline = round(ssim_map(pred.probs[0], baseline.predict(box).probs[0])[0], 5)
+            if segmented.ssim_mean is not None:
+                result.ssim_vs_baseline = round(segmented.ssim_mean, 5)
         except Exception as exc:  # one bad input must not stop the batch; it becomes an error row
-            result = SegmentResult(file=key, status="error", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            result = ResultRow(file=key, status="error", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         result.seconds = round(time.perf_counter() - start, 4)
         rows[key] = asdict(result)
         write_results(csv_path, rows)

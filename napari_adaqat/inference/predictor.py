@@ -11,8 +11,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from segment_anything.modeling import Sam
 
-from napari_adaqat.data.transforms import resize_for_model, to_uint8_rgb, transform_boxes
-from napari_adaqat.model.forward import decode_boxes, encode
+from napari_adaqat.data.boxes import default_box
+from napari_adaqat.data.transforms import prepare_image, to_uint8_rgb, transform_boxes
+from napari_adaqat.io import read_image
+from napari_adaqat.model.forward import decode_boxes, embed
 
 
 @dataclass
@@ -94,6 +96,8 @@ class BoxPredictor:
         self.device = torch.device(device)
         self.sam = sam.to(self.device).eval()
         self.image_size = int(sam.image_encoder.img_size)
+        self._pixel_mean = sam.pixel_mean.detach().view(-1).cpu()
+        self._pixel_std = sam.pixel_std.detach().view(-1).cpu()
         self.model_id = model_fingerprint(sam)
         self.cache = cache if cache is not None else EmbeddingCache()
         self._current: _Embedding | None = None
@@ -106,31 +110,38 @@ class BoxPredictor:
         return f"{digest.hexdigest()[:20]}-{self.model_id}-{self.image_size}"
 
     @torch.no_grad()
-    def set_image(self, image: np.ndarray) -> None:
-        """Compute (or fetch from the cache) the embedding of ``image`` (H, W[, 3])."""
+    def set_image(self, image: np.ndarray | str | Path) -> "BoxPredictor":
+        """Compute (or fetch from the cache) the embedding of ``image`` (H, W[, 3]) or of an image file
+        (PNG/JPEG/TIFF/DICOM); returns ``self`` so that ``set_image(x).predict(box)`` chains."""
+        if isinstance(image, (str, Path)):
+            image = read_image(image).pixels
         rgb = to_uint8_rgb(image)
         key = self.image_key(rgb)
         cached = self.cache.get(key)
         self.last_embed_from_cache = cached is not None
         if cached is None:
-            tensor = resize_for_model(rgb, self.image_size).to(self.device)[None]
-            features = encode(self.sam, tensor)
-            cached = _Embedding(features.cpu(), rgb.shape[:2], tuple(tensor.shape[-2:]))
+            prepared = prepare_image(rgb, self.image_size, self._pixel_mean, self._pixel_std)
+            features = embed(self.sam, prepared.tensor.to(self.device)[None])
+            cached = _Embedding(features.cpu(), prepared.original_size, prepared.input_size)
             self.cache.put(key, cached)
         self._current = cached
         # the cache holds CPU copies (memory); the current one also stays on the device, so each
         # prompt does not copy the (1, C, h, w) features to the GPU again
         self._current_features = cached.features.to(self.device)
+        return self
 
     @property
     def has_image(self) -> bool:
         return self._current is not None
 
     @torch.no_grad()
-    def predict(self, boxes: np.ndarray) -> Prediction:
-        """Predict one mask per xyxy box; ``boxes`` is (4,) or (N, 4) in image pixels."""
+    def predict(self, boxes: np.ndarray | None = None) -> Prediction:
+        """Predict one mask per xyxy box; ``boxes`` is (4,) or (N, 4) in image pixels
+        (``None``: the whole image minus a 2 % margin, as ``adaqat segment``)."""
         if self._current is None:
             raise RuntimeError("call set_image() before predict()")
+        if boxes is None:
+            boxes = default_box(self._current.original_size)
         boxes = np.atleast_2d(np.asarray(boxes, dtype=np.float64))
         if boxes.shape[1] != 4:
             raise ValueError(f"boxes must be (N, 4) xyxy, got {boxes.shape}")

@@ -1,14 +1,8 @@
 """Images and masks in/out: PNG/JPEG/BMP/TIFF/DICOM -> float32 (H, W) in [0, 1] + spacing."""
 
 from .dicom import is_dicom, read_dicom
-from .images import (
-    IMAGE_SUFFIXES,
-    ImageData,
-    ImageReadError,
-    is_image_file,
-    read_image,
-    to_gray01,
-)
+from .image_data import ImageData, ImageReadError, to_gray01
+from .images import IMAGE_SUFFIXES, is_image_file, read_image
 from .masks import read_mask, write_mask
 
 __all__ = [

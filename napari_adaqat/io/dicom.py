@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import ImageData, ImageReadError, check_file, fail, to_gray01
+from .image_data import ImageData, ImageReadError, check_file, fail, to_gray01
 
 DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom")
 

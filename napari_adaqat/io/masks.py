@@ -10,7 +10,8 @@ import numpy as np
 import tifffile
 
 from .dicom import is_dicom, read_dicom_raw
-from .images import ImageReadError, check_file, fail, read_raw
+from .image_data import ImageReadError, check_file, fail
+from .images import read_raw
 
 MASK_WRITE_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff")
 

@@ -7,7 +7,7 @@ gets one SVD-like triplet per part::
 
 The rank mask ``m`` (r,) is shared by the parts; component importance is
 ``EMA_beta(|lambda * dL/dlambda|)`` averaged over the parts.  Rank pruning lives in
-:mod:`napari_adaqat.model.rank_allocator` (:class:`RankAllocator`, re-exported here).
+:mod:`napari_adaqat.model.rank_allocator` (:class:`RankAllocator`).
 
 Recommended order in a training step::
 
@@ -19,14 +19,14 @@ Recommended order in a training step::
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "AdaLoRAConfig", "AdaLoRALinear", "RankAllocator", "inject_adalora", "adalora_modules",
+    "AdaLoRAConfig", "AdaLoRALinear", "inject_adalora", "adalora_modules",
     "adapter_parameters", "orthogonal_regularizer", "clamp_lambda_grads",
     "count_adapter_parameters", "fold_adapters",
 ]
@@ -44,17 +44,24 @@ class AdaLoRAConfig:
     ``fixed_rank``, the plain-LoRA ablation at rank ``r_init`` that is never pruned).
     """
 
-    r_init: int = 48
-    r_target: int = 32
-    alpha: float = 32.0
-    targets: tuple[str, ...] = ("attn.qkv",)
-    init_lambda: float = 0.1
-    ema_beta: float = 0.9
-    prune_epochs: tuple[int, ...] = (3, 7, 12)
-    budget: str = "global"
-    ortho_weight: float = 0.003
-    lambda_grad_clip: float | None = 0.02
-    fixed_rank: bool = False
+    r_init: int = field(default=48, metadata={"help": "initial rank of every adapter (components per q/k/v part)"})
+    r_target: int = field(default=32, metadata={
+        "help": "average rank after pruning: the rank budget is r_target per module"})
+    alpha: float = field(default=32.0, metadata={"help": "adapter scaling numerator: scaling = alpha / r_target"})
+    targets: tuple[str, ...] = field(default=("attn.qkv",), metadata={
+        "help": "module-name suffixes that get adapters (SAM's fused attn.qkv)"})
+    init_lambda: float = field(default=0.1, metadata={"help": "initial value of the singular values Λ"})
+    ema_beta: float = field(default=0.9, metadata={"help": "EMA factor of the component importance |Λ · dL/dΛ|"})
+    prune_epochs: tuple[int, ...] = field(default=(3, 7, 12), metadata={
+        "help": "epochs after which ranks are pruned (global: in equal steps; per_block: once, at the first)"})
+    budget: str = field(default="global", metadata={
+        "help": "rank pruning budget: global = adaptive across layers (paper), per_block = every block cut "
+                "to r_target (authors' code)", "choices": _BUDGETS})
+    ortho_weight: float = field(default=0.003, metadata={
+        "help": "weight of the orthogonality regularizer on P and Q (Stage 1)"})
+    lambda_grad_clip: float | None = field(default=0.02, metadata={
+        "help": "clamp of the Λ gradients before each optimizer step; null = off"})
+    fixed_rank: bool = field(default=False, metadata={"help": "plain LoRA: rank r_init, never pruned (set by mode lora)"})
 
     def __post_init__(self) -> None:
         self.targets = tuple(self.targets)
@@ -274,11 +281,3 @@ def fold_adapters(model: nn.Module) -> int:
         lin.requires_grad_(False)
         _replace(model, name, lin)
     return len(mods)
-
-
-def __getattr__(name: str):  # lazy re-export, avoids a circular import
-    if name == "RankAllocator":
-        from .rank_allocator import RankAllocator
-
-        return RankAllocator
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 

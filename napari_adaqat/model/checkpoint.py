@@ -1,23 +1,24 @@
 """Training checkpoints: one safetensors file holding the model (with adapters and
 QAT wrappers as they are), optionally the optimizer state, and JSON metadata.
 
-One file keeps a checkpoint atomic: it is written to a temp file and renamed.
+One file keeps a checkpoint atomic (:func:`napari_adaqat.model.files.write_safetensors`).
 Nothing is pickled: the optimizer's tensors are flattened to ``optim.<i>.<key>``
 and its param groups go into the JSON.
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from segment_anything.modeling import Sam
 
 from napari_adaqat.model.adalora import AdaLoRAConfig, inject_adalora
 from napari_adaqat.model.build import ModelLoadError, SamSpec, build_sam, load_state_strict, spec_from_metadata
-from napari_adaqat.model.loading import safetensors_metadata
+from napari_adaqat.model.files import read_adaqat_metadata, read_tensors, write_safetensors
+from napari_adaqat.model.qat import apply_qat
+
+__all__ = ["FORMAT", "describe_model", "assemble_model", "save_checkpoint", "read_checkpoint", "split_optimizer",
+           "optimizer_state", "load_checkpoint_model"]
 
 FORMAT = "adaqat-checkpoint"
 OPTIM_PREFIX = "optim."
@@ -35,25 +36,9 @@ def assemble_model(description: dict) -> Sam:
         inject_adalora(sam.image_encoder, AdaLoRAConfig.from_dict(description["adalora"]))
     qat = description.get("qat")
     if qat:
-        from napari_adaqat.model.qat import apply_qat
-
         options = ("quantize_prompt_encoder", "quantize_extra")
         apply_qat(sam, qat.get("variant", "full"), **{k: bool(qat[k]) for k in options if k in qat})
     return sam
-
-
-def _atomic_save(tensors: dict[str, torch.Tensor], meta: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    try:
-        save_file(tensors, str(tmp), metadata={"adaqat": json.dumps(meta)})
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():  # a failed write leaves nothing behind
-            tmp.unlink()
 
 
 def save_checkpoint(path: str | Path, sam: Sam, description: dict, info: dict,
@@ -67,28 +52,20 @@ def save_checkpoint(path: str | Path, sam: Sam, description: dict, info: dict,
             for key, value in entries.items():
                 tensors[f"{OPTIM_PREFIX}{idx}.{key}"] = torch.as_tensor(value)
         meta["optimizer_groups"] = [{k: v for k, v in g.items()} for g in state["param_groups"]]
-    _atomic_save(tensors, meta, Path(path))
+    write_safetensors(path, tensors, meta)
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(all tensors, metadata) of a checkpoint, refusing anything that is not one."""
     path = Path(path)
-    raw = safetensors_metadata(path)
-    try:
-        meta = json.loads(raw.get("adaqat", "{}"))
-    except json.JSONDecodeError:
-        raise ModelLoadError(f"{path}: metadata is not valid JSON") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("model"), dict):
+    meta = read_adaqat_metadata(path) or {}
+    if meta.get("format") != FORMAT or not isinstance(meta.get("model"), dict):
         raise ModelLoadError(f"{path}: not an adaqat training checkpoint")
     spec_from_metadata(path, meta["model"].get("spec"))  # refuse a bad spec before anything is built
     for part in ("adalora", "qat"):
         if meta["model"].get(part) is not None and not isinstance(meta["model"][part], dict):
             raise ModelLoadError(f"{path}: invalid {part!r} description in metadata")
-    try:
-        tensors = load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types
-        raise ModelLoadError(f"{path}: unreadable checkpoint ({str(exc).splitlines()[0][:120]})") from None
-    return tensors, meta
+    return read_tensors(path), meta
 
 
 def split_optimizer(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

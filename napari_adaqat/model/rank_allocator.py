@@ -17,7 +17,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .adalora import AdaLoRAConfig, AdaLoRALinear, adalora_modules
+from napari_adaqat.model.adalora import AdaLoRAConfig, AdaLoRALinear, adalora_modules
+
+__all__ = ["RankAllocator"]
 
 
 class RankAllocator:

@@ -1,4 +1,15 @@
-"""The one configuration object that flows from the CLI / dock / YAML to the engine."""
+"""The one configuration object that flows from the CLI / dock / YAML to the engine.
+
+``TrainConfig`` nests its adapter settings (``adalora``: :class:`AdaLoRAConfig`) and its
+Stage-2 settings (``qat``: :class:`QATConfig`), as peft nests its configs.  Every field
+carries its help text in ``field(metadata={"help": ...})``: ``adaqat train --help`` and the
+Train dock's tooltips read it through :func:`field_help`.
+
+Stage-dependent defaults (learning rates, epochs, patience) are ``None`` in the fields and
+filled by :func:`stage_defaults` alone, so ``TrainConfig(stage=2)`` has Stage-2 rates.
+Old flat keys (``r_init``, ``budget``, ``qat_variant`` …: config.json of older runs, flat
+YAML files, ``--set r_init=16``) still load: :data:`FLAT_KEYS` maps them to nested fields.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -7,76 +18,234 @@ from pathlib import Path
 
 import yaml
 
+from napari_adaqat.model.adalora import AdaLoRAConfig
+
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"  # training/*.yaml link here
+TRAIN_MODES = ("adalora", "decoder", "lora", "full")
+STAGE2_TRAINABLE = ("paper", "authors")
+
+# Old flat TrainConfig keys → (section, field) of the nested config.
+FLAT_KEYS = {
+    **{name: ("adalora", name) for name in ("r_init", "r_target", "alpha", "init_lambda", "ema_beta", "prune_epochs",
+                                            "budget", "ortho_weight", "lambda_grad_clip", "targets")},
+    "qat_variant": ("qat", "variant"),
+    "quantize_extra": ("qat", "quantize_extra"),
+}
+
+
+def _opt(default=None, help: str = "", factory=None, **metadata):
+    """A dataclass field with its help text (and optional ``choices``) in the metadata."""
+    metadata = {"help": help, **metadata}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class QATConfig:
+    """Stage 2: INT8 fake quantization and what trains under it."""
+
+    variant: str = _opt("full", "Stage 2: full = Full QAT (every Linear), decoder = D-QAT (mask decoder only)",
+                        choices=("full", "decoder"))
+    quantize_extra: bool = _opt(False, "Stage 2: also fake-quantize convolutions, biases and position tensors "
+                                       "(smaller file, not in the paper)")
+    trainable: str | None = _opt(None, "Stage 2: what trains. paper = only Λ; authors = P, Q, mask decoder and "
+                                       "prompt encoder (Λ frozen). Default: the preset's name when it is paper or "
+                                       "authors, else paper", choices=STAGE2_TRAINABLE)
+
+    def __post_init__(self) -> None:
+        _check_choices(self)
 
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs; saved into every checkpoint."""
+    """Everything a training run needs; saved (nested) into RUN/config.json and every checkpoint."""
 
-    stage: int = 1
-    data: str = ""
-    out: str = ""
-    model_type: str = "vit_b"
-    checkpoint: str | None = None          # official SAM .pth, or our checkpoint, to start from
-    from_run: str | None = None            # Stage 2: the Stage-1 run folder (uses its best checkpoint)
-    image_size: int | None = None          # encoder input size; None = the preset's / checkpoint's
-    mode: str = "adalora"                  # adalora | decoder | lora | full
-    preset: str = "paper"                  # paper | authors (what differs is listed in training/*.yaml)
-    epochs: int = 25
-    batch_size: int = 16
-    accumulate: int = 1                    # gradient accumulation steps (batch_size is per step)
-    lr_adapter: float = 5e-5
-    lr_decoder: float = 2e-5
-    lr_other: float = 2e-5                 # encoder (full mode) and prompt encoder
-    weight_decay: float = 1e-4
-    lr_schedule: str = "constant"          # constant | cosine (per epoch, with warmup_epochs of linear warm-up)
-    warmup_epochs: int = 0
-    patience: int = 8                      # early stopping on validation Dice; 0 = off
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True                       # bf16 autocast on CUDA
-    grad_checkpoint: bool = False
-    train_prompt_encoder: bool = False     # the authors' code trains it in Stage 1
-    augment: bool = False                  # off by default, as in the paper
-    jitter_px: int = 20                    # training box pushed outward by U(0, jitter) px per side
-    full_box_prob: float = 0.0             # chance of a whole-image training box (teaches loose boxes)
-    # AdaLoRA
-    r_init: int = 48
-    r_target: int = 32
-    alpha: float = 32.0
-    init_lambda: float = 0.1
-    ema_beta: float = 0.9
-    prune_epochs: list[int] = field(default_factory=lambda: [3, 7, 12])
-    budget: str = "global"                 # global (paper) | per_block (authors' code)
-    ortho_weight: float = 0.003
-    lambda_grad_clip: float | None = 0.02
-    targets: list[str] = field(default_factory=lambda: ["attn.qkv"])
-    # Stage 2
-    qat_variant: str = "full"              # full | decoder (D-QAT)
-    quantize_extra: bool = False           # also fake-quantize convs/biases (smaller file)
-    # housekeeping
-    num_workers: int = 0
-    max_steps_per_epoch: int | None = None
-    log_every: int = 1
+    stage: int = _opt(1, "1 = AdaLoRA fine-tuning, 2 = INT8 QAT", choices=(1, 2))
+    data: str = _opt("", "dataset folder: DIR/images + DIR/masks, or DIR/{train,val,test}/{images,masks}")
+    out: str = _opt("", "run folder (checkpoints/, progress.jsonl, split.json, config.json)")
+    model_type: str = _opt("vit_b", "architecture: vit_b, vit_l, vit_h, vit_tiny, vit_nano")
+    checkpoint: str | None = _opt(None, "start weights: an official SAM .pth or one of our checkpoints")
+    from_run: str | None = _opt(None, "Stage 2: the Stage-1 run folder to start from (its best checkpoint)")
+    image_size: int | None = _opt(None, "encoder input size (position embedding interpolated); "
+                                        "default: the architecture's or the checkpoint's")
+    mode: str = _opt("adalora", "Stage 1: adalora (the paper), decoder (decoder only), lora (fixed rank), "
+                                "full (everything; also from scratch)", choices=TRAIN_MODES)
+    preset: str = _opt("paper", "YAML recipe: paper or authors (napari_adaqat/presets/*.yaml), or a .yaml path")
+    epochs: int | None = _opt(None, "epochs to train (default: 25 in Stage 1, 10 in Stage 2)")
+    batch_size: int = _opt(16, "images per optimizer step and process")
+    accumulate: int = _opt(1, "gradient accumulation steps (batch_size is per step)")
+    lr_adapter: float | None = _opt(None, "learning rate of the adapters (default: 5e-5 in Stage 1; Stage 2: "
+                                          "1e-6 paper, 5e-7 authors)")
+    lr_decoder: float | None = _opt(None, "learning rate of the mask decoder (default: 2e-5 in Stage 1; "
+                                          "Stage 2: 1e-6 paper, 5e-7 authors)")
+    lr_other: float | None = _opt(None, "learning rate of the encoder (full mode) and the prompt encoder "
+                                        "(default: 2e-5 in Stage 1; Stage 2: 1e-6 paper, 5e-7 authors)")
+    weight_decay: float = _opt(1e-4, "AdamW weight decay")
+    lr_schedule: str = _opt("constant", "per-epoch schedule after warmup_epochs of linear warm-up",
+                            choices=("constant", "cosine"))
+    warmup_epochs: int = _opt(0, "epochs of linear learning-rate warm-up")
+    patience: int | None = _opt(None, "early stopping patience on validation Dice, in epochs; 0 = off "
+                                      "(default: 8 in Stage 1, 0 in Stage 2)")
+    seed: int = _opt(0, "random seed (split, shuffling, jitter, augmentation)")
+    device: str = _opt("auto", "where to train; auto picks cuda, then mps, then cpu",
+                       choices=("auto", "cpu", "cuda", "mps"))
+    amp: bool = _opt(True, "bf16 autocast on CUDA")
+    grad_checkpoint: bool = _opt(False, "recompute encoder activations in backward (less memory, slower)")
+    train_prompt_encoder: bool = _opt(False, "Stage 1: also train the prompt encoder (the authors' code does)")
+    augment: bool = _opt(False, "random affine + intensity augmentation (off in the paper)")
+    jitter_px: int = _opt(20, "training boxes pushed outward by U(0, jitter_px) pixels per side")
+    full_box_prob: float = _opt(0.0, "chance of a whole-image training box (teaches loose boxes)")
+    adalora: AdaLoRAConfig = _opt(help="AdaLoRA adapters (Stage 1; Stage 2 keeps the Stage-1 model's)",
+                                  factory=AdaLoRAConfig)
+    qat: QATConfig = _opt(help="Stage 2: INT8 quantization-aware training", factory=QATConfig)
+    num_workers: int = _opt(0, "DataLoader worker processes")
+    max_steps_per_epoch: int | None = _opt(None, "cap the steps of every epoch (smoke tests)")
+    log_every: int = _opt(1, "write a progress.jsonl step record every N steps")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.adalora, dict):
+            self.adalora = AdaLoRAConfig.from_dict(_coerce(AdaLoRAConfig, self.adalora, "adalora."))
+        if isinstance(self.qat, dict):
+            self.qat = QATConfig(**_coerce(QATConfig, self.qat, "qat."))
+        _check_choices(self)
+        if self.qat.trainable is None:
+            self.qat.trainable = self.preset if self.preset in STAGE2_TRAINABLE else "paper"
+        for name, value in stage_defaults(self.stage, self.qat.trainable).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["adalora"] = self.adalora.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
+        """Nested or old flat keys (see :data:`FLAT_KEYS`); numbers written as strings are read."""
+        values = nest(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        for section, kind in (("adalora", AdaLoRAConfig), ("qat", QATConfig)):
+            part = values.get(section)
+            if isinstance(part, dict):
+                names = {f.name for f in dataclasses.fields(kind)}
+                unknown += [f"{section}.{k}" for k in sorted(set(part) - names)]
         if unknown:
             raise ValueError(f"unknown training options: {unknown}")
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
-        for key, value in data.items():
-            if isinstance(value, str) and types[key] in ("float", "float | None"):
-                try:  # YAML 1.1 reads "1e-3" as a string
-                    data[key] = float(value)
-                except ValueError:
-                    raise ValueError(f"option {key} expects a number, got {value!r}") from None
-        return cls(**data)
+        return cls(**_coerce(cls, values))
+
+
+def stage_defaults(stage: int, trainable: str = "paper") -> dict:
+    """The defaults that depend on the stage (and, in Stage 2, on what trains): the one place."""
+    if stage == 1:
+        return {"epochs": 25, "patience": 8, "lr_adapter": 5e-5, "lr_decoder": 2e-5, "lr_other": 2e-5}
+    lr = 5e-7 if trainable == "authors" else 1e-6  # the paper trains only Λ; the authors' code P, Q, decoders
+    return {"epochs": 10, "patience": 0, "lr_adapter": lr, "lr_decoder": lr, "lr_other": lr}
+
+
+def _check_choices(obj) -> None:
+    for f in dataclasses.fields(obj):
+        choices, value = f.metadata.get("choices"), getattr(obj, f.name)
+        if choices and value is not None and value not in choices:
+            raise ValueError(f"{f.name} must be one of {list(choices)}, got {value!r}")
+
+
+def _coerce(kind, values: dict, prefix: str = "") -> dict:
+    """Float fields given as strings (YAML 1.1 reads "1e-3" as one) become numbers."""
+    types = {f.name: f.type for f in dataclasses.fields(kind)}
+    values = dict(values)
+    for key, value in values.items():
+        if isinstance(value, str) and types.get(key) in ("float", "float | None"):
+            try:
+                values[key] = float(value)
+            except ValueError:
+                raise ValueError(f"option {prefix}{key} expects a number, got {value!r}") from None
+    return values
+
+
+def nest(data: dict) -> dict:
+    """Options in nested form: old flat keys and dotted keys (``adalora.r_init``) go to their section."""
+    out: dict = {}
+    for key, value in data.items():
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = value.to_dict() if hasattr(value, "to_dict") else dataclasses.asdict(value)
+        if key in FLAT_KEYS:
+            section, key = FLAT_KEYS[key]
+        elif "." in key:
+            section, key = key.split(".", 1)
+        elif isinstance(value, dict):
+            out[key] = {**out.get(key, {}), **value}
+            continue
+        else:
+            out[key] = value
+            continue
+        part = out.setdefault(section, {})
+        if isinstance(part, dict):
+            part[key] = value
+    return out
+
+
+def merge_options(*layers: dict) -> dict:
+    """Later layers win, section by section (``adalora``, ``qat``); every layer may use old flat keys."""
+    merged: dict = {}
+    for layer in layers:
+        for key, value in nest(layer).items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    return merged
+
+
+def _flat_alias(section: str, name: str) -> property:
+    def get(self):
+        value = getattr(getattr(self, section), name)
+        return list(value) if isinstance(value, tuple) else value
+    return property(get, doc=f"Old flat name of ``{section}.{name}`` (read-only; as in config.json).")
+
+
+for _flat, (_section, _name) in FLAT_KEYS.items():
+    setattr(TrainConfig, _flat, _flat_alias(_section, _name))
+
+
+def _field(name: str) -> tuple[dataclasses.Field, dict]:
+    """The dataclass field of a TrainConfig option (``epochs``, ``budget``, ``adalora.budget``) and its metadata."""
+    if name in FLAT_KEYS:
+        section, key = FLAT_KEYS[name]
+    else:
+        section, _, key = name.rpartition(".")
+    kind = {"": TrainConfig, "adalora": AdaLoRAConfig, "qat": QATConfig}.get(section)
+    fields = {f.name: f for f in dataclasses.fields(kind)} if kind else {}
+    if key not in fields:
+        raise KeyError(f"no training option {name!r}")
+    f = fields[key]
+    return f, dict(f.metadata)
+
+
+def field_help(name: str) -> str:
+    """The help text of a training option, e.g. ``field_help("epochs")`` or ``field_help("qat.variant")``."""
+    return _field(name)[1].get("help", "")
+
+
+def field_choices(name: str) -> tuple | None:
+    """The allowed values of a training option, or None when any value of its type goes."""
+    return _field(name)[1].get("choices")
+
+
+def field_type(name: str) -> str:
+    """The annotation of a training option as written (``"int | None"``, ``"float"``, ``"bool"`` …)."""
+    return str(_field(name)[0].type)
+
+
+def field_default(name: str):
+    f = _field(name)[0]
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def preset_names() -> list[str]:
+    """The bundled YAML recipes (``paper`` first: the default)."""
+    return sorted((p.stem for p in PRESETS_DIR.glob("*.yaml")), key=lambda n: (n != "paper", n))
 
 
 def preset_path(name: str) -> Path:
@@ -85,29 +254,25 @@ def preset_path(name: str) -> Path:
     if path.suffix not in (".yaml", ".yml"):
         path = PRESETS_DIR / f"{name}.yaml"
         if not path.is_file():
-            known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
-            raise ValueError(f"unknown preset {name!r}; choose one of {known} or give a .yaml file")
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(preset_names())} or give a .yaml file")
     if not path.is_file():
         raise ValueError(f"{path}: preset file not found")
     return path
 
 
 def load_preset(name: str, stage: int) -> dict:
-    """Options of a YAML preset for ``stage`` (top-level keys plus a ``stageN:`` section)."""
-    path = preset_path(name)
-    data = yaml.safe_load(path.read_text()) or {}
+    """Options of a YAML preset for ``stage`` (top-level keys ← its ``stageN:`` section), nested."""
+    data = yaml.safe_load(preset_path(name).read_text()) or {}
     stage_part = data.pop(f"stage{stage}", None) or {}
-    data = {k: v for k, v in data.items() if not k.startswith("stage")}
-    data.update(stage_part)
-    return data
+    common = {k: v for k, v in data.items() if not k.startswith("stage")}
+    return merge_options(common, stage_part)
 
 
 def make_config(preset: str | None, stage: int, overrides: dict) -> TrainConfig:
-    """Defaults ← YAML preset ← explicit overrides (None values ignored)."""
-    values: dict = {"stage": stage}
+    """Defaults ← YAML preset ← explicit overrides (None values ignored; flat or nested keys)."""
+    layers: list[dict] = [{"stage": stage}]
     if preset:
-        from_yaml = load_preset(preset, stage)
-        values["preset"] = Path(preset).stem if Path(preset).suffix else preset
-        values.update(from_yaml)  # a YAML file may name the Stage-2 preset it follows (paper/authors)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig.from_dict(values)
+        layers[0]["preset"] = Path(preset).stem if Path(preset).suffix else preset
+        layers.append(load_preset(preset, stage))
+    layers.append({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(merge_options(*layers))

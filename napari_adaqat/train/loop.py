@@ -1,4 +1,9 @@
-"""The training engine for both stages (used by ``adaqat train`` and the dock)."""
+"""The epochs of one training stage, both stages alike.
+
+:func:`train_stage` assumes a checked run folder and a resolved config: call
+:func:`napari_adaqat.train.run.run` (or ``train(...)``), which adds the run-folder checks,
+the resume-config merge, SIGTERM handling and stale temp-file cleanup.
+"""
 from __future__ import annotations
 
 import json
@@ -6,7 +11,6 @@ import logging
 import math
 import random
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,17 +20,19 @@ from tqdm import tqdm
 
 from napari_adaqat.data.dataset import DataError, check_pairs, discover
 from napari_adaqat.data.split import save_split
-from napari_adaqat.model.adalora import RankAllocator, adalora_modules, clamp_lambda_grads, orthogonal_regularizer
+from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, clamp_lambda_grads, orthogonal_regularizer
 from napari_adaqat.model.checkpoint import optimizer_state, read_checkpoint, save_checkpoint, split_optimizer
 from napari_adaqat.model.device import resolve_device
-from napari_adaqat.model.forward import decode_boxes
+from napari_adaqat.model.forward import decode_boxes, embed
+from napari_adaqat.model.rank_allocator import RankAllocator
 from napari_adaqat.train import distributed as dd
 from napari_adaqat.train.config import TrainConfig
 from napari_adaqat.train.dataset import LungDataset
 from napari_adaqat.train.losses import batch_dice, segmentation_loss
 from napari_adaqat.train.modes import param_groups, trainable_count
 from napari_adaqat.train.progress import ProgressLog
-from napari_adaqat.train.setup import build_stage1, build_stage2, run_paths
+from napari_adaqat.train.paths import run_paths
+from napari_adaqat.train.start_model import build_stage1, build_stage2
 
 log = logging.getLogger("napari_adaqat.train")
 
@@ -62,11 +68,7 @@ def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int, resume: bool) -> t
 def _forward(sam, batch: dict, device: str, amp: bool, grad_ckpt: bool) -> torch.Tensor:
     images = batch["image"].to(device)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-        if grad_ckpt:
-            features = torch.utils.checkpoint.checkpoint(sam.image_encoder, images, use_reentrant=False)
-        else:
-            features = sam.image_encoder(images)
-        logits, _ = decode_boxes(sam, features, batch["box"].to(device))
+        logits, _ = decode_boxes(sam, embed(sam, images, grad_ckpt), batch["box"].to(device))
     return F.interpolate(logits.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
 
 
@@ -83,8 +85,8 @@ def evaluate_dice(sam, dataset: LungDataset, cfg: TrainConfig, device: str, amp:
     return dd.all_mean(local, len(indices), world, device if device.startswith("cuda") else "cpu")
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> dict:
-    """Run one stage; returns a summary (best validation Dice, epochs, paths)."""
+def train_stage(cfg: TrainConfig, resume: bool = False) -> dict:
+    """Train one stage into ``cfg.out``; returns a summary (best validation Dice, epochs, paths)."""
     device = dd.local_device(resolve_device(cfg.device))
     rank, world = dd.init_distributed(device)
     paths = run_paths(cfg.out)
@@ -110,7 +112,8 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
     sam, description, provenance = (build_stage1 if cfg.stage == 1 else build_stage2)(cfg)
     sam.to(device)
     if trainable_count(sam) == 0:
-        raise ValueError(f"nothing to train: stage {cfg.stage} preset {cfg.preset!r} leaves no trainable parameters")
+        choice = f"mode {cfg.mode!r}" if cfg.stage == 1 else f"trainable {cfg.qat.trainable!r}"
+        raise ValueError(f"nothing to train: stage {cfg.stage} {choice} leaves no trainable parameters")
     train_set, val_set, warnings = _datasets(cfg, sam.spec, paths, rank, resume)
     for w in warnings:
         log.warning("skipped: %s", w)
@@ -118,8 +121,10 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
     optimizer = torch.optim.AdamW(groups)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     adapters = bool(adalora_modules(sam))
-    allocator = RankAllocator(sam, _alloc_config(description)) if adapters and cfg.stage == 1 and cfg.mode == "adalora" else None
-    ortho_w = cfg.ortho_weight if (adapters and cfg.stage == 1 and cfg.mode == "adalora") else 0.0
+    pruning = adapters and cfg.stage == 1 and cfg.mode == "adalora"
+    adalora = AdaLoRAConfig.from_dict(description["adalora"]) if pruning else None  # the adapters' own config
+    allocator = RankAllocator(sam, adalora) if pruning else None
+    ortho_w = cfg.adalora.ortho_weight if pruning else 0.0
     amp = cfg.amp and device.startswith("cuda")
     start_epoch, best, bad_epochs = 1, -1.0, 0
     if resume and paths["last"].is_file():
@@ -142,9 +147,9 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
     steps_per_epoch = math.ceil(len(train_set) / (cfg.batch_size * world))
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    # With adapters, 'best' and early stopping only count once the rank budget is final,
-    # so Stage 2 never starts from a model above the target rank.
-    final_prune = max([e for e in cfg.prune_epochs if e <= cfg.epochs], default=0) if allocator is not None else 0
+    # With adapters, 'best' and early stopping only count once the rank budget is final (at the
+    # allocator's last prune epoch), so Stage 2 never starts from a model above the target rank.
+    final_prune = max([e for e in adalora.prune_epochs if e <= cfg.epochs], default=0) if pruning else 0
     t0, epochs_done = time.time(), 0
     for epoch in range(start_epoch, cfg.epochs + 1):
         sam.train()
@@ -168,8 +173,8 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
                 dd.average_gradients(trainable, world)
                 if allocator is not None:
                     allocator.update_importance()
-                if adapters and cfg.lambda_grad_clip:
-                    clamp_lambda_grads(sam, cfg.lambda_grad_clip)
+                if adapters and cfg.adalora.lambda_grad_clip:
+                    clamp_lambda_grads(sam, cfg.adalora.lambda_grad_clip)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
@@ -220,9 +225,3 @@ def lr_factor(cfg: TrainConfig, epoch: int) -> float:
         done = epoch - 1 - cfg.warmup_epochs
         return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * done / span))
     return 1.0
-
-
-def _alloc_config(description: dict):
-    from napari_adaqat.model.adalora import AdaLoRAConfig
-
-    return AdaLoRAConfig.from_dict(description["adalora"])

@@ -2,7 +2,8 @@
 
 Stage 1 modes: ``adalora`` (the paper), ``decoder`` (decoder-only baseline),
 ``lora`` (fixed rank ablation), ``full`` (everything; also trains from scratch).
-Stage 2 presets: ``paper`` (only Λ) and ``authors`` (P, Q, decoder, prompt encoder).
+Stage 2 trainable choices (``TrainConfig.qat.trainable``): ``paper`` (only Λ) and
+``authors`` (P, Q, decoder, prompt encoder).
 """
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ from segment_anything.modeling import Sam
 from torch import nn
 
 from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, inject_adalora
-
-TRAIN_MODES = ("adalora", "decoder", "lora", "full")
-STAGE2_PRESETS = ("paper", "authors")
+from napari_adaqat.train.config import STAGE2_TRAINABLE, TRAIN_MODES
 
 
 def add_adapters(sam: Sam, mode: str, config: AdaLoRAConfig) -> AdaLoRAConfig | None:
@@ -68,13 +67,13 @@ def _is_base_of_adapter(name: str) -> bool:
     return ".base." in name
 
 
-def set_stage2_trainable(sam: nn.Module, preset: str) -> None:
+def set_stage2_trainable(sam: nn.Module, trainable: str) -> None:
     """``paper``: only Λ trains. ``authors``: P, Q, decoder and prompt encoder train, Λ frozen."""
-    if preset not in STAGE2_PRESETS:
-        raise ValueError(f"unknown Stage-2 preset {preset!r}; choose one of {STAGE2_PRESETS}")
+    if trainable not in STAGE2_TRAINABLE:
+        raise ValueError(f"unknown Stage-2 trainable choice {trainable!r}; choose one of {STAGE2_TRAINABLE}")
     for name, param in sam.named_parameters():
         role = parameter_role(name)
-        if preset == "paper":
+        if trainable == "paper":
             param.requires_grad = name.endswith("lora_lambda")
         else:
             param.requires_grad = (role == "adapter" and not name.endswith("lora_lambda")) or role in ("decoder", "prompt")

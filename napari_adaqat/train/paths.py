@@ -1,7 +1,12 @@
-"""Where a training run keeps its files (torch-free, so the Train dock can import it)."""
+"""A training run's folder: its layout and the one check before writing into it.
+
+Torch-free, so the Train dock can import it.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+
+from napari_adaqat.data.folders import check_output_folder
 
 
 def run_paths(out: str | Path) -> dict[str, Path]:
@@ -12,3 +17,21 @@ def run_paths(out: str | Path) -> dict[str, Path]:
         "best": root / "checkpoints" / "best.safetensors", "progress": root / "progress.jsonl",
         "split": root / "split.json", "config": root / "config.json", "log": root / "train.log",
     }
+
+
+def check_run_folder(out: str | Path, data: str | Path, *, resume: bool, from_run: str | Path | None = None) -> None:
+    """Refuse anything that would overwrite a run or write into the data (one-line messages).
+
+    Raises ValueError (nothing to resume, ``out`` equal to ``from_run``, no data folder, ``out``
+    inside the data folder) or FileExistsError (``out`` already holds a run and ``resume`` is off).
+    """
+    paths = run_paths(out)
+    if resume and not paths["last"].is_file():
+        raise ValueError(f"{paths['last']}: nothing to resume (no checkpoint yet); run without --resume")
+    if not resume and paths["last"].is_file():
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if from_run and Path(from_run).resolve() == Path(out).resolve():
+        raise ValueError("--out must differ from --from (the Stage-1 run is never overwritten)")
+    if not Path(data).is_dir():
+        raise ValueError(f"{data}: data folder not found")
+    check_output_folder(out, [data], option="--out", what="data folder")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from napari_adaqat.train.paths import run_paths
+from napari_adaqat.train.paths import check_run_folder, run_paths
 
 STOP_GRACE_S = 15.0  # after SIGTERM, wait this long before SIGKILL
 
@@ -73,14 +73,10 @@ class TrainRequest:
             return f"{data} has no images/ folder (expected DIR/images + DIR/masks, or DIR/train/images …)."
         if not self.out:
             return "Choose an output run folder."
-        out = Path(self.out).resolve()
-        if out == data.resolve() or data.resolve() in out.parents:
-            return "The run folder must not be inside the data folder."
-        files = run_paths(self.out)
-        if self.resume and not files["last"].is_file():
-            return f"Nothing to resume in {self.out} (no checkpoints/last.safetensors); untick Resume."
-        if not self.resume and files["last"].is_file():
-            return f"{self.out} already holds a run: tick Resume to continue it, or choose another run folder."
+        try:  # the same run-folder rules as adaqat train and train(...)
+            check_run_folder(self.out, self.data, resume=self.resume, from_run=self.from_run or None)
+        except (ValueError, FileExistsError) as exc:
+            return str(exc)
         if self.checkpoint and not (self.stage == 2 and self.from_run) and not Path(self.checkpoint).is_file():
             return f"Start checkpoint not found: {self.checkpoint}"
         if self.stage == 2:
@@ -88,8 +84,6 @@ class TrainRequest:
                 return "Stage 2 needs a Stage-1 run folder ('from run') or a start checkpoint."
             if self.from_run and not run_paths(self.from_run)["best"].is_file():
                 return f"{self.from_run} holds no Stage-1 model (checkpoints/best.safetensors)."
-            if self.from_run and Path(self.from_run).resolve() == out:
-                return "The Stage-2 run folder must differ from the Stage-1 run."
         elif self.mode not in (None, "full") and not self.checkpoint and not self.resume:
             return f"Mode '{self.mode}' needs a start checkpoint (e.g. sam_vit_b_01ec64.pth); or use mode 'full'."
         return None

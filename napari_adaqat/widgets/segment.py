@@ -22,7 +22,7 @@ guard_triton_import()  # before torch/torchvision load: see _compat.py
 from napari_adaqat.model.build import PRESETS  # noqa: E402
 from napari_adaqat.model.device import resolve_device  # noqa: E402
 from napari_adaqat.widgets import _layers as L  # noqa: E402
-from napari_adaqat.widgets._engine import Engine, ModelSpec, SegmentResult  # noqa: E402
+from napari_adaqat.inference.engine import Engine, ModelRef, SegmentResult  # noqa: E402
 
 
 MODEL_FILTER = "Model files (*.safetensors *.pth *.pt)"
@@ -108,24 +108,24 @@ class SegmentWidget(Container):
         self.model_type.visible = _FILE in (self.model.value, self.baseline.value)
 
     # ------------------------------------------------------------------ specs
-    def model_spec(self) -> ModelSpec:
+    def model_ref(self) -> ModelRef:
         """The chosen model (raises ValueError when a file is asked for but not given)."""
-        return self._spec(self.model.value, self.model_file.value, baseline=False)
+        return self._ref(self.model.value, self.model_file.value, baseline=False)
 
-    def baseline_spec(self) -> Optional[ModelSpec]:
+    def baseline_ref(self) -> Optional[ModelRef]:
         """The chosen baseline, or None."""
         if self.baseline.value == _NONE:
             return None
-        return self._spec(self.baseline.value, self.baseline_file.value, baseline=True)
+        return self._ref(self.baseline.value, self.baseline_file.value, baseline=True)
 
-    def _spec(self, choice: str, file: Any, baseline: bool) -> ModelSpec:
+    def _ref(self, choice: str, file: Any, baseline: bool) -> ModelRef:
         if choice == _DEFAULT:
-            return ModelSpec(None, baseline=baseline)
+            return ModelRef(None, baseline=baseline)
         path = Path(str(file or ""))
         if not str(file or "").strip() or not path.is_file():
             what = "baseline" if baseline else "model"
             raise ValueError(f"choose a {what} file (.safetensors or SAM .pth); {path} is not a file")
-        return ModelSpec(path, baseline=baseline, model_type=self.model_type.value)
+        return ModelRef(path, baseline=baseline, model_type=self.model_type.value)
 
     def _device(self) -> str:
         return resolve_device(self.device.value)
@@ -202,12 +202,12 @@ class SegmentWidget(Container):
         if layer is None:
             return
         try:
-            model, base, device = self.model_spec(), self.baseline_spec(), self._device()
+            model, base, device = self.model_ref(), self.baseline_ref(), self._device()
             plane, _z = L.image_plane(layer, L.current_plane(self.viewer, layer))
         except ValueError as exc:
             self.status.value = f"Not ready: {exc}"
             return
-        missing = [s.label() for s in (model, base) if s is not None and not s.resolved().is_file()]
+        missing = [s.label() for s in (model, base) if s is not None and not s.available()]
         if missing:
             self.status.value = f"Not installed: {', '.join(missing)}. Choose a model file."
             return
@@ -242,7 +242,7 @@ class SegmentWidget(Container):
             box, z = L.box_in_pixels(boxes, index, image)
             plane, z = L.image_plane(image, z)
             ref = self._reference_plane(z, plane.shape)
-            model, base, device = self.model_spec(), self.baseline_spec(), self._device()
+            model, base, device = self.model_ref(), self.baseline_ref(), self._device()
         except ValueError as exc:
             self._fail(str(exc))
             return

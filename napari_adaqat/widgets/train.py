@@ -7,7 +7,6 @@ The exact command is shown so it can be copied and run headless.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional
 
 import napari
@@ -20,8 +19,9 @@ from napari_adaqat.widgets._compat import guard_triton_import
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
 from napari_adaqat.model.build import PRESETS  # noqa: E402
-from napari_adaqat.train.progress import read_progress  # noqa: E402
+from napari_adaqat.train.config import field_choices, field_help, preset_names  # noqa: E402
 from napari_adaqat.train.paths import run_paths  # noqa: E402
+from napari_adaqat.train.progress import read_progress  # noqa: E402
 from napari_adaqat.widgets._train_process import TrainProcess, TrainRequest, status_text  # noqa: E402
 
 CKPT_FILTER = "Checkpoints (*.pth *.pt *.safetensors)"
@@ -44,19 +44,25 @@ class TrainWidget(Container):
         self.last_epoch: Optional[dict] = None
         self._holder: dict[str, Any] = {"proc": None}  # reached from `destroyed` after the wrapper is gone
 
-        self.stage = ComboBox(label="stage", value=1, choices=[("1 · AdaLoRA fine-tuning", 1), ("2 · INT8 QAT", 2)])
-        self.data = FileEdit(label="data folder", mode="d", tooltip="DIR/images + DIR/masks (optional split.json), "
-                             "or DIR/{train,val,test}/{images,masks}")
-        self.out = FileEdit(label="run folder", mode="d", tooltip="output: checkpoints/, progress.jsonl, split.json")
+        # tooltips: the help text of the TrainConfig fields (as in 'adaqat train --help')
+        self.stage = ComboBox(label="stage", value=1, choices=[("1 · AdaLoRA fine-tuning", 1), ("2 · INT8 QAT", 2)],
+                              tooltip=field_help("stage"))
+        self.data = FileEdit(label="data folder", mode="d", tooltip=field_help("data"))
+        self.out = FileEdit(label="run folder", mode="d", tooltip=field_help("out"))
         self.checkpoint = FileEdit(label="start checkpoint", mode="r", filter=CKPT_FILTER,
-                                   tooltip="optional: official SAM .pth or one of our .safetensors files")
-        self.from_run = FileEdit(label="from run", mode="d", tooltip="Stage 2: the Stage-1 run folder (its best model)")
-        self.model_type = ComboBox(label="model type", choices=list(PRESETS), value="vit_b")
-        self.preset = ComboBox(label="preset", choices=["paper", "authors"], value="paper")
-        self.mode = ComboBox(label="mode", choices=["adalora", "decoder", "lora", "full"], value="adalora")
-        self.epochs = SpinBox(label="epochs (0 = preset)", min=0, max=10_000, value=0)
-        self.batch_size = SpinBox(label="batch size (0 = preset)", min=0, max=4096, value=0)
-        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+                                   tooltip=f"optional: {field_help('checkpoint')}")
+        self.from_run = FileEdit(label="from run", mode="d", tooltip=field_help("from_run"))
+        self.model_type = ComboBox(label="model type", choices=list(PRESETS), value="vit_b",
+                                   tooltip=field_help("model_type"))
+        self.preset = ComboBox(label="preset", choices=preset_names(), value="paper",
+                               tooltip=f"{field_help('preset')}. {field_help('qat.trainable')}")
+        self.mode = ComboBox(label="mode", choices=list(field_choices("mode")), value="adalora",
+                             tooltip=field_help("mode"))
+        self.epochs = SpinBox(label="epochs (0 = preset)", min=0, max=10_000, value=0, tooltip=field_help("epochs"))
+        self.batch_size = SpinBox(label="batch size (0 = preset)", min=0, max=4096, value=0,
+                                  tooltip=field_help("batch_size"))
+        self.device = ComboBox(label="device", choices=list(field_choices("device")), value="auto",
+                               tooltip=field_help("device"))
         self.resume = CheckBox(text="Resume (continue RUN/checkpoints/last.safetensors)", value=False)
         self.start_button = PushButton(text="Start")
         self.stop_button = PushButton(text="Stop", enabled=False)

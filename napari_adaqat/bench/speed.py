@@ -1,7 +1,7 @@
 """Benchmark stock ``segment_anything.SamPredictor`` against our ``BoxPredictor``.
 
 Both sides use the same weights and the same image in one run.  Each side runs in
-its own child process (``python -m napari_adaqat.inference.bench --side stock|ours
+its own child process (``python -m napari_adaqat.bench.speed --side stock|ours
 --workdir DIR``), so its peak RSS is its own.  The parent writes ``config.json`` and
 ``image.npy`` into DIR; each child writes ``<side>.json`` and ``<side>.npz``
 (image embedding and mask), from which the parent computes the agreement.
@@ -249,7 +249,7 @@ def _child_main(argv: list[str] | None = None) -> int:
 
 def _run_child(side: str, work: Path, log: Log) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     log(f"[{side}] starting a separate process")
-    cmd = [sys.executable, "-m", "napari_adaqat.inference.bench", "--side", side, "--workdir", str(work)]
+    cmd = [sys.executable, "-m", "napari_adaqat.bench.speed", "--side", side, "--workdir", str(work)]
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL)  # stderr passes through: progress lines
     if proc.returncode != 0 or not (work / f"{side}.json").is_file():
         raise RuntimeError(f"the {side} side failed (exit code {proc.returncode}); see the messages above")
@@ -293,9 +293,9 @@ def run_bench(config: BenchConfig, log: Log = log_stderr) -> dict[str, Any]:
     if config.model not in (None, "default") and not Path(config.model).is_file():
         raise FileNotFoundError(f"model file not found: {config.model}")
     if config.model == "default":
-        from napari_adaqat.model.loading import default_model_path
+        from napari_adaqat.model.loading import resolve_model_path
 
-        default_model_path()  # raises a one-line error when the bundled model is missing
+        resolve_model_path("default")  # raises a one-line error when the bundled model is missing
     if config.model is None:
         from napari_adaqat.model.build import get_spec
 

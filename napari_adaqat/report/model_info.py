@@ -6,7 +6,14 @@ from pathlib import Path
 
 from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, count_adapter_parameters
 from napari_adaqat.model.build import build_sam, get_spec, parameter_breakdown
+from napari_adaqat.model.compression import arithmetic_compression, file_compression
+from napari_adaqat.model.loading import load_model
+from napari_adaqat.model.qat import apply_qat
+from napari_adaqat.model.quant_report import quantization_report
 from napari_adaqat.train.modes import add_adapters, set_stage1_trainable, set_stage2_trainable, trainable_count
+from napari_adaqat.train.paths import run_paths
+
+__all__ = ["preset_report", "file_report"]
 
 
 def _effective_trainable(sam, nominal_trainable: int, adapters: dict) -> int:
@@ -45,9 +52,6 @@ def preset_report(name: str, mode: str | None = None, image_size: int | None = N
     report["trainable"] = {"nominal": nominal, "effective": effective,
                            "fraction_of_total": round(nominal / report["parameters"]["total"], 5)}
     if mode == "qat":
-        from napari_adaqat.model.compression import arithmetic_compression
-        from napari_adaqat.model.qat import apply_qat
-
         layers = apply_qat(sam, "full")
         report["quantized_linears"] = len(layers)
         report["prompt_encoder_linears"] = 0
@@ -58,12 +62,11 @@ def preset_report(name: str, mode: str | None = None, image_size: int | None = N
     return report
 
 
-def file_report(path: Path, model_type: str = "vit_b", quant_report_dir: str | None = None) -> dict:
+def file_report(path: str | Path, model_type: str = "vit_b", quant_report_dir: str | None = None) -> dict:
     """Report on a model file, a checkpoint, or a run folder (its best checkpoint)."""
-    from napari_adaqat.model.loading import load_model
-
+    path = Path(path)
     if path.is_dir():
-        path = path / "checkpoints" / "best.safetensors"
+        path = run_paths(path)["best"]
     sam, meta = load_model(path, model_type=model_type)
     report: dict = {"file": str(path), "bytes": path.stat().st_size, "format": meta.get("format"),
                     "parameters": parameter_breakdown(sam)}
@@ -81,17 +84,11 @@ def file_report(path: Path, model_type: str = "vit_b", quant_report_dir: str | N
             value = meta[key]
             report[key] = len(value) if key == "int8_layers" else value
     try:
-        from napari_adaqat.model.compression import file_compression
-
-        from napari_adaqat.model.compression import arithmetic_compression
-
         report["compression"] = file_compression(path, sam.spec)
         report["paper_arithmetic_compression"] = arithmetic_compression(sam.spec)
-    except (ImportError, ValueError, KeyError) as exc:
+    except (ValueError, KeyError) as exc:
         report["compression"] = {"error": str(exc)}
     if quant_report_dir:
-        from napari_adaqat.model.quant_report import quantization_report
-
         report["quant_report"] = quantization_report(sam, quant_report_dir)
     return json.loads(json.dumps(report, default=str))
 

@@ -1,4 +1,5 @@
-"""Build the model a training run starts from, for Stage 1 or Stage 2."""
+"""The model a training run starts from: Stage 1 (start weights + adapters) or Stage 2
+(the Stage-1 model + INT8 fake quantization), with its trainable parameters set."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,17 +10,10 @@ from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules
 from napari_adaqat.model.build import build_sam, get_spec
 from napari_adaqat.model.checkpoint import describe_model, load_checkpoint_model
 from napari_adaqat.model.loading import load_model
+from napari_adaqat.model.qat import apply_qat
 from napari_adaqat.train.config import TrainConfig
 from napari_adaqat.train.modes import add_adapters, set_stage1_trainable, set_stage2_trainable
-from napari_adaqat.train.paths import run_paths  # noqa: F401  (re-exported)
-
-
-def adalora_config(cfg: TrainConfig) -> AdaLoRAConfig:
-    return AdaLoRAConfig(
-        r_init=cfg.r_init, r_target=cfg.r_target, alpha=cfg.alpha, targets=tuple(cfg.targets),
-        init_lambda=cfg.init_lambda, ema_beta=cfg.ema_beta, prune_epochs=tuple(cfg.prune_epochs),
-        budget=cfg.budget, ortho_weight=cfg.ortho_weight, lambda_grad_clip=cfg.lambda_grad_clip,
-    )
+from napari_adaqat.train.paths import run_paths
 
 
 def _start_weights(cfg: TrainConfig) -> tuple[Sam, dict]:
@@ -43,9 +37,9 @@ def build_stage1(cfg: TrainConfig) -> tuple[Sam, dict, dict]:
     existing = adalora_modules(sam)
     if existing:  # continue with the file's own adapters (its ranks and schedule)
         saved = provenance.pop("adalora", None)
-        used = AdaLoRAConfig.from_dict(saved) if saved else adalora_config(cfg)
+        used = AdaLoRAConfig.from_dict(saved) if saved else cfg.adalora
     else:
-        used = add_adapters(sam, cfg.mode, adalora_config(cfg))
+        used = add_adapters(sam, cfg.mode, cfg.adalora)
     set_stage1_trainable(sam, cfg.mode, cfg.train_prompt_encoder)
     adalora_used = used if (existing or cfg.mode in ("adalora", "lora")) else None
     return sam, describe_model(sam.spec, adalora_used, None), provenance
@@ -53,19 +47,17 @@ def build_stage1(cfg: TrainConfig) -> tuple[Sam, dict, dict]:
 
 def build_stage2(cfg: TrainConfig) -> tuple[Sam, dict, dict]:
     """Stage-1 best checkpoint + INT8 fake quantization; rank masks stay frozen."""
-    from napari_adaqat.model.qat import apply_qat
-
     if not cfg.from_run and not cfg.checkpoint:
         raise ValueError("Stage 2 needs --from RUN1 (a Stage-1 run folder) or --checkpoint FILE")
     source = run_paths(cfg.from_run)["best"] if cfg.from_run else Path(cfg.checkpoint)
     if not source.is_file():
         raise ValueError(f"{source}: Stage-1 checkpoint not found")
     sam, meta = load_checkpoint_model(source)
-    qat = {"variant": cfg.qat_variant}
-    if cfg.quantize_extra:
+    qat = {"variant": cfg.qat.variant}
+    if cfg.qat.quantize_extra:
         qat["quantize_extra"] = True
     layers = apply_qat(sam, **qat)
-    set_stage2_trainable(sam, cfg.preset)
+    set_stage2_trainable(sam, cfg.qat.trainable)
     adalora = meta["model"].get("adalora")
     description = {**meta["model"], "qat": qat}
     provenance = {"source": str(source), "stage1_metrics": meta.get("metrics"), "quantized_layers": len(layers),

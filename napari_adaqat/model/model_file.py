@@ -18,29 +18,22 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import os
-import struct
 from pathlib import Path
 
 import torch
 from segment_anything.modeling import Sam
 from torch import Tensor, nn
 
-from napari_adaqat.model.build import (
-    ModelLoadError,
-    SamSpec,
-    build_sam,
-    load_sam_checkpoint,
-    load_state_strict,
-    spec_from_metadata,
-)
-from napari_adaqat.model.qat import apply_qat, qat_summary, quantize_tensor_int8, quantized_modules, fake_quant_int8
+from napari_adaqat.model.adalora import adalora_modules, fold_adapters
+from napari_adaqat.model.build import ModelLoadError, SamSpec, build_sam, load_state_strict, spec_from_metadata
+from napari_adaqat.model.files import META_KEY, read_adaqat_metadata, read_tensors, write_safetensors
+from napari_adaqat.model.qat import fake_quant_int8, qat_summary, quantize_tensor_int8, quantized_modules
+
+__all__ = ["PROFILES", "FORMAT", "FORMAT_VERSION", "export_model", "read_model_metadata", "load_model_file"]
 
 PROFILES = ("paper", "deploy", "fp32")
 FORMAT = "adaqat-model"
 FORMAT_VERSION = 1
-META_KEY = "adaqat"
 RESERVED_KEYS = ("format", "format_version", "profile", "spec", "int8_layers", "int8_tensors")
 _INT8, _SCALE = ".int8", ".scale"
 
@@ -60,11 +53,6 @@ def _json_default(obj: object) -> object:
 def _prepare(sam: nn.Module) -> tuple[nn.Module, dict]:
     """Deep copy on the CPU with adapters folded; returns (copy, {module: rank mask list})."""
     model = copy.deepcopy(sam).to("cpu")
-    ranks: dict = {}
-    try:
-        from napari_adaqat.model.adalora import adalora_modules, fold_adapters
-    except ImportError:  # adapters not available: nothing to fold
-        return model, ranks
     ranks = {n: m.rank_mask.detach().cpu().tolist() for n, m in adalora_modules(model).items()}
     fold_adapters(model)
     return model, ranks
@@ -135,57 +123,10 @@ def export_model(sam: nn.Module, path: str | Path, *, profile: str = "paper", sp
     if ranks:
         meta["rank_masks"] = ranks
     meta = _merge(meta, metadata or {})
-    text = json.dumps(meta, default=_json_default)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    from safetensors.torch import save_file
-
-    try:
-        save_file(tensors, str(tmp), metadata={META_KEY: text})
-        os.chmod(tmp, 0o644)  # a shareable model file, whatever the writer's temp-file mode
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    path = write_safetensors(path, tensors, meta, json_default=_json_default)
     return {"path": str(path), "bytes": path.stat().st_size, "profile": profile,
             "n_int8_tensors": len(int8_tensors), "int8_params": int8_params, "float_params": float_params,
             "float_dtype": meta["float_dtype"], "int8_layers": len(int8_layers)}
-
-
-_MAX_HEADER = 100_000_000
-
-
-def read_safetensors_header(path: str | Path) -> dict:
-    """The JSON header of a safetensors file (tensor index + ``__metadata__``), nothing else read.
-
-    A safetensors file starts with a little-endian u64 header length ``n`` followed by
-    ``{``.  Only when that does not hold are the leading bytes classified: a zip archive
-    (``torch.save``) or a pickle (protocol 2-5) is refused with "is a pickle/zip file";
-    nothing is ever unpickled.  (A bare "first byte is 0x80" test is wrong: 0x80 is also
-    the low byte of every header length = 128 mod 256.)
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: model file not found")
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        head = fh.read(9)
-        n = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else -1
-        if not (2 <= n <= min(size - 8, _MAX_HEADER) and head[8:9] == b"{"):
-            if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"):
-                raise ModelLoadError(f"{path}: is a pickle/zip file; only safetensors model files are accepted")
-            if size < 9:
-                raise ModelLoadError(f"{path}: truncated or empty file ({size} bytes)")
-            raise ModelLoadError(f"{path}: not a safetensors file, or truncated (bad header length)")
-        fh.seek(8)
-        try:
-            header = json.loads(fh.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ModelLoadError(f"{path}: not a safetensors file, or corrupt (unreadable header)") from None
-    if not isinstance(header, dict):
-        raise ModelLoadError(f"{path}: not a safetensors file (header is not a JSON object)")
-    return header
 
 
 def read_model_metadata(path: str | Path) -> dict:
@@ -194,15 +135,11 @@ def read_model_metadata(path: str | Path) -> dict:
     Raises :class:`ModelLoadError` (one line) for pickles/zip archives (checked on the
     leading bytes first), broken headers, and a missing/unknown format or version.
     """
-    raw = read_safetensors_header(path).get("__metadata__") or {}
-    if META_KEY not in raw:
+    meta = read_adaqat_metadata(path)
+    if meta is None:
         raise ModelLoadError(f"{path}: not an adaqat model file (no {META_KEY!r} metadata; format missing)")
-    try:
-        meta = json.loads(raw[META_KEY])
-    except json.JSONDecodeError:
-        raise ModelLoadError(f"{path}: model metadata is not valid JSON") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else None
+    if meta.get("format") != FORMAT:
+        found = meta.get("format")
         raise ModelLoadError(f"{path}: unknown model format {found!r} (expected {FORMAT!r})")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ModelLoadError(f"{path}: unsupported {FORMAT} version {meta.get('format_version')!r}"
@@ -210,16 +147,6 @@ def read_model_metadata(path: str | Path) -> dict:
     if meta.get("profile") not in PROFILES:
         raise ModelLoadError(f"{path}: unknown export profile {meta.get('profile')!r}")
     return meta
-
-
-def _read_tensors(path: Path) -> dict[str, Tensor]:
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path), device="cpu")
-    except Exception as exc:  # SafetensorError and friends: corrupt or truncated data
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelLoadError(f"{path}: cannot read tensors (corrupt or truncated file): {first[:160]}") from None
 
 
 def _dequantize(path: Path, tensors: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
@@ -256,7 +183,7 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     path = Path(path)
     meta = read_model_metadata(path)
     spec = spec_from_metadata(path, meta.get("spec"))
-    state, int8 = _dequantize(path, _read_tensors(path))
+    state, int8 = _dequantize(path, read_tensors(path))
     if sorted(int8) != sorted(meta.get("int8_tensors", [])):
         raise ModelLoadError(f"{path}: int8 tensors in the file do not match its metadata")
     try:
@@ -266,15 +193,3 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     load_state_strict(sam, state, str(path))
     sam.spec = spec  # type: ignore[attr-defined]
     return sam.to(device).eval(), meta
-
-
-def ptq_from_checkpoint(pth_path: str | Path, model_type: str = "vit_b", image_size: int | None = None,
-                        variant: str = "full", quantize_extra: bool = False) -> Sam:
-    """Post-training quantization of an official SAM ``.pth`` (no training).
-
-    Returns the SAM with fake-quant modules applied; :func:`export_model` of it writes
-    the PTQ INT8 file, the baseline that QAT has to beat.
-    """
-    sam = load_sam_checkpoint(pth_path, model_type, image_size)
-    apply_qat(sam, variant, quantize_extra=quantize_extra)
-    return sam

@@ -1,46 +1,45 @@
-"""Score a model (and optionally a baseline) on a dataset split: the paper's statistics."""
+"""Score a model (and optionally a baseline) on a dataset split: the paper's statistics.
+
+Every image goes through the one :class:`~napari_adaqat.inference.engine.Engine` (model, baseline,
+SSIM/ΔSSIM), with fixed, deterministic boxes."""
 from __future__ import annotations
 
 import csv
 import json
-import time
 from pathlib import Path
+
 import numpy as np
 
-from napari_adaqat.inference.postprocess import clean_lung_mask
-from napari_adaqat.inference.predictor import BoxPredictor
-from napari_adaqat.data.boxes import default_box, mask_box
+from napari_adaqat.data import check_output_folder, check_pairs, default_box, discover, load_split, mask_box
+from napari_adaqat.inference.engine import Engine, ModelLike, model_ref
 from napari_adaqat.io import read_image, read_mask
-from napari_adaqat.metrics import score_masks, score_masks_at, summarize, trust_maps, wilcoxon_paired
-from napari_adaqat.data.dataset import check_pairs, discover
-from napari_adaqat.data.split import load_split
+from napari_adaqat.metrics import score_masks, score_masks_at, summarize, wilcoxon_paired
 
 METRICS = ("dice", "iou", "nsd", "hd95")
 
 
-def score_pair(pair, model: BoxPredictor, baseline: BoxPredictor | None, box_mode: str = "tight",
-               nsd_tolerance: float = 2.0, clean: bool = False) -> dict:
+def score_pair(pair, model: ModelLike, baseline: ModelLike | None, box_mode: str = "tight",
+               nsd_tolerance: float = 2.0, clean: bool = False, engine: Engine | None = None,
+               device: str = "cpu") -> dict:
     """One image's row: metrics at native resolution (mm when the image has a pixel spacing,
     else px; see ``units``) and at 256² (px), per model.
 
     box_mode ``tight`` uses the reference mask's bounding box (fixed, no jitter, as in the
     paper's evaluation); ``default`` uses the whole image minus a 2 % margin.
     """
+    engine = engine or Engine()
     image = read_image(pair.image)
     ref = read_mask(pair.mask)
     box = mask_box(ref) if box_mode == "tight" else default_box(ref.shape)
     row: dict = {"name": pair.name, "box": " ".join(f"{v:.0f}" for v in box),
                  "units": "mm" if image.spacing is not None else "px"}
-    probs = {}
-    for tag, predictor in (("model", model), ("baseline", baseline)):
-        if predictor is None:
-            continue
-        start = time.perf_counter()
-        predictor.set_image(image.pixels)
-        pred = predictor.predict(box)
-        row[f"{tag}_seconds"] = round(time.perf_counter() - start, 4)
-        probs[tag] = pred.probs[0]
-        mask = clean_lung_mask(pred.masks[0]) if clean else pred.masks[0]
+    result = engine.predict(image.pixels, box, model, device, clean=clean)
+    if baseline is not None:  # with a reference: SSIM(model, ref) and ΔSSIM against the baseline
+        engine.add_maps(result, image.pixels, baseline, device, reference=ref)
+    masks = {"model": (result.mask, result.model_seconds), "baseline": (result.baseline_mask, result.baseline_seconds)}
+    for tag in ("model", "baseline") if baseline is not None else ("model",):
+        mask, seconds = masks[tag]
+        row[f"{tag}_seconds"] = round(seconds, 4)
         native = score_masks(mask, ref, spacing=image.spacing, nsd_tolerance_mm=nsd_tolerance,
                              nsd_tolerance_px=nsd_tolerance)
         small = score_masks_at(mask, ref, size=256, nsd_tolerance_px=nsd_tolerance)
@@ -48,9 +47,8 @@ def score_pair(pair, model: BoxPredictor, baseline: BoxPredictor | None, box_mod
             row[f"{tag}_{m}"] = native[m]
             row[f"{tag}_{m}_256"] = small[m]
     if baseline is not None:
-        maps = trust_maps(probs["model"], probs["baseline"], reference=ref)
-        row["ssim_model_ref"] = float(maps.ssim_mean)
-        row["delta_ssim"] = float(maps.delta_mean)
+        row["ssim_model_ref"] = float(result.ssim_mean)
+        row["delta_ssim"] = float(result.delta_mean)
     return row
 
 
@@ -83,20 +81,25 @@ def _summaries(rows: list[dict], tag: str) -> dict:
     return out
 
 
-def evaluate(data_dir: str | Path, model: BoxPredictor, baseline: BoxPredictor | None, out_dir: str | Path,
-             split: str = "test", box_mode: str = "tight", progress=None, split_file: str | Path | None = None,
-             clean: bool = False, seed: int = 0) -> dict:
+def evaluate(data_dir: str | Path, model: ModelLike | str | Path | None = None, baseline: ModelLike | str | Path | None = None,
+             out_dir: str | Path = "report", split: str = "test", box_mode: str = "tight", progress=None,
+             split_file: str | Path | None = None, clean: bool = False, seed: int = 0, device: str = "cpu") -> dict:
     """Write ``per_image.csv``, ``summary.json``, ``wilcoxon.json`` and figures; return the summary.
 
     ``split_file`` (e.g. a training run's ``split.json``) overrides the dataset's own split;
     without it and without ``DIR/split.json`` the split is the 80:10:10 cut seeded by ``seed``.
     Bad pairs (missing, empty or mismatched masks) and images that fail are skipped and listed
     in the summary. Non-finite values (HD95 of an empty mask) are written as ``null``.
+    ``model``/``baseline``: a :class:`ModelRef`, a :class:`BoxPredictor`, or a model file path
+    (``None``/``"default"``: the bundled model; pass ``baseline="default"`` for its FP32 baseline).
     """
     out = Path(out_dir)
-    data = Path(data_dir).resolve()
-    if out.resolve() == data or data in out.resolve().parents:
-        raise ValueError(f"--out {out_dir} is inside the data folder {data_dir}; choose another folder")
+    check_output_folder(out, [data_dir], what="data folder")
+    model, baseline = model_ref(model), (model_ref(baseline, baseline=True) if baseline is not None else None)
+    engine = Engine()
+    engine.predictor(model, device)  # a bad model file fails here with its one-line error
+    if baseline is not None:
+        engine.predictor(baseline, device)
     pairs, parts = discover(data_dir, seed=seed)
     if split_file:
         parts = load_split(split_file)
@@ -110,7 +113,7 @@ def evaluate(data_dir: str | Path, model: BoxPredictor, baseline: BoxPredictor |
         writer = None
         for done, pair in enumerate(chosen, start=1):
             try:
-                row = score_pair(pair, model, baseline, box_mode, clean=clean)
+                row = score_pair(pair, model, baseline, box_mode, clean=clean, engine=engine, device=device)
             except Exception as exc:  # one failing image (decoder error, out of memory) must not lose the rest
                 skipped.append(f"{pair.image}: {(str(exc).splitlines() or [type(exc).__name__])[0]}")
             else:

@@ -1,0 +1,79 @@
+"""Export a training run, a checkpoint or an official SAM ``.pth`` as one model file.
+
+:func:`export_run` is what ``adaqat export`` does: pick the checkpoint of a run,
+record provenance (command, git commit, training config, split), optionally apply
+post-training quantization, and write the model file.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from segment_anything.modeling import Sam
+
+from napari_adaqat.model.checkpoint import load_checkpoint_model
+from napari_adaqat.model.model_file import export_model
+from napari_adaqat.model.ptq import ptq_from_checkpoint, quantize_post_training
+from napari_adaqat.train.paths import run_paths
+
+__all__ = ["export_run", "git_commit"]
+
+_PTH = (".pth", ".pt")
+
+
+def git_commit() -> str | None:
+    """Short commit hash of the source tree this package runs from, or None outside git."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _from_checkpoint(source: Path, checkpoint: str, provenance: dict) -> Sam:
+    """Load the checkpoint a run folder (or checkpoint file) names; adds its provenance."""
+    ckpt = run_paths(source)[checkpoint] if source.is_dir() else source
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt}: checkpoint not found")
+    sam, meta = load_checkpoint_model(ckpt)
+    cfg = meta.get("config", {})
+    provenance.update({"method": f"stage {meta.get('stage')} ({cfg.get('mode')}, preset {cfg.get('preset')})",
+                       "data": cfg.get("data"), "epoch": meta.get("epoch"), "metrics": meta.get("metrics"),
+                       "train_config": cfg, "start": meta.get("provenance")})
+    split_file = run_paths(source if source.is_dir() else ckpt.parent.parent)["split"]
+    if split_file.is_file():
+        provenance["split"] = json.loads(split_file.read_text())
+    return sam
+
+
+def export_run(source: str | Path, out: str | Path, *, profile: str = "paper", checkpoint: str = "best",
+               model_type: str = "vit_b", image_size: int | None = None, qat_variant: str = "full",
+               quantize_extra: bool = False, ptq: bool = False, force: bool = False,
+               command: str | None = None) -> dict:
+    """Write the model file ``out`` from ``source`` and return :func:`export_model`'s summary.
+
+    ``source`` is a run folder (its ``checkpoint``: ``"best"`` or ``"last"``), a training
+    checkpoint, or an official SAM ``.pth`` of ``model_type`` (post-training quantization
+    with ``qat_variant``/``quantize_extra``).  ``ptq=True`` quantizes an FP32 run the same
+    way.  ``command`` is recorded in the provenance.  An existing ``out`` is only replaced
+    with ``force=True`` (else :class:`FileExistsError`).
+    """
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', not {checkpoint!r}")
+    out = Path(out)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists; pass --force to overwrite it")
+    source = Path(source)
+    provenance = {"command": command, "commit": git_commit(), "source": str(source)}
+    is_pth = source.suffix.lower() in _PTH
+    if is_pth:
+        sam = ptq_from_checkpoint(source, model_type, image_size, qat_variant, quantize_extra)
+        provenance["method"] = "post-training quantization (no training)"
+    else:
+        sam = _from_checkpoint(source, checkpoint, provenance)
+    if ptq and not is_pth:
+        quantize_post_training(sam, qat_variant, quantize_extra, source)
+        provenance["method"] += " + post-training quantization"
+    return export_model(sam, out, profile=profile, spec=sam.spec, metadata={"provenance": provenance})
