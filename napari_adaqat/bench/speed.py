@@ -100,8 +100,7 @@ def _load_sam(config: BenchConfig):
         return build_sam(config.model_type, config.image_size)
     from napari_adaqat.model.loading import load_model
 
-    path = None if config.model == "default" else config.model
-    sam, _ = load_model(path, model_type=config.model_type, image_size=config.image_size, device="cpu")
+    sam, _ = load_model(config.model, model_type=config.model_type, image_size=config.image_size, device="cpu")
     return sam
 
 
@@ -290,12 +289,11 @@ def run_bench(config: BenchConfig, log: Log = log_stderr) -> dict[str, Any]:
     """Measure both sides, each in its own process, and return the JSON-ready report."""
     if config.repeats < 1 or config.prompt_repeats < 1 or config.warmup < 0:
         raise ValueError("repeats and prompt repeats must be >= 1, warmup >= 0")
-    if config.model not in (None, "default") and not Path(config.model).is_file():
-        raise FileNotFoundError(f"model file not found: {config.model}")
-    if config.model == "default":
+    if config.model is not None:
         from napari_adaqat.model.loading import resolve_model_path
 
-        resolve_model_path("default")  # raises a one-line error when the bundled model is missing
+        if not resolve_model_path(config.model).is_file():  # a missing bundled model raises its own line
+            raise FileNotFoundError(f"model file not found: {config.model}")
     if config.model is None:
         from napari_adaqat.model.build import get_spec
 

@@ -18,7 +18,7 @@ import numpy as np
 from napari_adaqat.inference.postprocess import clean_lung_mask
 from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.metrics import dice, ssim_map, trust_maps
-from napari_adaqat.model.loading import load_model, resolve_model_path
+from napari_adaqat.model.loading import is_bundled, load_model, resolve_model_path
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def model_ref(model: ModelLike | str | Path | None, baseline: bool = False, mode
     file (its FP32 baseline when ``baseline``), becomes a :class:`ModelRef`; others pass through."""
     if model is not None and not isinstance(model, (str, Path)):
         return model  # a ModelRef, or a ready predictor (anything with set_image/predict)
-    return ModelRef(None if model in (None, "default") else Path(model), baseline=baseline, model_type=model_type)
+    return ModelRef(None if is_bundled(model) else Path(model), baseline=baseline, model_type=model_type)
 
 
 @dataclass

@@ -12,17 +12,22 @@ from napari_adaqat.model.checkpoint import load_checkpoint_model
 from napari_adaqat.model.files import file_format
 from napari_adaqat.model.model_file import load_model_file
 
-__all__ = ["ASSETS_DIR", "DEFAULT_MODEL", "DEFAULT_BASELINE", "resolve_model_path", "load_model"]
+__all__ = ["ASSETS_DIR", "DEFAULT_MODEL", "DEFAULT_BASELINE", "is_bundled", "resolve_model_path", "load_model"]
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL = ASSETS_DIR / "default_int8.safetensors"
 DEFAULT_BASELINE = ASSETS_DIR / "default_fp32.safetensors"
 
 
+def is_bundled(path: str | Path | None) -> bool:
+    """True when a model argument names the bundled model: ``None`` or ``"default"``."""
+    return path is None or str(path) == "default"
+
+
 def resolve_model_path(path: str | Path | None, baseline: bool = False) -> Path:
     """The file a model argument names: ``None`` or ``"default"`` is the bundled model
     (its FP32 Stage-1 baseline with ``baseline=True``); anything else is taken as a path."""
-    if path is not None and str(path) != "default":
+    if not is_bundled(path):
         return Path(path)
     bundled = DEFAULT_BASELINE if baseline else DEFAULT_MODEL
     if not bundled.is_file():

@@ -55,7 +55,7 @@ def _sigterm_exits() -> Iterator[None]:
 
 def _remove_stale_temp_files(out: str | Path) -> None:
     """Delete ``.NAME.tmpPID`` files that a hard kill (SIGKILL, power loss) left in RUN/checkpoints."""
-    for tmp in (Path(out) / "checkpoints").glob(".*.tmp*"):
+    for tmp in run_paths(out)["last"].parent.glob(".*.tmp*"):
         tmp.unlink(missing_ok=True)
 
 
