@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -12,11 +13,24 @@ from napari_adaqat.cli.common import add_device_argument, add_model_arguments, m
 from napari_adaqat.model.device import resolve_device
 
 
+EPILOG = """The report folder gets report.md and index.html (open it in a browser; it works from disk):
+Table 1 (Dice, IoU, NSD, HD95 as mean ± std and median [IQR], native and 256², Wilcoxon p and effect
+size against the baseline), Table 2 (parameters, file sizes, compression), Fig. 2 SSIM panels,
+Fig. 3 quantization-error plots, distributions, paired plots, the worst cases and provenance; plus
+per_image.csv, summary.json, wilcoxon.json and tables.json.
+examples:
+  adaqat evaluate --data DATA --baseline default --out report/               # bundled INT8 vs its FP32 baseline
+  adaqat evaluate --model a.safetensors --model b.safetensors --baseline base.safetensors \\
+      --data DATA --split-file runs/s1/split.json --out report/"""
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_model_arguments(p)
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    add_model_arguments(p, several=True)
     p.add_argument("--data", required=True, help="dataset folder (DIR/images + DIR/masks, or the split layout)")
     p.add_argument("--out", required=True, metavar="REPORT_DIR",
-                   help="writes per_image.csv, summary.json, wilcoxon.json and scores_boxplot.png")
+                   help="report folder (see below); it may not lie inside the data folder")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                    help="which part of the split: DIR/split.json, DIR/train|val|test, or the 80:10:10 cut seeded by "
                         "--seed. To score only images a model never saw, pass its RUN/split.json as --split-file")
@@ -28,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="tight: the reference mask's bounding box; default: the whole image minus 2%%")
     p.add_argument("--clean", action="store_true",
                    help="score the cleaned masks (two largest regions, holes filled), as 'adaqat segment' writes them")
+    p.add_argument("--nsd-tol", type=float, default=2.0, metavar="T",
+                   help="NSD tolerance: mm for images with a pixel spacing (DICOM), px otherwise (default 2)")
+    p.add_argument("--show", action="append", default=[], metavar="NAME",
+                   help="also draw the Fig. 2 panel of this image (its file stem); repeatable")
     add_device_argument(p)
 
 
@@ -48,13 +66,15 @@ def run(args: argparse.Namespace) -> int:
         bar.update(1)
 
     summary = evaluate(args.data, model, baseline, args.out, args.split, args.box, progress, args.split_file,
-                       args.clean, seed=args.seed, device=device)
+                       args.clean, seed=args.seed, device=device, nsd_tolerance=args.nsd_tol, show=args.show,
+                       command=shlex.join(["adaqat", *sys.argv[1:]]))
     bar.close()
     brief = {k: summary[k] for k in ("split", "n", "box", "clean")}
-    for tag in ("model", "baseline"):
+    for tag in [*summary["models"], "baseline"]:
         if tag in summary:
             brief[tag] = {m: round(summary[tag][m]["mean"], 4) for m in ("dice", "iou", "nsd", "hd95", "dice_256")}
     if "wilcoxon_dice_p" in summary:
         brief["wilcoxon_dice_p"] = summary["wilcoxon_dice_p"]
+    brief["report"] = str(Path(args.out) / "index.html")
     print(json.dumps(brief, indent=2))
     return 0

@@ -104,7 +104,8 @@ class Engine:
 
     MAX_LOADED = 2
 
-    def __init__(self) -> None:
+    def __init__(self, max_loaded: int = MAX_LOADED) -> None:
+        self.max_loaded = max(1, int(max_loaded))  # e.g. several models + a baseline in one evaluation
         self._predictors: OrderedDict[tuple, BoxPredictor] = OrderedDict()
 
     @staticmethod
@@ -126,7 +127,7 @@ class Engine:
         if key not in self._predictors:
             sam, _meta = load_model(path, model_type=model.model_type, device=device)
             self._predictors[key] = BoxPredictor(sam, device)
-            while len(self._predictors) > self.MAX_LOADED:
+            while len(self._predictors) > self.max_loaded:
                 self._predictors.popitem(last=False)  # least recently used
         self._predictors.move_to_end(key)
         return self._predictors[key]

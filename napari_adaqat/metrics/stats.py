@@ -82,7 +82,8 @@ def wilcoxon_paired(
     the pairs kept. If fewer than 2 pairs remain, or every difference is zero, there is
     no evidence of a difference and scipy would warn or return nan, so p_value is 1.0
     and statistic 0.0. Unequal lengths raise ValueError.
-    Returns {"n", "statistic", "p_value", "median_diff", "mean_a", "mean_b"}.
+    ``effect_size`` is the matched-pairs rank-biserial correlation (:func:`rank_biserial`).
+    Returns {"n", "statistic", "p_value", "effect_size", "median_diff", "mean_a", "mean_b"}.
     """
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
@@ -95,6 +96,7 @@ def wilcoxon_paired(
         "n": n,
         "statistic": 0.0,
         "p_value": 1.0,
+        "effect_size": rank_biserial(d),
         "median_diff": float(np.median(d)) if n else float("nan"),
         "mean_a": float(np.mean(x)) if n else float("nan"),
         "mean_b": float(np.mean(y)) if n else float("nan"),
@@ -105,6 +107,20 @@ def wilcoxon_paired(
     out["statistic"] = float(res.statistic)
     out["p_value"] = float(res.pvalue)
     return out
+
+
+def rank_biserial(differences: Sequence[float]) -> float:
+    """Matched-pairs rank-biserial correlation of paired differences (Kerby 2014), in [-1, 1]:
+    ``(W+ - W-) / (W+ + W-)`` with W± the rank sums of the positive/negative differences, ranked by
+    |d| with ties averaged; zero differences are dropped, as ``scipy.stats.wilcoxon`` does by default.
+    +1: every pair favours a; 0 with no non-zero difference."""
+    d = np.asarray(differences, dtype=np.float64)
+    d = d[np.isfinite(d) & (d != 0)]
+    if d.size == 0:
+        return 0.0
+    ranks = sps.rankdata(np.abs(d))
+    plus, minus = float(ranks[d > 0].sum()), float(ranks[d < 0].sum())
+    return (plus - minus) / (plus + minus)
 
 
 def summarize(values: Sequence[float]) -> dict:

@@ -1,105 +1,25 @@
-"""Score a model (and optionally a baseline) on a dataset split: the paper's statistics.
+"""Score models (and a baseline) on a dataset split: the paper's statistics, in one pass.
 
-Every image goes through the one :class:`~napari_adaqat.inference.engine.Engine` (model, baseline,
-SSIM/ΔSSIM), with fixed, deterministic boxes."""
+Every image is read once and goes through the one :class:`~napari_adaqat.inference.engine.Engine`
+for every model, with the same fixed, deterministic box (:mod:`.scores`).  The per-image scores,
+the summaries and the paired tests are written here; :mod:`.document` writes ``report.md`` and
+``index.html`` with the tables and figures.
+"""
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
-from napari_adaqat.data import check_output_folder, check_pairs, default_box, discover, load_split, mask_box
+from napari_adaqat.data import Pair, check_output_folder, check_pairs, discover, load_split
 from napari_adaqat.inference.engine import Engine, ModelLike, model_ref
-from napari_adaqat.io import read_image, read_mask
-from napari_adaqat.metrics import score_masks, score_masks_at, summarize, wilcoxon_paired
-
-METRICS = ("dice", "iou", "nsd", "hd95")
+from napari_adaqat.report.document import write_report
+from napari_adaqat.report.scores import BASELINE, model_tags, paired_tests, score_pair, summaries, write_json
 
 
-def score_pair(pair, model: ModelLike, baseline: ModelLike | None, box_mode: str = "tight",
-               nsd_tolerance: float = 2.0, clean: bool = False, engine: Engine | None = None,
-               device: str = "cpu") -> dict:
-    """One image's row: metrics at native resolution (mm when the image has a pixel spacing,
-    else px; see ``units``) and at 256² (px), per model.
-
-    box_mode ``tight`` uses the reference mask's bounding box (fixed, no jitter, as in the
-    paper's evaluation); ``default`` uses the whole image minus a 2 % margin.
-    """
-    engine = engine or Engine()
-    image = read_image(pair.image)
-    ref = read_mask(pair.mask)
-    box = mask_box(ref) if box_mode == "tight" else default_box(ref.shape)
-    row: dict = {"name": pair.name, "box": " ".join(f"{v:.0f}" for v in box),
-                 "units": "mm" if image.spacing is not None else "px"}
-    result = engine.predict(image.pixels, box, model, device, clean=clean)
-    if baseline is not None:  # with a reference: SSIM(model, ref) and ΔSSIM against the baseline
-        engine.add_maps(result, image.pixels, baseline, device, reference=ref)
-    masks = {"model": (result.mask, result.model_seconds), "baseline": (result.baseline_mask, result.baseline_seconds)}
-    for tag in ("model", "baseline") if baseline is not None else ("model",):
-        mask, seconds = masks[tag]
-        row[f"{tag}_seconds"] = round(seconds, 4)
-        native = score_masks(mask, ref, spacing=image.spacing, nsd_tolerance_mm=nsd_tolerance,
-                             nsd_tolerance_px=nsd_tolerance)
-        small = score_masks_at(mask, ref, size=256, nsd_tolerance_px=nsd_tolerance)
-        for m in METRICS:
-            row[f"{tag}_{m}"] = native[m]
-            row[f"{tag}_{m}_256"] = small[m]
-    if baseline is not None:
-        row["ssim_model_ref"] = float(result.ssim_mean)
-        row["delta_ssim"] = float(result.delta_mean)
-    return row
-
-
-def _json_safe(value):
-    """inf/nan → None (``null``), so the report is strict JSON that jq and browsers accept."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(_json_safe(data), indent=1, allow_nan=False))
-
-
-def _summaries(rows: list[dict], tag: str) -> dict:
-    """Per-metric summaries; native HD95/NSD are split by units when mm and px rows are mixed."""
-    out = {f"{m}{s}": summarize([r[f"{tag}_{m}{s}"] for r in rows]) for m in METRICS for s in ("", "_256")}
-    units = sorted({r["units"] for r in rows})
-    if len(units) > 1:
-        for m in ("hd95", "nsd"):
-            out[m] = summarize([])  # one mean over mm and px values would mean nothing
-            for u in units:
-                out[f"{m}_{u}"] = summarize([r[f"{tag}_{m}"] for r in rows if r["units"] == u])
-    return out
-
-
-def evaluate(data_dir: str | Path, model: ModelLike | str | Path | None = None, baseline: ModelLike | str | Path | None = None,
-             out_dir: str | Path = "report", split: str = "test", box_mode: str = "tight", progress=None,
-             split_file: str | Path | None = None, clean: bool = False, seed: int = 0, device: str = "cpu") -> dict:
-    """Write ``per_image.csv``, ``summary.json``, ``wilcoxon.json`` and figures; return the summary.
-
-    ``split_file`` (e.g. a training run's ``split.json``) overrides the dataset's own split;
-    without it and without ``DIR/split.json`` the split is the 80:10:10 cut seeded by ``seed``.
-    Bad pairs (missing, empty or mismatched masks) and images that fail are skipped and listed
-    in the summary. Non-finite values (HD95 of an empty mask) are written as ``null``.
-    ``model``/``baseline``: a :class:`ModelRef`, a :class:`BoxPredictor`, or a model file path
-    (``None``/``"default"``: the bundled model; pass ``baseline="default"`` for its FP32 baseline).
-    """
-    out = Path(out_dir)
-    check_output_folder(out, [data_dir], what="data folder")
-    model, baseline = model_ref(model), (model_ref(baseline, baseline=True) if baseline is not None else None)
-    engine = Engine()
-    engine.predictor(model, device)  # a bad model file fails here with its one-line error
-    if baseline is not None:
-        engine.predictor(baseline, device)
+def _pairs(data_dir: str | Path, split: str, split_file: str | Path | None, seed: int) -> tuple[list[Pair], list[str]]:
     pairs, parts = discover(data_dir, seed=seed)
     if split_file:
         parts = load_split(split_file)
@@ -107,57 +27,84 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | None = None, 
     chosen, skipped = check_pairs([pairs[n] for n in names if n in pairs])
     if not chosen:
         raise ValueError(f"{data_dir}: no image/mask pairs in the {split!r} split")
-    out.mkdir(parents=True, exist_ok=True)
+    return chosen, skipped
+
+
+def _score_all(chosen: list[Pair], models: list[ModelLike], baseline: ModelLike | None, out: Path, engine: Engine,
+               progress: Callable[[int, int], None] | None, skipped: list[str], **score) -> list[dict]:
+    """Score every pair; rows go to ``per_image.csv`` as they come; a failing image is listed, not fatal."""
     rows: list[dict] = []
     with (out / "per_image.csv").open("w", newline="") as fh:
         writer = None
         for done, pair in enumerate(chosen, start=1):
             try:
-                row = score_pair(pair, model, baseline, box_mode, clean=clean, engine=engine, device=device)
+                row = score_pair(pair, models, baseline, engine=engine, **score)
             except Exception as exc:  # one failing image (decoder error, out of memory) must not lose the rest
                 skipped.append(f"{pair.image}: {(str(exc).splitlines() or [type(exc).__name__])[0]}")
             else:
                 rows.append(row)
-                writer = writer or csv.DictWriter(fh, fieldnames=list(row))
-                if len(rows) == 1:
+                if writer is None:
+                    writer = csv.DictWriter(fh, fieldnames=list(row))
                     writer.writeheader()
                 writer.writerow(row)
                 fh.flush()  # rows on disk as they come
             if progress:
                 progress(done, len(chosen))
+    return rows
+
+
+def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | None = None,
+             baseline: ModelLike | str | Path | None = None, out_dir: str | Path = "report", split: str = "test",
+             box_mode: str = "tight", progress: Callable[[int, int], None] | None = None,
+             split_file: str | Path | None = None, clean: bool = False, seed: int = 0, device: str = "cpu",
+             nsd_tolerance: float = 2.0, show: Sequence[str] = (), command: str | None = None,
+             document: bool = True) -> dict:
+    """Score ``model`` (one, or a list: any number of models) and ``baseline`` on a split; write
+    ``per_image.csv``, ``summary.json``, ``wilcoxon.json`` and, with ``document``, the full report
+    (``report.md``, ``index.html`` and figures, see :mod:`.document`); return the summary.
+
+    ``split_file`` (e.g. a training run's ``split.json``) overrides the dataset's own split;
+    without it and without ``DIR/split.json`` the split is the 80:10:10 cut seeded by ``seed``.
+    Bad pairs (missing, empty or mismatched masks) and images that fail are skipped and listed
+    in the summary. Non-finite values (HD95 of an empty mask) are written as ``null``.
+    A model is a :class:`ModelRef`, a :class:`BoxPredictor`, or a model file path (``None``/
+    ``"default"``: the bundled model; ``baseline="default"`` is its FP32 baseline).
+    ``nsd_tolerance`` is in mm for images with a pixel spacing (DICOM), else in px.
+    ``show`` names extra images for the Fig. 2 panels.
+    """
+    out = Path(out_dir)
+    check_output_folder(out, [data_dir], what="data folder")
+    given = list(model) if isinstance(model, (list, tuple)) else [model]
+    models = [model_ref(m) for m in given]
+    base = model_ref(baseline, baseline=True) if baseline is not None else None
+    engine = Engine(max_loaded=len(models) + 1)
+    for m in models + ([base] if base is not None else []):
+        engine.predictor(m, device)  # a bad model file fails here with its one-line error
+    chosen, skipped = _pairs(data_dir, split, split_file, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = _score_all(chosen, models, base, out, engine, progress, skipped, box_mode=box_mode,
+                      nsd_tolerance=nsd_tolerance, clean=clean, device=device)
     if not rows:
         raise ValueError(f"{data_dir}: every image of the {split!r} split failed; first: {skipped[-1]}")
     units = sorted({r["units"] for r in rows})
+    tags = model_tags(len(models))
     summary: dict = {"data": str(data_dir), "split": split, "n": len(rows), "box": box_mode, "clean": clean,
                      "skipped": skipped, "split_file": str(split_file) if split_file else None,
-                     "units": units[0] if len(units) == 1 else "mixed (native hd95/nsd summarised per unit)"}
-    tags = ["model"] + (["baseline"] if baseline is not None else [])
-    for tag in tags:
-        summary[tag] = _summaries(rows, tag)
+                     "units": units[0] if len(units) == 1 else "mixed (native hd95/nsd summarised per unit)",
+                     "nsd_tolerance": nsd_tolerance, "nsd_tolerance_units": units[0] if len(units) == 1 else "mm|px",
+                     "models": {t: m.label() if hasattr(m, "label") else type(m).__name__ for t, m in zip(tags, models)}}
+    for tag in tags + ([BASELINE] if base is not None else []):
+        summary[tag] = summaries(rows, tag)
     (out / "wilcoxon.json").unlink(missing_ok=True)  # never leave a comparison from an earlier report
-    if baseline is not None:
-        tests = {f"{m}{s}": wilcoxon_paired([r[f"model_{m}{s}"] for r in rows], [r[f"baseline_{m}{s}"] for r in rows])
-                 for m in METRICS for s in ("", "_256")}
-        _write_json(out / "wilcoxon.json", tests)
-        summary["wilcoxon_dice_p"] = tests["dice"]["p_value"]
+    if base is not None:
+        tests = {tag: paired_tests(rows, tag) for tag in tags}
+        write_json(out / "wilcoxon.json", tests["model"] if len(tags) == 1 else tests)
+        summary["wilcoxon"] = tests
+        summary["wilcoxon_dice_p"] = tests["model"]["dice"]["p_value"]
         summary["mean_delta_ssim"] = float(np.mean([r["delta_ssim"] for r in rows]))
-    _write_json(out / "summary.json", summary)
-    _figures(rows, tags, out)
+        summary["baseline_label"] = base.label() if hasattr(base, "label") else type(base).__name__
+    write_json(out / "summary.json", summary)
+    if document:
+        write_report(out, rows, summary, models, base, chosen, engine=engine, device=device, show=show,
+                     command=command)
     return summary
-
-
-def _figures(rows: list[dict], tags: list[str], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
-    for ax, metric in zip(axes, ("dice", "nsd")):
-        ax.boxplot([[r[f"{t}_{metric}"] for r in rows] for t in tags])
-        ax.set_xticks(range(1, len(tags) + 1), tags)  # not boxplot(tick_labels=): matplotlib < 3.9
-        ax.set_title(metric.upper())
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "scores_boxplot.png", dpi=100)
-    plt.close(fig)

@@ -1,0 +1,189 @@
+"""``report.md`` and ``index.html``: the paper's evidence in one self-contained folder.
+
+Table 1 (scores with Wilcoxon p and effect size against the baseline), Table 2 (model files), the
+Fig. 2 panels (best, median and worst image by the baseline's Dice, plus any asked for), the Fig. 3
+quantization-error plots of each INT8 model, distributions, paired plots, the worst cases and the
+provenance.  Every figure is a PNG next to the documents, linked relatively, so the folder opens
+from disk.  ``tables.json`` holds the tables' exact values.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import html
+import platform
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from napari_adaqat import __version__
+from napari_adaqat.data import Pair
+from napari_adaqat.inference.engine import Engine, ModelLike, ModelRef
+from napari_adaqat.io import read_image, read_mask
+from napari_adaqat.model.model_file import read_model_metadata
+from napari_adaqat.model.quant_report import quantization_report
+from napari_adaqat.report import figures
+from napari_adaqat.report.scores import BASELINE, image_box, model_tags, write_json
+from napari_adaqat.report.tables import (
+    TABLE1_HEAD, TABLE2_HEAD, html_table, markdown_table, table1, table1_cells, table2, table2_cells,
+)
+from napari_adaqat.train.export_run import git_commit
+
+N_WORST = 6
+CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+       "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px}"
+       "th{background:#f0f0f0}img{max-width:100%;border:1px solid #ddd;margin:4px 0}code{background:#f6f6f6}")
+
+
+def _panel_picks(rows: list[dict], has_baseline: bool, show: Sequence[str]) -> list[tuple[str, str]]:
+    """(image name, why) for Fig. 2: best, median and worst by the baseline's Dice (the model's
+    without a baseline), then the names in ``show``."""
+    key = f"{BASELINE}_dice" if has_baseline else "model_dice"
+    ranked = sorted(rows, key=lambda r: (np.nan_to_num(r[key], nan=-1.0), r["name"]))
+    picks = [(ranked[-1]["name"], "best"), (ranked[len(ranked) // 2]["name"], "median"), (ranked[0]["name"], "worst")]
+    unique = list(dict.fromkeys(picks))
+    known = {r["name"] for r in rows}
+    return unique + [(name, "asked for") for name in show if name in known]
+
+
+def _panel(pair: Pair, why: str, models: list[ModelLike], base: ModelLike | None, engine: Engine, device: str,
+           box_mode: str, clean: bool) -> figures.Panel:
+    image, ref = read_image(pair.image).pixels, read_mask(pair.mask)
+    box = image_box(ref, box_mode)
+    ssim_models, deltas, ssim_base = {}, {}, None
+    for tag, model in zip(model_tags(len(models)), models):
+        result = engine.predict(image, box, model, device, clean=clean)
+        engine.add_maps(result, image, base, device, reference=ref)
+        ssim_models[tag] = result.ssim
+        if base is not None:
+            deltas[tag] = result.delta
+            ssim_base = result.ssim - result.delta  # SSIM(baseline, GT): ΔSSIM = SSIM(model) - SSIM(baseline)
+    return figures.Panel(pair.name, image, ref, ssim_base, ssim_models, deltas, why)
+
+
+def _worst(rows: list[dict], pairs: dict[str, Pair], model: ModelLike, engine: Engine, device: str,
+           box_mode: str, clean: bool, out: Path) -> str:
+    """The strip of the ``N_WORST`` lowest-Dice images of the first model, masks overlaid."""
+    lowest = sorted(rows, key=lambda r: np.nan_to_num(r["model_dice"], nan=-1.0))[:N_WORST]
+    items = []
+    for row in lowest:
+        pair = pairs[row["name"]]
+        image, ref = read_image(pair.image).pixels, read_mask(pair.mask)
+        result = engine.predict(image, image_box(ref, box_mode), model, device, clean=clean)
+        items.append((row["name"], image, ref, result.mask, float(row["model_dice"])))
+    return figures.worst_cases(items, out)
+
+
+def _model_files(models: list[ModelLike], base: ModelLike | None) -> dict[str, Path]:
+    """{tag: model file} of the models given as files (predictor objects have none)."""
+    named = dict(zip(model_tags(len(models)), models))
+    if base is not None:
+        named[BASELINE] = base
+    return {tag: m.resolved() for tag, m in named.items() if isinstance(m, ModelRef) and m.resolved().suffix == ".safetensors"}
+
+
+def _fig3(files: dict[str, Path], base: ModelLike | None, engine: Engine, device: str, out: Path) -> dict[str, list[str]]:
+    """Quantization-error plots for each INT8 model file: the INT8 rounding error ``w - q·s`` of the FP32
+    baseline's weights in the layers that model stores as INT8 (the baseline is its FP32 source)."""
+    plots: dict[str, list[str]] = {}
+    if base is None:
+        return plots
+    base_sam = engine.predictor(base, device).sam
+    for tag, path in files.items():
+        if tag == BASELINE:
+            continue
+        meta = read_model_metadata(path) if path.is_file() else {}
+        if not meta.get("int8_layers"):
+            continue
+        variant = (meta.get("qat") or {}).get("variant", "full")
+        folder = out / f"fig3_{tag}"
+        result = quantization_report(base_sam, folder, variant=variant)
+        plots[tag] = [f"{folder.name}/{name}" for name in result.get("figures", {}).values()]
+    return plots
+
+
+def _provenance(summary: dict, command: str | None, device: str) -> dict:
+    return {"command": command, "data": summary["data"], "split": summary["split"],
+            "split_file": summary.get("split_file"), "box rule": summary["box"] + (
+                " (the reference mask's bounding box, fixed)" if summary["box"] == "tight" else
+                " (the whole image minus 2 %)"), "masks cleaned": summary["clean"],
+            "NSD tolerance": f"{summary['nsd_tolerance']:g} {summary['nsd_tolerance_units']}",
+            "napari-adaqat": __version__, "commit": git_commit(), "device": device,
+            "python": platform.python_version(), "date": dt.datetime.now().isoformat(timespec="seconds")}
+
+
+def write_report(out: Path, rows: list[dict], summary: dict, models: list[ModelLike], base: ModelLike | None,
+                 chosen: list[Pair], *, engine: Engine, device: str = "cpu", show: Sequence[str] = (),
+                 command: str | None = None) -> dict:
+    """Write the figures, ``tables.json``, ``report.md`` and ``index.html`` into ``out``; return the
+    document's parts (tables, figure names, provenance)."""
+    tags = model_tags(len(models))
+    scored = tags + ([BASELINE] if base is not None else [])
+    pairs = {p.name: p for p in chosen}
+    box_mode, clean = summary["box"], summary["clean"]
+    figs = {"distributions": figures.distributions(rows, scored, out)}
+    if base is not None:
+        figs["paired"] = [figures.paired(rows, tag, out) for tag in tags]
+    figs["fig2"] = [figures.fig2_panel(_panel(pairs[name], why, models, base, engine, device, box_mode, clean), out)
+                    for name, why in _panel_picks(rows, base is not None, show)]
+    figs["worst"] = _worst(rows, pairs, models[0], engine, device, box_mode, clean, out)
+    files = _model_files(models, base)
+    figs["fig3"] = _fig3(files, base, engine, device, out)
+    parts = {"table1": table1(summary, tags), "table2": table2(files),
+             "provenance": _provenance(summary, command, device), "figures": figs, "models": summary.get("models")}
+    write_json(out / "tables.json", parts)
+    (out / "report.md").write_text(_markdown(parts, summary))
+    (out / "index.html").write_text(_html(parts, summary))
+    return parts
+
+
+def _sections(parts: dict, summary: dict) -> list[tuple[str, str, list[str], list[list[str]] | None, list[str]]]:
+    """(title, text, table head, table body or None, images) of every section, for both documents."""
+    figs = parts["figures"]
+    units = summary["nsd_tolerance_units"]
+    names = ", ".join(f"{t} = {n}" for t, n in (parts.get("models") or {}).items())
+    baseline = summary.get("baseline_label")
+    return [
+        ("Table 1: segmentation scores", f"{summary['n']} images; models: {names}"
+         + (f"; baseline = {baseline}" if baseline else "") + f". NSD tolerance {summary['nsd_tolerance']:g} {units}; "
+         "HD95 in mm for images with a pixel spacing, else px. Metrics without a suffix are at native resolution, "
+         "`_256` at 256² as in the paper. p: paired Wilcoxon signed-rank test against the baseline; effect r: "
+         "matched-pairs rank-biserial correlation (+1: every image favours the model).",
+         TABLE1_HEAD, [table1_cells(r) for r in parts["table1"]], []),
+        ("Table 2: model files", "Parameters from each file; trainable parameters from the training run it "
+         "records; compression measured on disk and by the paper's arithmetic (Linear layers only).",
+         TABLE2_HEAD, [table2_cells(r) for r in parts["table2"]], []),
+        ("Fig. 2: SSIM maps", "Best, median and worst image by the baseline's Dice (plus any asked for with "
+         "--show): the film, the ground truth, SSIM against the ground truth, and ΔSSIM (green: the model is "
+         "closer to the ground truth than the baseline).", [], None, figs["fig2"]),
+        ("Fig. 3: quantization error", "For each INT8 model: the INT8 rounding error of its FP32 baseline's "
+         "weights in the layers it stores as INT8." + ("" if figs["fig3"] else " (No INT8 model with a baseline.)"),
+         [], None, [f for plots in figs["fig3"].values() for f in plots]),
+        ("Distributions", "Every image is a point.", [], None, [figs["distributions"], *figs.get("paired", [])]),
+        ("Worst cases", f"The {N_WORST} lowest-Dice images of the first model: look here first.", [], None,
+         [figs["worst"]]),
+        ("Provenance", "", ["", ""], [[k, "" if v is None else str(v)] for k, v in parts["provenance"].items()], []),
+    ]
+
+
+def _markdown(parts: dict, summary: dict) -> str:
+    lines = ["# Segmentation report", ""]
+    for title, text, head, body, images in _sections(parts, summary):
+        lines += [f"## {title}", ""] + ([text, ""] if text else [])
+        if body is not None:
+            lines += [markdown_table(head, body), ""]
+        lines += [f"![{Path(i).stem}]({i})" for i in images] + ([""] if images else [])
+    return "\n".join(lines)
+
+
+def _html(parts: dict, summary: dict) -> str:
+    body = ["<h1>Segmentation report</h1>"]
+    for title, text, head, rows, images in _sections(parts, summary):
+        body.append(f"<h2>{html.escape(title)}</h2>")
+        if text:
+            body.append(f"<p>{html.escape(text)}</p>")
+        if rows is not None:
+            body.append(html_table(head, rows))
+        body += [f'<p><img src="{html.escape(i)}" alt="{html.escape(Path(i).stem)}"></p>' for i in images]
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>Segmentation report</title>"
+            f"<style>{CSS}</style></head><body>" + "\n".join(body) + "</body></html>\n")

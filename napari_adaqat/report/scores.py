@@ -1,0 +1,110 @@
+"""Per-image scores of models against a reference, their summaries and paired tests.
+
+One row per image: metrics at native resolution and at 256² per model tag (``model``,
+``model2``, …, ``baseline``), and SSIM/ΔSSIM against the baseline.  Shared by
+:mod:`.evaluate` (the pass over a dataset) and :mod:`.document` (the report).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from napari_adaqat.data import Pair, default_box, mask_box
+from napari_adaqat.inference.engine import Engine, ModelLike
+from napari_adaqat.io import read_image, read_mask
+from napari_adaqat.metrics import score_masks, score_masks_at, summarize, wilcoxon_paired
+
+METRICS = ("dice", "iou", "nsd", "hd95")
+SIZES = ("", "_256")  # native resolution, and 256² as the paper reports
+BASELINE = "baseline"
+
+
+def model_tags(n: int) -> list[str]:
+    """Column tags of ``n`` models: ``model``, ``model2``, ``model3``, …"""
+    return ["model" if i == 0 else f"model{i + 1}" for i in range(n)]
+
+
+def ssim_columns(tag: str) -> tuple[str, str]:
+    """(SSIM vs reference, ΔSSIM vs baseline) column names of a model tag."""
+    return ("ssim_model_ref", "delta_ssim") if tag == "model" else (f"ssim_{tag}_ref", f"delta_ssim_{tag}")
+
+
+def image_box(ref: np.ndarray, box_mode: str) -> np.ndarray:
+    """The evaluation box: ``tight`` = the reference mask's bounding box (fixed, no jitter, as in the
+    paper's evaluation); ``default`` = the whole image minus a 2 % margin."""
+    return mask_box(ref) if box_mode == "tight" else default_box(ref.shape)
+
+
+def score_pair(pair: Pair, models: ModelLike | Sequence[ModelLike], baseline: ModelLike | None,
+               box_mode: str = "tight", nsd_tolerance: float = 2.0, clean: bool = False,
+               engine: Engine | None = None, device: str = "cpu") -> dict:
+    """One image's row: metrics at native resolution (NSD tolerance and HD95 in mm when the image has
+    a pixel spacing, else px; see ``units``) and at 256² (px), per model, then the baseline."""
+    models = list(models) if isinstance(models, (list, tuple)) else [models]
+    engine = engine or Engine(max_loaded=len(models) + 1)
+    image = read_image(pair.image)
+    ref = read_mask(pair.mask)
+    box = image_box(ref, box_mode)
+    row: dict = {"name": pair.name, "box": " ".join(f"{v:.0f}" for v in box),
+                 "units": "mm" if image.spacing is not None else "px"}
+    results = {}
+    for tag, model in zip(model_tags(len(models)), models):
+        result = engine.predict(image.pixels, box, model, device, clean=clean)
+        if baseline is not None:  # with a reference: SSIM(model, ref) and ΔSSIM against the baseline
+            engine.add_maps(result, image.pixels, baseline, device, reference=ref)
+        results[tag] = (result.mask, result.model_seconds)
+        if baseline is not None and BASELINE not in results:
+            results[BASELINE] = (result.baseline_mask, result.baseline_seconds)
+        if baseline is not None:
+            ssim_col, delta_col = ssim_columns(tag)
+            results[tag] += (float(result.ssim_mean), float(result.delta_mean), ssim_col, delta_col)
+    for tag, (mask, seconds, *ssim) in results.items():
+        row[f"{tag}_seconds"] = round(seconds, 4)
+        native = score_masks(mask, ref, spacing=image.spacing, nsd_tolerance_mm=nsd_tolerance,
+                             nsd_tolerance_px=nsd_tolerance)
+        small = score_masks_at(mask, ref, size=256, nsd_tolerance_px=nsd_tolerance)
+        for m in METRICS:
+            row[f"{tag}_{m}"] = native[m]
+            row[f"{tag}_{m}_256"] = small[m]
+    for tag, (_mask, _seconds, *ssim) in results.items():
+        if ssim:
+            row[ssim[2]], row[ssim[3]] = ssim[0], ssim[1]
+    return row
+
+
+def json_safe(value):
+    """inf/nan → None (``null``), so the report is strict JSON that jq and browsers accept."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(json_safe(data), indent=1, allow_nan=False))
+
+
+def summaries(rows: list[dict], tag: str) -> dict:
+    """Per-metric summaries; native HD95/NSD are split by units when mm and px rows are mixed."""
+    out = {f"{m}{s}": summarize([r[f"{tag}_{m}{s}"] for r in rows]) for m in METRICS for s in SIZES}
+    units = sorted({r["units"] for r in rows})
+    if len(units) > 1:
+        for m in ("hd95", "nsd"):
+            out[m] = summarize([])  # one mean over mm and px values would mean nothing
+            for u in units:
+                out[f"{m}_{u}"] = summarize([r[f"{tag}_{m}"] for r in rows if r["units"] == u])
+    return out
+
+
+def paired_tests(rows: list[dict], tag: str) -> dict:
+    """Wilcoxon signed-rank (with the rank-biserial effect size) of ``tag`` against the baseline, per metric."""
+    return {f"{m}{s}": wilcoxon_paired([r[f"{tag}_{m}{s}"] for r in rows], [r[f"{BASELINE}_{m}{s}"] for r in rows])
+            for m in METRICS for s in SIZES}
