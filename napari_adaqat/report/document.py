@@ -32,7 +32,8 @@ from napari_adaqat.train.export_run import git_commit
 N_WORST = 6
 CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
        "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px}"
-       "th{background:#f0f0f0}img{max-width:100%;border:1px solid #ddd;margin:4px 0}code{background:#f6f6f6}")
+       "th{background:#f0f0f0}img{max-width:100%;border:1px solid #ddd;margin:4px 0}img.small{max-width:32%}"
+       "code{background:#f6f6f6}")
 
 
 def _panel_picks(rows: list[dict], has_baseline: bool, show: Sequence[str]) -> list[tuple[str, str]]:
@@ -184,6 +185,10 @@ def _html(parts: dict, summary: dict) -> str:
             body.append(f"<p>{html.escape(text)}</p>")
         if rows is not None:
             body.append(html_table(head, rows))
-        body += [f'<p><img src="{html.escape(i)}" alt="{html.escape(Path(i).stem)}"></p>' for i in images]
+        small = [i for i in images if i.startswith(("fig3_", "paired_"))]  # side by side
+        body += [f'<p><img src="{html.escape(i)}" alt="{html.escape(Path(i).stem)}"></p>' for i in images if i not in small]
+        if small:
+            body.append("<p>" + "".join(f'<img class="small" src="{html.escape(i)}" alt="{html.escape(Path(i).stem)}">'
+                                        for i in small) + "</p>")
     return ("<!doctype html><html><head><meta charset='utf-8'><title>Segmentation report</title>"
             f"<style>{CSS}</style></head><body>" + "\n".join(body) + "</body></html>\n")
