@@ -4,7 +4,8 @@ The manifest offers this reader for DICOM extensions and for the numbered names 
 extension-less DICOM exports use (``IM-0001-0001``, ``00000001``, ``1.2.840.…1``); it is not
 offered for every file, so opening a PNG never asks the user to pick a reader. It sniffs the
 content and returns ``None`` for anything that is not DICOM. Any other DICOM file opens with
-``viewer.open(path, plugin="napari-adaqat")``.
+``viewer.open(path, plugin="napari-adaqat")``.  A multi-frame file opens as a stack (frames, H, W).
+The layer metadata keeps the source path and SOP Instance UID, which the DICOM SEG writer needs.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
 
-from napari_adaqat.io import is_dicom, read_dicom
+from napari_adaqat.io.dicom import is_dicom, read_dicom_stack
 
 PathOrPaths = Union[str, Sequence[str]]
 LayerData = tuple[Any, dict, str]
@@ -31,10 +32,12 @@ def get_dicom_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerDat
 
 
 def read_dicom_layers(path: PathOrPaths) -> list[LayerData]:
-    """One grayscale Image layer per DICOM file, windowed to [0, 1], scaled by its pixel spacing (mm)."""
+    """One grayscale Image layer per DICOM file, windowed to [0, 1], scaled by its pixel spacing (mm);
+    (H, W) for one frame, (frames, H, W) for a multi-frame file."""
     layers: list[LayerData] = []
     for p in _paths(path):
-        image = read_dicom(p)
+        image = read_dicom_stack(p)
+        stack = image.pixels.ndim == 3
         kwargs: dict = {
             "name": Path(p).stem or Path(p).name,
             "colormap": "gray",
@@ -42,7 +45,7 @@ def read_dicom_layers(path: PathOrPaths) -> list[LayerData]:
             "metadata": {"source": image.source, "spacing_mm": image.spacing, **image.meta},
         }
         if image.spacing is not None:
-            kwargs["scale"] = tuple(float(s) for s in image.spacing)
-            kwargs["units"] = ("mm", "mm")
+            kwargs["scale"] = (1.0,) * stack + tuple(float(s) for s in image.spacing)
+            kwargs["units"] = ("pixel",) * stack + ("mm", "mm")
         layers.append((image.pixels, kwargs, "image"))
     return layers

@@ -321,3 +321,38 @@ def test_engine_shows_the_mask_first_then_adds_the_maps(nano_models):
     again = engine.segment(image, box, model, base, "cpu", ref)
     np.testing.assert_array_equal(again.mask, full.mask)
     np.testing.assert_allclose(again.delta, full.delta)
+
+
+def test_maps_are_readable_with_legends(make_napari_viewer, qtbot, nano_models):
+    """SSIM and ΔSSIM leave the film visible where the models agree, and the dock explains their colours."""
+    from napari_adaqat.widgets import _layers as L
+
+    model, baseline = nano_models
+    viewer = make_napari_viewer()
+    image, truth = add_sample(viewer)
+    widget = dock(viewer, qtbot, model_path=model, baseline_path=baseline, model_type="vit_nano")
+    assert not widget.legends.ssim.isVisibleTo(widget.native)  # no map yet, no legend
+    widget.reference.value = truth
+    viewer.layers["boxes"].add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+    wait(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    ssim, delta = viewer.layers["SSIM"], viewer.layers["ΔSSIM"]
+    assert ssim.visible and ssim.opacity <= 0.6 and delta.opacity < 1.0
+    # agreement is transparent: SSIM 1 and ΔSSIM 0 map to alpha 0; disagreement is opaque
+    assert ssim.colormap.map(np.array([1.0]))[0, 3] == 0.0 and ssim.colormap.map(np.array([0.0]))[0, 3] == 1.0
+    ends = delta.colormap.map(np.array([0.0, 0.5, 1.0]))  # normalised −1, 0, +1
+    assert ends[1, 3] == 0.0 and ends[0, 3] == ends[2, 3] == 1.0
+    assert not np.allclose(ends[0, :3], ends[2, :3])  # two different hues: a diverging map
+    legends = widget.legends
+    assert legends.ssim.isVisibleTo(widget.native) and legends.delta.isVisibleTo(widget.native)
+    assert "vs reference" in legends.ssim.text() and "0 1" in legends.ssim.text() and "clear" in legends.ssim.text()
+    assert "−1 0 +1" in legends.delta.text() and "model closer" in legends.delta.text()
+    assert "this image:" in legends.delta.text()
+    bar = legends.delta.bar.pixmap().toImage()
+    mid, left = bar.pixelColor(bar.width() // 2, 2), bar.pixelColor(0, 2)
+    assert abs(mid.red() - mid.green()) < 8 and left.red() > left.green()  # clear (grey) centre, coloured end
+    assert L.OUTPUT_NAMES == ("lung mask", "SSIM", "ΔSSIM") and L.BOXES == "boxes"
+
+    widget.reference.value = None  # without a reference the legends say what the maps compare then
+    wait(qtbot, widget)
+    assert "vs baseline" in legends.ssim.text() and "only the model" in legends.delta.text()

@@ -1,7 +1,9 @@
 """The Train dock in a real napari viewer (Xvfb): `adaqat train` runs as a subprocess, the viewer
 stays responsive, progress follows RUN/progress.jsonl, Stop then Resume completes the run.
 
-Training is tiny: the 4 shipped radiographs, random-init ``vit_nano`` in ``full`` mode, on the CPU.
+Training is tiny: the 4 shipped radiographs, random-init ``vit_nano`` in ``full`` mode, on the CPU; one test
+runs the whole dock on 12 real radiographs of the shared development set (``vit_tiny``): data check, live
+plot, Stop/Resume, Stage 2 + export, and the exported pair in the Segment dock.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("napari")
@@ -39,6 +42,7 @@ def dataset(tmp_path, cxr_dir) -> Path:
 def dock(viewer) -> TrainWidget:
     _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
     assert isinstance(widget, TrainWidget)
+    assert getattr(widget.viewer, "__wrapped__", widget.viewer) is viewer  # napari passed its viewer
     return widget
 
 
@@ -92,7 +96,7 @@ def test_training_runs_in_a_subprocess_and_the_viewer_stays_responsive(make_napa
 
     viewer.window.resize(1400, 860)
     qtbot.wait(300)
-    shot = screenshot_dir / "screenshot_train.png"
+    shot = screenshot_dir / "screenshot_train_quick.png"  # the README's: benchmarks/train_dock_screenshot.py
     viewer.screenshot(str(shot), canvas_only=False)
     assert shot.stat().st_size > 10_000
 
@@ -193,3 +197,109 @@ def test_a_folder_with_an_unfinished_attempt_shows_the_new_runs_progress(make_na
     assert widget.status.value.startswith("Done") and "val Dice" in widget.status.value
     assert [r["kind"] for r in read_progress(run / "progress.jsonl")][0] == "start"
     assert len(read_progress(run / "progress.jsonl")) < len(old)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A real run on real radiographs: data check → live plot → Stop/Resume → Stage 2 + export → Segment dock
+DEV_SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr" / "permissive_512"
+
+
+@pytest.fixture()
+def real12(tmp_path) -> Path:
+    """12 real radiographs with their lung masks from the shared development set (seeded 80:10:10 split)."""
+    if not (DEV_SET / "images").is_dir():
+        pytest.skip(f"development set not found: {DEV_SET}")
+    root = tmp_path / "dev12"
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True)
+    for image in sorted((DEV_SET / "images").glob("*.png"))[:12]:
+        shutil.copy(image, root / "images" / image.name)
+        shutil.copy(DEV_SET / "masks" / image.name, root / "masks" / image.name)
+    return root
+
+
+def test_data_check_shows_counts_split_and_bad_pairs(make_napari_viewer, qtbot, dataset):
+    widget = dock(make_napari_viewer())
+    (dataset / "images" / "broken.png").write_bytes(b"not a png")
+    (dataset / "images" / "lonely.png").write_bytes((dataset / "images" / "covid19_v7__5782ae15.png").read_bytes())
+    widget.data.value = str(dataset)
+    qtbot.waitUntil(lambda: widget.data_report is not None and not widget.checking, timeout=30_000)
+    report = widget.data_report
+    assert (report.n_images, report.n_masks, report.source) == (6, 4, "split.json")
+    assert len(report.bad) == 2 and any("broken.png" in b for b in report.bad)
+    assert any("lonely.png" in b and "missing mask" in b for b in report.bad)
+    text = widget.data_check.value
+    assert "6 images · 4 masks · 2 bad pairs" in text and "(from split.json)" in text and "✗ " in text
+    assert all("\n" not in line for line in report.bad)  # one line per bad pair
+    widget.data.value = str(dataset / "nope")
+    qtbot.waitUntil(lambda: not widget.checking and widget.data_check.value.startswith("✗"), timeout=30_000)
+
+
+def test_real_run_plot_stop_resume_continue_to_model_and_use_it(make_napari_viewer, qtbot, real12, tmp_path):
+    viewer = make_napari_viewer()
+    for data, kw, kind in chest_xray():
+        getattr(viewer, f"add_{kind}")(data, **kw)
+    widget = dock(viewer)
+    widget.data.value = str(real12)
+    qtbot.waitUntil(lambda: widget.data_report is not None and not widget.checking, timeout=30_000)
+    report = widget.data_report
+    assert (report.n_images, report.n_masks, report.bad, report.source) == (12, 12, [], "seeded")
+    assert report.split == {"train": 10, "val": 1, "test": 1}
+    assert "12 images · 12 masks · 0 bad pairs" in widget.data_check.value
+    assert "10 train / 1 val / 1 test" in widget.data_check.value
+
+    run = tmp_path / "run"
+    widget.out.value = str(run)
+    widget.model_type.value = "vit_tiny"
+    widget.mode.value = "full"
+    widget.epochs.value = 3
+    widget.batch_size.value = 2
+    widget.max_steps.value = 4
+    widget.device.value = "cpu"
+    assert "--max-steps-per-epoch 4" in widget.command.value
+    assert not widget.continue_button.enabled  # no Stage-1 model yet
+    assert widget.start()
+    progress = run / "progress.jsonl"
+
+    def kinds() -> list[tuple]:
+        return [(r["kind"], r.get("epoch")) for r in read_progress(progress)]
+
+    qtbot.waitUntil(lambda: len(widget.plot.loss_x) >= 2, timeout=WAIT_MS)
+    seen = len(widget.plot.loss_x)
+    qtbot.waitUntil(lambda: ("step", 2) in kinds(), timeout=WAIT_MS)
+    widget.stop_button.native.click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=30_000)
+    assert widget.status.value.startswith("Stopped") and widget.resume.value is True
+    assert len(widget.plot.loss_x) > seen and widget.plot.dice_x == [1]  # the plot followed the records
+
+    widget.start_button.native.click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert widget.last_error is None, widget.status.value
+    assert widget.status.value.startswith("Done") and widget.progress.value == 3
+    assert widget.plot.dice_x == [1, 2, 3] and len(widget.plot.dice_y) == 3
+    assert widget.plot.loss_x == sorted(set(widget.plot.loss_x)) and len(widget.plot.loss_x) == 12  # 3 × 4 steps
+    assert "rank budget" in widget.plot_info.value and "ETA" in widget.plot_info.value
+
+    widget.qat_epochs.value = 1
+    assert widget.continue_button.enabled
+    widget.continue_button.native.click()
+    assert widget.busy and "--stage 2" in widget.command.value and f"--from {run}" in widget.command.value
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert widget.last_error is None, widget.status.value
+    int8, fp32 = widget.exported
+    assert int8.is_file() and fp32.is_file() and int8.parent == tmp_path / "run_stage2"
+    assert (tmp_path / "run_stage2" / "checkpoints" / "best.safetensors").is_file()
+    assert "run_stage2/model_int8.safetensors (" in widget.models_label.value and "MB)" in widget.models_label.value
+    assert str(int8) in widget.models_label.tooltip
+    assert int8.stat().st_size < fp32.stat().st_size  # INT8 (deploy) is the smaller file
+    assert widget.use_button.enabled
+
+    segment = widget.use_in_segment_dock()
+    assert segment is not None and segment.model.value == "file" and segment.baseline.value == "file"
+    assert Path(segment.model_file.value) == int8 and Path(segment.baseline_file.value) == fp32
+    qtbot.waitUntil(lambda: not segment.busy, timeout=WAIT_MS)
+    viewer.layers["boxes"].add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+    qtbot.waitUntil(lambda: not segment.busy, timeout=WAIT_MS)
+    assert segment.last_error is None, segment.last_error
+    assert viewer.layers["lung mask"].data.shape == (512, 512)
+    assert "SSIM" in viewer.layers and segment.legends.ssim.isVisibleTo(segment.native)

@@ -67,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
     from napari_adaqat.bench.speed import BenchConfig, default_repeats, run_bench, summary_line
 
     device = resolve_device(args.device)
+    if args.model is not None and Path(args.model).is_file():  # a bad or unsafe file: one line here, not in each child
+        from napari_adaqat.model.loading import load_model
+
+        load_model(args.model, model_type=args.model_type, image_size=args.image_size)
     repeats, warmup, prompt_repeats = default_repeats(device, args.model_type)
     config = BenchConfig(
         model_type=args.model_type, image_size=args.image_size, model=args.model, image=args.image,

@@ -11,6 +11,19 @@ from napari_adaqat.cli.common import add_device_argument, add_model_arguments, m
 from napari_adaqat.model.device import resolve_device
 
 
+FORMATS = {"png": ".png", "tif": ".tif", "dcm-seg": ".dcm"}  # --format -> output suffix
+
+
+def _frame(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--frame takes a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--frame is 0-based and cannot be negative ({value})")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG/JPG/BMP/TIFF/DICOM) and/or folders")
     p.add_argument("--out", required=True, metavar="DIR",
@@ -21,12 +34,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "default box: the whole image minus a 2%% margin")
     p.add_argument("--no-clean", dest="clean", action="store_false",
                    help="keep the raw model mask (default: keep the two largest regions and fill holes)")
-    p.add_argument("--format", choices=["png", "tif"], default="png", help="mask file format")
+    p.add_argument("--format", choices=list(FORMATS), default="png",
+                   help="mask file format: png or tif (0/255 masks, <name>_mask.png), or dcm-seg (a DICOM "
+                        "Segmentation per DICOM input, <name>_seg.dcm, that references the source image)")
+    p.add_argument("--frame", type=_frame, default=None, metavar="N",
+                   help="frame (0-based) to segment in multi-frame DICOM files, which are refused without it; "
+                        "single-frame inputs are not affected")
     add_device_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_adaqat.data import check_output_folder, collect_inputs, read_boxes_csv
+    from napari_adaqat.data import check_output_folder, collect_inputs, describe_unmatched, read_boxes_csv
     from napari_adaqat.inference.batch import segment_files
     from napari_adaqat.inference.engine import Engine
 
@@ -36,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise ValueError("no image files found in the inputs")
     boxes = read_boxes_csv(args.boxes) if args.boxes else None
+    for line in describe_unmatched(args.boxes, boxes, files) if boxes else []:
+        print(f"adaqat segment: warning: {line}", file=sys.stderr)
     device = resolve_device(args.device)
     model, baseline = model_refs(args)
     engine = Engine()
@@ -44,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
         engine.predictor(baseline, device)
     counts = {"ok": 0, "error": 0, "skipped": 0}
     bar = tqdm(total=len(files), desc="segment", unit="img", disable=None)
-    for result in segment_files(files, model, out_dir, boxes=boxes, baseline=baseline, suffix=f".{args.format}",
-                                clean=args.clean, device=device, engine=engine):
+    for result in segment_files(files, model, out_dir, boxes=boxes, baseline=baseline, suffix=FORMATS[args.format],
+                                clean=args.clean, device=device, engine=engine, frame=args.frame):
         counts[result.status] += 1
         if result.status == "error":
             tqdm.write(f"adaqat segment: {result.file}: {result.error}", file=sys.stderr)

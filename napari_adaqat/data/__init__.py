@@ -6,7 +6,8 @@ Names load on first use (the transform needs torch; discovery and boxes do not).
 from napari_adaqat._lazy import lazy_exports
 
 _MODULES = {
-    "boxes": ("box_for", "check_box", "default_box", "mask_box", "read_boxes_csv"),
+    "boxes": ("box_for", "check_box", "default_box", "describe_unmatched", "mask_box", "read_boxes_csv",
+              "unmatched_boxes"),
     "dataset": ("DataError", "Pair", "check_pairs", "discover", "load_pair", "split_source"),
     "folders": ("check_output_folder", "collect_inputs"),
     "split": ("SPLITS", "load_split", "make_split", "save_split"),

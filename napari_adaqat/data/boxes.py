@@ -1,6 +1,10 @@
 """Box prompts: the default and tight boxes, the one validity rule, and box CSV files.
 
-A box is an xyxy float array (4,) in original image pixels.
+A box is an xyxy float array (4,) in original image pixels.  A box CSV has the columns
+``file,x0,y0,x1,y1`` (others are ignored); a bad CSV is refused as a whole with one line naming
+the file, the line and the problem, before anything is segmented.  Rows repeated with the same box
+are harmless; two different boxes for one file are refused.  Rows that name no input are not an
+error (one CSV may serve several folders): :func:`unmatched_boxes` lists them for a warning.
 """
 from __future__ import annotations
 
@@ -8,6 +12,11 @@ import csv
 from pathlib import Path
 
 import numpy as np
+
+from napari_adaqat.io.image_data import check_image_size
+
+COLUMNS = ("file", "x0", "y0", "x1", "y1")
+EDGE_TOLERANCE_PX = 1.0  # a box may overshoot the image by this much (rounding, pixel-centre conventions)
 
 
 def default_box(shape: tuple[int, int], margin: float = 0.02) -> np.ndarray:
@@ -27,31 +36,76 @@ def mask_box(mask: np.ndarray) -> np.ndarray | None:
 
 
 def check_box(box: np.ndarray, shape: tuple[int, int] | None = None) -> None:
-    """Refuse an xyxy box that is not finite, is inverted, or misses the (H, W) image entirely."""
+    """Refuse a box that is not finite, is inverted or has negative coordinates; with the image's
+    (H, W) ``shape`` also an image too small to segment and a box outside the image
+    (beyond :data:`EDGE_TOLERANCE_PX`)."""
+    if shape is not None:
+        check_image_size(shape)
     x0, y0, x1, y1 = (float(v) for v in box)
+    text = f"{x0:g},{y0:g},{x1:g},{y1:g}"
     if not np.isfinite([x0, y0, x1, y1]).all() or x1 <= x0 or y1 <= y0:
-        raise ValueError(f"invalid box {x0:g},{y0:g},{x1:g},{y1:g}: needs finite numbers with x1 > x0 and y1 > y0")
+        raise ValueError(f"invalid box {text}: needs finite numbers with x1 > x0 and y1 > y0")
+    if min(x0, y0) < -EDGE_TOLERANCE_PX:
+        raise ValueError(f"invalid box {text}: coordinates are pixels from the top-left corner and cannot be negative")
     if shape is None:
         return
     h, w = shape
     if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
-        raise ValueError(f"box {x0:g},{y0:g},{x1:g},{y1:g} lies outside the {w}x{h} image")
+        raise ValueError(f"box {text} lies outside the {w}x{h} image")
+    if x1 > w + EDGE_TOLERANCE_PX or y1 > h + EDGE_TOLERANCE_PX:
+        raise ValueError(f"box {text} reaches outside the {w}x{h} image (x1 <= {w}, y1 <= {h}); "
+                         "was it drawn on a resized copy?")
+
+
+def _rows(path: str | Path):
+    """(line number, row dict) of a CSV; one-line ValueErrors for unreadable or malformed files."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: CSVs saved by Excel start with a BOM
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames
+            if header is None:
+                raise ValueError(f"{path}: empty file; expected a header line {','.join(COLUMNS)}")
+            missing = [c for c in COLUMNS if c not in [h.strip() for h in header]]
+            if missing:
+                raise ValueError(f"{path}:1: missing column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}"
+                                 f" (found {','.join(h.strip() for h in header)[:80] or 'nothing'})")
+            for row in reader:
+                yield reader.line_num, {(k or "").strip(): v for k, v in row.items()}
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset "
+                         f"{exc.start}); save it as CSV (UTF-8)") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path}: not a valid CSV file ({' '.join(str(exc).split())[:120]})") from None
 
 
 def read_boxes_csv(path: str | Path) -> dict[str, np.ndarray]:
-    """``file,x0,y0,x1,y1`` rows → {file name or path: (4,) box}; matched by path, name or stem."""
+    """``file,x0,y0,x1,y1`` rows → {file name or path: (4,) box}; matched by path, name or stem.
+
+    Raises ValueError (one line, ``PATH:LINE: problem``) for a missing file column, a number that
+    is not one, an invalid box (see :func:`check_box`), two different boxes for one file, or a CSV
+    with no rows.
+    """
     boxes: dict[str, np.ndarray] = {}
-    with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: CSVs saved by Excel start with a BOM
-        for line, row in enumerate(csv.DictReader(fh), start=2):
-            try:
-                box = np.array([float(row[k]) for k in ("x0", "y0", "x1", "y1")])
-            except (KeyError, TypeError, ValueError):
-                raise ValueError(f"{path}:{line}: expected columns file,x0,y0,x1,y1 with numbers") from None
-            try:
-                check_box(box)
-            except ValueError as exc:
-                raise ValueError(f"{path}:{line}: {exc}") from None
-            boxes[row["file"]] = box
+    first_line: dict[str, int] = {}
+    for line, row in _rows(path):
+        name = (row.get("file") or "").strip()
+        if not name:
+            raise ValueError(f"{path}:{line}: empty file name")
+        try:
+            box = np.array([float(str(row[k]).strip()) for k in COLUMNS[1:]])
+        except (KeyError, TypeError, ValueError):
+            values = ",".join(str(row.get(k) or "")[:20] for k in COLUMNS[1:])
+            raise ValueError(f"{path}:{line}: x0,y0,x1,y1 must be numbers, got {values!r}") from None
+        try:
+            check_box(box)
+        except ValueError as exc:
+            raise ValueError(f"{path}:{line}: {exc}") from None
+        if name in boxes and not np.array_equal(boxes[name], box):
+            raise ValueError(f"{path}:{line}: a second, different box for {name!r} (first on line {first_line[name]})")
+        boxes[name] = box
+        first_line.setdefault(name, line)
+    if not boxes:
+        raise ValueError(f"{path}: no boxes (only a header line)")
     return boxes
 
 
@@ -61,3 +115,23 @@ def box_for(path: Path, boxes: dict[str, np.ndarray]) -> np.ndarray | None:
         if key in boxes:
             return boxes[key]
     return None
+
+
+def unmatched_boxes(boxes: dict[str, np.ndarray], files: list[Path]) -> tuple[list[str], list[Path]]:
+    """(CSV names that match no input file, input files without a CSV box) for a warning line."""
+    used = {key for path in files for key in (str(path), path.name, path.stem) if key in boxes}
+    return sorted(set(boxes) - used), [path for path in files if box_for(path, boxes) is None]
+
+
+def describe_unmatched(csv_path: str | Path, boxes: dict[str, np.ndarray], files: list[Path]) -> list[str]:
+    """Warning lines (possibly none) about CSV rows naming no input and inputs without a box."""
+    names, unboxed = unmatched_boxes(boxes, files)
+    lines = []
+    if names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        lines.append(f"{csv_path}: {len(names)} row(s) name no input file and are ignored: {shown}")
+    if unboxed:
+        shown = ", ".join(p.name for p in unboxed[:5]) + (f" and {len(unboxed) - 5} more" if len(unboxed) > 5 else "")
+        lines.append(f"{csv_path}: {len(unboxed)} input(s) have no box and get the default box: {shown}")
+    return lines
+

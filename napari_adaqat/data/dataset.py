@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_adaqat.data.split import SPLITS, load_split, make_split
-from napari_adaqat.io import ImageReadError, is_image_file, read_image, read_mask
+from napari_adaqat.io import ImageReadError, check_segmentable, is_image_file, read_image, read_mask
 
 
 class DataError(ValueError):
@@ -67,7 +67,11 @@ def discover(data_dir: str | Path, seed: int = 0) -> tuple[dict[str, Pair], dict
 
 
 def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
-    """Read and check one pair → (image float32 (H, W) in [0,1], mask bool (H, W))."""
+    """Read and check one pair → (image float32 (H, W) in [0,1], mask bool (H, W)).
+
+    Raises :class:`DataError` for a missing or unreadable file, a mask of another size, an empty or
+    full mask, and an image too small or blank to segment (see :func:`~napari_adaqat.io.check_segmentable`).
+    """
     if pair.mask is None:
         raise DataError(f"{pair.image}: missing mask (expected masks/{pair.name}.png)")
     try:
@@ -78,7 +82,13 @@ def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     if image.shape != mask.shape:
         raise DataError(f"{pair.mask}: mask size {mask.shape} differs from image size {image.shape}")
     if not mask.any():
-        raise DataError(f"{pair.mask}: mask is empty")
+        raise DataError(f"{pair.mask}: mask is empty (no lung pixels)")
+    if mask.all():
+        raise DataError(f"{pair.mask}: mask covers the whole image (every pixel is lung); expected lungs on a background")
+    try:
+        check_segmentable(image, pair.image)
+    except ImageReadError as exc:
+        raise DataError(str(exc)) from None
     return image, mask
 
 

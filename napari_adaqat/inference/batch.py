@@ -2,7 +2,8 @@
 that yields one ``results.csv`` row per input.
 
 Used by ``adaqat segment`` (and a batch dock).  The output folder gets one mask per
-input (``<stem>_mask.png``) and ``results.csv``; finished files are skipped on a rerun.
+input (``<stem>_mask.png``, or a DICOM SEG ``<stem>_seg.dcm`` for DICOM inputs) and
+``results.csv``; finished files are skipped on a rerun.
 """
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ import numpy as np
 
 from napari_adaqat.inference.engine import Engine, ModelLike
 from napari_adaqat.data.boxes import box_for, check_box, default_box
-from napari_adaqat.io import read_image, write_mask
+from napari_adaqat.io import ImageData, is_dicom, read_image, write_mask
+from napari_adaqat.io.dicom import MultiFrameError, read_dicom
+from napari_adaqat.io.dicom_seg import DicomSegError, write_dicom_seg
 
+SEG_SUFFIX = ".dcm"  # a DICOM Segmentation object instead of a PNG/TIFF mask
 RESULT_COLUMNS = ["file", "status", "error", "box", "area_px", "seconds", "mask", "ssim_vs_baseline"]
 
 
@@ -36,6 +40,17 @@ class ResultRow:
     ssim_vs_baseline: float | str = ""
 
 
+def csv_text(text: str) -> str:
+    """``text`` as valid UTF-8 for results.csv: bytes of a non-UTF-8 file name become ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _name_part(text: str, max_bytes: int) -> str:
+    """A piece of a mask file name: valid UTF-8 (undecodable bytes become ``_``), at most ``max_bytes``."""
+    clean = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\ufffd", "_")
+    return clean.encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
+
+
 def _mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: str) -> dict[str, str]:
     """A mask file name per input that never collides with another input's mask, in this run or
     an earlier one: a file already in results.csv keeps its name; a new one takes ``STEM_mask``,
@@ -43,11 +58,13 @@ def _mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix:
     names = {key: Path(row["mask"]).name for key, row in rows.items() if row.get("mask")}
     taken = set(names.values())
     for path in files:
-        key = str(path)
+        key = csv_text(str(path))
         if key in names:
             continue
-        stem = f"{path.stem}_mask"
-        candidates = [stem, f"{path.parent.name}_{stem}"] + [f"{path.parent.name}_{stem}_{i}" for i in range(2, 10_000)]
+        # 180 + 1 + 50 + "_mask_9999" + suffix stays within the 255 bytes of a file name
+        stem = f"{_name_part(path.stem, 180)}_{'seg' if suffix == SEG_SUFFIX else 'mask'}"
+        parent = _name_part(path.parent.name, 50)
+        candidates = [stem, f"{parent}_{stem}"] + [f"{parent}_{stem}_{i}" for i in range(2, 10_000)]
         name = next(f"{c}{suffix}" for c in candidates
                     if f"{c}{suffix}" not in taken and not (out_dir / f"{c}{suffix}").exists())
         names[key] = name
@@ -55,21 +72,47 @@ def _mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix:
     return names
 
 
+def read_input(path: Path, frame: int | None = None) -> ImageData:
+    """Read one input; ``frame`` (0-based) picks the frame of a multi-frame DICOM, which is refused
+    without it (single-frame files ignore it)."""
+    if not is_dicom(path):
+        return read_image(path)
+    try:
+        return read_dicom(path, frame=frame)
+    except MultiFrameError as exc:
+        raise MultiFrameError(f"{path}: multi-frame DICOM with {exc.frames} frames; choose one with --frame N "
+                              f"(0-based, 0 to {exc.frames - 1})", exc.frames) from None
+
+
+def _model_file(model: ModelLike) -> Path | None:
+    """The file behind a model argument (its SHA-256 goes into a DICOM SEG), None if unknown."""
+    try:
+        return Path(model.resolved())  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        return None
+
+
 def load_results(csv_path: Path) -> dict[str, dict]:
     if not csv_path.is_file():
         return {}
-    with csv_path.open(newline="") as fh:
+    with csv_path.open(newline="", encoding="utf-8", errors="replace") as fh:
         return {row["file"]: row for row in csv.DictReader(fh)}
 
 
 def write_results(csv_path: Path, rows: dict[str, dict]) -> None:
-    """Write ``results.csv`` atomically (temp file + rename)."""
+    """Write ``results.csv`` atomically (temp file + rename), as valid UTF-8; a failed write
+    (e.g. a full disk) leaves the previous file and no temp file."""
     tmp = csv_path.with_name(csv_path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows.values())
-    os.replace(tmp, csv_path)
+    try:
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows({k: csv_text(v) if isinstance(v, str) else v for k, v in row.items()}
+                             for row in rows.values())
+        os.replace(tmp, csv_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def segment_files(
@@ -83,8 +126,12 @@ def segment_files(
     clean: bool = True,
     device: str = "cpu",
     engine: Engine | None = None,
+    frame: int | None = None,
 ) -> Iterator[ResultRow]:
     """Segment ``files`` into ``out_dir``, yielding one :class:`ResultRow` per file.
+
+    ``suffix`` ``".png"``/``".tif"`` writes masks; ``".dcm"`` writes a DICOM SEG per DICOM input
+    (other inputs get an error row).  ``frame`` picks the frame of multi-frame DICOM inputs.
 
     A file whose row says ``ok`` and whose mask exists is skipped.  A bad file gives an
     ``error`` row and the rest go on.  ``results.csv`` is rewritten after every file.
@@ -96,7 +143,7 @@ def segment_files(
     rows = load_results(csv_path)
     names = _mask_names(files, rows, out_dir, suffix)
     for path in files:
-        key = str(path)
+        key = csv_text(str(path))
         mask_path = out_dir / names[key]
         previous = rows.get(key)
         if previous and previous.get("status") == "ok" and mask_path.is_file():
@@ -104,12 +151,22 @@ def segment_files(
             continue
         start = time.perf_counter()
         try:
-            image = read_image(path)
+            seg = suffix == SEG_SUFFIX
+            if seg and not is_dicom(path):
+                raise DicomSegError(f"{path}: a DICOM SEG needs a DICOM input; this is not a DICOM file "
+                                    "(use --format png or tif)")
+            image = read_input(path, frame)
             box = box_for(path, boxes or {})
+            prompted = box is not None  # a box from the CSV was drawn by someone: semi-automatic
             box = default_box(image.pixels.shape) if box is None else box
             check_box(box, image.pixels.shape)
             segmented = engine.segment(image.pixels, box, model, baseline, device, clean=clean)
-            write_mask(mask_path, segmented.mask, overwrite=True)
+            if seg:
+                write_dicom_seg(mask_path, path, segmented.mask, frame=image.meta.get("frame"),
+                                model_file=_model_file(model), overwrite=True,
+                                algorithm_type="SEMIAUTOMATIC" if prompted else "AUTOMATIC")
+            else:
+                write_mask(mask_path, segmented.mask, overwrite=True)
             result = ResultRow(
                 file=key, status="ok", box=" ".join(f"{v:.1f}" for v in box), area_px=int(segmented.mask.sum()),
                 mask=str(mask_path),

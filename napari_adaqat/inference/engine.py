@@ -16,6 +16,7 @@ from typing import Optional, Union
 import numpy as np
 
 from napari_adaqat.inference.postprocess import clean_lung_mask
+from napari_adaqat.io import check_segmentable
 from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.metrics import dice, ssim_map, trust_maps
 from napari_adaqat.model.loading import is_bundled, load_model, resolve_model_path
@@ -134,6 +135,7 @@ class Engine:
 
     def embed(self, image: np.ndarray, model: ModelLike, baseline: Optional[ModelLike], device: str = "cpu") -> float:
         """Compute (or fetch cached) embeddings of ``image`` for both models; return seconds."""
+        check_segmentable(image)  # too small or blank: one line, before any model runs
         t0 = time.perf_counter()
         self.predictor(model, device).set_image(image)
         if baseline is not None:
@@ -142,6 +144,7 @@ class Engine:
 
     def _prompt(self, image: np.ndarray, box: np.ndarray, model: ModelLike, device: str, clean: bool):
         """(mask, prediction, prompt ms, seconds incl. embedding) of one model."""
+        check_segmentable(image)
         predictor = self.predictor(model, device)
         t0 = time.perf_counter()
         predictor.set_image(image)  # cached after the first call

@@ -1,7 +1,9 @@
 """Images and masks in/out: PNG/JPEG/BMP/TIFF/DICOM -> float32 (H, W) in [0, 1] + spacing."""
 
 from .dicom import is_dicom, read_dicom
-from .image_data import ImageData, ImageReadError, to_gray01
+from .image_data import (
+    MAX_PIXELS, MIN_SIDE, ImageData, ImageReadError, check_image_size, check_segmentable, to_gray01,
+)
 from .images import IMAGE_SUFFIXES, is_image_file, read_image
 from .masks import read_mask, write_mask
 
@@ -9,6 +11,10 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "ImageData",
     "ImageReadError",
+    "MAX_PIXELS",
+    "MIN_SIDE",
+    "check_image_size",
+    "check_segmentable",
     "is_dicom",
     "is_image_file",
     "read_dicom",

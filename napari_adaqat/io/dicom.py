@@ -1,4 +1,7 @@
-"""DICOM reading: modality LUT, VOI LUT / windowing, MONOCHROME1, spacing."""
+"""DICOM reading: modality LUT, VOI LUT / windowing, MONOCHROME1, spacing, frames.
+
+Opening and checking the file is :mod:`.dicom_open`; decoding the pixel data, :mod:`.dicom_pixels`.
+"""
 
 from __future__ import annotations
 
@@ -7,61 +10,51 @@ from pathlib import Path
 
 import numpy as np
 
-from .image_data import ImageData, ImageReadError, check_file, fail, to_gray01
+from .dicom_open import DICOM_SUFFIXES, frame_count, has_dicm_magic, is_dicom, open_dicom, syntax_was_assumed
+from .dicom_pixels import decode, syntax_label
+from .image_data import ImageData, ImageReadError, fail, to_gray01
 
-DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom")
-
-
-def has_dicm_magic(path: str | os.PathLike) -> bool:
-    """True if the file has the 'DICM' marker after the 128-byte preamble."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
-    except OSError:
-        return False
+__all__ = ["DICOM_SUFFIXES", "MultiFrameError", "has_dicm_magic", "is_dicom", "read_dicom", "read_dicom_raw",
+           "read_dicom_stack"]
 
 
-def is_dicom(path: str | os.PathLike) -> bool:
-    """True for a .dcm/.dicom suffix or a file with the DICOM 'DICM' magic."""
-    return Path(path).suffix.lower() in DICOM_SUFFIXES or has_dicm_magic(path)
+class MultiFrameError(ImageReadError):
+    """A multi-frame DICOM was given where one 2-D image is needed; ``frames`` tells how many."""
+
+    def __init__(self, message: str, frames: int) -> None:
+        super().__init__(message)
+        self.frames = frames
 
 
-def _dcmread(path: Path):
-    import pydicom
-
-    # Without the DICM magic (old/raw .dcm) the parser has to be forced.
-    force = not has_dicm_magic(path)
-    try:
-        ds = pydicom.dcmread(path, force=force)
-    except Exception as exc:
-        raise fail(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from exc
-    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        if force:
-            raise fail(path, "not a DICOM file (no DICM marker, no pixel data)")
-        raise fail(path, "DICOM file has no pixel data")
-    frames = ds.get("NumberOfFrames", 1)
-    try:
-        frames = int(frames or 1)
-    except (TypeError, ValueError):
-        frames = 1
-    if frames > 1:
-        raise fail(path, f"is a 3-D stack ({frames} planes); give a single 2-D image")
-    return ds
+def _open(path: str | os.PathLike, frame: int | None):
+    """(dataset, frame count, frame index or None) after checking ``frame`` against the file."""
+    p = Path(path)
+    ds = open_dicom(p)
+    frames = frame_count(ds)
+    if frames > 1 and frame is None:
+        raise MultiFrameError(
+            str(fail(p, f"is a multi-frame DICOM, a 3-D stack ({frames} planes); give a single 2-D image "
+                        f"or choose a frame (0 to {frames - 1})")), frames)
+    if frames > 1 and not 0 <= frame < frames:
+        raise fail(p, f"frame {frame} is out of range: the file has {frames} frames (0 to {frames - 1})")
+    return ds, frames, (frame if frames > 1 else None)
 
 
-def read_dicom_raw(path: str | os.PathLike):
-    """Return ``(dataset, stored pixel array)`` of a single-frame DICOM file."""
-    p = check_file(path)
-    ds = _dcmread(p)
-    try:
-        arr = ds.pixel_array
-    except Exception as exc:
-        raise fail(p, f"cannot decode DICOM pixel data ({type(exc).__name__}: {exc})") from exc
-    if arr.ndim == 3 and int(ds.get("SamplesPerPixel", 1)) == 1:
-        raise fail(p, f"is a 3-D stack ({arr.shape[0]} planes); give a single 2-D image")
-    if arr.ndim not in (2, 3) or arr.size == 0:
-        raise fail(p, f"unexpected DICOM pixel array shape {arr.shape}")
+def _check_shape(path: Path, ds, arr: np.ndarray, stack: bool) -> None:
+    spp = int(ds.get("SamplesPerPixel", 1))
+    if arr.ndim != 2 + stack + (spp > 1) or arr.size == 0:
+        raise fail(path, f"unexpected DICOM pixel array shape {arr.shape}")
+
+
+def read_dicom_raw(path: str | os.PathLike, frame: int | None = None):
+    """Return ``(dataset, stored pixel array (H, W) or (H, W, 3))`` of one frame.
+
+    ``frame`` (0-based) picks a frame of a multi-frame file (required there); single-frame files ignore it.
+    """
+    p = Path(path)
+    ds, frames, index = _open(p, frame)
+    arr = decode(p, ds, index, frames)
+    _check_shape(p, ds, arr, stack=False)
     return ds, arr
 
 
@@ -130,17 +123,24 @@ def _monochrome01(ds, arr: np.ndarray, meta: dict) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def read_dicom(path: str | os.PathLike) -> ImageData:
-    """Read a single-frame DICOM image as float32 (H, W) in [0, 1] with pixel spacing."""
-    ds, arr = read_dicom_raw(path)
-    p = Path(path)
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+def _meta(ds, arr: np.ndarray) -> dict:
     meta: dict = {
         "format": "dicom",
-        "photometric": photometric,
+        "photometric": str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper(),
         "bits_stored": int(ds.get("BitsStored", arr.dtype.itemsize * 8)),
         "modality": str(ds.get("Modality", "")),
+        "transfer_syntax": syntax_label(ds),
+        "sop_instance_uid": str(ds.get("SOPInstanceUID", "")),
+        "frames": frame_count(ds),
     }
+    if syntax_was_assumed(ds):
+        meta["transfer_syntax_assumed"] = True
+    return meta
+
+
+def _to01(path: Path, ds, arr: np.ndarray, meta: dict) -> np.ndarray:
+    """One stored frame (H, W[, 3]) -> float32 (H, W) in [0, 1]."""
+    photometric = meta["photometric"]
     try:
         if photometric in ("MONOCHROME1", "MONOCHROME2"):
             pixels = _monochrome01(ds, arr, meta)
@@ -153,7 +153,33 @@ def read_dicom(path: str | os.PathLike) -> ImageData:
     except ImageReadError:
         raise
     except Exception as exc:
-        raise fail(p, f"cannot convert DICOM pixels ({type(exc).__name__}: {exc})") from exc
+        raise fail(path, f"cannot convert DICOM pixels ({type(exc).__name__})") from exc
     if pixels.ndim != 2:
-        raise fail(p, f"unexpected DICOM pixel array shape {arr.shape}")
+        raise fail(path, f"unexpected DICOM pixel array shape {arr.shape}")
+    return pixels
+
+
+def read_dicom(path: str | os.PathLike, frame: int | None = None) -> ImageData:
+    """Read a DICOM image as float32 (H, W) in [0, 1] with pixel spacing.
+
+    A multi-frame file needs ``frame`` (0-based), else :class:`MultiFrameError`; single-frame files ignore it.
+    """
+    p = Path(path)
+    ds, arr = read_dicom_raw(p, frame)
+    meta = _meta(ds, arr)
+    if meta["frames"] > 1:
+        meta["frame"] = int(frame)
+    return ImageData(pixels=_to01(p, ds, arr, meta), spacing=_spacing(ds), source=str(p), meta=meta)
+
+
+def read_dicom_stack(path: str | os.PathLike) -> ImageData:
+    """Every frame: ``pixels`` float32 (F, H, W) in [0, 1] for a multi-frame file, (H, W) for a single frame."""
+    p = Path(path)
+    ds = open_dicom(p)
+    frames = frame_count(ds)
+    arr = decode(p, ds, None, frames)
+    _check_shape(p, ds, arr, stack=frames > 1)
+    meta = _meta(ds, arr)
+    planes = [_to01(p, ds, a, meta) for a in arr] if frames > 1 else [_to01(p, ds, arr, meta)]
+    pixels = np.stack(planes) if frames > 1 else planes[0]
     return ImageData(pixels=pixels, spacing=_spacing(ds), source=str(p), meta=meta)

@@ -1,10 +1,13 @@
-"""What every reader returns and raises: :class:`ImageData`, :class:`ImageReadError`, and the
-normalisation of any pixel array to float32 gray in [0, 1]."""
+"""What every reader returns and raises: :class:`ImageData`, :class:`ImageReadError`, the size
+limits (checked on the header, before decoding) and the normalisation of any pixel array to
+float32 gray in [0, 1]."""
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +17,11 @@ from skimage.color import rgb2gray
 
 class ImageReadError(ValueError):
     """An image or mask file could not be read; the message is one line."""
+
+
+MAX_PIXELS = 8192 * 8192  # 64 M pixels: larger images are refused before they are decoded
+MAX_BYTES = 2**30  # decoded pixel data of one file
+MIN_SIDE = 16  # smallest side that is segmented (one patch of the model's encoder)
 
 
 def fail(path: str | os.PathLike, problem: object) -> ImageReadError:
@@ -82,11 +90,59 @@ def to_gray01(array: np.ndarray) -> np.ndarray:
     return np.clip(x, 0.0, 1.0).astype(np.float32)
 
 
+def check_decoded_size(path: str | os.PathLike, height: int, width: int, nbytes: int) -> None:
+    """Refuse, before decoding, an image of 0 pixels, over :data:`MAX_PIXELS` or over :data:`MAX_BYTES`."""
+    if height <= 0 or width <= 0:
+        raise fail(path, f"image is empty ({width}x{height} px)")
+    if height * width > MAX_PIXELS:
+        raise fail(path, f"image is too large: {width}x{height} px ({height * width / 2**20:.0f} M pixels); "
+                         f"the limit is {MAX_PIXELS // 2**20} M pixels (e.g. 8192x8192): downscale it first")
+    if nbytes > MAX_BYTES:
+        raise fail(path, f"image is too large: {width}x{height} px would decode to {nbytes / 2**30:.1f} GiB; "
+                         f"the limit is {MAX_BYTES // 2**30} GiB")
+
+
+def check_finite(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Refuse a float array with NaN or infinite values (a corrupt image or mask, not a radiograph)."""
+    if np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.complexfloating):
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise fail(path, f"{bad} of {array.size} pixel values are NaN or infinite; the image data is corrupt")
+
+
+def check_image_size(shape: tuple[int, ...], source: str | os.PathLike | None = None) -> None:
+    """Refuse an (H, W) image with a side under :data:`MIN_SIDE` px: too small to segment."""
+    h, w = int(shape[0]), int(shape[1])
+    if min(h, w) < MIN_SIDE:
+        problem = f"image is {w}x{h} px; segmentation needs at least {MIN_SIDE}x{MIN_SIDE} px"
+        raise fail(source, problem) if source is not None else ImageReadError(problem)
+
+
+def check_segmentable(pixels: np.ndarray, source: str | os.PathLike | None = None) -> None:
+    """Refuse an image that cannot be segmented: a side under :data:`MIN_SIDE` px, or blank.
+
+    A blank image (one value everywhere, e.g. all 0 or all 255) holds no anatomy: a mask
+    predicted on it would only echo the box prompt, so it is refused instead of saved.
+    """
+    check_image_size(pixels.shape, source)
+    flat = np.asarray(pixels).reshape(-1)
+    if flat.size and (flat == flat[0]).all():
+        problem = "image is blank (all pixels have the same value); nothing to segment"
+        raise fail(source, problem) if source is not None else ImageReadError(problem)
+
+
 def check_file(path: str | os.PathLike) -> Path:
     """Return ``Path(path)`` or raise ImageReadError if it is missing or not a file."""
     p = Path(path)
-    if not p.exists():
-        raise fail(p, "file not found")
-    if not p.is_file():
-        raise fail(p, "not a file")
+    try:
+        st = os.stat(p)
+    except OSError as exc:
+        if p.is_symlink():
+            loop = exc.errno == errno.ELOOP
+            raise fail(p, "symbolic link loop" if loop else "broken symbolic link (its target is missing)") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise fail(p, "file not found") from None
+        raise fail(p, f"cannot open ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise fail(p, "is a folder, not a file" if stat.S_ISDIR(st.st_mode) else "not a regular file")
     return p

@@ -1,7 +1,14 @@
-"""Read 2-D grayscale images (PNG/JPEG/BMP/TIFF/DICOM) as float32 in [0, 1]."""
+"""Read 2-D grayscale images (PNG/JPEG/BMP/TIFF/DICOM) as float32 in [0, 1].
+
+The content decides how a file is decoded (a JPEG named ``.png`` is read as JPEG); the name's
+extension only says that a file is meant to be an image.  Every failure is one
+:class:`ImageReadError` line naming the file and the problem, and the size is checked on the
+header before any pixel is decoded, so a huge or forged header never exhausts memory.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
@@ -10,20 +17,77 @@ import numpy as np
 import tifffile
 
 from .dicom import is_dicom, read_dicom
-from .image_data import ImageData, ImageReadError, check_file, fail, to_gray01
+from .image_data import (
+    ImageData, ImageReadError, check_decoded_size, check_file, check_finite, fail, to_gray01,
+)
 
 IMAGE_SUFFIXES: tuple[str, ...] = (
     ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom",
 )
 TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
 RASTER_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
+FORMAT_NAMES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+# leading bytes of the formats decoded here ...
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"), (b"MM\x00+", "tiff"), (b"BM", "bmp"),
+)
+# ... and of common files that are not (named, so the message says what the file is)
+_OTHERS: tuple[tuple[bytes, str], ...] = (
+    (b"GIF8", "a GIF image"), (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x1f\x8b", "gzip-compressed data"), (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"),
+    (b"\xffO\xffQ", "a JPEG 2000 codestream"), (b"8BPS", "a Photoshop file"),
+) + tuple((b"\x80" + bytes([v]), "a Python pickle") for v in (2, 3, 4, 5))
+# tifffile logs every oddity of a corrupt file as a warning; the one ImageReadError line says what
+# matters, so these stay out of the terminal unless the application configures logging itself.
+logging.getLogger("tifffile").addHandler(logging.NullHandler())
+
+_BYTES_PER_BAND = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4}
+_ARRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA"}
+
+
+def _describe(head: bytes) -> str:
+    """What a file that is none of our formats holds, from its leading bytes."""
+    if head[8:12] == b"WEBP" and head[:4] == b"RIFF":
+        return "it is a WebP image"
+    for magic, what in _OTHERS:
+        if head.startswith(magic):
+            return f"it is {what}"
+    text = ""
+    for cut in range(4):  # the 64 leading bytes may end inside a multi-byte character
+        try:
+            text = head[:len(head) - cut].decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            continue
+    if text and all(c.isprintable() or c in "\r\n\t" for c in text):
+        start = " ".join(text.split())[:40]
+        return f"it holds text ({start!r}...)" if start else "it holds only blank text"
+    return f"unrecognised content (first bytes {head[:8].hex(' ')})"
+
+
+def sniff_format(path: Path) -> str:
+    """``"png"``, ``"jpeg"``, ``"bmp"`` or ``"tiff"`` from the content; else ImageReadError."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(64)
+    except OSError as exc:
+        raise fail(path, f"cannot open ({exc.strerror or exc})") from None
+    if not head:
+        raise fail(path, "empty file (0 bytes)")
+    for magic, fmt in _SIGNATURES:
+        if head.startswith(magic):
+            return fmt
+    expected = FORMAT_NAMES.get(path.suffix.lower(), "supported")
+    raise fail(path, f"not a {expected} image: {_describe(head)}")
 
 
 def _read_tiff(path: Path) -> tuple[np.ndarray, dict]:
-    """First series of a TIFF as (H, W) or (H, W, S); stacks are refused."""
+    """First series of a TIFF as (H, W) or (H, W, S); stacks and oversized images are refused."""
     with tifffile.TiffFile(path) as tif:
-        if not tif.series:
-            raise fail(path, "corrupt TIFF (no image data)")
+        if not tif.series or not tif.pages:
+            raise fail(path, "truncated or corrupt TIFF data (no image in it)")
         series = tif.series[0]
         axes, shape = series.axes, series.shape
         planes = math.prod(n for ax, n in zip(axes, shape) if ax not in "YXS")
@@ -31,6 +95,12 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, dict]:
             planes = max(planes, len(tif.pages))
         if planes > 1:
             raise fail(path, f"is a 3-D stack ({planes} planes); give a single 2-D image")
+        images = sum(1 for page in tif.pages if not getattr(page, "is_reduced", False))  # thumbnails aside
+        if images > 1:
+            raise fail(path, f"holds {images} images (pages of different sizes); give a single 2-D image")
+        dims = dict(zip(axes, shape))
+        itemsize = series.dtype.itemsize if series.dtype is not None else 8
+        check_decoded_size(path, dims.get("Y", 1), dims.get("X", 1), math.prod(shape) * itemsize)
         arr = series.asarray()
         page = tif.pages[0]
         meta = {"photometric": page.photometric.name, "bits": int(page.bitspersample)}
@@ -41,31 +111,61 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, dict]:
     return arr, meta
 
 
-def _read_raster(path: Path) -> tuple[np.ndarray, dict]:
-    """PNG/JPEG/BMP via skimage (imageio)."""
-    from skimage.io import imread
+def _pil_class(fmt: str):
+    from PIL import BmpImagePlugin, JpegImagePlugin, PngImagePlugin
 
-    arr = np.asarray(imread(path))
-    if arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] not in (1, 2, 3, 4)):
-        raise fail(path, f"is a 3-D stack ({arr.shape[0]} planes); give a single 2-D image")
+    return {"png": PngImagePlugin.PngImageFile, "jpeg": JpegImagePlugin.JpegImageFile,
+            "bmp": BmpImagePlugin.BmpImageFile}[fmt]
+
+
+def _read_raster(path: Path, fmt: str) -> tuple[np.ndarray, dict]:
+    """PNG/JPEG/BMP with Pillow's decoder of that format: header (size, frames) first, then pixels.
+
+    Palette images become RGB(A), other modes without a NumPy layout become RGB; animated
+    PNGs are refused as stacks.
+    """
+    with path.open("rb") as fh:
+        im = _pil_class(fmt)(fh)  # parses the header only (Image.open would also warn on large sizes)
+        width, height = im.size
+        bands = len(im.getbands())
+        check_decoded_size(path, height, width, width * height * max(bands, 3) * _BYTES_PER_BAND.get(im.mode, 1))
+        frames = int(getattr(im, "n_frames", 1) or 1)
+        if frames > 1:
+            raise fail(path, f"is a 3-D stack ({frames} planes); give a single 2-D image")
+        im.load()
+        if im.mode not in _ARRAY_MODES:
+            alpha = im.mode in ("PA", "LA", "La", "RGBa") or "transparency" in im.info
+            im = im.convert("RGBA" if alpha else "RGB")
+        arr = np.asarray(im)
     return arr, {"bits": int(arr.dtype.itemsize * 8) if arr.dtype != bool else 1}
 
 
 def read_raw(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
-    """Read the stored pixel array of a PNG/JPEG/BMP/TIFF (no scaling)."""
+    """Read the stored pixel array of a PNG/JPEG/BMP/TIFF (no scaling); raise ImageReadError.
+
+    Float data with NaN or infinite values is refused.
+    """
     p = Path(path)
     suffix = p.suffix.lower()
-    if suffix in TIFF_SUFFIXES:
-        arr, meta = _read_tiff(p)
-        meta["format"] = "tiff"
-    elif suffix in RASTER_SUFFIXES:
-        arr, meta = _read_raster(p)
-        meta["format"] = "jpeg" if suffix == ".jpg" else suffix[1:]
-    else:
+    if suffix not in TIFF_SUFFIXES + RASTER_SUFFIXES:
         raise fail(p, f"unsupported image format {suffix or '(no extension)'!r}")
+    fmt = sniff_format(p)
+    try:
+        arr, meta = _read_tiff(p) if fmt == "tiff" else _read_raster(p, fmt)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # corrupt files raise anything from the decoders
+        raise fail(p, f"truncated or corrupt {fmt.upper()} data ({_first_line(exc)})") from None
+    meta["format"] = fmt
     if arr.size == 0:
         raise fail(p, "image is empty")
+    check_finite(p, arr)
     return arr, meta
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:160]}" if text else type(exc).__name__
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -78,14 +178,11 @@ def read_image(path: str | os.PathLike) -> ImageData:
     p = check_file(path)
     if is_dicom(p):
         return read_dicom(p)
+    arr, meta = read_raw(p)
     try:
-        arr, meta = read_raw(p)
         pixels = to_gray01(arr)
-    except ImageReadError:
-        raise
-    except Exception as exc:  # corrupt files raise anything from the decoders
-        problem = f"cannot decode image; corrupt or not a real {p.suffix.lower()} file"
-        raise fail(p, f"{problem} ({type(exc).__name__})") from exc
+    except (ValueError, TypeError) as exc:
+        raise fail(p, f"unsupported pixel data: {exc}") from None
     meta["dtype"] = str(arr.dtype)
     meta["channels"] = 1 if arr.ndim == 2 else int(arr.shape[-1])
     return ImageData(pixels=pixels, spacing=None, source=str(p), meta=meta)

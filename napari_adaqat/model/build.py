@@ -8,7 +8,8 @@ shapes; ``vit_tiny`` is the CPU-sized preset of the bundled default model and
 from __future__ import annotations
 
 import dataclasses
-import zipfile
+import re
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -177,18 +178,45 @@ def load_state_strict(sam: torch.nn.Module, state: dict[str, torch.Tensor], sour
     sam.load_state_dict(state, strict=True)
 
 
+def _check_torch_file(path: Path) -> None:
+    """Refuse, from its leading bytes, a file that cannot be a ``torch.save`` checkpoint (a zip
+    archive, or a legacy pickle of protocol 2+), before torch parses it."""
+    with path.open("rb") as fh:
+        head = fh.read(64)
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")) or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"):
+        return
+    if not head:
+        raise ModelLoadError(f"{path}: empty file (0 bytes); expected a PyTorch checkpoint")
+    if len(head) > 8 and head[8:9] == b"{":
+        raise ModelLoadError(f"{path}: is a safetensors file, not a PyTorch checkpoint; name it .safetensors")
+    try:
+        text = head.decode("utf-8")
+        what = "holds text" if all(c.isprintable() or c in "\r\n\t" for c in text) else "has unrecognised content"
+    except UnicodeDecodeError:
+        what = "has unrecognised content"
+    raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated): the file {what}; "
+                         "a .pth/.pt file is a zip archive or a pickle written by torch.save")
+
+
 def read_torch_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an official SAM ``.pth`` safely (``weights_only=True``, CPU)."""
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: checkpoint file not found")
+    _check_torch_file(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if isinstance(exc, (zipfile.BadZipFile, EOFError)) or "zip" in first.lower() or "pickle" in first.lower():
-            raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated): {first[:160]}") from None
-        raise ModelLoadError(f"{path}: cannot load checkpoint safely: {first[:160]}") from None
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch's message carries ANSI colours
+        if "Weights only load failed" in text:  # the file holds more than tensors: never unpickled
+            found = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed| Please|\n\n|$)", text, re.S)
+            what = " ".join(found.group(1).split())[:100] if found else "objects other than tensors"
+            raise ModelLoadError(f"{path}: refused: the checkpoint holds Python objects besides tensors ({what}) "
+                                 "that could run code when loaded; only plain state_dicts of tensors are read") from None
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated): {first[:160]}") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

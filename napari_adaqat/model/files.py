@@ -6,6 +6,7 @@ and tensors are read with one-line errors.  Writing is atomic (temp file, fsync,
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import struct
@@ -94,17 +95,33 @@ def read_tensors(path: str | Path) -> dict[str, Tensor]:
         raise ModelLoadError(f"{path}: cannot read tensors (corrupt or truncated file): {first[:160]}") from None
 
 
+def _remove_stale_temps(path: Path) -> None:
+    """Delete ``.NAME.tmp-PID`` files next to ``path`` left by a writer that was killed (PID gone)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # alive, owned by someone else
+
+
 def write_safetensors(path: str | Path, tensors: dict[str, Tensor], meta: dict,
                       json_default: Callable[[object], object] | None = None) -> Path:
     """Write ``tensors`` with ``meta`` as the ``"adaqat"`` JSON metadata, atomically.
 
     The data goes to a temp file next to ``path`` (fsynced, mode 0o644) that replaces
-    ``path`` only when complete; a failed write leaves nothing behind.
+    ``path`` only when complete; a failed write leaves nothing behind, and the temp file of a
+    writer that was killed is removed by the next write of ``path``.
     """
     path = Path(path)
     text = json.dumps(meta, default=json_default)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         safetensors.torch.save_file(tensors, str(tmp), metadata={META_KEY: text})

@@ -9,6 +9,7 @@ import html
 import os
 from pathlib import Path
 
+from napari_adaqat.model.adalora import AdaLoRAConfig
 from napari_adaqat.report.model_info import file_report, preset_report
 from napari_adaqat.report.scores import BASELINE, METRICS, SIZES
 
@@ -57,11 +58,13 @@ def _trainable(meta_report: dict, spec_name: str, image_size: int) -> int | None
     if not mode:
         return None
     try:
+        adapters = AdaLoRAConfig.from_dict(cfg["adalora"]) if isinstance(cfg.get("adalora"), dict) else None
         if stage == 2:
             choice = (cfg.get("qat") or {}).get("trainable") or cfg.get("preset", "paper")
-            return preset_report(spec_name, mode="qat", image_size=image_size).get(f"stage2_trainable_{choice}")
-        return preset_report(spec_name, mode=mode, image_size=image_size)["trainable"]["effective"]
-    except (KeyError, ValueError):
+            report = preset_report(spec_name, mode="qat", image_size=image_size, config=adapters)
+            return report.get(f"stage2_trainable_{choice}")
+        return preset_report(spec_name, mode=mode, image_size=image_size, config=adapters)["trainable"]["effective"]
+    except (KeyError, TypeError, ValueError):
         return None
 
 

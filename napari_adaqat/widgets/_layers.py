@@ -17,12 +17,24 @@ DELTA = "ΔSSIM"
 OUTPUT_NAMES = (MASK, SSIM, DELTA)
 
 
-def delta_colormap():
-    """Diverging red (baseline better, −1) → transparent (0) → green (model better, +1)."""
+# Map colours: agreement is transparent, so the film stays readable where nothing is wrong.
+SSIM_OPACITY, DELTA_OPACITY = 0.55, 0.85
+_SSIM_COLORS = [[0.0, 0.95, 1.0, 1.0], [0.15, 0.6, 1.0, 0.4], [0.3, 0.3, 1.0, 0.0]]  # cyan → blue → clear
+_DELTA_COLORS = [[0.90, 0.10, 0.60, 1.0], [1.0, 1.0, 1.0, 0.0], [0.35, 0.80, 0.15, 1.0]]  # magenta, clear, green
+
+
+def ssim_colormap():
+    """SSIM 0 (disagree: opaque cyan) → 1 (agree: transparent)."""
     from napari.utils.colormaps import Colormap
 
-    colors = [[0.84, 0.15, 0.16, 1.0], [1.0, 1.0, 1.0, 0.0], [0.10, 0.66, 0.22, 1.0]]
-    return Colormap(colors=colors, controls=[0.0, 0.5, 1.0], name="adaqat ΔSSIM (red-clear-green)")
+    return Colormap(colors=_SSIM_COLORS, controls=[0.0, 0.5, 1.0], name="adaqat SSIM (cyan-clear)")
+
+
+def delta_colormap():
+    """Diverging, centred at 0: magenta (−1, baseline better) → transparent (0) → green (+1, model better)."""
+    from napari.utils.colormaps import Colormap
+
+    return Colormap(colors=_DELTA_COLORS, controls=[0.0, 0.5, 1.0], name="adaqat ΔSSIM (magenta-clear-green)")
 
 
 def _base_data(layer: Any) -> Any:
@@ -144,16 +156,19 @@ def show_result(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", re
     if result.ssim is not None:
         ssim = _into_stack(viewer, SSIM, image, result.ssim, z, np.float32)
         new = SSIM not in viewer.layers
-        layer = _upsert(viewer, SSIM, "image", ssim, colormap="viridis", contrast_limits=(0.0, 1.0),
+        layer = _upsert(viewer, SSIM, "image", ssim, colormap=ssim_colormap(), contrast_limits=(0.0, 1.0),
                         blending="translucent", metadata=meta, **place)
         layer.contrast_limits = (0.0, 1.0)
         if new:
-            layer.opacity, layer.visible = 0.6, False  # shown on demand; the mean is in the status line
+            layer.opacity = SSIM_OPACITY
     if result.delta is not None:
         delta = _into_stack(viewer, DELTA, image, result.delta, z, np.float32)
+        new = DELTA not in viewer.layers
         layer = _upsert(viewer, DELTA, "image", delta, colormap=delta_colormap(), contrast_limits=(-1.0, 1.0),
                         blending="translucent", metadata=meta, **place)
         layer.contrast_limits = (-1.0, 1.0)
+        if new:
+            layer.opacity = DELTA_OPACITY
     if BOXES in viewer.layers:
         boxes = viewer.layers[BOXES]
         viewer.layers.move(viewer.layers.index(boxes), len(viewer.layers))

@@ -38,6 +38,8 @@ class TrainRequest:
     batch_size: int = 0
     device: str = "auto"
     resume: bool = False
+    max_steps_per_epoch: int = 0
+    extra: tuple[str, ...] = ()  # further arguments, e.g. ("--set", "qat.trainable=authors")
 
     def args(self) -> list[str]:
         """The ``adaqat train`` arguments (without the program)."""
@@ -51,7 +53,8 @@ class TrainRequest:
             a += ["--mode", self.mode] if self.mode else []
         a += ["--epochs", str(self.epochs)] if self.epochs > 0 else []
         a += ["--batch-size", str(self.batch_size)] if self.batch_size > 0 else []
-        a += ["--device", self.device]
+        a += ["--max-steps-per-epoch", str(self.max_steps_per_epoch)] if self.max_steps_per_epoch > 0 else []
+        a += ["--device", self.device, *self.extra]
         return a + (["--resume"] if self.resume else [])
 
     def argv(self) -> list[str]:
@@ -135,15 +138,15 @@ class ProgressFollower:
         return records
 
 
-class TrainProcess:
-    """One ``adaqat train`` subprocess; stderr goes to a temporary file (no pipe to drain)."""
+class CommandProcess:
+    """One ``python -m napari_adaqat …`` subprocess; stderr goes to a temporary file (no pipe to drain)."""
 
-    def __init__(self, request: TrainRequest) -> None:
-        self.request = request
-        self.follower = ProgressFollower.from_end(run_paths(request.out)["progress"])
+    def __init__(self, argv: list[str], label: str = "") -> None:
+        self.argv = list(argv)
+        self.label = label or shlex.join(self.argv[3:5])
         self._err = tempfile.TemporaryFile()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(request.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=self._err, env=env, start_new_session=(os.name == "posix"))
         self.stopping = False
         self._kill_at: Optional[float] = None
@@ -159,11 +162,12 @@ class TrainProcess:
         return self.proc.poll()
 
     def poll(self) -> list[dict]:
-        """New progress records; also escalates a pending stop to SIGKILL after the grace period."""
+        """New progress records (none for a plain command); escalates a pending stop to SIGKILL after
+        the grace period."""
         if self._kill_at is not None and time.monotonic() > self._kill_at and self.running():
             self.proc.kill()
             self._kill_at = None
-        return self.follower.read_new()
+        return []
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Ask the process to end (SIGTERM; checkpoints are written atomically, so a later --resume
@@ -189,6 +193,19 @@ class TrainProcess:
         self._err.close()
 
 
+class TrainProcess(CommandProcess):
+    """One ``adaqat train`` subprocess that also follows its ``RUN/progress.jsonl``."""
+
+    def __init__(self, request: TrainRequest) -> None:
+        self.request = request
+        self.follower = ProgressFollower.from_end(run_paths(request.out)["progress"])
+        super().__init__(request.argv(), f"stage {request.stage} training")
+
+    def poll(self) -> list[dict]:
+        super().poll()
+        return self.follower.read_new()
+
+
 def status_text(rec: dict) -> str:
     """One status line for a progress record."""
     kind = rec.get("kind")
@@ -203,7 +220,7 @@ def status_text(rec: dict) -> str:
         eta = float(rec.get("eta_s") or 0)
         return (f"Epoch {rec.get('epoch')}/{rec.get('epochs')} · loss {rec.get('loss', 0):.4f} · "
                 f"val Dice {rec.get('val_dice', 0):.4f} · best Dice {rec.get('best_dice', 0):.4f} · "
-                f"rank budget {rank if rank is not None else '–'} · ETA {_duration(eta)}")
+                f"rank budget {rank if rank is not None else '–'} · ETA {format_duration(eta)}")
     if kind == "early_stop":
         return f"Early stop at epoch {rec.get('epoch')} · best Dice {rec.get('best_dice', 0):.4f}"
     if kind == "done":
@@ -211,6 +228,6 @@ def status_text(rec: dict) -> str:
     return str(kind)
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s} s")

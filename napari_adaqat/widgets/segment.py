@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
@@ -19,14 +19,11 @@ from napari_adaqat.widgets._compat import guard_triton_import
 
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
-from napari_adaqat.model.build import PRESETS  # noqa: E402
+from napari_adaqat.inference.engine import Engine, ModelRef, SegmentResult  # noqa: E402
 from napari_adaqat.model.device import resolve_device  # noqa: E402
 from napari_adaqat.widgets import _layers as L  # noqa: E402
-from napari_adaqat.inference.engine import Engine, ModelRef, SegmentResult  # noqa: E402
-
-
-MODEL_FILTER = "Model files (*.safetensors *.pth *.pt)"
-_DEFAULT, _FILE, _NONE = "default", "file", "none"
+from napari_adaqat.widgets._legend import MapLegends  # noqa: E402
+from napari_adaqat.widgets._model_choice import ModelChoice  # noqa: E402
 
 
 class SegmentWidget(Container):
@@ -49,17 +46,9 @@ class SegmentWidget(Container):
 
         self._help = Label(value="Draw a rectangle around both lungs in the 'boxes' layer.")
         self.image = ComboBox(label="image", choices=self._image_choices)
-        self.model = ComboBox(label="model", value=_FILE if model_path else _DEFAULT,
-                              choices=[("bundled INT8 default", _DEFAULT), ("model file…", _FILE)])
-        self.model_file = FileEdit(label="model file", mode="r", filter=MODEL_FILTER,
-                                   value=str(model_path or ""))
-        self.baseline = ComboBox(label="baseline", choices=[("bundled FP32 default", _DEFAULT),
-                                                            ("model file…", _FILE), ("none", _NONE)],
-                                 value=_NONE if not use_baseline else (_FILE if baseline_path else _DEFAULT))
-        self.baseline_file = FileEdit(label="baseline file", mode="r", filter=MODEL_FILTER,
-                                      value=str(baseline_path or ""))
-        self.model_type = ComboBox(label=".pth architecture", choices=list(PRESETS), value=model_type,
-                                   tooltip="architecture of official SAM .pth checkpoints")
+        self.models = ModelChoice(model_path=model_path, baseline_path=baseline_path, use_baseline=use_baseline,
+                                  model_type=model_type)
+        self.model, self.model_file, self.baseline, self.baseline_file, self.model_type = self.models.widgets
         self.reference = ComboBox(label="reference", choices=self._reference_choices, nullable=True,
                                   tooltip="a ground-truth or corrected Labels layer: enables ΔSSIM and Dice")
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value=device)
@@ -72,6 +61,8 @@ class SegmentWidget(Container):
         for w in (self._help, self.status):
             w.native.setWordWrap(True)
         self.status.native.setMinimumWidth(260)
+        self.legends = MapLegends()  # colour bars of the SSIM and ΔSSIM layers, shown with their maps
+        self.native.layout().addWidget(self.legends)
         self._update_visibility()
 
         self.image.changed.connect(self._on_image_changed)
@@ -103,29 +94,28 @@ class SegmentWidget(Container):
         return any(ly.unique_id == layer.unique_id for ly in self.viewer.layers)
 
     def _update_visibility(self) -> None:
-        self.model_file.visible = self.model.value == _FILE
-        self.baseline_file.visible = self.baseline.value == _FILE
-        self.model_type.visible = _FILE in (self.model.value, self.baseline.value)
+        self.models.update_visibility()
 
     # ------------------------------------------------------------------ specs
     def model_ref(self) -> ModelRef:
         """The chosen model (raises ValueError when a file is asked for but not given)."""
-        return self._ref(self.model.value, self.model_file.value, baseline=False)
+        return self.models.model_ref()
 
     def baseline_ref(self) -> Optional[ModelRef]:
         """The chosen baseline, or None."""
-        if self.baseline.value == _NONE:
-            return None
-        return self._ref(self.baseline.value, self.baseline_file.value, baseline=True)
+        return self.models.baseline_ref()
 
-    def _ref(self, choice: str, file: Any, baseline: bool) -> ModelRef:
-        if choice == _DEFAULT:
-            return ModelRef(None, baseline=baseline)
-        path = Path(str(file or ""))
-        if not str(file or "").strip() or not path.is_file():
-            what = "baseline" if baseline else "model"
-            raise ValueError(f"choose a {what} file (.safetensors or SAM .pth); {path} is not a file")
-        return ModelRef(path, baseline=baseline, model_type=self.model_type.value)
+    def use_models(self, model: str | Path, baseline: str | Path | None) -> None:
+        """Segment with these model files from now on (e.g. the pair the Train dock just exported)."""
+        widgets = self.models.widgets
+        for w in widgets:
+            w.changed.block()
+        try:
+            self.models.set_files(model, baseline)
+        finally:
+            for w in widgets:
+                w.changed.unblock()
+        self._on_model_changed()
 
     def _device(self) -> str:
         return resolve_device(self.device.value)
@@ -256,6 +246,7 @@ class SegmentWidget(Container):
                 return False
             self.last_result = result
             L.show_result(self.viewer, image, result)
+            self.legends.show_for(result)
             self.status.value = result.summary()
             return True
 

@@ -1,0 +1,93 @@
+"""Decode DICOM pixel data (one frame or all) with messages that name the transfer syntax.
+
+The pixel decoders are pydicom's plugins: pylibjpeg with pylibjpeg-libjpeg (JPEG, JPEG-LS),
+pylibjpeg-openjpeg (JPEG 2000, HTJ2K) and pylibjpeg-rle, plus pyjpegls and Pillow when present.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .image_data import fail
+
+# pip packages that give pydicom a decoder, by transfer syntax UID
+_JPEG = "pylibjpeg pylibjpeg-libjpeg"
+_J2K = "pylibjpeg pylibjpeg-openjpeg"
+WHAT_DECODES: dict[str, str] = {
+    "1.2.840.10008.1.2.4.50": _JPEG, "1.2.840.10008.1.2.4.51": _JPEG, "1.2.840.10008.1.2.4.57": _JPEG,
+    "1.2.840.10008.1.2.4.70": _JPEG, "1.2.840.10008.1.2.4.80": _JPEG, "1.2.840.10008.1.2.4.81": _JPEG,
+    "1.2.840.10008.1.2.4.90": _J2K, "1.2.840.10008.1.2.4.91": _J2K, "1.2.840.10008.1.2.4.201": _J2K,
+    "1.2.840.10008.1.2.4.202": _J2K, "1.2.840.10008.1.2.4.203": _J2K,
+    "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle",
+}
+# pydicom plugin name -> the package behind it
+_PLUGIN_PACKAGES = {"pylibjpeg": "pylibjpeg", "gdcm": "python-gdcm", "pillow": "Pillow", "pyjpegls": "pyjpegls",
+                    "pydicom": "pydicom"}
+
+
+def syntax_label(ds) -> str:
+    """``"JPEG Baseline (Process 1) (1.2.840.10008.1.2.4.50)"``: the transfer syntax, name and UID."""
+    uid = ds.file_meta.TransferSyntaxUID
+    name = uid.name if uid.name != str(uid) else "unknown transfer syntax"
+    return f"{name} ({uid})"
+
+
+def _expected_bytes(ds, frames: int) -> int:
+    """Bytes that native (uncompressed) pixel data must hold."""
+    rows, cols, spp, bits = int(ds.Rows), int(ds.Columns), int(ds.SamplesPerPixel), int(ds.BitsAllocated)
+    if bits == 1:
+        return -(-rows * cols * spp * frames // 8)
+    n = rows * cols * spp * frames * (bits // 8)
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+        n = n * 2 // 3  # two luminance samples share one chroma pair
+    return n
+
+
+def _pixel_bytes(ds) -> int:
+    key = next(k for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in ds)
+    return len(ds[key].value or b"")
+
+
+def _decoder(path: Path, ds):
+    from pydicom.pixels import get_decoder
+
+    uid = ds.file_meta.TransferSyntaxUID
+    try:
+        decoder = get_decoder(uid)
+    except NotImplementedError:
+        kind = "a video or other non-image syntax" if "video" in uid.name.lower() or "MPEG" in uid.name else \
+            "not a transfer syntax pydicom can decode"
+        raise fail(path, f"cannot decode {syntax_label(ds)} pixel data: {kind}; export the image uncompressed "
+                         "or as JPEG / JPEG 2000") from None
+    if not decoder.is_available:
+        packages = WHAT_DECODES.get(str(uid), "pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg")
+        raise fail(path, f"cannot decode {syntax_label(ds)} pixel data: no decoder for it is installed; "
+                         f"`pip install {packages}` would decode it")
+    return decoder
+
+
+def decode(path: Path, ds, frame: int | None, frames: int) -> np.ndarray:
+    """Stored pixel array: frame ``frame`` as (H, W[, 3]), or all frames as (F, H, W[, 3]) when ``None``."""
+    syntax = ds.file_meta.TransferSyntaxUID
+    if not syntax.is_compressed:
+        need, have = _expected_bytes(ds, frames), _pixel_bytes(ds)
+        if have < need:
+            raise fail(path, f"pixel data length mismatch: {have} bytes stored, but {ds.Rows} rows x {ds.Columns} "
+                             f"columns x {ds.SamplesPerPixel} sample(s) x {ds.BitsAllocated} bits x {frames} "
+                             f"frame(s) need {need}")
+    decoder = _decoder(path, ds)
+    if frame is not None and frames > 1:
+        ds.pixel_array_options(index=frame)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr = ds.pixel_array
+    except Exception as exc:
+        if not syntax.is_compressed:
+            raise fail(path, f"cannot decode {syntax_label(ds)} pixel data ({type(exc).__name__})") from exc
+        tried = ", ".join(_PLUGIN_PACKAGES.get(p, p) for p in decoder.available_plugins)
+        raise fail(path, f"cannot decode {syntax_label(ds)} pixel data: the compressed data is corrupt or "
+                         f"non-conformant (rejected by {tried})") from exc
+    return np.asarray(arr)

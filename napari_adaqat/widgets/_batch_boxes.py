@@ -1,0 +1,66 @@
+"""Qt-free box prompts of the Batch dock: the default rule, a boxes CSV, or a folder of masks."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from napari_adaqat.data import mask_box, read_boxes_csv
+from napari_adaqat.io import ImageReadError, is_image_file, read_mask
+
+DEFAULT, CSV, MASKS = "default", "csv", "masks"
+
+
+def find_mask(image: Path, folder: Path) -> Optional[Path]:
+    """The mask of ``image`` in ``folder``: ``<stem>.png``, ``<stem>_mask.png``, or any image file with that stem."""
+    for name in (f"{image.stem}.png", f"{image.stem}_mask.png"):
+        if (folder / name).is_file():
+            return folder / name
+    same = sorted(p for p in folder.glob(f"{image.stem}.*") if p.is_file() and is_image_file(p))
+    return same[0] if same else None
+
+
+def boxes_from_masks(files: list[Path], folder: str | Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """{input path: bounding box of its mask}, and the inputs left to the default box (no mask, an
+    unreadable or an empty one) with the reason."""
+    folder = Path(folder)
+    boxes, missing = {}, []
+    for path in files:
+        mask_path = find_mask(path, folder)
+        if mask_path is None:
+            missing.append(f"{path.name}: no mask in {folder.name}")
+            continue
+        try:
+            box = mask_box(read_mask(mask_path))
+        except ImageReadError as exc:
+            missing.append(str(exc))
+            continue
+        if box is None:
+            missing.append(f"{mask_path.name}: empty mask")
+        else:
+            boxes[str(path)] = box
+    return boxes, missing
+
+
+def check_source(kind: str, source: str) -> None:
+    """Refuse a boxes source that cannot be used (ValueError, one line), before anything runs."""
+    if kind == DEFAULT:
+        return
+    if not str(source or "").strip() or str(source) == ".":
+        raise ValueError(f"Choose the boxes {'CSV file' if kind == CSV else 'mask folder'}.")
+    if kind == CSV and not Path(source).is_file():
+        raise ValueError(f"{source}: boxes CSV not found")
+    if kind == MASKS and not Path(source).is_dir():
+        raise ValueError(f"{source}: mask folder not found")
+
+
+def load_boxes(kind: str, source: str, files: list[Path]) -> tuple[Optional[dict[str, np.ndarray]], list[str]]:
+    """The boxes for ``files`` from the chosen source (``None``: the default rule for every file), and
+    notes on files that fall back to the default box. Raises ValueError for an unusable source."""
+    check_source(kind, source)
+    if kind == DEFAULT:
+        return None, []
+    if kind == CSV:
+        return read_boxes_csv(source), []
+    return boxes_from_masks(files, source)

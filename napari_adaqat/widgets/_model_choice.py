@@ -1,0 +1,69 @@
+"""The model and baseline choices shared by the Segment and Batch docks: bundled default, a file, or none."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from magicgui.widgets import ComboBox, FileEdit
+
+from napari_adaqat.inference.engine import ModelRef
+from napari_adaqat.model.build import PRESETS
+
+MODEL_FILTER = "Model files (*.safetensors *.pth *.pt)"
+DEFAULT, FILE, NONE = "default", "file", "none"
+
+
+class ModelChoice:
+    """Five widgets: ``model``, ``model_file``, ``baseline``, ``baseline_file`` and ``model_type``
+    (the architecture of official SAM ``.pth`` files); :meth:`refs` turns them into engine refs."""
+
+    def __init__(self, *, model_path: str | Path | None = None, baseline_path: str | Path | None = None,
+                 use_baseline: bool = True, model_type: str = "vit_b") -> None:
+        self.model = ComboBox(label="model", value=FILE if model_path else DEFAULT,
+                              choices=[("bundled INT8 default", DEFAULT), ("model file…", FILE)])
+        self.model_file = FileEdit(label="model file", mode="r", filter=MODEL_FILTER, value=str(model_path or ""))
+        self.baseline = ComboBox(label="baseline", choices=[("bundled FP32 default", DEFAULT),
+                                                            ("model file…", FILE), ("none", NONE)],
+                                 value=NONE if not use_baseline else (FILE if baseline_path else DEFAULT))
+        self.baseline_file = FileEdit(label="baseline file", mode="r", filter=MODEL_FILTER,
+                                      value=str(baseline_path or ""))
+        self.model_type = ComboBox(label=".pth architecture", choices=list(PRESETS), value=model_type,
+                                   tooltip="architecture of official SAM .pth checkpoints")
+        self.baseline.tooltip = "the FP32 model the SSIM maps compare against (none: no maps)"
+
+    @property
+    def widgets(self) -> list:
+        return [self.model, self.model_file, self.baseline, self.baseline_file, self.model_type]
+
+    def update_visibility(self) -> None:
+        """Show a file field only when "model file…" is chosen (and the architecture only then)."""
+        self.model_file.visible = self.model.value == FILE
+        self.baseline_file.visible = self.baseline.value == FILE
+        self.model_type.visible = FILE in (self.model.value, self.baseline.value)
+
+    def set_files(self, model: str | Path, baseline: str | Path | None) -> None:
+        """Choose model files (e.g. a freshly exported pair); baseline None = no baseline."""
+        self.model_file.value = str(model)
+        if baseline is not None:
+            self.baseline_file.value = str(baseline)
+        self.model.value = FILE
+        self.baseline.value = FILE if baseline is not None else NONE
+
+    def model_ref(self) -> ModelRef:
+        """The chosen model (raises ValueError when a file is asked for but not given)."""
+        return self._ref(self.model.value, self.model_file.value, baseline=False)
+
+    def baseline_ref(self) -> Optional[ModelRef]:
+        """The chosen baseline, or None."""
+        if self.baseline.value == NONE:
+            return None
+        return self._ref(self.baseline.value, self.baseline_file.value, baseline=True)
+
+    def _ref(self, choice: str, file: Any, baseline: bool) -> ModelRef:
+        if choice == DEFAULT:
+            return ModelRef(None, baseline=baseline)
+        path = Path(str(file or ""))
+        if not str(file or "").strip() or not path.is_file():
+            what = "baseline" if baseline else "model"
+            raise ValueError(f"choose a {what} file (.safetensors or SAM .pth); {path} is not a file")
+        return ModelRef(path, baseline=baseline, model_type=self.model_type.value)

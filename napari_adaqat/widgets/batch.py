@@ -1,0 +1,299 @@
+"""The "Batch segment (AdaLoRA-QAT)" dock: segment whole folders, as ``adaqat segment`` does.
+
+The same engine and rules as the CLI (:func:`napari_adaqat.inference.batch.segment_files`): one mask per
+input plus ``results.csv`` (rewritten atomically after every file), a bad file becomes an error row and
+the rest go on, a rerun skips finished files, nothing is written into an input folder. The files run in a
+napari worker thread; the table fills in as they finish; Cancel stops after the current file.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import napari
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt, QUrl
+from qtpy.QtGui import QColor, QDesktopServices
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+
+from napari_adaqat.widgets._compat import guard_triton_import
+
+guard_triton_import()  # before torch/torchvision load: see _compat.py
+
+from napari_adaqat.data import check_output_folder, collect_inputs  # noqa: E402
+from napari_adaqat.inference.batch import ResultRow, load_results, segment_files  # noqa: E402
+from napari_adaqat.inference.engine import Engine, ModelRef  # noqa: E402
+from napari_adaqat.io import read_image, read_mask  # noqa: E402
+from napari_adaqat.model.device import resolve_device  # noqa: E402
+from napari_adaqat.widgets import _batch_boxes as B  # noqa: E402
+from napari_adaqat.widgets._model_choice import ModelChoice  # noqa: E402
+
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.dcm *.dicom);;All files (*)"
+COLUMNS = ("file", "status", "error", "area (px)", "seconds")
+STATUS_COLOR = {"ok": "#5fbf4a", "error": "#e8505b", "skipped": "#9aa3ad"}
+
+
+def _text(edit: FileEdit) -> str:
+    return str(edit.line_edit.value or "").strip()
+
+
+def _job(engine: Engine, files: list[Path], out: Path, model: ModelRef, baseline: Optional[ModelRef],
+         box_kind: str, box_source: str, device: str, clean: bool, notes: list[str]) -> Iterator[ResultRow]:
+    """The worker: boxes and models first (a bad model fails before any row), then one row per file."""
+    boxes, missing = B.load_boxes(box_kind, box_source, files)
+    notes.extend(missing)
+    engine.predictor(model, device)
+    if baseline is not None:
+        engine.predictor(baseline, device)
+    yield from segment_files(files, model, out, boxes=boxes, baseline=baseline, clean=clean, device=device,
+                             engine=engine)
+
+
+class BatchWidget(Container):
+    """Dock widget: inputs, output folder, model/baseline, boxes; Run/Cancel; a table of results."""
+
+    # napari passes its viewer only to a parameter annotated exactly ``napari.viewer.Viewer`` (no Optional)
+    def __init__(self, viewer: napari.viewer.Viewer = None) -> None:  # type: ignore[assignment]
+        super().__init__(labels=False)
+        self.viewer = viewer
+        self.engine = Engine()
+        self.last_error: Optional[str] = None
+        self.results: dict[str, dict] = {}  # file → results.csv row, as the table shows it
+        self.box_notes: list[str] = []
+        self._worker: Any = None
+        self._rows: dict[str, int] = {}
+        self._closed = False
+        self.native.destroyed.connect(self._on_destroyed)
+
+        self.input_folder = FileEdit(label="input folder", mode="d", tooltip="every image file in it (not recursive)")
+        self.input_files = FileEdit(label="and/or files", mode="rm", filter=IMAGE_FILTER)
+        self.out = FileEdit(label="output folder", mode="d",
+                            tooltip="masks and results.csv; never an input folder or inside one")
+        self.models = ModelChoice()
+        self.box_kind = ComboBox(label="boxes", value=B.DEFAULT, choices=[
+            ("default: whole image − 2 % margin", B.DEFAULT), ("CSV file (file,x0,y0,x1,y1)…", B.CSV),
+            ("mask folder (their bounding boxes)…", B.MASKS)])
+        self.boxes_csv = FileEdit(label="boxes CSV", mode="r", filter="CSV (*.csv)")
+        self.boxes_masks = FileEdit(label="mask folder", mode="d", tooltip="masks named like the images")
+        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+        self.clean = CheckBox(text="clean up masks (two largest regions, holes filled)", value=True)
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="files", min=0, max=1, value=0)
+        self.status = Label(label="status", value="Choose inputs and an output folder, then Run.")
+        self.open_button = PushButton(text="Open results folder", enabled=False)
+        buttons = Container(layout="horizontal", labels=False, widgets=[self.run_button, self.cancel_button])
+        buttons.margins = (0, 0, 0, 0)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        for col in (0, 2):  # file and error share the width left; long names are elided
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Stretch)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.setWordWrap(False)
+        self.table.setMinimumHeight(200)
+        self.table.setToolTip("double-click a row: open the image and its mask in the viewer")
+        table_box = Container(labels=False)
+        table_box.margins = (0, 0, 0, 0)
+        table_box.native.layout().addWidget(self.table)
+        self._inputs = [self.input_folder, self.input_files, self.out, *self.models.widgets, self.box_kind,
+                        self.boxes_csv, self.boxes_masks, self.device, self.clean]
+        form = Container(labels=True, widgets=self._inputs)
+        below = Container(labels=True, widgets=[self.progress, self.status])
+        for box in (form, below):
+            box.margins = (0, 0, 0, 0)
+        self.extend([form, buttons, below, table_box, self.open_button])
+        self.status.native.setWordWrap(True)
+        self.status.native.setMinimumWidth(260)
+        self.progress.native.setFormat("%v / %m")
+
+        for w in (self.models.model, self.models.baseline, self.box_kind):
+            w.changed.connect(self._update_visibility)
+        self.run_button.changed.connect(lambda *_: self.run())
+        self.cancel_button.changed.connect(lambda *_: self.cancel())
+        self.open_button.changed.connect(lambda *_: self.open_results())
+        self.table.cellDoubleClicked.connect(lambda row, _col: self.open_row(row))
+        self._update_visibility()
+
+    def _update_visibility(self, *_: Any) -> None:
+        self.models.update_visibility()
+        self.boxes_csv.visible = self.box_kind.value == B.CSV
+        self.boxes_masks.visible = self.box_kind.value == B.MASKS
+
+    # ----------------------------------------------------------------- inputs
+    def inputs(self) -> list[Path]:
+        """The chosen input folder and files, as given."""
+        items = [Path(_text(self.input_folder))] if _text(self.input_folder) else []
+        files = self.input_files.value if _text(self.input_files) else ()
+        return items + [Path(f) for f in (files if isinstance(files, (list, tuple)) else [files])]
+
+    def out_dir(self) -> Optional[Path]:
+        return Path(_text(self.out)) if _text(self.out) else None
+
+    def results_url(self) -> QUrl:
+        """What 'Open results folder' opens."""
+        return QUrl.fromLocalFile(str(self.out_dir().resolve())) if self.out_dir() else QUrl()
+
+    # ---------------------------------------------------------------- actions
+    @property
+    def busy(self) -> bool:
+        """True while files are being segmented."""
+        return self._worker is not None
+
+    def run(self) -> bool:
+        """Check the inputs and segment every file in a worker; False (and a status line) when it cannot."""
+        if self.busy:
+            return False
+        try:
+            items, out = self.inputs(), self.out_dir()
+            if not items:
+                raise ValueError("Choose an input folder or files.")
+            if out is None:
+                raise ValueError("Choose an output folder.")
+            missing = [str(p) for p in items if not p.exists()]
+            if missing:
+                raise ValueError(f"Not found: {', '.join(missing)}")
+            check_output_folder(out, items, option="output folder")
+            files = collect_inputs(items)
+            if not files:
+                raise ValueError("No image files in the inputs.")
+            model, baseline = self.models.model_ref(), self.models.baseline_ref()
+            device = resolve_device(self.device.value)
+            box_source = _text(self.boxes_csv) if self.box_kind.value == B.CSV else _text(self.boxes_masks)
+            B.check_source(self.box_kind.value, box_source)
+        except (ValueError, RuntimeError) as exc:
+            self.last_error = str(exc)
+            self.status.value = str(exc)
+            return False
+        self.last_error, self.box_notes = None, []
+        self.results = load_results(out / "results.csv")
+        self._fill_table(files)
+        self.progress.max, self.progress.value = len(files), 0
+        worker = create_worker(_job, self.engine, files, out, model, baseline, self.box_kind.value, box_source,
+                               device, bool(self.clean.value), self.box_notes, _start_thread=False,
+                               _ignore_errors=True)
+        worker.yielded.connect(self._on_row)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.status.value = f"Segmenting {len(files)} files with {model.label()} on {device}…"
+        self._set_running(True)
+        worker.start()
+        return True
+
+    def cancel(self) -> None:
+        """Stop after the file being segmented now (results.csv stays valid; a rerun continues)."""
+        if self._worker is not None:
+            self._worker.quit()
+            self.cancel_button.enabled = False
+            self.status.value = "Cancelling after the current file…"
+
+    def open_results(self) -> bool:
+        """Open the output folder in the system's file browser."""
+        url = self.results_url()
+        return bool(url.isValid()) and QDesktopServices.openUrl(url)
+
+    def open_row(self, row: int) -> None:
+        """Add the image of table row ``row`` and its mask (if any) to the viewer."""
+        item = self.table.item(row, 0)
+        if item is None or self.viewer is None:
+            return
+        path = Path(item.toolTip())
+        info = self.results.get(str(path), {})
+        try:
+            image = read_image(path)
+        except Exception as exc:  # noqa: BLE001 - shown, never raised into Qt
+            self.status.value = f"Cannot open {path.name}: {exc}"
+            return
+        scale = image.spacing or (1.0, 1.0)
+        self.viewer.add_image(image.pixels, name=path.stem, scale=scale, colormap="gray")
+        mask = Path(info.get("mask") or "")
+        if info.get("status") == "ok" and mask.is_file():
+            self.viewer.add_labels(read_mask(mask).astype(np.uint8), name=f"{path.stem} lung mask", scale=scale,
+                                   opacity=0.45)
+
+    # ---------------------------------------------------------------- results
+    def _fill_table(self, files: list[Path]) -> None:
+        self.table.setRowCount(0)
+        self._rows = {}
+        for path in files:
+            row = self.table.rowCount()
+            self.table.insertRow(row)
+            self._rows[str(path)] = row
+            self._set_row(row, path, {"status": "…"})
+
+    def _set_row(self, row: int, path: Path, info: dict) -> None:
+        seconds, error = info.get("seconds", ""), str(info.get("error", ""))
+        short = error.removeprefix(f"{path}: ")  # the file is in the first column
+        values = (path.name, info.get("status", ""), short, str(info.get("area_px", "")),
+                  f"{float(seconds):.2f}" if seconds not in ("", None) else "")
+        for col, value in enumerate(values):
+            item = QTableWidgetItem(value)
+            item.setToolTip(str(path) if col == 0 else (error if col == 2 else value))
+            if col == 1 and info.get("status") in STATUS_COLOR:
+                item.setForeground(QColor(STATUS_COLOR[info["status"]]))
+            self.table.setItem(row, col, item)
+
+    def _on_row(self, result: ResultRow) -> None:
+        if self._closed:
+            return
+        info = asdict(result)
+        if result.status == "skipped":  # done before: show what that run found
+            info = {**self.results.get(result.file, {}), "status": "skipped"}
+        else:
+            self.results[result.file] = asdict(result)
+        row = self._rows.get(result.file)
+        if row is not None:
+            self._set_row(row, Path(result.file), info)
+            self.table.scrollToItem(self.table.item(row, 0))
+        self.progress.value = min(self.progress.value + 1, self.progress.max)
+
+    def table_rows(self) -> list[dict[str, str]]:
+        """The table as dicts keyed by column name (for tests and scripts)."""
+        return [{name: (self.table.item(r, c).text() if self.table.item(r, c) else "")
+                 for c, name in enumerate(COLUMNS)} for r in range(self.table.rowCount())]
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if not self._closed:
+            self.status.value = f"Error: {exc}"
+            show_error(f"AdaLoRA-QAT batch: {exc}")
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        if self._closed:
+            return
+        self._set_running(False)
+        if self.last_error is not None:
+            return
+        rows = self.table_rows()
+        counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "error", "skipped")}
+        left = sum(r["status"] == "…" for r in rows)
+        text = (f"{counts['ok']} segmented, {counts['skipped']} done before, {counts['error']} failed"
+                + (f", {left} not run (cancelled: Run again to finish them)" if left else "")
+                + f". Masks and results.csv in '{self.out_dir().name}'.")
+        self.status.tooltip = str(self.out_dir() / "results.csv")
+        if self.box_notes:
+            text += f"\nDefault box for {len(self.box_notes)}: " + "; ".join(self.box_notes[:3])
+        self.status.value = text
+        show_info(f"AdaLoRA-QAT batch: {text.splitlines()[0]}")
+
+    def _set_running(self, running: bool) -> None:
+        for w in self._inputs:
+            w.enabled = not running
+        self.run_button.enabled = not running
+        self.cancel_button.enabled = running
+        self.open_button.enabled = not running and self.out_dir() is not None and self.out_dir().is_dir()
+
+    def _on_destroyed(self, *_: Any) -> None:
+        self._closed = True
+        if self._worker is not None:
+            self._worker.quit()

@@ -1,0 +1,108 @@
+"""Bad inputs in a real napari viewer (Xvfb): bad model files chosen in the Segment dock and corpus
+images opened with napari's reader each end as one notification, and the viewer stays up: a good
+image still segments afterwards."""
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+import torch  # noqa: E402
+from napari.utils.notifications import notification_manager  # noqa: E402
+
+from bad_corpus import CASES  # noqa: E402
+from napari_adaqat._sample import chest_xray  # noqa: E402  (before any viewer: see widgets/_compat.py)
+from napari_adaqat.model.build import build_sam  # noqa: E402
+from napari_adaqat.widgets.segment import SegmentWidget  # noqa: E402
+
+pytestmark = pytest.mark.gui
+WAIT_MS = 120_000
+
+
+class TouchOnLoad:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+@pytest.fixture()
+def nano(tmp_path) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path / "nano.pth"
+    torch.save(build_sam("vit_nano").state_dict(), path)
+    return path
+
+
+def errors_since(start: int) -> list[str]:
+    return [str(n.message) for n in notification_manager.records[start:] if str(n.severity).lower().endswith("error")]
+
+
+def wait(qtbot, widget: SegmentWidget) -> None:
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+
+
+def segment_the_sample(viewer, qtbot, widget: SegmentWidget) -> None:
+    image, _truth = [getattr(viewer, f"add_{kind}")(data, **kw) for data, kw, kind in chest_xray()]
+    widget.image.value = image
+    wait(qtbot, widget)
+    viewer.layers["boxes"].add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+    wait(qtbot, widget)
+    assert "lung mask" in viewer.layers and "latency" in widget.status.value, widget.status.value
+
+
+def test_bad_model_files_are_notifications(make_napari_viewer, qtbot, nano, tmp_path):
+    marker = tmp_path / "MARKER"
+    text = tmp_path / "notes.pth"
+    text.write_text("these are not weights\n")
+    truncated = tmp_path / "cut.pth"
+    truncated.write_bytes(nano.read_bytes()[:5000])
+    evil = tmp_path / "evil.pth"
+    torch.save({"image_encoder.pos_embed": TouchOnLoad(marker)}, evil)
+    pickled = tmp_path / "evil.safetensors"
+    pickled.write_bytes(pickle.dumps({"x": TouchOnLoad(marker)}, protocol=2))
+    expected = {
+        text: r"not a readable PyTorch checkpoint \(corrupt or truncated\)",
+        truncated: r"not a readable PyTorch checkpoint \(corrupt or truncated\)",
+        evil: r"refused: the checkpoint holds Python objects besides tensors \(Unsupported global: GLOBAL getattr\)",
+        pickled: r"is a pickle/zip file; only safetensors model files are accepted",
+    }
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.random.default_rng(0).random((64, 64)).astype(np.float32), name="noise")
+    widget = SegmentWidget(viewer, model_path=nano, use_baseline=False, model_type="vit_nano")
+    viewer.window.add_dock_widget(widget)
+    wait(qtbot, widget)
+    for path, message in expected.items():
+        start = len(notification_manager.records)
+        widget.model_file.value = path
+        wait(qtbot, widget)
+        [note] = errors_since(start) or [""]
+        assert re.fullmatch(rf"AdaLoRA-QAT: {re.escape(str(path))}: {message}.*", note), note
+        assert "\n" not in note and widget.status.value.startswith("Error: ")
+    assert not marker.exists()
+    widget.model_file.value = nano  # the viewer is still up: a good model and image segment
+    wait(qtbot, widget)
+    segment_the_sample(viewer, qtbot, widget)
+
+
+def test_corpus_images_opened_by_napari_are_notifications(make_napari_viewer, qtbot, nano, tmp_path):
+    """Files napari's own reader opens but that cannot be segmented: too small or blank."""
+    cases = [c for c in CASES if c.name in ("three_px.png", "thin_strip.png", "all_black.png", "flat_16bit.tif")]
+    viewer = make_napari_viewer(show=True)
+    widget = SegmentWidget(viewer, model_path=nano, use_baseline=False, model_type="vit_nano")
+    viewer.window.add_dock_widget(widget)
+    for case in cases:
+        case.make(tmp_path / case.name)
+        start = len(notification_manager.records)
+        [layer] = viewer.open(tmp_path / case.name)
+        widget.image.value = layer
+        wait(qtbot, widget)
+        [note] = errors_since(start) or [""]
+        assert re.fullmatch(rf"AdaLoRA-QAT: {case.message}", note), (case.name, note, widget.status.value)
+    segment_the_sample(viewer, qtbot, widget)
