@@ -356,3 +356,11 @@ def test_maps_are_readable_with_legends(make_napari_viewer, qtbot, nano_models):
     widget.reference.value = None  # without a reference the legends say what the maps compare then
     wait(qtbot, widget)
     assert "vs baseline" in legends.ssim.text() and "only the model" in legends.delta.text()
+
+
+def test_engine_results_name_their_model_file_for_the_dicom_seg_writer(nano_models):
+    from napari_adaqat.inference.engine import Engine, ModelRef
+
+    image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    result = Engine().predict(image, np.array([4.0, 4.0, 60.0, 60.0]), ModelRef(path=nano_models[0], model_type="vit_nano"))
+    assert result.model_file == str(nano_models[0])

@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
                                 clean=args.clean, device=device, engine=engine, frame=args.frame):
         counts[result.status] += 1
         if result.status == "error":
-            tqdm.write(f"adaqat segment: {result.file}: {result.error}", file=sys.stderr)
+            named = result.error.startswith(f"{result.file}: ")  # reader errors already name the file
+            tqdm.write(f"adaqat segment: {result.error if named else f'{result.file}: {result.error}'}", file=sys.stderr)
         bar.update(1)
     bar.close()
     print(f"{counts['ok']} segmented, {counts['skipped']} already done, {counts['error']} failed; "

@@ -71,6 +71,7 @@ class SegmentResult:
     latency_ms: float  # model prompt latency (embedding cached)
     iou_pred: float  # the decoder's predicted IoU
     model_seconds: float = 0.0  # embedding (or cache lookup) + prompt
+    model_file: Optional[str] = None  # the model file that made the mask (None for a ready predictor)
     cleaned: bool = True
     p_baseline: Optional[np.ndarray] = None  # filled by Engine.add_maps
     baseline_mask: Optional[np.ndarray] = None
@@ -168,6 +169,7 @@ class Engine:
             box=np.asarray(box, dtype=np.float64), slice_index=slice_index, mask=mask, p_model=pred.probs[0],
             has_reference=reference is not None, dice=score, latency_ms=latency, iou_pred=float(pred.iou[0]),
             model_seconds=seconds, cleaned=clean,
+            model_file=str(model.resolved()) if isinstance(model, ModelRef) else None,
         )
 
     def add_maps(self, result: SegmentResult, image: np.ndarray, baseline: Optional[ModelLike], device: str = "cpu",

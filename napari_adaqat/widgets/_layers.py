@@ -146,7 +146,7 @@ def show_result(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", re
     place = _placement(image)
     z = result.slice_index
     meta = {"box_xyxy": result.box.tolist(), "slice": z, "summary": result.summary(),
-            "source_layer_id": str(image.unique_id)}
+            "source_layer_id": str(image.unique_id), "model_path": result.model_file}  # DICOM SEG records it
     mask = _into_stack(viewer, MASK, image, result.mask.astype(np.uint8), z, np.uint8)
     new = MASK not in viewer.layers
     layer = _upsert(viewer, MASK, "labels", mask, metadata=meta, **place)
