@@ -118,3 +118,22 @@ def test_console_script_help_teaches():
     result = subprocess.run([sys.executable, "-m", "napari_adaqat", "segment", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "--boxes" in result.stdout and "results.csv" in result.stdout
+
+
+def test_a_rerun_in_another_format_writes_that_format_and_a_foreign_results_csv_is_refused(tmp_path, cxr_dir, capsys):
+    """Review fixes: masks recorded as PNG do not make a TIF rerun skip; a results.csv that is not
+    ours is refused with one line, not overwritten; a missing input is 'not found', not a folder clash."""
+    image = sorted((cxr_dir / "images").glob("*.png"))[0]
+    out = tmp_path / "out"
+    assert main(["segment", str(image), "--out", str(out), "--device", "cpu"]) == 0
+    assert main(["segment", str(image), "--out", str(out), "--format", "tif", "--device", "cpu"]) == 0
+    assert (out / f"{image.stem}_mask.png").is_file() and (out / f"{image.stem}_mask.tif").is_file()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "results.csv").write_text("patient,score\nA,1\n")
+    capsys.readouterr()
+    assert main(["segment", str(image), "--out", str(foreign), "--device", "cpu"]) == 2
+    assert "is not an adaqat results file" in capsys.readouterr().err
+    assert (foreign / "results.csv").read_text() == "patient,score\nA,1\n"
+    assert main(["segment", str(tmp_path / "typo"), "--out", str(tmp_path / "o2"), "--device", "cpu"]) != 0
+    assert "inside the input folder" not in capsys.readouterr().err

@@ -303,3 +303,16 @@ def test_real_run_plot_stop_resume_continue_to_model_and_use_it(make_napari_view
     assert segment.last_error is None, segment.last_error
     assert viewer.layers["lung mask"].data.shape == (512, 512)
     assert "SSIM" in viewer.layers and segment.legends.ssim.isVisibleTo(segment.native)
+
+
+def test_resume_keeps_the_runs_own_config(tmp_path):
+    """Resume passes no preset, model type or mode: the run's config.json decides them."""
+    from napari_adaqat.widgets._train_process import TrainRequest
+
+    req = TrainRequest(data=str(tmp_path / "d"), out=str(tmp_path / "r"), model_type="vit_b", mode="adalora",
+                       preset="authors", epochs=7, resume=True)
+    args = req.args()
+    assert "--resume" in args and args[args.index("--epochs") + 1] == "7"
+    assert not {"--preset", "--model-type", "--mode", "--checkpoint"} & set(args)
+    fresh = TrainRequest(data="d", out="r", model_type="vit_b", mode="adalora", preset="authors").args()
+    assert fresh[fresh.index("--preset") + 1] == "authors" and "--resume" not in fresh

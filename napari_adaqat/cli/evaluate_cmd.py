@@ -52,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.data.dataset import split_source
     from napari_adaqat.report.evaluate import evaluate
+    from napari_adaqat.report.scores import json_safe
 
     device = resolve_device(args.device)
     model, baseline = model_refs(args)
@@ -76,5 +77,5 @@ def run(args: argparse.Namespace) -> int:
     if "wilcoxon_dice_p" in summary:
         brief["wilcoxon_dice_p"] = summary["wilcoxon_dice_p"]
     brief["report"] = str(Path(args.out) / "index.html")
-    print(json.dumps(brief, indent=2))
+    print(json.dumps(json_safe(brief), indent=2))  # NaN (e.g. mixed mm/px units) becomes null
     return 0

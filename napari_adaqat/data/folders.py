@@ -43,6 +43,8 @@ def check_output_folder(out_dir: str | Path, inputs: list[str | Path], *, option
     """
     out = _resolve(out_dir)
     for item in inputs:
+        if not os.path.lexists(item):
+            continue  # a missing input is reported as "not found" where it is read, not as this folder's parent
         folder = _resolve(item)
         folder = folder if folder.is_dir() else folder.parent
         if out == folder or folder in out.parents:

@@ -55,7 +55,8 @@ def _mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix:
     """A mask file name per input that never collides with another input's mask, in this run or
     an earlier one: a file already in results.csv keeps its name; a new one takes ``STEM_mask``,
     else ``PARENT_STEM_mask``, else ``PARENT_STEM_mask_2``, ... (never an existing file)."""
-    names = {key: Path(row["mask"]).name for key, row in rows.items() if row.get("mask")}
+    names = {key: Path(row["mask"]).name for key, row in rows.items()
+             if row.get("mask") and Path(row["mask"]).name.endswith(suffix)}  # a PNG run does not make a TIF one
     taken = set(names.values())
     for path in files:
         key = csv_text(str(path))
@@ -84,19 +85,14 @@ def read_input(path: Path, frame: int | None = None) -> ImageData:
                               f"(0-based, 0 to {exc.frames - 1})", exc.frames) from None
 
 
-def _model_file(model: ModelLike) -> Path | None:
-    """The file behind a model argument (its SHA-256 goes into a DICOM SEG), None if unknown."""
-    try:
-        return Path(model.resolved())  # type: ignore[union-attr]
-    except (AttributeError, ValueError):
-        return None
-
-
 def load_results(csv_path: Path) -> dict[str, dict]:
     if not csv_path.is_file():
         return {}
     with csv_path.open(newline="", encoding="utf-8", errors="replace") as fh:
-        return {row["file"]: row for row in csv.DictReader(fh)}
+        reader = csv.DictReader(fh)
+        if not {"file", "status", "mask"} <= set(reader.fieldnames or ()):
+            raise ValueError(f"{csv_path} is not an adaqat results file; choose another output folder")
+        return {row["file"]: row for row in reader}
 
 
 def write_results(csv_path: Path, rows: dict[str, dict]) -> None:
@@ -146,7 +142,8 @@ def segment_files(
         key = csv_text(str(path))
         mask_path = out_dir / names[key]
         previous = rows.get(key)
-        if previous and previous.get("status") == "ok" and mask_path.is_file():
+        if previous and previous.get("status") == "ok" and Path(previous.get("mask") or "").name == mask_path.name \
+                and mask_path.is_file():
             yield ResultRow(file=key, status="skipped", mask=str(mask_path))
             continue
         start = time.perf_counter()
@@ -163,7 +160,7 @@ def segment_files(
             segmented = engine.segment(image.pixels, box, model, baseline, device, clean=clean)
             if seg:
                 write_dicom_seg(mask_path, path, segmented.mask, frame=image.meta.get("frame"),
-                                model_file=_model_file(model), overwrite=True,
+                                model_file=segmented.model_file, overwrite=True,
                                 algorithm_type="SEMIAUTOMATIC" if prompted else "AUTOMATIC")
             else:
                 write_mask(mask_path, segmented.mask, overwrite=True)

@@ -3,8 +3,9 @@ statistics over a dataset) and ``adaqat info`` (parameter budgets, file contents
 Names load on first use."""
 from napari_adaqat._lazy import lazy_exports
 
-__all__ = ["evaluate", "file_report", "preset_report", "score_pair"]
+# ``evaluate`` is the function ``napari_adaqat.evaluate`` (here, ``report.evaluate`` is its module)
+__all__ = ["file_report", "preset_report", "score_pair", "write_report"]
 __getattr__, __dir__ = lazy_exports(__name__, {
-    "evaluate": ".evaluate:evaluate", "score_pair": ".evaluate:score_pair",
+    "score_pair": ".scores:score_pair", "write_report": ".document:write_report",
     "file_report": ".model_info:file_report", "preset_report": ".model_info:preset_report",
 })

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from napari_adaqat.data.dataset import DataError, check_pairs, discover
 from napari_adaqat.data.split import save_split
 from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, clamp_lambda_grads, orthogonal_regularizer
+from napari_adaqat.model.build import load_state_strict
 from napari_adaqat.model.checkpoint import optimizer_state, read_checkpoint, save_checkpoint, split_optimizer
 from napari_adaqat.model.device import resolve_device
 from napari_adaqat.model.forward import decode_boxes, embed
@@ -130,7 +131,7 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
     if resume and paths["last"].is_file():
         tensors, meta = read_checkpoint(paths["last"])
         model_tensors, optim_tensors = split_optimizer(tensors)
-        sam.load_state_dict(model_tensors)
+        load_state_strict(sam, model_tensors, str(paths["last"]))  # one-line error naming the keys
         optimizer.load_state_dict(optimizer_state(optim_tensors, meta["optimizer_groups"]))
         start_epoch, best, bad_epochs = meta["epoch"] + 1, meta["best_dice"], meta["bad_epochs"]
         if allocator is not None:

@@ -6,7 +6,7 @@ from typing import Optional
 
 import numpy as np
 
-from napari_adaqat.data import mask_box, read_boxes_csv
+from napari_adaqat.data import describe_unmatched, mask_box, read_boxes_csv
 from napari_adaqat.io import ImageReadError, is_image_file, read_mask
 
 DEFAULT, CSV, MASKS = "default", "csv", "masks"
@@ -62,5 +62,6 @@ def load_boxes(kind: str, source: str, files: list[Path]) -> tuple[Optional[dict
     if kind == DEFAULT:
         return None, []
     if kind == CSV:
-        return read_boxes_csv(source), []
+        boxes = read_boxes_csv(source)
+        return boxes, describe_unmatched(source, boxes, files)  # the same warnings as adaqat segment
     return boxes_from_masks(files, source)

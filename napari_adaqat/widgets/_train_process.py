@@ -42,8 +42,12 @@ class TrainRequest:
     extra: tuple[str, ...] = ()  # further arguments, e.g. ("--set", "qat.trainable=authors")
 
     def args(self) -> list[str]:
-        """The ``adaqat train`` arguments (without the program)."""
-        a = ["train", "--stage", str(self.stage), "--data", self.data, "--out", self.out, "--preset", self.preset]
+        """The ``adaqat train`` arguments (without the program). A resumed run keeps its saved
+        config.json: only the run, the data, the device and the numbers typed in are passed."""
+        a = ["train", "--stage", str(self.stage), "--data", self.data, "--out", self.out]
+        if self.resume:
+            return a + self._numbers() + ["--device", self.device, *self.extra, "--resume"]
+        a += ["--preset", self.preset]
         if self.stage == 2 and self.from_run:
             a += ["--from", self.from_run]
         elif self.checkpoint:
@@ -51,11 +55,13 @@ class TrainRequest:
         if self.stage == 1:
             a += ["--model-type", self.model_type] if self.model_type else []
             a += ["--mode", self.mode] if self.mode else []
-        a += ["--epochs", str(self.epochs)] if self.epochs > 0 else []
-        a += ["--batch-size", str(self.batch_size)] if self.batch_size > 0 else []
-        a += ["--max-steps-per-epoch", str(self.max_steps_per_epoch)] if self.max_steps_per_epoch > 0 else []
-        a += ["--device", self.device, *self.extra]
-        return a + (["--resume"] if self.resume else [])
+        return a + self._numbers() + ["--device", self.device, *self.extra]
+
+    def _numbers(self) -> list[str]:
+        """The epoch, batch and step counts typed in (0 = leave them to the preset or the run)."""
+        given = (("--epochs", self.epochs), ("--batch-size", self.batch_size),
+                 ("--max-steps-per-epoch", self.max_steps_per_epoch))
+        return [item for flag, value in given if value > 0 for item in (flag, str(value))]
 
     def argv(self) -> list[str]:
         """The full command this process will run."""

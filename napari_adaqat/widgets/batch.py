@@ -25,7 +25,7 @@ from napari_adaqat.widgets._compat import guard_triton_import
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
 from napari_adaqat.data import check_output_folder, collect_inputs  # noqa: E402
-from napari_adaqat.inference.batch import ResultRow, load_results, segment_files  # noqa: E402
+from napari_adaqat.inference.batch import ResultRow, csv_text, load_results, segment_files  # noqa: E402
 from napari_adaqat.inference.engine import Engine, ModelRef  # noqa: E402
 from napari_adaqat.io import read_image, read_mask  # noqa: E402
 from napari_adaqat.model.device import resolve_device  # noqa: E402
@@ -207,7 +207,7 @@ class BatchWidget(Container):
         if item is None or self.viewer is None:
             return
         path = Path(item.toolTip())
-        info = self.results.get(str(path), {})
+        info = self.results.get(csv_text(str(path)), {})
         try:
             image = read_image(path)
         except Exception as exc:  # noqa: BLE001 - shown, never raised into Qt
@@ -227,7 +227,7 @@ class BatchWidget(Container):
         for path in files:
             row = self.table.rowCount()
             self.table.insertRow(row)
-            self._rows[str(path)] = row
+            self._rows[csv_text(str(path))] = row  # results key files as results.csv does
             self._set_row(row, path, {"status": "…"})
 
     def _set_row(self, row: int, path: Path, info: dict) -> None:
@@ -252,7 +252,7 @@ class BatchWidget(Container):
             self.results[result.file] = asdict(result)
         row = self._rows.get(result.file)
         if row is not None:
-            self._set_row(row, Path(result.file), info)
+            self._set_row(row, Path(self.table.item(row, 0).toolTip()), info)
             self.table.scrollToItem(self.table.item(row, 0))
         self.progress.value = min(self.progress.value + 1, self.progress.max)
 
