@@ -37,8 +37,11 @@ def save_split(split: dict[str, list[str]], path: str | Path, seed: int | None =
         payload["seed"] = seed
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(path)  # atomic: readers never see half a file
+    try:
+        tmp.write_text(json.dumps(payload, indent=1))
+        tmp.replace(path)  # atomic: readers never see half a file
+    finally:
+        tmp.unlink(missing_ok=True)  # nothing left behind when the write failed
 
 
 def load_split(path: str | Path) -> dict[str, list[str]]:

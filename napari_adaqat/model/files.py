@@ -95,10 +95,11 @@ def read_tensors(path: str | Path) -> dict[str, Tensor]:
         raise ModelLoadError(f"{path}: cannot read tensors (corrupt or truncated file): {first[:160]}") from None
 
 
-def _remove_stale_temps(path: Path) -> None:
-    """Delete ``.NAME.tmp-PID`` files next to ``path`` left by a writer that was killed (PID gone)."""
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
+def remove_stale_temps(path: Path) -> None:
+    """Delete ``.NAME.tmp-PID`` (and older ``.NAME.tmpPID``) files next to ``path`` left by a writer
+    that was killed (its PID is gone)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp*"):
+        pid = tmp.name.rsplit(".tmp", 1)[-1].lstrip("-")
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
@@ -121,7 +122,7 @@ def write_safetensors(path: str | Path, tensors: dict[str, Tensor], meta: dict,
     text = json.dumps(meta, default=json_default)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(path)
+    remove_stale_temps(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         safetensors.torch.save_file(tensors, str(tmp), metadata={META_KEY: text})

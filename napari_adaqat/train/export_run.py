@@ -24,10 +24,14 @@ _PTH = (".pth", ".pt")
 
 def git_commit() -> str | None:
     """Short commit hash of the source tree this package runs from, or None outside git."""
+    package = Path(__file__).resolve().parents[1]
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
+        def git(*args: str) -> str:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=package).stdout.strip()
+
+        if Path(git("rev-parse", "--show-toplevel") or "/nonexistent").resolve() != package.parent:
+            return None  # installed inside some other repository: its commit says nothing about this code
+        return git("rev-parse", "--short", "HEAD") or None
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -42,8 +46,10 @@ def _from_checkpoint(source: Path, checkpoint: str, provenance: dict) -> Sam:
     provenance.update({"method": f"stage {meta.get('stage')} ({cfg.get('mode')}, preset {cfg.get('preset')})",
                        "data": cfg.get("data"), "epoch": meta.get("epoch"), "metrics": meta.get("metrics"),
                        "train_config": cfg, "start": meta.get("provenance")})
-    split_file = run_paths(source if source.is_dir() else ckpt.parent.parent)["split"]
-    if split_file.is_file():
+    inside_run = run_paths(ckpt.parent.parent)["last"].parent == ckpt.parent  # RUN/checkpoints/NAME
+    run = source if source.is_dir() else ckpt.parent.parent if inside_run else None
+    split_file = run_paths(run)["split"] if run is not None else None  # a loose checkpoint has no run
+    if split_file is not None and split_file.is_file():
         provenance["split"] = json.loads(split_file.read_text())
     return sam
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from napari_adaqat.model.device import resolve_device
+from napari_adaqat.model.files import remove_stale_temps
 from napari_adaqat.train.config import TrainConfig, make_config, merge_options
 from napari_adaqat.train.loop import train_stage
 from napari_adaqat.train.paths import check_run_folder, run_paths
@@ -54,9 +55,12 @@ def _sigterm_exits() -> Iterator[None]:
 
 
 def _remove_stale_temp_files(out: str | Path) -> None:
-    """Delete ``.NAME.tmpPID`` files that a hard kill (SIGKILL, power loss) left in RUN/checkpoints."""
-    for tmp in run_paths(out)["last"].parent.glob(".*.tmp*"):
-        tmp.unlink(missing_ok=True)
+    """Delete the temporary files that a hard kill (SIGKILL, power loss) left beside the run's
+    checkpoints and split; a temp whose writer is still alive is kept (:func:`remove_stale_temps`)."""
+    paths = run_paths(out)
+    for path in (paths["last"], paths["best"]):
+        remove_stale_temps(path)
+    paths["split"].with_name(paths["split"].name + ".tmp").unlink(missing_ok=True)  # written by rank 0 only
 
 
 def run(config: TrainConfig, resume: bool = False) -> dict:
