@@ -106,3 +106,40 @@ def test_corpus_images_opened_by_napari_are_notifications(make_napari_viewer, qt
         [note] = errors_since(start) or [""]
         assert re.fullmatch(rf"AdaLoRA-QAT: {case.message}", note), (case.name, note, widget.status.value)
     segment_the_sample(viewer, qtbot, widget)
+
+
+def test_refused_pydicom_files_become_notifications_and_the_viewer_stays_up(make_napari_viewer, qtbot, nano):
+    """Every pydicom test file that our reader refuses, opened with this plugin in a real viewer: the
+    reader error reaches napari's notification manager (as File → Open does) with our one-line text."""
+    import sys
+
+    import pydicom
+
+    from napari_adaqat.io import ImageReadError, read_image
+
+    corpus = sorted((Path(pydicom.__file__).parent / "data" / "test_files").glob("*.dcm"))
+    refused = {}
+    for path in corpus:
+        try:
+            read_image(path)
+        except ImageReadError as exc:
+            if "choose a frame" not in str(exc):  # multi-frame files open in napari as a stack
+                refused[path] = str(exc)
+    assert len(refused) >= 15
+    viewer = make_napari_viewer(show=True)
+    widget = SegmentWidget(viewer, model_path=nano, use_baseline=False, model_type="vit_nano")
+    viewer.window.add_dock_widget(widget)
+    for path, message in refused.items():
+        start = len(notification_manager.records)
+        with pytest.raises(Exception) as err:
+            viewer.open(path, plugin="napari-adaqat")
+        chain, exc = [], err.value
+        while exc is not None:
+            chain.append(str(exc))
+            exc = exc.__cause__ or exc.__context__
+        assert any(message in text for text in chain), (path.name, chain)
+        notification_manager.receive_error(type(err.value), err.value, err.value.__traceback__)
+        notes = [str(n.message) for n in notification_manager.records[start:]]
+        assert notes and message.split(": ", 1)[1] in notes[-1], (path.name, notes)
+    assert sys.exc_info() == (None, None, None)
+    segment_the_sample(viewer, qtbot, widget)
