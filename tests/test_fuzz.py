@@ -198,3 +198,35 @@ def test_read_boxes_csv_of_csv_shaped_text(folder):
         count("csv_rows", check_csv(path))
 
     run_counted("csv_rows", fuzz, 300)
+
+
+def _real_dicoms(folder: Path) -> dict[str, bytes]:
+    """DICOM files to mutate: a real radiograph (96 px, 12-bit) written as DICOM here, and pydicom's own
+    JPEG Baseline, JPEG 2000, RLE and implicit-VR files (compressed streams exercise the decoders)."""
+    import pydicom
+
+    from test_dicom import make_dicom  # tests/ is on sys.path (pytest rootdir-less import)
+
+    small = np.asarray(Image.open(sorted(CXR.glob("*.png"))[0]).convert("L").resize((96, 96)), np.uint16) * 16
+    out = {"radiograph.dcm": make_dicom(folder / "radiograph.dcm", small, bits_stored=12).read_bytes()}
+    corpus = Path(pydicom.__file__).parent / "data" / "test_files"
+    for name in ("SC_jpeg_no_color_transform.dcm", "MR_small_jp2klossless.dcm", "MR_small_RLE.dcm", "CT_small.dcm"):
+        if (corpus / name).is_file():
+            out[name] = (corpus / name).read_bytes()
+    return out
+
+
+def test_read_image_of_mutated_dicom_files(folder):
+    """Mutated DICOM (header and pixel data, compressed or not): an image or one ImageReadError line."""
+    dicoms = _real_dicoms(folder)
+
+    @FUZZ
+    @given(name=st.sampled_from(sorted(dicoms)), edits=MUTATIONS["edits"],
+           header_edits=st.lists(st.tuples(st.integers(128, 700), st.integers(0, 255)), max_size=4),
+           cut=MUTATIONS["cut"], insert=MUTATIONS["insert"])
+    def fuzz(name, edits, header_edits, cut, insert) -> None:
+        path = folder / f"mutated_{name}"
+        path.write_bytes(_mutate(dicoms[name], edits + header_edits, cut, insert))
+        count("dicom", check_reader(path))
+
+    run_counted("dicom", fuzz, 300)

@@ -12,7 +12,7 @@ import struct
 import warnings
 from pathlib import Path
 
-from .image_data import check_file, fail
+from .image_data import ImageReadError, check_file, fail
 
 DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom")
 PIXEL_KEYWORDS: tuple[str, ...] = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -267,12 +267,19 @@ def open_dicom(path: str | os.PathLike):
         ds, image = _headless(p)
         if ds is None or (not image and "SOPClassUID" not in ds):
             raise fail(p, "not a DICOM file (no DICM marker and no DICOM image elements)")
-    _check_truncated(p, ds, caught)
-    _convert_all(p, ds)
-    if not any(k in ds for k in PIXEL_KEYWORDS):
-        raise fail(p, f"DICOM file has no pixel data{_sop_name(ds)}")
-    _fix_transfer_syntax(p, ds)
-    _check_attributes(p, ds)
+    try:
+        _check_truncated(p, ds, caught)
+        _convert_all(p, ds)
+        if not any(k in ds for k in PIXEL_KEYWORDS):
+            raise fail(p, f"DICOM file has no pixel data{_sop_name(ds)}")
+        _fix_transfer_syntax(p, ds)
+        _check_attributes(p, ds)
+    except ImageReadError:
+        raise
+    except NotImplementedError as exc:  # pydicom meets a VR it does not know while walking the elements
+        raise fail(p, "bad DICOM VR: an element has an unknown value representation") from exc
+    except Exception as exc:  # anything else pydicom raises on a damaged data set (found by fuzzing)
+        raise fail(p, f"corrupt DICOM file: its data elements cannot be read ({type(exc).__name__})") from exc
     return ds
 
 
