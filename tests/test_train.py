@@ -165,3 +165,25 @@ def test_run_folder_contract(dataset, tmp_path, capsys):
     assert main([*args[:-8], "--out", str(dataset / "runs"), "--epochs", "1", "--device", "cpu"]) == 2
     assert "inside the data folder" in capsys.readouterr().err
     assert main(["train", "--stage", "2", "--from", str(run), "--data", str(dataset), "--out", str(run)]) == 2
+
+
+def test_extensionless_dicom_names_with_dots_pair_with_their_masks(tmp_path, cxr_dir):
+    """`1.2.840.113.1` and `1.2.840.113.2` are two samples (their masks `<name>.png`), not one `1.2.840.113`."""
+    import shutil
+
+    from skimage.io import imread
+
+    from test_dicom import make_dicom  # tests/ is on sys.path (pytest rootdir-less import)
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    first = sorted((cxr_dir / "images").glob("*.png"))[0]
+    gray = imread(first)
+    gray = gray[..., 0] if gray.ndim == 3 else gray
+    for name in ("1.2.840.113.1", "1.2.840.113.2"):
+        make_dicom(root / "images" / name, gray.astype("uint16") * 16)
+        shutil.copy(cxr_dir / "masks" / first.name, root / "masks" / f"{name}.png")
+    pairs, _ = discover(root)
+    assert sorted(pairs) == ["1.2.840.113.1", "1.2.840.113.2"]
+    assert all(p.mask is not None for p in pairs.values())

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_adaqat.data.split import SPLITS, load_split, make_split
-from napari_adaqat.io import ImageReadError, check_segmentable, is_image_file, read_image, read_mask
+from napari_adaqat.io import ImageReadError, check_segmentable, is_image_file, read_image, read_mask, sample_name
 
 
 class DataError(ValueError):
@@ -33,8 +33,9 @@ def _pairs_in(folder: Path) -> dict[str, Pair]:
     pairs = {}
     for path in sorted(images.iterdir()):
         if path.is_file() and is_image_file(path):
-            mask = masks / f"{path.stem}.png"
-            pairs[path.stem] = Pair(path.stem, path, mask if mask.is_file() else None)
+            name = sample_name(path)
+            mask = masks / f"{name}.png"
+            pairs[name] = Pair(name, path, mask if mask.is_file() else None)
     return pairs
 
 

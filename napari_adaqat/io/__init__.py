@@ -4,7 +4,7 @@ from .dicom import is_dicom, read_dicom
 from .image_data import (
     MAX_PIXELS, MIN_SIDE, ImageData, ImageReadError, check_image_size, check_segmentable, to_gray01,
 )
-from .images import IMAGE_SUFFIXES, is_image_file, read_image
+from .images import IMAGE_SUFFIXES, is_image_file, read_image, sample_name
 from .masks import read_mask, write_mask
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "is_image_file",
     "read_dicom",
     "read_image",
+    "sample_name",
     "read_mask",
     "to_gray01",
     "write_mask",

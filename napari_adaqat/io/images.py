@@ -186,3 +186,10 @@ def read_image(path: str | os.PathLike) -> ImageData:
     meta["dtype"] = str(arr.dtype)
     meta["channels"] = 1 if arr.ndim == 2 else int(arr.shape[-1])
     return ImageData(pixels=pixels, spacing=None, source=str(p), meta=meta)
+
+
+def sample_name(path: str | os.PathLike) -> str:
+    """The name that pairs an image with its mask: the stem for a known image suffix, else the whole
+    file name (extension-less DICOM exports such as ``1.2.840.113619.2`` have dots, not suffixes)."""
+    p = Path(path)
+    return p.stem if p.suffix.lower() in IMAGE_SUFFIXES else p.name
