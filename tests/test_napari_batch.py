@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("napari")
 
-from qtpy.QtCore import QTimer  # noqa: E402
+from qt_probe import tick_probe  # noqa: E402
 
 # imported at collection, before any viewer creates an OpenGL context (see widgets/_compat.py)
 from napari_adaqat.data import mask_box  # noqa: E402
@@ -72,11 +72,7 @@ def test_folder_with_a_corrupt_file_cancel_rerun_open_and_screenshot(make_napari
     assert 1 <= len(first) < 4 and all(r["status"] == "ok" for r in first)  # valid CSV, only finished files
     assert "not run (cancelled" in widget.status.value
 
-    ticks: list[float] = []
-    probe = QTimer()
-    probe.setInterval(50)
-    probe.timeout.connect(lambda: ticks.append(time.monotonic()))
-    probe.start()
+    probe, ticks = tick_probe()  # fires every 50 ms while the Qt event loop runs
     t0 = time.monotonic()
     assert widget.run()  # the rerun: finished files are skipped
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)

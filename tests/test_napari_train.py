@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("napari")
 
-from qtpy.QtCore import QTimer  # noqa: E402
+from qt_probe import tick_probe  # noqa: E402
 
 # imported at collection, before any viewer creates an OpenGL context (see widgets/_compat.py)
 from napari_adaqat._sample import chest_xray  # noqa: E402
@@ -69,11 +69,7 @@ def test_training_runs_in_a_subprocess_and_the_viewer_stays_responsive(make_napa
     assert "-m napari_adaqat train --stage 1" in cmd and "--epochs 2" in cmd and str(dataset) in cmd
     assert widget.command.native.isReadOnly()
 
-    ticks: list[float] = []
-    probe = QTimer()
-    probe.setInterval(50)
-    probe.timeout.connect(lambda: ticks.append(time.monotonic()))
-    probe.start()
+    probe, ticks = tick_probe()  # fires every 50 ms while the Qt event loop runs
     t0 = time.monotonic()
     widget.start_button.native.click()
     assert time.monotonic() - t0 < 2.0, "Start must return at once"
