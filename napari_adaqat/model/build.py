@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from napari_adaqat.model.hybrid_encoder import EMBED_STRIDE, HybridImageEncoder
 from segment_anything.modeling import (
     ImageEncoderViT,
     MaskDecoder,
@@ -51,13 +52,18 @@ class SamSpec:
     iou_hidden_dim: int = 256
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    encoder: str = "vit"  # "vit": SAM's ImageEncoderViT; "hybrid": model/hybrid_encoder.py
+    conv_widths: tuple[int, ...] = ()  # hybrid only: conv channels at strides 2, 4, 8, 16
 
     @property
     def embedding_size(self) -> int:
         return self.image_size // self.patch_size
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if self.encoder == "vit":  # ViT specs are written as before the hybrid encoder existed
+            del data["encoder"], data["conv_widths"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "SamSpec":
@@ -66,7 +72,7 @@ class SamSpec:
         if unknown:
             raise ModelLoadError(f"unknown model spec fields: {sorted(unknown)}")
         data = dict(data)
-        for key in ("global_attn_indexes", "pixel_mean", "pixel_std"):
+        for key in ("global_attn_indexes", "pixel_mean", "pixel_std", "conv_widths"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
@@ -80,6 +86,19 @@ PRESETS: dict[str, SamSpec] = {
     "vit_tiny": SamSpec(
         "vit_tiny", 192, 6, 3, (2, 5), image_size=256, window_size=8,
         prompt_dim=128, decoder_mlp_dim=512, decoder_heads=4, iou_hidden_dim=128,
+    ),
+    # The bundled default model v3: conv stem + 4 attention blocks + top-down fusion, 256 px in,
+    # 64x64 embedding, 256x256 logits (model/hybrid_encoder.py).
+    "hybrid_tiny": SamSpec(
+        "hybrid_tiny", 192, 4, 4, (), image_size=256, patch_size=4, window_size=0,
+        prompt_dim=128, decoder_mlp_dim=512, decoder_heads=4, iou_hidden_dim=128,
+        encoder="hybrid", conv_widths=(24, 48, 96, 192),
+    ),
+    # the hybrid encoder at test size
+    "hybrid_nano": SamSpec(
+        "hybrid_nano", 32, 1, 2, (), image_size=64, patch_size=4, window_size=0,
+        prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2, iou_hidden_dim=32,
+        encoder="hybrid", conv_widths=(8, 8, 16, 32),
     ),
     # Smallest preset, for unit tests: runs in milliseconds.
     "vit_nano": SamSpec(
@@ -107,18 +126,26 @@ def get_spec(model_type: str | SamSpec, image_size: int | None = None) -> SamSpe
     return spec
 
 
+def build_image_encoder(spec: SamSpec) -> torch.nn.Module:
+    """The spec's image encoder: SAM's ViT or the hybrid conv/attention encoder."""
+    if spec.encoder == "hybrid":
+        return HybridImageEncoder(spec.image_size, tuple(spec.conv_widths), spec.embed_dim, spec.depth,
+                                  spec.num_heads, spec.prompt_dim)
+    return ImageEncoderViT(
+        depth=spec.depth, embed_dim=spec.embed_dim, img_size=spec.image_size, mlp_ratio=4,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=spec.num_heads,
+        patch_size=spec.patch_size, qkv_bias=True, use_rel_pos=True,
+        global_attn_indexes=spec.global_attn_indexes, window_size=spec.window_size,
+        out_chans=spec.prompt_dim,
+    )
+
+
 def build_sam(spec: SamSpec | str, image_size: int | None = None) -> Sam:
     """Build a SAM network with random weights (in eval mode)."""
     spec = get_spec(spec, image_size)
     emb = spec.embedding_size
     sam = Sam(
-        image_encoder=ImageEncoderViT(
-            depth=spec.depth, embed_dim=spec.embed_dim, img_size=spec.image_size, mlp_ratio=4,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=spec.num_heads,
-            patch_size=spec.patch_size, qkv_bias=True, use_rel_pos=True,
-            global_attn_indexes=spec.global_attn_indexes, window_size=spec.window_size,
-            out_chans=spec.prompt_dim,
-        ),
+        image_encoder=build_image_encoder(spec),
         prompt_encoder=PromptEncoder(
             embed_dim=spec.prompt_dim, image_embedding_size=(emb, emb),
             input_image_size=(spec.image_size, spec.image_size), mask_in_chans=16,
@@ -265,10 +292,20 @@ def spec_from_metadata(path: str | Path, spec_dict: object) -> SamSpec:
         if not isinstance(spec_dict, dict):
             raise ValueError("'spec' must be an object")
         spec = SamSpec.from_dict(spec_dict)
-        ints = (spec.embed_dim, spec.depth, spec.num_heads, spec.image_size, spec.patch_size, spec.window_size,
+        ints = (spec.embed_dim, spec.depth, spec.num_heads, spec.image_size, spec.patch_size,
                 spec.prompt_dim, spec.decoder_mlp_dim, spec.decoder_heads, spec.iou_hidden_dim)
         if not all(isinstance(v, int) and v > 0 for v in ints) or spec.image_size % spec.patch_size:
             raise ValueError("sizes must be positive integers and image_size a multiple of patch_size")
+        if not isinstance(spec.window_size, int) or spec.window_size < 0:
+            raise ValueError("window_size must be a non-negative integer")
+        if spec.encoder not in ("vit", "hybrid"):
+            raise ValueError(f"unknown encoder {spec.encoder!r}")
+        if spec.encoder == "hybrid" and (
+                len(spec.conv_widths) != 4 or not all(isinstance(v, int) and 8 <= v <= 4096 and v % 8 == 0
+                                                       for v in spec.conv_widths)
+                or spec.patch_size != EMBED_STRIDE or spec.image_size % 16):
+            raise ValueError("a hybrid encoder needs four conv widths (multiples of 8), patch_size 4 and "
+                             "image_size a multiple of 16")
         if spec.embed_dim % spec.num_heads or len(spec.pixel_mean) != 3 or len(spec.pixel_std) != 3:
             raise ValueError("embed_dim must divide into heads; pixel_mean/std need 3 values")
         too_big = [k for k, limit in MAX_SPEC.items() if getattr(spec, k) > limit]

@@ -94,7 +94,11 @@ class TrainConfig:
     grad_checkpoint: bool = _opt(False, "recompute encoder activations in backward (less memory, slower)")
     train_prompt_encoder: bool = _opt(False, "Stage 1: also train the prompt encoder (the authors' code does)")
     augment: bool = _opt(False, "random affine + intensity augmentation (off in the paper)")
+    augment_preset: str = _opt("basic", "with augment: basic (small affine, gamma/contrast) or clinic (also wider "
+                                        "crops/FOV, CLAHE, blur, noise, JPEG, inverted polarity)",
+                               choices=("basic", "clinic"))
     jitter_px: int = _opt(20, "training boxes pushed outward by U(0, jitter_px) pixels per side")
+    jitter_in_px: int = _opt(0, "training box sides may also move inward, by up to this many pixels")
     full_box_prob: float = _opt(0.0, "chance of a whole-image training box (teaches loose boxes)")
     adalora: AdaLoRAConfig = _opt(help="AdaLoRA adapters (Stage 1; Stage 2 keeps the Stage-1 model's)",
                                   factory=AdaLoRAConfig)

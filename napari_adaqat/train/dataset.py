@@ -16,11 +16,12 @@ class LungDataset(Dataset):
 
     Each item: ``image`` (3, S, S) from :func:`~napari_adaqat.data.transforms.prepare_image`;
     ``mask`` (1, S, S) float; ``box`` (4,) xyxy in input coordinates; ``valid`` (2,) = (h, w).
-    Training boxes are pushed outward per side by U(0, jitter_px) original pixels.
+    Training boxes move per side by U(-jitter_in_px, jitter_px) original pixels (positive: outward).
     """
 
     def __init__(self, pairs: list[Pair], image_size: int, pixel_mean, pixel_std, *, train: bool,
-                 jitter_px: int = 20, augment: bool = False, full_box_prob: float = 0.0, seed: int = 0) -> None:
+                 jitter_px: int = 20, augment: bool = False, full_box_prob: float = 0.0, seed: int = 0,
+                 augment_preset: str = "basic", jitter_in_px: int = 0) -> None:
         self.pairs = pairs
         self.size = image_size
         self.mean = tuple(pixel_mean)
@@ -28,6 +29,8 @@ class LungDataset(Dataset):
         self.train = train
         self.jitter_px = jitter_px
         self.augment = augment
+        self.augment_preset = augment_preset
+        self.jitter_in_px = jitter_in_px
         self.full_box_prob = full_box_prob
         self.seed = seed
         self.epoch = 0
@@ -49,7 +52,7 @@ class LungDataset(Dataset):
         image, mask = self._raw(index)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         if self.train and self.augment:
-            image, mask = augment_pair(image, mask, rng)
+            image, mask = augment_pair(image, mask, rng, self.augment_preset)
         h0, w0 = image.shape
         box = mask_box(mask)
         if box is None:  # augmentation pushed the lungs out of view
@@ -59,7 +62,7 @@ class LungDataset(Dataset):
                 m = rng.uniform(0.0, 0.05)
                 box = np.array([m * w0, m * h0, (1 - m) * w0 - 1, (1 - m) * h0 - 1])
             else:
-                push = rng.uniform(0, self.jitter_px, size=4)
+                push = rng.uniform(-self.jitter_in_px, self.jitter_px, size=4)
                 box = box + np.array([-push[0], -push[1], push[2], push[3]])
             box = np.clip(box, 0, [w0 - 1, h0 - 1, w0 - 1, h0 - 1])
         prepared = prepare_image(image, self.size, self.mean, self.std)

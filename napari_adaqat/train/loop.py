@@ -61,6 +61,7 @@ def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int, resume: bool) -> t
         sets["val"] = sets["train"]
     common = dict(image_size=spec.image_size, pixel_mean=spec.pixel_mean, pixel_std=spec.pixel_std, seed=cfg.seed)
     train = LungDataset(sets["train"], train=True, jitter_px=cfg.jitter_px, augment=cfg.augment,
+                        augment_preset=cfg.augment_preset, jitter_in_px=cfg.jitter_in_px,
                         full_box_prob=cfg.full_box_prob, **common)
     val = LungDataset(sets["val"], train=False, **common)
     return train, val, warnings

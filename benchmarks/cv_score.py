@@ -1,0 +1,101 @@
+"""Out-of-fold scores of box-prompted models and the U-Net reference, clean and under the shift suite.
+
+For every fold folder (benchmarks/cv_folds.py), every ``test`` image of that fold is scored by
+the models trained without it: tight boxes (the expert mask's bounding box), masks at the
+image's native size, Dice and NSD at 2 px.  Writes OUT/oof_rows.csv, OUT/oof_summary.json and
+OUT/oof_table.md.
+
+    python benchmarks/cv_score.py /work/cv OUT --model v3=/work/cvruns/v3/fold{k}/default_int8.safetensors \
+        --model v2=/work/cvruns/v2/fold{k}/int8.safetensors --unet /work/cvruns/unet/fold{k}/unet.safetensors
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import wilcoxon
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).parent))
+from shift_suite import SHIFTS, apply_shift  # noqa: E402
+from unet_reference import load_unet, predict_mask  # noqa: E402
+
+from napari_adaqat import BoxPredictor, load_model  # noqa: E402
+from napari_adaqat.data.boxes import mask_box  # noqa: E402
+from napari_adaqat.data.dataset import discover, load_pair  # noqa: E402
+from napari_adaqat.metrics.overlap import dice  # noqa: E402
+from napari_adaqat.metrics.surface import nsd  # noqa: E402
+
+
+def score_folds(folds: list[Path], models: dict[str, str], unet: str | None, shifts: list[str]) -> list[dict]:
+    rows = []
+    for k, fold in enumerate(folds):
+        pairs, split = discover(fold)
+        predictors = {name: BoxPredictor(load_model(pattern.format(k=k))) for name, pattern in models.items()}
+        net = load_unet(Path(unet.format(k=k))) if unet else None
+        for name in tqdm(split["test"], desc=f"fold {k}", unit="image"):
+            image, mask = load_pair(pairs[name])
+            for shift in shifts:
+                f, m = apply_shift(shift, image, mask, name)
+                box = mask_box(m)
+                preds = {model: p.set_image(f).predict(box).masks[0] for model, p in predictors.items()}
+                if net is not None:
+                    preds["U-Net (no box)"] = predict_mask(net, f)
+                for model, pred in preds.items():
+                    rows.append({"fold": k, "name": name, "shift": shift, "model": model,
+                                 "dice": dice(pred, m), "nsd2": nsd(pred, m, 2.0)})
+    return rows
+
+
+def summarize(rows: list[dict], first: str) -> tuple[dict, str]:
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    shifts = list(dict.fromkeys(r["shift"] for r in rows))
+    summary, lines = {}, []
+    head = "| shift | " + " | ".join(f"{m} Dice | {m} NSD@2px" for m in models) + f" | {first} − best other (Dice), Wilcoxon p |"
+    lines += [head, "|" + "---|" * (2 * len(models) + 2)]
+    for shift in shifts:
+        cells, per = [], {}
+        for m in models:
+            sel = sorted((r["fold"], r["name"], r["dice"], r["nsd2"]) for r in rows if r["model"] == m and r["shift"] == shift)
+            per[m] = np.array([s[2] for s in sel])
+            summary.setdefault(shift, {})[m] = {"dice": float(per[m].mean()), "nsd2": float(np.mean([s[3] for s in sel])),
+                                                "n": len(sel)}
+            cells.append(f"{per[m].mean():.4f} | {np.mean([s[3] for s in sel]):.3f}")
+        others = [m for m in models if m != first]
+        best = max(others, key=lambda m: per[m].mean()) if others else None
+        diff = (per[first] - per[best]) if best else None
+        p = float(wilcoxon(per[first], per[best]).pvalue) if best and np.any(diff) else 1.0
+        note = f"{diff.mean():+.4f} vs {best}, p = {p:.2g}" if best else ""
+        lines.append(f"| {shift} | " + " | ".join(cells) + f" | {note} |")
+    return summary, "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folds", type=Path, help="folder of fold0, fold1, ... (benchmarks/cv_folds.py)")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--model", action="append", default=[], help="NAME=PATH with {k} for the fold; first = judged")
+    parser.add_argument("--unet", help="U-Net reference weights with {k} for the fold")
+    parser.add_argument("--shifts", default="all", help="comma-separated shift names, or all")
+    args = parser.parse_args()
+    models = dict(item.split("=", 1) for item in args.model)
+    folds = sorted(p for p in args.folds.glob("fold*") if (p / "split.json").is_file())
+    shifts = list(SHIFTS) if args.shifts == "all" else args.shifts.split(",")
+    rows = score_folds(folds, models, args.unet, shifts)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with (args.out / "oof_rows.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    summary, table = summarize(rows, next(iter(models)))
+    (args.out / "oof_summary.json").write_text(json.dumps(summary, indent=1))
+    (args.out / "oof_table.md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

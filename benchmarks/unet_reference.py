@@ -1,0 +1,127 @@
+"""The plain U-Net reference that the default model is judged against (issue 14).
+
+A 4-level U-Net (widths 16-32-64-128, bottleneck 256, BatchNorm + ReLU; ~1.9 M parameters),
+no box prompt: image in, lung mask out.  It is trained from scratch on a cross-validation
+fold's ``train`` names, with the same input transform (``prepare_image``, 256 px), the same
+augmentation preset and the same loss (BCE + soft Dice) as the default model, and keeps the
+epoch with the best Dice on the fold's ``val`` names.  A small module of our own, so that
+MONAI is not needed.
+
+    python benchmarks/unet_reference.py /work/cv/fold0 /work/cvruns/unet/fold0 --epochs 40
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader
+
+from napari_adaqat.data.dataset import discover
+from napari_adaqat.data.transforms import prepare_image, to_uint8_rgb
+from napari_adaqat.train.dataset import LungDataset
+from napari_adaqat.train.losses import batch_dice, segmentation_loss
+
+SIZE = 256
+MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+
+
+def double_conv(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+                         nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class UNet(nn.Module):
+    """(B, 3, S, S) normalised image → (B, 1, S, S) logits; S a multiple of 16."""
+
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128, 256)) -> None:
+        super().__init__()
+        self.down = nn.ModuleList([double_conv(3, widths[0])] +
+                                  [double_conv(a, b) for a, b in zip(widths[:-1], widths[1:])])
+        self.up = nn.ModuleList([nn.ConvTranspose2d(b, a, 2, 2) for a, b in zip(widths[:-1], widths[1:])][::-1])
+        self.fuse = nn.ModuleList([double_conv(2 * a, a) for a in widths[:-1]][::-1])
+        self.head = nn.Conv2d(widths[0], 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        for up, fuse, skip in zip(self.up, self.fuse, skips[-2::-1]):
+            x = fuse(torch.cat([up(x), skip], 1))
+        return self.head(x)
+
+
+def train_fold(fold: Path, out: Path, epochs: int = 40, batch_size: int = 8, lr: float = 1e-3,
+               augment_preset: str = "clinic", seed: int = 0) -> dict:
+    """Train on ``fold/split.json``'s train names; write ``out/unet.safetensors`` (best val epoch)."""
+    torch.manual_seed(seed)
+    pairs, split = discover(fold, seed)
+    common = dict(image_size=SIZE, pixel_mean=MEAN, pixel_std=STD, seed=seed)
+    train = LungDataset([pairs[n] for n in split["train"]], train=True, augment=True,
+                        augment_preset=augment_preset, **common)
+    val = LungDataset([pairs[n] for n in split["val"]], train=False, **common)
+    net = UNet()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    steps = epochs * math.ceil(len(train) / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    out.mkdir(parents=True, exist_ok=True)
+    best, start = -1.0, time.time()
+    for epoch in range(epochs):
+        train.set_epoch(epoch)
+        net.train()
+        for batch in DataLoader(train, batch_size=batch_size, shuffle=True,
+                                generator=torch.Generator().manual_seed(seed + epoch)):
+            loss = segmentation_loss(net(batch["image"]), batch["mask"])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        net.eval()
+        with torch.no_grad():
+            scores = [batch_dice(net(b["image"]), b["mask"], b["valid"]) for b in DataLoader(val, batch_size=8)]
+        dice = float(torch.cat(scores).mean())
+        if dice > best:
+            best = dice
+            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "unet.safetensors"))
+        print(f"epoch {epoch + 1}/{epochs}: loss {float(loss):.4f} val Dice {dice:.4f} best {best:.4f}", flush=True)
+    info = {"best_val_dice": best, "epochs": epochs, "train_seconds": round(time.time() - start, 1),
+            "parameters": sum(p.numel() for p in net.parameters())}
+    (out / "unet.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def load_unet(path: Path) -> UNet:
+    net = UNet()
+    net.load_state_dict(load_file(str(path)))
+    return net.eval()
+
+
+@torch.no_grad()
+def predict_mask(net: UNet, image: np.ndarray) -> np.ndarray:
+    """(H, W[, 3]) image → (H, W) bool mask at the image's own size."""
+    prepared = prepare_image(to_uint8_rgb(image), SIZE, MEAN, STD)
+    h, w = prepared.input_size
+    logits = net(prepared.tensor[None])[:, :, :h, :w]
+    logits = F.interpolate(logits, size=prepared.original_size, mode="bilinear", align_corners=False)
+    return logits[0, 0].numpy() > 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("fold", type=Path, help="a fold folder of benchmarks/cv_folds.py (or any dataset with split.json)")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--epochs", type=int, default=40)
+    args = parser.parse_args()
+    print(json.dumps(train_fold(args.fold, args.out, args.epochs)))
+
+
+if __name__ == "__main__":
+    main()

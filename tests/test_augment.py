@@ -1,0 +1,60 @@
+"""Training augmentation: the v3 'clinic' preset and inward box jitter, on a real radiograph."""
+import numpy as np
+import pytest
+
+from napari_adaqat.data.boxes import mask_box
+from napari_adaqat.data.dataset import discover, load_pair
+from napari_adaqat.train.augment import _affine, augment_pair
+from napari_adaqat.train.dataset import LungDataset
+
+
+@pytest.fixture(scope="module")
+def pair(cxr_dir):
+    pairs, _ = discover(cxr_dir)
+    return load_pair(next(iter(pairs.values())))
+
+
+def test_clinic_preset_is_seeded_and_keeps_image_and_mask_aligned(pair):
+    image, mask = pair
+    a = augment_pair(image, mask, np.random.default_rng(3), "clinic")
+    b = augment_pair(image, mask, np.random.default_rng(3), "clinic")
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])  # the same draw, the same result
+    means, inverted = [], 0
+    for seed in range(40):
+        out, m = augment_pair(image, mask, np.random.default_rng(seed), "clinic")
+        assert out.shape == image.shape and m.shape == mask.shape and m.dtype == bool
+        assert out.dtype == np.float32 and 0.0 <= out.min() and out.max() <= 1.0
+        assert 0.5 < m.sum() / mask.sum() < 2.0  # the mask moved with the image, not lost
+        # the same draw's geometry alone (the affine is drawn first); inverted draws anti-correlate
+        warped, _ = _affine(image, mask, np.random.default_rng(seed), scale=0.25, aspect=0.12, angle_deg=12, shift=0.1)
+        inside = warped > 0
+        inverted += np.corrcoef(out[inside], warped[inside])[0, 1] < 0
+        means.append(out.mean())
+    assert 1 <= inverted <= 20  # some, not most, draws invert the polarity (p = 0.2)
+    assert np.std(means) > 0.03  # intensities really vary
+
+
+def test_basic_preset_unchanged_and_unknown_preset_refused(pair):
+    image, mask = pair
+    out, m = augment_pair(image, mask, np.random.default_rng(0))
+    assert out.shape == image.shape and m.any()
+    with pytest.raises(ValueError, match="unknown augmentation preset"):
+        augment_pair(image, mask, np.random.default_rng(0), "strong")
+
+
+def test_training_boxes_can_move_inward(cxr_dir):
+    pairs, _ = discover(cxr_dir)
+    items = list(pairs.values())
+    ds = LungDataset(items, 256, (0, 0, 0), (1, 1, 1), train=True, jitter_px=10, jitter_in_px=8)
+    outward = LungDataset(items, 256, (0, 0, 0), (1, 1, 1), train=True, jitter_px=10)
+    inside = 0
+    for epoch in range(5):
+        ds.set_epoch(epoch)
+        outward.set_epoch(epoch)
+        for i in range(len(items)):
+            box, tight = ds[i]["box"].numpy(), outward[i]["box"].numpy()
+            _, mask = load_pair(items[i])
+            ref = mask_box(mask) * 256 / max(mask.shape)
+            inside += int(box[0] > ref[0] + 0.5 or box[1] > ref[1] + 0.5 or box[2] < ref[2] - 0.5)
+            assert tight[0] <= ref[0] + 1e-3 and tight[2] >= ref[2] - 1e-3  # default: never inside
+    assert inside > 0

@@ -1,0 +1,69 @@
+"""The hybrid conv/attention encoder (default model v3) keeps SAM's interfaces and both stages."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_adaqat.cli import main
+from napari_adaqat.data.boxes import mask_box
+from napari_adaqat.data.dataset import discover, load_pair
+from napari_adaqat.inference.predictor import BoxPredictor
+from napari_adaqat.model.adalora import adalora_modules
+from napari_adaqat.model.build import PRESETS, ModelLoadError, SamSpec, build_sam, spec_from_metadata
+from napari_adaqat.model.files import safetensors_metadata
+from napari_adaqat.model.forward import decode_boxes, embed
+from napari_adaqat.model.loading import load_model
+from napari_adaqat.train import train
+
+
+def test_hybrid_gives_full_resolution_logits():
+    sam = build_sam("hybrid_nano")
+    with torch.no_grad():
+        features = embed(sam, torch.zeros(2, 3, 64, 64))
+        logits, iou = decode_boxes(sam, features, torch.tensor([[4.0, 4, 60, 60], [10, 10, 50, 50]]))
+    assert features.shape == (2, 32, 16, 16)  # stride 4, prompt_dim channels
+    assert logits.shape == (2, 1, 64, 64) and iou.shape == (2, 1)  # logits at the input size
+
+
+def test_hybrid_spec_round_trip_and_old_vit_metadata_unchanged():
+    spec = PRESETS["hybrid_tiny"]
+    assert spec_from_metadata("m", json.loads(json.dumps(spec.to_dict()))) == spec
+    assert "encoder" not in PRESETS["vit_tiny"].to_dict()  # ViT files keep their metadata bytes
+    assert spec_from_metadata("m", PRESETS["vit_tiny"].to_dict()).encoder == "vit"
+    for bad in ({"conv_widths": [8, 8, 16]}, {"encoder": "resnet"}, {"patch_size": 16}, {"conv_widths": [8, 8, 16, 33]}):
+        with pytest.raises(ModelLoadError, match="invalid model spec") as exc:
+            spec_from_metadata("m.safetensors", {**spec.to_dict(), **bad})
+        assert "\n" not in str(exc.value)
+
+
+def test_hybrid_runs_full_stage1_stage2_and_int8_export(dataset, tmp_path, cxr_dir):
+    common = dict(data=dataset, preset="paper", model_type="hybrid_nano", device="cpu", batch_size=2,
+                  patience=0, max_steps_per_epoch=2, augment=True, augment_preset="clinic", jitter_in_px=6)
+    base = train(out=tmp_path / "base", mode="full", epochs=1, **common)
+    assert base["epochs_run"] == 1
+    stage1 = tmp_path / "stage1"
+    train(out=stage1, mode="adalora", epochs=1, checkpoint=str(tmp_path / "base/checkpoints/best.safetensors"),
+          adalora={"r_init": 8, "r_target": 4}, **common)
+    assert json.loads((stage1 / "config.json").read_text())["augment_preset"] == "clinic"
+    assert main(["train", "--stage", "2", "--from", str(stage1), "--data", str(dataset), "--out", str(tmp_path / "s2"),
+                 "--epochs", "1", "--device", "cpu", "--batch-size", "2", "--set", "max_steps_per_epoch=2"]) == 0
+    out = tmp_path / "model.safetensors"
+    assert main(["export", str(tmp_path / "s2"), "--out", str(out), "--profile", "deploy"]) == 0
+    meta = json.loads(safetensors_metadata(out)["adaqat"])
+    assert meta["spec"]["encoder"] == "hybrid"
+    sam, _ = load_model(out)
+    int8 = [k for k in meta["int8_layers"] if k.startswith("image_encoder.blocks.")]
+    assert int8, "the encoder's attention blocks are stored INT8"
+    pairs, _ = discover(cxr_dir)
+    image, ref = load_pair(next(iter(pairs.values())))
+    pred = BoxPredictor(sam).set_image(image).predict(mask_box(ref))
+    assert pred.masks.shape == (1, *image.shape)
+
+
+def test_adapters_sit_on_the_hybrid_attention_blocks():
+    from napari_adaqat.model.adalora import AdaLoRAConfig, inject_adalora
+
+    sam = build_sam("hybrid_tiny")
+    names = inject_adalora(sam, AdaLoRAConfig())
+    assert names == [f"image_encoder.blocks.{i}.attn.qkv" for i in range(PRESETS["hybrid_tiny"].depth)]
