@@ -1,5 +1,6 @@
 """The hybrid conv/attention encoder (default model v3) keeps SAM's interfaces and both stages."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ def test_hybrid_spec_round_trip_and_old_vit_metadata_unchanged():
         assert "\n" not in str(exc.value)
 
 
-def test_hybrid_runs_full_stage1_stage2_and_int8_export(dataset, tmp_path, cxr_dir):
+def test_hybrid_runs_full_stage1_stage2_and_int8_export(dataset, tmp_path, cxr_dir, capsys):
     common = dict(data=dataset, preset="paper", model_type="hybrid_nano", device="cpu", batch_size=2,
                   patience=0, max_steps_per_epoch=2, augment=True, augment_preset="clinic", jitter_in_px=6)
     base = train(out=tmp_path / "base", mode="full", epochs=1, **common)
@@ -49,9 +50,20 @@ def test_hybrid_runs_full_stage1_stage2_and_int8_export(dataset, tmp_path, cxr_d
     assert main(["train", "--stage", "2", "--from", str(stage1), "--data", str(dataset), "--out", str(tmp_path / "s2"),
                  "--epochs", "1", "--device", "cpu", "--batch-size", "2", "--set", "max_steps_per_epoch=2"]) == 0
     out = tmp_path / "model.safetensors"
-    assert main(["export", str(tmp_path / "s2"), "--out", str(out), "--profile", "deploy"]) == 0
+    scores = tmp_path / "oof.json"
+    scores.write_text(json.dumps({"none": {"v3": {"dice": 0.95, "n": 93}}}))
+    recipe = Path(__file__).parents[1] / "training" / "default_model.yaml"
+    assert main(["export", str(tmp_path / "s2"), "--out", str(out), "--profile", "deploy",
+                 "--recipe", str(recipe), "--scores", str(scores)]) == 0
     meta = json.loads(safetensors_metadata(out)["adaqat"])
     assert meta["spec"]["encoder"] == "hybrid"
+    assert meta["provenance"]["scores"]["none"]["v3"]["dice"] == 0.95
+    assert meta["provenance"]["recipe"]["text"] == recipe.read_text()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["export", str(tmp_path / "s2"), "--out", str(tmp_path / "x.safetensors"), "--scores", str(bad)]) != 0
+    assert "not a JSON file of scores" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
     sam, _ = load_model(out)
     int8 = [k for k in meta["int8_layers"] if k.startswith("image_encoder.blocks.")]
     assert int8, "the encoder's attention blocks are stored INT8"

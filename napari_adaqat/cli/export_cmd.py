@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="PTQ: also quantize biases, convs and position tensors (smaller file)")
     p.add_argument("--ptq", action="store_true",
                    help="quantize a run/checkpoint that had no QAT (post-training quantization baseline)")
+    p.add_argument("--recipe", metavar="FILE.yaml", help="record this training recipe's text in the file")
+    p.add_argument("--scores", metavar="FILE.json", help="record these scores (e.g. out-of-fold Dice) in the file")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
 
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     summary = export_run(args.source, args.out, profile=args.profile, checkpoint=args.checkpoint,
                          model_type=args.model_type, image_size=args.image_size, qat_variant=args.qat_variant,
                          quantize_extra=args.quantize_extra, ptq=args.ptq, force=args.force,
+                         recipe=args.recipe, scores=args.scores,
                          command=" ".join(["adaqat", *sys.argv[1:]]) if sys.argv else "")
     print(json.dumps(summary, indent=2))
     return 0

@@ -57,14 +57,16 @@ def _from_checkpoint(source: Path, checkpoint: str, provenance: dict) -> Sam:
 def export_run(source: str | Path, out: str | Path, *, profile: str = "paper", checkpoint: str = "best",
                model_type: str = "vit_b", image_size: int | None = None, qat_variant: str = "full",
                quantize_extra: bool = False, ptq: bool = False, force: bool = False,
-               command: str | None = None) -> dict:
+               command: str | None = None, recipe: str | Path | None = None,
+               scores: str | Path | None = None) -> dict:
     """Write the model file ``out`` from ``source`` and return :func:`export_model`'s summary.
 
     ``source`` is a run folder (its ``checkpoint``: ``"best"`` or ``"last"``), a training
     checkpoint, or an official SAM ``.pth`` of ``model_type`` (post-training quantization
     with ``qat_variant``/``quantize_extra``).  ``ptq=True`` quantizes an FP32 run the same
     way.  ``command`` is recorded in the provenance.  An existing ``out`` is only replaced
-    with ``force=True`` (else :class:`FileExistsError`).
+    with ``force=True`` (else :class:`FileExistsError`).  ``recipe`` (a YAML file) and
+    ``scores`` (a JSON file, e.g. out-of-fold scores) are copied into the provenance.
     """
     if checkpoint not in ("best", "last"):
         raise ValueError(f"checkpoint must be 'best' or 'last', not {checkpoint!r}")
@@ -73,6 +75,13 @@ def export_run(source: str | Path, out: str | Path, *, profile: str = "paper", c
         raise FileExistsError(f"{out} exists; pass --force to overwrite it")
     source = Path(source)
     provenance = {"command": command, "commit": git_commit(), "source": str(source)}
+    if recipe is not None:
+        provenance["recipe"] = {"file": Path(recipe).name, "text": Path(recipe).read_text()}
+    if scores is not None:
+        try:
+            provenance["scores"] = json.loads(Path(scores).read_text())
+        except ValueError as exc:
+            raise ValueError(f"{scores}: not a JSON file of scores ({exc})") from None
     is_pth = source.suffix.lower() in _PTH
     if is_pth:
         sam = ptq_from_checkpoint(source, model_type, image_size, qat_variant, quantize_extra)
