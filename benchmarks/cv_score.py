@@ -31,18 +31,30 @@ from napari_adaqat.metrics.overlap import dice  # noqa: E402
 from napari_adaqat.metrics.surface import nsd  # noqa: E402
 
 
-def score_folds(folds: list[Path], models: dict[str, str], unet: str | None, shifts: list[str]) -> list[dict]:
+def flip_tta(predictor: BoxPredictor, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Mean probability of the image and its left-right mirror (box mirrored too) > 0.5."""
+    w = image.shape[1]
+    probs = predictor.set_image(image).predict(box).probs[0]
+    mirrored = np.array([w - 1 - box[2], box[1], w - 1 - box[0], box[3]])
+    probs_m = predictor.set_image(np.ascontiguousarray(image[:, ::-1])).predict(mirrored).probs[0][:, ::-1]
+    return (probs + probs_m) / 2 > 0.5
+
+
+def score_folds(folds: list[Path], models: dict[str, str], unet: str | None, shifts: list[str],
+                tta: tuple[str, ...] = (), limit: int | None = None) -> list[dict]:
     rows = []
     for k, fold in enumerate(folds):
         pairs, split = discover(fold)
-        predictors = {name: BoxPredictor(load_model(pattern.format(k=k))) for name, pattern in models.items()}
+        predictors = {name: BoxPredictor(load_model(pattern.format(k=k))[0]) for name, pattern in models.items()}
         net = load_unet(Path(unet.format(k=k))) if unet else None
-        for name in tqdm(split["test"], desc=f"fold {k}", unit="image"):
+        for name in tqdm(split["test"][:limit], desc=f"fold {k}", unit="image"):
             image, mask = load_pair(pairs[name])
             for shift in shifts:
                 f, m = apply_shift(shift, image, mask, name)
                 box = mask_box(m)
                 preds = {model: p.set_image(f).predict(box).masks[0] for model, p in predictors.items()}
+                for model in tta:
+                    preds[f"{model} + flip TTA"] = flip_tta(predictors[model], f, box)
                 if net is not None:
                     preds["U-Net (no box)"] = predict_mask(net, f)
                 for model, pred in preds.items():
@@ -81,11 +93,13 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=[], help="NAME=PATH with {k} for the fold; first = judged")
     parser.add_argument("--unet", help="U-Net reference weights with {k} for the fold")
     parser.add_argument("--shifts", default="all", help="comma-separated shift names, or all")
+    parser.add_argument("--limit", type=int, help="score only the first N test images of each fold (a smoke run)")
+    parser.add_argument("--tta", action="append", default=[], help="also score NAME with flip test-time augmentation")
     args = parser.parse_args()
     models = dict(item.split("=", 1) for item in args.model)
     folds = sorted(p for p in args.folds.glob("fold*") if (p / "split.json").is_file())
     shifts = list(SHIFTS) if args.shifts == "all" else args.shifts.split(",")
-    rows = score_folds(folds, models, args.unet, shifts)
+    rows = score_folds(folds, models, args.unet, shifts, tuple(args.tta), args.limit)
     args.out.mkdir(parents=True, exist_ok=True)
     with (args.out / "oof_rows.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
