@@ -4,7 +4,7 @@ import pytest
 
 from napari_adaqat.data.boxes import mask_box
 from napari_adaqat.data.dataset import discover, load_pair
-from napari_adaqat.train.augment import _affine, augment_pair
+from napari_adaqat.train.augment import CLINIC_AFFINE, _affine, augment_pair
 from napari_adaqat.train.dataset import LungDataset
 
 
@@ -26,11 +26,11 @@ def test_clinic_preset_is_seeded_and_keeps_image_and_mask_aligned(pair):
         assert out.dtype == np.float32 and 0.0 <= out.min() and out.max() <= 1.0
         assert 0.5 < m.sum() / mask.sum() < 2.0  # the mask moved with the image, not lost
         # the same draw's geometry alone (the affine is drawn first); inverted draws anti-correlate
-        warped, _ = _affine(image, mask, np.random.default_rng(seed), scale=0.25, aspect=0.12, angle_deg=12, shift=0.1)
+        warped, _ = _affine(image, mask, np.random.default_rng(seed), **CLINIC_AFFINE)
         inside = warped > 0
         inverted += np.corrcoef(out[inside], warped[inside])[0, 1] < 0
         means.append(out.mean())
-    assert 1 <= inverted <= 20  # some, not most, draws invert the polarity (p = 0.2)
+    assert 1 <= inverted <= 12  # some, not most, draws invert the polarity (p = 0.1)
     assert np.std(means) > 0.03  # intensities really vary
 
 

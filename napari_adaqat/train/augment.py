@@ -19,6 +19,7 @@ from skimage.exposure import equalize_adapthist
 from skimage.transform import AffineTransform, warp
 
 AUGMENT_PRESETS = ("basic", "clinic")
+CLINIC_AFFINE = {"scale": 0.2, "aspect": 0.1, "angle_deg": 10.0, "shift": 0.08}  # clinic's geometric ranges
 
 
 def _affine(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, scale: float, aspect: float,
@@ -50,19 +51,19 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
 def clinic_photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Random intensity shifts of a (H, W) [0, 1] float image (each with its own chance)."""
     x = np.clip(image, 0, 1)
-    x = x ** np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
-    x = (x - x.mean()) * rng.uniform(0.6, 1.4) + x.mean() + rng.uniform(-0.1, 0.1)
+    x = x ** np.exp(rng.uniform(np.log(0.6), np.log(1.7)))
+    x = (x - x.mean()) * rng.uniform(0.7, 1.3) + x.mean() + rng.uniform(-0.08, 0.08)
     x = np.clip(x, 0, 1)
-    if rng.random() < 0.25:
+    if rng.random() < 0.15:
         x = equalize_adapthist(x, clip_limit=rng.uniform(0.005, 0.03)).astype(np.float32)
-    if rng.random() < 0.3:
-        x = gaussian_filter(x, rng.uniform(0.5, 2.5))
-    if rng.random() < 0.3:
-        x = x + rng.normal(0.0, rng.uniform(0.01, 0.06), size=x.shape)
-    x = np.clip(x, 0, 1)
-    if rng.random() < 0.3:
-        x = _jpeg(x, int(rng.integers(15, 70)))
     if rng.random() < 0.2:
+        x = gaussian_filter(x, rng.uniform(0.5, 2.0))
+    if rng.random() < 0.2:
+        x = x + rng.normal(0.0, rng.uniform(0.01, 0.05), size=x.shape)
+    x = np.clip(x, 0, 1)
+    if rng.random() < 0.2:
+        x = _jpeg(x, int(rng.integers(20, 70)))
+    if rng.random() < 0.1:
         x = 1.0 - x
     return x.astype(np.float32)
 
@@ -71,7 +72,7 @@ def augment_pair(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
                  preset: str = "basic") -> tuple[np.ndarray, np.ndarray]:
     """image float32 (H, W) in [0,1], mask bool (H, W) → augmented copies (same shapes)."""
     if preset == "clinic":
-        out_image, out_mask = _affine(image, mask, rng, scale=0.25, aspect=0.12, angle_deg=12, shift=0.1)
+        out_image, out_mask = _affine(image, mask, rng, **CLINIC_AFFINE)
         return clinic_photometric(out_image, rng), out_mask
     if preset != "basic":
         raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {AUGMENT_PRESETS}")
