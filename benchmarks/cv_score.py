@@ -43,7 +43,8 @@ def flip_tta(predictor: BoxPredictor, image: np.ndarray, box: np.ndarray) -> np.
 def score_folds(folds: list[Path], models: dict[str, str], unet: str | None, shifts: list[str],
                 tta: tuple[str, ...] = (), limit: int | None = None) -> list[dict]:
     rows = []
-    for k, fold in enumerate(folds):
+    for fold in folds:
+        k = int(fold.name.removeprefix("fold"))
         pairs, split = discover(fold)
         predictors = {name: BoxPredictor(load_model(pattern.format(k=k))[0]) for name, pattern in models.items()}
         net = load_unet(Path(unet.format(k=k))) if unet else None
@@ -95,17 +96,30 @@ def main() -> None:
     parser.add_argument("--shifts", default="all", help="comma-separated shift names, or all")
     parser.add_argument("--limit", type=int, help="score only the first N test images of each fold (a smoke run)")
     parser.add_argument("--tta", action="append", default=[], help="also score NAME with flip test-time augmentation")
+    parser.add_argument("--only", type=int, action="append", help="score only fold K (repeatable)")
+    parser.add_argument("--rows", type=Path, action="append",
+                        help="no scoring: summarize these oof_rows.csv files (e.g. one per fold) together")
     args = parser.parse_args()
-    models = dict(item.split("=", 1) for item in args.model)
-    folds = sorted(p for p in args.folds.glob("fold*") if (p / "split.json").is_file())
-    shifts = list(SHIFTS) if args.shifts == "all" else args.shifts.split(",")
-    rows = score_folds(folds, models, args.unet, shifts, tuple(args.tta), args.limit)
+    if args.rows:
+        rows = []
+        for path in args.rows:
+            with path.open() as fh:
+                rows += [{**r, "fold": int(r["fold"]), "dice": float(r["dice"]), "nsd2": float(r["nsd2"])}
+                         for r in csv.DictReader(fh)]
+        first = rows[0]["model"]
+    else:
+        models = dict(item.split("=", 1) for item in args.model)
+        folds = sorted(p for p in args.folds.glob("fold*") if (p / "split.json").is_file()
+                       and (not args.only or int(p.name.removeprefix("fold")) in args.only))
+        shifts = list(SHIFTS) if args.shifts == "all" else args.shifts.split(",")
+        rows = score_folds(folds, models, args.unet, shifts, tuple(args.tta), args.limit)
+        first = next(iter(models))
     args.out.mkdir(parents=True, exist_ok=True)
     with (args.out / "oof_rows.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    summary, table = summarize(rows, next(iter(models)))
+    summary, table = summarize(rows, first)
     (args.out / "oof_summary.json").write_text(json.dumps(summary, indent=1))
     (args.out / "oof_table.md").write_text(table + "\n")
     print(table)
