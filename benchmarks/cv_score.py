@@ -65,25 +65,30 @@ def score_folds(folds: list[Path], models: dict[str, str], unet: str | None, shi
 
 
 def summarize(rows: list[dict], first: str) -> tuple[dict, str]:
+    """Mean Dice / NSD per shift and model; the judged model ``first`` against every model of another
+    family (name not starting with ``first``'s first word): mean paired difference and Wilcoxon p."""
     models = list(dict.fromkeys(r["model"] for r in rows))
     shifts = list(dict.fromkeys(r["shift"] for r in rows))
+    family = first.split()[0]
+    others = [m for m in models if not m.startswith(family)]
     summary, lines = {}, []
-    head = "| shift | " + " | ".join(f"{m} Dice | {m} NSD@2px" for m in models) + f" | {first} − best other (Dice), Wilcoxon p |"
-    lines += [head, "|" + "---|" * (2 * len(models) + 2)]
+    lines.append("| shift | " + " | ".join(f"{m} Dice | {m} NSD@2px" for m in models) + " | "
+                 + " | ".join(f"{first} − {m} (Dice), p" for m in others) + " |")
+    lines.append("|---" + "|---:" * (2 * len(models) + len(others)) + "|")
     for shift in shifts:
         cells, per = [], {}
         for m in models:
             sel = sorted((r["fold"], r["name"], r["dice"], r["nsd2"]) for r in rows if r["model"] == m and r["shift"] == shift)
             per[m] = np.array([s[2] for s in sel])
-            summary.setdefault(shift, {})[m] = {"dice": float(per[m].mean()), "nsd2": float(np.mean([s[3] for s in sel])),
-                                                "n": len(sel)}
-            cells.append(f"{per[m].mean():.4f} | {np.mean([s[3] for s in sel]):.3f}")
-        others = [m for m in models if m != first]
-        best = max(others, key=lambda m: per[m].mean()) if others else None
-        diff = (per[first] - per[best]) if best else None
-        p = float(wilcoxon(per[first], per[best]).pvalue) if best and np.any(diff) else 1.0
-        note = f"{diff.mean():+.4f} vs {best}, p = {p:.2g}" if best else ""
-        lines.append(f"| {shift} | " + " | ".join(cells) + f" | {note} |")
+            nsd2 = float(np.mean([s[3] for s in sel]))
+            summary.setdefault(shift, {})[m] = {"dice": float(per[m].mean()), "nsd2": nsd2, "n": len(sel)}
+            cells.append(f"{per[m].mean():.4f} | {nsd2:.3f}")
+        for m in others:
+            diff = per[first] - per[m]
+            p = float(wilcoxon(per[first], per[m]).pvalue) if np.any(diff) else 1.0
+            summary[shift][f"{first} - {m}"] = {"dice_diff": float(diff.mean()), "wilcoxon_p": p}
+            cells.append(f"{diff.mean():+.4f}, p = {p:.2g}")
+        lines.append(f"| {shift} | " + " | ".join(cells) + " |")
     return summary, "\n".join(lines)
 
 
