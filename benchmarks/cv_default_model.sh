@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Cross-validate a default-model recipe: the steps of training/train_default_model.sh on every
 # fold folder made by benchmarks/cv_folds.py; each fold's INT8 and FP32 files land in OUT/fold<k>/.
-# Usage: RECIPE=training/default_model.yaml bash benchmarks/cv_default_model.sh FOLDS OUT [k ...]
+# Usage: [RECIPE=training/candidate_v3_hybrid.yaml ADALORA_EPOCHS=10] bash benchmarks/cv_default_model.sh FOLDS OUT [k ...]
 # Then: python benchmarks/cv_score.py FOLDS --model v3=OUT --unet UNET_OUT ...
 set -euo pipefail
 FOLDS=$1; OUT=$2; shift 2
-for k in "${@:-0 1 2}"; do
+for k in ${@:-0 1 2}; do
   [ -f "$OUT/fold$k/default_int8.safetensors" ] && continue   # resumable per fold
   start=$(date +%s)
   rm -rf "$OUT/fold$k/runs"
