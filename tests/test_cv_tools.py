@@ -1,0 +1,54 @@
+"""The cross-validation tools of issue 14 (benchmarks/): folds, the shift suite and the U-Net reference."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+from cv_folds import make_folds, write_fold_folders  # noqa: E402
+from shift_suite import SHIFTS, apply_shift  # noqa: E402
+from unet_reference import UNet, predict_mask  # noqa: E402
+
+from napari_adaqat.data.dataset import discover, load_pair  # noqa: E402
+
+
+def test_folds_partition_the_names_and_fold_folders_train_without_their_test_images(cxr_dir, tmp_path):
+    names = [f"img{i:02d}" for i in range(93)]
+    folds = make_folds(names, 3)
+    assert sorted(sum(folds, [])) == names and [len(f) for f in folds] == [31, 31, 31]
+    assert make_folds(names, 3) == folds  # seeded
+    folders = write_fold_folders(cxr_dir, tmp_path, k=2, n_val=1)
+    tests = []
+    for folder in folders:
+        split = json.loads((folder / "split.json").read_text())
+        assert not set(split["test"]) & set(split["train"] + split["val"])
+        tests += split["test"]
+        pairs, used = discover(folder)  # adaqat train reads the fold's own split
+        assert used == {k: split[k] for k in ("train", "val", "test")} and len(pairs) == 4
+    assert sorted(tests) == sorted(discover(cxr_dir)[0])
+
+
+@pytest.mark.parametrize("shift", list(SHIFTS))
+def test_every_shift_gives_a_valid_pair(cxr_dir, shift):
+    pairs, _ = discover(cxr_dir)
+    image, mask = load_pair(next(iter(pairs.values())))
+    f, m = apply_shift(shift, image, mask, "name")
+    assert f.dtype == np.float32 and f.ndim == 2 and f.shape == m.shape and 0 <= f.min() and f.max() <= 1
+    assert m.sum() > 0.5 * mask.sum()
+    if shift == "none":
+        assert np.array_equal(f, image)
+    elif f.shape == image.shape:
+        r = np.corrcoef(f.ravel(), image.ravel())[0, 1]
+        # the DICOM path (MONOCHROME1, 12 bits) gives the film back; inversion flips it
+        assert (r < -0.99) if shift == "inverted polarity" else (r > 0.99 if "DICOM" in shift else r > 0.5)
+        assert shift == "16-bit DICOM (MONOCHROME1)" or not np.array_equal(f, image)
+
+
+def test_unet_reference_shapes(cxr_dir):
+    net = UNet().eval()
+    assert 1.8e6 < sum(p.numel() for p in net.parameters()) < 2.1e6
+    pairs, _ = discover(cxr_dir)
+    image, _ = load_pair(next(iter(pairs.values())))
+    assert predict_mask(net, image).shape == image.shape
