@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-SIDES = ("stock", "ours")
+SIDES = ("stock", "ours", "small")  # "small": ours at BenchConfig.small_size (the 512-px mode), if set
 Log = Callable[[str], None]
 
 
@@ -47,6 +47,7 @@ class BenchConfig:
     prompt_repeats: int = 20
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None: torch's default
+    small_size: int | None = None  # also time our embedding at this input size (e.g. 512), same weights resized
 
 
 def default_repeats(device: str, model_type: str = "vit_b") -> tuple[int, int, int]:
@@ -89,18 +90,29 @@ def load_input_image(path: str | None, seed: int = 0) -> np.ndarray:
 
 # ---------------------------------------------------------------- one side, in a child
 
-def _load_sam(config: BenchConfig):
-    """The model both sides use: seeded random weights of the preset, or a model file."""
+def _load_sam(config: BenchConfig, side: str = "stock"):
+    """The model a side uses: seeded random weights of the preset, or a model file (ours keeps a model
+    file's INT8 weights INT8 in memory, stock gets them dequantized).  The "small" side gets the same
+    weights at ``config.small_size`` (position tensors interpolated)."""
     import torch
 
+    size = config.small_size if side == "small" else config.image_size
     if config.model is None:
         from napari_adaqat.model.build import build_sam
 
         torch.manual_seed(config.seed)
-        return build_sam(config.model_type, config.image_size)
-    from napari_adaqat.model.loading import load_model
+        sam = build_sam(config.model_type, config.image_size)
+    else:
+        from napari_adaqat.model.loading import load_model
 
-    sam, _ = load_model(config.model, model_type=config.model_type, image_size=config.image_size, device="cpu")
+        sam, _ = load_model(config.model, model_type=config.model_type, image_size=size, device="cpu",
+                            keep_int8=side == "ours")
+    if side == "small" and int(sam.image_encoder.img_size) != size:
+        from napari_adaqat.model.build import build_sam, load_state_strict, resize_position_tensors
+
+        small = build_sam(sam.spec, size)
+        load_state_strict(small, resize_position_tensors(sam.state_dict(), small), "bench")
+        sam = small
     return sam
 
 
@@ -113,8 +125,11 @@ def _require_plain(sam) -> None:
 
 
 def weights_digest(sam) -> str:
+    """Digest of the plain (FP32) weights; INT8-runtime layers are dequantized one at a time."""
+    from napari_adaqat.model.int8_runtime import plain_state_items
+
     digest = hashlib.sha1()
-    for name, tensor in sam.state_dict().items():
+    for name, tensor in plain_state_items(sam):
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(tensor.detach().cpu().float().numpy()).data)
     return digest.hexdigest()[:16]
@@ -127,13 +142,11 @@ def _sync(device: str) -> None:
 
 
 def peak_rss_mb() -> float | None:
-    """Peak resident memory of this process in MiB (None where ``resource`` is missing)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+    """Peak resident memory of this process in MiB (see :func:`napari_adaqat.model.runtime.peak_rss_mb`:
+    a child's own peak, not the parent's inherited one)."""
+    from napari_adaqat.model.runtime import peak_rss_mb as peak
+
+    return peak()
 
 
 def _stats(times: list[float], scale: float) -> dict[str, float]:
@@ -151,7 +164,7 @@ def run_side(side: str, config: BenchConfig, image: np.ndarray, log: Log = log_s
         raise ValueError(f"side must be one of {SIDES}, got {side!r}")
     device = config.device
     rss_start = peak_rss_mb()
-    sam = _load_sam(config)
+    sam = _load_sam(config, side)
     digest = weights_digest(sam)
     cuda = device.startswith("cuda")
     if cuda:
@@ -185,25 +198,29 @@ def run_side(side: str, config: BenchConfig, image: np.ndarray, log: Log = log_s
     rss_loaded = peak_rss_mb()
     box = bench_box(image.shape[:2])
     embed_times: list[float] = []
+    cpu_times: list[float] = []  # process CPU seconds (all threads): less skewed by a busy machine
     with torch.inference_mode():
         for i in range(config.warmup + config.repeats):
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             features = embed()
             _sync(device)
             seconds = time.perf_counter() - t0
+            cpu_times.append(time.process_time() - c0)
             kind = "warm-up" if i < config.warmup else f"embed {i - config.warmup + 1}/{config.repeats}"
             log(f"[{side}] {kind}: {seconds:.3f} s")
             if i >= config.warmup:
                 embed_times.append(seconds)
         prompt_times: list[float] = []
+        prompt_cpu: list[float] = []
         for i in range((2 if config.warmup else 0) + config.prompt_repeats):
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             mask = prompt(box)
             _sync(device)
             if i >= (2 if config.warmup else 0):
                 prompt_times.append(time.perf_counter() - t0)
+                prompt_cpu.append(time.process_time() - c0)
     embed_stats, prompt_stats = _stats(embed_times, 1.0), _stats(prompt_times, 1000.0)
     log(f"[{side}] box prompt: median {prompt_stats['median']:.2f} ms over {len(prompt_times)}")
     result: dict[str, Any] = {
@@ -211,6 +228,8 @@ def run_side(side: str, config: BenchConfig, image: np.ndarray, log: Log = log_s
         "image_size": int(sam.image_encoder.img_size),
         "model_type": getattr(getattr(sam, "spec", None), "name", None),
         "embed_s": embed_stats["median"], "embed_s_min": embed_stats["min"], "embed_times_s": embed_times,
+        "embed_cpu_s": float(np.median(cpu_times[config.warmup:])),
+        "prompt_cpu_ms": 1000 * float(np.median(prompt_cpu)),
         "prompt_ms": prompt_stats["median"], "prompt_ms_p90": prompt_stats["p90"],
         "prompt_ms_min": prompt_stats["min"],
         "peak_rss_mb": peak_rss_mb(), "rss_after_start_mb": rss_start, "rss_after_load_mb": rss_loaded,
@@ -310,7 +329,7 @@ def run_bench(config: BenchConfig, log: Log = log_stderr) -> dict[str, Any]:
         work = Path(tmp)
         (work / "config.json").write_text(json.dumps(dataclasses.asdict(config)))
         np.save(work / "image.npy", image)
-        for side in SIDES:
+        for side in SIDES if config.small_size else SIDES[:2]:
             sides[side] = _run_child(side, work, log)
     (stock, s_feats, s_mask), (ours, o_feats, o_mask) = sides["stock"], sides["ours"]
     union = np.logical_or(s_mask, o_mask).sum()
@@ -324,14 +343,23 @@ def run_bench(config: BenchConfig, log: Log = log_stderr) -> dict[str, Any]:
         "repeats": config.repeats, "warmup": config.warmup, "prompt_repeats": config.prompt_repeats,
         "same_weights": stock["weights_sha1"] == ours["weights_sha1"],
         **both, "embed_ratio": ours["embed_s"] / stock["embed_s"],
+        "stock_embed_cpu_s": stock["embed_cpu_s"], "embed_cpu_s": ours["embed_cpu_s"],
+        "embed_cpu_ratio": ours["embed_cpu_s"] / stock["embed_cpu_s"],
+        "stock_prompt_cpu_ms": stock["prompt_cpu_ms"], "prompt_cpu_ms": ours["prompt_cpu_ms"],
         "prompt_ratio": ours["prompt_ms"] / stock["prompt_ms"],
         "feature_cosine": cosine(s_feats, o_feats),
         "feature_max_abs_diff": float(np.abs(s_feats.astype(np.float64) - o_feats).max()),
         "mask_iou": float(np.logical_and(s_mask, o_mask).sum() / union) if union else 1.0,
         "mask_identical": bool(np.array_equal(s_mask, o_mask)),
         "torch_threads": ours["torch_threads"], "wall_s": time.perf_counter() - started,
-        **env, "sides": {"stock": stock, "ours": ours},
+        **env, "sides": {name: side[0] for name, side in sides.items()},
     }
+    if "small" in sides:  # the 512-px mode, against stock at the full size
+        small = sides["small"][0]
+        report.update(small_image_size=small["image_size"], small_embed_s=small["embed_s"],
+                      small_embed_ratio=small["embed_s"] / stock["embed_s"], small_prompt_ms=small["prompt_ms"],
+                      small_embed_cpu_ratio=small["embed_cpu_s"] / stock["embed_cpu_s"],
+                      small_peak_rss_mb=small["peak_rss_mb"])
     return report
 
 
@@ -343,7 +371,10 @@ def summary_line(report: dict[str, Any]) -> str:
             f"embed stock {report['stock_embed_s']:.3f} s, ours {report['embed_s']:.3f} s "
             f"(x{report['embed_ratio']:.2f}); box prompt stock {report['stock_prompt_ms']:.1f} ms, "
             f"ours {report['prompt_ms']:.1f} ms; peak RSS stock {mb(report['stock_peak_rss_mb'])}, "
-            f"ours {mb(report['peak_rss_mb'])}; feature cosine {report['feature_cosine']:.6f}")
+            f"ours {mb(report['peak_rss_mb'])}; feature cosine {report['feature_cosine']:.6f}, "
+            f"mask IoU {report['mask_iou']:.4f}"
+            + (f"; ours at {report['small_image_size']} px: embed {report['small_embed_s']:.3f} s "
+               f"(x{report['small_embed_ratio']:.2f} of stock)" if "small_embed_s" in report else ""))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,12 @@ and the same image, and write the figures to a JSON file.
   embed   set_image(): resize + image encoder (the slow part), median over --repeats
   prompt  predict(box) -> mask with the embedding already computed, median over --prompt-repeats
   memory  peak RSS of each side: each side runs alone in its own child process
-  check   cosine similarity of the two image embeddings (~1.0 with the same weights)
+  check   cosine similarity of the two image embeddings (~1.0 with the same weights),
+          IoU of the two masks
+  small   with --small-size N: our embedding at N px too (e.g. the 512-px mode)
+
+Ours runs the fast encoder path and the lean box decoder; with an INT8 model file it keeps
+the encoder's INT8 weights INT8 in memory (stock gets them dequantized to FP32).
 
 Without --model the preset is built with seeded random weights: speed and memory do not
 depend on the values. With --model the same file is loaded by both sides.
@@ -28,9 +33,11 @@ examples:
   adaqat bench --out bench.json                                 # ViT-B at 1024 px (minutes on a CPU)
   adaqat bench --model-type vit_tiny --image-size 256 --out tiny.json
   adaqat bench --model model_int8.safetensors --image cxr.png --device cuda --out gpu.json
+  adaqat bench --model model_int8.safetensors --small-size 512 --out cpu.json  # + the 512-px mode
 
 JSON keys: stock_embed_s, embed_s, embed_ratio (ours/stock), stock_prompt_ms, prompt_ms,
-prompt_ms_p90, stock_peak_rss_mb, peak_rss_mb, feature_cosine, mask_iou, device,
+prompt_ms_p90, stock_peak_rss_mb, peak_rss_mb, feature_cosine, mask_iou, mask_identical,
+small_embed_s and small_embed_ratio (with --small-size), device,
 model_type, image_size, repeats, torch, cpu_count, hostname, platform, timestamp, and
 per-side details under "sides". Run on an otherwise idle machine: a busy CPU skews times."""
 
@@ -60,6 +67,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads in each side (default: torch's own choice); on a busy CPU "
                         "use 1, since spinning threads then slow everything down")
+    p.add_argument("--small-size", type=int, default=None, metavar="N",
+                   help="also time our embedding at input size N (e.g. 512: the 512-px mode), the same weights "
+                        "with position tensors interpolated; reported as small_embed_s and small_embed_ratio "
+                        "(against stock at the full size)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and the synthetic image")
 
 
@@ -74,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     repeats, warmup, prompt_repeats = default_repeats(device, args.model_type)
     config = BenchConfig(
         model_type=args.model_type, image_size=args.image_size, model=args.model, image=args.image,
-        device=device, seed=args.seed, threads=args.threads,
+        device=device, seed=args.seed, threads=args.threads, small_size=args.small_size,
         repeats=repeats if args.repeats is None else args.repeats,
         warmup=warmup if args.warmup is None else args.warmup,
         prompt_repeats=prompt_repeats if args.prompt_repeats is None else args.prompt_repeats,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 import numpy as np
 
@@ -20,6 +21,26 @@ from napari_adaqat.io import check_segmentable
 from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.metrics import dice, ssim_map, trust_maps
 from napari_adaqat.model.loading import is_bundled, load_model, resolve_model_path
+
+
+@contextmanager
+def torch_threads(n: Optional[int]) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (``None``: unchanged), then restore the count.
+
+    Box prompts are small: on a 2-core laptop one thread is as fast, and leaves the other core to
+    napari's rendering instead of spinning OpenMP workers against it.
+    """
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -127,7 +148,7 @@ class Engine:
         path = model.resolved()
         key = self._key(path, model, device)
         if key not in self._predictors:
-            sam, _meta = load_model(path, model_type=model.model_type, device=device)
+            sam, _meta = load_model(path, model_type=model.model_type, device=device, keep_int8=True)
             self._predictors[key] = BoxPredictor(sam, device)
             while len(self._predictors) > self.max_loaded:
                 self._predictors.popitem(last=False)  # least recently used

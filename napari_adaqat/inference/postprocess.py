@@ -17,5 +17,19 @@ def clean_lung_mask(mask: np.ndarray, keep: int = 2, min_ratio: float = 0.1) -> 
         return mask.astype(bool)
     sizes = np.bincount(labels.ravel())[1:]
     order = np.argsort(sizes)[::-1][:keep]
-    kept = [i + 1 for i in order if sizes[i] >= min_ratio * sizes[order[0]]]
-    return ndimage.binary_fill_holes(np.isin(labels, kept))
+    lut = np.zeros(n + 1, dtype=bool)
+    lut[[i + 1 for i in order if sizes[i] >= min_ratio * sizes[order[0]]]] = True
+    return fill_holes(lut[labels])
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_fill_holes(mask)`` for a 2-D mask in one labelling pass: background regions
+    (4-connected, as binary_fill_holes' default structure) that touch no image border are holes."""
+    background, n = ndimage.label(~mask)
+    if n == 0:
+        return mask.copy()
+    outside = np.zeros(n + 1, dtype=bool)
+    for edge in (background[0], background[-1], background[:, 0], background[:, -1]):
+        outside[edge] = True
+    outside[0] = True  # label 0 is the mask itself
+    return ~outside[background] | mask

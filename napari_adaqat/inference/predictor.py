@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +15,29 @@ from napari_adaqat.data.boxes import default_box
 from napari_adaqat.data.transforms import prepare_image, to_uint8_rgb, transform_boxes
 from napari_adaqat.io import read_image
 from napari_adaqat.model.forward import decode_boxes, embed
+from napari_adaqat.model.lean_decoder import ImageContext, decode_box_logits, image_context, supports_lean_decoder
+from napari_adaqat.model.lean_decoder import upsample_logits
+from napari_adaqat.model.runtime import return_freed_memory
+
+
+MMAP_MIN_IMAGE_SIZE = 1024  # encoder input size from which BoxPredictor returns freed buffers to the OS
 
 
 @dataclass
 class Prediction:
-    """Results at full image resolution for N boxes."""
+    """Results at full image resolution for N boxes; ``probs`` is computed on first use."""
 
     masks: np.ndarray  # (N, H, W) bool
-    probs: np.ndarray  # (N, H, W) float32 in [0, 1]
     iou: np.ndarray  # (N,) float32, the decoder's predicted IoU
+    logits: torch.Tensor  # (N, H, W) float32 mask logits (CPU)
+    _probs: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def probs(self) -> np.ndarray:
+        """(N, H, W) float32 in [0, 1]: sigmoid of the logits (computed once, when first asked)."""
+        if self._probs is None:
+            self._probs = torch.sigmoid(self.logits).numpy()
+        return self._probs
 
 
 @dataclass
@@ -89,11 +103,23 @@ class EmbeddingCache:
 class BoxPredictor:
     """Embed once (``set_image``), prompt many times (``predict``).
 
-    Matches ``segment_anything.SamPredictor`` with ``multimask_output=False``.
+    Matches ``segment_anything.SamPredictor`` with ``multimask_output=False``.  ``fast`` (default)
+    uses the fast encoder (:mod:`napari_adaqat.model.fast_attention`) and the lean box decoder
+    (:mod:`napari_adaqat.model.lean_decoder`) where the model has the stock structure; ``fast=False``
+    runs the modules' own forwards (the reference the fast paths are tested against).  On the CPU, for
+    encoders of at least ``MMAP_MIN_IMAGE_SIZE`` px, large buffers are served from ``mmap``
+    (:func:`~napari_adaqat.model.runtime.return_freed_memory`), so the encoder's freed activations
+    leave the resident set (ViT-B at 1024 px: ~370 MB lower peak; small models do not need it).
     """
 
-    def __init__(self, sam: Sam, device: str | torch.device = "cpu", cache: EmbeddingCache | None = None) -> None:
+    def __init__(self, sam: Sam, device: str | torch.device = "cpu", cache: EmbeddingCache | None = None,
+                 fast: bool = True) -> None:
         self.device = torch.device(device)
+        if fast and self.device.type == "cpu" and int(sam.image_encoder.img_size) >= MMAP_MIN_IMAGE_SIZE:
+            return_freed_memory()
+        self.fast = fast
+        self._lean = fast and supports_lean_decoder(sam)
+        self._context: ImageContext | None = None
         self.sam = sam.to(self.device).eval()
         self.image_size = int(sam.image_encoder.img_size)
         self._pixel_mean = sam.pixel_mean.detach().view(-1).cpu()
@@ -121,13 +147,14 @@ class BoxPredictor:
         self.last_embed_from_cache = cached is not None
         if cached is None:
             prepared = prepare_image(rgb, self.image_size, self._pixel_mean, self._pixel_std)
-            features = embed(self.sam, prepared.tensor.to(self.device)[None])
+            features = embed(self.sam, prepared.tensor.to(self.device)[None], fast=self.fast)
             cached = _Embedding(features.cpu(), prepared.original_size, prepared.input_size)
             self.cache.put(key, cached)
         self._current = cached
         # the cache holds CPU copies (memory); the current one also stays on the device, so each
         # prompt does not copy the (1, C, h, w) features to the GPU again
         self._current_features = cached.features.to(self.device)
+        self._context = image_context(self.sam, self._current_features) if self._lean else None
         return self
 
     @property
@@ -147,8 +174,13 @@ class BoxPredictor:
             raise ValueError(f"boxes must be (N, 4) xyxy, got {boxes.shape}")
         emb = self._current
         boxes_in = torch.as_tensor(transform_boxes(boxes, emb.original_size, self.image_size), dtype=torch.float32)
-        low_res, iou = decode_boxes(self.sam, self._current_features, boxes_in.to(self.device))
-        logits = self.sam.postprocess_masks(low_res, emb.input_size, emb.original_size)[:, 0]
-        probs = torch.sigmoid(logits)
+        if self._context is not None:  # straight to the original size, mask token 0 only
+            low, iou = decode_box_logits(self.sam, self._context, boxes_in.to(self.device))
+            logits = upsample_logits(low, self.image_size, emb.input_size, emb.original_size)
+        else:
+            low_res, iou4 = decode_boxes(self.sam, self._current_features, boxes_in.to(self.device))
+            logits = self.sam.postprocess_masks(low_res, emb.input_size, emb.original_size)[:, 0]
+            iou = iou4[:, 0]
+        logits = logits.float().cpu()
         masks = logits > self.sam.mask_threshold
-        return Prediction(masks.cpu().numpy(), probs.float().cpu().numpy(), iou[:, 0].float().cpu().numpy())
+        return Prediction(masks.numpy(), iou.float().cpu().numpy(), logits)

@@ -71,7 +71,11 @@ def _decoder(path: Path, ds):
 def decode(path: Path, ds, frame: int | None, frames: int) -> np.ndarray:
     """Stored pixel array: frame ``frame`` as (H, W[, 3]), or all frames as (F, H, W[, 3]) when ``None``."""
     syntax = ds.file_meta.TransferSyntaxUID
-    if not syntax.is_compressed:
+    try:
+        compressed = bool(syntax.is_compressed)
+    except (AttributeError, TypeError, ValueError):  # a damaged UID, or several values in its element
+        raise fail(path, f"invalid transfer syntax UID {str(syntax)[:64]!r} in the file meta header") from None
+    if not compressed:
         need, have = _expected_bytes(ds, frames), _pixel_bytes(ds)
         if have < need:
             raise fail(path, f"pixel data length mismatch: {have} bytes stored, but {ds.Rows} rows x {ds.Columns} "
@@ -84,8 +88,10 @@ def decode(path: Path, ds, frame: int | None, frames: int) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             arr = ds.pixel_array
-    except Exception as exc:
-        if not syntax.is_compressed:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # also a Rust decoder's panic (pyo3 PanicException is a BaseException)
+        if not compressed:
             raise fail(path, f"cannot decode {syntax_label(ds)} pixel data ({type(exc).__name__})") from exc
         tried = ", ".join(_PLUGIN_PACKAGES.get(p, p) for p in decoder.available_plugins)
         raise fail(path, f"cannot decode {syntax_label(ds)} pixel data: the compressed data is corrupt or "

@@ -96,7 +96,7 @@ PRESETS: dict[str, SamSpec] = {
     ),
     # the hybrid encoder at test size
     "hybrid_nano": SamSpec(
-        "hybrid_nano", 32, 1, 2, (), image_size=64, patch_size=4, window_size=0,
+        "hybrid_nano", 48, 1, 2, (), image_size=64, patch_size=4, window_size=0,
         prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2, iou_hidden_dim=32,
         encoder="hybrid", conv_widths=(8, 8, 16, 32),
     ),

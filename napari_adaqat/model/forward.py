@@ -6,14 +6,25 @@ import torch.utils.checkpoint
 from segment_anything.modeling import Sam
 
 from napari_adaqat.data.transforms import normalize_and_pad
+from napari_adaqat.model.fast_attention import fast_encoder_forward, supports_fast_path
 
 
-def embed(sam: Sam, images: torch.Tensor, grad_checkpoint: bool = False) -> torch.Tensor:
+def embed(sam: Sam, images: torch.Tensor, grad_checkpoint: bool = False, fast: bool = True) -> torch.Tensor:
     """(B, 3, S, S) prepared images (:func:`~napari_adaqat.data.transforms.prepare_image`) →
-    image embeddings (B, C, E, E); ``grad_checkpoint`` recomputes encoder activations in backward."""
-    if grad_checkpoint:
-        return torch.utils.checkpoint.checkpoint(sam.image_encoder, images, use_reentrant=False)
-    return sam.image_encoder(images)
+    image embeddings (B, C, E, E).
+
+    ``fast`` runs the stock ViT encoder through :func:`~napari_adaqat.model.fast_attention.fast_encoder_forward`
+    (same features up to float rounding, no N×N attention matrix held whole); other encoders, or
+    ``fast=False``, run the module's own forward (the reference).  ``grad_checkpoint`` recomputes
+    activations in backward: block by block on the fast path (only block inputs are kept), else the
+    whole encoder at once.
+    """
+    encoder = sam.image_encoder
+    if fast and supports_fast_path(encoder):
+        return fast_encoder_forward(encoder, images, grad_checkpoint)
+    if grad_checkpoint and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(encoder, images, use_reentrant=False)
+    return encoder(images)
 
 
 def encode(sam: Sam, images: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from napari_adaqat.model.build import ModelLoadError, load_sam_checkpoint
 from napari_adaqat.model.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from napari_adaqat.model.checkpoint import load_checkpoint_model
 from napari_adaqat.model.files import file_format
+from napari_adaqat.model.int8_runtime import load_model_file_int8
 from napari_adaqat.model.model_file import load_model_file
 
 __all__ = ["ASSETS_DIR", "DEFAULT_MODEL", "DEFAULT_BASELINE", "is_bundled", "resolve_model_path", "load_model"]
@@ -37,12 +38,14 @@ def resolve_model_path(path: str | Path | None, baseline: bool = False) -> Path:
 
 
 def load_model(path: str | Path | None = None, *, model_type: str = "vit_b", image_size: int | None = None,
-               baseline: bool = False, device: str = "cpu") -> tuple[Sam, dict]:
+               baseline: bool = False, device: str = "cpu", keep_int8: bool = False) -> tuple[Sam, dict]:
     """Load a model for inference; returns (sam in eval mode, metadata).
 
     ``path`` is resolved by :func:`resolve_model_path` (``None``/``"default"``: the bundled
     model).  ``.pth`` files are official SAM checkpoints of ``model_type``; safetensors
-    files are dispatched on the format they declare.
+    files are dispatched on the format they declare.  ``keep_int8`` keeps a model file's INT8
+    encoder weights INT8 in memory (:mod:`~napari_adaqat.model.int8_runtime`; same results, less
+    memory, no gradients); otherwise they are dequantized into a plain FP32 SAM.
     """
     path = resolve_model_path(path, baseline)
     if path.suffix.lower() in (".pth", ".pt"):
@@ -51,6 +54,8 @@ def load_model(path: str | Path | None = None, *, model_type: str = "vit_b", ima
         return sam.to(device).eval(), meta
     if file_format(path) == CHECKPOINT_FORMAT:
         sam, meta = load_checkpoint_model(path)
+    elif keep_int8:
+        sam, meta = load_model_file_int8(path)
     else:
         sam, meta = load_model_file(path)
     return sam.to(device).eval(), meta

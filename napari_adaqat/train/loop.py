@@ -31,7 +31,7 @@ from napari_adaqat.train.config import TrainConfig
 from napari_adaqat.train.dataset import LungDataset
 from napari_adaqat.train.losses import batch_dice, segmentation_loss
 from napari_adaqat.train.modes import param_groups, trainable_count
-from napari_adaqat.train.progress import ProgressLog
+from napari_adaqat.train.progress import MemoryMeter, ProgressLog
 from napari_adaqat.train.paths import run_paths
 from napari_adaqat.train.start_model import build_stage1, build_stage2
 
@@ -144,7 +144,8 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         paths["config"].write_text(json.dumps(cfg.to_dict(), indent=1))
         progress.write("start", stage=cfg.stage, mode=cfg.mode, preset=cfg.preset, epochs=cfg.epochs,
                        resumed_from=start_epoch - 1 if resume else None, train=len(train_set), val=len(val_set),
-                       trainable=trainable_count(sam), world_size=world, device=device, skipped=warnings)
+                       trainable=trainable_count(sam), world_size=world, device=device, skipped=warnings,
+                       grad_checkpoint=cfg.grad_checkpoint)
     trainable = [p for p in sam.parameters() if p.requires_grad]
     steps_per_epoch = math.ceil(len(train_set) / (cfg.batch_size * world))
     if cfg.max_steps_per_epoch:
@@ -153,6 +154,7 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
     # allocator's last prune epoch), so Stage 2 never starts from a model above the target rank.
     final_prune = max([e for e in adalora.prune_epochs if e <= cfg.epochs], default=0) if pruning else 0
     t0, epochs_done = time.time(), 0
+    memory = MemoryMeter(device)
     for epoch in range(start_epoch, cfg.epochs + 1):
         sam.train()
         for group, base_lr in zip(optimizer.param_groups, base_lrs):
@@ -165,8 +167,9 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         mine = order[rank::world][: steps_per_epoch * cfg.batch_size]
         loader = DataLoader(Subset(train_set, mine), batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
         bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not is_main or None, leave=False)
-        losses = []
+        losses, epoch_peak = [], None
         for step, batch in enumerate(bar, start=1):
+            memory.reset()
             logits = _forward(sam, batch, device, amp, cfg.grad_checkpoint)
             loss = segmentation_loss(logits, batch["mask"].to(device))
             total = loss + ortho_w * orthogonal_regularizer(sam) if ortho_w else loss
@@ -180,10 +183,13 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
+            peak = memory.peak_mb()  # this step's peak (forward, backward and optimizer)
+            epoch_peak = peak if epoch_peak is None or (peak or 0) > epoch_peak else epoch_peak
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if is_main and step % cfg.log_every == 0:
                 progress.write("step", epoch=epoch, step=step, steps=len(loader), loss=round(loss.item(), 5),
-                               lr={g["name"]: g["lr"] for g in optimizer.param_groups})
+                               lr={g["name"]: g["lr"] for g in optimizer.param_groups},
+                               peak_mem_mb=peak, mem_kind=memory.kind)
         pruned = allocator.on_epoch_end(epoch) if allocator is not None else False
         val_dice = evaluate_dice(sam, val_set, cfg, device, amp, rank, world)
         epochs_done += 1
@@ -204,7 +210,7 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
             progress.write("epoch", epoch=epoch, epochs=cfg.epochs, loss=round(float(np.mean(losses)), 5),
                            val_dice=round(val_dice, 5), best_dice=round(best, 5), rank_budget=budget, pruned=pruned,
                            lr={g["name"]: g["lr"] for g in optimizer.param_groups},
-                           seconds=round(elapsed, 2), eta_s=round(eta, 1))
+                           seconds=round(elapsed, 2), eta_s=round(eta, 1), peak_mem_mb=epoch_peak)
             tqdm.write(f"epoch {epoch}/{cfg.epochs}: loss {np.mean(losses):.4f}  val Dice {val_dice:.4f}"
                        f"  best {best:.4f}" + (f"  rank budget {budget}" if budget is not None else ""))
         dd.barrier(world)

@@ -112,20 +112,46 @@ def ensure_boxes(viewer: "napari.viewer.Viewer", image: "napari.layers.Image") -
     return layer
 
 
+def _same_buffer_kind(current: Any, data: np.ndarray) -> bool:
+    return isinstance(current, np.ndarray) and current is not data and current.dtype == data.dtype \
+        and current.flags.writeable
+
+
 def _upsert(viewer: "napari.viewer.Viewer", name: str, kind: str, data: np.ndarray, **kwargs: Any):
+    """Show ``data`` in layer ``name``: a layer of the same kind, shape and dtype keeps its buffer (no new
+    array, no extent or dims recomputation): a Labels layer gets only its changed pixels written
+    (``data_setitem``: a partial texture update, one undo step), an Image layer the new values and a
+    refresh.  Scale and translate are only set when they change (each set redraws the layer)."""
     if name in viewer.layers:
         layer = viewer.layers[name]
         from napari.layers import Labels
 
         if isinstance(layer, Labels) == (kind == "labels") and layer.data.shape == data.shape:
-            layer.data = data
             for key in ("scale", "translate"):
-                setattr(layer, key, kwargs[key])
+                if not np.allclose(getattr(layer, key), kwargs[key]):
+                    setattr(layer, key, kwargs[key])
+            current = layer.data
+            if isinstance(layer, Labels) and _same_buffer_kind(current, data):
+                changed = np.nonzero(current != data)  # only these pixels are written and re-uploaded
+                if changed[0].size:
+                    layer.data_setitem(changed, data[changed])
+            elif _same_buffer_kind(current, data):
+                np.copyto(current, data)
+                layer.refresh()
+            else:
+                layer.data = data
             layer.metadata.update(kwargs.get("metadata", {}))
             return layer
         viewer.layers.remove(name)
     add = viewer.add_labels if kind == "labels" else viewer.add_image
     return add(data, name=name, **kwargs)
+
+
+def maps_wanted(viewer: "napari.viewer.Viewer") -> bool:
+    """False when the ``SSIM`` and ``ΔSSIM`` layers both exist and are hidden: nobody looks at the
+    maps, so the dock does not compute them (showing a layer again computes them for the next box)."""
+    present = [viewer.layers[name] for name in (SSIM, DELTA) if name in viewer.layers]
+    return len(present) < 2 or any(layer.visible for layer in present)
 
 
 def _into_stack(viewer, name: str, image, plane: np.ndarray, index: Optional[int], dtype) -> np.ndarray:
@@ -171,5 +197,8 @@ def show_result(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", re
             layer.opacity = DELTA_OPACITY
     if BOXES in viewer.layers:
         boxes = viewer.layers[BOXES]
-        viewer.layers.move(viewer.layers.index(boxes), len(viewer.layers))
-        viewer.layers.selection.active = boxes
+        index = viewer.layers.index(boxes)
+        if index != len(viewer.layers) - 1:
+            viewer.layers.move(index, len(viewer.layers))
+        if viewer.layers.selection.active is not boxes:
+            viewer.layers.selection.active = boxes

@@ -14,16 +14,20 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, 
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
+from qtpy.QtCore import QTimer
 
 from napari_adaqat.widgets._compat import guard_triton_import
 
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
-from napari_adaqat.inference.engine import Engine, ModelRef, SegmentResult  # noqa: E402
+from napari_adaqat.inference.engine import Engine, ModelRef, SegmentResult, torch_threads  # noqa: E402
 from napari_adaqat.model.device import resolve_device  # noqa: E402
 from napari_adaqat.widgets import _layers as L  # noqa: E402
 from napari_adaqat.widgets._legend import MapLegends  # noqa: E402
 from napari_adaqat.widgets._model_choice import ModelChoice  # noqa: E402
+
+
+PROMPT_THREADS = 1  # torch threads of box-prompt jobs (embedding jobs use torch's default)
 
 
 class SegmentWidget(Container):
@@ -152,7 +156,11 @@ class SegmentWidget(Container):
 
     def _on_finished(self) -> None:
         self._worker = None
-        if not self._closed:
+        if self._closed:
+            return
+        if set(self._queue) == {"maps"}:  # let Qt paint the new mask before the maps job takes a core
+            QTimer.singleShot(0, self._pump)
+        else:
             self._pump()
 
     def _on_error(self, exc: BaseException) -> None:
@@ -255,15 +263,22 @@ class SegmentWidget(Container):
                 show(result)
 
         def mask_done(result: SegmentResult) -> None:
-            if show(result) and (base is not None or ref is not None):  # the mask at once; the maps follow
+            wanted = (base is not None or ref is not None) and L.maps_wanted(self.viewer)
+            if show(result) and wanted:  # the mask at once; the maps follow
                 self.status.value += "\ncomputing SSIM maps…"
-                self._submit("maps", lambda: self.engine.add_maps(result, plane, base, device, ref), maps_done,
-                             self.status.value)
+                self._submit("maps", lambda: self._prompt_job(self.engine.add_maps, result, plane, base, device, ref),
+                             maps_done, self.status.value)
 
         clean = bool(self.clean.value)
         self._queue.pop("maps", None)  # maps of an older box are no longer wanted
-        self._submit("predict", lambda: self.engine.predict(plane, box, model, device, ref, z, clean), mask_done,
-                     f"Segmenting with {model.label()}… (busy)")
+        self._submit("predict", lambda: self._prompt_job(self.engine.predict, plane, box, model, device, ref, z, clean),
+                     mask_done, f"Segmenting with {model.label()}… (busy)")
+
+    @staticmethod
+    def _prompt_job(fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a box-prompt job (in a worker) with :data:`PROMPT_THREADS` torch threads."""
+        with torch_threads(PROMPT_THREADS):
+            return fn(*args)
 
     def _reference_plane(self, z: Optional[int], shape: tuple[int, int]) -> Optional[np.ndarray]:
         layer = self.reference.value
