@@ -7,19 +7,18 @@ DICOM path is exercised.  Every shift is deterministic (seeded by the image's na
 """
 from __future__ import annotations
 
-import io
 import tempfile
 import zlib
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from scipy.ndimage import gaussian_filter
 
 from napari_adaqat.io import read_image
+from napari_adaqat.train.augment import jpeg_roundtrip
 
 Pair = tuple[np.ndarray, np.ndarray]
 
@@ -38,12 +37,6 @@ def _pad(f: np.ndarray, m: np.ndarray, frac: float = 0.25) -> Pair:
     h, w = f.shape
     widths = ((int(h * frac),) * 2, (int(w * frac),) * 2)
     return np.pad(f, widths), np.pad(m, widths)
-
-
-def _jpeg(f: np.ndarray, quality: int = 20) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(np.round(f * 255).astype(np.uint8)).save(buf, "JPEG", quality=quality)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())), dtype=np.float32) / 255.0
 
 
 def _dicom16(f: np.ndarray) -> np.ndarray:
@@ -77,7 +70,7 @@ SHIFTS: dict[str, Callable[[np.ndarray, np.ndarray, str], Pair]] = {
     "wider FOV (pad 25 %)": lambda f, m, n: _pad(f, m),
     "inverted polarity": lambda f, m, n: (1.0 - f, m),
     "16-bit DICOM (MONOCHROME1)": lambda f, m, n: (_dicom16(f), m),
-    "JPEG q 20": lambda f, m, n: (_jpeg(f), m),
+    "JPEG q 20": lambda f, m, n: (jpeg_roundtrip(f, 20), m),
 }
 
 

@@ -23,11 +23,16 @@ CLINIC_AFFINE = {"scale": 0.2, "aspect": 0.1, "angle_deg": 10.0, "shift": 0.08} 
 
 
 def _affine(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, scale: float, aspect: float,
-            angle_deg: float, shift: float) -> tuple[np.ndarray, np.ndarray]:
-    """A random affine about the centre: (H, W) float image and bool mask → warped copies."""
+            angle_deg: float, shift: float, mask_order: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A random affine about the centre: (H, W) float image and bool mask → warped copies.
+
+    ``aspect=0`` draws no aspect change (the ``basic`` preset's sequence of draws).  ``mask_order``:
+    0 = nearest neighbour (``basic``, as v2 was trained), 1 = bilinear then > 0.5 (as nearest, but
+    skimage's order-0 path is ~15x slower here).
+    """
     h, w = image.shape
     s = rng.uniform(1 - scale, 1 + scale)
-    a = np.exp(rng.uniform(-aspect, aspect))
+    a = np.exp(rng.uniform(-aspect, aspect)) if aspect else 1.0
     angle = np.deg2rad(rng.uniform(-angle_deg, angle_deg))
     offset = rng.uniform(-shift, shift, size=2) * (w, h)
     centre = np.array([w / 2, h / 2])
@@ -36,12 +41,12 @@ def _affine(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, scale
              + AffineTransform(translation=centre + offset))
     inverse = tform.inverse
     out_image = warp(image, inverse, order=1, mode="constant", cval=0.0, preserve_range=True).astype(np.float32)
-    # bilinear then > 0.5: as nearest-neighbour, but skimage's order-0 path is ~15x slower here
-    out_mask = warp(mask.astype(np.float32), inverse, order=1, mode="constant", cval=0.0, preserve_range=True) > 0.5
+    out_mask = warp(mask.astype(np.float32), inverse, order=mask_order, mode="constant", cval=0.0,
+                    preserve_range=True) > 0.5
     return out_image, out_mask
 
 
-def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
     """Round-trip a [0, 1] float image through an 8-bit JPEG of ``quality``."""
     buf = io.BytesIO()
     Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)).save(buf, "JPEG", quality=quality)
@@ -62,7 +67,7 @@ def clinic_photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarra
         x = x + rng.normal(0.0, rng.uniform(0.01, 0.05), size=x.shape)
     x = np.clip(x, 0, 1)
     if rng.random() < 0.2:
-        x = _jpeg(x, int(rng.integers(20, 70)))
+        x = jpeg_roundtrip(x, int(rng.integers(20, 70)))
     if rng.random() < 0.1:
         x = 1.0 - x
     return x.astype(np.float32)
@@ -76,17 +81,7 @@ def augment_pair(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
         return clinic_photometric(out_image, rng), out_mask
     if preset != "basic":
         raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {AUGMENT_PRESETS}")
-    h, w = image.shape
-    scale = rng.uniform(0.85, 1.15)
-    angle = np.deg2rad(rng.uniform(-10, 10))
-    shift = rng.uniform(-0.08, 0.08, size=2) * (w, h)
-    centre = np.array([w / 2, h / 2])
-    tform = (AffineTransform(translation=-centre)
-             + AffineTransform(scale=scale, rotation=angle)
-             + AffineTransform(translation=centre + shift))
-    inverse = tform.inverse
-    out_image = warp(image, inverse, order=1, mode="constant", cval=0.0, preserve_range=True).astype(np.float32)
-    out_mask = warp(mask.astype(np.float32), inverse, order=0, mode="constant", cval=0.0, preserve_range=True) > 0.5
+    out_image, out_mask = _affine(image, mask, rng, scale=0.15, aspect=0.0, angle_deg=10.0, shift=0.08, mask_order=0)
     gamma = rng.uniform(0.7, 1.4)
     contrast = rng.uniform(0.8, 1.2)
     out_image = np.clip((np.clip(out_image, 0, 1) ** gamma - 0.5) * contrast + 0.5, 0, 1).astype(np.float32)
