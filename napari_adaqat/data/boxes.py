@@ -68,7 +68,8 @@ def _rows(path: str | Path):
             missing = [c for c in COLUMNS if c not in [h.strip() for h in header]]
             if missing:
                 raise ValueError(f"{path}:1: missing column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}"
-                                 f" (found {','.join(h.strip() for h in header)[:80] or 'nothing'})")
+                                 f" (found {' '.join(','.join(h.strip() for h in header).split())[:80] or 'nothing'})")
+                # (whitespace collapsed: an unclosed quote makes the csv module read a newline into the header)
             for row in reader:
                 yield reader.line_num, {(k or "").strip(): v for k, v in row.items()}
     except UnicodeDecodeError as exc:
