@@ -90,6 +90,38 @@ def test_rel_pos_attention_chunks_agree():
     whole = rel_pos_attention(q, k, v, rh, rw, (12, 10))
     chunked = rel_pos_attention(q, k, v, rh, rw, (12, 10), max_bias_elements=1)
     assert torch.allclose(whole, chunked, atol=1e-6)
+    some_heads = rel_pos_attention(q, k, v, rh, rw, (12, 10), max_bias_elements=2 * 12 * 10 * 10 * 3)
+    assert torch.allclose(whole, some_heads, atol=1e-6)
+
+
+def test_checkpointed_chunks_give_the_same_gradients():
+    """With gradients, every chunk is checkpointed (its scores recomputed in backward): the gradients
+    of q, k, v and of both relative-position tables equal those of one unchunked, uncheckpointed pass."""
+    torch.manual_seed(1)
+    leaves = [torch.randn(4, 8 * 6, 8, requires_grad=True) for _ in range(3)]
+    tables = [torch.randn(15, 8, requires_grad=True), torch.randn(11, 8, requires_grad=True)]
+    upstream = torch.randn(4, 8 * 6, 8)
+
+    def grads(max_elements: int) -> list[torch.Tensor]:
+        out = rel_pos_attention(*leaves, *tables, (8, 6), max_bias_elements=max_elements)
+        return list(torch.autograd.grad((out * upstream).sum(), leaves + tables))
+
+    with torch.no_grad():
+        reference_out = rel_pos_attention(*leaves, *tables, (8, 6))
+    plain = list(torch.autograd.grad((_stock_attention(*leaves, *tables, (8, 6)) * upstream).sum(), leaves + tables))
+    for max_elements in (1, 8 * 6 * 6 * 2, 10 ** 9):
+        for got, want in zip(grads(max_elements), plain):
+            assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+    assert torch.allclose(_stock_attention(*leaves, *tables, (8, 6)), reference_out, atol=1e-5)
+
+
+def _stock_attention(q, k, v, rel_pos_h, rel_pos_w, size):
+    """segment_anything's attention maths on (BH, N, c) tensors: whole scores plus add_decomposed_rel_pos."""
+    from segment_anything.modeling.image_encoder import add_decomposed_rel_pos
+
+    attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    attn = add_decomposed_rel_pos(attn, q, rel_pos_h, rel_pos_w, size, size)
+    return attn.softmax(dim=-1) @ v
 
 
 def test_other_encoders_use_their_own_forward():

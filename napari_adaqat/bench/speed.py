@@ -105,8 +105,11 @@ def _load_sam(config: BenchConfig, side: str = "stock"):
     else:
         from napari_adaqat.model.loading import load_model
 
+        from napari_adaqat.model.runtime import cpu_has_fast_int8_gemm
+
+        ours = side == "ours"  # as the app runs it (inference.engine): INT8 GEMMs where the CPU has VNNI
         sam, _ = load_model(config.model, model_type=config.model_type, image_size=size, device="cpu",
-                            keep_int8=side == "ours")
+                            keep_int8=ours, int8_matmul=ours and config.device == "cpu" and cpu_has_fast_int8_gemm())
     if side == "small" and int(sam.image_encoder.img_size) != size:
         from napari_adaqat.model.build import build_sam, load_state_strict, resize_position_tensors
 
@@ -234,6 +237,7 @@ def run_side(side: str, config: BenchConfig, image: np.ndarray, log: Log = log_s
         "prompt_ms_min": prompt_stats["min"],
         "peak_rss_mb": peak_rss_mb(), "rss_after_start_mb": rss_start, "rss_after_load_mb": rss_loaded,
         "torch_threads": torch.get_num_threads(),
+        "int8_matmul": any(getattr(m, "int8_matmul", False) for m in sam.modules()),
     }
     if cuda:
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20

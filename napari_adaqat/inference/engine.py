@@ -21,6 +21,7 @@ from napari_adaqat.io import check_segmentable
 from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.metrics import dice, ssim_map, trust_maps
 from napari_adaqat.model.loading import is_bundled, load_model, resolve_model_path
+from napari_adaqat.model.runtime import cpu_has_fast_int8_gemm
 
 
 @contextmanager
@@ -148,7 +149,8 @@ class Engine:
         path = model.resolved()
         key = self._key(path, model, device)
         if key not in self._predictors:
-            sam, _meta = load_model(path, model_type=model.model_type, device=device, keep_int8=True)
+            sam, _meta = load_model(path, model_type=model.model_type, device=device, keep_int8=True,
+                                    int8_matmul=device == "cpu" and cpu_has_fast_int8_gemm())
             self._predictors[key] = BoxPredictor(sam, device)
             while len(self._predictors) > self.max_loaded:
                 self._predictors.popitem(last=False)  # least recently used

@@ -96,8 +96,9 @@ class TrainConfig:
     train_prompt_encoder: bool = _opt(False, "Stage 1: also train the prompt encoder (the authors' code does)")
     augment: bool = _opt(False, "random affine + intensity augmentation (off in the paper)")
     augment_preset: str = _opt("basic", "with augment: basic (small affine, gamma/contrast) or clinic (also wider "
-                                        "crops/FOV, CLAHE, blur, noise, JPEG, inverted polarity)",
-                               choices=("basic", "clinic"))
+                                        "crops/FOV, CLAHE, blur, noise, JPEG, inverted polarity) or clinic_wide "
+                                        "(clinic with zoom-out to 0.6x)",
+                               choices=("basic", "clinic", "clinic_wide"))
     jitter_px: int = _opt(20, "training boxes pushed outward by U(0, jitter_px) pixels per side")
     jitter_in_px: int = _opt(0, "training box sides may also move inward, by up to this many pixels")
     full_box_prob: float = _opt(0.0, "chance of a whole-image training box (teaches loose boxes)")
