@@ -58,6 +58,18 @@ def test_checkpointing_gives_the_same_loss_and_gradients():
         assert torch.allclose(plain_loss, ref_loss, rtol=1e-5) and _close(plain, reference, 1e-4)
 
 
+def test_checkpointing_is_on_by_default_where_it_pays():
+    """Unset, ``grad_checkpoint`` resolves per model: on for ViT-B at 1024 px (4096 tokens x 768
+    channels), off for the small presets and for ViT-B at 512 px."""
+    from napari_adaqat.model.forward import grad_checkpoint_pays
+
+    with torch.device("meta"):
+        assert grad_checkpoint_pays(build_sam("vit_b"))
+        assert not grad_checkpoint_pays(build_sam("vit_b", 512))
+        assert not grad_checkpoint_pays(build_sam("vit_tiny"))
+    assert make_config(None, 1, {}).grad_checkpoint is None
+
+
 def test_memory_meter_reports_a_step_peak():
     # in a fresh interpreter: in a long test session the allocator may reuse freed resident memory
     code = ("import torch\n"

@@ -27,6 +27,16 @@ def embed(sam: Sam, images: torch.Tensor, grad_checkpoint: bool = False, fast: b
     return encoder(images)
 
 
+def grad_checkpoint_pays(sam: Sam) -> bool:
+    """Whether per-block activation checkpointing pays for its recomputation: encoders of at least
+    4096 tokens of at least 768 channels (ViT-B and larger at 1024 px, where the kept activations of
+    12+ blocks reach GBs); small encoders train faster without it."""
+    enc = sam.image_encoder
+    tokens = (int(enc.img_size) // 16) ** 2
+    width = int(getattr(getattr(getattr(enc, "patch_embed", None), "proj", None), "out_channels", 0))
+    return tokens >= 4096 and width >= 768
+
+
 def encode(sam: Sam, images: torch.Tensor) -> torch.Tensor:
     """(B, 3, h, w) resized RGB in 0..255 → image embeddings (B, C, E, E), normalised and padded
     by the one preprocessing transform (as ``Sam.preprocess``)."""

@@ -24,7 +24,7 @@ from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, clamp_la
 from napari_adaqat.model.build import load_state_strict
 from napari_adaqat.model.checkpoint import optimizer_state, read_checkpoint, save_checkpoint, split_optimizer
 from napari_adaqat.model.device import resolve_device
-from napari_adaqat.model.forward import decode_boxes, embed
+from napari_adaqat.model.forward import decode_boxes, embed, grad_checkpoint_pays
 from napari_adaqat.model.rank_allocator import RankAllocator
 from napari_adaqat.train import distributed as dd
 from napari_adaqat.train.config import TrainConfig
@@ -140,12 +140,13 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
     elif is_main and paths["progress"].is_file():
         paths["progress"].unlink()
     progress = ProgressLog(paths["progress"], enabled=is_main)
+    checkpointing = cfg.grad_checkpoint if cfg.grad_checkpoint is not None else grad_checkpoint_pays(sam)
     if is_main:
         paths["config"].write_text(json.dumps(cfg.to_dict(), indent=1))
         progress.write("start", stage=cfg.stage, mode=cfg.mode, preset=cfg.preset, epochs=cfg.epochs,
                        resumed_from=start_epoch - 1 if resume else None, train=len(train_set), val=len(val_set),
                        trainable=trainable_count(sam), world_size=world, device=device, skipped=warnings,
-                       grad_checkpoint=cfg.grad_checkpoint)
+                       grad_checkpoint=checkpointing)
     trainable = [p for p in sam.parameters() if p.requires_grad]
     steps_per_epoch = math.ceil(len(train_set) / (cfg.batch_size * world))
     if cfg.max_steps_per_epoch:
@@ -170,7 +171,7 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         losses, epoch_peak = [], None
         for step, batch in enumerate(bar, start=1):
             memory.reset()
-            logits = _forward(sam, batch, device, amp, cfg.grad_checkpoint)
+            logits = _forward(sam, batch, device, amp, checkpointing)
             loss = segmentation_loss(logits, batch["mask"].to(device))
             total = loss + ortho_w * orthogonal_regularizer(sam) if ortho_w else loss
             (total / cfg.accumulate).backward()
