@@ -48,6 +48,7 @@ class BenchConfig:
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None: torch's default
     small_size: int | None = None  # also time our embedding at this input size (e.g. 512), same weights resized
+    int8_gemm: bool = False  # ours: an INT8 file's encoder layers as INT8 GEMMs (approximate); else exact
 
 
 def default_repeats(device: str, model_type: str = "vit_b") -> tuple[int, int, int]:
@@ -105,11 +106,9 @@ def _load_sam(config: BenchConfig, side: str = "stock"):
     else:
         from napari_adaqat.model.loading import load_model
 
-        from napari_adaqat.model.runtime import cpu_has_fast_int8_gemm
-
-        ours = side == "ours"  # as the app runs it (inference.engine): INT8 GEMMs where the CPU has VNNI
+        ours = side == "ours"
         sam, _ = load_model(config.model, model_type=config.model_type, image_size=size, device="cpu",
-                            keep_int8=ours, int8_matmul=ours and config.device == "cpu" and cpu_has_fast_int8_gemm())
+                            keep_int8=ours, int8_matmul=ours and config.int8_gemm)
     if side == "small" and int(sam.image_encoder.img_size) != size:
         from napari_adaqat.model.build import build_sam, load_state_strict, resize_position_tensors
 

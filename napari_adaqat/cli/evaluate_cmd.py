@@ -10,6 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from napari_adaqat.cli.common import add_device_argument, add_model_arguments, model_refs
+from napari_adaqat.cli.segment_cmd import add_batch_size_argument
 from napari_adaqat.model.device import resolve_device
 
 
@@ -47,6 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--show", action="append", default=[], metavar="NAME",
                    help="also draw the Fig. 2 panel of this image (its file stem); repeatable")
     add_device_argument(p)
+    add_batch_size_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = evaluate(args.data, model, baseline, args.out, args.split, args.box, progress, args.split_file,
                        args.clean, seed=args.seed, device=device, nsd_tolerance=args.nsd_tol, show=args.show,
-                       command=shlex.join(["adaqat", *sys.argv[1:]]))
+                       command=shlex.join(["adaqat", *sys.argv[1:]]), batch_size=args.batch_size)
     bar.close()
     brief = {k: summary[k] for k in ("split", "n", "box", "clean")}
     for tag in [*summary["models"], "baseline"]:

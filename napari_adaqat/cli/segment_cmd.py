@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -14,14 +15,28 @@ from napari_adaqat.model.device import resolve_device
 FORMATS = {"png": ".png", "tif": ".tif", "dcm-seg": ".dcm"}  # --format -> output suffix
 
 
-def _frame(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--frame takes a whole number, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"--frame is 0-based and cannot be negative ({value})")
-    return value
+def _whole(option: str, minimum: int, too_small: str) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of at least ``minimum``, else a one-line error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} takes a whole number, not {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{too_small} ({value})")
+        return value
+    return parse
+
+
+_frame = _whole("--frame", 0, "--frame is 0-based and cannot be negative")
+_batch_size = _whole("--batch-size", 1, "--batch-size must be at least 1")
+
+
+def add_batch_size_argument(p: argparse.ArgumentParser) -> None:
+    """``--batch-size N`` (also used by ``adaqat evaluate``)."""
+    p.add_argument("--batch-size", type=_batch_size, default=8, metavar="N",
+                   help="images per encoder forward on a GPU (default 8); ignored on the CPU. A larger batch keeps "
+                        "the GPU busier; lower it if the GPU runs out of memory (1 = one image at a time)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,6 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="frame (0-based) to segment in multi-frame DICOM files, which are refused without it; "
                         "single-frame inputs are not affected")
     add_device_argument(p)
+    add_batch_size_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     counts = {"ok": 0, "error": 0, "skipped": 0}
     bar = tqdm(total=len(files), desc="segment", unit="img", disable=None)
     for result in segment_files(files, model, out_dir, boxes=boxes, baseline=baseline, suffix=FORMATS[args.format],
-                                clean=args.clean, device=device, engine=engine, frame=args.frame):
+                                clean=args.clean, device=device, engine=engine, frame=args.frame,
+                                batch_size=args.batch_size):
         counts[result.status] += 1
         if result.status == "error":
             named = result.error.startswith(f"{result.file}: ")  # reader errors already name the file

@@ -10,13 +10,14 @@ from __future__ import annotations
 import csv
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from napari_adaqat.inference.engine import Engine, ModelLike
+from napari_adaqat.inference.engine import Engine, ModelLike, batched
 from napari_adaqat.data.boxes import box_for, check_box, default_box
 from napari_adaqat.io import ImageData, is_dicom, read_image, write_mask
 from napari_adaqat.io.dicom import MultiFrameError, read_dicom
@@ -111,6 +112,47 @@ def write_results(csv_path: Path, rows: dict[str, dict]) -> None:
         raise
 
 
+def _read_ahead(paths: list[Path], frame: int | None, seg: bool) -> dict[Path, tuple[ImageData | Exception, float]]:
+    """Read ``paths`` now: each one's image, or the error reading it raised, and the seconds it took.
+    A DICOM SEG run reads no non-DICOM input (it gets its error without)."""
+    ahead: dict[Path, tuple[ImageData | Exception, float]] = {}
+    for path in paths:
+        start = time.perf_counter()
+        try:
+            if seg and not is_dicom(path):
+                continue
+            image: ImageData | Exception = read_input(path, frame)
+        except Exception as exc:  # reported as this file's error row when its turn comes
+            image = exc
+        ahead[path] = (image, time.perf_counter() - start)
+    return ahead
+
+
+def _take(ahead: dict[Path, tuple[ImageData | Exception, float]], path: Path, frame: int | None) -> ImageData:
+    """The image of ``path``: the one read ahead (or the error that reading raised), else read now."""
+    if path not in ahead:
+        return read_input(path, frame)
+    image = ahead[path][0]
+    if isinstance(image, Exception):
+        raise image
+    return image
+
+
+def _prefetch(engine: Engine, ahead: dict[Path, tuple[ImageData | Exception, float]], model: ModelLike,
+              baseline: ModelLike | None, device: str, batch_size: int) -> float | None:
+    """Embed the images read ahead, ``batch_size`` per encoder forward; return the seconds per image,
+    or ``None`` when it failed (e.g. a batch out of GPU memory): the files then embed one by one."""
+    images = [image.pixels for image, _seconds in ahead.values() if not isinstance(image, Exception)]
+    if not images:
+        return 0.0
+    try:
+        return engine.prefetch(images, model, baseline, device, batch_size) / len(images)
+    except Exception as exc:  # never fatal: the per-file path embeds each file on its own
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        warnings.warn(f"batched embedding failed ({first}); embedding the files one by one", RuntimeWarning)
+        return None
+
+
 def segment_files(
     files: list[Path],
     model: ModelLike,
@@ -123,6 +165,7 @@ def segment_files(
     device: str = "cpu",
     engine: Engine | None = None,
     frame: int | None = None,
+    batch_size: int = 8,
 ) -> Iterator[ResultRow]:
     """Segment ``files`` into ``out_dir``, yielding one :class:`ResultRow` per file.
 
@@ -132,47 +175,65 @@ def segment_files(
     A file whose row says ``ok`` and whose mask exists is skipped.  A bad file gives an
     ``error`` row and the rest go on.  ``results.csv`` is rewritten after every file.
     ``clean`` keeps the two largest regions of each mask and fills its holes.
+    On a GPU (:func:`~napari_adaqat.inference.engine.batched`), files are read ``batch_size`` at a
+    time and embedded ``batch_size`` per encoder forward before their prompts (a file's ``seconds``
+    includes its share of that); on the CPU they go one by one.
     """
     engine = engine or Engine()
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "results.csv"
     rows = load_results(csv_path)
     names = _mask_names(files, rows, out_dir, suffix)
-    for path in files:
-        key = csv_text(str(path))
-        mask_path = out_dir / names[key]
-        previous = rows.get(key)
-        if previous and previous.get("status") == "ok" and Path(previous.get("mask") or "").name == mask_path.name \
-                and mask_path.is_file():
-            yield ResultRow(file=key, status="skipped", mask=str(mask_path))
-            continue
-        start = time.perf_counter()
-        try:
-            seg = suffix == SEG_SUFFIX
-            if seg and not is_dicom(path):
-                raise DicomSegError(f"{path}: a DICOM SEG needs a DICOM input; this is not a DICOM file "
-                                    "(use --format png or tif)")
-            image = read_input(path, frame)
-            box = box_for(path, boxes or {})
-            prompted = box is not None  # a box from the CSV was drawn by someone: semi-automatic
-            box = default_box(image.pixels.shape) if box is None else box
-            check_box(box, image.pixels.shape)
-            segmented = engine.segment(image.pixels, box, model, baseline, device, clean=clean)
-            if seg:
-                write_dicom_seg(mask_path, path, segmented.mask, frame=image.meta.get("frame"),
-                                model_file=segmented.model_file, overwrite=True,
-                                algorithm_type="SEMIAUTOMATIC" if prompted else "AUTOMATIC")
-            else:
-                write_mask(mask_path, segmented.mask, overwrite=True)
-            result = ResultRow(
-                file=key, status="ok", box=" ".join(f"{v:.1f}" for v in box), area_px=int(segmented.mask.sum()),
-                mask=str(mask_path),
-            )
-            if segmented.ssim_mean is not None:
-                result.ssim_vs_baseline = round(segmented.ssim_mean, 5)
-        except Exception as exc:  # one bad input must not stop the batch; it becomes an error row
-            result = ResultRow(file=key, status="error", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        result.seconds = round(time.perf_counter() - start, 4)
-        rows[key] = asdict(result)
-        write_results(csv_path, rows)
-        yield result
+    seg = suffix == SEG_SUFFIX
+    step = max(1, int(batch_size)) if batched(device) else 1
+    prefetching = step > 1
+
+    def done(path: Path) -> bool:
+        previous = rows.get(csv_text(str(path)))
+        mask_path = out_dir / names[csv_text(str(path))]
+        return bool(previous) and previous.get("status") == "ok" \
+            and Path(previous.get("mask") or "").name == mask_path.name and mask_path.is_file()
+
+    for first in range(0, len(files), step):
+        chunk = files[first:first + step]
+        ahead = _read_ahead([p for p in chunk if not done(p)], frame, seg) if step > 1 else {}
+        share = _prefetch(engine, ahead, model, baseline, device, step) if prefetching else 0.0
+        prefetching = prefetching and share is not None
+        for path in chunk:
+            key = csv_text(str(path))
+            mask_path = out_dir / names[key]
+            if done(path):
+                yield ResultRow(file=key, status="skipped", mask=str(mask_path))
+                continue
+            image_ahead, read_seconds = ahead.get(path, (None, 0.0))
+            embedded = share if share and isinstance(image_ahead, ImageData) else 0.0
+            start = time.perf_counter() - read_seconds - embedded  # its read and its share of the batch, done already
+            try:
+                if seg and not is_dicom(path):
+                    raise DicomSegError(f"{path}: a DICOM SEG needs a DICOM input; this is not a DICOM file "
+                                        "(use --format png or tif)")
+                image = _take(ahead, path, frame)
+                box = box_for(path, boxes or {})
+                prompted = box is not None  # a box from the CSV was drawn by someone: semi-automatic
+                box = default_box(image.pixels.shape) if box is None else box
+                check_box(box, image.pixels.shape)
+                segmented = engine.segment(image.pixels, box, model, baseline, device, clean=clean)
+                if seg:
+                    write_dicom_seg(mask_path, path, segmented.mask, frame=image.meta.get("frame"),
+                                    model_file=segmented.model_file, overwrite=True,
+                                    algorithm_type="SEMIAUTOMATIC" if prompted else "AUTOMATIC")
+                else:
+                    write_mask(mask_path, segmented.mask, overwrite=True)
+                result = ResultRow(
+                    file=key, status="ok", box=" ".join(f"{v:.1f}" for v in box),
+                    area_px=int(segmented.mask.sum()), mask=str(mask_path),
+                )
+                if segmented.ssim_mean is not None:
+                    result.ssim_vs_baseline = round(segmented.ssim_mean, 5)
+            except Exception as exc:  # one bad input must not stop the batch; it becomes an error row
+                result = ResultRow(file=key, status="error",
+                                   error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            result.seconds = round(time.perf_counter() - start, 4)
+            rows[key] = asdict(result)
+            write_results(csv_path, rows)
+            yield result

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -21,7 +21,6 @@ from napari_adaqat.io import check_segmentable
 from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.metrics import dice, ssim_map, trust_maps
 from napari_adaqat.model.loading import is_bundled, load_model, resolve_model_path
-from napari_adaqat.model.runtime import cpu_has_fast_int8_gemm
 
 
 @contextmanager
@@ -42,6 +41,20 @@ def torch_threads(n: Optional[int]) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def batched(device: str) -> bool:
+    """Whether to embed several images per encoder forward: on a GPU (CUDA, MPS), not on the CPU,
+    where a batch is no faster than its images one by one and only costs memory."""
+    return str(device).split(":")[0] != "cpu"
+
+
+def _segmentable(image: np.ndarray) -> bool:
+    try:
+        check_segmentable(image)
+    except Exception:  # too small, blank, not an image: its prompt reports it
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -149,8 +162,7 @@ class Engine:
         path = model.resolved()
         key = self._key(path, model, device)
         if key not in self._predictors:
-            sam, _meta = load_model(path, model_type=model.model_type, device=device, keep_int8=True,
-                                    int8_matmul=device == "cpu" and cpu_has_fast_int8_gemm())
+            sam, _meta = load_model(path, model_type=model.model_type, device=device, keep_int8=True)
             self._predictors[key] = BoxPredictor(sam, device)
             while len(self._predictors) > self.max_loaded:
                 self._predictors.popitem(last=False)  # least recently used
@@ -164,6 +176,21 @@ class Engine:
         self.predictor(model, device).set_image(image)
         if baseline is not None:
             self.predictor(baseline, device).set_image(image)
+        return time.perf_counter() - t0
+
+    def prefetch(self, images: Sequence[np.ndarray], model: ModelLike, baseline: Optional[ModelLike] = None,
+                 device: str = "cpu", batch_size: int = 8) -> float:
+        """Embed ``images`` (each (H, W[, 3])) into the caches of both models, ``batch_size`` per encoder
+        forward (:meth:`BoxPredictor.embed_many`), so later prompts find them cached; return seconds.
+
+        Images :func:`check_segmentable` refuses are left out (their prompt gives the error); a ready
+        predictor without ``embed_many`` is left as it is."""
+        t0 = time.perf_counter()
+        usable = [image for image in images if _segmentable(image)]
+        for ref in (model, baseline):
+            embed_many = getattr(self.predictor(ref, device), "embed_many", None) if ref is not None else None
+            if usable and embed_many is not None:
+                embed_many(usable, batch_size)
         return time.perf_counter() - t0
 
     def _prompt(self, image: np.ndarray, box: np.ndarray, model: ModelLike, device: str, clean: bool):
