@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 import torch
+import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
 from segment_anything.utils.transforms import ResizeLongestSide
 
 
@@ -41,7 +43,10 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
 
 def resize_for_model(image_rgb: np.ndarray, image_size: int) -> torch.Tensor:
     """(H, W, 3) uint8 → (3, h, w) float tensor with the longest side = ``image_size``."""
-    resized = ResizeLongestSide(image_size).apply_image(image_rgb)
+    h, w = ResizeLongestSide.get_preprocess_shape(image_rgb.shape[0], image_rgb.shape[1], image_size)
+    # exactly ResizeLongestSide.apply_image (torchvision's resize of a PIL image is PIL's bilinear
+    # resize), without importing torchvision (see napari_adaqat._sam_import); tested bit-identical
+    resized = np.array(Image.fromarray(np.ascontiguousarray(image_rgb, dtype=np.uint8)).resize((w, h), Image.BILINEAR))
     return torch.as_tensor(resized).permute(2, 0, 1).contiguous().float()
 
 

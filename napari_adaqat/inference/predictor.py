@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
 from segment_anything.modeling import Sam
 
 from napari_adaqat.data.boxes import default_box

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from napari_adaqat.model.hybrid_encoder import EMBED_STRIDE, HybridImageEncoder
+import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
 from segment_anything.modeling import (
     ImageEncoderViT,
     MaskDecoder,
@@ -140,12 +141,14 @@ def build_image_encoder(spec: SamSpec) -> torch.nn.Module:
     )
 
 
-def build_sam(spec: SamSpec | str, image_size: int | None = None) -> Sam:
-    """Build a SAM network with random weights (in eval mode)."""
+def build_sam(spec: SamSpec | str, image_size: int | None = None,
+              image_encoder: torch.nn.Module | None = None) -> Sam:
+    """Build a SAM network with random weights (in eval mode); ``image_encoder``: one already built
+    for this spec (e.g. on the ``meta`` device) instead of a new one."""
     spec = get_spec(spec, image_size)
     emb = spec.embedding_size
     sam = Sam(
-        image_encoder=build_image_encoder(spec),
+        image_encoder=build_image_encoder(spec) if image_encoder is None else image_encoder,
         prompt_encoder=PromptEncoder(
             embed_dim=spec.prompt_dim, image_embedding_size=(emb, emb),
             input_image_size=(spec.image_size, spec.image_size), mask_in_chans=16,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
+import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
 from segment_anything.modeling.image_encoder import (
     Attention,
     Block,
@@ -168,10 +169,13 @@ def _attention(blk: Block, x: Tensor) -> Tensor:
     else:
         size = (h, w)
     qkv = _qkv(attn.qkv, x)  # (nb, h', w', 3C)
+    del x  # each large temporary is dropped as soon as it is used (ViT-B: 12-45 MB each; peak RSS)
     nb = qkv.shape[0]
-    q, k, v = qkv.reshape(nb, size[0] * size[1], 3, nh, c // nh).permute(2, 0, 3, 1, 4).reshape(
-        3, nb * nh, size[0] * size[1], c // nh).unbind(0)
-    out = rel_pos_attention(q, k, v, attn.rel_pos_h, attn.rel_pos_w, size)  # (nb·nh, N, c/nh)
+    heads = qkv.reshape(nb, size[0] * size[1], 3, nh, c // nh).permute(2, 0, 3, 1, 4).reshape(
+        3, nb * nh, size[0] * size[1], c // nh)
+    del qkv
+    out = rel_pos_attention(*heads.unbind(0), attn.rel_pos_h, attn.rel_pos_w, size)  # (nb·nh, N, c/nh)
+    del heads
     out = out.view(nb, nh, size[0], size[1], -1).permute(0, 2, 3, 1, 4).reshape(nb, size[0], size[1], c)
     if ws > 0:
         out = window_unpartition(out, ws, pad_hw, (h, w))

@@ -22,6 +22,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
+import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
 from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.image_encoder import Block
 from torch import Tensor, nn

@@ -2,7 +2,7 @@
 
 :func:`~napari_adaqat.model.model_file.load_model_file` dequantizes every INT8 tensor into an FP32
 model (the reference, and what stock ``segment_anything`` runs).  :func:`load_model_file_int8`
-instead builds the network on the ``meta`` device (no FP32 copy of the whole model is ever
+instead builds the image encoder on the ``meta`` device (no FP32 copy of the whole model is ever
 allocated) and swaps every image-encoder ``nn.Linear`` stored as INT8 for an :class:`Int8Linear`,
 which keeps ``int8`` weights plus one FP32 scale and dequantizes per layer, per call
 (``w = q · s``, bit-for-bit the weight of the FP32 load, so the results are identical).  The mask
@@ -23,10 +23,11 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
+import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
 from segment_anything.modeling import Sam
 from torch import Tensor, nn
 
-from napari_adaqat.model.build import ModelLoadError, build_sam, spec_from_metadata
+from napari_adaqat.model.build import ModelLoadError, build_image_encoder, build_sam, spec_from_metadata
 from napari_adaqat.model.files import read_tensors
 from napari_adaqat.model.model_file import read_model_metadata
 
@@ -134,12 +135,15 @@ def load_model_file_int8(path: str | Path, int8_matmul: bool = False) -> tuple[S
     if int8 != sorted(meta.get("int8_tensors", [])):
         raise ModelLoadError(f"{path}: int8 tensors in the file do not match its metadata")
     try:
+        # only the encoder (the bulk) on the meta device: building the prompt encoder there would
+        # import torch._dynamo (its meta randn is a dynamo-disabled ref: +155 MB RSS, +1 s)
         with torch.device("meta"):
-            sam = build_sam(spec)
+            encoder = build_image_encoder(spec)
+        sam = build_sam(spec, image_encoder=encoder)
     except Exception as exc:  # a spec that passed the checks but cannot be built
         raise ModelLoadError(f"{path}: cannot build the model described by its spec: {exc}") from None
     state, kept = _split(path, tensors, _keep_int8(sam, int8))
-    target = sam.state_dict()  # meta tensors: names and shapes only
+    target = sam.state_dict()  # names and shapes only (the encoder's are meta tensors)
     _check_keys(path, target, {**state, **{k: q for k, (q, _s) in kept.items()}})
     for name, (q, s) in kept.items():
         module_name = name[: -len(".weight")]

@@ -24,6 +24,7 @@ from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
+import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
 from segment_anything.modeling import MaskDecoder, Sam, TwoWayTransformer
 from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.transformer import Attention as DecoderAttention

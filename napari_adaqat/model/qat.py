@@ -24,6 +24,7 @@ import re
 
 import torch
 import torch.nn.functional as F
+import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
 from segment_anything.modeling.image_encoder import Attention, ImageEncoderViT
 from torch import Tensor, nn
 

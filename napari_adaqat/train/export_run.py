@@ -10,6 +10,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
 from segment_anything.modeling import Sam
 
 from napari_adaqat.model.checkpoint import load_checkpoint_model

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
 from segment_anything.modeling import Sam
 from torch import nn
 

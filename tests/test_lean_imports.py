@@ -1,0 +1,39 @@
+"""segment_anything is imported without torchvision (napari_adaqat._sam_import): our preprocessing
+equals stock's bit for bit, a whole box → mask run never imports torchvision (nor torch._dynamo),
+and stock code that needs torchvision still gets the real functions."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from napari_adaqat.data.transforms import resize_for_model
+
+
+@pytest.mark.parametrize("shape, size", [((512, 512), 256), ((300, 200), 1024), ((1000, 37), 256), ((511, 777), 512)])
+def test_resize_equals_resize_longest_side(shape, size):
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    image = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    stock = torch.as_tensor(ResizeLongestSide(size).apply_image(image)).permute(2, 0, 1).float()
+    assert torch.equal(resize_for_model(image, size), stock)
+
+
+def test_box_to_mask_never_imports_torchvision():
+    code = (
+        "import sys, numpy as np\n"
+        "from napari_adaqat.model.loading import load_model\n"
+        "from napari_adaqat.inference.predictor import BoxPredictor\n"
+        "image = (np.random.default_rng(0).random((300, 260)) * 255).astype(np.uint8)\n"
+        "mask = BoxPredictor(load_model()[0]).set_image(image).predict([20, 20, 240, 280]).masks[0]\n"
+        "assert mask.shape == (300, 260)\n"
+        "assert 'torchvision' not in sys.modules and 'torch._dynamo' not in sys.modules, 'torchvision imported'\n"
+        "from segment_anything.automatic_mask_generator import box_area\n"
+        "import torch\n"
+        "assert float(box_area(torch.tensor([[0.0, 0.0, 2.0, 3.0]]))[0]) == 6.0  # the real one, imported now\n"
+        "assert 'torchvision' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
