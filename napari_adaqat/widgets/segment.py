@@ -28,6 +28,11 @@ from napari_adaqat.widgets._model_choice import ModelChoice  # noqa: E402
 
 
 PROMPT_THREADS = 1  # torch threads of box-prompt jobs (embedding jobs use torch's default)
+# A box prompt whose last run on this image took less than this runs at once on the GUI thread when no
+# job is running: handing a ~10 ms prompt to a worker thread made it wait ~60 ms for the cores that
+# Qt/OpenGL painting the new box takes (measured under Xvfb on 2 cores); anything slower, or while
+# a job runs, goes to the worker as before, so the viewer never waits longer than this.
+INLINE_PROMPT_MS = 30.0
 
 
 class SegmentWidget(Container):
@@ -40,6 +45,7 @@ class SegmentWidget(Container):
         self.viewer = viewer
         self.engine = Engine()
         self.last_result: Optional[SegmentResult] = None
+        self._last_prompt_key: Optional[tuple] = None  # (layer id, its data's id, plane, model, device) of last_result
         self.last_error: Optional[str] = None
         self._queue: dict[str, tuple[Callable[[], Any], Callable[[Any], None], str]] = {}
         self._worker: Any = None
@@ -132,7 +138,10 @@ class SegmentWidget(Container):
 
     def _submit(self, kind: str, fn: Callable[[], Any], on_done: Callable[[Any], None], text: str) -> None:
         self._queue[kind] = (fn, on_done, text)  # replaces a queued job of the same kind
-        self._pump()
+        if kind == "maps" and self._worker is None:  # let Qt paint the new mask before the maps take a core
+            QTimer.singleShot(0, self._pump)
+        else:
+            self._pump()
 
     def _pump(self) -> None:
         if self._worker is not None or not self._queue:
@@ -253,6 +262,7 @@ class SegmentWidget(Container):
             if not self._present(image):
                 return False
             self.last_result = result
+            self._last_prompt_key = (image.unique_id, id(image.data), z, model, device)
             L.show_result(self.viewer, image, result)
             self.legends.show_for(result)
             self.status.value = result.summary()
@@ -271,8 +281,24 @@ class SegmentWidget(Container):
 
         clean = bool(self.clean.value)
         self._queue.pop("maps", None)  # maps of an older box are no longer wanted
-        self._submit("predict", lambda: self._prompt_job(self.engine.predict, plane, box, model, device, ref, z, clean),
-                     mask_done, f"Segmenting with {model.label()}… (busy)")
+        job = lambda: self._prompt_job(self.engine.predict, plane, box, model, device, ref, z, clean)  # noqa: E731
+        if self._quick_prompt(image, z, model, device):
+            try:
+                result = job()
+            except Exception as exc:  # as a worker's error: one line in the status and a notification
+                self._on_error(exc)
+                return
+            mask_done(result)
+            return
+        self._submit("predict", job, mask_done, f"Segmenting with {model.label()}… (busy)")
+
+    def _quick_prompt(self, image: Image, z: Optional[int], model: ModelRef, device: str) -> bool:
+        """Whether a prompt may run at once on the GUI thread: no job runs or waits, and the last one,
+        on this image plane with this model, took under :data:`INLINE_PROMPT_MS` (embedding cached)."""
+        last = self.last_result
+        return (self._worker is None and not self._queue and last is not None
+                and self._last_prompt_key == (image.unique_id, id(image.data), z, model, device)
+                and last.model_seconds * 1000.0 < INLINE_PROMPT_MS)
 
     @staticmethod
     def _prompt_job(fn: Callable[..., Any], *args: Any) -> Any:
