@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         before = widget.last_result
         t0, c0, m0 = time.perf_counter(), time.process_time(), time.thread_time()
         viewer.layers["boxes"].add_rectangles(np.array([[40.0 + inset, 30.0], [470.0, 480.0 - inset]]))
-        spin_until(lambda: widget.last_result is not before)
+        if not spin_until(lambda: widget.last_result is not before):
+            raise SystemExit(f"box {i}: no mask after 30 s (status: {widget.status.value!r})")
         t_mask, c_mask, m_mask = time.perf_counter(), time.process_time(), time.thread_time()
         painted = spin_until(lambda: any(t > t_mask for t in draws), limit_s=2.0)
         t_painted = next(t for t in draws if t > t_mask) if painted else float("nan")

@@ -3,7 +3,7 @@
 ``segment_anything/__init__.py`` imports its predictor and mask generator, which import four
 torchvision functions (``resize``, ``to_pil_image``, ``batched_nms``, ``box_area``) at module level.
 torchvision in turn imports ``torch._dynamo`` (via ``torchvision.ops.roi_align``): measured here,
-+170 MB resident memory and +1 s on every start, and the Triton/Mesa clash that
++168 MB resident memory (155 MB of it ``torch._dynamo``) and +1 s on every start, and the Triton/Mesa clash that
 :mod:`napari_adaqat.widgets._compat` guards against.  Our code never calls those four functions
 (stock ``SamPredictor`` and the automatic mask generator do).
 

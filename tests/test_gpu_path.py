@@ -67,6 +67,7 @@ def test_bf16_encoder_matches_fp32_and_caches_float32(cxr_dir):
     assert not fp32.bf16  # default: bf16 on CUDA only
     a, b = _features(fp32.set_image(image), image), _features(bf16.set_image(image), image)
     assert b.dtype == torch.float32
+    assert not torch.equal(a, b)  # the encoder did run in bf16
     assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) >= 0.99
     assert bf16.predict().logits.dtype == torch.float32
     batched_bf16 = BoxPredictor(sam, bf16=True)

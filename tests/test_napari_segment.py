@@ -364,3 +364,30 @@ def test_engine_results_name_their_model_file_for_the_dicom_seg_writer(nano_mode
     image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
     result = Engine().predict(image, np.array([4.0, 4.0, 60.0, 60.0]), ModelRef(path=nano_models[0], model_type="vit_nano"))
     assert result.model_file == str(nano_models[0])
+
+
+def test_a_quick_prompt_runs_at_once_unless_the_model_file_changed(make_napari_viewer, qtbot, nano_models, tmp_path):
+    """After one box (worker), the next box's mask is there as soon as the rectangle is added (GUI thread,
+    embedding cached); once the model file is rewritten, the prompt goes to the worker again."""
+    live = tmp_path / "live.pth"
+    shutil.copy(nano_models[0], live)
+    viewer = make_napari_viewer()
+    add_sample(viewer)
+    widget = dock(viewer, qtbot, model_path=live, baseline_path=nano_models[1], model_type="vit_nano")
+    boxes = viewer.layers["boxes"]
+    boxes.add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+    wait(qtbot, widget)
+    first = widget.last_result
+    assert first is not None and first.model_seconds * 1000 < 30  # a nano model: quick
+    boxes.add_rectangles(np.array([[60.0, 50.0], [450.0, 460.0]]))  # no event processing in between
+    second = widget.last_result
+    assert second is not first and second.mask.sum() > 0  # shown inside add_rectangles: inline
+    assert viewer.layers["lung mask"].data.astype(bool).sum() == second.mask.sum()
+    wait(qtbot, widget)  # the maps follow in a worker
+    time.sleep(0.01)
+    shutil.copy(nano_models[1], live)  # the file changed: a new model must be loaded, not on the GUI thread
+    before = widget.last_result
+    boxes.add_rectangles(np.array([[45.0, 35.0], [465.0, 475.0]]))
+    assert widget.last_result is before and widget.busy  # queued for the worker
+    wait(qtbot, widget)
+    assert widget.last_result is not before

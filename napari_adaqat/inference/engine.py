@@ -18,6 +18,7 @@ import numpy as np
 
 from napari_adaqat.inference.postprocess import clean_lung_mask
 from napari_adaqat.io import check_segmentable
+from napari_adaqat.data.transforms import to_uint8_rgb
 from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.metrics import dice, ssim_map, trust_maps
 from napari_adaqat.model.loading import is_bundled, load_model, resolve_model_path
@@ -168,6 +169,20 @@ class Engine:
                 self._predictors.popitem(last=False)  # least recently used
         self._predictors.move_to_end(key)
         return self._predictors[key]
+
+    def is_embedded(self, image: np.ndarray, model: ModelLike, device: str = "cpu") -> bool:
+        """True when ``model`` (this version of its file) is loaded and ``image``'s embedding is in its
+        cache, so a prompt needs no loading and no embedding (what the dock checks before prompting on
+        the GUI thread); never loads or embeds anything itself."""
+        if not isinstance(model, ModelRef):
+            return False
+        try:
+            predictor = self._predictors.get(self._key(model.resolved(), model, device))
+        except Exception:  # e.g. a bundled model that is missing: not embedded
+            return False
+        if predictor is None:
+            return False
+        return predictor.cache.get(predictor.image_key(to_uint8_rgb(image))) is not None
 
     def embed(self, image: np.ndarray, model: ModelLike, baseline: Optional[ModelLike], device: str = "cpu") -> float:
         """Compute (or fetch cached) embeddings of ``image`` for both models; return seconds."""

@@ -23,8 +23,6 @@ from napari_adaqat.model.lean_decoder import upsample_logits
 from napari_adaqat.model.runtime import keep_freed_memory
 
 
-
-
 @dataclass
 class Prediction:
     """Results at full image resolution for N boxes; ``probs`` is computed on first use."""

@@ -8,8 +8,8 @@ which keeps ``int8`` weights plus one FP32 scale and dequantizes per layer, per 
 (``w = q · s``, bit-for-bit the weight of the FP32 load, so the results are identical).  The mask
 decoder and everything else are small and stay FP32, so box prompts pay no dequantization.
 
-``int8_matmul=True`` (what the app runs on CPUs with VNNI) computes those layers, for inputs of at
-least ``INT8_GEMM_MIN_ROWS`` tokens, as INT8 x INT8 GEMMs
+``int8_matmul=True`` (opt-in: ``adaqat bench --int8-gemm``; the app runs the exact path) computes those
+layers, for inputs of at least ``INT8_GEMM_MIN_ROWS`` tokens, as INT8 x INT8 GEMMs
 (``torch._int_mm``, int32 accumulation): each token's activations are quantized on the fly to INT8
 with their own scale (symmetric, ``max|x|/127`` per row), the weight is used as stored.  On CPUs with
 VNNI (AVX-512 or AVX-VNNI) this is ~2x faster than the FP32 GEMM and needs no dequantized weight; it
@@ -139,7 +139,8 @@ def load_model_file_int8(path: str | Path, int8_matmul: bool = False) -> tuple[S
         # import torch._dynamo (its meta randn is a dynamo-disabled ref: +155 MB RSS, +1 s)
         with torch.device("meta"):
             encoder = build_image_encoder(spec)
-        sam = build_sam(spec, image_encoder=encoder)
+        with torch.random.fork_rng(devices=[]):  # their random init must not move the caller's seed
+            sam = build_sam(spec, image_encoder=encoder)
     except Exception as exc:  # a spec that passed the checks but cannot be built
         raise ModelLoadError(f"{path}: cannot build the model described by its spec: {exc}") from None
     state, kept = _split(path, tensors, _keep_int8(sam, int8))

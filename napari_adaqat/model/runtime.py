@@ -15,7 +15,7 @@ import ctypes
 import ctypes.util
 import sys
 
-__all__ = ["cpu_has_fast_int8_gemm", "keep_freed_memory", "peak_rss_mb", "reset_peak_rss"]
+__all__ = ["keep_freed_memory", "peak_rss_mb", "reset_peak_rss"]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (glibc malloc.h)
 _done: dict[str, bool] = {}
@@ -37,19 +37,6 @@ def keep_freed_memory(mmap_threshold_bytes: int = 1 << 30) -> bool:
             ok = False
     _done["ok"] = ok
     return ok
-
-
-def cpu_has_fast_int8_gemm() -> bool:
-    """True on x86 CPUs with VNNI (AVX-512 VNNI, AVX-VNNI or AMX), where INT8 GEMMs beat FP32 ones
-    (measured ~2x here); read from ``/proc/cpuinfo`` (Linux); False where unknown."""
-    if "vnni" not in _done:
-        try:
-            with open("/proc/cpuinfo") as fh:
-                flags = next((line for line in fh if line.startswith("flags")), "").split()
-        except OSError:
-            flags = []
-        _done["vnni"] = any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
-    return _done["vnni"]
 
 
 def peak_rss_mb() -> float | None:

@@ -282,7 +282,7 @@ class SegmentWidget(Container):
         clean = bool(self.clean.value)
         self._queue.pop("maps", None)  # maps of an older box are no longer wanted
         job = lambda: self._prompt_job(self.engine.predict, plane, box, model, device, ref, z, clean)  # noqa: E731
-        if self._quick_prompt(image, z, model, device):
+        if self._quick_prompt(image, z, model, device) and self.engine.is_embedded(plane, model, device):
             try:
                 result = job()
             except Exception as exc:  # as a worker's error: one line in the status and a notification
@@ -294,9 +294,10 @@ class SegmentWidget(Container):
 
     def _quick_prompt(self, image: Image, z: Optional[int], model: ModelRef, device: str) -> bool:
         """Whether a prompt may run at once on the GUI thread: no job runs or waits, and the last one,
-        on this image plane with this model, took under :data:`INLINE_PROMPT_MS` (embedding cached)."""
+        on this image plane with this model, took under :data:`INLINE_PROMPT_MS` (the caller also checks
+        that the model file is unchanged and the embedding cached: ``Engine.is_embedded``)."""
         last = self.last_result
-        return (self._worker is None and not self._queue and last is not None
+        return (not self._closed and self._worker is None and not self._queue and last is not None
                 and self._last_prompt_key == (image.unique_id, id(image.data), z, model, device)
                 and last.model_seconds * 1000.0 < INLINE_PROMPT_MS)
 
