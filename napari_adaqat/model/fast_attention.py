@@ -8,7 +8,8 @@ matrix plus the same-sized decomposed relative-position bias (N = 4096 tokens fo
   attention nor the decomposed relative-position bias matrix is ever held whole: fused SDPA with a
   reused bias buffer for inference; with gradients, the bias added in place into each chunk's scores
   and each chunk checkpointed (training keeps no N×N matrix);
-* windowed blocks partition the normed tokens (C wide) rather than qkv (3C wide);
+* windowed blocks compute qkv on the real tokens only; padding, window partition and head split
+  are then one strided copy (:func:`_window_heads`);
 * AdaLoRA adapters are folded into the qkv weight when no gradient is needed (one GEMM, not
   three);
 * ``grad_checkpoint`` recomputes each block in backward (only block inputs are kept).
@@ -22,17 +23,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
-import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
 from segment_anything.modeling.image_encoder import (
     Attention,
     Block,
     ImageEncoderViT,
     get_rel_pos,
-    window_partition,
     window_unpartition,
 )
 from torch import Tensor, nn
 
+import napari_adaqat._sam_import  # noqa: F401  (segment_anything without torchvision: see there)
 from napari_adaqat.model.adalora import AdaLoRALinear
 
 __all__ = ["BIAS_CHUNK_ELEMENTS", "fast_encoder_forward", "rel_pos_attention", "supports_fast_path"]
@@ -159,23 +159,46 @@ def rel_pos_attention(q: Tensor, k: Tensor, v: Tensor, rel_pos_h: Tensor, rel_po
     return torch.cat([torch.cat(out[i:i + per_head_group], dim=1) for i in range(0, len(out), per_head_group)])
 
 
+def _window_heads(qkv: Tensor, ws: int, nh: int, pad_value: Tensor) -> tuple[Tensor, tuple[int, int]]:
+    """qkv (B, H, W, 3C) of the real tokens -> per-window heads (3, B·nW·nh, ws·ws, C/nh) in
+    ``window_partition`` order, the padding tokens taking ``pad_value`` (3C,) (what stock's zero-padded
+    tokens get: qkv(0)), and the padded size (Hp, Wp).  Padding, window partition and head split are
+    one strided copy (stock: qkv of the padded tokens, then two copies)."""
+    b, h, w, c3 = qkv.shape
+    d = c3 // 3 // nh
+    ny, nx = -(-h // ws), -(-w // ws)
+    fy, ry, fx, rx = h // ws, h % ws, w // ws, w % ws  # full windows and the rest, per axis
+    out = qkv.new_empty(3, b, ny, nx, nh, ws, ws, d)
+    target = out.permute(0, 1, 2, 5, 3, 6, 4, 7)  # (3, B, ny, ws_y, nx, ws_x, nh, d)
+    src = qkv.view(b, h, w, 3, nh, d).permute(3, 0, 1, 2, 4, 5)  # (3, B, H, W, nh, d)
+    pad = pad_value.to(qkv.dtype).view(3, 1, 1, 1, 1, nh, d)
+    target[:, :, :fy, :, :fx] = src[:, :, :fy * ws, :fx * ws].unflatten(2, (fy, ws)).unflatten(4, (fx, ws))
+    if ry:
+        target[:, :, fy, :ry, :fx] = src[:, :, fy * ws:, :fx * ws].unflatten(3, (fx, ws))
+        target[:, :, fy, ry:] = pad
+    if rx:
+        target[:, :, :fy, :, fx, :rx] = src[:, :, :fy * ws, fx * ws:].unflatten(2, (fy, ws))
+        target[:, :, :, :, fx, rx:] = pad
+    if ry and rx:
+        target[:, :, fy, :ry, fx, :rx] = src[:, :, fy * ws:, fx * ws:]
+    return out.view(3, b * ny * nx * nh, ws * ws, d), (ny * ws, nx * ws)
+
+
 def _attention(blk: Block, x: Tensor) -> Tensor:
     """The attention half of a block on normed tokens x (B, H, W, C) -> (B, H, W, C) (after proj)."""
     attn: Attention = blk.attn  # type: ignore[assignment]
     _, h, w, c = x.shape
     nh = attn.num_heads
     ws = blk.window_size
-    if ws > 0:  # windows of the normed tokens (zero-padded, as stock), 3x less to copy than of qkv
-        x, pad_hw = window_partition(x, ws)
+    qkv = _qkv(attn.qkv, x)  # (B, H, W, 3C) on the real tokens only
+    if ws > 0:
+        heads, pad_hw = _window_heads(qkv, ws, nh, _qkv(attn.qkv, x.new_zeros(1, c))[0])
         size = (ws, ws)
     else:
         size = (h, w)
-    qkv = _qkv(attn.qkv, x)  # (nb, h', w', 3C)
-    del x  # each large temporary is dropped as soon as it is used (ViT-B: 12-45 MB each; peak RSS)
-    nb = qkv.shape[0]
-    heads = qkv.reshape(nb, size[0] * size[1], 3, nh, c // nh).permute(2, 0, 3, 1, 4).reshape(
-        3, nb * nh, size[0] * size[1], c // nh)
-    del qkv
+        heads = qkv.reshape(-1, h * w, 3, nh, c // nh).permute(2, 0, 3, 1, 4).reshape(3, -1, h * w, c // nh)
+    del x, qkv  # each large temporary is dropped as soon as it is used (ViT-B: 12-45 MB each; peak RSS)
+    nb = heads.shape[1] // nh
     out = rel_pos_attention(*heads.unbind(0), attn.rel_pos_h, attn.rel_pos_w, size)  # (nb·nh, N, c/nh)
     del heads
     out = out.view(nb, nh, size[0], size[1], -1).permute(0, 2, 3, 1, 4).reshape(nb, size[0], size[1], c)
@@ -195,10 +218,23 @@ def _block(blk: Block, x: Tensor) -> Tensor:
         return x + blk.mlp(blk.norm2(x))
     x = x.contiguous().add_(_attention(blk, blk.norm1(x)))
     tokens = x.view(-1, x.shape[-1])
+    mlp = blk.mlp
+    lin1, lin2 = _once_per_block(mlp.lin1), _once_per_block(mlp.lin2)
     for t0 in range(0, tokens.shape[0], MLP_CHUNK_TOKENS):
         chunk = tokens[t0:t0 + MLP_CHUNK_TOKENS]
-        chunk.add_(blk.mlp(blk.norm2(chunk)))
+        chunk.add_(lin2(mlp.act(lin1(blk.norm2(chunk)))))
     return x
+
+
+def _once_per_block(linear: nn.Module):
+    """``linear`` as a function for the MLP chunks; an INT8-runtime layer's weight is dequantized once
+    per block, not once per chunk (duck-typed ``plain_weights``, see ``int8_runtime.Int8Linear``)."""
+    plain = getattr(linear, "plain_weights", None)
+    weights = plain() if plain is not None else None
+    if weights is None:
+        return linear
+    weight, bias = weights
+    return lambda x: F.linear(x, weight, bias)
 
 
 def fast_encoder_forward(encoder: ImageEncoderViT, images: Tensor, grad_checkpoint: bool = False) -> Tensor:

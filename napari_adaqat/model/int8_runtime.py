@@ -60,6 +60,11 @@ class Int8Linear(nn.Module):
         """(out, in) fp32 dequantized weight (a new tensor at each access)."""
         return self.qweight * self.scale  # int8 × fp32 -> fp32, exact as q.float() * s
 
+    def plain_weights(self) -> tuple[Tensor, Tensor | None] | None:
+        """(dequantized (out, in) weight, bias) for callers that apply this layer to many chunks
+        (dequantize once), or None when the layer computes as an INT8 GEMM."""
+        return None if self.int8_matmul else (self.weight, self.bias)
+
     def forward(self, x: Tensor) -> Tensor:
         """x (..., in) -> (..., out)."""
         if (self.int8_matmul and x.device.type == "cpu" and x.dtype == torch.float32
