@@ -12,6 +12,7 @@ import torch
 
 import napari_adaqat.inference.batch as batch_mod
 import napari_adaqat.report.evaluate as evaluate_mod
+import napari_adaqat.report.scores as scores_mod
 from napari_adaqat.cli.segment_cmd import add_arguments
 from napari_adaqat.inference.batch import segment_files
 from napari_adaqat.inference.engine import Engine, batched
@@ -137,8 +138,13 @@ def test_evaluate_batched_gives_the_same_scores(cxr_dir, tmp_path, monkeypatch):
     embed_many = model.embed_many
     monkeypatch.setattr(model, "embed_many", lambda images, n: sizes.append(len(images)) or embed_many(images, n))
     monkeypatch.setattr(evaluate_mod, "batched", lambda device: True)
+    reads = []
+    for module in (evaluate_mod, scores_mod):  # each image is read once: for the batch, then reused
+        real = module.read_image
+        monkeypatch.setattr(module, "read_image", lambda path, _real=real: reads.append(str(path)) or _real(path))
     fast = evaluate_mod.evaluate(cxr_dir, model, None, tmp_path / "fast", split="all", document=False, batch_size=3)
     assert sizes == [3, 1]
+    assert len(reads) == len(set(reads)) == 4
     assert fast["n"] == plain["n"] == 4
     for metric in ("dice", "iou", "dice_256"):
         assert fast["model"][metric]["mean"] == pytest.approx(plain["model"][metric]["mean"], abs=1e-9)

@@ -33,14 +33,16 @@ def _pairs(data_dir: str | Path, split: str, split_file: str | Path | None, seed
 
 
 def _prefetch(chunk: list[Pair], models: list[ModelLike], baseline: ModelLike | None, engine: Engine,
-              device: str) -> dict[str, float] | None:
+              device: str, read: dict) -> dict[str, float] | None:
     """Embed the images of ``chunk`` for every model in one encoder forward each, so that
     :func:`score_pair` finds them cached; return each tag's seconds per image, or ``None`` when it
-    failed (e.g. out of GPU memory): the images then embed one by one."""
+    failed (e.g. out of GPU memory): the images then embed one by one.  Each image read goes into
+    ``read`` (path → ImageData), so that :func:`score_pair` does not read it again."""
     images = []
     for pair in chunk:
         try:
-            images.append(read_image(pair.image).pixels)
+            read[pair.image] = read_image(pair.image)
+            images.append(read[pair.image].pixels)
         except Exception:  # score_pair reports it as that image's failure
             pass
     refs = dict(zip(model_tags(len(models)), models))
@@ -69,11 +71,12 @@ def _score_all(chosen: list[Pair], models: list[ModelLike], baseline: ModelLike 
         writer = None
         for first in range(0, len(chosen), step):
             chunk = chosen[first:first + step]
-            share = _prefetch(chunk, models, baseline, engine, device) if prefetching else {}
+            read: dict = {}
+            share = _prefetch(chunk, models, baseline, engine, device, read) if prefetching else {}
             prefetching = prefetching and share is not None
             for done, pair in enumerate(chunk, start=first + 1):
                 try:
-                    row = score_pair(pair, models, baseline, engine=engine, **score)
+                    row = score_pair(pair, models, baseline, engine=engine, image=read.pop(pair.image, None), **score)
                 except Exception as exc:  # one failing image (decoder error, out of memory) must not lose the rest
                     skipped.append(f"{pair.image}: {(str(exc).splitlines() or [type(exc).__name__])[0]}")
                 else:

@@ -14,7 +14,7 @@ import numpy as np
 
 from napari_adaqat.data import Pair, default_box, mask_box
 from napari_adaqat.inference.engine import Engine, ModelLike
-from napari_adaqat.io import read_image, read_mask
+from napari_adaqat.io import ImageData, read_image, read_mask
 from napari_adaqat.metrics import score_masks, score_masks_at, summarize, wilcoxon_paired
 
 METRICS = ("dice", "iou", "nsd", "hd95")
@@ -40,12 +40,13 @@ def image_box(ref: np.ndarray, box_mode: str) -> np.ndarray:
 
 def score_pair(pair: Pair, models: ModelLike | Sequence[ModelLike], baseline: ModelLike | None,
                box_mode: str = "tight", nsd_tolerance: float = 2.0, clean: bool = False,
-               engine: Engine | None = None, device: str = "cpu") -> dict:
+               engine: Engine | None = None, device: str = "cpu", image: ImageData | None = None) -> dict:
     """One image's row: metrics at native resolution (NSD tolerance and HD95 in mm when the image has
-    a pixel spacing, else px; see ``units``) and at 256² (px), per model, then the baseline."""
+    a pixel spacing, else px; see ``units``) and at 256² (px), per model, then the baseline.
+    ``image``: ``pair.image`` already read (else it is read here)."""
     models = list(models) if isinstance(models, (list, tuple)) else [models]
     engine = engine or Engine(max_loaded=len(models) + 1)
-    image = read_image(pair.image)
+    image = image if image is not None else read_image(pair.image)
     ref = read_mask(pair.mask)
     box = image_box(ref, box_mode)
     row: dict = {"name": pair.name, "box": " ".join(f"{v:.0f}" for v in box),
