@@ -136,7 +136,7 @@ def rel_pos_attention(q: Tensor, k: Tensor, v: Tensor, rel_pos_h: Tensor, rel_po
       scores, and each chunk is checkpointed: backward recomputes its scores, so no (N, N) matrix is
       kept for backward (the training memory of the global blocks).  Inside a block that is itself
       checkpointed, the scores are thus computed three times per step (forward, the block's
-      recompute, the chunk's recompute): the price of the 4.4 GB peak (ViT-B, 1024², batch 2).
+      recompute, the chunk's recompute): the price of the ~4.6 GB peak (ViT-B, 1024², batch 2).
     """
     h, w = size
     bh, n, c = q.shape
