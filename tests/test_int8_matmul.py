@@ -3,8 +3,6 @@ exactly, and whole models stay close to the exact (dequantizing) path: random vi
 weights and the bundled model, trained on real radiographs, on a real radiograph."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -66,7 +64,7 @@ def test_int8_matmul_models_stay_close_to_the_exact_path(tmp_path, monkeypatch):
         assert _cosine(got, want) >= 0.999, model_type
 
 
-def test_bundled_model_gives_the_same_mask_with_int8_gemms(monkeypatch):
+def test_bundled_model_gives_the_same_mask_with_int8_gemms(monkeypatch, cxr_dir):
     """On real weights (the bundled model; forced: its 256 tokens are below INT8_GEMM_MIN_ROWS) and a
     real radiograph: features agree to cosine ≥ 0.9999 and masks to IoU ≥ 0.998 (a 64x64 logit map
     upsampled: a few boundary pixels flip)."""
@@ -74,7 +72,9 @@ def test_bundled_model_gives_the_same_mask_with_int8_gemms(monkeypatch):
     path = resolve_model_path(None)
     exact, _ = load_model_file_int8(path)
     fast, _ = load_model_file_int8(path, int8_matmul=True)
-    pixels = read_image(_first_image()).pixels
+    images = sorted((cxr_dir / "images").iterdir())
+    assert images, "tests/data/cxr/images holds real radiographs"
+    pixels = read_image(images[0]).pixels
     image = np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
     h, w = image.shape[:2]
     box = [0.05 * w, 0.05 * h, 0.95 * w, 0.95 * h]
@@ -91,9 +91,3 @@ def test_small_inputs_keep_the_exact_path():
     layer = Int8Linear(q, s, None, int8_matmul=True)
     x = torch.randn(int8_runtime.INT8_GEMM_MIN_ROWS - 1, 16)
     assert torch.equal(layer(x), F.linear(x, q.float() * s))
-
-
-def _first_image() -> Path:
-    images = sorted((Path(__file__).parent / "data" / "cxr" / "images").iterdir())
-    assert images, "tests/data/cxr/images holds real radiographs"
-    return images[0]

@@ -38,3 +38,25 @@ def test_box_to_mask_never_imports_torchvision():
         "assert 'torchvision' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_module_imports_the_shim_before_segment_anything():
+    """Each of our modules that imports segment_anything at module level imports napari_adaqat._sam_import
+    first (an import sorter could move it below; the '# isort: split' after it prevents that)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "napari_adaqat"
+    checked = 0
+    for path in root.rglob("*.py"):
+        names = []
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Import):
+                names += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.append(node.module)
+        sam = [i for i, name in enumerate(names) if name.split(".")[0] == "segment_anything"]
+        if sam and path.name != "_sam_import.py":
+            checked += 1
+            assert "napari_adaqat._sam_import" in names[:sam[0]], path
+    assert checked >= 15

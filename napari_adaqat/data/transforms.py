@@ -12,7 +12,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 import torch
-import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
+import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
+# isort: split
 from segment_anything.utils.transforms import ResizeLongestSide
 
 

@@ -11,7 +11,8 @@ from typing import Sequence
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
+import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
+# isort: split
 from segment_anything.modeling import Sam
 
 from napari_adaqat.data.boxes import default_box

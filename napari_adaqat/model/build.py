@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from napari_adaqat.model.hybrid_encoder import EMBED_STRIDE, HybridImageEncoder
-import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
+import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
+# isort: split
 from segment_anything.modeling import (
     ImageEncoderViT,
     MaskDecoder,

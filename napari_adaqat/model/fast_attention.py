@@ -20,9 +20,15 @@ other encoders (e.g. a hybrid conv/attention encoder) run their own ``forward``.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
+
+import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
+
+# isort: split
 from segment_anything.modeling.image_encoder import (
     Attention,
     Block,
@@ -32,7 +38,6 @@ from segment_anything.modeling.image_encoder import (
 )
 from torch import Tensor, nn
 
-import napari_adaqat._sam_import  # noqa: F401  (segment_anything without torchvision: see there)
 from napari_adaqat.model.adalora import AdaLoRALinear
 
 __all__ = ["BIAS_CHUNK_ELEMENTS", "fast_encoder_forward", "rel_pos_attention", "supports_fast_path"]
@@ -98,27 +103,32 @@ def _chunk_attention(q: Tensor, k: Tensor, v: Tensor, rh: Tensor, rw: Tensor, w:
     return torch.bmm(torch.softmax(scores, dim=-1), v)
 
 
+def _chunks(bh: int, h: int, per_row: int, max_elements: int) -> Iterator[tuple[slice, slice]]:
+    """(head slice, query-row slice) of each chunk, in order (heads outer): as many whole query rows
+    (``per_row`` scores each), then heads, as fit in ``max_elements`` scores (at least one of each)."""
+    rows = max(1, min(h, max_elements // per_row))
+    heads = max(1, min(bh, max_elements // (rows * per_row)))
+    for b0 in range(0, bh, heads):
+        for r0 in range(0, h, rows):
+            yield slice(b0, min(bh, b0 + heads)), slice(r0, min(h, r0 + rows))
+
+
 def _sdpa_chunks(q: Tensor, k: Tensor, v: Tensor, rh: Tensor, rw: Tensor, w: int, max_elements: int) -> Tensor:
     """Inference: (BH, N, c) attention through ``F.scaled_dot_product_attention`` (one fused kernel:
     QKᵀ, bias, softmax and the value product) on chunks of heads and query rows, each chunk's bias
     written into one reused buffer of at most ``max_elements`` floats."""
     bh, n, c = q.shape
-    h = n // w
-    per_row = w * n
-    rows = max(1, min(h, max_elements // per_row))
-    heads = max(1, min(bh, max_elements // (rows * per_row)))
     out = torch.empty_like(q)
-    buf = q.new_empty(heads * rows * per_row)
-    for b0 in range(0, bh, heads):
-        b1 = min(bh, b0 + heads)
-        for r0 in range(0, h, rows):
-            r1 = min(h, r0 + rows)
-            qc = q[b0:b1, r0 * w:r1 * w]
-            rel_h, rel_w = _rel_terms(qc.reshape(b1 - b0, r1 - r0, w, c), rh[r0:r1], rw)
-            bias = buf[:(b1 - b0) * (r1 - r0) * per_row].view(b1 - b0, r1 - r0, w, rh.shape[1], rw.shape[1])
-            torch.add(rel_h.unsqueeze(-1), rel_w.unsqueeze(-2), out=bias)
-            out[b0:b1, r0 * w:r1 * w] = F.scaled_dot_product_attention(
-                qc, k[b0:b1], v[b0:b1], attn_mask=bias.view(b1 - b0, (r1 - r0) * w, n))
+    buf = None
+    for heads, rows in _chunks(bh, n // w, w * n, max_elements):
+        nb, nr = heads.stop - heads.start, rows.stop - rows.start
+        tokens = slice(rows.start * w, rows.stop * w)
+        qc = q[heads, tokens]
+        rel_h, rel_w = _rel_terms(qc.reshape(nb, nr, w, c), rh[rows], rw)
+        buf = q.new_empty(nb * nr * w * n) if buf is None else buf  # the first chunk is the largest
+        bias = buf[:nb * nr * w * n].view(nb, nr, w, rh.shape[1], rw.shape[1])
+        torch.add(rel_h.unsqueeze(-1), rel_w.unsqueeze(-2), out=bias)
+        out[heads, tokens] = F.scaled_dot_product_attention(qc, k[heads], v[heads], attn_mask=bias.view(nb, nr * w, n))
     return out
 
 
@@ -144,19 +154,12 @@ def rel_pos_attention(q: Tensor, k: Tensor, v: Tensor, rel_pos_h: Tensor, rel_po
     if not (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, rel_pos_h, rel_pos_w))):
         return _sdpa_chunks(q, k, v, rh, rw, w, max_bias_elements or INFER_BIAS_ELEMENTS)
     scale = c ** -0.5
-    per_row = w * n  # scores of one query row of one head
-    budget = max_bias_elements or BIAS_CHUNK_ELEMENTS
-    rows = max(1, min(h, budget // per_row))
-    heads = max(1, min(bh, budget // (rows * per_row)))
-    out = []
-    for b0 in range(0, bh, heads):
-        b1 = min(bh, b0 + heads)
-        for r0 in range(0, h, rows):
-            r1 = min(h, r0 + rows)
-            args = (q[b0:b1, r0 * w:r1 * w], k[b0:b1], v[b0:b1], rh[r0:r1], rw, w, scale)
-            out.append(torch.utils.checkpoint.checkpoint(_chunk_attention, *args, use_reentrant=False))
-    per_head_group = -(-h // rows)
-    return torch.cat([torch.cat(out[i:i + per_head_group], dim=1) for i in range(0, len(out), per_head_group)])
+    groups: dict[int, list[Tensor]] = {}  # head-group start -> its row chunks, in order
+    for heads, rows in _chunks(bh, h, w * n, max_bias_elements or BIAS_CHUNK_ELEMENTS):
+        args = (q[heads, rows.start * w:rows.stop * w], k[heads], v[heads], rh[rows], rw, w, scale)
+        groups.setdefault(heads.start, []).append(
+            torch.utils.checkpoint.checkpoint(_chunk_attention, *args, use_reentrant=False))
+    return torch.cat([torch.cat(chunks, dim=1) for chunks in groups.values()])
 
 
 def _window_heads(qkv: Tensor, ws: int, nh: int, pad_value: Tensor) -> tuple[Tensor, tuple[int, int]]:

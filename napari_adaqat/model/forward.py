@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 import torch.utils.checkpoint
-import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
+import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
+# isort: split
 from segment_anything.modeling import Sam
 
 from napari_adaqat.data.transforms import normalize_and_pad

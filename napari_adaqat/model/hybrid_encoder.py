@@ -22,7 +22,8 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
+import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
+# isort: split
 from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.image_encoder import Block
 from torch import Tensor, nn

@@ -24,7 +24,8 @@ from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
-import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
+import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
+# isort: split
 from segment_anything.modeling import MaskDecoder, Sam, TwoWayTransformer
 from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.transformer import Attention as DecoderAttention

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
+import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
+# isort: split
 from segment_anything.modeling import Sam
 
 from napari_adaqat.model.build import load_sam_checkpoint

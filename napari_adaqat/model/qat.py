@@ -24,7 +24,8 @@ import re
 
 import torch
 import torch.nn.functional as F
-import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
+import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
+# isort: split
 from segment_anything.modeling.image_encoder import Attention, ImageEncoderViT
 from torch import Tensor, nn
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import napari_adaqat._sam_import  # noqa: F401,I001  (segment_anything without torchvision: see there)
+import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
+# isort: split
 from segment_anything.modeling import Sam
 from torch import nn
 

@@ -138,10 +138,7 @@ class SegmentWidget(Container):
 
     def _submit(self, kind: str, fn: Callable[[], Any], on_done: Callable[[Any], None], text: str) -> None:
         self._queue[kind] = (fn, on_done, text)  # replaces a queued job of the same kind
-        if kind == "maps" and self._worker is None:  # let Qt paint the new mask before the maps take a core
-            QTimer.singleShot(0, self._pump)
-        else:
-            self._pump()
+        self._pump_after_paint()
 
     def _pump(self) -> None:
         if self._worker is not None or not self._queue:
@@ -167,7 +164,11 @@ class SegmentWidget(Container):
         self._worker = None
         if self._closed:
             return
-        if set(self._queue) == {"maps"}:  # let Qt paint the new mask before the maps job takes a core
+        self._pump_after_paint()
+
+    def _pump_after_paint(self) -> None:
+        """Start the next job; when only maps wait, after Qt has painted the new mask (next loop turn)."""
+        if set(self._queue) == {"maps"}:
             QTimer.singleShot(0, self._pump)
         else:
             self._pump()
