@@ -4,7 +4,7 @@ import pytest
 
 from napari_adaqat.data.boxes import mask_box
 from napari_adaqat.data.dataset import discover, load_pair
-from napari_adaqat.train.augment import CLINIC_AFFINE, _affine, augment_pair
+from napari_adaqat.train.augment import CLINIC_AFFINE, CLINIC_AFFINES, _affine, augment_pair
 from napari_adaqat.train.dataset import LungDataset
 
 
@@ -32,6 +32,20 @@ def test_clinic_preset_is_seeded_and_keeps_image_and_mask_aligned(pair):
         means.append(out.mean())
     assert 1 <= inverted <= 12  # some, not most, draws invert the polarity (p = 0.1)
     assert np.std(means) > 0.03  # intensities really vary
+
+
+@pytest.mark.parametrize("preset, lo, hi", [("clinic_wide", 0.6, 1.2), ("clinic_zoom", 0.7, 1.35)])
+def test_zoom_presets_draw_their_scale_range(pair, preset, lo, hi):
+    image, mask = pair
+    assert CLINIC_AFFINES[preset]["scale_range"] == (lo, hi)
+    ratios = [_affine(image, mask, np.random.default_rng(s), **CLINIC_AFFINES[preset])[1].sum() / mask.sum()
+              for s in range(30)]  # mask area ~ scale²; the aspect change keeps the area
+    assert (lo * 0.9) ** 2 < min(ratios) and max(ratios) < (hi * 1.1) ** 2
+    assert min(ratios) < 0.75 ** 2  # it zooms out ...
+    if hi > 1.3:
+        assert max(ratios) > 1.2 ** 2  # ... and clinic_zoom also zooms in
+    out, m = augment_pair(image, mask, np.random.default_rng(1), preset)
+    assert out.shape == image.shape and m.any()
 
 
 def test_basic_preset_unchanged_and_unknown_preset_refused(pair):

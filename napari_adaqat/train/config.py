@@ -96,12 +96,14 @@ class TrainConfig:
                                               "~30% more time). Default: on where it pays (encoders of at least "
                                               "4096 tokens x 768 channels, e.g. ViT-B at 1024 px); turn it off with "
                                               "--set grad_checkpoint=false")
+    ema_decay: float = _opt(0.0, "exponential moving average of the trained weights, per optimizer step (e.g. 0.99); "
+                                 "validation and best.safetensors use the average, training the live weights. 0 = off")
     train_prompt_encoder: bool = _opt(False, "Stage 1: also train the prompt encoder (the authors' code does)")
     augment: bool = _opt(False, "random affine + intensity augmentation (off in the paper)")
     augment_preset: str = _opt("basic", "with augment: basic (small affine, gamma/contrast) or clinic (also wider "
-                                        "crops/FOV, CLAHE, blur, noise, JPEG, inverted polarity) or clinic_wide "
-                                        "(clinic with zoom-out to 0.6x)",
-                               choices=("basic", "clinic", "clinic_wide"))
+                                        "crops/FOV, CLAHE, blur, noise, JPEG, inverted polarity), clinic_wide "
+                                        "(clinic with zoom-out to 0.6x) or clinic_zoom (clinic with zoom 0.7-1.35x)",
+                               choices=("basic", "clinic", "clinic_wide", "clinic_zoom"))
     jitter_px: int = _opt(20, "training boxes pushed outward by U(0, jitter_px) pixels per side")
     jitter_in_px: int = _opt(0, "training box sides may also move inward, by up to this many pixels")
     full_box_prob: float = _opt(0.0, "chance of a whole-image training box (teaches loose boxes)")
@@ -118,6 +120,8 @@ class TrainConfig:
         if isinstance(self.qat, dict):
             self.qat = QATConfig(**_coerce(QATConfig, self.qat, "qat."))
         _check_choices(self)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be 0 (off) or in (0, 1), got {self.ema_decay}")
         if self.qat.trainable is None:
             self.qat.trainable = self.preset if self.preset in STAGE2_TRAINABLE else "paper"
         for name, value in stage_defaults(self.stage, self.qat.trainable).items():

@@ -11,6 +11,7 @@ import logging
 import math
 import random
 import time
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from napari_adaqat.model.rank_allocator import RankAllocator
 from napari_adaqat.train import distributed as dd
 from napari_adaqat.train.config import TrainConfig
 from napari_adaqat.train.dataset import LungDataset
+from napari_adaqat.train.ema import WeightEMA
 from napari_adaqat.train.losses import batch_dice, segmentation_loss
 from napari_adaqat.train.modes import param_groups, trainable_count
 from napari_adaqat.train.progress import MemoryMeter, ProgressLog
@@ -129,6 +131,7 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
     ortho_w = cfg.adalora.ortho_weight if pruning else 0.0
     amp = cfg.amp and device.startswith("cuda")
     start_epoch, best, bad_epochs = 1, -1.0, 0
+    ema = WeightEMA(sam, cfg.ema_decay) if cfg.ema_decay else None
     if resume and paths["last"].is_file():
         tensors, meta = read_checkpoint(paths["last"])
         model_tensors, optim_tensors = split_optimizer(tensors)
@@ -137,6 +140,11 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         start_epoch, best, bad_epochs = meta["epoch"] + 1, meta["best_dice"], meta["bad_epochs"]
         if allocator is not None:
             allocator.on_epoch_end(meta["epoch"])  # masks are restored; this only syncs its schedule
+        if ema is not None:
+            if not paths["ema"].is_file():
+                raise ValueError(f"{paths['ema']}: missing, so this run cannot resume with ema_decay "
+                                 f"{cfg.ema_decay}; start a new run")
+            ema.load(paths["ema"])
     elif is_main and paths["progress"].is_file():
         paths["progress"].unlink()
     progress = ProgressLog(paths["progress"], enabled=is_main)
@@ -183,6 +191,8 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
                     clamp_lambda_grads(sam, cfg.adalora.lambda_grad_clip)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                if ema is not None:
+                    ema.update()
             losses.append(loss.item())
             peak = memory.peak_mb()  # this step's peak (forward, backward and optimizer)
             epoch_peak = peak if epoch_peak is None or (peak or 0) > epoch_peak else epoch_peak
@@ -192,7 +202,11 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
                                lr={g["name"]: g["lr"] for g in optimizer.param_groups},
                                peak_mem_mb=peak, mem_kind=memory.kind)
         pruned = allocator.on_epoch_end(epoch) if allocator is not None else False
-        val_dice = evaluate_dice(sam, val_set, cfg, device, amp, rank, world)
+        with ema.applied() if ema is not None else nullcontext():  # best.safetensors holds what is validated
+            val_dice = evaluate_dice(sam, val_set, cfg, device, amp, rank, world)
+            if is_main and val_dice > best and epoch >= final_prune:
+                save_checkpoint(paths["best"], sam, description, _info(cfg, epoch, val_dice, val_dice, 0,
+                                                                          provenance, allocator))
         epochs_done += 1
         improved = val_dice > best and epoch >= final_prune
         if epoch >= final_prune:
@@ -200,14 +214,11 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         elapsed = time.time() - t0
         eta = elapsed / epochs_done * (cfg.epochs - epoch)
         budget = allocator.current_budget() if allocator is not None else None
-        info = {"epoch": epoch, "best_dice": best, "bad_epochs": bad_epochs, "val_dice": val_dice,
-                "stage": cfg.stage, "config": cfg.to_dict(), "provenance": provenance,
-                "rank_state": allocator.state() if allocator is not None else None,
-                "metrics": {"val_dice": val_dice, "best_val_dice": best}}
         if is_main:
-            if improved:
-                save_checkpoint(paths["best"], sam, description, info)
-            save_checkpoint(paths["last"], sam, description, info, optimizer)
+            save_checkpoint(paths["last"], sam, description,
+                            _info(cfg, epoch, best, val_dice, bad_epochs, provenance, allocator), optimizer)
+            if ema is not None:
+                ema.save(paths["ema"])
             progress.write("epoch", epoch=epoch, epochs=cfg.epochs, loss=round(float(np.mean(losses)), 5),
                            val_dice=round(val_dice, 5), best_dice=round(best, 5), rank_budget=budget, pruned=pruned,
                            lr={g["name"]: g["lr"] for g in optimizer.param_groups},
@@ -222,6 +233,15 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
     if is_main:
         progress.write("done", best_dice=round(best, 5), epochs_run=epochs_done)
     return {"best_dice": best, "epochs_run": epochs_done, "out": str(paths["root"])}
+
+
+def _info(cfg: TrainConfig, epoch: int, best: float, val_dice: float, bad_epochs: int, provenance: dict,
+          allocator: RankAllocator | None) -> dict:
+    """A checkpoint's metadata after ``epoch``."""
+    return {"epoch": epoch, "best_dice": best, "bad_epochs": bad_epochs, "val_dice": val_dice,
+            "stage": cfg.stage, "config": cfg.to_dict(), "provenance": provenance,
+            "rank_state": allocator.state() if allocator is not None else None,
+            "metrics": {"val_dice": val_dice, "best_val_dice": best}}
 
 
 def lr_factor(cfg: TrainConfig, epoch: int) -> float:

@@ -10,11 +10,13 @@ from napari_adaqat.data.folders import check_output_folder
 
 
 def run_paths(out: str | Path) -> dict[str, Path]:
-    """The files of run folder ``out``: checkpoints, progress log, split, config, log."""
+    """The files of run folder ``out``: checkpoints (``ema``: the weight average at ``last``, with
+    ``ema_decay``), progress log, split, config, log."""
     root = Path(out)
     return {
         "root": root, "last": root / "checkpoints" / "last.safetensors",
-        "best": root / "checkpoints" / "best.safetensors", "progress": root / "progress.jsonl",
+        "best": root / "checkpoints" / "best.safetensors",
+        "ema": root / "checkpoints" / "ema_last.safetensors", "progress": root / "progress.jsonl",
         "split": root / "split.json", "config": root / "config.json", "log": root / "train.log",
     }
 

@@ -58,7 +58,7 @@ def _remove_stale_temp_files(out: str | Path) -> None:
     """Delete the temporary files that a hard kill (SIGKILL, power loss) left beside the run's
     checkpoints and split; a temp whose writer is still alive is kept (:func:`remove_stale_temps`)."""
     paths = run_paths(out)
-    for path in (paths["last"], paths["best"]):
+    for path in (paths["last"], paths["best"], paths["ema"]):
         remove_stale_temps(path)
     paths["split"].with_name(paths["split"].name + ".tmp").unlink(missing_ok=True)  # written by rank 0 only
 
