@@ -8,6 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from cv_folds import make_folds, write_fold_folders  # noqa: E402
+from model_speed import main as model_speed  # noqa: E402
 from shift_suite import SHIFTS, apply_shift  # noqa: E402
 from unet_reference import UNet, predict_mask  # noqa: E402
 
@@ -52,3 +53,11 @@ def test_unet_reference_shapes(cxr_dir):
     pairs, _ = discover(cxr_dir)
     image, _ = load_pair(next(iter(pairs.values())))
     assert predict_mask(net, image).shape == image.shape
+
+
+def test_model_speed_times_the_bundled_model(tmp_path):
+    out = tmp_path / "speed.json"
+    assert model_speed(["default", "--threads", "1", "--repeats", "1", "--prompt-repeats", "3", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["image_shape"] == [512, 512] and report["input_size"] == 256
+    assert 0 < report["embed_s_median"] < 30 and 0 < report["prompt_ms_median"] <= report["prompt_ms_p90"]
