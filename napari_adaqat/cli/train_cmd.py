@@ -16,6 +16,8 @@ HELP_EPILOG = """Stage 1 fine-tunes adapters + mask decoder from an official SAM
 Stage 2 adds INT8 fake quantization to the best Stage-1 model:
   adaqat train --stage 2 --from runs/s1 --data DATA --out runs/s2 --preset paper
 Several GPUs (one node):   torchrun --nproc_per_node 4 -m napari_adaqat.cli train --stage 1 ...
+A few dozen images: --augment --set augment_preset=clinic_zoom --set ema_decay=0.99 (varied films, and
+  a moving average of the weights that is validated and saved; see training/*.yaml for whole recipes).
 Progress: RUN/progress.jsonl (one JSON line per step and epoch); resume with --resume.
 From Python: from napari_adaqat import train; train(data="DATA", out="runs/s1", epochs=5)"""
 
