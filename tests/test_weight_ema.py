@@ -6,7 +6,6 @@ from torch import nn
 from napari_adaqat.model.files import read_tensors
 from napari_adaqat.train.config import make_config
 from napari_adaqat.train.ema import WeightEMA
-from napari_adaqat.train.progress import read_progress
 from napari_adaqat.train.run import run as train
 
 
@@ -25,6 +24,25 @@ def test_ema_follows_the_weights_and_swaps_them_in_and_out():
     with ema.applied():
         torch.testing.assert_close(layer.weight.detach(), expected)
     torch.testing.assert_close(layer.weight.detach(), live)
+    torch.testing.assert_close(ema.shadow[0], expected)  # the swap back restores both sides
+    with pytest.raises(RuntimeError, match="inside"):
+        with ema.applied():
+            raise RuntimeError("inside")
+    torch.testing.assert_close(layer.weight.detach(), live)  # also when the block raises
+
+
+def test_ema_file_is_only_resumed_at_its_own_epoch(tmp_path):
+    layer = nn.Linear(3, 2)
+    ema = WeightEMA(layer, decay=0.9)
+    ema.update()
+    ema.save(tmp_path / "ema.safetensors", epoch=4)
+    other = WeightEMA(nn.Linear(3, 2), decay=0.9)
+    assert not other.load(tmp_path / "ema.safetensors", epoch=5)  # stale: last.safetensors is newer
+    assert not other.load(tmp_path / "missing.safetensors", epoch=4)
+    assert other.load(tmp_path / "ema.safetensors", epoch=4) and other.updates == 1
+    torch.testing.assert_close(other.shadow[0], ema.shadow[0])
+    with pytest.raises(ValueError, match="do not match"):
+        WeightEMA(nn.Linear(4, 2), decay=0.9).load(tmp_path / "ema.safetensors", epoch=4)
 
 
 def test_ema_decay_out_of_range_is_a_one_line_error(tmp_path):
@@ -39,22 +57,23 @@ def _config(data, out, epochs, **kw):
 
 
 def test_training_validates_and_saves_the_average_and_resumes_it(dataset, tmp_path):
-    straight = tmp_path / "straight"
-    train(_config(dataset, straight, 3))
-    best = read_tensors(straight / "checkpoints" / "best.safetensors")
-    last = read_tensors(straight / "checkpoints" / "last.safetensors")
-    average = read_tensors(straight / "checkpoints" / "ema_last.safetensors")
-    epochs = [r for r in read_progress(straight / "progress.jsonl") if r["kind"] == "epoch"]
     name = "image_encoder.patch_embed.proj.weight"
-    assert not torch.equal(average[name], last[name])  # the average is not the live weights
-    if max(e["val_dice"] for e in epochs) == epochs[-1]["val_dice"]:  # best = the last epoch's average
-        torch.testing.assert_close(best[name], average[name])
-    # 2 epochs, then resume to 3: the same average as the straight run
-    split = tmp_path / "split"
+    one = tmp_path / "one"  # one epoch: it always improves on "no best yet", so best = that epoch's average
+    train(_config(dataset, one, 1))
+    best = read_tensors(one / "checkpoints" / "best.safetensors")
+    last = read_tensors(one / "checkpoints" / "last.safetensors")
+    average = read_tensors(one / "checkpoints" / "ema_last.safetensors")
+    torch.testing.assert_close(best[name], average[name])
+    assert not torch.equal(average[name], last[name])  # last keeps the live weights, for --resume
+    # 3 epochs straight, or 2 and then resume to 3: the same average
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(_config(dataset, straight, 3))
     train(_config(dataset, split, 2))
     train(_config(dataset, split, 3), resume=True)
-    resumed = read_tensors(split / "checkpoints" / "ema_last.safetensors")
-    torch.testing.assert_close(resumed[name], average[name], rtol=1e-5, atol=1e-6)
+    a = read_tensors(straight / "checkpoints" / "ema_last.safetensors")[name]
+    b = read_tensors(split / "checkpoints" / "ema_last.safetensors")[name]
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(a, average[name])  # and it moved on from epoch 1
 
 
 def test_rank_pruning_keeps_binary_masks_under_the_average(dataset, tmp_path, nano_pth):

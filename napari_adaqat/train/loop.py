@@ -140,11 +140,10 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         start_epoch, best, bad_epochs = meta["epoch"] + 1, meta["best_dice"], meta["bad_epochs"]
         if allocator is not None:
             allocator.on_epoch_end(meta["epoch"])  # masks are restored; this only syncs its schedule
-        if ema is not None:
-            if not paths["ema"].is_file():
-                raise ValueError(f"{paths['ema']}: missing, so this run cannot resume with ema_decay "
-                                 f"{cfg.ema_decay}; start a new run")
-            ema.load(paths["ema"])
+        if ema is not None and not ema.load(paths["ema"], meta["epoch"]):
+            log.warning("%s: no weight average saved with epoch %d; the average restarts from the live weights",
+                        paths["ema"], meta["epoch"])
+            ema.reset()
     elif is_main and paths["progress"].is_file():
         paths["progress"].unlink()
     progress = ProgressLog(paths["progress"], enabled=is_main)
@@ -215,10 +214,10 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         eta = elapsed / epochs_done * (cfg.epochs - epoch)
         budget = allocator.current_budget() if allocator is not None else None
         if is_main:
+            if ema is not None:  # before last: a resume from last finds an average of the same epoch
+                ema.save(paths["ema"], epoch)
             save_checkpoint(paths["last"], sam, description,
                             _info(cfg, epoch, best, val_dice, bad_epochs, provenance, allocator), optimizer)
-            if ema is not None:
-                ema.save(paths["ema"])
             progress.write("epoch", epoch=epoch, epochs=cfg.epochs, loss=round(float(np.mean(losses)), 5),
                            val_dice=round(val_dice, 5), best_dice=round(best, 5), rank_budget=budget, pruned=pruned,
                            lr={g["name"]: g["lr"] for g in optimizer.param_groups},
