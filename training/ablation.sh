@@ -10,7 +10,7 @@
 #
 # Usage: bash training/ablation.sh DATA OUT
 #   On this CPU (defaults): vit_tiny, the base trained from scratch here first (full mode, the default
-#   model's recipe, $BASE_EPOCHS epochs).
+#   model v2's recipe, $BASE_EPOCHS epochs).
 #   On a GPU with ViT-B:   MODEL_TYPE=vit_b CHECKPOINT=sam_vit_b_01ec64.pth PRESET=paper DEVICE=cuda \
 #                          EPOCHS=25 QAT_EPOCHS=10 bash training/ablation.sh DATA OUT
 # Wall times of every step go to OUT/times.tsv.
@@ -18,7 +18,7 @@ set -euo pipefail
 DATA=${1:?usage: ablation.sh DATA OUT}
 OUT=${2:?usage: ablation.sh DATA OUT}
 MODEL_TYPE=${MODEL_TYPE:-vit_tiny}
-PRESET=${PRESET:-training/default_model.yaml}
+PRESET=${PRESET:-training/default_model_v2.yaml}  # the vit_tiny recipe
 DEVICE=${DEVICE:-cpu}
 EPOCHS=${EPOCHS:-10}
 QAT_EPOCHS=${QAT_EPOCHS:-4}

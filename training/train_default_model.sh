@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Reproduce the bundled default model (v2, training/default_model.yaml; CPU, about 25 min on 2 cores):
+# Reproduce the bundled default model (v3, training/default_model.yaml; CPU, about 30 min on 2 otherwise idle cores):
 #   1. full training from scratch (base)  2. Stage 1 AdaLoRA  3. Stage 2 QAT  4. INT8 + FP32 export
 # Usage: bash training/train_default_model.sh [DATA] [RUNS] [ASSETS]
-# RECIPE=other.yaml trains another recipe (ADALORA_EPOCHS: Stage-1 AdaLoRA epochs, default 20);
+# RECIPE=other.yaml trains another recipe (ADALORA_EPOCHS: Stage-1 AdaLoRA epochs, default 10; the
+# previous default model: RECIPE=training/default_model_v2.yaml ADALORA_EPOCHS=20);
 # benchmarks/cv_default_model.sh runs the same steps on every cross-validation fold.
 set -euo pipefail
 DATA=${1:-../shared/data/cxr/permissive_512}
@@ -10,7 +11,7 @@ RUNS=${2:-runs/default}
 ASSETS=${3:-napari_adaqat/assets}
 Y=${RECIPE:-training/default_model.yaml}
 adaqat train --stage 1 --preset $Y --mode full --data "$DATA" --out "$RUNS/base" --device cpu
-adaqat train --stage 1 --preset $Y --mode adalora --epochs ${ADALORA_EPOCHS:-20} --checkpoint "$RUNS/base/checkpoints/best.safetensors" \
+adaqat train --stage 1 --preset $Y --mode adalora --epochs ${ADALORA_EPOCHS:-10} --checkpoint "$RUNS/base/checkpoints/best.safetensors" \
   --data "$DATA" --out "$RUNS/stage1" --device cpu
 adaqat train --stage 2 --preset $Y --from "$RUNS/stage1" --data "$DATA" --out "$RUNS/stage2" --device cpu
 adaqat export "$RUNS/stage1" --force --out "$ASSETS/default_fp32.safetensors" --profile fp32
