@@ -19,6 +19,11 @@ def test_shipped_files_are_small_and_documented():
     assert DEFAULT_MODEL.stat().st_size + DEFAULT_BASELINE.stat().st_size <= 25 * 1024 * 1024
     meta = json.loads(safetensors_metadata(DEFAULT_MODEL)["adaqat"])
     assert meta["profile"] == "deploy" and meta["int8_layers"]
+    assert meta["spec"]["encoder"] == "hybrid"  # the default model v3 (training/default_model.yaml)
+    provenance = meta["provenance"]
+    assert provenance["recipe"]["file"] == "default_model.yaml"
+    oof = provenance["scores"]["none"]  # its out-of-fold scores, next to the references'
+    assert oof["v3c INT8"]["n"] == 93 and oof["v3c INT8"]["dice"] > oof["U-Net (no box)"]["dice"]
     split = meta["provenance"]["split"]
     assert not set(SHIPPED_TEST_IMAGES) & set(split["train"] + split["val"])  # never trained on
     assert set(SHIPPED_TEST_IMAGES) <= set(split["test"])
@@ -39,7 +44,7 @@ def _segment(tmp_path, cxr_dir, *extra):
 def test_default_model_segments_unseen_radiographs(tmp_path, cxr_dir):
     """No --model, no --boxes: the whole-image box, as a first-time user runs it."""
     scores = _segment(tmp_path, cxr_dir)
-    assert np.mean(scores) >= 0.88, scores
+    assert np.mean(scores) >= 0.92, scores  # v3: 0.942 when shipped (v2: 0.902)
 
 
 def test_default_model_with_tight_boxes(tmp_path, cxr_dir):
@@ -50,7 +55,7 @@ def test_default_model_with_tight_boxes(tmp_path, cxr_dir):
         lines.append(f"{name}.png," + ",".join(f"{v:.0f}" for v in box))
     boxes.write_text("\n".join(lines) + "\n")
     scores = _segment(tmp_path, cxr_dir, "--boxes", str(boxes))
-    assert np.mean(scores) >= 0.88, scores
+    assert np.mean(scores) >= 0.92, scores  # v3: 0.939 when shipped (v2: 0.920)
 
 
 def test_default_baseline_agrees_with_int8_model(cxr_dir):
@@ -69,4 +74,4 @@ def test_default_baseline_agrees_with_int8_model(cxr_dir):
             p.set_image(image)
             scores.append(dice(p.predict(box).masks[0], ref))
         gaps.append(scores[0] - scores[1])
-    assert abs(np.mean(gaps)) <= 0.01, gaps
+    assert abs(np.mean(gaps)) <= 0.003, gaps  # INT8 and FP32 within 0.3 Dice points (issue 14)
