@@ -107,6 +107,9 @@ class SegmentResult:
     latency_ms: float  # model prompt latency (embedding cached)
     iou_pred: float  # the decoder's predicted IoU
     model_seconds: float = 0.0  # embedding (or cache lookup) + prompt
+    # the same span's CPU time of the calling thread, on a CPU predictor (None on a GPU): what the prompt
+    # costs without the time it waited for the cores (prompt jobs run with one torch thread)
+    model_cpu_seconds: Optional[float] = None
     model_file: Optional[str] = None  # the model file that made the mask (None for a ready predictor)
     cleaned: bool = True
     p_baseline: Optional[np.ndarray] = None  # filled by Engine.add_maps
@@ -209,16 +212,18 @@ class Engine:
         return time.perf_counter() - t0
 
     def _prompt(self, image: np.ndarray, box: np.ndarray, model: ModelLike, device: str, clean: bool):
-        """(mask, prediction, prompt ms, seconds incl. embedding) of one model."""
+        """(mask, prediction, prompt ms, seconds incl. embedding, their thread CPU seconds on a CPU
+        predictor else None) of one model."""
         check_segmentable(image)
         predictor = self.predictor(model, device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         predictor.set_image(image)  # cached after the first call
         t1 = time.perf_counter()
         pred = predictor.predict(box)
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.thread_time()
+        on_cpu = str(getattr(predictor, "device", "cpu")).startswith("cpu")
         mask = clean_lung_mask(pred.masks[0]) if clean else pred.masks[0]
-        return mask, pred, (t2 - t1) * 1000.0, t2 - t0
+        return mask, pred, (t2 - t1) * 1000.0, t2 - t0, (c2 - c0) if on_cpu else None
 
     def predict(self, image: np.ndarray, box: np.ndarray, model: ModelLike, device: str = "cpu",
                 reference: Optional[np.ndarray] = None, slice_index: Optional[int] = None,
@@ -228,12 +233,12 @@ class Engine:
         ``clean`` keeps the two largest regions and fills holes (the maps use the raw probabilities)."""
         if reference is not None and reference.shape != image.shape[:2]:
             raise ValueError(f"reference layer has shape {reference.shape}, the image slice {image.shape}")
-        mask, pred, latency, seconds = self._prompt(image, box, model, device, clean)
+        mask, pred, latency, seconds, cpu_seconds = self._prompt(image, box, model, device, clean)
         score = float(dice(mask, reference != 0)) if reference is not None else None
         return SegmentResult(
             box=np.asarray(box, dtype=np.float64), slice_index=slice_index, mask=mask, p_model=pred.probs[0],
             has_reference=reference is not None, dice=score, latency_ms=latency, iou_pred=float(pred.iou[0]),
-            model_seconds=seconds, cleaned=clean,
+            model_seconds=seconds, model_cpu_seconds=cpu_seconds, cleaned=clean,
             model_file=str(model.resolved()) if isinstance(model, ModelRef) else None,
         )
 
@@ -242,7 +247,7 @@ class Engine:
         """Phase 2, slower (SSIM is ~20-40 ms per map on 512²): the baseline's prediction and the
         SSIM/ΔSSIM maps of DESIGN.md, filled into ``result`` (returned)."""
         if baseline is not None:
-            mask, pred, _latency, seconds = self._prompt(image, result.box, baseline, device, result.cleaned)
+            mask, pred, _latency, seconds, _cpu = self._prompt(image, result.box, baseline, device, result.cleaned)
             result.p_baseline, result.baseline_mask, result.baseline_seconds = pred.probs[0], mask, seconds
             maps = trust_maps(result.p_model, result.p_baseline, reference)
             result.ssim, result.delta = maps.ssim, maps.delta

@@ -35,6 +35,12 @@ PROMPT_THREADS = 1  # torch threads of box-prompt jobs (embedding jobs use torch
 INLINE_PROMPT_MS = 30.0
 
 
+def _prompt_cost(result: SegmentResult) -> float:
+    """Seconds a prompt costs: its thread CPU time on a CPU (a worker's wall time also counts its wait
+    for the cores while napari paints), else its wall time."""
+    return result.model_cpu_seconds if result.model_cpu_seconds is not None else result.model_seconds
+
+
 class SegmentWidget(Container):
     """Dock widget: image, model, baseline, reference and device choices; boxes drive predictions."""
 
@@ -300,7 +306,7 @@ class SegmentWidget(Container):
         last = self.last_result
         return (not self._closed and self._worker is None and not self._queue and last is not None
                 and self._last_prompt_key == (image.unique_id, id(image.data), z, model, device)
-                and last.model_seconds * 1000.0 < INLINE_PROMPT_MS)
+                and _prompt_cost(last) * 1000.0 < INLINE_PROMPT_MS)
 
     @staticmethod
     def _prompt_job(fn: Callable[..., Any], *args: Any) -> Any:
