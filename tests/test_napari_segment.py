@@ -366,6 +366,24 @@ def test_engine_results_name_their_model_file_for_the_dicom_seg_writer(nano_mode
     assert result.model_file == str(nano_models[0])
 
 
+def test_a_prompt_is_judged_quick_by_its_cpu_time_on_a_cpu(nano_models):
+    """A worker's wall time also counts its wait for the cores while napari paints; on a CPU the dock
+    decides on the inline path by the prompt's own thread CPU time."""
+    import dataclasses
+
+    from napari_adaqat.inference.engine import Engine, ModelRef
+    from napari_adaqat.widgets.segment import _prompt_cost
+
+    engine, ref = Engine(), ModelRef(path=nano_models[0], model_type="vit_nano")
+    image = np.random.default_rng(1).random((64, 64)).astype(np.float32)
+    embedded = engine.predict(image, np.array([4.0, 4.0, 60.0, 60.0]), ref)
+    prompt = engine.predict(image, np.array([6.0, 6.0, 58.0, 58.0]), ref)  # the embedding is cached
+    assert prompt.model_cpu_seconds is not None and 0 < prompt.model_cpu_seconds < embedded.model_cpu_seconds
+    waited = dataclasses.replace(prompt, model_seconds=0.2, model_cpu_seconds=0.01)
+    assert _prompt_cost(waited) == 0.01
+    assert _prompt_cost(dataclasses.replace(waited, model_cpu_seconds=None)) == 0.2  # a GPU: wall time
+
+
 def test_a_quick_prompt_runs_at_once_unless_the_model_file_changed(make_napari_viewer, qtbot, nano_models, tmp_path):
     """After one box (worker), the next box's mask is there as soon as the rectangle is added (GUI thread,
     embedding cached); once the model file is rewritten, the prompt goes to the worker again."""
