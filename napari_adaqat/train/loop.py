@@ -203,11 +203,11 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         pruned = allocator.on_epoch_end(epoch) if allocator is not None else False
         with ema.applied() if ema is not None else nullcontext():  # best.safetensors holds what is validated
             val_dice = evaluate_dice(sam, val_set, cfg, device, amp, rank, world)
-            if is_main and val_dice > best and epoch >= final_prune:
+            improved = val_dice > best and epoch >= final_prune
+            if is_main and improved:
                 save_checkpoint(paths["best"], sam, description, _info(cfg, epoch, val_dice, val_dice, 0,
                                                                           provenance, allocator))
         epochs_done += 1
-        improved = val_dice > best and epoch >= final_prune
         if epoch >= final_prune:
             best, bad_epochs = (val_dice, 0) if improved else (best, bad_epochs + 1)
         elapsed = time.time() - t0
