@@ -27,6 +27,33 @@ def test_hybrid_gives_full_resolution_logits():
     assert logits.shape == (2, 1, 64, 64) and iou.shape == (2, 1)  # logits at the input size
 
 
+def test_fine_fusion_keeps_the_embedding_shape_and_sees_the_stride2_features():
+    plain, fine = build_sam("hybrid_nano"), build_sam("hybrid_nano_fine")
+    x = torch.zeros(1, 3, 64, 64)
+    with torch.no_grad():
+        assert fine.image_encoder(x).shape == plain.image_encoder(x).shape == (1, 32, 16, 16)
+        # the stride-2 level reaches the embedding: changing only its fusion changes the output
+        before = fine.image_encoder(torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
+        fine.image_encoder.fuse2[0][0].weight.add_(torch.randn_like(fine.image_encoder.fuse2[0][0].weight))
+        after = fine.image_encoder(torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
+    assert (before - after).abs().max() > 1e-3
+    w2, w4 = PRESETS["hybrid_nano_fine"].conv_widths[:2]
+    assert fine.image_encoder.neck[0].in_channels == w4 + 4 * w2
+    assert not hasattr(plain.image_encoder, "fuse2")
+
+
+def test_fine_fusion_spec_round_trip_and_refusals():
+    spec = PRESETS["hybrid_fine"]
+    assert spec_from_metadata("m", json.loads(json.dumps(spec.to_dict()))) == spec
+    assert "fine_fusion" not in PRESETS["hybrid_tiny"].to_dict()  # v3 files keep their metadata bytes
+    assert spec_from_metadata("m", PRESETS["hybrid_tiny"].to_dict()).fine_fusion is False
+    for bad in ({"fine_fusion": "yes"}, {"fine_fusion": 1}):
+        with pytest.raises(ModelLoadError, match="fine_fusion"):
+            spec_from_metadata("m.safetensors", {**spec.to_dict(), **bad})
+    with pytest.raises(ModelLoadError, match="fine_fusion"):
+        spec_from_metadata("m.safetensors", {**PRESETS["vit_tiny"].to_dict(), "fine_fusion": True})
+
+
 def test_hybrid_spec_round_trip_and_old_vit_metadata_unchanged():
     spec = PRESETS["hybrid_tiny"]
     assert spec_from_metadata("m", json.loads(json.dumps(spec.to_dict()))) == spec
@@ -38,8 +65,9 @@ def test_hybrid_spec_round_trip_and_old_vit_metadata_unchanged():
         assert "\n" not in str(exc.value)
 
 
-def test_hybrid_runs_full_stage1_stage2_and_int8_export(dataset, tmp_path, cxr_dir, capsys):
-    common = dict(data=dataset, preset="paper", model_type="hybrid_nano", device="cpu", batch_size=2,
+@pytest.mark.parametrize("model_type", ["hybrid_nano", "hybrid_nano_fine"])
+def test_hybrid_runs_full_stage1_stage2_and_int8_export(model_type, dataset, tmp_path, cxr_dir, capsys):
+    common = dict(data=dataset, preset="paper", model_type=model_type, device="cpu", batch_size=2,
                   patience=0, max_steps_per_epoch=2, augment=True, augment_preset="clinic", jitter_in_px=6)
     base = train(out=tmp_path / "base", mode="full", epochs=1, **common)
     assert base["epochs_run"] == 1
@@ -65,6 +93,7 @@ def test_hybrid_runs_full_stage1_stage2_and_int8_export(dataset, tmp_path, cxr_d
     assert "not a JSON file of scores" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
     sam, _ = load_model(out)
+    assert sam.spec == PRESETS[model_type]
     int8 = [k for k in meta["int8_layers"] if k.startswith("image_encoder.blocks.")]
     assert int8, "the encoder's attention blocks are stored INT8"
     pairs, _ = discover(cxr_dir)

@@ -56,6 +56,7 @@ class SamSpec:
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     encoder: str = "vit"  # "vit": SAM's ImageEncoderViT; "hybrid": model/hybrid_encoder.py
     conv_widths: tuple[int, ...] = ()  # hybrid only: conv channels at strides 2, 4, 8, 16
+    fine_fusion: bool = False  # hybrid only: a stride-2 top-down level folded into the embedding
 
     @property
     def embedding_size(self) -> int:
@@ -65,6 +66,8 @@ class SamSpec:
         data = dataclasses.asdict(self)
         if self.encoder == "vit":  # ViT specs are written as before the hybrid encoder existed
             del data["encoder"], data["conv_widths"]
+        if not self.fine_fusion:  # written only where used, so older readers still load these files
+            del data["fine_fusion"]
         return data
 
     @classmethod
@@ -96,11 +99,22 @@ PRESETS: dict[str, SamSpec] = {
         prompt_dim=128, decoder_mlp_dim=512, decoder_heads=4, iou_hidden_dim=128,
         encoder="hybrid", conv_widths=(24, 48, 96, 192),
     ),
-    # the hybrid encoder at test size
+    # hybrid_tiny with the stride-2 fusion level (model/hybrid_encoder.py, fine_fusion)
+    "hybrid_fine": SamSpec(
+        "hybrid_fine", 192, 4, 4, (), image_size=256, patch_size=4, window_size=0,
+        prompt_dim=128, decoder_mlp_dim=512, decoder_heads=4, iou_hidden_dim=128,
+        encoder="hybrid", conv_widths=(24, 48, 96, 192), fine_fusion=True,
+    ),
+    # the hybrid encoders at test size
     "hybrid_nano": SamSpec(
         "hybrid_nano", 48, 1, 2, (), image_size=64, patch_size=4, window_size=0,
         prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2, iou_hidden_dim=32,
         encoder="hybrid", conv_widths=(8, 8, 16, 32),
+    ),
+    "hybrid_nano_fine": SamSpec(
+        "hybrid_nano_fine", 48, 1, 2, (), image_size=64, patch_size=4, window_size=0,
+        prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2, iou_hidden_dim=32,
+        encoder="hybrid", conv_widths=(8, 8, 16, 32), fine_fusion=True,
     ),
     # Smallest preset, for unit tests: runs in milliseconds.
     "vit_nano": SamSpec(
@@ -132,7 +146,7 @@ def build_image_encoder(spec: SamSpec) -> torch.nn.Module:
     """The spec's image encoder: SAM's ViT or the hybrid conv/attention encoder."""
     if spec.encoder == "hybrid":
         return HybridImageEncoder(spec.image_size, tuple(spec.conv_widths), spec.embed_dim, spec.depth,
-                                  spec.num_heads, spec.prompt_dim)
+                                  spec.num_heads, spec.prompt_dim, spec.fine_fusion)
     return ImageEncoderViT(
         depth=spec.depth, embed_dim=spec.embed_dim, img_size=spec.image_size, mlp_ratio=4,
         norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=spec.num_heads,
@@ -310,6 +324,8 @@ def spec_from_metadata(path: str | Path, spec_dict: object) -> SamSpec:
                 or spec.patch_size != EMBED_STRIDE or spec.image_size % 16):
             raise ValueError("a hybrid encoder needs four conv widths (multiples of 8), patch_size 4 and "
                              "image_size a multiple of 16")
+        if not isinstance(spec.fine_fusion, bool) or (spec.fine_fusion and spec.encoder != "hybrid"):
+            raise ValueError("fine_fusion must be a boolean, and true only for a hybrid encoder")
         if spec.embed_dim % spec.num_heads or len(spec.pixel_mean) != 3 or len(spec.pixel_std) != 3:
             raise ValueError("embed_dim must divide into heads; pixel_mean/std need 3 values")
         too_big = [k for k, limit in MAX_SPEC.items() if getattr(spec, k) > limit]

@@ -11,7 +11,13 @@ what the two stages and the mask decoder need, and adds what a U-Net has:
   and the encoder's INT8 Linears (Stage 2) apply unchanged;
 * a U-Net-style top-down path that fuses the stride-8 and stride-4 features back in
   (high-resolution features for the mask decoder, as HQ-SAM fuses early features), and a
-  SAM-style neck (1x1 conv + LayerNorm2d).
+  SAM-style neck (1x1 conv + LayerNorm2d);
+* with ``fine_fusion``, one more top-down level at stride 2 (fused with the stem's stride-2
+  features, as a U-Net's last decoder level), folded back to stride 4 by space-to-depth
+  (``PixelUnshuffle``) and fed to the neck with the stride-4 features.  The embedding keeps its
+  shape, so the decoder and every interface are unchanged, but each embedding pixel now carries
+  its 2x2 sub-pixels' features, which the decoder's k=s=2 transposed convs can unfold into
+  sharper boundaries.
 
 Output: image embeddings (B, out_chans, S/4, S/4) for a (B, 3, S, S) input, i.e. the
 mask decoder's logits are at the full input size S (4x upscaling of S/4).
@@ -46,11 +52,12 @@ class HybridImageEncoder(nn.Module):
 
     ``img_size``: square input S (a multiple of 16); ``conv_widths``: channels at strides
     2, 4, 8, 16; ``embed_dim``/``depth``/``num_heads``: the attention blocks;
-    ``out_chans``: channels of the embedding (the prompt dimension).
+    ``out_chans``: channels of the embedding (the prompt dimension); ``fine_fusion``: add the
+    stride-2 level (see the module docstring).
     """
 
     def __init__(self, img_size: int, conv_widths: tuple[int, int, int, int], embed_dim: int, depth: int,
-                 num_heads: int, out_chans: int) -> None:
+                 num_heads: int, out_chans: int, fine_fusion: bool = False) -> None:
         super().__init__()
         if img_size % 16 or len(conv_widths) != 4:
             raise ValueError("the hybrid encoder needs img_size % 16 == 0 and four conv widths")
@@ -68,8 +75,13 @@ class HybridImageEncoder(nn.Module):
         self.proj_out = nn.Conv2d(embed_dim, w8, 1)
         self.fuse8 = conv_stage(2 * w8, w8, 1)
         self.fuse4 = conv_stage(w8 + w4, w4, 1)
+        self.fine_fusion = fine_fusion
+        if fine_fusion:
+            self.fuse2 = conv_stage(w4 + w2, w2, 1)
+            self.unshuffle = nn.PixelUnshuffle(2)
+        neck_in = w4 + 4 * w2 if fine_fusion else w4
         # SAM's neck without its 3x3 conv, which would cost more than the whole stem at stride 4
-        self.neck = nn.Sequential(nn.Conv2d(w4, out_chans, 1, bias=False), LayerNorm2d(out_chans))
+        self.neck = nn.Sequential(nn.Conv2d(neck_in, out_chans, 1, bias=False), LayerNorm2d(out_chans))
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, 3, S, S) normalised image → (B, out_chans, S/4, S/4)."""
@@ -83,4 +95,7 @@ class HybridImageEncoder(nn.Module):
         x = self.proj_out(t.permute(0, 3, 1, 2))
         x = self.fuse8(torch.cat([F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), skips[2]], 1))
         x = self.fuse4(torch.cat([F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), skips[1]], 1))
+        if self.fine_fusion:
+            fine = self.fuse2(torch.cat([F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), skips[0]], 1))
+            x = torch.cat([x, self.unshuffle(fine)], 1)  # (B, w4 + 4 w2, S/4, S/4)
         return self.neck(x)
