@@ -47,3 +47,30 @@ def test_embedding_cache_memory_and_disk(tmp_path, cxr_dir):
     other = BoxPredictor(build_sam("vit_nano"), cache=cache)  # another model: other key
     other.set_image(image)
     assert not other.last_embed_from_cache
+
+
+def test_prompting_the_same_image_again_reuses_its_decoder_context(cxr_dir, monkeypatch):
+    """The dock and the engine call set_image before every box: the image's decoder context (layer-0
+    projections of all E·E tokens) and the dense positional encoding are computed once, not per box."""
+    import napari_adaqat.inference.predictor as predictor_module
+
+    torch.manual_seed(0)
+    sam = build_sam("vit_nano")
+    image = _image(cxr_dir)
+    calls = []
+    real = predictor_module.image_context
+    monkeypatch.setattr(predictor_module, "image_context", lambda *a: calls.append(1) or real(*a))
+    pe_calls = []
+    real_pe = sam.prompt_encoder.get_dense_pe
+    monkeypatch.setattr(sam.prompt_encoder, "get_dense_pe", lambda: pe_calls.append(1) or real_pe())
+    p = BoxPredictor(sam)
+    first = p.set_image(image).predict([50, 50, 400, 400]).probs
+    again = p.set_image(image.copy()).predict([50, 50, 400, 400]).probs
+    assert len(calls) == 1 and p.last_embed_from_cache
+    assert np.array_equal(first, again)
+    p.set_image(image[::-1].copy())  # another image: a new context, the same positional encoding
+    assert len(calls) == 2 and len(pe_calls) == 1
+    back = p.set_image(image).predict([50, 50, 400, 400]).probs  # from the embedding cache
+    assert len(calls) == 3 and np.array_equal(back, first)
+    reference = BoxPredictor(sam, fast=False).set_image(image).predict([50, 50, 400, 400]).probs
+    assert np.allclose(reference, first, atol=1e-5)

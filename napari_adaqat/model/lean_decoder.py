@@ -150,12 +150,13 @@ def _conv_t(x: Tensor, conv: nn.ConvTranspose2d) -> Tensor:
 
 
 @torch.no_grad()
-def image_context(sam: Sam, features: Tensor) -> ImageContext:
-    """The box-independent part of decoding ``features`` (1, C, E, E) (see :class:`ImageContext`)."""
+def image_context(sam: Sam, features: Tensor, dense_pe: Tensor | None = None) -> ImageContext:
+    """The box-independent part of decoding ``features`` (1, C, E, E) (see :class:`ImageContext`);
+    ``dense_pe``: ``sam.prompt_encoder.get_dense_pe()`` (1, C, E, E) if the caller keeps it."""
     pe = sam.prompt_encoder
     h, w = pe.image_embedding_size
     keys = (features + pe.no_mask_embed.weight.reshape(1, -1, 1, 1)).flatten(2).transpose(1, 2).contiguous()
-    key_pe = pe.get_dense_pe().to(features).flatten(2).transpose(1, 2).contiguous()
+    key_pe = (pe.get_dense_pe() if dense_pe is None else dense_pe).to(features).flatten(2).transpose(1, 2).contiguous()
     layer = sam.mask_decoder.transformer.layers[0]
     k_in = keys + key_pe
     return ImageContext(
