@@ -74,3 +74,16 @@ def test_prompting_the_same_image_again_reuses_its_decoder_context(cxr_dir, monk
     assert len(calls) == 3 and np.array_equal(back, first)
     reference = BoxPredictor(sam, fast=False).set_image(image).predict([50, 50, 400, 400]).probs
     assert np.allclose(reference, first, atol=1e-5)
+
+
+def test_a_fresh_cache_still_means_a_fresh_embedding(cxr_dir):
+    """Swapping in an empty cache (as ``adaqat bench`` does to time the encoder) re-embeds even the
+    image of the last prompt."""
+    p = BoxPredictor(build_sam("vit_nano"))
+    image = _image(cxr_dir)
+    p.set_image(image)
+    p.set_image(image)
+    assert p.last_embed_from_cache
+    p.cache = EmbeddingCache(max_items=1)
+    p.set_image(image)
+    assert not p.last_embed_from_cache

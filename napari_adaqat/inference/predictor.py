@@ -132,7 +132,6 @@ class BoxPredictor:
         self.model_id = model_fingerprint(sam)
         self.cache = cache if cache is not None else EmbeddingCache()
         self._current: _Embedding | None = None
-        self._current_key: str | None = None
         self._dense_pe: torch.Tensor | None = None  # (1, C, E, E), the same for every image
         self._current_features: torch.Tensor | None = None
         self.last_embed_from_cache = False
@@ -173,14 +172,13 @@ class BoxPredictor:
         (PNG/JPEG/TIFF/DICOM); returns ``self`` so that ``set_image(x).predict(box)`` chains."""
         rgb = self._rgb(image)
         key = self.image_key(rgb)
-        if key == self._current_key and self._current is not None:  # the image of the last prompt:
-            self.last_embed_from_cache = True  # its features and decoder context are already here
-            return self
         cached = self.cache.get(key)
         self.last_embed_from_cache = cached is not None
+        if cached is not None and cached is self._current:  # the last prompt's image, still cached:
+            return self  # its features and decoder context are already here
         if cached is None:
             cached = self._embed_batch([(key, rgb)])[0]
-        self._current, self._current_key = cached, key
+        self._current = cached
         # the cache holds CPU copies (memory); the current one also stays on the device, so each
         # prompt does not copy the (1, C, h, w) features to the GPU again
         self._current_features = cached.features.to(self.device)
