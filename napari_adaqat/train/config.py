@@ -65,7 +65,8 @@ class TrainConfig:
     data: str = _opt("", "dataset folder: DIR/images + DIR/masks, or DIR/{train,val,test}/{images,masks}")
     out: str = _opt("", "run folder (checkpoints/, progress.jsonl, split.json, config.json)")
     model_type: str = _opt("vit_b", "architecture: vit_b, vit_l, vit_h (official SAM), hybrid_tiny (the "
-                                    "default model v3), vit_tiny (v2), hybrid_nano, vit_nano (tests)")
+                                    "default model v3), hybrid_fine (v3 + a stride-2 fusion level), vit_tiny (v2), hybrid_nano, "
+                                    "hybrid_nano_fine, vit_nano (tests)")
     checkpoint: str | None = _opt(None, "start weights: an official SAM .pth or one of our checkpoints")
     from_run: str | None = _opt(None, "Stage 2: the Stage-1 run folder to start from (its best checkpoint)")
     image_size: int | None = _opt(None, "encoder input size (position embedding interpolated); "
