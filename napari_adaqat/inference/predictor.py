@@ -126,13 +126,14 @@ class BoxPredictor:
         self._lean = fast and supports_lean_decoder(sam)
         self._context: ImageContext | None = None
         self.sam = sam.to(self.device).eval()
+        with torch.no_grad():  # the decoder's dense positional encoding (1, C, E, E): the same for every image
+            self._dense_pe = sam.prompt_encoder.get_dense_pe() if self._lean else None
         self.image_size = int(sam.image_encoder.img_size)
         self._pixel_mean = sam.pixel_mean.detach().view(-1).cpu()
         self._pixel_std = sam.pixel_std.detach().view(-1).cpu()
         self.model_id = model_fingerprint(sam)
         self.cache = cache if cache is not None else EmbeddingCache()
         self._current: _Embedding | None = None
-        self._dense_pe: torch.Tensor | None = None  # (1, C, E, E), the same for every image
         self._current_features: torch.Tensor | None = None
         self.last_embed_from_cache = False
 
@@ -182,12 +183,7 @@ class BoxPredictor:
         # the cache holds CPU copies (memory); the current one also stays on the device, so each
         # prompt does not copy the (1, C, h, w) features to the GPU again
         self._current_features = cached.features.to(self.device)
-        if self._lean:
-            if self._dense_pe is None:
-                self._dense_pe = self.sam.prompt_encoder.get_dense_pe()
-            self._context = image_context(self.sam, self._current_features, self._dense_pe)
-        else:
-            self._context = None
+        self._context = image_context(self.sam, self._current_features, self._dense_pe) if self._lean else None
         return self
 
     @torch.no_grad()

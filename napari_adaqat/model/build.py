@@ -99,22 +99,11 @@ PRESETS: dict[str, SamSpec] = {
         prompt_dim=128, decoder_mlp_dim=512, decoder_heads=4, iou_hidden_dim=128,
         encoder="hybrid", conv_widths=(24, 48, 96, 192),
     ),
-    # hybrid_tiny with the stride-2 fusion level (model/hybrid_encoder.py, fine_fusion)
-    "hybrid_fine": SamSpec(
-        "hybrid_fine", 192, 4, 4, (), image_size=256, patch_size=4, window_size=0,
-        prompt_dim=128, decoder_mlp_dim=512, decoder_heads=4, iou_hidden_dim=128,
-        encoder="hybrid", conv_widths=(24, 48, 96, 192), fine_fusion=True,
-    ),
-    # the hybrid encoders at test size
+    # the hybrid encoder at test size
     "hybrid_nano": SamSpec(
         "hybrid_nano", 48, 1, 2, (), image_size=64, patch_size=4, window_size=0,
         prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2, iou_hidden_dim=32,
         encoder="hybrid", conv_widths=(8, 8, 16, 32),
-    ),
-    "hybrid_nano_fine": SamSpec(
-        "hybrid_nano_fine", 48, 1, 2, (), image_size=64, patch_size=4, window_size=0,
-        prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2, iou_hidden_dim=32,
-        encoder="hybrid", conv_widths=(8, 8, 16, 32), fine_fusion=True,
     ),
     # Smallest preset, for unit tests: runs in milliseconds.
     "vit_nano": SamSpec(
@@ -122,6 +111,10 @@ PRESETS: dict[str, SamSpec] = {
         prompt_dim=64, decoder_mlp_dim=128, decoder_heads=2, iou_hidden_dim=64,
     ),
 }
+
+# the hybrid encoders with the stride-2 fusion level (model/hybrid_encoder.py, fine_fusion)
+PRESETS["hybrid_fine"] = dataclasses.replace(PRESETS["hybrid_tiny"], name="hybrid_fine", fine_fusion=True)
+PRESETS["hybrid_nano_fine"] = dataclasses.replace(PRESETS["hybrid_nano"], name="hybrid_nano_fine", fine_fusion=True)
 
 # Official checkpoint sizes in bytes, used for the measured compression ratio.
 OFFICIAL_CHECKPOINT_BYTES = {"vit_b": 375_042_383, "vit_l": 1_249_524_607, "vit_h": 2_564_550_879}
