@@ -65,7 +65,7 @@ def test_hybrid_spec_round_trip_and_old_vit_metadata_unchanged():
         assert "\n" not in str(exc.value)
 
 
-@pytest.mark.parametrize("model_type", ["hybrid_nano", "hybrid_nano_fine"])
+@pytest.mark.parametrize("model_type", ["hybrid_nano", "hybrid_nano_fine", "hybrid_nano_refine"])
 def test_hybrid_runs_full_stage1_stage2_and_int8_export(model_type, dataset, tmp_path, cxr_dir, capsys):
     common = dict(data=dataset, preset="paper", model_type=model_type, device="cpu", batch_size=2,
                   patience=0, max_steps_per_epoch=2, augment=True, augment_preset="clinic", jitter_in_px=6)

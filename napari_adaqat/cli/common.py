@@ -19,7 +19,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, baseline: bool = True, 
         parser.add_argument("--baseline", default=None, metavar="FILE",
                             help="second model to compare with (SSIM agreement); 'default' = the bundled FP32 baseline")
     parser.add_argument("--model-type", default="vit_b",
-                        help="architecture of a .pth checkpoint: vit_b, vit_l, vit_h, hybrid_tiny, hybrid_fine, vit_tiny, vit_nano")
+                        help="architecture of a .pth checkpoint: vit_b, vit_l, vit_h, hybrid_tiny, hybrid_fine, hybrid_refine, vit_tiny, vit_nano")
 
 
 def model_refs(args: argparse.Namespace):

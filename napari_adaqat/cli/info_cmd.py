@@ -11,7 +11,7 @@ MODES = ["adalora", "decoder", "lora", "full", "qat"]
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="FILE_OR_PRESET",
                    help="a model file (.safetensors / .pth), a training run folder, or a preset name "
-                        "(vit_b, vit_l, vit_h, hybrid_tiny, hybrid_fine, vit_tiny, vit_nano)")
+                        "(vit_b, vit_l, vit_h, hybrid_tiny, hybrid_fine, hybrid_refine, vit_tiny, vit_nano)")
     p.add_argument("--mode", choices=MODES, default=None,
                    help="for a preset: report the trainable budget of this training mode (nothing is trained)")
     p.add_argument("--model-type", default="vit_b", help="architecture of a .pth checkpoint")

@@ -16,9 +16,9 @@ import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvi
 from segment_anything.modeling import Sam
 
 from napari_adaqat.data.boxes import default_box
-from napari_adaqat.data.transforms import prepare_image, to_uint8_rgb, transform_boxes
+from napari_adaqat.data.transforms import PreparedImage, prepare_image, to_uint8_rgb, transform_boxes
 from napari_adaqat.io import read_image
-from napari_adaqat.model.forward import decode_boxes, embed
+from napari_adaqat.model.forward import decode_boxes, embed, image_detail, refine_logits
 from napari_adaqat.model.lean_decoder import ImageContext, decode_box_logits, image_context, supports_lean_decoder
 from napari_adaqat.model.lean_decoder import upsample_logits
 from napari_adaqat.model.runtime import keep_freed_memory
@@ -125,6 +125,7 @@ class BoxPredictor:
         self.fast = fast
         self._lean = fast and supports_lean_decoder(sam)
         self._context: ImageContext | None = None
+        self._detail: torch.Tensor | None = None  # (1, W, S, S) the mask refiner's image features, if any
         self.sam = sam.to(self.device).eval()
         with torch.no_grad():  # the decoder's dense positional encoding (1, C, E, E): the same for every image
             self._dense_pe = sam.prompt_encoder.get_dense_pe() if self._lean else None
@@ -147,10 +148,15 @@ class BoxPredictor:
         """An image (H, W[, 3]) or an image file (PNG/JPEG/TIFF/DICOM) → (H, W, 3) uint8."""
         return to_uint8_rgb(read_image(image).pixels if isinstance(image, (str, Path)) else image)
 
-    def _embed_batch(self, items: Sequence[tuple[str, np.ndarray]]) -> list[_Embedding]:
+    def _prepare(self, rgb: np.ndarray) -> PreparedImage:
+        return prepare_image(rgb, self.image_size, self._pixel_mean, self._pixel_std)
+
+    def _embed_batch(self, items: Sequence[tuple[str, np.ndarray]],
+                     prepared: Sequence[PreparedImage] | None = None) -> list[_Embedding]:
         """Embed B (cache key, (H, W, 3) uint8) images in ONE encoder forward of (B, 3, S, S); each
-        one's (1, C, E, E) float32 features go into the cache (CPU) and are returned in order."""
-        prepared = [prepare_image(rgb, self.image_size, self._pixel_mean, self._pixel_std) for _key, rgb in items]
+        one's (1, C, E, E) float32 features go into the cache (CPU) and are returned in order.
+        ``prepared``: the images already through :func:`prepare_image`, when the caller has them."""
+        prepared = prepared or [self._prepare(rgb) for _key, rgb in items]
         batch = torch.stack([p.tensor for p in prepared])
         if self.device.type == "cuda":
             batch = batch.pin_memory()  # the host-to-device copy runs asynchronously
@@ -177,9 +183,12 @@ class BoxPredictor:
         self.last_embed_from_cache = cached is not None
         if cached is not None and cached is self._current:  # the last prompt's image, still cached:
             return self  # its features and decoder context are already here
+        # a model with a mask refiner also needs the image itself at input size (not cached: cheap)
+        prepared = self._prepare(rgb) if hasattr(self.sam, "mask_refiner") else None
         if cached is None:
-            cached = self._embed_batch([(key, rgb)])[0]
+            cached = self._embed_batch([(key, rgb)], None if prepared is None else [prepared])[0]
         self._current = cached
+        self._detail = None if prepared is None else image_detail(self.sam, prepared.tensor[None].to(self.device))
         # the cache holds CPU copies (memory); the current one also stays on the device, so each
         # prompt does not copy the (1, C, h, w) features to the GPU again
         self._current_features = cached.features.to(self.device)
@@ -225,9 +234,10 @@ class BoxPredictor:
         boxes_in = torch.as_tensor(transform_boxes(boxes, emb.original_size, self.image_size), dtype=torch.float32)
         if self._context is not None:  # straight to the original size, mask token 0 only
             low, iou = decode_box_logits(self.sam, self._context, boxes_in.to(self.device))
+            low = refine_logits(self.sam, low[:, None], self._detail)[:, 0]
             logits = upsample_logits(low, self.image_size, emb.input_size, emb.original_size)
         else:
-            low_res, iou4 = decode_boxes(self.sam, self._current_features, boxes_in.to(self.device))
+            low_res, iou4 = decode_boxes(self.sam, self._current_features, boxes_in.to(self.device), self._detail)
             logits = self.sam.postprocess_masks(low_res, emb.input_size, emb.original_size)[:, 0]
             iou = iou4[:, 0]
         logits = logits.float().cpu()

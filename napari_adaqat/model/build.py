@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from napari_adaqat.model.hybrid_encoder import EMBED_STRIDE, HybridImageEncoder
+from napari_adaqat.model.mask_refiner import MaskRefiner
 import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
 # isort: split
 from segment_anything.modeling import (
@@ -57,6 +58,7 @@ class SamSpec:
     encoder: str = "vit"  # "vit": SAM's ImageEncoderViT; "hybrid": model/hybrid_encoder.py
     conv_widths: tuple[int, ...] = ()  # hybrid only: conv channels at strides 2, 4, 8, 16
     fine_fusion: bool = False  # hybrid only: a stride-2 top-down level folded into the embedding
+    mask_refiner: int = 0  # channels of the full-resolution boundary refiner (model/mask_refiner.py); 0: none
 
     @property
     def embedding_size(self) -> int:
@@ -68,6 +70,8 @@ class SamSpec:
             del data["encoder"], data["conv_widths"]
         if not self.fine_fusion:  # written only where used, so older readers still load these files
             del data["fine_fusion"]
+        if not self.mask_refiner:
+            del data["mask_refiner"]
         return data
 
     @classmethod
@@ -115,6 +119,9 @@ PRESETS: dict[str, SamSpec] = {
 # the hybrid encoders with the stride-2 fusion level (model/hybrid_encoder.py, fine_fusion)
 PRESETS["hybrid_fine"] = dataclasses.replace(PRESETS["hybrid_tiny"], name="hybrid_fine", fine_fusion=True)
 PRESETS["hybrid_nano_fine"] = dataclasses.replace(PRESETS["hybrid_nano"], name="hybrid_nano_fine", fine_fusion=True)
+# the hybrid encoders with the full-resolution boundary refiner behind the decoder (model/mask_refiner.py)
+PRESETS["hybrid_refine"] = dataclasses.replace(PRESETS["hybrid_tiny"], name="hybrid_refine", mask_refiner=8)
+PRESETS["hybrid_nano_refine"] = dataclasses.replace(PRESETS["hybrid_nano"], name="hybrid_nano_refine", mask_refiner=4)
 
 # Official checkpoint sizes in bytes, used for the measured compression ratio.
 OFFICIAL_CHECKPOINT_BYTES = {"vit_b": 375_042_383, "vit_l": 1_249_524_607, "vit_h": 2_564_550_879}
@@ -172,7 +179,18 @@ def build_sam(spec: SamSpec | str, image_size: int | None = None,
         pixel_mean=list(spec.pixel_mean), pixel_std=list(spec.pixel_std),
     )
     sam.spec = spec  # type: ignore[attr-defined]  # carried for export and the predictor
+    if spec.mask_refiner:
+        attach_mask_refiner(sam, spec.mask_refiner)
     return sam.eval()
+
+
+def attach_mask_refiner(sam: Sam, width: int) -> Sam:
+    """Give ``sam`` a fresh :class:`MaskRefiner` of ``width`` channels (the identity until trained;
+    :func:`~napari_adaqat.model.forward.refine_logits` applies it) and record it in ``sam.spec``."""
+    param = next(sam.parameters())
+    sam.mask_refiner = MaskRefiner(width).to(param.device)
+    sam.spec = dataclasses.replace(sam.spec, mask_refiner=width)  # type: ignore[attr-defined]
+    return sam
 
 
 def resize_position_tensors(state: dict[str, torch.Tensor], sam: Sam) -> dict[str, torch.Tensor]:
@@ -319,6 +337,8 @@ def spec_from_metadata(path: str | Path, spec_dict: object) -> SamSpec:
                              "image_size a multiple of 16")
         if not isinstance(spec.fine_fusion, bool) or (spec.fine_fusion and spec.encoder != "hybrid"):
             raise ValueError("fine_fusion must be a boolean, and true only for a hybrid encoder")
+        if type(spec.mask_refiner) is not int or not 0 <= spec.mask_refiner <= 64:
+            raise ValueError("mask_refiner must be an integer number of channels from 0 (none) to 64")
         if spec.embed_dim % spec.num_heads or len(spec.pixel_mean) != 3 or len(spec.pixel_std) != 3:
             raise ValueError("embed_dim must divide into heads; pixel_mean/std need 3 values")
         too_big = [k for k, limit in MAX_SPEC.items() if getattr(spec, k) > limit]

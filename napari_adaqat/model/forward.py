@@ -46,29 +46,50 @@ def encode(sam: Sam, images: torch.Tensor) -> torch.Tensor:
     return embed(sam, normalize_and_pad(images, sam.pixel_mean.view(-1), sam.pixel_std.view(-1), size))
 
 
-def decode_boxes(sam: Sam, features: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def image_detail(sam: Sam, images: torch.Tensor) -> torch.Tensor | None:
+    """(B, 3, S, S) prepared images → the mask refiner's per-image features (B, W, S, S), or None
+    for a model without a refiner (:mod:`~napari_adaqat.model.mask_refiner`)."""
+    refiner = getattr(sam, "mask_refiner", None)
+    return None if refiner is None else refiner.image_features(images)
+
+
+def refine_logits(sam: Sam, logits: torch.Tensor, detail: torch.Tensor | None) -> torch.Tensor:
+    """Decoder logits (N, 1, h, w) → the refiner's (N, 1, S, S) logits; unchanged without a refiner.
+    ``detail``: :func:`image_detail` of the image (1 row, or one per logit row)."""
+    refiner = getattr(sam, "mask_refiner", None)
+    if refiner is None:
+        return logits
+    if detail is None:
+        raise ValueError("this model has a mask refiner: pass the image's detail features (image_detail)")
+    return refiner(logits, detail)
+
+
+def decode_boxes(sam: Sam, features: torch.Tensor, boxes: torch.Tensor,
+                 detail: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode one box per embedding, or many boxes for a single embedding.
 
-    features: (B, C, E, E); boxes: (B, 4) or, when B == 1, (N, 4) in input coordinates.
-    Returns low-resolution logits (N, 1, 4E, 4E) and predicted IoU (N, 1).
+    features: (B, C, E, E); boxes: (B, 4) or, when B == 1, (N, 4) in input coordinates; ``detail``
+    (B, W, S, S): :func:`image_detail` of the same images, needed by a model with a mask refiner.
+    Returns logits (N, 1, 4E, 4E) — (N, 1, S, S) with a refiner — and predicted IoU (N, 1).
 
     segment_anything 1.0's ``MaskDecoder`` repeats every embedding for every box, so a
     batch of B images with B boxes is decoded image by image here.
     """
     pe = sam.prompt_encoder.get_dense_pe()
     if features.shape[0] == 1:
-        pairs = [(features, boxes)]
+        pairs = [(features, boxes, detail)]
     else:
         if boxes.shape[0] != features.shape[0]:
             raise ValueError(f"{features.shape[0]} embeddings but {boxes.shape[0]} boxes")
-        pairs = [(features[i:i + 1], boxes[i:i + 1]) for i in range(features.shape[0])]
+        pairs = [(features[i:i + 1], boxes[i:i + 1], None if detail is None else detail[i:i + 1])
+                 for i in range(features.shape[0])]
     logits, ious = [], []
-    for feat, box in pairs:
+    for feat, box, det in pairs:
         sparse, dense = sam.prompt_encoder(points=None, boxes=box, masks=None)
         low_res, iou = sam.mask_decoder(
             image_embeddings=feat, image_pe=pe, sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense, multimask_output=False,
         )
-        logits.append(low_res)
+        logits.append(refine_logits(sam, low_res, det))
         ious.append(iou)
     return torch.cat(logits), torch.cat(ious)

@@ -65,8 +65,9 @@ class TrainConfig:
     data: str = _opt("", "dataset folder: DIR/images + DIR/masks, or DIR/{train,val,test}/{images,masks}")
     out: str = _opt("", "run folder (checkpoints/, progress.jsonl, split.json, config.json)")
     model_type: str = _opt("vit_b", "architecture: vit_b, vit_l, vit_h (official SAM), hybrid_tiny (the "
-                                    "default model v3), hybrid_fine (v3 + a stride-2 fusion level), vit_tiny (v2), hybrid_nano, "
-                                    "hybrid_nano_fine, vit_nano (tests)")
+                                    "default model v3), hybrid_fine (v3 + a stride-2 fusion level), hybrid_refine (v3 + a "
+                                    "full-resolution mask refiner), vit_tiny (v2), hybrid_nano, hybrid_nano_fine, "
+                                    "hybrid_nano_refine, vit_nano (tests)")
     checkpoint: str | None = _opt(None, "start weights: an official SAM .pth or one of our checkpoints")
     from_run: str | None = _opt(None, "Stage 2: the Stage-1 run folder to start from (its best checkpoint)")
     image_size: int | None = _opt(None, "encoder input size (position embedding interpolated); "
@@ -99,6 +100,9 @@ class TrainConfig:
                                               "--set grad_checkpoint=false")
     ema_decay: float = _opt(0.0, "exponential moving average of the trained weights, per optimizer step (e.g. 0.99); "
                                  "validation and best.safetensors use the average, training the live weights. 0 = off")
+    mask_refiner: int = _opt(0, "Stage 1: give a start model without one a fresh full-resolution mask refiner of "
+                                "this many channels (8 in hybrid_refine); it starts as the identity, so the model "
+                                "first predicts as before. 0 = keep the model as it is")
     train_prompt_encoder: bool = _opt(False, "Stage 1: also train the prompt encoder (the authors' code does)")
     augment: bool = _opt(False, "random affine + intensity augmentation (off in the paper)")
     augment_preset: str = _opt("basic", "with augment: basic (small affine, gamma/contrast) or clinic (also wider "
@@ -123,6 +127,8 @@ class TrainConfig:
         _check_choices(self)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be 0 (off) or in (0, 1), got {self.ema_decay}")
+        if type(self.mask_refiner) is not int or not 0 <= self.mask_refiner <= 64:
+            raise ValueError(f"mask_refiner must be a number of channels from 0 (none) to 64, got {self.mask_refiner!r}")
         if self.qat.trainable is None:
             self.qat.trainable = self.preset if self.preset in STAGE2_TRAINABLE else "paper"
         for name, value in stage_defaults(self.stage, self.qat.trainable).items():

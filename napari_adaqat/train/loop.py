@@ -25,7 +25,7 @@ from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, clamp_la
 from napari_adaqat.model.build import load_state_strict
 from napari_adaqat.model.checkpoint import optimizer_state, read_checkpoint, save_checkpoint, split_optimizer
 from napari_adaqat.model.device import resolve_device
-from napari_adaqat.model.forward import decode_boxes, embed, grad_checkpoint_pays
+from napari_adaqat.model.forward import decode_boxes, embed, grad_checkpoint_pays, image_detail
 from napari_adaqat.model.rank_allocator import RankAllocator
 from napari_adaqat.train import distributed as dd
 from napari_adaqat.train.config import TrainConfig
@@ -72,7 +72,7 @@ def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int, resume: bool) -> t
 def _forward(sam, batch: dict, device: str, amp: bool, grad_ckpt: bool) -> torch.Tensor:
     images = batch["image"].to(device)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-        logits, _ = decode_boxes(sam, embed(sam, images, grad_ckpt), batch["box"].to(device))
+        logits, _ = decode_boxes(sam, embed(sam, images, grad_ckpt), batch["box"].to(device), image_detail(sam, images))
     return F.interpolate(logits.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
 
 

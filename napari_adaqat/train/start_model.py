@@ -9,7 +9,7 @@ import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvi
 from segment_anything.modeling import Sam
 
 from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules
-from napari_adaqat.model.build import build_sam, get_spec
+from napari_adaqat.model.build import attach_mask_refiner, build_sam, get_spec
 from napari_adaqat.model.checkpoint import describe_model, load_checkpoint_model
 from napari_adaqat.model.loading import load_model
 from napari_adaqat.model.qat import apply_qat
@@ -19,6 +19,14 @@ from napari_adaqat.train.paths import run_paths
 
 
 def _start_weights(cfg: TrainConfig) -> tuple[Sam, dict]:
+    sam, info = _load_start_weights(cfg)
+    if cfg.mask_refiner and not hasattr(sam, "mask_refiner"):
+        attach_mask_refiner(sam, cfg.mask_refiner)
+        info["mask_refiner_added"] = cfg.mask_refiner
+    return sam, info
+
+
+def _load_start_weights(cfg: TrainConfig) -> tuple[Sam, dict]:
     if cfg.checkpoint is None:
         if cfg.mode != "full":
             raise ValueError(f"--mode {cfg.mode} needs pretrained weights: pass --checkpoint (e.g. sam_vit_b_01ec64.pth)")

@@ -1,0 +1,102 @@
+"""The full-resolution boundary refiner behind the mask decoder (model/mask_refiner.py)."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_adaqat.inference.predictor import BoxPredictor, EmbeddingCache
+from napari_adaqat.model.build import PRESETS, ModelLoadError, build_sam, spec_from_metadata
+from napari_adaqat.model.forward import decode_boxes, embed, image_detail
+from napari_adaqat.train.modes import parameter_role
+
+BOXES = torch.tensor([[4.0, 6, 58, 60], [12, 10, 40, 52]])
+
+
+def _trained_refiner(model_type: str = "hybrid_nano_refine"):
+    """A refiner-carrying model whose refiner is not the identity (its last conv is zero at init)."""
+    torch.manual_seed(0)
+    sam = build_sam(model_type)
+    with torch.no_grad():
+        for p in sam.mask_refiner.parameters():
+            p.normal_(0, 0.5)
+    return sam
+
+
+def _image(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random((70, 90)) * 255).astype(np.uint8)
+
+
+def test_a_fresh_refiner_returns_the_decoders_logits():
+    torch.manual_seed(0)
+    plain, refined = build_sam("hybrid_nano"), build_sam("hybrid_nano_refine")
+    refined.load_state_dict(plain.state_dict(), strict=False)  # same encoder and decoder
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        before, _ = decode_boxes(plain, embed(plain, x), BOXES)
+        after, _ = decode_boxes(refined, embed(refined, x), BOXES, image_detail(refined, x))
+    assert after.shape == (2, 1, 64, 64)
+    torch.testing.assert_close(after, before)
+
+
+def test_the_refiner_changes_the_logits_and_needs_the_image():
+    sam = _trained_refiner()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        features = embed(sam, x)
+        refined, _ = decode_boxes(sam, features, BOXES, image_detail(sam, x))
+        # the image's detail matters, not only the decoder's logits
+        other, _ = decode_boxes(sam, features, BOXES, image_detail(sam, torch.rand(1, 3, 64, 64)))
+        with pytest.raises(ValueError, match="mask refiner"):
+            decode_boxes(sam, features, BOXES)
+    assert (refined - other).abs().max() > 1e-3
+    assert parameter_role("mask_refiner.mask_branch.0.weight") == "decoder"  # trains with the decoder
+
+
+def test_a_refiner_behind_a_vit_decoder_upsamples_its_coarse_logits():
+    spec = dataclasses.replace(PRESETS["vit_nano"], mask_refiner=4)
+    sam = build_sam(spec)
+    x = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        logits, _ = decode_boxes(sam, embed(sam, x), BOXES, image_detail(sam, x))
+    assert logits.shape == (2, 1, 128, 128)  # the decoder gives 32x32; the refiner works at input size
+
+
+def test_lean_and_reference_predictors_agree_with_a_refiner():
+    sam = _trained_refiner()
+    image = _image()
+    box = np.array([[5, 8, 80, 66], [20, 10, 60, 50]])
+    lean = BoxPredictor(sam).set_image(image).predict(box)
+    ref = BoxPredictor(sam, fast=False).set_image(image).predict(box)
+    assert lean.logits.shape == (2, 70, 90)
+    torch.testing.assert_close(lean.logits, ref.logits, atol=1e-3, rtol=1e-4)
+    assert (lean.masks == ref.masks).mean() > 0.999
+
+
+def test_the_refiner_sees_the_current_image_after_a_cache_round_trip(tmp_path):
+    sam = _trained_refiner()
+    box = np.array([5, 8, 80, 66])
+    a, b = _image(0), _image(1)
+    fresh_a = BoxPredictor(sam).set_image(a).predict(box).logits
+    predictor = BoxPredictor(sam, cache=EmbeddingCache(directory=tmp_path))
+    predictor.set_image(a).predict(box)
+    predictor.set_image(b).predict(box)
+    again = predictor.set_image(a).predict(box).logits  # the embedding from the cache, the detail recomputed
+    assert predictor.last_embed_from_cache
+    torch.testing.assert_close(again, fresh_a)
+    from_disk = BoxPredictor(sam, cache=EmbeddingCache(directory=tmp_path)).set_image(a)
+    assert from_disk.last_embed_from_cache
+    torch.testing.assert_close(from_disk.predict(box).logits, fresh_a)
+
+
+def test_mask_refiner_spec_round_trip_and_refusals():
+    spec = PRESETS["hybrid_refine"]
+    assert spec_from_metadata("m", json.loads(json.dumps(spec.to_dict()))) == spec
+    assert "mask_refiner" not in PRESETS["hybrid_tiny"].to_dict()  # v3 files keep their metadata bytes
+    assert spec_from_metadata("m", PRESETS["hybrid_tiny"].to_dict()).mask_refiner == 0
+    for bad in ("8", True, -1, 65, 2.0):
+        with pytest.raises(ModelLoadError, match="mask_refiner") as exc:
+            spec_from_metadata("m.safetensors", {**spec.to_dict(), "mask_refiner": bad})
+        assert "\n" not in str(exc.value)
