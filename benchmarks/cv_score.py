@@ -79,11 +79,17 @@ def summarize(rows: list[dict], first: str) -> tuple[dict, str]:
         cells, per = [], {}
         for m in models:
             sel = sorted((r["fold"], r["name"], r["dice"], r["nsd2"]) for r in rows if r["model"] == m and r["shift"] == shift)
+            if not sel:  # a model scored clean only (e.g. a reference without the shift suite)
+                cells.append("— | —")
+                continue
             per[m] = np.array([s[2] for s in sel])
             nsd2 = float(np.mean([s[3] for s in sel]))
             summary.setdefault(shift, {})[m] = {"dice": float(per[m].mean()), "nsd2": nsd2, "n": len(sel)}
             cells.append(f"{per[m].mean():.4f} | {nsd2:.3f}")
         for m in others:
+            if m not in per:
+                cells.append("—")
+                continue
             diff = per[first] - per[m]
             p = float(wilcoxon(per[first], per[m]).pvalue) if np.any(diff) else 1.0
             summary[shift][f"{first} - {m}"] = {"dice_diff": float(diff.mean()), "wilcoxon_p": p}

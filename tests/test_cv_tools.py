@@ -61,3 +61,20 @@ def test_model_speed_times_the_bundled_model(tmp_path):
     report = json.loads(out.read_text())
     assert report["image_shape"] == [512, 512] and report["input_size"] == 256
     assert 0 < report["embed_s_median"] < 30 and 0 < report["prompt_ms_median"] <= report["prompt_ms_p90"]
+
+
+def test_cv_summary_pairs_models_per_shift_and_skips_a_clean_only_reference():
+    from cv_score import summarize
+
+    rows = []
+    for i in range(6):
+        for shift in ("none", "gamma 2.0"):
+            rows.append({"fold": 0, "name": f"img{i}", "shift": shift, "model": "v3e INT8", "dice": 0.95 + i / 1000, "nsd2": 0.5})
+            rows.append({"fold": 0, "name": f"img{i}", "shift": shift, "model": "v2", "dice": 0.92 + i / 1000, "nsd2": 0.3})
+        rows.append({"fold": 0, "name": f"img{i}", "shift": "none", "model": "U-Net 140 ep (no box)", "dice": 0.96, "nsd2": 0.5})
+    summary, table = summarize(rows, "v3e INT8")
+    assert summary["none"]["v3e INT8 - v2"]["dice_diff"] == pytest.approx(0.03)
+    assert summary["none"]["v3e INT8 - U-Net 140 ep (no box)"]["dice_diff"] == pytest.approx(-0.0075)
+    assert "U-Net 140 ep (no box)" not in summary["gamma 2.0"]  # scored clean only: no row, no pairing
+    assert summary["gamma 2.0"]["v3e INT8 - v2"]["wilcoxon_p"] < 0.05
+    assert "— | —" in table.splitlines()[-1]

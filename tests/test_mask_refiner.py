@@ -100,3 +100,24 @@ def test_mask_refiner_spec_round_trip_and_refusals():
         with pytest.raises(ModelLoadError, match="mask_refiner") as exc:
             spec_from_metadata("m.safetensors", {**spec.to_dict(), "mask_refiner": bad})
         assert "\n" not in str(exc.value)
+
+
+def test_training_adds_a_refiner_to_a_start_model_without_one(dataset, tmp_path):
+    from napari_adaqat.model.checkpoint import load_checkpoint_model
+    from napari_adaqat.train import train
+    from napari_adaqat.train.config import TrainConfig
+
+    common = dict(data=dataset, preset="paper", model_type="hybrid_nano", device="cpu", batch_size=2,
+                  patience=0, max_steps_per_epoch=2)
+    train(out=tmp_path / "base", mode="full", epochs=1, **common)
+    start = tmp_path / "base/checkpoints/best.safetensors"
+    assert not hasattr(load_checkpoint_model(start)[0], "mask_refiner")
+    train(out=tmp_path / "refined", mode="adalora", epochs=1, checkpoint=str(start), mask_refiner=4,
+          adalora={"r_init": 8, "r_target": 4}, **common)
+    sam, _ = load_checkpoint_model(tmp_path / "refined/checkpoints/best.safetensors")
+    assert sam.spec.mask_refiner == 4 and sam.mask_refiner.width == 4
+    trained = sam.mask_refiner.mask_branch[-1].weight
+    assert trained.abs().sum() > 0  # it trained with the decoder (it starts at zero)
+    for bad in (-1, 65, "4"):
+        with pytest.raises(ValueError, match="mask_refiner"):
+            TrainConfig(stage=1, mask_refiner=bad)
