@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from napari_adaqat.data.dataset import discover
 from napari_adaqat.data.transforms import prepare_image, to_uint8_rgb
+from napari_adaqat.model.mask_refiner import DetailUNet
 from napari_adaqat.train.dataset import LungDataset
 from napari_adaqat.train.losses import batch_dice, segmentation_loss
 
@@ -38,25 +39,16 @@ def double_conv(c_in: int, c_out: int) -> nn.Sequential:
                          nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
-class UNet(nn.Module):
-    """(B, 3, S, S) normalised image → (B, 1, S, S) logits; S a multiple of 16."""
+class UNet(DetailUNet):
+    """(B, 3, S, S) normalised image → (B, 1, S, S) logits; S a multiple of 16 (the mask refiner's
+    U-Net body with BatchNorm + ReLU blocks and a 1x1 head)."""
 
     def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128, 256)) -> None:
-        super().__init__()
-        self.down = nn.ModuleList([double_conv(3, widths[0])] +
-                                  [double_conv(a, b) for a, b in zip(widths[:-1], widths[1:])])
-        self.up = nn.ModuleList([nn.ConvTranspose2d(b, a, 2, 2) for a, b in zip(widths[:-1], widths[1:])][::-1])
-        self.fuse = nn.ModuleList([double_conv(2 * a, a) for a in widths[:-1]][::-1])
+        super().__init__(widths, block=double_conv)
         self.head = nn.Conv2d(widths[0], 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for i, block in enumerate(self.down):
-            x = block(x if i == 0 else F.max_pool2d(x, 2))
-            skips.append(x)
-        for up, fuse, skip in zip(self.up, self.fuse, skips[-2::-1]):
-            x = fuse(torch.cat([up(x), skip], 1))
-        return self.head(x)
+        return self.head(super().forward(x))
 
 
 def train_fold(fold: Path, out: Path, epochs: int = 40, batch_size: int = 8, lr: float = 1e-3,

@@ -100,6 +100,8 @@ def test_hybrid_runs_full_stage1_stage2_and_int8_export(model_type, dataset, tmp
     image, ref = load_pair(next(iter(pairs.values())))
     pred = BoxPredictor(sam).set_image(image).predict(mask_box(ref))
     assert pred.masks.shape == (1, *image.shape)
+    kept, _ = load_model(out, keep_int8=True)  # INT8 weights kept INT8 in memory: the same masks
+    assert (BoxPredictor(kept).set_image(image).predict(mask_box(ref)).masks == pred.masks).mean() > 0.999
 
 
 def test_adapters_sit_on_the_hybrid_attention_blocks():

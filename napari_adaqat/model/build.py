@@ -337,8 +337,10 @@ def spec_from_metadata(path: str | Path, spec_dict: object) -> SamSpec:
                              "image_size a multiple of 16")
         if not isinstance(spec.fine_fusion, bool) or (spec.fine_fusion and spec.encoder != "hybrid"):
             raise ValueError("fine_fusion must be a boolean, and true only for a hybrid encoder")
-        if type(spec.mask_refiner) is not int or not 0 <= spec.mask_refiner <= 64:
-            raise ValueError("mask_refiner must be an integer number of channels from 0 (none) to 64")
+        if type(spec.mask_refiner) is not int or not 0 <= spec.mask_refiner <= 64 or (
+                spec.mask_refiner and spec.image_size % 8):
+            raise ValueError("mask_refiner must be an integer number of channels from 0 (none) to 64 "
+                             "(with image_size a multiple of 8)")
         if spec.embed_dim % spec.num_heads or len(spec.pixel_mean) != 3 or len(spec.pixel_std) != 3:
             raise ValueError("embed_dim must divide into heads; pixel_mean/std need 3 values")
         too_big = [k for k, limit in MAX_SPEC.items() if getattr(spec, k) > limit]

@@ -1,9 +1,9 @@
 """A full-resolution boundary refiner behind SAM's mask decoder (issue 14).
 
 SAM's decoder draws each output pixel from one embedding token through stride-2 transposed
-convolutions, so its masks' boundaries follow the token grid.  A U-Net's last level fixes exactly
-that: 3x3 convolutions at full input resolution over the image and the coarse decision.  This module
-is that level, split so that prompting stays cheap:
+convolutions, so its masks' boundaries follow the token grid, and no layer looks at the image at full
+resolution.  A U-Net trained on the same films draws better boundaries (BENCHMARKS.md, issue 14).  This
+module adds that path behind the decoder, split so that prompting stays cheap:
 
 * :meth:`MaskRefiner.image_features` — once per image: (B, 3, S, S) prepared image → (B, W, S, S),
   from a small U-Net (:class:`DetailUNet`, widths W, 2W, 4W, 8W);
@@ -15,6 +15,7 @@ The last convolution starts at zero, so a fresh refiner returns the decoder's lo
 from __future__ import annotations
 
 import math
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,15 +32,14 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class DetailUNet(nn.Module):
-    """A 4-level U-Net of widths (W, 2W, 4W, 8W): (B, 3, S, S) → (B, W, S, S) features; S a multiple of 8."""
+    """A U-Net body of len(widths) levels: (B, 3, S, S) → (B, widths[0], S, S) features, S a multiple of
+    2 ** (levels - 1); ``block(c_in, c_out)`` makes each level's convolutions."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, widths: Sequence[int], block: Callable[[int, int], nn.Module] = _conv_block) -> None:
         super().__init__()
-        widths = [width * 2 ** i for i in range(4)]
-        self.down = nn.ModuleList([_conv_block(3, widths[0])] +
-                                  [_conv_block(a, b) for a, b in zip(widths[:-1], widths[1:])])
+        self.down = nn.ModuleList([block(3, widths[0])] + [block(a, b) for a, b in zip(widths[:-1], widths[1:])])
         self.up = nn.ModuleList([nn.ConvTranspose2d(b, a, 2, 2) for a, b in zip(widths[:-1], widths[1:])][::-1])
-        self.fuse = nn.ModuleList([_conv_block(2 * a, a) for a in widths[:-1]][::-1])
+        self.fuse = nn.ModuleList([block(2 * a, a) for a in widths[:-1]][::-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -57,7 +57,7 @@ class MaskRefiner(nn.Module):
     def __init__(self, width: int = 8) -> None:
         super().__init__()
         self.width = width
-        self.image_branch = DetailUNet(width)
+        self.image_branch = DetailUNet([width * 2 ** i for i in range(4)])  # widths W, 2W, 4W, 8W
         self.mask_branch = nn.Sequential(
             nn.Conv2d(width + 1, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, 1, 3, padding=1))
         nn.init.zeros_(self.mask_branch[-1].weight)
