@@ -27,6 +27,7 @@ from unet_reference import load_unet, predict_mask  # noqa: E402
 from napari_adaqat import BoxPredictor, load_model  # noqa: E402
 from napari_adaqat.data.boxes import mask_box  # noqa: E402
 from napari_adaqat.data.dataset import discover, load_pair  # noqa: E402
+from napari_adaqat.inference.postprocess import clean_lung_mask  # noqa: E402
 from napari_adaqat.metrics.overlap import dice  # noqa: E402
 from napari_adaqat.metrics.surface import nsd  # noqa: E402
 
@@ -41,7 +42,9 @@ def flip_tta(predictor: BoxPredictor, image: np.ndarray, box: np.ndarray) -> np.
 
 
 def score_folds(folds: list[Path], models: dict[str, str], unet: str | None, shifts: list[str],
-                tta: tuple[str, ...] = (), limit: int | None = None) -> list[dict]:
+                tta: tuple[str, ...] = (), limit: int | None = None, clean: bool = False) -> list[dict]:
+    """One row per (fold, test image, shift, model); ``clean``: every model's mask (the U-Net's too)
+    goes through the clean-up that ``adaqat segment`` and the dock apply, and its name gets " (clean)"."""
     rows = []
     for fold in folds:
         k = int(fold.name.removeprefix("fold"))
@@ -59,6 +62,8 @@ def score_folds(folds: list[Path], models: dict[str, str], unet: str | None, shi
                 if net is not None:
                     preds["U-Net (no box)"] = predict_mask(net, f)
                 for model, pred in preds.items():
+                    if clean:
+                        model, pred = f"{model} (clean)", clean_lung_mask(pred)
                     rows.append({"fold": k, "name": name, "shift": shift, "model": model,
                                  "dice": dice(pred, m), "nsd2": nsd(pred, m, 2.0)})
     return rows
@@ -107,6 +112,8 @@ def main() -> None:
     parser.add_argument("--shifts", default="all", help="comma-separated shift names, or all")
     parser.add_argument("--limit", type=int, help="score only the first N test images of each fold (a smoke run)")
     parser.add_argument("--tta", action="append", default=[], help="also score NAME with flip test-time augmentation")
+    parser.add_argument("--clean", action="store_true",
+                        help="score every mask after the product's clean-up (two largest regions, holes filled)")
     parser.add_argument("--only", type=int, action="append", help="score only fold K (repeatable)")
     parser.add_argument("--rows", type=Path, action="append",
                         help="no scoring: summarize these oof_rows.csv files (e.g. one per fold) together")
@@ -123,8 +130,8 @@ def main() -> None:
         folds = sorted(p for p in args.folds.glob("fold*") if (p / "split.json").is_file()
                        and (not args.only or int(p.name.removeprefix("fold")) in args.only))
         shifts = list(SHIFTS) if args.shifts == "all" else args.shifts.split(",")
-        rows = score_folds(folds, models, args.unet, shifts, tuple(args.tta), args.limit)
-        first = next(iter(models))
+        rows = score_folds(folds, models, args.unet, shifts, tuple(args.tta), args.limit, args.clean)
+        first = rows[0]["model"]
     args.out.mkdir(parents=True, exist_ok=True)
     with (args.out / "oof_rows.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
