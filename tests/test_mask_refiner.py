@@ -121,3 +121,46 @@ def test_training_adds_a_refiner_to_a_start_model_without_one(dataset, tmp_path)
     for bad in (-1, 65, "4"):
         with pytest.raises(ValueError, match="mask_refiner"):
             TrainConfig(stage=1, mask_refiner=bad)
+
+
+def test_the_training_forward_returns_the_decoders_own_logits_beside_the_refined_ones():
+    import torch.nn.functional as F
+
+    from napari_adaqat.model.forward import decode_coarse
+    from napari_adaqat.train.loop import _forward
+
+    sam = _trained_refiner().eval()
+    batch = {"image": torch.rand(2, 3, 64, 64), "box": BOXES}
+    with torch.no_grad():
+        logits, coarse = _forward(sam, batch, "cpu", False, False)
+        features = embed(sam, batch["image"])
+        expected_coarse = F.interpolate(decode_coarse(sam, features, BOXES)[0], size=(64, 64), mode="bilinear",
+                                        align_corners=False)
+        expected, _ = decode_boxes(sam, features, BOXES, image_detail(sam, batch["image"]))
+    assert logits.shape == coarse.shape == (2, 1, 64, 64)
+    torch.testing.assert_close(coarse, expected_coarse)
+    torch.testing.assert_close(logits, expected)
+    assert (logits - coarse).abs().max() > 1e-3  # the (non-identity) refiner sits between them
+    plain = build_sam("hybrid_nano").eval()
+    with torch.no_grad():
+        assert _forward(plain, batch, "cpu", False, False)[1] is None
+
+
+def test_deep_supervision_adds_the_decoders_own_loss(dataset, tmp_path):
+    """A fresh refiner is the identity, so at the first step the decoder's own loss equals the refined
+    one: with refiner_aux_loss = 1 the first step's loss is exactly twice the loss without it."""
+    from napari_adaqat.train import train
+    from napari_adaqat.train.config import TrainConfig
+    from napari_adaqat.train.progress import read_progress
+
+    def first_step_loss(weight: float) -> float:
+        out = tmp_path / f"aux{weight}"
+        train(data=dataset, preset="paper", model_type="hybrid_nano_refine", device="cpu", batch_size=2,
+              patience=0, max_steps_per_epoch=1, out=out, mode="full", epochs=1, refiner_aux_loss=weight)
+        return next(r["loss"] for r in read_progress(out / "progress.jsonl") if r["kind"] == "step")
+
+    without, with_aux = first_step_loss(0.0), first_step_loss(1.0)
+    assert with_aux == pytest.approx(2 * without, rel=1e-3)
+    for bad in (-0.5, float("nan")):
+        with pytest.raises(ValueError, match="refiner_aux_loss"):
+            TrainConfig(stage=1, refiner_aux_loss=bad)

@@ -71,25 +71,32 @@ def decode_boxes(sam: Sam, features: torch.Tensor, boxes: torch.Tensor,
     features: (B, C, E, E); boxes: (B, 4) or, when B == 1, (N, 4) in input coordinates; ``detail``
     (B, W, S, S): :func:`image_detail` of the same images, needed by a model with a mask refiner.
     Returns logits (N, 1, 4E, 4E) — (N, 1, S, S) with a refiner — and predicted IoU (N, 1).
+    """
+    coarse, ious = decode_coarse(sam, features, boxes)
+    return refine_logits(sam, coarse, detail), ious
+
+
+def decode_coarse(sam: Sam, features: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mask decoder's own logits (N, 1, 4E, 4E) and predicted IoU (N, 1), before any refiner;
+    arguments as :func:`decode_boxes`.
 
     segment_anything 1.0's ``MaskDecoder`` repeats every embedding for every box, so a
     batch of B images with B boxes is decoded image by image here.
     """
     pe = sam.prompt_encoder.get_dense_pe()
     if features.shape[0] == 1:
-        pairs = [(features, boxes, detail)]
+        pairs = [(features, boxes)]
     else:
         if boxes.shape[0] != features.shape[0]:
             raise ValueError(f"{features.shape[0]} embeddings but {boxes.shape[0]} boxes")
-        pairs = [(features[i:i + 1], boxes[i:i + 1], None if detail is None else detail[i:i + 1])
-                 for i in range(features.shape[0])]
+        pairs = [(features[i:i + 1], boxes[i:i + 1]) for i in range(features.shape[0])]
     logits, ious = [], []
-    for feat, box, det in pairs:
+    for feat, box in pairs:
         sparse, dense = sam.prompt_encoder(points=None, boxes=box, masks=None)
         low_res, iou = sam.mask_decoder(
             image_embeddings=feat, image_pe=pe, sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense, multimask_output=False,
         )
-        logits.append(refine_logits(sam, low_res, det))
+        logits.append(low_res)
         ious.append(iou)
     return torch.cat(logits), torch.cat(ious)

@@ -103,6 +103,9 @@ class TrainConfig:
     mask_refiner: int = _opt(0, "Stage 1: give a start model without one a fresh full-resolution mask refiner of "
                                 "this many channels (8 in hybrid_refine); it starts as the identity, so the model "
                                 "first predicts as before. 0 = keep the model as it is")
+    refiner_aux_loss: float = _opt(0.0, "with a mask refiner: also apply the loss, with this weight, to the decoder's "
+                                        "own logits before the refiner (deep supervision), so the decoder stays a "
+                                        "mask on its own and the refiner learns a correction. 0 = off")
     train_prompt_encoder: bool = _opt(False, "Stage 1: also train the prompt encoder (the authors' code does)")
     augment: bool = _opt(False, "random affine + intensity augmentation (off in the paper)")
     augment_preset: str = _opt("basic", "with augment: basic (small affine, gamma/contrast) or clinic (also wider "
@@ -129,6 +132,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be 0 (off) or in (0, 1), got {self.ema_decay}")
         if type(self.mask_refiner) is not int or not 0 <= self.mask_refiner <= 64:
             raise ValueError(f"mask_refiner must be a number of channels from 0 (none) to 64, got {self.mask_refiner!r}")
+        if not self.refiner_aux_loss >= 0.0:
+            raise ValueError(f"refiner_aux_loss must be a weight >= 0 (0 = off), got {self.refiner_aux_loss}")
         if self.qat.trainable is None:
             self.qat.trainable = self.preset if self.preset in STAGE2_TRAINABLE else "paper"
         for name, value in stage_defaults(self.stage, self.qat.trainable).items():

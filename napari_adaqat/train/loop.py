@@ -25,7 +25,7 @@ from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, clamp_la
 from napari_adaqat.model.build import load_state_strict
 from napari_adaqat.model.checkpoint import optimizer_state, read_checkpoint, save_checkpoint, split_optimizer
 from napari_adaqat.model.device import resolve_device
-from napari_adaqat.model.forward import decode_boxes, embed, grad_checkpoint_pays, image_detail
+from napari_adaqat.model.forward import decode_coarse, embed, grad_checkpoint_pays, image_detail, refine_logits
 from napari_adaqat.model.rank_allocator import RankAllocator
 from napari_adaqat.train import distributed as dd
 from napari_adaqat.train.config import TrainConfig
@@ -69,11 +69,18 @@ def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int, resume: bool) -> t
     return train, val, warnings
 
 
-def _forward(sam, batch: dict, device: str, amp: bool, grad_ckpt: bool) -> torch.Tensor:
+def _forward(sam, batch: dict, device: str, amp: bool, grad_ckpt: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits (B, 1, S, S) at the input size, and the decoder's own logits before a mask refiner
+    (B, 1, S, S), or None for a model without one."""
     images = batch["image"].to(device)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-        logits, _ = decode_boxes(sam, embed(sam, images, grad_ckpt), batch["box"].to(device), image_detail(sam, images))
-    return F.interpolate(logits.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
+        coarse, _ = decode_coarse(sam, embed(sam, images, grad_ckpt), batch["box"].to(device))
+        detail = image_detail(sam, images)
+        logits = refine_logits(sam, coarse, detail)
+
+    def to_input_size(t: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(t.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
+    return to_input_size(logits), None if detail is None else to_input_size(coarse)
 
 
 @torch.no_grad()
@@ -83,7 +90,7 @@ def evaluate_dice(sam, dataset: LungDataset, cfg: TrainConfig, device: str, amp:
     loader = DataLoader(Subset(dataset, indices), batch_size=max(1, cfg.batch_size), shuffle=False)
     scores = []
     for batch in loader:
-        logits = _forward(sam, batch, device, amp, False)
+        logits, _ = _forward(sam, batch, device, amp, False)
         scores.append(batch_dice(logits, batch["mask"].to(device), batch["valid"]).cpu())
     local = torch.cat(scores).mean().item() if scores else 0.0
     return dd.all_mean(local, len(indices), world, device if device.startswith("cuda") else "cpu")
@@ -178,8 +185,11 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         losses, epoch_peak = [], None
         for step, batch in enumerate(bar, start=1):
             memory.reset()
-            logits = _forward(sam, batch, device, amp, checkpointing)
-            loss = segmentation_loss(logits, batch["mask"].to(device))
+            logits, coarse = _forward(sam, batch, device, amp, checkpointing)
+            target = batch["mask"].to(device)
+            loss = segmentation_loss(logits, target)
+            if cfg.refiner_aux_loss and coarse is not None:  # deep supervision of the decoder (config.py)
+                loss = loss + cfg.refiner_aux_loss * segmentation_loss(coarse, target)
             total = loss + ortho_w * orthogonal_regularizer(sam) if ortho_w else loss
             (total / cfg.accumulate).backward()
             if step % cfg.accumulate == 0 or step == len(loader):
