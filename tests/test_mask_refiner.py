@@ -132,7 +132,8 @@ def test_the_training_forward_returns_the_decoders_own_logits_beside_the_refined
     sam = _trained_refiner().eval()
     batch = {"image": torch.rand(2, 3, 64, 64), "box": BOXES}
     with torch.no_grad():
-        logits, coarse = _forward(sam, batch, "cpu", False, False)
+        logits, coarse = _forward(sam, batch, "cpu", False, False, keep_coarse=True)
+        assert _forward(sam, batch, "cpu", False, False)[1] is None  # only computed on request
         features = embed(sam, batch["image"])
         expected_coarse = F.interpolate(decode_coarse(sam, features, BOXES)[0], size=(64, 64), mode="bilinear",
                                         align_corners=False)
@@ -143,7 +144,7 @@ def test_the_training_forward_returns_the_decoders_own_logits_beside_the_refined
     assert (logits - coarse).abs().max() > 1e-3  # the (non-identity) refiner sits between them
     plain = build_sam("hybrid_nano").eval()
     with torch.no_grad():
-        assert _forward(plain, batch, "cpu", False, False)[1] is None
+        assert _forward(plain, batch, "cpu", False, False, keep_coarse=True)[1] is None
 
 
 def test_deep_supervision_adds_the_decoders_own_loss(dataset, tmp_path):

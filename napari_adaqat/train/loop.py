@@ -69,9 +69,10 @@ def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int, resume: bool) -> t
     return train, val, warnings
 
 
-def _forward(sam, batch: dict, device: str, amp: bool, grad_ckpt: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Logits (B, 1, S, S) at the input size, and the decoder's own logits before a mask refiner
-    (B, 1, S, S), or None for a model without one."""
+def _forward(sam, batch: dict, device: str, amp: bool, grad_ckpt: bool,
+             keep_coarse: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits (B, 1, S, S) at the input size; with ``keep_coarse``, also the decoder's own logits before
+    a mask refiner, upsampled the same way (B, 1, S, S) — None otherwise or for a model without one."""
     images = batch["image"].to(device)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
         coarse, _ = decode_coarse(sam, embed(sam, images, grad_ckpt), batch["box"].to(device))
@@ -80,7 +81,7 @@ def _forward(sam, batch: dict, device: str, amp: bool, grad_ckpt: bool) -> tuple
 
     def to_input_size(t: torch.Tensor) -> torch.Tensor:
         return F.interpolate(t.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
-    return to_input_size(logits), None if detail is None else to_input_size(coarse)
+    return to_input_size(logits), to_input_size(coarse) if keep_coarse and detail is not None else None
 
 
 @torch.no_grad()
@@ -185,10 +186,10 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         losses, epoch_peak = [], None
         for step, batch in enumerate(bar, start=1):
             memory.reset()
-            logits, coarse = _forward(sam, batch, device, amp, checkpointing)
+            logits, coarse = _forward(sam, batch, device, amp, checkpointing, keep_coarse=cfg.refiner_aux_loss > 0)
             target = batch["mask"].to(device)
             loss = segmentation_loss(logits, target)
-            if cfg.refiner_aux_loss and coarse is not None:  # deep supervision of the decoder (config.py)
+            if coarse is not None:  # deep supervision of the decoder (refiner_aux_loss in config.py)
                 loss = loss + cfg.refiner_aux_loss * segmentation_loss(coarse, target)
             total = loss + ortho_w * orthogonal_regularizer(sam) if ortho_w else loss
             (total / cfg.accumulate).backward()
