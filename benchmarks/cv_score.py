@@ -92,7 +92,7 @@ def summarize(rows: list[dict], first: str) -> tuple[dict, str]:
             summary.setdefault(shift, {})[m] = {"dice": float(per[m].mean()), "nsd2": nsd2, "n": len(sel)}
             cells.append(f"{per[m].mean():.4f} | {nsd2:.3f}")
         for m in others:
-            if m not in per:
+            if m not in per or first not in per:  # either side scored without this shift
                 cells.append("—")
                 continue
             diff = per[first] - per[m]
