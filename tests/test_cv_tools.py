@@ -78,3 +78,16 @@ def test_cv_summary_pairs_models_per_shift_and_skips_a_clean_only_reference():
     assert "U-Net 140 ep (no box)" not in summary["gamma 2.0"]  # scored clean only: no row, no pairing
     assert summary["gamma 2.0"]["v3e INT8 - v2"]["wilcoxon_p"] < 0.05
     assert "— | —" in table.splitlines()[-1]
+
+
+def test_cv_summary_of_a_judged_model_scored_on_clean_films_only():
+    from cv_score import summarize
+
+    rows = [{"fold": 0, "name": f"img{i}", "shift": shift, "model": "v2", "dice": 0.92 + i / 1000, "nsd2": 0.3}
+            for i in range(6) for shift in ("none", "gamma 2.0")]
+    rows += [{"fold": 0, "name": f"img{i}", "shift": "none", "model": "v3f INT8", "dice": 0.95, "nsd2": 0.5}
+             for i in range(6)]
+    summary, table = summarize(rows, "v3f INT8")
+    assert summary["none"]["v3f INT8 - v2"]["dice_diff"] == pytest.approx(0.0275)
+    assert set(summary["gamma 2.0"]) == {"v2"}  # v2 alone under the shift: shown, not paired
+    assert table.splitlines()[-1].endswith("| — |")
