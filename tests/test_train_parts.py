@@ -70,3 +70,13 @@ def test_gradient_checkpointing_gives_the_same_gradients(cxr_dir):
         segmentation_loss(_forward(sam, batch, "cpu", False, ckpt)[0], batch["mask"]).backward()
         grads.append(sam.image_encoder.blocks[0].mlp.lin1.weight.grad.clone())
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_a_recipe_section_for_one_mode_applies_to_that_mode_only(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("stage1:\n  lr_decoder: 1.0e-3\n  epochs: 5\nstage1_adalora:\n  lr_decoder: 1.0e-4\n")
+    full = make_config(str(recipe), 1, {"mode": "full"})
+    adalora = make_config(str(recipe), 1, {"mode": "adalora"})
+    assert (full.lr_decoder, full.epochs) == (1e-3, 5)
+    assert (adalora.lr_decoder, adalora.epochs) == (1e-4, 5)
+    assert make_config(str(recipe), 2, {"mode": "adalora"}).lr_decoder != 1e-4  # Stage 2 ignores it

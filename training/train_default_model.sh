@@ -5,8 +5,7 @@
 # Usage: bash training/train_default_model.sh [DATA] [RUNS] [ASSETS]
 # RECIPE=other.yaml trains another recipe (ADALORA_EPOCHS: Stage-1 AdaLoRA epochs, default 10; the
 # previous default model: RECIPE=training/default_model_v2.yaml ADALORA_EPOCHS=20);
-# ADALORA_LR=1e-4 sets step 2's decoder and encoder learning rates (default: the recipe's stage1 rates, those of
-# step 1; candidate v3f kept its base quality only at 1e-4, BENCHMARKS.md).
+# A recipe's stage1_adalora: section applies to step 2 only (e.g. training/candidate_v3f_lowlr.yaml).
 # benchmarks/cv_default_model.sh runs the same steps on every cross-validation fold.
 set -euo pipefail
 DATA=${1:-../shared/data/cxr/permissive_512}
@@ -14,8 +13,7 @@ RUNS=${2:-runs/default}
 ASSETS=${3:-napari_adaqat/assets}
 Y=${RECIPE:-training/default_model.yaml}
 adaqat train --stage 1 --preset $Y --mode full --data "$DATA" --out "$RUNS/base" --device cpu
-adaqat train --stage 1 --preset $Y --mode adalora --epochs ${ADALORA_EPOCHS:-10} \
-  ${ADALORA_LR:+--lr-decoder $ADALORA_LR --lr-other $ADALORA_LR} --checkpoint "$RUNS/base/checkpoints/best.safetensors" \
+adaqat train --stage 1 --preset $Y --mode adalora --epochs ${ADALORA_EPOCHS:-10} --checkpoint "$RUNS/base/checkpoints/best.safetensors" \
   --data "$DATA" --out "$RUNS/stage1" --device cpu
 adaqat train --stage 2 --preset $Y --from "$RUNS/stage1" --data "$DATA" --out "$RUNS/stage2" --device cpu
 adaqat export "$RUNS/stage1" --force --out "$ASSETS/default_fp32.safetensors" --profile fp32

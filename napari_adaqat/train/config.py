@@ -285,12 +285,14 @@ def preset_path(name: str) -> Path:
     return path
 
 
-def load_preset(name: str, stage: int) -> dict:
-    """Options of a YAML preset for ``stage`` (top-level keys ← its ``stageN:`` section), nested."""
+def load_preset(name: str, stage: int, mode: str | None = None) -> dict:
+    """Options of a YAML preset for ``stage`` (top-level keys ← its ``stageN:`` section ← its
+    ``stageN_MODE:`` section, e.g. ``stage1_adalora:`` for an AdaLoRA step after a full run), nested."""
     data = yaml.safe_load(preset_path(name).read_text()) or {}
     stage_part = data.pop(f"stage{stage}", None) or {}
     common = {k: v for k, v in data.items() if not k.startswith("stage")}
-    return merge_options(common, stage_part)
+    mode = mode or stage_part.get("mode") or common.get("mode")
+    return merge_options(common, stage_part, (data.get(f"stage{stage}_{mode}") or {}) if mode else {})
 
 
 def make_config(preset: str | None, stage: int, overrides: dict) -> TrainConfig:
@@ -298,6 +300,6 @@ def make_config(preset: str | None, stage: int, overrides: dict) -> TrainConfig:
     layers: list[dict] = [{"stage": stage}]
     if preset:
         layers[0]["preset"] = Path(preset).stem if Path(preset).suffix else preset
-        layers.append(load_preset(preset, stage))
+        layers.append(load_preset(preset, stage, overrides.get("mode")))
     layers.append({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig.from_dict(merge_options(*layers))
