@@ -19,9 +19,9 @@ def test_three_lines_predict_a_lung_mask(cxr_dir):
     mask = predictor.set_image(image).predict(mask_box(reference)).masks[0]
 
     assert mask.shape == reference.shape and mask.dtype == bool
-    assert dice(mask, reference) > 0.8  # the hardest of the four films: v3e 0.835 (v3 0.909)
+    assert dice(mask, reference) > 0.85  # the hardest of the four films: v3f 0.882 (v3e 0.835, v3 0.909)
     # without a box: the whole image minus 2 %, as `adaqat segment` does
-    assert dice(predictor.predict().masks[0], reference) > 0.8
+    assert dice(predictor.predict().masks[0], reference) > 0.85  # v3f: 0.915
 
 
 def test_public_evaluate_takes_model_files_and_the_bundled_default(tmp_path, cxr_dir):

@@ -64,8 +64,9 @@ class TrainConfig:
     stage: int = _opt(1, "1 = AdaLoRA fine-tuning, 2 = INT8 QAT", choices=(1, 2))
     data: str = _opt("", "dataset folder: DIR/images + DIR/masks, or DIR/{train,val,test}/{images,masks}")
     out: str = _opt("", "run folder (checkpoints/, progress.jsonl, split.json, config.json)")
-    model_type: str = _opt("vit_b", "architecture: vit_b, vit_l, vit_h (official SAM), hybrid_tiny (the "
-                                    "default model v3), hybrid_fine (v3 + a stride-2 fusion level), hybrid_refine (v3 + a "
+    model_type: str = _opt("vit_b", "architecture: vit_b, vit_l, vit_h (official SAM), hybrid_tiny (v3; "
+                                    "with mask_refiner 16, the default model v3f), hybrid_fine (v3 + a stride-2 fusion level), "
+                                    "hybrid_refine (v3 + a "
                                     "full-resolution mask refiner), vit_tiny (v2), hybrid_nano, hybrid_nano_fine, "
                                     "hybrid_nano_refine, vit_nano (tests)")
     checkpoint: str | None = _opt(None, "start weights: an official SAM .pth or one of our checkpoints")
@@ -101,7 +102,8 @@ class TrainConfig:
     ema_decay: float = _opt(0.0, "exponential moving average of the trained weights, per optimizer step (e.g. 0.99); "
                                  "validation and best.safetensors use the average, training the live weights. 0 = off")
     mask_refiner: int = _opt(0, "Stage 1: give a start model without one a fresh full-resolution mask refiner of "
-                                "this many channels (8 in hybrid_refine); it starts as the identity, so the model "
+                                "this many channels (8 in hybrid_refine, 16 in the default model v3f); it starts as the "
+                                "identity, so the model "
                                 "first predicts as before. 0 = keep the model as it is")
     refiner_aux_loss: float = _opt(0.0, "with a mask refiner: also apply the loss, with this weight, to the decoder's "
                                         "own logits before the refiner (deep supervision), so the decoder stays a "
