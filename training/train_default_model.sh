@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the bundled default model (v3e, training/default_model.yaml; CPU, about 35-40 min on 2 otherwise idle cores,
-# estimated from v3's 30 min and the refiner's +22 % per epoch under equal load):
+# Reproduce the bundled default model (v3f, training/default_model.yaml; CPU: 85 min on 2 otherwise idle cores,
+# measured, BENCHMARKS.md):
 #   1. full training from scratch (base)  2. Stage 1 AdaLoRA  3. Stage 2 QAT  4. INT8 + FP32 export
 # Usage: bash training/train_default_model.sh [DATA] [RUNS] [ASSETS]
 # RECIPE=other.yaml trains another recipe (ADALORA_EPOCHS: Stage-1 AdaLoRA epochs, default 10; the
