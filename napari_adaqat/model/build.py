@@ -2,7 +2,7 @@
 
 A :class:`SamSpec` fully describes a SAM-architecture network (image encoder ViT,
 prompt encoder, mask decoder).  ``vit_b``/``vit_l``/``vit_h`` carry the official
-shapes; ``vit_tiny`` is the CPU-sized preset of the bundled default model and
+shapes; ``vit_tiny`` is the CPU-sized preset of the earlier default model v2 and
 ``vit_nano`` is the smallest preset, for tests.
 """
 from __future__ import annotations
@@ -91,12 +91,12 @@ PRESETS: dict[str, SamSpec] = {
     "vit_b": SamSpec("vit_b", 768, 12, 12, (2, 5, 8, 11)),
     "vit_l": SamSpec("vit_l", 1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": SamSpec("vit_h", 1280, 32, 16, (7, 15, 23, 31)),
-    # CPU preset of the bundled default model: ~4 M parameters, 256 px input.
+    # CPU preset of the earlier default model v2: ~4 M parameters, 256 px input.
     "vit_tiny": SamSpec(
         "vit_tiny", 192, 6, 3, (2, 5), image_size=256, window_size=8,
         prompt_dim=128, decoder_mlp_dim=512, decoder_heads=4, iou_hidden_dim=128,
     ),
-    # The bundled default model v3: conv stem + 4 attention blocks + top-down fusion, 256 px in,
+    # The default models v3 and (with a 16-channel mask refiner) v3f: conv stem + 4 attention blocks + top-down fusion, 256 px in,
     # 64x64 embedding, 256x256 logits (model/hybrid_encoder.py).
     "hybrid_tiny": SamSpec(
         "hybrid_tiny", 192, 4, 4, (), image_size=256, patch_size=4, window_size=0,

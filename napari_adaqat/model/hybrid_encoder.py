@@ -1,4 +1,4 @@
-"""A hybrid convolution/attention image encoder with SAM's interface (the default model v3).
+"""A hybrid convolution/attention image encoder with SAM's interface (the default models v3 and v3f).
 
 A ViT trained from scratch on a few hundred radiographs has too little inductive bias
 and too coarse an output (SAM's 16-px patches give 4E-px logits).  This encoder keeps

@@ -31,9 +31,9 @@ PROMPT_THREADS = 1  # torch threads of box-prompt jobs (embedding jobs use torch
 # A box prompt whose last run on this image took less than this runs at once on the GUI thread when no
 # job is running: handing a ~10 ms prompt to a worker thread made it wait ~60 ms for the cores that
 # Qt/OpenGL painting the new box takes (measured under Xvfb on 2 cores); anything slower, or while
-# a job runs, goes to the worker as before, so the viewer never waits longer than this. 50 ms, not 30: the
-# default model v3f's prompt costs 25-35 ms of one core, and at 30 ms it went to the worker and took 125 ms
-# from box to mask on screen instead of 51 ms (benchmarks/dock_latency.py, BENCHMARKS.md).
+# a job runs, goes to the worker as before, so the viewer never waits longer than this (up to 50 ms of GUI
+# blocking per box). 50 ms, not 30: the default model v3f's prompt costs 25-41 ms of one core, and at 30 ms it
+# went to the worker: ~125 ms from box to mask instead of 51-56 ms (benchmarks/dock_latency.py, BENCHMARKS.md).
 INLINE_PROMPT_MS = 50.0
 
 
