@@ -17,5 +17,7 @@ adaqat train --stage 1 --preset $Y --mode full --data "$DATA" --out "$RUNS/base"
 adaqat train --stage 1 --preset $Y --mode adalora --epochs ${ADALORA_EPOCHS:-10} --checkpoint "$RUNS/base/checkpoints/best.safetensors" \
   --data "$DATA" --out "$RUNS/stage1" --device cpu
 adaqat train --stage 2 --preset $Y --from "$RUNS/stage1" --data "$DATA" --out "$RUNS/stage2" --device cpu
-adaqat export "$RUNS/stage1" --force --out "$ASSETS/default_fp32.safetensors" --profile fp32 --recipe $Y ${SCORES:+--scores "$SCORES"}
-adaqat export "$RUNS/stage2" --force --out "$ASSETS/default_int8.safetensors" --profile deploy --recipe $Y ${SCORES:+--scores "$SCORES"}
+PROVENANCE=(--recipe "$Y")  # both files record the recipe (and, with SCORES=, the out-of-fold scores)
+if [ -n "${SCORES:-}" ]; then PROVENANCE+=(--scores "$SCORES"); fi
+adaqat export "$RUNS/stage1" --force --out "$ASSETS/default_fp32.safetensors" --profile fp32 "${PROVENANCE[@]}"
+adaqat export "$RUNS/stage2" --force --out "$ASSETS/default_int8.safetensors" --profile deploy "${PROVENANCE[@]}"

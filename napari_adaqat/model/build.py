@@ -96,8 +96,8 @@ PRESETS: dict[str, SamSpec] = {
         "vit_tiny", 192, 6, 3, (2, 5), image_size=256, window_size=8,
         prompt_dim=128, decoder_mlp_dim=512, decoder_heads=4, iou_hidden_dim=128,
     ),
-    # The default models v3 and (with a 16-channel mask refiner) v3f: conv stem + 4 attention blocks + top-down fusion, 256 px in,
-    # 64x64 embedding, 256x256 logits (model/hybrid_encoder.py).
+    # The default models v3 and (with a 16-channel mask refiner) v3f: conv stem + 4 attention blocks +
+    # top-down fusion, 256 px in, 64x64 embedding, 256x256 logits (model/hybrid_encoder.py).
     "hybrid_tiny": SamSpec(
         "hybrid_tiny", 192, 4, 4, (), image_size=256, patch_size=4, window_size=0,
         prompt_dim=128, decoder_mlp_dim=512, decoder_heads=4, iou_hidden_dim=128,

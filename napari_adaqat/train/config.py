@@ -65,10 +65,9 @@ class TrainConfig:
     data: str = _opt("", "dataset folder: DIR/images + DIR/masks, or DIR/{train,val,test}/{images,masks}")
     out: str = _opt("", "run folder (checkpoints/, progress.jsonl, split.json, config.json)")
     model_type: str = _opt("vit_b", "architecture: vit_b, vit_l, vit_h (official SAM), hybrid_tiny (v3; "
-                                    "with mask_refiner 16, the default model v3f), hybrid_fine (v3 + a stride-2 fusion level), "
-                                    "hybrid_refine (v3 + a "
-                                    "full-resolution mask refiner), vit_tiny (v2), hybrid_nano, hybrid_nano_fine, "
-                                    "hybrid_nano_refine, vit_nano (tests)")
+                                    "with mask_refiner 16, the default model v3f), hybrid_fine (v3 + a stride-2 "
+                                    "fusion level), hybrid_refine (v3 + a full-resolution mask refiner), vit_tiny (v2), "
+                                    "hybrid_nano, hybrid_nano_fine, hybrid_nano_refine, vit_nano (tests)")
     checkpoint: str | None = _opt(None, "start weights: an official SAM .pth or one of our checkpoints")
     from_run: str | None = _opt(None, "Stage 2: the Stage-1 run folder to start from (its best checkpoint)")
     image_size: int | None = _opt(None, "encoder input size (position embedding interpolated); "
@@ -103,8 +102,7 @@ class TrainConfig:
                                  "validation and best.safetensors use the average, training the live weights. 0 = off")
     mask_refiner: int = _opt(0, "Stage 1: give a start model without one a fresh full-resolution mask refiner of "
                                 "this many channels (8 in hybrid_refine, 16 in the default model v3f); it starts as the "
-                                "identity, so the model "
-                                "first predicts as before. 0 = keep the model as it is")
+                                "identity, so the model first predicts as before. 0 = keep the model as it is")
     refiner_aux_loss: float = _opt(0.0, "with a mask refiner: also apply the loss, with this weight, to the decoder's "
                                         "own logits before the refiner (deep supervision), so the decoder stays a "
                                         "mask on its own and the refiner learns a correction. 0 = off")
