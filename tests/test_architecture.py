@@ -1,4 +1,4 @@
-"""The package's shape: imports run one way (io → data → model → inference / train → report → cli and
+"""The package's shape: imports run one way (util → io → data → model → inference / train → report → cli and
 widgets), no import cycle is hidden inside a function, the core needs no napari/Qt, and
 ``import napari_adaqat`` stays free of torch."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "napari_adaqat"
 
 # rank of each layer; a module may import its own layer and lower ranks, never a sibling of equal rank
-RANKS = {"io": 0, "data": 1, "metrics": 1, "model": 2, "inference": 3, "train": 3, "report": 4, "bench": 4,
+RANKS = {"util": -1, "io": 0, "data": 1, "metrics": 1, "model": 2, "inference": 3, "train": 3, "report": 4, "bench": 4,
          "cli": 5, "widgets": 5}
 GUI = ("napari", "qtpy", "magicgui", "PyQt5", "PyQt6", "vispy")
 

@@ -27,7 +27,7 @@ from napari_adaqat.report.scores import BASELINE, image_box, model_tags, write_j
 from napari_adaqat.report.tables import (
     TABLE1_HEAD, TABLE2_HEAD, html_table, markdown_table, table1, table1_cells, table2, table2_cells,
 )
-from napari_adaqat.train.export_run import git_commit
+from napari_adaqat.util.provenance import git_commit
 
 N_WORST = 6
 CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"

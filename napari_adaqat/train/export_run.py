@@ -14,28 +14,15 @@ import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvi
 # isort: split
 from segment_anything.modeling import Sam
 
+from napari_adaqat.util.provenance import git_commit
 from napari_adaqat.model.checkpoint import load_checkpoint_model
 from napari_adaqat.model.model_file import export_model
 from napari_adaqat.model.ptq import ptq_from_checkpoint, quantize_post_training
 from napari_adaqat.train.paths import run_paths
 
-__all__ = ["export_run", "git_commit"]
+__all__ = ["export_run"]
 
 _PTH = (".pth", ".pt")
-
-
-def git_commit() -> str | None:
-    """Short commit hash of the source tree this package runs from, or None outside git."""
-    package = Path(__file__).resolve().parents[1]
-    try:
-        def git(*args: str) -> str:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=package).stdout.strip()
-
-        if Path(git("rev-parse", "--show-toplevel") or "/nonexistent").resolve() != package.parent:
-            return None  # installed inside some other repository: its commit says nothing about this code
-        return git("rev-parse", "--short", "HEAD") or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def _from_checkpoint(source: Path, checkpoint: str, provenance: dict) -> Sam:

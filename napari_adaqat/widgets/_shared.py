@@ -1,0 +1,20 @@
+"""State the docks of one napari session share (micro-sam's ``AnnotatorState`` is the anchor): one
+:class:`~napari_adaqat.inference.engine.Engine`, so a model file opened by the Segment, Batch and
+Annotate docks is loaded once, and the model files a training run produced, offered to every dock."""
+from __future__ import annotations
+
+from typing import Optional
+
+from napari_adaqat.inference.engine import Engine
+
+_ENGINE: Optional[Engine] = None
+
+
+def shared_engine() -> Engine:
+    """The process-wide engine every dock prompts through (created on first use).
+
+    It keeps up to four loaded models (a model and its baseline for two docks) in LRU order."""
+    global _ENGINE
+    if _ENGINE is None:
+        _ENGINE = Engine(max_loaded=4)
+    return _ENGINE
