@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Cross-validate a default-model recipe: the steps of training/train_default_model.sh on every
-# fold folder made by benchmarks/cv_folds.py; each fold's INT8 and FP32 files land in OUT/fold<k>/.
+# Cross-validate a default-model recipe: training/train_default_model.sh (the base, then the chain
+# `adaqat train --stage all`) on every fold folder made by benchmarks/cv_folds.py; each fold's INT8 and FP32
+# files land in OUT/fold<k>/.
 # Usage: [RECIPE=training/default_model_v2.yaml ADALORA_EPOCHS=20] bash benchmarks/cv_default_model.sh FOLDS OUT [k ...]
 # Then: python benchmarks/cv_score.py FOLDS SCORES --model "v3 INT8=OUT/fold{k}/default_int8.safetensors" --only K
 #       (and --model v2=... --unet UNET/fold{k}/unet.safetensors), merged with --rows; see BENCHMARKS.md

@@ -22,7 +22,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).parent))
 from unet_reference import load_unet, predict_mask  # noqa: E402
 
-from napari_adaqat import BoxPredictor, load_model  # noqa: E402
+from napari_adaqat import open_model  # noqa: E402
 from napari_adaqat.data.boxes import mask_box  # noqa: E402
 from napari_adaqat.data.dataset import discover, load_pair  # noqa: E402
 from napari_adaqat.metrics.overlap import dice  # noqa: E402
@@ -54,13 +54,13 @@ def main() -> None:
     for fold in sorted(p for p in args.folds.glob("fold*") if (p / "split.json").is_file()):
         k = int(fold.name.removeprefix("fold"))
         pairs, split = discover(fold)
-        predictor = BoxPredictor(load_model(args.model.format(k=k))[0])
+        model = open_model(args.model.format(k=k), device="cpu", clean=False)
         net = load_unet(Path(args.unet.format(k=k))) if args.unet else None
         for name in tqdm(split["test"], desc=f"fold {k}", unit="image"):
             image, ref = load_pair(pairs[name])
             ref = ref > 0
             box = mask_box(ref)
-            logits = predictor.set_image(image).predict(box).logits[0].numpy()
+            logits = model.set_image(image).prompt(box)[1].logits[0].numpy()
             totals["box model"] += error_counts(logits > 0, ref, box)
             if net is not None:
                 totals["U-Net"] += error_counts(predict_mask(net, image), ref, box)

@@ -17,27 +17,25 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import wilcoxon
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
 from shift_suite import SHIFTS, apply_shift  # noqa: E402
 from unet_reference import load_unet, predict_mask  # noqa: E402
 
-from napari_adaqat import BoxPredictor, load_model  # noqa: E402
+from napari_adaqat import Segmenter, open_model  # noqa: E402
 from napari_adaqat.data.boxes import mask_box  # noqa: E402
 from napari_adaqat.data.dataset import discover, load_pair  # noqa: E402
 from napari_adaqat.inference.postprocess import clean_lung_mask  # noqa: E402
-from napari_adaqat.metrics.overlap import dice  # noqa: E402
-from napari_adaqat.metrics.surface import nsd  # noqa: E402
+from napari_adaqat.metrics import score_masks, summarize as summarize_values, wilcoxon_paired  # noqa: E402
 
 
-def flip_tta(predictor: BoxPredictor, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+def flip_tta(model: Segmenter, image: np.ndarray, box: np.ndarray) -> np.ndarray:
     """Mean probability of the image and its left-right mirror (box mirrored too) > 0.5."""
     w = image.shape[1]
-    probs = predictor.set_image(image).predict(box).probs[0]
+    probs = model.set_image(image).prompt(box)[1].probs[0]
     mirrored = np.array([w - 1 - box[2], box[1], w - 1 - box[0], box[3]])
-    probs_m = predictor.set_image(np.ascontiguousarray(image[:, ::-1])).predict(mirrored).probs[0][:, ::-1]
+    probs_m = model.set_image(np.ascontiguousarray(image[:, ::-1])).prompt(mirrored)[1].probs[0][:, ::-1]
     return (probs + probs_m) / 2 > 0.5
 
 
@@ -49,14 +47,16 @@ def score_folds(folds: list[Path], models: dict[str, str], unet: str | None, shi
     for fold in folds:
         k = int(fold.name.removeprefix("fold"))
         pairs, split = discover(fold)
-        predictors = {name: BoxPredictor(load_model(pattern.format(k=k))[0]) for name, pattern in models.items()}
+        # raw masks (clean=False): with --clean every model's mask, the U-Net's too, is cleaned below by the rule
+        # the segmenters apply (the CPU, as the published numbers)
+        predictors = {name: open_model(pattern.format(k=k), device="cpu", clean=False) for name, pattern in models.items()}
         net = load_unet(Path(unet.format(k=k))) if unet else None
         for name in tqdm(split["test"][:limit], desc=f"fold {k}", unit="image"):
             image, mask = load_pair(pairs[name])
             for shift in shifts:
                 f, m = apply_shift(shift, image, mask, name)
                 box = mask_box(m)
-                preds = {model: p.set_image(f).predict(box).masks[0] for model, p in predictors.items()}
+                preds = {model: p.segment(f, box) for model, p in predictors.items()}
                 for model in tta:
                     preds[f"{model} + flip TTA"] = flip_tta(predictors[model], f, box)
                 if net is not None:
@@ -64,14 +64,18 @@ def score_folds(folds: list[Path], models: dict[str, str], unet: str | None, shi
                 for model, pred in preds.items():
                     if clean:
                         model, pred = f"{model} (clean)", clean_lung_mask(pred)
+                    scores = score_masks(pred, m, nsd_tolerance_px=2.0)  # the report's per-image metrics, in px
                     rows.append({"fold": k, "name": name, "shift": shift, "model": model,
-                                 "dice": dice(pred, m), "nsd2": nsd(pred, m, 2.0)})
+                                 "dice": scores["dice"], "nsd2": scores["nsd"]})
     return rows
 
 
 def summarize(rows: list[dict], first: str) -> tuple[dict, str]:
     """Mean Dice / NSD per shift and model; the judged model ``first`` against every model of another
-    family (name not starting with ``first``'s first word): mean paired difference and Wilcoxon p."""
+    family (name not starting with ``first``'s first word): mean paired difference and Wilcoxon p.
+
+    The statistics are the report's (:func:`napari_adaqat.metrics.summarize`,
+    :func:`napari_adaqat.metrics.wilcoxon_paired`), so these tables and ``adaqat evaluate`` agree."""
     models = list(dict.fromkeys(r["model"] for r in rows))
     shifts = list(dict.fromkeys(r["shift"] for r in rows))
     family = first.split()[0]
@@ -88,15 +92,15 @@ def summarize(rows: list[dict], first: str) -> tuple[dict, str]:
                 cells.append("— | —")
                 continue
             per[m] = np.array([s[2] for s in sel])
-            nsd2 = float(np.mean([s[3] for s in sel]))
-            summary.setdefault(shift, {})[m] = {"dice": float(per[m].mean()), "nsd2": nsd2, "n": len(sel)}
-            cells.append(f"{per[m].mean():.4f} | {nsd2:.3f}")
+            dice_stats, nsd_stats = summarize_values(per[m]), summarize_values([s[3] for s in sel])
+            summary.setdefault(shift, {})[m] = {"dice": dice_stats["mean"], "nsd2": nsd_stats["mean"], "n": len(sel)}
+            cells.append(f"{dice_stats['mean']:.4f} | {nsd_stats['mean']:.3f}")
         for m in others:
             if m not in per or first not in per:  # either side scored without this shift
                 cells.append("—")
                 continue
             diff = per[first] - per[m]
-            p = float(wilcoxon(per[first], per[m]).pvalue) if np.any(diff) else 1.0
+            p = wilcoxon_paired(per[first], per[m])["p_value"]
             summary[shift][f"{first} - {m}"] = {"dice_diff": float(diff.mean()), "wilcoxon_p": p}
             cells.append(f"{diff.mean():+.4f}, p = {p:.2g}")
         lines.append(f"| {shift} | " + " | ".join(cells) + " |")

@@ -17,7 +17,7 @@ import torch
 from napari_adaqat.data.transforms import resize_for_model, to_uint8_rgb, transform_boxes
 from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, inject_adalora
 from napari_adaqat.model.build import build_sam
-from napari_adaqat.model.model_file import export_model, load_model_file
+from napari_adaqat.model.formats.model_file import export_model, load_model_file
 from napari_adaqat.model.forward import decode_boxes, encode
 from napari_adaqat.model.qat import apply_qat
 
@@ -41,7 +41,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "vit_b_int8.safetensors"
         summary = export_model(sam, path, profile="paper", spec=sam.spec)
-        loaded, _ = load_model_file(path)
+        loaded = load_model_file(path)
         rgb = to_uint8_rgb(image)
         x = resize_for_model(rgb, args.image_size)[None]
         b = torch.as_tensor(transform_boxes(box[None], rgb.shape[:2], args.image_size), dtype=torch.float32)

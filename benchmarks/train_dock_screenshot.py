@@ -72,6 +72,8 @@ def main() -> None:
     wait(app, lambda: widget.data_report is not None and not widget.checking, 120, "the data check")
     print(widget.data_check.value, flush=True)
     widget.out.value = str(run)
+    widget.stage.value, widget.preset.value = 1, "paper"  # Stage 1 alone, then Continue (not the finetune chain)
+    widget.checkpoint.line_edit.value = ""
     widget.model_type.value = "vit_tiny"
     widget.mode.value = "full"
     widget.epochs.value = args.epochs

@@ -157,6 +157,26 @@ def _palette_transparent() -> Image.Image:
     return im
 
 
+UPRIGHT = radiograph((48, 64), seed=3)  # wider than tall, so a film read on its side has the wrong shape
+
+
+def _exif_sideways(orientation: int, fmt: str, **kwargs) -> Callable[[Path], None]:
+    """``UPRIGHT`` stored as a viewer that honours ``orientation`` needs it (6/8: turned by 90°)."""
+    def make(path: Path) -> None:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        turned = np.rot90(UPRIGHT, 1 if orientation == 6 else -1)  # the inverse of the tag's rotation
+        path.write_bytes(pil_bytes(Image.fromarray(np.ascontiguousarray(turned)), fmt, exif=exif.tobytes(), **kwargs))
+    return make
+
+
+def _upright(exact: bool) -> Callable[[object], None]:
+    def check(image) -> None:
+        assert image.pixels.shape == UPRIGHT.shape and image.meta["orientation"] in (6, 8)
+        np.testing.assert_allclose(image.pixels, UPRIGHT / 255.0, atol=0.002 if exact else 0.08)
+    return check
+
+
 TRUNC = r"truncated or corrupt {} data \("
 
 CASES: list[Case] = [
@@ -224,6 +244,13 @@ CASES: list[Case] = [
          r"image is 3x3 px; segmentation needs at least 16x16 px", stage="segment", category="too small"),
     Case("thin_strip.png", _pil(lambda: Image.fromarray(radiograph((8, 300)))),
          r"image is 300x8 px; segmentation needs at least 16x16 px", stage="segment", category="too small"),
+    # strips (issue 30): over 16 px, but ~1 px on the short side at the model's 256-px input
+    Case("strip_wide.png", _pil(lambda: Image.fromarray(radiograph((16, 3000)))),
+         r"image is a 3000x16 px strip: its short side would be 1\.4 px at the model's 256-px input, under the "
+         r"16-px minimum \(one encoder patch\); crop or pad it to a side ratio of at most 16:1", stage="segment",
+         category="too small"),
+    Case("strip_tall.tif", _tiff(lambda: radiograph((3000, 16))),
+         r"image is a 16x3000 px strip: its short side would be 1\.4 px", stage="segment", category="too small"),
     Case("all_black.png", _pil(lambda: Image.fromarray(np.zeros((64, 64), np.uint8))),
          r"image is blank \(all pixels have the same value\); nothing to segment", stage="blank", category="blank"),
     Case("all_white.png", _pil(lambda: Image.fromarray(np.full((64, 64), 255, np.uint8))),
@@ -247,4 +274,8 @@ CASES: list[Case] = [
          category="wrong content"),
     Case("float_unit.tif", _tiff(lambda: radiograph().astype(np.float32) / 255.0), None, "ok", _same_as_gray,
          category="depth"),
+    # stored sideways with an EXIF orientation tag (issue 30): read upright, as photo viewers show it
+    Case("exif_rotated.png", _exif_sideways(6, "PNG"), None, "ok", _upright(exact=True), category="orientation"),
+    Case("exif_rotated.jpg", _exif_sideways(8, "JPEG", quality=95), None, "ok", _upright(exact=False),
+         category="orientation"),
 ]

@@ -46,5 +46,6 @@ def dataset(tmp_path, cxr_dir):
     root = tmp_path / "data"
     shutil.copytree(cxr_dir, root, ignore=shutil.ignore_patterns("*.md", "*.csv"))
     names = sorted(p.stem for p in (root / "images").glob("*.png"))
-    (root / "split.json").write_text(json.dumps({"train": names, "val": names, "test": []}))
+    (root / "split.json").write_text(json.dumps({"train": names, "val": names, "test": [],
+                                                    "val_overlaps_train": True}))  # on purpose: 4 films
     return root

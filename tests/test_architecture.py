@@ -122,3 +122,21 @@ def test_public_api_names_resolve():
     for name in napari_adaqat.__all__:
         assert getattr(napari_adaqat, name) is not None, name
     assert callable(napari_adaqat.train)
+
+
+def test_report_reads_no_training_code_and_the_model_layer_draws_nothing():
+    """Evaluation and reports stand beside training, not on it; figures are report's, not the model's."""
+    hits = [f"{p.relative_to(PACKAGE)}:{line} imports {t}" for p in FILES for t, line, _ in _imports(p)
+            if (_layer(_module_name(p)) == "report" and t.startswith("napari_adaqat.train"))
+            or (_layer(_module_name(p)) == "model" and t.split(".")[0] == "matplotlib")]
+    assert not hits, "\n".join(hits)
+
+
+@pytest.mark.parametrize("definition", [
+    "def first_line(", "def remove_stale_temps(", "def atomic_path(", "def unpack_int8(", "def pack_int8(",
+    "def check_state_keys(", "DEVICES = (", "def open_model(", "def load_model(", "def run_paths(",
+])
+def test_one_home_each(definition):
+    """One atomic writer, one first_line, one INT8 pack/unpack, one key check, one device list, one loader."""
+    homes = [str(p.relative_to(PACKAGE)) for p in FILES if definition in p.read_text()]
+    assert len(homes) == 1, homes

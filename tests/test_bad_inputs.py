@@ -207,8 +207,8 @@ CSV_CASES = {  # name: (content, message regex or None when it reads fine)
     "inverted": (HEADER + "a.png,200,10,100,300\n", r"boxes\.csv:2: invalid box 200,10,100,300: needs finite numbers "
                  r"with x1 > x0 and y1 > y0"),
     "zero_height": (HEADER + "a.png,10,50,100,50\n", r"boxes\.csv:2: invalid box 10,50,100,50"),
-    "not_a_number": (HEADER + "a.png,ten,10,100,300\n", r"boxes\.csv:2: x0,y0,x1,y1 must be numbers, got 'ten,10,100,300'"),
-    "short_row": (HEADER + "a.png,10,10\n", r"boxes\.csv:2: x0,y0,x1,y1 must be numbers"),
+    "not_a_number": (HEADER + "a.png,ten,10,100,300\n", r"boxes\.csv:2: x0,y0,x1,y1 must be numbers; x0 is 'ten'$"),
+    "short_row": (HEADER + "a.png,10,10\n", r"boxes\.csv:2: 3 fields where the header has 5 \(comma-separated\)$"),
     "empty_name": (HEADER + ",10,10,100,300\n", r"boxes\.csv:2: empty file name"),
     "empty_file": ("", r"boxes\.csv: empty file; expected a header line file,x0,y0,x1,y1"),
     "header_only": (HEADER, r"boxes\.csv: no boxes \(only a header line\)"),
@@ -219,6 +219,19 @@ CSV_CASES = {  # name: (content, message regex or None when it reads fine)
                    r"field limit"),
     "same_duplicate": (HEADER + "a.png,1,2,30,40\na.png,1,2,30,40\n", None),
     "bom_spaces_extra": ("\ufeff file , x0,y0 ,x1,y1,note\n a.png ,1, 2,30,40 ,left lung only\n", None),
+    # ---- the Excel family (issue 30): a decimal comma must never give a silently wrong box
+    "decimal_commas": (HEADER + "a.png,1,5,2,0,30,5,40,5\n", r"boxes\.csv:2: 9 fields where the header has 5 "
+                       r"\(comma-separated\); a decimal comma \(40,5\) splits a number in two: write 40\.5$"),
+    "quoted_decimal_comma": (HEADER + 'a.png,"1,5",2,30,40\n', r"boxes\.csv:2: x0 is '1,5': a decimal comma is read "
+                             r"only in a ;-separated file \(quoted\); write 1\.5$"),
+    "unquoted_decimal_comma_semicolon": ("file;x0;y0;x1;y1\na.png;1,5;2;30;40\n", r"boxes\.csv:2: x0 is '1,5': a "
+                                         r"decimal comma is read only in a quoted field of a ;-separated file"),
+    "extra_field": (HEADER + "a.png,1,2,30,40,\n", r"boxes\.csv:2: 6 fields where the header has 5"),
+    "trailing_empty_rows": (HEADER + "a.png,1,2,30,40\n,,,,\n,,,,\r\n\n", None),
+    "semicolons_title_case": ("File;X0;Y0;X1;Y1\r\na.png;1;2;30;40\r\n;;;;\r\n", None),
+    "spaced_title_case_header": ("File, X0, Y0, X1, Y1\na.png, 1, 2, 30, 40\n", None),
+    "tabs": ("FILE\tx0\ty0\tx1\ty1\na.png\t1\t2\t30\t40\n", None),
+    "quoted_decimal_commas_semicolon": ('file;x0;y0;x1;y1\na.png;"1,0";"2,0";30;"40,0"\n', None),
 }
 
 

@@ -53,7 +53,7 @@ def test_ours_keeps_an_int8_file_int8_and_matches_stock(tmp_path):
     import torch
 
     from napari_adaqat.model.build import build_sam
-    from napari_adaqat.model.model_file import export_model
+    from napari_adaqat.model.formats.model_file import export_model
     from napari_adaqat.model.qat import apply_qat
 
     torch.manual_seed(0)

@@ -8,7 +8,7 @@ from napari_adaqat.cli import main
 from napari_adaqat.data.boxes import mask_box
 from napari_adaqat.io import read_mask
 from napari_adaqat.metrics import dice
-from napari_adaqat.model.files import safetensors_metadata
+from napari_adaqat.model.formats.container import safetensors_metadata
 from napari_adaqat.model.loading import DEFAULT_BASELINE, DEFAULT_MODEL, load_model
 
 SHIPPED_TEST_IMAGES = ["covid19_v7__41182_2020_203_Fig4_HTML", "covid19_v7__5782ae15", "covid19_v7__90070cbc",
@@ -66,8 +66,8 @@ def test_default_baseline_agrees_with_int8_model(cxr_dir):
     from napari_adaqat.inference.predictor import BoxPredictor
     from napari_adaqat.io import read_image
 
-    model = BoxPredictor(load_model()[0])
-    base = BoxPredictor(load_model(baseline=True)[0])
+    model = BoxPredictor(load_model())
+    base = BoxPredictor(load_model(baseline=True))
     gaps = []
     for name in SHIPPED_TEST_IMAGES:
         image = read_image(cxr_dir / "images" / f"{name}.png").pixels

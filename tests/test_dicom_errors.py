@@ -121,7 +121,12 @@ def test_missing_decoder_names_the_syntax_and_the_packages(tmp_path, monkeypatch
     monkeypatch.setattr(pydicom.pixels, "get_decoder", lambda uid: NoPlugins())
     assert _error(CORPUS / "SC_rgb_jpeg.dcm") == (
         "cannot decode JPEG Baseline (Process 1) (1.2.840.10008.1.2.4.50) pixel data: no decoder for it is "
-        "installed; `pip install pylibjpeg pylibjpeg-libjpeg` would decode it")
+        "installed; `pip install pillow` would decode it")
+    # JPEG Lossless needs the GPL decoder, which only the dicom-gpl extra installs (issue 30)
+    assert _error(CORPUS / "SC_rgb_jpeg_gdcm.dcm") == (
+        "cannot decode JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 [Selection Value 1]) "
+        "(1.2.840.10008.1.2.4.70) pixel data: its decoder is GPL-licensed and not installed by default; "
+        "`pip install 'napari-adaqat[dicom-gpl]'` would decode it")
 
 
 def test_corrupt_compressed_stream_gets_no_decoder_internals():

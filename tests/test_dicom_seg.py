@@ -60,8 +60,8 @@ def test_cli_writes_a_seg_that_references_the_source(tmp_path, cxr_dir):
     assert main(["segment", str(scans), "--out", str(tmp_path / "seg"), "--format", "dcm-seg", "--device", "cpu"]) == 1
     assert main(["segment", str(source), "--out", str(tmp_path / "png"), "--device", "cpu"]) == 0
     rows = {Path(r["file"]).name: r for r in _rows(tmp_path / "seg")}
-    assert list(_rows(tmp_path / "seg")[0]) == ["file", "status", "error", "box", "area_px", "seconds", "mask",
-                                               "ssim_vs_baseline"]
+    assert list(_rows(tmp_path / "seg")[0])[:10] == ["file", "status", "error", "box", "area_px", "seconds", "mask",
+                                                    "ssim_vs_baseline", "quality", "review"]
     assert rows["plain.png"]["status"] == "error"
     assert "a DICOM SEG needs a DICOM input" in rows["plain.png"]["error"]
     out = tmp_path / "seg" / "chest_seg.dcm"

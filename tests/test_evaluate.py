@@ -75,7 +75,7 @@ class _FailsOn:
 
 
 def test_one_failing_image_is_skipped_and_empty_predictions_give_strict_json(tmp_path, cxr_dir, nano_pth):
-    sam, _ = loading.load_model(nano_pth, model_type="vit_nano")  # random weights: masks are often empty
+    sam = loading.load_model(nano_pth, model_type="vit_nano")  # random weights: masks are often empty
     predictor = _FailsOn(BoxPredictor(sam, "cpu"), bad_call=2)
     summary = evaluate(cxr_dir, predictor, None, tmp_path / "report", split="all")
     assert summary["n"] == 3 and len(summary["skipped"]) == 1 and "out of memory" in summary["skipped"][0]
@@ -98,7 +98,7 @@ def test_mixed_mm_and_px_images_are_summarised_per_unit(tmp_path, cxr_dir, nano_
     pixels = (gray[..., 0] if gray.ndim == 3 else gray).astype(np.uint16) * 16  # 12-bit content
     make_dicom(data / "images" / f"{first.stem}.dcm", pixels, PixelSpacing=[0.5, 0.5])
     first.unlink()
-    sam, _ = loading.load_model(nano_pth, model_type="vit_nano")
+    sam = loading.load_model(nano_pth, model_type="vit_nano")
     summary = evaluate(data, BoxPredictor(sam, "cpu"), None, tmp_path / "report", split="all")
     rows = _rows(tmp_path / "report" / "per_image.csv")
     assert sorted(r["units"] for r in rows) == ["mm", "px", "px", "px"]

@@ -12,7 +12,7 @@ from torch import nn
 
 from napari_adaqat.model.build import OFFICIAL_CHECKPOINT_BYTES, ModelLoadError, PRESETS, build_sam
 from napari_adaqat.model.compression import arithmetic_compression, file_compression, fp32_state_bytes
-from napari_adaqat.model.model_file import export_model, load_model_file
+from napari_adaqat.model.formats.model_file import export_model, load_model_file
 from napari_adaqat.model.ptq import ptq_from_checkpoint
 from napari_adaqat.model.forward import decode_boxes, encode
 from napari_adaqat.model.qat import QuantLinear, apply_qat, fake_quant_int8, quantized_modules
@@ -63,7 +63,8 @@ def paper_file(qat_model, tmp_path_factory):
 def test_round_trip_paper_matches_fake_quant_model(qat_model, paper_file):
     ref = _logits(qat_model)
     state_before = {k: v.clone() for k, v in qat_model.state_dict().items()}
-    sam, meta = load_model_file(paper_file)
+    sam = load_model_file(paper_file)
+    meta = sam.meta
     out = _logits(sam)
     assert (out - ref).abs().max() <= 1e-5
     assert ref.abs().max() > 1e-2  # the comparison is not between two near-zero maps
@@ -78,7 +79,7 @@ def test_round_trip_paper_matches_fake_quant_model(qat_model, paper_file):
 
 
 def test_metadata_contents(qat_model, paper_file):
-    _, meta = load_model_file(paper_file)
+    meta = load_model_file(paper_file).meta
     assert meta["format"] == "adaqat-model" and meta["format_version"] == 1 and meta["profile"] == "paper"
     assert meta["spec"] == qat_model.spec.to_dict() | {"global_attn_indexes": [1], "pixel_mean": list(
         qat_model.spec.pixel_mean), "pixel_std": list(qat_model.spec.pixel_std)}
@@ -115,10 +116,12 @@ def test_deploy_and_fp32_profiles(qat_model, paper_file, tmp_path):
     with safe_open(str(tmp_path / "d.safetensors"), "pt") as f:
         assert f.get_tensor("image_encoder.blocks.0.attn.qkv.weight").dtype == torch.float16
         assert f.get_tensor("prompt_encoder.pe_layer.positional_encoding_gaussian_matrix").dtype == torch.float32
-    sam, meta = load_model_file(tmp_path / "d.safetensors")
+    sam = load_model_file(tmp_path / "d.safetensors")
+    meta = sam.meta
     assert meta["profile"] == "deploy"
     assert (_logits(sam) - ref).abs().max() <= 2e-3 * max(1.0, ref.abs().max().item())
-    sam, meta = load_model_file(tmp_path / "f.safetensors")
+    sam = load_model_file(tmp_path / "f.safetensors")
+    meta = sam.meta
     assert meta["int8_layers"] == [] and fp32["n_int8_tensors"] == 0
     assert (_logits(sam) - ref).abs().max() <= 1e-5  # stores the effective (fake-quant) weights
     comp = file_compression(paper_file, qat_model.spec, own_fp32_bytes=fp32["bytes"])
@@ -138,7 +141,7 @@ def test_quantize_extra_round_trip(tmp_path):
         assert key + ".int8" in keys and key not in keys, key
     assert "image_encoder.blocks.0.attn.qkv.bias" in keys
     assert summary["n_int8_tensors"] > 53 * 2
-    loaded, _ = load_model_file(tmp_path / "x.safetensors")
+    loaded = load_model_file(tmp_path / "x.safetensors")
     assert (_logits(loaded) - _logits(sam)).abs().max() <= 1e-5
 
 
@@ -150,7 +153,8 @@ def test_ptq_from_official_style_checkpoint(tmp_path):
     sam = ptq_from_checkpoint(tmp_path / "sam.pth", "vit_nano")
     assert sum(type(m) is QuantLinear for m in sam.modules()) == 53
     export_model(sam, tmp_path / "ptq.safetensors", spec=sam.spec)
-    loaded, meta = load_model_file(tmp_path / "ptq.safetensors")
+    loaded = load_model_file(tmp_path / "ptq.safetensors")
+    meta = loaded.meta
     assert (_logits(loaded) - _logits(sam)).abs().max() <= 1e-5
 
 
@@ -256,7 +260,8 @@ def test_header_length_with_low_byte_0x80_is_not_mistaken_for_a_pickle(paper_fil
             break
     else:
         pytest.fail("could not produce a header length of 128 mod 256")
-    sam, meta = load_model_file(path)
+    sam = load_model_file(path)
+    meta = sam.meta
     assert meta["pad"] == "x" * pad
 
 
@@ -286,7 +291,7 @@ def test_measured_file_ratios_vit_b(tmp_path):
             ratios[(profile, extra)] = file_compression(out, sam.spec)["ratio_vs_official"]
             if (profile, extra) == ("paper", False):
                 assert summary["int8_params"] == 67_666_944
-                assert load_model_file(out)[0].spec == sam.spec
+                assert load_model_file(out).spec == sam.spec
             out.unlink()
         del sam
     pth.unlink()
@@ -298,7 +303,7 @@ def test_measured_file_ratios_vit_b(tmp_path):
 
 def test_bad_training_checkpoint_metadata_refused(tmp_path):
     """Checkpoint metadata that is valid JSON but not a checkpoint description gets a one-line error."""
-    from napari_adaqat.model.checkpoint import describe_model, load_checkpoint_model, save_checkpoint
+    from napari_adaqat.model.formats.checkpoint import describe_model, load_checkpoint_model, save_checkpoint
     from napari_adaqat.model.loading import load_model
 
     sam = build_sam("vit_nano")
@@ -306,7 +311,8 @@ def test_bad_training_checkpoint_metadata_refused(tmp_path):
     description = describe_model(PRESETS["vit_nano"], None, {"variant": "full", "unknown_option": 1})
     apply_qat(sam, "full")
     save_checkpoint(good, sam, description, {"epoch": 1})
-    loaded, meta = load_checkpoint_model(good)  # unknown qat options are ignored, not passed on
+    loaded = load_checkpoint_model(good)
+    meta = loaded.meta  # unknown qat options are ignored, not passed on
     assert meta["epoch"] == 1 and quantized_modules(loaded)
     tensors = load_file(str(good))
     for name, raw in {"list": "[1, 2]", "string": '"checkpoint"',

@@ -14,9 +14,9 @@ from napari_adaqat.model.adalora import AdaLoRAConfig, inject_adalora
 from napari_adaqat.model.build import build_sam
 from napari_adaqat.model.fast_attention import _block, fast_encoder_forward, rel_pos_attention, supports_fast_path
 from napari_adaqat.model.forward import embed
-from napari_adaqat.model.int8_runtime import Int8Linear, load_model_file_int8, plain_state_items
+from napari_adaqat.model.int8_runtime import Int8Linear, plain_state_items
 from napari_adaqat.model.lean_decoder import image_context, supports_lean_decoder, upsample_logits
-from napari_adaqat.model.model_file import export_model, load_model_file
+from napari_adaqat.model.formats.model_file import export_model, load_model_file
 from napari_adaqat.model.qat import apply_qat
 
 
@@ -182,8 +182,9 @@ def test_int8_weights_stay_int8_and_predict_the_same(tmp_path):
     apply_qat(sam, "full")
     path = tmp_path / "m.safetensors"
     export_model(sam, path, profile="paper")
-    fp32, _ = load_model_file(path)
-    lean, meta = load_model_file_int8(path)
+    fp32 = load_model_file(path)
+    lean = load_model_file(path, keep_int8=True)
+    meta = lean.meta
     int8 = {n: m for n, m in lean.named_modules() if isinstance(m, Int8Linear)}
     assert len(int8) == 3 * sam.spec.depth and all(m.qweight.dtype == torch.int8 for m in int8.values())
     assert not any(t.is_meta for t in lean.state_dict().values())

@@ -12,7 +12,7 @@ from napari_adaqat.data.dataset import discover, load_pair
 from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.model.adalora import adalora_modules
 from napari_adaqat.model.build import PRESETS, ModelLoadError, SamSpec, build_sam, spec_from_metadata
-from napari_adaqat.model.files import safetensors_metadata
+from napari_adaqat.model.formats.container import safetensors_metadata
 from napari_adaqat.model.forward import decode_boxes, embed
 from napari_adaqat.model.loading import load_model
 from napari_adaqat.train import train
@@ -92,7 +92,7 @@ def test_hybrid_runs_full_stage1_stage2_and_int8_export(model_type, dataset, tmp
     assert main(["export", str(tmp_path / "s2"), "--out", str(tmp_path / "x.safetensors"), "--scores", str(bad)]) != 0
     assert "not a JSON file of scores" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
-    sam, _ = load_model(out)
+    sam = load_model(out)
     assert sam.spec == PRESETS[model_type]
     int8 = [k for k in meta["int8_layers"] if k.startswith("image_encoder.blocks.")]
     assert int8, "the encoder's attention blocks are stored INT8"
@@ -100,7 +100,7 @@ def test_hybrid_runs_full_stage1_stage2_and_int8_export(model_type, dataset, tmp
     image, ref = load_pair(next(iter(pairs.values())))
     pred = BoxPredictor(sam).set_image(image).predict(mask_box(ref))
     assert pred.masks.shape == (1, *image.shape)
-    kept, _ = load_model(out, keep_int8=True)  # INT8 weights kept INT8 in memory: the same masks
+    kept = load_model(out, keep_int8=True)  # INT8 weights kept INT8 in memory: the same masks
     assert (BoxPredictor(kept).set_image(image).predict(mask_box(ref)).masks == pred.masks).mean() > 0.999
 
 

@@ -12,9 +12,9 @@ from napari_adaqat.io import read_image
 from napari_adaqat.model.build import build_sam
 from napari_adaqat.model.forward import embed
 from napari_adaqat.model import int8_runtime
-from napari_adaqat.model.int8_runtime import Int8Linear, int8_linear, load_model_file_int8, quantize_rows
+from napari_adaqat.model.int8_runtime import Int8Linear, int8_linear, quantize_rows
 from napari_adaqat.model.loading import resolve_model_path
-from napari_adaqat.model.model_file import export_model
+from napari_adaqat.model.formats.model_file import export_model, load_model_file
 from napari_adaqat.model.qat import apply_qat, quantize_tensor_int8
 
 
@@ -52,8 +52,8 @@ def test_int8_matmul_models_stay_close_to_the_exact_path(tmp_path, monkeypatch):
     monkeypatch.setattr(int8_runtime, "INT8_GEMM_MIN_ROWS", 0)  # these small inputs too
     for model_type, size in (("vit_tiny", None), ("vit_b", 256)):
         path = _int8_file(tmp_path, model_type, size)
-        exact, _ = load_model_file_int8(path)
-        fast, _ = load_model_file_int8(path, int8_matmul=True)
+        exact = load_model_file(path, keep_int8=True)
+        fast = load_model_file(path, keep_int8=True, int8_matmul=True)
         layers = [m for m in fast.modules() if isinstance(m, Int8Linear)]
         assert layers and all(m.int8_matmul for m in layers)
         s = int(exact.image_encoder.img_size)
@@ -70,8 +70,8 @@ def test_bundled_model_gives_the_same_mask_with_int8_gemms(monkeypatch, cxr_dir)
     upsampled: a few boundary pixels flip)."""
     monkeypatch.setattr(int8_runtime, "INT8_GEMM_MIN_ROWS", 0)
     path = resolve_model_path(None)
-    exact, _ = load_model_file_int8(path)
-    fast, _ = load_model_file_int8(path, int8_matmul=True)
+    exact = load_model_file(path, keep_int8=True)
+    fast = load_model_file(path, keep_int8=True, int8_matmul=True)
     images = sorted((cxr_dir / "images").iterdir())
     assert images, "tests/data/cxr/images holds real radiographs"
     pixels = read_image(images[0]).pixels

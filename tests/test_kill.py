@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from napari_adaqat.inference.batch import compact_folder
 from napari_adaqat.io import read_mask
 from napari_adaqat.model.loading import load_model
 
@@ -91,7 +92,9 @@ def scans(tmp_path, cxr_dir) -> Path:
 
 
 def check_after_kill(out: Path) -> int:
-    """results.csv valid, every mask complete; returns the number of finished files."""
+    """results.csv valid (after compacting the killed run's journal, as ``adaqat segment --compact`` does),
+    every mask complete; returns the number of finished files."""
+    compact_folder(out)
     finished = ok_rows(out / "results.csv")
     for mask in out.glob("*_mask.png"):
         assert read_mask(mask).shape[0] > 100, mask  # a complete PNG: a half-written one does not decode
@@ -128,9 +131,9 @@ def test_segment_killed_while_a_mask_is_half_written(scans, tmp_path):
     assert line.startswith("HALF-WRITTEN"), (line, proc.stderr.read()[-2000:] if proc.poll() is not None else "")
     temp = Path(line.split(maxsplit=1)[1].strip())
     kill(proc)
-    match = re.fullmatch(r"\.(.+_mask)\.\d+\.[0-9a-f]{8}\.tmp\.png", temp.name)
+    match = re.fullmatch(r"\.(.+_mask\.png)\.\d+\.[0-9a-f]{8}\.tmp\.png", temp.name)  # util/atomic.py's names
     assert match and temp.is_file(), temp
-    assert not (out / f"{match.group(1)}.png").exists()  # the half-written data never reached the mask's own name
+    assert not (out / match.group(1)).exists()  # the half-written data never reached the mask's own name
     assert check_after_kill(out) == 4
     rerun_segment(scans, out, 4, 40)
 
@@ -143,7 +146,7 @@ def check_export_rerun(source: Path, out: Path, model_type: str) -> None:
     result = subprocess.run([sys.executable, "-m", "napari_adaqat", *export_args(source, out, model_type)],
                             capture_output=True, text=True, timeout=300, env=ENV)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert load_model(out)[1]["format"] == "adaqat-model"
+    assert load_model(out).meta["format"] == "adaqat-model"
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # no temp file left
 
 
@@ -155,7 +158,8 @@ def test_export_killed_while_the_model_file_is_half_written(tmp_path, nano_pth):
     assert line.startswith("HALF-WRITTEN"), (line, proc.stderr.read()[-2000:] if proc.poll() is not None else "")
     kill(proc)
     temps = list(out.parent.iterdir())
-    assert [t.name for t in temps] == [f".{out.name}.tmp-{proc.pid}"]  # only the temp, never the model's name
+    assert len(temps) == 1 and re.fullmatch(rf"\.{re.escape(out.name)}\.{proc.pid}\.[0-9a-f]{{8}}\.tmp\.safetensors",
+                                            temps[0].name), temps  # only the temp, never the model's name
     check_export_rerun(nano_pth, out, "vit_nano")
 
 

@@ -9,7 +9,7 @@ import torch
 from napari_adaqat.inference.predictor import BoxPredictor, EmbeddingCache
 from napari_adaqat.model.build import PRESETS, ModelLoadError, build_sam, spec_from_metadata
 from napari_adaqat.model.forward import decode_boxes, embed, image_detail
-from napari_adaqat.train.modes import parameter_role
+from napari_adaqat.model.modes import parameter_role
 
 BOXES = torch.tensor([[4.0, 6, 58, 60], [12, 10, 40, 52]])
 
@@ -103,7 +103,7 @@ def test_mask_refiner_spec_round_trip_and_refusals():
 
 
 def test_training_adds_a_refiner_to_a_start_model_without_one(dataset, tmp_path):
-    from napari_adaqat.model.checkpoint import load_checkpoint_model
+    from napari_adaqat.model.formats.checkpoint import load_checkpoint_model
     from napari_adaqat.train import train
     from napari_adaqat.train.config import TrainConfig
 
@@ -111,10 +111,10 @@ def test_training_adds_a_refiner_to_a_start_model_without_one(dataset, tmp_path)
                   patience=0, max_steps_per_epoch=2)
     train(out=tmp_path / "base", mode="full", epochs=1, **common)
     start = tmp_path / "base/checkpoints/best.safetensors"
-    assert not hasattr(load_checkpoint_model(start)[0], "mask_refiner")
+    assert not hasattr(load_checkpoint_model(start), "mask_refiner")
     train(out=tmp_path / "refined", mode="adalora", epochs=1, checkpoint=str(start), mask_refiner=4,
           adalora={"r_init": 8, "r_target": 4}, **common)
-    sam, _ = load_checkpoint_model(tmp_path / "refined/checkpoints/best.safetensors")
+    sam = load_checkpoint_model(tmp_path / "refined/checkpoints/best.safetensors")
     assert sam.spec.mask_refiner == 4 and sam.mask_refiner.width == 4
     trained = sam.mask_refiner.mask_branch[-1].weight
     assert trained.abs().sum() > 0  # it trained with the decoder (it starts at zero)

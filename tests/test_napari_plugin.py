@@ -36,7 +36,8 @@ def test_manifest_is_discovered_with_all_contributions(make_napari_viewer):
     pm = PluginManager.instance()
     manifest = pm.get_manifest(PLUGIN)
     contrib = manifest.contributions
-    assert [w.display_name for w in contrib.widgets] == [WIDGET, "Train (AdaLoRA-QAT)", "Batch segment (AdaLoRA-QAT)"]
+    assert [w.display_name for w in contrib.widgets] == [WIDGET, "Train (AdaLoRA-QAT)", "Batch segment (AdaLoRA-QAT)",
+                                                        "Annotate folder (AdaLoRA-QAT)"]
     assert contrib.readers and "*.dcm" in contrib.readers[0].filename_patterns
     assert "*" not in contrib.readers[0].filename_patterns  # a bare '*' makes napari ask for every PNG
     assert contrib.writers and contrib.writers[0].layer_types == ["labels"]

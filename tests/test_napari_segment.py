@@ -25,6 +25,7 @@ from napari_adaqat.inference.predictor import BoxPredictor  # noqa: E402
 from napari_adaqat.model import loading  # noqa: E402
 from napari_adaqat.model.build import build_sam  # noqa: E402
 from napari_adaqat.widgets.segment import SegmentWidget  # noqa: E402
+from napari_adaqat.widgets._shared import FILE_RECHECK_S, shared_engine  # noqa: E402
 
 pytestmark = pytest.mark.gui
 WAIT_MS = 120_000
@@ -79,7 +80,7 @@ def draw_with_mouse(viewer, qtbot, start_rc, end_rc) -> None:
 
 
 def probs(model_path: Path, image: np.ndarray, box: np.ndarray) -> np.ndarray:
-    sam, _ = loading.load_model(model_path, model_type="vit_nano")
+    sam = loading.load_model(model_path, model_type="vit_nano")
     predictor = BoxPredictor(sam, "cpu")
     predictor.set_image(image)
     return predictor.predict(box).probs[0].astype(np.float64)
@@ -284,7 +285,7 @@ def test_engine_reloads_a_rewritten_model_file_and_keeps_at_most_two(nano_models
     assert not np.allclose(second.predict(np.array([8, 8, 56, 56])).probs[0], before)
     engine.predictor(ModelRef(path=nano_models[0], model_type="vit_nano"), "cpu")
     engine.predictor(ModelRef(path=nano_models[1], model_type="vit_nano"), "cpu")
-    assert len(engine._predictors) == Engine.MAX_LOADED
+    assert len(engine._segmenters) == Engine.MAX_LOADED
 
 
 def test_closing_the_dock_while_a_job_runs_raises_nothing(make_napari_viewer, qtbot, nano_models):
@@ -404,8 +405,39 @@ def test_a_quick_prompt_runs_at_once_unless_the_model_file_changed(make_napari_v
     wait(qtbot, widget)  # the maps follow in a worker
     time.sleep(0.01)
     shutil.copy(nano_models[1], live)  # the file changed: a new model must be loaded, not on the GUI thread
+    assert widget.engine is shared_engine()  # one engine per viewer; prompts do not stat the model file:
+    time.sleep(FILE_RECHECK_S)  # it is looked at again after FILE_RECHECK_S
     before = widget.last_result
     boxes.add_rectangles(np.array([[45.0, 35.0], [465.0, 475.0]]))
     assert widget.last_result is before and widget.busy  # queued for the worker
     wait(qtbot, widget)
     assert widget.last_result is not before
+
+
+def test_a_prompt_neither_rebuilds_model_refs_nor_stats_the_model_file(make_napari_viewer, qtbot, nano_models,
+                                                                       monkeypatch):
+    """The model choice is turned into refs when it changes, and the file's identity is looked at on a timer
+    (FILE_RECHECK_S), not at every box; the Segment dock prompts through the one shared engine."""
+    viewer = make_napari_viewer()
+    add_sample(viewer)
+    widget = dock(viewer, qtbot, model_path=nano_models[0], use_baseline=False, model_type="vit_nano")
+    assert widget.engine is shared_engine()
+    boxes = viewer.layers["boxes"]
+    boxes.add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+    wait(qtbot, widget)
+    first = widget.last_result
+    monkeypatch.setattr(widget.engine, "recheck_seconds", 3600.0)  # the timer does not fire during this test
+    looked_at, real_stat = [], Path.stat
+
+    def counting_stat(self, *args, **kwargs):
+        if self.name == nano_models[0].name:
+            looked_at.append(self)
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", counting_stat)
+    monkeypatch.setattr(widget.models, "model_ref", lambda: pytest.fail("model refs rebuilt for a prompt"))
+    for box in ([[60.0, 50.0], [450.0, 460.0]], [[45.0, 35.0], [465.0, 475.0]]):
+        boxes.add_rectangles(np.array(box))
+        wait(qtbot, widget)
+    assert widget.last_error is None and widget.last_result is not first
+    assert looked_at == []

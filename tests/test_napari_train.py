@@ -35,7 +35,8 @@ def dataset(tmp_path, cxr_dir) -> Path:
     root = tmp_path / "data"
     shutil.copytree(cxr_dir, root, ignore=shutil.ignore_patterns("*.md", "*.csv"))
     names = sorted(p.stem for p in (root / "images").glob("*.png"))
-    (root / "split.json").write_text(json.dumps({"train": names, "val": names, "test": []}))
+    (root / "split.json").write_text(json.dumps({"train": names, "val": names, "test": [],
+                                                    "val_overlaps_train": True}))  # on purpose: 4 films
     return root
 
 
@@ -48,6 +49,8 @@ def dock(viewer) -> TrainWidget:
 
 def fill(widget: TrainWidget, data: Path, out: Path, epochs: int, batch_size: int = 4) -> None:
     widget.stage.value = 1
+    widget.preset.value = "paper"
+    widget.checkpoint.line_edit.value = ""
     widget.data.value = str(data)
     widget.out.value = str(out)
     widget.model_type.value = "vit_nano"
@@ -105,7 +108,7 @@ def test_missing_data_folder_gives_a_message_and_starts_nothing(make_napari_view
     assert widget.status.value.startswith("Choose a data folder")
     widget.data.value = str(tmp_path / "nope")
     widget.start_button.native.click()
-    assert not widget.busy and "Data folder not found" in widget.status.value
+    assert not widget.busy and "data folder not found" in widget.status.value
     assert "\n" not in widget.status.value
     assert not (tmp_path / "run").exists()
     # Stage 2 swaps the Stage-1 fields for "from run" and needs a Stage-1 model
@@ -246,6 +249,9 @@ def test_real_run_plot_stop_resume_continue_to_model_and_use_it(make_napari_view
 
     run = tmp_path / "run"
     widget.out.value = str(run)
+    widget.stage.value = 1
+    widget.preset.value = "paper"
+    widget.checkpoint.line_edit.value = ""
     widget.model_type.value = "vit_tiny"
     widget.mode.value = "full"
     widget.epochs.value = 3
@@ -279,13 +285,13 @@ def test_real_run_plot_stop_resume_continue_to_model_and_use_it(make_napari_view
     widget.qat_epochs.value = 1
     assert widget.continue_button.enabled
     widget.continue_button.native.click()
-    assert widget.busy and "--stage 2" in widget.command.value and f"--from {run}" in widget.command.value
+    assert widget.busy and "--stage all" in widget.command.value and f"--from {run}" in widget.command.value
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
     assert widget.last_error is None, widget.status.value
     int8, fp32 = widget.exported
-    assert int8.is_file() and fp32.is_file() and int8.parent == tmp_path / "run_stage2"
-    assert (tmp_path / "run_stage2" / "checkpoints" / "best.safetensors").is_file()
-    assert "run_stage2/model_int8.safetensors (" in widget.models_label.value and "MB)" in widget.models_label.value
+    assert int8.is_file() and fp32.is_file() and int8.parent == tmp_path / "run_model"
+    assert (tmp_path / "run_model" / "stage2" / "checkpoints" / "best.safetensors").is_file()
+    assert "run_model/model_int8.safetensors (" in widget.models_label.value and "MB)" in widget.models_label.value
     assert str(int8) in widget.models_label.tooltip
     assert int8.stat().st_size < fp32.stat().st_size  # INT8 (deploy) is the smaller file
     assert widget.use_button.enabled
@@ -301,14 +307,65 @@ def test_real_run_plot_stop_resume_continue_to_model_and_use_it(make_napari_view
     assert "SSIM" in viewer.layers and segment.legends.ssim.isVisibleTo(segment.native)
 
 
-def test_resume_keeps_the_runs_own_config(tmp_path):
-    """Resume passes no preset, model type or mode: the run's config.json decides them."""
-    from napari_adaqat.widgets._train_process import TrainRequest
+def test_resume_keeps_the_runs_own_config(qtbot, tmp_path):
+    """Resume takes the run's config.json: the form's preset, model type and mode do not override it."""
+    from napari_adaqat.train.chain import config_args
+    from napari_adaqat.train.config import make_config
 
-    req = TrainRequest(data=str(tmp_path / "d"), out=str(tmp_path / "r"), model_type="vit_b", mode="adalora",
-                       preset="authors", epochs=7, resume=True)
-    args = req.args()
-    assert "--resume" in args and args[args.index("--epochs") + 1] == "7"
-    assert not {"--preset", "--model-type", "--mode", "--checkpoint"} & set(args)
-    fresh = TrainRequest(data="d", out="r", model_type="vit_b", mode="adalora", preset="authors").args()
-    assert fresh[fresh.index("--preset") + 1] == "authors" and "--resume" not in fresh
+    run = tmp_path / "r"
+    run.mkdir()
+    saved = make_config("authors", 1, {"data": str(tmp_path), "out": str(run), "model_type": "vit_nano",
+                                       "mode": "full", "epochs": 5})
+    (run / "config.json").write_text(json.dumps(saved.to_dict()))
+    widget = TrainWidget(None)
+    widget.stage.value, widget.preset.value, widget.model_type.value = 1, "paper", "vit_b"
+    widget.data.value, widget.out.value, widget.epochs.value = str(tmp_path), str(run), 7
+    widget.resume.value = True
+    cfg = widget.config()
+    assert (cfg.preset, cfg.model_type, cfg.mode, cfg.epochs) == ("authors", "vit_nano", "full", 7)
+    assert widget.command.value.endswith(" ".join(config_args(cfg, resume=True)))
+    assert "--resume" in widget.command.value and "--preset authors" in widget.command.value
+
+
+def test_start_with_the_defaults_fine_tunes_the_bundled_model(make_napari_viewer, qtbot, dataset, tmp_path,
+                                                              screenshot_dir):
+    """No GPU and no SAM checkpoint: the dock opens on the finetune preset from the bundled model, Start runs
+    the core chain (its command is the Chain's) and the new pair goes to the Segment and Annotate docks."""
+    from napari_adaqat.train.chain import chain_paths
+    from napari_adaqat.widgets._train_process import ChainProcess, adaqat_argv
+
+    viewer = make_napari_viewer()
+    for data, kw, kind in chest_xray():
+        getattr(viewer, f"add_{kind}")(data, **kw)
+    widget = dock(viewer)
+    assert (widget.stage.value, widget.preset.value, widget.checkpoint.line_edit.value) == ("all", "finetune",
+                                                                                            "default")
+    assert widget.why.value.startswith("No GPU and no SAM checkpoint") and "\n" not in widget.why.value
+    assert widget.model_type.native.isHidden()  # the bundled file carries its architecture
+    run = tmp_path / "mine"
+    widget.data.value, widget.out.value = str(dataset), str(run)
+    qtbot.waitUntil(lambda: widget.data_report is not None and not widget.checking, timeout=30_000)
+    assert widget.eta.value.startswith("about ") and "4 training films" in widget.eta.value
+    widget.epochs.value, widget.qat_epochs.value = 1, 1  # the test's only change: one epoch per stage
+    viewer.window.resize(1400, 900)
+    qtbot.wait(300)
+    viewer.screenshot(str(screenshot_dir / "screenshot_train_finetune.png"), canvas_only=False)
+    widget.start_button.native.click()
+    assert widget.busy and isinstance(widget.process, ChainProcess), widget.status.value
+    chain = widget.process.chain
+    assert widget.process.argv == adaqat_argv(chain.argv()) and chain == widget.chain()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert widget.last_error is None, widget.status.value
+    assert widget.status.value.startswith("Model ready: model_int8.safetensors")
+    assert json.loads(chain_paths(run)["config"].read_text()) == chain.to_dict()  # written by the core chain
+    int8, fp32 = widget.exported
+    assert (int8, fp32) == (run / "model_int8.safetensors", run / "baseline_fp32.safetensors")
+    assert int8.is_file() and fp32.is_file() and widget.plot.dice_x  # the curves followed both stages
+
+    assert widget.use_in_annotate_dock() is None and "Annotate dock is not open" in widget.status.value
+    viewer.window.add_plugin_dock_widget(PLUGIN, "Annotate folder (AdaLoRA-QAT)")
+    widget.annotate_button.native.click()
+    annotate = widget.use_in_annotate_dock()
+    assert annotate is not None and Path(annotate.models.model_file.value) == int8
+    segment = widget.use_in_segment_dock()
+    assert Path(segment.model_file.value) == int8 and Path(segment.baseline_file.value) == fp32

@@ -191,7 +191,7 @@ def test_quantize_extra_and_prompt_encoder_options():
 
 
 def test_quantization_report(tmp_path):
-    from napari_adaqat.model.quant_report import quantization_report
+    from napari_adaqat.report.quant_figures import quantization_report
 
     torch.manual_seed(5)
     sam = build_sam("vit_nano")

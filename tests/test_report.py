@@ -54,6 +54,28 @@ def test_table1_equals_the_per_image_means_and_scipy_wilcoxon(report):
         assert "significant" in row["verdict"]
 
 
+def test_table1_equivalence_p_values_equal_scipy_ttests(report):
+    """--baseline default: Table 1 states the TOST result on Dice; its p equals scipy's two one-sided t-tests."""
+    rows, tables = _rows(report), json.loads((report / "tables.json").read_text())
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["equivalence_margin"] == 0.005
+    for row in tables["table1"]:
+        if row["model"] == "baseline" or not row["metric"].startswith("dice"):
+            assert row["equivalence_p"] is None and row["equivalence"] == ""
+            continue
+        d = np.array([float(r[f"{row['model']}_{row['metric']}"]) - float(r[f"baseline_{row['metric']}"]) for r in rows])
+        if d.std() == 0:
+            expected = 0.0 if abs(d.mean()) < 0.005 else 1.0
+        else:
+            expected = max(stats.ttest_1samp(d, -0.005, alternative="greater").pvalue,
+                           stats.ttest_1samp(d, 0.005, alternative="less").pvalue)
+        assert row["equivalence_p"] == pytest.approx(expected, rel=1e-12, abs=1e-300)
+        words = "equivalent within ±0.5 Dice points" if expected < 0.05 else "not shown equivalent"
+        assert row["equivalence"].startswith(words) and f"p = {expected:.3g}" in row["equivalence"]
+    text = (report / "report.md").read_text()
+    assert "equivalence (TOST)" in text and "±0.005 Dice" in text and "4 of 4 images" in text
+
+
 def test_table2_sizes_are_the_files_sizes_and_int8_layers_are_counted(report):
     table2 = {r["model"]: r for r in json.loads((report / "tables.json").read_text())["table2"]}
     assert table2["model"]["bytes"] == os.path.getsize(loading.DEFAULT_MODEL)

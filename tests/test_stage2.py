@@ -8,7 +8,7 @@ import torch
 from napari_adaqat.cli import main
 from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.io import read_image
-from napari_adaqat.model.checkpoint import load_checkpoint_model
+from napari_adaqat.model.formats.checkpoint import load_checkpoint_model
 from napari_adaqat.model.loading import load_model
 from napari_adaqat.model.qat import QuantLinear
 
@@ -29,8 +29,9 @@ def _stage2(stage1_run, cxr_dir, out, preset):
                  "--preset", preset, "--epochs", "1", "--batch-size", "2", "--device", "cpu",
                  "--set", "lr_adapter=1e-3", "--set", "lr_decoder=1e-3", "--set", "lr_other=1e-3"])
     assert code == 0
-    before, _ = load_checkpoint_model(stage1_run / "checkpoints" / "best.safetensors")
-    after, meta = load_checkpoint_model(out / "checkpoints" / "last.safetensors")
+    before = load_checkpoint_model(stage1_run / "checkpoints" / "best.safetensors")
+    after = load_checkpoint_model(out / "checkpoints" / "last.safetensors")
+    meta = after.meta
     return before.state_dict(), after, meta
 
 
@@ -62,8 +63,9 @@ def test_export_round_trip_and_info(stage1_run, cxr_dir, tmp_path, capsys):
     model_file = tmp_path / "m.safetensors"
     assert main(["export", str(s2), "--out", str(model_file), "--checkpoint", "last"]) == 0
     assert main(["export", str(s2), "--out", str(model_file)]) == 2  # never overwrites silently
-    fake_quant, _ = load_checkpoint_model(s2 / "checkpoints" / "last.safetensors")
-    loaded, meta = load_model(model_file)
+    fake_quant = load_checkpoint_model(s2 / "checkpoints" / "last.safetensors")
+    loaded = load_model(model_file)
+    meta = loaded.meta
     assert meta["profile"] == "paper" and meta["int8_layers"] and meta["provenance"]["epoch"] == 1
     image = read_image(next((cxr_dir / "images").glob("*.png"))).pixels
     box = np.array([30, 40, 400, 450])
@@ -84,7 +86,7 @@ def test_int8_round_trip_on_vit_tiny(tmp_path):
     """The INT8 file reloads to exactly the fake-quant weights: logits agree to ≤ 1e-5."""
     from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, inject_adalora
     from napari_adaqat.model.build import build_sam
-    from napari_adaqat.model.model_file import export_model, load_model_file
+    from napari_adaqat.model.formats.model_file import export_model, load_model_file
     from napari_adaqat.model.forward import decode_boxes, encode
     from napari_adaqat.model.qat import apply_qat
 
@@ -98,7 +100,8 @@ def test_int8_round_trip_on_vit_tiny(tmp_path):
     apply_qat(sam, "full")
     path = tmp_path / "tiny.safetensors"
     export_model(sam, path, profile="paper")
-    loaded, meta = load_model_file(path)
+    loaded = load_model_file(path)
+    meta = loaded.meta
     assert len(meta["int8_layers"]) == 6 * 3 + 47  # proj, lin1, lin2 per block + every decoder Linear
     x = torch.rand(1, 3, 256, 256) * 255
     box = torch.tensor([[20.0, 30.0, 230.0, 240.0]])

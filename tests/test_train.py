@@ -11,7 +11,7 @@ import pytest
 import torch
 from skimage.io import imsave
 
-from napari_adaqat.model.checkpoint import load_checkpoint_model
+from napari_adaqat.model.formats.checkpoint import load_checkpoint_model
 from napari_adaqat.train.config import make_config
 from napari_adaqat.data.dataset import DataError, check_pairs, discover, load_pair
 from napari_adaqat.train.run import run as train
@@ -33,7 +33,8 @@ def test_full_training_loss_falls_on_real_radiographs(dataset, tmp_path):
     steps = [r for r in read_progress(tmp_path / "run" / "progress.jsonl") if r["kind"] == "step"]
     assert steps and {"loss", "lr", "epoch"} <= set(steps[0])
     assert {"val_dice", "rank_budget", "seconds", "eta_s", "lr"} <= set(epochs[-1])
-    sam, meta = load_checkpoint_model(tmp_path / "run" / "checkpoints" / "best.safetensors")
+    sam = load_checkpoint_model(tmp_path / "run" / "checkpoints" / "best.safetensors")
+    meta = sam.meta
     assert meta["metrics"]["best_val_dice"] == pytest.approx(max(e["val_dice"] for e in epochs), abs=1e-4)
     assert json.loads((tmp_path / "run" / "split.json").read_text())["train"]
 
@@ -61,13 +62,14 @@ def test_resume_after_sigkill_matches_uninterrupted_run(dataset, tmp_path, nano_
     proc.wait()
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
     # what a kill during a checkpoint write would leave; --resume clears it
-    (run / "checkpoints" / ".last.safetensors.tmp99999").write_bytes(b"half a checkpoint")
+    (run / "checkpoints" / ".last.safetensors.99999.0badc0de.tmp.safetensors").write_bytes(b"half a checkpoint")
     result = subprocess.run(_cli(*common, "--out", str(run), "--resume"), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     start = [r for r in read_progress(progress) if r["kind"] == "start"]
     assert start[-1]["resumed_from"] >= 1
-    a, _ = load_checkpoint_model(straight / "checkpoints" / "last.safetensors")
-    b, meta = load_checkpoint_model(run / "checkpoints" / "last.safetensors")
+    a = load_checkpoint_model(straight / "checkpoints" / "last.safetensors")
+    b = load_checkpoint_model(run / "checkpoints" / "last.safetensors")
+    meta = b.meta
     assert meta["epoch"] == 4
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.allclose(x, y, atol=1e-6), name
@@ -107,7 +109,8 @@ def test_torchrun_two_processes_on_cpu(dataset, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     starts = [r for r in read_progress(out / "progress.jsonl") if r["kind"] == "start"]
     assert len(starts) == 1 and starts[0]["world_size"] == 2  # only rank 0 writes
-    sam, meta = load_checkpoint_model(out / "checkpoints" / "last.safetensors")
+    sam = load_checkpoint_model(out / "checkpoints" / "last.safetensors")
+    meta = sam.meta
     assert meta["format"] == "adaqat-checkpoint" and meta["epoch"] == 1
 
 

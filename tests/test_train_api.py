@@ -79,7 +79,7 @@ def test_sigterm_handler_is_restored_after_a_run(dataset, tmp_path):
     cfg = make_config("paper", 1, {**{k: v for k, v in TINY.items() if k != "preset"}, "epochs": 1,
                                    "data": str(dataset), "out": str(tmp_path / "run")})
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
-    stale = tmp_path / "run" / "checkpoints" / ".last.safetensors.tmp99999"
+    stale = tmp_path / "run" / "checkpoints" / ".last.safetensors.99999.0badc0de.tmp.safetensors"
     stale.write_bytes(b"half a checkpoint")
     run(cfg)
     assert signal.getsignal(signal.SIGTERM) is before

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from napari_adaqat.model.files import read_tensors
+from napari_adaqat.model.formats.container import read_tensors
 from napari_adaqat.train.config import make_config
 from napari_adaqat.train.ema import WeightEMA
 from napari_adaqat.train.run import run as train

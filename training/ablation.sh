@@ -45,18 +45,21 @@ fi
 s1=("${common[@]}" --checkpoint "$CHECKPOINT" --epochs "$EPOCHS")
 step decoder adaqat train --stage 1 --mode decoder "${s1[@]}" --out "$OUT/decoder"
 step lora8   adaqat train --stage 1 --mode lora --set adalora.r_init=8 --set adalora.r_target=8 "${s1[@]}" --out "$OUT/lora8"
-step adalora adaqat train --stage 1 --mode adalora "${s1[@]}" --out "$OUT/adalora"
-s2=(--stage 2 --preset "$PRESET" --from "$OUT/adalora" --data "$DATA" --device "$DEVICE" --epochs "$QAT_EPOCHS")
-step dqat    adaqat train "${s2[@]}" --qat-variant decoder --out "$OUT/dqat"
-step fullqat adaqat train "${s2[@]}" --qat-variant full --out "$OUT/fullqat"
+# adalora (Stage 1) -> fullqat (Stage 2) -> both files: the chain, into OUT/chain (an interrupted one resumes)
+again=(); if [ -f "$OUT/chain/chain.json" ]; then again=(--resume); fi
+step chain   adaqat train --stage all --mode adalora "${s1[@]}" --qat-epochs "$QAT_EPOCHS" --qat-variant full \
+  --profile paper --out "$OUT/chain" "${again[@]}"
+step dqat    adaqat train --stage 2 --preset "$PRESET" --from "$OUT/chain/stage1" --data "$DATA" --device "$DEVICE" \
+  --epochs "$QAT_EPOCHS" --qat-variant decoder --out "$OUT/dqat"
 
-for run in decoder lora8 adalora; do
+for run in decoder lora8; do
   step "export_$run" adaqat export "$OUT/$run" --profile fp32 --force --out "$OUT/models/$run.safetensors"
 done
-for run in dqat fullqat; do
-  step "export_$run" adaqat export "$OUT/$run" --profile paper --force --out "$OUT/models/$run.safetensors"
-done
-SPLIT="$OUT/adalora/split.json"
+step export_dqat adaqat export "$OUT/dqat" --profile paper --force --out "$OUT/models/dqat.safetensors"
+mkdir -p "$OUT/models"
+cp "$OUT/chain/baseline_fp32.safetensors" "$OUT/models/adalora.safetensors"
+cp "$OUT/chain/model_int8.safetensors" "$OUT/models/fullqat.safetensors"
+SPLIT="$OUT/chain/stage1/split.json"
 step evaluate adaqat evaluate --data "$DATA" --split test --split-file "$SPLIT" --device "$DEVICE" \
   --model "$OUT/models/decoder.safetensors" --model "$OUT/models/lora8.safetensors" \
   --model "$OUT/models/adalora.safetensors" --model "$OUT/models/dqat.safetensors" \

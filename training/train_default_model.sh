@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the bundled default model (v3f, training/default_model.yaml; CPU: 85 min on 2 otherwise idle cores,
 # measured, BENCHMARKS.md):
-#   1. full training from scratch (base)  2. Stage 1 AdaLoRA  3. Stage 2 QAT  4. INT8 + FP32 export
+#   1. full training from scratch (base), then `adaqat train --stage all`: 2. Stage 1 AdaLoRA  3. Stage 2 QAT
+#   4. INT8 + FP32 export (RUNS/chain/{model_int8,baseline_fp32}.safetensors, copied into ASSETS)
 # Usage: bash training/train_default_model.sh [DATA] [RUNS] [ASSETS]
 # RECIPE=other.yaml trains another recipe (ADALORA_EPOCHS: Stage-1 AdaLoRA epochs, default 10; the previous
 # default models: RECIPE=training/candidate_v3e_refine.yaml, v2: RECIPE=training/default_model_v2.yaml ADALORA_EPOCHS=20);
@@ -14,10 +15,10 @@ RUNS=${2:-runs/default}
 ASSETS=${3:-napari_adaqat/assets}
 Y=${RECIPE:-training/default_model.yaml}
 adaqat train --stage 1 --preset $Y --mode full --data "$DATA" --out "$RUNS/base" --device cpu
-adaqat train --stage 1 --preset $Y --mode adalora --epochs ${ADALORA_EPOCHS:-10} --checkpoint "$RUNS/base/checkpoints/best.safetensors" \
-  --data "$DATA" --out "$RUNS/stage1" --device cpu
-adaqat train --stage 2 --preset $Y --from "$RUNS/stage1" --data "$DATA" --out "$RUNS/stage2" --device cpu
-PROVENANCE=(--recipe "$Y")  # both files record the recipe (and, with SCORES=, the out-of-fold scores)
-if [ -n "${SCORES:-}" ]; then PROVENANCE+=(--scores "$SCORES"); fi
-adaqat export "$RUNS/stage1" --force --out "$ASSETS/default_fp32.safetensors" --profile fp32 "${PROVENANCE[@]}"
-adaqat export "$RUNS/stage2" --force --out "$ASSETS/default_int8.safetensors" --profile deploy "${PROVENANCE[@]}"
+# steps 2-4: the chain (Stage 1 AdaLoRA from the base, Stage 2 QAT, both files), resumable with RESUME=1
+adaqat train --stage all --preset "$Y" --mode adalora --epochs "${ADALORA_EPOCHS:-10}" \
+  --checkpoint "$RUNS/base/checkpoints/best.safetensors" --data "$DATA" --out "$RUNS/chain" --device cpu \
+  --profile deploy ${SCORES:+--scores "$SCORES"} ${RESUME:+--resume}   # both files record the recipe $Y
+mkdir -p "$ASSETS"
+cp "$RUNS/chain/baseline_fp32.safetensors" "$ASSETS/default_fp32.safetensors"
+cp "$RUNS/chain/model_int8.safetensors" "$ASSETS/default_int8.safetensors"

@@ -25,6 +25,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from napari_adaqat.util.errors import first_line
+
 SIDES = ("stock", "ours", "small")  # "small": ours at BenchConfig.small_size (the 512-px mode), if set
 Log = Callable[[str], None]
 
@@ -107,7 +109,7 @@ def _load_sam(config: BenchConfig, side: str = "stock"):
         from napari_adaqat.model.loading import load_model
 
         ours = side == "ours"
-        sam, _ = load_model(config.model, model_type=config.model_type, image_size=size, device="cpu",
+        sam = load_model(config.model, model_type=config.model_type, image_size=size, device="cpu",
                             keep_int8=ours, int8_matmul=ours and config.int8_gemm)
     if side == "small" and int(sam.image_encoder.img_size) != size:
         from napari_adaqat.model.build import build_sam, load_state_strict, resize_position_tensors
@@ -259,7 +261,7 @@ def _child_main(argv: list[str] | None = None) -> int:
     try:
         result, feats, mask = run_side(args.side, config, image)
     except (ValueError, OSError, RuntimeError) as exc:  # one line, not a traceback
-        log_stderr(f"[{args.side}] error: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}")
+        log_stderr(f"[{args.side}] error: {first_line(exc)}")
         return 2
     np.savez(work / f"{args.side}.npz", features=feats, mask=mask)
     (work / f"{args.side}.json").write_text(json.dumps(result))

@@ -5,6 +5,8 @@ import argparse
 import importlib
 import sys
 
+from napari_adaqat.util.errors import first_line
+
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS = {
@@ -45,7 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse printed its error; a file named like an option gets a hint
+        from napari_adaqat.cli.common import option_like_hint
+
+        hint = option_like_hint(sys.argv[1:] if argv is None else list(argv)) if exc.code else None
+        if hint:
+            print(f"adaqat: {hint}", file=sys.stderr)
+        raise
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
@@ -55,16 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         print("adaqat: interrupted", file=sys.stderr)
         return 130
     except (ValueError, OSError, RuntimeError) as exc:  # expected user-facing failures
-        print(f"adaqat {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"adaqat {args.command}: error: {first_line(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:  # anything else: still one line, but say it is unexpected
-        print(f"adaqat {args.command}: unexpected error ({type(exc).__name__}): {_one_line(exc)}", file=sys.stderr)
+        print(f"adaqat {args.command}: unexpected error ({type(exc).__name__}): {first_line(exc)}", file=sys.stderr)
         return 1
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

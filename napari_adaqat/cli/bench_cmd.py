@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from napari_adaqat.cli.common import add_device_argument
+from napari_adaqat.model.build import preset_names
 from napari_adaqat.model.device import resolve_device
+from napari_adaqat.util.atomic import atomic_write_text
 
 DESCRIPTION = """\
 Time stock segment_anything.SamPredictor and our BoxPredictor on the same weights
@@ -48,8 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the JSON report (e.g. bench.json)")
     p.add_argument("--model-type", default="vit_b",
-                   help="preset: vit_b, vit_l, vit_h, vit_tiny, vit_nano (and the architecture of a .pth) "
-                        "(default: vit_b)")
+                   help=f"preset: {preset_names()} (and the architecture of a .pth) (default: vit_b)")
     p.add_argument("--image-size", type=int, default=None, metavar="N",
                    help="encoder input size in pixels (default: the preset's own, 1024 for vit_b)")
     p.add_argument("--model", default=None, metavar="FILE",
@@ -96,11 +96,7 @@ def run(args: argparse.Namespace) -> int:
         prompt_repeats=prompt_repeats if args.prompt_repeats is None else args.prompt_repeats,
     )
     report = run_bench(config)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out)
+    out = atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(summary_line(report))
     print(f"report written to {out}")
     return 0

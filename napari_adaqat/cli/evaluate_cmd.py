@@ -11,18 +11,27 @@ from tqdm import tqdm
 
 from napari_adaqat.cli.common import add_device_argument, add_model_arguments, model_refs
 from napari_adaqat.cli.segment_cmd import add_batch_size_argument
+from napari_adaqat.metrics.stats import EQUIVALENCE_MARGIN
 from napari_adaqat.model.device import resolve_device
 
 
 EPILOG = """The report folder gets report.md and index.html (open it in a browser; it works from disk):
 Table 1 (Dice, IoU, NSD, HD95 as mean ± std and median [IQR], native and 256², Wilcoxon p and effect
-size against the baseline), Table 2 (parameters, file sizes, compression), Fig. 2 SSIM panels,
+size against the baseline, and on Dice a paired equivalence test (TOST) within --equivalence-margin),
+the skipped pairs with their reasons, Table 2 (parameters, file sizes, compression), Fig. 2 SSIM panels,
 Fig. 3 quantization-error plots, distributions, paired plots, the worst cases and provenance; plus
 per_image.csv, summary.json, wilcoxon.json and tables.json.
 examples:
   adaqat evaluate --data DATA --baseline default --out report/               # bundled INT8 vs its FP32 baseline
   adaqat evaluate --model a.safetensors --model b.safetensors --baseline base.safetensors \\
       --data DATA --split-file runs/s1/split.json --out report/"""
+
+
+def _margin(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: a Dice margin between 0 and 1 (e.g. 0.005)")
+    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="score the cleaned masks (two largest regions, holes filled), as 'adaqat segment' writes them")
     p.add_argument("--nsd-tol", type=float, default=2.0, metavar="T",
                    help="NSD tolerance: mm for images with a pixel spacing (DICOM), px otherwise (default 2)")
+    p.add_argument("--equivalence-margin", type=_margin, default=EQUIVALENCE_MARGIN, metavar="DICE",
+                   help="margin of the equivalence test (TOST) of each model against the baseline on Dice: "
+                        "0.005 = ±0.5 Dice points (default 0.005)")
     p.add_argument("--show", action="append", default=[], metavar="NAME",
                    help="also draw the Fig. 2 panel of this image (its file stem); repeatable")
     add_device_argument(p)
@@ -55,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_adaqat.data.dataset import split_source
     from napari_adaqat.report.evaluate import evaluate
     from napari_adaqat.report.scores import json_safe
+    from napari_adaqat.report.tables import equivalence_verdict
 
     device = resolve_device(args.device)
     model, baseline = model_refs(args)
@@ -70,14 +83,20 @@ def run(args: argparse.Namespace) -> int:
 
     summary = evaluate(args.data, model, baseline, args.out, args.split, args.box, progress, args.split_file,
                        args.clean, seed=args.seed, device=device, nsd_tolerance=args.nsd_tol, show=args.show,
-                       command=shlex.join(["adaqat", *sys.argv[1:]]), batch_size=args.batch_size)
+                       command=shlex.join(["adaqat", *sys.argv[1:]]), batch_size=args.batch_size,
+                       equivalence_margin=args.equivalence_margin)
     bar.close()
-    brief = {k: summary[k] for k in ("split", "n", "box", "clean")}
+    for line in summary["skipped"]:
+        print(f"adaqat evaluate: skipped {line}", file=sys.stderr)
+    brief = {k: summary[k] for k in ("split", "box", "clean")}
+    brief["n"] = f"{summary['n']} of {summary['n_total']}"
     for tag in [*summary["models"], "baseline"]:
         if tag in summary:
             brief[tag] = {m: round(summary[tag][m]["mean"], 4) for m in ("dice", "iou", "nsd", "hd95", "dice_256")}
     if "wilcoxon_dice_p" in summary:
         brief["wilcoxon_dice_p"] = summary["wilcoxon_dice_p"]
+        brief["equivalence"] = {tag: equivalence_verdict(tests["dice"])
+                                for tag, tests in summary["equivalence"].items()}
     brief["report"] = str(Path(args.out) / "index.html")
     print(json.dumps(json_safe(brief), indent=2))  # NaN (e.g. mixed mm/px units) becomes null
     return 0

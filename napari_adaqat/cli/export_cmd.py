@@ -8,6 +8,8 @@ import argparse
 import json
 import sys
 
+from napari_adaqat.model.build import preset_names
+
 EPILOG = """profiles:
   paper   INT8 weights (+ FP32 scales) for every fake-quantized layer, everything else FP32
   deploy  the same with everything else FP16 (smallest file)
@@ -25,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="FILE.safetensors", help="the model file to write")
     p.add_argument("--profile", choices=["paper", "deploy", "fp32"], default="paper", help="see below")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best", help="which checkpoint of a run")
-    p.add_argument("--model-type", default="vit_b", help="architecture of a .pth source")
+    p.add_argument("--model-type", default="vit_b", help=f"architecture of a .pth source: {preset_names()}")
     p.add_argument("--image-size", type=int, default=None, help="encoder input size for a .pth source")
     p.add_argument("--qat-variant", choices=["full", "decoder"], default="full", help="PTQ (.pth or --ptq): which layers")
     p.add_argument("--quantize-extra", action="store_true",

@@ -5,16 +5,17 @@ import argparse
 import json
 from pathlib import Path
 
+from napari_adaqat.model.build import preset_names
+
 MODES = ["adalora", "decoder", "lora", "full", "qat"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="FILE_OR_PRESET",
-                   help="a model file (.safetensors / .pth), a training run folder, or a preset name "
-                        "(vit_b, vit_l, vit_h, hybrid_tiny, hybrid_fine, hybrid_refine, vit_tiny, vit_nano)")
+                   help=f"a model file (.safetensors / .pth), a training run folder, or a preset name ({preset_names()})")
     p.add_argument("--mode", choices=MODES, default=None,
                    help="for a preset: report the trainable budget of this training mode (nothing is trained)")
-    p.add_argument("--model-type", default="vit_b", help="architecture of a .pth checkpoint")
+    p.add_argument("--model-type", default="vit_b", help=f"architecture of a .pth checkpoint: {preset_names()}")
     p.add_argument("--image-size", type=int, default=None, help="encoder input size for a preset")
     p.add_argument("--quant-report", metavar="DIR", default=None,
                    help="also write the quantization error analysis (JSON + PNG figures) to DIR")

@@ -9,6 +9,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from napari_adaqat.cli.common import add_device_argument, add_model_arguments, model_refs
+from napari_adaqat.inference.journal import RESULTS_CSV
 from napari_adaqat.model.device import resolve_device
 
 
@@ -40,10 +41,11 @@ def add_batch_size_argument(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG/JPG/BMP/TIFF/DICOM) and/or folders")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files (PNG/JPG/BMP/TIFF/DICOM) and/or folders")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder for the masks and results.csv; it may not be an input folder or lie inside "
-                        "one (for a single file, its folder counts), so inputs stay untouched")
+                        "one (for a single file, its folder counts), so inputs stay untouched. One run at a time "
+                        "per folder: a second one is refused, naming the run that holds it")
     add_model_arguments(p)
     p.add_argument("--boxes", metavar="CSV", help="CSV with columns file,x0,y0,x1,y1 (pixels); "
                    "default box: the whole image minus a 2%% margin")
@@ -55,40 +57,92 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frame", type=_frame, default=None, metavar="N",
                    help="frame (0-based) to segment in multi-frame DICOM files, which are refused without it; "
                         "single-frame inputs are not affected")
+    p.add_argument("--compact", action="store_true",
+                   help="no inputs: write DIR/results.csv now from what a stopped or killed run left in DIR "
+                        "(a rerun does this itself); refused while a run is working in DIR")
     add_device_argument(p)
     add_batch_size_argument(p)
+    p.epilog = ("results.csv has one row per input: status, error, box, area, seconds, mask, the estimated Dice "
+                "'quality' and 'review' = 1 for masks worth a look (sort by quality). Many GPUs or machines: "
+                "torchrun --nproc-per-node N -m napari_adaqat segment INPUT --out DIR (each process takes every "
+                "Nth file; results.csv is merged at the end; a rerun finishes what is missing)")
+
+
+def _compact(out_dir: Path) -> int:
+    from napari_adaqat.inference.batch import compact_folder
+
+    rows = compact_folder(out_dir)
+    if rows is None:
+        print(f"nothing to compact: {out_dir / RESULTS_CSV} is up to date")
+    else:
+        print(f"{rows} rows in {out_dir / RESULTS_CSV}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_adaqat.data import check_output_folder, collect_inputs, describe_unmatched, read_boxes_csv
-    from napari_adaqat.inference.batch import segment_files
-    from napari_adaqat.inference.engine import Engine
+    from napari_adaqat.data import check_output_folder, collect_inputs, read_boxes_csv
+    from napari_adaqat.inference.batch import FolderBusy
+    from napari_adaqat.inference.shard import start_shard, stop_shard
 
     out_dir = Path(args.out)
+    if args.compact:
+        if args.inputs:
+            raise ValueError("--compact takes no inputs: adaqat segment --compact --out DIR")
+        return _compact(out_dir)
+    if not args.inputs:
+        raise ValueError("give the image files or folders to segment (or --compact --out DIR)")
     check_output_folder(out_dir, args.inputs)
     files = collect_inputs(args.inputs)
     if not files:
         raise ValueError("no image files found in the inputs")
     boxes = read_boxes_csv(args.boxes) if args.boxes else None
-    for line in describe_unmatched(args.boxes, boxes, files) if boxes else []:
-        print(f"adaqat segment: warning: {line}", file=sys.stderr)
-    device = resolve_device(args.device)
+    shard, device = start_shard(resolve_device(args.device))
+    try:
+        return _segment(args, files, boxes, out_dir, device, shard)
+    except FolderBusy:
+        if shard.lead:
+            raise
+        return 2  # rank 0 says it, once
+    finally:
+        stop_shard(shard)
+
+
+def _segment(args: argparse.Namespace, files: list[Path], boxes, out_dir: Path, device: str, shard) -> int:
+    """The run of one process (rank ``shard.rank`` of a torchrun launch, or the only one)."""
+    from napari_adaqat.data import describe_unmatched
+    from napari_adaqat.inference.batch import segment_files
+    from napari_adaqat.inference.engine import Engine
+    from napari_adaqat.inference.quality import REVIEW_BELOW
+
+    if shard.lead:
+        for line in describe_unmatched(args.boxes, boxes, files) if boxes else []:
+            print(f"adaqat segment: warning: {line}", file=sys.stderr)
     model, baseline = model_refs(args)
     engine = Engine()
     engine.predictor(model, device)  # a bad model file fails here, before any row is written
     if baseline is not None:
         engine.predictor(baseline, device)
-    counts = {"ok": 0, "error": 0, "skipped": 0}
-    bar = tqdm(total=len(files), desc="segment", unit="img", disable=None)
+    counts = {"ok": 0, "error": 0, "skipped": 0, "review": 0}
+    notes: list[str] = []
+    mine = len(range(shard.rank, len(files), shard.world))
+    bar = tqdm(total=mine, desc="segment" if shard.world == 1 else f"segment (rank 0 of {shard.world})",
+               unit="img", disable=None if shard.lead else True)
     for result in segment_files(files, model, out_dir, boxes=boxes, baseline=baseline, suffix=FORMATS[args.format],
                                 clean=args.clean, device=device, engine=engine, frame=args.frame,
-                                batch_size=args.batch_size):
+                                batch_size=args.batch_size, shard=shard, notes=notes):
+        for note in notes:
+            tqdm.write(f"adaqat segment: note: {note}", file=sys.stderr)
+        notes.clear()
         counts[result.status] += 1
+        counts["review"] += result.review == 1
         if result.status == "error":
             named = result.error.startswith(f"{result.file}: ")  # reader errors already name the file
             tqdm.write(f"adaqat segment: {result.error if named else f'{result.file}: {result.error}'}", file=sys.stderr)
         bar.update(1)
     bar.close()
-    print(f"{counts['ok']} segmented, {counts['skipped']} already done, {counts['error']} failed; "
-          f"results in {out_dir / 'results.csv'}")
+    counts = shard.total(counts)
+    if shard.lead:
+        review = f", {counts['review']} to review (quality < {REVIEW_BELOW})" if counts["review"] else ""
+        print(f"{counts['ok']} segmented, {counts['skipped']} already done, {counts['error']} failed{review}; "
+              f"results in {out_dir / RESULTS_CSV}")
     return 1 if counts["error"] else 0

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from napari_adaqat.train.config import field_choices, field_default, field_help, field_type
+from napari_adaqat.train.config import FLAGS, field_choices, field_default, field_help, field_type
 
-HELP_EPILOG = """Stage 1 fine-tunes adapters + mask decoder from an official SAM checkpoint:
+HELP_EPILOG = """The whole chain (Stage 1 -> Stage 2 -> RUN/model_int8.safetensors + RUN/baseline_fp32.safetensors):
+  adaqat train --stage all --preset finetune --data DATASET --out runs/mine      # the bundled model, CPU, minutes
+  adaqat train --stage all --data DATA --out runs/vitb --checkpoint sam_vit_b_01ec64.pth   # the paper, GPU
+  Options set both stages, except Stage 1's own (start weights, adapters, epochs, learning rates), which
+  Stage 2 takes from the preset; --qat-epochs N or --set stage2.KEY=VALUE sets Stage 2 alone. After a stop
+  or a kill, the same command with --resume goes on from the last finished epoch (finished steps are skipped).
+Stage 1 fine-tunes adapters + mask decoder from an official SAM checkpoint:
   adaqat train --stage 1 --data DATA --out runs/s1 --checkpoint sam_vit_b_01ec64.pth --preset paper
 Stage 2 adds INT8 fake quantization to the best Stage-1 model:
   adaqat train --stage 2 --from runs/s1 --data DATA --out runs/s2 --preset paper
@@ -21,15 +28,6 @@ A few dozen images: --augment --set augment_preset=clinic_zoom --set ema_decay=0
 Progress: RUN/progress.jsonl (one JSON line per step and epoch); resume with --resume.
 From Python: from napari_adaqat import train; train(data="DATA", out="runs/s1", epochs=5)"""
 
-# flag -> TrainConfig option it sets (dotted for the nested adalora/qat sections)
-FLAGS = {
-    "--data": "data", "--out": "out", "--from": "from_run", "--model-type": "model_type",
-    "--checkpoint": "checkpoint", "--mode": "mode", "--image-size": "image_size", "--epochs": "epochs",
-    "--batch-size": "batch_size", "--accumulate": "accumulate", "--lr-adapter": "lr_adapter",
-    "--lr-decoder": "lr_decoder", "--lr-other": "lr_other", "--budget": "adalora.budget",
-    "--qat-variant": "qat.variant", "--patience": "patience", "--augment": "augment", "--seed": "seed",
-    "--device": "device", "--grad-checkpoint": "grad_checkpoint", "--max-steps-per-epoch": "max_steps_per_epoch",
-}
 _TYPES = {"int": int, "float": float, "str": str}
 
 
@@ -48,7 +46,8 @@ def _help(option: str) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = HELP_EPILOG
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--stage", type=int, choices=[1, 2], default=1, help=_help("stage"))
+    p.add_argument("--stage", choices=["1", "2", "all"], default="1",
+                   help=_help("stage") + "; all = Stage 1 -> Stage 2 -> both model files in RUN (see below)")
     p.add_argument("--preset", default=None, help=_help("preset"))
     for flag, option in FLAGS.items():
         kind = field_type(option).replace(" | None", "")
@@ -64,6 +63,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.safetensors "
                    "(the run's config.json is the base: repeat only what changes)")
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
+    chain = p.add_argument_group("--stage all (the chain)")
+    chain.add_argument("--qat-epochs", type=int, default=None, metavar="N",
+                       help="Stage 2 epochs (default: the preset's Stage 2), the same as --set stage2.epochs=N")
+    chain.add_argument("--profile", choices=["deploy", "paper"], default=None,
+                       help="the INT8 file: deploy = INT8 + FP16 (smallest), paper = INT8 + FP32 (default: deploy)")
+    chain.add_argument("--scores", default=None, metavar="FILE.json",
+                       help="record these scores (e.g. out-of-fold Dice) in both model files")
 
 
 def explicit_options(args: argparse.Namespace) -> dict:
@@ -83,10 +89,38 @@ def explicit_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def run(args: argparse.Namespace) -> int:
-    from napari_adaqat.train.run import resolve_config, run as run_training
+def chain_from_args(args: argparse.Namespace):
+    """The :class:`~napari_adaqat.train.chain.Chain` that ``--stage all`` and the other flags describe
+    (with ``--resume``: the saved chain.json updated by the flags given)."""
+    from napari_adaqat.train.chain import Chain, load_chain
 
-    cfg = resolve_config(args.preset, args.stage, explicit_options(args), args.resume)
+    options = explicit_options(args)
+    if args.qat_epochs is not None:
+        options["stage2.epochs"] = args.qat_epochs
+    out, from_run = options.pop("out", None), options.pop("from_run", None)
+    if not out:
+        raise ValueError("--out RUN is required")
+    fields = {"preset": args.preset, "profile": args.profile, "from_run": from_run, "scores": args.scores}
+    if args.resume:
+        return load_chain(out, options=options, **fields)
+    return Chain(out=out, options=options, **{k: v for k, v in fields.items() if v is not None})
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_adaqat.train.run import resolve_config, run as run_training, run_chain
+
+    if args.stage == "all":
+        chain = chain_from_args(args)
+        if args.print_config:
+            stage1 = chain.stage1()
+            print(json.dumps({"chain": chain.to_dict(), "stage1": stage1.to_dict() if stage1 else None,
+                              "stage2": chain.stage2().to_dict()}, indent=2))
+            return 0
+        print(json.dumps(run_chain(chain, resume=args.resume, command=" ".join(["adaqat", *sys.argv[1:]]))))
+        return 0
+    if args.qat_epochs is not None or args.profile or args.scores:
+        raise ValueError("--qat-epochs, --profile and --scores belong to --stage all")
+    cfg = resolve_config(args.preset, int(args.stage), explicit_options(args), args.resume)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0

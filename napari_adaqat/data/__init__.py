@@ -8,9 +8,10 @@ from napari_adaqat._lazy import lazy_exports
 _MODULES = {
     "boxes": ("box_for", "check_box", "default_box", "describe_unmatched", "mask_box", "read_boxes_csv",
               "unmatched_boxes"),
-    "dataset": ("DataError", "Pair", "check_pairs", "discover", "load_pair", "split_source"),
+    "check": ("DataReport", "check_data", "training_sets"),
+    "dataset": ("DataError", "Pair", "check_pairs", "discover", "find_mask", "load_pair", "split_source"),
     "folders": ("check_output_folder", "collect_inputs"),
-    "split": ("SPLITS", "load_split", "make_split", "save_split"),
+    "split": ("OVERLAP_KEY", "SPLITS", "load_split", "make_split", "save_split"),
     "transforms": ("PreparedImage", "normalize_and_pad", "prepare_image", "resize_for_model", "to_uint8_rgb",
                    "transform_boxes"),
 }

@@ -1,7 +1,8 @@
 """Box prompts: the default and tight boxes, the one validity rule, and box CSV files.
 
-A box is an xyxy float array (4,) in original image pixels.  A box CSV has the columns
-``file,x0,y0,x1,y1`` (others are ignored); a bad CSV is refused as a whole with one line naming
+A box is an xyxy float array (4,) in original image pixels (of the upright image, after its EXIF
+orientation).  A box CSV has the columns ``file,x0,y0,x1,y1`` (others are ignored), as Excel writes
+it (comma, semicolon or tab; any case; trailing empty rows); a bad CSV is refused as a whole with one line naming
 the file, the line and the problem, before anything is segmented.  Rows repeated with the same box
 are harmless; two different boxes for one file are refused.  Rows that name no input are not an
 error (one CSV may serve several folders): :func:`unmatched_boxes` lists them for a warning.
@@ -9,6 +10,7 @@ error (one CSV may serve several folders): :func:`unmatched_boxes` lists them fo
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -57,47 +59,130 @@ def check_box(box: np.ndarray, shape: tuple[int, int] | None = None) -> None:
                          "was it drawn on a resized copy?")
 
 
-def _rows(path: str | Path):
-    """(line number, row dict) of a CSV; one-line ValueErrors for unreadable or malformed files."""
+DELIMITERS = (",", ";", "\t")  # Excel writes ; where the decimal separator is a comma, and tabs as "Text"
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+def _sniff(first_line: str) -> str:
+    """The delimiter of a box CSV from its header line: the one that yields every column name
+    (trimmed, case-folded), else the most frequent of , ; tab outside quotes (``,`` when none)."""
+    for delimiter in DELIMITERS:
+        names = {h.strip().casefold() for h in next(csv.reader([first_line], delimiter=delimiter), [])}
+        if set(COLUMNS) <= names:
+            return delimiter
+    unquoted = "".join(first_line.split('"')[::2])
+    counts = {d: unquoted.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+class _Lines:
+    """The lines a csv reader takes, kept so that a record's raw text (its quotes) can be seen."""
+
+    def __init__(self, text: str) -> None:
+        self._lines = iter(io.StringIO(text, newline=""))
+        self.taken: list[str] = []
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.taken.append(line)
+        return line
+
+
+def _text(path: str | Path) -> str:
+    """The whole CSV as text (``utf-8-sig``: CSVs saved by Excel start with a BOM); one-line errors."""
+    data = Path(path).read_bytes()
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: CSVs saved by Excel start with a BOM
-            reader = csv.DictReader(fh)
-            header = reader.fieldnames
-            if header is None:
-                raise ValueError(f"{path}: empty file; expected a header line {','.join(COLUMNS)}")
-            missing = [c for c in COLUMNS if c not in [h.strip() for h in header]]
-            if missing:
-                raise ValueError(f"{path}:1: missing column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}"
-                                 f" (found {' '.join(','.join(h.strip() for h in header).split())[:80] or 'nothing'})")
-                # (whitespace collapsed: an unclosed quote makes the csv module read a newline into the header)
-            for row in reader:
-                yield reader.line_num, {(k or "").strip(): v for k, v in row.items()}
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset "
                          f"{exc.start}); save it as CSV (UTF-8)") from None
+
+
+def _rows(path: str | Path):
+    """(line number, delimiter, {column: value}, raw text of the record) of each non-empty row of a box CSV.
+
+    The delimiter is sniffed (, ; tab); header names are trimmed and case-folded; rows whose every
+    field is blank (Excel's trailing ``,,,,``) are skipped; a row with another field count than the
+    header is refused, so that a decimal comma can never shift a box.  One-line ValueErrors."""
+    text = _text(path)
+    delimiter = _sniff(text.lstrip("\r\n").splitlines()[0] if text.strip() else "")
+    lines = _Lines(text)
+    reader = csv.reader(lines, delimiter=delimiter)
+    try:
+        header = next(reader, None)
+        while header is not None and not any(h.strip() for h in header):
+            header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path}: empty file; expected a header line {','.join(COLUMNS)}")
+        names = [h.strip().casefold() for h in header]
+        missing = [c for c in COLUMNS if c not in names]
+        if missing:
+            found = " ".join(",".join(h.strip() for h in header).split())[:80]  # an unclosed quote reads newlines
+            raise ValueError(f"{path}:1: missing column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}"
+                             f" (found {found or 'nothing'})")
+        index = {c: names.index(c) for c in COLUMNS}
+        while True:
+            lines.taken.clear()
+            row = next(reader, None)
+            if row is None:
+                return
+            if not any(field.strip() for field in row):
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{path}:{reader.line_num}: {_count_problem(len(row), len(header), delimiter)}")
+            yield reader.line_num, delimiter, {c: row[i] for c, i in index.items()}, "".join(lines.taken)
     except csv.Error as exc:
         raise ValueError(f"{path}: not a valid CSV file ({' '.join(str(exc).split())[:120]})") from None
+
+
+def _count_problem(found: int, expected: int, delimiter: str) -> str:
+    text = f"{found} fields where the header has {expected} ({_DELIMITER_NAMES[delimiter]}-separated)"
+    if delimiter == "," and found > expected:
+        text += "; a decimal comma (40,5) splits a number in two: write 40.5"
+    return text
+
+
+def _number(column: str, value: str, delimiter: str, record: str) -> float:
+    """One coordinate; a decimal comma only in a quoted field of a ;-separated file (unambiguous there)."""
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    comma = text.count(",") == 1 and "." not in text
+    if comma and delimiter == ";" and f'"{value}"' in record:
+        try:
+            return float(text.replace(",", "."))
+        except ValueError:
+            pass
+    elif comma:
+        where = "a quoted field of a ;-separated file" if delimiter == ";" else "a ;-separated file (quoted)"
+        raise ValueError(f"{column} is {value[:20]!r}: a decimal comma is read only in {where}; "
+                         f"write {text.replace(',', '.')}")
+    raise ValueError(f"x0,y0,x1,y1 must be numbers; {column} is {value[:20]!r}")
 
 
 def read_boxes_csv(path: str | Path) -> dict[str, np.ndarray]:
     """``file,x0,y0,x1,y1`` rows → {file name or path: (4,) box}; matched by path, name or stem.
 
-    Raises ValueError (one line, ``PATH:LINE: problem``) for a missing file column, a number that
-    is not one, an invalid box (see :func:`check_box`), two different boxes for one file, or a CSV
-    with no rows.
+    Separated by commas, semicolons or tabs (sniffed from the header); header names are trimmed and
+    case-folded (``File, X0`` works); blank rows are skipped.  Raises ValueError (one line,
+    ``PATH:LINE: problem``) for a missing column, a row with another field count than the header,
+    a value that is not a number (named), an invalid box (see :func:`check_box`), two different
+    boxes for one file, or a CSV with no rows.
     """
     boxes: dict[str, np.ndarray] = {}
     first_line: dict[str, int] = {}
-    for line, row in _rows(path):
-        name = (row.get("file") or "").strip()
+    for line, delimiter, row, record in _rows(path):
+        name = row["file"].strip()
         if not name:
             raise ValueError(f"{path}:{line}: empty file name")
         try:
-            box = np.array([float(str(row[k]).strip()) for k in COLUMNS[1:]])
-        except (KeyError, TypeError, ValueError):
-            values = ",".join(str(row.get(k) or "")[:20] for k in COLUMNS[1:])
-            raise ValueError(f"{path}:{line}: x0,y0,x1,y1 must be numbers, got {values!r}") from None
-        try:
+            box = np.array([_number(k, row[k], delimiter, record) for k in COLUMNS[1:]])
             check_box(box)
         except ValueError as exc:
             raise ValueError(f"{path}:{line}: {exc}") from None

@@ -5,6 +5,7 @@ or the authors' ``DIR/{train,val,test}/{images,masks}``.
 """
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,17 +26,28 @@ class Pair:
     mask: Path | None
 
 
+def find_mask(image: Path, folder: Path) -> Path | None:
+    """The one image ↔ mask rule (datasets, the Batch dock's mask folders): the mask of ``image`` in
+    ``folder`` is ``<name>.png``, else ``<name>_mask.png`` (what ``adaqat segment`` writes), else any
+    image file named ``<name>.<ext>``; ``<name>`` is :func:`~napari_adaqat.io.sample_name` of the image."""
+    name = sample_name(image)
+    for candidate in (f"{name}.png", f"{name}_mask.png"):
+        if (folder / candidate).is_file():
+            return folder / candidate
+    same = sorted(p for p in folder.glob(f"{glob.escape(name)}.*") if p.is_file() and is_image_file(p)
+                  and sample_name(p) == name)
+    return same[0] if same else None
+
+
 def _pairs_in(folder: Path) -> dict[str, Pair]:
     images = folder / "images"
-    masks = folder / "masks"
     if not images.is_dir():
         return {}
     pairs = {}
     for path in sorted(images.iterdir()):
         if path.is_file() and is_image_file(path):
             name = sample_name(path)
-            mask = masks / f"{name}.png"
-            pairs[name] = Pair(name, path, mask if mask.is_file() else None)
+            pairs[name] = Pair(name, path, find_mask(path, folder / "masks"))
     return pairs
 
 

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_adaqat.util.atomic import atomic_write_text
+
 SPLITS = ("train", "val", "test")
+OVERLAP_KEY = "val_overlaps_train"  # true in a split.json: validate on training images on purpose
 
 
 def make_split(names: list[str], seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> dict[str, list[str]]:
@@ -32,16 +35,13 @@ def make_split(names: list[str], seed: int = 0, fractions: tuple[float, float, f
 
 
 def save_split(split: dict[str, list[str]], path: str | Path, seed: int | None = None) -> None:
-    payload = {k: split[k] for k in SPLITS}
+    """Write ``split`` (and ``seed``, and :data:`OVERLAP_KEY` when set) to ``path`` atomically."""
+    payload: dict = {k: split[k] for k in SPLITS}
+    if split.get(OVERLAP_KEY):
+        payload[OVERLAP_KEY] = True
     if seed is not None:
         payload["seed"] = seed
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=1))
-        tmp.replace(path)  # atomic: readers never see half a file
-    finally:
-        tmp.unlink(missing_ok=True)  # nothing left behind when the write failed
+    atomic_write_text(path, json.dumps(payload, indent=1))  # readers never see half a file
 
 
 def load_split(path: str | Path) -> dict[str, list[str]]:
@@ -49,4 +49,7 @@ def load_split(path: str | Path) -> dict[str, list[str]]:
     missing = [k for k in SPLITS if k not in data]
     if missing:
         raise ValueError(f"{path}: split file lacks {missing}")
-    return {k: list(data[k]) for k in SPLITS}
+    split = {k: list(data[k]) for k in SPLITS}
+    if data.get(OVERLAP_KEY) is True:
+        split[OVERLAP_KEY] = True  # type: ignore[assignment]
+    return split

@@ -1,35 +1,45 @@
 """Segment many files through the one :class:`~napari_adaqat.inference.engine.Engine`: a generator
 that yields one ``results.csv`` row per input.
 
-Used by ``adaqat segment`` (and a batch dock).  The output folder gets one mask per
-input (``<stem>_mask.png``, or a DICOM SEG ``<stem>_seg.dcm`` for DICOM inputs) and
-``results.csv``; finished files are skipped on a rerun.
+Used by ``adaqat segment`` (also under torchrun, :mod:`.shard`) and the Batch dock.  The output folder
+gets one mask per input (``<stem>_mask.png``, or a DICOM SEG ``<stem>_seg.dcm`` for DICOM inputs) and
+``results.csv``.  One run holds the folder at a time (:mod:`.lock`); each process appends its rows to a
+journal and ``results.csv`` is compacted from it (:mod:`.journal`): now and then while running (at most
+~2 % of the run's time), and once in input order at the end.  Finished files are skipped on a rerun.
 """
 from __future__ import annotations
 
-import csv
-import os
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from napari_adaqat.inference.engine import Engine, ModelLike, batched
 from napari_adaqat.data.boxes import box_for, check_box, default_box
+from napari_adaqat.inference import journal as J
+from napari_adaqat.inference.engine import Engine, ModelLike, batched
+from napari_adaqat.inference.journal import RESULT_COLUMNS, RESULTS_CSV, csv_text, load_results, write_results
+from napari_adaqat.inference.lock import FolderBusy, RunLock
+from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
+from napari_adaqat.inference.quality import mask_quality
+from napari_adaqat.inference.shard import Shard
 from napari_adaqat.io import ImageData, is_dicom, read_image, write_mask
 from napari_adaqat.io.dicom import MultiFrameError, read_dicom
 from napari_adaqat.io.dicom_seg import DicomSegError, write_dicom_seg
+from napari_adaqat.util.errors import first_line
+
+__all__ = ["RESULTS_CSV", "RESULT_COLUMNS", "FolderBusy", "ResultRow", "SEG_SUFFIX", "compact_folder", "csv_text",
+           "load_results", "read_input", "segment_files", "write_results"]
 
 SEG_SUFFIX = ".dcm"  # a DICOM Segmentation object instead of a PNG/TIFF mask
-RESULT_COLUMNS = ["file", "status", "error", "box", "area_px", "seconds", "mask", "ssim_vs_baseline"]
+COMPACT_FIRST_S = 2.0  # rewrite results.csv while running first after this many seconds (a short run: once, at its end)
+COMPACT_EVERY = 50  # ... then each time 50x the last rewrite's time has passed: at most ~2 % of the run
 
 
 @dataclass
 class ResultRow:
-    """One row of ``results.csv``."""
+    """One row of ``results.csv`` (columns :data:`RESULT_COLUMNS`; rows may carry more)."""
 
     file: str
     status: str  # "ok" | "error" | "skipped"
@@ -39,11 +49,9 @@ class ResultRow:
     seconds: float | str = ""
     mask: str = ""
     ssim_vs_baseline: float | str = ""
-
-
-def csv_text(text: str) -> str:
-    """``text`` as valid UTF-8 for results.csv: bytes of a non-UTF-8 file name become ``\\xNN``."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    quality: float | str = ""  # estimated Dice (inference/quality.py)
+    review: int | str = ""  # 1: look at this mask (quality below the review threshold)
+    orientation: str = ""  # the EXIF/TIFF orientation applied to read the film upright ("" for none)
 
 
 def _name_part(text: str, max_bytes: int) -> str:
@@ -86,71 +94,36 @@ def read_input(path: Path, frame: int | None = None) -> ImageData:
                               f"(0-based, 0 to {exc.frames - 1})", exc.frames) from None
 
 
-def load_results(csv_path: Path) -> dict[str, dict]:
-    if not csv_path.is_file():
-        return {}
-    with csv_path.open(newline="", encoding="utf-8", errors="replace") as fh:
-        reader = csv.DictReader(fh)
-        if not {"file", "status", "mask"} <= set(reader.fieldnames or ()):
-            raise ValueError(f"{csv_path} is not an adaqat results file; choose another output folder")
-        return {row["file"]: row for row in reader}
+def compact_folder(out_dir: Path) -> int | None:
+    """On demand: write ``results.csv`` from what a stopped or killed run left in ``out_dir`` (refused
+    with :class:`FolderBusy` while a live run holds it); return its rows, or ``None`` if nothing was left."""
+    with RunLock(out_dir, "adaqat segment --compact"):
+        return J.recover(out_dir)
 
 
-def write_results(csv_path: Path, rows: dict[str, dict]) -> None:
-    """Write ``results.csv`` atomically (temp file + rename), as valid UTF-8; a failed write
-    (e.g. a full disk) leaves the previous file and no temp file."""
-    tmp = csv_path.with_name(csv_path.name + ".tmp")
-    try:
-        with tmp.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows({k: csv_text(v) if isinstance(v, str) else v for k, v in row.items()}
-                             for row in rows.values())
-        os.replace(tmp, csv_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _read_ahead(paths: list[Path], frame: int | None, seg: bool) -> dict[Path, tuple[ImageData | Exception, float]]:
-    """Read ``paths`` now: each one's image, or the error reading it raised, and the seconds it took.
-    A DICOM SEG run reads no non-DICOM input (it gets its error without)."""
-    ahead: dict[Path, tuple[ImageData | Exception, float]] = {}
-    for path in paths:
-        start = time.perf_counter()
+def _start(out_dir: Path, shard: Shard, what: str, notes: list[str]) -> RunLock | None:
+    """Rank 0 holds the folder, merges a killed run's journal and starts this run's; every rank learns
+    whether it may go on (else each raises the same :class:`FolderBusy` line).  What was taken over
+    goes to ``notes``."""
+    lock, refusal = None, None
+    if shard.lead:
         try:
-            if seg and not is_dicom(path):
-                continue
-            image: ImageData | Exception = read_input(path, frame)
-        except Exception as exc:  # reported as this file's error row when its turn comes
-            image = exc
-        ahead[path] = (image, time.perf_counter() - start)
-    return ahead
-
-
-def _take(ahead: dict[Path, tuple[ImageData | Exception, float]], path: Path, frame: int | None) -> ImageData:
-    """The image of ``path``: the one read ahead (or the error that reading raised), else read now."""
-    if path not in ahead:
-        return read_input(path, frame)
-    image = ahead[path][0]
-    if isinstance(image, Exception):
-        raise image
-    return image
-
-
-def _prefetch(engine: Engine, ahead: dict[Path, tuple[ImageData | Exception, float]], model: ModelLike,
-              baseline: ModelLike | None, device: str, batch_size: int) -> float | None:
-    """Embed the images read ahead, ``batch_size`` per encoder forward; return the seconds per image,
-    or ``None`` when it failed (e.g. a batch out of GPU memory): the files then embed one by one."""
-    images = [image.pixels for image, _seconds in ahead.values() if not isinstance(image, Exception)]
-    if not images:
-        return 0.0
-    try:
-        return engine.prefetch(images, model, baseline, device, batch_size) / len(images)
-    except Exception as exc:  # never fatal: the per-file path embeds each file on its own
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        warnings.warn(f"batched embedding failed ({first}); embedding the files one by one", RuntimeWarning)
-        return None
+            lock = RunLock(out_dir, what)
+            notes.extend([lock.note()] if lock.note() else [])
+            merged = J.recover(out_dir)
+            if merged is not None:
+                notes.append(f"merged what a stopped run left in {out_dir} ({merged} rows in {RESULTS_CSV})")
+            J.begin(out_dir)
+        except Exception as exc:
+            if lock is not None:
+                lock.release()
+            if shard.world == 1:
+                raise
+            lock, refusal = None, (type(exc).__name__, first_line(exc))
+    refusal = shard.from_lead(refusal)
+    if refusal is not None:
+        raise (FolderBusy if refusal[0] == "FolderBusy" else RuntimeError)(refusal[1])
+    return lock
 
 
 def segment_files(
@@ -166,74 +139,125 @@ def segment_files(
     engine: Engine | None = None,
     frame: int | None = None,
     batch_size: int = 8,
+    shard: Shard = Shard(),
+    notes: list[str] | None = None,
 ) -> Iterator[ResultRow]:
-    """Segment ``files`` into ``out_dir``, yielding one :class:`ResultRow` per file.
+    """Segment ``files`` into ``out_dir``, yielding one :class:`ResultRow` per file (of this ``shard``).
 
     ``suffix`` ``".png"``/``".tif"`` writes masks; ``".dcm"`` writes a DICOM SEG per DICOM input
     (other inputs get an error row).  ``frame`` picks the frame of multi-frame DICOM inputs.
 
-    A file whose row says ``ok`` and whose mask exists is skipped.  A bad file gives an
-    ``error`` row and the rest go on.  ``results.csv`` is rewritten after every file.
-    ``clean`` keeps the two largest regions of each mask and fills its holes.
-    On a GPU (:func:`~napari_adaqat.inference.engine.batched`), files are read ``batch_size`` at a
-    time and embedded ``batch_size`` per encoder forward before their prompts (a file's ``seconds``
-    includes its share of that); on the CPU they go one by one.
+    Raises :class:`FolderBusy` (one line naming the holder) when another live run holds ``out_dir``;
+    a killed run's lock and journal are taken over (a line about it goes to ``notes``).  A file whose
+    row says ``ok`` and whose mask exists is skipped.  A bad file gives an ``error`` row and the rest
+    go on.  Each row carries the mask's ``quality`` (estimated Dice) and ``review`` flag.  ``clean``
+    keeps the two largest regions of each mask and fills its holes.  Under torchrun (``shard``) rank
+    ``r`` does inputs ``r, r + N, ...``; ``results.csv`` is merged once at the end, as one process
+    writes it.  On a GPU (:func:`~napari_adaqat.inference.engine.batched`), files are read
+    ``batch_size`` at a time and embedded ``batch_size`` per encoder forward before their prompts (a
+    file's ``seconds`` includes its share of that); on the CPU they go one by one.
     """
     engine = engine or Engine()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = out_dir / "results.csv"
-    rows = load_results(csv_path)
-    names = _mask_names(files, rows, out_dir, suffix)
+    out_dir = Path(out_dir)
+    lock = _start(out_dir, shard, "adaqat segment", notes if notes is not None else [])
+    finished = False
+    journal = None
+    try:
+        shard.barrier()  # results.csv is whole before any rank reads it
+        rows = load_results(out_dir / RESULTS_CSV)
+        names = _mask_names(files, rows, out_dir, suffix)
+        done_keys = {key for key, row in rows.items() if row.get("status") == "ok"
+                     and Path(row.get("mask") or "").name == names.get(key)}
+        del rows  # only the set of finished files is kept
+        shard.barrier()  # every rank chose the same mask names before any mask is written
+        journal = J.Journal(out_dir, shard.rank)
+        yield from _segment_mine(files, model, out_dir, names, done_keys, journal, shard, engine, boxes=boxes,
+                                 baseline=baseline, suffix=suffix, clean=clean, device=device, frame=frame,
+                                 batch_size=batch_size)
+        finished = True
+    finally:
+        if journal is not None:
+            journal.close()
+        if finished:
+            shard.barrier()  # every rank's journal is complete
+        if lock is not None:
+            try:
+                if finished or shard.world == 1:  # a crashed torchrun run is merged by the next run
+                    J.finish(out_dir)
+            finally:
+                lock.release()
+
+
+def _segment_mine(files: list[Path], model: ModelLike, out_dir: Path, names: dict[str, str], done_keys: set[str],
+                  journal: J.Journal, shard: Shard, engine: Engine, *, boxes, baseline, suffix, clean, device,
+                  frame, batch_size) -> Iterator[ResultRow]:
+    """The loop of :func:`segment_files` over this rank's files."""
     seg = suffix == SEG_SUFFIX
     step = max(1, int(batch_size)) if batched(device) else 1
     prefetching = step > 1
+    next_compact = time.monotonic() + COMPACT_FIRST_S
 
-    def done(path: Path) -> bool:
-        previous = rows.get(csv_text(str(path)))
-        mask_path = out_dir / names[csv_text(str(path))]
-        return bool(previous) and previous.get("status") == "ok" \
-            and Path(previous.get("mask") or "").name == mask_path.name and mask_path.is_file()
+    def done(key: str) -> bool:
+        return key in done_keys and (out_dir / names[key]).is_file()
 
-    for first in range(0, len(files), step):
-        chunk = files[first:first + step]
-        ahead = _read_ahead([p for p in chunk if not done(p)], frame, seg) if step > 1 else {}
-        share = _prefetch(engine, ahead, model, baseline, device, step) if prefetching else 0.0
-        prefetching = prefetching and share is not None
-        for path in chunk:
+    mine = [(i, path) for i, path in enumerate(files) if shard.mine(i)]
+    for _first, chunk in chunks(mine, step):
+        todo = [path for _i, path in chunk if not done(csv_text(str(path)))] if step > 1 else []
+        ahead = read_ahead([p for p in todo if not (seg and not is_dicom(p))], lambda p: read_input(p, frame))
+        images = [image.pixels for image, _s in ahead.values() if isinstance(image, ImageData)]
+        shares = embed_ahead(engine, images, {"model": model, "baseline": baseline}, device, step) \
+            if prefetching else {}
+        prefetching = prefetching and shares is not None
+        share = sum((shares or {}).values())
+        for index, path in chunk:
             key = csv_text(str(path))
             mask_path = out_dir / names[key]
-            if done(path):
+            if done(key):
                 yield ResultRow(file=key, status="skipped", mask=str(mask_path))
                 continue
             image_ahead, read_seconds = ahead.get(path, (None, 0.0))
-            embedded = share if share and isinstance(image_ahead, ImageData) else 0.0
+            embedded = share if isinstance(image_ahead, ImageData) else 0.0
             start = time.perf_counter() - read_seconds - embedded  # its read and its share of the batch, done already
-            try:
-                if seg and not is_dicom(path):
-                    raise DicomSegError(f"{path}: a DICOM SEG needs a DICOM input; this is not a DICOM file "
-                                        "(use --format png or tif)")
-                image = _take(ahead, path, frame)
-                box = box_for(path, boxes or {})
-                prompted = box is not None  # a box from the CSV was drawn by someone: semi-automatic
-                box = default_box(image.pixels.shape) if box is None else box
-                check_box(box, image.pixels.shape)
-                segmented = engine.segment(image.pixels, box, model, baseline, device, clean=clean)
-                if seg:
-                    write_dicom_seg(mask_path, path, segmented.mask, frame=image.meta.get("frame"),
-                                    model_file=segmented.model_file, overwrite=True,
-                                    algorithm_type="SEMIAUTOMATIC" if prompted else "AUTOMATIC")
-                else:
-                    write_mask(mask_path, segmented.mask, overwrite=True)
-                result = ResultRow(
-                    file=key, status="ok", box=" ".join(f"{v:.1f}" for v in box),
-                    area_px=int(segmented.mask.sum()), mask=str(mask_path),
-                )
-                if segmented.ssim_mean is not None:
-                    result.ssim_vs_baseline = round(segmented.ssim_mean, 5)
-            except Exception as exc:  # one bad input must not stop the batch; it becomes an error row
-                result = ResultRow(file=key, status="error",
-                                   error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            result = _segment_one(path, key, mask_path, index, image_ahead, journal, engine, model, baseline, boxes,
+                                  device, clean, frame, seg)
             result.seconds = round(time.perf_counter() - start, 4)
-            rows[key] = asdict(result)
-            write_results(csv_path, rows)
+            journal.record(index, asdict(result))
+            if shard.lead and time.monotonic() >= next_compact:
+                t0 = time.monotonic()
+                J.compact(out_dir)  # results.csv follows the run, at a bounded cost
+                next_compact = time.monotonic() + COMPACT_EVERY * (time.monotonic() - t0)
             yield result
+
+
+def _segment_one(path: Path, key: str, mask_path: Path, index: int, image_ahead, journal: J.Journal, engine: Engine,
+                 model: ModelLike, baseline: ModelLike | None, boxes, device: str, clean: bool, frame: int | None,
+                 seg: bool) -> ResultRow:
+    """One input: its mask written (claimed in the journal first) and its row; a failure is an error row."""
+    try:
+        if seg and not is_dicom(path):
+            raise DicomSegError(f"{path}: a DICOM SEG needs a DICOM input; this is not a DICOM file "
+                                "(use --format png or tif)")
+        if isinstance(image_ahead, Exception):
+            raise image_ahead
+        image = image_ahead if isinstance(image_ahead, ImageData) else read_input(path, frame)
+        box = box_for(path, boxes or {})
+        prompted = box is not None  # a box from the CSV was drawn by someone: semi-automatic
+        box = default_box(image.pixels.shape) if box is None else box
+        check_box(box, image.pixels.shape)
+        segmented = engine.segment(image.pixels, box, model, baseline, device, clean=clean)
+        journal.claim(index, key, str(mask_path))  # a kill from here on leaves the name reserved, not orphaned
+        if seg:
+            write_dicom_seg(mask_path, path, segmented.mask, frame=image.meta.get("frame"),
+                            model_file=segmented.model_file, overwrite=True,
+                            algorithm_type="SEMIAUTOMATIC" if prompted else "AUTOMATIC")
+        else:
+            write_mask(mask_path, segmented.mask, overwrite=True)
+        quality = mask_quality(segmented.p_model, segmented.mask)
+        result = ResultRow(file=key, status="ok", box=" ".join(f"{v:.1f}" for v in box),
+                           area_px=int(segmented.mask.sum()), mask=str(mask_path), quality=quality.score,
+                           review=int(quality.review), orientation=image.meta.get("orientation_applied", ""))
+        if segmented.ssim_mean is not None:
+            result.ssim_vs_baseline = round(segmented.ssim_mean, 5)
+        return result
+    except Exception as exc:  # one bad input must not stop the batch; it becomes an error row
+        return ResultRow(file=key, status="error", error=first_line(exc))

@@ -1,12 +1,14 @@
-"""The one inference engine: a model, an optional baseline and the SSIM/ΔSSIM trust maps on an
-image and a box, with one result type.
+"""The inference engine: a model (a :class:`~napari_adaqat.inference.segmenter.Segmenter`) paired with
+an optional baseline and the SSIM/ΔSSIM trust maps on an image and a box, with one result type.
 
 ``adaqat segment`` (:mod:`.batch`), ``adaqat evaluate`` (:mod:`napari_adaqat.report.evaluate`) and
-the Segment dock all run through :class:`Engine`.  No napari or Qt here: the dock calls it from
-worker threads, tests call it directly.
+the docks all run through :class:`Engine`, which keeps the opened segmenters; the mask of a box is
+:meth:`Segmenter.prompt`'s, so it equals :func:`~napari_adaqat.inference.segmenter.open_model`'s.
+No napari or Qt here: the docks call it from worker threads, tests call it directly.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -16,12 +18,13 @@ from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from napari_adaqat.inference.postprocess import clean_lung_mask
 from napari_adaqat.io import check_segmentable
 from napari_adaqat.data.transforms import to_uint8_rgb
-from napari_adaqat.inference.predictor import BoxPredictor
+from napari_adaqat.inference.predictor import BoxPredictor, Prediction
+from napari_adaqat.inference.segmenter import ModelRef, Segmenter, load_segmenter, model_ref
 from napari_adaqat.metrics import dice, ssim_map, trust_maps
-from napari_adaqat.model.loading import is_bundled, load_model, resolve_model_path
+
+__all__ = ["Engine", "ModelLike", "ModelRef", "SegmentResult", "Segmenter", "batched", "model_ref", "torch_threads"]
 
 
 @contextmanager
@@ -58,40 +61,20 @@ def _segmentable(image: np.ndarray) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class ModelRef:
-    """Which model file to use: ``path=None`` is the bundled default (``baseline``: its FP32 twin)."""
-
-    path: Optional[Path] = None
-    baseline: bool = False
-    model_type: str = "vit_b"  # architecture of an official SAM ``.pth`` checkpoint
-
-    def resolved(self) -> Path:
-        """The file this reference names (the bundled default is looked up at call time)."""
-        return resolve_model_path(self.path, baseline=self.baseline)
-
-    def available(self) -> bool:
-        """True when the file exists (a missing bundled model is reported, not raised)."""
-        try:
-            return self.resolved().is_file()
-        except ValueError:
-            return False
-
-    def label(self) -> str:
-        if self.path is not None:
-            return Path(self.path).name
-        return "bundled FP32 baseline" if self.baseline else "bundled INT8 model"
+ModelLike = Union[ModelRef, Segmenter, BoxPredictor]
 
 
-ModelLike = Union[ModelRef, BoxPredictor]
+@dataclass
+class _Prompted:
+    """One model's answer to one box prompt."""
 
-
-def model_ref(model: ModelLike | str | Path | None, baseline: bool = False, model_type: str = "vit_b") -> ModelLike:
-    """A model argument as the engine takes it: a path, or ``None``/``"default"`` for the bundled
-    file (its FP32 baseline when ``baseline``), becomes a :class:`ModelRef`; others pass through."""
-    if model is not None and not isinstance(model, (str, Path)):
-        return model  # a ModelRef, or a ready predictor (anything with set_image/predict)
-    return ModelRef(None if is_bundled(model) else Path(model), baseline=baseline, model_type=model_type)
+    mask: np.ndarray  # (H, W) bool, after the clean-up rule when ``cleaned``
+    pred: Prediction
+    latency_ms: float  # the prompt alone (embedding cached)
+    seconds: float  # embedding (or cache lookup) + prompt
+    cpu_seconds: Optional[float]  # the same span's thread CPU time on a CPU predictor, else None
+    cleaned: bool
+    path: Optional[Path]  # the model file (None for a ready predictor)
 
 
 @dataclass
@@ -135,43 +118,66 @@ class SegmentResult:
 
 
 class Engine:
-    """Keeps loaded models (a model and its baseline) between prompts.
+    """Keeps opened models (:class:`Segmenter`: a model and its baseline) between prompts.
 
     A model file is keyed by its identity (path, size, modification time) and device, so a file
     rewritten in place (e.g. by a training run) is loaded again; only the ``MAX_LOADED`` most
-    recently used models stay in memory.  A :class:`BoxPredictor` (or any object with ``set_image``
-    and ``predict``) may be passed instead of a :class:`ModelRef`; it is used as it is.
+    recently used models stay in memory.  ``recheck_seconds``: how long a reference's file identity
+    is trusted before it is looked at again (0: at every call; the docks' shared engine waits a
+    while, so a prompt does not stat the file; :meth:`forget_files` makes the next call look).  A
+    :class:`Segmenter` or a :class:`BoxPredictor` (any object with ``set_image`` and ``predict``)
+    may be passed instead of a :class:`ModelRef`; it is used as it is.
     """
 
     MAX_LOADED = 2
 
-    def __init__(self, max_loaded: int = MAX_LOADED) -> None:
+    def __init__(self, max_loaded: int = MAX_LOADED, recheck_seconds: float = 0.0) -> None:
         self.max_loaded = max(1, int(max_loaded))  # e.g. several models + a baseline in one evaluation
-        self._predictors: OrderedDict[tuple, BoxPredictor] = OrderedDict()
+        self.recheck_seconds = float(recheck_seconds)
+        self._segmenters: OrderedDict[tuple, Segmenter] = OrderedDict()
+        self._keys: dict[tuple, tuple[tuple, float]] = {}  # (ref, device) -> (file key, when looked at)
+        # one prompt or embedding at a time: docks share one engine, and a predictor holds "the image
+        # set last" (set_image then predict must not interleave with another thread's set_image)
+        self.lock = threading.RLock()
 
-    @staticmethod
-    def _key(path: Path, ref: ModelRef, device: str) -> tuple:
+    def _key(self, ref: ModelRef, device: str) -> tuple:
+        """The identity of ``ref``'s file on ``device``; looked up again after ``recheck_seconds``."""
+        known = self._keys.get((ref, device))
+        now = time.monotonic()
+        if known is not None and now - known[1] < self.recheck_seconds and known[0] in self._segmenters:
+            return known[0]
+        path = ref.resolved()
         try:
             stat = path.stat()
             identity = (stat.st_size, stat.st_mtime_ns)
         except OSError:
             identity = None  # load_model gives the one-line error
         arch = ref.model_type if path.suffix.lower() in (".pth", ".pt") else None  # ours carry their config
-        return (str(path.resolve()), identity, arch, device)
+        key = (str(path.resolve()), identity, arch, device)
+        self._keys[(ref, device)] = (key, now)
+        return key
+
+    def forget_files(self) -> None:
+        """Look at every model file again at its next use (e.g. when the dock's file choice changes)."""
+        self._keys.clear()
+
+    def segmenter(self, model: ModelLike, device: str = "cpu") -> Segmenter:
+        """Open (once per file version) and return the segmenter of ``model`` on ``device``."""
+        if isinstance(model, Segmenter):
+            return model
+        if not isinstance(model, ModelRef):
+            return Segmenter(model)  # a ready predictor (anything with set_image and predict)
+        key = self._key(model, device)
+        if key not in self._segmenters:
+            self._segmenters[key] = load_segmenter(model, device)
+            while len(self._segmenters) > self.max_loaded:
+                self._segmenters.popitem(last=False)  # least recently used
+        self._segmenters.move_to_end(key)
+        return self._segmenters[key]
 
     def predictor(self, model: ModelLike, device: str = "cpu") -> BoxPredictor:
-        """Load (once per file version) and return the predictor for ``model`` on ``device``."""
-        if not isinstance(model, ModelRef):
-            return model  # a ready predictor (anything with set_image and predict)
-        path = model.resolved()
-        key = self._key(path, model, device)
-        if key not in self._predictors:
-            sam, _meta = load_model(path, model_type=model.model_type, device=device, keep_int8=True)
-            self._predictors[key] = BoxPredictor(sam, device)
-            while len(self._predictors) > self.max_loaded:
-                self._predictors.popitem(last=False)  # least recently used
-        self._predictors.move_to_end(key)
-        return self._predictors[key]
+        """The predictor of :meth:`segmenter` (opened once per file version)."""
+        return self.segmenter(model, device).predictor
 
     def is_embedded(self, image: np.ndarray, model: ModelLike, device: str = "cpu") -> bool:
         """True when ``model`` (this version of its file) is loaded and ``image``'s embedding is in its
@@ -180,20 +186,22 @@ class Engine:
         if not isinstance(model, ModelRef):
             return False
         try:
-            predictor = self._predictors.get(self._key(model.resolved(), model, device))
+            segmenter = self._segmenters.get(self._key(model, device))
         except Exception:  # e.g. a bundled model that is missing: not embedded
             return False
-        if predictor is None:
+        if segmenter is None:
             return False
+        predictor = segmenter.predictor
         return predictor.cache.get(predictor.image_key(to_uint8_rgb(image))) is not None
 
     def embed(self, image: np.ndarray, model: ModelLike, baseline: Optional[ModelLike], device: str = "cpu") -> float:
         """Compute (or fetch cached) embeddings of ``image`` for both models; return seconds."""
         check_segmentable(image)  # too small or blank: one line, before any model runs
         t0 = time.perf_counter()
-        self.predictor(model, device).set_image(image)
-        if baseline is not None:
-            self.predictor(baseline, device).set_image(image)
+        with self.lock:
+            self.predictor(model, device).set_image(image)
+            if baseline is not None:
+                self.predictor(baseline, device).set_image(image)
         return time.perf_counter() - t0
 
     def prefetch(self, images: Sequence[np.ndarray], model: ModelLike, baseline: Optional[ModelLike] = None,
@@ -205,41 +213,48 @@ class Engine:
         predictor without ``embed_many`` is left as it is."""
         t0 = time.perf_counter()
         usable = [image for image in images if _segmentable(image)]
+        with self.lock:
+            self._prefetch(usable, model, baseline, device, batch_size)
+        return time.perf_counter() - t0
+
+    def _prefetch(self, usable: Sequence[np.ndarray], model: ModelLike, baseline: Optional[ModelLike],
+                  device: str, batch_size: int) -> None:
         for ref in (model, baseline):
             embed_many = getattr(self.predictor(ref, device), "embed_many", None) if ref is not None else None
             if usable and embed_many is not None:
                 embed_many(usable, batch_size)
-        return time.perf_counter() - t0
 
-    def _prompt(self, image: np.ndarray, box: np.ndarray, model: ModelLike, device: str, clean: bool):
-        """(mask, prediction, prompt ms, seconds incl. embedding, their thread CPU seconds on a CPU
-        predictor else None) of one model."""
+    def _prompt(self, image: np.ndarray, box: np.ndarray, model: ModelLike, device: str,
+                clean: Optional[bool]) -> "_Prompted":
+        """One model's prompt of ``image`` with ``box``, timed (see :class:`_Prompted`)."""
         check_segmentable(image)
-        predictor = self.predictor(model, device)
-        t0, c0 = time.perf_counter(), time.thread_time()
-        predictor.set_image(image)  # cached after the first call
-        t1 = time.perf_counter()
-        pred = predictor.predict(box)
-        t2, c2 = time.perf_counter(), time.thread_time()
-        on_cpu = str(getattr(predictor, "device", "cpu")).startswith("cpu")
-        mask = clean_lung_mask(pred.masks[0]) if clean else pred.masks[0]
-        return mask, pred, (t2 - t1) * 1000.0, t2 - t0, (c2 - c0) if on_cpu else None
+        with self.lock:
+            segmenter = self.segmenter(model, device)
+            t0, c0 = time.perf_counter(), time.thread_time()
+            segmenter.set_image(image)  # cached after the first call
+            t1 = time.perf_counter()
+            mask, pred = segmenter.prompt(box, clean)
+            t2, c2 = time.perf_counter(), time.thread_time()
+        return _Prompted(mask, pred, (t2 - t1) * 1000.0, t2 - t0,
+                         (c2 - c0) if segmenter.device.startswith("cpu") else None,
+                         segmenter.clean if clean is None else bool(clean), segmenter.path)
 
     def predict(self, image: np.ndarray, box: np.ndarray, model: ModelLike, device: str = "cpu",
                 reference: Optional[np.ndarray] = None, slice_index: Optional[int] = None,
-                clean: bool = True) -> SegmentResult:
+                clean: Optional[bool] = None) -> SegmentResult:
         """Phase 1, fast: prompt ``image`` (H, W) with one xyxy ``box``; the mask and its Dice.
 
-        ``clean`` keeps the two largest regions and fills holes (the maps use the raw probabilities)."""
+        ``clean`` keeps the two largest regions and fills holes (``None``: the segmenter's rule, on
+        for model files; the maps use the raw probabilities)."""
         if reference is not None and reference.shape != image.shape[:2]:
             raise ValueError(f"reference layer has shape {reference.shape}, the image slice {image.shape}")
-        mask, pred, latency, seconds, cpu_seconds = self._prompt(image, box, model, device, clean)
-        score = float(dice(mask, reference != 0)) if reference is not None else None
+        run = self._prompt(image, box, model, device, clean)
+        score = float(dice(run.mask, reference != 0)) if reference is not None else None
         return SegmentResult(
-            box=np.asarray(box, dtype=np.float64), slice_index=slice_index, mask=mask, p_model=pred.probs[0],
-            has_reference=reference is not None, dice=score, latency_ms=latency, iou_pred=float(pred.iou[0]),
-            model_seconds=seconds, model_cpu_seconds=cpu_seconds, cleaned=clean,
-            model_file=str(model.resolved()) if isinstance(model, ModelRef) else None,
+            box=np.asarray(box, dtype=np.float64), slice_index=slice_index, mask=run.mask,
+            p_model=run.pred.probs[0], has_reference=reference is not None, dice=score, latency_ms=run.latency_ms,
+            iou_pred=float(run.pred.iou[0]), model_seconds=run.seconds, model_cpu_seconds=run.cpu_seconds,
+            cleaned=run.cleaned, model_file=None if run.path is None else str(run.path),
         )
 
     def add_maps(self, result: SegmentResult, image: np.ndarray, baseline: Optional[ModelLike], device: str = "cpu",
@@ -247,8 +262,8 @@ class Engine:
         """Phase 2, slower (SSIM is ~20-40 ms per map on 512²): the baseline's prediction and the
         SSIM/ΔSSIM maps of DESIGN.md, filled into ``result`` (returned)."""
         if baseline is not None:
-            mask, pred, _latency, seconds, _cpu = self._prompt(image, result.box, baseline, device, result.cleaned)
-            result.p_baseline, result.baseline_mask, result.baseline_seconds = pred.probs[0], mask, seconds
+            run = self._prompt(image, result.box, baseline, device, result.cleaned)
+            result.p_baseline, result.baseline_mask, result.baseline_seconds = run.pred.probs[0], run.mask, run.seconds
             maps = trust_maps(result.p_model, result.p_baseline, reference)
             result.ssim, result.delta = maps.ssim, maps.delta
             result.ssim_mean, result.delta_mean = maps.ssim_mean, maps.delta_mean
@@ -258,7 +273,7 @@ class Engine:
 
     def segment(self, image: np.ndarray, box: np.ndarray, model: ModelLike, baseline: Optional[ModelLike] = None,
                 device: str = "cpu", reference: Optional[np.ndarray] = None,
-                slice_index: Optional[int] = None, clean: bool = True) -> SegmentResult:
+                slice_index: Optional[int] = None, clean: Optional[bool] = None) -> SegmentResult:
         """Both phases at once: :meth:`predict`, then :meth:`add_maps`."""
         result = self.predict(image, box, model, device, reference, slice_index, clean)
         return self.add_maps(result, image, baseline, device, reference)

@@ -22,6 +22,7 @@ from napari_adaqat.model.forward import decode_boxes, embed, image_detail, refin
 from napari_adaqat.model.lean_decoder import ImageContext, decode_box_logits, image_context, supports_lean_decoder
 from napari_adaqat.model.lean_decoder import upsample_logits
 from napari_adaqat.model.runtime import keep_freed_memory
+from napari_adaqat.util.atomic import atomic_write
 
 
 @dataclass
@@ -84,12 +85,9 @@ class EmbeddingCache:
     def put(self, key: str, item: _Embedding) -> None:
         self._store(key, item)
         if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            path = self.directory / f"{key}.safetensors"
-            tmp = path.with_suffix(".tmp")
             sizes = torch.tensor([*item.original_size, *item.input_size])
-            save_file({"features": item.features.contiguous().cpu(), "sizes": sizes}, str(tmp))
-            tmp.replace(path)
+            tensors = {"features": item.features.contiguous().cpu(), "sizes": sizes}
+            atomic_write(self.directory / f"{key}.safetensors", lambda tmp: save_file(tensors, str(tmp)), fsync=False)
 
     def _store(self, key: str, item: _Embedding) -> None:
         self._items[key] = item

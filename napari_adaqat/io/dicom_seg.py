@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from .dicom_open import PIXEL_KEYWORDS, frame_count, is_dicom, open_dicom
+from ..util.atomic import atomic_write
 
 ALGORITHM_NAME = "napari-adaqat"
 SEG_SERIES_NUMBER = 900
@@ -139,12 +139,5 @@ def write_dicom_seg(path: str | os.PathLike, source: str | os.PathLike, mask: np
         content_description="Lung mask by napari-adaqat")
     if frames > 1:
         _reference_frame(seg, frame)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.parent / f".{p.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp.dcm"
-    try:
-        seg.save_as(tmp, enforce_file_format=True)
-        os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(p, lambda tmp: seg.save_as(tmp, enforce_file_format=True), fsync=False)
     return p

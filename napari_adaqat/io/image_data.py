@@ -22,6 +22,11 @@ class ImageReadError(ValueError):
 MAX_PIXELS = 8192 * 8192  # 64 M pixels: larger images are refused before they are decoded
 MAX_BYTES = 2**30  # decoded pixel data of one file
 MIN_SIDE = 16  # smallest side that is segmented (one patch of the model's encoder)
+# The model sees the image with its longest side resized to its input size: a strip (16x3000) passes
+# MIN_SIDE but is ~1 px wide there.  Below one encoder patch at the input the bundled model's Dice
+# collapses (measured: python benchmarks/strip_limit.py, see BENCHMARKS.md), so such images are refused.
+MIN_INPUT_SIDE = 16  # px of the short side at the model's input
+DEFAULT_INPUT_SIZE = 256  # the bundled model's input size (longest side), used when no model is named
 
 
 def fail(path: str | os.PathLike, problem: object) -> ImageReadError:
@@ -110,21 +115,32 @@ def check_finite(path: str | os.PathLike, array: np.ndarray) -> None:
             raise fail(path, f"{bad} of {array.size} pixel values are NaN or infinite; the image data is corrupt")
 
 
-def check_image_size(shape: tuple[int, ...], source: str | os.PathLike | None = None) -> None:
-    """Refuse an (H, W) image with a side under :data:`MIN_SIDE` px: too small to segment."""
+def check_image_size(shape: tuple[int, ...], source: str | os.PathLike | None = None,
+                     input_size: int | None = None) -> None:
+    """Refuse an (H, W) image with a side under :data:`MIN_SIDE` px, or a strip whose short side would be
+    under :data:`MIN_INPUT_SIDE` px at the model's ``input_size`` (default :data:`DEFAULT_INPUT_SIZE`)."""
     h, w = int(shape[0]), int(shape[1])
+    size = int(input_size or DEFAULT_INPUT_SIZE)
+    problem = None
     if min(h, w) < MIN_SIDE:
         problem = f"image is {w}x{h} px; segmentation needs at least {MIN_SIDE}x{MIN_SIDE} px"
+    elif min(h, w) * size / max(h, w) < MIN_INPUT_SIDE:
+        problem = (f"image is a {w}x{h} px strip: its short side would be {min(h, w) * size / max(h, w):.1f} px at "
+                   f"the model's {size}-px input, under the {MIN_INPUT_SIDE}-px minimum (one encoder patch); crop "
+                   f"or pad it to a side ratio of at most {size // MIN_INPUT_SIDE}:1")
+    if problem:
         raise fail(source, problem) if source is not None else ImageReadError(problem)
 
 
-def check_segmentable(pixels: np.ndarray, source: str | os.PathLike | None = None) -> None:
-    """Refuse an image that cannot be segmented: a side under :data:`MIN_SIDE` px, or blank.
+def check_segmentable(pixels: np.ndarray, source: str | os.PathLike | None = None,
+                      input_size: int | None = None) -> None:
+    """Refuse an image that cannot be segmented: too small or a strip (:func:`check_image_size` at the
+    model's ``input_size``), or blank.
 
     A blank image (one value everywhere, e.g. all 0 or all 255) holds no anatomy: a mask
     predicted on it would only echo the box prompt, so it is refused instead of saved.
     """
-    check_image_size(pixels.shape, source)
+    check_image_size(pixels.shape, source, input_size)
     flat = np.asarray(pixels).reshape(-1)
     if flat.size and (flat == flat[0]).all():
         problem = "image is blank (all pixels have the same value); nothing to segment"

@@ -16,10 +16,13 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from napari_adaqat.util.errors import first_line
+
 from .dicom import is_dicom, read_dicom
 from .image_data import (
     ImageData, ImageReadError, check_decoded_size, check_file, check_finite, fail, to_gray01,
 )
+from .orientation import describe, pil_orientation, tiff_orientation, upright
 
 IMAGE_SUFFIXES: tuple[str, ...] = (
     ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom",
@@ -103,7 +106,8 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, dict]:
         check_decoded_size(path, dims.get("Y", 1), dims.get("X", 1), math.prod(shape) * itemsize)
         arr = series.asarray()
         page = tif.pages[0]
-        meta = {"photometric": page.photometric.name, "bits": int(page.bitspersample)}
+        meta = {"photometric": page.photometric.name, "bits": int(page.bitspersample),
+                "orientation": tiff_orientation(page)}
     kept = "".join(ax for ax, n in zip(axes, shape) if ax in "YXS")
     arr = arr.reshape([n for ax, n in zip(axes, shape) if ax in "YXS"])
     if "S" in kept and kept.index("S") != arr.ndim - 1:
@@ -133,17 +137,20 @@ def _read_raster(path: Path, fmt: str) -> tuple[np.ndarray, dict]:
         if frames > 1:
             raise fail(path, f"is a 3-D stack ({frames} planes); give a single 2-D image")
         im.load()
+        orientation = pil_orientation(im) if fmt != "bmp" else 1
         if im.mode not in _ARRAY_MODES:
             alpha = im.mode in ("PA", "LA", "La", "RGBa") or "transparency" in im.info
             im = im.convert("RGBA" if alpha else "RGB")
         arr = np.asarray(im)
-    return arr, {"bits": int(arr.dtype.itemsize * 8) if arr.dtype != bool else 1}
+    return arr, {"bits": int(arr.dtype.itemsize * 8) if arr.dtype != bool else 1, "orientation": orientation}
 
 
 def read_raw(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
-    """Read the stored pixel array of a PNG/JPEG/BMP/TIFF (no scaling); raise ImageReadError.
+    """Read the pixel array of a PNG/JPEG/BMP/TIFF (no scaling), upright; raise ImageReadError.
 
-    Float data with NaN or infinite values is refused.
+    An EXIF/TIFF orientation tag is applied (:mod:`.orientation`), as every photo viewer does:
+    ``meta["orientation"]`` is the tag (1: none) and ``meta["orientation_applied"]`` says what was
+    done (``""`` for nothing).  Float data with NaN or infinite values is refused.
     """
     p = Path(path)
     suffix = p.suffix.lower()
@@ -155,17 +162,34 @@ def read_raw(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     except ImageReadError:
         raise
     except Exception as exc:  # corrupt files raise anything from the decoders
-        raise fail(p, f"truncated or corrupt {fmt.upper()} data ({_first_line(exc)})") from None
+        problem = first_line(exc, with_type=True, limit=160)
+        raise fail(p, f"truncated or corrupt {fmt.upper()} data ({problem})") from None
     meta["format"] = fmt
     if arr.size == 0:
         raise fail(p, "image is empty")
     check_finite(p, arr)
-    return arr, meta
+    meta["orientation_applied"] = describe(meta.get("orientation"))
+    return upright(arr, meta.get("orientation")), meta
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:160]}" if text else type(exc).__name__
+def file_orientation(path: str | os.PathLike) -> int:
+    """The EXIF/TIFF orientation tag (1-8) of a JPEG/PNG/TIFF file, read from its header; 1 when it has
+    none, or for any other file (never raises)."""
+    p = Path(path)
+    try:
+        fmt = sniff_format(p)
+        if fmt == "tiff":
+            with tifffile.TiffFile(p) as tif:
+                return tiff_orientation(tif.pages[0]) if tif.pages else 1
+        if fmt == "bmp":
+            return 1
+        with p.open("rb") as fh:
+            im = _pil_class(fmt)(fh)
+            if fmt == "png":
+                im.load()  # a PNG's eXIf chunk may follow its pixel data
+            return pil_orientation(im)
+    except Exception:  # not an image, unreadable: no orientation to apply
+        return 1
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

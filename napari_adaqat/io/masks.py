@@ -7,8 +7,6 @@ always complete; temp files left by a killed writer are removed by the next writ
 from __future__ import annotations
 
 import os
-import re
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -17,39 +15,10 @@ import tifffile
 from .dicom import is_dicom, read_dicom_raw
 from .image_data import ImageReadError, check_file, fail
 from .images import read_raw
+from ..util.atomic import atomic_path, remove_stale_temps
 
 MASK_WRITE_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff")
-_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp\.(png|tif|tiff)$")
 _swept: set[str] = set()  # folders already cleaned by this process
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # e.g. PermissionError: it exists, owned by someone else
-        return True
-    return True
-
-
-def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
-    """Delete the mask temp files in ``folder`` whose writing process is gone; return them."""
-    removed = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
-    for name in names:
-        match = _TEMP_NAME.match(name)
-        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
-            path = Path(folder) / name
-            try:
-                path.unlink()
-                removed.append(path)
-            except OSError:
-                pass
-    return removed
 
 
 def _reduce_channels(arr: np.ndarray) -> np.ndarray:
@@ -104,23 +73,14 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray, *, overwrite: bool = F
         raise FileExistsError(f"{p}: already exists (pass overwrite=True to replace it)")
     out = np.where(data > 0, 255, 0).astype(np.uint8)
     p.parent.mkdir(parents=True, exist_ok=True)
-    if str(p.parent) not in _swept:  # once per folder and process: leftovers of a killed run
+    if str(p.parent) not in _swept:  # once per folder and process (not per mask): leftovers of a killed run
         remove_stale_temps(p.parent)
         _swept.add(str(p.parent))
-    # A unique name created by the writer itself (not mkstemp, whose 0600 mode would survive
-    # os.replace): the mask gets the user's usual permissions.
-    tmp_name = str(p.parent / f".{p.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{suffix}")
-    try:
+    with atomic_path(p, fsync=False, sweep=False) as tmp:  # the temp keeps the suffix the writers go by
         if suffix == ".png":
             from skimage.io import imsave
 
-            imsave(tmp_name, out, check_contrast=False)
+            imsave(str(tmp), out, check_contrast=False)
         else:
-            tifffile.imwrite(tmp_name, out, photometric="minisblack", compression="zlib")
-        os.replace(tmp_name, p)
-    except BaseException as exc:
-        Path(tmp_name).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno is not None:  # name the mask, not the temp file
-            raise OSError(exc.errno, exc.strerror or str(exc), str(p)) from None
-        raise
+            tifffile.imwrite(str(tmp), out, photometric="minisblack", compression="zlib")
     return p

@@ -4,11 +4,15 @@ Pure numpy/scipy/scikit-image: importable without napari or Qt.
 """
 from .overlap import dice, iou
 from .ssim import TrustMaps, ssim_map, trust_maps
-from .stats import SegmentationScores, rank_biserial, score_masks, score_masks_at, summarize, wilcoxon_paired
+from .stats import (
+    EQUIVALENCE_MARGIN, SegmentationScores, rank_biserial, score_masks, score_masks_at, summarize, tost_paired,
+    wilcoxon_paired,
+)
 from .surface import boundary, hd95, nsd, surface_distances
 
 __all__ = [
     "dice", "iou", "boundary", "surface_distances", "nsd", "hd95",
     "ssim_map", "TrustMaps", "trust_maps",
     "SegmentationScores", "rank_biserial", "score_masks", "score_masks_at", "wilcoxon_paired", "summarize",
+    "EQUIVALENCE_MARGIN", "tost_paired",
 ]

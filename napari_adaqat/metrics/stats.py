@@ -1,4 +1,4 @@
-"""Per-image scoring, summaries and the paired Wilcoxon test between two models."""
+"""Per-image scoring, summaries, the paired Wilcoxon test and the paired equivalence test (TOST) between two models."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -106,6 +106,48 @@ def wilcoxon_paired(
     res = sps.wilcoxon(x, y, alternative=alternative)
     out["statistic"] = float(res.statistic)
     out["p_value"] = float(res.pvalue)
+    return out
+
+
+EQUIVALENCE_MARGIN = 0.005  # Dice: ±0.5 Dice points (Dice × 100)
+
+
+def tost_paired(a: Sequence[float], b: Sequence[float], margin: float = EQUIVALENCE_MARGIN,
+                alpha: float = 0.05) -> dict:
+    """Paired equivalence test (two one-sided t-tests, TOST) of per-image scores a vs b within ±``margin``.
+
+    With d = a - b (nan pairs dropped): H0₁ mean(d) ≤ -margin is tested with
+    ``scipy.stats.ttest_1samp(d, -margin, alternative="greater")``, H0₂ mean(d) ≥ +margin with
+    ``ttest_1samp(d, margin, alternative="less")``; ``p_value`` = max of the two, and a and b are
+    shown equivalent when it is below ``alpha`` (equally: the (1 - 2·alpha) confidence interval of the
+    mean difference lies inside ±margin).  With identical differences (no spread) p is 0 inside the
+    margin and 1 outside; with fewer than 2 pairs, 1.
+    Returns {"n", "margin", "alpha", "mean_diff", "ci_low", "ci_high", "p_lower", "p_upper", "p_value",
+    "equivalent"} (``ci_*``: the (1 - 2·alpha) interval).
+    """
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"paired scores need equal 1-D lengths, got {x.shape} and {y.shape}")
+    if not margin > 0:
+        raise ValueError(f"the equivalence margin must be positive, got {margin}")
+    d = (x - y)[~np.isnan(x - y)]
+    n = int(d.size)
+    mean = float(d.mean()) if n else float("nan")
+    out = {"n": n, "margin": float(margin), "alpha": float(alpha), "mean_diff": mean, "ci_low": float("nan"),
+           "ci_high": float("nan"), "p_lower": 1.0, "p_upper": 1.0, "p_value": 1.0, "equivalent": False}
+    if n < 2:
+        return out
+    sd = float(d.std(ddof=1))
+    if sd == 0.0:  # every pair differs by the same amount: scipy's t would divide by zero
+        inside = float(-margin < mean < margin)
+        out.update(ci_low=mean, ci_high=mean, p_lower=1.0 - inside, p_upper=1.0 - inside, p_value=1.0 - inside)
+    else:
+        p_lower = float(sps.ttest_1samp(d, -margin, alternative="greater").pvalue)
+        p_upper = float(sps.ttest_1samp(d, margin, alternative="less").pvalue)
+        half = float(sps.t.ppf(1.0 - alpha, n - 1)) * sd / np.sqrt(n)
+        out.update(ci_low=float(mean - half), ci_high=float(mean + half), p_lower=p_lower, p_upper=p_upper,
+                   p_value=max(p_lower, p_upper))
+    out["equivalent"] = bool(out["p_value"] < alpha)
     return out
 
 

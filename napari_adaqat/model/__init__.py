@@ -7,21 +7,22 @@ Import order, lowest first (no module imports one below it in this list):
 * :mod:`~napari_adaqat.model.adalora`, :mod:`~napari_adaqat.model.rank_allocator` -- AdaLoRA adapters, rank pruning
 * :mod:`~napari_adaqat.model.qat` -- INT8 fake-quant modules (QAT)
 * :mod:`~napari_adaqat.model.ptq`, :mod:`~napari_adaqat.model.compression`,
-  :mod:`~napari_adaqat.model.quant_report` -- post-training quantization, compression figures, error analysis
-* :mod:`~napari_adaqat.model.files` -- safetensors rules shared by every file (header, metadata, atomic write)
-* :mod:`~napari_adaqat.model.checkpoint` -- training checkpoints (model + optimizer, resumable)
-* :mod:`~napari_adaqat.model.model_file` -- INT8 model files (export, validation, INT8 pack/unpack)
+  :mod:`~napari_adaqat.model.quant_report` -- post-training quantization, compression figures, INT8 error statistics
+* :mod:`~napari_adaqat.model.int8_runtime` -- ``Int8Linear``: INT8 weights kept INT8 in memory
+* :mod:`~napari_adaqat.model.formats` -- the file formats, one home: safetensors container, INT8 layout,
+  model files (export, the one loader), training checkpoints
 * :mod:`~napari_adaqat.model.loading` -- ``load_model`` for any file and the bundled default model
+  (the model comes back with its metadata as ``sam.meta``)
 """
 from napari_adaqat._lazy import lazy_exports
 
 _MODULES = {
     "build": ("ModelLoadError", "PRESETS", "SamSpec", "build_sam", "get_spec", "load_sam_checkpoint"),
-    "device": ("resolve_device",),
+    "device": ("DEVICES", "resolve_device"),
     "adalora": ("AdaLoRAConfig", "inject_adalora"),
     "qat": ("apply_qat",),
     "ptq": ("ptq_from_checkpoint",),
-    "model_file": ("export_model", "load_model_file", "read_model_metadata"),
+    "formats.model_file": ("export_model", "load_model_file", "read_model_metadata"),
     "loading": ("load_model", "resolve_model_path"),
 }
 __all__ = sorted(name for names in _MODULES.values() for name in names)

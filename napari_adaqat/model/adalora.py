@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from napari_adaqat.util.fields import from_fields
+
 __all__ = [
     "AdaLoRAConfig", "AdaLoRALinear", "inject_adalora", "adalora_modules",
     "adapter_parameters", "orthogonal_regularizer", "clamp_lambda_grads",
@@ -90,11 +92,7 @@ class AdaLoRAConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "AdaLoRAConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown AdaLoRA config fields: {sorted(unknown)}")
-        return cls(**d)
+        return from_fields(cls, d, "AdaLoRA config")
 
 
 class AdaLoRALinear(nn.Module):

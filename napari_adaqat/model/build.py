@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from napari_adaqat.model.hybrid_encoder import EMBED_STRIDE, HybridImageEncoder
 from napari_adaqat.model.mask_refiner import MaskRefiner
+from napari_adaqat.util.errors import first_line
+from napari_adaqat.util.fields import from_fields
 import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
 # isort: split
 from segment_anything.modeling import (
@@ -76,15 +78,17 @@ class SamSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SamSpec":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ModelLoadError(f"unknown model spec fields: {sorted(unknown)}")
-        data = dict(data)
-        for key in ("global_attn_indexes", "pixel_mean", "pixel_std", "conv_widths"):
-            if key in data:
-                data[key] = tuple(data[key])
-        return cls(**data)
+        tuples = {k: tuple(data[k]) for k in ("global_attn_indexes", "pixel_mean", "pixel_std", "conv_widths")
+                  if k in data}
+        return from_fields(cls, data, "model spec", ModelLoadError, **tuples)
+
+
+def _hybrid(name: str, embed_dim: int, depth: int, num_heads: int, image_size: int, prompt_dim: int,
+            decoder_mlp_dim: int, decoder_heads: int, conv_widths: tuple[int, ...]) -> SamSpec:
+    """A hybrid conv/attention encoder preset: patch size 4 (the embedding stride), no windows."""
+    return SamSpec(name, embed_dim, depth, num_heads, (), image_size=image_size, patch_size=4, window_size=0,
+                   prompt_dim=prompt_dim, decoder_mlp_dim=decoder_mlp_dim, decoder_heads=decoder_heads,
+                   iou_hidden_dim=prompt_dim, encoder="hybrid", conv_widths=conv_widths)
 
 
 PRESETS: dict[str, SamSpec] = {
@@ -98,17 +102,8 @@ PRESETS: dict[str, SamSpec] = {
     ),
     # The default models v3 and (with a 16-channel mask refiner) v3f: conv stem + 4 attention blocks +
     # top-down fusion, 256 px in, 64x64 embedding, 256x256 logits (model/hybrid_encoder.py).
-    "hybrid_tiny": SamSpec(
-        "hybrid_tiny", 192, 4, 4, (), image_size=256, patch_size=4, window_size=0,
-        prompt_dim=128, decoder_mlp_dim=512, decoder_heads=4, iou_hidden_dim=128,
-        encoder="hybrid", conv_widths=(24, 48, 96, 192),
-    ),
-    # the hybrid encoder at test size
-    "hybrid_nano": SamSpec(
-        "hybrid_nano", 48, 1, 2, (), image_size=64, patch_size=4, window_size=0,
-        prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2, iou_hidden_dim=32,
-        encoder="hybrid", conv_widths=(8, 8, 16, 32),
-    ),
+    "hybrid_tiny": _hybrid("hybrid_tiny", 192, 4, 4, 256, 128, 512, 4, (24, 48, 96, 192)),
+    "hybrid_nano": _hybrid("hybrid_nano", 48, 1, 2, 64, 32, 64, 2, (8, 8, 16, 32)),  # at test size
     # Smallest preset, for unit tests: runs in milliseconds.
     "vit_nano": SamSpec(
         "vit_nano", 64, 2, 2, (1,), image_size=128, window_size=4,
@@ -122,6 +117,13 @@ PRESETS["hybrid_nano_fine"] = dataclasses.replace(PRESETS["hybrid_nano"], name="
 # the hybrid encoders with the full-resolution boundary refiner behind the decoder (model/mask_refiner.py)
 PRESETS["hybrid_refine"] = dataclasses.replace(PRESETS["hybrid_tiny"], name="hybrid_refine", mask_refiner=8)
 PRESETS["hybrid_nano_refine"] = dataclasses.replace(PRESETS["hybrid_nano"], name="hybrid_nano_refine", mask_refiner=4)
+
+
+
+def preset_names() -> str:
+    """The preset names for help texts, e.g. ``"vit_b, vit_l, ..."`` (read from :data:`PRESETS`)."""
+    return ", ".join(PRESETS)
+
 
 # Official checkpoint sizes in bytes, used for the measured compression ratio.
 OFFICIAL_CHECKPOINT_BYTES = {"vit_b": 375_042_383, "vit_l": 1_249_524_607, "vit_h": 2_564_550_879}
@@ -213,24 +215,26 @@ def resize_position_tensors(state: dict[str, torch.Tensor], sam: Sam) -> dict[st
     return out
 
 
-def load_state_strict(sam: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict`` with a one-line error naming missing/unexpected keys or a shape."""
-    target = sam.state_dict()
+def check_state_keys(source: str | Path, target: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
+                     hint: str = "") -> None:
+    """The one key check of a state dict against a model's (``target``: names and shapes only):
+    a one-line :class:`ModelLoadError` naming missing/unexpected keys or the first shape mismatch
+    (followed by ``hint``)."""
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]
     if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        parts = [f"{len(missing)} missing keys (e.g. {missing[0]})"] if missing else []
+        parts += [f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})"] if unexpected else []
         raise ModelLoadError(f"{source}: does not match this model: " + "; ".join(parts))
     for key, value in state.items():
         if tuple(value.shape) != tuple(target[key].shape):
-            raise ModelLoadError(
-                f"{source}: shape mismatch for {key}: file {tuple(value.shape)} vs model {tuple(target[key].shape)}"
-                " (wrong --model-type?)"
-            )
+            raise ModelLoadError(f"{source}: shape mismatch for {key}: file {tuple(value.shape)} "
+                                 f"vs model {tuple(target[key].shape)}{hint}")
+
+
+def load_state_strict(sam: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict`` after :func:`check_state_keys` (one-line errors)."""
+    check_state_keys(source, sam.state_dict(), state, hint=" (wrong --model-type?)")
     sam.load_state_dict(state, strict=True)
 
 
@@ -271,8 +275,8 @@ def read_torch_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             what = " ".join(found.group(1).split())[:100] if found else "objects other than tensors"
             raise ModelLoadError(f"{path}: refused: the checkpoint holds Python objects besides tensors ({what}) "
                                  "that could run code when loaded; only plain state_dicts of tensors are read") from None
-        first = text.splitlines()[0] if text else type(exc).__name__
-        raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated): {first[:160]}") from None
+        first = first_line(RuntimeError(text), limit=160) if text else type(exc).__name__
+        raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated): {first}") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -347,6 +351,6 @@ def spec_from_metadata(path: str | Path, spec_dict: object) -> SamSpec:
         if too_big:
             raise ValueError(f"implausibly large {', '.join(too_big)}")
     except (KeyError, TypeError, ValueError) as exc:  # ModelLoadError is a ValueError
-        msg = str(exc).split(f"{path}: ")[-1].splitlines()[0] if str(exc) else type(exc).__name__
+        msg = first_line(RuntimeError(str(exc).split(f"{path}: ")[-1])) if str(exc) else type(exc).__name__
         raise ModelLoadError(f"{path}: invalid model spec in metadata: {msg[:200]}") from None
     return spec

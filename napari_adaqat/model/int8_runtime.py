@@ -1,11 +1,10 @@
 """Run an INT8 model file with its encoder weights kept as INT8 in memory.
 
-:func:`~napari_adaqat.model.model_file.load_model_file` dequantizes every INT8 tensor into an FP32
-model (the reference, and what stock ``segment_anything`` runs).  :func:`load_model_file_int8`
-instead builds the image encoder on the ``meta`` device (no FP32 copy of the whole model is ever
-allocated) and swaps every image-encoder ``nn.Linear`` stored as INT8 for an :class:`Int8Linear`,
-which keeps ``int8`` weights plus one FP32 scale and dequantizes per layer, per call
-(``w = q · s``, bit-for-bit the weight of the FP32 load, so the results are identical).  The mask
+:func:`~napari_adaqat.model.formats.model_file.load_model_file` either dequantizes every INT8 tensor into
+an FP32 model (the reference, and what stock ``segment_anything`` runs) or, with ``keep_int8``, swaps
+every image-encoder ``nn.Linear`` stored as INT8 for an :class:`Int8Linear`, which keeps ``int8``
+weights plus one FP32 scale and dequantizes per layer, per call (``w = q · s``, bit-for-bit the
+weight of the FP32 load, so the results are identical).  The mask
 decoder and everything else are small and stay FP32, so box prompts pay no dequantization.
 
 ``int8_matmul=True`` (opt-in: ``adaqat bench --int8-gemm``; the app runs the exact path) computes those
@@ -18,23 +17,14 @@ is an approximation of the FP32 maths (feature cosine ≥ 0.999 is checked by th
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
 import torch
 import torch.nn.functional as F
-import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
-# isort: split
-from segment_anything.modeling import Sam
 from torch import Tensor, nn
 
-from napari_adaqat.model.build import ModelLoadError, build_image_encoder, build_sam, spec_from_metadata
-from napari_adaqat.model.files import read_tensors
-from napari_adaqat.model.model_file import read_model_metadata
+__all__ = ["Int8Linear", "int8_bytes", "int8_linear", "plain_state_items", "quantize_rows"]
 
-__all__ = ["Int8Linear", "int8_bytes", "int8_linear", "load_model_file_int8", "plain_state_items", "quantize_rows"]
-
-_INT8, _SCALE = ".int8", ".scale"
 # INT8 GEMMs pay for their per-row quantization from about this many rows (tokens); below it (e.g. the
 # bundled 256-px model's 256 tokens) the exact dequantizing path is as fast, so it is kept there
 INT8_GEMM_MIN_ROWS = 1024
@@ -94,90 +84,6 @@ def int8_linear(x: Tensor, qweight: Tensor, scale: Tensor, bias: Tensor | None) 
     if bias is not None:
         out.add_(bias)
     return out.view(*x.shape[:-1], qweight.shape[0])
-
-
-def _split(path: Path, tensors: dict[str, Tensor], keep: set[str]) -> tuple[dict[str, Tensor], dict]:
-    """File tensors (consumed) -> (fp32 state dict of everything not in ``keep``, {name: (q, s)} of
-    ``keep``); INT8 tensors not kept are dequantized exactly as ``load_model_file`` does."""
-    scales = {k: tensors.pop(k) for k in [k for k in tensors if k.endswith(_SCALE)]}
-    orphan = [k for k in scales if k[: -len(_SCALE)] + _INT8 not in tensors]
-    if orphan:
-        raise ModelLoadError(f"{path}: scale {orphan[0]} has no matching {_INT8} tensor")
-    state: dict[str, Tensor] = {}
-    kept: dict[str, tuple[Tensor, Tensor]] = {}
-    for key in list(tensors):
-        value = tensors.pop(key)  # release each file tensor as soon as it is used
-        if key.endswith(_INT8):
-            base = key[: -len(_INT8)]
-            scale = scales.get(base + _SCALE)
-            if value.dtype != torch.int8 or scale is None or scale.numel() != 1 or scale.dtype != torch.float32:
-                raise ModelLoadError(f"{path}: {key} needs int8 data and a one-element fp32 {base}{_SCALE}")
-            if base in keep:
-                kept[base] = (value, scale)
-            else:
-                state[base] = value * scale.reshape(())
-        elif value.is_floating_point():
-            state[key] = value.to(torch.float32)
-        else:
-            raise ModelLoadError(f"{path}: tensor {key} has unexpected dtype {value.dtype}")
-    return state, kept
-
-
-def _keep_int8(sam: nn.Module, int8_names: list[str]) -> set[str]:
-    """Weights of image-encoder ``nn.Linear`` layers stored as INT8 (they stay INT8 in memory)."""
-    linears = {n for n, m in sam.named_modules() if isinstance(m, nn.Linear) and n.startswith("image_encoder.")}
-    return {n for n in int8_names if n.endswith(".weight") and n[: -len(".weight")] in linears}
-
-
-def load_model_file_int8(path: str | Path, int8_matmul: bool = False) -> tuple[Sam, dict]:
-    """Load a model file for inference with INT8 encoder Linears kept INT8: (Sam in eval mode with
-    ``sam.spec``, metadata).  ``int8_matmul``: compute them as INT8 GEMMs (see the module doc).
-    Validation and one-line errors as ``load_model_file``."""
-    path = Path(path)
-    meta = read_model_metadata(path)
-    spec = spec_from_metadata(path, meta.get("spec"))
-    tensors = read_tensors(path)
-    int8 = sorted(k[: -len(_INT8)] for k in tensors if k.endswith(_INT8))
-    if int8 != sorted(meta.get("int8_tensors", [])):
-        raise ModelLoadError(f"{path}: int8 tensors in the file do not match its metadata")
-    try:
-        # only the encoder (the bulk) on the meta device: building the prompt encoder there would
-        # import torch._dynamo (its meta randn is a dynamo-disabled ref: +155 MB RSS, +1 s)
-        with torch.device("meta"):
-            encoder = build_image_encoder(spec)
-        with torch.random.fork_rng(devices=[]):  # their random init must not move the caller's seed
-            sam = build_sam(spec, image_encoder=encoder)
-    except Exception as exc:  # a spec that passed the checks but cannot be built
-        raise ModelLoadError(f"{path}: cannot build the model described by its spec: {exc}") from None
-    state, kept = _split(path, tensors, _keep_int8(sam, int8))
-    target = sam.state_dict()  # names and shapes only (the encoder's are meta tensors)
-    _check_keys(path, target, {**state, **{k: q for k, (q, _s) in kept.items()}})
-    for name, (q, s) in kept.items():
-        module_name = name[: -len(".weight")]
-        bias = state.pop(module_name + ".bias", None)
-        parent, _, child = module_name.rpartition(".")
-        setattr(sam.get_submodule(parent), child, Int8Linear(q, s, bias, int8_matmul))
-    sam.load_state_dict(state, strict=False, assign=True)
-    left = [n for n, t in [*sam.named_parameters(), *sam.named_buffers()] if t.is_meta]
-    if left:
-        raise ModelLoadError(f"{path}: does not match this model: {len(left)} missing keys (e.g. {left[0]})")
-    sam.requires_grad_(False)
-    sam.spec = spec  # type: ignore[attr-defined]
-    return sam.eval(), meta
-
-
-def _check_keys(path: Path, target: dict[str, Tensor], state: dict[str, Tensor]) -> None:
-    """One-line errors for missing/unexpected keys and shape mismatches (as ``load_state_strict``)."""
-    missing = [k for k in target if k not in state]
-    unexpected = [k for k in state if k not in target]
-    if missing or unexpected:
-        what = [f"{len(missing)} missing keys (e.g. {missing[0]})"] if missing else []
-        what += [f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})"] if unexpected else []
-        raise ModelLoadError(f"{path}: does not match this model: " + "; ".join(what))
-    for key, value in state.items():
-        if tuple(value.shape) != tuple(target[key].shape):
-            raise ModelLoadError(f"{path}: shape mismatch for {key}: file {tuple(value.shape)} "
-                                 f"vs model {tuple(target[key].shape)}")
 
 
 def plain_state_items(model: nn.Module) -> Iterator[tuple[str, Tensor]]:

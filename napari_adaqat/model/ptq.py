@@ -30,7 +30,7 @@ def ptq_from_checkpoint(pth_path: str | Path, model_type: str = "vit_b", image_s
     """Post-training quantization of an official SAM ``.pth`` (no training).
 
     Returns the SAM with fake-quant modules applied;
-    :func:`napari_adaqat.model.model_file.export_model` of it writes the PTQ INT8 file.
+    :func:`napari_adaqat.model.formats.model_file.export_model` of it writes the PTQ INT8 file.
     """
     sam = load_sam_checkpoint(pth_path, model_type, image_size)
     apply_qat(sam, variant, quantize_extra=quantize_extra)

@@ -4,14 +4,12 @@ For every quantized tensor (the fake-quant modules of a QAT model, or, for an FP
 model, the weights that :func:`qat.quantize_targets` would quantize) the error
 ``e = w - fake_quant_int8(w)`` is summarised per layer and overall (mean, std, max |e|,
 Pearson r between FP32 and INT8 weights), binned against ``|w|``, and compared with a
-normal distribution in a Q-Q plot (``scipy.stats.probplot``).  Writes ``report.json``
-and PNG figures (matplotlib, Agg backend, imported lazily).
+normal distribution in a Q-Q plot (``scipy.stats.probplot``).  The figures and the files are
+:mod:`napari_adaqat.report.quant_figures`'s (this layer draws nothing).
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,24 +56,19 @@ class _Moments:
         return {"n": n, "error_mean": mean, "error_std": math.sqrt(var), "pearson_r": r}
 
 
-def quantization_report(model: nn.Module, out_dir: str | Path, variant: str = "full",
-                        max_points: int = 200_000, seed: int = 0) -> dict:
-    """Write ``out_dir/report.json`` and figures; return the report dict.
+def quantization_error(model: nn.Module, variant: str = "full", max_points: int = 200_000,
+                       seed: int = 0) -> tuple[dict, dict[str, np.ndarray]]:
+    """(the report dict, the samples its figures plot: ``w``, ``e`` (sampled weights and errors), ``osm``,
+    ``osr`` (Q-Q points), ``edges`` (the |w| bin edges)).
 
     ``model``: FP32 or QAT SAM (adapters may be injected; ``qkv`` is never included).
     ``max_points`` bounds the random sample used for the Q-Q plot and histograms.
     Keys: ``layers`` (per tensor: n, scale, error_mean, error_std, error_max_abs,
     pearson_r), ``overall``, ``error_vs_abs_w`` (bins), ``qq`` (probplot slope,
-    intercept, r), ``prompt_encoder_linears`` (always 0), ``figures``.
+    intercept, r), ``prompt_encoder_linears`` (always 0).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from scipy import stats
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     tensors = _tensors(model, variant)
     if not tensors:
         raise ValueError("the model has no quantized (or quantizable) layers")
@@ -130,50 +123,4 @@ def quantization_report(model: nn.Module, out_dir: str | Path, variant: str = "f
         "qq": {"dist": "norm", "slope": float(slope), "intercept": float(intercept), "r": float(r),
                "n_sample": int(se.size)},
     }
-
-    figs = {}
-    step = max(1, osm.size // 20000)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(osm[::step], osr[::step], ".", ms=2, label="errors")
-    ax.plot(osm[[0, -1]], slope * osm[[0, -1]] + intercept, "r-", label=f"fit (r={r:.3f})")
-    ax.set(xlabel="normal theoretical quantiles", ylabel="ordered errors w - q(w)", title="Q-Q plot of INT8 errors")
-    ax.legend()
-    figs["qq_plot"] = _save(fig, out / "qq_plot.png", plt)
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.hist(se, bins=100)
-    ax.set(xlabel="w - q(w)", ylabel="count (sample)", title="Quantization error")
-    figs["error_hist"] = _save(fig, out / "error_hist.png", plt)
-
-    centers = (edges[:-1] + edges[1:]) / 2
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.errorbar(centers, bins["error_mean"], yerr=bins["error_std"], fmt="o-", ms=3, label="mean ± std")
-    ax.plot(centers, bins["abs_error_mean"], "s--", ms=3, label="mean |error|")
-    ax.set(xlabel="|w| (equal-count bins)", ylabel="error", title="Error vs |w|")
-    ax.legend()
-    figs["error_vs_abs_w"] = _save(fig, out / "error_vs_abs_w.png", plt)
-
-    names = list(layers)
-    fig, ax = plt.subplots(figsize=(max(6, len(names) * 0.12), 4))
-    ax.errorbar(range(len(names)), [layers[n]["error_mean"] for n in names],
-                yerr=[layers[n]["error_std"] for n in names], fmt="o", ms=2)
-    ax.set(xlabel="layer index (see report.json)", ylabel="error mean ± std", title="Per-layer INT8 error")
-    figs["per_layer_error"] = _save(fig, out / "per_layer_error.png", plt)
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    pick = slice(None, None, max(1, sw.size // 20000))
-    ax.plot(sw[pick], (sw - se)[pick], ".", ms=1)
-    ax.set(xlabel="FP32 weight", ylabel="INT8 weight (dequantized)",
-           title=f"FP32 vs INT8 (r={report['overall']['pearson_r']:.6f})")
-    figs["fp32_vs_int8"] = _save(fig, out / "fp32_vs_int8.png", plt)
-
-    report["figures"] = figs
-    (out / "report.json").write_text(json.dumps(report, indent=1))
-    return report
-
-
-def _save(fig, path: Path, plt) -> str:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path.name
+    return report, {"w": sw, "e": se, "osm": osm, "osr": osr, "edges": edges}

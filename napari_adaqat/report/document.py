@@ -20,8 +20,8 @@ from napari_adaqat import __version__
 from napari_adaqat.data import Pair
 from napari_adaqat.inference.engine import Engine, ModelLike, ModelRef
 from napari_adaqat.io import read_image, read_mask
-from napari_adaqat.model.model_file import read_model_metadata
-from napari_adaqat.model.quant_report import quantization_report
+from napari_adaqat.model.formats.model_file import read_model_metadata
+from napari_adaqat.report.quant_figures import quantization_report
 from napari_adaqat.report import figures
 from napari_adaqat.report.scores import BASELINE, image_box, model_tags, write_json
 from napari_adaqat.report.tables import (
@@ -145,12 +145,14 @@ def _sections(parts: dict, summary: dict) -> list[tuple[str, str, list[str], lis
     names = ", ".join(f"{t} = {n}" for t, n in (parts.get("models") or {}).items())
     baseline = summary.get("baseline_label")
     return [
-        ("Table 1: segmentation scores", f"{summary['n']} images; models: {names}"
+        ("Table 1: segmentation scores", f"{_n_of(summary)} images; models: {names}"
          + (f"; baseline = {baseline}" if baseline else "") + f". NSD tolerance {summary['nsd_tolerance']:g} {units}; "
          "HD95 in mm for images with a pixel spacing, else px. Metrics without a suffix are at native resolution, "
          "`_256` at 256² as in the paper. p: paired Wilcoxon signed-rank test against the baseline; effect r: "
-         "matched-pairs rank-biserial correlation (+1: every image favours the model).",
+         "matched-pairs rank-biserial correlation (+1: every image favours the model)." + _tost_text(summary),
          TABLE1_HEAD, [table1_cells(r) for r in parts["table1"]], []),
+        ("Skipped pairs", _skipped_text(summary), ["pair", "reason"] if summary.get("skipped") else [],
+         [list(_split_reason(line)) for line in summary.get("skipped", [])] or None, []),
         ("Table 2: model files", "Parameters from each file; trainable parameters from the training run it "
          "records; compression measured on disk and by the paper's arithmetic (Linear layers only).",
          TABLE2_HEAD, [table2_cells(r) for r in parts["table2"]], []),
@@ -165,6 +167,35 @@ def _sections(parts: dict, summary: dict) -> list[tuple[str, str, list[str], lis
          [figs["worst"]]),
         ("Provenance", "", ["", ""], [[k, "" if v is None else str(v)] for k, v in parts["provenance"].items()], []),
     ]
+
+
+def _n_of(summary: dict) -> str:
+    """``"5 of 6"``: the pairs scored of the pairs in the split."""
+    return f"{summary['n']} of {summary.get('n_total', summary['n'])}"
+
+
+def _tost_text(summary: dict) -> str:
+    if "equivalence" not in summary:
+        return ""
+    margin = summary["equivalence_margin"]
+    return (f" Equivalence (Dice only): paired two one-sided t-tests (TOST) against the baseline with a margin of "
+            f"±{margin:g} Dice (±{margin * 100:g} Dice points; --equivalence-margin): 'equivalent' when both "
+            "one-sided p < 0.05, i.e. the 90 % confidence interval of the mean difference lies inside the margin. "
+            "A Wilcoxon p < 0.05 says the models differ; only the TOST says by how little.")
+
+
+def _skipped_text(summary: dict) -> str:
+    skipped = summary.get("skipped") or []
+    if not skipped:
+        return f"None: every pair of the split was scored ({_n_of(summary)})."
+    return (f"{len(skipped)} of the {summary.get('n_total')} pairs of the split were not scored; Table 1 counts "
+            "only the others.")
+
+
+def _split_reason(line: str) -> tuple[str, str]:
+    """(file, reason) of a skip line ``"PATH: reason"``."""
+    path, sep, reason = line.partition(": ")
+    return (path, reason) if sep else ("", line)
 
 
 def _markdown(parts: dict, summary: dict) -> str:

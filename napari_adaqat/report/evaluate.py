@@ -8,7 +8,6 @@ the summaries and the paired tests are written here; :mod:`.document` writes ``r
 from __future__ import annotations
 
 import csv
-import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -16,9 +15,14 @@ import numpy as np
 
 from napari_adaqat.data import Pair, check_output_folder, check_pairs, discover, load_split
 from napari_adaqat.inference.engine import Engine, ModelLike, batched, model_ref
+from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
 from napari_adaqat.io import read_image
 from napari_adaqat.report.document import write_report
-from napari_adaqat.report.scores import BASELINE, model_tags, paired_tests, score_pair, summaries, write_json
+from napari_adaqat.util.errors import first_line
+from napari_adaqat.metrics import EQUIVALENCE_MARGIN
+from napari_adaqat.report.scores import (
+    BASELINE, equivalence_tests, model_tags, paired_tests, score_pair, summaries, write_json,
+)
 
 
 def _pairs(data_dir: str | Path, split: str, split_file: str | Path | None, seed: int) -> tuple[list[Pair], list[str]]:
@@ -37,24 +41,13 @@ def _prefetch(chunk: list[Pair], models: list[ModelLike], baseline: ModelLike | 
     """Embed the images of ``chunk`` for every model in one encoder forward each, so that
     :func:`score_pair` finds them cached; return each tag's seconds per image, or ``None`` when it
     failed (e.g. out of GPU memory): the images then embed one by one.  Each image read goes into
-    ``read`` (path → ImageData), so that :func:`score_pair` does not read it again."""
-    images = []
-    for pair in chunk:
-        try:
-            read[pair.image] = read_image(pair.image)
-            images.append(read[pair.image].pixels)
-        except Exception:  # score_pair reports it as that image's failure
-            pass
-    refs = dict(zip(model_tags(len(models)), models))
-    if baseline is not None:
-        refs[BASELINE] = baseline
-    try:
-        return {tag: engine.prefetch(images, ref, None, device, len(chunk)) / max(1, len(images))
-                for tag, ref in refs.items()}
-    except Exception as exc:  # never fatal: score_pair embeds each image on its own
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        warnings.warn(f"batched embedding failed ({first}); embedding the images one by one", RuntimeWarning)
-        return None
+    ``read`` (path → ImageData), so that :func:`score_pair` does not read it again (one that failed to
+    read is read again there, which reports it)."""
+    ahead = read_ahead([pair.image for pair in chunk], read_image)
+    read.update({path: image for path, (image, _seconds) in ahead.items() if not isinstance(image, Exception)})
+    refs: dict[str, ModelLike | None] = dict(zip(model_tags(len(models)), models))
+    refs[BASELINE] = baseline
+    return embed_ahead(engine, [image.pixels for image in read.values()], refs, device, len(chunk))
 
 
 def _score_all(chosen: list[Pair], models: list[ModelLike], baseline: ModelLike | None, out: Path, engine: Engine,
@@ -69,8 +62,7 @@ def _score_all(chosen: list[Pair], models: list[ModelLike], baseline: ModelLike 
     prefetching = step > 1
     with (out / "per_image.csv").open("w", newline="") as fh:
         writer = None
-        for first in range(0, len(chosen), step):
-            chunk = chosen[first:first + step]
+        for first, chunk in chunks(chosen, step):
             read: dict = {}
             share = _prefetch(chunk, models, baseline, engine, device, read) if prefetching else {}
             prefetching = prefetching and share is not None
@@ -78,7 +70,7 @@ def _score_all(chosen: list[Pair], models: list[ModelLike], baseline: ModelLike 
                 try:
                     row = score_pair(pair, models, baseline, engine=engine, image=read.pop(pair.image, None), **score)
                 except Exception as exc:  # one failing image (decoder error, out of memory) must not lose the rest
-                    skipped.append(f"{pair.image}: {(str(exc).splitlines() or [type(exc).__name__])[0]}")
+                    skipped.append(f"{pair.image}: {first_line(exc)}")
                 else:
                     for tag, seconds in (share or {}).items():
                         row[f"{tag}_seconds"] = round(row[f"{tag}_seconds"] + seconds, 4)
@@ -98,7 +90,7 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
              box_mode: str = "tight", progress: Callable[[int, int], None] | None = None,
              split_file: str | Path | None = None, clean: bool = False, seed: int = 0, device: str = "cpu",
              nsd_tolerance: float = 2.0, show: Sequence[str] = (), command: str | None = None,
-             document: bool = True, batch_size: int = 8) -> dict:
+             document: bool = True, batch_size: int = 8, equivalence_margin: float = EQUIVALENCE_MARGIN) -> dict:
     """Score ``model`` (one, or a list: any number of models) and ``baseline`` on a split; write
     ``per_image.csv``, ``summary.json``, ``wilcoxon.json`` and, with ``document``, the full report
     (``report.md``, ``index.html`` and figures, see :mod:`.document`); return the summary.
@@ -106,7 +98,9 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
     ``split_file`` (e.g. a training run's ``split.json``) overrides the dataset's own split;
     without it and without ``DIR/split.json`` the split is the 80:10:10 cut seeded by ``seed``.
     Bad pairs (missing, empty or mismatched masks) and images that fail are skipped and listed
-    in the summary. Non-finite values (HD95 of an empty mask) are written as ``null``.
+    in the summary (``skipped``, one line each with its reason; ``n`` of ``n_total`` pairs were scored).
+    With a baseline, each model also gets a paired equivalence test (TOST) on Dice within
+    ±``equivalence_margin`` (``summary["equivalence"]``).  Non-finite values (HD95 of an empty mask) are written as ``null``.
     A model is a :class:`ModelRef`, a :class:`BoxPredictor`, or a model file path (``None``/
     ``"default"``: the bundled model; ``baseline="default"`` is its FP32 baseline).
     ``nsd_tolerance`` is in mm for images with a pixel spacing (DICOM), else in px.
@@ -129,7 +123,8 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
         raise ValueError(f"{data_dir}: every image of the {split!r} split failed; first: {skipped[-1]}")
     units = sorted({r["units"] for r in rows})
     tags = model_tags(len(models))
-    summary: dict = {"data": str(data_dir), "split": split, "n": len(rows), "box": box_mode, "clean": clean,
+    summary: dict = {"data": str(data_dir), "split": split, "n": len(rows), "n_total": len(rows) + len(skipped),
+                     "box": box_mode, "clean": clean,
                      "skipped": skipped, "split_file": str(split_file) if split_file else None,
                      "units": units[0] if len(units) == 1 else "mixed (native hd95/nsd summarised per unit)",
                      "nsd_tolerance": nsd_tolerance, "nsd_tolerance_units": units[0] if len(units) == 1 else "mm|px",
@@ -142,6 +137,8 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
         write_json(out / "wilcoxon.json", tests["model"] if len(tags) == 1 else tests)
         summary["wilcoxon"] = tests
         summary["wilcoxon_dice_p"] = tests["model"]["dice"]["p_value"]
+        summary["equivalence_margin"] = float(equivalence_margin)
+        summary["equivalence"] = {tag: equivalence_tests(rows, tag, equivalence_margin) for tag in tags}
         summary["mean_delta_ssim"] = float(np.mean([r["delta_ssim"] for r in rows]))
         summary["baseline_label"] = base.label() if hasattr(base, "label") else type(base).__name__
     write_json(out / "summary.json", summary)

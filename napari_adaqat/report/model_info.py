@@ -9,9 +9,9 @@ from napari_adaqat.model.build import build_sam, get_spec, parameter_breakdown
 from napari_adaqat.model.compression import arithmetic_compression, file_compression
 from napari_adaqat.model.loading import load_model
 from napari_adaqat.model.qat import apply_qat
-from napari_adaqat.model.quant_report import quantization_report
-from napari_adaqat.train.modes import add_adapters, set_stage1_trainable, set_stage2_trainable, trainable_count
-from napari_adaqat.train.paths import run_paths
+from napari_adaqat.report.quant_figures import quantization_report
+from napari_adaqat.model.modes import add_adapters, set_stage1_trainable, set_stage2_trainable, trainable_count
+from napari_adaqat.data.runs import run_paths
 
 __all__ = ["preset_report", "file_report"]
 
@@ -65,9 +65,10 @@ def preset_report(name: str, mode: str | None = None, image_size: int | None = N
 def file_report(path: str | Path, model_type: str = "vit_b", quant_report_dir: str | None = None) -> dict:
     """Report on a model file, a checkpoint, or a run folder (its best checkpoint)."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and (run_paths(path)["config"].is_file() or run_paths(path)["best"].is_file()):  # a run
         path = run_paths(path)["best"]
-    sam, meta = load_model(path, model_type=model_type)
+    sam = load_model(path, model_type=model_type)  # any other folder: "is a folder, not a model file"
+    meta = sam.meta
     report: dict = {"file": str(path), "bytes": path.stat().st_size, "format": meta.get("format"),
                     "parameters": parameter_breakdown(sam)}
     adapters = adalora_modules(sam)

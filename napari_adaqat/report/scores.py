@@ -15,7 +15,9 @@ import numpy as np
 from napari_adaqat.data import Pair, default_box, mask_box
 from napari_adaqat.inference.engine import Engine, ModelLike
 from napari_adaqat.io import ImageData, read_image, read_mask
-from napari_adaqat.metrics import score_masks, score_masks_at, summarize, wilcoxon_paired
+from napari_adaqat.metrics import (
+    EQUIVALENCE_MARGIN, score_masks, score_masks_at, summarize, tost_paired, wilcoxon_paired,
+)
 
 METRICS = ("dice", "iou", "nsd", "hd95")
 SIZES = ("", "_256")  # native resolution, and 256² as the paper reports
@@ -109,3 +111,10 @@ def paired_tests(rows: list[dict], tag: str) -> dict:
     """Wilcoxon signed-rank (with the rank-biserial effect size) of ``tag`` against the baseline, per metric."""
     return {f"{m}{s}": wilcoxon_paired([r[f"{tag}_{m}{s}"] for r in rows], [r[f"{BASELINE}_{m}{s}"] for r in rows])
             for m in METRICS for s in SIZES}
+
+
+def equivalence_tests(rows: list[dict], tag: str, margin: float = EQUIVALENCE_MARGIN) -> dict:
+    """Paired TOST (:func:`~napari_adaqat.metrics.tost_paired`) of ``tag`` against the baseline on Dice,
+    native and at 256², within ±``margin``."""
+    return {f"dice{s}": tost_paired([r[f"{tag}_dice{s}"] for r in rows], [r[f"{BASELINE}_dice{s}"] for r in rows],
+                                    margin) for s in SIZES}

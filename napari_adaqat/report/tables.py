@@ -31,9 +31,20 @@ def verdict(test: dict, metric: str) -> str:
     return f"significantly {word} than the baseline ({'better' if good else 'worse'}; p = {p:.3g} < {ALPHA})"
 
 
+def equivalence_verdict(test: dict) -> str:
+    """One plain sentence on a paired TOST (:func:`~napari_adaqat.metrics.tost_paired`)."""
+    if test.get("n", 0) < 2:
+        return "too few pairs to test equivalence"
+    points = f"±{test['margin'] * 100:g} Dice points"
+    if test["equivalent"]:
+        return f"equivalent within {points} (TOST p = {test['p_value']:.3g})"
+    return f"not shown equivalent within {points} (TOST p = {test['p_value']:.3g} ≥ {test['alpha']:g})"
+
+
 def table1(summary: dict, tags: list[str]) -> list[dict]:
-    """One row per model (then the baseline) and metric: mean ± std, median [IQR], n, Wilcoxon p,
-    rank-biserial effect size and the verdict, at native resolution and at 256²."""
+    """One row per model (then the baseline) and metric: mean ± std, median [IQR], n (of the pairs in the
+    split), Wilcoxon p, rank-biserial effect size and the verdict, and on Dice the equivalence (TOST)
+    verdict, at native resolution and at 256²."""
     rows = []
     names = {**summary.get("models", {}), BASELINE: summary.get("baseline_label", "baseline")}
     for tag in tags + ([BASELINE] if BASELINE in summary else []):
@@ -42,11 +53,15 @@ def table1(summary: dict, tags: list[str]) -> list[dict]:
                 key = f"{metric}{size}"
                 stats = summary[tag][key]
                 row = {"model": tag, "name": names.get(tag, tag), "metric": key, "n": stats["n"],
+                       "n_total": summary.get("n_total", summary.get("n")), "equivalence": "", "equivalence_p": None,
                        "mean": stats["mean"], "std": stats["std"], "median": stats["median"], "q1": stats["q1"],
                        "q3": stats["q3"], "p_value": None, "effect_size": None, "verdict": ""}
                 test = summary.get("wilcoxon", {}).get(tag, {}).get(key)
                 if test is not None:
                     row.update(p_value=test["p_value"], effect_size=test["effect_size"], verdict=verdict(test, key))
+                tost = summary.get("equivalence", {}).get(tag, {}).get(key)
+                if tost is not None:
+                    row.update(equivalence=equivalence_verdict(tost), equivalence_p=tost["p_value"])
                 rows.append(row)
     return rows
 
@@ -100,12 +115,14 @@ def _fmt(value, digits: int = 4) -> str:
 
 
 def table1_cells(row: dict) -> list[str]:
-    return [row["name"], row["metric"], str(row["n"]), f"{_fmt(row['mean'])} ± {_fmt(row['std'])}",
+    n = f"{row['n']} of {row['n_total']}" if row.get("n_total") is not None else str(row["n"])
+    return [row["name"], row["metric"], n, f"{_fmt(row['mean'])} ± {_fmt(row['std'])}",
             f"{_fmt(row['median'])} [{_fmt(row['q1'])}, {_fmt(row['q3'])}]", _fmt(row["p_value"], 3),
-            _fmt(row["effect_size"], 3), row["verdict"]]
+            _fmt(row["effect_size"], 3), row["verdict"], row.get("equivalence", "")]
 
 
-TABLE1_HEAD = ["model", "metric", "n", "mean ± std", "median [IQR]", "Wilcoxon p", "effect r", "vs baseline"]
+TABLE1_HEAD = ["model", "metric", "n", "mean ± std", "median [IQR]", "Wilcoxon p", "effect r", "vs baseline",
+               "equivalence (TOST)"]
 TABLE2_HEAD = ["model", "file", "MB on disk", "parameters", "trainable", "reduction", "× vs official FP32",
                "× vs own FP32", "paper arithmetic ×", "INT8 layers"]
 

@@ -6,7 +6,10 @@ This package is also a function: ``napari_adaqat.train(data=..., out=...)`` (the
 Modules, in the order a run uses them:
   config       TrainConfig (nested AdaLoRAConfig and QATConfig), YAML presets, field help
   paths        the run folder: its layout (run_paths) and the one check (check_run_folder)
-  run          run(config): the one way through (checks, resume, SIGTERM); train(...) for people
+  preflight    the one check before a run (config + run folder), for run(), the CLI and the dock
+  chain        Stage 1 → Stage 2 → both model files: the Chain (torch-free), its folder and resume rule
+  run          run(config): the one way through (checks, resume, SIGTERM); run_chain(chain);
+               train(...) for people (stage="all": the chain)
   start_model  the model a run starts from (Stage 1 or Stage 2) with its trainable parameters
   modes        which parameters train, and their optimizer groups
   dataset, augment, losses, progress, distributed   the pieces of
@@ -34,6 +37,8 @@ _API = {
     "field_help": ".config:field_help",
     "stage_defaults": ".config:stage_defaults",
     "check_run_folder": ".paths:check_run_folder",
+    "Chain": ".chain:Chain",
+    "run_chain": ".run:run_chain",
     "run_paths": ".paths:run_paths",
 }
 

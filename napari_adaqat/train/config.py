@@ -19,11 +19,20 @@ from pathlib import Path
 import yaml
 
 from napari_adaqat.model.adalora import AdaLoRAConfig
+from napari_adaqat.model.device import DEVICES
+from napari_adaqat.model.modes import STAGE2_TRAINABLE, TRAIN_MODES
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"  # training/*.yaml link here
-TRAIN_MODES = ("adalora", "decoder", "lora", "full")
-STAGE2_TRAINABLE = ("paper", "authors")
 
+# adaqat train flag → the TrainConfig option it sets (dotted for the nested adalora/qat sections)
+FLAGS = {
+    "--data": "data", "--out": "out", "--from": "from_run", "--model-type": "model_type",
+    "--checkpoint": "checkpoint", "--mode": "mode", "--image-size": "image_size", "--epochs": "epochs",
+    "--batch-size": "batch_size", "--accumulate": "accumulate", "--lr-adapter": "lr_adapter",
+    "--lr-decoder": "lr_decoder", "--lr-other": "lr_other", "--budget": "adalora.budget",
+    "--qat-variant": "qat.variant", "--patience": "patience", "--augment": "augment", "--seed": "seed",
+    "--device": "device", "--grad-checkpoint": "grad_checkpoint", "--max-steps-per-epoch": "max_steps_per_epoch",
+}
 # Old flat TrainConfig keys → (section, field) of the nested config.
 FLAT_KEYS = {
     **{name: ("adalora", name) for name in ("r_init", "r_target", "alpha", "init_lambda", "ema_beta", "prune_epochs",
@@ -63,18 +72,21 @@ class TrainConfig:
 
     stage: int = _opt(1, "1 = AdaLoRA fine-tuning, 2 = INT8 QAT", choices=(1, 2))
     data: str = _opt("", "dataset folder: DIR/images + DIR/masks, or DIR/{train,val,test}/{images,masks}")
-    out: str = _opt("", "run folder (checkpoints/, progress.jsonl, split.json, config.json)")
+    out: str = _opt("", "run folder (checkpoints/, progress.jsonl, split.json, config.json; with --stage all: "
+                       "stage1/, stage2/, chain.json, model_int8.safetensors, baseline_fp32.safetensors)")
     model_type: str = _opt("vit_b", "architecture: vit_b, vit_l, vit_h (official SAM), hybrid_tiny (v3; "
                                     "with mask_refiner 16, the default model v3f), hybrid_fine (v3 + a stride-2 "
                                     "fusion level), hybrid_refine (v3 + a full-resolution mask refiner), vit_tiny (v2), "
                                     "hybrid_nano, hybrid_nano_fine, hybrid_nano_refine, vit_nano (tests)")
-    checkpoint: str | None = _opt(None, "start weights: an official SAM .pth or one of our checkpoints")
+    checkpoint: str | None = _opt(None, "start weights: default (the bundled model's FP32 file, with its "
+                                         "architecture), an official SAM .pth or one of our checkpoints")
     from_run: str | None = _opt(None, "Stage 2: the Stage-1 run folder to start from (its best checkpoint)")
     image_size: int | None = _opt(None, "encoder input size (position embedding interpolated); "
                                         "default: the architecture's or the checkpoint's")
     mode: str = _opt("adalora", "Stage 1: adalora (the paper), decoder (decoder only), lora (fixed rank), "
                                 "full (everything; also from scratch)", choices=TRAIN_MODES)
-    preset: str = _opt("paper", "YAML recipe: paper or authors (napari_adaqat/presets/*.yaml), or a .yaml path")
+    preset: str = _opt("paper", "YAML recipe: paper, authors or finetune (the bundled model on a CPU; "
+                                "napari_adaqat/presets/*.yaml), or a .yaml path")
     epochs: int | None = _opt(None, "epochs to train (default: 25 in Stage 1, 10 in Stage 2)")
     batch_size: int = _opt(16, "images per optimizer step and process")
     accumulate: int = _opt(1, "gradient accumulation steps (batch_size is per step)")
@@ -92,7 +104,7 @@ class TrainConfig:
                                       "(default: 8 in Stage 1, 0 in Stage 2)")
     seed: int = _opt(0, "random seed (split, shuffling, jitter, augmentation)")
     device: str = _opt("auto", "where to train; auto picks cuda, then mps, then cpu",
-                       choices=("auto", "cpu", "cuda", "mps"))
+                       choices=DEVICES)
     amp: bool = _opt(True, "bf16 autocast on CUDA")
     grad_checkpoint: bool | None = _opt(None, "recompute each encoder block's activations in backward (less memory, "
                                               "~30% more time). Default: on where it pays (encoders of at least "

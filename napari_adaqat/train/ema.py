@@ -21,7 +21,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from napari_adaqat.model.files import read_adaqat_metadata, read_tensors, write_safetensors
+from napari_adaqat.model.formats.container import read_adaqat_metadata, read_tensors, write_safetensors
 
 
 class WeightEMA:

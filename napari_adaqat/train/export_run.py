@@ -15,8 +15,8 @@ import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvi
 from segment_anything.modeling import Sam
 
 from napari_adaqat.util.provenance import git_commit
-from napari_adaqat.model.checkpoint import load_checkpoint_model
-from napari_adaqat.model.model_file import export_model
+from napari_adaqat.model.formats.checkpoint import load_checkpoint_model
+from napari_adaqat.model.formats.model_file import export_model
 from napari_adaqat.model.ptq import ptq_from_checkpoint, quantize_post_training
 from napari_adaqat.train.paths import run_paths
 
@@ -30,7 +30,8 @@ def _from_checkpoint(source: Path, checkpoint: str, provenance: dict) -> Sam:
     ckpt = run_paths(source)[checkpoint] if source.is_dir() else source
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt}: checkpoint not found")
-    sam, meta = load_checkpoint_model(ckpt)
+    sam = load_checkpoint_model(ckpt)
+    meta = sam.meta
     cfg = meta.get("config", {})
     provenance.update({"method": f"stage {meta.get('stage')} ({cfg.get('mode')}, preset {cfg.get('preset')})",
                        "data": cfg.get("data"), "epoch": meta.get("epoch"), "metrics": meta.get("metrics"),

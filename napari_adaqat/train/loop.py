@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import random
+import sys
 import time
 from contextlib import nullcontext
 
@@ -19,11 +20,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from napari_adaqat.data.dataset import DataError, check_pairs, discover
+from napari_adaqat.data.check import training_sets
+from napari_adaqat.data.dataset import discover
 from napari_adaqat.data.split import save_split
 from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, clamp_lambda_grads, orthogonal_regularizer
 from napari_adaqat.model.build import load_state_strict
-from napari_adaqat.model.checkpoint import optimizer_state, read_checkpoint, save_checkpoint, split_optimizer
+from napari_adaqat.model.formats.checkpoint import optimizer_state, read_checkpoint, save_checkpoint, split_optimizer
 from napari_adaqat.model.device import resolve_device
 from napari_adaqat.model.forward import decode_coarse, embed, grad_checkpoint_pays, image_detail, refine_logits
 from napari_adaqat.model.rank_allocator import RankAllocator
@@ -32,7 +34,7 @@ from napari_adaqat.train.config import TrainConfig
 from napari_adaqat.train.dataset import LungDataset
 from napari_adaqat.train.ema import WeightEMA
 from napari_adaqat.train.losses import batch_dice, segmentation_loss
-from napari_adaqat.train.modes import param_groups, trainable_count
+from napari_adaqat.model.modes import param_groups, trainable_count
 from napari_adaqat.train.progress import MemoryMeter, ProgressLog
 from napari_adaqat.train.paths import run_paths
 from napari_adaqat.train.start_model import build_stage1, build_stage2
@@ -52,15 +54,10 @@ def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int, resume: bool) -> t
         split = json.loads(paths["split"].read_text())
     elif rank == 0:
         save_split(split, paths["split"], cfg.seed)
-    sets, warnings = {}, []
-    for part in ("train", "val"):
-        good, bad = check_pairs([pairs[n] for n in split[part] if n in pairs])
-        warnings += bad
-        sets[part] = good
-    if not sets["train"]:
-        raise DataError(f"{cfg.data}: no usable training pairs" + (f" ({warnings[0]})" if warnings else ""))
-    if not sets["val"]:  # tiny datasets: validate on the training pairs rather than not at all
-        sets["val"] = sets["train"]
+    sets, report = training_sets(cfg.data, pairs, split)  # refuses an empty or overlapping validation set
+    warnings = report.bad  # logged as "skipped: …" (the warnings are in the printed check)
+    if rank == 0:  # the data check on the terminal before the first epoch (as the Train dock shows it)
+        print(f"adaqat train: data check of {cfg.data}\n{report.text()}", file=sys.stderr, flush=True)
     common = dict(image_size=spec.image_size, pixel_mean=spec.pixel_mean, pixel_std=spec.pixel_std, seed=cfg.seed)
     train = LungDataset(sets["train"], train=True, jitter_px=cfg.jitter_px, augment=cfg.augment,
                         augment_preset=cfg.augment_preset, jitter_in_px=cfg.jitter_in_px,
@@ -168,7 +165,8 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     # With adapters, 'best' and early stopping only count once the rank budget is final (at the
     # allocator's last prune epoch), so Stage 2 never starts from a model above the target rank.
-    final_prune = max([e for e in adalora.prune_epochs if e <= cfg.epochs], default=0) if pruning else 0
+    final_prune = max([e for e in adalora.prune_epochs if e <= cfg.epochs], default=0) \
+        if pruning and not adalora.fixed_rank else 0
     t0, epochs_done = time.time(), 0
     memory = MemoryMeter(device)
     for epoch in range(start_epoch, cfg.epochs + 1):

@@ -7,18 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari_adaqat.data.folders import check_output_folder
+from napari_adaqat.data.runs import run_paths
 
-
-def run_paths(out: str | Path) -> dict[str, Path]:
-    """The files of run folder ``out``: checkpoints (``ema``: the weight average at ``last``, with
-    ``ema_decay``), progress log, split, config, log."""
-    root = Path(out)
-    return {
-        "root": root, "last": root / "checkpoints" / "last.safetensors",
-        "best": root / "checkpoints" / "best.safetensors",
-        "ema": root / "checkpoints" / "ema_last.safetensors", "progress": root / "progress.jsonl",
-        "split": root / "split.json", "config": root / "config.json", "log": root / "train.log",
-    }
+__all__ = ["check_run_folder", "run_paths"]
 
 
 def check_run_folder(out: str | Path, data: str | Path, *, resume: bool, from_run: str | Path | None = None) -> None:

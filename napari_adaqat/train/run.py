@@ -1,4 +1,5 @@
-"""The one way to train: ``run(config)`` for a resolved :class:`TrainConfig`, ``train(...)`` for people.
+"""The one way to train: ``run(config)`` for a resolved :class:`TrainConfig`, ``run_chain(chain)`` for
+Stage 1 → Stage 2 → both model files, ``train(...)`` for people.
 
 Both ``adaqat train`` and Python callers come through here, so every caller gets the same
 run-folder contract (:func:`~napari_adaqat.train.paths.check_run_folder`), the resume rule
@@ -15,16 +16,20 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from napari_adaqat.model.device import resolve_device
-from napari_adaqat.model.files import remove_stale_temps
+from napari_adaqat.train.chain import Chain, chain_preflight, finished, load_chain, recipe_file
 from napari_adaqat.train.config import TrainConfig, make_config, merge_options
 from napari_adaqat.train.loop import train_stage
-from napari_adaqat.train.paths import check_run_folder, run_paths
+from napari_adaqat.train.paths import run_paths
+from napari_adaqat.train.progress import ProgressLog
+from napari_adaqat.train.preflight import preflight
+from napari_adaqat.util.atomic import atomic_write_text, remove_stale_temps
 
-__all__ = ["run", "train", "resolve_config"]
+__all__ = ["run", "run_chain", "train", "resolve_config"]
 
 
 def resolve_config(preset: str | None, stage: int, options: dict, resume: bool = False) -> TrainConfig:
@@ -58,9 +63,8 @@ def _remove_stale_temp_files(out: str | Path) -> None:
     """Delete the temporary files that a hard kill (SIGKILL, power loss) left beside the run's
     checkpoints and split; a temp whose writer is still alive is kept (:func:`remove_stale_temps`)."""
     paths = run_paths(out)
-    for path in (paths["last"], paths["best"], paths["ema"]):
-        remove_stale_temps(path)
-    paths["split"].with_name(paths["split"].name + ".tmp").unlink(missing_ok=True)  # written by rank 0 only
+    for path in (paths["last"], paths["best"], paths["ema"], paths["split"]):  # the split: rank 0's
+        remove_stale_temps(path.parent, path.name)
 
 
 def run(config: TrainConfig, resume: bool = False) -> dict:
@@ -71,9 +75,7 @@ def run(config: TrainConfig, resume: bool = False) -> dict:
     ``TrainConfig``); ``resume`` continues ``RUN/checkpoints/last.safetensors``.
     Raises ValueError / FileExistsError (one line) when the run folder or options are wrong.
     """
-    if not config.data or not config.out:
-        raise ValueError("--data and --out are required")
-    check_run_folder(config.out, config.data, resume=resume, from_run=config.from_run)
+    preflight(config, resume)
     config = dataclasses.replace(config, device=resolve_device(config.device))
     with _sigterm_exits():
         if os.environ.get("RANK", "0") == "0":
@@ -81,9 +83,12 @@ def run(config: TrainConfig, resume: bool = False) -> dict:
         return train_stage(config, resume=resume)
 
 
-def train(data: str | Path | None = None, out: str | Path | None = None, *, preset: str = "paper", stage: int = 1,
-          resume: bool = False, config: TrainConfig | None = None, **options) -> dict:
-    """Fine-tune SAM (Stage 1: AdaLoRA) or quantize it (Stage 2: INT8 QAT), as ``adaqat train``.
+def train(data: str | Path | None = None, out: str | Path | None = None, *, preset: str | None = None,
+          stage: int | str = 1, resume: bool = False, config: TrainConfig | None = None, **options) -> dict:
+    """Fine-tune SAM (Stage 1: AdaLoRA) or quantize it (Stage 2: INT8 QAT), as ``adaqat train``;
+    ``stage="all"`` runs the chain Stage 1 → Stage 2 → ``out/model_int8.safetensors`` +
+    ``out/baseline_fp32.safetensors`` (:mod:`~napari_adaqat.train.chain`; ``profile``, ``from_run``,
+    ``scores`` and ``"stage2.KEY"`` options as there; ``config``: its Stage 1).
 
     The configuration is the defaults ← the YAML ``preset`` (paper, authors, or a .yaml path) ←
     ``options`` (any TrainConfig field, e.g. ``epochs=5``, ``model_type="vit_nano"``,
@@ -94,7 +99,11 @@ def train(data: str | Path | None = None, out: str | Path | None = None, *, pres
         from napari_adaqat import train
         train(data="DATA", out="runs/s1", checkpoint="sam_vit_b_01ec64.pth")
         train(data="DATA", out="runs/s2", stage=2, from_run="runs/s1")
+        train(data="DATASET", out="runs/mine", stage="all", preset="finetune")
     """
+    if stage == "all":
+        return _train_chain(data, out, preset, resume, config, options)
+    preset = preset or "paper"
     options.update({k: v for k, v in (("data", data), ("out", out)) if v is not None})
     options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}  # config.json holds strings
     if config is not None:
@@ -102,3 +111,58 @@ def train(data: str | Path | None = None, out: str | Path | None = None, *, pres
     else:
         cfg = resolve_config(preset, stage, options, resume)
     return run(cfg, resume=resume)
+
+
+def _train_chain(data, out, preset: str | None, resume: bool, config: TrainConfig | None, options: dict) -> dict:
+    fields = {k: options.pop(k, None) for k in ("profile", "from_run", "scores")}
+    if data is not None:
+        options["data"] = str(data)
+    if out is None:
+        raise ValueError("out (the run folder) is required")
+    if resume:
+        chain = load_chain(out, options=options, preset=preset, **fields)
+    elif config is not None:
+        chain = Chain.from_config(TrainConfig.from_dict(merge_options(config.to_dict(), options)), out,
+                                  **{k: v for k, v in fields.items() if v is not None})
+    else:
+        chain = Chain(out=str(out), preset=preset, options=options, **{k: v for k, v in fields.items() if v is not None})
+    return run_chain(chain, resume=resume)
+
+
+def _say(text: str) -> None:
+    print(f"adaqat train --stage all: {text}", file=sys.stderr, flush=True)
+
+
+def run_chain(chain: Chain, resume: bool = False, command: str | None = None) -> dict:
+    """Run ``chain`` (:mod:`napari_adaqat.train.chain`: each step skipped when finished, resumed when it has
+    a checkpoint, else started); returns the summary: both model files, the stage summaries and the wall
+    time. Raises ValueError / FileExistsError (one line) before writing when it cannot run."""
+    from napari_adaqat.train.export_run import export_run
+
+    chain_preflight(chain, resume)
+    paths = chain.paths
+    paths["root"].mkdir(parents=True, exist_ok=True)
+    atomic_write_text(paths["config"], json.dumps(chain.to_dict(), indent=1))
+    log = ProgressLog(paths["progress"])
+    t0, summary = time.time(), {"int8": str(paths["int8"]), "fp32": str(paths["fp32"])}
+    recipe = recipe_file(chain)
+    steps = [("stage1", chain.stage1()), ("stage2", chain.stage2()), ("int8", None), ("fp32", None)]
+    for index, (step, cfg) in enumerate(steps, start=1):
+        where = {"stage1": chain.stage1_dir, "stage2": paths["stage2"]}.get(step, paths.get(step))
+        done = finished(where) if step.startswith("stage") else paths[step].is_file()
+        if done or (step == "stage1" and cfg is None):
+            log.write("chain", step=step, index=index, steps=len(steps), status="skipped", path=str(where))
+            _say(f"step {index}/{len(steps)} {step}: done already ({where})")
+            continue
+        log.write("chain", step=step, index=index, steps=len(steps), status="start", path=str(where))
+        _say(f"step {index}/{len(steps)} {step} → {where}")
+        if cfg is not None:
+            summary[step] = run(cfg, resume=resume and run_paths(where)["last"].is_file())
+        else:
+            source, profile = (paths["stage2"], chain.profile) if step == "int8" else (chain.stage1_dir, "fp32")
+            export_run(source, paths[step], profile=profile, force=True, command=command, recipe=recipe,
+                       scores=chain.scores)
+        log.write("chain", step=step, index=index, steps=len(steps), status="done", path=str(where))
+    summary["seconds"] = round(time.time() - t0, 1)
+    log.write("chain_done", **summary)
+    return summary

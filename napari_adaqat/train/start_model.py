@@ -10,12 +10,13 @@ from segment_anything.modeling import Sam
 
 from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules
 from napari_adaqat.model.build import attach_mask_refiner, build_sam, get_spec
-from napari_adaqat.model.checkpoint import describe_model, load_checkpoint_model
+from napari_adaqat.model.formats.checkpoint import describe_model, load_checkpoint_model
 from napari_adaqat.model.loading import load_model
 from napari_adaqat.model.qat import apply_qat
 from napari_adaqat.train.config import TrainConfig
-from napari_adaqat.train.modes import add_adapters, set_stage1_trainable, set_stage2_trainable
+from napari_adaqat.model.modes import add_adapters, set_stage1_trainable, set_stage2_trainable
 from napari_adaqat.train.paths import run_paths
+from napari_adaqat.train.preflight import start_checkpoint, start_weights_problem
 
 
 def _start_weights(cfg: TrainConfig) -> tuple[Sam, dict]:
@@ -28,14 +29,15 @@ def _start_weights(cfg: TrainConfig) -> tuple[Sam, dict]:
 
 def _load_start_weights(cfg: TrainConfig) -> tuple[Sam, dict]:
     if cfg.checkpoint is None:
-        if cfg.mode != "full":
-            raise ValueError(f"--mode {cfg.mode} needs pretrained weights: pass --checkpoint (e.g. sam_vit_b_01ec64.pth)")
+        if problem := start_weights_problem(cfg):
+            raise ValueError(problem)
         return build_sam(get_spec(cfg.model_type, cfg.image_size)), {"source": "random init"}
-    sam, meta = load_model(cfg.checkpoint, model_type=cfg.model_type, image_size=cfg.image_size)
+    sam = load_model(start_checkpoint(cfg.checkpoint), model_type=cfg.model_type, image_size=cfg.image_size)
+    meta = sam.meta
     if cfg.image_size and sam.image_encoder.img_size != cfg.image_size:
         raise ValueError(f"{cfg.checkpoint}: trained at {sam.image_encoder.img_size} px; "
                          f"--image-size {cfg.image_size} is only supported for official .pth files")
-    info = {"source": str(cfg.checkpoint), "source_format": meta.get("format")}
+    info = {"source": str(start_checkpoint(cfg.checkpoint)), "source_format": meta.get("format")}
     if meta.get("model", {}).get("adalora"):
         info["adalora"] = meta["model"]["adalora"]
     return sam, info
@@ -62,14 +64,14 @@ def build_stage2(cfg: TrainConfig) -> tuple[Sam, dict, dict]:
     source = run_paths(cfg.from_run)["best"] if cfg.from_run else Path(cfg.checkpoint)
     if not source.is_file():
         raise ValueError(f"{source}: Stage-1 checkpoint not found")
-    sam, meta = load_checkpoint_model(source)
+    sam = load_checkpoint_model(source)
     qat = {"variant": cfg.qat.variant}
     if cfg.qat.quantize_extra:
         qat["quantize_extra"] = True
     layers = apply_qat(sam, **qat)
     set_stage2_trainable(sam, cfg.qat.trainable)
-    adalora = meta["model"].get("adalora")
-    description = {**meta["model"], "qat": qat}
-    provenance = {"source": str(source), "stage1_metrics": meta.get("metrics"), "quantized_layers": len(layers),
+    adalora = sam.meta["model"].get("adalora")
+    description = {**sam.meta["model"], "qat": qat}
+    provenance = {"source": str(source), "stage1_metrics": sam.meta.get("metrics"), "quantized_layers": len(layers),
                   "adalora": adalora}
     return sam, description, provenance

@@ -62,8 +62,9 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True, mode: int = 0o64
                 sweep: bool = True) -> Iterator[Path]:
     """Yield a temp path to write ``path``'s content to; on success it replaces ``path`` atomically.
 
-    On any error (or Ctrl-C) the temp is removed and ``path`` is untouched; an ``OSError`` names
-    ``path``, not the temp. ``sweep`` first removes temps of ``path`` left by killed writers."""
+    On any error (or Ctrl-C) the temp is removed and ``path`` is untouched; an ``OSError`` about the
+    temp, or about no file (e.g. a full disk), names ``path``. ``sweep`` first removes temps of ``path``
+    left by killed writers."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     if sweep:
@@ -78,7 +79,7 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True, mode: int = 0o64
         os.replace(tmp, p)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno is not None and exc.filename == str(tmp):
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (None, str(tmp)):
             raise OSError(exc.errno, exc.strerror or str(exc), str(p)) from None
         raise
 

@@ -1,27 +1,15 @@
 """Qt-free box prompts of the Batch dock: the default rule, a boxes CSV, or a folder of masks."""
 from __future__ import annotations
 
-import glob
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from napari_adaqat.data import describe_unmatched, mask_box, read_boxes_csv
-from napari_adaqat.io import ImageReadError, is_image_file, read_mask, sample_name
+from napari_adaqat.data import describe_unmatched, find_mask, mask_box, read_boxes_csv
+from napari_adaqat.io import ImageReadError, read_mask
 
 DEFAULT, CSV, MASKS = "default", "csv", "masks"
-
-
-def find_mask(image: Path, folder: Path) -> Optional[Path]:
-    """The mask of ``image`` in ``folder``: ``<stem>.png``, ``<stem>_mask.png``, or any image file with that stem."""
-    stem = sample_name(image)
-    for name in (f"{stem}.png", f"{stem}_mask.png"):
-        if (folder / name).is_file():
-            return folder / name
-    same = sorted(p for p in folder.glob(f"{glob.escape(stem)}.*") if p.is_file() and is_image_file(p)
-                  and sample_name(p) == stem)
-    return same[0] if same else None
 
 
 def boxes_from_masks(files: list[Path], folder: str | Path) -> tuple[dict[str, np.ndarray], list[str]]:

@@ -1,40 +1,84 @@
-"""Qt-free plan of the Train dock's "Continue: Stage 2 + export": from a finished Stage-1 run to an INT8
-model file and its FP32 baseline, as three ``python -m napari_adaqat`` subprocesses run one after another.
+"""Qt-free helpers of the Train dock around the core chain (:mod:`napari_adaqat.train.chain`).
 
-1. ``adaqat train --stage 2 --from RUN1 --out RUN1_stage2 …`` (resumed if an earlier attempt was stopped,
-   left out if it already finished);
-2. ``adaqat export RUN1_stage2 --out RUN1_stage2/model_int8.safetensors --profile deploy|paper``;
-3. ``adaqat export RUN1 --out RUN1_stage2/baseline_fp32.safetensors --profile fp32`` (the baseline of the
-   SSIM maps).
+* :func:`opening_setup`: what the dock opens on: the ``finetune`` preset on the bundled model when there
+  is no GPU and no official SAM checkpoint at hand (with the one-line reason), else ViT-B / ``paper``.
+* :func:`continue_chain`: the Continue button, Stage 2 + both exports from a finished Stage-1 run, as a
+  :class:`Chain` with ``from_run`` into ``<run>_model`` (resumed when an earlier attempt was stopped).
+* :func:`eta_seconds`: the chain's expected wall time on a CPU, from the measured cost of an image-epoch.
+* :func:`open_dock_widget`: another open dock of this plugin (Segment, Annotate), or None.
 """
 from __future__ import annotations
 
-import json
-import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
+from napari_adaqat.train.chain import Chain, chain_paths
 from napari_adaqat.train.paths import run_paths
-from napari_adaqat.train.progress import read_progress
-from napari_adaqat.widgets._train_process import TrainRequest
+from napari_adaqat.train.preflight import BUNDLED
 
-INT8_NAME, FP32_NAME = "model_int8.safetensors", "baseline_fp32.safetensors"
-ADAPTER_MODES = ("adalora", "lora")
-
-
-def stage1_config(run: str | Path) -> dict:
-    """The saved config.json of a run ({} when absent or unreadable)."""
-    try:
-        return json.loads(run_paths(run)["config"].read_text())
-    except (OSError, ValueError):
-        return {}
+SAM_FILES = ("sam_vit_b_01ec64.pth", "sam_vit_l_0b3195.pth", "sam_vit_h_4b8939.pth")
+# CPU seconds per training image and epoch, measured on 2 idle cores (AMD EPYC, BENCHMARKS.md
+# "Fine-tuning to a new mask convention"): the bundled model's Stage 1 and Stage 2 steps, validation and
+# start-up included; other architectures get no estimate before their first epoch.
+CPU_S_PER_IMAGE_EPOCH = {1: 0.8, 2: 0.6}
+CPU_OVERHEAD_S = 40.0  # two stage start-ups and both exports
 
 
-def finished(run: str | Path) -> bool:
-    """True when ``run`` holds a best checkpoint and its progress log ends with ``done``."""
-    records = read_progress(run_paths(run)["progress"])
-    return run_paths(run)["best"].is_file() and bool(records) and records[-1].get("kind") == "done"
+@dataclass
+class Setup:
+    """The dock's opening choice: preset, start checkpoint ('' = none), model type and why (one line)."""
+
+    preset: str
+    checkpoint: str
+    model_type: str
+    why: str
+
+
+def gpu_at_hand() -> bool:
+    """True when torch sees a CUDA or MPS device."""
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return bool(torch.cuda.is_available() or (mps is not None and mps.is_available()))
+
+
+def sam_checkpoint_at_hand(folders: Optional[list[Path]] = None) -> Optional[Path]:
+    """An official SAM checkpoint in the usual places (working folder, home, Downloads, torch hub), or None."""
+    home = Path.home()
+    folders = folders if folders is not None else [Path.cwd(), home, home / "Downloads",
+                                                   home / ".cache" / "torch" / "hub" / "checkpoints"]
+    return next((f / n for f in folders for n in SAM_FILES if (f / n).is_file()), None)
+
+
+def opening_setup(gpu: Optional[bool] = None, sam: Optional[Path] = None, look: bool = True) -> Setup:
+    """The finetune preset on the bundled model without a GPU and a SAM checkpoint, else ViT-B / paper."""
+    gpu = gpu_at_hand() if gpu is None else gpu
+    sam = sam if sam is not None or not look else sam_checkpoint_at_hand()
+    if sam is not None:
+        return Setup("paper", str(sam), "vit_b", f"Found {sam.name}: the paper's recipe on ViT-B.")
+    if gpu:
+        return Setup("paper", "", "vit_b", "GPU found: the paper's recipe on ViT-B (choose its SAM checkpoint).")
+    return Setup("finetune", BUNDLED, "vit_b", "No GPU and no SAM checkpoint here: fine-tuning the bundled model "
+                                              "on the CPU (preset finetune).")
+
+
+def paper_setup() -> Setup:
+    """The one-click alternative: ViT-B with the paper's recipe (a SAM checkpoint to choose)."""
+    return Setup("paper", "", "vit_b", "ViT-B with the paper's recipe: choose sam_vit_b_01ec64.pth (a GPU helps).")
+
+
+def eta_seconds(chain: Chain, n_train: int) -> Optional[float]:
+    """Expected wall time of ``chain`` on ``n_train`` training images on a 2-core CPU, for a chain that starts
+    from the bundled model (None otherwise: the first epoch tells)."""
+    stage1 = chain.stage1()
+    if stage1 is None or stage1.checkpoint != BUNDLED or n_train <= 0:
+        return None
+    stage2 = chain.stage2()
+    epochs = {1: stage1.epochs, 2: stage2.epochs}
+    steps = {s: min(n_train, (cfg.max_steps_per_epoch or n_train) * cfg.batch_size)
+             for s, cfg in ((1, stage1), (2, stage2))}
+    return CPU_OVERHEAD_S + sum(CPU_S_PER_IMAGE_EPOCH[s] * epochs[s] * steps[s] for s in (1, 2))
 
 
 def continue_problem(run: str | Path) -> Optional[str]:
@@ -43,70 +87,56 @@ def continue_problem(run: str | Path) -> Optional[str]:
         return "Choose the Stage-1 run folder."
     if not run_paths(run)["best"].is_file():
         return f"{run} holds no Stage-1 model yet (checkpoints/best.safetensors)."
-    if stage1_config(run).get("stage", 1) != 1:
+    config = run_paths(run)["config"]
+    if config.is_file() and '"stage": 2' in config.read_text():
         return f"{run} is a Stage-2 run; continue from its Stage-1 run."
     return None
 
 
-@dataclass
-class ContinuePlan:
-    """Where the chain writes, and its steps (``stage2`` None when Stage 2 already finished)."""
-
-    stage1: Path
-    stage2_dir: Path
-    stage2: Optional[TrainRequest]
-    profile: str = "deploy"
-    note: str = ""
-    exports: list[tuple[str, list[str]]] = field(default_factory=list)
-
-    @property
-    def int8(self) -> Path:
-        return self.stage2_dir / INT8_NAME
-
-    @property
-    def fp32(self) -> Path:
-        return self.stage2_dir / FP32_NAME
-
-    def files_text(self) -> str:
-        """The two model files with their sizes, one a line."""
-        return f"INT8: {size_text(self.int8, self.stage2_dir.parent)}\n" \
-               f"FP32 baseline: {size_text(self.fp32, self.stage2_dir.parent)}"
-
-    def done_text(self) -> str:
-        """The status once both files are written."""
-        return (f"Model ready: {self.int8.name} ({self.profile}) and its FP32 baseline. "
-                f"'Use in Segment dock' loads them. {self.note}").strip()
-
-
-def _export_argv(source: Path, out: Path, profile: str) -> list[str]:
-    # --force: both files live in the chain's own Stage-2 folder and are derived from its checkpoints
-    return [sys.executable, "-m", "napari_adaqat", "export", str(source), "--out", str(out), "--profile", profile,
-            "--force"]
-
-
-def plan_continue(stage1: str | Path, base: TrainRequest, *, epochs: int = 0, profile: str = "deploy") -> ContinuePlan:
-    """The chain from Stage-1 run ``stage1``; ``base`` supplies data, preset, batch size, step cap and
-    device; ``epochs`` the QAT epochs (0 = preset). The Stage-2 run folder is ``<stage1>_stage2``."""
+def continue_chain(stage1: str | Path, options: dict, *, profile: str = "deploy") -> tuple[Chain, bool]:
+    """(the chain from Stage-1 run ``stage1`` into ``<stage1>_model``, resume?) with ``options`` (data, device,
+    batch size, step cap, ``stage2.epochs``; the run's own data and preset otherwise)."""
     stage1 = Path(stage1)
-    stage2_dir = stage1.with_name(f"{stage1.name}_stage2")
-    config = stage1_config(stage1)
-    extra: tuple[str, ...] = ()
-    note = ""
-    if config.get("mode") not in ADAPTER_MODES:  # no adapters: Λ cannot train, the decoder does
-        extra = ("--set", "qat.trainable=authors")
-        note = f"(Stage 1 '{config.get('mode')}' has no adapters: Stage 2 trained the decoders.)"
-    request: Optional[TrainRequest] = None
-    if not finished(stage2_dir):
-        resume = run_paths(stage2_dir)["last"].is_file()
-        request = replace(base, stage=2, data=base.data or str(config.get("data") or ""), out=str(stage2_dir),
-                          from_run=str(stage1), checkpoint="", epochs=epochs, resume=resume, extra=extra)
-    plan = ContinuePlan(stage1, stage2_dir, request, profile, note)
-    plan.exports = [(f"export INT8 ({profile})", _export_argv(stage2_dir, plan.int8, profile)),
-                    ("export FP32 baseline", _export_argv(stage1, plan.fp32, "fp32"))]
-    return plan
+    out = stage1.with_name(f"{stage1.name}_model")
+    resume = chain_paths(out)["config"].is_file()
+    return Chain(out=str(out), options=options, profile=profile, from_run=str(stage1)), resume
 
 
 def size_text(path: Path, start: Optional[Path] = None) -> str:
     """``path (4.7 MB)``, the path relative to ``start`` when given."""
     name = path.relative_to(start) if start is not None else path
     return f"{name} ({path.stat().st_size / 1e6:.1f} MB)" if path.is_file() else f"{name} (missing)"
+
+
+def files_text(chain: Chain) -> str:
+    """The chain's two model files with their sizes, one a line."""
+    paths, root = chain.paths, chain.paths["root"].parent
+    return f"INT8: {size_text(paths['int8'], root)}\nFP32 baseline: {size_text(paths['fp32'], root)}"
+
+
+def hand_to_segment(viewer: Any, exported: Optional[tuple[Path, Path]], plugin: str, title: str) -> tuple[Any, str]:
+    """Open (or raise) the Segment dock and give it the (INT8, FP32) pair: (its widget or None, status line)."""
+    if exported is None or viewer is None:
+        return None, "No exported model yet (Start the chain, or Continue), or no viewer."
+    dock, segment = viewer.window.add_plugin_dock_widget(plugin, title)
+    dock.show()
+    dock.raise_()
+    segment.use_models(*exported)
+    return segment, f"The Segment dock now uses {exported[0].name} (baseline {exported[1].name})."
+
+
+def hand_to_annotate(viewer: Any, exported: Optional[tuple[Path, Path]], title: str) -> tuple[Any, str]:
+    """Give the open Annotate dock the (INT8, FP32) pair: (its widget or None, status line)."""
+    if exported is None:
+        return None, "No exported model yet (Start the chain, or Continue)."
+    annotate = open_dock_widget(viewer, title)
+    if annotate is None:
+        return None, "The Annotate dock is not open: open it (Plugins → napari-adaqat), then click again."
+    annotate.use_model(*exported)
+    return annotate, f"The Annotate dock now pre-segments with {exported[0].name}."
+
+
+def open_dock_widget(viewer: Any, title: str) -> Any:
+    """The widget of ``viewer``'s open dock whose name contains ``title`` (None when none is open)."""
+    docks = getattr(getattr(viewer, "window", None), "dock_widgets", None) or {}  # name → inner widget
+    return next((widget for name, widget in docks.items() if title in name), None)

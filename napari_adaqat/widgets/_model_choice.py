@@ -49,6 +49,20 @@ class ModelChoice:
         self.model.value = FILE
         self.baseline.value = FILE if baseline is not None else NONE
 
+    def choose_quietly(self, model: str | Path | None, baseline: str | Path | None) -> None:
+        """:meth:`set_files` (``model`` None: the bundled default) without emitting ``changed`` on the way,
+        so that the dock reacts once, to the final choice."""
+        for w in self.widgets:
+            w.changed.block()
+        try:
+            if model is None:
+                self.model.value = DEFAULT
+            else:
+                self.set_files(model, baseline)
+        finally:
+            for w in self.widgets:
+                w.changed.unblock()
+
     def model_ref(self) -> ModelRef:
         """The chosen model (raises ValueError when a file is asked for but not given)."""
         return self._ref(self.model.value, self.model_file.value, baseline=False)

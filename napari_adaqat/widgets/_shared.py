@@ -8,13 +8,15 @@ from typing import Optional
 from napari_adaqat.inference.engine import Engine
 
 _ENGINE: Optional[Engine] = None
+FILE_RECHECK_S = 1.0  # a model file rewritten in place (a training run) is seen within this; prompts do not stat it
 
 
 def shared_engine() -> Engine:
     """The process-wide engine every dock prompts through (created on first use).
 
-    It keeps up to four loaded models (a model and its baseline for two docks) in LRU order."""
+    It keeps up to four loaded models (a model and its baseline for two docks) in LRU order, and looks
+    at a model file's identity at most every :data:`FILE_RECHECK_S` seconds."""
     global _ENGINE
     if _ENGINE is None:
-        _ENGINE = Engine(max_loaded=4)
+        _ENGINE = Engine(max_loaded=4, recheck_seconds=FILE_RECHECK_S)
     return _ENGINE

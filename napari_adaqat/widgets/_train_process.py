@@ -1,5 +1,6 @@
-"""Qt-free side of the Train dock: build and check an ``adaqat train`` command, run it as a
-subprocess and follow ``RUN/progress.jsonl`` without ever blocking the caller.
+"""Qt-free side of the Train dock: run ``adaqat train`` (one stage, or the chain ``--stage all``) as a
+subprocess, its arguments derived from a :class:`TrainConfig` / :class:`Chain` (never typed here), and follow
+its JSON-lines progress without ever blocking the caller.
 
 Everything here returns at once: the dock calls :meth:`TrainProcess.poll` from a QTimer.
 """
@@ -13,89 +14,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from napari_adaqat.train.paths import check_run_folder, run_paths
+from napari_adaqat.train.chain import Chain, chain_paths, config_args
+from napari_adaqat.train.config import TrainConfig
+from napari_adaqat.train.paths import run_paths
 
 STOP_GRACE_S = 15.0  # after SIGTERM, wait this long before SIGKILL
-
-
-@dataclass
-class TrainRequest:
-    """What the dock's fields say; ``None``/0 means "leave it to the preset"."""
-
-    stage: int = 1
-    data: str = ""
-    out: str = ""
-    checkpoint: str = ""
-    from_run: str = ""
-    model_type: Optional[str] = "vit_b"
-    preset: str = "paper"
-    mode: Optional[str] = "adalora"
-    epochs: int = 0
-    batch_size: int = 0
-    device: str = "auto"
-    resume: bool = False
-    max_steps_per_epoch: int = 0
-    extra: tuple[str, ...] = ()  # further arguments, e.g. ("--set", "qat.trainable=authors")
-
-    def args(self) -> list[str]:
-        """The ``adaqat train`` arguments (without the program). A resumed run keeps its saved
-        config.json: only the run, the data, the device and the numbers typed in are passed."""
-        a = ["train", "--stage", str(self.stage), "--data", self.data, "--out", self.out]
-        if self.resume:
-            return a + self._numbers() + ["--device", self.device, *self.extra, "--resume"]
-        a += ["--preset", self.preset]
-        if self.stage == 2 and self.from_run:
-            a += ["--from", self.from_run]
-        elif self.checkpoint:
-            a += ["--checkpoint", self.checkpoint]
-        if self.stage == 1:
-            a += ["--model-type", self.model_type] if self.model_type else []
-            a += ["--mode", self.mode] if self.mode else []
-        return a + self._numbers() + ["--device", self.device, *self.extra]
-
-    def _numbers(self) -> list[str]:
-        """The epoch, batch and step counts typed in (0 = leave them to the preset or the run)."""
-        given = (("--epochs", self.epochs), ("--batch-size", self.batch_size),
-                 ("--max-steps-per-epoch", self.max_steps_per_epoch))
-        return [item for flag, value in given if value > 0 for item in (flag, str(value))]
-
-    def argv(self) -> list[str]:
-        """The full command this process will run."""
-        return [sys.executable, "-m", "napari_adaqat", *self.args()]
-
-    def command_line(self) -> str:
-        """The exact command, as a copyable shell line (``adaqat …`` takes the same arguments)."""
-        return shlex.join(self.argv())
-
-    def problem(self) -> Optional[str]:
-        """A one-line reason why this cannot start, or None when it can."""
-        data = Path(self.data) if self.data else None
-        if data is None:
-            return "Choose a data folder (DIR/images + DIR/masks, or DIR/train|val|test/…)."
-        if not data.is_dir():
-            return f"Data folder not found: {data}"
-        if not ((data / "images").is_dir() or (data / "train" / "images").is_dir()):
-            return f"{data} has no images/ folder (expected DIR/images + DIR/masks, or DIR/train/images …)."
-        if not self.out:
-            return "Choose an output run folder."
-        try:  # the same run-folder rules as adaqat train and train(...)
-            check_run_folder(self.out, self.data, resume=self.resume, from_run=self.from_run or None)
-        except (ValueError, FileExistsError) as exc:
-            return str(exc)
-        if self.checkpoint and not (self.stage == 2 and self.from_run) and not Path(self.checkpoint).is_file():
-            return f"Start checkpoint not found: {self.checkpoint}"
-        if self.stage == 2:
-            if not self.from_run and not self.checkpoint:
-                return "Stage 2 needs a Stage-1 run folder ('from run') or a start checkpoint."
-            if self.from_run and not run_paths(self.from_run)["best"].is_file():
-                return f"{self.from_run} holds no Stage-1 model (checkpoints/best.safetensors)."
-        elif self.mode not in (None, "full") and not self.checkpoint and not self.resume:
-            return f"Mode '{self.mode}' needs a start checkpoint (e.g. sam_vit_b_01ec64.pth); or use mode 'full'."
-        return None
 
 
 class ProgressFollower:
@@ -199,17 +125,48 @@ class CommandProcess:
         self._err.close()
 
 
-class TrainProcess(CommandProcess):
-    """One ``adaqat train`` subprocess that also follows its ``RUN/progress.jsonl``."""
+def adaqat_argv(args: list[str]) -> list[str]:
+    """The full command of ``adaqat ARGS`` as this Python runs it."""
+    return [sys.executable, "-m", "napari_adaqat", *args]
 
-    def __init__(self, request: TrainRequest) -> None:
-        self.request = request
-        self.follower = ProgressFollower.from_end(run_paths(request.out)["progress"])
-        super().__init__(request.argv(), f"stage {request.stage} training")
+
+class TrainProcess(CommandProcess):
+    """One ``adaqat train --stage 1|2`` subprocess for ``config`` that also follows its ``RUN/progress.jsonl``."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False) -> None:
+        self.config, self.resume = config, resume
+        self.follower = ProgressFollower.from_end(run_paths(config.out)["progress"])
+        super().__init__(adaqat_argv(config_args(config, resume)), f"stage {config.stage} training")
 
     def poll(self) -> list[dict]:
         super().poll()
         return self.follower.read_new()
+
+
+class ChainProcess(CommandProcess):
+    """One ``adaqat train --stage all`` subprocess for ``chain``. It follows the chain's own log and, from a
+    step's ``chain`` start record on, that stage's log (read from its start: a resumed stage's old records
+    continue its curves)."""
+
+    def __init__(self, chain: Chain, resume: bool = False) -> None:
+        self.chain, self.resume = chain, resume
+        self.follower = ProgressFollower.from_end(chain_paths(chain.out)["progress"])
+        self.stage_follower: Optional[ProgressFollower] = None
+        super().__init__(adaqat_argv(chain.argv(resume)), "the chain")
+
+    def poll(self) -> list[dict]:
+        super().poll()
+        records = []
+        for rec in self.follower.read_new():
+            records.append(rec)
+            if rec.get("kind") == "chain" and rec.get("status") == "start" and rec.get("step", "").startswith("stage"):
+                self.label = f"{rec['step'][:-1]} {rec['step'][-1]}"
+                self.stage_follower = ProgressFollower(run_paths(rec["path"])["progress"])
+            elif rec.get("kind") == "chain" and rec.get("status") == "start":
+                self.label = f"export {rec.get('step')}"
+        if self.stage_follower is not None:
+            records += self.stage_follower.read_new()
+        return records
 
 
 def status_text(rec: dict) -> str:
@@ -231,6 +188,10 @@ def status_text(rec: dict) -> str:
         return f"Early stop at epoch {rec.get('epoch')} · best Dice {rec.get('best_dice', 0):.4f}"
     if kind == "done":
         return f"Done: {rec.get('epochs_run')} epochs · best Dice {rec.get('best_dice', 0):.4f}"
+    if kind == "chain":
+        return f"Step {rec.get('index')}/{rec.get('steps')} ({rec.get('step')}): {rec.get('status')}"
+    if kind == "chain_done":
+        return f"Chain done in {format_duration(float(rec.get('seconds') or 0))}"
     return str(kind)
 
 

@@ -1,15 +1,19 @@
 """The "Batch segment (AdaLoRA-QAT)" dock: segment whole folders, as ``adaqat segment`` does.
 
 The same engine and rules as the CLI (:func:`napari_adaqat.inference.batch.segment_files`): one mask per
-input plus ``results.csv`` (rewritten atomically after every file), a bad file becomes an error row and
-the rest go on, a rerun skips finished files, nothing is written into an input folder. The files run in a
-napari worker thread; the table fills in as they finish; Cancel stops after the current file.
+input plus ``results.csv`` (journaled per file, compacted as the run goes and at its end), a bad file
+becomes an error row and the rest go on, a rerun skips finished files, nothing is written into an input
+folder, and a folder another run is working in is refused (one line naming it). The files run in a
+napari worker thread; the table fills in as they finish (sortable afterwards, e.g. by the estimated
+Dice ``quality``: red ones are worth a look); Cancel stops after the current file.
 """
 from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator, Optional
+
+import threading
 
 import napari
 import numpy as np
@@ -25,16 +29,29 @@ from napari_adaqat.widgets._compat import guard_triton_import
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
 from napari_adaqat.data import check_output_folder, collect_inputs  # noqa: E402
-from napari_adaqat.inference.batch import ResultRow, csv_text, load_results, segment_files  # noqa: E402
+from napari_adaqat.inference.batch import RESULTS_CSV, ResultRow, csv_text, load_results, segment_files  # noqa: E402
+from napari_adaqat.inference.lock import check_free  # noqa: E402
 from napari_adaqat.inference.engine import Engine, ModelRef  # noqa: E402
 from napari_adaqat.io import read_image, read_mask  # noqa: E402
-from napari_adaqat.model.device import resolve_device  # noqa: E402
+from napari_adaqat.model.device import DEVICES, resolve_device  # noqa: E402
 from napari_adaqat.widgets import _batch_boxes as B  # noqa: E402
 from napari_adaqat.widgets._model_choice import ModelChoice  # noqa: E402
+from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.dcm *.dicom);;All files (*)"
-COLUMNS = ("file", "status", "error", "area (px)", "seconds")
+COLUMNS = ("file", "status", "error", "area (px)", "seconds", "quality")
+QUALITY_TIP = "estimated Dice of the mask (1 = sure); red: worth a look (review = 1 in results.csv). Click to sort"
 STATUS_COLOR = {"ok": "#5fbf4a", "error": "#e8505b", "skipped": "#9aa3ad"}
+
+
+def _number(value: Any, digits: int) -> Any:
+    """A results.csv value as the table shows it: a number (rounded to ``digits``) that sorts as one,
+    or the text as it is."""
+    try:
+        number = round(float(value), digits)
+    except (TypeError, ValueError):
+        return "" if value is None else str(value)
+    return int(number) if digits == 0 else number
 
 
 def _text(edit: FileEdit) -> str:
@@ -42,15 +59,25 @@ def _text(edit: FileEdit) -> str:
 
 
 def _job(engine: Engine, files: list[Path], out: Path, model: ModelRef, baseline: Optional[ModelRef],
-         box_kind: str, box_source: str, device: str, clean: bool, notes: list[str]) -> Iterator[ResultRow]:
-    """The worker: boxes and models first (a bad model fails before any row), then one row per file."""
+         box_kind: str, box_source: str, device: str, clean: bool, notes: list[str],
+         stop: threading.Event) -> Iterator[ResultRow]:
+    """The worker: boxes and models first (a bad model fails before any row), then one row per file.
+    ``stop`` (Cancel) ends it after the current file, closing the run here, in the worker (results.csv
+    written, the output folder released)."""
     boxes, missing = B.load_boxes(box_kind, box_source, files)
     notes.extend(missing)
     engine.predictor(model, device)
     if baseline is not None:
         engine.predictor(baseline, device)
-    yield from segment_files(files, model, out, boxes=boxes, baseline=baseline, clean=clean, device=device,
-                             engine=engine)
+    rows = segment_files(files, model, out, boxes=boxes, baseline=baseline, clean=clean, device=device,
+                         engine=engine)
+    try:
+        for row in rows:
+            yield row
+            if stop.is_set():
+                return
+    finally:
+        rows.close()
 
 
 class BatchWidget(Container):
@@ -60,11 +87,12 @@ class BatchWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer = None) -> None:  # type: ignore[assignment]
         super().__init__(labels=False)
         self.viewer = viewer
-        self.engine = Engine()
+        self.engine = shared_engine()  # the Segment dock's loaded models are reused
         self.last_error: Optional[str] = None
         self.results: dict[str, dict] = {}  # file → results.csv row, as the table shows it
         self.box_notes: list[str] = []
         self._worker: Any = None
+        self._stop = threading.Event()  # Cancel: set, the worker stops after the current file
         self._rows: dict[str, int] = {}
         self._closed = False
         self.native.destroyed.connect(self._on_destroyed)
@@ -79,7 +107,7 @@ class BatchWidget(Container):
             ("mask folder (their bounding boxes)…", B.MASKS)])
         self.boxes_csv = FileEdit(label="boxes CSV", mode="r", filter="CSV (*.csv)")
         self.boxes_masks = FileEdit(label="mask folder", mode="d", tooltip="masks named like the images")
-        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+        self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
         self.clean = CheckBox(text="clean up masks (two largest regions, holes filled)", value=True)
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -162,6 +190,7 @@ class BatchWidget(Container):
             if missing:
                 raise ValueError(f"Not found: {', '.join(missing)}")
             check_output_folder(out, items, option="output folder")
+            check_free(out)  # another run (a terminal's adaqat segment, another dock) holds it: one line
             files = collect_inputs(items)
             if not files:
                 raise ValueError("No image files in the inputs.")
@@ -173,12 +202,13 @@ class BatchWidget(Container):
             self.last_error = str(exc)
             self.status.value = str(exc)
             return False
-        self.last_error, self.box_notes = None, []
-        self.results = load_results(out / "results.csv")
+        self.last_error, self.box_notes, self._stop = None, [], threading.Event()
+        self.results = load_results(out / RESULTS_CSV)
+        self.table.setSortingEnabled(False)  # rows fill in by position while running; sortable when done
         self._fill_table(files)
         self.progress.max, self.progress.value = len(files), 0
         worker = create_worker(_job, self.engine, files, out, model, baseline, self.box_kind.value, box_source,
-                               device, bool(self.clean.value), self.box_notes, _start_thread=False,
+                               device, bool(self.clean.value), self.box_notes, self._stop, _start_thread=False,
                                _ignore_errors=True)
         worker.yielded.connect(self._on_row)
         worker.errored.connect(self._on_error)
@@ -192,7 +222,7 @@ class BatchWidget(Container):
     def cancel(self) -> None:
         """Stop after the file being segmented now (results.csv stays valid; a rerun continues)."""
         if self._worker is not None:
-            self._worker.quit()
+            self._stop.set()  # the worker ends after this file and releases the folder
             self.cancel_button.enabled = False
             self.status.value = "Cancelling after the current file…"
 
@@ -231,15 +261,18 @@ class BatchWidget(Container):
             self._set_row(row, path, {"status": "…"})
 
     def _set_row(self, row: int, path: Path, info: dict) -> None:
-        seconds, error = info.get("seconds", ""), str(info.get("error", ""))
+        error = str(info.get("error", ""))
         short = error.removeprefix(f"{path}: ")  # the file is in the first column
-        values = (path.name, info.get("status", ""), short, str(info.get("area_px", "")),
-                  f"{float(seconds):.2f}" if seconds not in ("", None) else "")
+        values = (path.name, info.get("status", ""), short, _number(info.get("area_px"), 0),
+                  _number(info.get("seconds"), 2), _number(info.get("quality"), 3))
         for col, value in enumerate(values):
-            item = QTableWidgetItem(value)
-            item.setToolTip(str(path) if col == 0 else (error if col == 2 else value))
+            item = QTableWidgetItem()
+            item.setData(Qt.ItemDataRole.DisplayRole, value)  # numbers sort as numbers
+            item.setToolTip(str(path) if col == 0 else (error if col == 2 else QUALITY_TIP if col == 5 else str(value)))
             if col == 1 and info.get("status") in STATUS_COLOR:
                 item.setForeground(QColor(STATUS_COLOR[info["status"]]))
+            if col == 5 and str(info.get("review", "")) == "1":
+                item.setForeground(QColor(STATUS_COLOR["error"]))
             self.table.setItem(row, col, item)
 
     def _on_row(self, result: ResultRow) -> None:
@@ -272,6 +305,7 @@ class BatchWidget(Container):
         if self._closed:
             return
         self._set_running(False)
+        self.table.setSortingEnabled(True)  # e.g. by quality: the masks worth a look first
         if self.last_error is not None:
             return
         rows = self.table_rows()
@@ -280,7 +314,7 @@ class BatchWidget(Container):
         text = (f"{counts['ok']} segmented, {counts['skipped']} done before, {counts['error']} failed"
                 + (f", {left} not run (cancelled: Run again to finish them)" if left else "")
                 + f". Masks and results.csv in '{self.out_dir().name}'.")
-        self.status.tooltip = str(self.out_dir() / "results.csv")
+        self.status.tooltip = str(self.out_dir() / RESULTS_CSV)
         if self.box_notes:
             text += f"\nDefault box for {len(self.box_notes)}: " + "; ".join(self.box_notes[:3])
         self.status.value = text
@@ -295,5 +329,4 @@ class BatchWidget(Container):
 
     def _on_destroyed(self, *_: Any) -> None:
         self._closed = True
-        if self._worker is not None:
-            self._worker.quit()
+        self._stop.set()

@@ -20,11 +20,13 @@ from napari_adaqat.widgets._compat import guard_triton_import
 
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
-from napari_adaqat.inference.engine import Engine, ModelRef, SegmentResult, torch_threads  # noqa: E402
-from napari_adaqat.model.device import resolve_device  # noqa: E402
+from napari_adaqat.inference.engine import ModelRef, SegmentResult, torch_threads  # noqa: E402
+from napari_adaqat.model.device import DEVICES, resolve_device  # noqa: E402
 from napari_adaqat.widgets import _layers as L  # noqa: E402
 from napari_adaqat.widgets._legend import MapLegends  # noqa: E402
 from napari_adaqat.widgets._model_choice import ModelChoice  # noqa: E402
+from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
+from napari_adaqat.widgets._orientation import watch_orientation  # noqa: E402
 
 
 PROMPT_THREADS = 1  # torch threads of box-prompt jobs (embedding jobs use torch's default)
@@ -51,7 +53,9 @@ class SegmentWidget(Container):
                  model_type: str = "vit_b", device: str = "auto") -> None:
         super().__init__(labels=True)
         self.viewer = viewer
-        self.engine = Engine()
+        watch_orientation(viewer)  # films stored sideways (EXIF orientation) are shown upright
+        self.engine = shared_engine()  # one loaded model per viewer, shared with the other docks
+        self._choice: Optional[tuple[ModelRef, Optional[ModelRef], str]] = None  # (model, baseline, device)
         self.last_result: Optional[SegmentResult] = None
         self._last_prompt_key: Optional[tuple] = None  # (layer id, its data's id, plane, model, device) of last_result
         self.last_error: Optional[str] = None
@@ -69,7 +73,7 @@ class SegmentWidget(Container):
         self.model, self.model_file, self.baseline, self.baseline_file, self.model_type = self.models.widgets
         self.reference = ComboBox(label="reference", choices=self._reference_choices, nullable=True,
                                   tooltip="a ground-truth or corrected Labels layer: enables ΔSSIM and Dice")
-        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value=device)
+        self.device = ComboBox(label="device", choices=list(DEVICES), value=device)
         self.clean = CheckBox(text="clean up mask (two largest regions, holes filled)", value=True)
         self.rerun = PushButton(text="Segment last box again")
         self.progress = ProgressBar(label="", min=0, max=0, visible=False)
@@ -138,6 +142,14 @@ class SegmentWidget(Container):
     def _device(self) -> str:
         return resolve_device(self.device.value)
 
+    def _chosen(self) -> tuple[ModelRef, Optional[ModelRef], str]:
+        """(model, baseline, device) as chosen: built when a choice changes, not at every prompt (raises
+        ValueError while a choice is incomplete).  Whether a file was rewritten, the engine checks at
+        most once a second (``shared_engine``) and at once after a choice changed."""
+        if self._choice is None:
+            self._choice = (self.model_ref(), self.baseline_ref(), self._device())
+        return self._choice
+
     # ------------------------------------------------------------------- jobs
     @property
     def busy(self) -> bool:
@@ -195,6 +207,8 @@ class SegmentWidget(Container):
 
     # ---------------------------------------------------------------- actions
     def _on_model_changed(self, _value: Any = None) -> None:
+        self._choice = None
+        self.engine.forget_files()
         self._update_visibility()
         if self.image.value is not None:
             self.start_embedding()
@@ -218,7 +232,7 @@ class SegmentWidget(Container):
         if layer is None:
             return
         try:
-            model, base, device = self.model_ref(), self.baseline_ref(), self._device()
+            model, base, device = self._chosen()
             plane, _z = L.image_plane(layer, L.current_plane(self.viewer, layer))
         except ValueError as exc:
             self.status.value = f"Not ready: {exc}"
@@ -258,7 +272,7 @@ class SegmentWidget(Container):
             box, z = L.box_in_pixels(boxes, index, image)
             plane, z = L.image_plane(image, z)
             ref = self._reference_plane(z, plane.shape)
-            model, base, device = self.model_ref(), self.baseline_ref(), self._device()
+            model, base, device = self._chosen()
         except ValueError as exc:
             self._fail(str(exc))
             return
@@ -291,12 +305,16 @@ class SegmentWidget(Container):
         clean = bool(self.clean.value)
         self._queue.pop("maps", None)  # maps of an older box are no longer wanted
         job = lambda: self._prompt_job(self.engine.predict, plane, box, model, device, ref, z, clean)  # noqa: E731
-        if self._quick_prompt(image, z, model, device) and self.engine.is_embedded(plane, model, device):
+        # inline only when no other dock's job holds the shared engine (never wait on the GUI thread)
+        if (self._quick_prompt(image, z, model, device) and self.engine.is_embedded(plane, model, device)
+                and self.engine.lock.acquire(blocking=False)):
             try:
                 result = job()
             except Exception as exc:  # as a worker's error: one line in the status and a notification
                 self._on_error(exc)
                 return
+            finally:
+                self.engine.lock.release()
             mask_done(result)
             return
         self._submit("predict", job, mask_done, f"Segmenting with {model.label()}… (busy)")

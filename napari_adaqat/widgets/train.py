@@ -1,18 +1,19 @@
-"""The "Train (AdaLoRA-QAT)" dock: checks the data, runs ``adaqat train`` as a subprocess, plots the
-learning live, and chains Stage 2 and the export to a model that the Segment dock can use at once.
+"""The "Train (AdaLoRA-QAT)" dock: checks the data, builds a :class:`TrainConfig` (or the chain Stage 1 →
+Stage 2 → model files, :class:`~napari_adaqat.train.chain.Chain`) from its fields, runs ``adaqat train`` as a
+subprocess from it, plots the learning live, and hands the new model files to the Segment and Annotate docks.
 
-Training never runs in napari's process: the dock starts ``python -m napari_adaqat train …`` and a
-QTimer reads the new lines of ``RUN/progress.jsonl`` a few times a second, so the viewer stays
-responsive. Stop sends SIGTERM (checkpoints are written atomically); Resume continues. The data
-check runs in a worker thread. The exact command is shown so it can be copied and run headless.
+Training never runs in napari's process: the dock starts ``python -m napari_adaqat train …`` (arguments derived
+from the config by the core, shown to copy) and a QTimer reads the progress logs, so the viewer stays
+responsive. Stop sends SIGTERM; Resume continues. Without a GPU and a SAM checkpoint it opens on ``finetune``.
 """
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any, Optional
 
 import napari
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import Container, FileEdit
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
@@ -22,18 +23,22 @@ from napari_adaqat.widgets._compat import guard_triton_import
 
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
-from napari_adaqat.model.build import PRESETS  # noqa: E402
-from napari_adaqat.train.config import field_choices, field_help, preset_names  # noqa: E402
+from napari_adaqat.train.chain import Chain, chain_paths, chain_preflight, config_args, load_chain  # noqa: E402
+from napari_adaqat.train.config import TrainConfig, make_config  # noqa: E402
 from napari_adaqat.train.paths import run_paths  # noqa: E402
+from napari_adaqat.train.preflight import BUNDLED, preflight  # noqa: E402
 from napari_adaqat.train.progress import read_progress  # noqa: E402
-from napari_adaqat.widgets._continue import ContinuePlan, continue_problem, plan_continue  # noqa: E402
+from napari_adaqat.train.run import resolve_config  # noqa: E402
+from napari_adaqat.util.errors import first_line  # noqa: E402
+from napari_adaqat.widgets import _continue as cont  # noqa: E402
 from napari_adaqat.widgets._data_check import DataReport, check_data  # noqa: E402
+from napari_adaqat.widgets._train_form import make_fields  # noqa: E402
 from napari_adaqat.widgets._train_plot import TrainPlot, info_text  # noqa: E402
-from napari_adaqat.widgets._train_process import CommandProcess, TrainProcess, TrainRequest, status_text  # noqa: E402
+from napari_adaqat.widgets._train_process import (ChainProcess, CommandProcess, TrainProcess,  # noqa: E402
+                                                  adaqat_argv, format_duration, status_text)
 
-CKPT_FILTER = "Checkpoints (*.pth *.pt *.safetensors)"
 POLL_MS = 300
-PLUGIN, SEGMENT_DOCK = "napari-adaqat", "Segment lungs (AdaLoRA-QAT)"  # as in napari.yaml
+PLUGIN, SEGMENT_DOCK, ANNOTATE_DOCK = "napari-adaqat", "Segment lungs (AdaLoRA-QAT)", "Annotate folder (AdaLoRA-QAT)"
 
 
 def _text(edit: FileEdit) -> str:
@@ -41,88 +46,50 @@ def _text(edit: FileEdit) -> str:
     return str(edit.line_edit.value or "").strip()
 
 
-def _row(*widgets: Any, labels: bool = False) -> Container:
-    row = Container(layout="horizontal", labels=labels, widgets=list(widgets))
-    row.margins = (0, 0, 0, 0)
-    return row
+def _container(*widgets: Any, labels: bool = False, layout: str = "vertical") -> Container:
+    box = Container(layout=layout, labels=labels, widgets=list(widgets))
+    box.margins = (0, 0, 0, 0)
+    return box
 
 
 class TrainWidget(Container):
-    """Dock widget: data check, a form for ``adaqat train``, Start/Stop, live plot, Stage 2 + export."""
+    """Dock widget: data check, the training form, Start/Stop, live plot, model files → Segment/Annotate docks."""
 
     # napari passes its viewer only to a parameter annotated exactly ``napari.viewer.Viewer`` (no Optional)
     def __init__(self, viewer: napari.viewer.Viewer = None,  # type: ignore[assignment]
-                 *, poll_ms: int = POLL_MS) -> None:
+                 *, poll_ms: int = POLL_MS, setup: Optional[cont.Setup] = None) -> None:
         super().__init__(labels=False)
         self.viewer = viewer
         self.process: Optional[CommandProcess] = None
         self.last_error: Optional[str] = None
         self.last_epoch: Optional[dict] = None
         self.data_report: Optional[DataReport] = None
-        self.plan: Optional[ContinuePlan] = None  # the Stage 2 + export chain, while it runs or after it
         self.exported: Optional[tuple[Path, Path]] = None  # (INT8 model, FP32 baseline)
-        self._steps: list[tuple[str, Any, Optional[TrainRequest]]] = []  # chain steps to start: (label, make, req)
         self._check_worker: Any = None
         self._holder: dict[str, Any] = {"proc": None}  # reached from `destroyed` after the wrapper is gone
+        setup = setup or cont.opening_setup()
 
-        # tooltips: the help text of the TrainConfig fields (as in 'adaqat train --help')
-        self.stage = ComboBox(label="stage", value=1, choices=[("1 · AdaLoRA fine-tuning", 1), ("2 · INT8 QAT", 2)],
-                              tooltip=field_help("stage"))
-        self.data = FileEdit(label="data folder", mode="d", tooltip=field_help("data"))
-        self.data_check = Label(label="data check", value="Choose a data folder: its pairs are checked first.")
-        self.out = FileEdit(label="run folder", mode="d", tooltip=field_help("out"))
-        self.checkpoint = FileEdit(label="start checkpoint", mode="r", filter=CKPT_FILTER,
-                                   tooltip=f"optional: {field_help('checkpoint')}")
-        self.from_run = FileEdit(label="from run", mode="d", tooltip=field_help("from_run"))
-        self.model_type = ComboBox(label="model type", choices=list(PRESETS), value="vit_b",
-                                   tooltip=field_help("model_type"))
-        self.preset = ComboBox(label="preset", choices=preset_names(), value="paper",
-                               tooltip=f"{field_help('preset')}. {field_help('qat.trainable')}")
-        self.mode = ComboBox(label="mode", choices=list(field_choices("mode")), value="adalora",
-                             tooltip=field_help("mode"))
-        self.epochs = SpinBox(label="epochs (0 = preset)", min=0, max=10_000, value=0, tooltip=field_help("epochs"))
-        self.batch_size = SpinBox(label="batch size (0 = preset)", min=0, max=4096, value=0,
-                                  tooltip=field_help("batch_size"))
-        self.max_steps = SpinBox(label="steps per epoch (0 = all)", min=0, max=1_000_000, value=0,
-                                 tooltip=field_help("max_steps_per_epoch"))
-        self.device = ComboBox(label="device", choices=list(field_choices("device")), value="auto",
-                               tooltip=field_help("device"))
-        self.resume = CheckBox(text="Resume (continue RUN/checkpoints/last.safetensors)", value=False)
-        self.start_button = PushButton(text="Start")
-        self.stop_button = PushButton(text="Stop", enabled=False)
-        self.progress = ProgressBar(label="epochs", min=0, max=1, value=0)
-        self.plot_info = Label(label="learning", value="loss per step · validation Dice per epoch")
+        for name, widget in make_fields(setup).items():  # stage, data, out, checkpoint, … (see _train_form.py)
+            setattr(self, name, widget)
         self.plot = TrainPlot()
-        plot_box = Container(labels=False)
-        plot_box.margins = (0, 0, 0, 0)
+        plot_box = _container()
         plot_box.native.layout().addWidget(self.plot)
-        self.status = Label(label="status", value="Choose a data folder and a run folder, then Start.")
-        self.qat_epochs = SpinBox(label="QAT epochs (0 = preset)", min=0, max=10_000, value=0,
-                                  tooltip="Stage 2 epochs of the chain (the preset's default: 10)")
-        self.profile = ComboBox(label="INT8 profile", choices=["deploy", "paper"], value="deploy",
-                                tooltip="deploy: INT8 + FP16 (smallest file); paper: INT8 + FP32")
-        self.continue_button = PushButton(text="Continue: Stage 2 + export", enabled=False)
-        self.models_label = Label(label="models", value="(after Stage 2 + export)")
-        self.use_button = PushButton(text="Use in Segment dock", enabled=False)
-        self.command = LineEdit(label="command", tooltip="the exact command the dock runs: copy it to train headless")
-        self.command.native.setReadOnly(True)
         self._inputs = [self.stage, self.data, self.out, self.checkpoint, self.from_run, self.model_type, self.preset,
-                        self.mode, self.epochs, self.batch_size, self.max_steps, self.device, self.resume]
-        setup = Container(labels=True, widgets=[self.stage, self.data, self.data_check, *self._inputs[2:]])
-        qat_row = _row(self.qat_epochs, self.profile, labels=True)
-        learning = Container(labels=True, widgets=[self.plot_info, plot_box, qat_row,
-                                                   self.continue_button, self.models_label, self.use_button])
+                        self.mode, self.epochs, self.qat_epochs, self.batch_size, self.max_steps, self.device,
+                        self.profile, self.resume]
+        setup_tab = Container(labels=True, widgets=[self.why, self.switch_button, self.stage, self.data,
+                                                    self.data_check, *self._inputs[2:], self.eta])
+        learning = Container(labels=True, widgets=[self.plot_info, plot_box, self.continue_button, self.models_label,
+                                                   _container(self.use_button, self.annotate_button, layout="horizontal")])
         self.tabs = QTabWidget()
-        self.tabs.addTab(setup.native, "Setup")
+        self.tabs.addTab(setup_tab.native, "Setup")
         self.tabs.addTab(learning.native, "Learning → model")
-        tabs_box = Container(labels=False)
-        tabs_box.margins = (0, 0, 0, 0)
+        tabs_box = _container()
         tabs_box.native.layout().addWidget(self.tabs)
-        below = Container(labels=True, widgets=[self.progress, self.status, self.command])
-        below.margins = (0, 0, 0, 0)
-        self.extend([tabs_box, _row(self.start_button, self.stop_button), below])
+        self.extend([tabs_box, _container(self.start_button, self.stop_button, layout="horizontal"),
+                     _container(self.progress, self.status, self.command, labels=True)])
         self.progress.native.setFormat("%v / %m")
-        for label in (self.status, self.data_check, self.plot_info, self.models_label):
+        for label in (self.status, self.data_check, self.plot_info, self.models_label, self.why, self.eta):
             label.native.setWordWrap(True)
             label.native.setMinimumWidth(260)
 
@@ -141,38 +108,101 @@ class TrainWidget(Container):
         self.data.changed.connect(lambda *_: self._check_timer.start())
         self.start_button.changed.connect(lambda *_: self.start())
         self.stop_button.changed.connect(lambda *_: self.stop())
+        self.switch_button.changed.connect(lambda *_: self.switch_setup())
         self.continue_button.changed.connect(lambda *_: self.continue_to_model())
         self.use_button.changed.connect(lambda *_: self.use_in_segment_dock())
+        self.annotate_button.changed.connect(lambda *_: self.use_in_annotate_dock())
         self._on_inputs_changed()
 
     # ------------------------------------------------------------------ form
-    def request(self) -> TrainRequest:
-        """The training run the fields describe."""
-        stage = int(self.stage.value)
-        return TrainRequest(stage=stage, data=_text(self.data), out=_text(self.out), checkpoint=_text(self.checkpoint),
-                            from_run=_text(self.from_run) if stage == 2 else "", model_type=self.model_type.value,
-                            preset=self.preset.value, mode=self.mode.value, epochs=int(self.epochs.value),
-                            batch_size=int(self.batch_size.value), device=self.device.value,
-                            resume=bool(self.resume.value), max_steps_per_epoch=int(self.max_steps.value))
+    def options(self) -> dict:
+        """The TrainConfig options the fields set (0 and empty leave them to the preset or, on resume, the run)."""
+        stage, numbers = self.stage.value, (("epochs", self.epochs), ("batch_size", self.batch_size),
+                                            ("max_steps_per_epoch", self.max_steps))
+        opts = {"data": _text(self.data), "out": _text(self.out), "device": self.device.value,
+                **{k: int(w.value) for k, w in numbers if int(w.value) > 0}}
+        if self.resume.value:
+            return opts
+        ckpt = _text(self.checkpoint)
+        if stage == 2:
+            opts["from_run"] = _text(self.from_run) or None
+        else:
+            opts.update(checkpoint=ckpt or None, mode=self.mode.value)
+            if not (ckpt == BUNDLED or ckpt.endswith(".safetensors")):  # our files carry their architecture
+                opts["model_type"] = self.model_type.value
+        return opts
+
+    def config(self) -> TrainConfig:
+        """The run the fields describe (the chain's Stage 1 for 'all'); ValueError (one line) when it cannot be."""
+        stage = 1 if self.stage.value == "all" else int(self.stage.value)
+        opts = self.options()
+        if self.resume.value and run_paths(opts["out"])["config"].is_file():
+            return resolve_config(None, stage, opts, resume=True)
+        return make_config(self.preset.value, stage, opts)
+
+    def chain(self) -> Chain:
+        """The chain Stage 1 → Stage 2 → model files the fields describe, into 'run folder'."""
+        out = _text(self.out)
+        if self.resume.value and chain_paths(out)["config"].is_file():  # the saved chain ← what is typed in
+            options = {k: v for k, v in self.options().items() if k != "out"}
+            return load_chain(out, options=self._stage2_epochs(options), profile=self.profile.value)
+        chain = Chain.from_config(self.config(), _text(self.out), profile=self.profile.value)
+        chain.options = self._stage2_epochs(chain.options)
+        return chain
+
+    def _stage2_epochs(self, options: dict) -> dict:
+        return {**options, "stage2.epochs": int(self.qat_epochs.value)} if self.qat_epochs.value else options
+
+    def _argv(self) -> list[str]:
+        if self.stage.value == "all":
+            return self.chain().argv(bool(self.resume.value))
+        return config_args(self.config(), bool(self.resume.value))
 
     def _on_inputs_changed(self, *_: Any) -> None:
-        stage1 = int(self.stage.value) == 1
-        self.from_run.visible = not stage1
-        self.model_type.visible = stage1
-        self.mode.visible = stage1
-        self.command.value = self.request().command_line()
+        stage = self.stage.value
+        self.from_run.visible = stage == 2
+        bundled, ckpt = _text(self.checkpoint) == BUNDLED, _text(self.checkpoint)
+        self.mode.visible = self.checkpoint.visible = stage != 2
+        self.model_type.visible = stage != 2 and not (bundled or ckpt.endswith(".safetensors"))  # the file's own
+        self.qat_epochs.visible = self.profile.visible = stage != 1
+        self.switch_button.text = ("Use ViT-B · paper instead" if bundled or self.preset.value == "finetune"
+                                   else "Use the bundled model · finetune instead")
+        try:
+            self.command.value = shlex.join(adaqat_argv(self._argv()))
+        except (ValueError, KeyError) as exc:
+            self.command.value = f"(not yet: {first_line(exc)})"
+        self._update_eta()
         self._update_buttons()
+
+    def switch_setup(self) -> None:
+        """One click between the CPU fine-tune of the bundled model and ViT-B with the paper's recipe."""
+        to_paper = _text(self.checkpoint) == BUNDLED or self.preset.value == "finetune"
+        setup = cont.paper_setup() if to_paper else cont.opening_setup(gpu=False, look=False)
+        self.preset.value, self.model_type.value = setup.preset, setup.model_type
+        self.checkpoint.line_edit.value = setup.checkpoint  # (.value would turn "" into ".")
+        self.why.value = setup.why
+        self._on_inputs_changed()
+
+    def _update_eta(self) -> None:
+        report = self.data_report
+        n_train = (report.used or report.split).get("train", 0) if report is not None and report.usable else 0
+        try:
+            seconds = cont.eta_seconds(self.chain(), n_train) if self.stage.value == "all" else None
+        except (ValueError, KeyError):
+            seconds = None
+        self.eta.value = (f"about {format_duration(seconds)} on an idle 2-core CPU for {n_train} training films"
+                          if seconds else "shown after the first epoch" if n_train else "after the data check")
 
     def _update_buttons(self) -> None:
         running = self.busy
         for w in self._inputs:
             w.enabled = not running
-        self.start_button.enabled = not running
+        self.start_button.enabled = self.switch_button.enabled = not running
         self.stop_button.enabled = running and not self.process.stopping
-        problem = continue_problem(_text(self.out)) if int(self.stage.value) == 1 else "Stage 1 only"
+        problem = cont.continue_problem(_text(self.out)) if self.stage.value == 1 else "Stage 1 only"
         self.continue_button.enabled = not running and problem is None
         self.continue_button.tooltip = problem or "Stage 2 (QAT) from this run, then the INT8 and FP32 model files"
-        self.use_button.enabled = not running and self.exported is not None
+        self.use_button.enabled = self.annotate_button.enabled = not running and self.exported is not None
 
     # ------------------------------------------------------------ data check
     def check_data(self) -> None:
@@ -187,6 +217,7 @@ class TrainWidget(Container):
             if folder == _text(self.data):  # else the field changed meanwhile
                 self.data_report = report
                 self.data_check.value = report.text()
+                self._update_eta()
 
         worker = create_worker(check_data, folder, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(done)
@@ -206,38 +237,47 @@ class TrainWidget(Container):
     # --------------------------------------------------------------- actions
     @property
     def busy(self) -> bool:
-        """True while a training or export subprocess runs."""
+        """True while a training subprocess runs."""
         return self.process is not None
 
     def start(self) -> bool:
-        """Check the form and start ``adaqat train``; False (and a one-line status) when it cannot."""
+        """Check the form (the core's preflight) and start ``adaqat train``; False (and a one-line status)
+        when it cannot."""
         if self.busy:
             return False
-        req = self.request()
-        self.command.value = req.command_line()
+        resume = bool(self.resume.value)
+        try:
+            if self.stage.value == "all":
+                chain = self.chain()
+                chain_preflight(chain, resume)
+                make, label = (lambda: ChainProcess(chain, resume)), "the chain"
+            else:
+                cfg = self.config()
+                preflight(cfg, resume)
+                make, label = (lambda: TrainProcess(cfg, resume)), f"stage {cfg.stage} training"
+        except (ValueError, FileExistsError, KeyError) as exc:
+            return self._refuse(first_line(exc))
         report = self.data_report
-        problem = req.problem()
-        if problem is None and report is not None and str(report.folder) == req.data and not report.usable:
-            problem = f"No usable image/mask pairs in {req.data}: {report.error or report.bad[0]}"
-        if problem:
-            self.last_error = problem
-            self.status.value = problem
-            return False
-        self._steps, self.plan = [], None
-        return self._launch(lambda: TrainProcess(req), f"stage {req.stage} training", req)
+        if report is not None and str(report.folder) == _text(self.data) and not report.usable:
+            return self._refuse(f"No usable image/mask pairs in {report.folder}: {report.error or report.bad[0]}")
+        self.command.value = shlex.join(adaqat_argv(self._argv()))
+        return self._launch(make, label)
 
-    def _launch(self, make: Any, label: str, req: Optional[TrainRequest] = None) -> bool:
-        self.last_error = None
-        if req is not None:
-            self.last_epoch = None
-            self._init_progress(req)
-        else:
-            self.progress.max, self.progress.value = 0, 0  # busy bar while exporting
+    def _refuse(self, problem: str) -> bool:
+        self.last_error = problem
+        self.status.value = problem
+        return False
+
+    def _launch(self, make: Any, label: str) -> bool:
+        self.last_error, self.last_epoch, self.exported = None, None, None
+        self.progress.max, self.progress.value = 0, 0  # busy until the first epoch count arrives
         try:
             self.process = make()
         except OSError as exc:
             self._fail(f"could not start {label}: {exc}")
             return False
+        if isinstance(self.process, TrainProcess):
+            self._begin_stage(Path(self.process.config.out), self.process.config.stage, self.process.config.epochs)
         self._holder["proc"] = self.process
         self.tabs.setCurrentIndex(1)  # the learning curves and what comes next
         self.status.value = f"Starting {label} (pid {self.process.pid})…"
@@ -253,59 +293,44 @@ class TrainWidget(Container):
             self.stop_button.enabled = False
 
     def continue_to_model(self) -> bool:
-        """From the finished Stage-1 run in 'run folder': Stage 2, then the INT8 and FP32 exports."""
+        """From the finished Stage-1 run in 'run folder': the chain's Stage 2 and both exports."""
         run = _text(self.out)
-        problem = None if not self.busy else "busy"
-        problem = problem or continue_problem(run)
-        if problem:
-            self.status.value = problem
-            return False
-        base = TrainRequest(data=_text(self.data), preset=self.preset.value, batch_size=int(self.batch_size.value),
-                            device=self.device.value, max_steps_per_epoch=int(self.max_steps.value))
-        plan = plan_continue(run, base, epochs=int(self.qat_epochs.value), profile=self.profile.value)
-        if plan.stage2 is not None and (why := plan.stage2.problem()):
-            self.status.value = why
-            return False
-        self.plan, self.exported = plan, None
-        steps = [(label, (lambda argv=argv, label=label: CommandProcess(argv, label)), None)
-                 for label, argv in plan.exports]
-        if plan.stage2 is not None:
-            req = plan.stage2
-            self.command.value = req.command_line()
-            steps.insert(0, ("stage 2 training", (lambda: TrainProcess(req)), req))
-        self._steps = steps
-        return self._next_step()
-
-    def _next_step(self) -> bool:
-        label, make, req = self._steps.pop(0)
-        return self._launch(make, label, req)
+        if problem := ("busy" if self.busy else cont.continue_problem(run)):
+            return self._refuse(problem)
+        options = {k: v for k, v in self.options().items() if k in ("data", "device", "batch_size",
+                                                                  "max_steps_per_epoch") and v}
+        chain, resume = cont.continue_chain(run, self._stage2_epochs(options), profile=self.profile.value)
+        try:
+            chain_preflight(chain, resume)
+        except (ValueError, FileExistsError) as exc:
+            return self._refuse(first_line(exc))
+        self.command.value = shlex.join(adaqat_argv(chain.argv(resume)))
+        return self._launch(lambda: ChainProcess(chain, resume), "Stage 2 + export")
 
     def use_in_segment_dock(self) -> Any:
         """Open (or raise) the Segment dock and give it the exported INT8 model and FP32 baseline."""
-        if self.exported is None or self.viewer is None:
-            self.status.value = "No exported model yet (Continue: Stage 2 + export), or no viewer."
-            return None
-        dock, segment = self.viewer.window.add_plugin_dock_widget(PLUGIN, SEGMENT_DOCK)
-        dock.show()
-        dock.raise_()
-        segment.use_models(*self.exported)
-        self.status.value = f"The Segment dock now uses {self.exported[0].name} (baseline {self.exported[1].name})."
+        segment, self.status.value = cont.hand_to_segment(self.viewer, self.exported, PLUGIN, SEGMENT_DOCK)
         return segment
 
-    def _init_progress(self, req: TrainRequest) -> None:
-        records = read_progress(run_paths(req.out)["progress"]) if req.resume else []
+    def use_in_annotate_dock(self) -> Any:
+        """Give the open Annotate dock the exported pair, so the next films are pre-segmented by it."""
+        annotate, self.status.value = cont.hand_to_annotate(self.viewer, self.exported, ANNOTATE_DOCK)
+        return annotate
+
+    def _begin_stage(self, run: Path, stage: int, epochs: int, after: Optional[Path] = None) -> None:
+        """Reset the bar and the plot for a stage run in ``run`` (continuing ``after``'s curves, if given)."""
+        records = read_progress(run_paths(run)["progress"]) if self.resume.value or after else []
         old = [r for r in records if r.get("kind") == "epoch"]
-        total = req.epochs or (old[-1].get("epochs") if old else 0) or 1
-        self.progress.max = max(int(total), 1)
+        self.progress.max = max(int(epochs or 1), 1)
         self.progress.value = min(int(old[-1]["epoch"]) if old else 0, self.progress.max)
-        if self.plan is not None and req.stage == 2:  # the chain: Stage 2 continues the Stage-1 curves
-            self.plot.continue_from(read_progress(run_paths(self.plan.stage1)["progress"]), stage=2)
+        if after is not None:
+            self.plot.continue_from(read_progress(run_paths(after)["progress"]), stage=stage)
         else:
-            self.plot.clear(req.stage)
+            self.plot.clear(stage)
         self.plot.add(records)  # a resumed run continues its curves
         self.plot.refresh()
         self.last_epoch = old[-1] if old else None
-        self.plot_info.value = f"Stage {req.stage}: loss per step · validation Dice per epoch"
+        self.plot_info.value = f"Stage {stage}: loss per step · validation Dice per epoch"
 
     # -------------------------------------------------------------- following
     def _tick(self) -> None:
@@ -325,15 +350,17 @@ class TrainWidget(Container):
             self._on_record(rec)
         if self.plot.add(records):
             self.plot.refresh()
-        self._show_eta()
-
-    def _show_eta(self) -> None:
         if self.last_epoch is not None:
             self.plot_info.value = info_text(self.last_epoch, self.plot.stage, self.busy)
 
     def _on_record(self, rec: dict) -> None:
         kind = rec.get("kind")
-        if kind == "start" and rec.get("epochs"):
+        if kind == "chain" and rec.get("status") == "start" and str(rec.get("step")).startswith("stage"):
+            chain = self.process.chain
+            stage = int(rec["step"][-1])
+            cfg = chain.stage1() if stage == 1 else chain.stage2()
+            self._begin_stage(Path(rec["path"]), stage, cfg.epochs, after=chain.stage1_dir if stage == 2 else None)
+        elif kind == "start" and rec.get("epochs"):
             self.progress.max = max(int(rec["epochs"]), 1)
         elif kind == "epoch":
             self.last_epoch = rec
@@ -347,45 +374,37 @@ class TrainWidget(Container):
     def _finish(self, proc: CommandProcess) -> None:
         code = proc.returncode()
         self.process, self._holder["proc"] = None, None
-        in_chain = self.plan is not None
-        if code == 0 and in_chain and self._steps:
-            proc.close()
-            self._next_step()
-            return
-        last = self.last_epoch
-        summary = status_text(last) if last else "no epoch finished"
-        if code == 0 and in_chain:
-            self._chain_done()
+        summary = status_text(self.last_epoch) if self.last_epoch else "no epoch finished"
+        if code == 0 and isinstance(proc, ChainProcess):
+            self._chain_done(proc.chain)
         elif code == 0:
-            best = run_paths(proc.request.out)["best"]
+            best = run_paths(proc.config.out)["best"]
             self.status.value = f"Done · {summary} · model: {best}"
             self.progress.value = self.progress.max
             show_info(f"AdaLoRA-QAT training finished: {best}")
         elif proc.stopping:
-            self._steps = []
-            if in_chain:
-                self.status.value = f"Stopped during {proc.label}. Continue again to pick up from there."
-            else:
-                can_resume = run_paths(proc.request.out)["last"].is_file()
-                self.resume.value = can_resume
-                hint = ("Start again (Resume ticked) to continue." if can_resume
-                        else "No epoch finished; nothing to resume.")
-                self.status.value = f"Stopped · {summary}. {hint}"
+            can_resume = isinstance(proc, ChainProcess) or run_paths(proc.config.out)["last"].is_file()
+            self.resume.value = can_resume
+            hint = ("Start again (Resume ticked) to continue." if can_resume else "No epoch finished; nothing to resume.")
+            if isinstance(proc, ChainProcess) and proc.chain.from_run:
+                hint = "Continue again to pick up from there."
+                self.resume.value = False
+            self.status.value = f"Stopped during {proc.label} · {summary}. {hint}"
         else:
-            self._steps = []
             self._fail(proc.last_error_line() or f"{proc.label} exited with code {code}", code)
         proc.close()
         self._update_buttons()
-        self._show_eta()
 
-    def _chain_done(self) -> None:
-        plan = self.plan
-        self.exported = (plan.int8, plan.fp32)
+    def _chain_done(self, chain: Chain) -> None:
+        paths = chain.paths
+        self.exported = (paths["int8"], paths["fp32"])
         self.progress.max, self.progress.value = 1, 1
-        self.models_label.value = plan.files_text()
-        self.models_label.tooltip = f"{plan.int8}\n{plan.fp32}"
-        self.status.value = plan.done_text()
-        show_info(f"AdaLoRA-QAT model exported: {plan.int8}")
+        self.resume.value = False
+        self.models_label.value = cont.files_text(chain)
+        self.models_label.tooltip = f"{paths['int8']}\n{paths['fp32']}"
+        self.status.value = (f"Model ready: {paths['int8'].name} ({chain.profile}) and its FP32 baseline "
+                             f"in {paths['root'].name}. 'Use in Segment dock' / 'Use in Annotate dock' load them.")
+        show_info(f"AdaLoRA-QAT model exported: {paths['int8']}")
 
     def _fail(self, message: str, code: Optional[int] = None) -> None:
         self.last_error = message

@@ -1,4 +1,5 @@
-"""Which parameters train in each mode, and their optimizer groups.
+"""Which parameters train in each mode, and their optimizer groups (a model concept: training
+uses it, and ``adaqat info`` reports the budget of a mode without training).
 
 Stage 1 modes: ``adalora`` (the paper), ``decoder`` (decoder-only baseline),
 ``lora`` (fixed rank ablation), ``full`` (everything; also trains from scratch).
@@ -8,17 +9,22 @@ Stage 2 trainable choices (``TrainConfig.qat.trainable``): ``paper`` (only Λ) a
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
-import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
-# isort: split
-from segment_anything.modeling import Sam
 from torch import nn
 
 from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, inject_adalora
-from napari_adaqat.train.config import STAGE2_TRAINABLE, TRAIN_MODES
+
+TRAIN_MODES = ("adalora", "decoder", "lora", "full")
+STAGE2_TRAINABLE = ("paper", "authors")
 
 
-def add_adapters(sam: Sam, mode: str, config: AdaLoRAConfig) -> AdaLoRAConfig | None:
+def _check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {choices}")
+
+
+def add_adapters(sam: nn.Module, mode: str, config: AdaLoRAConfig) -> AdaLoRAConfig | None:
     """Inject adapters for ``adalora``/``lora`` (lora = fixed rank, no pruning); returns the config used."""
     if mode not in ("adalora", "lora"):
         return None
@@ -47,20 +53,12 @@ def parameter_role(name: str) -> str:
 
 def set_stage1_trainable(sam: nn.Module, mode: str, train_prompt_encoder: bool = False) -> None:
     """Freeze/unfreeze parameters for a Stage-1 mode (adapters must already be injected)."""
-    if mode not in TRAIN_MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {TRAIN_MODES}")
-    for name, param in sam.named_parameters():
-        role = parameter_role(name)
-        if mode == "full":
-            param.requires_grad = not _is_base_of_adapter(name)
-        elif role == "adapter":
-            param.requires_grad = mode in ("adalora", "lora")
-        elif role == "decoder":
-            param.requires_grad = True
-        elif role == "prompt":
-            param.requires_grad = train_prompt_encoder
-        else:
-            param.requires_grad = False
+    _check_choice(mode, TRAIN_MODES, "mode")
+    if mode == "full":
+        _set_trainable(sam, lambda name, role: not _is_base_of_adapter(name))
+        return
+    trains = {"adapter": mode in ("adalora", "lora"), "decoder": True, "prompt": train_prompt_encoder, "encoder": False}
+    _set_trainable(sam, lambda name, role: trains[role])
 
 
 def _is_base_of_adapter(name: str) -> bool:
@@ -71,14 +69,18 @@ def _is_base_of_adapter(name: str) -> bool:
 
 def set_stage2_trainable(sam: nn.Module, trainable: str) -> None:
     """``paper``: only Λ trains. ``authors``: P, Q, decoder and prompt encoder train, Λ frozen."""
-    if trainable not in STAGE2_TRAINABLE:
-        raise ValueError(f"unknown Stage-2 trainable choice {trainable!r}; choose one of {STAGE2_TRAINABLE}")
+    _check_choice(trainable, STAGE2_TRAINABLE, "Stage-2 trainable choice")
+    if trainable == "paper":
+        _set_trainable(sam, lambda name, role: name.endswith("lora_lambda"))
+    else:
+        _set_trainable(sam, lambda name, role: (role == "adapter" and not name.endswith("lora_lambda"))
+                       or role in ("decoder", "prompt"))
+
+
+def _set_trainable(sam: nn.Module, rule: Callable[[str, str], bool]) -> None:
+    """``requires_grad = rule(name, role)`` for every parameter (role: :func:`parameter_role`)."""
     for name, param in sam.named_parameters():
-        role = parameter_role(name)
-        if trainable == "paper":
-            param.requires_grad = name.endswith("lora_lambda")
-        else:
-            param.requires_grad = (role == "adapter" and not name.endswith("lora_lambda")) or role in ("decoder", "prompt")
+        param.requires_grad = rule(name, parameter_role(name))
 
 
 def param_groups(sam: nn.Module, lr_adapter: float, lr_decoder: float, lr_other: float,

@@ -2,10 +2,8 @@
 
 Layout (DESIGN "INT8 model file"):
 
-* every fake-quantized tensor ``<name>`` (a :mod:`qat` module's weight, and its bias with
-  ``quantize_extra``) is stored as ``<name>.int8`` (int8, same shape) and ``<name>.scale``
-  (0-dim fp32), with ``int8 * scale`` equal bit-for-bit to the fake-quant tensor used in
-  training;
+* every fake-quantized tensor ``<name>`` (a :mod:`~napari_adaqat.model.qat` module's weight, and
+  its bias with ``quantize_extra``) is stored INT8 (:mod:`.int8`: ``<name>.int8`` + ``<name>.scale``);
 * every other state-dict tensor is FP32 (profile ``paper``) or FP16 (profile ``deploy``;
   buffers stay FP32); profile ``fp32`` stores no INT8 at all (FP32 baselines, Stage 1);
 * the safetensors header ``__metadata__`` holds one key ``"adaqat"``: a JSON string with
@@ -13,6 +11,9 @@ Layout (DESIGN "INT8 model file"):
   ``int8_tensors``, ``qat``, ``preprocessing`` and the caller's provenance.
 
 Adapters are folded into ``qkv`` before writing, so the file holds a plain SAM state dict.
+:func:`load_model_file` is the one loader of these files: INT8 encoder Linears either stay INT8 in
+memory (:class:`~napari_adaqat.model.int8_runtime.Int8Linear`, what the app runs) or are dequantized
+into a plain FP32 SAM (for training and for stock ``segment_anything``); both give the same weights.
 """
 from __future__ import annotations
 
@@ -27,9 +28,12 @@ from segment_anything.modeling import Sam
 from torch import Tensor, nn
 
 from napari_adaqat.model.adalora import adalora_modules, fold_adapters
-from napari_adaqat.model.build import ModelLoadError, SamSpec, build_sam, load_state_strict, spec_from_metadata
-from napari_adaqat.model.files import META_KEY, read_adaqat_metadata, read_tensors, write_safetensors
-from napari_adaqat.model.qat import fake_quant_int8, qat_summary, quantize_tensor_int8, quantized_modules
+from napari_adaqat.model.build import (ModelLoadError, SamSpec, build_image_encoder, build_sam, check_state_keys,
+                                       spec_from_metadata)
+from napari_adaqat.model.formats.container import META_KEY, read_adaqat_metadata, read_tensors, write_safetensors
+from napari_adaqat.model.formats.int8 import int8_names, pack_int8, unpack_int8
+from napari_adaqat.model.int8_runtime import Int8Linear
+from napari_adaqat.model.qat import fake_quant_int8, qat_summary, quantized_modules
 
 __all__ = ["PROFILES", "FORMAT", "FORMAT_VERSION", "export_model", "read_model_metadata", "load_model_file"]
 
@@ -37,7 +41,6 @@ PROFILES = ("paper", "deploy", "fp32")
 FORMAT = "adaqat-model"
 FORMAT_VERSION = 1
 RESERVED_KEYS = ("format", "format_version", "profile", "spec", "int8_layers", "int8_tensors")
-_INT8, _SCALE = ".int8", ".scale"
 
 
 def _json_default(obj: object) -> object:
@@ -101,10 +104,9 @@ def export_model(sam: nn.Module, path: str | Path, *, profile: str = "paper", sp
             if profile == "fp32":  # the effective (fake-quant) weight, in fp32
                 tensors[key] = fake_quant_int8(w.float()).contiguous()
                 continue
-            q, s = quantize_tensor_int8(w)
-            tensors[key + _INT8], tensors[key + _SCALE] = q.contiguous(), s
+            tensors.update(pack_int8(key, w))
             int8_tensors.append(key)
-            int8_params += q.numel()
+            int8_params += w.numel()
         if profile != "fp32":
             int8_layers.append(name)
     float_dtype = torch.float16 if profile == "deploy" else torch.float32
@@ -151,47 +153,56 @@ def read_model_metadata(path: str | Path) -> dict:
     return meta
 
 
-def _dequantize(path: Path, tensors: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-    """File tensors -> fp32 state dict (``w = q * scale``) and the list of int8 tensor names."""
-    state, int8 = {}, []
-    for key, value in tensors.items():
-        if key.endswith(_SCALE):
-            if key[: -len(_SCALE)] + _INT8 not in tensors:
-                raise ModelLoadError(f"{path}: scale {key} has no matching {_INT8} tensor")
-            continue
-        if key.endswith(_INT8):
-            base = key[: -len(_INT8)]
-            scale = tensors.get(base + _SCALE)
-            if value.dtype != torch.int8 or scale is None or scale.numel() != 1 or scale.dtype != torch.float32:
-                raise ModelLoadError(f"{path}: {key} needs int8 data and a one-element fp32 {base}{_SCALE}")
-            state[base] = value.to(torch.float32) * scale.reshape(())
-            int8.append(base)
-        elif value.is_floating_point():
-            state[key] = value.to(torch.float32)
-        else:
-            raise ModelLoadError(f"{path}: tensor {key} has unexpected dtype {value.dtype}")
-    return state, int8
+def _int8_linears(sam: nn.Module, names: list[str]) -> frozenset[str]:
+    """Weights of image-encoder ``nn.Linear`` layers stored as INT8 (kept INT8 in memory)."""
+    linears = {n for n, m in sam.named_modules() if isinstance(m, nn.Linear) and n.startswith("image_encoder.")}
+    return frozenset(n for n in names if n.endswith(".weight") and n[: -len(".weight")] in linears)
 
 
-def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[Sam, dict]:
-    """Load a model file for inference: (Sam in eval mode with ``sam.spec``, metadata).
+def _empty_sam(path: Path, spec: SamSpec) -> Sam:
+    """The spec's SAM with its image encoder (the bulk) on the ``meta`` device: no FP32 copy is allocated
+    before the file's tensors are assigned; the caller's random seed does not move."""
+    try:
+        # only the encoder on the meta device: building the prompt encoder there would import
+        # torch._dynamo (its meta randn is a dynamo-disabled ref: +155 MB RSS, +1 s)
+        with torch.device("meta"):
+            encoder = build_image_encoder(spec)
+        with torch.random.fork_rng(devices=[]):
+            return build_sam(spec, image_encoder=encoder)
+    except Exception as exc:  # a spec that passed the checks but cannot be built
+        raise ModelLoadError(f"{path}: cannot build the model described by its spec: {exc}") from None
 
-    Everything is validated before use (see :func:`read_model_metadata`); tensor names
-    and shapes must match the model built from the stored spec.  INT8 tensors are
-    dequantized to plain fp32 ``nn.Linear``/conv weights (``w = q * scale``): INT8
-    kernels are not faster than FP32 on the target CPUs (AVX2 only), so INT8 buys disk
-    and download size, not speed; FP16 tensors are cast back to fp32.
+
+def load_model_file(path: str | Path, device: str | torch.device = "cpu", *, keep_int8: bool = False,
+                    int8_matmul: bool = False) -> Sam:
+    """Load a model file for inference: a Sam in eval mode with ``sam.spec`` and ``sam.meta`` (the
+    validated metadata, :func:`read_model_metadata`).
+
+    Tensor names and shapes must match the model built from the stored spec (one-line errors).
+    ``keep_int8``: image-encoder Linears stored as INT8 stay INT8 in memory
+    (:class:`~napari_adaqat.model.int8_runtime.Int8Linear`, dequantized per call, the same results;
+    no gradients), computed as INT8 GEMMs with ``int8_matmul`` (approximate, faster with VNNI).
+    Otherwise every INT8 tensor is dequantized (``w = q * scale``) into a plain FP32 SAM, and FP16
+    tensors are cast back to FP32.
     """
     path = Path(path)
     meta = read_model_metadata(path)
     spec = spec_from_metadata(path, meta.get("spec"))
-    state, int8 = _dequantize(path, read_tensors(path))
-    if sorted(int8) != sorted(meta.get("int8_tensors", [])):
+    tensors = read_tensors(path)
+    int8 = int8_names(tensors)
+    if int8 != sorted(meta.get("int8_tensors", [])):
         raise ModelLoadError(f"{path}: int8 tensors in the file do not match its metadata")
-    try:
-        sam = build_sam(spec)
-    except Exception as exc:  # a spec that passed the checks but cannot be built
-        raise ModelLoadError(f"{path}: cannot build the model described by its spec: {exc}") from None
-    load_state_strict(sam, state, str(path))
+    sam = _empty_sam(path, spec)
+    state, kept = unpack_int8(path, tensors, _int8_linears(sam, int8) if keep_int8 else frozenset())
+    check_state_keys(path, sam.state_dict(), {**state, **{k: q for k, (q, _s) in kept.items()}})
+    for name, (q, s) in kept.items():
+        module_name = name[: -len(".weight")]
+        bias = state.pop(module_name + ".bias", None)
+        parent, _, child = module_name.rpartition(".")
+        setattr(sam.get_submodule(parent), child, Int8Linear(q, s, bias, int8_matmul))
+    sam.load_state_dict(state, strict=False, assign=True)
+    if keep_int8:
+        sam.requires_grad_(False)
     sam.spec = spec  # type: ignore[attr-defined]
-    return sam.to(device).eval(), meta
+    sam.meta = meta  # type: ignore[attr-defined]
+    return sam.to(device).eval()

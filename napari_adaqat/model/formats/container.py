@@ -1,14 +1,12 @@
-"""The safetensors rules shared by both file kinds (model files and training checkpoints).
+"""The safetensors container shared by both file kinds (model files and training checkpoints).
 
 Reading never unpickles anything: the header is checked on its leading bytes first,
 the ``"adaqat"`` JSON metadata is decoded with one-line :class:`ModelLoadError` messages,
-and tensors are read with one-line errors.  Writing is atomic (temp file, fsync, rename).
+and tensors are read with one-line errors.  Writing is atomic (:mod:`napari_adaqat.util.atomic`).
 """
 from __future__ import annotations
 
-import glob
 import json
-import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +15,8 @@ import safetensors.torch  # called as ``safetensors.torch.<fn>``, so tests can p
 from torch import Tensor
 
 from napari_adaqat.model.build import ModelLoadError
+from napari_adaqat.util.atomic import atomic_path
+from napari_adaqat.util.errors import first_line
 
 __all__ = ["META_KEY", "read_safetensors_header", "safetensors_metadata", "read_adaqat_metadata",
            "file_format", "read_tensors", "write_safetensors"]
@@ -91,46 +91,21 @@ def read_tensors(path: str | Path) -> dict[str, Tensor]:
     try:
         return safetensors.torch.load_file(str(path), device="cpu")
     except Exception as exc:  # SafetensorError and friends: corrupt or truncated data
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelLoadError(f"{path}: cannot read tensors (corrupt or truncated file): {first[:160]}") from None
-
-
-def remove_stale_temps(path: Path) -> None:
-    """Delete ``.NAME.tmp-PID`` (and older ``.NAME.tmpPID``) files next to ``path`` left by a writer
-    that was killed (its PID is gone)."""
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp*"):
-        pid = tmp.name.rsplit(".tmp", 1)[-1].lstrip("-")
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass  # alive, owned by someone else
+        raise ModelLoadError(f"{path}: cannot read tensors (corrupt or truncated file): "
+                             f"{first_line(exc, limit=160)}") from None
 
 
 def write_safetensors(path: str | Path, tensors: dict[str, Tensor], meta: dict,
                       json_default: Callable[[object], object] | None = None) -> Path:
     """Write ``tensors`` with ``meta`` as the ``"adaqat"`` JSON metadata, atomically.
 
-    The data goes to a temp file next to ``path`` (fsynced, mode 0o644) that replaces
-    ``path`` only when complete; a failed write leaves nothing behind, and the temp file of a
-    writer that was killed is removed by the next write of ``path``.
+    The data goes to a temp file next to ``path`` (fsynced, mode 0o644) that replaces ``path`` only
+    when complete (:func:`~napari_adaqat.util.atomic.atomic_path`): a failed write leaves nothing behind,
+    and the temp file of a writer that was killed is removed by the next write of ``path``.
     """
     path = Path(path)
     text = json.dumps(meta, default=json_default)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         safetensors.torch.save_file(tensors, str(tmp), metadata={META_KEY: text})
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # a shareable file, whatever the writer's temp-file mode
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path

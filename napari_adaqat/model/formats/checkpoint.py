@@ -1,7 +1,7 @@
 """Training checkpoints: one safetensors file holding the model (with adapters and
 QAT wrappers as they are), optionally the optimizer state, and JSON metadata.
 
-One file keeps a checkpoint atomic (:func:`napari_adaqat.model.files.write_safetensors`).
+One file keeps a checkpoint atomic (:func:`~napari_adaqat.model.formats.container.write_safetensors`).
 Nothing is pickled: the optimizer's tensors are flattened to ``optim.<i>.<key>``
 and its param groups go into the JSON.
 """
@@ -16,7 +16,7 @@ from segment_anything.modeling import Sam
 
 from napari_adaqat.model.adalora import AdaLoRAConfig, inject_adalora
 from napari_adaqat.model.build import ModelLoadError, SamSpec, build_sam, load_state_strict, spec_from_metadata
-from napari_adaqat.model.files import read_adaqat_metadata, read_tensors, write_safetensors
+from napari_adaqat.model.formats.container import read_adaqat_metadata, read_tensors, write_safetensors
 from napari_adaqat.model.qat import apply_qat
 
 __all__ = ["FORMAT", "describe_model", "assemble_model", "save_checkpoint", "read_checkpoint", "split_optimizer",
@@ -85,10 +85,12 @@ def optimizer_state(optim_tensors: dict[str, torch.Tensor], groups: list[dict]) 
     return {"state": state, "param_groups": groups}
 
 
-def load_checkpoint_model(path: str | Path) -> tuple[Sam, dict]:
-    """Rebuild the model of a checkpoint and load its weights; returns (sam, metadata)."""
+def load_checkpoint_model(path: str | Path) -> Sam:
+    """Rebuild the model of a checkpoint and load its weights: a Sam in eval mode with ``sam.meta``
+    (the checkpoint's metadata)."""
     tensors, meta = read_checkpoint(path)
     sam = assemble_model(meta["model"])
     model_tensors, _ = split_optimizer(tensors)
     load_state_strict(sam, model_tensors, str(path))
-    return sam.eval(), meta
+    sam.meta = meta  # type: ignore[attr-defined]
+    return sam.eval()

@@ -1,0 +1,259 @@
+"""A folder of films being annotated into a dataset folder (the Annotate dock's state, without napari).
+
+``DATASET/masks/<name>.png`` holds the accepted masks and ``DATASET/images/<file>`` the films (a hard
+link where possible, else a copy; the original is never moved or written), so the dataset folder is at
+once a training set for ``adaqat train``.  A film counts as *accepted* when its mask file exists, so
+the files on disk, not a log, say what is done.  ``DATASET/annotate.json`` keeps what the files
+cannot: the skipped films and the last box (relative to its film's size).  Unsaved work on a film left
+without Accept is kept as a draft in ``DATASET/.drafts/<name>.png`` until it is accepted.
+Every write is atomic (a crash never leaves a half-written file under its real name).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from napari_adaqat.data.boxes import default_box
+from napari_adaqat.data.folders import check_output_folder, collect_inputs
+from napari_adaqat.io import is_dicom, read_mask, sample_name, write_mask
+from napari_adaqat.util.atomic import atomic_write, atomic_write_text, temp_path
+from napari_adaqat.util.errors import first_line
+
+STATE_FILE = "annotate.json"
+DRAFTS = ".drafts"
+SEG_FOLDER = "dicom_seg"
+TODO, DRAFT, ACCEPTED, SKIPPED, ERROR = "to do", "draft", "accepted", "skipped", "error"
+
+
+@dataclass(frozen=True)
+class Film:
+    """One input film: its file and the name its mask is saved under."""
+
+    path: Path
+    name: str
+
+
+def link_or_copy(source: Path, target: Path) -> str:
+    """Put ``source`` at ``target`` atomically: a hard link where the file system allows, else a copy.
+
+    Returns ``"present"`` (already the same file), ``"linked"`` or ``"copied"``.  ``source`` is only
+    read: no chmod or fsync touches it (a hard link shares its inode)."""
+    if target.exists() and os.path.samefile(source, target):
+        return "present"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(target)
+    try:
+        os.link(source, tmp)
+    except OSError:  # another file system, links not allowed, …
+        atomic_write(target, lambda t: shutil.copyfile(source, t))
+        return "copied"
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return "linked"
+
+
+class AnnotationFolder:
+    """The films of ``images`` and their state in ``dataset`` (see the module docstring).
+
+    Raises ValueError (one line) for a missing or empty image folder, a dataset folder inside the image
+    folder or not writable, and two films that would share one mask name."""
+
+    def __init__(self, images: str | Path, dataset: str | Path) -> None:
+        self.images_dir, self.dataset = Path(images), Path(dataset)
+        if not str(images).strip() or not self.images_dir.is_dir():
+            raise ValueError(f"image folder {images}: not found; choose a folder of films")
+        check_output_folder(self.dataset, [self.images_dir], option="dataset folder", what="image folder")
+        films = [Film(p, sample_name(p)) for p in collect_inputs([self.images_dir])]
+        if not films:
+            raise ValueError(f"image folder {self.images_dir}: no image files (PNG, JPEG, TIFF, BMP or DICOM)")
+        seen: dict[str, Path] = {}
+        for film in films:
+            if film.name in seen:
+                raise ValueError(f"{seen[film.name].name} and {film.path.name} would share the mask "
+                                 f"masks/{film.name}.png; rename one")
+            seen[film.name] = film.path
+        self.films: list[Film] = films
+        self.errors: dict[str, str] = {}  # name → why it cannot be opened (this session only)
+        self.skipped: set[str] = set()
+        self.last_box: Optional[tuple[float, float, float, float]] = None  # x0/w, y0/h, x1/w, y1/h
+        self._load_state()
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def state_path(self) -> Path:
+        return self.dataset / STATE_FILE
+
+    def mask_path(self, index: int) -> Path:
+        return self.dataset / "masks" / f"{self.films[index].name}.png"
+
+    def image_path(self, index: int) -> Path:
+        return self.dataset / "images" / self.films[index].path.name
+
+    def draft_path(self, index: int) -> Path:
+        return self.dataset / DRAFTS / f"{self.films[index].name}.png"
+
+    def seg_path(self, index: int) -> Path:
+        return self.dataset / SEG_FOLDER / f"{self.films[index].name}.dcm"
+
+    # ------------------------------------------------------------------ state
+    def _load_state(self) -> None:
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # none yet (or unreadable: the masks on disk still say what is accepted)
+        self.skipped = {str(n) for n in state.get("skipped", []) if isinstance(n, str)}
+        box = state.get("last_box")
+        if isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box):
+            self.last_box = tuple(float(v) for v in box)  # type: ignore[assignment]
+
+    def _save_state(self) -> None:
+        state = {"image_folder": str(self.images_dir.resolve()), "skipped": sorted(self.skipped),
+                 "last_box": list(self.last_box) if self.last_box else None}
+        atomic_write_text(self.state_path, json.dumps(state, indent=1) + "\n")
+
+    def accepted(self, index: int) -> bool:
+        return self.mask_path(index).is_file()
+
+    def has_draft(self, index: int) -> bool:
+        return self.draft_path(index).is_file()
+
+    def state(self, index: int) -> str:
+        """One of TODO, DRAFT, ACCEPTED, SKIPPED, ERROR (a draft only counts where nothing else does)."""
+        name = self.films[index].name
+        if self.accepted(index):
+            return ACCEPTED
+        if name in self.skipped:
+            return SKIPPED
+        if name in self.errors:
+            return ERROR
+        return DRAFT if self.has_draft(index) else TODO
+
+    def describe(self, index: int) -> str:
+        """The state as the dock's list shows it, e.g. ``"accepted, edited (not saved)"``."""
+        state = self.state(index)
+        if state == ERROR:
+            return f"error: {self.errors[self.films[index].name]}"
+        if state == DRAFT:
+            return "draft (not saved)"
+        if self.has_draft(index):
+            return f"{state}, edited (not saved)" if state == ACCEPTED else f"{state}, draft kept"
+        return state
+
+    def counts(self) -> tuple[int, int, int]:
+        """(accepted, skipped, total)."""
+        states = [self.state(i) for i in range(len(self.films))]
+        return states.count(ACCEPTED), states.count(SKIPPED), len(states)
+
+    def progress_line(self) -> str:
+        """E.g. ``"23 of 120 accepted, 2 skipped"``."""
+        done, skipped, total = self.counts()
+        return f"{done} of {total} accepted, {skipped} skipped"
+
+    def _open(self, index: int) -> bool:
+        return self.state(index) in (TODO, DRAFT)
+
+    def resume_index(self) -> Optional[int]:
+        """The first film neither accepted nor skipped (None when every film is)."""
+        return next((i for i in range(len(self.films)) if self._open(i)), None)
+
+    def next_index(self, index: int) -> Optional[int]:
+        """The next film after ``index`` still to do, wrapping round to the start (None when none is)."""
+        n = len(self.films)
+        return next((j % n for j in range(index + 1, index + n) if self._open(j % n)), None)
+
+    # ---------------------------------------------------------------- actions
+    def read_saved(self, index: int) -> tuple[Optional[np.ndarray], str]:
+        """The draft, else the accepted mask, of film ``index`` as bool (H, W), and which it is
+        (``"draft"``, ``"saved"``, or ``""`` with None when there is neither).  An unreadable file is
+        reported as ImageReadError (one line) and left as it is."""
+        for path, kind in ((self.draft_path(index), "draft"), (self.mask_path(index), "saved")):
+            if path.is_file():
+                return read_mask(path), kind
+        return None, ""
+
+    def check_mask(self, index: int, mask: np.ndarray) -> np.ndarray:
+        """``mask`` as bool, or ValueError (one line) for a mask a training run would refuse."""
+        mask = np.asarray(mask) != 0
+        if mask.ndim != 2:
+            raise ValueError(f"{self.films[index].path.name}: the mask must be 2-D, got shape {mask.shape}")
+        if not mask.any():
+            raise ValueError("The mask is empty: draw a box or paint the lungs, or Skip this film.")
+        if mask.all():
+            raise ValueError("The mask covers the whole film: erase the background, or Skip this film.")
+        return mask
+
+    def accept(self, index: int, mask: np.ndarray) -> list[Path]:
+        """Save film ``index`` with ``mask`` (H, W): the image first, then the mask (so a mask never
+        lies without its image); return both files.  The film's draft is removed and it is no longer
+        skipped.  ValueError (one line) for an empty or full mask; nothing is written then."""
+        mask = self.check_mask(index, mask)
+        film = self.films[index]
+        written = [self.image_path(index)]
+        link_or_copy(film.path, written[0])
+        written.append(write_mask(self.mask_path(index), mask, overwrite=True))
+        self.draft_path(index).unlink(missing_ok=True)
+        self.errors.pop(film.name, None)
+        if film.name in self.skipped:
+            self.skipped.discard(film.name)
+            self._save_state()
+        return written
+
+    def write_seg(self, index: int, mask: np.ndarray, model_file: Optional[str | Path] = None) -> Optional[Path]:
+        """Also save ``mask`` as ``DATASET/dicom_seg/<name>.dcm`` over a DICOM film (SEMIAUTOMATIC: a model
+        mask the user accepted); None for a film that is not DICOM.  Raises DicomSegError (one line)."""
+        film = self.films[index]
+        if not is_dicom(film.path):
+            return None
+        from napari_adaqat.io.dicom_seg import write_dicom_seg
+
+        return write_dicom_seg(self.seg_path(index), film.path, np.asarray(mask) != 0, model_file=model_file,
+                               algorithm_type="SEMIAUTOMATIC", overwrite=True)
+
+    def skip(self, index: int) -> None:
+        """Mark film ``index`` skipped (a later Accept undoes it)."""
+        self.skipped.add(self.films[index].name)
+        self._save_state()
+
+    def save_draft(self, index: int, mask: np.ndarray) -> Path:
+        """Keep unsaved work on film ``index`` (any mask, even empty) until it is accepted."""
+        return write_mask(self.draft_path(index), np.asarray(mask) != 0, overwrite=True)
+
+    def drop_draft(self, index: int) -> None:
+        self.draft_path(index).unlink(missing_ok=True)
+
+    def mark_error(self, index: int, exc: BaseException) -> str:
+        """Remember why film ``index`` cannot be opened (this session); return the line."""
+        line = first_line(exc)
+        self.errors[self.films[index].name] = line.removeprefix(f"{self.films[index].path}: ")
+        return line
+
+    # ------------------------------------------------------------------ boxes
+    def box_for(self, shape: tuple[int, int]) -> np.ndarray:
+        """The box to prompt a new film of (H, W) ``shape`` with: the last box drawn, scaled to this
+        film, else the default box (the whole film less a 2 % margin); xyxy pixels (4,)."""
+        if self.last_box is None:
+            return default_box(shape)
+        h, w = shape
+        x0, y0, x1, y1 = self.last_box
+        return np.array([x0 * w, y0 * h, x1 * w, y1 * h], dtype=np.float64)
+
+    def remember_box(self, box: np.ndarray, shape: tuple[int, int]) -> None:
+        """Keep ``box`` (xyxy pixels of a film of (H, W) ``shape``) for the next films, also after a restart."""
+        h, w = shape
+        x0, y0, x1, y1 = (float(v) for v in box)
+        rel = (x0 / w, y0 / h, x1 / w, y1 / h)
+        if rel != self.last_box:
+            self.last_box = rel
+            self._save_state()
+
+
+__all__ = ["ACCEPTED", "DRAFT", "ERROR", "SKIPPED", "TODO", "AnnotationFolder", "Film", "link_or_copy"]

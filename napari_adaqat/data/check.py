@@ -1,0 +1,211 @@
+"""The data check before training: what is used, what is skipped and why (grouped), the split, and
+the refusals and warnings that save a wasted run.
+
+One report, two readers: the Train dock shows :func:`check_data` of a folder (every pair), and
+``adaqat train`` prints :func:`training_sets`' report on the terminal before the first epoch (the
+pairs it trains and validates on).  A split whose validation set is empty or overlaps the training
+set is refused (validating on training images reports a Dice the model has not earned), unless a
+``split.json`` says ``"val_overlaps_train": true`` on purpose.  Masks that look inverted (lung =
+black) and skips that all share one reason get a warning.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from napari_adaqat.data.dataset import DataError, Pair, discover, load_pair, split_source
+from napari_adaqat.data.split import OVERLAP_KEY, SPLITS
+from napari_adaqat.io import is_image_file, sample_name
+
+SOURCE_TEXT = {"layout": "from DIR/train|val|test", "split.json": "from split.json", "seeded": "seeded 80:10:10"}
+MAX_LISTED = 8  # names listed per group of skipped pairs; the rest are counted
+INVERTED_FRACTION = 0.6  # both lungs cover ~20-45 % of a chest film; over 60 % the mask is likely inverted
+
+
+@dataclass
+class DataReport:
+    """What a data folder holds: pair counts, the split, the pairs used, the skipped ones (one line
+    each, ``PATH: reason``), warnings, and the error that makes the folder unusable (if any)."""
+
+    folder: Path
+    n_images: int = 0
+    n_masks: int = 0
+    split: dict[str, int] = field(default_factory=dict)
+    source: str = ""
+    bad: list[str] = field(default_factory=list)
+    used: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    orphans: int = 0  # lines of ``bad`` that are masks without an image (not pairs)
+    error: Optional[str] = None  # the folder (or its split) cannot be used
+
+    @property
+    def n_good(self) -> int:
+        return self.n_images - (len(self.bad) - self.orphans)
+
+    @property
+    def usable(self) -> bool:
+        return self.error is None and self.n_good > 0
+
+    def text(self) -> str:
+        """A few lines: counts, split, pairs used, the skipped pairs grouped by reason, warnings, error."""
+        if self.error and not self.n_images:
+            return f"✗ {self.error}"
+        split = " / ".join(f"{self.split.get(s, 0)} {s}" for s in SPLITS)
+        lines = [f"{self.n_images} images · {self.n_masks} masks · {len(self.bad)} bad pairs",
+                 f"split ({SOURCE_TEXT.get(self.source, self.source)}): {split}"]
+        if self.used:
+            lines.append("used: " + " / ".join(f"{n} {part}" for part, n in self.used.items()))
+        for reason, names in group_skips(self.bad):
+            more = f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else ""
+            shown = ", ".join(names[:MAX_LISTED]) + more
+            lines.append(f"✗ skipped {len(names)} × {reason}: {shown}")
+        lines += [f"⚠ {w}" for w in self.warnings]
+        if self.error:
+            lines.append(f"✗ {self.error}")
+        return "\n".join(lines)
+
+
+def _short(message: str, root: Path) -> str:
+    """The message with the data folder's path left out (names stay relative to it)."""
+    return message.replace(f"{root}/", "").replace(str(root), ".")
+
+
+def group_skips(lines: list[str]) -> list[tuple[str, list[str]]]:
+    """``"PATH: reason"`` lines → [(reason, [file names])], the largest group first.  Reasons that differ
+    only in numbers (sizes) or in the file's own name are one group, shown as the first of them (its
+    name as ``<name>``)."""
+    groups: dict[str, tuple[str, list[str]]] = {}
+    for line in lines:
+        path, sep, reason = line.partition(": ")
+        if not sep:
+            path, reason = "", line
+        stem = Path(path).stem
+        shown = re.sub(rf"(?<=/){re.escape(stem)}(?=\.)", "<name>", reason) if stem else reason  # masks/<name>.png
+        groups.setdefault(re.sub(r"\d+", "#", shown), (shown, []))[1].append(Path(path).name or "?")
+    return sorted(groups.values(), key=lambda g: -len(g[1]))
+
+
+def looks_inverted(mask: np.ndarray) -> bool:
+    """True for a (H, W) bool mask that covers most of the image or touches all four borders: lung = 0
+    and background = 255 (or a mask saved inverted)."""
+    borders = (mask[0].any(), mask[-1].any(), mask[:, 0].any(), mask[:, -1].any())
+    return bool(mask.mean() > INVERTED_FRACTION or all(borders))
+
+
+def _warnings(inverted: list[str], n_masks: int, bad: list[str]) -> list[str]:
+    out = []
+    if inverted:
+        shown = ", ".join(inverted[:MAX_LISTED]) + (" …" if len(inverted) > MAX_LISTED else "")
+        out.append(f"{len(inverted)} of {n_masks} masks look inverted (lung covering most of the image or touching "
+                   f"all four borders: {shown}); masks need lung = 255 (white) on background = 0 (black)")
+    groups = group_skips(bad)
+    if len(bad) >= 2 and len(groups) == 1:
+        out.append(f"every skipped pair ({len(bad)}) fails for the same reason ({groups[0][0]}): "
+                   "the way these files were exported is likely at fault; fix it and check again")
+    return out
+
+
+def split_problem(train: list[str], val: list[str], allow_overlap: bool = False) -> Optional[str]:
+    """Why a split of usable pair names cannot be trained on (one line), or None."""
+    if not train:
+        return None  # reported as "no usable training pairs"
+    if not val:
+        return (f"the validation set is empty ({len(train)} usable training image(s)); a run needs at least 3 usable "
+                "images for the seeded 80:10:10 cut (or a split.json with a 'val' list), so that validation "
+                "uses images the model does not train on")
+    overlap = sorted(set(train) & set(val))
+    if overlap and not allow_overlap:
+        shown = ", ".join(overlap[:MAX_LISTED]) + (" …" if len(overlap) > MAX_LISTED else "")
+        return (f"{len(overlap)} of {len(val)} validation images are also training images ({shown}); validation "
+                f"must use other images: fix split.json (or set \"{OVERLAP_KEY}\": true in it to do this on purpose)")
+    return None
+
+
+def orphan_masks(root: Path, pairs: dict[str, Pair]) -> list[str]:
+    """One ``"PATH: mask without an image …"`` line per mask file that no image of the dataset uses."""
+    used = {p.mask.resolve() for p in pairs.values() if p.mask is not None}
+    folders = [root / "masks"] + [root / s / "masks" for s in SPLITS]
+    lines = []
+    for folder in folders:
+        if folder.is_dir():
+            for path in sorted(folder.iterdir()):
+                if path.is_file() and is_image_file(path) and path.resolve() not in used:
+                    lines.append(f"{path}: mask without an image (expected images/{sample_name(path)}.png or another "
+                                 "image format)")
+    return lines
+
+
+def _check(pairs: list[Pair]) -> tuple[list[Pair], list[str], list[str]]:
+    """(good pairs, one line per bad pair, names of masks that look inverted), each pair read once."""
+    good, bad, inverted = [], [], []
+    for pair in pairs:
+        try:
+            _image, mask = load_pair(pair)
+        except DataError as exc:
+            bad.append(str(exc))
+            continue
+        good.append(pair)
+        if looks_inverted(mask):
+            inverted.append(pair.name)
+    return good, bad, inverted
+
+
+def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict) -> tuple[dict[str, list[Pair]], DataReport]:
+    """The usable train and val pairs of ``split`` and the report ``adaqat train`` prints.
+
+    Raises :class:`DataError` (one line) when no training pair is usable, or when the validation set
+    is empty or overlaps the training set (:func:`split_problem`)."""
+    root = Path(data)
+    report = DataReport(root, n_images=len(pairs), n_masks=sum(p.mask is not None for p in pairs.values()),
+                        split={s: sum(n in pairs for n in split.get(s, [])) for s in SPLITS}, source=split_source(root))
+    sets, inverted = {}, []
+    for part in ("train", "val"):
+        good, bad, flipped = _check([pairs[n] for n in split[part] if n in pairs])
+        sets[part] = good
+        report.bad += [_short(b, root) for b in bad if _short(b, root) not in report.bad]
+        inverted += [n for n in flipped if n not in inverted]
+    orphans = orphan_masks(root, pairs)
+    report.bad += [_short(b, root) for b in orphans]
+    report.orphans = len(orphans)
+    report.used = {part: len(sets[part]) for part in ("train", "val")}
+    report.warnings = _warnings(inverted, report.used["train"] + report.used["val"], report.bad)
+    if not sets["train"]:
+        raise DataError(f"{data}: no usable training pairs" + (f" ({report.bad[0]})" if report.bad else ""))
+    problem = split_problem([p.name for p in sets["train"]], [p.name for p in sets["val"]],
+                            bool(split.get(OVERLAP_KEY)))
+    if problem:
+        raise DataError(f"{data}: {problem}")
+    return sets, report
+
+
+def check_data(folder: str | Path, seed: int = 0) -> DataReport:
+    """Discover ``folder`` as training would and check every pair (image readable, mask present, same
+    size, not empty, not inverted) and the split. Never raises for a bad folder: the report carries the error."""
+    root = Path(folder)
+    report = DataReport(root)
+    try:
+        pairs, split = discover(root, seed)
+        report.source = split_source(root)
+    except (DataError, ValueError, OSError) as exc:
+        report.error = " ".join(str(exc).split())
+        return report
+    report.n_images = len(pairs)
+    report.n_masks = sum(p.mask is not None for p in pairs.values())
+    report.split = {s: sum(name in pairs for name in split.get(s, [])) for s in SPLITS}
+    good, bad, inverted = _check(list(pairs.values()))
+    orphans = orphan_masks(root, pairs)
+    report.bad = [_short(w, root) for w in bad + orphans]
+    report.orphans = len(orphans)
+    usable = {p.name for p in good}
+    train = [n for n in split["train"] if n in usable]
+    val = [n for n in split["val"] if n in usable]
+    report.used = {"train": len(train), "val": len(val)}
+    report.warnings = _warnings(inverted, len(good), report.bad)
+    problem = split_problem(train, val, bool(split.get(OVERLAP_KEY)))
+    if problem:
+        report.error = problem
+    return report

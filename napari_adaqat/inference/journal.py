@@ -1,0 +1,186 @@
+"""Bookkeeping of ``adaqat segment`` that scales: an append-only journal per process, ``results.csv``
+compacted from it.
+
+While a run holds the output folder (:mod:`.lock`) it keeps ``DIR/.adaqat-journal/``: ``base.csv``
+(``results.csv`` as the run found it, a hard link) and one ``rank-NNNNN.jsonl`` per process, one line
+per finished file (flushed, so a crash loses at most the line being written) and one ``claim`` line
+before each mask is written (so a killed run's mask name is reused, never orphaned).  :func:`compact`
+writes ``results.csv`` = the base rows (updated in place) + this run's new rows in input order — the
+order a single process writes, however many processes there were.  The next run merges a killed
+run's journal first (:func:`recover`).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import IO, Iterable, Iterator, Optional
+
+from napari_adaqat.util.atomic import atomic_write, remove_stale_temps
+
+RESULTS_CSV = "results.csv"
+JOURNAL_DIR = ".adaqat-journal"
+BASE = "base.csv"
+RESULT_COLUMNS = ["file", "status", "error", "box", "area_px", "seconds", "mask", "ssim_vs_baseline",
+                  "quality", "review"]
+INTERRUPTED = "interrupted before it finished (the run was stopped); run again to finish it"
+
+
+def csv_text(text: str) -> str:
+    """``text`` as valid UTF-8 for results.csv: bytes of a non-UTF-8 file name become ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _reader(fh: IO[str], csv_path: Path) -> csv.DictReader:
+    reader = csv.DictReader(fh)
+    if not {"file", "status", "mask"} <= set(reader.fieldnames or ()):
+        raise ValueError(f"{csv_path} is not an adaqat results file; choose another output folder")
+    return reader
+
+
+def load_results(csv_path: Path, header_only: bool = False) -> dict[str, dict]:
+    """``results.csv`` as file → row (in file order); ``{}`` when there is none.  A CSV that is not
+    ours raises a one-line ``ValueError`` (``header_only``: check only that)."""
+    if not csv_path.is_file():
+        return {}
+    with csv_path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        reader = _reader(fh, csv_path)
+        return {} if header_only else {row["file"]: row for row in reader}
+
+
+def write_results(csv_path: Path, rows: Iterable[dict]) -> None:
+    """Write ``results.csv`` atomically (a temp name unique to this process, then a rename), as valid
+    UTF-8; a failed write (e.g. a full disk) leaves the previous file and no temp file.  Columns beyond
+    :data:`RESULT_COLUMNS` that rows carry are kept, after them."""
+    rows = list(rows)
+    extra = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in RESULT_COLUMNS and k != "i"]
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS + extra, extrasaction="ignore", restval="")
+            writer.writeheader()
+            writer.writerows({k: csv_text(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows)
+
+    atomic_write(csv_path, write, fsync=False)
+
+
+class Journal:
+    """The append-only journal of one process (rank) of the run holding ``out_dir``."""
+
+    def __init__(self, out_dir: Path, rank: int = 0) -> None:
+        self.path = Path(out_dir) / JOURNAL_DIR / f"rank-{rank:05d}.jsonl"
+        self._fh: Optional[IO[str]] = self.path.open("a", encoding="utf-8", newline="\n")
+
+    def _write(self, entry: dict) -> None:
+        assert self._fh is not None, "journal closed"
+        self._fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self._fh.flush()  # on disk (in the OS) before the next file starts: a crash loses at most this line
+
+    def claim(self, index: int, key: str, mask: str) -> None:
+        """About to write ``mask`` for input ``index`` (its position in the run's file list)."""
+        self._write({"i": index, "file": key, "claim": mask})
+
+    def record(self, index: int, row: dict) -> None:
+        """The finished row of input ``index``."""
+        self._write({"i": index, **row})
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _entries(folder: Path) -> Iterator[dict]:
+    """Every complete journal line of every rank (a line cut short by a kill is skipped)."""
+    for path in sorted(folder.glob("rank-*.jsonl")):
+        try:
+            with path.open(encoding="utf-8", errors="surrogateescape") as fh:
+                for line in fh:
+                    if not line.endswith("\n"):
+                        break  # being written (or cut short): not finished
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(entry, dict) and "file" in entry:
+                        yield entry
+        except FileNotFoundError:
+            continue
+
+
+def merged_rows(out_dir: Path, final: bool) -> list[dict]:
+    """The rows ``results.csv`` should hold: base rows (in their order, updated in place) + new rows in
+    input order.  ``final`` also writes an error row (keeping its mask name) for each claimed file that
+    never finished."""
+    folder = Path(out_dir) / JOURNAL_DIR
+    rows = load_results(folder / BASE)
+    done: dict[str, dict] = {}
+    claims: dict[str, dict] = {}
+    for entry in _entries(folder):
+        if "claim" in entry:
+            claims[entry["file"]] = entry
+        else:
+            done[entry["file"]] = entry
+    if final:
+        for key, entry in claims.items():
+            if key not in done:
+                done[key] = {"i": entry.get("i", 0), "file": key, "status": "error", "error": INTERRUPTED,
+                             "mask": entry["claim"]}
+    new = []
+    for key, entry in done.items():
+        row = {k: v for k, v in entry.items() if k != "i"}
+        if key in rows:
+            rows[key] = row
+        else:
+            new.append((entry.get("i", 0), row))
+    new.sort(key=lambda item: item[0])  # stable: a file retried in one run keeps its latest row
+    return list(rows.values()) + [row for _i, row in new]
+
+
+def compact(out_dir: Path, final: bool = False) -> int:
+    """Write ``results.csv`` from the base and the journals of the run holding ``out_dir``; return its
+    row count.  The caller holds the folder (or is the run)."""
+    rows = merged_rows(out_dir, final)
+    write_results(Path(out_dir) / RESULTS_CSV, rows)
+    return len(rows)
+
+
+def recover(out_dir: Path) -> Optional[int]:
+    """Merge what a killed run left (its journal) into ``results.csv`` and remove it, with the dead
+    processes' temp files; return the rows written, or ``None`` when nothing was left.  Holder only."""
+    out_dir = Path(out_dir)
+    remove_stale_temps(out_dir)
+    for stale in out_dir.glob(f"{JOURNAL_DIR}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    folder = out_dir / JOURNAL_DIR
+    if not folder.is_dir():
+        return None
+    count = compact(out_dir, final=True)
+    shutil.rmtree(folder)
+    return count
+
+
+def begin(out_dir: Path) -> None:
+    """Start this run's journal (after :func:`recover`): ``base.csv`` is ``results.csv`` as it is now.
+    The folder appears complete or not at all (made under a temp name, then renamed)."""
+    out_dir = Path(out_dir)
+    results = out_dir / RESULTS_CSV
+    load_results(results, header_only=True)  # not ours: refused before anything is written
+    tmp = out_dir / f"{JOURNAL_DIR}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    if results.is_file():
+        try:
+            os.link(results, tmp / BASE)  # results.csv is replaced by renames, so the link keeps this version
+        except OSError:
+            shutil.copy2(results, tmp / BASE)
+    os.replace(tmp, out_dir / JOURNAL_DIR)
+
+
+def finish(out_dir: Path) -> int:
+    """The run's final compaction: ``results.csv`` in single-run order, the journal removed."""
+    count = compact(out_dir, final=True)
+    shutil.rmtree(Path(out_dir) / JOURNAL_DIR, ignore_errors=True)
+    return count

@@ -1,0 +1,136 @@
+"""One object that segments: a model opened once, with its device, loader, predictor and mask clean-up.
+
+:func:`open_model` is the one way in.  The Python API, ``adaqat segment``, ``adaqat evaluate``, the
+docks and the cross-validation scorer all prompt a :class:`Segmenter` (the latter ones through
+:class:`~napari_adaqat.inference.engine.Engine`, which pairs it with a baseline and the SSIM maps), so
+the same box on the same image gives the same mask everywhere::
+
+    from napari_adaqat import open_model
+    model = open_model()                                   # the bundled INT8 model, device "auto"
+    mask = model.segment("chest.png", [x0, y0, x1, y1])    # (H, W) bool, cleaned as `adaqat segment`
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from napari_adaqat.inference.postprocess import clean_lung_mask
+from napari_adaqat.inference.predictor import BoxPredictor, Prediction
+from napari_adaqat.model.device import resolve_device
+from napari_adaqat.model.loading import is_bundled, load_model, resolve_model_path
+
+__all__ = ["ModelRef", "Segmenter", "model_ref", "open_model"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model file to use: ``path=None`` is the bundled default (``baseline``: its FP32 twin)."""
+
+    path: Optional[Path] = None
+    baseline: bool = False
+    model_type: str = "vit_b"  # architecture of an official SAM ``.pth`` checkpoint
+
+    def resolved(self) -> Path:
+        """The file this reference names (the bundled default is looked up at call time)."""
+        return resolve_model_path(self.path, baseline=self.baseline)
+
+    def available(self) -> bool:
+        """True when the file exists (a missing bundled model is reported, not raised)."""
+        try:
+            return self.resolved().is_file()
+        except ValueError:
+            return False
+
+    def label(self) -> str:
+        if self.path is not None:
+            return Path(self.path).name
+        return "bundled FP32 baseline" if self.baseline else "bundled INT8 model"
+
+
+def model_ref(model: Any, baseline: bool = False, model_type: str = "vit_b") -> Any:
+    """A model argument as the engine takes it: a path, or ``None``/``"default"`` for the bundled
+    file (its FP32 baseline when ``baseline``), becomes a :class:`ModelRef`; others pass through."""
+    if model is not None and not isinstance(model, (str, Path)):
+        return model  # a ModelRef, a Segmenter, or a ready predictor (anything with set_image/predict)
+    return ModelRef(None if is_bundled(model) else Path(model), baseline=baseline, model_type=model_type)
+
+
+ImageLike = Union[np.ndarray, str, Path]
+
+
+class Segmenter:
+    """An opened model: ``segment(image, box)`` gives the lung mask.
+
+    ``predictor`` is a :class:`~napari_adaqat.inference.predictor.BoxPredictor` (embed once, prompt
+    many; or any object with ``set_image``/``predict``).  ``clean`` is the clean-up rule of every
+    mask this model returns unless a call says otherwise: keep the two largest regions and fill holes
+    (:func:`~napari_adaqat.inference.postprocess.clean_lung_mask`), as ``adaqat segment`` and the
+    Segment dock do by default; ``clean=False`` gives the raw thresholded mask (``--no-clean``).
+    """
+
+    def __init__(self, predictor: Any, *, path: Optional[Path] = None, clean: bool = True) -> None:
+        self.predictor = predictor
+        self.path = path  # the model file (None for a ready predictor)
+        self.clean = bool(clean)
+
+    @property
+    def device(self) -> str:
+        return str(getattr(self.predictor, "device", "cpu"))
+
+    @property
+    def sam(self) -> Any:
+        """The SAM network (``sam.spec``, ``sam.meta``: the file's metadata)."""
+        return self.predictor.sam
+
+    @property
+    def meta(self) -> dict:
+        return dict(getattr(self.sam, "meta", {}) or {})
+
+    def set_image(self, image: ImageLike) -> "Segmenter":
+        """Embed ``image`` (H, W[, 3], or an image file), or fetch its cached embedding."""
+        self.predictor.set_image(image)
+        return self
+
+    def clean_mask(self, mask: np.ndarray, clean: Optional[bool] = None) -> np.ndarray:
+        """``mask`` (H, W) bool after this model's clean-up rule (``clean`` overrides it)."""
+        return clean_lung_mask(mask) if (self.clean if clean is None else clean) else mask
+
+    def prompt(self, box: Optional[Sequence[float]] = None,
+               clean: Optional[bool] = None) -> tuple[np.ndarray, Prediction]:
+        """(mask (H, W) bool after the clean-up rule, the raw :class:`Prediction`) of one xyxy ``box``
+        in image pixels on the image set last (``None``: the whole image minus a 2 % margin)."""
+        pred = self.predictor.predict(None if box is None else np.asarray(box, dtype=np.float64))
+        return self.clean_mask(pred.masks[0], clean), pred
+
+    def segment(self, image: ImageLike, box: Optional[Sequence[float]] = None,
+                clean: Optional[bool] = None) -> np.ndarray:
+        """The lung mask (H, W) bool of ``image`` (array or file) for one xyxy ``box`` in pixels."""
+        return self.set_image(image).prompt(box, clean)[0]
+
+    def __repr__(self) -> str:
+        return f"Segmenter({self.path or type(self.predictor).__name__}, device={self.device!r}, clean={self.clean})"
+
+
+def load_segmenter(ref: ModelRef, device: str, clean: bool = True, int8_matmul: bool = False) -> Segmenter:
+    """The one loader behind :func:`open_model` and the engine: ``ref``'s file with its INT8 encoder
+    weights kept INT8 in memory (exact, less memory), on ``device`` (already resolved)."""
+    path = ref.resolved()
+    sam = load_model(path, model_type=ref.model_type, device=device, keep_int8=True, int8_matmul=int8_matmul)
+    return Segmenter(BoxPredictor(sam, device), path=path, clean=clean)
+
+
+def open_model(model: str | Path | None = "default", device: str = "auto", *, baseline: bool = False,
+               model_type: str = "vit_b", clean: bool = True, int8_matmul: bool = False) -> Segmenter:
+    """Open a model to segment with.
+
+    ``model``: ``"default"``/``None`` is the bundled INT8 model (``baseline=True``: its FP32 Stage-1
+    baseline), else a model file (``.safetensors``) or an official SAM ``.pth`` of ``model_type``.
+    ``device``: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    ``clean``: the mask clean-up rule (see :class:`Segmenter`; on, as ``adaqat segment``).
+    ``int8_matmul``: INT8 GEMMs in the encoder (faster on CPUs with VNNI, approximate).
+    """
+    ref = model_ref(model, baseline=baseline, model_type=model_type)
+    return load_segmenter(ref, resolve_device(device), clean=clean, int8_matmul=int8_matmul)

@@ -1,0 +1,107 @@
+"""The Annotate dock's three layers: the film (Image), ``lung mask`` (Labels) and ``boxes`` (Shapes)."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+
+from napari_adaqat.widgets import _layers as L
+
+
+class FilmLayers:
+    """Shows one film with its mask and box; tells the dock about the user's brush strokes (``on_paint()``)
+    and rectangles (``on_boxes(event)``), never about the dock's own writes."""
+
+    def __init__(self, viewer: Any, on_paint: Callable[[], None], on_boxes: Callable[[Any], None]) -> None:
+        self.viewer = viewer
+        self.image: Any = None
+        self.mask: Any = None
+        self.boxes: Any = None
+        self._on_paint, self._on_boxes = on_paint, on_boxes
+        self._writing = False
+
+    @contextmanager
+    def _quiet(self) -> Iterator[None]:
+        self._writing = True
+        try:
+            yield
+        finally:
+            self._writing = False
+
+    def _paint_event(self, _event: Any = None) -> None:
+        if not self._writing:
+            self._on_paint()
+
+    def _boxes_event(self, event: Any) -> None:
+        if not self._writing:
+            self._on_boxes(event)
+
+    def detach(self) -> None:
+        """Stop listening to the layers (a closed dock must not react to strokes and boxes)."""
+        if self.mask is not None:
+            self.mask.events.paint.disconnect(self._paint_event)
+        if self.boxes is not None:
+            self.boxes.events.data.disconnect(self._boxes_event)
+
+    def present(self, layer: Any) -> bool:
+        return layer is not None and layer in self.viewer.layers
+
+    def show(self, name: str, pixels: np.ndarray, mask: np.ndarray, box: Optional[np.ndarray]) -> None:
+        """A new film: ``pixels`` (H, W) in [0, 1], ``mask`` bool (H, W) with a fresh undo history, and
+        ``box`` (xyxy pixels, or None) as the one rectangle in ``boxes``; the view is reset for a new size."""
+        viewer, image = self.viewer, self.image
+        if not self.present(image):
+            image = self.image = viewer.add_image(pixels, name=name, colormap="gray")
+            reset = True
+        else:
+            reset = image.data.shape != pixels.shape
+            image.data, image.name = pixels, name
+            image.reset_contrast_limits()
+        labels = viewer.layers[L.MASK] if L.MASK in viewer.layers else None
+        with self._quiet():
+            if labels is None or type(labels).__name__ != "Labels":
+                labels = viewer.add_labels(mask.astype(np.uint8), name=L.MASK, opacity=0.45)
+            else:
+                labels.data = mask.astype(np.uint8)
+                labels._reset_history()  # Ctrl+Z must not bring back the previous film's mask
+        labels.selected_label = 1
+        boxes = L.ensure_boxes(viewer, image)
+        if labels is not self.mask or boxes is not self.boxes:
+            self.detach()
+            labels.events.paint.connect(self._paint_event)
+            boxes.events.data.connect(self._boxes_event)
+        self.mask, self.boxes = labels, boxes
+        with self._quiet():
+            boxes.data = []
+            if box is not None:  # the box that made the model's mask, as a rectangle (rows, cols)
+                boxes.add_rectangles(np.array([[box[1], box[0]], [box[3], box[2]]]))
+        if reset:
+            viewer.reset_view()
+
+    def screen_mask(self, shape: Optional[tuple[int, ...]]) -> Optional[np.ndarray]:
+        """The mask on screen as bool (H, W), when ``lung mask`` is there with the film's ``shape``."""
+        if shape is None or not self.present(self.mask):
+            return None
+        data = np.asarray(self.mask.data)
+        return data != 0 if data.shape == shape else None
+
+    def box(self, index: int) -> np.ndarray:
+        """Rectangle ``index`` of ``boxes`` as xyxy pixels of the film."""
+        return L.box_in_pixels(self.boxes, index, self.image)[0]
+
+    def write_mask(self, mask: np.ndarray) -> None:
+        """Change only the pixels that differ (one undo step: Ctrl+Z on 'lung mask' restores the old mask)."""
+        layer = self.mask
+        changed = np.nonzero((np.asarray(layer.data) != 0) != mask)
+        if changed[0].size:
+            with self._quiet():
+                layer.data_setitem(changed, mask[changed].astype(layer.data.dtype))
+
+    def keep_only_box(self, keep: int) -> None:
+        """Leave only the rectangle that made the mask (the others would only confuse)."""
+        boxes = self.boxes
+        if len(boxes.data) > 1 and keep < len(boxes.data):
+            with self._quiet():
+                boxes.selected_data = set(range(len(boxes.data))) - {keep}
+                boxes.remove_selected()

@@ -1,0 +1,393 @@
+"""The "Annotate folder (AdaLoRA-QAT)" dock: go through a folder of films, correct each model mask, and
+keep the accepted ones as a dataset for ``adaqat train`` (micro-sam's image series annotator is the anchor).
+
+The first film without an accepted mask opens with the model's mask for the last box drawn (scaled to
+the film), else the default box; a new rectangle in ``boxes`` re-segments, the brush edits ``lung mask``;
+Accept [Enter] saves (:class:`~napari_adaqat.data.annotation.AnnotationFolder`) and opens the next film.
+Reading, embedding and prompting run in a worker thread through the one shared engine, so the viewer
+never waits for the model.  Nothing painted is thrown away: brush edits survive a new box (said in the
+status line), and a film left without Accept keeps its work as a draft.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import napari
+import numpy as np
+from napari.utils.notifications import show_error
+from qtpy.QtCore import QTimer
+
+from napari_adaqat.widgets._compat import guard_triton_import
+
+guard_triton_import()  # before torch/torchvision load: see _compat.py
+
+from napari_adaqat.data.annotation import AnnotationFolder  # noqa: E402
+from napari_adaqat.inference.engine import ModelRef, SegmentResult, torch_threads  # noqa: E402
+from napari_adaqat.io import read_image  # noqa: E402
+from napari_adaqat.model.device import resolve_device  # noqa: E402
+from napari_adaqat.util.errors import first_line  # noqa: E402
+from napari_adaqat.widgets._annotate_layers import FilmLayers  # noqa: E402
+from napari_adaqat.widgets._annotate_open import SOURCES, Opened, read_film  # noqa: E402
+from napari_adaqat.widgets._annotate_ui import AnnotateControls, folder_text, install_hotkeys  # noqa: E402
+from napari_adaqat.widgets._jobs import JobQueue  # noqa: E402
+from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
+
+DRAFT_DELAY_MS = 1500  # a brush stroke is kept as a draft this long after the last one
+
+
+class AnnotateWidget(AnnotateControls):
+    """Dock widget: image and dataset folders, model, Back/Skip/Accept, progress and the list of films."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, *, model_path: str | Path | None = None) -> None:
+        super().__init__(labels=False)
+        # napari hands plugins a proxy that makes a new wrapper per attribute access (so `is` fails) and
+        # warns on private names; the dock keeps its layers by identity and resets their undo history
+        self.viewer = getattr(viewer, "__wrapped__", viewer)
+        self.engine = shared_engine()
+        self.folder: Optional[AnnotationFolder] = None
+        self.index: Optional[int] = None  # the film on screen
+        self.opening: Optional[int] = None  # the film being read
+        self.last_error: Optional[str] = None
+        self.last_result: Optional[SegmentResult] = None  # of the last box prompt
+        self._gen = 0  # bumped per film opened: results for an older film are dropped
+        self._pixels: Optional[np.ndarray] = None
+        self._base: Optional[np.ndarray] = None  # the mask the dock put on screen, before the user's brush edits
+        self._touched = False  # work on this film not yet kept (as a draft or by Accept)
+        self._carry: list[str] = []  # what happened to the last film, said above the next film's line
+        self.layers = FilmLayers(self.viewer, self._on_paint, self._on_boxes)
+        self.jobs = JobQueue(("open", "predict", "prefetch"), self._on_error, self._on_idle)
+        self._draft_timer = QTimer()
+        self._draft_timer.setSingleShot(True)
+        self._draft_timer.setInterval(DRAFT_DELAY_MS)
+        self._draft_timer.timeout.connect(self.keep_draft)
+
+        self._build_controls(model_path)
+        self._update_visibility()
+
+        self.open_button.changed.connect(lambda *_: self.open_folder())
+        self.accept_button.changed.connect(lambda *_: self.accept())
+        self.skip_button.changed.connect(lambda *_: self.skip())
+        self.back_button.changed.connect(lambda *_: self.back())
+        self.table.cellDoubleClicked.connect(lambda row, _col: self.open_film(row))
+        for w in (self.models.model, self.models.model_file, self.models.model_type):
+            w.changed.connect(self._on_model_changed)
+        self.native.destroyed.connect(self._on_destroyed)
+        install_hotkeys(self.native, self.viewer, [("Return", self.accept), ("Enter", self.accept),
+                                                   ("PgDown", self.skip), ("PgUp", self.back)])
+        self._set_buttons()
+
+    # ------------------------------------------------------------------ model
+    def _update_visibility(self) -> None:
+        self.models.update_visibility()
+        self.models.baseline.visible = self.models.baseline_file.visible = False  # no SSIM maps here
+
+    def use_model(self, model: Path | str | None, baseline: Path | str | None = None) -> None:
+        """Pre-segment the next films with this model file (None: the bundled default); ``baseline`` is
+        kept with it (the Train dock's "Use in Annotate dock" passes the exported pair)."""
+        self.models.choose_quietly(model, baseline)
+        self._on_model_changed()
+
+    def _model(self) -> ModelRef:
+        model = self.models.model_ref()
+        if not model.available():
+            raise ValueError(f"Not installed: {model.label()}. Choose a model file.")
+        return model
+
+    def _on_model_changed(self, *_: Any) -> None:
+        self._update_visibility()
+        try:
+            label = self._model().label()
+        except ValueError as exc:
+            self._say(str(exc))
+            return
+        if self.index is not None and self.layers.present(self.layers.boxes) and len(self.layers.boxes.data) \
+                and not self._touched and not self._edited():  # an untouched model mask: redo it
+            self._say(f"Segmenting with {label}…")
+            self.segment_box(len(self.layers.boxes.data) - 1, by_user=False)
+        else:
+            self._say(f"The next films are pre-segmented by {label}.")
+
+    # ----------------------------------------------------------------- folder
+    def open_folder(self) -> bool:
+        """Open the chosen folders and the first film not yet accepted or skipped; False when refused."""
+        if not folder_text(self.images) or not folder_text(self.dataset):
+            return self._fail("Choose an image folder and a dataset folder.")
+        try:
+            folder = AnnotationFolder(folder_text(self.images), folder_text(self.dataset))
+        except ValueError as exc:
+            return self._fail(first_line(exc))
+        self._leave_film()
+        self.folder, self.index, self.last_error = folder, None, None
+        self.table.fill([f.path.name for f in folder.films], [str(f.path) for f in folder.films])
+        self._refresh_rows()
+        start = folder.resume_index()
+        if start is None:
+            self._say(f"Every film is accepted or skipped ({folder.progress_line()}): double-click one to review it.")
+            return True
+        self.open_film(start)
+        return True
+
+    def open_film(self, index: int) -> None:
+        """Show film ``index`` (its draft, else its accepted mask, else the model's mask), in a worker."""
+        if self.folder is None or not 0 <= index < len(self.folder.films):
+            return
+        self._leave_film()
+        self._gen += 1
+        gen, folder, film = self._gen, self.folder, self.folder.films[index]
+        self.opening = index
+        self.jobs.drop("predict", "prefetch")
+        try:
+            model, device = self._model(), resolve_device("auto")
+        except ValueError as exc:
+            model, device, problem = None, "cpu", first_line(exc)
+        else:
+            problem = ""
+        self._say("\n".join([*self._carry, f"Opening {film.path.name}…"]))
+        self.table.show_current(index)
+        self._set_buttons()
+        self.jobs.submit("open", lambda: read_film(self.engine, folder, index, model, device, problem),
+                         lambda opened: self._show_film(gen, index, opened))
+
+    def _show_film(self, gen: int, index: int, opened: Opened) -> None:
+        if gen != self._gen or self.folder is None:
+            return
+        self.opening = None
+        folder, film = self.folder, self.folder.films[index]
+        if opened.error is not None:
+            line = folder.mark_error(index, opened.error)
+            self._refresh_rows()
+            following = folder.next_index(index)
+            self._fail(f"Cannot open {film.path.name}: {line}")
+            if following is not None:
+                self._carry.append(self.status.value)
+                self.open_film(following)
+            return
+        pixels = opened.pixels
+        mask = opened.mask if opened.mask is not None else np.zeros(pixels.shape, bool)
+        self.index, self._pixels, self._touched = index, pixels, False
+        self.layers.show(film.path.name, pixels, mask, opened.box)
+        self._base = mask.copy()
+        lines = [*self._carry, f"Film {index + 1} of {len(folder.films)}: {film.path.name}, "
+                                f"{SOURCES[opened.source]}.", opened.note]
+        self._carry = []
+        self.last_error = opened.note or None
+        self._say("\n".join(line for line in lines if line))
+        self._refresh_rows()
+        self._prefetch(folder.next_index(index))
+
+    def _prefetch(self, index: Optional[int]) -> None:
+        """Embed the next film while the user works on this one, so that Accept shows it at once."""
+        if index is None or self.folder is None or index == self.index:
+            return
+        path = self.folder.films[index].path
+        try:
+            model, device = self._model(), resolve_device("auto")
+        except ValueError:
+            return
+        self.jobs.submit("prefetch", lambda: self.engine.embed(read_image(path).pixels, model, None, device),
+                         lambda _seconds: None)
+
+    def _screen_mask(self) -> Optional[np.ndarray]:
+        """The mask on screen (bool (H, W)) when it belongs to the film shown."""
+        return self.layers.screen_mask(None if self.index is None else self._pixels.shape)
+
+    def _edited(self) -> bool:
+        mask = self._screen_mask()
+        return mask is not None and self._base is not None and bool((mask != self._base).any())
+
+    # ------------------------------------------------------------------ boxes
+    def _on_boxes(self, event: Any) -> None:
+        count = len(self.layers.boxes.data)
+        if self.index is None or self.opening is not None or not count:
+            return
+        if str(getattr(event, "action", "added")) not in ("added", "changed"):
+            return
+        index = int((tuple(getattr(event, "data_indices", ()) or (-1,)))[-1])
+        self.segment_box(index if index >= 0 else count + index)
+
+    def segment_box(self, shape_index: int, by_user: bool = True) -> None:
+        """Re-segment the film shown with rectangle ``shape_index`` of ``boxes``, in a worker (``by_user``:
+        a box the user drew, which is work to keep, not the dock redoing a mask with another model)."""
+        if self.index is None or not self.layers.present(self.layers.image):
+            return
+        box = self.layers.box(shape_index)
+        if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+            self._say("Box too small (or outside the film); draw it around both lungs.")
+            return
+        try:
+            model, device = self._model(), resolve_device("auto")
+        except ValueError as exc:
+            self._fail(first_line(exc))
+            return
+        gen, pixels = self._gen, self._pixels
+
+        def job() -> SegmentResult:
+            with torch_threads(1):  # a prompt is small: leave the other core to napari's painting
+                return self.engine.predict(pixels, box, model, device)
+
+        self._say(f"Segmenting with {model.label()}…")
+        self.jobs.submit("predict", job, lambda result: self._show_prediction(gen, result, shape_index, by_user))
+
+    def _show_prediction(self, gen: int, result: SegmentResult, shape_index: int, by_user: bool) -> None:
+        screen = self._screen_mask()
+        if gen != self._gen or screen is None:
+            return
+        new, note = result.mask.copy(), ""
+        painted, erased = screen & ~self._base, self._base & ~screen
+        if painted.any() or erased.any():
+            if self.keep_edits.value:
+                new = (new | painted) & ~erased
+                note = (f"\nKept your brush edits ({int(painted.sum())} px painted, {int(erased.sum())} px erased) "
+                        "on top of the new mask; untick 'keep my brush edits' and draw the box again to drop them.")
+            else:
+                note = "\nThe new mask replaced your brush edits (Ctrl+Z on 'lung mask' brings them back)."
+        self.layers.write_mask(new)
+        self.last_result, self._base = result, result.mask.copy()
+        self.folder.remember_box(result.box, self._pixels.shape)
+        self.layers.keep_only_box(shape_index)
+        if by_user:
+            self._touch()
+        self._say(f"{result.summary().splitlines()[0]}{note}")
+
+    # ----------------------------------------------------------------- drafts
+    def _on_paint(self) -> None:
+        if self.index is not None:
+            self._touch()
+
+    def _touch(self) -> None:
+        self._touched = True
+        self._draft_timer.start()
+
+    def keep_draft(self) -> bool:
+        """Save the work on the film shown as its draft, when there is any not kept yet; True if saved."""
+        mask = self._screen_mask()
+        self._draft_timer.stop()
+        if mask is None or self.folder is None or not self._touched:
+            return False
+        try:
+            self.folder.save_draft(self.index, mask)
+        except OSError as exc:
+            return self._fail(f"Could not keep your draft: {first_line(exc)}")
+        self._touched = False
+        self._refresh_rows()
+        return True
+
+    def _leave_film(self) -> None:
+        if self.index is not None and self.keep_draft():
+            name = self.folder.films[self.index].path.name
+            self._carry.append(f"Your work on {name} is kept as a draft (not saved); Accept it to save it.")
+
+    # ---------------------------------------------------------------- actions
+    def _ready(self) -> bool:
+        if self.folder is None:
+            return self._fail("Open a folder first.")
+        if self.opening is not None:
+            return self._fail(f"Still opening {self.folder.films[self.opening].path.name}…")
+        if self.index is None:
+            return self._fail("No film is open: double-click one in the list.")
+        return True
+
+    def accept(self) -> bool:
+        """Save the mask on screen for the film shown and open the next one; False when refused."""
+        if not self._ready():
+            return False
+        mask = self._screen_mask()
+        if mask is None:
+            return self._fail("The 'lung mask' layer is missing or of another size: draw a box to segment again.")
+        index, folder = self.index, self.folder
+        try:
+            folder.accept(index, mask)
+        except (ValueError, OSError) as exc:
+            return self._fail(first_line(exc))
+        self._draft_timer.stop()
+        self._touched, self._base = False, mask.copy()
+        saved = f"Saved {folder.mask_path(index).name}."
+        if self.dicom_seg.value:
+            saved += self._write_seg(index, mask)
+        self._refresh_rows()
+        following = folder.next_index(index)
+        if following is None:
+            self._say(f"{saved} All films are accepted or skipped. Fine-tune on them: adaqat train --stage all "
+                      f"--preset finetune --checkpoint default --data {folder.dataset} --out RUN")
+            return True
+        self._carry.append(saved)
+        self.open_film(following)
+        return True
+
+    def _write_seg(self, index: int, mask: np.ndarray) -> str:
+        try:
+            path = self.folder.write_seg(index, mask, model_file=self._model().resolved())
+        except Exception as exc:  # noqa: BLE001 - the mask is saved; say why the SEG is not
+            self.last_error = first_line(exc)
+            return f" DICOM SEG not written: {self.last_error}"
+        return f" DICOM SEG: {path.name}." if path is not None else " (no DICOM SEG: not a DICOM film)"
+
+    def skip(self) -> bool:
+        """Mark the film shown as skipped (its work kept as a draft) and open the next one."""
+        if not self._ready():
+            return False
+        index = self.index
+        self.folder.skip(index)
+        self._refresh_rows()
+        following = self.folder.next_index(index)
+        if following is None:
+            self._leave_film()
+            self._say("\n".join([*self._carry, f"Nothing left to do ({self.folder.progress_line()})."]))
+            self._carry = []
+            return True
+        self.open_film(following)
+        return True
+
+    def back(self) -> bool:
+        """Open the film before the one shown."""
+        if not self._ready():
+            return False
+        if self.index == 0:
+            return self._fail("This is the first film.")
+        self.open_film(self.index - 1)
+        return True
+
+    # ------------------------------------------------------------------ state
+    @property
+    def busy(self) -> bool:
+        """True while a film is opened or a box segmented (not counting the prefetch of the next film)."""
+        return self.opening is not None or self.jobs.busy_besides("prefetch")
+
+    def _refresh_rows(self) -> None:
+        folder = self.folder
+        if folder is None:
+            return
+        for row in range(len(folder.films)):
+            self.table.set_state(row, folder.describe(row))
+        self.progress.value = folder.progress_line()
+        self._set_buttons()
+
+    def _set_buttons(self) -> None:
+        shown = self.folder is not None and self.index is not None
+        for button in (self.accept_button, self.skip_button, self.back_button):
+            button.enabled = shown
+
+    def _say(self, text: str) -> None:
+        self.status.value = text
+
+    def _fail(self, message: str) -> bool:
+        self.last_error = message
+        self.status.value = message
+        return False
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.opening = None
+        self._fail(f"Error: {first_line(exc)}")
+        show_error(f"AdaLoRA-QAT annotate: {first_line(exc)}")
+
+    def _on_idle(self) -> None:
+        self._set_buttons()
+
+    def _on_destroyed(self, *_: Any) -> None:
+        self.jobs.close()
+        self.layers.detach()
+        try:
+            self.keep_draft()  # closing the dock keeps the work on the film shown
+        except Exception:  # noqa: BLE001 - Qt is tearing down (the timer may be gone); nothing to report to
+            pass
