@@ -44,6 +44,17 @@ def _read(path: Path) -> dict:
         return {}
 
 
+def _holder(path: Path, wait_s: float = 2.0) -> dict:
+    """The holder a locked lock file names; a run that has just locked it writes its name a moment
+    later, so an empty file is read again for up to ``wait_s`` before the holder counts as unknown."""
+    end = time.monotonic() + wait_s
+    while True:
+        holder = _read(path)
+        if "pid" in holder or time.monotonic() >= end:
+            return holder
+        time.sleep(0.02)
+
+
 def check_free(folder: Path) -> None:
     """Raise :class:`FolderBusy` (one line naming the holder) when a live run holds ``folder``; changes
     nothing (a dialog's early check; the run itself takes the lock)."""
@@ -54,7 +65,7 @@ def check_free(folder: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
-        raise FolderBusy(_busy_line(path.parent, _read(path))) from None
+        raise FolderBusy(_busy_line(path.parent, _holder(path))) from None
     finally:
         os.close(fd)
 
@@ -91,7 +102,7 @@ class RunLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 os.close(fd)
-                self._refuse(_read(self.path))
+                self._refuse(_holder(self.path))
             try:
                 if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
                     break  # locked the file that is there now (not one a finishing run just removed)
@@ -99,7 +110,7 @@ class RunLock:
                 pass
             os.close(fd)
         else:
-            self._refuse(_read(self.path))
+            self._refuse(_holder(self.path))
         left = _read(self.path)
         self.took_over = left or None  # locked by nobody yet naming someone: a killed run's lock
         os.ftruncate(fd, 0)
