@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import napari
-from magicgui.widgets import Container, FileEdit
+from magicgui.widgets import Container
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
@@ -23,16 +23,15 @@ from napari_adaqat.widgets._compat import guard_triton_import
 
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
-from napari_adaqat.train.chain import Chain, chain_paths, chain_preflight, config_args, load_chain  # noqa: E402
-from napari_adaqat.train.config import TrainConfig, make_config  # noqa: E402
+from napari_adaqat.train.chain import Chain, chain_preflight  # noqa: E402
 from napari_adaqat.train.paths import run_paths  # noqa: E402
 from napari_adaqat.train.preflight import BUNDLED, preflight  # noqa: E402
 from napari_adaqat.train.progress import read_progress  # noqa: E402
-from napari_adaqat.train.run import resolve_config  # noqa: E402
 from napari_adaqat.util.errors import first_line  # noqa: E402
 from napari_adaqat.widgets import _continue as cont  # noqa: E402
 from napari_adaqat.widgets._data_check import DataReport, check_data  # noqa: E402
 from napari_adaqat.widgets._train_form import make_fields  # noqa: E402
+from napari_adaqat.widgets._train_reading import TrainFormReading, typed_path  # noqa: E402
 from napari_adaqat.widgets._train_plot import TrainPlot, info_text  # noqa: E402
 from napari_adaqat.widgets._train_process import (ChainProcess, CommandProcess, TrainProcess,  # noqa: E402
                                                   adaqat_argv, format_duration, status_text)
@@ -41,18 +40,13 @@ POLL_MS = 300
 PLUGIN, SEGMENT_DOCK, ANNOTATE_DOCK = "napari-adaqat", "Segment lungs (AdaLoRA-QAT)", "Annotate folder (AdaLoRA-QAT)"
 
 
-def _text(edit: FileEdit) -> str:
-    """The typed path, '' when empty (``FileEdit.value`` would turn '' into '.')."""
-    return str(edit.line_edit.value or "").strip()
-
-
 def _container(*widgets: Any, labels: bool = False, layout: str = "vertical") -> Container:
     box = Container(layout=layout, labels=labels, widgets=list(widgets))
     box.margins = (0, 0, 0, 0)
     return box
 
 
-class TrainWidget(Container):
+class TrainWidget(TrainFormReading, Container):
     """Dock widget: data check, the training form, Start/Stop, live plot, model files → Segment/Annotate docks."""
 
     # napari passes its viewer only to a parameter annotated exactly ``napari.viewer.Viewer`` (no Optional)
@@ -114,54 +108,10 @@ class TrainWidget(Container):
         self.annotate_button.changed.connect(lambda *_: self.use_in_annotate_dock())
         self._on_inputs_changed()
 
-    # ------------------------------------------------------------------ form
-    def options(self) -> dict:
-        """The TrainConfig options the fields set (0 and empty leave them to the preset or, on resume, the run)."""
-        stage, numbers = self.stage.value, (("epochs", self.epochs), ("batch_size", self.batch_size),
-                                            ("max_steps_per_epoch", self.max_steps))
-        opts = {"data": _text(self.data), "out": _text(self.out), "device": self.device.value,
-                **{k: int(w.value) for k, w in numbers if int(w.value) > 0}}
-        if self.resume.value:
-            return opts
-        ckpt = _text(self.checkpoint)
-        if stage == 2:
-            opts["from_run"] = _text(self.from_run) or None
-        else:
-            opts.update(checkpoint=ckpt or None, mode=self.mode.value)
-            if not (ckpt == BUNDLED or ckpt.endswith(".safetensors")):  # our files carry their architecture
-                opts["model_type"] = self.model_type.value
-        return opts
-
-    def config(self) -> TrainConfig:
-        """The run the fields describe (the chain's Stage 1 for 'all'); ValueError (one line) when it cannot be."""
-        stage = 1 if self.stage.value == "all" else int(self.stage.value)
-        opts = self.options()
-        if self.resume.value and run_paths(opts["out"])["config"].is_file():
-            return resolve_config(None, stage, opts, resume=True)
-        return make_config(self.preset.value, stage, opts)
-
-    def chain(self) -> Chain:
-        """The chain Stage 1 → Stage 2 → model files the fields describe, into 'run folder'."""
-        out = _text(self.out)
-        if self.resume.value and chain_paths(out)["config"].is_file():  # the saved chain ← what is typed in
-            options = {k: v for k, v in self.options().items() if k != "out"}
-            return load_chain(out, options=self._stage2_epochs(options), profile=self.profile.value)
-        chain = Chain.from_config(self.config(), _text(self.out), profile=self.profile.value)
-        chain.options = self._stage2_epochs(chain.options)
-        return chain
-
-    def _stage2_epochs(self, options: dict) -> dict:
-        return {**options, "stage2.epochs": int(self.qat_epochs.value)} if self.qat_epochs.value else options
-
-    def _argv(self) -> list[str]:
-        if self.stage.value == "all":
-            return self.chain().argv(bool(self.resume.value))
-        return config_args(self.config(), bool(self.resume.value))
-
     def _on_inputs_changed(self, *_: Any) -> None:
         stage = self.stage.value
         self.from_run.visible = stage == 2
-        bundled, ckpt = _text(self.checkpoint) == BUNDLED, _text(self.checkpoint)
+        bundled, ckpt = typed_path(self.checkpoint) == BUNDLED, typed_path(self.checkpoint)
         self.mode.visible = self.checkpoint.visible = stage != 2
         self.model_type.visible = stage != 2 and not (bundled or ckpt.endswith(".safetensors"))  # the file's own
         self.qat_epochs.visible = self.profile.visible = stage != 1
@@ -176,7 +126,7 @@ class TrainWidget(Container):
 
     def switch_setup(self) -> None:
         """One click between the CPU fine-tune of the bundled model and ViT-B with the paper's recipe."""
-        to_paper = _text(self.checkpoint) == BUNDLED or self.preset.value == "finetune"
+        to_paper = typed_path(self.checkpoint) == BUNDLED or self.preset.value == "finetune"
         setup = cont.paper_setup() if to_paper else cont.opening_setup(gpu=False, look=False)
         self.preset.value, self.model_type.value = setup.preset, setup.model_type
         self.checkpoint.line_edit.value = setup.checkpoint  # (.value would turn "" into ".")
@@ -199,7 +149,7 @@ class TrainWidget(Container):
             w.enabled = not running
         self.start_button.enabled = self.switch_button.enabled = not running
         self.stop_button.enabled = running and not self.process.stopping
-        problem = cont.continue_problem(_text(self.out)) if self.stage.value == 1 else "Stage 1 only"
+        problem = cont.continue_problem(typed_path(self.out)) if self.stage.value == 1 else "Stage 1 only"
         self.continue_button.enabled = not running and problem is None
         self.continue_button.tooltip = problem or "Stage 2 (QAT) from this run, then the INT8 and FP32 model files"
         self.use_button.enabled = self.annotate_button.enabled = not running and self.exported is not None
@@ -207,14 +157,14 @@ class TrainWidget(Container):
     # ------------------------------------------------------------ data check
     def check_data(self) -> None:
         """Check the data folder's pairs and split in a worker thread; the result shows in 'data check'."""
-        folder = _text(self.data)
+        folder = typed_path(self.data)
         if not folder:
             return
         self.data_check.value = f"Checking {Path(folder).name}…"
 
         def done(report: DataReport) -> None:
             self._check_worker = None
-            if folder == _text(self.data):  # else the field changed meanwhile
+            if folder == typed_path(self.data):  # else the field changed meanwhile
                 self.data_report = report
                 self.data_check.value = report.text()
                 self._update_eta()
@@ -258,7 +208,7 @@ class TrainWidget(Container):
         except (ValueError, FileExistsError, KeyError) as exc:
             return self._refuse(first_line(exc))
         report = self.data_report
-        if report is not None and str(report.folder) == _text(self.data) and not report.usable:
+        if report is not None and str(report.folder) == typed_path(self.data) and not report.usable:
             return self._refuse(f"No usable image/mask pairs in {report.folder}: {report.error or report.bad[0]}")
         self.command.value = shlex.join(adaqat_argv(self._argv()))
         return self._launch(make, label)
@@ -294,7 +244,7 @@ class TrainWidget(Container):
 
     def continue_to_model(self) -> bool:
         """From the finished Stage-1 run in 'run folder': the chain's Stage 2 and both exports."""
-        run = _text(self.out)
+        run = typed_path(self.out)
         if problem := ("busy" if self.busy else cont.continue_problem(run)):
             return self._refuse(problem)
         options = {k: v for k, v in self.options().items() if k in ("data", "device", "batch_size",
