@@ -111,20 +111,20 @@ def _segment(args: argparse.Namespace, files: list[Path], boxes, out_dir: Path, 
     """The run of one process (rank ``shard.rank`` of a torchrun launch, or the only one)."""
     from napari_adaqat.data import describe_unmatched
     from napari_adaqat.inference.batch import segment_files
-    from napari_adaqat.inference.engine import Engine
+    from napari_adaqat.inference.engine import ONE_SHOT, Engine
     from napari_adaqat.inference.quality import REVIEW_BELOW
 
     if shard.lead:
         for line in describe_unmatched(args.boxes, boxes, files) if boxes else []:
             print(f"adaqat segment: warning: {line}", file=sys.stderr)
     model, baseline = model_refs(args)
-    engine = Engine()
+    engine = Engine(recheck_seconds=ONE_SHOT)  # one run, one model file: never re-stat it per film
     engine.predictor(model, device)  # a bad model file fails here, before any row is written
     if baseline is not None:
         engine.predictor(baseline, device)
     counts = {"ok": 0, "error": 0, "skipped": 0, "review": 0}
     notes: list[str] = []
-    mine = len(range(shard.rank, len(files), shard.world))
+    mine = shard.count(len(files))
     bar = tqdm(total=mine, desc="segment" if shard.world == 1 else f"segment (rank 0 of {shard.world})",
                unit="img", disable=None if shard.lead else True)
     for result in segment_files(files, model, out_dir, boxes=boxes, baseline=baseline, suffix=FORMATS[args.format],

@@ -18,7 +18,7 @@ import numpy as np
 
 from napari_adaqat.data.boxes import box_for, check_box, default_box
 from napari_adaqat.inference import journal as J
-from napari_adaqat.inference.engine import Engine, ModelLike, batched
+from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched
 from napari_adaqat.inference.journal import RESULT_COLUMNS, RESULTS_CSV, csv_text, load_results, write_results
 from napari_adaqat.inference.lock import FolderBusy, RunLock
 from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
@@ -109,7 +109,8 @@ def _start(out_dir: Path, shard: Shard, what: str, notes: list[str]) -> RunLock 
     if shard.lead:
         try:
             lock = RunLock(out_dir, what)
-            notes.extend([lock.note()] if lock.note() else [])
+            note = lock.note()
+            notes.extend([note] if note else [])
             merged = J.recover(out_dir)
             if merged is not None:
                 notes.append(f"merged what a stopped run left in {out_dir} ({merged} rows in {RESULTS_CSV})")
@@ -157,7 +158,7 @@ def segment_files(
     ``batch_size`` at a time and embedded ``batch_size`` per encoder forward before their prompts (a
     file's ``seconds`` includes its share of that); on the CPU they go one by one.
     """
-    engine = engine or Engine()
+    engine = engine or Engine(recheck_seconds=ONE_SHOT)
     out_dir = Path(out_dir)
     lock = _start(out_dir, shard, "adaqat segment", notes if notes is not None else [])
     finished = False
@@ -202,7 +203,9 @@ def _segment_mine(files: list[Path], model: ModelLike, out_dir: Path, names: dic
 
     mine = [(i, path) for i, path in enumerate(files) if shard.mine(i)]
     for _first, chunk in chunks(mine, step):
-        todo = [path for _i, path in chunk if not done(csv_text(str(path)))] if step > 1 else []
+        keys = {path: csv_text(str(path)) for _i, path in chunk}
+        finished = {path for path, key in keys.items() if done(key)}  # once per file: the prefetch and the loop
+        todo = [path for _i, path in chunk if path not in finished] if step > 1 else []
         ahead = read_ahead([p for p in todo if not (seg and not is_dicom(p))], lambda p: read_input(p, frame))
         images = [image.pixels for image, _s in ahead.values() if isinstance(image, ImageData)]
         shares = embed_ahead(engine, images, {"model": model, "baseline": baseline}, device, step) \
@@ -210,9 +213,9 @@ def _segment_mine(files: list[Path], model: ModelLike, out_dir: Path, names: dic
         prefetching = prefetching and shares is not None
         share = sum((shares or {}).values())
         for index, path in chunk:
-            key = csv_text(str(path))
+            key = keys[path]
             mask_path = out_dir / names[key]
-            if done(key):
+            if path in finished:
                 yield ResultRow(file=key, status="skipped", mask=str(mask_path))
                 continue
             image_ahead, read_seconds = ahead.get(path, (None, 0.0))

@@ -117,6 +117,9 @@ class SegmentResult:
         return "\n".join(lines)
 
 
+ONE_SHOT = float("inf")  # recheck_seconds of a run that opens its model files once (CLI, batch, evaluate)
+
+
 class Engine:
     """Keeps opened models (:class:`Segmenter`: a model and its baseline) between prompts.
 

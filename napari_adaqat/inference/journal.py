@@ -63,7 +63,7 @@ def write_results(csv_path: Path, rows: Iterable[dict]) -> None:
             writer.writeheader()
             writer.writerows({k: csv_text(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows)
 
-    atomic_write(csv_path, write, fsync=False)
+    atomic_write(csv_path, write, fsync=False, sweep=False)  # recover() sweeps stale temps once per run
 
 
 class Journal:

@@ -29,6 +29,10 @@ class Shard:
         """Whether input ``index`` of the sorted list is this rank's."""
         return index % self.world == self.rank
 
+    def count(self, n: int) -> int:
+        """How many of ``n`` sorted inputs are this rank's."""
+        return len(range(self.rank, n, self.world))
+
     def barrier(self) -> None:
         if self.world > 1:
             import torch.distributed as dist

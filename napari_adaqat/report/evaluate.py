@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from napari_adaqat.data import Pair, check_output_folder, check_pairs, discover, load_split
-from napari_adaqat.inference.engine import Engine, ModelLike, batched, model_ref
+from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched, model_ref
 from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
 from napari_adaqat.io import read_image
 from napari_adaqat.report.document import write_report
@@ -112,7 +112,7 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
     given = list(model) if isinstance(model, (list, tuple)) else [model]
     models = [model_ref(m) for m in given]
     base = model_ref(baseline, baseline=True) if baseline is not None else None
-    engine = Engine(max_loaded=len(models) + 1)
+    engine = Engine(max_loaded=len(models) + 1, recheck_seconds=ONE_SHOT)
     for m in models + ([base] if base is not None else []):
         engine.predictor(m, device)  # a bad model file fails here with its one-line error
     chosen, skipped = _pairs(data_dir, split, split_file, seed)

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from napari_adaqat.data import Pair, default_box, mask_box
-from napari_adaqat.inference.engine import Engine, ModelLike
+from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike
 from napari_adaqat.io import ImageData, read_image, read_mask
 from napari_adaqat.metrics import (
     EQUIVALENCE_MARGIN, score_masks, score_masks_at, summarize, tost_paired, wilcoxon_paired,
@@ -47,7 +47,7 @@ def score_pair(pair: Pair, models: ModelLike | Sequence[ModelLike], baseline: Mo
     a pixel spacing, else px; see ``units``) and at 256² (px), per model, then the baseline.
     ``image``: ``pair.image`` already read (else it is read here)."""
     models = list(models) if isinstance(models, (list, tuple)) else [models]
-    engine = engine or Engine(max_loaded=len(models) + 1)
+    engine = engine or Engine(max_loaded=len(models) + 1, recheck_seconds=ONE_SHOT)
     image = image if image is not None else read_image(pair.image)
     ref = read_mask(pair.mask)
     box = image_box(ref, box_mode)

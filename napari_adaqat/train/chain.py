@@ -28,6 +28,7 @@ from napari_adaqat.train.config import FLAGS, TrainConfig, make_config, nest, pr
 from napari_adaqat.train.paths import run_paths
 from napari_adaqat.train.preflight import preflight
 from napari_adaqat.train.progress import read_progress
+from napari_adaqat.util.fields import from_fields
 
 __all__ = ["Chain", "INT8_NAME", "FP32_NAME", "chain_paths", "chain_preflight", "config_args", "finished",
            "load_chain", "recipe_file", "stage_options", "train_args"]
@@ -192,7 +193,7 @@ def load_chain(out: str | Path, **changes) -> Chain:
     saved = json.loads(path.read_text())
     options = {**saved.get("options", {}), **(changes.pop("options", None) or {})}
     saved.update({k: v for k, v in changes.items() if v is not None}, options=options, out=str(out))
-    return Chain(**saved)
+    return from_fields(Chain, saved, f"{path.name} (from another version?)")
 
 
 def _resume_stage(run: Path, resume: bool) -> bool:
