@@ -9,7 +9,7 @@ _MODULES = {
     "boxes": ("box_for", "check_box", "default_box", "describe_unmatched", "mask_box", "read_boxes_csv",
               "unmatched_boxes"),
     "check": ("DataReport", "check_data", "training_sets"),
-    "dataset": ("DataError", "Pair", "check_pairs", "discover", "find_mask", "load_pair", "split_source"),
+    "dataset": ("DataError", "MaskFolder", "Pair", "check_pairs", "discover", "find_mask", "load_pair", "split_source"),
     "folders": ("check_output_folder", "collect_inputs"),
     "split": ("OVERLAP_KEY", "SPLITS", "load_split", "make_split", "save_split"),
     "transforms": ("PreparedImage", "normalize_and_pad", "prepare_image", "resize_for_model", "to_uint8_rgb",

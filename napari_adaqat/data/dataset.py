@@ -5,7 +5,7 @@ or the authors' ``DIR/{train,val,test}/{images,masks}``.
 """
 from __future__ import annotations
 
-import glob
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,28 +26,47 @@ class Pair:
     mask: Path | None
 
 
+class MaskFolder:
+    """A masks folder listed once (one ``scandir``), so :meth:`find` applies the one image ↔ mask rule for
+    every image of a dataset without listing the folder again per image."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        try:
+            names = sorted(entry.name for entry in os.scandir(self.folder) if entry.is_file())
+        except OSError:  # missing or unreadable: no masks
+            names = []
+        self.names = set(names)
+        self.by_sample: dict[str, list[str]] = {}  # sample name -> file names, sorted
+        for name in names:
+            self.by_sample.setdefault(sample_name(name), []).append(name)
+
+    def find(self, image: Path) -> Path | None:
+        """The mask of ``image``: ``<name>.png``, else ``<name>_mask.png`` (what ``adaqat segment`` writes),
+        else any image file named ``<name>.<ext>``; ``<name>`` is :func:`~napari_adaqat.io.sample_name`."""
+        name = sample_name(image)
+        for candidate in (f"{name}.png", f"{name}_mask.png"):
+            if candidate in self.names:
+                return self.folder / candidate
+        same = [self.folder / n for n in self.by_sample.get(name, ()) if is_image_file(self.folder / n)]
+        return same[0] if same else None
+
+
 def find_mask(image: Path, folder: Path) -> Path | None:
-    """The one image ↔ mask rule (datasets, the Batch dock's mask folders): the mask of ``image`` in
-    ``folder`` is ``<name>.png``, else ``<name>_mask.png`` (what ``adaqat segment`` writes), else any
-    image file named ``<name>.<ext>``; ``<name>`` is :func:`~napari_adaqat.io.sample_name` of the image."""
-    name = sample_name(image)
-    for candidate in (f"{name}.png", f"{name}_mask.png"):
-        if (folder / candidate).is_file():
-            return folder / candidate
-    same = sorted(p for p in folder.glob(f"{glob.escape(name)}.*") if p.is_file() and is_image_file(p)
-                  and sample_name(p) == name)
-    return same[0] if same else None
+    """The mask of ``image`` in ``folder`` by the one rule (:meth:`MaskFolder.find`); for many images,
+    list the folder once with :class:`MaskFolder`."""
+    return MaskFolder(folder).find(image)
 
 
 def _pairs_in(folder: Path) -> dict[str, Pair]:
     images = folder / "images"
     if not images.is_dir():
         return {}
-    pairs = {}
+    pairs, masks = {}, MaskFolder(folder / "masks")
     for path in sorted(images.iterdir()):
         if path.is_file() and is_image_file(path):
             name = sample_name(path)
-            pairs[name] = Pair(name, path, find_mask(path, folder / "masks"))
+            pairs[name] = Pair(name, path, masks.find(path))
     return pairs
 
 

@@ -6,7 +6,7 @@ from typing import Optional
 
 import numpy as np
 
-from napari_adaqat.data import describe_unmatched, find_mask, mask_box, read_boxes_csv
+from napari_adaqat.data import MaskFolder, describe_unmatched, mask_box, read_boxes_csv
 from napari_adaqat.io import ImageReadError, read_mask
 
 DEFAULT, CSV, MASKS = "default", "csv", "masks"
@@ -16,9 +16,9 @@ def boxes_from_masks(files: list[Path], folder: str | Path) -> tuple[dict[str, n
     """{input path: bounding box of its mask}, and the inputs left to the default box (no mask, an
     unreadable or an empty one) with the reason."""
     folder = Path(folder)
-    boxes, missing = {}, []
+    boxes, missing, masks = {}, [], MaskFolder(folder)
     for path in files:
-        mask_path = find_mask(path, folder)
+        mask_path = masks.find(path)
         if mask_path is None:
             missing.append(f"{path.name}: no mask in {folder.name}")
             continue
