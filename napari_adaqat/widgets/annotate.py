@@ -54,6 +54,7 @@ class AnnotateWidget(AnnotateControls):
         self._pixels: Optional[np.ndarray] = None
         self._base: Optional[np.ndarray] = None  # the mask the dock put on screen, before the user's brush edits
         self._touched = False  # work on this film not yet kept (as a draft or by Accept)
+        self._chosen: Optional[tuple[ModelRef, str]] = None  # (model, device): built when the choice changes
         self._carry: list[str] = []  # what happened to the last film, said above the next film's line
         self.layers = FilmLayers(self.viewer, self._on_paint, self._on_boxes)
         self.jobs = JobQueue(("open", "predict", "prefetch"), self._on_error, self._on_idle)
@@ -88,16 +89,21 @@ class AnnotateWidget(AnnotateControls):
         self.models.choose_quietly(model, baseline)
         self._on_model_changed()
 
-    def _model(self) -> ModelRef:
-        model = self.models.model_ref()
-        if not model.available():
-            raise ValueError(f"Not installed: {model.label()}. Choose a model file.")
-        return model
+    def _model_and_device(self) -> tuple[ModelRef, str]:
+        """The chosen model and device, built (and the file checked) once per choice, not per prompt."""
+        if self._chosen is None:
+            model = self.models.model_ref()
+            if not model.available():
+                raise ValueError(f"Not installed: {model.label()}. Choose a model file.")
+            self._chosen = (model, resolve_device("auto"))
+        return self._chosen
 
     def _on_model_changed(self, *_: Any) -> None:
+        self._chosen = None
+        self.engine.forget_files()  # the next prompt looks at the chosen file afresh
         self._update_visibility()
         try:
-            label = self._model().label()
+            label = self._model_and_device()[0].label()
         except ValueError as exc:
             self._say(str(exc))
             return
@@ -138,7 +144,7 @@ class AnnotateWidget(AnnotateControls):
         self.opening = index
         self.jobs.drop("predict", "prefetch")
         try:
-            model, device = self._model(), resolve_device("auto")
+            model, device = self._model_and_device()
         except ValueError as exc:
             model, device, problem = None, "cpu", first_line(exc)
         else:
@@ -182,7 +188,7 @@ class AnnotateWidget(AnnotateControls):
             return
         path = self.folder.films[index].path
         try:
-            model, device = self._model(), resolve_device("auto")
+            model, device = self._model_and_device()
         except ValueError:
             return
         self.jobs.submit("prefetch", lambda: self.engine.embed(read_image(path).pixels, model, None, device),
@@ -216,7 +222,7 @@ class AnnotateWidget(AnnotateControls):
             self._say("Box too small (or outside the film); draw it around both lungs.")
             return
         try:
-            model, device = self._model(), resolve_device("auto")
+            model, device = self._model_and_device()
         except ValueError as exc:
             self._fail(first_line(exc))
             return
@@ -317,7 +323,7 @@ class AnnotateWidget(AnnotateControls):
 
     def _write_seg(self, index: int, mask: np.ndarray) -> str:
         try:
-            path = self.folder.write_seg(index, mask, model_file=self._model().resolved())
+            path = self.folder.write_seg(index, mask, model_file=self._model_and_device()[0].resolved())
         except Exception as exc:  # noqa: BLE001 - the mask is saved; say why the SEG is not
             self.last_error = first_line(exc)
             return f" DICOM SEG not written: {self.last_error}"
