@@ -42,9 +42,13 @@ from napari_adaqat.report.evaluate import evaluate
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr" / "permissive_512"
 
 
-def changed_mask(mask: np.ndarray, convention: str, erode_px: int = 6, keep: float = 0.8) -> np.ndarray:
+def changed_mask(mask: np.ndarray, convention: str, erode_px: int = 6, keep: float = 0.8,
+                 heart_scale: float = 1.0) -> np.ndarray:
     """The new convention of ``mask`` (H, W) bool: ``erode``: eroded by ``erode_px`` px (4-connected steps);
-    ``above-line``: only the lung above the line at ``keep`` of the lung field's height (the bases dropped)."""
+    ``above-line``: only the lung above the line at ``keep`` of the lung field's height (the bases dropped);
+    ``no-heart``: an ellipse of semi-axes ``heart_scale`` x (22 % of the lung field's height, 20 % of its width)
+    over the lower middle of the left lung removed (1.0: Dice 0.945 between old and new masks; 1.4: 0.88,
+    about the bundled model's Dice on real heart-excluding sets, issue 32)."""
     if convention == "erode":
         return ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(2, 1), iterations=erode_px)
     if convention == "no-heart":  # an ellipse where the heart overlaps the left lung (the film's right side)
@@ -53,7 +57,7 @@ def changed_mask(mask: np.ndarray, convention: str, erode_px: int = 6, keep: flo
         h, w = y1 - y0, x1 - x0
         yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]]
         cy, cx = y0 + 0.78 * h, (x0 + x1) / 2 + 0.08 * w
-        return mask & (((yy - cy) / (0.22 * h)) ** 2 + ((xx - cx) / (0.2 * w)) ** 2 > 1)
+        return mask & (((yy - cy) / (0.22 * heart_scale * h)) ** 2 + ((xx - cx) / (0.2 * heart_scale * w)) ** 2 > 1)
     rows = np.flatnonzero(mask.any(axis=1))
     cut = int(rows[0] + keep * (rows[-1] - rows[0]))
     out = mask.copy()
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--convention", choices=["erode", "above-line", "no-heart"], default="erode", help="the change (default erode)")
     p.add_argument("--erode", type=int, default=6, help="erode: erosion in px (default 6)")
     p.add_argument("--keep", type=float, default=0.8, help="above-line: fraction of the lung height kept (default 0.8)")
+    p.add_argument("--heart-scale", type=float, default=1.0,
+                   help="no-heart: size of the removed ellipse (default 1.0; 1.4 matches the real heart-excluding sets' gap)")
     p.add_argument("--n-train", type=int, default=20, help="fine-tune films (default 20)")
     p.add_argument("--seed", type=int, default=0, help="which films (default 0)")
     p.add_argument("--preset", default="finetune", help="training preset (default finetune)")
@@ -113,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tune, held = choose_films(args.n_train, args.seed)
     def change(mask: np.ndarray) -> np.ndarray:
-        return changed_mask(mask, args.convention, args.erode, args.keep)
+        return changed_mask(mask, args.convention, args.erode, args.keep, args.heart_scale)
     write_set(args.data, args.work / "finetune", tune, change)
     write_set(args.data, args.work / "heldout", sum(held.values(), []), change)
     (args.work / "heldout" / "split.json").write_text(json.dumps({"train": [], "val": [],
@@ -133,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     report = args.work / f"{args.run}_report"
     evaluate(args.work / "heldout", model=["default", str(run / "model_int8.safetensors")], out_dir=report,
              split="test", document=False, device="cpu")
-    summary = {"command": shlex.join(["adaqat", *command[3:]]), "convention": args.convention, "erode_px": args.erode, "keep": args.keep, "n_train": args.n_train,
+    summary = {"command": shlex.join(["adaqat", *command[3:]]), "convention": args.convention, "erode_px": args.erode, "keep": args.keep,
+               "heart_scale": args.heart_scale, "n_train": args.n_train,
                "films_train": tune, "wall_s": round(wall, 1), "cpu_s": round(cpu_s, 1), "loadavg_before": load_before,
                "loadavg_after": load_after, "dice": dice_by_set(report, held), "cpus": os.cpu_count()}
     (args.work / f"{args.run}_summary.json").write_text(json.dumps(summary, indent=1))

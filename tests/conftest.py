@@ -40,6 +40,20 @@ def nano_pth(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def nano_models(tmp_path_factory) -> tuple[Path, Path]:
+    """Two different random vit_nano checkpoints: 'model' and 'baseline' (the docks' GUI tests)."""
+    from napari_adaqat.model.build import build_sam
+
+    folder = tmp_path_factory.mktemp("nano")
+    paths = []
+    for seed, name in ((0, "model.pth"), (1, "baseline.pth")):
+        torch.manual_seed(seed)
+        torch.save(build_sam("vit_nano").state_dict(), folder / name)
+        paths.append(folder / name)
+    return paths[0], paths[1]
+
+
 @pytest.fixture()
 def dataset(tmp_path, cxr_dir):
     """The 4 shipped radiographs, all used for training and validation."""

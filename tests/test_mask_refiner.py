@@ -132,7 +132,7 @@ def test_the_training_forward_returns_the_decoders_own_logits_beside_the_refined
     sam = _trained_refiner().eval()
     batch = {"image": torch.rand(2, 3, 64, 64), "box": BOXES}
     with torch.no_grad():
-        logits, coarse = _forward(sam, batch, "cpu", False, False, keep_coarse=True)
+        (logits,), coarse = _forward(sam, batch, "cpu", False, False, keep_coarse=True)
         assert _forward(sam, batch, "cpu", False, False)[1] is None  # only computed on request
         features = embed(sam, batch["image"])
         expected_coarse = F.interpolate(decode_coarse(sam, features, BOXES)[0], size=(64, 64), mode="bilinear",

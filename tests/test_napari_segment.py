@@ -23,24 +23,11 @@ from skimage.metrics import structural_similarity  # noqa: E402
 from napari_adaqat._sample import chest_xray  # noqa: E402
 from napari_adaqat.inference.predictor import BoxPredictor  # noqa: E402
 from napari_adaqat.model import loading  # noqa: E402
-from napari_adaqat.model.build import build_sam  # noqa: E402
 from napari_adaqat.widgets.segment import SegmentWidget  # noqa: E402
 from napari_adaqat.widgets._shared import FILE_RECHECK_S, shared_engine  # noqa: E402
 
 pytestmark = pytest.mark.gui
 WAIT_MS = 120_000
-
-
-@pytest.fixture(scope="module")
-def nano_models(tmp_path_factory) -> tuple[Path, Path]:
-    """Two different random vit_nano checkpoints: 'model' and 'baseline'."""
-    folder = tmp_path_factory.mktemp("nano")
-    paths = []
-    for seed, name in ((0, "model.pth"), (1, "baseline.pth")):
-        torch.manual_seed(seed)
-        torch.save(build_sam("vit_nano").state_dict(), folder / name)
-        paths.append(folder / name)
-    return paths[0], paths[1]
 
 
 def add_sample(viewer) -> tuple:
@@ -108,7 +95,9 @@ def test_boxes_from_api_and_mouse_give_mask_ssim_and_delta(make_napari_viewer, q
     assert tuple(ssim.contrast_limits) == (0.0, 1.0) and tuple(delta.contrast_limits) == (-1.0, 1.0)
     np.testing.assert_allclose(widget.last_result.box, [30, 40, 480, 470])
     assert "latency" in widget.status.value and "SSIM" in widget.status.value
-    assert viewer.layers[-1] is boxes and viewer.layers.selection.active is boxes  # ready for the next box
+    # the prompt layers stay on top (points above boxes) and boxes stays selected, ready for the next box
+    assert viewer.layers[-2] is boxes and viewer.layers[-1] is viewer.layers["points"]
+    assert viewer.layers.selection.active is boxes
 
     # 2) choose the true mask as reference, then draw a second rectangle with the mouse
     widget.reference.value = truth
@@ -130,9 +119,9 @@ def test_boxes_from_api_and_mouse_give_mask_ssim_and_delta(make_napari_viewer, q
     assert delta.shape == (512, 512) and np.abs(delta).max() > 0
     np.testing.assert_allclose(delta, s_model - s_base, atol=1e-4)
     np.testing.assert_allclose(viewer.layers["SSIM"].data, s_model, atol=1e-4)
-    from napari_adaqat.inference.postprocess import clean_lung_mask
+    from napari_adaqat.inference.postprocess import finish_mask
 
-    expected = clean_lung_mask(p_model > 0.5) if widget.clean.value else p_model > 0.5
+    expected = finish_mask(p_model > 0.5, result.box, clean=bool(widget.clean.value))  # clipped to the box, cleaned
     np.testing.assert_array_equal(viewer.layers["lung mask"].data, expected.astype(np.uint8))
 
 

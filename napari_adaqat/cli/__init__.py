@@ -10,7 +10,7 @@ from napari_adaqat.util.errors import first_line
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS = {
-    "segment": "Segment images or folders with a box prompt; writes masks and results.csv.",
+    "segment": "Segment images or folders with a box and/or point prompts; writes masks and results.csv.",
     "train": "Fine-tune SAM: Stage 1 (AdaLoRA) or Stage 2 (INT8 QAT), on one device or under torchrun.",
     "export": "Write an INT8 (or FP32) model file from a training run or an official SAM .pth.",
     "evaluate": "Score a model (and a baseline) on a dataset: Dice, IoU, NSD, HD95, Wilcoxon, SSIM.",

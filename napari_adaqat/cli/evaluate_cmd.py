@@ -20,9 +20,11 @@ Table 1 (Dice, IoU, NSD, HD95 as mean ± std and median [IQR], native and 256²,
 size against the baseline, and on Dice a paired equivalence test (TOST) within --equivalence-margin),
 the skipped pairs with their reasons, Table 2 (parameters, file sizes, compression), Fig. 2 SSIM panels,
 Fig. 3 quantization-error plots, distributions, paired plots, the worst cases and provenance; plus
-per_image.csv, summary.json, wilcoxon.json and tables.json.
+per_image.csv, summary.json, wilcoxon.json and tables.json.  Every mask is scored as a user gets it:
+clipped to its box plus a margin (see 'adaqat segment --help', --no-clip), then cleaned with --clean.
 examples:
   adaqat evaluate --data DATA --baseline default --out report/               # bundled INT8 vs its FP32 baseline
+  adaqat evaluate --data DATA --clicks 3 --out report/                       # + Dice after 1-3 corrective clicks
   adaqat evaluate --model a.safetensors --model b.safetensors --baseline base.safetensors \\
       --data DATA --split-file runs/s1/split.json --out report/"""
 
@@ -31,6 +33,16 @@ def _margin(text: str) -> float:
     value = float(text)
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"{text}: a Dice margin between 0 and 1 (e.g. 0.005)")
+    return value
+
+
+def _clicks(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--clicks takes a whole number, not {text!r}") from None
+    if not 0 <= value <= 20:
+        raise argparse.ArgumentTypeError(f"--clicks takes 0 to 20 clicks, not {value}")
     return value
 
 
@@ -57,6 +69,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--equivalence-margin", type=_margin, default=EQUIVALENCE_MARGIN, metavar="DICE",
                    help="margin of the equivalence test (TOST) of each model against the baseline on Dice: "
                         "0.005 = ±0.5 Dice points (default 0.005)")
+    p.add_argument("--clicks", type=_clicks, default=0, metavar="K",
+                   help="after the box, simulate K corrective clicks per image (each at the point farthest from the "
+                        "boundary of the largest error region: positive in a missed region, negative in a false one; "
+                        "the previous logits as mask_input) and report Dice after 0..K clicks and NoC@90/95 "
+                        "(clicks to reach that Dice, capped at K); default 0")
     p.add_argument("--show", action="append", default=[], metavar="NAME",
                    help="also draw the Fig. 2 panel of this image (its file stem); repeatable")
     add_device_argument(p)
@@ -84,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     summary = evaluate(args.data, model, baseline, args.out, args.split, args.box, progress, args.split_file,
                        args.clean, seed=args.seed, device=device, nsd_tolerance=args.nsd_tol, show=args.show,
                        command=shlex.join(["adaqat", *sys.argv[1:]]), batch_size=args.batch_size,
-                       equivalence_margin=args.equivalence_margin)
+                       equivalence_margin=args.equivalence_margin, clicks=args.clicks)
     bar.close()
     for line in summary["skipped"]:
         print(f"adaqat evaluate: skipped {line}", file=sys.stderr)
@@ -97,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
         brief["wilcoxon_dice_p"] = summary["wilcoxon_dice_p"]
         brief["equivalence"] = {tag: equivalence_verdict(tests["dice"])
                                 for tag, tests in summary["equivalence"].items()}
+    if "clicks" in summary:
+        brief["clicks"] = {tag: {"dice_by_click": [round(d, 4) for d in entry["dice_by_click"]],
+                                 "noc90_mean_median": [round(entry["noc90"]["mean"], 2), entry["noc90"]["median"]],
+                                 "noc95_mean_median": [round(entry["noc95"]["mean"], 2), entry["noc95"]["median"]]}
+                           for tag, entry in summary["clicks"].items() if isinstance(entry, dict)}
     brief["report"] = str(Path(args.out) / "index.html")
     print(json.dumps(json_safe(brief), indent=2))  # NaN (e.g. mixed mm/px units) becomes null
     return 0

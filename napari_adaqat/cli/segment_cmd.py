@@ -1,4 +1,4 @@
-"""``adaqat segment``: box-prompt segmentation of files and folders."""
+"""``adaqat segment``: box- and point-prompt segmentation of files and folders."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from napari_adaqat.cli.common import add_device_argument, add_model_arguments, model_refs
 from napari_adaqat.inference.journal import RESULTS_CSV
+from napari_adaqat.inference.postprocess import CLIP_MARGIN_FRACTION, CLIP_MARGIN_MIN_PX
 from napari_adaqat.model.device import resolve_device
 
 
@@ -49,6 +50,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument("--boxes", metavar="CSV", help="CSV with columns file,x0,y0,x1,y1 (pixels); "
                    "default box: the whole image minus a 2%% margin")
+    p.add_argument("--points", metavar="CSV",
+                   help="CSV with rows file,x,y,label (pixels; label 1 = lung, 0 = not lung; header optional; several "
+                        "rows per file). A file in --boxes too gets its box and its points; a file with points and "
+                        "no box is segmented from its points alone (with the default box when none of them is 1)")
+    p.add_argument("--no-clip", dest="clip", action="store_false",
+                   help=f"keep mask pixels outside the box. By default nothing of the mask lies outside the box plus a "
+                        f"margin of max({CLIP_MARGIN_MIN_PX:g} px, {100 * CLIP_MARGIN_FRACTION:g}%% of the longer image "
+                        f"side), widened to the file's positive points; points without a box are never clipped")
     p.add_argument("--no-clean", dest="clean", action="store_false",
                    help="keep the raw model mask (default: keep the two largest regions and fill holes)")
     p.add_argument("--format", choices=list(FORMATS), default="png",
@@ -80,7 +89,7 @@ def _compact(out_dir: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_adaqat.data import check_output_folder, collect_inputs, read_boxes_csv
+    from napari_adaqat.data import check_output_folder, collect_inputs, read_boxes_csv, read_points_csv
     from napari_adaqat.inference.batch import FolderBusy
     from napari_adaqat.inference.shard import start_shard, stop_shard
 
@@ -96,9 +105,10 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise ValueError("no image files found in the inputs")
     boxes = read_boxes_csv(args.boxes) if args.boxes else None
+    points = read_points_csv(args.points) if args.points else None
     shard, device = start_shard(resolve_device(args.device))
     try:
-        return _segment(args, files, boxes, out_dir, device, shard)
+        return _segment(args, files, (boxes, points), out_dir, device, shard)
     except FolderBusy:
         if shard.lead:
             raise
@@ -107,16 +117,22 @@ def run(args: argparse.Namespace) -> int:
         stop_shard(shard)
 
 
-def _segment(args: argparse.Namespace, files: list[Path], boxes, out_dir: Path, device: str, shard) -> int:
+def _segment(args: argparse.Namespace, files: list[Path], prompts, out_dir: Path, device: str, shard) -> int:
     """The run of one process (rank ``shard.rank`` of a torchrun launch, or the only one)."""
-    from napari_adaqat.data import describe_unmatched
+    from napari_adaqat.data import describe_unmatched, unmatched_boxes
     from napari_adaqat.inference.batch import segment_files
     from napari_adaqat.inference.engine import ONE_SHOT, Engine
     from napari_adaqat.inference.quality import REVIEW_BELOW
 
+    boxes, points = prompts
     if shard.lead:
         for line in describe_unmatched(args.boxes, boxes, files) if boxes else []:
             print(f"adaqat segment: warning: {line}", file=sys.stderr)
+        names = unmatched_boxes(points, files)[0] if points else []
+        if names:
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            print(f"adaqat segment: warning: {args.points}: {len(names)} file name(s) match no input and are "
+                  f"ignored: {shown}", file=sys.stderr)
     model, baseline = model_refs(args)
     engine = Engine(recheck_seconds=ONE_SHOT)  # one run, one model file: never re-stat it per film
     engine.predictor(model, device)  # a bad model file fails here, before any row is written
@@ -127,7 +143,8 @@ def _segment(args: argparse.Namespace, files: list[Path], boxes, out_dir: Path, 
     mine = shard.count(len(files))
     bar = tqdm(total=mine, desc="segment" if shard.world == 1 else f"segment (rank 0 of {shard.world})",
                unit="img", disable=None if shard.lead else True)
-    for result in segment_files(files, model, out_dir, boxes=boxes, baseline=baseline, suffix=FORMATS[args.format],
+    for result in segment_files(files, model, out_dir, boxes=boxes, points=points, clip=args.clip, baseline=baseline,
+                                suffix=FORMATS[args.format],
                                 clean=args.clean, device=device, engine=engine, frame=args.frame,
                                 batch_size=args.batch_size, shard=shard, notes=notes):
         for note in notes:

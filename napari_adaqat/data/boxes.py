@@ -63,12 +63,12 @@ DELIMITERS = (",", ";", "\t")  # Excel writes ; where the decimal separator is a
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 
 
-def _sniff(first_line: str) -> str:
+def _sniff(first_line: str, columns: tuple[str, ...] = COLUMNS) -> str:
     """The delimiter of a box CSV from its header line: the one that yields every column name
     (trimmed, case-folded), else the most frequent of , ; tab outside quotes (``,`` when none)."""
     for delimiter in DELIMITERS:
         names = {h.strip().casefold() for h in next(csv.reader([first_line], delimiter=delimiter), [])}
-        if set(COLUMNS) <= names:
+        if set(columns) <= names:
             return delimiter
     unquoted = "".join(first_line.split('"')[::2])
     counts = {d: unquoted.count(d) for d in DELIMITERS}
@@ -102,14 +102,29 @@ def _text(path: str | Path) -> str:
                          f"{exc.start}); save it as CSV (UTF-8)") from None
 
 
-def _rows(path: str | Path):
-    """(line number, delimiter, {column: value}, raw text of the record) of each non-empty row of a box CSV.
+def _headerless(row: list[str], columns: tuple[str, ...]) -> bool:
+    """Whether the first row of a CSV whose header is optional is data: as many fields as ``columns``,
+    none of them a column name, and a number after the file name."""
+    names = {field.strip().casefold() for field in row}
+    if len(row) != len(columns) or names & set(columns):
+        return False
+    try:
+        float(row[1].strip())
+    except ValueError:
+        return False
+    return True
+
+
+def _rows(path: str | Path, columns: tuple[str, ...] = COLUMNS, header_optional: bool = False):
+    """(line number, delimiter, {column: value}, raw text of the record) of each non-empty row of a CSV
+    with ``columns`` (a box CSV by default).
 
     The delimiter is sniffed (, ; tab); header names are trimmed and case-folded; rows whose every
     field is blank (Excel's trailing ``,,,,``) are skipped; a row with another field count than the
-    header is refused, so that a decimal comma can never shift a box.  One-line ValueErrors."""
+    header is refused, so that a decimal comma can never shift a box.  ``header_optional``: a first row
+    that is data (:func:`_headerless`) takes the columns in order.  One-line ValueErrors."""
     text = _text(path)
-    delimiter = _sniff(text.lstrip("\r\n").splitlines()[0] if text.strip() else "")
+    delimiter = _sniff(text.lstrip("\r\n").splitlines()[0] if text.strip() else "", columns)
     lines = _Lines(text)
     reader = csv.reader(lines, delimiter=delimiter)
     try:
@@ -117,14 +132,17 @@ def _rows(path: str | Path):
         while header is not None and not any(h.strip() for h in header):
             header = next(reader, None)
         if header is None:
-            raise ValueError(f"{path}: empty file; expected a header line {','.join(COLUMNS)}")
+            raise ValueError(f"{path}: empty file; expected a header line {','.join(columns)}")
+        if header_optional and _headerless(header, columns):
+            yield reader.line_num, delimiter, dict(zip(columns, header)), "".join(lines.taken)
+            header = list(columns)
         names = [h.strip().casefold() for h in header]
-        missing = [c for c in COLUMNS if c not in names]
+        missing = [c for c in columns if c not in names]
         if missing:
             found = " ".join(",".join(h.strip() for h in header).split())[:80]  # an unclosed quote reads newlines
-            raise ValueError(f"{path}:1: missing column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}"
+            raise ValueError(f"{path}:1: missing column(s) {', '.join(missing)}; expected {','.join(columns)}"
                              f" (found {found or 'nothing'})")
-        index = {c: names.index(c) for c in COLUMNS}
+        index = {c: names.index(c) for c in columns}
         while True:
             lines.taken.clear()
             row = next(reader, None)
@@ -146,7 +164,7 @@ def _count_problem(found: int, expected: int, delimiter: str) -> str:
     return text
 
 
-def _number(column: str, value: str, delimiter: str, record: str) -> float:
+def _number(column: str, value: str, delimiter: str, record: str, names: str = "x0,y0,x1,y1") -> float:
     """One coordinate; a decimal comma only in a quoted field of a ;-separated file (unambiguous there)."""
     text = value.strip()
     try:
@@ -163,7 +181,7 @@ def _number(column: str, value: str, delimiter: str, record: str) -> float:
         where = "a quoted field of a ;-separated file" if delimiter == ";" else "a ;-separated file (quoted)"
         raise ValueError(f"{column} is {value[:20]!r}: a decimal comma is read only in {where}; "
                          f"write {text.replace(',', '.')}")
-    raise ValueError(f"x0,y0,x1,y1 must be numbers; {column} is {value[:20]!r}")
+    raise ValueError(f"{names} must be numbers; {column} is {value[:20]!r}")
 
 
 def read_boxes_csv(path: str | Path) -> dict[str, np.ndarray]:

@@ -56,6 +56,11 @@ def transform_boxes(boxes: np.ndarray, original_size: tuple[int, int], image_siz
     return ResizeLongestSide(image_size).apply_boxes(np.asarray(boxes, dtype=np.float64), original_size)
 
 
+def transform_coords(coords: np.ndarray, original_size: tuple[int, int], image_size: int) -> np.ndarray:
+    """(..., 2) x, y points in original pixels → model input coordinates."""
+    return ResizeLongestSide(image_size).apply_coords(np.asarray(coords, dtype=np.float64), original_size)
+
+
 def normalize_and_pad(images: torch.Tensor, pixel_mean: Sequence[float] | torch.Tensor,
                       pixel_std: Sequence[float] | torch.Tensor, image_size: int) -> torch.Tensor:
     """(B, 3, h, w) or (3, h, w) resized RGB in 0..255 → normalised, zero-padded (…, 3, S, S), as ``Sam.preprocess``."""

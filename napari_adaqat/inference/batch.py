@@ -17,6 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from napari_adaqat.data.boxes import box_for, check_box, default_box
+from napari_adaqat.data.points import check_points, points_for
 from napari_adaqat.inference import journal as J
 from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched
 from napari_adaqat.inference.journal import RESULT_COLUMNS, RESULTS_CSV, csv_text, load_results, write_results
@@ -133,6 +134,8 @@ def segment_files(
     out_dir: Path,
     *,
     boxes: dict[str, np.ndarray] | None = None,
+    points: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    clip: bool = True,
     baseline: ModelLike | None = None,
     suffix: str = ".png",
     clean: bool = True,
@@ -152,7 +155,10 @@ def segment_files(
     a killed run's lock and journal are taken over (a line about it goes to ``notes``).  A file whose
     row says ``ok`` and whose mask exists is skipped.  A bad file gives an ``error`` row and the rest
     go on.  Each row carries the mask's ``quality`` (estimated Dice) and ``review`` flag.  ``clean``
-    keeps the two largest regions of each mask and fills its holes.  Under torchrun (``shard``) rank
+    keeps the two largest regions of each mask and fills its holes.  ``points``
+    (:func:`~napari_adaqat.data.points.read_points_csv`) adds a file's points to its box (a file with
+    points and no box in ``boxes`` is prompted by its points alone, with the default box when none is
+    1 = lung); ``clip`` clears what lies outside the box plus a margin.  Under torchrun (``shard``) rank
     ``r`` does inputs ``r, r + N, ...``; ``results.csv`` is merged once at the end, as one process
     writes it.  On a GPU (:func:`~napari_adaqat.inference.engine.batched`), files are read
     ``batch_size`` at a time and embedded ``batch_size`` per encoder forward before their prompts (a
@@ -173,7 +179,8 @@ def segment_files(
         shard.barrier()  # every rank chose the same mask names before any mask is written
         journal = J.Journal(out_dir, shard.rank)
         yield from _segment_mine(files, model, out_dir, names, done_keys, journal, shard, engine, boxes=boxes,
-                                 baseline=baseline, suffix=suffix, clean=clean, device=device, frame=frame,
+                                 points=points, clip=clip, baseline=baseline, suffix=suffix, clean=clean,
+                                 device=device, frame=frame,
                                  batch_size=batch_size)
         finished = True
     finally:
@@ -190,8 +197,8 @@ def segment_files(
 
 
 def _segment_mine(files: list[Path], model: ModelLike, out_dir: Path, names: dict[str, str], done_keys: set[str],
-                  journal: J.Journal, shard: Shard, engine: Engine, *, boxes, baseline, suffix, clean, device,
-                  frame, batch_size) -> Iterator[ResultRow]:
+                  journal: J.Journal, shard: Shard, engine: Engine, *, boxes, points, clip, baseline, suffix, clean,
+                  device, frame, batch_size) -> Iterator[ResultRow]:
     """The loop of :func:`segment_files` over this rank's files."""
     seg = suffix == SEG_SUFFIX
     step = max(1, int(batch_size)) if batched(device) else 1
@@ -221,8 +228,8 @@ def _segment_mine(files: list[Path], model: ModelLike, out_dir: Path, names: dic
             image_ahead, read_seconds = ahead.get(path, (None, 0.0))
             embedded = share if isinstance(image_ahead, ImageData) else 0.0
             start = time.perf_counter() - read_seconds - embedded  # its read and its share of the batch, done already
-            result = _segment_one(path, key, mask_path, index, image_ahead, journal, engine, model, baseline, boxes,
-                                  device, clean, frame, seg)
+            result = _segment_one(path, key, mask_path, index, image_ahead, journal, engine, model, baseline,
+                                  (boxes, points, clip), device, clean, frame, seg)
             result.seconds = round(time.perf_counter() - start, 4)
             journal.record(index, asdict(result))
             if shard.lead and time.monotonic() >= next_compact:
@@ -233,7 +240,7 @@ def _segment_mine(files: list[Path], model: ModelLike, out_dir: Path, names: dic
 
 
 def _segment_one(path: Path, key: str, mask_path: Path, index: int, image_ahead, journal: J.Journal, engine: Engine,
-                 model: ModelLike, baseline: ModelLike | None, boxes, device: str, clean: bool, frame: int | None,
+                 model: ModelLike, baseline: ModelLike | None, prompts, device: str, clean: bool, frame: int | None,
                  seg: bool) -> ResultRow:
     """One input: its mask written (claimed in the journal first) and its row; a failure is an error row."""
     try:
@@ -243,11 +250,18 @@ def _segment_one(path: Path, key: str, mask_path: Path, index: int, image_ahead,
         if isinstance(image_ahead, Exception):
             raise image_ahead
         image = image_ahead if isinstance(image_ahead, ImageData) else read_input(path, frame)
+        boxes, points, clip = prompts
         box = box_for(path, boxes or {})
-        prompted = box is not None  # a box from the CSV was drawn by someone: semi-automatic
-        box = default_box(image.pixels.shape) if box is None else box
-        check_box(box, image.pixels.shape)
-        segmented = engine.segment(image.pixels, box, model, baseline, device, clean=clean)
+        coords, labels = points_for(path, points or {}) or (None, None)
+        prompted = box is not None or coords is not None  # drawn or clicked by someone: semi-automatic
+        if coords is not None:
+            check_points(coords, image.pixels.shape)
+        if box is None and (labels is None or not (labels == 1).any()):  # "not lung" points alone say no where
+            box = default_box(image.pixels.shape)
+        if box is not None:
+            check_box(box, image.pixels.shape)
+        segmented = engine.segment(image.pixels, box, model, baseline, device, clean=clean, clip=clip,
+                                   point_coords=coords, point_labels=labels)
         journal.claim(index, key, str(mask_path))  # a kill from here on leaves the name reserved, not orphaned
         if seg:
             write_dicom_seg(mask_path, path, segmented.mask, frame=image.meta.get("frame"),
@@ -256,7 +270,7 @@ def _segment_one(path: Path, key: str, mask_path: Path, index: int, image_ahead,
         else:
             write_mask(mask_path, segmented.mask, overwrite=True)
         quality = mask_quality(segmented.p_model, segmented.mask)
-        result = ResultRow(file=key, status="ok", box=" ".join(f"{v:.1f}" for v in box),
+        result = ResultRow(file=key, status="ok", box="" if box is None else " ".join(f"{v:.1f}" for v in box),
                            area_px=int(segmented.mask.sum()), mask=str(mask_path), quality=quality.score,
                            review=int(quality.review), orientation=image.meta.get("orientation_applied", ""))
         if segmented.ssim_mean is not None:

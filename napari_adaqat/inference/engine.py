@@ -14,7 +14,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -75,13 +75,15 @@ class _Prompted:
     cpu_seconds: Optional[float]  # the same span's thread CPU time on a CPU predictor, else None
     cleaned: bool
     path: Optional[Path]  # the model file (None for a ready predictor)
+    clipped: bool = True
 
 
 @dataclass
 class SegmentResult:
-    """Everything one box prompt produced, at the image's (slice's) resolution."""
+    """Everything one prompt (a box and/or points, and a mask prompt) produced, at the image's (slice's)
+    resolution.  ``low_res_logits`` is the model's next ``mask_input`` (a corrective click feeds it back)."""
 
-    box: np.ndarray  # (4,) xyxy pixels
+    box: Optional[np.ndarray]  # (4,) xyxy pixels; None for points alone
     slice_index: Optional[int]  # plane of a 3-D stack, None for 2-D images
     mask: np.ndarray  # (H, W) bool, cleaned when ``cleaned``
     p_model: np.ndarray  # (H, W) float32 probabilities
@@ -95,9 +97,14 @@ class SegmentResult:
     model_cpu_seconds: Optional[float] = None
     model_file: Optional[str] = None  # the model file that made the mask (None for a ready predictor)
     cleaned: bool = True
+    point_coords: Optional[np.ndarray] = None  # (P, 2) x, y pixels of the prompt's points
+    point_labels: Optional[np.ndarray] = None  # (P,) 1 = lung, 0 = not lung
+    low_res_logits: Any = None  # torch (1, 1, 4E, 4E): the model's logits, its next mask_input
+    clipped: bool = True  # whether the box-clipping rule was applied (when there is a box)
     p_baseline: Optional[np.ndarray] = None  # filled by Engine.add_maps
     baseline_mask: Optional[np.ndarray] = None
     baseline_seconds: Optional[float] = None
+    baseline_low_res_logits: Any = None  # torch (1, 1, 4E, 4E): the baseline's next mask_input
     ssim: Optional[np.ndarray] = None  # (H, W) float32
     delta: Optional[np.ndarray] = None
     ssim_mean: Optional[float] = None
@@ -227,46 +234,61 @@ class Engine:
             if usable and embed_many is not None:
                 embed_many(usable, batch_size)
 
-    def _prompt(self, image: np.ndarray, box: np.ndarray, model: ModelLike, device: str,
-                clean: Optional[bool]) -> "_Prompted":
-        """One model's prompt of ``image`` with ``box``, timed (see :class:`_Prompted`)."""
+    def _prompt(self, image: np.ndarray, box: Optional[np.ndarray], model: ModelLike, device: str,
+                clean: Optional[bool], point_coords: Optional[np.ndarray] = None,
+                point_labels: Optional[np.ndarray] = None, mask_input: Any = None,
+                clip: Optional[bool] = None) -> "_Prompted":
+        """One model's prompt of ``image`` with ``box`` and/or points (and a mask prompt), timed
+        (see :class:`_Prompted`); :meth:`Segmenter.predict` does it."""
         check_segmentable(image)
         with self.lock:
             segmenter = self.segmenter(model, device)
             t0, c0 = time.perf_counter(), time.thread_time()
             segmenter.set_image(image)  # cached after the first call
             t1 = time.perf_counter()
-            mask, pred = segmenter.prompt(box, clean)
+            mask, pred = segmenter.predict(box, point_coords, point_labels, mask_input, clean, clip)
             t2, c2 = time.perf_counter(), time.thread_time()
         return _Prompted(mask, pred, (t2 - t1) * 1000.0, t2 - t0,
                          (c2 - c0) if segmenter.device.startswith("cpu") else None,
-                         segmenter.clean if clean is None else bool(clean), segmenter.path)
+                         segmenter.clean if clean is None else bool(clean), segmenter.path,
+                         segmenter.clip if clip is None else bool(clip))
 
-    def predict(self, image: np.ndarray, box: np.ndarray, model: ModelLike, device: str = "cpu",
+    def predict(self, image: np.ndarray, box: Optional[np.ndarray], model: ModelLike, device: str = "cpu",
                 reference: Optional[np.ndarray] = None, slice_index: Optional[int] = None,
-                clean: Optional[bool] = None) -> SegmentResult:
-        """Phase 1, fast: prompt ``image`` (H, W) with one xyxy ``box``; the mask and its Dice.
+                clean: Optional[bool] = None, *, point_coords: Optional[np.ndarray] = None,
+                point_labels: Optional[np.ndarray] = None, mask_input: Any = None,
+                clip: Optional[bool] = None) -> SegmentResult:
+        """Phase 1, fast: prompt ``image`` (H, W) with one xyxy ``box`` (None: points alone, or the default
+        box when there are no points either) and optional points (P, 2) x, y pixels with labels (P,)
+        1 = lung / 0 = not lung and a ``mask_input`` (the previous result's ``low_res_logits``, or
+        :meth:`Segmenter.mask_input_from` of an edited mask); the mask and its Dice.
 
-        ``clean`` keeps the two largest regions and fills holes (``None``: the segmenter's rule, on
-        for model files; the maps use the raw probabilities)."""
+        ``clean`` keeps the two largest regions and fills holes, ``clip`` clears what lies outside the
+        box plus a margin (``None``: the segmenter's rules, both on for model files; the maps use the
+        raw probabilities)."""
         if reference is not None and reference.shape != image.shape[:2]:
             raise ValueError(f"reference layer has shape {reference.shape}, the image slice {image.shape}")
-        run = self._prompt(image, box, model, device, clean)
+        coords, labels = _points(point_coords, point_labels)
+        run = self._prompt(image, box, model, device, clean, coords, labels, mask_input, clip)
         score = float(dice(run.mask, reference != 0)) if reference is not None else None
         return SegmentResult(
-            box=np.asarray(box, dtype=np.float64), slice_index=slice_index, mask=run.mask,
+            box=None if box is None else np.asarray(box, dtype=np.float64), slice_index=slice_index, mask=run.mask,
             p_model=run.pred.probs[0], has_reference=reference is not None, dice=score, latency_ms=run.latency_ms,
             iou_pred=float(run.pred.iou[0]), model_seconds=run.seconds, model_cpu_seconds=run.cpu_seconds,
             cleaned=run.cleaned, model_file=None if run.path is None else str(run.path),
+            point_coords=coords, point_labels=labels, low_res_logits=_first_row(run.pred), clipped=run.clipped,
         )
 
     def add_maps(self, result: SegmentResult, image: np.ndarray, baseline: Optional[ModelLike], device: str = "cpu",
-                 reference: Optional[np.ndarray] = None) -> SegmentResult:
-        """Phase 2, slower (SSIM is ~20-40 ms per map on 512²): the baseline's prediction and the
-        SSIM/ΔSSIM maps of DESIGN.md, filled into ``result`` (returned)."""
+                 reference: Optional[np.ndarray] = None, baseline_mask_input: Any = None) -> SegmentResult:
+        """Phase 2, slower (SSIM is ~20-40 ms per map on 512²): the baseline's prediction of the same
+        prompts (box, points; its own ``baseline_mask_input``, e.g. its previous ``baseline_low_res_logits``,
+        else no mask prompt) and the SSIM/ΔSSIM maps of DESIGN.md, filled into ``result`` (returned)."""
         if baseline is not None:
-            run = self._prompt(image, result.box, baseline, device, result.cleaned)
+            run = self._prompt(image, result.box, baseline, device, result.cleaned, result.point_coords,
+                               result.point_labels, baseline_mask_input, result.clipped)
             result.p_baseline, result.baseline_mask, result.baseline_seconds = run.pred.probs[0], run.mask, run.seconds
+            result.baseline_low_res_logits = _first_row(run.pred)
             maps = trust_maps(result.p_model, result.p_baseline, reference)
             result.ssim, result.delta = maps.ssim, maps.delta
             result.ssim_mean, result.delta_mean = maps.ssim_mean, maps.delta_mean
@@ -274,9 +296,32 @@ class Engine:
             result.ssim_mean, result.ssim = ssim_map(result.p_model, (reference != 0).astype(np.float32))
         return result
 
-    def segment(self, image: np.ndarray, box: np.ndarray, model: ModelLike, baseline: Optional[ModelLike] = None,
-                device: str = "cpu", reference: Optional[np.ndarray] = None,
-                slice_index: Optional[int] = None, clean: Optional[bool] = None) -> SegmentResult:
-        """Both phases at once: :meth:`predict`, then :meth:`add_maps`."""
-        result = self.predict(image, box, model, device, reference, slice_index, clean)
-        return self.add_maps(result, image, baseline, device, reference)
+    def segment(self, image: np.ndarray, box: Optional[np.ndarray], model: ModelLike,
+                baseline: Optional[ModelLike] = None, device: str = "cpu", reference: Optional[np.ndarray] = None,
+                slice_index: Optional[int] = None, clean: Optional[bool] = None, *,
+                point_coords: Optional[np.ndarray] = None, point_labels: Optional[np.ndarray] = None,
+                mask_input: Any = None, baseline_mask_input: Any = None, clip: Optional[bool] = None) -> SegmentResult:
+        """Both phases at once: :meth:`predict`, then :meth:`add_maps` (same prompts for the baseline)."""
+        result = self.predict(image, box, model, device, reference, slice_index, clean, point_coords=point_coords,
+                              point_labels=point_labels, mask_input=mask_input, clip=clip)
+        return self.add_maps(result, image, baseline, device, reference, baseline_mask_input)
+
+
+def _points(point_coords: Optional[np.ndarray], point_labels: Optional[np.ndarray]
+            ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """Points as (P, 2) float64 x, y and labels (P,) int64, or (None, None) when there are none."""
+    if point_coords is None and point_labels is None:
+        return None, None
+    if point_coords is None or point_labels is None:
+        raise ValueError("point_coords and point_labels go together (labels: 1 = lung, 0 = not lung)")
+    coords = np.asarray(point_coords, dtype=np.float64).reshape(-1, 2)
+    labels = np.asarray(point_labels, dtype=np.int64).reshape(-1)
+    if len(coords) != len(labels):
+        raise ValueError(f"{len(coords)} points but {len(labels)} labels")
+    return (coords, labels) if len(coords) else (None, None)
+
+
+def _first_row(pred: Prediction) -> Any:
+    """The first prompt's ``low_res_logits`` (1, 1, 4E, 4E), or None for a predictor without them."""
+    low = getattr(pred, "low_res_logits", None)
+    return None if low is None else low[:1]

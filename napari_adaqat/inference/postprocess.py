@@ -1,12 +1,65 @@
-"""Optional clean-up of a predicted lung mask (on by default in ``adaqat segment`` and the dock).
+"""What happens to a predicted lung mask before anyone sees it, in one place (:func:`finish_mask`):
+the API, ``adaqat segment``, ``adaqat evaluate`` and the docks all call it through
+:meth:`~napari_adaqat.inference.segmenter.Segmenter.clean_mask`.
 
-Keeps the (at most two) largest connected regions — the lungs — drops specks, and fills
-holes left by opacities.  scipy.ndimage does the labelling and hole filling.
+* **Box clipping** (on by default): nothing of the mask lies outside the box plus a margin of
+  :func:`clip_margin` = max(:data:`CLIP_MARGIN_MIN_PX` px, :data:`CLIP_MARGIN_FRACTION` of the longer
+  image side); positive points outside the box widen the kept rectangle to include them.  Prompts
+  without a box (points alone) are not clipped.
+* **Clean-up** (on by default): keeps the (at most two) largest connected regions — the lungs —
+  drops specks, and fills holes left by opacities.  scipy.ndimage does the labelling and hole filling.
+
+Clipping comes first, so the clean-up keeps the largest regions of what lies in the box (and filling
+holes cannot reach outside the rectangle: a hole is enclosed by mask pixels).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 from scipy import ndimage
+
+CLIP_MARGIN_FRACTION = 0.02  # the box-clipping margin, as a fraction of the longer image side ...
+CLIP_MARGIN_MIN_PX = 8.0  # ... and at least this many pixels
+
+
+def clip_margin(shape: tuple[int, int]) -> float:
+    """The box-clipping margin in pixels for an image of (H, W) ``shape``."""
+    return max(CLIP_MARGIN_MIN_PX, CLIP_MARGIN_FRACTION * max(shape[0], shape[1]))
+
+
+def clip_rectangle(shape: tuple[int, int], box: np.ndarray, points: Optional[np.ndarray] = None
+                   ) -> tuple[int, int, int, int]:
+    """The (row0, row1, col0, col1) half-open pixel rectangle that a mask is clipped to: the xyxy
+    ``box`` (4,), widened to the positive ``points`` (P, 2) x, y if any, plus :func:`clip_margin`."""
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
+    if points is not None and len(points):
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        x0, y0 = min(x0, pts[:, 0].min()), min(y0, pts[:, 1].min())
+        x1, y1 = max(x1, pts[:, 0].max()), max(y1, pts[:, 1].max())
+    m = clip_margin(shape)
+    h, w = shape
+    r0, c0 = max(0, int(np.ceil(y0 - m))), max(0, int(np.ceil(x0 - m)))  # pixel centres within the margin
+    r1, c1 = min(h, int(np.floor(y1 + m)) + 1), min(w, int(np.floor(x1 + m)) + 1)
+    return r0, max(r0, r1), c0, max(c0, c1)
+
+
+def clip_to_box(mask: np.ndarray, box: np.ndarray, points: Optional[np.ndarray] = None) -> np.ndarray:
+    """(H, W) bool → (H, W) bool: ``mask`` with everything outside :func:`clip_rectangle` cleared."""
+    r0, r1, c0, c1 = clip_rectangle(mask.shape[:2], box, points)
+    out = np.zeros(mask.shape, dtype=bool)
+    out[r0:r1, c0:c1] = mask[r0:r1, c0:c1]
+    return out
+
+
+def finish_mask(mask: np.ndarray, box: Optional[np.ndarray] = None, clean: bool = True, clip: bool = True,
+                positive_points: Optional[np.ndarray] = None) -> np.ndarray:
+    """The one post-processing rule of a predicted mask (H, W) bool: clip to ``box`` (xyxy, or None:
+    no clipping) when ``clip``, then :func:`clean_lung_mask` when ``clean``."""
+    mask = np.asarray(mask, dtype=bool)
+    if clip and box is not None:
+        mask = clip_to_box(mask, box, positive_points)
+    return clean_lung_mask(mask) if clean else mask
 
 
 def clean_lung_mask(mask: np.ndarray, keep: int = 2, min_ratio: float = 0.1) -> np.ndarray:

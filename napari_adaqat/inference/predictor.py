@@ -1,4 +1,5 @@
-"""Box-prompt predictor: embed an image once, then prompt it with many boxes."""
+"""Prompt predictor: embed an image once, then prompt it many times with boxes, points and masks
+(SAM's ``predict(boxes, point_coords, point_labels, mask_input)``)."""
 from __future__ import annotations
 
 import hashlib
@@ -16,10 +17,10 @@ import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvi
 from segment_anything.modeling import Sam
 
 from napari_adaqat.data.boxes import default_box
-from napari_adaqat.data.transforms import PreparedImage, prepare_image, to_uint8_rgb, transform_boxes
+from napari_adaqat.data.transforms import PreparedImage, prepare_image, to_uint8_rgb, transform_boxes, transform_coords
 from napari_adaqat.io import read_image
-from napari_adaqat.model.forward import decode_boxes, embed, image_detail, refine_logits
-from napari_adaqat.model.lean_decoder import ImageContext, decode_box_logits, image_context, supports_lean_decoder
+from napari_adaqat.model.forward import as_mask_input, decode_coarse, embed, image_detail, refine_logits
+from napari_adaqat.model.lean_decoder import ImageContext, decode_prompt_logits, image_context, supports_lean_decoder
 from napari_adaqat.model.lean_decoder import upsample_logits
 from napari_adaqat.model.runtime import keep_freed_memory
 from napari_adaqat.util.atomic import atomic_write
@@ -27,11 +28,13 @@ from napari_adaqat.util.atomic import atomic_write
 
 @dataclass
 class Prediction:
-    """Results at full image resolution for N boxes; ``probs`` is computed on first use."""
+    """Results at full image resolution for N prompts; ``probs`` is computed on first use.
+    ``low_res_logits`` is what to pass back as the next ``mask_input`` (SAM's name and shape)."""
 
     masks: np.ndarray  # (N, H, W) bool
     iou: np.ndarray  # (N,) float32, the decoder's predicted IoU
     logits: torch.Tensor  # (N, H, W) float32 mask logits (CPU)
+    low_res_logits: torch.Tensor | None = None  # (N, 1, 4E, 4E) float32 (CPU): the final logits in the input frame
     _probs: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -218,26 +221,93 @@ class BoxPredictor:
         return self._current is not None
 
     @torch.no_grad()
-    def predict(self, boxes: np.ndarray | None = None) -> Prediction:
-        """Predict one mask per xyxy box; ``boxes`` is (4,) or (N, 4) in image pixels
-        (``None``: the whole image minus a 2 % margin, as ``adaqat segment``)."""
+    def predict(self, boxes: np.ndarray | None = None, point_coords: np.ndarray | None = None,
+                point_labels: np.ndarray | None = None, mask_input: np.ndarray | torch.Tensor | None = None
+                ) -> Prediction:
+        """One mask per prompt on the image set last, SAM's names (``multimask_output=False``).
+
+        ``boxes``: (4,) or (B, 4) xyxy in image pixels; ``point_coords``: (P, 2) or (B, P, 2) x, y in image
+        pixels with ``point_labels`` (P,) or (B, P): 1 = lung, 0 = not lung (-1 = padding);
+        ``mask_input``: (1, 4E, 4E) or (B, 1, 4E, 4E) logits, a previous :attr:`Prediction.low_res_logits`
+        (or :meth:`mask_input_from` of an edited mask).  A single prompt part is shared by all B rows.
+        Points alone work (no box); with no box, no points and no mask: the whole image minus a 2 %
+        margin (:func:`~napari_adaqat.data.boxes.default_box`), as ``adaqat segment``."""
         if self._current is None:
             raise RuntimeError("call set_image() before predict()")
-        if boxes is None:
-            boxes = default_box(self._current.original_size)
-        boxes = np.atleast_2d(np.asarray(boxes, dtype=np.float64))
-        if boxes.shape[1] != 4:
-            raise ValueError(f"boxes must be (N, 4) xyxy, got {boxes.shape}")
         emb = self._current
-        boxes_in = torch.as_tensor(transform_boxes(boxes, emb.original_size, self.image_size), dtype=torch.float32)
+        if boxes is None and point_coords is None and mask_input is None:
+            boxes = default_box(emb.original_size)
+        boxes_in, coords_in, labels_in, mask_in = self._prompt_tensors(boxes, point_coords, point_labels, mask_input)
         if self._context is not None:  # straight to the original size, mask token 0 only
-            low, iou = decode_box_logits(self.sam, self._context, boxes_in.to(self.device))
-            low = refine_logits(self.sam, low[:, None], self._detail)[:, 0]
-            logits = upsample_logits(low, self.image_size, emb.input_size, emb.original_size)
+            low, iou = decode_prompt_logits(self.sam, self._context, boxes_in, coords_in, labels_in, mask_in)
+            low = refine_logits(self.sam, low[:, None], self._detail)
+            logits = upsample_logits(low[:, 0], self.image_size, emb.input_size, emb.original_size)
         else:
-            low_res, iou4 = decode_boxes(self.sam, self._current_features, boxes_in.to(self.device), self._detail)
-            logits = self.sam.postprocess_masks(low_res, emb.input_size, emb.original_size)[:, 0]
+            coarse, iou4 = decode_coarse(self.sam, self._current_features, boxes_in, coords_in, labels_in, mask_in)
+            low = refine_logits(self.sam, coarse, self._detail)
+            logits = self.sam.postprocess_masks(low, emb.input_size, emb.original_size)[:, 0]
             iou = iou4[:, 0]
         logits = logits.float().cpu()
         masks = logits > self.sam.mask_threshold
-        return Prediction(masks.numpy(), iou.float().cpu().numpy(), logits)
+        return Prediction(masks.numpy(), iou.float().cpu().numpy(), logits,
+                          as_mask_input(self.sam, low).float().cpu())
+
+    def _prompt_tensors(self, boxes: np.ndarray | None, point_coords: np.ndarray | None,
+                        point_labels: np.ndarray | None, mask_input: np.ndarray | torch.Tensor | None
+                        ) -> tuple[torch.Tensor | None, ...]:
+        """The prompts in input coordinates on the device, B rows each (a single row is repeated):
+        boxes (B, 4), point coords (B, P, 2) and labels (B, P), mask_input (B, 1, 4E, 4E)."""
+        emb, dev = self._current, self.device
+        rows = []
+        boxes_in = coords_in = labels_in = mask_in = None
+        if boxes is not None:
+            boxes = np.atleast_2d(np.asarray(boxes, dtype=np.float64))
+            if boxes.ndim != 2 or boxes.shape[1] != 4:
+                raise ValueError(f"boxes must be (N, 4) xyxy, got {boxes.shape}")
+            boxes_in = torch.as_tensor(transform_boxes(boxes, emb.original_size, self.image_size), dtype=torch.float32)
+            rows.append(len(boxes_in))
+        if (point_coords is None) != (point_labels is None):
+            raise ValueError("point_coords and point_labels go together (labels: 1 = lung, 0 = not lung)")
+        if point_coords is not None:
+            coords = np.asarray(point_coords, dtype=np.float64)
+            labels = np.asarray(point_labels)
+            coords, labels = (coords[None], labels[None]) if coords.ndim == 2 else (coords, labels)
+            if coords.ndim != 3 or coords.shape[-1] != 2 or labels.shape != coords.shape[:2]:
+                raise ValueError(f"point_coords must be (N, 2) or (B, N, 2) x, y with point_labels (N,) or (B, N); "
+                                 f"got {np.shape(point_coords)} and {np.shape(point_labels)}")
+            if not np.isfinite(coords).all() or not np.isin(labels, (-1, 0, 1)).all():
+                raise ValueError("point_coords must be finite and point_labels 1 (lung), 0 (not lung) or -1 (padding)")
+            coords_in = torch.as_tensor(transform_coords(coords, emb.original_size, self.image_size), dtype=torch.float32)
+            labels_in = torch.as_tensor(labels, dtype=torch.int64)
+            rows.append(len(coords_in))
+        if mask_input is not None:
+            mask_in = torch.as_tensor(mask_input, dtype=torch.float32)
+            mask_in = mask_in[None] if mask_in.ndim == 3 else mask_in
+            size = tuple(self.sam.prompt_encoder.mask_input_size)
+            if mask_in.ndim != 4 or tuple(mask_in.shape[1:]) != (1, *size):
+                raise ValueError(f"mask_input must be (1, {size[0]}, {size[1]}) or (N, 1, {size[0]}, {size[1]}) "
+                                 f"logits (a Prediction's low_res_logits), got {tuple(mask_in.shape)}")
+            rows.append(len(mask_in))
+        n = max(rows)
+        if any(r not in (1, n) for r in rows):
+            raise ValueError(f"the prompts disagree on their number of rows: {rows}")
+
+        def rows_of(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else (t.expand(n, *t.shape[1:]) if len(t) == 1 and n > 1 else t).to(dev)
+        return rows_of(boxes_in), rows_of(coords_in), rows_of(labels_in), rows_of(mask_in)
+
+    @torch.no_grad()
+    def mask_input_from(self, mask: np.ndarray, strength: float = 10.0) -> torch.Tensor:
+        """An edited mask (H, W) bool of the image set last → a ``mask_input`` (1, 1, 4E, 4E): logits
+        ``±strength`` (lung / not lung), resized and padded as the image is for the model (the padding is
+        "not lung"), then brought to the mask prompt's size as a prediction's ``low_res_logits`` are."""
+        if self._current is None:
+            raise RuntimeError("call set_image() before mask_input_from()")
+        emb = self._current
+        mask = np.asarray(mask)
+        if mask.shape != tuple(emb.original_size):
+            raise ValueError(f"the mask is {mask.shape}, the image {tuple(emb.original_size)}")
+        m = torch.as_tensor(mask != 0, dtype=torch.float32)[None, None]
+        m = torch.nn.functional.interpolate(m, size=tuple(emb.input_size), mode="area")
+        m = torch.nn.functional.pad(m, (0, self.image_size - m.shape[-1], 0, self.image_size - m.shape[-2]))
+        return as_mask_input(self.sam, (2.0 * m - 1.0) * float(strength))

@@ -8,6 +8,13 @@ the same box on the same image gives the same mask everywhere::
     from napari_adaqat import open_model
     model = open_model()                                   # the bundled INT8 model, device "auto"
     mask = model.segment("chest.png", [x0, y0, x1, y1])    # (H, W) bool, cleaned as `adaqat segment`
+
+Points and corrections use SAM's names; each prediction's ``low_res_logits`` is the next ``mask_input``::
+
+    model.set_image("chest.png")
+    mask, pred = model.predict(boxes=[x0, y0, x1, y1])
+    mask, pred = model.predict(boxes=[x0, y0, x1, y1], point_coords=[[x, y]], point_labels=[0],
+                               mask_input=pred.low_res_logits)   # one "not lung" click
 """
 from __future__ import annotations
 
@@ -17,7 +24,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from napari_adaqat.inference.postprocess import clean_lung_mask
+from napari_adaqat.inference.postprocess import finish_mask
 from napari_adaqat.inference.predictor import BoxPredictor, Prediction
 from napari_adaqat.model.device import resolve_device
 from napari_adaqat.model.loading import is_bundled, load_model, resolve_model_path
@@ -69,12 +76,15 @@ class Segmenter:
     mask this model returns unless a call says otherwise: keep the two largest regions and fill holes
     (:func:`~napari_adaqat.inference.postprocess.clean_lung_mask`), as ``adaqat segment`` and the
     Segment dock do by default; ``clean=False`` gives the raw thresholded mask (``--no-clean``).
+    ``clip``: nothing of a box prompt's mask outside the box plus a margin
+    (:func:`~napari_adaqat.inference.postprocess.clip_margin`; on by default, ``--no-clip`` turns it off).
     """
 
-    def __init__(self, predictor: Any, *, path: Optional[Path] = None, clean: bool = True) -> None:
+    def __init__(self, predictor: Any, *, path: Optional[Path] = None, clean: bool = True, clip: bool = True) -> None:
         self.predictor = predictor
         self.path = path  # the model file (None for a ready predictor)
         self.clean = bool(clean)
+        self.clip = bool(clip)
 
     @property
     def device(self) -> str:
@@ -94,36 +104,78 @@ class Segmenter:
         self.predictor.set_image(image)
         return self
 
-    def clean_mask(self, mask: np.ndarray, clean: Optional[bool] = None) -> np.ndarray:
-        """``mask`` (H, W) bool after this model's clean-up rule (``clean`` overrides it)."""
-        return clean_lung_mask(mask) if (self.clean if clean is None else clean) else mask
+    def clean_mask(self, mask: np.ndarray, clean: Optional[bool] = None, box: Optional[Sequence[float]] = None,
+                   clip: Optional[bool] = None, point_coords: Optional[np.ndarray] = None,
+                   point_labels: Optional[np.ndarray] = None) -> np.ndarray:
+        """``mask`` (H, W) bool after this model's rules (:func:`~napari_adaqat.inference.postprocess.finish_mask`):
+        clipped to ``box`` (xyxy pixels, widened to the positive points; no box: not clipped), then cleaned;
+        ``clean`` / ``clip`` override the rules."""
+        positive = None
+        if point_coords is not None and point_labels is not None:
+            coords = np.asarray(point_coords, dtype=np.float64).reshape(-1, 2)
+            positive = coords[np.asarray(point_labels).reshape(-1) == 1]
+        return finish_mask(mask, None if box is None else np.asarray(box, dtype=np.float64).reshape(-1)[:4],
+                           self.clean if clean is None else bool(clean), self.clip if clip is None else bool(clip),
+                           positive)
+
+    def predict(self, boxes: Optional[Sequence[float]] = None, point_coords: Optional[np.ndarray] = None,
+                point_labels: Optional[np.ndarray] = None, mask_input: Any = None, clean: Optional[bool] = None,
+                clip: Optional[bool] = None) -> tuple[np.ndarray, Prediction]:
+        """Prompt the image set last, with SAM's names (see :meth:`BoxPredictor.predict
+        <napari_adaqat.inference.predictor.BoxPredictor.predict>`): one xyxy box in image pixels, points
+        (P, 2) x, y in image pixels with labels (P,) 1 = lung / 0 = not lung, a ``mask_input`` (a previous
+        prediction's ``low_res_logits``, or :meth:`mask_input_from`).  Nothing given: the default box.
+
+        Returns (mask (H, W) bool of the first prompt after clipping and clean-up (:meth:`clean_mask`), the
+        raw :class:`Prediction`, whose ``low_res_logits`` feed the next call)."""
+        box = None if boxes is None else np.asarray(boxes, dtype=np.float64)
+        if point_coords is None and point_labels is None and mask_input is None:
+            pred = self.predictor.predict(box)  # box-only: as a ready predictor without points takes it
+        else:
+            pred = self.predictor.predict(box, point_coords=point_coords, point_labels=point_labels,
+                                          mask_input=mask_input)
+        first_box = None if box is None else np.atleast_2d(box)[0]
+        coords = labels = None
+        if point_coords is not None:
+            coords, labels = np.asarray(point_coords, dtype=np.float64), np.asarray(point_labels)
+            coords, labels = (coords[0], labels[0]) if coords.ndim == 3 else (coords, labels)
+        return self.clean_mask(pred.masks[0], clean, first_box, clip, coords, labels), pred
 
     def prompt(self, box: Optional[Sequence[float]] = None,
                clean: Optional[bool] = None) -> tuple[np.ndarray, Prediction]:
-        """(mask (H, W) bool after the clean-up rule, the raw :class:`Prediction`) of one xyxy ``box``
-        in image pixels on the image set last (``None``: the whole image minus a 2 % margin)."""
-        pred = self.predictor.predict(None if box is None else np.asarray(box, dtype=np.float64))
-        return self.clean_mask(pred.masks[0], clean), pred
+        """(mask (H, W) bool after the clip and clean-up rules, the raw :class:`Prediction`) of one xyxy
+        ``box`` in image pixels on the image set last (``None``: the whole image minus a 2 % margin)."""
+        return self.predict(box, clean=clean)
 
-    def segment(self, image: ImageLike, box: Optional[Sequence[float]] = None,
-                clean: Optional[bool] = None) -> np.ndarray:
-        """The lung mask (H, W) bool of ``image`` (array or file) for one xyxy ``box`` in pixels."""
-        return self.set_image(image).prompt(box, clean)[0]
+    def mask_input_from(self, mask: np.ndarray) -> Any:
+        """An edited mask (H, W) bool of the image set last (e.g. after a brush edit) → a ``mask_input``
+        (1, 1, 4E, 4E) torch logits for :meth:`predict`: the edit becomes the next call's mask prompt."""
+        return self.predictor.mask_input_from(mask)
+
+    def segment(self, image: ImageLike, box: Optional[Sequence[float]] = None, clean: Optional[bool] = None,
+                *, point_coords: Optional[np.ndarray] = None, point_labels: Optional[np.ndarray] = None,
+                clip: Optional[bool] = None) -> np.ndarray:
+        """The lung mask (H, W) bool of ``image`` (array or file) for one xyxy ``box`` in pixels and/or
+        points (P, 2) x, y with labels (P,) 1 = lung / 0 = not lung."""
+        return self.set_image(image).predict(box, point_coords, point_labels, clean=clean, clip=clip)[0]
 
     def __repr__(self) -> str:
-        return f"Segmenter({self.path or type(self.predictor).__name__}, device={self.device!r}, clean={self.clean})"
+        return (f"Segmenter({self.path or type(self.predictor).__name__}, device={self.device!r}, "
+                f"clean={self.clean}, clip={self.clip})")
 
 
-def load_segmenter(ref: ModelRef, device: str, clean: bool = True, int8_matmul: bool = False) -> Segmenter:
+def load_segmenter(ref: ModelRef, device: str, clean: bool = True, int8_matmul: bool = False,
+                   clip: bool = True) -> Segmenter:
     """The one loader behind :func:`open_model` and the engine: ``ref``'s file with its INT8 encoder
     weights kept INT8 in memory (exact, less memory), on ``device`` (already resolved)."""
     path = ref.resolved()
     sam = load_model(path, model_type=ref.model_type, device=device, keep_int8=True, int8_matmul=int8_matmul)
-    return Segmenter(BoxPredictor(sam, device), path=path, clean=clean)
+    return Segmenter(BoxPredictor(sam, device), path=path, clean=clean, clip=clip)
 
 
 def open_model(model: str | Path | None = "default", device: str = "auto", *, baseline: bool = False,
-               model_type: str = "vit_b", clean: bool = True, int8_matmul: bool = False) -> Segmenter:
+               model_type: str = "vit_b", clean: bool = True, int8_matmul: bool = False,
+               clip: bool = True) -> Segmenter:
     """Open a model to segment with.
 
     ``model``: ``"default"``/``None`` is the bundled INT8 model (``baseline=True``: its FP32 Stage-1
@@ -131,6 +183,7 @@ def open_model(model: str | Path | None = "default", device: str = "auto", *, ba
     ``device``: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
     ``clean``: the mask clean-up rule (see :class:`Segmenter`; on, as ``adaqat segment``).
     ``int8_matmul``: INT8 GEMMs in the encoder (faster on CPUs with VNNI, approximate).
+    ``clip``: the box-clipping rule (see :class:`Segmenter`; on, as ``adaqat segment``).
     """
     ref = model_ref(model, baseline=baseline, model_type=model_type)
-    return load_segmenter(ref, resolve_device(device), clean=clean, int8_matmul=int8_matmul)
+    return load_segmenter(ref, resolve_device(device), clean=clean, int8_matmul=int8_matmul, clip=clip)

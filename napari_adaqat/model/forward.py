@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 import torch.utils.checkpoint
+import torch.nn.functional as F
 import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
 # isort: split
 from segment_anything.modeling import Sam
@@ -76,23 +77,42 @@ def decode_boxes(sam: Sam, features: torch.Tensor, boxes: torch.Tensor,
     return refine_logits(sam, coarse, detail), ious
 
 
-def decode_coarse(sam: Sam, features: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mask decoder's own logits (N, 1, 4E, 4E) and predicted IoU (N, 1), before any refiner;
-    arguments as :func:`decode_boxes`.
+def decode_coarse(sam: Sam, features: torch.Tensor, boxes: torch.Tensor | None,
+                  point_coords: torch.Tensor | None = None, point_labels: torch.Tensor | None = None,
+                  mask_input: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mask decoder's own logits (N, 1, 4E, 4E) and predicted IoU (N, 1), before any refiner.
 
-    segment_anything 1.0's ``MaskDecoder`` repeats every embedding for every box, so a
-    batch of B images with B boxes is decoded image by image here.
+    features: (B, C, E, E).  Prompts in input coordinates, one set per embedding (or N sets for a single
+    embedding): ``boxes`` (N, 4) xyxy, a row of NaN = no box for that row (or None: no boxes);
+    ``point_coords`` (N, P, 2) x, y and ``point_labels`` (N, P) with 1 = lung, 0 = not lung, -1 = padding
+    (SAM's names and convention; a row's padding points are left out, so every row sees only its real
+    points, as the inference sends them); ``mask_input`` (N, 1, 4E, 4E): a previous prediction's low-resolution
+    logits, SAM's dense mask prompt.
+
+    segment_anything 1.0's ``MaskDecoder`` repeats every embedding for every prompt, so prompts are decoded
+    one row at a time here (a row without a box, points or mask is refused: nothing to decode).
     """
+    n = next((len(t) for t in (boxes, point_coords, mask_input) if t is not None), 0)
+    if n == 0:
+        raise ValueError("nothing to decode: pass a box, points or a mask_input")
+    if features.shape[0] not in (1, n):
+        raise ValueError(f"{features.shape[0]} embeddings but {n} prompts")
+    if (point_coords is None) != (point_labels is None):
+        raise ValueError("point_coords and point_labels go together")
     pe = sam.prompt_encoder.get_dense_pe()
-    if features.shape[0] == 1:
-        pairs = [(features, boxes)]
-    else:
-        if boxes.shape[0] != features.shape[0]:
-            raise ValueError(f"{features.shape[0]} embeddings but {boxes.shape[0]} boxes")
-        pairs = [(features[i:i + 1], boxes[i:i + 1]) for i in range(features.shape[0])]
     logits, ious = [], []
-    for feat, box in pairs:
-        sparse, dense = sam.prompt_encoder(points=None, boxes=box, masks=None)
+    for i in range(n):
+        feat = features[i:i + 1] if features.shape[0] == n else features
+        box = None if boxes is None or torch.isnan(boxes[i]).any() else boxes[i:i + 1]
+        points = None
+        if point_coords is not None:
+            real = point_labels[i] >= 0  # padding slots are dropped: the decoder sees what inference sends
+            if bool(real.any()):
+                points = (point_coords[i:i + 1, real], point_labels[i:i + 1, real])
+        masks = None if mask_input is None else mask_input[i:i + 1]
+        if box is None and points is None and masks is None:
+            raise ValueError(f"prompt {i}: no box, no points and no mask_input")
+        sparse, dense = sam.prompt_encoder(points=points, boxes=box, masks=masks)
         low_res, iou = sam.mask_decoder(
             image_embeddings=feat, image_pe=pe, sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense, multimask_output=False,
@@ -100,3 +120,13 @@ def decode_coarse(sam: Sam, features: torch.Tensor, boxes: torch.Tensor) -> tupl
         logits.append(low_res)
         ious.append(iou)
     return torch.cat(logits), torch.cat(ious)
+
+
+def as_mask_input(sam: Sam, logits: torch.Tensor) -> torch.Tensor:
+    """A prediction's final logits (N, 1, h, w) in the input frame (the refiner's S x S, or the decoder's
+    4E x 4E) → SAM's dense mask prompt (N, 1, 4E, 4E): what ``mask_input`` (and ``low_res_logits``) holds,
+    in training and inference alike."""
+    size = tuple(sam.prompt_encoder.mask_input_size)
+    if tuple(logits.shape[-2:]) == size:
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)

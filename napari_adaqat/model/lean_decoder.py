@@ -1,10 +1,13 @@
-"""A lean box → mask path: segment_anything's mask decoder for box prompts with
-``multimask_output=False``, computing only what that output needs, with the same results.
+"""A lean prompt → mask path: segment_anything's mask decoder for box and point prompts (and a
+dense mask prompt) with ``multimask_output=False``, computing only what that output needs, with the
+same results.
 
 Per image (:class:`ImageContext`, built once after ``set_image``): the image tokens plus the
 no-mask embedding, the dense positional encoding, and the first layer's image-side projections
 (keys and values of the token→image attention, queries of the image→token attention); none of
-them depends on the box.  Per box (:func:`decode_box_logits`): the two-way transformer on the
+them depends on the sparse prompts.  A ``mask_input`` adds its own dense embedding to the image
+tokens instead of the no-mask one, so :func:`with_mask` recomputes those projections for that call
+(E·E tokens, cheap).  Per prompt (:func:`decode_prompt_logits`): the two-way transformer on the
 tokens, the transposed convolutions of ``output_upscaling`` as GEMMs on channels-last pixels
 (k=2, s=2 convolutions do not overlap), and only the first mask token's hypernetwork.
 
@@ -32,7 +35,8 @@ from segment_anything.modeling.transformer import Attention as DecoderAttention
 from segment_anything.modeling.transformer import TwoWayAttentionBlock
 from torch import Tensor, nn
 
-__all__ = ["ImageContext", "supports_lean_decoder", "image_context", "decode_box_logits", "upsample_matrices"]
+__all__ = ["ImageContext", "supports_lean_decoder", "image_context", "with_mask", "decode_box_logits",
+           "decode_prompt_logits", "upsample_matrices"]
 
 
 def supports_lean_decoder(sam: Sam) -> bool:
@@ -54,14 +58,16 @@ def supports_lean_decoder(sam: Sam) -> bool:
 
 @dataclass
 class ImageContext:
-    """What the decoder needs of one image embedding, independent of the box (N = E·E tokens)."""
+    """What the decoder needs of one image embedding, independent of the sparse prompts (N = E·E
+    tokens; M = 1, or one row per prompt after :func:`with_mask`)."""
 
-    keys: Tensor  # (1, N, C) image tokens + no-mask embedding
+    keys: Tensor  # (M, N, C) image tokens + no-mask embedding (or a mask prompt's dense embedding)
     key_pe: Tensor  # (1, N, C) dense positional encoding
-    t2i_k: Tensor  # (1, N, Ci) layer 0 token→image keys
-    t2i_v: Tensor  # (1, N, Ci) layer 0 token→image values
-    i2t_q: Tensor  # (1, N, Ci) layer 0 image→token queries
+    t2i_k: Tensor  # (M, N, Ci) layer 0 token→image keys
+    t2i_v: Tensor  # (M, N, Ci) layer 0 token→image values
+    i2t_q: Tensor  # (M, N, Ci) layer 0 image→token queries
     size: tuple[int, int]  # (E, E)
+    tokens: Tensor | None = None  # (1, N, C) the image tokens alone (for with_mask)
 
 
 def _heads(x: Tensor, n: int) -> Tensor:
@@ -157,13 +163,30 @@ def image_context(sam: Sam, features: Tensor, dense_pe: Tensor | None = None) ->
     h, w = pe.image_embedding_size
     keys = (features + pe.no_mask_embed.weight.reshape(1, -1, 1, 1)).flatten(2).transpose(1, 2).contiguous()
     key_pe = (pe.get_dense_pe() if dense_pe is None else dense_pe).to(features).flatten(2).transpose(1, 2).contiguous()
+    return _with_keys(sam, keys, key_pe, (h, w), features.flatten(2).transpose(1, 2))
+
+
+def _with_keys(sam: Sam, keys: Tensor, key_pe: Tensor, size: tuple[int, int], tokens: Tensor) -> ImageContext:
+    """An :class:`ImageContext` of ``keys`` (M, N, C): the layer-0 image-side projections computed."""
     layer = sam.mask_decoder.transformer.layers[0]
     k_in = keys + key_pe
     return ImageContext(
-        keys=keys, key_pe=key_pe, size=(h, w),
+        keys=keys, key_pe=key_pe, size=size, tokens=tokens,
         t2i_k=layer.cross_attn_token_to_image.k_proj(k_in), t2i_v=layer.cross_attn_token_to_image.v_proj(keys),
         i2t_q=layer.cross_attn_image_to_token.q_proj(k_in),
     )
+
+
+@torch.no_grad()
+def with_mask(sam: Sam, ctx: ImageContext, mask_input: Tensor) -> ImageContext:
+    """``ctx`` with a dense mask prompt: ``mask_input`` (M, 1, 4E, 4E) logits (SAM's ``mask_input``)
+    go through the prompt encoder's ``mask_downscaling`` and replace the no-mask embedding; the
+    layer-0 projections are recomputed for these (M, N, C) keys."""
+    if ctx.tokens is None:
+        raise ValueError("this ImageContext keeps no image tokens: build it with image_context()")
+    dense = sam.prompt_encoder.mask_downscaling(mask_input.to(ctx.tokens))  # (M, C, E, E)
+    keys = (ctx.tokens + dense.flatten(2).transpose(1, 2)).contiguous()
+    return _with_keys(sam, keys, ctx.key_pe, ctx.size, ctx.tokens)
 
 
 def _layer(layer: TwoWayAttentionBlock, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor,
@@ -195,8 +218,49 @@ def _layer(layer: TwoWayAttentionBlock, queries: Tensor, keys: Tensor, query_pe:
 def decode_box_logits(sam: Sam, ctx: ImageContext, boxes: Tensor) -> tuple[Tensor, Tensor]:
     """Boxes (N, 4) in input coordinates -> low-resolution logits (N, 4E, 4E) and predicted IoU (N,),
     as ``sam.mask_decoder(..., multimask_output=False)`` (up to float rounding)."""
+    return decode_prompt_logits(sam, ctx, boxes)
+
+
+@torch.no_grad()
+def decode_prompt_logits(sam: Sam, ctx: ImageContext, boxes: Tensor | None = None,
+                         point_coords: Tensor | None = None, point_labels: Tensor | None = None,
+                         mask_input: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """N prompts on one image, in input coordinates -> low-resolution logits (N, 4E, 4E) and predicted
+    IoU (N,), as :func:`~napari_adaqat.model.forward.decode_coarse` (up to float rounding).
+
+    ``boxes`` (N, 4) xyxy; ``point_coords`` (N, P, 2) x, y with ``point_labels`` (N, P): 1 lung, 0 not
+    lung, -1 padding (as SAM, points without a box get one padding point); ``mask_input`` (N or 1, 1,
+    4E, 4E) logits: the dense prompt (:func:`with_mask`).  At least one of the three is needed."""
+    if boxes is None and point_coords is None and mask_input is None:
+        raise ValueError("nothing to decode: pass a box, points or a mask_input")
+    if (point_coords is None) != (point_labels is None):
+        raise ValueError("point_coords and point_labels go together")
+    if mask_input is not None:
+        ctx = with_mask(sam, ctx, mask_input)
+    if boxes is None and point_coords is None:  # a mask prompt alone: no sparse tokens
+        n = ctx.keys.shape[0]
+        sparse = torch.empty((n, 0, ctx.keys.shape[-1]), dtype=ctx.keys.dtype, device=ctx.keys.device)
+    else:
+        points = None if point_coords is None else (point_coords, point_labels)
+        sparse = _sparse(sam, points, boxes)
+    return _decode(sam, ctx, sparse)
+
+
+def _sparse(sam: Sam, points: tuple[Tensor, Tensor] | None, boxes: Tensor | None) -> Tensor:
+    """The prompt encoder's sparse embeddings (N, T, C) of points and/or boxes (the dense output,
+    the no-mask embedding expanded per prompt, is not computed)."""
+    pe = sam.prompt_encoder
+    parts = []
+    if points is not None:
+        parts.append(pe._embed_points(points[0], points[1], pad=boxes is None))
+    if boxes is not None:
+        parts.append(pe._embed_boxes(boxes))
+    return torch.cat(parts, dim=1)
+
+
+def _decode(sam: Sam, ctx: ImageContext, sparse: Tensor) -> tuple[Tensor, Tensor]:
+    """The decoder on sparse prompt embeddings (N, T, C) -> logits (N, 4E, 4E), IoU (N,)."""
     dec = sam.mask_decoder
-    sparse, _dense = sam.prompt_encoder(points=None, boxes=boxes, masks=None)
     out_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
     tokens = torch.cat((out_tokens.unsqueeze(0).expand(sparse.shape[0], -1, -1), sparse), dim=1)  # (N, T, C)
     tr = dec.transformer

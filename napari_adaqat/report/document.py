@@ -22,6 +22,7 @@ from napari_adaqat.inference.engine import Engine, ModelLike, ModelRef
 from napari_adaqat.io import read_image, read_mask
 from napari_adaqat.model.formats.model_file import read_model_metadata
 from napari_adaqat.report.quant_figures import quantization_report
+from napari_adaqat.report.clicks import click_section
 from napari_adaqat.report import figures
 from napari_adaqat.report.scores import BASELINE, image_box, model_tags, write_json
 from napari_adaqat.report.tables import (
@@ -151,6 +152,7 @@ def _sections(parts: dict, summary: dict) -> list[tuple[str, str, list[str], lis
          "`_256` at 256² as in the paper. p: paired Wilcoxon signed-rank test against the baseline; effect r: "
          "matched-pairs rank-biserial correlation (+1: every image favours the model)." + _tost_text(summary),
          TABLE1_HEAD, [table1_cells(r) for r in parts["table1"]], []),
+        *click_section(summary),
         ("Skipped pairs", _skipped_text(summary), ["pair", "reason"] if summary.get("skipped") else [],
          [list(_split_reason(line)) for line in summary.get("skipped", [])] or None, []),
         ("Table 2: model files", "Parameters from each file; trainable parameters from the training run it "

@@ -3,7 +3,8 @@
 Every image is read once and goes through the one :class:`~napari_adaqat.inference.engine.Engine`
 for every model, with the same fixed, deterministic box (:mod:`.scores`).  The per-image scores,
 the summaries and the paired tests are written here; :mod:`.document` writes ``report.md`` and
-``index.html`` with the tables and figures.
+``index.html`` with the tables and figures.  ``clicks=K`` adds K simulated corrective clicks per image
+and model after the box (:mod:`.clicks`).
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ import numpy as np
 from napari_adaqat.data import Pair, check_output_folder, check_pairs, discover, load_split
 from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched, model_ref
 from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
-from napari_adaqat.io import read_image
+from napari_adaqat.io import read_image, read_mask
+from napari_adaqat.report.clicks import click_columns, click_dices, click_summary
 from napari_adaqat.report.document import write_report
 from napari_adaqat.util.errors import first_line
 from napari_adaqat.metrics import EQUIVALENCE_MARGIN
 from napari_adaqat.report.scores import (
-    BASELINE, equivalence_tests, model_tags, paired_tests, score_pair, summaries, write_json,
+    BASELINE, equivalence_tests, image_box, model_tags, paired_tests, score_pair, summaries, write_json,
 )
 
 
@@ -50,12 +52,30 @@ def _prefetch(chunk: list[Pair], models: list[ModelLike], baseline: ModelLike | 
     return embed_ahead(engine, [image.pixels for image in read.values()], refs, device, len(chunk))
 
 
+def _with_clicks(pair: Pair, image, models: list[ModelLike], baseline: ModelLike | None, engine: Engine,
+                 clicks: int, **score) -> dict:
+    """:func:`score_pair`'s row, plus with ``clicks`` the Dice after 0..K simulated clicks and NoC of every
+    model (and the baseline) (:func:`~napari_adaqat.report.clicks.click_columns`)."""
+    if not clicks:
+        return score_pair(pair, models, baseline, engine=engine, image=image, **score)
+    image = image if image is not None else read_image(pair.image)
+    row = score_pair(pair, models, baseline, engine=engine, image=image, **score)
+    ref = read_mask(pair.mask) != 0
+    box = image_box(ref, score.get("box_mode", "tight"))
+    refs = list(zip(model_tags(len(models)), models)) + ([(BASELINE, baseline)] if baseline is not None else [])
+    for tag, model in refs:
+        dices = click_dices(engine, image.pixels, ref, box, model, clicks, score.get("device", "cpu"),
+                            clean=score.get("clean", False))
+        row.update(click_columns(tag, dices))
+    return row
+
+
 def _score_all(chosen: list[Pair], models: list[ModelLike], baseline: ModelLike | None, out: Path, engine: Engine,
                progress: Callable[[int, int], None] | None, skipped: list[str], batch_size: int = 8,
-               **score) -> list[dict]:
+               clicks: int = 0, **score) -> list[dict]:
     """Score every pair; rows go to ``per_image.csv`` as they come; a failing image is listed, not fatal.
     On a GPU (:func:`batched`) the images are embedded ``batch_size`` per encoder forward first (each
-    ``*_seconds`` then includes the image's share of its batch)."""
+    ``*_seconds`` then includes the image's share of its batch).  ``clicks``: see :func:`_with_clicks`."""
     rows: list[dict] = []
     device = score.get("device", "cpu")
     step = max(1, int(batch_size)) if batched(device) else 1
@@ -68,7 +88,7 @@ def _score_all(chosen: list[Pair], models: list[ModelLike], baseline: ModelLike 
             prefetching = prefetching and share is not None
             for done, pair in enumerate(chunk, start=first + 1):
                 try:
-                    row = score_pair(pair, models, baseline, engine=engine, image=read.pop(pair.image, None), **score)
+                    row = _with_clicks(pair, read.pop(pair.image, None), models, baseline, engine, clicks, **score)
                 except Exception as exc:  # one failing image (decoder error, out of memory) must not lose the rest
                     skipped.append(f"{pair.image}: {first_line(exc)}")
                 else:
@@ -90,7 +110,8 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
              box_mode: str = "tight", progress: Callable[[int, int], None] | None = None,
              split_file: str | Path | None = None, clean: bool = False, seed: int = 0, device: str = "cpu",
              nsd_tolerance: float = 2.0, show: Sequence[str] = (), command: str | None = None,
-             document: bool = True, batch_size: int = 8, equivalence_margin: float = EQUIVALENCE_MARGIN) -> dict:
+             document: bool = True, batch_size: int = 8, equivalence_margin: float = EQUIVALENCE_MARGIN,
+             clicks: int = 0) -> dict:
     """Score ``model`` (one, or a list: any number of models) and ``baseline`` on a split; write
     ``per_image.csv``, ``summary.json``, ``wilcoxon.json`` and, with ``document``, the full report
     (``report.md``, ``index.html`` and figures, see :mod:`.document`); return the summary.
@@ -105,8 +126,12 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
     ``"default"``: the bundled model; ``baseline="default"`` is its FP32 baseline).
     ``nsd_tolerance`` is in mm for images with a pixel spacing (DICOM), else in px.
     ``show`` names extra images for the Fig. 2 panels.  ``batch_size``: images per encoder forward
-    on a GPU (ignored on the CPU).
+    on a GPU (ignored on the CPU).  ``clicks`` K > 0: after the box, K simulated corrective clicks per
+    image and model (:mod:`~napari_adaqat.report.clicks`): ``{tag}_dice_click0..K``, ``{tag}_noc90`` and
+    ``{tag}_noc95`` in ``per_image.csv``, ``summary["clicks"]`` and a table in the report.
     """
+    if clicks < 0:
+        raise ValueError(f"clicks must be 0 or more, not {clicks}")
     out = Path(out_dir)
     check_output_folder(out, [data_dir], what="data folder")
     given = list(model) if isinstance(model, (list, tuple)) else [model]
@@ -117,7 +142,7 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
         engine.predictor(m, device)  # a bad model file fails here with its one-line error
     chosen, skipped = _pairs(data_dir, split, split_file, seed)
     out.mkdir(parents=True, exist_ok=True)
-    rows = _score_all(chosen, models, base, out, engine, progress, skipped, batch_size, box_mode=box_mode,
+    rows = _score_all(chosen, models, base, out, engine, progress, skipped, batch_size, clicks, box_mode=box_mode,
                       nsd_tolerance=nsd_tolerance, clean=clean, device=device)
     if not rows:
         raise ValueError(f"{data_dir}: every image of the {split!r} split failed; first: {skipped[-1]}")
@@ -131,6 +156,8 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
                      "models": {t: m.label() if hasattr(m, "label") else type(m).__name__ for t, m in zip(tags, models)}}
     for tag in tags + ([BASELINE] if base is not None else []):
         summary[tag] = summaries(rows, tag)
+    if clicks:
+        summary["clicks"] = click_summary(rows, tags + ([BASELINE] if base is not None else []), clicks)
     (out / "wilcoxon.json").unlink(missing_ok=True)  # never leave a comparison from an earlier report
     if base is not None:
         tests = {tag: paired_tests(rows, tag) for tag in tags}

@@ -21,6 +21,7 @@ import yaml
 from napari_adaqat.model.adalora import AdaLoRAConfig
 from napari_adaqat.model.device import DEVICES
 from napari_adaqat.model.modes import STAGE2_TRAINABLE, TRAIN_MODES
+from napari_adaqat.train.prompts import PromptMix
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"  # training/*.yaml link here
 
@@ -118,6 +119,8 @@ class TrainConfig:
     refiner_aux_loss: float = _opt(0.0, "with a mask refiner: also apply the loss, with this weight, to the decoder's "
                                         "own logits before the refiner (deep supervision), so the decoder stays a "
                                         "mask on its own and the refiner learns a correction. 0 = off")
+    freeze: list = _opt(help="Stage 1: parameter-name prefixes kept frozen whatever the mode (e.g. "
+                               "mask_refiner.image_branch: the refiner's per-image U-Net)", factory=list)
     train_prompt_encoder: bool = _opt(False, "Stage 1: also train the prompt encoder (the authors' code does)")
     augment: bool = _opt(False, "random affine + intensity augmentation (off in the paper)")
     augment_preset: str = _opt("basic", "with augment: basic (small affine, gamma/contrast) or clinic (also wider "
@@ -127,12 +130,24 @@ class TrainConfig:
     jitter_px: int = _opt(20, "training boxes pushed outward by U(0, jitter_px) pixels per side")
     jitter_in_px: int = _opt(0, "training box sides may also move inward, by up to this many pixels")
     full_box_prob: float = _opt(0.0, "chance of a whole-image training box (teaches loose boxes)")
+    one_lung_prob: float = _opt(0.0, "chance of a training box around one lung, which then asks for that lung "
+                                     "(so a box around one lung gives that lung)")
+    partial_box_prob: float = _opt(0.0, "chance of a training box cut into the lungs, asking for the lung inside it")
+    empty_box_prob: float = _opt(0.0, "chance of a training box with no lung in it, asking for an empty mask")
+    points_only_prob: float = _opt(0.0, "chance of a training sample prompted by a positive point per lung, no box")
+    click_rounds: int = _opt(0, "corrective clicks simulated per training sample after its first prompt (each from "
+                                "the error of the prediction before it, with that prediction as the mask prompt), "
+                                "so the model learns to correct with clicks; 0 = box only")
     adalora: AdaLoRAConfig = _opt(help="AdaLoRA adapters (Stage 1; Stage 2 keeps the Stage-1 model's)",
                                   factory=AdaLoRAConfig)
     qat: QATConfig = _opt(help="Stage 2: INT8 quantization-aware training", factory=QATConfig)
     num_workers: int = _opt(0, "DataLoader worker processes")
     max_steps_per_epoch: int | None = _opt(None, "cap the steps of every epoch (smoke tests)")
     log_every: int = _opt(1, "write a progress.jsonl step record every N steps")
+
+    def prompt_mix(self) -> PromptMix:
+        """The training prompts' mix (:class:`~napari_adaqat.train.prompts.PromptMix`)."""
+        return PromptMix(self.one_lung_prob, self.partial_box_prob, self.empty_box_prob, self.points_only_prob)
 
     def __post_init__(self) -> None:
         if isinstance(self.adalora, dict):

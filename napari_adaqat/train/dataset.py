@@ -7,8 +7,9 @@ from torch.utils.data import Dataset
 
 from napari_adaqat.data.dataset import Pair, load_pair
 from napari_adaqat.data.boxes import mask_box
-from napari_adaqat.data.transforms import prepare_image, transform_boxes
+from napari_adaqat.data.transforms import prepare_image, transform_boxes, transform_coords
 from napari_adaqat.train.augment import augment_pair
+from napari_adaqat.train.prompts import START_POINTS, PromptMix, draw_prompt, jitter_box, whole_image_box
 
 
 class LungDataset(Dataset):
@@ -17,11 +18,15 @@ class LungDataset(Dataset):
     Each item: ``image`` (3, S, S) from :func:`~napari_adaqat.data.transforms.prepare_image`;
     ``mask`` (1, S, S) float; ``box`` (4,) xyxy in input coordinates; ``valid`` (2,) = (h, w).
     Training boxes move per side by U(-jitter_in_px, jitter_px) original pixels (positive: outward).
+    ``points`` (START_POINTS, 2) x, y in input coordinates and ``point_labels`` (START_POINTS,) (1 = lung,
+    -1 = padding): the start points of a sample drawn without a box (its ``box`` is then NaN).  With a
+    ``prompts`` mix (:class:`~napari_adaqat.train.prompts.PromptMix`), training samples are drawn with
+    one-lung, partial, empty boxes or points alone, and ``mask`` is what that prompt asks for.
     """
 
     def __init__(self, pairs: list[Pair], image_size: int, pixel_mean, pixel_std, *, train: bool,
                  jitter_px: int = 20, augment: bool = False, full_box_prob: float = 0.0, seed: int = 0,
-                 augment_preset: str = "basic", jitter_in_px: int = 0) -> None:
+                 augment_preset: str = "basic", jitter_in_px: int = 0, prompts: PromptMix | None = None) -> None:
         self.pairs = pairs
         self.size = image_size
         self.mean = tuple(pixel_mean)
@@ -32,6 +37,7 @@ class LungDataset(Dataset):
         self.augment_preset = augment_preset
         self.jitter_in_px = jitter_in_px
         self.full_box_prob = full_box_prob
+        self.prompts = prompts or PromptMix()
         self.seed = seed
         self.epoch = 0
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -54,21 +60,32 @@ class LungDataset(Dataset):
         if self.train and self.augment:
             image, mask = augment_pair(image, mask, rng, self.augment_preset)
         h0, w0 = image.shape
-        box = mask_box(mask)
-        if box is None:  # augmentation pushed the lungs out of view
-            box = np.array([0, 0, w0 - 1, h0 - 1], dtype=np.float64)
-        if self.train:
-            if rng.random() < self.full_box_prob:
-                m = rng.uniform(0.0, 0.05)
-                box = np.array([m * w0, m * h0, (1 - m) * w0 - 1, (1 - m) * h0 - 1])
-            else:
-                push = rng.uniform(-self.jitter_in_px, self.jitter_px, size=4)
-                box = box + np.array([-push[0], -push[1], push[2], push[3]])
-            box = np.clip(box, 0, [w0 - 1, h0 - 1, w0 - 1, h0 - 1])
+        points, labels = np.zeros((START_POINTS, 2)), -np.ones(START_POINTS)
+        if self.train and self.prompts.active:
+            drawn = draw_prompt(mask, rng, self.prompts, jitter_px=self.jitter_px, jitter_in_px=self.jitter_in_px,
+                                full_box_prob=self.full_box_prob)
+            box, points, labels, mask = drawn.box, drawn.points, drawn.labels, drawn.target
+        else:
+            box = self._box(mask, rng)
         prepared = prepare_image(image, self.size, self.mean, self.std)
         h, w = prepared.input_size
         box_in = transform_boxes(box[None], (h0, w0), self.size)[0]
         m = torch.nn.functional.interpolate(torch.as_tensor(mask, dtype=torch.float32)[None, None], size=(h, w), mode="nearest")[0]
         m = torch.nn.functional.pad(m, (0, self.size - w, 0, self.size - h))
+        points_in = transform_coords(points, (h0, w0), self.size)
         return {"image": prepared.tensor, "mask": m, "box": torch.as_tensor(box_in, dtype=torch.float32),
+                "points": torch.as_tensor(points_in, dtype=torch.float32),
+                "point_labels": torch.as_tensor(labels, dtype=torch.float32),
                 "valid": torch.tensor([h, w]), "index": index}
+
+    def _box(self, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The box around both lungs of ``mask`` (H, W), jittered in training (the pre-issue-32 draws)."""
+        h0, w0 = mask.shape
+        box = mask_box(mask)
+        if box is None:  # augmentation pushed the lungs out of view
+            box = np.array([0, 0, w0 - 1, h0 - 1], dtype=np.float64)
+        if self.train:
+            box = whole_image_box(mask.shape, rng) if rng.random() < self.full_box_prob \
+                else jitter_box(box, rng, self.jitter_px, self.jitter_in_px)
+            box = np.clip(box, 0, [w0 - 1, h0 - 1, w0 - 1, h0 - 1])
+        return box

@@ -27,12 +27,13 @@ from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, clamp_la
 from napari_adaqat.model.build import load_state_strict
 from napari_adaqat.model.formats.checkpoint import optimizer_state, read_checkpoint, save_checkpoint, split_optimizer
 from napari_adaqat.model.device import resolve_device
-from napari_adaqat.model.forward import decode_coarse, embed, grad_checkpoint_pays, image_detail, refine_logits
+from napari_adaqat.model.forward import grad_checkpoint_pays
 from napari_adaqat.model.rank_allocator import RankAllocator
 from napari_adaqat.train import distributed as dd
 from napari_adaqat.train.config import TrainConfig
 from napari_adaqat.train.dataset import LungDataset
 from napari_adaqat.train.ema import WeightEMA
+from napari_adaqat.train.interactive import prompted_logits
 from napari_adaqat.train.losses import batch_dice, segmentation_loss
 from napari_adaqat.model.modes import param_groups, trainable_count
 from napari_adaqat.train.progress import MemoryMeter, ProgressLog
@@ -61,24 +62,22 @@ def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int, resume: bool) -> t
     common = dict(image_size=spec.image_size, pixel_mean=spec.pixel_mean, pixel_std=spec.pixel_std, seed=cfg.seed)
     train = LungDataset(sets["train"], train=True, jitter_px=cfg.jitter_px, augment=cfg.augment,
                         augment_preset=cfg.augment_preset, jitter_in_px=cfg.jitter_in_px,
-                        full_box_prob=cfg.full_box_prob, **common)
+                        full_box_prob=cfg.full_box_prob, prompts=cfg.prompt_mix(), **common)
     val = LungDataset(sets["val"], train=False, **common)
     return train, val, warnings
 
 
-def _forward(sam, batch: dict, device: str, amp: bool, grad_ckpt: bool,
-             keep_coarse: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Logits (B, 1, S, S) at the input size; with ``keep_coarse``, also the decoder's own logits before
-    a mask refiner, upsampled the same way (B, 1, S, S) — None otherwise or for a model without one."""
+def _forward(sam, batch: dict, device: str, amp: bool, grad_ckpt: bool, keep_coarse: bool = False,
+             rounds: int = 0, generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """Logits (B, 1, S, S) at the input size after the first prompt and after each of ``rounds`` simulated
+    corrective clicks (:func:`~napari_adaqat.train.interactive.prompted_logits`); with ``keep_coarse``, also
+    the decoder's own logits of the first prompt before a mask refiner (B, 1, S, S) — None otherwise or for
+    a model without one."""
     images = batch["image"].to(device)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-        coarse, _ = decode_coarse(sam, embed(sam, images, grad_ckpt), batch["box"].to(device))
-        detail = image_detail(sam, images)
-        logits = refine_logits(sam, coarse, detail)
-
-    def to_input_size(t: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(t.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
-    return to_input_size(logits), to_input_size(coarse) if keep_coarse and detail is not None else None
+        outputs, coarse = prompted_logits(sam, images, batch, device, rounds, grad_ckpt, generator)
+    has_refiner = getattr(sam, "mask_refiner", None) is not None
+    return outputs, coarse if keep_coarse and has_refiner else None
 
 
 @torch.no_grad()
@@ -88,8 +87,8 @@ def evaluate_dice(sam, dataset: LungDataset, cfg: TrainConfig, device: str, amp:
     loader = DataLoader(Subset(dataset, indices), batch_size=max(1, cfg.batch_size), shuffle=False)
     scores = []
     for batch in loader:
-        logits, _ = _forward(sam, batch, device, amp, False)
-        scores.append(batch_dice(logits, batch["mask"].to(device), batch["valid"]).cpu())
+        outputs, _ = _forward(sam, batch, device, amp, False)
+        scores.append(batch_dice(outputs[0], batch["mask"].to(device), batch["valid"]).cpu())
     local = torch.cat(scores).mean().item() if scores else 0.0
     return dd.all_mean(local, len(indices), world, device if device.startswith("cuda") else "cpu")
 
@@ -182,11 +181,13 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         loader = DataLoader(Subset(train_set, mine), batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
         bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not is_main or None, leave=False)
         losses, epoch_peak = [], None
+        clicks = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + epoch)  # the simulated clicks
         for step, batch in enumerate(bar, start=1):
             memory.reset()
-            logits, coarse = _forward(sam, batch, device, amp, checkpointing, keep_coarse=cfg.refiner_aux_loss > 0)
+            outputs, coarse = _forward(sam, batch, device, amp, checkpointing, keep_coarse=cfg.refiner_aux_loss > 0,
+                                       rounds=cfg.click_rounds, generator=clicks)
             target = batch["mask"].to(device)
-            loss = segmentation_loss(logits, target)
+            loss = sum(segmentation_loss(logits, target) for logits in outputs) / len(outputs)
             if coarse is not None:  # deep supervision of the decoder (refiner_aux_loss in config.py)
                 loss = loss + cfg.refiner_aux_loss * segmentation_loss(coarse, target)
             total = loss + ortho_w * orthogonal_regularizer(sam) if ortho_w else loss

@@ -53,6 +53,9 @@ def build_stage1(cfg: TrainConfig) -> tuple[Sam, dict, dict]:
     else:
         used = add_adapters(sam, cfg.mode, cfg.adalora)
     set_stage1_trainable(sam, cfg.mode, cfg.train_prompt_encoder)
+    for name, param in sam.named_parameters():
+        if any(name.startswith(prefix) for prefix in cfg.freeze):
+            param.requires_grad = False
     adalora_used = used if (existing or cfg.mode in ("adalora", "lora")) else None
     return sam, describe_model(sam.spec, adalora_used, None), provenance
 

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import napari
 
 BOXES = "boxes"
+POINTS = "points"
 MASK = "lung mask"
 SSIM = "SSIM"
 DELTA = "ΔSSIM"
@@ -156,8 +157,8 @@ def maps_wanted(viewer: "napari.viewer.Viewer") -> bool:
 
 def _into_stack(viewer, name: str, image, plane: np.ndarray, index: Optional[int], dtype) -> np.ndarray:
     """For stacks, the full-stack array with ``plane`` written at ``index`` (others kept)."""
-    if index is None:
-        return plane.astype(dtype, copy=False)
+    if index is None:  # a copy: a layer may adopt it as its buffer, and results are kept for Undo
+        return np.array(plane, dtype=dtype, copy=True)
     shape = (_base_data(image).shape[0], *plane.shape)
     layer = viewer.layers[name] if name in viewer.layers else None
     same_source = layer is not None and layer.metadata.get("source_layer_id") == str(image.unique_id)
@@ -167,18 +168,57 @@ def _into_stack(viewer, name: str, image, plane: np.ndarray, index: Optional[int
     return stack
 
 
-def show_result(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", result: Any) -> None:
-    """Write a SegmentResult to the ``lung mask``, ``SSIM`` and ``ΔSSIM`` layers (boxes stay on top)."""
-    place = _placement(image)
-    z = result.slice_index
-    meta = {"box_xyxy": result.box.tolist(), "slice": z, "summary": result.summary(),
-            "source_layer_id": str(image.unique_id), "model_path": result.model_file}  # DICOM SEG records it
-    mask = _into_stack(viewer, MASK, image, result.mask.astype(np.uint8), z, np.uint8)
+PROVENANCE = ("box_xyxy", "summary", "model_path")  # what a model's mask records (the DICOM SEG writer reads it)
+
+
+def mask_meta(image: "napari.layers.Image", result: Any = None, plane: Optional[int] = None) -> dict:
+    """The ``lung mask`` layer's metadata for a mask of ``image`` (with a SegmentResult: its provenance)."""
+    meta = {"slice": plane, "source_layer_id": str(image.unique_id)}
+    if result is not None:  # the box, summary and model file: the DICOM SEG writer records them
+        box = None if result.box is None else np.asarray(result.box).tolist()
+        meta.update(box_xyxy=box, slice=result.slice_index, summary=result.summary(), model_path=result.model_file)
+    return meta
+
+
+def show_mask(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", mask: np.ndarray,
+              plane: Optional[int], meta: Optional[dict] = None) -> Any:
+    """Write ``mask`` (H, W) bool to plane ``plane`` of the ``lung mask`` layer (only changed pixels).  ``meta``:
+    :func:`mask_meta` of the model result it comes from; without one, a 2-D mask (a reset, the start) keeps no
+    earlier model's provenance (a DICOM SEG of it is then MANUAL)."""
+    stale = PROVENANCE if meta is None and plane is None else ()
+    meta = meta or mask_meta(image, None, plane)
+    data = _into_stack(viewer, MASK, image, np.asarray(mask).astype(np.uint8), plane, np.uint8)
     new = MASK not in viewer.layers
-    layer = _upsert(viewer, MASK, "labels", mask, metadata=meta, **place)
+    layer = _upsert(viewer, MASK, "labels", data, metadata=meta, **_placement(image))
     if new:
         layer.opacity = 0.45
     layer.metadata.update(meta)
+    for key in stale:
+        layer.metadata.pop(key, None)
+    return layer
+
+
+def neutral_maps(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", plane: Optional[int]) -> None:
+    """Clear plane ``plane`` of the ``SSIM`` (1: agreement, transparent) and ``ΔSSIM`` (0) layers, if shown."""
+    shape = plane_shape(image)
+    for name, value in ((SSIM, 1.0), (DELTA, 0.0)):
+        layer = viewer.layers[name] if name in viewer.layers else None
+        if layer is not None and layer.metadata.get("source_layer_id") == str(image.unique_id):
+            _upsert(viewer, name, "image", _into_stack(viewer, name, image, np.full(shape, value, np.float32),
+                                                       plane, np.float32), **_placement(image))
+
+
+def show_result(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", result: Any,
+                mask: Optional[np.ndarray] = None) -> None:
+    """Write a SegmentResult to the ``lung mask`` (``mask`` instead of its own, e.g. when an undo puts
+    back an exact earlier mask), ``SSIM`` and ``ΔSSIM`` layers.  The prompt layers (``boxes``, ``points``)
+    stay on top, and the one in use stays selected (``boxes`` otherwise)."""
+    place = _placement(image)
+    z = result.slice_index
+    prompt_layers = [viewer.layers[name] for name in (BOXES, POINTS) if name in viewer.layers]
+    active = viewer.layers.selection.active
+    meta = mask_meta(image, result, z)
+    show_mask(viewer, image, result.mask if mask is None else mask, z, meta)
     if result.ssim is not None:
         ssim = _into_stack(viewer, SSIM, image, result.ssim, z, np.float32)
         new = SSIM not in viewer.layers
@@ -195,10 +235,10 @@ def show_result(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", re
         layer.contrast_limits = (-1.0, 1.0)
         if new:
             layer.opacity = DELTA_OPACITY
-    if BOXES in viewer.layers:
-        boxes = viewer.layers[BOXES]
-        index = viewer.layers.index(boxes)
-        if index != len(viewer.layers) - 1:
-            viewer.layers.move(index, len(viewer.layers))
-        if viewer.layers.selection.active is not boxes:
-            viewer.layers.selection.active = boxes
+    if prompt_layers and list(viewer.layers)[-len(prompt_layers):] != prompt_layers:
+        for layer in prompt_layers:  # in order: boxes, then points on top
+            viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))
+    if prompt_layers:
+        target = active if any(active is layer for layer in prompt_layers) else prompt_layers[0]
+        if viewer.layers.selection.active is not target:
+            viewer.layers.selection.active = target

@@ -1,4 +1,6 @@
-"""The "Segment lungs (AdaLoRA-QAT)" dock: draw a box, get a lung mask plus SSIM/ΔSSIM trust maps.
+"""The "Segment lungs (AdaLoRA-QAT)" dock: draw a box, get a lung mask plus SSIM/ΔSSIM trust maps; correct
+it with clicks (positive / negative points, each click re-segments with the previous logits as mask
+prompt), with undo / redo / reset (:mod:`._clicks`).
 
 Model loading, embedding and prediction run in napari worker threads, one job at a time; a new
 request of the same kind replaces a queued one, so the UI never blocks and never piles up work.
@@ -20,33 +22,21 @@ from napari_adaqat.widgets._compat import guard_triton_import
 
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
-from napari_adaqat.inference.engine import ModelRef, SegmentResult, torch_threads  # noqa: E402
+from napari_adaqat.inference.engine import ModelRef, SegmentResult  # noqa: E402
 from napari_adaqat.model.device import DEVICES, resolve_device  # noqa: E402
 from napari_adaqat.widgets import _layers as L  # noqa: E402
+from napari_adaqat.widgets import _points as P  # noqa: E402
+from napari_adaqat.widgets._clicks import HELP, ClickPrompts  # noqa: E402
 from napari_adaqat.widgets._legend import MapLegends  # noqa: E402
 from napari_adaqat.widgets._model_choice import ModelChoice  # noqa: E402
 from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
 from napari_adaqat.widgets._orientation import watch_orientation  # noqa: E402
+from napari_adaqat.widgets._prompt_jobs import INLINE_PROMPT_MS, PromptJobs, _prompt_cost  # noqa: E402,F401
+from napari_adaqat.widgets._prompt_history import BOX, CLICK, EDIT, PromptState  # noqa: E402
 
 
-PROMPT_THREADS = 1  # torch threads of box-prompt jobs (embedding jobs use torch's default)
-# A box prompt whose last run on this image took less than this runs at once on the GUI thread when no
-# job is running: handing a ~10 ms prompt to a worker thread made it wait ~60 ms for the cores that
-# Qt/OpenGL painting the new box takes (measured under Xvfb on 2 cores); anything slower, or while
-# a job runs, goes to the worker as before, so the viewer never waits longer than this (up to 50 ms of GUI
-# blocking per box). 50 ms, not 30: the default model v3f's prompt costs 25-41 ms of one core, and at 30 ms it
-# went to the worker: ~125 ms from box to mask instead of 51-56 ms (benchmarks/dock_latency.py, BENCHMARKS.md).
-INLINE_PROMPT_MS = 50.0
-
-
-def _prompt_cost(result: SegmentResult) -> float:
-    """Seconds a prompt costs: its thread CPU time on a CPU (a worker's wall time also counts its wait
-    for the cores while napari paints), else its wall time."""
-    return result.model_cpu_seconds if result.model_cpu_seconds is not None else result.model_seconds
-
-
-class SegmentWidget(Container):
-    """Dock widget: image, model, baseline, reference and device choices; boxes drive predictions."""
+class SegmentWidget(ClickPrompts, PromptJobs, Container):
+    """Dock widget: image, model, baseline, reference and device choices; boxes and points drive predictions."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, model_path: str | Path | None = None,
                  baseline_path: str | Path | None = None, use_baseline: bool = True,
@@ -66,7 +56,7 @@ class SegmentWidget(Container):
         self._boxes: Any = None
         self._last_box_index: Optional[int] = None
 
-        self._help = Label(value="Draw a rectangle around both lungs in the 'boxes' layer.")
+        self._help = Label(value=HELP)
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.models = ModelChoice(model_path=model_path, baseline_path=baseline_path, use_baseline=use_baseline,
                                   model_type=model_type)
@@ -79,7 +69,8 @@ class SegmentWidget(Container):
         self.progress = ProgressBar(label="", min=0, max=0, visible=False)
         self.status = Label(label="status", value="Choose an image.")
         self.extend([self._help, self.image, self.model, self.model_file, self.baseline, self.baseline_file,
-                     self.model_type, self.reference, self.device, self.clean, self.rerun, self.progress, self.status])
+                     self.model_type, self.reference, self.device, self.clean, *self._build_click_controls(),
+                     self.rerun, self.progress, self.status])
         for w in (self._help, self.status):
             w.native.setWordWrap(True)
         self.status.native.setMinimumWidth(260)
@@ -110,6 +101,8 @@ class SegmentWidget(Container):
     def _on_layers_changed(self, event: Any = None) -> None:
         if self._boxes is not None and not self._present(self._boxes):
             self._boxes = None
+        if self._points is not None and not self._present(self._points):
+            self._points = None
         self.reset_choices()
 
     def _present(self, layer: Any) -> bool:
@@ -195,6 +188,7 @@ class SegmentWidget(Container):
 
     def _on_error(self, exc: BaseException) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
+        self._pending = None
         if self._closed:
             return
         self.status.value = f"Error: {exc}"
@@ -217,6 +211,7 @@ class SegmentWidget(Container):
         if layer is None:
             self.status.value = "Choose an image."
             return
+        self._generation, self._pending = self._generation + 1, None  # results for the image before are dropped
         self._attach_boxes(layer)
         self.start_embedding()
 
@@ -225,6 +220,7 @@ class SegmentWidget(Container):
         if self._boxes is None or boxes.unique_id != self._boxes.unique_id:
             boxes.events.data.connect(self._on_boxes_data)
         self._boxes = boxes
+        self._attach_points(image)
 
     def start_embedding(self) -> None:
         """Embed the chosen image (current plane) with the model and baseline, in a worker."""
@@ -250,61 +246,106 @@ class SegmentWidget(Container):
 
     def _on_boxes_data(self, event: Any) -> None:
         action = str(getattr(event, "action", "added"))
-        if action not in ("added", "changed") or self._boxes is None or len(self._boxes.data) == 0:
+        if self._restoring or action not in ("added", "changed") or self._boxes is None or len(self._boxes.data) == 0:
             return
         indices = tuple(getattr(event, "data_indices", ()) or (-1,))
         index = int(indices[-1])
         self.segment_shape(index if index >= 0 else len(self._boxes.data) + index)
 
     def segment_last_box(self) -> None:
-        """Run the most recent box again (e.g. after choosing another reference)."""
-        if self._boxes is not None and self._last_box_index is not None:
-            if self._last_box_index < len(self._boxes.data):
-                self.segment_shape(self._last_box_index)
+        """Run the current prompts again (e.g. after choosing another reference): same box, points and
+        mask prompt, so the same mask."""
+        if self._boxes is not None and (self._last_box_index is not None or len(P.snapshot_points(self._points)[0])):
+            self._segment("rerun")
 
     def segment_shape(self, index: int) -> None:
-        """Predict the lung mask for shape ``index`` of the ``boxes`` layer, in a worker."""
+        """Predict the lung mask for shape ``index`` of the ``boxes`` layer (with the points), in a worker."""
+        self._segment(BOX, index)
+
+    def _segment(self, kind: str, index: Optional[int] = None) -> None:
+        """Prompt with the box (shape ``index``, else the last one) and the points on its plane. ``kind``: a new
+        box (no mask prompt), a point "added" (the previous logits as mask prompt), "removed" or "changed" (no
+        mask prompt), or "rerun" (the current state's mask prompt); a brush edit is the mask prompt instead."""
         image, boxes = self.image.value, self._boxes
         if image is None or boxes is None:
             self._fail("choose an image layer first")
             return
+        if index is None and self._last_box_index is not None and self._last_box_index < len(boxes.data):
+            index = self._last_box_index
         try:
-            box, z = L.box_in_pixels(boxes, index, image)
-            plane, z = L.image_plane(image, z)
+            box, z = L.box_in_pixels(boxes, index, image) if index is not None else (None, None)
+            plane, z = L.image_plane(image, z if index is not None else L.current_plane(self.viewer, image))
             ref = self._reference_plane(z, plane.shape)
             model, base, device = self._chosen()
         except ValueError as exc:
             self._fail(str(exc))
             return
-        if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+        if box is not None and (box[2] - box[0] < 2 or box[3] - box[1] < 2):
             self.status.value = "Box too small (or outside the image); draw it around both lungs."
             return
+        coords, labels = P.points_in_pixels(self._points, image, z)
+        if box is None and not len(coords):
+            self.status.value = "No box and no points: draw a box, or click in 'points'."
+            return
         self._last_box_index = index
+        history, edit = self.history, self._brush_edit(image, z)
+        previous = history.current
+        if edit is None and kind != BOX and previous.kind == EDIT and previous.plane == z:
+            edit = previous.mask  # an edit whose prompt never showed (replaced or undone) is still the prompt
+        same = previous.plane == z and previous.models == (model, base)  # logits fit this plane and models only
+        source: Any = None  # the mask prompt: the previous logits, or the edited mask
+        note = ""
+        if edit is not None and kind == BOX:  # a new box starts afresh; the edit stays one Undo away
+            note = " · the new box replaced your brush edit of 'lung mask' (Undo [Ctrl+Z] brings it back)"
+        elif edit is not None:
+            source, note = edit, " · your brush edit of 'lung mask' was the mask prompt"
+        elif kind == "added" and same:
+            source = previous.logits
+        elif kind == "rerun" and same:
+            source = previous.mask_input
+        request = self._request(BOX if kind == BOX else CLICK, index, z)
+        request.models = (model, base)
+        base_source = previous.result.baseline_low_res_logits if kind == "added" and same and previous.result else None
+        self._run_prompt(request, image, plane, z, box, coords, labels, source, base_source, ref, note)
 
-        def show(result: SegmentResult) -> bool:
-            if not self._present(image):
-                return False
-            self.last_result = result
+    def _run_prompt(self, request: PromptState, image: Image, plane: np.ndarray, z: Optional[int],
+                    box: Optional[np.ndarray], coords: np.ndarray, labels: np.ndarray, source: Any,
+                    base_source: Any, ref: Optional[np.ndarray], note: str) -> None:
+        model, base, device = self._chosen()
+        generation = self._generation
+
+        def show(result: SegmentResult, mask: Optional[np.ndarray] = None) -> bool:
+            if generation != self._generation or not self._present(image):
+                return False  # an undo, reset or another image came after this prompt
+            self._show_state(image, result, mask)
             self._last_prompt_key = (image.unique_id, id(image.data), z, model, device)
-            L.show_result(self.viewer, image, result)
-            self.legends.show_for(result)
-            self.status.value = result.summary()
+            self.status.value = f"{result.summary()}\n{request.prompt_text()}{note}"
             return True
 
         def maps_done(result: SegmentResult) -> None:
-            if "predict" not in self._queue:  # else a newer box is on its way
-                show(result)
+            if "predict" not in self._queue:  # else a newer prompt is on its way
+                show(result, self._shown_mask(image, z))  # brush strokes made meanwhile stay
 
         def mask_done(result: SegmentResult) -> None:
+            if generation != self._generation:
+                return
+            if self._pending is request:
+                self._pending = None
+            request.mask, request.logits, request.result = result.mask, result.low_res_logits, result
+            self.history.push(request)
+            self._update_buttons()
             wanted = (base is not None or ref is not None) and L.maps_wanted(self.viewer)
             if show(result) and wanted:  # the mask at once; the maps follow
                 self.status.value += "\ncomputing SSIM maps…"
-                self._submit("maps", lambda: self._prompt_job(self.engine.add_maps, result, plane, base, device, ref),
+                self._submit("maps", lambda: self._prompt_job(self._add_maps, result, plane, base, device, ref,
+                                                              base_source,
+                                                              source if isinstance(source, np.ndarray) else None),
                              maps_done, self.status.value)
 
         clean = bool(self.clean.value)
-        self._queue.pop("maps", None)  # maps of an older box are no longer wanted
-        job = lambda: self._prompt_job(self.engine.predict, plane, box, model, device, ref, z, clean)  # noqa: E731
+        self._queue.pop("maps", None)  # maps of an older prompt are no longer wanted
+        job = lambda: self._prompt_job(self._predict, request, plane, box, coords, labels, source,  # noqa: E731
+                                       model, device, ref, z, clean)
         # inline only when no other dock's job holds the shared engine (never wait on the GUI thread)
         if (self._quick_prompt(image, z, model, device) and self.engine.is_embedded(plane, model, device)
                 and self.engine.lock.acquire(blocking=False)):
@@ -317,7 +358,14 @@ class SegmentWidget(Container):
                 self.engine.lock.release()
             mask_done(result)
             return
+        self._pending = request
         self._submit("predict", job, mask_done, f"Segmenting with {model.label()}… (busy)")
+
+    def _show_state(self, image: Image, result: SegmentResult, mask: Optional[np.ndarray] = None) -> None:
+        """Show ``result`` (``mask`` instead of its own mask) and remember it as the last result."""
+        self.last_result = result
+        L.show_result(self.viewer, image, result, mask)
+        self.legends.show_for(result)
 
     def _quick_prompt(self, image: Image, z: Optional[int], model: ModelRef, device: str) -> bool:
         """Whether a prompt may run at once on the GUI thread: no job runs or waits, and the last one,
@@ -327,12 +375,6 @@ class SegmentWidget(Container):
         return (not self._closed and self._worker is None and not self._queue and last is not None
                 and self._last_prompt_key == (image.unique_id, id(image.data), z, model, device)
                 and _prompt_cost(last) * 1000.0 < INLINE_PROMPT_MS)
-
-    @staticmethod
-    def _prompt_job(fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a box-prompt job (in a worker) with :data:`PROMPT_THREADS` torch threads."""
-        with torch_threads(PROMPT_THREADS):
-            return fn(*args)
 
     def _reference_plane(self, z: Optional[int], shape: tuple[int, int]) -> Optional[np.ndarray]:
         layer = self.reference.value

@@ -1,0 +1,60 @@
+"""Point prompts from a CSV: rows ``file,x,y,label`` (x, y in image pixels of the upright image;
+label 1 = lung, 0 = not lung), several rows per file.  The header line is optional (without one the
+columns are taken in that order); the CSV quirks that box CSVs accept are accepted here too (comma,
+semicolon or tab; any case; Excel's BOM and trailing empty rows; see :mod:`napari_adaqat.data.boxes`).
+A bad row refuses the whole file with one line naming the CSV, its line and the image file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from napari_adaqat.data.boxes import EDGE_TOLERANCE_PX, _number, _rows, box_for
+
+POINT_COLUMNS = ("file", "x", "y", "label")
+LABELS = {"1": 1, "0": 0, "1.0": 1, "0.0": 0}  # 1 = lung (positive), 0 = not lung (negative)
+
+Points = tuple[np.ndarray, np.ndarray]  # (P, 2) float64 x, y pixels; (P,) int64 labels
+
+
+def read_points_csv(path: str | Path) -> dict[str, Points]:
+    """``file,x,y,label`` rows → {file name or path: (coords (P, 2), labels (P,))}, in row order;
+    matched to inputs by path, name or stem (:func:`points_for`).  Raises ValueError, one line
+    ``PATH:LINE: (FILE) problem``, for a missing column, a value that is not a number, a negative
+    coordinate, a label other than 1 or 0, or a CSV without rows."""
+    found: dict[str, tuple[list, list]] = {}
+    for line, delimiter, row, record in _rows(path, POINT_COLUMNS, header_optional=True):
+        name = row["file"].strip()
+        if not name:
+            raise ValueError(f"{path}:{line}: empty file name")
+        try:
+            xy = [_number(k, row[k], delimiter, record, names="x,y") for k in ("x", "y")]
+            if not np.isfinite(xy).all() or min(xy) < -EDGE_TOLERANCE_PX:
+                raise ValueError(f"point {xy[0]:g},{xy[1]:g}: x, y are pixels from the top-left corner "
+                                 "(finite, not negative)")
+            label = LABELS.get(row["label"].strip())
+            if label is None:
+                raise ValueError(f"label is {row['label'].strip()[:20]!r}: write 1 (lung) or 0 (not lung)")
+        except ValueError as exc:
+            raise ValueError(f"{path}:{line}: ({' '.join(name.split())[:80]}) {exc}") from None
+        coords, labels = found.setdefault(name, ([], []))
+        coords.append(xy)
+        labels.append(label)
+    if not found:
+        raise ValueError(f"{path}: no points (only a header line)")
+    return {name: (np.array(c, dtype=np.float64), np.array(lab, dtype=np.int64)) for name, (c, lab) in found.items()}
+
+
+def points_for(path: Path, points: dict[str, Points]) -> Points | None:
+    """The points of ``path`` in a CSV's points, looked up by full path, then name, then stem."""
+    return box_for(path, points)  # type: ignore[arg-type]  (the same lookup rule)
+
+
+def check_points(coords: np.ndarray, shape: tuple[int, int]) -> None:
+    """Refuse points (P, 2) x, y outside an image of (H, W) ``shape`` (beyond the edge tolerance)."""
+    h, w = shape
+    outside = (coords[:, 0] > w - 1 + EDGE_TOLERANCE_PX) | (coords[:, 1] > h - 1 + EDGE_TOLERANCE_PX)
+    if outside.any():
+        x, y = coords[np.flatnonzero(outside)[0]]
+        raise ValueError(f"point {x:g},{y:g} lies outside the {w}x{h} image; was it placed on a resized copy?")

@@ -1,0 +1,90 @@
+"""Simulated interactive segmentation in training (issue 32), as SAM was trained (Kirillov et al. 2023, §A)
+and micro-sam's ``training/sam_trainer.py`` does it.
+
+Per batch the image is embedded once; the first prompt (a box, or points alone) is decoded, then
+``rounds`` times a corrective click is drawn from the error of the current prediction (uniformly from the
+wrongly predicted pixels, or half the time by the evaluation's rule: positive on a missed lung pixel,
+negative on a false one), added to the points, and the prompt is decoded again, mostly with the previous
+prediction's logits as the dense mask prompt
+(``mask_input``, :func:`~napari_adaqat.model.forward.as_mask_input`: the same call the inference makes).
+The loss averages over every round, so one model learns the box, the clicks and the refinement.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from napari_adaqat.metrics.clicks import next_click
+from napari_adaqat.model.forward import as_mask_input, decode_coarse, embed, image_detail, refine_logits
+
+
+DEEPEST_CLICK_PROB = 0.5  # of the clicks: the evaluation's rule (the deepest point of the largest error region)
+NO_MASK_PROMPT_PROB = 0.25  # of the rounds: decoded without the previous mask (as after a point is moved)
+
+
+@torch.no_grad()
+def sample_clicks(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+                  generator: torch.Generator | None = None,
+                  deepest_prob: float = DEEPEST_CLICK_PROB) -> tuple[torch.Tensor, torch.Tensor]:
+    """One corrective click per sample: logits, target (B, 1, S, S); valid (B, 2) = the unpadded (h, w).
+
+    With chance ``deepest_prob`` the click follows the evaluation's rule
+    (:func:`~napari_adaqat.metrics.clicks.next_click`: the deepest point of the largest error region, as
+    users click), else it is drawn uniformly from the wrongly predicted pixels (SAM's training rule: the
+    thin slivers along a boundary too).  Returns coords (B, 1, 2) x, y in input pixels and labels (B, 1):
+    1 on a missed lung pixel, 0 on a false one, -1 (padding) for a sample without error.
+    """
+    b = logits.shape[0]
+    pred, ref = logits[:, 0] > 0, target[:, 0] > 0.5
+    coords = torch.zeros(b, 1, 2, device=logits.device)
+    labels = -torch.ones(b, 1, device=logits.device)
+    draws = torch.rand(b, generator=generator, device=generator.device if generator is not None else "cpu")
+    for i in range(b):
+        h, w = int(valid[i, 0]), int(valid[i, 1])
+        p, r = pred[i, :h, :w], ref[i, :h, :w]
+        error = p != r
+        if not bool(error.any()):
+            continue
+        if float(draws[i]) < deepest_prob:
+            x, y, label = next_click(p.cpu().numpy(), r.cpu().numpy())
+        else:
+            k = int(torch.multinomial(error.flatten().float(), 1, generator=generator))
+            y, x = divmod(k, w)
+            label = float(r[y, x])
+        coords[i, 0] = torch.tensor([float(x), float(y)])
+        labels[i, 0] = float(label)
+    return coords, labels
+
+
+def prompted_logits(sam, images: torch.Tensor, batch: dict, device: str, rounds: int = 0,
+                    grad_checkpoint: bool = False, generator: torch.Generator | None = None
+                    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Logits (B, 1, S, S) at the input size after the first prompt and after each of ``rounds`` corrective
+    clicks (a list of 1 + rounds; a round keeps the previous mask as its prompt, except with chance
+    ``NO_MASK_PROMPT_PROB``), and the decoder's own logits of the first prompt (B, 1, S, S; before
+    any refiner).  ``batch``: a :class:`~napari_adaqat.train.dataset.LungDataset` batch (``box`` NaN rows
+    = points alone; ``points``/``point_labels`` the start points; ``mask``, ``valid``)."""
+    size = images.shape[-2:]
+
+    def to_input_size(t: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(t.float(), size=size, mode="bilinear", align_corners=False)
+
+    features = embed(sam, images, grad_checkpoint)
+    detail = image_detail(sam, images)
+    boxes = batch["box"].to(device)
+    b = images.shape[0]
+    coords = batch["points"].to(device) if "points" in batch else torch.zeros(b, 0, 2, device=device)
+    labels = batch["point_labels"].to(device) if "point_labels" in batch else torch.zeros(b, 0, device=device)
+    coarse, _ = decode_coarse(sam, features, boxes, coords, labels)
+    outputs = [to_input_size(refine_logits(sam, coarse, detail))]
+    for _ in range(rounds):
+        target, valid = batch["mask"].to(device), batch["valid"]
+        previous = outputs[-1].detach()
+        click, label = sample_clicks(previous, target, valid, generator)
+        coords, labels = torch.cat([coords, click], 1), torch.cat([labels, label], 1)
+        keep_mask = float(torch.rand(1, generator=generator, device=generator.device if generator is not None
+                                     else "cpu")) >= NO_MASK_PROMPT_PROB
+        mask_input = as_mask_input(sam, previous) if keep_mask else None
+        step, _ = decode_coarse(sam, features, boxes, coords, labels, mask_input)
+        outputs.append(to_input_size(refine_logits(sam, step, detail)))
+    return outputs, to_input_size(coarse)

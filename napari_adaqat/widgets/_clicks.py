@@ -1,0 +1,240 @@
+"""The Segment dock's click corrections: the ``points`` layer, Negative / Undo / Redo / Reset with their
+hotkeys, the prompt history, and brush edits of ``lung mask`` (a mixin of
+:class:`~napari_adaqat.widgets.segment.SegmentWidget`, which runs the prompts).
+
+Hotkeys act while the ``boxes`` or ``points`` layer is selected (bound on those layers, which take
+precedence over the viewer's bindings); while ``lung mask`` is selected, Ctrl+Z is napari's own undo of
+brush strokes.  R clears points, box and mask (on ``boxes`` it replaces napari's "rectangle mode" key:
+Reset leaves the layer in rectangle mode anyway).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+from app_model.types import KeyCode, KeyMod
+from magicgui.widgets import Container, PushButton
+
+from napari_adaqat.widgets import _layers as L
+from napari_adaqat.widgets import _points as P
+from napari_adaqat.widgets._prompt_history import EDIT, RESET, PromptHistory, PromptState
+
+UNDO_KEY = KeyMod.CtrlCmd | KeyCode.KeyZ
+REDO_KEY = KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ
+RESET_KEY, NEGATIVE_KEY, BOX_KEY, POINTS_KEY = KeyCode.KeyR, KeyCode.KeyN, KeyCode.KeyB, KeyCode.KeyP
+HELP = ("Draw a rectangle around both lungs in 'boxes'. To correct the mask, click in 'points' [P]: "
+        "a click adds lung, Ctrl+click (⌘ on a Mac) or Negative [N] marks 'not lung'.")
+
+
+class ClickPrompts:
+    """Points, history and the buttons of the Segment dock (needs the dock's ``viewer``, ``image``,
+    ``status``, ``_boxes``, ``_queue``, ``_segment`` and ``_show``)."""
+
+    viewer: Any
+    _points: Any = None
+    _restoring = False  # set while a state is written back: the layers' events do not prompt then
+    _generation = 0  # bumped by undo / redo / reset / a new image: late results of older prompts are dropped
+    _pending: Optional[PromptState] = None  # a prompt sent to the worker whose mask is not shown yet
+    _points_image: Optional[str] = None  # the image whose prompts the points layer holds
+
+    def _build_click_controls(self) -> list[Container]:
+        def button(text: str, tip: str, action: Any) -> PushButton:
+            b = PushButton(text=text, tooltip=tip)
+            b.changed.connect(lambda _=None: action())
+            return b
+
+        self.negative = PushButton(text="Negative [N]", tooltip="on: clicks mark 'not lung' (as Ctrl+click)")
+        self.negative.native.setCheckable(True)
+        self.negative.native.toggled.connect(lambda _=None: self._sync_default_label())  # by click, key or code
+        self.box_button = button("Box [B]", "draw a box in the 'boxes' layer", self.box_mode)
+        self.points_button = button("Points [P]", "click corrections in the 'points' layer", self.points_mode)
+        self.undo_button = button("Undo [Ctrl+Z]", "the previous box, points and mask, exactly", self.undo)
+        self.redo_button = button("Redo [Ctrl+Shift+Z]", "what Undo took back", self.redo)
+        self.reset_button = button("Reset [R]", "clear points, box and mask (Undo brings them back)",
+                                   self.reset_prompts)
+        self._histories: dict[str, PromptHistory] = {}
+        rows = [[self.box_button, self.points_button, self.negative],
+                [self.undo_button, self.redo_button, self.reset_button]]
+        containers = [Container(layout="horizontal", widgets=row, labels=False) for row in rows]
+        for c in containers:
+            c.margins = (0, 0, 0, 0)
+        self._update_buttons()
+        return containers
+
+    # ---------------------------------------------------------------- layers
+    def _attach_points(self, image: Any) -> None:
+        points = P.ensure_points(self.viewer, image)
+        if self._points is None or points.unique_id != self._points.unique_id:
+            points.events.data.connect(self._on_points_data)
+            # napari selects a new point, which makes its label the default; the next one is positive again
+            points.events.features.connect(lambda _e=None: self._sync_default_label())
+            P.watch_modifiers(points, lambda: bool(self.negative.value))
+        self._points = points
+        if self._points_image not in (None, str(image.unique_id)):  # another image: its own points, not these
+            state = self.history.current
+            self._restoring = True
+            try:
+                P.restore_points(points, state.points, state.positive)
+            finally:
+                self._restoring = False
+        self._points_image = str(image.unique_id)
+        self._sync_default_label()
+        for layer, extra in ((self._boxes, {POINTS_KEY: self.points_mode}), (points, {BOX_KEY: self.box_mode})):
+            keys = {UNDO_KEY: self.undo, REDO_KEY: self.redo, RESET_KEY: self.reset_prompts,
+                    NEGATIVE_KEY: self.toggle_negative, **extra}
+            for key, action in keys.items():
+                layer.bind_key(key, _key_action(self, action), overwrite=True)
+        self._update_buttons()
+
+    def _on_points_data(self, event: Any) -> None:
+        action = str(getattr(event, "action", ""))
+        if self._restoring or action not in ("added", "removed", "changed"):
+            return
+        self._segment(action)
+
+    def _sync_default_label(self) -> None:
+        if self._points is not None:
+            P.set_default_label(self._points, not bool(self.negative.value))
+
+    def toggle_negative(self) -> None:
+        """Negative [N]: clicks mark 'not lung' until toggled off."""
+        self.negative.value = not bool(self.negative.value)
+
+    def box_mode(self) -> None:
+        """Box [B]: select ``boxes`` in rectangle mode."""
+        if self._boxes is not None and self._present(self._boxes):
+            self.viewer.layers.selection.active = self._boxes
+            self._boxes.mode = "add_rectangle"
+
+    def points_mode(self) -> None:
+        """Points [P]: select ``points`` in add mode (a click adds a point)."""
+        if self._points is not None and self._present(self._points):
+            self.viewer.layers.selection.active = self._points
+            self._points.mode = "add"
+
+    # --------------------------------------------------------------- history
+    @property
+    def history(self) -> Optional[PromptHistory]:
+        """The prompt history of the chosen image (None without an image)."""
+        image = self.image.value
+        if image is None:
+            return None
+        return self._histories.setdefault(str(image.unique_id), PromptHistory())
+
+    def _update_buttons(self) -> None:
+        history = self.history
+        self.undo_button.enabled = history is not None and history.can_undo
+        self.redo_button.enabled = history is not None and history.can_redo
+
+    def _request(self, kind: str, box_index: Optional[int], plane: Optional[int]) -> PromptState:
+        """A new state holding the prompts as they are now (its mask comes with the result)."""
+        data, positive = P.snapshot_points(self._points)
+        return PromptState(kind, P.snapshot_boxes(self._boxes), box_index, data, positive, plane)
+
+    def _brush_edit(self, image: Any, plane: Optional[int]) -> Optional[np.ndarray]:
+        """The ``lung mask`` plane (H, W) bool when it differs from what the dock painted there last (a brush
+        edit), after recording it as a state (Undo comes back to it); None when unedited."""
+        history, shown = self.history, self._shown_mask(image, plane)
+        if history is None or shown is None:
+            return None
+        painted = history.painted(plane)
+        if np.array_equal(shown, painted if painted is not None else np.zeros_like(shown)):
+            return None
+        current = history.current
+        history.push(PromptState(EDIT, current.boxes, current.box_index, current.points, current.positive,
+                                 plane, shown.copy(), None, None, current.result))
+        return shown
+
+    def _shown_mask(self, image: Any, plane: Optional[int]) -> Optional[np.ndarray]:
+        """What ``lung mask`` shows on ``plane`` of ``image`` ((H, W) bool), None when it shows another image."""
+        layer = self.viewer.layers[L.MASK] if L.MASK in self.viewer.layers else None
+        if layer is None or layer.metadata.get("source_layer_id") != str(image.unique_id):
+            return None
+        data = np.asarray(layer.data)
+        data = data[plane] if plane is not None and data.ndim == 3 else data
+        return data != 0 if data.shape == L.plane_shape(image) else None
+
+    def undo(self) -> None:
+        """Back to the previous state: its box, points and mask exactly (Ctrl+Z).  While a prompt is on its
+        way, it is that prompt that is undone (its result is dropped)."""
+        history = self.history
+        if self._pending is not None and history is not None:
+            self._step((self._pending, history.current), "Undone")
+            return
+        self._step(history.undo() if history is not None else None, "Undone")
+
+    def redo(self) -> None:
+        """Forward again to the state Undo left (Ctrl+Shift+Z)."""
+        self._step(self.history.redo() if self.history is not None else None, "Redone")
+
+    def reset_prompts(self) -> None:
+        """Clear points, box and mask of this plane (R); Undo brings them back."""
+        image, history = self.image.value, self.history
+        if image is None or history is None:
+            return
+        self._brush_edit(image, L.current_plane(self.viewer, image))  # an unsaved edit is kept in the history
+        plane = L.current_plane(self.viewer, image)
+        empty = np.zeros(L.plane_shape(image), dtype=bool)
+        state = PromptState(RESET, plane=plane, mask=empty,
+                            points=np.empty((0, image.ndim)), positive=np.empty(0, dtype=bool))
+        left = history.current
+        history.push(state)
+        self._step((left, state), "Reset")
+        self.box_mode()
+
+    def _step(self, move: Optional[tuple[PromptState, PromptState]], verb: str) -> None:
+        if move is None:
+            self.status.value = "Nothing to undo." if verb == "Undone" else "Nothing to redo."
+            return
+        left, state = move
+        self._generation += 1  # results of older prompts still on their way are dropped
+        self._pending = None
+        for kind in ("predict", "maps"):
+            self._queue.pop(kind, None)
+        self._restore(left, state)
+        if verb == "Reset":
+            self.status.value = "Reset: points, box and mask cleared (Undo [Ctrl+Z] brings them back)."
+        else:
+            self.status.value = f"{verb}: {left.kind} → {state.kind} ({state.prompt_text()})."
+        if state.result is not None and state.mask is not None and state.kind != EDIT:
+            self.status.value += "\n" + state.result.summary()
+        self._update_buttons()
+
+    def _restore(self, left: PromptState, state: PromptState) -> None:
+        """Write ``state`` into the layers; the plane that ``left`` painted gets back what was there before."""
+        image = self.image.value
+        self._restoring = True
+        try:
+            if self._boxes is not None:
+                P.restore_boxes(self._boxes, state.boxes)
+            if self._points is not None:
+                P.restore_points(self._points, state.points, state.positive)
+            self._last_box_index = state.box_index
+            history = self.history
+            if left.mask is not None and left.plane != state.plane:
+                before = history.painted(left.plane)
+                L.show_mask(self.viewer, image, before if before is not None else np.zeros_like(left.mask),
+                            left.plane)
+            mask = state.mask if state.mask is not None else history.painted(state.plane)
+            if mask is None and left.mask is not None:
+                mask = np.zeros_like(left.mask)
+            if mask is not None:
+                if state.result is not None and state.kind != EDIT:
+                    self._show_state(image, state.result, mask)
+                else:
+                    meta = None if state.result is None else L.mask_meta(image, state.result, state.plane)
+                    L.show_mask(self.viewer, image, mask, state.plane, meta)  # an edit keeps its model's provenance
+                    if state.result is None:
+                        L.neutral_maps(self.viewer, image, state.plane)
+            self.last_result = state.result
+        finally:
+            self._restoring = False
+
+
+def _key_action(dock: ClickPrompts, action: Any) -> Any:
+    """A layer key binding that runs ``action`` while the dock is open."""
+    def run(_layer: Any) -> None:
+        if not getattr(dock, "_closed", False):
+            action()
+
+    return run

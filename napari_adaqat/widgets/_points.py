@@ -1,0 +1,130 @@
+"""The Segment dock's ``points`` layer: click prompts, positive (lung) or negative (not lung).
+
+The label of each point is the boolean feature ``positive``; the face colour follows it.  A click adds a
+positive point unless Ctrl (⌘ on a Mac) is held or the dock's "Negative [N]" toggle is on.  napari Points
+data are (row, col) = (y, x); the engine takes (x, y) in image pixels: :func:`points_in_pixels` converts.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import numpy as np
+import pandas as pd
+
+from napari_adaqat.widgets._layers import plane_shape
+
+if TYPE_CHECKING:
+    import napari
+
+POINTS = "points"
+POSITIVE_COLOR, NEGATIVE_COLOR = "#39ff14", "#ff2d6f"  # lime (lung), pink-red (not lung)
+NEGATIVE_MODIFIERS = ("Control", "Meta")  # Ctrl-click; on a Mac Qt reports ⌘ as Control
+
+
+def _features(positive: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"positive": np.asarray(positive, dtype=bool)})
+
+
+def ensure_points(viewer: "napari.viewer.Viewer", image: "napari.layers.Image") -> "napari.layers.Points":
+    """The Points layer ``points`` over ``image`` (created if absent or of another dimensionality)."""
+    if POINTS in viewer.layers and viewer.layers[POINTS].ndim == image.ndim:
+        return viewer.layers[POINTS]
+    if POINTS in viewer.layers:
+        viewer.layers.remove(POINTS)
+    active = viewer.layers.selection.active
+    size = max(6.0, plane_shape(image)[1] / 40)
+    layer = viewer.add_points(np.empty((0, image.ndim)), ndim=image.ndim, name=POINTS, size=size,
+                              features=_features(np.empty(0, bool)), face_color="positive",
+                              face_color_cycle={True: POSITIVE_COLOR, False: NEGATIVE_COLOR},
+                              border_color="white", border_width=0.12, scale=tuple(image.scale),
+                              translate=tuple(image.translate))
+    layer.feature_defaults["positive"] = True
+    if active is not None:
+        viewer.layers.selection.active = active  # the boxes stay active until the user picks points
+    return layer
+
+
+def set_default_label(layer: "napari.layers.Points", positive: bool) -> None:
+    """The label of the next point added (``layer.add`` or a click)."""
+    if bool(layer.feature_defaults["positive"].iloc[0]) != positive:
+        layer.feature_defaults["positive"] = positive
+
+
+def watch_modifiers(layer: "napari.layers.Points", negative_on: Callable[[], bool]) -> None:
+    """Before napari's add-mode click adds a point, set its label: negative when ``negative_on()`` (the
+    dock's toggle) or Ctrl is held.  Runs first among the layer's mouse-drag callbacks."""
+    def pick_label(_layer: Any, event: Any) -> None:
+        if str(layer.mode) == "add":
+            held = any(m in getattr(event, "modifiers", ()) for m in NEGATIVE_MODIFIERS)
+            set_default_label(layer, not (negative_on() or held))
+
+    pick_label.__name__ = "adaqat_pick_label"
+    layer.mouse_drag_callbacks[:] = [cb for cb in layer.mouse_drag_callbacks
+                                     if getattr(cb, "__name__", "") != pick_label.__name__]
+    layer.mouse_drag_callbacks.insert(0, pick_label)
+
+
+def positive_flags(layer: "napari.layers.Points") -> np.ndarray:
+    """(N,) bool: which points are positive (a missing feature counts as positive)."""
+    if "positive" not in layer.features:
+        return np.ones(len(layer.data), dtype=bool)
+    return np.asarray(layer.features["positive"], dtype=bool)
+
+
+def points_in_pixels(layer: Optional["napari.layers.Points"], image: "napari.layers.Image",
+                     plane: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The points on ``plane`` (all of them for a 2-D image) as (coords (N, 2) x, y in ``image`` pixels,
+    labels (N,) int: 1 = lung, 0 = not lung), SAM's convention; points outside the image are dropped."""
+    if layer is None or len(layer.data) == 0:
+        return np.empty((0, 2)), np.empty(0, dtype=np.int64)
+    data = np.asarray(layer.data, dtype=np.float64)
+    world = np.array([layer.data_to_world(p) for p in data])
+    nd = image.ndim
+    if world.shape[1] < nd:
+        world = np.concatenate([np.zeros((len(world), nd - world.shape[1])), world], axis=1)
+    pix = np.array([image.world_to_data(w[-nd:]) for w in world])
+    keep = np.ones(len(pix), dtype=bool)
+    if nd == 3 and plane is not None:
+        keep &= np.round(pix[:, 0]).astype(int) == plane
+    h, w = plane_shape(image)
+    rows, cols = pix[:, -2], pix[:, -1]
+    keep &= (rows > -0.5) & (rows < h - 0.5) & (cols > -0.5) & (cols < w - 0.5)
+    coords = np.stack([cols[keep], rows[keep]], axis=1)
+    return coords, positive_flags(layer)[keep].astype(np.int64)
+
+
+def snapshot_points(layer: Optional["napari.layers.Points"]) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of (data (N, D), positive (N,) bool)."""
+    if layer is None:
+        return np.empty((0, 2)), np.empty(0, dtype=bool)
+    return np.array(layer.data, copy=True), positive_flags(layer).copy()
+
+
+def restore_points(layer: "napari.layers.Points", data: np.ndarray, positive: np.ndarray) -> None:
+    """Write a :func:`snapshot_points` back (colours follow ``positive``)."""
+    default = bool(layer.feature_defaults["positive"].iloc[0])
+    data = np.asarray(data, dtype=np.float64).reshape(-1, layer.ndim) if len(data) else np.empty((0, layer.ndim))
+    layer.selected_data = set()
+    layer.data = data
+    layer.features = _features(positive)
+    layer.feature_defaults["positive"] = default
+    layer.refresh_colors()
+
+
+def snapshot_boxes(layer: Optional["napari.layers.Shapes"]) -> list[tuple[np.ndarray, str]]:
+    """Copies of the shapes of the ``boxes`` layer: (vertices (V, D), shape type) each."""
+    if layer is None:
+        return []
+    return [(np.array(s, copy=True), str(t)) for s, t in zip(layer.data, layer.shape_type)]
+
+
+def restore_boxes(layer: "napari.layers.Shapes", shapes: list[tuple[np.ndarray, str]]) -> None:
+    """Write a :func:`snapshot_boxes` back (the layer's mode and colours are kept)."""
+    mode = layer.mode
+    layer.selected_data = set()
+    if len(layer.data):
+        layer.data = []
+    if shapes:
+        layer.add([s for s, _t in shapes], shape_type=[t for _s, t in shapes])
+    if layer.mode != mode:
+        layer.mode = mode

@@ -1,0 +1,112 @@
+"""Undo / redo of the Segment dock's prompts: every mask the dock shows is one state (its box, its points,
+the mask exactly as painted and the logits to feed back), so Ctrl+Z puts back the previous mask bit for bit.
+
+No napari here: the dock snapshots its layers into a :class:`PromptState` and writes a state back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+# The kinds of states, as the status line names them
+BOX, CLICK, EDIT, RESET, EMPTY = "box", "click", "brush edit", "reset", "start"
+MAX_STATES = 100  # the oldest states go first beyond this many ...
+MAX_BYTES = 1 << 30  # ... or beyond this much memory (a 3000² film's state with its maps is ~200 MB)
+
+
+@dataclass
+class PromptState:
+    """What the viewer showed after one prompt (or a brush edit, or a reset).
+
+    ``boxes``: the ``boxes`` layer's shapes ((V, D) vertices in layer data coordinates, shape type); ``box_index``: the
+    shape that prompted (None: no box); ``points`` (N, D) the ``points`` layer's data with ``positive``
+    (N,) bool; ``plane``: the stack plane of ``mask`` (None: a 2-D image); ``mask`` (H, W) bool as painted
+    (None: nothing painted yet); ``logits``: the result's low-resolution logits (torch (1, 1, 4E, 4E)),
+    the next click's mask prompt; ``mask_input``: the mask prompt this state's mask was made with
+    (to run it again identically); ``result``: the engine's SegmentResult (its SSIM / ΔSSIM maps);
+    ``models``: the (model, baseline) that made it (its logits are a mask prompt for those alone)."""
+
+    kind: str
+    boxes: list[tuple[np.ndarray, str]] = field(default_factory=list)
+    box_index: Optional[int] = None
+    points: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
+    positive: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
+    plane: Optional[int] = None
+    mask: Optional[np.ndarray] = None
+    logits: Any = None
+    mask_input: Any = None
+    result: Any = None
+    models: Any = None
+
+    def prompt_text(self) -> str:
+        """E.g. "box + 3 points (1 not lung)"."""
+        n, neg = len(self.positive), int((~np.asarray(self.positive, dtype=bool)).sum())
+        parts = ["box"] if self.box_index is not None else []
+        if n:
+            parts.append(f"{n} point{'s' if n != 1 else ''}" + (f" ({neg} not lung)" if neg else ""))
+        return " + ".join(parts) or "no prompt"
+
+    def nbytes(self) -> int:
+        """Memory held by the mask and the result's arrays (probabilities, maps)."""
+        arrays = [self.mask, *(vars(self.result).values() if self.result is not None else ())]
+        return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+
+
+class PromptHistory:
+    """A linear undo history of :class:`PromptState` (the first one is the empty start); pushing after an
+    undo drops the states that were undone, as every editor does."""
+
+    def __init__(self, start: Optional[PromptState] = None) -> None:
+        self._states: list[PromptState] = [start or PromptState(EMPTY)]
+        self._index = 0
+
+    @property
+    def current(self) -> PromptState:
+        return self._states[self._index]
+
+    @property
+    def can_undo(self) -> bool:
+        return self._index > 0
+
+    @property
+    def can_redo(self) -> bool:
+        return self._index < len(self._states) - 1
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def push(self, state: PromptState) -> PromptState:
+        """Make ``state`` current (the undone states after the current one are dropped, and the oldest
+        ones beyond :data:`MAX_STATES` or :data:`MAX_BYTES`)."""
+        del self._states[self._index + 1:]
+        self._states.append(state)
+        self._index += 1
+        while len(self._states) > 2 and (len(self._states) > MAX_STATES
+                                         or sum(s.nbytes() for s in self._states) > MAX_BYTES):
+            self._states.pop(0)
+            self._index -= 1
+        return state
+
+    def undo(self) -> Optional[tuple[PromptState, PromptState]]:
+        """(the state left, the state now current), or None at the start."""
+        if not self.can_undo:
+            return None
+        self._index -= 1
+        return self._states[self._index + 1], self._states[self._index]
+
+    def redo(self) -> Optional[tuple[PromptState, PromptState]]:
+        """(the state left, the state now current), or None when nothing was undone."""
+        if not self.can_redo:
+            return None
+        self._index += 1
+        return self._states[self._index - 1], self._states[self._index]
+
+    def painted(self, plane: Optional[int]) -> Optional[np.ndarray]:
+        """The mask (H, W) bool that the current state or the last one before it painted on ``plane``
+        (None: the dock never painted it): what the ``lung mask`` layer shows there unless edited."""
+        for state in reversed(self._states[:self._index + 1]):
+            if state.mask is not None and state.plane == plane:
+                return state.mask
+        return None

@@ -1,0 +1,70 @@
+"""What the Segment dock's prompt jobs run (in a worker, or inline when quick): the engine's prompt with
+box, points and mask prompt, then the baseline and the SSIM / ΔSSIM maps of the same prompts (a mixin of
+:class:`~napari_adaqat.widgets.segment.SegmentWidget`)."""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from napari_adaqat.inference.engine import ModelRef, SegmentResult, torch_threads
+from napari_adaqat.widgets._prompt_history import PromptState
+
+PROMPT_THREADS = 1  # torch threads of prompt jobs (embedding jobs use torch's default)
+
+# A box prompt whose last run on this image took less than this runs at once on the GUI thread when no
+# job is running: handing a ~10 ms prompt to a worker thread made it wait ~60 ms for the cores that
+# Qt/OpenGL painting the new box takes (measured under Xvfb on 2 cores); anything slower, or while
+# a job runs, goes to the worker as before, so the viewer never waits longer than this (up to 50 ms of GUI
+# blocking per box). 50 ms, not 30: the default model v3f's prompt costs 25-41 ms of one core, and at 30 ms it
+# went to the worker: ~125 ms from box to mask instead of 51-56 ms (benchmarks/dock_latency.py, BENCHMARKS.md).
+INLINE_PROMPT_MS = 50.0
+
+
+def _prompt_cost(result: SegmentResult) -> float:
+    """Seconds a prompt costs: its thread CPU time on a CPU (a worker's wall time also counts its wait
+    for the cores while napari paints), else its wall time."""
+    return result.model_cpu_seconds if result.model_cpu_seconds is not None else result.model_seconds
+
+
+class PromptJobs:
+    """The engine calls of a prompt (needs the dock's ``engine``)."""
+
+    engine: Any
+
+    @staticmethod
+    def _prompt_job(fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a box-prompt job (in a worker) with :data:`PROMPT_THREADS` torch threads."""
+        with torch_threads(PROMPT_THREADS):
+            return fn(*args)
+
+    def _mask_input(self, source: Any, plane: np.ndarray, model: Any, device: str) -> Any:
+        """The mask prompt: logits as they are, an edited mask (H, W) bool through the model's
+        ``mask_input_from`` (in the job: it needs the image set)."""
+        if not isinstance(source, np.ndarray):
+            return source
+        with self.engine.lock:
+            segmenter = self.engine.segmenter(model, device)
+            segmenter.set_image(plane)
+            return segmenter.mask_input_from(source)
+
+    def _predict(self, request: PromptState, plane: np.ndarray, box: Optional[np.ndarray], coords: np.ndarray,
+                 labels: np.ndarray, source: Any, model: ModelRef, device: str, ref: Optional[np.ndarray],
+                 z: Optional[int], clean: bool) -> SegmentResult:
+        """The engine's prompt (a job): box and/or points (x, y pixels, 1 = lung / 0 = not lung), mask prompt."""
+        kwargs: dict[str, Any] = {}
+        if len(coords):
+            kwargs.update(point_coords=coords, point_labels=labels)
+        request.mask_input = self._mask_input(source, plane, model, device)
+        if request.mask_input is not None:
+            kwargs["mask_input"] = request.mask_input
+        return self.engine.predict(plane, box, model, device, ref, z, clean, **kwargs)
+
+    def _add_maps(self, result: SegmentResult, plane: np.ndarray, base: Optional[ModelRef], device: str,
+                  ref: Optional[np.ndarray], base_source: Any, edit: Optional[np.ndarray]) -> SegmentResult:
+        """The maps (a job): the baseline gets the same points, and its own previous logits or the edit."""
+        if base is None:
+            return self.engine.add_maps(result, plane, base, device, ref)
+        source = self._mask_input(edit if edit is not None else base_source, plane, base, device)
+        kwargs = {} if source is None else {"baseline_mask_input": source}
+        return self.engine.add_maps(result, plane, base, device, ref, **kwargs)

@@ -1,0 +1,104 @@
+"""Training prompts (issue 32): one-lung, partial, empty boxes, points alone, and simulated corrective clicks."""
+import numpy as np
+import pytest
+import torch
+
+from napari_adaqat.data.dataset import discover, load_pair
+from napari_adaqat.model.build import build_sam
+from napari_adaqat.train.config import make_config
+from napari_adaqat.train.dataset import LungDataset
+from napari_adaqat.train.interactive import prompted_logits, sample_clicks
+from napari_adaqat.train.losses import segmentation_loss
+from napari_adaqat.train.progress import read_progress
+from napari_adaqat.train.prompts import PromptMix, draw_prompt, lungs
+from napari_adaqat.train.run import run as train
+
+
+@pytest.fixture(scope="module")
+def real_mask(cxr_dir):
+    pairs, _ = discover(cxr_dir)
+    return load_pair(next(iter(pairs.values())))[1]
+
+
+def _draw(mask, mix, seed):
+    return draw_prompt(mask, np.random.default_rng(seed), mix, jitter_px=40, jitter_in_px=6, full_box_prob=0.15)
+
+
+def _inside(box, shape, margin=0):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (xx >= box[0] - margin) & (xx <= box[2] + margin) & (yy >= box[1] - margin) & (yy <= box[3] + margin)
+
+
+def test_a_box_around_one_lung_asks_for_that_lung_only(real_mask):
+    left, right = lungs(real_mask)
+    for seed in range(5):
+        drawn = _draw(real_mask, PromptMix(one_lung=1.0), seed)
+        assert drawn.kind == "one_lung"
+        lung = left if (drawn.target & left).any() else right
+        assert np.array_equal(drawn.target, lung)  # the other lung is not asked for
+        assert _inside(drawn.box, real_mask.shape, margin=16)[lung].all()  # the box is around it (jittered)
+
+
+def test_partial_and_empty_boxes_ask_for_the_lung_inside_them(real_mask):
+    drawn = _draw(real_mask, PromptMix(partial_box=1.0), 0)
+    assert drawn.kind == "partial" and drawn.target.any()
+    assert not (drawn.target & ~_inside(drawn.box, real_mask.shape)).any()
+    assert drawn.target.sum() < real_mask.sum()
+    drawn = _draw(real_mask, PromptMix(empty_box=1.0), 0)
+    assert drawn.kind == "empty" and not drawn.target.any()
+    assert not real_mask[_inside(drawn.box, real_mask.shape)].any()
+
+
+def test_points_alone_put_one_positive_point_inside_each_wanted_lung(real_mask):
+    drawn = _draw(real_mask, PromptMix(points_only=1.0), 0)
+    assert drawn.kind == "lungs_points" and np.isnan(drawn.box).all()
+    assert list(drawn.labels) == [1, 1]
+    for x, y in drawn.points.astype(int):
+        assert real_mask[y, x]
+    hits = [next(i for i, lung in enumerate(lungs(real_mask)) if lung[y, x]) for x, y in drawn.points.astype(int)]
+    assert sorted(hits) == [0, 1]  # one in each lung
+
+
+def test_a_click_goes_into_the_error_with_the_right_label():
+    target = torch.zeros(2, 1, 32, 32)
+    target[:, :, 8:24, 8:24] = 1
+    logits = torch.full((2, 1, 32, 32), -5.0)
+    logits[0, :, 8:24, 8:16] = 5  # sample 0: the right half of the square missed
+    logits[1] = torch.where(target[1] > 0, 5.0, -5.0)
+    logits[1, :, 0:4, 0:4] = 5  # sample 1: a false region in the corner
+    coords, labels = sample_clicks(logits, target, torch.tensor([[32, 32], [32, 32]]), torch.Generator().manual_seed(0))
+    x, y = coords[0, 0].long().tolist()
+    assert labels[0, 0] == 1 and 16 <= x < 24 and 8 <= y < 24
+    x, y = coords[1, 0].long().tolist()
+    assert labels[1, 0] == 0 and x < 4 and y < 4
+    perfect = torch.where(target > 0, 5.0, -5.0)
+    _, labels = sample_clicks(perfect, target, torch.tensor([[32, 32], [32, 32]]))
+    assert (labels == -1).all()  # nothing to correct: a padding point
+    padded = torch.where(target > 0, 5.0, -5.0)
+    padded[:, :, 28:, :] = 5  # wrong, but in the padding below the image: never clicked
+    _, labels = sample_clicks(padded, target, torch.tensor([[28, 32], [28, 32]]))
+    assert (labels == -1).all()
+
+
+def test_the_click_rounds_decode_with_points_and_the_previous_mask_and_all_get_gradients(cxr_dir):
+    pairs, _ = discover(cxr_dir)
+    sam = build_sam("hybrid_nano_refine").train()
+    spec = sam.spec
+    data = LungDataset(list(pairs.values())[:2], image_size=spec.image_size, pixel_mean=spec.pixel_mean,
+                       pixel_std=spec.pixel_std, train=True, prompts=PromptMix(points_only=0.5))
+    batch = {k: torch.stack([data[i][k] for i in range(2)]) for k in ("image", "mask", "box", "points", "point_labels", "valid")}
+    outputs, coarse = prompted_logits(sam, batch["image"], batch, "cpu", rounds=2, generator=torch.Generator().manual_seed(0))
+    assert len(outputs) == 3 and all(o.shape == (2, 1, spec.image_size, spec.image_size) for o in outputs)
+    assert not torch.equal(outputs[0], outputs[1])  # the click and the mask prompt changed the decoding
+    sum(segmentation_loss(o, batch["mask"]) for o in outputs).backward()
+    assert sam.mask_decoder.output_hypernetworks_mlps[0].layers[0].weight.grad.abs().sum() > 0
+
+
+def test_a_training_run_with_clicks_and_one_lung_boxes(cxr_dir, tmp_path):
+    cfg = make_config(None, 1, dict(data=str(cxr_dir), out=str(tmp_path / "run"), model_type="hybrid_nano_refine",
+                                    mode="full", device="cpu", batch_size=2, epochs=1, patience=0, click_rounds=2,
+                                    one_lung_prob=0.5, partial_box_prob=0.1, empty_box_prob=0.1, points_only_prob=0.2))
+    summary = train(cfg)
+    assert summary["epochs_run"] == 1
+    steps = [r for r in read_progress(tmp_path / "run" / "progress.jsonl") if r["kind"] == "step"]
+    assert steps and all(np.isfinite(r["loss"]) for r in steps)
