@@ -254,3 +254,18 @@ def test_segment_cli_not_lung_points_alone_keep_the_default_box(tmp_path, nano_p
         rows = {Path(r["file"]).name: r for r in csv.DictReader(fh)}
     assert rows["neg.png"]["status"] == rows["pos.png"]["status"] == "ok"
     assert len(rows["neg.png"]["box"].split()) == 4 and rows["pos.png"]["box"] == ""
+
+
+def test_a_model_trained_on_boxes_only_says_so_when_clicked(nano_pth, cxr_dir):
+    """The bundled v3f learnt boxes only: a click's status line warns; an official SAM file learnt points."""
+    from napari_adaqat import open_model
+    from napari_adaqat.inference.segmenter import ModelRef
+
+    assert open_model("default", device="cpu").takes_clicks is False
+    assert open_model(str(nano_pth), device="cpu", model_type="vit_nano").takes_clicks is True
+    image = read_image(sorted((cxr_dir / "images").iterdir())[0]).pixels
+    engine = Engine()
+    clicked = engine.predict(image, np.array([30, 40, 480, 470]), ModelRef(), point_coords=np.array([[250.0, 300.0]]),
+                             point_labels=np.array([0]))
+    assert "trained with boxes only" in clicked.summary()
+    assert "trained with boxes only" not in engine.predict(image, np.array([30, 40, 480, 470]), ModelRef()).summary()

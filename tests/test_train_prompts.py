@@ -102,3 +102,27 @@ def test_a_training_run_with_clicks_and_one_lung_boxes(cxr_dir, tmp_path):
     assert summary["epochs_run"] == 1
     steps = [r for r in read_progress(tmp_path / "run" / "progress.jsonl") if r["kind"] == "step"]
     assert steps and all(np.isfinite(r["loss"]) for r in steps)
+
+
+def test_a_reset_mask_prompt_embeds_any_mask_as_no_mask_and_frozen_prefixes_stay_frozen(cxr_dir, tmp_path, nano_pth):
+    from napari_adaqat.train.start_model import build_stage1, reset_mask_prompt
+
+    sam = build_sam("hybrid_nano_refine").eval()
+    box = torch.tensor([[10.0, 10.0, 50.0, 50.0]])
+    size = tuple(sam.prompt_encoder.mask_input_size)
+    with torch.no_grad():
+        _, before = sam.prompt_encoder(points=None, boxes=box, masks=torch.randn(1, 1, *size) * 10)
+        reset_mask_prompt(sam)
+        _, dense = sam.prompt_encoder(points=None, boxes=box, masks=torch.randn(1, 1, *size) * 10)
+        _, none = sam.prompt_encoder(points=None, boxes=box, masks=None)
+    assert not torch.allclose(before, none)
+    torch.testing.assert_close(dense, none)
+    frozen = ("mask_decoder.iou_prediction_head", "prompt_encoder.point_embeddings.2")
+    cfg = make_config(None, 1, dict(data=str(cxr_dir), out=str(tmp_path / "r"), model_type="vit_nano",
+                                    checkpoint=str(nano_pth), mode="decoder", device="cpu", train_prompt_encoder=True,
+                                    reset_mask_prompt=True, freeze=list(frozen)))
+    sam, _, _ = build_stage1(cfg)
+    trains = {n: p.requires_grad for n, p in sam.named_parameters()}
+    assert not any(v for n, v in trains.items() if n.startswith(frozen))
+    assert trains["prompt_encoder.point_embeddings.0.weight"] and trains["mask_decoder.output_upscaling.0.weight"]
+    assert not sam.prompt_encoder.mask_downscaling[-1].weight.any()  # reset by the option

@@ -76,6 +76,7 @@ class _Prompted:
     cleaned: bool
     path: Optional[Path]  # the model file (None for a ready predictor)
     clipped: bool = True
+    takes_clicks: bool = True  # Segmenter.takes_clicks of the model
 
 
 @dataclass
@@ -101,6 +102,7 @@ class SegmentResult:
     point_labels: Optional[np.ndarray] = None  # (P,) 1 = lung, 0 = not lung
     low_res_logits: Any = None  # torch (1, 1, 4E, 4E): the model's logits, its next mask_input
     clipped: bool = True  # whether the box-clipping rule was applied (when there is a box)
+    takes_clicks: bool = True  # whether the model was trained with point prompts (Segmenter.takes_clicks)
     p_baseline: Optional[np.ndarray] = None  # filled by Engine.add_maps
     baseline_mask: Optional[np.ndarray] = None
     baseline_seconds: Optional[float] = None
@@ -121,6 +123,8 @@ class SegmentResult:
             lines.append(line)
         if self.dice is not None:
             lines.append(f"Dice vs reference {self.dice:.3f}")
+        if self.point_coords is not None and len(self.point_coords) and not self.takes_clicks:
+            lines.append("⚠ this model was trained with boxes only: its clicks may not help (see the README)")
         return "\n".join(lines)
 
 
@@ -251,7 +255,7 @@ class Engine:
         return _Prompted(mask, pred, (t2 - t1) * 1000.0, t2 - t0,
                          (c2 - c0) if segmenter.device.startswith("cpu") else None,
                          segmenter.clean if clean is None else bool(clean), segmenter.path,
-                         segmenter.clip if clip is None else bool(clip))
+                         segmenter.clip if clip is None else bool(clip), segmenter.takes_clicks)
 
     def predict(self, image: np.ndarray, box: Optional[np.ndarray], model: ModelLike, device: str = "cpu",
                 reference: Optional[np.ndarray] = None, slice_index: Optional[int] = None,
@@ -277,6 +281,7 @@ class Engine:
             iou_pred=float(run.pred.iou[0]), model_seconds=run.seconds, model_cpu_seconds=run.cpu_seconds,
             cleaned=run.cleaned, model_file=None if run.path is None else str(run.path),
             point_coords=coords, point_labels=labels, low_res_logits=_first_row(run.pred), clipped=run.clipped,
+            takes_clicks=run.takes_clicks,
         )
 
     def add_maps(self, result: SegmentResult, image: np.ndarray, baseline: Optional[ModelLike], device: str = "cpu",

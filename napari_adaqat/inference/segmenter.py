@@ -99,6 +99,17 @@ class Segmenter:
     def meta(self) -> dict:
         return dict(getattr(self.sam, "meta", {}) or {})
 
+    @property
+    def takes_clicks(self) -> bool:
+        """Whether the model learnt point prompts: official SAM files did; a file of ours did when its training
+        simulated corrective clicks (``click_rounds`` > 0 in the recorded training config).  The bundled v3f
+        model learnt boxes only."""
+        meta = self.meta
+        if meta.get("format") != "adaqat-model":
+            return True
+        config = (meta.get("provenance") or {}).get("train_config") or {}
+        return int(config.get("click_rounds") or 0) > 0
+
     def set_image(self, image: ImageLike) -> "Segmenter":
         """Embed ``image`` (H, W[, 3], or an image file), or fetch its cached embedding."""
         self.predictor.set_image(image)

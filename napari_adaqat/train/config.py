@@ -119,6 +119,9 @@ class TrainConfig:
     refiner_aux_loss: float = _opt(0.0, "with a mask refiner: also apply the loss, with this weight, to the decoder's "
                                         "own logits before the refiner (deep supervision), so the decoder stays a "
                                         "mask on its own and the refiner learns a correction. 0 = off")
+    reset_mask_prompt: bool = _opt(False, "Stage 1: start the mask prompt's encoder as 'no mask' (its last convolution "
+                                          "zero, its bias the no-mask embedding), for a start model never trained "
+                                          "with mask prompts (the bundled v3f): clicks then learn it from there")
     freeze: list = _opt(help="Stage 1: parameter-name prefixes kept frozen whatever the mode (e.g. "
                                "mask_refiner.image_branch: the refiner's per-image U-Net)", factory=list)
     train_prompt_encoder: bool = _opt(False, "Stage 1: also train the prompt encoder (the authors' code does)")

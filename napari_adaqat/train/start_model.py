@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
 # isort: split
 from segment_anything.modeling import Sam
@@ -43,6 +45,17 @@ def _load_start_weights(cfg: TrainConfig) -> tuple[Sam, dict]:
     return sam, info
 
 
+@torch.no_grad()
+def reset_mask_prompt(sam: Sam) -> None:
+    """Make SAM's dense mask prompt start as 'no mask': the last 1x1 convolution of ``mask_downscaling`` gets
+    zero weights and the no-mask embedding as its bias, so any ``mask_input`` embeds as no mask until training
+    teaches the path (whose weights a box-only model never trained: random, they would shift every image token)."""
+    encoder = sam.prompt_encoder
+    last = encoder.mask_downscaling[-1]
+    last.weight.zero_()
+    last.bias.copy_(encoder.no_mask_embed.weight[0])
+
+
 def build_stage1(cfg: TrainConfig) -> tuple[Sam, dict, dict]:
     """Start weights + adapters + trainable flags → (sam, model description, provenance)."""
     sam, provenance = _start_weights(cfg)
@@ -52,6 +65,8 @@ def build_stage1(cfg: TrainConfig) -> tuple[Sam, dict, dict]:
         used = AdaLoRAConfig.from_dict(saved) if saved else cfg.adalora
     else:
         used = add_adapters(sam, cfg.mode, cfg.adalora)
+    if cfg.reset_mask_prompt:
+        reset_mask_prompt(sam)
     set_stage1_trainable(sam, cfg.mode, cfg.train_prompt_encoder)
     for name, param in sam.named_parameters():
         if any(name.startswith(prefix) for prefix in cfg.freeze):
