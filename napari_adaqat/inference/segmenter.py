@@ -103,8 +103,8 @@ class Segmenter:
     def takes_clicks(self) -> bool:
         """Whether the model learnt point prompts: official SAM files did; a file of ours did when its training
         simulated corrective clicks (``click_rounds`` > 0 in the recorded training config).  The bundled v3f
-        model learnt boxes only."""
-        meta = self.meta
+        model learnt boxes only.  A ready predictor without a network (``sam``) is not judged: True."""
+        meta = getattr(getattr(self.predictor, "sam", None), "meta", None) or {}
         if meta.get("format") != "adaqat-model":
             return True
         config = (meta.get("provenance") or {}).get("train_config") or {}
