@@ -121,7 +121,9 @@ def test_negative_click_undo_redo_reset_and_screenshot(make_napari_viewer, qtbot
     assert bool(points.feature_defaults["positive"].iloc[0])  # the next click is positive again
     assert viewer.layers.selection.active is points  # still clicking
     assert "1 point (1 not lung)" in widget.status.value
+    assert "trained with boxes only" in widget.status.value  # the bundled v3f learnt no points: the dock says so
     points.selected_data = set()  # no selection highlight in the picture
+    viewer.screenshot(str(screenshot_dir / "screenshot_clicks_dock.png"), canvas_only=False)
     _save_pair(shot_before, mask_shot(viewer, qtbot), screenshot_dir / "screenshot_clicks.png")
     obeyed = after.sum() < before.sum() and not after[r, c]
 
