@@ -19,6 +19,7 @@ Points and corrections use SAM's names; each prediction's ``low_res_logits`` is 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -99,7 +100,7 @@ class Segmenter:
     def meta(self) -> dict:
         return dict(getattr(self.sam, "meta", {}) or {})
 
-    @property
+    @cached_property  # the model of a Segmenter never changes
     def takes_clicks(self) -> bool:
         """Whether the model learnt point prompts: official SAM files did; a file of ours did when its training
         simulated corrective clicks (``click_rounds`` > 0 in the recorded training config).  The bundled v3f

@@ -35,7 +35,7 @@ from segment_anything.modeling.transformer import Attention as DecoderAttention
 from segment_anything.modeling.transformer import TwoWayAttentionBlock
 from torch import Tensor, nn
 
-__all__ = ["ImageContext", "supports_lean_decoder", "image_context", "with_mask", "decode_box_logits",
+__all__ = ["ImageContext", "supports_lean_decoder", "image_context", "with_mask",
            "decode_prompt_logits", "upsample_matrices"]
 
 
@@ -212,13 +212,6 @@ def _layer(layer: TwoWayAttentionBlock, queries: Tensor, keys: Tensor, query_pe:
     iq = ctx.i2t_q if ctx is not None else None
     keys = layer.norm4(_image_to_tokens(i2t, xp, iq, q, queries, keys))
     return queries, keys
-
-
-@torch.no_grad()
-def decode_box_logits(sam: Sam, ctx: ImageContext, boxes: Tensor) -> tuple[Tensor, Tensor]:
-    """Boxes (N, 4) in input coordinates -> low-resolution logits (N, 4E, 4E) and predicted IoU (N,),
-    as ``sam.mask_decoder(..., multimask_output=False)`` (up to float rounding)."""
-    return decode_prompt_logits(sam, ctx, boxes)
 
 
 @torch.no_grad()

@@ -6,10 +6,9 @@ import torch
 from torch.utils.data import Dataset
 
 from napari_adaqat.data.dataset import Pair, load_pair
-from napari_adaqat.data.boxes import mask_box
 from napari_adaqat.data.transforms import prepare_image, transform_boxes, transform_coords
 from napari_adaqat.train.augment import augment_pair
-from napari_adaqat.train.prompts import START_POINTS, PromptMix, draw_prompt, jitter_box, whole_image_box
+from napari_adaqat.train.prompts import START_POINTS, PromptMix, both_lungs_box, draw_prompt
 
 
 class LungDataset(Dataset):
@@ -66,7 +65,8 @@ class LungDataset(Dataset):
                                 full_box_prob=self.full_box_prob)
             box, points, labels, mask = drawn.box, drawn.points, drawn.labels, drawn.target
         else:
-            box = self._box(mask, rng)
+            box = both_lungs_box(mask, rng if self.train else None, self.jitter_px, self.jitter_in_px,
+                                 self.full_box_prob)
         prepared = prepare_image(image, self.size, self.mean, self.std)
         h, w = prepared.input_size
         box_in = transform_boxes(box[None], (h0, w0), self.size)[0]
@@ -77,15 +77,3 @@ class LungDataset(Dataset):
                 "points": torch.as_tensor(points_in, dtype=torch.float32),
                 "point_labels": torch.as_tensor(labels, dtype=torch.float32),
                 "valid": torch.tensor([h, w]), "index": index}
-
-    def _box(self, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """The box around both lungs of ``mask`` (H, W), jittered in training (the pre-issue-32 draws)."""
-        h0, w0 = mask.shape
-        box = mask_box(mask)
-        if box is None:  # augmentation pushed the lungs out of view
-            box = np.array([0, 0, w0 - 1, h0 - 1], dtype=np.float64)
-        if self.train:
-            box = whole_image_box(mask.shape, rng) if rng.random() < self.full_box_prob \
-                else jitter_box(box, rng, self.jitter_px, self.jitter_in_px)
-            box = np.clip(box, 0, [w0 - 1, h0 - 1, w0 - 1, h0 - 1])
-        return box

@@ -22,6 +22,11 @@ DEEPEST_CLICK_PROB = 0.5  # of the clicks: the evaluation's rule (the deepest po
 NO_MASK_PROMPT_PROB = 0.25  # of the rounds: decoded without the previous mask (as after a point is moved)
 
 
+def _uniform(n: int, generator: torch.Generator | None) -> torch.Tensor:
+    """(n,) U(0, 1) draws from ``generator`` (on its device)."""
+    return torch.rand(n, generator=generator, device=generator.device if generator is not None else "cpu")
+
+
 @torch.no_grad()
 def sample_clicks(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
                   generator: torch.Generator | None = None,
@@ -38,7 +43,7 @@ def sample_clicks(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tenso
     pred, ref = logits[:, 0] > 0, target[:, 0] > 0.5
     coords = torch.zeros(b, 1, 2, device=logits.device)
     labels = -torch.ones(b, 1, device=logits.device)
-    draws = torch.rand(b, generator=generator, device=generator.device if generator is not None else "cpu")
+    draws = _uniform(b, generator)
     for i in range(b):
         h, w = int(valid[i, 0]), int(valid[i, 1])
         p, r = pred[i, :h, :w], ref[i, :h, :w]
@@ -82,8 +87,7 @@ def prompted_logits(sam, images: torch.Tensor, batch: dict, device: str, rounds:
         previous = outputs[-1].detach()
         click, label = sample_clicks(previous, target, valid, generator)
         coords, labels = torch.cat([coords, click], 1), torch.cat([labels, label], 1)
-        keep_mask = float(torch.rand(1, generator=generator, device=generator.device if generator is not None
-                                     else "cpu")) >= NO_MASK_PROMPT_PROB
+        keep_mask = float(_uniform(1, generator)) >= NO_MASK_PROMPT_PROB
         mask_input = as_mask_input(sam, previous) if keep_mask else None
         step, _ = decode_coarse(sam, features, boxes, coords, labels, mask_input)
         outputs.append(to_input_size(refine_logits(sam, step, detail)))

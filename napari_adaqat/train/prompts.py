@@ -74,6 +74,20 @@ def whole_image_box(shape: tuple[int, int], rng: np.random.Generator) -> np.ndar
     return np.array([m * w, m * h, (1 - m) * w - 1, (1 - m) * h - 1])
 
 
+def both_lungs_box(mask: np.ndarray, rng: np.random.Generator | None, jitter_px: float, jitter_in_px: float,
+                   full_box_prob: float) -> np.ndarray:
+    """The box around the whole ``mask`` (H, W) (the image when it is empty), clipped to the image; with ``rng``
+    (training) the whole image with chance ``full_box_prob``, else jittered (:func:`jitter_box`)."""
+    h, w = mask.shape
+    box = mask_box(mask)
+    if box is None:  # augmentation pushed the lungs out of view
+        box = np.array([0, 0, w - 1, h - 1], dtype=np.float64)
+    if rng is not None:
+        box = whole_image_box(mask.shape, rng) if rng.random() < full_box_prob \
+            else jitter_box(box, rng, jitter_px, jitter_in_px)
+    return np.clip(box, 0, [w - 1, h - 1, w - 1, h - 1])
+
+
 def interior_point(region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A random (x, y) well inside ``region`` (H, W) bool: among its pixels at least half as deep as
     its deepest (Euclidean distance to the boundary), as a person clicks inside a lung."""
@@ -136,11 +150,7 @@ def draw_prompt(mask: np.ndarray, rng: np.random.Generator, mix: PromptMix, *, j
         box = jitter_box(mask_box(target), rng, min(jitter_px, 15.0), jitter_in_px)
     else:
         target, kind, wanted = mask, "lungs", regions
-        box = mask_box(mask)
-        if box is None:  # augmentation pushed the lungs out of view
-            box = np.array([0, 0, w - 1, h - 1], dtype=np.float64)
-        box = whole_image_box(mask.shape, rng) if rng.random() < full_box_prob \
-            else jitter_box(box, rng, jitter_px, jitter_in_px)
+        box = both_lungs_box(mask, rng, jitter_px, jitter_in_px, full_box_prob)
     if wanted and rng.random() < mix.points_only:
         for i, region in enumerate(wanted[:START_POINTS]):
             points[i], labels[i] = interior_point(region, rng), 1
