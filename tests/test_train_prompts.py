@@ -97,7 +97,8 @@ def test_the_click_rounds_decode_with_points_and_the_previous_mask_and_all_get_g
 def test_a_training_run_with_clicks_and_one_lung_boxes(cxr_dir, tmp_path):
     cfg = make_config(None, 1, dict(data=str(cxr_dir), out=str(tmp_path / "run"), model_type="hybrid_nano_refine",
                                     mode="full", device="cpu", batch_size=2, epochs=1, patience=0, click_rounds=2,
-                                    one_lung_prob=0.5, partial_box_prob=0.1, empty_box_prob=0.1, points_only_prob=0.2))
+                                    one_lung_prob=0.5, partial_box_prob=0.1, empty_box_prob=0.1, points_only_prob=0.2,
+                                    train_clipped=True))
     summary = train(cfg)
     assert summary["epochs_run"] == 1
     steps = [r for r in read_progress(tmp_path / "run" / "progress.jsonl") if r["kind"] == "step"]
@@ -126,3 +127,32 @@ def test_a_reset_mask_prompt_embeds_any_mask_as_no_mask_and_frozen_prefixes_stay
     assert not any(v for n, v in trains.items() if n.startswith(frozen))
     assert trains["prompt_encoder.point_embeddings.0.weight"] and trains["mask_decoder.output_upscaling.0.weight"]
     assert not sam.prompt_encoder.mask_downscaling[-1].weight.any()  # reset by the option
+
+
+def test_training_clips_its_predictions_as_the_inference_clips_the_mask(cxr_dir):
+    from napari_adaqat.inference.postprocess import clip_margin, clip_rectangle
+    from napari_adaqat.train.interactive import OUTSIDE_LOGIT, box_region
+
+    shape, box = (60, 80), np.array([10.3, 12.7, 40.2, 44.9])
+    r0, r1, c0, c1 = clip_rectangle(shape, box, np.array([[50.0, 20.0]]))  # the positive point widens it
+    region = box_region(torch.tensor(box[None], dtype=torch.float32), torch.tensor([[[50.0, 20.0], [5.0, 5.0]]]),
+                        torch.tensor([[1, 0]]), torch.tensor([clip_margin(shape)]), shape)
+    expected = np.zeros(shape, bool)
+    expected[r0:r1, c0:c1] = True
+    assert np.array_equal(region[0, 0].numpy(), expected)  # the same rectangle as the inference's clipping
+
+    pairs, _ = discover(cxr_dir)
+    torch.manual_seed(0)
+    sam = build_sam("hybrid_nano_refine").eval()
+    spec = sam.spec
+    data = LungDataset(list(pairs.values())[:2], image_size=spec.image_size, pixel_mean=spec.pixel_mean,
+                       pixel_std=spec.pixel_std, train=True, prompts=PromptMix(one_lung=1.0))
+    batch = {k: torch.stack([data[i][k] for i in range(2)])
+             for k in ("image", "mask", "box", "points", "point_labels", "valid", "clip_margin")}
+    with torch.no_grad():
+        plain, _ = prompted_logits(sam, batch["image"], batch, "cpu")
+        clipped, _ = prompted_logits(sam, batch["image"], batch, "cpu", clip_to_box=True)
+    inside = box_region(batch["box"], batch["points"], batch["point_labels"], batch["clip_margin"], (64, 64))
+    assert 0 < inside.float().mean() < 1
+    torch.testing.assert_close(clipped[0][inside], plain[0][inside])
+    assert (clipped[0][~inside] == OUTSIDE_LOGIT).all()

@@ -240,11 +240,11 @@ class BoxPredictor:
         boxes_in, coords_in, labels_in, mask_in = self._prompt_tensors(boxes, point_coords, point_labels, mask_input)
         if self._context is not None:  # straight to the original size, mask token 0 only
             low, iou = decode_prompt_logits(self.sam, self._context, boxes_in, coords_in, labels_in, mask_in)
-            low = refine_logits(self.sam, low[:, None], self._detail)
+            low = refine_logits(self.sam, low[:, None], self._detail, coords_in, labels_in)
             logits = upsample_logits(low[:, 0], self.image_size, emb.input_size, emb.original_size)
         else:
             coarse, iou4 = decode_coarse(self.sam, self._current_features, boxes_in, coords_in, labels_in, mask_in)
-            low = refine_logits(self.sam, coarse, self._detail)
+            low = refine_logits(self.sam, coarse, self._detail, coords_in, labels_in)
             logits = self.sam.postprocess_masks(low, emb.input_size, emb.original_size)[:, 0]
             iou = iou4[:, 0]
         logits = logits.float().cpu()

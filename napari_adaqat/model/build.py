@@ -61,6 +61,7 @@ class SamSpec:
     conv_widths: tuple[int, ...] = ()  # hybrid only: conv channels at strides 2, 4, 8, 16
     fine_fusion: bool = False  # hybrid only: a stride-2 top-down level folded into the embedding
     mask_refiner: int = 0  # channels of the full-resolution boundary refiner (model/mask_refiner.py); 0: none
+    refiner_clicks: bool = False  # the refiner also sees the clicks (model/mask_refiner.py, click_maps)
 
     @property
     def embedding_size(self) -> int:
@@ -74,6 +75,8 @@ class SamSpec:
             del data["fine_fusion"]
         if not self.mask_refiner:
             del data["mask_refiner"]
+        if not self.refiner_clicks:
+            del data["refiner_clicks"]
         return data
 
     @classmethod
@@ -182,17 +185,29 @@ def build_sam(spec: SamSpec | str, image_size: int | None = None,
     )
     sam.spec = spec  # type: ignore[attr-defined]  # carried for export and the predictor
     if spec.mask_refiner:
-        attach_mask_refiner(sam, spec.mask_refiner)
+        attach_mask_refiner(sam, spec.mask_refiner, spec.refiner_clicks)
     return sam.eval()
 
 
-def attach_mask_refiner(sam: Sam, width: int) -> Sam:
+def attach_mask_refiner(sam: Sam, width: int, clicks: bool = False) -> Sam:
     """Give ``sam`` a fresh :class:`MaskRefiner` of ``width`` channels (the identity until trained;
-    :func:`~napari_adaqat.model.forward.refine_logits` applies it) and record it in ``sam.spec``."""
+    :func:`~napari_adaqat.model.forward.refine_logits` applies it), taking clicks with ``clicks``, and
+    record it in ``sam.spec``."""
     param = next(sam.parameters())
-    sam.mask_refiner = MaskRefiner(width).to(param.device)
-    sam.spec = dataclasses.replace(sam.spec, mask_refiner=width)  # type: ignore[attr-defined]
+    sam.mask_refiner = MaskRefiner(width, clicks).to(param.device)
+    sam.spec = dataclasses.replace(sam.spec, mask_refiner=width, refiner_clicks=clicks)  # type: ignore[attr-defined]
     return sam
+
+
+def add_refiner_clicks(sam: Sam) -> bool:
+    """Let ``sam``'s trained mask refiner see the clicks (a zero-started branch: the outputs stay the same
+    until it trains) and record it in ``sam.spec``; False if it has no refiner or already takes them."""
+    refiner = getattr(sam, "mask_refiner", None)
+    if refiner is None or refiner.takes_clicks:
+        return False
+    refiner.add_click_branch()
+    sam.spec = dataclasses.replace(sam.spec, refiner_clicks=True)  # type: ignore[attr-defined]
+    return True
 
 
 def resize_position_tensors(state: dict[str, torch.Tensor], sam: Sam) -> dict[str, torch.Tensor]:
@@ -345,6 +360,8 @@ def spec_from_metadata(path: str | Path, spec_dict: object) -> SamSpec:
                 spec.mask_refiner and spec.image_size % 8):
             raise ValueError("mask_refiner must be an integer number of channels from 0 (none) to 64 "
                              "(with image_size a multiple of 8)")
+        if not isinstance(spec.refiner_clicks, bool) or (spec.refiner_clicks and not spec.mask_refiner):
+            raise ValueError("refiner_clicks must be a boolean, and true only with a mask_refiner")
         if spec.embed_dim % spec.num_heads or len(spec.pixel_mean) != 3 or len(spec.pixel_std) != 3:
             raise ValueError("embed_dim must divide into heads; pixel_mean/std need 3 values")
         too_big = [k for k, limit in MAX_SPEC.items() if getattr(spec, k) > limit]

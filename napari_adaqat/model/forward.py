@@ -10,6 +10,7 @@ from segment_anything.modeling import Sam
 
 from napari_adaqat.data.transforms import normalize_and_pad
 from napari_adaqat.model.fast_attention import fast_encoder_forward, supports_fast_path
+from napari_adaqat.model.mask_refiner import click_maps
 
 
 def embed(sam: Sam, images: torch.Tensor, grad_checkpoint: bool = False, fast: bool = True) -> torch.Tensor:
@@ -54,15 +55,21 @@ def image_detail(sam: Sam, images: torch.Tensor) -> torch.Tensor | None:
     return None if refiner is None else refiner.image_features(images)
 
 
-def refine_logits(sam: Sam, logits: torch.Tensor, detail: torch.Tensor | None) -> torch.Tensor:
+def refine_logits(sam: Sam, logits: torch.Tensor, detail: torch.Tensor | None,
+                  point_coords: torch.Tensor | None = None, point_labels: torch.Tensor | None = None) -> torch.Tensor:
     """Decoder logits (N, 1, h, w) → the refiner's (N, 1, S, S) logits; unchanged without a refiner.
-    ``detail``: :func:`image_detail` of the image (1 row, or one per logit row)."""
+    ``detail``: :func:`image_detail` of the image (1 row, or one per logit row); ``point_coords`` (N or 1,
+    P, 2) x, y in input pixels and ``point_labels`` (N or 1, P) (-1 = padding): the clicks, for a refiner
+    that takes them (:func:`~napari_adaqat.model.mask_refiner.click_maps`)."""
     refiner = getattr(sam, "mask_refiner", None)
     if refiner is None:
         return logits
     if detail is None:
         raise ValueError("this model has a mask refiner: pass the image's detail features (image_detail)")
-    return refiner(logits, detail)
+    clicks = None
+    if refiner.takes_clicks and point_coords is not None:
+        clicks = click_maps(point_coords, point_labels, logits.shape[0], tuple(detail.shape[-2:]), logits.device)
+    return refiner(logits, detail, clicks)
 
 
 def decode_boxes(sam: Sam, features: torch.Tensor, boxes: torch.Tensor,

@@ -11,6 +11,12 @@ module adds that path behind the decoder, split so that prompting stays cheap:
   decoder's output is coarser) and the image features → refined logits (N, 1, S, S).
 
 The last convolution starts at zero, so a fresh refiner returns the decoder's logits unchanged.
+
+A refiner built with ``clicks=True`` (issue 32) also sees the user's clicks at full resolution: two maps
+(:func:`click_maps`: positive, negative; a Gaussian around each click) enter its mask branch through a
+convolution that starts at zero, so adding it to a trained refiner changes nothing until it is trained.
+The decoder sees the clicks as SAM's point tokens; the refiner sees where they are, pixel for pixel, so a
+click can move a boundary by a few pixels, below what the decoder's 64 x 64 tokens draw.
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+CLICK_SIGMA_FRACTION = 1 / 32  # the click maps' Gaussian: sigma = S / 32 (8 px at 256 px input)
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -51,10 +59,37 @@ class DetailUNet(nn.Module):
         return x
 
 
-class MaskRefiner(nn.Module):
-    """Residual refinement of mask logits at the model's input resolution; ``width`` channels."""
+def click_maps(point_coords: torch.Tensor | None, point_labels: torch.Tensor | None, n: int,
+               size: tuple[int, int], device: torch.device | str = "cpu") -> torch.Tensor:
+    """(N, 2, H, W) maps of the clicks in input pixels: channel 0 the positive clicks (label 1), channel 1
+    the negative ones (label 0), each pixel the largest exp(-d² / 2σ²) over that kind's clicks, with σ =
+    :data:`CLICK_SIGMA_FRACTION` of the longer side.  ``point_coords`` (N or 1, P, 2) x, y; ``point_labels``
+    (N or 1, P), -1 = padding (ignored); None: no clicks (zeros)."""
+    h, w = size
+    maps = torch.zeros(n, 2, h, w, device=device)
+    if point_coords is None or point_labels is None or point_coords.shape[-2] == 0:
+        return maps
+    coords = point_coords.to(device=device, dtype=torch.float32).expand(n, -1, -1)
+    labels = point_labels.to(device).expand(n, -1)
+    sigma = CLICK_SIGMA_FRACTION * max(h, w)
+    ys = torch.arange(h, device=device, dtype=torch.float32).view(1, 1, h, 1)
+    xs = torch.arange(w, device=device, dtype=torch.float32).view(1, 1, 1, w)
+    # (N, P, H, W) Gaussians of every point; separable, so (N, P, H, 1) * (N, P, 1, W)
+    gy = torch.exp(-(ys - coords[..., 1, None, None]) ** 2 / (2 * sigma ** 2))
+    gx = torch.exp(-(xs - coords[..., 0, None, None]) ** 2 / (2 * sigma ** 2))
+    bumps = gy * gx
+    for channel, label in enumerate((1, 0)):
+        chosen = (labels == label)[..., None, None]
+        if bool(chosen.any()):
+            maps[:, channel] = (bumps * chosen).amax(1)
+    return maps
 
-    def __init__(self, width: int = 8) -> None:
+
+class MaskRefiner(nn.Module):
+    """Residual refinement of mask logits at the model's input resolution; ``width`` channels; with
+    ``clicks``, also fed :func:`click_maps` of the prompt's points."""
+
+    def __init__(self, width: int = 8, clicks: bool = False) -> None:
         super().__init__()
         self.width = width
         self.image_branch = DetailUNet([width * 2 ** i for i in range(4)])  # widths W, 2W, 4W, 8W
@@ -62,13 +97,29 @@ class MaskRefiner(nn.Module):
             nn.Conv2d(width + 1, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, 1, 3, padding=1))
         nn.init.zeros_(self.mask_branch[-1].weight)
         nn.init.zeros_(self.mask_branch[-1].bias)
+        self.click_branch: nn.Conv2d | None = None
+        if clicks:
+            self.add_click_branch()
+
+    def add_click_branch(self) -> None:
+        """Give the mask branch the click maps' input: a 5x5 convolution (2 → width) added to its first
+        layer, at zero, so the refiner's output is unchanged until the branch is trained."""
+        param = next(self.parameters())
+        self.click_branch = nn.Conv2d(2, self.width, 5, padding=2).to(param.device)
+        nn.init.zeros_(self.click_branch.weight)
+        nn.init.zeros_(self.click_branch.bias)
+
+    @property
+    def takes_clicks(self) -> bool:
+        return self.click_branch is not None
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) normalised, padded images → (B, width, S, S) features."""
         return self.image_branch(images)
 
-    def forward(self, logits: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """logits (N, 1, h, w); features (N or 1, width, S, S) → refined logits (N, 1, S, S)."""
+    def forward(self, logits: torch.Tensor, features: torch.Tensor, clicks: torch.Tensor | None = None) -> torch.Tensor:
+        """logits (N, 1, h, w); features (N or 1, width, S, S); ``clicks`` (N, 2, S, S) :func:`click_maps`
+        (used when the refiner takes clicks; None = no clicks) → refined logits (N, 1, S, S)."""
         size = features.shape[-2:]
         if logits.shape[-2:] != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
@@ -76,4 +127,8 @@ class MaskRefiner(nn.Module):
             features = features.expand(logits.shape[0], -1, -1, -1)
         # the decoder's logits reach ±20; tanh keeps the convolutions' input in a trained range
         decision = torch.tanh(logits / 4)
-        return logits + self.mask_branch(torch.cat([features.to(logits.dtype), decision], 1))
+        inputs = torch.cat([features.to(logits.dtype), decision], 1)
+        if self.click_branch is None or clicks is None:
+            return logits + self.mask_branch(inputs)
+        first, act, last = self.mask_branch
+        return logits + last(act(first(inputs) + self.click_branch(clicks.to(logits.dtype))))

@@ -116,6 +116,9 @@ class TrainConfig:
     mask_refiner: int = _opt(0, "Stage 1: give a start model without one a fresh full-resolution mask refiner of "
                                 "this many channels (8 in hybrid_refine, 16 in the default model v3f); it starts as the "
                                 "identity, so the model first predicts as before. 0 = keep the model as it is")
+    refiner_clicks: bool = _opt(False, "Stage 1: let the model's mask refiner also see the clicks at full resolution "
+                                       "(click maps into its mask branch, starting at zero: the model first "
+                                       "predicts as before), so a click can move a boundary by a few pixels")
     refiner_aux_loss: float = _opt(0.0, "with a mask refiner: also apply the loss, with this weight, to the decoder's "
                                         "own logits before the refiner (deep supervision), so the decoder stays a "
                                         "mask on its own and the refiner learns a correction. 0 = off")
@@ -138,6 +141,10 @@ class TrainConfig:
     partial_box_prob: float = _opt(0.0, "chance of a training box cut into the lungs, asking for the lung inside it")
     empty_box_prob: float = _opt(0.0, "chance of a training box with no lung in it, asking for an empty mask")
     points_only_prob: float = _opt(0.0, "chance of a training sample prompted by a positive point per lung, no box")
+    train_clipped: bool = _opt(False, "score training (and validation) predictions clipped to the box plus the "
+                                      "inference's clipping margin, as users get them: the model is not asked to "
+                                      "erase outside the box what the clipping erases (e.g. the other lung, for a "
+                                      "box around one lung)")
     click_rounds: int = _opt(0, "corrective clicks simulated per training sample after its first prompt (each from "
                                 "the error of the prediction before it, with that prediction as the mask prompt), "
                                 "so the model learns to correct with clicks; 0 = box only")

@@ -7,6 +7,7 @@ from torch.utils.data import Dataset
 
 from napari_adaqat.data.dataset import Pair, load_pair
 from napari_adaqat.data.transforms import prepare_image, transform_boxes, transform_coords
+from napari_adaqat.inference.postprocess import clip_margin
 from napari_adaqat.train.augment import augment_pair
 from napari_adaqat.train.prompts import START_POINTS, PromptMix, both_lungs_box, draw_prompt
 
@@ -18,7 +19,8 @@ class LungDataset(Dataset):
     ``mask`` (1, S, S) float; ``box`` (4,) xyxy in input coordinates; ``valid`` (2,) = (h, w).
     Training boxes move per side by U(-jitter_in_px, jitter_px) original pixels (positive: outward).
     ``points`` (START_POINTS, 2) x, y in input coordinates and ``point_labels`` (START_POINTS,) (1 = lung,
-    -1 = padding): the start points of a sample drawn without a box (its ``box`` is then NaN).  With a
+    -1 = padding): the start points of a sample drawn without a box (its ``box`` is then NaN).
+    ``clip_margin`` (): the inference's box-clipping margin in input pixels.  With a
     ``prompts`` mix (:class:`~napari_adaqat.train.prompts.PromptMix`), training samples are drawn with
     one-lung, partial, empty boxes or points alone, and ``mask`` is what that prompt asks for.
     """
@@ -76,4 +78,5 @@ class LungDataset(Dataset):
         return {"image": prepared.tensor, "mask": m, "box": torch.as_tensor(box_in, dtype=torch.float32),
                 "points": torch.as_tensor(points_in, dtype=torch.float32),
                 "point_labels": torch.as_tensor(labels, dtype=torch.float32),
-                "valid": torch.tensor([h, w]), "index": index}
+                "valid": torch.tensor([h, w]), "index": index,
+                "clip_margin": torch.tensor(clip_margin((h0, w0)) * self.size / max(h0, w0), dtype=torch.float32)}

@@ -18,6 +18,7 @@ from napari_adaqat.metrics.clicks import next_click
 from napari_adaqat.model.forward import as_mask_input, decode_coarse, embed, image_detail, refine_logits
 
 
+OUTSIDE_LOGIT = -20.0  # what a clipped pixel's logit becomes (sigmoid ~ 2e-9: certainly not lung)
 DEEPEST_CLICK_PROB = 0.5  # of the clicks: the evaluation's rule (the deepest point of the largest error region)
 NO_MASK_PROMPT_PROB = 0.25  # of the rounds: decoded without the previous mask (as after a point is moved)
 
@@ -61,14 +62,41 @@ def sample_clicks(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tenso
     return coords, labels
 
 
+def box_region(boxes: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor, margin: torch.Tensor,
+               size: tuple[int, int]) -> torch.Tensor:
+    """(B, 1, H, W) bool: what the inference's clipping keeps (:func:`~napari_adaqat.inference.postprocess.
+    clip_rectangle`), in input pixels: each row's box (B, 4) widened to its positive points (B, P, 2) with
+    ``labels`` (B, P) and grown by ``margin`` (B,) pixels; a row without a box (NaN) keeps everything."""
+    h, w = size
+    b = boxes.shape[0]
+    x0, y0, x1, y1 = boxes.unbind(1)
+    positive = labels == 1
+    big = torch.full_like(coords[..., 0], float("inf"))
+    x0 = torch.minimum(x0, torch.where(positive, coords[..., 0], big).amin(1)) if coords.shape[1] else x0
+    y0 = torch.minimum(y0, torch.where(positive, coords[..., 1], big).amin(1)) if coords.shape[1] else y0
+    x1 = torch.maximum(x1, torch.where(positive, coords[..., 0], -big).amax(1)) if coords.shape[1] else x1
+    y1 = torch.maximum(y1, torch.where(positive, coords[..., 1], -big).amax(1)) if coords.shape[1] else y1
+    ys = torch.arange(h, device=boxes.device, dtype=torch.float32).view(1, h, 1)
+    xs = torch.arange(w, device=boxes.device, dtype=torch.float32).view(1, 1, w)
+    m = margin.to(boxes.device).view(b, 1, 1)
+    inside = ((ys >= (y0.view(b, 1, 1) - m)) & (ys <= (y1.view(b, 1, 1) + m))
+              & (xs >= (x0.view(b, 1, 1) - m)) & (xs <= (x1.view(b, 1, 1) + m)))
+    return (inside | torch.isnan(boxes).any(1).view(b, 1, 1))[:, None]
+
+
 def prompted_logits(sam, images: torch.Tensor, batch: dict, device: str, rounds: int = 0,
-                    grad_checkpoint: bool = False, generator: torch.Generator | None = None
-                    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+                    grad_checkpoint: bool = False, generator: torch.Generator | None = None,
+                    clip_to_box: bool = False) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Logits (B, 1, S, S) at the input size after the first prompt and after each of ``rounds`` corrective
     clicks (a list of 1 + rounds; a round keeps the previous mask as its prompt, except with chance
     ``NO_MASK_PROMPT_PROB``), and the decoder's own logits of the first prompt (B, 1, S, S; before
     any refiner).  ``batch``: a :class:`~napari_adaqat.train.dataset.LungDataset` batch (``box`` NaN rows
-    = points alone; ``points``/``point_labels`` the start points; ``mask``, ``valid``)."""
+    = points alone; ``points``/``point_labels`` the start points; ``mask``, ``valid``, ``clip_margin``).
+
+    With ``clip_to_box`` the returned logits are clipped as the inference clips the mask (outside
+    :func:`box_region`: :data:`OUTSIDE_LOGIT`), so the loss and the next click see what the user sees,
+    and the model is not asked to erase, outside the box, what the clipping erases anyway; the next round's
+    mask prompt is the unclipped prediction, as the inference passes ``low_res_logits`` back."""
     size = images.shape[-2:]
 
     def to_input_size(t: torch.Tensor) -> torch.Tensor:
@@ -80,15 +108,23 @@ def prompted_logits(sam, images: torch.Tensor, batch: dict, device: str, rounds:
     b = images.shape[0]
     coords = batch["points"].to(device) if "points" in batch else torch.zeros(b, 0, 2, device=device)
     labels = batch["point_labels"].to(device) if "point_labels" in batch else torch.zeros(b, 0, device=device)
+
+    def clipped(logits: torch.Tensor) -> torch.Tensor:
+        if not clip_to_box:
+            return logits
+        inside = box_region(boxes, coords, labels, batch["clip_margin"].to(device), tuple(size))
+        return logits.masked_fill(~inside, OUTSIDE_LOGIT)
+
     coarse, _ = decode_coarse(sam, features, boxes, coords, labels)
-    outputs = [to_input_size(refine_logits(sam, coarse, detail))]
+    raw = to_input_size(refine_logits(sam, coarse, detail, coords, labels))
+    outputs = [clipped(raw)]
     for _ in range(rounds):
         target, valid = batch["mask"].to(device), batch["valid"]
-        previous = outputs[-1].detach()
-        click, label = sample_clicks(previous, target, valid, generator)
+        click, label = sample_clicks(outputs[-1].detach(), target, valid, generator)
         coords, labels = torch.cat([coords, click], 1), torch.cat([labels, label], 1)
         keep_mask = float(_uniform(1, generator)) >= NO_MASK_PROMPT_PROB
-        mask_input = as_mask_input(sam, previous) if keep_mask else None
+        mask_input = as_mask_input(sam, raw.detach()) if keep_mask else None
         step, _ = decode_coarse(sam, features, boxes, coords, labels, mask_input)
-        outputs.append(to_input_size(refine_logits(sam, step, detail)))
-    return outputs, to_input_size(coarse)
+        raw = to_input_size(refine_logits(sam, step, detail, coords, labels))
+        outputs.append(clipped(raw))
+    return outputs, clipped(to_input_size(coarse))

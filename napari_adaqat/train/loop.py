@@ -68,14 +68,15 @@ def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int, resume: bool) -> t
 
 
 def _forward(sam, batch: dict, device: str, amp: bool, grad_ckpt: bool, keep_coarse: bool = False,
-             rounds: int = 0, generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+             rounds: int = 0, generator: torch.Generator | None = None, clip_to_box: bool = False
+             ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
     """Logits (B, 1, S, S) at the input size after the first prompt and after each of ``rounds`` simulated
     corrective clicks (:func:`~napari_adaqat.train.interactive.prompted_logits`); with ``keep_coarse``, also
     the decoder's own logits of the first prompt before a mask refiner (B, 1, S, S) — None otherwise or for
-    a model without one."""
+    a model without one.  ``clip_to_box``: clipped as the inference clips (``train_clipped`` in config.py)."""
     images = batch["image"].to(device)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-        outputs, coarse = prompted_logits(sam, images, batch, device, rounds, grad_ckpt, generator)
+        outputs, coarse = prompted_logits(sam, images, batch, device, rounds, grad_ckpt, generator, clip_to_box)
     has_refiner = getattr(sam, "mask_refiner", None) is not None
     return outputs, coarse if keep_coarse and has_refiner else None
 
@@ -87,7 +88,7 @@ def evaluate_dice(sam, dataset: LungDataset, cfg: TrainConfig, device: str, amp:
     loader = DataLoader(Subset(dataset, indices), batch_size=max(1, cfg.batch_size), shuffle=False)
     scores = []
     for batch in loader:
-        outputs, _ = _forward(sam, batch, device, amp, False)
+        outputs, _ = _forward(sam, batch, device, amp, False, clip_to_box=cfg.train_clipped)
         scores.append(batch_dice(outputs[0], batch["mask"].to(device), batch["valid"]).cpu())
     local = torch.cat(scores).mean().item() if scores else 0.0
     return dd.all_mean(local, len(indices), world, device if device.startswith("cuda") else "cpu")
@@ -185,7 +186,7 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         for step, batch in enumerate(bar, start=1):
             memory.reset()
             outputs, coarse = _forward(sam, batch, device, amp, checkpointing, keep_coarse=cfg.refiner_aux_loss > 0,
-                                       rounds=cfg.click_rounds, generator=clicks)
+                                       rounds=cfg.click_rounds, generator=clicks, clip_to_box=cfg.train_clipped)
             target = batch["mask"].to(device)
             loss = sum(segmentation_loss(logits, target) for logits in outputs) / len(outputs)
             if coarse is not None:  # deep supervision of the decoder (refiner_aux_loss in config.py)

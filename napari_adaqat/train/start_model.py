@@ -11,7 +11,7 @@ import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvi
 from segment_anything.modeling import Sam
 
 from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules
-from napari_adaqat.model.build import attach_mask_refiner, build_sam, get_spec
+from napari_adaqat.model.build import add_refiner_clicks, attach_mask_refiner, build_sam, get_spec
 from napari_adaqat.model.formats.checkpoint import describe_model, load_checkpoint_model
 from napari_adaqat.model.loading import load_model
 from napari_adaqat.model.qat import apply_qat
@@ -26,6 +26,11 @@ def _start_weights(cfg: TrainConfig) -> tuple[Sam, dict]:
     if cfg.mask_refiner and not hasattr(sam, "mask_refiner"):
         attach_mask_refiner(sam, cfg.mask_refiner)
         info["mask_refiner_added"] = cfg.mask_refiner
+    if cfg.refiner_clicks:
+        if not hasattr(sam, "mask_refiner"):
+            raise ValueError("refiner_clicks needs a model with a mask refiner (or mask_refiner: N to add one)")
+        if add_refiner_clicks(sam):
+            info["refiner_clicks_added"] = True
     return sam, info
 
 
