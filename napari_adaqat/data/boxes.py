@@ -19,6 +19,14 @@ from napari_adaqat.io.image_data import check_image_size
 
 COLUMNS = ("file", "x0", "y0", "x1", "y1")
 EDGE_TOLERANCE_PX = 1.0  # a box may overshoot the image by this much (rounding, pixel-centre conventions)
+CLIP_MARGIN_FRACTION = 0.02  # the box-clipping margin, as a fraction of the longer image side ...
+CLIP_MARGIN_MIN_PX = 8.0  # ... and at least this many pixels
+
+
+def clip_margin(shape: tuple[int, int]) -> float:
+    """The box-clipping margin in pixels for an image of (H, W) ``shape``: how far outside its box a mask
+    may reach (:func:`~napari_adaqat.inference.postprocess.clip_to_box`; training clips the same way)."""
+    return max(CLIP_MARGIN_MIN_PX, CLIP_MARGIN_FRACTION * max(shape[0], shape[1]))
 
 
 def default_box(shape: tuple[int, int], margin: float = 0.02) -> np.ndarray:

@@ -19,13 +19,7 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
-CLIP_MARGIN_FRACTION = 0.02  # the box-clipping margin, as a fraction of the longer image side ...
-CLIP_MARGIN_MIN_PX = 8.0  # ... and at least this many pixels
-
-
-def clip_margin(shape: tuple[int, int]) -> float:
-    """The box-clipping margin in pixels for an image of (H, W) ``shape``."""
-    return max(CLIP_MARGIN_MIN_PX, CLIP_MARGIN_FRACTION * max(shape[0], shape[1]))
+from napari_adaqat.data.boxes import CLIP_MARGIN_FRACTION, CLIP_MARGIN_MIN_PX, clip_margin  # noqa: F401  (one rule)
 
 
 def clip_rectangle(shape: tuple[int, int], box: np.ndarray, points: Optional[np.ndarray] = None

@@ -7,7 +7,7 @@ from torch.utils.data import Dataset
 
 from napari_adaqat.data.dataset import Pair, load_pair
 from napari_adaqat.data.transforms import prepare_image, transform_boxes, transform_coords
-from napari_adaqat.inference.postprocess import clip_margin
+from napari_adaqat.data.boxes import clip_margin
 from napari_adaqat.train.augment import augment_pair
 from napari_adaqat.train.prompts import START_POINTS, PromptMix, both_lungs_box, draw_prompt
 
