@@ -9,6 +9,7 @@ from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.model.build import PRESETS, ModelLoadError, add_refiner_clicks, build_sam, spec_from_metadata
 from napari_adaqat.model.formats.model_file import export_model
 from napari_adaqat.model.loading import load_model
+from napari_adaqat.model.modes import parameter_role
 from napari_adaqat.model.mask_refiner import CLICK_SIGMA_FRACTION, click_maps
 from napari_adaqat.model.qat import apply_qat
 
@@ -100,9 +101,10 @@ def test_training_gives_the_start_models_refiner_clicks_and_trains_them(dataset,
     start = tmp_path / "base/checkpoints/best.safetensors"
     assert not load_checkpoint_model(start).mask_refiner.takes_clicks
     train(out=tmp_path / "clicks", mode="decoder", epochs=1, checkpoint=str(start), refiner_clicks=True,
-          click_rounds=2, **common)
+          train_prompt_encoder=True, click_rounds=2, **common)
     sam = load_checkpoint_model(tmp_path / "clicks/checkpoints/best.safetensors")
     assert sam.spec.refiner_clicks
     assert sam.mask_refiner.click_branch.weight.abs().sum() > 0  # it trained (it starts at zero)
+    assert parameter_role("mask_refiner.click_branch.weight") == "prompt"  # with the prompt encoder, at lr_other
     with pytest.raises(ValueError, match="refiner_clicks needs"):  # a model without a refiner: said at once
         train(out=tmp_path / "no", mode="full", epochs=1, refiner_clicks=True, **{**common, "model_type": "hybrid_nano"})

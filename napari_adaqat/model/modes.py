@@ -44,6 +44,8 @@ def parameter_role(name: str) -> str:
     """'adapter', 'decoder', 'prompt' or 'encoder' for a parameter name of a Sam."""
     if _is_adapter(name):
         return "adapter"
+    if name.startswith("mask_refiner.click_branch."):  # it encodes the clicks: a prompt, at the prompt's rate
+        return "prompt"
     if name.startswith(("mask_decoder.", "mask_refiner.")):  # the refiner finishes the decoder's masks
         return "decoder"
     if name.startswith("prompt_encoder."):

@@ -118,7 +118,8 @@ class TrainConfig:
                                 "identity, so the model first predicts as before. 0 = keep the model as it is")
     refiner_clicks: bool = _opt(False, "Stage 1: let the model's mask refiner also see the clicks at full resolution "
                                        "(click maps into its mask branch, starting at zero: the model first "
-                                       "predicts as before), so a click can move a boundary by a few pixels")
+                                       "predicts as before), so a click can move a boundary by a few pixels; the branch "
+                                       "trains with the prompt encoder (train_prompt_encoder, at lr_other)")
     refiner_aux_loss: float = _opt(0.0, "with a mask refiner: also apply the loss, with this weight, to the decoder's "
                                         "own logits before the refiner (deep supervision), so the decoder stays a "
                                         "mask on its own and the refiner learns a correction. 0 = off")
