@@ -156,3 +156,27 @@ def test_training_clips_its_predictions_as_the_inference_clips_the_mask(cxr_dir)
     assert 0 < inside.float().mean() < 1
     torch.testing.assert_close(clipped[0][inside], plain[0][inside])
     assert (clipped[0][~inside] == OUTSIDE_LOGIT).all()
+
+
+def test_validation_of_a_click_training_scores_the_box_and_the_clicks_deterministically(cxr_dir):
+    from napari_adaqat.train.loop import evaluate_dice
+
+    pairs, _ = discover(cxr_dir)
+    torch.manual_seed(0)
+    sam = build_sam("hybrid_nano_refine")
+    with torch.no_grad():
+        for p in sam.mask_refiner.parameters():
+            p.normal_(0, 0.5)
+    spec = sam.spec
+    val = LungDataset(list(pairs.values())[:2], image_size=spec.image_size, pixel_mean=spec.pixel_mean,
+                      pixel_std=spec.pixel_std, train=False)
+
+    def score(rounds: int) -> float:
+        cfg = make_config(None, 1, dict(data=str(cxr_dir), out="unused", model_type="hybrid_nano_refine",
+                                        device="cpu", batch_size=2, click_rounds=rounds))
+        return evaluate_dice(sam, val, cfg, "cpu", False, 0, 1)
+
+    box_only, with_clicks = score(0), score(2)
+    assert with_clicks != box_only  # the clicks' Dice counts too
+    torch.manual_seed(123)
+    assert score(2) == with_clicks  # the evaluation's rule, always the mask prompt: no chance involved

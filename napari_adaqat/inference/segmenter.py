@@ -103,13 +103,15 @@ class Segmenter:
     @cached_property  # the model of a Segmenter never changes
     def takes_clicks(self) -> bool:
         """Whether the model learnt point prompts: official SAM files did; a file of ours did when its training
-        simulated corrective clicks (``click_rounds`` > 0 in the recorded training config).  The bundled v3f
-        model learnt boxes only.  A ready predictor without a network (``sam``) is not judged: True."""
-        meta = getattr(getattr(self.predictor, "sam", None), "meta", None) or {}
+        simulated corrective clicks (``click_rounds`` > 0 in the recorded training config) or its mask refiner
+        takes clicks (``refiner_clicks``: trained with them, and kept by any fine-tune of it).  The earlier
+        default v3f learnt boxes only.  A ready predictor without a network (``sam``) is not judged: True."""
+        sam = getattr(self.predictor, "sam", None)
+        meta = getattr(sam, "meta", None) or {}
         if meta.get("format") != "adaqat-model":
             return True
         config = (meta.get("provenance") or {}).get("train_config") or {}
-        return int(config.get("click_rounds") or 0) > 0
+        return int(config.get("click_rounds") or 0) > 0 or bool(getattr(sam.spec, "refiner_clicks", False))
 
     def set_image(self, image: ImageLike) -> "Segmenter":
         """Embed ``image`` (H, W[, 3], or an image file), or fetch its cached embedding."""

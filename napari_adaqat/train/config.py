@@ -148,7 +148,8 @@ class TrainConfig:
                                       "box around one lung)")
     click_rounds: int = _opt(0, "corrective clicks simulated per training sample after its first prompt (each from "
                                 "the error of the prediction before it, with that prediction as the mask prompt), "
-                                "so the model learns to correct with clicks; 0 = box only")
+                                "so the model learns to correct with clicks; validation then scores the box and as many clicks by "
+                                "the evaluation's rule (their mean Dice picks the best epoch); 0 = box only")
     adalora: AdaLoRAConfig = _opt(help="AdaLoRA adapters (Stage 1; Stage 2 keeps the Stage-1 model's)",
                                   factory=AdaLoRAConfig)
     qat: QATConfig = _opt(help="Stage 2: INT8 quantization-aware training", factory=QATConfig)

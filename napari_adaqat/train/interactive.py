@@ -44,7 +44,7 @@ def sample_clicks(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tenso
     pred, ref = logits[:, 0] > 0, target[:, 0] > 0.5
     coords = torch.zeros(b, 1, 2, device=logits.device)
     labels = -torch.ones(b, 1, device=logits.device)
-    draws = _uniform(b, generator)
+    draws = _uniform(b, generator) if deepest_prob < 1 else torch.zeros(b)  # (no draw: validation stays pure)
     for i in range(b):
         h, w = int(valid[i, 0]), int(valid[i, 1])
         p, r = pred[i, :h, :w], ref[i, :h, :w]
@@ -86,7 +86,7 @@ def box_region(boxes: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor, 
 
 def prompted_logits(sam, images: torch.Tensor, batch: dict, device: str, rounds: int = 0,
                     grad_checkpoint: bool = False, generator: torch.Generator | None = None,
-                    clip_to_box: bool = False) -> tuple[list[torch.Tensor], torch.Tensor]:
+                    clip_to_box: bool = False, deterministic: bool = False) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Logits (B, 1, S, S) at the input size after the first prompt and after each of ``rounds`` corrective
     clicks (a list of 1 + rounds; a round keeps the previous mask as its prompt, except with chance
     ``NO_MASK_PROMPT_PROB``), and the decoder's own logits of the first prompt (B, 1, S, S; before
@@ -96,7 +96,8 @@ def prompted_logits(sam, images: torch.Tensor, batch: dict, device: str, rounds:
     With ``clip_to_box`` the returned logits are clipped as the inference clips the mask (outside
     :func:`box_region`: :data:`OUTSIDE_LOGIT`), so the loss and the next click see what the user sees,
     and the model is not asked to erase, outside the box, what the clipping erases anyway; the next round's
-    mask prompt is the unclipped prediction, as the inference passes ``low_res_logits`` back."""
+    mask prompt is the unclipped prediction, as the inference passes ``low_res_logits`` back.
+    ``deterministic`` (validation): every click by the evaluation's rule, every round with the mask prompt."""
     size = images.shape[-2:]
 
     def to_input_size(t: torch.Tensor) -> torch.Tensor:
@@ -120,9 +121,10 @@ def prompted_logits(sam, images: torch.Tensor, batch: dict, device: str, rounds:
     outputs = [clipped(raw)]
     for _ in range(rounds):
         target, valid = batch["mask"].to(device), batch["valid"]
-        click, label = sample_clicks(outputs[-1].detach(), target, valid, generator)
+        click, label = sample_clicks(outputs[-1].detach(), target, valid, generator,
+                                     deepest_prob=1.0 if deterministic else DEEPEST_CLICK_PROB)
         coords, labels = torch.cat([coords, click], 1), torch.cat([labels, label], 1)
-        keep_mask = float(_uniform(1, generator)) >= NO_MASK_PROMPT_PROB
+        keep_mask = deterministic or float(_uniform(1, generator)) >= NO_MASK_PROMPT_PROB
         mask_input = as_mask_input(sam, raw.detach()) if keep_mask else None
         step, _ = decode_coarse(sam, features, boxes, coords, labels, mask_input)
         raw = to_input_size(refine_logits(sam, step, detail, coords, labels))

@@ -68,28 +68,33 @@ def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int, resume: bool) -> t
 
 
 def _forward(sam, batch: dict, device: str, amp: bool, grad_ckpt: bool, keep_coarse: bool = False,
-             rounds: int = 0, generator: torch.Generator | None = None, clip_to_box: bool = False
-             ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+             rounds: int = 0, generator: torch.Generator | None = None, clip_to_box: bool = False,
+             deterministic: bool = False) -> tuple[list[torch.Tensor], torch.Tensor | None]:
     """Logits (B, 1, S, S) at the input size after the first prompt and after each of ``rounds`` simulated
     corrective clicks (:func:`~napari_adaqat.train.interactive.prompted_logits`); with ``keep_coarse``, also
     the decoder's own logits of the first prompt before a mask refiner (B, 1, S, S) — None otherwise or for
     a model without one.  ``clip_to_box``: clipped as the inference clips (``train_clipped`` in config.py)."""
     images = batch["image"].to(device)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-        outputs, coarse = prompted_logits(sam, images, batch, device, rounds, grad_ckpt, generator, clip_to_box)
+        outputs, coarse = prompted_logits(sam, images, batch, device, rounds, grad_ckpt, generator, clip_to_box,
+                                          deterministic)
     has_refiner = getattr(sam, "mask_refiner", None) is not None
     return outputs, coarse if keep_coarse and has_refiner else None
 
 
 @torch.no_grad()
 def evaluate_dice(sam, dataset: LungDataset, cfg: TrainConfig, device: str, amp: bool, rank: int, world: int) -> float:
+    """Validation Dice of the box prompt; with ``click_rounds``, the mean over the box and each of that many
+    corrective clicks by the evaluation's rule (what a user gets from a box and clicks picks the model)."""
     sam.eval()
     indices = list(range(rank, len(dataset), world))
     loader = DataLoader(Subset(dataset, indices), batch_size=max(1, cfg.batch_size), shuffle=False)
     scores = []
     for batch in loader:
-        outputs, _ = _forward(sam, batch, device, amp, False, clip_to_box=cfg.train_clipped)
-        scores.append(batch_dice(outputs[0], batch["mask"].to(device), batch["valid"]).cpu())
+        outputs, _ = _forward(sam, batch, device, amp, False, rounds=cfg.click_rounds, clip_to_box=cfg.train_clipped,
+                              deterministic=True)
+        target = batch["mask"].to(device)  # the box's Dice and, when training clicks, each click's: their mean
+        scores.append(torch.stack([batch_dice(o, target, batch["valid"]) for o in outputs]).mean(0).cpu())
     local = torch.cat(scores).mean().item() if scores else 0.0
     return dd.all_mean(local, len(indices), world, device if device.startswith("cuda") else "cpu")
 
