@@ -19,15 +19,22 @@ def test_shipped_files_are_small_and_documented():
     assert DEFAULT_MODEL.stat().st_size + DEFAULT_BASELINE.stat().st_size <= 25 * 1024 * 1024
     meta = json.loads(safetensors_metadata(DEFAULT_MODEL)["adaqat"])
     assert meta["profile"] == "deploy" and meta["int8_layers"]
-    # the default model v3f (training/default_model.yaml): the hybrid encoder plus a 16-channel mask refiner
-    assert meta["spec"]["encoder"] == "hybrid" and meta["spec"]["mask_refiner"] == 16
+    # the default model v4: v3f (training/default_model.yaml: the hybrid encoder plus a 16-channel mask refiner)
+    # taught clicks and one-lung boxes (training/default_model_clicks.yaml; its refiner sees the clicks)
+    assert meta["spec"]["encoder"] == "hybrid" and meta["spec"]["mask_refiner"] == 16 and meta["spec"]["refiner_clicks"]
     provenance = meta["provenance"]
-    assert provenance["recipe"]["file"] == "default_model.yaml"
-    oof = provenance["scores"]["none"]  # its out-of-fold scores, next to the references'
+    assert provenance["recipe"]["file"] == "default_model_clicks.yaml"
+    assert provenance["train_config"]["click_rounds"] == 3 and provenance["train_config"]["one_lung_prob"] > 0
+    oof = provenance["scores"]["base_out_of_fold"]["none"]  # the v3f recipe it continues, next to the references'
     shipped = oof["v3f low-LR Stage 1 INT8"]  # issue 14's targets: Dice >= 0.95, NSD >= 0.45, above the U-Net's
     assert shipped["n"] == 93 and shipped["dice"] >= 0.95 and shipped["nsd2"] >= 0.45
     references = ("v3e INT8", "v2", "U-Net 40 ep (no box)", "U-Net 140 ep (no box)")
     assert shipped["dice"] > max(oof[name]["dice"] for name in references)
+    val = provenance["scores"]["validation"]  # its own validation films: every click helps, one-lung boxes too
+    clicks = val["int8"]["dice_by_click"]
+    assert clicks == sorted(clicks) and clicks[3] - clicks[0] >= 0.01
+    assert clicks[0] >= val["v3f_int8 (the previous default)"]["dice_by_click"][0] - 0.002  # the box is kept
+    assert val["int8"]["one_lung_dice_mean"] > val["v3f_int8 (the previous default)"]["one_lung_dice_mean"]
     split = meta["provenance"]["split"]
     assert not set(SHIPPED_TEST_IMAGES) & set(split["train"] + split["val"])  # never trained on
     assert set(SHIPPED_TEST_IMAGES) <= set(split["test"])

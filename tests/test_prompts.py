@@ -256,16 +256,29 @@ def test_segment_cli_not_lung_points_alone_keep_the_default_box(tmp_path, nano_p
     assert len(rows["neg.png"]["box"].split()) == 4 and rows["pos.png"]["box"] == ""
 
 
-def test_a_model_trained_on_boxes_only_says_so_when_clicked(nano_pth, cxr_dir):
-    """The bundled v3f learnt boxes only: a click's status line warns; an official SAM file learnt points."""
+def test_a_model_trained_on_boxes_only_says_so_when_clicked(nano_pth, cxr_dir, tmp_path):
+    """A file of ours trained without clicks warns on a click; the bundled model (trained with clicks) and an
+    official SAM file (trained with points) do not."""
+    import torch
+
     from napari_adaqat import open_model
     from napari_adaqat.inference.segmenter import ModelRef
+    from napari_adaqat.model.build import build_sam
+    from napari_adaqat.model.formats.model_file import export_model
 
-    assert open_model("default", device="cpu").takes_clicks is False
+    torch.manual_seed(0)
+    box_only = tmp_path / "box_only.safetensors"
+    export_model(build_sam("vit_nano"), box_only, profile="fp32",
+                 metadata={"provenance": {"train_config": {"click_rounds": 0}}})
+    assert open_model(str(box_only), device="cpu").takes_clicks is False
+    assert open_model("default", device="cpu").takes_clicks is True
     assert open_model(str(nano_pth), device="cpu", model_type="vit_nano").takes_clicks is True
     image = read_image(sorted((cxr_dir / "images").iterdir())[0]).pixels
     engine = Engine()
-    clicked = engine.predict(image, np.array([30, 40, 480, 470]), ModelRef(), point_coords=np.array([[250.0, 300.0]]),
-                             point_labels=np.array([0]))
+    clicked = engine.predict(image, np.array([30, 40, 480, 470]), ModelRef(box_only),
+                             point_coords=np.array([[250.0, 300.0]]), point_labels=np.array([0]))
     assert "trained with boxes only" in clicked.summary()
-    assert "trained with boxes only" not in engine.predict(image, np.array([30, 40, 480, 470]), ModelRef()).summary()
+    assert "trained with boxes only" not in engine.predict(image, np.array([30, 40, 480, 470]), ModelRef(box_only)).summary()
+    default = engine.predict(image, np.array([30, 40, 480, 470]), ModelRef(), point_coords=np.array([[250.0, 300.0]]),
+                             point_labels=np.array([0]))
+    assert "trained with boxes only" not in default.summary()

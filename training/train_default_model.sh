@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Reproduce the bundled default model (v3f, training/default_model.yaml; CPU: 85 min on 2 otherwise idle cores,
-# measured, BENCHMARKS.md):
-#   1. full training from scratch (base), then `adaqat train --stage all`: 2. Stage 1 AdaLoRA  3. Stage 2 QAT
-#   4. INT8 + FP32 export (RUNS/chain/{model_int8,baseline_fp32}.safetensors, copied into ASSETS)
+# Reproduce the bundled default model v4 (CPU, 2 otherwise idle cores: about 85 + 30 min, BENCHMARKS.md):
+#   v3f (training/default_model.yaml): 1. full training from scratch (base), then `adaqat train --stage all`:
+#   2. Stage 1 AdaLoRA  3. Stage 2 QAT  4. INT8 + FP32 export (RUNS/chain/{model_int8,baseline_fp32}.safetensors);
+#   v4 (training/default_model_clicks.yaml): 5. from v3f's FP32 file, clicks and one-lung boxes (Stage 1 decoder,
+#   Stage 2 QAT, both files: RUNS/clicks/...), copied into ASSETS.  CLICKS=0 stops after v3f and ships it.
 # Usage: bash training/train_default_model.sh [DATA] [RUNS] [ASSETS]
 # RECIPE=other.yaml trains another recipe (ADALORA_EPOCHS: Stage-1 AdaLoRA epochs, default 10; the previous
 # default models: RECIPE=training/candidate_v3e_refine.yaml, v2: RECIPE=training/default_model_v2.yaml ADALORA_EPOCHS=20);
@@ -19,6 +20,13 @@ adaqat train --stage 1 --preset $Y --mode full --data "$DATA" --out "$RUNS/base"
 adaqat train --stage all --preset "$Y" --mode adalora --epochs "${ADALORA_EPOCHS:-10}" \
   --checkpoint "$RUNS/base/checkpoints/best.safetensors" --data "$DATA" --out "$RUNS/chain" --device cpu \
   --profile deploy ${SCORES:+--scores "$SCORES"} ${RESUME:+--resume}   # both files record the recipe $Y
+FINAL="$RUNS/chain"
+if [ "${CLICKS:-1}" != 0 ]; then  # step 5: clicks and one-lung boxes, from v3f's FP32 file
+  adaqat train --stage all --preset training/default_model_clicks.yaml \
+    --checkpoint "$RUNS/chain/baseline_fp32.safetensors" --data "$DATA" --out "$RUNS/clicks" --device cpu \
+    --profile deploy ${RESUME:+--resume}
+  FINAL="$RUNS/clicks"
+fi
 mkdir -p "$ASSETS"
-cp "$RUNS/chain/baseline_fp32.safetensors" "$ASSETS/default_fp32.safetensors"
-cp "$RUNS/chain/model_int8.safetensors" "$ASSETS/default_int8.safetensors"
+cp "$FINAL/baseline_fp32.safetensors" "$ASSETS/default_fp32.safetensors"
+cp "$FINAL/model_int8.safetensors" "$ASSETS/default_int8.safetensors"
