@@ -35,34 +35,12 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from napari_adaqat.data.conventions import CONVENTIONS, changed_mask
 from napari_adaqat.model.loading import DEFAULT_BASELINE
 from napari_adaqat.model.formats.container import read_adaqat_metadata
 from napari_adaqat.report.evaluate import evaluate
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr" / "permissive_512"
-
-
-def changed_mask(mask: np.ndarray, convention: str, erode_px: int = 6, keep: float = 0.8,
-                 heart_scale: float = 1.0) -> np.ndarray:
-    """The new convention of ``mask`` (H, W) bool: ``erode``: eroded by ``erode_px`` px (4-connected steps);
-    ``above-line``: only the lung above the line at ``keep`` of the lung field's height (the bases dropped);
-    ``no-heart``: an ellipse of semi-axes ``heart_scale`` x (22 % of the lung field's height, 20 % of its width)
-    over the lower middle of the left lung removed (1.0: Dice 0.945 between old and new masks; 1.4: 0.88,
-    about the bundled model's Dice on real heart-excluding sets, issue 32)."""
-    if convention == "erode":
-        return ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(2, 1), iterations=erode_px)
-    if convention == "no-heart":  # an ellipse where the heart overlaps the left lung (the film's right side)
-        ys, xs = np.nonzero(mask)
-        (y0, y1), (x0, x1) = (ys.min(), ys.max()), (xs.min(), xs.max())
-        h, w = y1 - y0, x1 - x0
-        yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]]
-        cy, cx = y0 + 0.78 * h, (x0 + x1) / 2 + 0.08 * w
-        return mask & (((yy - cy) / (0.22 * heart_scale * h)) ** 2 + ((xx - cx) / (0.2 * heart_scale * w)) ** 2 > 1)
-    rows = np.flatnonzero(mask.any(axis=1))
-    cut = int(rows[0] + keep * (rows[-1] - rows[0]))
-    out = mask.copy()
-    out[cut:] = False
-    return out
 
 
 def write_set(src: Path, folder: Path, names: list[str], change) -> None:
@@ -105,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=DATA, help="permissive_512 (images/, masks/)")
     p.add_argument("--work", type=Path, required=True, help="scratch folder: the sets, the run, the report")
-    p.add_argument("--convention", choices=["erode", "above-line", "no-heart"], default="erode", help="the change (default erode)")
+    p.add_argument("--convention", choices=list(CONVENTIONS), default="erode", help="the change (default erode)")
     p.add_argument("--erode", type=int, default=6, help="erode: erosion in px (default 6)")
     p.add_argument("--keep", type=float, default=0.8, help="above-line: fraction of the lung height kept (default 0.8)")
     p.add_argument("--heart-scale", type=float, default=1.0,

@@ -146,6 +146,10 @@ class TrainConfig:
                                       "inference's clipping margin, as users get them: the model is not asked to "
                                       "erase outside the box what the clipping erases (e.g. the other lung, for a "
                                       "box around one lung)")
+    convention_prob: float = _opt(0.0, "chance of a training sample whose mask is in another site's convention "
+                                       "(without the lung behind the heart, eroded, dilated or cut above the bases: "
+                                       "data/conventions.py), scored after its clicks only, so that clicks that "
+                                       "disagree with the model's habit win; needs click_rounds")
     click_rounds: int = _opt(0, "corrective clicks simulated per training sample after its first prompt (each from "
                                 "the error of the prediction before it, with that prediction as the mask prompt), "
                                 "so the model learns to correct with clicks; validation then scores the box and as many clicks by "
@@ -171,6 +175,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be 0 (off) or in (0, 1), got {self.ema_decay}")
         if type(self.mask_refiner) is not int or not 0 <= self.mask_refiner <= 64:
             raise ValueError(f"mask_refiner must be a number of channels from 0 (none) to 64, got {self.mask_refiner!r}")
+        if not 0.0 <= self.convention_prob <= 1.0 or (self.convention_prob and not self.click_rounds):
+            raise ValueError(f"convention_prob must be in [0, 1] and needs click_rounds > 0, got {self.convention_prob}")
         if not self.refiner_aux_loss >= 0.0:
             raise ValueError(f"refiner_aux_loss must be a weight >= 0 (0 = off), got {self.refiner_aux_loss}")
         if self.qat.trainable is None:

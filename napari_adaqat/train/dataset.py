@@ -8,6 +8,7 @@ from torch.utils.data import Dataset
 from napari_adaqat.data.dataset import Pair, load_pair
 from napari_adaqat.data.transforms import prepare_image, transform_boxes, transform_coords
 from napari_adaqat.data.boxes import clip_margin
+from napari_adaqat.data.conventions import random_convention
 from napari_adaqat.train.augment import augment_pair
 from napari_adaqat.train.prompts import START_POINTS, PromptMix, both_lungs_box, draw_prompt
 
@@ -20,14 +21,16 @@ class LungDataset(Dataset):
     Training boxes move per side by U(-jitter_in_px, jitter_px) original pixels (positive: outward).
     ``points`` (START_POINTS, 2) x, y in input coordinates and ``point_labels`` (START_POINTS,) (1 = lung,
     -1 = padding): the start points of a sample drawn without a box (its ``box`` is then NaN).
-    ``clip_margin`` (): the inference's box-clipping margin in input pixels.  With a
+    ``clip_margin`` (): the inference's box-clipping margin in input pixels.  ``box_weight`` (): 0 for a sample
+    drawn in another site's convention (``convention_prob``; only its clicks are scored), else 1.  With a
     ``prompts`` mix (:class:`~napari_adaqat.train.prompts.PromptMix`), training samples are drawn with
     one-lung, partial, empty boxes or points alone, and ``mask`` is what that prompt asks for.
     """
 
     def __init__(self, pairs: list[Pair], image_size: int, pixel_mean, pixel_std, *, train: bool,
                  jitter_px: int = 20, augment: bool = False, full_box_prob: float = 0.0, seed: int = 0,
-                 augment_preset: str = "basic", jitter_in_px: int = 0, prompts: PromptMix | None = None) -> None:
+                 augment_preset: str = "basic", jitter_in_px: int = 0, prompts: PromptMix | None = None,
+                 convention_prob: float = 0.0) -> None:
         self.pairs = pairs
         self.size = image_size
         self.mean = tuple(pixel_mean)
@@ -39,6 +42,7 @@ class LungDataset(Dataset):
         self.jitter_in_px = jitter_in_px
         self.full_box_prob = full_box_prob
         self.prompts = prompts or PromptMix()
+        self.convention_prob = convention_prob
         self.seed = seed
         self.epoch = 0
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -62,6 +66,9 @@ class LungDataset(Dataset):
             image, mask = augment_pair(image, mask, rng, self.augment_preset)
         h0, w0 = image.shape
         points, labels = np.zeros((START_POINTS, 2)), -np.ones(START_POINTS)
+        box_weight = 1.0
+        if self.train and self.convention_prob and rng.random() < self.convention_prob:
+            mask, box_weight = random_convention(mask.astype(bool), rng), 0.0  # the clicks must teach it
         if self.train and self.prompts.active:
             drawn = draw_prompt(mask, rng, self.prompts, jitter_px=self.jitter_px, jitter_in_px=self.jitter_in_px,
                                 full_box_prob=self.full_box_prob)
@@ -78,5 +85,5 @@ class LungDataset(Dataset):
         return {"image": prepared.tensor, "mask": m, "box": torch.as_tensor(box_in, dtype=torch.float32),
                 "points": torch.as_tensor(points_in, dtype=torch.float32),
                 "point_labels": torch.as_tensor(labels, dtype=torch.float32),
-                "valid": torch.tensor([h, w]), "index": index,
+                "valid": torch.tensor([h, w]), "index": index, "box_weight": torch.tensor(box_weight),
                 "clip_margin": torch.tensor(clip_margin((h0, w0)) * self.size / max(h0, w0), dtype=torch.float32)}

@@ -62,7 +62,8 @@ def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int, resume: bool) -> t
     common = dict(image_size=spec.image_size, pixel_mean=spec.pixel_mean, pixel_std=spec.pixel_std, seed=cfg.seed)
     train = LungDataset(sets["train"], train=True, jitter_px=cfg.jitter_px, augment=cfg.augment,
                         augment_preset=cfg.augment_preset, jitter_in_px=cfg.jitter_in_px,
-                        full_box_prob=cfg.full_box_prob, prompts=cfg.prompt_mix(), **common)
+                        full_box_prob=cfg.full_box_prob, prompts=cfg.prompt_mix(),
+                        convention_prob=cfg.convention_prob, **common)
     val = LungDataset(sets["val"], train=False, **common)
     return train, val, warnings
 
@@ -193,9 +194,13 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
             outputs, coarse = _forward(sam, batch, device, amp, checkpointing, keep_coarse=cfg.refiner_aux_loss > 0,
                                        rounds=cfg.click_rounds, generator=clicks, clip_to_box=cfg.train_clipped)
             target = batch["mask"].to(device)
-            loss = sum(segmentation_loss(logits, target) for logits in outputs) / len(outputs)
+            # a sample in another site's convention (convention_prob) scores its clicks only: its box alone
+            # cannot know the convention, and must not be pulled from ours
+            box_weight = batch["box_weight"].to(device)
+            loss = sum(segmentation_loss(logits, target, box_weight if i == 0 else None)
+                       for i, logits in enumerate(outputs)) / len(outputs)
             if coarse is not None:  # deep supervision of the decoder (refiner_aux_loss in config.py)
-                loss = loss + cfg.refiner_aux_loss * segmentation_loss(coarse, target)
+                loss = loss + cfg.refiner_aux_loss * segmentation_loss(coarse, target, box_weight)
             total = loss + ortho_w * orthogonal_regularizer(sam) if ortho_w else loss
             (total / cfg.accumulate).backward()
             if step % cfg.accumulate == 0 or step == len(loader):

@@ -5,21 +5,32 @@ import torch
 import torch.nn.functional as F
 
 
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
     """1 − soft Dice with squared denominators (as MedSAM / MONAI ``squared_pred``).
 
-    logits, target: (B, 1, H, W); the mean over the batch is returned.
+    logits, target: (B, 1, H, W); the mean over the batch is returned (weighted by ``weight`` (B,)).
     """
     prob = torch.sigmoid(logits).flatten(1)
     target = target.flatten(1)
     inter = (prob * target).sum(1)
     denom = (prob * prob).sum(1) + (target * target).sum(1)
-    return (1 - (2 * inter + eps) / (denom + eps)).mean()
+    return _mean(1 - (2 * inter + eps) / (denom + eps), weight)
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """BCE-with-logits + soft Dice; (B, 1, H, W) each."""
-    return F.binary_cross_entropy_with_logits(logits, target) + soft_dice_loss(logits, target)
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """BCE-with-logits + soft Dice; (B, 1, H, W) each; ``weight`` (B,): each sample's share (None: equal;
+    all zero: a zero loss that still carries the graph)."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).mean(1)
+    return _mean(bce, weight) + soft_dice_loss(logits, target, weight=weight)
+
+
+def _mean(per_sample: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """(B,) → the mean, or the ``weight``-weighted mean (B,)."""
+    if weight is None:
+        return per_sample.mean()
+    weight = weight.to(per_sample)
+    return (per_sample * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def batch_dice(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
