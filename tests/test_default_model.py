@@ -35,6 +35,9 @@ def test_shipped_files_are_small_and_documented():
     assert clicks == sorted(clicks) and clicks[3] - clicks[0] >= 0.01
     assert clicks[0] >= val["v3f_int8 (the previous default)"]["dice_by_click"][0] - 0.002  # the box is kept
     assert val["int8"]["one_lung_dice_mean"] > val["v3f_int8 (the previous default)"]["one_lung_dice_mean"]
+    other = provenance["scores"]["validation_heart_excluded"]  # clicks win against its habit (v3f's did not)
+    assert other["int8"][3] - other["int8"][0] >= 0.03 and other["int8"][3] > other["v3f_int8 (the previous default)"][3]
+    assert provenance["train_config"]["convention_prob"] > 0
     split = meta["provenance"]["split"]
     assert not set(SHIPPED_TEST_IMAGES) & set(split["train"] + split["val"])  # never trained on
     assert set(SHIPPED_TEST_IMAGES) <= set(split["test"])
