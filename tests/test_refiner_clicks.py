@@ -56,6 +56,11 @@ def test_adding_clicks_to_a_trained_refiner_changes_nothing_until_it_trains():
     assert (trained - before).abs().max() > 1e-2  # now the clicks reach the refiner
     box_only = BoxPredictor(sam).set_image(image).predict(BOX).logits
     torch.testing.assert_close(box_only, BoxPredictor(_refiner_model()).set_image(image).predict(BOX).logits)
+    with torch.no_grad():  # no clicks = all-zero maps, as in training: the branch's bias still counts
+        sam.mask_refiner.click_branch.bias.fill_(0.5)
+        features, logits = torch.rand(1, 4, 64, 64), torch.randn(1, 1, 64, 64)
+        torch.testing.assert_close(sam.mask_refiner(logits, features),
+                                   sam.mask_refiner(logits, features, torch.zeros(1, 2, 64, 64)))
 
 
 def test_a_click_taking_refiner_survives_the_model_file_and_the_lean_path(tmp_path):

@@ -119,7 +119,8 @@ class MaskRefiner(nn.Module):
 
     def forward(self, logits: torch.Tensor, features: torch.Tensor, clicks: torch.Tensor | None = None) -> torch.Tensor:
         """logits (N, 1, h, w); features (N or 1, width, S, S); ``clicks`` (N, 2, S, S) :func:`click_maps`
-        (used when the refiner takes clicks; None = no clicks) → refined logits (N, 1, S, S)."""
+        (used when the refiner takes clicks; None = no clicks, the same as all-zero maps) → refined logits
+        (N, 1, S, S)."""
         size = features.shape[-2:]
         if logits.shape[-2:] != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
@@ -128,7 +129,12 @@ class MaskRefiner(nn.Module):
         # the decoder's logits reach ±20; tanh keeps the convolutions' input in a trained range
         decision = torch.tanh(logits / 4)
         inputs = torch.cat([features.to(logits.dtype), decision], 1)
-        if self.click_branch is None or clicks is None:
+        if self.click_branch is None:
             return logits + self.mask_branch(inputs)
         first, act, last = self.mask_branch
-        return logits + last(act(first(inputs) + self.click_branch(clicks.to(logits.dtype))))
+        if clicks is None:  # no clicks = all-zero maps, as training sees a prompt without points: the bias alone
+            bias = self.click_branch.bias
+            extra = 0.0 if bias is None else bias.to(logits.dtype).view(1, -1, 1, 1)
+        else:
+            extra = self.click_branch(clicks.to(logits.dtype))
+        return logits + last(act(first(inputs) + extra))
