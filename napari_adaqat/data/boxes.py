@@ -29,6 +29,23 @@ def clip_margin(shape: tuple[int, int]) -> float:
     return max(CLIP_MARGIN_MIN_PX, CLIP_MARGIN_FRACTION * max(shape[0], shape[1]))
 
 
+def clip_rectangle(shape: tuple[int, int], box: np.ndarray, points: np.ndarray | None = None,
+                   margin: float | None = None) -> tuple[int, int, int, int]:
+    """The (row0, row1, col0, col1) half-open pixel rectangle that a mask is clipped to: the xyxy
+    ``box`` (4,), widened to the positive ``points`` (P, 2) x, y if any, plus ``margin`` pixels (default
+    :func:`clip_margin` of ``shape``; training passes the margin in its input pixels)."""
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
+    if points is not None and len(points):
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        x0, y0 = min(x0, pts[:, 0].min()), min(y0, pts[:, 1].min())
+        x1, y1 = max(x1, pts[:, 0].max()), max(y1, pts[:, 1].max())
+    m = clip_margin(shape) if margin is None else float(margin)
+    h, w = shape
+    r0, c0 = max(0, int(np.ceil(y0 - m))), max(0, int(np.ceil(x0 - m)))  # pixel centres within the margin
+    r1, c1 = min(h, int(np.floor(y1 + m)) + 1), min(w, int(np.floor(x1 + m)) + 1)
+    return r0, max(r0, r1), c0, max(c0, c1)
+
+
 def default_box(shape: tuple[int, int], margin: float = 0.02) -> np.ndarray:
     """The whole image minus a small margin, as an xyxy box (4,)."""
     h, w = shape

@@ -11,9 +11,11 @@ The loss averages over every round, so one model learns the box, the clicks and 
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_adaqat.data.boxes import clip_rectangle
 from napari_adaqat.metrics.clicks import next_click
 from napari_adaqat.model.forward import as_mask_input, decode_coarse, embed, image_detail, refine_logits
 
@@ -64,24 +66,18 @@ def sample_clicks(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tenso
 
 def box_region(boxes: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor, margin: torch.Tensor,
                size: tuple[int, int]) -> torch.Tensor:
-    """(B, 1, H, W) bool: what the inference's clipping keeps (:func:`~napari_adaqat.inference.postprocess.
-    clip_rectangle`), in input pixels: each row's box (B, 4) widened to its positive points (B, P, 2) with
-    ``labels`` (B, P) and grown by ``margin`` (B,) pixels; a row without a box (NaN) keeps everything."""
-    h, w = size
-    b = boxes.shape[0]
-    x0, y0, x1, y1 = boxes.unbind(1)
-    positive = labels == 1
-    big = torch.full_like(coords[..., 0], float("inf"))
-    x0 = torch.minimum(x0, torch.where(positive, coords[..., 0], big).amin(1)) if coords.shape[1] else x0
-    y0 = torch.minimum(y0, torch.where(positive, coords[..., 1], big).amin(1)) if coords.shape[1] else y0
-    x1 = torch.maximum(x1, torch.where(positive, coords[..., 0], -big).amax(1)) if coords.shape[1] else x1
-    y1 = torch.maximum(y1, torch.where(positive, coords[..., 1], -big).amax(1)) if coords.shape[1] else y1
-    ys = torch.arange(h, device=boxes.device, dtype=torch.float32).view(1, h, 1)
-    xs = torch.arange(w, device=boxes.device, dtype=torch.float32).view(1, 1, w)
-    m = margin.to(boxes.device).view(b, 1, 1)
-    inside = ((ys >= (y0.view(b, 1, 1) - m)) & (ys <= (y1.view(b, 1, 1) + m))
-              & (xs >= (x0.view(b, 1, 1) - m)) & (xs <= (x1.view(b, 1, 1) + m)))
-    return (inside | torch.isnan(boxes).any(1).view(b, 1, 1))[:, None]
+    """(B, 1, H, W) bool: what the inference's clipping keeps (:func:`~napari_adaqat.data.boxes.clip_rectangle`,
+    the one rule), in input pixels: each row's box (B, 4) widened to its positive points (B, P, 2) with
+    ``labels`` (B, P), grown by ``margin`` (B,) pixels; a row without a box (NaN) keeps everything."""
+    inside = torch.ones(boxes.shape[0], 1, *size, dtype=torch.bool, device=boxes.device)
+    for i, box in enumerate(boxes.detach().cpu().numpy()):
+        if np.isnan(box).any():
+            continue
+        positive = coords[i][labels[i] == 1].detach().cpu().numpy()
+        r0, r1, c0, c1 = clip_rectangle(size, box, positive, float(margin[i]))
+        inside[i] = False
+        inside[i, :, r0:r1, c0:c1] = True
+    return inside
 
 
 def prompted_logits(sam, images: torch.Tensor, batch: dict, device: str, rounds: int = 0,
