@@ -374,6 +374,28 @@ def test_a_prompt_is_judged_quick_by_its_cpu_time_on_a_cpu(nano_models):
     assert _prompt_cost(dataclasses.replace(waited, model_cpu_seconds=None)) == 0.2  # a GPU: wall time
 
 
+def test_one_slow_prompt_does_not_send_the_next_ones_to_the_worker():
+    """The inline rule reads the lower median of the recent prompts' costs on one image plane and model:
+    the embedding's first prompt or one slow run (a busy machine) does not flip it, a slow model does."""
+    from napari_adaqat.widgets._prompt_jobs import INLINE_PROMPT_MS, RECENT_PROMPTS, RecentCosts
+
+    quick, slow = 0.6 * INLINE_PROMPT_MS / 1000, 2.5 * INLINE_PROMPT_MS / 1000
+    costs, key = RecentCosts(), ("image", 0, None, "model", "cpu")
+    assert not costs.quick(key)  # nothing known yet: the worker
+    costs.add(key, slow)  # the first prompt paid for the embedding
+    assert not costs.quick(key)
+    costs.add(key, quick)
+    assert costs.quick(key) and not costs.quick(("other image", 0, None, "model", "cpu"))
+    costs.add(key, quick)
+    costs.add(key, slow)  # one slow run among quick ones
+    assert costs.quick(key)
+    for _ in range(RECENT_PROMPTS):  # the model became slow (or the machine stays busy): the worker again
+        costs.add(key, slow)
+    assert not costs.quick(key)
+    costs.add(("other image", 0, None, "model", "cpu"), quick)  # a new image plane starts a new record
+    assert not costs.quick(key) and costs.quick(("other image", 0, None, "model", "cpu"))
+
+
 def test_a_quick_prompt_runs_at_once_unless_the_model_file_changed(make_napari_viewer, qtbot, nano_models, tmp_path):
     """After one box (worker), the next box's mask is there as soon as the rectangle is added (GUI thread,
     embedding cached); once the model file is rewritten, the prompt goes to the worker again."""

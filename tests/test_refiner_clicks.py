@@ -63,6 +63,34 @@ def test_adding_clicks_to_a_trained_refiner_changes_nothing_until_it_trains():
                                    sam.mask_refiner(logits, features, torch.zeros(1, 2, 64, 64)))
 
 
+def test_the_per_image_term_gives_the_joint_convolutions_logits():
+    """The predictor keeps the image's share of the mask branch's first convolution per image; each prompt
+    then convolves only its decision map: the same logits as the one convolution over both (with and
+    without clicks, one or several prompt rows)."""
+    sam = _refiner_model()
+    add_refiner_clicks(sam)
+    refiner = sam.mask_refiner
+    with torch.no_grad():
+        refiner.click_branch.weight.normal_(0, 1.0)
+        features, logits = torch.rand(1, 4, 64, 64), torch.randn(3, 1, 16, 16) * 8
+        clicks = torch.rand(3, 2, 64, 64)
+        first, act, last = refiner.mask_branch
+        decision = torch.tanh(torch.nn.functional.interpolate(logits, size=(64, 64), mode="bilinear") / 4)
+        joint = first(torch.cat([features.expand(3, -1, -1, -1), decision], 1))
+        upsampled = torch.nn.functional.interpolate(logits, size=(64, 64), mode="bilinear")
+        expected = upsampled + last(act(joint + refiner.click_branch(clicks)))
+        term = refiner.feature_term(features)
+        torch.testing.assert_close(refiner(logits, features, clicks, term), expected)
+        torch.testing.assert_close(refiner(logits, features, clicks), expected)  # the term made on the spot
+        no_clicks = upsampled + last(act(joint + refiner.click_branch.bias.view(1, -1, 1, 1)))
+        torch.testing.assert_close(refiner(logits, features, None, term), no_clicks)
+    predictor = BoxPredictor(sam).set_image(_image())
+    assert predictor._detail_term is not None and predictor._detail_term.shape == (1, 4, 64, 64)
+    predictor._detail_term = None  # the prompt then computes the term itself: the same mask
+    torch.testing.assert_close(predictor.predict(BOX, POINTS, LABELS).logits,
+                               BoxPredictor(sam).set_image(_image()).predict(BOX, POINTS, LABELS).logits)
+
+
 def test_a_click_taking_refiner_survives_the_model_file_and_the_lean_path(tmp_path):
     sam = _refiner_model()
     add_refiner_clicks(sam)

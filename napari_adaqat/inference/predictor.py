@@ -19,7 +19,7 @@ from segment_anything.modeling import Sam
 from napari_adaqat.data.boxes import default_box
 from napari_adaqat.data.transforms import PreparedImage, prepare_image, to_uint8_rgb, transform_boxes, transform_coords
 from napari_adaqat.io import read_image
-from napari_adaqat.model.forward import as_mask_input, decode_coarse, embed, image_detail, refine_logits
+from napari_adaqat.model.forward import as_mask_input, decode_coarse, detail_term, embed, image_detail, refine_logits
 from napari_adaqat.model.lean_decoder import ImageContext, decode_prompt_logits, image_context, supports_lean_decoder
 from napari_adaqat.model.lean_decoder import upsample_logits
 from napari_adaqat.model.runtime import keep_freed_memory
@@ -127,6 +127,7 @@ class BoxPredictor:
         self._lean = fast and supports_lean_decoder(sam)
         self._context: ImageContext | None = None
         self._detail: torch.Tensor | None = None  # (1, W, S, S) the mask refiner's image features, if any
+        self._detail_term: torch.Tensor | None = None  # (1, W, S, S) their share of each prompt's refiner work
         self.sam = sam.to(self.device).eval()
         with torch.no_grad():  # the decoder's dense positional encoding (1, C, E, E): the same for every image
             self._dense_pe = sam.prompt_encoder.get_dense_pe() if self._lean else None
@@ -190,6 +191,7 @@ class BoxPredictor:
             cached = self._embed_batch([(key, rgb)], None if prepared is None else [prepared])[0]
         self._current = cached
         self._detail = None if prepared is None else image_detail(self.sam, prepared.tensor[None].to(self.device))
+        self._detail_term = detail_term(self.sam, self._detail)  # the refiner's per-image work, once
         # the cache holds CPU copies (memory); the current one also stays on the device, so each
         # prompt does not copy the (1, C, h, w) features to the GPU again
         self._current_features = cached.features.to(self.device)
@@ -240,11 +242,11 @@ class BoxPredictor:
         boxes_in, coords_in, labels_in, mask_in = self._prompt_tensors(boxes, point_coords, point_labels, mask_input)
         if self._context is not None:  # straight to the original size, mask token 0 only
             low, iou = decode_prompt_logits(self.sam, self._context, boxes_in, coords_in, labels_in, mask_in)
-            low = refine_logits(self.sam, low[:, None], self._detail, coords_in, labels_in)
+            low = refine_logits(self.sam, low[:, None], self._detail, coords_in, labels_in, self._detail_term)
             logits = upsample_logits(low[:, 0], self.image_size, emb.input_size, emb.original_size)
         else:
             coarse, iou4 = decode_coarse(self.sam, self._current_features, boxes_in, coords_in, labels_in, mask_in)
-            low = refine_logits(self.sam, coarse, self._detail, coords_in, labels_in)
+            low = refine_logits(self.sam, coarse, self._detail, coords_in, labels_in, self._detail_term)
             logits = self.sam.postprocess_masks(low, emb.input_size, emb.original_size)[:, 0]
             iou = iou4[:, 0]
         logits = logits.float().cpu()

@@ -55,12 +55,22 @@ def image_detail(sam: Sam, images: torch.Tensor) -> torch.Tensor | None:
     return None if refiner is None else refiner.image_features(images)
 
 
+def detail_term(sam: Sam, detail: torch.Tensor | None) -> torch.Tensor | None:
+    """The image's part of the refiner's per-prompt work (B, W, S, S), to compute once per image and pass
+    to :func:`refine_logits` with each prompt of that image; None without a refiner
+    (:meth:`~napari_adaqat.model.mask_refiner.MaskRefiner.feature_term`)."""
+    refiner = getattr(sam, "mask_refiner", None)
+    return None if refiner is None or detail is None else refiner.feature_term(detail)
+
+
 def refine_logits(sam: Sam, logits: torch.Tensor, detail: torch.Tensor | None,
-                  point_coords: torch.Tensor | None = None, point_labels: torch.Tensor | None = None) -> torch.Tensor:
+                  point_coords: torch.Tensor | None = None, point_labels: torch.Tensor | None = None,
+                  term: torch.Tensor | None = None) -> torch.Tensor:
     """Decoder logits (N, 1, h, w) → the refiner's (N, 1, S, S) logits; unchanged without a refiner.
     ``detail``: :func:`image_detail` of the image (1 row, or one per logit row); ``point_coords`` (N or 1,
     P, 2) x, y in input pixels and ``point_labels`` (N or 1, P) (-1 = padding): the clicks, for a refiner
-    that takes them (:func:`~napari_adaqat.model.mask_refiner.click_maps`)."""
+    that takes them (:func:`~napari_adaqat.model.mask_refiner.click_maps`); ``term``: :func:`detail_term`
+    of ``detail`` when the caller keeps it (prompts then skip the image's part of the work)."""
     refiner = getattr(sam, "mask_refiner", None)
     if refiner is None:
         return logits
@@ -69,7 +79,7 @@ def refine_logits(sam: Sam, logits: torch.Tensor, detail: torch.Tensor | None,
     clicks = None
     if refiner.takes_clicks and point_coords is not None:
         clicks = click_maps(point_coords, point_labels, logits.shape[0], tuple(detail.shape[-2:]), logits.device)
-    return refiner(logits, detail, clicks)
+    return refiner(logits, detail, clicks, term)
 
 
 def decode_boxes(sam: Sam, features: torch.Tensor, boxes: torch.Tensor,

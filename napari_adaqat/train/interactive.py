@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from napari_adaqat.data.boxes import clip_rectangle
 from napari_adaqat.metrics.clicks import next_click
-from napari_adaqat.model.forward import as_mask_input, decode_coarse, embed, image_detail, refine_logits
+from napari_adaqat.model.forward import as_mask_input, decode_coarse, detail_term, embed, image_detail, refine_logits
 
 
 OUTSIDE_LOGIT = -20.0  # what a clipped pixel's logit becomes (sigmoid ~ 2e-9: certainly not lung)
@@ -101,6 +101,7 @@ def prompted_logits(sam, images: torch.Tensor, batch: dict, device: str, rounds:
 
     features = embed(sam, images, grad_checkpoint)
     detail = image_detail(sam, images)
+    term = detail_term(sam, detail)  # the image's part of the refiner's work, shared by every round
     boxes = batch["box"].to(device)
     b = images.shape[0]
     coords = batch["points"].to(device) if "points" in batch else torch.zeros(b, 0, 2, device=device)
@@ -113,7 +114,7 @@ def prompted_logits(sam, images: torch.Tensor, batch: dict, device: str, rounds:
         return logits.masked_fill(~inside, OUTSIDE_LOGIT)
 
     coarse, _ = decode_coarse(sam, features, boxes, coords, labels)
-    raw = to_input_size(refine_logits(sam, coarse, detail, coords, labels))
+    raw = to_input_size(refine_logits(sam, coarse, detail, coords, labels, term))
     outputs = [clipped(raw)]
     for _ in range(rounds):
         target, valid = batch["mask"].to(device), batch["valid"]
@@ -123,6 +124,6 @@ def prompted_logits(sam, images: torch.Tensor, batch: dict, device: str, rounds:
         keep_mask = deterministic or float(_uniform(1, generator)) >= NO_MASK_PROMPT_PROB
         mask_input = as_mask_input(sam, raw.detach()) if keep_mask else None
         step, _ = decode_coarse(sam, features, boxes, coords, labels, mask_input)
-        raw = to_input_size(refine_logits(sam, step, detail, coords, labels))
+        raw = to_input_size(refine_logits(sam, step, detail, coords, labels, term))
         outputs.append(clipped(raw))
     return outputs, clipped(to_input_size(coarse))

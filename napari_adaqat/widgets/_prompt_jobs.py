@@ -3,7 +3,8 @@ box, points and mask prompt, then the baseline and the SSIM / ΔSSIM maps of the
 :class:`~napari_adaqat.widgets.segment.SegmentWidget`)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections import deque
+from typing import Any, Callable, Hashable, Optional
 
 import numpy as np
 
@@ -21,10 +22,38 @@ PROMPT_THREADS = 1  # torch threads of prompt jobs (embedding jobs use torch's d
 INLINE_PROMPT_MS = 50.0
 
 
+RECENT_PROMPTS = 5  # the inline rule looks at the median cost of this many recent prompts
+
+
 def _prompt_cost(result: SegmentResult) -> float:
     """Seconds a prompt costs: its thread CPU time on a CPU (a worker's wall time also counts its wait
     for the cores while napari paints), else its wall time."""
     return result.model_cpu_seconds if result.model_cpu_seconds is not None else result.model_seconds
+
+
+class RecentCosts:
+    """The costs (s, :func:`_prompt_cost`) of the last :data:`RECENT_PROMPTS` prompts on one key (image plane,
+    model, device).  Their median decides whether the next prompt runs inline: judged by the last prompt
+    alone, one slow run on a busy machine sent the next prompts to the worker, where each waited ~50 ms for
+    the cores while napari painted (issue 32: clicks alternated between 60 and 120 ms, BENCHMARKS.md)."""
+
+    def __init__(self) -> None:
+        self._key: Optional[Hashable] = None
+        self._costs: deque[float] = deque(maxlen=RECENT_PROMPTS)
+
+    def add(self, key: Hashable, seconds: float) -> None:
+        """Record one prompt's cost; a new key starts a new record."""
+        if key != self._key:
+            self._key = key
+            self._costs.clear()
+        self._costs.append(seconds)
+
+    def quick(self, key: Hashable) -> bool:
+        """Whether prompts on ``key`` typically cost under :data:`INLINE_PROMPT_MS` (the lower median: the
+        first prompt on an image also paid for its embedding, so one quick prompt after it is enough)."""
+        if key != self._key or not self._costs:
+            return False
+        return sorted(self._costs)[(len(self._costs) - 1) // 2] * 1000.0 < INLINE_PROMPT_MS
 
 
 class PromptJobs:

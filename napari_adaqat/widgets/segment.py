@@ -31,7 +31,7 @@ from napari_adaqat.widgets._legend import MapLegends  # noqa: E402
 from napari_adaqat.widgets._model_choice import ModelChoice  # noqa: E402
 from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
 from napari_adaqat.widgets._orientation import watch_orientation  # noqa: E402
-from napari_adaqat.widgets._prompt_jobs import INLINE_PROMPT_MS, PromptJobs, _prompt_cost  # noqa: E402,F401
+from napari_adaqat.widgets._prompt_jobs import INLINE_PROMPT_MS, PromptJobs, RecentCosts, _prompt_cost  # noqa: E402,F401
 from napari_adaqat.widgets._prompt_history import BOX, CLICK, EDIT, PromptState  # noqa: E402
 
 
@@ -48,6 +48,7 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         self._choice: Optional[tuple[ModelRef, Optional[ModelRef], str]] = None  # (model, baseline, device)
         self.last_result: Optional[SegmentResult] = None
         self._last_prompt_key: Optional[tuple] = None  # (layer id, its data's id, plane, model, device) of last_result
+        self._costs = RecentCosts()  # of the recent prompts on _last_prompt_key: the inline rule
         self.last_error: Optional[str] = None
         self._queue: dict[str, tuple[Callable[[], Any], Callable[[Any], None], str]] = {}
         self._worker: Any = None
@@ -335,7 +336,10 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
             self.history.push(request)
             self._update_buttons()
             wanted = (base is not None or ref is not None) and L.maps_wanted(self.viewer)
-            if show(result) and wanted:  # the mask at once; the maps follow
+            shown = show(result)
+            if shown:
+                self._costs.add(self._last_prompt_key, _prompt_cost(result))
+            if shown and wanted:  # the mask at once; the maps follow
                 self.status.value += "\ncomputing SSIM maps…"
                 self._submit("maps", lambda: self._prompt_job(self._add_maps, result, plane, base, device, ref,
                                                               base_source,
@@ -368,13 +372,12 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         self.legends.show_for(result)
 
     def _quick_prompt(self, image: Image, z: Optional[int], model: ModelRef, device: str) -> bool:
-        """Whether a prompt may run at once on the GUI thread: no job runs or waits, and the last one,
-        on this image plane with this model, took under :data:`INLINE_PROMPT_MS` (the caller also checks
-        that the model file is unchanged and the embedding cached: ``Engine.is_embedded``)."""
-        last = self.last_result
-        return (not self._closed and self._worker is None and not self._queue and last is not None
-                and self._last_prompt_key == (image.unique_id, id(image.data), z, model, device)
-                and _prompt_cost(last) * 1000.0 < INLINE_PROMPT_MS)
+        """Whether a prompt may run at once on the GUI thread: no job runs or waits, and the recent ones,
+        on this image plane with this model, took under :data:`INLINE_PROMPT_MS` (their median,
+        :class:`RecentCosts`; the caller also checks that the model file is unchanged and the embedding
+        cached: ``Engine.is_embedded``)."""
+        return (not self._closed and self._worker is None and not self._queue and self.last_result is not None
+                and self._costs.quick((image.unique_id, id(image.data), z, model, device)))
 
     def _reference_plane(self, z: Optional[int], shape: tuple[int, int]) -> Optional[np.ndarray]:
         layer = self.reference.value
