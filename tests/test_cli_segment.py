@@ -137,3 +137,26 @@ def test_a_rerun_in_another_format_writes_that_format_and_a_foreign_results_csv_
     assert (foreign / "results.csv").read_text() == "patient,score\nA,1\n"
     assert main(["segment", str(tmp_path / "typo"), "--out", str(tmp_path / "o2"), "--device", "cpu"]) != 0
     assert "inside the input folder" not in capsys.readouterr().err
+
+
+def test_files_of_other_kinds_in_a_folder_are_named_not_silently_skipped(tmp_path, cxr_dir, nano_pth, capsys):
+    """A folder's GIF or WebP films are not read: the run says which files it skipped and what it reads;
+    a folder with nothing it reads is one clear error that names them too (hidden files are not listed)."""
+    from PIL import Image
+
+    others = tmp_path / "gifs"
+    others.mkdir()
+    film = Image.open(sorted((cxr_dir / "images").glob("*.png"))[0])
+    film.save(others / "a.gif")
+    film.save(others / "b.webp")
+    (others / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    model = ["--model", str(nano_pth), "--model-type", "vit_nano", "--device", "cpu"]
+    assert main(["segment", str(others), "--out", str(tmp_path / "o1"), *model]) == 2
+    err = capsys.readouterr().err
+    assert "no image files found" in err and "a.gif, b.webp" in err and ".gif, .webp" in err
+    assert ".DS_Store" not in err and len(err.strip().splitlines()) == 1
+    shutil.copy(sorted((cxr_dir / "images").glob("*.png"))[0], others / "film.png")
+    assert main(["segment", str(others), "--out", str(tmp_path / "o2"), *model]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 2 files that are not images it reads" in err and "a.gif, b.webp" in err
+    assert (tmp_path / "o2" / "film_mask.png").is_file()

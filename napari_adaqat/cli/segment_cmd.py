@@ -89,7 +89,8 @@ def _compact(out_dir: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_adaqat.data import check_output_folder, collect_inputs, read_boxes_csv, read_points_csv
+    from napari_adaqat.data import (check_output_folder, collect_inputs, describe_skipped, read_boxes_csv,
+                                    read_points_csv, skipped_files)
     from napari_adaqat.inference.batch import FolderBusy
     from napari_adaqat.inference.shard import start_shard, stop_shard
 
@@ -101,9 +102,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.inputs:
         raise ValueError("give the image files or folders to segment (or --compact --out DIR)")
     check_output_folder(out_dir, args.inputs)
-    files = collect_inputs(args.inputs)
+    files, skipped = collect_inputs(args.inputs), skipped_files(args.inputs)
     if not files:
-        raise ValueError("no image files found in the inputs")
+        raise ValueError("no image files found in the inputs" + (f": {describe_skipped(skipped)}" if skipped else ""))
+    if skipped:
+        print(f"adaqat segment: skipped {describe_skipped(skipped)}", file=sys.stderr)
     boxes = read_boxes_csv(args.boxes) if args.boxes else None
     points = read_points_csv(args.points) if args.points else None
     shard, device = start_shard(resolve_device(args.device))

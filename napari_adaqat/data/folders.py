@@ -26,6 +26,26 @@ def collect_inputs(inputs: list[str | Path]) -> list[Path]:
     return files
 
 
+def skipped_files(inputs: list[str | Path]) -> list[Path]:
+    """The visible files in the input folders that :func:`collect_inputs` leaves out (not images it
+    reads: a GIF, a WebP, a spreadsheet...), sorted; hidden files (``.DS_Store``) are not listed."""
+    skipped: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            skipped.extend(sorted(p for p in path.iterdir()
+                                  if not p.name.startswith(".") and p.is_file() and not _is_input(p)))
+    return skipped
+
+
+def describe_skipped(files: list[Path], shown: int = 3) -> str:
+    """One line for :func:`skipped_files`: how many, of which kinds, and the first names."""
+    kinds = sorted({p.suffix.lower() or "no extension" for p in files})
+    names = ", ".join(p.name for p in files[:shown]) + (", ..." if len(files) > shown else "")
+    return (f"{len(files)} file{'s' * (len(files) != 1)} that are not images it reads "
+            f"({', '.join(kinds)}; it reads {', '.join(IMAGE_SUFFIXES)} and DICOM without extension): {names}")
+
+
 def _is_input(path: Path) -> bool:
     if path.is_file():
         return is_image_file(path)
