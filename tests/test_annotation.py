@@ -70,7 +70,11 @@ def test_refusals_are_one_line_and_write_nothing(films, tmp_path, cxr_dir):
     with pytest.raises(ValueError, match="not found"):
         AnnotationFolder(tmp_path / "nowhere", tmp_path / "dataset")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no image files"):
+    with pytest.raises(ValueError, match="no image files") as empty:
+        AnnotationFolder(tmp_path / "empty", tmp_path / "dataset")
+    assert "it holds" not in str(empty.value)
+    (tmp_path / "empty" / "film.gif").write_bytes(b"GIF89a")  # a kind it does not read: named
+    with pytest.raises(ValueError, match=r"no image files .*it holds 1 file that is not an image it reads \(\.gif"):
         AnnotationFolder(tmp_path / "empty", tmp_path / "dataset")
     shutil.copy(films / sorted(os.listdir(films))[0], films / (Path(sorted(os.listdir(films))[0]).stem + ".tif"))
     with pytest.raises(ValueError, match="would share the mask"):

@@ -42,7 +42,8 @@ def describe_skipped(files: list[Path], shown: int = 3) -> str:
     """One line for :func:`skipped_files`: how many, of which kinds, and the first names."""
     kinds = sorted({p.suffix.lower() or "no extension" for p in files})
     names = ", ".join(p.name for p in files[:shown]) + (", ..." if len(files) > shown else "")
-    return (f"{len(files)} file{'s' * (len(files) != 1)} that are not images it reads "
+    what = "file that is not an image" if len(files) == 1 else "files that are not images"
+    return (f"{len(files)} {what} it reads "
             f"({', '.join(kinds)}; it reads {', '.join(IMAGE_SUFFIXES)} and DICOM without extension): {names}")
 
 

@@ -28,7 +28,7 @@ from napari_adaqat.widgets._compat import guard_triton_import
 
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
-from napari_adaqat.data import check_output_folder, collect_inputs  # noqa: E402
+from napari_adaqat.data import check_output_folder, collect_inputs, describe_skipped, skipped_files  # noqa: E402
 from napari_adaqat.inference.batch import RESULTS_CSV, ResultRow, csv_text, load_results, segment_files  # noqa: E402
 from napari_adaqat.inference.lock import check_free  # noqa: E402
 from napari_adaqat.inference.engine import Engine, ModelRef  # noqa: E402
@@ -193,7 +193,8 @@ class BatchWidget(Container):
             check_free(out)  # another run (a terminal's adaqat segment, another dock) holds it: one line
             files = collect_inputs(items)
             if not files:
-                raise ValueError("No image files in the inputs.")
+                skipped = skipped_files(items)
+                raise ValueError("No image files in the inputs" + (f": {describe_skipped(skipped)}" if skipped else "."))
             model, baseline = self.models.model_ref(), self.models.baseline_ref()
             device = resolve_device(self.device.value)
             box_source = _text(self.boxes_csv) if self.box_kind.value == B.CSV else _text(self.boxes_masks)
