@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+# Triton (which torch._dynamo imports) crashes a process where a viewer has already mapped Mesa's libLLVM
+# (napari_adaqat/widgets/_compat.py): load it now, before any GUI test, so that a training test run after
+# a GUI test in one process (any subset, any order) does not segfault.
+import torch._dynamo  # noqa: E402,F401
 
 DATA = Path(__file__).parent / "data"
 CXR = DATA / "cxr"

@@ -74,7 +74,10 @@ def test_refusals_are_one_line_and_write_nothing(films, tmp_path, cxr_dir):
         AnnotationFolder(tmp_path / "empty", tmp_path / "dataset")
     assert "it holds" not in str(empty.value)
     (tmp_path / "empty" / "film.gif").write_bytes(b"GIF89a")  # a kind it does not read: named
-    with pytest.raises(ValueError, match=r"no image files .*it holds 1 file that is not an image it reads \(\.gif"):
+    with pytest.raises(ValueError, match=r"no image files .*the folder holds 1 file that is not an image adaqat reads \(\.gif"):
+        AnnotationFolder(tmp_path / "empty", tmp_path / "dataset")
+    (tmp_path / "empty" / "images").mkdir()  # the parent of the films chosen: its sub-folder is named
+    with pytest.raises(ValueError, match=r"1 sub-folder, not looked into \(choose the folder of the films itself\): images"):
         AnnotationFolder(tmp_path / "empty", tmp_path / "dataset")
     shutil.copy(films / sorted(os.listdir(films))[0], films / (Path(sorted(os.listdir(films))[0]).stem + ".tif"))
     with pytest.raises(ValueError, match="would share the mask"):

@@ -158,5 +158,5 @@ def test_files_of_other_kinds_in_a_folder_are_named_not_silently_skipped(tmp_pat
     shutil.copy(sorted((cxr_dir / "images").glob("*.png"))[0], others / "film.png")
     assert main(["segment", str(others), "--out", str(tmp_path / "o2"), *model]) == 0
     err = capsys.readouterr().err
-    assert "skipped 2 files that are not images it reads" in err and "a.gif, b.webp" in err
+    assert "skipped 2 files that are not images adaqat reads" in err and "a.gif, b.webp" in err
     assert (tmp_path / "o2" / "film_mask.png").is_file()

@@ -120,6 +120,7 @@ def test_folder_with_a_corrupt_file_cancel_rerun_open_and_screenshot(make_napari
 
 def test_boxes_from_a_mask_folder_and_from_a_csv(make_napari_viewer, qtbot, inputs, tmp_path, cxr_dir):
     (inputs / "zz_corrupt.png").unlink()
+    (inputs / "scan.gif").write_bytes(b"GIF89a")  # a kind it does not read: named, not silently dropped
     widget = dock(make_napari_viewer())
     widget.input_folder.value = str(inputs)
     widget.device.value = "cpu"
@@ -132,6 +133,7 @@ def test_boxes_from_a_mask_folder_and_from_a_csv(make_napari_viewer, qtbot, inpu
     assert widget.run()
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
     assert widget.last_error is None, widget.status.value
+    assert "Skipped 1 file that is not an image adaqat reads (.gif;" in widget.status.value
     for row in csv_rows(out):
         expected = mask_box(read_mask(cxr_dir / "masks" / Path(row["file"]).name))
         np.testing.assert_allclose([float(v) for v in row["box"].split()], expected)
@@ -144,6 +146,15 @@ def test_boxes_from_a_mask_folder_and_from_a_csv(make_napari_viewer, qtbot, inpu
     assert widget.run()
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
     assert [r["box"] for r in csv_rows(tmp_path / "by_csv")] == ["10.0 20.0 300.0 400.0"] * 3
+
+    gifs = tmp_path / "gifs"  # nothing it reads: one line that names what the folder holds
+    gifs.mkdir()
+    (gifs / "scan.gif").write_bytes(b"GIF89a")
+    widget.input_folder.value = str(gifs)
+    widget.out.value = str(tmp_path / "from_gifs")
+    assert widget.run() is False and "No image files in the inputs: 1 file" in widget.status.value
+    assert "scan.gif" in widget.status.value and not (tmp_path / "from_gifs").exists()
+    widget.input_folder.value = str(inputs)
 
     widget.boxes_csv.value = str(tmp_path / "missing.csv")  # a bad source is refused before anything runs
     widget.out.value = str(tmp_path / "never")

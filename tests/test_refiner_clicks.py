@@ -86,7 +86,11 @@ def test_the_per_image_term_gives_the_joint_convolutions_logits():
         torch.testing.assert_close(refiner(logits, features, None, term), no_clicks)
     predictor = BoxPredictor(sam).set_image(_image())
     assert predictor._detail_term is not None and predictor._detail_term.shape == (1, 4, 64, 64)
-    predictor._detail_term = None  # the prompt then computes the term itself: the same mask
+    other = (np.random.default_rng(5).random((70, 90)) * 255).astype(np.uint8)
+    predictor.set_image(other)  # a new image: a new term, as a fresh predictor of that image has
+    torch.testing.assert_close(predictor.predict(BOX, POINTS, LABELS).logits,
+                               BoxPredictor(sam).set_image(other).predict(BOX, POINTS, LABELS).logits)
+    predictor.set_image(_image())  # and back, from the embedding cache
     torch.testing.assert_close(predictor.predict(BOX, POINTS, LABELS).logits,
                                BoxPredictor(sam).set_image(_image()).predict(BOX, POINTS, LABELS).logits)
 

@@ -89,8 +89,7 @@ def _compact(out_dir: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_adaqat.data import (check_output_folder, collect_inputs, describe_skipped, read_boxes_csv,
-                                    read_points_csv, skipped_files)
+    from napari_adaqat.data import check_output_folder, describe_skipped, read_boxes_csv, read_points_csv, scan_inputs
     from napari_adaqat.inference.batch import FolderBusy
     from napari_adaqat.inference.shard import start_shard, stop_shard
 
@@ -102,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.inputs:
         raise ValueError("give the image files or folders to segment (or --compact --out DIR)")
     check_output_folder(out_dir, args.inputs)
-    files, skipped = collect_inputs(args.inputs), skipped_files(args.inputs)
+    files, skipped = scan_inputs(args.inputs)
     if not files:
         raise ValueError("no image files found in the inputs" + (f": {describe_skipped(skipped)}" if skipped else ""))
     if skipped:

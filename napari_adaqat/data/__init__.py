@@ -10,7 +10,7 @@ _MODULES = {
               "unmatched_boxes"),
     "check": ("DataReport", "check_data", "training_sets"),
     "dataset": ("DataError", "MaskFolder", "Pair", "check_pairs", "discover", "find_mask", "load_pair", "split_source"),
-    "folders": ("check_output_folder", "collect_inputs", "describe_skipped", "skipped_files"),
+    "folders": ("check_output_folder", "collect_inputs", "describe_skipped", "scan_inputs"),
     "points": ("check_points", "points_for", "read_points_csv"),
     "split": ("OVERLAP_KEY", "SPLITS", "load_split", "make_split", "save_split"),
     "transforms": ("PreparedImage", "normalize_and_pad", "prepare_image", "resize_for_model", "to_uint8_rgb",

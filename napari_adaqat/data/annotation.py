@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 
 from napari_adaqat.data.boxes import default_box
-from napari_adaqat.data.folders import check_output_folder, collect_inputs, describe_skipped, skipped_files
+from napari_adaqat.data.folders import check_output_folder, describe_skipped, scan_inputs
 from napari_adaqat.io import is_dicom, read_mask, sample_name, write_mask
 from napari_adaqat.util.atomic import atomic_write, atomic_write_text, temp_path
 from napari_adaqat.util.errors import first_line
@@ -72,11 +72,12 @@ class AnnotationFolder:
         if not str(images).strip() or not self.images_dir.is_dir():
             raise ValueError(f"image folder {images}: not found; choose a folder of films")
         check_output_folder(self.dataset, [self.images_dir], option="dataset folder", what="image folder")
-        films = [Film(p, sample_name(p)) for p in collect_inputs([self.images_dir])]
+        paths, skipped = scan_inputs([self.images_dir])
+        films = [Film(p, sample_name(p)) for p in paths]
         if not films:
-            skipped = skipped_files([self.images_dir])
             raise ValueError(f"image folder {self.images_dir}: no image files (PNG, JPEG, TIFF, BMP or DICOM)"
-                             + (f"; it holds {describe_skipped(skipped)}" if skipped else ""))
+                             + (f"; the folder holds {describe_skipped(skipped)}" if skipped else ""))
+        self.skipped_note = f"skipped {describe_skipped(skipped)}" if skipped else ""  # the dock shows it
         seen: dict[str, Path] = {}
         for film in films:
             if film.name in seen:

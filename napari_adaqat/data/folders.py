@@ -16,35 +16,44 @@ def collect_inputs(inputs: list[str | Path]) -> list[Path]:
     other non-files in a folder are skipped (nothing recurses, so nothing can loop), except a
     broken link or link loop with an image name, which is kept so that it is reported.
     """
+    return scan_inputs(inputs)[0]
+
+
+def scan_inputs(inputs: list[str | Path]) -> tuple[list[Path], list[Path]]:
+    """(:func:`collect_inputs`, what the folders hold besides: their visible files that are not images this
+    tool reads (a GIF, a WebP, a spreadsheet...) and their sub-folders, sorted), in one pass over each folder
+    (an extension-less file is opened once to look for DICOM).  Hidden entries (``.DS_Store``) are not listed."""
     files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if _is_input(p)))
-        else:
-            files.append(path)
-    return files
-
-
-def skipped_files(inputs: list[str | Path]) -> list[Path]:
-    """The visible files in the input folders that :func:`collect_inputs` leaves out (not images it
-    reads: a GIF, a WebP, a spreadsheet...), sorted; hidden files (``.DS_Store``) are not listed."""
     skipped: list[Path] = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            skipped.extend(sorted(p for p in path.iterdir()
-                                  if not p.name.startswith(".") and p.is_file() and not _is_input(p)))
-    return skipped
+        if not path.is_dir():
+            files.append(path)
+            continue
+        for entry in sorted(path.iterdir()):
+            if _is_input(entry):
+                files.append(entry)
+            elif not entry.name.startswith(".") and (entry.is_file() or entry.is_dir()):
+                skipped.append(entry)
+    return files, skipped
 
 
-def describe_skipped(files: list[Path], shown: int = 3) -> str:
-    """One line for :func:`skipped_files`: how many, of which kinds, and the first names."""
-    kinds = sorted({p.suffix.lower() or "no extension" for p in files})
-    names = ", ".join(p.name for p in files[:shown]) + (", ..." if len(files) > shown else "")
-    what = "file that is not an image" if len(files) == 1 else "files that are not images"
-    return (f"{len(files)} {what} it reads "
-            f"({', '.join(kinds)}; it reads {', '.join(IMAGE_SUFFIXES)} and DICOM without extension): {names}")
+def describe_skipped(entries: list[Path], shown: int = 3) -> str:
+    """One line for the second list of :func:`scan_inputs`: how many, of which kinds, the first names."""
+    folders = [p for p in entries if p.is_dir()]
+    files = [p for p in entries if not p.is_dir()]
+    parts = []
+    if files:
+        kinds = sorted({p.suffix.lower() or "no extension" for p in files})
+        names = ", ".join(p.name for p in files[:shown]) + (", ..." if len(files) > shown else "")
+        what = "file that is not an image" if len(files) == 1 else "files that are not images"
+        parts.append(f"{len(files)} {what} adaqat reads ({', '.join(kinds)}; it reads "
+                     f"{', '.join(IMAGE_SUFFIXES)} and DICOM under any name): {names}")
+    if folders:
+        names = ", ".join(p.name for p in folders[:shown]) + (", ..." if len(folders) > shown else "")
+        parts.append(f"{len(folders)} sub-folder{'s' * (len(folders) != 1)}, not looked into "
+                     f"(choose the folder of the films itself): {names}")
+    return "; ".join(parts)
 
 
 def _is_input(path: Path) -> bool:

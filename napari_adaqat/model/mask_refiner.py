@@ -121,7 +121,7 @@ class MaskRefiner(nn.Module):
         """The image's share of the mask branch's first convolution: ``features`` (B, width, S, S) through
         that layer's feature weights, plus its bias → (B, width, S, S).  A convolution is linear, so
         first(cat[features, decision]) = feature_term(features) + conv(decision); computed once per image,
-        it leaves each prompt only the one-channel decision map to convolve (1/17 of that layer's work)."""
+        it leaves each prompt only the one-channel decision map to convolve (1/(width + 1) of that layer's work)."""
         first = self.mask_branch[0]
         return F.conv2d(features, first.weight[:, : self.width], first.bias, padding=first.padding)
 

@@ -125,6 +125,8 @@ class AnnotateWidget(AnnotateControls):
             return self._fail(first_line(exc))
         self._leave_film()
         self.folder, self.index, self.last_error = folder, None, None
+        if folder.skipped_note:  # said above the first film's line: files of other kinds are not films here
+            self._carry.append(folder.skipped_note[0].upper() + folder.skipped_note[1:])
         self.table.fill([f.path.name for f in folder.films], [str(f.path) for f in folder.films])
         self._refresh_rows()
         start = folder.resume_index()

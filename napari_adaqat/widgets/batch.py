@@ -28,7 +28,7 @@ from napari_adaqat.widgets._compat import guard_triton_import
 
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
-from napari_adaqat.data import check_output_folder, collect_inputs, describe_skipped, skipped_files  # noqa: E402
+from napari_adaqat.data import check_output_folder, describe_skipped, scan_inputs  # noqa: E402
 from napari_adaqat.inference.batch import RESULTS_CSV, ResultRow, csv_text, load_results, segment_files  # noqa: E402
 from napari_adaqat.inference.lock import check_free  # noqa: E402
 from napari_adaqat.inference.engine import Engine, ModelRef  # noqa: E402
@@ -91,6 +91,7 @@ class BatchWidget(Container):
         self.last_error: Optional[str] = None
         self.results: dict[str, dict] = {}  # file → results.csv row, as the table shows it
         self.box_notes: list[str] = []
+        self.skipped_note = ""  # the files and sub-folders of the input folders that this run does not read
         self._worker: Any = None
         self._stop = threading.Event()  # Cancel: set, the worker stops after the current file
         self._rows: dict[str, int] = {}
@@ -191,9 +192,8 @@ class BatchWidget(Container):
                 raise ValueError(f"Not found: {', '.join(missing)}")
             check_output_folder(out, items, option="output folder")
             check_free(out)  # another run (a terminal's adaqat segment, another dock) holds it: one line
-            files = collect_inputs(items)
+            files, skipped = scan_inputs(items)
             if not files:
-                skipped = skipped_files(items)
                 raise ValueError("No image files in the inputs" + (f": {describe_skipped(skipped)}" if skipped else "."))
             model, baseline = self.models.model_ref(), self.models.baseline_ref()
             device = resolve_device(self.device.value)
@@ -204,6 +204,7 @@ class BatchWidget(Container):
             self.status.value = str(exc)
             return False
         self.last_error, self.box_notes, self._stop = None, [], threading.Event()
+        self.skipped_note = f"Skipped {describe_skipped(skipped)}" if skipped else ""  # said again when done
         self.results = load_results(out / RESULTS_CSV)
         self.table.setSortingEnabled(False)  # rows fill in by position while running; sortable when done
         self._fill_table(files)
@@ -215,7 +216,8 @@ class BatchWidget(Container):
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self._worker = worker
-        self.status.value = f"Segmenting {len(files)} files with {model.label()} on {device}…"
+        self.status.value = f"Segmenting {len(files)} files with {model.label()} on {device}…" + (
+            f"\n{self.skipped_note}" if self.skipped_note else "")
         self._set_running(True)
         worker.start()
         return True
@@ -318,6 +320,8 @@ class BatchWidget(Container):
         self.status.tooltip = str(self.out_dir() / RESULTS_CSV)
         if self.box_notes:
             text += f"\nDefault box for {len(self.box_notes)}: " + "; ".join(self.box_notes[:3])
+        if self.skipped_note:
+            text += f"\n{self.skipped_note}"
         self.status.value = text
         show_info(f"AdaLoRA-QAT batch: {text.splitlines()[0]}")
 
