@@ -190,3 +190,52 @@ def screenshot(viewer, qtbot, dock_widget, folder: Path) -> Path:
     viewer.screenshot(str(shot), canvas_only=False)
     return shot
 
+
+
+def test_clicks_from_the_segment_dock_correct_the_film_being_annotated(make_napari_viewer, qtbot, films, tmp_path,
+                                                                       screenshot_dir):
+    """With the Segment dock beside it, a click in 'points' corrects the Annotate dock's film: the click is
+    prompted with the film's box and its mask on screen as the mask prompt (not a point alone), and Accept
+    saves the corrected mask exactly as shown."""
+    from napari_adaqat.widgets.segment import SegmentWidget
+
+    viewer = make_napari_viewer(show=True)
+    dataset = tmp_path / "dataset"
+    dock_widget, widget = dock(viewer, qtbot, films, dataset)
+    mask = viewer.layers["lung mask"]
+    before = np.asarray(mask.data) != 0
+    _, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment lungs (AdaLoRA-QAT)")
+    assert isinstance(segment, SegmentWidget) and segment.image.value is widget.layers.image
+    qtbot.waitUntil(lambda: not segment.busy, timeout=WAIT_MS)
+    np.testing.assert_array_equal(np.asarray(mask.data) != 0, before)  # opening it changes nothing
+    segment.points_mode()
+    points = viewer.layers["points"]
+    rows = np.nonzero(before.any(axis=1))[0]
+    row = int(rows[0]) + 15  # just below the top of the lung on the film's right side: a "not lung" click there
+    cols = np.nonzero(before[row])[0]
+    points.feature_defaults["positive"] = False
+    points.add(np.array([[row, float(cols[cols > before.shape[1] // 2].mean())]]))
+    qtbot.waitUntil(lambda: segment.last_result is not None and not segment.busy, timeout=WAIT_MS)
+    result = segment.last_result
+    assert result.box is not None  # the Annotate dock's box, not a point alone
+    np.testing.assert_allclose(result.box, widget.layers.box(0))
+    after = np.asarray(mask.data) != 0
+    assert 0 < (before & ~after).sum() and after.sum() > 0.9 * before.sum()  # a local correction, both lungs kept
+    assert "the mask in 'lung mask' was the mask prompt" in segment.status.value
+    window = viewer.window._qt_window
+    window.resize(1700, 1000)
+    qtbot.wait(300)
+    viewer.reset_view()
+    qtbot.wait(200)
+    viewer.screenshot(str(screenshot_dir / "screenshot_annotate_with_clicks.png"), canvas_only=False)
+    assert widget.accept()
+    wait(qtbot, widget)
+    np.testing.assert_array_equal(read_mask(dataset / "masks" / sorted(p.name for p in films.iterdir())[0]) != 0, after)
+    # the next film: the clicks and SSIM maps of the one before are gone, Undo does not bring its mask back,
+    # and the Segment dock did not prompt on the Annotate dock's new box (the mask is the Annotate dock's)
+    assert widget.index == 1 and len(points.data) == 0 and "SSIM" not in viewer.layers
+    second = np.asarray(mask.data) != 0
+    assert segment.last_result is result and not segment.undo_button.enabled
+    segment.undo()
+    np.testing.assert_array_equal(np.asarray(mask.data) != 0, second)
+    qtbot.waitUntil(lambda: not widget.jobs.busy and not segment.busy, timeout=WAIT_MS)  # before the viewer closes

@@ -43,6 +43,7 @@ class FilmLayers:
             self.mask.events.paint.disconnect(self._paint_event)
         if self.boxes is not None:
             self.boxes.events.data.disconnect(self._boxes_event)
+            self.boxes.metadata.pop(L.ANNOTATE_OWNER, None)  # the Segment dock prompts on its boxes again
 
     def present(self, layer: Any) -> bool:
         return layer is not None and layer in self.viewer.layers
@@ -66,12 +67,25 @@ class FilmLayers:
                 labels.data = mask.astype(np.uint8)
                 labels._reset_history()  # Ctrl+Z must not bring back the previous film's mask
         labels.selected_label = 1
+        # the film's mask, as the Segment dock tags its own: a click there takes this mask as its mask prompt
+        labels.metadata = L.mask_meta(image)  # (a new film: no earlier mask's provenance)
         boxes = L.ensure_boxes(viewer, image)
         if labels is not self.mask or boxes is not self.boxes:
             self.detach()
             labels.events.paint.connect(self._paint_event)
             boxes.events.data.connect(self._boxes_event)
         self.mask, self.boxes = labels, boxes
+        boxes.metadata[L.ANNOTATE_OWNER] = True
+        for name in (L.SSIM, L.DELTA):  # the Segment dock's maps of the film before
+            if name in viewer.layers:
+                viewer.layers.remove(name)
+        clicks = viewer.layers[L.POINTS] if L.POINTS in viewer.layers else None
+        if clicks is not None and len(clicks.data):  # the Segment dock's clicks belonged to the film before
+            clicks.metadata[L.DOCK_WRITE] = True
+            try:
+                clicks.data = np.empty((0, clicks.ndim))
+            finally:
+                clicks.metadata.pop(L.DOCK_WRITE, None)
         with self._quiet():
             boxes.data = []
             if box is not None:  # the box that made the model's mask, as a rectangle (rows, cols)

@@ -90,6 +90,8 @@ class ClickPrompts:
         action = str(getattr(event, "action", ""))
         if self._restoring or action not in ("added", "removed", "changed"):
             return
+        if self._points is not None and self._points.metadata.get(L.DOCK_WRITE):  # the Annotate dock's new film
+            return
         self._segment(action)
 
     def _sync_default_label(self) -> None:
@@ -119,7 +121,9 @@ class ClickPrompts:
         image = self.image.value
         if image is None:
             return None
-        return self._histories.setdefault(str(image.unique_id), PromptHistory())
+        # keyed by the layer's data too: the Annotate dock shows each film in the same layer, and Undo must
+        # never bring back another film's mask
+        return self._histories.setdefault(f"{image.unique_id}:{id(image.data)}", PromptHistory())
 
     def _update_buttons(self) -> None:
         history = self.history

@@ -16,6 +16,10 @@ MASK = "lung mask"
 SSIM = "SSIM"
 DELTA = "ΔSSIM"
 OUTPUT_NAMES = (MASK, SSIM, DELTA)
+# ``boxes`` metadata: the Annotate dock owns this layer's rectangles (it re-segments on them, keeping brush
+# edits); the Segment dock then does not prompt on their events, and uses the last one as its clicks' box
+ANNOTATE_OWNER = "adaqat_annotate_boxes"
+DOCK_WRITE = "adaqat_dock_write"  # set in a layer's metadata while another dock clears it: not a user's edit
 
 
 # Map colours: agreement is transparent, so the film stays readable where nothing is wrong.

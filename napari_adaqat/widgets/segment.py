@@ -249,6 +249,8 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         action = str(getattr(event, "action", "added"))
         if self._restoring or action not in ("added", "changed") or self._boxes is None or len(self._boxes.data) == 0:
             return
+        if self._boxes.metadata.get(L.ANNOTATE_OWNER):  # the Annotate dock segments its own boxes
+            return
         indices = tuple(getattr(event, "data_indices", ()) or (-1,))
         index = int(indices[-1])
         self.segment_shape(index if index >= 0 else len(self._boxes.data) + index)
@@ -273,6 +275,8 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
             return
         if index is None and self._last_box_index is not None and self._last_box_index < len(boxes.data):
             index = self._last_box_index
+        elif index is None and kind != BOX and len(boxes.data) and boxes.metadata.get(L.ANNOTATE_OWNER):
+            index = len(boxes.data) - 1  # the Annotate dock's rectangle: the box of a click on its film
         try:
             box, z = L.box_in_pixels(boxes, index, image) if index is not None else (None, None)
             plane, z = L.image_plane(image, z if index is not None else L.current_plane(self.viewer, image))
@@ -289,7 +293,9 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
             self.status.value = "No box and no points: draw a box, or click in 'points'."
             return
         self._last_box_index = index
-        history, edit = self.history, self._brush_edit(image, z)
+        history = self.history
+        painted_here = history.painted(z) is not None  # else the mask on screen came from elsewhere (Annotate dock)
+        edit = self._brush_edit(image, z)
         previous = history.current
         if edit is None and kind != BOX and previous.kind == EDIT and previous.plane == z:
             edit = previous.mask  # an edit whose prompt never showed (replaced or undone) is still the prompt
@@ -299,7 +305,9 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         if edit is not None and kind == BOX:  # a new box starts afresh; the edit stays one Undo away
             note = " · the new box replaced your brush edit of 'lung mask' (Undo [Ctrl+Z] brings it back)"
         elif edit is not None:
-            source, note = edit, " · your brush edit of 'lung mask' was the mask prompt"
+            source = edit
+            note = " · your brush edit of 'lung mask' was the mask prompt" if painted_here else \
+                " · the mask in 'lung mask' was the mask prompt"
         elif kind == "added" and same:
             source = previous.logits
         elif kind == "rerun" and same:
