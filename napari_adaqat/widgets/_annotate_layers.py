@@ -75,7 +75,7 @@ class FilmLayers:
             labels.events.paint.connect(self._paint_event)
             boxes.events.data.connect(self._boxes_event)
         self.mask, self.boxes = labels, boxes
-        boxes.metadata[L.ANNOTATE_OWNER] = True
+        boxes.metadata[L.ANNOTATE_OWNER] = str(image.unique_id)  # its film: the Segment dock leaves its boxes
         for name in (L.SSIM, L.DELTA):  # the Segment dock's maps of the film before
             if name in viewer.layers:
                 viewer.layers.remove(name)

@@ -9,7 +9,8 @@ Reset leaves the layer in rectangle mode anyway).
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+import weakref
+from typing import Any, Callable, Optional
 
 import numpy as np
 from app_model.types import KeyCode, KeyMod
@@ -52,7 +53,7 @@ class ClickPrompts:
         self.redo_button = button("Redo [Ctrl+Shift+Z]", "what Undo took back", self.redo)
         self.reset_button = button("Reset [R]", "clear points, box and mask (Undo brings them back)",
                                    self.reset_prompts)
-        self._histories: dict[str, PromptHistory] = {}
+        self._histories: dict[str, tuple[Callable[[], Any], PromptHistory]] = {}  # layer id: (its data, history)
         rows = [[self.box_button, self.points_button, self.negative],
                 [self.undo_button, self.redo_button, self.reset_button]]
         containers = [Container(layout="horizontal", widgets=row, labels=False) for row in rows]
@@ -121,9 +122,14 @@ class ClickPrompts:
         image = self.image.value
         if image is None:
             return None
-        # keyed by the layer's data too: the Annotate dock shows each film in the same layer, and Undo must
-        # never bring back another film's mask
-        return self._histories.setdefault(f"{image.unique_id}:{id(image.data)}", PromptHistory())
+        # one history per layer, for the data it holds: the Annotate dock shows each film in the same layer,
+        # and Undo must never bring back another film's mask (``id(data)`` is no key: a freed film's id is
+        # reused by a later film)
+        key, data = str(image.unique_id), image.data
+        entry = self._histories.get(key)
+        if entry is None or entry[0]() is not data:
+            entry = self._histories[key] = (_ref(data), PromptHistory())
+        return entry[1]
 
     def _update_buttons(self) -> None:
         history = self.history
@@ -233,6 +239,14 @@ class ClickPrompts:
             self.last_result = state.result
         finally:
             self._restoring = False
+
+
+def _ref(data: Any) -> Callable[[], Any]:
+    """A weak reference to a layer's data (a removed layer's pixels are not kept), else a strong one."""
+    try:
+        return weakref.ref(data)
+    except TypeError:
+        return lambda: data
 
 
 def _key_action(dock: ClickPrompts, action: Any) -> Any:

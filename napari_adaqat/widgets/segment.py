@@ -249,8 +249,8 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         action = str(getattr(event, "action", "added"))
         if self._restoring or action not in ("added", "changed") or self._boxes is None or len(self._boxes.data) == 0:
             return
-        if self._boxes.metadata.get(L.ANNOTATE_OWNER):  # the Annotate dock segments its own boxes
-            return
+        if self._boxes.metadata.get(L.ANNOTATE_OWNER) == str(getattr(self.image.value, "unique_id", "")):
+            return  # the Annotate dock segments its own boxes on its film
         indices = tuple(getattr(event, "data_indices", ()) or (-1,))
         index = int(indices[-1])
         self.segment_shape(index if index >= 0 else len(self._boxes.data) + index)
@@ -273,9 +273,10 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         if image is None or boxes is None:
             self._fail("choose an image layer first")
             return
+        annotated = boxes.metadata.get(L.ANNOTATE_OWNER) == str(image.unique_id)  # the Annotate dock's film
         if index is None and self._last_box_index is not None and self._last_box_index < len(boxes.data):
             index = self._last_box_index
-        elif index is None and kind != BOX and len(boxes.data) and boxes.metadata.get(L.ANNOTATE_OWNER):
+        elif index is None and kind != BOX and len(boxes.data) and annotated:
             index = len(boxes.data) - 1  # the Annotate dock's rectangle: the box of a click on its film
         try:
             box, z = L.box_in_pixels(boxes, index, image) if index is not None else (None, None)
@@ -294,7 +295,7 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
             return
         self._last_box_index = index
         history = self.history
-        painted_here = history.painted(z) is not None  # else the mask on screen came from elsewhere (Annotate dock)
+        painted_here = not annotated or history.painted(z) is not None  # else the Annotate dock's mask
         edit = self._brush_edit(image, z)
         previous = history.current
         if edit is None and kind != BOX and previous.kind == EDIT and previous.plane == z:
@@ -321,11 +322,11 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
                     box: Optional[np.ndarray], coords: np.ndarray, labels: np.ndarray, source: Any,
                     base_source: Any, ref: Optional[np.ndarray], note: str) -> None:
         model, base, device = self._chosen()
-        generation = self._generation
+        generation, history = self._generation, self.history  # another film in the layer: another history
 
         def show(result: SegmentResult, mask: Optional[np.ndarray] = None) -> bool:
-            if generation != self._generation or not self._present(image):
-                return False  # an undo, reset or another image came after this prompt
+            if generation != self._generation or not self._present(image) or self.history is not history:
+                return False  # an undo, reset or another image (or film, Annotate dock) came after this prompt
             self._show_state(image, result, mask)
             self._last_prompt_key = (image.unique_id, id(image.data), z, model, device)
             self.status.value = f"{result.summary()}\n{request.prompt_text()}{note}"
@@ -336,12 +337,12 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
                 show(result, self._shown_mask(image, z))  # brush strokes made meanwhile stay
 
         def mask_done(result: SegmentResult) -> None:
-            if generation != self._generation:
-                return
             if self._pending is request:
                 self._pending = None
+            if generation != self._generation or self.history is not history:
+                return  # an undo, reset, another image or the Annotate dock's next film came meanwhile
             request.mask, request.logits, request.result = result.mask, result.low_res_logits, result
-            self.history.push(request)
+            history.push(request)
             self._update_buttons()
             wanted = (base is not None or ref is not None) and L.maps_wanted(self.viewer)
             shown = show(result)
