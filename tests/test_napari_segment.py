@@ -288,9 +288,9 @@ def test_closing_the_dock_while_a_job_runs_raises_nothing(make_napari_viewer, qt
     viewer.layers["boxes"].add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))  # queued behind it
     viewer.window.remove_dock_widget(dock_widget)
     widget.native.deleteLater()
-    qtbot.waitUntil(lambda: widget._closed and widget._worker is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget._closed and widget.jobs._worker is None, timeout=WAIT_MS)
     qtbot.wait(100)  # let queued signals arrive: pytest-qt fails the test on any exception in the loop
-    assert not widget._queue
+    assert not widget.jobs._queue
 
 
 def test_engine_shows_the_mask_first_then_adds_the_maps(nano_models):

@@ -29,7 +29,7 @@ HELP = ("Draw a rectangle around both lungs in 'boxes'. To correct the mask, cli
 
 class ClickPrompts:
     """Points, history and the buttons of the Segment dock (needs the dock's ``viewer``, ``image``,
-    ``status``, ``_boxes``, ``_queue``, ``_segment`` and ``_show``)."""
+    ``status``, ``_boxes``, ``jobs``, ``_segment`` and ``_show``)."""
 
     viewer: Any
     _points: Any = None
@@ -199,8 +199,7 @@ class ClickPrompts:
         left, state = move
         self._generation += 1  # results of older prompts still on their way are dropped
         self._pending = None
-        for kind in ("predict", "maps"):
-            self._queue.pop(kind, None)
+        self.jobs.drop("predict", "maps")
         self._restore(left, state)
         if verb == "Reset":
             self.status.value = "Reset: points, box and mask cleared (Undo [Ctrl+Z] brings them back)."

@@ -1,22 +1,27 @@
 """One napari worker thread at a time for a dock: a new job of a kind replaces the queued one of that
-kind (the newest box wins; nothing piles up), and the results of a closed dock are dropped."""
+kind (the newest box wins; nothing piles up), and the results of a closed dock are dropped.  Used by the
+Segment and Annotate docks."""
 from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
 from napari.qt.threading import create_worker
+from qtpy.QtCore import QTimer
 
 
 class JobQueue:
     """Runs ``fn()`` in a worker and hands its result to ``on_done`` on the GUI thread.
 
     ``order`` says which queued kind runs first; ``on_error(exc)`` gets a job's exception;
-    ``on_idle()`` is called when nothing runs or waits any more."""
+    ``on_idle()`` is called when nothing runs or waits any more; ``on_start(kind)`` when a job starts.
+    Jobs of a ``deferred`` kind, when only they wait, start on the next turn of the event loop, after Qt
+    has painted what the job before them showed (the Segment dock's SSIM maps wait for its mask)."""
 
     def __init__(self, order: tuple[str, ...], on_error: Callable[[BaseException], None],
-                 on_idle: Optional[Callable[[], None]] = None) -> None:
-        self.order = order
-        self.on_error, self.on_idle = on_error, on_idle
+                 on_idle: Optional[Callable[[], None]] = None, on_start: Optional[Callable[[str], None]] = None,
+                 deferred: tuple[str, ...] = ()) -> None:
+        self.order, self.deferred = order, deferred
+        self.on_error, self.on_idle, self.on_start = on_error, on_idle, on_start
         self._queue: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {}
         self._worker: Any = None
         self._running: Optional[str] = None  # the kind of the job running now
@@ -26,6 +31,10 @@ class JobQueue:
     def busy(self) -> bool:
         """True while a job runs or waits."""
         return self._worker is not None or bool(self._queue)
+
+    def waiting(self, kind: str) -> bool:
+        """True while a job of ``kind`` is queued (not yet running)."""
+        return kind in self._queue
 
     def busy_besides(self, *kinds: str) -> bool:
         """True while a job of another kind than ``kinds`` runs or waits."""
@@ -49,12 +58,15 @@ class JobQueue:
         self.closed = True
         self._queue.clear()
 
-    def _pump(self) -> None:
+    def _pump(self, now: bool = False) -> None:
         if self._worker is not None or self.closed:
             return
         if not self._queue:
             if self.on_idle is not None:
                 self.on_idle()
+            return
+        if not now and set(self._queue) <= set(self.deferred):
+            QTimer.singleShot(0, lambda: self._pump(now=True))
             return
         kind = next(k for k in (*self.order, *self._queue) if k in self._queue)
         fn, on_done = self._queue.pop(kind)
@@ -63,6 +75,8 @@ class JobQueue:
         worker.errored.connect(lambda exc: None if self.closed else self.on_error(exc))
         worker.finished.connect(self._finished)
         self._worker, self._running = worker, kind
+        if self.on_start is not None:
+            self.on_start(kind)
         worker.start()
 
     def _finished(self) -> None:

@@ -14,9 +14,7 @@ import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton
 from napari.layers import Image, Labels
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QTimer
 
 from napari_adaqat.widgets._compat import guard_triton_import
 
@@ -27,6 +25,7 @@ from napari_adaqat.model.device import DEVICES, resolve_device  # noqa: E402
 from napari_adaqat.widgets import _layers as L  # noqa: E402
 from napari_adaqat.widgets import _points as P  # noqa: E402
 from napari_adaqat.widgets._clicks import HELP, ClickPrompts  # noqa: E402
+from napari_adaqat.widgets._jobs import JobQueue  # noqa: E402
 from napari_adaqat.widgets._legend import MapLegends  # noqa: E402
 from napari_adaqat.widgets._model_choice import ModelChoice  # noqa: E402
 from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
@@ -50,8 +49,10 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         self._last_prompt_key: Optional[tuple] = None  # (layer id, its data's id, plane, model, device) of last_result
         self._costs = RecentCosts()  # of the recent prompts on _last_prompt_key: the inline rule
         self.last_error: Optional[str] = None
-        self._queue: dict[str, tuple[Callable[[], Any], Callable[[Any], None], str]] = {}
-        self._worker: Any = None
+        # mask before maps; the maps start after Qt has painted the new mask
+        self.jobs = JobQueue(("embed", "predict", "maps"), self._on_error, self._on_idle, self._on_start,
+                             deferred=("maps",))
+        self._job_texts: dict[str, str] = {}  # the status line of each queued job, shown when it starts
         self._closed = False  # set when Qt deletes the dock: late worker results are dropped
         self.native.destroyed.connect(self._on_destroyed)
         self._boxes: Any = None
@@ -148,44 +149,22 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
     @property
     def busy(self) -> bool:
         """True while a job runs or waits."""
-        return self._worker is not None or bool(self._queue)
+        return self.jobs.busy
 
     def _submit(self, kind: str, fn: Callable[[], Any], on_done: Callable[[Any], None], text: str) -> None:
-        self._queue[kind] = (fn, on_done, text)  # replaces a queued job of the same kind
-        self._pump_after_paint()
+        self._job_texts[kind] = text
+        self.jobs.submit(kind, fn, on_done)  # replaces a queued job of the same kind
 
-    def _pump(self) -> None:
-        if self._worker is not None or not self._queue:
-            if not self.busy:
-                self.progress.visible = False
-            return
-        kind = next(k for k in ("embed", "predict", "maps") if k in self._queue)  # mask before maps
-        fn, on_done, text = self._queue.pop(kind)
-        self.status.value = text
+    def _on_start(self, kind: str) -> None:
+        self.status.value = self._job_texts.pop(kind, self.status.value)
         self.progress.visible = True
-        worker = create_worker(fn, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(lambda result: None if self._closed else on_done(result))
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        worker.start()
+
+    def _on_idle(self) -> None:
+        self.progress.visible = False
 
     def _on_destroyed(self, *_args: Any) -> None:
         self._closed = True
-        self._queue.clear()
-
-    def _on_finished(self) -> None:
-        self._worker = None
-        if self._closed:
-            return
-        self._pump_after_paint()
-
-    def _pump_after_paint(self) -> None:
-        """Start the next job; when only maps wait, after Qt has painted the new mask (next loop turn)."""
-        if set(self._queue) == {"maps"}:
-            QTimer.singleShot(0, self._pump)
-        else:
-            self._pump()
+        self.jobs.close()
 
     def _on_error(self, exc: BaseException) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
@@ -333,7 +312,7 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
             return True
 
         def maps_done(result: SegmentResult) -> None:
-            if "predict" not in self._queue:  # else a newer prompt is on its way
+            if not self.jobs.waiting("predict"):  # else a newer prompt is on its way
                 show(result, self._shown_mask(image, z))  # brush strokes made meanwhile stay
 
         def mask_done(result: SegmentResult) -> None:
@@ -356,7 +335,7 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
                              maps_done, self.status.value)
 
         clean = bool(self.clean.value)
-        self._queue.pop("maps", None)  # maps of an older prompt are no longer wanted
+        self.jobs.drop("maps")  # maps of an older prompt are no longer wanted
         job = lambda: self._prompt_job(self._predict, request, plane, box, coords, labels, source,  # noqa: E731
                                        model, device, ref, z, clean)
         # inline only when no other dock's job holds the shared engine (never wait on the GUI thread)
@@ -385,7 +364,7 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         on this image plane with this model, took under :data:`INLINE_PROMPT_MS` (their median,
         :class:`RecentCosts`; the caller also checks that the model file is unchanged and the embedding
         cached: ``Engine.is_embedded``)."""
-        return (not self._closed and self._worker is None and not self._queue and self.last_result is not None
+        return (not self._closed and not self.jobs.busy and self.last_result is not None
                 and self._costs.quick((image.unique_id, id(image.data), z, model, device)))
 
     def _reference_plane(self, z: Optional[int], shape: tuple[int, int]) -> Optional[np.ndarray]:
