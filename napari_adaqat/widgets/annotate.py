@@ -23,10 +23,11 @@ from napari_adaqat.widgets._compat import guard_triton_import
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
 from napari_adaqat.data.annotation import AnnotationFolder  # noqa: E402
-from napari_adaqat.inference.engine import ModelRef, SegmentResult, torch_threads  # noqa: E402
+from napari_adaqat.inference.engine import ModelRef, SegmentResult  # noqa: E402
 from napari_adaqat.io import read_image  # noqa: E402
 from napari_adaqat.model.device import resolve_device  # noqa: E402
 from napari_adaqat.util.errors import first_line  # noqa: E402
+from napari_adaqat.widgets._annotate_boxes import BoxPrompts  # noqa: E402
 from napari_adaqat.widgets._annotate_layers import FilmLayers  # noqa: E402
 from napari_adaqat.widgets._annotate_open import SOURCES, Opened, read_film  # noqa: E402
 from napari_adaqat.widgets._annotate_ui import AnnotateControls, folder_text, install_hotkeys  # noqa: E402
@@ -36,7 +37,7 @@ from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
 DRAFT_DELAY_MS = 1500  # a brush stroke is kept as a draft this long after the last one
 
 
-class AnnotateWidget(AnnotateControls):
+class AnnotateWidget(BoxPrompts, AnnotateControls):
     """Dock widget: image and dataset folders, model, Back/Skip/Accept, progress and the list of films."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, model_path: str | Path | None = None) -> None:
@@ -203,60 +204,6 @@ class AnnotateWidget(AnnotateControls):
     def _edited(self) -> bool:
         mask = self._screen_mask()
         return mask is not None and self._base is not None and bool((mask != self._base).any())
-
-    # ------------------------------------------------------------------ boxes
-    def _on_boxes(self, event: Any) -> None:
-        count = len(self.layers.boxes.data)
-        if self.index is None or self.opening is not None or not count:
-            return
-        if str(getattr(event, "action", "added")) not in ("added", "changed"):
-            return
-        index = int((tuple(getattr(event, "data_indices", ()) or (-1,)))[-1])
-        self.segment_box(index if index >= 0 else count + index)
-
-    def segment_box(self, shape_index: int, by_user: bool = True) -> None:
-        """Re-segment the film shown with rectangle ``shape_index`` of ``boxes``, in a worker (``by_user``:
-        a box the user drew, which is work to keep, not the dock redoing a mask with another model)."""
-        if self.index is None or not self.layers.present(self.layers.image):
-            return
-        box = self.layers.box(shape_index)
-        if box[2] - box[0] < 2 or box[3] - box[1] < 2:
-            self._say("Box too small (or outside the film); draw it around both lungs.")
-            return
-        try:
-            model, device = self._model_and_device()
-        except ValueError as exc:
-            self._fail(first_line(exc))
-            return
-        gen, pixels = self._gen, self._pixels
-
-        def job() -> SegmentResult:
-            with torch_threads(1):  # a prompt is small: leave the other core to napari's painting
-                return self.engine.predict(pixels, box, model, device)
-
-        self._say(f"Segmenting with {model.label()}…")
-        self.jobs.submit("predict", job, lambda result: self._show_prediction(gen, result, shape_index, by_user))
-
-    def _show_prediction(self, gen: int, result: SegmentResult, shape_index: int, by_user: bool) -> None:
-        screen = self._screen_mask()
-        if gen != self._gen or screen is None:
-            return
-        new, note = result.mask.copy(), ""
-        painted, erased = screen & ~self._base, self._base & ~screen
-        if painted.any() or erased.any():
-            if self.keep_edits.value:
-                new = (new | painted) & ~erased
-                note = (f"\nKept your brush edits ({int(painted.sum())} px painted, {int(erased.sum())} px erased) "
-                        "on top of the new mask; untick 'keep my brush edits' and draw the box again to drop them.")
-            else:
-                note = "\nThe new mask replaced your brush edits (Ctrl+Z on 'lung mask' brings them back)."
-        self.layers.write_mask(new)
-        self.last_result, self._base = result, result.mask.copy()
-        self.folder.remember_box(result.box, self._pixels.shape)
-        self.layers.keep_only_box(shape_index)
-        if by_user:
-            self._touch()
-        self._say(f"{result.summary().splitlines()[0]}{note}")
 
     # ----------------------------------------------------------------- drafts
     def _on_paint(self) -> None:

@@ -1,0 +1,82 @@
+"""The Annotate dock's boxes: a rectangle drawn in ``boxes`` re-segments the film shown, in a worker, and
+the user's brush edits are kept on top of the new mask (or replaced, as the dock's checkbox says) — a mixin
+of :class:`~napari_adaqat.widgets.annotate.AnnotateWidget`."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from napari_adaqat.inference.engine import SegmentResult, torch_threads
+from napari_adaqat.util.errors import first_line
+
+
+class BoxPrompts:
+    """Box prompts of the Annotate dock (needs its ``layers``, ``jobs``, ``engine``, ``folder``, film state
+    ``index`` / ``opening`` / ``_gen`` / ``_pixels`` / ``_base``, ``keep_edits``, and its ``_say``, ``_fail``,
+    ``_model_and_device``, ``_screen_mask`` and ``_touch``)."""
+
+    layers: Any
+    jobs: Any
+    engine: Any
+    folder: Any
+    keep_edits: Any
+    index: Optional[int]
+    opening: Optional[int]
+    last_result: Optional[SegmentResult]
+    _gen: int
+    _pixels: Any
+    _base: Optional[np.ndarray]
+
+    def _on_boxes(self, event: Any) -> None:
+        count = len(self.layers.boxes.data)
+        if self.index is None or self.opening is not None or not count:
+            return
+        if str(getattr(event, "action", "added")) not in ("added", "changed"):
+            return
+        index = int((tuple(getattr(event, "data_indices", ()) or (-1,)))[-1])
+        self.segment_box(index if index >= 0 else count + index)
+
+    def segment_box(self, shape_index: int, by_user: bool = True) -> None:
+        """Re-segment the film shown with rectangle ``shape_index`` of ``boxes``, in a worker (``by_user``:
+        a box the user drew, which is work to keep, not the dock redoing a mask with another model)."""
+        if self.index is None or not self.layers.present(self.layers.image):
+            return
+        box = self.layers.box(shape_index)
+        if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+            self._say("Box too small (or outside the film); draw it around both lungs.")
+            return
+        try:
+            model, device = self._model_and_device()
+        except ValueError as exc:
+            self._fail(first_line(exc))
+            return
+        gen, pixels = self._gen, self._pixels
+
+        def job() -> SegmentResult:
+            with torch_threads(1):  # a prompt is small: leave the other core to napari's painting
+                return self.engine.predict(pixels, box, model, device)
+
+        self._say(f"Segmenting with {model.label()}…")
+        self.jobs.submit("predict", job, lambda result: self._show_prediction(gen, result, shape_index, by_user))
+
+    def _show_prediction(self, gen: int, result: SegmentResult, shape_index: int, by_user: bool) -> None:
+        screen = self._screen_mask()
+        if gen != self._gen or screen is None:
+            return
+        new, note = result.mask.copy(), ""
+        painted, erased = screen & ~self._base, self._base & ~screen
+        if painted.any() or erased.any():
+            if self.keep_edits.value:
+                new = (new | painted) & ~erased
+                note = (f"\nKept your brush edits ({int(painted.sum())} px painted, {int(erased.sum())} px erased) "
+                        "on top of the new mask; untick 'keep my brush edits' and draw the box again to drop them.")
+            else:
+                note = "\nThe new mask replaced your brush edits (Ctrl+Z on 'lung mask' brings them back)."
+        self.layers.write_mask(new)
+        self.last_result, self._base = result, result.mask.copy()
+        self.folder.remember_box(result.box, self._pixels.shape)
+        self.layers.keep_only_box(shape_index)
+        if by_user:
+            self._touch()
+        self._say(f"{result.summary().splitlines()[0]}{note}")
