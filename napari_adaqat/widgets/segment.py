@@ -46,8 +46,7 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         self.engine = shared_engine()  # one loaded model per viewer, shared with the other docks
         self._choice: Optional[tuple[ModelRef, Optional[ModelRef], str]] = None  # (model, baseline, device)
         self.last_result: Optional[SegmentResult] = None
-        self._last_prompt_key: Optional[tuple] = None  # (layer id, its data's id, plane, model, device) of last_result
-        self._costs = RecentCosts()  # of the recent prompts on _last_prompt_key: the inline rule
+        self._costs = RecentCosts()  # of the recent prompts on one image plane and model (_prompt_key): the inline rule
         self.last_error: Optional[str] = None
         # mask before maps; the maps start after Qt has painted the new mask
         self.jobs = JobQueue(("embed", "predict", "maps"), self._on_error, self._on_idle, self._on_start,
@@ -228,7 +227,7 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         action = str(getattr(event, "action", "added"))
         if self._restoring or action not in ("added", "changed") or self._boxes is None or len(self._boxes.data) == 0:
             return
-        if self._boxes.metadata.get(L.ANNOTATE_OWNER) == str(getattr(self.image.value, "unique_id", "")):
+        if self._annotated(self.image.value):
             return  # the Annotate dock segments its own boxes on its film
         indices = tuple(getattr(event, "data_indices", ()) or (-1,))
         index = int(indices[-1])
@@ -252,7 +251,7 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         if image is None or boxes is None:
             self._fail("choose an image layer first")
             return
-        annotated = boxes.metadata.get(L.ANNOTATE_OWNER) == str(image.unique_id)  # the Annotate dock's film
+        annotated = self._annotated(image)
         if index is None and self._last_box_index is not None and self._last_box_index < len(boxes.data):
             index = self._last_box_index
         elif index is None and kind != BOX and len(boxes.data) and annotated:
@@ -307,7 +306,6 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
             if generation != self._generation or not self._present(image) or self.history is not history:
                 return False  # an undo, reset or another image (or film, Annotate dock) came after this prompt
             self._show_state(image, result, mask)
-            self._last_prompt_key = (image.unique_id, id(image.data), z, model, device)
             self.status.value = f"{result.summary()}\n{request.prompt_text()}{note}"
             return True
 
@@ -326,7 +324,7 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
             wanted = (base is not None or ref is not None) and L.maps_wanted(self.viewer)
             shown = show(result)
             if shown:
-                self._costs.add(self._last_prompt_key, _prompt_cost(result))
+                self._costs.add(_prompt_key(image, z, model, device), _prompt_cost(result))
             if shown and wanted:  # the mask at once; the maps follow
                 self.status.value += "\ncomputing SSIM maps…"
                 self._submit("maps", lambda: self._prompt_job(self._add_maps, result, plane, base, device, ref,
@@ -365,7 +363,12 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         :class:`RecentCosts`; the caller also checks that the model file is unchanged and the embedding
         cached: ``Engine.is_embedded``)."""
         return (not self._closed and not self.jobs.busy and self.last_result is not None
-                and self._costs.quick((image.unique_id, id(image.data), z, model, device)))
+                and self._costs.quick(_prompt_key(image, z, model, device)))
+
+    def _annotated(self, image: Optional[Image]) -> bool:
+        """Whether ``image`` is the Annotate dock's film (it owns the rectangles of ``boxes`` then)."""
+        owner = None if self._boxes is None else self._boxes.metadata.get(L.ANNOTATE_OWNER)
+        return image is not None and owner == str(image.unique_id)
 
     def _reference_plane(self, z: Optional[int], shape: tuple[int, int]) -> Optional[np.ndarray]:
         layer = self.reference.value
@@ -380,3 +383,8 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         if data.shape != shape:
             raise ValueError(f"reference {layer.name!r} has shape {data.shape}, the image plane {shape}")
         return np.array(data, copy=True)  # the worker must not see later brush strokes
+
+
+def _prompt_key(image: Image, z: Optional[int], model: ModelRef, device: str) -> tuple:
+    """What a prompt's cost depends on: the image layer and its data, the plane, the model and device."""
+    return (image.unique_id, id(image.data), z, model, device)
