@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -239,3 +240,49 @@ def test_clicks_from_the_segment_dock_correct_the_film_being_annotated(make_napa
     segment.undo()
     np.testing.assert_array_equal(np.asarray(mask.data) != 0, second)
     qtbot.waitUntil(lambda: not widget.jobs.busy and not segment.busy, timeout=WAIT_MS)  # before the viewer closes
+
+
+def test_a_click_result_that_arrives_after_the_next_film_is_dropped(make_napari_viewer, qtbot, films, tmp_path,
+                                                                   monkeypatch):
+    """A click on film 1 whose result is still on its way when Accept moves to film 2 is dropped: film 2
+    shows the Annotate dock's own mask, film 1 is saved as it was shown, and Undo has nothing of film 1."""
+    from napari_adaqat.widgets.segment import SegmentWidget
+
+    viewer = make_napari_viewer()
+    dataset = tmp_path / "dataset"
+    _, widget = dock(viewer, qtbot, films, dataset)
+    mask = viewer.layers["lung mask"]
+    first = np.asarray(mask.data) != 0
+    _, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment lungs (AdaLoRA-QAT)")
+    assert isinstance(segment, SegmentWidget)
+    qtbot.waitUntil(lambda: not segment.busy, timeout=WAIT_MS)
+    shown_before = segment.last_result
+    started, gate, predict = threading.Event(), threading.Event(), segment._predict
+
+    def held(*args):  # the click's prompt waits in the worker until film 2 is on screen
+        started.set()
+        assert gate.wait(WAIT_MS / 1000)
+        return predict(*args)
+
+    monkeypatch.setattr(segment, "_predict", held)
+    monkeypatch.setattr(segment, "_quick_prompt", lambda *a: False)  # the worker, not inline
+    segment.points_mode()
+    points = viewer.layers["points"]
+    points.feature_defaults["positive"] = False
+    row = int(np.nonzero(first.any(axis=1))[0][0]) + 15
+    cols = np.nonzero(first[row])[0]
+    points.add(np.array([[row, float(cols[cols > first.shape[1] // 2].mean())]]))
+    qtbot.waitUntil(started.is_set, timeout=WAIT_MS)
+    assert widget.accept()  # saves what is shown: the mask before the click
+    wait(qtbot, widget)
+    assert widget.index == 1
+    second = np.asarray(mask.data) != 0
+    gate.set()
+    qtbot.waitUntil(lambda: not segment.busy, timeout=WAIT_MS)
+    qtbot.wait(100)  # any late result would be painted by now
+    np.testing.assert_array_equal(np.asarray(mask.data) != 0, second)
+    name = sorted(p.name for p in films.iterdir())[0]
+    np.testing.assert_array_equal(read_mask(dataset / "masks" / name) != 0, first)
+    assert segment.last_result is shown_before and not segment.undo_button.enabled
+    assert segment.history is not None and len(segment.history) == 1  # film 2's history: only its start
+    qtbot.waitUntil(lambda: not widget.jobs.busy and not segment.busy, timeout=WAIT_MS)

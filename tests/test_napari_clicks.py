@@ -192,7 +192,8 @@ def test_clicks_modifiers_and_brush_edits_with_a_tiny_model(make_napari_viewer, 
     points.add([[250.0, 250.0]])
     wait(qtbot, widget)
     assert used and np.array_equal(used[0], edited != 0)
-    assert calls[-1]["mask_input"] is not None and "brush edit" in widget.status.value
+    assert calls[-1]["mask_input"] is not None
+    assert "your brush edit of 'lung mask' was the mask prompt" in widget.status.value  # the dock alone: its edit
     viewer.layers.selection.active = points
     press(viewer, UNDO_KEY)
     np.testing.assert_array_equal(mask_of(viewer), edited)
@@ -337,3 +338,30 @@ def test_prompt_history_undo_redo_painted_and_memory_cap(monkeypatch):
     while history.can_undo:
         history.undo()
     assert history.current.mask is masks[1]
+
+
+def test_one_prompt_history_per_layer_and_data_it_holds():
+    """The Annotate dock shows each film in the same layer: a new film (new data) gets a fresh history, the
+    same film keeps its own, and a freed film's history never comes back for a later array (even one that
+    reuses the freed array's ``id``)."""
+    import gc
+    from types import SimpleNamespace
+
+    from napari_adaqat.widgets._clicks import ClickPrompts
+
+    layer = SimpleNamespace(unique_id="film-layer", data=np.zeros((8, 8)))
+    dock = SimpleNamespace(image=SimpleNamespace(value=layer), _histories={})
+    history = ClickPrompts.history.fget  # the property, on a stand-in for the dock
+    first = history(dock)
+    assert history(dock) is first  # the same film: the same history
+    layer.data = None  # the next film in the same layer (the first one freed: its id is free for the next)
+    gc.collect()
+    layer.data = np.zeros((8, 8))
+    second = history(dock)
+    assert second is not first and history(dock) is second
+    assert dock._histories["film-layer"][0]() is layer.data
+    other = SimpleNamespace(unique_id="other", data=[[0.0]])  # data that takes no weak reference: held strongly
+    dock.image.value = other
+    assert history(dock) is history(dock) is not second
+    dock.image.value = None
+    assert history(dock) is None
