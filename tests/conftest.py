@@ -67,3 +67,15 @@ def dataset(tmp_path, cxr_dir):
     (root / "split.json").write_text(json.dumps({"train": names, "val": names, "test": [],
                                                     "val_overlaps_train": True}))  # on purpose: 4 films
     return root
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Let napari worker threads still running (a dock's prefetch, say) finish before Python tears Qt down:
+    a worker that ends during interpreter exit emits on deleted signals and aborts the process (rc 134)
+    after every test has passed."""
+    import sys
+
+    if "qtpy" in sys.modules:
+        from qtpy.QtCore import QThreadPool
+
+        QThreadPool.globalInstance().waitForDone(120_000)

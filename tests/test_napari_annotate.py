@@ -205,12 +205,15 @@ def test_clicks_from_the_segment_dock_correct_the_film_being_annotated(make_napa
     dock_widget, widget = dock(viewer, qtbot, films, dataset)
     mask = viewer.layers["lung mask"]
     before = np.asarray(mask.data) != 0
-    _, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment lungs (AdaLoRA-QAT)")
+    widget.clicks_button.native.click()  # "Correct with clicks…": the Segment dock beside, in Points mode
+    _, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment lungs (AdaLoRA-QAT)")  # the one opened
     assert isinstance(segment, SegmentWidget) and segment.image.value is widget.layers.image
+    assert segment.model_ref() == widget._model_and_device()[0]  # clicks correct with the model that made it
     qtbot.waitUntil(lambda: not segment.busy, timeout=WAIT_MS)
     np.testing.assert_array_equal(np.asarray(mask.data) != 0, before)  # opening it changes nothing
-    segment.points_mode()
     points = viewer.layers["points"]
+    assert viewer.layers.selection.active is points and points.mode == "add"
+    assert "Ctrl+click" in widget.status.value
     rows = np.nonzero(before.any(axis=1))[0]
     row = int(rows[0]) + 15  # just below the top of the lung on the film's right side: a "not lung" click there
     cols = np.nonzero(before[row])[0]

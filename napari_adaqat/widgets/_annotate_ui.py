@@ -64,8 +64,8 @@ class FilmTable(QTableWidget):
                 for r in range(self.rowCount())]
 
 
-HELP = ("Correct the mask: draw a new box in 'boxes' (R), or select 'lung mask' and paint (P) or erase (E). "
-        "Accept saves it and opens the next film.")
+HELP = ("Correct the mask: draw a new box in 'boxes' (R), click with 'Correct with clicks…', or select "
+        "'lung mask' and paint (P) or erase (E). Accept saves it and opens the next film.")
 
 
 def folder_text(edit: FileEdit) -> str:
@@ -90,6 +90,9 @@ class AnnotateControls(Container):
         self.back_button = PushButton(text="Back [PgUp]")
         self.skip_button = PushButton(text="Skip [PgDown]")
         self.accept_button = PushButton(text="Accept [Enter]")
+        self.clicks_button = PushButton(text="Correct with clicks…",
+                                        tooltip="opens the Segment dock beside this one, on this film: click lung, "
+                                                "Ctrl+click not lung, Undo [Ctrl+Z] there")
         self.progress = Label(value="")
         self.status = Label(value="Choose an image folder and a dataset folder, then Open folder.")
         self._help = Label(value=HELP)
@@ -102,7 +105,8 @@ class AnnotateControls(Container):
         table_box = Container(labels=False)
         table_box.margins = (0, 0, 0, 0)
         table_box.native.layout().addWidget(self.table)
-        self.extend([form, self.open_button, self.keep_edits, self.dicom_seg, buttons, self.progress,
+        self.extend([form, self.open_button, self.keep_edits, self.dicom_seg, buttons, self.clicks_button,
+                     self.progress,
                      self.status, self._help, table_box])
         for w in (self.status, self._help, self.progress):
             w.native.setWordWrap(True)

@@ -28,6 +28,7 @@ from napari_adaqat.io import read_image  # noqa: E402
 from napari_adaqat.model.device import resolve_device  # noqa: E402
 from napari_adaqat.util.errors import first_line  # noqa: E402
 from napari_adaqat.widgets._annotate_boxes import BoxPrompts  # noqa: E402
+from napari_adaqat.widgets._annotate_clicks import CLICKS_HELP, open_clicks  # noqa: E402
 from napari_adaqat.widgets._annotate_layers import FilmLayers  # noqa: E402
 from napari_adaqat.widgets._annotate_open import SOURCES, Opened, read_film  # noqa: E402
 from napari_adaqat.widgets._annotate_ui import AnnotateControls, folder_text, install_hotkeys  # noqa: E402
@@ -71,6 +72,7 @@ class AnnotateWidget(BoxPrompts, AnnotateControls):
         self.accept_button.changed.connect(lambda *_: self.accept())
         self.skip_button.changed.connect(lambda *_: self.skip())
         self.back_button.changed.connect(lambda *_: self.back())
+        self.clicks_button.changed.connect(lambda *_: self.correct_with_clicks())
         self.table.cellDoubleClicked.connect(lambda row, _col: self.open_film(row))
         for w in (self.models.model, self.models.model_file, self.models.model_type):
             w.changed.connect(self._on_model_changed)
@@ -320,8 +322,23 @@ class AnnotateWidget(BoxPrompts, AnnotateControls):
 
     def _set_buttons(self) -> None:
         shown = self.folder is not None and self.index is not None
-        for button in (self.accept_button, self.skip_button, self.back_button):
+        for button in (self.accept_button, self.skip_button, self.back_button, self.clicks_button):
             button.enabled = shown
+
+    def correct_with_clicks(self) -> Any:
+        """Correct with clicks: the Segment dock beside this one, on this film and with this dock's model, in
+        Points mode (its widget; None when no film is shown or the model is missing)."""
+        if self.index is None:
+            return None
+        try:
+            model, _device = self._model_and_device()
+            baseline = self.models.baseline_ref()
+        except ValueError as exc:
+            self._fail(str(exc))
+            return None
+        segment = open_clicks(self.viewer, self.layers.image, model, baseline)
+        self._say(CLICKS_HELP)
+        return segment
 
     def _say(self, text: str) -> None:
         self.status.value = text

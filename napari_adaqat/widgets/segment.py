@@ -121,16 +121,10 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         """The chosen baseline, or None."""
         return self.models.baseline_ref()
 
-    def use_models(self, model: str | Path, baseline: str | Path | None) -> None:
-        """Segment with these model files from now on (e.g. the pair the Train dock just exported)."""
-        widgets = self.models.widgets
-        for w in widgets:
-            w.changed.block()
-        try:
-            self.models.set_files(model, baseline)
-        finally:
-            for w in widgets:
-                w.changed.unblock()
+    def use_models(self, model: str | Path | None, baseline: str | Path | None) -> None:
+        """Segment with these model files from now on (e.g. the pair the Train dock just exported; ``model``
+        None: the bundled default, with the baseline chosen now)."""
+        self.models.choose_quietly(model, baseline)
         self._on_model_changed()
 
     def _device(self) -> str:

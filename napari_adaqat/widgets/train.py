@@ -30,6 +30,7 @@ from napari_adaqat.train.progress import read_progress  # noqa: E402
 from napari_adaqat.util.errors import first_line  # noqa: E402
 from napari_adaqat.widgets import _continue as cont  # noqa: E402
 from napari_adaqat.widgets._data_check import DataReport, check_data  # noqa: E402
+from napari_adaqat.widgets._shared import ANNOTATE_DOCK, PLUGIN, SEGMENT_DOCK  # noqa: E402
 from napari_adaqat.widgets._train_form import make_fields  # noqa: E402
 from napari_adaqat.widgets._train_reading import TrainFormReading, typed_path  # noqa: E402
 from napari_adaqat.widgets._train_plot import TrainPlot, info_text  # noqa: E402
@@ -37,7 +38,6 @@ from napari_adaqat.widgets._train_process import (ChainProcess, CommandProcess, 
                                                   adaqat_argv, format_duration, status_text)
 
 POLL_MS = 300
-PLUGIN, SEGMENT_DOCK, ANNOTATE_DOCK = "napari-adaqat", "Segment lungs (AdaLoRA-QAT)", "Annotate folder (AdaLoRA-QAT)"
 
 
 def _container(*widgets: Any, labels: bool = False, layout: str = "vertical") -> Container:
