@@ -289,3 +289,26 @@ def test_a_click_result_that_arrives_after_the_next_film_is_dropped(make_napari_
     assert segment.last_result is shown_before and not segment.undo_button.enabled
     assert segment.history is not None and len(segment.history) == 1  # film 2's history: only its start
     qtbot.waitUntil(lambda: not widget.jobs.busy and not segment.busy, timeout=WAIT_MS)
+
+
+def test_correct_with_clicks_uses_the_annotate_docks_model_file(make_napari_viewer, qtbot, films, tmp_path,
+                                                                nano_models):
+    """A film pre-segmented with a model file (a .pth of another architecture) is corrected with that file:
+    'Correct with clicks…' hands the Segment dock the file and its architecture, and a click segments."""
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    widget.models.model_type.value = "vit_nano"
+    widget.use_model(nano_models[0])
+    widget.images.value, widget.dataset.value = str(films), str(tmp_path / "dataset")
+    widget.open_button.native.click()
+    wait(qtbot, widget)
+    assert widget.last_error is None, widget.status.value
+    widget.clicks_button.native.click()
+    _, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment lungs (AdaLoRA-QAT)")
+    ref = segment.model_ref()
+    assert ref.path == nano_models[0] and ref.model_type == "vit_nano" and ref == widget._model_and_device()[0]
+    qtbot.waitUntil(lambda: not segment.busy, timeout=WAIT_MS)
+    viewer.layers["points"].add(np.array([[256.0, 150.0]]))
+    qtbot.waitUntil(lambda: segment.last_result is not None and not segment.busy, timeout=WAIT_MS)
+    assert "Error" not in segment.status.value and segment.last_result.box is not None
+    qtbot.waitUntil(lambda: not widget.jobs.busy, timeout=WAIT_MS)

@@ -25,7 +25,7 @@ def open_clicks(viewer: Any, film: Any, model: ModelRef, baseline: Optional[Mode
         current = None
     if current != model:  # the clicks must correct with the model that made the mask
         file = None if model.path is None else model.path
-        segment.use_models(file, None if baseline is None or file is None else baseline.path)
+        segment.use_models(file, None if baseline is None or file is None else baseline.path, model.model_type)
     if film is not None and segment.image.value is not film:
         segment.image.value = film
     segment.points_mode()

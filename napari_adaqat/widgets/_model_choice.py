@@ -49,12 +49,16 @@ class ModelChoice:
         self.model.value = FILE
         self.baseline.value = FILE if baseline is not None else NONE
 
-    def choose_quietly(self, model: str | Path | None, baseline: str | Path | None) -> None:
-        """:meth:`set_files` (``model`` None: the bundled default) without emitting ``changed`` on the way,
-        so that the dock reacts once, to the final choice."""
+    def choose_quietly(self, model: str | Path | None, baseline: str | Path | None,
+                       model_type: str | None = None) -> None:
+        """:meth:`set_files` (``model`` None: the bundled default; ``model_type``: the architecture of ``.pth``
+        files, None: unchanged) without emitting ``changed`` on the way, so that the dock reacts once, to the
+        final choice."""
         for w in self.widgets:
             w.changed.block()
         try:
+            if model_type is not None:
+                self.model_type.value = model_type
             if model is None:
                 self.model.value = DEFAULT
             else:

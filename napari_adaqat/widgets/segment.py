@@ -121,10 +121,10 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         """The chosen baseline, or None."""
         return self.models.baseline_ref()
 
-    def use_models(self, model: str | Path | None, baseline: str | Path | None) -> None:
+    def use_models(self, model: str | Path | None, baseline: str | Path | None, model_type: str | None = None) -> None:
         """Segment with these model files from now on (e.g. the pair the Train dock just exported; ``model``
-        None: the bundled default, with the baseline chosen now)."""
-        self.models.choose_quietly(model, baseline)
+        None: the bundled default, with the baseline chosen now; ``model_type``: of ``.pth`` files)."""
+        self.models.choose_quietly(model, baseline, model_type)
         self._on_model_changed()
 
     def _device(self) -> str:
