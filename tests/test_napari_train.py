@@ -29,17 +29,6 @@ PLUGIN, WIDGET = "napari-adaqat", "Train (AdaLoRA-QAT)"
 WAIT_MS = 180_000
 
 
-@pytest.fixture()
-def dataset(tmp_path, cxr_dir) -> Path:
-    """The 4 shipped radiographs, all used for training and validation."""
-    root = tmp_path / "data"
-    shutil.copytree(cxr_dir, root, ignore=shutil.ignore_patterns("*.md", "*.csv"))
-    names = sorted(p.stem for p in (root / "images").glob("*.png"))
-    (root / "split.json").write_text(json.dumps({"train": names, "val": names, "test": [],
-                                                    "val_overlaps_train": True}))  # on purpose: 4 films
-    return root
-
-
 def dock(viewer) -> TrainWidget:
     _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
     assert isinstance(widget, TrainWidget)
