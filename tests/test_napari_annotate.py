@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("napari")
 
 from qtpy.QtCore import Qt  # noqa: E402
+from app_model.types import KeyCode  # noqa: E402
 
 # imported at collection, before any viewer creates an OpenGL context (see widgets/_compat.py)
 from napari_adaqat.data.boxes import default_box  # noqa: E402
@@ -293,22 +294,41 @@ def test_a_click_result_that_arrives_after_the_next_film_is_dropped(make_napari_
 
 def test_correct_with_clicks_uses_the_annotate_docks_model_file(make_napari_viewer, qtbot, films, tmp_path,
                                                                 nano_models):
-    """A film pre-segmented with a model file (a .pth of another architecture) is corrected with that file:
-    'Correct with clicks…' hands the Segment dock the file and its architecture, and a click segments."""
+    """A Segment dock already open on another image with another model: 'Correct with clicks…' puts it on the
+    film with the Annotate dock's model file and its architecture (the bundled FP32 model for the maps), a
+    click segments, it follows the Annotate dock's next model, and R on 'boxes' draws, never clears the film."""
+    from napari_adaqat.inference.engine import ModelRef
+
     viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), dtype=np.float32), name="another image")
+    _, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment lungs (AdaLoRA-QAT)")
+    segment.use_models(nano_models[0], nano_models[1])
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    assert not widget.clicks_button.enabled  # no film yet
     widget.models.model_type.value = "vit_nano"
     widget.use_model(nano_models[0])
     widget.images.value, widget.dataset.value = str(films), str(tmp_path / "dataset")
     widget.open_button.native.click()
     wait(qtbot, widget)
     assert widget.last_error is None, widget.status.value
+    qtbot.waitUntil(lambda: not segment.busy, timeout=WAIT_MS)
     widget.clicks_button.native.click()
-    _, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment lungs (AdaLoRA-QAT)")
+    assert segment.image.value is widget.layers.image
     ref = segment.model_ref()
     assert ref.path == nano_models[0] and ref.model_type == "vit_nano" and ref == widget._model_and_device()[0]
+    assert segment.baseline_ref() == ModelRef(None, baseline=True)  # the bundled FP32 model, not nano's twin
     qtbot.waitUntil(lambda: not segment.busy, timeout=WAIT_MS)
+    mask = viewer.layers["lung mask"]
     viewer.layers["points"].add(np.array([[256.0, 150.0]]))
     qtbot.waitUntil(lambda: segment.last_result is not None and not segment.busy, timeout=WAIT_MS)
     assert "Error" not in segment.status.value and segment.last_result.box is not None
-    qtbot.waitUntil(lambda: not widget.jobs.busy, timeout=WAIT_MS)
+    shown = np.asarray(mask.data).copy()
+    boxes = viewer.layers["boxes"]
+    viewer.layers.selection.active = boxes
+    boxes.mode = "pan_zoom"
+    assert viewer.window._qt_viewer._key_map_handler.press_key(KeyCode.KeyR)  # as the canvas hands it to napari
+    assert boxes.mode == "add_rectangle"  # napari's R, as the Annotate dock's help says: nothing cleared
+    np.testing.assert_array_equal(np.asarray(mask.data), shown)
+    widget.use_model(None)  # the Annotate dock back on the bundled model: the Segment dock follows
+    assert segment.model_ref() == ModelRef(None) and segment.baseline_ref() == ModelRef(None, baseline=True)
+    qtbot.waitUntil(lambda: not widget.jobs.busy and not segment.busy, timeout=WAIT_MS)

@@ -3,30 +3,50 @@ annotated, with the model that pre-segments the films, in Points mode.  Its clic
 Annotate dock's box and the mask on screen (``SegmentWidget._annotated``), and Accept saves what is shown."""
 from __future__ import annotations
 
+import weakref
 from typing import Any, Optional
 
 from napari_adaqat.inference.engine import ModelRef
-from napari_adaqat.widgets._shared import PLUGIN, SEGMENT_DOCK
+from napari_adaqat.widgets._shared import PLUGIN, SEGMENT_DOCK, show_dock
 
 CLICKS_HELP = ("Click in 'points' to correct this film's mask: a click adds lung, Ctrl+click or Negative [N] "
-               "marks 'not lung'; Undo [Ctrl+Z] and Reset [R] are on the Segment dock. Accept [Enter] saves "
+               "marks 'not lung'; Undo [Ctrl+Z] and Reset are on the Segment dock. Accept [Enter] saves "
                "the mask as shown.")
+BUNDLED_BASELINE = ModelRef(None, baseline=True)
 
 
-def open_clicks(viewer: Any, film: Any, model: ModelRef, baseline: Optional[ModelRef]) -> Any:
-    """Show the Segment dock on the image layer ``film``, segmenting with ``model`` (and ``baseline`` for
-    its SSIM maps when the model is a file), its ``points`` layer selected in add mode; returns its widget."""
-    dock, segment = viewer.window.add_plugin_dock_widget(PLUGIN, SEGMENT_DOCK)
-    dock.show()
-    dock.raise_()
-    try:
-        current = segment.model_ref()
-    except ValueError:  # a model file asked for but not given
-        current = None
-    if current != model:  # the clicks must correct with the model that made the mask
-        file = None if model.path is None else model.path
-        segment.use_models(file, None if baseline is None or file is None else baseline.path, model.model_type)
-    if film is not None and segment.image.value is not film:
-        segment.image.value = film
-    segment.points_mode()
-    return segment
+class ClicksDock:
+    """The Segment dock that "Correct with clicks" opened, kept in step with the Annotate dock's model."""
+
+    def __init__(self) -> None:
+        self._segment: Optional[weakref.ReferenceType] = None
+
+    def open(self, viewer: Any, film: Any, model: ModelRef, baseline: Optional[ModelRef]) -> Any:
+        """Show the Segment dock on the image layer ``film`` with ``model`` (and ``baseline`` for its SSIM maps:
+        the Annotate dock's file from a training run, else the bundled FP32 model), its ``points`` layer
+        selected in add mode; returns its widget."""
+        segment = show_dock(viewer, PLUGIN, SEGMENT_DOCK)
+        self._segment = weakref.ref(segment)
+        self._choose(segment, model, baseline, quiet=film is not None and segment.image.value is not film)
+        if film is not None and segment.image.value is not film:
+            segment.image.value = film  # embeds the film once, with the model chosen above
+        segment.points_mode()
+        return segment
+
+    def follow(self, model: ModelRef, baseline: Optional[ModelRef]) -> None:
+        """The Annotate dock's model changed: the Segment dock it opened (if still open) follows."""
+        segment = self._segment() if self._segment is not None else None
+        if segment is not None and not getattr(segment, "_closed", True):
+            self._choose(segment, model, baseline, quiet=False)
+
+    @staticmethod
+    def _choose(segment: Any, model: ModelRef, baseline: Optional[ModelRef], quiet: bool) -> None:
+        """The clicks correct with the model that made the mask; ``quiet``: no embedding now (an image
+        change follows, which embeds)."""
+        baseline = baseline if baseline is not None and model.path is not None else BUNDLED_BASELINE
+        try:
+            current = (segment.model_ref(), segment.baseline_ref())
+        except ValueError:  # a file asked for but not given
+            current = None
+        if current != (model, baseline):
+            segment.use_refs(model, baseline, quiet=quiet)

@@ -5,7 +5,7 @@ hotkeys, the prompt history, and brush edits of ``lung mask`` (a mixin of
 Hotkeys act while the ``boxes`` or ``points`` layer is selected (bound on those layers, which take
 precedence over the viewer's bindings); while ``lung mask`` is selected, Ctrl+Z is napari's own undo of
 brush strokes.  R clears points, box and mask (on ``boxes`` it replaces napari's "rectangle mode" key:
-Reset leaves the layer in rectangle mode anyway).
+Reset leaves the layer in rectangle mode anyway; on the Annotate dock's film R on ``boxes`` keeps napari's meaning).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ HELP = ("Draw a rectangle around both lungs in 'boxes'. To correct the mask, cli
 
 class ClickPrompts:
     """Points, history and the buttons of the Segment dock (needs the dock's ``viewer``, ``image``,
-    ``status``, ``_boxes``, ``jobs``, ``_segment`` and ``_show``)."""
+    ``status``, ``_boxes``, ``jobs``, ``_segment``, ``_show`` and ``_annotated``)."""
 
     viewer: Any
     _points: Any = None
@@ -80,7 +80,8 @@ class ClickPrompts:
                 self._restoring = False
         self._points_image = str(image.unique_id)
         self._sync_default_label()
-        for layer, extra in ((self._boxes, {POINTS_KEY: self.points_mode}), (points, {BOX_KEY: self.box_mode})):
+        for layer, extra in ((self._boxes, {POINTS_KEY: self.points_mode, RESET_KEY: self._reset_or_rectangle}),
+                             (points, {BOX_KEY: self.box_mode})):
             keys = {UNDO_KEY: self.undo, REDO_KEY: self.redo, RESET_KEY: self.reset_prompts,
                     NEGATIVE_KEY: self.toggle_negative, **extra}
             for key, action in keys.items():
@@ -98,6 +99,14 @@ class ClickPrompts:
     def _sync_default_label(self) -> None:
         if self._points is not None:
             P.set_default_label(self._points, not bool(self.negative.value))
+
+    def _reset_or_rectangle(self) -> None:
+        """R on 'boxes': Reset, but on the Annotate dock's film napari's rectangle mode, as that dock's help
+        says (a stray R must not clear the mask that Accept saves)."""
+        if self._annotated(self.image.value):
+            self.box_mode()
+        else:
+            self.reset_prompts()
 
     def toggle_negative(self) -> None:
         """Negative [N]: clicks mark 'not lung' until toggled off."""

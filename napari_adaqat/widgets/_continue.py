@@ -118,9 +118,7 @@ def hand_to_segment(viewer: Any, exported: Optional[tuple[Path, Path]], plugin: 
     """Open (or raise) the Segment dock and give it the (INT8, FP32) pair: (its widget or None, status line)."""
     if exported is None or viewer is None:
         return None, "No exported model yet (Start the chain, or Continue), or no viewer."
-    dock, segment = viewer.window.add_plugin_dock_widget(plugin, title)
-    dock.show()
-    dock.raise_()
+    segment = show_dock(viewer, plugin, title)
     segment.use_models(*exported)
     return segment, f"The Segment dock now uses {exported[0].name} (baseline {exported[1].name})."
 

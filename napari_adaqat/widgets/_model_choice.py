@@ -1,8 +1,9 @@
 """The model and baseline choices shared by the Segment and Batch docks: bundled default, a file, or none."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from magicgui.widgets import ComboBox, FileEdit
 
@@ -49,20 +50,33 @@ class ModelChoice:
         self.model.value = FILE
         self.baseline.value = FILE if baseline is not None else NONE
 
-    def choose_quietly(self, model: str | Path | None, baseline: str | Path | None,
-                       model_type: str | None = None) -> None:
-        """:meth:`set_files` (``model`` None: the bundled default; ``model_type``: the architecture of ``.pth``
-        files, None: unchanged) without emitting ``changed`` on the way, so that the dock reacts once, to the
-        final choice."""
-        for w in self.widgets:
-            w.changed.block()
-        try:
-            if model_type is not None:
-                self.model_type.value = model_type
+    def choose_quietly(self, model: str | Path | None, baseline: str | Path | None) -> None:
+        """:meth:`set_files` (``model`` None: the bundled default) without emitting ``changed`` on the way,
+        so that the dock reacts once, to the final choice."""
+        with self._quiet():
             if model is None:
                 self.model.value = DEFAULT
             else:
                 self.set_files(model, baseline)
+
+    def choose_refs(self, model: ModelRef, baseline: Optional[ModelRef]) -> None:
+        """Choose ``model`` and ``baseline`` (None: no baseline) as refs, as :meth:`choose_quietly` does (a ref
+        whose path is None is the bundled file; a file model's architecture comes with it)."""
+        with self._quiet():
+            if model.path is not None:
+                self.model_file.value, self.model_type.value = str(model.path), model.model_type
+            self.model.value = DEFAULT if model.path is None else FILE
+            if baseline is not None and baseline.path is not None:
+                self.baseline_file.value = str(baseline.path)
+            self.baseline.value = NONE if baseline is None else DEFAULT if baseline.path is None else FILE
+
+    @contextmanager
+    def _quiet(self) -> Iterator[None]:
+        """No ``changed`` from the widgets meanwhile: the dock reacts once, to the final choice."""
+        for w in self.widgets:
+            w.changed.block()
+        try:
+            yield
         finally:
             for w in self.widgets:
                 w.changed.unblock()

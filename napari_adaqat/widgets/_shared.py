@@ -3,7 +3,7 @@
 Annotate docks is loaded once, and the model files a training run produced, offered to every dock."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from napari_adaqat.inference.engine import Engine
 
@@ -22,3 +22,11 @@ def shared_engine() -> Engine:
     if _ENGINE is None:
         _ENGINE = Engine(max_loaded=4, recheck_seconds=FILE_RECHECK_S)
     return _ENGINE
+
+
+def show_dock(viewer: Any, plugin: str, title: str) -> Any:
+    """Open (or, when open, show and raise) ``plugin``'s dock ``title`` in ``viewer``; returns its widget."""
+    dock, widget = viewer.window.add_plugin_dock_widget(plugin, title)
+    dock.show()
+    dock.raise_()
+    return widget

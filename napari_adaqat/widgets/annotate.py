@@ -28,7 +28,7 @@ from napari_adaqat.io import read_image  # noqa: E402
 from napari_adaqat.model.device import resolve_device  # noqa: E402
 from napari_adaqat.util.errors import first_line  # noqa: E402
 from napari_adaqat.widgets._annotate_boxes import BoxPrompts  # noqa: E402
-from napari_adaqat.widgets._annotate_clicks import CLICKS_HELP, open_clicks  # noqa: E402
+from napari_adaqat.widgets._annotate_clicks import CLICKS_HELP, ClicksDock  # noqa: E402
 from napari_adaqat.widgets._annotate_layers import FilmLayers  # noqa: E402
 from napari_adaqat.widgets._annotate_open import SOURCES, Opened, read_film  # noqa: E402
 from napari_adaqat.widgets._annotate_ui import AnnotateControls, folder_text, install_hotkeys  # noqa: E402
@@ -58,6 +58,7 @@ class AnnotateWidget(BoxPrompts, AnnotateControls):
         self._touched = False  # work on this film not yet kept (as a draft or by Accept)
         self._chosen: Optional[tuple[ModelRef, str]] = None  # (model, device): built when the choice changes
         self._carry: list[str] = []  # what happened to the last film, said above the next film's line
+        self._clicks = ClicksDock()  # the Segment dock "Correct with clicks" opened
         self.layers = FilmLayers(self.viewer, self._on_paint, self._on_boxes)
         self.jobs = JobQueue(("open", "predict", "prefetch"), self._on_error, self._on_idle)
         self._draft_timer = QTimer()
@@ -106,10 +107,12 @@ class AnnotateWidget(BoxPrompts, AnnotateControls):
         self.engine.forget_files()  # the next prompt looks at the chosen file afresh
         self._update_visibility()
         try:
-            label = self._model_and_device()[0].label()
+            model = self._model_and_device()[0]
         except ValueError as exc:
             self._say(str(exc))
             return
+        self._clicks.follow(model, self._baseline())  # the Segment dock that corrects these films, if open
+        label = model.label()
         if self.index is not None and self.layers.present(self.layers.boxes) and len(self.layers.boxes.data) \
                 and not self._touched and not self._edited():  # an untouched model mask: redo it
             self._say(f"Segmenting with {label}…")
@@ -328,17 +331,25 @@ class AnnotateWidget(BoxPrompts, AnnotateControls):
     def correct_with_clicks(self) -> Any:
         """Correct with clicks: the Segment dock beside this one, on this film and with this dock's model, in
         Points mode (its widget; None when no film is shown or the model is missing)."""
-        if self.index is None:
+        if self.index is None or not self.layers.present(self.layers.image):
+            self._fail("No film on screen: open the film again (double-click it in the list), then click.")
             return None
         try:
             model, _device = self._model_and_device()
-            baseline = self.models.baseline_ref()
         except ValueError as exc:
             self._fail(str(exc))
             return None
-        segment = open_clicks(self.viewer, self.layers.image, model, baseline)
+        segment = self._clicks.open(self.viewer, self.layers.image, model, self._baseline())
         self._say(CLICKS_HELP)
         return segment
+
+    def _baseline(self) -> Optional[ModelRef]:
+        """The FP32 twin of this dock's model (kept from the Train dock's hand-over) for the Segment dock's SSIM
+        maps; None when there is none, or its file is gone (the bundled FP32 model stands in)."""
+        try:
+            return self.models.baseline_ref()
+        except ValueError:
+            return None
 
     def _say(self, text: str) -> None:
         self.status.value = text

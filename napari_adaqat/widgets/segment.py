@@ -121,11 +121,21 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         """The chosen baseline, or None."""
         return self.models.baseline_ref()
 
-    def use_models(self, model: str | Path | None, baseline: str | Path | None, model_type: str | None = None) -> None:
-        """Segment with these model files from now on (e.g. the pair the Train dock just exported; ``model``
-        None: the bundled default, with the baseline chosen now; ``model_type``: of ``.pth`` files)."""
-        self.models.choose_quietly(model, baseline, model_type)
+    def use_models(self, model: str | Path, baseline: str | Path | None) -> None:
+        """Segment with these model files from now on (e.g. the pair the Train dock just exported)."""
+        self.models.choose_quietly(model, baseline)
         self._on_model_changed()
+
+    def use_refs(self, model: ModelRef, baseline: Optional[ModelRef], quiet: bool = False) -> None:
+        """Segment with ``model`` and ``baseline`` (refs, e.g. the Annotate dock's); ``quiet``: do not embed the
+        current image now (the caller chooses another image next)."""
+        self.models.choose_refs(model, baseline)
+        if quiet:
+            self._choice = None
+            self.engine.forget_files()
+            self._update_visibility()
+        else:
+            self._on_model_changed()
 
     def _device(self) -> str:
         return resolve_device(self.device.value)
