@@ -332,3 +332,26 @@ def test_correct_with_clicks_uses_the_annotate_docks_model_file(make_napari_view
     widget.use_model(None)  # the Annotate dock back on the bundled model: the Segment dock follows
     assert segment.model_ref() == ModelRef(None) and segment.baseline_ref() == ModelRef(None, baseline=True)
     qtbot.waitUntil(lambda: not widget.jobs.busy and not segment.busy, timeout=WAIT_MS)
+
+
+def test_clicks_dock_follows_only_while_open_and_only_on_change():
+    """The Segment dock that 'Correct with clicks…' opened follows the Annotate dock's model while it is open
+    (a closed one is left alone), and is not re-chosen (nor re-embedded) when it already has that pair."""
+    from types import SimpleNamespace
+
+    from napari_adaqat.inference.engine import ModelRef
+    from napari_adaqat.widgets._annotate_clicks import BUNDLED_BASELINE, ClicksDock
+
+    calls = []
+    segment = SimpleNamespace(_closed=False, model_ref=lambda: ModelRef(None), baseline_ref=lambda: BUNDLED_BASELINE,
+                              use_refs=lambda *a, **k: calls.append(a))
+    clicks = ClicksDock()
+    clicks.follow(ModelRef(Path("m.safetensors")), None)  # nothing opened yet
+    clicks._segment = lambda: segment
+    clicks.follow(ModelRef(None), None)  # the pair it has already
+    assert calls == []
+    clicks.follow(ModelRef(Path("m.safetensors")), ModelRef(Path("b.safetensors"), baseline=True))
+    assert calls == [(ModelRef(Path("m.safetensors")), ModelRef(Path("b.safetensors"), baseline=True))]
+    segment._closed = True
+    clicks.follow(ModelRef(None), None)
+    assert len(calls) == 1
