@@ -4,7 +4,7 @@
 #   2. Stage 1 AdaLoRA  3. Stage 2 QAT  4. INT8 + FP32 export (RUNS/chain/{model_int8,baseline_fp32}.safetensors);
 #   v4 (training/default_model_clicks.yaml): 5. from v3f's FP32 file, clicks and one-lung boxes (Stage 1 decoder,
 #   Stage 2 QAT, both files: RUNS/clicks/...), copied into ASSETS.  CLICKS=0 stops after v3f and ships it.
-# Usage: bash training/train_default_model.sh [DATA] [RUNS] [ASSETS]
+# Usage: [RESUME=1] bash training/train_default_model.sh [DATA] [RUNS] [ASSETS]
 # RECIPE=other.yaml trains another recipe (ADALORA_EPOCHS: Stage-1 AdaLoRA epochs, default 10; the previous
 # default models: RECIPE=training/candidate_v3e_refine.yaml, v2: RECIPE=training/default_model_v2.yaml ADALORA_EPOCHS=20);
 # SCORES=summary.json records out-of-fold scores (benchmarks/cv_score.py) in both files, as the shipped ones do;
@@ -15,16 +15,21 @@ DATA=${1:-../shared/data/cxr/permissive_512}
 RUNS=${2:-runs/default}
 ASSETS=${3:-napari_adaqat/assets}
 Y=${RECIPE:-training/default_model.yaml}
-adaqat train --stage 1 --preset $Y --mode full --data "$DATA" --out "$RUNS/base" --device cpu
-# steps 2-4: the chain (Stage 1 AdaLoRA from the base, Stage 2 QAT, both files), resumable with RESUME=1
+# RESUME=1 continues a killed run where it stopped: each step resumes if it has begun, else starts
+resumed() { [ -n "${RESUME:-}" ] && [ -f "$1" ] && echo --resume || true; }
+if [ ! -f "$RUNS/chain/chain.json" ]; then  # step 1 (done once the chain has begun)
+  adaqat train --stage 1 --preset $Y --mode full --data "$DATA" --out "$RUNS/base" --device cpu \
+    $(resumed "$RUNS/base/checkpoints/last.safetensors")
+fi
+# steps 2-4: the chain (Stage 1 AdaLoRA from the base, Stage 2 QAT, both files)
 adaqat train --stage all --preset "$Y" --mode adalora --epochs "${ADALORA_EPOCHS:-10}" \
   --checkpoint "$RUNS/base/checkpoints/best.safetensors" --data "$DATA" --out "$RUNS/chain" --device cpu \
-  --profile deploy ${SCORES:+--scores "$SCORES"} ${RESUME:+--resume}   # both files record the recipe $Y
+  --profile deploy ${SCORES:+--scores "$SCORES"} $(resumed "$RUNS/chain/chain.json")  # both files record $Y
 FINAL="$RUNS/chain"
 if [ "${CLICKS:-1}" != 0 ]; then  # step 5: clicks and one-lung boxes, from v3f's FP32 file
   adaqat train --stage all --preset training/default_model_clicks.yaml \
     --checkpoint "$RUNS/chain/baseline_fp32.safetensors" --data "$DATA" --out "$RUNS/clicks" --device cpu \
-    --profile deploy ${RESUME:+--resume}
+    --profile deploy $(resumed "$RUNS/clicks/chain.json")
   FINAL="$RUNS/clicks"
 fi
 mkdir -p "$ASSETS"
