@@ -16,6 +16,7 @@ from typing import Any, Optional
 from napari_adaqat.train.chain import Chain, chain_paths
 from napari_adaqat.train.paths import run_paths
 from napari_adaqat.train.preflight import BUNDLED
+from napari_adaqat.widgets._shared import show_dock
 
 SAM_FILES = ("sam_vit_b_01ec64.pth", "sam_vit_l_0b3195.pth", "sam_vit_h_4b8939.pth")
 # CPU seconds per training image and epoch, measured on 2 idle cores (AMD EPYC, BENCHMARKS.md
