@@ -219,3 +219,10 @@ def test_clean_lung_mask_keeps_two_lungs_and_fills_holes():
     assert cleaned[20:24, 10:14].all() and not cleaned[55:57, 55:57].any()
     assert cleaned.sum() == 2 * 45 * 20
     assert not clean_lung_mask(np.zeros((5, 5), bool)).any()
+    specks = np.zeros((512, 512), bool)  # a box in an empty corner: a few pixels, no lung
+    specks[2:4, 2:4] = specks[30:32, 20:23] = True
+    assert not clean_lung_mask(specks).any()
+    assert clean_lung_mask(specks, min_fraction=0).sum() == 10  # the specks, without the floor
+    small_lung = np.zeros((512, 512), bool)
+    small_lung[100:112, 100:112] = True  # 144 px ≥ 0.05 % of the film: kept
+    assert clean_lung_mask(small_lung).sum() == 144

@@ -7,7 +7,8 @@ the API, ``adaqat segment``, ``adaqat evaluate`` and the docks all call it throu
   image side); positive points outside the box widen the kept rectangle to include them.  Prompts
   without a box (points alone) are not clipped.
 * **Clean-up** (on by default): keeps the (at most two) largest connected regions — the lungs —
-  drops specks, and fills holes left by opacities.  scipy.ndimage does the labelling and hole filling.
+  drops specks (under 10 % of the largest region, or :data:`MIN_REGION_FRACTION` of the image: a mask of
+  specks alone becomes empty), and fills holes left by opacities.  scipy.ndimage does the labelling and hole filling.
 
 Clipping comes first, so the clean-up keeps the largest regions of what lies in the box (and filling
 holes cannot reach outside the rectangle: a hole is enclosed by mask pixels).
@@ -41,16 +42,23 @@ def finish_mask(mask: np.ndarray, box: Optional[np.ndarray] = None, clean: bool 
     return clean_lung_mask(mask) if clean else mask
 
 
-def clean_lung_mask(mask: np.ndarray, keep: int = 2, min_ratio: float = 0.1) -> np.ndarray:
-    """(H, W) bool → (H, W) bool: the ``keep`` largest regions that are at least
-    ``min_ratio`` of the largest one, with holes filled."""
+# A region under this fraction of the film (131 px at 512², 4,500 px at 3000²) is a speck, never a lung (a lung
+# is a few % of the film even in a one-lung box): a box in an empty corner gives an empty mask, not 4 px (issue 32)
+MIN_REGION_FRACTION = 5e-4
+
+
+def clean_lung_mask(mask: np.ndarray, keep: int = 2, min_ratio: float = 0.1,
+                    min_fraction: float = MIN_REGION_FRACTION) -> np.ndarray:
+    """(H, W) bool → (H, W) bool: the ``keep`` largest regions that are at least ``min_ratio`` of the
+    largest one and ``min_fraction`` of the image, with holes filled."""
     labels, n = ndimage.label(mask)
     if n == 0:
         return mask.astype(bool)
     sizes = np.bincount(labels.ravel())[1:]
     order = np.argsort(sizes)[::-1][:keep]
+    floor = max(min_ratio * sizes[order[0]], min_fraction * mask.size)
     lut = np.zeros(n + 1, dtype=bool)
-    lut[[i + 1 for i in order if sizes[i] >= min_ratio * sizes[order[0]]]] = True
+    lut[[i + 1 for i in order if sizes[i] >= floor]] = True
     return fill_holes(lut[labels])
 
 
