@@ -59,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"margin of max({CLIP_MARGIN_MIN_PX:g} px, {100 * CLIP_MARGIN_FRACTION:g}%% of the longer image "
                         f"side), widened to the file's positive points; points without a box are never clipped")
     p.add_argument("--no-clean", dest="clean", action="store_false",
-                   help="keep the raw model mask (default: keep the two largest regions and fill holes)")
+                   help="keep the raw model mask (default: keep the two largest regions, drop specks, fill holes)")
     p.add_argument("--format", choices=list(FORMATS), default="png",
                    help="mask file format: png or tif (0/255 masks, <name>_mask.png), or dcm-seg (a DICOM "
                         "Segmentation per DICOM input, <name>_seg.dcm, that references the source image)")
