@@ -12,5 +12,5 @@ for k in ${@:-0 1 2}; do
   start=$(date +%s)
   [ -n "${RESUME:-}" ] || rm -rf "$OUT/fold$k/runs"   # RESUME=1: a fold killed midway goes on where it stopped
   bash training/train_default_model.sh "$FOLDS/fold$k" "$OUT/fold$k/runs" "$OUT/fold$k"
-  echo "fold $k: $(( $(date +%s) - start )) s" >> "$OUT/times.txt"
+  echo "fold $k: $(( $(date +%s) - start )) s${RESUME:+ (resumed: the last part only)}" >> "$OUT/times.txt"
 done

@@ -17,7 +17,8 @@ ASSETS=${3:-napari_adaqat/assets}
 Y=${RECIPE:-training/default_model.yaml}
 # RESUME=1 continues a killed run where it stopped: each step resumes if it has begun, else starts
 resumed() { [ -n "${RESUME:-}" ] && [ -f "$1" ] && echo --resume || true; }
-if [ ! -f "$RUNS/chain/chain.json" ]; then  # step 1 (done once the chain has begun)
+base_done() { [ -f "$RUNS/base/checkpoints/best.safetensors" ] && tail -n 1 "$RUNS/base/progress.jsonl" | grep -q '"kind": "done"'; }
+if [ ! -f "$RUNS/chain/chain.json" ] && ! base_done; then  # step 1 (skipped once finished)
   adaqat train --stage 1 --preset $Y --mode full --data "$DATA" --out "$RUNS/base" --device cpu \
     $(resumed "$RUNS/base/checkpoints/last.safetensors")
 fi
