@@ -27,8 +27,9 @@ class ClicksDock:
         selected in add mode; returns its widget."""
         segment = show_dock(viewer, PLUGIN, SEGMENT_DOCK)
         self._segment = weakref.ref(segment)
-        self._choose(segment, model, baseline, quiet=film is not None and segment.image.value is not film)
-        if film is not None and segment.image.value is not film:
+        other_image = film is not None and segment.image.value is not film
+        self._choose(segment, model, baseline, quiet=other_image)
+        if other_image:
             segment.image.value = film  # embeds the film once, with the model chosen above
         segment.points_mode()
         return segment

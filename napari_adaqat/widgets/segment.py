@@ -130,12 +130,7 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         """Segment with ``model`` and ``baseline`` (refs, e.g. the Annotate dock's); ``quiet``: do not embed the
         current image now (the caller chooses another image next)."""
         self.models.choose_refs(model, baseline)
-        if quiet:
-            self._choice = None
-            self.engine.forget_files()
-            self._update_visibility()
-        else:
-            self._on_model_changed()
+        self._on_model_changed(embed=not quiet)
 
     def _device(self) -> str:
         return resolve_device(self.device.value)
@@ -183,11 +178,11 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         show_error(f"AdaLoRA-QAT: {message}")
 
     # ---------------------------------------------------------------- actions
-    def _on_model_changed(self, _value: Any = None) -> None:
+    def _on_model_changed(self, _value: Any = None, embed: bool = True) -> None:
         self._choice = None
         self.engine.forget_files()
         self._update_visibility()
-        if self.image.value is not None:
+        if embed and self.image.value is not None:
             self.start_embedding()
 
     def _on_image_changed(self, layer: Optional[Image]) -> None:
