@@ -100,6 +100,13 @@ def test_mask_refiner_spec_round_trip_and_refusals():
         with pytest.raises(ModelLoadError, match="mask_refiner") as exc:
             spec_from_metadata("m.safetensors", {**spec.to_dict(), "mask_refiner": bad})
         assert "\n" not in str(exc.value)
+    deep = dataclasses.replace(spec, refiner_levels=5)  # the U-Net reference's depth
+    assert "refiner_levels" not in spec.to_dict() and deep.to_dict()["refiner_levels"] == 5
+    assert spec_from_metadata("m", json.loads(json.dumps(deep.to_dict()))) == deep
+    assert len(build_sam(dataclasses.replace(PRESETS["hybrid_nano_refine"], refiner_levels=5)).mask_refiner.image_branch.down) == 5
+    for bad in (1, 7, "5", 4.0):
+        with pytest.raises(ModelLoadError, match="refiner_levels"):
+            spec_from_metadata("m.safetensors", {**spec.to_dict(), "refiner_levels": bad})
 
 
 def test_training_adds_a_refiner_to_a_start_model_without_one(dataset, tmp_path):
@@ -113,14 +120,17 @@ def test_training_adds_a_refiner_to_a_start_model_without_one(dataset, tmp_path)
     start = tmp_path / "base/checkpoints/best.safetensors"
     assert not hasattr(load_checkpoint_model(start), "mask_refiner")
     train(out=tmp_path / "refined", mode="adalora", epochs=1, checkpoint=str(start), mask_refiner=4,
-          adalora={"r_init": 8, "r_target": 4}, **common)
+          mask_refiner_levels=5, adalora={"r_init": 8, "r_target": 4}, **common)
     sam = load_checkpoint_model(tmp_path / "refined/checkpoints/best.safetensors")
     assert sam.spec.mask_refiner == 4 and sam.mask_refiner.width == 4
+    assert sam.spec.refiner_levels == 5 and len(sam.mask_refiner.image_branch.down) == 5
     trained = sam.mask_refiner.mask_branch[-1].weight
     assert trained.abs().sum() > 0  # it trained with the decoder (it starts at zero)
     for bad in (-1, 65, "4"):
         with pytest.raises(ValueError, match="mask_refiner"):
             TrainConfig(stage=1, mask_refiner=bad)
+    with pytest.raises(ValueError, match="mask_refiner_levels"):
+        TrainConfig(stage=1, mask_refiner=4, mask_refiner_levels=7)
 
 
 def test_the_training_forward_returns_the_decoders_own_logits_beside_the_refined_ones():

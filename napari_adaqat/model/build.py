@@ -62,6 +62,7 @@ class SamSpec:
     fine_fusion: bool = False  # hybrid only: a stride-2 top-down level folded into the embedding
     mask_refiner: int = 0  # channels of the full-resolution boundary refiner (model/mask_refiner.py); 0: none
     refiner_clicks: bool = False  # the refiner also sees the clicks (model/mask_refiner.py, click_maps)
+    refiner_levels: int = 4  # U-Net levels of the refiner's image branch (5: the U-Net reference's depth)
 
     @property
     def embedding_size(self) -> int:
@@ -77,6 +78,8 @@ class SamSpec:
             del data["mask_refiner"]
         if not self.refiner_clicks:
             del data["refiner_clicks"]
+        if self.refiner_levels == 4:  # older readers know only 4-level refiners
+            del data["refiner_levels"]
         return data
 
     @classmethod
@@ -185,17 +188,18 @@ def build_sam(spec: SamSpec | str, image_size: int | None = None,
     )
     sam.spec = spec  # type: ignore[attr-defined]  # carried for export and the predictor
     if spec.mask_refiner:
-        attach_mask_refiner(sam, spec.mask_refiner, spec.refiner_clicks)
+        attach_mask_refiner(sam, spec.mask_refiner, spec.refiner_clicks, spec.refiner_levels)
     return sam.eval()
 
 
-def attach_mask_refiner(sam: Sam, width: int, clicks: bool = False) -> Sam:
-    """Give ``sam`` a fresh :class:`MaskRefiner` of ``width`` channels (the identity until trained;
-    :func:`~napari_adaqat.model.forward.refine_logits` applies it), taking clicks with ``clicks``, and
-    record it in ``sam.spec``."""
+def attach_mask_refiner(sam: Sam, width: int, clicks: bool = False, levels: int = 4) -> Sam:
+    """Give ``sam`` a fresh :class:`MaskRefiner` of ``width`` channels and ``levels`` U-Net levels (the
+    identity until trained; :func:`~napari_adaqat.model.forward.refine_logits` applies it), taking clicks
+    with ``clicks``, and record it in ``sam.spec``."""
     param = next(sam.parameters())
-    sam.mask_refiner = MaskRefiner(width, clicks).to(param.device)
-    sam.spec = dataclasses.replace(sam.spec, mask_refiner=width, refiner_clicks=clicks)  # type: ignore[attr-defined]
+    sam.mask_refiner = MaskRefiner(width, clicks, levels).to(param.device)
+    sam.spec = dataclasses.replace(sam.spec, mask_refiner=width, refiner_clicks=clicks,  # type: ignore[attr-defined]
+                                   refiner_levels=levels)
     return sam
 
 
@@ -362,6 +366,10 @@ def spec_from_metadata(path: str | Path, spec_dict: object) -> SamSpec:
                              "(with image_size a multiple of 8)")
         if not isinstance(spec.refiner_clicks, bool) or (spec.refiner_clicks and not spec.mask_refiner):
             raise ValueError("refiner_clicks must be a boolean, and true only with a mask_refiner")
+        if type(spec.refiner_levels) is not int or not 2 <= spec.refiner_levels <= 6 or (
+                spec.mask_refiner and spec.image_size % 2 ** (spec.refiner_levels - 1)):
+            raise ValueError("refiner_levels must be an integer from 2 to 6 (with image_size a multiple of "
+                             "2 ** (levels - 1))")
         if spec.embed_dim % spec.num_heads or len(spec.pixel_mean) != 3 or len(spec.pixel_std) != 3:
             raise ValueError("embed_dim must divide into heads; pixel_mean/std need 3 values")
         too_big = [k for k, limit in MAX_SPEC.items() if getattr(spec, k) > limit]

@@ -6,7 +6,8 @@ resolution.  A U-Net trained on the same films draws better boundaries (BENCHMAR
 module adds that path behind the decoder, split so that prompting stays cheap:
 
 * :meth:`MaskRefiner.image_features` — once per image: (B, 3, S, S) prepared image → (B, W, S, S),
-  from a small U-Net (:class:`DetailUNet`, widths W, 2W, 4W, 8W);
+  from a small U-Net (:class:`DetailUNet`, widths W, 2W, 4W, 8W; with ``levels=5`` also 16W, the U-Net
+  reference's 16-32-64-128-256 at W = 16);
 * :meth:`MaskRefiner.forward` — per box: coarse logits (N, 1, h, w) (upsampled to S x S when the
   decoder's output is coarser) and the image features → refined logits (N, 1, S, S).
 
@@ -86,13 +87,14 @@ def click_maps(point_coords: torch.Tensor | None, point_labels: torch.Tensor | N
 
 
 class MaskRefiner(nn.Module):
-    """Residual refinement of mask logits at the model's input resolution; ``width`` channels; with
-    ``clicks``, also fed :func:`click_maps` of the prompt's points."""
+    """Residual refinement of mask logits at the model's input resolution; ``width`` channels, an image
+    branch of ``levels`` U-Net levels (widths W … W·2^(levels-1)); with ``clicks``, also fed :func:`click_maps`
+    of the prompt's points."""
 
-    def __init__(self, width: int = 8, clicks: bool = False) -> None:
+    def __init__(self, width: int = 8, clicks: bool = False, levels: int = 4) -> None:
         super().__init__()
         self.width = width
-        self.image_branch = DetailUNet([width * 2 ** i for i in range(4)])  # widths W, 2W, 4W, 8W
+        self.image_branch = DetailUNet([width * 2 ** i for i in range(levels)])
         self.mask_branch = nn.Sequential(
             nn.Conv2d(width + 1, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, 1, 3, padding=1))
         nn.init.zeros_(self.mask_branch[-1].weight)

@@ -116,6 +116,9 @@ class TrainConfig:
     mask_refiner: int = _opt(0, "Stage 1: give a start model without one a fresh full-resolution mask refiner of "
                                 "this many channels (8 in hybrid_refine, 16 in the default model v3f); it starts as the "
                                 "identity, so the model first predicts as before. 0 = keep the model as it is")
+    mask_refiner_levels: int = _opt(4, "with mask_refiner: U-Net levels of the new refiner's per-image branch (4: "
+                                       "widths W-2W-4W-8W, as v3f; 5 adds 16W, the U-Net reference's 16-32-64-128-256 "
+                                       "at W = 16)")
     refiner_clicks: bool = _opt(False, "Stage 1: let the model's mask refiner also see the clicks at full resolution "
                                        "(click maps into its mask branch, starting at zero: the model first "
                                        "predicts as before), so a click can move a boundary by a few pixels; the branch "
@@ -175,6 +178,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be 0 (off) or in (0, 1), got {self.ema_decay}")
         if type(self.mask_refiner) is not int or not 0 <= self.mask_refiner <= 64:
             raise ValueError(f"mask_refiner must be a number of channels from 0 (none) to 64, got {self.mask_refiner!r}")
+        if type(self.mask_refiner_levels) is not int or not 2 <= self.mask_refiner_levels <= 6:
+            raise ValueError(f"mask_refiner_levels must be an integer from 2 to 6, got {self.mask_refiner_levels!r}")
         if not 0.0 <= self.convention_prob <= 1.0 or (self.convention_prob and not self.click_rounds):
             raise ValueError(f"convention_prob must be in [0, 1] and needs click_rounds > 0, got {self.convention_prob}")
         if not self.refiner_aux_loss >= 0.0:

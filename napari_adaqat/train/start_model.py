@@ -24,7 +24,7 @@ from napari_adaqat.train.preflight import start_checkpoint, start_weights_proble
 def _start_weights(cfg: TrainConfig) -> tuple[Sam, dict]:
     sam, info = _load_start_weights(cfg)
     if cfg.mask_refiner and not hasattr(sam, "mask_refiner"):
-        attach_mask_refiner(sam, cfg.mask_refiner)
+        attach_mask_refiner(sam, cfg.mask_refiner, levels=cfg.mask_refiner_levels)
         info["mask_refiner_added"] = cfg.mask_refiner
     if cfg.refiner_clicks:
         if not hasattr(sam, "mask_refiner"):
