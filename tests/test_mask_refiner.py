@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from napari_adaqat.inference.predictor import BoxPredictor, EmbeddingCache
-from napari_adaqat.model.build import PRESETS, ModelLoadError, build_sam, spec_from_metadata
+from napari_adaqat.model.build import PRESETS, ModelLoadError, attach_mask_refiner, build_sam, spec_from_metadata
 from napari_adaqat.model.forward import decode_boxes, embed, image_detail
 from napari_adaqat.model.modes import parameter_role
 
@@ -104,6 +104,8 @@ def test_mask_refiner_spec_round_trip_and_refusals():
     assert "refiner_levels" not in spec.to_dict() and deep.to_dict()["refiner_levels"] == 5
     assert spec_from_metadata("m", json.loads(json.dumps(deep.to_dict()))) == deep
     assert len(build_sam(dataclasses.replace(PRESETS["hybrid_nano_refine"], refiner_levels=5)).mask_refiner.image_branch.down) == 5
+    with pytest.raises(ValueError, match="multiple of 32"):  # a 48-px input cannot take 6 levels' pooling
+        attach_mask_refiner(build_sam("hybrid_nano", image_size=48), 4, levels=6)
     for bad in (1, 7, "5", 4.0):
         with pytest.raises(ModelLoadError, match="refiner_levels"):
             spec_from_metadata("m.safetensors", {**spec.to_dict(), "refiner_levels": bad})

@@ -196,6 +196,10 @@ def attach_mask_refiner(sam: Sam, width: int, clicks: bool = False, levels: int 
     """Give ``sam`` a fresh :class:`MaskRefiner` of ``width`` channels and ``levels`` U-Net levels (the
     identity until trained; :func:`~napari_adaqat.model.forward.refine_logits` applies it), taking clicks
     with ``clicks``, and record it in ``sam.spec``."""
+    size = int(sam.image_encoder.img_size)
+    if size % 2 ** (levels - 1):
+        raise ValueError(f"a {levels}-level mask refiner needs an input size that is a multiple of {2 ** (levels - 1)}, "
+                         f"not {size} px")
     param = next(sam.parameters())
     sam.mask_refiner = MaskRefiner(width, clicks, levels).to(param.device)
     sam.spec = dataclasses.replace(sam.spec, mask_refiner=width, refiner_clicks=clicks,  # type: ignore[attr-defined]
