@@ -19,12 +19,13 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
-from napari_adaqat import open_model
 from napari_adaqat.data.boxes import mask_box
 from napari_adaqat.data.dataset import discover
+from napari_adaqat.inference.engine import Engine
+from napari_adaqat.inference.segmenter import model_ref
 from napari_adaqat.io import read_image, read_mask
 from napari_adaqat.metrics import dice
-from napari_adaqat.metrics.clicks import next_click
+from napari_adaqat.report.clicks import click_masks
 
 BANDS = ((0.0, 2.0), (2.0, 6.0), (6.0, np.inf))  # distance to the expert boundary, px: (low, high]
 
@@ -44,26 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     found, split = discover(args.data)
     pairs = [(found[name].image, found[name].mask) for name in split["test"]]
-    model = open_model(args.model, device="cpu")
+    engine, model = Engine(), model_ref(args.model)
     bands = np.zeros((args.clicks + 1, len(BANDS)))
     dices = np.zeros(args.clicks + 1)
     area = 0
     for image_path, mask_path in tqdm(pairs, unit="film"):
         image, ref = read_image(image_path).pixels, read_mask(mask_path) != 0
         distance = np.where(ref, ndimage.distance_transform_edt(ref), ndimage.distance_transform_edt(~ref))
-        box = mask_box(ref)
-        mask, pred = model.set_image(image).predict(box)
-        coords: list = []
-        labels: list = []
-        for k in range(args.clicks + 1):
+        masks = click_masks(engine, image, ref, mask_box(ref), model, args.clicks, clean=True, clip=True)
+        for k, mask in enumerate(masks):
             bands[k] += error_bands(mask != ref, distance)
             dices[k] += dice(mask, ref)
-            click = next_click(mask, ref) if k < args.clicks else None
-            if click is None:
-                continue
-            coords.append(click[:2])
-            labels.append(click[2])
-            mask, pred = model.predict(box, np.array(coords), np.array(labels), mask_input=pred.low_res_logits)
         area += int(ref.sum())
     n = len(pairs)
     summary = {"model": args.model, "films": n, "mean_lung_px": area / n, "bands_px": ["0-2", "2-6", ">6"],

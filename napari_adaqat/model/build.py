@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from napari_adaqat.model.hybrid_encoder import EMBED_STRIDE, HybridImageEncoder
-from napari_adaqat.model.mask_refiner import MaskRefiner
+from napari_adaqat.model.mask_refiner import REFINER_LEVELS, MaskRefiner, size_multiple
 from napari_adaqat.util.errors import first_line
 from napari_adaqat.util.fields import from_fields
 import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
@@ -197,9 +197,9 @@ def attach_mask_refiner(sam: Sam, width: int, clicks: bool = False, levels: int 
     identity until trained; :func:`~napari_adaqat.model.forward.refine_logits` applies it), taking clicks
     with ``clicks``, and record it in ``sam.spec``."""
     size = int(sam.image_encoder.img_size)
-    if size % 2 ** (levels - 1):
-        raise ValueError(f"a {levels}-level mask refiner needs an input size that is a multiple of {2 ** (levels - 1)}, "
-                         f"not {size} px")
+    if size % size_multiple(levels):
+        raise ValueError(f"a {levels}-level mask refiner needs an input size that is a multiple of "
+                         f"{size_multiple(levels)}, not {size} px")
     param = next(sam.parameters())
     sam.mask_refiner = MaskRefiner(width, clicks, levels).to(param.device)
     sam.spec = dataclasses.replace(sam.spec, mask_refiner=width, refiner_clicks=clicks,  # type: ignore[attr-defined]
@@ -370,8 +370,8 @@ def spec_from_metadata(path: str | Path, spec_dict: object) -> SamSpec:
                              "(with image_size a multiple of 8)")
         if not isinstance(spec.refiner_clicks, bool) or (spec.refiner_clicks and not spec.mask_refiner):
             raise ValueError("refiner_clicks must be a boolean, and true only with a mask_refiner")
-        if type(spec.refiner_levels) is not int or not 2 <= spec.refiner_levels <= 6 or (
-                spec.mask_refiner and spec.image_size % 2 ** (spec.refiner_levels - 1)):
+        if type(spec.refiner_levels) is not int or spec.refiner_levels not in REFINER_LEVELS or (
+                spec.mask_refiner and spec.image_size % size_multiple(spec.refiner_levels)):
             raise ValueError("refiner_levels must be an integer from 2 to 6 (with image_size a multiple of "
                              "2 ** (levels - 1))")
         if spec.embed_dim % spec.num_heads or len(spec.pixel_mean) != 3 or len(spec.pixel_std) != 3:

@@ -12,7 +12,7 @@ NoC@t (number of clicks): the fewest clicks after which Dice ≥ t (0: the box a
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -29,14 +29,15 @@ def noc(dices: list[float], threshold: float) -> int:
     return next((i for i, d in enumerate(dices) if d >= threshold), len(dices) - 1)
 
 
-def click_dices(engine: Engine, image: np.ndarray, reference: np.ndarray, box: Optional[np.ndarray], model: ModelLike,
-                clicks: int, device: str = "cpu", clean: bool = False, clip: Optional[bool] = None) -> list[float]:
-    """Dice of ``model``'s mask on ``image`` against ``reference`` (H, W) after 0 (``box`` alone), 1, …,
-    ``clicks`` simulated clicks (:func:`next_click`), each call with all clicks so far and the previous
+def click_masks(engine: Engine, image: np.ndarray, reference: np.ndarray, box: Optional[np.ndarray], model: ModelLike,
+                clicks: int, device: str = "cpu", clean: bool = False, clip: Optional[bool] = None
+                ) -> Iterator[np.ndarray]:
+    """``model``'s masks (H, W) bool on ``image`` after 0 (``box`` alone), 1, …, ``clicks`` simulated clicks
+    (:func:`next_click` against ``reference`` (H, W)), each call with all clicks so far and the previous
     ``low_res_logits`` as ``mask_input``.  Once the mask equals the reference, no more clicks are made."""
     reference = reference != 0
     result = engine.predict(image, box, model, device, clean=clean, clip=clip)
-    dices = [float(dice(result.mask, reference))]
+    yield result.mask
     coords: list[tuple[float, float]] = []
     labels: list[int] = []
     for _ in range(clicks):
@@ -47,8 +48,14 @@ def click_dices(engine: Engine, image: np.ndarray, reference: np.ndarray, box: O
             result = engine.predict(image, box, model, device, clean=clean, clip=clip,
                                     point_coords=np.array(coords), point_labels=np.array(labels),
                                     mask_input=result.low_res_logits)
-        dices.append(float(dice(result.mask, reference)))
-    return dices
+        yield result.mask
+
+
+def click_dices(engine: Engine, image: np.ndarray, reference: np.ndarray, box: Optional[np.ndarray], model: ModelLike,
+                clicks: int, device: str = "cpu", clean: bool = False, clip: Optional[bool] = None) -> list[float]:
+    """Dice against ``reference`` (H, W) of each mask of :func:`click_masks` (after 0, 1, …, ``clicks`` clicks)."""
+    return [float(dice(mask, reference != 0))
+            for mask in click_masks(engine, image, reference, box, model, clicks, device, clean, clip)]
 
 
 def click_columns(tag: str, dices: list[float]) -> dict:

@@ -20,6 +20,7 @@ import yaml
 
 from napari_adaqat.model.adalora import AdaLoRAConfig
 from napari_adaqat.model.device import DEVICES
+from napari_adaqat.model.mask_refiner import REFINER_LEVELS
 from napari_adaqat.model.modes import STAGE2_TRAINABLE, TRAIN_MODES
 from napari_adaqat.train.prompts import PromptMix
 
@@ -178,7 +179,7 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be 0 (off) or in (0, 1), got {self.ema_decay}")
         if type(self.mask_refiner) is not int or not 0 <= self.mask_refiner <= 64:
             raise ValueError(f"mask_refiner must be a number of channels from 0 (none) to 64, got {self.mask_refiner!r}")
-        if type(self.mask_refiner_levels) is not int or not 2 <= self.mask_refiner_levels <= 6:
+        if type(self.mask_refiner_levels) is not int or self.mask_refiner_levels not in REFINER_LEVELS:
             raise ValueError(f"mask_refiner_levels must be an integer from 2 to 6, got {self.mask_refiner_levels!r}")
         if not 0.0 <= self.convention_prob <= 1.0 or (self.convention_prob and not self.click_rounds):
             raise ValueError(f"convention_prob must be in [0, 1] and needs click_rounds > 0, got {self.convention_prob}")
