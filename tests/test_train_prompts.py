@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from napari_adaqat.data.dataset import discover, load_pair
+from napari_adaqat.metrics.clicks import next_click
 from napari_adaqat.model.build import build_sam
 from napari_adaqat.train.config import make_config
 from napari_adaqat.train.dataset import LungDataset
@@ -78,6 +79,22 @@ def test_a_click_goes_into_the_error_with_the_right_label():
     padded[:, :, 28:, :] = 5  # wrong, but in the padding below the image: never clicked
     _, labels = sample_clicks(padded, target, torch.tensor([[28, 32], [28, 32]]))
     assert (labels == -1).all()
+
+
+def test_click_deepest_prob_sets_the_share_of_clicks_placed_by_the_evaluation_rule():
+    target = torch.zeros(16, 1, 32, 32)
+    target[:, :, 4:28, 4:28] = 1
+    logits = torch.where(target > 0, 5.0, -5.0)
+    logits[:, :, 4:28, 4:8] = -5  # a missed strip along the left side: its deepest point is at x 5..6
+    logits[:, :, 0:2, 10:12] = 5  # and a 4-px false speck, smaller: never the rule's choice
+    valid = torch.tensor([[32, 32]] * 16)
+    coords, labels = sample_clicks(logits, target, valid, torch.Generator().manual_seed(0), deepest_prob=1.0)
+    rule = next_click((logits[0, 0] > 0).numpy(), (target[0, 0] > 0).numpy())
+    assert (labels == 1).all() and (coords[:, 0] == torch.tensor(rule[:2], dtype=torch.float32)).all()
+    coords, labels = sample_clicks(logits, target, valid, torch.Generator().manual_seed(0), deepest_prob=0.0)
+    assert len({tuple(c) for c in coords[:, 0].tolist()}) > 3  # uniform over the wrong pixels: spread out
+    with pytest.raises(ValueError, match="click_deepest_prob"):
+        make_config(None, 1, dict(data=".", out="o", click_deepest_prob=1.5))
 
 
 def test_the_click_rounds_decode_with_points_and_the_previous_mask_and_all_get_gradients(cxr_dir):

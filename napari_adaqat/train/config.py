@@ -158,6 +158,9 @@ class TrainConfig:
                                 "the error of the prediction before it, with that prediction as the mask prompt), "
                                 "so the model learns to correct with clicks; validation then scores the box and as many clicks by "
                                 "the evaluation's rule (their mean Dice picks the best epoch); 0 = box only")
+    click_deepest_prob: float = _opt(0.5, "of the simulated training clicks: the share placed by the evaluation's rule (the "
+                                          "deepest point of the largest error region, as users click); the rest are "
+                                          "drawn uniformly from the wrong pixels (SAM's rule: boundary slivers too)")
     adalora: AdaLoRAConfig = _opt(help="AdaLoRA adapters (Stage 1; Stage 2 keeps the Stage-1 model's)",
                                   factory=AdaLoRAConfig)
     qat: QATConfig = _opt(help="Stage 2: INT8 quantization-aware training", factory=QATConfig)
@@ -183,6 +186,8 @@ class TrainConfig:
             raise ValueError(f"mask_refiner_levels must be an integer from 2 to 6, got {self.mask_refiner_levels!r}")
         if not 0.0 <= self.convention_prob <= 1.0 or (self.convention_prob and not self.click_rounds):
             raise ValueError(f"convention_prob must be in [0, 1] and needs click_rounds > 0, got {self.convention_prob}")
+        if not 0.0 <= self.click_deepest_prob <= 1.0:
+            raise ValueError(f"click_deepest_prob must be in [0, 1], got {self.click_deepest_prob}")
         if not self.refiner_aux_loss >= 0.0:
             raise ValueError(f"refiner_aux_loss must be a weight >= 0 (0 = off), got {self.refiner_aux_loss}")
         if self.qat.trainable is None:

@@ -82,7 +82,8 @@ def box_region(boxes: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor, 
 
 def prompted_logits(sam, images: torch.Tensor, batch: dict, device: str, rounds: int = 0,
                     grad_checkpoint: bool = False, generator: torch.Generator | None = None,
-                    clip_to_box: bool = False, deterministic: bool = False) -> tuple[list[torch.Tensor], torch.Tensor]:
+                    clip_to_box: bool = False, deterministic: bool = False,
+                    deepest_prob: float = DEEPEST_CLICK_PROB) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Logits (B, 1, S, S) at the input size after the first prompt and after each of ``rounds`` corrective
     clicks (a list of 1 + rounds; a round keeps the previous mask as its prompt, except with chance
     ``NO_MASK_PROMPT_PROB``), and the decoder's own logits of the first prompt (B, 1, S, S; before
@@ -119,7 +120,7 @@ def prompted_logits(sam, images: torch.Tensor, batch: dict, device: str, rounds:
     for _ in range(rounds):
         target, valid = batch["mask"].to(device), batch["valid"]
         click, label = sample_clicks(outputs[-1].detach(), target, valid, generator,
-                                     deepest_prob=1.0 if deterministic else DEEPEST_CLICK_PROB)
+                                     deepest_prob=1.0 if deterministic else deepest_prob)
         coords, labels = torch.cat([coords, click], 1), torch.cat([labels, label], 1)
         keep_mask = deterministic or float(_uniform(1, generator)) >= NO_MASK_PROMPT_PROB
         mask_input = as_mask_input(sam, raw.detach()) if keep_mask else None

@@ -16,7 +16,6 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
@@ -33,7 +32,7 @@ from napari_adaqat.train import distributed as dd
 from napari_adaqat.train.config import TrainConfig
 from napari_adaqat.train.dataset import LungDataset
 from napari_adaqat.train.ema import WeightEMA
-from napari_adaqat.train.interactive import prompted_logits
+from napari_adaqat.train.interactive import DEEPEST_CLICK_PROB, prompted_logits
 from napari_adaqat.train.losses import batch_dice, segmentation_loss
 from napari_adaqat.model.modes import param_groups, trainable_count
 from napari_adaqat.train.progress import MemoryMeter, ProgressLog
@@ -70,7 +69,8 @@ def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int, resume: bool) -> t
 
 def _forward(sam, batch: dict, device: str, amp: bool, grad_ckpt: bool, keep_coarse: bool = False,
              rounds: int = 0, generator: torch.Generator | None = None, clip_to_box: bool = False,
-             deterministic: bool = False) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+             deterministic: bool = False, deepest_prob: float = DEEPEST_CLICK_PROB
+             ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
     """Logits (B, 1, S, S) at the input size after the first prompt and after each of ``rounds`` simulated
     corrective clicks (:func:`~napari_adaqat.train.interactive.prompted_logits`); with ``keep_coarse``, also
     the decoder's own logits of the first prompt before a mask refiner (B, 1, S, S) — None otherwise or for
@@ -78,7 +78,7 @@ def _forward(sam, batch: dict, device: str, amp: bool, grad_ckpt: bool, keep_coa
     images = batch["image"].to(device)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
         outputs, coarse = prompted_logits(sam, images, batch, device, rounds, grad_ckpt, generator, clip_to_box,
-                                          deterministic)
+                                          deterministic, deepest_prob)
     has_refiner = getattr(sam, "mask_refiner", None) is not None
     return outputs, coarse if keep_coarse and has_refiner else None
 
@@ -192,7 +192,8 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         for step, batch in enumerate(bar, start=1):
             memory.reset()
             outputs, coarse = _forward(sam, batch, device, amp, checkpointing, keep_coarse=cfg.refiner_aux_loss > 0,
-                                       rounds=cfg.click_rounds, generator=clicks, clip_to_box=cfg.train_clipped)
+                                       rounds=cfg.click_rounds, generator=clicks, clip_to_box=cfg.train_clipped,
+                                       deepest_prob=cfg.click_deepest_prob)
             target = batch["mask"].to(device)
             # a sample in another site's convention (convention_prob) scores its clicks only: its box alone
             # cannot know the convention, and must not be pulled from ours
