@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Reproduce the bundled default model v4 (CPU, 2 otherwise idle cores: about 85 + 30 min, BENCHMARKS.md):
+# Reproduce the bundled default model v4.2 (CPU, 2 otherwise idle cores: about 85 + 25 min, BENCHMARKS.md):
 #   v3f (training/default_model.yaml): 1. full training from scratch (base), then `adaqat train --stage all`:
 #   2. Stage 1 AdaLoRA  3. Stage 2 QAT  4. INT8 + FP32 export (RUNS/chain/{model_int8,baseline_fp32}.safetensors);
-#   v4 (training/default_model_clicks.yaml): 5. from v3f's FP32 file, clicks and one-lung boxes (Stage 1 decoder,
+#   v4.2 (training/default_model_clicks.yaml): 5. from v3f's FP32 file, clicks and one-lung boxes (Stage 1 decoder,
 #   Stage 2 QAT, both files: RUNS/clicks/...), copied into ASSETS.  CLICKS=0 stops after v3f and ships it.
 # Usage: [RESUME=1] bash training/train_default_model.sh [DATA] [RUNS] [ASSETS]
 # RECIPE=other.yaml trains another recipe (ADALORA_EPOCHS: Stage-1 AdaLoRA epochs, default 10; the previous
