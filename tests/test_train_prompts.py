@@ -91,8 +91,11 @@ def test_click_deepest_prob_sets_the_share_of_clicks_placed_by_the_evaluation_ru
     coords, labels = sample_clicks(logits, target, valid, torch.Generator().manual_seed(0), deepest_prob=1.0)
     rule = next_click((logits[0, 0] > 0).numpy(), (target[0, 0] > 0).numpy())
     assert (labels == 1).all() and (coords[:, 0] == torch.tensor(rule[:2], dtype=torch.float32)).all()
-    coords, labels = sample_clicks(logits, target, valid, torch.Generator().manual_seed(0), deepest_prob=0.0)
-    assert len({tuple(c) for c in coords[:, 0].tolist()}) > 3  # uniform over the wrong pixels: spread out
+    on_rule = {}
+    for share in (0.0, 0.5):
+        coords, labels = sample_clicks(logits, target, valid, torch.Generator().manual_seed(0), deepest_prob=share)
+        on_rule[share] = int((coords[:, 0] == torch.tensor(rule[:2], dtype=torch.float32)).all(1).sum())
+    assert on_rule[0.0] <= 1 and 4 <= on_rule[0.5] <= 12  # uniform over the 100 wrong pixels / about half by the rule
     with pytest.raises(ValueError, match="click_deepest_prob"):
         make_config(None, 1, dict(data=".", out="o", click_deepest_prob=1.5))
 
@@ -120,6 +123,24 @@ def test_a_training_run_with_clicks_and_one_lung_boxes(cxr_dir, tmp_path):
     assert summary["epochs_run"] == 1
     steps = [r for r in read_progress(tmp_path / "run" / "progress.jsonl") if r["kind"] == "step"]
     assert steps and all(np.isfinite(r["loss"]) for r in steps)
+
+
+def test_the_training_loop_passes_click_deepest_prob_to_the_click_sampler(cxr_dir, tmp_path, monkeypatch):
+    import napari_adaqat.train.interactive as interactive
+    seen = []
+    original = interactive.sample_clicks
+
+    def recording(*args, deepest_prob=interactive.DEEPEST_CLICK_PROB, **kwargs):
+        seen.append(deepest_prob)
+        return original(*args, deepest_prob=deepest_prob, **kwargs)
+
+    monkeypatch.setattr(interactive, "sample_clicks", recording)
+    cfg = make_config(None, 1, dict(data=str(cxr_dir), out=str(tmp_path / "run"), model_type="hybrid_nano_refine",
+                                    mode="full", device="cpu", batch_size=2, epochs=1, patience=0, click_rounds=1,
+                                    click_deepest_prob=0.9, max_steps_per_epoch=1))
+    train(cfg)
+    assert 0.9 in seen and 1.0 in seen  # training draws with the config's share; validation by the rule only
+    assert set(seen) == {0.9, 1.0}
 
 
 def test_a_reset_mask_prompt_embeds_any_mask_as_no_mask_and_frozen_prefixes_stay_frozen(cxr_dir, tmp_path, nano_pth):

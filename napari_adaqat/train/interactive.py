@@ -3,8 +3,8 @@ and micro-sam's ``training/sam_trainer.py`` does it.
 
 Per batch the image is embedded once; the first prompt (a box, or points alone) is decoded, then
 ``rounds`` times a corrective click is drawn from the error of the current prediction (uniformly from the
-wrongly predicted pixels, or half the time by the evaluation's rule: positive on a missed lung pixel,
-negative on a false one), added to the points, and the prompt is decoded again, mostly with the previous
+wrongly predicted pixels, or by the evaluation's rule with chance ``deepest_prob``, half by default
+(``click_deepest_prob`` in the training config): positive on a missed lung pixel, negative on a false one), added to the points, and the prompt is decoded again, mostly with the previous
 prediction's logits as the dense mask prompt
 (``mask_input``, :func:`~napari_adaqat.model.forward.as_mask_input`: the same call the inference makes).
 The loss averages over every round, so one model learns the box, the clicks and the refinement.
@@ -94,7 +94,9 @@ def prompted_logits(sam, images: torch.Tensor, batch: dict, device: str, rounds:
     :func:`box_region`: :data:`OUTSIDE_LOGIT`), so the loss and the next click see what the user sees,
     and the model is not asked to erase, outside the box, what the clipping erases anyway; the next round's
     mask prompt is the unclipped prediction, as the inference passes ``low_res_logits`` back.
-    ``deterministic`` (validation): every click by the evaluation's rule, every round with the mask prompt."""
+    ``deepest_prob``: the chance that a click follows the evaluation's rule (:func:`sample_clicks`).
+    ``deterministic`` (validation): every click by the evaluation's rule (``deepest_prob`` ignored), every
+    round with the mask prompt."""
     size = images.shape[-2:]
 
     def to_input_size(t: torch.Tensor) -> torch.Tensor:
