@@ -22,6 +22,7 @@ from napari_adaqat.model.adalora import AdaLoRAConfig
 from napari_adaqat.model.device import DEVICES
 from napari_adaqat.model.mask_refiner import REFINER_LEVELS
 from napari_adaqat.model.modes import STAGE2_TRAINABLE, TRAIN_MODES
+from napari_adaqat.train.interactive import DEEPEST_CLICK_PROB
 from napari_adaqat.train.prompts import PromptMix
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"  # training/*.yaml link here
@@ -158,7 +159,7 @@ class TrainConfig:
                                 "the error of the prediction before it, with that prediction as the mask prompt), "
                                 "so the model learns to correct with clicks; validation then scores the box and as many clicks by "
                                 "the evaluation's rule (their mean Dice picks the best epoch); 0 = box only")
-    click_deepest_prob: float = _opt(0.5, "of the simulated training clicks: the share placed by the evaluation's rule (the "
+    click_deepest_prob: float = _opt(DEEPEST_CLICK_PROB, "of the simulated training clicks: the share placed by the evaluation's rule (the "
                                           "deepest point of the largest error region, as users click); the rest are "
                                           "drawn uniformly from the wrong pixels (SAM's rule: boundary slivers too)")
     adalora: AdaLoRAConfig = _opt(help="AdaLoRA adapters (Stage 1; Stage 2 keeps the Stage-1 model's)",

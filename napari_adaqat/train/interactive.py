@@ -4,7 +4,8 @@ and micro-sam's ``training/sam_trainer.py`` does it.
 Per batch the image is embedded once; the first prompt (a box, or points alone) is decoded, then
 ``rounds`` times a corrective click is drawn from the error of the current prediction (uniformly from the
 wrongly predicted pixels, or by the evaluation's rule with chance ``deepest_prob``, half by default
-(``click_deepest_prob`` in the training config): positive on a missed lung pixel, negative on a false one), added to the points, and the prompt is decoded again, mostly with the previous
+(``click_deepest_prob`` in the training config): positive on a missed lung pixel, negative on a false
+one), added to the points, and the prompt is decoded again, mostly with the previous
 prediction's logits as the dense mask prompt
 (``mask_input``, :func:`~napari_adaqat.model.forward.as_mask_input`: the same call the inference makes).
 The loss averages over every round, so one model learns the box, the clicks and the refinement.
