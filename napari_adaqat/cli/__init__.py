@@ -27,6 +27,17 @@ EPILOG = """examples:
 run 'adaqat COMMAND --help' for the options of each command."""
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Examples in an epilog keep their lines; an option's default is added where it tells something
+    (not None, not a flag's True/False, not where its help already names one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or isinstance(action.default, bool) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adaqat", description="AdaLoRA-QAT lung segmentation for chest X-rays (SAM + adapters + INT8).",
@@ -39,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in COMMANDS.items():
         module = importlib.import_module(f"napari_adaqat.cli.{name}_cmd")
         p = sub.add_parser(name, help=help_text, description=help_text,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(run=module.run)
     return parser

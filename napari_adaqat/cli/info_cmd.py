@@ -19,6 +19,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, default=None, help="encoder input size for a preset")
     p.add_argument("--quant-report", metavar="DIR", default=None,
                    help="also write the quantization error analysis (JSON + PNG figures) to DIR")
+    p.epilog = EPILOG
+
+
+EPILOG = """examples:
+  adaqat info napari_adaqat/assets/default_int8.safetensors   # a model file: its recipe, scores, INT8 layers
+  adaqat info vit_b --mode adalora                             # the Stage-1 parameter budget of ViT-B
+  adaqat info runs/s1                                          # a training run folder"""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.target in PRESETS:
         report = preset_report(args.target, mode=args.mode, image_size=args.image_size)
+    elif not Path(args.target).suffix and not Path(args.target).exists():  # a mistyped preset name
+        raise ValueError(f"{args.target}: no such file or run folder, and not a preset ({preset_names()})")
     else:
         report = file_report(Path(args.target), model_type=args.model_type, quant_report_dir=args.quant_report)
     print(json.dumps(report, indent=2))

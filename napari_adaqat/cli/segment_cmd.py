@@ -71,10 +71,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(a rerun does this itself); refused while a run is working in DIR")
     add_device_argument(p)
     add_batch_size_argument(p)
-    p.epilog = ("results.csv has one row per input: status, error, box, area, seconds, mask, the estimated Dice "
-                "'quality' and 'review' = 1 for masks worth a look (sort by quality). Many GPUs or machines: "
-                "torchrun --nproc-per-node N -m napari_adaqat segment INPUT --out DIR (each process takes every "
-                "Nth file; results.csv is merged at the end; a rerun finishes what is missing)")
+    p.epilog = EPILOG
+
+
+EPILOG = """results.csv has one row per input: status, error, box, area, seconds, mask, the estimated Dice
+'quality' and 'review' = 1 for masks worth a look (sort by quality). A bad file is an error row and the
+rest go on; a rerun into the same --out finishes what is missing and keeps what is done.
+examples:
+  adaqat segment scans/ --out masks/                        # bundled model, whole-image box
+  adaqat segment scans/ --out masks/ --boxes boxes.csv      # rows: file,x0,y0,x1,y1 (pixels)
+  adaqat segment scans/ --out masks/ --points points.csv    # rows: file,x,y,label (1 lung, 0 not lung)
+  adaqat segment scans/ --out seg/ --format dcm-seg         # a DICOM SEG per DICOM film
+  adaqat segment --compact --out masks/                     # results.csv from a killed run
+  torchrun --nproc-per-node 4 -m napari_adaqat segment scans/ --out masks/   # many GPUs: every Nth file each"""
 
 
 def _compact(out_dir: Path) -> int:
@@ -164,4 +173,7 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, out_dir: Path
         review = f", {counts['review']} to review (quality < {REVIEW_BELOW})" if counts["review"] else ""
         print(f"{counts['ok']} segmented, {counts['skipped']} already done, {counts['error']} failed{review}; "
               f"results in {out_dir / RESULTS_CSV}")
+        if counts["skipped"]:  # a rerun with other prompts or options must not look like it used them
+            print(f"{counts['skipped']} file(s) done by an earlier run were kept as they are (a rerun only adds what "
+                  "is missing, with the prompts and options given now); to redo them, choose another --out folder")
     return 1 if counts["error"] else 0

@@ -9,8 +9,11 @@ error (one CSV may serve several folders): :func:`unmatched_boxes` lists them fo
 """
 from __future__ import annotations
 
+import codecs
 import csv
+import errno
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -118,8 +121,18 @@ class _Lines:
 
 
 def _text(path: str | Path) -> str:
-    """The whole CSV as text (``utf-8-sig``: CSVs saved by Excel start with a BOM); one-line errors."""
-    data = Path(path).read_bytes()
+    """The whole CSV as text (``utf-8-sig``: CSVs saved by Excel start with a BOM; UTF-16 with its BOM, as
+    Excel saves "Unicode Text"); one-line errors."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:  # a typo, a folder: one line naming the CSV, not "[Errno 2] ..."
+        problem = {errno.ENOENT: "CSV file not found", errno.EISDIR: "is a folder, not a CSV file"}.get(exc.errno)
+        raise ValueError(f"{path}: {problem or f'cannot read ({exc.strerror or exc})'}") from None
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # Excel's "Unicode Text" (tab-separated)
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -238,9 +251,20 @@ def read_boxes_csv(path: str | Path) -> dict[str, np.ndarray]:
     return boxes
 
 
+def _keys(path: Path) -> tuple[str, ...]:
+    """How a CSV row may name ``path``: as given, absolute, relative to the working folder, by name, by stem."""
+    absolute = os.path.abspath(path)
+    try:
+        relative = os.path.relpath(absolute)
+    except ValueError:  # on another drive (Windows)
+        relative = absolute
+    return str(path), absolute, relative, path.name, path.stem
+
+
 def box_for(path: Path, boxes: dict[str, np.ndarray]) -> np.ndarray | None:
-    """The box of ``path`` in a CSV's boxes, looked up by full path, then name, then stem."""
-    for key in (str(path), path.name, path.stem):
+    """The box of ``path`` in a CSV's boxes, looked up by path (as given, absolute or relative), then name,
+    then stem."""
+    for key in _keys(path):
         if key in boxes:
             return boxes[key]
     return None
@@ -248,7 +272,7 @@ def box_for(path: Path, boxes: dict[str, np.ndarray]) -> np.ndarray | None:
 
 def unmatched_boxes(boxes: dict[str, np.ndarray], files: list[Path]) -> tuple[list[str], list[Path]]:
     """(CSV names that match no input file, input files without a CSV box) for a warning line."""
-    used = {key for path in files for key in (str(path), path.name, path.stem) if key in boxes}
+    used = {key for path in files for key in _keys(path) if key in boxes}
     return sorted(set(boxes) - used), [path for path in files if box_for(path, boxes) is None]
 
 

@@ -22,7 +22,8 @@ def collect_inputs(inputs: list[str | Path]) -> list[Path]:
 def scan_inputs(inputs: list[str | Path]) -> tuple[list[Path], list[Path]]:
     """(:func:`collect_inputs`, what the folders hold besides: their visible files that are not images this
     tool reads (a GIF, a WebP, a spreadsheet...) and their sub-folders, sorted), in one pass over each folder
-    (an extension-less file is opened once to look for DICOM).  Hidden entries (``.DS_Store``) are not listed."""
+    (an extension-less file is opened once to look for DICOM).  Hidden entries (``.DS_Store``) are not listed.
+    A file named twice (``scans/ scans/a.png``, ``a.png ./a.png``) is listed once, where it first came."""
     files: list[Path] = []
     skipped: list[Path] = []
     for item in inputs:
@@ -35,7 +36,10 @@ def scan_inputs(inputs: list[str | Path]) -> tuple[list[Path], list[Path]]:
                 files.append(entry)
             elif not entry.name.startswith(".") and (entry.is_file() or entry.is_dir()):
                 skipped.append(entry)
-    return files, skipped
+    unique: dict[str, Path] = {}
+    for path in files:
+        unique.setdefault(os.path.abspath(path), path)
+    return list(unique.values()), skipped
 
 
 def describe_skipped(entries: list[Path], shown: int = 3) -> str:

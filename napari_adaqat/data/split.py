@@ -45,7 +45,16 @@ def save_split(split: dict[str, list[str]], path: str | Path, seed: int | None =
 
 
 def load_split(path: str | Path) -> dict[str, list[str]]:
-    data = json.loads(Path(path).read_text())
+    """``{"train": [names], "val": [...], "test": [...]}`` from a split file; one-line ValueErrors naming it."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: split file not found") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a split file (JSON with train, val and test name lists): "
+                         f"{' '.join(str(exc).split())[:100]}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a split file (JSON with train, val and test name lists)")
     missing = [k for k in SPLITS if k not in data]
     if missing:
         raise ValueError(f"{path}: split file lacks {missing}")

@@ -20,7 +20,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     """(H, W) or (H, W, 3|4) array → (H, W, 3) uint8.
 
-    Floats are taken to be in [0, 1]; uint8 passes through; other integer types are
+    Floats in [0, 1] are taken as they are, other floats are min-max scaled; uint8 passes through; other integer types are
     scaled by their maximum value.  Gray is repeated to three channels.
     """
     arr = np.asarray(image)
@@ -35,8 +35,13 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     elif np.issubdtype(arr.dtype, np.integer):
         top = max(int(arr.max()), 1)
         out = np.round(np.clip(arr.astype(np.float64), 0.0, None) * (255.0 / top)).astype(np.uint8)  # int16: no wrap
-    else:
-        out = np.round(np.clip(arr.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+    else:  # floats in [0, 1] as they are; others (0..255, Hounsfield-like) min-max, as read_image reads a float TIFF
+        x = arr.astype(np.float32)
+        finite = x[np.isfinite(x)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if low < 0.0 or high > 1.0:
+            x = (x - low) / (high - low) if high > low else np.zeros_like(x)
+        out = np.round(np.clip(np.nan_to_num(x), 0.0, 1.0) * 255.0).astype(np.uint8)
     if out.ndim == 2:
         out = np.repeat(out[..., None], 3, axis=2)
     return np.ascontiguousarray(out)

@@ -25,8 +25,11 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from napari_adaqat.data.boxes import check_box
+from napari_adaqat.data.points import check_points
 from napari_adaqat.inference.postprocess import finish_mask
 from napari_adaqat.inference.predictor import BoxPredictor, Prediction
+from napari_adaqat.io import check_segmentable, read_image
 from napari_adaqat.model.device import resolve_device
 from napari_adaqat.model.loading import is_bundled, load_model, resolve_model_path
 
@@ -86,6 +89,7 @@ class Segmenter:
         self.path = path  # the model file (None for a ready predictor)
         self.clean = bool(clean)
         self.clip = bool(clip)
+        self.image_shape: Optional[tuple[int, int]] = None  # (H, W) of the image set last
 
     @property
     def device(self) -> str:
@@ -114,8 +118,16 @@ class Segmenter:
         return int(config.get("click_rounds") or 0) > 0 or bool(getattr(sam.spec, "refiner_clicks", False))
 
     def set_image(self, image: ImageLike) -> "Segmenter":
-        """Embed ``image`` (H, W[, 3], or an image file), or fetch its cached embedding."""
-        self.predictor.set_image(image)
+        """Embed ``image`` (H, W[, 3|4], or an image file), or fetch its cached embedding.  A float array outside
+        [0, 1] (0..255, Hounsfield-like values) is min-max scaled (``to_uint8_rgb``), as a float TIFF is read.
+        What ``adaqat segment`` refuses is refused with its line: an image too small, a strip, a blank image."""
+        named = isinstance(image, (str, Path))
+        pixels = read_image(image).pixels if named else np.asarray(image)
+        if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (3, 4)):
+            raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {pixels.shape}")
+        check_segmentable(pixels, image if named else None)
+        self.image_shape = (int(pixels.shape[0]), int(pixels.shape[1]))
+        self.predictor.set_image(pixels)
         return self
 
     def clean_mask(self, mask: np.ndarray, clean: Optional[bool] = None, box: Optional[Sequence[float]] = None,
@@ -170,8 +182,16 @@ class Segmenter:
                 *, point_coords: Optional[np.ndarray] = None, point_labels: Optional[np.ndarray] = None,
                 clip: Optional[bool] = None) -> np.ndarray:
         """The lung mask (H, W) bool of ``image`` (array or file) for one xyxy ``box`` in pixels and/or
-        points (P, 2) x, y with labels (P,) 1 = lung / 0 = not lung."""
-        return self.set_image(image).predict(box, point_coords, point_labels, clean=clean, clip=clip)[0]
+        points (P, 2) x, y with labels (P,) 1 = lung / 0 = not lung.  What ``adaqat segment`` refuses is
+        refused here with its line: an image too small or blank, a box that is inverted, not finite or
+        outside the image, a point outside the image."""
+        self.set_image(image)
+        if box is not None and np.size(box) == 4:
+            check_box(np.asarray(box, dtype=np.float64).reshape(4), self.image_shape)
+        coords = None if point_coords is None else np.asarray(point_coords, dtype=np.float64)
+        if coords is not None and coords.ndim == 2 and coords.shape[1] == 2:
+            check_points(coords, self.image_shape)
+        return self.predict(box, point_coords, point_labels, clean=clean, clip=clip)[0]
 
     def __repr__(self) -> str:
         return (f"Segmenter({self.path or type(self.predictor).__name__}, device={self.device!r}, "

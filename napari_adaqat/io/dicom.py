@@ -80,6 +80,15 @@ def _first(value) -> float:
         return float(value)
 
 
+def _valid_window(ds) -> bool:
+    """Whether the first window is usable (PS3.3 C.11.2.1.2: a width of at least 1); exporters that write
+    0 or leave the values empty get the full range instead of an error."""
+    try:
+        return np.isfinite(_first(ds.WindowCenter)) and _first(ds.WindowWidth) >= 1
+    except (TypeError, ValueError, IndexError):
+        return False
+
+
 def _window_output_range(ds) -> tuple[float, float]:
     """Output range used by pydicom's ``apply_windowing`` (PS3.3 C.11.2.1.2)."""
     if ds.get("ModalityLUTSequence"):
@@ -106,7 +115,7 @@ def _monochrome01(ds, arr: np.ndarray, meta: dict) -> np.ndarray:
         lo, hi = float(lut.min()), float(lut.max())
         out = (y - lo) / (hi - lo) if hi > lo else np.zeros_like(y)
         meta["voi"] = "lut"
-    elif "WindowCenter" in ds and "WindowWidth" in ds:
+    elif "WindowCenter" in ds and "WindowWidth" in ds and _valid_window(ds):
         center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
         y = np.asarray(apply_voi_lut(x, ds, prefer_lut=False), dtype=np.float64)
         y_min, y_max = _window_output_range(ds)

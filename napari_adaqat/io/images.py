@@ -192,9 +192,25 @@ def file_orientation(path: str | os.PathLike) -> int:
         return 1
 
 
+APPLE_DOUBLE_MAGIC = b"\x00\x05\x16\x07"  # the first bytes of a macOS AppleDouble file
+
+
+def is_apple_double(path: str | os.PathLike) -> bool:
+    """True for a macOS AppleDouble file (``._chest.png``: the Finder metadata a Mac leaves beside each file it
+    copies to a USB stick or a network share), which holds no image."""
+    p = Path(path)
+    if not p.name.startswith("._"):
+        return False
+    try:
+        with open(p, "rb") as fh:
+            return fh.read(4) == APPLE_DOUBLE_MAGIC
+    except OSError:
+        return False
+
+
 def is_image_file(path: str | os.PathLike) -> bool:
-    """True for a known image suffix or a DICOM file without one."""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES or is_dicom(path)
+    """True for a known image suffix or a DICOM file without one (not for a macOS ``._`` AppleDouble file)."""
+    return not is_apple_double(path) and (Path(path).suffix.lower() in IMAGE_SUFFIXES or is_dicom(path))
 
 
 def read_image(path: str | os.PathLike) -> ImageData:

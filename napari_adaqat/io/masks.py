@@ -48,7 +48,9 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         raise fail(p, f"mask must be 2-D, got shape {arr.shape}")
     values = np.unique(arr)
     if values.size > 2:
-        raise fail(p, f"mask is not binary (found {values.size} distinct values)")
+        lossy = p.suffix.lower() in (".jpg", ".jpeg")  # JPEG blurs 0/255 edges into many grey values
+        raise fail(p, f"mask is not binary (found {values.size} distinct values)"
+                   + ("; JPEG compression blurs a mask's edges: save masks as PNG" if lossy else ""))
     if values.size == 2 and values[0] != 0:  # e.g. 1/2 or 128/255: the larger is foreground
         return arr == values[1]
     return arr > 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import json
 import platform
 from pathlib import Path
 from typing import Sequence
@@ -114,11 +115,67 @@ def _provenance(summary: dict, command: str | None, device: str) -> dict:
             "python": platform.python_version(), "date": dt.datetime.now().isoformat(timespec="seconds")}
 
 
+def _figure_names(value) -> list[str]:
+    """The file names in a report's ``figures`` part (strings, lists and dicts of them)."""
+    if isinstance(value, str):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [name for item in items for name in _figure_names(item)]
+
+
+REPORT_FILES = ("per_image.csv", "summary.json", "wilcoxon.json", "tables.json", "report.md", "index.html",
+                "scores_boxplot.png", "worst_cases.png")  # what every report may write, under common names
+
+
+def _ours(out: Path) -> bool:
+    """Whether ``out`` holds a report of ``adaqat evaluate`` (finished: its summary; or stopped: its table)."""
+    try:
+        if "n_total" in json.loads((out / "summary.json").read_text()):
+            return True
+    except (OSError, ValueError, TypeError):
+        pass
+    try:
+        with (out / "per_image.csv").open() as fh:
+            return fh.readline().startswith("name,box,units,")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def check_report_folder(out: Path) -> None:
+    """Refuse, before any work, a folder that holds files a report would replace but that no report wrote
+    (a user's own ``index.html`` or ``summary.json``); an earlier report of ours is replaced."""
+    clashes = [name for name in REPORT_FILES if (out / name).exists() and (out / name).stat().st_size]
+    if clashes and not _ours(out):
+        raise ValueError(f"--out {out} holds {', '.join(clashes)}, not written by adaqat evaluate, which a report "
+                         "would replace; choose another --out folder")
+
+
+def remove_earlier_figures(out: Path) -> None:
+    """Delete the figures that an earlier report in ``out`` listed in its ``tables.json`` (a new report may
+    show other films or models, and must not leave the old panels beside its own); nothing else is touched,
+    and nothing outside ``out``."""
+    try:
+        figs = json.loads((out / "tables.json").read_text()).get("figures")
+    except (OSError, ValueError, AttributeError):
+        return
+    root = out.resolve()
+    for name in _figure_names(figs):
+        path = (out / name).resolve()
+        if path.suffix == ".png" and root in path.parents and path.is_file():
+            path.unlink()
+            leftover = path.parent / "report.json"  # fig3_TAG/ also holds its quantization report
+            if path.parent != root and path.parent.name.startswith("fig3_") and leftover.is_file():
+                leftover.unlink()
+            if path.parent != root and not any(path.parent.iterdir()):
+                path.parent.rmdir()
+
+
 def write_report(out: Path, rows: list[dict], summary: dict, models: list[ModelLike], base: ModelLike | None,
                  chosen: list[Pair], *, engine: Engine, device: str = "cpu", show: Sequence[str] = (),
                  command: str | None = None) -> dict:
     """Write the figures, ``tables.json``, ``report.md`` and ``index.html`` into ``out``; return the
-    document's parts (tables, figure names, provenance)."""
+    document's parts (tables, figure names, provenance).  An earlier report's figures are removed first."""
+    remove_earlier_figures(out)
     tags = model_tags(len(models))
     scored = tags + ([BASELINE] if base is not None else [])
     pairs = {p.name: p for p in chosen}

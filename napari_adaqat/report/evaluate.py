@@ -19,7 +19,7 @@ from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched,
 from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
 from napari_adaqat.io import read_image, read_mask
 from napari_adaqat.report.clicks import click_columns, click_dices, click_summary
-from napari_adaqat.report.document import write_report
+from napari_adaqat.report.document import check_report_folder, write_report
 from napari_adaqat.util.errors import first_line
 from napari_adaqat.metrics import EQUIVALENCE_MARGIN
 from napari_adaqat.report.scores import (
@@ -27,14 +27,35 @@ from napari_adaqat.report.scores import (
 )
 
 
+def _shown(show: Sequence[str], chosen: list[Pair], split: str) -> list[str]:
+    """The ``show`` names as Fig. 2 takes them (a file name is taken by its stem); one line, before any
+    scoring, for a name that is not among the pairs to score."""
+    known = {pair.name for pair in chosen}
+    names = [name if name in known or Path(name).stem not in known else Path(name).stem for name in show]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"--show {unknown[0]}: no such image among the {len(chosen)} to score in the {split!r} "
+                         f"split (e.g. {min(known)})")
+    return names
+
+
 def _pairs(data_dir: str | Path, split: str, split_file: str | Path | None, seed: int) -> tuple[list[Pair], list[str]]:
     pairs, parts = discover(data_dir, seed=seed)
     if split_file:
         parts = load_split(split_file)
     names = sorted(pairs) if split == "all" else parts[split]
+    if not names:  # e.g. the 80:10:10 cut of a few images
+        sizes = ", ".join(f"{len(parts.get(s, []))} {s}" for s in ("train", "val", "test"))
+        raise ValueError(f"{data_dir}: the {split!r} split is empty ({len(pairs)} images: {sizes}); "
+                         "--split all scores every image (if the model never saw them)")
+    if not any(n in pairs for n in names):  # a split file of another dataset
+        shown = ", ".join(names[:2]) + (", ..." if len(names) > 2 else "")
+        raise ValueError(f"{data_dir}: none of the {len(names)} images of the {split!r} split ({shown}) is in the "
+                         "data folder; is the split file from another dataset?")
     chosen, skipped = check_pairs([pairs[n] for n in names if n in pairs])
     if not chosen:
-        raise ValueError(f"{data_dir}: no image/mask pairs in the {split!r} split")
+        why = f": all {len(skipped)} skipped; first: {skipped[0]}" if skipped else ""
+        raise ValueError(f"{data_dir}: no image/mask pairs in the {split!r} split{why}")
     return chosen, skipped
 
 
@@ -134,6 +155,7 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
         raise ValueError(f"clicks must be 0 or more, not {clicks}")
     out = Path(out_dir)
     check_output_folder(out, [data_dir], what="data folder")
+    check_report_folder(out)
     given = list(model) if isinstance(model, (list, tuple)) else [model]
     models = [model_ref(m) for m in given]
     base = model_ref(baseline, baseline=True) if baseline is not None else None
@@ -141,6 +163,7 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
     for m in models + ([base] if base is not None else []):
         engine.predictor(m, device)  # a bad model file fails here with its one-line error
     chosen, skipped = _pairs(data_dir, split, split_file, seed)
+    show = _shown(show, chosen, split)
     out.mkdir(parents=True, exist_ok=True)
     rows = _score_all(chosen, models, base, out, engine, progress, skipped, batch_size, clicks, box_mode=box_mode,
                       nsd_tolerance=nsd_tolerance, clean=clean, device=device)

@@ -1,0 +1,326 @@
+"""QA as a newcomer and as a hospital site: the README's API refuses what the CLI refuses and reads float
+arrays as files are read; CSVs that name files by their full path, are missing, or were saved as Excel's
+UTF-16 "Unicode Text"; a Mac's ``._`` files; a film named twice; DICOM windows of width 0; JPEG masks,
+empty splits, foreign split files and ``--show`` names; reruns that say what they keep; reports that
+leave no earlier figure behind and never replace a user's files; ``--help`` texts with examples."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_adaqat.cli import build_parser, main
+from napari_adaqat.data import box_for, read_points_csv, unmatched_boxes
+from napari_adaqat.data.transforms import to_uint8_rgb
+from napari_adaqat.io import ImageReadError
+from napari_adaqat.model import loading
+
+needs_default = pytest.mark.skipif(not loading.DEFAULT_MODEL.is_file(), reason="bundled default model not installed")
+
+
+def films(cxr_dir: Path, n: int = 1) -> list[Path]:
+    return sorted((cxr_dir / "images").glob("*.png"))[:n]
+
+
+def small_dataset(tmp_path: Path, cxr_dir: Path, n: int) -> Path:
+    """DATA/images + DATA/masks with the first ``n`` test films and their masks."""
+    data = tmp_path / "data"
+    for sub in ("images", "masks"):
+        (data / sub).mkdir(parents=True)
+    for film in films(cxr_dir, n):
+        (data / "images" / film.name).write_bytes(film.read_bytes())
+        (data / "masks" / film.name).write_bytes((cxr_dir / "masks" / film.name).read_bytes())
+    return data
+
+
+# ---- the README's three lines refuse what `adaqat segment` refuses -------------------------------------
+
+@pytest.fixture(scope="module")
+def nano_model(nano_pth):
+    from napari_adaqat import open_model
+
+    return open_model(nano_pth, device="cpu", model_type="vit_nano")
+
+
+@pytest.mark.parametrize("pixels, reason", [
+    (np.tile(np.arange(8, dtype=np.uint8), (8, 1)), "image is 8x8 px; segmentation needs at least 16x16 px"),
+    (np.zeros((64, 64), np.uint8), "image is blank (all pixels have the same value); nothing to segment"),
+])
+def test_api_refuses_images_the_cli_refuses(tmp_path, nano_model, pixels, reason):
+    path = tmp_path / "film.png"
+    Image.fromarray(pixels).save(path)
+    with pytest.raises(ImageReadError, match=f"^{re.escape(f'{path}: {reason}')}$"):
+        nano_model.segment(path)
+    with pytest.raises(ImageReadError, match=f"^{re.escape(reason)}$"):
+        nano_model.segment(pixels)
+
+
+@pytest.mark.parametrize("box, reason", [
+    ([470, 480, 40, 30], "invalid box 470,480,40,30: needs finite numbers with x1 > x0 and y1 > y0"),
+    ([np.nan, 0, 10, 10], "invalid box nan,0,10,10: needs finite numbers with x1 > x0 and y1 > y0"),
+    ([0, 0, 9000, 9000], "box 0,0,9000,9000 reaches outside the 426x512 image"),
+])
+def test_api_refuses_boxes_the_cli_refuses(cxr_dir, nano_model, box, reason):
+    with pytest.raises(ValueError, match="^" + re.escape(reason)):
+        nano_model.segment(films(cxr_dir)[0], box)
+
+
+def test_api_reads_a_float_array_outside_0_1_as_a_float_tiff_is_read(tmp_path, cxr_dir, nano_model):
+    """np.asarray(img, float) gives 0..255, a DICOM in Hounsfield-like units -1000..3000: neither may be
+    clipped to [0, 1] (an almost white image and a meaningless mask)."""
+    film = np.asarray(Image.open(films(cxr_dir)[0]).convert("L")).copy()
+    film[0, 0], film[0, 1] = 0, 255  # min-max scaling of 0..255 is then exactly /255
+    expected = nano_model.segment(film)
+    assert np.array_equal(nano_model.segment(film.astype(np.float32)), expected)
+    assert np.array_equal(nano_model.segment(film.astype(np.float64) * 16 - 1024), expected)
+    # the docks' path (engine -> predictor) converts with the same to_uint8_rgb: a float napari layer agrees
+    rgb = to_uint8_rgb(film)
+    assert np.array_equal(to_uint8_rgb(film.astype(np.float64) * 16 - 1024), rgb)
+    assert np.array_equal(to_uint8_rgb(film / 255.0), rgb)  # floats already in [0, 1] are taken as they are
+
+
+def test_api_refuses_points_outside_the_image(cxr_dir, nano_model):
+    with pytest.raises(ValueError, match="^point 9000,300 lies outside the 426x512 image"):
+        nano_model.segment(films(cxr_dir)[0], point_coords=[[9000, 300]], point_labels=[1])
+    mask = nano_model.segment(films(cxr_dir)[0], [40, 30, 400, 480], point_coords=[[250, 300]], point_labels=[1])
+    assert mask.shape == (512, 426) and mask.dtype == bool  # a good prompt still works
+
+
+# ---- CSVs that name files by their full path -----------------------------------------------------------
+
+def test_csv_rows_with_an_absolute_path_match_inputs_given_relatively(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "films").mkdir()
+    given = Path("films/chest.png")  # as `adaqat segment films --out masks` lists it
+    (tmp_path / "points.csv").write_text(f"file,x,y,label\n{tmp_path / given},150,260,1\n")
+    points = read_points_csv(tmp_path / "points.csv")
+    assert box_for(given, points) is not None
+    assert unmatched_boxes(points, [given]) == ([], [])
+    boxes = {"films/chest.png": np.array([1.0, 2.0, 30.0, 40.0])}  # and a relative row for an absolute input
+    assert box_for(tmp_path / given, boxes) is boxes["films/chest.png"]
+
+
+def test_segment_uses_the_points_of_a_row_with_the_full_path(tmp_path, cxr_dir, nano_pth, monkeypatch, capsys):
+    film = films(cxr_dir)[0]
+    monkeypatch.chdir(tmp_path)
+    Path("films").mkdir()
+    Image.open(film).save(Path("films") / film.name)
+    Path("points.csv").write_text(f"{tmp_path / 'films' / film.name},9000,260,1\n")  # outside: an error row
+    assert main(["segment", "films", "--out", "masks", "--points", "points.csv", "--model", str(nano_pth),
+                 "--model-type", "vit_nano", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "match no input" not in err
+    assert "point 9000,260 lies outside the 426x512 image" in err
+
+
+@pytest.mark.parametrize("option", ["--boxes", "--points"])
+def test_a_missing_or_folder_csv_is_one_line_before_any_work(tmp_path, cxr_dir, option, capsys):
+    args = ["segment", str(films(cxr_dir)[0]), "--out", str(tmp_path / "masks"), option]
+    assert main(args + [str(tmp_path / "typo.csv")]) == 2
+    assert main(args + [str(tmp_path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"adaqat segment: error: {tmp_path / 'typo.csv'}: CSV file not found",
+        f"adaqat segment: error: {tmp_path}: is a folder, not a CSV file"]
+    assert not (tmp_path / "masks").exists()
+
+
+# ---- a folder copied by a Mac: its ._NAME AppleDouble files are not films ------------------------------
+
+def test_apple_double_files_are_not_inputs_nor_dataset_images(tmp_path, cxr_dir, nano_pth, capsys):
+    from napari_adaqat.data.check import check_data
+
+    data = small_dataset(tmp_path, cxr_dir, 3)
+    for sub in ("images", "masks"):
+        for film in films(cxr_dir, 3):
+            (data / sub / f"._{film.name}").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X" + bytes(4000))
+    report = check_data(data)
+    assert (report.n_images, report.n_masks, report.orphans, report.bad) == (3, 3, 0, [])
+    assert main(["segment", str(data / "images"), "--out", str(tmp_path / "masks"), "--model", str(nano_pth),
+                 "--model-type", "vit_nano", "--device", "cpu"]) == 0
+    assert "3 segmented, 0 already done, 0 failed" in capsys.readouterr().out
+
+
+# ---- a DICOM whose exporter wrote an unusable window ---------------------------------------------------
+
+@pytest.mark.parametrize("center, width", [(1000, 0), ("", ""), (1000, -5)])
+def test_a_dicom_with_an_invalid_window_is_read_full_range(tmp_path, center, width):
+    from napari_adaqat.io import read_image
+    from tests.test_dicom import make_dicom
+
+    arr = np.array([[0, 100, 200]], np.uint16)
+    image = read_image(make_dicom(tmp_path / "w.dcm", arr, WindowCenter=center, WindowWidth=width))
+    np.testing.assert_allclose(image.pixels[0], [0.0, 0.5, 1.0], atol=1e-6)
+    assert image.meta["voi"] == "full_range"
+
+
+# ---- masks saved as JPEG: the reason reaches the user --------------------------------------------------
+
+def test_evaluate_with_only_jpeg_masks_says_why_nothing_was_scored(tmp_path, cxr_dir, nano_pth, capsys):
+    data = small_dataset(tmp_path, cxr_dir, 2)
+    for film in films(cxr_dir, 2):
+        mask = data / "masks" / film.name
+        Image.open(mask).convert("L").save(mask.with_suffix(".jpg"), quality=75)
+        mask.unlink()
+    assert main(["evaluate", "--data", str(data), "--split", "all", "--out", str(tmp_path / "report"),
+                 "--model", str(nano_pth), "--model-type", "vit_nano", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    first = data / "masks" / f"{films(cxr_dir)[0].stem}.jpg"
+    assert re.fullmatch(rf"adaqat evaluate: error: {re.escape(str(data))}: no image/mask pairs in the 'all' split: "
+                        rf"all 2 skipped; first: {re.escape(str(first))}: mask is not binary \(found \d+ distinct "
+                        r"values\); JPEG compression blurs a mask's edges: save masks as PNG", err), err
+
+
+# ---- a rerun says what it keeps ------------------------------------------------------------------------
+
+def test_a_rerun_with_other_prompts_says_the_done_files_are_kept(tmp_path, cxr_dir, nano_pth, capsys):
+    film = films(cxr_dir)[0]
+    args = ["segment", str(film), "--out", str(tmp_path / "masks"), "--model", str(nano_pth),
+            "--model-type", "vit_nano", "--device", "cpu"]
+    assert main(args) == 0
+    mask = (tmp_path / "masks" / f"{film.stem}_mask.png").read_bytes()
+    (tmp_path / "boxes.csv").write_text(f"file,x0,y0,x1,y1\n{film.name},100,100,300,300\n")
+    capsys.readouterr()
+    assert main(args + ["--boxes", str(tmp_path / "boxes.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "0 segmented, 1 already done" in out
+    assert "1 file(s) done by an earlier run were kept as they are" in out and "another --out folder" in out
+    assert (tmp_path / "masks" / f"{film.stem}_mask.png").read_bytes() == mask  # nothing overwritten
+
+
+# ---- a report rewritten in the same folder keeps no figure of the earlier one --------------------------
+
+@needs_default
+def test_a_second_report_in_the_same_folder_leaves_no_earlier_figure(tmp_path, cxr_dir):
+    from napari_adaqat import evaluate
+
+    data = small_dataset(tmp_path, cxr_dir, 3)
+    report = tmp_path / "report"
+    evaluate(data, None, None, report, split="all", show=[films(cxr_dir)[0].stem])
+    first = {p.name for p in report.glob("fig2_*.png")}
+    (data / "images" / films(cxr_dir)[0].name).unlink()  # the film shown first is gone
+    evaluate(data, None, None, report, split="all")
+    second = {p.name for p in report.glob("fig2_*.png")}
+    assert first - second, "the first report's extra panel should have been removed"
+    listed = set(json.loads((report / "tables.json").read_text())["figures"]["fig2"])
+    assert second == listed
+    (report / "notes.png").write_bytes(b"mine")  # a file the report never wrote stays
+    evaluate(data, None, None, report, split="all")
+    assert (report / "notes.png").read_bytes() == b"mine"
+
+
+# ---- --help teaches ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["segment", "info", "train", "evaluate", "export", "bench"])
+def test_every_help_has_examples_and_no_empty_defaults(command, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    text = capsys.readouterr().out
+    assert f"  adaqat {command} " in text  # at least one example line
+    assert "(default: None)" not in text and "(default: True)" not in text and "(default: False)" not in text
+
+
+def test_segment_help_examples_keep_their_lines(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["segment", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("  adaqat segment ") and "--points" in line for line in lines)
+    assert any("(default: png)" in line for line in lines)  # real defaults are still shown
+
+
+def test_info_with_a_mistyped_preset_lists_the_presets(capsys):
+    assert main(["info", "vit_q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("adaqat info: error: vit_q: no such file or run folder, and not a preset (vit_b, vit_l")
+
+
+def test_a_film_named_twice_is_segmented_once(tmp_path, cxr_dir, nano_pth, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("films").mkdir()
+    for film in films(cxr_dir, 2):
+        Image.open(film).save(Path("films") / film.name)
+    first = films(cxr_dir)[0].name
+    assert main(["segment", "films", f"films/{first}", f"./films/{first}", str(tmp_path / "films" / first),
+                 "--out", "masks", "--model", str(nano_pth), "--model-type", "vit_nano", "--device", "cpu"]) == 0
+    assert "2 segmented, 0 already done, 0 failed" in capsys.readouterr().out
+    assert sorted(p.name for p in Path("masks").iterdir()) == sorted(
+        [f"{Path(f.name).stem}_mask.png" for f in films(cxr_dir, 2)] + ["results.csv"])
+
+
+def test_evaluate_never_replaces_a_users_own_report_files(tmp_path, cxr_dir, nano_pth, capsys):
+    out = tmp_path / "Documents"
+    out.mkdir()
+    (out / "index.html").write_text("<html>my own page</html>")
+    (out / "per_image.csv").write_text("")  # left empty by a run stopped before its first row: harmless
+    args = ["evaluate", "--data", str(cxr_dir), "--split", "all", "--out", str(out), "--model", str(nano_pth),
+            "--model-type", "vit_nano", "--device", "cpu"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"adaqat evaluate: error: --out {out} holds index.html, not written by adaqat evaluate, which a report would "
+        "replace; choose another --out folder")
+    assert (out / "index.html").read_text() == "<html>my own page</html>"
+    (out / "index.html").unlink()
+    assert main(args) == 0  # then a report, and a second one over it, as before
+    assert main(args) == 0
+
+
+def test_evaluate_says_an_empty_split_or_an_unknown_show_name_before_scoring(tmp_path, cxr_dir, nano_pth, capsys):
+    data = small_dataset(tmp_path, cxr_dir, 2)
+    args = ["evaluate", "--data", str(data), "--out", str(tmp_path / "report"), "--model", str(nano_pth),
+            "--model-type", "vit_nano", "--device", "cpu"]
+    assert main(args) == 2  # the 80:10:10 cut of 2 films has no test film
+    assert capsys.readouterr().err.strip().endswith(
+        f"error: {data}: the 'test' split is empty (2 images: 2 train, 0 val, 0 test); --split all scores every "
+        "image (if the model never saw them)")
+    assert main(args + ["--split", "all", "--show", "nosuch"]) == 2
+    stem = films(cxr_dir)[0].stem
+    assert capsys.readouterr().err.strip() == (
+        f"adaqat evaluate: error: --show nosuch: no such image among the 2 to score in the 'all' split (e.g. {stem})")
+    assert not (tmp_path / "report").exists()
+    assert main(args + ["--split", "all", "--show", f"{stem}.png"]) == 0  # a file name is taken by its stem
+    assert (tmp_path / "report" / f"fig2_asked_for_{stem}.png").is_file()
+
+
+def test_api_set_image_refuses_as_segment_does(tmp_path, nano_model):
+    """The README's second form: set_image, then predict."""
+    with pytest.raises(ImageReadError, match="^image is blank"):
+        nano_model.set_image(np.full((64, 64), 0.5, np.float32))
+    with pytest.raises(ValueError, match=re.escape("expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape (3, 64, 64)")):
+        nano_model.set_image(np.random.default_rng(0).random((3, 64, 64)))
+
+
+def test_excel_unicode_text_utf16_tab_separated_csvs_are_read(tmp_path):
+    from napari_adaqat.data import read_boxes_csv
+
+    (tmp_path / "boxes.txt").write_bytes("File\tX0\tY0\tX1\tY1\r\nröntgen 1.png\t1\t2\t30\t40\r\n".encode("utf-16"))
+    assert read_boxes_csv(tmp_path / "boxes.txt")["röntgen 1.png"].tolist() == [1, 2, 30, 40]
+    (tmp_path / "points.txt").write_bytes(b"\xff\xfe" + "chest.png\t150.5\t260\t0\r\n".encode("utf-16-le"))  # no header
+    coords, labels = read_points_csv(tmp_path / "points.txt")["chest.png"]
+    assert coords.tolist() == [[150.5, 260.0]] and labels.tolist() == [0]
+
+
+@pytest.mark.parametrize("content, reason", [
+    (None, "split file not found"),
+    ("not json", "not a split file (JSON with train, val and test name lists): Expecting value"),
+    ("[1, 2]", "not a split file (JSON with train, val and test name lists)"),
+])
+def test_a_bad_split_file_is_named(tmp_path, content, reason):
+    from napari_adaqat.data import load_split
+
+    path = tmp_path / "split.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{path}: {reason}')}"):
+        load_split(path)
+
+
+def test_evaluate_with_a_split_file_of_another_dataset_says_so(tmp_path, cxr_dir, nano_pth, capsys):
+    (tmp_path / "split.json").write_text('{"train": ["a"], "val": ["b"], "test": ["c", "d", "e"]}')
+    assert main(["evaluate", "--data", str(cxr_dir), "--split-file", str(tmp_path / "split.json"), "--out",
+                 str(tmp_path / "report"), "--model", str(nano_pth), "--model-type", "vit_nano", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"adaqat evaluate: error: {cxr_dir}: none of the 3 images of the 'test' split (c, d, ...) is in the data "
+        "folder; is the split file from another dataset?")
