@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from napari_adaqat.cli import build_parser, main
-from napari_adaqat.data import box_for, read_points_csv, unmatched_boxes
+from napari_adaqat.data import box_for, read_boxes_csv, read_points_csv, unmatched_boxes
 from napari_adaqat.data.transforms import to_uint8_rgb
 from napari_adaqat.io import ImageReadError
 from napari_adaqat.model import loading
@@ -102,6 +102,23 @@ def test_csv_rows_with_an_absolute_path_match_inputs_given_relatively(tmp_path, 
     assert unmatched_boxes(points, [given]) == ([], [])
     boxes = {"films/chest.png": np.array([1.0, 2.0, 30.0, 40.0])}  # and a relative row for an absolute input
     assert box_for(tmp_path / given, boxes) is boxes["films/chest.png"]
+
+
+def test_csv_rows_with_a_windows_path_match_the_film_by_its_name(tmp_path):
+    """A CSV made on a hospital PC names films C:\\films\\a.png; here the film is films/a.png."""
+    (tmp_path / "boxes.csv").write_text("file,x0,y0,x1,y1\nC:\\PACS export\\a.png,1,2,30,40\n", encoding="utf-8")
+    (tmp_path / "points.csv").write_text("C:\\PACS export\\a.png,5,6,1\nC:\\PACS export\\a.png,7,8,0\n")
+    boxes, points = read_boxes_csv(tmp_path / "boxes.csv"), read_points_csv(tmp_path / "points.csv")
+    assert np.array_equal(box_for(Path("films/a.png"), boxes), [1, 2, 30, 40])
+    assert box_for(Path("films/a.png"), points)[1].tolist() == [1, 0]
+    assert unmatched_boxes(boxes, [Path("films/a.png")]) == ([], [])
+
+
+def test_two_windows_folders_naming_one_film_are_refused_not_merged(tmp_path):
+    csv_path = tmp_path / "points.csv"
+    csv_path.write_text("file,x,y,label\nC:\\site A\\a.png,5,6,1\nD:\\site B\\a.png,7,8,0\n")
+    with pytest.raises(ValueError, match=r"points.csv:3: .*both name 'a.png'"):
+        read_points_csv(csv_path)
 
 
 def test_segment_uses_the_points_of_a_row_with_the_full_path(tmp_path, cxr_dir, nano_pth, monkeypatch, capsys):

@@ -14,7 +14,7 @@ import csv
 import errno
 import io
 import os
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
@@ -222,8 +222,21 @@ def _number(column: str, value: str, delimiter: str, record: str, names: str = "
     raise ValueError(f"{names} must be numbers; {column} is {value[:20]!r}")
 
 
+def csv_file_key(name: str, path: str | Path, line: int, origins: dict[str, str]) -> str:
+    """A CSV row's ``file`` as it is looked up here.  On Linux and macOS a Windows path (``C:\\films\\a.png``: a CSV
+    made on a hospital PC) is taken by its last part, the film's name; two such rows from different folders
+    naming one film name are refused (``origins``: key → the row's text, filled here), never merged."""
+    key = (PureWindowsPath(name).name or name) if os.sep == "/" and "\\" in name else name
+    first = origins.setdefault(key, name)
+    if first != name and "\\" in first + name:
+        raise ValueError(f"{path}:{line}: {name!r} and {first!r} both name {key!r} here (a Windows path is matched "
+                         "by its file name); give each film's path on this machine")
+    return key
+
+
 def read_boxes_csv(path: str | Path) -> dict[str, np.ndarray]:
-    """``file,x0,y0,x1,y1`` rows → {file name or path: (4,) box}; matched by path, name or stem.
+    """``file,x0,y0,x1,y1`` rows → {file name or path: (4,) box}; matched by path, name or stem (a Windows
+    path by its name, :func:`csv_file_key`).
 
     Separated by commas, semicolons or tabs (sniffed from the header); header names are trimmed and
     case-folded (``File, X0`` works); blank rows are skipped.  Raises ValueError (one line,
@@ -233,10 +246,12 @@ def read_boxes_csv(path: str | Path) -> dict[str, np.ndarray]:
     """
     boxes: dict[str, np.ndarray] = {}
     first_line: dict[str, int] = {}
+    origins: dict[str, str] = {}
     for line, delimiter, row, record in _rows(path):
         name = row["file"].strip()
         if not name:
             raise ValueError(f"{path}:{line}: empty file name")
+        name = csv_file_key(name, path, line, origins)
         try:
             box = np.array([_number(k, row[k], delimiter, record) for k in COLUMNS[1:]])
             check_box(box)

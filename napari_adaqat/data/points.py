@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_adaqat.data.boxes import EDGE_TOLERANCE_PX, _number, _rows, box_for
+from napari_adaqat.data.boxes import EDGE_TOLERANCE_PX, _number, _rows, box_for, csv_file_key
 
 POINT_COLUMNS = ("file", "x", "y", "label")
 LABELS = {"1": 1, "0": 0, "1.0": 1, "0.0": 0}  # 1 = lung (positive), 0 = not lung (negative)
@@ -20,14 +20,16 @@ Points = tuple[np.ndarray, np.ndarray]  # (P, 2) float64 x, y pixels; (P,) int64
 
 def read_points_csv(path: str | Path) -> dict[str, Points]:
     """``file,x,y,label`` rows → {file name or path: (coords (P, 2), labels (P,))}, in row order;
-    matched to inputs by path, name or stem (:func:`points_for`).  Raises ValueError, one line
+    matched to inputs by path, name or stem (:func:`points_for`; a Windows path by its name).  Raises ValueError, one line
     ``PATH:LINE: (FILE) problem``, for a missing column, a value that is not a number, a negative
     coordinate, a label other than 1 or 0, or a CSV without rows."""
     found: dict[str, tuple[list, list]] = {}
+    origins: dict[str, str] = {}
     for line, delimiter, row, record in _rows(path, POINT_COLUMNS, header_optional=True):
         name = row["file"].strip()
         if not name:
             raise ValueError(f"{path}:{line}: empty file name")
+        name = csv_file_key(name, path, line, origins)
         try:
             xy = [_number(k, row[k], delimiter, record, names="x,y") for k in ("x", "y")]
             if not np.isfinite(xy).all() or min(xy) < -EDGE_TOLERANCE_PX:
