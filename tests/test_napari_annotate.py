@@ -215,11 +215,13 @@ def test_clicks_from_the_segment_dock_correct_the_film_being_annotated(make_napa
     points = viewer.layers["points"]
     assert viewer.layers.selection.active is points and points.mode == "add"
     assert "Ctrl+click" in widget.status.value
-    rows = np.nonzero(before.any(axis=1))[0]
+    centre = int(np.nonzero(before.any(axis=0))[0].mean())  # between the lungs (the film need not be centred)
+    rows = np.nonzero(before[:, centre:].any(axis=1))[0]
     row = int(rows[0]) + 15  # just below the top of the lung on the film's right side: a "not lung" click there
-    cols = np.nonzero(before[row])[0]
+    cols = centre + np.nonzero(before[row, centre:])[0]
     points.feature_defaults["positive"] = False
-    points.add(np.array([[row, float(cols[cols > before.shape[1] // 2].mean())]]))
+    points.add(np.array([[row, float(cols.mean())]]))
+    assert len(points.data) == 1  # on the film (a point beside it is not added)
     qtbot.waitUntil(lambda: segment.last_result is not None and not segment.busy, timeout=WAIT_MS)
     result = segment.last_result
     assert result.box is not None  # the Annotate dock's box, not a point alone
@@ -273,9 +275,10 @@ def test_a_click_result_that_arrives_after_the_next_film_is_dropped(make_napari_
     segment.points_mode()
     points = viewer.layers["points"]
     points.feature_defaults["positive"] = False
-    row = int(np.nonzero(first.any(axis=1))[0][0]) + 15
-    cols = np.nonzero(first[row])[0]
-    points.add(np.array([[row, float(cols[cols > first.shape[1] // 2].mean())]]))
+    centre = int(np.nonzero(first.any(axis=0))[0].mean())  # between the lungs
+    row = int(np.nonzero(first[:, centre:].any(axis=1))[0][0]) + 15
+    points.add(np.array([[row, centre + float(np.nonzero(first[row, centre:])[0].mean())]]))
+    assert len(points.data) == 1  # on the film
     qtbot.waitUntil(started.is_set, timeout=WAIT_MS)
     assert widget.accept()  # saves what is shown: the mask before the click
     wait(qtbot, widget)

@@ -94,7 +94,29 @@ class ClickPrompts:
             return
         if self._points is not None and self._points.metadata.get(L.DOCK_WRITE):  # the Annotate dock's new film
             return
+        if action == "added" and self._drop_outside(getattr(event, "data_indices", (-1,))):
+            return
         self._segment(action)
+
+    def _drop_outside(self, indices: Any) -> bool:
+        """Take back the new points ``indices`` that lie outside the image (they would prompt nothing) and
+        say so in the status line; True when there were such points."""
+        image, points = self.image.value, self._points
+        if image is None or points is None or not len(points.data):
+            return False
+        n = len(points.data)
+        out = sorted({int(i) % n for i in indices or ()} & set(P.outside_image(points, image)))
+        if not out:
+            return False
+        keep = np.setdiff1d(np.arange(n), out)
+        data, positive = P.snapshot_points(points)
+        self._restoring = True
+        try:
+            P.restore_points(points, data[keep], positive[keep])
+        finally:
+            self._restoring = False
+        self.status.value = "That point is outside the image, so it was not added: click on the film."
+        return True
 
     def _sync_default_label(self) -> None:
         if self._points is not None:
@@ -113,13 +135,17 @@ class ClickPrompts:
         self.negative.value = not bool(self.negative.value)
 
     def box_mode(self) -> None:
-        """Box [B]: select ``boxes`` in rectangle mode."""
+        """Box [B]: select ``boxes`` in rectangle mode (made again if it was deleted)."""
+        if (self._boxes is None or not self._present(self._boxes)) and self.image.value is not None:
+            self._attach_boxes(self.image.value)
         if self._boxes is not None and self._present(self._boxes):
             self.viewer.layers.selection.active = self._boxes
             self._boxes.mode = "add_rectangle"
 
     def points_mode(self) -> None:
-        """Points [P]: select ``points`` in add mode (a click adds a point)."""
+        """Points [P]: select ``points`` in add mode (a click adds a point; made again if it was deleted)."""
+        if (self._points is None or not self._present(self._points)) and self.image.value is not None:
+            self._attach_points(self.image.value)
         if self._points is not None and self._present(self._points):
             self.viewer.layers.selection.active = self._points
             self._points.mode = "add"
@@ -129,8 +155,10 @@ class ClickPrompts:
     def history(self) -> Optional[PromptHistory]:
         """The prompt history of the chosen image (None without an image)."""
         image = self.image.value
-        if image is None:
-            return None
+        return None if image is None else ClickPrompts._history_of(self, image)  # (also on a test's stand-in)
+
+    def _history_of(self, image: Any) -> PromptHistory:
+        """The prompt history of the image layer ``image`` for the data it holds now."""
         # one history per layer, for the data it holds: the Annotate dock shows each film in the same layer,
         # and Undo must never bring back another film's mask (``id(data)`` is no key: a freed film's id is
         # reused by a later film)
@@ -153,7 +181,7 @@ class ClickPrompts:
     def _brush_edit(self, image: Any, plane: Optional[int]) -> Optional[np.ndarray]:
         """The ``lung mask`` plane (H, W) bool when it differs from what the dock painted there last (a brush
         edit), after recording it as a state (Undo comes back to it); None when unedited."""
-        history, shown = self.history, self._shown_mask(image, plane)
+        history, shown = self._history_of(image), self._shown_mask(image, plane)
         if history is None or shown is None:
             return None
         painted = history.painted(plane)
@@ -191,8 +219,14 @@ class ClickPrompts:
         image, history = self.image.value, self.history
         if image is None or history is None:
             return
-        self._brush_edit(image, L.current_plane(self.viewer, image))  # an unsaved edit is kept in the history
         plane = L.current_plane(self.viewer, image)
+        edited = self._brush_edit(image, plane) is not None  # an unsaved edit is kept in the history
+        now = history.current
+        if not edited and now.kind == RESET and now.plane == plane and not len(P.snapshot_points(self._points)[0]) \
+                and not P.snapshot_boxes(self._boxes):  # R pressed twice: one Undo still brings everything back
+            self.status.value = "Already reset: points, box and mask are cleared (Undo [Ctrl+Z] brings them back)."
+            self.box_mode()
+            return
         empty = np.zeros(L.plane_shape(image), dtype=bool)
         state = PromptState(RESET, plane=plane, mask=empty,
                             points=np.empty((0, image.ndim)), positive=np.empty(0, dtype=bool))
@@ -237,16 +271,67 @@ class ClickPrompts:
             if mask is None and left.mask is not None:
                 mask = np.zeros_like(left.mask)
             if mask is not None:
-                if state.result is not None and state.kind != EDIT:
-                    self._show_state(image, state.result, mask)
-                else:
-                    meta = None if state.result is None else L.mask_meta(image, state.result, state.plane)
-                    L.show_mask(self.viewer, image, mask, state.plane, meta)  # an edit keeps its model's provenance
-                    if state.result is None:
-                        L.neutral_maps(self.viewer, image, state.plane)
+                self._show_plane(image, state, mask)
             self.last_result = state.result
         finally:
             self._restoring = False
+
+    def _show_plane(self, image: Any, state: PromptState, mask: np.ndarray) -> None:
+        """Show ``mask`` (H, W) bool on ``state``'s plane with ``state``'s maps (none: neutral maps, no legends)."""
+        if state.result is not None and state.kind != EDIT:
+            self._show_state(image, state.result, mask)
+            return
+        meta = None if state.result is None else L.mask_meta(image, state.result, state.plane)
+        L.show_mask(self.viewer, image, mask, state.plane, meta)  # an edit keeps its model's provenance
+        if state.result is None:
+            L.neutral_maps(self.viewer, image, state.plane)
+            self.legends.show_for(None)
+
+    def _switch_image(self, image: Any) -> None:
+        """Another image is chosen: a brush edit of the image before is kept in its history first, then
+        ``boxes`` and ``lung mask`` show this image's own box, mask and maps (its last state; none yet: none),
+        never another image's.  A mask that no history holds (the Annotate dock's film, an image deleted
+        since) is left as it is, and so are the Annotate dock's rectangles."""
+        before = next((ly for ly in self.viewer.layers if str(ly.unique_id) == self._points_image), None)
+        if before is image:
+            return
+        if before is not None and not self._annotated(before):
+            self._brush_edit(before, L.current_plane(self.viewer, before))
+        if self._annotated(image):
+            return
+        history, plane = self._history_of(image), L.current_plane(self.viewer, image)
+        boxes = self._boxes if self._boxes is not None and self._boxes.ndim == image.ndim \
+            and L.ANNOTATE_OWNER not in self._boxes.metadata else None  # (the Annotate dock's rectangles stay)
+        if before is not None and boxes is not None:  # its own boxes (none yet: none), its clicks' box
+            self._restoring = True
+            try:
+                P.restore_boxes(boxes, history.current.boxes)
+            finally:
+                self._restoring = False
+            self._last_box_index = history.current.box_index
+        if not self._mask_in_history():
+            return
+        mask = history.painted(plane)
+        if mask is None:  # never segmented: an empty mask, no maps of another image
+            L.show_mask(self.viewer, image, np.zeros(L.plane_shape(image), dtype=bool), plane)
+            L.drop_maps(self.viewer, image)
+            self.legends.show_for(None)
+        else:
+            state = history.current
+            self._show_plane(image, state if state.plane == plane else PromptState(EDIT, plane=plane), mask)
+        self.last_result = history.current.result
+
+    def _mask_in_history(self) -> bool:
+        """Whether what ``lung mask`` shows is the mask a prompt history holds for its image (so nothing is
+        lost when another image's mask replaces it)."""
+        layer = self.viewer.layers[L.MASK] if L.MASK in self.viewer.layers else None
+        source = None if layer is None else layer.metadata.get("source_layer_id")
+        image = next((ly for ly in self.viewer.layers if str(ly.unique_id) == source), None)
+        if image is None or self._annotated(image):
+            return False
+        plane = L.current_plane(self.viewer, image)
+        shown, painted = self._shown_mask(image, plane), self._history_of(image).painted(plane)
+        return shown is not None and np.array_equal(shown, painted if painted is not None else np.zeros_like(shown))
 
 
 def _ref(data: Any) -> Callable[[], Any]:

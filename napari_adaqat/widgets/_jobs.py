@@ -3,10 +3,22 @@ kind (the newest box wins; nothing piles up), and the results of a closed dock a
 Segment and Annotate docks."""
 from __future__ import annotations
 
+import atexit
 from typing import Any, Callable, Optional
 
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QThreadPool, QTimer
+
+EXIT_WAIT_MS = 60_000  # at exit, jobs still running get this long to end
+
+
+def _wait_for_jobs() -> None:
+    """At interpreter exit, let the jobs still running end first: a worker that ends after Python freed its
+    signals aborts the process (napari closed while a dock embeds a film: "Aborted", exit code 134)."""
+    QThreadPool.globalInstance().waitForDone(EXIT_WAIT_MS)
+
+
+atexit.register(_wait_for_jobs)
 
 
 class JobQueue:

@@ -199,7 +199,20 @@ def show_mask(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", mask
     layer.metadata.update(meta)
     for key in stale:
         layer.metadata.pop(key, None)
+    stack_over(viewer, image)
     return layer
+
+
+def stack_over(viewer: "napari.viewer.Viewer", image: "napari.layers.Image") -> None:
+    """Put the dock's layers (mask, maps, boxes, points, in that order) on top when one of them lies under
+    ``image``: a film opened after them would hide its own mask and the box being drawn."""
+    if not any(layer is image for layer in viewer.layers):
+        return
+    index = viewer.layers.index(image)
+    ours = [viewer.layers[name] for name in (*OUTPUT_NAMES, BOXES, POINTS) if name in viewer.layers]
+    if any(viewer.layers.index(layer) < index for layer in ours):
+        for layer in ours:
+            viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))
 
 
 def neutral_maps(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", plane: Optional[int]) -> None:
@@ -210,6 +223,13 @@ def neutral_maps(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", p
         if layer is not None and layer.metadata.get("source_layer_id") == str(image.unique_id):
             _upsert(viewer, name, "image", _into_stack(viewer, name, image, np.full(shape, value, np.float32),
                                                        plane, np.float32), **_placement(image))
+
+
+def drop_maps(viewer: "napari.viewer.Viewer", image: "napari.layers.Image") -> None:
+    """Remove the ``SSIM`` and ``ΔSSIM`` layers when they hold another image's maps (not ``image``'s)."""
+    for name in (SSIM, DELTA):
+        if name in viewer.layers and viewer.layers[name].metadata.get("source_layer_id") != str(image.unique_id):
+            viewer.layers.remove(name)
 
 
 def show_result(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", result: Any,
@@ -239,6 +259,7 @@ def show_result(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", re
         layer.contrast_limits = (-1.0, 1.0)
         if new:
             layer.opacity = DELTA_OPACITY
+    stack_over(viewer, image)  # (maps created before this film was opened lie under it)
     if prompt_layers and list(viewer.layers)[-len(prompt_layers):] != prompt_layers:
         for layer in prompt_layers:  # in order: boxes, then points on top
             viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))

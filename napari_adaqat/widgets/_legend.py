@@ -110,7 +110,11 @@ class MapLegends(QWidget):
             legend.setVisible(False)
 
     def show_for(self, result: Any) -> None:
-        """Show the legends of the maps ``result`` (a SegmentResult) carries."""
+        """Show the legends of the maps ``result`` (a SegmentResult) carries; None: no maps, no legends."""
+        if result is None:
+            for legend in (self.ssim, self.delta):
+                legend.setVisible(False)
+            return
         for legend, data in ((self.ssim, result.ssim), (self.delta, result.delta)):
             legend.set_reference(bool(result.has_reference))
             legend.setVisible(data is not None)

@@ -71,24 +71,41 @@ def positive_flags(layer: "napari.layers.Points") -> np.ndarray:
     return np.asarray(layer.features["positive"], dtype=bool)
 
 
+def _in_image_pixels(layer: "napari.layers.Points", image: "napari.layers.Image") -> np.ndarray:
+    """(N, D) the points of ``layer`` in ``image``'s data coordinates (D = ``image.ndim``; row, col last)."""
+    data = np.asarray(layer.data, dtype=np.float64)
+    world = np.array([layer.data_to_world(p) for p in data])
+    nd = image.ndim
+    if world.shape[1] < nd:
+        world = np.concatenate([np.zeros((len(world), nd - world.shape[1])), world], axis=1)
+    return np.array([image.world_to_data(w[-nd:]) for w in world])
+
+
+def _on_plane(pix: np.ndarray, image: "napari.layers.Image") -> np.ndarray:
+    """(N,) bool: which of the (N, D) data coordinates ``pix`` lie inside one plane of ``image``."""
+    h, w = plane_shape(image)
+    rows, cols = pix[:, -2], pix[:, -1]
+    return (rows > -0.5) & (rows < h - 0.5) & (cols > -0.5) & (cols < w - 0.5)
+
+
+def outside_image(layer: "napari.layers.Points", image: "napari.layers.Image") -> list[int]:
+    """The indices of the points of ``layer`` that lie outside ``image`` (beside its rows and columns)."""
+    if len(layer.data) == 0:
+        return []
+    return [int(i) for i in np.flatnonzero(~_on_plane(_in_image_pixels(layer, image), image))]
+
+
 def points_in_pixels(layer: Optional["napari.layers.Points"], image: "napari.layers.Image",
                      plane: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
     """The points on ``plane`` (all of them for a 2-D image) as (coords (N, 2) x, y in ``image`` pixels,
     labels (N,) int: 1 = lung, 0 = not lung), SAM's convention; points outside the image are dropped."""
     if layer is None or len(layer.data) == 0:
         return np.empty((0, 2)), np.empty(0, dtype=np.int64)
-    data = np.asarray(layer.data, dtype=np.float64)
-    world = np.array([layer.data_to_world(p) for p in data])
-    nd = image.ndim
-    if world.shape[1] < nd:
-        world = np.concatenate([np.zeros((len(world), nd - world.shape[1])), world], axis=1)
-    pix = np.array([image.world_to_data(w[-nd:]) for w in world])
-    keep = np.ones(len(pix), dtype=bool)
-    if nd == 3 and plane is not None:
+    pix = _in_image_pixels(layer, image)
+    keep = _on_plane(pix, image)
+    if image.ndim == 3 and plane is not None:
         keep &= np.round(pix[:, 0]).astype(int) == plane
-    h, w = plane_shape(image)
     rows, cols = pix[:, -2], pix[:, -1]
-    keep &= (rows > -0.5) & (rows < h - 0.5) & (cols > -0.5) & (cols < w - 0.5)
     coords = np.stack([cols[keep], rows[keep]], axis=1)
     return coords, positive_flags(layer)[keep].astype(np.int64)
 

@@ -41,7 +41,9 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
                  baseline_path: str | Path | None = None, use_baseline: bool = True,
                  model_type: str = "vit_b", device: str = "auto") -> None:
         super().__init__(labels=True)
-        self.viewer = viewer
+        # napari hands plugins a proxy that wraps each layer anew on access (so `is` fails: a click's mask
+        # selected 'boxes' instead of 'points', and the next click drew no point); the dock keeps the viewer
+        self.viewer = getattr(viewer, "__wrapped__", viewer)
         watch_orientation(viewer)  # films stored sideways (EXIF orientation) are shown upright
         self.engine = shared_engine()  # one loaded model per viewer, shared with the other docks
         self._choice: Optional[tuple[ModelRef, Optional[ModelRef], str]] = None  # (model, baseline, device)
@@ -190,6 +192,7 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
             self.status.value = "Choose an image."
             return
         self._generation, self._pending = self._generation + 1, None  # results for the image before are dropped
+        self._switch_image(layer)  # the image before keeps its brush edit; 'lung mask' shows this image's
         self._attach_boxes(layer)
         self.start_embedding()
 
@@ -199,6 +202,7 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
             boxes.events.data.connect(self._on_boxes_data)
         self._boxes = boxes
         self._attach_points(image)
+        L.stack_over(self.viewer, image)  # a film opened later must not hide the box being drawn
 
     def start_embedding(self) -> None:
         """Embed the chosen image (current plane) with the model and baseline, in a worker."""

@@ -140,8 +140,10 @@ class TrainWidget(TrainFormReading, Container):
             seconds = cont.eta_seconds(self.chain(), n_train) if self.stage.value == "all" else None
         except (ValueError, KeyError):
             seconds = None
+        unusable = report is not None and str(report.folder) == typed_path(self.data) and not report.usable
         self.eta.value = (f"about {format_duration(seconds)} on an idle 2-core CPU for {n_train} training films"
-                          if seconds else "shown after the first epoch" if n_train else "after the data check")
+                          if seconds else "shown after the first epoch" if n_train
+                          else "none: no usable image/mask pairs to train on" if unusable else "after the data check")
 
     def _update_buttons(self) -> None:
         running = self.busy
@@ -178,6 +180,7 @@ class TrainWidget(TrainFormReading, Container):
     def _on_check_error(self, exc: BaseException) -> None:
         self._check_worker = None
         self.data_check.value = f"✗ {exc}"
+        self.eta.value = "none: no data to train on"  # not "after the data check": the check is done
 
     @property
     def checking(self) -> bool:
