@@ -81,11 +81,20 @@ def test_api_reads_a_float_array_outside_0_1_as_a_float_tiff_is_read(tmp_path, c
     rgb = to_uint8_rgb(film)
     assert np.array_equal(to_uint8_rgb(film.astype(np.float64) * 16 - 1024), rgb)
     assert np.array_equal(to_uint8_rgb(film / 255.0), rgb)  # floats already in [0, 1] are taken as they are
+    holes = film.astype(np.float64) * 16 - 1024
+    holes[1, :3] = np.nan, np.inf, -np.inf  # NaN is 0, inf the ends; the range is the finite values'
+    expected = rgb.copy()
+    expected[1, :3] = [[0] * 3, [255] * 3, [0] * 3]
+    assert np.array_equal(to_uint8_rgb(holes), expected)
 
 
 def test_api_refuses_points_outside_the_image(cxr_dir, nano_model):
     with pytest.raises(ValueError, match="^point 9000,300 lies outside the 426x512 image"):
         nano_model.segment(films(cxr_dir)[0], point_coords=[[9000, 300]], point_labels=[1])
+    with pytest.raises(ValueError, match="^point -50,300 lies outside the 426x512 image"):  # as a points CSV
+        nano_model.segment(films(cxr_dir)[0], point_coords=[[-50, 300]], point_labels=[1])
+    with pytest.raises(ValueError, match="^point nan,300 lies outside"):
+        nano_model.segment(films(cxr_dir)[0], point_coords=[[np.nan, 300]], point_labels=[1])
     mask = nano_model.segment(films(cxr_dir)[0], [40, 30, 400, 480], point_coords=[[250, 300]], point_labels=[1])
     assert mask.shape == (512, 426) and mask.dtype == bool  # a good prompt still works
 
@@ -119,6 +128,17 @@ def test_two_windows_folders_naming_one_film_are_refused_not_merged(tmp_path):
     csv_path.write_text("file,x,y,label\nC:\\site A\\a.png,5,6,1\nD:\\site B\\a.png,7,8,0\n")
     with pytest.raises(ValueError, match=r"points.csv:3: .*both name 'a.png'"):
         read_points_csv(csv_path)
+    csv_path.write_text("file,x,y,label\nC:\\site A\\a.png,5,6,1\na.png,7,8,0\n")  # nor with a bare name
+    with pytest.raises(ValueError, match=r"points.csv:3: .*both name 'a.png'"):
+        read_points_csv(csv_path)
+
+
+def test_windows_paths_with_forward_slashes_or_another_case_name_one_film(tmp_path):
+    """Java and web tools write C:/films/a.png; Windows paths are one file whatever their case."""
+    csv_path = tmp_path / "points.csv"
+    csv_path.write_text("file,x,y,label\nC:/PACS export/a.png,5,6,1\nc:\\pacs EXPORT\\a.png,7,8,0\n")
+    coords, labels = box_for(Path("films/a.png"), read_points_csv(csv_path))
+    assert coords.tolist() == [[5, 6], [7, 8]] and labels.tolist() == [1, 0]
 
 
 def test_segment_uses_the_points_of_a_row_with_the_full_path(tmp_path, cxr_dir, nano_pth, monkeypatch, capsys):

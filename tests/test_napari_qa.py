@@ -65,6 +65,9 @@ def test_another_film_keeps_the_brush_edit_and_shows_its_own_mask(make_napari_vi
     wait(qtbot, widget)
     np.testing.assert_array_equal(viewer.layers["lung mask"].data, edited)  # the brush edit is back
     assert widget.history.current.kind == "brush edit"
+    for name in ("SSIM", "ΔSSIM"):  # with the first film's maps, not the second's over it
+        assert viewer.layers[name].metadata["source_layer_id"] == str(first.unique_id)
+    assert _legends_shown(widget)
     np.testing.assert_allclose(boxes.data[0].min(0), [40.0, 30.0])  # its own box, not the second film's
     points.add([[250.0, 250.0]])
     wait(qtbot, widget)
@@ -83,6 +86,9 @@ def test_another_film_keeps_the_brush_edit_and_shows_its_own_mask(make_napari_vi
     widget.image.value = second
     wait(qtbot, widget)
     np.testing.assert_array_equal(viewer.layers["lung mask"].data, second_mask)
+    kept = set(widget._histories)
+    viewer.layers.remove(first)  # a film closed: its masks and maps are not kept for the rest of the session
+    assert str(first.unique_id) in kept and set(widget._histories) == kept - {str(first.unique_id)}
 
 
 def test_a_deleted_prompt_layer_comes_back_with_its_button(make_napari_viewer, qtbot, nano_models):

@@ -14,6 +14,7 @@ import csv
 import errno
 import io
 import os
+import re
 from pathlib import Path, PureWindowsPath
 
 import numpy as np
@@ -222,13 +223,23 @@ def _number(column: str, value: str, delimiter: str, record: str, names: str = "
     raise ValueError(f"{names} must be numbers; {column} is {value[:20]!r}")
 
 
+_DRIVE = re.compile(r"[A-Za-z]:[\\/]")  # C:\ or C:/ at the start of a CSV row's file
+
+
+def _windows_path(name: str) -> bool:
+    """Whether a CSV row's ``file`` is a Windows path that this (Linux or macOS) machine cannot open as written."""
+    return os.sep == "/" and ("\\" in name or _DRIVE.match(name) is not None)
+
+
 def csv_file_key(name: str, path: str | Path, line: int, origins: dict[str, str]) -> str:
     """A CSV row's ``file`` as it is looked up here.  On Linux and macOS a Windows path (``C:\\films\\a.png``: a CSV
     made on a hospital PC) is taken by its last part, the film's name; two such rows from different folders
-    naming one film name are refused (``origins``: key → the row's text, filled here), never merged."""
-    key = (PureWindowsPath(name).name or name) if os.sep == "/" and "\\" in name else name
+    naming one film name are refused (``origins``: key → the row's text, filled here), never merged.  A drive
+    letter marks a Windows path too (``C:/films/a.png``); Windows paths that differ by case only are one film."""
+    key = (PureWindowsPath(name).name or name) if _windows_path(name) else name
     first = origins.setdefault(key, name)
-    if first != name and "\\" in first + name:
+    windows = _windows_path(first) or _windows_path(name)
+    if first != name and windows and PureWindowsPath(first) != PureWindowsPath(name):
         raise ValueError(f"{path}:{line}: {name!r} and {first!r} both name {key!r} here (a Windows path is matched "
                          "by its file name); give each film's path on this machine")
     return key

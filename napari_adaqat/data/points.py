@@ -54,9 +54,10 @@ def points_for(path: Path, points: dict[str, Points]) -> Points | None:
 
 
 def check_points(coords: np.ndarray, shape: tuple[int, int]) -> None:
-    """Refuse points (P, 2) x, y outside an image of (H, W) ``shape`` (beyond the edge tolerance)."""
+    """Refuse points (P, 2) x, y outside an image of (H, W) ``shape`` (beyond the edge tolerance; not finite)."""
     h, w = shape
-    outside = (coords[:, 0] > w - 1 + EDGE_TOLERANCE_PX) | (coords[:, 1] > h - 1 + EDGE_TOLERANCE_PX)
+    outside = ~np.isfinite(coords).all(axis=1) | (coords.min(axis=1) < -EDGE_TOLERANCE_PX) \
+        | (coords[:, 0] > w - 1 + EDGE_TOLERANCE_PX) | (coords[:, 1] > h - 1 + EDGE_TOLERANCE_PX)
     if outside.any():
         x, y = coords[np.flatnonzero(outside)[0]]
         raise ValueError(f"point {x:g},{y:g} lies outside the {w}x{h} image; was it placed on a resized copy?")

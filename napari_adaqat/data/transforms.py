@@ -36,12 +36,15 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
         top = max(int(arr.max()), 1)
         out = np.round(np.clip(arr.astype(np.float64), 0.0, None) * (255.0 / top)).astype(np.uint8)  # int16: no wrap
     else:  # floats in [0, 1] as they are; others (0..255, Hounsfield-like) min-max, as read_image reads a float TIFF
-        x = arr.astype(np.float32)
-        finite = x[np.isfinite(x)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        x = np.asarray(arr, dtype=np.float32)  # (no copy of a float32 image: each click converts its plane)
+        low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 1.0)
+        finite = bool(np.isfinite(low) and np.isfinite(high))
+        if not finite:  # NaN or inf: the range of the finite values (NaN becomes 0, inf the ends)
+            values = x[np.isfinite(x)]
+            low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
         if low < 0.0 or high > 1.0:
             x = (x - low) / (high - low) if high > low else np.zeros_like(x)
-        out = np.round(np.clip(np.nan_to_num(x), 0.0, 1.0) * 255.0).astype(np.uint8)
+        out = np.round(np.clip(x if finite else np.nan_to_num(x), 0.0, 1.0) * 255.0).astype(np.uint8)
     if out.ndim == 2:
         out = np.repeat(out[..., None], 3, axis=2)
     return np.ascontiguousarray(out)

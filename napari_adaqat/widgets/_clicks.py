@@ -168,6 +168,13 @@ class ClickPrompts:
             entry = self._histories[key] = (_ref(data), PromptHistory())
         return entry[1]
 
+    def _forget_removed_images(self) -> None:
+        """Drop the prompt histories (masks and maps, up to ``MAX_BYTES`` each) of image layers deleted from
+        the viewer: a session through many films keeps only those still open."""
+        present = {str(layer.unique_id) for layer in self.viewer.layers}
+        for key in [key for key in self._histories if key not in present]:
+            del self._histories[key]
+
     def _update_buttons(self) -> None:
         history = self.history
         self.undo_button.enabled = history is not None and history.can_undo
@@ -311,15 +318,14 @@ class ClickPrompts:
             self._last_box_index = history.current.box_index
         if not self._mask_in_history():
             return
-        mask = history.painted(plane)
-        if mask is None:  # never segmented: an empty mask, no maps of another image
-            L.show_mask(self.viewer, image, np.zeros(L.plane_shape(image), dtype=bool), plane)
+        mask, state = history.painted(plane), history.current
+        if mask is not None and state.plane == plane and state.result is not None:
+            self._show_state(image, state.result, mask)  # its mask (a brush edit too) and its maps, as left
+        else:  # never segmented (an empty mask), reset, or another plane: no maps of another image
+            L.show_mask(self.viewer, image, mask if mask is not None else np.zeros(L.plane_shape(image), bool), plane)
             L.drop_maps(self.viewer, image)
             self.legends.show_for(None)
-        else:
-            state = history.current
-            self._show_plane(image, state if state.plane == plane else PromptState(EDIT, plane=plane), mask)
-        self.last_result = history.current.result
+        self.last_result = state.result
 
     def _mask_in_history(self) -> bool:
         """Whether what ``lung mask`` shows is the mask a prompt history holds for its image (so nothing is

@@ -44,7 +44,7 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         # napari hands plugins a proxy that wraps each layer anew on access (so `is` fails: a click's mask
         # selected 'boxes' instead of 'points', and the next click drew no point); the dock keeps the viewer
         self.viewer = getattr(viewer, "__wrapped__", viewer)
-        watch_orientation(viewer)  # films stored sideways (EXIF orientation) are shown upright
+        watch_orientation(self.viewer)  # films stored sideways (EXIF orientation) are shown upright
         self.engine = shared_engine()  # one loaded model per viewer, shared with the other docks
         self._choice: Optional[tuple[ModelRef, Optional[ModelRef], str]] = None  # (model, baseline, device)
         self.last_result: Optional[SegmentResult] = None
@@ -86,7 +86,7 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
             w.changed.connect(self._on_model_changed)
         self.reference.changed.connect(lambda _=None: self.segment_last_box())
         self.rerun.changed.connect(lambda _=None: self.segment_last_box())
-        events = viewer.layers.events
+        events = self.viewer.layers.events
         for ev in (events.inserted, events.removed, events.reordered):
             ev.connect(self._on_layers_changed)
         self.reset_choices()
@@ -106,6 +106,7 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
             self._boxes = None
         if self._points is not None and not self._present(self._points):
             self._points = None
+        self._forget_removed_images()
         self.reset_choices()
 
     def _present(self, layer: Any) -> bool:
