@@ -72,7 +72,8 @@ def score_folds(folds: list[Path], models: dict[str, str], unet: str | None, shi
 
 def summarize(rows: list[dict], first: str) -> tuple[dict, str]:
     """Mean Dice / NSD per shift and model; the judged model ``first`` against every model of another
-    family (name not starting with ``first``'s first word): mean paired difference and Wilcoxon p.
+    family (name not starting with ``first``'s first word): mean and median paired difference, the films
+    where ``first`` is better, and the Wilcoxon p (two-sided: its direction is the median's, not the mean's).
 
     The statistics are the report's (:func:`napari_adaqat.metrics.summarize`,
     :func:`napari_adaqat.metrics.wilcoxon_paired`), so these tables and ``adaqat evaluate`` agree."""
@@ -100,9 +101,15 @@ def summarize(rows: list[dict], first: str) -> tuple[dict, str]:
                 cells.append("—")
                 continue
             diff = per[first] - per[m]
-            p = wilcoxon_paired(per[first], per[m])["p_value"]
-            summary[shift][f"{first} - {m}"] = {"dice_diff": float(diff.mean()), "wilcoxon_p": p}
-            cells.append(f"{diff.mean():+.4f}, p = {p:.2g}")
+            test = wilcoxon_paired(per[first], per[m])
+            p, better = test["p_value"], int((diff > 0).sum())
+            # the signed-rank test follows the median and the ranks, not the mean: a few large failures of one
+            # model can put its mean behind while it wins most films, so the cell gives both and the film count
+            summary[shift][f"{first} - {m}"] = {"dice_diff": float(diff.mean()), "median_diff": test["median_diff"],
+                                               "better_on": better, "n": len(diff), "wilcoxon_p": p,
+                                               "effect_size": test["effect_size"]}
+            cells.append(f"{diff.mean():+.4f} (median {test['median_diff']:+.4f}, better on {better} of {len(diff)}), "
+                         f"p = {p:.2g}")
         lines.append(f"| {shift} | " + " | ".join(cells) + " |")
     return summary, "\n".join(lines)
 

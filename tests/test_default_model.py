@@ -45,6 +45,10 @@ def test_shipped_files_are_small_and_documented():
     heart = oof["heart_excluded_1.4x_dice_by_click"]
     assert oof["n"] == 62 and heart["v4.2"][3] >= 0.92 and heart["v4.2"][3] > heart["v4.1"][3] + 0.01
     assert oof["dice_by_click"]["v4.2"][3] >= oof["dice_by_click"]["v4.1"][3] - 0.002
+    three = provenance["scores"]["out_of_fold_3_folds"]  # then all 3 folds (fold 2 run after the choice)
+    assert three["n"] == 93 and three["heart_excluded_1.4x_dice_by_click"]["int8"][3] >= 0.92
+    by_click = three["dice_by_click"]
+    assert all(abs(a - b) <= 0.003 for a, b in zip(by_click["int8"], by_click["fp32"]))  # INT8 = FP32, with clicks
     split = meta["provenance"]["split"]
     assert not set(SHIPPED_TEST_IMAGES) & set(split["train"] + split["val"])  # never trained on
     assert set(SHIPPED_TEST_IMAGES) <= set(split["test"])
