@@ -231,3 +231,96 @@ def test_clicks_in_the_dock_opened_from_the_plugins_menu_stay_in_points(make_nap
     click(viewer, qtbot, (300.0, 350.0))  # the second click on the canvas is a point too
     wait(qtbot, widget)
     assert len(points.data) == 2 and "box + 2 points" in widget.status.value
+
+
+def test_segmenting_another_image_leaves_the_annotated_films_mask(make_napari_viewer, qtbot, tmp_path, cxr_dir,
+                                                                  nano_models, screenshot_dir):
+    """Annotate and Segment docks both open, the Segment dock on another image: its click (and Reset) must not
+    write that image's mask into 'lung mask', where the Annotate dock's film and its brush edit are (a draft
+    1.5 s later, or Accept, would have saved it as the film's mask); the status line says why, and Accept
+    saves the film's own mask."""
+    import shutil
+
+    from napari_adaqat.inference.engine import ModelRef
+    from napari_adaqat.io import read_image, read_mask
+
+    films = tmp_path / "films"
+    films.mkdir()
+    names = sorted(p.name for p in (cxr_dir / "images").glob("*.png"))[1:3]  # two 512² films
+    for name in names:
+        shutil.copy(cxr_dir / "images" / name, films / name)
+    viewer = make_napari_viewer(show=True)
+    _, annotate = viewer.window.add_plugin_dock_widget("napari-adaqat", "Annotate folder (AdaLoRA-QAT)")
+    annotate.models.model_type.value = "vit_nano"
+    annotate.use_model(nano_models[0])
+    annotate.images.value, annotate.dataset.value = str(films), str(tmp_path / "dataset")
+    annotate.open_button.native.click()
+    qtbot.waitUntil(lambda: not annotate.busy, timeout=120_000)
+    assert annotate.index == 0, annotate.status.value
+    painted = _paint(viewer, slice(150, 300), slice(100, 220)) != 0  # the clinician's brush edit of the film
+
+    other = viewer.add_image(read_image(films / names[1]).pixels, name="another film")  # same size as the film
+    _, segment = viewer.window.add_plugin_dock_widget("napari-adaqat", "Segment lungs (AdaLoRA-QAT)")
+    segment.device.value = "cpu"
+    segment.use_refs(ModelRef(nano_models[0], model_type="vit_nano"), None, quiet=True)
+    segment.image.value = other
+    wait(qtbot, segment)
+    viewer.layers["points"].add(np.array([[256.0, 200.0]]))  # a click meant for the other film
+    wait(qtbot, segment)
+    mask = viewer.layers["lung mask"]
+    np.testing.assert_array_equal(np.asarray(mask.data) != 0, painted)  # the film's mask is untouched
+    assert mask.metadata["source_layer_id"] == str(annotate.layers.image.unique_id)
+    assert "Annotate dock" in segment.status.value and "\n" not in segment.status.value
+    assert len(viewer.layers["points"].data) == 1  # the click is not thrown away either
+    segment.reset_prompts()  # nor does Reset clear the film's mask
+    np.testing.assert_array_equal(np.asarray(mask.data) != 0, painted)
+    viewer.window._qt_window.resize(1600, 950)
+    viewer.reset_view()
+    qtbot.wait(300)
+    viewer.screenshot(str(screenshot_dir / "screenshot_annotate_and_segment_another_image.png"), canvas_only=False)
+    mask.metadata["source_layer_id"] = str(other.unique_id)  # were another image's mask there: never saved
+    assert not annotate.accept() and "another image's mask" in annotate.status.value
+    mask.metadata["source_layer_id"] = str(annotate.layers.image.unique_id)
+    assert annotate.accept()
+    np.testing.assert_array_equal(read_mask(tmp_path / "dataset" / "masks" / names[0]) != 0, painted)
+    qtbot.waitUntil(lambda: not annotate.jobs.busy and not segment.busy, timeout=120_000)
+
+
+def test_a_box_still_segmenting_when_another_image_is_chosen_comes_back_with_it(make_napari_viewer, qtbot,
+                                                                              monkeypatch, nano_models):
+    """A box whose prompt is still running when the user chooses another image is not lost: coming back to the
+    first image shows the box again and its mask (the prompt runs again)."""
+    import threading
+
+    viewer = make_napari_viewer()
+    widget, first, _truth = _dock(viewer, qtbot, nano_models)
+    second = viewer.add_image(np.asarray(first.data)[::-1].copy(), name="second film")
+    started, gate, predict = threading.Event(), threading.Event(), widget._predict
+
+    def held(*args):  # the box's prompt waits in the worker until the other image is chosen
+        started.set()
+        assert gate.wait(120)
+        return predict(*args)
+
+    monkeypatch.setattr(widget, "_predict", held)
+    monkeypatch.setattr(widget, "_quick_prompt", lambda *a: False)  # the worker, not inline
+    boxes = viewer.layers["boxes"]
+    boxes.add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+    qtbot.waitUntil(started.is_set, timeout=120_000)
+    widget.image.value = second
+    gate.set()
+    wait(qtbot, widget)
+    assert len(boxes.data) == 0  # the second image's own (no) boxes
+    shown = viewer.layers["lung mask"] if "lung mask" in viewer.layers else None
+    assert shown is None or shown.metadata["source_layer_id"] == str(second.unique_id)  # no mask of the first
+    widget.image.value = first
+    wait(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    assert len(boxes.data) == 1  # the box the user drew is back ...
+    np.testing.assert_allclose(boxes.data[0].min(0), [40.0, 30.0])
+    state = widget.history.current  # ... with its mask, one Undo away from the start
+    assert state.kind == "box" and state.box_index == 0 and state.mask is not None
+    mask = viewer.layers["lung mask"]
+    assert mask.metadata["source_layer_id"] == str(first.unique_id)
+    np.testing.assert_array_equal(np.asarray(mask.data) != 0, state.mask)
+    np.testing.assert_allclose(mask.metadata["box_xyxy"], [30, 40, 480, 470])

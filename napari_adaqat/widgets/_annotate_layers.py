@@ -94,8 +94,10 @@ class FilmLayers:
             viewer.reset_view()
 
     def screen_mask(self, shape: Optional[tuple[int, ...]]) -> Optional[np.ndarray]:
-        """The mask on screen as bool (H, W), when ``lung mask`` is there with the film's ``shape``."""
-        if shape is None or not self.present(self.mask):
+        """The mask on screen as bool (H, W), when ``lung mask`` is there with the film's ``shape`` and holds a mask
+        of the film (never another image's: Accept and the draft save it as the film's)."""
+        if shape is None or not self.present(self.mask) or self.image is None \
+                or self.mask.metadata.get("source_layer_id") != str(self.image.unique_id):
             return None
         data = np.asarray(self.mask.data)
         return data != 0 if data.shape == shape else None

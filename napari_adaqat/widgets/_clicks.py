@@ -118,6 +118,17 @@ class ClickPrompts:
         self.status.value = "That point is outside the image, so it was not added: click on the film."
         return True
 
+    def _annotate_film_elsewhere(self, image: Any) -> bool:
+        """True, said in the status line, when ``lung mask`` holds the Annotate dock's film and ``image`` is
+        another image: its mask is not written there (Accept would save it as the film's mask)."""
+        film = L.annotate_film(self.viewer)
+        if film is None or image is None or film.unique_id == image.unique_id:
+            return False
+        self.status.value = (f"'lung mask' shows '{film.name}', the Annotate dock's film, so nothing of '{image.name}' "
+                             f"was written there: choose '{film.name}' in 'image' to correct it, or close the Annotate "
+                             f"dock to segment '{image.name}'.")
+        return True
+
     def _sync_default_label(self) -> None:
         if self._points is not None:
             P.set_default_label(self._points, not bool(self.negative.value))
@@ -211,6 +222,8 @@ class ClickPrompts:
     def undo(self) -> None:
         """Back to the previous state: its box, points and mask exactly (Ctrl+Z).  While a prompt is on its
         way, it is that prompt that is undone (its result is dropped)."""
+        if self._annotate_film_elsewhere(self.image.value):
+            return
         history = self.history
         if self._pending is not None and history is not None:
             self._step((self._pending, history.current), "Undone")
@@ -219,12 +232,14 @@ class ClickPrompts:
 
     def redo(self) -> None:
         """Forward again to the state Undo left (Ctrl+Shift+Z)."""
+        if self._annotate_film_elsewhere(self.image.value):
+            return
         self._step(self.history.redo() if self.history is not None else None, "Redone")
 
     def reset_prompts(self) -> None:
         """Clear points, box and mask of this plane (R); Undo brings them back."""
         image, history = self.image.value, self.history
-        if image is None or history is None:
+        if image is None or history is None or self._annotate_film_elsewhere(image):
             return
         plane = L.current_plane(self.viewer, image)
         edited = self._brush_edit(image, plane) is not None  # an unsaved edit is kept in the history

@@ -97,6 +97,12 @@ def box_in_pixels(boxes: "napari.layers.Shapes", index: int,
     return box, plane
 
 
+def annotate_film(viewer: "napari.viewer.Viewer") -> Any:
+    """The image layer the Annotate dock shows (it owns ``boxes`` and ``lung mask`` then), or None."""
+    owner = viewer.layers[BOXES].metadata.get(ANNOTATE_OWNER) if BOXES in viewer.layers else None
+    return next((layer for layer in viewer.layers if owner is not None and str(layer.unique_id) == owner), None)
+
+
 def _placement(image: "napari.layers.Image") -> dict:
     return {"scale": tuple(image.scale), "translate": tuple(image.translate)}
 

@@ -26,7 +26,8 @@ class PromptState:
     (None: nothing painted yet); ``logits``: the result's low-resolution logits (torch (1, 1, 4E, 4E)),
     the next click's mask prompt; ``mask_input``: the mask prompt this state's mask was made with
     (to run it again identically); ``result``: the engine's SegmentResult (its SSIM / ΔSSIM maps);
-    ``models``: the (model, baseline) that made it (its logits are a mask prompt for those alone)."""
+    ``models``: the (model, baseline) that made it (its logits are a mask prompt for those alone); ``action``:
+    the dock's prompt that asks for it ("box", a point "added", "removed" or "changed", or "rerun")."""
 
     kind: str
     boxes: list[tuple[np.ndarray, str]] = field(default_factory=list)
@@ -39,6 +40,7 @@ class PromptState:
     mask_input: Any = None
     result: Any = None
     models: Any = None
+    action: str = ""
 
     def prompt_text(self) -> str:
         """E.g. "box + 3 points (1 not lung)"."""

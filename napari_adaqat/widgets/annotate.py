@@ -254,7 +254,8 @@ class AnnotateWidget(BoxPrompts, AnnotateControls):
             return False
         mask = self._screen_mask()
         if mask is None:
-            return self._fail("The 'lung mask' layer is missing or of another size: draw a box to segment again.")
+            return self._fail("The 'lung mask' layer is missing, of another size or another image's mask: draw a "
+                              "box to segment this film again.")
         index, folder = self.index, self.folder
         try:
             folder.accept(index, mask)

@@ -26,6 +26,7 @@ from napari_adaqat.widgets import _layers as L  # noqa: E402
 from napari_adaqat.widgets import _points as P  # noqa: E402
 from napari_adaqat.widgets._clicks import HELP, ClickPrompts  # noqa: E402
 from napari_adaqat.widgets._jobs import JobQueue  # noqa: E402
+from napari_adaqat.widgets._left_prompts import LeftPrompts  # noqa: E402
 from napari_adaqat.widgets._legend import MapLegends  # noqa: E402
 from napari_adaqat.widgets._model_choice import ModelChoice  # noqa: E402
 from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
@@ -34,7 +35,7 @@ from napari_adaqat.widgets._prompt_jobs import INLINE_PROMPT_MS, PromptJobs, Rec
 from napari_adaqat.widgets._prompt_history import BOX, CLICK, EDIT, PromptState  # noqa: E402
 
 
-class SegmentWidget(ClickPrompts, PromptJobs, Container):
+class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, Container):
     """Dock widget: image, model, baseline, reference and device choices; boxes and points drive predictions."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, model_path: str | Path | None = None,
@@ -192,10 +193,11 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         if layer is None:
             self.status.value = "Choose an image."
             return
-        self._generation, self._pending = self._generation + 1, None  # results for the image before are dropped
+        self._leave_image()  # its results still on their way are dropped, its prompt kept to run on coming back
         self._switch_image(layer)  # the image before keeps its brush edit; 'lung mask' shows this image's
         self._attach_boxes(layer)
         self.start_embedding()
+        self._resume_prompt(layer)
 
     def _attach_boxes(self, image: Image) -> None:
         boxes = L.ensure_boxes(self.viewer, image)
@@ -255,6 +257,8 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         if image is None or boxes is None:
             self._fail("choose an image layer first")
             return
+        if self._annotate_film_elsewhere(image):  # the Annotate dock's film is in 'lung mask': not overwritten
+            return
         annotated = self._annotated(image)
         if index is None and self._last_box_index is not None and self._last_box_index < len(boxes.data):
             index = self._last_box_index
@@ -296,7 +300,7 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         elif kind == "rerun" and same:
             source = previous.mask_input
         request = self._request(BOX if kind == BOX else CLICK, index, z)
-        request.models = (model, base)
+        request.models, request.action = (model, base), kind
         base_source = previous.result.baseline_low_res_logits if kind == "added" and same and previous.result else None
         self._run_prompt(request, image, plane, z, box, coords, labels, source, base_source, ref, note)
 
@@ -307,7 +311,8 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
         generation, history = self._generation, self.history  # another film in the layer: another history
 
         def show(result: SegmentResult, mask: Optional[np.ndarray] = None) -> bool:
-            if generation != self._generation or not self._present(image) or self.history is not history:
+            if generation != self._generation or not self._present(image) or self.history is not history \
+                    or self._annotate_film_elsewhere(image):  # (an Annotate dock opened meanwhile)
                 return False  # an undo, reset or another image (or film, Annotate dock) came after this prompt
             self._show_state(image, result, mask)
             self.status.value = f"{result.summary()}\n{request.prompt_text()}{note}"
@@ -352,7 +357,7 @@ class SegmentWidget(ClickPrompts, PromptJobs, Container):
                 self.engine.lock.release()
             mask_done(result)
             return
-        self._pending = request
+        self._pending, self._pending_history = request, history
         self._submit("predict", job, mask_done, f"Segmenting with {model.label()}… (busy)")
 
     def _show_state(self, image: Image, result: SegmentResult, mask: Optional[np.ndarray] = None) -> None:
