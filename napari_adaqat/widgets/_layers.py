@@ -265,7 +265,6 @@ def show_result(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", re
         layer.contrast_limits = (-1.0, 1.0)
         if new:
             layer.opacity = DELTA_OPACITY
-    stack_over(viewer, image)  # (maps created before this film was opened lie under it)
     if prompt_layers and list(viewer.layers)[-len(prompt_layers):] != prompt_layers:
         for layer in prompt_layers:  # in order: boxes, then points on top
             viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))
