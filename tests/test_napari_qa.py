@@ -324,3 +324,39 @@ def test_a_box_still_segmenting_when_another_image_is_chosen_comes_back_with_it(
     assert mask.metadata["source_layer_id"] == str(first.unique_id)
     np.testing.assert_array_equal(np.asarray(mask.data) != 0, state.mask)
     np.testing.assert_allclose(mask.metadata["box_xyxy"], [30, 40, 480, 470])
+
+
+def test_opening_the_annotate_dock_keeps_the_segment_docks_brush_edit(make_napari_viewer, qtbot, tmp_path, cxr_dir,
+                                                                      nano_models):
+    """The Segment dock's mask, brush-edited and not saved anywhere, is in 'lung mask' when the user opens a folder
+    in the Annotate dock: the film's mask must not overwrite it. It is kept as its own layer, and the status
+    line says where; the film gets a fresh 'lung mask'."""
+    import shutil
+
+    viewer = make_napari_viewer(show=True)
+    widget, first, _truth = _dock(viewer, qtbot, nano_models)
+    viewer.layers["boxes"].add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+    wait(qtbot, widget)
+    edited = _paint(viewer, slice(100, 200), slice(100, 200)) != 0  # the user's correction, never saved
+
+    films = tmp_path / "films"
+    films.mkdir()
+    name = sorted(p.name for p in (cxr_dir / "images").glob("*.png"))[1]
+    shutil.copy(cxr_dir / "images" / name, films / name)
+    _, annotate = viewer.window.add_plugin_dock_widget("napari-adaqat", "Annotate folder (AdaLoRA-QAT)")
+    annotate.models.model_type.value = "vit_nano"
+    annotate.use_model(nano_models[0])
+    annotate.images.value, annotate.dataset.value = str(films), str(tmp_path / "dataset")
+    annotate.open_button.native.click()
+    qtbot.waitUntil(lambda: not annotate.busy, timeout=120_000)
+    assert annotate.index == 0, annotate.status.value
+
+    kept = viewer.layers[f"lung mask of {first.name}"]
+    np.testing.assert_array_equal(np.asarray(kept.data) != 0, edited)  # the edit is still there, pixel for pixel
+    assert kept.metadata["source_layer_id"] == str(first.unique_id)
+    film_mask = viewer.layers["lung mask"]
+    assert film_mask is not kept and film_mask.metadata["source_layer_id"] == str(annotate.layers.image.unique_id)
+    assert f"kept as the layer 'lung mask of {first.name}'" in annotate.status.value
+    annotate.skip()  # the next film (none left) reuses the film's own layer: nothing else is renamed
+    assert [ly.name for ly in viewer.layers].count(f"lung mask of {first.name}") == 1
+    qtbot.waitUntil(lambda: not annotate.jobs.busy and not widget.busy, timeout=120_000)

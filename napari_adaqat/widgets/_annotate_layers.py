@@ -48,9 +48,23 @@ class FilmLayers:
     def present(self, layer: Any) -> bool:
         return layer is not None and layer in self.viewer.layers
 
-    def show(self, name: str, pixels: np.ndarray, mask: np.ndarray, box: Optional[np.ndarray]) -> None:
+    def _keep_aside(self, labels: Any, image: Any) -> str:
+        """When ``lung mask`` holds a mask of another image (the Segment dock's, perhaps brush-edited), rename it
+        so that the film's mask does not overwrite it; the line that says so, or "" (nothing to keep)."""
+        if labels is None or labels is self.mask or type(labels).__name__ != "Labels":
+            return ""
+        source = labels.metadata.get("source_layer_id")
+        if source == str(image.unique_id) or not np.asarray(labels.data).any():
+            return ""
+        owner = next((layer.name for layer in self.viewer.layers if str(layer.unique_id) == source), None)
+        labels.name = f"{L.MASK} of {owner}" if owner else f"{L.MASK} (earlier)"
+        return (f"'{L.MASK}' held {'the mask of ' + repr(owner) if owner else 'an earlier mask'}: "
+                f"it is kept as the layer '{labels.name}'.")
+
+    def show(self, name: str, pixels: np.ndarray, mask: np.ndarray, box: Optional[np.ndarray]) -> str:
         """A new film: ``pixels`` (H, W) in [0, 1], ``mask`` bool (H, W) with a fresh undo history, and
-        ``box`` (xyxy pixels, or None) as the one rectangle in ``boxes``; the view is reset for a new size."""
+        ``box`` (xyxy pixels, or None) as the one rectangle in ``boxes``; the view is reset for a new size.
+        Another image's mask in ``lung mask`` is kept as its own layer; returns the line that says so, or ""."""
         viewer, image = self.viewer, self.image
         if not self.present(image):
             image = self.image = viewer.add_image(pixels, name=name, colormap="gray")
@@ -60,6 +74,8 @@ class FilmLayers:
             image.data, image.name = pixels, name
             image.reset_contrast_limits()
         labels = viewer.layers[L.MASK] if L.MASK in viewer.layers else None
+        kept = self._keep_aside(labels, image)
+        labels = None if kept else labels
         with self._quiet():
             if labels is None or type(labels).__name__ != "Labels":
                 labels = viewer.add_labels(mask.astype(np.uint8), name=L.MASK, opacity=0.45)
@@ -92,6 +108,7 @@ class FilmLayers:
                 boxes.add_rectangles(np.array([[box[1], box[0]], [box[3], box[2]]]))
         if reset:
             viewer.reset_view()
+        return kept
 
     def screen_mask(self, shape: Optional[tuple[int, ...]]) -> Optional[np.ndarray]:
         """The mask on screen as bool (H, W), when ``lung mask`` is there with the film's ``shape`` and holds a mask

@@ -180,10 +180,10 @@ class AnnotateWidget(BoxPrompts, AnnotateControls):
         pixels = opened.pixels
         mask = opened.mask if opened.mask is not None else np.zeros(pixels.shape, bool)
         self.index, self._pixels, self._touched = index, pixels, False
-        self.layers.show(film.path.name, pixels, mask, opened.box)
+        kept = self.layers.show(film.path.name, pixels, mask, opened.box)
         self._base = mask.copy()
         lines = [*self._carry, f"Film {index + 1} of {len(folder.films)}: {film.path.name}, "
-                                f"{SOURCES[opened.source]}.", opened.note]
+                                f"{SOURCES[opened.source]}.", opened.note, kept]
         self._carry = []
         self.last_error = opened.note or None
         self._say("\n".join(line for line in lines if line))
