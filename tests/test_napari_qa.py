@@ -28,6 +28,18 @@ def _paint(viewer, rows: slice, cols: slice) -> np.ndarray:
     return edited
 
 
+def _open_annotate(viewer, qtbot, films, dataset, model):
+    """The Annotate dock from the Plugins menu, with a tiny model, on folder ``films``: its first film open."""
+    _, annotate = viewer.window.add_plugin_dock_widget("napari-adaqat", "Annotate folder (AdaLoRA-QAT)")
+    annotate.models.model_type.value = "vit_nano"
+    annotate.use_model(model)
+    annotate.images.value, annotate.dataset.value = str(films), str(dataset)
+    annotate.open_button.native.click()
+    qtbot.waitUntil(lambda: not annotate.busy, timeout=120_000)
+    assert annotate.index == 0, annotate.status.value
+    return annotate
+
+
 def _legends_shown(widget) -> bool:
     return widget.legends.ssim.isVisibleTo(widget.native) or widget.legends.delta.isVisibleTo(widget.native)
 
@@ -250,13 +262,7 @@ def test_segmenting_another_image_leaves_the_annotated_films_mask(make_napari_vi
     for name in names:
         shutil.copy(cxr_dir / "images" / name, films / name)
     viewer = make_napari_viewer(show=True)
-    _, annotate = viewer.window.add_plugin_dock_widget("napari-adaqat", "Annotate folder (AdaLoRA-QAT)")
-    annotate.models.model_type.value = "vit_nano"
-    annotate.use_model(nano_models[0])
-    annotate.images.value, annotate.dataset.value = str(films), str(tmp_path / "dataset")
-    annotate.open_button.native.click()
-    qtbot.waitUntil(lambda: not annotate.busy, timeout=120_000)
-    assert annotate.index == 0, annotate.status.value
+    annotate = _open_annotate(viewer, qtbot, films, tmp_path / "dataset", nano_models[0])
     painted = _paint(viewer, slice(150, 300), slice(100, 220)) != 0  # the clinician's brush edit of the film
 
     other = viewer.add_image(read_image(films / names[1]).pixels, name="another film")  # same size as the film
@@ -343,13 +349,7 @@ def test_opening_the_annotate_dock_keeps_the_segment_docks_brush_edit(make_napar
     films.mkdir()
     name = sorted(p.name for p in (cxr_dir / "images").glob("*.png"))[1]
     shutil.copy(cxr_dir / "images" / name, films / name)
-    _, annotate = viewer.window.add_plugin_dock_widget("napari-adaqat", "Annotate folder (AdaLoRA-QAT)")
-    annotate.models.model_type.value = "vit_nano"
-    annotate.use_model(nano_models[0])
-    annotate.images.value, annotate.dataset.value = str(films), str(tmp_path / "dataset")
-    annotate.open_button.native.click()
-    qtbot.waitUntil(lambda: not annotate.busy, timeout=120_000)
-    assert annotate.index == 0, annotate.status.value
+    annotate = _open_annotate(viewer, qtbot, films, tmp_path / "dataset", nano_models[0])
 
     kept = viewer.layers[f"lung mask of {first.name}"]
     np.testing.assert_array_equal(np.asarray(kept.data) != 0, edited)  # the edit is still there, pixel for pixel
