@@ -88,6 +88,28 @@ def test_api_reads_a_float_array_outside_0_1_as_a_float_tiff_is_read(tmp_path, c
     assert np.array_equal(to_uint8_rgb(holes), expected)
 
 
+
+def test_a_film_with_a_transparent_surround_is_read_as_napari_shows_it(tmp_path, cxr_dir, nano_model):
+    """A PNG whose surround is transparent over white pixels (an export with its collimator area cut out):
+    read as napari draws it, over black, by the file reader, the API and the docks' converter alike; a
+    uniform alpha (opaque, or 0 everywhere as some exporters write it) changes nothing."""
+    from napari_adaqat.io import read_image
+
+    film = np.asarray(Image.open(films(cxr_dir)[0]).convert("L")).copy()
+    rgba = np.dstack([film] * 3 + [np.full(film.shape, 255, np.uint8)])
+    rgba[:, :64, :3], rgba[:, :64, 3] = 255, 0  # white pixels, fully transparent
+    rgba[:, 64:96, 3] = 128  # a half-transparent feathered edge
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "cut.png")
+    seen = np.asarray(Image.open(tmp_path / "cut.png").convert("RGBA"), dtype=np.float64)
+    drawn = seen[..., :3].mean(2) * seen[..., 3] / 255  # what napari shows on its black canvas
+    pixels = read_image(tmp_path / "cut.png").pixels
+    assert pixels[:, :64].max() == 0.0 and np.abs(pixels * 255 - drawn).max() <= 0.6
+    assert np.array_equal(to_uint8_rgb(rgba), to_uint8_rgb(np.round(drawn).astype(np.uint8)))
+    assert np.array_equal(nano_model.segment(tmp_path / "cut.png"), nano_model.segment(rgba))
+    for alpha in (255, 0, 128):  # the same everywhere: ignored
+        rgba[..., :3], rgba[..., 3] = film[..., None], alpha
+        assert np.array_equal(to_uint8_rgb(rgba), to_uint8_rgb(film))
+
 def test_api_refuses_points_outside_the_image(cxr_dir, nano_model):
     with pytest.raises(ValueError, match="^point 9000,300 lies outside the 426x512 image"):
         nano_model.segment(films(cxr_dir)[0], point_coords=[[9000, 300]], point_labels=[1])

@@ -16,6 +16,8 @@ import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvi
 # isort: split
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from napari_adaqat.util.alpha import over_black
+
 
 def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     """(H, W) or (H, W, 3|4) array → (H, W, 3) uint8.
@@ -23,9 +25,7 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     Floats in [0, 1] are taken as they are, other floats are min-max scaled; uint8 passes through; other integer types are
     scaled by their maximum value.  Gray is repeated to three channels.
     """
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[..., :3]
+    arr = over_black(np.asarray(image))  # RGBA: over black, as napari shows it (an opaque alpha is dropped)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
         raise ValueError(f"expected a 2-D gray or RGB image, got shape {arr.shape}")
     if arr.dtype == np.uint8:

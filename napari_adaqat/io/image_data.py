@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from skimage.color import rgb2gray
 
+from napari_adaqat.util.alpha import over_black
+
 
 class ImageReadError(ValueError):
     """An image or mask file could not be read; the message is one line."""
@@ -64,17 +66,15 @@ def to_gray01(array: np.ndarray) -> np.ndarray:
     """Convert a 2-D gray, RGB or RGBA array of any common dtype to float32 (H, W) in [0, 1].
 
     uint8 is divided by 255, bool maps to {0, 1}, other integers (uint16 included) and
-    floats outside [0, 1] are min-max normalised; RGB(A) uses luminance, alpha dropped.
+    floats outside [0, 1] are min-max normalised; RGB uses luminance; with alpha, the image over black
+    (:func:`~napari_adaqat.util.alpha.over_black`).
     """
     a = np.asarray(array)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
-    if a.ndim == 3 and a.shape[-1] == 2:  # gray + alpha
-        a = a[..., 0]
+    a = over_black(a)  # gray + alpha, RGBA: composited over black as napari shows them (alpha dropped)
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
         raise ValueError(f"expected (H, W), (H, W, 3) or (H, W, 4) array, got shape {a.shape}")
-    if a.ndim == 3 and a.shape[-1] == 4:
-        a = a[..., :3]  # drop alpha before any min-max scaling (an opaque 16-bit alpha is 65535)
     if a.dtype == bool:
         x = a.astype(np.float64)
     elif a.dtype == np.uint8:
