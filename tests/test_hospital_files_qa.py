@@ -250,6 +250,33 @@ def test_a_rerun_with_other_prompts_says_the_done_files_are_kept(tmp_path, cxr_d
     assert (tmp_path / "masks" / f"{film.stem}_mask.png").read_bytes() == mask  # nothing overwritten
 
 
+
+def test_results_csv_names_that_a_spreadsheet_would_run_are_shown_not_run(tmp_path, cxr_dir, nano_pth, capsys,
+                                                                          monkeypatch):
+    """Films named '=HYPERLINK(…)' or '@SUM(…)', given by their names from their folder: results.csv, opened in
+    Excel at a hospital, must not run a name as a formula (each such cell starts with '); a rerun still finds
+    those files done, under their own names."""
+    import csv
+    import shutil
+
+    names = ["=HYPERLINK(1).png", "@SUM(1).png", "-2+3.png", "'quoted.png"]
+    (tmp_path / "films").mkdir()
+    for name, film in zip(names, films(cxr_dir, 4)):
+        shutil.copy(film, tmp_path / "films" / name)
+    monkeypatch.chdir(tmp_path / "films")
+    args = ["segment", "--out", str(tmp_path / "masks"), "--model", str(nano_pth), "--model-type", "vit_nano", "--device", "cpu",
+            "--", *names]
+    assert main(args) == 0
+    with (tmp_path / "masks" / "results.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    cells = [v for row in rows for v in row.values() if v]
+    assert not [v for v in cells if v.startswith(("=", "@", "+")) or (v.startswith("-") and not v[1:2].isdigit())]
+    assert sorted(row["file"] for row in rows) == sorted("'" + n for n in names)
+    assert all((tmp_path / "masks" / f"{Path(n).stem}_mask.png").is_file() for n in names)
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "0 segmented, 4 already done" in capsys.readouterr().out
+
 # ---- a report rewritten in the same folder keeps no figure of the earlier one --------------------------
 
 @needs_default

@@ -33,6 +33,32 @@ def csv_text(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting so as a formula (OWASP)
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def csv_cell(text: str) -> str:
+    """``text`` as results.csv stores it: a file name or message that a spreadsheet would run as a formula
+    (``=HYPERLINK(…)``, ``@SUM(…)``) starts with ``'`` (shown, not run); so does text that starts with ``'``
+    itself, so that :func:`plain_cell` gives back any text exactly.  Numbers are left as they are."""
+    text = csv_text(text)
+    if text[:1] == "'" or (text.startswith(FORMULA_STARTS) and not _number(text)):
+        return "'" + text
+    return text
+
+
+def plain_cell(text: str) -> str:
+    """The text that :func:`csv_cell` stored."""
+    return text[1:] if text[:1] == "'" else text
+
+
 def _reader(fh: IO[str], csv_path: Path) -> csv.DictReader:
     reader = csv.DictReader(fh)
     if not {"file", "status", "mask"} <= set(reader.fieldnames or ()):
@@ -47,12 +73,15 @@ def load_results(csv_path: Path, header_only: bool = False) -> dict[str, dict]:
         return {}
     with csv_path.open(newline="", encoding="utf-8", errors="replace") as fh:
         reader = _reader(fh, csv_path)
-        return {} if header_only else {row["file"]: row for row in reader}
+        if header_only:
+            return {}
+        rows = ({k: plain_cell(v) if isinstance(v, str) else v for k, v in row.items()} for row in reader)
+        return {row["file"]: row for row in rows}
 
 
 def write_results(csv_path: Path, rows: Iterable[dict]) -> None:
     """Write ``results.csv`` atomically (a temp name unique to this process, then a rename), as valid
-    UTF-8; a failed write (e.g. a full disk) leaves the previous file and no temp file.  Columns beyond
+    UTF-8 and safe to open in a spreadsheet (:func:`csv_cell`); a failed write (e.g. a full disk) leaves the previous file and no temp file.  Columns beyond
     :data:`RESULT_COLUMNS` that rows carry are kept, after them."""
     rows = list(rows)
     extra = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in RESULT_COLUMNS and k != "i"]
@@ -61,7 +90,7 @@ def write_results(csv_path: Path, rows: Iterable[dict]) -> None:
         with tmp.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS + extra, extrasaction="ignore", restval="")
             writer.writeheader()
-            writer.writerows({k: csv_text(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows)
+            writer.writerows({k: csv_cell(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows)
 
     atomic_write(csv_path, write, fsync=False, sweep=False)  # recover() sweeps stale temps once per run
 
