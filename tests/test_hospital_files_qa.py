@@ -410,3 +410,22 @@ def test_evaluate_with_a_split_file_of_another_dataset_says_so(tmp_path, cxr_dir
     assert capsys.readouterr().err.strip() == (
         f"adaqat evaluate: error: {cxr_dir}: none of the 3 images of the 'test' split (c, d, ...) is in the data "
         "folder; is the split file from another dataset?")
+
+
+# ---- a refused training run leaves nothing behind ------------------------------------------------------
+
+@needs_default
+@pytest.mark.parametrize("stage", ["1", "all"])
+def test_a_refused_training_run_leaves_no_folder_nor_files(tmp_path, cxr_dir, stage, capsys):
+    """Two films are too few for a validation set: the run is refused in one line and its --out holds nothing
+    (no split.json, train.log or chain.json that would make the next run say 'already holds a run')."""
+    data = small_dataset(tmp_path, cxr_dir, 2)
+    for out, existed in ((tmp_path / "new_run", False), (tmp_path / "empty_run", True)):
+        if existed:
+            out.mkdir()
+        args = ["train", "--stage", stage, "--data", str(data), "--out", str(out), "--device", "cpu", "--checkpoint",
+                "default", "--epochs", "1"]
+        assert main(args + (["--preset", "finetune"] if stage == "all" else [])) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert "the validation set is empty" in err[-1]
+        assert out.is_dir() == existed and (not existed or not any(out.iterdir())), sorted(out.rglob("*"))

@@ -50,11 +50,12 @@ def _seed_all(seed: int) -> None:
 
 def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int, resume: bool) -> tuple[LungDataset, LungDataset, list[str]]:
     pairs, split = discover(cfg.data, cfg.seed)  # deterministic: every rank computes the same split
-    if resume and paths["split"].is_file():  # a resumed run keeps its own split
+    kept = resume and paths["split"].is_file()
+    if kept:  # a resumed run keeps its own split
         split = json.loads(paths["split"].read_text())
-    elif rank == 0:
-        save_split(split, paths["split"], cfg.seed)
     sets, report = training_sets(cfg.data, pairs, split)  # refuses an empty or overlapping validation set
+    if rank == 0 and not kept:  # (a refused run leaves no split.json)
+        save_split(split, paths["split"], cfg.seed)
     warnings = report.bad  # logged as "skipped: …" (the warnings are in the printed check)
     if rank == 0:  # the data check on the terminal before the first epoch (as the Train dock shows it)
         print(f"adaqat train: data check of {cfg.data}\n{report.text()}", file=sys.stderr, flush=True)
@@ -106,9 +107,10 @@ def train_stage(cfg: TrainConfig, resume: bool = False) -> dict:
     rank, world = dd.init_distributed(device)
     paths = run_paths(cfg.out)
     handler = None
+    created = not paths["root"].exists()
     if rank == 0:
         paths["root"].mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(paths["log"])
+        handler = logging.FileHandler(paths["log"], delay=True)  # (the file appears with its first line)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
@@ -118,6 +120,8 @@ def train_stage(cfg: TrainConfig, resume: bool = False) -> dict:
         if handler is not None:
             log.removeHandler(handler)
             handler.close()
+        if created and rank == 0 and paths["root"].is_dir() and not any(paths["root"].iterdir()):
+            paths["root"].rmdir()  # a run refused before it wrote anything leaves no empty folder
         dd.shutdown(world)
 
 

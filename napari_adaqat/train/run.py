@@ -136,13 +136,30 @@ def _say(text: str) -> None:
 def run_chain(chain: Chain, resume: bool = False, command: str | None = None) -> dict:
     """Run ``chain`` (:mod:`napari_adaqat.train.chain`: each step skipped when finished, resumed when it has
     a checkpoint, else started); returns the summary: both model files, the stage summaries and the wall
-    time. Raises ValueError / FileExistsError (one line) before writing when it cannot run."""
-    from napari_adaqat.train.export_run import export_run
-
+    time. Raises ValueError / FileExistsError (one line) before writing when it cannot run; a run refused
+    by its first step (e.g. the data check) leaves no folder it created."""
     chain_preflight(chain, resume)
     paths = chain.paths
+    created = not paths["root"].exists()
+    fresh = created or not any(paths["root"].iterdir())  # (an empty folder made for it)
     paths["root"].mkdir(parents=True, exist_ok=True)
     atomic_write_text(paths["config"], json.dumps(chain.to_dict(), indent=1))
+    try:
+        return _run_steps(chain, resume, command, paths)
+    except BaseException:
+        own = {paths["config"].name, paths["progress"].name}
+        if fresh and {p.name for p in paths["root"].iterdir()} <= own:  # refused before any step wrote: no trace
+            for name in own:
+                (paths["root"] / name).unlink(missing_ok=True)
+            if created:
+                paths["root"].rmdir()
+        raise
+
+
+def _run_steps(chain: Chain, resume: bool, command: str | None, paths: dict) -> dict:
+    """The chain's four steps (see :func:`run_chain`)."""
+    from napari_adaqat.train.export_run import export_run
+
     log = ProgressLog(paths["progress"])
     t0, summary = time.time(), {"int8": str(paths["int8"]), "fp32": str(paths["fp32"])}
     recipe = recipe_file(chain)
