@@ -340,6 +340,34 @@ def test_prompt_history_undo_redo_painted_and_memory_cap(monkeypatch):
     assert history.current.mask is masks[1]
 
 
+
+def test_many_open_films_share_one_memory_budget_and_keep_their_masks():
+    """Histories of many open films: beyond the budget the films used longest ago lose undo steps first (redo
+    steps before undo steps); every film keeps the mask it shows, and a plane's last painted mask stays."""
+    from napari_adaqat.widgets import _prompt_history as H
+
+    def film(n: int, plane=None) -> H.PromptHistory:
+        history = H.PromptHistory()
+        for i in range(n):
+            history.push(H.PromptState(H.CLICK, plane=plane, mask=np.full((100, 100), i % 2 == 1)))
+        return history
+
+    one = 100 * 100  # bytes per state
+    old, recent = film(5), film(5)
+    old.undo()  # one redo step: it goes first
+    assert H.trim_to_budget([old, recent], budget=9 * one) == 1 and len(old) == 5 and not old.can_redo
+    shown = old.current.mask
+    # the film used longest ago gives them up: its empty start and its 3 oldest masks
+    assert H.trim_to_budget([old, recent], budget=6 * one) == 4
+    assert len(old) == 1 and len(recent) == 6 and old.current.mask is shown and old.painted(None) is shown
+    assert H.trim_to_budget([old, recent], budget=0) == 5  # nothing left to give but what each film shows
+    assert (len(old), len(recent)) == (1, 1) and old.current.mask is shown and recent.painted(None) is not None
+    stack = H.PromptHistory()  # a stack: plane 0's only mask stays while plane 1 is shown
+    stack.push(H.PromptState(H.BOX, plane=0, mask=np.ones((100, 100), bool)))
+    stack.push(H.PromptState(H.BOX, plane=1, mask=np.zeros((100, 100), bool)))
+    H.trim_to_budget([stack], budget=0)
+    assert stack.painted(0) is not None and stack.painted(1) is not None
+
 def test_one_prompt_history_per_layer_and_data_it_holds():
     """The Annotate dock shows each film in the same layer: a new film (new data) gets a fresh history, the
     same film keeps its own, and a freed film's history never comes back for a later array (even one that

@@ -18,7 +18,7 @@ from magicgui.widgets import Container, PushButton
 
 from napari_adaqat.widgets import _layers as L
 from napari_adaqat.widgets import _points as P
-from napari_adaqat.widgets._prompt_history import EDIT, RESET, PromptHistory, PromptState
+from napari_adaqat.widgets._prompt_history import EDIT, RESET, PromptHistory, PromptState, trim_to_budget
 
 UNDO_KEY = KeyMod.CtrlCmd | KeyCode.KeyZ
 REDO_KEY = KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ
@@ -174,10 +174,17 @@ class ClickPrompts:
         # and Undo must never bring back another film's mask (``id(data)`` is no key: a freed film's id is
         # reused by a later film)
         key, data = str(image.unique_id), image.data
-        entry = self._histories.get(key)
+        entry = self._histories.pop(key, None)  # (re-inserted last: the dict is in order of use)
         if entry is None or entry[0]() is not data:
-            entry = self._histories[key] = (_ref(data), PromptHistory())
+            entry = (_ref(data), PromptHistory())
+        self._histories[key] = entry
         return entry[1]
+
+    def _push(self, history: PromptHistory, state: PromptState) -> None:
+        """Make ``state`` current in ``history``; the images used longest ago give up undo steps first when all
+        histories together hold more than ``MAX_TOTAL_BYTES`` (every image keeps the mask it shows)."""
+        history.push(state)
+        trim_to_budget([entry[1] for entry in self._histories.values()])
 
     def _forget_removed_images(self) -> None:
         """Drop the prompt histories (masks and maps, up to ``MAX_BYTES`` each) of image layers deleted from
@@ -206,8 +213,8 @@ class ClickPrompts:
         if np.array_equal(shown, painted if painted is not None else np.zeros_like(shown)):
             return None
         current = history.current
-        history.push(PromptState(EDIT, current.boxes, current.box_index, current.points, current.positive,
-                                 plane, shown.copy(), None, None, current.result))
+        self._push(history, PromptState(EDIT, current.boxes, current.box_index, current.points, current.positive,
+                                        plane, shown.copy(), None, None, current.result))
         return shown
 
     def _shown_mask(self, image: Any, plane: Optional[int]) -> Optional[np.ndarray]:
@@ -253,7 +260,7 @@ class ClickPrompts:
         state = PromptState(RESET, plane=plane, mask=empty,
                             points=np.empty((0, image.ndim)), positive=np.empty(0, dtype=bool))
         left = history.current
-        history.push(state)
+        self._push(history, state)
         self._step((left, state), "Reset")
         self.box_mode()
 

@@ -14,6 +14,7 @@ import numpy as np
 BOX, CLICK, EDIT, RESET, EMPTY = "box", "click", "brush edit", "reset", "start"
 MAX_STATES = 100  # the oldest states go first beyond this many ...
 MAX_BYTES = 1 << 30  # ... or beyond this much memory (a 3000² film's state with its maps is ~200 MB)
+MAX_TOTAL_BYTES = 2 << 30  # all open images' histories together (:func:`trim_to_budget`)
 
 
 @dataclass
@@ -105,6 +106,24 @@ class PromptHistory:
         self._index += 1
         return self._states[self._index - 1], self._states[self._index]
 
+    def nbytes(self) -> int:
+        return sum(s.nbytes() for s in self._states)
+
+    def drop_one(self) -> bool:
+        """Free memory without changing what is shown: drop the last redo state, else the oldest undo state when
+        a later one up to the current state painted the same plane (so :meth:`painted` stays the same).
+        False when nothing can go (the current state and the masks it shows always stay)."""
+        if self.can_redo:
+            self._states.pop()
+            return True
+        first = self._states[0]
+        if self._index == 0 or (first.mask is not None and not any(
+                s.mask is not None and s.plane == first.plane for s in self._states[1:self._index + 1])):
+            return False
+        self._states.pop(0)
+        self._index -= 1
+        return True
+
     def painted(self, plane: Optional[int]) -> Optional[np.ndarray]:
         """The mask (H, W) bool that the current state or the last one before it painted on ``plane``
         (None: the dock never painted it): what the ``lung mask`` layer shows there unless edited."""
@@ -112,3 +131,20 @@ class PromptHistory:
             if state.mask is not None and state.plane == plane:
                 return state.mask
         return None
+
+
+def trim_to_budget(histories: list[PromptHistory], budget: Optional[int] = None) -> int:
+    """Drop undo / redo states, from the first (least recently used) history on, until ``histories`` hold at most
+    ``budget`` bytes together (default :data:`MAX_TOTAL_BYTES`): a session with many films open stays within
+    memory.  Every history keeps its current state and what it shows; returns the number of states dropped."""
+    budget = MAX_TOTAL_BYTES if budget is None else budget
+    sizes = [h.nbytes() for h in histories]
+    total, dropped = sum(sizes), 0
+    for i, history in enumerate(histories):
+        while total > budget and history.drop_one():
+            dropped += 1
+            now = history.nbytes()
+            total, sizes[i] = total - (sizes[i] - now), now
+        if total <= budget:
+            break
+    return dropped

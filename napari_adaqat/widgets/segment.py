@@ -328,7 +328,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, Container):
             if generation != self._generation or self.history is not history:
                 return  # an undo, reset, another image or the Annotate dock's next film came meanwhile
             request.mask, request.logits, request.result = result.mask, result.low_res_logits, result
-            history.push(request)
+            self._push(history, request)
             self._update_buttons()
             wanted = (base is not None or ref is not None) and L.maps_wanted(self.viewer)
             shown = show(result)
