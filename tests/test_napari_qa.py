@@ -280,6 +280,10 @@ def test_segmenting_another_image_leaves_the_annotated_films_mask(make_napari_vi
     assert len(viewer.layers["points"].data) == 1  # the click is not thrown away either
     segment.reset_prompts()  # nor does Reset clear the film's mask
     np.testing.assert_array_equal(np.asarray(mask.data) != 0, painted)
+    from napari_adaqat.widgets import _layers as L  # the last guard, where every dock writes 'lung mask'
+
+    assert L.show_mask(viewer, other, np.ones(painted.shape, bool), None) is None
+    np.testing.assert_array_equal(np.asarray(mask.data) != 0, painted)
     viewer.window._qt_window.resize(1600, 950)
     viewer.reset_view()
     qtbot.wait(300)

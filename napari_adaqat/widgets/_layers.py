@@ -190,11 +190,22 @@ def mask_meta(image: "napari.layers.Image", result: Any = None, plane: Optional[
     return meta
 
 
+def holds_another_film(viewer: "napari.viewer.Viewer", image: "napari.layers.Image") -> bool:
+    """True when ``lung mask`` holds the Annotate dock's film and ``image`` is another image: a mask of
+    ``image`` written there would be saved (draft, Accept) as the film's."""
+    film = annotate_film(viewer)
+    return (film is not None and film is not image and MASK in viewer.layers
+            and viewer.layers[MASK].metadata.get("source_layer_id") == str(film.unique_id))
+
+
 def show_mask(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", mask: np.ndarray,
               plane: Optional[int], meta: Optional[dict] = None) -> Any:
     """Write ``mask`` (H, W) bool to plane ``plane`` of the ``lung mask`` layer (only changed pixels).  ``meta``:
     :func:`mask_meta` of the model result it comes from; without one, a 2-D mask (a reset, the start) keeps no
-    earlier model's provenance (a DICOM SEG of it is then MANUAL)."""
+    earlier model's provenance (a DICOM SEG of it is then MANUAL).  Nothing is written (None) while the layer
+    holds the Annotate dock's film and ``image`` is another (:func:`holds_another_film`)."""
+    if holds_another_film(viewer, image):  # (the docks say why at their entry points; this is the last guard)
+        return None
     stale = PROVENANCE if meta is None and plane is None else ()
     meta = meta or mask_meta(image, None, plane)
     data = _into_stack(viewer, MASK, image, np.asarray(mask).astype(np.uint8), plane, np.uint8)
@@ -248,7 +259,8 @@ def show_result(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", re
     prompt_layers = [viewer.layers[name] for name in (BOXES, POINTS) if name in viewer.layers]
     active = viewer.layers.selection.active
     meta = mask_meta(image, result, z)
-    show_mask(viewer, image, result.mask if mask is None else mask, z, meta)
+    if show_mask(viewer, image, result.mask if mask is None else mask, z, meta) is None:
+        return  # the Annotate dock's film is in 'lung mask': neither mask nor maps of another image
     if result.ssim is not None:
         ssim = _into_stack(viewer, SSIM, image, result.ssim, z, np.float32)
         new = SSIM not in viewer.layers
