@@ -337,7 +337,7 @@ def test_a_box_still_segmenting_when_another_image_is_chosen_comes_back_with_it(
 
 
 def test_opening_the_annotate_dock_keeps_the_segment_docks_brush_edit(make_napari_viewer, qtbot, tmp_path, cxr_dir,
-                                                                      nano_models):
+                                                                      nano_models, screenshot_dir):
     """The Segment dock's mask, brush-edited and not saved anywhere, is in 'lung mask' when the user opens a folder
     in the Annotate dock: the film's mask must not overwrite it. It is kept as its own layer, and the status
     line says where; the film gets a fresh 'lung mask'."""
@@ -361,6 +361,11 @@ def test_opening_the_annotate_dock_keeps_the_segment_docks_brush_edit(make_napar
     film_mask = viewer.layers["lung mask"]
     assert film_mask is not kept and film_mask.metadata["source_layer_id"] == str(annotate.layers.image.unique_id)
     assert f"kept as the layer 'lung mask of {first.name}'" in annotate.status.value
+    assert "SSIM" not in viewer.layers and not _legends_shown(widget)  # no legend of maps no longer shown
+    viewer.window._qt_window.resize(1600, 950)
+    viewer.reset_view()
+    qtbot.wait(300)
+    viewer.screenshot(str(screenshot_dir / "screenshot_annotate_keeps_segment_mask.png"), canvas_only=False)
     annotate.skip()  # the next film (none left) reuses the film's own layer: nothing else is renamed
     assert [ly.name for ly in viewer.layers].count(f"lung mask of {first.name}") == 1
     qtbot.waitUntil(lambda: not annotate.jobs.busy and not widget.busy, timeout=120_000)
