@@ -2,7 +2,7 @@
 that yields one ``results.csv`` row per input.
 
 Used by ``adaqat segment`` (also under torchrun, :mod:`.shard`) and the Batch dock.  The output folder
-gets one mask per input (``<stem>_mask.png``, or a DICOM SEG ``<stem>_seg.dcm`` for DICOM inputs) and
+gets one mask per input (``<name>_mask.png``, or a DICOM SEG ``<name>_seg.dcm`` for DICOM inputs) and
 ``results.csv``.  One run holds the folder at a time (:mod:`.lock`); each process appends its rows to a
 journal and ``results.csv`` is compacted from it (:mod:`.journal`): now and then while running (at most
 ~2 % of the run's time), and once in input order at the end.  Finished files are skipped on a rerun.
@@ -25,7 +25,7 @@ from napari_adaqat.inference.lock import FolderBusy, RunLock
 from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
 from napari_adaqat.inference.quality import mask_quality
 from napari_adaqat.inference.shard import Shard
-from napari_adaqat.io import ImageData, is_dicom, read_image, write_mask
+from napari_adaqat.io import ImageData, is_dicom, read_image, sample_name, write_mask
 from napari_adaqat.io.dicom import MultiFrameError, read_dicom
 from napari_adaqat.io.dicom_seg import DicomSegError, write_dicom_seg
 from napari_adaqat.util.errors import first_line
@@ -63,8 +63,10 @@ def _name_part(text: str, max_bytes: int) -> str:
 
 def _mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: str) -> dict[str, str]:
     """A mask file name per input that never collides with another input's mask, in this run or
-    an earlier one: a file already in results.csv keeps its name; a new one takes ``STEM_mask``,
-    else ``PARENT_STEM_mask``, else ``PARENT_STEM_mask_2``, ... (never an existing file)."""
+    an earlier one: a file already in results.csv keeps its name; a new one takes ``NAME_mask``,
+    else ``PARENT_NAME_mask``, else ``PARENT_NAME_mask_2``, ... (never an existing file).  ``NAME`` is
+    :func:`~napari_adaqat.io.sample_name` (the name evaluate pairs masks by): an extension-less DICOM
+    export ``1.2.840.113619.2.55.3.1234`` keeps its last UID component."""
     names = {key: Path(row["mask"]).name for key, row in rows.items()
              if row.get("mask") and Path(row["mask"]).name.endswith(suffix)}  # a PNG run does not make a TIF one
     taken = set(names.values())
@@ -73,7 +75,7 @@ def _mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix:
         if key in names:
             continue
         # 180 + 1 + 50 + "_mask_9999" + suffix stays within the 255 bytes of a file name
-        stem = f"{_name_part(path.stem, 180)}_{'seg' if suffix == SEG_SUFFIX else 'mask'}"
+        stem = f"{_name_part(sample_name(path), 180)}_{'seg' if suffix == SEG_SUFFIX else 'mask'}"
         parent = _name_part(path.parent.name, 50)
         candidates = [stem, f"{parent}_{stem}"] + [f"{parent}_{stem}_{i}" for i in range(2, 10_000)]
         name = next(f"{c}{suffix}" for c in candidates

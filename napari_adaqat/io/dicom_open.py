@@ -131,6 +131,25 @@ def is_dicom(path: str | os.PathLike) -> bool:
     return bool(_candidates(head)) and _headless(p)[1]
 
 
+DICOMDIR_NAME = "DICOMDIR"  # PS3.10: the index file of a DICOM export (CD, USB stick) has this name
+MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"  # its SOP class, Media Storage Directory Storage
+
+
+def is_dicomdir_name(path: str | os.PathLike) -> bool:
+    """True for a file named ``DICOMDIR`` (any case), the index of a DICOM export, never an image."""
+    return Path(path).name.upper() == DICOMDIR_NAME
+
+
+def _dicomdir_problem(ds) -> str:
+    """What to say about a DICOMDIR: it is an index, and where the images it lists lie."""
+    files = [r.ReferencedFileID for r in ds.get("DirectoryRecordSequence", []) if r.get("ReferencedFileID")]
+    where = ""
+    if files:
+        parts = [files[0]] if isinstance(files[0], str) else list(files[0])  # CS, one value per path component
+        where = f" ({len(files)} listed, e.g. in {'/'.join(parts[:-1]) or '.'}/)"
+    return f"is a DICOMDIR, the index of a DICOM export, not an image: give the folders of the images it lists{where}"
+
+
 def _sop_name(ds) -> str:
     """`` (SOP class: Basic Text SR Storage)`` when the file names its SOP class, else ``""``."""
     from pydicom.uid import UID
@@ -254,6 +273,8 @@ def open_dicom(path: str | os.PathLike):
     import pydicom
 
     p = check_file(path)
+    if p.stat().st_size == 0:
+        raise fail(p, "empty file (0 bytes)")
     magic = has_dicm_magic(p)
     ds, caught = None, []
     if magic:
@@ -271,6 +292,9 @@ def open_dicom(path: str | os.PathLike):
         _check_truncated(p, ds, caught)
         _convert_all(p, ds)
         if not any(k in ds for k in PIXEL_KEYWORDS):
+            meta = getattr(ds, "file_meta", None)
+            if meta is not None and meta.get("MediaStorageSOPClassUID") == MEDIA_DIRECTORY:
+                raise fail(p, _dicomdir_problem(ds))
             raise fail(p, f"DICOM file has no pixel data{_sop_name(ds)}")
         _fix_transfer_syntax(p, ds)
         _check_attributes(p, ds)

@@ -88,6 +88,11 @@ def decode(path: Path, ds, frame: int | None, frames: int) -> np.ndarray:
             raise fail(path, f"pixel data length mismatch: {have} bytes stored, but {ds.Rows} rows x {ds.Columns} "
                              f"columns x {ds.SamplesPerPixel} sample(s) x {ds.BitsAllocated} bits x {frames} "
                              f"frame(s) need {need}")
+        frame_bytes = need // max(frames, 1)
+        if frame_bytes and have >= need + frame_bytes:  # whole frames more than the header says: not padding
+            raise fail(path, f"pixel data length mismatch: {have} bytes stored, {have / frame_bytes:g}x the "
+                             f"{frame_bytes} bytes of one {ds.Rows} rows x {ds.Columns} columns frame, but the header "
+                             f"says {frames} frame(s): its Rows, Columns or Number of Frames (0028,0008) is wrong")
     decoder = _decoder(path, ds)
     if frame is not None and frames > 1:
         ds.pixel_array_options(index=frame)

@@ -19,6 +19,7 @@ import tifffile
 from napari_adaqat.util.errors import first_line
 
 from .dicom import is_dicom, read_dicom
+from .dicom_open import is_dicomdir_name
 from .image_data import (
     ImageData, ImageReadError, check_decoded_size, check_file, check_finite, fail, to_gray01,
 )
@@ -41,6 +42,7 @@ _OTHERS: tuple[tuple[bytes, str], ...] = (
     (b"GIF8", "a GIF image"), (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive"),
     (b"\x1f\x8b", "gzip-compressed data"), (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"),
     (b"\xffO\xffQ", "a JPEG 2000 codestream"), (b"8BPS", "a Photoshop file"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"), (b"Rar!\x1a\x07", "a RAR archive"),
 ) + tuple((b"\x80" + bytes([v]), "a Python pickle") for v in (2, 3, 4, 5))
 # tifffile logs every oddity of a corrupt file as a warning; the one ImageReadError line says what
 # matters, so these stay out of the terminal unless the application configures logging itself.
@@ -68,6 +70,19 @@ def _describe(head: bytes) -> str:
         start = " ".join(text.split())[:40]
         return f"it holds text ({start!r}...)" if start else "it holds only blank text"
     return f"unrecognised content (first bytes {head[:8].hex(' ')})"
+
+
+def _what_else(path: Path) -> str:
+    """``": it is a ZIP archive; unpack it ..."`` for a file of a known other kind, else ``""``."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        return ""
+    what = next((w for magic, w in _OTHERS if head.startswith(magic)), None)
+    if what is None:
+        return ""
+    return f": it is {what}" + ("; unpack it and give the folder of its films" if "archive" in what else "")
 
 
 def sniff_format(path: Path) -> str:
@@ -155,7 +170,7 @@ def read_raw(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in TIFF_SUFFIXES + RASTER_SUFFIXES:
-        raise fail(p, f"unsupported image format {suffix or '(no extension)'!r}")
+        raise fail(p, f"unsupported image format {suffix or '(no extension)'!r}{_what_else(p)}")
     fmt = sniff_format(p)
     try:
         arr, meta = _read_tiff(p) if fmt == "tiff" else _read_raster(p, fmt)
@@ -209,8 +224,11 @@ def is_apple_double(path: str | os.PathLike) -> bool:
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
-    """True for a known image suffix or a DICOM file without one (not for a macOS ``._`` AppleDouble file)."""
-    return not is_apple_double(path) and (Path(path).suffix.lower() in IMAGE_SUFFIXES or is_dicom(path))
+    """True for a known image suffix or a DICOM file without one (not for a macOS ``._`` AppleDouble file,
+    nor for a ``DICOMDIR``, the index of a DICOM export)."""
+    if is_apple_double(path) or is_dicomdir_name(path):
+        return False
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES or is_dicom(path)
 
 
 def read_image(path: str | os.PathLike) -> ImageData:
