@@ -6,7 +6,8 @@ One report, two readers: the Train dock shows :func:`check_data` of a folder (ev
 pairs it trains and validates on).  A split whose validation set is empty or overlaps the training
 set is refused (validating on training images reports a Dice the model has not earned), unless a
 ``split.json`` says ``"val_overlaps_train": true`` on purpose.  Masks that look inverted (lung =
-black) and skips that all share one reason get a warning.
+black) and skips that all share one reason get a warning; a folder whose every usable mask looks inverted
+is refused (the run would learn the background), and split.json names that are no film are listed.
 """
 from __future__ import annotations
 
@@ -96,9 +97,26 @@ def looks_inverted(mask: np.ndarray) -> bool:
     return bool(mask.mean() > INVERTED_FRACTION or all(borders))
 
 
-def _warnings(inverted: list[str], n_masks: int, bad: list[str]) -> list[str]:
+def unknown_names(pairs: dict[str, Pair], split: dict) -> list[str]:
+    """The names of ``split`` (train, val, test) that are no image of the folder, in order."""
+    return [name for s in SPLITS for name in split.get(s, []) if name not in pairs]
+
+
+def inverted_problem(inverted: list[str], n_masks: int) -> Optional[str]:
+    """One line refusing a run whose every usable mask looks inverted (training would learn the background), or None."""
+    if not n_masks or len(inverted) < n_masks:
+        return None
+    return (f"all {n_masks} usable masks look inverted (lung covering most of the image or touching all four borders); "
+            "masks need lung = 255 (white) on background = 0 (black): invert them and check again")
+
+
+def _warnings(inverted: list[str], n_masks: int, bad: list[str], unknown: list[str] = ()) -> list[str]:
     out = []
-    if inverted:
+    if unknown:
+        shown = ", ".join(unknown[:MAX_LISTED]) + (" …" if len(unknown) > MAX_LISTED else "")
+        out.append(f"split.json names {len(unknown)} image(s) that are not in the folder ({shown}); "
+                   "they are left out (names are file names without the extension)")
+    if inverted and not inverted_problem(inverted, n_masks):  # all inverted: the refusal says it
         shown = ", ".join(inverted[:MAX_LISTED]) + (" …" if len(inverted) > MAX_LISTED else "")
         out.append(f"{len(inverted)} of {n_masks} masks look inverted (lung covering most of the image or touching "
                    f"all four borders: {shown}); masks need lung = 255 (white) on background = 0 (black)")
@@ -133,7 +151,8 @@ def orphan_masks(root: Path, pairs: dict[str, Pair]) -> list[str]:
     for folder in folders:
         if folder.is_dir():
             for path in sorted(folder.iterdir()):
-                if path.is_file() and is_image_file(path) and path.resolve() not in used:
+                if path.is_file() and is_image_file(path) and not path.name.startswith(".") \
+                        and path.resolve() not in used:
                     lines.append(f"{path}: mask without an image (expected images/{sample_name(path)}.png or another "
                                  "image format)")
     return lines
@@ -172,11 +191,14 @@ def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict) -> tupl
     report.bad += [_short(b, root) for b in orphans]
     report.orphans = len(orphans)
     report.used = {part: len(sets[part]) for part in ("train", "val")}
-    report.warnings = _warnings(inverted, report.used["train"] + report.used["val"], report.bad)
+    unknown = unknown_names(pairs, split)
+    n_used = report.used["train"] + report.used["val"]
+    report.warnings = _warnings(inverted, n_used, report.bad, unknown)
     if not sets["train"]:
-        raise DataError(f"{data}: no usable training pairs" + (f" ({report.bad[0]})" if report.bad else ""))
-    problem = split_problem([p.name for p in sets["train"]], [p.name for p in sets["val"]],
-                            bool(split.get(OVERLAP_KEY)))
+        why = report.warnings[0] if unknown else report.bad[0] if report.bad else ""
+        raise DataError(f"{data}: no usable training pairs" + (f" ({why})" if why else ""))
+    problem = inverted_problem(inverted, n_used) or split_problem(
+        [p.name for p in sets["train"]], [p.name for p in sets["val"]], bool(split.get(OVERLAP_KEY)))
     if problem:
         raise DataError(f"{data}: {problem}")
     return sets, report
@@ -204,8 +226,11 @@ def check_data(folder: str | Path, seed: int = 0) -> DataReport:
     train = [n for n in split["train"] if n in usable]
     val = [n for n in split["val"] if n in usable]
     report.used = {"train": len(train), "val": len(val)}
-    report.warnings = _warnings(inverted, len(good), report.bad)
-    problem = split_problem(train, val, bool(split.get(OVERLAP_KEY)))
+    unknown = unknown_names(pairs, split)
+    report.warnings = _warnings(inverted, len(good), report.bad, unknown)
+    problem = inverted_problem(inverted, len(good)) or split_problem(train, val, bool(split.get(OVERLAP_KEY)))
+    if good and not train and not problem:  # (with no good pair at all, the skips say why)
+        problem = "no usable training pairs" + (" (the split's names are not in the folder)" if unknown else "")
     if problem:
         report.error = problem
     return report

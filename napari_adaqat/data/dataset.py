@@ -6,6 +6,8 @@ or the authors' ``DIR/{train,val,test}/{images,masks}``.
 from __future__ import annotations
 
 import os
+import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,10 @@ import numpy as np
 
 from napari_adaqat.data.split import SPLITS, load_split, make_split
 from napari_adaqat.io import ImageReadError, check_segmentable, is_image_file, read_image, read_mask, sample_name
+
+
+# what sites append to an image's name to name its mask (lower case; ``<name>_mask.png`` is checked first)
+MASK_SUFFIXES = ("_mask", "-mask", " mask", ".mask", "_seg", "-seg", "_label", "-label", "_labels", "_gt", "-gt")
 
 
 class DataError(ValueError):
@@ -28,28 +34,43 @@ class Pair:
 
 class MaskFolder:
     """A masks folder listed once (one ``scandir``), so :meth:`find` applies the one image ↔ mask rule for
-    every image of a dataset without listing the folder again per image."""
+    every image of a dataset without listing the folder again per image.  Names are compared in Unicode NFC
+    (macOS writes ``é`` as ``e`` + accent, Windows as one character); hidden files (``.name``) are no masks."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         try:
-            names = sorted(entry.name for entry in os.scandir(self.folder) if entry.is_file())
+            names = sorted(entry.name for entry in os.scandir(self.folder)
+                           if entry.is_file() and not entry.name.startswith("."))
         except OSError:  # missing or unreadable: no masks
             names = []
-        self.names = set(names)
-        self.by_sample: dict[str, list[str]] = {}  # sample name -> file names, sorted
+        self.names = {_nfc(name): name for name in names}  # NFC name -> the file's own name
+        self.by_sample: dict[str, list[str]] = {}  # NFC sample name -> file names, sorted
+        self.by_base: dict[str, list[str]] = {}  # NFC sample name less a MASK_SUFFIXES suffix -> file names
         for name in names:
-            self.by_sample.setdefault(sample_name(name), []).append(name)
+            stem = sample_name(name)
+            self.by_sample.setdefault(_nfc(stem), []).append(name)
+            suffix = next((s for s in MASK_SUFFIXES if stem.lower().endswith(s) and len(stem) > len(s)), None)
+            if suffix:
+                self.by_base.setdefault(_nfc(stem[: -len(suffix)]), []).append(name)
 
     def find(self, image: Path) -> Path | None:
         """The mask of ``image``: ``<name>.png``, else ``<name>_mask.png`` (what ``adaqat segment`` writes),
-        else any image file named ``<name>.<ext>``; ``<name>`` is :func:`~napari_adaqat.io.sample_name`."""
-        name = sample_name(image)
+        else any image file named ``<name>.<ext>``, else ``<name>`` + one of :data:`MASK_SUFFIXES` (any case)
+        ``.<ext>``; ``<name>`` is :func:`~napari_adaqat.io.sample_name`."""
+        name = _nfc(sample_name(image))
         for candidate in (f"{name}.png", f"{name}_mask.png"):
             if candidate in self.names:
-                return self.folder / candidate
-        same = [self.folder / n for n in self.by_sample.get(name, ()) if is_image_file(self.folder / n)]
-        return same[0] if same else None
+                return self.folder / self.names[candidate]
+        for found in (self.by_sample, self.by_base):
+            same = [self.folder / n for n in found.get(name, ()) if is_image_file(self.folder / n)]
+            if same:
+                return same[0]
+        return None
+
+
+def _nfc(name: str) -> str:
+    return unicodedata.normalize("NFC", name)
 
 
 def find_mask(image: Path, folder: Path) -> Path | None:
@@ -59,14 +80,20 @@ def find_mask(image: Path, folder: Path) -> Path | None:
 
 
 def _pairs_in(folder: Path) -> dict[str, Pair]:
+    """The pairs of ``folder/images`` (hidden files skipped); a mask that two images would share by a suffix
+    rule (``a.png`` and ``a_seg.png``, mask ``a_seg.png``) stays with the image of its own name."""
     images = folder / "images"
     if not images.is_dir():
         return {}
     pairs, masks = {}, MaskFolder(folder / "masks")
     for path in sorted(images.iterdir()):
-        if path.is_file() and is_image_file(path):
+        if path.is_file() and is_image_file(path) and not path.name.startswith("."):
             name = sample_name(path)
             pairs[name] = Pair(name, path, masks.find(path))
+    shared = Counter(p.mask for p in pairs.values() if p.mask is not None)
+    for pair in pairs.values():
+        if pair.mask is not None and shared[pair.mask] > 1 and _nfc(sample_name(pair.mask)) != _nfc(pair.name):
+            pair.mask = None
     return pairs
 
 
@@ -76,6 +103,16 @@ def split_source(root: Path) -> str:
     if all((root / s / "images").is_dir() for s in SPLITS):
         return "layout"
     return "split.json" if (root / "split.json").is_file() else "seeded"
+
+
+def _by_name(split: dict, pairs: dict[str, Pair]) -> dict:
+    """``split`` with a name given as a file name (``a.png``) or in another Unicode form taken as its image's name."""
+    known = {_nfc(name): name for name in pairs}
+
+    def name_of(entry: str) -> str:
+        entry = str(entry)
+        return entry if entry in pairs else known.get(_nfc(entry), known.get(_nfc(sample_name(entry)), entry))
+    return {k: [name_of(n) for n in v] if k in SPLITS else v for k, v in split.items()}
 
 
 def discover(data_dir: str | Path, seed: int = 0) -> tuple[dict[str, Pair], dict[str, list[str]]]:
@@ -92,10 +129,24 @@ def discover(data_dir: str | Path, seed: int = 0) -> tuple[dict[str, Pair], dict
             split[s] = sorted(found)
     else:
         pairs = _pairs_in(root)
-        split = load_split(root / "split.json") if source == "split.json" else make_split(list(pairs), seed)
+        split = _by_name(load_split(root / "split.json"), pairs) if source == "split.json" \
+            else make_split(list(pairs), seed)
     if not pairs:
         raise DataError(f"{root}: empty dataset: no images found (expected {root}/images and {root}/masks)")
     return pairs, split
+
+
+def _no_masks_folder(image: Path) -> str:
+    """``"; there is no masks/ folder …"`` when the folder of ``image``'s images/ has no masks/, else ``""``."""
+    root = image.parent.parent
+    if (root / "masks").is_dir():
+        return ""
+    try:
+        others = sorted(f"{d.name}/" for d in root.iterdir() if d.is_dir() and d.name != "images" and d.name[0] != ".")
+    except OSError:
+        others = []
+    found = f" (found {', '.join(others[:4])}: rename the one holding the masks to masks/)" if others else ""
+    return f"; there is no masks/ folder beside images/{found}"
 
 
 def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +156,7 @@ def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     full mask, and an image too small or blank to segment (see :func:`~napari_adaqat.io.check_segmentable`).
     """
     if pair.mask is None:
-        raise DataError(f"{pair.image}: missing mask (expected masks/{pair.name}.png)")
+        raise DataError(f"{pair.image}: missing mask (expected masks/{pair.name}.png{_no_masks_folder(pair.image)})")
     try:
         image = read_image(pair.image).pixels
         mask = read_mask(pair.mask)

@@ -1,0 +1,131 @@
+"""A hospital site's own annotated folder, the way sites keep them: every habit trains right or is refused
+with one line (QA of ``adaqat train --data DIR`` and the Train dock's data check)."""
+from __future__ import annotations
+
+import json
+import shutil
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_adaqat.cli import main
+from napari_adaqat.data.check import check_data, training_sets
+from napari_adaqat.data.dataset import DataError, discover, load_pair
+
+
+def _site(tmp_path: Path, cxr_dir: Path, mask_name=lambda stem: f"{stem}.png", masks="masks", save=None) -> Path:
+    """The 4 real films in ``DATA/images`` and their masks in ``DATA/<masks>/<mask_name(stem)>``, written by
+    ``save(path, mask uint8 0/255)`` (a copy by default)."""
+    data = tmp_path / "site"
+    (data / "images").mkdir(parents=True)
+    (data / masks).mkdir()
+    for image in sorted((cxr_dir / "images").glob("*.png")):
+        shutil.copy(image, data / "images" / image.name)
+        target = data / masks / mask_name(image.stem)
+        if save is None:
+            shutil.copy(cxr_dir / "masks" / image.name, target)
+        else:
+            save(target, np.asarray(Image.open(cxr_dir / "masks" / image.name)))
+    return data
+
+
+def _lung_fractions(data: Path) -> list[float]:
+    pairs, _ = discover(data)
+    return [float(load_pair(pair)[1].mean()) for pair in pairs.values()]
+
+
+@pytest.mark.parametrize("habit", ["-mask", "_seg", "_Mask", " mask", "_label"])
+def test_masks_named_with_a_sites_suffix_pair_with_their_films(tmp_path, cxr_dir, habit):
+    data = _site(tmp_path, cxr_dir, mask_name=lambda stem: f"{stem}{habit}.png")
+    report = check_data(data)
+    assert (report.n_masks, report.bad, report.error) == (4, [], None), report.text()
+
+
+def test_a_suffixed_mask_stays_with_the_film_of_its_own_name(tmp_path, cxr_dir):
+    data = _site(tmp_path, cxr_dir)
+    first = sorted((data / "images").iterdir())[0]
+    shutil.copy(first, data / "images" / f"{first.stem}_seg.png")  # a film named like another's mask
+    (data / "masks" / first.name).rename(data / "masks" / f"{first.stem}_seg.png")
+    pairs, _ = discover(data)
+    assert pairs[f"{first.stem}_seg"].mask.name == f"{first.stem}_seg.png" and pairs[first.stem].mask is None
+
+
+def test_a_mac_named_mask_pairs_with_its_windows_named_film(tmp_path, cxr_dir):
+    """macOS writes 'é' as 'e' + a combining accent (NFD); a film copied from Windows has one character (NFC)."""
+    data = _site(tmp_path, cxr_dir)
+    for image, name in zip(sorted((data / "images").iterdir()), ["José", "Müller", "Zoë", "Łukasz"]):
+        image.rename(image.with_name(unicodedata.normalize("NFC", name) + ".png"))
+        (data / "masks" / image.name).rename(data / "masks" / (unicodedata.normalize("NFD", name) + ".png"))
+    report = check_data(data)
+    assert (report.n_masks, report.bad, report.error) == (4, [], None), report.text()
+
+
+def test_masks_in_a_labels_folder_are_named_in_one_line(tmp_path, cxr_dir):
+    data = _site(tmp_path, cxr_dir, masks="GT")
+    report = check_data(data)
+    assert not report.usable and len(report.bad) == 4
+    assert "there is no masks/ folder beside images/ (found GT/: rename the one holding the masks to masks/)" \
+        in report.bad[0]
+    with pytest.raises(DataError, match=r"no usable training pairs .*found GT/"):
+        training_sets(data, *discover(data))
+
+
+def test_hidden_files_and_windows_mac_litter_are_no_films_nor_masks(tmp_path, cxr_dir):
+    data = _site(tmp_path, cxr_dir)
+    before = discover(data)[1]
+    for folder in ("images", "masks"):
+        (data / folder / ".~preview.png").write_bytes(b"editor scratch")
+        (data / folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+        (data / folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" * 8)
+        (data / folder / "._x.png").write_bytes(b"\0\5\x16\7" + bytes(60))
+    report = check_data(data)
+    assert (report.n_images, report.n_masks, report.bad, report.error) == (4, 4, [], None), report.text()
+    assert discover(data)[1] == before  # the split of the films is unchanged
+
+
+def test_a_split_file_naming_files_with_their_extension_is_used(tmp_path, cxr_dir):
+    data = _site(tmp_path, cxr_dir)
+    names = sorted(p.name for p in (data / "images").iterdir())
+    (data / "split.json").write_text(json.dumps({"train": names[:3], "val": names[3:], "test": []}))
+    report = check_data(data)
+    assert report.used == {"train": 3, "val": 1} and report.error is None, report.text()
+
+
+def test_a_split_file_naming_films_not_there_says_which(tmp_path, cxr_dir):
+    data = _site(tmp_path, cxr_dir)
+    names = sorted(p.stem for p in (data / "images").iterdir())
+    (data / "split.json").write_text(json.dumps({"train": names[:3], "val": ["ghost"], "test": []}))
+    report = check_data(data)
+    assert "⚠ split.json names 1 image(s) that are not in the folder (ghost)" in report.text()
+    assert report.error.startswith("the validation set is empty")
+    (data / "split.json").write_text(json.dumps({"train": ["a", "b"], "val": ["c"], "test": []}))
+    report = check_data(data)  # a split file of another dataset: nothing to train, said before the run
+    assert not report.usable and report.error == "no usable training pairs (the split's names are not in the folder)"
+    with pytest.raises(DataError, match=r"no usable training pairs \(split.json names 3 image\(s\) .*\(a, b, c\)"):
+        training_sets(data, *discover(data))
+
+
+def test_inverted_masks_everywhere_refuse_the_run_in_one_line_leaving_nothing(tmp_path, cxr_dir, capsys):
+    data = _site(tmp_path, cxr_dir, save=lambda path, mask: Image.fromarray(255 - mask).save(path))
+    report = check_data(data)
+    assert not report.usable and report.error.startswith("all 4 usable masks look inverted")
+    out = tmp_path / "run"
+    assert main(["train", "--stage", "all", "--preset", "finetune", "--data", str(data), "--out", str(out),
+                 "--device", "cpu", "--epochs", "1"]) != 0
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "masks look inverted" in errors[0] and "lung = 255 (white)" in errors[0], errors
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("habit", ["0/1", "16-bit", "palette", "bool", "upper-case"])
+def test_mask_encodings_sites_use_give_the_same_lungs(tmp_path, cxr_dir, habit):
+    save = {"0/1": lambda p, m: Image.fromarray((m > 0).astype(np.uint8)).save(p),
+            "16-bit": lambda p, m: Image.fromarray((m > 0).astype(np.uint16) * 65535).save(p),
+            "palette": lambda p, m: Image.fromarray((m > 0).astype(np.uint8)).convert("P").save(p),
+            "bool": lambda p, m: Image.fromarray(m > 0).save(p),
+            "upper-case": lambda p, m: Image.fromarray(m).save(p.with_suffix(".PNG"), format="PNG")}[habit]
+    data = _site(tmp_path, cxr_dir, save=save)
+    assert _lung_fractions(data) == pytest.approx(_lung_fractions(_site(tmp_path / "ref", cxr_dir)))
