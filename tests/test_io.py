@@ -197,6 +197,7 @@ def test_read_mask_rejects_three_values(tmp_path):
     with pytest.raises(ImageReadError, match=r"mask is not binary \(found 3 distinct values\)") as err:
         read_mask(path)
     assert "labels.png" in str(err.value) and "\n" not in str(err.value)
+    assert "values 0, 1, 2, a label map? save lung = 255 on background 0" in str(err.value)  # (left/right lungs)
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif", ".tiff"])
@@ -241,3 +242,20 @@ def test_write_mask_bad_input(tmp_path):
     with pytest.raises(ValueError, match="2-D"):
         write_mask(tmp_path / "m.png", np.zeros((2, 3, 3)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_mask_drawn_in_the_alpha_channel_is_its_alpha(tmp_path):
+    """Black (or white) everywhere with the lung opaque, as an editor exports a selection: the alpha is the mask;
+    an alpha that is the same everywhere still leaves the colour as the mask."""
+    from PIL import Image
+
+    lung = np.zeros((6, 8), bool)
+    lung[1:5, 2:6] = True
+    for colour in (0, 255):
+        la = np.dstack([np.full(lung.shape, colour, np.uint8), np.where(lung, 255, 0).astype(np.uint8)])
+        Image.fromarray(la, "LA").save(tmp_path / f"la{colour}.png")
+        np.testing.assert_array_equal(read_mask(tmp_path / f"la{colour}.png"), lung)
+    rgba = np.dstack([np.where(lung, 255, 0).astype(np.uint8)] * 3 + [np.full(lung.shape, 255, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "opaque.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "opaque.png"), lung)
+

@@ -22,11 +22,15 @@ _swept: set[str] = set()  # folders already cleaned by this process
 
 
 def _reduce_channels(arr: np.ndarray) -> np.ndarray:
-    """(H, W, C) -> (H, W): drop alpha, keep the brightest colour channel."""
+    """(H, W, C) -> (H, W): drop alpha, keep the brightest colour channel; but a mask drawn in the alpha
+    channel (one colour everywhere, lung opaque, as some editors export a selection) is its alpha."""
     if arr.ndim == 3:
         channels = arr.shape[-1]
         if channels in (2, 4):  # gray+alpha, RGBA
-            arr = arr[..., : channels - 1]
+            colour, alpha = arr[..., : channels - 1], arr[..., -1]
+            if colour.min() == colour.max() and alpha.min() != alpha.max():
+                return alpha
+            arr = colour
         arr = arr.max(axis=-1)
     return arr
 
@@ -49,8 +53,11 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     values = np.unique(arr)
     if values.size > 2:
         lossy = p.suffix.lower() in (".jpg", ".jpeg")  # JPEG blurs 0/255 edges into many grey values
+        labels = not lossy and values.size <= 8 and np.issubdtype(values.dtype, np.integer)
         raise fail(p, f"mask is not binary (found {values.size} distinct values)"
-                   + ("; JPEG compression blurs a mask's edges: save masks as PNG" if lossy else ""))
+                   + ("; JPEG compression blurs a mask's edges: save masks as PNG" if lossy else "")
+                   + (f": values {', '.join(str(v) for v in values)}, a label map? save lung = 255 on background 0"
+                      if labels else ""))
     if values.size == 2 and values[0] != 0:  # e.g. 1/2 or 128/255: the larger is foreground
         return arr == values[1]
     return arr > 0
