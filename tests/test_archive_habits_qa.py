@@ -126,4 +126,15 @@ def test_a_dicomdir_is_not_a_film_and_names_where_its_images_are(tmp_path, cxr_d
     out = tmp_path / "masks"
     assert segment(series, "--out", out, nano_pth=nano_pth) == 0
     assert {name: row["status"] for name, row in rows_of(out).items()} == {"IM000000": "ok"}
-    assert "DICOMDIR" in capsys.readouterr().err  # named among the skipped files, not silently dropped
+    assert "(DICOMDIR, an export's index;" in capsys.readouterr().err  # named among the skipped files, as what it is
+
+
+def test_a_path_too_long_for_the_file_system_is_one_row_and_the_run_goes_on(tmp_path, cxr_dir, nano_pth):
+    """An input whose name is longer than the file system allows (a 300-character name from a PACS export
+    script): its row says so; the other films are segmented."""
+    long_name = tmp_path / ("x" * 300 + ".png")
+    real = sorted((cxr_dir / "images").glob("*.png"))[0]
+    assert segment(long_name, real, "--out", tmp_path / "masks", nano_pth=nano_pth) == 1
+    rows = rows_of(tmp_path / "masks")
+    assert rows[real.name]["status"] == "ok"
+    assert rows[long_name.name]["status"] == "error" and "too long" in rows[long_name.name]["error"]

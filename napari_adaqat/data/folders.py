@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from napari_adaqat.io import IMAGE_SUFFIXES, is_image_file
+from napari_adaqat.io.dicom_open import is_dicomdir_name
 
 
 def collect_inputs(inputs: list[str | Path]) -> list[Path]:
@@ -28,7 +29,11 @@ def scan_inputs(inputs: list[str | Path]) -> tuple[list[Path], list[Path]]:
     skipped: list[Path] = []
     for item in inputs:
         path = Path(item)
-        if not path.is_dir():
+        try:
+            folder = path.is_dir()
+        except OSError:  # e.g. a name too long for the file system: that input's row says so, the run goes on
+            folder = False
+        if not folder:
             files.append(path)
             continue
         for entry in sorted(path.iterdir()):
@@ -48,7 +53,8 @@ def describe_skipped(entries: list[Path], shown: int = 3) -> str:
     files = [p for p in entries if not p.is_dir()]
     parts = []
     if files:
-        kinds = sorted({p.suffix.lower() or "no extension" for p in files})
+        kinds = sorted({"DICOMDIR, an export's index" if is_dicomdir_name(p) else p.suffix.lower() or "no extension"
+                        for p in files})
         names = ", ".join(p.name for p in files[:shown]) + (", ..." if len(files) > shown else "")
         what = "file that is not an image" if len(files) == 1 else "files that are not images"
         parts.append(f"{len(files)} {what} adaqat reads ({', '.join(kinds)}; it reads "
