@@ -233,6 +233,19 @@ def test_evaluate_with_only_jpeg_masks_says_why_nothing_was_scored(tmp_path, cxr
                         r"values\); JPEG compression blurs a mask's edges: save masks as PNG", err), err
 
 
+
+def test_evaluate_split_file_naming_films_with_their_extension(tmp_path, cxr_dir, nano_pth):
+    """A split.json written by hand or another tool lists file names ("a.png"), not bare names: they are the
+    films, as for training (not "none of the images is in the data folder")."""
+    data = small_dataset(tmp_path, cxr_dir, 3)
+    names = [f.name for f in films(cxr_dir, 3)]
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": names[:1], "val": names[1:2], "test": names[2:]}))
+    assert main(["evaluate", "--data", str(data), "--split", "test", "--split-file", str(split), "--out",
+                 str(tmp_path / "report"), "--model", str(nano_pth), "--model-type", "vit_nano", "--device", "cpu"]) == 0
+    scored = (tmp_path / "report" / "per_image.csv").read_text().splitlines()[1:]
+    assert [line.split(",")[0] for line in scored] == [Path(names[2]).stem]
+
 # ---- a rerun says what it keeps ------------------------------------------------------------------------
 
 def test_a_rerun_with_other_prompts_says_the_done_files_are_kept(tmp_path, cxr_dir, nano_pth, capsys):

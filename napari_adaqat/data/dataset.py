@@ -105,7 +105,7 @@ def split_source(root: Path) -> str:
     return "split.json" if (root / "split.json").is_file() else "seeded"
 
 
-def _by_name(split: dict, pairs: dict[str, Pair]) -> dict:
+def names_of_pairs(split: dict, pairs: dict[str, Pair]) -> dict:
     """``split`` with a name given as a file name (``a.png``) or in another Unicode form taken as its image's name."""
     known = {_nfc(name): name for name in pairs}
 
@@ -129,7 +129,7 @@ def discover(data_dir: str | Path, seed: int = 0) -> tuple[dict[str, Pair], dict
             split[s] = sorted(found)
     else:
         pairs = _pairs_in(root)
-        split = _by_name(load_split(root / "split.json"), pairs) if source == "split.json" \
+        split = names_of_pairs(load_split(root / "split.json"), pairs) if source == "split.json" \
             else make_split(list(pairs), seed)
     if not pairs:
         raise DataError(f"{root}: empty dataset: no images found (expected {root}/images and {root}/masks)")

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from napari_adaqat.data import Pair, check_output_folder, check_pairs, discover, load_split
+from napari_adaqat.data.dataset import names_of_pairs
 from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched, model_ref
 from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
 from napari_adaqat.io import read_image, read_mask
@@ -41,8 +42,8 @@ def _shown(show: Sequence[str], chosen: list[Pair], split: str) -> list[str]:
 
 def _pairs(data_dir: str | Path, split: str, split_file: str | Path | None, seed: int) -> tuple[list[Pair], list[str]]:
     pairs, parts = discover(data_dir, seed=seed)
-    if split_file:
-        parts = load_split(split_file)
+    if split_file:  # its names may be file names (a.png) or in another Unicode form, as a dataset's split.json
+        parts = names_of_pairs(load_split(split_file), pairs)
     names = sorted(pairs) if split == "all" else parts[split]
     if not names:  # e.g. the 80:10:10 cut of a few images
         sizes = ", ".join(f"{len(parts.get(s, []))} {s}" for s in ("train", "val", "test"))
