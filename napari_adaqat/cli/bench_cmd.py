@@ -46,7 +46,6 @@ per-side details under "sides". Run on an otherwise idle machine: a busy CPU ske
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = DESCRIPTION
     p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the JSON report (e.g. bench.json)")
     p.add_argument("--model-type", default="vit_b",
                    help=f"preset: {preset_names()} (and the architecture of a .pth) (default: vit_b)")

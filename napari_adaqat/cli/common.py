@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import re
+from typing import Iterable
 
 from napari_adaqat.model.build import preset_names
 from napari_adaqat.model.device import DEVICES
@@ -53,3 +56,37 @@ def option_like_hint(argv: list[str]) -> str | None:
     name = names[0]
     return (f"hint: {name!r} starts with '-', so it was read as an option; write ./{name} "
             f"(or put -- before the file names) to give it as a file")
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to a mistyped ``word`` (``segmnt`` -> ``segment``), or None."""
+    close = difflib.get_close_matches(word, [str(c) for c in candidates], n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def first_example(epilog: str | None) -> str | None:
+    """The first ``adaqat ...`` command line of a help epilog, without its comment."""
+    for line in (epilog or "").splitlines():
+        if line.strip().startswith("adaqat "):
+            return line.split("  #", 1)[0].strip()
+    return None
+
+
+def error_hint(parser: argparse.ArgumentParser, message: str) -> str:
+    """What to add to an argparse error ``message`` of ``parser``: a did-you-mean for a mistyped command,
+    choice or option, the command's first example for a missing argument; "" when there is nothing to add."""
+    choice = re.search(r"invalid choice: '([^']*)'", message)
+    if choice:
+        close = did_you_mean(choice.group(1), [c for a in parser._actions if a.choices for c in a.choices])
+        return f"; did you mean {close!r}?" if close else ""
+    if message.startswith("unrecognized arguments: "):
+        options = [o for a in parser._actions for o in a.option_strings]
+        for word in message.split()[2:]:
+            close = did_you_mean(word.split("=", 1)[0], options) if word.startswith("--") else None
+            if close:
+                return f" (did you mean {close}?)"
+        return ""
+    if message.startswith("the following arguments are required"):
+        example = first_example(parser.epilog)
+        return f"; example: {example}" if example else ""
+    return ""

@@ -48,7 +48,6 @@ def _clicks(text: str) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
     add_model_arguments(p, several=True)
     p.add_argument("--data", required=True, help="dataset folder (DIR/images + DIR/masks, or the split layout)")
     p.add_argument("--out", required=True, metavar="REPORT_DIR",
@@ -61,7 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the 80:10:10 cut when there is no split file (match 'adaqat train --seed'; default 0)")
     p.add_argument("--box", default="tight", choices=["tight", "default"],
-                   help="tight: the reference mask's bounding box; default: the whole image minus 2%%")
+                   help="the box prompt of each image: tight = the reference mask's bounding box; 'default' = the "
+                        "whole image minus 2%%, as 'adaqat segment' without --boxes (default: tight)")
     p.add_argument("--clean", action="store_true",
                    help="score the cleaned masks (two largest regions, holes filled), as 'adaqat segment' writes them")
     p.add_argument("--nsd-tol", type=float, default=2.0, metavar="T",
@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model, baseline = model_refs(args)
-    if args.split != "all" and not args.split_file and split_source(Path(args.data)) == "seeded":
+    if (args.split != "all" and not args.split_file and Path(args.data).is_dir()  # else the one line is "not found"
+            and split_source(Path(args.data)) == "seeded"):
         print(f"adaqat evaluate: note: no split file; using the 80:10:10 cut with seed {args.seed}. If the model was "
               "trained with another seed, pass --split-file RUN/split.json so no training image is scored.",
               file=sys.stderr)
@@ -120,5 +121,9 @@ def run(args: argparse.Namespace) -> int:
                                  "noc95_mean_median": [round(entry["noc95"]["mean"], 2), entry["noc95"]["median"]]}
                            for tag, entry in summary["clicks"].items() if isinstance(entry, dict)}
     brief["report"] = str(Path(args.out) / "index.html")
-    print(json.dumps(json_safe(brief), indent=2))  # NaN (e.g. mixed mm/px units) becomes null
+    text = json.dumps(json_safe(brief), indent=2, ensure_ascii=False)  # NaN (e.g. mixed mm/px units) becomes null
+    try:
+        print(text)  # "±0.5 Dice points", not "\u00b10.5"
+    except UnicodeEncodeError:  # a terminal that cannot show ±
+        print(json.dumps(json_safe(brief), indent=2))
     return 0

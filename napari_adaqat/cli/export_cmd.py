@@ -21,7 +21,6 @@ examples:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("source", metavar="RUN_OR_CKPT", help="a run folder (its best checkpoint), a checkpoint "
                    ".safetensors, or an official SAM .pth (post-training quantization)")
     p.add_argument("--out", required=True, metavar="FILE.safetensors", help="the model file to write")

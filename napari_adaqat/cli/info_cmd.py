@@ -12,7 +12,8 @@ MODES = ["adalora", "decoder", "lora", "full", "qat"]
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="FILE_OR_PRESET",
-                   help=f"a model file (.safetensors / .pth), a training run folder, or a preset name ({preset_names()})")
+                   help=f"'default' (the bundled model), a model file (.safetensors / .pth), a training run folder, "
+                        f"or a preset name ({preset_names()}: parameter counts of that architecture)")
     p.add_argument("--mode", choices=MODES, default=None,
                    help="for a preset: report the trainable budget of this training mode (nothing is trained)")
     p.add_argument("--model-type", default="vit_b", help=f"architecture of a .pth checkpoint: {preset_names()}")
@@ -23,9 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 EPILOG = """examples:
-  adaqat info napari_adaqat/assets/default_int8.safetensors   # a model file: its recipe, scores, INT8 layers
-  adaqat info vit_b --mode adalora                             # the Stage-1 parameter budget of ViT-B
-  adaqat info runs/s1                                          # a training run folder"""
+  adaqat info default                          # the bundled model: its recipe, scores, INT8 layers
+  adaqat info runs/mine/model_int8.safetensors  # any model file
+  adaqat info vit_b --mode adalora             # the Stage-1 parameter budget of ViT-B
+  adaqat info runs/s1                          # a training run folder (its best checkpoint)
+The report is JSON (pipe it to a file or to 'python -m json.tool')."""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.target in PRESETS:
         report = preset_report(args.target, mode=args.mode, image_size=args.image_size)
-    elif not Path(args.target).suffix and not Path(args.target).exists():  # a mistyped preset name
+    elif args.target != "default" and not Path(args.target).suffix and not Path(args.target).exists():  # a typo
         raise ValueError(f"{args.target}: no such file or run folder, and not a preset ({preset_names()})")
     else:
         report = file_report(Path(args.target), model_type=args.model_type, quant_report_dir=args.quant_report)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -97,6 +98,24 @@ def _compact(out_dir: Path) -> int:
     return 0
 
 
+def _refuse_if_nothing_exists(inputs: list[str]) -> None:
+    """One line, before --out is made, when no input exists at all (a mistyped folder): an error row in
+    results.csv would outlive the typo in every later run into that folder. Some missing among others: rows."""
+    def missing(path: str) -> bool:
+        try:
+            os.lstat(path)
+        except FileNotFoundError:
+            return True
+        except OSError:  # e.g. a name too long for the file system: its row says so
+            return False
+        return False
+
+    gone = [path for path in inputs if missing(path)]
+    if gone and len(gone) == len(inputs):
+        more = f" (and {len(gone) - 1} more inputs)" if len(gone) > 1 else ""
+        raise ValueError(f"{gone[0]}: no such file or folder{more}; nothing was written")
+
+
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.data import check_output_folder, describe_skipped, read_boxes_csv, read_points_csv, scan_inputs
     from napari_adaqat.inference.batch import FolderBusy
@@ -109,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         return _compact(out_dir)
     if not args.inputs:
         raise ValueError("give the image files or folders to segment (or --compact --out DIR)")
+    _refuse_if_nothing_exists(args.inputs)
     check_output_folder(out_dir, args.inputs)
     files, skipped = scan_inputs(args.inputs)
     if not files:

@@ -34,7 +34,9 @@ from napari_adaqat.util.provenance import git_commit
 N_WORST = 6
 CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
        "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px}"
-       "th{background:#f0f0f0}img{max-width:100%;border:1px solid #ddd;margin:4px 0}img.small{max-width:32%}"
+       "th{background:#f0f0f0}img{max-width:100%;border:1px solid #ddd}figure{margin:6px 0}"
+       "figure.small{display:inline-block;vertical-align:top;width:32%;margin:0 4px 6px 0}"
+       "figcaption{font-size:13px;color:#555}"
        "code{background:#f6f6f6}")
 
 
@@ -213,19 +215,52 @@ def _sections(parts: dict, summary: dict) -> list[tuple[str, str, list[str], lis
         ("Skipped pairs", _skipped_text(summary), ["pair", "reason"] if summary.get("skipped") else [],
          [list(_split_reason(line)) for line in summary.get("skipped", [])] or None, []),
         ("Table 2: model files", "Parameters from each file; trainable parameters from the training run it "
-         "records; compression measured on disk and by the paper's arithmetic (Linear layers only).",
+         "records; reduction: parameters ÷ trainable (the paper's 16.6×). Compression measured on disk: "
+         "× vs official FP32 = the official SAM checkpoint's size ÷ the file's (– where the architecture has "
+         "none), × vs own FP32 = the same network's FP32 weights (4 bytes each) ÷ the file's; paper arithmetic × "
+         "= the paper's ratio from the Linear layers only (INT8 files); INT8 layers: layers stored as INT8.",
          TABLE2_HEAD, [table2_cells(r) for r in parts["table2"]], []),
         ("Fig. 2: SSIM maps", "Best, median and worst image by the baseline's Dice (plus any asked for with "
-         "--show): the film, the ground truth, SSIM against the ground truth, and ΔSSIM (green: the model is "
-         "closer to the ground truth than the baseline).", [], None, figs["fig2"]),
+         "--show): the film, the ground truth (green outline), the local SSIM between each model's probability "
+         "map and the ground-truth mask (yellow: they agree, dark: they differ), and ΔSSIM = the model's SSIM − "
+         "the baseline's (green: the model is closer to the ground truth, red: the baseline is closer, pale: "
+         "the same).", [], None, figs["fig2"]),
         ("Fig. 3: quantization error", "For each INT8 model: the INT8 rounding error of its FP32 baseline's "
          "weights in the layers it stores as INT8." + ("" if figs["fig3"] else " (No INT8 model with a baseline.)"),
          [], None, [f for plots in figs["fig3"].values() for f in plots]),
-        ("Distributions", "Every image is a point.", [], None, [figs["distributions"], *figs.get("paired", [])]),
+        ("Distributions", "Every image is a point: a box per model and metric (median and quartiles), then "
+         "each model's Dice against the baseline's.", [], None, [figs["distributions"], *figs.get("paired", [])]),
         ("Worst cases", f"The {N_WORST} lowest-Dice images of the first model: look here first.", [], None,
          [figs["worst"]]),
         ("Provenance", "", ["", ""], [[k, "" if v is None else str(v)] for k, v in parts["provenance"].items()], []),
     ]
+
+
+CAPTIONS = {  # file stem (Fig. 3: in fig3_TAG/) -> what the figure shows
+    "qq_plot": "Q-Q plot of the INT8 rounding errors w − q(w) against a normal distribution (on the red line: "
+               "normally distributed errors)",
+    "error_hist": "histogram of the rounding errors w − q(w) of a sample of the weights",
+    "error_vs_abs_w": "the error against |w| (equal-count bins): mean ± std and mean |error|",
+    "per_layer_error": "the error per layer, mean ± std (layer names in report.json beside it)",
+    "fp32_vs_int8": "each sampled FP32 weight against its INT8 value, dequantized (r near 1: little is lost)",
+    "scores_boxplot": "Dice, IoU, NSD and HD95 per model: box = median and quartiles, a dot per image",
+    "worst_cases": "the lowest-Dice images of the first model: ground truth green, model red",
+}
+
+
+def caption(image: str) -> str:
+    """One line under each figure of the report, from its file name."""
+    path = Path(image)
+    if path.parent.name.startswith("fig3_"):
+        return f"{path.parent.name[5:]}: {CAPTIONS.get(path.stem, path.stem)}"
+    if path.stem.startswith("paired_"):
+        tag = path.stem[len("paired_"):].rsplit("_", 1)[0]
+        return f"{tag}'s Dice against the baseline's, a dot per image: above the diagonal, {tag} is better"
+    for why in ("best", "median", "worst", "asked_for"):
+        if path.stem.startswith(f"fig2_{why}_"):
+            name = path.stem[len(f"fig2_{why}_"):]
+            return f"{name}: asked for with --show" if why == "asked_for" else f"{name}: the {why} image by Dice"
+    return CAPTIONS.get(path.stem, path.stem)
 
 
 def _n_of(summary: dict) -> str:
@@ -263,8 +298,15 @@ def _markdown(parts: dict, summary: dict) -> str:
         lines += [f"## {title}", ""] + ([text, ""] if text else [])
         if body is not None:
             lines += [markdown_table(head, body), ""]
-        lines += [f"![{Path(i).stem}]({i})" for i in images] + ([""] if images else [])
+        lines += [f"![{Path(i).stem}]({i})  \n*{caption(i)}*\n" for i in images]
     return "\n".join(lines)
+
+
+def _figure(image: str, kind: str = "") -> str:
+    """An image with its caption (:func:`caption`) under it."""
+    text = html.escape(caption(image))
+    return (f'<figure class="{kind}"><img src="{html.escape(image)}" alt="{text}">'
+            f"<figcaption>{text}</figcaption></figure>")
 
 
 def _html(parts: dict, summary: dict) -> str:
@@ -276,9 +318,8 @@ def _html(parts: dict, summary: dict) -> str:
         if rows is not None:
             body.append(html_table(head, rows))
         small = [i for i in images if i.startswith(("fig3_", "paired_"))]  # side by side
-        body += [f'<p><img src="{html.escape(i)}" alt="{html.escape(Path(i).stem)}"></p>' for i in images if i not in small]
+        body += [_figure(i) for i in images if i not in small]
         if small:
-            body.append("<p>" + "".join(f'<img class="small" src="{html.escape(i)}" alt="{html.escape(Path(i).stem)}">'
-                                        for i in small) + "</p>")
+            body.append("<div>" + "".join(_figure(i, "small") for i in small) + "</div>")
     return ("<!doctype html><html><head><meta charset='utf-8'><title>Segmentation report</title>"
             f"<style>{CSS}</style></head><body>" + "\n".join(body) + "</body></html>\n")

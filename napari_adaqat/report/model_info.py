@@ -7,7 +7,7 @@ from pathlib import Path
 from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, count_adapter_parameters
 from napari_adaqat.model.build import build_sam, get_spec, parameter_breakdown
 from napari_adaqat.model.compression import arithmetic_compression, file_compression
-from napari_adaqat.model.loading import load_model
+from napari_adaqat.model.loading import is_bundled, load_model, resolve_model_path
 from napari_adaqat.model.qat import apply_qat
 from napari_adaqat.report.quant_figures import quantization_report
 from napari_adaqat.model.modes import add_adapters, set_stage1_trainable, set_stage2_trainable, trainable_count
@@ -63,8 +63,9 @@ def preset_report(name: str, mode: str | None = None, image_size: int | None = N
 
 
 def file_report(path: str | Path, model_type: str = "vit_b", quant_report_dir: str | None = None) -> dict:
-    """Report on a model file, a checkpoint, or a run folder (its best checkpoint)."""
-    path = Path(path)
+    """Report on a model file, a checkpoint, a run folder (its best checkpoint), or ``"default"`` (the
+    bundled model)."""
+    path = resolve_model_path(path) if is_bundled(path) else Path(path)
     if path.is_dir() and (run_paths(path)["config"].is_file() or run_paths(path)["best"].is_file()):  # a run
         path = run_paths(path)["best"]
     sam = load_model(path, model_type=model_type)  # any other folder: "is a folder, not a model file"
