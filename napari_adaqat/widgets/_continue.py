@@ -124,6 +124,18 @@ def hand_to_segment(viewer: Any, exported: Optional[tuple[Path, Path]], plugin: 
     return segment, f"The Segment dock now uses {exported[0].name} (baseline {exported[1].name})."
 
 
+BATCH_DOCK = "Batch segment (AdaLoRA-QAT)"
+
+
+def hand_to_batch(viewer: Any, exported: Optional[tuple[Path, Path]], plugin: str) -> tuple[Any, str]:
+    """Open (or raise) the Batch dock and give it the (INT8, FP32) pair: (its widget or None, status line)."""
+    if exported is None or viewer is None:
+        return None, "No exported model yet (Start the chain, or Continue), or no viewer."
+    batch = show_dock(viewer, plugin, BATCH_DOCK)
+    batch.use_models(*exported)
+    return batch, f"The Batch dock now segments folders with {exported[0].name}: choose a folder there, then Run."
+
+
 def hand_to_annotate(viewer: Any, exported: Optional[tuple[Path, Path]], title: str) -> tuple[Any, str]:
     """Give the open Annotate dock the (INT8, FP32) pair: (its widget or None, status line)."""
     if exported is None:

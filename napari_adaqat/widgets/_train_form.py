@@ -53,6 +53,8 @@ def make_fields(setup: Setup) -> dict[str, Any]:
         "models_label": Label(label="models", value="(when the chain or Continue ends)"),
         "use_button": PushButton(text="Use in Segment dock", enabled=False),
         "annotate_button": PushButton(text="Use in Annotate dock", enabled=False),
+        "batch_button": PushButton(text="Use in Batch dock", enabled=False,
+                                   tooltip="segment whole folders with the new model"),
         "command": LineEdit(label="command", tooltip="the exact command the dock runs: copy it to train headless"),
     }
     f["command"].native.setReadOnly(True)

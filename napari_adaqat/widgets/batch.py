@@ -5,15 +5,15 @@ input plus ``results.csv`` (journaled per file, compacted as the run goes and at
 becomes an error row and the rest go on, a rerun skips finished files, nothing is written into an input
 folder, and a folder another run is working in is refused (one line naming it). The files run in a
 napari worker thread; the table fills in as they finish (sortable afterwards, e.g. by the estimated
-Dice ``quality``: red ones are worth a look); Cancel stops after the current file.
+Dice ``quality``: red ones are worth a look); Cancel (or closing the panel) stops after the current file, and
+napari closing waits for it so the run closes its folder (see :mod:`._batch_job`).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator, Optional
-
-import threading
+from typing import Any, Optional
 
 import napari
 import numpy as np
@@ -29,14 +29,16 @@ from napari_adaqat.widgets._compat import guard_triton_import
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
 from napari_adaqat.data import check_output_folder, describe_skipped, scan_inputs  # noqa: E402
-from napari_adaqat.inference.batch import RESULTS_CSV, ResultRow, csv_text, load_results, segment_files  # noqa: E402
+from napari_adaqat.inference.batch import RESULTS_CSV, ResultRow, csv_text, load_results  # noqa: E402
 from napari_adaqat.inference.lock import check_free  # noqa: E402
-from napari_adaqat.inference.engine import Engine, ModelRef  # noqa: E402
 from napari_adaqat.io import read_image, read_mask  # noqa: E402
 from napari_adaqat.model.device import DEVICES, resolve_device  # noqa: E402
+from napari_adaqat.util.errors import first_line  # noqa: E402
 from napari_adaqat.widgets import _batch_boxes as B  # noqa: E402
+from napari_adaqat.widgets._batch_job import RowSignal, RunHandle, job, on_unparent  # noqa: E402
 from napari_adaqat.widgets._model_choice import ModelChoice  # noqa: E402
 from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
+from napari_adaqat.widgets._train_process import format_duration  # noqa: E402
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.dcm *.dicom);;All files (*)"
 COLUMNS = ("file", "status", "error", "area (px)", "seconds", "quality")
@@ -58,28 +60,6 @@ def _text(edit: FileEdit) -> str:
     return str(edit.line_edit.value or "").strip()
 
 
-def _job(engine: Engine, files: list[Path], out: Path, model: ModelRef, baseline: Optional[ModelRef],
-         box_kind: str, box_source: str, device: str, clean: bool, notes: list[str],
-         stop: threading.Event) -> Iterator[ResultRow]:
-    """The worker: boxes and models first (a bad model fails before any row), then one row per file.
-    ``stop`` (Cancel) ends it after the current file, closing the run here, in the worker (results.csv
-    written, the output folder released)."""
-    boxes, missing = B.load_boxes(box_kind, box_source, files)
-    notes.extend(missing)
-    engine.predictor(model, device)
-    if baseline is not None:
-        engine.predictor(baseline, device)
-    rows = segment_files(files, model, out, boxes=boxes, baseline=baseline, clean=clean, device=device,
-                         engine=engine)
-    try:
-        for row in rows:
-            yield row
-            if stop.is_set():
-                return
-    finally:
-        rows.close()
-
-
 class BatchWidget(Container):
     """Dock widget: inputs, output folder, model/baseline, boxes; Run/Cancel; a table of results."""
 
@@ -93,10 +73,14 @@ class BatchWidget(Container):
         self.box_notes: list[str] = []
         self.skipped_note = ""  # the files and sub-folders of the input folders that this run does not read
         self._worker: Any = None
-        self._stop = threading.Event()  # Cancel: set, the worker stops after the current file
+        self._run = RunHandle()  # Cancel: the worker stops after the current file
+        self._row_signal = RowSignal()  # the worker's rows, queued to the GUI thread
+        self._row_signal.row.connect(self._on_row)
         self._rows: dict[str, int] = {}
+        self._started, self._segmented = 0.0, 0  # this run's start and files segmented (the time left)
         self._closed = False
         self.native.destroyed.connect(self._on_destroyed)
+        on_unparent(self.native, self.cancel)  # the panel's ✕ stops the run as Cancel does
 
         self.input_folder = FileEdit(label="input folder", mode="d", tooltip="every image file in it (not recursive)")
         self.input_files = FileEdit(label="and/or files", mode="rm", filter=IMAGE_FILTER)
@@ -124,8 +108,10 @@ class BatchWidget(Container):
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        for col in (0, 2):  # file and error share the width left; long names are elided
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Stretch)
+        for col, width in ((0, 170), (2, 150)):  # wide enough to read in a narrow dock (it scrolls sideways);
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)  # long names are elided
+            header.resizeSection(col, width)
+        header.setSortIndicator(0, Qt.SortOrder.AscendingOrder)  # Qt's default, descending, would list Z to A
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.setWordWrap(False)
         self.table.setMinimumHeight(200)
@@ -171,6 +157,12 @@ class BatchWidget(Container):
         """What 'Open results folder' opens."""
         return QUrl.fromLocalFile(str(self.out_dir().resolve())) if self.out_dir() else QUrl()
 
+    def use_models(self, model: Path, baseline: Optional[Path]) -> None:
+        """Segment with these model files from now on (the Train dock's freshly exported pair)."""
+        self.models.set_files(model, baseline)  # (shows the file fields)
+        if not self.busy:
+            self.status.value = f"Model: {Path(model).name}. Choose inputs and an output folder, then Run."
+
     # ---------------------------------------------------------------- actions
     @property
     def busy(self) -> bool:
@@ -199,20 +191,21 @@ class BatchWidget(Container):
             device = resolve_device(self.device.value)
             box_source = _text(self.boxes_csv) if self.box_kind.value == B.CSV else _text(self.boxes_masks)
             B.check_source(self.box_kind.value, box_source)
-        except (ValueError, RuntimeError) as exc:
-            self.last_error = str(exc)
-            self.status.value = str(exc)
+            results = load_results(out / RESULTS_CSV)  # another tool's results.csv there: refused, one line
+        except (ValueError, RuntimeError, OSError) as exc:
+            self.last_error = first_line(exc)
+            self.status.value = self.last_error
             return False
-        self.last_error, self.box_notes, self._stop = None, [], threading.Event()
+        self.last_error, self.box_notes, self._run = None, [], RunHandle()
         self.skipped_note = f"Skipped {describe_skipped(skipped)}" if skipped else ""  # said again when done
-        self.results = load_results(out / RESULTS_CSV)
+        self.results = results
         self.table.setSortingEnabled(False)  # rows fill in by position while running; sortable when done
         self._fill_table(files)
         self.progress.max, self.progress.value = len(files), 0
-        worker = create_worker(_job, self.engine, files, out, model, baseline, self.box_kind.value, box_source,
-                               device, bool(self.clean.value), self.box_notes, self._stop, _start_thread=False,
-                               _ignore_errors=True)
-        worker.yielded.connect(self._on_row)
+        self._started, self._segmented = time.monotonic(), 0
+        worker = create_worker(job, self.engine, files, out, model, baseline, self.box_kind.value, box_source,
+                               device, bool(self.clean.value), self.box_notes, self._run, self._row_signal.row.emit,
+                               _start_thread=False, _ignore_errors=True)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self._worker = worker
@@ -225,7 +218,7 @@ class BatchWidget(Container):
     def cancel(self) -> None:
         """Stop after the file being segmented now (results.csv stays valid; a rerun continues)."""
         if self._worker is not None:
-            self._stop.set()  # the worker ends after this file and releases the folder
+            self._run.stop.set()  # the worker ends after this file and releases the folder
             self.cancel_button.enabled = False
             self.status.value = "Cancelling after the current file…"
 
@@ -244,7 +237,7 @@ class BatchWidget(Container):
         try:
             image = read_image(path)
         except Exception as exc:  # noqa: BLE001 - shown, never raised into Qt
-            self.status.value = f"Cannot open {path.name}: {exc}"
+            self.status.value = f"Cannot open {path.name}: {first_line(exc).removeprefix(f'{path}: ')}"
             return
         scale = image.spacing or (1.0, 1.0)
         self.viewer.add_image(image.pixels, name=path.stem, scale=scale, colormap="gray")
@@ -291,6 +284,10 @@ class BatchWidget(Container):
             self._set_row(row, Path(self.table.item(row, 0).toolTip()), info)
             self.table.scrollToItem(self.table.item(row, 0))
         self.progress.value = min(self.progress.value + 1, self.progress.max)
+        self._segmented += result.status != "skipped"
+        left = self.progress.max - self.progress.value
+        eta = (time.monotonic() - self._started) / self._segmented * left if self._segmented else 0.0
+        self.progress.native.setFormat(f"%v / %m · about {format_duration(eta)} left" if eta else "%v / %m")
 
     def table_rows(self) -> list[dict[str, str]]:
         """The table as dicts keyed by column name (for tests and scripts)."""
@@ -326,6 +323,7 @@ class BatchWidget(Container):
         show_info(f"AdaLoRA-QAT batch: {text.splitlines()[0]}")
 
     def _set_running(self, running: bool) -> None:
+        self.progress.native.setFormat("%v / %m")
         for w in self._inputs:
             w.enabled = not running
         self.run_button.enabled = not running
@@ -333,5 +331,7 @@ class BatchWidget(Container):
         self.open_button.enabled = not running and self.out_dir() is not None and self.out_dir().is_dir()
 
     def _on_destroyed(self, *_: Any) -> None:
+        """napari closes: end the run after the current file and let it close its folder before napari exits
+        (else the worker dies with the interpreter, leaving the folder's lock and journal behind)."""
         self._closed = True
-        self._stop.set()
+        self._run.stop_and_wait()

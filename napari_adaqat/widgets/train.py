@@ -74,7 +74,8 @@ class TrainWidget(TrainFormReading, Container):
         setup_tab = Container(labels=True, widgets=[self.why, self.switch_button, self.stage, self.data,
                                                     self.data_check, *self._inputs[2:], self.eta])
         learning = Container(labels=True, widgets=[self.plot_info, plot_box, self.continue_button, self.models_label,
-                                                   _container(self.use_button, self.annotate_button, layout="horizontal")])
+                                                   _container(self.use_button, self.annotate_button, self.batch_button,
+                                                              layout="horizontal")])
         self.tabs = QTabWidget()
         self.tabs.addTab(setup_tab.native, "Setup")
         self.tabs.addTab(learning.native, "Learning → model")
@@ -106,6 +107,7 @@ class TrainWidget(TrainFormReading, Container):
         self.continue_button.changed.connect(lambda *_: self.continue_to_model())
         self.use_button.changed.connect(lambda *_: self.use_in_segment_dock())
         self.annotate_button.changed.connect(lambda *_: self.use_in_annotate_dock())
+        self.batch_button.changed.connect(lambda *_: self.use_in_batch_dock())
         self._on_inputs_changed()
 
     def _on_inputs_changed(self, *_: Any) -> None:
@@ -154,7 +156,8 @@ class TrainWidget(TrainFormReading, Container):
         problem = cont.continue_problem(typed_path(self.out)) if self.stage.value == 1 else "Stage 1 only"
         self.continue_button.enabled = not running and problem is None
         self.continue_button.tooltip = problem or "Stage 2 (QAT) from this run, then the INT8 and FP32 model files"
-        self.use_button.enabled = self.annotate_button.enabled = not running and self.exported is not None
+        ready = not running and self.exported is not None
+        self.use_button.enabled = self.annotate_button.enabled = self.batch_button.enabled = ready
 
     # ------------------------------------------------------------ data check
     def check_data(self) -> None:
@@ -270,6 +273,11 @@ class TrainWidget(TrainFormReading, Container):
         annotate, self.status.value = cont.hand_to_annotate(self.viewer, self.exported, ANNOTATE_DOCK)
         return annotate
 
+    def use_in_batch_dock(self) -> Any:
+        """Open (or raise) the Batch dock and give it the exported pair, for whole folders."""
+        batch, self.status.value = cont.hand_to_batch(self.viewer, self.exported, PLUGIN)
+        return batch
+
     def _begin_stage(self, run: Path, stage: int, epochs: int, after: Optional[Path] = None) -> None:
         """Reset the bar and the plot for a stage run in ``run`` (continuing ``after``'s curves, if given)."""
         records = read_progress(run_paths(run)["progress"]) if self.resume.value or after else []
@@ -356,7 +364,7 @@ class TrainWidget(TrainFormReading, Container):
         self.models_label.value = cont.files_text(chain)
         self.models_label.tooltip = f"{paths['int8']}\n{paths['fp32']}"
         self.status.value = (f"Model ready: {paths['int8'].name} ({chain.profile}) and its FP32 baseline "
-                             f"in {paths['root'].name}. 'Use in Segment dock' / 'Use in Annotate dock' load them.")
+                             f"in {paths['root'].name}. 'Use in Segment / Annotate / Batch dock' load them.")
         show_info(f"AdaLoRA-QAT model exported: {paths['int8']}")
 
     def _fail(self, message: str, code: Optional[int] = None) -> None:
