@@ -138,3 +138,18 @@ def test_a_path_too_long_for_the_file_system_is_one_row_and_the_run_goes_on(tmp_
     rows = rows_of(tmp_path / "masks")
     assert rows[real.name]["status"] == "ok"
     assert rows[long_name.name]["status"] == "error" and "too long" in rows[long_name.name]["error"]
+
+
+def test_a_films_mask_beside_it_is_not_segmented_as_a_film(tmp_path, cxr_dir, nano_pth, capsys):
+    """A folder of films with their masks beside them (``a.png`` + ``a_mask.png``, as the bundled sample and many
+    exports keep them): the masks are named among the skipped files, not segmented; a film whose name merely
+    ends in _mask, with no film beside it, is still a film."""
+    scans = tmp_path / "export"
+    scans.mkdir()
+    images = sorted((cxr_dir / "images").glob("*.png"))
+    shutil.copy(images[0], scans / "a.png")
+    shutil.copy(cxr_dir / "masks" / images[0].name, scans / "a_mask.png")
+    shutil.copy(images[1], scans / "lonely_mask.png")
+    assert segment(scans, "--out", tmp_path / "masks", nano_pth=nano_pth) == 0
+    assert set(rows_of(tmp_path / "masks")) == {"a.png", "lonely_mask.png"}
+    assert "1 mask beside its film (NAME_mask beside NAME), not segmented: a_mask.png" in capsys.readouterr().err

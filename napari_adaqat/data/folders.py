@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from napari_adaqat.io import IMAGE_SUFFIXES, is_image_file
+from napari_adaqat.io import IMAGE_SUFFIXES, is_image_file, sample_name
 from napari_adaqat.io.dicom_open import is_dicomdir_name
 
 
@@ -36,22 +36,42 @@ def scan_inputs(inputs: list[str | Path]) -> tuple[list[Path], list[Path]]:
         if not folder:
             files.append(path)
             continue
+        found = []
         for entry in sorted(path.iterdir()):
             if _is_input(entry):
-                files.append(entry)
+                found.append(entry)
             elif not entry.name.startswith(".") and (entry.is_file() or entry.is_dir()):
                 skipped.append(entry)
+        masks = _masks_beside_films(found)
+        files += [entry for entry in found if entry not in masks]
+        skipped += masks
     unique: dict[str, Path] = {}
     for path in files:
         unique.setdefault(os.path.abspath(path), path)
     return list(unique.values()), skipped
 
 
+MASK_END = "_mask"  # what adaqat segment and most exports append to a film's name for its mask
+
+
+def _masks_beside_films(entries: list[Path]) -> list[Path]:
+    """The ``NAME_mask.<ext>`` files of a folder's images that lie beside their film ``NAME.<ext>`` (an export
+    of films with their masks, the bundled sample): masks, not films to segment."""
+    stems = {sample_name(p).casefold() for p in entries}
+    return [p for p in entries if sample_name(p).casefold().endswith(MASK_END)
+            and sample_name(p).casefold()[: -len(MASK_END)] in stems]
+
+
 def describe_skipped(entries: list[Path], shown: int = 3) -> str:
     """One line for the second list of :func:`scan_inputs`: how many, of which kinds, the first names."""
     folders = [p for p in entries if p.is_dir()]
-    files = [p for p in entries if not p.is_dir()]
+    masks = [p for p in entries if not p.is_dir() and is_image_file(p)]  # (an image is skipped as a film's mask)
+    files = [p for p in entries if not p.is_dir() and p not in masks]
     parts = []
+    if masks:
+        names = ", ".join(p.name for p in masks[:shown]) + (", ..." if len(masks) > shown else "")
+        parts.append(f"{len(masks)} mask{'s' * (len(masks) != 1)} beside {'its film' if len(masks) == 1 else 'their films'}"
+                     f" (NAME{MASK_END} beside NAME), not segmented: {names}")
     if files:
         kinds = sorted({"DICOMDIR, an export's index" if is_dicomdir_name(p) else p.suffix.lower() or "no extension"
                         for p in files})
