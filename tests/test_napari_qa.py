@@ -369,3 +369,19 @@ def test_opening_the_annotate_dock_keeps_the_segment_docks_brush_edit(make_napar
     annotate.skip()  # the next film (none left) reuses the film's own layer: nothing else is renamed
     assert [ly.name for ly in viewer.layers].count(f"lung mask of {first.name}") == 1
     qtbot.waitUntil(lambda: not annotate.jobs.busy and not widget.busy, timeout=120_000)
+
+
+def test_the_pth_architecture_field_shows_only_for_pth_files(make_napari_viewer, qtbot, nano_models):
+    """'.pth architecture' is a question about official SAM .pth files; our .safetensors files carry theirs."""
+    from napari_adaqat.model.loading import DEFAULT_BASELINE, DEFAULT_MODEL
+
+    viewer = make_napari_viewer()
+    widget, _first, _truth = _dock(viewer, qtbot, nano_models)
+    models = widget.models
+    shown = lambda field: not field.native.isHidden()  # noqa: E731  (the viewer is not on screen)
+    assert shown(models.model_type)  # the tiny .pth models: their architecture is asked
+    models.set_files(DEFAULT_MODEL, DEFAULT_BASELINE)
+    wait(qtbot, widget)
+    assert shown(models.model_file) and not shown(models.model_type)
+    models.baseline_file.value = str(nano_models[1])  # one .pth among them: asked again
+    assert shown(models.model_type)

@@ -37,10 +37,14 @@ class ModelChoice:
         return [self.model, self.model_file, self.baseline, self.baseline_file, self.model_type]
 
     def update_visibility(self) -> None:
-        """Show a file field only when "model file…" is chosen (and the architecture only then)."""
+        """Show a file field only when "model file…" is chosen, and the architecture only then, for a ``.pth``
+        (or a file not chosen yet): our ``.safetensors`` files carry their own."""
         self.model_file.visible = self.model.value == FILE
         self.baseline_file.visible = self.baseline.value == FILE
-        self.model_type.visible = FILE in (self.model.value, self.baseline.value)
+        chosen = [field.value for choice, field in ((self.model, self.model_file), (self.baseline, self.baseline_file))
+                  if choice.value == FILE]
+        self.model_type.visible = any(not str(path).strip() or str(path) == "." or Path(str(path)).suffix.lower()
+                                      != ".safetensors" for path in chosen)
 
     def set_files(self, model: str | Path, baseline: str | Path | None) -> None:
         """Choose model files (e.g. a freshly exported pair); baseline None = no baseline."""
