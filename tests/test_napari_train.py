@@ -56,6 +56,8 @@ def test_training_runs_in_a_subprocess_and_the_viewer_stays_responsive(make_napa
         getattr(viewer, f"add_{kind}")(data, **kw)
     widget = dock(viewer)
     run = tmp_path / "run"
+    widget.data.value, widget.out.line_edit.value = str(dataset), ""
+    assert widget.command.value == "(not yet: choose a run folder)"  # not a command with --out ''
     fill(widget, dataset, run, epochs=2)
     cmd = widget.command.value
     assert "-m napari_adaqat train --stage 1" in cmd and "--epochs 2" in cmd and str(dataset) in cmd

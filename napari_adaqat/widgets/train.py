@@ -119,7 +119,11 @@ class TrainWidget(TrainFormReading, Container):
         self.qat_epochs.visible = self.profile.visible = stage != 1
         self.switch_button.text = ("Use ViT-B · paper instead" if bundled or self.preset.value == "finetune"
                                    else "Use the bundled model · finetune instead")
+        missing = [what for what, edit in (("a data folder", self.data), ("a run folder", self.out))
+                   if not typed_path(edit)]
         try:
+            if missing:  # (an empty --out '' in the command would teach nothing)
+                raise ValueError(f"choose {' and '.join(missing)}")
             self.command.value = shlex.join(adaqat_argv(self._argv()))
         except (ValueError, KeyError) as exc:
             self.command.value = f"(not yet: {first_line(exc)})"
