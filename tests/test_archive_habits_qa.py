@@ -153,3 +153,22 @@ def test_a_films_mask_beside_it_is_not_segmented_as_a_film(tmp_path, cxr_dir, na
     assert segment(scans, "--out", tmp_path / "masks", nano_pth=nano_pth) == 0
     assert set(rows_of(tmp_path / "masks")) == {"a.png", "lonely_mask.png"}
     assert "1 mask beside its film (NAME_mask beside NAME), not segmented: a_mask.png" in capsys.readouterr().err
+
+
+def test_a_large_export_of_films_with_their_masks_is_listed_in_linear_time(tmp_path):
+    """10,000 files (5,000 films + their masks beside them): listing them is no quadratic pass (it ran on the
+    Batch dock's GUI thread and took seconds per thousand films)."""
+    import time
+
+    from napari_adaqat.data import describe_skipped, scan_inputs
+
+    export = tmp_path / "export"
+    export.mkdir()
+    for i in range(5000):
+        (export / f"f{i:05d}.png").touch()
+        (export / f"f{i:05d}_mask.png").touch()
+    start = time.perf_counter()
+    files, skipped = scan_inputs([export])
+    line = describe_skipped(skipped)
+    assert time.perf_counter() - start < 3.0  # quadratic: ~12 s
+    assert len(files) == len(skipped) == 5000 and line.startswith("5000 masks beside their films")

@@ -149,3 +149,18 @@ def test_the_progress_bar_says_how_long_the_rest_takes(make_napari_viewer, qtbot
     assert len(bars) == 4 and all(" left" in bar for bar in bars[:3]), bars
     assert bars[0].startswith("1 / 4 · about ") and bars[-1] == "4 / 4"
     assert widget.progress.native.text() == "4 / 4"  # done: no time left shown
+
+
+def test_the_pth_architecture_field_follows_the_chosen_files_in_the_batch_dock(make_napari_viewer, tmp_path):
+    """As in the Segment dock: asked for a .pth (or before a file is chosen), not for a .safetensors file."""
+    viewer = make_napari_viewer()
+    _, widget = docked(viewer, tmp_path, tmp_path / "out")
+    models = widget.models
+    shown = lambda field: not field.native.isHidden()  # noqa: E731  (the viewer is not on screen)
+    models.model.value = "file"
+    assert shown(models.model_type)  # no file chosen yet
+    models.model_file.value = str(loading.DEFAULT_MODEL)
+    assert not shown(models.model_type)
+    (tmp_path / "sam_vit_b.pth").touch()
+    models.model_file.value = str(tmp_path / "sam_vit_b.pth")
+    assert shown(models.model_type)

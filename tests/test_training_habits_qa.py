@@ -120,6 +120,17 @@ def test_inverted_masks_everywhere_refuse_the_run_in_one_line_leaving_nothing(tm
     assert not out.exists()
 
 
+def test_inverted_masks_are_refused_by_train_as_by_the_data_check_when_val_overlaps_train(tmp_path, cxr_dir):
+    """A split validating on training films on purpose counts each film once: the CLI refuses as the dock does."""
+    data = _site(tmp_path, cxr_dir, save=lambda path, mask: Image.fromarray(255 - mask).save(path))
+    names = sorted(p.stem for p in (data / "images").iterdir())
+    (data / "split.json").write_text(json.dumps({"train": names, "val": names[:2], "test": [],
+                                                 "val_overlaps_train": True}))
+    assert check_data(data).error.startswith("all 4 usable masks look inverted")
+    with pytest.raises(DataError, match="all 4 usable masks look inverted"):
+        training_sets(data, *discover(data))
+
+
 @pytest.mark.parametrize("habit", ["0/1", "16-bit", "palette", "bool", "upper-case"])
 def test_mask_encodings_sites_use_give_the_same_lungs(tmp_path, cxr_dir, habit):
     save = {"0/1": lambda p, m: Image.fromarray((m > 0).astype(np.uint8)).save(p),

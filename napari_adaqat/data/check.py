@@ -192,7 +192,7 @@ def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict) -> tupl
     report.orphans = len(orphans)
     report.used = {part: len(sets[part]) for part in ("train", "val")}
     unknown = unknown_names(pairs, split)
-    n_used = report.used["train"] + report.used["val"]
+    n_used = len({p.name for part in sets.values() for p in part})  # a pair in both (val_overlaps_train) once
     report.warnings = _warnings(inverted, n_used, report.bad, unknown)
     if not sets["train"]:
         why = report.warnings[0] if unknown else report.bad[0] if report.bad else ""

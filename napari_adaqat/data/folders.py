@@ -43,7 +43,8 @@ def scan_inputs(inputs: list[str | Path]) -> tuple[list[Path], list[Path]]:
             elif not entry.name.startswith(".") and (entry.is_file() or entry.is_dir()):
                 skipped.append(entry)
         masks = _masks_beside_films(found)
-        files += [entry for entry in found if entry not in masks]
+        beside = set(masks)  # (a set: a folder of 10,000 films and their masks is not 10^8 comparisons)
+        files += [entry for entry in found if entry not in beside]
         skipped += masks
     unique: dict[str, Path] = {}
     for path in files:
@@ -66,7 +67,8 @@ def describe_skipped(entries: list[Path], shown: int = 3) -> str:
     """One line for the second list of :func:`scan_inputs`: how many, of which kinds, the first names."""
     folders = [p for p in entries if p.is_dir()]
     masks = [p for p in entries if not p.is_dir() and is_image_file(p)]  # (an image is skipped as a film's mask)
-    files = [p for p in entries if not p.is_dir() and p not in masks]
+    listed = set(masks)
+    files = [p for p in entries if not p.is_dir() and p not in listed]
     parts = []
     if masks:
         names = ", ".join(p.name for p in masks[:shown]) + (", ..." if len(masks) > shown else "")

@@ -75,7 +75,7 @@ class BatchWidget(Container):
         self._worker: Any = None
         self._run = RunHandle()  # Cancel: the worker stops after the current file
         self._row_signal = RowSignal()  # the worker's rows, queued to the GUI thread
-        self._row_signal.row.connect(self._on_row)
+        self._row_signal.row.connect(self._on_row, Qt.ConnectionType.QueuedConnection)  # (GUI thread, any binding)
         self._rows: dict[str, int] = {}
         self._started, self._segmented = 0.0, 0  # this run's start and files segmented (the time left)
         self._closed = False
@@ -130,7 +130,8 @@ class BatchWidget(Container):
         self.status.native.setMinimumWidth(260)
         self.progress.native.setFormat("%v / %m")
 
-        for w in (self.models.model, self.models.baseline, self.box_kind):
+        for w in (self.models.model, self.models.model_file, self.models.baseline, self.models.baseline_file,
+                  self.box_kind):  # (a chosen file's suffix says whether '.pth architecture' is asked)
             w.changed.connect(self._update_visibility)
         self.run_button.changed.connect(lambda *_: self.run())
         self.cancel_button.changed.connect(lambda *_: self.cancel())
