@@ -109,6 +109,10 @@ def test_a_film_with_a_transparent_surround_is_read_as_napari_shows_it(tmp_path,
     for alpha in (255, 0, 128):  # the same everywhere: ignored
         rgba[..., :3], rgba[..., 3] = film[..., None], alpha
         assert np.array_equal(to_uint8_rgb(rgba), to_uint8_rgb(film))
+    from napari_adaqat.io import to_gray01
+
+    signed = np.stack([np.array([[-100, -50], [0, 100]], np.int16), np.array([[32767, 32767], [0, 32767]], np.int16)], -1)
+    assert to_gray01(signed)[1, 0] == 0.0  # a transparent pixel of a signed range is its black, not mid-grey
 
 def test_api_refuses_points_outside_the_image(cxr_dir, nano_model):
     with pytest.raises(ValueError, match="^point 9000,300 lies outside the 426x512 image"):

@@ -164,3 +164,25 @@ def test_the_pth_architecture_field_follows_the_chosen_files_in_the_batch_dock(m
     (tmp_path / "sam_vit_b.pth").touch()
     models.model_file.value = str(tmp_path / "sam_vit_b.pth")
     assert shown(models.model_type)
+
+
+def test_cancel_while_the_model_loads_writes_nothing(make_napari_viewer, qtbot, tmp_path, cxr_dir, monkeypatch):
+    """Cancel pressed while the model is still loading (seconds for a large model): no mask, no results.csv."""
+    import threading
+
+    out = tmp_path / "out"
+    _, widget = docked(make_napari_viewer(), films(tmp_path / "in", cxr_dir), out)
+    loading_model, go_on, predictor = threading.Event(), threading.Event(), widget.engine.predictor
+
+    def slow_predictor(*args, **kwargs):  # the worker loads the model: held until the test has cancelled
+        loading_model.set()
+        assert go_on.wait(60)
+        return predictor(*args, **kwargs)
+
+    monkeypatch.setattr(widget.engine, "predictor", slow_predictor)
+    assert widget.run()
+    qtbot.waitUntil(loading_model.is_set, timeout=WAIT_MS)
+    widget.cancel()
+    go_on.set()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert not out.exists() or not [p for p in out.iterdir() if not p.name.startswith(".")], list(out.iterdir())

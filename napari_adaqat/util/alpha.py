@@ -9,8 +9,9 @@ def over_black(a: np.ndarray) -> np.ndarray:
 
     Partly transparent pixels are composited over black (colour × alpha, alpha scaled by the dtype's maximum),
     as napari shows them.  An alpha channel that is the same everywhere (opaque; transparent or half so, as some
-    exporters write it) says nothing about where the film is: it is dropped and the colour kept as it is (same dtype).  Floats are
-    composited towards their minimum when it is below 0 (black of a range that a later min-max scales)."""
+    exporters write it) says nothing about where the film is: it is dropped and the colour kept as it is (same dtype).  Signed
+    integers and floats are composited towards their minimum when it is below 0 (black of a range that a later
+    min-max scales)."""
     a = np.asarray(a)
     if a.ndim != 3 or a.shape[-1] not in (2, 4):
         return a
@@ -27,8 +28,8 @@ def over_black(a: np.ndarray) -> np.ndarray:
     weight = alpha[..., None] if colour.ndim == 3 else alpha
     if a.dtype == bool:
         return colour & (weight >= 0.5)
-    if np.issubdtype(a.dtype, np.integer):
-        return np.round(colour.astype(np.float32) * weight).astype(a.dtype)
     values = colour.astype(np.float64)
-    low = min(float(np.nanmin(values)), 0.0) if np.isfinite(values).any() else 0.0
-    return (low + (values - low) * weight).astype(a.dtype)
+    finite = np.isfinite(values).any()
+    low = min(float(np.nanmin(values)), 0.0) if finite else 0.0  # black: 0, or a signed range's minimum
+    out = low + (values - low) * weight
+    return np.round(out).astype(a.dtype) if np.issubdtype(a.dtype, np.integer) else out.astype(a.dtype)

@@ -50,6 +50,8 @@ def job(engine: Engine, files: list[Path], out: Path, model: ModelRef, baseline:
         engine.predictor(model, device)
         if baseline is not None:
             engine.predictor(baseline, device)
+        if run.stop.is_set():  # cancelled (or the panel closed) while the models loaded: nothing written yet
+            return
         rows = segment_files(files, model, out, boxes=boxes, baseline=baseline, clean=clean, device=device,
                              engine=engine)
         try:
