@@ -16,7 +16,7 @@ from typing import Any, Optional
 from napari_adaqat.train.chain import Chain, chain_paths
 from napari_adaqat.train.paths import run_paths
 from napari_adaqat.train.preflight import BUNDLED
-from napari_adaqat.widgets._shared import show_dock
+from napari_adaqat.widgets._shared import BATCH_DOCK, show_dock
 
 SAM_FILES = ("sam_vit_b_01ec64.pth", "sam_vit_l_0b3195.pth", "sam_vit_h_4b8939.pth")
 # CPU seconds per training image and epoch, measured on 2 idle cores (AMD EPYC, BENCHMARKS.md
@@ -122,9 +122,6 @@ def hand_to_segment(viewer: Any, exported: Optional[tuple[Path, Path]], plugin: 
     segment = show_dock(viewer, plugin, title)
     segment.use_models(*exported)
     return segment, f"The Segment dock now uses {exported[0].name} (baseline {exported[1].name})."
-
-
-BATCH_DOCK = "Batch segment (AdaLoRA-QAT)"
 
 
 def hand_to_batch(viewer: Any, exported: Optional[tuple[Path, Path]], plugin: str) -> tuple[Any, str]:

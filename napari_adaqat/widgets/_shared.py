@@ -9,6 +9,7 @@ from napari_adaqat.inference.engine import Engine
 
 # the plugin and dock names of napari.yaml, for docks that open or hand models to each other
 PLUGIN, SEGMENT_DOCK, ANNOTATE_DOCK = "napari-adaqat", "Segment lungs (AdaLoRA-QAT)", "Annotate folder (AdaLoRA-QAT)"
+BATCH_DOCK = "Batch segment (AdaLoRA-QAT)"
 _ENGINE: Optional[Engine] = None
 FILE_RECHECK_S = 1.0  # a model file rewritten in place (a training run) is seen within this; prompts do not stat it
 
