@@ -109,6 +109,13 @@ class MapLegends(QWidget):
             box.addWidget(legend)
             legend.setVisible(False)
 
+    def follow_layers(self, names: Any) -> None:
+        """Hide the legend of a map whose layer is not among ``names`` (removed by the user, or by the Annotate
+        dock opening a film)."""
+        for legend, name in ((self.ssim, L.SSIM), (self.delta, L.DELTA)):
+            if name not in names:
+                legend.setVisible(False)
+
     def show_for(self, result: Any) -> None:
         """Show the legends of the maps ``result`` (a SegmentResult) carries; None: no maps, no legends."""
         if result is None:

@@ -108,9 +108,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, Container):
         if self._points is not None and not self._present(self._points):
             self._points = None
         self._forget_removed_images()
-        for legend, name in ((self.legends.ssim, L.SSIM), (self.legends.delta, L.DELTA)):
-            if name not in self.viewer.layers:  # its map was removed (by the user, or the Annotate dock's film)
-                legend.setVisible(False)
+        self.legends.follow_layers(self.viewer.layers)
         self.reset_choices()
 
     def _present(self, layer: Any) -> bool:
