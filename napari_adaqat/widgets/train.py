@@ -339,7 +339,9 @@ class TrainWidget(TrainFormReading, Container):
     def _finish(self, proc: CommandProcess) -> None:
         code = proc.returncode()
         self.process, self._holder["proc"] = None, None
-        summary = status_text(self.last_epoch) if self.last_epoch else "no epoch finished"
+        summary = status_text(self.last_epoch) if self.last_epoch else (
+            "no epoch of this step finished (the steps before it are kept)" if isinstance(proc, ChainProcess)
+            else "no epoch finished")
         if code == 0 and isinstance(proc, ChainProcess):
             self._chain_done(proc.chain)
         elif code == 0:
