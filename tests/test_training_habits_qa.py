@@ -140,3 +140,17 @@ def test_mask_encodings_sites_use_give_the_same_lungs(tmp_path, cxr_dir, habit):
             "upper-case": lambda p, m: Image.fromarray(m).save(p.with_suffix(".PNG"), format="PNG")}[habit]
     data = _site(tmp_path, cxr_dir, save=save)
     assert _lung_fractions(data) == pytest.approx(_lung_fractions(_site(tmp_path / "ref", cxr_dir)))
+
+
+def test_two_films_with_one_name_say_which_is_left_out(tmp_path, cxr_dir):
+    """``a.png`` beside ``a.jpg`` (an export in two formats): a dataset is keyed by name, so one is left out; the
+    data check and `adaqat train` name it instead of dropping it silently."""
+    data = _site(tmp_path, cxr_dir)
+    first = sorted((data / "images").glob("*.png"))[0]
+    Image.open(first).convert("L").save(first.with_suffix(".jpg"), quality=95)
+    report = check_data(data)
+    assert report.n_images == 4 and report.error is None
+    line = next(b for b in report.bad if "same name" in b)
+    assert line.endswith("has the same name; rename one to use both") and first.stem in line
+    pairs, split = discover(data)
+    assert any("same name" in b for b in training_sets(data, pairs, split)[1].bad)

@@ -158,6 +158,21 @@ def orphan_masks(root: Path, pairs: dict[str, Pair]) -> list[str]:
     return lines
 
 
+def shadowed_images(root: Path, pairs: dict[str, Pair]) -> list[str]:
+    """One line per image file left out because another image has its name (``a.png`` beside ``a.jpg``): a
+    dataset is keyed by name, so only one of them is a film."""
+    used = {p.image.resolve() for p in pairs.values()}
+    lines = []
+    for folder in [root / "images"] + [root / s / "images" for s in SPLITS]:
+        if folder.is_dir():
+            for path in sorted(folder.iterdir()):
+                name = sample_name(path)
+                if path.is_file() and is_image_file(path) and not path.name.startswith(".") \
+                        and path.resolve() not in used and name in pairs:
+                    lines.append(f"{path}: left out: {pairs[name].image.name} has the same name; rename one to use both")
+    return lines
+
+
 def _check(pairs: list[Pair]) -> tuple[list[Pair], list[str], list[str]]:
     """(good pairs, one line per bad pair, names of masks that look inverted), each pair read once."""
     good, bad, inverted = [], [], []
@@ -188,7 +203,7 @@ def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict) -> tupl
         report.bad += [_short(b, root) for b in bad if _short(b, root) not in report.bad]
         inverted += [n for n in flipped if n not in inverted]
     orphans = orphan_masks(root, pairs)
-    report.bad += [_short(b, root) for b in orphans]
+    report.bad += [_short(b, root) for b in orphans + shadowed_images(root, pairs)]
     report.orphans = len(orphans)
     report.used = {part: len(sets[part]) for part in ("train", "val")}
     unknown = unknown_names(pairs, split)
@@ -220,7 +235,7 @@ def check_data(folder: str | Path, seed: int = 0) -> DataReport:
     report.split = {s: sum(name in pairs for name in split.get(s, [])) for s in SPLITS}
     good, bad, inverted = _check(list(pairs.values()))
     orphans = orphan_masks(root, pairs)
-    report.bad = [_short(w, root) for w in bad + orphans]
+    report.bad = [_short(w, root) for w in bad + orphans + shadowed_images(root, pairs)]
     report.orphans = len(orphans)
     usable = {p.name for p in good}
     train = [n for n in split["train"] if n in usable]
