@@ -52,13 +52,21 @@ _BYTES_PER_BAND = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I
 _ARRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA"}
 
 
-def _describe(head: bytes) -> str:
-    """What a file that is none of our formats holds, from its leading bytes."""
+def _other_kind(head: bytes) -> str | None:
+    """``"it is a ZIP archive; unpack it …"`` for a file of a known other kind (from its leading bytes), else None."""
     if head[8:12] == b"WEBP" and head[:4] == b"RIFF":
         return "it is a WebP image"
-    for magic, what in _OTHERS:
-        if head.startswith(magic):
-            return f"it is {what}"
+    what = next((w for magic, w in _OTHERS if head.startswith(magic)), None)
+    if what is None:
+        return None
+    return f"it is {what}" + ("; unpack it and give the folder of its films" if "archive" in what else "")
+
+
+def _describe(head: bytes) -> str:
+    """What a file that is none of our formats holds, from its leading bytes."""
+    kind = _other_kind(head)
+    if kind:
+        return kind
     text = ""
     for cut in range(4):  # the 64 leading bytes may end inside a multi-byte character
         try:
@@ -73,16 +81,13 @@ def _describe(head: bytes) -> str:
 
 
 def _what_else(path: Path) -> str:
-    """``": it is a ZIP archive; unpack it ..."`` for a file of a known other kind, else ``""``."""
+    """``": it is a ZIP archive; unpack it ..."`` for a file of a known other kind (:func:`_other_kind`), else ``""``."""
     try:
         with path.open("rb") as fh:
-            head = fh.read(64)
+            kind = _other_kind(fh.read(64))
     except OSError:
         return ""
-    what = next((w for magic, w in _OTHERS if head.startswith(magic)), None)
-    if what is None:
-        return ""
-    return f": it is {what}" + ("; unpack it and give the folder of its films" if "archive" in what else "")
+    return f": {kind}" if kind else ""
 
 
 def sniff_format(path: Path) -> str:
