@@ -4,11 +4,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 
 from napari_adaqat.util.errors import first_line
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "SIGPIPE_STATUS", "build_parser", "main"]
+
+SIGPIPE_STATUS = 128 + 13  # 141: what shells report for a writer whose reader left (SIGPIPE), e.g. `| head`
 
 COMMANDS = {
     "segment": "Segment images or folders with a box and/or point prompts; writes masks and results.csv.",
@@ -50,6 +53,17 @@ class Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}{error_hint(self, message)}\n")
 
+    def _print_message(self, message: str, file=None) -> None:
+        """As argparse's (help, usage, --version), but a reader that left (``adaqat train --help | head``) is
+        not swallowed: :func:`main` answers it with :data:`SIGPIPE_STATUS`."""
+        if message:
+            try:
+                (file or sys.stderr).write(message)
+            except BrokenPipeError:
+                raise
+            except (AttributeError, OSError):  # no stream at all (pythonw), as argparse
+                pass
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
@@ -81,13 +95,68 @@ def _stdout_gone() -> bool:
         poller.register(fd, select.POLLOUT)
         if not any(events & select.POLLERR for _, events in poller.poll(0)):
             return False
-        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
     except (AttributeError, OSError, ValueError):  # no poll (Windows), or not a file descriptor (a test's capture)
         return False
+    _silence_stdout()
     return True
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for a reader that left goes nowhere, quietly
+    (else Python's flush at exit prints "Exception ignored ... BrokenPipeError")."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``adaqat ARGV``; the exit status: 0 done, 1 some inputs failed or an unexpected error, 2 a usage or
+    input error (one line on stderr), 130 interrupted, 141 (:data:`SIGPIPE_STATUS`) the reader of stdout left
+    before the output was written (``adaqat info default | head -1``), quietly."""
+    with _SigpipeSeen() as sigpipe:
+        try:
+            try:
+                outcome: int | SystemExit = _main(argv)
+            except SystemExit as exc:  # --help, --version and usage errors end here
+                outcome = exc
+            if sys.stdout is not None:
+                sys.stdout.flush()  # a reader that left shows here, not in Python's last flush at exit
+        except BrokenPipeError:
+            _silence_stdout()
+            return SIGPIPE_STATUS
+    if sigpipe.seen and _stdout_gone():  # a partial write raised nothing (unbuffered stdout: PYTHONUNBUFFERED)
+        return SIGPIPE_STATUS
+    if isinstance(outcome, SystemExit):
+        raise outcome
+    return outcome
+
+
+class _SigpipeSeen:
+    """Notes SIGPIPE (a write met a pipe whose reader left) while a command runs. Python ignores the signal
+    and raises BrokenPipeError instead, except where a write was partial: unbuffered stdout
+    (PYTHONUNBUFFERED) then drops the rest without an error, and the signal is the one sign of it."""
+
+    def __enter__(self) -> "_SigpipeSeen":
+        self.seen = False
+        self._previous = None
+        try:
+            previous = signal.getsignal(signal.SIGPIPE)
+            signal.signal(signal.SIGPIPE, self._note)
+            self._previous = signal.SIG_IGN if previous is None else previous
+        except (AttributeError, ValueError):  # no SIGPIPE (Windows), or not the main thread
+            pass
+        return self
+
+    def _note(self, *_: object) -> None:
+        self.seen = True
+
+    def __exit__(self, *_: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGPIPE, self._previous)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
@@ -110,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         print("adaqat: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError as exc:
-        if _stdout_gone():  # `adaqat info default | head`: the reader had all it wanted
-            return 0
+        if _stdout_gone():  # `adaqat info default | head`: the reader left, so the command stopped mid-output
+            return SIGPIPE_STATUS
         print(f"adaqat {args.command}: error: {first_line(exc)}", file=sys.stderr)
         return 2
     except (ValueError, OSError, RuntimeError) as exc:  # expected user-facing failures

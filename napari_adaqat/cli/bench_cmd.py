@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from napari_adaqat.cli.common import add_device_argument
-from napari_adaqat.model.build import preset_names
 from napari_adaqat.model.device import resolve_device
+from napari_adaqat.model.spec import preset_names
 from napari_adaqat.util.atomic import atomic_write_text
 
 DESCRIPTION = """\

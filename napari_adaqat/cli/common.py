@@ -7,8 +7,8 @@ import os
 import re
 from typing import Iterable
 
-from napari_adaqat.model.build import preset_names
 from napari_adaqat.model.device import DEVICES
+from napari_adaqat.model.spec import preset_names
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
@@ -41,11 +41,14 @@ def model_refs(args: argparse.Namespace):
 def option_like_inputs(argv: list[str]) -> list[str]:
     """Arguments that argparse takes for options but that name files (``-a.png``): they exist, or end
     in an image or model suffix."""
+    maybe = [a for a in argv if a.startswith("-") and a not in ("-", "--") and not a.startswith("--")
+             and (os.path.exists(a) or os.path.splitext(a)[1])]
+    if not maybe:  # e.g. a mistyped -x: no need to import the image readers (numpy, scikit-image) to say so
+        return []
     from napari_adaqat.io import IMAGE_SUFFIXES
 
     suffixes = IMAGE_SUFFIXES + (".csv", ".safetensors", ".pth", ".pt")
-    return [a for a in argv if a.startswith("-") and a not in ("-", "--") and not a.startswith("--")
-            and (os.path.exists(a) or os.path.splitext(a)[1].lower() in suffixes)]
+    return [a for a in maybe if os.path.exists(a) or os.path.splitext(a)[1].lower() in suffixes]
 
 
 def option_like_hint(argv: list[str]) -> str | None:

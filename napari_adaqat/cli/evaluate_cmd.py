@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from napari_adaqat.cli.common import add_device_argument, add_model_arguments, model_refs
 from napari_adaqat.cli.segment_cmd import add_batch_size_argument
-from napari_adaqat.metrics.stats import EQUIVALENCE_MARGIN
 from napari_adaqat.model.device import resolve_device
+from napari_adaqat.util.defaults import EQUIVALENCE_MARGIN
 
 
 EPILOG = """The report folder gets report.md and index.html (open it in a browser; it works from disk):
@@ -49,11 +49,11 @@ def _clicks(text: str) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
     add_model_arguments(p, several=True)
-    p.add_argument("--data", required=True, help="dataset folder (DIR/images + DIR/masks, or the split layout)")
+    p.add_argument("--data", required=True, help="dataset folder (DATA/images + DATA/masks, or the split layout)")
     p.add_argument("--out", required=True, metavar="REPORT_DIR",
                    help="report folder (see below); it may not lie inside the data folder")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
-                   help="which part of the split: DIR/split.json, DIR/train|val|test, or the 80:10:10 cut seeded by "
+                   help="which part of the split: DATA/split.json, DATA/train|val|test, or the 80:10:10 cut seeded by "
                         "--seed. To score only images a model never saw, pass its RUN/split.json as --split-file")
     p.add_argument("--split-file", default=None, metavar="JSON",
                    help="use this split (e.g. RUN/split.json of the training run) instead of the dataset's")
@@ -68,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="NSD tolerance: mm for images with a pixel spacing (DICOM), px otherwise (default 2)")
     p.add_argument("--equivalence-margin", type=_margin, default=EQUIVALENCE_MARGIN, metavar="DICE",
                    help="margin of the equivalence test (TOST) of each model against the baseline on Dice: "
-                        "0.005 = ±0.5 Dice points (default 0.005)")
+                        f"0.005 = ±0.5 Dice points (default {EQUIVALENCE_MARGIN:g})")
     p.add_argument("--clicks", type=_clicks, default=0, metavar="K",
                    help="after the box, simulate K corrective clicks per image (each at the point farthest from the "
                         "boundary of the largest error region: positive in a missed region, negative in a false one; "

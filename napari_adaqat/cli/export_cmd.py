@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 
-from napari_adaqat.model.build import preset_names
+from napari_adaqat.model.spec import preset_names
 
 EPILOG = """profiles:
   paper   INT8 weights (+ FP32 scales) for every fake-quantized layer, everything else FP32

@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from napari_adaqat.model.build import preset_names
+from napari_adaqat.model.spec import preset_names
 
 MODES = ["adalora", "decoder", "lora", "full", "qat"]
 
@@ -32,7 +32,7 @@ The report is JSON (pipe it to a file or to 'python -m json.tool')."""
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_adaqat.model.build import PRESETS
+    from napari_adaqat.model.spec import PRESETS
     from napari_adaqat.report.model_info import file_report, preset_report
 
     if args.target in PRESETS:

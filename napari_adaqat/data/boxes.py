@@ -20,11 +20,10 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 
 from napari_adaqat.io.image_data import check_image_size
+from napari_adaqat.util.defaults import CLIP_MARGIN_FRACTION, CLIP_MARGIN_MIN_PX
 
 COLUMNS = ("file", "x0", "y0", "x1", "y1")
 EDGE_TOLERANCE_PX = 1.0  # a box may overshoot the image by this much (rounding, pixel-centre conventions)
-CLIP_MARGIN_FRACTION = 0.02  # the box-clipping margin, as a fraction of the longer image side ...
-CLIP_MARGIN_MIN_PX = 8.0  # ... and at least this many pixels
 
 
 def clip_margin(shape: tuple[int, int]) -> float:

@@ -8,6 +8,8 @@ import numpy as np
 from scipy import stats as sps
 from skimage.transform import resize
 
+from napari_adaqat.util.defaults import EQUIVALENCE_MARGIN  # ±0.5 Dice points
+
 from .overlap import _pair, dice, iou
 from .surface import hd95, nsd
 
@@ -107,9 +109,6 @@ def wilcoxon_paired(
     out["statistic"] = float(res.statistic)
     out["p_value"] = float(res.pvalue)
     return out
-
-
-EQUIVALENCE_MARGIN = 0.005  # Dice: ±0.5 Dice points (Dice × 100)
 
 
 def tost_paired(a: Sequence[float], b: Sequence[float], margin: float = EQUIVALENCE_MARGIN,

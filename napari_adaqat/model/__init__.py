@@ -2,7 +2,9 @@
 
 Import order, lowest first (no module imports one below it in this list):
 
-* :mod:`~napari_adaqat.model.build` -- ``SamSpec`` presets, building SAM, ``.pth`` loading, ``ModelLoadError``
+* :mod:`~napari_adaqat.model.spec`, :mod:`~napari_adaqat.model.adalora_config` -- ``SamSpec`` presets,
+  ``ModelLoadError``, the adapters' settings: torch-free, so help texts and configs read them without torch
+* :mod:`~napari_adaqat.model.build` -- building SAM, ``.pth`` loading
 * :mod:`~napari_adaqat.model.device`, :mod:`~napari_adaqat.model.forward` -- device choice, batched forward passes
 * :mod:`~napari_adaqat.model.adalora`, :mod:`~napari_adaqat.model.rank_allocator` -- AdaLoRA adapters, rank pruning
 * :mod:`~napari_adaqat.model.qat` -- INT8 fake-quant modules (QAT)

@@ -1,17 +1,19 @@
 """Where models run: 'auto' resolves to cuda, then mps, then cpu (as micro-sam's ``get_device``)."""
 from __future__ import annotations
 
-import torch
-
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def _mps_available() -> bool:
+    import torch  # here, not at the top: DEVICES serves help texts, which should not wait for torch
+
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 def resolve_device(name: str = "auto") -> str:
     """'auto' → cuda, mps or cpu, whichever is available; an unavailable choice is an error."""
+    import torch
+
     if name == "auto":
         if torch.cuda.is_available():
             return "cuda"

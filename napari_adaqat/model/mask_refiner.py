@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from torch import nn
 
 CLICK_SIGMA_FRACTION = 1 / 32  # the click maps' Gaussian: sigma = S / 32 (8 px at 256 px input)
-REFINER_LEVELS = range(2, 7)  # the U-Net depths a refiner's image branch may have (4: v3f's)
 
 
 def size_multiple(levels: int) -> int:

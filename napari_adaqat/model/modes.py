@@ -9,11 +9,12 @@ Stage 2 trainable choices (``TrainConfig.qat.trainable``): ``paper`` (only Λ) a
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from torch import nn
+from napari_adaqat.model.adalora_config import AdaLoRAConfig
 
-from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, inject_adalora
+if TYPE_CHECKING:  # torch only where a model is at hand: the mode names serve torch-free configs and help texts
+    from torch import nn
 
 TRAIN_MODES = ("adalora", "decoder", "lora", "full")
 STAGE2_TRAINABLE = ("paper", "authors")
@@ -26,6 +27,8 @@ def _check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
 
 def add_adapters(sam: nn.Module, mode: str, config: AdaLoRAConfig) -> AdaLoRAConfig | None:
     """Inject adapters for ``adalora``/``lora`` (lora = fixed rank, no pruning); returns the config used."""
+    from napari_adaqat.model.adalora import adalora_modules, inject_adalora
+
     if mode not in ("adalora", "lora"):
         return None
     if adalora_modules(sam):

@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from napari_adaqat.data.boxes import clip_rectangle
 from napari_adaqat.metrics.clicks import next_click
 from napari_adaqat.model.forward import as_mask_input, decode_coarse, detail_term, embed, image_detail, refine_logits
+from napari_adaqat.train.config import DEEPEST_CLICK_PROB  # the default lives with the config's
 
 
 OUTSIDE_LOGIT = -20.0  # what a clipped pixel's logit becomes (sigmoid ~ 2e-9: certainly not lung)
-DEEPEST_CLICK_PROB = 0.5  # of the clicks: the evaluation's rule (the deepest point of the largest error region)
 NO_MASK_PROMPT_PROB = 0.25  # of the rounds: decoded without the previous mask (as after a point is moved)
 
 
