@@ -240,7 +240,7 @@ def test_inverted_masks_are_warned_about(tmp_path, cxr_dir):
     assert report.error is None and report.usable and report.n_good == 4
     assert "✗ skipped 1 × mask without an image (expected images/<name>.png or another image format): stray.png" \
         in report.text().splitlines()
-    assert f"⚠ 1 of 4 masks look inverted (lung covering most of the image or touching all four borders: " \
+    assert f"⚠ 1 of 4 masks look inverted (white along most of the image's edge, or around black lung-sized holes: " \
            f"{mask_path.stem}); masks need lung = 255 (white) on background = 0 (black)" in report.text()
 
 

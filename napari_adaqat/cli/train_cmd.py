@@ -13,7 +13,7 @@ import sys
 from napari_adaqat.train.config import FLAGS, field_choices, field_default, field_help, field_type
 
 HELP_EPILOG = """The whole chain (Stage 1 -> Stage 2 -> RUN/model_int8.safetensors + RUN/baseline_fp32.safetensors):
-  adaqat train --stage all --preset finetune --data DATASET --out runs/mine      # the bundled model, CPU, minutes
+  adaqat train --stage all --preset finetune --data DATA --out runs/mine         # the bundled model, CPU, minutes
   adaqat train --stage all --data DATA --out runs/vitb --checkpoint sam_vit_b_01ec64.pth   # the paper, GPU
   Options set both stages, except Stage 1's own (start weights, adapters, epochs, learning rates), which
   Stage 2 takes from the preset; --qat-epochs N or --set stage2.KEY=VALUE sets Stage 2 alone. After a stop

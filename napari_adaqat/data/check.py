@@ -7,7 +7,8 @@ pairs it trains and validates on).  A split whose validation set is empty or ove
 set is refused (validating on training images reports a Dice the model has not earned), unless a
 ``split.json`` says ``"val_overlaps_train": true`` on purpose.  Masks that look inverted (lung =
 black) and skips that all share one reason get a warning; a folder whose every usable mask looks inverted
-is refused (the run would learn the background), and split.json names that are no film are listed.
+is refused (the run would learn the background) unless the masks are taken as given (``--masks-as-given``:
+masks that are right but odd), and split.json names that are no film are listed.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from napari_adaqat.data.dataset import DataError, Pair, discover, load_pair, split_source
 from napari_adaqat.data.split import OVERLAP_KEY, SPLITS
@@ -24,7 +26,15 @@ from napari_adaqat.io import is_image_file, sample_name
 
 SOURCE_TEXT = {"layout": "from DIR/train|val|test", "split.json": "from split.json", "seeded": "seeded 80:10:10"}
 MAX_LISTED = 8  # names listed per group of skipped pairs; the rest are counted
-INVERTED_FRACTION = 0.6  # both lungs cover ~20-45 % of a chest film; over 60 % the mask is likely inverted
+# An inverted lung mask is a white background around black lungs.  On 97 real masks (full films, films cropped
+# to the lung box, inverted ones) the white covers 0-25 % of the image's edge (cropped to the lung box
+# included) versus 75-100 % inverted, and the black holes enclosed by white are 0 % of the image versus
+# 14-61 % inverted (the lungs): either sign alone marks a mask as inverted.
+INVERTED_EDGE = 0.7  # white along at least this share of the image's edge
+INVERTED_HOLES = 0.05  # black holes enclosed by white covering at least this share of the image
+INVERTED_WHY = "white along most of the image's edge, or around black lung-sized holes"
+MASKS_AS_GIVEN = ("if they are right as they are, train with --masks-as-given "
+                  "(Train dock: tick 'masks are right as given')")
 
 
 @dataclass
@@ -41,6 +51,7 @@ class DataReport:
     used: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     orphans: int = 0  # lines of ``bad`` that are masks without an image (not pairs)
+    inverted: int = 0  # usable masks that look inverted (:func:`looks_inverted`)
     error: Optional[str] = None  # the folder (or its split) cannot be used
 
     @property
@@ -91,10 +102,17 @@ def group_skips(lines: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def looks_inverted(mask: np.ndarray) -> bool:
-    """True for a (H, W) bool mask that covers most of the image or touches all four borders: lung = 0
-    and background = 255 (or a mask saved inverted)."""
-    borders = (mask[0].any(), mask[-1].any(), mask[:, 0].any(), mask[:, -1].any())
-    return bool(mask.mean() > INVERTED_FRACTION or all(borders))
+    """True for a (H, W) bool mask that looks like lung = 0 on background = 255: white along most of the
+    image's edge (:data:`INVERTED_EDGE`), or black holes enclosed by white that cover a lung-sized share of
+    the image (:data:`INVERTED_HOLES`).  A film cropped to its lung box has lungs touching all four borders
+    at a few points only, and no holes: it is not inverted."""
+    step = max(1, max(mask.shape) // 512)  # shares of area and edge: a 512-px view is plenty
+    small = np.asarray(mask[::step, ::step], dtype=bool)
+    edge = np.concatenate([small[0], small[-1], small[1:-1, 0], small[1:-1, -1]])
+    if edge.size and edge.mean() >= INVERTED_EDGE:
+        return True
+    holes = ndi.binary_fill_holes(small) & ~small
+    return bool(holes.mean() >= INVERTED_HOLES)
 
 
 def unknown_names(pairs: dict[str, Pair], split: dict) -> list[str]:
@@ -102,24 +120,27 @@ def unknown_names(pairs: dict[str, Pair], split: dict) -> list[str]:
     return [name for s in SPLITS for name in split.get(s, []) if name not in pairs]
 
 
-def inverted_problem(inverted: list[str], n_masks: int) -> Optional[str]:
-    """One line refusing a run whose every usable mask looks inverted (training would learn the background), or None."""
-    if not n_masks or len(inverted) < n_masks:
+def inverted_problem(inverted: list[str], n_masks: int, as_given: bool = False) -> Optional[str]:
+    """One line refusing a run whose every usable mask looks inverted (training would learn the background),
+    naming the way through for masks that are right (``as_given``: no refusal), or None."""
+    if as_given or not n_masks or len(inverted) < n_masks:
         return None
-    return (f"all {n_masks} usable masks look inverted (lung covering most of the image or touching all four borders); "
-            "masks need lung = 255 (white) on background = 0 (black): invert them and check again")
+    return (f"all {n_masks} usable masks look inverted ({INVERTED_WHY}); masks need lung = 255 (white) on "
+            f"background = 0 (black): invert them and check again, or, {MASKS_AS_GIVEN}")
 
 
-def _warnings(inverted: list[str], n_masks: int, bad: list[str], unknown: list[str] = ()) -> list[str]:
+def _warnings(inverted: list[str], n_masks: int, bad: list[str], unknown: list[str] = (),
+              as_given: bool = False) -> list[str]:
     out = []
     if unknown:
         shown = ", ".join(unknown[:MAX_LISTED]) + (" …" if len(unknown) > MAX_LISTED else "")
         out.append(f"split.json names {len(unknown)} image(s) that are not in the folder ({shown}); "
                    "they are left out (names are file names without the extension)")
-    if inverted and not inverted_problem(inverted, n_masks):  # all inverted: the refusal says it
+    if inverted and not inverted_problem(inverted, n_masks, as_given):  # all inverted: the refusal says it
         shown = ", ".join(inverted[:MAX_LISTED]) + (" …" if len(inverted) > MAX_LISTED else "")
-        out.append(f"{len(inverted)} of {n_masks} masks look inverted (lung covering most of the image or touching "
-                   f"all four borders: {shown}); masks need lung = 255 (white) on background = 0 (black)")
+        given = "; used as given, as asked (--masks-as-given)" if as_given else \
+            "; masks need lung = 255 (white) on background = 0 (black)"
+        out.append(f"{len(inverted)} of {n_masks} masks look inverted ({INVERTED_WHY}: {shown}){given}")
     groups = group_skips(bad)
     if len(bad) >= 2 and len(groups) == 1:
         out.append(f"every skipped pair ({len(bad)}) fails for the same reason ({groups[0][0]}): "
@@ -188,11 +209,13 @@ def _check(pairs: list[Pair]) -> tuple[list[Pair], list[str], list[str]]:
     return good, bad, inverted
 
 
-def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict) -> tuple[dict[str, list[Pair]], DataReport]:
+def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict,
+                  masks_as_given: bool = False) -> tuple[dict[str, list[Pair]], DataReport]:
     """The usable train and val pairs of ``split`` and the report ``adaqat train`` prints.
 
-    Raises :class:`DataError` (one line) when no training pair is usable, or when the validation set
-    is empty or overlaps the training set (:func:`split_problem`)."""
+    Raises :class:`DataError` (one line) when no training pair is usable, when every mask looks inverted
+    (unless ``masks_as_given``), or when the validation set is empty or overlaps the training set
+    (:func:`split_problem`)."""
     root = Path(data)
     report = DataReport(root, n_images=len(pairs), n_masks=sum(p.mask is not None for p in pairs.values()),
                         split={s: sum(n in pairs for n in split.get(s, [])) for s in SPLITS}, source=split_source(root))
@@ -208,20 +231,22 @@ def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict) -> tupl
     report.used = {part: len(sets[part]) for part in ("train", "val")}
     unknown = unknown_names(pairs, split)
     n_used = len({p.name for part in sets.values() for p in part})  # a pair in both (val_overlaps_train) once
-    report.warnings = _warnings(inverted, n_used, report.bad, unknown)
+    report.warnings = _warnings(inverted, n_used, report.bad, unknown, masks_as_given)
+    report.inverted = len(inverted)
     if not sets["train"]:
         why = report.warnings[0] if unknown else report.bad[0] if report.bad else ""
         raise DataError(f"{data}: no usable training pairs" + (f" ({why})" if why else ""))
-    problem = inverted_problem(inverted, n_used) or split_problem(
+    problem = inverted_problem(inverted, n_used, masks_as_given) or split_problem(
         [p.name for p in sets["train"]], [p.name for p in sets["val"]], bool(split.get(OVERLAP_KEY)))
     if problem:
         raise DataError(f"{data}: {problem}")
     return sets, report
 
 
-def check_data(folder: str | Path, seed: int = 0) -> DataReport:
+def check_data(folder: str | Path, seed: int = 0, masks_as_given: bool = False) -> DataReport:
     """Discover ``folder`` as training would and check every pair (image readable, mask present, same
-    size, not empty, not inverted) and the split. Never raises for a bad folder: the report carries the error."""
+    size, not empty, not inverted unless ``masks_as_given``) and the split. Never raises for a bad folder:
+    the report carries the error."""
     root = Path(folder)
     report = DataReport(root)
     try:
@@ -242,8 +267,10 @@ def check_data(folder: str | Path, seed: int = 0) -> DataReport:
     val = [n for n in split["val"] if n in usable]
     report.used = {"train": len(train), "val": len(val)}
     unknown = unknown_names(pairs, split)
-    report.warnings = _warnings(inverted, len(good), report.bad, unknown)
-    problem = inverted_problem(inverted, len(good)) or split_problem(train, val, bool(split.get(OVERLAP_KEY)))
+    report.warnings = _warnings(inverted, len(good), report.bad, unknown, masks_as_given)
+    report.inverted = len(inverted)
+    problem = inverted_problem(inverted, len(good), masks_as_given) or split_problem(
+        train, val, bool(split.get(OVERLAP_KEY)))
     if good and not train and not problem:  # (with no good pair at all, the skips say why)
         problem = "no usable training pairs" + (" (the split's names are not in the folder)" if unknown else "")
     if problem:

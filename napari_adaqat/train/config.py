@@ -15,16 +15,20 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
-from napari_adaqat.model.adalora import AdaLoRAConfig
+# torch-free imports only: ``adaqat train --help`` and the Train dock read the fields without torch or scipy
+from napari_adaqat.model.adalora_config import AdaLoRAConfig
 from napari_adaqat.model.device import DEVICES
-from napari_adaqat.model.mask_refiner import REFINER_LEVELS
 from napari_adaqat.model.modes import STAGE2_TRAINABLE, TRAIN_MODES
-from napari_adaqat.train.interactive import DEEPEST_CLICK_PROB
-from napari_adaqat.train.prompts import PromptMix
+from napari_adaqat.model.spec import REFINER_LEVELS
 
+if TYPE_CHECKING:
+    from napari_adaqat.train.prompts import PromptMix
+
+DEEPEST_CLICK_PROB = 0.5  # of the clicks: the evaluation's rule (the deepest point of the largest error region)
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"  # training/*.yaml link here
 
 # adaqat train flag → the TrainConfig option it sets (dotted for the nested adalora/qat sections)
@@ -35,6 +39,7 @@ FLAGS = {
     "--lr-decoder": "lr_decoder", "--lr-other": "lr_other", "--budget": "adalora.budget",
     "--qat-variant": "qat.variant", "--patience": "patience", "--augment": "augment", "--seed": "seed",
     "--device": "device", "--grad-checkpoint": "grad_checkpoint", "--max-steps-per-epoch": "max_steps_per_epoch",
+    "--masks-as-given": "masks_as_given",
 }
 # Old flat TrainConfig keys → (section, field) of the nested config.
 FLAT_KEYS = {
@@ -106,6 +111,10 @@ class TrainConfig:
     patience: int | None = _opt(None, "early stopping patience on validation Dice, in epochs; 0 = off "
                                       "(default: 8 in Stage 1, 0 in Stage 2)")
     seed: int = _opt(0, "random seed (split, shuffling, jitter, augmentation)")
+    masks_as_given: bool = _opt(False, "train on the masks as they are even when every one looks inverted (white "
+                                       "along most of the image's edge or around black lung-sized holes), which is "
+                                       "otherwise refused; for masks that are right but odd. Masks need lung = 255 "
+                                       "on background = 0")
     device: str = _opt("auto", "where to train; auto picks cuda, then mps, then cpu",
                        choices=DEVICES)
     amp: bool = _opt(True, "bf16 autocast on CUDA")
@@ -171,6 +180,8 @@ class TrainConfig:
 
     def prompt_mix(self) -> PromptMix:
         """The training prompts' mix (:class:`~napari_adaqat.train.prompts.PromptMix`)."""
+        from napari_adaqat.train.prompts import PromptMix  # numpy/scipy: not needed to read a config
+
         return PromptMix(self.one_lung_prob, self.partial_box_prob, self.empty_box_prob, self.points_only_prob)
 
     def __post_init__(self) -> None:

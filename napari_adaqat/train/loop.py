@@ -53,7 +53,8 @@ def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int, resume: bool) -> t
     kept = resume and paths["split"].is_file()
     if kept:  # a resumed run keeps its own split
         split = json.loads(paths["split"].read_text())
-    sets, report = training_sets(cfg.data, pairs, split)  # refuses an empty or overlapping validation set
+    # refuses an empty or overlapping validation set, and masks that all look inverted (unless masks_as_given)
+    sets, report = training_sets(cfg.data, pairs, split, cfg.masks_as_given)
     if rank == 0 and not kept:  # (a refused run leaves no split.json)
         save_split(split, paths["split"], cfg.seed)
     warnings = report.bad  # logged as "skipped: …" (the warnings are in the printed check)

@@ -23,6 +23,8 @@ def make_fields(setup: Setup) -> dict[str, Any]:
         "eta": Label(label="ETA", value=""),
         "data": FileEdit(label="data folder", mode="d", tooltip=field_help("data")),
         "data_check": Label(label="data check", value="Choose a data folder: its pairs are checked first."),
+        "masks_as_given": CheckBox(text="masks are right as given (train even if they look inverted)", value=False,
+                                   visible=False, tooltip=field_help("masks_as_given")),
         "out": FileEdit(label="run folder", mode="d", tooltip=field_help("out")),
         "checkpoint": FileEdit(label="start checkpoint", mode="r", filter=CKPT_FILTER, value=setup.checkpoint,
                                tooltip=f"{field_help('checkpoint')}; empty = none"),

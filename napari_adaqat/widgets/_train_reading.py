@@ -27,6 +27,8 @@ class TrainFormReading:
                                             ("max_steps_per_epoch", self.max_steps))
         opts = {"data": typed_path(self.data), "out": typed_path(self.out), "device": self.device.value,
                 **{k: int(w.value) for k, w in numbers if int(w.value) > 0}}
+        if self.masks_as_given.value:  # (the run's config.json keeps it on resume)
+            opts["masks_as_given"] = True
         if self.resume.value:
             return opts
         ckpt = typed_path(self.checkpoint)

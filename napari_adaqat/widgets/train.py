@@ -31,6 +31,7 @@ from napari_adaqat.util.errors import first_line  # noqa: E402
 from napari_adaqat.widgets import _continue as cont  # noqa: E402
 from napari_adaqat.widgets._data_check import DataReport, check_data  # noqa: E402
 from napari_adaqat.widgets._shared import ANNOTATE_DOCK, PLUGIN, SEGMENT_DOCK  # noqa: E402
+from napari_adaqat.widgets import _train_live as live  # noqa: E402
 from napari_adaqat.widgets._train_form import make_fields  # noqa: E402
 from napari_adaqat.widgets._train_reading import TrainFormReading, typed_path  # noqa: E402
 from napari_adaqat.widgets._train_plot import TrainPlot, info_text  # noqa: E402
@@ -61,6 +62,7 @@ class TrainWidget(TrainFormReading, Container):
         self.exported: Optional[tuple[Path, Path]] = None  # (INT8 model, FP32 baseline)
         self._check_worker: Any = None
         self._holder: dict[str, Any] = {"proc": None}  # reached from `destroyed` after the wrapper is gone
+        self._records: list[dict] = []  # the run's progress records taken so far (a later dock replays them)
         setup = setup or cont.opening_setup()
 
         for name, widget in make_fields(setup).items():  # stage, data, out, checkpoint, … (see _train_form.py)
@@ -72,7 +74,8 @@ class TrainWidget(TrainFormReading, Container):
                         self.mode, self.epochs, self.qat_epochs, self.batch_size, self.max_steps, self.device,
                         self.profile, self.resume]
         setup_tab = Container(labels=True, widgets=[self.why, self.switch_button, self.stage, self.data,
-                                                    self.data_check, *self._inputs[2:], self.eta])
+                                                    self.data_check, self.masks_as_given, *self._inputs[2:], self.eta])
+        self._inputs.append(self.masks_as_given)
         learning = Container(labels=True, widgets=[self.plot_info, plot_box, self.continue_button, self.models_label,
                                                    _container(self.use_button, self.annotate_button, self.batch_button,
                                                               layout="horizontal")])
@@ -97,10 +100,12 @@ class TrainWidget(TrainFormReading, Container):
         self._check_timer.timeout.connect(self.check_data)
         holder = self._holder
         self.native.destroyed.connect(lambda *_: holder["proc"] and holder["proc"].stop(grace_s=0.0))
+        self._panel_watch = live.watch_panel_close(self.native, lambda: live.leave_dock(self))  # its × (not napari's)
 
         for w in self._inputs:
             w.changed.connect(self._on_inputs_changed)
         self.data.changed.connect(lambda *_: self._check_timer.start())
+        self.masks_as_given.changed.connect(lambda *_: self._check_timer.start())
         self.start_button.changed.connect(lambda *_: self.start())
         self.stop_button.changed.connect(lambda *_: self.stop())
         self.switch_button.changed.connect(lambda *_: self.switch_setup())
@@ -109,6 +114,8 @@ class TrainWidget(TrainFormReading, Container):
         self.annotate_button.changed.connect(lambda *_: self.use_in_annotate_dock())
         self.batch_button.changed.connect(lambda *_: self.use_in_batch_dock())
         self._on_inputs_changed()
+        if (left := live.take(viewer)) is not None:  # the run a closed Train panel of this viewer left
+            live.follow(self, left)
 
     def _on_inputs_changed(self, *_: Any) -> None:
         stage = self.stage.value
@@ -176,9 +183,13 @@ class TrainWidget(TrainFormReading, Container):
             if folder == typed_path(self.data):  # else the field changed meanwhile
                 self.data_report = report
                 self.data_check.value = report.text()
+                self.masks_as_given.visible = bool(report.inverted or self.masks_as_given.value)  # the way through
+                if report.usable and not self.busy and self.status.value.startswith("No usable image/mask pairs"):
+                    self.status.value = "The data check passes now: Start when ready."  # (not the old refusal)
                 self._update_eta()
 
-        worker = create_worker(check_data, folder, _start_thread=False, _ignore_errors=True)
+        worker = create_worker(check_data, folder, masks_as_given=bool(self.masks_as_given.value),
+                               _start_thread=False, _ignore_errors=True)
         worker.returned.connect(done)
         worker.errored.connect(self._on_check_error)
         self._check_worker = worker
@@ -229,7 +240,7 @@ class TrainWidget(TrainFormReading, Container):
         return False
 
     def _launch(self, make: Any, label: str) -> bool:
-        self.last_error, self.last_epoch, self.exported = None, None, None
+        self.last_error, self.last_epoch, self.exported, self._records = None, None, None, []
         self.progress.max, self.progress.value = 0, 0  # busy until the first epoch count arrives
         try:
             self.process = make()
@@ -258,7 +269,7 @@ class TrainWidget(TrainFormReading, Container):
         if problem := ("busy" if self.busy else cont.continue_problem(run)):
             return self._refuse(problem)
         options = {k: v for k, v in self.options().items() if k in ("data", "device", "batch_size",
-                                                                  "max_steps_per_epoch") and v}
+                                                                  "max_steps_per_epoch", "masks_as_given") and v}
         chain, resume = cont.continue_chain(run, self._stage2_epochs(options), profile=self.profile.value)
         try:
             chain_preflight(chain, resume)
@@ -311,6 +322,7 @@ class TrainWidget(TrainFormReading, Container):
         self._finish(proc)
 
     def _take(self, records: list[dict]) -> None:
+        self._records += records
         for rec in records:
             self._on_record(rec)
         if self.plot.add(records):
