@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -11,7 +10,7 @@ from tqdm import tqdm
 
 from napari_adaqat.cli.common import add_device_argument, add_model_arguments, model_refs
 from napari_adaqat.inference.journal import RESULTS_CSV
-from napari_adaqat.inference.postprocess import CLIP_MARGIN_FRACTION, CLIP_MARGIN_MIN_PX
+from napari_adaqat.util.defaults import CLIP_MARGIN_FRACTION, CLIP_MARGIN_MIN_PX
 from napari_adaqat.model.device import resolve_device
 
 
@@ -44,6 +43,11 @@ def add_batch_size_argument(p: argparse.ArgumentParser) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files (PNG/JPG/BMP/TIFF/DICOM) and/or folders")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="also segment the films in the folders' sub-folders, e.g. a PACS export "
+                        "PATIENT/STUDY/SERIES/IM0001: the masks mirror the tree under --out (OUT/PATIENT/STUDY/SERIES/"
+                        "IM0001_mask.png), so files of one name in different folders never collide. Folders of "
+                        "masks (an earlier output with its results.csv, masks/ beside images/) are not looked into")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder for the masks and results.csv; it may not be an input folder or lie inside "
                         "one (for a single file, its folder counts), so inputs stay untouched. One run at a time "
@@ -76,10 +80,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 EPILOG = """results.csv has one row per input: status, error, box, area, seconds, mask, the estimated Dice
-'quality' and 'review' = 1 for masks worth a look (sort by quality). A bad file is an error row and the
-rest go on; a rerun into the same --out finishes what is missing and keeps what is done.
+'quality' and 'review' = 1 for masks worth a look (sort by quality). A bad or missing file is an error row
+and the rest go on; a rerun into the same --out with the same inputs finishes what is missing and keeps
+what is done. A film's mask beside it (NAME_mask, NAME_seg, NAME_gt... beside NAME) is not segmented.
 examples:
   adaqat segment scans/ --out masks/                        # bundled model, whole-image box
+  adaqat segment export/ --recursive --out masks/           # PACS tree: masks/PATIENT/STUDY/SERIES/IM0001_mask.png
   adaqat segment scans/ --out masks/ --boxes boxes.csv      # rows: file,x0,y0,x1,y1 (pixels)
   adaqat segment scans/ --out masks/ --points points.csv    # rows: file,x,y,label (1 lung, 0 not lung)
   adaqat segment scans/ --out seg/ --format dcm-seg         # a DICOM SEG per DICOM film
@@ -98,26 +104,9 @@ def _compact(out_dir: Path) -> int:
     return 0
 
 
-def _refuse_if_nothing_exists(inputs: list[str]) -> None:
-    """One line, before --out is made, when no input exists at all (a mistyped folder): an error row in
-    results.csv would outlive the typo in every later run into that folder. Some missing among others: rows."""
-    def missing(path: str) -> bool:
-        try:
-            os.lstat(path)
-        except FileNotFoundError:
-            return True
-        except OSError:  # e.g. a name too long for the file system: its row says so
-            return False
-        return False
-
-    gone = [path for path in inputs if missing(path)]
-    if gone and len(gone) == len(inputs):
-        more = f" (and {len(gone) - 1} more inputs)" if len(gone) > 1 else ""
-        raise ValueError(f"{gone[0]}: no such file or folder{more}; nothing was written")
-
-
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.data import check_output_folder, describe_skipped, read_boxes_csv, read_points_csv, scan_inputs
+    from napari_adaqat.data.folders import missing_inputs
     from napari_adaqat.inference.batch import FolderBusy
     from napari_adaqat.inference.shard import start_shard, stop_shard
 
@@ -128,13 +117,19 @@ def run(args: argparse.Namespace) -> int:
         return _compact(out_dir)
     if not args.inputs:
         raise ValueError("give the image files or folders to segment (or --compact --out DIR)")
-    _refuse_if_nothing_exists(args.inputs)
+    missing = missing_inputs(args.inputs)  # none there: refused; some: an error row each, the rest segmented
     check_output_folder(out_dir, args.inputs)
-    files, skipped = scan_inputs(args.inputs)
+    files, skipped = scan_inputs(args.inputs, recursive=args.recursive)
+    hint = "" if args.recursive else "use --recursive"
     if not files:
-        raise ValueError("no image files found in the inputs" + (f": {describe_skipped(skipped)}" if skipped else ""))
+        raise ValueError("no image files found in the inputs"
+                         + (f": {describe_skipped(skipped, recurse_hint=hint)}" if skipped else ""))
     if skipped:
-        print(f"adaqat segment: skipped {describe_skipped(skipped)}", file=sys.stderr)
+        print(f"adaqat segment: skipped {describe_skipped(skipped, recurse_hint=hint)}", file=sys.stderr)
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        print(f"adaqat segment: warning: {len(missing)} input(s) not found, each gets an error row in "
+              f"{RESULTS_CSV} and the others are segmented: {shown}", file=sys.stderr)
     boxes = read_boxes_csv(args.boxes) if args.boxes else None
     points = read_points_csv(args.points) if args.points else None
     shard, device = start_shard(resolve_device(args.device))
@@ -146,6 +141,11 @@ def run(args: argparse.Namespace) -> int:
         return 2  # rank 0 says it, once
     finally:
         stop_shard(shard)
+
+
+def _roots(args: argparse.Namespace) -> list[Path]:
+    """The input folders whose sub-folder tree the masks mirror under --out (none without --recursive)."""
+    return [Path(item) for item in args.inputs if Path(item).is_dir()] if args.recursive else []
 
 
 def _segment(args: argparse.Namespace, files: list[Path], prompts, out_dir: Path, device: str, shard) -> int:
@@ -177,7 +177,7 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, out_dir: Path
     for result in segment_files(files, model, out_dir, boxes=boxes, points=points, clip=args.clip, baseline=baseline,
                                 suffix=FORMATS[args.format],
                                 clean=args.clean, device=device, engine=engine, frame=args.frame,
-                                batch_size=args.batch_size, shard=shard, notes=notes):
+                                batch_size=args.batch_size, shard=shard, notes=notes, roots=_roots(args)):
         for note in notes:
             tqdm.write(f"adaqat segment: note: {note}", file=sys.stderr)
         notes.clear()

@@ -5,26 +5,31 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
+from napari_adaqat.data.dataset import MASK_SUFFIXES
 from napari_adaqat.io import IMAGE_SUFFIXES, is_image_file, sample_name
 from napari_adaqat.io.dicom_open import is_dicomdir_name
 
 
-def collect_inputs(inputs: list[str | Path]) -> list[Path]:
-    """Expand folders (non-recursive, image files only, sorted); files are kept as given.
+def collect_inputs(inputs: list[str | Path], recursive: bool = False) -> list[Path]:
+    """Expand folders (image files only, sorted; ``recursive``: their sub-folders too); files are kept as given.
 
-    Symbolic links are followed for files and folders; links to sub-folders, link loops and
-    other non-files in a folder are skipped (nothing recurses, so nothing can loop), except a
+    Symbolic links are followed for files and folders given; links to sub-folders, link loops and
+    other non-files in a folder are skipped (no link is recursed into, so nothing can loop), except a
     broken link or link loop with an image name, which is kept so that it is reported.
     """
-    return scan_inputs(inputs)[0]
+    return scan_inputs(inputs, recursive)[0]
 
 
-def scan_inputs(inputs: list[str | Path]) -> tuple[list[Path], list[Path]]:
+def scan_inputs(inputs: list[str | Path], recursive: bool = False) -> tuple[list[Path], list[Path]]:
     """(:func:`collect_inputs`, what the folders hold besides: their visible files that are not images this
-    tool reads (a GIF, a WebP, a spreadsheet...) and their sub-folders, sorted), in one pass over each folder
-    (an extension-less file is opened once to look for DICOM).  Hidden entries (``.DS_Store``) are not listed.
-    A file named twice (``scans/ scans/a.png``, ``a.png ./a.png``) is listed once, where it first came."""
+    tool reads (a GIF, a WebP, a spreadsheet...), the masks beside their films (:func:`masks_beside_films`) and
+    the sub-folders not looked into, sorted), in one pass over each folder (an extension-less file is opened
+    once to look for DICOM).  Hidden entries (``.DS_Store``) are not listed.  ``recursive`` goes into
+    sub-folders (a PACS export's PATIENT/STUDY/SERIES tree), folder by folder in name order, except links to
+    folders and folders of masks (:func:`is_mask_folder`), which are listed as skipped.  A file named twice
+    (``scans/ scans/a.png``, ``a.png ./a.png``) is listed once, where it first came."""
     files: list[Path] = []
     skipped: list[Path] = []
     for item in inputs:
@@ -33,59 +38,155 @@ def scan_inputs(inputs: list[str | Path]) -> tuple[list[Path], list[Path]]:
             folder = path.is_dir()
         except OSError:  # e.g. a name too long for the file system: that input's row says so, the run goes on
             folder = False
-        if not folder:
+        if folder:
+            _scan_folder(path, recursive, files, skipped)
+        else:
             files.append(path)
-            continue
-        found = []
-        for entry in sorted(path.iterdir()):
-            if _is_input(entry):
-                found.append(entry)
-            elif not entry.name.startswith(".") and (entry.is_file() or entry.is_dir()):
-                skipped.append(entry)
-        masks = _masks_beside_films(found)
-        beside = set(masks)  # (a set: a folder of 10,000 films and their masks is not 10^8 comparisons)
-        files += [entry for entry in found if entry not in beside]
-        skipped += masks
     unique: dict[str, Path] = {}
     for path in files:
         unique.setdefault(os.path.abspath(path), path)
     return list(unique.values()), skipped
 
 
+def _scan_folder(folder: Path, recursive: bool, files: list[Path], skipped: list[Path]) -> None:
+    """One folder's films into ``files``, the rest into ``skipped``; then (``recursive``) its sub-folders."""
+    found, below = [], []
+    for entry in sorted(folder.iterdir()):
+        if _is_input(entry):
+            found.append(entry)
+        elif entry.name.startswith("."):
+            continue
+        elif recursive and entry.is_dir() and not entry.is_symlink() and not is_mask_folder(entry):
+            below.append(entry)
+        elif entry.is_file() or entry.is_dir():
+            skipped.append(entry)
+    masks = masks_beside_films(found)
+    beside = set(masks)  # (a set: a folder of 10,000 films and their masks is not 10^8 comparisons)
+    files += [entry for entry in found if entry not in beside]
+    skipped += masks
+    for sub in below:
+        _scan_folder(sub, recursive, files, skipped)
+
+
+RESULTS_NAME = "results.csv"  # (inference.journal.RESULTS_CSV; data does not import inference)
+RUN_MARKS = (".adaqat-journal", ".adaqat-run.lock")  # a run's journal and lock (inference.journal, .lock)
 MASK_END = "_mask"  # what adaqat segment and most exports append to a film's name for its mask
 
 
-def _masks_beside_films(entries: list[Path]) -> list[Path]:
-    """The ``NAME_mask.<ext>`` files of a folder's images that lie beside their film ``NAME.<ext>`` (an export
-    of films with their masks, the bundled sample): masks, not films to segment."""
+def is_mask_folder(folder: Path) -> bool:
+    """A folder of masks, not of films: an ``adaqat segment`` output (its ``results.csv``, a run's journal or
+    lock) or a dataset's ``masks/`` beside its ``images/``.  A recursive scan does not go into it."""
+    if folder.name.casefold() == "masks" and (folder.parent / "images").is_dir():
+        return True
+    if any((folder / mark).exists() for mark in RUN_MARKS):
+        return True
+    try:
+        with (folder / RESULTS_NAME).open(encoding="utf-8", errors="replace") as fh:
+            header = fh.readline()
+    except OSError:
+        return False
+    return {"file", "status", "mask"} <= {cell.strip() for cell in header.split(",")}
+
+
+def mask_suffix(path: Path, stems: set[str]) -> str:
+    """The :data:`~napari_adaqat.data.dataset.MASK_SUFFIXES` suffix (``_mask``, ``_seg``...) that makes
+    ``path`` the mask of a film whose casefolded sample name is in ``stems``, else ``""``."""
+    name = sample_name(path).casefold()
+    return next((s for s in MASK_SUFFIXES if name.endswith(s) and len(name) > len(s) and name[: -len(s)] in stems), "")
+
+
+def masks_beside_films(entries: list[Path]) -> list[Path]:
+    """The images of one folder that are the mask of a film beside them: ``NAME`` + a suffix that training
+    pairs by (:data:`~napari_adaqat.data.dataset.MASK_SUFFIXES`: ``a_mask.png``, ``a_seg.png``, ``a-gt.png``...
+    beside ``a.png``; an export of films with their masks, the bundled sample): masks, not films to segment.
+    The one rule of ``adaqat segment``, the Batch dock and the Annotate dock (all through :func:`scan_inputs`)."""
     stems = {sample_name(p).casefold() for p in entries}
-    return [p for p in entries if sample_name(p).casefold().endswith(MASK_END)
-            and sample_name(p).casefold()[: -len(MASK_END)] in stems]
+    return [p for p in entries if mask_suffix(p, stems)]
 
 
-def describe_skipped(entries: list[Path], shown: int = 3) -> str:
-    """One line for the second list of :func:`scan_inputs`: how many, of which kinds, the first names."""
+def mirror_folder(path: Path, roots: Sequence[Path]) -> Path:
+    """Where ``path``'s output goes under an output folder: its folder relative to the first of ``roots`` (the
+    input folders of a recursive run) that holds it, so that the outputs mirror the input tree; else ``.``."""
+    for root in roots:
+        if root in path.parents:
+            return path.parent.relative_to(root)
+    return Path(".")
+
+
+def describe_skipped(entries: list[Path], shown: int = 3, recurse_hint: str = "") -> str:
+    """One line for the second list of :func:`scan_inputs`: how many, of which kinds, the first names.
+    ``recurse_hint`` (``"use --recursive"``) is said of skipped sub-folders that hold films."""
+    def listing(paths: list[Path]) -> str:
+        return ", ".join(p.name for p in paths[:shown]) + (", ..." if len(paths) > shown else "")
+
+    def many(n: int, word: str) -> str:
+        return f"{n} {word}{'s' * (n != 1)}"
+
     folders = [p for p in entries if p.is_dir()]
+    linked = [p for p in folders if p.is_symlink()]
+    of_masks = [p for p in folders if p not in linked and is_mask_folder(p)]
+    plain = [p for p in folders if p not in linked and p not in of_masks]
     masks = [p for p in entries if not p.is_dir() and is_image_file(p)]  # (an image is skipped as a film's mask)
     listed = set(masks)
     files = [p for p in entries if not p.is_dir() and p not in listed]
     parts = []
     if masks:
-        names = ", ".join(p.name for p in masks[:shown]) + (", ..." if len(masks) > shown else "")
-        parts.append(f"{len(masks)} mask{'s' * (len(masks) != 1)} beside {'its film' if len(masks) == 1 else 'their films'}"
-                     f" (NAME{MASK_END} beside NAME), not segmented: {names}")
+        ends = sorted({next((s for s in MASK_SUFFIXES if sample_name(p).casefold().endswith(s)), MASK_END)
+                       for p in masks})
+        parts.append(f"{many(len(masks), 'mask')} beside {'its film' if len(masks) == 1 else 'their films'}"
+                     f" ({', '.join(f'NAME{e}' for e in ends)} beside NAME), not segmented: {listing(masks)}")
     if files:
         kinds = sorted({"DICOMDIR, an export's index" if is_dicomdir_name(p) else p.suffix.lower() or "no extension"
                         for p in files})
-        names = ", ".join(p.name for p in files[:shown]) + (", ..." if len(files) > shown else "")
         what = "file that is not an image" if len(files) == 1 else "files that are not images"
         parts.append(f"{len(files)} {what} adaqat reads ({', '.join(kinds)}; it reads "
-                     f"{', '.join(IMAGE_SUFFIXES)} and DICOM under any name): {names}")
-    if folders:
-        names = ", ".join(p.name for p in folders[:shown]) + (", ..." if len(folders) > shown else "")
-        parts.append(f"{len(folders)} sub-folder{'s' * (len(folders) != 1)}, not looked into "
-                     f"(choose the folder of the films itself): {names}")
+                     f"{', '.join(IMAGE_SUFFIXES)} and DICOM under any name): {listing(files)}")
+    if of_masks:
+        parts.append(f"{many(len(of_masks), 'folder')} of masks (an adaqat output with its results.csv, or masks/ "
+                     f"beside images/), not segmented: {listing(of_masks)}")
+    if linked:
+        parts.append(f"{many(len(linked), 'linked folder')}, not followed: {listing(linked)}")
+    if plain:
+        with_films = recurse_hint and _has_films_below(plain)
+        why = f"{recurse_hint} to segment the films in them" if with_films else "choose the folder of the films itself"
+        part = f"{many(len(plain), 'sub-folder')}, not looked into ({why}): {listing(plain)}"
+        parts.insert(0 if with_films else len(parts), part)  # what to do first
     return "; ".join(parts)
+
+
+def _has_films_below(folders: list[Path], budget: int = 2000) -> bool:
+    """Whether one of ``folders`` or a folder below them holds an image file (looking at ``budget`` files at most:
+    a hint, not a scan)."""
+    for folder in folders:
+        for root, dirs, names in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(names):
+                budget -= 1
+                if budget < 0:
+                    return False
+                if not name.startswith(".") and is_image_file(Path(root) / name):
+                    return True
+    return False
+
+
+def missing_inputs(inputs: list[str | Path]) -> list[str]:
+    """The inputs that do not exist (each gets an error row and the others are segmented, in ``adaqat segment``
+    and the Batch dock alike).  When none exists (a mistyped folder) raises ValueError, one line, before anything
+    is written: an error row would outlive the typo in every later run into that output folder."""
+    def missing(path: str | Path) -> bool:
+        try:
+            os.lstat(path)
+        except FileNotFoundError:
+            return True
+        except OSError:  # e.g. a name too long for the file system: its row says so
+            return False
+        return False
+
+    gone = [str(path) for path in inputs if missing(path)]
+    if gone and len(gone) == len(inputs):
+        more = f" (and {len(gone) - 1} more inputs)" if len(gone) > 1 else ""
+        raise ValueError(f"{gone[0]}: no such file or folder{more}; nothing was written")
+    return gone
 
 
 def _is_input(path: Path) -> bool:

@@ -9,14 +9,16 @@ journal and ``results.csv`` is compacted from it (:mod:`.journal`): now and then
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from napari_adaqat.data.boxes import box_for, check_box, default_box
+from napari_adaqat.data.folders import mirror_folder
 from napari_adaqat.data.points import check_points, points_for
 from napari_adaqat.inference import journal as J
 from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched
@@ -31,7 +33,7 @@ from napari_adaqat.io.dicom_seg import DicomSegError, write_dicom_seg
 from napari_adaqat.util.errors import first_line
 
 __all__ = ["RESULTS_CSV", "RESULT_COLUMNS", "FolderBusy", "ResultRow", "SEG_SUFFIX", "compact_folder", "csv_text",
-           "load_results", "read_input", "segment_files", "write_results"]
+           "earlier_keys", "load_results", "read_input", "segment_files", "write_results"]
 
 SEG_SUFFIX = ".dcm"  # a DICOM Segmentation object instead of a PNG/TIFF mask
 COMPACT_FIRST_S = 2.0  # rewrite results.csv while running first after this many seconds (a short run: once, at its end)
@@ -61,13 +63,26 @@ def _name_part(text: str, max_bytes: int) -> str:
     return clean.encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
 
 
-def _mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: str) -> dict[str, str]:
-    """A mask file name per input that never collides with another input's mask, in this run or
-    an earlier one: a file already in results.csv keeps its name; a new one takes ``NAME_mask``,
-    else ``PARENT_NAME_mask``, else ``PARENT_NAME_mask_2``, ... (never an existing file).  ``NAME`` is
-    :func:`~napari_adaqat.io.sample_name` (the name evaluate pairs masks by): an extension-less DICOM
-    export ``1.2.840.113619.2.55.3.1234`` keeps its last UID component."""
-    names = {key: Path(row["mask"]).name for key, row in rows.items()
+def _recorded(mask: str, out_dir: Path) -> str:
+    """A results.csv ``mask`` as a path relative to ``out_dir`` (its name, for a mask outside it)."""
+    path = Path(mask)
+    for inside, base in ((path, out_dir), (path.resolve(), out_dir.resolve())):
+        try:
+            return str(inside.relative_to(base))
+        except ValueError:
+            continue
+    return path.name
+
+
+def _mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: str,
+                roots: Sequence[Path] = ()) -> dict[str, str]:
+    """A mask path (relative to ``out_dir``) per input that never collides with another input's mask, in this
+    run or an earlier one: a file already in results.csv keeps its mask; a new one takes ``NAME_mask``, else
+    ``PARENT_NAME_mask``, else ``PARENT_NAME_mask_2``, ... (never an existing file), in the folder that
+    :func:`~napari_adaqat.data.folders.mirror_folder` gives (a recursive run mirrors the input tree:
+    ``P1/ST1/SE1/IM0001_mask.png``).  ``NAME`` is :func:`~napari_adaqat.io.sample_name` (the name evaluate
+    pairs masks by): an extension-less DICOM export ``1.2.840.113619.2.55.3.1234`` keeps its last UID component."""
+    names = {key: _recorded(row["mask"], out_dir) for key, row in rows.items()
              if row.get("mask") and Path(row["mask"]).name.endswith(suffix)}  # a PNG run does not make a TIF one
     taken = set(names.values())
     for path in files:
@@ -77,12 +92,25 @@ def _mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix:
         # 180 + 1 + 50 + "_mask_9999" + suffix stays within the 255 bytes of a file name
         stem = f"{_name_part(sample_name(path), 180)}_{'seg' if suffix == SEG_SUFFIX else 'mask'}"
         parent = _name_part(path.parent.name, 50)
+        folder = mirror_folder(path, roots)
         candidates = [stem, f"{parent}_{stem}"] + [f"{parent}_{stem}_{i}" for i in range(2, 10_000)]
-        name = next(f"{c}{suffix}" for c in candidates
-                    if f"{c}{suffix}" not in taken and not (out_dir / f"{c}{suffix}").exists())
+        name = next(str(folder / f"{c}{suffix}") for c in candidates
+                    if str(folder / f"{c}{suffix}") not in taken and not (out_dir / folder / f"{c}{suffix}").exists())
         names[key] = name
         taken.add(name)
     return names
+
+
+def earlier_keys(files: list[Path], rows: dict[str, dict]) -> dict[str, str]:
+    """This run's key of a file → the results.csv key of an earlier run that named the same file another way
+    (``scans/a.png`` in a terminal, ``/home/me/scans/a.png`` in the Batch dock, run from the same folder), so a
+    rerun resumes whichever way the inputs are given."""
+    keys = {csv_text(str(path)): path for path in files}
+    by_path = {csv_text(os.path.abspath(key)): key for key in rows if key not in keys}
+    if not by_path:
+        return {}
+    found = {key: by_path.get(csv_text(os.path.abspath(path))) for key, path in keys.items() if key not in rows}
+    return {key: old for key, old in found.items() if old is not None}
 
 
 def read_input(path: Path, frame: int | None = None) -> ImageData:
@@ -147,6 +175,7 @@ def segment_files(
     batch_size: int = 8,
     shard: Shard = Shard(),
     notes: list[str] | None = None,
+    roots: Sequence[Path] = (),
 ) -> Iterator[ResultRow]:
     """Segment ``files`` into ``out_dir``, yielding one :class:`ResultRow` per file (of this ``shard``).
 
@@ -164,7 +193,8 @@ def segment_files(
     ``r`` does inputs ``r, r + N, ...``; ``results.csv`` is merged once at the end, as one process
     writes it.  On a GPU (:func:`~napari_adaqat.inference.engine.batched`), files are read
     ``batch_size`` at a time and embedded ``batch_size`` per encoder forward before their prompts (a
-    file's ``seconds`` includes its share of that); on the CPU they go one by one.
+    file's ``seconds`` includes its share of that); on the CPU they go one by one.  ``roots``: the input
+    folders of a recursive run, whose sub-folder tree the masks mirror under ``out_dir``.
     """
     engine = engine or Engine(recheck_seconds=ONE_SHOT)
     out_dir = Path(out_dir)
@@ -174,12 +204,14 @@ def segment_files(
     try:
         shard.barrier()  # results.csv is whole before any rank reads it
         rows = load_results(out_dir / RESULTS_CSV)
-        names = _mask_names(files, rows, out_dir, suffix)
-        done_keys = {key for key, row in rows.items() if row.get("status") == "ok"
-                     and Path(row.get("mask") or "").name == names.get(key)}
+        aliases = earlier_keys(files, rows)
+        rows.update({key: rows[old] for key, old in aliases.items()})
+        names = _mask_names(files, rows, out_dir, suffix, roots)
+        done_keys = {key for key, row in rows.items() if row.get("status") == "ok" and row.get("mask")
+                     and _recorded(row["mask"], out_dir) == names.get(key)}
         del rows  # only the set of finished files is kept
         shard.barrier()  # every rank chose the same mask names before any mask is written
-        journal = J.Journal(out_dir, shard.rank)
+        journal = J.Journal(out_dir, shard.rank, aliases)
         yield from _segment_mine(files, model, out_dir, names, done_keys, journal, shard, engine, boxes=boxes,
                                  points=points, clip=clip, baseline=baseline, suffix=suffix, clean=clean,
                                  device=device, frame=frame,
@@ -265,6 +297,7 @@ def _segment_one(path: Path, key: str, mask_path: Path, index: int, image_ahead,
         segmented = engine.segment(image.pixels, box, model, baseline, device, clean=clean, clip=clip,
                                    point_coords=coords, point_labels=labels)
         journal.claim(index, key, str(mask_path))  # a kill from here on leaves the name reserved, not orphaned
+        mask_path.parent.mkdir(parents=True, exist_ok=True)  # a recursive run's masks mirror the input tree
         if seg:
             write_dicom_seg(mask_path, path, segmented.mask, frame=image.meta.get("frame"),
                             model_file=segmented.model_file, overwrite=True,

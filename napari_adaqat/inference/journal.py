@@ -98,9 +98,12 @@ def write_results(csv_path: Path, rows: Iterable[dict]) -> None:
 class Journal:
     """The append-only journal of one process (rank) of the run holding ``out_dir``."""
 
-    def __init__(self, out_dir: Path, rank: int = 0) -> None:
+    def __init__(self, out_dir: Path, rank: int = 0, aliases: Optional[dict[str, str]] = None) -> None:
+        """``aliases``: this run's key of a file → the key results.csv already has for it (the same file named
+        another way, e.g. absolute in the Batch dock, relative in a terminal): its row is updated, not doubled."""
         self.path = Path(out_dir) / JOURNAL_DIR / f"rank-{rank:05d}.jsonl"
         self._fh: Optional[IO[str]] = self.path.open("a", encoding="utf-8", newline="\n")
+        self._aliases = aliases or {}
 
     def _write(self, entry: dict) -> None:
         assert self._fh is not None, "journal closed"
@@ -109,11 +112,11 @@ class Journal:
 
     def claim(self, index: int, key: str, mask: str) -> None:
         """About to write ``mask`` for input ``index`` (its position in the run's file list)."""
-        self._write({"i": index, "file": key, "claim": mask})
+        self._write({"i": index, "file": self._aliases.get(key, key), "claim": mask})
 
     def record(self, index: int, row: dict) -> None:
         """The finished row of input ``index``."""
-        self._write({"i": index, **row})
+        self._write({"i": index, **row, "file": self._aliases.get(row["file"], row["file"])})
 
     def close(self) -> None:
         if self._fh is not None:

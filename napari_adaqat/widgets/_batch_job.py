@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 from qtpy.QtWidgets import QDockWidget, QMainWindow, QWidget
@@ -38,14 +38,17 @@ class RunHandle:
 
 def job(engine: Engine, files: list[Path], out: Path, model: ModelRef, baseline: Optional[ModelRef],
         box_kind: str, box_source: str, device: str, clean: bool, notes: list[str],
-        run: RunHandle, emit: Callable[[ResultRow], None]) -> None:
+        run: RunHandle, emit: Callable[[ResultRow], None], *, roots: Sequence[Path] = (),
+        run_notes: Optional[list[str]] = None) -> None:
     """The worker: boxes and models first (a bad model fails before any row), then ``emit(row)`` per file.
-    ``run.stop`` ends it after the current file, closing the run here, in the worker."""
+    ``run.stop`` ends it after the current file, closing the run here, in the worker.  ``roots``: the input
+    folders whose tree the masks mirror; ``run_notes`` gets what the run says before its first row (a killed
+    run's lock taken over), as ``adaqat segment`` prints it."""
     run.started.set()
     try:
         if run.stop.is_set():  # the dock closed before the worker began
             return
-        boxes, missing = B.load_boxes(box_kind, box_source, files)
+        boxes, missing = B.load_boxes(box_kind, box_source, files, roots)
         notes.extend(missing)
         engine.predictor(model, device)
         if baseline is not None:
@@ -53,7 +56,7 @@ def job(engine: Engine, files: list[Path], out: Path, model: ModelRef, baseline:
         if run.stop.is_set():  # cancelled (or the panel closed) while the models loaded: nothing written yet
             return
         rows = segment_files(files, model, out, boxes=boxes, baseline=baseline, clean=clean, device=device,
-                             engine=engine)
+                             engine=engine, roots=roots, notes=run_notes)
         try:
             for row in rows:
                 emit(row)

@@ -10,7 +10,6 @@ napari closing waits for it so the run closes its folder (see :mod:`._batch_job`
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
@@ -29,7 +28,8 @@ from napari_adaqat.widgets._compat import guard_triton_import
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
 from napari_adaqat.data import check_output_folder, describe_skipped, scan_inputs  # noqa: E402
-from napari_adaqat.inference.batch import RESULTS_CSV, ResultRow, csv_text, load_results  # noqa: E402
+from napari_adaqat.data.folders import missing_inputs  # noqa: E402
+from napari_adaqat.inference.batch import RESULTS_CSV, ResultRow, csv_text, earlier_keys, load_results  # noqa: E402
 from napari_adaqat.inference.lock import check_free  # noqa: E402
 from napari_adaqat.io import read_image, read_mask  # noqa: E402
 from napari_adaqat.model.device import DEVICES, resolve_device  # noqa: E402
@@ -72,17 +72,25 @@ class BatchWidget(Container):
         self.results: dict[str, dict] = {}  # file → results.csv row, as the table shows it
         self.box_notes: list[str] = []
         self.skipped_note = ""  # the files and sub-folders of the input folders that this run does not read
+        self.missing_note = ""  # the inputs not found (an error row each; the others are segmented)
+        self.run_notes: list[str] = []  # what the run says before its first row (a killed run's lock taken over)
         self._worker: Any = None
         self._run = RunHandle()  # Cancel: the worker stops after the current file
         self._row_signal = RowSignal()  # the worker's rows, queued to the GUI thread
         self._row_signal.row.connect(self._on_row, Qt.ConnectionType.QueuedConnection)  # (GUI thread, any binding)
         self._rows: dict[str, int] = {}
-        self._started, self._segmented = 0.0, 0  # this run's start and files segmented (the time left)
+        self._segmented, self._segment_s, self._to_segment = 0, 0.0, 0  # files segmented, their seconds, left
+        self._done_before: set[str] = set()  # files that results.csv says are done: a rerun skips them at once
+        self._shown: dict[str, str] = {}  # file → what the table's first column shows (its path in the folder)
         self._closed = False
         self.native.destroyed.connect(self._on_destroyed)
         on_unparent(self.native, self.cancel)  # the panel's ✕ stops the run as Cancel does
 
-        self.input_folder = FileEdit(label="input folder", mode="d", tooltip="every image file in it (not recursive)")
+        self.input_folder = FileEdit(label="input folder", mode="d",
+                                     tooltip="every image file in it (and in its sub-folders: 'include subfolders')")
+        self.recursive = CheckBox(text="include subfolders (the masks mirror them)", value=False,
+                                  tooltip="segment the films in the input folder's sub-folders too, e.g. PATIENT/STUDY/"
+                                          "SERIES/IM0001 → output/PATIENT/STUDY/SERIES/IM0001_mask.png")
         self.input_files = FileEdit(label="and/or files", mode="rm", filter=IMAGE_FILTER)
         self.out = FileEdit(label="output folder", mode="d",
                             tooltip="masks and results.csv; never an input folder or inside one")
@@ -119,8 +127,8 @@ class BatchWidget(Container):
         table_box = Container(labels=False)
         table_box.margins = (0, 0, 0, 0)
         table_box.native.layout().addWidget(self.table)
-        self._inputs = [self.input_folder, self.input_files, self.out, *self.models.widgets, self.box_kind,
-                        self.boxes_csv, self.boxes_masks, self.device, self.clean]
+        self._inputs = [self.input_folder, self.recursive, self.input_files, self.out, *self.models.widgets,
+                        self.box_kind, self.boxes_csv, self.boxes_masks, self.device, self.clean]
         form = Container(labels=True, widgets=self._inputs)
         below = Container(labels=True, widgets=[self.progress, self.status])
         for box in (form, below):
@@ -180,14 +188,15 @@ class BatchWidget(Container):
                 raise ValueError("Choose an input folder or files.")
             if out is None:
                 raise ValueError("Choose an output folder.")
-            missing = [str(p) for p in items if not p.exists()]
-            if missing:
-                raise ValueError(f"Not found: {', '.join(missing)}")
+            missing = missing_inputs(items)  # none there: refused; some: an error row each, as adaqat segment does
             check_output_folder(out, items, option="output folder")
             check_free(out)  # another run (a terminal's adaqat segment, another dock) holds it: one line
-            files, skipped = scan_inputs(items)
+            recursive = bool(self.recursive.value)
+            files, skipped = scan_inputs(items, recursive=recursive)
+            hint = "" if recursive else "tick 'include subfolders'"
             if not files:
-                raise ValueError("No image files in the inputs" + (f": {describe_skipped(skipped)}" if skipped else "."))
+                raise ValueError("No image files in the inputs"
+                                 + (f": {describe_skipped(skipped, recurse_hint=hint)}" if skipped else "."))
             model, baseline = self.models.model_ref(), self.models.baseline_ref()
             device = resolve_device(self.device.value)
             box_source = _text(self.boxes_csv) if self.box_kind.value == B.CSV else _text(self.boxes_masks)
@@ -198,20 +207,28 @@ class BatchWidget(Container):
             self.status.value = self.last_error
             return False
         self.last_error, self.box_notes, self._run = None, [], RunHandle()
-        self.skipped_note = f"Skipped {describe_skipped(skipped)}" if skipped else ""  # said again when done
-        self.results = results
+        # said again when done
+        self.skipped_note = f"Skipped {describe_skipped(skipped, recurse_hint=hint)}" if skipped else ""
+        self.missing_note = (f"Not found, an error row each (the others are segmented): {', '.join(missing[:3])}"
+                             + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")) if missing else ""
+        results.update({key: results[old] for key, old in earlier_keys(files, results).items()})  # (named another way)
+        self.results, self.run_notes = results, []
+        roots = [p for p in items if p.is_dir()] if recursive else []
         self.table.setSortingEnabled(False)  # rows fill in by position while running; sortable when done
-        self._fill_table(files)
-        self.progress.max, self.progress.value = len(files), 0
-        self._started, self._segmented = time.monotonic(), 0
+        self._fill_table(files, roots)
+        self.progress.max, self.progress.value = len(files), 0  # every file, the ones done before too
+        self._done_before = {key for key, row in results.items()
+                             if row.get("status") == "ok" and Path(row.get("mask") or "").is_file()}
+        self._segmented, self._segment_s = 0, 0.0
+        self._to_segment = sum(key not in self._done_before for key in self._rows)
         worker = create_worker(job, self.engine, files, out, model, baseline, self.box_kind.value, box_source,
                                device, bool(self.clean.value), self.box_notes, self._run, self._row_signal.row.emit,
-                               _start_thread=False, _ignore_errors=True)
+                               roots=roots, run_notes=self.run_notes, _start_thread=False, _ignore_errors=True)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self._worker = worker
-        self.status.value = f"Segmenting {len(files)} files with {model.label()} on {device}…" + (
-            f"\n{self.skipped_note}" if self.skipped_note else "")
+        self.status.value = f"Segmenting {len(files)} files with {model.label()} on {device}…" + "".join(
+            f"\n{note}" for note in (self.missing_note, self.skipped_note) if note)
         self._set_running(True)
         worker.start()
         return True
@@ -241,26 +258,31 @@ class BatchWidget(Container):
             self.status.value = f"Cannot open {path.name}: {first_line(exc).removeprefix(f'{path}: ')}"
             return
         scale = image.spacing or (1.0, 1.0)
-        self.viewer.add_image(image.pixels, name=path.stem, scale=scale, colormap="gray")
+        name = str(Path(self._shown.get(csv_text(str(path)), path.name)).parent / path.stem)  # a sub-folder's: its path
+        self.viewer.add_image(image.pixels, name=name, scale=scale, colormap="gray")
         mask = Path(info.get("mask") or "")
         if info.get("status") == "ok" and mask.is_file():
-            self.viewer.add_labels(read_mask(mask).astype(np.uint8), name=f"{path.stem} lung mask", scale=scale,
+            self.viewer.add_labels(read_mask(mask).astype(np.uint8), name=f"{name} lung mask", scale=scale,
                                    opacity=0.45)
 
     # ---------------------------------------------------------------- results
-    def _fill_table(self, files: list[Path]) -> None:
+    def _fill_table(self, files: list[Path], roots: list[Path]) -> None:
         self.table.setRowCount(0)
-        self._rows = {}
+        self._rows, self._shown = {}, {}
         for path in files:
             row = self.table.rowCount()
             self.table.insertRow(row)
-            self._rows[csv_text(str(path))] = row  # results key files as results.csv does
+            key = csv_text(str(path))  # results key files as results.csv does
+            self._rows[key] = row
+            root = next((r for r in roots if r in path.parents), None)  # a sub-folder's film: its path there
+            self._shown[key] = str(path.relative_to(root)) if root is not None else path.name
             self._set_row(row, path, {"status": "…"})
 
     def _set_row(self, row: int, path: Path, info: dict) -> None:
         error = str(info.get("error", ""))
         short = error.removeprefix(f"{path}: ")  # the file is in the first column
-        values = (path.name, info.get("status", ""), short, _number(info.get("area_px"), 0),
+        values = (self._shown.get(csv_text(str(path)), path.name), info.get("status", ""), short,
+                  _number(info.get("area_px"), 0),
                   _number(info.get("seconds"), 2), _number(info.get("quality"), 3))
         for col, value in enumerate(values):
             item = QTableWidgetItem()
@@ -285,10 +307,25 @@ class BatchWidget(Container):
             self._set_row(row, Path(self.table.item(row, 0).toolTip()), info)
             self.table.scrollToItem(self.table.item(row, 0))
         self.progress.value = min(self.progress.value + 1, self.progress.max)
-        self._segmented += result.status != "skipped"
-        left = self.progress.max - self.progress.value
-        eta = (time.monotonic() - self._started) / self._segmented * left if self._segmented else 0.0
-        self.progress.native.setFormat(f"%v / %m · about {format_duration(eta)} left" if eta else "%v / %m")
+        self._show_run_notes()
+        if result.status != "skipped":  # (a file done before is skipped at once: it says nothing of the time)
+            self._segmented += 1
+            self._segment_s += float(result.seconds or 0.0)
+        self.progress.native.setFormat(self.progress_format())
+
+    def progress_format(self) -> str:
+        """The progress bar's text: files done of all files, and the time left, estimated from the files this
+        run segmented (not those a rerun skips at once) times the files still to segment."""
+        left = max(0, self._to_segment - self._segmented)
+        eta = self._segment_s / self._segmented * left if self._segmented else 0.0
+        return f"%v / %m · about {format_duration(eta)} left" if eta else "%v / %m"
+
+    def _show_run_notes(self) -> None:
+        """What the run said before its first row (a killed run's lock taken over), in the status, once."""
+        for note in self.run_notes:
+            line = f"Note: {note[:1].upper()}{note[1:]}."
+            if line not in self.status.value:
+                self.status.value += f"\n{line}"
 
     def table_rows(self) -> list[dict[str, str]]:
         """The table as dicts keyed by column name (for tests and scripts)."""
@@ -318,9 +355,9 @@ class BatchWidget(Container):
         self.status.tooltip = str(self.out_dir() / RESULTS_CSV)
         if self.box_notes:
             text += f"\nDefault box for {len(self.box_notes)}: " + "; ".join(self.box_notes[:3])
-        if self.skipped_note:
-            text += f"\n{self.skipped_note}"
+        text += "".join(f"\n{note}" for note in (self.missing_note, self.skipped_note) if note)
         self.status.value = text
+        self._show_run_notes()
         show_info(f"AdaLoRA-QAT batch: {text.splitlines()[0]}")
 
     def _set_running(self, running: bool) -> None:

@@ -1,0 +1,194 @@
+"""Archive folders as hospitals export them, through the real ``adaqat segment``: a PACS tree of extension-less
+DICOM files of one name in many folders (``--recursive``: masks mirror the tree, a rerun resumes), films with
+their masks beside them under any suffix training pairs, an earlier output inside the tree, missing inputs."""
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import napari_adaqat.cli.segment_cmd as segment_cmd
+from napari_adaqat.cli import main
+from napari_adaqat.data.dataset import MASK_SUFFIXES, find_mask
+from napari_adaqat.data.folders import scan_inputs
+from test_dicom import make_dicom  # tests/ is on sys.path (pytest rootdir-less import)
+
+SERIES = ["P001/ST1/SE1", "P001/ST1/SE2", "P002/ST1/SE1"]  # every series holds IM0001 and IM0002
+
+
+def film(cxr_dir: Path, i: int = 0) -> np.ndarray:
+    """A real radiograph, 12-bit, 96x96 (uint16)."""
+    from PIL import Image
+
+    path = sorted((cxr_dir / "images").glob("*.png"))[i % 4]
+    return np.asarray(Image.open(path).convert("L").resize((96, 96))).astype(np.uint16) * 16
+
+
+def pacs_export(root: Path, cxr_dir: Path) -> list[Path]:
+    """``root/PATIENT/STUDY/SERIES/IM000N`` (extension-less DICOM) + a DICOMDIR-like index and a PNG study with
+    its ``_seg`` mask beside it; returns the films, in the order a recursive scan lists them."""
+    films = []
+    for s, series in enumerate(SERIES):
+        (root / series).mkdir(parents=True)
+        for i in (1, 2):
+            films.append(make_dicom(root / series / f"IM{i:04d}", film(cxr_dir, s + i), bits_stored=12))
+    (root / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM")  # not a film: listed among the skipped files
+    png = root / "P003" / "photos"
+    png.mkdir(parents=True)
+    shutil.copy(sorted((cxr_dir / "images").glob("*.png"))[0], png / "a.png")
+    shutil.copy(sorted((cxr_dir / "masks").glob("*.png"))[0], png / "a_seg.png")  # its mask: not a film
+    return films + [png / "a.png"]
+
+
+def segment(*args: str | Path, nano_pth: Path) -> int:
+    return main(["segment", *map(str, args), "--model", str(nano_pth), "--model-type", "vit_nano", "--device", "cpu"])
+
+
+def rows_of(out: Path) -> dict[str, dict]:
+    with (out / "results.csv").open(newline="", encoding="utf-8") as fh:
+        return {r["file"]: r for r in csv.DictReader(fh)}
+
+
+class CountingBar:
+    """tqdm as segment_cmd uses it, recording the total it was given and the updates."""
+    totals: list[int] = []
+    done = 0
+
+    def __init__(self, total: int, **_kw) -> None:
+        CountingBar.totals.append(total)
+
+    def update(self, n: int) -> None:
+        CountingBar.done += n
+
+    def close(self) -> None:
+        pass
+
+    write = staticmethod(lambda text, file=None: print(text, file=file))
+
+
+def test_a_pacs_tree_is_segmented_into_a_mirror_of_it_and_a_rerun_resumes(tmp_path, cxr_dir, nano_pth, capsys,
+                                                                          monkeypatch):
+    export = tmp_path / "export"
+    films = pacs_export(export, cxr_dir)
+    out = tmp_path / "masks"
+    monkeypatch.setattr(segment_cmd, "tqdm", CountingBar)
+    CountingBar.totals, CountingBar.done = [], 0
+    assert segment(export, "-r", "--out", out, nano_pth=nano_pth) == 0
+    assert CountingBar.totals == [7] and CountingBar.done == 7  # the bar counts every file of the tree
+    rows = rows_of(out)
+    assert list(rows) == [str(p) for p in films]  # keyed by the path under the input folder, in tree order
+    for path in films:
+        relative = path.relative_to(export)
+        mask = out / relative.parent / f"{path.stem if path.suffix else path.name}_mask.png"
+        assert rows[str(path)]["status"] == "ok" and Path(rows[str(path)]["mask"]) == mask
+        assert mask.is_file() and find_mask(path, mask.parent) == mask  # evaluate's pairing, folder by folder
+    assert len({Path(r["mask"]) for r in rows.values()}) == 7  # six files named IM0001/IM0002: no collision
+    err = capsys.readouterr().err
+    assert "1 mask beside its film (NAME_seg beside NAME), not segmented: a_seg.png" in err
+    assert "DICOMDIR, an export's index" in err
+
+    (out / "P001" / "ST1" / "SE2" / "IM0002_mask.png").unlink()  # one mask lost: only it is redone
+    masks = {p: p.read_bytes() for p in out.rglob("*_mask.png")}
+    assert segment(export, "--recursive", "--out", out, nano_pth=nano_pth) == 0
+    assert "1 segmented, 6 already done, 0 failed" in capsys.readouterr().out
+    assert all(p.read_bytes() == data for p, data in masks.items())
+    assert list(rows_of(out)) == [str(p) for p in films] and len(list(out.rglob("*_mask.png"))) == 7
+
+
+def test_a_rerun_resumes_whichever_way_the_folder_is_named(tmp_path, cxr_dir, nano_pth, capsys, monkeypatch):
+    """A terminal's run names the files relative (``export/P001/...``), the Batch dock absolute: a rerun the
+    other way finishes what is missing and keeps one row per file, not a second mask of every film."""
+    films = pacs_export(tmp_path / "export", cxr_dir)
+    monkeypatch.chdir(tmp_path)
+    assert segment("export", "-r", "--out", "masks", nano_pth=nano_pth) == 0
+    out = tmp_path / "masks"
+    (out / "P002" / "ST1" / "SE1" / "IM0001_mask.png").unlink()
+    capsys.readouterr()
+    assert segment(tmp_path / "export", "-r", "--out", out, nano_pth=nano_pth) == 0
+    assert "1 segmented, 6 already done, 0 failed" in capsys.readouterr().out
+    rows = rows_of(out)
+    assert list(rows) == [str(p.relative_to(tmp_path)) for p in films]  # the first run's names, one row each
+    assert rows["export/P002/ST1/SE1/IM0001"]["mask"] == str(out / "P002" / "ST1" / "SE1" / "IM0001_mask.png")
+    assert len(list(out.rglob("*_mask.png"))) == 7
+
+
+def test_an_earlier_output_inside_the_tree_is_not_segmented_and_out_inside_it_is_refused(tmp_path, cxr_dir,
+                                                                                         nano_pth, capsys):
+    export = tmp_path / "export"
+    films = pacs_export(export, cxr_dir)
+    earlier = tmp_path / "earlier"
+    assert segment(export / "P001", "-r", "--out", earlier, nano_pth=nano_pth) == 0
+    shutil.move(earlier, export / "P001" / "adaqat-masks")  # someone kept the masks with the films
+    capsys.readouterr()
+    assert segment(export, "-r", "--out", export / "masks", nano_pth=nano_pth) == 2  # nothing into the input
+    assert "inside the input folder" in capsys.readouterr().err and not (export / "masks").exists()
+    out = tmp_path / "out"
+    assert segment(export, "-r", "--out", out, nano_pth=nano_pth) == 0
+    assert list(rows_of(out)) == [str(p) for p in films]  # none of the earlier masks is segmented as a film
+    assert "1 folder of masks (an adaqat output with its results.csv" in capsys.readouterr().err
+    assert not (out / "P001" / "adaqat-masks").exists()
+
+
+def test_without_recursive_a_tree_says_use_recursive_and_nothing_is_written(tmp_path, cxr_dir, nano_pth, capsys):
+    export = tmp_path / "export"
+    pacs_export(export, cxr_dir)
+    (export / "DICOMDIR").unlink()
+    out = tmp_path / "out"
+    assert segment(export, "--out", out, nano_pth=nano_pth) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["adaqat segment: error: no image files found in the inputs: 3 sub-folders, not looked into "
+                   "(use --recursive to segment the films in them): P001, P002, P003"]
+    assert not out.exists()
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)  # no films below: the hint would not help
+    assert segment(empty, "--out", out, nano_pth=nano_pth) == 2
+    assert "(choose the folder of the films itself): sub" in capsys.readouterr().err
+    cd = tmp_path / "cd"  # a CD export: DICOMDIR beside PT000000/...: what to do comes first
+    make_dicom((cd / "PT000000" / "ST000000").mkdir(parents=True) or cd / "PT000000" / "ST000000" / "IM000000",
+               film(cxr_dir), bits_stored=12)
+    (cd / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM")
+    assert segment(cd, "--out", out, nano_pth=nano_pth) == 2
+    assert capsys.readouterr().err.startswith("adaqat segment: error: no image files found in the inputs: 1 sub-folder,"
+                                              " not looked into (use --recursive to segment the films in them): PT000000;")
+
+
+@pytest.mark.parametrize("suffix", MASK_SUFFIXES)
+def test_a_films_mask_beside_it_under_any_training_suffix_is_not_a_film(tmp_path, cxr_dir, suffix):
+    folder = tmp_path / "films"
+    folder.mkdir()
+    image = sorted((cxr_dir / "images").glob("*.png"))[0]
+    shutil.copy(image, folder / "a.png")
+    shutil.copy(cxr_dir / "masks" / image.name, folder / f"A{suffix.upper()}.png")  # any case
+    shutil.copy(image, folder / f"b{suffix}.png")  # no film b beside it: a film
+    files, skipped = scan_inputs([folder])
+    assert [p.name for p in files] == sorted(["a.png", f"b{suffix}.png"])
+    assert skipped == [folder / f"A{suffix.upper()}.png"]
+
+
+def test_missing_inputs_get_an_error_row_each_and_the_rest_is_segmented(tmp_path, cxr_dir, nano_pth, capsys):
+    """The same rule as the Batch dock (test_napari_batch_recursive.py): nothing the user chose is dropped."""
+    folder = tmp_path / "films"
+    folder.mkdir()
+    image = shutil.copy(sorted((cxr_dir / "images").glob("*.png"))[0], folder / "a.png")
+    gone = tmp_path / "moved_away.png"
+    out = tmp_path / "out"
+    assert segment(folder, gone, "--out", out, nano_pth=nano_pth) == 1
+    rows = rows_of(out)
+    assert rows[str(image)]["status"] == "ok" and rows[str(gone)]["status"] == "error"
+    assert "not found" in rows[str(gone)]["error"] or "No such file" in rows[str(gone)]["error"]
+    err = capsys.readouterr().err
+    assert f"1 input(s) not found, each gets an error row in results.csv and the others are segmented: {gone}" in err
+    assert segment(gone, tmp_path / "typo", "--out", tmp_path / "o2", nano_pth=nano_pth) == 2  # none there
+    assert "no such file or folder (and 1 more inputs); nothing was written" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
+
+
+def test_help_teaches_recursive_with_an_example(capsys):
+    with pytest.raises(SystemExit):
+        main(["segment", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "-r, --recursive" in text and "adaqat segment export/ --recursive --out masks/" in text
+    assert "masks/PATIENT/STUDY/SERIES/IM0001_mask.png" in text
