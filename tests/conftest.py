@@ -33,6 +33,14 @@ def cxr_dir() -> Path:
     return CXR
 
 
+@pytest.fixture()
+def films(tmp_path, cxr_dir) -> Path:
+    """A folder of copies of :func:`cxr_dir`'s 4 films (no masks): what the Annotate dock opens."""
+    folder = tmp_path / "films"
+    shutil.copytree(cxr_dir / "images", folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def nano_pth(tmp_path_factory) -> Path:
     """An official-format SAM .pth of the vit_nano preset with random weights."""

@@ -17,13 +17,6 @@ from napari_adaqat.io import read_mask
 from test_dicom_seg import clinical_dicom, seg_pixels  # tests/ is on sys.path
 
 
-@pytest.fixture()
-def films(tmp_path, cxr_dir) -> Path:
-    folder = tmp_path / "films"
-    shutil.copytree(cxr_dir / "images", folder)
-    return folder
-
-
 def lungs(shape=(512, 512)) -> np.ndarray:
     mask = np.zeros(shape, bool)
     mask[100:400, 60:220] = mask[100:400, 290:450] = True

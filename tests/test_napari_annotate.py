@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 from pathlib import Path
 
@@ -26,15 +25,6 @@ from napari_adaqat.widgets.annotate import AnnotateWidget  # noqa: E402
 pytestmark = [pytest.mark.gui, pytest.mark.skipif(not loading.DEFAULT_MODEL.is_file(), reason="no bundled model")]
 PLUGIN, WIDGET = "napari-adaqat", "Annotate folder (AdaLoRA-QAT)"
 WAIT_MS = 120_000
-
-
-@pytest.fixture()
-def films(tmp_path, cxr_dir) -> Path:
-    folder = tmp_path / "films"
-    folder.mkdir()
-    for image in sorted((cxr_dir / "images").glob("*.png")):
-        shutil.copy(image, folder / image.name)
-    return folder
 
 
 def dock(viewer, qtbot, films: Path, dataset: Path):

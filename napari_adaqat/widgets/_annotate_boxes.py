@@ -10,6 +10,8 @@ import numpy as np
 from napari_adaqat.inference.engine import SegmentResult, torch_threads
 from napari_adaqat.util.errors import first_line
 
+ONE_LUNG = 0.55  # a box narrower than this part of the film is not remembered for the next films
+
 
 class BoxPrompts:
     """Box prompts of the Annotate dock (needs its ``layers``, ``jobs``, ``engine``, ``folder``, film state
@@ -75,7 +77,10 @@ class BoxPrompts:
                 note = "\nThe new mask replaced your brush edits (Ctrl+Z on 'lung mask' brings them back)."
         self.layers.write_mask(new)
         self.last_result, self._base = result, result.mask.copy()
-        self.folder.remember_box(result.box, self._pixels.shape)
+        if result.box[2] - result.box[0] >= ONE_LUNG * self._pixels.shape[1]:
+            self.folder.remember_box(result.box, self._pixels.shape)
+        else:  # a box around one lung would give the next films one lung
+            note += "\nThis box is narrow (one lung?): the next films keep the box before."
         self.layers.keep_only_box(shape_index)
         if by_user:
             self._touch()

@@ -8,6 +8,8 @@ import numpy as np
 
 from napari_adaqat.widgets import _layers as L
 
+FILM = "adaqat_annotate_film"  # in the film layer's metadata: a dock opened later shows its films there too
+
 
 class FilmLayers:
     """Shows one film with its mask and box; tells the dock about the user's brush strokes (``on_paint()``)
@@ -34,7 +36,7 @@ class FilmLayers:
             self._on_paint()
 
     def _boxes_event(self, event: Any) -> None:
-        if not self._writing:
+        if not self._writing and not self.boxes.metadata.get(L.DOCK_WRITE):  # (the Segment dock's Undo)
             self._on_boxes(event)
 
     def detach(self) -> None:
@@ -66,8 +68,12 @@ class FilmLayers:
         ``box`` (xyxy pixels, or None) as the one rectangle in ``boxes``; the view is reset for a new size.
         Another image's mask in ``lung mask`` is kept as its own layer; returns the line that says so, or ""."""
         viewer, image = self.viewer, self.image
-        if not self.present(image):
-            image = self.image = viewer.add_image(pixels, name=name, colormap="gray")
+        if not self.present(image):  # the film layer of a dock closed before, else a new one
+            image = next((ly for ly in viewer.layers if ly.metadata.get(FILM) and type(ly).__name__ == "Image"
+                          and ly.ndim == pixels.ndim), None)
+            self.image = image
+        if image is None:
+            image = self.image = viewer.add_image(pixels, name=name, colormap="gray", metadata={FILM: True})
             reset = True
         else:
             reset = image.data.shape != pixels.shape

@@ -130,7 +130,7 @@ def _enter_for_napari(viewer: Any) -> Callable[[], None] | None:
 
 def install_hotkeys(dock: QWidget, viewer: Any, bindings: Iterable[tuple[str, Callable[[], None]]]) -> None:
     """Shortcuts for the whole napari window (e.g. ``("Return", accept)``) that act while ``dock`` is shown,
-    installed when the dock is first shown in it and deleted with the dock.
+    installed when the dock is first shown in it and deleted with the dock or when it is closed.
 
     A key typed into a text field goes to the field, and Enter still finishes a polygon being drawn
     in napari."""
@@ -155,10 +155,12 @@ def install_hotkeys(dock: QWidget, viewer: Any, bindings: Iterable[tuple[str, Ca
                 shortcut.deleteLater()
             except RuntimeError:  # the window, and its shortcuts, went first
                 pass
+        shortcuts.clear()  # (shown in a window again: installed again)
 
     watcher = _ShowWatcher(dock, install)
     dock.installEventFilter(watcher)
     dock.destroyed.connect(remove)
+    on_removed(dock, remove)  # a closed dock's keys would make the next dock's ambiguous (Qt fires neither)
 
 
 class _ShowWatcher(QObject):
@@ -172,6 +174,25 @@ class _ShowWatcher(QObject):
         if event.type() == QEvent.Type.Show:
             self._on_show()
         return False
+
+
+class _RemovalWatcher(QObject):
+    """Calls ``on_removed`` when ``widget`` loses its parent: napari's close button (``remove_dock_widget``)
+    takes a dock's widget out of the window without deleting it, so ``destroyed`` may never come."""
+
+    def __init__(self, widget: QWidget, on_removed: Callable[[], None]) -> None:
+        super().__init__(widget)
+        self._on_removed = on_removed
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.ParentChange and isinstance(obj, QWidget) and obj.parentWidget() is None:
+            self._on_removed()
+        return False
+
+
+def on_removed(widget: QWidget, action: Callable[[], None]) -> None:
+    """Call ``action`` when ``widget`` is taken out of its window (its dock closed)."""
+    widget.installEventFilter(_RemovalWatcher(widget, action))
 
 
 def _dispatch(keys: str, action: Callable[[], None], dock: QWidget, viewer: Any,

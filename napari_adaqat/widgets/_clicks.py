@@ -18,7 +18,7 @@ from magicgui.widgets import Container, PushButton
 
 from napari_adaqat.widgets import _layers as L
 from napari_adaqat.widgets import _points as P
-from napari_adaqat.widgets._prompt_history import EDIT, RESET, PromptHistory, PromptState, trim_to_budget
+from napari_adaqat.widgets._prompt_history import EDIT, EMPTY, RESET, PromptHistory, PromptState, trim_to_budget
 
 UNDO_KEY = KeyMod.CtrlCmd | KeyCode.KeyZ
 REDO_KEY = KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ
@@ -213,8 +213,14 @@ class ClickPrompts:
         if np.array_equal(shown, painted if painted is not None else np.zeros_like(shown)):
             return None
         current = history.current
-        self._push(history, PromptState(EDIT, current.boxes, current.box_index, current.points, current.positive,
-                                        plane, shown.copy(), None, None, current.result))
+        boxes, box_index, annotated = current.boxes, current.box_index, self._annotated(image)
+        if annotated:  # the Annotate dock's rectangle (drawn outside this history) made the mask
+            boxes = P.snapshot_boxes(self._boxes)
+            box_index = len(boxes) - 1 if boxes else None
+        state = PromptState(EDIT, boxes, box_index, current.points, current.positive,
+                            plane, shown.copy(), None, None, current.result)
+        if not (annotated and current.kind == EMPTY and history.restart(state)):  # Undo stops at the film's mask
+            self._push(history, state)
         return shown
 
     def _shown_mask(self, image: Any, plane: Optional[int]) -> Optional[np.ndarray]:
@@ -276,10 +282,16 @@ class ClickPrompts:
         if verb == "Reset":
             self.status.value = "Reset: points, box and mask cleared (Undo [Ctrl+Z] brings them back)."
         else:
-            self.status.value = f"{verb}: {left.kind} → {state.kind} ({state.prompt_text()})."
+            self.status.value = f"{verb}: {self._kind(left)} → {self._kind(state)} ({state.prompt_text()})."
         if state.result is not None and state.mask is not None and state.kind != EDIT:
             self.status.value += "\n" + state.result.summary()
         self._update_buttons()
+
+    def _kind(self, state: PromptState) -> str:
+        """The state's kind as the status line names it: the Annotate dock's mask is no brush edit of the user's."""
+        if state.kind == EDIT and state.result is None and self._annotated(self.image.value):
+            return "the Annotate dock's mask"
+        return state.kind
 
     def _restore(self, left: PromptState, state: PromptState) -> None:
         """Write ``state`` into the layers; the plane that ``left`` painted gets back what was there before."""

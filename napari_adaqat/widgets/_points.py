@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import numpy as np
 import pandas as pd
 
-from napari_adaqat.widgets._layers import plane_shape
+from napari_adaqat.widgets._layers import DOCK_WRITE, plane_shape
 
 if TYPE_CHECKING:
     import napari
@@ -136,12 +136,17 @@ def snapshot_boxes(layer: Optional["napari.layers.Shapes"]) -> list[tuple[np.nda
 
 
 def restore_boxes(layer: "napari.layers.Shapes", shapes: list[tuple[np.ndarray, str]]) -> None:
-    """Write a :func:`snapshot_boxes` back (the layer's mode and colours are kept)."""
+    """Write a :func:`snapshot_boxes` back (the layer's mode and colours are kept), flagged as a dock's write
+    (the Annotate dock does not segment again a box that Undo puts back)."""
     mode = layer.mode
     layer.selected_data = set()
-    if len(layer.data):
-        layer.data = []
-    if shapes:
-        layer.add([s for s, _t in shapes], shape_type=[t for _s, t in shapes])
+    layer.metadata[DOCK_WRITE] = True
+    try:
+        if len(layer.data):
+            layer.data = []
+        if shapes:
+            layer.add([s for s, _t in shapes], shape_type=[t for _s, t in shapes])
+    finally:
+        layer.metadata.pop(DOCK_WRITE, None)
     if layer.mode != mode:
         layer.mode = mode

@@ -92,6 +92,14 @@ class PromptHistory:
             self._index -= 1
         return state
 
+    def restart(self, state: PromptState) -> bool:
+        """Make ``state`` the start instead, while nothing came after the start (the Annotate dock's mask: there
+        is nothing of its film before it to undo to); False when states came after it."""
+        if len(self._states) > 1:
+            return False
+        self._states[0] = state
+        return True
+
     def undo(self) -> Optional[tuple[PromptState, PromptState]]:
         """(the state left, the state now current), or None at the start."""
         if not self.can_undo:

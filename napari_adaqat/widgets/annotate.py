@@ -1,12 +1,12 @@
 """The "Annotate folder (AdaLoRA-QAT)" dock: go through a folder of films, correct each model mask, and
 keep the accepted ones as a dataset for ``adaqat train`` (micro-sam's image series annotator is the anchor).
 
-The first film without an accepted mask opens with the model's mask for the last box drawn (scaled to
-the film), else the default box; a new rectangle in ``boxes`` re-segments, the brush edits ``lung mask``;
-Accept [Enter] saves (:class:`~napari_adaqat.data.annotation.AnnotationFolder`) and opens the next film.
-Reading, embedding and prompting run in a worker thread through the one shared engine, so the viewer
-never waits for the model.  Nothing painted is thrown away: brush edits survive a new box (said in the
-status line), and a film left without Accept keeps its work as a draft.
+The first film without an accepted mask opens with the model's mask for the last box drawn around both lungs
+(scaled to the film), else the default box; a new rectangle in ``boxes`` re-segments, the brush edits
+``lung mask``; Accept [Enter] saves (:class:`~napari_adaqat.data.annotation.AnnotationFolder`) and opens the next
+film. Reading, embedding and prompting run in a worker thread through the one shared engine, so the viewer
+never waits for the model. Nothing painted is thrown away: brush edits survive a new box (said in the status
+line), and a film left without Accept keeps its work as a draft.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from napari_adaqat.widgets._annotate_boxes import BoxPrompts  # noqa: E402
 from napari_adaqat.widgets._annotate_clicks import CLICKS_HELP, ClicksDock  # noqa: E402
 from napari_adaqat.widgets._annotate_layers import FilmLayers  # noqa: E402
 from napari_adaqat.widgets._annotate_open import SOURCES, Opened, read_film  # noqa: E402
-from napari_adaqat.widgets._annotate_ui import AnnotateControls, folder_text, install_hotkeys  # noqa: E402
+from napari_adaqat.widgets._annotate_ui import AnnotateControls, folder_text, install_hotkeys, on_removed  # noqa: E402
 from napari_adaqat.widgets._jobs import JobQueue  # noqa: E402
 from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
 
@@ -78,6 +78,8 @@ class AnnotateWidget(BoxPrompts, AnnotateControls):
         for w in (self.models.model, self.models.model_file, self.models.model_type):
             w.changed.connect(self._on_model_changed)
         self.native.destroyed.connect(self._on_destroyed)
+        on_removed(self.native, self._on_destroyed)  # napari's close button: taken out, not deleted
+        self.viewer.layers.events.removing.connect(self._on_layer_removing)  # napari closing, or a delete
         install_hotkeys(self.native, self.viewer, [("Return", self.accept), ("Enter", self.accept),
                                                    ("PgDown", self.skip), ("PgUp", self.back)])
         self._set_buttons()
@@ -199,8 +201,12 @@ class AnnotateWidget(BoxPrompts, AnnotateControls):
             model, device = self._model_and_device()
         except ValueError:
             return
-        self.jobs.submit("prefetch", lambda: self.engine.embed(read_image(path).pixels, model, None, device),
-                         lambda _seconds: None)
+        def job() -> None:
+            try:
+                self.engine.embed(read_image(path).pixels, model, None, device)
+            except Exception:  # noqa: BLE001 - said when that film is opened, not over the film on screen
+                pass
+        self.jobs.submit("prefetch", job, lambda _none: None)
 
     def _screen_mask(self) -> Optional[np.ndarray]:
         """The mask on screen (bool (H, W)) when it belongs to the film shown."""
@@ -254,8 +260,8 @@ class AnnotateWidget(BoxPrompts, AnnotateControls):
             return False
         mask = self._screen_mask()
         if mask is None:
-            return self._fail("The 'lung mask' layer is missing, of another size or another image's mask: draw a "
-                              "box to segment this film again.")
+            return self._fail("The 'lung mask' layer is missing, of another size or another image's mask: open "
+                              "this film again (double-click it in the list).")
         index, folder = self.index, self.folder
         try:
             folder.accept(index, mask)
@@ -301,12 +307,15 @@ class AnnotateWidget(BoxPrompts, AnnotateControls):
         return True
 
     def back(self) -> bool:
-        """Open the film before the one shown."""
+        """Open the film before the one shown (past films that could not be opened)."""
         if not self._ready():
             return False
-        if self.index == 0:
-            return self._fail("This is the first film.")
-        self.open_film(self.index - 1)
+        errors, films = self.folder.errors, self.folder.films
+        before = next((i for i in range(self.index - 1, -1, -1) if films[i].name not in errors), None)
+        if before is None:
+            return self._fail("This is the first film." if self.index == 0 else
+                              "The films before this one could not be opened (their rows say why).")
+        self.open_film(before)
         return True
 
     # ------------------------------------------------------------------ state
@@ -368,9 +377,21 @@ class AnnotateWidget(BoxPrompts, AnnotateControls):
     def _on_idle(self) -> None:
         self._set_buttons()
 
+    def _on_layer_removing(self, event: Any) -> None:
+        """The film or 'lung mask' is about to be deleted (by hand, or napari closing): keep the work as a draft."""
+        layer = self.viewer.layers[event.index] if 0 <= event.index < len(self.viewer.layers) else None
+        if not self.jobs.closed and self.index is not None and layer is not None \
+                and (layer is self.layers.mask or layer is self.layers.image) and self.keep_draft():
+            self._say(f"Your work on {self.folder.films[self.index].path.name} is kept as a draft (not saved): "
+                      "double-click it in the list to open it again.")
+
     def _on_destroyed(self, *_: Any) -> None:
+        """The dock is closed (taken out of the window, or deleted): keep the draft, stop listening."""
+        if self.jobs.closed:
+            return
         self.jobs.close()
         self.layers.detach()
+        self.viewer.layers.events.removing.disconnect(self._on_layer_removing)
         try:
             self.keep_draft()  # closing the dock keeps the work on the film shown
         except Exception:  # noqa: BLE001 - Qt is tearing down (the timer may be gone); nothing to report to
