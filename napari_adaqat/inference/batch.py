@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -30,6 +31,7 @@ from napari_adaqat.inference.shard import Shard
 from napari_adaqat.io import ImageData, is_dicom, read_image, sample_name, write_mask
 from napari_adaqat.io.dicom import MultiFrameError, read_dicom
 from napari_adaqat.io.dicom_seg import DicomSegError, write_dicom_seg
+from napari_adaqat.util.atomic import remove_stale_temps
 from napari_adaqat.util.errors import first_line
 
 __all__ = ["RESULTS_CSV", "RESULT_COLUMNS", "FolderBusy", "ResultRow", "SEG_SUFFIX", "compact_folder", "csv_text",
@@ -63,28 +65,39 @@ def _name_part(text: str, max_bytes: int) -> str:
     return clean.encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
 
 
-def _recorded(mask: str, out_dir: Path) -> str:
-    """A results.csv ``mask`` as a path relative to ``out_dir`` (its name, for a mask outside it)."""
+def _recorded(mask: str, out_dir: Path) -> str | None:
+    """A results.csv ``mask`` as a path relative to ``out_dir``: as written, or resolved; for a run made from
+    another folder or an output folder since moved, the longest tail of it that names a file in ``out_dir``
+    (``/old/out/P1/S1/IM0001_mask.png`` → ``P1/S1/IM0001_mask.png``).  None where no tail does: that file is
+    segmented again under a fresh name, never into another file's mask."""
     path = Path(mask)
     for inside, base in ((path, out_dir), (path.resolve(), out_dir.resolve())):
         try:
             return str(inside.relative_to(base))
         except ValueError:
             continue
-    return path.name
+    parts = path.parts
+    for start in range(max(0, len(parts) - 64), len(parts)):  # (longest first; 64 levels is any real tree)
+        tail = Path(*parts[start:])
+        if not tail.is_absolute() and (out_dir / tail).is_file():
+            return str(tail)
+    return None
 
 
 def _mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: str,
-                roots: Sequence[Path] = ()) -> dict[str, str]:
-    """A mask path (relative to ``out_dir``) per input that never collides with another input's mask, in this
-    run or an earlier one: a file already in results.csv keeps its mask; a new one takes ``NAME_mask``, else
+                roots: Sequence[Path] = ()) -> tuple[dict[str, str], set[str]]:
+    """(a mask path relative to ``out_dir`` per input, the inputs whose earlier mask is kept).  No path collides
+    with another input's mask, in this run or an earlier one: a file already in results.csv keeps its mask
+    (:func:`_recorded`; one that two rows claim is neither's); a new one takes ``NAME_mask``, else
     ``PARENT_NAME_mask``, else ``PARENT_NAME_mask_2``, ... (never an existing file), in the folder that
     :func:`~napari_adaqat.data.folders.mirror_folder` gives (a recursive run mirrors the input tree:
     ``P1/ST1/SE1/IM0001_mask.png``).  ``NAME`` is :func:`~napari_adaqat.io.sample_name` (the name evaluate
     pairs masks by): an extension-less DICOM export ``1.2.840.113619.2.55.3.1234`` keeps its last UID component."""
-    names = {key: _recorded(row["mask"], out_dir) for key, row in rows.items()
-             if row.get("mask") and Path(row["mask"]).name.endswith(suffix)}  # a PNG run does not make a TIF one
-    taken = set(names.values())
+    recorded = {key: _recorded(row["mask"], out_dir) for key, row in rows.items()
+                if row.get("mask") and Path(row["mask"]).name.endswith(suffix)}  # a PNG run does not make a TIF one
+    holders = Counter(recorded.values())  # a name two rows claim (a tail that fits both) is neither's: no overwrite
+    names = {key: name for key, name in recorded.items() if name is not None and holders[name] == 1}
+    kept, taken = set(names), set(names.values())
     for path in files:
         key = csv_text(str(path))
         if key in names:
@@ -98,15 +111,24 @@ def _mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix:
                     if str(folder / f"{c}{suffix}") not in taken and not (out_dir / folder / f"{c}{suffix}").exists())
         names[key] = name
         taken.add(name)
-    return names
+    return names, kept
 
 
-def earlier_keys(files: list[Path], rows: dict[str, dict]) -> dict[str, str]:
+def earlier_keys(files: list[Path], rows: dict[str, dict], out_dir: Path) -> dict[str, str]:
     """This run's key of a file → the results.csv key of an earlier run that named the same file another way
-    (``scans/a.png`` in a terminal, ``/home/me/scans/a.png`` in the Batch dock, run from the same folder), so a
-    rerun resumes whichever way the inputs are given."""
+    (``scans/a.png`` in a terminal, ``/home/me/scans/a.png`` in the Batch dock), so a rerun resumes.  An
+    earlier relative key is matched only where its row shows that run worked from today's folder (its mask
+    path is relative and lies in ``out_dir`` from here): else ``export/P1/a.png`` of another site's tree
+    would be taken for this one's, and its film skipped."""
     keys = {csv_text(str(path)): path for path in files}
-    by_path = {csv_text(os.path.abspath(key)): key for key in rows if key not in keys}
+    here = os.path.realpath(out_dir)
+
+    def from_here(row: dict) -> bool:
+        mask = row.get("mask") or ""
+        return bool(mask) and not os.path.isabs(mask) and os.path.realpath(mask).startswith(here + os.sep)
+
+    by_path = {csv_text(os.path.abspath(key)): key for key, row in rows.items()
+               if key not in keys and (os.path.isabs(key) or from_here(row))}
     if not by_path:
         return {}
     found = {key: by_path.get(csv_text(os.path.abspath(path))) for key, path in keys.items() if key not in rows}
@@ -204,11 +226,12 @@ def segment_files(
     try:
         shard.barrier()  # results.csv is whole before any rank reads it
         rows = load_results(out_dir / RESULTS_CSV)
-        aliases = earlier_keys(files, rows)
-        rows.update({key: rows[old] for key, old in aliases.items()})
-        names = _mask_names(files, rows, out_dir, suffix, roots)
-        done_keys = {key for key, row in rows.items() if row.get("status") == "ok" and row.get("mask")
-                     and _recorded(row["mask"], out_dir) == names.get(key)}
+        aliases = earlier_keys(files, rows, out_dir)
+        rows.update({key: rows.pop(old) for key, old in aliases.items()})  # (renamed: one row, one mask)
+        names, kept = _mask_names(files, rows, out_dir, suffix, roots)
+        for sub in {Path(name).parent for name in names.values()} - {Path(".")}:
+            remove_stale_temps(out_dir / sub)  # a killed run's temps in the mirrored tree (recover() sweeps out_dir)
+        done_keys = {key for key in kept if rows[key].get("status") == "ok"}
         del rows  # only the set of finished files is kept
         shard.barrier()  # every rank chose the same mask names before any mask is written
         journal = J.Journal(out_dir, shard.rank, aliases)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from napari_adaqat.model.hybrid_encoder import EMBED_STRIDE, HybridImageEncoder
 from napari_adaqat.model.mask_refiner import MaskRefiner, size_multiple
 from napari_adaqat.model.spec import (  # noqa: F401  (re-exported: the torch-free home of the presets)
-    PRESETS, REFINER_LEVELS, ModelLoadError, SamSpec,
+    PRESETS, REFINER_LEVELS, ModelLoadError, SamSpec, preset_names,
 )
 from napari_adaqat.util.errors import first_line
 import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)

@@ -128,7 +128,7 @@ class Chain:
     def stage2(self) -> TrainConfig:
         """Stage 2's configuration: the preset's Stage 2, the common options, Stage 1's best as the start."""
         saved = self._saved_stage1()
-        options = {"data": saved.get("data"), "masks_as_given": saved.get("masks_as_given"),  # Stage 1's data
+        options = {"data": saved.get("data"), "masks_as_given": bool(saved.get("masks_as_given")),  # Stage 1's data
                    **stage_options(self.options, 2),
                    "from_run": str(self.stage1_dir), "out": str(self.paths["stage2"]), "checkpoint": None}
         mode = saved.get("mode") if self.from_run else self.stage1().mode

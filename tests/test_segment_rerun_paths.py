@@ -1,0 +1,92 @@
+"""Reruns of ``adaqat segment --recursive`` into one output folder from other working folders (a reviewer's
+finds): a mask recorded relative to another folder is never another film's mask, and an earlier run's relative
+input names are not taken for another site's films."""
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from napari_adaqat.cli import main
+from napari_adaqat.io import read_mask
+
+SERIES = ("P1/S1", "P2/S1")  # both hold IM0001.png
+
+
+def tree(root: Path, cxr_dir: Path, first: int = 0) -> list[Path]:
+    """``root/export/P{1,2}/S1/IM0001.png``: two real films of one name; returns them."""
+    films = []
+    images = sorted((cxr_dir / "images").glob("*.png"))
+    for i, series in enumerate(SERIES):
+        (root / "export" / series).mkdir(parents=True)
+        films.append(Path(shutil.copy(images[first + i], root / "export" / series / "IM0001.png")))
+    return films
+
+
+def segment(cwd: Path, *args: str | Path, nano_pth: Path) -> int:
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return main(["segment", *map(str, args), "--recursive", "--model", str(nano_pth), "--model-type", "vit_nano",
+                     "--device", "cpu", "--no-clean"])
+    finally:
+        os.chdir(here)
+
+
+def rows_of(out: Path) -> list[dict]:
+    with (out / "results.csv").open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_a_rerun_from_another_folder_keeps_each_films_own_mask(tmp_path, cxr_dir, nano_pth, capsys):
+    site = tmp_path / "site"
+    tree(site, cxr_dir)
+    assert segment(site, site / "export", "--out", "out", nano_pth=nano_pth) == 0  # masks recorded as out/P1/...
+    out = site / "out"
+    first = {r["file"]: read_mask(out / Path(r["mask"]).relative_to("out")) for r in rows_of(out)}
+    rows = rows_of(out)  # the 2nd film did not finish (as after a kill)
+    rows[1].update(status="error", error="interrupted")
+    with (out / "results.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    capsys.readouterr()
+    assert segment(elsewhere, site / "export", "--out", out, nano_pth=nano_pth) == 0
+    assert "1 segmented, 1 already done" in capsys.readouterr().out  # P1 is found under out/, P2 is redone
+
+    masks = {r["mask"]: r for r in rows_of(out)}
+    paths = [Path(r["mask"]) if Path(r["mask"]).is_absolute() else site / r["mask"] for r in rows_of(out)]
+    assert len({p.resolve() for p in paths}) == 2, masks  # one mask per film, not one file for both
+    assert sorted(str(p.resolve().relative_to(out.resolve()).parent) for p in paths) == list(SERIES)
+    kept = next(r for r in rows_of(out) if r["status"] == "ok" and r["mask"].startswith("out/"))
+    assert np.array_equal(read_mask(site / kept["mask"]), first[kept["file"]])  # P1's mask is P1's, untouched
+
+
+def test_another_sites_tree_of_the_same_shape_is_segmented_not_skipped(tmp_path, cxr_dir, nano_pth):
+    a, b = tmp_path / "a", tmp_path / "b"
+    tree(a, cxr_dir, first=0)
+    tree(b, cxr_dir, first=2)
+    out = tmp_path / "out"
+    assert segment(a, "export", "--out", out, nano_pth=nano_pth) == 0  # relative keys: export/P1/S1/IM0001.png
+    assert segment(b, b / "export", "--out", out, nano_pth=nano_pth) == 0  # absolute: the same relative shape
+
+    rows = rows_of(out)
+    done_b = [r for r in rows if r["file"].startswith(str(b)) and r["status"] == "ok"]
+    assert len(done_b) == 2, rows  # b's films were segmented (not taken for a's finished ones)
+    assert len({r["mask"] for r in rows}) == 4  # and no mask of a's was written over
+
+
+def test_a_killed_runs_temp_files_in_the_mirrored_tree_are_removed(tmp_path, cxr_dir, nano_pth):
+    tree(tmp_path, cxr_dir)
+    out = tmp_path / "out"
+    assert segment(tmp_path, tmp_path / "export", "--out", out, nano_pth=nano_pth) == 0
+    dead = 2 ** 22 + 12345  # above Linux's default pid_max: no process has it
+    stale = out / "P1" / "S1" / f".IM0001_mask.png.{dead}.deadbeef.tmp.png"
+    stale.write_bytes(b"half a mask")
+    assert segment(tmp_path, tmp_path / "export", "--out", out, nano_pth=nano_pth) == 0
+    assert not stale.exists()
