@@ -63,7 +63,8 @@ def test_folder_with_a_corrupt_file_cancel_rerun_open_and_screenshot(make_napari
     out = tmp_path / "out"
     widget.out.value = str(out)
     assert widget.run()
-    assert widget.busy and widget.table.rowCount() == 4 and widget.progress.max == 4
+    qtbot.waitUntil(lambda: widget.table.rowCount() == 4, timeout=WAIT_MS)  # the worker looked through the folder
+    assert widget.busy and widget.progress.max == 4
     assert [r["status"] for r in widget.table_rows()] == ["…"] * 4
     qtbot.waitUntil(lambda: widget.progress.value >= 1, timeout=WAIT_MS)
     widget.cancel_button.native.click()  # stops after the file being segmented now
@@ -152,7 +153,9 @@ def test_boxes_from_a_mask_folder_and_from_a_csv(make_napari_viewer, qtbot, inpu
     (gifs / "scan.gif").write_bytes(b"GIF89a")
     widget.input_folder.value = str(gifs)
     widget.out.value = str(tmp_path / "from_gifs")
-    assert widget.run() is False and "No image files in the inputs: 1 file" in widget.status.value
+    assert widget.run()  # (the worker looks through the inputs, then refuses)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert widget.last_error and "No image files in the inputs: 1 file" in widget.status.value
     assert "scan.gif" in widget.status.value and not (tmp_path / "from_gifs").exists()
     widget.input_folder.value = str(inputs)
 

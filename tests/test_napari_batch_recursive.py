@@ -67,14 +67,17 @@ def test_include_subfolders_segments_a_pacs_tree_into_a_mirror_and_screenshot(ma
     out = tmp_path / "out"
     viewer = make_napari_viewer(show=True)
     widget = docked(viewer, export, out)
-    assert widget.run() is False  # the box is not ticked: one line that says to tick it
+    assert widget.run()  # the box is not ticked: the worker looks through the tree, then one line: tick it
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert widget.last_error == widget.status.value and widget.run_button.enabled
     assert "\n" not in widget.status.value and "tick 'include subfolders' to segment the films in them" in \
         widget.status.value and not out.exists()
     QA.mkdir(exist_ok=True)
     qtbot.wait(100)
     widget.native.grab().save(str(QA / "batch_dock_not_ticked.png"))
     widget.recursive.value = True
-    assert widget.run() and widget.progress.max == 7  # the bar counts every file of the tree
+    assert widget.run()
+    qtbot.waitUntil(lambda: widget.progress.max == 7, timeout=WAIT_MS)  # the bar counts every file of the tree
     finish(qtbot, widget)
     rows = csv_rows(out)
     assert list(rows) == [str(p) for p in films] and all(r["status"] == "ok" for r in rows.values())

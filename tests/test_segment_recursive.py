@@ -53,15 +53,22 @@ def rows_of(out: Path) -> dict[str, dict]:
 
 
 class CountingBar:
-    """tqdm as segment_cmd uses it, recording the total it was given and the updates."""
+    """tqdm as segment_cmd uses it, recording the total the segment bar was given and its updates (and, apart, the
+    files the scan's bar counted)."""
     totals: list[int] = []
     done = 0
+    looked_at = 0
 
-    def __init__(self, total: int, **_kw) -> None:
-        CountingBar.totals.append(total)
+    def __init__(self, total: int | None = None, desc: str = "", **_kw) -> None:
+        self.scan = desc == "looking through"
+        if not self.scan:
+            CountingBar.totals.append(total)
 
     def update(self, n: int) -> None:
-        CountingBar.done += n
+        if self.scan:
+            CountingBar.looked_at += n
+        else:
+            CountingBar.done += n
 
     def close(self) -> None:
         pass
@@ -75,9 +82,10 @@ def test_a_pacs_tree_is_segmented_into_a_mirror_of_it_and_a_rerun_resumes(tmp_pa
     films = pacs_export(export, cxr_dir)
     out = tmp_path / "masks"
     monkeypatch.setattr(segment_cmd, "tqdm", CountingBar)
-    CountingBar.totals, CountingBar.done = [], 0
+    CountingBar.totals, CountingBar.done, CountingBar.looked_at = [], 0, 0
     assert segment(export, "-r", "--out", out, nano_pth=nano_pth) == 0
     assert CountingBar.totals == [7] and CountingBar.done == 7  # the bar counts every file of the tree
+    assert CountingBar.looked_at == 18  # the scan's: 10 files + DICOMDIR + 7 folders (P001 ST1 SE1 SE2 P002...)
     rows = rows_of(out)
     assert list(rows) == [str(p) for p in films]  # keyed by the path under the input folder, in tree order
     for path in films:
@@ -192,3 +200,71 @@ def test_help_teaches_recursive_with_an_example(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "-r, --recursive" in text and "adaqat segment export/ --recursive --out masks/" in text
     assert "masks/PATIENT/STUDY/SERIES/IM0001_mask.png" in text
+
+
+def junk_tree(root: Path, per_folder: int = 20) -> int:
+    """Two series of extension-less files that are not DICOM (each opened to look): the entries a scan looks at."""
+    for series in ("P001/SE1", "P002/SE1"):
+        (root / series).mkdir(parents=True)
+        for i in range(per_folder):
+            (root / series / f"IM{i:04d}").write_bytes(b"\0" * 64 + b"not DICOM")
+    return 4 + 2 * per_folder  # P001 P002 SE1 SE1 + the files
+
+
+def test_the_scan_of_a_tree_counts_the_files_on_a_terminal_and_says_nothing_into_a_pipe(tmp_path, capsys,
+                                                                                      monkeypatch):
+    """Before, a big tree's scan was silent until the segment bar (minutes on a share of a PACS export)."""
+    entries = junk_tree(tmp_path / "export")
+    bars: list[dict] = []
+
+    class Bar:  # tqdm as _scan calls it
+        def __init__(self, **kw) -> None:
+            self.kw, self.n, self.closed = kw, 0, False
+            bars.append(self.__dict__)
+
+        def update(self, n: int) -> None:
+            self.n += n
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setattr(segment_cmd, "tqdm", Bar)
+    assert main(["segment", str(tmp_path / "export"), "-r", "--out", str(tmp_path / "out")]) == 2  # no films
+    assert [(b["kw"]["desc"], b["n"], b["closed"]) for b in bars] == [("looking through", entries, True)]
+    assert bars[0]["kw"]["disable"] is None and bars[0]["kw"]["leave"] is False  # a terminal only, as the segment bar
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["segment", str(tmp_path / "export"), "-r", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err  # (not a terminal)
+    assert "looking through" not in err and err.startswith("adaqat segment: error: no image files found")
+
+
+def test_a_terminal_sees_the_scan_count(tmp_path):
+    """The real CLI on a pseudo-terminal: the scan's line shows, then goes, before the one-line error."""
+    import os
+    import struct
+    import subprocess
+    import sys
+
+    fcntl, pty, termios = (pytest.importorskip(name) for name in ("fcntl", "pty", "termios"))  # (POSIX)
+
+    junk_tree(tmp_path / "export", per_folder=300)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # (tqdm draws nothing 0 wide)
+    proc = subprocess.Popen([sys.executable, "-m", "napari_adaqat.cli", "segment", str(tmp_path / "export"), "-r",
+                             "--out", str(tmp_path / "out")], stderr=slave, stdout=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert proc.wait(timeout=120) == 2
+    os.close(master)
+    text = b"".join(chunks).decode(errors="replace")
+    assert "looking through: " in text and " files" in text and "no image files found" in text

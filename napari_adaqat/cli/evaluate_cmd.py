@@ -12,7 +12,7 @@ from tqdm import tqdm
 from napari_adaqat.cli.common import add_device_argument, add_model_arguments, model_refs
 from napari_adaqat.cli.segment_cmd import add_batch_size_argument
 from napari_adaqat.model.device import resolve_device
-from napari_adaqat.util.defaults import EQUIVALENCE_MARGIN
+from napari_adaqat.util.defaults import DEFAULT_BOX_MARGIN_FRACTION, EQUIVALENCE_MARGIN
 
 
 EPILOG = """The report folder gets report.md and index.html (open it in a browser; it works from disk):
@@ -61,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of the 80:10:10 cut when there is no split file (match 'adaqat train --seed'; default 0)")
     p.add_argument("--box", default="tight", choices=["tight", "default"],
                    help="the box prompt of each image: tight = the reference mask's bounding box; 'default' = the "
-                        "whole image minus 2%%, as 'adaqat segment' without --boxes (default: tight)")
+                        f"whole image minus {100 * DEFAULT_BOX_MARGIN_FRACTION:g}%%, as 'adaqat segment' without "
+                        "--boxes (default: tight)")
     p.add_argument("--clean", action="store_true",
                    help="score the cleaned masks (two largest regions, holes filled), as 'adaqat segment' writes them")
     p.add_argument("--nsd-tol", type=float, default=2.0, metavar="T",

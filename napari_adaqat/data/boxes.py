@@ -20,7 +20,7 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 
 from napari_adaqat.io.image_data import check_image_size
-from napari_adaqat.util.defaults import CLIP_MARGIN_FRACTION, CLIP_MARGIN_MIN_PX
+from napari_adaqat.util.defaults import CLIP_MARGIN_FRACTION, CLIP_MARGIN_MIN_PX, DEFAULT_BOX_MARGIN_FRACTION
 
 COLUMNS = ("file", "x0", "y0", "x1", "y1")
 EDGE_TOLERANCE_PX = 1.0  # a box may overshoot the image by this much (rounding, pixel-centre conventions)
@@ -49,8 +49,8 @@ def clip_rectangle(shape: tuple[int, int], box: np.ndarray, points: np.ndarray |
     return r0, max(r0, r1), c0, max(c0, c1)
 
 
-def default_box(shape: tuple[int, int], margin: float = 0.02) -> np.ndarray:
-    """The whole image minus a small margin, as an xyxy box (4,)."""
+def default_box(shape: tuple[int, int], margin: float = DEFAULT_BOX_MARGIN_FRACTION) -> np.ndarray:
+    """The whole image minus a small margin (``margin`` of each side), as an xyxy box (4,)."""
     h, w = shape
     mx, my = margin * w, margin * h
     return np.array([mx, my, w - 1 - mx, h - 1 - my], dtype=np.float64)

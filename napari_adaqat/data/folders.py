@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 from napari_adaqat.data.dataset import MASK_SUFFIXES
 from napari_adaqat.io import IMAGE_SUFFIXES, is_image_file, sample_name
@@ -22,16 +22,26 @@ def collect_inputs(inputs: list[str | Path], recursive: bool = False) -> list[Pa
     return scan_inputs(inputs, recursive)[0]
 
 
-def scan_inputs(inputs: list[str | Path], recursive: bool = False) -> tuple[list[Path], list[Path]]:
+def scan_inputs(inputs: list[str | Path], recursive: bool = False,
+                progress: Optional[Callable[[int], None]] = None) -> tuple[list[Path], list[Path]]:
     """(:func:`collect_inputs`, what the folders hold besides: their visible files that are not images this
     tool reads (a GIF, a WebP, a spreadsheet...), the masks beside their films (:func:`masks_beside_films`) and
     the sub-folders not looked into, sorted), in one pass over each folder (an extension-less file is opened
     once to look for DICOM).  Hidden entries (``.DS_Store``) are not listed.  ``recursive`` goes into
     sub-folders (a PACS export's PATIENT/STUDY/SERIES tree), folder by folder in name order, except links to
     folders and folders of masks (:func:`is_mask_folder`), which are listed as skipped.  A file named twice
-    (``scans/ scans/a.png``, ``a.png ./a.png``) is listed once, where it first came."""
+    (``scans/ scans/a.png``, ``a.png ./a.png``) is listed once, where it first came.  ``progress(n)`` is called
+    as each entry of a folder is looked at (``n``: how many so far), e.g. to show a big tree's scan or to stop it
+    (whatever it raises ends the scan)."""
     files: list[Path] = []
     skipped: list[Path] = []
+    seen = [0]
+
+    def tick() -> None:
+        seen[0] += 1
+        if progress is not None:
+            progress(seen[0])
+
     for item in inputs:
         path = Path(item)
         try:
@@ -39,7 +49,7 @@ def scan_inputs(inputs: list[str | Path], recursive: bool = False) -> tuple[list
         except OSError:  # e.g. a name too long for the file system: that input's row says so, the run goes on
             folder = False
         if folder:
-            _scan_folder(path, recursive, files, skipped)
+            _scan_folder(path, recursive, files, skipped, tick)
         else:
             files.append(path)
     unique: dict[str, Path] = {}
@@ -48,10 +58,13 @@ def scan_inputs(inputs: list[str | Path], recursive: bool = False) -> tuple[list
     return list(unique.values()), skipped
 
 
-def _scan_folder(folder: Path, recursive: bool, files: list[Path], skipped: list[Path]) -> None:
-    """One folder's films into ``files``, the rest into ``skipped``; then (``recursive``) its sub-folders."""
+def _scan_folder(folder: Path, recursive: bool, files: list[Path], skipped: list[Path],
+                 tick: Callable[[], None]) -> None:
+    """One folder's films into ``files``, the rest into ``skipped``; then (``recursive``) its sub-folders.
+    ``tick()`` before each entry."""
     found, below = [], []
     for entry in sorted(folder.iterdir()):
+        tick()
         if _is_input(entry):
             found.append(entry)
         elif entry.name.startswith("."):
@@ -65,7 +78,7 @@ def _scan_folder(folder: Path, recursive: bool, files: list[Path], skipped: list
     files += [entry for entry in found if entry not in beside]
     skipped += masks
     for sub in below:
-        _scan_folder(sub, recursive, files, skipped)
+        _scan_folder(sub, recursive, files, skipped, tick)
 
 
 RESULTS_NAME = "results.csv"  # (inference.journal.RESULTS_CSV; data does not import inference)

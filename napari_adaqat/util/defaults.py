@@ -3,6 +3,9 @@
 each); the modules named below re-export them."""
 from __future__ import annotations
 
+# the default box prompt (data/boxes.py default_box): the whole image minus this fraction of each side
+DEFAULT_BOX_MARGIN_FRACTION = 0.02
+
 # the box clipping of masks (data/boxes.py clip_margin; training clips the same way)
 CLIP_MARGIN_FRACTION = 0.02  # the box-clipping margin, as a fraction of the longer image side ...
 CLIP_MARGIN_MIN_PX = 8.0  # ... and at least this many pixels

@@ -1,7 +1,10 @@
 """One run of the Batch dock: the worker job, Cancel, and ending the run when the dock goes away.
 
-:func:`job` runs in a napari worker thread, hands each row to the dock through ``emit`` (a Qt signal's, queued
-to the GUI thread) and closes its run there (results.csv written, the output folder's lock and journal released).
+:func:`job` runs in a napari worker thread: it looks through the inputs first (:func:`scan`: a PACS tree of
+thousands of extension-less files, each opened to look for DICOM, takes a while and must not freeze the viewer;
+the count so far goes to the dock, and Cancel stops it before anything is written), hands each row to the
+dock through :class:`RowSignal` (queued to the GUI thread) and closes its run there (results.csv written, the
+output folder's lock and journal released).
 It is a plain function, not a generator that napari drives: a generator napari stops (as it does when the
 viewer closes) would stay suspended and never close its run.  :class:`RunHandle` is what the dock keeps: Cancel sets ``stop`` (the job ends
 after the current file); a dock being destroyed (napari closing) stops the run *and waits* for it to close
@@ -11,17 +14,22 @@ out of its window (the panel's ✕), so that closing the panel stops the run as 
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 from qtpy.QtWidgets import QDockWidget, QMainWindow, QWidget
 
-from napari_adaqat.inference.batch import ResultRow, segment_files
+from napari_adaqat.data import describe_skipped, scan_inputs
+from napari_adaqat.inference.batch import RESULTS_CSV, earlier_keys, load_results, segment_files
 from napari_adaqat.inference.engine import Engine, ModelRef
+from napari_adaqat.util.errors import first_line
 from napari_adaqat.widgets import _batch_boxes as B
 
 CLOSE_WAIT_S = 60.0  # a dock being destroyed waits this long for the file being segmented now
+SCAN_SHOW_S = 0.1  # the scan's count goes to the dock at most this often
 
 
 class RunHandle:
@@ -36,18 +44,70 @@ class RunHandle:
         return not self.started.is_set() or self.ended.wait(timeout_s)
 
 
-def job(engine: Engine, files: list[Path], out: Path, model: ModelRef, baseline: Optional[ModelRef],
-        box_kind: str, box_source: str, device: str, clean: bool, notes: list[str],
-        run: RunHandle, emit: Callable[[ResultRow], None], *, roots: Sequence[Path] = (),
-        run_notes: Optional[list[str]] = None) -> None:
-    """The worker: boxes and models first (a bad model fails before any row), then ``emit(row)`` per file.
-    ``run.stop`` ends it after the current file, closing the run here, in the worker.  ``roots``: the input
-    folders whose tree the masks mirror; ``run_notes`` gets what the run says before its first row (a killed
-    run's lock taken over), as ``adaqat segment`` prints it."""
+class _Stopped(Exception):
+    """Cancel (or the panel closed) while looking through the inputs."""
+
+
+@dataclass
+class Scanned:
+    """What :func:`scan` found: ``refusal`` (one line) when there is nothing to segment, else the files, the
+    input folders whose tree the masks mirror, the ``results.csv`` rows (keyed as this run names the files),
+    the files it says are done, and the line on what the folders hold besides (``""``: nothing)."""
+    files: list[Path] = field(default_factory=list)
+    roots: list[Path] = field(default_factory=list)
+    results: dict[str, dict] = field(default_factory=dict)
+    done_before: set[str] = field(default_factory=set)
+    skipped_note: str = ""
+    refusal: str = ""
+
+
+def scan(items: list[Path], recursive: bool, out: Path, run: RunHandle,
+         show: Callable[[int], None]) -> Optional[Scanned]:
+    """Look through the inputs (``show(n)``: the files looked at so far, every :data:`SCAN_SHOW_S`); ``None``
+    when ``run.stop`` is set meanwhile.  Reads only: nothing is written into ``out``."""
+    last = [0.0]
+
+    def tick(n: int) -> None:
+        if run.stop.is_set():
+            raise _Stopped
+        if time.monotonic() - last[0] >= SCAN_SHOW_S:
+            last[0] = time.monotonic()
+            show(n)
+
+    try:
+        files, skipped = scan_inputs(items, recursive=recursive, progress=tick)
+        hint = "" if recursive else "tick 'include subfolders'"
+        described = describe_skipped(skipped, recurse_hint=hint) if skipped else ""
+        if not files:
+            return Scanned(refusal="No image files in the inputs" + (f": {described}" if described else "."))
+        results = load_results(out / RESULTS_CSV)  # (its header was checked before the run began)
+    except _Stopped:
+        return None
+    except (ValueError, OSError) as exc:  # e.g. a sub-folder that cannot be listed: one line, as before
+        return Scanned(refusal=first_line(exc))
+    results.update({key: results[old] for key, old in earlier_keys(files, results, out).items()})  # (named another way)
+    done = {key for key, row in results.items() if row.get("status") == "ok" and Path(row.get("mask") or "").is_file()}
+    return Scanned(files, [p for p in items if p.is_dir()] if recursive else [], results, done,
+                   f"Skipped {described}" if described else "")
+
+
+def job(engine: Engine, items: list[Path], recursive: bool, out: Path, model: ModelRef,
+        baseline: Optional[ModelRef], box_kind: str, box_source: str, device: str, clean: bool, notes: list[str],
+        run: RunHandle, signals: RowSignal, *, run_notes: Optional[list[str]] = None) -> None:
+    """The worker: the inputs looked through (:func:`scan`, its count to ``signals.scanning``, what it found to
+    ``signals.scanned``: nothing more happens when it found nothing or was cancelled), then boxes and models (a
+    bad model fails before any row), then ``signals.row`` per file.  ``run.stop`` ends it after the current
+    file, closing the run here, in the worker.  ``run_notes`` gets what the run says before its first row (a
+    killed run's lock taken over), as ``adaqat segment`` prints it."""
     run.started.set()
     try:
         if run.stop.is_set():  # the dock closed before the worker began
             return
+        found = scan(items, recursive, out, run, signals.scanning.emit)
+        signals.scanned.emit(found)  # (queued before any row: the dock fills its table first)
+        if found is None or found.refusal or run.stop.is_set():
+            return
+        files, roots, emit = found.files, found.roots, signals.row.emit
         boxes, missing = B.load_boxes(box_kind, box_source, files, roots)
         notes.extend(missing)
         engine.predictor(model, device)
@@ -69,9 +129,11 @@ def job(engine: Engine, files: list[Path], out: Path, model: ModelRef, baseline:
 
 
 class RowSignal(QObject):
-    """Carries the worker's rows to the GUI thread (its ``row.emit`` is the job's ``emit``)."""
+    """Carries the worker's scan count, what it found (:class:`Scanned` or ``None``) and rows to the GUI thread."""
 
     row = Signal(object)
+    scanning = Signal(int)
+    scanned = Signal(object)
 
 
 class _Unparented(QObject):

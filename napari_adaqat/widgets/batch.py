@@ -3,8 +3,9 @@
 The same engine and rules as the CLI (:func:`napari_adaqat.inference.batch.segment_files`): one mask per
 input plus ``results.csv`` (journaled per file, compacted as the run goes and at its end), a bad file
 becomes an error row and the rest go on, a rerun skips finished files, nothing is written into an input
-folder, and a folder another run is working in is refused (one line naming it). The files run in a
-napari worker thread; the table fills in as they finish (sortable afterwards, e.g. by the estimated
+folder, and a folder another run is working in is refused (one line naming it). The inputs are looked
+through (a PACS tree can take a while: the status counts the files) and the files run in a napari worker
+thread; the table fills in as they finish (sortable afterwards, e.g. by the estimated
 Dice ``quality``: red ones are worth a look); Cancel (or closing the panel) stops after the current file, and
 napari closing waits for it so the run closes its folder (see :mod:`._batch_job`).
 """
@@ -27,15 +28,16 @@ from napari_adaqat.widgets._compat import guard_triton_import
 
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
-from napari_adaqat.data import check_output_folder, describe_skipped, scan_inputs  # noqa: E402
+from napari_adaqat.data import check_output_folder  # noqa: E402
 from napari_adaqat.data.folders import missing_inputs  # noqa: E402
-from napari_adaqat.inference.batch import RESULTS_CSV, ResultRow, csv_text, earlier_keys, load_results  # noqa: E402
+from napari_adaqat.inference.batch import RESULTS_CSV, ResultRow, csv_text, load_results  # noqa: E402
 from napari_adaqat.inference.lock import check_free  # noqa: E402
 from napari_adaqat.io import read_image, read_mask  # noqa: E402
 from napari_adaqat.model.device import DEVICES, resolve_device  # noqa: E402
+from napari_adaqat.util.defaults import DEFAULT_BOX_MARGIN_FRACTION  # noqa: E402
 from napari_adaqat.util.errors import first_line  # noqa: E402
 from napari_adaqat.widgets import _batch_boxes as B  # noqa: E402
-from napari_adaqat.widgets._batch_job import RowSignal, RunHandle, job, on_unparent  # noqa: E402
+from napari_adaqat.widgets._batch_job import RowSignal, RunHandle, Scanned, job, on_unparent  # noqa: E402
 from napari_adaqat.widgets._model_choice import ModelChoice  # noqa: E402
 from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
 from napari_adaqat.widgets._train_process import format_duration  # noqa: E402
@@ -77,7 +79,11 @@ class BatchWidget(Container):
         self._worker: Any = None
         self._run = RunHandle()  # Cancel: the worker stops after the current file
         self._row_signal = RowSignal()  # the worker's rows, queued to the GUI thread
-        self._row_signal.row.connect(self._on_row, Qt.ConnectionType.QueuedConnection)  # (GUI thread, any binding)
+        for signal, slot in ((self._row_signal.row, self._on_row), (self._row_signal.scanning, self._on_scanning),
+                             (self._row_signal.scanned, self._on_scanned)):
+            signal.connect(slot, Qt.ConnectionType.QueuedConnection)  # (GUI thread, any binding)
+        self._scanned = False  # this run has looked through its inputs (Cancel before then: nothing was written)
+        self._starting = ""  # the status once the inputs are looked through: the model, the device
         self._rows: dict[str, int] = {}
         self._segmented, self._segment_s, self._to_segment = 0, 0.0, 0  # files segmented, their seconds, left
         self._done_before: set[str] = set()  # files that results.csv says are done: a rerun skips them at once
@@ -96,8 +102,8 @@ class BatchWidget(Container):
                             tooltip="masks and results.csv; never an input folder or inside one")
         self.models = ModelChoice()
         self.box_kind = ComboBox(label="boxes", value=B.DEFAULT, choices=[
-            ("default: whole image − 2 % margin", B.DEFAULT), ("CSV file (file,x0,y0,x1,y1)…", B.CSV),
-            ("mask folder (their bounding boxes)…", B.MASKS)])
+            (f"default: whole image − {100 * DEFAULT_BOX_MARGIN_FRACTION:g} % margin", B.DEFAULT),
+            ("CSV file (file,x0,y0,x1,y1)…", B.CSV), ("mask folder (their bounding boxes)…", B.MASKS)])
         self.boxes_csv = FileEdit(label="boxes CSV", mode="r", filter="CSV (*.csv)")
         self.boxes_masks = FileEdit(label="mask folder", mode="d", tooltip="masks named like the images")
         self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
@@ -179,7 +185,8 @@ class BatchWidget(Container):
         return self._worker is not None
 
     def run(self) -> bool:
-        """Check the inputs and segment every file in a worker; False (and a status line) when it cannot."""
+        """Check the inputs and segment every file in a worker; False (and a status line) when it cannot.  The
+        worker looks through the inputs first: it refuses there, in the status, when they hold no image file."""
         if self.busy:
             return False
         try:
@@ -191,54 +198,67 @@ class BatchWidget(Container):
             missing = missing_inputs(items)  # none there: refused; some: an error row each, as adaqat segment does
             check_output_folder(out, items, option="output folder")
             check_free(out)  # another run (a terminal's adaqat segment, another dock) holds it: one line
-            recursive = bool(self.recursive.value)
-            files, skipped = scan_inputs(items, recursive=recursive)
-            hint = "" if recursive else "tick 'include subfolders'"
-            if not files:
-                raise ValueError("No image files in the inputs"
-                                 + (f": {describe_skipped(skipped, recurse_hint=hint)}" if skipped else "."))
             model, baseline = self.models.model_ref(), self.models.baseline_ref()
             device = resolve_device(self.device.value)
             box_source = _text(self.boxes_csv) if self.box_kind.value == B.CSV else _text(self.boxes_masks)
             B.check_source(self.box_kind.value, box_source)
-            results = load_results(out / RESULTS_CSV)  # another tool's results.csv there: refused, one line
+            load_results(out / RESULTS_CSV, header_only=True)  # another tool's results.csv there: refused, one line
         except (ValueError, RuntimeError, OSError) as exc:
             self.last_error = first_line(exc)
             self.status.value = self.last_error
             return False
-        self.last_error, self.box_notes, self._run = None, [], RunHandle()
-        # said again when done
-        self.skipped_note = f"Skipped {describe_skipped(skipped, recurse_hint=hint)}" if skipped else ""
+        self.last_error, self.box_notes, self._run, self.run_notes = None, [], RunHandle(), []
+        self.skipped_note, self._scanned = "", False  # said again when done
         self.missing_note = (f"Not found, an error row each (the others are segmented): {', '.join(missing[:3])}"
                              + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")) if missing else ""
-        results.update({key: results[old] for key, old in earlier_keys(files, results).items()})  # (named another way)
-        self.results, self.run_notes = results, []
-        roots = [p for p in items if p.is_dir()] if recursive else []
+        self._starting = f"with {model.label()} on {device}…"
         self.table.setSortingEnabled(False)  # rows fill in by position while running; sortable when done
-        self._fill_table(files, roots)
-        self.progress.max, self.progress.value = len(files), 0  # every file, the ones done before too
-        self._done_before = {key for key, row in results.items()
-                             if row.get("status") == "ok" and Path(row.get("mask") or "").is_file()}
-        self._segmented, self._segment_s = 0, 0.0
-        self._to_segment = sum(key not in self._done_before for key in self._rows)
-        worker = create_worker(job, self.engine, files, out, model, baseline, self.box_kind.value, box_source,
-                               device, bool(self.clean.value), self.box_notes, self._run, self._row_signal.row.emit,
-                               roots=roots, run_notes=self.run_notes, _start_thread=False, _ignore_errors=True)
+        self.table.setRowCount(0)
+        worker = create_worker(job, self.engine, items, bool(self.recursive.value), out, model, baseline,
+                               self.box_kind.value, box_source, device, bool(self.clean.value), self.box_notes,
+                               self._run, self._row_signal, run_notes=self.run_notes, _start_thread=False,
+                               _ignore_errors=True)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self._worker = worker
-        self.status.value = f"Segmenting {len(files)} files with {model.label()} on {device}…" + "".join(
-            f"\n{note}" for note in (self.missing_note, self.skipped_note) if note)
         self._set_running(True)
+        self._on_scanning(0)
         worker.start()
         return True
+
+    def _on_scanning(self, seen: int) -> None:
+        """The worker is looking through the inputs: ``seen`` files so far (the bar runs, Cancel stops it)."""
+        if self._closed or self._scanned or self._worker is None or self._run.stop.is_set():
+            return
+        self.progress.max, self.progress.value = 0, 0  # (a busy bar: how many there are is not known yet)
+        self.progress.native.setFormat(f"looking through {seen} files…")
+        self.status.value = (f"Looking through the inputs: {seen} files so far, to segment them {self._starting} "
+                             "(Cancel stops it; nothing is written yet)") + "".join(
+            f"\n{note}" for note in (self.missing_note,) if note)
+
+    def _on_scanned(self, found: Optional[Scanned]) -> None:
+        """What the worker found in the inputs: the table's rows, or a refusal (nothing there), in the status."""
+        if self._closed or found is None:  # (cancelled: _on_finished says so)
+            return
+        self._scanned = True
+        if found.refusal:
+            self.last_error = self.status.value = found.refusal
+            return
+        self.skipped_note, self.results, self._done_before = found.skipped_note, found.results, found.done_before
+        self._fill_table(found.files, found.roots)
+        self.progress.max, self.progress.value = len(found.files), 0  # every file, the ones done before too
+        self.progress.native.setFormat("%v / %m")
+        self._segmented, self._segment_s = 0, 0.0
+        self._to_segment = sum(key not in self._done_before for key in self._rows)
+        self.status.value = f"Segmenting {len(found.files)} files {self._starting}" + "".join(
+            f"\n{note}" for note in (self.missing_note, self.skipped_note) if note)
 
     def cancel(self) -> None:
         """Stop after the file being segmented now (results.csv stays valid; a rerun continues)."""
         if self._worker is not None:
             self._run.stop.set()  # the worker ends after this file and releases the folder
             self.cancel_button.enabled = False
-            self.status.value = "Cancelling after the current file…"
+            self.status.value = "Cancelling after the current file…" if self._scanned else "Cancelling…"
 
     def open_results(self) -> bool:
         """Open the output folder in the system's file browser."""
@@ -345,6 +365,9 @@ class BatchWidget(Container):
         self._set_running(False)
         self.table.setSortingEnabled(True)  # e.g. by quality: the masks worth a look first
         if self.last_error is not None:
+            return
+        if not self._scanned:  # cancelled (or the panel closed) while looking through the inputs
+            self.status.value = "Cancelled while looking through the inputs; nothing was written."
             return
         rows = self.table_rows()
         counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "error", "skipped")}
