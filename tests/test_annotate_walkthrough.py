@@ -220,3 +220,22 @@ def test_keys_work_in_a_dock_opened_after_closing_one(make_napari_viewer, qtbot,
     qtbot.keyClick(canvas, Qt.Key.Key_Return)
     settle(qtbot, widget)
     assert widget.index == 2 and widget.progress.value == "1 of 4 accepted, 1 skipped"
+
+
+def test_strokes_painted_after_the_dock_closed_survive_a_new_dock_on_another_folder(make_napari_viewer, qtbot, films,
+                                                                                    tmp_path):
+    """A reviewer's find: a new dock reuses the closed dock's film layer, so 'lung mask' looked like that film's
+    own mask and was overwritten by the next folder's first film, with the strokes painted meanwhile."""
+    viewer = make_napari_viewer(show=True)
+    dock_widget, _widget = open_dock(viewer, qtbot, films, tmp_path / "dataset")
+    viewer.window.remove_dock_widget(dock_widget)
+    mask = viewer.layers["lung mask"]
+    mask.paint((20, 20), 5)  # the user goes on with the brush, the dock closed
+    painted = np.asarray(mask.data).copy()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "z.png").write_bytes(sorted(films.iterdir())[2].read_bytes())
+    _dock, again = open_dock(viewer, qtbot, other, tmp_path / "dataset2")
+    kept = [ly for ly in viewer.layers if type(ly).__name__ == "Labels" and np.array_equal(np.asarray(ly.data), painted)]
+    assert kept and kept[0].name.startswith("lung mask of "), [ly.name for ly in viewer.layers]
+    assert "kept as the layer" in again.status.value

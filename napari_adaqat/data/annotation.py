@@ -6,10 +6,15 @@ once a training set for ``adaqat train``.  A film counts as *accepted* when its 
 the files on disk, not a log, say what is done.  ``DATASET/annotate.json`` keeps what the files
 cannot: the skipped films and the last box (relative to its film's size).  Unsaved work on a film left
 without Accept is kept as a draft in ``DATASET/.drafts/<name>.png`` until it is accepted.
-Every write is atomic (a crash never leaves a half-written file under its real name).
+Every write is atomic (a crash never leaves a half-written file under its real name).  A mask this dock did
+not write (``annotate.json`` keeps the SHA-256 of each file it wrote) counts as accepted only when it is a
+usable mask of its film; Accept never replaces another tool's file silently: it is moved to
+``DATASET/replaced/<folder>/`` first (:attr:`AnnotationFolder.set_aside` says which).
 """
 from __future__ import annotations
 
+import filecmp
+import hashlib
 import json
 import os
 import shutil
@@ -21,13 +26,15 @@ import numpy as np
 
 from napari_adaqat.data.boxes import default_box
 from napari_adaqat.data.folders import check_output_folder, describe_skipped, scan_inputs
-from napari_adaqat.io import is_dicom, read_mask, sample_name, write_mask
+from napari_adaqat.io import is_dicom, read_image, read_mask, sample_name, write_mask
+from napari_adaqat.io.images import file_orientation
 from napari_adaqat.util.atomic import atomic_write, atomic_write_text, temp_path
 from napari_adaqat.util.errors import first_line
 
 STATE_FILE = "annotate.json"
 DRAFTS = ".drafts"
 SEG_FOLDER = "dicom_seg"
+REPLACED = "replaced"  # DATASET/replaced/images|masks|dicom_seg: what Accept found there and did not write
 TODO, DRAFT, ACCEPTED, SKIPPED, ERROR = "to do", "draft", "accepted", "skipped", "error"
 
 
@@ -61,6 +68,25 @@ def link_or_copy(source: Path, target: Path) -> str:
     return "linked"
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def film_shape(path: Path) -> tuple[int, int]:
+    """(H, W) of a film as :func:`read_image` gives it: from the header of a PNG, JPEG or BMP (upright), else
+    by reading it."""
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"):
+        try:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                w, h = im.size
+            return (w, h) if file_orientation(path) in (5, 6, 7, 8) else (h, w)
+        except Exception:  # noqa: BLE001 - read it instead (which says what is wrong)
+            pass
+    return tuple(read_image(path).pixels.shape[:2])  # type: ignore[return-value]
+
+
 class AnnotationFolder:
     """The films of ``images`` and their state in ``dataset`` (see the module docstring).
 
@@ -88,6 +114,9 @@ class AnnotationFolder:
         self.errors: dict[str, str] = {}  # name → why it cannot be opened (this session only)
         self.skipped: set[str] = set()
         self.last_box: Optional[tuple[float, float, float, float]] = None  # x0/w, y0/h, x1/w, y1/h
+        self.written: dict[str, str] = {}  # "masks/<name>.png" → SHA-256 of the file this dock wrote there
+        self.set_aside: list[tuple[Path, Path]] = []  # (file, where it went) for the last accept / write_seg
+        self._problems: dict[str, tuple[tuple[int, int], str]] = {}  # mask file name → ((mtime, size), why)
         self._load_state()
 
     # ------------------------------------------------------------------ paths
@@ -117,14 +146,58 @@ class AnnotationFolder:
         box = state.get("last_box")
         if isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box):
             self.last_box = tuple(float(v) for v in box)  # type: ignore[assignment]
+        written = state.get("written")
+        if isinstance(written, dict):
+            self.written = {str(k): str(v) for k, v in written.items()}
 
     def _save_state(self) -> None:
         state = {"image_folder": str(self.images_dir.resolve()), "skipped": sorted(self.skipped),
-                 "last_box": list(self.last_box) if self.last_box else None}
+                 "last_box": list(self.last_box) if self.last_box else None, "written": self.written}
         atomic_write_text(self.state_path, json.dumps(state, indent=1) + "\n")
 
     def accepted(self, index: int) -> bool:
-        return self.mask_path(index).is_file()
+        """A mask file is there and usable (see :meth:`mask_problem`)."""
+        return self.mask_path(index).is_file() and not self.mask_problem(index)
+
+    def _ours(self, path: Path) -> bool:
+        """``path`` is the file this dock wrote there (not replaced since)."""
+        digest = self.written.get(path.relative_to(self.dataset).as_posix())
+        return digest is not None and path.is_file() and _sha256(path) == digest
+
+    def mask_problem(self, index: int) -> str:
+        """Why ``masks/<name>.png`` cannot be film ``index``'s accepted mask (not a binary mask, another size,
+        empty or full), or "" (usable, or no file).  A file this dock wrote is not read again."""
+        path = self.mask_path(index)
+        try:
+            stat = path.stat()
+        except OSError:
+            return ""
+        key = (stat.st_mtime_ns, stat.st_size)
+        cached = self._problems.get(path.name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        problem = "" if self._ours(path) else self._check_other_mask(index, path)
+        self._problems[path.name] = (key, problem)
+        return problem
+
+    def _check_other_mask(self, index: int, path: Path) -> str:
+        try:
+            mask = read_mask(path)
+        except Exception as exc:  # noqa: BLE001 - said in the film's row and when it opens
+            return first_line(exc).removeprefix(f"{path}: ")
+        try:
+            shape = film_shape(self.films[index].path)
+        except Exception:  # noqa: BLE001 - the film itself cannot be read: said when it is opened
+            return ""
+        if mask.shape != shape:
+            return f"its size is {mask.shape[1]}×{mask.shape[0]}, the film's {shape[1]}×{shape[0]}"
+        return "it is empty" if not mask.any() else "it covers the whole film" if mask.all() else ""
+
+    def mask_note(self, index: int) -> str:
+        """The line said when a film with an unusable mask file opens ("" when there is none)."""
+        problem = self.mask_problem(index)
+        name = f"masks/{self.mask_path(index).name}"
+        return f"The earlier {name} is not shown: {problem}. Accept moves it to {REPLACED}/masks/." if problem else ""
 
     def has_draft(self, index: int) -> bool:
         return self.draft_path(index).is_file()
@@ -145,6 +218,9 @@ class AnnotationFolder:
         state = self.state(index)
         if state == ERROR:
             return f"error: {self.errors[self.films[index].name]}"
+        problem = self.mask_problem(index) if state in (TODO, DRAFT) else ""
+        if problem:  # (the reason is said when the film opens: the row stays short)
+            return f"{'draft (not saved)' if state == DRAFT else state}, earlier mask not usable"
         if state == DRAFT:
             return "draft (not saved)"
         if self.has_draft(index):
@@ -179,7 +255,7 @@ class AnnotationFolder:
         (``"draft"``, ``"saved"``, or ``""`` with None when there is neither).  An unreadable file is
         reported as ImageReadError (one line) and left as it is."""
         for path, kind in ((self.draft_path(index), "draft"), (self.mask_path(index), "saved")):
-            if path.is_file():
+            if path.is_file() and (kind == "draft" or self.accepted(index)):
                 return read_mask(path), kind
         return None, ""
 
@@ -197,18 +273,44 @@ class AnnotationFolder:
     def accept(self, index: int, mask: np.ndarray) -> list[Path]:
         """Save film ``index`` with ``mask`` (H, W): the image first, then the mask (so a mask never
         lies without its image); return both files.  The film's draft is removed and it is no longer
-        skipped.  ValueError (one line) for an empty or full mask; nothing is written then."""
+        skipped.  Another image there, or a mask this dock did not write, is moved to ``replaced/`` first
+        (:attr:`set_aside`).  ValueError (one line) for an empty or full mask; nothing is written then."""
         mask = self.check_mask(index, mask)
         film = self.films[index]
-        written = [self.image_path(index)]
+        written = [self.image_path(index), self.mask_path(index)]
+        self.set_aside = []
+        if written[0].is_file() and not (os.path.samefile(film.path, written[0])
+                                         or filecmp.cmp(film.path, written[0], shallow=False)):
+            self._put_aside(written[0])
+        if written[1].is_file() and (not self._ours(written[1]) or self.mask_problem(index)):
+            self._put_aside(written[1])
         link_or_copy(film.path, written[0])
-        written.append(write_mask(self.mask_path(index), mask, overwrite=True))
+        self._record(write_mask(written[1], mask, overwrite=True))
         self.draft_path(index).unlink(missing_ok=True)
         self.errors.pop(film.name, None)
-        if film.name in self.skipped:
-            self.skipped.discard(film.name)
-            self._save_state()
+        self.skipped.discard(film.name)
+        self._save_state()
         return written
+
+    def _record(self, path: Path) -> None:
+        self.written[path.relative_to(self.dataset).as_posix()] = _sha256(path)
+
+    def _put_aside(self, path: Path) -> None:
+        """Move ``path`` to ``replaced/<its folder>/`` (numbered when that name is taken)."""
+        folder = self.dataset / REPLACED / path.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        target, n = folder / path.name, 1
+        while target.exists():
+            n += 1
+            target = folder / f"{path.stem}_{n}{path.suffix}"
+        os.replace(path, target)
+        self.set_aside.append((path, target))
+
+    def set_aside_line(self) -> str:
+        """E.g. ``" The earlier masks/a.png (not written here) is kept as replaced/masks/a.png."``, or ""."""
+        rel = [(a.relative_to(self.dataset).as_posix(), b.relative_to(self.dataset).as_posix())
+               for a, b in self.set_aside]
+        return "".join(f" The earlier {a} (not written here) is kept as {b}." for a, b in rel)
 
     def write_seg(self, index: int, mask: np.ndarray, model_file: Optional[str | Path] = None) -> Optional[Path]:
         """Also save ``mask`` as ``DATASET/dicom_seg/<name>.dcm`` over a DICOM film (SEMIAUTOMATIC: a model
@@ -218,8 +320,14 @@ class AnnotationFolder:
             return None
         from napari_adaqat.io.dicom_seg import write_dicom_seg
 
-        return write_dicom_seg(self.seg_path(index), film.path, np.asarray(mask) != 0, model_file=model_file,
+        path, self.set_aside = self.seg_path(index), []
+        if path.is_file() and not self._ours(path):
+            self._put_aside(path)
+        path = write_dicom_seg(path, film.path, np.asarray(mask) != 0, model_file=model_file,
                                algorithm_type="SEMIAUTOMATIC", overwrite=True)
+        self._record(path)
+        self._save_state()
+        return path
 
     def skip(self, index: int) -> None:
         """Mark film ``index`` skipped (a later Accept undoes it)."""

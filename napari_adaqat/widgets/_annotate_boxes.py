@@ -16,7 +16,7 @@ ONE_LUNG = 0.55  # a box narrower than this part of the film is not remembered f
 class BoxPrompts:
     """Box prompts of the Annotate dock (needs its ``layers``, ``jobs``, ``engine``, ``folder``, film state
     ``index`` / ``opening`` / ``_gen`` / ``_pixels`` / ``_base``, ``keep_edits``, and its ``_say``, ``_fail``,
-    ``_model_and_device``, ``_screen_mask`` and ``_touch``)."""
+    ``_model_and_device``, ``_screen_mask``, ``_touch`` and ``_after_box``)."""
 
     layers: Any
     jobs: Any
@@ -60,7 +60,12 @@ class BoxPrompts:
                 return self.engine.predict(pixels, box, model, device)
 
         self._say(f"Segmenting with {model.label()}…")
-        self.jobs.submit("predict", job, lambda result: self._show_prediction(gen, result, shape_index, by_user))
+        self.jobs.submit("predict", job, lambda result: self._box_done(gen, result, shape_index, by_user))
+
+    def _box_done(self, gen: int, result: SegmentResult, shape_index: int, by_user: bool) -> None:
+        self._show_prediction(gen, result, shape_index, by_user)
+        if gen == self._gen:
+            self._after_box()  # an Accept that waited for this mask (AcceptFlow)
 
     def _show_prediction(self, gen: int, result: SegmentResult, shape_index: int, by_user: bool) -> None:
         screen = self._screen_mask()

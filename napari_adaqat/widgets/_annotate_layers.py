@@ -50,14 +50,22 @@ class FilmLayers:
     def present(self, layer: Any) -> bool:
         return layer is not None and layer in self.viewer.layers
 
-    def _keep_aside(self, labels: Any, image: Any) -> str:
-        """When ``lung mask`` holds a mask of another image (the Segment dock's, perhaps brush-edited), rename it
-        so that the film's mask does not overwrite it; the line that says so, or "" (nothing to keep)."""
+    def film_name(self) -> Optional[str]:
+        """The name of the film on screen (this dock's film layer, or that of a dock closed before), if any."""
+        image = self.image if self.present(self.image) else next(
+            (ly for ly in self.viewer.layers if ly.metadata.get(FILM) and type(ly).__name__ == "Image"), None)
+        return None if image is None else image.name
+
+    def _keep_aside(self, labels: Any, image: Any, mask: np.ndarray) -> str:
+        """When ``lung mask`` holds a mask this dock did not just show (the Segment dock's, perhaps brush-edited, or
+        strokes painted on the film of a dock closed before) that is not ``mask``, rename it so that the film's
+        mask does not overwrite it; the line that says so, or "" (nothing to keep)."""
         if labels is None or labels is self.mask or type(labels).__name__ != "Labels":
             return ""
-        source = labels.metadata.get("source_layer_id")
-        if source == str(image.unique_id) or not np.asarray(labels.data).any():
+        data = np.asarray(labels.data)
+        if not data.any() or (data.shape == mask.shape and np.array_equal(data > 0, mask)):
             return ""
+        source = labels.metadata.get("source_layer_id")
         owner = next((layer.name for layer in self.viewer.layers if str(layer.unique_id) == source), None)
         labels.name = f"{L.MASK} of {owner}" if owner else f"{L.MASK} (earlier)"
         return (f"'{L.MASK}' held {'the mask of ' + repr(owner) if owner else 'an earlier mask'}: "
@@ -68,10 +76,12 @@ class FilmLayers:
         ``box`` (xyxy pixels, or None) as the one rectangle in ``boxes``; the view is reset for a new size.
         Another image's mask in ``lung mask`` is kept as its own layer; returns the line that says so, or ""."""
         viewer, image = self.viewer, self.image
+        labels = viewer.layers[L.MASK] if L.MASK in viewer.layers else None
         if not self.present(image):  # the film layer of a dock closed before, else a new one
             image = next((ly for ly in viewer.layers if ly.metadata.get(FILM) and type(ly).__name__ == "Image"
                           and ly.ndim == pixels.ndim), None)
             self.image = image
+        kept = self._keep_aside(labels, image, mask)  # (before the film layer takes the new film's name)
         if image is None:
             image = self.image = viewer.add_image(pixels, name=name, colormap="gray", metadata={FILM: True})
             reset = True
@@ -79,8 +89,6 @@ class FilmLayers:
             reset = image.data.shape != pixels.shape
             image.data, image.name = pixels, name
             image.reset_contrast_limits()
-        labels = viewer.layers[L.MASK] if L.MASK in viewer.layers else None
-        kept = self._keep_aside(labels, image)
         labels = None if kept else labels
         with self._quiet():
             if labels is None or type(labels).__name__ != "Labels":

@@ -37,10 +37,10 @@ def read_film(engine: Engine, folder: AnnotationFolder, index: int, model: Optio
         pixels = read_image(folder.films[index].path).pixels
     except Exception as exc:  # noqa: BLE001 - the film's row says why
         return Opened(error=exc)
-    out = Opened(pixels=pixels, note=problem)
+    out = Opened(pixels=pixels, note="\n".join(line for line in (problem, folder.mask_note(index)) if line))
     try:
         saved, kind = folder.read_saved(index)
-    except Exception as exc:  # noqa: BLE001 - an unreadable mask file is kept, not overwritten
+    except Exception as exc:  # noqa: BLE001 - an unreadable draft is kept, not overwritten
         saved, kind, out.note = None, "", f"{first_line(exc)} (kept as it is until you Accept)"
     if saved is not None and saved.shape != pixels.shape:
         out.note = (f"the {kind} mask has size {saved.shape}, the film {pixels.shape}: showing the model's "

@@ -27,6 +27,7 @@ from napari_adaqat.inference.engine import ModelRef, SegmentResult  # noqa: E402
 from napari_adaqat.io import read_image  # noqa: E402
 from napari_adaqat.model.device import resolve_device  # noqa: E402
 from napari_adaqat.util.errors import first_line  # noqa: E402
+from napari_adaqat.widgets._annotate_accept import AcceptFlow  # noqa: E402
 from napari_adaqat.widgets._annotate_boxes import BoxPrompts  # noqa: E402
 from napari_adaqat.widgets._annotate_clicks import CLICKS_HELP, ClicksDock  # noqa: E402
 from napari_adaqat.widgets._annotate_layers import FilmLayers  # noqa: E402
@@ -38,7 +39,7 @@ from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
 DRAFT_DELAY_MS = 1500  # a brush stroke is kept as a draft this long after the last one
 
 
-class AnnotateWidget(BoxPrompts, AnnotateControls):
+class AnnotateWidget(BoxPrompts, AcceptFlow, AnnotateControls):
     """Dock widget: image and dataset folders, model, Back/Skip/Accept, progress and the list of films."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, model_path: str | Path | None = None) -> None:
@@ -138,9 +139,11 @@ class AnnotateWidget(BoxPrompts, AnnotateControls):
         self.table.fill([f.path.name for f in folder.films], [str(f.path) for f in folder.films])
         self._refresh_rows()
         start = folder.resume_index()
-        if start is None:
-            self._say(f"Every film is accepted or skipped ({folder.progress_line()}): double-click one to review it.")
-            return True
+        if start is None:  # the film on screen (else the first) opens for review: its strokes are kept
+            shown = self.layers.film_name()
+            start = next((i for i, f in enumerate(folder.films) if f.path.name == shown), 0)
+            self._carry.append(f"Every film is accepted or skipped ({folder.progress_line()}): review any of them "
+                               "(double-click it in the list); Accept saves a change.")
         self.open_film(start)
         return True
 
@@ -152,6 +155,7 @@ class AnnotateWidget(BoxPrompts, AnnotateControls):
         self._gen += 1
         gen, folder, film = self._gen, self.folder, self.folder.films[index]
         self.opening = index
+        self._drop_waiting_accept()
         self.jobs.drop("predict", "prefetch")
         try:
             model, device = self._model_and_device()
@@ -254,42 +258,6 @@ class AnnotateWidget(BoxPrompts, AnnotateControls):
             return self._fail("No film is open: double-click one in the list.")
         return True
 
-    def accept(self) -> bool:
-        """Save the mask on screen for the film shown and open the next one; False when refused."""
-        if not self._ready():
-            return False
-        mask = self._screen_mask()
-        if mask is None:
-            return self._fail("The 'lung mask' layer is missing, of another size or another image's mask: open "
-                              "this film again (double-click it in the list).")
-        index, folder = self.index, self.folder
-        try:
-            folder.accept(index, mask)
-        except (ValueError, OSError) as exc:
-            return self._fail(first_line(exc))
-        self._draft_timer.stop()
-        self._touched, self._base = False, mask.copy()
-        saved = f"Saved {folder.mask_path(index).name}."
-        if self.dicom_seg.value:
-            saved += self._write_seg(index, mask)
-        self._refresh_rows()
-        following = folder.next_index(index)
-        if following is None:
-            self._say(f"{saved} All films are accepted or skipped. Fine-tune on them: adaqat train --stage all "
-                      f"--preset finetune --checkpoint default --data {folder.dataset} --out RUN")
-            return True
-        self._carry.append(saved)
-        self.open_film(following)
-        return True
-
-    def _write_seg(self, index: int, mask: np.ndarray) -> str:
-        try:
-            path = self.folder.write_seg(index, mask, model_file=self._model_and_device()[0].resolved())
-        except Exception as exc:  # noqa: BLE001 - the mask is saved; say why the SEG is not
-            self.last_error = first_line(exc)
-            return f" DICOM SEG not written: {self.last_error}"
-        return f" DICOM SEG: {path.name}." if path is not None else " (no DICOM SEG: not a DICOM film)"
-
     def skip(self) -> bool:
         """Mark the film shown as skipped (its work kept as a draft) and open the next one."""
         if not self._ready():
@@ -371,7 +339,8 @@ class AnnotateWidget(BoxPrompts, AnnotateControls):
 
     def _on_error(self, exc: BaseException) -> None:
         self.opening = None
-        self._fail(f"Error: {first_line(exc)}")
+        self._fail(f"Error: {first_line(exc)}" + (" (nothing saved: Accept again)" if self._drop_waiting_accept()
+                                                   else ""))
         show_error(f"AdaLoRA-QAT annotate: {first_line(exc)}")
 
     def _on_idle(self) -> None:

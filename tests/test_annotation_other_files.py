@@ -1,0 +1,97 @@
+"""The Annotate dock's dataset folder holding files it did not write: Accept moves another tool's image or mask to
+replaced/ (and says so) instead of replacing it, and an earlier mask that cannot be used (a 0/1/2 label map, another
+size, empty) does not count as accepted: the film is still to do, the count and resume say so."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+from skimage.io import imsave
+
+from napari_adaqat.data.annotation import AnnotationFolder, film_shape
+from napari_adaqat.io import read_mask
+
+
+def lungs(shape) -> np.ndarray:
+    h, w = shape
+    mask = np.zeros(shape, bool)
+    mask[h // 5:4 * h // 5, w // 10:2 * w // 5] = mask[h // 5:4 * h // 5, 3 * w // 5:9 * w // 10] = True
+    return mask
+
+
+def test_accept_moves_another_tools_image_and_mask_to_replaced(films, tmp_path):
+    dataset = tmp_path / "dataset"
+    folder = AnnotationFolder(films, dataset)
+    film = folder.films[1]
+    shape = film_shape(film.path)
+    other_image = folder.films[2].path.read_bytes()  # another tool's file under the same name
+    folder.image_path(1).parent.mkdir(parents=True)
+    folder.image_path(1).write_bytes(other_image)
+    folder.mask_path(1).parent.mkdir(parents=True)
+    imsave(folder.mask_path(1), (~lungs(shape)).astype(np.uint8) * 255, check_contrast=False)
+    other_mask = folder.mask_path(1).read_bytes()
+
+    folder.accept(1, lungs(shape))
+    assert folder.image_path(1).read_bytes() == film.path.read_bytes()
+    np.testing.assert_array_equal(read_mask(folder.mask_path(1)), lungs(shape))
+    assert (dataset / "replaced" / "images" / film.path.name).read_bytes() == other_image
+    assert (dataset / "replaced" / "masks" / f"{film.name}.png").read_bytes() == other_mask
+    line = folder.set_aside_line()
+    assert f"masks/{film.name}.png (not written here) is kept as replaced/masks/{film.name}.png" in line
+    assert f"images/{film.path.name} (not written here) is kept as replaced/images/{film.path.name}" in line
+
+    again = AnnotationFolder(films, dataset)  # a restart: the dock's own mask is replaced by Accept, nothing kept
+    again.accept(1, lungs(shape) & ~np.eye(*shape, dtype=bool))
+    assert again.set_aside == [] and len(list((dataset / "replaced" / "masks").iterdir())) == 1
+    imsave(again.mask_path(1), lungs(shape).astype(np.uint8) * 255, check_contrast=False)  # another tool again
+    again.accept(1, lungs(shape))
+    assert sorted(p.name for p in (dataset / "replaced" / "masks").iterdir()) == [f"{film.name}.png",
+                                                                                f"{film.name}_2.png"]
+
+
+def test_unusable_earlier_masks_count_as_not_done(films, tmp_path):
+    dataset = tmp_path / "dataset"
+    probe = AnnotationFolder(films, dataset)
+    shapes = [film_shape(f.path) for f in probe.films]
+    (dataset / "masks").mkdir(parents=True)
+    label_map = lungs(shapes[0]).astype(np.uint8)
+    label_map[:, shapes[0][1] // 2:] *= 2  # left lung 1, right lung 2: a label map
+    imsave(probe.mask_path(0), label_map, check_contrast=False)
+    imsave(probe.mask_path(1), lungs((256, 256)).astype(np.uint8) * 255, check_contrast=False)  # another size
+    imsave(probe.mask_path(2), lungs(shapes[2]).astype(np.uint8) * 255, check_contrast=False)  # usable
+    imsave(probe.mask_path(3), np.zeros(shapes[3], np.uint8), check_contrast=False)  # empty
+    shutil.copy(probe.films[2].path, dataset / "masks" / "unrelated.png")  # no film of that name: ignored
+
+    folder = AnnotationFolder(films, dataset)
+    assert folder.progress_line() == "1 of 4 accepted, 0 skipped"
+    assert folder.resume_index() == 0 and folder.next_index(0) == 1 and folder.next_index(1) == 3
+    rows = [folder.describe(i) for i in range(4)]
+    assert rows == ["to do, earlier mask not usable"] * 2 + ["accepted", "to do, earlier mask not usable"]
+    assert "label map" in folder.mask_note(0) and "its size is 256×256" in folder.mask_note(1)
+    assert "it is empty" in folder.mask_note(3)
+    assert folder.read_saved(0) == (None, "") and folder.read_saved(2)[1] == "saved"
+    assert "Accept moves it to replaced/masks/." in folder.mask_note(1)
+    folder.accept(0, lungs(shapes[0]))  # the label map is kept aside, the film is done
+    assert (dataset / "replaced" / "masks" / probe.mask_path(0).name).is_file()
+    assert folder.progress_line() == "2 of 4 accepted, 0 skipped"
+
+
+def test_a_dicom_seg_the_dock_did_not_write_is_kept_aside(tmp_path, cxr_dir):
+    from skimage.io import imread
+
+    from test_dicom_seg import clinical_dicom  # tests/ is on sys.path
+
+    films = tmp_path / "films"
+    films.mkdir()
+    clinical_dicom(films / "chest.dcm", imread(sorted((cxr_dir / "images").glob("*.png"))[1]))
+    folder = AnnotationFolder(films, tmp_path / "dataset")
+    other = folder.seg_path(0)
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"another tool's SEG")
+    shape = film_shape(films / "chest.dcm")
+    folder.accept(0, lungs(shape))
+    assert folder.write_seg(0, lungs(shape)) == other and other.read_bytes() != b"another tool's SEG"
+    assert (tmp_path / "dataset" / "replaced" / "dicom_seg" / "chest.dcm").read_bytes() == b"another tool's SEG"
+    assert "dicom_seg/chest.dcm (not written here)" in folder.set_aside_line()
+    folder.write_seg(0, lungs(shape))  # its own SEG: replaced, nothing more kept
+    assert folder.set_aside == [] and len(list((tmp_path / "dataset" / "replaced" / "dicom_seg").iterdir())) == 1
