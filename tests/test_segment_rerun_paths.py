@@ -90,3 +90,21 @@ def test_a_killed_runs_temp_files_in_the_mirrored_tree_are_removed(tmp_path, cxr
     stale.write_bytes(b"half a mask")
     assert segment(tmp_path, tmp_path / "export", "--out", out, nano_pth=nano_pth) == 0
     assert not stale.exists()
+
+
+def test_relative_inputs_with_an_absolute_out_resume_when_named_absolute_from_anywhere(tmp_path, cxr_dir, nano_pth,
+                                                                                      capsys):
+    """``cd study; adaqat segment export --out /data/out``, then the same films named by their full paths (as the
+    Batch dock names them) from another folder: a resume, not a second mask of every film (results.csv's
+    ``run_folder`` says what the relative names were relative to)."""
+    site = tmp_path / "site"
+    tree(site, cxr_dir)
+    out = tmp_path / "out"
+    assert segment(site, "export", "--out", out, nano_pth=nano_pth) == 0
+    assert {r["run_folder"] for r in rows_of(out)} == {str(site)}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    capsys.readouterr()
+    assert segment(elsewhere, site / "export", "--out", out, nano_pth=nano_pth) == 0
+    assert "0 segmented, 2 already done" in capsys.readouterr().out
+    assert len(rows_of(out)) == 2 and len(list(out.rglob("*_mask.png"))) == 2

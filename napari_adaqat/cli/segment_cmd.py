@@ -47,18 +47,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-r", "--recursive", action="store_true",
                    help="also segment the films in the folders' sub-folders, e.g. a PACS export "
                         "PATIENT/STUDY/SERIES/IM0001: the masks mirror the tree under --out (OUT/PATIENT/STUDY/SERIES/"
-                        "IM0001_mask.png), so files of one name in different folders never collide. Folders of "
-                        "masks (an earlier output with its results.csv, masks/ beside images/) are not looked into")
+                        "IM0001_mask.png), so files of one name in different folders never collide. With several input "
+                        "folders, each one's tree goes under OUT/<its folder name>/ (a second folder of that name: "
+                        "NAME_2, in the order given). Folders of masks (an earlier output with its results.csv, "
+                        "masks/ beside images/) and sub-folders that cannot be read are skipped and listed")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder for the masks and results.csv; it may not be an input folder or lie inside "
                         "one (for a single file, its folder counts), so inputs stay untouched. One run at a time "
                         "per folder: a second one is refused, naming the run that holds it")
     add_model_arguments(p)
-    p.add_argument("--boxes", metavar="CSV", help="CSV with columns file,x0,y0,x1,y1 (pixels); "
+    p.add_argument("--boxes", metavar="CSV", help="CSV with columns file,x0,y0,x1,y1 (pixels); file is the film's "
+                   "full path, its path relative to the input folder (P1/S1/IM0001) or its name (IM0001): a row "
+                   "that names more than one input is refused; "
                    f"default box: the whole image minus a {100 * DEFAULT_BOX_MARGIN_FRACTION:g}%% margin")
     p.add_argument("--points", metavar="CSV",
                    help="CSV with rows file,x,y,label (pixels; label 1 = lung, 0 = not lung; header optional; several "
-                        "rows per file). A file in --boxes too gets its box and its points; a file with points and "
+                        "rows per file; file as in --boxes). A file in --boxes too gets its box and its points; a file with points and "
                         "no box is segmented from its points alone (with the default box when none of them is 1)")
     p.add_argument("--no-clip", dest="clip", action="store_false",
                    help=f"keep mask pixels outside the box. By default nothing of the mask lies outside the box plus a "
@@ -107,6 +111,7 @@ def _compact(out_dir: Path) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.data import check_output_folder, describe_skipped, read_boxes_csv, read_points_csv
+    from napari_adaqat.data.boxes import match_rows
     from napari_adaqat.data.folders import missing_inputs
     from napari_adaqat.inference.batch import FolderBusy
     from napari_adaqat.inference.shard import start_shard, stop_shard
@@ -133,9 +138,12 @@ def run(args: argparse.Namespace) -> int:
               f"{RESULTS_CSV} and the others are segmented: {shown}", file=sys.stderr)
     boxes = read_boxes_csv(args.boxes) if args.boxes else None
     points = read_points_csv(args.points) if args.points else None
+    roots = _roots(args)
+    found = [match_rows(csv_path, rows, files, roots) if rows else None  # a row naming two films: refused here
+             for csv_path, rows in ((args.boxes, boxes), (args.points, points))]
     shard, device = start_shard(resolve_device(args.device))
     try:
-        return _segment(args, files, (boxes, points), out_dir, device, shard)
+        return _segment(args, files, (boxes, points), found, out_dir, device, shard)
     except FolderBusy:
         if shard.lead:
             raise
@@ -163,18 +171,20 @@ def _roots(args: argparse.Namespace) -> list[Path]:
     return [Path(item) for item in args.inputs if Path(item).is_dir()] if args.recursive else []
 
 
-def _segment(args: argparse.Namespace, files: list[Path], prompts, out_dir: Path, device: str, shard) -> int:
-    """The run of one process (rank ``shard.rank`` of a torchrun launch, or the only one)."""
+def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_dir: Path, device: str, shard) -> int:
+    """The run of one process (rank ``shard.rank`` of a torchrun launch, or the only one).  ``prompts``: the
+    (boxes, points) CSV tables, for the warnings; ``found``: the rows each input takes (by absolute path)."""
     from napari_adaqat.data import describe_unmatched, unmatched_boxes
     from napari_adaqat.inference.batch import segment_files
     from napari_adaqat.inference.engine import ONE_SHOT, Engine
     from napari_adaqat.inference.quality import REVIEW_BELOW
 
     boxes, points = prompts
+    roots = _roots(args)
     if shard.lead:
-        for line in describe_unmatched(args.boxes, boxes, files) if boxes else []:
+        for line in describe_unmatched(args.boxes, boxes, files, roots) if boxes else []:
             print(f"adaqat segment: warning: {line}", file=sys.stderr)
-        names = unmatched_boxes(points, files)[0] if points else []
+        names = unmatched_boxes(points, files, roots)[0] if points else []
         if names:
             shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
             print(f"adaqat segment: warning: {args.points}: {len(names)} file name(s) match no input and are "
@@ -189,10 +199,11 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, out_dir: Path
     mine = shard.count(len(files))
     bar = tqdm(total=mine, desc="segment" if shard.world == 1 else f"segment (rank 0 of {shard.world})",
                unit="img", disable=None if shard.lead else True)
-    for result in segment_files(files, model, out_dir, boxes=boxes, points=points, clip=args.clip, baseline=baseline,
+    for result in segment_files(files, model, out_dir, boxes=found[0], points=found[1], clip=args.clip,
+                                baseline=baseline,
                                 suffix=FORMATS[args.format],
                                 clean=args.clean, device=device, engine=engine, frame=args.frame,
-                                batch_size=args.batch_size, shard=shard, notes=notes, roots=_roots(args)):
+                                batch_size=args.batch_size, shard=shard, notes=notes, roots=roots):
         for note in notes:
             tqdm.write(f"adaqat segment: note: {note}", file=sys.stderr)
         notes.clear()

@@ -16,6 +16,7 @@ import io
 import os
 import re
 from pathlib import Path, PureWindowsPath
+from typing import Sequence, TypeVar
 
 import numpy as np
 
@@ -276,34 +277,73 @@ def read_boxes_csv(path: str | Path) -> dict[str, np.ndarray]:
     return boxes
 
 
-def _keys(path: Path) -> tuple[str, ...]:
-    """How a CSV row may name ``path``: as given, absolute, relative to the working folder, by name, by stem."""
+def _keys(path: Path, roots: Sequence[Path] = ()) -> tuple[str, ...]:
+    """How a CSV row may name ``path``: as given, absolute, relative to the working folder, relative to one of
+    ``roots`` (the input folders of a recursive run: ``P1/S1/IM0001``, with or without its extension), by name,
+    by stem."""
     absolute = os.path.abspath(path)
     try:
         relative = os.path.relpath(absolute)
     except ValueError:  # on another drive (Windows)
         relative = absolute
-    return str(path), absolute, relative, path.name, path.stem
+    inner = [path.relative_to(root) for root in roots if root in path.parents]
+    below = [form for rel in inner for form in (rel.as_posix(), rel.with_name(path.stem).as_posix())]
+    return tuple(dict.fromkeys((str(path), absolute, relative, *below, path.name, path.stem)))
 
 
-def box_for(path: Path, boxes: dict[str, np.ndarray]) -> np.ndarray | None:
-    """The box of ``path`` in a CSV's boxes, looked up by path (as given, absolute or relative), then name,
-    then stem."""
-    for key in _keys(path):
+def box_for(path: Path, boxes: dict[str, np.ndarray], roots: Sequence[Path] = ()) -> np.ndarray | None:
+    """The box of ``path`` in a CSV's boxes, looked up by path (as given, absolute, relative, relative to one of
+    ``roots``), then name, then stem."""
+    for key in _keys(path, roots):
         if key in boxes:
             return boxes[key]
     return None
 
 
-def unmatched_boxes(boxes: dict[str, np.ndarray], files: list[Path]) -> tuple[list[str], list[Path]]:
+Row = TypeVar("Row")
+
+
+def match_rows(csv_path: str | Path, rows: dict[str, Row], files: list[Path],
+               roots: Sequence[Path] = ()) -> dict[str, Row]:
+    """{absolute path of an input: its CSV row} (:func:`box_for`'s rule), for a run to look up exactly.
+    Raises ValueError, one line, when a row names more than one input (``IM0001`` in every series of a PACS
+    tree): a CSV row is one film's prompt, never silently everyone's."""
+    taken: dict[str, list[Path]] = {}  # the row each input takes (its first key in the CSV) -> those inputs
+    for path in files:
+        key = next((k for k in _keys(path, roots) if k in rows), None)
+        if key is not None:
+            taken.setdefault(key, []).append(path)
+    for key, paths in taken.items():
+        if len(paths) > 1:
+            example = _example(paths[0], files, roots)
+            how = "its full path" if os.path.isabs(example) else "its path relative to the input folder"
+            raise ValueError(f"{csv_path}: {key!r} names {len(paths)} input files ({paths[0]}, {paths[1]}"
+                             f"{', ...' if len(paths) > 2 else ''}); give each film its own row with {how} "
+                             f"(e.g. {example}) or its full path; nothing was written")
+    return {os.path.abspath(path): rows[key] for key, paths in taken.items() for path in paths}
+
+
+def _example(path: Path, files: list[Path], roots: Sequence[Path]) -> str:
+    """A name of ``path`` that no other input has: its path relative to its input folder, else its full path."""
+    for root in roots:
+        if root in path.parents:
+            inner = path.relative_to(root).as_posix()
+            if sum(inner in _keys(other, roots) for other in files) == 1:
+                return inner
+    return os.path.abspath(path)
+
+
+def unmatched_boxes(boxes: dict[str, np.ndarray], files: list[Path],
+                    roots: Sequence[Path] = ()) -> tuple[list[str], list[Path]]:
     """(CSV names that match no input file, input files without a CSV box) for a warning line."""
-    used = {key for path in files for key in _keys(path) if key in boxes}
-    return sorted(set(boxes) - used), [path for path in files if box_for(path, boxes) is None]
+    used = {key for path in files for key in _keys(path, roots) if key in boxes}
+    return sorted(set(boxes) - used), [path for path in files if box_for(path, boxes, roots) is None]
 
 
-def describe_unmatched(csv_path: str | Path, boxes: dict[str, np.ndarray], files: list[Path]) -> list[str]:
+def describe_unmatched(csv_path: str | Path, boxes: dict[str, np.ndarray], files: list[Path],
+                       roots: Sequence[Path] = ()) -> list[str]:
     """Warning lines (possibly none) about CSV rows naming no input and inputs without a box."""
-    names, unboxed = unmatched_boxes(boxes, files)
+    names, unboxed = unmatched_boxes(boxes, files, roots)
     lines = []
     if names:
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

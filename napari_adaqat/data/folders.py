@@ -22,6 +22,25 @@ def collect_inputs(inputs: list[str | Path], recursive: bool = False) -> list[Pa
     return scan_inputs(inputs, recursive)[0]
 
 
+MASK, OTHER_FILE, MASK_FOLDER, LINKED, FOLDER, UNREADABLE = (
+    "mask", "file", "mask folder", "linked folder", "folder", "unreadable folder")  # what a skipped entry is
+
+
+class Skipped(list):
+    """The second list of :func:`scan_inputs` (a ``list[Path]``) that also knows what each entry is (``kinds``:
+    path → :data:`MASK`, :data:`OTHER_FILE`... as the scan decided; ``reasons``: why a folder could not be
+    listed), so that :func:`describe_skipped` opens nothing again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: dict[Path, str] = {}
+        self.reasons: dict[Path, str] = {}
+
+    def add(self, path: Path, kind: str) -> None:
+        self.append(path)
+        self.kinds[path] = kind
+
+
 def scan_inputs(inputs: list[str | Path], recursive: bool = False,
                 progress: Optional[Callable[[int], None]] = None) -> tuple[list[Path], list[Path]]:
     """(:func:`collect_inputs`, what the folders hold besides: their visible files that are not images this
@@ -29,12 +48,14 @@ def scan_inputs(inputs: list[str | Path], recursive: bool = False,
     the sub-folders not looked into, sorted), in one pass over each folder (an extension-less file is opened
     once to look for DICOM).  Hidden entries (``.DS_Store``) are not listed.  ``recursive`` goes into
     sub-folders (a PACS export's PATIENT/STUDY/SERIES tree), folder by folder in name order, except links to
-    folders and folders of masks (:func:`is_mask_folder`), which are listed as skipped.  A file named twice
+    folders, folders of masks (:func:`is_mask_folder`) and sub-folders that cannot be listed (permission denied:
+    the rest is scanned; an input folder that cannot be listed raises OSError), which are listed as skipped.
+    The second list is a :class:`Skipped`, which records what each entry is.  A file named twice
     (``scans/ scans/a.png``, ``a.png ./a.png``) is listed once, where it first came.  ``progress(n)`` is called
     as each entry of a folder is looked at (``n``: how many so far), e.g. to show a big tree's scan or to stop it
     (whatever it raises ends the scan)."""
     files: list[Path] = []
-    skipped: list[Path] = []
+    skipped = Skipped()
     seen = [0]
 
     def tick() -> None:
@@ -58,27 +79,40 @@ def scan_inputs(inputs: list[str | Path], recursive: bool = False,
     return list(unique.values()), skipped
 
 
-def _scan_folder(folder: Path, recursive: bool, files: list[Path], skipped: list[Path],
-                 tick: Callable[[], None]) -> None:
-    """One folder's films into ``files``, the rest into ``skipped``; then (``recursive``) its sub-folders.
-    ``tick()`` before each entry."""
+def _scan_folder(folder: Path, recursive: bool, files: list[Path], skipped: Skipped,
+                 tick: Callable[[], None], top: bool = True) -> None:
+    """One folder's films into ``files``, the rest into ``skipped`` with its kind; then (``recursive``) its
+    sub-folders (one that cannot be listed is skipped, not raised). ``tick()`` before each entry."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        if top:
+            raise
+        skipped.add(folder, UNREADABLE)
+        skipped.reasons[folder] = (exc.strerror or type(exc).__name__).lower()
+        return
     found, below = [], []
-    for entry in sorted(folder.iterdir()):
+    for entry in entries:
         tick()
         if _is_input(entry):
             found.append(entry)
         elif entry.name.startswith("."):
             continue
-        elif recursive and entry.is_dir() and not entry.is_symlink() and not is_mask_folder(entry):
-            below.append(entry)
-        elif entry.is_file() or entry.is_dir():
-            skipped.append(entry)
+        elif entry.is_dir():
+            kind = LINKED if entry.is_symlink() else MASK_FOLDER if is_mask_folder(entry) else FOLDER
+            if recursive and kind == FOLDER:
+                below.append(entry)
+            else:
+                skipped.add(entry, kind)
+        elif entry.is_file():
+            skipped.add(entry, OTHER_FILE)
     masks = masks_beside_films(found)
     beside = set(masks)  # (a set: a folder of 10,000 films and their masks is not 10^8 comparisons)
     files += [entry for entry in found if entry not in beside]
-    skipped += masks
+    for mask in masks:
+        skipped.add(mask, MASK)
     for sub in below:
-        _scan_folder(sub, recursive, files, skipped, tick)
+        _scan_folder(sub, recursive, files, skipped, tick, top=False)
 
 
 RESULTS_NAME = "results.csv"  # (inference.journal.RESULTS_CSV; data does not import inference)
@@ -91,7 +125,7 @@ def is_mask_folder(folder: Path) -> bool:
     lock) or a dataset's ``masks/`` beside its ``images/``.  A recursive scan does not go into it."""
     if folder.name.casefold() == "masks" and (folder.parent / "images").is_dir():
         return True
-    if any((folder / mark).exists() for mark in RUN_MARKS):
+    if any(os.path.exists(folder / mark) for mark in RUN_MARKS):  # (False, not raised, in a folder not readable)
         return True
     try:
         with (folder / RESULTS_NAME).open(encoding="utf-8", errors="replace") as fh:
@@ -119,11 +153,36 @@ def masks_beside_films(entries: list[Path]) -> list[Path]:
 
 def mirror_folder(path: Path, roots: Sequence[Path]) -> Path:
     """Where ``path``'s output goes under an output folder: its folder relative to the first of ``roots`` (the
-    input folders of a recursive run) that holds it, so that the outputs mirror the input tree; else ``.``."""
-    for root in roots:
+    input folders of a recursive run) that holds it, so that the outputs mirror the input tree; else ``.``.
+    With several roots, each one's tree goes under its :func:`root_labels` folder (``export/P1/S1``,
+    ``export_2/P1/S1``): two sites' trees of one shape stay two mirrors."""
+    labels = root_labels(roots)
+    for root in labels:
         if root in path.parents:
-            return path.parent.relative_to(root)
+            inner = path.parent.relative_to(root)
+            return Path(labels[root], inner) if len(labels) > 1 else inner
     return Path(".")
+
+
+def root_labels(roots: Sequence[Path]) -> dict[Path, str]:
+    """{root: the folder its tree goes under} for the distinct ``roots`` (one folder named twice counts once), in
+    the order given: each root's own name; a name taken already (case-insensitively) gets ``_2``, ``_3``..."""
+    labels: dict[Path, str] = {}
+    taken: set[str] = set()
+    seen: set[str] = set()
+    for root in roots:
+        where = os.path.abspath(root)
+        if where in seen:
+            continue
+        seen.add(where)
+        name = os.path.basename(where) or "input"  # ("/": no name)
+        label, n = name, 1
+        while label.casefold() in taken:
+            n += 1
+            label = f"{name}_{n}"
+        taken.add(label.casefold())
+        labels[root] = label
+    return labels
 
 
 def describe_skipped(entries: list[Path], shown: int = 3, recurse_hint: str = "") -> str:
@@ -135,13 +194,10 @@ def describe_skipped(entries: list[Path], shown: int = 3, recurse_hint: str = ""
     def many(n: int, word: str) -> str:
         return f"{n} {word}{'s' * (n != 1)}"
 
-    folders = [p for p in entries if p.is_dir()]
-    linked = [p for p in folders if p.is_symlink()]
-    of_masks = [p for p in folders if p not in linked and is_mask_folder(p)]
-    plain = [p for p in folders if p not in linked and p not in of_masks]
-    masks = [p for p in entries if not p.is_dir() and is_image_file(p)]  # (an image is skipped as a film's mask)
-    listed = set(masks)
-    files = [p for p in entries if not p.is_dir() and p not in listed]
+    recorded: dict[Path, str] = getattr(entries, "kinds", {})  # (a Skipped: the scan's word, nothing read again)
+    kinds = {p: recorded.get(p) or _kind(p) for p in entries}
+    linked, of_masks, plain, masks, files, unreadable = (
+        [p for p in entries if kinds[p] == kind] for kind in (LINKED, MASK_FOLDER, FOLDER, MASK, OTHER_FILE, UNREADABLE))
     parts = []
     if masks:
         ends = sorted({next((s for s in MASK_SUFFIXES if sample_name(p).casefold().endswith(s)), MASK_END)
@@ -164,7 +220,20 @@ def describe_skipped(entries: list[Path], shown: int = 3, recurse_hint: str = ""
         why = f"{recurse_hint} to segment the films in them" if with_films else "choose the folder of the films itself"
         part = f"{many(len(plain), 'sub-folder')}, not looked into ({why}): {listing(plain)}"
         parts.insert(0 if with_films else len(parts), part)  # what to do first
+    if unreadable:
+        reasons: dict[Path, str] = getattr(entries, "reasons", {})
+        why = ", ".join(sorted({reasons.get(p, "permission denied") for p in unreadable}))
+        shown_paths = ", ".join(map(str, unreadable[:shown])) + (", ..." if len(unreadable) > shown else "")
+        parts.append(f"{len(unreadable)} sub-folder{'s' * (len(unreadable) != 1)} that cannot be read ({why}): "
+                     f"{shown_paths}")
     return "; ".join(parts)
+
+
+def _kind(path: Path) -> str:
+    """What a skipped entry is, looked at on disk (for a plain list; a :class:`Skipped` knows it)."""
+    if path.is_dir():
+        return LINKED if path.is_symlink() else MASK_FOLDER if is_mask_folder(path) else FOLDER
+    return MASK if is_image_file(path) else OTHER_FILE  # (an image is skipped as a film's mask)
 
 
 def _has_films_below(folders: list[Path], budget: int = 2000) -> bool:

@@ -7,6 +7,7 @@ A bad row refuses the whole file with one line naming the CSV, its line and the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -48,9 +49,11 @@ def read_points_csv(path: str | Path) -> dict[str, Points]:
     return {name: (np.array(c, dtype=np.float64), np.array(lab, dtype=np.int64)) for name, (c, lab) in found.items()}
 
 
-def points_for(path: Path, points: dict[str, Points]) -> Points | None:
-    """The points of ``path`` in a CSV's points, looked up by full path, then name, then stem."""
-    return box_for(path, points)  # type: ignore[arg-type]  (the same lookup rule)
+def points_for(path: Path, points: dict[str, Points], roots: Sequence[Path] = ()) -> Points | None:
+    """The points of ``path`` in a CSV's points, looked up by full path (or relative to one of ``roots``), then
+    name, then stem; a run first checks that no row names two inputs (:func:`~napari_adaqat.data.boxes.match_rows`,
+    the same rule)."""
+    return box_for(path, points, roots)  # type: ignore[arg-type]  (the same lookup rule)
 
 
 def check_points(coords: np.ndarray, shape: tuple[int, int]) -> None:

@@ -35,7 +35,7 @@ from napari_adaqat.util.atomic import remove_stale_temps
 from napari_adaqat.util.errors import first_line
 
 __all__ = ["RESULTS_CSV", "RESULT_COLUMNS", "FolderBusy", "ResultRow", "SEG_SUFFIX", "compact_folder", "csv_text",
-           "earlier_keys", "load_results", "read_input", "segment_files", "write_results"]
+           "earlier_keys", "load_results", "read_input", "recorded_mask", "segment_files", "write_results"]
 
 SEG_SUFFIX = ".dcm"  # a DICOM Segmentation object instead of a PNG/TIFF mask
 COMPACT_FIRST_S = 2.0  # rewrite results.csv while running first after this many seconds (a short run: once, at its end)
@@ -65,7 +65,7 @@ def _name_part(text: str, max_bytes: int) -> str:
     return clean.encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
 
 
-def _recorded(mask: str, out_dir: Path) -> str | None:
+def recorded_mask(mask: str, out_dir: Path) -> str | None:
     """A results.csv ``mask`` as a path relative to ``out_dir``: as written, or resolved; for a run made from
     another folder or an output folder since moved, the longest tail of it that names a file in ``out_dir``
     (``/old/out/P1/S1/IM0001_mask.png`` → ``P1/S1/IM0001_mask.png``).  None where no tail does: that file is
@@ -88,12 +88,12 @@ def _mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix:
                 roots: Sequence[Path] = ()) -> tuple[dict[str, str], set[str]]:
     """(a mask path relative to ``out_dir`` per input, the inputs whose earlier mask is kept).  No path collides
     with another input's mask, in this run or an earlier one: a file already in results.csv keeps its mask
-    (:func:`_recorded`; one that two rows claim is neither's); a new one takes ``NAME_mask``, else
+    (:func:`recorded_mask`; one that two rows claim is neither's); a new one takes ``NAME_mask``, else
     ``PARENT_NAME_mask``, else ``PARENT_NAME_mask_2``, ... (never an existing file), in the folder that
     :func:`~napari_adaqat.data.folders.mirror_folder` gives (a recursive run mirrors the input tree:
     ``P1/ST1/SE1/IM0001_mask.png``).  ``NAME`` is :func:`~napari_adaqat.io.sample_name` (the name evaluate
     pairs masks by): an extension-less DICOM export ``1.2.840.113619.2.55.3.1234`` keeps its last UID component."""
-    recorded = {key: _recorded(row["mask"], out_dir) for key, row in rows.items()
+    recorded = {key: recorded_mask(row["mask"], out_dir) for key, row in rows.items()
                 if row.get("mask") and Path(row["mask"]).name.endswith(suffix)}  # a PNG run does not make a TIF one
     holders = Counter(recorded.values())  # a name two rows claim (a tail that fits both) is neither's: no overwrite
     names = {key: name for key, name in recorded.items() if name is not None and holders[name] == 1}
@@ -117,18 +117,26 @@ def _mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix:
 def earlier_keys(files: list[Path], rows: dict[str, dict], out_dir: Path) -> dict[str, str]:
     """This run's key of a file → the results.csv key of an earlier run that named the same file another way
     (``scans/a.png`` in a terminal, ``/home/me/scans/a.png`` in the Batch dock), so a rerun resumes.  An
-    earlier relative key is matched only where its row shows that run worked from today's folder (its mask
-    path is relative and lies in ``out_dir`` from here): else ``export/P1/a.png`` of another site's tree
-    would be taken for this one's, and its film skipped."""
+    earlier relative key is resolved against the folder its run worked in (its row's ``run_folder``; for rows
+    written before that column, only where the row's mask path is relative and lies in ``out_dir`` from
+    here): never against today's folder alone, which would take ``export/P1/a.png`` of another site's tree
+    for this one's and skip its film."""
     keys = {csv_text(str(path)): path for path in files}
     here = os.path.realpath(out_dir)
 
-    def from_here(row: dict) -> bool:
+    def absolute(key: str, row: dict) -> str | None:
+        if os.path.isabs(key):
+            return key
+        if row.get(J.RUN_FOLDER):
+            return os.path.join(row[J.RUN_FOLDER], key)
         mask = row.get("mask") or ""
-        return bool(mask) and not os.path.isabs(mask) and os.path.realpath(mask).startswith(here + os.sep)
+        from_here = bool(mask) and not os.path.isabs(mask) and os.path.realpath(mask).startswith(here + os.sep)
+        return os.path.abspath(key) if from_here else None
 
-    by_path = {csv_text(os.path.abspath(key)): key for key, row in rows.items()
-               if key not in keys and (os.path.isabs(key) or from_here(row))}
+    by_path = {}
+    for key, row in rows.items():
+        if key not in keys and (where := absolute(key, row)) is not None:
+            by_path[csv_text(os.path.normpath(where))] = key
     if not by_path:
         return {}
     found = {key: by_path.get(csv_text(os.path.abspath(path))) for key, path in keys.items() if key not in rows}
@@ -227,6 +235,7 @@ def segment_files(
         shard.barrier()  # results.csv is whole before any rank reads it
         rows = load_results(out_dir / RESULTS_CSV)
         aliases = earlier_keys(files, rows, out_dir)
+        folders = {old: rows[old].get(J.RUN_FOLDER, "") for old in aliases.values()}
         rows.update({key: rows.pop(old) for key, old in aliases.items()})  # (renamed: one row, one mask)
         names, kept = _mask_names(files, rows, out_dir, suffix, roots)
         for sub in {Path(name).parent for name in names.values()} - {Path(".")}:
@@ -234,7 +243,7 @@ def segment_files(
         done_keys = {key for key in kept if rows[key].get("status") == "ok"}
         del rows  # only the set of finished files is kept
         shard.barrier()  # every rank chose the same mask names before any mask is written
-        journal = J.Journal(out_dir, shard.rank, aliases)
+        journal = J.Journal(out_dir, shard.rank, aliases, folders)
         yield from _segment_mine(files, model, out_dir, names, done_keys, journal, shard, engine, boxes=boxes,
                                  points=points, clip=clip, baseline=baseline, suffix=suffix, clean=clean,
                                  device=device, frame=frame,

@@ -25,6 +25,7 @@ JOURNAL_DIR = ".adaqat-journal"
 BASE = "base.csv"
 RESULT_COLUMNS = ["file", "status", "error", "box", "area_px", "seconds", "mask", "ssim_vs_baseline",
                   "quality", "review"]
+RUN_FOLDER = "run_folder"  # a column of rows whose ``file`` is relative: the working folder it was given in
 INTERRUPTED = "interrupted before it finished (the run was stopped); run again to finish it"
 
 
@@ -98,12 +99,16 @@ def write_results(csv_path: Path, rows: Iterable[dict]) -> None:
 class Journal:
     """The append-only journal of one process (rank) of the run holding ``out_dir``."""
 
-    def __init__(self, out_dir: Path, rank: int = 0, aliases: Optional[dict[str, str]] = None) -> None:
+    def __init__(self, out_dir: Path, rank: int = 0, aliases: Optional[dict[str, str]] = None,
+                 folders: Optional[dict[str, str]] = None) -> None:
         """``aliases``: this run's key of a file → the key results.csv already has for it (the same file named
-        another way, e.g. absolute in the Batch dock, relative in a terminal): its row is updated, not doubled."""
+        another way, e.g. absolute in the Batch dock, relative in a terminal): its row is updated, not doubled.
+        ``folders``: such a relative key → the :data:`RUN_FOLDER` its row has (it keeps it)."""
         self.path = Path(out_dir) / JOURNAL_DIR / f"rank-{rank:05d}.jsonl"
         self._fh: Optional[IO[str]] = self.path.open("a", encoding="utf-8", newline="\n")
         self._aliases = aliases or {}
+        self._folder = os.getcwd()  # what a relative ``file`` is relative to (:data:`RUN_FOLDER`)
+        self._folders = folders or {}
 
     def _write(self, entry: dict) -> None:
         assert self._fh is not None, "journal closed"
@@ -116,7 +121,10 @@ class Journal:
 
     def record(self, index: int, row: dict) -> None:
         """The finished row of input ``index``."""
-        self._write({"i": index, **row, "file": self._aliases.get(row["file"], row["file"])})
+        entry = {"i": index, **row, "file": self._aliases.get(row["file"], row["file"])}
+        if not os.path.isabs(entry["file"]):  # a terminal's relative name: where it was given from
+            entry[RUN_FOLDER] = self._folders.get(entry["file"]) or self._folder
+        self._write(entry)
 
     def close(self) -> None:
         if self._fh is not None:

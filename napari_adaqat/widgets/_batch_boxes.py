@@ -65,5 +65,5 @@ def load_boxes(kind: str, source: str, files: list[Path],
         return None, []
     if kind == CSV:
         boxes = read_boxes_csv(source)
-        return boxes, describe_unmatched(source, boxes, files)  # the same warnings as adaqat segment
+        return boxes, describe_unmatched(source, boxes, files, roots)  # the same warnings as adaqat segment
     return boxes_from_masks(files, source, roots)

@@ -23,7 +23,8 @@ from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 from qtpy.QtWidgets import QDockWidget, QMainWindow, QWidget
 
 from napari_adaqat.data import describe_skipped, scan_inputs
-from napari_adaqat.inference.batch import RESULTS_CSV, earlier_keys, load_results, segment_files
+from napari_adaqat.data.boxes import match_rows
+from napari_adaqat.inference.batch import RESULTS_CSV, earlier_keys, load_results, recorded_mask, segment_files
 from napari_adaqat.inference.engine import Engine, ModelRef
 from napari_adaqat.util.errors import first_line
 from napari_adaqat.widgets import _batch_boxes as B
@@ -83,10 +84,11 @@ def scan(items: list[Path], recursive: bool, out: Path, run: RunHandle,
         results = load_results(out / RESULTS_CSV)  # (its header was checked before the run began)
     except _Stopped:
         return None
-    except (ValueError, OSError) as exc:  # e.g. a sub-folder that cannot be listed: one line, as before
+    except (ValueError, OSError) as exc:  # e.g. an input folder that cannot be listed: one line, as before
         return Scanned(refusal=first_line(exc))
     results.update({key: results[old] for key, old in earlier_keys(files, results, out).items()})  # (named another way)
-    done = {key for key, row in results.items() if row.get("status") == "ok" and Path(row.get("mask") or "").is_file()}
+    done = {key for key, row in results.items() if row.get("status") == "ok" and row.get("mask")
+            and (mask := recorded_mask(row["mask"], out)) is not None and (out / mask).is_file()}  # (as segment_files)
     return Scanned(files, [p for p in items if p.is_dir()] if recursive else [], results, done,
                    f"Skipped {described}" if described else "")
 
@@ -109,6 +111,8 @@ def job(engine: Engine, items: list[Path], recursive: bool, out: Path, model: Mo
             return
         files, roots, emit = found.files, found.roots, signals.row.emit
         boxes, missing = B.load_boxes(box_kind, box_source, files, roots)
+        if box_kind == B.CSV and boxes:  # a row naming two films (IM0001 in every series): refused, nothing written
+            boxes = match_rows(box_source, boxes, files, roots)
         notes.extend(missing)
         engine.predictor(model, device)
         if baseline is not None:
