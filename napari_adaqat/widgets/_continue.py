@@ -64,6 +64,19 @@ def opening_setup(gpu: Optional[bool] = None, sam: Optional[Path] = None, look: 
                                               "on the CPU (preset finetune).")
 
 
+# the core's refusals name command-line options; the dock names its own fields
+DOCK_WORDS = (("pass --resume to continue it", "tick Resume to continue it"), ("run without --resume", "untick Resume"),
+              ("another --out", "another run folder"), (" (--out RUN)", ""), ("--out", "the run folder"),
+              ("--from", "'from run'"))
+
+
+def dock_words(line: str) -> str:
+    """``line`` (a core refusal) with the dock's field names for the command-line options it names."""
+    for flag, field in DOCK_WORDS:
+        line = line.replace(flag, field)
+    return line
+
+
 def paper_setup() -> Setup:
     """The one-click alternative: ViT-B with the paper's recipe (a SAM checkpoint to choose)."""
     return Setup("paper", "", "vit_b", "ViT-B with the paper's recipe: choose sam_vit_b_01ec64.pth (a GPU helps).")
@@ -142,6 +155,17 @@ def hand_to_annotate(viewer: Any, exported: Optional[tuple[Path, Path]], title: 
         return None, "The Annotate dock is not open: open it (Plugins → napari-adaqat), then click again."
     annotate.use_model(*exported)
     return annotate, f"The Annotate dock now pre-segments with {exported[0].name}."
+
+
+def annotate_dataset(viewer: Any, title: str) -> str:
+    """The dataset folder of ``viewer``'s open Annotate dock (the folder it opened, else the one typed there),
+    '' when none: what the Train dock's 'data folder' starts from."""
+    annotate = open_dock_widget(viewer, title) if viewer is not None else None
+    folder = getattr(annotate, "folder", None)
+    if folder is not None:
+        return str(folder.dataset)
+    edit = getattr(annotate, "dataset", None)
+    return str(getattr(getattr(edit, "line_edit", None), "value", "") or "").strip()
 
 
 def open_dock_widget(viewer: Any, title: str) -> Any:

@@ -1,6 +1,9 @@
-"""The model and baseline choices shared by the Segment and Batch docks: bundled default, a file, or none."""
+"""The model and baseline choices shared by the Segment and Batch docks: bundled default, a file, or none; and the
+model file a dataset folder was last annotated with (``DATASET/annotate_model.json``: a restarted Annotate dock
+pre-segments with the fine-tuned model again)."""
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -8,10 +11,12 @@ from typing import Any, Iterator, Optional
 from magicgui.widgets import ComboBox, FileEdit
 
 from napari_adaqat.inference.engine import ModelRef
+from napari_adaqat.util.atomic import atomic_write_text
 from napari_adaqat.model.build import PRESETS
 
 MODEL_FILTER = "Model files (*.safetensors *.pth *.pt)"
 DEFAULT, FILE, NONE = "default", "file", "none"
+MODEL_NOTE = "annotate_model.json"  # in a dataset folder: the model file the Annotate dock last used there
 
 
 class ModelChoice:
@@ -103,3 +108,25 @@ class ModelChoice:
             what = "baseline" if baseline else "model"
             raise ValueError(f"choose a {what} file (.safetensors or SAM .pth); {path} is not a file")
         return ModelRef(path, baseline=baseline, model_type=self.model_type.value)
+
+
+def note_model(dataset: str | Path, choice: ModelChoice) -> None:
+    """Write down in ``dataset`` the model file ``choice`` holds (none when the bundled default); never raises."""
+    model = str(choice.model_file.value) if choice.model.value == FILE else None
+    baseline = str(choice.baseline_file.value) if model and choice.baseline.value == FILE else None
+    try:
+        atomic_write_text(Path(dataset) / MODEL_NOTE, json.dumps({"model": model, "baseline": baseline}) + "\n")
+    except OSError:
+        pass  # a read-only dataset: the choice is just not remembered
+
+
+def noted_model(dataset: str | Path) -> Optional[tuple[Path, Optional[Path]]]:
+    """(model, baseline or None) noted in ``dataset`` by :func:`note_model`, when the model file is still there."""
+    try:
+        note = json.loads((Path(dataset) / MODEL_NOTE).read_text(encoding="utf-8"))
+        model, baseline = note.get("model"), note.get("baseline")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(model, str) or not Path(model).is_file():
+        return None
+    return Path(model), Path(baseline) if isinstance(baseline, str) and Path(baseline).is_file() else None

@@ -34,6 +34,7 @@ from napari_adaqat.widgets._annotate_layers import FilmLayers  # noqa: E402
 from napari_adaqat.widgets._annotate_open import SOURCES, Opened, read_film  # noqa: E402
 from napari_adaqat.widgets._annotate_ui import AnnotateControls, folder_text, install_hotkeys, on_removed  # noqa: E402
 from napari_adaqat.widgets._jobs import JobQueue  # noqa: E402
+from napari_adaqat.widgets._model_choice import DEFAULT, note_model, noted_model  # noqa: E402
 from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
 
 DRAFT_DELAY_MS = 1500  # a brush stroke is kept as a draft this long after the last one
@@ -114,6 +115,8 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, AnnotateControls):
         except ValueError as exc:
             self._say(str(exc))
             return
+        if self.folder is not None:  # a restarted dock on this dataset comes back to it
+            note_model(self.folder.dataset, self.models)
         self._clicks.follow(model, self._baseline())  # the Segment dock that corrects these films, if open
         label = model.label()
         if self.index is not None and self.layers.present(self.layers.boxes) and len(self.layers.boxes.data) \
@@ -134,6 +137,10 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, AnnotateControls):
             return self._fail(first_line(exc))
         self._leave_film()
         self.folder, self.index, self.last_error = folder, None, None
+        if self.models.model.value == DEFAULT and (noted := noted_model(folder.dataset)) is not None:
+            self.use_model(*noted)  # the model file this dataset was last annotated with (e.g. a fine-tuned one)
+            self._carry.append(f"Pre-segmenting with {noted[0].name}, as last time in this dataset "
+                               "(model: choose another to change).")
         if folder.skipped_note:  # said above the first film's line: files of other kinds are not films here
             self._carry.append(folder.skipped_note[0].upper() + folder.skipped_note[1:])
         self.table.fill([f.path.name for f in folder.films], [str(f.path) for f in folder.films])

@@ -114,6 +114,8 @@ class TrainWidget(TrainFormReading, Container):
         self.annotate_button.changed.connect(lambda *_: self.use_in_annotate_dock())
         self.batch_button.changed.connect(lambda *_: self.use_in_batch_dock())
         self._on_inputs_changed()
+        if dataset := cont.annotate_dataset(viewer, ANNOTATE_DOCK):  # the films the Annotate dock just accepted
+            self.data.value = dataset
         if (left := live.take(viewer)) is not None:  # the run a closed Train panel of this viewer left
             live.follow(self, left)
 
@@ -235,6 +237,7 @@ class TrainWidget(TrainFormReading, Container):
         return self._launch(make, label)
 
     def _refuse(self, problem: str) -> bool:
+        problem = cont.dock_words(problem)
         self.last_error = problem
         self.status.value = problem
         return False
