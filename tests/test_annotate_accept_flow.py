@@ -1,6 +1,7 @@
 """The Annotate dock (real napari viewer under Xvfb, bundled model): Accept pressed while a box is still being
 segmented saves the box's mask; a finished folder opens a film for review instead of leaving a dead one on
-screen; an earlier mask that cannot be used is not counted, and the film opens saying why."""
+screen; an earlier mask that cannot be used is not counted once its film has opened (saying why); a failed write
+leaves the earlier files in place and says so."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -92,7 +93,10 @@ def test_an_unusable_earlier_mask_is_not_counted_and_the_film_says_why(make_napa
     label_map[100:400, 50:180], label_map[100:400, 250:380] = 1, 2
     imsave(dataset / "masks" / f"{names[0]}.png", label_map, check_contrast=False)
     viewer = make_napari_viewer(show=True)
-    _, widget = open_dock(viewer, qtbot, films, dataset)
+    _, widget = open_dock(viewer, qtbot, films, dataset)  # no mask is read to open a dataset: present counts
+    assert widget.index == 1 and widget.progress.value == "1 of 4 accepted, 0 skipped"
+    widget.open_film(0)  # (a double-click on its row) the mask is checked: from now on the film is to do
+    settle(qtbot, widget)
     assert widget.index == 0 and widget.progress.value == "0 of 4 accepted, 0 skipped"
     assert "the model's mask" in widget.status.value and "is not shown" in widget.status.value
     assert "label map" in widget.status.value and "Accept moves it to replaced/masks/" in widget.status.value
@@ -103,3 +107,30 @@ def test_an_unusable_earlier_mask_is_not_counted_and_the_film_says_why(make_napa
     assert "is kept as replaced/masks" in widget.status.value and widget.progress.value == "1 of 4 accepted, 0 skipped"
     shoot(viewer, qtbot, "label_map_kept_aside")
     np.testing.assert_array_equal(imread(dataset / "replaced" / "masks" / f"{names[0]}.png"), label_map)  # kept as it was
+
+
+def test_an_accept_that_cannot_write_leaves_the_earlier_mask_in_place(make_napari_viewer, qtbot, films, tmp_path,
+                                                                      monkeypatch):
+    import napari_adaqat.data.annotation as annotation
+
+    dataset = tmp_path / "dataset"
+    names = sorted(p.stem for p in films.iterdir())
+    (dataset / "masks").mkdir(parents=True)
+    other = np.zeros((512, 426), np.uint8)  # the first film's size: another tool's usable mask
+    other[100:400, 50:380] = 255
+    imsave(dataset / "masks" / f"{names[0]}.png", other, check_contrast=False)
+    before = (dataset / "masks" / f"{names[0]}.png").read_bytes()
+    viewer = make_napari_viewer(show=True)
+    _, widget = open_dock(viewer, qtbot, films, dataset)
+    widget.open_film(0)
+    settle(qtbot, widget)
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(annotation, "write_mask", disk_full)
+    assert not widget.accept()
+    assert "not saved: [Errno 28] No space left on device" in widget.status.value
+    assert "left as they were" in widget.status.value and widget.index == 0
+    assert (dataset / "masks" / f"{names[0]}.png").read_bytes() == before and not (dataset / "replaced").exists()
+    shoot(viewer, qtbot, "disk_full")

@@ -1,6 +1,8 @@
 """The Annotate dock's dataset folder holding files it did not write: Accept moves another tool's image or mask to
 replaced/ (and says so) instead of replacing it, and an earlier mask that cannot be used (a 0/1/2 label map, another
-size, empty) does not count as accepted: the film is still to do, the count and resume say so."""
+size, empty) does not count as accepted once its film has been opened (a dataset opens without reading its masks):
+the film is still to do, the count and resume say so.  A failed write puts back what was set aside; masks made
+before annotate.json recorded what the dock wrote are the dock's own."""
 from __future__ import annotations
 
 import shutil
@@ -63,7 +65,10 @@ def test_unusable_earlier_masks_count_as_not_done(films, tmp_path):
     shutil.copy(probe.films[2].path, dataset / "masks" / "unrelated.png")  # no film of that name: ignored
 
     folder = AnnotationFolder(films, dataset)
-    assert folder.progress_line() == "1 of 4 accepted, 0 skipped"
+    assert folder.progress_line() == "4 of 4 accepted, 0 skipped"  # opening a dataset reads no mask: presence counts
+    assert [folder.known_problem(i) for i in range(4)] == [""] * 4
+    notes = [folder.mask_note(i) for i in range(4)]  # what opening each film does: from then on the count is honest
+    assert folder.progress_line() == "1 of 4 accepted, 0 skipped" and notes[2] == ""
     assert folder.resume_index() == 0 and folder.next_index(0) == 1 and folder.next_index(1) == 3
     rows = [folder.describe(i) for i in range(4)]
     assert rows == ["to do, earlier mask not usable"] * 2 + ["accepted", "to do, earlier mask not usable"]
@@ -95,3 +100,67 @@ def test_a_dicom_seg_the_dock_did_not_write_is_kept_aside(tmp_path, cxr_dir):
     assert "dicom_seg/chest.dcm (not written here)" in folder.set_aside_line()
     folder.write_seg(0, lungs(shape))  # its own SEG: replaced, nothing more kept
     assert folder.set_aside == [] and len(list((tmp_path / "dataset" / "replaced" / "dicom_seg").iterdir())) == 1
+
+
+def test_opening_a_dataset_reads_no_mask_nor_film(films, tmp_path, monkeypatch):
+    import napari_adaqat.data.annotation as annotation
+
+    dataset = tmp_path / "dataset"
+    probe = AnnotationFolder(films, dataset)
+    (dataset / "masks").mkdir(parents=True)
+    for film in probe.films:  # another tool's masks (no annotate.json)
+        imsave(dataset / "masks" / f"{film.name}.png", lungs(film_shape(film.path)).astype(np.uint8) * 255,
+               check_contrast=False)
+
+    def no_read(*_args, **_kwargs):
+        raise AssertionError("read on open")
+
+    monkeypatch.setattr(annotation, "read_mask", no_read)
+    monkeypatch.setattr(annotation, "film_shape", no_read)
+    monkeypatch.setattr(annotation, "_sha256", no_read)
+    folder = AnnotationFolder(films, dataset)
+    assert folder.progress_line() == "4 of 4 accepted, 0 skipped" and folder.resume_index() is None
+    assert [folder.describe(i) for i in range(4)] == ["accepted"] * 4
+
+
+def test_masks_of_a_dataset_made_before_the_written_record_are_the_docks_own(films, tmp_path):
+    import json
+
+    dataset = tmp_path / "dataset"
+    folder = AnnotationFolder(films, dataset)
+    shape = film_shape(folder.films[0].path)
+    folder.accept(0, lungs(shape))
+    state = json.loads(folder.state_path.read_text())
+    del state["written"]  # annotate.json as the previous release wrote it
+    folder.state_path.write_text(json.dumps(state))
+
+    again = AnnotationFolder(films, dataset)
+    assert f"masks/{folder.films[0].name}.png" in json.loads(folder.state_path.read_text())["written"]
+    again.accept(0, lungs(shape) & ~np.eye(*shape, dtype=bool))  # its own mask: replaced, not kept aside
+    assert again.set_aside == [] and again.set_aside_line() == "" and not (dataset / "replaced").exists()
+
+
+def test_a_failed_write_puts_back_what_was_set_aside(films, tmp_path, monkeypatch):
+    import napari_adaqat.data.annotation as annotation
+
+    dataset = tmp_path / "dataset"
+    folder = AnnotationFolder(films, dataset)
+    shape = film_shape(folder.films[1].path)
+    folder.image_path(1).parent.mkdir(parents=True)
+    folder.image_path(1).write_bytes(folder.films[2].path.read_bytes())  # another tool's image and mask
+    folder.mask_path(1).parent.mkdir(parents=True)
+    imsave(folder.mask_path(1), (~lungs(shape)).astype(np.uint8) * 255, check_contrast=False)
+    image, mask = folder.image_path(1).read_bytes(), folder.mask_path(1).read_bytes()
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(annotation, "write_mask", disk_full)
+    try:
+        folder.accept(1, lungs(shape))
+    except OSError as exc:
+        assert exc.errno == 28
+    else:
+        raise AssertionError("no OSError")
+    assert folder.mask_path(1).read_bytes() == mask and folder.image_path(1).read_bytes() == image
+    assert folder.set_aside == [] and not (dataset / "replaced").exists()

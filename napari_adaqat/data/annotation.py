@@ -6,18 +6,20 @@ once a training set for ``adaqat train``.  A film counts as *accepted* when its 
 the files on disk, not a log, say what is done.  ``DATASET/annotate.json`` keeps what the files
 cannot: the skipped films and the last box (relative to its film's size).  Unsaved work on a film left
 without Accept is kept as a draft in ``DATASET/.drafts/<name>.png`` until it is accepted.
-Every write is atomic (a crash never leaves a half-written file under its real name).  A mask this dock did
-not write (``annotate.json`` keeps the SHA-256 of each file it wrote) counts as accepted only when it is a
-usable mask of its film; Accept never replaces another tool's file silently: it is moved to
-``DATASET/replaced/<folder>/`` first (:attr:`AnnotationFolder.set_aside` says which).
+Every write is atomic (a crash never leaves a half-written file under its real name).  A mask file counts as
+accepted by its presence (opening a dataset reads no mask); a mask this dock did not write (``annotate.json``
+keeps the SHA-256 of each file it wrote) is checked when its film opens or is accepted, and from then on one
+that is not a usable mask of its film counts as to do.  Accept never replaces another tool's file silently: it
+is moved to ``DATASET/replaced/<folder>/`` (:attr:`AnnotationFolder.set_aside` says which) only once the new
+file is written.
 """
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -26,9 +28,9 @@ import numpy as np
 
 from napari_adaqat.data.boxes import default_box
 from napari_adaqat.data.folders import check_output_folder, describe_skipped, scan_inputs
-from napari_adaqat.io import is_dicom, read_image, read_mask, sample_name, write_mask
-from napari_adaqat.io.images import file_orientation
-from napari_adaqat.util.atomic import atomic_write, atomic_write_text, temp_path
+from napari_adaqat.io import is_dicom, read_mask, sample_name, write_mask
+from napari_adaqat.io.images import film_shape
+from napari_adaqat.util.atomic import atomic_write_text, link_or_copy
 from napari_adaqat.util.errors import first_line
 
 STATE_FILE = "annotate.json"
@@ -46,45 +48,8 @@ class Film:
     name: str
 
 
-def link_or_copy(source: Path, target: Path) -> str:
-    """Put ``source`` at ``target`` atomically: a hard link where the file system allows, else a copy.
-
-    Returns ``"present"`` (already the same file), ``"linked"`` or ``"copied"``.  ``source`` is only
-    read: no chmod or fsync touches it (a hard link shares its inode)."""
-    if target.exists() and os.path.samefile(source, target):
-        return "present"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(target)
-    try:
-        os.link(source, tmp)
-    except OSError:  # another file system, links not allowed, …
-        atomic_write(target, lambda t: shutil.copyfile(source, t))
-        return "copied"
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return "linked"
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def film_shape(path: Path) -> tuple[int, int]:
-    """(H, W) of a film as :func:`read_image` gives it: from the header of a PNG, JPEG or BMP (upright), else
-    by reading it."""
-    if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"):
-        try:
-            from PIL import Image
-
-            with Image.open(path) as im:
-                w, h = im.size
-            return (w, h) if file_orientation(path) in (5, 6, 7, 8) else (h, w)
-        except Exception:  # noqa: BLE001 - read it instead (which says what is wrong)
-            pass
-    return tuple(read_image(path).pixels.shape[:2])  # type: ignore[return-value]
 
 
 class AnnotationFolder:
@@ -149,6 +114,17 @@ class AnnotationFolder:
         written = state.get("written")
         if isinstance(written, dict):
             self.written = {str(k): str(v) for k, v in written.items()}
+        elif "written" not in state:
+            self._adopt_masks()
+
+    def _adopt_masks(self) -> None:
+        """A dataset made before ``annotate.json`` kept the ``written`` record: its masks were this dock's own, so
+        record them as such once (else a re-accept would call them "not written here")."""
+        names = {f"{film.name}.png" for film in self.films}
+        with contextlib.suppress(OSError):  # (unreadable, or read-only for now: adopted again next time)
+            for path in sorted(p for p in (self.dataset / "masks").glob("*.png") if p.name in names):
+                self._record(path)
+            self._save_state()
 
     def _save_state(self) -> None:
         state = {"image_folder": str(self.images_dir.resolve()), "skipped": sorted(self.skipped),
@@ -156,8 +132,20 @@ class AnnotationFolder:
         atomic_write_text(self.state_path, json.dumps(state, indent=1) + "\n")
 
     def accepted(self, index: int) -> bool:
-        """A mask file is there and usable (see :meth:`mask_problem`)."""
-        return self.mask_path(index).is_file() and not self.mask_problem(index)
+        """A mask file is there, not (yet) found unusable: no file is read (see :meth:`known_problem`)."""
+        return self.mask_path(index).is_file() and not self.known_problem(index)
+
+    def known_problem(self, index: int) -> str:
+        """What :meth:`mask_problem` found for the mask file as it is now, without reading it ("" if unchecked)."""
+        path = self.mask_path(index)
+        cached = self._problems.get(path.name)
+        if not cached or not cached[1]:
+            return ""
+        try:
+            stat = path.stat()
+        except OSError:
+            return ""
+        return cached[1] if cached[0] == (stat.st_mtime_ns, stat.st_size) else ""
 
     def _ours(self, path: Path) -> bool:
         """``path`` is the file this dock wrote there (not replaced since)."""
@@ -218,7 +206,7 @@ class AnnotationFolder:
         state = self.state(index)
         if state == ERROR:
             return f"error: {self.errors[self.films[index].name]}"
-        problem = self.mask_problem(index) if state in (TODO, DRAFT) else ""
+        problem = self.known_problem(index) if state in (TODO, DRAFT) else ""
         if problem:  # (the reason is said when the film opens: the row stays short)
             return f"{'draft (not saved)' if state == DRAFT else state}, earlier mask not usable"
         if state == DRAFT:
@@ -255,7 +243,7 @@ class AnnotationFolder:
         (``"draft"``, ``"saved"``, or ``""`` with None when there is neither).  An unreadable file is
         reported as ImageReadError (one line) and left as it is."""
         for path, kind in ((self.draft_path(index), "draft"), (self.mask_path(index), "saved")):
-            if path.is_file() and (kind == "draft" or self.accepted(index)):
+            if path.is_file() and (kind == "draft" or not self.mask_problem(index)):
                 return read_mask(path), kind
         return None, ""
 
@@ -273,8 +261,9 @@ class AnnotationFolder:
     def accept(self, index: int, mask: np.ndarray) -> list[Path]:
         """Save film ``index`` with ``mask`` (H, W): the image first, then the mask (so a mask never
         lies without its image); return both files.  The film's draft is removed and it is no longer
-        skipped.  Another image there, or a mask this dock did not write, is moved to ``replaced/`` first
-        (:attr:`set_aside`).  ValueError (one line) for an empty or full mask; nothing is written then."""
+        skipped.  Another image there, or a mask this dock did not write, is moved to ``replaced/``
+        (:attr:`set_aside`).  ValueError (one line) for an empty or full mask; nothing is written then.  When a
+        write fails (OSError, e.g. a full disk) the files set aside are put back before it is raised."""
         mask = self.check_mask(index, mask)
         film = self.films[index]
         written = [self.image_path(index), self.mask_path(index)]
@@ -284,8 +273,12 @@ class AnnotationFolder:
             self._put_aside(written[0])
         if written[1].is_file() and (not self._ours(written[1]) or self.mask_problem(index)):
             self._put_aside(written[1])
-        link_or_copy(film.path, written[0])
-        self._record(write_mask(written[1], mask, overwrite=True))
+        try:
+            link_or_copy(film.path, written[0])
+            self._record(write_mask(written[1], mask, overwrite=True))
+        except BaseException:
+            self._put_back()
+            raise
         self.draft_path(index).unlink(missing_ok=True)
         self.errors.pop(film.name, None)
         self.skipped.discard(film.name)
@@ -306,6 +299,15 @@ class AnnotationFolder:
         os.replace(path, target)
         self.set_aside.append((path, target))
 
+    def _put_back(self) -> None:
+        """Undo :meth:`_put_aside` (a write after it failed): each file back under its name, nothing in replaced/."""
+        for path, target in reversed(self.set_aside):
+            os.replace(target, path)
+            with contextlib.suppress(OSError):  # only when empty
+                target.parent.rmdir()
+                target.parent.parent.rmdir()
+        self.set_aside = []
+
     def set_aside_line(self) -> str:
         """E.g. ``" The earlier masks/a.png (not written here) is kept as replaced/masks/a.png."``, or ""."""
         rel = [(a.relative_to(self.dataset).as_posix(), b.relative_to(self.dataset).as_posix())
@@ -323,8 +325,12 @@ class AnnotationFolder:
         path, self.set_aside = self.seg_path(index), []
         if path.is_file() and not self._ours(path):
             self._put_aside(path)
-        path = write_dicom_seg(path, film.path, np.asarray(mask) != 0, model_file=model_file,
-                               algorithm_type="SEMIAUTOMATIC", overwrite=True)
+        try:
+            path = write_dicom_seg(path, film.path, np.asarray(mask) != 0, model_file=model_file,
+                                   algorithm_type="SEMIAUTOMATIC", overwrite=True)
+        except BaseException:
+            self._put_back()
+            raise
         self._record(path)
         self._save_state()
         return path

@@ -256,3 +256,18 @@ def sample_name(path: str | os.PathLike) -> str:
     file name (extension-less DICOM exports such as ``1.2.840.113619.2`` have dots, not suffixes)."""
     p = Path(path)
     return p.stem if p.suffix.lower() in IMAGE_SUFFIXES else p.name
+
+
+def film_shape(path: Path) -> tuple[int, int]:
+    """(H, W) of a film as :func:`read_image` gives it: from the header of a PNG, JPEG or BMP (upright), else
+    by reading it."""
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"):
+        try:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                w, h = im.size
+            return (w, h) if file_orientation(path) in (5, 6, 7, 8) else (h, w)
+        except Exception:  # noqa: BLE001 - read it instead (which says what is wrong)
+            pass
+    return tuple(read_image(path).pixels.shape[:2])  # type: ignore[return-value]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -99,3 +100,25 @@ def atomic_write_text(path: str | os.PathLike, text: str, **options) -> Path:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, **options) -> Path:
     """Write ``data`` to ``path`` atomically."""
     return atomic_write(path, lambda tmp: tmp.write_bytes(data), **options)
+
+
+def link_or_copy(source: Path, target: Path) -> str:
+    """Put ``source`` at ``target`` atomically: a hard link where the file system allows, else a copy.
+
+    Returns ``"present"`` (already the same file), ``"linked"`` or ``"copied"``.  ``source`` is only
+    read: no chmod or fsync touches it (a hard link shares its inode)."""
+    if target.exists() and os.path.samefile(source, target):
+        return "present"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(target)
+    try:
+        os.link(source, tmp)
+    except OSError:  # another file system, links not allowed, …
+        atomic_write(target, lambda t: shutil.copyfile(source, t))
+        return "copied"
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return "linked"

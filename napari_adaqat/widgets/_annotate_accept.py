@@ -54,8 +54,11 @@ class AcceptFlow:
         index, folder = self.index, self.folder
         try:
             folder.accept(index, mask)
-        except (ValueError, OSError) as exc:
+        except ValueError as exc:
             return self._fail(first_line(exc))
+        except OSError as exc:  # e.g. a full disk: the earlier files are back in place (see AnnotationFolder.accept)
+            return self._fail(f"masks/{folder.mask_path(index).name} not saved: {first_line(exc)}. The earlier files "
+                              f"in {folder.dataset} are left as they were; Accept again once that is fixed.")
         self._draft_timer.stop()
         self._touched, self._base = False, mask.copy()
         saved = f"Saved {folder.mask_path(index).name}.{folder.set_aside_line()}"
