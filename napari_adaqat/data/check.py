@@ -24,7 +24,8 @@ from napari_adaqat.data.dataset import DataError, Pair, discover, load_pair, spl
 from napari_adaqat.data.split import OVERLAP_KEY, SPLITS
 from napari_adaqat.io import is_image_file, sample_name
 
-SOURCE_TEXT = {"layout": "from DIR/train|val|test", "split.json": "from split.json", "seeded": "seeded 80:10:10"}
+SOURCE_TEXT = {"layout": "from DIR/train|val|test", "split.json": "from split.json",
+               "seeded": "seeded 80:10:10; under 20 pairs 90:10, no test"}  # (data/split.py make_split)
 MAX_LISTED = 8  # names listed per group of skipped pairs; the rest are counted
 # An inverted lung mask is a white background around black lungs.  On 97 real masks (full films, films cropped
 # to the lung box, inverted ones) the white covers 0-25 % of the image's edge (cropped to the lung box

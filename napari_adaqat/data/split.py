@@ -9,6 +9,7 @@ import numpy as np
 from napari_adaqat.util.atomic import atomic_write_text
 
 SPLITS = ("train", "val", "test")
+SMALL_DATASET = 20  # fewer names: the seeded cut keeps no test films (make_split)
 OVERLAP_KEY = "val_overlaps_train"  # true in a split.json: validate on training images on purpose
 
 
@@ -16,16 +17,19 @@ def make_split(names: list[str], seed: int = 0, fractions: tuple[float, float, f
     """Shuffle sorted ``names`` with ``seed`` and cut them 80:10:10 (by default).
 
     Sorting first makes the split independent of directory listing order.
-    Validation and test each get at least one sample when there are three or more.
+    Validation and test each get at least one sample when there are three or more.  Under
+    :data:`SMALL_DATASET` names (a few films annotated for a fine-tune) there is no test cut: one or two test
+    films measure nothing, and every annotated film is worth training on.
     """
     ordered = sorted(names)
     order = np.random.default_rng(seed).permutation(len(ordered))
     shuffled = [ordered[i] for i in order]
     n = len(shuffled)
+    small = n < SMALL_DATASET
     n_val = int(round(fractions[1] * n))
-    n_test = int(round(fractions[2] * n))
+    n_test = 0 if small else int(round(fractions[2] * n))
     if n >= 3:
-        n_val, n_test = max(n_val, 1), max(n_test, 1)
+        n_val, n_test = max(n_val, 1), n_test if small else max(n_test, 1)
     n_train = n - n_val - n_test
     return {
         "train": sorted(shuffled[:n_train]),
