@@ -236,7 +236,7 @@ def test_real_run_plot_stop_resume_continue_to_model_and_use_it(make_napari_view
     assert (report.n_images, report.n_masks, report.bad, report.source) == (12, 12, [], "seeded")
     assert report.split == {"train": 11, "val": 1, "test": 0}  # under 20 pairs: no test cut
     assert "12 images · 12 masks · 0 bad pairs" in widget.data_check.value
-    assert "10 train / 1 val / 1 test" in widget.data_check.value
+    assert "11 train / 1 val / 0 test" in widget.data_check.value
 
     run = tmp_path / "run"
     widget.out.value = str(run)
