@@ -111,11 +111,8 @@ class FilmLayers:
                 viewer.layers.remove(name)
         clicks = viewer.layers[L.POINTS] if L.POINTS in viewer.layers else None
         if clicks is not None and len(clicks.data):  # the Segment dock's clicks belonged to the film before
-            clicks.metadata[L.DOCK_WRITE] = True
-            try:
+            with L.dock_write(clicks):
                 clicks.data = np.empty((0, clicks.ndim))
-            finally:
-                clicks.metadata.pop(L.DOCK_WRITE, None)
         with self._quiet():
             boxes.data = []
             if box is not None:  # the box that made the model's mask, as a rectangle (rows, cols)

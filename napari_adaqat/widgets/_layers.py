@@ -1,7 +1,8 @@
 """napari layer helpers for the Segment dock: image planes, box coordinates, output layers."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import numpy as np
 
@@ -20,6 +21,17 @@ OUTPUT_NAMES = (MASK, SSIM, DELTA)
 # edits); the Segment dock then does not prompt on their events, and uses the last one as its clicks' box
 ANNOTATE_OWNER = "adaqat_annotate_boxes"
 DOCK_WRITE = "adaqat_dock_write"  # set in a layer's metadata while another dock clears it: not a user's edit
+
+
+@contextmanager
+def dock_write(layer: Any) -> Iterator[None]:
+    """While a dock (not the user) changes ``layer``: :data:`DOCK_WRITE` in its metadata, so that the other
+    dock's event handlers let the change pass."""
+    layer.metadata[DOCK_WRITE] = True
+    try:
+        yield
+    finally:
+        layer.metadata.pop(DOCK_WRITE, None)
 
 
 # Map colours: agreement is transparent, so the film stays readable where nothing is wrong.

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import numpy as np
 import pandas as pd
 
-from napari_adaqat.widgets._layers import DOCK_WRITE, plane_shape
+from napari_adaqat.widgets._layers import dock_write, plane_shape
 
 if TYPE_CHECKING:
     import napari
@@ -140,13 +140,10 @@ def restore_boxes(layer: "napari.layers.Shapes", shapes: list[tuple[np.ndarray, 
     (the Annotate dock does not segment again a box that Undo puts back)."""
     mode = layer.mode
     layer.selected_data = set()
-    layer.metadata[DOCK_WRITE] = True
-    try:
+    with dock_write(layer):
         if len(layer.data):
             layer.data = []
         if shapes:
             layer.add([s for s, _t in shapes], shape_type=[t for _s, t in shapes])
-    finally:
-        layer.metadata.pop(DOCK_WRITE, None)
     if layer.mode != mode:
         layer.mode = mode
