@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +33,9 @@ class Pair:
 
 class MaskFolder:
     """A masks folder listed once (one ``scandir``), so :meth:`find` applies the one image ↔ mask rule for
-    every image of a dataset without listing the folder again per image.  Names are compared in Unicode NFC
-    (macOS writes ``é`` as ``e`` + accent, Windows as one character); hidden files (``.name``) are no masks."""
+    every image of a dataset without listing the folder again per image.  An exact name (in Unicode NFC: macOS
+    writes ``é`` as ``e`` + accent, Windows as one character) wins; other names pair by :func:`pairing_key`
+    (any case), the rule that also skips a mask beside its film; hidden files (``.name``) are no masks."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
@@ -45,14 +45,14 @@ class MaskFolder:
         except OSError:  # missing or unreadable: no masks
             names = []
         self.names = {_nfc(name): name for name in names}  # NFC name -> the file's own name
-        self.by_sample: dict[str, list[str]] = {}  # NFC sample name -> file names, sorted
-        self.by_base: dict[str, list[str]] = {}  # NFC sample name less a MASK_SUFFIXES suffix -> file names
+        self.by_sample: dict[str, list[str]] = {}  # pairing_key of the sample name -> file names, sorted
+        self.by_base: dict[str, list[str]] = {}  # pairing_key less a MASK_SUFFIXES suffix -> file names
         for name in names:
-            stem = sample_name(name)
-            self.by_sample.setdefault(_nfc(stem), []).append(name)
-            suffix = next((s for s in MASK_SUFFIXES if stem.lower().endswith(s) and len(stem) > len(s)), None)
+            key = pairing_key(sample_name(name))
+            self.by_sample.setdefault(key, []).append(name)
+            suffix = next((s for s in MASK_SUFFIXES if key.endswith(s) and len(key) > len(s)), None)
             if suffix:
-                self.by_base.setdefault(_nfc(stem[: -len(suffix)]), []).append(name)
+                self.by_base.setdefault(key[: -len(suffix)], []).append(name)
 
     def find(self, image: Path) -> Path | None:
         """The mask of ``image``: ``<name>.png``, else ``<name>_mask.png`` (what ``adaqat segment`` writes),
@@ -63,7 +63,7 @@ class MaskFolder:
             if candidate in self.names:
                 return self.folder / self.names[candidate]
         for found in (self.by_sample, self.by_base):
-            same = [self.folder / n for n in found.get(name, ()) if is_image_file(self.folder / n)]
+            same = [self.folder / n for n in found.get(pairing_key(name), ()) if is_image_file(self.folder / n)]
             if same:
                 return same[0]
         return None
@@ -71,6 +71,12 @@ class MaskFolder:
 
 def _nfc(name: str) -> str:
     return unicodedata.normalize("NFC", name)
+
+
+def pairing_key(name: str) -> str:
+    """``name`` as film and mask names are matched: one Unicode form (NFC) and any case, as the Windows and macOS
+    file systems of the sites compare names (``IMG001.png`` ↔ ``img001_mask.png``)."""
+    return unicodedata.normalize("NFC", name.casefold())
 
 
 def find_mask(image: Path, folder: Path) -> Path | None:
@@ -81,7 +87,8 @@ def find_mask(image: Path, folder: Path) -> Path | None:
 
 def _pairs_in(folder: Path) -> dict[str, Pair]:
     """The pairs of ``folder/images`` (hidden files skipped); a mask that two images would share by a suffix
-    rule (``a.png`` and ``a_seg.png``, mask ``a_seg.png``) stays with the image of its own name."""
+    rule (``a.png`` and ``a_seg.png``, mask ``a_seg.png``) or by case (``A.png`` and ``a.png``) stays with the image
+    of its own name, and with neither when no name is its own."""
     images = folder / "images"
     if not images.is_dir():
         return {}
@@ -90,10 +97,18 @@ def _pairs_in(folder: Path) -> dict[str, Pair]:
         if path.is_file() and is_image_file(path) and not path.name.startswith("."):
             name = sample_name(path)
             pairs[name] = Pair(name, path, masks.find(path))
-    shared = Counter(p.mask for p in pairs.values() if p.mask is not None)
+    claims: dict[Path, list[Pair]] = {}
     for pair in pairs.values():
-        if pair.mask is not None and shared[pair.mask] > 1 and _nfc(sample_name(pair.mask)) != _nfc(pair.name):
-            pair.mask = None
+        if pair.mask is not None:
+            claims.setdefault(pair.mask, []).append(pair)
+    for mask, claimants in claims.items():
+        if len(claimants) > 1:  # the film of the mask's exact name keeps it, else the one film of its key, else none
+            own = sample_name(mask)
+            keep = ([p for p in claimants if _nfc(p.name) == _nfc(own)]
+                    or [p for p in claimants if pairing_key(p.name) == pairing_key(own)])
+            for pair in claimants:
+                if len(keep) != 1 or pair is not keep[0]:
+                    pair.mask = None
     return pairs
 
 

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from napari_adaqat.data.dataset import MASK_SUFFIXES
+from napari_adaqat.data.dataset import MASK_SUFFIXES, pairing_key
 from napari_adaqat.io import IMAGE_SUFFIXES, is_image_file, sample_name
 from napari_adaqat.io.dicom_open import is_dicomdir_name
 
@@ -137,8 +137,9 @@ def is_mask_folder(folder: Path) -> bool:
 
 def mask_suffix(path: Path, stems: set[str]) -> str:
     """The :data:`~napari_adaqat.data.dataset.MASK_SUFFIXES` suffix (``_mask``, ``_seg``...) that makes
-    ``path`` the mask of a film whose casefolded sample name is in ``stems``, else ``""``."""
-    name = sample_name(path).casefold()
+    ``path`` the mask of a film whose sample name's :func:`~napari_adaqat.data.dataset.pairing_key` is in ``stems``,
+    else ``""``."""
+    name = pairing_key(sample_name(path))
     return next((s for s in MASK_SUFFIXES if name.endswith(s) and len(name) > len(s) and name[: -len(s)] in stems), "")
 
 
@@ -147,7 +148,7 @@ def masks_beside_films(entries: list[Path]) -> list[Path]:
     pairs by (:data:`~napari_adaqat.data.dataset.MASK_SUFFIXES`: ``a_mask.png``, ``a_seg.png``, ``a-gt.png``...
     beside ``a.png``; an export of films with their masks, the bundled sample): masks, not films to segment.
     The one rule of ``adaqat segment``, the Batch dock and the Annotate dock (all through :func:`scan_inputs`)."""
-    stems = {sample_name(p).casefold() for p in entries}
+    stems = {pairing_key(sample_name(p)) for p in entries}
     return [p for p in entries if mask_suffix(p, stems)]
 
 

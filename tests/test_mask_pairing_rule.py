@@ -1,0 +1,68 @@
+"""One film ↔ mask naming rule for every path: what training and evaluation pair by
+(``data.dataset.MaskFolder``) is what ``adaqat segment`` and the docks skip as a mask beside its film
+(``data.folders.masks_beside_films``).  Names are compared case-insensitively and in one Unicode form,
+as the file systems of the sites' Windows and macOS machines do."""
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_adaqat.data.dataset import MaskFolder, discover
+from napari_adaqat.data.folders import masks_beside_films
+
+DECOMPOSED = unicodedata.normalize("NFD", "Rénal")  # how macOS writes 'é': 'e' + a combining accent
+COMPOSED = unicodedata.normalize("NFC", "Rénal")
+
+
+def _png(path: Path, value: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8), value, np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("film, mask", [
+    ("IMG001.png", "img001_mask.png"),  # a PACS export in capitals, its masks in lower case
+    ("img002.PNG", "IMG002-GT.png"),
+    (f"{COMPOSED}.png", f"{DECOMPOSED}_seg.png"),  # one name in two Unicode forms
+    (f"{DECOMPOSED}.png", f"{COMPOSED.upper()}_LABEL.png"),
+])
+def test_a_mask_beside_its_film_and_in_masks_pairs_by_the_same_rule(tmp_path, film, mask):
+    beside = [_png(tmp_path / "flat" / film), _png(tmp_path / "flat" / mask)]
+    assert masks_beside_films(beside) == [beside[1]]  # adaqat segment skips it as that film's mask
+
+    _png(tmp_path / "ds" / "images" / film)
+    _png(tmp_path / "ds" / "masks" / mask, 255)
+    assert MaskFolder(tmp_path / "ds" / "masks").find(tmp_path / "ds" / "images" / film) == tmp_path / "ds" / "masks" / mask
+
+
+def test_an_exact_name_wins_over_a_name_in_another_case(tmp_path):
+    """Linux keeps 'A.png' and 'a.png' apart; each film keeps the mask of its own exact name."""
+    masks = tmp_path / "masks"
+    for name in ("A.png", "a.png"):
+        _png(masks / name)
+    folder = MaskFolder(masks)
+    assert folder.find(tmp_path / "images" / "A.png") == masks / "A.png"
+    assert folder.find(tmp_path / "images" / "a.png") == masks / "a.png"
+
+
+def test_a_dataset_in_capitals_with_lower_case_masks_trains(tmp_path):
+    for i in range(3):
+        _png(tmp_path / "images" / f"CXR{i}.png")
+        _png(tmp_path / "masks" / f"cxr{i}_mask.png", 255)
+    pairs, _ = discover(tmp_path, 0)
+    assert {name: pair.mask.name for name, pair in pairs.items()} == {f"CXR{i}": f"cxr{i}_mask.png" for i in range(3)}
+
+
+def test_a_mask_two_films_could_claim_by_case_is_given_to_neither_unless_one_name_is_exact(tmp_path):
+    """Linux: films 'A.png' and 'a.png', one mask: the exact name keeps it; 'a_mask.png' is nobody's for sure."""
+    for name in ("A.png", "a.png", "B.png", "b.png"):
+        _png(tmp_path / "images" / name)
+    _png(tmp_path / "masks" / "a.png", 255)
+    _png(tmp_path / "masks" / "b_mask.png", 255)
+    pairs, _ = discover(tmp_path, 0)
+    assert {name: pair.mask.name if pair.mask else None for name, pair in pairs.items()} == {
+        "A": None, "a": "a.png", "B": None, "b": None}
