@@ -94,8 +94,10 @@ def test_an_unusable_earlier_mask_is_not_counted_and_the_film_says_why(make_napa
     imsave(dataset / "masks" / f"{names[0]}.png", label_map, check_contrast=False)
     viewer = make_napari_viewer(show=True)
     _, widget = open_dock(viewer, qtbot, films, dataset)  # no mask is read to open a dataset: present counts
-    assert widget.index == 1 and widget.progress.value == "1 of 4 accepted, 0 skipped"
-    widget.open_film(0)  # (a double-click on its row) the mask is checked: from now on the film is to do
+    assert widget.index == 1  # ... until the check after opening finds it unusable: the film is to do
+    assert widget.progress.value == "0 of 4 accepted, 0 skipped"
+    assert f"1 earlier mask is not usable (film 1, {names[0]}.png)" in widget.status.value
+    widget.open_film(0)  # (a double-click on its row) it says why
     settle(qtbot, widget)
     assert widget.index == 0 and widget.progress.value == "0 of 4 accepted, 0 skipped"
     assert "the model's mask" in widget.status.value and "is not shown" in widget.status.value

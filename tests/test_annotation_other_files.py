@@ -1,8 +1,8 @@
 """The Annotate dock's dataset folder holding files it did not write: Accept moves another tool's image or mask to
 replaced/ (and says so) instead of replacing it, and an earlier mask that cannot be used (a 0/1/2 label map, another
 size, empty) does not count as accepted once its film has been opened (a dataset opens without reading its masks):
-the film is still to do, the count and resume say so.  A failed write puts back what was set aside; masks made
-before annotate.json recorded what the dock wrote are the dock's own."""
+the film is still to do, the count and resume say so.  A failed write puts back what was set aside; the usable masks
+made before annotate.json recorded what the dock wrote are the dock's own once checked."""
 from __future__ import annotations
 
 import shutil
@@ -134,7 +134,8 @@ def test_masks_of_a_dataset_made_before_the_written_record_are_the_docks_own(fil
     del state["written"]  # annotate.json as the previous release wrote it
     folder.state_path.write_text(json.dumps(state))
 
-    again = AnnotationFolder(films, dataset)
+    again = AnnotationFolder(films, dataset)  # its masks become the dock's own once checked (usable)
+    assert again.take_checks(again.check_masks()[0]) == []
     assert f"masks/{folder.films[0].name}.png" in json.loads(folder.state_path.read_text())["written"]
     again.accept(0, lungs(shape) & ~np.eye(*shape, dtype=bool))  # its own mask: replaced, not kept aside
     assert again.set_aside == [] and again.set_aside_line() == "" and not (dataset / "replaced").exists()

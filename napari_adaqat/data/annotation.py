@@ -8,10 +8,12 @@ cannot: the skipped films and the last box (relative to its film's size).  Unsav
 without Accept is kept as a draft in ``DATASET/.drafts/<name>.png`` until it is accepted.
 Every write is atomic (a crash never leaves a half-written file under its real name).  A mask file counts as
 accepted by its presence (opening a dataset reads no mask); a mask this dock did not write (``annotate.json``
-keeps the SHA-256 of each file it wrote) is checked when its film opens or is accepted, and from then on one
-that is not a usable mask of its film counts as to do.  Accept never replaces another tool's file silently: it
-is moved to ``DATASET/replaced/<folder>/`` (:attr:`AnnotationFolder.set_aside` says which) only once the new
-file is written.
+keeps the SHA-256 of each file it wrote) is checked when its film opens, is accepted, or by :meth:`check_masks`
+(the dock runs it in the background after opening), and from then on one that is not a usable mask of its film
+counts as to do; ``annotate.json`` keeps what was found, so a restart knows it without reading.  The masks of a
+dataset made before ``annotate.json`` kept the ``written`` record become the dock's own only once checked.
+Accept never replaces another tool's file silently: it is moved to ``DATASET/replaced/<folder>/``
+(:attr:`AnnotationFolder.set_aside` says which) only once the new file is written.
 """
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ import filecmp
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -38,6 +41,9 @@ DRAFTS = ".drafts"
 SEG_FOLDER = "dicom_seg"
 REPLACED = "replaced"  # DATASET/replaced/images|masks|dicom_seg: what Accept found there and did not write
 TODO, DRAFT, ACCEPTED, SKIPPED, ERROR = "to do", "draft", "accepted", "skipped", "error"
+
+
+Checked = tuple[int, tuple[int, int], str, Optional[str]]  # film, its mask's (mtime_ns, size), why unusable, SHA-256
 
 
 @dataclass(frozen=True)
@@ -56,9 +62,12 @@ class AnnotationFolder:
     """The films of ``images`` and their state in ``dataset`` (see the module docstring).
 
     Raises ValueError (one line) for a missing or empty image folder, a dataset folder inside the image
-    folder or not writable, and two films that would share one mask name."""
+    folder or not writable, and two films that would share one mask name.  ``hold(dataset)``, when given, is
+    called before ``annotate.json`` is read or written (the dock's lock: what it raises is raised, nothing written);
+    its result is :attr:`lock` (``release()`` on it by :meth:`release`)."""
 
-    def __init__(self, images: str | Path, dataset: str | Path) -> None:
+    def __init__(self, images: str | Path, dataset: str | Path, *,
+                 hold: Optional[Callable[[Path], Any]] = None) -> None:
         self.images_dir, self.dataset = Path(images), Path(dataset)
         if not str(images).strip() or not self.images_dir.is_dir():
             raise ValueError(f"image folder {images}: not found; choose a folder of films")
@@ -82,7 +91,15 @@ class AnnotationFolder:
         self.written: dict[str, str] = {}  # "masks/<name>.png" → SHA-256 of the file this dock wrote there
         self.set_aside: list[tuple[Path, Path]] = []  # (file, where it went) for the last accept / write_seg
         self._problems: dict[str, tuple[tuple[int, int], str]] = {}  # mask file name → ((mtime, size), why)
+        self.legacy: set[str] = set()  # mask files of a dataset older than the `written` record, not yet checked
+        self.lock: Any = hold(self.dataset) if hold is not None else None
         self._load_state()
+
+    def release(self) -> None:
+        """Let go of :attr:`lock` (idempotent)."""
+        lock, self.lock = self.lock, None
+        if lock is not None:
+            lock.release()
 
     # ------------------------------------------------------------------ paths
     @property
@@ -107,6 +124,8 @@ class AnnotationFolder:
             state = json.loads(self.state_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return  # none yet (or unreadable: the masks on disk still say what is accepted)
+        if not isinstance(state, dict):
+            return
         self.skipped = {str(n) for n in state.get("skipped", []) if isinstance(n, str)}
         box = state.get("last_box")
         if isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box):
@@ -114,21 +133,30 @@ class AnnotationFolder:
         written = state.get("written")
         if isinstance(written, dict):
             self.written = {str(k): str(v) for k, v in written.items()}
-        elif "written" not in state:
+        legacy, checked = state.get("legacy"), state.get("checked")
+        self.legacy = {n for n in legacy if isinstance(n, str)} if isinstance(legacy, list) else set()
+        for name, entry in (checked if isinstance(checked, dict) else {}).items():  # as [mtime_ns, size, why]
+            if isinstance(entry, list) and len(entry) == 3 and all(isinstance(v, int) for v in entry[:2]):
+                self._problems[str(name)] = ((entry[0], entry[1]), str(entry[2]))
+        if "written" not in state:
             self._adopt_masks()
 
     def _adopt_masks(self) -> None:
-        """A dataset made before ``annotate.json`` kept the ``written`` record: its masks were this dock's own, so
-        record them as such once (else a re-accept would call them "not written here")."""
+        """A dataset made before ``annotate.json`` kept the ``written`` record: its masks were (mostly) this dock's
+        own; each becomes so once :meth:`check_masks` found it usable (else a re-accept would call it "not written
+        here").  Until then it counts by its presence, as any mask not checked yet."""
         names = {f"{film.name}.png" for film in self.films}
         with contextlib.suppress(OSError):  # (unreadable, or read-only for now: adopted again next time)
-            for path in sorted(p for p in (self.dataset / "masks").glob("*.png") if p.name in names):
-                self._record(path)
+            self.legacy = {p.name for p in (self.dataset / "masks").glob("*.png") if p.name in names}
             self._save_state()
 
     def _save_state(self) -> None:
+        names = {f"{film.name}.png" for film in self.films}
+        checked = {name: [*key, why] for name, (key, why) in sorted(dict(self._problems).items())  # (a copy: a
+                   if name in names and (why or f"masks/{name}" not in self.written)}  # worker may add meanwhile)
         state = {"image_folder": str(self.images_dir.resolve()), "skipped": sorted(self.skipped),
-                 "last_box": list(self.last_box) if self.last_box else None, "written": self.written}
+                 "last_box": list(self.last_box) if self.last_box else None, "written": self.written,
+                 "legacy": sorted(self.legacy), "checked": checked}
         atomic_write_text(self.state_path, json.dumps(state, indent=1) + "\n")
 
     def accepted(self, index: int) -> bool:
@@ -186,6 +214,49 @@ class AnnotationFolder:
         problem = self.mask_problem(index)
         name = f"masks/{self.mask_path(index).name}"
         return f"The earlier {name} is not shown: {problem}. Accept moves it to {REPLACED}/masks/." if problem else ""
+
+    def check_masks(self, start: int = 0, budget_s: float = float("inf")) -> tuple[list[Checked], int]:
+        """Check the mask files of films ``start``… not checked as they are now (and the masks to adopt) for about
+        ``budget_s``; return what was found and the film to go on from (``len(films)`` when done).  Changes
+        nothing, so a worker thread may run it: :meth:`take_checks` records it."""
+        found: list[Checked] = []
+        end, index = time.monotonic() + budget_s, start
+        while index < len(self.films) and (index == start or time.monotonic() < end):
+            path = self.mask_path(index)
+            with contextlib.suppress(OSError):
+                stat = path.stat()
+                key, cached = (stat.st_mtime_ns, stat.st_size), self._problems.get(path.name)
+                adopt = path.name in self.legacy
+                if adopt or cached is None or cached[0] != key:
+                    problem = "" if not adopt and self._ours(path) else self._check_other_mask(index, path)
+                    found.append((index, key, problem, _sha256(path) if adopt and not problem else None))
+            index += 1
+        return found, index
+
+    def take_checks(self, found: list[Checked]) -> list[int]:
+        """Record what :meth:`check_masks` found (the files changed since are checked again later), adopt the
+        usable masks of an older dataset, and keep it all in ``annotate.json``; return the films newly found
+        with an unusable mask."""
+        newly = []
+        for index, key, problem, digest in found:
+            path = self.mask_path(index)
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            if (stat.st_mtime_ns, stat.st_size) != key:
+                continue
+            if problem and not self.known_problem(index):
+                newly.append(index)
+            self._problems[path.name] = (key, problem)
+            if path.name in self.legacy:
+                self.legacy.discard(path.name)
+                if digest is not None:
+                    self.written.setdefault(path.relative_to(self.dataset).as_posix(), digest)
+        if found:
+            with contextlib.suppress(OSError):  # (read-only for now: checked again next time)
+                self._save_state()
+        return newly
 
     def has_draft(self, index: int) -> bool:
         return self.draft_path(index).is_file()
@@ -280,6 +351,7 @@ class AnnotationFolder:
             self._put_back()
             raise
         self.draft_path(index).unlink(missing_ok=True)
+        self.legacy.discard(written[1].name)
         self.errors.pop(film.name, None)
         self.skipped.discard(film.name)
         self._save_state()

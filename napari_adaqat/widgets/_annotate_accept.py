@@ -28,7 +28,7 @@ class AcceptFlow:
         is segmented, Accept waits for its mask (said in the status line) and saves that."""
         if not self._ready():
             return False
-        if self.jobs.busy_besides("prefetch", "open"):  # a box prompt runs or waits
+        if self.jobs.busy_besides("prefetch", "open", "check"):  # a box prompt runs or waits
             self._accept_waiting = True
             self._say(WAITING)
             return True

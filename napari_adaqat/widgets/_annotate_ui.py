@@ -17,7 +17,11 @@ from napari_adaqat.widgets._model_choice import ModelChoice
 
 COLUMNS = ("#", "film", "state")
 STATE_COLOR = {"accepted": "#5fbf4a", "skipped": "#9aa3ad", "error": "#e8505b", "draft": "#e0a030"}
+STATE_CHARS = 34  # the longest state shown whole ("draft (not saved), earlier mask…" is cut)
 _TEXT_INPUTS = (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox)
+# free in napari's keymaps and menus and in the Segment dock (tests/test_annotate_qa2.py checks); with Ctrl they act
+# from a text field too (type the dataset folder, then open it)
+OPEN_KEY, CLICKS_KEY = "Ctrl+Shift+F", "Ctrl+K"
 
 
 class FilmTable(QTableWidget):
@@ -47,7 +51,10 @@ class FilmTable(QTableWidget):
                 self.setItem(row, col, item)
 
     def set_state(self, row: int, text: str) -> None:
-        item = QTableWidgetItem(text)
+        """``text`` in the state column, cut to STATE_CHARS (a long error would squeeze the film names; the
+        tooltip and :meth:`rows` keep it whole)."""
+        item = QTableWidgetItem(text if len(text) <= STATE_CHARS else text[:STATE_CHARS - 1].rstrip() + "…")
+        item.setData(Qt.ItemDataRole.UserRole, text)
         item.setToolTip(text)
         color = STATE_COLOR.get(text.split(",")[0].split(" ")[0].rstrip(":"))
         if color:
@@ -60,8 +67,10 @@ class FilmTable(QTableWidget):
 
     def rows(self) -> list[dict[str, str]]:
         """The table as dicts keyed by column name (for tests and scripts)."""
-        return [{name: (self.item(r, c).text() if self.item(r, c) else "") for c, name in enumerate(COLUMNS)}
-                for r in range(self.rowCount())]
+        def text(r: int, c: int) -> str:
+            item = self.item(r, c)
+            return "" if item is None else str(item.data(Qt.ItemDataRole.UserRole) or item.text())
+        return [{name: text(r, c) for c, name in enumerate(COLUMNS)} for r in range(self.rowCount())]
 
 
 HELP = ("Correct the mask: draw a new box in 'boxes' (R), click with 'Correct with clicks…', or select "
@@ -82,7 +91,7 @@ class AnnotateControls(Container):
         self.dataset = FileEdit(label="dataset folder", mode="d",
                                 tooltip="accepted masks go to masks/<name>.png and the films to images/: "
                                         "a training set for adaqat train and the Train dock")
-        self.open_button = PushButton(text="Open folder (resumes where you left)")
+        self.open_button = PushButton(text=f"Open folder [{OPEN_KEY}] (resumes where you left)")
         self.models = ModelChoice(model_path=model_path, use_baseline=False)
         self.keep_edits = CheckBox(text="keep my brush edits when a new box re-segments", value=True)
         self.dicom_seg = CheckBox(text="also write a DICOM SEG for DICOM films", value=False,
@@ -90,7 +99,7 @@ class AnnotateControls(Container):
         self.back_button = PushButton(text="Back [PgUp]")
         self.skip_button = PushButton(text="Skip [PgDown]")
         self.accept_button = PushButton(text="Accept [Enter]")
-        self.clicks_button = PushButton(text="Correct with clicks…",
+        self.clicks_button = PushButton(text=f"Correct with clicks… [{CLICKS_KEY}]",
                                         tooltip="opens the Segment dock beside this one, on this film: click lung, "
                                                 "Ctrl+click not lung, Undo [Ctrl+Z] there")
         self.progress = Label(value="")
@@ -132,8 +141,8 @@ def install_hotkeys(dock: QWidget, viewer: Any, bindings: Iterable[tuple[str, Ca
     """Shortcuts for the whole napari window (e.g. ``("Return", accept)``) that act while ``dock`` is shown,
     installed when the dock is first shown in it and deleted with the dock or when it is closed.
 
-    A key typed into a text field goes to the field, and Enter still finishes a polygon being drawn
-    in napari."""
+    A key without Ctrl typed into a text field goes to the field, and Enter still finishes a polygon being
+    drawn in napari."""
     bindings = list(bindings)
     shortcuts: list[QShortcut] = []
 
@@ -200,7 +209,8 @@ def _dispatch(keys: str, action: Callable[[], None], dock: QWidget, viewer: Any,
     focus = QApplication.focusWidget()
     sequence = QKeySequence(keys)[0]
     key, modifiers = sequence.key(), sequence.keyboardModifiers()
-    if isinstance(focus, _TEXT_INPUTS):  # typing: the key is the field's (resent with the shortcuts off)
+    typing = not modifiers & Qt.KeyboardModifier.ControlModifier  # (a text field does not take our Ctrl keys)
+    if isinstance(focus, _TEXT_INPUTS) and typing:  # the key is the field's (resent with the shortcuts off)
         for shortcut in shortcuts:
             shortcut.setEnabled(False)
         try:

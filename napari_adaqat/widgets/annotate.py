@@ -24,15 +24,20 @@ guard_triton_import()  # before torch/torchvision load: see _compat.py
 
 from napari_adaqat.data.annotation import AnnotationFolder  # noqa: E402
 from napari_adaqat.inference.engine import ModelRef, SegmentResult  # noqa: E402
+from napari_adaqat.inference.lock import FolderBusy  # noqa: E402
 from napari_adaqat.io import read_image  # noqa: E402
 from napari_adaqat.model.device import resolve_device  # noqa: E402
 from napari_adaqat.util.errors import first_line  # noqa: E402
 from napari_adaqat.widgets._annotate_accept import AcceptFlow  # noqa: E402
 from napari_adaqat.widgets._annotate_boxes import BoxPrompts  # noqa: E402
+from napari_adaqat.widgets._annotate_check import EarlierMasks  # noqa: E402
 from napari_adaqat.widgets._annotate_clicks import CLICKS_HELP, ClicksDock  # noqa: E402
 from napari_adaqat.widgets._annotate_layers import FilmLayers  # noqa: E402
+from napari_adaqat.widgets._annotate_lock import busy_line, holder, took_over  # noqa: E402
 from napari_adaqat.widgets._annotate_open import SOURCES, Opened, read_film  # noqa: E402
-from napari_adaqat.widgets._annotate_ui import AnnotateControls, folder_text, install_hotkeys, on_removed  # noqa: E402
+from napari_adaqat.widgets._annotate_ui import (  # noqa: E402
+    CLICKS_KEY, OPEN_KEY, AnnotateControls, folder_text, install_hotkeys, on_removed,
+)
 from napari_adaqat.widgets._jobs import JobQueue  # noqa: E402
 from napari_adaqat.widgets._model_choice import DEFAULT, note_model, noted_model  # noqa: E402
 from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
@@ -40,7 +45,7 @@ from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
 DRAFT_DELAY_MS = 1500  # a brush stroke is kept as a draft this long after the last one
 
 
-class AnnotateWidget(BoxPrompts, AcceptFlow, AnnotateControls):
+class AnnotateWidget(BoxPrompts, AcceptFlow, EarlierMasks, AnnotateControls):
     """Dock widget: image and dataset folders, model, Back/Skip/Accept, progress and the list of films."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, model_path: str | Path | None = None) -> None:
@@ -62,7 +67,7 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, AnnotateControls):
         self._carry: list[str] = []  # what happened to the last film, said above the next film's line
         self._clicks = ClicksDock()  # the Segment dock "Correct with clicks" opened
         self.layers = FilmLayers(self.viewer, self._on_paint, self._on_boxes)
-        self.jobs = JobQueue(("open", "predict", "prefetch"), self._on_error, self._on_idle)
+        self.jobs = JobQueue(("open", "predict", "prefetch", "check"), self._on_error, self._on_idle)
         self._draft_timer = QTimer()
         self._draft_timer.setSingleShot(True)
         self._draft_timer.setInterval(DRAFT_DELAY_MS)
@@ -83,7 +88,9 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, AnnotateControls):
         on_removed(self.native, self._on_destroyed)  # napari's close button: taken out, not deleted
         self.viewer.layers.events.removing.connect(self._on_layer_removing)  # napari closing, or a delete
         install_hotkeys(self.native, self.viewer, [("Return", self.accept), ("Enter", self.accept),
-                                                   ("PgDown", self.skip), ("PgUp", self.back)])
+                                                   ("PgDown", self.skip), ("PgUp", self.back),
+                                                   (OPEN_KEY, self.open_folder),
+                                                   (CLICKS_KEY, self.correct_with_clicks)])
         self._set_buttons()
 
     # ------------------------------------------------------------------ model
@@ -131,11 +138,19 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, AnnotateControls):
         """Open the chosen folders and the first film not yet accepted or skipped; False when refused."""
         if not folder_text(self.images) or not folder_text(self.dataset):
             return self._fail("Choose an image folder and a dataset folder.")
-        try:
-            folder = AnnotationFolder(folder_text(self.images), folder_text(self.dataset))
+        dataset, before = folder_text(self.dataset), self.folder
+        try:  # the dataset folder's lock first: a second dock on it writes nothing
+            folder = AnnotationFolder(folder_text(self.images), dataset, hold=holder(before))
         except ValueError as exc:
             return self._fail(first_line(exc))
+        except FolderBusy as exc:
+            return self._fail(busy_line(Path(dataset), exc))
         self._leave_film()
+        if before is None or before.lock is not folder.lock:  # another dataset folder (its lock is new)
+            if before is not None:
+                before.release()
+            if line := took_over(folder.lock):
+                self._carry.append(line)
         self.folder, self.index, self.last_error = folder, None, None
         if self.models.model.value == DEFAULT and (noted := noted_model(folder.dataset)) is not None:
             self.use_model(*noted)  # the model file this dataset was last annotated with (e.g. a fine-tuned one)
@@ -152,6 +167,7 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, AnnotateControls):
             self._carry.append(f"Every film is accepted or skipped ({folder.progress_line()}): review any of them "
                                "(double-click it in the list); Accept saves a change.")
         self.open_film(start)
+        self._check_earlier()  # after the film: it is not kept waiting
         return True
 
     def open_film(self, index: int) -> None:
@@ -185,7 +201,7 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, AnnotateControls):
             line = folder.mark_error(index, opened.error)
             self._refresh_rows()
             following = folder.next_index(index)
-            self._fail(f"Cannot open {film.path.name}: {line}")
+            self._fail(f"Cannot open {film.path.name}: {folder.errors.get(film.name, line)}")
             if following is not None:
                 self._carry.append(self.status.value)
                 self.open_film(following)
@@ -297,7 +313,7 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, AnnotateControls):
     @property
     def busy(self) -> bool:
         """True while a film is opened or a box segmented (not counting the prefetch of the next film)."""
-        return self.opening is not None or self.jobs.busy_besides("prefetch")
+        return self.opening is not None or self.jobs.busy_besides("prefetch", "check")
 
     def _refresh_rows(self) -> None:
         folder = self.folder
@@ -305,7 +321,7 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, AnnotateControls):
             return
         for row in range(len(folder.films)):
             self.table.set_state(row, folder.describe(row))
-        self.progress.value = folder.progress_line()
+        self.progress.value = folder.progress_line() + (" · checking the earlier masks…" if self.checking else "")
         self._set_buttons()
 
     def _set_buttons(self) -> None:
@@ -366,6 +382,8 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, AnnotateControls):
         if self.jobs.closed:
             return
         self.jobs.close()
+        if self.folder is not None:
+            self.folder.release()  # another dock may open this dataset now
         self.layers.detach()
         self.viewer.layers.events.removing.disconnect(self._on_layer_removing)
         try:
