@@ -3,7 +3,8 @@
 The manifest offers this reader for DICOM extensions and for the numbered names that
 extension-less DICOM exports use (``IM-0001-0001``, ``00000001``, ``1.2.840.…1``); it is not
 offered for every file, so opening a PNG never asks the user to pick a reader. It sniffs the
-content and returns ``None`` for anything that is not DICOM. Any other DICOM file opens with
+content and returns ``None`` for anything that is not DICOM (a PNG, JPEG, TIFF or BMP named ``.dcm`` is
+read as what it is). Any other DICOM file opens with
 ``viewer.open(path, plugin="napari-adaqat")``.  A multi-frame file opens as a stack (frames, H, W).
 The layer metadata keeps the source path and SOP Instance UID, which the DICOM SEG writer needs.
 """
@@ -13,7 +14,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
 
-from napari_adaqat.io.dicom import is_dicom, read_dicom_stack
+from napari_adaqat.io.dicom import DICOM_SUFFIXES, is_dicom, read_dicom_stack
+from napari_adaqat.io.images import read_image
 
 PathOrPaths = Union[str, Sequence[str]]
 LayerData = tuple[Any, dict, str]
@@ -26,9 +28,14 @@ def _paths(path: PathOrPaths) -> list[str]:
 def get_dicom_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | None:
     """Return :func:`read_dicom_layers` when every path is a DICOM file, else ``None``."""
     paths = _paths(path)
-    if not paths or not all(os.path.isfile(p) and is_dicom(p) for p in paths):
+    if not paths or not all(os.path.isfile(p) and (is_dicom(p) or _named_dicom(p)) for p in paths):
         return None
     return read_dicom_layers
+
+
+def _named_dicom(path: str) -> bool:
+    """A PNG, JPEG, TIFF or BMP named ``.dcm``/``.dicom`` (no other reader would take it): read as what it is."""
+    return Path(path).suffix.lower() in DICOM_SUFFIXES
 
 
 def read_dicom_layers(path: PathOrPaths) -> list[LayerData]:
@@ -36,7 +43,7 @@ def read_dicom_layers(path: PathOrPaths) -> list[LayerData]:
     (H, W) for one frame, (frames, H, W) for a multi-frame file."""
     layers: list[LayerData] = []
     for p in _paths(path):
-        image = read_dicom_stack(p)
+        image = read_dicom_stack(p) if is_dicom(p) else read_image(p)
         stack = image.pixels.ndim == 3
         kwargs: dict = {
             "name": Path(p).stem or Path(p).name,

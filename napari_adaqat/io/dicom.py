@@ -103,11 +103,41 @@ def _window_output_range(ds) -> tuple[float, float]:
     return y_min, y_max
 
 
+def _padding(ds, arr: np.ndarray) -> np.ndarray | None:
+    """Mask of the stored values that Pixel Padding Value (0028,0120) and Pixel Padding Range Limit (0028,0121)
+    mark as padding (the frame around a rotated or collimated film), compared bit pattern to bit pattern;
+    ``None`` when there is none, or when it would cover every pixel."""
+    values = []
+    for keyword in ("PixelPaddingValue", "PixelPaddingRangeLimit"):
+        try:
+            values.append(int(_first(ds[keyword].value)) if keyword in ds else None)
+        except (TypeError, ValueError, IndexError, KeyError):
+            values.append(None)
+    if values[0] is None or not np.issubdtype(arr.dtype, np.integer):
+        return None
+    info, span = np.iinfo(arr.dtype), 1 << (arr.dtype.itemsize * 8)
+    fixed = [v + span if v is not None and v < info.min else v - span if v is not None and v > info.max else v
+             for v in values]
+    lo, hi = min(v for v in fixed if v is not None), max(v for v in fixed if v is not None)
+    mask = (arr >= lo) & (arr <= hi)
+    return mask if mask.any() and not mask.all() else None
+
+
+def _full_range(x: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
+    """``x`` scaled so that its pixels outside the padding span [0, 1]."""
+    inside = x if keep is None else x[keep]
+    lo, hi = float(inside.min()), float(inside.max())
+    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+
+
 def _monochrome01(ds, arr: np.ndarray, meta: dict) -> np.ndarray:
-    """Modality LUT, then VOI LUT or window (else full range), to [0, 1]."""
+    """Modality LUT, then VOI LUT or window (else full range), to [0, 1]; shown inverted for MONOCHROME1 or a
+    Presentation LUT Shape INVERSE (once for both); padding pixels black."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     x = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+    padding = _padding(ds, arr)
+    keep = None if padding is None else ~padding
     if ds.get("VOILUTSequence"):
         lut = np.asarray(ds.VOILUTSequence[0].LUTData, dtype=np.float64).ravel()
         # the LUT is indexed by integer input values
@@ -123,12 +153,20 @@ def _monochrome01(ds, arr: np.ndarray, meta: dict) -> np.ndarray:
         meta["voi"] = "window"
         meta["window"] = (center, width)
     else:
-        lo, hi = float(x.min()), float(x.max())
-        out = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+        out = _full_range(x, keep)
+        meta["voi"] = "full_range"
+    inside = out if keep is None else out[keep]
+    if meta["voi"] != "full_range" and np.ptp(inside) == 0 and np.ptp(x if keep is None else x[keep]) > 0:
+        # a window or LUT that gives one value for all the film (e.g. meant for rescaled values the file lacks)
+        meta["voi_unused"] = meta.pop("voi")
+        out = _full_range(x, keep)
         meta["voi"] = "full_range"
     out = np.clip(out, 0.0, 1.0)
-    if meta["photometric"] == "MONOCHROME1":
+    inverse = str(ds.get("PresentationLUTShape", "")).strip().upper() == "INVERSE"
+    if meta["photometric"] == "MONOCHROME1" or inverse:
         out = 1.0 - out
+    if padding is not None:
+        out[padding] = 0.0
     return out.astype(np.float32)
 
 

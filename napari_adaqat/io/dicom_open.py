@@ -12,7 +12,7 @@ import struct
 import warnings
 from pathlib import Path
 
-from .image_data import ImageReadError, check_file, fail
+from .image_data import IMAGE_SIGNATURES, ImageReadError, check_file, fail
 
 DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom")
 PIXEL_KEYWORDS: tuple[str, ...] = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -117,17 +117,20 @@ def _headless(path: Path) -> tuple[object | None, bool]:
 
 
 def is_dicom(path: str | os.PathLike) -> bool:
-    """True for a .dcm/.dicom suffix, the 'DICM' marker, or a preamble-less file that holds an image."""
+    """True for the 'DICM' marker, a .dcm/.dicom suffix (unless the file is a PNG, JPEG, TIFF or BMP), or a
+    preamble-less file that holds an image."""
     p = Path(path)
     if not p.is_file():  # a folder, FIFO or device is never opened (opening a FIFO blocks)
         return False
-    if p.suffix.lower() in DICOM_SUFFIXES or has_dicm_magic(p):
+    if has_dicm_magic(p):
         return True
     try:
         with open(p, "rb") as fh:
             head = fh.read(64)
     except OSError:
-        return False
+        return p.suffix.lower() in DICOM_SUFFIXES
+    if p.suffix.lower() in DICOM_SUFFIXES:  # unless it holds a PNG, JPEG, TIFF or BMP (an export named .dcm)
+        return not any(head.startswith(magic) for magic, _ in IMAGE_SIGNATURES)
     return bool(_candidates(head)) and _headless(p)[1]
 
 

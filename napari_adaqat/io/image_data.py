@@ -31,6 +31,13 @@ MIN_INPUT_SIDE = 16  # px of the short side at the model's input
 DEFAULT_INPUT_SIZE = 256  # the bundled model's input size (longest side), used when no model is named
 
 
+# leading bytes of the non-DICOM formats that are decoded (by :mod:`.images`)
+IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"), (b"MM\x00+", "tiff"), (b"BM", "bmp"),
+)
+
+
 def fail(path: str | os.PathLike, problem: object) -> ImageReadError:
     """Build an :class:`ImageReadError` ``"<path>: <problem>"`` squeezed onto one line."""
     text = " ".join(str(problem).split()) or "unknown error"

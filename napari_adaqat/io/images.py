@@ -18,12 +18,13 @@ import tifffile
 
 from napari_adaqat.util.errors import first_line
 
-from .dicom import is_dicom, read_dicom
+from .dicom import DICOM_SUFFIXES, is_dicom, read_dicom
 from .dicom_open import is_dicomdir_name
 from .image_data import (
-    ImageData, ImageReadError, check_decoded_size, check_file, check_finite, fail, to_gray01,
+    IMAGE_SIGNATURES, ImageData, ImageReadError, check_decoded_size, check_file, check_finite, fail, to_gray01,
 )
 from .orientation import describe, pil_orientation, tiff_orientation, upright
+from .tiff_codecs import pillow_tiff, shown
 
 IMAGE_SUFFIXES: tuple[str, ...] = (
     ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom",
@@ -32,12 +33,8 @@ TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
 RASTER_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
 FORMAT_NAMES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
 
-# leading bytes of the formats decoded here ...
-_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"),
-    (b"II+\x00", "tiff"), (b"MM\x00+", "tiff"), (b"BM", "bmp"),
-)
-# ... and of common files that are not (named, so the message says what the file is)
+# leading bytes of common files that are not images read here (named, so the message says what the file is);
+# those of the formats read here are IMAGE_SIGNATURES
 _OTHERS: tuple[tuple[bytes, str], ...] = (
     (b"GIF8", "a GIF image"), (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive"),
     (b"\x1f\x8b", "gzip-compressed data"), (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"),
@@ -48,6 +45,8 @@ _OTHERS: tuple[tuple[bytes, str], ...] = (
 # matters, so these stay out of the terminal unless the application configures logging itself.
 logging.getLogger("tifffile").addHandler(logging.NullHandler())
 
+CONVERT = "; convert it to PNG (lossless) and give that"  # what to do with an image in a format not read here
+READS = "; adaqat reads PNG, JPEG, BMP, TIFF and DICOM: convert it to PNG if it is a film"
 _BYTES_PER_BAND = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4}
 _ARRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA"}
 
@@ -55,11 +54,13 @@ _ARRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA
 def _other_kind(head: bytes) -> str | None:
     """``"it is a ZIP archive; unpack it …"`` for a file of a known other kind (from its leading bytes), else None."""
     if head[8:12] == b"WEBP" and head[:4] == b"RIFF":
-        return "it is a WebP image"
+        return f"it is a WebP image{CONVERT}"
     what = next((w for magic, w in _OTHERS if head.startswith(magic)), None)
     if what is None:
         return None
-    return f"it is {what}" + ("; unpack it and give the folder of its films" if "archive" in what else "")
+    if "archive" in what:
+        return f"it is {what}; unpack it and give the folder of its films"
+    return f"it is {what}" + (CONVERT if "image" in what or "codestream" in what or "Photoshop" in what else "")
 
 
 def _describe(head: bytes) -> str:
@@ -99,40 +100,46 @@ def sniff_format(path: Path) -> str:
         raise fail(path, f"cannot open ({exc.strerror or exc})") from None
     if not head:
         raise fail(path, "empty file (0 bytes)")
-    for magic, fmt in _SIGNATURES:
+    for magic, fmt in IMAGE_SIGNATURES:
         if head.startswith(magic):
             return fmt
     expected = FORMAT_NAMES.get(path.suffix.lower(), "supported")
     raise fail(path, f"not a {expected} image: {_describe(head)}")
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, dict]:
-    """First series of a TIFF as (H, W) or (H, W, S); stacks and oversized images are refused."""
+def _read_tiff(path: Path, as_shown: bool = True) -> tuple[np.ndarray, dict]:
+    """First series of a TIFF as (H, W) or (H, W, S), as shown (white-is-zero inverted, palette applied) or
+    as stored; stacks and oversized images are refused."""
     with tifffile.TiffFile(path) as tif:
         if not tif.series or not tif.pages:
             raise fail(path, "truncated or corrupt TIFF data (no image in it)")
         series = tif.series[0]
         axes, shape = series.axes, series.shape
         planes = math.prod(n for ax, n in zip(axes, shape) if ax not in "YXS")
-        if len(tif.pages) > 1 and len(tif.series) == 1:
-            planes = max(planes, len(tif.pages))
+        images = sum(1 for page in tif.pages if not getattr(page, "is_reduced", False))  # thumbnails aside
+        if images > 1 and len(tif.series) == 1:
+            planes = max(planes, images)
         if planes > 1:
             raise fail(path, f"is a 3-D stack ({planes} planes); give a single 2-D image")
-        images = sum(1 for page in tif.pages if not getattr(page, "is_reduced", False))  # thumbnails aside
         if images > 1:
             raise fail(path, f"holds {images} images (pages of different sizes); give a single 2-D image")
         dims = dict(zip(axes, shape))
         itemsize = series.dtype.itemsize if series.dtype is not None else 8
         check_decoded_size(path, dims.get("Y", 1), dims.get("X", 1), math.prod(shape) * itemsize)
-        arr = series.asarray()
         page = tif.pages[0]
         meta = {"photometric": page.photometric.name, "bits": int(page.bitspersample),
                 "orientation": tiff_orientation(page)}
-    kept = "".join(ax for ax, n in zip(axes, shape) if ax in "YXS")
-    arr = arr.reshape([n for ax, n in zip(axes, shape) if ax in "YXS"])
-    if "S" in kept and kept.index("S") != arr.ndim - 1:
-        arr = np.moveaxis(arr, kept.index("S"), -1)
-    return arr, meta
+        try:
+            arr = series.asarray()
+        except ValueError as exc:
+            if "imagecodecs" not in str(exc):
+                raise
+            return pillow_tiff(path, page, as_shown), meta  # e.g. LZW or JPEG without the imagecodecs package
+        kept = "".join(ax for ax, n in zip(axes, shape) if ax in "YXS")
+        arr = arr.reshape([n for ax, n in zip(axes, shape) if ax in "YXS"])
+        if "S" in kept and kept.index("S") != arr.ndim - 1:
+            arr = np.moveaxis(arr, kept.index("S"), -1)
+        return (shown(arr, page) if as_shown else arr), meta
 
 
 def _pil_class(fmt: str):
@@ -165,23 +172,51 @@ def _read_raster(path: Path, fmt: str) -> tuple[np.ndarray, dict]:
     return arr, {"bits": int(arr.dtype.itemsize * 8) if arr.dtype != bool else 1, "orientation": orientation}
 
 
-def read_raw(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+_LOSSLESS_SOF = (0xC3, 0xC7, 0xCB, 0xCF)  # JPEG lossless (Process 14), also hierarchical / arithmetic
+_SOF = (0xC0, 0xC1, 0xC2, 0xC5, 0xC6, 0xC9, 0xCA, 0xCD, 0xCE) + _LOSSLESS_SOF
+
+
+def _jpeg_variant(path: Path) -> str | None:
+    """``"12-bit JPEG"``, ``"lossless JPEG"`` or ``"JPEG-LS image"`` (as exported from DICOM) from the frame
+    header; None for an 8-bit lossy JPEG or an unreadable header."""
+    try:
+        data = path.read_bytes()[:1 << 20]
+    except OSError:
+        return None
+    at = 2
+    while at + 9 < len(data) and data[at] == 0xFF:
+        marker, length = data[at + 1], int.from_bytes(data[at + 2:at + 4], "big")
+        if marker == 0xF7:
+            return "JPEG-LS image"
+        if marker in _SOF:
+            kind = "lossless JPEG" if marker in _LOSSLESS_SOF else "JPEG"
+            bits = data[at + 4]
+            return f"{bits}-bit {kind}" if bits != 8 else (kind if marker in _LOSSLESS_SOF else None)
+        at += 2 + length
+    return None
+
+
+def read_raw(path: str | os.PathLike, as_shown: bool = True) -> tuple[np.ndarray, dict]:
     """Read the pixel array of a PNG/JPEG/BMP/TIFF (no scaling), upright; raise ImageReadError.
 
     An EXIF/TIFF orientation tag is applied (:mod:`.orientation`), as every photo viewer does:
     ``meta["orientation"]`` is the tag (1: none) and ``meta["orientation_applied"]`` says what was
-    done (``""`` for nothing).  Float data with NaN or infinite values is refused.
+    done (``""`` for nothing).  Float data with NaN or infinite values is refused.  A TIFF is read as shown
+    (white-is-zero inverted, palette applied), or with ``as_shown=False`` as stored (a mask's values).
     """
     p = Path(path)
     suffix = p.suffix.lower()
-    if suffix not in TIFF_SUFFIXES + RASTER_SUFFIXES:
-        raise fail(p, f"unsupported image format {suffix or '(no extension)'!r}{_what_else(p)}")
+    if suffix not in TIFF_SUFFIXES + RASTER_SUFFIXES + DICOM_SUFFIXES:  # .dcm: a PNG, JPEG, ... named so
+        raise fail(p, f"unsupported image format {suffix or '(no extension)'!r}{_what_else(p) or READS}")
     fmt = sniff_format(p)
     try:
-        arr, meta = _read_tiff(p) if fmt == "tiff" else _read_raster(p, fmt)
+        arr, meta = _read_tiff(p, as_shown) if fmt == "tiff" else _read_raster(p, fmt)
     except ImageReadError:
         raise
     except Exception as exc:  # corrupt files raise anything from the decoders
+        variant = _jpeg_variant(p) if fmt == "jpeg" else None
+        if variant:
+            raise fail(p, f"is a {variant}, which adaqat cannot decode: convert it to a 16-bit PNG or TIFF") from None
         problem = first_line(exc, with_type=True, limit=160)
         raise fail(p, f"truncated or corrupt {fmt.upper()} data ({problem})") from None
     meta["format"] = fmt

@@ -42,7 +42,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     """
     p = check_file(path)
     try:
-        arr = read_dicom_raw(p)[1] if is_dicom(p) else read_raw(p)[0]
+        arr = read_dicom_raw(p)[1] if is_dicom(p) else read_raw(p, as_shown=False)[0]  # stored values: a mask is data
     except ImageReadError:
         raise
     except Exception as exc:
