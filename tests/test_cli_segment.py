@@ -160,3 +160,21 @@ def test_files_of_other_kinds_in_a_folder_are_named_not_silently_skipped(tmp_pat
     err = capsys.readouterr().err
     assert "skipped 2 files that are not images adaqat reads" in err and "a.gif, b.webp" in err
     assert (tmp_path / "o2" / "film_mask.png").is_file()
+
+
+def test_a_single_film_may_be_segmented_into_a_folder_beside_it(tmp_path, cxr_dir, nano_pth, capsys, monkeypatch):
+    """The first command a clinician types, in the film's own folder: `adaqat segment xray.png --out masks`.
+    A folder below a single film's folder is fine; the film's folder itself and a folder input's sub-folder are not."""
+    desktop = tmp_path / "Desktop"
+    desktop.mkdir()
+    film = desktop / "xray.png"
+    film.write_bytes(sorted((cxr_dir / "images").glob("*.png"))[0].read_bytes())
+    monkeypatch.chdir(desktop)
+    model = ["--model", str(nano_pth), "--model-type", "vit_nano", "--device", "cpu"]
+    assert main(["segment", "xray.png", "--out", "masks", *model]) == 0
+    assert (desktop / "masks" / "xray_mask.png").is_file()
+    capsys.readouterr()
+    assert main(["segment", "xray.png", "--out", ".", *model]) == 2  # results.csv and a journal beside the films
+    assert "is the folder of the input" in capsys.readouterr().err and not (desktop / "results.csv").exists()
+    assert main(["segment", ".", "--out", "masks2", *model]) == 2
+    assert "inside the input folder" in capsys.readouterr().err and not (desktop / "masks2").exists()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from napari_adaqat.cli.common import add_device_argument
@@ -80,6 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.bench.speed import BenchConfig, default_repeats, run_bench, summary_line
 
+    _check_out(args.out)
     device = resolve_device(args.device)
     if args.model is not None and Path(args.model).is_file():  # a bad or unsafe file: one line here, not in each child
         from napari_adaqat.model.loading import load_model
@@ -99,3 +101,18 @@ def run(args: argparse.Namespace) -> int:
     print(summary_line(report))
     print(f"report written to {out}")
     return 0
+
+
+def _check_out(out: str) -> None:
+    """Before minutes of timing: refuse an --out that is a folder, or a file that is not an earlier bench report
+    (a rerun replaces its own report, never another file)."""
+    path = Path(out)
+    if out.endswith(("/", os.sep)) or path.is_dir():
+        raise ValueError(f"--out {out} is a folder; give the JSON file to write, e.g. --out {path / 'bench.json'}")
+    if path.exists():
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            earlier = None
+        if not (isinstance(earlier, dict) and "embed_ratio" in earlier):
+            raise ValueError(f"--out {out} exists and is not an adaqat bench report; choose another file")

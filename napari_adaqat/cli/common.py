@@ -33,9 +33,20 @@ def model_refs(args: argparse.Namespace):
 
     baseline = getattr(args, "baseline", None)
     models = args.model if isinstance(args.model, list) else [args.model]
+    for given in [*models, baseline]:
+        if (isinstance(given, str) and given != "default" and not os.path.exists(given)
+                and did_you_mean(given.lower(), ["default"])):
+            raise ValueError(f"{given}: model file not found; did you mean 'default' (the bundled model)?")
     refs = [model_ref(m, model_type=args.model_type) for m in models]
     return (refs if isinstance(args.model, list) else refs[0],
             model_ref(baseline, baseline=True, model_type=args.model_type) if baseline else None)
+
+
+def check_data_folder(data: str | None) -> None:
+    """Refuse a ``--data`` that is a file (a film, a CSV) with one line saying what the folder holds."""
+    if data and os.path.isfile(data):
+        raise ValueError(f"--data {data} is a file; give the dataset folder that holds images/ and masks/ "
+                         "(see 'adaqat train --help')")
 
 
 def option_like_inputs(argv: list[str]) -> list[str]:
@@ -61,9 +72,27 @@ def option_like_hint(argv: list[str]) -> str | None:
             f"(or put -- before the file names) to give it as a file")
 
 
+# words a newcomer types for a command that has another name: the command that does it, and how
+SYNONYMS = {
+    "report": ("evaluate", "adaqat evaluate --data DATA --out report/ writes the report (index.html)"),
+    "score": ("evaluate", "adaqat evaluate --data DATA --out report/ scores a model against your masks"),
+    "eval": ("evaluate", "adaqat evaluate --data DATA --out report/"),
+    "predict": ("segment", "adaqat segment scans/ --out masks/"),
+    "infer": ("segment", "adaqat segment scans/ --out masks/"),
+    "finetune": ("train", "adaqat train --stage all --preset finetune --data DATA --out runs/mine"),
+    "fit": ("train", "adaqat train --stage all --preset finetune --data DATA --out runs/mine"),
+    "quantize": ("export", "adaqat export runs/s2 --out model_int8.safetensors"),
+}
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
-    """The candidate closest to a mistyped ``word`` (``segmnt`` -> ``segment``), or None."""
-    close = difflib.get_close_matches(word, [str(c) for c in candidates], n=1, cutoff=0.6)
+    """The candidate closest to a mistyped ``word`` (``segmnt`` -> ``segment``), or None; the one candidate that
+    ``word`` begins (``al`` -> ``all``, not ``val``) comes first."""
+    names = [str(c) for c in candidates]
+    begun = [c for c in names if word and c.startswith(word)]
+    if len(begun) == 1:
+        return begun[0]
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     return close[0] if close else None
 
 
@@ -80,7 +109,11 @@ def error_hint(parser: argparse.ArgumentParser, message: str) -> str:
     choice or option, the command's first example for a missing argument; "" when there is nothing to add."""
     choice = re.search(r"invalid choice: '([^']*)'", message)
     if choice:
-        close = did_you_mean(choice.group(1), [c for a in parser._actions if a.choices for c in a.choices])
+        choices = [c for a in parser._actions if a.choices for c in a.choices]
+        command, how = SYNONYMS.get(choice.group(1).lower(), (None, ""))
+        if command in choices:
+            return f"; to do that, use {command!r}: {how}"
+        close = did_you_mean(choice.group(1), choices)
         return f"; did you mean {close!r}?" if close else ""
     if message.startswith("unrecognized arguments: "):
         options = [o for a in parser._actions for o in a.option_strings]

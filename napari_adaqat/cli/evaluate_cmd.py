@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from napari_adaqat.cli.common import add_device_argument, add_model_arguments, model_refs
+from napari_adaqat.cli.common import add_device_argument, add_model_arguments, check_data_folder, model_refs
 from napari_adaqat.cli.segment_cmd import add_batch_size_argument
 from napari_adaqat.model.device import resolve_device
 from napari_adaqat.util.defaults import DEFAULT_BOX_MARGIN_FRACTION, EQUIVALENCE_MARGIN
@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_adaqat.report.scores import json_safe
     from napari_adaqat.report.tables import equivalence_verdict
 
+    check_data_folder(args.data)
     device = resolve_device(args.device)
     model, baseline = model_refs(args)
     if (args.split != "all" and not args.split_file and Path(args.data).is_dir()  # else the one line is "not found"

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from napari_adaqat.model.spec import preset_names
 
@@ -41,6 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.train.export_run import export_run
 
+    _check_out(args.source, args.out)
     summary = export_run(args.source, args.out, profile=args.profile, checkpoint=args.checkpoint,
                          model_type=args.model_type, image_size=args.image_size, qat_variant=args.qat_variant,
                          quantize_extra=args.quantize_extra, ptq=args.ptq, force=args.force,
@@ -48,3 +51,13 @@ def run(args: argparse.Namespace) -> int:
                          command=" ".join(["adaqat", *sys.argv[1:]]) if sys.argv else "")
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _check_out(source: str, out: str) -> None:
+    """Refuse an --out that is a folder (``--out models/``: a file would take the folder's name) or the source
+    itself (``--force`` would overwrite the file being read), with one line naming a file that works."""
+    example = Path(out) / "model_int8.safetensors"
+    if out.endswith(("/", os.sep)) or Path(out).is_dir():
+        raise ValueError(f"--out {out} is a folder; give the model file to write, e.g. --out {example}")
+    if os.path.exists(source) and os.path.exists(out) and os.path.samefile(source, out):
+        raise ValueError(f"--out {out} is the file being exported; choose another --out so that it is kept")

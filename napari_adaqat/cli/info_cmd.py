@@ -38,7 +38,11 @@ def run(args: argparse.Namespace) -> int:
     if args.target in PRESETS:
         report = preset_report(args.target, mode=args.mode, image_size=args.image_size)
     elif args.target != "default" and not Path(args.target).suffix and not Path(args.target).exists():  # a typo
-        raise ValueError(f"{args.target}: no such file or run folder, and not a preset ({preset_names()})")
+        from napari_adaqat.cli.common import did_you_mean
+
+        close = did_you_mean(args.target, ["default", *PRESETS])
+        hint = f"; did you mean {close!r}?" if close else ""
+        raise ValueError(f"{args.target}: no such file or run folder, and not a preset ({preset_names()}){hint}")
     else:
         report = file_report(Path(args.target), model_type=args.model_type, quant_report_dir=args.quant_report)
     print(json.dumps(report, indent=2))

@@ -56,14 +56,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "one (for a single file, its folder counts), so inputs stay untouched. One run at a time "
                         "per folder: a second one is refused, naming the run that holds it")
     add_model_arguments(p)
-    p.add_argument("--boxes", metavar="CSV", help="CSV with columns file,x0,y0,x1,y1 (pixels); file is the film's "
+    p.add_argument("--boxes", metavar="CSV", help="CSV with columns file,x0,y0,x1,y1 (pixels; header optional); file is the film's "
                    "full path, its path relative to the input folder (P1/S1/IM0001) or its name (IM0001): a row "
                    "that names more than one input is refused; "
                    f"default box: the whole image minus a {100 * DEFAULT_BOX_MARGIN_FRACTION:g}%% margin")
     p.add_argument("--points", metavar="CSV",
-                   help="CSV with rows file,x,y,label (pixels; label 1 = lung, 0 = not lung; header optional; several "
-                        "rows per file; file as in --boxes). A file in --boxes too gets its box and its points; a file with points and "
-                        "no box is segmented from its points alone (with the default box when none of them is 1)")
+                   help="CSV with rows file,x,y,label (pixels; label 1 = lung, 0 = not lung, or true/false, yes/no, "
+                        "pos/neg; header optional; several rows per file; file as in --boxes). A file in --boxes too "
+                        "gets its box and its points; a file with points and no box is segmented from its points alone "
+                        "(with the default box when none of them is 1)")
     p.add_argument("--no-clip", dest="clip", action="store_false",
                    help=f"keep mask pixels outside the box. By default nothing of the mask lies outside the box plus a "
                         f"margin of max({CLIP_MARGIN_MIN_PX:g} px, {100 * CLIP_MARGIN_FRACTION:g}%% of the longer image "

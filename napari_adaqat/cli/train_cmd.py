@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
+from pathlib import Path
 
 from napari_adaqat.train.config import FLAGS, field_choices, field_default, field_help, field_type
 
@@ -107,8 +110,10 @@ def chain_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from napari_adaqat.cli.common import check_data_folder
     from napari_adaqat.train.run import resolve_config, run as run_training, run_chain
 
+    check_data_folder(args.data)
     if args.stage == "all":
         chain = chain_from_args(args)
         if args.print_config:
@@ -116,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"chain": chain.to_dict(), "stage1": stage1.to_dict() if stage1 else None,
                               "stage2": chain.stage2().to_dict()}, indent=2))
             return 0
-        print(json.dumps(run_chain(chain, resume=args.resume, command=" ".join(["adaqat", *sys.argv[1:]]))))
+        summary = run_chain(chain, resume=args.resume, command=" ".join(["adaqat", *sys.argv[1:]]))
+        print(json.dumps(summary))
+        _say_next("all", summary, args.data)
         return 0
     if args.qat_epochs is not None or args.profile or args.scores:
         raise ValueError("--qat-epochs, --profile and --scores belong to --stage all")
@@ -126,4 +133,35 @@ def run(args: argparse.Namespace) -> int:
         return 0
     summary = run_training(cfg, resume=args.resume)
     print(json.dumps(summary))
+    _say_next(args.stage, summary, cfg.data, args.preset)
     return 0
+
+
+def _say_next(stage: str, summary: dict, data: object, preset: str | None = None) -> None:
+    """A few lines on stderr (stdout stays the JSON summary): what was made, and the commands that come next."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    quote, data = shlex.quote, data or "DATA"  # a resumed chain may be given no --data
+    dice = summary.get("stage2", summary).get("best_dice")
+    made = f"best validation Dice {dice:.4f}" if isinstance(dice, float) else "done"
+    if stage == "all":
+        model, split = summary["int8"], Path(summary["int8"]).parent / "stage1" / "split.json"
+        try:
+            part = "test" if json.loads(split.read_text(encoding="utf-8")).get("test") else "val"
+        except (OSError, ValueError, AttributeError):
+            part = "test"
+        lines = [f"{made}; the new model: {model} (its FP32 baseline: {summary['fp32']})",
+                 f"adaqat segment FILMS --model {quote(model)} --out masks/   # or napari's Segment dock: model file",
+                 f"adaqat evaluate --data {quote(str(data))} --model {quote(model)} "
+                 f"--baseline {quote(summary['fp32'])} "
+                 f"--split-file {quote(str(split))} --split {part} --out report/   # films it never trained on"]
+    elif stage == "1":
+        run_dir = summary.get("out", "RUN")
+        lines = [f"{made}; Stage 1 run: {run_dir}",
+                 f"adaqat train --stage 2 --from {quote(str(run_dir))} --data {quote(str(data))} --out RUN2"
+                 + (f" --preset {quote(preset)}" if preset else "")]
+    else:
+        run_dir = summary.get("out", "RUN")
+        lines = [f"{made}; Stage 2 run: {run_dir}",
+                 f"adaqat export {quote(str(run_dir))} --out model_int8.safetensors --profile deploy"]
+    print(f"adaqat train: {lines[0]}\nnext: " + "\n  or: ".join(lines[1:]), file=sys.stderr)

@@ -134,11 +134,29 @@ def _text(path: str | Path) -> str:
             return data.decode("utf-16")
         except UnicodeDecodeError:
             pass
+    kind = _binary_kind(data)
+    if kind:
+        what = ("in Excel: File > Save As > CSV UTF-8" if "Excel" in kind
+                else "give the CSV of prompts here (the films go in INPUT)")
+        raise ValueError(f"{path}: {kind}, not a CSV file; {what}")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset "
                          f"{exc.start}); save it as CSV (UTF-8)") from None
+
+
+_SIGNATURES = ((b"PK\x03\x04", "an Excel workbook (.xlsx) or another zip file"),
+               (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls)"), (b"\x89PNG", "a PNG image"),
+               (b"\xff\xd8\xff", "a JPEG image"), (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"),
+               (b"%PDF", "a PDF document"))
+
+
+def _binary_kind(data: bytes) -> str | None:
+    """What a file given as a CSV is when it is a workbook, an image or a document (by its first bytes), else None."""
+    if data[128:132] == b"DICM":
+        return "a DICOM file"
+    return next((kind for magic, kind in _SIGNATURES if data.startswith(magic)), None)
 
 
 def _headerless(row: list[str], columns: tuple[str, ...]) -> bool:
@@ -250,15 +268,15 @@ def read_boxes_csv(path: str | Path) -> dict[str, np.ndarray]:
     path by its name, :func:`csv_file_key`).
 
     Separated by commas, semicolons or tabs (sniffed from the header); header names are trimmed and
-    case-folded (``File, X0`` works); blank rows are skipped.  Raises ValueError (one line,
-    ``PATH:LINE: problem``) for a missing column, a row with another field count than the header,
-    a value that is not a number (named), an invalid box (see :func:`check_box`), two different
+    case-folded (``File, X0`` works); without a header the columns are taken in order; blank rows are skipped.
+    Raises ValueError (one line, ``PATH:LINE: problem``) for a missing column, a row with another field count
+    than the header, a value that is not a number (named), an invalid box (see :func:`check_box`), two different
     boxes for one file, or a CSV with no rows.
     """
     boxes: dict[str, np.ndarray] = {}
     first_line: dict[str, int] = {}
     origins: dict[str, str] = {}
-    for line, delimiter, row, record in _rows(path):
+    for line, delimiter, row, record in _rows(path, header_optional=True):  # as point CSVs
         name = row["file"].strip()
         if not name:
             raise ValueError(f"{path}:{line}: empty file name")
@@ -303,41 +321,68 @@ def box_for(path: Path, boxes: dict[str, np.ndarray], roots: Sequence[Path] = ()
 Row = TypeVar("Row")
 
 
-def match_rows(csv_path: str | Path, rows: dict[str, Row], files: list[Path],
-               roots: Sequence[Path] = ()) -> dict[str, Row]:
-    """{absolute path of an input: its CSV row} (:func:`box_for`'s rule), for a run to look up exactly.
-    Raises ValueError, one line, when a row names more than one input (``IM0001`` in every series of a PACS
-    tree): a CSV row is one film's prompt, never silently everyone's."""
-    taken: dict[str, list[Path]] = {}  # the row each input takes (its first key in the CSV) -> those inputs
+def _exact(key: str, path: Path, roots: Sequence[Path]) -> bool:
+    """Whether CSV name ``key`` names ``path`` with its extension (a path or its file name), not by its stem alone."""
+    stems = {path.stem} | {path.relative_to(r).with_name(path.stem).as_posix() for r in roots if r in path.parents}
+    return key not in stems or key in {path.name, str(path)}
+
+
+def _taken(rows: dict[str, Row], files: list[Path], roots: Sequence[Path]) -> dict[str, list[Path]]:
+    """{CSV name: the inputs it fits}, each input by the first of its :func:`_keys` in ``rows``.  A name that fits
+    several inputs but names exactly one of them with its extension (``IM0001`` beside ``IM0001.png``) is that one's."""
+    taken: dict[str, list[Path]] = {}
     for path in files:
         key = next((k for k in _keys(path, roots) if k in rows), None)
         if key is not None:
             taken.setdefault(key, []).append(path)
     for key, paths in taken.items():
+        exact = [p for p in paths if _exact(key, p, roots)]
+        if len(paths) > 1 and len(exact) == 1:
+            taken[key] = exact
+    return taken
+
+
+def match_rows(csv_path: str | Path, rows: dict[str, Row], files: list[Path],
+               roots: Sequence[Path] = ()) -> dict[str, Row]:
+    """{absolute path of an input: its CSV row} (:func:`box_for`'s rule), for a run to look up exactly.
+    Raises ValueError, one line, when a row names more than one input (``IM0001`` in every series of a PACS
+    tree, ``a`` beside ``a.png`` and ``a.dcm``): a CSV row is one film's prompt, never silently everyone's.
+    A row naming one input exactly and others by their stem only is the exact one's (:func:`_taken`)."""
+    taken = _taken(rows, files, roots)
+    for key, paths in taken.items():
         if len(paths) > 1:
-            example = _example(paths[0], files, roots)
-            how = "its full path" if os.path.isabs(example) else "its path relative to the input folder"
+            how, example = _example(paths[0], files, roots)
             raise ValueError(f"{csv_path}: {key!r} names {len(paths)} input files ({paths[0]}, {paths[1]}"
                              f"{', ...' if len(paths) > 2 else ''}); give each film its own row with {how} "
-                             f"(e.g. {example}) or its full path; nothing was written")
+                             f"(e.g. {example}){'' if how == 'its full path' else ' or its full path'}; "
+                             "nothing was written")
     return {os.path.abspath(path): rows[key] for key, paths in taken.items() for path in paths}
 
 
-def _example(path: Path, files: list[Path], roots: Sequence[Path]) -> str:
-    """A name of ``path`` that no other input has: its path relative to its input folder, else its full path."""
-    for root in roots:
-        if root in path.parents:
-            inner = path.relative_to(root).as_posix()
-            if sum(inner in _keys(other, roots) for other in files) == 1:
-                return inner
-    return os.path.abspath(path)
+def _example(path: Path, files: list[Path], roots: Sequence[Path]) -> tuple[str, str]:
+    """(how, name): the shortest name of ``path`` that no other input has: its file name with its extension, its
+    path relative to its input folder, its path from the working folder, else its full path."""
+    forms = [("its file name and extension", path.name)]
+    forms += [("its path relative to the input folder", path.relative_to(r).as_posix())
+              for r in roots if r in path.parents]
+    try:
+        relative = os.path.relpath(os.path.abspath(path))
+    except ValueError:  # on another drive (Windows)
+        relative = ".."
+    if not relative.startswith(".."):
+        forms.append(("its path from the folder you run in", relative))
+    for how, name in forms:
+        if sum(name in _keys(other, roots) for other in files) == 1:
+            return how, name
+    return "its full path", os.path.abspath(path)
 
 
 def unmatched_boxes(boxes: dict[str, np.ndarray], files: list[Path],
                     roots: Sequence[Path] = ()) -> tuple[list[str], list[Path]]:
     """(CSV names that match no input file, input files without a CSV box) for a warning line."""
-    used = {key for path in files for key in _keys(path, roots) if key in boxes}
-    return sorted(set(boxes) - used), [path for path in files if box_for(path, boxes, roots) is None]
+    taken = _taken(boxes, files, roots)
+    boxed = {path for paths in taken.values() for path in paths}
+    return sorted(set(boxes) - set(taken)), [path for path in files if path not in boxed]
 
 
 def describe_unmatched(csv_path: str | Path, boxes: dict[str, np.ndarray], files: list[Path],

@@ -280,21 +280,25 @@ def _is_input(path: Path) -> bool:
 
 def check_output_folder(out_dir: str | Path, inputs: list[str | Path], *, option: str = "--out",
                         what: str = "input folder") -> None:
-    """Refuse an output folder that is, or lies inside, one of ``inputs`` (a file counts as its folder),
-    or that cannot be written (checked by creating and removing a hidden file in it, or in the
+    """Refuse an output folder that is, or lies inside, one of the folders in ``inputs``, or that is the folder
+    of a file in ``inputs`` (a folder below it is fine: ``adaqat segment xray.png --out masks`` from the film's
+    folder), or that cannot be written (checked by creating and removing a hidden file in it, or in the
     nearest folder above it that exists).
 
-    Raises ValueError ``"{option} OUT is inside the {what} IN; choose another folder"`` or
-    ``"{option} OUT: cannot write there (REASON)"``.
+    Raises ValueError ``"{option} OUT is inside the {what} IN; choose another folder"``, ``"{option} OUT is the
+    folder of the input FILE; …"`` or ``"{option} OUT: cannot write there (REASON)"``.
     """
     out = _resolve(out_dir)
     for item in inputs:
         if not os.path.lexists(item):
             continue  # a missing input is reported as "not found" where it is read, not as this folder's parent
-        folder = _resolve(item)
-        folder = folder if folder.is_dir() else folder.parent
-        if out == folder or folder in out.parents:
-            raise ValueError(f"{option} {out_dir} is inside the {what} {folder}; choose another folder")
+        place = _resolve(item)
+        if not place.is_dir():  # a file: not its own folder (the output's bookkeeping would sit beside the films)
+            if out == place.parent:
+                raise ValueError(f"{option} {out_dir} is the folder of the input {Path(item).name}; choose another "
+                                 f"folder, e.g. {option} {Path(out_dir) / 'masks'}")
+        elif out == place or place in out.parents:
+            raise ValueError(f"{option} {out_dir} is inside the {what} {place}; choose another folder")
     existing = next((p for p in (out, *out.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise ValueError(f"{option} {out_dir}: cannot write there ({existing} is a file, not a folder)")

@@ -1,7 +1,8 @@
 """Point prompts from a CSV: rows ``file,x,y,label`` (x, y in image pixels of the upright image;
-label 1 = lung, 0 = not lung), several rows per file.  The header line is optional (without one the
-columns are taken in that order); the CSV quirks that box CSVs accept are accepted here too (comma,
-semicolon or tab; any case; Excel's BOM and trailing empty rows; see :mod:`napari_adaqat.data.boxes`).
+label 1 = lung, 0 = not lung; also true/false, yes/no, pos/neg), several rows per file.  The header line
+is optional (without one the columns are taken in that order); the CSV quirks that box CSVs accept are
+accepted here too (comma, semicolon or tab; any case; Excel's BOM and trailing empty rows; see
+:mod:`napari_adaqat.data.boxes`).
 A bad row refuses the whole file with one line naming the CSV, its line and the image file.
 """
 from __future__ import annotations
@@ -14,7 +15,21 @@ import numpy as np
 from napari_adaqat.data.boxes import EDGE_TOLERANCE_PX, _number, _rows, box_for, csv_file_key
 
 POINT_COLUMNS = ("file", "x", "y", "label")
-LABELS = {"1": 1, "0": 0, "1.0": 1, "0.0": 0}  # 1 = lung (positive), 0 = not lung (negative)
+# 1 = lung (positive), 0 = not lung (negative), as spreadsheets and napari's `positive` feature write them
+LABELS = {**dict.fromkeys(("1", "true", "yes", "y", "pos", "positive"), 1),
+          **dict.fromkeys(("0", "false", "no", "n", "neg", "negative"), 0)}
+
+
+def _label(text: str) -> int | None:
+    """A point's label (1 or 0) from a CSV field: 1/0 (also 1.0, 0.00), true/false, yes/no, pos/neg (any case)."""
+    text = text.strip().casefold()
+    if text in LABELS:
+        return LABELS[text]
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if value in (0.0, 1.0) else None
 
 Points = tuple[np.ndarray, np.ndarray]  # (P, 2) float64 x, y pixels; (P,) int64 labels
 
@@ -36,9 +51,10 @@ def read_points_csv(path: str | Path) -> dict[str, Points]:
             if not np.isfinite(xy).all() or min(xy) < -EDGE_TOLERANCE_PX:
                 raise ValueError(f"point {xy[0]:g},{xy[1]:g}: x, y are pixels from the top-left corner "
                                  "(finite, not negative)")
-            label = LABELS.get(row["label"].strip())
+            label = _label(row["label"])
             if label is None:
-                raise ValueError(f"label is {row['label'].strip()[:20]!r}: write 1 (lung) or 0 (not lung)")
+                raise ValueError(f"label is {row['label'].strip()[:20]!r}: write 1 (lung) or 0 (not lung); "
+                                 "true/false, yes/no and pos/neg work too")
         except ValueError as exc:
             raise ValueError(f"{path}:{line}: ({' '.join(name.split())[:80]}) {exc}") from None
         coords, labels = found.setdefault(name, ([], []))

@@ -220,11 +220,12 @@ def _sections(parts: dict, summary: dict) -> list[tuple[str, str, list[str], lis
          "none), × vs own FP32 = the same network's FP32 weights (4 bytes each) ÷ the file's; paper arithmetic × "
          "= the paper's ratio from the Linear layers only (INT8 files); INT8 layers: layers stored as INT8.",
          TABLE2_HEAD, [table2_cells(r) for r in parts["table2"]], []),
-        ("Fig. 2: SSIM maps", "Best, median and worst image by the baseline's Dice (plus any asked for with "
-         "--show): the film, the ground truth (green outline), the local SSIM between each model's probability "
-         "map and the ground-truth mask (yellow: they agree, dark: they differ), and ΔSSIM = the model's SSIM − "
-         "the baseline's (green: the model is closer to the ground truth, red: the baseline is closer, pale: "
-         "the same).", [], None, figs["fig2"]),
+        ("Fig. 2: SSIM maps", f"Best, median and worst image by the {'baseline' if baseline else 'model'}'s Dice "
+         "(plus any asked for with --show): the film, the ground truth (green outline), the local SSIM between each "
+         "model's probability map and the ground-truth mask (yellow: they agree, dark: they differ)"
+         + (", and ΔSSIM = the model's SSIM − the baseline's (green: the model is closer to the ground truth, red: "
+            "the baseline is closer, pale: the same)." if baseline else ". (No baseline: no ΔSSIM.)"),
+         [], None, figs["fig2"]),
         ("Fig. 3: quantization error", "For each INT8 model: the INT8 rounding error of its FP32 baseline's "
          "weights in the layers it stores as INT8." + ("" if figs["fig3"] else " (No INT8 model with a baseline.)"),
          [], None, [f for plots in figs["fig3"].values() for f in plots]),

@@ -250,7 +250,8 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
                            lr={g["name"]: g["lr"] for g in optimizer.param_groups},
                            seconds=round(elapsed, 2), eta_s=round(eta, 1), peak_mem_mb=epoch_peak)
             tqdm.write(f"epoch {epoch}/{cfg.epochs}: loss {np.mean(losses):.4f}  val Dice {val_dice:.4f}"
-                       f"  best {best:.4f}" + (f"  rank budget {budget}" if budget is not None else ""))
+                       f"  best {best:.4f}" + (f"  rank budget {budget}" if budget is not None else "")
+                       + (f"  ETA {eta / 60:.1f} min" if eta >= 60 else f"  ETA {eta:.0f} s") * (epoch < cfg.epochs))
         dd.barrier(world)
         if cfg.patience and bad_epochs >= cfg.patience:
             if is_main:

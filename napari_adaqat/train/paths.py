@@ -4,6 +4,7 @@ Torch-free, so the Train dock can import it.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from napari_adaqat.data.folders import check_output_folder
@@ -23,8 +24,23 @@ def check_run_folder(out: str | Path, data: str | Path, *, resume: bool, from_ru
         raise ValueError(f"{paths['last']}: nothing to resume (no checkpoint yet); run without --resume")
     if not resume and paths["last"].is_file():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    foreign = [paths[k].name for k, key in (("config", "stage"), ("split", "seed")) if _foreign(paths[k], key)]
+    if not resume and foreign:
+        raise FileExistsError(f"--out {out} holds {', '.join(foreign)} not written by adaqat train, which a run "
+                              "would replace; choose another --out folder")
     if from_run and Path(from_run).resolve() == Path(out).resolve():
         raise ValueError("--out must differ from --from (the Stage-1 run is never overwritten)")
     if not Path(data).is_dir():
         raise ValueError(f"{data}: data folder not found")
     check_output_folder(out, [data], option="--out", what="data folder")
+
+
+def _foreign(path: Path, key: str) -> bool:
+    """Whether ``path`` exists but is not a run's own file (a JSON object holding ``key``: a run's config.json
+    has its stage, a run's split.json its seed), so a run must not replace it."""
+    if not path.is_file():
+        return False
+    try:
+        return key not in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError):
+        return True
