@@ -13,6 +13,7 @@ from napari_adaqat.cli.common import add_device_argument, add_model_arguments, m
 from napari_adaqat.inference.journal import RESULTS_CSV
 from napari_adaqat.util.defaults import CLIP_MARGIN_FRACTION, CLIP_MARGIN_MIN_PX, DEFAULT_BOX_MARGIN_FRACTION
 from napari_adaqat.model.device import resolve_device
+from napari_adaqat.util.text import listed
 
 
 FORMATS = {"png": ".png", "tif": ".tif", "dcm-seg": ".dcm"}  # --format -> output suffix
@@ -134,9 +135,8 @@ def run(args: argparse.Namespace) -> int:
     if skipped:
         print(f"adaqat segment: skipped {describe_skipped(skipped, recurse_hint=hint)}", file=sys.stderr)
     if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         print(f"adaqat segment: warning: {len(missing)} input(s) not found, each gets an error row in "
-              f"{RESULTS_CSV} and the others are segmented: {shown}", file=sys.stderr)
+              f"{RESULTS_CSV} and the others are segmented: {listed(missing, 3)}", file=sys.stderr)
     boxes = read_boxes_csv(args.boxes) if args.boxes else None
     points = read_points_csv(args.points) if args.points else None
     roots = _roots(args)
@@ -187,9 +187,8 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
             print(f"adaqat segment: warning: {line}", file=sys.stderr)
         names = unmatched_boxes(points, files, roots)[0] if points else []
         if names:
-            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
             print(f"adaqat segment: warning: {args.points}: {len(names)} file name(s) match no input and are "
-                  f"ignored: {shown}", file=sys.stderr)
+                  f"ignored: {listed(names, 5)}", file=sys.stderr)
     model, baseline = model_refs(args)
     engine = Engine(recheck_seconds=ONE_SHOT)  # one run, one model file: never re-stat it per film
     engine.predictor(model, device)  # a bad model file fails here, before any row is written

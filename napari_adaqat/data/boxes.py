@@ -22,6 +22,7 @@ import numpy as np
 
 from napari_adaqat.io.image_data import check_image_size
 from napari_adaqat.util.defaults import CLIP_MARGIN_FRACTION, CLIP_MARGIN_MIN_PX, DEFAULT_BOX_MARGIN_FRACTION
+from napari_adaqat.util.text import listed
 
 COLUMNS = ("file", "x0", "y0", "x1", "y1")
 EDGE_TOLERANCE_PX = 1.0  # a box may overshoot the image by this much (rounding, pixel-centre conventions)
@@ -391,10 +392,9 @@ def describe_unmatched(csv_path: str | Path, boxes: dict[str, np.ndarray], files
     names, unboxed = unmatched_boxes(boxes, files, roots)
     lines = []
     if names:
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        lines.append(f"{csv_path}: {len(names)} row(s) name no input file and are ignored: {shown}")
+        lines.append(f"{csv_path}: {len(names)} row(s) name no input file and are ignored: {listed(names, 5)}")
     if unboxed:
-        shown = ", ".join(p.name for p in unboxed[:5]) + (f" and {len(unboxed) - 5} more" if len(unboxed) > 5 else "")
-        lines.append(f"{csv_path}: {len(unboxed)} input(s) have no box and get the default box: {shown}")
+        lines.append(f"{csv_path}: {len(unboxed)} input(s) have no box and get the default box: "
+                     f"{listed((p.name for p in unboxed), 5)}")
     return lines
 

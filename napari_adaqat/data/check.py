@@ -23,6 +23,7 @@ from scipy import ndimage as ndi
 from napari_adaqat.data.dataset import DataError, Pair, discover, load_pair, split_source
 from napari_adaqat.data.split import OVERLAP_KEY, SPLITS
 from napari_adaqat.io import is_image_file, sample_name
+from napari_adaqat.util.text import listed
 
 SOURCE_TEXT = {"layout": "from DIR/train|val|test", "split.json": "from split.json",
                "seeded": "seeded 80:10:10; under 20 pairs 90:10, no test"}  # (data/split.py make_split)
@@ -73,9 +74,7 @@ class DataReport:
         if self.used:
             lines.append("used: " + " / ".join(f"{n} {part}" for part, n in self.used.items()))
         for reason, names in group_skips(self.bad):
-            more = f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else ""
-            shown = ", ".join(names[:MAX_LISTED]) + more
-            lines.append(f"✗ skipped {len(names)} × {reason}: {shown}")
+            lines.append(f"✗ skipped {len(names)} × {reason}: {listed(names, MAX_LISTED)}")
         lines += [f"⚠ {w}" for w in self.warnings]
         if self.error:
             lines.append(f"✗ {self.error}")
