@@ -248,3 +248,14 @@ def test_a_report_without_a_baseline_does_not_describe_one_in_fig2(tmp_path, cxr
     fig2 = text.split("## Fig. 2")[1].split("##")[0]
     assert "worst image by the model's Dice" in fig2 and "(No baseline: no ΔSSIM.)" in fig2, fig2
     assert "baseline's Dice" not in fig2 and "red: the baseline is closer" not in fig2, fig2
+
+
+@pytest.mark.parametrize("kind", ["png", "dicom"])
+def test_a_film_given_as_the_model_is_named_a_film(tmp_path, cxr_dir, capsys, kind):
+    """Before: 'not a safetensors file, or truncated (bad header length)' for the film a newcomer put after --model."""
+    film = sorted((cxr_dir / "images").glob("*.png"))[0]
+    if kind == "dicom":
+        film = make_dicom(tmp_path / "film.dcm", np.zeros((64, 64), np.uint16))
+    assert main(["segment", str(film), "--model", str(film), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"is a {kind.upper()} image, not a model file" in err and len(err.splitlines()) == 1

@@ -46,10 +46,23 @@ def read_safetensors_header(path: str | Path) -> dict:
                 raise ModelLoadError(f"{path}: is a pickle/zip file; only safetensors model files are accepted")
             if size < 9:
                 raise ModelLoadError(f"{path}: truncated or empty file ({size} bytes)")
+            fh.seek(0)
+            if image := _image_kind(fh.read(132)):
+                raise ModelLoadError(f"{path}: is a {image} image, not a model file; a model is a .safetensors file "
+                                     "(or 'default', the bundled one), and a film is given as the input")
             raise ModelLoadError(f"{path}: not a safetensors file, or truncated (bad header length)")
         fh.seek(8)
         return _json_object(fh.read(n), f"{path}: not a safetensors file, or corrupt (unreadable header)",
                             f"{path}: not a safetensors file (header is not a JSON object)")
+
+
+def _image_kind(head: bytes) -> str:
+    """``"PNG"``, ``"DICOM"``... for the leading bytes of an image file (a film given where a model goes), else ""."""
+    from napari_adaqat.io.image_data import IMAGE_SIGNATURES
+
+    if head[128:132] == b"DICM":
+        return "DICOM"
+    return next((kind.upper() for magic, kind in IMAGE_SIGNATURES if head.startswith(magic)), "")
 
 
 def _json_object(text: bytes | str, bad_json: str, not_object: str) -> dict:
