@@ -259,3 +259,29 @@ def test_a_film_given_as_the_model_is_named_a_film(tmp_path, cxr_dir, capsys, ki
     assert main(["segment", str(film), "--model", str(film), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert f"is a {kind.upper()} image, not a model file" in err and len(err.splitlines()) == 1
+
+
+def test_a_csv_from_a_windows_pc_names_films_in_any_case(tmp_path, cxr_dir, nano_pth, capsys):
+    """Before: 'IMG001.PNG' in the CSV matched no input (a warning) and img001.png got the default box."""
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    films = sorted((cxr_dir / "images").glob("*.png"))[:2]
+    shutil.copy(films[0], scans / "img001.png")
+    shutil.copy(films[1], scans / "Img002.png")
+    boxes = write(tmp_path / "boxes.csv", "file,x0,y0,x1,y1\nIMG001.PNG,10,20,200,300\nimg002,12,22,202,302\n")
+    assert segment(scans, "--out", tmp_path / "out", "--boxes", boxes, nano_pth=nano_pth) == 0
+    rows = rows_of(tmp_path / "out")
+    assert rows["img001.png"]["box"] == "10.0 20.0 200.0 300.0" and rows["Img002.png"]["box"] == "12.0 22.0 202.0 302.0"
+    err = capsys.readouterr().err
+    assert "name no input" not in err and "have no box" not in err
+
+
+def test_a_csv_name_that_fits_two_films_only_by_case_is_refused(tmp_path, cxr_dir, nano_pth, capsys):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    film = sorted((cxr_dir / "images").glob("*.png"))[0]
+    for name in ("a.png", "A.png"):
+        shutil.copy(film, scans / name)
+    boxes = write(tmp_path / "boxes.csv", "file,x0,y0,x1,y1\na.PNG,10,20,200,300\n")
+    assert segment(scans, "--out", tmp_path / "out", "--boxes", boxes, nano_pth=nano_pth) == 2
+    assert "names 2 input files" in capsys.readouterr().err and not (tmp_path / "out" / "results.csv").exists()

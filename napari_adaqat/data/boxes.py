@@ -22,7 +22,7 @@ import numpy as np
 
 from napari_adaqat.io.image_data import check_image_size
 from napari_adaqat.util.defaults import CLIP_MARGIN_FRACTION, CLIP_MARGIN_MIN_PX, DEFAULT_BOX_MARGIN_FRACTION
-from napari_adaqat.util.text import listed
+from napari_adaqat.util.text import listed, pairing_key
 
 COLUMNS = ("file", "x0", "y0", "x1", "y1")
 EDGE_TOLERANCE_PX = 1.0  # a box may overshoot the image by this much (rounding, pixel-centre conventions)
@@ -330,10 +330,17 @@ def _exact(key: str, path: Path, roots: Sequence[Path]) -> bool:
 
 def _taken(rows: dict[str, Row], files: list[Path], roots: Sequence[Path]) -> dict[str, list[Path]]:
     """{CSV name: the inputs it fits}, each input by the first of its :func:`_keys` in ``rows``.  A name that fits
-    several inputs but names exactly one of them with its extension (``IM0001`` beside ``IM0001.png``) is that one's."""
+    several inputs but names exactly one of them with its extension (``IM0001`` beside ``IM0001.png``) is that one's.
+    An input no name fits exactly takes the one name that fits in any case (``IMG001.PNG`` from a Windows PC)."""
     taken: dict[str, list[Path]] = {}
+    folded: dict[str, list[str]] = {}
+    for name in rows:
+        folded.setdefault(pairing_key(name), []).append(name)
     for path in files:
-        key = next((k for k in _keys(path, roots) if k in rows), None)
+        keys = _keys(path, roots)
+        key = next((k for k in keys if k in rows), None)
+        if key is None:
+            key = next((names[0] for k in keys if len(names := folded.get(pairing_key(k), ())) == 1), None)
         if key is not None:
             taken.setdefault(key, []).append(path)
     for key, paths in taken.items():

@@ -14,6 +14,7 @@ import numpy as np
 
 from napari_adaqat.data.split import SPLITS, load_split, make_split
 from napari_adaqat.io import ImageReadError, check_segmentable, is_image_file, read_image, read_mask, sample_name
+from napari_adaqat.util.text import pairing_key
 
 
 # what sites append to an image's name to name its mask (lower case; ``<name>_mask.png`` is checked first)
@@ -34,8 +35,9 @@ class Pair:
 class MaskFolder:
     """A masks folder listed once (one ``scandir``), so :meth:`find` applies the one image ↔ mask rule for
     every image of a dataset without listing the folder again per image.  An exact name (in Unicode NFC: macOS
-    writes ``é`` as ``e`` + accent, Windows as one character) wins; other names pair by :func:`pairing_key`
-    (any case), the rule that also skips a mask beside its film; hidden files (``.name``) are no masks."""
+    writes ``é`` as ``e`` + accent, Windows as one character) wins; other names pair by
+    :func:`~napari_adaqat.util.text.pairing_key` (any case), the rule that also skips a mask beside its film;
+    hidden files (``.name``) are no masks."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
@@ -71,12 +73,6 @@ class MaskFolder:
 
 def _nfc(name: str) -> str:
     return unicodedata.normalize("NFC", name)
-
-
-def pairing_key(name: str) -> str:
-    """``name`` as film and mask names are matched: one Unicode form (NFC) and any case, as the Windows and macOS
-    file systems of the sites compare names (``IMG001.png`` ↔ ``img001_mask.png``)."""
-    return unicodedata.normalize("NFC", name.casefold())
 
 
 def find_mask(image: Path, folder: Path) -> Path | None:

@@ -7,9 +7,10 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from napari_adaqat.data.dataset import MASK_SUFFIXES, pairing_key
+from napari_adaqat.data.dataset import MASK_SUFFIXES
 from napari_adaqat.io import IMAGE_SUFFIXES, is_image_file, sample_name
 from napari_adaqat.io.dicom_open import is_dicomdir_name
+from napari_adaqat.util.text import pairing_key
 
 
 def collect_inputs(inputs: list[str | Path], recursive: bool = False) -> list[Path]:
@@ -137,7 +138,7 @@ def is_mask_folder(folder: Path) -> bool:
 
 def mask_suffix(path: Path, stems: set[str]) -> str:
     """The :data:`~napari_adaqat.data.dataset.MASK_SUFFIXES` suffix (``_mask``, ``_seg``...) that makes
-    ``path`` the mask of a film whose sample name's :func:`~napari_adaqat.data.dataset.pairing_key` is in ``stems``,
+    ``path`` the mask of a film whose sample name's :func:`~napari_adaqat.util.text.pairing_key` is in ``stems``,
     else ``""``."""
     name = pairing_key(sample_name(path))
     return next((s for s in MASK_SUFFIXES if name.endswith(s) and len(name) > len(s) and name[: -len(s)] in stems), "")

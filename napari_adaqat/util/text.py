@@ -1,7 +1,14 @@
-"""Lists of names in the one-line messages the user sees."""
+"""File names as the user compares them, and lists of names in the one-line messages the user sees."""
 from __future__ import annotations
 
+import unicodedata
 from typing import Iterable
+
+
+def pairing_key(name: str) -> str:
+    """``name`` as film, mask and CSV names are matched: one Unicode form (NFC) and any case, as the Windows and
+    macOS file systems of the sites compare names (``IMG001.png`` ↔ ``img001_mask.png``)."""
+    return unicodedata.normalize("NFC", name.casefold())
 
 
 def listed(names: Iterable[object], limit: int) -> str:
