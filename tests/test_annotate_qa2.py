@@ -18,6 +18,7 @@ from skimage.io import imsave
 from napari_adaqat.data.annotation import AnnotationFolder
 from napari_adaqat.inference.lock import FolderBusy, RunLock
 from napari_adaqat.io.images import film_shape
+from test_annotation_other_files import forbid_reads  # tests/ is on sys.path
 
 
 def lungs(shape) -> np.ndarray:
@@ -49,8 +50,6 @@ def earlier_masks(films: Path, dataset: Path, legacy: bool) -> AnnotationFolder:
 
 @pytest.mark.parametrize("legacy", [True, False])
 def test_unusable_earlier_masks_are_found_kept_and_known_after_a_restart(films, tmp_path, monkeypatch, legacy):
-    import napari_adaqat.data.annotation as annotation
-
     dataset = tmp_path / "dataset"
     earlier_masks(films, dataset, legacy)
     folder = AnnotationFolder(films, dataset)
@@ -68,8 +67,7 @@ def test_unusable_earlier_masks_are_found_kept_and_known_after_a_restart(films, 
     def no_read(*_args, **_kwargs):
         raise AssertionError("read on open")
 
-    for name in ("read_mask", "film_shape", "_sha256"):
-        monkeypatch.setattr(annotation, name, no_read)
+    forbid_reads(monkeypatch, no_read)
     again = AnnotationFolder(films, dataset)  # a restart knows it all without reading a mask
     assert again.progress_line() == "1 of 4 accepted, 0 skipped" and again.resume_index() == 1
     assert "its size is 120×100" in again.mask_note(1) and "it is empty" in again.mask_note(3)

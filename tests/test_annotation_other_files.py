@@ -10,7 +10,8 @@ import shutil
 import numpy as np
 from skimage.io import imsave
 
-from napari_adaqat.data.annotation import AnnotationFolder, film_shape
+from napari_adaqat.data.annotation import AnnotationFolder
+from napari_adaqat.io.images import film_shape
 from napari_adaqat.io import read_mask
 
 
@@ -102,9 +103,17 @@ def test_a_dicom_seg_the_dock_did_not_write_is_kept_aside(tmp_path, cxr_dir):
     assert folder.set_aside == [] and len(list((tmp_path / "dataset" / "replaced" / "dicom_seg").iterdir())) == 1
 
 
-def test_opening_a_dataset_reads_no_mask_nor_film(films, tmp_path, monkeypatch):
+def forbid_reads(monkeypatch, no_read) -> None:
+    """Every way the annotation folder reads a mask, a film's size or a file's SHA-256 raises ``no_read``."""
     import napari_adaqat.data.annotation as annotation
+    import napari_adaqat.data.annotation_checks as checks
 
+    for module, names in ((annotation, ("read_mask", "sha256")), (checks, ("read_mask", "film_shape", "sha256"))):
+        for name in names:
+            monkeypatch.setattr(module, name, no_read)
+
+
+def test_opening_a_dataset_reads_no_mask_nor_film(films, tmp_path, monkeypatch):
     dataset = tmp_path / "dataset"
     probe = AnnotationFolder(films, dataset)
     (dataset / "masks").mkdir(parents=True)
@@ -115,9 +124,7 @@ def test_opening_a_dataset_reads_no_mask_nor_film(films, tmp_path, monkeypatch):
     def no_read(*_args, **_kwargs):
         raise AssertionError("read on open")
 
-    monkeypatch.setattr(annotation, "read_mask", no_read)
-    monkeypatch.setattr(annotation, "film_shape", no_read)
-    monkeypatch.setattr(annotation, "_sha256", no_read)
+    forbid_reads(monkeypatch, no_read)
     folder = AnnotationFolder(films, dataset)
     assert folder.progress_line() == "4 of 4 accepted, 0 skipped" and folder.resume_index() is None
     assert [folder.describe(i) for i in range(4)] == ["accepted"] * 4

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import filecmp
-import hashlib
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -31,19 +29,15 @@ import numpy as np
 
 from napari_adaqat.data.boxes import default_box
 from napari_adaqat.data.folders import check_output_folder, describe_skipped, scan_inputs
+from napari_adaqat.data.annotation_checks import REPLACED, MaskChecks, sha256
 from napari_adaqat.io import is_dicom, read_mask, sample_name, write_mask
-from napari_adaqat.io.images import film_shape
 from napari_adaqat.util.atomic import atomic_write_text, link_or_copy
 from napari_adaqat.util.errors import first_line
 
 STATE_FILE = "annotate.json"
 DRAFTS = ".drafts"
 SEG_FOLDER = "dicom_seg"
-REPLACED = "replaced"  # DATASET/replaced/images|masks|dicom_seg: what Accept found there and did not write
 TODO, DRAFT, ACCEPTED, SKIPPED, ERROR = "to do", "draft", "accepted", "skipped", "error"
-
-
-Checked = tuple[int, tuple[int, int], str, Optional[str]]  # film, its mask's (mtime_ns, size), why unusable, SHA-256
 
 
 @dataclass(frozen=True)
@@ -54,11 +48,7 @@ class Film:
     name: str
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-class AnnotationFolder:
+class AnnotationFolder(MaskChecks):
     """The films of ``images`` and their state in ``dataset`` (see the module docstring).
 
     Raises ValueError (one line) for a missing or empty image folder, a dataset folder inside the image
@@ -163,101 +153,6 @@ class AnnotationFolder:
         """A mask file is there, not (yet) found unusable: no file is read (see :meth:`known_problem`)."""
         return self.mask_path(index).is_file() and not self.known_problem(index)
 
-    def known_problem(self, index: int) -> str:
-        """What :meth:`mask_problem` found for the mask file as it is now, without reading it ("" if unchecked)."""
-        path = self.mask_path(index)
-        cached = self._problems.get(path.name)
-        if not cached or not cached[1]:
-            return ""
-        try:
-            stat = path.stat()
-        except OSError:
-            return ""
-        return cached[1] if cached[0] == (stat.st_mtime_ns, stat.st_size) else ""
-
-    def _ours(self, path: Path) -> bool:
-        """``path`` is the file this dock wrote there (not replaced since)."""
-        digest = self.written.get(path.relative_to(self.dataset).as_posix())
-        return digest is not None and path.is_file() and _sha256(path) == digest
-
-    def mask_problem(self, index: int) -> str:
-        """Why ``masks/<name>.png`` cannot be film ``index``'s accepted mask (not a binary mask, another size,
-        empty or full), or "" (usable, or no file).  A file this dock wrote is not read again."""
-        path = self.mask_path(index)
-        try:
-            stat = path.stat()
-        except OSError:
-            return ""
-        key = (stat.st_mtime_ns, stat.st_size)
-        cached = self._problems.get(path.name)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        problem = "" if self._ours(path) else self._check_other_mask(index, path)
-        self._problems[path.name] = (key, problem)
-        return problem
-
-    def _check_other_mask(self, index: int, path: Path) -> str:
-        try:
-            mask = read_mask(path)
-        except Exception as exc:  # noqa: BLE001 - said in the film's row and when it opens
-            return first_line(exc).removeprefix(f"{path}: ")
-        try:
-            shape = film_shape(self.films[index].path)
-        except Exception:  # noqa: BLE001 - the film itself cannot be read: said when it is opened
-            return ""
-        if mask.shape != shape:
-            return f"its size is {mask.shape[1]}×{mask.shape[0]}, the film's {shape[1]}×{shape[0]}"
-        return "it is empty" if not mask.any() else "it covers the whole film" if mask.all() else ""
-
-    def mask_note(self, index: int) -> str:
-        """The line said when a film with an unusable mask file opens ("" when there is none)."""
-        problem = self.mask_problem(index)
-        name = f"masks/{self.mask_path(index).name}"
-        return f"The earlier {name} is not shown: {problem}. Accept moves it to {REPLACED}/masks/." if problem else ""
-
-    def check_masks(self, start: int = 0, budget_s: float = float("inf")) -> tuple[list[Checked], int]:
-        """Check the mask files of films ``start``… not checked as they are now (and the masks to adopt) for about
-        ``budget_s``; return what was found and the film to go on from (``len(films)`` when done).  Changes
-        nothing, so a worker thread may run it: :meth:`take_checks` records it."""
-        found: list[Checked] = []
-        end, index = time.monotonic() + budget_s, start
-        while index < len(self.films) and (index == start or time.monotonic() < end):
-            path = self.mask_path(index)
-            with contextlib.suppress(OSError):
-                stat = path.stat()
-                key, cached = (stat.st_mtime_ns, stat.st_size), self._problems.get(path.name)
-                adopt = path.name in self.legacy
-                if adopt or cached is None or cached[0] != key:
-                    problem = "" if not adopt and self._ours(path) else self._check_other_mask(index, path)
-                    found.append((index, key, problem, _sha256(path) if adopt and not problem else None))
-            index += 1
-        return found, index
-
-    def take_checks(self, found: list[Checked]) -> list[int]:
-        """Record what :meth:`check_masks` found (the files changed since are checked again later), adopt the
-        usable masks of an older dataset, and keep it all in ``annotate.json``; return the films newly found
-        with an unusable mask."""
-        newly = []
-        for index, key, problem, digest in found:
-            path = self.mask_path(index)
-            try:
-                stat = path.stat()
-            except OSError:
-                continue
-            if (stat.st_mtime_ns, stat.st_size) != key:
-                continue
-            if problem and not self.known_problem(index):
-                newly.append(index)
-            self._problems[path.name] = (key, problem)
-            if path.name in self.legacy:
-                self.legacy.discard(path.name)
-                if digest is not None:
-                    self.written.setdefault(path.relative_to(self.dataset).as_posix(), digest)
-        if found:
-            with contextlib.suppress(OSError):  # (read-only for now: checked again next time)
-                self._save_state()
-        return newly
-
     def has_draft(self, index: int) -> bool:
         return self.draft_path(index).is_file()
 
@@ -358,7 +253,7 @@ class AnnotationFolder:
         return written
 
     def _record(self, path: Path) -> None:
-        self.written[path.relative_to(self.dataset).as_posix()] = _sha256(path)
+        self.written[path.relative_to(self.dataset).as_posix()] = sha256(path)
 
     def _put_aside(self, path: Path) -> None:
         """Move ``path`` to ``replaced/<its folder>/`` (numbered when that name is taken)."""

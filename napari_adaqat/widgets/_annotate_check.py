@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from napari_adaqat.data.annotation import AnnotationFolder, Checked
+from napari_adaqat.data.annotation import AnnotationFolder
+from napari_adaqat.data.annotation_checks import Checked
 
 CHUNK_S = 0.2  # one job checks masks this long: a film to open waits at most that
 
