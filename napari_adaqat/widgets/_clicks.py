@@ -2,7 +2,7 @@
 hotkeys, the prompt history, and brush edits of ``lung mask`` (a mixin of
 :class:`~napari_adaqat.widgets.segment.SegmentWidget`, which runs the prompts).
 
-Hotkeys act while the ``boxes`` or ``points`` layer is selected (bound on those layers, which take
+Hotkeys act while the ``boxes`` or ``points`` layer, or the film, is selected (bound on those layers, which take
 precedence over the viewer's bindings); while ``lung mask`` is selected, Ctrl+Z is napari's own undo of
 brush strokes.  R clears points, box and mask (on ``boxes`` it replaces napari's "rectangle mode" key:
 Reset leaves the layer in rectangle mode anyway; on the Annotate dock's film R on ``boxes`` keeps napari's meaning).
@@ -23,13 +23,14 @@ from napari_adaqat.widgets._prompt_history import EDIT, EMPTY, RESET, PromptHist
 UNDO_KEY = KeyMod.CtrlCmd | KeyCode.KeyZ
 REDO_KEY = KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ
 RESET_KEY, NEGATIVE_KEY, BOX_KEY, POINTS_KEY = KeyCode.KeyR, KeyCode.KeyN, KeyCode.KeyB, KeyCode.KeyP
+AGAIN_KEY = KeyCode.KeyG  # "Segment last box again": free in napari's keymaps and menus (test_segment_dock_qa2)
 HELP = ("Draw a rectangle around both lungs in 'boxes'. To correct the mask, click in 'points' [P]: "
         "a click adds lung, Ctrl+click (⌘ on a Mac) or Negative [N] marks 'not lung'.")
 
 
 class ClickPrompts:
     """Points, history and the buttons of the Segment dock (needs the dock's ``viewer``, ``image``,
-    ``status``, ``_boxes``, ``jobs``, ``_segment``, ``_show`` and ``_annotated``)."""
+    ``status``, ``_boxes``, ``jobs``, ``_segment``, ``segment_last_box``, ``_show`` and ``_annotated``)."""
 
     viewer: Any
     _points: Any = None
@@ -81,16 +82,18 @@ class ClickPrompts:
         self._points_image = str(image.unique_id)
         self._sync_default_label()
         for layer, extra in ((self._boxes, {POINTS_KEY: self.points_mode, RESET_KEY: self._reset_or_rectangle}),
-                             (points, {BOX_KEY: self.box_mode})):
+                             (points, {BOX_KEY: self.box_mode}),  # (and the film, picked in the layer list:)
+                             (image, {BOX_KEY: self.box_mode, POINTS_KEY: self.points_mode,
+                                      RESET_KEY: self._reset_or_rectangle})):
             keys = {UNDO_KEY: self.undo, REDO_KEY: self.redo, RESET_KEY: self.reset_prompts,
-                    NEGATIVE_KEY: self.toggle_negative, **extra}
+                    NEGATIVE_KEY: self.toggle_negative, AGAIN_KEY: self.segment_last_box, **extra}
             for key, action in keys.items():
                 layer.bind_key(key, _key_action(self, action), overwrite=True)
         self._update_buttons()
 
     def _on_points_data(self, event: Any) -> None:
         action = str(getattr(event, "action", ""))
-        if self._restoring or action not in ("added", "removed", "changed"):
+        if getattr(self, "_closed", False) or self._restoring or action not in ("added", "removed", "changed"):
             return
         if self._points is not None and self._points.metadata.get(L.DOCK_WRITE):  # the Annotate dock's new film
             return
@@ -250,21 +253,22 @@ class ClickPrompts:
         self._step(self.history.redo() if self.history is not None else None, "Redone")
 
     def reset_prompts(self) -> None:
-        """Clear points, box and mask of this plane (R); Undo brings them back."""
+        """Clear points, box and mask of this plane (R; a stack's other planes keep theirs); Undo brings them back."""
         image, history = self.image.value, self.history
         if image is None or history is None or self._annotate_film_elsewhere(image):
             return
         plane = L.current_plane(self.viewer, image)
         edited = self._brush_edit(image, plane) is not None  # an unsaved edit is kept in the history
         now = history.current
-        if not edited and now.kind == RESET and now.plane == plane and not len(P.snapshot_points(self._points)[0]) \
-                and not P.snapshot_boxes(self._boxes):  # R pressed twice: one Undo still brings everything back
+        boxes, points, positive = P.off_plane(self._boxes, self._points, image, plane)  # (other planes: kept)
+        cleared = len(points) == len(P.snapshot_points(self._points)[0]) \
+            and len(boxes) == len(P.snapshot_boxes(self._boxes))  # nothing left on this plane
+        if not edited and now.kind == RESET and now.plane == plane and cleared:  # R twice: one Undo brings all back
             self.status.value = "Already reset: points, box and mask are cleared (Undo [Ctrl+Z] brings them back)."
             self.box_mode()
             return
         empty = np.zeros(L.plane_shape(image), dtype=bool)
-        state = PromptState(RESET, plane=plane, mask=empty,
-                            points=np.empty((0, image.ndim)), positive=np.empty(0, dtype=bool))
+        state = PromptState(RESET, boxes=boxes, plane=plane, mask=empty, points=points, positive=positive)
         left = history.current
         self._push(history, state)
         self._step((left, state), "Reset")

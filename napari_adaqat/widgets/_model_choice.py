@@ -103,10 +103,14 @@ class ModelChoice:
     def _ref(self, choice: str, file: Any, baseline: bool) -> ModelRef:
         if choice == DEFAULT:
             return ModelRef(None, baseline=baseline)
-        path = Path(str(file or ""))
-        if not str(file or "").strip() or not path.is_file():
-            what = "baseline" if baseline else "model"
-            raise ValueError(f"choose a {what} file (.safetensors or SAM .pth); {path} is not a file")
+        path, what = Path(str(file or "")), "baseline" if baseline else "model"
+        choose = f"choose a {what} file (.safetensors or SAM .pth)"
+        if not str(file or "").strip() or path in (Path("."), Path.cwd()):  # (magicgui's empty field: the cwd)
+            raise ValueError(f"{choose} in '{what} file'")
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder: {choose} in it")
+        if not path.is_file():
+            raise ValueError(f"{path} does not exist: {choose}")
         return ModelRef(path, baseline=baseline, model_type=self.model_type.value)
 
 

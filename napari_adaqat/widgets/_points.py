@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 POINTS = "points"
 POSITIVE_COLOR, NEGATIVE_COLOR = "#39ff14", "#ff2d6f"  # lime (lung), pink-red (not lung)
 NEGATIVE_MODIFIERS = ("Control", "Meta")  # Ctrl-click; on a Mac Qt reports ⌘ as Control
+MIN_BOX_FRACTION, MIN_BOX_PX = 0.02, 8.0  # a box narrower than this (of the film's side; px) is a click, no drag
 
 
 def _features(positive: np.ndarray) -> pd.DataFrame:
@@ -71,9 +72,10 @@ def positive_flags(layer: "napari.layers.Points") -> np.ndarray:
     return np.asarray(layer.features["positive"], dtype=bool)
 
 
-def _in_image_pixels(layer: "napari.layers.Points", image: "napari.layers.Image") -> np.ndarray:
-    """(N, D) the points of ``layer`` in ``image``'s data coordinates (D = ``image.ndim``; row, col last)."""
-    data = np.asarray(layer.data, dtype=np.float64)
+def _in_image_pixels(layer: Any, image: "napari.layers.Image", data: Optional[np.ndarray] = None) -> np.ndarray:
+    """(N, D) the points of ``layer`` (or its coordinates ``data``) in ``image``'s data coordinates (D =
+    ``image.ndim``; row, col last)."""
+    data = np.asarray(layer.data if data is None else data, dtype=np.float64)
     world = np.array([layer.data_to_world(p) for p in data])
     nd = image.ndim
     if world.shape[1] < nd:
@@ -108,6 +110,58 @@ def points_in_pixels(layer: Optional["napari.layers.Points"], image: "napari.lay
     rows, cols = pix[:, -2], pix[:, -1]
     coords = np.stack([cols[keep], rows[keep]], axis=1)
     return coords, positive_flags(layer)[keep].astype(np.int64)
+
+
+def box_problem(boxes: "napari.layers.Shapes", index: int, image: "napari.layers.Image") -> Optional[str]:
+    """Why shape ``index`` of ``boxes`` cannot be a box around the lungs of ``image``: "outside" (beside the film),
+    "small" (under :data:`MIN_BOX_FRACTION` of the film's side: a click without a drag), or None."""
+    pix = _in_image_pixels(boxes, image, boxes.data[index])
+    h, w = plane_shape(image)
+    rows, cols = pix[:, -2], pix[:, -1]
+    if rows.max() < 0 or cols.max() < 0 or rows.min() > h - 1 or cols.min() > w - 1:
+        return "outside"
+    least = max(MIN_BOX_PX, MIN_BOX_FRACTION * min(h, w))
+    return "small" if np.ptp(rows) < least or np.ptp(cols) < least else None
+
+
+def take_back_box(boxes: "napari.layers.Shapes", index: int, problem: str) -> str:
+    """Remove shape ``index`` of ``boxes`` (a :func:`box_problem`); returns the status line that says why."""
+    mode = boxes.mode
+    with dock_write(boxes):
+        boxes.selected_data = {index}
+        boxes.remove_selected()
+    if boxes.mode != mode:
+        boxes.mode = mode
+    if problem == "outside":
+        return "That box is outside the image, so it was taken back: drag a rectangle on the film, around both lungs."
+    return ("That was a click, not a box, so it was taken back (the mask is unchanged): drag a rectangle around both "
+            "lungs (press, move, release), or click in 'points' [P] to correct the mask.")
+
+
+def box_on_plane(boxes: "napari.layers.Shapes", image: "napari.layers.Image", plane: Optional[int],
+                 prefer: Optional[int]) -> Optional[int]:
+    """The shape of ``boxes`` that prompts a click on ``plane`` of ``image``: ``prefer`` when it lies there (or
+    the image is 2-D), else the last shape on that plane, else None (a stack's box is no prompt on other planes)."""
+    if image.ndim < 3 or plane is None:
+        return prefer
+    on = [i for i in range(len(boxes.data)) if _shape_plane(boxes, i, image) == plane]
+    return prefer if prefer in on else (on[-1] if on else None)
+
+
+def _shape_plane(boxes: "napari.layers.Shapes", index: int, image: "napari.layers.Image") -> int:
+    return int(round(float(_in_image_pixels(boxes, image, boxes.data[index])[:, 0].mean())))
+
+
+def off_plane(boxes: Any, points: Any, image: "napari.layers.Image",
+              plane: Optional[int]) -> tuple[list[tuple[np.ndarray, str]], np.ndarray, np.ndarray]:
+    """The prompts on the other planes of a stack, which a Reset of ``plane`` keeps (none for a 2-D image): the
+    :func:`snapshot_boxes` of ``boxes`` and :func:`snapshot_points` of ``points`` not on ``plane``."""
+    shapes, (data, positive) = snapshot_boxes(boxes), snapshot_points(points)
+    if image.ndim < 3 or plane is None:
+        return [], np.empty((0, image.ndim)), np.empty(0, dtype=bool)
+    kept = [shape for i, shape in enumerate(shapes) if _shape_plane(boxes, i, image) != plane]
+    keep = np.round(_in_image_pixels(points, image)[:, 0]).astype(int) != plane if len(data) else np.zeros(0, bool)
+    return kept, data[keep], positive[keep]
 
 
 def snapshot_points(layer: Optional["napari.layers.Points"]) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ from typing import Any, Callable, Hashable, Optional
 import numpy as np
 
 from napari_adaqat.inference.engine import ModelRef, SegmentResult, torch_threads
+from napari_adaqat.widgets._layers import plane_count
 from napari_adaqat.widgets._prompt_history import PromptState
 
 PROMPT_THREADS = 1  # torch threads of prompt jobs (embedding jobs use torch's default)
@@ -56,16 +57,48 @@ class RecentCosts:
         return sorted(self._costs)[(len(self._costs) - 1) // 2] * 1000.0 < INLINE_PROMPT_MS
 
 
+def _prompt_key(image: Any, z: Optional[int], model: ModelRef, device: str) -> tuple:
+    """What a prompt's cost depends on: the image layer and its data, the plane, the model and device."""
+    return (image.unique_id, id(image.data), z, model, device)
+
+
 class PromptJobs:
-    """The engine calls of a prompt (needs the dock's ``engine``)."""
+    """The engine calls of a prompt (needs the dock's ``engine``; :meth:`_quick_prompt` also ``_closed``, ``jobs``,
+    ``last_result`` and ``_costs``)."""
 
     engine: Any
+
+    def _quick_prompt(self, image: Any, z: Optional[int], model: ModelRef, device: str) -> bool:
+        """Whether a prompt may run at once on the GUI thread: no job runs or waits, and the recent ones,
+        on this image plane with this model, took under :data:`INLINE_PROMPT_MS` (their median,
+        :class:`RecentCosts`; the caller also checks that the model file is unchanged and the embedding
+        cached: ``Engine.is_embedded``)."""
+        dock: Any = self
+        return (not dock._closed and not dock.jobs.busy and dock.last_result is not None
+                and dock._costs.quick(_prompt_key(image, z, model, device)))
 
     @staticmethod
     def _prompt_job(fn: Callable[..., Any], *args: Any) -> Any:
         """Run a box-prompt job (in a worker) with :data:`PROMPT_THREADS` torch threads."""
         with torch_threads(PROMPT_THREADS):
             return fn(*args)
+
+    def _reference_plane(self, z: Optional[int], shape: tuple[int, int]) -> Optional[np.ndarray]:
+        """The plane ``z`` of the chosen reference Labels layer (a copy), None without one (raises ValueError when
+        its shape is not the image's)."""
+        dock: Any = self
+        layer = dock.reference.value
+        if layer is None:
+            return None
+        data = np.asarray(layer.data[0] if layer.multiscale else layer.data)
+        if data.ndim == 3 and z is not None:
+            planes = plane_count(dock.image.value)
+            if data.shape[0] != planes:
+                raise ValueError(f"reference {layer.name!r} has {data.shape[0]} planes, the image {planes}")
+            data = data[z]
+        if data.shape != shape:
+            raise ValueError(f"reference {layer.name!r} has shape {data.shape}, the image plane {shape}")
+        return np.array(data, copy=True)  # the worker must not see later brush strokes
 
     def _mask_input(self, source: Any, plane: np.ndarray, model: Any, device: str) -> Any:
         """The mask prompt: logits as they are, an edited mask (H, W) bool through the model's

@@ -24,18 +24,20 @@ from napari_adaqat.inference.engine import ModelRef, SegmentResult  # noqa: E402
 from napari_adaqat.model.device import DEVICES, resolve_device  # noqa: E402
 from napari_adaqat.widgets import _layers as L  # noqa: E402
 from napari_adaqat.widgets import _points as P  # noqa: E402
+from napari_adaqat.widgets._annotate_ui import on_removed  # noqa: E402
 from napari_adaqat.widgets._clicks import HELP, ClickPrompts  # noqa: E402
+from napari_adaqat.widgets._film_choice import FilmChoice  # noqa: E402
 from napari_adaqat.widgets._jobs import JobQueue  # noqa: E402
 from napari_adaqat.widgets._left_prompts import LeftPrompts  # noqa: E402
 from napari_adaqat.widgets._legend import MapLegends  # noqa: E402
 from napari_adaqat.widgets._model_choice import ModelChoice  # noqa: E402
 from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
 from napari_adaqat.widgets._orientation import watch_orientation  # noqa: E402
-from napari_adaqat.widgets._prompt_jobs import INLINE_PROMPT_MS, PromptJobs, RecentCosts, _prompt_cost  # noqa: E402,F401
+from napari_adaqat.widgets._prompt_jobs import PromptJobs, RecentCosts, _prompt_cost, _prompt_key  # noqa: E402,F401
 from napari_adaqat.widgets._prompt_history import BOX, CLICK, EDIT, PromptState  # noqa: E402
 
 
-class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, Container):
+class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, Container):
     """Dock widget: image, model, baseline, reference and device choices; boxes and points drive predictions."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, model_path: str | Path | None = None,
@@ -55,8 +57,9 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, Container):
         self.jobs = JobQueue(("embed", "predict", "maps"), self._on_error, self._on_idle, self._on_start,
                              deferred=("maps",))
         self._job_texts: dict[str, str] = {}  # the status line of each queued job, shown when it starts
-        self._closed = False  # set when Qt deletes the dock: late worker results are dropped
+        self._closed = False  # set when the dock is closed: late worker results and the layers' events are dropped
         self.native.destroyed.connect(self._on_destroyed)
+        on_removed(self.native, self._on_destroyed)  # napari's ×: the dock is taken out of the window, not deleted
         self._boxes: Any = None
         self._last_box_index: Optional[int] = None
 
@@ -69,7 +72,8 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, Container):
                                   tooltip="a ground-truth or corrected Labels layer: enables ΔSSIM and Dice")
         self.device = ComboBox(label="device", choices=list(DEVICES), value=device)
         self.clean = CheckBox(text="clean up mask (two largest regions, holes filled)", value=True)
-        self.rerun = PushButton(text="Segment last box again")
+        self.rerun = PushButton(text="Segment last box again [G]", tooltip="the same box and points once more "
+                                "(e.g. after choosing a reference or a model)")
         self.progress = ProgressBar(label="", min=0, max=0, visible=False)
         self.status = Label(label="status", value="Choose an image.")
         self.extend([self._help, self.image, self.model, self.model_file, self.baseline, self.baseline_file,
@@ -80,7 +84,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, Container):
         self.status.native.setMinimumWidth(260)
         self.legends = MapLegends()  # colour bars of the SSIM and ΔSSIM layers, shown with their maps
         self.native.layout().addWidget(self.legends)
-        self._update_visibility()
+        self.models.update_visibility()
 
         self.image.changed.connect(self._on_image_changed)
         for w in (self.model, self.model_file, self.baseline, self.baseline_file, self.model_type, self.device):
@@ -90,7 +94,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, Container):
         events = self.viewer.layers.events
         for ev in (events.inserted, events.removed, events.reordered):
             ev.connect(self._on_layers_changed)
-        self.reset_choices()
+        self._watch_films()  # starts on the film seen; follows the film picked in the layer list
         if self.image.value is not None:
             self._on_image_changed(self.image.value)
 
@@ -103,8 +107,10 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, Container):
         return [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, Labels) and ly.name != L.MASK]
 
     def _on_layers_changed(self, event: Any = None) -> None:
+        if self._closed:
+            return
         if self._boxes is not None and not self._present(self._boxes):
-            self._boxes = None
+            self._boxes, self._last_box_index = None, None
         if self._points is not None and not self._present(self._points):
             self._points = None
         self._forget_removed_images()
@@ -113,9 +119,6 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, Container):
 
     def _present(self, layer: Any) -> bool:
         return any(ly.unique_id == layer.unique_id for ly in self.viewer.layers)
-
-    def _update_visibility(self) -> None:
-        self.models.update_visibility()
 
     # ------------------------------------------------------------------ specs
     def model_ref(self) -> ModelRef:
@@ -186,7 +189,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, Container):
     def _on_model_changed(self, _value: Any = None, embed: bool = True) -> None:
         self._choice = None
         self.engine.forget_files()
-        self._update_visibility()
+        self.models.update_visibility()
         if embed and self.image.value is not None:
             self.start_embedding()
 
@@ -225,26 +228,39 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, Container):
             return
 
         def done(seconds: float) -> None:
-            self.status.value = f"Embedded in {seconds:.1f} s ({device}). Draw a box in 'boxes'."
+            state = self.history.current if self.history is not None else None
+            other = state is not None and state.mask is not None and state.models not in (None, (model, base))
+            self.status.value = f"Embedded in {seconds:.1f} s ({device}). Draw a box in 'boxes'." + (
+                "\nThe mask shown was made with another model: Segment last box again [G] redoes it with this one."
+                if other else "") + self._hidden_note(layer)
 
         self._submit("embed", lambda: self.engine.embed(plane, model, base, device), done,
                      f"Embedding '{layer.name}' with {model.label()} on {device}… (busy)")
 
     def _on_boxes_data(self, event: Any) -> None:
         action = str(getattr(event, "action", "added"))
-        if self._restoring or action not in ("added", "changed") or self._boxes is None or len(self._boxes.data) == 0:
+        if self._closed or self._restoring or action not in ("added", "changed") or self._boxes is None \
+                or len(self._boxes.data) == 0 or self.image.value is None:
             return
         if self._annotated(self.image.value):
             return  # the Annotate dock segments its own boxes on its film
         indices = tuple(getattr(event, "data_indices", ()) or (-1,))
-        index = int(indices[-1])
-        self.segment_shape(index if index >= 0 else len(self._boxes.data) + index)
+        index = int(indices[-1]) % len(self._boxes.data)
+        problem = P.box_problem(self._boxes, index, self.image.value) if action == "added" else None
+        if problem:  # a click without a drag, or a box beside the film: taken back, the mask stays
+            self.status.value = P.take_back_box(self._boxes, index, problem)
+            return
+        self.segment_shape(index)
 
     def segment_last_box(self) -> None:
-        """Run the current prompts again (e.g. after choosing another reference): same box, points and
+        """Run the current prompts again (e.g. after choosing another reference; G): same box, points and
         mask prompt, so the same mask."""
         if self._boxes is not None and (self._last_box_index is not None or len(P.snapshot_points(self._points)[0])):
             self._segment("rerun")
+        elif self._boxes is not None and len(self._boxes.data) and not self._annotated(self.image.value):
+            self.segment_shape(len(self._boxes.data) - 1)  # a box no prompt of this dock used (closed, reopened)
+        else:
+            self.status.value = "Nothing to segment again yet: draw a box around both lungs in 'boxes'."
 
     def segment_shape(self, index: int) -> None:
         """Predict the lung mask for shape ``index`` of the ``boxes`` layer (with the points), in a worker."""
@@ -254,10 +270,15 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, Container):
         """Prompt with the box (shape ``index``, else the last one) and the points on its plane. ``kind``: a new
         box (no mask prompt), a point "added" (the previous logits as mask prompt), "removed" or "changed" (no
         mask prompt), or "rerun" (the current state's mask prompt); a brush edit is the mask prompt instead."""
-        image, boxes = self.image.value, self._boxes
-        if image is None or boxes is None:
+        image = self.image.value
+        if image is None:
             self._fail("choose an image layer first")
             return
+        if self._boxes is None:  # 'boxes' was deleted: made again (empty) for the next box; the points prompt alone
+            active = self.viewer.layers.selection.active
+            self._attach_boxes(image)
+            self.viewer.layers.selection.active = active
+        boxes = self._boxes
         if self._annotate_film_elsewhere(image):  # the Annotate dock's film is in 'lung mask': not overwritten
             return
         annotated = self._annotated(image)
@@ -265,6 +286,8 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, Container):
             index = self._last_box_index
         elif index is None and kind != BOX and len(boxes.data) and annotated:
             index = len(boxes.data) - 1  # the Annotate dock's rectangle: the box of a click on its film
+        if kind not in (BOX, "rerun"):  # a click on a stack's plane: a box on that plane, or none
+            index = P.box_on_plane(boxes, image, L.current_plane(self.viewer, image), index)
         try:
             box, z = L.box_in_pixels(boxes, index, image) if index is not None else (None, None)
             plane, z = L.image_plane(image, z if index is not None else L.current_plane(self.viewer, image))
@@ -300,6 +323,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, Container):
             source = previous.logits
         elif kind == "rerun" and same:
             source = previous.mask_input
+        note += self._hidden_note(image)
         request = self._request(BOX if kind == BOX else CLICK, index, z)
         request.models, request.action = (model, base), kind
         base_source = previous.result.baseline_low_res_logits if kind == "added" and same and previous.result else None
@@ -364,37 +388,13 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, Container):
     def _show_state(self, image: Image, result: SegmentResult, mask: Optional[np.ndarray] = None) -> None:
         """Show ``result`` (``mask`` instead of its own mask) and remember it as the last result."""
         self.last_result = result
-        L.show_result(self.viewer, image, result, mask)
+        active = self.viewer.layers.selection.active
+        L.show_result(self.viewer, image, result, mask)  # (selects 'boxes' unless 'points' by name was active)
+        if active is not None and active is self._points and self.viewer.layers.selection.active is not active:
+            self.viewer.layers.selection.active = active  # a renamed 'points' layer stays selected for the next click
         self.legends.show_for(result)
-
-    def _quick_prompt(self, image: Image, z: Optional[int], model: ModelRef, device: str) -> bool:
-        """Whether a prompt may run at once on the GUI thread: no job runs or waits, and the recent ones,
-        on this image plane with this model, took under :data:`INLINE_PROMPT_MS` (their median,
-        :class:`RecentCosts`; the caller also checks that the model file is unchanged and the embedding
-        cached: ``Engine.is_embedded``)."""
-        return (not self._closed and not self.jobs.busy and self.last_result is not None
-                and self._costs.quick(_prompt_key(image, z, model, device)))
 
     def _annotated(self, image: Optional[Image]) -> bool:
         """Whether ``image`` is the Annotate dock's film (it owns the rectangles of ``boxes`` then)."""
         owner = None if self._boxes is None else self._boxes.metadata.get(L.ANNOTATE_OWNER)
         return image is not None and owner == str(image.unique_id)
-
-    def _reference_plane(self, z: Optional[int], shape: tuple[int, int]) -> Optional[np.ndarray]:
-        layer = self.reference.value
-        if layer is None:
-            return None
-        data = np.asarray(layer.data[0] if layer.multiscale else layer.data)
-        if data.ndim == 3 and z is not None:
-            planes = L.plane_count(self.image.value)
-            if data.shape[0] != planes:
-                raise ValueError(f"reference {layer.name!r} has {data.shape[0]} planes, the image {planes}")
-            data = data[z]
-        if data.shape != shape:
-            raise ValueError(f"reference {layer.name!r} has shape {data.shape}, the image plane {shape}")
-        return np.array(data, copy=True)  # the worker must not see later brush strokes
-
-
-def _prompt_key(image: Image, z: Optional[int], model: ModelRef, device: str) -> tuple:
-    """What a prompt's cost depends on: the image layer and its data, the plane, the model and device."""
-    return (image.unique_id, id(image.data), z, model, device)
