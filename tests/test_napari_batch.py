@@ -97,8 +97,8 @@ def test_folder_with_a_corrupt_file_cancel_rerun_open_and_screenshot(make_napari
 
     assert widget.open_button.enabled and widget.results_url().toLocalFile() == str(out.resolve())
     row = next(i for i, r in enumerate(widget.table_rows()) if r["status"] in ("ok", "skipped"))
-    stem = Path(widget.table.item(row, 0).toolTip()).stem
-    widget.table.cellDoubleClicked.emit(row, 1)
+    stem = widget.table_model.path(row).stem
+    widget.table.doubleClicked.emit(widget.table_model.index(row, 1))
     image, mask = viewer.layers[stem], viewer.layers[f"{stem} lung mask"]
     assert image.data.shape == mask.data.shape and mask.data.any()
 

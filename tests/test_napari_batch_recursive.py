@@ -155,9 +155,10 @@ def test_the_time_left_on_a_rerun_counts_only_the_files_still_to_segment(make_na
     assert widget.run()
     finish(qtbot, widget)
     assert [r["status"] for r in widget.table_rows()] == ["ok", "skipped", "skipped", "skipped"]
-    assert bars == ["1 / 4", "2 / 4", "3 / 4", "4 / 4"], bars
+    # (the 3 files done before come in one list, or a few when the machine is slow: no time left after the new one)
+    assert bars[0] == "1 / 4" and bars[-1] == "4 / 4" and not any("left" in bar for bar in bars), bars
     widget._to_segment, widget._segmented, widget._segment_s = 10, 2, 3.0  # 2 files took 3 s: 8 more take 12 s
-    assert widget.progress_format() == "%v / %m · about 12 s left"
+    assert widget.progress_format() == "4 / 4 · about 12 s left"
 
 
 def test_the_annotate_dock_does_not_open_a_films_seg_mask_as_a_film(make_napari_viewer, qtbot, tmp_path, cxr_dir):

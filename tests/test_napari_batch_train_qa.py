@@ -73,16 +73,16 @@ def test_table_is_a_to_z_readable_and_a_film_opens_from_it_after_sorting(make_na
     assert names == sorted(p.name for p in inputs.iterdir())  # A to Z, as the files were run (not Z to A)
     assert widget.table.columnWidth(0) >= 150  # the file names can be read in a narrow dock
 
-    widget.table.sortItems(5, Qt.SortOrder.DescendingOrder)  # the header click: best quality first
+    widget.table.sortByColumn(5, Qt.SortOrder.DescendingOrder)  # the header click: best quality first
     rows = widget.table_rows()
     assert rows[0]["status"] == "ok" and rows[-1]["file"] == "zz_corrupt.png"
-    widget.table.cellDoubleClicked.emit(1, 0)
+    widget.table.doubleClicked.emit(widget.table_model.index(1, 0))
     stem = Path(rows[1]["file"]).stem
     image, mask = viewer.layers[stem], viewer.layers[f"{stem} lung mask"]
     np.testing.assert_array_equal(image.data, read_image(inputs / rows[1]["file"]).pixels)  # the row's own film
     assert mask.data.shape == image.data.shape[:2] and mask.data.any()
 
-    widget.table.cellDoubleClicked.emit(len(rows) - 1, 0)
+    widget.table.doubleClicked.emit(widget.table_model.index(len(rows) - 1, 0))
     assert widget.status.value.startswith("Cannot open zz_corrupt.png: ")
     assert str(inputs) not in widget.status.value and "\n" not in widget.status.value  # the name once
 

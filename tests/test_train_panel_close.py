@@ -67,6 +67,9 @@ def test_closing_the_train_panel_keeps_the_run_and_reopening_follows_it(make_nap
     assert (again.data.value, again.out.value, again.epochs.value) == (dataset, run, 3)
     assert again.model_type.value == "vit_nano" and again.progress.max == 3
     assert again.tabs.currentIndex() == 1 and len(again.plot.loss_x) >= shown
+    assert "_records" not in vars(widget) and "_records" not in vars(again)  # no copy: read again from the log
+    assert again.plot.loss_x == [r["epoch"] - 1 + r["step"] / r["steps"] for r in read_progress(run / "progress.jsonl")
+                                 if r["kind"] == "step"][:len(again.plot.loss_x)]
     assert str(run) in again.command.value
     qtbot.waitUntil(lambda: len(again.plot.dice_x) >= 1 and again.progress.value >= 1, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: not again.busy, timeout=WAIT_MS)

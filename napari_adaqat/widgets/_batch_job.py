@@ -31,6 +31,7 @@ from napari_adaqat.widgets import _batch_boxes as B
 
 CLOSE_WAIT_S = 60.0  # a dock being destroyed waits this long for the file being segmented now
 SCAN_SHOW_S = 0.1  # the scan's count goes to the dock at most this often
+ROWS_EVERY_S = 0.1  # files skipped at once (done before) go to the dock together, this often
 
 
 class RunHandle:
@@ -98,7 +99,8 @@ def job(engine: Engine, items: list[Path], recursive: bool, out: Path, model: Mo
         run: RunHandle, signals: RowSignal, *, run_notes: Optional[list[str]] = None) -> None:
     """The worker: the inputs looked through (:func:`scan`, its count to ``signals.scanning``, what it found to
     ``signals.scanned``: nothing more happens when it found nothing or was cancelled), then boxes and models (a
-    bad model fails before any row), then ``signals.row`` per file.  ``run.stop`` ends it after the current
+    bad model fails before any row), then ``signals.row`` with each file's row in a list (the files a rerun skips
+    at once as done before: one list per :data:`ROWS_EVERY_S`).  ``run.stop`` ends it after the current
     file, closing the run here, in the worker.  ``run_notes`` gets what the run says before its first row (a
     killed run's lock taken over), as ``adaqat segment`` prints it."""
     run.started.set()
@@ -121,12 +123,19 @@ def job(engine: Engine, items: list[Path], recursive: bool, out: Path, model: Mo
             return
         rows = segment_files(files, model, out, boxes=boxes, baseline=baseline, clean=clean, device=device,
                              engine=engine, roots=roots, notes=run_notes)
+        batch: list = []  # rows go to the dock in lists: a rerun's thousands of skipped files, a few at a time
+        sent = time.monotonic()
         try:
             for row in rows:
-                emit(row)
+                batch.append(row)
+                if row.status != "skipped" or time.monotonic() - sent >= ROWS_EVERY_S:
+                    emit(batch)
+                    batch, sent = [], time.monotonic()
                 if run.stop.is_set():
                     return
         finally:
+            if batch:
+                emit(batch)
             rows.close()
     finally:
         run.ended.set()
@@ -135,7 +144,7 @@ def job(engine: Engine, items: list[Path], recursive: bool, out: Path, model: Mo
 class RowSignal(QObject):
     """Carries the worker's scan count, what it found (:class:`Scanned` or ``None``) and rows to the GUI thread."""
 
-    row = Signal(object)
+    row = Signal(object)  # a list of ResultRow
     scanning = Signal(int)
     scanned = Signal(object)
 

@@ -19,11 +19,16 @@ from napari_adaqat.train.preflight import BUNDLED
 from napari_adaqat.widgets._shared import BATCH_DOCK, show_dock
 
 SAM_FILES = ("sam_vit_b_01ec64.pth", "sam_vit_l_0b3195.pth", "sam_vit_h_4b8939.pth")
-# CPU seconds per training image and epoch, measured on 2 idle cores (AMD EPYC, BENCHMARKS.md
-# "Fine-tuning to a new mask convention"): the bundled model's Stage 1 and Stage 2 steps, validation and
-# start-up included; other architectures get no estimate before their first epoch.
-CPU_S_PER_IMAGE_EPOCH = {1: 0.8, 2: 0.6}
-CPU_OVERHEAD_S = 40.0  # two stage start-ups and both exports
+# CPU seconds per training image and epoch of the bundled model on 2 idle cores, Stage 1 and Stage 2 (their
+# validation included), and the rest of a chain once: Python and torch starting, the data check, the model
+# loaded, the first epoch's start-up (decoding the films, warming the kernels), Stage 2's start, both exports.
+# Before, 0.8 / 0.6 s came from a first epoch (its start-up spread over every epoch) and 40 s of overhead counted
+# the start-ups again: 78 s said for a 5-film fine-tune that took 34.5 s.  Now from real chains' parts
+# (a 7-film --preset finetune, 1 thread: start 12 s, first-epoch start-up 3 s, Stage 2 start + exports 1.5 s;
+# later epochs 0.92 / 0.79 s per film on 1 busy thread) scaled to 16 films in 99-103 s on 2 cores (finetune.yaml).
+# Other architectures get no estimate before their first epoch.
+CPU_S_PER_IMAGE_EPOCH = {1: 0.6, 2: 0.5}
+CPU_OVERHEAD_S = 15.0
 
 
 @dataclass

@@ -4,12 +4,13 @@ again (its fields, the plot, the progress bar, Stop).  A run that ends while no 
 Closing the viewer stops a left run as it stops a shown one (SIGTERM: the last finished epoch stays resumable).
 
 :mod:`napari_adaqat.widgets.train` calls :func:`watch_panel_close` (→ :func:`leave_dock`), :func:`take` and
-:func:`follow`; they work on the dock's own state (its process, timer, records and fields).
+:func:`follow`; they work on the dock's own state (its process, timer and fields).  The records the run has
+shown are not kept: the next dock reads them again from the run's logs (:meth:`CommandProcess.taken`).
 """
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -27,11 +28,10 @@ WATCH_MS = 1000
 
 @dataclass
 class LiveRun:
-    """A run whose dock panel was closed: the process, the fields it started from, the records shown so far."""
+    """A run whose dock panel was closed: the process, the fields it started from, its command."""
 
     process: CommandProcess
     form: dict[str, Any]
-    records: list[dict] = field(default_factory=list)
     command: str = ""
     timer: Optional[QTimer] = None  # watches the run while no dock follows it
     window: Callable[[], Any] = lambda: None  # (weakly) the viewer's window it was left in
@@ -164,7 +164,7 @@ def leave_dock(dock: Any) -> None:
     """``dock``'s panel was closed while napari goes on: its run goes on too, unseen, until a dock follows it."""
     if dock.process is not None and dock.viewer is not None:
         dock._timer.stop()
-        leave(dock.viewer, LiveRun(dock.process, form_values(dock), dock._records, dock.command.value))
+        leave(dock.viewer, LiveRun(dock.process, form_values(dock), dock.command.value))
         dock.process, dock._holder["proc"] = None, None
 
 
@@ -175,9 +175,10 @@ def follow(dock: Any, run: LiveRun) -> None:
     if isinstance(run.process, TrainProcess):  # as the dock's start did (a resumed run's earlier curves)
         cfg = run.process.config
         dock._begin_stage(Path(cfg.out), cfg.stage, cfg.epochs)
-    dock._records, dock.command.value = [], run.command
-    dock._take(run.records)  # the records shown so far (a point taken twice replaces itself)
-    if not run.records:
+    dock.command.value = run.command
+    shown = run.process.taken()  # the records shown so far, from the logs (a point taken twice replaces itself)
+    dock._take(shown)
+    if not shown:
         dock.status.value = f"Following {run.process.label} again (pid {run.process.pid})…"
     dock.tabs.setCurrentIndex(1)
     dock._update_buttons()

@@ -21,8 +21,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, Pro
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt, QUrl
-from qtpy.QtGui import QColor, QDesktopServices
-from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+from qtpy.QtGui import QDesktopServices
 
 from napari_adaqat.widgets._compat import guard_triton_import
 
@@ -38,24 +37,13 @@ from napari_adaqat.util.defaults import DEFAULT_BOX_MARGIN_FRACTION  # noqa: E40
 from napari_adaqat.util.errors import first_line  # noqa: E402
 from napari_adaqat.widgets import _batch_boxes as B  # noqa: E402
 from napari_adaqat.widgets._batch_job import RowSignal, RunHandle, Scanned, job, on_unparent  # noqa: E402
+from napari_adaqat.widgets import _batch_table as T  # noqa: E402
 from napari_adaqat.widgets._model_choice import ModelChoice  # noqa: E402
 from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
 from napari_adaqat.widgets._train_process import format_duration  # noqa: E402
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.dcm *.dicom);;All files (*)"
-COLUMNS = ("file", "status", "error", "area (px)", "seconds", "quality")
-QUALITY_TIP = "estimated Dice of the mask (1 = sure); red: worth a look (review = 1 in results.csv). Click to sort"
-STATUS_COLOR = {"ok": "#5fbf4a", "error": "#e8505b", "skipped": "#9aa3ad"}
-
-
-def _number(value: Any, digits: int) -> Any:
-    """A results.csv value as the table shows it: a number (rounded to ``digits``) that sorts as one,
-    or the text as it is."""
-    try:
-        number = round(float(value), digits)
-    except (TypeError, ValueError):
-        return "" if value is None else str(value)
-    return int(number) if digits == 0 else number
+COLUMNS = T.COLUMNS  # the table's columns (table_rows() keys)
 
 
 def _text(edit: FileEdit) -> str:
@@ -84,10 +72,8 @@ class BatchWidget(Container):
             signal.connect(slot, Qt.ConnectionType.QueuedConnection)  # (GUI thread, any binding)
         self._scanned = False  # this run has looked through its inputs (Cancel before then: nothing was written)
         self._starting = ""  # the status once the inputs are looked through: the model, the device
-        self._rows: dict[str, int] = {}
         self._segmented, self._segment_s, self._to_segment = 0, 0.0, 0  # files segmented, their seconds, left
         self._done_before: set[str] = set()  # files that results.csv says are done: a rerun skips them at once
-        self._shown: dict[str, str] = {}  # file → what the table's first column shows (its path in the folder)
         self._closed = False
         self.native.destroyed.connect(self._on_destroyed)
         on_unparent(self.native, self.cancel)  # the panel's ✕ stops the run as Cancel does
@@ -115,21 +101,8 @@ class BatchWidget(Container):
         self.open_button = PushButton(text="Open results folder", enabled=False)
         buttons = Container(layout="horizontal", labels=False, widgets=[self.run_button, self.cancel_button])
         buttons.margins = (0, 0, 0, 0)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.verticalHeader().setVisible(False)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        for col, width in ((0, 170), (2, 150)):  # wide enough to read in a narrow dock (it scrolls sideways);
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)  # long names are elided
-            header.resizeSection(col, width)
-        header.setSortIndicator(0, Qt.SortOrder.AscendingOrder)  # Qt's default, descending, would list Z to A
-        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-        self.table.setWordWrap(False)
-        self.table.setMinimumHeight(200)
-        self.table.setToolTip("double-click a row: open the image and its mask in the viewer")
+        self.table_model = T.ResultsModel()  # (a model, not an item per cell: 10,000 files fill it at once)
+        self.table = T.ResultsView(self.table_model)
         table_box = Container(labels=False)
         table_box.margins = (0, 0, 0, 0)
         table_box.native.layout().addWidget(self.table)
@@ -150,7 +123,7 @@ class BatchWidget(Container):
         self.run_button.changed.connect(lambda *_: self.run())
         self.cancel_button.changed.connect(lambda *_: self.cancel())
         self.open_button.changed.connect(lambda *_: self.open_results())
-        self.table.cellDoubleClicked.connect(lambda row, _col: self.open_row(row))
+        self.table.doubleClicked.connect(lambda index: self.open_row(index.row()))
         self._update_visibility()
 
     def _update_visibility(self, *_: Any) -> None:
@@ -213,7 +186,7 @@ class BatchWidget(Container):
                              + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")) if missing else ""
         self._starting = f"with {model.label()} on {device}…"
         self.table.setSortingEnabled(False)  # rows fill in by position while running; sortable when done
-        self.table.setRowCount(0)
+        self.table_model.reset([], [])
         worker = create_worker(job, self.engine, items, bool(self.recursive.value), out, model, baseline,
                                self.box_kind.value, box_source, device, bool(self.clean.value), self.box_notes,
                                self._run, self._row_signal, run_notes=self.run_notes, _start_thread=False,
@@ -247,9 +220,9 @@ class BatchWidget(Container):
         self.skipped_note, self.results, self._done_before = found.skipped_note, found.results, found.done_before
         self._fill_table(found.files, found.roots)
         self.progress.max, self.progress.value = len(found.files), 0  # every file, the ones done before too
-        self.progress.native.setFormat("%v / %m")
         self._segmented, self._segment_s = 0, 0.0
-        self._to_segment = sum(key not in self._done_before for key in self._rows)
+        self._to_segment = sum(key not in self._done_before for key in self.table_model.keys())
+        self.progress.native.setFormat(self.progress_format())
         self.status.value = f"Segmenting {len(found.files)} files {self._starting}" + "".join(
             f"\n{note}" for note in (self.missing_note, self.skipped_note) if note)
 
@@ -267,10 +240,9 @@ class BatchWidget(Container):
 
     def open_row(self, row: int) -> None:
         """Add the image of table row ``row`` and its mask (if any) to the viewer."""
-        item = self.table.item(row, 0)
-        if item is None or self.viewer is None:
+        if not 0 <= row < self.table_model.rowCount() or self.viewer is None:
             return
-        path = Path(item.toolTip())
+        path = self.table_model.path(row)
         info = self.results.get(csv_text(str(path)), {})
         try:
             image = read_image(path)
@@ -278,7 +250,7 @@ class BatchWidget(Container):
             self.status.value = f"Cannot open {path.name}: {first_line(exc).removeprefix(f'{path}: ')}"
             return
         scale = image.spacing or (1.0, 1.0)
-        name = str(Path(self._shown.get(csv_text(str(path)), path.name)).parent / path.stem)  # a sub-folder's: its path
+        name = str(Path(self.table_model.shown(row)).parent / path.stem)  # a sub-folder's: its path
         self.viewer.add_image(image.pixels, name=name, scale=scale, colormap="gray")
         mask = Path(info.get("mask") or "")
         if info.get("status") == "ok" and mask.is_file():
@@ -287,58 +259,38 @@ class BatchWidget(Container):
 
     # ---------------------------------------------------------------- results
     def _fill_table(self, files: list[Path], roots: list[Path]) -> None:
-        self.table.setRowCount(0)
-        self._rows, self._shown = {}, {}
-        for path in files:
-            row = self.table.rowCount()
-            self.table.insertRow(row)
-            key = csv_text(str(path))  # results key files as results.csv does
-            self._rows[key] = row
-            root = next((r for r in roots if r in path.parents), None)  # a sub-folder's film: its path there
-            self._shown[key] = str(path.relative_to(root)) if root is not None else path.name
-            self._set_row(row, path, {"status": "…"})
+        """One row per file, named as its mask is placed under the output folder: a sub-folder's film by its path
+        there, under its input folder's name when there are several (``export_2/P1/IM0001``: two look alike)."""
+        self.table_model.reset(files, T.shown_names(files, roots))
 
-    def _set_row(self, row: int, path: Path, info: dict) -> None:
-        error = str(info.get("error", ""))
-        short = error.removeprefix(f"{path}: ")  # the file is in the first column
-        values = (self._shown.get(csv_text(str(path)), path.name), info.get("status", ""), short,
-                  _number(info.get("area_px"), 0),
-                  _number(info.get("seconds"), 2), _number(info.get("quality"), 3))
-        for col, value in enumerate(values):
-            item = QTableWidgetItem()
-            item.setData(Qt.ItemDataRole.DisplayRole, value)  # numbers sort as numbers
-            item.setToolTip(str(path) if col == 0 else (error if col == 2 else QUALITY_TIP if col == 5 else str(value)))
-            if col == 1 and info.get("status") in STATUS_COLOR:
-                item.setForeground(QColor(STATUS_COLOR[info["status"]]))
-            if col == 5 and str(info.get("review", "")) == "1":
-                item.setForeground(QColor(STATUS_COLOR["error"]))
-            self.table.setItem(row, col, item)
-
-    def _on_row(self, result: ResultRow) -> None:
+    def _on_row(self, results: list[ResultRow]) -> None:
+        """Rows from the worker (a rerun's files done before come a few hundred at a time: one update of the bar)."""
         if self._closed:
             return
-        info = asdict(result)
-        if result.status == "skipped":  # done before: show what that run found
-            info = {**self.results.get(result.file, {}), "status": "skipped"}
-        else:
-            self.results[result.file] = asdict(result)
-        row = self._rows.get(result.file)
+        row = None
+        for result in results:
+            if result.status == "skipped":  # done before: show what that run found
+                info = {**self.results.get(result.file, {}), "status": "skipped"}
+            else:  # (a file done before is skipped at once: it says nothing of the time)
+                info = self.results[result.file] = asdict(result)
+                self._segmented += 1
+                self._segment_s += float(result.seconds or 0.0)
+            updated = self.table_model.update(result.file, info)
+            row = row if updated is None else updated
         if row is not None:
-            self._set_row(row, Path(self.table.item(row, 0).toolTip()), info)
-            self.table.scrollToItem(self.table.item(row, 0))
-        self.progress.value = min(self.progress.value + 1, self.progress.max)
+            self.table.scrollTo(self.table_model.index(row, 0))
+        self.progress.value = min(self.progress.value + len(results), self.progress.max)
         self._show_run_notes()
-        if result.status != "skipped":  # (a file done before is skipped at once: it says nothing of the time)
-            self._segmented += 1
-            self._segment_s += float(result.seconds or 0.0)
         self.progress.native.setFormat(self.progress_format())
 
     def progress_format(self) -> str:
         """The progress bar's text: files done of all files, and the time left, estimated from the files this
-        run segmented (not those a rerun skips at once) times the files still to segment."""
+        run segmented (not those a rerun skips at once) times the files still to segment.  The numbers are
+        written in (with Qt's ``%v`` the bar repaints at once on every change: seconds for a rerun's 10,000 files)."""
         left = max(0, self._to_segment - self._segmented)
         eta = self._segment_s / self._segmented * left if self._segmented else 0.0
-        return f"%v / %m · about {format_duration(eta)} left" if eta else "%v / %m"
+        done = f"{self.progress.value} / {self.progress.max}"
+        return f"{done} · about {format_duration(eta)} left" if eta else done
 
     def _show_run_notes(self) -> None:
         """What the run said before its first row (a killed run's lock taken over), in the status, once."""
@@ -349,8 +301,7 @@ class BatchWidget(Container):
 
     def table_rows(self) -> list[dict[str, str]]:
         """The table as dicts keyed by column name (for tests and scripts)."""
-        return [{name: (self.table.item(r, c).text() if self.table.item(r, c) else "")
-                 for c, name in enumerate(COLUMNS)} for r in range(self.table.rowCount())]
+        return self.table_model.as_dicts()
 
     def _on_error(self, exc: BaseException) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
@@ -369,9 +320,9 @@ class BatchWidget(Container):
         if not self._scanned:  # cancelled (or the panel closed) while looking through the inputs
             self.status.value = "Cancelled while looking through the inputs; nothing was written."
             return
-        rows = self.table_rows()
-        counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "error", "skipped")}
-        left = sum(r["status"] == "…" for r in rows)
+        statuses = self.table_model.statuses()
+        counts = {s: statuses.count(s) for s in ("ok", "error", "skipped")}
+        left = statuses.count("…")
         text = (f"{counts['ok']} segmented, {counts['skipped']} done before, {counts['error']} failed"
                 + (f", {left} not run (cancelled: Run again to finish them)" if left else "")
                 + f". Masks and results.csv in '{self.out_dir().name}'.")

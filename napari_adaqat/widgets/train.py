@@ -35,8 +35,8 @@ from napari_adaqat.widgets import _train_live as live  # noqa: E402
 from napari_adaqat.widgets._train_form import make_fields  # noqa: E402
 from napari_adaqat.widgets._train_reading import TrainFormReading, typed_path  # noqa: E402
 from napari_adaqat.widgets._train_plot import TrainPlot, info_text  # noqa: E402
-from napari_adaqat.widgets._train_process import (ChainProcess, CommandProcess, TrainProcess,  # noqa: E402
-                                                  adaqat_argv, format_duration, status_text)
+from napari_adaqat.widgets._train_process import (ChainProcess, CommandProcess, TimeLeft,  # noqa: E402
+                                                  TrainProcess, adaqat_argv, format_duration, status_text)
 
 POLL_MS = 300
 
@@ -62,7 +62,7 @@ class TrainWidget(TrainFormReading, Container):
         self.exported: Optional[tuple[Path, Path]] = None  # (INT8 model, FP32 baseline)
         self._check_worker: Any = None
         self._holder: dict[str, Any] = {"proc": None}  # reached from `destroyed` after the wrapper is gone
-        self._records: list[dict] = []  # the run's progress records taken so far (a later dock replays them)
+        self._time_left = TimeLeft()  # the ETA, without the first epoch's start-up
         setup = setup or cont.opening_setup()
 
         for name, widget in make_fields(setup).items():  # stage, data, out, checkpoint, … (see _train_form.py)
@@ -136,6 +136,8 @@ class TrainWidget(TrainFormReading, Container):
             self.command.value = shlex.join(adaqat_argv(self._argv()))
         except (ValueError, KeyError) as exc:
             self.command.value = f"(not yet: {first_line(exc)})"
+        if not self.busy and self.status.value.startswith(("Choose a ", "Ready: ")):  # (the opening prompt)
+            self.status.value = f"Choose {' and '.join(missing)}, then Start." if missing else "Ready: press Start."
         self._update_eta()
         self._update_buttons()
 
@@ -243,7 +245,7 @@ class TrainWidget(TrainFormReading, Container):
         return False
 
     def _launch(self, make: Any, label: str) -> bool:
-        self.last_error, self.last_epoch, self.exported, self._records = None, None, None, []
+        self.last_error, self.last_epoch, self.exported, self._time_left = None, None, None, TimeLeft()
         self.progress.max, self.progress.value = 0, 0  # busy until the first epoch count arrives
         try:
             self.process = make()
@@ -325,9 +327,8 @@ class TrainWidget(TrainFormReading, Container):
         self._finish(proc)
 
     def _take(self, records: list[dict]) -> None:
-        self._records += records
         for rec in records:
-            self._on_record(rec)
+            self._on_record(self._time_left.take(rec))
         if self.plot.add(records):
             self.plot.refresh()
         if self.last_epoch is not None:
