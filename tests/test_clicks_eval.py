@@ -65,7 +65,7 @@ def test_evaluate_clicks_columns_summary_and_table(tmp_path, cxr_dir, capsys):
         assert 0 <= int(row["model_noc95"]) <= 2 and int(row["model_noc90"]) <= int(row["model_noc95"])
     clicks = summary["clicks"]
     assert clicks["k"] == 2 and len(clicks["model"]["dice_by_click"]) == 3
-    assert set(clicks["model"]["noc95"]) == {"mean", "median"}
+    assert set(clicks["model"]["noc95"]) == {"mean", "median", "not_reached"}
     (title, _text, head, body, _images), = click_section(summary)
     assert head[1:4] == ["Dice 0 clicks", "Dice 1 click", "Dice 2 clicks"] and body[0][0] == "model"
     with pytest.raises(SystemExit):

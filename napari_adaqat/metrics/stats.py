@@ -84,8 +84,10 @@ def wilcoxon_paired(
     the pairs kept. If fewer than 2 pairs remain, or every difference is zero, there is
     no evidence of a difference and scipy would warn or return nan, so p_value is 1.0
     and statistic 0.0. Unequal lengths raise ValueError.
-    ``effect_size`` is the matched-pairs rank-biserial correlation (:func:`rank_biserial`).
-    Returns {"n", "statistic", "p_value", "effect_size", "median_diff", "mean_a", "mean_b"}.
+    ``effect_size`` is the matched-pairs rank-biserial correlation (:func:`rank_biserial`); its sign,
+    not ``median_diff`` (0 when most pairs tie), tells which way the tested pairs lean.  ``n_nonzero``
+    counts the pairs the test ranks: below 6 a two-sided p cannot fall below 0.05 (at best 2/2**n_nonzero).
+    Returns {"n", "n_nonzero", "statistic", "p_value", "effect_size", "median_diff", "mean_a", "mean_b"}.
     """
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
@@ -96,6 +98,7 @@ def wilcoxon_paired(
     n = int(d.size)
     out = {
         "n": n,
+        "n_nonzero": int(np.count_nonzero(d)),
         "statistic": 0.0,
         "p_value": 1.0,
         "effect_size": rank_biserial(d),
@@ -153,10 +156,11 @@ def tost_paired(a: Sequence[float], b: Sequence[float], margin: float = EQUIVALE
 def rank_biserial(differences: Sequence[float]) -> float:
     """Matched-pairs rank-biserial correlation of paired differences (Kerby 2014), in [-1, 1]:
     ``(W+ - W-) / (W+ + W-)`` with W± the rank sums of the positive/negative differences, ranked by
-    |d| with ties averaged; zero differences are dropped, as ``scipy.stats.wilcoxon`` does by default.
-    +1: every pair favours a; 0 with no non-zero difference."""
+    |d| with ties averaged; zero and nan differences are dropped, as ``scipy.stats.wilcoxon`` does by default,
+    and an infinite one (HD95 of an empty mask) ranks highest, as there.
+    +1: a is higher on every pair; 0 with no non-zero difference."""
     d = np.asarray(differences, dtype=np.float64)
-    d = d[np.isfinite(d) & (d != 0)]
+    d = d[~np.isnan(d) & (d != 0)]
     if d.size == 0:
         return 0.0
     ranks = sps.rankdata(np.abs(d))

@@ -53,7 +53,8 @@ def nsd(
     """Normalized surface Dice (Nikolov et al. 2021) with boundary pixels as surface elements.
 
     ``(|S_p within tol of S_r| + |S_r within tol of S_p|) / (|S_p| + |S_r|)``;
-    ``tolerance`` is in the units of ``spacing``. Both empty -> 1.0, one empty -> 0.0.
+    ``tolerance`` is in the units of ``spacing``; a distance equal to it counts (up to float rounding:
+    3 px of 0.1 mm is 0.30000000000000004 mm, within 0.3 mm). Both empty -> 1.0, one empty -> 0.0.
     """
     d_pr, d_rp = surface_distances(pred, ref, spacing)
     n = d_pr.size + d_rp.size
@@ -61,7 +62,8 @@ def nsd(
         return 1.0
     if d_pr.size == 0 or d_rp.size == 0:
         return 0.0
-    return (int((d_pr <= tolerance).sum()) + int((d_rp <= tolerance).sum())) / n
+    within = float(tolerance) * (1.0 + 1e-9)  # far below any pixel spacing, far above float rounding
+    return (int((d_pr <= within).sum()) + int((d_rp <= within).sum())) / n
 
 
 def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] = (1.0, 1.0)) -> float:

@@ -8,7 +8,8 @@ lung) in a false one — and every call passes all clicks so far plus the previo
 (:meth:`~napari_adaqat.inference.engine.Engine.predict` → :meth:`Segmenter.predict
 <napari_adaqat.inference.segmenter.Segmenter.predict>`), as a user's clicks would.
 
-NoC@t (number of clicks): the fewest clicks after which Dice ≥ t (0: the box alone), capped at K.
+NoC@t (number of clicks): the fewest clicks after which Dice ≥ t (0: the box alone), capped at K: an image
+that never reaches t counts K, and the summary counts such images (``not_reached``).
 """
 from __future__ import annotations
 
@@ -67,16 +68,19 @@ def click_columns(tag: str, dices: list[float]) -> dict:
 
 
 def click_summary(rows: list[dict], tags: list[str], clicks: int) -> dict:
-    """``summary["clicks"]``: per tag, the mean Dice after each click and NoC@90/95 (mean, median)."""
+    """``summary["clicks"]``: per tag, the mean Dice after each click and NoC@90/95 (mean, median, and
+    ``not_reached``: the images whose Dice stays below the threshold after all K clicks)."""
     out: dict = {"k": clicks, "thresholds": list(NOC_THRESHOLDS)}
     for tag in tags:
         if f"{tag}_dice_click0" not in rows[0]:
             continue
-        entry = {"dice_by_click": [summarize([r[f"{tag}_dice_click{i}"] for r in rows])["mean"]
-                                   for i in range(clicks + 1)]}
+        entry = {"n": len(rows), "dice_by_click": [summarize([r[f"{tag}_dice_click{i}"] for r in rows])["mean"]
+                                                   for i in range(clicks + 1)]}
         for t in NOC_THRESHOLDS:
             values = [r[f"{tag}_noc{round(t * 100)}"] for r in rows]
-            entry[f"noc{round(t * 100)}"] = {"mean": float(np.mean(values)), "median": float(np.median(values))}
+            unreached = sum(max(r[f"{tag}_dice_click{i}"] for i in range(clicks + 1)) < t for r in rows)
+            entry[f"noc{round(t * 100)}"] = {"mean": float(np.mean(values)), "median": float(np.median(values)),
+                                             "not_reached": int(unreached)}
         out[tag] = entry
     return out
 
@@ -92,7 +96,10 @@ def click_table(summary: dict) -> tuple[list[str], list[list[str]]]:
         if not isinstance(entry, dict):
             continue
         cells = [tag, *[f"{d:.4f}" for d in entry["dice_by_click"]]]
-        cells += [f"{entry[n]['mean']:.2f} / {entry[n]['median']:g}" for n in ("noc90", "noc95")]
+        for n in ("noc90", "noc95"):
+            missed = entry[n].get("not_reached", 0)
+            cells.append(f"{entry[n]['mean']:.2f} / {entry[n]['median']:g}"
+                         + (f" ({missed} of {entry['n']} not reached)" if missed else ""))
         body.append(cells)
     return head, body
 
@@ -105,6 +112,7 @@ def click_section(summary: dict) -> list[tuple[str, str, list[str], list[list[st
     text = (f"After the box, up to {k} simulated corrective clicks per image: each goes to the point farthest from "
             "the boundary of the largest error region (positive in a missed region, negative in a false one), with "
             "all clicks so far and the previous low-resolution logits as mask_input, through the public API. "
-            f"NoC@90 / NoC@95: clicks needed to reach Dice 0.90 / 0.95 (capped at {k}). Per image: per_image.csv.")
+            f"NoC@90 / NoC@95: clicks needed to reach Dice 0.90 / 0.95, capped at {k}: an image that never reaches it "
+            f"counts {k}, and how many did not is in brackets. Per image: per_image.csv.")
     head, body = click_table(summary)
     return [("Corrective clicks", text, head, body, [])]

@@ -208,8 +208,15 @@ def _sections(parts: dict, summary: dict) -> list[tuple[str, str, list[str], lis
         ("Table 1: segmentation scores", f"{_n_of(summary)} images; models: {names}"
          + (f"; baseline = {baseline}" if baseline else "") + f". NSD tolerance {summary['nsd_tolerance']:g} {units}; "
          "HD95 in mm for images with a pixel spacing, else px. Metrics without a suffix are at native resolution, "
-         "`_256` at 256² as in the paper. p: paired Wilcoxon signed-rank test against the baseline; effect r: "
-         "matched-pairs rank-biserial correlation (+1: every image favours the model)." + _tost_text(summary),
+         "`_256` at 256² as in the paper: both masks resized to 256 × 256 (nearest neighbour), and there the NSD "
+         f"tolerance ({summary['nsd_tolerance']:g}) and HD95 are in pixels of that grid (one is two native pixels of "
+         "a 512² film), never mm. NSD: the share of both masks' boundary pixels within the tolerance of the other "
+         "boundary; HD95: 95th percentile of the boundary-to-boundary distances of both directions pooled. An "
+         "empty prediction scores Dice, IoU and NSD 0 and has no HD95 (inf in per_image.csv): the HD95 "
+         "rows leave it out, so their n is smaller (the Wilcoxon test counts it as the largest difference). "
+         "p: paired Wilcoxon signed-rank test against the baseline (scipy, pairs with equal scores dropped; "
+         "below 6 differing pairs it cannot reach p < 0.05); effect r: matched-pairs rank-biserial correlation (+1: "
+         "the model's score is higher on every image that differs; for HD95 higher is worse)." + _tost_text(summary),
          TABLE1_HEAD, [table1_cells(r) for r in parts["table1"]], []),
         *click_section(summary),
         ("Skipped pairs", _skipped_text(summary), ["pair", "reason"] if summary.get("skipped") else [],

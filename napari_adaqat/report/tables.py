@@ -24,8 +24,13 @@ def verdict(test: dict, metric: str) -> str:
         return "too few pairs to test"
     better_is_lower = metric.startswith("hd95")
     if p >= ALPHA:
+        ranked = test.get("n_nonzero", test["n"])
+        if ranked < 6:  # the exact two-sided p is at least 2/2**ranked = 0.0625 for 5
+            return (f"no significant difference (p = {p:.3g} ≥ {ALPHA}); with {ranked} differing pairs the test "
+                    "cannot reach p < 0.05 (it needs at least 6)")
         return f"no significant difference (p = {p:.3g} ≥ {ALPHA})"
-    higher = diff is not None and diff > 0
+    effect = test.get("effect_size")  # the sign of the ranked pairs; the median is 0 when most pairs tie
+    higher = effect > 0 if effect else (diff is not None and diff > 0)
     word = "higher" if higher else "lower"
     good = higher != better_is_lower
     return f"significantly {word} than the baseline ({'better' if good else 'worse'}; p = {p:.3g} < {ALPHA})"
