@@ -71,3 +71,21 @@ def test_evaluate_clicks_columns_summary_and_table(tmp_path, cxr_dir, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--data", str(data), "--out", str(tmp_path / "r2"), "--clicks", "many"])
     assert "--clicks takes a whole number" in capsys.readouterr().err
+
+
+def test_the_printed_summary_counts_the_films_that_never_reach_the_threshold(tmp_path, cxr_dir, capsys):
+    import json
+
+    data = tmp_path / "data"
+    for sub in ("images", "masks"):
+        (data / sub).mkdir(parents=True)
+        for path in sorted((cxr_dir / sub).glob("*.png"))[:2]:
+            shutil.copy(path, data / sub / path.name)
+    assert main(["evaluate", "--data", str(data), "--split", "all", "--clicks", "1", "--out", str(tmp_path / "r"),
+                 "--device", "cpu"]) == 0
+    printed = json.loads(capsys.readouterr().out)["clicks"]["model"]
+    with (tmp_path / "r" / "per_image.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    missed = [sum(max(float(r["model_dice_click0"]), float(r["model_dice_click1"])) < t for r in rows)
+              for t in (0.90, 0.95)]  # never reached at any click (as NoC counts)
+    assert printed["not_reached_90_95"] == missed

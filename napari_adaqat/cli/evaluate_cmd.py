@@ -120,7 +120,9 @@ def run(args: argparse.Namespace) -> int:
     if "clicks" in summary:
         brief["clicks"] = {tag: {"dice_by_click": [round(d, 4) for d in entry["dice_by_click"]],
                                  "noc90_mean_median": [round(entry["noc90"]["mean"], 2), entry["noc90"]["median"]],
-                                 "noc95_mean_median": [round(entry["noc95"]["mean"], 2), entry["noc95"]["median"]]}
+                                 "noc95_mean_median": [round(entry["noc95"]["mean"], 2), entry["noc95"]["median"]],
+                                 "not_reached_90_95": [entry["noc90"].get("not_reached"),
+                                                       entry["noc95"].get("not_reached")]}
                            for tag, entry in summary["clicks"].items() if isinstance(entry, dict)}
     brief["report"] = str(Path(args.out) / "index.html")
     text = json.dumps(json_safe(brief), indent=2, ensure_ascii=False)  # NaN (e.g. mixed mm/px units) becomes null

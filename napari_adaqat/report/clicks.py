@@ -69,7 +69,7 @@ def click_columns(tag: str, dices: list[float]) -> dict:
 
 def click_summary(rows: list[dict], tags: list[str], clicks: int) -> dict:
     """``summary["clicks"]``: per tag, the mean Dice after each click and NoC@90/95 (mean, median, and
-    ``not_reached``: the images whose Dice stays below the threshold after all K clicks)."""
+    ``not_reached``: the images whose Dice is below the threshold after every one of 0..K clicks)."""
     out: dict = {"k": clicks, "thresholds": list(NOC_THRESHOLDS)}
     for tag in tags:
         if f"{tag}_dice_click0" not in rows[0]:
