@@ -11,6 +11,9 @@ too): it cleans masks as ``adaqat segment`` does (two largest regions, holes fil
 ``open_model(clean=False)`` or ``model.segment(..., clean=False)`` gives the raw mask, as ``--no-clean``.
 ``load_model(path)`` gives the bare SAM network with its metadata as ``sam.meta`` (for training or
 stock ``segment_anything``); :class:`Engine` pairs a model with a baseline and the SSIM maps.
+``model.set_image(image).predict(boxes=..., point_coords=..., point_labels=..., mask_input=...)`` takes SAM's
+names and returns ``(mask, Prediction)``; ``Prediction.low_res_logits`` is the next call's ``mask_input``.
+A Segmenter is shared by threads one call at a time (``with model.lock:`` around set_image + predict).
 
 ``train(data=..., out=..., preset="paper")`` runs a training stage as ``adaqat train`` does, and
 ``evaluate(data, model, baseline, out_dir)`` writes the paper's statistics as ``adaqat evaluate``.
@@ -20,14 +23,15 @@ manifest) does not import torch.
 from napari_adaqat._lazy import lazy_exports
 
 __version__ = "0.1.0"
-__all__ = ["BoxPredictor", "Engine", "ModelRef", "SegmentResult", "Segmenter", "TrainConfig", "evaluate", "load_model",
-           "open_model", "train"]
+__all__ = ["BoxPredictor", "Engine", "ModelRef", "Prediction", "SegmentResult", "Segmenter", "TrainConfig", "evaluate",
+           "load_model", "open_model", "train"]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     "open_model": "napari_adaqat.inference.segmenter:open_model",
     "Segmenter": "napari_adaqat.inference.segmenter:Segmenter",
     "load_model": "napari_adaqat.model.loading:load_model",
     "BoxPredictor": "napari_adaqat.inference.predictor:BoxPredictor",
+    "Prediction": "napari_adaqat.inference.predictor:Prediction",
     "Engine": "napari_adaqat.inference.engine:Engine",
     "ModelRef": "napari_adaqat.inference.segmenter:ModelRef",
     "SegmentResult": "napari_adaqat.inference.engine:SegmentResult",

@@ -64,3 +64,28 @@ def test_readme_cli_and_dock_give_identical_masks(make_napari_viewer, qtbot, cxr
     # cleaning is the same rule everywhere, and off when asked: the raw mask differs on some film
     raw = {p: model.segment(p, boxes[p], clean=False) for p in images}
     assert any(not np.array_equal(raw[p], readme[p]) for p in images)
+
+
+def test_a_16_bit_film_gives_the_cli_mask_in_the_dock(make_napari_viewer, qtbot, cxr_dir, tmp_path):
+    """A 16-bit film as napari's reader shows it (uint16 layer data) and as `adaqat segment` reads its file
+    (a guard: the dock converts its layer as the reader does; the API array path did not, test_api_audit)."""
+    import tifffile
+
+    p = sorted((cxr_dir / "images").glob("*.png"))[1]
+    pixels = (np.asarray(read_image(p).pixels, np.float64) * 40000 + 3000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "film16.tif", pixels)
+    box = np.array([40.0, 30.0, 470.0, 480.0])
+    (tmp_path / "boxes.csv").write_text("film16.tif," + ",".join(f"{v:g}" for v in box) + "\n")
+    assert main(["segment", str(tmp_path / "film16.tif"), "--out", str(tmp_path / "out"),
+                 "--boxes", str(tmp_path / "boxes.csv")]) == 0
+    cli = read_mask(tmp_path / "out" / "film16_mask.png")
+
+    viewer = make_napari_viewer()
+    widget = SegmentWidget(viewer, use_baseline=False)
+    viewer.window.add_dock_widget(widget, name="Segment lungs (AdaLoRA-QAT)")
+    widget.image.value = viewer.add_image(pixels, name="film16")
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    viewer.layers["boxes"].add_rectangles(np.array([[box[1], box[0]], [box[3], box[2]]]))
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    assert widget.last_error is None, widget.last_error
+    assert cli.any() and np.array_equal(widget.last_result.mask, cli)

@@ -19,7 +19,6 @@ from typing import Any, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from napari_adaqat.io import check_segmentable
-from napari_adaqat.data.transforms import to_uint8_rgb
 from napari_adaqat.inference.predictor import BoxPredictor, Prediction
 from napari_adaqat.inference.segmenter import ModelRef, Segmenter, load_segmenter, model_ref
 from napari_adaqat.metrics import dice, ssim_map, trust_maps
@@ -206,7 +205,7 @@ class Engine:
         if segmenter is None:
             return False
         predictor = segmenter.predictor
-        return predictor.cache.get(predictor.image_key(to_uint8_rgb(image))) is not None
+        return predictor.cache.get(predictor.image_key(predictor._rgb(image))) is not None  # as set_image keys it
 
     def embed(self, image: np.ndarray, model: ModelLike, baseline: Optional[ModelLike], device: str = "cpu") -> float:
         """Compute (or fetch cached) embeddings of ``image`` for both models; return seconds."""
@@ -247,11 +246,12 @@ class Engine:
         check_segmentable(image)
         with self.lock:
             segmenter = self.segmenter(model, device)
-            t0, c0 = time.perf_counter(), time.thread_time()
-            segmenter.set_image(image)  # cached after the first call
-            t1 = time.perf_counter()
-            mask, pred = segmenter.predict(box, point_coords, point_labels, mask_input, clean, clip)
-            t2, c2 = time.perf_counter(), time.thread_time()
+            with segmenter.lock:  # a Segmenter passed in may also be prompted elsewhere (a script, another engine)
+                t0, c0 = time.perf_counter(), time.thread_time()
+                segmenter.set_image(image)  # cached after the first call
+                t1 = time.perf_counter()
+                mask, pred = segmenter.predict(box, point_coords, point_labels, mask_input, clean, clip)
+                t2, c2 = time.perf_counter(), time.thread_time()
         return _Prompted(mask, pred, (t2 - t1) * 1000.0, t2 - t0,
                          (c2 - c0) if segmenter.device.startswith("cpu") else None,
                          segmenter.clean if clean is None else bool(clean), segmenter.path,

@@ -18,7 +18,8 @@ from segment_anything.modeling import Sam
 
 from napari_adaqat.data.boxes import default_box
 from napari_adaqat.data.transforms import PreparedImage, prepare_image, to_uint8_rgb, transform_boxes, transform_coords
-from napari_adaqat.io import read_image
+from napari_adaqat.inference.prompt_args import as_boxes, as_points, check_multimask, mask_input_tensor
+from napari_adaqat.io import read_image, to_gray01
 from napari_adaqat.model.forward import as_mask_input, decode_coarse, detail_term, embed, image_detail, refine_logits
 from napari_adaqat.model.lean_decoder import ImageContext, decode_prompt_logits, image_context, supports_lean_decoder
 from napari_adaqat.model.lean_decoder import upsample_logits
@@ -147,8 +148,12 @@ class BoxPredictor:
 
     @staticmethod
     def _rgb(image: np.ndarray | str | Path) -> np.ndarray:
-        """An image (H, W[, 3]) or an image file (PNG/JPEG/TIFF/DICOM) → (H, W, 3) uint8."""
-        return to_uint8_rgb(read_image(image).pixels if isinstance(image, (str, Path)) else image)
+        """An image (H, W[, 1|3|4]) or an image file (PNG/JPEG/TIFF/DICOM) → (H, W, 3) uint8."""
+        pixels = read_image(image).pixels if isinstance(image, (str, Path)) else np.asarray(image)
+        pixels = pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
+        if pixels.ndim == 2 and pixels.dtype.kind in "iu" and pixels.dtype != np.uint8:
+            pixels = to_gray01(pixels)  # 16-bit, int16 with negatives: min-max, as read_image reads their file
+        return to_uint8_rgb(pixels)
 
     def _prepare(self, rgb: np.ndarray) -> PreparedImage:
         return prepare_image(rgb, self.image_size, self._pixel_mean, self._pixel_std)
@@ -224,16 +229,20 @@ class BoxPredictor:
 
     @torch.no_grad()
     def predict(self, boxes: np.ndarray | None = None, point_coords: np.ndarray | None = None,
-                point_labels: np.ndarray | None = None, mask_input: np.ndarray | torch.Tensor | None = None
-                ) -> Prediction:
+                point_labels: np.ndarray | None = None, mask_input: np.ndarray | torch.Tensor | None = None,
+                *, multimask_output: bool = False) -> Prediction:
         """One mask per prompt on the image set last, SAM's names (``multimask_output=False``).
 
-        ``boxes``: (4,) or (B, 4) xyxy in image pixels; ``point_coords``: (P, 2) or (B, P, 2) x, y in image
-        pixels with ``point_labels`` (P,) or (B, P): 1 = lung, 0 = not lung (-1 = padding);
+        ``boxes``: (4,) or (B, 4) xyxy in image pixels; ``point_coords``: (2,), (P, 2) or (B, P, 2) x, y in image
+        pixels with ``point_labels`` (a scalar, (P,) or (B, P); bool/int/float): 1 = lung, 0 = not lung (-1 = padding);
         ``mask_input``: (1, 4E, 4E) or (B, 1, 4E, 4E) logits, a previous :attr:`Prediction.low_res_logits`
         (or :meth:`mask_input_from` of an edited mask).  A single prompt part is shared by all B rows.
         Points alone work (no box); with no box, no points and no mask: the whole image minus a 2 %
-        margin (:func:`~napari_adaqat.data.boxes.default_box`), as ``adaqat segment``."""
+        margin (:func:`~napari_adaqat.data.boxes.default_box`), as ``adaqat segment``.  A box that is not finite or
+        inverted, a label other than 1/0/-1, a mask_input of another shape: one ValueError/TypeError naming it;
+        ``multimask_output=True`` is refused (one mask per prompt).  Not thread-safe: the image set last is
+        shared (share a :class:`~napari_adaqat.inference.segmenter.Segmenter`, which locks, instead)."""
+        check_multimask(multimask_output)
         if self._current is None:
             raise RuntimeError("call set_image() before predict()")
         emb = self._current
@@ -260,39 +269,24 @@ class BoxPredictor:
         """The prompts in input coordinates on the device, B rows each (a single row is repeated):
         boxes (B, 4), point coords (B, P, 2) and labels (B, P), mask_input (B, 1, 4E, 4E)."""
         emb, dev = self._current, self.device
-        rows = []
+        rows: dict[str, int] = {}  # prompt argument -> its number of rows
         boxes_in = coords_in = labels_in = mask_in = None
         if boxes is not None:
-            boxes = np.atleast_2d(np.asarray(boxes, dtype=np.float64))
-            if boxes.ndim != 2 or boxes.shape[1] != 4:
-                raise ValueError(f"boxes must be (N, 4) xyxy, got {boxes.shape}")
-            boxes_in = torch.as_tensor(transform_boxes(boxes, emb.original_size, self.image_size), dtype=torch.float32)
-            rows.append(len(boxes_in))
-        if (point_coords is None) != (point_labels is None):
-            raise ValueError("point_coords and point_labels go together (labels: 1 = lung, 0 = not lung)")
-        if point_coords is not None:
-            coords = np.asarray(point_coords, dtype=np.float64)
-            labels = np.asarray(point_labels)
-            coords, labels = (coords[None], labels[None]) if coords.ndim == 2 else (coords, labels)
-            if coords.ndim != 3 or coords.shape[-1] != 2 or labels.shape != coords.shape[:2]:
-                raise ValueError(f"point_coords must be (N, 2) or (B, N, 2) x, y with point_labels (N,) or (B, N); "
-                                 f"got {np.shape(point_coords)} and {np.shape(point_labels)}")
-            if not np.isfinite(coords).all() or not np.isin(labels, (-1, 0, 1)).all():
-                raise ValueError("point_coords must be finite and point_labels 1 (lung), 0 (not lung) or -1 (padding)")
+            boxes_in = torch.as_tensor(transform_boxes(as_boxes(boxes), emb.original_size, self.image_size),
+                                       dtype=torch.float32)
+            rows["boxes"] = len(boxes_in)
+        if point_coords is not None or point_labels is not None:
+            coords, labels = as_points(point_coords, point_labels)
             coords_in = torch.as_tensor(transform_coords(coords, emb.original_size, self.image_size), dtype=torch.float32)
             labels_in = torch.as_tensor(labels, dtype=torch.int64)
-            rows.append(len(coords_in))
+            rows["point_coords"] = len(coords_in)
         if mask_input is not None:
-            mask_in = torch.as_tensor(mask_input, dtype=torch.float32)
-            mask_in = mask_in[None] if mask_in.ndim == 3 else mask_in
-            size = tuple(self.sam.prompt_encoder.mask_input_size)
-            if mask_in.ndim != 4 or tuple(mask_in.shape[1:]) != (1, *size):
-                raise ValueError(f"mask_input must be (1, {size[0]}, {size[1]}) or (N, 1, {size[0]}, {size[1]}) "
-                                 f"logits (a Prediction's low_res_logits), got {tuple(mask_in.shape)}")
-            rows.append(len(mask_in))
-        n = max(rows)
-        if any(r not in (1, n) for r in rows):
-            raise ValueError(f"the prompts disagree on their number of rows: {rows}")
+            mask_in = mask_input_tensor(mask_input, tuple(self.sam.prompt_encoder.mask_input_size), emb.original_size)
+            rows["mask_input"] = len(mask_in)
+        n = max(rows.values())
+        if any(r not in (1, n) for r in rows.values()):
+            raise ValueError("the prompts disagree on their number of rows (each 1 or the same N): "
+                             + ", ".join(f"{name} {r}" for name, r in rows.items()))
 
         def rows_of(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else (t.expand(n, *t.shape[1:]) if len(t) == 1 and n > 1 else t).to(dev)

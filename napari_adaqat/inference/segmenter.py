@@ -18,6 +18,7 @@ Points and corrections use SAM's names; each prediction's ``low_res_logits`` is 
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -29,6 +30,7 @@ from napari_adaqat.data.boxes import check_box
 from napari_adaqat.data.points import check_points
 from napari_adaqat.inference.postprocess import finish_mask
 from napari_adaqat.inference.predictor import BoxPredictor, Prediction
+from napari_adaqat.inference.prompt_args import as_boxes, as_numbers, as_points, check_multimask
 from napari_adaqat.io import check_segmentable, read_image
 from napari_adaqat.model.device import resolve_device
 from napari_adaqat.model.loading import is_bundled, load_model, resolve_model_path
@@ -82,6 +84,10 @@ class Segmenter:
     Segment dock do by default; ``clean=False`` gives the raw thresholded mask (``--no-clean``).
     ``clip``: nothing of a box prompt's mask outside the box plus a margin
     (:func:`~napari_adaqat.inference.postprocess.clip_margin`; on by default, ``--no-clip`` turns it off).
+
+    Threads: one call at a time (``lock``, an RLock): ``segment`` is safe from several threads (a GUI's worker
+    and a script); a thread that calls ``set_image`` then ``predict`` holds ``with model.lock:`` around both, so
+    another thread's ``set_image`` cannot come between them.  Two Segmenters run side by side.
     """
 
     def __init__(self, predictor: Any, *, path: Optional[Path] = None, clean: bool = True, clip: bool = True) -> None:
@@ -90,6 +96,7 @@ class Segmenter:
         self.clean = bool(clean)
         self.clip = bool(clip)
         self.image_shape: Optional[tuple[int, int]] = None  # (H, W) of the image set last
+        self.lock = threading.RLock()  # one set_image / predict at a time (see the class docstring)
 
     @property
     def device(self) -> str:
@@ -118,16 +125,18 @@ class Segmenter:
         return int(config.get("click_rounds") or 0) > 0 or bool(getattr(sam.spec, "refiner_clicks", False))
 
     def set_image(self, image: ImageLike) -> "Segmenter":
-        """Embed ``image`` (H, W[, 3|4], or an image file), or fetch its cached embedding.  A float array outside
+        """Embed ``image`` (H, W[, 1|3|4], or an image file), or fetch its cached embedding.  A float array outside
         [0, 1] (0..255, Hounsfield-like values) is min-max scaled (``to_uint8_rgb``), as a float TIFF is read.
         What ``adaqat segment`` refuses is refused with its line: an image too small, a strip, a blank image."""
         named = isinstance(image, (str, Path))
         pixels = read_image(image).pixels if named else np.asarray(image)
+        pixels = pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels  # (H, W, 1): gray
         if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (3, 4)):
             raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {pixels.shape}")
         check_segmentable(pixels, image if named else None)
-        self.image_shape = (int(pixels.shape[0]), int(pixels.shape[1]))
-        self.predictor.set_image(pixels)
+        with self.lock:
+            self.image_shape = (int(pixels.shape[0]), int(pixels.shape[1]))
+            self.predictor.set_image(pixels)
         return self
 
     def clean_mask(self, mask: np.ndarray, clean: Optional[bool] = None, box: Optional[Sequence[float]] = None,
@@ -146,25 +155,32 @@ class Segmenter:
 
     def predict(self, boxes: Optional[Sequence[float]] = None, point_coords: Optional[np.ndarray] = None,
                 point_labels: Optional[np.ndarray] = None, mask_input: Any = None, clean: Optional[bool] = None,
-                clip: Optional[bool] = None) -> tuple[np.ndarray, Prediction]:
+                clip: Optional[bool] = None, *, multimask_output: bool = False) -> tuple[np.ndarray, Prediction]:
         """Prompt the image set last, with SAM's names (see :meth:`BoxPredictor.predict
-        <napari_adaqat.inference.predictor.BoxPredictor.predict>`): one xyxy box in image pixels, points
-        (P, 2) x, y in image pixels with labels (P,) 1 = lung / 0 = not lung, a ``mask_input`` (a previous
-        prediction's ``low_res_logits``, or :meth:`mask_input_from`).  Nothing given: the default box.
+        <napari_adaqat.inference.predictor.BoxPredictor.predict>`): an xyxy box (4,) in image pixels (list, tuple
+        or array; float), points (P, 2) or one (2,) x, y in image pixels with labels (P,) or a scalar, 1 = lung /
+        0 = not lung (bool, int or float), a ``mask_input`` (1, 1, 4E, 4E) (a previous prediction's
+        ``low_res_logits`` on this image, or :meth:`mask_input_from`; another image's logits have the same shape
+        and are not detected).  Nothing given: the default box.  Unlike :meth:`segment`, a box or point partly
+        outside the image is taken as SAM takes it (not refused).
 
         Returns (mask (H, W) bool of the first prompt after clipping and clean-up (:meth:`clean_mask`), the
-        raw :class:`Prediction`, whose ``low_res_logits`` feed the next call)."""
-        box = None if boxes is None else np.asarray(boxes, dtype=np.float64)
-        if point_coords is None and point_labels is None and mask_input is None:
-            pred = self.predictor.predict(box)  # box-only: as a ready predictor without points takes it
-        else:
-            pred = self.predictor.predict(box, point_coords=point_coords, point_labels=point_labels,
-                                          mask_input=mask_input)
+        raw :class:`Prediction`, whose ``low_res_logits`` feed the next call).  Several boxes (N, 4): ``pred``
+        has N masks; the mask returned is the first one's.  ``multimask_output=True`` is refused (one mask per
+        prompt); bad prompts are one ValueError/TypeError line naming the argument."""
+        check_multimask(multimask_output)
+        box = None if boxes is None else as_boxes(boxes).reshape(np.shape(boxes))  # checked, as given
+        with self.lock:
+            if point_coords is None and point_labels is None and mask_input is None:
+                pred = self.predictor.predict(box)  # box-only: as a ready predictor without points takes it
+            else:
+                pred = self.predictor.predict(box, point_coords=point_coords, point_labels=point_labels,
+                                              mask_input=mask_input)
         first_box = None if box is None else np.atleast_2d(box)[0]
         coords = labels = None
         if point_coords is not None:
-            coords, labels = np.asarray(point_coords, dtype=np.float64), np.asarray(point_labels)
-            coords, labels = (coords[0], labels[0]) if coords.ndim == 3 else (coords, labels)
+            coords, labels = as_points(point_coords, point_labels)
+            coords, labels = coords[0], labels[0]
         return self.clean_mask(pred.masks[0], clean, first_box, clip, coords, labels), pred
 
     def prompt(self, box: Optional[Sequence[float]] = None,
@@ -176,7 +192,8 @@ class Segmenter:
     def mask_input_from(self, mask: np.ndarray) -> Any:
         """An edited mask (H, W) bool of the image set last (e.g. after a brush edit) → a ``mask_input``
         (1, 1, 4E, 4E) torch logits for :meth:`predict`: the edit becomes the next call's mask prompt."""
-        return self.predictor.mask_input_from(mask)
+        with self.lock:
+            return self.predictor.mask_input_from(mask)
 
     def segment(self, image: ImageLike, box: Optional[Sequence[float]] = None, clean: Optional[bool] = None,
                 *, point_coords: Optional[np.ndarray] = None, point_labels: Optional[np.ndarray] = None,
@@ -185,13 +202,14 @@ class Segmenter:
         points (P, 2) x, y with labels (P,) 1 = lung / 0 = not lung.  What ``adaqat segment`` refuses is
         refused here with its line: an image too small or blank, a box that is inverted, not finite or
         outside the image, a point outside the image."""
-        self.set_image(image)
-        if box is not None and np.size(box) == 4:
-            check_box(np.asarray(box, dtype=np.float64).reshape(4), self.image_shape)
-        coords = None if point_coords is None else np.asarray(point_coords, dtype=np.float64)
-        if coords is not None and coords.ndim == 2 and coords.shape[1] == 2:
-            check_points(coords, self.image_shape)
-        return self.predict(box, point_coords, point_labels, clean=clean, clip=clip)[0]
+        with self.lock:  # set_image and predict together (another thread's image must not come between)
+            self.set_image(image)
+            if box is not None and np.size(box) == 4:
+                check_box(as_numbers(box, "boxes", "x0, y0, x1, y1 pixels").reshape(4), self.image_shape)
+            coords = None if point_coords is None else as_points(point_coords, point_labels, finite=False)[0]
+            if coords is not None and coords.shape[0] == 1:  # (B, P, 2) rows: predict checks them
+                check_points(coords[0], self.image_shape)
+            return self.predict(box, point_coords, point_labels, clean=clean, clip=clip)[0]
 
     def __repr__(self) -> str:
         return (f"Segmenter({self.path or type(self.predictor).__name__}, device={self.device!r}, "
