@@ -33,6 +33,16 @@ def _one_line(excinfo: pytest.ExceptionInfo, name: str) -> None:
     assert name in text and "\n" not in text, text
 
 
+
+def both_at_once(work) -> None:
+    """``work(0)`` and ``work(1)`` in two threads at once, waited for."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_one_model_shared_by_two_threads_gives_each_thread_its_own_mask(model, cxr_dir):
     """A GUI's worker and a script on one Segmenter: segment() is set_image + predict, and another thread's
     set_image must not come between them (a wrong film's mask, even of the wrong shape)."""
@@ -47,11 +57,7 @@ def test_one_model_shared_by_two_threads_gives_each_thread_its_own_mask(model, c
             if mask.shape != expected[i].shape or not np.array_equal(mask, expected[i]):
                 wrong.append(i)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    both_at_once(work)
     assert not wrong
     with model.lock:  # documented: hold it across set_image and predict
         assert np.array_equal(model.set_image(images[1]).predict()[0], expected[1])
@@ -167,11 +173,7 @@ def test_two_engines_given_one_segmenter_do_not_mix_their_films(model, cxr_dir):
             if mask.shape != expected[i].shape or not np.array_equal(mask, expected[i]):
                 wrong.append(i)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    both_at_once(work)
     assert not wrong
 
 

@@ -47,13 +47,18 @@ def test_noc_is_capped_at_k():
     assert noc([0.97, 0.5, 0.5], 0.95) == 0 and noc([0.5, 0.6, 0.7], 0.95) == 2
 
 
-@pytest.mark.skipif(not loading.DEFAULT_MODEL.is_file(), reason="bundled default model not installed")
-def test_evaluate_clicks_columns_summary_and_table(tmp_path, cxr_dir, capsys):
-    data = tmp_path / "data"
+def two_film_dataset(data, cxr_dir):
+    """``data``/images and masks holding the first two real films of ``cxr_dir`` and their masks."""
     for sub in ("images", "masks"):
         (data / sub).mkdir(parents=True)
         for path in sorted((cxr_dir / sub).glob("*.png"))[:2]:
             shutil.copy(path, data / sub / path.name)
+    return data
+
+
+@pytest.mark.skipif(not loading.DEFAULT_MODEL.is_file(), reason="bundled default model not installed")
+def test_evaluate_clicks_columns_summary_and_table(tmp_path, cxr_dir, capsys):
+    data = two_film_dataset(tmp_path / "data", cxr_dir)
     summary = evaluate(data, None, None, tmp_path / "report", split="all", document=False, clicks=2)
     with (tmp_path / "report" / "per_image.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -73,14 +78,11 @@ def test_evaluate_clicks_columns_summary_and_table(tmp_path, cxr_dir, capsys):
     assert "--clicks takes a whole number" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(not loading.DEFAULT_MODEL.is_file(), reason="bundled default model not installed")
 def test_the_printed_summary_counts_the_films_that_never_reach_the_threshold(tmp_path, cxr_dir, capsys):
     import json
 
-    data = tmp_path / "data"
-    for sub in ("images", "masks"):
-        (data / sub).mkdir(parents=True)
-        for path in sorted((cxr_dir / sub).glob("*.png"))[:2]:
-            shutil.copy(path, data / sub / path.name)
+    data = two_film_dataset(tmp_path / "data", cxr_dir)
     assert main(["evaluate", "--data", str(data), "--split", "all", "--clicks", "1", "--out", str(tmp_path / "r"),
                  "--device", "cpu"]) == 0
     printed = json.loads(capsys.readouterr().out)["clicks"]["model"]

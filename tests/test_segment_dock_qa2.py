@@ -31,6 +31,20 @@ def _nano(widget, model) -> None:
     widget.model_file.value = model
 
 
+
+def stack_dock(make_napari_viewer, qtbot, nano_models):
+    """A viewer with a 3-frame stack of the sample film and a Segment dock (nano model) on it, embedded."""
+    from napari_adaqat._sample import chest_xray
+
+    pixels = chest_xray()[0][0]
+    viewer = make_napari_viewer()
+    viewer.add_image(np.stack([pixels, pixels[:, ::-1], pixels[::-1]]), name="3 frames")
+    widget = SegmentWidget(viewer, device="cpu", model_path=nano_models[0], use_baseline=False, model_type="vit_nano")
+    viewer.window.add_dock_widget(widget)
+    wait(qtbot, widget)
+    return viewer, widget
+
+
 def test_a_dock_closed_with_its_x_no_longer_segments(make_napari_viewer, qtbot, monkeypatch, nano_models):
     """napari's × takes the dock out of the window without deleting it: clicks made afterwards must not rewrite
     'lung mask' (nothing on screen says a dock is at work), and a reopened dock segments each click once."""
@@ -160,14 +174,7 @@ def test_a_click_on_another_plane_of_a_stack_segments_that_plane(make_napari_vie
                                                                  nano_models):
     """A box on plane 1, then a click on plane 2 (napari's slider): plane 2 is segmented with that click (plane 1's
     box is no prompt there), and plane 1's mask stays."""
-    from napari_adaqat._sample import chest_xray
-
-    pixels = chest_xray()[0][0]
-    viewer = make_napari_viewer()
-    viewer.add_image(np.stack([pixels, pixels[:, ::-1], pixels[::-1]]), name="3 frames")
-    widget = SegmentWidget(viewer, device="cpu", model_path=nano_models[0], use_baseline=False, model_type="vit_nano")
-    viewer.window.add_dock_widget(widget)
-    wait(qtbot, widget)
+    viewer, widget = stack_dock(make_napari_viewer, qtbot, nano_models)
     calls = spy_prompts(widget, monkeypatch)
     viewer.dims.set_current_step(0, 1)
     viewer.layers["boxes"].add_rectangles(np.array([[1, 40, 30], [1, 40, 480], [1, 470, 480], [1, 470, 30]], float))
@@ -267,14 +274,7 @@ def test_reset_on_one_plane_of_a_stack_keeps_the_other_planes_prompts(make_napar
                                                                       nano_models):
     """R on plane 2 clears plane 2's box, points and mask; plane 1's box and points (which made its mask, still
     shown) stay, so a click there later is prompted with its box as before."""
-    from napari_adaqat._sample import chest_xray
-
-    pixels = chest_xray()[0][0]
-    viewer = make_napari_viewer()
-    viewer.add_image(np.stack([pixels, pixels[:, ::-1], pixels[::-1]]), name="3 frames")
-    widget = SegmentWidget(viewer, device="cpu", model_path=nano_models[0], use_baseline=False, model_type="vit_nano")
-    viewer.window.add_dock_widget(widget)
-    wait(qtbot, widget)
+    viewer, widget = stack_dock(make_napari_viewer, qtbot, nano_models)
     calls = spy_prompts(widget, monkeypatch)
     boxes, points = viewer.layers["boxes"], viewer.layers["points"]
     corners = np.array([[0, 40, 30], [0, 40, 480], [0, 470, 480], [0, 470, 30]], float)
