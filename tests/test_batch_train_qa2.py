@@ -22,7 +22,8 @@ from napari_adaqat.train.chain import Chain  # noqa: E402
 from napari_adaqat.train.config import make_config  # noqa: E402
 from napari_adaqat.widgets import _continue as cont  # noqa: E402
 from napari_adaqat.widgets._batch_job import Scanned  # noqa: E402
-from napari_adaqat.widgets._train_process import ProgressFollower, TimeLeft, status_text  # noqa: E402
+from napari_adaqat.train.eta import TimeLeft  # noqa: E402
+from napari_adaqat.widgets._train_process import ProgressFollower, status_text  # noqa: E402
 from napari_adaqat.widgets.batch import BatchWidget  # noqa: E402
 from test_napari_batch_recursive import small_films  # noqa: E402  (tests/ is on sys.path)
 
@@ -135,7 +136,7 @@ def test_an_error_sorts_below_every_number_and_keeps_its_row_when_sorted(qtbot, 
 
 
 # A real 7-film --preset finetune Stage 1 (tmp run of this QA, batch size 4: 2 steps an epoch, 1 thread): the
-# records' times, as written to its progress.jsonl
+# records' times, as written to its progress.jsonl (eta_s as the loop counted it before train/eta.py)
 REAL_STAGE1 = [
     {"kind": "start", "time": 1796521783.751, "epochs": 5},
     {"kind": "step", "time": 1796521792.916, "epoch": 1, "step": 1, "steps": 2},
@@ -169,14 +170,15 @@ def test_the_train_docks_status_shows_the_time_left_without_the_start_up(make_na
     from napari_adaqat.widgets.train import TrainWidget
 
     widget = TrainWidget(make_napari_viewer())
-    one_step = [r for r in REAL_STAGE1[:4] if r.get("step") != 2]  # epoch 1 as one step: its pace is not known
+    clock = TimeLeft()  # the records as the training loop writes them now
+    one_step = [clock.take(r) for r in REAL_STAGE1[:4] if r.get("step") != 2]  # epoch 1 as one step: pace unknown
     widget._take(one_step)
     assert "ETA after the next epoch" in widget.status.value and "ETA 1m09s" not in widget.status.value
     widget.process = object()  # (running: the line over the plot shows the ETA)
     widget._take([])
     assert widget.plot_info.value.endswith("ETA after the next epoch")
     widget.process = None
-    widget._take(REAL_STAGE1[4:7])
+    widget._take([clock.take(r) for r in REAL_STAGE1[4:7]])
     assert widget.last_epoch["eta_s"] == 39.0 and "ETA 39 s" in widget.status.value
     assert "ETA 45 s" not in widget.status.value  # the loop's eta_s
 

@@ -33,6 +33,8 @@ def test_full_training_loss_falls_on_real_radiographs(dataset, tmp_path):
     steps = [r for r in read_progress(tmp_path / "run" / "progress.jsonl") if r["kind"] == "step"]
     assert steps and {"loss", "lr", "epoch"} <= set(steps[0])
     assert {"val_dice", "rank_budget", "seconds", "eta_s", "lr"} <= set(epochs[-1])
+    per_epoch = (epochs[5]["seconds"] - epochs[0]["seconds"]) / 5  # the ETA leaves out the first epoch's start-up
+    assert epochs[5]["eta_s"] == pytest.approx(per_epoch * 6, abs=0.2) and epochs[-1]["eta_s"] == 0
     sam = load_checkpoint_model(tmp_path / "run" / "checkpoints" / "best.safetensors")
     meta = sam.meta
     assert meta["metrics"]["best_val_dice"] == pytest.approx(max(e["val_dice"] for e in epochs), abs=1e-4)

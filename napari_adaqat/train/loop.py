@@ -38,6 +38,7 @@ from napari_adaqat.model.modes import param_groups, trainable_count
 from napari_adaqat.train.progress import MemoryMeter, ProgressLog
 from napari_adaqat.train.paths import run_paths
 from napari_adaqat.train.start_model import build_stage1, build_stage2
+from napari_adaqat.train.eta import TimeLeft
 
 log = logging.getLogger("napari_adaqat.train")
 
@@ -179,6 +180,7 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
     final_prune = max([e for e in adalora.prune_epochs if e <= cfg.epochs], default=0) \
         if pruning and not adalora.fixed_rank else 0
     t0, epochs_done = time.time(), 0
+    clock = TimeLeft()  # the ETA without the first epoch's start-up (train/eta.py)
     memory = MemoryMeter(device)
     for epoch in range(start_epoch, cfg.epochs + 1):
         sam.train()
@@ -220,6 +222,7 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
                 if ema is not None:
                     ema.update()
             losses.append(loss.item())
+            clock.take({"kind": "step", "time": time.time(), "step": step})
             peak = memory.peak_mb()  # this step's peak (forward, backward and optimizer)
             epoch_peak = peak if epoch_peak is None or (peak or 0) > epoch_peak else epoch_peak
             bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -238,7 +241,8 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         if epoch >= final_prune:
             best, bad_epochs = (val_dice, 0) if improved else (best, bad_epochs + 1)
         elapsed = time.time() - t0
-        eta = elapsed / epochs_done * (cfg.epochs - epoch)
+        eta = clock.take({"kind": "epoch", "time": time.time(), "epoch": epoch, "epochs": cfg.epochs,
+                          "seconds": elapsed})["eta_s"]  # None: known after the next epoch (a one-step first one)
         budget = allocator.current_budget() if allocator is not None else None
         if is_main:
             if ema is not None:  # before last: a resume from last finds an average of the same epoch
@@ -248,10 +252,11 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
             progress.write("epoch", epoch=epoch, epochs=cfg.epochs, loss=round(float(np.mean(losses)), 5),
                            val_dice=round(val_dice, 5), best_dice=round(best, 5), rank_budget=budget, pruned=pruned,
                            lr={g["name"]: g["lr"] for g in optimizer.param_groups},
-                           seconds=round(elapsed, 2), eta_s=round(eta, 1), peak_mem_mb=epoch_peak)
+                           seconds=round(elapsed, 2), eta_s=eta, peak_mem_mb=epoch_peak)
             tqdm.write(f"epoch {epoch}/{cfg.epochs}: loss {np.mean(losses):.4f}  val Dice {val_dice:.4f}"
                        f"  best {best:.4f}" + (f"  rank budget {budget}" if budget is not None else "")
-                       + (f"  ETA {eta / 60:.1f} min" if eta >= 60 else f"  ETA {eta:.0f} s") * (epoch < cfg.epochs))
+                       + ("" if epoch >= cfg.epochs else "  ETA after the next epoch" if eta is None
+                          else f"  ETA {eta / 60:.1f} min" if eta >= 60 else f"  ETA {eta:.0f} s"))
         dd.barrier(world)
         if cfg.patience and bad_epochs >= cfg.patience:
             if is_main:

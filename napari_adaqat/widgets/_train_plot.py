@@ -22,7 +22,7 @@ def info_text(epoch: dict[str, Any], stage: Optional[int], running: bool) -> str
     """The line over the plot: stage, epoch, validation Dice, rank budget and the time left."""
     eta = max(0.0, float(epoch.get("eta_s") or 0) - (time.time() - float(epoch.get("time") or time.time())))
     rank = epoch.get("rank_budget")
-    unknown = "eta_s" in epoch and epoch["eta_s"] is None  # (a one-step first epoch: see TimeLeft)
+    unknown = "eta_s" in epoch and epoch["eta_s"] is None  # (a one-step first epoch: see train/eta.py)
     return (f"Stage {stage or '?'} · epoch {epoch.get('epoch')}/{epoch.get('epochs')} · "
             f"val Dice {epoch.get('val_dice', 0):.3f} · rank budget {rank if rank is not None else '– (no adapters)'}"
             f" · ETA {'–' if not running else 'after the next epoch' if unknown else format_duration(eta)}")

@@ -35,7 +35,7 @@ from napari_adaqat.widgets import _train_live as live  # noqa: E402
 from napari_adaqat.widgets._train_form import make_fields  # noqa: E402
 from napari_adaqat.widgets._train_reading import TrainFormReading, typed_path  # noqa: E402
 from napari_adaqat.widgets._train_plot import TrainPlot, info_text  # noqa: E402
-from napari_adaqat.widgets._train_process import (ChainProcess, CommandProcess, TimeLeft,  # noqa: E402
+from napari_adaqat.widgets._train_process import (ChainProcess, CommandProcess,  # noqa: E402
                                                   TrainProcess, adaqat_argv, format_duration, status_text)
 
 POLL_MS = 300
@@ -62,7 +62,6 @@ class TrainWidget(TrainFormReading, Container):
         self.exported: Optional[tuple[Path, Path]] = None  # (INT8 model, FP32 baseline)
         self._check_worker: Any = None
         self._holder: dict[str, Any] = {"proc": None}  # reached from `destroyed` after the wrapper is gone
-        self._time_left = TimeLeft()  # the ETA, without the first epoch's start-up
         setup = setup or cont.opening_setup()
 
         for name, widget in make_fields(setup).items():  # stage, data, out, checkpoint, … (see _train_form.py)
@@ -245,7 +244,7 @@ class TrainWidget(TrainFormReading, Container):
         return False
 
     def _launch(self, make: Any, label: str) -> bool:
-        self.last_error, self.last_epoch, self.exported, self._time_left = None, None, None, TimeLeft()
+        self.last_error, self.last_epoch, self.exported = None, None, None
         self.progress.max, self.progress.value = 0, 0  # busy until the first epoch count arrives
         try:
             self.process = make()
@@ -328,7 +327,7 @@ class TrainWidget(TrainFormReading, Container):
 
     def _take(self, records: list[dict]) -> None:
         for rec in records:
-            self._on_record(self._time_left.take(rec))
+            self._on_record(rec)
         if self.plot.add(records):
             self.plot.refresh()
         if self.last_epoch is not None:
