@@ -228,3 +228,28 @@ def test_the_train_status_stops_asking_for_folders_once_they_are_there(make_napa
     widget._refuse("No usable image/mask pairs in x: y")  # a refusal stays until the next Start
     widget.out.value = str(tmp_path / "run2")
     assert widget.status.value.startswith("No usable image/mask pairs")
+
+
+def test_the_line_over_the_plot_drops_the_eta_when_the_run_ends(make_napari_viewer):
+    """Before: a finished run kept 'ETA 0 s' (or the last ETA) over its plot."""
+    from napari_adaqat.widgets.train import TrainWidget
+
+    class Ended:  # a training process that has just exited with an error
+        label, stopping = "Stage 1", False
+
+        def returncode(self) -> int:
+            return 1
+
+        def last_error_line(self) -> str:
+            return "out of memory"
+
+        def close(self) -> None:
+            pass
+
+    widget = TrainWidget(make_napari_viewer())
+    clock = TimeLeft()
+    widget.process = Ended()
+    widget._take([clock.take(r) for r in REAL_STAGE1[:7]])
+    assert " · ETA " in widget.plot_info.value and not widget.plot_info.value.endswith("ETA –")  # (counts down)
+    widget._finish(widget.process)
+    assert widget.plot_info.value.endswith("ETA –") and "Failed" in widget.status.value

@@ -330,6 +330,10 @@ class TrainWidget(TrainFormReading, Container):
             self._on_record(rec)
         if self.plot.add(records):
             self.plot.refresh()
+        self._refresh_info()
+
+    def _refresh_info(self) -> None:
+        """The line over the plot, for the last epoch (its ETA only while a run goes on)."""
         if self.last_epoch is not None:
             self.plot_info.value = info_text(self.last_epoch, self.plot.stage, self.busy)
 
@@ -375,6 +379,7 @@ class TrainWidget(TrainFormReading, Container):
         else:
             self._fail(proc.last_error_line() or f"{proc.label} exited with code {code}", code)
         proc.close()
+        self._refresh_info()  # (no "ETA 0 s" left over the plot of a finished run)
         self._update_buttons()
 
     def _chain_done(self, chain: Chain) -> None:
