@@ -285,3 +285,18 @@ def test_a_csv_name_that_fits_two_films_only_by_case_is_refused(tmp_path, cxr_di
     boxes = write(tmp_path / "boxes.csv", "file,x0,y0,x1,y1\na.PNG,10,20,200,300\n")
     assert segment(scans, "--out", tmp_path / "out", "--boxes", boxes, nano_pth=nano_pth) == 2
     assert "names 2 input files" in capsys.readouterr().err and not (tmp_path / "out" / "results.csv").exists()
+
+
+def test_a_film_with_points_and_no_box_is_not_said_to_get_the_default_box(tmp_path, cxr_dir, nano_pth, capsys):
+    """Before: 'input(s) have no box and get the default box: b.png' for a film segmented from its points alone."""
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    films = sorted((cxr_dir / "images").glob("*.png"))[:3]
+    for name, film in zip(("a.png", "b.png", "c.png"), films):
+        shutil.copy(film, scans / name)
+    boxes = write(tmp_path / "boxes.csv", "file,x0,y0,x1,y1\na.png,10,20,200,300\n")
+    points = write(tmp_path / "points.csv", "file,x,y,label\nb.png,150,260,1\nc.png,150,260,0\n")
+    assert segment(scans, "--out", tmp_path / "out", "--boxes", boxes, "--points", points, nano_pth=nano_pth) == 0
+    err = capsys.readouterr().err
+    assert "1 input(s) have no box and get the default box: c.png" in err  # only negative points: the default box
+    assert rows_of(tmp_path / "out")["b.png"]["box"] == ""

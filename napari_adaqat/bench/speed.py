@@ -125,7 +125,10 @@ def _require_plain(sam) -> None:
     odd = sorted({type(m).__module__ + "." + type(m).__name__ for m in sam.modules()
                   if not type(m).__module__.startswith(("segment_anything", "torch.nn"))})
     if odd:
-        raise ValueError(f"stock SamPredictor cannot run this model (has {odd[0]}); export it with 'adaqat export'")
+        hybrid = any("hybrid_encoder" in name for name in odd)
+        raise ValueError(f"stock SamPredictor cannot run this model (has {odd[0]}); " + (
+            "the bundled model's encoder is not a SAM ViT: give a ViT model (e.g. 'adaqat export' of a ViT-B run)"
+            if hybrid else "export it with 'adaqat export'"))
 
 
 def weights_digest(sam) -> str:

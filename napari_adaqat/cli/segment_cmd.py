@@ -183,7 +183,8 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
     boxes, points = prompts
     roots = _roots(args)
     if shard.lead:
-        for line in describe_unmatched(args.boxes, boxes, files, roots) if boxes else []:
+        pointed = [path for path, (_coords, labels) in (found[1] or {}).items() if (labels == 1).any()]
+        for line in describe_unmatched(args.boxes, boxes, files, roots, pointed) if boxes else []:
             print(f"adaqat segment: warning: {line}", file=sys.stderr)
         names = unmatched_boxes(points, files, roots)[0] if points else []
         if names:

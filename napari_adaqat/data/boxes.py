@@ -394,9 +394,11 @@ def unmatched_boxes(boxes: dict[str, np.ndarray], files: list[Path],
 
 
 def describe_unmatched(csv_path: str | Path, boxes: dict[str, np.ndarray], files: list[Path],
-                       roots: Sequence[Path] = ()) -> list[str]:
-    """Warning lines (possibly none) about CSV rows naming no input and inputs without a box."""
+                       roots: Sequence[Path] = (), pointed: Sequence[str] = ()) -> list[str]:
+    """Warning lines (possibly none) about CSV rows naming no input and inputs without a box; ``pointed``: the
+    absolute paths of inputs segmented from their positive points alone (not "the default box")."""
     names, unboxed = unmatched_boxes(boxes, files, roots)
+    unboxed = [path for path in unboxed if os.path.abspath(path) not in set(pointed)]
     lines = []
     if names:
         lines.append(f"{csv_path}: {len(names)} row(s) name no input file and are ignored: {listed(names, 5)}")

@@ -157,7 +157,8 @@ def hand_to_annotate(viewer: Any, exported: Optional[tuple[Path, Path]], title: 
         return None, "No exported model yet (Start the chain, or Continue)."
     annotate = open_dock_widget(viewer, title)
     if annotate is None:
-        return None, "The Annotate dock is not open: open it (Plugins → napari-adaqat), then click again."
+        return None, ("The Annotate dock is not open: open it (Plugins → AdaLoRA-QAT lung segmentation → Annotate "
+                      "folder), then click again.")
     annotate.use_model(*exported)
     return annotate, f"The Annotate dock now pre-segments with {exported[0].name}."
 

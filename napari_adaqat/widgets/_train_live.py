@@ -107,7 +107,8 @@ def leave(viewer: Any, run: LiveRun) -> None:
     _LEFT[key] = run
     folder, label = run_folder(run.process), run.process.label
     show_info(f"Training goes on in the background ({label}, pid {run.process.pid}, run folder {folder}): only its "
-              "panel was closed. Open Plugins › Train (AdaLoRA-QAT) again to follow or stop it.")
+              "panel was closed. Open Plugins → AdaLoRA-QAT lung segmentation → Train (AdaLoRA-QAT) again to "
+              "follow or stop it.")
     window = _window(viewer)
     run.window = weakref.ref(window) if window is not None else (lambda: None)
     run.timer = QTimer()
@@ -135,7 +136,8 @@ def _watch(key: int, run: LiveRun) -> None:
         code = run.process.returncode()
         outcome = "finished" if code == 0 else f"ended (exit {code})"
         show_info(f"{run.process.label[:1].upper()}{run.process.label[1:]} {outcome} while the Train panel was closed "
-                  f"(run folder {Path(run_folder(run.process)).name}). Open Plugins › Train (AdaLoRA-QAT) to see it.")
+                  f"(run folder {Path(run_folder(run.process)).name}). Open Plugins → AdaLoRA-QAT lung "
+                  "segmentation → Train (AdaLoRA-QAT) to see it.")
 
 
 def take(viewer: Any) -> Optional[LiveRun]:
