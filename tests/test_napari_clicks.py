@@ -123,6 +123,9 @@ def test_negative_click_undo_redo_reset_and_screenshot(make_napari_viewer, qtbot
     assert "1 point (1 not lung)" in widget.status.value
     assert "trained with boxes only" not in widget.status.value  # the bundled model learnt clicks
     points.selected_data = set()  # no selection highlight in the picture
+    qtbot.wait(50)  # the dock's layout settles before the picture (a busy machine once caught the status cut)
+    status = widget.status.native  # its lines shown whole
+    assert status.height() >= status.heightForWidth(status.width()) - 2
     viewer.screenshot(str(screenshot_dir / "screenshot_clicks_dock.png"), canvas_only=False)
     _save_pair(shot_before, mask_shot(viewer, qtbot), screenshot_dir / "screenshot_clicks.png")
     obeyed = after.sum() < before.sum() and not after[r, c]

@@ -79,8 +79,9 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, Container
         self.extend([self._help, self.image, self.model, self.model_file, self.baseline, self.baseline_file,
                      self.model_type, self.reference, self.device, self.clean, *self._build_click_controls(),
                      self.rerun, self.progress, self.status])
-        for w in (self._help, self.status):
+        for w in (self._help, self.status):  # wrapped, never squeezed below their lines (a 5-line status was cut)
             w.native.setWordWrap(True)
+            w.native.setSizePolicy(w.native.sizePolicy().horizontalPolicy(), w.native.sizePolicy().Policy.Minimum)
         self.status.native.setMinimumWidth(260)
         self.legends = MapLegends()  # colour bars of the SSIM and ΔSSIM layers, shown with their maps
         self.native.layout().addWidget(self.legends)
