@@ -17,6 +17,7 @@ from app_model.types import KeyCode, KeyMod  # noqa: E402
 from napari_adaqat.data.boxes import default_box  # noqa: E402
 from napari_adaqat.io import read_mask  # noqa: E402
 from napari_adaqat.model import loading  # noqa: E402
+from napari_adaqat.widgets import _layers as L  # noqa: E402
 from napari_adaqat.widgets.annotate import AnnotateWidget  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.skipif(not loading.DEFAULT_MODEL.is_file(), reason="no bundled model")]
@@ -70,7 +71,7 @@ def test_closing_the_dock_keeps_a_fresh_stroke_and_a_new_dock_shows_it(make_napa
     draft = dataset / ".drafts" / sorted(p.name for p in films.iterdir())[0]
     assert draft.is_file()
     np.testing.assert_array_equal(read_mask(draft), shown)
-    assert not widget.layers.boxes.metadata  # the closed dock let go of 'boxes'
+    assert L.ANNOTATE_OWNER not in widget.layers.boxes.metadata  # the closed dock let go of 'boxes'
 
     _, again = open_dock(viewer, qtbot, films, dataset)
     assert again.index == 0 and "your draft" in again.status.value

@@ -1,6 +1,7 @@
 """napari layer helpers for the Segment dock: image planes, box coordinates, output layers."""
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
@@ -115,19 +116,82 @@ def annotate_film(viewer: "napari.viewer.Viewer") -> Any:
     return next((layer for layer in viewer.layers if owner is not None and str(layer.unique_id) == owner), None)
 
 
+PLACEMENT = ("scale", "translate", "rotate", "shear", "affine")  # a layer's data → world transform
+
+
 def _placement(image: "napari.layers.Image") -> dict:
-    return {"scale": tuple(image.scale), "translate": tuple(image.translate)}
+    """``image``'s data → world transform, whole (a flip or turn by ``rotate``/``affine`` included): a mask with
+    only its scale and translate would lie beside a turned film."""
+    return {"scale": tuple(image.scale), "translate": tuple(image.translate), "rotate": np.array(image.rotate),
+            "shear": np.array(image.shear), "affine": np.array(image.affine.affine_matrix),
+            "units": tuple(str(u) for u in image.units)}  # (a DICOM's mm: the mask's too)
+
+
+def _placed_as(layer: Any, key: str) -> np.ndarray:
+    value = getattr(layer, key)
+    return np.asarray(value.affine_matrix if key == "affine" else value, dtype=np.float64)
+
+
+def _made_anew(viewer: "napari.viewer.Viewer", name: str) -> bool:
+    """Whether :func:`_upsert` will add layer ``name`` (none yet, or the user's, which it keeps aside)."""
+    return name not in viewer.layers or "source_layer_id" not in viewer.layers[name].metadata
+
+
+def _keep_users_layer(viewer: "napari.viewer.Viewer", layer: Any) -> None:
+    """Rename a layer the user made under one of the dock's names (no dock provenance) instead of removing it."""
+    from napari.utils.notifications import show_info
+
+    old = layer.name
+    layer.name = f"{old} (yours)"  # napari makes the name unique
+    show_info(f"Your layer '{old}' was kept as '{layer.name}': the dock writes its own '{old}' layer.")
+
+
+PROMPT_LAYER = "adaqat_prompt_layer"  # in the metadata of the ``boxes`` / ``points`` layers a dock made
+NO_3D_DRAWING = ("napari draws no boxes in its 3D view (shapes are not editable there): press the 2D/3D button "
+                 "(bottom left, Ctrl+Y) to go back to 2D, then draw the box around both lungs.")
+_display_watched: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def usable(layer: Any, kind: str, image: "napari.layers.Image") -> bool:
+    """Whether ``layer`` (named as a prompt layer) is a ``kind`` layer of ``image``'s dimensionality."""
+    return type(layer).__name__ == kind and layer.ndim == image.ndim
+
+
+def make_room(viewer: "napari.viewer.Viewer", name: str) -> None:
+    """Clear the name ``name`` for a new prompt layer: a dock's own old one is removed, the user's renamed."""
+    if name in viewer.layers:
+        if viewer.layers[name].metadata.get(PROMPT_LAYER):
+            viewer.layers.remove(name)
+        else:
+            _keep_users_layer(viewer, viewer.layers[name])
+
+
+def watch_display(viewer: "napari.viewer.Viewer") -> None:
+    """Say in one line, on entering napari's 3D view (where a mouse drag draws no box), how to draw again."""
+    if viewer in _display_watched:
+        return
+    _display_watched.add(viewer)
+
+    def check(_event: Any = None) -> None:
+        if viewer.dims.ndisplay == 3:
+            from napari.utils.notifications import show_info
+
+            show_info(NO_3D_DRAWING)
+
+    viewer.dims.events.ndisplay.connect(check)
+    check()
 
 
 def ensure_boxes(viewer: "napari.viewer.Viewer", image: "napari.layers.Image") -> "napari.layers.Shapes":
     """The Shapes layer ``boxes`` (created over ``image`` if absent), active, in rectangle mode."""
-    if BOXES in viewer.layers and viewer.layers[BOXES].ndim == image.ndim:
+    if BOXES in viewer.layers and usable(viewer.layers[BOXES], "Shapes", image):
         layer = viewer.layers[BOXES]
     else:
-        if BOXES in viewer.layers:
-            viewer.layers.remove(BOXES)
+        make_room(viewer, BOXES)
         layer = viewer.add_shapes(ndim=image.ndim, name=BOXES, edge_color="yellow", face_color="transparent",
                                   edge_width=max(2.0, plane_shape(image)[1] / 200), **_placement(image))
+        layer.metadata[PROMPT_LAYER] = True
+    watch_display(viewer)
     layer.current_edge_color = "yellow"
     layer.current_face_color = "transparent"
     viewer.layers.selection.active = layer
@@ -144,15 +208,20 @@ def _upsert(viewer: "napari.viewer.Viewer", name: str, kind: str, data: np.ndarr
     """Show ``data`` in layer ``name``: a layer of the same kind, shape and dtype keeps its buffer (no new
     array, no extent or dims recomputation): a Labels layer gets only its changed pixels written
     (``data_setitem``: a partial texture update, one undo step), an Image layer the new values and a
-    refresh.  Scale and translate are only set when they change (each set redraws the layer)."""
+    refresh.  The :data:`PLACEMENT` is only set where it changes (each set redraws the layer).  A layer of the
+    user's under ``name`` (no dock provenance) is renamed, never removed."""
+    if name in viewer.layers and "source_layer_id" not in viewer.layers[name].metadata:
+        _keep_users_layer(viewer, viewer.layers[name])  # the user's own (hand-drawn, opened): never written over
     if name in viewer.layers:
         layer = viewer.layers[name]
         from napari.layers import Labels
 
         if isinstance(layer, Labels) == (kind == "labels") and layer.data.shape == data.shape:
-            for key in ("scale", "translate"):
-                if not np.allclose(getattr(layer, key), kwargs[key]):
+            for key in PLACEMENT:
+                if key in kwargs and not np.allclose(_placed_as(layer, key), kwargs[key]):
                     setattr(layer, key, kwargs[key])
+            if "units" in kwargs and tuple(str(u) for u in layer.units) != tuple(kwargs["units"]):
+                layer.units = kwargs["units"]
             current = layer.data
             if isinstance(layer, Labels) and _same_buffer_kind(current, data):
                 changed = np.nonzero(current != data)  # only these pixels are written and re-uploaded
@@ -165,7 +234,7 @@ def _upsert(viewer: "napari.viewer.Viewer", name: str, kind: str, data: np.ndarr
                 layer.data = data
             layer.metadata.update(kwargs.get("metadata", {}))
             return layer
-        viewer.layers.remove(name)
+        viewer.layers.remove(name)  # the dock's own layer, of another shape or kind: replaced
     add = viewer.add_labels if kind == "labels" else viewer.add_image
     return add(data, name=name, **kwargs)
 
@@ -221,7 +290,7 @@ def show_mask(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", mask
     stale = PROVENANCE if meta is None and plane is None else ()
     meta = meta or mask_meta(image, None, plane)
     data = _into_stack(viewer, MASK, image, np.asarray(mask).astype(np.uint8), plane, np.uint8)
-    new = MASK not in viewer.layers
+    new = _made_anew(viewer, MASK)
     layer = _upsert(viewer, MASK, "labels", data, metadata=meta, **_placement(image))
     if new:
         layer.opacity = 0.45
@@ -275,7 +344,7 @@ def show_result(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", re
         return  # the Annotate dock's film is in 'lung mask': neither mask nor maps of another image
     if result.ssim is not None:
         ssim = _into_stack(viewer, SSIM, image, result.ssim, z, np.float32)
-        new = SSIM not in viewer.layers
+        new = _made_anew(viewer, SSIM)
         layer = _upsert(viewer, SSIM, "image", ssim, colormap=ssim_colormap(), contrast_limits=(0.0, 1.0),
                         blending="translucent", metadata=meta, **place)
         layer.contrast_limits = (0.0, 1.0)
@@ -283,7 +352,7 @@ def show_result(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", re
             layer.opacity = SSIM_OPACITY
     if result.delta is not None:
         delta = _into_stack(viewer, DELTA, image, result.delta, z, np.float32)
-        new = DELTA not in viewer.layers
+        new = _made_anew(viewer, DELTA)
         layer = _upsert(viewer, DELTA, "image", delta, colormap=delta_colormap(), contrast_limits=(-1.0, 1.0),
                         blending="translucent", metadata=meta, **place)
         layer.contrast_limits = (-1.0, 1.0)

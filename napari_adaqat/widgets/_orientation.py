@@ -40,6 +40,8 @@ def upright_layer(layer) -> str | None:
         return None
     layer.metadata = {**layer.metadata, APPLIED: describe(orientation)}
     layer.data = upright(data, orientation)
+    if orientation in (5, 6, 7, 8) and layer.scale[-1] != layer.scale[-2]:  # rows and columns swap: so do their
+        layer.scale = (*layer.scale[:-2], layer.scale[-1], layer.scale[-2])  # spacings (a scale given to open())
     layer.reset_contrast_limits()
     return (f"{path.name} is stored sideways ({describe(orientation)}); shown upright, as other viewers and "
             "'adaqat segment' show it")

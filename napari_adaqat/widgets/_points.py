@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import numpy as np
 import pandas as pd
 
-from napari_adaqat.widgets._layers import dock_write, plane_shape
+from napari_adaqat.widgets._layers import PROMPT_LAYER, _placement, dock_write, make_room, plane_shape, usable
 
 if TYPE_CHECKING:
     import napari
@@ -28,18 +28,17 @@ def _features(positive: np.ndarray) -> pd.DataFrame:
 
 def ensure_points(viewer: "napari.viewer.Viewer", image: "napari.layers.Image") -> "napari.layers.Points":
     """The Points layer ``points`` over ``image`` (created if absent or of another dimensionality)."""
-    if POINTS in viewer.layers and viewer.layers[POINTS].ndim == image.ndim:
+    if POINTS in viewer.layers and usable(viewer.layers[POINTS], "Points", image):
         return viewer.layers[POINTS]
-    if POINTS in viewer.layers:
-        viewer.layers.remove(POINTS)
+    make_room(viewer, POINTS)  # a layer of the user's under this name is kept, renamed
     active = viewer.layers.selection.active
     size = max(6.0, plane_shape(image)[1] / 40)
     layer = viewer.add_points(np.empty((0, image.ndim)), ndim=image.ndim, name=POINTS, size=size,
                               features=_features(np.empty(0, bool)), face_color="positive",
                               face_color_cycle={True: POSITIVE_COLOR, False: NEGATIVE_COLOR},
-                              border_color="white", border_width=0.12, scale=tuple(image.scale),
-                              translate=tuple(image.translate))
+                              border_color="white", border_width=0.12, **_placement(image))
     layer.feature_defaults["positive"] = True
+    layer.metadata[PROMPT_LAYER] = True
     if active is not None:
         viewer.layers.selection.active = active  # the boxes stay active until the user picks points
     return layer
