@@ -15,7 +15,7 @@ import numpy as np
 import napari_adaqat.data.folders as folders
 from napari_adaqat.cli import main
 from napari_adaqat.data import describe_skipped, read_points_csv, scan_inputs
-from napari_adaqat.data.boxes import match_rows
+from napari_adaqat.data.csv_match import match_rows
 from napari_adaqat.data.folders import mirror_folder, root_labels
 
 SERIES = ("P1/S1", "P2/S1")  # both hold IM0001.png

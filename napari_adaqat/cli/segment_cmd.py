@@ -113,7 +113,7 @@ def _compact(out_dir: Path) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.data import check_output_folder, describe_skipped, read_boxes_csv, read_points_csv
-    from napari_adaqat.data.boxes import match_rows
+    from napari_adaqat.data.csv_match import match_rows
     from napari_adaqat.data.folders import missing_inputs
     from napari_adaqat.inference.batch import FolderBusy
     from napari_adaqat.inference.shard import start_shard, stop_shard

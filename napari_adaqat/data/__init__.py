@@ -6,8 +6,8 @@ Names load on first use (the transform needs torch; discovery and boxes do not).
 from napari_adaqat._lazy import lazy_exports
 
 _MODULES = {
-    "boxes": ("box_for", "check_box", "default_box", "describe_unmatched", "mask_box", "read_boxes_csv",
-              "unmatched_boxes"),
+    "boxes": ("check_box", "default_box", "mask_box", "read_boxes_csv"),
+    "csv_match": ("box_for", "describe_unmatched", "match_rows", "unmatched_boxes"),
     "check": ("DataReport", "check_data", "training_sets"),
     "dataset": ("DataError", "MaskFolder", "Pair", "check_pairs", "discover", "find_mask", "load_pair", "split_source"),
     "folders": ("check_output_folder", "collect_inputs", "describe_skipped", "scan_inputs"),

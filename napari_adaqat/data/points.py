@@ -12,7 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from napari_adaqat.data.boxes import EDGE_TOLERANCE_PX, _number, _rows, box_for, csv_file_key
+from napari_adaqat.data.boxes import EDGE_TOLERANCE_PX, _number, _rows, csv_file_key
+from napari_adaqat.data.csv_match import box_for
 
 POINT_COLUMNS = ("file", "x", "y", "label")
 # 1 = lung (positive), 0 = not lung (negative), as spreadsheets and napari's `positive` feature write them
@@ -67,7 +68,7 @@ def read_points_csv(path: str | Path) -> dict[str, Points]:
 
 def points_for(path: Path, points: dict[str, Points], roots: Sequence[Path] = ()) -> Points | None:
     """The points of ``path`` in a CSV's points, looked up by full path (or relative to one of ``roots``), then
-    name, then stem; a run first checks that no row names two inputs (:func:`~napari_adaqat.data.boxes.match_rows`,
+    name, then stem; a run first checks that no row names two inputs (:func:`~napari_adaqat.data.csv_match.match_rows`,
     the same rule)."""
     return box_for(path, points, roots)  # type: ignore[arg-type]  (the same lookup rule)
 

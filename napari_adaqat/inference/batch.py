@@ -18,7 +18,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from napari_adaqat.data.boxes import box_for, check_box, default_box
+from napari_adaqat.data.boxes import check_box, default_box
+from napari_adaqat.data.csv_match import box_for
 from napari_adaqat.data.folders import mirror_folder
 from napari_adaqat.data.points import check_points, points_for
 from napari_adaqat.inference import journal as J

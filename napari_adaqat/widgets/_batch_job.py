@@ -23,7 +23,7 @@ from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 from qtpy.QtWidgets import QDockWidget, QMainWindow, QWidget
 
 from napari_adaqat.data import describe_skipped, scan_inputs
-from napari_adaqat.data.boxes import match_rows
+from napari_adaqat.data.csv_match import match_rows
 from napari_adaqat.inference.batch import RESULTS_CSV, earlier_keys, load_results, recorded_mask, segment_files
 from napari_adaqat.inference.engine import Engine, ModelRef
 from napari_adaqat.util.errors import first_line

@@ -21,7 +21,7 @@ from napari_adaqat.widgets._compat import guard_triton_import
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
 from napari_adaqat.inference.engine import ModelRef, SegmentResult  # noqa: E402
-from napari_adaqat.model.device import DEVICES, resolve_device  # noqa: E402
+from napari_adaqat.model.device import DEVICES  # noqa: E402
 from napari_adaqat.widgets import _layers as L  # noqa: E402
 from napari_adaqat.widgets import _points as P  # noqa: E402
 from napari_adaqat.widgets._annotate_ui import on_removed  # noqa: E402
@@ -31,13 +31,14 @@ from napari_adaqat.widgets._jobs import JobQueue  # noqa: E402
 from napari_adaqat.widgets._left_prompts import LeftPrompts  # noqa: E402
 from napari_adaqat.widgets._legend import MapLegends  # noqa: E402
 from napari_adaqat.widgets._model_choice import ModelChoice  # noqa: E402
+from napari_adaqat.widgets._segment_models import ModelSpecs  # noqa: E402
 from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
 from napari_adaqat.widgets._orientation import watch_orientation  # noqa: E402
 from napari_adaqat.widgets._prompt_jobs import PromptJobs, RecentCosts, _prompt_cost, _prompt_key  # noqa: E402,F401
 from napari_adaqat.widgets._prompt_history import BOX, CLICK, EDIT, PromptState  # noqa: E402
 
 
-class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, Container):
+class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpecs, Container):
     """Dock widget: image, model, baseline, reference and device choices; boxes and points drive predictions."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, model_path: str | Path | None = None,
@@ -121,37 +122,6 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, Container
     def _present(self, layer: Any) -> bool:
         return any(ly.unique_id == layer.unique_id for ly in self.viewer.layers)
 
-    # ------------------------------------------------------------------ specs
-    def model_ref(self) -> ModelRef:
-        """The chosen model (raises ValueError when a file is asked for but not given)."""
-        return self.models.model_ref()
-
-    def baseline_ref(self) -> Optional[ModelRef]:
-        """The chosen baseline, or None."""
-        return self.models.baseline_ref()
-
-    def use_models(self, model: str | Path, baseline: str | Path | None) -> None:
-        """Segment with these model files from now on (e.g. the pair the Train dock just exported)."""
-        self.models.choose_quietly(model, baseline)
-        self._on_model_changed()
-
-    def use_refs(self, model: ModelRef, baseline: Optional[ModelRef], quiet: bool = False) -> None:
-        """Segment with ``model`` and ``baseline`` (refs, e.g. the Annotate dock's); ``quiet``: do not embed the
-        current image now (the caller chooses another image next)."""
-        self.models.choose_refs(model, baseline)
-        self._on_model_changed(embed=not quiet)
-
-    def _device(self) -> str:
-        return resolve_device(self.device.value)
-
-    def _chosen(self) -> tuple[ModelRef, Optional[ModelRef], str]:
-        """(model, baseline, device) as chosen: built when a choice changes, not at every prompt (raises
-        ValueError while a choice is incomplete).  Whether a file was rewritten, the engine checks at
-        most once a second (``shared_engine``) and at once after a choice changed."""
-        if self._choice is None:
-            self._choice = (self.model_ref(), self.baseline_ref(), self._device())
-        return self._choice
-
     # ------------------------------------------------------------------- jobs
     @property
     def busy(self) -> bool:
@@ -187,13 +157,6 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, Container
         show_error(f"AdaLoRA-QAT: {message}")
 
     # ---------------------------------------------------------------- actions
-    def _on_model_changed(self, _value: Any = None, embed: bool = True) -> None:
-        self._choice = None
-        self.engine.forget_files()
-        self.models.update_visibility()
-        if embed and self.image.value is not None:
-            self.start_embedding()
-
     def _on_image_changed(self, layer: Optional[Image]) -> None:
         if layer is None:
             self.status.value = "Choose an image."
