@@ -12,22 +12,50 @@ import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QApplication
 
-from qtpy.QtCore import QTimer  # noqa: E402
-from qtpy.QtWidgets import QApplication  # noqa: E402
-
-from napari_adaqat.inference.batch import ResultRow  # noqa: E402
-from napari_adaqat.widgets._batch_job import Scanned  # noqa: E402
-from napari_adaqat.widgets.batch import BatchWidget  # noqa: E402
+from napari_adaqat.inference.batch import ResultRow
+from napari_adaqat.widgets._batch_job import Scanned
+from napari_adaqat.widgets.batch import BatchWidget
 
 ROWS_PER_SIGNAL = 500  # about what the worker sends in 0.1 s of a rerun's skipped files
+
+
+class StallMeter:
+    """The gaps between the ticks of a 5 ms QTimer: how long the GUI thread stayed away from its event loop
+    (also used by tests/test_batch_train_qa2.py)."""
+
+    def __init__(self) -> None:
+        self.gaps: list[float] = []
+        self._last, self._start = time.perf_counter(), 0
+        self.timer = QTimer()
+        self.timer.setInterval(5)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self._last)
+        self._last = now
+
+    def mark(self) -> None:
+        """Count from now on."""
+        self._start, self._last = len(self.gaps), time.perf_counter()
+
+    def ticks(self) -> int:
+        return len(self.gaps) - self._start
+
+    def longest(self) -> float:
+        """The longest gap since :meth:`mark`."""
+        return max(self.gaps[self._start:], default=0.0)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("n", type=int, help="how many files (e.g. 10000)")
     n = parser.parse_args().n
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = QApplication.instance() or QApplication([])
     widget = BatchWidget(None)
     widget.out.value = "/tmp/adaqat_batch_stall"
@@ -37,26 +65,15 @@ def main() -> None:
     files = [root / f"P{i // 100:03d}" / f"IM{i % 100:04d}.dcm" for i in range(n)]
     results = {str(p): {"file": str(p), "status": "ok", "area_px": "51234", "seconds": "0.81", "quality": "0.953",
                         "review": "0", "mask": "x"} for p in files}
-    gaps: list[float] = []
-    last = [time.perf_counter()]
-
-    def tick() -> None:
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(5)
-    timer.timeout.connect(tick)
-    timer.start()
+    meter = StallMeter()
 
     def settle(seconds: float) -> float:
         """Run the event loop ``seconds`` (and 3 ticks at least); the longest gap since the last call."""
-        count, end = len(gaps), time.perf_counter() + seconds
-        while time.perf_counter() < end or len(gaps) < count + 3:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end or meter.ticks() < 3:
             app.processEvents()
-        longest = max(gaps[count:], default=0.0)
-        last[0] = time.perf_counter()
+        longest = meter.longest()
+        meter.mark()
         return longest
 
     settle(0.3)

@@ -15,7 +15,7 @@ pytest.importorskip("napari")
 from napari_adaqat.io import read_mask  # noqa: E402
 from napari_adaqat.model import loading  # noqa: E402
 from napari_adaqat.widgets._annotate_accept import WAITING  # noqa: E402
-from test_annotate_walkthrough import open_dock, settle  # noqa: E402  (tests/ is on sys.path)
+from test_annotate_walkthrough import accept_films, open_dock, settle  # noqa: E402  (tests/ is on sys.path)
 
 pytestmark = [pytest.mark.gui, pytest.mark.skipif(not loading.DEFAULT_MODEL.is_file(), reason="no bundled model")]
 SHOTS = Path("/tmp/qa")
@@ -69,9 +69,7 @@ def test_a_finished_folder_opens_the_film_on_screen_for_review(make_napari_viewe
     viewer = make_napari_viewer(show=True)
     dataset = tmp_path / "dataset"
     dock_widget, widget = open_dock(viewer, qtbot, films, dataset)
-    for _ in range(4):
-        assert widget.accept(), widget.status.value
-        settle(qtbot, widget)
+    accept_films(qtbot, widget, 4)
     assert widget.index == 3 and "this one stays open" in widget.status.value
     viewer.window.remove_dock_widget(dock_widget)
     _, widget = open_dock(viewer, qtbot, films, dataset)

@@ -41,6 +41,13 @@ def settle(qtbot, widget: AnnotateWidget) -> None:
     qtbot.wait(20)
 
 
+def accept_films(qtbot, widget: AnnotateWidget, count: int) -> None:
+    """Accept [Enter] ``count`` films one after the other, each accepted and the next one settled."""
+    for _ in range(count):
+        assert widget.accept(), widget.status.value
+        settle(qtbot, widget)
+
+
 def test_a_broken_next_film_is_not_reported_over_the_film_shown(make_napari_viewer, qtbot, films, tmp_path):
     """The next film is read ahead while the user works; when it is broken, that is said when it is opened (its row
     and the line then), not as an 'Error' over the film on screen."""

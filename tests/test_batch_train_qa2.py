@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import csv
 import json
-import time
+import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("napari")
 
-from qtpy.QtCore import Qt, QTimer  # noqa: E402
+from qtpy.QtCore import Qt  # noqa: E402
 
 # imported at collection, before any viewer creates an OpenGL context (see widgets/_compat.py)
 from napari_adaqat.inference.batch import ResultRow  # noqa: E402
@@ -22,6 +22,8 @@ from napari_adaqat.train.chain import Chain  # noqa: E402
 from napari_adaqat.train.config import make_config  # noqa: E402
 from napari_adaqat.widgets import _continue as cont  # noqa: E402
 from napari_adaqat.widgets._batch_job import Scanned  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+from batch_table_stall import StallMeter  # noqa: E402
 from napari_adaqat.train.eta import TimeLeft  # noqa: E402
 from napari_adaqat.widgets._train_process import ProgressFollower, status_text  # noqa: E402
 from napari_adaqat.widgets.batch import BatchWidget  # noqa: E402
@@ -59,25 +61,14 @@ def test_two_input_folders_of_one_name_show_the_output_trees_names(make_napari_v
 
 def _stalls(qtbot, action) -> float:
     """The longest the GUI thread did not come back to its event loop while ``action`` ran and Qt settled."""
-    gaps, last = [], [time.perf_counter()]
-
-    def tick() -> None:
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(5)
-    timer.timeout.connect(tick)
-    timer.start()
+    meter = StallMeter()
     qtbot.wait(50)
-    gaps.clear()
-    last[0] = time.perf_counter()
+    meter.mark()
     action()
-    qtbot.waitUntil(lambda: len(gaps) >= 3, timeout=60_000)
+    qtbot.waitUntil(lambda: meter.ticks() >= 3, timeout=60_000)
     qtbot.wait(50)
-    timer.stop()
-    return max(gaps)
+    meter.timer.stop()
+    return meter.longest()
 
 
 def test_ten_thousand_files_fill_and_update_the_table_without_freezing(qtbot, tmp_path):

@@ -12,7 +12,7 @@ pytest.importorskip("napari")
 
 from napari_adaqat.model import loading  # noqa: E402
 from napari_adaqat.widgets.train import TrainWidget  # noqa: E402
-from test_annotate_walkthrough import open_dock, settle  # noqa: E402  (tests/ is on sys.path)
+from test_annotate_walkthrough import accept_films, open_dock, settle  # noqa: E402  (tests/ is on sys.path)
 
 pytestmark = [pytest.mark.gui, pytest.mark.skipif(not loading.DEFAULT_MODEL.is_file(), reason="no bundled model")]
 PLUGIN, TRAIN = "napari-adaqat", "Train (AdaLoRA-QAT)"
@@ -37,9 +37,7 @@ def test_accepted_films_fine_tune_and_pre_segment_the_next_film(make_napari_view
     viewer = make_napari_viewer(show=True)
     dataset = tmp_path / "dataset"
     _, annotate = open_dock(viewer, qtbot, films, dataset)
-    for _ in range(3):
-        assert annotate.accept(), annotate.status.value
-        settle(qtbot, annotate)
+    accept_films(qtbot, annotate, 3)
     train = train_dock(viewer)
     assert train.data.line_edit.value == str(dataset)  # the films just accepted, not an empty field
     qtbot.waitUntil(lambda: not train.checking, timeout=30_000)
