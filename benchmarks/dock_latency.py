@@ -2,6 +2,7 @@
 
     xvfb-run -a python benchmarks/dock_latency.py --boxes 12 --out dock_latency.json
     xvfb-run -a python benchmarks/dock_latency.py --clicks 12 --out dock_latency_clicks.json
+    xvfb-run -a python benchmarks/dock_latency.py --clicks 12 --size 3000   # a hospital-size film
 
 For each rectangle added to the ``boxes`` layer (or, with ``--clicks N``, after one box, for each of N
 points added to the ``points`` layer, alternately "not lung" and "lung", each re-segmenting with the box,
@@ -26,6 +27,16 @@ import time
 import numpy as np
 
 
+def resized(data: np.ndarray, size: int, kind: str) -> np.ndarray:
+    """The sample's (512, 512) film or mask at (size, size): bilinear for the film, nearest for the mask."""
+    if size == data.shape[0]:
+        return data
+    from skimage.transform import resize
+    labels = kind == "labels"
+    out = resize(data, (size, size), order=0 if labels else 1, preserve_range=True, anti_aliasing=False)
+    return out.astype(data.dtype)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dock_latency.py", description=__doc__.split("\n")[0])
     parser.add_argument("--boxes", type=int, default=12, help="rectangles to draw (default 12)")
@@ -33,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead of boxes: one box, then this many clicks (points) to time (e.g. 12)")
     parser.add_argument("--out", default=None, help="write the figures to this JSON file")
     parser.add_argument("--hide-maps", action="store_true", help="hide the SSIM/ΔSSIM layers after the first box")
+    parser.add_argument("--size", type=int, default=512,
+                        help="resize the sample film (and its mask) to SIZE x SIZE px, e.g. 3000 for a hospital "
+                             "film; prompts scale with it (default 512, the sample as shipped)")
     args = parser.parse_args(argv)
 
     import napari
@@ -42,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     from napari_adaqat.widgets.segment import SegmentWidget
 
     viewer = napari.Viewer(show=True)
-    layers = [getattr(viewer, f"add_{kind}")(data, **kw) for data, kw, kind in chest_xray()]
+    scale = args.size / 512.0
+    layers = [getattr(viewer, f"add_{kind}")(resized(data, args.size, kind), **kw) for data, kw, kind in chest_xray()]
     widget = SegmentWidget(viewer, device="cpu")
     viewer.window.add_dock_widget(widget)
     widget.reference.value = layers[1]
@@ -63,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     rows = []
     if args.clicks:
-        viewer.layers["boxes"].add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+        viewer.layers["boxes"].add_rectangles(scale * np.array([[40.0, 30.0], [470.0, 480.0]]))
         spin_until(lambda: not widget.busy)
         widget.points_mode()
     rng = np.random.default_rng(0)
@@ -74,9 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.clicks:
             points = viewer.layers["points"]
             points.feature_defaults["positive"] = bool(i % 2)  # not lung, lung, not lung, ...
-            points.add(rng.uniform(80.0, 430.0, size=(1, 2)))
+            points.add(scale * rng.uniform(80.0, 430.0, size=(1, 2)))
         else:
-            viewer.layers["boxes"].add_rectangles(np.array([[40.0 + inset, 30.0], [470.0, 480.0 - inset]]))
+            viewer.layers["boxes"].add_rectangles(scale * np.array([[40.0 + inset, 30.0], [470.0, 480.0 - inset]]))
         if not spin_until(lambda: widget.last_result is not before):
             raise SystemExit(f"prompt {i}: no mask after 30 s (status: {widget.status.value!r})")
         t_mask, c_mask, m_mask = time.perf_counter(), time.process_time(), time.thread_time()
@@ -97,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
               for key in ("prompt_ms", "mask_shown_ms", "mask_painted_ms", "maps_shown_ms", "mask_cpu_ms",
                           "main_thread_cpu_ms")}
     kind, each = ("clicks", "per_click") if args.clicks else ("boxes", "per_box")
-    report.update({kind: len(rows)}, machine=platform.node(), cpus=os.cpu_count(), hide_maps=args.hide_maps,
+    report.update({kind: len(rows)}, film_px=args.size, machine=platform.node(), cpus=os.cpu_count(), hide_maps=args.hide_maps,
                   load_avg_1m=[round(load_before, 2), round(os.getloadavg()[0], 2)], nice=os.nice(0),
                   **{each: [{k: round(v, 1) for k, v in r.items()} for r in rows]})
     print(json.dumps({k: v for k, v in report.items() if not k.startswith("per_")}, indent=1))

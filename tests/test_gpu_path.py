@@ -31,7 +31,7 @@ def _sam(model_type: str = "vit_tiny"):
 
 
 def _features(predictor: BoxPredictor, image: np.ndarray) -> torch.Tensor:
-    item = predictor.cache.get(predictor.image_key(predictor._rgb(image)))
+    item = predictor.cache.get(predictor.key_of(image))
     assert item is not None, "image not in the cache"
     return item.features
 

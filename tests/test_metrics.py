@@ -226,3 +226,50 @@ def test_clean_lung_mask_keeps_two_lungs_and_fills_holes():
     small_lung = np.zeros((512, 512), bool)
     small_lung[100:112, 100:112] = True  # 144 px ≥ 0.05 % of the film: kept
     assert clean_lung_mask(small_lung).sum() == 144
+
+
+def test_clean_lung_mask_on_its_bounding_rectangle_equals_the_whole_film_rule():
+    """The clean-up works on the mask's bounding rectangle (speed on hospital-size films); on random blobby
+    masks, some touching the border, it equals the rule written with scipy on the whole film."""
+    from scipy import ndimage
+
+    from napari_adaqat.inference.postprocess import clean_lung_mask, fill_holes
+
+    def whole_film_rule(mask, keep=2, min_ratio=0.1, min_fraction=5e-4):
+        labels, n = ndimage.label(mask)
+        if n == 0:
+            return mask.copy()
+        sizes = np.bincount(labels.ravel())[1:]
+        order = np.argsort(sizes)[::-1][:keep]
+        floor = max(min_ratio * sizes[order[0]], min_fraction * mask.size)
+        return ndimage.binary_fill_holes(np.isin(labels, [i + 1 for i in order if sizes[i] >= floor]))
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        h, w = rng.integers(5, 90, 2)
+        blobs = ndimage.gaussian_filter(rng.random((h, w)), rng.uniform(0.5, 3.0)) > rng.uniform(0.45, 0.55)
+        if trial % 10 == 0:  # a ring: its hole is filled, wherever the ring sits
+            blobs = np.zeros((h, w), bool)
+            blobs[1:-1, 1:-1] = True
+            blobs[h // 3:max(h // 3 + 1, 2 * h // 3), w // 3:max(w // 3 + 1, 2 * w // 3)] = False
+        got = clean_lung_mask(blobs)
+        if trial % 10 == 0 and min(h, w) > 4:
+            assert got[h // 3, w // 3], trial  # the ring's hole was filled
+        assert got.dtype == bool and got.shape == blobs.shape
+        assert np.array_equal(got, whole_film_rule(blobs)), trial
+        assert np.array_equal(fill_holes(blobs), ndimage.binary_fill_holes(blobs)), trial
+
+
+def test_ssim_of_near_constant_probability_maps_stays_in_range_and_matches_float64():
+    """Model and baseline agree almost everywhere (probabilities near 0 and 1): the float32 map stays within
+    SSIM's [-1, 1] and its mean is skimage's float64 mean to 1e-6."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:300, 0:280]
+    logits = 40.0 * (0.35 - np.hypot(yy / 300 - 0.5, xx / 280 - 0.5))  # saturated inside and outside
+    p_model = 1.0 / (1.0 + np.exp(-logits))
+    p_base = 1.0 / (1.0 + np.exp(-(logits + 0.3 + 0.05 * rng.standard_normal(logits.shape))))
+    mean, full = ssim_map(p_model, p_base)
+    want_mean, want_full = structural_similarity(p_model, p_base, full=True, data_range=1.0)
+    assert full.dtype == np.float32 and -1.0 <= full.min() and full.max() <= 1.0
+    assert mean == pytest.approx(want_mean, abs=1e-6)
+    assert np.abs(full - want_full).max() < 1e-3

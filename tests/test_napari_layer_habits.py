@@ -300,3 +300,28 @@ def test_sideways_film_opened_with_a_pixel_spacing(make_napari_viewer, qtbot, na
     draw_box(viewer, image)
     wait(qtbot, widget)
     check_aligned(viewer, image, widget, model, upright_pixels)
+
+
+def test_film_replaced_in_its_layer_is_segmented_anew(make_napari_viewer, qtbot, nano_models):
+    """The dock converts a film's plane once for all its prompts (a 3000² film costs 40-60 ms a click), and
+    again when the layer gets other pixels (``layer.data = …``, as a script or a reader does): the next box
+    segments the new film, pixel for pixel as the API does."""
+    from napari_adaqat.widgets import _layers as L
+
+    model, _ = nano_models
+    viewer = make_napari_viewer(show=True)
+    pixels = film_u8()
+    image = viewer.add_image(pixels, name="film", colormap="gray")
+    widget = dock(viewer, qtbot, model)
+    draw_box(viewer, image)
+    wait(qtbot, widget)
+    check_aligned(viewer, image, widget, model, pixels)
+    plane, _z = L.image_plane(image, None)
+    assert L.image_plane(image, None)[0] is plane and not plane.flags.writeable  # converted once, never written
+    flipped = np.ascontiguousarray(pixels[:, ::-1])
+    image.data = flipped
+    other, _z = L.image_plane(image, None)
+    assert other is not plane and np.allclose(other, flipped / 255.0)
+    draw_box(viewer, image)
+    wait(qtbot, widget)
+    check_aligned(viewer, image, widget, model, flipped)

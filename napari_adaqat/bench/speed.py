@@ -197,7 +197,7 @@ def run_side(side: str, config: BenchConfig, image: np.ndarray, log: Log = log_s
             predictor.cache = EmbeddingCache(max_items=1)  # a fresh cache: always compute
             predictor.set_image(image)
             assert not predictor.last_embed_from_cache
-            return predictor.cache.get(predictor.image_key(image)).features
+            return predictor.cache.get(predictor.key_of(image)).features
 
         def prompt(box: np.ndarray) -> np.ndarray:
             return predictor.predict(box).masks[0]

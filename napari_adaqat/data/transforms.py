@@ -20,10 +20,19 @@ from napari_adaqat.util.alpha import over_black
 
 
 def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
-    """(H, W) or (H, W, 3|4) array → (H, W, 3) uint8.
+    """(H, W) or (H, W, 3|4) array → (H, W, 3) uint8: :func:`to_uint8`, gray repeated to three channels."""
+    out = to_uint8(image)
+    if out.ndim == 2:
+        out = np.repeat(out[..., None], 3, axis=2)
+    return np.ascontiguousarray(out)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, 3|4) array → (H, W) or (H, W, 3) uint8, gray kept gray (a third of the bytes to hash
+    for the embedding cache's key, on each prompt).
 
     Floats in [0, 1] are taken as they are, other floats are min-max scaled; uint8 passes through; other integer types are
-    scaled by their maximum value.  Gray is repeated to three channels.
+    scaled by their maximum value.
     """
     arr = over_black(np.asarray(image))  # RGBA: over black, as napari shows it (an opaque alpha is dropped)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
@@ -45,8 +54,6 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
         if low < 0.0 or high > 1.0:
             x = (x - low) / (high - low) if high > low else np.zeros_like(x)
         out = np.round(np.clip(x if finite else np.nan_to_num(x), 0.0, 1.0) * 255.0).astype(np.uint8)
-    if out.ndim == 2:
-        out = np.repeat(out[..., None], 3, axis=2)
     return np.ascontiguousarray(out)
 
 

@@ -205,7 +205,7 @@ class Engine:
         if segmenter is None:
             return False
         predictor = segmenter.predictor
-        return predictor.cache.get(predictor.image_key(predictor._rgb(image))) is not None  # as set_image keys it
+        return predictor.cache.get(predictor.key_of(image)) is not None  # as set_image keys it
 
     def embed(self, image: np.ndarray, model: ModelLike, baseline: Optional[ModelLike], device: str = "cpu") -> float:
         """Compute (or fetch cached) embeddings of ``image`` for both models; return seconds."""

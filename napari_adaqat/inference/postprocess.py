@@ -50,22 +50,37 @@ MIN_REGION_FRACTION = 5e-4
 def clean_lung_mask(mask: np.ndarray, keep: int = 2, min_ratio: float = 0.1,
                     min_fraction: float = MIN_REGION_FRACTION) -> np.ndarray:
     """(H, W) bool → (H, W) bool: the ``keep`` largest regions that are at least ``min_ratio`` of the
-    largest one and ``min_fraction`` of the image, with holes filled."""
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return mask.astype(bool)
+    largest one and ``min_fraction`` of the image, with holes filled.
+
+    The work is done on the mask's bounding rectangle only (a 3000² film's lungs fill about half of it):
+    the same result, since everything outside it is background joined to the image border."""
+    mask = np.asarray(mask, dtype=bool)
+    out = np.zeros(mask.shape, dtype=bool)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return out
+    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    labels, n = label_regions(mask[window])
     sizes = np.bincount(labels.ravel())[1:]
     order = np.argsort(sizes)[::-1][:keep]
     floor = max(min_ratio * sizes[order[0]], min_fraction * mask.size)
     lut = np.zeros(n + 1, dtype=bool)
     lut[[i + 1 for i in order if sizes[i] >= floor]] = True
-    return fill_holes(lut[labels])
+    out[window] = fill_holes(lut[labels])
+    return out
+
+
+def label_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """``ndimage.label(mask)`` into an intp array: bincount and table lookups then need no cast
+    (on a 3000² film that cast cost more than the labelling)."""
+    labels = np.empty(mask.shape, dtype=np.intp)
+    return labels, int(ndimage.label(mask, output=labels))
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """``ndimage.binary_fill_holes(mask)`` for a 2-D mask in one labelling pass: background regions
     (4-connected, as binary_fill_holes' default structure) that touch no image border are holes."""
-    background, n = ndimage.label(~mask)
+    background, n = label_regions(~mask)
     if n == 0:
         return mask.copy()
     outside = np.zeros(n + 1, dtype=bool)

@@ -17,7 +17,7 @@ import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvi
 from segment_anything.modeling import Sam
 
 from napari_adaqat.data.boxes import default_box
-from napari_adaqat.data.transforms import PreparedImage, prepare_image, to_uint8_rgb, transform_boxes, transform_coords
+from napari_adaqat.data.transforms import PreparedImage, prepare_image, to_uint8, transform_boxes, transform_coords
 from napari_adaqat.inference.prompt_args import as_boxes, as_points, check_multimask, mask_input_tensor
 from napari_adaqat.io import read_image, to_gray01
 from napari_adaqat.model.forward import as_mask_input, decode_coarse, detail_term, embed, image_detail, refine_logits
@@ -141,26 +141,32 @@ class BoxPredictor:
         self._current_features: torch.Tensor | None = None
         self.last_embed_from_cache = False
 
-    def image_key(self, image_rgb: np.ndarray) -> str:
-        digest = hashlib.sha1(image_rgb.tobytes())
-        digest.update(str(image_rgb.shape).encode())
+    def image_key(self, pixels8: np.ndarray) -> str:
+        """The embedding cache's key of a :meth:`_pixels8` image (H, W) or (H, W, 3) uint8 for this model."""
+        digest = hashlib.sha1(pixels8.tobytes())
+        digest.update(str(pixels8.shape).encode())
         return f"{digest.hexdigest()[:20]}-{self.model_id}-{self.image_size}"
 
+    def key_of(self, image: np.ndarray | str | Path) -> str:
+        """The cache key :meth:`set_image` gives ``image`` (as it takes it)."""
+        return self.image_key(self._pixels8(image))
+
     @staticmethod
-    def _rgb(image: np.ndarray | str | Path) -> np.ndarray:
-        """An image (H, W[, 1|3|4]) or an image file (PNG/JPEG/TIFF/DICOM) → (H, W, 3) uint8."""
+    def _pixels8(image: np.ndarray | str | Path) -> np.ndarray:
+        """An image (H, W[, 1|3|4]) or an image file (PNG/JPEG/TIFF/DICOM) → (H, W) or (H, W, 3) uint8 (gray
+        stays gray: :func:`prepare_image` repeats it, and the key hashes a third of the bytes)."""
         pixels = read_image(image).pixels if isinstance(image, (str, Path)) else np.asarray(image)
         pixels = pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
         if pixels.ndim == 2 and pixels.dtype.kind in "iu" and pixels.dtype != np.uint8:
             pixels = to_gray01(pixels)  # 16-bit, int16 with negatives: min-max, as read_image reads their file
-        return to_uint8_rgb(pixels)
+        return to_uint8(pixels)
 
     def _prepare(self, rgb: np.ndarray) -> PreparedImage:
         return prepare_image(rgb, self.image_size, self._pixel_mean, self._pixel_std)
 
     def _embed_batch(self, items: Sequence[tuple[str, np.ndarray]],
                      prepared: Sequence[PreparedImage] | None = None) -> list[_Embedding]:
-        """Embed B (cache key, (H, W, 3) uint8) images in ONE encoder forward of (B, 3, S, S); each
+        """Embed B (cache key, (H, W) or (H, W, 3) uint8) images in ONE encoder forward of (B, 3, S, S); each
         one's (1, C, E, E) float32 features go into the cache (CPU) and are returned in order.
         ``prepared``: the images already through :func:`prepare_image`, when the caller has them."""
         prepared = prepared or [self._prepare(rgb) for _key, rgb in items]
@@ -184,7 +190,7 @@ class BoxPredictor:
     def set_image(self, image: np.ndarray | str | Path) -> "BoxPredictor":
         """Compute (or fetch from the cache) the embedding of ``image`` (H, W[, 3]) or of an image file
         (PNG/JPEG/TIFF/DICOM); returns ``self`` so that ``set_image(x).predict(box)`` chains."""
-        rgb = self._rgb(image)
+        rgb = self._pixels8(image)  # (gray or RGB: prepare_image makes it RGB)
         key = self.image_key(rgb)
         cached = self.cache.get(key)
         self.last_embed_from_cache = cached is not None
@@ -214,7 +220,7 @@ class BoxPredictor:
         self.cache.max_items = max(self.cache.max_items, batch_size)
         todo: dict[str, np.ndarray] = {}
         for image in images:
-            rgb = self._rgb(image)
+            rgb = self._pixels8(image)
             key = self.image_key(rgb)
             if key not in todo and self.cache.get(key) is None:
                 todo[key] = rgb

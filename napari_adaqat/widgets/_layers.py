@@ -59,20 +59,32 @@ def _base_data(layer: Any) -> Any:
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
+# the last plane converted per layer: (weak reference to the layer's data array, plane index, plane); each click
+# asks for the same plane again, and converting a 3000² film costs 40-60 ms of the GUI thread
+_PLANES: "weakref.WeakKeyDictionary[Any, tuple[Any, Optional[int], np.ndarray]]" = weakref.WeakKeyDictionary()
+
+
 def image_plane(layer: "napari.layers.Image", index: Optional[int]) -> tuple[np.ndarray, Optional[int]]:
-    """Gray float32 (H, W) in [0, 1] of a 2-D image, RGB(A) image, or plane ``index`` of a 3-D stack.
+    """Gray float32 (H, W) in [0, 1] of a 2-D image, RGB(A) image, or plane ``index`` of a 3-D stack
+    (read-only: the same array is handed out again while the layer keeps its data array).
 
     Returns ``(plane, plane_index)`` with ``plane_index`` None for 2-D images.
     """
     data = _base_data(layer)
     ndim = layer.ndim  # spatial dims (RGB channel excluded)
-    if ndim == 2:
-        return to_gray01(np.asarray(data)), None
-    if ndim == 3:
-        n = data.shape[0]
-        z = int(np.clip(0 if index is None else index, 0, n - 1))
-        return to_gray01(np.asarray(data[z])), z
-    raise ValueError(f"layer {layer.name!r} has {ndim} dimensions; give a 2-D image or a 3-D stack")
+    if ndim not in (2, 3):
+        raise ValueError(f"layer {layer.name!r} has {ndim} dimensions; give a 2-D image or a 3-D stack")
+    z = None if ndim == 2 else int(np.clip(0 if index is None else index, 0, data.shape[0] - 1))
+    memo = _PLANES.get(layer)
+    if memo is not None and memo[0]() is data and memo[1] == z:
+        return memo[2], z
+    plane = to_gray01(np.asarray(data if z is None else data[z]))
+    plane.flags.writeable = False
+    try:
+        _PLANES[layer] = (weakref.ref(data), z, plane)
+    except TypeError:  # data that cannot be weakly referenced: converted again next time
+        pass
+    return plane, z
 
 
 def plane_count(layer: "napari.layers.Image") -> Optional[int]:
