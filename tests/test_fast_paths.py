@@ -172,7 +172,8 @@ def test_lean_decoder_equals_stock_predictor(model_type, shape):
 def test_upsampling_matrices_equal_postprocess_masks():
     sam = _sam("vit_nano")
     low = torch.randn(2, 1, 128, 128)
-    for original, inp in (((300, 180), (128, 77)), ((50, 64), (100, 128)), ((128, 128), (128, 128))):
+    for original, inp in (((300, 180), (128, 77)), ((50, 64), (100, 128)), ((128, 128), (128, 128)),
+                          ((1100, 1000), (128, 116))):  # over GEMM_MAX_PIXELS: the stock resizes
         ref = sam.postprocess_masks(low, inp, original)[:, 0]
         assert torch.allclose(upsample_logits(low[:, 0], 128, inp, original), ref, atol=1e-5)
 
