@@ -94,6 +94,8 @@ def test_folder_with_a_corrupt_file_cancel_rerun_open_and_screenshot(make_napari
     assert len(list(out.glob("*_mask.png"))) == 3
     assert sorted(p.name for p in inputs.iterdir()) == names  # nothing was written into the input folder
     assert f"{len(first)} done before, 1 failed" in widget.status.value
+    failed = next(line for line in widget.status.value.splitlines() if line.startswith("Failed: "))
+    assert failed.startswith("Failed: zz_corrupt.png: ") and table["zz_corrupt"]["error"] in failed  # why, in view
 
     assert widget.open_button.enabled and widget.results_url().toLocalFile() == str(out.resolve())
     row = next(i for i, r in enumerate(widget.table_rows()) if r["status"] in ("ok", "skipped"))

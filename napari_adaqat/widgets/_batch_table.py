@@ -112,6 +112,10 @@ class ResultsModel(QAbstractTableModel):
     def statuses(self) -> list[str]:
         return [row.status for row in self._rows]
 
+    def failures(self) -> list[tuple[str, str]]:
+        """(shown name, error without the path) of each failed file, in the table's order."""
+        return [(row.shown, str(row.cells[2])) for row in self._rows if row.status == "error"]
+
     def as_dicts(self) -> list[dict[str, str]]:
         """The rows as they read, keyed by column name."""
         return [{name: str(cell) for name, cell in zip(COLUMNS, row.cells)} for row in self._rows]

@@ -327,6 +327,10 @@ class BatchWidget(Container):
                 + (f", {left} not run (cancelled: Run again to finish them)" if left else "")
                 + f". Masks and results.csv in '{self.out_dir().name}'.")
         self.status.tooltip = str(self.out_dir() / RESULTS_CSV)
+        failures = self.table_model.failures()  # why, here: the table's error column is off-screen in a narrow dock
+        if failures:
+            text += "\nFailed: " + "; ".join(f"{name}: {error}" for name, error in failures[:2]) + (
+                f" (and {len(failures) - 2} more: the 'error' column)" if len(failures) > 2 else "")
         if self.box_notes:
             text += f"\nDefault box for {len(self.box_notes)}: " + "; ".join(self.box_notes[:3])
         text += "".join(f"\n{note}" for note in (self.missing_note, self.skipped_note) if note)
