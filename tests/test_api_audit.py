@@ -4,6 +4,7 @@ array shapes and dtypes it takes, one clear line naming the argument for what it
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -203,3 +204,19 @@ def test_prompts_of_different_row_counts_name_the_arguments(model, film):
     with pytest.raises(ValueError, match="boxes 3, mask_input 2") as excinfo:
         model.predict(boxes=np.array([box] * 3), mask_input=two.low_res_logits)
     _one_line(excinfo, "mask_input")
+
+
+def test_a_box_wholly_outside_the_film_warns_and_gives_an_empty_mask(model, film):
+    """``predict`` takes boxes as SAM does (no refusal), but a box that misses the film altogether says so."""
+    model.set_image(film)
+    h, w = film.shape[:2]
+    for box in ([-500, -500, -100, -100], [w + 10, 10, w + 200, 200]):
+        with pytest.warns(UserWarning, match=rf"lies outside the {w}x{h} image: the mask is empty"):
+            mask, _pred = model.predict(boxes=box)
+        assert not mask.any()
+    with pytest.warns(UserWarning, match="clip=False"):
+        model.predict(boxes=[-500, -500, -100, -100], clip=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a box partly outside (SAM's habit) is taken without a word
+        mask, _pred = model.predict(boxes=[-5, -5, w + 5, h + 5])
+    assert mask.any()

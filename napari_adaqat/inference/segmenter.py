@@ -19,6 +19,7 @@ Points and corrections use SAM's names; each prediction's ``low_res_logits`` is 
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -162,7 +163,7 @@ class Segmenter:
         0 = not lung (bool, int or float), a ``mask_input`` (1, 1, 4E, 4E) (a previous prediction's
         ``low_res_logits`` on this image, or :meth:`mask_input_from`; another image's logits have the same shape
         and are not detected).  Nothing given: the default box.  Unlike :meth:`segment`, a box or point partly
-        outside the image is taken as SAM takes it (not refused).
+        outside the image is taken as SAM takes it (not refused; one wholly outside gives a warning).
 
         Returns (mask (H, W) bool of the first prompt after clipping and clean-up (:meth:`clean_mask`), the
         raw :class:`Prediction`, whose ``low_res_logits`` feed the next call).  Several boxes (N, 4): ``pred``
@@ -177,6 +178,14 @@ class Segmenter:
                 pred = self.predictor.predict(box, point_coords=point_coords, point_labels=point_labels,
                                               mask_input=mask_input)
         first_box = None if box is None else np.atleast_2d(box)[0]
+        if first_box is not None and self.image_shape is not None:
+            h, w = self.image_shape
+            x0, y0, x1, y1 = (float(v) for v in first_box)
+            if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:  # as segment() refuses it; SAM's call takes it
+                warnings.warn(f"box {x0:g},{y0:g},{x1:g},{y1:g} lies outside the {w}x{h} image: "
+                              + ("the mask is empty (clipped to the box)" if (self.clip if clip is None else clip)
+                                 else "the mask is the model's answer to a box off the film (clip=False)"),
+                              stacklevel=2)
         coords = labels = None
         if point_coords is not None:
             coords, labels = as_points(point_coords, point_labels)
