@@ -27,6 +27,7 @@ from napari_adaqat.widgets import _points as P  # noqa: E402
 from napari_adaqat.widgets._annotate_ui import on_removed  # noqa: E402
 from napari_adaqat.widgets._clicks import HELP, ClickPrompts  # noqa: E402
 from napari_adaqat.widgets._film_choice import FilmChoice  # noqa: E402
+from napari_adaqat.widgets._film_reading import reading_note, watch_film_reading  # noqa: E402
 from napari_adaqat.widgets._jobs import JobQueue  # noqa: E402
 from napari_adaqat.widgets._left_prompts import LeftPrompts  # noqa: E402
 from napari_adaqat.widgets._legend import MapLegends  # noqa: E402
@@ -49,6 +50,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
         # selected 'boxes' instead of 'points', and the next click drew no point); the dock keeps the viewer
         self.viewer = getattr(viewer, "__wrapped__", viewer)
         watch_orientation(self.viewer)  # films stored sideways (EXIF orientation) are shown upright
+        watch_film_reading(self.viewer)  # white-is-zero, palette, CMYK, YCbCr TIFFs: as 'adaqat segment' reads them
         self.engine = shared_engine()  # one loaded model per viewer, shared with the other docks
         self._choice: Optional[tuple[ModelRef, Optional[ModelRef], str]] = None  # (model, baseline, device)
         self.last_result: Optional[SegmentResult] = None
@@ -196,7 +198,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
             other = state is not None and state.mask is not None and state.models not in (None, (model, base))
             self.status.value = f"Embedded in {seconds:.1f} s ({device}). Draw a box in 'boxes'." + (
                 "\nThe mask shown was made with another model: Segment last box again [G] redoes it with this one."
-                if other else "") + self._hidden_note(layer)
+                if other else "") + self._hidden_note(layer) + reading_note(layer)
 
         self._submit("embed", lambda: self.engine.embed(plane, model, base, device), done,
                      f"Embedding '{layer.name}' with {model.label()} on {device}… (busy)")
