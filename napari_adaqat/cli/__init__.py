@@ -6,6 +6,7 @@ import importlib
 import os
 import signal
 import sys
+import warnings
 
 from napari_adaqat.util.errors import first_line
 
@@ -156,6 +157,18 @@ class _SigpipeSeen:
             signal.signal(signal.SIGPIPE, self._previous)
 
 
+def _reading_warnings(command: str, show):
+    """A ``warnings.showwarning`` that prints a reader's ImageReadWarning as one line, ``adaqat COMMAND:
+    warning: <file>: ...`` (past any progress bar), and passes every other warning to ``show``."""
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if category.__name__ != "ImageReadWarning":
+            return show(message, category, filename, lineno, file, line)
+        from tqdm import tqdm
+
+        tqdm.write(f"adaqat {command}: warning: {first_line(message)}", file=sys.stderr)
+    return showwarning
+
+
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
@@ -174,7 +187,9 @@ def _main(argv: list[str] | None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _reading_warnings(args.command, warnings.showwarning)
+            return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("adaqat: interrupted", file=sys.stderr)
         return 130

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .image_data import fail
+from .image_data import ImageReadWarning, fail
 
 # pip packages that give pydicom a decoder, by transfer syntax UID
 GPL_EXTRA = "'napari-adaqat[dicom-gpl]'"  # pylibjpeg-libjpeg (GPLv3): not installed by default
@@ -94,8 +94,8 @@ def decode(path: Path, ds, frame: int | None, frames: int) -> np.ndarray:
                              f"{frame_bytes} bytes of one {ds.Rows} rows x {ds.Columns} columns frame, but the header "
                              f"says {frames} frame(s): its Rows, Columns or Number of Frames (0028,0008) is wrong")
     decoder = _decoder(path, ds)
-    if frame is not None and frames > 1:
-        ds.pixel_array_options(index=frame)
+    # the stored values as they are: pydicom would mask (unsigned) or sign-extend (signed) them to Bits Stored
+    ds.pixel_array_options(index=frame if frame is not None and frames > 1 else None, correct_unused_bits=False)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -111,4 +111,46 @@ def decode(path: Path, ds, frame: int | None, frames: int) -> np.ndarray:
                              f"`pip install {GPL_EXTRA}` adds the GPL-licensed decoder that may read it") from exc
         raise fail(path, f"cannot decode {syntax_label(ds)} pixel data: the compressed data is corrupt or "
                          f"non-conformant (rejected by {tried})") from exc
-    return np.asarray(arr)
+    return within_bits_stored(path, ds, np.asarray(arr))
+
+
+def _overlay_in_pixel_data(ds) -> bool:
+    """Whether a (retired) overlay lives in the unused high bits of the pixel data (Overlay Bits Allocated
+    (60xx,0100) equal to Bits Allocated): then those bits are no part of the film."""
+    return any(ds.get((group, 0x0100)) is not None and ds[group, 0x0100].value == ds.BitsAllocated
+               for group in range(0x6000, 0x6020, 2))
+
+
+def within_bits_stored(path: Path, ds, arr: np.ndarray) -> np.ndarray:
+    """Stored values (decoded without pydicom's Bits Stored correction) as the film holds them.
+
+    Values that fit Bits Stored (0028,0101) get pydicom's correction (unused high bits cleared, or signed
+    values sign-extended).  Values that do not fit (a modality that writes Bits Stored 12 but uses 14-16
+    bits) would come out scrambled so: they are kept as Bits Allocated allows, with an
+    :class:`~.image_data.ImageReadWarning` line, and ``ds`` then says Bits Stored = Bits Allocated (so that
+    windowing scales by the bits really used).  Overlay bits in the pixel data are cleared as before."""
+    try:
+        allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
+    except (AttributeError, TypeError, ValueError):
+        return arr
+    if not (np.issubdtype(arr.dtype, np.integer) and 0 < stored < allocated <= arr.dtype.itemsize * 8
+            and int(ds.get("SamplesPerPixel", 1)) == 1 and arr.size):
+        return arr
+    shift = arr.dtype.itemsize * 8 - stored
+    lo, hi = int(arr.min()), int(arr.max())
+    if arr.dtype.kind == "i":
+        fits = -(1 << (stored - 1)) <= lo and hi < (1 << (stored - 1))  # sign-extended already
+        unextended = lo >= 0 and hi < (1 << stored)  # two's complement in the low bits: sign-extend them
+    else:
+        fits, unextended = hi < (1 << stored), False
+    if fits:
+        return arr
+    if unextended or _overlay_in_pixel_data(ds):
+        arr = np.left_shift(arr, shift)
+        return np.right_shift(arr, shift, out=arr)  # arithmetic for signed data, as pydicom does
+    used = max(hi.bit_length(), (-lo - 1).bit_length()) + (arr.dtype.kind == "i")
+    warnings.warn(f"{path}: Bits Stored (0028,0101) says {stored} bits, but the pixel values use {used} bits "
+                  f"({lo} to {hi}); read as {allocated}-bit values (cut to {stored} bits, the film would be "
+                  "scrambled)", ImageReadWarning, stacklevel=2)
+    ds.BitsStored, ds.HighBit = allocated, allocated - 1
+    return arr

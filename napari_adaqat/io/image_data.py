@@ -21,6 +21,11 @@ class ImageReadError(ValueError):
     """An image or mask file could not be read; the message is one line."""
 
 
+class ImageReadWarning(UserWarning):
+    """A file was read, but not as its header says (e.g. a DICOM whose Bits Stored understates its values);
+    the message is one line naming the file, what was wrong and how it was read."""
+
+
 MAX_PIXELS = 8192 * 8192  # 64 M pixels: larger images are refused before they are decoded
 MAX_BYTES = 2**30  # decoded pixel data of one file
 MIN_SIDE = 16  # smallest side that is segmented (one patch of the model's encoder)

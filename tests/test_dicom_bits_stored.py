@@ -1,0 +1,150 @@
+"""A DICOM whose Bits Stored (0028,0101) understates its pixel values (a modality that writes 12 but stores
+14-16 bit values): pydicom masks (unsigned) or sign-extends (signed) the values to Bits Stored, which scrambles
+the film. It is read as Bits Allocated allows, with one warning line, through read_image, the napari reader and
+`adaqat segment`; files whose values fit Bits Stored (or keep an overlay in the unused bits) read as before."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from napari_adaqat._reader import get_dicom_reader
+from napari_adaqat.cli import main
+from napari_adaqat.io import read_image, read_mask
+from napari_adaqat.io.image_data import ImageReadWarning
+from test_dicom import make_dicom  # tests/ is on sys.path (pytest rootdir-less import)
+
+CXR = sorted((Path(__file__).parent / "data" / "cxr" / "images").glob("*.png"))[0]
+
+
+@pytest.fixture(scope="module")
+def film16() -> np.ndarray:
+    """A real radiograph as uint16 values 0 to 40000 (16 bits used), (128, 128)."""
+    gray = np.asarray(Image.open(CXR).convert("L"))[::4, ::4].astype(np.float64)
+    return np.round(gray / gray.max() * 40000).astype(np.uint16)
+
+
+def corr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(np.ravel(a).astype(float), np.ravel(b).astype(float))[0, 1])
+
+
+def read_warned(path: Path):
+    """read_image(path) and the one ImageReadWarning line it gave."""
+    with pytest.warns(ImageReadWarning) as record:
+        image = read_image(path)
+    lines = [str(w.message) for w in record if issubclass(w.category, ImageReadWarning)]
+    assert len(lines) == 1 and "\n" not in lines[0] and lines[0].startswith(str(path)), lines
+    return image, lines[0]
+
+
+def test_pydicom_scrambles_such_a_file(tmp_path, film16):
+    """What pydicom (the installed version) does: it cuts the values to Bits Stored, silently."""
+    path = make_dicom(tmp_path / "understated.dcm", film16, bits_stored=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cut = pydicom.dcmread(path).pixel_array
+    np.testing.assert_array_equal(cut, film16 & 0x0FFF)
+    assert corr(cut, film16) < 0.5
+
+
+def test_unsigned_values_beyond_bits_stored_read_as_the_true_film(tmp_path, film16):
+    true = read_image(make_dicom(tmp_path / "true.dcm", film16, bits_stored=16))
+    image, line = read_warned(make_dicom(tmp_path / "understated.dcm", film16, bits_stored=12))
+    assert corr(image.pixels, film16) > 0.9999
+    np.testing.assert_allclose(image.pixels, true.pixels, atol=1e-6)
+    assert "Bits Stored (0028,0101) says 12 bits" in line and f"{film16.min()} to 40000" in line and "16-bit" in line
+    assert image.meta["bits_stored"] == 16
+
+
+def test_signed_values_beyond_bits_stored_read_as_the_true_film(tmp_path, film16):
+    signed = (film16.astype(np.int32) - 20000).astype(np.int16)
+    true = read_image(make_dicom(tmp_path / "true.dcm", signed, bits_stored=16))
+    image, line = read_warned(make_dicom(tmp_path / "understated.dcm", signed, bits_stored=12))
+    assert corr(image.pixels, signed) > 0.9999
+    np.testing.assert_allclose(image.pixels, true.pixels, atol=1e-6)
+    assert f"{signed.min()} to 20000" in line
+
+
+def test_a_window_scales_by_the_bits_really_used(tmp_path, film16):
+    """Windowing's output range follows Bits Stored: with the values kept, it follows Bits Allocated."""
+    kw = {"WindowCenter": 20000, "WindowWidth": 40000}
+    true = read_image(make_dicom(tmp_path / "true.dcm", film16, bits_stored=16, **kw))
+    image, _line = read_warned(make_dicom(tmp_path / "understated.dcm", film16, bits_stored=12, **kw))
+    assert image.meta["voi"] == "window"
+    np.testing.assert_allclose(image.pixels, true.pixels, atol=1e-6)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_values_that_fit_bits_stored_read_as_pydicom_reads_them(tmp_path, film16, signed):
+    """Conformant 12-bit files (signed ones with or without their sign extended) are unchanged, unwarned."""
+    values = (film16 // 10).astype(np.int32) - (2000 if signed else 0)  # 0..4000 or -2000..2000
+    stored = [values.astype(np.int16 if signed else np.uint16)]
+    if signed:
+        stored.append((values & 0x0FFF).astype(np.int16))  # two's complement in the low 12 bits only
+    for i, arr in enumerate(stored):
+        path = make_dicom(tmp_path / f"fit{i}.dcm", arr, bits_stored=12)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ImageReadWarning)
+            image = read_image(path)
+        expected = pydicom.dcmread(path).pixel_array
+        np.testing.assert_array_equal(expected, values)
+        assert corr(image.pixels, values) > 0.9999 and image.meta["bits_stored"] == 12
+
+
+def test_an_overlay_in_the_unused_bits_is_no_part_of_the_film(tmp_path, film16):
+    """Old files keep an overlay plane in the high bits (Overlay Bits Allocated = Bits Allocated): still cleared."""
+    film12 = film16 // 10
+    overlay = np.zeros_like(film12)
+    overlay[10:20, 10:100] = 1 << 12  # an annotation burnt into bit 12
+    path = make_dicom(tmp_path / "overlay.dcm", film12 | overlay, bits_stored=12)
+    ds = pydicom.dcmread(path)
+    ds.add_new((0x6000, 0x0010), "US", film12.shape[0])
+    ds.add_new((0x6000, 0x0011), "US", film12.shape[1])
+    ds.add_new((0x6000, 0x0100), "US", 16)
+    ds.add_new((0x6000, 0x0102), "US", 12)
+    ds.save_as(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImageReadWarning)
+        image = read_image(path)
+    lo, hi = film12.min(), film12.max()
+    np.testing.assert_allclose(image.pixels, (film12 - lo) / (hi - lo), atol=1e-6)
+
+
+def test_the_napari_reader_shows_the_true_film(tmp_path, film16):
+    path = make_dicom(tmp_path / "understated.dcm", film16, bits_stored=12)
+    reader = get_dicom_reader(str(path))
+    assert reader is not None
+    with pytest.warns(ImageReadWarning, match="Bits Stored"):
+        (data, _kwargs, kind), = reader(str(path))
+    assert kind == "image" and corr(data, film16) > 0.9999
+
+
+def test_adaqat_segment_segments_the_true_film(tmp_path, film16, nano_pth, capsys):
+    for folder in ("true", "scanner"):
+        (tmp_path / folder).mkdir()
+    true = make_dicom(tmp_path / "true" / "film.dcm", film16, bits_stored=16)
+    understated = make_dicom(tmp_path / "scanner" / "film.dcm", film16, bits_stored=12)
+    model = ["--model", str(nano_pth), "--model-type", "vit_nano", "--device", "cpu"]
+    assert main(["segment", str(true), "--out", str(tmp_path / "out_true"), *model]) == 0
+    capsys.readouterr()
+    assert main(["segment", str(understated), "--out", str(tmp_path / "out"), *model]) == 0
+    mask, = (tmp_path / "out").glob("*_mask.png")
+    mask_true, = (tmp_path / "out_true").glob("*_mask.png")
+    np.testing.assert_array_equal(read_mask(mask), read_mask(mask_true))
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if "warning" in line]
+    assert warned == [w for w in warned if w.startswith(f"adaqat segment: warning: {understated}: Bits Stored")]
+    assert len(warned) == 1 and "Traceback" not in err and "ImageReadWarning" not in err, err
+
+
+@pytest.mark.gui
+def test_napari_opens_the_true_film_through_our_reader(make_napari_viewer, tmp_path, film16):
+    path = make_dicom(tmp_path / "understated.dcm", film16, bits_stored=12)
+    viewer = make_napari_viewer()
+    with pytest.warns(ImageReadWarning, match="Bits Stored"):
+        [layer] = viewer.open(str(path), plugin="napari-adaqat")
+    assert corr(layer.data, film16) > 0.9999
