@@ -117,3 +117,17 @@ def test_nsd_tolerance_in_mm_scales_with_the_pixel_spacing():
     assert fine == pytest.approx(1.0)
     assert coarse < 1.0
     assert nsd(pred, ref, 4.0, (2.0, 2.0)) == pytest.approx(coarse)  # same tolerance in pixels: same NSD
+
+
+def test_native_films_are_drawn_from_a_strided_view_at_most_1024_px():
+    """The figures draw a 3000-4000 px film from every k-th pixel (a ~300 px panel): a view, not a copy, and a
+    film already small is drawn as it is."""
+    from napari_adaqat.report.figures import SHOWN_SIDE, for_display
+
+    film = np.arange(3000 * 2800, dtype=np.float32).reshape(3000, 2800)
+    shown = for_display(film)
+    assert max(shown.shape) <= SHOWN_SIDE == 1024 and np.shares_memory(shown, film)
+    assert shown.shape == (1000, 934) and shown[1, 1] == film[3, 3]
+    small = np.zeros((512, 400), bool)
+    assert for_display(small).shape == (512, 400)
+    assert for_display(np.zeros((4096, 10, 3))).shape == (1024, 3, 3)

@@ -11,7 +11,7 @@ from skimage.transform import resize
 from napari_adaqat.util.defaults import EQUIVALENCE_MARGIN  # ±0.5 Dice points
 
 from .overlap import _pair, dice, iou
-from .surface import hd95, nsd
+from .surface import nsd_and_hd95
 
 
 @dataclass
@@ -41,9 +41,8 @@ def score_masks(
         sp, tol, units = (1.0, 1.0), float(nsd_tolerance_px), "px"
     else:
         sp, tol, units = tuple(float(s) for s in spacing), float(nsd_tolerance_mm), "mm"
-    scores = SegmentationScores(
-        dice=dice(p, r), iou=iou(p, r), nsd=nsd(p, r, tol, sp), hd95=hd95(p, r, sp)
-    )
+    surface_dice, hausdorff95 = nsd_and_hd95(p, r, tol, sp)
+    scores = SegmentationScores(dice=dice(p, r), iou=iou(p, r), nsd=surface_dice, hd95=hausdorff95)
     return {**asdict(scores), "nsd_tolerance": tol, "units": units}
 
 

@@ -39,9 +39,24 @@ def surface_distances(
     bp, br = boundary(p), boundary(r)
     if not bp.any() or not br.any():
         return np.full(int(bp.sum()), np.inf), np.full(int(br.sum()), np.inf)
+    window = _bounding_window(bp | br)  # the distance transforms only where both boundaries lie: the same
+    bp, br = bp[window], br[window]    # distances (every boundary pixel is inside), 2-3x less work on a film
     d_pr = _dist_to(br, spacing)[bp]
     d_rp = _dist_to(bp, spacing)[br]
     return d_pr, d_rp
+
+
+def _bounding_window(mask: np.ndarray) -> tuple[slice, slice]:
+    """The smallest (rows, columns) window holding every True pixel of a non-empty (H, W) mask."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def nsd_and_hd95(pred: np.ndarray, ref: np.ndarray, tolerance: float,
+                 spacing: Sequence[float] = (1.0, 1.0)) -> tuple[float, float]:
+    """(:func:`nsd`, :func:`hd95`) from one computation of the surface distances."""
+    distances = surface_distances(pred, ref, spacing)
+    return _nsd_of(*distances, tolerance), _hd95_of(*distances)
 
 
 def nsd(
@@ -56,7 +71,10 @@ def nsd(
     ``tolerance`` is in the units of ``spacing``; a distance equal to it counts (up to float rounding:
     3 px of 0.1 mm is 0.30000000000000004 mm, within 0.3 mm). Both empty -> 1.0, one empty -> 0.0.
     """
-    d_pr, d_rp = surface_distances(pred, ref, spacing)
+    return _nsd_of(*surface_distances(pred, ref, spacing), tolerance)
+
+
+def _nsd_of(d_pr: np.ndarray, d_rp: np.ndarray, tolerance: float) -> float:
     n = d_pr.size + d_rp.size
     if n == 0:
         return 1.0
@@ -71,7 +89,10 @@ def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] = (1.0, 1.0
 
     Both empty -> 0.0; exactly one empty -> ``inf``.
     """
-    d_pr, d_rp = surface_distances(pred, ref, spacing)
+    return _hd95_of(*surface_distances(pred, ref, spacing))
+
+
+def _hd95_of(d_pr: np.ndarray, d_rp: np.ndarray) -> float:
     if d_pr.size == 0 and d_rp.size == 0:
         return 0.0
     if d_pr.size == 0 or d_rp.size == 0:

@@ -75,7 +75,8 @@ def _worst(rows: list[dict], pairs: dict[str, Pair], model: ModelLike, engine: E
         pair = pairs[row["name"]]
         image, ref = read_image(pair.image).pixels, read_mask(pair.mask)
         result = engine.predict(image, image_box(ref, box_mode), model, device, clean=clean)
-        items.append((row["name"], image, ref, result.mask, float(row["model_dice"])))
+        shown = tuple(np.ascontiguousarray(figures.for_display(a)) for a in (image, ref, result.mask))  # 6 films: MBs
+        items.append((row["name"], *shown, float(row["model_dice"])))
     return figures.worst_cases(items, out)
 
 

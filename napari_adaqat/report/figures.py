@@ -22,6 +22,16 @@ def _plt():
     return plt
 
 
+SHOWN_SIDE = 1024  # a panel is ~300 px wide at 100 dpi: more pixels only cost time and memory
+
+
+def for_display(array: np.ndarray, side: int = SHOWN_SIDE) -> np.ndarray:
+    """(H, W[, C]) → every k-th row and column (k ≥ 1) so the longer side is at most ``side`` (a view, no copy):
+    a native 3000-4000 px film drawn in a small panel, as it looks, in a fraction of the time and memory."""
+    step = max(1, -(-max(array.shape[:2]) // side))
+    return array[::step, ::step]
+
+
 def _save(fig, out: Path, name: str) -> str:
     fig.tight_layout()
     fig.savefig(out / name, dpi=100)
@@ -93,13 +103,14 @@ def fig2_panel(panel: Panel, out: Path) -> str:
             maps.append((f"ΔSSIM {tag} − baseline\n(green: {tag} better)", delta, "RdYlGn", -m, m))
     n = 2 + len(maps)
     fig, axes = plt.subplots(1, n, figsize=(3.0 * n, 3.4))
-    axes[0].imshow(panel.image, cmap="gray")
+    image = for_display(panel.image)
+    axes[0].imshow(image, cmap="gray")
     axes[0].set_title(f"{panel.name}\n({panel.why})", fontsize=8)
-    axes[1].imshow(panel.image, cmap="gray")
-    axes[1].contour(panel.reference, levels=[0.5], colors="lime", linewidths=1)
+    axes[1].imshow(image, cmap="gray")
+    axes[1].contour(for_display(panel.reference), levels=[0.5], colors="lime", linewidths=1)
     axes[1].set_title("ground truth", fontsize=9)
     for ax, (title, data, cmap, vmin, vmax) in zip(axes[2:], maps):
-        im = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax)
+        im = ax.imshow(for_display(data), cmap=cmap, vmin=vmin, vmax=vmax)
         ax.set_title(title, fontsize=8)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
     for ax in axes:
@@ -109,11 +120,12 @@ def fig2_panel(panel: Panel, out: Path) -> str:
 
 
 def worst_cases(items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]], out: Path) -> str:
-    """A strip of the lowest-Dice images: (name, image, reference, prediction, Dice) each, with the
-    reference outlined in green and the prediction in red."""
+    """A strip of the lowest-Dice images: (name, image, reference, prediction, Dice) each (the arrays may
+    be :func:`for_display` views), with the reference outlined in green and the prediction in red."""
     plt = _plt()
     fig, axes = plt.subplots(1, max(1, len(items)), figsize=(2.6 * max(1, len(items)), 3.0), squeeze=False)
     for ax, (name, image, ref, pred, score) in zip(axes[0], items):
+        image, ref, pred = (for_display(a) for a in (image, ref, pred))
         ax.imshow(image, cmap="gray")
         ax.contour(ref, levels=[0.5], colors="lime", linewidths=1)
         if pred.any():
