@@ -42,6 +42,35 @@ def test_the_image_border_counts_as_a_boundary():
     assert label == 0 and abs(x - 50) <= 1 and abs(y - 50) <= 1
 
 
+def test_the_click_equals_the_whole_film_rule_on_random_masks():
+    """The distance transform runs on the error region's window (speed on native films): on random masks,
+    some errors touching the image border, the click is the whole-film rule's, ties broken alike."""
+    from scipy import ndimage
+
+    def whole_film_rule(mask, reference):
+        best = None
+        for error, label in ((reference & ~mask, 1), (mask & ~reference, 0)):
+            regions, n = ndimage.label(error)
+            if n:
+                sizes = np.bincount(regions.ravel())[1:]
+                if best is None or sizes.max() > best[0]:
+                    best = (sizes.max(), regions == np.argmax(sizes) + 1, label)
+        if best is None:
+            return None
+        inside = ndimage.distance_transform_edt(np.pad(best[1], 1))[1:-1, 1:-1]
+        y, x = np.unravel_index(int(np.argmax(inside)), inside.shape)
+        return float(x), float(y), best[2]
+
+    rng = np.random.default_rng(11)
+    for trial in range(150):
+        h, w = rng.integers(8, 90, 2)
+        ref = ndimage.gaussian_filter(rng.random((h, w)), 2.5) > 0.5
+        pred = ref ^ (ndimage.gaussian_filter(rng.random((h, w)), 2.0) > 0.56)
+        if trial % 5 == 0:
+            pred = np.ones((h, w), bool)  # a false region filling the film where the reference is empty
+        assert next_click(pred, ref) == whole_film_rule(pred, ref), trial
+
+
 def test_noc_is_capped_at_k():
     assert noc([0.80, 0.91, 0.96], 0.90) == 1 and noc([0.80, 0.91, 0.96], 0.95) == 2
     assert noc([0.97, 0.5, 0.5], 0.95) == 0 and noc([0.5, 0.6, 0.7], 0.95) == 2

@@ -15,17 +15,22 @@ def next_click(mask: np.ndarray, reference: np.ndarray) -> Optional[tuple[float,
     region (missed: label 1; false: label 0) farthest from that region's boundary (the image border
     counts as boundary), by ``scipy.ndimage.distance_transform_edt``."""
     mask, reference = np.asarray(mask, bool), np.asarray(reference, bool)
-    best: Optional[tuple[int, np.ndarray, int]] = None  # (area, region, label)
+    best: Optional[tuple[int, np.ndarray, int, int]] = None  # (area, labelled errors, region's label, click label)
     for error, label in ((reference & ~mask, 1), (mask & ~reference, 0)):
-        regions, n = ndimage.label(error)
-        if n == 0:
+        regions = np.empty(error.shape, dtype=np.intp)  # (intp: bincount needs no cast of a 3000² film)
+        if ndimage.label(error, output=regions) == 0:
             continue
         sizes = np.bincount(regions.ravel())[1:]
         biggest = int(np.argmax(sizes))
         if best is None or sizes[biggest] > best[0]:
-            best = (int(sizes[biggest]), regions == biggest + 1, label)
+            best = (int(sizes[biggest]), regions, biggest + 1, label)
     if best is None:
         return None
-    inside = ndimage.distance_transform_edt(np.pad(best[1], 1))[1:-1, 1:-1]
+    _area, regions, index, label = best
+    # the distance transform on the region's bounding window padded by one background pixel: the same distances
+    # as over the whole film (a nearer background pixel outside the window would have one on the padding nearer
+    # still), the same first maximum in row-major order, and ~10x less work on a native film
+    rows, cols = ndimage.find_objects(regions, max_label=index)[index - 1]
+    inside = ndimage.distance_transform_edt(np.pad(regions[rows, cols] == index, 1))[1:-1, 1:-1]
     y, x = np.unravel_index(int(np.argmax(inside)), inside.shape)
-    return float(x), float(y), best[2]
+    return float(x + cols.start), float(y + rows.start), label
