@@ -301,20 +301,3 @@ def test_surface_distances_on_the_boundaries_window_equal_the_whole_film_transfo
         got, want = surface_distances(pred, ref, spacing), whole_film(pred, ref, spacing)
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), trial
         assert nsd_and_hd95(pred, ref, 2.0, spacing) == (nsd(pred, ref, 2.0, spacing), hd95(pred, ref, spacing))
-
-
-def test_the_two_maps_of_a_large_film_computed_side_by_side_equal_each_map_alone():
-    """From PARALLEL_PIXELS on, SSIM(model, ref) runs in a second thread while SSIM(baseline, ref) runs: the
-    same maps and means as one after the other."""
-    from napari_adaqat.metrics.ssim import PARALLEL_PIXELS
-
-    rng = np.random.default_rng(4)
-    side = int(np.ceil(np.sqrt(PARALLEL_PIXELS)))
-    p_model = rng.random((side, side)).astype(np.float32)
-    p_base = np.clip(p_model + 0.1 * rng.standard_normal(p_model.shape), 0, 1).astype(np.float32)
-    ref = rng.random((side, side)) > 0.5
-    t = trust_maps(p_model, p_base, ref)
-    m_mean, m_map = ssim_map(p_model, ref.astype(np.float32))
-    b_mean, b_map = ssim_map(p_base, ref.astype(np.float32))
-    assert np.array_equal(t.ssim, m_map) and np.array_equal(t.delta, (m_map - b_map).astype(np.float32))
-    assert t.ssim_mean == m_mean and t.delta_mean == m_mean - b_mean

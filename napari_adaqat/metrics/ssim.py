@@ -38,23 +38,6 @@ def ssim_map(a: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray]:
     return float(mean), np.clip(full.astype(np.float32, copy=False), -1.0, 1.0)
 
 
-PARALLEL_PIXELS = 1024 * 1024  # from this size the two maps of a reference run in two threads
-
-
-def _both(p_model: np.ndarray, p_base: np.ndarray, ref: np.ndarray) -> tuple[tuple[float, np.ndarray], ...]:
-    """(:func:`ssim_map` (p_model, ref), :func:`ssim_map` (p_base, ref)); on a film of
-    :data:`PARALLEL_PIXELS` or more in two threads (scipy's filters release the GIL: a 3000² film's two
-    maps in about half the time on two cores)."""
-    if ref.size < PARALLEL_PIXELS:
-        return ssim_map(p_model, ref), ssim_map(p_base, ref)
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssim") as pool:
-        model_map = pool.submit(ssim_map, p_model, ref)  # in the other thread, while this one does the baseline's
-        base_map = ssim_map(p_base, ref)
-        return model_map.result(), base_map
-
-
 @dataclass
 class TrustMaps:
     """Per-pixel trust overlays, all (H, W) float32.
@@ -93,7 +76,8 @@ def trust_maps(
         ref = (np.asarray(reference) != 0).astype(np.float32)
         if ref.shape != pm.shape:
             raise ValueError(f"shape mismatch: reference {ref.shape} vs maps {pm.shape}")
-        (m_mean, m_map), (b_mean, b_map) = _both(pm, pb, ref)
+        m_mean, m_map = ssim_map(pm, ref)
+        b_mean, b_map = ssim_map(pb, ref)
         return TrustMaps(
             ssim=m_map,
             delta=(m_map - b_map).astype(np.float32),
