@@ -8,7 +8,7 @@ the API, ``adaqat segment``, ``adaqat evaluate`` and the docks all call it throu
   without a box (points alone) are not clipped.
 * **Clean-up** (on by default): keeps the (at most two) largest connected regions — the lungs —
   drops specks (under 10 % of the largest region, or :data:`MIN_REGION_FRACTION` of the image: a mask of
-  specks alone becomes empty), and fills holes left by opacities.  scipy.ndimage does the labelling and hole filling.
+  specks alone becomes empty), and fills holes left by opacities.  scipy.ndimage does the labelling (:mod:`~napari_adaqat.util.regions`).
 
 Clipping comes first, so the clean-up keeps the largest regions of what lies in the box (and filling
 holes cannot reach outside the rectangle: a hole is enclosed by mask pixels).
@@ -18,10 +18,9 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-from scipy import ndimage
-
 from napari_adaqat.data.boxes import (  # noqa: F401  (the one clipping rule, shared with training)
     CLIP_MARGIN_FRACTION, CLIP_MARGIN_MIN_PX, clip_margin, clip_rectangle)
+from napari_adaqat.util.regions import bounding_window, label_regions
 
 
 def clip_to_box(mask: np.ndarray, box: np.ndarray, points: Optional[np.ndarray] = None) -> np.ndarray:
@@ -55,11 +54,12 @@ def clean_lung_mask(mask: np.ndarray, keep: int = 2, min_ratio: float = 0.1,
     The work is done on the mask's bounding rectangle only (a 3000² film's lungs fill about half of it):
     the same result, since everything outside it is background joined to the image border."""
     mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"expected a 2-D (H, W) mask, got shape {mask.shape}")
     out = np.zeros(mask.shape, dtype=bool)
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
+    window = bounding_window(mask)
+    if window is None:
         return out
-    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     labels, n = label_regions(mask[window])
     sizes = np.bincount(labels.ravel())[1:]
     order = np.argsort(sizes)[::-1][:keep]
@@ -68,13 +68,6 @@ def clean_lung_mask(mask: np.ndarray, keep: int = 2, min_ratio: float = 0.1,
     lut[[i + 1 for i in order if sizes[i] >= floor]] = True
     out[window] = fill_holes(lut[labels])
     return out
-
-
-def label_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """``ndimage.label(mask)`` into an intp array: bincount and table lookups then need no cast
-    (on a 3000² film that cast cost more than the labelling)."""
-    labels = np.empty(mask.shape, dtype=np.intp)
-    return labels, int(ndimage.label(mask, output=labels))
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:

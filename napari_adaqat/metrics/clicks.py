@@ -8,6 +8,8 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
+from napari_adaqat.util.regions import label_regions
+
 
 def next_click(mask: np.ndarray, reference: np.ndarray) -> Optional[tuple[float, float, int]]:
     """The next simulated click (x, y, label) on a predicted ``mask`` (H, W) bool against the
@@ -17,8 +19,8 @@ def next_click(mask: np.ndarray, reference: np.ndarray) -> Optional[tuple[float,
     mask, reference = np.asarray(mask, bool), np.asarray(reference, bool)
     best: Optional[tuple[int, np.ndarray, int, int]] = None  # (area, labelled errors, region's label, click label)
     for error, label in ((reference & ~mask, 1), (mask & ~reference, 0)):
-        regions = np.empty(error.shape, dtype=np.intp)  # (intp: bincount needs no cast of a 3000² film)
-        if ndimage.label(error, output=regions) == 0:
+        regions, n = label_regions(error)
+        if n == 0:
             continue
         sizes = np.bincount(regions.ravel())[1:]
         biggest = int(np.argmax(sizes))

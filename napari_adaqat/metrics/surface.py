@@ -10,6 +10,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from napari_adaqat.util.regions import bounding_window
+
 from .overlap import _pair
 
 
@@ -39,17 +41,11 @@ def surface_distances(
     bp, br = boundary(p), boundary(r)
     if not bp.any() or not br.any():
         return np.full(int(bp.sum()), np.inf), np.full(int(br.sum()), np.inf)
-    window = _bounding_window(bp | br)  # the distance transforms only where both boundaries lie: the same
+    window = bounding_window(bp | br)  # the distance transforms only where both boundaries lie: the same
     bp, br = bp[window], br[window]    # distances (every boundary pixel is inside), 2-3x less work on a film
     d_pr = _dist_to(br, spacing)[bp]
     d_rp = _dist_to(bp, spacing)[br]
     return d_pr, d_rp
-
-
-def _bounding_window(mask: np.ndarray) -> tuple[slice, slice]:
-    """The smallest (rows, columns) window holding every True pixel of a non-empty (H, W) mask."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
 def nsd_and_hd95(pred: np.ndarray, ref: np.ndarray, tolerance: float,
