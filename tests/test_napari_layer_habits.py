@@ -325,3 +325,17 @@ def test_film_replaced_in_its_layer_is_segmented_anew(make_napari_viewer, qtbot,
     draw_box(viewer, image)
     wait(qtbot, widget)
     check_aligned(viewer, image, widget, model, flipped)
+
+    # pixels changed in place (a script, the console) and the same array set again: converted again too
+    inverted, flipped = 255 - flipped, flipped.copy()  # (the layer may hold 'flipped' itself)
+    image.data[:] = inverted
+    image.refresh()
+    assert np.allclose(L.image_plane(image, None)[0], inverted / 255.0)
+    image.data[:] = flipped
+    image.data = image.data  # napari's data event
+    assert np.allclose(L.image_plane(image, None)[0], flipped / 255.0)
+    image.data[:] = inverted
+    image.refresh()
+    draw_box(viewer, image)
+    wait(qtbot, widget)
+    check_aligned(viewer, image, widget, model, inverted)

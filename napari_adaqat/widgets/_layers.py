@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import numpy as np
 
-from napari_adaqat.io import to_gray01
+from napari_adaqat.widgets._planes import base_data, image_plane  # noqa: F401  (L.image_plane: the docks')
 
 if TYPE_CHECKING:
     import napari
@@ -55,46 +55,14 @@ def delta_colormap():
     return Colormap(colors=_DELTA_COLORS, controls=[0.0, 0.5, 1.0], name="adaqat ΔSSIM (magenta-clear-green)")
 
 
-def _base_data(layer: Any) -> Any:
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-
-
-# the last plane converted per layer: (weak reference to the layer's data array, plane index, plane); each click
-# asks for the same plane again, and converting a 3000² film costs 40-60 ms of the GUI thread
-_PLANES: "weakref.WeakKeyDictionary[Any, tuple[Any, Optional[int], np.ndarray]]" = weakref.WeakKeyDictionary()
-
-
-def image_plane(layer: "napari.layers.Image", index: Optional[int]) -> tuple[np.ndarray, Optional[int]]:
-    """Gray float32 (H, W) in [0, 1] of a 2-D image, RGB(A) image, or plane ``index`` of a 3-D stack
-    (read-only: the same array is handed out again while the layer keeps its data array).
-
-    Returns ``(plane, plane_index)`` with ``plane_index`` None for 2-D images.
-    """
-    data = _base_data(layer)
-    ndim = layer.ndim  # spatial dims (RGB channel excluded)
-    if ndim not in (2, 3):
-        raise ValueError(f"layer {layer.name!r} has {ndim} dimensions; give a 2-D image or a 3-D stack")
-    z = None if ndim == 2 else int(np.clip(0 if index is None else index, 0, data.shape[0] - 1))
-    memo = _PLANES.get(layer)
-    if memo is not None and memo[0]() is data and memo[1] == z:
-        return memo[2], z
-    plane = to_gray01(np.asarray(data if z is None else data[z]))
-    plane.flags.writeable = False
-    try:
-        _PLANES[layer] = (weakref.ref(data), z, plane)
-    except TypeError:  # data that cannot be weakly referenced: converted again next time
-        pass
-    return plane, z
-
-
 def plane_count(layer: "napari.layers.Image") -> Optional[int]:
     """Number of planes of a 3-D stack (None for 2-D images)."""
-    return int(_base_data(layer).shape[0]) if layer.ndim == 3 else None
+    return int(base_data(layer).shape[0]) if layer.ndim == 3 else None
 
 
 def plane_shape(layer: "napari.layers.Image") -> tuple[int, int]:
     """(H, W) of one plane of ``layer``."""
-    shape = _base_data(layer).shape
+    shape = base_data(layer).shape
     return tuple(shape[-3:-1]) if layer.rgb else tuple(shape[-2:])  # type: ignore[return-value]
 
 
@@ -262,7 +230,7 @@ def _into_stack(viewer, name: str, image, plane: np.ndarray, index: Optional[int
     """For stacks, the full-stack array with ``plane`` written at ``index`` (others kept)."""
     if index is None:  # a copy: a layer may adopt it as its buffer, and results are kept for Undo
         return np.array(plane, dtype=dtype, copy=True)
-    shape = (_base_data(image).shape[0], *plane.shape)
+    shape = (base_data(image).shape[0], *plane.shape)
     layer = viewer.layers[name] if name in viewer.layers else None
     same_source = layer is not None and layer.metadata.get("source_layer_id") == str(image.unique_id)
     keep = same_source and layer.data.shape == shape  # planes of another stack are never mixed in

@@ -184,7 +184,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
             return
         try:
             model, base, device = self._chosen()
-            plane, _z = L.image_plane(layer, L.current_plane(self.viewer, layer))
+            plane, _z = L.image_plane(layer, L.current_plane(self.viewer, layer), fresh=True)  # (Embed: as it is now)
         except ValueError as exc:
             self.status.value = f"Not ready: {exc}"
             return

@@ -1,0 +1,71 @@
+"""The gray plane (H, W) float32 in [0, 1] that the docks segment, from an Image layer (2-D, RGB(A) or a plane of a
+3-D stack), converted once per layer's pixels (:func:`image_plane`)."""
+from __future__ import annotations
+
+import functools
+import weakref
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+
+from napari_adaqat.io import to_gray01
+
+if TYPE_CHECKING:
+    import napari
+
+
+def base_data(layer: Any) -> Any:
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+# the last plane converted per layer: (weak reference to the layer's data array, plane index, a sample of its
+# pixels, plane); each click asks for the same plane again, and converting a 3000² film costs 40-60 ms of the
+# GUI thread.  A new data array (``layer.data = …``, even the same one: napari's data event) converts again,
+# and so do pixels changed in place where the ~64k-pixel sample sees them (a script's edit; an Embed [fresh])
+_PLANES: "weakref.WeakKeyDictionary[Any, tuple[Any, Optional[int], bytes, np.ndarray]]" = weakref.WeakKeyDictionary()
+
+
+def _sample(raw: Any) -> bytes:
+    """~256 x 256 pixels of a plane, evenly strided (and its last row and column): its cheap fingerprint."""
+    h, w = raw.shape[:2]
+    rows, cols = max(1, h // 256), max(1, w // 256)
+    return np.ascontiguousarray(raw[::rows, ::cols]).tobytes() + np.ascontiguousarray(raw[-1]).tobytes() \
+        + np.ascontiguousarray(raw[:, -1]).tobytes()
+
+
+def image_plane(layer: "napari.layers.Image", index: Optional[int], fresh: bool = False
+                ) -> tuple[np.ndarray, Optional[int]]:
+    """Gray float32 (H, W) in [0, 1] of a 2-D image, RGB(A) image, or plane ``index`` of a 3-D stack
+    (read-only: the same array is handed out again while the layer's pixels stay; ``fresh``: converted anew).
+
+    Returns ``(plane, plane_index)`` with ``plane_index`` None for 2-D images.
+    """
+    data = base_data(layer)
+    ndim = layer.ndim  # spatial dims (RGB channel excluded)
+    if ndim not in (2, 3):
+        raise ValueError(f"layer {layer.name!r} has {ndim} dimensions; give a 2-D image or a 3-D stack")
+    z = None if ndim == 2 else int(np.clip(0 if index is None else index, 0, data.shape[0] - 1))
+    raw = np.asarray(data if z is None else data[z])
+    sample = _sample(raw)
+    memo = None if fresh else _PLANES.get(layer)
+    if memo is not None and memo[0]() is data and memo[1] == z and memo[2] == sample:
+        return memo[3], z
+    plane = to_gray01(raw)
+    plane.flags.writeable = False
+    try:
+        _PLANES[layer] = (weakref.ref(data), z, sample, plane)
+    except TypeError:  # data that cannot be weakly referenced: converted again next time
+        return plane, z
+    if layer not in _FORGETS:  # napari's data event (also for the same array set again): converted again
+        _FORGETS.add(layer)
+        layer.events.data.connect(functools.partial(_forget_plane, weakref.ref(layer)))
+    return plane, z
+
+
+_FORGETS: "weakref.WeakSet[Any]" = weakref.WeakSet()  # layers whose data event clears their memo
+
+
+def _forget_plane(layer_ref: Any, _event: Any = None) -> None:
+    layer = layer_ref()
+    if layer is not None:
+        _PLANES.pop(layer, None)
