@@ -211,10 +211,13 @@ def test_a_box_wholly_outside_the_film_warns_and_gives_an_empty_mask(model, film
     model.set_image(film)
     h, w = film.shape[:2]
     for box in ([-500, -500, -100, -100], [w + 10, 10, w + 200, 200]):
-        with pytest.warns(UserWarning, match=rf"lies outside the {w}x{h} image: the mask is empty"):
+        with pytest.warns(UserWarning, match=rf"lies outside the {w}x{h} image .*: the mask is empty$"):
             mask, _pred = model.predict(boxes=box)
         assert not mask.any()
-    with pytest.warns(UserWarning, match="clip=False"):
+    with pytest.warns(UserWarning, match="the mask comes from the other prompts"):  # a lung click widens the clip
+        mask, _pred = model.predict(boxes=[-500, -500, -100, -100], point_coords=[[w / 3, h / 2]], point_labels=[1])
+    assert mask.any()
+    with pytest.warns(UserWarning, match="lies outside"):
         model.predict(boxes=[-500, -500, -100, -100], clip=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a box partly outside (SAM's habit) is taken without a word

@@ -65,6 +65,12 @@ def mask_box(mask: np.ndarray) -> np.ndarray | None:
     return np.array([cols[0], rows[0], cols[-1], rows[-1]], dtype=np.float64)
 
 
+def box_outside(box: "np.ndarray | list[float] | tuple[float, ...]", shape: tuple[int, int]) -> bool:
+    """Whether the xyxy ``box`` misses the (H, W) image altogether (touching its edge from outside counts)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return x1 <= 0 or y1 <= 0 or x0 >= shape[1] or y0 >= shape[0]
+
+
 def check_box(box: np.ndarray, shape: tuple[int, int] | None = None) -> None:
     """Refuse a box that is not finite, is inverted or has negative coordinates; with the image's
     (H, W) ``shape`` also an image too small to segment and a box outside the image
@@ -80,7 +86,7 @@ def check_box(box: np.ndarray, shape: tuple[int, int] | None = None) -> None:
     if shape is None:
         return
     h, w = shape
-    if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+    if box_outside(box, shape):
         raise ValueError(f"box {text} lies outside the {w}x{h} image")
     if x1 > w + EDGE_TOLERANCE_PX or y1 > h + EDGE_TOLERANCE_PX:
         raise ValueError(f"box {text} reaches outside the {w}x{h} image (x1 <= {w}, y1 <= {h}); "

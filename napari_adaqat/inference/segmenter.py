@@ -27,7 +27,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from napari_adaqat.data.boxes import check_box
+from napari_adaqat.data.boxes import box_outside, check_box
 from napari_adaqat.data.points import check_points
 from napari_adaqat.inference.postprocess import finish_mask
 from napari_adaqat.inference.predictor import BoxPredictor, Prediction
@@ -177,20 +177,19 @@ class Segmenter:
             else:
                 pred = self.predictor.predict(box, point_coords=point_coords, point_labels=point_labels,
                                               mask_input=mask_input)
+            shape = self.image_shape  # (of this prediction's image: another thread may set another after)
         first_box = None if box is None else np.atleast_2d(box)[0]
-        if first_box is not None and self.image_shape is not None:
-            h, w = self.image_shape
-            x0, y0, x1, y1 = (float(v) for v in first_box)
-            if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:  # as segment() refuses it; SAM's call takes it
-                warnings.warn(f"box {x0:g},{y0:g},{x1:g},{y1:g} lies outside the {w}x{h} image: "
-                              + ("the mask is empty (clipped to the box)" if (self.clip if clip is None else clip)
-                                 else "the mask is the model's answer to a box off the film (clip=False)"),
-                              stacklevel=2)
         coords = labels = None
         if point_coords is not None:
             coords, labels = as_points(point_coords, point_labels)
             coords, labels = coords[0], labels[0]
-        return self.clean_mask(pred.masks[0], clean, first_box, clip, coords, labels), pred
+        mask = self.clean_mask(pred.masks[0], clean, first_box, clip, coords, labels)
+        if first_box is not None and shape is not None and box_outside(first_box, shape):
+            warnings.warn(f"box {','.join(f'{float(v):g}' for v in first_box)} lies outside the {shape[1]}x{shape[0]} "
+                          "image (segment() refuses it; SAM's call takes it): "
+                          + ("the mask is empty" if not mask.any() else "the mask comes from the other prompts"),
+                          stacklevel=2)
+        return mask, pred
 
     def prompt(self, box: Optional[Sequence[float]] = None,
                clean: Optional[bool] = None) -> tuple[np.ndarray, Prediction]:
