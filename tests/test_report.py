@@ -131,3 +131,9 @@ def test_native_films_are_drawn_from_a_strided_view_at_most_1024_px():
     small = np.zeros((512, 400), bool)
     assert for_display(small).shape == (512, 400)
     assert for_display(np.zeros((4096, 10, 3))).shape == (1024, 3, 3)
+    grid = np.tile(np.array([0.0, 0.0, 1.0], np.float32), (3000, 1000))  # a 3-px anti-scatter grid, mean 1/3
+    assert abs(float(for_display(grid).mean()) - 1 / 3) > 0.2  # every 3rd column: false stripes (flat 0 or 1)
+    averaged = for_display(grid, average=True)
+    assert averaged.shape == (1000, 1000) and np.allclose(averaged, 1 / 3)  # as the film looks from afar
+    rgb = for_display(np.ones((3000, 3000, 3), np.uint8), average=True)
+    assert rgb.shape == (1000, 1000, 3) and rgb.dtype == np.float32

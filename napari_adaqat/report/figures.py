@@ -25,11 +25,16 @@ def _plt():
 SHOWN_SIDE = 1024  # a panel is ~300 px wide at 100 dpi: more pixels only cost time and memory
 
 
-def for_display(array: np.ndarray, side: int = SHOWN_SIDE) -> np.ndarray:
-    """(H, W[, C]) → every k-th row and column (k ≥ 1) so the longer side is at most ``side`` (a view, no copy):
-    a native 3000-4000 px film drawn in a small panel, as it looks, in a fraction of the time and memory."""
+def for_display(array: np.ndarray, side: int = SHOWN_SIDE, average: bool = False) -> np.ndarray:
+    """(H, W[, C]) → at most ``side`` px a side, for a small panel (a native 3000-4000 px film in a fraction of the
+    time and memory): every k-th row and column (a view), or with ``average`` the mean of each k × k block
+    (float32; a film's fine patterns, e.g. a 3-px anti-scatter grid, would alias to false stripes)."""
     step = max(1, -(-max(array.shape[:2]) // side))
-    return array[::step, ::step]
+    if step == 1 or not average:
+        return array[::step, ::step]
+    h, w = array.shape[0] // step * step, array.shape[1] // step * step  # (the last partial block: left out)
+    blocks = np.asarray(array[:h, :w], dtype=np.float32).reshape(h // step, step, w // step, step, *array.shape[2:])
+    return blocks.mean(axis=(1, 3))
 
 
 def _save(fig, out: Path, name: str) -> str:
@@ -103,7 +108,7 @@ def fig2_panel(panel: Panel, out: Path) -> str:
             maps.append((f"ΔSSIM {tag} − baseline\n(green: {tag} better)", delta, "RdYlGn", -m, m))
     n = 2 + len(maps)
     fig, axes = plt.subplots(1, n, figsize=(3.0 * n, 3.4))
-    image = for_display(panel.image)
+    image = for_display(panel.image, average=True)
     axes[0].imshow(image, cmap="gray")
     axes[0].set_title(f"{panel.name}\n({panel.why})", fontsize=8)
     axes[1].imshow(image, cmap="gray")
@@ -125,7 +130,7 @@ def worst_cases(items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float
     plt = _plt()
     fig, axes = plt.subplots(1, max(1, len(items)), figsize=(2.6 * max(1, len(items)), 3.0), squeeze=False)
     for ax, (name, image, ref, pred, score) in zip(axes[0], items):
-        image, ref, pred = (for_display(a) for a in (image, ref, pred))
+        image, ref, pred = for_display(image, average=True), for_display(ref), for_display(pred)
         ax.imshow(image, cmap="gray")
         ax.contour(ref, levels=[0.5], colors="lime", linewidths=1)
         if pred.any():
