@@ -95,6 +95,21 @@ def test_values_that_fit_bits_stored_read_as_pydicom_reads_them(tmp_path, film16
         assert corr(image.pixels, values) > 0.9999 and image.meta["bits_stored"] == 12
 
 
+def test_a_few_stray_high_bits_are_cleared_as_pydicom_clears_them(tmp_path, film16):
+    """An old writer's junk in the unused bits of a few pixels (no overlay group) is not a film using more
+    bits: those bits are cleared as pydicom clears them, silently (read at 16 bits, min-max would darken it)."""
+    film12 = film16 // 10  # 0..4000: 12 bits
+    junk = film12.copy()
+    junk[0, :4] |= 0x8000  # 4 of 16,384 pixels
+    path = make_dicom(tmp_path / "junk.dcm", junk, bits_stored=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImageReadWarning)
+        image = read_image(path)
+    clean = read_image(make_dicom(tmp_path / "clean.dcm", film12, bits_stored=12))
+    np.testing.assert_allclose(image.pixels, clean.pixels, atol=1e-6)
+    assert image.meta["bits_stored"] == 12
+
+
 def test_an_overlay_in_the_unused_bits_is_no_part_of_the_film(tmp_path, film16):
     """Old files keep an overlay plane in the high bits (Overlay Bits Allocated = Bits Allocated): still cleared."""
     film12 = film16 // 10

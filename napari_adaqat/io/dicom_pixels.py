@@ -121,12 +121,27 @@ def _overlay_in_pixel_data(ds) -> bool:
                for group in range(0x6000, 0x6020, 2))
 
 
+# under this share of pixels outside Bits Stored's range, the high bits are junk (an old writer's stray bits,
+# an overlay without its 60xx group): cleared, as pydicom does; a film whose values really use more bits has
+# whole regions above it (its bright half), never a few pixels
+STRAY_SHARE = 0.01
+
+
+def _stray(arr: np.ndarray, stored: int) -> float:
+    """The share of ``arr``'s values outside what ``stored`` bits hold (signed: two's complement)."""
+    if arr.dtype.kind == "i":
+        outside = (arr < -(1 << (stored - 1))) | (arr >= (1 << (stored - 1)))
+    else:
+        outside = arr >= (1 << stored)
+    return float(np.count_nonzero(outside)) / arr.size
+
+
 def within_bits_stored(path: Path, ds, arr: np.ndarray) -> np.ndarray:
     """Stored values (decoded without pydicom's Bits Stored correction) as the film holds them.
 
     Values that fit Bits Stored (0028,0101) get pydicom's correction (unused high bits cleared, or signed
-    values sign-extended).  Values that do not fit (a modality that writes Bits Stored 12 but uses 14-16
-    bits) would come out scrambled so: they are kept as Bits Allocated allows, with an
+    values sign-extended), and so do a few stray ones (under :data:`STRAY_SHARE` of the pixels).  Values
+    that do not fit (a modality that writes Bits Stored 12 but uses 14-16 bits) would come out scrambled so: they are kept as Bits Allocated allows, with an
     :class:`~.image_data.ImageReadWarning` line, and ``ds`` then says Bits Stored = Bits Allocated (so that
     windowing scales by the bits really used).  Overlay bits in the pixel data are cleared as before."""
     try:
@@ -145,7 +160,7 @@ def within_bits_stored(path: Path, ds, arr: np.ndarray) -> np.ndarray:
         fits, unextended = hi < (1 << stored), False
     if fits:
         return arr
-    if unextended or _overlay_in_pixel_data(ds):
+    if unextended or _overlay_in_pixel_data(ds) or _stray(arr, stored) < STRAY_SHARE:
         arr = np.left_shift(arr, shift)
         return np.right_shift(arr, shift, out=arr)  # arithmetic for signed data, as pydicom does
     used = max(hi.bit_length(), (-lo - 1).bit_length()) + (arr.dtype.kind == "i")
