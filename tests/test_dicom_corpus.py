@@ -27,11 +27,9 @@ REFUSED = {
 }
 # the GPL JPEG decoder (pylibjpeg-libjpeg) is the dicom-gpl extra: CI and a plain install run without it
 GPL_DECODER = importlib.util.find_spec("libjpeg") is not None
-NEEDS_GPL = {  # without it these are refused with a line naming the extra (the corrupt JPEG-lossy.dcm too)
+NEEDS_GPL = {  # without it this is refused with a line naming the extra (the corrupt JPEG-lossy.dcm too)
     "JPGExtended.dcm": "no decoder (JPEG Extended (Process 2 and 4) (1.2.840.10008.1.2.4.51))",
-    "SC_rgb_jpeg_gdcm.dcm": "no decoder (JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 "
-                            "[Selection Value 1]) (1.2.840.10008.1.2.4.70))",
-}
+}  # (12-bit JPEG Extended; JPEG Lossless, SC_rgb_jpeg_gdcm.dcm, decodes by default: python-gdcm)
 if not GPL_DECODER:
     REFUSED = {**REFUSED, **NEEDS_GPL, "JPEG-lossy.dcm": NEEDS_GPL["JPGExtended.dcm"]}
 NO_PIXELS = {"ExplVR_BigEndNoMeta.dcm", "ExplVR_LitEndNoMeta.dcm", "UN_sequence.dcm", "empty_charset_LEI.dcm",
@@ -57,7 +55,8 @@ def test_every_image_decodes_or_is_refused_for_a_reason(corpus):
     no_pixels = {f for f, reason in refused.items() if reason.startswith("no pixel data")}
     assert no_pixels == NO_PIXELS
     assert {f: reason for f, reason in refused.items() if f not in NO_PIXELS} == REFUSED
-    for name in (*(NEEDS_GPL if GPL_DECODER else ()), "MR_small_jpeg_ls_lossless.dcm", "JPEGLSNearLossless_16.dcm",
+    for name in (*(NEEDS_GPL if GPL_DECODER else ()), "SC_rgb_jpeg_gdcm.dcm", "MR_small_jpeg_ls_lossless.dcm",
+                 "JPEGLSNearLossless_16.dcm",
                  "JPEG2000.dcm", "GDCMJ2K_TextGBR.dcm", "MR_small_RLE.dcm", "image_dfl.dcm", "no_meta.dcm"):
         assert by_name[name].outcome == "decoded", by_name[name]
     compressed = [r for r in rows if any(k in r.syntax for k in ("JPEG", "RLE")) and r.file not in REFUSED]
@@ -75,13 +74,12 @@ def test_exact_counts(corpus):
         "bad VR (value not valid for its VR)": 1,
         "corrupt compressed pixel data (JPEG 2000 Image Compression (1.2.840.10008.1.2.4.91))": 1,
     }
-    if GPL_DECODER:  # README: 59 decode with the dicom-gpl extra, 57 without
+    if GPL_DECODER:  # README: 59 decode with the dicom-gpl extra, 58 without
         assert Counter(r.outcome for r in rows) == {"decoded": 52, "decoded (multi-frame)": 7, "refused": 19}
         reasons["corrupt compressed pixel data (JPEG Extended (Process 2 and 4) (1.2.840.10008.1.2.4.51))"] = 1
     else:
-        assert Counter(r.outcome for r in rows) == {"decoded": 50, "decoded (multi-frame)": 7, "refused": 21}
+        assert Counter(r.outcome for r in rows) == {"decoded": 51, "decoded (multi-frame)": 7, "refused": 20}
         reasons[NEEDS_GPL["JPGExtended.dcm"]] = 2  # JPGExtended.dcm and the corrupt JPEG-lossy.dcm
-        reasons[NEEDS_GPL["SC_rgb_jpeg_gdcm.dcm"]] = 1
     assert Counter(r.reason for r in rows if r.reason) == reasons
 
 

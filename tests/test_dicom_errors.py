@@ -124,19 +124,23 @@ def test_missing_decoder_names_the_syntax_and_the_packages(tmp_path, monkeypatch
     assert _error(CORPUS / "SC_rgb_jpeg.dcm") == (
         "cannot decode JPEG Baseline (Process 1) (1.2.840.10008.1.2.4.50) pixel data: no decoder for it is "
         "installed; `pip install pillow` would decode it")
-    # JPEG Lossless needs the GPL decoder, which only the dicom-gpl extra installs (issue 30)
+    # JPEG Lossless: python-gdcm (a default dependency, permissive) decodes it; without it, the line names it
     assert _error(CORPUS / "SC_rgb_jpeg_gdcm.dcm") == (
         "cannot decode JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 [Selection Value 1]) "
-        "(1.2.840.10008.1.2.4.70) pixel data: its decoder is GPL-licensed and not installed by default; "
-        "`pip install 'napari-adaqat[dicom-gpl]'` would decode it")
+        "(1.2.840.10008.1.2.4.70) pixel data: no decoder for it is installed; `pip install python-gdcm` would "
+        "decode it")
+    # 12-bit JPEG Extended has no permissively licensed decoder: only the dicom-gpl extra's (issue 30)
+    assert _error(CORPUS / "JPGExtended.dcm") == (
+        "cannot decode JPEG Extended (Process 2 and 4) (1.2.840.10008.1.2.4.51) pixel data: its decoder is "
+        "GPL-licensed and not installed by default; `pip install 'napari-adaqat[dicom-gpl]'` would decode it")
 
 
 def test_corrupt_compressed_stream_gets_no_decoder_internals():
     message = _error(CORPUS / "JPEG-lossy.dcm")
-    if importlib.util.find_spec("libjpeg") is None:  # a plain install: Pillow cannot try it; the line names the extra
+    if importlib.util.find_spec("libjpeg") is None:  # a plain install: Pillow, GDCM fail; the line names the extra
         assert message == ("cannot decode JPEG Extended (Process 2 and 4) (1.2.840.10008.1.2.4.51) pixel data with "
-                           "Pillow (e.g. 12-bit JPEG); `pip install 'napari-adaqat[dicom-gpl]'` adds the GPL-licensed "
-                           "decoder that may read it")
+                           "python-gdcm, Pillow (e.g. 12-bit JPEG); `pip install 'napari-adaqat[dicom-gpl]'` adds the "
+                           "GPL-licensed decoder that may read it")
         return
     assert message.startswith("cannot decode JPEG Extended (Process 2 and 4) (1.2.840.10008.1.2.4.51) pixel data: "
                               "the compressed data is corrupt or non-conformant (rejected by ")

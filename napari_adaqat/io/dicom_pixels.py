@@ -1,8 +1,8 @@
 """Decode DICOM pixel data (one frame or all) with messages that name the transfer syntax.
 
 The pixel decoders are pydicom's plugins, all permissively licensed by default: Pillow (JPEG
-Baseline, 8-bit), pyjpegls (JPEG-LS), pylibjpeg-openjpeg (JPEG 2000, HTJ2K) and pylibjpeg-rle.
-pylibjpeg-libjpeg (GPLv3; 12-bit JPEG Extended and JPEG Lossless) comes only with the
+Baseline, 8-bit), python-gdcm (JPEG Lossless), pyjpegls (JPEG-LS), pylibjpeg-openjpeg (JPEG 2000,
+HTJ2K) and pylibjpeg-rle.  pylibjpeg-libjpeg (GPLv3; 12-bit JPEG Extended) comes only with the
 ``dicom-gpl`` extra, and a file that needs it gets one line naming the extra.
 """
 from __future__ import annotations
@@ -17,11 +17,11 @@ from .image_data import ImageReadWarning, fail
 
 # pip packages that give pydicom a decoder, by transfer syntax UID
 GPL_EXTRA = "'napari-adaqat[dicom-gpl]'"  # pylibjpeg-libjpeg (GPLv3): not installed by default
-_JPEG = f"{GPL_EXTRA} (the GPL-licensed pylibjpeg-libjpeg)"
+_JPEG = f"{GPL_EXTRA} (the GPL-licensed pylibjpeg-libjpeg)"  # 12-bit JPEG Extended: no permissive decoder
 _J2K = "pylibjpeg pylibjpeg-openjpeg"
 WHAT_DECODES: dict[str, str] = {
-    "1.2.840.10008.1.2.4.50": "pillow", "1.2.840.10008.1.2.4.51": _JPEG, "1.2.840.10008.1.2.4.57": _JPEG,
-    "1.2.840.10008.1.2.4.70": _JPEG, "1.2.840.10008.1.2.4.80": "pyjpegls", "1.2.840.10008.1.2.4.81": "pyjpegls",
+    "1.2.840.10008.1.2.4.50": "pillow", "1.2.840.10008.1.2.4.51": _JPEG, "1.2.840.10008.1.2.4.57": "python-gdcm",
+    "1.2.840.10008.1.2.4.70": "python-gdcm", "1.2.840.10008.1.2.4.80": "pyjpegls", "1.2.840.10008.1.2.4.81": "pyjpegls",
     "1.2.840.10008.1.2.4.90": _J2K, "1.2.840.10008.1.2.4.91": _J2K, "1.2.840.10008.1.2.4.201": _J2K,
     "1.2.840.10008.1.2.4.202": _J2K, "1.2.840.10008.1.2.4.203": _J2K,
     "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle",
