@@ -23,7 +23,7 @@ import tifffile
 from napari_adaqat.io.image_data import to_gray01
 from napari_adaqat.io.images import TIFF_SUFFIXES, read_raw
 from napari_adaqat.io.orientation import describe, upright
-from napari_adaqat.widgets._orientation import APPLIED, _source_path
+from napari_adaqat.widgets._orientation import APPLIED, _source_path, watch_image_layers
 
 READING = "film_reading"  # layer.metadata key: the notice, once the layer holds our reading
 # Photometric Interpretations that napari's reader (tifffile's stored values) shows otherwise than read_image
@@ -113,19 +113,4 @@ def watch_film_reading(viewer: Any, notify: Optional[Callable[[str], Any]] = Non
 
     ``notify(text)`` shows each notice (default: napari's ``show_info``).  Call it after
     :func:`~napari_adaqat.widgets._orientation.watch_orientation` (which turns a sideways film upright first)."""
-    if viewer in _watched:
-        return
-    if notify is None:
-        from napari.utils.notifications import show_info as notify
-
-    def check(layer: Any) -> None:
-        if type(layer).__name__ != "Image":
-            return
-        notice = reread_layer(layer)
-        if notice:
-            notify(notice)
-
-    for layer in list(viewer.layers):
-        check(layer)
-    viewer.layers.events.inserted.connect(lambda event: check(event.value))
-    _watched.add(viewer)
+    watch_image_layers(viewer, reread_layer, _watched, notify)

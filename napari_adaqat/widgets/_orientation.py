@@ -51,7 +51,14 @@ def watch_orientation(viewer, notify=None) -> None:
     """Turn the image layers of ``viewer`` upright now and whenever one is added (see :func:`upright_layer`).
 
     ``notify(text)`` shows each notice (default: napari's ``show_info``)."""
-    if viewer in _watched:
+    watch_image_layers(viewer, upright_layer, _watched, notify)
+
+
+def watch_image_layers(viewer, fix, watched, notify=None) -> None:
+    """Apply ``fix(layer) -> notice or None`` to the Image layers of ``viewer`` now and whenever one is added,
+    once per viewer (``watched``: the fix's WeakSet of viewers); ``notify(text)`` shows each notice (default:
+    napari's ``show_info``)."""
+    if viewer in watched:
         return
     if notify is None:
         from napari.utils.notifications import show_info as notify
@@ -59,11 +66,11 @@ def watch_orientation(viewer, notify=None) -> None:
     def check(layer) -> None:
         if type(layer).__name__ != "Image":
             return
-        notice = upright_layer(layer)
+        notice = fix(layer)
         if notice:
             notify(notice)
 
     for layer in list(viewer.layers):
         check(layer)
     viewer.layers.events.inserted.connect(lambda event: check(event.value))
-    _watched.add(viewer)
+    watched.add(viewer)
