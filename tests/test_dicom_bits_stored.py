@@ -163,3 +163,27 @@ def test_napari_opens_the_true_film_through_our_reader(make_napari_viewer, tmp_p
     with pytest.warns(ImageReadWarning, match="Bits Stored"):
         [layer] = viewer.open(str(path), plugin="napari-adaqat")
     assert corr(layer.data, film16) > 0.9999
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_a_frame_reads_alike_alone_and_in_its_stack(tmp_path, film16, signed):
+    """The Bits Stored reading is decided on the whole file: frame 0 fits 12 bits, frame 1 does not; frame 0
+    alone (``adaqat segment --frame 0``) reads as it does in the stack (the napari reader), with the same
+    warning and Bits Stored."""
+    from napari_adaqat.io.dicom import read_dicom, read_dicom_stack
+
+    small = (film16 // 10).astype(np.int32)  # 0..4000: fits 12 bits unsigned; signed: the unextended case
+    frames = np.stack([small, film16.astype(np.int32) // (2 if signed else 1)])
+    arr = frames.astype(np.int16 if signed else np.uint16)
+    path = make_dicom(tmp_path / "two_frames.dcm", arr[0], bits_stored=12)
+    ds = pydicom.dcmread(path)
+    ds.NumberOfFrames, ds.PixelData = 2, arr.tobytes()
+    ds.save_as(path)
+    with pytest.warns(ImageReadWarning) as alone_warned:
+        alone = read_dicom(path, frame=0)
+    with pytest.warns(ImageReadWarning) as stack_warned:
+        stack = read_dicom_stack(path)
+    np.testing.assert_array_equal(alone.pixels, stack.pixels[0])
+    assert alone.meta["bits_stored"] == stack.meta["bits_stored"] == 16
+    assert len(alone_warned) == len(stack_warned) == 1
+    assert corr(stack.pixels[1], frames[1]) > 0.9999 and corr(alone.pixels, frames[0]) > 0.9999

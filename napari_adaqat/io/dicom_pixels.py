@@ -94,24 +94,32 @@ def decode(path: Path, ds, frame: int | None, frames: int) -> np.ndarray:
                              f"{frame_bytes} bytes of one {ds.Rows} rows x {ds.Columns} columns frame, but the header "
                              f"says {frames} frame(s): its Rows, Columns or Number of Frames (0028,0008) is wrong")
     decoder = _decoder(path, ds)
-    # the stored values as they are: pydicom would mask (unsigned) or sign-extend (signed) them to Bits Stored
-    ds.pixel_array_options(index=frame if frame is not None and frames > 1 else None, correct_unused_bits=False)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            arr = ds.pixel_array
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # also a Rust decoder's panic (pyo3 PanicException is a BaseException)
-        if not compressed:
-            raise fail(path, f"cannot decode {syntax_label(ds)} pixel data ({type(exc).__name__})") from exc
-        tried = ", ".join(_PLUGIN_PACKAGES.get(p, p) for p in decoder.available_plugins)
-        if _JPEG in WHAT_DECODES.get(str(syntax), "") and importlib.util.find_spec("libjpeg") is None:
-            raise fail(path, f"cannot decode {syntax_label(ds)} pixel data with {tried} (e.g. 12-bit JPEG); "
-                             f"`pip install {GPL_EXTRA}` adds the GPL-licensed decoder that may read it") from exc
-        raise fail(path, f"cannot decode {syntax_label(ds)} pixel data: the compressed data is corrupt or "
-                         f"non-conformant (rejected by {tried})") from exc
-    return within_bits_stored(path, ds, np.asarray(arr))
+
+    def stored_values(index: int | None) -> np.ndarray:
+        """Frame ``index`` (None: all) as stored: pydicom would mask (unsigned) or sign-extend (signed) to Bits Stored."""
+        ds.pixel_array_options(index=index, correct_unused_bits=False)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return np.asarray(ds.pixel_array)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # also a Rust decoder's panic (pyo3 PanicException is a BaseException)
+            if not compressed:
+                raise fail(path, f"cannot decode {syntax_label(ds)} pixel data ({type(exc).__name__})") from exc
+            tried = ", ".join(_PLUGIN_PACKAGES.get(p, p) for p in decoder.available_plugins)
+            if _JPEG in WHAT_DECODES.get(str(syntax), "") and importlib.util.find_spec("libjpeg") is None:
+                raise fail(path, f"cannot decode {syntax_label(ds)} pixel data with {tried} (e.g. 12-bit JPEG); "
+                                 f"`pip install {GPL_EXTRA}` adds the GPL-licensed decoder that may read it") from exc
+            raise fail(path, f"cannot decode {syntax_label(ds)} pixel data: the compressed data is corrupt or "
+                             f"non-conformant (rejected by {tried})") from exc
+
+    one = frame is not None and frames > 1
+    arr = stored_values(frame if one else None)
+    # one frame of several: the Bits Stored reading is decided on the whole file, so that a frame reads alike
+    # alone and in the stack (a multi-frame radiograph has a few frames: decoding them all is affordable)
+    whole = stored_values(None) if one and _below_bits_allocated(ds, arr) else None
+    return within_bits_stored(path, ds, arr, whole)
 
 
 def _overlay_in_pixel_data(ds) -> bool:
@@ -136,23 +144,31 @@ def _stray(arr: np.ndarray, stored: int) -> float:
     return float(np.count_nonzero(outside)) / arr.size
 
 
-def within_bits_stored(path: Path, ds, arr: np.ndarray) -> np.ndarray:
+def _below_bits_allocated(ds, arr: np.ndarray) -> bool:
+    """Whether ``arr`` is gray integer data with Bits Stored < Bits Allocated (what :func:`within_bits_stored` reads)."""
+    try:
+        allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return bool(np.issubdtype(arr.dtype, np.integer) and 0 < stored < allocated <= arr.dtype.itemsize * 8
+                and int(ds.get("SamplesPerPixel", 1)) == 1 and arr.size)
+
+
+def within_bits_stored(path: Path, ds, arr: np.ndarray, whole: np.ndarray | None = None) -> np.ndarray:
     """Stored values (decoded without pydicom's Bits Stored correction) as the film holds them.
 
     Values that fit Bits Stored (0028,0101) get pydicom's correction (unused high bits cleared, or signed
     values sign-extended), and so do a few stray ones (under :data:`STRAY_SHARE` of the pixels).  Values
-    that do not fit (a modality that writes Bits Stored 12 but uses 14-16 bits) would come out scrambled so: they are kept as Bits Allocated allows, with an
-    :class:`~.image_data.ImageReadWarning` line, and ``ds`` then says Bits Stored = Bits Allocated (so that
-    windowing scales by the bits really used).  Overlay bits in the pixel data are cleared as before."""
-    try:
-        allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
-    except (AttributeError, TypeError, ValueError):
+    that do not fit (a modality that writes Bits Stored 12 but uses 14-16 bits) would come out scrambled so:
+    they are kept as Bits Allocated allows, with an :class:`~.image_data.ImageReadWarning` line, and ``ds`` then says Bits Stored = Bits Allocated (so that
+    windowing scales by the bits really used).  Overlay bits in the pixel data are cleared as before.
+    ``whole``: all frames of the file when ``arr`` is one of them (the reading is decided on the file)."""
+    if not _below_bits_allocated(ds, arr):
         return arr
-    if not (np.issubdtype(arr.dtype, np.integer) and 0 < stored < allocated <= arr.dtype.itemsize * 8
-            and int(ds.get("SamplesPerPixel", 1)) == 1 and arr.size):
-        return arr
+    allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
     shift = arr.dtype.itemsize * 8 - stored
-    lo, hi = int(arr.min()), int(arr.max())
+    seen = arr if whole is None else whole
+    lo, hi = int(seen.min()), int(seen.max())
     if arr.dtype.kind == "i":
         fits = -(1 << (stored - 1)) <= lo and hi < (1 << (stored - 1))  # sign-extended already
         unextended = lo >= 0 and hi < (1 << stored)  # two's complement in the low bits: sign-extend them
@@ -160,7 +176,7 @@ def within_bits_stored(path: Path, ds, arr: np.ndarray) -> np.ndarray:
         fits, unextended = hi < (1 << stored), False
     if fits:
         return arr
-    if unextended or _overlay_in_pixel_data(ds) or _stray(arr, stored) < STRAY_SHARE:
+    if unextended or _overlay_in_pixel_data(ds) or _stray(seen, stored) < STRAY_SHARE:
         arr = np.left_shift(arr, shift)
         return np.right_shift(arr, shift, out=arr)  # arithmetic for signed data, as pydicom does
     used = max(hi.bit_length(), (-lo - 1).bit_length()) + (arr.dtype.kind == "i")
