@@ -1,7 +1,8 @@
 """The Annotate dock's three layers: the film (Image), ``lung mask`` (Labels) and ``boxes`` (Shapes)."""
 from __future__ import annotations
 
-from contextlib import contextmanager
+import hashlib
+from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
@@ -9,6 +10,35 @@ import numpy as np
 from napari_adaqat.widgets import _layers as L
 
 FILM = "adaqat_annotate_film"  # in the film layer's metadata: a dock opened later shows its films there too
+LEFT = "adaqat_annotate_left"  # in 'lung mask' metadata: the digest of the mask a closed dock left, its work kept
+NAPARI_BRUSH = 10  # napari's brush (px of the film): right for a 512-px film, 2 screen px on a 3000-px one
+
+
+def _digest(data: Any) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(data).tobytes(), digest_size=16).hexdigest()
+
+
+def film_brush(shape: tuple[int, ...]) -> int:
+    """The brush for a new ``lung mask`` on a film of ``shape`` (H, W): 1 % of its longer side, at least napari's."""
+    return max(NAPARI_BRUSH, round(max(shape[-2:]) / 100))
+
+
+def fit_to_film(labels: Any, boxes: Any, clicks: Any, before: Optional[tuple[int, ...]], shape: tuple[int, ...],
+                adopted: bool) -> None:
+    """Size the brush, the box outline and the clicks for a film of ``shape`` after one of ``before`` (None: no
+    film before): the user's brush keeps its size relative to the film; a layer new to the dock with napari's
+    brush gets :func:`film_brush`.  Outline and clicks as the Segment dock draws them (``ensure_boxes``,
+    ``ensure_points``), so that a 512-px film after a 3000-px one (or the reverse) shows them too."""
+    side = max(shape[-2:])
+    if adopted and labels.brush_size == NAPARI_BRUSH:
+        labels.brush_size = film_brush(shape)
+    elif before is not None and max(before[-2:]) != side:
+        labels.brush_size = max(1, round(labels.brush_size * side / max(before[-2:])))
+    if before is not None and tuple(before[-2:]) != tuple(shape[-2:]):
+        boxes.current_edge_width = L.box_edge_width(shape)
+        if clicks is not None and not len(clicks.data):  # (the film before's clicks are cleared first)
+            clicks.selected_data = set()  # (napari keeps a cleared point selected: its size would be set too)
+            clicks.current_size = L.click_size(shape)
 
 
 class FilmLayers:
@@ -47,6 +77,12 @@ class FilmLayers:
             self.boxes.events.data.disconnect(self._boxes_event)
             self.boxes.metadata.pop(L.ANNOTATE_OWNER, None)  # the Segment dock prompts on its boxes again
 
+    def mark_left(self) -> None:
+        """The dock closes with its work on the film kept (draft, or nothing to keep): a dock opened later may show
+        its next film in ``lung mask`` unless something is painted there meanwhile."""
+        if self.present(self.mask):
+            self.mask.metadata[LEFT] = _digest(self.mask.data)
+
     def present(self, layer: Any) -> bool:
         return layer is not None and layer in self.viewer.layers
 
@@ -63,13 +99,15 @@ class FilmLayers:
         if labels is None or labels is self.mask or type(labels).__name__ != "Labels":
             return ""
         data = np.asarray(labels.data)
-        if not data.any() or (data.shape == mask.shape and np.array_equal(data > 0, mask)):
+        if not data.any() or (data.shape == mask.shape and np.array_equal(data > 0, mask)) \
+                or labels.metadata.get(LEFT) == _digest(data):  # as a closed dock left it: its work is kept
             return ""
         source = labels.metadata.get("source_layer_id")
         owner = next((layer.name for layer in self.viewer.layers if str(layer.unique_id) == source), None)
         labels.name = f"{L.MASK} of {owner}" if owner else f"{L.MASK} (earlier)"
+        labels.visible = False  # another image's mask: shown over this film it would look like a second outline
         return (f"'{L.MASK}' held {'the mask of ' + repr(owner) if owner else 'an earlier mask'}: "
-                f"it is kept as the layer '{labels.name}'.")
+                f"it is kept as the layer '{labels.name}' (hidden: its eye in the layer list shows it).")
 
     def show(self, name: str, pixels: np.ndarray, mask: np.ndarray, box: Optional[np.ndarray]) -> str:
         """A new film: ``pixels`` (H, W) in [0, 1], ``mask`` bool (H, W) with a fresh undo history, and
@@ -82,6 +120,7 @@ class FilmLayers:
                           and ly.ndim == pixels.ndim), None)
             self.image = image
         kept = self._keep_aside(labels, image, mask)  # (before the film layer takes the new film's name)
+        before = None if image is None else tuple(image.data.shape)
         if image is None:
             image = self.image = viewer.add_image(pixels, name=name, colormap="gray", metadata={FILM: True})
             reset = True
@@ -97,6 +136,7 @@ class FilmLayers:
                 labels.data = mask.astype(np.uint8)
                 labels._reset_history()  # Ctrl+Z must not bring back the previous film's mask
         labels.selected_label = 1
+        adopted = labels is not self.mask
         # the film's mask, as the Segment dock tags its own: a click there takes this mask as its mask prompt
         labels.metadata = L.mask_meta(image)  # (a new film: no earlier mask's provenance)
         boxes = L.ensure_boxes(viewer, image)
@@ -106,13 +146,17 @@ class FilmLayers:
             boxes.events.data.connect(self._boxes_event)
         self.mask, self.boxes = labels, boxes
         boxes.metadata[L.ANNOTATE_OWNER] = str(image.unique_id)  # its film: the Segment dock leaves its boxes
-        for name in (L.SSIM, L.DELTA):  # the Segment dock's maps of the film before
-            if name in viewer.layers:
-                viewer.layers.remove(name)
+        maps = [name for name in (L.SSIM, L.DELTA) if name in viewer.layers]  # the Segment dock's, of the film before
+        if maps:
+            batch = getattr(viewer.layers, "batched_update", nullcontext)  # (older napari: none)
+            with batch():  # (napari runs gc.collect per removal, else: 0.25 s each)
+                for name in maps:
+                    viewer.layers.remove(name)
         clicks = viewer.layers[L.POINTS] if L.POINTS in viewer.layers else None
         if clicks is not None and len(clicks.data):  # the Segment dock's clicks belonged to the film before
             with L.dock_write(clicks):
                 clicks.data = np.empty((0, clicks.ndim))
+        fit_to_film(labels, boxes, clicks, before, pixels.shape, adopted)
         with self._quiet():
             boxes.data = []
             if box is not None:  # the box that made the model's mask, as a rectangle (rows, cols)

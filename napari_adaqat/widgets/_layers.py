@@ -162,6 +162,16 @@ def watch_display(viewer: "napari.viewer.Viewer") -> None:
     check()
 
 
+def box_edge_width(shape: tuple[int, ...]) -> float:
+    """The ``boxes`` outline for a film (plane) of ``shape`` (H, W): 0.5 % of its width, at least 2 px."""
+    return max(2.0, shape[-1] / 200)
+
+
+def click_size(shape: tuple[int, ...]) -> float:
+    """The ``points`` marker for a film (plane) of ``shape`` (H, W): 2.5 % of its width, at least 6 px."""
+    return max(6.0, shape[-1] / 40)
+
+
 def ensure_boxes(viewer: "napari.viewer.Viewer", image: "napari.layers.Image") -> "napari.layers.Shapes":
     """The Shapes layer ``boxes`` (created over ``image`` if absent), active, in rectangle mode."""
     if BOXES in viewer.layers and usable(viewer.layers[BOXES], "Shapes", image):
@@ -169,7 +179,7 @@ def ensure_boxes(viewer: "napari.viewer.Viewer", image: "napari.layers.Image") -
     else:
         make_room(viewer, BOXES)
         layer = viewer.add_shapes(ndim=image.ndim, name=BOXES, edge_color="yellow", face_color="transparent",
-                                  edge_width=max(2.0, plane_shape(image)[1] / 200), **_placement(image))
+                                  edge_width=box_edge_width(plane_shape(image)), **_placement(image))
         layer.metadata[PROMPT_LAYER] = True
     watch_display(viewer)
     layer.current_edge_color = "yellow"

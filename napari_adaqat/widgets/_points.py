@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import numpy as np
 import pandas as pd
 
-from napari_adaqat.widgets._layers import PROMPT_LAYER, _placement, dock_write, make_room, plane_shape, usable
+from napari_adaqat.widgets._layers import (PROMPT_LAYER, _placement, click_size, dock_write, make_room, plane_shape,
+                                           usable)
 
 if TYPE_CHECKING:
     import napari
@@ -32,7 +33,7 @@ def ensure_points(viewer: "napari.viewer.Viewer", image: "napari.layers.Image") 
         return viewer.layers[POINTS]
     make_room(viewer, POINTS)  # a layer of the user's under this name is kept, renamed
     active = viewer.layers.selection.active
-    size = max(6.0, plane_shape(image)[1] / 40)
+    size = click_size(plane_shape(image))
     layer = viewer.add_points(np.empty((0, image.ndim)), ndim=image.ndim, name=POINTS, size=size,
                               features=_features(np.empty(0, bool)), face_color="positive",
                               face_color_cycle={True: POSITIVE_COLOR, False: NEGATIVE_COLOR},

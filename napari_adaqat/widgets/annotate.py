@@ -388,5 +388,7 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, EarlierMasks, AnnotateControls):
         self.viewer.layers.events.removing.disconnect(self._on_layer_removing)
         try:
             self.keep_draft()  # closing the dock keeps the work on the film shown
+            if not self._touched:  # kept (or nothing to keep): a later dock may show its film in 'lung mask'
+                self.layers.mark_left()
         except Exception:  # noqa: BLE001 - Qt is tearing down (the timer may be gone); nothing to report to
             pass
