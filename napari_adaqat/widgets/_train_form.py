@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, LineEdit, ProgressBar, PushButton, SpinBox
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFrame, QScrollArea, QWidget
 
 from napari_adaqat.model.build import PRESETS
 from napari_adaqat.train.config import field_choices, field_help, preset_names
@@ -61,3 +63,15 @@ def make_fields(setup: Setup) -> dict[str, Any]:
     }
     f["command"].native.setReadOnly(True)
     return f
+
+
+def scrolling(widget: QWidget) -> QScrollArea:
+    """``widget`` (a tab) in a scroll area as wide as it: the dock need not be as tall as the whole form (with the
+    Annotate and Segment docks beside it, a 1080-px screen is too short for it: napari's window grew past it)."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # (it is as wide as the form)
+    area.setWidget(widget)
+    area.setMinimumWidth(widget.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
+    return area

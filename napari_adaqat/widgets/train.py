@@ -32,7 +32,7 @@ from napari_adaqat.widgets import _continue as cont  # noqa: E402
 from napari_adaqat.widgets._data_check import DataReport, check_data  # noqa: E402
 from napari_adaqat.widgets._shared import ANNOTATE_DOCK, PLUGIN, SEGMENT_DOCK  # noqa: E402
 from napari_adaqat.widgets import _train_live as live  # noqa: E402
-from napari_adaqat.widgets._train_form import make_fields  # noqa: E402
+from napari_adaqat.widgets._train_form import make_fields, scrolling  # noqa: E402
 from napari_adaqat.widgets._train_reading import TrainFormReading, typed_path  # noqa: E402
 from napari_adaqat.widgets._train_plot import TrainPlot, info_text  # noqa: E402
 from napari_adaqat.widgets._train_process import (ChainProcess, CommandProcess,  # noqa: E402
@@ -79,8 +79,8 @@ class TrainWidget(TrainFormReading, Container):
                                                    _container(self.use_button, self.annotate_button, self.batch_button,
                                                               layout="horizontal")])
         self.tabs = QTabWidget()
-        self.tabs.addTab(setup_tab.native, "Setup")
-        self.tabs.addTab(learning.native, "Learning → model")
+        self.tabs.addTab(scrolling(setup_tab.native), "Setup")
+        self.tabs.addTab(scrolling(learning.native), "Learning → model")
         tabs_box = _container()
         tabs_box.native.layout().addWidget(self.tabs)
         self.extend([tabs_box, _container(self.start_button, self.stop_button, layout="horizontal"),
