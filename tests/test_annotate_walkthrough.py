@@ -120,6 +120,7 @@ def test_undo_redo_of_a_click_keep_the_films_box_and_mask(make_napari_viewer, qt
     before, box = np.asarray(mask.data) != 0, np.array(boxes.data[0])
     segment = widget.correct_with_clicks()
     qtbot.waitUntil(lambda: not segment.busy, timeout=WAIT_MS)
+    assert "The Annotate dock's box is in 'boxes': click in 'points' [P]" in segment.status.value  # not "Draw a box"
     calls = []
     monkeypatch.setattr(widget, "segment_box", lambda *a, **k: calls.append(a))
     centre = int(np.nonzero(before.any(axis=0))[0].mean())  # between the lungs
