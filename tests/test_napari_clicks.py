@@ -341,6 +341,11 @@ def test_prompt_history_undo_redo_painted_and_memory_cap(monkeypatch):
     while history.can_undo:
         history.undo()
     assert history.current.mask is masks[1]
+    from types import SimpleNamespace
+
+    shared = np.zeros((30, 30), bool)  # a state's mask is its result's: counted once
+    result = SimpleNamespace(mask=shared, p_model=np.zeros((30, 30), np.float32), box=None)
+    assert H.PromptState(H.CLICK, mask=shared, result=result).nbytes() == 900 + 3600
 
 
 

@@ -52,9 +52,10 @@ class PromptState:
         return " + ".join(parts) or "no prompt"
 
     def nbytes(self) -> int:
-        """Memory held by the mask and the result's arrays (probabilities, maps)."""
+        """Memory held by the mask and the result's arrays (probabilities, maps), each array once (the state's
+        mask is usually its result's)."""
         arrays = [self.mask, *(vars(self.result).values() if self.result is not None else ())]
-        return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+        return sum({id(a): a.nbytes for a in arrays if isinstance(a, np.ndarray)}.values())
 
 
 class PromptHistory:
