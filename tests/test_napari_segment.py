@@ -109,7 +109,11 @@ def test_boxes_from_api_and_mouse_give_mask_ssim_and_delta(make_napari_viewer, q
     wait(qtbot, widget)
     result = widget.last_result
     np.testing.assert_allclose(result.box, [50, 60, 470, 460], atol=1.5)
-    assert "Dice vs reference" in widget.status.value
+    assert "Dice vs reference" in widget.status.value and "ΔSSIM" in widget.status.value
+    # the maps made, the probabilities behind them are freed: the undo state holds the mask and the maps
+    assert result.p_model is None and result.p_baseline is None and result.baseline_mask is None
+    held = result.mask.nbytes + result.ssim.nbytes + result.delta.nbytes
+    assert held <= widget.history.current.nbytes() <= held + 64  # (+ the box, 4 floats)
 
     # ΔSSIM = SSIM(model, ref) − SSIM(baseline, ref), recomputed independently with skimage
     ref = (truth.data != 0).astype(np.float64)

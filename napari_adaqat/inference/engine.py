@@ -86,7 +86,7 @@ class SegmentResult:
     box: Optional[np.ndarray]  # (4,) xyxy pixels; None for points alone
     slice_index: Optional[int]  # plane of a 3-D stack, None for 2-D images
     mask: np.ndarray  # (H, W) bool, cleaned when ``cleaned``
-    p_model: np.ndarray  # (H, W) float32 probabilities
+    p_model: Optional[np.ndarray]  # (H, W) float32 probabilities (the Segment dock frees them once its maps are made)
     has_reference: bool
     dice: Optional[float]  # of ``mask`` against the reference
     latency_ms: float  # model prompt latency (embedding cached)
@@ -117,7 +117,7 @@ class SegmentResult:
         if self.ssim_mean is not None:
             kind = "SSIM vs reference" if self.has_reference else "SSIM model~baseline"
             line = f"{kind} {self.ssim_mean:.3f}"
-            if self.has_reference and self.delta_mean is not None and self.p_baseline is not None:
+            if self.has_reference and self.delta_mean is not None:  # (a reference without a baseline: no ΔSSIM)
                 line += f" · ΔSSIM {self.delta_mean:+.3f}"
             lines.append(line)
         if self.dice is not None:

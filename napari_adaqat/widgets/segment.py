@@ -28,6 +28,7 @@ from napari_adaqat.widgets._annotate_ui import on_removed  # noqa: E402
 from napari_adaqat.widgets._clicks import HELP, ClickPrompts  # noqa: E402
 from napari_adaqat.widgets._film_choice import FilmChoice  # noqa: E402
 from napari_adaqat.widgets._film_reading import reading_note, watch_film_reading  # noqa: E402
+from napari_adaqat.widgets._prompt_history import drop_probabilities  # noqa: E402
 from napari_adaqat.widgets._jobs import JobQueue  # noqa: E402
 from napari_adaqat.widgets._left_prompts import LeftPrompts  # noqa: E402
 from napari_adaqat.widgets._legend import MapLegends  # noqa: E402
@@ -312,6 +313,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
             return True
 
         def maps_done(result: SegmentResult) -> None:
+            drop_probabilities(result)  # the maps are made: the undo state keeps what is shown
             if not self.jobs.waiting("predict"):  # else a newer prompt is on its way
                 show(result, self._shown_mask(image, z))  # brush strokes made meanwhile stay
 
@@ -327,6 +329,8 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
             shown = show(result)
             if shown:
                 self._costs.add(_prompt_key(image, z, model, device), _prompt_cost(result))
+            if not (shown and wanted):
+                drop_probabilities(result)  # no maps will be made of them
             if shown and wanted:  # the mask at once; the maps follow
                 self.status.value += "\ncomputing SSIM maps…"
                 self._submit("maps", lambda: self._prompt_job(self._add_maps, result, plane, base, device, ref,
