@@ -187,3 +187,37 @@ def test_a_frame_reads_alike_alone_and_in_its_stack(tmp_path, film16, signed):
     assert alone.meta["bits_stored"] == stack.meta["bits_stored"] == 16
     assert len(alone_warned) == len(stack_warned) == 1
     assert corr(stack.pixels[1], frames[1]) > 0.9999 and corr(alone.pixels, frames[0]) > 0.9999
+
+
+def test_a_bright_patch_just_above_bits_stored_is_kept_not_wrapped_to_black(tmp_path, film16):
+    """A few pixels just over Bits Stored (a marker burnt in at 4200 on a 12-bit film) are the film's own values,
+    not junk bits: kept, with the warning (cleared, they would read near black)."""
+    film12 = (film16 // 10).astype(np.uint16)
+    film12[:6, :6] = 4200  # 36 of 16,384 pixels: 0.2 %
+    image, line = read_warned(make_dicom(tmp_path / "marker.dcm", film12, bits_stored=12))
+    assert image.pixels[:6, :6].min() == image.pixels.max()  # the brightest, not wrapped to 104 / 4095
+    assert "4200" in line
+
+
+def test_a_damaged_frame_does_not_stop_the_others_from_reading(tmp_path):
+    """One frame of several is read with the file's Bits Stored reading, looking at the other frames one at a time;
+    a frame that does not decode (a cut transfer) is left out of that look, and is refused only when asked for."""
+    from pydicom.encaps import encapsulate, generate_frames
+    from pydicom.uid import RLELossless
+
+    from napari_adaqat.io import ImageReadError
+    from napari_adaqat.io.dicom import read_dicom
+
+    frames = np.random.default_rng(0).integers(0, 4096, (3, 64, 64)).astype(np.uint16)
+    path = make_dicom(tmp_path / "three.dcm", frames[0], bits_stored=12)
+    ds = pydicom.dcmread(path)
+    ds.NumberOfFrames, ds.PixelData = 3, frames.tobytes()
+    ds.compress(RLELossless, encoding_plugin="pydicom")
+    parts = list(generate_frames(ds.PixelData, number_of_frames=3))
+    parts[2] = parts[2][:64] + b"\x00" * 10
+    ds.PixelData = encapsulate(parts, has_bot=True)
+    ds.save_as(path, enforce_file_format=True)
+    for index in (0, 1):
+        np.testing.assert_allclose(read_dicom(path, frame=index).pixels, frames[index] / frames[index].max(), atol=1e-6)
+    with pytest.raises(ImageReadError, match="corrupt"):
+        read_dicom(path, frame=2)

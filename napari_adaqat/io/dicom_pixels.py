@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .image_data import ImageReadWarning, fail
+from .image_data import ImageReadError, ImageReadWarning, fail
 
 # pip packages that give pydicom a decoder, by transfer syntax UID
 GPL_EXTRA = "'napari-adaqat[dicom-gpl]'"  # pylibjpeg-libjpeg (GPLv3): not installed by default
@@ -116,10 +117,20 @@ def decode(path: Path, ds, frame: int | None, frames: int) -> np.ndarray:
 
     one = frame is not None and frames > 1
     arr = stored_values(frame if one else None)
+    if not (one and _below_bits_allocated(ds, arr)):
+        return within_bits_stored(path, ds, arr)
     # one frame of several: the Bits Stored reading is decided on the whole file, so that a frame reads alike
-    # alone and in the stack (a multi-frame radiograph has a few frames: decoding them all is affordable)
-    whole = stored_values(None) if one and _below_bits_allocated(ds, arr) else None
-    return within_bits_stored(path, ds, arr, whole)
+    # alone and in the stack; the other frames are looked at one at a time (memory: one frame), and one that
+    # does not decode does not stop this one from being read
+    stored = int(ds.BitsStored)
+    seen = ValueStats.of(arr, stored)
+    for index in range(frames):
+        if index != frame:
+            try:
+                seen = seen.merged(ValueStats.of(stored_values(index), stored))
+            except ImageReadError:
+                continue
+    return within_bits_stored(path, ds, arr, seen)
 
 
 def _overlay_in_pixel_data(ds) -> bool:
@@ -129,19 +140,44 @@ def _overlay_in_pixel_data(ds) -> bool:
                for group in range(0x6000, 0x6020, 2))
 
 
-# under this share of pixels outside Bits Stored's range, the high bits are junk (an old writer's stray bits,
-# an overlay without its 60xx group): cleared, as pydicom does; a film whose values really use more bits has
-# whole regions above it (its bright half), never a few pixels
-STRAY_SHARE = 0.01
+# junk in the unused high bits (an old writer's stray bits, an overlay without its 60xx group) lies far above Bits
+# Stored's range (a set top bit) in a few pixels: it is cleared, as pydicom does.  A film whose values really use
+# more bits runs on just above the range (its bright regions), and is kept
+STRAY_SHARE = 0.01  # at most this share of the pixels,
+# ... none of them within one more bit of the range (a film's values over it start there)
 
 
-def _stray(arr: np.ndarray, stored: int) -> float:
-    """The share of ``arr``'s values outside what ``stored`` bits hold (signed: two's complement)."""
-    if arr.dtype.kind == "i":
-        outside = (arr < -(1 << (stored - 1))) | (arr >= (1 << (stored - 1)))
-    else:
-        outside = arr >= (1 << stored)
-    return float(np.count_nonzero(outside)) / arr.size
+@dataclass(frozen=True)
+class ValueStats:
+    """What :func:`within_bits_stored` needs of the stored values of a film (or of all its frames): their range,
+    how many lie outside what Bits Stored holds, how many of those just outside (within one more bit), and how
+    many there are."""
+
+    lo: int
+    hi: int
+    outside: int
+    near: int
+    size: int
+
+    @classmethod
+    def of(cls, arr: np.ndarray, stored: int) -> "ValueStats":
+        if arr.dtype.kind == "i":
+            top, low = 1 << (stored - 1), -(1 << (stored - 1))
+            outside = (arr < low) | (arr >= top)
+            near = ((arr >= top) & (arr < 2 * top)) | ((arr < low) & (arr >= 2 * low))
+        else:
+            outside, near = arr >= (1 << stored), (arr >= (1 << stored)) & (arr < (2 << stored))
+        return cls(int(arr.min()), int(arr.max()), int(np.count_nonzero(outside)), int(np.count_nonzero(near)),
+                   int(arr.size))
+
+    def merged(self, other: "ValueStats") -> "ValueStats":
+        return ValueStats(min(self.lo, other.lo), max(self.hi, other.hi), self.outside + other.outside,
+                          self.near + other.near, self.size + other.size)
+
+    @property
+    def junk(self) -> bool:
+        """Whether the values outside the range look like junk high bits (see :data:`STRAY_SHARE`)."""
+        return self.near == 0 and self.outside <= STRAY_SHARE * self.size
 
 
 def _below_bits_allocated(ds, arr: np.ndarray) -> bool:
@@ -154,21 +190,22 @@ def _below_bits_allocated(ds, arr: np.ndarray) -> bool:
                 and int(ds.get("SamplesPerPixel", 1)) == 1 and arr.size)
 
 
-def within_bits_stored(path: Path, ds, arr: np.ndarray, whole: np.ndarray | None = None) -> np.ndarray:
+def within_bits_stored(path: Path, ds, arr: np.ndarray, seen: ValueStats | None = None) -> np.ndarray:
     """Stored values (decoded without pydicom's Bits Stored correction) as the film holds them.
 
     Values that fit Bits Stored (0028,0101) get pydicom's correction (unused high bits cleared, or signed
-    values sign-extended), and so do a few stray ones (under :data:`STRAY_SHARE` of the pixels).  Values
-    that do not fit (a modality that writes Bits Stored 12 but uses 14-16 bits) would come out scrambled so:
-    they are kept as Bits Allocated allows, with an :class:`~.image_data.ImageReadWarning` line, and ``ds`` then says Bits Stored = Bits Allocated (so that
-    windowing scales by the bits really used).  Overlay bits in the pixel data are cleared as before.
-    ``whole``: all frames of the file when ``arr`` is one of them (the reading is decided on the file)."""
+    values sign-extended), and so do junk high bits (:attr:`ValueStats.junk`).  Values that do not fit (a
+    modality that writes Bits Stored 12 but uses 14-16 bits) would come out scrambled so: they are kept as Bits
+    Allocated allows, with an :class:`~.image_data.ImageReadWarning` line, and ``ds`` then says Bits Stored =
+    Bits Allocated (so that windowing scales by the bits really used).  Overlay bits in the pixel data are
+    cleared as before.  ``seen``: the whole file's values when ``arr`` is one of its frames (the reading is
+    decided on the file)."""
     if not _below_bits_allocated(ds, arr):
         return arr
     allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
     shift = arr.dtype.itemsize * 8 - stored
-    seen = arr if whole is None else whole
-    lo, hi = int(seen.min()), int(seen.max())
+    seen = seen if seen is not None else ValueStats.of(arr, stored)
+    lo, hi = seen.lo, seen.hi
     if arr.dtype.kind == "i":
         fits = -(1 << (stored - 1)) <= lo and hi < (1 << (stored - 1))  # sign-extended already
         unextended = lo >= 0 and hi < (1 << stored)  # two's complement in the low bits: sign-extend them
@@ -176,7 +213,7 @@ def within_bits_stored(path: Path, ds, arr: np.ndarray, whole: np.ndarray | None
         fits, unextended = hi < (1 << stored), False
     if fits:
         return arr
-    if unextended or _overlay_in_pixel_data(ds) or _stray(seen, stored) < STRAY_SHARE:
+    if unextended or _overlay_in_pixel_data(ds) or seen.junk:
         arr = np.left_shift(arr, shift)
         return np.right_shift(arr, shift, out=arr)  # arithmetic for signed data, as pydicom does
     used = max(hi.bit_length(), (-lo - 1).bit_length()) + (arr.dtype.kind == "i")
