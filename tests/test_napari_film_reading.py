@@ -90,7 +90,7 @@ def test_a_tiff_napari_shows_otherwise_is_segmented_as_the_api_segments_it(make_
 
 
 def widget_plane(image) -> np.ndarray:
-    from napari_adaqat.widgets import _layers as L
+    from napari_adaqat.widgets import _planes as L
 
     return L.image_plane(image, None)[0]
 

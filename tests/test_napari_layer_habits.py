@@ -306,7 +306,7 @@ def test_film_replaced_in_its_layer_is_segmented_anew(make_napari_viewer, qtbot,
     """The dock converts a film's plane once for all its prompts (a 3000² film costs 40-60 ms a click), and
     again when the layer gets other pixels (``layer.data = …``, as a script or a reader does): the next box
     segments the new film, pixel for pixel as the API does."""
-    from napari_adaqat.widgets import _layers as L
+    from napari_adaqat.widgets import _planes as L
 
     model, _ = nano_models
     viewer = make_napari_viewer(show=True)
@@ -339,3 +339,8 @@ def test_film_replaced_in_its_layer_is_segmented_anew(make_napari_viewer, qtbot,
     draw_box(viewer, image)
     wait(qtbot, widget)
     check_aligned(viewer, image, widget, model, inverted)
+    big = viewer.add_image(np.full((1024, 1024), 200, np.uint8), name="big")  # sampled every 4th pixel
+    assert (L.image_plane(big, None)[0] == np.float32(200 / 255)).all()
+    big.data[101:104, 101:104] = 7  # a small edit between the sample's pixels, then napari's refresh
+    big.refresh()
+    assert (L.image_plane(big, None)[0][101:104, 101:104] == np.float32(7 / 255)).all()

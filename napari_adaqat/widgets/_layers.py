@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import numpy as np
 
-from napari_adaqat.widgets._planes import base_data, image_plane  # noqa: F401  (L.image_plane: the docks')
+from napari_adaqat.widgets._planes import base_data
 
 if TYPE_CHECKING:
     import napari

@@ -20,8 +20,9 @@ def base_data(layer: Any) -> Any:
 
 # the last plane converted per layer: (weak reference to the layer's data array, plane index, a sample of its
 # pixels, plane); each click asks for the same plane again, and converting a 3000² film costs 40-60 ms of the
-# GUI thread.  A new data array (``layer.data = …``, even the same one: napari's data event) converts again,
-# and so do pixels changed in place where the ~64k-pixel sample sees them (a script's edit; an Embed [fresh])
+# GUI thread.  A new data array (``layer.data = …``, even the same one: napari's data event) converts again, so
+# does ``layer.refresh()`` after an in-place edit (its set_data event), and so do pixels changed in place where
+# the ~64k-pixel sample of an in-memory plane sees them (a script's edit without a refresh; an Embed [fresh])
 _PLANES: "weakref.WeakKeyDictionary[Any, tuple[Any, Optional[int], bytes, np.ndarray]]" = weakref.WeakKeyDictionary()
 
 
@@ -45,20 +46,23 @@ def image_plane(layer: "napari.layers.Image", index: Optional[int], fresh: bool 
     if ndim not in (2, 3):
         raise ValueError(f"layer {layer.name!r} has {ndim} dimensions; give a 2-D image or a 3-D stack")
     z = None if ndim == 2 else int(np.clip(0 if index is None else index, 0, data.shape[0] - 1))
-    raw = np.asarray(data if z is None else data[z])
-    sample = _sample(raw)
+    source = data if z is None else data[z]
+    # (a lazy plane, dask or zarr, is not sampled: that would read all its chunks on every click)
+    sample = _sample(source) if isinstance(source, np.ndarray) else b""
     memo = None if fresh else _PLANES.get(layer)
     if memo is not None and memo[0]() is data and memo[1] == z and memo[2] == sample:
         return memo[3], z
-    plane = to_gray01(raw)
+    plane = to_gray01(np.asarray(source))
     plane.flags.writeable = False
     try:
         _PLANES[layer] = (weakref.ref(data), z, sample, plane)
     except TypeError:  # data that cannot be weakly referenced: converted again next time
         return plane, z
-    if layer not in _FORGETS:  # napari's data event (also for the same array set again): converted again
+    if layer not in _FORGETS:  # napari's data and set_data (refresh) events: converted again
         _FORGETS.add(layer)
-        layer.events.data.connect(functools.partial(_forget_plane, weakref.ref(layer)))
+        for event in (layer.events.data, getattr(layer.events, "set_data", None)):
+            if event is not None:
+                event.connect(functools.partial(_forget_plane, weakref.ref(layer)))
     return plane, z
 
 

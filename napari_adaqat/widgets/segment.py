@@ -28,6 +28,7 @@ from napari_adaqat.widgets._annotate_ui import on_removed  # noqa: E402
 from napari_adaqat.widgets._clicks import HELP, ClickPrompts  # noqa: E402
 from napari_adaqat.widgets._film_choice import FilmChoice  # noqa: E402
 from napari_adaqat.widgets._film_reading import reading_note, watch_film_reading  # noqa: E402
+from napari_adaqat.widgets._planes import image_plane  # noqa: E402
 from napari_adaqat.widgets._prompt_history import drop_probabilities  # noqa: E402
 from napari_adaqat.widgets._jobs import JobQueue  # noqa: E402
 from napari_adaqat.widgets._left_prompts import LeftPrompts  # noqa: E402
@@ -185,7 +186,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
             return
         try:
             model, base, device = self._chosen()
-            plane, _z = L.image_plane(layer, L.current_plane(self.viewer, layer), fresh=True)  # (Embed: as it is now)
+            plane, _z = image_plane(layer, L.current_plane(self.viewer, layer), fresh=True)  # (Embed: as it is now)
         except ValueError as exc:
             self.status.value = f"Not ready: {exc}"
             return
@@ -259,7 +260,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
             index = P.box_on_plane(boxes, image, L.current_plane(self.viewer, image), index)
         try:
             box, z = L.box_in_pixels(boxes, index, image) if index is not None else (None, None)
-            plane, z = L.image_plane(image, z if index is not None else L.current_plane(self.viewer, image))
+            plane, z = image_plane(image, z if index is not None else L.current_plane(self.viewer, image))
             ref = self._reference_plane(z, plane.shape)
             model, base, device = self._chosen()
         except ValueError as exc:
