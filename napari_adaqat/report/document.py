@@ -75,8 +75,7 @@ def _worst(rows: list[dict], pairs: dict[str, Pair], model: ModelLike, engine: E
         pair = pairs[row["name"]]
         image, ref = read_image(pair.image).pixels, read_mask(pair.mask)
         result = engine.predict(image, image_box(ref, box_mode), model, device, clean=clean)
-        small = figures.for_display(image, average=True), np.ascontiguousarray(figures.for_display(ref)), \
-            np.ascontiguousarray(figures.for_display(result.mask))  # (six native films would hold GBs)
+        small = [figures.for_display(a, average=True) for a in (image, ref, result.mask)]  # (six films: GBs)
         items.append((row["name"], *small, float(row["model_dice"])))
     return figures.worst_cases(items, out)
 

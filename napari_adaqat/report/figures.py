@@ -112,7 +112,7 @@ def fig2_panel(panel: Panel, out: Path) -> str:
     axes[0].imshow(image, cmap="gray")
     axes[0].set_title(f"{panel.name}\n({panel.why})", fontsize=8)
     axes[1].imshow(image, cmap="gray")
-    axes[1].contour(for_display(panel.reference), levels=[0.5], colors="lime", linewidths=1)
+    axes[1].contour(for_display(panel.reference, average=True), levels=[0.5], colors="lime", linewidths=1)
     axes[1].set_title("ground truth", fontsize=9)
     for ax, (title, data, cmap, vmin, vmax) in zip(axes[2:], maps):
         im = ax.imshow(for_display(data), cmap=cmap, vmin=vmin, vmax=vmax)
@@ -130,7 +130,7 @@ def worst_cases(items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float
     plt = _plt()
     fig, axes = plt.subplots(1, max(1, len(items)), figsize=(2.6 * max(1, len(items)), 3.0), squeeze=False)
     for ax, (name, image, ref, pred, score) in zip(axes[0], items):
-        image, ref, pred = for_display(image, average=True), for_display(ref), for_display(pred)
+        image, ref, pred = (for_display(a, average=True) for a in (image, ref, pred))  # (one grid: contours on it)
         ax.imshow(image, cmap="gray")
         ax.contour(ref, levels=[0.5], colors="lime", linewidths=1)
         if pred.any():
