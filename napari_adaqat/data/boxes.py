@@ -20,6 +20,7 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 
 from napari_adaqat.io.image_data import check_image_size
+from napari_adaqat.util.regions import bounding_window
 from napari_adaqat.util.defaults import CLIP_MARGIN_FRACTION, CLIP_MARGIN_MIN_PX, DEFAULT_BOX_MARGIN_FRACTION
 
 COLUMNS = ("file", "x0", "y0", "x1", "y1")
@@ -57,12 +58,12 @@ def default_box(shape: tuple[int, int], margin: float = DEFAULT_BOX_MARGIN_FRACT
 
 
 def mask_box(mask: np.ndarray) -> np.ndarray | None:
-    """Bounding box (4,) xyxy of a boolean mask (H, W), or None when empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
+    """Bounding box (4,) xyxy of a boolean mask (H, W) (its first and last pixels), or None when empty."""
+    window = bounding_window(np.asarray(mask))
+    if window is None:
         return None
-    return np.array([cols[0], rows[0], cols[-1], rows[-1]], dtype=np.float64)
+    rows, cols = window
+    return np.array([cols.start, rows.start, cols.stop - 1, rows.stop - 1], dtype=np.float64)
 
 
 def box_outside(box: "np.ndarray | list[float] | tuple[float, ...]", shape: tuple[int, int]) -> bool:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from napari_adaqat.util.regions import label_regions
+
 # review a mask whose estimated Dice is below this (chosen by measurement, BENCHMARKS.md)
 REVIEW_BELOW = 0.94
 
@@ -37,7 +39,7 @@ def shape_features(mask: np.ndarray, box: np.ndarray) -> dict[str, float]:
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     box_area = max(1, (x1 - x0 + 1) * (y1 - y0 + 1))
     area = int(np.count_nonzero(mask))
-    labels, n = ndimage.label(mask)
+    labels, n = label_regions(mask)
     sizes = np.sort(np.bincount(labels.ravel())[1:])[::-1] if n else np.zeros(0)
     pair = sizes[1] / sizes[0] if n >= 2 else 0.0
     edge = mask & ~ndimage.binary_erosion(mask)
