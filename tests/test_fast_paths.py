@@ -198,3 +198,23 @@ def test_int8_weights_stay_int8_and_predict_the_same(tmp_path):
     assert np.array_equal(a.masks, b.masks) and torch.equal(a.logits, b.logits)
     reference_path = BoxPredictor(fp32, fast=False).set_image(image).predict([20, 30, 230, 240])
     assert np.array_equal(reference_path.masks, a.masks)
+
+
+def test_a_read_only_plane_is_converted_and_hashed_once_per_click(monkeypatch):
+    """The docks pass the same read-only plane to every call of a click (is it embedded? set_image, the baseline):
+    it is converted and hashed once; a writable array is converted each time, so an in-place edit is seen."""
+    predictor = BoxPredictor(_sam("vit_nano"), "cpu")
+    calls = []
+    original = BoxPredictor._pixels8
+    monkeypatch.setattr(BoxPredictor, "_pixels8", staticmethod(lambda image: calls.append(1) or original(image)))
+    plane = np.random.default_rng(0).random((96, 80)).astype(np.float32)
+    plane.flags.writeable = False
+    key = predictor.key_of(plane)
+    predictor.set_image(plane)  # embeds: needs the pixels once more
+    assert predictor.key_of(plane) == key and len(calls) == 2
+    predictor.set_image(plane)
+    assert len(calls) == 2  # the embedded image again: neither converted nor hashed
+    writable = plane.copy()
+    assert predictor.key_of(writable) == key
+    writable[:10] = 0.0
+    assert predictor.key_of(writable) != key and len(calls) == 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections import OrderedDict
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -25,6 +26,19 @@ from napari_adaqat.model.lean_decoder import ImageContext, decode_prompt_logits,
 from napari_adaqat.model.lean_decoder import upsample_logits
 from napari_adaqat.model.runtime import keep_freed_memory
 from napari_adaqat.util.atomic import atomic_write
+
+
+def _digest(pixels8: np.ndarray) -> str:
+    """The pixel part of an embedding cache key: SHA-1 of a :meth:`BoxPredictor._pixels8` image and its shape."""
+    digest = hashlib.sha1(pixels8.tobytes())
+    digest.update(str(pixels8.shape).encode())
+    return digest.hexdigest()[:20]
+
+
+# (weak reference to the last read-only image keyed, its digest): the docks hand over the same read-only plane
+# (widgets/_planes.py) for every click, and each click keys it two or three times (is it embedded? set_image, the
+# baseline's prompt): converting and hashing a 3000² film each time cost ~25 ms
+_LAST_DIGEST: list = [None]
 
 
 @dataclass
@@ -143,13 +157,25 @@ class BoxPredictor:
 
     def image_key(self, pixels8: np.ndarray) -> str:
         """The embedding cache's key of a :meth:`_pixels8` image (H, W) or (H, W, 3) uint8 for this model."""
-        digest = hashlib.sha1(pixels8.tobytes())
-        digest.update(str(pixels8.shape).encode())
-        return f"{digest.hexdigest()[:20]}-{self.model_id}-{self.image_size}"
+        return self._key(_digest(pixels8))
+
+    def _key(self, digest: str) -> str:
+        return f"{digest}-{self.model_id}-{self.image_size}"
 
     def key_of(self, image: np.ndarray | str | Path) -> str:
         """The cache key :meth:`set_image` gives ``image`` (as it takes it)."""
-        return self.image_key(self._pixels8(image))
+        return self._key_and_pixels(image)[0]
+
+    def _key_and_pixels(self, image: np.ndarray | str | Path) -> tuple[str, np.ndarray | None]:
+        """(:meth:`key_of` ``image``, its :meth:`_pixels8`, or None when the key came from the memo below)."""
+        memo = _LAST_DIGEST[0]
+        if memo is not None and memo[0]() is image:
+            return self._key(memo[1]), None
+        pixels8 = self._pixels8(image)
+        digest = _digest(pixels8)
+        if isinstance(image, np.ndarray) and not image.flags.writeable and image.base is None:
+            _LAST_DIGEST[0] = (weakref.ref(image), digest)  # (a read-only array that owns its pixels: unchanging)
+        return self._key(digest), pixels8
 
     @staticmethod
     def _pixels8(image: np.ndarray | str | Path) -> np.ndarray:
@@ -190,12 +216,12 @@ class BoxPredictor:
     def set_image(self, image: np.ndarray | str | Path) -> "BoxPredictor":
         """Compute (or fetch from the cache) the embedding of ``image`` (H, W[, 3]) or of an image file
         (PNG/JPEG/TIFF/DICOM); returns ``self`` so that ``set_image(x).predict(box)`` chains."""
-        rgb = self._pixels8(image)  # (gray or RGB: prepare_image makes it RGB)
-        key = self.image_key(rgb)
+        key, rgb = self._key_and_pixels(image)
         cached = self.cache.get(key)
         self.last_embed_from_cache = cached is not None
         if cached is not None and cached is self._current:  # the last prompt's image, still cached:
             return self  # its features and decoder context are already here
+        rgb = self._pixels8(image) if rgb is None else rgb  # (gray or RGB: prepare_image makes it RGB)
         # a model with a mask refiner also needs the image itself at input size (not cached: cheap)
         prepared = self._prepare(rgb) if hasattr(self.sam, "mask_refiner") else None
         if cached is None:
