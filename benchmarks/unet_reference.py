@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader
 
 from napari_adaqat.data.dataset import discover
 from napari_adaqat.data.transforms import prepare_image, to_uint8_rgb
+from napari_adaqat.model.logit_grid import FRESH_MODEL_OFFSET, upsample_on_grid
 from napari_adaqat.model.mask_refiner import DetailUNet
 from napari_adaqat.train.dataset import LungDataset
 from napari_adaqat.train.losses import batch_dice, segmentation_loss
@@ -100,10 +100,9 @@ def load_unet(path: Path) -> UNet:
 def predict_mask(net: UNet, image: np.ndarray) -> np.ndarray:
     """(H, W[, 3]) image → (H, W) bool mask at the image's own size."""
     prepared = prepare_image(to_uint8_rgb(image), SIZE, MEAN, STD)
-    h, w = prepared.input_size
-    logits = net(prepared.tensor[None])[:, :, :h, :w]
-    logits = F.interpolate(logits, size=prepared.original_size, mode="bilinear", align_corners=False)
-    return logits[0, 0].numpy() > 0
+    logits = net(prepared.tensor[None])[0, 0]
+    # read where its training targets lie (LungDataset's grid; before 2026-12-06: half a 512-px pixel off)
+    return upsample_on_grid(logits, SIZE, prepared.input_size, prepared.original_size, FRESH_MODEL_OFFSET).numpy() > 0
 
 
 def main() -> None:

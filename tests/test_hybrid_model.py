@@ -1,4 +1,5 @@
 """The hybrid conv/attention encoder (default model v3) keeps SAM's interfaces and both stages."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from napari_adaqat.model.build import PRESETS, ModelLoadError, SamSpec, build_sa
 from napari_adaqat.model.formats.container import safetensors_metadata
 from napari_adaqat.model.forward import decode_boxes, embed
 from napari_adaqat.model.loading import load_model
+from napari_adaqat.model.logit_grid import FRESH_MODEL_OFFSET
 from napari_adaqat.train import train
 
 
@@ -93,7 +95,7 @@ def test_hybrid_runs_full_stage1_stage2_and_int8_export(model_type, dataset, tmp
     assert "not a JSON file of scores" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
     sam = load_model(out)
-    assert sam.spec == PRESETS[model_type]
+    assert sam.spec == dataclasses.replace(PRESETS[model_type], logit_offset=FRESH_MODEL_OFFSET)  # trained here
     int8 = [k for k in meta["int8_layers"] if k.startswith("image_encoder.blocks.")]
     assert int8, "the encoder's attention blocks are stored INT8"
     pairs, _ = discover(cxr_dir)

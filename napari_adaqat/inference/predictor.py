@@ -24,6 +24,7 @@ from napari_adaqat.io import read_image, to_gray01
 from napari_adaqat.model.forward import as_mask_input, decode_coarse, detail_term, embed, image_detail, refine_logits
 from napari_adaqat.model.lean_decoder import ImageContext, decode_prompt_logits, image_context, supports_lean_decoder
 from napari_adaqat.model.lean_decoder import upsample_logits
+from napari_adaqat.model.logit_grid import upsample_on_grid
 from napari_adaqat.model.runtime import keep_freed_memory
 from napari_adaqat.util.atomic import atomic_write
 
@@ -284,16 +285,26 @@ class BoxPredictor:
         if self._context is not None:  # straight to the original size, mask token 0 only
             low, iou = decode_prompt_logits(self.sam, self._context, boxes_in, coords_in, labels_in, mask_in)
             low = refine_logits(self.sam, low[:, None], self._detail, coords_in, labels_in, self._detail_term)
-            logits = upsample_logits(low[:, 0], self.image_size, emb.input_size, emb.original_size)
+            logits = self._upsample(low[:, 0], emb)
         else:
             coarse, iou4 = decode_coarse(self.sam, self._current_features, boxes_in, coords_in, labels_in, mask_in)
             low = refine_logits(self.sam, coarse, self._detail, coords_in, labels_in, self._detail_term)
-            logits = self.sam.postprocess_masks(low, emb.input_size, emb.original_size)[:, 0]
+            logits = self._upsample(low, emb, stock=True)[:, 0]
             iou = iou4[:, 0]
         logits = logits.float().cpu()
         masks = logits > self.sam.mask_threshold
         return Prediction(masks.numpy(), iou.float().cpu().numpy(), logits,
                           as_mask_input(self.sam, low).float().cpu())
+
+    def _upsample(self, low: torch.Tensor, emb: "_Embedding", stock: bool = False) -> torch.Tensor:
+        """(..., h, w) logits → (..., H, W) at the film's size, read where the model's cells lie
+        (model/logit_grid.py; ``low_res_logits``, the next mask prompt, stays on the model's own grid)."""
+        offset = getattr(self.sam.spec, "logit_offset", 0.0)
+        if offset:
+            return upsample_on_grid(low, self.image_size, emb.input_size, emb.original_size, offset)
+        if stock:
+            return self.sam.postprocess_masks(low, emb.input_size, emb.original_size)
+        return upsample_logits(low, self.image_size, emb.input_size, emb.original_size)
 
     def _prompt_tensors(self, boxes: np.ndarray | None, point_coords: np.ndarray | None,
                         point_labels: np.ndarray | None, mask_input: np.ndarray | torch.Tensor | None

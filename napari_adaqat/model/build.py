@@ -275,6 +275,8 @@ def spec_from_metadata(path: str | Path, spec_dict: object) -> SamSpec:
                 spec.mask_refiner and spec.image_size % size_multiple(spec.refiner_levels)):
             raise ValueError("refiner_levels must be an integer from 2 to 6 (with image_size a multiple of "
                              "2 ** (levels - 1))")
+        if type(spec.logit_offset) not in (int, float) or not -1.0 <= spec.logit_offset <= 1.0:
+            raise ValueError("logit_offset must be a number of input pixels from -1 to 1")
         if spec.embed_dim % spec.num_heads or len(spec.pixel_mean) != 3 or len(spec.pixel_std) != 3:
             raise ValueError("embed_dim must divide into heads; pixel_mean/std need 3 values")
         too_big = [k for k, limit in MAX_SPEC.items() if getattr(spec, k) > limit]

@@ -46,6 +46,8 @@ class SamSpec:
     mask_refiner: int = 0  # channels of the full-resolution boundary refiner (model/mask_refiner.py); 0: none
     refiner_clicks: bool = False  # the refiner also sees the clicks (model/mask_refiner.py, click_maps)
     refiner_levels: int = 4  # U-Net levels of the refiner's image branch (5: the U-Net reference's depth)
+    # input pixels from a logit cell's centre to the point it describes (model/logit_grid.py); SAM's: 0
+    logit_offset: float = 0.0
 
     @property
     def embedding_size(self) -> int:
@@ -63,6 +65,8 @@ class SamSpec:
             del data["refiner_clicks"]
         if self.refiner_levels == 4:  # older readers know only 4-level refiners
             del data["refiner_levels"]
+        if not self.logit_offset:  # written only where set: files without it stay readable by older readers
+            del data["logit_offset"]
         return data
 
     @classmethod

@@ -9,6 +9,7 @@ from napari_adaqat.data.dataset import Pair, load_pair
 from napari_adaqat.data.transforms import prepare_image, transform_boxes, transform_coords
 from napari_adaqat.data.boxes import clip_margin
 from napari_adaqat.data.conventions import random_convention
+from napari_adaqat.model.logit_grid import FRESH_MODEL_OFFSET, grid_target
 from napari_adaqat.train.augment import augment_pair
 from napari_adaqat.train.prompts import START_POINTS, PromptMix, both_lungs_box, draw_prompt
 
@@ -21,6 +22,8 @@ class LungDataset(Dataset):
     Training boxes move per side by U(-jitter_in_px, jitter_px) original pixels (positive: outward).
     ``points`` (START_POINTS, 2) x, y in input coordinates and ``point_labels`` (START_POINTS,) (1 = lung,
     -1 = padding): the start points of a sample drawn without a box (its ``box`` is then NaN).
+    ``mask`` is read at the points the model's logit cells describe (``grid_offset``, input pixels:
+    :func:`~napari_adaqat.model.logit_grid.grid_target`; -0.25, the default, is the grid of every recipe).
     ``clip_margin`` (): the inference's box-clipping margin in input pixels.  ``box_weight`` (): 0 for a sample
     drawn in another site's convention (``convention_prob``; only its clicks are scored), else 1.  With a
     ``prompts`` mix (:class:`~napari_adaqat.train.prompts.PromptMix`), training samples are drawn with
@@ -30,7 +33,7 @@ class LungDataset(Dataset):
     def __init__(self, pairs: list[Pair], image_size: int, pixel_mean, pixel_std, *, train: bool,
                  jitter_px: int = 20, augment: bool = False, full_box_prob: float = 0.0, seed: int = 0,
                  augment_preset: str = "basic", jitter_in_px: int = 0, prompts: PromptMix | None = None,
-                 convention_prob: float = 0.0) -> None:
+                 convention_prob: float = 0.0, grid_offset: float = FRESH_MODEL_OFFSET) -> None:
         self.pairs = pairs
         self.size = image_size
         self.mean = tuple(pixel_mean)
@@ -43,6 +46,7 @@ class LungDataset(Dataset):
         self.full_box_prob = full_box_prob
         self.prompts = prompts or PromptMix()
         self.convention_prob = convention_prob
+        self.grid_offset = grid_offset
         self.seed = seed
         self.epoch = 0
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -79,7 +83,7 @@ class LungDataset(Dataset):
         prepared = prepare_image(image, self.size, self.mean, self.std)
         h, w = prepared.input_size
         box_in = transform_boxes(box[None], (h0, w0), self.size)[0]
-        m = torch.nn.functional.interpolate(torch.as_tensor(mask, dtype=torch.float32)[None, None], size=(h, w), mode="nearest")[0]
+        m = grid_target(mask, (h, w), self.grid_offset)
         m = torch.nn.functional.pad(m, (0, self.size - w, 0, self.size - h))
         points_in = transform_coords(points, (h0, w0), self.size)
         return {"image": prepared.tensor, "mask": m, "box": torch.as_tensor(box_in, dtype=torch.float32),

@@ -7,7 +7,6 @@ post-training quantization, and write the model file.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)

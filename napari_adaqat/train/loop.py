@@ -61,7 +61,8 @@ def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int, resume: bool) -> t
     warnings = report.bad  # logged as "skipped: …" (the warnings are in the printed check)
     if rank == 0:  # the data check on the terminal before the first epoch (as the Train dock shows it)
         print(f"adaqat train: data check of {cfg.data}\n{report.text()}", file=sys.stderr, flush=True)
-    common = dict(image_size=spec.image_size, pixel_mean=spec.pixel_mean, pixel_std=spec.pixel_std, seed=cfg.seed)
+    common = dict(image_size=spec.image_size, pixel_mean=spec.pixel_mean, pixel_std=spec.pixel_std, seed=cfg.seed,
+                  grid_offset=spec.logit_offset)  # targets where the model's cells lie (model/logit_grid.py)
     train = LungDataset(sets["train"], train=True, jitter_px=cfg.jitter_px, augment=cfg.augment,
                         augment_preset=cfg.augment_preset, jitter_in_px=cfg.jitter_in_px,
                         full_box_prob=cfg.full_box_prob, prompts=cfg.prompt_mix(),

@@ -2,6 +2,7 @@
 (the Stage-1 model + INT8 fake quantization), with its trainable parameters set."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -14,6 +15,7 @@ from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules
 from napari_adaqat.model.build import add_refiner_clicks, attach_mask_refiner, build_sam, get_spec
 from napari_adaqat.model.formats.checkpoint import describe_model, load_checkpoint_model
 from napari_adaqat.model.loading import load_model
+from napari_adaqat.model.logit_grid import FRESH_MODEL_OFFSET
 from napari_adaqat.model.qat import apply_qat
 from napari_adaqat.train.config import TrainConfig
 from napari_adaqat.model.modes import add_adapters, set_stage1_trainable, set_stage2_trainable
@@ -38,7 +40,8 @@ def _load_start_weights(cfg: TrainConfig) -> tuple[Sam, dict]:
     if cfg.checkpoint is None:
         if problem := start_weights_problem(cfg):
             raise ValueError(problem)
-        return build_sam(get_spec(cfg.model_type, cfg.image_size)), {"source": "random init"}
+        spec = dataclasses.replace(get_spec(cfg.model_type, cfg.image_size), logit_offset=FRESH_MODEL_OFFSET)
+        return build_sam(spec), {"source": "random init"}
     sam = load_model(start_checkpoint(cfg.checkpoint), model_type=cfg.model_type, image_size=cfg.image_size)
     meta = sam.meta
     if cfg.image_size and sam.image_encoder.img_size != cfg.image_size:
