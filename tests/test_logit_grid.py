@@ -113,3 +113,19 @@ def test_the_predictor_reads_the_bundled_models_grid(tmp_path, cxr_dir):
     on_grid, as_sam = (open_model(p, device="cpu", clean=False).segment(image, mask_box(mask)) for p in (DEFAULT_MODEL, centred))
     moved = np.array(ndimage.center_of_mass(as_sam)) - ndimage.center_of_mass(on_grid)
     assert np.allclose(moved, 0.5, atol=0.15), moved
+
+
+def test_an_edited_mask_becomes_a_prompt_on_the_models_grid(cxr_dir):
+    """The model's own mask, handed back as an edit, gives a mask prompt where its own ``low_res_logits`` lie
+    (before: a quarter of an input pixel right of and below them)."""
+    from napari_adaqat import open_model
+    from napari_adaqat.data.boxes import mask_box
+
+    pairs, _ = discover(cxr_dir)
+    image, mask = load_pair(list(pairs.values())[0])
+    predictor = open_model(DEFAULT_MODEL, device="cpu", clean=False).predictor
+    predictor.set_image(image)
+    pred = predictor.predict(boxes=mask_box(mask))
+    own = ndimage.center_of_mass(pred.low_res_logits[0, 0].numpy() > 0)
+    edit = ndimage.center_of_mass(predictor.mask_input_from(pred.masks[0])[0, 0].numpy() > 0)
+    assert np.abs(np.subtract(edit, own)).max() < 0.08, (edit, own)

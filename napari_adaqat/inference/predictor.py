@@ -339,7 +339,8 @@ class BoxPredictor:
     def mask_input_from(self, mask: np.ndarray, strength: float = 10.0) -> torch.Tensor:
         """An edited mask (H, W) bool of the image set last → a ``mask_input`` (1, 1, 4E, 4E): logits
         ``±strength`` (lung / not lung), resized and padded as the image is for the model (the padding is
-        "not lung"), then brought to the mask prompt's size as a prediction's ``low_res_logits`` are."""
+        "not lung") on the model's logit grid, then brought to the mask prompt's size as a prediction's
+        ``low_res_logits`` are."""
         if self._current is None:
             raise RuntimeError("call set_image() before mask_input_from()")
         emb = self._current
@@ -349,4 +350,7 @@ class BoxPredictor:
         m = torch.as_tensor(mask != 0, dtype=torch.float32)[None, None]
         m = torch.nn.functional.interpolate(m, size=tuple(emb.input_size), mode="area")
         m = torch.nn.functional.pad(m, (0, self.image_size - m.shape[-1], 0, self.image_size - m.shape[-2]))
+        if offset := getattr(self.sam.spec, "logit_offset", 0.0):  # onto the model's own grid, as its logits
+            m = upsample_on_grid(m, self.image_size, emb.input_size, emb.input_size, -offset)
+            m = torch.nn.functional.pad(m, (0, self.image_size - m.shape[-1], 0, self.image_size - m.shape[-2]))
         return as_mask_input(self.sam, (2.0 * m - 1.0) * float(strength))
