@@ -60,9 +60,11 @@ def main() -> None:
                 rows.append({"name": name, "size": size, "model": model, "dice": s["dice"], "nsd2": s["nsd"]})
     summary = {}
     for size in dict.fromkeys(r["size"] for r in rows):
-        per = {m: np.array([[r["dice"], r["nsd2"]] for r in rows if r["size"] == size and r["model"] == m]) for m in models}
+        per = {m: np.array([[r["dice"], r["nsd2"]] for r in rows if r["size"] == size and r["model"] == m])
+               for m in models}
         a, b = per["on its grid"], per["as SAM's grid (before)"]
-        summary[size] = {"films": len(a), "dice": [a[:, 0].mean(), b[:, 0].mean()], "nsd2": [a[:, 1].mean(), b[:, 1].mean()],
+        summary[size] = {"films": len(a), "dice": [a[:, 0].mean(), b[:, 0].mean()],
+                         "nsd2": [a[:, 1].mean(), b[:, 1].mean()],
                          "nsd_better": int((a[:, 1] > b[:, 1]).sum()), "dice_better": int((a[:, 0] > b[:, 0]).sum()),
                          "p_nsd": float(wilcoxon(a[:, 1], b[:, 1]).pvalue) if (a != b).any() else 1.0}
         print(f"{args.split} {size}: {len(a)} films; Dice {a[:, 0].mean():.4f} (before {b[:, 0].mean():.4f}, better on "

@@ -110,7 +110,8 @@ def test_the_predictor_reads_the_bundled_models_grid(tmp_path, cxr_dir):
     centred = write_safetensors(tmp_path / "centred.safetensors", load_file(str(DEFAULT_MODEL)), meta)
     pairs, _ = discover(cxr_dir)
     image, mask = load_pair(list(pairs.values())[0])
-    on_grid, as_sam = (open_model(p, device="cpu", clean=False).segment(image, mask_box(mask)) for p in (DEFAULT_MODEL, centred))
+    on_grid, as_sam = (open_model(path, device="cpu", clean=False).segment(image, mask_box(mask))
+                       for path in (DEFAULT_MODEL, centred))
     moved = np.array(ndimage.center_of_mass(as_sam)) - ndimage.center_of_mass(on_grid)
     assert np.allclose(moved, 0.5, atol=0.15), moved
 

@@ -34,13 +34,13 @@ def _linear_taps(n_out: int, n_in: int, offset: float) -> tuple[np.ndarray, np.n
 
 def grid_target(mask: np.ndarray, input_size: tuple[int, int], offset: float) -> Tensor:
     """(H, W) mask → (1, h, w) float32 target on the model's input grid: the mask read linearly at the point
-    each cell describes (``offset``: :attr:`SamSpec.logit_offset`); 0/1 where that point is a pixel centre, soft in between.
-    Separable, so a 3000-px film costs two gathers, not a resize of the whole film."""
+    each cell describes (``offset``: :attr:`SamSpec.logit_offset`); 0/1 where that point is a pixel centre,
+    soft in between.  Separable, so a 3000-px film costs two gathers, not a resize of the whole film."""
     h, w = input_size
     y0, y1, wy = _linear_taps(h, mask.shape[0], offset)
     x0, x1, wx = _linear_taps(w, mask.shape[1], offset)
-    m = np.asarray(mask, dtype=np.float32)
-    rows = m[y0] * (1 - wy)[:, None] + m[y1] * wy[:, None]
+    m = np.asarray(mask)
+    rows = m[y0].astype(np.float32) * (1 - wy)[:, None] + m[y1].astype(np.float32) * wy[:, None]
     cells = rows[:, x0] * (1 - wx) + rows[:, x1] * wx
     return torch.from_numpy(np.ascontiguousarray(cells))[None]
 
@@ -52,7 +52,8 @@ def upsample_on_grid(low: Tensor, image_size: int, input_size: tuple[int, int], 
     reads a centred grid (offset 0; a model with one input pixel per cell gives the same logits).
     ``image_size``: the model's input side; ``input_size``: the film's (h, w) inside it.  Separable gathers,
     not a second resize: two linear reads in a row would move a sharp edge by less than ``offset``."""
-    for dim, inside, full in ((-1, input_size[1], original_size[1]), (-2, input_size[0], original_size[0])):  # rows last: contiguous copies
+    # the columns first, then the rows: gathering whole rows is a contiguous copy
+    for dim, inside, full in ((-1, input_size[1], original_size[1]), (-2, input_size[0], original_size[0])):
         stride = image_size / low.shape[dim]  # input pixels per logit cell
         at = ((torch.arange(full, dtype=torch.float64) + 0.5) * (inside / full) - 0.5 - offset).clamp(0, inside - 1)
         pos = ((at + 0.5) / stride - 0.5).clamp(0, low.shape[dim] - 1)  # in cells; the padding is never read
@@ -61,5 +62,6 @@ def upsample_on_grid(low: Tensor, image_size: int, input_size: tuple[int, int], 
         shape = [1] * low.dim()
         shape[dim] = full
         weight = (pos - lower).to(low.dtype).view(shape).to(low.device)
-        low = low.index_select(dim, lower.to(low.device)).lerp_(low.index_select(dim, upper.to(low.device)), weight)
+        lower, upper = lower.to(low.device), upper.to(low.device)
+        low = low.index_select(dim, lower).lerp_(low.index_select(dim, upper), weight)
     return low
