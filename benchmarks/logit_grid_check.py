@@ -1,15 +1,19 @@
-"""Where the bundled model's mask lies: its logits read on the grid it was trained on (``logit_offset``,
-model/logit_grid.py) against the same file read as SAM's centred grid (the inference before 2026-12-06).
+"""Where a model's mask lies: its logits read on the grid it was trained on (``logit_offset``,
+model/logit_grid.py) against the same file read as SAM's centred grid (the inference before 2026-12-06);
+with ``--unet``, the U-Net reference read both ways too, and each reading of the model against the U-Net's.
 
-Tight boxes on one split of the default data, Dice and NSD at 2 px, at the films' own size (512 px) and
-upscaled ``--scale`` times (bilinear film, nearest mask: a hospital-size film with the same anatomy).
+Tight boxes on one split of a data folder, Dice and NSD at 2 px, at the films' own size and, with ``--scale``,
+upscaled (bilinear film, nearest mask: a hospital-size film with the same anatomy).
 
     python benchmarks/logit_grid_check.py --split val --scale 6 --out benchmarks/results/twelfth/logit_grid_val.json
+    python benchmarks/logit_grid_check.py --data /tmp/cv/fold0 --split test --scale 1 \\
+        --model RUNS/fold0/runs/base/checkpoints/best.safetensors --unet UNET/fold0/unet.safetensors --out F.json
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,14 +21,18 @@ import numpy as np
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
-from scipy.stats import wilcoxon
 
-from napari_adaqat import open_model
-from napari_adaqat.data.boxes import mask_box
-from napari_adaqat.data.dataset import discover, load_pair
-from napari_adaqat.metrics import score_masks
-from napari_adaqat.model.formats.container import META_KEY, write_safetensors
-from napari_adaqat.model.loading import DEFAULT_MODEL
+sys.path.insert(0, str(Path(__file__).parent))
+from unet_reference import load_unet, predict_mask  # noqa: E402
+
+from napari_adaqat import open_model  # noqa: E402
+from napari_adaqat.data.boxes import mask_box  # noqa: E402
+from napari_adaqat.data.dataset import discover, load_pair  # noqa: E402
+from napari_adaqat.metrics import score_masks, wilcoxon_paired  # noqa: E402
+from napari_adaqat.model.formats.container import META_KEY, write_safetensors  # noqa: E402
+from napari_adaqat.model.loading import DEFAULT_MODEL  # noqa: E402
+
+ON_GRID, AS_SAM = "on its grid", "as SAM's grid (before)"
 
 
 def centred_copy(model: Path, folder: Path) -> Path:
@@ -35,44 +43,69 @@ def centred_copy(model: Path, folder: Path) -> Path:
     return write_safetensors(folder / "centred.safetensors", load_file(str(model)), meta)
 
 
+def segmenters(model: Path, unet: Path | None) -> dict:
+    """Reading name → a function (film, box) → mask."""
+    with tempfile.TemporaryDirectory() as tmp:
+        grid, sam = open_model(model, device="cpu"), open_model(centred_copy(model, Path(tmp)), device="cpu")
+    out = {f"model {ON_GRID}": grid.segment, f"model {AS_SAM}": sam.segment}
+    if unet is not None:
+        net = load_unet(unet)
+        out[f"U-Net {ON_GRID}"] = lambda film, box: predict_mask(net, film)
+        out[f"U-Net {AS_SAM}"] = lambda film, box: predict_mask(net, film, offset=0.0)
+    return out
+
+
+def compare(rows: list[dict], size: str, a: str, b: str) -> dict:
+    """Paired Dice and NSD of reading ``a`` against reading ``b`` on the films of one size."""
+    sel = {m: sorted((r["name"], r["dice"], r["nsd2"]) for r in rows if r["size"] == size and r["model"] == m)
+           for m in (a, b)}
+    out = {}
+    for i, metric in ((1, "dice"), (2, "nsd2")):
+        x, y = [r[i] for r in sel[a]], [r[i] for r in sel[b]]
+        test = wilcoxon_paired(x, y)
+        out[metric] = {"a": float(np.mean(x)), "b": float(np.mean(y)), "median_diff": test["median_diff"],
+                       "a_better": int(np.sum(np.subtract(x, y) > 0)), "n": len(x), "p": test["p_value"]}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/cxr/permissive_512")
-    parser.add_argument("--split", default="val", help="train / val (never the test split for a choice)")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--data", default="../shared/data/cxr/permissive_512", help="images/ + masks/ (+ split.json)")
+    parser.add_argument("--split", default="val", help="train / val, or a fold's test (never the 9-film test split "
+                        "of the default data for a choice)")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a model file or a run's checkpoint")
+    parser.add_argument("--unet", type=Path, help="a U-Net reference (benchmarks/unet_reference.py) to read both ways")
     parser.add_argument("--scale", type=int, default=6, help="also score the films upscaled this many times (1: not)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     pairs, split = discover(args.data)
-    with tempfile.TemporaryDirectory() as tmp:
-        models = {"on its grid": open_model(args.model, device="cpu"),
-                  "as SAM's grid (before)": open_model(centred_copy(args.model, Path(tmp)), device="cpu")}
+    readings = segmenters(args.model, args.unet)
     rows = []
     for name in split[args.split]:
         image, mask = load_pair(pairs[name])
-        big = None if args.scale <= 1 else np.asarray(Image.fromarray(np.uint8(np.clip(image, 0, 1) * 255)).resize(
-            (image.shape[1] * args.scale, image.shape[0] * args.scale), Image.BILINEAR))
-        big_mask = np.kron(mask, np.ones((args.scale, args.scale), bool))
-        sizes = {"512": (image, mask), f"x{args.scale}": (big, big_mask)} if args.scale > 1 else {"512": (image, mask)}
+        sizes = {"native": (image, mask)}
+        if args.scale > 1:
+            big = Image.fromarray(np.uint8(np.clip(image, 0, 1) * 255))
+            big = np.asarray(big.resize((image.shape[1] * args.scale, image.shape[0] * args.scale), Image.BILINEAR))
+            sizes[f"x{args.scale}"] = (big, np.kron(mask, np.ones((args.scale, args.scale), bool)))
         for size, (film, ref) in sizes.items():
-            for model, seg in models.items():
-                s = score_masks(seg.segment(film, mask_box(ref)), ref, nsd_tolerance_px=2.0)
-                rows.append({"name": name, "size": size, "model": model, "dice": s["dice"], "nsd2": s["nsd"]})
+            for reading, segment in readings.items():
+                s = score_masks(segment(film, mask_box(ref)), ref, nsd_tolerance_px=2.0)
+                rows.append({"name": name, "size": size, "model": reading, "dice": s["dice"], "nsd2": s["nsd"]})
+    pairs_to_compare = [(f"model {ON_GRID}", f"model {AS_SAM}")]
+    if args.unet is not None:
+        pairs_to_compare += [(f"U-Net {ON_GRID}", f"U-Net {AS_SAM}"), (f"model {ON_GRID}", f"U-Net {ON_GRID}"),
+                             (f"model {AS_SAM}", f"U-Net {AS_SAM}")]
     summary = {}
     for size in dict.fromkeys(r["size"] for r in rows):
-        per = {m: np.array([[r["dice"], r["nsd2"]] for r in rows if r["size"] == size and r["model"] == m])
-               for m in models}
-        a, b = per["on its grid"], per["as SAM's grid (before)"]
-        summary[size] = {"films": len(a), "dice": [a[:, 0].mean(), b[:, 0].mean()],
-                         "nsd2": [a[:, 1].mean(), b[:, 1].mean()],
-                         "nsd_better": int((a[:, 1] > b[:, 1]).sum()), "dice_better": int((a[:, 0] > b[:, 0]).sum()),
-                         "p_nsd": float(wilcoxon(a[:, 1], b[:, 1]).pvalue) if (a != b).any() else 1.0}
-        print(f"{args.split} {size}: {len(a)} films; Dice {a[:, 0].mean():.4f} (before {b[:, 0].mean():.4f}, better on "
-              f"{summary[size]['dice_better']}); NSD@2px {a[:, 1].mean():.4f} (before {b[:, 1].mean():.4f}, better on "
-              f"{summary[size]['nsd_better']}, Wilcoxon p = {summary[size]['p_nsd']:.2g})")
+        for a, b in pairs_to_compare:
+            c = summary.setdefault(size, {})[f"{a} - {b}"] = compare(rows, size, a, b)
+            print(f"{args.split} {size}, {a} against {b} ({c['dice']['n']} films): " + "; ".join(
+                f"{m} {v['a']:.4f} vs {v['b']:.4f} (median diff {v['median_diff']:+.4f}, better on {v['a_better']}, "
+                f"p = {v['p']:.2g})" for m, v in c.items()))
     if args.out:
-        args.out.write_text(json.dumps({"command_args": vars(args) | {"out": str(args.out), "model": str(args.model)},
-                                        "summary": summary, "rows": rows}, indent=1, default=float))
+        args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "summary": summary,
+                                        "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

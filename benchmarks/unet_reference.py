@@ -97,12 +97,13 @@ def load_unet(path: Path) -> UNet:
 
 
 @torch.no_grad()
-def predict_mask(net: UNet, image: np.ndarray) -> np.ndarray:
-    """(H, W[, 3]) image → (H, W) bool mask at the image's own size."""
+def predict_mask(net: UNet, image: np.ndarray, offset: float = FRESH_MODEL_OFFSET) -> np.ndarray:
+    """(H, W[, 3]) image → (H, W) bool mask at the image's own size, the logits read where its training
+    targets lie (LungDataset's grid, model/logit_grid.py; ``offset`` 0: as read before 2026-12-06, half a
+    512-px pixel off)."""
     prepared = prepare_image(to_uint8_rgb(image), SIZE, MEAN, STD)
     logits = net(prepared.tensor[None])[0, 0]
-    # read where its training targets lie (LungDataset's grid; before 2026-12-06: half a 512-px pixel off)
-    return upsample_on_grid(logits, SIZE, prepared.input_size, prepared.original_size, FRESH_MODEL_OFFSET).numpy() > 0
+    return upsample_on_grid(logits, SIZE, prepared.input_size, prepared.original_size, offset).numpy() > 0
 
 
 def main() -> None:
