@@ -43,11 +43,13 @@ def centred_copy(model: Path, folder: Path) -> Path:
     return write_safetensors(folder / "centred.safetensors", load_file(str(model)), meta)
 
 
-def segmenters(model: Path, unet: Path | None) -> dict:
+def segmenters(model: Path | None, unet: Path | None) -> dict:
     """Reading name → a function (film, box) → mask."""
-    with tempfile.TemporaryDirectory() as tmp:
-        grid, sam = open_model(model, device="cpu"), open_model(centred_copy(model, Path(tmp)), device="cpu")
-    out = {f"model {ON_GRID}": grid.segment, f"model {AS_SAM}": sam.segment}
+    out = {}
+    if model is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            grid, sam = open_model(model, device="cpu"), open_model(centred_copy(model, Path(tmp)), device="cpu")
+        out = {f"model {ON_GRID}": grid.segment, f"model {AS_SAM}": sam.segment}
     if unet is not None:
         net = load_unet(unet)
         out[f"U-Net {ON_GRID}"] = lambda film, box: predict_mask(net, film)
@@ -73,13 +75,15 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/cxr/permissive_512", help="images/ + masks/ (+ split.json)")
     parser.add_argument("--split", default="val", help="train / val, or a fold's test (never the 9-film test split "
                         "of the default data for a choice)")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a model file or a run's checkpoint")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="a model file or a run's checkpoint ('none': "
+                        "the U-Net alone)")
     parser.add_argument("--unet", type=Path, help="a U-Net reference (benchmarks/unet_reference.py) to read both ways")
     parser.add_argument("--scale", type=int, default=6, help="also score the films upscaled this many times (1: not)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     pairs, split = discover(args.data)
-    readings = segmenters(args.model, args.unet)
+    model = None if args.model == "none" else Path(args.model)
+    readings = segmenters(model, args.unet)
     rows = []
     for name in split[args.split]:
         image, mask = load_pair(pairs[name])
@@ -92,10 +96,11 @@ def main() -> None:
             for reading, segment in readings.items():
                 s = score_masks(segment(film, mask_box(ref)), ref, nsd_tolerance_px=2.0)
                 rows.append({"name": name, "size": size, "model": reading, "dice": s["dice"], "nsd2": s["nsd"]})
-    pairs_to_compare = [(f"model {ON_GRID}", f"model {AS_SAM}")]
+    pairs_to_compare = [(f"model {ON_GRID}", f"model {AS_SAM}")] if model is not None else []
     if args.unet is not None:
-        pairs_to_compare += [(f"U-Net {ON_GRID}", f"U-Net {AS_SAM}"), (f"model {ON_GRID}", f"U-Net {ON_GRID}"),
-                             (f"model {AS_SAM}", f"U-Net {AS_SAM}")]
+        pairs_to_compare.append((f"U-Net {ON_GRID}", f"U-Net {AS_SAM}"))
+        if model is not None:
+            pairs_to_compare += [(f"model {ON_GRID}", f"U-Net {ON_GRID}"), (f"model {AS_SAM}", f"U-Net {AS_SAM}")]
     summary = {}
     for size in dict.fromkeys(r["size"] for r in rows):
         for a, b in pairs_to_compare:
