@@ -23,26 +23,34 @@ from torch import Tensor
 FRESH_MODEL_OFFSET = -0.25
 
 
-def _linear_taps(n_out: int, n_in: int, offset: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source taps of the points ``(i + 0.5 + offset) * n_in / n_out`` (i < n_out) read from pixel centres:
-    (lower index, upper index, upper weight), each (n_out,), clamped to the edge."""
-    pos = (np.arange(n_out) + 0.5 + offset) * (n_in / n_out) - 0.5
-    pos = np.clip(pos, 0.0, n_in - 1.0)
-    lower = np.floor(pos).astype(np.intp)
-    return lower, np.minimum(lower + 1, n_in - 1), (pos - lower).astype(np.float32)
+def _points(n_out: int, n_in: int, shift: float) -> Tensor:
+    """(n_out,) float64 positions, in source pixel indices (centres at integers), of the centres of ``n_out`` cells
+    laid over ``n_in`` source pixels, moved by ``shift`` source pixels and clamped to the source."""
+    return ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5 + shift).clamp(0, n_in - 1)
+
+
+def _read(t: Tensor, dim: int, pos: Tensor) -> Tensor:
+    """``t`` read linearly at the float positions ``pos`` along ``dim`` (a gather of the two neighbours each);
+    a bool or integer ``t`` is read as float32."""
+    lower = pos.floor().long()
+    upper = (lower + 1).clamp(max=t.shape[dim] - 1)
+    a, b = t.index_select(dim, lower.to(t.device)), t.index_select(dim, upper.to(t.device))
+    if not a.is_floating_point():
+        a, b = a.float(), b.float()
+    shape = [1] * t.dim()
+    shape[dim] = len(pos)
+    return a.lerp_(b, (pos - lower).to(a.dtype).view(shape).to(t.device))
 
 
 def grid_target(mask: np.ndarray, input_size: tuple[int, int], offset: float) -> Tensor:
     """(H, W) mask → (1, h, w) float32 target on the model's input grid: the mask read linearly at the point
     each cell describes (``offset``: :attr:`SamSpec.logit_offset`); 0/1 where that point is a pixel centre,
     soft in between.  Separable, so a 3000-px film costs two gathers, not a resize of the whole film."""
-    h, w = input_size
-    y0, y1, wy = _linear_taps(h, mask.shape[0], offset)
-    x0, x1, wx = _linear_taps(w, mask.shape[1], offset)
-    m = np.asarray(mask)
-    rows = m[y0].astype(np.float32) * (1 - wy)[:, None] + m[y1].astype(np.float32) * wy[:, None]
-    cells = rows[:, x0] * (1 - wx) + rows[:, x1] * wx
-    return torch.from_numpy(np.ascontiguousarray(cells))[None]
+    t = torch.from_numpy(np.ascontiguousarray(mask))
+    for dim, n_out in ((0, input_size[0]), (1, input_size[1])):  # the rows first: the film's full rows are few
+        ratio = t.shape[dim] / n_out  # source pixels per input pixel
+        t = _read(t, dim, _points(n_out, t.shape[dim], offset * ratio))
+    return t.float()[None]
 
 
 def upsample_on_grid(low: Tensor, image_size: int, input_size: tuple[int, int], original_size: tuple[int, int],
@@ -55,13 +63,6 @@ def upsample_on_grid(low: Tensor, image_size: int, input_size: tuple[int, int], 
     # the columns first, then the rows: gathering whole rows is a contiguous copy
     for dim, inside, full in ((-1, input_size[1], original_size[1]), (-2, input_size[0], original_size[0])):
         stride = image_size / low.shape[dim]  # input pixels per logit cell
-        at = ((torch.arange(full, dtype=torch.float64) + 0.5) * (inside / full) - 0.5 - offset).clamp(0, inside - 1)
-        pos = ((at + 0.5) / stride - 0.5).clamp(0, low.shape[dim] - 1)  # in cells; the padding is never read
-        lower = pos.floor().long()
-        upper = (lower + 1).clamp(max=low.shape[dim] - 1)
-        shape = [1] * low.dim()
-        shape[dim] = full
-        weight = (pos - lower).to(low.dtype).view(shape).to(low.device)
-        lower, upper = lower.to(low.device), upper.to(low.device)
-        low = low.index_select(dim, lower).lerp_(low.index_select(dim, upper), weight)
+        at = _points(full, inside, -offset)  # in input pixels, inside the film (the padding is never read)
+        low = _read(low, dim, ((at + 0.5) / stride - 0.5).clamp(0, low.shape[dim] - 1))
     return low
