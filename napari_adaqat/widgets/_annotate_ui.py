@@ -39,7 +39,7 @@ class FilmTable(QTableWidget):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.setWordWrap(False)
-        self.setMinimumHeight(160)
+        self.setMinimumHeight(130)  # (it takes the height left; 130 keeps Segment + the folder tabs ≤ 1000 px)
         self.setToolTip("double-click a film to open it")
 
     def fill(self, names: list[str], paths: list[str]) -> None:

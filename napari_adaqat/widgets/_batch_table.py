@@ -182,7 +182,8 @@ class ResultsView(QTableView):
         header.setSortIndicator(0, Qt.SortOrder.AscendingOrder)  # Qt's default, descending, would list Z to A
         self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.setWordWrap(False)
-        self.setMinimumHeight(200)
+        self.setMinimumHeight(70)  # (header + a row; it takes the dock's height left. 200 made the window
+        # taller than a 1080-px screen beside the Segment dock)
         self.setToolTip("double-click a row: open the image and its mask in the viewer")
 
     def sortItems(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:  # noqa: N802

@@ -40,7 +40,7 @@ from napari_adaqat.widgets._annotate_ui import (  # noqa: E402
 )
 from napari_adaqat.widgets._jobs import JobQueue  # noqa: E402
 from napari_adaqat.widgets._model_choice import DEFAULT, note_model, noted_model  # noqa: E402
-from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
+from napari_adaqat.widgets._shared import shared_engine, tab_with_folder_docks  # noqa: E402
 
 DRAFT_DELAY_MS = 1500  # a brush stroke is kept as a draft this long after the last one
 
@@ -50,6 +50,7 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, EarlierMasks, AnnotateControls):
 
     def __init__(self, viewer: napari.viewer.Viewer, *, model_path: str | Path | None = None) -> None:
         super().__init__(labels=False)
+        tab_with_folder_docks(self.native)  # beside Segment, one tabbed area
         # napari hands plugins a proxy that makes a new wrapper per attribute access (so `is` fails) and
         # warns on private names; the dock keeps its layers by identity and resets their undo history
         self.viewer = getattr(viewer, "__wrapped__", viewer)

@@ -39,7 +39,7 @@ from napari_adaqat.widgets import _batch_boxes as B  # noqa: E402
 from napari_adaqat.widgets._batch_job import RowSignal, RunHandle, Scanned, job, on_unparent  # noqa: E402
 from napari_adaqat.widgets import _batch_table as T  # noqa: E402
 from napari_adaqat.widgets._model_choice import ModelChoice  # noqa: E402
-from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
+from napari_adaqat.widgets._shared import shared_engine, tab_with_folder_docks  # noqa: E402
 from napari_adaqat.widgets._train_process import format_duration  # noqa: E402
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.dcm *.dicom);;All files (*)"
@@ -56,6 +56,7 @@ class BatchWidget(Container):
     # napari passes its viewer only to a parameter annotated exactly ``napari.viewer.Viewer`` (no Optional)
     def __init__(self, viewer: napari.viewer.Viewer = None) -> None:  # type: ignore[assignment]
         super().__init__(labels=False)
+        tab_with_folder_docks(self.native)  # beside Segment, one tabbed area
         self.viewer = viewer
         self.engine = shared_engine()  # the Segment dock's loaded models are reused
         self.last_error: Optional[str] = None

@@ -30,7 +30,7 @@ from napari_adaqat.train.progress import read_progress  # noqa: E402
 from napari_adaqat.util.errors import first_line  # noqa: E402
 from napari_adaqat.widgets import _continue as cont  # noqa: E402
 from napari_adaqat.widgets._data_check import DataReport, check_data  # noqa: E402
-from napari_adaqat.widgets._shared import ANNOTATE_DOCK, PLUGIN, SEGMENT_DOCK  # noqa: E402
+from napari_adaqat.widgets._shared import ANNOTATE_DOCK, PLUGIN, SEGMENT_DOCK, tab_with_folder_docks  # noqa: E402
 from napari_adaqat.widgets import _train_live as live  # noqa: E402
 from napari_adaqat.widgets._train_form import make_fields, scrolling  # noqa: E402
 from napari_adaqat.widgets._train_reading import TrainFormReading, typed_path  # noqa: E402
@@ -54,6 +54,7 @@ class TrainWidget(TrainFormReading, Container):
     def __init__(self, viewer: napari.viewer.Viewer = None,  # type: ignore[assignment]
                  *, poll_ms: int = POLL_MS, setup: Optional[cont.Setup] = None) -> None:
         super().__init__(labels=False)
+        tab_with_folder_docks(self.native)  # beside Segment, one tabbed area
         self.viewer = viewer
         self.process: Optional[CommandProcess] = None
         self.last_error: Optional[str] = None

@@ -1,0 +1,52 @@
+"""The folder docks (Annotate, Train, Batch) share one tabbed area beside the Segment dock (real napari viewer
+under Xvfb, the docks opened as the Plugins menu opens them): stacked, the four needed a 1891-px window and three
+1250 px, so a 1080-px screen cut their buttons off."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("napari")
+
+from qtpy.QtWidgets import QApplication  # noqa: E402
+
+from napari_adaqat.widgets._shared import ANNOTATE_DOCK, BATCH_DOCK, PLUGIN, SEGMENT_DOCK, TRAIN_DOCK  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+def _open(viewer, qtbot, title):
+    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, title)
+    qtbot.wait(20)  # (the dock joins the tabs once napari has docked it)
+    QApplication.processEvents()
+    return dock, widget
+
+
+def test_segment_and_the_three_folder_docks_fit_a_1080_px_screen(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1600, 900)
+    segment, _ = _open(viewer, qtbot, SEGMENT_DOCK)
+    annotate, _ = _open(viewer, qtbot, ANNOTATE_DOCK)
+    assert window.tabifiedDockWidgets(annotate) == []  # the first folder dock stands under Segment
+    train, train_widget = _open(viewer, qtbot, TRAIN_DOCK)
+    batch, batch_widget = _open(viewer, qtbot, BATCH_DOCK)
+    assert set(window.tabifiedDockWidgets(batch)) == {annotate, train}
+    assert window.tabifiedDockWidgets(segment) == []  # Segment stays beside them, never a hidden tab
+    assert segment.isVisible() and not segment.visibleRegion().isEmpty()
+    assert window.height() <= 1000, window.height()  # (the title bar and taskbar of a 1080-px screen)
+    run = batch_widget.run_button.native  # the dock opened last is the tab shown, its button on screen
+    assert not batch.visibleRegion().isEmpty() and annotate.visibleRegion().isEmpty()
+    assert run.isVisible() and run.mapTo(window, run.rect().bottomLeft()).y() <= window.height()
+    train.raise_()  # a click on its tab
+    qtbot.wait(20)
+    start = train_widget.start_button.native
+    assert start.isVisible() and start.mapTo(window, start.rect().bottomLeft()).y() <= window.height()
+
+
+def test_a_floating_dock_is_left_where_the_user_put_it(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    annotate, _ = _open(viewer, qtbot, ANNOTATE_DOCK)
+    annotate.setFloating(True)
+    train, _ = _open(viewer, qtbot, TRAIN_DOCK)
+    assert annotate.isFloating() and window.tabifiedDockWidgets(train) == []
