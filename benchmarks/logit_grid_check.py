@@ -39,7 +39,7 @@ def centred_copy(model: Path, folder: Path) -> Path:
     """The same tensors with ``logit_offset`` taken out of the spec: read as SAM's grid."""
     with safe_open(str(model), "pt") as f:
         meta = json.loads(f.metadata()[META_KEY])
-    meta["spec"].pop("logit_offset", None)
+    (meta["spec"] if "spec" in meta else meta["model"]["spec"]).pop("logit_offset", None)  # a model file / a run's checkpoint
     return write_safetensors(folder / "centred.safetensors", load_file(str(model)), meta)
 
 
