@@ -126,3 +126,34 @@ def test_a_chain_left_by_its_closed_panel_is_followed_to_its_model_files(make_na
     assert again.last_error is None and again.exported is not None, again.status.value
     assert again.status.value.startswith("Model ready") and again.use_button.enabled
     assert again.plot.stage == 2 and again.plot.dice_x == [1.0, 2.0, 3.0]  # Stage 1's 2 epochs, then Stage 2's
+
+
+def test_a_data_check_ending_after_napari_closed_is_ignored(make_napari_viewer, qtbot, dataset, monkeypatch):
+    """Before: the check's result reached fields Qt had deleted (RuntimeError in the event loop, seen at a test's
+    teardown when the viewer closed while the debounced check of the data folder ran)."""
+    import threading
+
+    from qtpy import sip
+
+    from napari_adaqat.widgets import train
+
+    release, ended = threading.Event(), threading.Event()
+    real_check = train.check_data
+
+    def slow_check(*args, **kwargs):
+        release.wait(30)
+        try:
+            return real_check(*args, **kwargs)
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(train, "check_data", slow_check)
+    dock, widget = _open(make_napari_viewer())
+    widget.data.value = str(dataset)
+    widget.check_data()
+    assert widget.checking
+    sip.delete(dock)  # as Qt deletes a closed dock's widgets while the check runs
+    assert sip.isdeleted(widget.data.line_edit.native)
+    release.set()
+    assert ended.wait(30)
+    qtbot.wait(300)  # the worker's result arrives in the event loop: an exception there fails the test

@@ -81,6 +81,14 @@ def watch_panel_close(widget: QWidget, callback: Callable[[], None]) -> QObject:
     return _PanelWatch(widget, callback)
 
 
+def on_panel_deleted(holder: dict[str, Any]) -> None:
+    """The dock's Qt widgets are deleted (napari closing): stop its shown run (``holder["proc"]``); a data check
+    ending later is ignored (``holder["deleted"]``)."""
+    holder["deleted"] = True
+    if holder["proc"]:
+        holder["proc"].stop(grace_s=0.0)
+
+
 def form_values(dock: Any) -> dict[str, Any]:
     """The dock's field values by name (paths as typed: '' stays '')."""
     values = {}

@@ -98,8 +98,7 @@ class TrainWidget(TrainFormReading, Container):
         self._check_timer.setSingleShot(True)
         self._check_timer.setInterval(250)
         self._check_timer.timeout.connect(self.check_data)
-        holder = self._holder
-        self.native.destroyed.connect(lambda *_: holder["proc"] and holder["proc"].stop(grace_s=0.0))
+        self.native.destroyed.connect(lambda *_, holder=self._holder: live.on_panel_deleted(holder))
         self._panel_watch = live.watch_panel_close(self.native, lambda: live.leave_dock(self))  # its × (not napari's)
 
         for w in self._inputs:
@@ -183,6 +182,8 @@ class TrainWidget(TrainFormReading, Container):
         self.data_check.value = f"Checking {Path(folder).name}…"
 
         def done(report: DataReport) -> None:
+            if self._holder.get("deleted"):  # the panel's fields went while the check ran
+                return
             self._check_worker = None
             if folder == typed_path(self.data):  # else the field changed meanwhile
                 self.data_report = report
@@ -200,6 +201,8 @@ class TrainWidget(TrainFormReading, Container):
         worker.start()
 
     def _on_check_error(self, exc: BaseException) -> None:
+        if self._holder.get("deleted"):
+            return
         self._check_worker = None
         self.data_check.value = f"✗ {exc}"
         self.eta.value = "none: no data to train on"  # not "after the data check": the check is done
