@@ -5,7 +5,8 @@ no box prompt: image in, lung mask out.  It is trained from scratch on a cross-v
 fold's ``train`` names, with the same input transform (``prepare_image``, 256 px), the same
 augmentation preset and the same loss (BCE + soft Dice) as the default model, and keeps the
 epoch with the best Dice on the fold's ``val`` names.  A small module of our own, so that
-MONAI is not needed.
+MONAI is not needed.  The network is :class:`napari_adaqat.model.vote_unet.VoteUNet`, the vote a model file
+may carry.
 
     python benchmarks/unet_reference.py /work/cv/fold0 /work/cvruns/unet/fold0 --epochs 40
 """
@@ -20,35 +21,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
 from torch.utils.data import DataLoader
 
 from napari_adaqat.data.dataset import discover
 from napari_adaqat.data.transforms import prepare_image, to_uint8_rgb
 from napari_adaqat.model.logit_grid import FRESH_MODEL_OFFSET, upsample_on_grid
-from napari_adaqat.model.mask_refiner import DetailUNet
+from napari_adaqat.model.vote_unet import VOTE_SIZE, VoteUNet as UNet  # the same network a model file may carry
 from napari_adaqat.train.dataset import LungDataset
 from napari_adaqat.train.losses import batch_dice, segmentation_loss
 
-SIZE = 256
+SIZE = VOTE_SIZE
 MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
-
-
-def double_conv(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-                         nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
-
-
-class UNet(DetailUNet):
-    """(B, 3, S, S) normalised image → (B, 1, S, S) logits; S a multiple of 16 (the mask refiner's
-    U-Net body with BatchNorm + ReLU blocks and a 1x1 head)."""
-
-    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128, 256)) -> None:
-        super().__init__(widths, block=double_conv)
-        self.head = nn.Conv2d(widths[0], 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(super().forward(x))
 
 
 def train_fold(fold: Path, out: Path, epochs: int = 40, batch_size: int = 8, lr: float = 1e-3,

@@ -26,6 +26,7 @@ from napari_adaqat.model.lean_decoder import ImageContext, decode_prompt_logits,
 from napari_adaqat.model.lean_decoder import upsample_logits
 from napari_adaqat.model.logit_grid import upsample_on_grid
 from napari_adaqat.model.runtime import keep_freed_memory
+from napari_adaqat.model.vote_unet import FilmVote, film_vote
 from napari_adaqat.util.atomic import atomic_write
 
 
@@ -144,6 +145,7 @@ class BoxPredictor:
         self._context: ImageContext | None = None
         self._detail: torch.Tensor | None = None  # (1, W, S, S) the mask refiner's image features, if any
         self._detail_term: torch.Tensor | None = None  # (1, W, S, S) their share of each prompt's refiner work
+        self._vote: FilmVote | None = None  # the film's vote, for a model that carries one (model/vote_unet.py)
         self.sam = sam.to(self.device).eval()
         with torch.no_grad():  # the decoder's dense positional encoding (1, C, E, E): the same for every image
             self._dense_pe = sam.prompt_encoder.get_dense_pe() if self._lean else None
@@ -230,6 +232,7 @@ class BoxPredictor:
         self._current = cached
         self._detail = None if prepared is None else image_detail(self.sam, prepared.tensor[None].to(self.device))
         self._detail_term = detail_term(self.sam, self._detail)  # the refiner's per-image work, once
+        self._vote = film_vote(self.sam, rgb, prepared)
         # the cache holds CPU copies (memory); the current one also stays on the device, so each
         # prompt does not copy the (1, C, h, w) features to the GPU again
         self._current_features = cached.features.to(self.device)
@@ -282,6 +285,19 @@ class BoxPredictor:
         if boxes is None and point_coords is None and mask_input is None:
             boxes = default_box(emb.original_size)
         boxes_in, coords_in, labels_in, mask_in = self._prompt_tensors(boxes, point_coords, point_labels, mask_input)
+        logits, iou, low = self._decode(boxes_in, coords_in, labels_in, mask_in)
+        if self._vote is not None and boxes_in is not None:  # a box: the film's vote counts (points alone: not)
+            extra = coords_in is not None or mask_in is not None
+            logits = self._vote.apply(logits, boxes_in, extra, lambda: self._decode(boxes_in, None, None, None)[0])
+        masks = logits > self.sam.mask_threshold
+        return Prediction(masks.numpy(), iou.float().cpu().numpy(), logits,
+                          as_mask_input(self.sam, low).float().cpu())
+
+    def _decode(self, boxes_in: torch.Tensor | None, coords_in: torch.Tensor | None, labels_in: torch.Tensor | None,
+                mask_in: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The model's prompts in input coordinates → its logits (N, H, W) at the film's size (CPU, float32),
+        predicted IoU (N,), and its logits on its own grid (N, 1, h, w)."""
+        emb = self._current
         if self._context is not None:  # straight to the original size, mask token 0 only
             low, iou = decode_prompt_logits(self.sam, self._context, boxes_in, coords_in, labels_in, mask_in)
             low = refine_logits(self.sam, low[:, None], self._detail, coords_in, labels_in, self._detail_term)
@@ -291,10 +307,7 @@ class BoxPredictor:
             low = refine_logits(self.sam, coarse, self._detail, coords_in, labels_in, self._detail_term)
             logits = self._upsample(low, emb, stock=True)[:, 0]
             iou = iou4[:, 0]
-        logits = logits.float().cpu()
-        masks = logits > self.sam.mask_threshold
-        return Prediction(masks.numpy(), iou.float().cpu().numpy(), logits,
-                          as_mask_input(self.sam, low).float().cpu())
+        return logits.float().cpu(), iou, low
 
     def _upsample(self, low: torch.Tensor, emb: "_Embedding", stock: bool = False) -> torch.Tensor:
         """(..., h, w) logits → (..., H, W) at the film's size, read where the model's cells lie

@@ -48,6 +48,7 @@ class SamSpec:
     refiner_levels: int = 4  # U-Net levels of the refiner's image branch (5: the U-Net reference's depth)
     # input pixels from a logit cell's centre to the point it describes (model/logit_grid.py); SAM's: 0
     logit_offset: float = 0.0
+    vote_unet: bool = False  # a whole-film U-Net votes in the box-alone mask (model/vote_unet.py)
 
     @property
     def embedding_size(self) -> int:
@@ -67,6 +68,8 @@ class SamSpec:
             del data["refiner_levels"]
         if not self.logit_offset:  # written only where set: files without it stay readable by older readers
             del data["logit_offset"]
+        if not self.vote_unet:
+            del data["vote_unet"]
         return data
 
     @classmethod

@@ -17,6 +17,7 @@ from napari_adaqat.model.formats.checkpoint import describe_model, load_checkpoi
 from napari_adaqat.model.loading import load_model
 from napari_adaqat.model.logit_grid import FRESH_MODEL_OFFSET
 from napari_adaqat.model.qat import apply_qat
+from napari_adaqat.model.vote_unet import detach_vote_unet
 from napari_adaqat.train.config import TrainConfig
 from napari_adaqat.model.modes import add_adapters, set_stage1_trainable, set_stage2_trainable
 from napari_adaqat.train.paths import run_paths
@@ -48,6 +49,8 @@ def _load_start_weights(cfg: TrainConfig) -> tuple[Sam, dict]:
         raise ValueError(f"{cfg.checkpoint}: trained at {sam.image_encoder.img_size} px; "
                          f"--image-size {cfg.image_size} is only supported for official .pth files")
     info = {"source": str(start_checkpoint(cfg.checkpoint)), "source_format": meta.get("format")}
+    if detach_vote_unet(sam):  # it votes for the convention it was trained on, not the one this run teaches
+        info["vote_unet_left_out"] = True
     if meta.get("model", {}).get("adalora"):
         info["adalora"] = meta["model"]["adalora"]
     return sam, info

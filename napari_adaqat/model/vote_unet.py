@@ -1,0 +1,120 @@
+"""A second opinion on the whole film: a small U-Net whose vote the model's box-alone mask takes (issue 32).
+
+Out of fold, the mean of the model's and an independently trained U-Net's lung probabilities segments better than
+either (BENCHMARKS.md, thirteenth and fourteenth sessions): the two networks' errors differ.  A head on the model's
+own refiner features does not help: it repeats the model's errors.  So a model file may carry a
+:class:`VoteUNet` (``spec.vote_unet``), trained apart on the same films, and the predictor combines:
+
+* box alone: logits ``model + vote`` (the mean probability > 0.5 ⟺ the sum of the logits > 0);
+* with clicks or a mask prompt: the same, except where those prompts flipped the model's box-alone answer; there
+  the model alone decides, so that a click (or a brush edit) is never outvoted by the U-Net's habit
+  (:func:`combine`).
+
+The vote is trained on the bundled convention; a fine-tune leaves it out (:func:`detach_vote_unet`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from napari_adaqat.data.transforms import PreparedImage, prepare_image
+from napari_adaqat.model.logit_grid import upsample_on_grid
+from napari_adaqat.model.mask_refiner import DetailUNet
+
+VOTE_SIZE = 256  # the U-Net's input side (the film resized and padded as the model's input, SAM's mean and std)
+VOTE_WIDTHS = (16, 32, 64, 128, 256)
+VOTE_OFFSET = -0.25  # where its logit cells lie, in input pixels (model/logit_grid.py: trained from scratch)
+
+
+class _BatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d without its batch counter (an int64 buffer, used only with ``momentum=None``): every tensor
+    of the module is a float, as model files hold; a counter in a loaded state (the U-Net reference's files)
+    is ignored."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels)
+        self.num_batches_tracked = None  # type: ignore[assignment]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args) -> None:  # type: ignore[no-untyped-def]
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        nn.Module._load_from_state_dict(self, state_dict, prefix, *args)  # not _NormBase's: it adds the counter
+
+
+def double_conv(c_in: int, c_out: int) -> nn.Sequential:
+    """Two 3x3 convolutions with BatchNorm + ReLU (the U-Net reference's blocks)."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), _BatchNorm(c_out), nn.ReLU(inplace=True),
+                         nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), _BatchNorm(c_out), nn.ReLU(inplace=True))
+
+
+class VoteUNet(DetailUNet):
+    """(B, 3, S, S) normalised, padded image → (B, 1, S, S) lung logits, no prompt; S a multiple of 16."""
+
+    def __init__(self, widths: tuple[int, ...] = VOTE_WIDTHS) -> None:
+        super().__init__(widths, block=double_conv)
+        self.head = nn.Conv2d(widths[0], 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(super().forward(x))
+
+
+def attach_vote_unet(sam: nn.Module, net: VoteUNet | None = None) -> nn.Module:
+    """Give ``sam`` a vote (``net``, else a fresh one) and record it in ``sam.spec``."""
+    param = next(sam.parameters())
+    sam.vote_unet = (net or VoteUNet()).to(param.device).eval()  # type: ignore[assignment]
+    sam.spec = dataclasses.replace(sam.spec, vote_unet=True)  # type: ignore[attr-defined]
+    return sam
+
+
+def detach_vote_unet(sam: nn.Module) -> bool:
+    """Take the vote out of ``sam`` (and its spec); False if it had none."""
+    if getattr(sam, "vote_unet", None) is None:
+        return False
+    del sam.vote_unet
+    sam.spec = dataclasses.replace(sam.spec, vote_unet=False)  # type: ignore[attr-defined]
+    return True
+
+
+def combine(logits: torch.Tensor, vote: torch.Tensor, alone: torch.Tensor | None = None) -> torch.Tensor:
+    """The voted logits (N, H, W): ``logits`` (N, H, W) of the prompt + ``vote`` (H, W), except where ``alone``
+    (N, H, W), the model's logits for the box alone, has the other sign than ``logits`` (the extra prompts
+    flipped the answer there): there ``logits`` alone.  ``alone`` None: the prompt is the box alone."""
+    voted = logits + vote.to(logits.dtype)
+    if alone is None:
+        return voted
+    return torch.where((logits > 0) != (alone > 0), logits, voted)
+
+
+class FilmVote:
+    """One film's vote at its size, and the model's box-alone logits of the last boxes (the guard of
+    :func:`combine`), computed once per box however many clicks follow."""
+
+    def __init__(self, sam: nn.Module, rgb: np.ndarray, prepared: PreparedImage | None = None) -> None:
+        """``rgb`` (H, W[, 3]) uint8 film; ``prepared``: the model's own input of it, reused at the vote's size."""
+        if prepared is None or prepared.tensor.shape[-1] != VOTE_SIZE:
+            prepared = prepare_image(rgb, VOTE_SIZE, sam.pixel_mean.view(-1).cpu(), sam.pixel_std.view(-1).cpu())
+        param = next(sam.vote_unet.parameters())
+        with torch.no_grad():
+            low = sam.vote_unet(prepared.tensor[None].to(param.device, param.dtype))[0, 0].float().cpu()
+        self.logits = upsample_on_grid(low, VOTE_SIZE, prepared.input_size, prepared.original_size, VOTE_OFFSET)
+        self._alone: tuple[bytes, torch.Tensor] | None = None
+
+    def apply(self, logits: torch.Tensor, boxes: torch.Tensor, extra_prompts: bool,
+              box_alone: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The voted logits (N, H, W) of a prediction's ``logits`` for ``boxes`` (N, 4); ``extra_prompts``: it also
+        had clicks or a mask prompt, and ``box_alone()`` gives the model's logits for the boxes alone."""
+        key = boxes.detach().cpu().numpy().tobytes()
+        if not extra_prompts:
+            self._alone = (key, logits)
+            return combine(logits, self.logits)
+        if self._alone is None or self._alone[0] != key:
+            self._alone = (key, box_alone())
+        return combine(logits, self.logits, self._alone[1])
+
+
+def film_vote(sam: nn.Module, rgb: np.ndarray, prepared: PreparedImage | None = None) -> FilmVote | None:
+    """The :class:`FilmVote` of a model with a vote, else None."""
+    return FilmVote(sam, rgb, prepared) if getattr(sam, "vote_unet", None) is not None else None

@@ -1,0 +1,127 @@
+"""A model file that carries a U-Net's vote (issue 32, model/vote_unet.py): the box-alone logits are the model's
+plus the vote's; clicks win where they flip the model's box-alone answer; the file keeps the model's tensors bit for
+bit; a fine-tune leaves the vote out; the U-Net reference's files load."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from napari_adaqat import open_model
+from napari_adaqat.inference.predictor import BoxPredictor
+from napari_adaqat.model.build import ModelLoadError, build_sam, spec_from_metadata
+from napari_adaqat.model.formats.model_file import export_model, load_model_file
+from napari_adaqat.model.formats.vote_file import add_vote
+from napari_adaqat.model.vote_unet import VOTE_SIZE, VoteUNet, combine, detach_vote_unet
+
+BOX = np.array([10, 12, 150, 120])
+POINTS, LABELS = np.array([[40.0, 50.0], [120.0, 90.0]]), np.array([0, 1])
+
+
+def _image() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return (rng.random((140, 180)) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """(a hybrid_nano_refine model file, a U-Net's weights saved as the U-Net reference saves them, the model
+    file with that U-Net as its vote)."""
+    root = tmp_path_factory.mktemp("vote")
+    torch.manual_seed(0)
+    sam = build_sam("hybrid_nano_refine")
+    with torch.no_grad():
+        for p in sam.mask_refiner.parameters():
+            p.normal_(0, 0.3)
+    model = root / "model.safetensors"
+    export_model(sam, model, profile="fp32")
+    net = VoteUNet()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.2)
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    for name in [k for k in state if k.endswith("running_var")]:  # as torch's BatchNorm2d saves them
+        state[name[: -len("running_var")] + "num_batches_tracked"] = torch.tensor(7)
+    unet = root / "unet.safetensors"
+    save_file(state, str(unet))
+    voted = add_vote(model, unet, root / "voted.safetensors", {"epochs": 60})
+    return model, unet, voted
+
+
+def _vote_logits(unet, image) -> torch.Tensor:
+    """The U-Net's logits at the film's size, computed here from its own file."""
+    from napari_adaqat.data.transforms import prepare_image
+    from napari_adaqat.model.logit_grid import upsample_on_grid
+    net = VoteUNet()
+    net.load_state_dict(load_file(str(unet)))
+    net.eval()
+    p = prepare_image(image, VOTE_SIZE, (123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
+    with torch.no_grad():
+        low = net(p.tensor[None])[0, 0]
+    return upsample_on_grid(low, VOTE_SIZE, p.input_size, p.original_size, -0.25)
+
+
+def test_the_file_keeps_the_models_tensors_and_records_the_vote(files):
+    model, unet, voted = files
+    before, after = load_file(str(model)), load_file(str(voted))
+    assert set(after) - set(before) and all(k.startswith("vote_unet.") for k in set(after) - set(before))
+    assert all(torch.equal(before[k], after[k]) for k in before)  # bit for bit
+    assert not any(k.endswith("num_batches_tracked") for k in after)  # model files hold floats only
+    meta = load_model_file(voted).meta
+    assert meta["spec"]["vote_unet"] is True and meta["vote"]["epochs"] == 60 and meta["vote"]["parameters"] > 1e6
+    assert spec_from_metadata(voted, meta["spec"]).vote_unet
+    with pytest.raises(ValueError, match="new file"):
+        add_vote(model, unet, model)
+    with pytest.raises(ModelLoadError, match="already carries a vote"):
+        add_vote(voted, unet, voted.parent / "twice.safetensors")
+    with pytest.raises(ModelLoadError, match="not a vote U-Net"):
+        add_vote(model, model, voted.parent / "wrong.safetensors")
+    assert not (voted.parent / "twice.safetensors").exists() and not (voted.parent / "wrong.safetensors").exists()
+
+
+def test_box_alone_is_the_sum_of_the_two_networks_logits(files):
+    model, unet, voted = files
+    image = _image()
+    plain = BoxPredictor(load_model_file(model)).set_image(image).predict(BOX)
+    pred = BoxPredictor(load_model_file(voted)).set_image(image).predict(BOX)
+    vote = _vote_logits(unet, image)
+    torch.testing.assert_close(pred.logits, plain.logits + vote, atol=1e-4, rtol=1e-4)
+    np.testing.assert_array_equal(pred.masks, (plain.logits + vote > 0).numpy())
+    assert (pred.masks != plain.masks).mean() > 0.01  # the vote changes the mask
+    torch.testing.assert_close(pred.low_res_logits, plain.low_res_logits)  # the next mask prompt: the model's own
+
+
+def test_where_clicks_flip_the_models_answer_the_model_decides(files):
+    model, unet, voted = files
+    image = _image()
+    plain = BoxPredictor(load_model_file(model)).set_image(image)
+    alone, clicked = plain.predict(BOX).logits, plain.predict(BOX, POINTS, LABELS).logits
+    flipped = (alone > 0) != (clicked > 0)
+    assert flipped.any() and (~flipped).any()
+    predictor = BoxPredictor(load_model_file(voted)).set_image(image)
+    pred = predictor.predict(BOX, POINTS, LABELS)  # no box-alone prediction before: computed for the guard
+    vote = _vote_logits(unet, image)
+    torch.testing.assert_close(pred.logits[flipped], clicked[flipped], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(pred.logits[~flipped], (clicked + vote)[~flipped], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(combine(clicked, vote, alone), pred.logits, atol=1e-4, rtol=1e-4)
+    # points alone (no box): the model alone
+    torch.testing.assert_close(predictor.predict(point_coords=POINTS, point_labels=LABELS).logits,
+                               plain.predict(point_coords=POINTS, point_labels=LABELS).logits)
+
+
+def test_the_public_api_and_a_fine_tune(files, tmp_path):
+    model, _unet, voted = files
+    seg = open_model(voted, device="cpu")
+    seg.set_image(_image())
+    mask, pred = seg.predict(BOX)
+    assert mask.shape == (140, 180) and not mask[:, 160:].any()  # clipped to the box as ever
+    from napari_adaqat.train.config import make_config
+    from napari_adaqat.train.start_model import build_stage1
+    cfg = make_config(None, 1, {"mode": "adalora", "checkpoint": str(voted), "data": str(tmp_path),
+                                "out": str(tmp_path / "run")})
+    sam, _description, provenance = build_stage1(cfg)
+    assert provenance["vote_unet_left_out"] and not hasattr(sam, "vote_unet") and not sam.spec.vote_unet
+    assert not any(name.startswith("vote_unet.") for name in sam.state_dict())
+    assert not detach_vote_unet(sam)
+    assert json.loads(json.dumps(sam.spec.to_dict())).get("vote_unet") is None  # not written when False
