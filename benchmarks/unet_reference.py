@@ -35,7 +35,7 @@ MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 
 
 def train_fold(fold: Path, out: Path, epochs: int = 40, batch_size: int = 8, lr: float = 1e-3,
-               augment_preset: str = "clinic", seed: int = 0) -> dict:
+               augment_preset: str = "clinic", seed: int = 0, width: int = 16) -> dict:
     """Train on ``fold/split.json``'s train names; write ``out/unet.safetensors`` (best val epoch)."""
     torch.manual_seed(seed)
     pairs, split = discover(fold, seed)
@@ -43,7 +43,7 @@ def train_fold(fold: Path, out: Path, epochs: int = 40, batch_size: int = 8, lr:
     train = LungDataset([pairs[n] for n in split["train"]], train=True, augment=True,
                         augment_preset=augment_preset, **common)
     val = LungDataset([pairs[n] for n in split["val"]], train=False, **common)
-    net = UNet()
+    net = UNet(width)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(train) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
@@ -67,16 +67,14 @@ def train_fold(fold: Path, out: Path, epochs: int = 40, batch_size: int = 8, lr:
             best = dice
             save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "unet.safetensors"))
         print(f"epoch {epoch + 1}/{epochs}: loss {float(loss):.4f} val Dice {dice:.4f} best {best:.4f}", flush=True)
-    info = {"best_val_dice": best, "epochs": epochs, "train_seconds": round(time.time() - start, 1),
+    info = {"best_val_dice": best, "epochs": epochs, "width": width, "train_seconds": round(time.time() - start, 1),
             "parameters": sum(p.numel() for p in net.parameters())}
     (out / "unet.json").write_text(json.dumps(info, indent=1))
     return info
 
 
 def load_unet(path: Path) -> UNet:
-    net = UNet()
-    net.load_state_dict(load_file(str(path)))
-    return net.eval()
+    return UNet.from_state(load_file(str(path)))
 
 
 @torch.no_grad()
@@ -94,8 +92,9 @@ def main() -> None:
     parser.add_argument("fold", type=Path, help="a fold folder of benchmarks/cv_folds.py (or any dataset with split.json)")
     parser.add_argument("out", type=Path)
     parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--width", type=int, default=16, help="first level's channels (16: 16-32-64-128-256)")
     args = parser.parse_args()
-    print(json.dumps(train_fold(args.fold, args.out, args.epochs)))
+    print(json.dumps(train_fold(args.fold, args.out, args.epochs, width=args.width)))
 
 
 if __name__ == "__main__":

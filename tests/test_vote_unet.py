@@ -69,8 +69,13 @@ def test_the_file_keeps_the_models_tensors_and_records_the_vote(files):
     assert all(torch.equal(before[k], after[k]) for k in before)  # bit for bit
     assert not any(k.endswith("num_batches_tracked") for k in after)  # model files hold floats only
     meta = load_model_file(voted).meta
-    assert meta["spec"]["vote_unet"] is True and meta["vote"]["epochs"] == 60 and meta["vote"]["parameters"] > 1e6
-    assert spec_from_metadata(voted, meta["spec"]).vote_unet
+    assert meta["spec"]["vote_unet"] == 16 and meta["vote"]["epochs"] == 60 and meta["vote"]["parameters"] > 1e6
+    assert spec_from_metadata(voted, meta["spec"]).vote_unet == 16
+    narrow = voted.parent / "unet8.safetensors"  # a narrower vote: its width is read from its weights
+    save_file(VoteUNet(8).state_dict(), str(narrow))
+    small = load_model_file(add_vote(model, narrow, voted.parent / "voted8.safetensors"))
+    assert small.spec.vote_unet == 8 and small.vote_unet.head.in_channels == 8
+    BoxPredictor(small).set_image(_image()).predict(BOX)
     with pytest.raises(ValueError, match="new file"):
         add_vote(model, unet, model)
     with pytest.raises(ModelLoadError, match="already carries a vote"):

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from napari_adaqat.model.hybrid_encoder import EMBED_STRIDE, HybridImageEncoder
 from napari_adaqat.model.mask_refiner import MaskRefiner, size_multiple
-from napari_adaqat.model.vote_unet import attach_vote_unet
+from napari_adaqat.model.vote_unet import VoteUNet, attach_vote_unet
 from napari_adaqat.model.spec import (  # noqa: F401  (re-exported: the torch-free home of the presets)
     PRESETS, REFINER_LEVELS, ModelLoadError, SamSpec, preset_names,
 )
@@ -92,7 +92,7 @@ def build_sam(spec: SamSpec | str, image_size: int | None = None,
     if spec.mask_refiner:
         attach_mask_refiner(sam, spec.mask_refiner, spec.refiner_clicks, spec.refiner_levels)
     if spec.vote_unet:
-        attach_vote_unet(sam)
+        attach_vote_unet(sam, VoteUNet(spec.vote_unet))
     return sam.eval()
 
 
@@ -280,8 +280,8 @@ def spec_from_metadata(path: str | Path, spec_dict: object) -> SamSpec:
                              "2 ** (levels - 1))")
         if type(spec.logit_offset) not in (int, float) or not -1.0 <= spec.logit_offset <= 1.0:
             raise ValueError("logit_offset must be a number of input pixels from -1 to 1")
-        if not isinstance(spec.vote_unet, bool):
-            raise ValueError("vote_unet must be a boolean")
+        if type(spec.vote_unet) is not int or not 0 <= spec.vote_unet <= 64:
+            raise ValueError("vote_unet must be an integer number of channels from 0 (none) to 64")
         if spec.embed_dim % spec.num_heads or len(spec.pixel_mean) != 3 or len(spec.pixel_std) != 3:
             raise ValueError("embed_dim must divide into heads; pixel_mean/std need 3 values")
         too_big = [k for k, limit in MAX_SPEC.items() if getattr(spec, k) > limit]

@@ -48,7 +48,7 @@ class SamSpec:
     refiner_levels: int = 4  # U-Net levels of the refiner's image branch (5: the U-Net reference's depth)
     # input pixels from a logit cell's centre to the point it describes (model/logit_grid.py); SAM's: 0
     logit_offset: float = 0.0
-    vote_unet: bool = False  # a whole-film U-Net votes in the box-alone mask (model/vote_unet.py)
+    vote_unet: int = 0  # channels of a whole-film U-Net that votes in the mask (model/vote_unet.py); 0: none
 
     @property
     def embedding_size(self) -> int:

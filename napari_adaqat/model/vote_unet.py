@@ -3,7 +3,7 @@
 Out of fold, the mean of the model's and an independently trained U-Net's lung probabilities segments better than
 either (BENCHMARKS.md, thirteenth and fourteenth sessions): the two networks' errors differ.  A head on the model's
 own refiner features does not help: it repeats the model's errors.  So a model file may carry a
-:class:`VoteUNet` (``spec.vote_unet``), trained apart on the same films, and the predictor combines:
+:class:`VoteUNet` (``spec.vote_unet``: its width), trained apart on the same films, and the predictor combines:
 
 * box alone: logits ``model + vote`` (the mean probability > 0.5 ⟺ the sum of the logits > 0);
 * with clicks or a mask prompt: the same, except where those prompts flipped the model's box-alone answer; there
@@ -26,7 +26,8 @@ from napari_adaqat.model.logit_grid import upsample_on_grid
 from napari_adaqat.model.mask_refiner import DetailUNet
 
 VOTE_SIZE = 256  # the U-Net's input side (the film resized and padded as the model's input, SAM's mean and std)
-VOTE_WIDTHS = (16, 32, 64, 128, 256)
+VOTE_WIDTH = 16  # the first level's channels (16: the U-Net reference's 16-32-64-128-256)
+VOTE_LEVELS = 5
 VOTE_OFFSET = -0.25  # where its logit cells lie, in input pixels (model/logit_grid.py: trained from scratch)
 
 
@@ -53,19 +54,30 @@ def double_conv(c_in: int, c_out: int) -> nn.Sequential:
 class VoteUNet(DetailUNet):
     """(B, 3, S, S) normalised, padded image → (B, 1, S, S) lung logits, no prompt; S a multiple of 16."""
 
-    def __init__(self, widths: tuple[int, ...] = VOTE_WIDTHS) -> None:
-        super().__init__(widths, block=double_conv)
-        self.head = nn.Conv2d(widths[0], 1, 1)
+    def __init__(self, width: int = VOTE_WIDTH) -> None:
+        super().__init__([width * 2 ** i for i in range(VOTE_LEVELS)], block=double_conv)
+        self.width = width
+        self.head = nn.Conv2d(width, 1, 1)
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor]) -> "VoteUNet":
+        """The U-Net of a saved state (its width read from the head), loaded, in eval mode."""
+        head = state.get("head.weight")
+        if head is None or head.dim() != 4:
+            raise KeyError("no head.weight (1, width, 1, 1)")
+        net = cls(int(head.shape[1]))
+        net.load_state_dict(state)
+        return net.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(super().forward(x))
 
 
-def attach_vote_unet(sam: nn.Module, net: VoteUNet | None = None) -> nn.Module:
-    """Give ``sam`` a vote (``net``, else a fresh one) and record it in ``sam.spec``."""
+def attach_vote_unet(sam: nn.Module, net: VoteUNet) -> nn.Module:
+    """Give ``sam`` the vote ``net`` and record its width in ``sam.spec``."""
     param = next(sam.parameters())
-    sam.vote_unet = (net or VoteUNet()).to(param.device).eval()  # type: ignore[assignment]
-    sam.spec = dataclasses.replace(sam.spec, vote_unet=True)  # type: ignore[attr-defined]
+    sam.vote_unet = net.to(param.device).eval()  # type: ignore[assignment]
+    sam.spec = dataclasses.replace(sam.spec, vote_unet=net.width)  # type: ignore[attr-defined]
     return sam
 
 
@@ -74,7 +86,7 @@ def detach_vote_unet(sam: nn.Module) -> bool:
     if getattr(sam, "vote_unet", None) is None:
         return False
     del sam.vote_unet
-    sam.spec = dataclasses.replace(sam.spec, vote_unet=False)  # type: ignore[attr-defined]
+    sam.spec = dataclasses.replace(sam.spec, vote_unet=0)  # type: ignore[attr-defined]
     return True
 
 

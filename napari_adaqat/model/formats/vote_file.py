@@ -2,7 +2,7 @@
 
 The model's own tensors are copied as stored (INT8 stays INT8, bit for bit); the vote's weights are added under
 ``vote_unet.`` in the file's float dtype (its BatchNorm statistics in FP32, as every buffer), the spec records
-``vote_unet: true`` and the metadata's ``vote`` section says what was added.
+``vote_unet``: its width and the metadata's ``vote`` section says what was added.
 
     python -m napari_adaqat.model.formats.vote_file MODEL UNET OUT [--note '{"epochs": 60}']
 """
@@ -33,9 +33,8 @@ def add_vote(model: str | Path, unet: str | Path, out: str | Path, note: dict | 
     meta = read_model_metadata(model)
     if meta["spec"].get("vote_unet"):
         raise ModelLoadError(f"{model}: already carries a vote")
-    net = VoteUNet()
     try:
-        net.load_state_dict(load_file(str(unet)))
+        net = VoteUNet.from_state(load_file(str(unet)))
     except Exception as exc:  # a file of another network: its keys or shapes differ
         raise ModelLoadError(f"{unet}: not a vote U-Net's weights ({str(exc).splitlines()[0][:160]})") from None
     tensors = read_tensors(model)
@@ -43,7 +42,7 @@ def add_vote(model: str | Path, unet: str | Path, out: str | Path, note: dict | 
     buffers = {name for name, _ in net.named_buffers()}
     for name, value in net.state_dict().items():
         tensors[PREFIX + name] = value.to(torch.float32 if name in buffers else dtype)
-    meta["spec"] = {**meta["spec"], "vote_unet": True}
+    meta["spec"] = {**meta["spec"], "vote_unet": net.width}
     meta["vote"] = {"source": unet.name if isinstance(unet, Path) else Path(unet).name,
                     "parameters": sum(p.numel() for p in net.parameters()), **(note or {})}
     return write_safetensors(out, tensors, meta)
