@@ -2,9 +2,9 @@
 
 Per film of a fold's test split, tight box around the reference: the model alone (the product's clip and clean-up,
 then K standard corrective clicks, each passing the previous ``low_res_logits`` back), and the model with a U-Net's
-vote: the mask is (model logits + U-Net logits > 0), i.e. the mean of the two probabilities > 0.5, clipped and cleaned
-as the product does; at each click the model alone decides wherever its clicked answer differs from its box-alone
-answer ("guarded").  The U-Net reference (``REF``, clip + clean-up) is scored beside them.
+vote, as a model file with that vote predicts (``napari_adaqat.model.vote_unet.combine``: the mean of the two
+networks' logits, the model alone where the clicks flipped or pushed its answer), clipped and cleaned as the product
+does.  The U-Net reference (``REF``, clip + clean-up) is scored beside them.
 
     python benchmarks/vote_probe.py FOLDS OUT.json --fold 1 2 --model "FOLDS_RUNS/fold{k}/default_int8.safetensors" \
         --vote "UNETS/fold{k}/unet.safetensors" --ref "UNETS/fold{k}/unet.safetensors" [--clicks 3] [--no-heart]
@@ -23,33 +23,25 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from unet_reference import MEAN, SIZE, STD, load_unet  # noqa: E402
+from unet_reference import load_unet  # noqa: E402
 
 from napari_adaqat import open_model  # noqa: E402
 from napari_adaqat.data.boxes import mask_box  # noqa: E402
 from napari_adaqat.data.conventions import changed_mask  # noqa: E402
 from napari_adaqat.data.dataset import discover, load_pair  # noqa: E402
-from napari_adaqat.data.transforms import prepare_image, to_uint8_rgb  # noqa: E402
 from napari_adaqat.metrics import score_masks, wilcoxon_paired  # noqa: E402
 from napari_adaqat.metrics.clicks import next_click  # noqa: E402
-from napari_adaqat.model.logit_grid import FRESH_MODEL_OFFSET, upsample_on_grid  # noqa: E402
-
-
-@torch.no_grad()
-def unet_logits(net: torch.nn.Module, img: np.ndarray) -> np.ndarray:
-    """(H, W) logits of the U-Net at the film's size, read on its own grid."""
-    p = prepare_image(to_uint8_rgb(img), SIZE, MEAN, STD)
-    return upsample_on_grid(net(p.tensor[None])[0, 0], SIZE, p.input_size, p.original_size, FRESH_MODEL_OFFSET).numpy()
+from napari_adaqat.model.vote_unet import combine, vote_logits  # noqa: E402
 
 
 def film_rows(seg, vote_net, ref_net, img: np.ndarray, ref: np.ndarray, k: int) -> dict[str, list[np.ndarray]]:
     """Masks after 0..k clicks per reading ('model', 'vote'), and the reference U-Net's mask ('unet')."""
     seg.set_image(img)
     box = mask_box(ref)
-    vote = unet_logits(vote_net, img)
+    vote = vote_logits(vote_net, img).numpy()
     first, pred = seg.predict(box)
     alone = pred.logits[0].numpy()
-    out = {"unet": [seg.clean_mask(unet_logits(ref_net, img) > 0, box=box)]}
+    out = {"unet": [seg.clean_mask(vote_logits(ref_net, img).numpy() > 0, box=box)]}
     for reading in ("model", "vote"):
         mask = first if reading == "model" else seg.clean_mask(alone + vote > 0, box=box)
         masks, coords, labels, mask_input = [mask], [], [], pred.low_res_logits
@@ -60,9 +52,8 @@ def film_rows(seg, vote_net, ref_net, img: np.ndarray, ref: np.ndarray, k: int) 
                 labels.append(click[2])
                 mask, now = seg.predict(box, np.array(coords), np.array(labels), mask_input)
                 mask_input = now.low_res_logits
-                if reading == "vote":
-                    logits = now.logits[0].numpy()
-                    logits = np.where((logits > 0) != (alone > 0), logits, logits + vote)
+                if reading == "vote":  # the product's rule (model/vote_unet.py), on the model alone's logits
+                    logits = combine(now.logits, torch.from_numpy(vote), torch.from_numpy(alone)[None])[0].numpy()
                     mask = seg.clean_mask(logits > 0, box=box, point_coords=np.array(coords),
                                           point_labels=np.array(labels))
             masks.append(mask)

@@ -227,9 +227,9 @@ class BoxPredictor:
         rgb = self._pixels8(image) if rgb is None else rgb  # (gray or RGB: prepare_image makes it RGB)
         # a model with a mask refiner also needs the image itself at input size (not cached: cheap)
         prepared = self._prepare(rgb) if hasattr(self.sam, "mask_refiner") else None
+        self._current = None  # until every part below is computed: a failure leaves no image half set
         if cached is None:
             cached = self._embed_batch([(key, rgb)], None if prepared is None else [prepared])[0]
-        self._current = cached
         self._detail = None if prepared is None else image_detail(self.sam, prepared.tensor[None].to(self.device))
         self._detail_term = detail_term(self.sam, self._detail)  # the refiner's per-image work, once
         self._vote = film_vote(self.sam, rgb, prepared)
@@ -237,6 +237,7 @@ class BoxPredictor:
         # prompt does not copy the (1, C, h, w) features to the GPU again
         self._current_features = cached.features.to(self.device)
         self._context = image_context(self.sam, self._current_features, self._dense_pe) if self._lean else None
+        self._current = cached
         return self
 
     @torch.no_grad()
@@ -274,7 +275,8 @@ class BoxPredictor:
         ``mask_input``: (1, 4E, 4E) or (B, 1, 4E, 4E) logits, a previous :attr:`Prediction.low_res_logits`
         (or :meth:`mask_input_from` of an edited mask).  A single prompt part is shared by all B rows.
         Points alone work (no box); with no box, no points and no mask: the whole image minus a 2 %
-        margin (:func:`~napari_adaqat.data.boxes.default_box`), as ``adaqat segment``.  A box that is not finite or
+        margin (:func:`~napari_adaqat.data.boxes.default_box`), as ``adaqat segment``.  A model file with a vote
+        (:mod:`~napari_adaqat.model.vote_unet`) votes with every prompt that has a box (:func:`~napari_adaqat.model.vote_unet.combine`).  A box that is not finite or
         inverted, a label other than 1/0/-1, a mask_input of another shape: one ValueError/TypeError naming it;
         ``multimask_output=True`` is refused (one mask per prompt).  Not thread-safe: the image set last is
         shared (share a :class:`~napari_adaqat.inference.segmenter.Segmenter`, which locks, instead)."""

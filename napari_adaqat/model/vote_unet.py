@@ -5,10 +5,12 @@ either (BENCHMARKS.md, thirteenth and fourteenth sessions): the two networks' er
 own refiner features does not help: it repeats the model's errors.  So a model file may carry a
 :class:`VoteUNet` (``spec.vote_unet``: its width), trained apart on the same films, and the predictor combines:
 
-* box alone: logits ``model + vote`` (the mean probability > 0.5 ⟺ the sum of the logits > 0);
-* with clicks or a mask prompt: the same, except where those prompts flipped the model's box-alone answer; there
-  the model alone decides, so that a click (or a brush edit) is never outvoted by the U-Net's habit
-  (:func:`combine`).
+* a box alone: the mean of the two networks' logits (> 0 ⟺ the mean of their probabilities > 0.5);
+* a box with clicks or a mask prompt (a brush edit): the same, except where the model alone decides (:func:`combine`):
+  where those prompts flipped the model's box-alone answer, and where the mask shown for the box came from the
+  vote against the model and the prompts pushed the model further its own way.  So a click is not outvoted by the
+  U-Net's habit, and a click elsewhere leaves the vote's corrections alone;
+* points alone (no box), or a mask prompt without a box: the model alone.
 
 The vote is trained on the bundled convention; a fine-tune leaves it out (:func:`detach_vote_unet`).
 """
@@ -21,14 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_adaqat.data.transforms import PreparedImage, prepare_image
-from napari_adaqat.model.logit_grid import upsample_on_grid
+from napari_adaqat.data.transforms import PreparedImage, prepare_image, to_uint8_rgb
+from napari_adaqat.model.logit_grid import FRESH_MODEL_OFFSET, upsample_on_grid
 from napari_adaqat.model.mask_refiner import DetailUNet
 
-VOTE_SIZE = 256  # the U-Net's input side (the film resized and padded as the model's input, SAM's mean and std)
+VOTE_SIZE = 256  # the U-Net's input side: the film resized (longest side) and zero-padded, as the model's input
+VOTE_MEAN, VOTE_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)  # its normalisation (SAM's), whatever the model's
 VOTE_WIDTH = 16  # the first level's channels (16: the U-Net reference's 16-32-64-128-256)
 VOTE_LEVELS = 5
-VOTE_OFFSET = -0.25  # where its logit cells lie, in input pixels (model/logit_grid.py: trained from scratch)
+VOTE_OFFSET = FRESH_MODEL_OFFSET  # where its logit cells lie, in input pixels (model/logit_grid.py: trained from scratch)
+CLICK_MOVE = 1.0  # logits: how far the prompts must push the model its own way to overrule the vote (see combine)
 
 
 class _BatchNorm(nn.BatchNorm2d):
@@ -91,13 +95,30 @@ def detach_vote_unet(sam: nn.Module) -> bool:
 
 
 def combine(logits: torch.Tensor, vote: torch.Tensor, alone: torch.Tensor | None = None) -> torch.Tensor:
-    """The voted logits (N, H, W): ``logits`` (N, H, W) of the prompt + ``vote`` (H, W), except where ``alone``
-    (N, H, W), the model's logits for the box alone, has the other sign than ``logits`` (the extra prompts
-    flipped the answer there): there ``logits`` alone.  ``alone`` None: the prompt is the box alone."""
-    voted = logits + vote.to(logits.dtype)
+    """The voted logits (N, H, W), threshold 0 (SAM's ``mask_threshold``): the mean of ``logits`` (N, H, W), the
+    model's for the prompt, and ``vote`` (H, W).  With ``alone`` (N, H, W), the model's logits for the same boxes
+    alone (the prompt also had clicks or a mask prompt), the model's ``logits`` where (a) their sign differs from
+    ``alone``'s (the prompts flipped the model), or (b) the box-alone mask shown, sign(alone + vote), differs from
+    the model's answer now, and the prompts moved the model at least :data:`CLICK_MOVE` towards that answer (the
+    vote had overruled the model there; the user's prompt sides with the model)."""
+    mean = (logits + vote.to(logits.dtype)) / 2
     if alone is None:
-        return voted
-    return torch.where((logits > 0) != (alone > 0), logits, voted)
+        return mean
+    now = logits > 0
+    flipped = now != (alone > 0)
+    pushed = (now != (alone + vote.to(alone.dtype) > 0)) & ((logits - alone) * torch.sign(logits) >= CLICK_MOVE)
+    return torch.where(flipped | pushed, logits, mean)
+
+
+@torch.no_grad()
+def vote_logits(net: VoteUNet, rgb: np.ndarray, prepared: PreparedImage | None = None) -> torch.Tensor:
+    """The vote of ``net`` on a film ``rgb`` (H, W[, 3]) → logits (H, W) float32 at the film's size, read where its
+    cells lie; ``prepared``: the film already through ``prepare_image`` at :data:`VOTE_SIZE` with its normalisation."""
+    if prepared is None:
+        prepared = prepare_image(to_uint8_rgb(rgb), VOTE_SIZE, VOTE_MEAN, VOTE_STD)
+    param = next(net.parameters())
+    low = net(prepared.tensor[None].to(param.device, param.dtype))[0, 0].float().cpu()
+    return upsample_on_grid(low, VOTE_SIZE, prepared.input_size, prepared.original_size, VOTE_OFFSET)
 
 
 class FilmVote:
@@ -105,13 +126,11 @@ class FilmVote:
     :func:`combine`), computed once per box however many clicks follow."""
 
     def __init__(self, sam: nn.Module, rgb: np.ndarray, prepared: PreparedImage | None = None) -> None:
-        """``rgb`` (H, W[, 3]) uint8 film; ``prepared``: the model's own input of it, reused at the vote's size."""
-        if prepared is None or prepared.tensor.shape[-1] != VOTE_SIZE:
-            prepared = prepare_image(rgb, VOTE_SIZE, sam.pixel_mean.view(-1).cpu(), sam.pixel_std.view(-1).cpu())
-        param = next(sam.vote_unet.parameters())
-        with torch.no_grad():
-            low = sam.vote_unet(prepared.tensor[None].to(param.device, param.dtype))[0, 0].float().cpu()
-        self.logits = upsample_on_grid(low, VOTE_SIZE, prepared.input_size, prepared.original_size, VOTE_OFFSET)
+        """``rgb`` (H, W[, 3]) uint8 film; ``prepared``: the model's own input of it, reused when it is the vote's."""
+        same = prepared is not None and prepared.tensor.shape[-1] == VOTE_SIZE and all(
+            torch.allclose(t.view(-1).cpu(), torch.tensor(v)) for t, v in ((sam.pixel_mean, VOTE_MEAN),
+                                                                            (sam.pixel_std, VOTE_STD)))
+        self.logits = vote_logits(sam.vote_unet, rgb, prepared if same else None)
         self._alone: tuple[bytes, torch.Tensor] | None = None
 
     def apply(self, logits: torch.Tensor, boxes: torch.Tensor, extra_prompts: bool,

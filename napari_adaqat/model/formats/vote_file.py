@@ -21,15 +21,18 @@ from napari_adaqat.model.formats.model_file import read_model_metadata
 from napari_adaqat.model.vote_unet import VoteUNet
 
 PREFIX = "vote_unet."
+FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def add_vote(model: str | Path, unet: str | Path, out: str | Path, note: dict | None = None) -> Path:
     """Write ``out``: the model file ``model`` with the U-Net ``unet`` (a :class:`VoteUNet` state, e.g.
     ``benchmarks/unet_reference.py``'s ``unet.safetensors``) as its vote; ``note`` goes into ``meta["vote"]``.
-    ``out`` may not be ``model`` (nothing is overwritten in place)."""
-    model, out = Path(model), Path(out)
-    if out.resolve() == model.resolve():
-        raise ValueError(f"{out}: write the model with its vote to a new file, not over {model.name}")
+    ``out`` must not exist yet (nothing is overwritten)."""
+    model, unet, out = Path(model), Path(unet), Path(out)
+    if out.exists():
+        raise ValueError(f"{out} exists; name a new file for the model with its vote (nothing is overwritten)")
+    if not unet.is_file():
+        raise ValueError(f"{unet}: no such file")
     meta = read_model_metadata(model)
     if meta["spec"].get("vote_unet"):
         raise ModelLoadError(f"{model}: already carries a vote")
@@ -38,24 +41,33 @@ def add_vote(model: str | Path, unet: str | Path, out: str | Path, note: dict | 
     except Exception as exc:  # a file of another network: its keys or shapes differ
         raise ModelLoadError(f"{unet}: not a vote U-Net's weights ({str(exc).splitlines()[0][:160]})") from None
     tensors = read_tensors(model)
-    dtype = getattr(torch, str(meta.get("float_dtype", "float32")))
+    dtype = FLOAT_DTYPES.get(str(meta.get("float_dtype", "float32")))
+    if dtype is None:
+        raise ModelLoadError(f"{model}: unknown float_dtype {meta.get('float_dtype')!r} in its metadata")
     buffers = {name for name, _ in net.named_buffers()}
     for name, value in net.state_dict().items():
         tensors[PREFIX + name] = value.to(torch.float32 if name in buffers else dtype)
     meta["spec"] = {**meta["spec"], "vote_unet": net.width}
-    meta["vote"] = {"source": unet.name if isinstance(unet, Path) else Path(unet).name,
-                    "parameters": sum(p.numel() for p in net.parameters()), **(note or {})}
+    meta["vote"] = {**(note or {}), "source": unet.name, "width": net.width,
+                    "parameters": sum(p.numel() for p in net.parameters())}
     return write_safetensors(out, tensors, meta)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m napari_adaqat.model.formats.vote_file",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="a model file (INT8 or FP32)")
     parser.add_argument("unet", type=Path, help="the vote U-Net's weights (safetensors)")
     parser.add_argument("out", type=Path, help="the new model file")
     parser.add_argument("--note", default="{}", help="JSON object recorded in the file's 'vote' metadata")
     args = parser.parse_args(argv)
-    path = add_vote(args.model, args.unet, args.out, json.loads(args.note))
+    try:
+        note = json.loads(args.note)
+        if not isinstance(note, dict):
+            raise ValueError("--note must be a JSON object")
+        path = add_vote(args.model, args.unet, args.out, note)
+    except ValueError as exc:  # ModelLoadError and json's errors are ValueErrors: one line each
+        parser.exit(2, f"{parser.prog}: error: {str(exc).splitlines()[0]}\n")
     print(f"{path}: {path.stat().st_size / 1e6:.1f} MB, with the vote of {args.unet.name}")
 
 
