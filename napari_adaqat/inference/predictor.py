@@ -276,8 +276,9 @@ class BoxPredictor:
         (or :meth:`mask_input_from` of an edited mask).  A single prompt part is shared by all B rows.
         Points alone work (no box); with no box, no points and no mask: the whole image minus a 2 %
         margin (:func:`~napari_adaqat.data.boxes.default_box`), as ``adaqat segment``.  A model file with a vote
-        (:mod:`~napari_adaqat.model.vote_unet`) votes with every prompt that has a box (:func:`~napari_adaqat.model.vote_unet.combine`).  A box that is not finite or
-        inverted, a label other than 1/0/-1, a mask_input of another shape: one ValueError/TypeError naming it;
+        (:mod:`~napari_adaqat.model.vote_unet`) votes with every prompt that has a box (its ``combine``).  A box
+        that is not finite or inverted, a label other than 1/0/-1, a mask_input of another shape: one
+        ValueError/TypeError naming it;
         ``multimask_output=True`` is refused (one mask per prompt).  Not thread-safe: the image set last is
         shared (share a :class:`~napari_adaqat.inference.segmenter.Segmenter`, which locks, instead)."""
         check_multimask(multimask_output)

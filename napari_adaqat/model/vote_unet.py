@@ -28,11 +28,12 @@ from napari_adaqat.model.logit_grid import FRESH_MODEL_OFFSET, upsample_on_grid
 from napari_adaqat.model.mask_refiner import DetailUNet
 
 VOTE_SIZE = 256  # the U-Net's input side: the film resized (longest side) and zero-padded, as the model's input
-VOTE_MEAN, VOTE_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)  # its normalisation (SAM's), whatever the model's
+# its normalisation (SAM's), whatever the model's
+VOTE_MEAN, VOTE_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 VOTE_WIDTH = 16  # the first level's channels (16: the U-Net reference's 16-32-64-128-256)
 VOTE_LEVELS = 5
-VOTE_OFFSET = FRESH_MODEL_OFFSET  # where its logit cells lie, in input pixels (model/logit_grid.py: trained from scratch)
-CLICK_MOVE = 1.0  # logits: how far the prompts must push the model its own way to overrule the vote (see combine)
+VOTE_OFFSET = FRESH_MODEL_OFFSET  # where its logit cells lie, in input pixels (model/logit_grid.py: from scratch)
+CLICK_MOVE = 1.0  # logits: how far the prompts must push the model its own way to overrule the vote (combine)
 
 
 class _BatchNorm(nn.BatchNorm2d):
