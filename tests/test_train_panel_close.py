@@ -135,7 +135,7 @@ def test_a_data_check_ending_after_napari_closed_is_ignored(make_napari_viewer, 
 
     from qtpy import sip
 
-    from napari_adaqat.widgets import train
+    from napari_adaqat.widgets import _train_data_check as train
 
     release, ended = threading.Event(), threading.Event()
     real_check = train.check_data

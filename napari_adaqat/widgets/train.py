@@ -14,7 +14,6 @@ from typing import Any, Optional
 
 import napari
 from magicgui.widgets import Container
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QTabWidget
@@ -29,7 +28,8 @@ from napari_adaqat.train.preflight import BUNDLED, preflight  # noqa: E402
 from napari_adaqat.train.progress import read_progress  # noqa: E402
 from napari_adaqat.util.errors import first_line  # noqa: E402
 from napari_adaqat.widgets import _continue as cont  # noqa: E402
-from napari_adaqat.widgets._data_check import DataReport, check_data  # noqa: E402
+from napari_adaqat.widgets._data_check import DataReport  # noqa: E402
+from napari_adaqat.widgets._train_data_check import TrainDataCheck  # noqa: E402
 from napari_adaqat.widgets._shared import ANNOTATE_DOCK, PLUGIN, SEGMENT_DOCK, tab_with_folder_docks  # noqa: E402
 from napari_adaqat.widgets import _train_live as live  # noqa: E402
 from napari_adaqat.widgets._train_form import make_fields, scrolling  # noqa: E402
@@ -47,7 +47,7 @@ def _container(*widgets: Any, labels: bool = False, layout: str = "vertical") ->
     return box
 
 
-class TrainWidget(TrainFormReading, Container):
+class TrainWidget(TrainFormReading, TrainDataCheck, Container):
     """Dock widget: data check, the training form, Start/Stop, live plot, model files → Segment/Annotate docks."""
 
     # napari passes its viewer only to a parameter annotated exactly ``napari.viewer.Viewer`` (no Optional)
@@ -172,45 +172,6 @@ class TrainWidget(TrainFormReading, Container):
         self.continue_button.tooltip = problem or "Stage 2 (QAT) from this run, then the INT8 and FP32 model files"
         ready = not running and self.exported is not None
         self.use_button.enabled = self.annotate_button.enabled = self.batch_button.enabled = ready
-
-    # ------------------------------------------------------------ data check
-    def check_data(self) -> None:
-        """Check the data folder's pairs and split in a worker thread; the result shows in 'data check'."""
-        folder = typed_path(self.data)
-        if not folder:
-            return
-        self.data_check.value = f"Checking {Path(folder).name}…"
-
-        def done(report: DataReport) -> None:
-            if self._holder.get("deleted"):  # the panel's fields went while the check ran
-                return
-            self._check_worker = None
-            if folder == typed_path(self.data):  # else the field changed meanwhile
-                self.data_report = report
-                self.data_check.value = report.text()
-                self.masks_as_given.visible = bool(report.inverted or self.masks_as_given.value)  # the way through
-                if report.usable and not self.busy and self.status.value.startswith("No usable image/mask pairs"):
-                    self.status.value = "The data check passes now: Start when ready."  # (not the old refusal)
-                self._update_eta()
-
-        worker = create_worker(check_data, folder, masks_as_given=bool(self.masks_as_given.value),
-                               _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(done)
-        worker.errored.connect(self._on_check_error)
-        self._check_worker = worker
-        worker.start()
-
-    def _on_check_error(self, exc: BaseException) -> None:
-        if self._holder.get("deleted"):
-            return
-        self._check_worker = None
-        self.data_check.value = f"✗ {exc}"
-        self.eta.value = "none: no data to train on"  # not "after the data check": the check is done
-
-    @property
-    def checking(self) -> bool:
-        """True while the data check runs (or waits for typing to end)."""
-        return self._check_worker is not None or self._check_timer.isActive()
 
     # --------------------------------------------------------------- actions
     @property

@@ -1,0 +1,54 @@
+"""The Train dock's data check: the data folder's image/mask pairs and split, checked in a worker thread as the
+user types (debounced by the dock's ``_check_timer``); the result shows in the dock's 'data check' field."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from napari.qt.threading import create_worker
+
+from napari_adaqat.widgets._data_check import DataReport, check_data
+from napari_adaqat.widgets._train_reading import typed_path
+
+
+class TrainDataCheck:
+    """Mixin of :class:`~napari_adaqat.widgets.train.TrainWidget`: uses its fields ``data``, ``data_check``,
+    ``masks_as_given``, ``status``, ``eta``, its ``busy``, ``_update_eta``, ``_check_timer``, ``_check_worker``
+    and ``_holder`` (``"deleted"``: napari deleted the dock's Qt widgets)."""
+
+    def check_data(self) -> None:
+        """Check the data folder's pairs and split in a worker thread; the result shows in 'data check'."""
+        folder = typed_path(self.data)
+        if not folder:
+            return
+        self.data_check.value = f"Checking {Path(folder).name}…"
+
+        def done(report: DataReport) -> None:
+            if self._holder.get("deleted"):  # the panel's fields went while the check ran
+                return
+            self._check_worker = None
+            if folder == typed_path(self.data):  # else the field changed meanwhile
+                self.data_report = report
+                self.data_check.value = report.text()
+                self.masks_as_given.visible = bool(report.inverted or self.masks_as_given.value)  # the way through
+                if report.usable and not self.busy and self.status.value.startswith("No usable image/mask pairs"):
+                    self.status.value = "The data check passes now: Start when ready."  # (not the old refusal)
+                self._update_eta()
+
+        worker = create_worker(check_data, folder, masks_as_given=bool(self.masks_as_given.value),
+                               _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(done)
+        worker.errored.connect(self._on_check_error)
+        self._check_worker = worker
+        worker.start()
+
+    def _on_check_error(self, exc: BaseException) -> None:
+        if self._holder.get("deleted"):
+            return
+        self._check_worker = None
+        self.data_check.value = f"✗ {exc}"
+        self.eta.value = "none: no data to train on"  # not "after the data check": the check is done
+
+    @property
+    def checking(self) -> bool:
+        """True while the data check runs (or waits for typing to end)."""
+        return self._check_worker is not None or self._check_timer.isActive()
