@@ -24,8 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from napari_adaqat.data.dataset import discover
-from napari_adaqat.data.transforms import prepare_image, to_uint8_rgb
-from napari_adaqat.model.logit_grid import FRESH_MODEL_OFFSET, upsample_on_grid
+from napari_adaqat.model.logit_grid import FRESH_MODEL_OFFSET
 from napari_adaqat.model.vote_unet import VOTE_MEAN, VOTE_SIZE, VOTE_STD, VoteUNet, vote_logits
 from napari_adaqat.train.dataset import LungDataset
 from napari_adaqat.train.losses import batch_dice, segmentation_loss
@@ -82,11 +81,7 @@ def predict_mask(net: UNet, image: np.ndarray, offset: float = FRESH_MODEL_OFFSE
     """(H, W[, 3]) image → (H, W) bool mask at the image's own size, the logits read where its training
     targets lie (LungDataset's grid, model/logit_grid.py; ``offset`` 0: as read before 2026-12-06, half a
     512-px pixel off)."""
-    if offset == FRESH_MODEL_OFFSET:  # where it was trained: the product's reading (model/vote_unet.py)
-        return vote_logits(net, image).numpy() > 0
-    prepared = prepare_image(to_uint8_rgb(image), SIZE, MEAN, STD)
-    logits = net(prepared.tensor[None])[0, 0]
-    return upsample_on_grid(logits, SIZE, prepared.input_size, prepared.original_size, offset).numpy() > 0
+    return vote_logits(net, image, offset=offset).numpy() > 0  # the product's reading (model/vote_unet.py)
 
 
 def main() -> None:

@@ -112,14 +112,16 @@ def combine(logits: torch.Tensor, vote: torch.Tensor, alone: torch.Tensor | None
 
 
 @torch.no_grad()
-def vote_logits(net: VoteUNet, rgb: np.ndarray, prepared: PreparedImage | None = None) -> torch.Tensor:
+def vote_logits(net: VoteUNet, rgb: np.ndarray, prepared: PreparedImage | None = None,
+                offset: float = VOTE_OFFSET) -> torch.Tensor:
     """The vote of ``net`` on a film ``rgb`` (H, W[, 3]) → logits (H, W) float32 at the film's size, read where its
-    cells lie; ``prepared``: the film already through ``prepare_image`` at :data:`VOTE_SIZE` with its normalisation."""
+    cells lie (``offset``, model/logit_grid.py); ``prepared``: the film already through ``prepare_image`` at
+    :data:`VOTE_SIZE` with its normalisation."""
     if prepared is None:
         prepared = prepare_image(to_uint8_rgb(rgb), VOTE_SIZE, VOTE_MEAN, VOTE_STD)
     param = next(net.parameters())
     low = net(prepared.tensor[None].to(param.device, param.dtype))[0, 0].float().cpu()
-    return upsample_on_grid(low, VOTE_SIZE, prepared.input_size, prepared.original_size, VOTE_OFFSET)
+    return upsample_on_grid(low, VOTE_SIZE, prepared.input_size, prepared.original_size, offset)
 
 
 class FilmVote:
