@@ -9,6 +9,9 @@ MONAI is not needed.  The network is :class:`napari_adaqat.model.vote_unet.VoteU
 may carry.
 
     python benchmarks/unet_reference.py /work/cv/fold0 /work/cvruns/unet/fold0 --epochs 40
+
+A run that was stopped continues from its last finished epoch when run again with the same arguments
+(``out/resume.safetensors``: weights, optimizer, schedule; nothing pickled); a finished run is not redone.
 """
 from __future__ import annotations
 
@@ -22,6 +25,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
+
+from napari_adaqat.model.formats.checkpoint import OPTIM_PREFIX, optimizer_state, split_optimizer
+from napari_adaqat.model.formats.container import read_adaqat_metadata, read_tensors, write_safetensors
 
 from napari_adaqat.data.dataset import discover
 from napari_adaqat.model.logit_grid import FRESH_MODEL_OFFSET
@@ -47,8 +53,10 @@ def train_fold(fold: Path, out: Path, epochs: int = 40, batch_size: int = 8, lr:
     steps = epochs * math.ceil(len(train) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     out.mkdir(parents=True, exist_ok=True)
-    best, start = -1.0, time.time()
-    for epoch in range(epochs):
+    if (out / "unet.json").is_file():  # finished: not redone
+        return json.loads((out / "unet.json").read_text())
+    best, first, start = _resume(out / "resume.safetensors", net, opt, sched, epochs)
+    for epoch in range(first, epochs):
         train.set_epoch(epoch)
         net.train()
         for batch in DataLoader(train, batch_size=batch_size, shuffle=True,
@@ -65,11 +73,39 @@ def train_fold(fold: Path, out: Path, epochs: int = 40, batch_size: int = 8, lr:
         if dice > best:
             best = dice
             save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "unet.safetensors"))
-        print(f"epoch {epoch + 1}/{epochs}: loss {float(loss):.4f} val Dice {dice:.4f} best {best:.4f}", flush=True)
+        print(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.4f} val Dice {dice:.4f} best {best:.4f}", flush=True)
+        _save_resume(out / "resume.safetensors", net, opt, sched, epoch + 1, epochs, best, time.time() - start)
     info = {"best_val_dice": best, "epochs": epochs, "width": width, "train_seconds": round(time.time() - start, 1),
             "parameters": sum(p.numel() for p in net.parameters())}
     (out / "unet.json").write_text(json.dumps(info, indent=1))
+    (out / "resume.safetensors").unlink(missing_ok=True)
     return info
+
+
+def _save_resume(path: Path, net: UNet, opt: torch.optim.Optimizer, sched, done: int, epochs: int, best: float,
+                 elapsed: float) -> None:
+    """The state after ``done`` epochs, one atomic safetensors file (the optimizer flattened as checkpoints are)."""
+    state = opt.state_dict()
+    tensors = dict(net.state_dict())
+    tensors.update({f"{OPTIM_PREFIX}{i}.{k}": torch.as_tensor(v) for i, e in state["state"].items() for k, v in e.items()})
+    write_safetensors(path, tensors, {"epochs_done": done, "epochs": epochs, "best": best, "elapsed": elapsed,
+                                      "optimizer_groups": state["param_groups"], "schedule": sched.state_dict()})
+
+
+def _resume(path: Path, net: UNet, opt: torch.optim.Optimizer, sched, epochs: int) -> tuple[float, int, float]:
+    """(best val Dice, first epoch to run, start time) of a stopped run at ``path``, its state loaded; else a fresh start."""
+    meta = read_adaqat_metadata(path) if path.is_file() else None
+    if not meta:
+        return -1.0, 0, time.time()
+    if meta["epochs"] != epochs:
+        raise SystemExit(f"{path}: a run of {meta['epochs']} epochs was stopped here; rerun with --epochs "
+                         f"{meta['epochs']}, or delete that file to start anew")
+    weights, optim = split_optimizer(read_tensors(path))
+    net.load_state_dict(weights)
+    opt.load_state_dict(optimizer_state(optim, meta["optimizer_groups"]))
+    sched.load_state_dict(meta["schedule"])
+    print(f"resuming after epoch {meta['epochs_done']}/{epochs} (best val Dice {meta['best']:.4f})", flush=True)
+    return meta["best"], meta["epochs_done"], time.time() - meta["elapsed"]
 
 
 def load_unet(path: Path) -> UNet:
