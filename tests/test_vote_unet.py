@@ -14,6 +14,7 @@ from napari_adaqat.model.build import ModelLoadError, build_sam, spec_from_metad
 from napari_adaqat.model.formats.model_file import export_model, load_model_file
 from napari_adaqat.model.formats.vote_file import add_vote
 from napari_adaqat.model.vote_unet import VOTE_SIZE, VoteUNet, combine, detach_vote_unet
+from napari_adaqat.report.model_info import file_report
 
 BOX = np.array([10, 12, 150, 120])
 POINTS, LABELS = np.array([[40.0, 50.0], [120.0, 90.0]]), np.array([0, 1])
@@ -71,6 +72,9 @@ def test_the_file_keeps_the_models_tensors_and_records_the_vote(files):
     meta = load_model_file(voted).meta
     assert meta["spec"]["vote_unet"] == 16 and meta["vote"]["epochs"] == 60 and meta["vote"]["parameters"] > 1e6
     assert spec_from_metadata(voted, meta["spec"]).vote_unet == 16
+    parts = file_report(voted)["parameters"]  # adaqat info: every part, the vote and the refiner included
+    assert parts["vote_unet"] == meta["vote"]["parameters"] and parts["mask_refiner"] > 0
+    assert sum(v for k, v in parts.items() if k != "total") == parts["total"]
     narrow = voted.parent / "unet8.safetensors"  # a narrower vote: its width is read from its weights
     save_file(VoteUNet(8).state_dict(), str(narrow))
     small = load_model_file(add_vote(model, narrow, voted.parent / "voted8.safetensors"))

@@ -233,13 +233,11 @@ def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> i
 
 
 def parameter_breakdown(sam: Sam) -> dict[str, int]:
-    """Parameter counts of the whole model and its three parts."""
-    return {
-        "total": count_parameters(sam),
-        "image_encoder": count_parameters(sam.image_encoder),
-        "prompt_encoder": count_parameters(sam.prompt_encoder),
-        "mask_decoder": count_parameters(sam.mask_decoder),
-    }
+    """Parameter counts of the whole model and of each part: SAM's three, then the parts a model file may add
+    (``mask_refiner``, ``vote_unet``); the parts sum to the total."""
+    counts = {"total": count_parameters(sam)}
+    counts.update((name, count_parameters(part)) for name, part in sam.named_children())
+    return counts
 
 
 MAX_SPEC = {"embed_dim": 4096, "depth": 128, "num_heads": 64, "image_size": 4096, "prompt_dim": 4096,
