@@ -120,6 +120,20 @@ def test_where_clicks_flip_the_models_answer_the_model_decides(files):
                                plain.predict(point_coords=POINTS, point_labels=LABELS).logits)
 
 
+def test_one_box_with_several_rows_of_clicks_decodes_the_box_alone_once(files, monkeypatch):
+    _model, _unet, voted = files
+    rows = np.stack([POINTS, POINTS[::-1], POINTS + 5])  # (3, 2, 2): three rows of clicks, one box
+    one_by_one = BoxPredictor(load_model_file(voted)).set_image(_image())
+    expected = torch.cat([one_by_one.predict(BOX, r, LABELS).logits for r in rows])
+    predictor = BoxPredictor(load_model_file(voted)).set_image(_image())
+    decoded = []
+    decode = predictor._decode
+    monkeypatch.setattr(predictor, "_decode", lambda b, *rest: decoded.append(len(b)) or decode(b, *rest))
+    torch.testing.assert_close(predictor.predict(BOX, rows, np.stack([LABELS] * 3)).logits, expected,
+                               atol=1e-4, rtol=1e-4)
+    assert decoded == [3, 1]  # the three rows, then their one box alone
+
+
 def test_a_click_that_sides_with_the_model_against_the_vote_wins_and_a_far_click_changes_nothing():
     """The vote overruled the model at a pixel (model +1, vote -5: shown 'not lung'); a positive click there pushes
     the model to +3: the model decides (lung).  A click elsewhere that moves it only to +1.2 leaves the vote's answer."""

@@ -291,7 +291,7 @@ class BoxPredictor:
         logits, iou, low = self._decode(boxes_in, coords_in, labels_in, mask_in)
         if self._vote is not None and boxes_in is not None:  # a box: the film's vote counts (points alone: not)
             extra = coords_in is not None or mask_in is not None
-            logits = self._vote.apply(logits, boxes_in, extra, lambda: self._decode(boxes_in, None, None, None)[0])
+            logits = self._vote.apply(logits, boxes_in, extra, lambda b: self._decode(b, None, None, None)[0])
         masks = logits > self.sam.mask_threshold
         return Prediction(masks.numpy(), iou.float().cpu().numpy(), logits,
                           as_mask_input(self.sam, low).float().cpu())

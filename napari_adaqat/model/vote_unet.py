@@ -137,15 +137,17 @@ class FilmVote:
         self._alone: tuple[bytes, torch.Tensor] | None = None
 
     def apply(self, logits: torch.Tensor, boxes: torch.Tensor, extra_prompts: bool,
-              box_alone: Callable[[], torch.Tensor]) -> torch.Tensor:
+              box_alone: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """The voted logits (N, H, W) of a prediction's ``logits`` for ``boxes`` (N, 4); ``extra_prompts``: it also
-        had clicks or a mask prompt, and ``box_alone()`` gives the model's logits for the boxes alone."""
+        had clicks or a mask prompt, and ``box_alone(b)`` gives the model's logits (M, H, W) for boxes ``b``
+        (M, 4) alone (called with each distinct box once: one box shared by N rows of clicks decodes once)."""
         key = boxes.detach().cpu().numpy().tobytes()
         if not extra_prompts:
             self._alone = (key, logits)
             return combine(logits, self.logits)
         if self._alone is None or self._alone[0] != key:
-            self._alone = (key, box_alone())
+            distinct, row = torch.unique(boxes, dim=0, return_inverse=True)
+            self._alone = (key, box_alone(distinct)[row])
         return combine(logits, self.logits, self._alone[1])
 
 
