@@ -16,7 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 INTERNAL = ("plugins", "Traceback", "exceptions were raised", "Error:", "object has no attribute", "libjpeg error")
 # files refused, and why: none of these can be fixed by a reader (see pydicom's test_files/README.txt)
 REFUSED = {
-    "JPEG-lossy.dcm": "corrupt compressed pixel data (JPEG Extended (Process 2 and 4) (1.2.840.10008.1.2.4.51))",
     "JPEG2000-embedded-sequence-delimiter.dcm":
         "corrupt compressed pixel data (JPEG 2000 Image Compression (1.2.840.10008.1.2.4.91))",
     "MR_truncated.dcm": "truncated file",
@@ -25,13 +24,8 @@ REFUSED = {
     "meta_missing_tsyntax.dcm": "image attributes missing (Rows, Columns, ...)",
     "nested_priv_SQ.dcm": "image attributes missing (Rows, Columns, ...)",
 }
-# the GPL JPEG decoder (pylibjpeg-libjpeg) is the dicom-gpl extra: CI and a plain install run without it
-GPL_DECODER = importlib.util.find_spec("libjpeg") is not None
-NEEDS_GPL = {  # without it this is refused with a line naming the extra (the corrupt JPEG-lossy.dcm too)
-    "JPGExtended.dcm": "no decoder (JPEG Extended (Process 2 and 4) (1.2.840.10008.1.2.4.51))",
-}  # (12-bit JPEG Extended; JPEG Lossless, SC_rgb_jpeg_gdcm.dcm, decodes by default: python-gdcm)
-if not GPL_DECODER:
-    REFUSED = {**REFUSED, **NEEDS_GPL, "JPEG-lossy.dcm": NEEDS_GPL["JPGExtended.dcm"]}
+# 12-bit JPEG Extended (JPGExtended.dcm, and JPEG-lossy.dcm, NEMA's non-conformant original that the GPL
+# decoder refuses) decodes with or without the dicom-gpl extra: python-gdcm (io/dicom_jpeg12.py)
 NO_PIXELS = {"ExplVR_BigEndNoMeta.dcm", "ExplVR_LitEndNoMeta.dcm", "UN_sequence.dcm", "empty_charset_LEI.dcm",
              "no_meta_group_length.dcm", "priv_SQ.dcm", "reportsi.dcm", "reportsi_with_empty_number_tags.dcm",
              "rtplan.dcm", "rtstruct.dcm", "test-SR.dcm", "waveform_ecg.dcm"}
@@ -55,7 +49,7 @@ def test_every_image_decodes_or_is_refused_for_a_reason(corpus):
     no_pixels = {f for f, reason in refused.items() if reason.startswith("no pixel data")}
     assert no_pixels == NO_PIXELS
     assert {f: reason for f, reason in refused.items() if f not in NO_PIXELS} == REFUSED
-    for name in (*(NEEDS_GPL if GPL_DECODER else ()), "SC_rgb_jpeg_gdcm.dcm", "MR_small_jpeg_ls_lossless.dcm",
+    for name in ("JPGExtended.dcm", "JPEG-lossy.dcm", "SC_rgb_jpeg_gdcm.dcm", "MR_small_jpeg_ls_lossless.dcm",
                  "JPEGLSNearLossless_16.dcm",
                  "JPEG2000.dcm", "GDCMJ2K_TextGBR.dcm", "MR_small_RLE.dcm", "image_dfl.dcm", "no_meta.dcm"):
         assert by_name[name].outcome == "decoded", by_name[name]
@@ -74,12 +68,8 @@ def test_exact_counts(corpus):
         "bad VR (value not valid for its VR)": 1,
         "corrupt compressed pixel data (JPEG 2000 Image Compression (1.2.840.10008.1.2.4.91))": 1,
     }
-    if GPL_DECODER:  # README: 59 decode with the dicom-gpl extra, 58 without
-        assert Counter(r.outcome for r in rows) == {"decoded": 52, "decoded (multi-frame)": 7, "refused": 19}
-        reasons["corrupt compressed pixel data (JPEG Extended (Process 2 and 4) (1.2.840.10008.1.2.4.51))"] = 1
-    else:
-        assert Counter(r.outcome for r in rows) == {"decoded": 51, "decoded (multi-frame)": 7, "refused": 20}
-        reasons[NEEDS_GPL["JPGExtended.dcm"]] = 2  # JPGExtended.dcm and the corrupt JPEG-lossy.dcm
+    # README: 60 decode, with the dicom-gpl extra or without
+    assert Counter(r.outcome for r in rows) == {"decoded": 53, "decoded (multi-frame)": 7, "refused": 18}
     assert Counter(r.reason for r in rows if r.reason) == reasons
 
 
@@ -94,6 +84,5 @@ def test_messages_are_one_specific_line(corpus):
 def test_table_is_written(corpus):
     _, rows, out = corpus
     text = out.read_text()
-    outcome = "decoded" if GPL_DECODER else f"refused: {NEEDS_GPL['JPGExtended.dcm']}"
-    assert f"| JPGExtended.dcm | JPEG Extended (Process 2 and 4) (1.2.840.10008.1.2.4.51) | {outcome} |" in text
+    assert "| JPGExtended.dcm | JPEG Extended (Process 2 and 4) (1.2.840.10008.1.2.4.51) | decoded |" in text
     assert text.count("\n| ") == len(rows) + 1  # header + one line per file

@@ -2,7 +2,6 @@
 syntax and multi-frame files are read where they can be."""
 from __future__ import annotations
 
-import importlib.util
 
 from pathlib import Path
 
@@ -129,21 +128,24 @@ def test_missing_decoder_names_the_syntax_and_the_packages(tmp_path, monkeypatch
         "cannot decode JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 [Selection Value 1]) "
         "(1.2.840.10008.1.2.4.70) pixel data: no decoder for it is installed; `pip install python-gdcm` would "
         "decode it")
-    # 12-bit JPEG Extended has no permissively licensed decoder: only the dicom-gpl extra's (issue 30)
+    # 12-bit JPEG Extended: python-gdcm decodes it (io/dicom_jpeg12.py); without it, the line names it
     assert _error(CORPUS / "JPGExtended.dcm") == (
-        "cannot decode JPEG Extended (Process 2 and 4) (1.2.840.10008.1.2.4.51) pixel data: its decoder is "
-        "GPL-licensed and not installed by default; `pip install 'napari-adaqat[dicom-gpl]'` would decode it")
+        "cannot decode JPEG Extended (Process 2 and 4) (1.2.840.10008.1.2.4.51) pixel data: no decoder for it is "
+        "installed; `pip install python-gdcm` would decode it")
 
 
-def test_corrupt_compressed_stream_gets_no_decoder_internals():
-    message = _error(CORPUS / "JPEG-lossy.dcm")
-    if importlib.util.find_spec("libjpeg") is None:  # a plain install: Pillow, GDCM fail; the line names the extra
-        assert message == ("cannot decode JPEG Extended (Process 2 and 4) (1.2.840.10008.1.2.4.51) pixel data with "
-                           "python-gdcm, Pillow (e.g. 12-bit JPEG); `pip install 'napari-adaqat[dicom-gpl]'` adds the "
-                           "GPL-licensed decoder that may read it")
-        return
+def test_corrupt_compressed_stream_gets_no_decoder_internals(tmp_path):
+    from pydicom.encaps import encapsulate, generate_frames
+
+    ds = pydicom.dcmread(CORPUS / "JPGExtended.dcm")
+    stream = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    stream[len(stream) // 2:len(stream) // 2 + 50] = b"\xff\x00" * 25  # a damaged stretch of the entropy-coded data
+    ds.PixelData = encapsulate([bytes(stream)])
+    ds.save_as(tmp_path / "damaged.dcm")
+    message = _error(tmp_path / "damaged.dcm")
     assert message.startswith("cannot decode JPEG Extended (Process 2 and 4) (1.2.840.10008.1.2.4.51) pixel data: "
                               "the compressed data is corrupt or non-conformant (rejected by ")
+    assert "python-gdcm" in message and "\n" not in message
 
 
 # --- read where possible ---------------------------------------------------------------------

@@ -358,24 +358,29 @@ import pydicom
 from pathlib import Path
 from napari_adaqat.io import ImageReadError, read_image
 corpus = Path(pydicom.__file__).parent / "data" / "test_files"
-for name in ("JPGExtended.dcm", "SC_rgb_jpeg_gdcm.dcm", "SC_rgb_jpeg.dcm"):
+signed = pydicom.dcmread(corpus / "JPGExtended.dcm")
+signed.PixelRepresentation = 1  # signed 12-bit JPEG Extended: python-gdcm is not given it
+signed.save_as(sys.argv[1])
+for path in (corpus / "JPGExtended.dcm", corpus / "SC_rgb_jpeg_gdcm.dcm", corpus / "SC_rgb_jpeg.dcm", Path(sys.argv[1])):
     try:
-        print(name, "decoded", read_image(corpus / name).shape)
+        print(path.name, "decoded", read_image(path).pixels.shape)
     except ImageReadError as exc:
-        print(name, "refused", str(exc).split(": ", 1)[1])
+        print(path.name, "refused", str(exc).split(": ", 1)[1])
 """
 
 
-def test_without_the_gpl_extra_a_file_that_needs_it_names_the_extra():
+def test_without_the_gpl_extra_a_file_that_needs_it_names_the_extra(tmp_path):
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-c", WITHOUT_GPL], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", WITHOUT_GPL, str(tmp_path / "signed.dcm")], capture_output=True,
+                            text=True, timeout=120)
     lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
     assert result.returncode == 0, result.stderr[-2000:]
     assert lines["SC_rgb_jpeg.dcm"].startswith("decoded")  # JPEG Baseline: Pillow, permissive
     assert lines["SC_rgb_jpeg_gdcm.dcm"].startswith("decoded")  # JPEG Lossless: python-gdcm, permissive
-    assert lines["JPGExtended.dcm"].startswith("refused cannot decode JPEG") and lines["JPGExtended.dcm"].endswith(
+    assert lines["JPGExtended.dcm"] == "decoded (1024, 256)"  # 12-bit JPEG Extended: python-gdcm (io/dicom_jpeg12.py)
+    assert lines["signed.dcm"].startswith("refused cannot decode JPEG") and lines["signed.dcm"].endswith(
         "`pip install 'napari-adaqat[dicom-gpl]'` adds the GPL-licensed decoder that may read it"), lines
 
 

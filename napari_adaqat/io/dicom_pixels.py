@@ -1,9 +1,10 @@
 """Decode DICOM pixel data (one frame or all) with messages that name the transfer syntax.
 
 The pixel decoders are pydicom's plugins, all permissively licensed by default: Pillow (JPEG
-Baseline, 8-bit), python-gdcm (JPEG Lossless), pyjpegls (JPEG-LS), pylibjpeg-openjpeg (JPEG 2000,
-HTJ2K) and pylibjpeg-rle.  pylibjpeg-libjpeg (GPLv3; 12-bit JPEG Extended) comes only with the
-``dicom-gpl`` extra, and a file that needs it gets one line naming the extra.
+Baseline, 8-bit), python-gdcm (JPEG Lossless; and 12-bit JPEG Extended through :mod:`.dicom_jpeg12`, which
+pydicom does not give it), pyjpegls (JPEG-LS), pylibjpeg-openjpeg (JPEG 2000, HTJ2K) and pylibjpeg-rle.
+pylibjpeg-libjpeg (GPLv3) comes only with the ``dicom-gpl`` extra; a JPEG Extended file that neither reads
+(colour or signed 12-bit) gets one line naming the extra.
 """
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from . import dicom_jpeg12 as jpeg12
 from .image_data import ImageReadError, ImageReadWarning, fail
 
 # pip packages that give pydicom a decoder, by transfer syntax UID
 GPL_EXTRA = "'napari-adaqat[dicom-gpl]'"  # pylibjpeg-libjpeg (GPLv3): not installed by default
-_JPEG = f"{GPL_EXTRA} (the GPL-licensed pylibjpeg-libjpeg)"  # 12-bit JPEG Extended: no permissive decoder
 _J2K = "pylibjpeg pylibjpeg-openjpeg"
 WHAT_DECODES: dict[str, str] = {
-    "1.2.840.10008.1.2.4.50": "pillow", "1.2.840.10008.1.2.4.51": _JPEG, "1.2.840.10008.1.2.4.57": "python-gdcm",
+    "1.2.840.10008.1.2.4.50": "pillow", "1.2.840.10008.1.2.4.51": "python-gdcm", "1.2.840.10008.1.2.4.57": "python-gdcm",
     "1.2.840.10008.1.2.4.70": "python-gdcm", "1.2.840.10008.1.2.4.80": "pyjpegls", "1.2.840.10008.1.2.4.81": "pyjpegls",
     "1.2.840.10008.1.2.4.90": _J2K, "1.2.840.10008.1.2.4.91": _J2K, "1.2.840.10008.1.2.4.201": _J2K,
     "1.2.840.10008.1.2.4.202": _J2K, "1.2.840.10008.1.2.4.203": _J2K,
@@ -66,9 +67,6 @@ def _decoder(path: Path, ds):
             "not a transfer syntax pydicom can decode"
         raise fail(path, f"cannot decode {syntax_label(ds)} pixel data: {kind}; export the image uncompressed "
                          "or as JPEG / JPEG 2000") from None
-    if not decoder.is_available and _JPEG in WHAT_DECODES.get(str(uid), ""):
-        raise fail(path, f"cannot decode {syntax_label(ds)} pixel data: its decoder is GPL-licensed and not "
-                         f"installed by default; `pip install {GPL_EXTRA}` would decode it")
     if not decoder.is_available:
         packages = WHAT_DECODES.get(str(uid), "pylibjpeg pylibjpeg-openjpeg pyjpegls")
         raise fail(path, f"cannot decode {syntax_label(ds)} pixel data: no decoder for it is installed; "
@@ -109,7 +107,12 @@ def decode(path: Path, ds, frame: int | None, frames: int) -> np.ndarray:
             if not compressed:
                 raise fail(path, f"cannot decode {syntax_label(ds)} pixel data ({type(exc).__name__})") from exc
             tried = ", ".join(_PLUGIN_PACKAGES.get(p, p) for p in decoder.available_plugins)
-            if _JPEG in WHAT_DECODES.get(str(syntax), "") and importlib.util.find_spec("libjpeg") is None:
+            if jpeg12.can_decode(ds):  # 12-bit JPEG Extended: pydicom does not give it to python-gdcm; we do
+                try:
+                    return jpeg12.decode_frames(ds, index, frames)
+                except Exception:  # noqa: BLE001  GDCM (among `tried`) rejects the stream too: corrupt, the last line
+                    pass
+            elif str(syntax) == jpeg12.JPEG_EXTENDED and importlib.util.find_spec("libjpeg") is None:
                 raise fail(path, f"cannot decode {syntax_label(ds)} pixel data with {tried} (e.g. 12-bit JPEG); "
                                  f"`pip install {GPL_EXTRA}` adds the GPL-licensed decoder that may read it") from exc
             raise fail(path, f"cannot decode {syntax_label(ds)} pixel data: the compressed data is corrupt or "
