@@ -9,6 +9,7 @@ pylibjpeg-libjpeg (GPLv3) comes only with the ``dicom-gpl`` extra; a JPEG Extend
 from __future__ import annotations
 
 import importlib.util
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import numpy as np
 
 from . import dicom_jpeg12 as jpeg12
 from .image_data import ImageReadError, ImageReadWarning, fail
+
+jpeg12.register()  # python-gdcm for 12-bit JPEG Extended, after pydicom's own plugins
 
 # pip packages that give pydicom a decoder, by transfer syntax UID
 GPL_EXTRA = "'napari-adaqat[dicom-gpl]'"  # pylibjpeg-libjpeg (GPLv3): not installed by default
@@ -30,7 +33,7 @@ WHAT_DECODES: dict[str, str] = {
 }
 # pydicom plugin name -> the package behind it
 _PLUGIN_PACKAGES = {"pylibjpeg": "pylibjpeg", "gdcm": "python-gdcm", "pillow": "Pillow", "pyjpegls": "pyjpegls",
-                    "pydicom": "pydicom"}
+                    "pydicom": "pydicom", jpeg12.LABEL: "python-gdcm"}
 
 
 def syntax_label(ds) -> str:
@@ -106,13 +109,12 @@ def decode(path: Path, ds, frame: int | None, frames: int) -> np.ndarray:
         except BaseException as exc:  # also a Rust decoder's panic (pyo3 PanicException is a BaseException)
             if not compressed:
                 raise fail(path, f"cannot decode {syntax_label(ds)} pixel data ({type(exc).__name__})") from exc
-            tried = ", ".join(_PLUGIN_PACKAGES.get(p, p) for p in decoder.available_plugins)
-            if jpeg12.can_decode(ds):  # 12-bit JPEG Extended: pydicom does not give it to python-gdcm; we do
-                try:
-                    return jpeg12.decode_frames(ds, index, frames)
-                except Exception:  # noqa: BLE001  GDCM (among `tried`) rejects the stream too: corrupt, the last line
-                    pass
-            elif str(syntax) == jpeg12.JPEG_EXTENDED and importlib.util.find_spec("libjpeg") is None:
+            tried = ", ".join(dict.fromkeys(_PLUGIN_PACKAGES.get(p, p) for p in decoder.available_plugins))
+            ours = re.search(rf"^\s*{jpeg12.LABEL}: (.+)$", str(exc), re.MULTILINE)  # our 12-bit plugin's reason
+            if ours and not ours.group(1).startswith(jpeg12.NOT_MINE):  # a frame it reads, and GDCM rejected it
+                raise fail(path, f"cannot decode {syntax_label(ds)} pixel data: the compressed data is corrupt or "
+                                 f"non-conformant (rejected by {tried}; python-gdcm: {ours.group(1)})") from exc
+            if str(syntax) == jpeg12.JPEG_EXTENDED and importlib.util.find_spec("libjpeg") is None:
                 raise fail(path, f"cannot decode {syntax_label(ds)} pixel data with {tried} (e.g. 12-bit JPEG); "
                                  f"`pip install {GPL_EXTRA}` adds the GPL-licensed decoder that may read it") from exc
             raise fail(path, f"cannot decode {syntax_label(ds)} pixel data: the compressed data is corrupt or "

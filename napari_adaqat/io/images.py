@@ -20,6 +20,7 @@ from napari_adaqat.util.errors import first_line
 
 from .dicom import DICOM_SUFFIXES, is_dicom, read_dicom
 from .dicom_open import is_dicomdir_name
+from .jpeg_header import JPEG_LS_SOF, LOSSLESS_SOF, frame_header
 from .image_data import (
     IMAGE_SIGNATURES, ImageData, ImageReadError, check_decoded_size, check_file, check_finite, fail, to_gray01,
 )
@@ -172,28 +173,20 @@ def _read_raster(path: Path, fmt: str) -> tuple[np.ndarray, dict]:
     return arr, {"bits": int(arr.dtype.itemsize * 8) if arr.dtype != bool else 1, "orientation": orientation}
 
 
-_LOSSLESS_SOF = (0xC3, 0xC7, 0xCB, 0xCF)  # JPEG lossless (Process 14), also hierarchical / arithmetic
-_SOF = (0xC0, 0xC1, 0xC2, 0xC5, 0xC6, 0xC9, 0xCA, 0xCD, 0xCE) + _LOSSLESS_SOF
-
-
 def _jpeg_variant(path: Path) -> str | None:
     """``"12-bit JPEG"``, ``"lossless JPEG"`` or ``"JPEG-LS image"`` (as exported from DICOM) from the frame
     header; None for an 8-bit lossy JPEG or an unreadable header."""
     try:
-        data = path.read_bytes()[:1 << 20]
+        header = frame_header(path.read_bytes()[:1 << 20])
     except OSError:
         return None
-    at = 2
-    while at + 9 < len(data) and data[at] == 0xFF:
-        marker, length = data[at + 1], int.from_bytes(data[at + 2:at + 4], "big")
-        if marker == 0xF7:
-            return "JPEG-LS image"
-        if marker in _SOF:
-            kind = "lossless JPEG" if marker in _LOSSLESS_SOF else "JPEG"
-            bits = data[at + 4]
-            return f"{bits}-bit {kind}" if bits != 8 else (kind if marker in _LOSSLESS_SOF else None)
-        at += 2 + length
-    return None
+    if header is None:
+        return None
+    marker, bits = header
+    if marker == JPEG_LS_SOF:
+        return "JPEG-LS image"
+    kind = "lossless JPEG" if marker in LOSSLESS_SOF else "JPEG"
+    return f"{bits}-bit {kind}" if bits != 8 else (kind if marker in LOSSLESS_SOF else None)
 
 
 def read_raw(path: str | os.PathLike, as_shown: bool = True) -> tuple[np.ndarray, dict]:
