@@ -5,13 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from cv_folds import make_folds, write_fold_folders  # noqa: E402
 from model_speed import main as model_speed  # noqa: E402
 from shift_suite import SHIFTS, apply_shift  # noqa: E402
-import unet_reference  # noqa: E402
 from unet_reference import UNet, predict_mask  # noqa: E402
 
 from napari_adaqat.data.dataset import discover, load_pair  # noqa: E402
@@ -55,37 +53,6 @@ def test_unet_reference_shapes(cxr_dir):
     pairs, _ = discover(cxr_dir)
     image, _ = load_pair(next(iter(pairs.values())))
     assert predict_mask(net, image).shape == image.shape
-
-
-def test_a_stopped_unet_reference_resumes_to_the_same_weights(cxr_dir, tmp_path, monkeypatch):
-    fold = write_fold_folders(cxr_dir, tmp_path / "folds", k=2, n_val=1)[0]
-    saved: dict[str, list] = {"a": [], "b": []}
-    save = unet_reference._save_resume
-
-    def recording(run):
-        def wrapper(path, net, *args):
-            save(path, net, *args)
-            saved[run].append({k: v.clone() for k, v in net.state_dict().items()})
-            if run == "b" and len(saved["b"]) == 1 and not (tmp_path / "stopped").exists():
-                (tmp_path / "stopped").touch()
-                raise KeyboardInterrupt  # stopped after its first epoch was written
-        return wrapper
-
-    monkeypatch.setattr(unet_reference, "_save_resume", recording("a"))
-    unet_reference.train_fold(fold, tmp_path / "a", epochs=3, batch_size=2, width=2)
-    monkeypatch.setattr(unet_reference, "_save_resume", recording("b"))
-    with pytest.raises(KeyboardInterrupt):
-        unet_reference.train_fold(fold, tmp_path / "b", epochs=3, batch_size=2, width=2)
-    assert (tmp_path / "b" / "resume.safetensors").is_file() and not (tmp_path / "b" / "unet.json").exists()
-    with pytest.raises(SystemExit, match="rerun with --epochs 3"):
-        unet_reference.train_fold(fold, tmp_path / "b", epochs=4, batch_size=2, width=2)
-    unet_reference.train_fold(fold, tmp_path / "b", epochs=3, batch_size=2, width=2)
-    assert len(saved["a"]) == 3 and len(saved["b"]) == 3  # the resumed run ran epochs 2 and 3 only
-    for k, v in saved["a"][-1].items():
-        assert torch.allclose(v, saved["b"][-1][k], atol=1e-5), k
-    assert not (tmp_path / "b" / "resume.safetensors").exists()
-    assert json.loads((tmp_path / "a" / "unet.json").read_text())["best_val_dice"] == pytest.approx(
-        json.loads((tmp_path / "b" / "unet.json").read_text())["best_val_dice"], abs=1e-5)
 
 
 def test_model_speed_times_the_bundled_model(tmp_path):

@@ -146,8 +146,8 @@ class FilmVote:
             self._alone = (key, logits)
             return combine(logits, self.logits)
         if self._alone is None or self._alone[0] != key:
-            distinct, row = torch.unique(boxes, dim=0, return_inverse=True)
-            self._alone = (key, box_alone(distinct)[row])
+            distinct, row = torch.unique(boxes.cpu(), dim=0, return_inverse=True)  # row indexes CPU logits
+            self._alone = (key, box_alone(distinct.to(boxes.device))[row])
         return combine(logits, self.logits, self._alone[1])
 
 

@@ -20,7 +20,7 @@ from napari_adaqat.model.formats.container import read_adaqat_metadata, read_ten
 from napari_adaqat.model.qat import apply_qat
 
 __all__ = ["FORMAT", "describe_model", "assemble_model", "save_checkpoint", "read_checkpoint", "split_optimizer",
-           "optimizer_state", "load_checkpoint_model"]
+           "optimizer_state", "flatten_optimizer", "load_checkpoint_model"]
 
 FORMAT = "adaqat-checkpoint"
 OPTIM_PREFIX = "optim."
@@ -49,12 +49,18 @@ def save_checkpoint(path: str | Path, sam: Sam, description: dict, info: dict,
     tensors = dict(sam.state_dict())
     meta = {"format": FORMAT, "format_version": 1, "model": description, **info}
     if optimizer is not None:
-        state = optimizer.state_dict()
-        for idx, entries in state["state"].items():
-            for key, value in entries.items():
-                tensors[f"{OPTIM_PREFIX}{idx}.{key}"] = torch.as_tensor(value)
-        meta["optimizer_groups"] = [{k: v for k, v in g.items()} for g in state["param_groups"]]
+        optim_tensors, meta["optimizer_groups"] = flatten_optimizer(optimizer)
+        tensors.update(optim_tensors)
     write_safetensors(path, tensors, meta)
+
+
+def flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """(``optim.<i>.<key>`` tensors, JSON param groups) of an optimizer's state: what a safetensors file holds
+    of it (the inverse of :func:`split_optimizer` + :func:`optimizer_state`)."""
+    state = optimizer.state_dict()
+    tensors = {f"{OPTIM_PREFIX}{idx}.{key}": torch.as_tensor(value)
+               for idx, entries in state["state"].items() for key, value in entries.items()}
+    return tensors, [dict(g) for g in state["param_groups"]]
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
