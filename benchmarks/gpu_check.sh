@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The GPU check (issue 29): what to measure the day a CUDA machine is at hand, in under 8 minutes.
+# The GPU check (issue 29): what to measure the day a CUDA machine is at hand, in under 9 minutes.
 #
 #   1. adaqat bench: ViT-B at 1024 px, ours (bf16 autocast on CUDA) against stock segment_anything
 #   2. adaqat segment throughput with --batch-size 1, 8 and 32 (benchmarks/segment_throughput.py,
 #      the bundled model over 256 films, next to the model alone)
 #   3. one Stage-1 ViT-B training step (AdaLoRA, random weights, batch 2) and its peak GPU memory
 #   4. the 2-rank torchrun segment (a GPU each; ranks share the GPU when there is one)
-# One JSON (OUT/gpu_check.json) and a printed summary.  Each part has its own time limit (480 s in all); a failing part
+#   5. a box and corrective clicks through the public API with a voted model (benchmarks/device_clicks.py): masks
+#      against the CPU's, and the median click
+# One JSON (OUT/gpu_check.json) and a printed summary.  Each part has its own time limit (540 s in all); a failing part
 # is recorded (rc and the last lines of its log) and the others still run.
 #
 #   bash benchmarks/gpu_check.sh [OUT]            # on a CUDA machine (refuses to run without one)
@@ -28,6 +30,7 @@ START=$(date +%s)
 
 if [[ $DRY == 1 ]]; then
   DEVICE=cpu; BENCH_MODEL=vit_nano; BENCH_SIZE=256; N_FILMS=2; BATCHES="1"; TRAIN_MODEL=vit_nano; TRAIN_SIZE=256
+  CLICK_FILMS=1
   FILMS=$ROOT/tests/data/cxr/images
   BENCH_QUICK=(--repeats 1 --warmup 0 --prompt-repeats 2)
   SEG_MODEL=(--model "$OUT/$TRAIN_MODEL.pth" --model-type vit_nano)
@@ -37,6 +40,7 @@ else
     exit 2
   fi
   DEVICE=cuda; BENCH_MODEL=vit_b; BENCH_SIZE=1024; N_FILMS=256; BATCHES="1 8 32"; TRAIN_MODEL=vit_b; TRAIN_SIZE=1024
+  CLICK_FILMS=4
   BENCH_QUICK=()
   SEG_MODEL=()
 fi
@@ -80,6 +84,9 @@ rm -rf "$OUT/torchrun_out"
 part torchrun 90 "$PY" -m torch.distributed.run --standalone --nproc-per-node 2 -m napari_adaqat segment "$FILMS" \
   --out "$OUT/torchrun_out" --device "$DEVICE" "${SEG_MODEL[@]}"
 
+# 5. box and clicks through the public API with a voted model, against the CPU's masks
+part clicks 60 "$PY" "$ROOT/benchmarks/device_clicks.py" --device "$DEVICE" -n "$CLICK_FILMS" --out "$OUT/clicks.json"
+
 # one JSON + the summary
 "$PY" - "$OUT" "$DRY" "$START" <<'PY'
 import json, sys, time
@@ -99,8 +106,9 @@ def load(name):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-result = {"dry_run": dry, "parts": {n: status(n) for n in ("bench", "segment", "train", "torchrun")}}
+result = {"dry_run": dry, "parts": {n: status(n) for n in ("bench", "segment", "train", "torchrun", "clicks")}}
 result["bench"] = load("bench.json")
+result["clicks"] = load("clicks.json")
 result["segment"] = load("segment.json")
 steps = [json.loads(line) for line in (out / "train" / "progress.jsonl").read_text().splitlines()] \
     if (out / "train" / "progress.jsonl").is_file() else []
@@ -127,6 +135,10 @@ for r in (seg.get("throughput") if isinstance(seg.get("throughput"), list) else 
 if step:
     print(f"  train     one step: {json.dumps({k: step[k] for k in step if k in ('elapsed_s', 'peak_mem_mb', 'mem_kind', 'loss')})}")
 print(f"  torchrun  {result['torchrun_summary']} ({result['torchrun_rows']} rows)")
+c = result["clicks"] or {}
+if c:
+    print(f"  clicks    {c['prompts']} prompts on {c['films']} films: min Dice vs CPU {c['min_dice_vs_cpu']}, "
+          f"median click {c['median_click_ms']} ms")
 failed = [n for n, p in result["parts"].items() if p["rc"] != 0]
 sys.exit(1 if failed else 0)
 PY

@@ -240,3 +240,4 @@ def test_gpu_check_dry_run(tmp_path):
     assert report["bench"]["mask_iou"] > 0.9 and report["segment"]["throughput"]["ok_rows"] == 2
     assert report["train_step"]["peak_mem_mb"] > 0 and report["torchrun_rows"] == 4
     assert "4 segmented" in report["torchrun_summary"] and "gpu_check (dry run, CPU)" in run.stdout
+    assert report["clicks"]["prompts"] >= 4 and report["clicks"]["min_dice_vs_cpu"] == 1.0  # a voted model's paths
