@@ -4,6 +4,8 @@
 #   2. Stage 1 AdaLoRA  3. Stage 2 QAT  4. INT8 + FP32 export (RUNS/chain/{model_int8,baseline_fp32}.safetensors);
 #   v4.2 (training/default_model_clicks.yaml): 5. from v3f's FP32 file, clicks and one-lung boxes (Stage 1 decoder,
 #   Stage 2 QAT, both files: RUNS/clicks/...), copied into ASSETS.  CLICKS=0 stops after v3f and ships it.
+#   VOTE=1: 6. a U-Net's vote added to both files (python -m napari_adaqat.train.vote_train; BENCHMARKS.md, "The U-Net
+#   vote"); off until folds 1 and 2 decide it (benchmarks/cv_default_model.sh scores the model and the vote apart).
 # Usage: [RESUME=1] bash training/train_default_model.sh [DATA] [RUNS] [ASSETS]
 # RECIPE=other.yaml trains another recipe (ADALORA_EPOCHS: Stage-1 AdaLoRA epochs, default 10; the previous
 # default models: RECIPE=training/candidate_v3e_refine.yaml, v2: RECIPE=training/default_model_v2.yaml ADALORA_EPOCHS=20);
@@ -32,6 +34,15 @@ if [ "${CLICKS:-1}" != 0 ]; then  # step 5: clicks and one-lung boxes, from v3f'
     --checkpoint "$RUNS/chain/baseline_fp32.safetensors" --data "$DATA" --out "$RUNS/clicks" --device cpu \
     --profile deploy $(resumed "$RUNS/clicks/chain.json")
   FINAL="$RUNS/clicks"
+fi
+if [ "${VOTE:-0}" != 0 ]; then  # step 6 (VOTE=1): the vote of an 8-channel U-Net trained 60 epochs on the same films
+  python -m napari_adaqat.train.vote_train "$DATA" "$RUNS/vote" --epochs 60 --width 8  # resumes; ~7 min
+  mkdir -p "$RUNS/voted"
+  for f in baseline_fp32 model_int8; do  # the model's tensors bit for bit, the vote added (refuses an existing file)
+    [ -f "$RUNS/voted/$f.safetensors" ] || python -m napari_adaqat.model.formats.vote_file \
+      "$FINAL/$f.safetensors" "$RUNS/vote/unet.safetensors" "$RUNS/voted/$f.safetensors" --note "$(cat "$RUNS/vote/unet.json")"
+  done
+  FINAL="$RUNS/voted"
 fi
 mkdir -p "$ASSETS"
 cp "$FINAL/baseline_fp32.safetensors" "$ASSETS/default_fp32.safetensors"
