@@ -3,6 +3,7 @@
     xvfb-run -a python benchmarks/dock_latency.py --boxes 12 --out dock_latency.json
     xvfb-run -a python benchmarks/dock_latency.py --clicks 12 --out dock_latency_clicks.json
     xvfb-run -a python benchmarks/dock_latency.py --clicks 12 --size 3000   # a hospital-size film
+    xvfb-run -a python benchmarks/dock_latency.py --clicks 12 --model M.safetensors --baseline B.safetensors
 
 For each rectangle added to the ``boxes`` layer (or, with ``--clicks N``, after one box, for each of N
 points added to the ``points`` layer, alternately "not lung" and "lung", each re-segmenting with the box,
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512,
                         help="resize the sample film (and its mask) to SIZE x SIZE px, e.g. 3000 for a hospital "
                              "film; prompts scale with it (default 512, the sample as shipped)")
+    parser.add_argument("--model", default=None, help="a model file instead of the bundled INT8 model")
+    parser.add_argument("--baseline", default=None, help="its baseline file (for the maps; default: the bundled FP32)")
     args = parser.parse_args(argv)
 
     import napari
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     viewer = napari.Viewer(show=True)
     scale = args.size / 512.0
     layers = [getattr(viewer, f"add_{kind}")(resized(data, args.size, kind), **kw) for data, kw, kind in chest_xray()]
-    widget = SegmentWidget(viewer, device="cpu")
+    widget = SegmentWidget(viewer, device="cpu", model_path=args.model, baseline_path=args.baseline)
     viewer.window.add_dock_widget(widget)
     widget.reference.value = layers[1]
     app = QApplication.instance()
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
               for key in ("prompt_ms", "mask_shown_ms", "mask_painted_ms", "maps_shown_ms", "mask_cpu_ms",
                           "main_thread_cpu_ms")}
     kind, each = ("clicks", "per_click") if args.clicks else ("boxes", "per_box")
-    report.update({kind: len(rows)}, film_px=args.size, machine=platform.node(), cpus=os.cpu_count(), hide_maps=args.hide_maps,
+    report.update({kind: len(rows)}, film_px=args.size, model=args.model or "default", machine=platform.node(), cpus=os.cpu_count(), hide_maps=args.hide_maps,
                   load_avg_1m=[round(load_before, 2), round(os.getloadavg()[0], 2)], nice=os.nice(0),
                   **{each: [{k: round(v, 1) for k, v in r.items()} for r in rows]})
     print(json.dumps({k: v for k, v in report.items() if not k.startswith("per_")}, indent=1))
