@@ -86,3 +86,76 @@ def test_a_missing_data_folder_is_one_line_and_nothing_is_written(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert err.endswith("nowhere: data folder not found") and "\n" not in err and "Traceback" not in err
     assert not (tmp_path / "vote").exists()
+
+
+def test_a_folder_of_one_film_is_refused_in_one_line(cxr_dir, tmp_path, capsys):
+    import shutil
+    for part in ("images", "masks"):
+        (tmp_path / "one" / part).mkdir(parents=True)
+        shutil.copy(sorted((cxr_dir / part).glob("*.png"))[0], tmp_path / "one" / part)
+    assert main([str(tmp_path / "one"), str(tmp_path / "vote"), "--epochs", "1", "--width", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "validation set is empty" in err and "\n" not in err and "Traceback" not in err
+
+
+def test_ctrl_c_is_one_line_and_the_rerun_goes_on(fold, tmp_path, monkeypatch, capsys):
+    save = vote_train._save_resume
+
+    def stop(path, net, *args):
+        save(path, net, *args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vote_train, "_save_resume", stop)
+    try:
+        code = main([str(fold), str(tmp_path / "vote"), "--epochs", "2", "--width", "2"])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl+C escaped main as a traceback")
+    assert code == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the data check
+    assert "stopped; run the same command again" in err and "Traceback" not in err
+    assert (tmp_path / "vote" / "resume.safetensors").is_file()
+    monkeypatch.setattr(vote_train, "_save_resume", save)
+    assert main([str(fold), str(tmp_path / "vote"), "--epochs", "2", "--width", "2"]) == 0
+    assert "resuming after epoch 1/2" in capsys.readouterr().out
+
+
+def test_an_out_that_is_a_file_or_a_damaged_record_is_one_line_and_kept(fold, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit) as exit_:
+        main([str(fold), str(tmp_path / "notes.txt"), "--epochs", "1", "--width", "2"])
+    assert exit_.value.code == 2 and "notes.txt is a file: OUT must be a folder" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "unet.json").write_text("garbage")
+    assert main([str(fold), str(tmp_path / "run"), "--epochs", "1", "--width", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "unet.json: not a finished run's record" in err.strip().splitlines()[-1] and "Traceback" not in err
+    assert (tmp_path / "run" / "unet.json").read_text() == "garbage"
+
+
+def test_the_weights_are_readable_by_others_and_a_finished_run_says_so(fold, tmp_path, capsys):
+    import os
+    import stat
+    old = os.umask(0o022)
+    try:
+        train_vote_unet(fold, tmp_path / "vote", epochs=1, batch_size=2, width=2)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "vote" / "unet.safetensors").stat().st_mode) == 0o644  # as unet.json
+    capsys.readouterr()
+    train_vote_unet(fold, tmp_path / "vote", epochs=1, batch_size=2, width=2)
+    assert "already finished" in capsys.readouterr().err
+
+
+def test_a_bad_pair_is_skipped_and_named_as_adaqat_train_does(cxr_dir, tmp_path, capsys):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+    shutil.copytree(cxr_dir / "images", tmp_path / "data" / "images")
+    shutil.copytree(cxr_dir / "masks", tmp_path / "data" / "masks")
+    bad = sorted((tmp_path / "data" / "masks").glob("*.png"))[0]
+    Image.fromarray(np.zeros((50, 50), np.uint8)).save(bad)  # a mask of another size
+    assert main([str(tmp_path / "data"), str(tmp_path / "vote"), "--epochs", "1", "--width", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1" in err and bad.name in err and "Traceback" not in err

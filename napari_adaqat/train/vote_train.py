@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
+from napari_adaqat.data.check import training_sets
 from napari_adaqat.data.dataset import DataError, discover
 from napari_adaqat.model.formats.checkpoint import flatten_optimizer, optimizer_state, split_optimizer
 from napari_adaqat.model.formats.container import read_adaqat_metadata, read_tensors, write_safetensors
@@ -51,16 +51,22 @@ def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, bat
     ``out/unet.json`` (its val Dice, settings, time, parameters), which is also returned."""
     torch.manual_seed(seed)
     pairs, split = discover(data, seed)
+    sets, report = training_sets(data, pairs, split)  # adaqat train's check: no val names: one line; bad pairs
+    print(f"data check of {data}\n{report.text()}", file=sys.stderr, flush=True)  # skipped and listed, as there
     common = dict(image_size=VOTE_SIZE, pixel_mean=VOTE_MEAN, pixel_std=VOTE_STD, seed=seed)
-    train = LungDataset([pairs[n] for n in split["train"]], train=True, augment=True,
-                        augment_preset=augment_preset, **common)
-    val = LungDataset([pairs[n] for n in split["val"]], train=False, **common)
+    train = LungDataset(sets["train"], train=True, augment=True, augment_preset=augment_preset, **common)
+    val = LungDataset(sets["val"], train=False, **common)
     settings = {"data": str(Path(data).resolve()), "epochs": epochs, "width": width,
                 "steps_per_epoch": math.ceil(len(train) / batch_size), "batch_size": batch_size, "seed": seed}
     out.mkdir(parents=True, exist_ok=True)
     if (out / RESULT).is_file():  # finished: not redone, if it is this run
-        info = json.loads((out / RESULT).read_text())
+        try:
+            info = json.loads((out / RESULT).read_text())
+        except ValueError as exc:
+            raise ValueError(f"{out / RESULT}: not a finished run's record ({exc}); give another OUT folder") from None
         _check_same(out / RESULT, info, settings)
+        print(f"{out}: this run is already finished (best val Dice {info.get('best_val_dice')}); nothing to do",
+              file=sys.stderr)
         return info
     net = VoteUNet(width)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
@@ -83,7 +89,7 @@ def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, bat
         dice = float(torch.cat(scores).mean())
         if dice > best:
             best = dice
-            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / WEIGHTS))
+            write_safetensors(out / WEIGHTS, net.state_dict(), {"epoch": epoch + 1, "val_dice": dice})  # atomic
         print(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.4f} val Dice {dice:.4f} best {best:.4f}", flush=True)
         _save_resume(out / RESUME, net, opt, sched, settings, epoch + 1, best, time.time() - start)
     info = {"best_val_dice": best, **settings, "train_seconds": round(time.time() - start, 1),
@@ -137,9 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.epochs < 1 or not 1 <= args.width <= 64:
         parser.error("--epochs must be at least 1 and --width 1 to 64")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"{args.out} is a file: OUT must be a folder (new, or holding a run of these settings)")
     try:
         info = train_vote_unet(args.data, args.out, args.epochs, width=args.width)
-    except (DataError, OSError) as exc:
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: stopped; run the same command again to go on after the last finished epoch",
+              file=sys.stderr)
+        return 130
+    except (DataError, OSError, ValueError) as exc:  # ValueError: a damaged unet.json or resume file in OUT
         print(f"{parser.prog}: error: {first_line(exc)}", file=sys.stderr)
         return 2
     print(json.dumps(info))

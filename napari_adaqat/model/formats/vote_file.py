@@ -22,6 +22,13 @@ from napari_adaqat.model.vote_unet import VoteUNet
 
 PREFIX = "vote_unet."
 FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+HELP = """Write a copy of a model file that carries a trained vote U-Net (a second opinion on a box alone; clicks
+always win).  MODEL is not changed and OUT must not exist.  Train the vote first:
+
+  python -m napari_adaqat.train.vote_train my_films/ runs/vote --epochs 60 --width 8
+  python -m napari_adaqat.model.formats.vote_file my_model.safetensors runs/vote/unet.safetensors my_model_vote.safetensors
+  adaqat segment film.png --model my_model_vote.safetensors --out masks/
+"""
 
 
 def add_vote(model: str | Path, unet: str | Path, out: str | Path, note: dict | None = None) -> Path:
@@ -29,10 +36,14 @@ def add_vote(model: str | Path, unet: str | Path, out: str | Path, note: dict | 
     ``benchmarks/unet_reference.py``'s ``unet.safetensors``) as its vote; ``note`` goes into ``meta["vote"]``.
     ``out`` must not exist yet (nothing is overwritten)."""
     model, unet, out = Path(model), Path(unet), Path(out)
+    if unet.is_dir() and (unet / "unet.safetensors").is_file():  # vote_train's OUT folder: its weights
+        unet = unet / "unet.safetensors"
     if out.exists():
         raise ValueError(f"{out} exists; name a new file for the model with its vote (nothing is overwritten)")
     if not unet.is_file():
         raise ValueError(f"{unet}: no such file")
+    if (unet.parent / "resume.safetensors").is_file() and not (unet.parent / "unet.json").is_file():
+        raise ValueError(f"{unet}: its training run in {unet.parent} is not finished; run vote_train on it again")
     meta = read_model_metadata(model)
     if meta["spec"].get("vote_unet"):
         raise ModelLoadError(f"{model}: already carries a vote")
@@ -54,21 +65,24 @@ def add_vote(model: str | Path, unet: str | Path, out: str | Path, note: dict | 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m napari_adaqat.model.formats.vote_file",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m napari_adaqat.model.formats.vote_file", description=HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, help="a model file (INT8 or FP32)")
-    parser.add_argument("unet", type=Path, help="the vote U-Net's weights (safetensors)")
+    parser.add_argument("unet", type=Path, help="the vote U-Net's weights: vote_train's OUT/unet.safetensors (or OUT)")
     parser.add_argument("out", type=Path, help="the new model file")
     parser.add_argument("--note", default="{}", help="JSON object recorded in the file's 'vote' metadata")
     args = parser.parse_args(argv)
     try:
-        note = json.loads(args.note)
+        try:
+            note = json.loads(args.note)
+        except ValueError as exc:
+            raise ValueError(f"--note is not JSON ({exc}); e.g. --note '{{\"epochs\": 60}}'") from None
         if not isinstance(note, dict):
             raise ValueError("--note must be a JSON object")
         path = add_vote(args.model, args.unet, args.out, note)
     except ValueError as exc:  # ModelLoadError and json's errors are ValueErrors: one line each
         parser.exit(2, f"{parser.prog}: error: {str(exc).splitlines()[0]}\n")
-    print(f"{path}: {path.stat().st_size / 1e6:.1f} MB, with the vote of {args.unet.name}")
+    print(f"{path}: {path.stat().st_size / 1e6:.1f} MB, with the vote of {args.unet}")
 
 
 if __name__ == "__main__":
