@@ -175,3 +175,53 @@ def test_the_public_api_and_a_fine_tune(files, tmp_path):
     assert not any(name.startswith("vote_unet.") for name in sam.state_dict())
     assert not detach_vote_unet(sam)
     assert json.loads(json.dumps(sam.spec.to_dict())).get("vote_unet") is None  # not written when False
+
+
+def test_vote_file_help_teaches_and_bad_inputs_are_one_line(files, tmp_path, capsys):
+    from napari_adaqat.model.formats.vote_file import main
+    model, unet, _ = files
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "vote_train" in out and ":class:" not in out and "issue 32" not in out
+    with pytest.raises(SystemExit) as exit_:
+        main([str(model), str(unet), str(tmp_path / "a.safetensors"), "--note", "{bad"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "--note is not JSON" in err and "\n" not in err
+
+
+def test_vote_file_takes_vote_trains_folder_and_refuses_an_unfinished_run(files, tmp_path):
+    import shutil
+    model, unet, _ = files
+    (tmp_path / "vote").mkdir()
+    shutil.copy(unet, tmp_path / "vote" / "unet.safetensors")
+    voted = add_vote(model, tmp_path / "vote", tmp_path / "voted.safetensors")  # the folder vote_train wrote
+    assert load_model_file(voted).spec.vote_unet == VoteUNet.from_state(load_file(str(unet))).width
+    shutil.copy(unet, tmp_path / "vote" / "resume.safetensors")  # a stopped run: no unet.json yet
+    with pytest.raises(ValueError, match="is not finished; run vote_train on it again"):
+        add_vote(model, tmp_path / "vote" / "unet.safetensors", tmp_path / "voted2.safetensors")
+    assert not (tmp_path / "voted2.safetensors").exists()
+
+
+def test_the_quality_score_reads_the_models_own_probabilities(files, tmp_path):
+    """A vote's softer mean logits put every film under the review threshold (measured on the model's own
+    probabilities): the score reads the model's own, against the voted mask (BENCHMARKS.md, fifteenth session)."""
+    from PIL import Image
+
+    from napari_adaqat.inference.batch import segment_files
+    from napari_adaqat.inference.engine import Engine
+    from napari_adaqat.inference.quality import mask_quality
+    from napari_adaqat.inference.segmenter import ModelRef
+
+    model, _unet, voted = files
+    image = _image()
+    engine = Engine()
+    plain, with_vote = (engine.predict(image, BOX, ModelRef(path), "cpu") for path in (model, voted))
+    assert plain.own_logits is None and plain.p_own is plain.p_model
+    np.testing.assert_allclose(with_vote.p_own, plain.p_model, atol=1e-5)  # the same model's own probabilities
+    assert not np.allclose(with_vote.p_model, plain.p_model, atol=1e-3)  # not the voted ones
+    Image.fromarray(image).save(tmp_path / "film.png")
+    [row] = segment_files([tmp_path / "film.png"], ModelRef(voted), tmp_path / "masks", boxes={"film.png": BOX})
+    quality = row.quality
+    assert row.status == "ok" and quality == mask_quality(with_vote.p_own, with_vote.mask).score
+    assert quality != mask_quality(with_vote.p_model, with_vote.mask).score

@@ -337,7 +337,7 @@ def _segment_one(path: Path, key: str, mask_path: Path, index: int, image_ahead,
                             algorithm_type="SEMIAUTOMATIC" if prompted else "AUTOMATIC")
         else:
             write_mask(mask_path, segmented.mask, overwrite=True)
-        quality = mask_quality(segmented.p_model, segmented.mask)
+        quality = mask_quality(segmented.p_own, segmented.mask)  # the model's own probabilities (not a vote's)
         result = ResultRow(file=key, status="ok", box="" if box is None else " ".join(f"{v:.1f}" for v in box),
                            area_px=int(segmented.mask.sum()), mask=str(mask_path), quality=quality.score,
                            review=int(quality.review), orientation=image.meta.get("orientation_applied", ""))

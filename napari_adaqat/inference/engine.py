@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
+import torch
 
 from napari_adaqat.io import check_segmentable
 from napari_adaqat.inference.predictor import BoxPredictor, Prediction
@@ -102,6 +103,7 @@ class SegmentResult:
     low_res_logits: Any = None  # torch (1, 1, 4E, 4E): the model's logits, its next mask_input
     clipped: bool = True  # whether the box-clipping rule was applied (when there is a box)
     takes_clicks: bool = True  # whether the model was trained with point prompts (Segmenter.takes_clicks)
+    own_logits: Any = None  # torch (H, W): the model's own logits where a vote changed them (Prediction.own_logits)
     p_baseline: Optional[np.ndarray] = None  # filled by Engine.add_maps
     baseline_mask: Optional[np.ndarray] = None
     baseline_seconds: Optional[float] = None
@@ -110,6 +112,14 @@ class SegmentResult:
     delta: Optional[np.ndarray] = None
     ssim_mean: Optional[float] = None
     delta_mean: Optional[float] = None
+
+    @property
+    def p_own(self) -> Optional[np.ndarray]:
+        """(H, W) float32: the model's own probabilities (before a vote; ``p_model`` without one), or None once
+        freed: what the quality score reads."""
+        if self.own_logits is not None:
+            return torch.sigmoid(self.own_logits).numpy()
+        return self.p_model
 
     def summary(self) -> str:
         """The dock's status: latency and area, then SSIM/ΔSSIM, then Dice (one line each)."""
@@ -281,7 +291,7 @@ class Engine:
             iou_pred=float(run.pred.iou[0]), model_seconds=run.seconds, model_cpu_seconds=run.cpu_seconds,
             cleaned=run.cleaned, model_file=None if run.path is None else str(run.path),
             point_coords=coords, point_labels=labels, low_res_logits=_first_row(run.pred), clipped=run.clipped,
-            takes_clicks=run.takes_clicks,
+            takes_clicks=run.takes_clicks, own_logits=None if run.pred.own_logits is None else run.pred.own_logits[0],
         )
 
     def add_maps(self, result: SegmentResult, image: np.ndarray, baseline: Optional[ModelLike], device: str = "cpu",

@@ -52,6 +52,9 @@ class Prediction:
     iou: np.ndarray  # (N,) float32, the decoder's predicted IoU
     logits: torch.Tensor  # (N, H, W) float32 mask logits (CPU)
     low_res_logits: torch.Tensor | None = None  # (N, 1, 4E, 4E) float32 (CPU): the final logits in the input frame
+    # (N, H, W) float32 (CPU): the model's own logits where a vote changed them (``logits`` are then the voted
+    # ones); None without a vote.  The quality score reads them: its review threshold was measured on them
+    own_logits: torch.Tensor | None = None
     _probs: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -289,12 +292,14 @@ class BoxPredictor:
             boxes = default_box(emb.original_size)
         boxes_in, coords_in, labels_in, mask_in = self._prompt_tensors(boxes, point_coords, point_labels, mask_input)
         logits, iou, low = self._decode(boxes_in, coords_in, labels_in, mask_in)
+        own = None
         if self._vote is not None and boxes_in is not None:  # a box: the film's vote counts (points alone: not)
             extra = coords_in is not None or mask_in is not None
-            logits = self._vote.apply(logits, boxes_in, extra, lambda b: self._decode(b, None, None, None)[0])
+            own = logits
+            logits = self._vote.apply(own, boxes_in, extra, lambda b: self._decode(b, None, None, None)[0])
         masks = logits > self.sam.mask_threshold
         return Prediction(masks.numpy(), iou.float().cpu().numpy(), logits,
-                          as_mask_input(self.sam, low).float().cpu())
+                          as_mask_input(self.sam, low).float().cpu(), own)
 
     def _decode(self, boxes_in: torch.Tensor | None, coords_in: torch.Tensor | None, labels_in: torch.Tensor | None,
                 mask_in: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

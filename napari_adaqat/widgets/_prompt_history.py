@@ -62,7 +62,7 @@ def drop_probabilities(result: Any) -> None:
     """Free a result's per-pixel probabilities (model, baseline) and the baseline's mask once its SSIM / ΔSSIM maps
     are made (or will not be): nothing shows them, and on a 3000² film they are 81 MB of each undo state (about
     half), so Undo reaches twice as far back within :data:`MAX_BYTES`."""
-    for name in ("p_model", "p_baseline", "baseline_mask"):
+    for name in ("p_model", "p_baseline", "baseline_mask", "own_logits"):
         if getattr(result, name, None) is not None:
             setattr(result, name, None)
 
