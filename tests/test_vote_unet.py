@@ -74,6 +74,7 @@ def test_the_file_keeps_the_models_tensors_and_records_the_vote(files):
     assert spec_from_metadata(voted, meta["spec"]).vote_unet == 16
     parts = file_report(voted)["parameters"]  # adaqat info: every part, the vote and the refiner included
     assert parts["vote_unet"] == meta["vote"]["parameters"] and parts["mask_refiner"] > 0
+    assert file_report(voted)["vote"]["epochs"] == 60  # what vote_file recorded, shown by adaqat info
     assert sum(v for k, v in parts.items() if k != "total") == parts["total"]
     narrow = voted.parent / "unet8.safetensors"  # a narrower vote: its width is read from its weights
     save_file(VoteUNet(8).state_dict(), str(narrow))

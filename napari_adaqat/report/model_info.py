@@ -81,7 +81,7 @@ def file_report(path: str | Path, model_type: str = "vit_b", quant_report_dir: s
         report["epoch"] = meta.get("epoch")
         report["metrics"] = meta.get("metrics")
         report["trainable_in_run"] = {"stage": meta.get("stage"), "mode": meta.get("config", {}).get("mode")}
-    for key in ("profile", "int8_layers", "provenance", "metrics"):
+    for key in ("profile", "int8_layers", "vote", "provenance", "metrics"):  # vote: what vote_file recorded
         if key in meta and key not in report:
             value = meta[key]
             report[key] = len(value) if key == "int8_layers" else value
