@@ -226,3 +226,17 @@ def test_the_quality_score_reads_the_models_own_probabilities(files, tmp_path):
     quality = row.quality
     assert row.status == "ok" and quality == mask_quality(with_vote.p_own, with_vote.mask).score
     assert quality != mask_quality(with_vote.p_model, with_vote.mask).score
+
+
+def test_table2_counts_a_votes_parameters_as_trained(tmp_path):
+    """The paper's Table 2 reduction (total ÷ trainable) of a voted file: the vote is trained whole."""
+    from napari_adaqat.report.tables import table2
+
+    vote = tmp_path / "unet.safetensors"
+    save_file(VoteUNet(2).state_dict(), str(vote))
+    plain = open_model("default").path
+    voted = add_vote(plain, vote, tmp_path / "voted.safetensors")
+    rows = {r["model"]: r for r in table2({"plain": plain, "voted": voted})}
+    n = sum(p.numel() for p in VoteUNet(2).parameters())
+    assert rows["plain"]["trainable_params"] and rows["voted"]["total_params"] == rows["plain"]["total_params"] + n
+    assert rows["voted"]["trainable_params"] == rows["plain"]["trainable_params"] + n

@@ -99,6 +99,8 @@ def table2(files: dict[str, Path]) -> list[dict]:
         compression = info.get("compression", {})
         name = cfg.get("model_type")
         trainable = _trainable(info, name, cfg.get("image_size")) if name else None
+        if trainable:  # a vote (model/vote_unet.py) is trained whole, apart from the model: its parameters count
+            trainable += info["parameters"].get("vote_unet", 0)
         rows.append({
             "model": tag, "file": str(path), "bytes": os.path.getsize(path), "total_params": total,
             "trainable_params": trainable, "reduction": (total / trainable) if trainable else None,
