@@ -100,3 +100,21 @@ def test_a_stream_of_another_precision_is_not_read_as_12_bit():
     stream[marker + 4] = 16
     with pytest.raises(ValueError, match="of 16-bit precision"):
         dicom_jpeg12.decode_frame(bytes(stream), Runner())
+
+
+def test_fill_bytes_before_a_marker_are_skipped():
+    from napari_adaqat.io.jpeg_header import frame_header
+
+    stream = (DATA / "jpeg12_frame0.jpg").read_bytes()
+    at = stream.index(b"\xff\xc1")
+    assert frame_header(stream) == frame_header(stream[:at] + b"\xff\xff" + stream[at:]) == (0xC1, 12)
+
+
+@pytest.mark.skipif(GPL_DECODER, reason="the dicom-gpl extra is installed here: its own message")
+def test_a_stream_whose_precision_disagrees_with_the_header_says_so(tmp_path):
+    stream = bytearray((DATA / "jpeg12_frame0.jpg").read_bytes())
+    stream[stream.index(b"\xff\xc1") + 4] = 8  # the frame header says 8 bits; the DICOM header 12
+    path = _with_frames(tmp_path, [bytes(stream)])
+    with pytest.raises(ImageReadError, match="its JPEG stream is of 8-bit precision, but the header says 12 bits "
+                                             "stored$"):
+        read_image(path)

@@ -19,6 +19,7 @@ JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
 LABEL = "gdcm-12bit"  # the plugin's name in pydicom's messages
 DECODER_DEPENDENCIES = {JPEG_EXTENDED: ("python-gdcm>=3.0",)}  # pydicom's plugin contract
 NOT_MINE = "not a frame this plugin reads"  # how its refusals of a frame's kind (not of its stream) begin
+OTHER_PRECISION = "its JPEG stream is of"  # ... N-bit precision: the stream disagrees with Bits Stored
 
 
 def is_available(uid: str) -> bool:
@@ -36,9 +37,10 @@ def decode_frame(src: bytes, runner) -> bytes:
     if runner.samples_per_pixel != 1 or runner.pixel_representation != 0:
         raise ValueError(f"{NOT_MINE}: only unsigned grayscale (one sample per pixel)")
     header = frame_header(src)
-    if header is None or header[1] != 12:  # GDCM would read another precision, 16 too, with an offset
-        raise ValueError(f"{NOT_MINE}: its JPEG stream is "
-                         f"{'without a frame header' if header is None else f'of {header[1]}-bit precision'}")
+    if header is None:
+        raise ValueError(f"{NOT_MINE}: its JPEG stream has no frame header")
+    if header[1] != 12:  # GDCM would read another precision, 16 too, with an offset
+        raise ValueError(f"{NOT_MINE}: {OTHER_PRECISION} {header[1]}-bit precision")
     import gdcm
 
     fragment = gdcm.Fragment()

@@ -110,7 +110,10 @@ def decode(path: Path, ds, frame: int | None, frames: int) -> np.ndarray:
             if not compressed:
                 raise fail(path, f"cannot decode {syntax_label(ds)} pixel data ({type(exc).__name__})") from exc
             tried = ", ".join(dict.fromkeys(_PLUGIN_PACKAGES.get(p, p) for p in decoder.available_plugins))
-            ours = re.search(rf"^\s*{jpeg12.LABEL}: (.+)$", str(exc), re.MULTILINE)  # our 12-bit plugin's reason
+            ours = re.search(rf"^\s*{re.escape(jpeg12.LABEL)}: (.+)$", str(exc), re.MULTILINE)  # our plugin's reason
+            if ours and jpeg12.OTHER_PRECISION in ours.group(1):  # the stream disagrees with the header
+                raise fail(path, f"cannot decode {syntax_label(ds)} pixel data: {ours.group(1).split(': ', 1)[1]}, "
+                                 f"but the header says {ds.BitsStored} bits stored") from exc
             if ours and not ours.group(1).startswith(jpeg12.NOT_MINE):  # a frame it reads, and GDCM rejected it
                 raise fail(path, f"cannot decode {syntax_label(ds)} pixel data: the compressed data is corrupt or "
                                  f"non-conformant (rejected by {tried}; python-gdcm: {ours.group(1)})") from exc

@@ -15,6 +15,8 @@ def frame_header(data: bytes) -> tuple[int, int] | None:
     when no frame header is found in it."""
     at = 2
     while at + 9 < len(data) and data[at] == 0xFF:
+        while at + 9 < len(data) and data[at + 1] == 0xFF:  # fill bytes before a marker (T.81 B.1.1.2)
+            at += 1
         marker, length = data[at + 1], int.from_bytes(data[at + 2:at + 4], "big")
         if marker in SOF or marker == JPEG_LS_SOF:
             return marker, data[at + 4]
