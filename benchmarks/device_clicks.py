@@ -3,8 +3,8 @@
 A model file (default: the bundled one) gets a vote if it carries none (an 8-channel U-Net with random weights,
 in a temporary file: what matters here is that every path of a voted model runs on the device), then on each
 film: a tight box, 3 clicks by ``adaqat evaluate``'s rule (each with the previous ``low_res_logits`` as
-``mask_input``), one box with two rows of clicks, and points alone.  Each mask is compared with the CPU's
-(Dice); the JSON also has the device's median time per prompt.
+``mask_input``), one box with two rows of clicks, and points alone.  The CPU answers the same prompts (the device's
+clicks, replayed) and each mask is compared with the CPU's (Dice); the JSON also has the device's median click time.
 
     python benchmarks/device_clicks.py --device cuda --out OUT/clicks.json [--films DIR] [-n 4]
 """
@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 from napari_adaqat import open_model
 from napari_adaqat.data.boxes import mask_box
 from napari_adaqat.data.dataset import discover, load_pair
+from napari_adaqat.metrics import dice
 from napari_adaqat.metrics.clicks import next_click
 from napari_adaqat.model.formats.model_file import read_model_metadata
 from napari_adaqat.model.formats.vote_file import add_vote
@@ -47,36 +48,32 @@ def voted_file(model: str, folder: Path) -> Path:
     return add_vote(path, folder / "unet.safetensors", folder / "voted.safetensors", {"random": True})
 
 
-def prompts(seg, image: np.ndarray, reference: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
-    """The masks of one film's prompts (box, 3 clicks, 2 rows of clicks, points alone) and their seconds."""
+def prompts(seg, image: np.ndarray, reference: np.ndarray, clicks: list | None = None
+            ) -> tuple[list[np.ndarray], list[float], list]:
+    """One film's prompts (box, up to 3 clicks, 2 rows of clicks, points alone) → their masks, the clicks'
+    seconds and the clicks made.  ``clicks``: replay these (x, y, label) instead of choosing them from the
+    masks, so that two devices answer the same prompts."""
     seg.set_image(image)
     box = mask_box(reference)
-    masks, seconds, points, labels = [], [], [], []
-    t = time.perf_counter()
+    masks, seconds, made = [], [], []
     mask, pred = seg.predict(box)
-    seconds.append(time.perf_counter() - t)
     masks.append(mask)
-    for _ in range(3):
-        click = next_click(mask, reference)
+    for step in range(3):
+        click = next_click(mask, reference) if clicks is None else (clicks[step] if step < len(clicks) else None)
         if click is None:
             break
-        points.append(click[:2])
-        labels.append(click[2])
+        made.append(click)
+        points, labels = np.array([c[:2] for c in made]), np.array([c[2] for c in made])
         t = time.perf_counter()
-        mask, pred = seg.predict(box, np.array(points), np.array(labels), mask_input=pred.low_res_logits)
+        mask, pred = seg.predict(box, points, labels, mask_input=pred.low_res_logits)
         seconds.append(time.perf_counter() - t)
         masks.append(mask)
-    if points:
-        rows = np.array([points, points[::-1]], dtype=float)
-        row_labels = np.array([labels, labels[::-1]])
-        masks.extend(seg.predict(np.stack([box, box]), rows, row_labels)[1].masks)  # raw, one per row
-        masks.append(seg.predict(point_coords=np.array(points), point_labels=np.array(labels))[0])
-    return masks, seconds
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2 * np.logical_and(a, b).sum() / total)
+    if made:
+        points, labels = np.array([c[:2] for c in made], dtype=float), np.array([c[2] for c in made])
+        masks.extend(seg.predict(np.stack([box, box]), np.stack([points, points[::-1]]),
+                                 np.stack([labels, labels[::-1]]))[1].masks)  # raw, one per row
+        masks.append(seg.predict(point_coords=points, point_labels=labels)[0])
+    return masks, seconds, made
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,13 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         on_device, on_cpu = open_model(model, device=args.device), open_model(model, device="cpu")
         agreement, seconds = [], []
         for image, reference in films:
-            masks, times = prompts(on_device, image, reference)
-            cpu_masks, _ = prompts(on_cpu, image, reference)
-            if len(masks) != len(cpu_masks):  # the clicks went elsewhere: the masks before them differed
-                agreement.append(0.0)
-                continue
-            agreement += [dice(a, b) for a, b in zip(masks, cpu_masks)]
-            seconds += times[1:]  # the clicks (the box's first call may include warm-up)
+            masks, times, clicks = prompts(on_device, image, reference)
+            cpu_masks, _, _ = prompts(on_cpu, image, reference, clicks)  # the device's clicks, replayed
+            agreement += [float(dice(a, b)) for a, b in zip(masks, cpu_masks)]
+            seconds += times
+    if not agreement:
+        raise SystemExit(f"device_clicks.py: no film with a mask in {args.films}")
     report = {"device": args.device, "model": str(args.model), "films": len(films), "prompts": len(agreement),
               "min_dice_vs_cpu": round(min(agreement), 4), "median_click_ms": round(1000 * statistics.median(seconds), 1)
               if seconds else None}

@@ -49,7 +49,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--width", type=int, default=16, help="first level's channels (16: 16-32-64-128-256)")
     args = parser.parse_args()
-    print(json.dumps(train_fold(args.fold, args.out, args.epochs, width=args.width)))
+    try:
+        print(json.dumps(train_fold(args.fold, args.out, args.epochs, width=args.width)))
+    except ValueError as exc:  # other settings over a run in OUT, a damaged record: one line
+        raise SystemExit(f"unet_reference.py: error: {exc}") from None
 
 
 if __name__ == "__main__":

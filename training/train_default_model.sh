@@ -38,9 +38,11 @@ fi
 if [ "${VOTE:-0}" != 0 ]; then  # step 6 (VOTE=1): the vote of an 8-channel U-Net trained 60 epochs on the same films
   python -m napari_adaqat.train.vote_train "$DATA" "$RUNS/vote" --epochs 60 --width 8  # resumes; ~7 min
   mkdir -p "$RUNS/voted"
-  for f in baseline_fp32 model_int8; do  # the model's tensors bit for bit, the vote added (refuses an existing file)
-    [ -f "$RUNS/voted/$f.safetensors" ] || python -m napari_adaqat.model.formats.vote_file \
-      "$FINAL/$f.safetensors" "$RUNS/vote/unet.safetensors" "$RUNS/voted/$f.safetensors" --note "$(cat "$RUNS/vote/unet.json")"
+  for f in baseline_fp32 model_int8; do  # the model's tensors bit for bit, the vote added; made anew each time
+    rm -f "$RUNS/voted/$f.new.safetensors"  # (from the files of this run, never a stale earlier one)
+    python -m napari_adaqat.model.formats.vote_file "$FINAL/$f.safetensors" "$RUNS/vote/unet.safetensors" \
+      "$RUNS/voted/$f.new.safetensors" --note "$(cat "$RUNS/vote/unet.json")"
+    mv "$RUNS/voted/$f.new.safetensors" "$RUNS/voted/$f.safetensors"
   done
   FINAL="$RUNS/voted"
 fi

@@ -30,6 +30,7 @@ from napari_adaqat.model.formats.container import read_adaqat_metadata, read_ten
 from napari_adaqat.model.vote_unet import VOTE_MEAN, VOTE_SIZE, VOTE_STD, VoteUNet
 from napari_adaqat.train.dataset import LungDataset
 from napari_adaqat.train.losses import batch_dice, segmentation_loss
+from napari_adaqat.util.atomic import atomic_write
 from napari_adaqat.util.errors import first_line
 
 RESUME, RESULT, WEIGHTS = "resume.safetensors", "unet.json", "unet.safetensors"
@@ -42,7 +43,8 @@ example:
   python -m napari_adaqat.train.vote_train my_films/ runs/vote
   python -m napari_adaqat.model.formats.vote_file my_model.safetensors runs/vote/unet.safetensors my_model_vote.safetensors
 """
-SETTINGS = ("data", "epochs", "width", "steps_per_epoch", "batch_size", "seed")  # must match to continue a run
+SETTINGS = ("data", "epochs", "width", "steps_per_epoch", "batch_size", "seed", "lr", "augment_preset")  # must match
+# to continue a run (a setting a run did not record, as the U-Net reference's before 2026-12-06, passes)
 
 
 def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, batch_size: int = 8,
@@ -57,7 +59,8 @@ def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, bat
     train = LungDataset(sets["train"], train=True, augment=True, augment_preset=augment_preset, **common)
     val = LungDataset(sets["val"], train=False, **common)
     settings = {"data": str(Path(data).resolve()), "epochs": epochs, "width": width,
-                "steps_per_epoch": math.ceil(len(train) / batch_size), "batch_size": batch_size, "seed": seed}
+                "steps_per_epoch": math.ceil(len(train) / batch_size), "batch_size": batch_size, "seed": seed,
+                "lr": lr, "augment_preset": augment_preset}
     out.mkdir(parents=True, exist_ok=True)
     if (out / RESULT).is_file():  # finished: not redone, if it is this run
         try:
@@ -94,17 +97,17 @@ def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, bat
         _save_resume(out / RESUME, net, opt, sched, settings, epoch + 1, best, time.time() - start)
     info = {"best_val_dice": best, **settings, "train_seconds": round(time.time() - start, 1),
             "parameters": sum(p.numel() for p in net.parameters())}
-    (out / RESULT).write_text(json.dumps(info, indent=1))
+    atomic_write(out / RESULT, lambda tmp: tmp.write_text(json.dumps(info, indent=1)))  # a kill leaves the old state
     (out / RESUME).unlink(missing_ok=True)
     return info
 
 
 def _check_same(path: Path, recorded: dict, settings: dict) -> None:
-    """Refuse, in one line, a run in ``path`` made with other settings (a setting it did not record passes)."""
+    """Refuse (ValueError, one line) a run in ``path`` made with other settings (a setting it did not record passes)."""
     other = [f"{k} {recorded[k]!r} (asked: {settings[k]!r})" for k in SETTINGS
              if k in recorded and recorded[k] != settings[k]]
     if other:
-        raise SystemExit(f"{path}: a run with other settings is here: {', '.join(other)}; give another OUT folder, "
+        raise ValueError(f"{path}: a run with other settings is here: {', '.join(other)}; give another OUT folder, "
                          f"or the same settings to continue it")
 
 
