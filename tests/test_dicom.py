@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from napari_adaqat.io import ImageReadError, is_dicom, is_image_file, read_image
 
@@ -98,12 +98,19 @@ def test_rescale_without_window_uses_full_range(tmp_path):
     assert img.meta["voi"] == "full_range" and "window" not in img.meta
 
 
-def test_voi_lut_sequence_applied(tmp_path):
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_voi_lut_sequence_applied(tmp_path, syntax):
+    """Implicit VR (the PACS default) reads LUT Data back as OW bytes, not as a list of values."""
     item = Dataset()
     item.add_new("LUTDescriptor", "US", [4, 0, 16])  # 4 entries, first input 0, 16-bit
     item.add_new("LUTData", "US", [0, 1000, 3000, 4000])
     arr = np.array([[0, 1, 2, 3, 9]], np.uint16)
     path = make_dicom(tmp_path / "lut.dcm", arr, bits_stored=12, VOILUTSequence=Sequence([item]))
+    if syntax == ImplicitVRLittleEndian:
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.save_as(path, enforce_file_format=True)
+        assert isinstance(pydicom.dcmread(path).VOILUTSequence[0].LUTData, bytes)
     img = read_image(path)
     assert img.meta["voi"] == "lut"
     np.testing.assert_allclose(img.pixels[0], [0.0, 0.25, 0.75, 1.0, 1.0], atol=1e-6)

@@ -130,6 +130,16 @@ def _full_range(x: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
     return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
 
 
+def _voi_lut_values(ds) -> np.ndarray:
+    """The first VOI LUT's output values (n,) float64, decoded by pydicom from any VR: LUT Data read back as OW
+    bytes (every Implicit VR file) or as US/SS values, by applying the LUT to each of its input values."""
+    from pydicom.pixels import apply_voi_lut
+
+    entries, first = (int(v) for v in ds.VOILUTSequence[0].LUTDescriptor[:2])
+    inputs = np.arange(first, first + (entries or 65536), dtype=np.int64)
+    return np.asarray(apply_voi_lut(inputs, ds, prefer_lut=True), dtype=np.float64)
+
+
 def _monochrome01(ds, arr: np.ndarray, meta: dict) -> np.ndarray:
     """Modality LUT, then VOI LUT or window (else full range), to [0, 1]; shown inverted for MONOCHROME1 or a
     Presentation LUT Shape INVERSE (once for both); padding pixels black."""
@@ -139,7 +149,7 @@ def _monochrome01(ds, arr: np.ndarray, meta: dict) -> np.ndarray:
     padding = _padding(ds, arr)
     keep = None if padding is None else ~padding
     if ds.get("VOILUTSequence"):
-        lut = np.asarray(ds.VOILUTSequence[0].LUTData, dtype=np.float64).ravel()
+        lut = _voi_lut_values(ds)
         # the LUT is indexed by integer input values
         y = np.asarray(apply_voi_lut(np.rint(x).astype(np.int64), ds, prefer_lut=True), dtype=np.float64)
         lo, hi = float(lut.min()), float(lut.max())
