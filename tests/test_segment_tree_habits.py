@@ -118,6 +118,25 @@ def test_two_sites_trees_of_one_shape_are_mirrored_each_under_its_own_folder(tmp
     assert mirror_folder(a / "P1" / "S1" / "x.png", [a]) == Path("P1/S1")  # one root: as before
 
 
+def test_an_output_folder_whose_mirrors_would_be_the_input_folders_is_refused(tmp_path, cxr_dir, nano_pth,
+                                                                              monkeypatch, capsys):
+    """``adaqat segment scans other -r --out .`` mirrors each tree under ./scans and ./other: the input folders
+    themselves (a QA find). Refused before anything is read; a single root may still write to its parent."""
+    scans, other = tmp_path / "scans", tmp_path / "other"
+    tree(scans, cxr_dir, first=0)
+    tree(other, cxr_dir, first=2)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert segment("scans", "other", "--out", ".", nano_pth=nano_pth) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"adaqat segment: error: --out . would put the masks of scans in {scans}, the input folder {scans} "
+                   "(several input folders each get a folder of their name there); choose another folder"], err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
+    assert segment("scans", "--out", ".", nano_pth=nano_pth) == 0  # one root: ./P1/S1/IM0001_mask.png
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.glob("P*/S1/*_mask.png")) == [
+        f"{s}/IM0001_mask.png" for s in SERIES]
+
+
 def test_the_skipped_entries_are_described_from_the_scan_without_opening_them_again(tmp_path, cxr_dir,
                                                                                    monkeypatch):
     folder = tmp_path / "scans"

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.inputs:
         raise ValueError("give the image files or folders to segment (or --compact --out DIR)")
     missing = missing_inputs(args.inputs)  # none there: refused; some: an error row each, the rest segmented
-    check_output_folder(out_dir, args.inputs)
+    check_output_folder(out_dir, args.inputs, roots=_roots(args))
     files, skipped = _scan(args)
     hint = "" if args.recursive else "use --recursive"
     if not files:

@@ -280,11 +280,13 @@ def _is_input(path: Path) -> bool:
 
 
 def check_output_folder(out_dir: str | Path, inputs: list[str | Path], *, option: str = "--out",
-                        what: str = "input folder") -> None:
+                        what: str = "input folder", roots: Sequence[Path] = ()) -> None:
     """Refuse an output folder that is, or lies inside, one of the folders in ``inputs``, or that is the folder
     of a file in ``inputs`` (a folder below it is fine: ``adaqat segment xray.png --out masks`` from the film's
     folder), or that cannot be written (checked by creating and removing a hidden file in it, or in the
-    nearest folder above it that exists).
+    nearest folder above it that exists).  With several ``roots`` (a recursive run's input folders, each
+    mirrored under its :func:`root_labels` folder), also one whose mirror folder would be an input folder
+    (``adaqat segment scans other -r --out .`` would write into ``./scans``).
 
     Raises ValueError ``"{option} OUT is inside the {what} IN; choose another folder"``, ``"{option} OUT is the
     folder of the input FILE; …"`` or ``"{option} OUT: cannot write there (REASON)"``.
@@ -300,6 +302,15 @@ def check_output_folder(out_dir: str | Path, inputs: list[str | Path], *, option
                                  f"folder, e.g. {option} {Path(out_dir) / 'masks'}")
         elif out == place or place in out.parents:
             raise ValueError(f"{option} {out_dir} is inside the {what} {place}; choose another folder")
+    labels = root_labels(roots)
+    for root, label in labels.items() if len(labels) > 1 else ():
+        mirror = out / label
+        for item in inputs:
+            place = _resolve(item)
+            if os.path.lexists(item) and place.is_dir() and (mirror == place or place in mirror.parents):
+                raise ValueError(f"{option} {out_dir} would put the masks of {root} in {mirror}, the {what} "
+                                 f"{place} (several input folders each get a folder of their name there); "
+                                 "choose another folder")
     existing = next((p for p in (out, *out.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise ValueError(f"{option} {out_dir}: cannot write there ({existing} is a file, not a folder)")
