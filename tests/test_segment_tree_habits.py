@@ -137,6 +137,18 @@ def test_an_output_folder_whose_mirrors_would_be_the_input_folders_is_refused(tm
         f"{s}/IM0001_mask.png" for s in SERIES]
 
 
+def test_a_row_naming_the_film_by_another_spelling_of_its_path_is_its_row(tmp_path, cxr_dir, monkeypatch):
+    """``./nas/scans/a.png`` (as ``find .`` writes it) and the real path of a film given through a symbolic link
+    name that film (a QA find: both were ignored, and the film got the default box)."""
+    films = tree(tmp_path / "nas", cxr_dir)
+    (tmp_path / "link").symlink_to(tmp_path / "nas")
+    monkeypatch.chdir(tmp_path)
+    given = [Path("link") / f.relative_to(tmp_path / "nas") for f in films]  # the films through the link
+    rows = {"./link/P1/S1/IM0001.png": "dotted", str(films[1]): "real path"}
+    found = match_rows("boxes.csv", rows, given)
+    assert found == {os.path.abspath(given[0]): "dotted", os.path.abspath(given[1]): "real path"}
+
+
 def test_the_skipped_entries_are_described_from_the_scan_without_opening_them_again(tmp_path, cxr_dir,
                                                                                    monkeypatch):
     folder = tmp_path / "scans"

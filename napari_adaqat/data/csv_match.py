@@ -23,7 +23,19 @@ def _keys(path: Path, roots: Sequence[Path] = ()) -> tuple[str, ...]:
         relative = absolute
     inner = [path.relative_to(root) for root in roots if root in path.parents]
     below = [form for rel in inner for form in (rel.as_posix(), rel.with_name(path.stem).as_posix())]
-    return tuple(dict.fromkeys((str(path), absolute, relative, *below, path.name, path.stem)))
+    return tuple(dict.fromkeys((str(path), absolute, relative, *below, path.name, path.stem, os.path.realpath(path))))
+
+
+def _path_aliases(names: Sequence[str]) -> dict[str, str]:
+    """{another spelling of the same file: the CSV name} for names that are paths: ``./nas/a.png`` and
+    ``nas//a.png`` as ``nas/a.png``, and any path through a symbolic link as the real one (a row written from the
+    mount's real path, the films given through a link, or the other way round)."""
+    aliases: dict[str, str] = {}
+    for name in names:
+        if "/" in name or os.sep in name:
+            for form in (os.path.normpath(name), os.path.realpath(name)):
+                aliases.setdefault(form, name)
+    return aliases
 
 
 def box_for(path: Path, boxes: dict[str, np.ndarray], roots: Sequence[Path] = ()) -> np.ndarray | None:
@@ -52,9 +64,10 @@ def _taken(rows: dict[str, Row], files: list[Path], roots: Sequence[Path]) -> di
     folded: dict[str, list[str]] = {}
     for name in rows:
         folded.setdefault(pairing_key(name), []).append(name)
+    aliases = _path_aliases(list(rows))
     for path in files:
         keys = _keys(path, roots)
-        key = next((k for k in keys if k in rows), None)
+        key = next((k for k in keys if k in rows), None) or next((aliases[k] for k in keys if k in aliases), None)
         if key is None:
             key = next((names[0] for k in keys if len(names := folded.get(pairing_key(k), ())) == 1), None)
         if key is not None:
