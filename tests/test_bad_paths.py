@@ -231,3 +231,19 @@ def test_a_really_full_disk(tiny_tmpfs, cxr_dir, nano_pth, capsys):
     for mask in out.glob("*_mask.png"):
         assert read_mask(mask).shape[0] == 512  # complete, never half-written
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp.png")]
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["segment", "scans", "--out", ""], "adaqat segment: error: --out is empty (an unset shell variable?); give a value"),
+    (["segment", " ", "--out", "masks"],
+     "adaqat segment: error: INPUT is empty (an unset shell variable?); give a file or folder"),
+    (["train", "--data", "", "--out", "run"],
+     "adaqat train: error: --data is empty (an unset shell variable?); give a value"),
+])
+def test_an_empty_argument_is_a_usage_error_not_the_working_folder(tmp_path, monkeypatch, capsys, argv, line):
+    """``--out "$OUTDIR"`` with the variable unset wrote the masks into the working folder (a QA find)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and capsys.readouterr().err.splitlines()[-1] == line
+    assert list(tmp_path.iterdir()) == []

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from PIL import Image
 from skimage.io import imread, imsave
 
 from napari_adaqat.io import (
@@ -149,6 +150,17 @@ def test_is_image_file(tmp_path):
     assert is_image_file("x/Y.PNG") and is_image_file("a.tiff") and is_image_file("scan.dcm")
     (tmp_path / "readme.txt").write_text("hello")
     assert not is_image_file(tmp_path / "readme.txt")
+
+
+@pytest.mark.parametrize("suffix", [".jfif", ".JPE"])
+def test_jpeg_named_as_windows_and_chrome_save_it_is_read(tmp_path, suffix):
+    """Chrome and Windows save JPEGs as ``.jfif`` (a QA find: refused as an unsupported format)."""
+    film = np.random.default_rng(0).integers(0, 256, (40, 60), dtype=np.uint8)
+    path = tmp_path / f"chest{suffix}"
+    Image.fromarray(film).save(path, "JPEG", quality=95)
+    assert is_image_file(path)
+    img = read_image(path)
+    assert img.pixels.shape == (40, 60) and np.abs(img.pixels * 255 - film).mean() < 8
 
 
 # ---- real radiograph ---------------------------------------------------------------

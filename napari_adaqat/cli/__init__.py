@@ -169,6 +169,19 @@ def _reading_warnings(command: str, show):
     return showwarning
 
 
+def _refuse_empty(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A usage error for an empty argument (``--out "$OUTDIR"`` with the variable unset): an empty path would
+    otherwise mean the working folder, and the masks would land there without a word."""
+    command = parser.commands.get(getattr(args, "command", None) or "")
+    for action in command._actions if command is not None else ():
+        value = getattr(args, action.dest, None)
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            name = "/".join(action.option_strings) or action.metavar or action.dest
+            command.error(f"{name} is empty (an unset shell variable?); give a "
+                          f"{'value' if action.option_strings else 'file or folder'}")
+
+
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
@@ -176,6 +189,7 @@ def _main(argv: list[str] | None) -> int:
         if extra:  # refused by the command that was given them, with its usage and a did-you-mean
             command = parser.commands.get(args.command, parser) if getattr(args, "command", None) else parser
             command.error(f"unrecognized arguments: {' '.join(extra)}")
+        _refuse_empty(parser, args)
     except SystemExit as exc:  # argparse printed its error; a file named like an option gets a hint
         from napari_adaqat.cli.common import option_like_hint
 

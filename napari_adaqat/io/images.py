@@ -28,11 +28,12 @@ from .orientation import describe, pil_orientation, tiff_orientation, upright
 from .tiff_codecs import pillow_tiff, shown
 
 IMAGE_SUFFIXES: tuple[str, ...] = (
-    ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom",
-)
+    ".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".bmp", ".tif", ".tiff", ".dcm", ".dicom",
+)  # .jfif / .jpe: JPEG as Windows and Chrome name it
 TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
-RASTER_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
-FORMAT_NAMES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+RASTER_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".bmp")
+FORMAT_NAMES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".jfif": "JPEG", ".jpe": "JPEG", ".bmp": "BMP",
+                ".tif": "TIFF", ".tiff": "TIFF"}
 
 # leading bytes of common files that are not images read here (named, so the message says what the file is);
 # those of the formats read here are IMAGE_SIGNATURES
@@ -289,7 +290,7 @@ def sample_name(path: str | os.PathLike) -> str:
 def film_shape(path: Path) -> tuple[int, int]:
     """(H, W) of a film as :func:`read_image` gives it: from the header of a PNG, JPEG or BMP (upright), else
     by reading it."""
-    if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"):
+    if path.suffix.lower() in RASTER_SUFFIXES:
         try:
             from PIL import Image
 

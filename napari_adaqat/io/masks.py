@@ -52,7 +52,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         raise fail(p, f"mask must be 2-D, got shape {arr.shape}")
     values = np.unique(arr)
     if values.size > 2:
-        lossy = p.suffix.lower() in (".jpg", ".jpeg")  # JPEG blurs 0/255 edges into many grey values
+        lossy = p.suffix.lower() in (".jpg", ".jpeg", ".jfif", ".jpe")  # JPEG blurs 0/255 edges into many grey values
         labels = not lossy and values.size <= 8 and np.issubdtype(values.dtype, np.integer)
         raise fail(p, f"mask is not binary (found {values.size} distinct values)"
                    + ("; JPEG compression blurs a mask's edges: save masks as PNG" if lossy else "")
