@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from napari_adaqat.cli import main
 from napari_adaqat.io import read_mask
@@ -108,3 +109,27 @@ def test_relative_inputs_with_an_absolute_out_resume_when_named_absolute_from_an
     assert segment(elsewhere, site / "export", "--out", out, nano_pth=nano_pth) == 0
     assert "0 segmented, 2 already done" in capsys.readouterr().out
     assert len(rows_of(out)) == 2 and len(list(out.rglob("*_mask.png"))) == 2
+
+
+
+def test_a_film_re_exported_after_its_mask_is_segmented_again(tmp_path, cxr_dir, nano_pth, capsys):
+    """A film replaced under its name at another size (a re-export) kept its old mask, which no longer fit it
+    (a QA find): a film newer than its mask is segmented again, and the run says so; the others are kept."""
+    site = tmp_path / "site"
+    films = tree(site, cxr_dir)
+    out = tmp_path / "out"
+    assert segment(site, site / "export", "--out", out, nano_pth=nano_pth) == 0
+    masks = [out / series / "IM0001_mask.png" for series in SERIES]
+    other_before = masks[1].read_bytes()
+    film = np.asarray(Image.open(films[0]))
+    Image.fromarray(np.repeat(np.repeat(film, 2, 0), 2, 1)).save(films[0])  # re-exported at twice the size
+    stamp = max(m.stat().st_mtime for m in masks) + 5
+    os.utime(films[0], (stamp, stamp))  # (a coarse file-system clock must not hide the change)
+    capsys.readouterr()
+    assert segment(site, site / "export", "--out", out, nano_pth=nano_pth) == 0
+    captured = capsys.readouterr()
+    assert ("1 film(s) changed after their masks were written, so they are segmented again: "
+            f"{films[0]}") in captured.err, captured.err
+    assert "1 segmented, 1 already done" in captured.out
+    assert read_mask(masks[0]).shape == (film.shape[0] * 2, film.shape[1] * 2)
+    assert masks[1].read_bytes() == other_before and len(rows_of(out)) == 2

@@ -34,6 +34,7 @@ from napari_adaqat.io.dicom import MultiFrameError, read_dicom
 from napari_adaqat.io.dicom_seg import DicomSegError, write_dicom_seg
 from napari_adaqat.util.atomic import remove_stale_temps
 from napari_adaqat.util.errors import first_line
+from napari_adaqat.util.text import listed
 
 __all__ = ["RESULTS_CSV", "RESULT_COLUMNS", "FolderBusy", "ResultRow", "SEG_SUFFIX", "compact_folder", "csv_text",
            "earlier_keys", "load_results", "read_input", "recorded_mask", "segment_files", "write_results"]
@@ -243,6 +244,11 @@ def segment_files(
             remove_stale_temps(out_dir / sub)  # a killed run's temps in the mirrored tree (recover() sweeps out_dir)
         done_keys = {key for key in kept if rows[key].get("status") == "ok"}
         del rows  # only the set of finished files is kept
+        changed = _changed_since(files, done_keys, out_dir, names)
+        if changed and notes is not None and shard.lead:
+            notes.append(f"{len(changed)} film(s) changed after their masks were written, so they are segmented "
+                         f"again: {listed(changed, 3)}")
+        done_keys -= set(changed)
         shard.barrier()  # every rank chose the same mask names before any mask is written
         journal = J.Journal(out_dir, shard.rank, aliases, folders)
         yield from _segment_mine(files, model, out_dir, names, done_keys, journal, shard, engine, boxes=boxes,
@@ -261,6 +267,22 @@ def segment_files(
                     J.finish(out_dir)
             finally:
                 lock.release()
+
+
+def _changed_since(files: list[Path], done_keys: set[str], out_dir: Path, names: dict[str, str]) -> list[str]:
+    """The finished files (``done_keys``) whose film was written after its mask (a film re-exported under its
+    name: its old mask would no longer fit it), as make decides; a film or mask that cannot be looked at is
+    left to the run (which reports it)."""
+    changed = []
+    for path in files:
+        key = csv_text(str(path))
+        if key in done_keys:
+            try:
+                if path.stat().st_mtime > (out_dir / names[key]).stat().st_mtime:
+                    changed.append(key)
+            except OSError:
+                pass
+    return changed
 
 
 def _segment_mine(files: list[Path], model: ModelLike, out_dir: Path, names: dict[str, str], done_keys: set[str],
