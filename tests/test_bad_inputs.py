@@ -223,9 +223,9 @@ CSV_CASES = {  # name: (content, message regex or None when it reads fine)
     "decimal_commas": (HEADER + "a.png,1,5,2,0,30,5,40,5\n", r"boxes\.csv:2: 9 fields where the header has 5 "
                        r"\(comma-separated\); a decimal comma \(40,5\) splits a number in two: write 40\.5$"),
     "quoted_decimal_comma": (HEADER + 'a.png,"1,5",2,30,40\n', r"boxes\.csv:2: x0 is '1,5': a decimal comma is read "
-                             r"only in a ;-separated file \(quoted\); write 1\.5$"),
-    "unquoted_decimal_comma_semicolon": ("file;x0;y0;x1;y1\na.png;1,5;2;30;40\n", r"boxes\.csv:2: x0 is '1,5': a "
-                                         r"decimal comma is read only in a quoted field of a ;-separated file"),
+                             r"only in a ;-separated file; write 1\.5$"),
+    # Excel where the comma is the decimal mark (de-DE, fr-FR, ...) writes ;-separated, numbers unquoted
+    "unquoted_decimal_comma_semicolon": ("file;x0;y0;x1;y1\na.png;1,0;2;30,00;40\n", None),
     "extra_field": (HEADER + "a.png,1,2,30,40,\n", r"boxes\.csv:2: 6 fields where the header has 5"),
     "trailing_empty_rows": (HEADER + "a.png,1,2,30,40\n,,,,\n,,,,\r\n\n", None),
     "semicolons_title_case": ("File;X0;Y0;X1;Y1\r\na.png;1;2;30;40\r\n;;;;\r\n", None),

@@ -111,22 +111,6 @@ def _sniff(first_line: str, columns: tuple[str, ...] = COLUMNS) -> str:
     return best if counts[best] else ","
 
 
-class _Lines:
-    """The lines a csv reader takes, kept so that a record's raw text (its quotes) can be seen."""
-
-    def __init__(self, text: str) -> None:
-        self._lines = iter(io.StringIO(text, newline=""))
-        self.taken: list[str] = []
-
-    def __iter__(self) -> "_Lines":
-        return self
-
-    def __next__(self) -> str:
-        line = next(self._lines)
-        self.taken.append(line)
-        return line
-
-
 def _text(path: str | Path) -> str:
     """The whole CSV as text (``utf-8-sig``: CSVs saved by Excel start with a BOM; UTF-16 with its BOM, as
     Excel saves "Unicode Text"); one-line errors."""
@@ -179,7 +163,7 @@ def _headerless(row: list[str], columns: tuple[str, ...]) -> bool:
 
 
 def _rows(path: str | Path, columns: tuple[str, ...] = COLUMNS, header_optional: bool = False):
-    """(line number, delimiter, {column: value}, raw text of the record) of each non-empty row of a CSV
+    """(line number, delimiter, {column: value}) of each non-empty row of a CSV
     with ``columns`` (a box CSV by default).
 
     The delimiter is sniffed (, ; tab); header names are trimmed and case-folded; rows whose every
@@ -188,8 +172,7 @@ def _rows(path: str | Path, columns: tuple[str, ...] = COLUMNS, header_optional:
     that is data (:func:`_headerless`) takes the columns in order.  One-line ValueErrors."""
     text = _text(path)
     delimiter = _sniff(text.lstrip("\r\n").splitlines()[0] if text.strip() else "", columns)
-    lines = _Lines(text)
-    reader = csv.reader(lines, delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader, None)
         while header is not None and not any(h.strip() for h in header):
@@ -197,7 +180,7 @@ def _rows(path: str | Path, columns: tuple[str, ...] = COLUMNS, header_optional:
         if header is None:
             raise ValueError(f"{path}: empty file; expected a header line {','.join(columns)}")
         if header_optional and _headerless(header, columns):
-            yield reader.line_num, delimiter, dict(zip(columns, header)), "".join(lines.taken)
+            yield reader.line_num, delimiter, dict(zip(columns, header))
             header = list(columns)
         names = [h.strip().casefold() for h in header]
         missing = [c for c in columns if c not in names]
@@ -207,7 +190,6 @@ def _rows(path: str | Path, columns: tuple[str, ...] = COLUMNS, header_optional:
                              f" (found {found or 'nothing'})")
         index = {c: names.index(c) for c in columns}
         while True:
-            lines.taken.clear()
             row = next(reader, None)
             if row is None:
                 return
@@ -215,7 +197,7 @@ def _rows(path: str | Path, columns: tuple[str, ...] = COLUMNS, header_optional:
                 continue
             if len(row) != len(header):
                 raise ValueError(f"{path}:{reader.line_num}: {_count_problem(len(row), len(header), delimiter)}")
-            yield reader.line_num, delimiter, {c: row[i] for c, i in index.items()}, "".join(lines.taken)
+            yield reader.line_num, delimiter, {c: row[i] for c, i in index.items()}
     except csv.Error as exc:
         raise ValueError(f"{path}: not a valid CSV file ({' '.join(str(exc).split())[:120]})") from None
 
@@ -227,22 +209,22 @@ def _count_problem(found: int, expected: int, delimiter: str) -> str:
     return text
 
 
-def _number(column: str, value: str, delimiter: str, record: str, names: str = "x0,y0,x1,y1") -> float:
-    """One coordinate; a decimal comma only in a quoted field of a ;-separated file (unambiguous there)."""
+def _number(column: str, value: str, delimiter: str, names: str = "x0,y0,x1,y1") -> float:
+    """One coordinate; a decimal comma only in a ;-separated file (as Excel writes it where the comma is the
+    decimal mark, unquoted; unambiguous there), or quoted in a ,-separated one."""
     text = value.strip()
     try:
         return float(text)
     except ValueError:
         pass
     comma = text.count(",") == 1 and "." not in text
-    if comma and delimiter == ";" and f'"{value}"' in record:
+    if comma and delimiter == ";":
         try:
             return float(text.replace(",", "."))
         except ValueError:
             pass
     elif comma:
-        where = "a quoted field of a ;-separated file" if delimiter == ";" else "a ;-separated file (quoted)"
-        raise ValueError(f"{column} is {value[:20]!r}: a decimal comma is read only in {where}; "
+        raise ValueError(f"{column} is {value[:20]!r}: a decimal comma is read only in a ;-separated file; "
                          f"write {text.replace(',', '.')}")
     raise ValueError(f"{names} must be numbers; {column} is {value[:20]!r}")
 
@@ -282,13 +264,13 @@ def read_boxes_csv(path: str | Path) -> dict[str, np.ndarray]:
     boxes: dict[str, np.ndarray] = {}
     first_line: dict[str, int] = {}
     origins: dict[str, str] = {}
-    for line, delimiter, row, record in _rows(path, header_optional=True):  # as point CSVs
+    for line, delimiter, row in _rows(path, header_optional=True):  # as point CSVs
         name = row["file"].strip()
         if not name:
             raise ValueError(f"{path}:{line}: empty file name")
         name = csv_file_key(name, path, line, origins)
         try:
-            box = np.array([_number(k, row[k], delimiter, record) for k in COLUMNS[1:]])
+            box = np.array([_number(k, row[k], delimiter) for k in COLUMNS[1:]])
             check_box(box)
         except ValueError as exc:
             raise ValueError(f"{path}:{line}: {exc}") from None

@@ -42,13 +42,13 @@ def read_points_csv(path: str | Path) -> dict[str, Points]:
     coordinate, a label other than 1 or 0, or a CSV without rows."""
     found: dict[str, tuple[list, list]] = {}
     origins: dict[str, str] = {}
-    for line, delimiter, row, record in _rows(path, POINT_COLUMNS, header_optional=True):
+    for line, delimiter, row in _rows(path, POINT_COLUMNS, header_optional=True):
         name = row["file"].strip()
         if not name:
             raise ValueError(f"{path}:{line}: empty file name")
         name = csv_file_key(name, path, line, origins)
         try:
-            xy = [_number(k, row[k], delimiter, record, names="x,y") for k in ("x", "y")]
+            xy = [_number(k, row[k], delimiter, names="x,y") for k in ("x", "y")]
             if not np.isfinite(xy).all() or min(xy) < -EDGE_TOLERANCE_PX:
                 raise ValueError(f"point {xy[0]:g},{xy[1]:g}: x, y are pixels from the top-left corner "
                                  "(finite, not negative)")
