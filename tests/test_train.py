@@ -170,6 +170,14 @@ def test_run_folder_contract(dataset, tmp_path, capsys):
     assert main([*args[:-8], "--out", str(dataset / "runs"), "--epochs", "1", "--device", "cpu"]) == 2
     assert "inside the data folder" in capsys.readouterr().err
     assert main(["train", "--stage", "2", "--from", str(run), "--data", str(dataset), "--out", str(run)]) == 2
+    assert main(["train", "--stage", "2", "--out", str(run), "--resume"]) == 2  # not silently Stage 1 again
+    assert capsys.readouterr().err.strip().endswith(f"{run} is a Stage-1 run: --resume continues it with --stage 1; "
+                                                    f"Stage 2 from it: --stage 2 --from {run} --out {run}_stage2")
+    model = tmp_path / "s1_int8.safetensors"  # a Stage-1 run exported as if it were INT8: said, not silent
+    assert main(["export", str(run), "--out", str(model), "--profile", "deploy"]) == 0
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"adaqat export: warning: {model} holds no INT8 layer ({run} had no QAT): train Stage 2 from it (adaqat "
+        "train --stage 2 --from RUN), or add --ptq for post-training INT8")
 
 
 def test_extensionless_dicom_names_with_dots_pair_with_their_masks(tmp_path, cxr_dir):

@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
                          recipe=args.recipe, scores=args.scores,
                          command=" ".join(["adaqat", *sys.argv[1:]]) if sys.argv else "")
     print(json.dumps(summary, indent=2))
+    if args.profile != "fp32" and not summary.get("int8_layers"):  # e.g. a Stage-1 run without --ptq
+        print(f"adaqat export: warning: {args.out} holds no INT8 layer ({args.source} had no QAT): train Stage 2 "
+              "from it (adaqat train --stage 2 --from RUN), or add --ptq for post-training INT8", file=sys.stderr)
     return 0
 
 

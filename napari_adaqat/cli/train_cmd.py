@@ -49,8 +49,9 @@ def _help(option: str) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = HELP_EPILOG
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--stage", choices=["1", "2", "all"], default="1",
-                   help=_help("stage") + "; all = Stage 1 -> Stage 2 -> both model files in RUN (see below)")
+    p.add_argument("--stage", choices=["1", "2", "all"], default=None,
+                   help=_help("stage") + "; all = Stage 1 -> Stage 2 -> both model files in RUN (see below); "
+                   "default 1 (with --resume: the run's own stage)")
     p.add_argument("--preset", default=None, help=_help("preset"))
     for flag, option in FLAGS.items():
         kind = field_type(option).replace(" | None", "")
@@ -111,6 +112,7 @@ def chain_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.cli.common import check_data_folder
+    from napari_adaqat.train.paths import run_stage
     from napari_adaqat.train.run import resolve_config, run as run_training, run_chain
 
     check_data_folder(args.data)
@@ -127,13 +129,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.qat_epochs is not None or args.profile or args.scores:
         raise ValueError("--qat-epochs, --profile and --scores belong to --stage all")
-    cfg = resolve_config(args.preset, int(args.stage), explicit_options(args), args.resume)
+    if args.resume and args.stage is not None and args.out:
+        saved = run_stage(args.out)
+        if saved is not None and saved != int(args.stage):  # (the saved config's stage would silently win)
+            other = f"; Stage 2 from it: --stage 2 --from {args.out} --out {args.out}_stage2" if saved == 1 else ""
+            raise ValueError(f"{args.out} is a Stage-{saved} run: --resume continues it with --stage {saved}{other}")
+    cfg = resolve_config(args.preset, int(args.stage or 1), explicit_options(args), args.resume)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
     summary = run_training(cfg, resume=args.resume)
     print(json.dumps(summary))
-    _say_next(args.stage, summary, cfg.data, args.preset)
+    _say_next(str(cfg.stage), summary, cfg.data, args.preset)
     return 0
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from napari_adaqat.data.folders import check_output_folder
 from napari_adaqat.train.config import FLAGS, TrainConfig, make_config, nest, preset_path
-from napari_adaqat.train.paths import run_paths
+from napari_adaqat.train.paths import CHAIN_FILE, run_paths, run_stage
 from napari_adaqat.train.preflight import preflight
 from napari_adaqat.train.progress import read_progress
 from napari_adaqat.util.fields import from_fields
@@ -45,7 +45,7 @@ STAGE1_ONLY = ("checkpoint", "from_run", "mode", "model_type", "image_size", "ma
 def chain_paths(out: str | Path) -> dict[str, Path]:
     """The files and folders of chain run ``out``."""
     root = Path(out)
-    return {"root": root, "config": root / "chain.json", "progress": root / "progress.jsonl",
+    return {"root": root, "config": root / CHAIN_FILE, "progress": root / "progress.jsonl",
             "stage1": root / "stage1", "stage2": root / "stage2", "int8": root / INT8_NAME, "fp32": root / FP32_NAME}
 
 
@@ -210,6 +210,10 @@ def chain_preflight(chain: Chain, resume: bool = False) -> None:
     if not resume and (paths["config"].is_file() or paths["int8"].is_file()):
         raise FileExistsError(f"{chain.out} already holds a chain run; pass --resume to continue it "
                               "or choose another --out")
+    stage = run_stage(chain.out)
+    if stage is not None or run_paths(chain.out)["last"].is_file():  # a Stage-N run's folder: never mixed in
+        raise FileExistsError(f"{chain.out} holds a Stage-{stage or '1/2'} run (adaqat train --stage {stage or 1}); "
+                              f"choose another --out{f' (--from {chain.out} starts the chain from it)' if stage == 1 else ''}")
     if chain.from_run and Path(chain.from_run).resolve() == paths["root"].resolve():
         raise ValueError("--out must differ from --from (the Stage-1 run is never overwritten)")
     if chain.from_run and not run_paths(chain.from_run)["best"].is_file():

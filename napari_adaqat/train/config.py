@@ -207,6 +207,7 @@ class TrainConfig:
         for name, value in stage_defaults(self.stage, self.qat.trainable).items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        _check_numbers(self)
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -237,6 +238,27 @@ def stage_defaults(stage: int, trainable: str = "paper") -> dict:
     return {"epochs": 10, "patience": 0, "lr_adapter": lr, "lr_decoder": lr, "lr_other": lr}
 
 
+# {field: (the least value, what it is)}: a count or rate outside these trains nothing or the wrong way
+_AT_LEAST = {"epochs": (1, "a number of epochs"), "batch_size": (1, "a number of images"),
+             "accumulate": (1, "a number of steps"), "patience": (0, "a number of epochs (0 = off)"),
+             "warmup_epochs": (0, "a number of epochs"), "max_steps_per_epoch": (1, "a number of steps"),
+             "image_size": (16, "an input size in pixels"), "num_workers": (0, "a number of processes"),
+             "log_every": (1, "a number of steps")}
+
+
+def _check_numbers(cfg: "TrainConfig") -> None:
+    """One line for a count below its least value or a learning rate that is not a positive number (before any
+    work: ``--batch-size 0`` ended in a ZeroDivisionError, ``--lr-adapter -1`` trained the wrong way)."""
+    for name, (least, what) in _AT_LEAST.items():
+        value = getattr(cfg, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise ValueError(f"{name} must be {what}, at least {least}; got {value!r}")
+    for name in ("lr_adapter", "lr_decoder", "lr_other"):
+        value = getattr(cfg, name)
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")):
+            raise ValueError(f"{name} must be a learning rate above 0 (e.g. 1e-4); got {value!r}")
+
+
 def _check_choices(obj) -> None:
     for f in dataclasses.fields(obj):
         choices, value = f.metadata.get("choices"), getattr(obj, f.name)
@@ -245,15 +267,23 @@ def _check_choices(obj) -> None:
 
 
 def _coerce(kind, values: dict, prefix: str = "") -> dict:
-    """Float fields given as strings (YAML 1.1 reads "1e-3" as one) become numbers."""
+    """Float fields given as strings (YAML 1.1 reads "1e-3" as one) become numbers; a number field given anything
+    else (``--set jitter_px=abc``) is one line naming the option."""
     types = {f.name: f.type for f in dataclasses.fields(kind)}
     values = dict(values)
     for key, value in values.items():
-        if isinstance(value, str) and types.get(key) in ("float", "float | None"):
+        kind_name = str(types.get(key, "")).replace(" | None", "")
+        if kind_name not in ("float", "int") or value is None and str(types.get(key)).endswith("| None"):
+            continue
+        if kind_name == "float" and isinstance(value, str):
             try:
-                values[key] = float(value)
+                values[key] = value = float(value)
             except ValueError:
-                raise ValueError(f"option {prefix}{key} expects a number, got {value!r}") from None
+                pass
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if not (whole or (kind_name == "float" and isinstance(value, float))):
+            what = "a whole number" if kind_name == "int" else "a number"
+            raise ValueError(f"option {prefix}{key} expects {what}, got {value!r}")
     return values
 
 

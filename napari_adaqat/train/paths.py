@@ -10,7 +10,9 @@ from pathlib import Path
 from napari_adaqat.data.folders import check_output_folder
 from napari_adaqat.data.runs import run_paths
 
-__all__ = ["check_run_folder", "run_paths"]
+__all__ = ["CHAIN_FILE", "check_run_folder", "run_paths", "run_stage"]
+
+CHAIN_FILE = "chain.json"  # what marks a chain run's folder (adaqat train --stage all; train/chain.py)
 
 
 def check_run_folder(out: str | Path, data: str | Path, *, resume: bool, from_run: str | Path | None = None) -> None:
@@ -20,9 +22,12 @@ def check_run_folder(out: str | Path, data: str | Path, *, resume: bool, from_ru
     inside the data folder) or FileExistsError (``out`` already holds a run and ``resume`` is off).
     """
     paths = run_paths(out)
+    if (Path(out) / CHAIN_FILE).is_file():  # its log and files at the top would be mixed with (or replaced by) this run's
+        raise FileExistsError(f"{out} holds a chain run (adaqat train --stage all); continue it with --stage all "
+                              "--resume, or choose another --out")
     if resume and not paths["last"].is_file():
         raise ValueError(f"{paths['last']}: nothing to resume (no checkpoint yet); run without --resume")
-    if not resume and paths["last"].is_file():
+    if not resume and paths["last"].is_file():  # (a log without a checkpoint: an attempt stopped in epoch 1, redone)
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     foreign = [paths[k].name for k, key in (("config", "stage"), ("split", "seed")) if _foreign(paths[k], key)]
     if not resume and foreign:
@@ -33,6 +38,15 @@ def check_run_folder(out: str | Path, data: str | Path, *, resume: bool, from_ru
     if not Path(data).is_dir():
         raise ValueError(f"{data}: data folder not found")
     check_output_folder(out, [data], option="--out", what="data folder")
+
+
+def run_stage(out: str | Path) -> int | None:
+    """The stage (1 or 2) that stage run ``out`` recorded in its config.json, None when it cannot be read."""
+    try:
+        stage = json.loads(run_paths(out)["config"].read_text(encoding="utf-8")).get("stage")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    return stage if stage in (1, 2) else None
 
 
 def _foreign(path: Path, key: str) -> bool:
