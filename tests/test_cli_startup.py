@@ -19,6 +19,11 @@ FAST = [(["--help"], 0, "examples"), (["--version"], 0, "napari-adaqat"), (["seg
         (["segment", "scans/"], 2, "example: adaqat segment"), (["evaluate", "--data", "D", "--out", "r", "--modle"],
                                                                 2, "did you mean --model"),
         (["info"], 2, "the following arguments are required"), (["export", "run", "--out", "m.safetensors", "-x"], 2, "unrecognized arguments: -x"),
+        (["evaluate", "--data", "D", "--out", "r", "--nsd-tol", "-1"], 2,
+         "argument --nsd-tol: a distance above 0 (mm, or px without a pixel spacing), not '-1'"),
+        (["evaluate", "--data", "D", "--out", "r", "--equivalence-margin", "abc"], 2,
+         "argument --equivalence-margin: a Dice margin between 0 and 1 (e.g. 0.005), not 'abc'"),
+        (["segment", "scans/", "--out", ""], 2, "--out is empty (an unset shell variable?)"),
         *[([name, "--help"], 0, "usage: adaqat " + name) for name in COMMANDS]]
 
 CHILD = """

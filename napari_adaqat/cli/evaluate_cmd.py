@@ -30,9 +30,24 @@ examples:
 
 
 def _margin(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
     if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text}: a Dice margin between 0 and 1 (e.g. 0.005)")
+        raise argparse.ArgumentTypeError(f"a Dice margin between 0 and 1 (e.g. 0.005), "
+                                         f"not {text!r}")
+    return value
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"a distance above 0 (mm, or px without a pixel spacing), "
+                                         f"not {text!r}")
     return value
 
 
@@ -65,7 +80,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--boxes (default: tight)")
     p.add_argument("--clean", action="store_true",
                    help="score the cleaned masks (two largest regions, holes filled), as 'adaqat segment' writes them")
-    p.add_argument("--nsd-tol", type=float, default=2.0, metavar="T",
+    p.add_argument("--nsd-tol", type=_tolerance, default=2.0, metavar="T",
                    help="NSD tolerance: mm for images with a pixel spacing (DICOM), px otherwise (default 2)")
     p.add_argument("--equivalence-margin", type=_margin, default=EQUIVALENCE_MARGIN, metavar="DICE",
                    help="margin of the equivalence test (TOST) of each model against the baseline on Dice: "

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from napari_adaqat.io import check_segmentable
+from napari_adaqat.io import check_segmentable, read_image
 from napari_adaqat.inference.predictor import BoxPredictor, Prediction
 from napari_adaqat.inference.segmenter import ModelRef, Segmenter, load_segmenter, model_ref
 from napari_adaqat.metrics import dice, ssim_map, trust_maps
@@ -188,7 +188,12 @@ class Engine:
         """Open (once per file version) and return the segmenter of ``model`` on ``device``."""
         if isinstance(model, Segmenter):
             return model
+        if model is None or isinstance(model, (str, Path)):
+            model = model_ref(model)  # a file path, or None / "default": the bundled model
         if not isinstance(model, ModelRef):
+            if not (hasattr(model, "set_image") and hasattr(model, "predict")):
+                raise TypeError(f"model must be a model file, 'default', a ModelRef, a Segmenter or a predictor "
+                                f"(with set_image and predict); got {type(model).__name__}")
             return Segmenter(model)  # a ready predictor (anything with set_image and predict)
         key = self._key(model, device)
         if key not in self._segmenters:
@@ -280,6 +285,7 @@ class Engine:
         ``clean`` keeps the two largest regions and fills holes, ``clip`` clears what lies outside the
         box plus a margin (``None``: the segmenter's rules, both on for model files; the maps use the
         raw probabilities)."""
+        image = _pixels(image)
         if reference is not None and reference.shape != image.shape[:2]:
             raise ValueError(f"reference layer has shape {reference.shape}, the image slice {image.shape}")
         coords, labels = _points(point_coords, point_labels)
@@ -298,7 +304,11 @@ class Engine:
                  reference: Optional[np.ndarray] = None, baseline_mask_input: Any = None) -> SegmentResult:
         """Phase 2, slower (SSIM is ~20-40 ms per map on 512²): the baseline's prediction of the same
         prompts (box, points; its own ``baseline_mask_input``, e.g. its previous ``baseline_low_res_logits``,
-        else no mask prompt) and the SSIM/ΔSSIM maps of DESIGN.md, filled into ``result`` (returned)."""
+        else no mask prompt) and the SSIM/ΔSSIM maps of DESIGN.md, filled into ``result`` (returned).
+        ``baseline`` may be a file path, or ``"default"`` for the bundled FP32 baseline."""
+        image = _pixels(image)
+        if isinstance(baseline, (str, Path)):
+            baseline = model_ref(baseline, baseline=True)
         if baseline is not None:
             run = self._prompt(image, result.box, baseline, device, result.cleaned, result.point_coords,
                                result.point_labels, baseline_mask_input, result.clipped)
@@ -316,10 +326,17 @@ class Engine:
                 slice_index: Optional[int] = None, clean: Optional[bool] = None, *,
                 point_coords: Optional[np.ndarray] = None, point_labels: Optional[np.ndarray] = None,
                 mask_input: Any = None, baseline_mask_input: Any = None, clip: Optional[bool] = None) -> SegmentResult:
-        """Both phases at once: :meth:`predict`, then :meth:`add_maps` (same prompts for the baseline)."""
+        """Both phases at once: :meth:`predict`, then :meth:`add_maps` (same prompts for the baseline).  ``image``
+        may be a file (read once, as ``adaqat segment`` reads it)."""
+        image = _pixels(image)
         result = self.predict(image, box, model, device, reference, slice_index, clean, point_coords=point_coords,
                               point_labels=point_labels, mask_input=mask_input, clip=clip)
         return self.add_maps(result, image, baseline, device, reference, baseline_mask_input)
+
+
+def _pixels(image: Any) -> np.ndarray:
+    """An image array as it is, or the pixels of an image file (a path: read as ``adaqat segment`` reads it)."""
+    return read_image(image).pixels if isinstance(image, (str, Path)) else image
 
 
 def _points(point_coords: Optional[np.ndarray], point_labels: Optional[np.ndarray]

@@ -189,8 +189,8 @@ class BoxPredictor:
         stays gray: :func:`prepare_image` repeats it, and the key hashes a third of the bytes)."""
         pixels = read_image(image).pixels if isinstance(image, (str, Path)) else np.asarray(image)
         pixels = pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
-        if pixels.ndim == 2 and pixels.dtype.kind in "iu" and pixels.dtype != np.uint8:
-            pixels = to_gray01(pixels)  # 16-bit, int16 with negatives: min-max, as read_image reads their file
+        if pixels.dtype.kind in "iu" and pixels.dtype != np.uint8:  # gray or RGB(A): as read_image reads their file
+            pixels = to_gray01(pixels)  # 16-bit, int16 with negatives: min-max (not cut at 0 and / max)
         return to_uint8(pixels)
 
     def _prepare(self, rgb: np.ndarray) -> PreparedImage:

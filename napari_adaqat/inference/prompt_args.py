@@ -27,6 +27,8 @@ def as_boxes(boxes: Any) -> np.ndarray:
     out = np.atleast_2d(as_numbers(boxes, "boxes", "x0, y0, x1, y1 pixels"))
     if out.ndim != 2 or out.shape[1] != 4:
         raise ValueError(f"boxes must be (4,) or (N, 4) x0, y0, x1, y1 pixels, got shape {np.shape(boxes)}")
+    if not len(out):  # what a detector returns when it finds nothing
+        raise ValueError("boxes is empty (0 boxes): give one box (4,) or (N, 4), or boxes=None for the default box")
     bad = ~np.isfinite(out).all(axis=1) | (out[:, 2] < out[:, 0]) | (out[:, 3] < out[:, 1])
     if bad.any():
         i = int(np.argmax(bad))
@@ -59,15 +61,19 @@ def as_points(point_coords: Any, point_labels: Any, finite: bool = True) -> tupl
 
 
 def mask_input_tensor(mask_input: Any, size: tuple[int, int], image_shape: tuple[int, int]) -> torch.Tensor:
-    """``mask_input`` (1, *size) or (B, 1, *size) logits (tensor or array) → (B, 1, *size) float32 CPU tensor."""
+    """``mask_input`` *size, (1, *size) or (B, 1, *size) logits (tensor or array) → (B, 1, *size) float32 CPU tensor
+    (a bool array is a mask, never logits: refused with the way to turn it into a mask prompt)."""
+    is_mask = getattr(mask_input, "dtype", None) in (np.bool_, torch.bool)
     if isinstance(mask_input, torch.Tensor):
         mask_in = mask_input.detach().float().cpu()
     else:
         mask_in = torch.from_numpy(as_numbers(mask_input, "mask_input", "logits").astype(np.float32))
+    if mask_in.ndim == 2 and tuple(mask_in.shape) == tuple(size) and not is_mask:
+        mask_in = mask_in[None]  # one prompt's logits without SAM's leading 1
     mask_in = mask_in[None] if mask_in.ndim == 3 else mask_in
-    if mask_in.ndim != 4 or tuple(mask_in.shape[1:]) != (1, *size):
+    if is_mask or mask_in.ndim != 4 or tuple(mask_in.shape[1:]) != (1, *size):
         hint = ("; for an (H, W) mask of the image use mask_input_from(mask)"
-                if tuple(mask_in.shape[-2:]) == tuple(image_shape) else
+                if is_mask or tuple(mask_in.shape[-2:]) == tuple(image_shape) else
                 " (a mask_input of this model: logits of another model or size do not fit)")
         raise ValueError(f"mask_input must be (1, {size[0]}, {size[1]}) or (N, 1, {size[0]}, {size[1]}) logits "
                          f"(a Prediction's low_res_logits), got {tuple(np.shape(mask_input))}{hint}")

@@ -27,7 +27,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from napari_adaqat.data.boxes import box_outside, check_box
+from napari_adaqat.data.boxes import box_outside, check_box, default_box
 from napari_adaqat.data.points import check_points
 from napari_adaqat.inference.postprocess import finish_mask
 from napari_adaqat.inference.predictor import BoxPredictor, Prediction
@@ -156,22 +156,32 @@ class Segmenter:
 
     def predict(self, boxes: Optional[Sequence[float]] = None, point_coords: Optional[np.ndarray] = None,
                 point_labels: Optional[np.ndarray] = None, mask_input: Any = None, clean: Optional[bool] = None,
-                clip: Optional[bool] = None, *, multimask_output: bool = False) -> tuple[np.ndarray, Prediction]:
+                clip: Optional[bool] = None, *, multimask_output: bool = False,
+                box: Optional[Sequence[float]] = None) -> tuple[np.ndarray, Prediction]:
         """Prompt the image set last, with SAM's names (see :meth:`BoxPredictor.predict
         <napari_adaqat.inference.predictor.BoxPredictor.predict>`): an xyxy box (4,) in image pixels (list, tuple
         or array; float), points (P, 2) or one (2,) x, y in image pixels with labels (P,) or a scalar, 1 = lung /
         0 = not lung (bool, int or float), a ``mask_input`` (1, 1, 4E, 4E) (a previous prediction's
         ``low_res_logits`` on this image, or :meth:`mask_input_from`; another image's logits have the same shape
-        and are not detected).  Nothing given: the default box.  Unlike :meth:`segment`, a box or point partly
-        outside the image is taken as SAM takes it (not refused; one wholly outside gives a warning).
+        and are not detected).  ``box=`` is SAM's name for ``boxes``.  Nothing given, or no box and no point
+        that is lung (and no ``mask_input``): the default box, as ``adaqat segment --points`` and the docks
+        do ("not lung" points alone say nothing about where the lung is).  Unlike :meth:`segment`, a box or
+        point partly outside the image is taken as SAM takes it (not refused; one wholly outside gives a
+        warning).
 
         Returns (mask (H, W) bool of the first prompt after clipping and clean-up (:meth:`clean_mask`), the
         raw :class:`Prediction`, whose ``low_res_logits`` feed the next call).  Several boxes (N, 4): ``pred``
         has N masks; the mask returned is the first one's.  ``multimask_output=True`` is refused (one mask per
         prompt); bad prompts are one ValueError/TypeError line naming the argument."""
         check_multimask(multimask_output)
+        if box is not None and boxes is not None:
+            raise TypeError("give boxes= or box= (SAM's name), not both")
+        boxes = box if boxes is None else boxes
         box = None if boxes is None else as_boxes(boxes).reshape(np.shape(boxes))  # checked, as given
         with self.lock:
+            if box is None and mask_input is None and point_coords is not None and self.image_shape is not None \
+                    and not (as_points(point_coords, point_labels)[1] == 1).any():
+                box = default_box(self.image_shape)  # "not lung" points alone (or none): within the default box
             if point_coords is None and point_labels is None and mask_input is None:
                 pred = self.predictor.predict(box)  # box-only: as a ready predictor without points takes it
             else:
