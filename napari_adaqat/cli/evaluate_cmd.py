@@ -29,26 +29,21 @@ examples:
       --data DATA --split-file runs/s1/split.json --out report/"""
 
 
-def _margin(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"a Dice margin between 0 and 1 (e.g. 0.005), "
-                                         f"not {text!r}")
-    return value
+def _number_above_0(below: float, what: str):
+    """An argparse type: a number in (0, ``below``), else one line saying ``what`` it must be."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not 0.0 < value < below:
+            raise argparse.ArgumentTypeError(f"{what}, not {text!r}")
+        return value
+    return parse
 
 
-def _tolerance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"a distance above 0 (mm, or px without a pixel spacing), "
-                                         f"not {text!r}")
-    return value
+_margin = _number_above_0(1.0, "a Dice margin between 0 and 1 (e.g. 0.005)")
+_tolerance = _number_above_0(float("inf"), "a distance above 0 (mm, or px without a pixel spacing)")
 
 
 def _clicks(text: str) -> int:
