@@ -12,7 +12,7 @@ import numpy as np
 
 from .dicom_open import DICOM_SUFFIXES, frame_count, has_dicm_magic, is_dicom, open_dicom, syntax_was_assumed
 from .dicom_pixels import decode, syntax_label
-from .image_data import ImageData, ImageReadError, fail, to_gray01
+from .image_data import ImageData, ImageReadError, fail, film_top, to_gray01
 
 __all__ = ["DICOM_SUFFIXES", "MultiFrameError", "has_dicm_magic", "is_dicom", "read_dicom", "read_dicom_raw",
            "read_dicom_stack"]
@@ -127,6 +127,7 @@ def _full_range(x: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
     """``x`` scaled so that its pixels outside the padding span [0, 1]."""
     inside = x if keep is None else x[keep]
     lo, hi = float(inside.min()), float(inside.max())
+    hi = film_top(x if keep is None else np.where(keep, x, lo), lo, hi)  # (a burned-in marker at the maximum)
     return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
 
 

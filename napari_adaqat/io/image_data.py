@@ -66,12 +66,28 @@ class ImageData:
         return self.pixels.shape  # type: ignore[return-value]
 
 
+def film_top(x: np.ndarray, lo: float, hi: float) -> float:
+    """The top of a film's range: ``hi``, unless a few pixels lie far above the rest (a marker burned in at the
+    format's maximum: a 12-bit film in a 16-bit PNG with a label at 65535), which min-max scaling would let
+    squash the film into its darkest few percent.  Then the brightest pixel below them: the top 0.1 % (looked
+    for in a 1-in-64 sample, cheap on every click) above four times the range of the rest."""
+    sample = x[::8, ::8] if x.ndim >= 2 else x
+    if sample.size < 64 or hi <= lo:
+        return hi
+    p999 = float(np.nanpercentile(sample, 99.9))
+    if (p999 - lo) * 4.0 >= hi - lo:
+        return hi
+    below = x[x <= (p999 + hi) / 2.0]
+    return float(np.nanmax(below)) if below.size else hi
+
+
 def _minmax(x: np.ndarray) -> np.ndarray:
     x = x.astype(np.float64, copy=False)
     lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
     if not math.isfinite(lo) or not math.isfinite(hi) or hi <= lo:
         return np.zeros(x.shape, np.float64)
-    return (x - lo) / (hi - lo)
+    hi = film_top(x, lo, hi)
+    return np.clip((x - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros(x.shape, np.float64)
 
 
 def to_gray01(array: np.ndarray) -> np.ndarray:
