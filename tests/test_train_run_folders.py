@@ -89,3 +89,5 @@ def test_the_numbers_are_checked_in_the_config_itself():
     with pytest.raises(ValueError, match=r"^batch_size must be a number of images, at least 1; got 0$"):
         TrainConfig(batch_size=0)
     assert TrainConfig(stage=2).lr_adapter > 0 and TrainConfig(epochs=1, patience=0).epochs == 1
+    assert TrainConfig(max_steps_per_epoch=0).max_steps_per_epoch == 0  # 0 = every step (the dock's "0 = all")
+    assert TrainConfig.from_dict({"jitter_px": 20.0}).jitter_px == 20  # a whole number written as a float

@@ -212,8 +212,9 @@ def chain_preflight(chain: Chain, resume: bool = False) -> None:
                               "or choose another --out")
     stage = run_stage(chain.out)
     if stage is not None or run_paths(chain.out)["last"].is_file():  # a Stage-N run's folder: never mixed in
-        raise FileExistsError(f"{chain.out} holds a Stage-{stage or '1/2'} run (adaqat train --stage {stage or 1}); "
-                              f"choose another --out{f' (--from {chain.out} starts the chain from it)' if stage == 1 else ''}")
+        what = f"a Stage-{stage} run (adaqat train --stage {stage})" if stage else "a training run's checkpoints"
+        raise FileExistsError(f"{chain.out} holds {what}; choose another --out"
+                              + (f" (--from {chain.out} starts the chain from it)" if stage == 1 else ""))
     if chain.from_run and Path(chain.from_run).resolve() == paths["root"].resolve():
         raise ValueError("--out must differ from --from (the Stage-1 run is never overwritten)")
     if chain.from_run and not run_paths(chain.from_run)["best"].is_file():

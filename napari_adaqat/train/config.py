@@ -24,6 +24,7 @@ from napari_adaqat.model.adalora_config import AdaLoRAConfig
 from napari_adaqat.model.device import DEVICES
 from napari_adaqat.model.modes import STAGE2_TRAINABLE, TRAIN_MODES
 from napari_adaqat.model.spec import REFINER_LEVELS
+from napari_adaqat.train.config_numbers import check_numbers
 
 if TYPE_CHECKING:
     from napari_adaqat.train.prompts import PromptMix
@@ -207,7 +208,7 @@ class TrainConfig:
         for name, value in stage_defaults(self.stage, self.qat.trainable).items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
-        _check_numbers(self)
+        check_numbers(self)
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -238,27 +239,6 @@ def stage_defaults(stage: int, trainable: str = "paper") -> dict:
     return {"epochs": 10, "patience": 0, "lr_adapter": lr, "lr_decoder": lr, "lr_other": lr}
 
 
-# {field: (the least value, what it is)}: a count or rate outside these trains nothing or the wrong way
-_AT_LEAST = {"epochs": (1, "a number of epochs"), "batch_size": (1, "a number of images"),
-             "accumulate": (1, "a number of steps"), "patience": (0, "a number of epochs (0 = off)"),
-             "warmup_epochs": (0, "a number of epochs"), "max_steps_per_epoch": (1, "a number of steps"),
-             "image_size": (16, "an input size in pixels"), "num_workers": (0, "a number of processes"),
-             "log_every": (1, "a number of steps")}
-
-
-def _check_numbers(cfg: "TrainConfig") -> None:
-    """One line for a count below its least value or a learning rate that is not a positive number (before any
-    work: ``--batch-size 0`` ended in a ZeroDivisionError, ``--lr-adapter -1`` trained the wrong way)."""
-    for name, (least, what) in _AT_LEAST.items():
-        value = getattr(cfg, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
-            raise ValueError(f"{name} must be {what}, at least {least}; got {value!r}")
-    for name in ("lr_adapter", "lr_decoder", "lr_other"):
-        value = getattr(cfg, name)
-        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")):
-            raise ValueError(f"{name} must be a learning rate above 0 (e.g. 1e-4); got {value!r}")
-
-
 def _check_choices(obj) -> None:
     for f in dataclasses.fields(obj):
         choices, value = f.metadata.get("choices"), getattr(obj, f.name)
@@ -280,6 +260,8 @@ def _coerce(kind, values: dict, prefix: str = "") -> dict:
                 values[key] = value = float(value)
             except ValueError:
                 pass
+        if kind_name == "int" and isinstance(value, float) and value.is_integer():
+            values[key] = value = int(value)  # (jitter_px: 20.0)
         whole = isinstance(value, int) and not isinstance(value, bool)
         if not (whole or (kind_name == "float" and isinstance(value, float))):
             what = "a whole number" if kind_name == "int" else "a number"
