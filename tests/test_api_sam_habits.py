@@ -11,6 +11,7 @@ from PIL import Image
 
 from napari_adaqat import Engine, open_model
 from napari_adaqat.cli import main
+from napari_adaqat.data.boxes import default_box
 from napari_adaqat.io import read_mask
 from napari_adaqat.metrics import dice
 
@@ -44,6 +45,10 @@ def test_not_lung_points_alone_give_the_clis_mask(tmp_path, cxr_dir, nano_pth, n
     assert not np.array_equal(within_default, default)  # the point still counts, inside the default box
     nothing, _ = nano.predict(point_coords=np.zeros((0, 2)), point_labels=np.zeros(0))
     np.testing.assert_array_equal(nothing, default)  # no points at all: the default box, not no prompt
+    _, pred = nano.predict(point_coords=[[256, 256]], point_labels=[0])
+    clicks = {"point_coords": [[256, 256], [100, 300]], "point_labels": [0, 0], "mask_input": pred.low_res_logits}
+    second, _ = nano.predict(**clicks)  # the dock's next click feeds the last logits back: still the default box
+    np.testing.assert_array_equal(second, nano.predict(boxes=default_box(default.shape), **clicks)[0])
 
 
 def test_sams_box_keyword_and_an_empty_box_array(cxr_dir, nano):

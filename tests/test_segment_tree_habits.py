@@ -149,6 +149,22 @@ def test_a_row_naming_the_film_by_another_spelling_of_its_path_is_its_row(tmp_pa
     assert found == {os.path.abspath(given[0]): "dotted", os.path.abspath(given[1]): "real path"}
 
 
+def test_two_films_linked_to_one_content_file_stay_two_films(tmp_path, cxr_dir, monkeypatch):
+    """git-annex, DVC and the Hugging Face cache keep films as links to shared content: a row naming one of two
+    identical films is that one's only (the file's own link is not resolved, its folder's is)."""
+    content = tmp_path / "store" / "blob"
+    content.parent.mkdir()
+    shutil.copy(sorted((cxr_dir / "images").glob("*.png"))[0], content)
+    (tmp_path / "films").mkdir()
+    films = [tmp_path / "films" / name for name in ("a.png", "b.png")]
+    for film in films:
+        film.symlink_to(content)
+    monkeypatch.chdir(tmp_path)
+    given = [Path("films/a.png"), Path("films/b.png")]
+    assert match_rows("boxes.csv", {"films/a.png": "a's box"}, given) == {os.path.abspath(given[0]): "a's box"}
+    assert match_rows("boxes.csv", {str(films[1]): "b's box"}, given) == {os.path.abspath(given[1]): "b's box"}
+
+
 def test_the_skipped_entries_are_described_from_the_scan_without_opening_them_again(tmp_path, cxr_dir,
                                                                                    monkeypatch):
     folder = tmp_path / "scans"

@@ -211,7 +211,7 @@ def _count_problem(found: int, expected: int, delimiter: str) -> str:
 
 def _number(column: str, value: str, delimiter: str, names: str = "x0,y0,x1,y1") -> float:
     """One coordinate; a decimal comma only in a ;-separated file (as Excel writes it where the comma is the
-    decimal mark, unquoted; unambiguous there), or quoted in a ,-separated one."""
+    decimal mark, unquoted; unambiguous there)."""
     text = value.strip()
     try:
         return float(text)

@@ -23,7 +23,14 @@ def _keys(path: Path, roots: Sequence[Path] = ()) -> tuple[str, ...]:
         relative = absolute
     inner = [path.relative_to(root) for root in roots if root in path.parents]
     below = [form for rel in inner for form in (rel.as_posix(), rel.with_name(path.stem).as_posix())]
-    return tuple(dict.fromkeys((str(path), absolute, relative, *below, path.name, path.stem, os.path.realpath(path))))
+    return tuple(dict.fromkeys((str(path), absolute, relative, *below, path.name, path.stem)))
+
+
+def _real(path: str | Path) -> str:
+    """``path`` with its folder's symbolic links resolved, not the file's own (films kept as links to shared
+    content, as git-annex or DVC keep them, stay two films)."""
+    head, name = os.path.split(os.path.abspath(path))
+    return os.path.join(os.path.realpath(head), name)
 
 
 def _path_aliases(names: Sequence[str]) -> dict[str, str]:
@@ -33,7 +40,7 @@ def _path_aliases(names: Sequence[str]) -> dict[str, str]:
     aliases: dict[str, str] = {}
     for name in names:
         if "/" in name or os.sep in name:
-            for form in (os.path.normpath(name), os.path.realpath(name)):
+            for form in (os.path.normpath(name), _real(name)):
                 aliases.setdefault(form, name)
     return aliases
 
@@ -67,7 +74,9 @@ def _taken(rows: dict[str, Row], files: list[Path], roots: Sequence[Path]) -> di
     aliases = _path_aliases(list(rows))
     for path in files:
         keys = _keys(path, roots)
-        key = next((k for k in keys if k in rows), None) or next((aliases[k] for k in keys if k in aliases), None)
+        key = next((k for k in keys if k in rows), None)
+        if key is None and aliases:  # (resolved only for a CSV that names films by path, and only when needed)
+            key = next((aliases[k] for k in (*keys, _real(path)) if k in aliases), None)
         if key is None:
             key = next((names[0] for k in keys if len(names := folded.get(pairing_key(k), ())) == 1), None)
         if key is not None:

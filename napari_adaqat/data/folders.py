@@ -307,7 +307,7 @@ def check_output_folder(out_dir: str | Path, inputs: list[str | Path], *, option
         mirror = out / label
         for item in inputs:
             place = _resolve(item)
-            if os.path.lexists(item) and place.is_dir() and (mirror == place or place in mirror.parents):
+            if os.path.lexists(item) and place.is_dir() and mirror == place:  # (its parents: refused above)
                 raise ValueError(f"{option} {out_dir} would put the masks of {root} in {mirror}, the {what} "
                                  f"{place} (several input folders each get a folder of their name there); "
                                  "choose another folder")

@@ -229,7 +229,7 @@ class Engine:
         with self.lock:
             self.predictor(model, device).set_image(image)
             if baseline is not None:
-                self.predictor(baseline, device).set_image(image)
+                self.predictor(_baseline(baseline), device).set_image(image)
         return time.perf_counter() - t0
 
     def prefetch(self, images: Sequence[np.ndarray], model: ModelLike, baseline: Optional[ModelLike] = None,
@@ -242,7 +242,7 @@ class Engine:
         t0 = time.perf_counter()
         usable = [image for image in images if _segmentable(image)]
         with self.lock:
-            self._prefetch(usable, model, baseline, device, batch_size)
+            self._prefetch(usable, model, _baseline(baseline), device, batch_size)
         return time.perf_counter() - t0
 
     def _prefetch(self, usable: Sequence[np.ndarray], model: ModelLike, baseline: Optional[ModelLike],
@@ -278,7 +278,7 @@ class Engine:
                 point_labels: Optional[np.ndarray] = None, mask_input: Any = None,
                 clip: Optional[bool] = None) -> SegmentResult:
         """Phase 1, fast: prompt ``image`` (H, W) with one xyxy ``box`` (None: points alone, or the default
-        box when there are no points either) and optional points (P, 2) x, y pixels with labels (P,)
+        box when none of the points is lung, :meth:`Segmenter.predict`; ``SegmentResult.box`` stays None) and optional points (P, 2) x, y pixels with labels (P,)
         1 = lung / 0 = not lung and a ``mask_input`` (the previous result's ``low_res_logits``, or
         :meth:`Segmenter.mask_input_from` of an edited mask); the mask and its Dice.
 
@@ -306,9 +306,7 @@ class Engine:
         prompts (box, points; its own ``baseline_mask_input``, e.g. its previous ``baseline_low_res_logits``,
         else no mask prompt) and the SSIM/ΔSSIM maps of DESIGN.md, filled into ``result`` (returned).
         ``baseline`` may be a file path, or ``"default"`` for the bundled FP32 baseline."""
-        image = _pixels(image)
-        if isinstance(baseline, (str, Path)):
-            baseline = model_ref(baseline, baseline=True)
+        image, baseline = _pixels(image), _baseline(baseline)
         if baseline is not None:
             run = self._prompt(image, result.box, baseline, device, result.cleaned, result.point_coords,
                                result.point_labels, baseline_mask_input, result.clipped)
@@ -332,6 +330,11 @@ class Engine:
         result = self.predict(image, box, model, device, reference, slice_index, clean, point_coords=point_coords,
                               point_labels=point_labels, mask_input=mask_input, clip=clip)
         return self.add_maps(result, image, baseline, device, reference, baseline_mask_input)
+
+
+def _baseline(baseline: Any) -> Any:
+    """A baseline given by name: a file path, or ``"default"`` for the bundled model's FP32 baseline."""
+    return model_ref(baseline, baseline=True) if isinstance(baseline, (str, Path)) else baseline
 
 
 def _pixels(image: Any) -> np.ndarray:

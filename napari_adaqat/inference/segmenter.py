@@ -164,7 +164,7 @@ class Segmenter:
         0 = not lung (bool, int or float), a ``mask_input`` (1, 1, 4E, 4E) (a previous prediction's
         ``low_res_logits`` on this image, or :meth:`mask_input_from`; another image's logits have the same shape
         and are not detected).  ``box=`` is SAM's name for ``boxes``.  Nothing given, or no box and no point
-        that is lung (and no ``mask_input``): the default box, as ``adaqat segment --points`` and the docks
+        that is lung (in any row): the default box, as ``adaqat segment --points`` and the docks
         do ("not lung" points alone say nothing about where the lung is).  Unlike :meth:`segment`, a box or
         point partly outside the image is taken as SAM takes it (not refused; one wholly outside gives a
         warning).
@@ -179,7 +179,7 @@ class Segmenter:
         boxes = box if boxes is None else boxes
         box = None if boxes is None else as_boxes(boxes).reshape(np.shape(boxes))  # checked, as given
         with self.lock:
-            if box is None and mask_input is None and point_coords is not None and self.image_shape is not None \
+            if box is None and point_coords is not None and self.image_shape is not None \
                     and not (as_points(point_coords, point_labels)[1] == 1).any():
                 box = default_box(self.image_shape)  # "not lung" points alone (or none): within the default box
             if point_coords is None and point_labels is None and mask_input is None:
