@@ -9,6 +9,7 @@ import numpy as np
 
 from napari_adaqat.inference.engine import SegmentResult, torch_threads
 from napari_adaqat.util.errors import first_line
+from napari_adaqat.widgets import _layers as L
 
 ONE_LUNG = 0.55  # a box narrower than this part of the film is not remembered for the next films
 
@@ -28,7 +29,18 @@ class BoxPrompts:
     last_result: Optional[SegmentResult]
     _gen: int
     _pixels: Any
-    _base: Optional[np.ndarray]
+    _base_mask: Optional[np.ndarray] = None
+
+    @property
+    def _base(self) -> Optional[np.ndarray]:
+        """The mask the dock put on screen before the user's brush edits (in 'lung mask' metadata too)."""
+        return self._base_mask
+
+    @_base.setter
+    def _base(self, mask: Optional[np.ndarray]) -> None:
+        self._base_mask = mask
+        if mask is not None and self.layers.present(self.layers.mask):
+            self.layers.mask.metadata[L.ANNOTATE_BASE] = mask
 
     def _on_boxes(self, event: Any) -> None:
         count = len(self.layers.boxes.data)

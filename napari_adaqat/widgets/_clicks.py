@@ -244,13 +244,21 @@ class ClickPrompts:
         if self._pending is not None and history is not None:
             self._step((self._pending, history.current), "Undone")
             return
+        self._keep_brush_edit()  # Undo then goes back to the mask before the edit, and Redo brings the edit back
         self._step(history.undo() if history is not None else None, "Undone")
 
     def redo(self) -> None:
-        """Forward again to the state Undo left (Ctrl+Shift+Z)."""
+        """Forward again to the state Undo left (Ctrl+Shift+Z); none after a brush edit (the newest state)."""
         if self._annotate_film_elsewhere(self.image.value):
             return
+        self._keep_brush_edit()
         self._step(self.history.redo() if self.history is not None else None, "Redone")
+
+    def _keep_brush_edit(self) -> None:
+        """Record a brush edit as a state before Undo or Redo moves away from it."""
+        image = self.image.value
+        if image is not None and self.history is not None:
+            self._brush_edit(image, L.current_plane(self.viewer, image))
 
     def reset_prompts(self) -> None:
         """Clear points, box and mask of this plane (R; a stack's other planes keep theirs); Undo brings them back."""

@@ -21,6 +21,7 @@ OUTPUT_NAMES = (MASK, SSIM, DELTA)
 # ``boxes`` metadata: the Annotate dock owns this layer's rectangles (it re-segments on them, keeping brush
 # edits); the Segment dock then does not prompt on their events, and uses the last one as its clicks' box
 ANNOTATE_OWNER = "adaqat_annotate_boxes"
+ANNOTATE_BASE = "adaqat_annotate_base"  # in 'lung mask' metadata: the Annotate dock's mask before brush edits
 DOCK_WRITE = "adaqat_dock_write"  # set in a layer's metadata while another dock clears it: not a user's edit
 
 
@@ -355,3 +356,10 @@ def show_result(viewer: "napari.viewer.Viewer", image: "napari.layers.Image", re
         target = active if any(active is layer for layer in prompt_layers) else prompt_layers[0]
         if viewer.layers.selection.active is not target:
             viewer.layers.selection.active = target
+
+
+def annotate_base(viewer: "napari.viewer.Viewer", shape: tuple[int, int]) -> Optional[np.ndarray]:
+    """The Annotate dock's mask (H, W) bool before the user's brush edits, None when 'lung mask' holds none."""
+    layer = viewer.layers[MASK] if MASK in viewer.layers else None
+    base = None if layer is None else layer.metadata.get(ANNOTATE_BASE)
+    return base if isinstance(base, np.ndarray) and base.shape == tuple(shape) else None

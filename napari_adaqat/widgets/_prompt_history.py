@@ -28,7 +28,8 @@ class PromptState:
     the next click's mask prompt; ``mask_input``: the mask prompt this state's mask was made with
     (to run it again identically); ``result``: the engine's SegmentResult (its SSIM / ΔSSIM maps);
     ``models``: the (model, baseline) that made it (its logits are a mask prompt for those alone); ``action``:
-    the dock's prompt that asks for it ("box", a point "added", "removed" or "changed", or "rerun")."""
+    the dock's prompt that asks for it ("box", a point "added", "removed" or "changed", or "rerun"); ``kept``: the
+    user's brush edits laid over the model's mask (kept through later clicks, :mod:`._kept_edits`)."""
 
     kind: str
     boxes: list[tuple[np.ndarray, str]] = field(default_factory=list)
@@ -42,6 +43,7 @@ class PromptState:
     result: Any = None
     models: Any = None
     action: str = ""
+    kept: Any = None  # the user's brush edits laid over this mask: (painted, erased) (H, W) bool (_kept_edits.py)
 
     def prompt_text(self) -> str:
         """E.g. "box + 3 points (1 not lung)"."""
@@ -54,7 +56,7 @@ class PromptState:
     def nbytes(self) -> int:
         """Memory held by the mask and the result's arrays (probabilities, maps), each array once (the state's
         mask is usually its result's)."""
-        arrays = [self.mask, *(vars(self.result).values() if self.result is not None else ())]
+        arrays = [self.mask, *(self.kept or ()), *(vars(self.result).values() if self.result is not None else ())]
         return sum({id(a): a.nbytes for a in arrays if isinstance(a, np.ndarray)}.values())
 
 

@@ -62,7 +62,7 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, EarlierMasks, AnnotateControls):
         self.last_result: Optional[SegmentResult] = None  # of the last box prompt
         self._gen = 0  # bumped per film opened: results for an older film are dropped
         self._pixels: Optional[np.ndarray] = None
-        self._base: Optional[np.ndarray] = None  # the mask the dock put on screen, before the user's brush edits
+        self._base_mask: Optional[np.ndarray] = None
         self._touched = False  # work on this film not yet kept (as a draft or by Accept)
         self._chosen: Optional[tuple[ModelRef, str]] = None  # (model, device): built when the choice changes
         self._carry: list[str] = []  # what happened to the last film, said above the next film's line

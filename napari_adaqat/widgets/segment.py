@@ -23,6 +23,7 @@ guard_triton_import()  # before torch/torchvision load: see _compat.py
 from napari_adaqat.inference.engine import ModelRef, SegmentResult  # noqa: E402
 from napari_adaqat.model.device import DEVICES  # noqa: E402
 from napari_adaqat.widgets import _layers as L  # noqa: E402
+from napari_adaqat.widgets import _kept_edits as K  # noqa: E402
 from napari_adaqat.widgets import _points as P  # noqa: E402
 from napari_adaqat.widgets._annotate_ui import on_removed  # noqa: E402
 from napari_adaqat.widgets._clicks import HELP, ClickPrompts  # noqa: E402
@@ -276,8 +277,13 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
         self._last_box_index = index
         history = self.history
         painted_here = not annotated or history.painted(z) is not None  # else the Annotate dock's mask
+        was, before = history.current, history.painted(z)
+        if before is None and annotated:  # the Annotate dock's mask, as it put it on screen
+            before = L.annotate_base(self.viewer, L.plane_shape(image))
         edit = self._brush_edit(image, z)
         previous = history.current
+        kept = K.kept_for(kind, was.kept if was.plane == z else None, before if previous is not was else None,
+                          edit, P.points_in_pixels(self._points, image, z)[0])
         if edit is None and kind != BOX and previous.kind == EDIT and previous.plane == z:
             edit = previous.mask  # an edit whose prompt never showed (replaced or undone) is still the prompt
         same = previous.plane == z and previous.models == (model, base)  # logits fit this plane and models only
@@ -293,9 +299,9 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
             source = previous.logits
         elif kind == "rerun" and same:
             source = previous.mask_input
-        note += self._hidden_note(image)
+        note += K.describe(kept) + self._hidden_note(image)
         request = self._request(BOX if kind == BOX else CLICK, index, z)
-        request.models, request.action = (model, base), kind
+        request.models, request.action, request.kept = (model, base), kind, kept
         base_source = previous.result.baseline_low_res_logits if kind == "added" and same and previous.result else None
         self._run_prompt(request, image, plane, z, box, coords, labels, source, base_source, ref, note)
 
@@ -323,11 +329,12 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
                 self._pending = None
             if generation != self._generation or self.history is not history:
                 return  # an undo, reset, another image or the Annotate dock's next film came meanwhile
-            request.mask, request.logits, request.result = result.mask, result.low_res_logits, result
+            mask = K.apply_edits(result.mask, request.kept)  # the user's brush edits stay where no click undid them
+            request.mask, request.logits, request.result = mask, result.low_res_logits, result
             self._push(history, request)
             self._update_buttons()
             wanted = (base is not None or ref is not None) and L.maps_wanted(self.viewer)
-            shown = show(result)
+            shown = show(result, mask if request.kept is not None else None)
             if shown:
                 self._costs.add(_prompt_key(image, z, model, device), _prompt_cost(result))
             if not (shown and wanted):

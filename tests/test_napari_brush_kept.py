@@ -1,0 +1,87 @@
+"""Brush edits of ``lung mask`` are kept through the clicks after them and through Undo / Redo (a clinician QA
+pass: the pixels a user erased came back with the next click, and Undo or Redo right after a brush edit threw
+the edit away for good). The bundled model, the sample film, a real viewer."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from napari_adaqat._sample import chest_xray  # noqa: E402
+from napari_adaqat.model import loading  # noqa: E402
+from napari_adaqat.widgets._clicks import REDO_KEY, UNDO_KEY  # noqa: E402
+from napari_adaqat.widgets.segment import SegmentWidget  # noqa: E402
+
+pytestmark = [pytest.mark.gui, pytest.mark.skipif(not loading.DEFAULT_MODEL.is_file(), reason="no bundled model")]
+
+
+def _wait(qtbot, widget: SegmentWidget, timeout: int = 600_000) -> None:
+    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+    qtbot.wait(10)
+
+
+def _press(viewer, key) -> None:
+    assert viewer.window._qt_viewer._key_map_handler.press_key(key)
+
+
+def _mask(viewer) -> np.ndarray:
+    return np.asarray(viewer.layers["lung mask"].data) != 0
+
+
+def _paint(viewer, where: np.ndarray, value: int) -> None:
+    """A brush stroke: ``where`` (H, W) bool set to ``value`` in 'lung mask'."""
+    viewer.layers["lung mask"].data_setitem(np.nonzero(where), value)
+
+
+def test_an_erase_survives_the_next_click_and_undo_redo_keep_every_edit(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    for data, kwargs, kind in chest_xray():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    widget = SegmentWidget(viewer, device="cpu")
+    viewer.window.add_dock_widget(widget)
+    _wait(qtbot, widget)
+    viewer.layers["boxes"].add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+    _wait(qtbot, widget)
+    boxed = _mask(viewer)
+    rows = np.nonzero(boxed.any(axis=1))[0]
+    erased = boxed & (np.arange(boxed.shape[0])[:, None] < rows[0] + 40)  # the lung tops, erased by hand
+    _paint(viewer, erased, 0)
+    edited = _mask(viewer)
+    assert erased.sum() > 500 and not (edited & erased).any()
+
+    bottom = rows[-1] - 25
+    col = int(np.nonzero(boxed[bottom])[0].mean())
+    points = viewer.layers["points"]
+    viewer.layers.selection.active = points
+    points.add([[float(bottom), float(col)]])  # a lung click far from the erased tops
+    _wait(qtbot, widget)
+    clicked = _mask(viewer)
+    assert not (clicked & erased).any(), "the click brought back what the user erased"
+    assert f"kept your brush edits (0 px painted, {int(erased.sum())} px erased" in widget.status.value
+
+    _press(viewer, UNDO_KEY)  # back to the edit, then to the box's mask, then forward again: exactly each
+    np.testing.assert_array_equal(_mask(viewer), edited)
+    _press(viewer, UNDO_KEY)
+    np.testing.assert_array_equal(_mask(viewer), boxed)
+    _press(viewer, REDO_KEY)
+    np.testing.assert_array_equal(_mask(viewer), edited)
+
+    square = np.zeros_like(edited)  # a new stroke, then Redo at once: the stroke is the newest state, not lost
+    square[200:230, 200:230] = True
+    _paint(viewer, square & ~edited, 1)
+    stroked = _mask(viewer)
+    _press(viewer, REDO_KEY)
+    assert widget.status.value == "Nothing to redo."
+    np.testing.assert_array_equal(_mask(viewer), stroked)
+    _press(viewer, UNDO_KEY)  # Undo right after a stroke: the mask before it, and Redo brings the stroke back
+    np.testing.assert_array_equal(_mask(viewer), edited)
+    _press(viewer, REDO_KEY)
+    np.testing.assert_array_equal(_mask(viewer), stroked)
+
+    top = int(rows[0] + 10)
+    inside = int(np.nonzero(erased[top])[0].mean())
+    points.add([[float(top), float(inside)]])  # a click on the erased tops hands them back to the model
+    _wait(qtbot, widget)
+    kept = widget.history.current.kept
+    assert kept is None or not kept[1][top, inside]
