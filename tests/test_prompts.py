@@ -282,3 +282,18 @@ def test_a_model_trained_on_boxes_only_says_so_when_clicked(nano_pth, cxr_dir, t
     default = engine.predict(image, np.array([30, 40, 480, 470]), ModelRef(), point_coords=np.array([[250.0, 300.0]]),
                              point_labels=np.array([0]))
     assert "trained with boxes only" not in default.summary()
+
+
+def test_the_clean_up_keeps_a_hole_that_holds_a_not_lung_point():
+    """Hole filling undid a "not lung" click inside a lung (a clinician QA find): a hole with a negative point in
+    it stays a hole; other holes are filled as before, and without points nothing changes."""
+    mask = np.zeros((120, 160), dtype=bool)
+    mask[20:100, 20:70] = True
+    mask[20:100, 90:140] = True
+    mask[40:50, 30:40] = False  # the hole the click cut
+    mask[60:70, 100:110] = False  # another hole, no click in it
+    cleaned = finish_mask(mask, None, clean=True, negative_points=np.array([[35.0, 45.0]]))
+    assert not cleaned[40:50, 30:40].any() and cleaned[60:70, 100:110].all()
+    np.testing.assert_array_equal(finish_mask(mask, None, clean=True), finish_mask(mask, None, clean=True,
+                                                                                   negative_points=np.empty((0, 2))))
+    assert finish_mask(mask, None, clean=True)[40:50, 30:40].all()

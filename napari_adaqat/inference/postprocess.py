@@ -32,13 +32,24 @@ def clip_to_box(mask: np.ndarray, box: np.ndarray, points: Optional[np.ndarray] 
 
 
 def finish_mask(mask: np.ndarray, box: Optional[np.ndarray] = None, clean: bool = True, clip: bool = True,
-                positive_points: Optional[np.ndarray] = None) -> np.ndarray:
+                positive_points: Optional[np.ndarray] = None,
+                negative_points: Optional[np.ndarray] = None) -> np.ndarray:
     """The one post-processing rule of a predicted mask (H, W) bool: clip to ``box`` (xyxy, or None:
-    no clipping) when ``clip``, then :func:`clean_lung_mask` when ``clean``."""
+    no clipping) when ``clip``, then :func:`clean_lung_mask` when ``clean``, whose hole filling leaves a hole
+    that holds a "not lung" point (``negative_points`` (N, 2) x, y pixels) as the model left it."""
     mask = np.asarray(mask, dtype=bool)
     if clip and box is not None:
         mask = clip_to_box(mask, box, positive_points)
-    return clean_lung_mask(mask) if clean else mask
+    if not clean:
+        return mask
+    cleaned = clean_lung_mask(mask)
+    if negative_points is not None and len(negative_points):
+        filled, _n = label_regions(cleaned & ~mask)
+        h, w = mask.shape
+        rows = np.clip(np.rint(negative_points[:, 1]).astype(int), 0, h - 1)
+        cols = np.clip(np.rint(negative_points[:, 0]).astype(int), 0, w - 1)
+        cleaned &= ~np.isin(filled, filled[rows, cols][filled[rows, cols] > 0])
+    return cleaned
 
 
 # A region under this fraction of the film (131 px at 512², 4,500 px at 3000²) is a speck, never a lung (a lung

@@ -146,13 +146,14 @@ class Segmenter:
         """``mask`` (H, W) bool after this model's rules (:func:`~napari_adaqat.inference.postprocess.finish_mask`):
         clipped to ``box`` (xyxy pixels, widened to the positive points; no box: not clipped), then cleaned;
         ``clean`` / ``clip`` override the rules."""
-        positive = None
+        positive = negative = None
         if point_coords is not None and point_labels is not None:
             coords = np.asarray(point_coords, dtype=np.float64).reshape(-1, 2)
-            positive = coords[np.asarray(point_labels).reshape(-1) == 1]
+            labels = np.asarray(point_labels).reshape(-1)
+            positive, negative = coords[labels == 1], coords[labels == 0]
         return finish_mask(mask, None if box is None else np.asarray(box, dtype=np.float64).reshape(-1)[:4],
                            self.clean if clean is None else bool(clean), self.clip if clip is None else bool(clip),
-                           positive)
+                           positive, negative)
 
     def predict(self, boxes: Optional[Sequence[float]] = None, point_coords: Optional[np.ndarray] = None,
                 point_labels: Optional[np.ndarray] = None, mask_input: Any = None, clean: Optional[bool] = None,
