@@ -8,6 +8,7 @@ from typing import Any, Optional
 import numpy as np
 
 from napari_adaqat.util.errors import first_line
+from napari_adaqat.widgets._shared import TRAIN_DOCK
 
 WAITING = "Still segmenting the box… Accept follows as soon as its mask is shown."
 
@@ -68,8 +69,8 @@ class AcceptFlow:
         following = folder.next_index(index)
         if following is None:
             self._say(f"{saved} All films are accepted or skipped; this one stays open (Accept saves a change). "
-                      f"Fine-tune on them: adaqat train --stage all --preset finetune --checkpoint default "
-                      f"--data {folder.dataset} --out RUN")
+                      f"To fine-tune the model on them: Plugins → AdaLoRA-QAT lung segmentation → {TRAIN_DOCK} "
+                      "opens on this dataset; press Start there.")
             return True
         self._carry.append(saved)
         self.open_film(following)
