@@ -168,6 +168,12 @@ def test_a_click_after_deleting_boxes_still_segments(make_napari_viewer, qtbot, 
     assert calls[-1]["box"] is None and len(calls[-1]["point_coords"]) == 1  # the points alone
     assert "boxes" in viewer.layers  # back, for the next box
     assert viewer.layers.selection.active is viewer.layers["points"]
+    assert "default box" not in widget.status.value  # a lung point alone is prompt enough
+    widget.negative.value = True
+    viewer.layers["points"].data = np.empty((0, 2))
+    viewer.layers["points"].add([[250.0, 250.0]])  # a 'not lung' point alone: said to be taken in the default box
+    wait(qtbot, widget)
+    assert "within the default box (the film less 2 %): 'not lung' points alone" in widget.status.value
 
 
 def test_a_click_on_another_plane_of_a_stack_segments_that_plane(make_napari_viewer, qtbot, monkeypatch,

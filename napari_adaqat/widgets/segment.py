@@ -299,6 +299,9 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
             source = previous.logits
         elif kind == "rerun" and same:
             source = previous.mask_input
+        if box is None and not (np.asarray(labels) == 1).any():
+            note += (" · within the default box (the film less 2 %): 'not lung' points alone do not say where the "
+                     "lung is")
         note += K.describe(kept) + self._hidden_note(image)
         request = self._request(BOX if kind == BOX else CLICK, index, z)
         request.models, request.action, request.kept = (model, base), kind, kept
