@@ -243,9 +243,11 @@ def test_removing_points_and_stale_results(make_napari_viewer, qtbot, monkeypatc
     widget.image.value = other
     wait(qtbot, widget)
     assert len(points.data) == 0
+    assert "Draw a box in 'boxes'." in widget.status.value  # nothing done on it yet
     widget.image.value = image
     wait(qtbot, widget)
     np.testing.assert_allclose(points.data, [[300.0, 350.0]])
+    assert "Shown as you left it: " in widget.status.value  # not "draw a box" over its mask (a QA find)
 
     # another model: the last model's logits are no mask prompt for it
     widget.use_models(nano_models[1], None)

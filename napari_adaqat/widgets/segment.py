@@ -199,8 +199,11 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
         def done(seconds: float) -> None:
             state = self.history.current if self.history is not None else None
             other = state is not None and state.mask is not None and state.models not in (None, (model, base))
+            shown = state is not None and state.mask is not None and state.kind not in ("start", "reset")
             hint = ("The Annotate dock's box is in 'boxes': click in 'points' [P] to correct its mask, or draw a new "
-                    "box." if self._annotated(layer) else "Draw a box in 'boxes'.")
+                    "box." if self._annotated(layer) else
+                    f"Shown as you left it: {state.kind}, {state.prompt_text()} (Undo [Ctrl+Z] goes on from there)."
+                    if shown else "Draw a box in 'boxes'.")
             self.status.value = f"Embedded in {seconds:.1f} s ({device}). {hint}" + (
                 "\nThe mask shown was made with another model: Segment last box again [G] redoes it with this one."
                 if other else "") + self._hidden_note(layer) + reading_note(layer)
