@@ -79,6 +79,11 @@ def test_an_erase_survives_the_next_click_and_undo_redo_keep_every_edit(make_nap
     _press(viewer, REDO_KEY)
     np.testing.assert_array_equal(_mask(viewer), stroked)
 
+    points.add([[float(bottom - 10), float(col)]])  # a click after Undo / Redo: every edit is still kept
+    _wait(qtbot, widget)
+    after = _mask(viewer)
+    assert not (after & erased).any() and after[square].all()
+
     top = int(rows[0] + 10)
     inside = int(np.nonzero(erased[top])[0].mean())
     points.add([[float(top), float(inside)]])  # a click on the erased tops hands them back to the model

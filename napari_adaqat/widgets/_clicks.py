@@ -18,6 +18,7 @@ from magicgui.widgets import Container, PushButton
 
 from napari_adaqat.widgets import _layers as L
 from napari_adaqat.widgets import _points as P
+from napari_adaqat.widgets._brush_edits import BrushEdits
 from napari_adaqat.widgets._prompt_history import EDIT, EMPTY, RESET, PromptHistory, PromptState, trim_to_budget
 
 UNDO_KEY = KeyMod.CtrlCmd | KeyCode.KeyZ
@@ -28,7 +29,7 @@ HELP = ("Draw a rectangle around both lungs in 'boxes'. To correct the mask, cli
         "a click adds lung, Ctrl+click (⌘ on a Mac) or Negative [N] marks 'not lung'.")
 
 
-class ClickPrompts:
+class ClickPrompts(BrushEdits):
     """Points, history and the buttons of the Segment dock (needs the dock's ``viewer``, ``image``,
     ``status``, ``_boxes``, ``jobs``, ``_segment``, ``segment_last_box``, ``_show`` and ``_annotated``)."""
 
@@ -206,35 +207,6 @@ class ClickPrompts:
         data, positive = P.snapshot_points(self._points)
         return PromptState(kind, P.snapshot_boxes(self._boxes), box_index, data, positive, plane)
 
-    def _brush_edit(self, image: Any, plane: Optional[int]) -> Optional[np.ndarray]:
-        """The ``lung mask`` plane (H, W) bool when it differs from what the dock painted there last (a brush
-        edit), after recording it as a state (Undo comes back to it); None when unedited."""
-        history, shown = self._history_of(image), self._shown_mask(image, plane)
-        if history is None or shown is None:
-            return None
-        painted = history.painted(plane)
-        if np.array_equal(shown, painted if painted is not None else np.zeros_like(shown)):
-            return None
-        current = history.current
-        boxes, box_index, annotated = current.boxes, current.box_index, self._annotated(image)
-        if annotated:  # the Annotate dock's rectangle (drawn outside this history) made the mask
-            boxes = P.snapshot_boxes(self._boxes)
-            box_index = len(boxes) - 1 if boxes else None
-        state = PromptState(EDIT, boxes, box_index, current.points, current.positive,
-                            plane, shown.copy(), None, None, current.result)
-        if not (annotated and current.kind == EMPTY and history.restart(state)):  # Undo stops at the film's mask
-            self._push(history, state)
-        return shown
-
-    def _shown_mask(self, image: Any, plane: Optional[int]) -> Optional[np.ndarray]:
-        """What ``lung mask`` shows on ``plane`` of ``image`` ((H, W) bool), None when it shows another image."""
-        layer = self.viewer.layers[L.MASK] if L.MASK in self.viewer.layers else None
-        if layer is None or layer.metadata.get("source_layer_id") != str(image.unique_id):
-            return None
-        data = np.asarray(layer.data)
-        data = data[plane] if plane is not None and data.ndim == 3 else data
-        return data != 0 if data.shape == L.plane_shape(image) else None
-
     def undo(self) -> None:
         """Back to the previous state: its box, points and mask exactly (Ctrl+Z).  While a prompt is on its
         way, it is that prompt that is undone (its result is dropped)."""
@@ -253,12 +225,6 @@ class ClickPrompts:
             return
         self._keep_brush_edit()
         self._step(self.history.redo() if self.history is not None else None, "Redone")
-
-    def _keep_brush_edit(self) -> None:
-        """Record a brush edit as a state before Undo or Redo moves away from it."""
-        image = self.image.value
-        if image is not None and self.history is not None:
-            self._brush_edit(image, L.current_plane(self.viewer, image))
 
     def reset_prompts(self) -> None:
         """Clear points, box and mask of this plane (R; a stack's other planes keep theirs); Undo brings them back."""

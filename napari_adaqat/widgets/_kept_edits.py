@@ -16,12 +16,12 @@ Edits = tuple[np.ndarray, np.ndarray]  # (painted, erased), each (H, W) bool
 TOUCH_PX = 4  # a click this close to an edited region (in image pixels) is taken as meant for it
 
 
-def add_edit(kept: Optional[Edits], before: np.ndarray, edited: np.ndarray) -> Edits:
-    """``kept`` with one more brush edit: ``edited`` (H, W) bool against the mask ``before`` it."""
+def add_edit(kept: Optional[Edits], before: np.ndarray, edited: np.ndarray) -> Optional[Edits]:
+    """``kept`` with one more brush edit: ``edited`` (H, W) bool against the mask ``before`` it (None: none)."""
     painted, erased = edited & ~before, before & ~edited
-    if kept is None or kept[0].shape != edited.shape:
-        return painted, erased
-    return (kept[0] & ~erased) | painted, (kept[1] & ~painted) | erased
+    if kept is not None and kept[0].shape == edited.shape:
+        painted, erased = (kept[0] & ~erased) | painted, (kept[1] & ~painted) | erased
+    return (painted, erased) if painted.any() or erased.any() else None
 
 
 def drop_touched(kept: Optional[Edits], x: float, y: float) -> Optional[Edits]:
@@ -34,7 +34,10 @@ def drop_touched(kept: Optional[Edits], x: float, y: float) -> Optional[Edits]:
     h, w = changed.shape
     r, c = int(round(y)), int(round(x))
     window = labels[max(0, r - TOUCH_PX):min(h, r + TOUCH_PX + 1), max(0, c - TOUCH_PX):min(w, c + TOUCH_PX + 1)]
-    touched = np.isin(labels, np.unique(window[window > 0]))
+    hit = np.unique(window[window > 0])
+    if not hit.size:
+        return kept  # (the same arrays: states that share them cost no memory)
+    touched = np.isin(labels, hit)
     painted, erased = kept[0] & ~touched, kept[1] & ~touched
     return (painted, erased) if painted.any() or erased.any() else None
 
@@ -54,16 +57,12 @@ def describe(kept: Optional[Edits]) -> str:
             "a click on one hands it back to the model)")
 
 
-def kept_for(kind: str, carried: Optional[Edits], before: Optional[np.ndarray], edit: Optional[np.ndarray],
-             coords: np.ndarray) -> Optional[Edits]:
-    """The edits a prompt of ``kind`` keeps: none for a new box; else those ``carried`` from the state before,
-    with the brush ``edit`` just made (against the mask ``before`` it; None when there is none), less the regions
-    that a point just "added" (the last of ``coords`` (N, 2) x, y pixels) lands in."""
+def kept_for(kind: str, carried: Optional[Edits], coords: np.ndarray) -> Optional[Edits]:
+    """The edits a prompt of ``kind`` keeps: none for a new box; else those ``carried`` by the mask shown (a brush
+    edit's state holds its own), less the regions that a point just "added" (the last of ``coords`` (N, 2) x, y
+    pixels) lands in (a point moved onto an edited region does not hand it back)."""
     if kind == "box":
         return None
-    kept = carried
-    if edit is not None and before is not None:
-        kept = add_edit(kept, before, edit)
     if kind == "added" and len(coords):
-        kept = drop_touched(kept, float(coords[-1][0]), float(coords[-1][1]))
-    return kept
+        return drop_touched(carried, float(coords[-1][0]), float(coords[-1][1]))
+    return carried

@@ -144,6 +144,13 @@ class PromptHistory:
         self._index -= 1
         return True
 
+    def kept_on(self, plane: Optional[int]) -> Any:
+        """The brush edits kept with the mask that :meth:`painted` finds on ``plane`` (None: none)."""
+        for state in reversed(self._states[:self._index + 1]):
+            if state.mask is not None and state.plane == plane:
+                return state.kept
+        return None
+
     def painted(self, plane: Optional[int]) -> Optional[np.ndarray]:
         """The mask (H, W) bool that the current state or the last one before it painted on ``plane``
         (None: the dock never painted it): what the ``lung mask`` layer shows there unless edited."""

@@ -280,19 +280,15 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
         self._last_box_index = index
         history = self.history
         painted_here = not annotated or history.painted(z) is not None  # else the Annotate dock's mask
-        was, before = history.current, history.painted(z)
-        if before is None and annotated:  # the Annotate dock's mask, as it put it on screen
-            before = L.annotate_base(self.viewer, L.plane_shape(image))
-        edit = self._brush_edit(image, z)
+        edit = self._brush_edit(image, z)  # (recorded with the edits it keeps)
         previous = history.current
-        kept = K.kept_for(kind, was.kept if was.plane == z else None, before if previous is not was else None,
-                          edit, P.points_in_pixels(self._points, image, z)[0])
+        kept = K.kept_for(kind, history.kept_on(z), coords)
         if edit is None and kind != BOX and previous.kind == EDIT and previous.plane == z:
             edit = previous.mask  # an edit whose prompt never showed (replaced or undone) is still the prompt
         same = previous.plane == z and previous.models == (model, base)  # logits fit this plane and models only
         source: Any = None  # the mask prompt: the previous logits, or the edited mask
         note = ""
-        if edit is not None and kind == BOX:  # a new box starts afresh; the edit stays one Undo away
+        if kind == BOX and (edit is not None or history.kept_on(z) is not None):  # afresh; the edit one Undo away
             note = " · the new box replaced your brush edit of 'lung mask' (Undo [Ctrl+Z] brings it back)"
         elif edit is not None:
             source = edit

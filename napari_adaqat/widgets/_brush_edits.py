@@ -1,0 +1,60 @@
+"""Brush edits of ``lung mask`` in the Segment dock: found (the layer differs from what the dock painted), recorded
+as a history state with the edits it keeps through later clicks (:mod:`._kept_edits`), and recorded before Undo or
+Redo moves away from them (a mixin of :class:`~napari_adaqat.widgets._clicks.ClickPrompts`)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from napari_adaqat.widgets import _kept_edits as K
+from napari_adaqat.widgets import _layers as L
+from napari_adaqat.widgets import _points as P
+from napari_adaqat.widgets._prompt_history import EDIT, EMPTY, PromptState
+
+
+class BrushEdits:
+    """Needs the dock's ``viewer``, ``image``, ``history``, ``_boxes``, ``_history_of``, ``_annotated`` and ``_push``."""
+
+    viewer: Any
+    _annotate_base_seen: Any = None  # the Annotate dock's last mask that a brush edit was measured against
+
+    def _brush_edit(self, image: Any, plane: Optional[int]) -> Optional[np.ndarray]:
+        """The ``lung mask`` plane (H, W) bool when it differs from what the dock painted there last (a brush
+        edit), after recording it as a state (Undo comes back to it); None when unedited."""
+        history, shown = self._history_of(image), self._shown_mask(image, plane)
+        if history is None or shown is None:
+            return None
+        painted = history.painted(plane)
+        if np.array_equal(shown, painted if painted is not None else np.zeros_like(shown)):
+            return None
+        current = history.current
+        boxes, box_index, annotated = current.boxes, current.box_index, self._annotated(image)
+        before, carried = painted, history.kept_on(plane)
+        if annotated:  # the Annotate dock's rectangle (drawn outside this history) made the mask
+            boxes = P.snapshot_boxes(self._boxes)
+            box_index = len(boxes) - 1 if boxes else None
+            base = L.annotate_base(self.viewer, shown.shape)
+            if base is not None and base is not self._annotate_base_seen:  # its new mask: afresh
+                before, carried, self._annotate_base_seen = base, None, base
+        state = PromptState(EDIT, boxes, box_index, current.points, current.positive,
+                            plane, shown.copy(), None, None, current.result,
+                            kept=K.add_edit(carried, before if before is not None else np.zeros_like(shown), shown))
+        if not (annotated and current.kind == EMPTY and history.restart(state)):  # Undo stops at the film's mask
+            self._push(history, state)
+        return shown
+
+    def _shown_mask(self, image: Any, plane: Optional[int]) -> Optional[np.ndarray]:
+        """What ``lung mask`` shows on ``plane`` of ``image`` ((H, W) bool), None when it shows another image."""
+        layer = self.viewer.layers[L.MASK] if L.MASK in self.viewer.layers else None
+        if layer is None or layer.metadata.get("source_layer_id") != str(image.unique_id):
+            return None
+        data = np.asarray(layer.data)
+        data = data[plane] if plane is not None and data.ndim == 3 else data
+        return data != 0 if data.shape == L.plane_shape(image) else None
+
+    def _keep_brush_edit(self) -> None:
+        """Record a brush edit as a state before Undo or Redo moves away from it."""
+        image = self.image.value
+        if image is not None and self.history is not None:
+            self._brush_edit(image, L.current_plane(self.viewer, image))
