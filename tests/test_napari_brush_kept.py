@@ -59,6 +59,7 @@ def test_an_erase_survives_the_next_click_and_undo_redo_keep_every_edit(make_nap
     clicked = _mask(viewer)
     assert not (clicked & erased).any(), "the click brought back what the user erased"
     assert f"kept your brush edits (0 px painted, {int(erased.sum())} px erased" in widget.status.value
+    assert f"area {int(clicked.sum())} px" in widget.status.value  # of the mask shown, edits included
 
     _press(viewer, UNDO_KEY)  # back to the edit, then to the box's mask, then forward again: exactly each
     np.testing.assert_array_equal(_mask(viewer), edited)

@@ -21,6 +21,7 @@ from napari_adaqat.widgets._compat import guard_triton_import
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
 from napari_adaqat.inference.engine import ModelRef, SegmentResult  # noqa: E402
+from napari_adaqat.metrics import dice  # noqa: E402
 from napari_adaqat.model.device import DEVICES  # noqa: E402
 from napari_adaqat.widgets import _layers as L  # noqa: E402
 from napari_adaqat.widgets import _kept_edits as K  # noqa: E402
@@ -332,6 +333,9 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
             if generation != self._generation or self.history is not history:
                 return  # an undo, reset, another image or the Annotate dock's next film came meanwhile
             mask = K.apply_edits(result.mask, request.kept)  # the user's brush edits stay where no click undid them
+            if request.kept is not None:  # the status line's area and Dice are of the mask shown
+                result.mask = mask
+                result.dice = None if ref is None else float(dice(mask, ref != 0))
             request.mask, request.logits, request.result = mask, result.low_res_logits, result
             self._push(history, request)
             self._update_buttons()
