@@ -127,6 +127,7 @@ def test_opening_a_dataset_reads_no_mask_nor_film(films, tmp_path, monkeypatch):
     forbid_reads(monkeypatch, no_read)
     folder = AnnotationFolder(films, dataset)
     assert folder.progress_line() == "4 of 4 accepted, 0 skipped" and folder.resume_index() is None
+    assert folder.without_film() == [f.path.name for f in folder.films]  # said on open: training needs their films
     assert [folder.describe(i) for i in range(4)] == ["accepted"] * 4
 
 

@@ -194,6 +194,12 @@ class AnnotationFolder(MaskChecks):
     def _open(self, index: int) -> bool:
         return self.state(index) in (TODO, DRAFT)
 
+    def without_film(self) -> list[str]:
+        """The films counted as accepted whose film is not in ``images/`` (another tool's masks put in ``masks/``):
+        training would leave them out (a mask without an image) until they are accepted here."""
+        return [f.path.name for i, f in enumerate(self.films)
+                if self.accepted(i) and not os.path.lexists(self.image_path(i))]
+
     def resume_index(self) -> Optional[int]:
         """The first film neither accepted nor skipped (None when every film is)."""
         return next((i for i in range(len(self.films)) if self._open(i)), None)

@@ -28,6 +28,7 @@ from napari_adaqat.inference.lock import FolderBusy  # noqa: E402
 from napari_adaqat.io import read_image  # noqa: E402
 from napari_adaqat.model.device import resolve_device  # noqa: E402
 from napari_adaqat.util.errors import first_line  # noqa: E402
+from napari_adaqat.util.text import listed  # noqa: E402
 from napari_adaqat.widgets._annotate_accept import AcceptFlow  # noqa: E402
 from napari_adaqat.widgets._annotate_boxes import BoxPrompts  # noqa: E402
 from napari_adaqat.widgets._annotate_check import EarlierMasks  # noqa: E402
@@ -159,6 +160,9 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, EarlierMasks, AnnotateControls):
                                "(model: choose another to change).")
         if folder.skipped_note:  # said above the first film's line: files of other kinds are not films here
             self._carry.append(folder.skipped_note[0].upper() + folder.skipped_note[1:])
+        if lone := folder.without_film():  # (their masks count; Accept adds the film that training needs)
+            self._carry.append(f"{len(lone)} accepted mask(s) have no film in {folder.dataset / 'images'} (another "
+                               f"tool's?), so training leaves them out: open and Accept each ({listed(lone, 3)}).")
         self.table.fill([f.path.name for f in folder.films], [str(f.path) for f in folder.films])
         self._refresh_rows()
         start = folder.resume_index()
