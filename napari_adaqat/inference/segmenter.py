@@ -179,9 +179,9 @@ class Segmenter:
             raise TypeError("give boxes= or box= (SAM's name), not both")
         boxes = box if boxes is None else boxes
         box = None if boxes is None else as_boxes(boxes).reshape(np.shape(boxes))  # checked, as given
+        points = None if point_coords is None else as_points(point_coords, point_labels)  # (B, P, 2), (B, P)
         with self.lock:
-            if box is None and point_coords is not None and self.image_shape is not None \
-                    and not (as_points(point_coords, point_labels)[1] == 1).any():
+            if box is None and points is not None and self.image_shape is not None and not (points[1] == 1).any():
                 box = default_box(self.image_shape)  # "not lung" points alone (or none): within the default box
             if point_coords is None and point_labels is None and mask_input is None:
                 pred = self.predictor.predict(box)  # box-only: as a ready predictor without points takes it
@@ -190,10 +190,7 @@ class Segmenter:
                                               mask_input=mask_input)
             shape = self.image_shape  # (of this prediction's image: another thread may set another after)
         first_box = None if box is None else np.atleast_2d(box)[0]
-        coords = labels = None
-        if point_coords is not None:
-            coords, labels = as_points(point_coords, point_labels)
-            coords, labels = coords[0], labels[0]
+        coords, labels = (None, None) if points is None else (points[0][0], points[1][0])
         mask = self.clean_mask(pred.masks[0], clean, first_box, clip, coords, labels)
         if first_box is not None and shape is not None and box_outside(first_box, shape):
             warnings.warn(f"box {','.join(f'{float(v):g}' for v in first_box)} lies outside the {shape[1]}x{shape[0]} "

@@ -9,6 +9,7 @@ import numpy as np
 
 from napari_adaqat.inference.engine import SegmentResult, torch_threads
 from napari_adaqat.util.errors import first_line
+from napari_adaqat.widgets import _kept_edits as K
 from napari_adaqat.widgets import _layers as L
 
 ONE_LUNG = 0.55  # a box narrower than this part of the film is not remembered for the next films
@@ -84,10 +85,11 @@ class BoxPrompts:
         if gen != self._gen or screen is None:
             return
         new, note = result.mask.copy(), ""
-        painted, erased = screen & ~self._base, self._base & ~screen
-        if painted.any() or erased.any():
+        edits = K.add_edit(None, self._base, screen)  # (painted, erased) by hand since the dock's mask, or None
+        if edits is not None:
+            painted, erased = edits
             if self.keep_edits.value:
-                new = (new | painted) & ~erased
+                new = K.apply_edits(new, edits)
                 note = (f"\nKept your brush edits ({int(painted.sum())} px painted, {int(erased.sum())} px erased) "
                         "on top of the new mask; untick 'keep my brush edits' and draw the box again to drop them.")
             else:

@@ -144,20 +144,21 @@ class PromptHistory:
         self._index -= 1
         return True
 
+    def _shown_on(self, plane: Optional[int]) -> Optional[PromptState]:
+        """The current state, or the last one before it, that painted a mask on ``plane`` (None: none did)."""
+        return next((state for state in reversed(self._states[:self._index + 1])
+                     if state.mask is not None and state.plane == plane), None)
+
     def kept_on(self, plane: Optional[int]) -> Any:
         """The brush edits kept with the mask that :meth:`painted` finds on ``plane`` (None: none)."""
-        for state in reversed(self._states[:self._index + 1]):
-            if state.mask is not None and state.plane == plane:
-                return state.kept
-        return None
+        state = self._shown_on(plane)
+        return None if state is None else state.kept
 
     def painted(self, plane: Optional[int]) -> Optional[np.ndarray]:
         """The mask (H, W) bool that the current state or the last one before it painted on ``plane``
         (None: the dock never painted it): what the ``lung mask`` layer shows there unless edited."""
-        for state in reversed(self._states[:self._index + 1]):
-            if state.mask is not None and state.plane == plane:
-                return state.mask
-        return None
+        state = self._shown_on(plane)
+        return None if state is None else state.mask
 
 
 def trim_to_budget(histories: list[PromptHistory], budget: Optional[int] = None) -> int:
