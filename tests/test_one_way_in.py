@@ -89,3 +89,26 @@ def test_a_16_bit_film_gives_the_cli_mask_in_the_dock(make_napari_viewer, qtbot,
     qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
     assert widget.last_error is None, widget.last_error
     assert cli.any() and np.array_equal(widget.last_result.mask, cli)
+
+
+def test_a_nonsquare_dicom_gives_the_api_mask_in_the_dock(make_napari_viewer, qtbot, tmp_path):
+    """A DICOM with 0.2 x 0.1 mm pixels, opened by napari through our reader (shown at its true shape, scale =
+    its spacing): the dock makes its pixels square for the model as the API and `adaqat segment` do."""
+    from napari_adaqat import open_model
+    from test_nonsquare_pixels import _films  # tests/ is on sys.path (pytest rootdir-less import)
+
+    _square, nonsquare, _film = _films(tmp_path)
+    box = np.array([60.0, 40.0, 980.0, 480.0])
+    api = open_model().segment(nonsquare, box)
+    viewer = make_napari_viewer()
+    widget = SegmentWidget(viewer, use_baseline=False)
+    viewer.window.add_dock_widget(widget, name="Segment lungs (AdaLoRA-QAT)")
+    [layer] = viewer.open(str(nonsquare), plugin="napari-adaqat")
+    np.testing.assert_allclose(layer.scale, [0.2, 0.1])
+    widget.image.value = layer
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    viewer.layers["boxes"].add_rectangles(np.array([[box[1], box[0]], [box[3], box[2]]]))  # (the film's placement)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    assert widget.last_error is None, widget.last_error
+    np.testing.assert_array_equal(widget.last_result.box, box)
+    assert api.sum() > 50_000 and np.array_equal(widget.last_result.mask, api)

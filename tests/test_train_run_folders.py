@@ -91,3 +91,14 @@ def test_the_numbers_are_checked_in_the_config_itself():
     assert TrainConfig(stage=2).lr_adapter > 0 and TrainConfig(epochs=1, patience=0).epochs == 1
     assert TrainConfig(max_steps_per_epoch=0).max_steps_per_epoch == 0  # 0 = every step (the dock's "0 = all")
     assert TrainConfig.from_dict({"jitter_px": 20.0}).jitter_px == 20  # a whole number written as a float
+
+
+def test_the_python_api_refuses_resume_with_another_stage_as_the_cli_does(tmp_path, cxr_dir):
+    from napari_adaqat import train
+
+    run = tmp_path / "R3"
+    _stage_run(run, 1)
+    before = (run / "checkpoints" / "last.safetensors").read_bytes()
+    with pytest.raises(ValueError, match=r"is a Stage-1 run: --resume continues it with --stage 1; Stage 2 from it"):
+        train(data=cxr_dir, out=run, stage=2, resume=True)
+    assert (run / "checkpoints" / "last.safetensors").read_bytes() == before

@@ -112,7 +112,6 @@ def chain_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.cli.common import check_data_folder
-    from napari_adaqat.train.paths import run_stage
     from napari_adaqat.train.run import resolve_config, run as run_training, run_chain
 
     check_data_folder(args.data)
@@ -129,12 +128,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.qat_epochs is not None or args.profile or args.scores:
         raise ValueError("--qat-epochs, --profile and --scores belong to --stage all")
-    if args.resume and args.stage is not None and args.out:
-        saved = run_stage(args.out)
-        if saved is not None and saved != int(args.stage):  # (the saved config's stage would silently win)
-            other = f"; Stage 2 from it: --stage 2 --from {args.out} --out {args.out}_stage2" if saved == 1 else ""
-            raise ValueError(f"{args.out} is a Stage-{saved} run: --resume continues it with --stage {saved}{other}")
-    cfg = resolve_config(args.preset, int(args.stage or 1), explicit_options(args), args.resume)
+    cfg = resolve_config(args.preset, None if args.stage is None else int(args.stage), explicit_options(args),
+                         args.resume)  # (--resume with another --stage than the run's: refused there)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0

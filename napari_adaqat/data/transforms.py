@@ -57,23 +57,57 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def resize_for_model(image_rgb: np.ndarray, image_size: int) -> torch.Tensor:
-    """(H, W, 3) uint8 → (3, h, w) float tensor with the longest side = ``image_size``."""
-    h, w = ResizeLongestSide.get_preprocess_shape(image_rgb.shape[0], image_rgb.shape[1], image_size)
+# Pixels whose height and width differ by less than this (a DICOM's PixelSpacing 0.1430 x 0.1431) are square
+ASPECT_TOLERANCE = 0.02
+
+
+def pixel_aspect(spacing: Sequence[float] | None) -> float:
+    """A film's pixel aspect: the height of a pixel over its width (``spacing`` (row, col), e.g. a DICOM's
+    PixelSpacing in mm); 1.0 when unknown, not positive, or within :data:`ASPECT_TOLERANCE` of square."""
+    if spacing is None:
+        return 1.0
+    try:
+        row, col = (float(v) for v in spacing)
+    except (TypeError, ValueError):
+        return 1.0
+    if not (np.isfinite(row) and np.isfinite(col) and row > 0 and col > 0):
+        return 1.0
+    return 1.0 if abs(row / col - 1.0) <= ASPECT_TOLERANCE else row / col
+
+
+def input_shape(original_size: Sequence[int], image_size: int, aspect: float = 1.0) -> tuple[int, int]:
+    """The (h, w) a film of ``original_size`` (H, W) takes inside a model input of side ``image_size``: the
+    longest side resized to it (``ResizeLongestSide``), as the film looks (``aspect``, :func:`pixel_aspect`):
+    non-square pixels are made square, so the model sees lungs of their true shape, as in training."""
+    height, width = int(original_size[0]), int(original_size[1])
+    return ResizeLongestSide.get_preprocess_shape(height * float(aspect), width, image_size)
+
+
+def resize_for_model(image_rgb: np.ndarray, image_size: int, aspect: float = 1.0) -> torch.Tensor:
+    """(H, W, 3) uint8 → (3, h, w) float tensor with the longest side = ``image_size`` (``aspect``: the pixels'
+    height over width, :func:`input_shape`)."""
+    h, w = input_shape(image_rgb.shape[:2], image_size, aspect)
     # exactly ResizeLongestSide.apply_image (torchvision's resize of a PIL image is PIL's bilinear
     # resize), without importing torchvision (see napari_adaqat._sam_import); tested bit-identical
     resized = np.array(Image.fromarray(np.ascontiguousarray(image_rgb, dtype=np.uint8)).resize((w, h), Image.BILINEAR))
     return torch.as_tensor(resized).permute(2, 0, 1).contiguous().float()
 
 
-def transform_boxes(boxes: np.ndarray, original_size: tuple[int, int], image_size: int) -> np.ndarray:
-    """(N, 4) xyxy boxes in original pixels → model input coordinates."""
-    return ResizeLongestSide(image_size).apply_boxes(np.asarray(boxes, dtype=np.float64), original_size)
+def transform_boxes(boxes: np.ndarray, original_size: tuple[int, int], image_size: int,
+                    aspect: float = 1.0) -> np.ndarray:
+    """(N, 4) xyxy boxes in original pixels → model input coordinates (``aspect``: :func:`input_shape`)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    return transform_coords(boxes.reshape(-1, 2, 2), original_size, image_size, aspect).reshape(boxes.shape)
 
 
-def transform_coords(coords: np.ndarray, original_size: tuple[int, int], image_size: int) -> np.ndarray:
-    """(..., 2) x, y points in original pixels → model input coordinates."""
-    return ResizeLongestSide(image_size).apply_coords(np.asarray(coords, dtype=np.float64), original_size)
+def transform_coords(coords: np.ndarray, original_size: tuple[int, int], image_size: int,
+                     aspect: float = 1.0) -> np.ndarray:
+    """(..., 2) x, y points in original pixels → model input coordinates (``aspect``: :func:`input_shape`)."""
+    coords = np.asarray(coords, dtype=np.float64)
+    if aspect == 1.0:  # stock SAM's arithmetic, bit for bit
+        return ResizeLongestSide(image_size).apply_coords(coords, original_size)
+    (h, w), (height, width) = input_shape(original_size, image_size, aspect), original_size
+    return coords * np.array([w / width, h / height])
 
 
 def normalize_and_pad(images: torch.Tensor, pixel_mean: Sequence[float] | torch.Tensor,
@@ -97,9 +131,10 @@ class PreparedImage:
 
 
 def prepare_image(image: np.ndarray, image_size: int, pixel_mean: Sequence[float] | torch.Tensor,
-                  pixel_std: Sequence[float] | torch.Tensor) -> PreparedImage:
-    """(H, W) gray or (H, W, 3) image → :class:`PreparedImage` for a model of input ``image_size``."""
+                  pixel_std: Sequence[float] | torch.Tensor, aspect: float = 1.0) -> PreparedImage:
+    """(H, W) gray or (H, W, 3) image → :class:`PreparedImage` for a model of input ``image_size`` (``aspect``:
+    the pixels' height over width, :func:`pixel_aspect`; non-square pixels are made square)."""
     rgb = to_uint8_rgb(image)
-    resized = resize_for_model(rgb, image_size)
+    resized = resize_for_model(rgb, image_size, aspect)
     tensor = normalize_and_pad(resized, pixel_mean, pixel_std, image_size)
     return PreparedImage(tensor, (int(resized.shape[-2]), int(resized.shape[-1])), (rgb.shape[0], rgb.shape[1]))

@@ -303,7 +303,7 @@ def _segment_mine(files: list[Path], model: ModelLike, out_dir: Path, names: dic
         finished = {path for path, key in keys.items() if done(key)}  # once per file: the prefetch and the loop
         todo = [path for _i, path in chunk if path not in finished] if step > 1 else []
         ahead = read_ahead([p for p in todo if not (seg and not is_dicom(p))], lambda p: read_input(p, frame))
-        images = [image.pixels for image, _s in ahead.values() if isinstance(image, ImageData)]
+        images = [image for image, _s in ahead.values() if isinstance(image, ImageData)]  # (with their spacing)
         shares = embed_ahead(engine, images, {"model": model, "baseline": baseline}, device, step) \
             if prefetching else {}
         prefetching = prefetching and shares is not None
@@ -349,7 +349,7 @@ def _segment_one(path: Path, key: str, mask_path: Path, index: int, image_ahead,
             box = default_box(image.pixels.shape)
         if box is not None:
             check_box(box, image.pixels.shape)
-        segmented = engine.segment(image.pixels, box, model, baseline, device, clean=clean, clip=clip,
+        segmented = engine.segment(image, box, model, baseline, device, clean=clean, clip=clip,
                                    point_coords=coords, point_labels=labels)
         journal.claim(index, key, str(mask_path))  # a kill from here on leaves the name reserved, not orphaned
         mask_path.parent.mkdir(parents=True, exist_ok=True)  # a recursive run's masks mirror the input tree

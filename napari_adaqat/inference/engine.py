@@ -19,8 +19,8 @@ from typing import Any, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from napari_adaqat.io import check_segmentable, read_image
-from napari_adaqat.inference.predictor import BoxPredictor, Prediction
+from napari_adaqat.io import check_segmentable, film_and_spacing, read_image
+from napari_adaqat.inference.predictor import BoxPredictor, FilmLike, Prediction
 from napari_adaqat.inference.segmenter import ModelRef, Segmenter, load_segmenter, model_ref
 from napari_adaqat.metrics import dice, ssim_map, trust_maps
 
@@ -53,9 +53,9 @@ def batched(device: str) -> bool:
     return str(device).split(":")[0] != "cpu"
 
 
-def _segmentable(image: np.ndarray) -> bool:
+def _segmentable(image: Any) -> bool:
     try:
-        check_segmentable(image)
+        check_segmentable(film_and_spacing(image)[0])
     except Exception:  # too small, blank, not an image: its prompt reports it
         return False
     return True
@@ -207,7 +207,7 @@ class Engine:
         """The predictor of :meth:`segmenter` (opened once per file version)."""
         return self.segmenter(model, device).predictor
 
-    def is_embedded(self, image: np.ndarray, model: ModelLike, device: str = "cpu") -> bool:
+    def is_embedded(self, image: FilmLike, model: ModelLike, device: str = "cpu") -> bool:
         """True when ``model`` (this version of its file) is loaded and ``image``'s embedding is in its
         cache, so a prompt needs no loading and no embedding (what the dock checks before prompting on
         the GUI thread); never loads or embeds anything itself."""
@@ -220,19 +220,21 @@ class Engine:
         if segmenter is None:
             return False
         predictor = segmenter.predictor
-        return predictor.cache.get(predictor.key_of(image)) is not None  # as set_image keys it
+        pixels, spacing = film_and_spacing(image)
+        return predictor.cache.get(predictor.key_of(pixels, spacing)) is not None  # as set_image keys it
 
-    def embed(self, image: np.ndarray, model: ModelLike, baseline: Optional[ModelLike], device: str = "cpu") -> float:
+    def embed(self, image: FilmLike, model: ModelLike, baseline: Optional[ModelLike], device: str = "cpu") -> float:
         """Compute (or fetch cached) embeddings of ``image`` for both models; return seconds."""
-        check_segmentable(image)  # too small or blank: one line, before any model runs
+        pixels, spacing = film_and_spacing(image)
+        check_segmentable(pixels)  # too small or blank: one line, before any model runs
         t0 = time.perf_counter()
         with self.lock:
-            self.predictor(model, device).set_image(image)
+            self.segmenter(model, device).set_image(pixels, spacing)
             if baseline is not None:
-                self.predictor(_baseline(baseline), device).set_image(image)
+                self.segmenter(_baseline(baseline), device).set_image(pixels, spacing)
         return time.perf_counter() - t0
 
-    def prefetch(self, images: Sequence[np.ndarray], model: ModelLike, baseline: Optional[ModelLike] = None,
+    def prefetch(self, images: Sequence[FilmLike], model: ModelLike, baseline: Optional[ModelLike] = None,
                  device: str = "cpu", batch_size: int = 8) -> float:
         """Embed ``images`` (each (H, W[, 3])) into the caches of both models, ``batch_size`` per encoder
         forward (:meth:`BoxPredictor.embed_many`), so later prompts find them cached; return seconds.
@@ -255,15 +257,15 @@ class Engine:
     def _prompt(self, image: np.ndarray, box: Optional[np.ndarray], model: ModelLike, device: str,
                 clean: Optional[bool], point_coords: Optional[np.ndarray] = None,
                 point_labels: Optional[np.ndarray] = None, mask_input: Any = None,
-                clip: Optional[bool] = None) -> "_Prompted":
-        """One model's prompt of ``image`` with ``box`` and/or points (and a mask prompt), timed
-        (see :class:`_Prompted`); :meth:`Segmenter.predict` does it."""
+                clip: Optional[bool] = None, spacing: Optional[Sequence[float]] = None) -> "_Prompted":
+        """One model's prompt of ``image`` (its pixels' ``spacing``) with ``box`` and/or points (and a mask
+        prompt), timed (see :class:`_Prompted`); :meth:`Segmenter.predict` does it."""
         check_segmentable(image)
         with self.lock:
             segmenter = self.segmenter(model, device)
             with segmenter.lock:  # a Segmenter passed in may also be prompted elsewhere (a script, another engine)
                 t0, c0 = time.perf_counter(), time.thread_time()
-                segmenter.set_image(image)  # cached after the first call
+                segmenter.set_image(image, spacing)  # cached after the first call
                 t1 = time.perf_counter()
                 mask, pred = segmenter.predict(box, point_coords, point_labels, mask_input, clean, clip)
                 t2, c2 = time.perf_counter(), time.thread_time()
@@ -272,12 +274,13 @@ class Engine:
                          segmenter.clean if clean is None else bool(clean), segmenter.path,
                          segmenter.clip if clip is None else bool(clip), segmenter.takes_clicks)
 
-    def predict(self, image: np.ndarray, box: Optional[np.ndarray], model: ModelLike, device: str = "cpu",
+    def predict(self, image: FilmLike, box: Optional[np.ndarray], model: ModelLike, device: str = "cpu",
                 reference: Optional[np.ndarray] = None, slice_index: Optional[int] = None,
                 clean: Optional[bool] = None, *, point_coords: Optional[np.ndarray] = None,
                 point_labels: Optional[np.ndarray] = None, mask_input: Any = None,
                 clip: Optional[bool] = None) -> SegmentResult:
-        """Phase 1, fast: prompt ``image`` (H, W) with one xyxy ``box`` (None: points alone, or the default
+        """Phase 1, fast: prompt ``image`` (H, W[, 3] pixels, a file, or an :class:`~napari_adaqat.io.ImageData`,
+        whose spacing makes non-square pixels square for the model) with one xyxy ``box`` (None: points alone, or the default
         box when none of the points is lung, :meth:`Segmenter.predict`; ``SegmentResult.box`` stays None) and optional points (P, 2) x, y pixels with labels (P,)
         1 = lung / 0 = not lung and a ``mask_input`` (the previous result's ``low_res_logits``, or
         :meth:`Segmenter.mask_input_from` of an edited mask); the mask and its Dice.
@@ -285,11 +288,11 @@ class Engine:
         ``clean`` keeps the two largest regions and fills holes, ``clip`` clears what lies outside the
         box plus a margin (``None``: the segmenter's rules, both on for model files; the maps use the
         raw probabilities)."""
-        image = _pixels(image)
+        image, spacing = film_and_spacing(image)
         if reference is not None and reference.shape != image.shape[:2]:
             raise ValueError(f"reference layer has shape {reference.shape}, the image slice {image.shape}")
         coords, labels = _points(point_coords, point_labels)
-        run = self._prompt(image, box, model, device, clean, coords, labels, mask_input, clip)
+        run = self._prompt(image, box, model, device, clean, coords, labels, mask_input, clip, spacing)
         score = float(dice(run.mask, reference != 0)) if reference is not None else None
         return SegmentResult(
             box=None if box is None else np.asarray(box, dtype=np.float64), slice_index=slice_index, mask=run.mask,
@@ -300,16 +303,16 @@ class Engine:
             takes_clicks=run.takes_clicks, own_logits=None if run.pred.own_logits is None else run.pred.own_logits[0],
         )
 
-    def add_maps(self, result: SegmentResult, image: np.ndarray, baseline: Optional[ModelLike], device: str = "cpu",
+    def add_maps(self, result: SegmentResult, image: FilmLike, baseline: Optional[ModelLike], device: str = "cpu",
                  reference: Optional[np.ndarray] = None, baseline_mask_input: Any = None) -> SegmentResult:
         """Phase 2, slower (SSIM is ~20-40 ms per map on 512²): the baseline's prediction of the same
         prompts (box, points; its own ``baseline_mask_input``, e.g. its previous ``baseline_low_res_logits``,
         else no mask prompt) and the SSIM/ΔSSIM maps of DESIGN.md, filled into ``result`` (returned).
         ``baseline`` may be a file path, or ``"default"`` for the bundled FP32 baseline."""
-        image, baseline = _pixels(image), _baseline(baseline)
+        (image, spacing), baseline = film_and_spacing(image), _baseline(baseline)
         if baseline is not None:
             run = self._prompt(image, result.box, baseline, device, result.cleaned, result.point_coords,
-                               result.point_labels, baseline_mask_input, result.clipped)
+                               result.point_labels, baseline_mask_input, result.clipped, spacing)
             result.p_baseline, result.baseline_mask, result.baseline_seconds = run.pred.probs[0], run.mask, run.seconds
             result.baseline_low_res_logits = _first_row(run.pred)
             maps = trust_maps(result.p_model, result.p_baseline, reference)
@@ -319,14 +322,14 @@ class Engine:
             result.ssim_mean, result.ssim = ssim_map(result.p_model, (reference != 0).astype(np.float32))
         return result
 
-    def segment(self, image: np.ndarray, box: Optional[np.ndarray], model: ModelLike,
+    def segment(self, image: FilmLike, box: Optional[np.ndarray], model: ModelLike,
                 baseline: Optional[ModelLike] = None, device: str = "cpu", reference: Optional[np.ndarray] = None,
                 slice_index: Optional[int] = None, clean: Optional[bool] = None, *,
                 point_coords: Optional[np.ndarray] = None, point_labels: Optional[np.ndarray] = None,
                 mask_input: Any = None, baseline_mask_input: Any = None, clip: Optional[bool] = None) -> SegmentResult:
         """Both phases at once: :meth:`predict`, then :meth:`add_maps` (same prompts for the baseline).  ``image``
         may be a file (read once, as ``adaqat segment`` reads it)."""
-        image = _pixels(image)
+        image = read_image(image) if isinstance(image, (str, Path)) else image  # (read once, for both phases)
         result = self.predict(image, box, model, device, reference, slice_index, clean, point_coords=point_coords,
                               point_labels=point_labels, mask_input=mask_input, clip=clip)
         return self.add_maps(result, image, baseline, device, reference, baseline_mask_input)
@@ -335,11 +338,6 @@ class Engine:
 def _baseline(baseline: Any) -> Any:
     """A baseline given by name: a file path, or ``"default"`` for the bundled model's FP32 baseline."""
     return model_ref(baseline, baseline=True) if isinstance(baseline, (str, Path)) else baseline
-
-
-def _pixels(image: Any) -> np.ndarray:
-    """An image array as it is, or the pixels of an image file (a path: read as ``adaqat segment`` reads it)."""
-    return read_image(image).pixels if isinstance(image, (str, Path)) else image
 
 
 def _points(point_coords: Optional[np.ndarray], point_labels: Optional[np.ndarray]

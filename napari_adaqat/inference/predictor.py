@@ -8,7 +8,7 @@ from collections import OrderedDict
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 import torch
@@ -18,9 +18,10 @@ import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvi
 from segment_anything.modeling import Sam
 
 from napari_adaqat.data.boxes import default_box
-from napari_adaqat.data.transforms import PreparedImage, prepare_image, to_uint8, transform_boxes, transform_coords
+from napari_adaqat.data.transforms import PreparedImage, pixel_aspect, prepare_image, to_uint8, transform_boxes
+from napari_adaqat.data.transforms import transform_coords
 from napari_adaqat.inference.prompt_args import as_boxes, as_points, check_multimask, mask_input_tensor
-from napari_adaqat.io import read_image, to_gray01
+from napari_adaqat.io import ImageData, film_and_spacing, to_gray01
 from napari_adaqat.model.forward import as_mask_input, decode_coarse, detail_term, embed, image_detail, refine_logits
 from napari_adaqat.model.lean_decoder import ImageContext, decode_prompt_logits, image_context, supports_lean_decoder
 from napari_adaqat.model.lean_decoder import upsample_logits
@@ -28,6 +29,10 @@ from napari_adaqat.model.logit_grid import upsample_on_grid
 from napari_adaqat.model.runtime import keep_freed_memory
 from napari_adaqat.model.vote_unet import FilmVote, film_vote
 from napari_adaqat.util.atomic import atomic_write
+
+
+# an image as the predictor takes it: pixels (H, W[, 1|3|4]), a file, or pixels with their spacing
+FilmLike = Union[np.ndarray, str, Path, ImageData]
 
 
 def _digest(pixels8: np.ndarray) -> str:
@@ -70,6 +75,7 @@ class _Embedding:
     features: torch.Tensor  # (1, C, E, E)
     original_size: tuple[int, int]
     input_size: tuple[int, int]
+    aspect: float = 1.0  # the film's pixel height over width (data/transforms.py, pixel_aspect)
 
 
 def model_fingerprint(sam: Sam) -> str:
@@ -100,7 +106,8 @@ class EmbeddingCache:
             if path.is_file():
                 data = load_file(path)
                 sizes = data["sizes"].tolist()
-                item = _Embedding(data["features"], (sizes[0], sizes[1]), (sizes[2], sizes[3]))
+                aspect = float(data["aspect"][0]) if "aspect" in data else 1.0
+                item = _Embedding(data["features"], (sizes[0], sizes[1]), (sizes[2], sizes[3]), aspect)
                 self._store(key, item)
                 return item
         return None
@@ -110,6 +117,8 @@ class EmbeddingCache:
         if self.directory is not None:
             sizes = torch.tensor([*item.original_size, *item.input_size])
             tensors = {"features": item.features.contiguous().cpu(), "sizes": sizes}
+            if item.aspect != 1.0:
+                tensors["aspect"] = torch.tensor([item.aspect], dtype=torch.float64)
             atomic_write(self.directory / f"{key}.safetensors", lambda tmp: save_file(tensors, str(tmp)), fsync=False)
 
     def _store(self, key: str, item: _Embedding) -> None:
@@ -161,47 +170,60 @@ class BoxPredictor:
         self._current_features: torch.Tensor | None = None
         self.last_embed_from_cache = False
 
-    def image_key(self, pixels8: np.ndarray) -> str:
-        """The embedding cache's key of a :meth:`_pixels8` image (H, W) or (H, W, 3) uint8 for this model."""
-        return self._key(_digest(pixels8))
+    def image_key(self, pixels8: np.ndarray, aspect: float = 1.0) -> str:
+        """The embedding cache's key of a :meth:`_pixels8` image (H, W) or (H, W, 3) uint8 for this model
+        (``aspect``: its pixels' height over width, :func:`~napari_adaqat.data.transforms.pixel_aspect`)."""
+        return self._key(_digest(pixels8), aspect)
 
-    def _key(self, digest: str) -> str:
-        return f"{digest}-{self.model_id}-{self.image_size}"
+    def _key(self, digest: str, aspect: float = 1.0) -> str:
+        return f"{digest}-{self.model_id}-{self.image_size}" + ("" if aspect == 1.0 else f"-aspect{aspect:.6g}")
 
-    def key_of(self, image: np.ndarray | str | Path) -> str:
-        """The cache key :meth:`set_image` gives ``image`` (as it takes it)."""
-        return self._key_and_pixels(image)[0]
+    def key_of(self, image: FilmLike, spacing: Sequence[float] | None = None) -> str:
+        """The cache key :meth:`set_image` gives ``image`` (as it takes it, with its ``spacing``)."""
+        return self._key_and_pixels(image, spacing)[0]
 
-    def _key_and_pixels(self, image: np.ndarray | str | Path) -> tuple[str, np.ndarray | None]:
-        """(:meth:`key_of` ``image``, its :meth:`_pixels8`, or None when the key came from the memo below)."""
+    def _key_and_pixels(self, image: FilmLike, spacing: Sequence[float] | None = None
+                        ) -> tuple[str, np.ndarray | None, float]:
+        """(:meth:`key_of` ``image``, its :meth:`_pixels8` or None when the key came from the memo below, its
+        pixel aspect: of ``spacing`` (row, col), else of the file's own spacing)."""
+        if isinstance(image, ImageData):  # its pixels (the memo below knows the dock's planes) and its spacing
+            image, spacing = image.pixels, image.spacing if spacing is None else spacing
         memo = _LAST_DIGEST[0]
         if memo is not None and memo[0]() is image:
-            return self._key(memo[1]), None
-        pixels8 = self._pixels8(image)
+            aspect = pixel_aspect(spacing)
+            return self._key(memo[1], aspect), None, aspect
+        pixels8, aspect = self._film8(image, spacing)
         digest = _digest(pixels8)
         if isinstance(image, np.ndarray) and not image.flags.writeable and image.base is None:
             _LAST_DIGEST[0] = (weakref.ref(image), digest)  # (a read-only array that owns its pixels: unchanging)
-        return self._key(digest), pixels8
+        return self._key(digest, aspect), pixels8, aspect
+
+    @classmethod
+    def _film8(cls, image: FilmLike, spacing: Sequence[float] | None) -> tuple[np.ndarray, float]:
+        """(:meth:`_pixels8` of ``image``, the pixel aspect of ``spacing``, else of its own: a file's or an
+        :class:`~napari_adaqat.io.ImageData`'s)."""
+        pixels, spacing = film_and_spacing(image, spacing)
+        return cls._pixels8(pixels), pixel_aspect(spacing)
 
     @staticmethod
-    def _pixels8(image: np.ndarray | str | Path) -> np.ndarray:
+    def _pixels8(image: FilmLike) -> np.ndarray:
         """An image (H, W[, 1|3|4]) or an image file (PNG/JPEG/TIFF/DICOM) → (H, W) or (H, W, 3) uint8 (gray
         stays gray: :func:`prepare_image` repeats it, and the key hashes a third of the bytes)."""
-        pixels = read_image(image).pixels if isinstance(image, (str, Path)) else np.asarray(image)
+        pixels = np.asarray(film_and_spacing(image)[0])
         pixels = pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
         if pixels.dtype.kind in "iu" and pixels.dtype != np.uint8:  # gray or RGB(A): as read_image reads their file
             pixels = to_gray01(pixels)  # 16-bit, int16 with negatives: min-max (not cut at 0 and / max)
         return to_uint8(pixels)
 
-    def _prepare(self, rgb: np.ndarray) -> PreparedImage:
-        return prepare_image(rgb, self.image_size, self._pixel_mean, self._pixel_std)
+    def _prepare(self, rgb: np.ndarray, aspect: float = 1.0) -> PreparedImage:
+        return prepare_image(rgb, self.image_size, self._pixel_mean, self._pixel_std, aspect)
 
-    def _embed_batch(self, items: Sequence[tuple[str, np.ndarray]],
+    def _embed_batch(self, items: Sequence[tuple[str, np.ndarray, float]],
                      prepared: Sequence[PreparedImage] | None = None) -> list[_Embedding]:
-        """Embed B (cache key, (H, W) or (H, W, 3) uint8) images in ONE encoder forward of (B, 3, S, S); each
-        one's (1, C, E, E) float32 features go into the cache (CPU) and are returned in order.
+        """Embed B (cache key, (H, W) or (H, W, 3) uint8, pixel aspect) images in ONE encoder forward of
+        (B, 3, S, S); each one's (1, C, E, E) float32 features go into the cache (CPU) and are returned in order.
         ``prepared``: the images already through :func:`prepare_image`, when the caller has them."""
-        prepared = prepared or [self._prepare(rgb) for _key, rgb in items]
+        prepared = prepared or [self._prepare(rgb, aspect) for _key, rgb, aspect in items]
         batch = torch.stack([p.tensor for p in prepared])
         if self.device.type == "cuda":
             batch = batch.pin_memory()  # the host-to-device copy runs asynchronously
@@ -211,31 +233,33 @@ class BoxPredictor:
             features = embed(self.sam, batch, fast=self.fast)
         features = features.float().cpu()
         out = []
-        for i, ((key, _rgb), prep) in enumerate(zip(items, prepared)):
+        for i, ((key, _rgb, aspect), prep) in enumerate(zip(items, prepared)):
             item = _Embedding(features[i:i + 1].clone() if len(items) > 1 else features,
-                              prep.original_size, prep.input_size)
+                              prep.original_size, prep.input_size, aspect)
             self.cache.put(key, item)
             out.append(item)
         return out
 
     @torch.no_grad()
-    def set_image(self, image: np.ndarray | str | Path) -> "BoxPredictor":
-        """Compute (or fetch from the cache) the embedding of ``image`` (H, W[, 3]) or of an image file
-        (PNG/JPEG/TIFF/DICOM); returns ``self`` so that ``set_image(x).predict(box)`` chains."""
-        key, rgb = self._key_and_pixels(image)
+    def set_image(self, image: FilmLike, spacing: Sequence[float] | None = None) -> "BoxPredictor":
+        """Compute (or fetch from the cache) the embedding of ``image`` (H, W[, 3]), of an image file
+        (PNG/JPEG/TIFF/DICOM) or of an :class:`~napari_adaqat.io.ImageData`; returns ``self`` so that ``set_image(x).predict(box)`` chains.  ``spacing``
+        (row, col) (a DICOM's PixelSpacing; a file's own when not given): non-square pixels are made square for
+        the model (the lungs keep their true shape), and the masks come back on the film's own pixels."""
+        key, rgb, aspect = self._key_and_pixels(image, spacing)
         cached = self.cache.get(key)
         self.last_embed_from_cache = cached is not None
         if cached is not None and cached is self._current:  # the last prompt's image, still cached:
             return self  # its features and decoder context are already here
         rgb = self._pixels8(image) if rgb is None else rgb  # (gray or RGB: prepare_image makes it RGB)
         # a model with a mask refiner also needs the image itself at input size (not cached: cheap)
-        prepared = self._prepare(rgb) if hasattr(self.sam, "mask_refiner") else None
+        prepared = self._prepare(rgb, aspect) if hasattr(self.sam, "mask_refiner") else None
         self._current = None  # until every part below is computed: a failure leaves no image half set
         if cached is None:
-            cached = self._embed_batch([(key, rgb)], None if prepared is None else [prepared])[0]
+            cached = self._embed_batch([(key, rgb, aspect)], None if prepared is None else [prepared])[0]
         self._detail = None if prepared is None else image_detail(self.sam, prepared.tensor[None].to(self.device))
         self._detail_term = detail_term(self.sam, self._detail)  # the refiner's per-image work, once
-        self._vote = film_vote(self.sam, rgb, prepared)
+        self._vote = film_vote(self.sam, rgb, prepared, aspect)
         # the cache holds CPU copies (memory); the current one also stays on the device, so each
         # prompt does not copy the (1, C, h, w) features to the GPU again
         self._current_features = cached.features.to(self.device)
@@ -244,21 +268,23 @@ class BoxPredictor:
         return self
 
     @torch.no_grad()
-    def embed_many(self, images: Sequence[np.ndarray | str | Path], batch_size: int = 8) -> int:
+    def embed_many(self, images: Sequence[FilmLike], batch_size: int = 8,
+                   spacing: Sequence[float] | None = None) -> int:
         """Embed ``images`` (as :meth:`set_image` takes them) into the cache, ``batch_size`` per encoder
         forward (a GPU's throughput); images already cached (or repeated) are skipped.  The cache grows
         to hold at least one batch; of a longer list only the last ``cache.max_items`` stay cached, so
-        pass a batch at a time (as :func:`~napari_adaqat.inference.batch.segment_files` does).
+        pass a batch at a time (as :func:`~napari_adaqat.inference.batch.segment_files` does).  ``spacing``:
+        of every image given as an array (a file's own otherwise), as :meth:`set_image` takes it.
         Returns the number of images embedded."""
         batch_size = max(1, int(batch_size))
         self.cache.max_items = max(self.cache.max_items, batch_size)
-        todo: dict[str, np.ndarray] = {}
+        todo: dict[str, tuple[np.ndarray, float]] = {}
         for image in images:
-            rgb = self._pixels8(image)
-            key = self.image_key(rgb)
+            rgb, aspect = self._film8(image, spacing)
+            key = self.image_key(rgb, aspect)
             if key not in todo and self.cache.get(key) is None:
-                todo[key] = rgb
-        items = list(todo.items())
+                todo[key] = (rgb, aspect)
+        items = [(key, rgb, aspect) for key, (rgb, aspect) in todo.items()]
         for start in range(0, len(items), batch_size):
             self._embed_batch(items[start:start + batch_size])
         return len(items)
@@ -336,12 +362,13 @@ class BoxPredictor:
         rows: dict[str, int] = {}  # prompt argument -> its number of rows
         boxes_in = coords_in = labels_in = mask_in = None
         if boxes is not None:
-            boxes_in = torch.as_tensor(transform_boxes(as_boxes(boxes), emb.original_size, self.image_size),
+            boxes_in = torch.as_tensor(transform_boxes(as_boxes(boxes), emb.original_size, self.image_size, emb.aspect),
                                        dtype=torch.float32)
             rows["boxes"] = len(boxes_in)
         if point_coords is not None or point_labels is not None:
             coords, labels = as_points(point_coords, point_labels)
-            coords_in = torch.as_tensor(transform_coords(coords, emb.original_size, self.image_size), dtype=torch.float32)
+            coords_in = torch.as_tensor(transform_coords(coords, emb.original_size, self.image_size, emb.aspect),
+                                        dtype=torch.float32)
             labels_in = torch.as_tensor(labels, dtype=torch.int64)
             rows["point_coords"] = len(coords_in)
         if mask_input is not None:

@@ -14,6 +14,7 @@ from typing import Callable, Hashable, Iterator, Mapping, Optional, Sequence, Ty
 import numpy as np
 
 from napari_adaqat.inference.engine import Engine, ModelLike
+from napari_adaqat.inference.predictor import FilmLike
 from napari_adaqat.util.errors import first_line
 
 T = TypeVar("T")
@@ -40,9 +41,9 @@ def read_ahead(keys: Sequence[K], read: Callable[[K], T]) -> dict[K, tuple[T | E
     return ahead
 
 
-def embed_ahead(engine: Engine, images: Sequence[np.ndarray], models: Mapping[str, Optional[ModelLike]],
+def embed_ahead(engine: Engine, images: Sequence[FilmLike], models: Mapping[str, Optional[ModelLike]],
                 device: str, batch_size: int) -> Optional[dict[str, float]]:
-    """Embed ``images`` (each (H, W[, 3])) for every model, ``batch_size`` per encoder forward; return
+    """Embed ``images`` (each (H, W[, 3]), or an ImageData: pixels with their spacing) for every model, ``batch_size`` per encoder forward; return
     each model's seconds per image, or ``None`` when it failed (e.g. a batch out of GPU memory, with a
     warning): the images then embed one by one when prompted."""
     if not images:

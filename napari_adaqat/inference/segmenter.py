@@ -32,7 +32,8 @@ from napari_adaqat.data.points import check_points
 from napari_adaqat.inference.postprocess import finish_mask
 from napari_adaqat.inference.predictor import BoxPredictor, Prediction
 from napari_adaqat.inference.prompt_args import as_boxes, as_numbers, as_points, check_multimask
-from napari_adaqat.io import check_segmentable, read_image
+from napari_adaqat.data.transforms import pixel_aspect
+from napari_adaqat.io import ImageData, check_segmentable, film_and_spacing
 from napari_adaqat.model.device import resolve_device
 from napari_adaqat.model.loading import is_bundled, load_model, resolve_model_path
 
@@ -72,7 +73,7 @@ def model_ref(model: Any, baseline: bool = False, model_type: str = "vit_b") -> 
     return ModelRef(None if is_bundled(model) else Path(model), baseline=baseline, model_type=model_type)
 
 
-ImageLike = Union[np.ndarray, str, Path]
+ImageLike = Union[np.ndarray, str, Path, ImageData]  # pixels, a file, or pixels with their spacing
 
 
 class Segmenter:
@@ -125,19 +126,25 @@ class Segmenter:
         config = (meta.get("provenance") or {}).get("train_config") or {}
         return int(config.get("click_rounds") or 0) > 0 or bool(getattr(sam.spec, "refiner_clicks", False))
 
-    def set_image(self, image: ImageLike) -> "Segmenter":
-        """Embed ``image`` (H, W[, 1|3|4], or an image file), or fetch its cached embedding.  A float array outside
-        [0, 1] (0..255, Hounsfield-like values) is min-max scaled (``to_uint8_rgb``), as a float TIFF is read.
+    def set_image(self, image: ImageLike, spacing: Optional[Sequence[float]] = None) -> "Segmenter":
+        """Embed ``image`` (H, W[, 1|3|4], an image file or an :class:`~napari_adaqat.io.ImageData`), or fetch its
+        cached embedding.  A float array outside [0, 1] (0..255, Hounsfield-like values) is min-max scaled
+        (``to_uint8_rgb``), as a float TIFF is read.  ``spacing`` (row, col), else the file's own (a DICOM's
+        PixelSpacing): non-square pixels are made square for the model, the mask comes back on the film's pixels.
         What ``adaqat segment`` refuses is refused with its line: an image too small, a strip, a blank image."""
         named = isinstance(image, (str, Path))
-        pixels = read_image(image).pixels if named else np.asarray(image)
+        pixels, spacing = film_and_spacing(image, spacing)
+        pixels = np.asarray(pixels)
         pixels = pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels  # (H, W, 1): gray
         if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (3, 4)):
             raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {pixels.shape}")
         check_segmentable(pixels, image if named else None)
         with self.lock:
             self.image_shape = (int(pixels.shape[0]), int(pixels.shape[1]))
-            self.predictor.set_image(pixels)
+            if pixel_aspect(spacing) != 1.0 and isinstance(self.predictor, BoxPredictor):
+                self.predictor.set_image(pixels, spacing=spacing)
+            else:  # (a ready predictor takes the pixels as they are)
+                self.predictor.set_image(pixels)
         return self
 
     def clean_mask(self, mask: np.ndarray, clean: Optional[bool] = None, box: Optional[Sequence[float]] = None,
@@ -213,13 +220,13 @@ class Segmenter:
 
     def segment(self, image: ImageLike, box: Optional[Sequence[float]] = None, clean: Optional[bool] = None,
                 *, point_coords: Optional[np.ndarray] = None, point_labels: Optional[np.ndarray] = None,
-                clip: Optional[bool] = None) -> np.ndarray:
-        """The lung mask (H, W) bool of ``image`` (array or file) for one xyxy ``box`` in pixels and/or
+                clip: Optional[bool] = None, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
+        """The lung mask (H, W) bool of ``image`` (array, file or ImageData; ``spacing``: :meth:`set_image`) for one xyxy ``box`` in pixels and/or
         points (P, 2) x, y with labels (P,) 1 = lung / 0 = not lung.  What ``adaqat segment`` refuses is
         refused here with its line: an image too small or blank, a box that is inverted, not finite or
         outside the image, a point outside the image."""
         with self.lock:  # set_image and predict together (another thread's image must not come between)
-            self.set_image(image)
+            self.set_image(image, spacing)
             if box is not None and np.size(box) == 4:
                 check_box(as_numbers(box, "boxes", "x0, y0, x1, y1 pixels").reshape(4), self.image_shape)
             coords = None if point_coords is None else as_points(point_coords, point_labels, finite=False)[0]

@@ -6,7 +6,7 @@ from .image_data import (
     DEFAULT_INPUT_SIZE, MAX_PIXELS, MIN_INPUT_SIDE, MIN_SIDE, ImageData, ImageReadError, check_image_size,
     check_segmentable, to_gray01,
 )
-from .images import IMAGE_SUFFIXES, is_image_file, read_image, sample_name
+from .images import IMAGE_SUFFIXES, film_and_spacing, is_image_file, read_image, sample_name
 from .masks import read_mask, write_mask
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "MIN_SIDE",
     "check_image_size",
     "check_segmentable",
+    "film_and_spacing",
     "is_dicom",
     "is_image_file",
     "read_dicom",

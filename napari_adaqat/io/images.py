@@ -280,6 +280,17 @@ def read_image(path: str | os.PathLike) -> ImageData:
     return ImageData(pixels=pixels, spacing=None, source=str(p), meta=meta)
 
 
+def film_and_spacing(image: np.ndarray | str | os.PathLike | ImageData,
+                     spacing: tuple[float, float] | None = None) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """An image as the models take it: (its pixels, ``spacing`` or its own (row, col) spacing, None when unknown).
+    A file is read (:func:`read_image`), an :class:`ImageData` gives both, an array is taken as it is."""
+    if isinstance(image, (str, os.PathLike)):
+        image = read_image(image)
+    if isinstance(image, ImageData):
+        return image.pixels, image.spacing if spacing is None else spacing
+    return image, spacing
+
+
 def sample_name(path: str | os.PathLike) -> str:
     """The name that pairs an image with its mask: the stem for a known image suffix, else the whole
     file name (extension-less DICOM exports such as ``1.2.840.113619.2`` have dots, not suffixes)."""

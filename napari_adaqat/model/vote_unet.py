@@ -113,12 +113,12 @@ def combine(logits: torch.Tensor, vote: torch.Tensor, alone: torch.Tensor | None
 
 @torch.no_grad()
 def vote_logits(net: VoteUNet, rgb: np.ndarray, prepared: PreparedImage | None = None,
-                offset: float = VOTE_OFFSET) -> torch.Tensor:
+                offset: float = VOTE_OFFSET, aspect: float = 1.0) -> torch.Tensor:
     """The vote of ``net`` on a film ``rgb`` (H, W[, 3]) → logits (H, W) float32 at the film's size, read where its
     cells lie (``offset``, model/logit_grid.py); ``prepared``: the film already through ``prepare_image`` at
-    :data:`VOTE_SIZE` with its normalisation."""
+    :data:`VOTE_SIZE` with its normalisation; ``aspect``: the film's pixel height over width (data/transforms.py)."""
     if prepared is None:
-        prepared = prepare_image(to_uint8_rgb(rgb), VOTE_SIZE, VOTE_MEAN, VOTE_STD)
+        prepared = prepare_image(to_uint8_rgb(rgb), VOTE_SIZE, VOTE_MEAN, VOTE_STD, aspect)
     param = next(net.parameters())
     low = net(prepared.tensor[None].to(param.device, param.dtype))[0, 0].float().cpu()
     return upsample_on_grid(low, VOTE_SIZE, prepared.input_size, prepared.original_size, offset)
@@ -128,12 +128,14 @@ class FilmVote:
     """One film's vote at its size, and the model's box-alone logits of the last boxes (the guard of
     :func:`combine`), computed once per box however many clicks follow."""
 
-    def __init__(self, sam: nn.Module, rgb: np.ndarray, prepared: PreparedImage | None = None) -> None:
-        """``rgb`` (H, W[, 3]) uint8 film; ``prepared``: the model's own input of it, reused when it is the vote's."""
+    def __init__(self, sam: nn.Module, rgb: np.ndarray, prepared: PreparedImage | None = None,
+                 aspect: float = 1.0) -> None:
+        """``rgb`` (H, W[, 3]) uint8 film; ``prepared``: the model's own input of it, reused when it is the vote's;
+        ``aspect``: the film's pixel height over width, as ``prepared`` was made."""
         same = prepared is not None and prepared.tensor.shape[-1] == VOTE_SIZE and all(
             torch.allclose(t.view(-1).cpu(), torch.tensor(v)) for t, v in ((sam.pixel_mean, VOTE_MEAN),
                                                                             (sam.pixel_std, VOTE_STD)))
-        self.logits = vote_logits(sam.vote_unet, rgb, prepared if same else None)
+        self.logits = vote_logits(sam.vote_unet, rgb, prepared if same else None, aspect=aspect)
         self._alone: tuple[bytes, torch.Tensor] | None = None
 
     def apply(self, logits: torch.Tensor, boxes: torch.Tensor, extra_prompts: bool,
@@ -151,6 +153,7 @@ class FilmVote:
         return combine(logits, self.logits, self._alone[1])
 
 
-def film_vote(sam: nn.Module, rgb: np.ndarray, prepared: PreparedImage | None = None) -> FilmVote | None:
-    """The :class:`FilmVote` of a model with a vote, else None."""
-    return FilmVote(sam, rgb, prepared) if getattr(sam, "vote_unet", None) is not None else None
+def film_vote(sam: nn.Module, rgb: np.ndarray, prepared: PreparedImage | None = None,
+              aspect: float = 1.0) -> FilmVote | None:
+    """The :class:`FilmVote` of a model with a vote (``aspect``: the film's pixel height over width), else None."""
+    return FilmVote(sam, rgb, prepared, aspect) if getattr(sam, "vote_unet", None) is not None else None

@@ -18,6 +18,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from napari_adaqat.inference.engine import Engine, ModelLike
+from napari_adaqat.inference.predictor import FilmLike
 from napari_adaqat.metrics import dice
 from napari_adaqat.metrics.clicks import next_click
 from napari_adaqat.metrics.stats import summarize
@@ -30,7 +31,7 @@ def noc(dices: list[float], threshold: float) -> int:
     return next((i for i, d in enumerate(dices) if d >= threshold), len(dices) - 1)
 
 
-def click_masks(engine: Engine, image: np.ndarray, reference: np.ndarray, box: Optional[np.ndarray], model: ModelLike,
+def click_masks(engine: Engine, image: FilmLike, reference: np.ndarray, box: Optional[np.ndarray], model: ModelLike,
                 clicks: int, device: str = "cpu", clean: bool = False, clip: Optional[bool] = None
                 ) -> Iterator[np.ndarray]:
     """``model``'s masks (H, W) bool on ``image`` after 0 (``box`` alone), 1, …, ``clicks`` simulated clicks
@@ -52,7 +53,7 @@ def click_masks(engine: Engine, image: np.ndarray, reference: np.ndarray, box: O
         yield result.mask
 
 
-def click_dices(engine: Engine, image: np.ndarray, reference: np.ndarray, box: Optional[np.ndarray], model: ModelLike,
+def click_dices(engine: Engine, image: FilmLike, reference: np.ndarray, box: Optional[np.ndarray], model: ModelLike,
                 clicks: int, device: str = "cpu", clean: bool = False, clip: Optional[bool] = None) -> list[float]:
     """Dice against ``reference`` (H, W) of each mask of :func:`click_masks` (after 0, 1, …, ``clicks`` clicks)."""
     return [float(dice(mask, reference != 0))

@@ -53,12 +53,12 @@ def _panel_picks(rows: list[dict], has_baseline: bool, show: Sequence[str]) -> l
 
 def _panel(pair: Pair, why: str, models: list[ModelLike], base: ModelLike | None, engine: Engine, device: str,
            box_mode: str, clean: bool) -> figures.Panel:
-    image, ref = read_image(pair.image).pixels, read_mask(pair.mask)
-    box = image_box(ref, box_mode)
+    film, ref = read_image(pair.image), read_mask(pair.mask)
+    image, box = film.pixels, image_box(ref, box_mode)
     ssim_models, deltas, ssim_base = {}, {}, None
     for tag, model in zip(model_tags(len(models)), models):
-        result = engine.predict(image, box, model, device, clean=clean)
-        engine.add_maps(result, image, base, device, reference=ref)
+        result = engine.predict(film, box, model, device, clean=clean)
+        engine.add_maps(result, film, base, device, reference=ref)
         ssim_models[tag] = result.ssim
         if base is not None:
             deltas[tag] = result.delta
@@ -73,8 +73,8 @@ def _worst(rows: list[dict], pairs: dict[str, Pair], model: ModelLike, engine: E
     items = []
     for row in lowest:
         pair = pairs[row["name"]]
-        image, ref = read_image(pair.image).pixels, read_mask(pair.mask)
-        result = engine.predict(image, image_box(ref, box_mode), model, device, clean=clean)
+        film, ref = read_image(pair.image), read_mask(pair.mask)
+        image, result = film.pixels, engine.predict(film, image_box(ref, box_mode), model, device, clean=clean)
         small = [figures.for_display(a, average=True) for a in (image, ref, result.mask)]  # (six films: GBs)
         items.append((row["name"], *small, float(row["model_dice"])))
     return figures.worst_cases(items, out)

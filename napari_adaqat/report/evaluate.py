@@ -71,7 +71,7 @@ def _prefetch(chunk: list[Pair], models: list[ModelLike], baseline: ModelLike | 
     read.update({path: image for path, (image, _seconds) in ahead.items() if not isinstance(image, Exception)})
     refs: dict[str, ModelLike | None] = dict(zip(model_tags(len(models)), models))
     refs[BASELINE] = baseline
-    return embed_ahead(engine, [image.pixels for image in read.values()], refs, device, len(chunk))
+    return embed_ahead(engine, list(read.values()), refs, device, len(chunk))
 
 
 def _with_clicks(pair: Pair, image, models: list[ModelLike], baseline: ModelLike | None, engine: Engine,
@@ -86,7 +86,7 @@ def _with_clicks(pair: Pair, image, models: list[ModelLike], baseline: ModelLike
     box = image_box(ref, score.get("box_mode", "tight"))
     refs = list(zip(model_tags(len(models)), models)) + ([(BASELINE, baseline)] if baseline is not None else [])
     for tag, model in refs:
-        dices = click_dices(engine, image.pixels, ref, box, model, clicks, score.get("device", "cpu"),
+        dices = click_dices(engine, image, ref, box, model, clicks, score.get("device", "cpu"),
                             clean=score.get("clean", False))
         row.update(click_columns(tag, dices))
     return row

@@ -55,9 +55,9 @@ def score_pair(pair: Pair, models: ModelLike | Sequence[ModelLike], baseline: Mo
                  "units": "mm" if image.spacing is not None else "px"}
     results = {}
     for tag, model in zip(model_tags(len(models)), models):
-        result = engine.predict(image.pixels, box, model, device, clean=clean)
+        result = engine.predict(image, box, model, device, clean=clean)
         if baseline is not None:  # with a reference: SSIM(model, ref) and ΔSSIM against the baseline
-            engine.add_maps(result, image.pixels, baseline, device, reference=ref)
+            engine.add_maps(result, image, baseline, device, reference=ref)
         results[tag] = (result.mask, result.model_seconds)
         if baseline is not None and BASELINE not in results:
             results[BASELINE] = (result.baseline_mask, result.baseline_seconds)

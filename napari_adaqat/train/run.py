@@ -24,7 +24,7 @@ from napari_adaqat.model.device import resolve_device
 from napari_adaqat.train.chain import Chain, chain_preflight, finished, load_chain, recipe_file
 from napari_adaqat.train.config import TrainConfig, make_config, merge_options
 from napari_adaqat.train.loop import train_stage
-from napari_adaqat.train.paths import run_paths
+from napari_adaqat.train.paths import run_paths, run_stage
 from napari_adaqat.train.progress import ProgressLog
 from napari_adaqat.train.preflight import preflight
 from napari_adaqat.util.atomic import atomic_write_text, remove_stale_temps
@@ -32,16 +32,22 @@ from napari_adaqat.util.atomic import atomic_write_text, remove_stale_temps
 __all__ = ["run", "run_chain", "train", "resolve_config"]
 
 
-def resolve_config(preset: str | None, stage: int, options: dict, resume: bool = False) -> TrainConfig:
-    """Defaults ← YAML preset ← ``options``; with ``resume``, the run's saved config ← ``options``
-    (``options["out"]`` names the run; ``preset`` and ``stage`` are the saved run's then)."""
+def resolve_config(preset: str | None, stage: int | None, options: dict, resume: bool = False) -> TrainConfig:
+    """Defaults ← YAML preset ← ``options`` (``stage`` None: 1); with ``resume``, the run's saved config ←
+    ``options`` (``options["out"]`` names the run; ``preset`` and ``stage`` are the saved run's then: a ``stage``
+    given that is not the run's is refused, as the saved one would silently win)."""
     options = {k: v for k, v in options.items() if v is not None}
     if resume and options.get("out"):
-        saved = run_paths(options["out"])["config"]
+        out = options["out"]
+        saved = run_paths(out)["config"]
         if not saved.is_file():
-            raise ValueError(f"{options['out']}: nothing to resume (no config.json); run without --resume")
+            raise ValueError(f"{out}: nothing to resume (no config.json); run without --resume")
+        own = run_stage(out)
+        if stage is not None and own is not None and own != int(stage):
+            other = f"; Stage 2 from it: --stage 2 --from {out} --out {out}_stage2" if own == 1 else ""
+            raise ValueError(f"{out} is a Stage-{own} run: --resume continues it with --stage {own}{other}")
         return TrainConfig.from_dict(merge_options(json.loads(saved.read_text()), options))
-    return make_config(preset or "paper", stage, options)
+    return make_config(preset or "paper", 1 if stage is None else int(stage), options)
 
 
 @contextlib.contextmanager
@@ -84,10 +90,11 @@ def run(config: TrainConfig, resume: bool = False) -> dict:
 
 
 def train(data: str | Path | None = None, out: str | Path | None = None, *, preset: str | None = None,
-          stage: int | str = 1, resume: bool = False, config: TrainConfig | None = None, **options) -> dict:
-    """Fine-tune SAM (Stage 1: AdaLoRA) or quantize it (Stage 2: INT8 QAT), as ``adaqat train``;
-    ``stage="all"`` runs the chain Stage 1 → Stage 2 → ``out/model_int8.safetensors`` +
-    ``out/baseline_fp32.safetensors`` (:mod:`~napari_adaqat.train.chain`; ``profile``, ``from_run``,
+          stage: int | str | None = None, resume: bool = False, config: TrainConfig | None = None, **options) -> dict:
+    """Fine-tune SAM (Stage 1: AdaLoRA) or quantize it (Stage 2: INT8 QAT), as ``adaqat train``; ``stage``
+    None is 1 (with ``resume``: the run's own; another is refused); ``stage="all"`` runs the chain Stage 1 →
+    Stage 2 → ``out/model_int8.safetensors`` + ``out/baseline_fp32.safetensors`` (:mod:`~napari_adaqat.train.chain`;
+    ``profile``, ``from_run``,
     ``scores`` and ``"stage2.KEY"`` options as there; ``config``: its Stage 1).
 
     The configuration is the defaults ← the YAML ``preset`` (paper, authors, or a .yaml path) ←

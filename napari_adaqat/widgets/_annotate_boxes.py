@@ -8,6 +8,7 @@ from typing import Any, Optional
 import numpy as np
 
 from napari_adaqat.inference.engine import SegmentResult, torch_threads
+from napari_adaqat.io import ImageData
 from napari_adaqat.util.errors import first_line
 from napari_adaqat.widgets import _kept_edits as K
 from napari_adaqat.widgets import _layers as L
@@ -17,7 +18,7 @@ ONE_LUNG = 0.55  # a box narrower than this part of the film is not remembered f
 
 class BoxPrompts:
     """Box prompts of the Annotate dock (needs its ``layers``, ``jobs``, ``engine``, ``folder``, film state
-    ``index`` / ``opening`` / ``_gen`` / ``_pixels`` / ``_base``, ``keep_edits``, and its ``_say``, ``_fail``,
+    ``index`` / ``opening`` / ``_gen`` / ``_pixels`` / ``_spacing`` / ``_base``, ``keep_edits``, and its ``_say``, ``_fail``,
     ``_model_and_device``, ``_screen_mask``, ``_touch`` and ``_after_box``)."""
 
     layers: Any
@@ -30,6 +31,7 @@ class BoxPrompts:
     last_result: Optional[SegmentResult]
     _gen: int
     _pixels: Any
+    _spacing: Any
     _base_mask: Optional[np.ndarray] = None
 
     @property
@@ -66,11 +68,11 @@ class BoxPrompts:
         except ValueError as exc:
             self._fail(first_line(exc))
             return
-        gen, pixels = self._gen, self._pixels
+        gen, film = self._gen, ImageData(self._pixels, self._spacing, "")  # (non-square pixels: made square)
 
         def job() -> SegmentResult:
             with torch_threads(1):  # a prompt is small: leave the other core to napari's painting
-                return self.engine.predict(pixels, box, model, device)
+                return self.engine.predict(film, box, model, device)
 
         self._say(f"Segmenting with {model.label()}…")
         self.jobs.submit("predict", job, lambda result: self._box_done(gen, result, shape_index, by_user))

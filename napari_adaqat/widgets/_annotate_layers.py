@@ -109,9 +109,11 @@ class FilmLayers:
         return (f"'{L.MASK}' held {'the mask of ' + repr(owner) if owner else 'an earlier mask'}: "
                 f"it is kept as the layer '{labels.name}' (hidden: its eye in the layer list shows it).")
 
-    def show(self, name: str, pixels: np.ndarray, mask: np.ndarray, box: Optional[np.ndarray]) -> str:
+    def show(self, name: str, pixels: np.ndarray, mask: np.ndarray, box: Optional[np.ndarray],
+             spacing: Optional[tuple[float, float]] = None) -> str:
         """A new film: ``pixels`` (H, W) in [0, 1], ``mask`` bool (H, W) with a fresh undo history, and
         ``box`` (xyxy pixels, or None) as the one rectangle in ``boxes``; the view is reset for a new size.
+        ``spacing`` (row, col) mm goes into the film layer's ``spacing_mm`` metadata, for the Segment dock's clicks.
         Another image's mask in ``lung mask`` is kept as its own layer; returns the line that says so, or ""."""
         viewer, image = self.viewer, self.image
         labels = viewer.layers[L.MASK] if L.MASK in viewer.layers else None
@@ -128,6 +130,7 @@ class FilmLayers:
             reset = image.data.shape != pixels.shape
             image.data, image.name = pixels, name
             image.reset_contrast_limits()
+        image.metadata["spacing_mm"] = spacing
         labels = None if kept else labels
         with self._quiet():
             if labels is None or type(labels).__name__ != "Labels":

@@ -21,6 +21,7 @@ class Opened:
     """One film as read: pixels (H, W) in [0, 1], the mask to show (bool (H, W)) and where it came from."""
 
     pixels: Optional[np.ndarray] = None
+    spacing: Optional[tuple[float, float]] = None  # (row, col) mm of a DICOM; None: unknown (square)
     mask: Optional[np.ndarray] = None
     source: str = "empty"  # a key of SOURCES
     box: Optional[np.ndarray] = None  # the box of a model mask, xyxy pixels (4,)
@@ -34,10 +35,11 @@ def read_film(engine: Engine, folder: AnnotationFolder, index: int, model: Optio
 
     Never raises: a film that cannot be read comes back with ``error``, any other problem as ``note``."""
     try:
-        pixels = read_image(folder.films[index].path).pixels
+        film = read_image(folder.films[index].path)
     except Exception as exc:  # noqa: BLE001 - the film's row says why
         return Opened(error=exc)
-    out = Opened(pixels=pixels, note="\n".join(line for line in (problem, folder.mask_note(index)) if line))
+    pixels = film.pixels
+    out = Opened(pixels=pixels, spacing=film.spacing, note="\n".join(line for line in (problem, folder.mask_note(index)) if line))
     try:
         saved, kind = folder.read_saved(index)
     except Exception as exc:  # noqa: BLE001 - an unreadable draft is kept, not overwritten
@@ -52,10 +54,10 @@ def read_film(engine: Engine, folder: AnnotationFolder, index: int, model: Optio
         return out
     try:
         if saved is not None:
-            engine.embed(pixels, model, None, device)  # a new box answers at once
+            engine.embed(film, model, None, device)  # a new box answers at once (non-square pixels made square)
         else:
             out.box = folder.box_for(pixels.shape)
-            out.mask, out.source = engine.predict(pixels, out.box, model, device).mask, "model"
+            out.mask, out.source = engine.predict(film, out.box, model, device).mask, "model"
     except Exception as exc:  # noqa: BLE001 - the film still opens, to paint by hand
         out.note = first_line(exc)
     return out

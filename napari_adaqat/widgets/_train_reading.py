@@ -45,7 +45,7 @@ class TrainFormReading:
         stage = 1 if self.stage.value == "all" else int(self.stage.value)
         opts = self.options()
         if self.resume.value and run_paths(opts["out"])["config"].is_file():
-            return resolve_config(None, stage, opts, resume=True)
+            return resolve_config(None, None, opts, resume=True)  # the run's own stage
         return make_config(self.preset.value, stage, opts)
 
     def chain(self) -> Chain:

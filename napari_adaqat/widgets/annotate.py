@@ -63,6 +63,7 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, EarlierMasks, AnnotateControls):
         self.last_result: Optional[SegmentResult] = None  # of the last box prompt
         self._gen = 0  # bumped per film opened: results for an older film are dropped
         self._pixels: Optional[np.ndarray] = None
+        self._spacing: Optional[tuple[float, float]] = None  # the film's (row, col) mm, for the model
         self._base_mask: Optional[np.ndarray] = None
         self._touched = False  # work on this film not yet kept (as a draft or by Accept)
         self._chosen: Optional[tuple[ModelRef, str]] = None  # (model, device): built when the choice changes
@@ -214,7 +215,8 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, EarlierMasks, AnnotateControls):
         pixels = opened.pixels
         mask = opened.mask if opened.mask is not None else np.zeros(pixels.shape, bool)
         self.index, self._pixels, self._touched = index, pixels, False
-        kept = self.layers.show(film.path.name, pixels, mask, opened.box)
+        self._spacing = opened.spacing
+        kept = self.layers.show(film.path.name, pixels, mask, opened.box, opened.spacing)
         self._base = mask.copy()
         lines = [*self._carry, f"Film {index + 1} of {len(folder.films)}: {film.path.name}, "
                                 f"{SOURCES[opened.source]}.", opened.note, kept]
@@ -235,7 +237,7 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, EarlierMasks, AnnotateControls):
             return
         def job() -> None:
             try:
-                self.engine.embed(read_image(path).pixels, model, None, device)
+                self.engine.embed(read_image(path), model, None, device)
             except Exception:  # noqa: BLE001 - said when that film is opened, not over the film on screen
                 pass
         self.jobs.submit("prefetch", job, lambda _none: None)

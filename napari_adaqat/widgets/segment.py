@@ -30,7 +30,7 @@ from napari_adaqat.widgets._annotate_ui import on_removed  # noqa: E402
 from napari_adaqat.widgets._clicks import HELP, ClickPrompts  # noqa: E402
 from napari_adaqat.widgets._film_choice import FilmChoice  # noqa: E402
 from napari_adaqat.widgets._film_reading import reading_note, watch_film_reading  # noqa: E402
-from napari_adaqat.widgets._planes import image_plane  # noqa: E402
+from napari_adaqat.widgets._planes import image_plane, plane_film  # noqa: E402
 from napari_adaqat.widgets._prompt_history import drop_probabilities  # noqa: E402
 from napari_adaqat.widgets._jobs import JobQueue  # noqa: E402
 from napari_adaqat.widgets._left_prompts import LeftPrompts  # noqa: E402
@@ -189,6 +189,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
         try:
             model, base, device = self._chosen()
             plane, _z = image_plane(layer, L.current_plane(self.viewer, layer), fresh=True)  # (Embed: as it is now)
+            plane = plane_film(layer, plane)  # non-square pixels: with their spacing
         except ValueError as exc:
             self.status.value = f"Not ready: {exc}"
             return
@@ -266,6 +267,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
         try:
             box, z = L.box_in_pixels(boxes, index, image) if index is not None else (None, None)
             plane, z = image_plane(image, z if index is not None else L.current_plane(self.viewer, image))
+            plane = plane_film(image, plane)  # non-square pixels: with their spacing
             ref = self._reference_plane(z, plane.shape)
             model, base, device = self._chosen()
         except ValueError as exc:
