@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from collections import OrderedDict
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Sequence, Union
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvision (see there)
 # isort: split
 from segment_anything.modeling import Sam
@@ -20,6 +18,7 @@ from segment_anything.modeling import Sam
 from napari_adaqat.data.boxes import default_box
 from napari_adaqat.data.transforms import PreparedImage, pixel_aspect, prepare_image, to_uint8, transform_boxes
 from napari_adaqat.data.transforms import transform_coords
+from napari_adaqat.inference.embedding_cache import Embedding, EmbeddingCache  # EmbeddingCache: re-exported
 from napari_adaqat.inference.prompt_args import as_boxes, as_points, check_multimask, mask_input_tensor
 from napari_adaqat.io import ImageData, film_and_spacing, to_gray01
 from napari_adaqat.model.forward import as_mask_input, decode_coarse, detail_term, embed, image_detail, refine_logits
@@ -28,7 +27,6 @@ from napari_adaqat.model.lean_decoder import upsample_logits
 from napari_adaqat.model.logit_grid import upsample_on_grid
 from napari_adaqat.model.runtime import keep_freed_memory
 from napari_adaqat.model.vote_unet import FilmVote, film_vote
-from napari_adaqat.util.atomic import atomic_write
 
 
 # an image as the predictor takes it: pixels (H, W[, 1|3|4]), a file, or pixels with their spacing
@@ -70,14 +68,6 @@ class Prediction:
         return self._probs
 
 
-@dataclass
-class _Embedding:
-    features: torch.Tensor  # (1, C, E, E)
-    original_size: tuple[int, int]
-    input_size: tuple[int, int]
-    aspect: float = 1.0  # the film's pixel height over width (data/transforms.py, pixel_aspect)
-
-
 def model_fingerprint(sam: Sam) -> str:
     """A cheap identity of a model's weights (shapes plus a sample of values)."""
     digest = hashlib.sha1()
@@ -87,48 +77,6 @@ def model_fingerprint(sam: Sam) -> str:
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(flat.tobytes())
     return digest.hexdigest()[:16]
-
-
-class EmbeddingCache:
-    """LRU cache of image embeddings in memory, optionally mirrored to a folder."""
-
-    def __init__(self, max_items: int = 8, directory: str | Path | None = None) -> None:
-        self.max_items = max_items
-        self.directory = Path(directory) if directory else None
-        self._items: OrderedDict[str, _Embedding] = OrderedDict()
-
-    def get(self, key: str) -> _Embedding | None:
-        if key in self._items:
-            self._items.move_to_end(key)
-            return self._items[key]
-        if self.directory is not None:
-            path = self.directory / f"{key}.safetensors"
-            if path.is_file():
-                data = load_file(path)
-                sizes = data["sizes"].tolist()
-                aspect = float(data["aspect"][0]) if "aspect" in data else 1.0
-                item = _Embedding(data["features"], (sizes[0], sizes[1]), (sizes[2], sizes[3]), aspect)
-                self._store(key, item)
-                return item
-        return None
-
-    def put(self, key: str, item: _Embedding) -> None:
-        self._store(key, item)
-        if self.directory is not None:
-            sizes = torch.tensor([*item.original_size, *item.input_size])
-            tensors = {"features": item.features.contiguous().cpu(), "sizes": sizes}
-            if item.aspect != 1.0:
-                tensors["aspect"] = torch.tensor([item.aspect], dtype=torch.float64)
-            atomic_write(self.directory / f"{key}.safetensors", lambda tmp: save_file(tensors, str(tmp)), fsync=False)
-
-    def _store(self, key: str, item: _Embedding) -> None:
-        self._items[key] = item
-        self._items.move_to_end(key)
-        while len(self._items) > self.max_items:
-            self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 class BoxPredictor:
@@ -166,7 +114,7 @@ class BoxPredictor:
         self._pixel_std = sam.pixel_std.detach().view(-1).cpu()
         self.model_id = model_fingerprint(sam)
         self.cache = cache if cache is not None else EmbeddingCache()
-        self._current: _Embedding | None = None
+        self._current: Embedding | None = None
         self._current_features: torch.Tensor | None = None
         self.last_embed_from_cache = False
 
@@ -219,7 +167,7 @@ class BoxPredictor:
         return prepare_image(rgb, self.image_size, self._pixel_mean, self._pixel_std, aspect)
 
     def _embed_batch(self, items: Sequence[tuple[str, np.ndarray, float]],
-                     prepared: Sequence[PreparedImage] | None = None) -> list[_Embedding]:
+                     prepared: Sequence[PreparedImage] | None = None) -> list[Embedding]:
         """Embed B (cache key, (H, W) or (H, W, 3) uint8, pixel aspect) images in ONE encoder forward of
         (B, 3, S, S); each one's (1, C, E, E) float32 features go into the cache (CPU) and are returned in order.
         ``prepared``: the images already through :func:`prepare_image`, when the caller has them."""
@@ -234,7 +182,7 @@ class BoxPredictor:
         features = features.float().cpu()
         out = []
         for i, ((key, _rgb, aspect), prep) in enumerate(zip(items, prepared)):
-            item = _Embedding(features[i:i + 1].clone() if len(items) > 1 else features,
+            item = Embedding(features[i:i + 1].clone() if len(items) > 1 else features,
                               prep.original_size, prep.input_size, aspect)
             self.cache.put(key, item)
             out.append(item)
@@ -343,7 +291,7 @@ class BoxPredictor:
             iou = iou4[:, 0]
         return logits.float().cpu(), iou, low
 
-    def _upsample(self, low: torch.Tensor, emb: "_Embedding", stock: bool = False) -> torch.Tensor:
+    def _upsample(self, low: torch.Tensor, emb: "Embedding", stock: bool = False) -> torch.Tensor:
         """(..., h, w) logits → (..., H, W) at the film's size, read where the model's cells lie
         (model/logit_grid.py; ``low_res_logits``, the next mask prompt, stays on the model's own grid)."""
         offset = getattr(self.sam.spec, "logit_offset", 0.0)
