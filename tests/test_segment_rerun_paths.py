@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,25 @@ def test_a_film_re_exported_after_its_mask_is_segmented_again(tmp_path, cxr_dir,
     assert "1 segmented, 1 already done" in captured.out
     assert read_mask(masks[0]).shape == (film.shape[0] * 2, film.shape[1] * 2)
     assert masks[1].read_bytes() == other_before and len(rows_of(out)) == 2
+
+
+def test_a_film_re_exported_with_its_old_file_time_kept_is_segmented_again(tmp_path, cxr_dir, nano_pth, capsys):
+    """``rsync -a`` / ``cp -p`` / a PACS export tool keep a re-exported film's old modification time, older than
+    its mask: its status change time (set by the copy, never kept) still says that the file changed."""
+    site = tmp_path / "site"
+    films = tree(site, cxr_dir)
+    out = tmp_path / "out"
+    assert segment(site, site / "export", "--out", out, nano_pth=nano_pth) == 0
+    masks = [out / series / "IM0001_mask.png" for series in SERIES]
+    film = np.asarray(Image.open(films[0]))
+    old = films[0].stat().st_mtime
+    time.sleep(0.05)
+    Image.fromarray(np.repeat(np.repeat(film, 2, 0), 2, 1)).save(films[0])  # re-exported at twice the size
+    os.utime(films[0], (old, old))  # ... with the first export's time kept
+    assert films[0].stat().st_mtime < masks[0].stat().st_mtime < films[0].stat().st_ctime
+    capsys.readouterr()
+    assert segment(site, site / "export", "--out", out, nano_pth=nano_pth) == 0
+    captured = capsys.readouterr()
+    assert "1 film(s) changed after their masks were written" in captured.err, captured.err
+    assert "1 segmented, 1 already done" in captured.out
+    assert read_mask(masks[0]).shape == (film.shape[0] * 2, film.shape[1] * 2)

@@ -271,14 +271,17 @@ def segment_files(
 
 def _changed_since(files: list[Path], done_keys: set[str], out_dir: Path, names: dict[str, str]) -> list[str]:
     """The finished files (``done_keys``) whose film was written after its mask (a film re-exported under its
-    name: its old mask would no longer fit it), as make decides; a film or mask that cannot be looked at is
-    left to the run (which reports it)."""
+    name: its old mask would no longer fit it), as make decides, by the film's modification time or, later, its
+    status change time: a re-export copied with its old modification time kept (``rsync -a``, ``cp -p``, a PACS
+    export tool) still gets a new one (a chmod of the archive also does: its films are then segmented again,
+    the same masks).  A film or mask that cannot be looked at is left to the run (which reports it)."""
     changed = []
     for path in files:
         key = csv_text(str(path))
         if key in done_keys:
             try:
-                if path.stat().st_mtime > (out_dir / names[key]).stat().st_mtime:
+                film = path.stat()
+                if max(film.st_mtime, film.st_ctime) > (out_dir / names[key]).stat().st_mtime:
                     changed.append(key)
             except OSError:
                 pass
