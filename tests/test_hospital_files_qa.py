@@ -1,6 +1,6 @@
 """QA as a newcomer and as a hospital site: the README's API refuses what the CLI refuses and reads float
-arrays as files are read; CSVs that name files by their full path, are missing, or were saved as Excel's
-UTF-16 "Unicode Text"; a Mac's ``._`` files; a film named twice; DICOM windows of width 0; JPEG masks,
+arrays as files are read; CSVs that are missing or name a folder (their paths and Excel's UTF-16:
+test_csv_paths_qa.py); a Mac's ``._`` files; a film named twice; DICOM windows of width 0; JPEG masks,
 empty splits, foreign split files and ``--show`` names; reruns that say what they keep; reports that
 leave no earlier figure behind and never replace a user's files; ``--help`` texts with examples."""
 from __future__ import annotations
@@ -14,7 +14,6 @@ import pytest
 from PIL import Image
 
 from napari_adaqat.cli import build_parser, main
-from napari_adaqat.data import box_for, read_boxes_csv, read_points_csv, unmatched_boxes
 from napari_adaqat.data.transforms import to_uint8_rgb
 from napari_adaqat.io import ImageReadError
 from napari_adaqat.model import loading
@@ -123,48 +122,6 @@ def test_api_refuses_points_outside_the_image(cxr_dir, nano_model):
         nano_model.segment(films(cxr_dir)[0], point_coords=[[np.nan, 300]], point_labels=[1])
     mask = nano_model.segment(films(cxr_dir)[0], [40, 30, 400, 480], point_coords=[[250, 300]], point_labels=[1])
     assert mask.shape == (512, 426) and mask.dtype == bool  # a good prompt still works
-
-
-# ---- CSVs that name files by their full path -----------------------------------------------------------
-
-def test_csv_rows_with_an_absolute_path_match_inputs_given_relatively(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "films").mkdir()
-    given = Path("films/chest.png")  # as `adaqat segment films --out masks` lists it
-    (tmp_path / "points.csv").write_text(f"file,x,y,label\n{tmp_path / given},150,260,1\n")
-    points = read_points_csv(tmp_path / "points.csv")
-    assert box_for(given, points) is not None
-    assert unmatched_boxes(points, [given]) == ([], [])
-    boxes = {"films/chest.png": np.array([1.0, 2.0, 30.0, 40.0])}  # and a relative row for an absolute input
-    assert box_for(tmp_path / given, boxes) is boxes["films/chest.png"]
-
-
-def test_csv_rows_with_a_windows_path_match_the_film_by_its_name(tmp_path):
-    """A CSV made on a hospital PC names films C:\\films\\a.png; here the film is films/a.png."""
-    (tmp_path / "boxes.csv").write_text("file,x0,y0,x1,y1\nC:\\PACS export\\a.png,1,2,30,40\n", encoding="utf-8")
-    (tmp_path / "points.csv").write_text("C:\\PACS export\\a.png,5,6,1\nC:\\PACS export\\a.png,7,8,0\n")
-    boxes, points = read_boxes_csv(tmp_path / "boxes.csv"), read_points_csv(tmp_path / "points.csv")
-    assert np.array_equal(box_for(Path("films/a.png"), boxes), [1, 2, 30, 40])
-    assert box_for(Path("films/a.png"), points)[1].tolist() == [1, 0]
-    assert unmatched_boxes(boxes, [Path("films/a.png")]) == ([], [])
-
-
-def test_two_windows_folders_naming_one_film_are_refused_not_merged(tmp_path):
-    csv_path = tmp_path / "points.csv"
-    csv_path.write_text("file,x,y,label\nC:\\site A\\a.png,5,6,1\nD:\\site B\\a.png,7,8,0\n")
-    with pytest.raises(ValueError, match=r"points.csv:3: .*both name 'a.png'"):
-        read_points_csv(csv_path)
-    csv_path.write_text("file,x,y,label\nC:\\site A\\a.png,5,6,1\na.png,7,8,0\n")  # nor with a bare name
-    with pytest.raises(ValueError, match=r"points.csv:3: .*both name 'a.png'"):
-        read_points_csv(csv_path)
-
-
-def test_windows_paths_with_forward_slashes_or_another_case_name_one_film(tmp_path):
-    """Java and web tools write C:/films/a.png; Windows paths are one file whatever their case."""
-    csv_path = tmp_path / "points.csv"
-    csv_path.write_text("file,x,y,label\nC:/PACS export/a.png,5,6,1\nc:\\pacs EXPORT\\a.png,7,8,0\n")
-    coords, labels = box_for(Path("films/a.png"), read_points_csv(csv_path))
-    assert coords.tolist() == [[5, 6], [7, 8]] and labels.tolist() == [1, 0]
 
 
 def test_segment_uses_the_points_of_a_row_with_the_full_path(tmp_path, cxr_dir, nano_pth, monkeypatch, capsys):
@@ -393,16 +350,6 @@ def test_api_set_image_refuses_as_segment_does(tmp_path, nano_model):
         nano_model.set_image(np.full((64, 64), 0.5, np.float32))
     with pytest.raises(ValueError, match=re.escape("expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape (3, 64, 64)")):
         nano_model.set_image(np.random.default_rng(0).random((3, 64, 64)))
-
-
-def test_excel_unicode_text_utf16_tab_separated_csvs_are_read(tmp_path):
-    from napari_adaqat.data import read_boxes_csv
-
-    (tmp_path / "boxes.txt").write_bytes("File\tX0\tY0\tX1\tY1\r\nröntgen 1.png\t1\t2\t30\t40\r\n".encode("utf-16"))
-    assert read_boxes_csv(tmp_path / "boxes.txt")["röntgen 1.png"].tolist() == [1, 2, 30, 40]
-    (tmp_path / "points.txt").write_bytes(b"\xff\xfe" + "chest.png\t150.5\t260\t0\r\n".encode("utf-16-le"))  # no header
-    coords, labels = read_points_csv(tmp_path / "points.txt")["chest.png"]
-    assert coords.tolist() == [[150.5, 260.0]] and labels.tolist() == [0]
 
 
 @pytest.mark.parametrize("content, reason", [

@@ -1,0 +1,118 @@
+"""The Segment dock's quick path (Xvfb): a prompt whose recent costs are small runs at once on the GUI thread
+(the embedding cached), one slow prompt does not change that, a rewritten model file goes to the worker again,
+and a prompt neither rebuilds the model refs nor looks at the model file.  Tiny random ``vit_nano`` models."""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+# imported at collection, before any viewer creates an OpenGL context (see widgets/_compat.py)
+from napari_adaqat.widgets._shared import FILE_RECHECK_S, shared_engine  # noqa: E402
+from napari_adaqat.widgets._prompt_jobs import INLINE_PROMPT_MS, _prompt_cost  # noqa: E402
+from test_napari_segment import add_sample, dock, wait  # noqa: E402  (tests/ is on sys.path)
+
+pytestmark = pytest.mark.gui
+
+
+def test_a_prompt_is_judged_quick_by_its_cpu_time_on_a_cpu(nano_models):
+    """A worker's wall time also counts its wait for the cores while napari paints; on a CPU the dock
+    decides on the inline path by the prompt's own thread CPU time."""
+    import dataclasses
+
+    from napari_adaqat.inference.engine import Engine, ModelRef
+    from napari_adaqat.widgets.segment import _prompt_cost
+
+    engine, ref = Engine(), ModelRef(path=nano_models[0], model_type="vit_nano")
+    image = np.random.default_rng(1).random((64, 64)).astype(np.float32)
+    embedded = engine.predict(image, np.array([4.0, 4.0, 60.0, 60.0]), ref)
+    prompt = engine.predict(image, np.array([6.0, 6.0, 58.0, 58.0]), ref)  # the embedding is cached
+    assert prompt.model_cpu_seconds is not None and 0 < prompt.model_cpu_seconds < embedded.model_cpu_seconds
+    waited = dataclasses.replace(prompt, model_seconds=0.2, model_cpu_seconds=0.01)
+    assert _prompt_cost(waited) == 0.01
+    assert _prompt_cost(dataclasses.replace(waited, model_cpu_seconds=None)) == 0.2  # a GPU: wall time
+
+
+def test_one_slow_prompt_does_not_send_the_next_ones_to_the_worker():
+    """The inline rule reads the lower median of the recent prompts' costs on one image plane and model:
+    the embedding's first prompt or one slow run (a busy machine) does not flip it, a slow model does."""
+    from napari_adaqat.widgets._prompt_jobs import INLINE_PROMPT_MS, RECENT_PROMPTS, RecentCosts
+
+    quick, slow = 0.6 * INLINE_PROMPT_MS / 1000, 2.5 * INLINE_PROMPT_MS / 1000
+    costs, key = RecentCosts(), ("image", 0, None, "model", "cpu")
+    assert not costs.quick(key)  # nothing known yet: the worker
+    costs.add(key, slow)  # the first prompt paid for the embedding
+    assert not costs.quick(key)
+    costs.add(key, quick)
+    assert costs.quick(key) and not costs.quick(("other image", 0, None, "model", "cpu"))
+    costs.add(key, quick)
+    costs.add(key, slow)  # one slow run among quick ones
+    assert costs.quick(key)
+    for _ in range(RECENT_PROMPTS):  # the model became slow (or the machine stays busy): the worker again
+        costs.add(key, slow)
+    assert not costs.quick(key)
+    costs.add(("other image", 0, None, "model", "cpu"), quick)  # a new image plane starts a new record
+    assert not costs.quick(key) and costs.quick(("other image", 0, None, "model", "cpu"))
+
+
+def test_a_quick_prompt_runs_at_once_unless_the_model_file_changed(make_napari_viewer, qtbot, nano_models, tmp_path):
+    """After one box (worker), the next box's mask is there as soon as the rectangle is added (GUI thread,
+    embedding cached); once the model file is rewritten, the prompt goes to the worker again."""
+    live = tmp_path / "live.pth"
+    shutil.copy(nano_models[0], live)
+    viewer = make_napari_viewer()
+    add_sample(viewer)
+    widget = dock(viewer, qtbot, model_path=live, baseline_path=nano_models[1], model_type="vit_nano")
+    boxes = viewer.layers["boxes"]
+    boxes.add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+    wait(qtbot, widget)
+    first = widget.last_result
+    assert first is not None and _prompt_cost(first) * 1000 < INLINE_PROMPT_MS  # a nano model: quick (CPU time)
+    boxes.add_rectangles(np.array([[60.0, 50.0], [450.0, 460.0]]))  # no event processing in between
+    second = widget.last_result
+    assert second is not first and second.mask.sum() > 0  # shown inside add_rectangles: inline
+    assert viewer.layers["lung mask"].data.astype(bool).sum() == second.mask.sum()
+    wait(qtbot, widget)  # the maps follow in a worker
+    time.sleep(0.01)
+    shutil.copy(nano_models[1], live)  # the file changed: a new model must be loaded, not on the GUI thread
+    assert widget.engine is shared_engine()  # one engine per viewer; prompts do not stat the model file:
+    time.sleep(FILE_RECHECK_S)  # it is looked at again after FILE_RECHECK_S
+    before = widget.last_result
+    boxes.add_rectangles(np.array([[45.0, 35.0], [465.0, 475.0]]))
+    assert widget.last_result is before and widget.busy  # queued for the worker
+    wait(qtbot, widget)
+    assert widget.last_result is not before
+
+
+def test_a_prompt_neither_rebuilds_model_refs_nor_stats_the_model_file(make_napari_viewer, qtbot, nano_models,
+                                                                       monkeypatch):
+    """The model choice is turned into refs when it changes, and the file's identity is looked at on a timer
+    (FILE_RECHECK_S), not at every box; the Segment dock prompts through the one shared engine."""
+    viewer = make_napari_viewer()
+    add_sample(viewer)
+    widget = dock(viewer, qtbot, model_path=nano_models[0], use_baseline=False, model_type="vit_nano")
+    assert widget.engine is shared_engine()
+    boxes = viewer.layers["boxes"]
+    boxes.add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+    wait(qtbot, widget)
+    first = widget.last_result
+    monkeypatch.setattr(widget.engine, "recheck_seconds", 3600.0)  # the timer does not fire during this test
+    looked_at, real_stat = [], Path.stat
+
+    def counting_stat(self, *args, **kwargs):
+        if self.name == nano_models[0].name:
+            looked_at.append(self)
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", counting_stat)
+    monkeypatch.setattr(widget.models, "model_ref", lambda: pytest.fail("model refs rebuilt for a prompt"))
+    for box in ([[60.0, 50.0], [450.0, 460.0]], [[45.0, 35.0], [465.0, 475.0]]):
+        boxes.add_rectangles(np.array(box))
+        wait(qtbot, widget)
+    assert widget.last_error is None and widget.last_result is not first
+    assert looked_at == []
