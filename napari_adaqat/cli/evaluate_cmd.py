@@ -85,6 +85,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "boundary of the largest error region: positive in a missed region, negative in a false one; "
                         "the previous logits as mask_input) and report Dice after 0..K clicks and NoC@90/95 "
                         "(clicks to reach that Dice, capped at K); default 0")
+    p.add_argument("--masks-as-given", action="store_true",
+                   help="score masks that look inverted (lung = black on white: white along most of the image's edge) "
+                        "as they are; by default they are skipped, each with its reason")
     p.add_argument("--show", action="append", default=[], metavar="NAME",
                    help="also draw the Fig. 2 panel of this image (its file stem); repeatable")
     add_device_argument(p)
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_adaqat.data.dataset import split_source
     from napari_adaqat.report.evaluate import evaluate
     from napari_adaqat.report.scores import json_safe
-    from napari_adaqat.report.tables import equivalence_verdict
+    from napari_adaqat.report.tables import equivalence_verdict, summary_keys
 
     check_data_folder(args.data)
     device = resolve_device(args.device)
@@ -114,17 +117,23 @@ def run(args: argparse.Namespace) -> int:
     summary = evaluate(args.data, model, baseline, args.out, args.split, args.box, progress, args.split_file,
                        args.clean, seed=args.seed, device=device, nsd_tolerance=args.nsd_tol, show=args.show,
                        command=shlex.join(["adaqat", *sys.argv[1:]]), batch_size=args.batch_size,
-                       equivalence_margin=args.equivalence_margin, clicks=args.clicks)
+                       equivalence_margin=args.equivalence_margin, clicks=args.clicks,
+                       masks_as_given=args.masks_as_given,
+                       say=lambda line: tqdm.write(f"adaqat evaluate: note: {line}", file=sys.stderr))
     bar.close()
     for line in summary["skipped"]:
         print(f"adaqat evaluate: skipped {line}", file=sys.stderr)
+    for line in summary.get("notes", []):
+        print(f"adaqat evaluate: note: {line}", file=sys.stderr)
     brief = {k: summary[k] for k in ("split", "box", "clean")}
     brief["n"] = f"{summary['n']} of {summary['n_total']}"
     for tag in [*summary["models"], "baseline"]:
         if tag in summary:
-            brief[tag] = {m: round(summary[tag][m]["mean"], 4) for m in ("dice", "iou", "nsd", "hd95", "dice_256")}
+            keys = [k for k in summary_keys(summary[tag]) if not k.endswith("_256") or k == "dice_256"]
+            brief[tag] = {m: round(summary[tag][m]["mean"], 4) for m in keys}  # (mixed mm/px: hd95_mm, hd95_px)
     if "wilcoxon_dice_p" in summary:
-        brief["wilcoxon_dice_p"] = summary["wilcoxon_dice_p"]
+        test = summary["wilcoxon"]["model"]["dice"]
+        brief["wilcoxon_dice_p"] = summary["wilcoxon_dice_p"] if test.get("n", 0) >= 2 else "too few pairs to test"
         brief["equivalence"] = {tag: equivalence_verdict(tests["dice"])
                                 for tag, tests in summary["equivalence"].items()}
     if "clicks" in summary:

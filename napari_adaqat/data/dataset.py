@@ -147,11 +147,25 @@ def discover(data_dir: str | Path, seed: int = 0) -> tuple[dict[str, Pair], dict
     return pairs, split
 
 
+def _unread_mask(masks: Path, name: str) -> str:
+    """``"; masks/NAME.gif is a GIF, which is not read: …"`` when ``masks`` holds a file of ``name`` in a format that
+    is no mask here (JSRT/SCR's masks are GIFs), else ``""``."""
+    try:
+        other = next((p for p in sorted(masks.iterdir()) if p.is_file() and p.stem == name and not is_image_file(p)
+                      and p.suffix), None)
+    except OSError:
+        return ""
+    if other is None:
+        return ""
+    kind = other.suffix[1:].upper()
+    return f"; masks/{other.name} is a {kind}, which is not read: save it as masks/{name}.png"
+
+
 def _no_masks_folder(image: Path) -> str:
     """``"; there is no masks/ folder …"`` when the folder of ``image``'s images/ has no masks/, else ``""``."""
     root = image.parent.parent
     if (root / "masks").is_dir():
-        return ""
+        return _unread_mask(root / "masks", sample_name(image))
     try:
         others = sorted(f"{d.name}/" for d in root.iterdir() if d.is_dir() and d.name != "images" and d.name[0] != ".")
     except OSError:

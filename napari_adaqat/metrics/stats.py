@@ -168,7 +168,7 @@ def rank_biserial(differences: Sequence[float]) -> float:
 
 
 def summarize(values: Sequence[float]) -> dict:
-    """mean, std (sample, ddof=1; 0 when n == 1), median, q1, q3, min, max over the finite values;
+    """mean, std (sample, ddof=1; nan, undefined, when n == 1: the report shows "–", not a spread of 0), median, q1, q3, min, max over the finite values;
     ``n`` counts them and ``n_inf`` the infinite ones (HD95 with an empty mask); nan is ignored.
 
     With no finite values every statistic is nan and n is 0.
@@ -183,7 +183,7 @@ def summarize(values: Sequence[float]) -> dict:
     q1, med, q3 = np.percentile(v, [25, 50, 75])
     return {
         "mean": float(v.mean()),
-        "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+        "std": float(v.std(ddof=1)) if v.size > 1 else float("nan"),
         "median": float(med),
         "q1": float(q1),
         "q3": float(q3),

@@ -46,9 +46,9 @@ def _panel_picks(rows: list[dict], has_baseline: bool, show: Sequence[str]) -> l
     key = f"{BASELINE}_dice" if has_baseline else "model_dice"
     ranked = sorted(rows, key=lambda r: (np.nan_to_num(r[key], nan=-1.0), r["name"]))
     picks = [(ranked[-1]["name"], "best"), (ranked[len(ranked) // 2]["name"], "median"), (ranked[0]["name"], "worst")]
-    unique = list(dict.fromkeys(picks))
+    unique = list({name: why for name, why in reversed(picks)}.items())[::-1]  # one panel per image (few images)
     known = {r["name"] for r in rows}
-    return unique + [(name, "asked for") for name in show if name in known]
+    return unique + [(name, "asked for") for name in dict.fromkeys(show) if name in known]
 
 
 def _panel(pair: Pair, why: str, models: list[ModelLike], base: ModelLike | None, engine: Engine, device: str,
@@ -113,9 +113,15 @@ def _provenance(summary: dict, command: str | None, device: str) -> dict:
             "split_file": summary.get("split_file"), "box rule": summary["box"] + (
                 " (the reference mask's bounding box, fixed)" if summary["box"] == "tight" else
                 " (the whole image minus 2 %)"), "masks cleaned": summary["clean"],
-            "NSD tolerance": f"{summary['nsd_tolerance']:g} {summary['nsd_tolerance_units']}",
+            "NSD tolerance": _tolerance_text(summary),
             "napari-adaqat": __version__, "commit": git_commit(), "device": device,
             "python": platform.python_version(), "date": dt.datetime.now().isoformat(timespec="seconds")}
+
+
+def _tolerance_text(summary: dict) -> str:
+    """The NSD tolerance with its unit; ``mm|px`` (films with and without a pixel spacing) spelt out."""
+    tol, units = f"{summary['nsd_tolerance']:g}", summary["nsd_tolerance_units"]
+    return f"{tol} mm on films with a pixel spacing, {tol} px on the others" if units == "mm|px" else f"{tol} {units}"
 
 
 def _figure_names(value) -> list[str]:
@@ -151,6 +157,19 @@ def check_report_folder(out: Path) -> None:
     if clashes and not _ours(out):
         raise ValueError(f"--out {out} holds {', '.join(clashes)}, not written by adaqat evaluate, which a report "
                          "would replace; choose another --out folder")
+
+
+def clear_earlier_report(out: Path) -> bool:
+    """Remove an earlier report of ours in ``out`` (its documents, tables and figures; :func:`check_report_folder`
+    has made sure they are ours) before a new one is scored, so that a run stopped midway never leaves the old
+    documents beside the new scores.  Returns whether there was one."""
+    earlier = [out / name for name in REPORT_FILES if (out / name).is_file()]
+    if not earlier:
+        return False
+    remove_earlier_figures(out)
+    for path in earlier:
+        path.unlink(missing_ok=True)
+    return True
 
 
 def remove_earlier_figures(out: Path) -> None:
@@ -202,13 +221,14 @@ def write_report(out: Path, rows: list[dict], summary: dict, models: list[ModelL
 def _sections(parts: dict, summary: dict) -> list[tuple[str, str, list[str], list[list[str]] | None, list[str]]]:
     """(title, text, table head, table body or None, images) of every section, for both documents."""
     figs = parts["figures"]
-    units = summary["nsd_tolerance_units"]
+    tolerance = _tolerance_text(summary)
     names = ", ".join(f"{t} = {n}" for t, n in (parts.get("models") or {}).items())
     baseline = summary.get("baseline_label")
     return [
         ("Table 1: segmentation scores", f"{_n_of(summary)} images; models: {names}"
-         + (f"; baseline = {baseline}" if baseline else "") + f". NSD tolerance {summary['nsd_tolerance']:g} {units}; "
-         "HD95 in mm for images with a pixel spacing, else px. Metrics without a suffix are at native resolution, "
+         + (f"; baseline = {baseline}" if baseline else "") + f". NSD tolerance {tolerance}; "
+         "HD95 in mm for images with a pixel spacing, else px (where both kinds are scored, native NSD and HD95 have "
+         "a row per unit, `_mm` and `_px`, each over its own films). Metrics without a suffix are at native resolution, "
          "`_256` at 256² as in the paper: both masks resized to 256 × 256 (nearest neighbour), and there the NSD "
          f"tolerance ({summary['nsd_tolerance']:g}) and HD95 are in pixels of that grid (one is two native pixels of "
          "a 512² film), never mm. NSD: the share of both masks' boundary pixels within the tolerance of the other "
@@ -289,10 +309,11 @@ def _tost_text(summary: dict) -> str:
 
 def _skipped_text(summary: dict) -> str:
     skipped = summary.get("skipped") or []
+    notes = "".join(f" Note: {line}." for line in summary.get("notes") or [])
     if not skipped:
-        return f"None: every pair of the split was scored ({_n_of(summary)})."
+        return f"None: every pair of the split was scored ({_n_of(summary)}).{notes}"
     return (f"{len(skipped)} of the {summary.get('n_total')} pairs of the split were not scored; Table 1 counts "
-            "only the others.")
+            f"only the others.{notes}")
 
 
 def _split_reason(line: str) -> tuple[str, str]:

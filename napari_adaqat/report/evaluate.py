@@ -8,6 +8,7 @@ and model after the box (:mod:`.clicks`).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 from pathlib import Path
 from typing import Callable, Sequence
@@ -15,12 +16,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from napari_adaqat.data import Pair, check_output_folder, check_pairs, discover, load_split
+from napari_adaqat.data.check import orphan_masks, shadowed_images
 from napari_adaqat.data.dataset import names_of_pairs
+from napari_adaqat.data.split import SPLITS
 from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched, model_ref
 from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
-from napari_adaqat.io import read_image, read_mask
+from napari_adaqat.io import is_image_file, read_image, read_mask
 from napari_adaqat.report.clicks import click_columns, click_dices, click_summary
-from napari_adaqat.report.document import check_report_folder, write_report
+from napari_adaqat.report.document import check_report_folder, clear_earlier_report, write_report
 from napari_adaqat.util.errors import first_line
 from napari_adaqat.metrics import EQUIVALENCE_MARGIN
 from napari_adaqat.report.scores import (
@@ -40,7 +43,10 @@ def _shown(show: Sequence[str], chosen: list[Pair], split: str) -> list[str]:
     return names
 
 
-def _pairs(data_dir: str | Path, split: str, split_file: str | Path | None, seed: int) -> tuple[list[Pair], list[str]]:
+def _pairs(data_dir: str | Path, split: str, split_file: str | Path | None, seed: int
+           ) -> tuple[list[Pair], list[str], list[str]]:
+    """(the pairs to score, one line per pair of the split left out, notes): a name of the split that is no image
+    of the folder is left out with its line; images of the split also in its train list get a note."""
     pairs, parts = discover(data_dir, seed=seed)
     if split_file:  # its names may be file names (a.png) or in another Unicode form, as a dataset's split.json
         parts = names_of_pairs(load_split(split_file), pairs)
@@ -53,11 +59,49 @@ def _pairs(data_dir: str | Path, split: str, split_file: str | Path | None, seed
         shown = ", ".join(names[:2]) + (", ..." if len(names) > 2 else "")
         raise ValueError(f"{data_dir}: none of the {len(names)} images of the {split!r} split ({shown}) is in the "
                          "data folder; is the split file from another dataset?")
+    source = "split file" if split_file else "split"
+    absent = [f"{name}: named in the {split!r} {source}, but no image of {data_dir}" for name in names
+              if name not in pairs]
     chosen, skipped = check_pairs([pairs[n] for n in names if n in pairs])
     if not chosen:
         why = f": all {len(skipped)} skipped; first: {skipped[0]}" if skipped else ""
         raise ValueError(f"{data_dir}: no image/mask pairs in the {split!r} split{why}")
-    return chosen, skipped
+    seen = sorted(set(names) & set(parts.get("train", []))) if split not in ("train", "all") else []
+    notes = [f"{len(seen)} image(s) of the {split!r} split are also in its train list ({', '.join(seen[:3])}"
+             f"{', …' if len(seen) > 3 else ''}): a model trained on that split saw them, and their scores flatter it"
+             ] if seen else []
+    return chosen, absent + skipped, notes + _left_out(Path(data_dir), pairs)
+
+
+def _labels(models: list[ModelLike]) -> list[str]:
+    """How the report names each model: its file name, or, where two share one (runA/model.safetensors,
+    runB/model.safetensors), its folder and name, else its whole path."""
+    names = [m.label() if hasattr(m, "label") else type(m).__name__ for m in models]
+    paths = [getattr(m, "path", None) for m in models]
+    short = [None if p is None else f"{Path(p).parent.name}/{Path(p).name}" for p in paths]
+    return [name if path is None or names.count(name) == 1 else brief if short.count(brief) == 1 else str(path)
+            for name, path, brief in zip(names, paths, short)]
+
+
+def _left_out(root: Path, pairs: dict[str, Pair]) -> list[str]:
+    """Notes on the files of ``root`` that no pair holds, so none is scored: masks without an image, an image
+    beside another of its name (``a.png`` and ``a.jpg``), images in sub-folders of ``images/`` (not read)."""
+    notes = []
+    for what, lines in (("mask(s) without an image", orphan_masks(root, pairs)),
+                        ("image(s) beside another of their name", shadowed_images(root, pairs))):
+        if lines:
+            notes.append(f"{len(lines)} {what} are in no pair, so not scored: {'; '.join(lines[:2])}"
+                         + ("; …" if len(lines) > 2 else ""))
+    nested = []
+    for images in [root / "images"] + [root / s / "images" for s in SPLITS]:
+        with contextlib.suppress(OSError):
+            nested += [d for d in sorted(images.iterdir()) if d.is_dir() and not d.name.startswith(".")
+                       and any(is_image_file(f) for f in d.rglob("*") if f.is_file())]
+    if nested:
+        notes.append(f"{len(nested)} sub-folder(s) of images/ hold images that are not read ({nested[0]}"
+                     + (", …" if len(nested) > 1 else "") + "): a dataset's films lie in images/ itself; "
+                     "score a sub-folder as its own --data")
+    return notes
 
 
 def _prefetch(chunk: list[Pair], models: list[ModelLike], baseline: ModelLike | None, engine: Engine,
@@ -133,7 +177,7 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
              split_file: str | Path | None = None, clean: bool = False, seed: int = 0, device: str = "cpu",
              nsd_tolerance: float = 2.0, show: Sequence[str] = (), command: str | None = None,
              document: bool = True, batch_size: int = 8, equivalence_margin: float = EQUIVALENCE_MARGIN,
-             clicks: int = 0) -> dict:
+             clicks: int = 0, masks_as_given: bool = False, say: Callable[[str], None] | None = None) -> dict:
     """Score ``model`` (one, or a list: any number of models) and ``baseline`` on a split; write
     ``per_image.csv``, ``summary.json``, ``wilcoxon.json`` and, with ``document``, the full report
     (``report.md``, ``index.html`` and figures, see :mod:`.document`); return the summary.
@@ -150,7 +194,9 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
     ``show`` names extra images for the Fig. 2 panels.  ``batch_size``: images per encoder forward
     on a GPU (ignored on the CPU).  ``clicks`` K > 0: after the box, K simulated corrective clicks per
     image and model (:mod:`~napari_adaqat.report.clicks`): ``{tag}_dice_click0..K``, ``{tag}_noc90`` and
-    ``{tag}_noc95`` in ``per_image.csv``, ``summary["clicks"]`` and a table in the report.
+    ``{tag}_noc95`` in ``per_image.csv``, ``summary["clicks"]`` and a table in the report.  A mask that looks
+    inverted (lung = black) is skipped with its reason, unless ``masks_as_given``.  An earlier report in
+    ``out_dir`` is removed before scoring starts (``say`` is told so, with one line).
     """
     if clicks < 0:
         raise ValueError(f"clicks must be 0 or more, not {clicks}")
@@ -163,26 +209,27 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
     engine = Engine(max_loaded=len(models) + 1, recheck_seconds=ONE_SHOT)
     for m in models + ([base] if base is not None else []):
         engine.predictor(m, device)  # a bad model file fails here with its one-line error
-    chosen, skipped = _pairs(data_dir, split, split_file, seed)
+    chosen, skipped, notes = _pairs(data_dir, split, split_file, seed)
     show = _shown(show, chosen, split)
+    if clear_earlier_report(out) and say is not None:
+        say(f"replacing the earlier report in {out}")
     out.mkdir(parents=True, exist_ok=True)
     rows = _score_all(chosen, models, base, out, engine, progress, skipped, batch_size, clicks, box_mode=box_mode,
-                      nsd_tolerance=nsd_tolerance, clean=clean, device=device)
+                      nsd_tolerance=nsd_tolerance, clean=clean, device=device, masks_as_given=masks_as_given)
     if not rows:
         raise ValueError(f"{data_dir}: every image of the {split!r} split failed; first: {skipped[-1]}")
     units = sorted({r["units"] for r in rows})
     tags = model_tags(len(models))
     summary: dict = {"data": str(data_dir), "split": split, "n": len(rows), "n_total": len(rows) + len(skipped),
                      "box": box_mode, "clean": clean,
-                     "skipped": skipped, "split_file": str(split_file) if split_file else None,
+                     "skipped": skipped, "notes": notes, "split_file": str(split_file) if split_file else None,
                      "units": units[0] if len(units) == 1 else "mixed (native hd95/nsd summarised per unit)",
                      "nsd_tolerance": nsd_tolerance, "nsd_tolerance_units": units[0] if len(units) == 1 else "mm|px",
-                     "models": {t: m.label() if hasattr(m, "label") else type(m).__name__ for t, m in zip(tags, models)}}
+                     "models": dict(zip(tags, _labels(models + ([base] if base is not None else []))))}
     for tag in tags + ([BASELINE] if base is not None else []):
         summary[tag] = summaries(rows, tag)
     if clicks:
         summary["clicks"] = click_summary(rows, tags + ([BASELINE] if base is not None else []), clicks)
-    (out / "wilcoxon.json").unlink(missing_ok=True)  # never leave a comparison from an earlier report
     if base is not None:
         tests = {tag: paired_tests(rows, tag) for tag in tags}
         write_json(out / "wilcoxon.json", tests["model"] if len(tags) == 1 else tests)
@@ -191,7 +238,7 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
         summary["equivalence_margin"] = float(equivalence_margin)
         summary["equivalence"] = {tag: equivalence_tests(rows, tag, equivalence_margin) for tag in tags}
         summary["mean_delta_ssim"] = float(np.mean([r["delta_ssim"] for r in rows]))
-        summary["baseline_label"] = base.label() if hasattr(base, "label") else type(base).__name__
+        summary["baseline_label"] = _labels(models + [base])[-1]
     write_json(out / "summary.json", summary)
     if document:
         write_report(out, rows, summary, models, base, chosen, engine=engine, device=device, show=show,

@@ -45,18 +45,22 @@ def _save(fig, out: Path, name: str) -> str:
 
 
 def distributions(rows: list[dict], tags: list[str], out: Path, name: str = "scores_boxplot.png") -> str:
-    """Per-metric boxplots with every image's point on top (jittered), one box per model."""
+    """Per-metric boxplots with every image's point on top (jittered), one box per model.  Where the films mix mm
+    and px, NSD and HD95 are shown at 256² (px of that grid for every film: one axis of mm and px would mix them)."""
     plt = _plt()
     fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.6))
     rng = np.random.default_rng(0)
-    for ax, metric in zip(axes, METRICS):
+    mixed = len({r["units"] for r in rows}) > 1
+    for ax, shown in zip(axes, METRICS):
+        metric = f"{shown}_256" if mixed and shown in ("nsd", "hd95") else shown
         data = [np.array([r[f"{t}_{metric}"] for r in rows], dtype=float) for t in tags]
         data = [d[np.isfinite(d)] for d in data]
         ax.boxplot(data, showfliers=False)
         for i, d in enumerate(data, start=1):
             ax.scatter(i + rng.uniform(-0.12, 0.12, d.size), d, s=10, alpha=0.6, color="black", zorder=3)
         ax.set_xticks(range(1, len(tags) + 1), tags, rotation=20)  # not boxplot(tick_labels=): matplotlib < 3.9
-        ax.set_title(metric.upper() + (" (lower is better)" if metric == "hd95" else ""))
+        ax.set_title(shown.upper() + (" at 256²" if metric != shown else "")
+                     + (" (lower is better)" if shown == "hd95" else ""), fontsize=10)
         ax.grid(alpha=0.3)
     return _save(fig, out, name)
 
@@ -74,7 +78,7 @@ def paired(rows: list[dict], tag: str, out: Path, metric: str = "dice") -> str:
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="grey", lw=1, ls="--", label="y = x")
     ax.set_xlabel(f"baseline {metric}")
     ax.set_ylabel(f"{tag} {metric}")
-    ax.set_title(f"{tag} vs baseline: above the line = {tag} better")
+    ax.set_title(f"{tag} vs baseline\nabove the line: {tag} better", fontsize=10)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     return _save(fig, out, f"paired_{tag}_{metric}.png")

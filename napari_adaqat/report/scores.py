@@ -13,6 +13,8 @@ from typing import Sequence
 import numpy as np
 
 from napari_adaqat.data import Pair, default_box, mask_box
+from napari_adaqat.data.check import INVERTED_WHY, looks_inverted
+from napari_adaqat.data.dataset import DataError
 from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike
 from napari_adaqat.io import ImageData, read_image, read_mask
 from napari_adaqat.metrics import (
@@ -42,14 +44,19 @@ def image_box(ref: np.ndarray, box_mode: str) -> np.ndarray:
 
 def score_pair(pair: Pair, models: ModelLike | Sequence[ModelLike], baseline: ModelLike | None,
                box_mode: str = "tight", nsd_tolerance: float = 2.0, clean: bool = False,
-               engine: Engine | None = None, device: str = "cpu", image: ImageData | None = None) -> dict:
+               engine: Engine | None = None, device: str = "cpu", image: ImageData | None = None,
+               masks_as_given: bool = False) -> dict:
     """One image's row: metrics at native resolution (NSD tolerance and HD95 in mm when the image has
     a pixel spacing, else px; see ``units``) and at 256² (px), per model, then the baseline.
-    ``image``: ``pair.image`` already read (else it is read here)."""
+    ``image``: ``pair.image`` already read (else it is read here).  A mask that looks inverted (lung = black:
+    :func:`~napari_adaqat.data.check.looks_inverted`) is refused (:class:`DataError`), unless ``masks_as_given``."""
     models = list(models) if isinstance(models, (list, tuple)) else [models]
     engine = engine or Engine(max_loaded=len(models) + 1, recheck_seconds=ONE_SHOT)
-    image = image if image is not None else read_image(pair.image)
     ref = read_mask(pair.mask)
+    if not masks_as_given and looks_inverted(ref != 0):  # its scores would be of the background
+        raise DataError(f"its mask {pair.mask.name} looks inverted ({INVERTED_WHY}): not scored; masks need lung = "
+                        "white on black: invert it, or, if it is right as it is, score it with --masks-as-given")
+    image = image if image is not None else read_image(pair.image)
     box = image_box(ref, box_mode)
     row: dict = {"name": pair.name, "box": " ".join(f"{v:.0f}" for v in box),
                  "units": "mm" if image.spacing is not None else "px"}
@@ -95,22 +102,41 @@ def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(json_safe(data), indent=1, allow_nan=False))
 
 
-def summaries(rows: list[dict], tag: str) -> dict:
-    """Per-metric summaries; native HD95/NSD are split by units when mm and px rows are mixed."""
-    out = {f"{m}{s}": summarize([r[f"{tag}_{m}{s}"] for r in rows]) for m in METRICS for s in SIZES}
+UNIT_METRICS = ("nsd", "hd95")  # native NSD (its tolerance) and HD95 are in mm or px, as each film's spacing
+
+
+def metric_keys(rows: list[dict]) -> list[tuple[str, str, str | None]]:
+    """(summary key, per_image.csv metric, unit or None) of every metric summarised and tested: native HD95 and
+    NSD once per unit when films in mm and in px are mixed (``hd95_mm``, ``hd95_px``: one mean or test over mm
+    and px values would mean nothing), else once."""
     units = sorted({r["units"] for r in rows})
-    if len(units) > 1:
-        for m in ("hd95", "nsd"):
-            out[m] = summarize([])  # one mean over mm and px values would mean nothing
-            for u in units:
-                out[f"{m}_{u}"] = summarize([r[f"{tag}_{m}"] for r in rows if r["units"] == u])
+    keys = []
+    for m in METRICS:
+        for s in SIZES:
+            if not s and m in UNIT_METRICS and len(units) > 1:
+                keys += [(f"{m}_{u}", m, u) for u in units]
+            else:
+                keys.append((f"{m}{s}", f"{m}{s}", None))
+    return keys
+
+
+def _values(rows: list[dict], tag: str, metric: str, unit: str | None) -> list[float]:
+    return [r[f"{tag}_{metric}"] for r in rows if unit is None or r["units"] == unit]
+
+
+def summaries(rows: list[dict], tag: str) -> dict:
+    """Per-metric summaries (:func:`metric_keys`); with mixed units the native ``hd95``/``nsd`` are empty."""
+    out = {key: summarize(_values(rows, tag, metric, unit)) for key, metric, unit in metric_keys(rows)}
+    for m in UNIT_METRICS:
+        out.setdefault(m, summarize([]))  # mixed units: no summary over both (the per-unit ones are there)
     return out
 
 
 def paired_tests(rows: list[dict], tag: str) -> dict:
-    """Wilcoxon signed-rank (with the rank-biserial effect size) of ``tag`` against the baseline, per metric."""
-    return {f"{m}{s}": wilcoxon_paired([r[f"{tag}_{m}{s}"] for r in rows], [r[f"{BASELINE}_{m}{s}"] for r in rows])
-            for m in METRICS for s in SIZES}
+    """Wilcoxon signed-rank (with the rank-biserial effect size) of ``tag`` against the baseline, per metric
+    (:func:`metric_keys`: with mixed units, native HD95/NSD per unit)."""
+    return {key: wilcoxon_paired(_values(rows, tag, metric, unit), _values(rows, BASELINE, metric, unit))
+            for key, metric, unit in metric_keys(rows)}
 
 
 def equivalence_tests(rows: list[dict], tag: str, margin: float = EQUIVALENCE_MARGIN) -> dict:

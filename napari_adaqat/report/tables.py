@@ -46,6 +46,17 @@ def equivalence_verdict(test: dict) -> str:
     return f"not shown equivalent within {points} (TOST p = {test['p_value']:.3g} ≥ {test['alpha']:g})"
 
 
+def summary_keys(stats: dict) -> list[str]:
+    """The metric keys of one model's summary in table order: native HD95/NSD per unit (``hd95_mm``,
+    ``hd95_px``) where the films mix mm and px (:func:`~napari_adaqat.report.scores.metric_keys`)."""
+    keys = []
+    for metric in METRICS:
+        for size in SIZES:
+            per_unit = [k for k in (f"{metric}_mm", f"{metric}_px") if k in stats] if not size else []
+            keys += per_unit or [f"{metric}{size}"]
+    return keys
+
+
 def table1(summary: dict, tags: list[str]) -> list[dict]:
     """One row per model (then the baseline) and metric: mean ± std, median [IQR], n (of the pairs in the
     split), Wilcoxon p, rank-biserial effect size and the verdict, and on Dice the equivalence (TOST)
@@ -53,21 +64,21 @@ def table1(summary: dict, tags: list[str]) -> list[dict]:
     rows = []
     names = {**summary.get("models", {}), BASELINE: summary.get("baseline_label", "baseline")}
     for tag in tags + ([BASELINE] if BASELINE in summary else []):
-        for metric in METRICS:
-            for size in SIZES:
-                key = f"{metric}{size}"
-                stats = summary[tag][key]
-                row = {"model": tag, "name": names.get(tag, tag), "metric": key, "n": stats["n"],
-                       "n_total": summary.get("n_total", summary.get("n")), "equivalence": "", "equivalence_p": None,
-                       "mean": stats["mean"], "std": stats["std"], "median": stats["median"], "q1": stats["q1"],
-                       "q3": stats["q3"], "p_value": None, "effect_size": None, "verdict": ""}
-                test = summary.get("wilcoxon", {}).get(tag, {}).get(key)
-                if test is not None:
-                    row.update(p_value=test["p_value"], effect_size=test["effect_size"], verdict=verdict(test, key))
-                tost = summary.get("equivalence", {}).get(tag, {}).get(key)
-                if tost is not None:
-                    row.update(equivalence=equivalence_verdict(tost), equivalence_p=tost["p_value"])
-                rows.append(row)
+        for key in summary_keys(summary[tag]):
+            stats = summary[tag][key]
+            row = {"model": tag, "name": names.get(tag, tag), "metric": key, "n": stats["n"],
+                   "n_total": summary.get("n_total", summary.get("n")), "equivalence": "", "equivalence_p": None,
+                   "mean": stats["mean"], "std": stats["std"], "median": stats["median"], "q1": stats["q1"],
+                   "q3": stats["q3"], "p_value": None, "effect_size": None, "verdict": ""}
+            test = summary.get("wilcoxon", {}).get(tag, {}).get(key)
+            if test is not None:  # (below 2 pairs no p or effect: only the verdict that says so)
+                tested = test.get("n", 0) >= 2
+                row.update(p_value=test["p_value"] if tested else None,
+                           effect_size=test["effect_size"] if tested else None, verdict=verdict(test, key))
+            tost = summary.get("equivalence", {}).get(tag, {}).get(key)
+            if tost is not None:
+                row.update(equivalence=equivalence_verdict(tost), equivalence_p=tost["p_value"])
+            rows.append(row)
     return rows
 
 
@@ -114,7 +125,7 @@ def table2(files: dict[str, Path]) -> list[dict]:
 
 
 def _fmt(value, digits: int = 4) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and value != value):  # None, or nan (e.g. the std of one value)
         return "–"
     if isinstance(value, float):
         return f"{value:.{digits}g}" if abs(value) >= 1e4 or (value and abs(value) < 1e-3) else f"{value:.{digits}f}"
