@@ -83,13 +83,22 @@ def _describe(head: bytes) -> str:
     return f"unrecognised content (first bytes {head[:8].hex(' ')})"
 
 
+# Headerless raw films, known by their size: JSRT's .IMG files (2048 x 2048, 12 bits in 16, big-endian)
+RAW_FILMS = {2048 * 2048 * 2: "JSRT's .IMG layout (2048 x 2048 pixels, 12 bits stored big-endian, no header)"}
+
+
 def _what_else(path: Path) -> str:
-    """``": it is a ZIP archive; unpack it ..."`` for a file of a known other kind (:func:`_other_kind`), else ``""``."""
+    """``": it is a ZIP archive; unpack it ..."`` for a file of a known other kind (:func:`_other_kind`), a hint for
+    a headerless raw film of a known size (:data:`RAW_FILMS`), else ``""``."""
     try:
         with path.open("rb") as fh:
             kind = _other_kind(fh.read(64))
+        size = path.stat().st_size
     except OSError:
         return ""
+    if kind is None and size in RAW_FILMS:  # (no header to read: a guess from the size, said as one)
+        return (f": its size fits {RAW_FILMS[size]}: convert it to a 16-bit PNG, e.g. "
+                "np.fromfile(path, '>u2').reshape(2048, 2048), checking that the lungs come out dark")
     return f": {kind}" if kind else ""
 
 
