@@ -125,3 +125,20 @@ def test_the_cache_never_mixes_a_film_with_its_nonsquare_reading(nano_pth):
     square = predictor._current
     model.set_image(pixels, spacing=(0.2, 0.1))
     assert predictor._current is not square and predictor._current.input_size != square.input_size
+
+
+def test_training_makes_nonsquare_pixels_square_as_inference_does(tmp_path):
+    """A site's own non-square DICOMs train as they segment: the film, its target mask and its box at the film's
+    true shape in the model input (validation Dice is then the Dice adaqat evaluate gives)."""
+    from napari_adaqat.data.dataset import Pair
+    from napari_adaqat.train.dataset import LungDataset
+
+    _square, nonsquare, _film = _films(tmp_path)
+    truth = _stretched(read_mask(ROOT / "tests/data/cxr/masks" / FILM.name), 1024)
+    Image.fromarray(truth.astype(np.uint8) * 255).save(tmp_path / "nonsquare.png")
+    item = LungDataset([Pair("nonsquare", nonsquare, tmp_path / "nonsquare.png")], 256, [0, 0, 0], [1, 1, 1],
+                       train=False)[0]
+    assert item["valid"].tolist() == [256, 256]  # 512 rows of 0.2 mm, 1024 columns of 0.1 mm: a square film
+    rows, cols = np.nonzero(item["mask"][0].numpy() > 0.5)
+    x0, y0, x1, y1 = item["box"].tolist()
+    assert abs(x0 - cols.min()) < 3 and abs(x1 - cols.max()) < 3 and abs(y0 - rows.min()) < 3 and abs(y1 - rows.max()) < 3

@@ -138,7 +138,7 @@ def test_a_film_re_exported_after_its_mask_is_segmented_again(tmp_path, cxr_dir,
 
 def test_a_film_re_exported_with_its_old_file_time_kept_is_segmented_again(tmp_path, cxr_dir, nano_pth, capsys):
     """``rsync -a`` / ``cp -p`` / a PACS export tool keep a re-exported film's old modification time, older than
-    its mask: its status change time (set by the copy, never kept) still says that the file changed."""
+    its mask: the size recorded with its mask (results.csv ``film_stamp``) says that it is another film."""
     site = tmp_path / "site"
     films = tree(site, cxr_dir)
     out = tmp_path / "out"
@@ -149,10 +149,36 @@ def test_a_film_re_exported_with_its_old_file_time_kept_is_segmented_again(tmp_p
     time.sleep(0.05)
     Image.fromarray(np.repeat(np.repeat(film, 2, 0), 2, 1)).save(films[0])  # re-exported at twice the size
     os.utime(films[0], (old, old))  # ... with the first export's time kept
-    assert films[0].stat().st_mtime < masks[0].stat().st_mtime < films[0].stat().st_ctime
+    assert films[0].stat().st_mtime < masks[0].stat().st_mtime
     capsys.readouterr()
     assert segment(site, site / "export", "--out", out, nano_pth=nano_pth) == 0
     captured = capsys.readouterr()
     assert "1 film(s) changed after their masks were written" in captured.err, captured.err
     assert "1 segmented, 1 already done" in captured.out
     assert read_mask(masks[0]).shape == (film.shape[0] * 2, film.shape[1] * 2)
+
+
+def test_films_restored_with_their_file_times_kept_are_not_segmented_again(tmp_path, cxr_dir, nano_pth, capsys):
+    """Films copied back in place with their times kept (a restore from backup with ``rsync -a`` or ``cp -a``: new
+    status change times, the same size and modification time): the same films, so nothing is segmented again,
+    and a mask corrected by hand in the output folder stays as it is."""
+    site = tmp_path / "site"
+    films = tree(site, cxr_dir)
+    out = tmp_path / "out"
+    assert segment(site, site / "export", "--out", out, nano_pth=nano_pth) == 0
+    assert all(row["film_stamp"] for row in rows_of(out))
+    mask = out / SERIES[0] / "IM0001_mask.png"
+    corrected = np.zeros(read_mask(mask).shape, dtype=np.uint8)
+    corrected[10:50, 10:50] = 255
+    Image.fromarray(corrected).save(mask)  # corrected by hand
+    backup = tmp_path / "backup"
+    shutil.copytree(site, backup)  # (copy2: times kept)
+    time.sleep(0.05)
+    for film in films:
+        film.unlink()
+        shutil.copy2(backup / film.relative_to(site), film)  # restored: new inode and status change time
+    capsys.readouterr()
+    assert segment(site, site / "export", "--out", out, nano_pth=nano_pth) == 0
+    captured = capsys.readouterr()
+    assert "0 segmented, 2 already done" in captured.out and "changed" not in captured.err, captured.err
+    assert np.array_equal(read_mask(mask), corrected > 0)

@@ -94,6 +94,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_batch_size_argument(p)
 
 
+SHOWN_SKIPS = 10  # skipped pairs listed on the terminal (a split file of another subset can name hundreds)
+
+
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.data.dataset import split_source
     from napari_adaqat.report.evaluate import evaluate
@@ -121,8 +124,11 @@ def run(args: argparse.Namespace) -> int:
                        masks_as_given=args.masks_as_given,
                        say=lambda line: tqdm.write(f"adaqat evaluate: note: {line}", file=sys.stderr))
     bar.close()
-    for line in summary["skipped"]:
+    for line in summary["skipped"][:SHOWN_SKIPS]:
         print(f"adaqat evaluate: skipped {line}", file=sys.stderr)
+    if len(summary["skipped"]) > SHOWN_SKIPS:
+        print(f"adaqat evaluate: ... and {len(summary['skipped']) - SHOWN_SKIPS} more skipped "
+              f"(all in {Path(args.out) / 'summary.json'} and the report)", file=sys.stderr)
     for line in summary.get("notes", []):
         print(f"adaqat evaluate: note: {line}", file=sys.stderr)
     brief = {k: summary[k] for k in ("split", "box", "clean")}

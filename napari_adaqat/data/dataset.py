@@ -5,6 +5,7 @@ or the authors' ``DIR/{train,val,test}/{images,masks}``.
 """
 from __future__ import annotations
 
+import glob
 import os
 import unicodedata
 from dataclasses import dataclass
@@ -13,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_adaqat.data.split import SPLITS, load_split, make_split
-from napari_adaqat.io import ImageReadError, check_segmentable, is_image_file, read_image, read_mask, sample_name
+from napari_adaqat.io import ImageData, ImageReadError, check_segmentable, is_image_file, read_image, read_mask
+from napari_adaqat.io import sample_name
 from napari_adaqat.util.text import pairing_key
 
 
@@ -150,9 +152,9 @@ def discover(data_dir: str | Path, seed: int = 0) -> tuple[dict[str, Pair], dict
 def _unread_mask(masks: Path, name: str) -> str:
     """``"; masks/NAME.gif is a GIF, which is not read: …"`` when ``masks`` holds a file of ``name`` in a format that
     is no mask here (JSRT/SCR's masks are GIFs), else ``""``."""
-    try:
-        other = next((p for p in sorted(masks.iterdir()) if p.is_file() and p.stem == name and not is_image_file(p)
-                      and p.suffix), None)
+    try:  # (a glob of the name: a folder of 100k masks is not listed once per film without its mask)
+        other = next((p for p in sorted(masks.glob(glob.escape(name) + ".*"))
+                      if p.stem == name and p.is_file() and not is_image_file(p)), None)
     except OSError:
         return ""
     if other is None:
@@ -180,11 +182,17 @@ def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     Raises :class:`DataError` for a missing or unreadable file, a mask of another size, an empty or
     full mask, and an image too small or blank to segment (see :func:`~napari_adaqat.io.check_segmentable`).
     """
+    film, mask = load_film_pair(pair)
+    return film.pixels, mask
+
+
+def load_film_pair(pair: Pair) -> tuple[ImageData, np.ndarray]:
+    """:func:`load_pair`, the film as an :class:`~napari_adaqat.io.ImageData` (its pixel spacing kept)."""
     if pair.mask is None:
         raise DataError(f"{pair.image}: missing mask (expected masks/{pair.name}.png{_no_masks_folder(pair.image)})")
     try:
-        image = read_image(pair.image).pixels
-        mask = read_mask(pair.mask)
+        film = read_image(pair.image)
+        image, mask = film.pixels, read_mask(pair.mask)
     except ImageReadError as exc:
         raise DataError(str(exc)) from None
     if image.shape != mask.shape:
@@ -197,7 +205,7 @@ def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
         check_segmentable(image, pair.image)
     except ImageReadError as exc:
         raise DataError(str(exc)) from None
-    return image, mask
+    return film, mask
 
 
 def check_pairs(pairs: list[Pair]) -> tuple[list[Pair], list[str]]:

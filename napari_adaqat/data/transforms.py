@@ -16,6 +16,7 @@ import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvi
 # isort: split
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from napari_adaqat.io.image_data import ASPECT_TOLERANCE, pixel_aspect  # noqa: F401  (re-exported)
 from napari_adaqat.util.alpha import over_black
 
 
@@ -55,24 +56,6 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
             x = (x - low) / (high - low) if high > low else np.zeros_like(x)
         out = np.round(np.clip(x if finite else np.nan_to_num(x), 0.0, 1.0) * 255.0).astype(np.uint8)
     return np.ascontiguousarray(out)
-
-
-# Pixels whose height and width differ by less than this (a DICOM's PixelSpacing 0.1430 x 0.1431) are square
-ASPECT_TOLERANCE = 0.02
-
-
-def pixel_aspect(spacing: Sequence[float] | None) -> float:
-    """A film's pixel aspect: the height of a pixel over its width (``spacing`` (row, col), e.g. a DICOM's
-    PixelSpacing in mm); 1.0 when unknown, not positive, or within :data:`ASPECT_TOLERANCE` of square."""
-    if spacing is None:
-        return 1.0
-    try:
-        row, col = (float(v) for v in spacing)
-    except (TypeError, ValueError):
-        return 1.0
-    if not (np.isfinite(row) and np.isfinite(col) and row > 0 and col > 0):
-        return 1.0
-    return 1.0 if abs(row / col - 1.0) <= ASPECT_TOLERANCE else row / col
 
 
 def input_shape(original_size: Sequence[int], image_size: int, aspect: float = 1.0) -> tuple[int, int]:

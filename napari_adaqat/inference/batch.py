@@ -59,6 +59,7 @@ class ResultRow:
     quality: float | str = ""  # estimated Dice (inference/quality.py)
     review: int | str = ""  # 1: look at this mask (quality below the review threshold)
     orientation: str = ""  # the EXIF/TIFF orientation applied to read the film upright ("" for none)
+    film_stamp: str = ""  # "size mtime" of the film its mask was made of (:func:`film_stamp`)
 
 
 def _name_part(text: str, max_bytes: int) -> str:
@@ -243,8 +244,9 @@ def segment_files(
         for sub in {Path(name).parent for name in names.values()} - {Path(".")}:
             remove_stale_temps(out_dir / sub)  # a killed run's temps in the mirrored tree (recover() sweeps out_dir)
         done_keys = {key for key in kept if rows[key].get("status") == "ok"}
-        del rows  # only the set of finished files is kept
-        changed = _changed_since(files, done_keys, out_dir, names)
+        stamps = {key: rows[key].get("film_stamp") or "" for key in done_keys}
+        del rows  # only the set of finished files (and their films' stamps) is kept
+        changed = _changed_since(files, stamps, out_dir, names)
         if changed and notes is not None and shard.lead:
             notes.append(f"{len(changed)} film(s) changed after their masks were written, so they are segmented "
                          f"again: {listed(changed, 3)}")
@@ -269,19 +271,46 @@ def segment_files(
                 lock.release()
 
 
-def _changed_since(files: list[Path], done_keys: set[str], out_dir: Path, names: dict[str, str]) -> list[str]:
-    """The finished files (``done_keys``) whose film was written after its mask (a film re-exported under its
-    name: its old mask would no longer fit it), as make decides, by the film's modification time or, later, its
-    status change time: a re-export copied with its old modification time kept (``rsync -a``, ``cp -p``, a PACS
-    export tool) still gets a new one (a chmod of the archive also does: its films are then segmented again,
-    the same masks).  A film or mask that cannot be looked at is left to the run (which reports it)."""
+STAMP_SLACK_S = 2.0  # FAT and SMB keep modification times to 2 s: a copy there is the same film
+
+
+def film_stamp(path: Path) -> str:
+    """``"size mtime"`` of a film ("" when it cannot be looked at): a rerun compares it with the one recorded
+    when the film's mask was written (:func:`_same_film`), to tell a film replaced under its name from the one its
+    mask was made of."""
+    try:
+        st = path.stat()
+    except OSError:
+        return ""
+    return f"{st.st_size} {st.st_mtime:.3f}"
+
+
+def _same_film(recorded: str, now: str) -> bool:
+    """Whether two :func:`film_stamp` values are of one film: the same size, times within :data:`STAMP_SLACK_S`
+    (a copy to a file system that keeps coarser times, e.g. an archive moved with ``rsync -a``)."""
+    try:
+        (size0, time0), (size1, time1) = (stamp.split() for stamp in (recorded, now))
+        return size0 == size1 and abs(float(time0) - float(time1)) <= STAMP_SLACK_S
+    except ValueError:  # a stamp edited by hand: not a reason to segment again
+        return True
+
+
+def _changed_since(files: list[Path], stamps: dict[str, str], out_dir: Path, names: dict[str, str]) -> list[str]:
+    """The finished files (the keys of ``stamps``) whose film is not the one their mask was made of (a film
+    re-exported under its name: its old mask would no longer fit it): its size or modification time is not the
+    recorded :func:`film_stamp` (a re-export that kept its old time, as ``rsync -a`` or ``cp -p`` copy, has
+    another size; a whole archive moved with ``rsync -a`` keeps both, and is not segmented again); for rows of
+    runs before the stamp, a film newer than its mask, as make decides.  A film or mask that cannot be looked at
+    is left to the run (which reports it)."""
     changed = []
     for path in files:
         key = csv_text(str(path))
-        if key in done_keys:
+        if key in stamps:
             try:
-                film = path.stat()
-                if max(film.st_mtime, film.st_ctime) > (out_dir / names[key]).stat().st_mtime:
+                now = film_stamp(path)
+                if stamps[key] and now and not _same_film(stamps[key], now):
+                    changed.append(key)
+                elif not stamps[key] and path.stat().st_mtime > (out_dir / names[key]).stat().st_mtime:
                     changed.append(key)
             except OSError:
                 pass
@@ -335,6 +364,7 @@ def _segment_one(path: Path, key: str, mask_path: Path, index: int, image_ahead,
                  model: ModelLike, baseline: ModelLike | None, prompts, device: str, clean: bool, frame: int | None,
                  seg: bool) -> ResultRow:
     """One input: its mask written (claimed in the journal first) and its row; a failure is an error row."""
+    stamp = film_stamp(path)  # (before it is read: a film replaced meanwhile is segmented again next time)
     try:
         if seg and not is_dicom(path):
             raise DicomSegError(f"{path}: a DICOM SEG needs a DICOM input; this is not a DICOM file "
@@ -365,7 +395,8 @@ def _segment_one(path: Path, key: str, mask_path: Path, index: int, image_ahead,
         quality = mask_quality(segmented.p_own, segmented.mask)  # the model's own probabilities (not a vote's)
         result = ResultRow(file=key, status="ok", box="" if box is None else " ".join(f"{v:.1f}" for v in box),
                            area_px=int(segmented.mask.sum()), mask=str(mask_path), quality=quality.score,
-                           review=int(quality.review), orientation=image.meta.get("orientation_applied", ""))
+                           review=int(quality.review), orientation=image.meta.get("orientation_applied", ""),
+                           film_stamp=stamp)
         if segmented.ssim_mean is not None:
             result.ssim_vs_baseline = round(segmented.ssim_mean, 5)
         return result

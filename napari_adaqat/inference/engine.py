@@ -236,8 +236,9 @@ class Engine:
 
     def prefetch(self, images: Sequence[FilmLike], model: ModelLike, baseline: Optional[ModelLike] = None,
                  device: str = "cpu", batch_size: int = 8) -> float:
-        """Embed ``images`` (each (H, W[, 3])) into the caches of both models, ``batch_size`` per encoder
-        forward (:meth:`BoxPredictor.embed_many`), so later prompts find them cached; return seconds.
+        """Embed ``images`` (each (H, W[, 3]), or an ImageData with its spacing) into the caches of both models,
+        ``batch_size`` per encoder forward (:meth:`BoxPredictor.embed_many`), so later prompts find them cached;
+        return seconds.
 
         Images :func:`check_segmentable` refuses are left out (their prompt gives the error); a ready
         predictor without ``embed_many`` is left as it is."""

@@ -10,6 +10,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from skimage.color import rgb2gray
@@ -64,6 +65,27 @@ class ImageData:
     def shape(self) -> tuple[int, int]:
         """(H, W) of the pixel array."""
         return self.pixels.shape  # type: ignore[return-value]
+
+
+# Pixels whose height and width differ by less than this (a DICOM's PixelSpacing 0.1430 x 0.1431) are square
+ASPECT_TOLERANCE = 0.02
+MAX_ASPECT = 8.0  # pixels more than 8 times as tall as wide (or as wide as tall): a corrupt spacing, ignored
+
+
+def pixel_aspect(spacing: Sequence[float] | None) -> float:
+    """A film's pixel aspect: the height of a pixel over its width (``spacing`` (row, col), e.g. a DICOM's
+    PixelSpacing in mm); 1.0 when unknown, not positive, within :data:`ASPECT_TOLERANCE` of square, or beyond
+    :data:`MAX_ASPECT` either way (a corrupt spacing, not a film: 0.0001 x 0.1 mm would squash it to a line)."""
+    if spacing is None:
+        return 1.0
+    try:
+        row, col = (float(v) for v in spacing)
+    except (TypeError, ValueError):
+        return 1.0
+    if not (np.isfinite(row) and np.isfinite(col) and row > 0 and col > 0):
+        return 1.0
+    aspect = row / col
+    return 1.0 if abs(aspect - 1.0) <= ASPECT_TOLERANCE or not 1 / MAX_ASPECT <= aspect <= MAX_ASPECT else aspect
 
 
 def film_top(x: np.ndarray, lo: float, hi: float) -> float:

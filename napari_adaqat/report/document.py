@@ -159,14 +159,19 @@ def check_report_folder(out: Path) -> None:
                          "would replace; choose another --out folder")
 
 
-def clear_earlier_report(out: Path) -> bool:
-    """Remove an earlier report of ours in ``out`` (its documents, tables and figures; :func:`check_report_folder`
-    has made sure they are ours) before a new one is scored, so that a run stopped midway never leaves the old
-    documents beside the new scores.  Returns whether there was one."""
-    earlier = [out / name for name in REPORT_FILES if (out / name).is_file()]
+SCORE_FILES = ("per_image.csv", "summary.json", "wilcoxon.json")  # what a run without the documents writes
+
+
+def clear_earlier_report(out: Path, documents: bool = True) -> bool:
+    """Remove an earlier report of ours in ``out`` before a new one is scored, so that a run stopped midway never
+    leaves the old documents beside the new scores (:func:`check_report_folder` has made sure they are ours): the
+    files this run writes (``documents``: also the documents, tables and figures; else only :data:`SCORE_FILES`).
+    Returns whether there was one."""
+    earlier = [out / name for name in (REPORT_FILES if documents else SCORE_FILES) if (out / name).is_file()]
     if not earlier:
         return False
-    remove_earlier_figures(out)
+    if documents:
+        remove_earlier_figures(out)
     for path in earlier:
         path.unlink(missing_ok=True)
     return True

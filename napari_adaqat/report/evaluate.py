@@ -211,7 +211,7 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
         engine.predictor(m, device)  # a bad model file fails here with its one-line error
     chosen, skipped, notes = _pairs(data_dir, split, split_file, seed)
     show = _shown(show, chosen, split)
-    if clear_earlier_report(out) and say is not None:
+    if clear_earlier_report(out, document) and say is not None:
         say(f"replacing the earlier report in {out}")
     out.mkdir(parents=True, exist_ok=True)
     rows = _score_all(chosen, models, base, out, engine, progress, skipped, batch_size, clicks, box_mode=box_mode,

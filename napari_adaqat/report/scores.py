@@ -135,8 +135,11 @@ def summaries(rows: list[dict], tag: str) -> dict:
 def paired_tests(rows: list[dict], tag: str) -> dict:
     """Wilcoxon signed-rank (with the rank-biserial effect size) of ``tag`` against the baseline, per metric
     (:func:`metric_keys`: with mixed units, native HD95/NSD per unit)."""
-    return {key: wilcoxon_paired(_values(rows, tag, metric, unit), _values(rows, BASELINE, metric, unit))
-            for key, metric, unit in metric_keys(rows)}
+    tests = {key: wilcoxon_paired(_values(rows, tag, metric, unit), _values(rows, BASELINE, metric, unit))
+             for key, metric, unit in metric_keys(rows)}
+    for m in UNIT_METRICS:  # mixed units: no test over both (n 0), as summaries() keeps an empty summary
+        tests.setdefault(m, wilcoxon_paired([], []))
+    return tests
 
 
 def equivalence_tests(rows: list[dict], tag: str, margin: float = EQUIVALENCE_MARGIN) -> dict:

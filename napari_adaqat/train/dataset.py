@@ -5,8 +5,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from napari_adaqat.data.dataset import Pair, load_pair
-from napari_adaqat.data.transforms import prepare_image, transform_boxes, transform_coords
+from napari_adaqat.data.dataset import Pair, load_film_pair
+from napari_adaqat.data.transforms import pixel_aspect, prepare_image, transform_boxes, transform_coords
 from napari_adaqat.data.boxes import clip_margin
 from napari_adaqat.data.conventions import random_convention
 from napari_adaqat.model.logit_grid import FRESH_MODEL_OFFSET, grid_target
@@ -49,7 +49,7 @@ class LungDataset(Dataset):
         self.grid_offset = grid_offset
         self.seed = seed
         self.epoch = 0
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # (film, mask, pixel aspect)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -58,13 +58,16 @@ class LungDataset(Dataset):
         """Random draws depend only on (seed, epoch, index): resuming reproduces them."""
         self.epoch = epoch
 
-    def _raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def _raw(self, index: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """(film (H, W) in [0, 1], mask (H, W) bool, its pixels' height over width: non-square pixels are made
+        square for the model, as at inference)."""
         if index not in self._cache:
-            self._cache[index] = load_pair(self.pairs[index])
+            film, mask = load_film_pair(self.pairs[index])
+            self._cache[index] = (film.pixels, mask, pixel_aspect(film.spacing))
         return self._cache[index]
 
     def __getitem__(self, index: int) -> dict:
-        image, mask = self._raw(index)
+        image, mask, aspect = self._raw(index)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         if self.train and self.augment:
             image, mask = augment_pair(image, mask, rng, self.augment_preset)
@@ -80,14 +83,15 @@ class LungDataset(Dataset):
         else:
             box = both_lungs_box(mask, rng if self.train else None, self.jitter_px, self.jitter_in_px,
                                  self.full_box_prob)
-        prepared = prepare_image(image, self.size, self.mean, self.std)
+        prepared = prepare_image(image, self.size, self.mean, self.std, aspect)
         h, w = prepared.input_size
-        box_in = transform_boxes(box[None], (h0, w0), self.size)[0]
+        box_in = transform_boxes(box[None], (h0, w0), self.size, aspect)[0]
         m = grid_target(mask, (h, w), self.grid_offset)
         m = torch.nn.functional.pad(m, (0, self.size - w, 0, self.size - h))
-        points_in = transform_coords(points, (h0, w0), self.size)
+        points_in = transform_coords(points, (h0, w0), self.size, aspect)
         return {"image": prepared.tensor, "mask": m, "box": torch.as_tensor(box_in, dtype=torch.float32),
                 "points": torch.as_tensor(points_in, dtype=torch.float32),
                 "point_labels": torch.as_tensor(labels, dtype=torch.float32),
                 "valid": torch.tensor([h, w]), "index": index, "box_weight": torch.tensor(box_weight),
-                "clip_margin": torch.tensor(clip_margin((h0, w0)) * self.size / max(h0, w0), dtype=torch.float32)}
+                "clip_margin": torch.tensor(clip_margin((h0, w0)) * self.size / max(h0 * aspect, w0),  # (input px)
+                                            dtype=torch.float32)}

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from napari_adaqat.data.transforms import pixel_aspect
 from napari_adaqat.io import ImageData, to_gray01
+from napari_adaqat.io.image_data import pixel_aspect
 
 if TYPE_CHECKING:
     import napari
@@ -69,13 +69,14 @@ def image_plane(layer: "napari.layers.Image", index: Optional[int], fresh: bool 
 
 def plane_film(layer: "napari.layers.Image", plane: np.ndarray) -> Any:
     """What the docks segment of ``plane`` (:func:`image_plane`): the plane itself, or, when the layer's pixels are
-    not square (its ``spacing_mm`` metadata, a DICOM's PixelSpacing, else its scale: napari shows the film at its
-    true shape), an :class:`~napari_adaqat.io.ImageData` with that spacing, which the engine makes square for the
-    model as ``adaqat segment`` does (the mask comes back on the plane's pixels)."""
-    spacing = layer.metadata.get("spacing_mm") if isinstance(getattr(layer, "metadata", None), dict) else None
-    if spacing is None or np.size(spacing) != 2:
-        spacing = tuple(float(s) for s in layer.scale[-2:])
-    spacing = tuple(float(s) for s in np.ravel(spacing))
+    not square (its scale: napari shows the film at its true shape; a layer at scale 1, as the Annotate dock shows
+    its films, by its ``spacing_mm`` metadata, a DICOM's PixelSpacing), an :class:`~napari_adaqat.io.ImageData`
+    with that spacing, which the engine makes square for the model as ``adaqat segment`` does (the mask comes back
+    on the plane's pixels)."""
+    spacing = tuple(float(s) for s in layer.scale[-2:])
+    meta = layer.metadata.get("spacing_mm") if isinstance(getattr(layer, "metadata", None), dict) else None
+    if spacing == (1.0, 1.0) and meta is not None and np.size(meta) == 2:  # (a scaled layer: its scale says it)
+        spacing = tuple(float(s) for s in np.ravel(meta))
     return plane if pixel_aspect(spacing) == 1.0 else ImageData(plane, spacing, str(layer.name))
 
 

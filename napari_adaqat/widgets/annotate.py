@@ -214,8 +214,7 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, EarlierMasks, AnnotateControls):
             return
         pixels = opened.pixels
         mask = opened.mask if opened.mask is not None else np.zeros(pixels.shape, bool)
-        self.index, self._pixels, self._touched = index, pixels, False
-        self._spacing = opened.spacing
+        self.index, self._pixels, self._spacing, self._touched = index, pixels, opened.spacing, False
         kept = self.layers.show(film.path.name, pixels, mask, opened.box, opened.spacing)
         self._base = mask.copy()
         lines = [*self._carry, f"Film {index + 1} of {len(folder.films)}: {film.path.name}, "
