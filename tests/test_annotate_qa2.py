@@ -198,6 +198,24 @@ def test_the_dock_checks_earlier_masks_after_opening(make_napari_viewer, qtbot, 
     assert widget.index == 1 and "is not shown: its size is 120×100" in widget.status.value
 
 
+@pytest.mark.gui
+@pytest.mark.skipif(not loading.DEFAULT_MODEL.is_file(), reason="no bundled model")
+def test_the_dock_adds_the_films_of_another_tools_usable_masks(make_napari_viewer, qtbot, films, tmp_path):
+    dataset = tmp_path / "dataset"
+    probe = AnnotationFolder(films, dataset)
+    (dataset / "masks").mkdir(parents=True)
+    for film in probe.films[1:3]:  # another tool's masks of films 2 and 3, no film in images/
+        imsave(probe.mask_path(probe.films.index(film)), lungs(film_shape(film.path)).astype(np.uint8) * 255,
+               check_contrast=False)
+    probe.release()
+    viewer = make_napari_viewer()
+    _, widget = open_dock(viewer, qtbot, films, dataset)
+    assert "2 accepted mask(s) have no film in" in widget.status.value
+    qtbot.waitUntil(lambda: "film(s) of accepted masks added" in widget.status.value, timeout=WAIT_MS)
+    assert f"2 film(s) of accepted masks added to {dataset / 'images'}, so training uses them" in widget.status.value
+    assert widget.folder.without_film() == [] and len(list((dataset / "images").iterdir())) == 2
+
+
 def napari_keys(viewer) -> set[str]:
     """Every key napari binds by default: menus and commands, viewer and layer keymaps."""
     from napari._app_model import get_app_model

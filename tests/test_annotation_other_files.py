@@ -173,3 +173,28 @@ def test_a_failed_write_puts_back_what_was_set_aside(films, tmp_path, monkeypatc
         raise AssertionError("no OSError")
     assert folder.mask_path(1).read_bytes() == mask and folder.image_path(1).read_bytes() == image
     assert folder.set_aside == [] and not (dataset / "replaced").exists()
+
+
+def test_the_films_of_another_tools_usable_masks_are_linked_once_checked(films, tmp_path):
+    """Another tool's masks put in masks/ count as accepted; once checked, the films of the usable ones go into
+    images/ (as Accept puts them), so training uses them; an unusable one's film does not, nor is any original
+    written."""
+    dataset = tmp_path / "dataset"
+    probe = AnnotationFolder(films, dataset)
+    (dataset / "masks").mkdir(parents=True)
+    for film in probe.films[:3]:
+        imsave(dataset / "masks" / f"{film.name}.png", lungs(film_shape(film.path)).astype(np.uint8) * 255,
+               check_contrast=False)
+    imsave(dataset / "masks" / f"{probe.films[2].name}.png", lungs((100, 120)).astype(np.uint8) * 255,
+           check_contrast=False)  # another size: not usable
+    originals = {f.path: f.path.read_bytes() for f in probe.films}
+    folder = AnnotationFolder(films, dataset)
+    assert len(folder.without_film()) == 3
+    folder.take_checks(folder.check_masks()[0])
+    assert folder.link_films() == [folder.films[0].path.name, folder.films[1].path.name]
+    assert folder.without_film() == []  # the unusable mask no longer counts as accepted
+    for index in (0, 1):
+        assert folder.image_path(index).read_bytes() == originals[folder.films[index].path]
+    assert not folder.image_path(2).exists() and not folder.image_path(3).exists()
+    assert all(path.read_bytes() == data for path, data in originals.items())
+    assert folder.link_films() == []  # once

@@ -200,6 +200,20 @@ class AnnotationFolder(MaskChecks):
         return [f.path.name for i, f in enumerate(self.films)
                 if self.accepted(i) and not os.path.lexists(self.image_path(i))]
 
+    def link_films(self) -> list[str]:
+        """Put the film of every accepted mask without one into ``images/`` (another tool's masks put in ``masks/``:
+        call it once :meth:`check_masks` has found which are usable), a hard link where possible, else a copy, as
+        Accept does, so that training uses them; the originals are never moved or written.  Returns their names
+        (a film that cannot be linked, e.g. gone meanwhile, is left out: it stays in :meth:`without_film`)."""
+        linked = []
+        for index, film in enumerate(self.films):
+            target = self.image_path(index)
+            if self.accepted(index) and not os.path.lexists(target):
+                with contextlib.suppress(OSError):
+                    link_or_copy(film.path, target)
+                    linked.append(film.path.name)
+        return linked
+
     def resume_index(self) -> Optional[int]:
         """The first film neither accepted nor skipped (None when every film is)."""
         return next((i for i in range(len(self.films)) if self._open(i)), None)

@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from napari_adaqat.data.annotation import AnnotationFolder
 from napari_adaqat.data.annotation_checks import Checked
+from napari_adaqat.util.text import listed
 
 CHUNK_S = 0.2  # one job checks masks this long: a film to open waits at most that
 
@@ -42,8 +43,16 @@ class EarlierMasks:
         self._refresh_rows()  # (the progress line says "checking" while it goes on)
         if not done:
             self._check_earlier(following)
-        elif self._unusable:
+            return
+        if self._unusable:
             self._say(f"{self.status.value}\n{unusable_line(folder, self._unusable)}".strip())
+        if folder.without_film():  # the usable ones of another tool's masks: their films into images/ (a job: copies)
+            self.jobs.submit("check", folder.link_films, lambda names: self._on_linked(folder, names))
+
+    def _on_linked(self, folder: AnnotationFolder, names: list[str]) -> None:
+        if folder is self.folder and names:
+            self._say(f"{self.status.value}\n{len(names)} film(s) of accepted masks added to "
+                      f"{folder.dataset / 'images'}, so training uses them ({listed(names, 3)}).".strip())
 
 
 def unusable_line(folder: AnnotationFolder, films: list[int]) -> str:

@@ -161,9 +161,9 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, EarlierMasks, AnnotateControls):
                                "(model: choose another to change).")
         if folder.skipped_note:  # said above the first film's line: files of other kinds are not films here
             self._carry.append(folder.skipped_note[0].upper() + folder.skipped_note[1:])
-        if lone := folder.without_film():  # (their masks count; Accept adds the film that training needs)
+        if lone := folder.without_film():  # (their masks count; once checked, their films are linked into images/)
             self._carry.append(f"{len(lone)} accepted mask(s) have no film in {folder.dataset / 'images'} (another "
-                               f"tool's?), so training leaves them out: open and Accept each ({listed(lone, 3)}).")
+                               f"tool's?): their films are added there once the masks are checked ({listed(lone, 3)}).")
         self.table.fill([f.path.name for f in folder.films], [str(f.path) for f in folder.films])
         self._refresh_rows()
         start = folder.resume_index()
