@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from segment_anything import SamPredictor
 
-    from napari_adaqat.inference.predictor import BoxPredictor, _Embedding
+    from napari_adaqat.inference.embedding_cache import Embedding
+    from napari_adaqat.inference.predictor import BoxPredictor
     from napari_adaqat.model.build import build_sam, load_state_strict, resize_position_tensors
     from napari_adaqat.model.forward import embed
     from napari_adaqat.model.lean_decoder import image_context
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         stock.features, stock.original_size, stock.input_size = stock_feat, shape, (size, size)
         stock.is_image_set = True
         ours = BoxPredictor(sam)
-        ours._current = _Embedding(stock_feat, shape, (size, size))
+        ours._current = Embedding(stock_feat, shape, (size, size))
         ours._current_features, ours._context = stock_feat, image_context(sam, stock_feat)
         logits = stock.predict(box=box, multimask_output=False, return_logits=True)[0][0]
         pred = ours.predict(box)

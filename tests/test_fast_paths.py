@@ -9,7 +9,8 @@ import torch
 from segment_anything import SamPredictor
 from segment_anything.modeling.image_encoder import Block
 
-from napari_adaqat.inference.predictor import BoxPredictor, _Embedding
+from napari_adaqat.inference.embedding_cache import Embedding
+from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.model.adalora import AdaLoRAConfig, inject_adalora
 from napari_adaqat.model.build import build_sam
 from napari_adaqat.model.fast_attention import _block, fast_encoder_forward, rel_pos_attention, supports_fast_path
@@ -155,7 +156,7 @@ def test_lean_decoder_equals_stock_predictor(model_type, shape):
     features = torch.randn(1, sam.prompt_encoder.embed_dim, *emb)
     input_size = tuple(int(round(d * size / max(shape))) for d in shape)
     ours, stock = BoxPredictor(sam), SamPredictor(sam)  # the same embedding on both sides, no encoder run
-    ours._current = _Embedding(features, shape, input_size)
+    ours._current = Embedding(features, shape, input_size)
     ours._current_features, ours._context = features, image_context(sam, features)
     stock.features, stock.original_size, stock.input_size, stock.is_image_set = features, shape, input_size, True
     boxes = np.array([[10, 12, shape[1] - 20, shape[0] - 9], [30, 40, 120, 150], [0, 0, shape[1] - 1, shape[0] - 1]])

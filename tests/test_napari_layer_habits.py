@@ -1,6 +1,7 @@
 """Films as napari users really have them (scaled DICOM, napari's own readers, flipped, pyramids, a
 'lung mask' of their own): the dock's mask lands on the film pixel for pixel, as the public API's does
-for the same pixels and box (Xvfb, tiny random ``vit_nano`` model)."""
+for the same pixels, pixel spacing (the layer's scale: non-square pixels are made square for the model) and box
+(Xvfb, tiny random ``vit_nano`` model)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,8 +49,8 @@ def draw_box(viewer, image, box=BOX) -> None:
     boxes.add_rectangles(np.array([boxes.world_to_data(w) for w in world]))
 
 
-def api_mask(model, pixels, box=BOX) -> np.ndarray:
-    return open_model(model, device="cpu", model_type="vit_nano").segment(pixels, box)
+def api_mask(model, pixels, box=BOX, spacing=None) -> np.ndarray:
+    return open_model(model, device="cpu", model_type="vit_nano").segment(pixels, box, spacing=spacing)
 
 
 def mask_on_film(viewer, image) -> np.ndarray:
@@ -68,8 +69,11 @@ def mask_on_film(viewer, image) -> np.ndarray:
 def check_aligned(viewer, image, widget, model, pixels, box=BOX) -> None:
     assert widget.last_error is None, widget.last_error
     np.testing.assert_allclose(widget.last_result.box, box, atol=0.51)
-    expected = api_mask(model, pixels, box)
+    spacing = tuple(abs(float(s)) for s in image.scale[-2:])  # the film's pixel spacing, as napari shows it
+    expected = api_mask(model, pixels, box, spacing)
     assert expected.any()
+    if spacing[0] != spacing[1]:  # the spacing counts: the same pixels as bare pixels give another mask
+        assert (api_mask(model, pixels, box) != expected).any()
     got = mask_on_film(viewer, image)
     assert (got != expected).sum() == 0, f"{(got != expected).sum()} pixels differ"
 

@@ -73,7 +73,7 @@ def plane_film(layer: "napari.layers.Image", plane: np.ndarray) -> Any:
     its films, by its ``spacing_mm`` metadata, a DICOM's PixelSpacing), an :class:`~napari_adaqat.io.ImageData`
     with that spacing, which the engine makes square for the model as ``adaqat segment`` does (the mask comes back
     on the plane's pixels)."""
-    spacing = tuple(float(s) for s in layer.scale[-2:])
+    spacing = tuple(abs(float(s)) for s in layer.scale[-2:])  # (a flip by a negative scale: the same pixels)
     meta = layer.metadata.get("spacing_mm") if isinstance(getattr(layer, "metadata", None), dict) else None
     if spacing == (1.0, 1.0) and meta is not None and np.size(meta) == 2:  # (a scaled layer: its scale says it)
         spacing = tuple(float(s) for s in np.ravel(meta))
