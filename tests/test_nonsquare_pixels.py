@@ -142,3 +142,19 @@ def test_training_makes_nonsquare_pixels_square_as_inference_does(tmp_path):
     rows, cols = np.nonzero(item["mask"][0].numpy() > 0.5)
     x0, y0, x1, y1 = item["box"].tolist()
     assert abs(x0 - cols.min()) < 3 and abs(x1 - cols.max()) < 3 and abs(y0 - rows.min()) < 3 and abs(y1 - rows.max()) < 3
+
+
+def test_the_maps_of_a_prompt_use_its_spacing(nano_models):
+    """Engine.add_maps given the bare pixels after a prompt with their spacing: the baseline sees the film as the
+    model did (its mask is the baseline's own prompt with that spacing), not stretched."""
+    from napari_adaqat.inference.engine import ModelRef
+
+    model, baseline = (ModelRef(path=p, model_type="vit_nano") for p in nano_models)
+    pixels = np.asarray(Image.open(FILM).convert("L").resize((256, 128)), np.float32) / 255  # 2:1 pixels
+    film, box = ImageData(pixels, (0.2, 0.1), ""), np.array([10.0, 5.0, 240.0, 120.0])
+    engine = Engine()
+    result = engine.predict(film, box, model)
+    assert result.spacing == (0.2, 0.1)
+    engine.add_maps(result, pixels, baseline)
+    np.testing.assert_array_equal(result.baseline_mask, engine.predict(film, box, baseline).mask)
+    assert not np.array_equal(engine.predict(pixels, box, baseline).p_model, result.p_baseline)

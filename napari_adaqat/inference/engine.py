@@ -104,6 +104,7 @@ class SegmentResult:
     clipped: bool = True  # whether the box-clipping rule was applied (when there is a box)
     takes_clicks: bool = True  # whether the model was trained with point prompts (Segmenter.takes_clicks)
     own_logits: Any = None  # torch (H, W): the model's own logits where a vote changed them (Prediction.own_logits)
+    spacing: Optional[tuple[float, float]] = None  # (row, col) of the image's pixels as prompted (add_maps: the same)
     p_baseline: Optional[np.ndarray] = None  # filled by Engine.add_maps
     baseline_mask: Optional[np.ndarray] = None
     baseline_seconds: Optional[float] = None
@@ -302,6 +303,7 @@ class Engine:
             cleaned=run.cleaned, model_file=None if run.path is None else str(run.path),
             point_coords=coords, point_labels=labels, low_res_logits=_first_row(run.pred), clipped=run.clipped,
             takes_clicks=run.takes_clicks, own_logits=None if run.pred.own_logits is None else run.pred.own_logits[0],
+            spacing=None if spacing is None else (float(spacing[0]), float(spacing[1])),
         )
 
     def add_maps(self, result: SegmentResult, image: FilmLike, baseline: Optional[ModelLike], device: str = "cpu",
@@ -310,7 +312,7 @@ class Engine:
         prompts (box, points; its own ``baseline_mask_input``, e.g. its previous ``baseline_low_res_logits``,
         else no mask prompt) and the SSIM/ΔSSIM maps of DESIGN.md, filled into ``result`` (returned).
         ``baseline`` may be a file path, or ``"default"`` for the bundled FP32 baseline."""
-        (image, spacing), baseline = film_and_spacing(image), _baseline(baseline)
+        (image, spacing), baseline = film_and_spacing(image, result.spacing), _baseline(baseline)  # (as prompted)
         if baseline is not None:
             run = self._prompt(image, result.box, baseline, device, result.cleaned, result.point_coords,
                                result.point_labels, baseline_mask_input, result.clipped, spacing)
