@@ -59,7 +59,7 @@ class ResultRow:
     quality: float | str = ""  # estimated Dice (inference/quality.py)
     review: int | str = ""  # 1: look at this mask (quality below the review threshold)
     orientation: str = ""  # the EXIF/TIFF orientation applied to read the film upright ("" for none)
-    film_stamp: str = ""  # "size mtime" of the film its mask was made of (:func:`film_stamp`)
+    film_stamp: str = ""  # "size mtime" of the film its mask was made of (journal.film_stamp)
 
 
 def _name_part(text: str, max_bytes: int) -> str:
@@ -271,44 +271,20 @@ def segment_files(
                 lock.release()
 
 
-STAMP_SLACK_S = 2.0  # FAT and SMB keep modification times to 2 s: a copy there is the same film
-
-
-def film_stamp(path: Path) -> str:
-    """``"size mtime"`` of a film ("" when it cannot be looked at): a rerun compares it with the one recorded
-    when the film's mask was written (:func:`_same_film`), to tell a film replaced under its name from the one its
-    mask was made of."""
-    try:
-        st = path.stat()
-    except OSError:
-        return ""
-    return f"{st.st_size} {st.st_mtime:.3f}"
-
-
-def _same_film(recorded: str, now: str) -> bool:
-    """Whether two :func:`film_stamp` values are of one film: the same size, times within :data:`STAMP_SLACK_S`
-    (a copy to a file system that keeps coarser times, e.g. an archive moved with ``rsync -a``)."""
-    try:
-        (size0, time0), (size1, time1) = (stamp.split() for stamp in (recorded, now))
-        return size0 == size1 and abs(float(time0) - float(time1)) <= STAMP_SLACK_S
-    except ValueError:  # a stamp edited by hand: not a reason to segment again
-        return True
-
-
 def _changed_since(files: list[Path], stamps: dict[str, str], out_dir: Path, names: dict[str, str]) -> list[str]:
     """The finished files (the keys of ``stamps``) whose film is not the one their mask was made of (a film
     re-exported under its name: its old mask would no longer fit it): its size or modification time is not the
-    recorded :func:`film_stamp` (a re-export that kept its old time, as ``rsync -a`` or ``cp -p`` copy, has
-    another size; a whole archive moved with ``rsync -a`` keeps both, and is not segmented again); for rows of
-    runs before the stamp, a film newer than its mask, as make decides.  A film or mask that cannot be looked at
-    is left to the run (which reports it)."""
+    recorded :func:`~napari_adaqat.inference.journal.film_stamp` (a re-export that kept its old time, as
+    ``rsync -a`` or ``cp -p`` copy, has another size; films restored with ``rsync -a`` keep both, and are not
+    segmented again); for rows of runs before the stamp, a film newer than its mask, as make decides.  A film or
+    mask that cannot be looked at is left to the run (which reports it)."""
     changed = []
     for path in files:
         key = csv_text(str(path))
         if key in stamps:
             try:
-                now = film_stamp(path)
-                if stamps[key] and now and not _same_film(stamps[key], now):
+                now = J.film_stamp(path)
+                if stamps[key] and now and not J.same_film(stamps[key], now):
                     changed.append(key)
                 elif not stamps[key] and path.stat().st_mtime > (out_dir / names[key]).stat().st_mtime:
                     changed.append(key)
@@ -364,7 +340,7 @@ def _segment_one(path: Path, key: str, mask_path: Path, index: int, image_ahead,
                  model: ModelLike, baseline: ModelLike | None, prompts, device: str, clean: bool, frame: int | None,
                  seg: bool) -> ResultRow:
     """One input: its mask written (claimed in the journal first) and its row; a failure is an error row."""
-    stamp = film_stamp(path)  # (before it is read: a film replaced meanwhile is segmented again next time)
+    stamp = J.film_stamp(path)  # (before it is read: a film replaced meanwhile is segmented again next time)
     try:
         if seg and not is_dicom(path):
             raise DicomSegError(f"{path}: a DICOM SEG needs a DICOM input; this is not a DICOM file "

@@ -29,6 +29,30 @@ RUN_FOLDER = "run_folder"  # a column of rows whose ``file`` is relative: the wo
 INTERRUPTED = "interrupted before it finished (the run was stopped); run again to finish it"
 
 
+STAMP_SLACK_S = 2.0  # FAT and SMB keep modification times to 2 s: a copy there is the same film
+
+
+def film_stamp(path: Path) -> str:
+    """``"size mtime"`` of a film ("" when it cannot be looked at): a rerun compares it with the one recorded
+    when the film's mask was written (:func:`same_film`), to tell a film replaced under its name from the one its
+    mask was made of."""
+    try:
+        st = path.stat()
+    except OSError:
+        return ""
+    return f"{st.st_size} {st.st_mtime:.3f}"
+
+
+def same_film(recorded: str, now: str) -> bool:
+    """Whether two :func:`film_stamp` values are of one film: the same size, times within :data:`STAMP_SLACK_S`
+    (a copy to a file system that keeps coarser times, e.g. an archive moved with ``rsync -a``)."""
+    try:
+        (size0, time0), (size1, time1) = (stamp.split() for stamp in (recorded, now))
+        return size0 == size1 and abs(float(time0) - float(time1)) <= STAMP_SLACK_S
+    except ValueError:  # a stamp edited by hand: not a reason to segment again
+        return True
+
+
 def csv_text(text: str) -> str:
     """``text`` as valid UTF-8 for results.csv: bytes of a non-UTF-8 file name become ``\\xNN``."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
