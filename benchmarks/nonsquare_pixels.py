@@ -10,31 +10,24 @@ as before 2026-12-07); Dice against the resized reference.
 """
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 from skimage.transform import resize
 
-from napari_adaqat.data import mask_box
-from napari_adaqat.inference.engine import Engine, model_ref
-from napari_adaqat.io import ImageData, read_image, read_mask
-from napari_adaqat.metrics import dice
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from strip_limit import film_arguments  # noqa: E402  (the same 8 films as the strip table)
 
-ROOT = Path(__file__).resolve().parents[1]
-FILMS = ROOT.parent / "shared" / "data" / "cxr" / "permissive_512"
-TEST_NAMES = {p.stem for p in (ROOT / "tests" / "data" / "cxr" / "images").glob("*.png")}  # part of the test split
+from napari_adaqat.data import mask_box  # noqa: E402
+from napari_adaqat.inference.engine import Engine, model_ref  # noqa: E402
+from napari_adaqat.io import ImageData, read_image, read_mask  # noqa: E402
+from napari_adaqat.metrics import dice  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=FILMS)
-    parser.add_argument("--films", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    names = sorted(p.stem for p in (args.data / "images").glob("*.png") if p.stem not in TEST_NAMES)
-    names = names[:: max(1, len(names) // args.films)][: args.films]
+    args, names = film_arguments(__doc__.splitlines()[0])
     engine, model = Engine(), model_ref(None)
     rows = []
     for k, axis in ((1.5, 0), (2, 0), (3, 0), (2, 1)):

@@ -27,14 +27,20 @@ FILMS = ROOT.parent / "shared" / "data" / "cxr" / "permissive_512"
 TEST_NAMES = {p.stem for p in (ROOT / "tests" / "data" / "cxr" / "images").glob("*.png")}  # part of the test split
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def film_arguments(description: str) -> tuple[argparse.Namespace, list[str]]:
+    """(--data, --films, --out of a benchmark on real films, the names of ``--films`` films spread over the data
+    folder, none of ``tests/data/cxr``): shared with benchmarks/nonsquare_pixels.py."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, default=FILMS)
     parser.add_argument("--films", type=int, default=8)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     names = sorted(p.stem for p in (args.data / "images").glob("*.png") if p.stem not in TEST_NAMES)
-    names = names[:: max(1, len(names) // args.films)][: args.films]
+    return args, names[:: max(1, len(names) // args.films)][: args.films]
+
+
+def main() -> None:
+    args, names = film_arguments(__doc__.splitlines()[0])
     engine_module.check_segmentable = lambda *a, **k: None  # measure below the limit too
     engine, model = Engine(), model_ref(None)
     table = {}
