@@ -220,12 +220,13 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
         raise ValueError(f"{data_dir}: every image of the {split!r} split failed; first: {skipped[-1]}")
     units = sorted({r["units"] for r in rows})
     tags = model_tags(len(models))
+    labels = _labels(models + ([base] if base is not None else []))  # (the baseline's last)
     summary: dict = {"data": str(data_dir), "split": split, "n": len(rows), "n_total": len(rows) + len(skipped),
                      "box": box_mode, "clean": clean,
                      "skipped": skipped, "notes": notes, "split_file": str(split_file) if split_file else None,
                      "units": units[0] if len(units) == 1 else "mixed (native hd95/nsd summarised per unit)",
                      "nsd_tolerance": nsd_tolerance, "nsd_tolerance_units": units[0] if len(units) == 1 else "mm|px",
-                     "models": dict(zip(tags, _labels(models + ([base] if base is not None else []))))}
+                     "models": dict(zip(tags, labels))}
     for tag in tags + ([BASELINE] if base is not None else []):
         summary[tag] = summaries(rows, tag)
     if clicks:
@@ -238,7 +239,7 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
         summary["equivalence_margin"] = float(equivalence_margin)
         summary["equivalence"] = {tag: equivalence_tests(rows, tag, equivalence_margin) for tag in tags}
         summary["mean_delta_ssim"] = float(np.mean([r["delta_ssim"] for r in rows]))
-        summary["baseline_label"] = _labels(models + [base])[-1]
+        summary["baseline_label"] = labels[-1]
     write_json(out / "summary.json", summary)
     if document:
         write_report(out, rows, summary, models, base, chosen, engine=engine, device=device, show=show,
