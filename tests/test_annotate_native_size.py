@@ -99,3 +99,25 @@ def test_the_next_film_drops_the_segment_docks_maps_in_one_scene_graph_update(ma
     layers.show("b.png", *film(64, 64))
     assert L.SSIM not in viewer.layers and L.DELTA not in viewer.layers
     assert len(cleans) == 1
+
+
+def test_a_film_of_nonsquare_pixels_is_shown_at_its_true_shape(make_napari_viewer):
+    """A DICOM of 0.2 x 0.1 mm pixels (some CR readers) was shown stretched to twice its width; it is now shown at
+    its true shape, its mask, box and clicks placed on it, and the film after (square pixels) is shown as it is."""
+    from napari_adaqat.io import ImageData
+    from napari_adaqat.widgets._planes import plane_film
+
+    viewer = make_napari_viewer()
+    layers = FilmLayers(viewer, lambda: None, lambda _event: None)
+    pixels, mask, box = film(200, 400)
+    layers.show("cr.dcm", pixels, mask, box, spacing=(0.2, 0.1))
+    clicks = ensure_points(viewer, layers.image)
+    placed = [layers.image, viewer.layers[L.MASK], viewer.layers[L.BOXES], clicks]
+    assert [tuple(layer.scale) for layer in placed] == [(2.0, 1.0)] * 4
+    assert np.allclose(layers.box(0), box)  # the box drawn over the film is the box on its pixels
+    assert np.allclose(viewer.layers[L.MASK].world_to_data(layers.image.data_to_world((100, 300))), (100, 300))
+    handed = plane_film(layers.image, pixels)  # what the Segment dock's clicks segment: made square by the engine
+    assert isinstance(handed, ImageData) and handed.spacing == (2.0, 1.0)
+    layers.show("square.png", *film(300, 300))
+    assert [tuple(layer.scale) for layer in placed] == [(1.0, 1.0)] * 4
+    assert plane_film(layers.image, layers.image.data) is layers.image.data

@@ -7,6 +7,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
+from napari_adaqat.io.image_data import pixel_aspect
 from napari_adaqat.widgets import _layers as L
 
 FILM = "adaqat_annotate_film"  # in the film layer's metadata: a dock opened later shows its films there too
@@ -39,6 +40,21 @@ def fit_to_film(labels: Any, boxes: Any, clicks: Any, before: Optional[tuple[int
         if clicks is not None and not len(clicks.data):  # (the film before's clicks are cleared first)
             clicks.selected_data = set()  # (napari keeps a cleared point selected: its size would be set too)
             clicks.current_size = L.click_size(shape)
+
+
+def film_scale(spacing: Optional[tuple[float, float]]) -> tuple[float, float]:
+    """The (row, col) scale that shows a film at its true shape: (aspect, 1) for pixels ``spacing`` (row, col) mm
+    that are not square (:func:`pixel_aspect`), else (1, 1).  A column is one world unit, so that the brush, the
+    outlines and the clicks keep their sizes in pixels of the film's width."""
+    return (pixel_aspect(spacing), 1.0)
+
+
+def place_on_film(scale: tuple[float, float], *layers: Any) -> None:
+    """Give each of ``layers`` (None: absent) the film's ``scale``, where it differs: a mask, box or click drawn
+    over a stretched film lands on the film's own pixels."""
+    for layer in layers:
+        if layer is not None and layer.ndim == 2 and not np.allclose(layer.scale, scale):
+            layer.scale = scale
 
 
 class FilmLayers:
@@ -113,7 +129,8 @@ class FilmLayers:
              spacing: Optional[tuple[float, float]] = None) -> str:
         """A new film: ``pixels`` (H, W) in [0, 1], ``mask`` bool (H, W) with a fresh undo history, and
         ``box`` (xyxy pixels, or None) as the one rectangle in ``boxes``; the view is reset for a new size.
-        ``spacing`` (row, col) mm goes into the film layer's ``spacing_mm`` metadata, for the Segment dock's clicks.
+        ``spacing`` (row, col) mm goes into the film layer's ``spacing_mm`` metadata, and pixels that are not
+        square are shown at the film's true shape (:func:`film_scale`, on the film, its mask, box and clicks).
         Another image's mask in ``lung mask`` is kept as its own layer; returns the line that says so, or ""."""
         viewer, image = self.viewer, self.image
         labels = viewer.layers[L.MASK] if L.MASK in viewer.layers else None
@@ -131,6 +148,9 @@ class FilmLayers:
             image.data, image.name = pixels, name
             image.reset_contrast_limits()
         image.metadata["spacing_mm"] = spacing
+        scale = film_scale(spacing)
+        reset = reset or not np.allclose(image.scale[-2:], scale)
+        place_on_film(scale, image)
         labels = None if kept else labels
         with self._quiet():
             if labels is None or type(labels).__name__ != "Labels":
@@ -160,6 +180,7 @@ class FilmLayers:
             with L.dock_write(clicks):
                 clicks.data = np.empty((0, clicks.ndim))
         fit_to_film(labels, boxes, clicks, before, pixels.shape, adopted)
+        place_on_film(scale, labels, boxes, clicks)
         with self._quiet():
             boxes.data = []
             if box is not None:  # the box that made the model's mask, as a rectangle (rows, cols)
