@@ -318,6 +318,31 @@ def test_resume_keeps_the_runs_own_config(qtbot, tmp_path):
     assert "--resume" in widget.command.value and "--preset authors" in widget.command.value
 
 
+def test_resume_follows_the_runs_own_stage(qtbot, tmp_path):
+    """Resume on a Stage-1 run with the stage field on 2 (or 'all'): the dock used to continue the run as Stage 1
+    while its field said 2. The field now follows the run, and says so; a mismatch left is refused in one line."""
+    from napari_adaqat.train.config import make_config
+    from napari_adaqat.widgets.train import TrainWidget
+
+    run = tmp_path / "r"
+    run.mkdir()
+    saved = make_config("authors", 1, {"data": str(tmp_path), "out": str(run), "model_type": "vit_nano", "epochs": 5})
+    (run / "config.json").write_text(json.dumps(saved.to_dict()))
+    widget = TrainWidget(None)
+    widget.data.value, widget.out.value = str(tmp_path), str(run)
+    for asked in (2, "all"):
+        widget.resume.value = False
+        widget.stage.value = asked
+        widget.resume.value = True
+        assert widget.stage.value == 1 and widget.status.value == f"Resume: {run} is a Stage-1 run, so stage is set to 1."
+        assert "--stage 1" in widget.command.value and "--resume" in widget.command.value
+    with widget.stage.changed.blocked():  # a mismatch the field did not follow (set behind its back)
+        widget.stage.value = 2
+    with pytest.raises(ValueError, match="is a Stage-1 run: Resume continues it with stage 1"):
+        widget.config()
+    assert not widget.start() and "Stage-1 run" in widget.status.value and not widget.busy
+
+
 def test_start_with_the_defaults_fine_tunes_the_bundled_model(make_napari_viewer, qtbot, dataset, tmp_path,
                                                               screenshot_dir):
     """No GPU and no SAM checkpoint: the dock opens on the finetune preset from the bundled model, Start runs

@@ -4,11 +4,13 @@ and the command line cannot drift apart). A mixin over the fields that
 :func:`~napari_adaqat.widgets._train_form.make_fields` builds; :mod:`napari_adaqat.widgets.train` runs it."""
 from __future__ import annotations
 
+from typing import Optional
+
 from magicgui.widgets import FileEdit
 
 from napari_adaqat.train.chain import Chain, chain_paths, config_args, load_chain
 from napari_adaqat.train.config import TrainConfig, make_config
-from napari_adaqat.train.paths import run_paths
+from napari_adaqat.train.paths import run_paths, run_stage
 from napari_adaqat.train.preflight import BUNDLED
 from napari_adaqat.train.run import resolve_config
 
@@ -45,8 +47,19 @@ class TrainFormReading:
         stage = 1 if self.stage.value == "all" else int(self.stage.value)
         opts = self.options()
         if self.resume.value and run_paths(opts["out"])["config"].is_file():
+            own = self.resumed_stage()
+            if own is not None and self.stage.value != own:  # (the API and the CLI refuse it too)
+                raise ValueError(f"{opts['out']} is a Stage-{own} run: Resume continues it with stage {own}")
             return resolve_config(None, None, opts, resume=True)  # the run's own stage
         return make_config(self.preset.value, stage, opts)
+
+    def resumed_stage(self) -> Optional[int]:
+        """The stage (1 or 2) of the stage run in 'run folder' that Resume would continue; None when Resume is off,
+        or the folder holds a chain (``--stage all``) or no run."""
+        out = typed_path(self.out)
+        if not (self.resume.value and out) or chain_paths(out)["config"].is_file():
+            return None
+        return run_stage(out)
 
     def chain(self) -> Chain:
         """The chain Stage 1 → Stage 2 → model files the fields describe, into 'run folder'."""

@@ -119,6 +119,11 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
             live.follow(self, left)
 
     def _on_inputs_changed(self, *_: Any) -> None:
+        own = self.resumed_stage()
+        if own is not None and self.stage.value != own:  # Resume continues the run with its own stage
+            self.stage.value = own  # (its changed event comes back here, with the fields of that stage)
+            self.status.value = f"Resume: {typed_path(self.out)} is a Stage-{own} run, so stage is set to {own}."
+            return
         stage = self.stage.value
         self.from_run.visible = stage == 2
         bundled, ckpt = typed_path(self.checkpoint) == BUNDLED, typed_path(self.checkpoint)
