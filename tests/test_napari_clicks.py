@@ -321,3 +321,49 @@ def _save_pair(left: np.ndarray, right: np.ndarray, path: Path) -> None:
     h = min(left.shape[0], right.shape[0])
     gap = np.full((h, 12, left.shape[2]), 255, dtype=left.dtype)
     PILImage.fromarray(np.concatenate([left[:h], gap, right[:h]], axis=1)).save(path)
+
+
+def test_clicks_made_while_the_model_is_busy_are_each_one_undo_step(make_napari_viewer, qtbot, monkeypatch,
+                                                                    nano_models):
+    """Three clicks while the first one's mask is on its way (an embedding of a native film takes seconds): the
+    second click's job is replaced by the third's, and all three used to come back in one Undo step. Now each is
+    its own step: Undo comes back to the second click with its points, and its mask is made then; Undo while a
+    click is on its way takes back that click alone."""
+    viewer = make_napari_viewer()
+    widget, _image, _truth = open_dock(viewer, qtbot, model_path=nano_models[0], use_baseline=False,
+                                       model_type="vit_nano")
+    calls = spy_prompts(widget, monkeypatch)
+    boxes, points = viewer.layers["boxes"], viewer.layers["points"]
+    boxes.add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+    wait(qtbot, widget)
+    monkeypatch.setattr(widget, "_quick_prompt", lambda *a: False)  # every click through the worker
+    clicks = [[200.0, 150.0], [300.0, 350.0], [260.0, 120.0]]
+    for xy in clicks:  # no event loop between them: the first runs, the second waits, the third replaces it
+        points.add([xy])
+    wait(qtbot, widget)
+    assert [len(c.get("point_coords", ())) for c in calls] == [0, 1, 3]  # the box, click 1, clicks 1-3
+    assert len(widget.history) == 5  # start, box, click 1, click 2 (not answered yet), click 3
+    after_three = mask_of(viewer)
+    widget.undo()
+    assert len(points.data) == 2
+    wait(qtbot, widget)
+    assert len(calls[-1]["point_coords"]) == 2 and widget.last_error is None  # the second click's mask, made now
+    second = mask_of(viewer)
+    widget.undo()
+    wait(qtbot, widget)
+    np.testing.assert_array_equal(mask_of(viewer), widget.history.current.mask)  # the first click's mask
+    assert len(points.data) == 1 and len(calls) == 4
+    widget.redo()
+    wait(qtbot, widget)
+    np.testing.assert_array_equal(mask_of(viewer), second)  # exactly, without asking the model again
+    widget.redo()
+    wait(qtbot, widget)
+    np.testing.assert_array_equal(mask_of(viewer), after_three)
+    assert len(calls) == 4 and len(points.data) == 3
+
+    for xy in ([100.0, 100.0], [400.0, 380.0]):  # two clicks on their way, then Ctrl+Z at once
+        points.add([xy])
+    widget.undo()
+    wait(qtbot, widget)
+    np.testing.assert_allclose(points.data[-1], [100.0, 100.0])  # the last click alone is taken back
+    assert len(points.data) == 4 and len(widget.history) == 6 and widget.history.current.mask is not None

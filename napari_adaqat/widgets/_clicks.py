@@ -38,6 +38,7 @@ class ClickPrompts(BrushEdits):
     _restoring = False  # set while a state is written back: the layers' events do not prompt then
     _generation = 0  # bumped by undo / redo / reset / a new image: late results of older prompts are dropped
     _pending: Optional[PromptState] = None  # a prompt sent to the worker whose mask is not shown yet
+    _in_flight: tuple[PromptState, ...] = ()  # the prompts sent to the worker, oldest first, not yet in the history
     _points_image: Optional[str] = None  # the image whose prompts the points layer holds
 
     def _build_click_controls(self) -> list[Container]:
@@ -184,6 +185,25 @@ class ClickPrompts(BrushEdits):
         self._histories[key] = entry
         return entry[1]
 
+    def _push_answered(self, history: PromptHistory, request: PromptState) -> None:
+        """Push ``request``, whose mask came, after the prompts sent before it whose jobs it replaced while they
+        waited (clicks made during an embedding): each stays one Undo step, its mask made when Undo or Redo
+        comes back to it (:meth:`_fill`)."""
+        sent = self._in_flight
+        at = next((i for i, state in enumerate(sent) if state is request), None)
+        if at is not None:
+            for state in sent[:at]:
+                self._push(history, state)
+            self._in_flight = sent[at + 1:]
+        self._push(history, request)
+
+    def _send_off(self, history: PromptHistory) -> None:
+        """The prompts still on their way are dropped (an Undo, a Redo, a Reset, another image): those sent
+        before the newest go into ``history`` unanswered, each one Undo step; the newest is the caller's."""
+        for state in self._in_flight[:-1]:
+            self._push(history, state)
+        self._in_flight = ()
+
     def _push(self, history: PromptHistory, state: PromptState) -> None:
         """Make ``state`` current in ``history``; the images used longest ago give up undo steps first when all
         histories together hold more than ``MAX_TOTAL_BYTES`` (every image keeps the mask it shows)."""
@@ -214,7 +234,10 @@ class ClickPrompts(BrushEdits):
             return
         history = self.history
         if self._pending is not None and history is not None:
-            self._step((self._pending, history.current), "Undone")
+            newest = self._pending
+            if self._pending_history is history:  # the clicks sent before it stay, each one Undo step
+                self._send_off(history)
+            self._step((newest, history.current), "Undone")
             return
         self._keep_brush_edit()  # Undo then goes back to the mask before the edit, and Redo brings the edit back
         self._step(history.undo() if history is not None else None, "Undone")
@@ -254,7 +277,7 @@ class ClickPrompts(BrushEdits):
             return
         left, state = move
         self._generation += 1  # results of older prompts still on their way are dropped
-        self._pending = None
+        self._pending, self._in_flight = None, ()
         self.jobs.drop("predict", "maps")
         self._restore(left, state)
         if verb == "Reset":
@@ -264,6 +287,13 @@ class ClickPrompts(BrushEdits):
         if state.result is not None and state.mask is not None and state.kind != EDIT:
             self.status.value += "\n" + state.result.summary()
         self._update_buttons()
+        if not state.computed:
+            self._fill(state)
+
+    def _fill(self, state: PromptState) -> None:
+        """Make the mask of ``state``, the current state, whose prompt was never answered (a click replaced while
+        it waited): its box and points are on screen (:meth:`_restore`), so it is run again as drawn."""
+        self._segment("rerun", into=state)
 
     def _kind(self, state: PromptState) -> str:
         """The state's kind as the status line names it: the Annotate dock's mask is no brush edit of the user's."""

@@ -12,13 +12,14 @@ from napari_adaqat.widgets._prompt_history import PromptHistory, PromptState
 
 class LeftPrompts:
     """Needs the dock's ``viewer``, ``jobs``, ``_generation``, ``_pending``, ``_points_image`` (the image whose
-    prompts the layers hold), ``_boxes``, ``_points``, ``_restoring``, ``_history_of``, ``_annotated`` and
-    ``_segment``."""
+    prompts the layers hold), ``_boxes``, ``_points``, ``_restoring``, ``_history_of``, ``_annotated``,
+    ``_send_off`` and ``_segment``."""
 
     viewer: Any
     jobs: Any
     _generation: int
     _pending: Optional[PromptState]
+    _in_flight: tuple[PromptState, ...]
     _pending_history: Optional[PromptHistory] = None  # the history the prompt on its way belongs to
     _points_image: Optional[str]
     _boxes: Any
@@ -34,7 +35,9 @@ class LeftPrompts:
         image = present.get(self._points_image or "")
         if self._pending is not None and image is not None:
             left[str(image.unique_id)] = (self._pending_history, self._pending)
+            self._send_off(self._pending_history)  # the clicks sent before it: each one Undo step there
             self.jobs.drop("predict", "maps")  # its queued jobs: their results would be dropped
+        self._in_flight = ()
         self._left = left
         self._generation, self._pending = self._generation + 1, None
 

@@ -45,6 +45,12 @@ class PromptState:
     action: str = ""
     kept: Any = None  # the user's brush edits laid over this mask: (painted, erased) (H, W) bool (_kept_edits.py)
 
+    @property
+    def computed(self) -> bool:
+        """Whether the model answered this state's prompt (a click replaced while it waited did not: its mask is
+        made when Undo or Redo comes back to it)."""
+        return self.mask is not None or self.kind not in (BOX, CLICK)
+
     def prompt_text(self) -> str:
         """E.g. "box + 3 points (1 not lung)"."""
         n, neg = len(self.positive), int((~np.asarray(self.positive, dtype=bool)).sum())

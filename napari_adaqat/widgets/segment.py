@@ -151,7 +151,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
 
     def _on_error(self, exc: BaseException) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
-        self._pending = None
+        self._pending, self._in_flight = None, ()
         if self._closed:
             return
         self.status.value = f"Error: {exc}"
@@ -242,10 +242,11 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
         """Predict the lung mask for shape ``index`` of the ``boxes`` layer (with the points), in a worker."""
         self._segment(BOX, index)
 
-    def _segment(self, kind: str, index: Optional[int] = None) -> None:
+    def _segment(self, kind: str, index: Optional[int] = None, into: Optional[PromptState] = None) -> None:
         """Prompt with the box (shape ``index``, else the last one) and the points on its plane. ``kind``: a new
         box (no mask prompt), a point "added" (the previous logits as mask prompt), "removed" or "changed" (no
-        mask prompt), or "rerun" (the current state's mask prompt); a brush edit is the mask prompt instead."""
+        mask prompt), or "rerun" (the current state's mask prompt); a brush edit is the mask prompt instead.
+        ``into``: the current state, never answered, that the result completes (no new undo step)."""
         image = self.image.value
         if image is None:
             self._fail("choose an image layer first")
@@ -285,7 +286,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
         painted_here = not annotated or history.painted(z) is not None  # else the Annotate dock's mask
         edit = self._brush_edit(image, z)  # (recorded with the edits it keeps)
         previous = history.current
-        kept = K.kept_for(kind, history.kept_on(z), coords)
+        kept = K.kept_for(kind, history.kept_on(z), coords) if into is None else into.kept
         if edit is None and kind != BOX and previous.kind == EDIT and previous.plane == z:
             edit = previous.mask  # an edit whose prompt never showed (replaced or undone) is still the prompt
         same = previous.plane == z and previous.models == (model, base)  # logits fit this plane and models only
@@ -305,14 +306,16 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
             note += (" · within the default box (the film less 2 %): 'not lung' points alone do not say where the "
                      "lung is")
         note += K.describe(kept) + self._hidden_note(image)
-        request = self._request(BOX if kind == BOX else CLICK, index, z)
-        request.models, request.action, request.kept = (model, base), kind, kept
+        request = self._request(BOX if kind == BOX else CLICK, index, z) if into is None else into
+        request.models, request.kept = (model, base), kept
+        request.action = kind if into is None else request.action
         base_source = previous.result.baseline_low_res_logits if kind == "added" and same and previous.result else None
-        self._run_prompt(request, image, plane, z, box, coords, labels, source, base_source, ref, note)
+        self._run_prompt(request, image, plane, z, box, coords, labels, source, base_source, ref, note,
+                         fill=into is not None)
 
     def _run_prompt(self, request: PromptState, image: Image, plane: np.ndarray, z: Optional[int],
                     box: Optional[np.ndarray], coords: np.ndarray, labels: np.ndarray, source: Any,
-                    base_source: Any, ref: Optional[np.ndarray], note: str) -> None:
+                    base_source: Any, ref: Optional[np.ndarray], note: str, fill: bool = False) -> None:
         model, base, device = self._chosen()
         generation, history = self._generation, self.history  # another film in the layer: another history
 
@@ -339,7 +342,11 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
                 result.mask = mask
                 result.dice = None if ref is None else float(dice(mask, ref != 0))
             request.mask, request.logits, request.result = mask, result.low_res_logits, result
-            self._push(history, request)
+            if not fill:
+                self._push_answered(history, request)
+            elif history.current is not request:  # (a new click came first: the state is complete for Undo)
+                drop_probabilities(result)
+                return
             self._update_buttons()
             wanted = (base is not None or ref is not None) and L.maps_wanted(self.viewer)
             shown = show(result, mask if request.kept is not None else None)
@@ -359,8 +366,8 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
         job = lambda: self._prompt_job(self._predict, request, plane, box, coords, labels, source,  # noqa: E731
                                        model, device, ref, z, clean)
         # inline only when no other dock's job holds the shared engine (never wait on the GUI thread)
-        if (self._quick_prompt(image, z, model, device) and self.engine.is_embedded(plane, model, device)
-                and self.engine.lock.acquire(blocking=False)):
+        if (not self._in_flight and self._quick_prompt(image, z, model, device)  # (no prompt jumps the queue)
+                and self.engine.is_embedded(plane, model, device) and self.engine.lock.acquire(blocking=False)):
             try:
                 result = job()
             except Exception as exc:  # as a worker's error: one line in the status and a notification
@@ -370,7 +377,9 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
                 self.engine.lock.release()
             mask_done(result)
             return
-        self._pending, self._pending_history = request, history
+        if not fill:  # (a state filled in is in the history already, and Undo goes past it as usual)
+            self._pending, self._pending_history = request, history
+            self._in_flight = (*self._in_flight, request)
         self._submit("predict", job, mask_done, f"Segmenting with {model.label()}… (busy)")
 
     def _show_state(self, image: Image, result: SegmentResult, mask: Optional[np.ndarray] = None) -> None:
