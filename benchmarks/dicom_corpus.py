@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # message start -> reason (in this order: the first match wins)
 REASONS: tuple[tuple[str, str], ...] = (
     ("DICOM file has no pixel data", "no pixel data (not an image: SR, RT plan, waveform, ...)"),
+    ("not a film", "not a film (a Segmentation, parametric map or RT dose: pixels over another image)"),
     ("truncated DICOM file", "truncated file"),
     ("bad DICOM VR", "bad VR (value not valid for its VR)"),
     ("DICOM image attributes missing", "image attributes missing (Rows, Columns, ...)"),
@@ -35,7 +36,7 @@ class Row:
 
     file: str
     syntax: str
-    outcome: str  # "decoded" | "decoded (multi-frame)" | "refused"
+    outcome: str  # "decoded" | "decoded (multi-frame)" | "ignored, not a film (its pixels decode)" | "refused"
     detail: str  # shape, or the one-line message without the path
     reason: str = ""  # why it was refused
 
@@ -75,12 +76,21 @@ def reason_of(message: str) -> str:
 def read_one(path: Path) -> Row:
     """Read ``path`` as the CLI and the napari reader would; never raises for a bad file."""
     from napari_adaqat.io import ImageReadError
-    from napari_adaqat.io.dicom import MultiFrameError, read_dicom, read_dicom_stack
+    from napari_adaqat.io.dicom import MultiFrameError, read_dicom, read_dicom_raw, read_dicom_stack
+    from napari_adaqat.io.image_data import NotAFilm
 
     syntax = _syntax(path)
     try:
         image = read_dicom(path)
         return Row(path.name, syntax, "decoded", f"{image.pixels.shape[0]}x{image.pixels.shape[1]}")
+    except NotAFilm as exc:  # never segmented, but pixels it has must decode (a SEG is read as a mask)
+        message = str(exc).split(": ", 1)[1]
+        try:
+            arr = read_dicom_raw(path, frame=0)[1]
+        except ImageReadError:  # no pixel data: a report, a plan...
+            return Row(path.name, syntax, "refused", message, reason_of(message))
+        return Row(path.name, syntax, "ignored, not a film (its pixels decode)", f"{arr.shape[0]}x{arr.shape[1]}",
+                   reason_of(message))
     except MultiFrameError as exc:
         try:
             stack = read_dicom_stack(path).pixels
@@ -106,7 +116,7 @@ def markdown(rows: list[Row]) -> str:
     import pydicom
 
     outcomes = Counter(r.outcome for r in rows)
-    reasons = Counter(r.reason for r in rows if r.reason)
+    reasons = Counter(r.reason for r in rows if r.reason and r.outcome == "refused")
     lines = [f"# pydicom {pydicom.__version__} test files: {len(rows)} DICOM files", ""]
     lines += [f"- {n} {k}" for k, n in sorted(outcomes.items())]
     lines += [f"  - refused, {k}: {n}" for k, n in sorted(reasons.items())]

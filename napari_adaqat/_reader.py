@@ -14,8 +14,13 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
 
+import numpy as np
+
 from napari_adaqat.io.dicom import DICOM_SUFFIXES, is_dicom, read_dicom_stack
-from napari_adaqat.io.images import read_image
+from napari_adaqat.io.dicom_open import open_dicom
+from napari_adaqat.io.image_data import NotAFilm
+from napari_adaqat.io.images import read_image, sample_name
+from napari_adaqat.io.masks import read_mask
 
 PathOrPaths = Union[str, Sequence[str]]
 LayerData = tuple[Any, dict, str]
@@ -40,19 +45,44 @@ def _named_dicom(path: str) -> bool:
 
 def read_dicom_layers(path: PathOrPaths) -> list[LayerData]:
     """One grayscale Image layer per DICOM file, windowed to [0, 1], scaled by its pixel spacing (mm);
-    (H, W) for one frame, (frames, H, W) for a multi-frame file."""
+    (H, W) for one frame, (frames, H, W) for a multi-frame file.  A DICOM Segmentation (``adaqat segment --format
+    dcm-seg``) is a Labels layer; another object that is no film is refused in one line (:class:`NotAFilm`)."""
     layers: list[LayerData] = []
     for p in _paths(path):
-        image = read_dicom_stack(p) if is_dicom(p) else read_image(p)
+        try:
+            image = read_dicom_stack(p) if is_dicom(p) else read_image(p)
+        except NotAFilm:
+            layers.append(_segmentation_layer(p))  # a DICOM SEG (a mask): as labels; anything else says what it is
+            continue
         stack = image.pixels.ndim == 3
         kwargs: dict = {
-            "name": Path(p).stem or Path(p).name,
+            "name": sample_name(p),  # (1.2.840.113619.2.55.3 keeps its last part: a UID, not a suffix)
             "colormap": "gray",
             "contrast_limits": (0.0, 1.0),
             "metadata": {"source": image.source, "spacing_mm": image.spacing, **image.meta},
         }
+        if image.shape_spacing is not None:  # the film at its true shape (mm, or a unitless Pixel Aspect Ratio)
+            kwargs["scale"] = (1.0,) * stack + tuple(float(s) for s in image.shape_spacing)
         if image.spacing is not None:
-            kwargs["scale"] = (1.0,) * stack + tuple(float(s) for s in image.spacing)
             kwargs["units"] = ("pixel",) * stack + ("mm", "mm")
         layers.append((image.pixels, kwargs, "image"))
     return layers
+
+
+SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def _segmentation_layer(path: str) -> LayerData:
+    """A single-frame DICOM Segmentation as a Labels layer (lung = 1), at its pixel spacing; :class:`NotAFilm`
+    (its one line) for any other object that is no film."""
+    ds = open_dicom(path)  # (a file without preamble too; one without pixel data raises its NotAFilm line)
+    if str(ds.get("SOPClassUID", "")) != SEGMENTATION:
+        read_dicom_stack(path)  # raises its NotAFilm line
+    kwargs: dict = {"name": f"{sample_name(path)} (SEG)", "opacity": 0.45, "metadata": {"source": path}}
+    try:  # the Pixel Measures of the Shared Functional Groups (PS3.3 C.7.6.16.2.1)
+        spacing = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
+        kwargs["scale"] = tuple(float(v) for v in spacing)
+        kwargs["units"] = ("mm", "mm")
+    except (AttributeError, IndexError, TypeError, ValueError):
+        pass
+    return read_mask(path).astype(np.uint8), kwargs, "labels"

@@ -40,7 +40,7 @@ def _resave(path: Path, edit) -> Path:
 def test_no_pixel_data_names_the_sop_class(tmp_path):
     path = _resave(make_dicom(tmp_path / "sr.dcm", ramp(0, 10)), lambda ds: (
         delattr(ds, "PixelData"), setattr(ds, "SOPClassUID", "1.2.840.10008.5.1.4.1.1.88.11")))
-    assert _error(path) == "DICOM file has no pixel data (SOP class: Basic Text SR Storage)"
+    assert _error(path) == "DICOM file has no pixel data (SOP class: Basic Text SR Storage): not an image"
 
 
 def test_bad_vr_value_is_named_with_its_tag(tmp_path):

@@ -123,10 +123,14 @@ def test_refused_pydicom_files_become_notifications_and_the_viewer_stays_up(make
         try:
             read_image(path)
         except ImageReadError as exc:
-            if "choose a frame" not in str(exc):  # multi-frame files open in napari as a stack
+            if "choose a frame" not in str(exc) and "DICOM Segmentation" not in str(exc):  # open as a stack, labels
                 refused[path] = str(exc)
     assert len(refused) >= 15
     viewer = make_napari_viewer(show=True)
+    seg, = viewer.open(Path(pydicom.__file__).parent / "data" / "test_files" / "liver_1frame.dcm",
+                       plugin="napari-adaqat")
+    assert type(seg).__name__ == "Labels" and seg.name == "liver_1frame (SEG)" and seg.data.any()
+    viewer.layers.remove(seg)
     widget = SegmentWidget(viewer, model_path=nano, use_baseline=False, model_type="vit_nano")
     viewer.window.add_dock_widget(widget)
     for path, message in refused.items():

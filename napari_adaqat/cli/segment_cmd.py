@@ -88,7 +88,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 EPILOG = """results.csv has one row per input: status, error, box, area, seconds, mask, the estimated Dice
 'quality' and 'review' = 1 for masks worth a look (sort by quality). A bad or missing file is an error row
-and the rest go on; a rerun into the same --out with the same inputs finishes what is missing and keeps
+and the rest go on; a DICOM object of a study export that is no film (a Segmentation, a Presentation State,
+a Key Object, a Structured Report) is 'ignored' and said, not failed; a rerun into the same --out with the same inputs finishes what is missing and keeps
 what is done. A film's mask beside it (NAME_mask, NAME_seg, NAME_gt... beside NAME) is not segmented.
 examples:
   adaqat segment scans/ --out masks/                        # bundled model, whole-image box
@@ -176,7 +177,7 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
     """The run of one process (rank ``shard.rank`` of a torchrun launch, or the only one).  ``prompts``: the
     (boxes, points) CSV tables, for the warnings; ``found``: the rows each input takes (by absolute path)."""
     from napari_adaqat.data import describe_unmatched, unmatched_boxes
-    from napari_adaqat.inference.batch import segment_files
+    from napari_adaqat.inference.batch import IGNORED, segment_files
     from napari_adaqat.inference.engine import ONE_SHOT, Engine
     from napari_adaqat.inference.quality import REVIEW_BELOW
 
@@ -195,7 +196,7 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
     engine.predictor(model, device)  # a bad model file fails here, before any row is written
     if baseline is not None:
         engine.predictor(baseline, device)
-    counts = {"ok": 0, "error": 0, "skipped": 0, "review": 0}
+    counts = {"ok": 0, "error": 0, "skipped": 0, IGNORED: 0, "review": 0}
     notes: list[str] = []
     mine = shard.count(len(files))
     bar = tqdm(total=mine, desc="segment" if shard.world == 1 else f"segment (rank 0 of {shard.world})",
@@ -210,6 +211,8 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
         notes.clear()
         counts[result.status] += 1
         counts["review"] += result.review == 1
+        if result.status == IGNORED or result.note:
+            tqdm.write(f"adaqat segment: note: {result.error or f'{result.file}: {result.note}'}", file=sys.stderr)
         if result.status == "error":
             named = result.error.startswith(f"{result.file}: ")  # reader errors already name the file
             tqdm.write(f"adaqat segment: {result.error if named else f'{result.file}: {result.error}'}", file=sys.stderr)
@@ -218,7 +221,8 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
     counts = shard.total(counts)
     if shard.lead:
         review = f", {counts['review']} to review (quality < {REVIEW_BELOW})" if counts["review"] else ""
-        print(f"{counts['ok']} segmented, {counts['skipped']} already done, {counts['error']} failed{review}; "
+        ignored = f", {counts[IGNORED]} ignored (not films)" if counts[IGNORED] else ""
+        print(f"{counts['ok']} segmented, {counts['skipped']} already done, {counts['error']} failed{ignored}{review}; "
               f"results in {out_dir / RESULTS_CSV}")
         if counts["skipped"]:  # a rerun with other prompts or options must not look like it used them
             print(f"{counts['skipped']} file(s) done by an earlier run were kept as they are (a rerun only adds what "

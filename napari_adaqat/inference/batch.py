@@ -31,7 +31,8 @@ from napari_adaqat.inference.quality import mask_quality
 from napari_adaqat.inference.shard import Shard
 from napari_adaqat.io import ImageData, is_dicom, read_image, sample_name, write_mask
 from napari_adaqat.io.dicom import MultiFrameError, read_dicom
-from napari_adaqat.io.dicom_seg import DicomSegError, write_dicom_seg
+from napari_adaqat.io.image_data import NotAFilm
+from napari_adaqat.io.dicom_seg import DicomSegError, check_seg_source, write_dicom_seg
 from napari_adaqat.util.atomic import remove_stale_temps
 from napari_adaqat.util.errors import first_line
 from napari_adaqat.util.text import listed
@@ -40,6 +41,7 @@ __all__ = ["RESULTS_CSV", "RESULT_COLUMNS", "FolderBusy", "ResultRow", "SEG_SUFF
            "earlier_keys", "load_results", "read_input", "recorded_mask", "segment_files", "write_results"]
 
 SEG_SUFFIX = ".dcm"  # a DICOM Segmentation object instead of a PNG/TIFF mask
+IGNORED = "ignored"  # the status of a file that is no film (io.NotAFilm): not segmented, not a failure
 COMPACT_FIRST_S = 2.0  # rewrite results.csv while running first after this many seconds (a short run: once, at its end)
 COMPACT_EVERY = 50  # ... then each time 50x the last rewrite's time has passed: at most ~2 % of the run
 
@@ -49,7 +51,7 @@ class ResultRow:
     """One row of ``results.csv`` (columns :data:`RESULT_COLUMNS`; rows may carry more)."""
 
     file: str
-    status: str  # "ok" | "error" | "skipped"
+    status: str  # "ok" | "error" | "skipped" (done by an earlier run) | "ignored" (not a film, io.NotAFilm)
     error: str = ""
     box: str = ""
     area_px: int | str = ""
@@ -60,6 +62,18 @@ class ResultRow:
     review: int | str = ""  # 1: look at this mask (quality below the review threshold)
     orientation: str = ""  # the EXIF/TIFF orientation applied to read the film upright ("" for none)
     film_stamp: str = ""  # "size mtime" of the film its mask was made of (journal.film_stamp)
+    note: str = ""  # what to know about this film's mask (a lateral view), "" for nothing
+
+
+LATERAL_VIEWS = ("LL", "RL", "LATERAL", "LAT", "LLD", "RLD")  # a DICOM's ViewPosition (0018,5101) of a side view
+
+
+def view_note(image: ImageData) -> str:
+    """A note for a film whose DICOM header says it is a lateral view ("" otherwise): the model learnt frontal
+    films (PA / AP), so its mask of a side view is to be looked at."""
+    view = image.meta.get("view_position", "")
+    return (f"lateral view (ViewPosition {view}): the model was trained on frontal (PA/AP) films; check this mask"
+            if view in LATERAL_VIEWS else "")
 
 
 def _name_part(text: str, max_bytes: int) -> str:
@@ -345,6 +359,8 @@ def _segment_one(path: Path, key: str, mask_path: Path, index: int, image_ahead,
         if seg and not is_dicom(path):
             raise DicomSegError(f"{path}: a DICOM SEG needs a DICOM input; this is not a DICOM file "
                                 "(use --format png or tif)")
+        if seg:
+            check_seg_source(path)  # (its UIDs: said before the model runs, not after)
         if isinstance(image_ahead, Exception):
             raise image_ahead
         image = image_ahead if isinstance(image_ahead, ImageData) else read_input(path, frame)
@@ -369,12 +385,15 @@ def _segment_one(path: Path, key: str, mask_path: Path, index: int, image_ahead,
         else:
             write_mask(mask_path, segmented.mask, overwrite=True)
         quality = mask_quality(segmented.p_own, segmented.mask)  # the model's own probabilities (not a vote's)
+        note = view_note(image)
         result = ResultRow(file=key, status="ok", box="" if box is None else " ".join(f"{v:.1f}" for v in box),
                            area_px=int(segmented.mask.sum()), mask=str(mask_path), quality=quality.score,
-                           review=int(quality.review), orientation=image.meta.get("orientation_applied", ""),
-                           film_stamp=stamp)
+                           review=int(quality.review or bool(note)),
+                           orientation=image.meta.get("orientation_applied", ""), film_stamp=stamp, note=note)
         if segmented.ssim_mean is not None:
             result.ssim_vs_baseline = round(segmented.ssim_mean, 5)
         return result
+    except NotAFilm as exc:  # a study export's Segmentation, Presentation State...: said, not a failure
+        return ResultRow(file=key, status=IGNORED, error=first_line(exc))
     except Exception as exc:  # one bad input must not stop the batch; it becomes an error row
         return ResultRow(file=key, status="error", error=first_line(exc))

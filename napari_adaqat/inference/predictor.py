@@ -135,7 +135,7 @@ class BoxPredictor:
         """(:meth:`key_of` ``image``, its :meth:`_pixels8` or None when the key came from the memo below, its
         pixel aspect: of ``spacing`` (row, col), else of the file's own spacing)."""
         if isinstance(image, ImageData):  # its pixels (the memo below knows the dock's planes) and its spacing
-            image, spacing = image.pixels, image.spacing if spacing is None else spacing
+            image, spacing = image.pixels, image.shape_spacing if spacing is None else spacing
         memo = _LAST_DIGEST[0]
         if memo is not None and memo[0]() is image:
             aspect = pixel_aspect(spacing)

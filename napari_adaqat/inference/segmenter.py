@@ -18,6 +18,7 @@ Points and corrections use SAM's names; each prediction's ``low_res_logits`` is 
 """
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -132,6 +133,7 @@ class Segmenter:
         (``to_uint8_rgb``), as a float TIFF is read.  ``spacing`` (row, col), else the file's own (a DICOM's
         PixelSpacing): non-square pixels are made square for the model, the mask comes back on the film's pixels.
         What ``adaqat segment`` refuses is refused with its line: an image too small, a strip, a blank image."""
+        image = os.fsdecode(image) if isinstance(image, bytes) else image  # (a path as bytes: os.listdir(b".")'s)
         named = isinstance(image, (str, Path))
         pixels, spacing = film_and_spacing(image, spacing)
         pixels = np.asarray(pixels)

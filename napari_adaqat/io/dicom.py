@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .dicom_open import DICOM_SUFFIXES, frame_count, has_dicm_magic, is_dicom, open_dicom, syntax_was_assumed
+from .dicom_open import (DICOM_SUFFIXES, check_film_object, frame_count, has_dicm_magic, is_dicom, open_dicom,
+                         syntax_was_assumed)
 from .dicom_pixels import decode, syntax_label
-from .image_data import ImageData, ImageReadError, fail, film_top, to_gray01
+from .image_data import ImageData, ImageReadError, fail, film_bottom, film_top, to_gray01
 
 __all__ = ["DICOM_SUFFIXES", "MultiFrameError", "has_dicm_magic", "is_dicom", "read_dicom", "read_dicom_raw",
            "read_dicom_stack"]
@@ -26,15 +27,18 @@ class MultiFrameError(ImageReadError):
         self.frames = frames
 
 
-def _open(path: str | os.PathLike, frame: int | None):
-    """(dataset, frame count, frame index or None) after checking ``frame`` against the file."""
+def _open(path: str | os.PathLike, frame: int | None, film: bool = False):
+    """(dataset, frame count, frame index or None) after checking ``frame`` against the file (``film``: and that
+    it is a film, :func:`check_film_object`)."""
     p = Path(path)
     ds = open_dicom(p)
+    if film:
+        check_film_object(p, ds)
     frames = frame_count(ds)
     if frames > 1 and frame is None:
         raise MultiFrameError(
             str(fail(p, f"is a multi-frame DICOM, a 3-D stack ({frames} planes); give a single 2-D image "
-                        f"or choose a frame (0 to {frames - 1})")), frames)
+                        f"or choose a frame: read_dicom(path, frame=N), N from 0 to {frames - 1}")), frames)
     if frames > 1 and not 0 <= frame < frames:
         raise fail(p, f"frame {frame} is out of range: the file has {frames} frames (0 to {frames - 1})")
     return ds, frames, (frame if frames > 1 else None)
@@ -46,13 +50,14 @@ def _check_shape(path: Path, ds, arr: np.ndarray, stack: bool) -> None:
         raise fail(path, f"unexpected DICOM pixel array shape {arr.shape}")
 
 
-def read_dicom_raw(path: str | os.PathLike, frame: int | None = None):
+def read_dicom_raw(path: str | os.PathLike, frame: int | None = None, film: bool = False):
     """Return ``(dataset, stored pixel array (H, W) or (H, W, 3))`` of one frame.
 
     ``frame`` (0-based) picks a frame of a multi-frame file (required there); single-frame files ignore it.
+    ``film``: refuse an object that is no film (:class:`NotAFilm`; a mask may be a DICOM Segmentation).
     """
     p = Path(path)
-    ds, frames, index = _open(p, frame)
+    ds, frames, index = _open(p, frame, film)
     arr = decode(p, ds, index, frames)
     _check_shape(p, ds, arr, stack=False)
     return ds, arr
@@ -127,6 +132,7 @@ def _full_range(x: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
     """``x`` scaled so that its pixels outside the padding span [0, 1]."""
     inside = x if keep is None else x[keep]
     lo, hi = float(inside.min()), float(inside.max())
+    lo = film_bottom(x if keep is None else np.where(keep, x, hi), lo, hi)  # (an undeclared border at the minimum)
     hi = film_top(x if keep is None else np.where(keep, x, lo), lo, hi)  # (a burned-in marker at the maximum)
     return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
 
@@ -193,7 +199,23 @@ def _meta(ds, arr: np.ndarray) -> dict:
     }
     if syntax_was_assumed(ds):
         meta["transfer_syntax_assumed"] = True
+    if (ratio := _aspect_ratio(ds)) is not None:
+        meta["pixel_aspect_ratio"] = ratio
+    if view := str(ds.get("ViewPosition", "") or "").strip().upper():
+        meta["view_position"] = view  # PA, AP, LL (lateral)...
     return meta
+
+
+def _aspect_ratio(ds) -> tuple[float, float] | None:
+    """A Pixel Aspect Ratio (0028,0034) "row\\col" (e.g. 2\\1: pixels twice as tall as wide) as (row, col), when
+    the film has no pixel spacing to give its shape (a secondary capture, some digitisers); else None."""
+    if _spacing(ds) is not None:
+        return None
+    try:
+        row, col = (float(v) for v in ds.get("PixelAspectRatio") or ())
+    except (TypeError, ValueError):
+        return None
+    return (row, col) if row > 0 and col > 0 else None
 
 
 def _to01(path: Path, ds, arr: np.ndarray, meta: dict) -> np.ndarray:
@@ -223,7 +245,7 @@ def read_dicom(path: str | os.PathLike, frame: int | None = None) -> ImageData:
     A multi-frame file needs ``frame`` (0-based), else :class:`MultiFrameError`; single-frame files ignore it.
     """
     p = Path(path)
-    ds, arr = read_dicom_raw(p, frame)
+    ds, arr = read_dicom_raw(p, frame, film=True)
     meta = _meta(ds, arr)
     if meta["frames"] > 1:
         meta["frame"] = int(frame)
@@ -234,6 +256,7 @@ def read_dicom_stack(path: str | os.PathLike) -> ImageData:
     """Every frame: ``pixels`` float32 (F, H, W) in [0, 1] for a multi-frame file, (H, W) for a single frame."""
     p = Path(path)
     ds = open_dicom(p)
+    check_film_object(p, ds)
     frames = frame_count(ds)
     arr = decode(p, ds, None, frames)
     _check_shape(p, ds, arr, stack=frames > 1)

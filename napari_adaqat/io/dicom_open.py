@@ -12,7 +12,7 @@ import struct
 import warnings
 from pathlib import Path
 
-from .image_data import IMAGE_SIGNATURES, ImageReadError, check_file, fail
+from .image_data import IMAGE_SIGNATURES, ImageReadError, NotAFilm, check_file, fail
 
 DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom")
 PIXEL_KEYWORDS: tuple[str, ...] = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -297,8 +297,10 @@ def open_dicom(path: str | os.PathLike):
         if not any(k in ds for k in PIXEL_KEYWORDS):
             meta = getattr(ds, "file_meta", None)
             if meta is not None and meta.get("MediaStorageSOPClassUID") == MEDIA_DIRECTORY:
-                raise fail(p, _dicomdir_problem(ds))
-            raise fail(p, f"DICOM file has no pixel data{_sop_name(ds)}")
+                raise fail(p, _dicomdir_problem(ds), NotAFilm)
+            sop = _sop_name(ds)  # a study export's Presentation State, Key Object, Structured Report...: no film
+            raise fail(p, f"DICOM file has no pixel data{sop}" + (": not an image" if sop else ""),
+                       NotAFilm if sop else ImageReadError)
         _fix_transfer_syntax(p, ds)
         _check_attributes(p, ds)
     except ImageReadError:
@@ -313,3 +315,23 @@ def open_dicom(path: str | os.PathLike):
 def frame_count(ds) -> int:
     """Number of frames (1 when Number of Frames is absent); call after :func:`open_dicom`."""
     return int(ds.get("NumberOfFrames") or 1)
+
+
+# DICOM objects with pixel data that are no radiograph: a mask or a map over another image
+NOT_FILMS: dict[str, str] = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "a DICOM Segmentation (a mask, not a film)",
+    "1.2.840.10008.5.1.4.1.1.30": "a Parametric Map, not a film",
+    "1.2.840.10008.5.1.4.1.1.481.2": "an RT Dose grid, not a film",
+}
+NOT_FILM_MODALITIES: dict[str, str] = {"SEG": NOT_FILMS["1.2.840.10008.5.1.4.1.1.66.4"],
+                                       "RTDOSE": NOT_FILMS["1.2.840.10008.5.1.4.1.1.481.2"]}
+
+
+def check_film_object(path: Path, ds) -> None:
+    """Raise :class:`NotAFilm` for a DICOM image object that is no film (a Segmentation beside the films of an
+    export is read as a mask by ``read_mask``, never segmented as a radiograph)."""
+    meta = getattr(ds, "file_meta", None)
+    uid = str(ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else "") or "")
+    what = NOT_FILMS.get(uid) or NOT_FILM_MODALITIES.get(str(ds.get("Modality", "")).strip().upper())
+    if what:
+        raise fail(path, f"is {what} (Modality {ds.get('Modality', '?')}): ignored", NotAFilm)

@@ -82,8 +82,13 @@ def decode(path: Path, ds, frame: int | None, frames: int) -> np.ndarray:
     syntax = ds.file_meta.TransferSyntaxUID
     try:
         compressed = bool(syntax.is_compressed)
-    except (AttributeError, TypeError, ValueError):  # a damaged UID, or several values in its element
-        raise fail(path, f"invalid transfer syntax UID {str(syntax)[:64]!r} in the file meta header") from None
+    except (AttributeError, TypeError, ValueError):  # a damaged UID, several values in its element, or a private one
+        text = str(syntax)
+        if re.fullmatch(r"[0-9]+(\.[0-9]+)+", text) and len(text) <= 64:  # a well-formed UID no standard defines
+            raise fail(path, f"private transfer syntax {text} (a vendor's own encoding): "
+                             "it cannot be decoded here; export the film uncompressed (Explicit VR Little Endian) "
+                             "from the PACS or the modality") from None
+        raise fail(path, f"invalid transfer syntax UID {text[:64]!r} in the file meta header") from None
     if not compressed:
         need, have = _expected_bytes(ds, frames), _pixel_bytes(ds)
         if have < need:

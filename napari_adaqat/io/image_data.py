@@ -22,6 +22,12 @@ class ImageReadError(ValueError):
     """An image or mask file could not be read; the message is one line."""
 
 
+class NotAFilm(ImageReadError):
+    """A file that is no film to segment: a DICOM object of a study export that holds no radiograph (a
+    Segmentation, a Presentation State, a Key Object Selection, a Structured Report, a DICOMDIR...).  A folder
+    run ignores it (its row says so) instead of counting it as a failure."""
+
+
 class ImageReadWarning(UserWarning):
     """A file was read, but not as its header says (e.g. a DICOM whose Bits Stored understates its values);
     the message is one line naming the file, what was wrong and how it was read."""
@@ -44,12 +50,12 @@ IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
 )
 
 
-def fail(path: str | os.PathLike, problem: object) -> ImageReadError:
-    """Build an :class:`ImageReadError` ``"<path>: <problem>"`` squeezed onto one line."""
+def fail(path: str | os.PathLike, problem: object, kind: type[ImageReadError] = ImageReadError) -> ImageReadError:
+    """Build an :class:`ImageReadError` (or ``kind``) ``"<path>: <problem>"`` squeezed onto one line."""
     text = " ".join(str(problem).split()) or "unknown error"
     if len(text) > 300:
         text = text[:297] + "..."
-    return ImageReadError(f"{path}: {text}")
+    return kind(f"{path}: {text}")
 
 
 @dataclass
@@ -65,6 +71,12 @@ class ImageData:
     def shape(self) -> tuple[int, int]:
         """(H, W) of the pixel array."""
         return self.pixels.shape  # type: ignore[return-value]
+
+    @property
+    def shape_spacing(self) -> tuple[float, float] | None:
+        """The (row, col) spacing that gives the film its true shape: ``spacing``, else a DICOM's Pixel Aspect
+        Ratio (0028,0034; unitless: no mm, so no distances in mm come of it), else None."""
+        return self.spacing if self.spacing is not None else self.meta.get("pixel_aspect_ratio")
 
 
 # Pixels whose height and width differ by less than this (a DICOM's PixelSpacing 0.1430 x 0.1431) are square
@@ -103,11 +115,26 @@ def film_top(x: np.ndarray, lo: float, hi: float) -> float:
     return float(np.nanmax(below)) if below.size else hi
 
 
+def film_bottom(x: np.ndarray, lo: float, hi: float) -> float:
+    """The bottom of a film's range: ``lo``, unless the pixels at ``lo`` lie far below all the others (a border
+    at the format's minimum: -32768 around a signed film that declares no Pixel Padding Value), which min-max
+    scaling would let squash the film into its brightest few percent.  Then the darkest other pixel, when the gap
+    below it is over four times the range above it (looked for in a 1-in-64 sample first); the border is black."""
+    sample = x[::8, ::8] if x.ndim >= 2 else x
+    if sample.size < 64 or hi <= lo:
+        return lo
+    above = sample[sample > lo]
+    if not above.size or float(np.nanmin(above)) - lo <= 4.0 * (hi - float(np.nanmin(above))):
+        return lo
+    return float(np.nanmin(x[x > lo]))
+
+
 def _minmax(x: np.ndarray) -> np.ndarray:
     x = x.astype(np.float64, copy=False)
     lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
     if not math.isfinite(lo) or not math.isfinite(hi) or hi <= lo:
         return np.zeros(x.shape, np.float64)
+    lo = film_bottom(x, lo, hi)
     hi = film_top(x, lo, hi)
     return np.clip((x - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros(x.shape, np.float64)
 

@@ -296,7 +296,7 @@ def film_and_spacing(image: np.ndarray | str | os.PathLike | ImageData,
     if isinstance(image, (str, os.PathLike)):
         image = read_image(image)
     if isinstance(image, ImageData):
-        return image.pixels, image.spacing if spacing is None else spacing
+        return image.pixels, image.shape_spacing if spacing is None else spacing
     return image, spacing
 
 

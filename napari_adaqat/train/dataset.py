@@ -63,7 +63,7 @@ class LungDataset(Dataset):
         square for the model, as at inference)."""
         if index not in self._cache:
             film, mask = load_film_pair(self.pairs[index])
-            self._cache[index] = (film.pixels, mask, pixel_aspect(film.spacing))
+            self._cache[index] = (film.pixels, mask, pixel_aspect(film.shape_spacing))
         return self._cache[index]
 
     def __getitem__(self, index: int) -> dict:

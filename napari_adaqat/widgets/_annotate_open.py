@@ -39,7 +39,7 @@ def read_film(engine: Engine, folder: AnnotationFolder, index: int, model: Optio
     except Exception as exc:  # noqa: BLE001 - the film's row says why
         return Opened(error=exc)
     pixels = film.pixels
-    out = Opened(pixels=pixels, spacing=film.spacing, note="\n".join(line for line in (problem, folder.mask_note(index)) if line))
+    out = Opened(pixels=pixels, spacing=film.shape_spacing, note="\n".join(line for line in (problem, folder.mask_note(index)) if line))
     try:
         saved, kind = folder.read_saved(index)
     except Exception as exc:  # noqa: BLE001 - an unreadable draft is kept, not overwritten

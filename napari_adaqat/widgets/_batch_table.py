@@ -20,7 +20,7 @@ from napari_adaqat.inference.batch import csv_text
 
 COLUMNS = ("file", "status", "error", "area (px)", "seconds", "quality")
 QUALITY_TIP = "estimated Dice of the mask (1 = sure); red: worth a look (review = 1 in results.csv). Click to sort"
-STATUS_COLOR = {"ok": "#5fbf4a", "error": "#e8505b", "skipped": "#9aa3ad"}
+STATUS_COLOR = {"ok": "#5fbf4a", "error": "#e8505b", "skipped": "#9aa3ad", "ignored": "#9aa3ad"}
 _BRUSH = {status: QBrush(QColor(color)) for status, color in STATUS_COLOR.items()}
 _ROLE = Qt.ItemDataRole
 _WIDEST = ("P001/ST1/SE1/IM0001.dcm", "skipped", "cannot read: not an image", "9999999", "999.99", "0.999")

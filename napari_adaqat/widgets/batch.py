@@ -250,7 +250,7 @@ class BatchWidget(Container):
         except Exception as exc:  # noqa: BLE001 - shown, never raised into Qt
             self.status.value = f"Cannot open {path.name}: {first_line(exc).removeprefix(f'{path}: ')}"
             return
-        scale = image.spacing or (1.0, 1.0)
+        scale = image.shape_spacing or (1.0, 1.0)
         name = str(Path(self.table_model.shown(row)).parent / path.stem)  # a sub-folder's: its path
         self.viewer.add_image(image.pixels, name=name, scale=scale, colormap="gray")
         mask = Path(info.get("mask") or "")
@@ -322,9 +322,10 @@ class BatchWidget(Container):
             self.status.value = "Cancelled while looking through the inputs; nothing was written."
             return
         statuses = self.table_model.statuses()
-        counts = {s: statuses.count(s) for s in ("ok", "error", "skipped")}
+        counts = {s: statuses.count(s) for s in ("ok", "error", "skipped", "ignored")}
         left = statuses.count("…")
         text = (f"{counts['ok']} segmented, {counts['skipped']} done before, {counts['error']} failed"
+                + (f", {counts['ignored']} ignored (not films: the 'error' column says what)" if counts["ignored"] else "")
                 + (f", {left} not run (cancelled: Run again to finish them)" if left else "")
                 + f". Masks and results.csv in '{self.out_dir().name}'.")
         self.status.tooltip = str(self.out_dir() / RESULTS_CSV)
