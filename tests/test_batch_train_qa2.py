@@ -220,6 +220,31 @@ def test_the_train_status_stops_asking_for_folders_once_they_are_there(make_napa
     assert widget.status.value.startswith("No usable image/mask pairs")
 
 
+def test_a_refusal_goes_once_another_data_folder_passes_its_check(make_napari_viewer, qtbot, dataset, tmp_path):
+    """A QA walk's find: after Start refused a mistyped data folder, choosing a good one (its check: 0 bad pairs)
+    still showed '…train1O: data folder not found'.  And a split without validation films was said as 'No usable
+    image/mask pairs … (2 usable training images)', which contradicts itself."""
+    from napari_adaqat.widgets.train import TrainWidget
+
+    widget = TrainWidget(make_napari_viewer())
+    widget.data.value, widget.out.value = str(tmp_path / "train1O"), str(tmp_path / "run")
+    assert not widget.start() and "train1O" in widget.status.value
+    widget.data.value = str(dataset)
+    qtbot.waitUntil(lambda: widget.data_report is not None and not widget.checking, timeout=30_000)
+    assert widget.status.value == "The data check passes now: Start when ready."
+
+    two = tmp_path / "two"
+    for kind in ("images", "masks"):
+        (two / kind).mkdir(parents=True)
+        for film in sorted((dataset / kind).glob("*.png"))[:2]:
+            (two / kind / film.name).write_bytes(film.read_bytes())
+    widget.data.value = str(two)
+    qtbot.waitUntil(lambda: widget.data_report is not None and str(widget.data_report.folder) == str(two)
+                    and not widget.checking, timeout=30_000)
+    assert not widget.data_report.usable  # (2 films: no validation film is left)
+    assert not widget.start() and widget.status.value.startswith(f"{two}: the validation set is empty (2 usable")
+
+
 def test_the_line_over_the_plot_drops_the_eta_when_the_run_ends(make_napari_viewer):
     """Before: a finished run kept 'ETA 0 s' (or the last ETA) over its plot."""
     from napari_adaqat.widgets.train import TrainWidget

@@ -385,3 +385,12 @@ def test_start_with_the_defaults_fine_tunes_the_bundled_model(make_napari_viewer
     assert annotate is not None and Path(annotate.models.model_file.value) == int8
     segment = widget.use_in_segment_dock()
     assert Path(segment.model_file.value) == int8 and Path(segment.baseline_file.value) == fp32
+
+    from napari_adaqat.widgets.train import TrainWidget
+
+    later = TrainWidget(None)  # a Train dock opened later on the finished run's folder hands its model over too
+    later.data.value, later.out.value = str(dataset), str(run)
+    assert later.exported == (int8, fp32) and later.use_button.enabled and later.batch_button.enabled
+    assert later.status.value.startswith("A finished model: model_int8.safetensors and its FP32 baseline")
+    later.out.value = str(tmp_path / "another")
+    assert later.exported is None and not later.use_button.enabled and later.status.value == "Ready: press Start."

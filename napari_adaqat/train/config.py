@@ -32,13 +32,16 @@ if TYPE_CHECKING:
 DEEPEST_CLICK_PROB = 0.5  # of the clicks: the evaluation's rule (the deepest point of the largest error region)
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"  # training/*.yaml link here
 
+KEEP_CHOICES = ("auto", "best", "last")
+MIN_VAL_FOR_BEST = 5  # validation films below which keep=auto keeps the last epoch (train/loop.py)
+
 # adaqat train flag → the TrainConfig option it sets (dotted for the nested adalora/qat sections)
 FLAGS = {
     "--data": "data", "--out": "out", "--from": "from_run", "--model-type": "model_type",
     "--checkpoint": "checkpoint", "--mode": "mode", "--image-size": "image_size", "--epochs": "epochs",
     "--batch-size": "batch_size", "--accumulate": "accumulate", "--lr-adapter": "lr_adapter",
     "--lr-decoder": "lr_decoder", "--lr-other": "lr_other", "--budget": "adalora.budget",
-    "--qat-variant": "qat.variant", "--patience": "patience", "--augment": "augment", "--seed": "seed",
+    "--qat-variant": "qat.variant", "--patience": "patience", "--keep": "keep", "--augment": "augment", "--seed": "seed",
     "--device": "device", "--grad-checkpoint": "grad_checkpoint", "--max-steps-per-epoch": "max_steps_per_epoch",
     "--masks-as-given": "masks_as_given",
 }
@@ -111,6 +114,9 @@ class TrainConfig:
     warmup_epochs: int = _opt(0, "epochs of linear learning-rate warm-up")
     patience: int | None = _opt(None, "early stopping patience on validation Dice, in epochs; 0 = off "
                                       "(default: 8 in Stage 1, 0 in Stage 2)")
+    keep: str = _opt("auto", "the epoch a run keeps as its model: best (highest validation Dice), last, or auto: best, "
+                             f"but last when the validation set has under {MIN_VAL_FOR_BEST} films (a Dice on so few "
+                             "picks an epoch by chance)", choices=KEEP_CHOICES)
     seed: int = _opt(0, "random seed (split, shuffling, jitter, augmentation)")
     masks_as_given: bool = _opt(False, "train on the masks as they are even when every one looks inverted (white "
                                        "along most of the image's edge or around black lung-sized holes), which is "

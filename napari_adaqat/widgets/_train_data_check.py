@@ -12,7 +12,7 @@ from napari_adaqat.widgets._train_reading import typed_path
 
 class TrainDataCheck:
     """Mixin of :class:`~napari_adaqat.widgets.train.TrainWidget`: uses its fields ``data``, ``data_check``,
-    ``masks_as_given``, ``status``, ``eta``, its ``busy``, ``_update_eta``, ``_check_timer``, ``_check_worker``
+    ``masks_as_given``, ``status``, ``eta``, its ``busy``, ``last_error`` (the refusal shown), ``_update_eta``, ``_check_timer``, ``_check_worker``
     and ``_holder`` (``"deleted"``: napari deleted the dock's Qt widgets)."""
 
     def check_data(self) -> None:
@@ -30,8 +30,10 @@ class TrainDataCheck:
                 self.data_report = report
                 self.data_check.value = report.text()
                 self.masks_as_given.visible = bool(report.inverted or self.masks_as_given.value)  # the way through
-                if report.usable and not self.busy and self.status.value.startswith("No usable image/mask pairs"):
-                    self.status.value = "The data check passes now: Start when ready."  # (not the old refusal)
+                refused = self.last_error is not None and self.status.value == self.last_error
+                if report.usable and not self.busy and refused and (  # not the old refusal: the data is fixed,
+                        folder != getattr(self, "_refused_data", folder) or str(report.folder) in self.last_error):
+                    self.status.value = "The data check passes now: Start when ready."  # or another folder is
                 self._update_eta()
 
         worker = create_worker(check_data, folder, masks_as_given=bool(self.masks_as_given.value),

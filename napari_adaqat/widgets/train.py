@@ -22,7 +22,7 @@ from napari_adaqat.widgets._compat import guard_triton_import
 
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
-from napari_adaqat.train.chain import Chain, chain_preflight  # noqa: E402
+from napari_adaqat.train.chain import Chain, chain_paths, chain_preflight  # noqa: E402
 from napari_adaqat.train.paths import run_paths  # noqa: E402
 from napari_adaqat.train.preflight import BUNDLED, preflight  # noqa: E402
 from napari_adaqat.train.progress import read_progress  # noqa: E402
@@ -37,6 +37,8 @@ from napari_adaqat.widgets._train_reading import TrainFormReading, typed_path  #
 from napari_adaqat.widgets._train_plot import TrainPlot, info_text  # noqa: E402
 from napari_adaqat.widgets._train_process import (ChainProcess, CommandProcess,  # noqa: E402
                                                   TrainProcess, adaqat_argv, format_duration, status_text)
+
+FINISHED = "A finished model:"  # the status line of a run folder that holds one
 
 POLL_MS = 300
 
@@ -61,6 +63,7 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
         self.last_epoch: Optional[dict] = None
         self.data_report: Optional[DataReport] = None
         self.exported: Optional[tuple[Path, Path]] = None  # (INT8 model, FP32 baseline)
+        self._found = False  # exported was found in the typed run folder (not made by a run of this dock)
         self._check_worker: Any = None
         self._holder: dict[str, Any] = {"proc": None}  # reached from `destroyed` after the wrapper is gone
         setup = setup or cont.opening_setup()
@@ -140,10 +143,25 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
             self.command.value = shlex.join(adaqat_argv(self._argv()))
         except (ValueError, KeyError) as exc:
             self.command.value = f"(not yet: {first_line(exc)})"
-        if not self.busy and self.status.value.startswith(("Choose a ", "Ready: ")):  # (the opening prompt)
+        held = None if self.busy else self._finished_model()
+        if not self.busy and self.status.value.startswith(("Choose a ", "Ready: ", FINISHED)):  # (the opening prompt)
             self.status.value = f"Choose {' and '.join(missing)}, then Start." if missing else "Ready: press Start."
+            if held is not None and not missing:
+                self.status.value = (f"{FINISHED} {held[0].name} and its FP32 baseline are in this run folder: "
+                                     "'Use in Segment / Annotate / Batch dock' load them; another run folder trains anew.")
         self._update_eta()
         self._update_buttons()
+
+    def _finished_model(self) -> Optional[tuple[Path, Path]]:
+        """The (INT8, FP32) files of the finished chain in 'run folder' (a dock opened after the run), which the
+        hand-over buttons then give; otherwise what a run of this dock exported stays, or nothing."""
+        out = typed_path(self.out)
+        paths = chain_paths(out) if out else None
+        if paths is not None and paths["int8"].is_file() and paths["fp32"].is_file():
+            self.exported, self._found = (paths["int8"], paths["fp32"]), True
+        elif self._found:  # the folder whose model was found is no longer typed: its buttons go
+            self.exported, self._found = None, False
+        return self.exported
 
     def switch_setup(self) -> None:
         """One click between the CPU fine-tune of the bundled model and ViT-B with the paper's recipe."""
@@ -203,7 +221,8 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
             return self._refuse(first_line(exc))
         report = self.data_report
         if report is not None and str(report.folder) == typed_path(self.data) and not report.usable:
-            return self._refuse(f"No usable image/mask pairs in {report.folder}: {report.error or report.bad[0]}")
+            return self._refuse(f"{report.folder}: {report.error}" if report.error else  # (e.g. no validation film)
+                                f"No usable image/mask pairs in {report.folder}: {report.bad[0]}")
         self.command.value = shlex.join(adaqat_argv(self._argv()))
         return self._launch(make, label)
 
@@ -211,6 +230,7 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
         problem = cont.dock_words(problem)
         self.last_error = problem
         self.status.value = problem
+        self._refused_data = typed_path(self.data)  # (another data folder that passes its check: said so)
         return False
 
     def _launch(self, make: Any, label: str) -> bool:
@@ -354,7 +374,7 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
 
     def _chain_done(self, chain: Chain) -> None:
         paths = chain.paths
-        self.exported = (paths["int8"], paths["fp32"])
+        self.exported, self._found = (paths["int8"], paths["fp32"]), False
         self.progress.max, self.progress.value = 1, 1
         self.resume.value = False
         self.models_label.value = cont.files_text(chain)
