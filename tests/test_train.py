@@ -103,6 +103,7 @@ def test_sigterm_exits_cleanly_so_no_temp_file_survives(dataset, tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err.decode()[-1000:]
+    assert err.decode().rstrip().endswith("the same command with --resume goes on from it")  # (was silent)
     assert (run / "checkpoints" / "last.safetensors").is_file()
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
 

@@ -110,7 +110,23 @@ def chain_from_args(args: argparse.Namespace):
     return Chain(out=out, options=options, **{k: v for k, v in fields.items() if v is not None})
 
 
+RESUME_HINT = "adaqat train: stopped; the last finished epoch is kept: the same command with --resume goes on from it"
+
+
 def run(args: argparse.Namespace) -> int:
+    """``adaqat train``; stopped by Ctrl+C or SIGTERM (the dock's Stop, a scheduler), it says how to go on."""
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print(RESUME_HINT, file=sys.stderr)
+        raise
+    except SystemExit as exc:
+        if exc.code == 128 + 15:  # SIGTERM (train/run.py)
+            print(RESUME_HINT, file=sys.stderr)
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     from napari_adaqat.cli.common import check_data_folder
     from napari_adaqat.train.run import resolve_config, run as run_training, run_chain
 

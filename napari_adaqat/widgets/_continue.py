@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -98,6 +99,16 @@ def eta_seconds(chain: Chain, n_train: int) -> Optional[float]:
     steps = {s: min(n_train, (cfg.max_steps_per_epoch or n_train) * cfg.batch_size)
              for s, cfg in ((1, stage1), (2, stage2))}
     return CPU_OVERHEAD_S + sum(CPU_S_PER_IMAGE_EPOCH[s] * epochs[s] * steps[s] for s in (1, 2))
+
+
+def busy_cpu_note() -> str:
+    """" · this CPU is busy now (…): longer" when the 1-minute load is above 3/4 of the cores (other work shares
+    them: two trainings on 2 cores took 5x the idle time in a QA walk), else ""."""
+    try:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    except (AttributeError, OSError):  # (Windows: no load average)
+        return ""
+    return f" · this CPU is busy now (load {load:.1f} on {cores} cores): it will take longer" if load > 0.75 * cores else ""
 
 
 def continue_problem(run: str | Path) -> Optional[str]:

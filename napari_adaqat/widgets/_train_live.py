@@ -182,6 +182,7 @@ def follow(dock: Any, run: LiveRun) -> None:
     """Let ``dock`` follow ``run``, left by a closed Train panel of its viewer: fields, curves, progress, Stop."""
     restore_form(dock, run.form)
     dock.process = dock._holder["proc"] = run.process
+    dock.progress.native.setFormat("%v / %m")  # (a new panel says "no run yet")
     if isinstance(run.process, TrainProcess):  # as the dock's start did (a resumed run's earlier curves)
         cfg = run.process.config
         dock._begin_stage(Path(cfg.out), cfg.stage, cfg.epochs)

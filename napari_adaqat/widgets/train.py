@@ -89,7 +89,8 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
         tabs_box.native.layout().addWidget(self.tabs)
         self.extend([tabs_box, _container(self.start_button, self.stop_button, layout="horizontal"),
                      _container(self.progress, self.status, self.command, labels=True)])
-        self.progress.native.setFormat("%v / %m")
+        self.native.layout().setStretchFactor(tabs_box.native, 1)  # the form takes the dock's height (ETA in sight)
+        self.progress.native.setFormat("no run yet")  # (not "0 / 1" before anything ran; a start sets "%v / %m")
         for label in (self.status, self.data_check, self.plot_info, self.models_label, self.why, self.eta):
             label.native.setWordWrap(True)
             label.native.setMinimumWidth(260)
@@ -181,7 +182,7 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
             seconds = None
         unusable = report is not None and str(report.folder) == typed_path(self.data) and not report.usable
         self.eta.value = (f"about {format_duration(seconds)} on an idle 2-core CPU for {n_train} training films"
-                          if seconds else "shown after the first epoch" if n_train
+                          + cont.busy_cpu_note() if seconds else "shown after the first epoch" if n_train
                           else "none: no usable image/mask pairs to train on" if unusable else "after the data check")
 
     def _update_buttons(self) -> None:
@@ -236,6 +237,7 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
     def _launch(self, make: Any, label: str) -> bool:
         self.last_error, self.last_epoch, self.exported = None, None, None
         self.progress.max, self.progress.value = 0, 0  # busy until the first epoch count arrives
+        self.progress.native.setFormat("%v / %m")
         try:
             self.process = make()
         except OSError as exc:
