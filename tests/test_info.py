@@ -42,3 +42,15 @@ def test_info_unknown_target_is_one_line_error(capsys):
     assert main(["info", "no_such_model.safetensors"]) == 2
     err = capsys.readouterr().err
     assert "not found" in err and err.count("\n") == 1
+
+
+def test_info_on_a_model_file_names_its_own_architecture(capsys):
+    """A QA find: a fine-tuned file's info showed only its run's train_config (model_type vit_b, mask_refiner 0,
+    the options' values), not the hybrid model with a 486k-parameter refiner that it is."""
+    from napari_adaqat.model import loading
+
+    if not loading.DEFAULT_MODEL.is_file():
+        pytest.skip("bundled default model not installed")
+    report = _info(capsys, "default")
+    assert report["architecture"]["name"].startswith("hybrid") and report["architecture"]["mask_refiner"] > 0
+    assert report["parameters"]["mask_refiner"] > 0

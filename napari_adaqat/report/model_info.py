@@ -70,7 +70,10 @@ def file_report(path: str | Path, model_type: str = "vit_b", quant_report_dir: s
         path = run_paths(path)["best"]
     sam = load_model(path, model_type=model_type)  # any other folder: "is a folder, not a model file"
     meta = sam.meta
+    spec = sam.spec  # the file's own architecture (a run's train_config says "vit_b" when its start file set it)
     report: dict = {"file": str(path), "bytes": path.stat().st_size, "format": meta.get("format"),
+                    "architecture": {"name": spec.name, "image_size": spec.image_size,
+                                     "mask_refiner": getattr(spec, "mask_refiner", 0)},
                     "parameters": parameter_breakdown(sam)}
     adapters = adalora_modules(sam)
     if adapters:
