@@ -51,6 +51,7 @@ def test_evaluate_against_the_baseline_then_without(tmp_path, cxr_dir, capsys):
     assert imread(report / "scores_boxplot.png").shape[0] > 100
     printed = json.loads(capsys.readouterr().out)
     assert printed["model"]["dice"] == pytest.approx(summary["model"]["dice"]["mean"], abs=1e-4)
+    assert printed["models"] == {"model": "bundled INT8 model", "baseline": "bundled FP32 baseline"}, printed["models"]
 
     # the same report folder without a baseline: the old comparison must not linger
     assert main(["evaluate", "--data", str(cxr_dir), "--split", "all", "--out", str(report), "--device", "cpu"]) == 0

@@ -133,6 +133,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"adaqat evaluate: note: {line}", file=sys.stderr)
     brief = {k: summary[k] for k in ("split", "box", "clean")}
     brief["n"] = f"{summary['n']} of {summary['n_total']}"
+    brief["models"] = dict(summary["models"])  # which file each key below is (model, model2, ...)
+    if summary.get("baseline_model"):
+        brief["models"]["baseline"] = summary["baseline_model"]
     for tag in [*summary["models"], "baseline"]:
         if tag in summary:
             keys = [k for k in summary_keys(summary[tag]) if not k.endswith("_256") or k == "dice_256"]
