@@ -17,6 +17,15 @@ DATA = Path(__file__).parent / "data"
 CXR = DATA / "cxr"
 
 
+@pytest.fixture(autouse=True)
+def user_config(tmp_path_factory, monkeypatch) -> Path:
+    """Each test's own user settings folder (util/recent.py): the folders a dock opened in one test are not
+    offered by a dock of the next, and the developer's own ~/.config is never written."""
+    folder = tmp_path_factory.mktemp("config")
+    monkeypatch.setenv("ADAQAT_CONFIG_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def screenshot_dir() -> Path:
     """Where GUI tests save screenshots: ``$ADAQAT_SCREENSHOTS`` (``docs`` refreshes the README's), else build/screenshots."""

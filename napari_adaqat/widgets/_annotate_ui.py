@@ -13,6 +13,7 @@ from qtpy.QtWidgets import (
     QTableWidget, QTableWidgetItem, QTextEdit, QWidget,
 )
 
+from napari_adaqat.util.recent import recall
 from napari_adaqat.widgets._model_choice import ModelChoice
 
 COLUMNS = ("#", "film", "state")
@@ -82,6 +83,9 @@ def folder_text(edit: FileEdit) -> str:
     return str(edit.line_edit.value or "").strip()
 
 
+RECENT_KEY = "annotate"  # this dock's entry in the user's recent folders (util/recent.py)
+
+
 class AnnotateControls(Container):
     """The Annotate dock's controls and their layout (the dock's behaviour is in ``annotate.py``); the hotkeys
     are written on the buttons."""
@@ -104,6 +108,10 @@ class AnnotateControls(Container):
                                                 "Ctrl+click not lung, Undo [Ctrl+Z] there")
         self.progress = Label(value="")
         self.status = Label(value="Choose an image folder and a dataset folder, then Open folder.")
+        if last := recall(RECENT_KEY):  # the folders opened last time (another napari session): shown, not opened
+            self.images.line_edit.value, self.dataset.line_edit.value = last.get("images", ""), last.get("dataset", "")
+            if folder_text(self.images) and folder_text(self.dataset):
+                self.status.value = f"The folders of last time: Open folder [{OPEN_KEY}] resumes there."
         self._help = Label(value=HELP)
         form = Container(labels=True, widgets=[self.images, self.dataset, *self.models.widgets])
         buttons = Container(layout="horizontal", labels=False,

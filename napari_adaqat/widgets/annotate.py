@@ -4,9 +4,8 @@ keep the accepted ones as a dataset for ``adaqat train`` (micro-sam's image seri
 The first film without an accepted mask opens with the model's mask for the last box drawn around both lungs
 (scaled to the film), else the default box; a new rectangle in ``boxes`` re-segments, the brush edits
 ``lung mask``; Accept [Enter] saves (:class:`~napari_adaqat.data.annotation.AnnotationFolder`) and opens the next
-film. Reading, embedding and prompting run in a worker thread through the one shared engine, so the viewer
-never waits for the model. Nothing painted is thrown away: brush edits survive a new box (said in the status
-line), and a film left without Accept keeps its work as a draft.
+film. Reading, embedding and prompting run in a worker thread through the one shared engine, so the viewer never
+waits for the model. Nothing painted is thrown away: brush edits survive a new box, a film left keeps a draft.
 """
 from __future__ import annotations
 
@@ -28,6 +27,7 @@ from napari_adaqat.inference.lock import FolderBusy  # noqa: E402
 from napari_adaqat.io import read_image  # noqa: E402
 from napari_adaqat.model.device import resolve_device  # noqa: E402
 from napari_adaqat.util.errors import first_line  # noqa: E402
+from napari_adaqat.util.recent import remember  # noqa: E402
 from napari_adaqat.util.text import listed  # noqa: E402
 from napari_adaqat.widgets._annotate_accept import AcceptFlow  # noqa: E402
 from napari_adaqat.widgets._annotate_boxes import BoxPrompts  # noqa: E402
@@ -37,8 +37,7 @@ from napari_adaqat.widgets._annotate_layers import FilmLayers  # noqa: E402
 from napari_adaqat.widgets._annotate_lock import busy_line, holder, took_over  # noqa: E402
 from napari_adaqat.widgets._annotate_open import SOURCES, Opened, read_film  # noqa: E402
 from napari_adaqat.widgets._annotate_ui import (  # noqa: E402
-    CLICKS_KEY, OPEN_KEY, AnnotateControls, folder_text, install_hotkeys, on_removed,
-)
+    CLICKS_KEY, OPEN_KEY, RECENT_KEY, AnnotateControls, folder_text, install_hotkeys, on_removed)
 from napari_adaqat.widgets._jobs import JobQueue  # noqa: E402
 from napari_adaqat.widgets._model_choice import DEFAULT, note_model, noted_model  # noqa: E402
 from napari_adaqat.widgets._shared import shared_engine, tab_with_folder_docks  # noqa: E402
@@ -155,6 +154,7 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, EarlierMasks, AnnotateControls):
             if line := took_over(folder.lock):
                 self._carry.append(line)
         self.folder, self.index, self.last_error = folder, None, None
+        remember(RECENT_KEY, images=folder_text(self.images), dataset=dataset)  # shown by a dock opened next time
         if self.models.model.value == DEFAULT and (noted := noted_model(folder.dataset)) is not None:
             self.use_model(*noted)  # the model file this dataset was last annotated with (e.g. a fine-tuned one)
             self._carry.append(f"Pre-segmenting with {noted[0].name}, as last time in this dataset "
