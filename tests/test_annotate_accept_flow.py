@@ -134,3 +134,14 @@ def test_an_accept_that_cannot_write_leaves_the_earlier_mask_in_place(make_napar
     assert "left as they were" in widget.status.value and widget.index == 0
     assert (dataset / "masks" / f"{names[0]}.png").read_bytes() == before and not (dataset / "replaced").exists()
     shoot(viewer, qtbot, "disk_full")
+
+
+def test_a_box_s_mask_keeps_the_film_s_place_in_the_status(make_napari_viewer, qtbot, films, tmp_path):
+    """A QA find: after a new box (or a model switch, which redoes the box) the status said only
+    'latency 70 ms · area 66545 px', and the film's place in the folder was gone."""
+    viewer = make_napari_viewer()
+    _, widget = open_dock(viewer, qtbot, films, tmp_path / "dataset")
+    viewer.layers["boxes"].add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+    settle(qtbot, widget)
+    name = widget.folder.films[0].path.name
+    assert widget.status.value.startswith(f"Film 1 of {len(widget.folder.films)}: {name} · "), widget.status.value

@@ -105,4 +105,5 @@ class BoxPrompts:
         self.layers.keep_only_box(shape_index)
         if by_user:
             self._touch()
-        self._say(f"{result.summary().splitlines()[0]}{note}")
+        where = f"Film {self.index + 1} of {len(self.folder.films)}: {self.folder.films[self.index].path.name} · "
+        self._say(f"{where}{result.summary().splitlines()[0]}{note}")  # (where one is, after a model switch too)
