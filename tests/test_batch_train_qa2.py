@@ -228,7 +228,9 @@ def test_a_refusal_goes_once_another_data_folder_passes_its_check(make_napari_vi
 
     widget = TrainWidget(make_napari_viewer())
     widget.data.value, widget.out.value = str(tmp_path / "train1O"), str(tmp_path / "run")
-    assert not widget.start() and "train1O" in widget.status.value
+    (tmp_path / "train10").mkdir()  # the folder meant
+    assert not widget.start() and widget.status.value == (
+        f"{tmp_path / 'train1O'}: data folder not found; did you mean {str(tmp_path / 'train10')!r}?")
     widget.data.value = str(dataset)
     qtbot.waitUntil(lambda: widget.data_report is not None and not widget.checking, timeout=30_000)
     assert widget.status.value == "The data check passes now: Start when ready."

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from napari_adaqat.train.config import TrainConfig
 from napari_adaqat.train.paths import check_run_folder, run_paths
+from napari_adaqat.util.text import did_you_mean
 
 __all__ = ["BUNDLED", "preflight", "start_checkpoint", "start_weights_problem"]
 
@@ -45,7 +46,7 @@ def preflight(cfg: TrainConfig, resume: bool = False) -> None:
         raise ValueError("Choose a data folder (--data DIR: DIR/images + DIR/masks, or DIR/train|val|test/…)")
     data = Path(cfg.data)
     if not data.is_dir():
-        raise ValueError(f"{data}: data folder not found")
+        raise ValueError(f"{data}: data folder not found{did_you_mean(str(data))}")
     if not ((data / "images").is_dir() or (data / "train" / "images").is_dir()):
         raise ValueError(f"{data} has no images/ folder (expected DIR/images + DIR/masks, or DIR/train/images …)")
     if not cfg.out:

@@ -15,3 +15,18 @@ def listed(names: Iterable[object], limit: int) -> str:
     """The first ``limit`` names joined by commas, then `` and N more`` for the rest: ``a.png, b.png and 3 more``."""
     names = [str(n) for n in names]
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def did_you_mean(path: str) -> str:
+    """``"; did you mean 'train10'?"`` when folders beside the missing ``path`` have a close name (a typo: ``train1O``),
+    else ``""``."""
+    import difflib
+    import os
+
+    parent, name = os.path.split(os.path.normpath(path))
+    try:
+        folders = [e.name for e in os.scandir(parent or ".") if e.is_dir() and not e.name.startswith(".")]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(name, folders, n=1, cutoff=0.75)
+    return f"; did you mean {os.path.join(parent, close[0])!r}?" if close else ""
