@@ -88,9 +88,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 EPILOG = """results.csv has one row per input: status, error, box, area, seconds, mask, the estimated Dice
 'quality' and 'review' = 1 for masks worth a look (sort by quality). A bad or missing file is an error row
-and the rest go on; a DICOM object of a study export that is no film (a Segmentation, a Presentation State,
-a Key Object, a Structured Report) is 'ignored' and said, not failed; a rerun into the same --out with the same inputs finishes what is missing and keeps
-what is done. A film's mask beside it (NAME_mask, NAME_seg, NAME_gt... beside NAME) is not segmented.
+and the rest go on; a DICOM object of a study export that is no film (a Segmentation, a Presentation
+State, a Key Object, a report) is 'ignored' and said, not failed. A lateral view gets review = 1 and a
+note. A rerun into the same --out with the same inputs finishes what is missing and keeps what is done.
+A film's mask beside it (NAME_mask, NAME_seg, NAME_gt... beside NAME) is not segmented.
 examples:
   adaqat segment scans/ --out masks/                        # bundled model, whole-image box
   adaqat segment export/ --recursive --out masks/           # PACS tree: masks/PATIENT/STUDY/SERIES/IM0001_mask.png
