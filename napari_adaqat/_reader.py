@@ -17,7 +17,8 @@ from typing import Any, Callable, Sequence, Union
 import numpy as np
 
 from napari_adaqat.io.dicom import DICOM_SUFFIXES, is_dicom, read_dicom_stack
-from napari_adaqat.io.dicom_open import open_dicom
+from napari_adaqat.io.dicom_open import frame_count, open_dicom
+from napari_adaqat.io.dicom_pixels import decode
 from napari_adaqat.io.image_data import NotAFilm
 from napari_adaqat.io.images import read_image, sample_name
 from napari_adaqat.io.masks import read_mask
@@ -73,16 +74,18 @@ SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.4"
 
 
 def _segmentation_layer(path: str) -> LayerData:
-    """A single-frame DICOM Segmentation as a Labels layer (lung = 1), at its pixel spacing; :class:`NotAFilm`
-    (its one line) for any other object that is no film."""
+    """A DICOM Segmentation as a Labels layer (segment = 1; (frames, H, W) for several frames), at its pixel
+    spacing; :class:`NotAFilm` (its one line) for any other object that is no film."""
     ds = open_dicom(path)  # (a file without preamble too; one without pixel data raises its NotAFilm line)
     if str(ds.get("SOPClassUID", "")) != SEGMENTATION:
         read_dicom_stack(path)  # raises its NotAFilm line
+    frames = frame_count(ds)
+    data = read_mask(path) if frames == 1 else decode(Path(path), ds, None, frames) != 0
     kwargs: dict = {"name": f"{sample_name(path)} (SEG)", "opacity": 0.45, "metadata": {"source": path}}
     try:  # the Pixel Measures of the Shared Functional Groups (PS3.3 C.7.6.16.2.1)
         spacing = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
-        kwargs["scale"] = tuple(float(v) for v in spacing)
-        kwargs["units"] = ("mm", "mm")
+        kwargs["scale"] = (1.0,) * (frames > 1) + tuple(float(v) for v in spacing)
+        kwargs["units"] = ("pixel",) * (frames > 1) + ("mm", "mm")
     except (AttributeError, IndexError, TypeError, ValueError):
         pass
-    return read_mask(path).astype(np.uint8), kwargs, "labels"
+    return np.asarray(data).astype(np.uint8), kwargs, "labels"

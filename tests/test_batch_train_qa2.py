@@ -270,3 +270,42 @@ def test_the_line_over_the_plot_drops_the_eta_when_the_run_ends(make_napari_view
     assert " · ETA " in widget.plot_info.value and not widget.plot_info.value.endswith("ETA –")  # (counts down)
     widget._finish(widget.process)
     assert widget.plot_info.value.endswith("ETA –") and "Failed" in widget.status.value
+
+
+def test_a_refusal_about_the_run_folder_stays_when_the_data_changes(make_napari_viewer, qtbot, tmp_path, dataset):
+    """(A review's find on the fix above: the data check replaced any refusal, this one too.)"""
+    import shutil
+
+    from napari_adaqat.train.paths import run_paths
+    from napari_adaqat.widgets.train import TrainWidget
+
+    widget = TrainWidget(make_napari_viewer())
+    out = tmp_path / "run"
+    run_paths(out)["last"].parent.mkdir(parents=True)
+    run_paths(out)["last"].write_bytes(b"x")  # a run is there; Resume is off
+    widget.data.value, widget.out.value = str(dataset), str(out)
+    qtbot.waitUntil(lambda: widget.data_report is not None and not widget.checking, timeout=30_000)
+    assert not widget.start()
+    refusal = widget.status.value
+    shutil.copytree(dataset, tmp_path / "copy")
+    widget.data.value = str(tmp_path / "copy")
+    qtbot.waitUntil(lambda: str(widget.data_report.folder) == str(tmp_path / "copy") and not widget.checking,
+                    timeout=30_000)
+    assert widget.status.value == refusal
+
+
+def test_the_model_of_the_dock_s_own_run_stays_handed_over(qtbot, tmp_path, dataset):
+    """(A review's find: after a field edit, typing the next run folder dropped the pair this dock's run made.)"""
+    from napari_adaqat.train.chain import chain_paths
+    from napari_adaqat.widgets.train import TrainWidget
+
+    paths = chain_paths(tmp_path / "A")
+    paths["root"].mkdir()
+    paths["int8"].write_bytes(b"x")
+    paths["fp32"].write_bytes(b"x")
+    widget = TrainWidget(None)
+    widget.data.value, widget.out.value = str(dataset), str(paths["root"])
+    widget.exported, widget._found = (paths["int8"], paths["fp32"]), False  # as a chain run of this dock leaves it
+    widget.epochs.value = widget.epochs.value + 1  # any edit
+    widget.out.value = str(tmp_path / "B")  # the next run's folder
+    assert widget.exported == (paths["int8"], paths["fp32"]) and widget.use_button.enabled

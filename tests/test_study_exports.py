@@ -89,6 +89,19 @@ def test_a_study_export_s_other_objects_are_ignored_not_segmented(tmp_path, caps
     assert kind == "labels" and kwargs["name"] == "IM0002 (SEG)" and data.sum() == read_mask(study / "IM0002").sum()
     with pytest.raises(NotAFilm, match="Key Object Selection"):
         read_dicom_layers(str(study / "IM0004"))
+    seg = pydicom.dcmread(study / "IM0002")  # a SEG of two frames: a stack of labels
+    seg.NumberOfFrames, seg.PixelData = 2, seg.PixelData * 2
+    seg.save_as(tmp_path / "two_frames.dcm")
+    (stack, kwargs, kind), = read_dicom_layers(str(tmp_path / "two_frames.dcm"))
+    assert kind == "labels" and stack.shape == (2, *data.shape) and (stack[1] == data).all()
+
+    # a radiograph's header without its pixels (a header-only export) is a failure, not an object to ignore
+    header_only = pydicom.dcmread(film)
+    del header_only.PixelData
+    header_only.save_as(tmp_path / "header_only.dcm")
+    with pytest.raises(ImageReadError, match="no pixel data") as refused:
+        read_image(tmp_path / "header_only.dcm")
+    assert not isinstance(refused.value, NotAFilm)
 
 
 @needs_default
@@ -115,6 +128,9 @@ def test_an_undeclared_border_at_the_minimum_keeps_the_film_s_contrast(tmp_path)
     assert inside.min() == 0.0 and inside.max() == 1.0  # was 0.90..1.00
     np.testing.assert_allclose(undeclared.pixels, declared.pixels, atol=1e-6)
     assert (undeclared.pixels[:, :40] == 0).all()  # the border black
+    two_levels = np.zeros((64, 64), np.uint16)
+    two_levels[:, 32:] = 1000  # a mask or test pattern: no border to find (was read all black)
+    np.testing.assert_array_equal(read_image(make_dicom(tmp_path / "two.dcm", two_levels)).pixels, two_levels / 1000)
     ordinary = _film().astype(np.uint16) * 16
     ordinary[:, :40] = 0  # a black border just below the film's own range is the film's: unchanged
     np.testing.assert_allclose(read_image(make_dicom(tmp_path / "zero.dcm", ordinary, bits_stored=16)).pixels,
@@ -150,8 +166,13 @@ def test_private_syntax_reader_names_and_bytes_paths(tmp_path):
     ds = pydicom.dcmread(path)
     ds.file_meta.TransferSyntaxUID = "1.2.840.113619.5.2"  # GE's own
     pydicom.dcmwrite(path, ds, implicit_vr=False, little_endian=True, enforce_file_format=True)
-    with pytest.raises(ImageReadError, match=r"private transfer syntax 1\.2\.840\.113619\.5\.2 .*export the film "
+    with pytest.raises(ImageReadError, match=r"private transfer syntax 1\.2\.840\.113619\.5\.2: .*export the film "
                                              r"uncompressed \(Explicit VR Little Endian\)"):
+        read_image(path)
+    # a standard UID this pydicom does not know (as JPEG XL, 1.2.840.10008.1.2.4.110-112, in pydicom 3.0; pydicom
+    # writes no such file, so the UID is patched in, of the same length)
+    path.write_bytes(path.read_bytes().replace(b"1.2.840.113619.5.2", b"1.2.840.10008.1.29"))
+    with pytest.raises(ImageReadError, match=r"a DICOM transfer syntax newer than this pydicom 1\.2\.840\.10008"):
         read_image(path)
 
     names = []

@@ -134,8 +134,8 @@ def run(args: argparse.Namespace) -> int:
     brief = {k: summary[k] for k in ("split", "box", "clean")}
     brief["n"] = f"{summary['n']} of {summary['n_total']}"
     brief["models"] = dict(summary["models"])  # which file each key below is (model, model2, ...)
-    if summary.get("baseline_model"):
-        brief["models"]["baseline"] = summary["baseline_model"]
+    if summary.get("baseline_label"):
+        brief["models"]["baseline"] = summary["baseline_label"]
     for tag in [*summary["models"], "baseline"]:
         if tag in summary:
             keys = [k for k in summary_keys(summary[tag]) if not k.endswith("_256") or k == "dice_256"]

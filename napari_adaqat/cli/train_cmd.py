@@ -118,12 +118,23 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except KeyboardInterrupt:
-        print(RESUME_HINT, file=sys.stderr)
+        _hint_resume(args)
         raise
     except SystemExit as exc:
         if exc.code == 128 + 15:  # SIGTERM (train/run.py)
-            print(RESUME_HINT, file=sys.stderr)
+            _hint_resume(args)
         raise
+
+
+def _hint_resume(args: argparse.Namespace) -> None:
+    """Say how to go on, where a finished epoch was kept (before the first one, --resume has nothing to take)."""
+    from napari_adaqat.train.chain import chain_paths
+    from napari_adaqat.train.paths import run_paths
+
+    out = getattr(args, "out", None)
+    runs = (out, chain_paths(out)["stage1"], chain_paths(out)["stage2"]) if out else ()
+    if any(run_paths(run)["last"].is_file() for run in runs):
+        print(RESUME_HINT, file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -65,7 +65,7 @@ class ResultRow:
     note: str = ""  # what to know about this film's mask (a lateral view), "" for nothing
 
 
-LATERAL_VIEWS = ("LL", "RL", "LATERAL", "LAT", "LLD", "RLD")  # a DICOM's ViewPosition (0018,5101) of a side view
+LATERAL_VIEWS = ("LL", "RL", "LATERAL", "LAT")  # a DICOM's ViewPosition (0018,5101) of a side view (decubitus: frontal)
 
 
 def view_note(image: ImageData) -> str:

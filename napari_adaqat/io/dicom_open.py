@@ -299,8 +299,9 @@ def open_dicom(path: str | os.PathLike):
             if meta is not None and meta.get("MediaStorageSOPClassUID") == MEDIA_DIRECTORY:
                 raise fail(p, _dicomdir_problem(ds), NotAFilm)
             sop = _sop_name(ds)  # a study export's Presentation State, Key Object, Structured Report...: no film
-            raise fail(p, f"DICOM file has no pixel data{sop}" + (": not an image" if sop else ""),
-                       NotAFilm if sop else ImageReadError)
+            image_class = "Image Storage" in sop  # (a radiograph's header without its pixels: a failure)
+            raise fail(p, f"DICOM file has no pixel data{sop}" + (": not an image" if sop and not image_class else ""),
+                       NotAFilm if sop and not image_class else ImageReadError)
         _fix_transfer_syntax(p, ds)
         _check_attributes(p, ds)
     except ImageReadError:

@@ -84,10 +84,11 @@ def decode(path: Path, ds, frame: int | None, frames: int) -> np.ndarray:
         compressed = bool(syntax.is_compressed)
     except (AttributeError, TypeError, ValueError):  # a damaged UID, several values in its element, or a private one
         text = str(syntax)
-        if re.fullmatch(r"[0-9]+(\.[0-9]+)+", text) and len(text) <= 64:  # a well-formed UID no standard defines
-            raise fail(path, f"private transfer syntax {text} (a vendor's own encoding): "
-                             "it cannot be decoded here; export the film uncompressed (Explicit VR Little Endian) "
-                             "from the PACS or the modality") from None
+        if re.fullmatch(r"[0-9]+(\.[0-9]+)+", text) and len(text) <= 64:  # a well-formed UID pydicom does not know
+            what = ("a DICOM transfer syntax newer than this pydicom" if text.startswith("1.2.840.10008.")
+                    else "private transfer syntax")  # (JPEG XL, 1.2.840.10008.1.2.4.110-112, in pydicom 3.0)
+            raise fail(path, f"{what} {text}: it cannot be decoded here; export the film uncompressed "
+                             "(Explicit VR Little Endian) from the PACS or the modality") from None
         raise fail(path, f"invalid transfer syntax UID {text[:64]!r} in the file meta header") from None
     if not compressed:
         need, have = _expected_bytes(ds, frames), _pixel_bytes(ds)

@@ -119,12 +119,14 @@ def film_bottom(x: np.ndarray, lo: float, hi: float) -> float:
     """The bottom of a film's range: ``lo``, unless the pixels at ``lo`` lie far below all the others (a border
     at the format's minimum: -32768 around a signed film that declares no Pixel Padding Value), which min-max
     scaling would let squash the film into its brightest few percent.  Then the darkest other pixel, when the gap
-    below it is over four times the range above it (looked for in a 1-in-64 sample first); the border is black."""
+    below it is over four times the range above it (looked for in a 1-in-64 sample first); the border is then the
+    darkest value (black, or white where the film is shown inverted: MONOCHROME1)."""
     sample = x[::8, ::8] if x.ndim >= 2 else x
     if sample.size < 64 or hi <= lo:
         return lo
     above = sample[sample > lo]
-    if not above.size or float(np.nanmin(above)) - lo <= 4.0 * (hi - float(np.nanmin(above))):
+    nearest = float(np.nanmin(above)) if above.size else hi
+    if nearest >= hi or nearest - lo <= 4.0 * (hi - nearest):  # (two levels only: a mask, a test pattern: as is)
         return lo
     return float(np.nanmin(x[x > lo]))
 

@@ -227,8 +227,6 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
                      "units": units[0] if len(units) == 1 else "mixed (native hd95/nsd summarised per unit)",
                      "nsd_tolerance": nsd_tolerance, "nsd_tolerance_units": units[0] if len(units) == 1 else "mm|px",
                      "models": dict(zip(tags, labels))}
-    if base is not None:
-        summary["baseline_model"] = labels[-1]
     for tag in tags + ([BASELINE] if base is not None else []):
         summary[tag] = summaries(rows, tag)
     if clicks:

@@ -116,7 +116,8 @@ class TrainConfig:
                                       "(default: 8 in Stage 1, 0 in Stage 2)")
     keep: str = _opt("auto", "the epoch a run keeps as its model: best (highest validation Dice), last, or auto: best, "
                              f"but last when the validation set has under {MIN_VAL_FOR_BEST} films (a Dice on so few "
-                             "picks an epoch by chance)", choices=KEEP_CHOICES)
+                             "picks an epoch by chance); 'best' in the logs stays the highest Dice, and patience "
+                             "still stops a run", choices=KEEP_CHOICES)
     seed: int = _opt(0, "random seed (split, shuffling, jitter, augmentation)")
     masks_as_given: bool = _opt(False, "train on the masks as they are even when every one looks inverted (white "
                                        "along most of the image's edge or around black lung-sized holes), which is "

@@ -238,8 +238,8 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         pruned = allocator.on_epoch_end(epoch) if allocator is not None else False
         with ema.applied() if ema is not None else nullcontext():  # best.safetensors holds what is validated
             val_dice = evaluate_dice(sam, val_set, cfg, device, amp, rank, world)
-            improved = (val_dice > best or keep_last) and epoch >= final_prune
-            if is_main and improved:
+            improved = val_dice > best and epoch >= final_prune  # (the best Dice and patience as ever ...)
+            if is_main and (improved or keep_last and epoch >= final_prune):  # (... the model kept: the last)
                 save_checkpoint(paths["best"], sam, description, _info(cfg, epoch, val_dice, val_dice, 0,
                                                                           provenance, allocator))
         epochs_done += 1

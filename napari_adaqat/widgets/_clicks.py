@@ -19,6 +19,7 @@ from magicgui.widgets import Container, PushButton
 from napari_adaqat.widgets import _layers as L
 from napari_adaqat.widgets import _points as P
 from napari_adaqat.widgets._brush_edits import BrushEdits
+from napari_adaqat.widgets._in_flight import InFlight
 from napari_adaqat.widgets._prompt_history import EDIT, EMPTY, RESET, PromptHistory, PromptState, trim_to_budget
 
 UNDO_KEY = KeyMod.CtrlCmd | KeyCode.KeyZ
@@ -29,7 +30,7 @@ HELP = ("Draw a rectangle around both lungs in 'boxes'. To correct the mask, cli
         "a click adds lung, Ctrl+click (⌘ on a Mac) or Negative [N] marks 'not lung'.")
 
 
-class ClickPrompts(BrushEdits):
+class ClickPrompts(BrushEdits, InFlight):
     """Points, history and the buttons of the Segment dock (needs the dock's ``viewer``, ``image``,
     ``status``, ``_boxes``, ``jobs``, ``_segment``, ``segment_last_box``, ``_show`` and ``_annotated``)."""
 
@@ -38,7 +39,6 @@ class ClickPrompts(BrushEdits):
     _restoring = False  # set while a state is written back: the layers' events do not prompt then
     _generation = 0  # bumped by undo / redo / reset / a new image: late results of older prompts are dropped
     _pending: Optional[PromptState] = None  # a prompt sent to the worker whose mask is not shown yet
-    _in_flight: tuple[PromptState, ...] = ()  # the prompts sent to the worker, oldest first, not yet in the history
     _points_image: Optional[str] = None  # the image whose prompts the points layer holds
 
     def _build_click_controls(self) -> list[Container]:
@@ -185,25 +185,6 @@ class ClickPrompts(BrushEdits):
         self._histories[key] = entry
         return entry[1]
 
-    def _push_answered(self, history: PromptHistory, request: PromptState) -> None:
-        """Push ``request``, whose mask came, after the prompts sent before it whose jobs it replaced while they
-        waited (clicks made during an embedding): each stays one Undo step, its mask made when Undo or Redo
-        comes back to it (:meth:`_fill`)."""
-        sent = self._in_flight
-        at = next((i for i, state in enumerate(sent) if state is request), None)
-        if at is not None:
-            for state in sent[:at]:
-                self._push(history, state)
-            self._in_flight = sent[at + 1:]
-        self._push(history, request)
-
-    def _send_off(self, history: PromptHistory) -> None:
-        """The prompts still on their way are dropped (an Undo, a Redo, a Reset, another image): those sent
-        before the newest go into ``history`` unanswered, each one Undo step; the newest is the caller's."""
-        for state in self._in_flight[:-1]:
-            self._push(history, state)
-        self._in_flight = ()
-
     def _push(self, history: PromptHistory, state: PromptState) -> None:
         """Make ``state`` current in ``history``; the images used longest ago give up undo steps first when all
         histories together hold more than ``MAX_TOTAL_BYTES`` (every image keeps the mask it shows)."""
@@ -256,6 +237,10 @@ class ClickPrompts(BrushEdits):
             return
         plane = L.current_plane(self.viewer, image)
         edited = self._brush_edit(image, plane) is not None  # an unsaved edit is kept in the history
+        if self._pending is not None and self._pending_history is history:  # clicks on their way: each one Undo
+            pending = self._pending  # step before the reset (their masks made when Undo comes back to them)
+            self._send_off(history)
+            self._push(history, pending)
         now = history.current
         boxes, points, positive = P.off_plane(self._boxes, self._points, image, plane)  # (other planes: kept)
         cleared = len(points) == len(P.snapshot_points(self._points)[0]) \

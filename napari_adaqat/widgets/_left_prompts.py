@@ -13,13 +13,13 @@ from napari_adaqat.widgets._prompt_history import PromptHistory, PromptState
 class LeftPrompts:
     """Needs the dock's ``viewer``, ``jobs``, ``_generation``, ``_pending``, ``_points_image`` (the image whose
     prompts the layers hold), ``_boxes``, ``_points``, ``_restoring``, ``_history_of``, ``_annotated``,
-    ``_send_off`` and ``_segment``."""
+    ``_send_off``, ``_fill`` and ``_segment``."""
 
     viewer: Any
     jobs: Any
     _generation: int
     _pending: Optional[PromptState]
-    _in_flight: tuple[PromptState, ...]
+    _in_flight: tuple
     _pending_history: Optional[PromptHistory] = None  # the history the prompt on its way belongs to
     _points_image: Optional[str]
     _boxes: Any
@@ -45,7 +45,11 @@ class LeftPrompts:
         """Back on ``image`` (or the same image chosen again, e.g. renamed): the prompt left on its way there runs
         again with its box and points as drawn (not when the layer holds another film since: another history)."""
         history, request = (self._left or {}).pop(str(image.unique_id), (None, None))
-        if request is None or history is not self._history_of(image) or self._boxes is None or self._points is None:
+        if self._boxes is None or self._points is None:
+            return
+        if request is None or history is not self._history_of(image):
+            if not self._history_of(image).current.computed:  # left while a replaced click's mask was being made
+                self._fill(self._history_of(image).current)
             return
         self._restoring = True  # (the layers' events do not prompt: the prompt below does, once)
         try:

@@ -30,9 +30,10 @@ class TrainDataCheck:
                 self.data_report = report
                 self.data_check.value = report.text()
                 self.masks_as_given.visible = bool(report.inverted or self.masks_as_given.value)  # the way through
-                refused = self.last_error is not None and self.status.value == self.last_error
+                about = getattr(self, "_refused_data", None)  # the data folder a refusal shown was about
+                refused = about is not None and self.last_error is not None and self.status.value == self.last_error
                 if report.usable and not self.busy and refused and (  # not the old refusal: the data is fixed,
-                        folder != getattr(self, "_refused_data", folder) or str(report.folder) in self.last_error):
+                        folder != about or str(report.folder) in self.last_error):
                     self.status.value = "The data check passes now: Start when ready."  # or another folder is
                 self._update_eta()
 

@@ -336,6 +336,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
             if self._pending is request:
                 self._pending = None
             if generation != self._generation or self.history is not history:
+                self._drop_answered(request)  # (and the clicks before it: not this film's history)
                 return  # an undo, reset, another image or the Annotate dock's next film came meanwhile
             mask = K.apply_edits(result.mask, request.kept)  # the user's brush edits stay where no click undid them
             if request.kept is not None:  # the status line's area and Dice are of the mask shown
@@ -344,7 +345,8 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
             request.mask, request.logits, request.result = mask, result.low_res_logits, result
             if not fill:
                 self._push_answered(history, request)
-            elif history.current is not request:  # (a new click came first: the state is complete for Undo)
+            elif history.current is not request or self._waiting_clicks():  # (a new click came first: the
+                # state is complete for Undo; the newer click's mask is what the screen waits for)
                 drop_probabilities(result)
                 return
             self._update_buttons()
@@ -379,7 +381,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
             return
         if not fill:  # (a state filled in is in the history already, and Undo goes past it as usual)
             self._pending, self._pending_history = request, history
-            self._in_flight = (*self._in_flight, request)
+            self._sent(history, request)
         self._submit("predict", job, mask_done, f"Segmenting with {model.label()}… (busy)")
 
     def _show_state(self, image: Image, result: SegmentResult, mask: Optional[np.ndarray] = None) -> None:

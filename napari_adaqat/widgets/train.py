@@ -159,7 +159,9 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
         out = typed_path(self.out)
         paths = chain_paths(out) if out else None
         if paths is not None and paths["int8"].is_file() and paths["fp32"].is_file():
-            self.exported, self._found = (paths["int8"], paths["fp32"]), True
+            pair = (paths["int8"], paths["fp32"])
+            self._found = self._found if self.exported == pair else True  # (this dock's own run's: stays its)
+            self.exported = pair
         elif self._found:  # the folder whose model was found is no longer typed: its buttons go
             self.exported, self._found = None, False
         return self.exported
@@ -231,7 +233,8 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
         problem = cont.dock_words(problem)
         self.last_error = problem
         self.status.value = problem
-        self._refused_data = typed_path(self.data)  # (another data folder that passes its check: said so)
+        data = typed_path(self.data)  # a refusal about the data goes once another data folder passes its check
+        self._refused_data = data if data and data in problem else None
         return False
 
     def _launch(self, make: Any, label: str) -> bool:
