@@ -44,6 +44,11 @@ class JobQueue:
         """True while a job runs or waits."""
         return self._worker is not None or bool(self._queue)
 
+    @property
+    def running(self) -> Optional[str]:
+        """The kind of the job running now (during its ``on_error`` too), or None."""
+        return self._running
+
     def waiting(self, kind: str) -> bool:
         """True while a job of ``kind`` is queued (not yet running)."""
         return kind in self._queue

@@ -151,7 +151,8 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
 
     def _on_error(self, exc: BaseException) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
-        self._pending, self._in_flight = None, ()
+        if self.jobs.running in ("predict", None):  # (a failed SSIM map: the clicks on their way stay)
+            self._pending, self._in_flight = None, ()
         if self._closed:
             return
         self.status.value = f"Error: {exc}"
