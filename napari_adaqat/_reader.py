@@ -21,7 +21,6 @@ from napari_adaqat.io.dicom_open import frame_count, open_dicom
 from napari_adaqat.io.dicom_pixels import decode
 from napari_adaqat.io.image_data import NotAFilm
 from napari_adaqat.io.images import read_image, sample_name
-from napari_adaqat.io.masks import read_mask
 
 PathOrPaths = Union[str, Sequence[str]]
 LayerData = tuple[Any, dict, str]
@@ -80,7 +79,7 @@ def _segmentation_layer(path: str) -> LayerData:
     if str(ds.get("SOPClassUID", "")) != SEGMENTATION:
         read_dicom_stack(path)  # raises its NotAFilm line
     frames = frame_count(ds)
-    data = read_mask(path) if frames == 1 else decode(Path(path), ds, None, frames) != 0
+    data = decode(Path(path), ds, None, frames) != 0  # (the data set read once: (H, W), or (F, H, W))
     kwargs: dict = {"name": f"{sample_name(path)} (SEG)", "opacity": 0.45, "metadata": {"source": path}}
     try:  # the Pixel Measures of the Shared Functional Groups (PS3.3 C.7.6.16.2.1)
         spacing = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing

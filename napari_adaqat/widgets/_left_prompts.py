@@ -47,9 +47,10 @@ class LeftPrompts:
         history, request = (self._left or {}).pop(str(image.unique_id), (None, None))
         if self._boxes is None or self._points is None:
             return
+        current = self._history_of(image).current
         if request is None or history is not self._history_of(image):
-            if not self._history_of(image).current.computed:  # left while a replaced click's mask was being made
-                self._fill(self._history_of(image).current)
+            if not current.computed:  # left while a replaced click's mask was being made
+                self._fill(current)
             return
         self._restoring = True  # (the layers' events do not prompt: the prompt below does, once)
         try:
