@@ -26,6 +26,18 @@ def user_config(tmp_path_factory, monkeypatch) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def dock_code_loaded(request) -> None:
+    """Tests with a viewer get each dock's widget from napari's Plugins-menu call at once, as a user does from the
+    second opening on: the docks' code is imported first (the first opening's "Loading…" shell, built in a
+    thread, has its own tests in test_loading_dock.py)."""
+    if "make_napari_viewer" in request.fixturenames:
+        import importlib
+
+        for name in ("segment", "annotate", "batch", "train"):
+            importlib.import_module(f"napari_adaqat.widgets.{name}")
+
+
 @pytest.fixture(scope="session")
 def screenshot_dir() -> Path:
     """Where GUI tests save screenshots: ``$ADAQAT_SCREENSHOTS`` (``docs`` refreshes the README's), else build/screenshots."""

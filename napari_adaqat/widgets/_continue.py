@@ -17,6 +17,7 @@ from typing import Any, Optional
 from napari_adaqat.train.chain import Chain, chain_paths
 from napari_adaqat.train.paths import run_paths
 from napari_adaqat.train.preflight import BUNDLED
+from napari_adaqat.widgets._loading_dock import dock_content
 from napari_adaqat.widgets._shared import BATCH_DOCK, show_dock
 
 SAM_FILES = ("sam_vit_b_01ec64.pth", "sam_vit_l_0b3195.pth", "sam_vit_h_4b8939.pth")
@@ -188,4 +189,5 @@ def annotate_dataset(viewer: Any, title: str) -> str:
 def open_dock_widget(viewer: Any, title: str) -> Any:
     """The widget of ``viewer``'s open dock whose name contains ``title`` (None when none is open)."""
     docks = getattr(getattr(viewer, "window", None), "dock_widgets", None) or {}  # name → inner widget
-    return next((widget for name, widget in docks.items() if title in name), None)
+    found = next((widget for name, widget in docks.items() if title in name), None)
+    return None if found is None else dock_content(found)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from napari_adaqat.inference.engine import Engine
+from napari_adaqat.widgets._loading_dock import dock_content
 
 # the plugin and dock names of napari.yaml, for docks that open or hand models to each other
 PLUGIN, SEGMENT_DOCK, ANNOTATE_DOCK = "napari-adaqat", "Segment lungs (AdaLoRA-QAT)", "Annotate folder (AdaLoRA-QAT)"
@@ -34,7 +35,7 @@ def show_dock(viewer: Any, plugin: str, title: str) -> Any:
     dock, widget = viewer.window.add_plugin_dock_widget(plugin, title)
     dock.show()
     dock.raise_()
-    return widget
+    return dock_content(widget)
 
 
 def tab_with_folder_docks(native: Any) -> None:
