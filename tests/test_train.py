@@ -14,6 +14,7 @@ from skimage.io import imsave
 from napari_adaqat.model.formats.checkpoint import load_checkpoint_model
 from napari_adaqat.train.config import make_config
 from napari_adaqat.data.dataset import DataError, check_pairs, discover, load_pair
+from napari_adaqat.train.loop import film_batches
 from napari_adaqat.train.run import run as train
 from napari_adaqat.train.progress import read_progress
 
@@ -211,3 +212,14 @@ def test_extensionless_dicom_names_with_dots_pair_with_their_masks(tmp_path, cxr
     pairs, _ = discover(root)
     assert sorted(pairs) == ["1.2.840.113.1", "1.2.840.113.2"]
     assert all(p.mask is not None for p in pairs.values())
+
+
+def test_a_last_batch_of_one_film_joins_the_batch_before(dataset, tmp_path):
+    """4 films at batch 3: one step of 4 a epoch, not 3 + 1 (a one-film step is one film's noisy gradient)."""
+    assert film_batches(9, 8) == [list(range(9))]
+    assert film_batches(17, 8) == [list(range(8)), list(range(8, 17))]
+    assert film_batches(16, 8) == [list(range(8)), list(range(8, 16))]
+    assert film_batches(1, 8) == [[0]] and film_batches(3, 1) == [[0], [1], [2]]
+    train(_config(dataset, tmp_path / "run", mode="full", epochs=2, batch_size=3))
+    steps = [r for r in read_progress(tmp_path / "run" / "progress.jsonl") if r["kind"] == "step"]
+    assert [(r["epoch"], r["step"], r["steps"]) for r in steps] == [(1, 1, 1), (2, 1, 1)]

@@ -173,9 +173,9 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
                        trainable=trainable_count(sam), world_size=world, device=device, skipped=warnings,
                        grad_checkpoint=checkpointing)
     trainable = [p for p in sam.parameters() if p.requires_grad]
-    steps_per_epoch = math.ceil(len(train_set) / (cfg.batch_size * world))
-    if cfg.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    # films per rank per epoch: all of them on one process; equal whole batches on each of several
+    shard = len(train_set) if world == 1 else math.ceil(len(train_set) / (cfg.batch_size * world)) * cfg.batch_size
+    batches = film_batches(shard, cfg.batch_size)[: cfg.max_steps_per_epoch or None]
     # With adapters, 'best' and early stopping only count once the rank budget is final (at the
     # allocator's last prune epoch), so Stage 2 never starts from a model above the target rank.
     final_prune = max([e for e in adalora.prune_epochs if e <= cfg.epochs], default=0) \
@@ -194,10 +194,10 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         train_set.set_epoch(epoch)
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
         if world > 1:  # equal shards (wrapping around), so every rank runs the same collectives
-            need = steps_per_epoch * cfg.batch_size * world
+            need = shard * world
             order = (order * math.ceil(need / len(order)))[:need]
-        mine = order[rank::world][: steps_per_epoch * cfg.batch_size]
-        loader = DataLoader(Subset(train_set, mine), batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
+        mine = order[rank::world][:shard]
+        loader = DataLoader(Subset(train_set, mine), batch_sampler=batches, num_workers=cfg.num_workers)
         bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not is_main or None, leave=False)
         losses, epoch_peak = [], None
         clicks = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + epoch)  # the simulated clicks
@@ -270,6 +270,17 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
     if is_main:
         progress.write("done", best_dice=round(best, 5), epochs_run=epochs_done)
     return {"best_dice": best, "epochs_run": epochs_done, "out": str(paths["root"])}
+
+
+def film_batches(films: int, batch_size: int) -> list[list[int]]:
+    """Positions ``0 … films-1`` in batches of ``batch_size``, in order; a last batch of one film joins the one
+    before it (9 films at batch 8: one step of 9, not 8 + 1: a one-film step is one film's noisy gradient, taken
+    at the full learning rate)."""
+    batches = [list(range(i, min(i + batch_size, films))) for i in range(0, films, max(1, batch_size))]
+    if batch_size > 1 and len(batches) > 1 and len(batches[-1]) == 1:
+        last = batches.pop()
+        batches[-1] += last
+    return batches
 
 
 def kept_epoch(cfg: TrainConfig, n_val: int) -> str:
