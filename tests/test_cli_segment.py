@@ -96,6 +96,25 @@ def test_same_file_names_from_different_folders_never_overwrite_a_mask(cxr_dir, 
     assert _rows(out)[0]["status"] == "ok" and (out / "x_mask.png").read_bytes() == first_mask  # skipped
 
 
+def test_films_of_one_name_in_one_folder_get_masks_that_name_their_extension(cxr_dir, tmp_path, nano_pth):
+    """chest.png, chest.tif and chest.jpg in one folder (a QA find: chest_mask, scans_chest_mask, scans_chest_mask_2
+    said nothing of which film each mask was); a film alone of its name keeps NAME_mask."""
+    from skimage.io import imread, imsave
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    film = sorted((cxr_dir / "images").glob("*.png"))[0]
+    shutil.copy(film, scans / "chest.png")
+    imsave(scans / "chest.tif", imread(film), check_contrast=False)
+    imsave(scans / "chest.jpg", imread(film), check_contrast=False, quality=95)
+    shutil.copy(film, scans / "other.png")
+    out = tmp_path / "out"
+    assert main(["segment", str(scans), "--out", str(out), "--model", str(nano_pth), "--model-type", "vit_nano"]) == 0
+    masks = {Path(r["file"]).name: Path(r["mask"]).name for r in _rows(out)}
+    assert masks == {"chest.png": "chest_png_mask.png", "chest.tif": "chest_tif_mask.png",
+                     "chest.jpg": "chest_jpg_mask.png", "other.png": "other_mask.png"}
+
+
 def test_invalid_boxes_are_errors_not_ok_rows(input_folder, tmp_path, nano_pth, capsys):
     images = sorted(input_folder.glob("covid*.png"))
     boxes = tmp_path / "boxes.csv"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -20,16 +19,16 @@ import numpy as np
 
 from napari_adaqat.data.boxes import check_box, default_box
 from napari_adaqat.data.csv_match import box_for
-from napari_adaqat.data.folders import mirror_folder
 from napari_adaqat.data.points import check_points, points_for
 from napari_adaqat.inference import journal as J
 from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched
 from napari_adaqat.inference.journal import RESULT_COLUMNS, RESULTS_CSV, csv_text, load_results, write_results
 from napari_adaqat.inference.lock import FolderBusy, RunLock
+from napari_adaqat.inference.mask_names import SEG_SUFFIX, mask_names, recorded_mask
 from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
 from napari_adaqat.inference.quality import mask_quality
 from napari_adaqat.inference.shard import Shard
-from napari_adaqat.io import ImageData, is_dicom, read_image, sample_name, write_mask
+from napari_adaqat.io import ImageData, is_dicom, read_image, write_mask
 from napari_adaqat.io.dicom import MultiFrameError, read_dicom
 from napari_adaqat.io.image_data import NotAFilm
 from napari_adaqat.io.dicom_seg import DicomSegError, check_seg_source, write_dicom_seg
@@ -40,7 +39,6 @@ from napari_adaqat.util.text import listed
 __all__ = ["RESULTS_CSV", "RESULT_COLUMNS", "FolderBusy", "ResultRow", "SEG_SUFFIX", "compact_folder", "csv_text",
            "earlier_keys", "load_results", "read_input", "recorded_mask", "segment_files", "write_results"]
 
-SEG_SUFFIX = ".dcm"  # a DICOM Segmentation object instead of a PNG/TIFF mask
 IGNORED = "ignored"  # the status of a file that is no film (io.NotAFilm): not segmented, not a failure
 COMPACT_FIRST_S = 2.0  # rewrite results.csv while running first after this many seconds (a short run: once, at its end)
 COMPACT_EVERY = 50  # ... then each time 50x the last rewrite's time has passed: at most ~2 % of the run
@@ -74,61 +72,6 @@ def view_note(image: ImageData) -> str:
     view = image.meta.get("view_position", "")
     return (f"lateral view (ViewPosition {view}): the model was trained on frontal (PA/AP) films; check this mask"
             if view in LATERAL_VIEWS else "")
-
-
-def _name_part(text: str, max_bytes: int) -> str:
-    """A piece of a mask file name: valid UTF-8 (undecodable bytes become ``_``), at most ``max_bytes``."""
-    clean = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\ufffd", "_")
-    return clean.encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
-
-
-def recorded_mask(mask: str, out_dir: Path) -> str | None:
-    """A results.csv ``mask`` as a path relative to ``out_dir``: as written, or resolved; for a run made from
-    another folder or an output folder since moved, the longest tail of it that names a file in ``out_dir``
-    (``/old/out/P1/S1/IM0001_mask.png`` → ``P1/S1/IM0001_mask.png``).  None where no tail does: that file is
-    segmented again under a fresh name, never into another file's mask."""
-    path = Path(mask)
-    for inside, base in ((path, out_dir), (path.resolve(), out_dir.resolve())):
-        try:
-            return str(inside.relative_to(base))
-        except ValueError:
-            continue
-    parts = path.parts
-    for start in range(max(0, len(parts) - 64), len(parts)):  # (longest first; 64 levels is any real tree)
-        tail = Path(*parts[start:])
-        if not tail.is_absolute() and (out_dir / tail).is_file():
-            return str(tail)
-    return None
-
-
-def _mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: str,
-                roots: Sequence[Path] = ()) -> tuple[dict[str, str], set[str]]:
-    """(a mask path relative to ``out_dir`` per input, the inputs whose earlier mask is kept).  No path collides
-    with another input's mask, in this run or an earlier one: a file already in results.csv keeps its mask
-    (:func:`recorded_mask`; one that two rows claim is neither's); a new one takes ``NAME_mask``, else
-    ``PARENT_NAME_mask``, else ``PARENT_NAME_mask_2``, ... (never an existing file), in the folder that
-    :func:`~napari_adaqat.data.folders.mirror_folder` gives (a recursive run mirrors the input tree:
-    ``P1/ST1/SE1/IM0001_mask.png``).  ``NAME`` is :func:`~napari_adaqat.io.sample_name` (the name evaluate
-    pairs masks by): an extension-less DICOM export ``1.2.840.113619.2.55.3.1234`` keeps its last UID component."""
-    recorded = {key: recorded_mask(row["mask"], out_dir) for key, row in rows.items()
-                if row.get("mask") and Path(row["mask"]).name.endswith(suffix)}  # a PNG run does not make a TIF one
-    holders = Counter(recorded.values())  # a name two rows claim (a tail that fits both) is neither's: no overwrite
-    names = {key: name for key, name in recorded.items() if name is not None and holders[name] == 1}
-    kept, taken = set(names), set(names.values())
-    for path in files:
-        key = csv_text(str(path))
-        if key in names:
-            continue
-        # 180 + 1 + 50 + "_mask_9999" + suffix stays within the 255 bytes of a file name
-        stem = f"{_name_part(sample_name(path), 180)}_{'seg' if suffix == SEG_SUFFIX else 'mask'}"
-        parent = _name_part(path.parent.name, 50)
-        folder = mirror_folder(path, roots)
-        candidates = [stem, f"{parent}_{stem}"] + [f"{parent}_{stem}_{i}" for i in range(2, 10_000)]
-        name = next(str(folder / f"{c}{suffix}") for c in candidates
-                    if str(folder / f"{c}{suffix}") not in taken and not (out_dir / folder / f"{c}{suffix}").exists())
-        names[key] = name
-        taken.add(name)
-    return names, kept
 
 
 def earlier_keys(files: list[Path], rows: dict[str, dict], out_dir: Path) -> dict[str, str]:
@@ -254,7 +197,7 @@ def segment_files(
         aliases = earlier_keys(files, rows, out_dir)
         folders = {old: rows[old].get(J.RUN_FOLDER, "") for old in aliases.values()}
         rows.update({key: rows.pop(old) for key, old in aliases.items()})  # (renamed: one row, one mask)
-        names, kept = _mask_names(files, rows, out_dir, suffix, roots)
+        names, kept = mask_names(files, rows, out_dir, suffix, roots)
         for sub in {Path(name).parent for name in names.values()} - {Path(".")}:
             remove_stale_temps(out_dir / sub)  # a killed run's temps in the mirrored tree (recover() sweeps out_dir)
         done_keys = {key for key in kept if rows[key].get("status") == "ok"}
