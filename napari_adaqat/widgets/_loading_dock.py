@@ -21,6 +21,8 @@ from qtpy.QtWidgets import QWidget
 
 from napari_adaqat.util.errors import first_line
 
+_ONE_IMPORT_AT_A_TIME = threading.Lock()  # docks opened together import one after the other (their code overlaps)
+
 
 class _Imported(QObject):
     """Carries the end of a background import to the GUI thread (a queued signal: emitted from the import thread)."""
@@ -77,7 +79,8 @@ class LoadingDock(Container):
 
     def _import(self) -> None:
         try:
-            importlib.import_module(self.MODULE)
+            with _ONE_IMPORT_AT_A_TIME:
+                importlib.import_module(self.MODULE)
         except BaseException as exc:  # noqa: BLE001 - shown in the dock, not lost in a thread
             self._import_error = exc
         self._finished.set()
