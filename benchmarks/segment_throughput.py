@@ -33,6 +33,7 @@ import numpy as np
 
 from napari_adaqat.data.boxes import default_box
 from napari_adaqat.inference import batch as B
+from napari_adaqat.inference.mask_names import mask_names
 from napari_adaqat.inference import journal as J
 from napari_adaqat.inference.engine import Engine, ModelRef
 from napari_adaqat.io import read_image
@@ -105,7 +106,7 @@ def bookkeeping(rows: int, work: Path, model_s: float, films: int = 2000) -> dic
     J.begin(out)
     loaded = J.load_results(out / J.RESULTS_CSV)
     paths = [Path(r["file"]) for r in loaded.values()]
-    names = B._mask_names(paths[:0], loaded, out, ".png")  # existing rows keep their names (no stat needed)
+    names = mask_names(paths[:0], loaded, out, ".png")  # existing rows keep their names (no stat needed)
     done_keys = {k for k, r in loaded.items() if r["status"] == "ok"}
     del loaded
     start_s = time.perf_counter() - t0

@@ -115,6 +115,19 @@ def test_films_of_one_name_in_one_folder_get_masks_that_name_their_extension(cxr
                      "chest.jpg": "chest_jpg_mask.png", "other.png": "other_mask.png"}
 
 
+def test_a_film_named_like_a_namesakes_extended_name_keeps_its_own(tmp_path):
+    """chest.png, chest.dcm and chest_png.png (a review find: chest.png took chest_png_mask, and chest_png.png got
+    scans_chest_png_mask); an extension-less DICOM export's last UID part is no extension."""
+    from napari_adaqat.inference.mask_names import mask_names
+
+    scans = tmp_path / "scans"
+    files = [scans / n for n in ("chest.png", "chest.dcm", "chest_png.png", "1.2.840.4", "1.2.840.4.dcm")]
+    names, kept = mask_names(files, {}, tmp_path / "out", ".png")
+    assert [names[str(f)] for f in files] == ["chest_mask.png", "chest_dcm_mask.png", "chest_png_mask.png",
+                                              "1.2.840.4_mask.png", "1.2.840.4_dcm_mask.png"]
+    assert kept == set()
+
+
 def test_invalid_boxes_are_errors_not_ok_rows(input_folder, tmp_path, nano_pth, capsys):
     images = sorted(input_folder.glob("covid*.png"))
     boxes = tmp_path / "boxes.csv"

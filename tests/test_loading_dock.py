@@ -11,7 +11,7 @@ from qtpy.QtWidgets import QApplication  # noqa: E402
 
 from napari_adaqat.widgets import _loading_dock as LD  # noqa: E402
 from napari_adaqat.widgets._annotate_ui import on_removed  # noqa: E402
-from napari_adaqat.widgets._shared import ANNOTATE_DOCK, PLUGIN, SEGMENT_DOCK, TRAIN_DOCK, show_dock  # noqa: E402
+from napari_adaqat.widgets._shared import ANNOTATE_DOCK, BATCH_DOCK, PLUGIN, SEGMENT_DOCK, TRAIN_DOCK, show_dock  # noqa: E402
 from napari_adaqat.widgets.segment import SegmentWidget  # noqa: E402
 from napari_adaqat.widgets.train import TrainWidget  # noqa: E402
 
@@ -70,6 +70,74 @@ def test_folder_docks_opened_for_the_first_time_still_share_one_tabbed_area(make
     qtbot.waitUntil(lambda: first.inner is not None and second.inner is not None, timeout=20_000)
     qtbot.wait(20)
     assert window.tabifiedDockWidgets(train) == [annotate]
+
+
+@pytest.fixture
+def held_import(monkeypatch):
+    """The dock's code "loads" until the test lets it go (a real first import takes seconds)."""
+    import threading
+
+    release = threading.Event()
+    real = LD._load
+
+    def slow(name):
+        release.wait(20)
+        real(name)
+
+    monkeypatch.setattr(LD, "_load", slow)
+    yield release
+    release.set()
+
+
+def test_a_dock_closed_while_loading_never_builds_its_widget(make_napari_viewer, qtbot, first_opening, held_import,
+                                                             films):
+    """(A review find: the widget was built unseen after the ×, added 'boxes' and 'points', embedded the film, and
+    a reopened dock then ran every box twice.)"""
+    from skimage.io import imread
+
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(imread(sorted(films.glob("*.png"))[0]), name="film")
+    dock, shell = viewer.window.add_plugin_dock_widget(PLUGIN, SEGMENT_DOCK)
+    qtbot.wait(20)
+    viewer.window.remove_dock_widget(dock)
+    held_import.set()
+    qtbot.wait(300)
+    assert shell.inner is None and shell.closed
+    assert [layer.name for layer in viewer.layers] == ["film"]
+    with pytest.raises(RuntimeError, match="closed before its code had loaded"):
+        shell.built()
+
+
+def test_closing_napari_while_a_dock_loads_is_quiet(make_napari_viewer, qtbot, first_opening, held_import):
+    viewer = make_napari_viewer(show=True)
+    _dock, shell = viewer.window.add_plugin_dock_widget(PLUGIN, TRAIN_DOCK)
+    viewer.close()
+    held_import.set()
+    qtbot.wait(300)  # (the import's signal arrives after the window is gone: no error in a Qt slot)
+    assert shell.inner is None
+
+
+def test_the_built_widget_gets_the_height_napari_would_give_it(make_napari_viewer, qtbot, first_opening,
+                                                               monkeypatch):
+    """The Batch dock's results table takes the dock's height (a review find: 192 px under the shell against 263 px
+    opened directly as napari's first dock)."""
+    from qtpy.QtWidgets import QSpacerItem
+
+    heights = {}
+    for way in ("shell", "direct"):
+        viewer = make_napari_viewer(show=True)
+        viewer.window._qt_window.resize(1200, 900)
+        if way == "direct":
+            monkeypatch.setattr(LD, "_imported", lambda module: True)
+        _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, BATCH_DOCK)
+        batch = widget if way == "direct" else (qtbot.waitUntil(lambda: widget.inner is not None, timeout=20_000)
+                                               or widget.inner)
+        qtbot.wait(50)
+        heights[way] = batch.table.height()
+        if way == "shell":
+            layout = widget.native.layout()
+            assert not any(isinstance(layout.itemAt(i), QSpacerItem) for i in range(layout.count()))
+    assert heights["shell"] >= heights["direct"] - 2, heights
 
 
 def test_a_dock_whose_code_does_not_import_says_why(make_napari_viewer, qtbot):

@@ -214,12 +214,18 @@ def test_extensionless_dicom_names_with_dots_pair_with_their_masks(tmp_path, cxr
     assert all(p.mask is not None for p in pairs.values())
 
 
-def test_a_last_batch_of_one_film_joins_the_batch_before(dataset, tmp_path):
-    """4 films at batch 3: one step of 4 a epoch, not 3 + 1 (a one-film step is one film's noisy gradient)."""
-    assert film_batches(9, 8) == [list(range(9))]
-    assert film_batches(17, 8) == [list(range(8)), list(range(8, 17))]
+def test_a_last_batch_of_one_film_takes_one_from_the_batch_before(dataset, tmp_path):
+    """4 films at batch 3: steps of 2 and 2 an epoch, not 3 + 1 (a one-film step is one film's noisy gradient), and
+    never a step above the batch size (what fits a GPU's memory)."""
+    assert film_batches(9, 8) == [list(range(7)), [7, 8]]
+    assert film_batches(17, 8) == [list(range(8)), list(range(8, 15)), [15, 16]]
     assert film_batches(16, 8) == [list(range(8)), list(range(8, 16))]
     assert film_batches(1, 8) == [[0]] and film_batches(3, 1) == [[0], [1], [2]]
+    assert film_batches(3, 2) == [[0, 1], [2]]  # (at batch 2 only a step of 3 would avoid it)
+    for films in range(1, 40):
+        for size in range(1, 10):
+            batches = film_batches(films, size)
+            assert sum(batches, []) == list(range(films)) and max(map(len, batches)) <= size
     train(_config(dataset, tmp_path / "run", mode="full", epochs=2, batch_size=3))
     steps = [r for r in read_progress(tmp_path / "run" / "progress.jsonl") if r["kind"] == "step"]
-    assert [(r["epoch"], r["step"], r["steps"]) for r in steps] == [(1, 1, 1), (2, 1, 1)]
+    assert [(r["epoch"], r["step"], r["steps"]) for r in steps] == [(1, 1, 2), (1, 2, 2), (2, 1, 2), (2, 2, 2)]

@@ -9,6 +9,7 @@ from typing import Sequence
 from napari_adaqat.data.folders import mirror_folder
 from napari_adaqat.inference.journal import csv_text
 from napari_adaqat.io import sample_name
+from napari_adaqat.io.images import IMAGE_SUFFIXES
 
 SEG_SUFFIX = ".dcm"  # a DICOM Segmentation object instead of a PNG/TIFF mask
 
@@ -53,20 +54,24 @@ def mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: 
     holders = Counter(recorded.values())  # a name two rows claim (a tail that fits both) is neither's: no overwrite
     names = {key: name for key, name in recorded.items() if name is not None and holders[name] == 1}
     kept, taken = set(names), set(names.values())
-    # films of one name in one folder (chest.png, chest.dcm): each mask says its film's extension, chest_dcm_mask
-    namesakes = Counter((path.parent, sample_name(path)) for path in files)
+    # films of one name in one folder (chest.png, chest.dcm): each mask says its film's extension, chest_dcm_mask,
+    # unless another film there has that name (chest_dcm.png): then NAME_mask, PARENT_NAME_mask, ...
+    own = Counter((path.parent, sample_name(path)) for path in files)
+    kind = "seg" if suffix == SEG_SUFFIX else "mask"
     for path in files:
         key = csv_text(str(path))
         if key in names:
             continue
+        name, extension = sample_name(path), path.suffix.lower()
+        with_extension = f"{name}_{extension[1:]}"
+        first = [with_extension] if own[path.parent, name] > 1 and extension in IMAGE_SUFFIXES and \
+            (path.parent, with_extension) not in own else []
         # 180 + 1 + 50 + "_mask_9999" + suffix stays within the 255 bytes of a file name
-        name = sample_name(path)
-        if namesakes[path.parent, name] > 1 and path.suffix:
-            name = f"{name}_{path.suffix.lstrip('.').lower()}"
-        stem = f"{_name_part(name, 180)}_{'seg' if suffix == SEG_SUFFIX else 'mask'}"
+        stem = f"{_name_part(name, 180)}_{kind}"
         parent = _name_part(path.parent.name, 50)
         folder = mirror_folder(path, roots)
-        candidates = [stem, f"{parent}_{stem}"] + [f"{parent}_{stem}_{i}" for i in range(2, 10_000)]
+        candidates = [f"{_name_part(n, 180)}_{kind}" for n in first] + [stem, f"{parent}_{stem}"] + \
+            [f"{parent}_{stem}_{i}" for i in range(2, 10_000)]
         name = next(str(folder / f"{c}{suffix}") for c in candidates
                     if str(folder / f"{c}{suffix}") not in taken and not (out_dir / folder / f"{c}{suffix}").exists())
         names[key] = name

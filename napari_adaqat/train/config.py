@@ -100,7 +100,7 @@ class TrainConfig:
     preset: str = _opt("paper", "YAML recipe: paper, authors or finetune (the bundled model on a CPU; "
                                 "napari_adaqat/presets/*.yaml), or a .yaml path")
     epochs: int | None = _opt(None, "epochs to train (default: 25 in Stage 1, 10 in Stage 2)")
-    batch_size: int = _opt(16, "images per optimizer step and process")
+    batch_size: int = _opt(16, "images per optimizer step and process (an epoch's one-film last step borrows one)")
     accumulate: int = _opt(1, "gradient accumulation steps (batch_size is per step)")
     lr_adapter: float | None = _opt(None, "learning rate of the adapters (default: 5e-5 in Stage 1; Stage 2: "
                                           "1e-6 paper, 5e-7 authors)")

@@ -273,13 +273,13 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
 
 
 def film_batches(films: int, batch_size: int) -> list[list[int]]:
-    """Positions ``0 … films-1`` in batches of ``batch_size``, in order; a last batch of one film joins the one
-    before it (9 films at batch 8: one step of 9, not 8 + 1: a one-film step is one film's noisy gradient, taken
-    at the full learning rate)."""
+    """Positions ``0 … films-1`` in batches of at most ``batch_size``, in order; a last batch of one film takes one
+    from the batch before it (9 films at batch 8: steps of 7 and 2, not 8 + 1: a one-film step is one film's noisy
+    gradient at the full learning rate; never above ``batch_size``, which may be what fits the GPU's memory).
+    At batch 2 an odd count keeps its one-film step."""
     batches = [list(range(i, min(i + batch_size, films))) for i in range(0, films, max(1, batch_size))]
-    if batch_size > 1 and len(batches) > 1 and len(batches[-1]) == 1:
-        last = batches.pop()
-        batches[-1] += last
+    if batch_size > 2 and len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-1].insert(0, batches[-2].pop())
     return batches
 
 
