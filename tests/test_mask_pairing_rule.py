@@ -66,3 +66,23 @@ def test_a_mask_two_films_could_claim_by_case_is_given_to_neither_unless_one_nam
     pairs, _ = discover(tmp_path, 0)
     assert {name: pair.mask.name if pair.mask else None for name, pair in pairs.items()} == {
         "A": None, "a": "a.png", "B": None, "b": None}
+
+
+@pytest.mark.parametrize("layout", ["copies in images/ and masks/", "masks/ is images/"])
+def test_masks_beside_their_films_in_images_are_masks_not_films(tmp_path, layout):
+    """An export of films with their masks beside them, used as a dataset (a QA find: evaluate scored a_mask.png as a
+    film against itself, dropped a.png, and reported Dice 0.69 for a model at 0.955; training would learn
+    mask → mask)."""
+    root = tmp_path / "ds"
+    for name in ("a", "b"):
+        _png(root / "images" / f"{name}.png", 100)
+        _png(root / "images" / f"{name}_mask.png", 255)
+        if layout.startswith("copies"):
+            _png(root / "masks" / f"{name}_mask.png", 255)
+    if layout == "masks/ is images/":
+        (root / "masks").symlink_to("images")
+    pairs, split = discover(root)
+    assert sorted(pairs) == ["a", "b"]
+    assert {name: (p.image.name, p.mask.name) for name, p in pairs.items()} == {
+        "a": ("a.png", "a_mask.png"), "b": ("b.png", "b_mask.png")}
+    assert all(p.mask.parent.name == "masks" for p in pairs.values())

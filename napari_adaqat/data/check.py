@@ -167,6 +167,7 @@ def split_problem(train: list[str], val: list[str], allow_overlap: bool = False)
 def orphan_masks(root: Path, pairs: dict[str, Pair]) -> list[str]:
     """One ``"PATH: mask without an image …"`` line per mask file that no image of the dataset uses."""
     used = {p.mask.resolve() for p in pairs.values() if p.mask is not None}
+    used |= {p.image.resolve() for p in pairs.values()}  # (a masks/ that is images/ holds the films too)
     folders = [root / "masks"] + [root / s / "masks" for s in SPLITS]
     lines = []
     for folder in folders:

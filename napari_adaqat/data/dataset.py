@@ -43,6 +43,7 @@ class MaskFolder:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
+        self.real = os.path.realpath(self.folder)
         try:
             names = sorted(entry.name for entry in os.scandir(self.folder)
                            if entry.is_file() and not entry.name.startswith("."))
@@ -63,11 +64,14 @@ class MaskFolder:
         else any image file named ``<name>.<ext>``, else ``<name>`` + one of :data:`MASK_SUFFIXES` (any case)
         ``.<ext>``; ``<name>`` is :func:`~napari_adaqat.io.sample_name`."""
         name = _nfc(sample_name(image))
+        # a masks folder that is the images folder (masks -> images, or --masks pointing at it): never the film
+        itself = image.name if os.path.realpath(image.parent) == self.real else None
         for candidate in (f"{name}.png", f"{name}_mask.png"):
-            if candidate in self.names:
+            if candidate in self.names and self.names[candidate] != itself:
                 return self.folder / self.names[candidate]
         for found in (self.by_sample, self.by_base):
-            same = [self.folder / n for n in found.get(pairing_key(name), ()) if is_image_file(self.folder / n)]
+            same = [self.folder / n for n in found.get(pairing_key(name), ())
+                    if n != itself and is_image_file(self.folder / n)]
             if same:
                 return same[0]
         return None
@@ -83,16 +87,46 @@ def find_mask(image: Path, folder: Path) -> Path | None:
     return MaskFolder(folder).find(image)
 
 
+def mask_suffix(path: Path, stems: set[str]) -> str:
+    """The :data:`MASK_SUFFIXES` suffix (``_mask``, ``_seg``...) that makes
+    ``path`` the mask of a film whose sample name's :func:`~napari_adaqat.util.text.pairing_key` is in ``stems``,
+    else ``""``."""
+    name = pairing_key(sample_name(path))
+    return next((s for s in MASK_SUFFIXES if name.endswith(s) and len(name) > len(s) and name[: -len(s)] in stems), "")
+
+
+def masks_beside_films(entries: list[Path]) -> list[Path]:
+    """The images of one folder that are the mask of a film beside them: ``NAME`` + a suffix that training
+    pairs by (:data:`MASK_SUFFIXES`: ``a_mask.png``, ``a_seg.png``, ``a-gt.png``...
+    beside ``a.png``; an export of films with their masks, the bundled sample): masks, not films to segment.
+    The one rule of ``adaqat segment``, the Batch dock and the Annotate dock (all through :func:`~napari_adaqat.data.folders.scan_inputs`), and of the pairs of a dataset."""
+    stems = {pairing_key(sample_name(p)) for p in entries}
+    return [p for p in entries if mask_suffix(p, stems)]
+
+
+def _reads_as_mask(path: Path) -> bool:
+    """Whether ``path`` holds a mask (two values, as :func:`~napari_adaqat.io.read_mask` reads it)."""
+    try:
+        read_mask(path)
+    except ImageReadError:
+        return False
+    return True
+
+
 def _pairs_in(folder: Path) -> dict[str, Pair]:
-    """The pairs of ``folder/images`` (hidden files skipped); a mask that two images would share by a suffix
+    """The pairs of ``folder/images`` (hidden files and :func:`masks_beside_films` skipped); a mask that two images would share by a suffix
     rule (``a.png`` and ``a_seg.png``, mask ``a_seg.png``) or by case (``A.png`` and ``a.png``) stays with the image
     of its own name, and with neither when no name is its own."""
     images = folder / "images"
     if not images.is_dir():
         return {}
     pairs, masks = {}, MaskFolder(folder / "masks")
-    for path in sorted(images.iterdir()):
-        if path.is_file() and is_image_file(path) and not path.name.startswith("."):
+    films = [path for path in sorted(images.iterdir())
+             if path.is_file() and is_image_file(path) and not path.name.startswith(".")]
+    # images/a_mask.png beside images/a.png: a mask, not a film (unless its pixels are a film's: a_seg.png can be one)
+    beside = {path for path in masks_beside_films(films) if _reads_as_mask(path)}
+    for path in films:
+        if path not in beside:
             name = sample_name(path)
             pairs[name] = Pair(name, path, masks.find(path))
     claims: dict[Path, list[Pair]] = {}

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from napari_adaqat.data.dataset import MASK_SUFFIXES
+from napari_adaqat.data.dataset import MASK_SUFFIXES, masks_beside_films
 from napari_adaqat.io import IMAGE_SUFFIXES, is_image_file, sample_name
 from napari_adaqat.io.dicom_open import is_dicomdir_name
 from napari_adaqat.util.text import pairing_key
@@ -134,23 +134,6 @@ def is_mask_folder(folder: Path) -> bool:
     except OSError:
         return False
     return {"file", "status", "mask"} <= {cell.strip() for cell in header.split(",")}
-
-
-def mask_suffix(path: Path, stems: set[str]) -> str:
-    """The :data:`~napari_adaqat.data.dataset.MASK_SUFFIXES` suffix (``_mask``, ``_seg``...) that makes
-    ``path`` the mask of a film whose sample name's :func:`~napari_adaqat.util.text.pairing_key` is in ``stems``,
-    else ``""``."""
-    name = pairing_key(sample_name(path))
-    return next((s for s in MASK_SUFFIXES if name.endswith(s) and len(name) > len(s) and name[: -len(s)] in stems), "")
-
-
-def masks_beside_films(entries: list[Path]) -> list[Path]:
-    """The images of one folder that are the mask of a film beside them: ``NAME`` + a suffix that training
-    pairs by (:data:`~napari_adaqat.data.dataset.MASK_SUFFIXES`: ``a_mask.png``, ``a_seg.png``, ``a-gt.png``...
-    beside ``a.png``; an export of films with their masks, the bundled sample): masks, not films to segment.
-    The one rule of ``adaqat segment``, the Batch dock and the Annotate dock (all through :func:`scan_inputs`)."""
-    stems = {pairing_key(sample_name(p)) for p in entries}
-    return [p for p in entries if mask_suffix(p, stems)]
 
 
 def mirror_folder(path: Path, roots: Sequence[Path]) -> Path:
