@@ -331,7 +331,7 @@ def test_evaluate_says_an_empty_split_or_an_unknown_show_name_before_scoring(tmp
     data = small_dataset(tmp_path, cxr_dir, 2)
     args = ["evaluate", "--data", str(data), "--out", str(tmp_path / "report"), "--model", str(nano_pth),
             "--model-type", "vit_nano", "--device", "cpu"]
-    assert main(args) == 2  # the 80:10:10 cut of 2 films has no test film
+    assert main(args + ["--split", "test"]) == 2  # the 80:10:10 cut of 2 films has no test film
     assert capsys.readouterr().err.strip().endswith(
         f"error: {data}: the 'test' split is empty (2 images: 2 train, 0 val, 0 test); --split all scores every "
         "image (if the model never saw them)")

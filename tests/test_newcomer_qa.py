@@ -54,7 +54,7 @@ def test_a_missing_argument_shows_the_commands_first_example(capsys):
 
 
 @pytest.mark.parametrize("command, option, default", [
-    ("evaluate", "--split", "test"), ("evaluate", "--box", "tight"), ("evaluate", "--device", "auto"),
+    ("evaluate", "--split", "auto"), ("evaluate", "--box", "tight"), ("evaluate", "--device", "auto"),
     ("export", "--profile", "paper"), ("export", "--checkpoint", "best"), ("bench", "--device", "auto"),
 ])
 def test_every_help_shows_the_defaults(command, option, default, capsys):

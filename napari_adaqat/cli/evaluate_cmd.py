@@ -62,9 +62,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset folder (DATA/images + DATA/masks, or the split layout)")
     p.add_argument("--out", required=True, metavar="REPORT_DIR",
                    help="report folder (see below); it may not lie inside the data folder")
-    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+    p.add_argument("--split", default="auto", choices=["auto", "train", "val", "test", "all"],
                    help="which part of the split: DATA/split.json, DATA/train|val|test, or the 80:10:10 cut seeded by "
-                        "--seed. To score only images a model never saw, pass its RUN/split.json as --split-file")
+                        "--seed. auto: the test part of --split-file, of DATA's split, or of the split a "
+                        "model file records having trained on DATA's films; with none of these, all films (another "
+                        "site's folder). To score only images a model never saw, pass its RUN/split.json as "
+                        "--split-file")
     p.add_argument("--split-file", default=None, metavar="JSON",
                    help="use this split (e.g. RUN/split.json of the training run) instead of the dataset's")
     p.add_argument("--seed", type=int, default=0,
@@ -97,8 +100,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 SHOWN_SKIPS = 10  # skipped pairs listed on the terminal (a split file of another subset can name hundreds)
 
 
+def _model_files(model, baseline) -> list[Path]:
+    """The files of the models to score (the bundled default's too), for ``--split auto``."""
+    refs = [*(model if isinstance(model, list) else [model]), baseline]
+    files = []
+    for ref in refs:
+        try:
+            files.append(Path(ref.resolved()))
+        except (AttributeError, ValueError):  # no baseline; a bundled model not installed (the engine says so)
+            continue
+    return files
+
+
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.data.dataset import split_source
+    from napari_adaqat.report.auto_split import auto_split
     from napari_adaqat.report.evaluate import evaluate
     from napari_adaqat.report.scores import json_safe
     from napari_adaqat.report.tables import equivalence_verdict, summary_keys
@@ -106,6 +122,11 @@ def run(args: argparse.Namespace) -> int:
     check_data_folder(args.data)
     device = resolve_device(args.device)
     model, baseline = model_refs(args)
+    if args.split == "auto":
+        args.split, args.split_file, why = auto_split(args.data, args.split_file, _model_files(model, baseline),
+                                                      args.out, args.seed)
+        if why:
+            print(f"adaqat evaluate: note: {why}", file=sys.stderr)
     if (args.split != "all" and not args.split_file and Path(args.data).is_dir()  # else the one line is "not found"
             and split_source(Path(args.data)) == "seeded"):
         print(f"adaqat evaluate: note: no split file; using the 80:10:10 cut with seed {args.seed}. If the model was "
