@@ -136,7 +136,9 @@ MASK_CASES = {  # name: (image, mask or None, message regex)
     "mask_empty": (GOOD, np.zeros((64, 64), np.uint8), r"masks/mask_empty\.png: mask is empty \(no lung pixels\)"),
     "mask_full": (GOOD, np.full((64, 64), 255, np.uint8),
                   r"masks/mask_full\.png: mask covers the whole image \(every pixel is lung\)"),
-    "mask_size": (GOOD, LUNGS[:48], r"masks/mask_size\.png: mask size \(48, 64\) differs from image size \(64, 64\)"),
+    "mask_size": (GOOD, LUNGS[:48], r"masks/mask_size\.png: mask size \(48, 64\) differs from image size \(64, 64\)$"),
+    "mask_scaled": (GOOD, LUNGS[::2, ::2], r"masks/mask_scaled\.png: mask size \(32, 32\) differs from image size "
+                    r"\(64, 64\); the film is the mask scaled 2x: resize the masks to their films' size \(nearest"),
     "mask_labels": (GOOD, (LUNGS // 255) * np.arange(64, dtype=np.uint8)[None, :] % 3,
                     r"masks/mask_labels\.png: mask is not binary \(found 3 distinct values\)"),
     "mask_truncated": (GOOD, "truncated", r"masks/mask_truncated\.png: truncated or corrupt PNG data"),
@@ -319,3 +321,19 @@ def test_a_jsrt_raw_film_is_named_with_the_way_to_convert_it(tmp_path):
     path.write_bytes(b"\0" * 1000)  # another raw size: the general line
     with pytest.raises(ImageReadError, match=r"adaqat reads PNG, JPEG, BMP, TIFF and DICOM"):
         read_image(path)
+
+
+def test_prompts_given_as_fractions_of_the_image_are_refused_in_one_line():
+    """A box or clicks in 0–1 coordinates (a QA find: box 0.06,0.06,0.94,0.74 segmented nothing, reported "ok");
+    whole-number pixels near the corner stay pixels."""
+    from napari_adaqat.data.boxes import check_box
+    from napari_adaqat.data.points import check_points
+
+    with pytest.raises(ValueError, match=r"^box 0.06,0.06,0.94,0.74: fractions of the image\? give pixels from the "
+                                         r"top-left corner \(this image is 512x400\)$"):
+        check_box(np.array([0.06, 0.06, 0.94, 0.74]), (400, 512))
+    with pytest.raises(ValueError, match=r"^point 0.5,0.4: fractions of the image\? give pixels"):
+        check_points(np.array([[0.5, 0.4], [0.2, 0.9]]), (400, 512))
+    check_box(np.array([0, 0, 1, 1]), (400, 512))  # (a 1-px box in pixels: not fractions)
+    check_points(np.array([[0.0, 1.0], [1.0, 0.0]]), (400, 512))
+    check_points(np.array([[0.5, 0.4], [200.0, 100.0]]), (400, 512))  # one click in pixels: all are pixels

@@ -72,6 +72,15 @@ def box_outside(box: "np.ndarray | list[float] | tuple[float, ...]", shape: tupl
     return x1 <= 0 or y1 <= 0 or x0 >= shape[1] or y0 >= shape[0]
 
 
+def normalised(values: np.ndarray, shape: tuple[int, int]) -> bool:
+    """Whether prompt coordinates look like fractions of the image (0.06, 0.74: every value in [0, 1], one not a
+    whole number) on an image larger than that: a box or click of a tool that writes them so (a QA find: such a
+    box segmented nothing, reported "ok")."""
+    values = np.asarray(values, dtype=float)
+    return (values.size > 0 and min(shape) > 2 and bool(np.isfinite(values).all())
+            and bool(((values >= 0) & (values <= 1)).all()) and bool((values != np.round(values)).any()))
+
+
 def check_box(box: np.ndarray, shape: tuple[int, int] | None = None) -> None:
     """Refuse a box that is not finite, is inverted or has negative coordinates; with the image's
     (H, W) ``shape`` also an image too small to segment and a box outside the image
@@ -87,6 +96,9 @@ def check_box(box: np.ndarray, shape: tuple[int, int] | None = None) -> None:
     if shape is None:
         return
     h, w = shape
+    if normalised(np.array([x0, y0, x1, y1]), shape):
+        raise ValueError(f"box {text}: fractions of the image? give pixels from the top-left corner "
+                         f"(this image is {w}x{h})")
     if box_outside(box, shape):
         raise ValueError(f"box {text} lies outside the {w}x{h} image")
     if x1 > w + EDGE_TOLERANCE_PX or y1 > h + EDGE_TOLERANCE_PX:

@@ -230,7 +230,11 @@ def load_film_pair(pair: Pair) -> tuple[ImageData, np.ndarray]:
     except ImageReadError as exc:
         raise DataError(str(exc)) from None
     if image.shape != mask.shape:
-        raise DataError(f"{pair.mask}: mask size {mask.shape} differs from image size {image.shape}")
+        (mh, mw), (ih, iw) = mask.shape, image.shape
+        scaled = abs(mh / mw - ih / iw) <= 0.01 * ih / iw  # the film's shape, at another size
+        raise DataError(f"{pair.mask}: mask size {mask.shape} differs from image size {image.shape}"
+                        + (f"; the film is the mask scaled {ih / mh:.3g}x: resize the masks to their films' size "
+                           "(nearest neighbour)" if scaled else ""))
     if not mask.any():
         raise DataError(f"{pair.mask}: mask is empty (no lung pixels)")
     if mask.all():

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from napari_adaqat.data.boxes import EDGE_TOLERANCE_PX, _number, _rows, csv_file_key
+from napari_adaqat.data.boxes import EDGE_TOLERANCE_PX, _number, _rows, csv_file_key, normalised
 from napari_adaqat.data.csv_match import box_for
 
 POINT_COLUMNS = ("file", "x", "y", "label")
@@ -76,6 +76,10 @@ def points_for(path: Path, points: dict[str, Points], roots: Sequence[Path] = ()
 def check_points(coords: np.ndarray, shape: tuple[int, int]) -> None:
     """Refuse points (P, 2) x, y outside an image of (H, W) ``shape`` (beyond the edge tolerance; not finite)."""
     h, w = shape
+    if normalised(coords, shape):
+        x, y = coords[0]
+        raise ValueError(f"point {x:g},{y:g}: fractions of the image? give pixels from the top-left corner "
+                         f"(this image is {w}x{h})")
     outside = ~np.isfinite(coords).all(axis=1) | (coords.min(axis=1) < -EDGE_TOLERANCE_PX) \
         | (coords[:, 0] > w - 1 + EDGE_TOLERANCE_PX) | (coords[:, 1] > h - 1 + EDGE_TOLERANCE_PX)
     if outside.any():
