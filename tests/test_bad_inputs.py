@@ -337,3 +337,20 @@ def test_prompts_given_as_fractions_of_the_image_are_refused_in_one_line():
     check_box(np.array([0, 0, 1, 1]), (400, 512))  # (a 1-px box in pixels: not fractions)
     check_points(np.array([[0.0, 1.0], [1.0, 0.0]]), (400, 512))
     check_points(np.array([[0.5, 0.4], [200.0, 100.0]]), (400, 512))  # one click in pixels: all are pixels
+
+
+def test_a_gif_mask_with_a_suffix_and_a_smoothed_mask_say_what_to_do(tmp_path):
+    """JSRT/SCR ship GIF masks, often as NAME_mask.gif; a mask resized with smoothing has many grey values (QA finds:
+    'missing mask' with no hint, and 'not binary (found 20 distinct values)' with none)."""
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    Image.fromarray(GOOD).save(tmp_path / "images" / "a.png")
+    Image.fromarray(LUNGS).save(tmp_path / "masks" / "a_mask.gif")
+    with pytest.raises(DataError, match=r"missing mask \(expected masks/a\.png; masks/a_mask\.gif is a GIF, which is "
+                                        r"not read: save it as masks/a_mask\.png\)"):
+        load_pair(Pair("a", tmp_path / "images" / "a.png", None))
+    smooth = np.array(Image.fromarray(LUNGS[::2, ::2]).resize((64, 64), Image.BILINEAR))
+    Image.fromarray(smooth).save(tmp_path / "smooth.png")
+    with pytest.raises(ImageReadError, match=r"not binary \(found \d+ distinct values\); resized with smoothing\? "
+                                             r"threshold it at half its maximum"):
+        read_mask(tmp_path / "smooth.png")

@@ -299,4 +299,8 @@ def test_a_film_with_points_and_no_box_is_not_said_to_get_the_default_box(tmp_pa
     assert segment(scans, "--out", tmp_path / "out", "--boxes", boxes, "--points", points, nano_pth=nano_pth) == 0
     err = capsys.readouterr().err
     assert "1 input(s) have no box and get the default box: c.png" in err  # only negative points: the default box
+    assert "have no points" not in err  # (the --boxes line names the films of the default box)
     assert rows_of(tmp_path / "out")["b.png"]["box"] == ""
+    # --points alone: a film without a row is named, as --boxes names its own (a QA find: it said nothing)
+    assert segment(scans, "--out", tmp_path / "out2", "--points", points, nano_pth=nano_pth) == 0
+    assert "points.csv: 1 input(s) have no points and get the default box: a.png" in capsys.readouterr().err

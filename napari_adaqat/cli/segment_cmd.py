@@ -188,10 +188,13 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
         pointed = [path for path, (_coords, labels) in (found[1] or {}).items() if (labels == 1).any()]
         for line in describe_unmatched(args.boxes, boxes, files, roots, pointed) if boxes else []:
             print(f"adaqat segment: warning: {line}", file=sys.stderr)
-        names = unmatched_boxes(points, files, roots)[0] if points else []
+        names, unpointed = unmatched_boxes(points, files, roots) if points else ([], [])
         if names:
             print(f"adaqat segment: warning: {args.points}: {len(names)} file name(s) match no input and are "
                   f"ignored: {listed(names, 5)}", file=sys.stderr)
+        if unpointed and not boxes:  # (as --boxes says of its own; with --boxes, that line names them)
+            print(f"adaqat segment: warning: {args.points}: {len(unpointed)} input(s) have no points and get the "
+                  f"default box: {listed((p.name for p in unpointed), 5)}", file=sys.stderr)
     model, baseline = model_refs(args)
     engine = Engine(recheck_seconds=ONE_SHOT)  # one run, one model file: never re-stat it per film
     engine.predictor(model, device)  # a bad model file fails here, before any row is written

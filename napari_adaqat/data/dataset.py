@@ -187,14 +187,15 @@ def _unread_mask(masks: Path, name: str) -> str:
     """``"; masks/NAME.gif is a GIF, which is not read: …"`` when ``masks`` holds a file of ``name`` in a format that
     is no mask here (JSRT/SCR's masks are GIFs), else ``""``."""
     try:  # (a glob of the name: a folder of 100k masks is not listed once per film without its mask)
-        other = next((p for p in sorted(masks.glob(glob.escape(name) + ".*"))
-                      if p.stem == name and p.is_file() and not is_image_file(p)), None)
+        other = next((p for p in sorted(masks.glob(glob.escape(name) + "*.*"))
+                      if pairing_key(p.stem) in {pairing_key(name + end) for end in ("", *MASK_SUFFIXES)}
+                      and p.is_file() and not is_image_file(p)), None)
     except OSError:
         return ""
     if other is None:
         return ""
     kind = other.suffix[1:].upper()
-    return f"; masks/{other.name} is a {kind}, which is not read: save it as masks/{name}.png"
+    return f"; masks/{other.name} is a {kind}, which is not read: save it as masks/{other.stem}.png"
 
 
 def _no_masks_folder(image: Path) -> str:

@@ -53,11 +53,14 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     values = np.unique(arr)
     if values.size > 2:
         lossy = p.suffix.lower() in (".jpg", ".jpeg", ".jfif", ".jpe")  # JPEG blurs 0/255 edges into many grey values
-        labels = not lossy and values.size <= 8 and np.issubdtype(values.dtype, np.integer)
+        # a few values, or small ones (0, 1, 2: left and right lung): labels; more, spread to 255: a smoothed mask
+        labels = not lossy and np.issubdtype(values.dtype, np.integer) and (values.size <= 4 or
+                                                                            (values.size <= 8 and values.max() <= 16))
         raise fail(p, f"mask is not binary (found {values.size} distinct values)"
                    + ("; JPEG compression blurs a mask's edges: save masks as PNG" if lossy else "")
                    + (f": values {', '.join(str(v) for v in values)}, a label map? save lung = 255 on background 0"
-                      if labels else ""))
+                      if labels else "")
+                   + ("; resized with smoothing? threshold it at half its maximum" if not lossy and not labels else ""))
     if values.size == 2 and values[0] != 0:  # e.g. 1/2 or 128/255: the larger is foreground
         return arr == values[1]
     return arr > 0
