@@ -349,8 +349,12 @@ def test_a_gif_mask_with_a_suffix_and_a_smoothed_mask_say_what_to_do(tmp_path):
     with pytest.raises(DataError, match=r"missing mask \(expected masks/a\.png; masks/a_mask\.gif is a GIF, which is "
                                         r"not read: save it as masks/a_mask\.png\)"):
         load_pair(Pair("a", tmp_path / "images" / "a.png", None))
-    smooth = np.array(Image.fromarray(LUNGS[::2, ::2]).resize((64, 64), Image.BILINEAR))
+    big = np.kron(LUNGS, np.ones((8, 8), np.uint8))  # a 512-px mask, halved, then enlarged with smoothing
+    smooth = np.array(Image.fromarray(big[::2, ::2]).resize((512, 512), Image.BILINEAR))
     Image.fromarray(smooth).save(tmp_path / "smooth.png")
     with pytest.raises(ImageReadError, match=r"not binary \(found \d+ distinct values\); resized with smoothing\? "
                                              r"threshold it at half its maximum"):
         read_mask(tmp_path / "smooth.png")
+    Image.fromarray(GOOD).save(tmp_path / "film.png")  # a film in masks/: no such advice
+    with pytest.raises(ImageReadError, match=r"not binary \(found \d+ distinct values\)$"):
+        read_mask(tmp_path / "film.png")

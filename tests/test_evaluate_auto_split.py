@@ -2,7 +2,6 @@
 QA find scored 2 of another site's 20 films (the 80:10:10 cut of a folder without a split) and called it complete."""
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from napari_adaqat.cli import main
+from napari_adaqat.model import loading
 from napari_adaqat.report import auto_split as A
 
 
@@ -21,43 +21,51 @@ def _site(tmp_path: Path, cxr_dir: Path) -> Path:
     return data
 
 
-def test_another_sites_folder_is_scored_whole(tmp_path, cxr_dir, nano_pth, capsys):
+def test_another_sites_folder_is_scored_whole_by_the_bundled_model(tmp_path, cxr_dir):
+    """The bundled model records its split (films of a folder named permissive_512): none of these is its."""
     data = _site(tmp_path, cxr_dir)
-    out = tmp_path / "report"
-    assert main(["evaluate", "--data", str(data), "--out", str(out), "--model", str(nano_pth),
-                 "--model-type", "vit_nano", "--device", "cpu"]) == 0
+    bundled = [loading.DEFAULT_MODEL, loading.DEFAULT_MODEL.with_name("default_fp32.safetensors")]
+    assert A.auto_split(data, None, bundled, seed=0) == (
+        "all", None, f"no model trained on the films of {data}: scoring all 4 of them")
+
+
+def test_a_model_that_records_no_split_keeps_the_seeded_cut(tmp_path, cxr_dir, nano_pth, capsys):
+    """An official SAM file or a training checkpoint says nothing of its training films: the cut adaqat train makes."""
+    data = _site(tmp_path, cxr_dir)
+    split, split_file, why = A.auto_split(data, None, [nano_pth], seed=0)
+    assert (split, split_file) == ("test", None) and why.startswith("no split file; using the 80:10:10 cut with seed 0")
+    assert main(["evaluate", "--data", str(data), "--out", str(tmp_path / "r"), "--model", str(nano_pth),
+                 "--model-type", "vit_nano", "--device", "cpu", "--split", "auto"]) == 2  # (4 films: no test film)
     err = capsys.readouterr().err
-    assert "no model trained on its films: scoring all 4 films" in err and "80:10:10" not in err
-    with open(out / "per_image.csv", newline="") as f:
-        assert len(list(csv.DictReader(f))) == 4
-    assert json.loads((out / "summary.json").read_text())["split"] == "all"
+    assert err.count("80:10:10 cut with seed 0") == 1 and "the 'test' split is empty" in err
 
 
-def _model_split(monkeypatch, split: dict) -> None:
-    monkeypatch.setattr(A, "_provenance_split", lambda path: split if path.name == "trained.safetensors" else None)
+def _recorded(monkeypatch, folder: str, split: dict) -> None:
+    monkeypatch.setattr(A, "_provenance", lambda path: (folder, split) if path.name == "trained.safetensors"
+                        else ("elsewhere/other", {"train": [], "val": [], "test": []}))
 
 
 def test_the_films_a_model_trained_on_are_left_out(tmp_path, cxr_dir, monkeypatch):
     data = _site(tmp_path, cxr_dir)
     names = sorted(p.stem for p in (data / "images").glob("*.png"))
-    _model_split(monkeypatch, {"train": names[:2], "val": [f"{names[2]}.png"], "test": names[3:] + ["elsewhere"]})
-    out = tmp_path / "report"
-    split, split_file, why = A.auto_split(data, None, [Path("base.pth"), Path("trained.safetensors")], out, seed=0)
-    assert (split, split_file) == ("test", out / A.MODEL_SPLIT_FILE)
-    assert json.loads(split_file.read_text())["test"] == names[3:] + ["elsewhere"]
-    assert why.startswith("3 of the 4 films trained trained.safetensors: scoring the test part of its split (1 films")
-    # a split of its own, or one given, is the dataset's: as before
-    assert A.auto_split(data, tmp_path / "s.json", [Path("trained.safetensors")], out, seed=0)[:2] == \
+    _recorded(monkeypatch, "../datasets/site", {"train": names[:1] + ["x", "y"], "val": [f"{names[1]}.png"],
+                                                "test": ["z"]})
+    split, split_file, why = A.auto_split(data, None, [Path("base.safetensors"), Path("trained.safetensors")], seed=0)
+    assert split == "test" and json.loads(split_file.read_text())["test"] == names[2:]  # the 2 it never saw
+    assert why.startswith(f"2 of the 4 films of {data} trained or validated the model(s)") and "other 2" in why
+    # namesakes in a folder of another name are other films; a split given, or of the dataset's own, wins
+    _recorded(monkeypatch, "C:\\data\\other_site\\", {"train": names, "val": [], "test": []})
+    assert A.auto_split(data, None, [Path("trained.safetensors")], seed=0)[:2] == ("all", None)
+    assert A.auto_split(data, tmp_path / "s.json", [Path("trained.safetensors")], seed=0)[:2] == \
         ("test", tmp_path / "s.json")
     (data / "split.json").write_text(json.dumps({"train": names[:2], "val": names[2:3], "test": names[3:]}))
-    assert A.auto_split(data, None, [Path("trained.safetensors")], out, seed=0) == ("test", None, "")
+    assert A.auto_split(data, None, [Path("trained.safetensors")], seed=0) == ("test", None, "")
 
 
 def test_a_folder_the_model_trained_on_whole_is_refused_in_one_line(tmp_path, cxr_dir, monkeypatch):
     data = _site(tmp_path, cxr_dir)
     names = sorted(p.stem for p in (data / "images").glob("*.png"))
-    _model_split(monkeypatch, {"train": names[:3], "val": names[3:], "test": ["elsewhere"]})
-    with pytest.raises(ValueError, match=r"all 4 of its films are in the train or val list of trained.safetensors's "
-                                         r"split, so none is left to score it fairly; --split all scores them anyway"):
-        A.auto_split(data, None, [Path("trained.safetensors")], tmp_path / "report", seed=0)
-    assert not (tmp_path / "report").exists()
+    _recorded(monkeypatch, "/home/me/SITE", {"train": names[:3], "val": names[3:], "test": ["elsewhere"]})
+    with pytest.raises(ValueError, match=r"all 4 of its films trained or validated the model\(s\) \(the split "
+                                         r"recorded in the model file\), so none is left to score fairly; --split all"):
+        A.auto_split(data, None, [Path("trained.safetensors")], seed=0)

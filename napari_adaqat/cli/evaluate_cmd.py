@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -64,10 +65,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="report folder (see below); it may not lie inside the data folder")
     p.add_argument("--split", default="auto", choices=["auto", "train", "val", "test", "all"],
                    help="which part of the split: DATA/split.json, DATA/train|val|test, or the 80:10:10 cut seeded by "
-                        "--seed. auto: the test part of --split-file, of DATA's split, or of the split a "
-                        "model file records having trained on DATA's films; with none of these, all films (another "
-                        "site's folder). To score only images a model never saw, pass its RUN/split.json as "
-                        "--split-file")
+                        "--seed. auto: the test part of --split-file or of DATA's split; else, when every model file "
+                        "records the split it trained with (exported models, the bundled one), the films none of them "
+                        "trained on (all of another site's folder); else the seeded cut. To score only images a "
+                        "training run never saw, pass its RUN/split.json as --split-file")
     p.add_argument("--split-file", default=None, metavar="JSON",
                    help="use this split (e.g. RUN/split.json of the training run) instead of the dataset's")
     p.add_argument("--seed", type=int, default=0,
@@ -122,12 +123,14 @@ def run(args: argparse.Namespace) -> int:
     check_data_folder(args.data)
     device = resolve_device(args.device)
     model, baseline = model_refs(args)
-    if args.split == "auto":
-        args.split, args.split_file, why = auto_split(args.data, args.split_file, _model_files(model, baseline),
-                                                      args.out, args.seed)
+    auto, made = args.split == "auto", None
+    if auto:
+        given = args.split_file
+        args.split, args.split_file, why = auto_split(args.data, given, _model_files(model, baseline), args.seed)
+        made = args.split_file if args.split_file and args.split_file != (Path(given) if given else None) else None
         if why:
             print(f"adaqat evaluate: note: {why}", file=sys.stderr)
-    if (args.split != "all" and not args.split_file and Path(args.data).is_dir()  # else the one line is "not found"
+    if (not auto and args.split != "all" and not args.split_file and Path(args.data).is_dir()  # else "not found"
             and split_source(Path(args.data)) == "seeded"):
         print(f"adaqat evaluate: note: no split file; using the 80:10:10 cut with seed {args.seed}. If the model was "
               "trained with another seed, pass --split-file RUN/split.json so no training image is scored.",
@@ -138,12 +141,16 @@ def run(args: argparse.Namespace) -> int:
         bar.total = total
         bar.update(1)
 
-    summary = evaluate(args.data, model, baseline, args.out, args.split, args.box, progress, args.split_file,
-                       args.clean, seed=args.seed, device=device, nsd_tolerance=args.nsd_tol, show=args.show,
-                       command=shlex.join(["adaqat", *sys.argv[1:]]), batch_size=args.batch_size,
-                       equivalence_margin=args.equivalence_margin, clicks=args.clicks,
-                       masks_as_given=args.masks_as_given,
-                       say=lambda line: tqdm.write(f"adaqat evaluate: note: {line}", file=sys.stderr))
+    try:
+        summary = evaluate(args.data, model, baseline, args.out, args.split, args.box, progress, args.split_file,
+                           args.clean, seed=args.seed, device=device, nsd_tolerance=args.nsd_tol, show=args.show,
+                           command=shlex.join(["adaqat", *sys.argv[1:]]), batch_size=args.batch_size,
+                           equivalence_margin=args.equivalence_margin, clicks=args.clicks,
+                           masks_as_given=args.masks_as_given,
+                           say=lambda line: tqdm.write(f"adaqat evaluate: note: {line}", file=sys.stderr))
+    finally:
+        if made is not None:  # (auto_split's temporary split of the films the models never saw)
+            shutil.rmtree(made.parent, ignore_errors=True)
     bar.close()
     for line in summary["skipped"][:SHOWN_SKIPS]:
         print(f"adaqat evaluate: skipped {line}", file=sys.stderr)

@@ -99,7 +99,8 @@ def masks_beside_films(entries: list[Path]) -> list[Path]:
     """The images of one folder that are the mask of a film beside them: ``NAME`` + a suffix that training
     pairs by (:data:`MASK_SUFFIXES`: ``a_mask.png``, ``a_seg.png``, ``a-gt.png``...
     beside ``a.png``; an export of films with their masks, the bundled sample): masks, not films to segment.
-    The one rule of ``adaqat segment``, the Batch dock and the Annotate dock (all through :func:`~napari_adaqat.data.folders.scan_inputs`), and of the pairs of a dataset."""
+    The rule of ``adaqat segment``, the Batch dock and the Annotate dock (all through
+    :func:`~napari_adaqat.data.folders.scan_inputs`); a dataset's pairs also ask that the pixels be a mask's."""
     stems = {pairing_key(sample_name(p)) for p in entries}
     return [p for p in entries if mask_suffix(p, stems)]
 
@@ -114,9 +115,9 @@ def _reads_as_mask(path: Path) -> bool:
 
 
 def _pairs_in(folder: Path) -> dict[str, Pair]:
-    """The pairs of ``folder/images`` (hidden files and :func:`masks_beside_films` skipped); a mask that two images would share by a suffix
-    rule (``a.png`` and ``a_seg.png``, mask ``a_seg.png``) or by case (``A.png`` and ``a.png``) stays with the image
-    of its own name, and with neither when no name is its own."""
+    """The pairs of ``folder/images`` (hidden files and masks beside their films skipped); a mask that two images
+    would share by a suffix rule (``a.png`` and ``a_seg.png``, mask ``a_seg.png``) or by case (``A.png`` and
+    ``a.png``) stays with the image of its own name, and with neither when no name is its own."""
     images = folder / "images"
     if not images.is_dir():
         return {}
@@ -232,7 +233,7 @@ def load_film_pair(pair: Pair) -> tuple[ImageData, np.ndarray]:
         raise DataError(str(exc)) from None
     if image.shape != mask.shape:
         (mh, mw), (ih, iw) = mask.shape, image.shape
-        scaled = abs(mh / mw - ih / iw) <= 0.01 * ih / iw  # the film's shape, at another size
+        scaled = abs(mh / mw - ih / iw) <= 0.01 * ih / iw and not 0.9 < ih / mh < 1.1  # the film's shape, resized
         raise DataError(f"{pair.mask}: mask size {mask.shape} differs from image size {image.shape}"
                         + (f"; the film is the mask scaled {ih / mh:.3g}x: resize the masks to their films' size "
                            "(nearest neighbour)" if scaled else ""))

@@ -35,6 +35,15 @@ def _reduce_channels(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+def _smoothed(arr: np.ndarray, other_reason: bool) -> bool:
+    """Whether a many-valued mask looks like a two-valued one resized with smoothing: nearly every pixel (≥ 95 %)
+    at its lowest or highest value, the rest only along edges (a film, or a label map of several levels, is not)."""
+    if other_reason:
+        return False
+    low, high = arr.min(), arr.max()
+    return bool(np.count_nonzero((arr == low) | (arr == high)) >= 0.95 * arr.size)
+
+
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """Read a binary mask (0/255, 0/1, bool; RGB reduced) as bool (H, W).
 
@@ -60,7 +69,8 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
                    + ("; JPEG compression blurs a mask's edges: save masks as PNG" if lossy else "")
                    + (f": values {', '.join(str(v) for v in values)}, a label map? save lung = 255 on background 0"
                       if labels else "")
-                   + ("; resized with smoothing? threshold it at half its maximum" if not lossy and not labels else ""))
+                   + ("; resized with smoothing? threshold it at half its maximum" if _smoothed(arr, lossy or labels)
+                      else ""))
     if values.size == 2 and values[0] != 0:  # e.g. 1/2 or 128/255: the larger is foreground
         return arr == values[1]
     return arr > 0

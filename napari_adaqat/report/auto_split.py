@@ -1,64 +1,74 @@
 """Which films ``adaqat evaluate`` scores when no ``--split`` is given: those the models never trained on.
 
 * a split file (``--split-file``), ``DATA/split.json`` or the ``DATA/train|val|test`` layout: its test part;
-* else, a model file whose provenance split names films of ``DATA`` in its train or val list (the folder it was
-  trained on): the test part of that split, written to a file the report keeps;
-* else (another site's folder of films and masks, none of them seen by the models): every film. Before, the
-  80:10:10 cut of a folder without a split scored 2 of a site's 20 films, and the report called it complete.
+* else, when every model is an exported model file that records the split it trained with (the bundled model
+  does): the films of ``DATA`` in none of their train or val lists, where a model's recorded data folder has
+  ``DATA``'s name (films elsewhere are only namesakes); all of them for another site's folder. Before, the 80:10:10
+  cut of a folder without a split scored 2 of a site's 20 films, and the report called it complete;
+* else (a training checkpoint, an official SAM file, an export without its split): the 80:10:10 cut seeded by
+  ``--seed``, as ``adaqat train`` cuts a folder without a split, with its note.
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import tempfile
+from pathlib import Path, PureWindowsPath
 from typing import Optional, Sequence
 
 from napari_adaqat.data.dataset import discover, names_of_pairs, split_source
-from napari_adaqat.data.folders import check_output_folder
 from napari_adaqat.data.split import SPLITS
 
-MODEL_SPLIT_FILE = "split_of_the_model.json"  # in the report folder: the split a model was trained with
 
-
-def auto_split(data: str | Path, split_file: Optional[str | Path], model_paths: Sequence[Path], out: str | Path,
+def auto_split(data: str | Path, split_file: Optional[str | Path], model_paths: Sequence[Path],
                seed: int) -> tuple[str, Optional[Path], str]:
-    """(the part to score, the split file to use or None, one line saying why) for ``--split auto``."""
+    """(the part to score, the split file to use or None, one line saying why) for ``--split auto``. A split made
+    here is written to a temporary file (the caller removes it). Raises ValueError (one line) when every film of
+    ``data`` trained or validated the models."""
     root = Path(data)
     if split_file:
         return "test", Path(split_file), ""
     if not root.is_dir() or split_source(root) != "seeded":
         return "test", None, ""
+    recorded = [_provenance(path) for path in model_paths]
+    if not recorded or any(r is None for r in recorded):
+        return "test", None, (f"no split file; using the 80:10:10 cut with seed {seed}. If the model was trained with "
+                              "another seed, pass --split-file RUN/split.json so no training image is scored.")
     pairs, _ = discover(root, seed=seed)
-    for path in model_paths:
-        split = _provenance_split(path)
-        if split is None:
-            continue
-        parts = names_of_pairs(split, pairs)
-        seen = [n for n in pairs if n in set(parts["train"]) | set(parts["val"])]
-        if seen:
-            tested = sum(n in pairs for n in parts["test"])
-            if not tested:
-                raise ValueError(f"{root}: all {len(seen)} of its films are in the train or val list of {path.name}'s "
-                                 "split, so none is left to score it fairly; --split all scores them anyway (the "
-                                 "scores flatter it)")
-            check_output_folder(out, [root], what="data folder")  # (evaluate's own check, before writing there)
-            folder = Path(out)
-            folder.mkdir(parents=True, exist_ok=True)
-            kept = folder / MODEL_SPLIT_FILE
-            kept.write_text(json.dumps({k: parts[k] for k in SPLITS}, indent=1), encoding="utf-8")
-            return "test", kept, (f"{len(seen)} of the {len(pairs)} films trained {path.name}: scoring the test part "
-                                  f"of its split ({tested} films, kept in {kept}); --split all scores every film")
-    return "all", None, (f"no split in {root} and no model trained on its films: scoring all {len(pairs)} films "
-                         "(a model trained on them: pass its RUN/split.json as --split-file)")
+    seen: set[str] = set()
+    for folder, split in recorded:
+        if _folder_name(folder) == root.resolve().name.casefold():
+            parts = names_of_pairs(split, pairs)
+            seen |= (set(parts["train"]) | set(parts["val"])) & set(pairs)
+    if not seen:
+        return "all", None, f"no model trained on the films of {root}: scoring all {len(pairs)} of them"
+    unseen = sorted(set(pairs) - seen)
+    if not unseen:
+        raise ValueError(f"{root}: all {len(pairs)} of its films trained or validated the model(s) (the split "
+                         "recorded in the model file), so none is left to score fairly; --split all scores them "
+                         "anyway (the scores flatter the model)")
+    path = Path(tempfile.mkdtemp(prefix="adaqat-split-")) / "unseen.json"
+    path.write_text(json.dumps({"train": sorted(seen), "val": [], "test": unseen}), encoding="utf-8")
+    return "test", path, (f"{len(seen)} of the {len(pairs)} films of {root} trained or validated the model(s) (the "
+                          f"split recorded in the model file): scoring the other {len(unseen)}; --split all scores "
+                          "every film")
 
 
-def _provenance_split(path: Path) -> Optional[dict]:
-    """The split recorded in a model file's provenance (None for another file, or none recorded)."""
+def _folder_name(recorded: object) -> str:
+    """The last part of a recorded data folder (a POSIX or Windows path), case-folded; '' when none."""
+    text = str(recorded or "").rstrip("/\\")
+    return PureWindowsPath(text).name.casefold() if "\\" in text else Path(text).name.casefold()
+
+
+def _provenance(path: Path) -> Optional[tuple[object, dict]]:
+    """(the data folder, the split) an exported model file records having trained with; None for a file that
+    records none (a training checkpoint, an official SAM checkpoint, an export without its run's split)."""
     from napari_adaqat.model.formats.model_file import read_model_metadata
 
     try:
-        split = read_model_metadata(path).get("provenance", {}).get("split")
-    except Exception:  # noqa: BLE001 - an official SAM checkpoint, a file the model loader will name
+        provenance = read_model_metadata(path).get("provenance", {})
+    except Exception:  # noqa: BLE001 - not an exported model file; the model loader names a bad one
         return None
+    split = provenance.get("split")
     if not isinstance(split, dict) or not all(isinstance(split.get(k), list) for k in SPLITS):
         return None
-    return split
+    return provenance.get("data"), split
