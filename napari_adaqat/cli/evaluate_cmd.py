@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if auto:
         given = args.split_file
         args.split, args.split_file, why = auto_split(args.data, given, _model_files(model, baseline), args.seed)
-        made = args.split_file if args.split_file and args.split_file != (Path(given) if given else None) else None
+        made = args.split_file if given is None else None  # (a split of the films no model saw: a temporary file)
         if why:
             print(f"adaqat evaluate: note: {why}", file=sys.stderr)
     if (not auto and args.split != "all" and not args.split_file and Path(args.data).is_dir()  # else "not found"
