@@ -50,8 +50,8 @@ def test_the_films_a_model_trained_on_are_left_out(tmp_path, cxr_dir, monkeypatc
     names = sorted(p.stem for p in (data / "images").glob("*.png"))
     _recorded(monkeypatch, "../datasets/site", {"train": names[:1] + ["x", "y"], "val": [f"{names[1]}.png"],
                                                 "test": ["z"]})
-    split, split_file, why = A.auto_split(data, None, [Path("base.safetensors"), Path("trained.safetensors")], seed=0)
-    assert split == "test" and json.loads(split_file.read_text())["test"] == names[2:]  # the 2 it never saw
+    split, made, why = A.auto_split(data, None, [Path("base.safetensors"), Path("trained.safetensors")], seed=0)
+    assert split == "test" and made["test"] == names[2:]  # the 2 it never saw
     assert why.startswith(f"2 of the 4 films of {data} trained or validated the model(s)") and "other 2" in why
     # namesakes in a folder of another name are other films; a split given, or of the dataset's own, wins
     _recorded(monkeypatch, "C:\\data\\other_site\\", {"train": names, "val": [], "test": []})
@@ -69,3 +69,16 @@ def test_a_folder_the_model_trained_on_whole_is_refused_in_one_line(tmp_path, cx
     with pytest.raises(ValueError, match=r"all 4 of its films trained or validated the model\(s\) \(the split "
                                          r"recorded in the model file\), so none is left to score fairly; --split all"):
         A.auto_split(data, None, [Path("trained.safetensors")], seed=0)
+
+
+def test_the_report_says_which_films_auto_chose(tmp_path, cxr_dir, nano_pth, monkeypatch, capsys):
+    data = _site(tmp_path, cxr_dir)
+    names = sorted(p.stem for p in (data / "images").glob("*.png"))
+    monkeypatch.setattr(A, "_provenance", lambda path: ("site", {"train": names[:3], "val": [], "test": []}))
+    out = tmp_path / "report"
+    assert main(["evaluate", "--data", str(data), "--out", str(out), "--model", str(nano_pth),
+                 "--model-type", "vit_nano", "--device", "cpu"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == 1 and summary["split_file"].startswith("3 of the 4 films of")
+    assert summary["notes"][0] == summary["split_file"] and summary["split_file"] in (out / "report.md").read_text()
+    assert capsys.readouterr().err.count("3 of the 4 films of") == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
@@ -123,11 +122,10 @@ def run(args: argparse.Namespace) -> int:
     check_data_folder(args.data)
     device = resolve_device(args.device)
     model, baseline = model_refs(args)
-    auto, made = args.split == "auto", None
+    auto, why = args.split == "auto", ""
     if auto:
-        given = args.split_file
-        args.split, args.split_file, why = auto_split(args.data, given, _model_files(model, baseline), args.seed)
-        made = args.split_file if given is None else None  # (a split of the films no model saw: a temporary file)
+        args.split, args.split_file, why = auto_split(args.data, args.split_file, _model_files(model, baseline),
+                                                      args.seed)
         if why:
             print(f"adaqat evaluate: note: {why}", file=sys.stderr)
     if (not auto and args.split != "all" and not args.split_file and Path(args.data).is_dir()  # else "not found"
@@ -141,16 +139,12 @@ def run(args: argparse.Namespace) -> int:
         bar.total = total
         bar.update(1)
 
-    try:
-        summary = evaluate(args.data, model, baseline, args.out, args.split, args.box, progress, args.split_file,
-                           args.clean, seed=args.seed, device=device, nsd_tolerance=args.nsd_tol, show=args.show,
-                           command=shlex.join(["adaqat", *sys.argv[1:]]), batch_size=args.batch_size,
-                           equivalence_margin=args.equivalence_margin, clicks=args.clicks,
-                           masks_as_given=args.masks_as_given,
-                           say=lambda line: tqdm.write(f"adaqat evaluate: note: {line}", file=sys.stderr))
-    finally:
-        if made is not None:  # (auto_split's temporary split of the films the models never saw)
-            shutil.rmtree(made.parent, ignore_errors=True)
+    summary = evaluate(args.data, model, baseline, args.out, args.split, args.box, progress, args.split_file,
+                       args.clean, seed=args.seed, device=device, nsd_tolerance=args.nsd_tol, show=args.show,
+                       command=shlex.join(["adaqat", *sys.argv[1:]]), batch_size=args.batch_size,
+                       equivalence_margin=args.equivalence_margin, clicks=args.clicks,
+                       masks_as_given=args.masks_as_given, split_note=why if auto else "",
+                       say=lambda line: tqdm.write(f"adaqat evaluate: note: {line}", file=sys.stderr))
     bar.close()
     for line in summary["skipped"][:SHOWN_SKIPS]:
         print(f"adaqat evaluate: skipped {line}", file=sys.stderr)
@@ -158,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"adaqat evaluate: ... and {len(summary['skipped']) - SHOWN_SKIPS} more skipped "
               f"(all in {Path(args.out) / 'summary.json'} and the report)", file=sys.stderr)
     for line in summary.get("notes", []):
-        print(f"adaqat evaluate: note: {line}", file=sys.stderr)
+        if line != why:  # (said as it started)
+            print(f"adaqat evaluate: note: {line}", file=sys.stderr)
     brief = {k: summary[k] for k in ("split", "box", "clean")}
     brief["n"] = f"{summary['n']} of {summary['n_total']}"
     brief["models"] = dict(summary["models"])  # which file each key below is (model, model2, ...)

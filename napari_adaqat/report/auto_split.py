@@ -10,8 +10,6 @@
 """
 from __future__ import annotations
 
-import json
-import tempfile
 from pathlib import Path, PureWindowsPath
 from typing import Optional, Sequence
 
@@ -20,10 +18,9 @@ from napari_adaqat.data.split import SPLITS
 
 
 def auto_split(data: str | Path, split_file: Optional[str | Path], model_paths: Sequence[Path],
-               seed: int) -> tuple[str, Optional[Path], str]:
-    """(the part to score, the split file to use or None, one line saying why) for ``--split auto``. A split made
-    here is written to a temporary file (the caller removes it). Raises ValueError (one line) when every film of
-    ``data`` trained or validated the models."""
+               seed: int) -> tuple[str, Optional[Path | dict], str]:
+    """(the part to score, the split to use: a file, a split made here (a dict) or None, one line saying why) for
+    ``--split auto``. Raises ValueError (one line) when every film of ``data`` trained or validated the models."""
     root = Path(data)
     if split_file:
         return "test", Path(split_file), ""
@@ -46,11 +43,9 @@ def auto_split(data: str | Path, split_file: Optional[str | Path], model_paths: 
         raise ValueError(f"{root}: all {len(pairs)} of its films trained or validated the model(s) (the split "
                          "recorded in the model file), so none is left to score fairly; --split all scores them "
                          "anyway (the scores flatter the model)")
-    path = Path(tempfile.mkdtemp(prefix="adaqat-split-")) / "unseen.json"
-    path.write_text(json.dumps({"train": sorted(seen), "val": [], "test": unseen}), encoding="utf-8")
-    return "test", path, (f"{len(seen)} of the {len(pairs)} films of {root} trained or validated the model(s) (the "
-                          f"split recorded in the model file): scoring the other {len(unseen)}; --split all scores "
-                          "every film")
+    why = (f"{len(seen)} of the {len(pairs)} films of {root} trained or validated the model(s) (the split recorded "
+           f"in the model file): scoring the other {len(unseen)}; --split all scores every film")
+    return "test", {"train": sorted(seen), "val": [], "test": unseen}, why
 
 
 def _folder_name(recorded: object) -> str:

@@ -43,13 +43,13 @@ def _shown(show: Sequence[str], chosen: list[Pair], split: str) -> list[str]:
     return names
 
 
-def _pairs(data_dir: str | Path, split: str, split_file: str | Path | None, seed: int
+def _pairs(data_dir: str | Path, split: str, split_file: str | Path | dict | None, seed: int
            ) -> tuple[list[Pair], list[str], list[str]]:
     """(the pairs to score, one line per pair of the split left out, notes): a name of the split that is no image
     of the folder is left out with its line; images of the split also in its train list get a note."""
     pairs, parts = discover(data_dir, seed=seed)
     if split_file:  # its names may be file names (a.png) or in another Unicode form, as a dataset's split.json
-        parts = names_of_pairs(load_split(split_file), pairs)
+        parts = names_of_pairs(split_file if isinstance(split_file, dict) else load_split(split_file), pairs)
     names = sorted(pairs) if split == "all" else parts[split]
     if not names:  # e.g. the 80:10:10 cut of a few images
         sizes = ", ".join(f"{len(parts.get(s, []))} {s}" for s in ("train", "val", "test"))
@@ -174,15 +174,17 @@ def _score_all(chosen: list[Pair], models: list[ModelLike], baseline: ModelLike 
 def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | None = None,
              baseline: ModelLike | str | Path | None = None, out_dir: str | Path = "report", split: str = "test",
              box_mode: str = "tight", progress: Callable[[int, int], None] | None = None,
-             split_file: str | Path | None = None, clean: bool = False, seed: int = 0, device: str = "cpu",
+             split_file: str | Path | dict | None = None, clean: bool = False, seed: int = 0, device: str = "cpu",
              nsd_tolerance: float = 2.0, show: Sequence[str] = (), command: str | None = None,
              document: bool = True, batch_size: int = 8, equivalence_margin: float = EQUIVALENCE_MARGIN,
-             clicks: int = 0, masks_as_given: bool = False, say: Callable[[str], None] | None = None) -> dict:
+             clicks: int = 0, masks_as_given: bool = False, say: Callable[[str], None] | None = None,
+             split_note: str = "") -> dict:
     """Score ``model`` (one, or a list: any number of models) and ``baseline`` on a split; write
     ``per_image.csv``, ``summary.json``, ``wilcoxon.json`` and, with ``document``, the full report
     (``report.md``, ``index.html`` and figures, see :mod:`.document`); return the summary.
 
-    ``split_file`` (e.g. a training run's ``split.json``) overrides the dataset's own split;
+    ``split_file`` (e.g. a training run's ``split.json``, or such a split as a dict; ``split_note`` says where it
+    came from, in the report's notes) overrides the dataset's own split;
     without it and without ``DIR/split.json`` the split is the 80:10:10 cut seeded by ``seed``.
     Bad pairs (missing, empty or mismatched masks) and images that fail are skipped and listed
     in the summary (``skipped``, one line each with its reason; ``n`` of ``n_total`` pairs were scored).
@@ -210,6 +212,7 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
     for m in models + ([base] if base is not None else []):
         engine.predictor(m, device)  # a bad model file fails here with its one-line error
     chosen, skipped, notes = _pairs(data_dir, split, split_file, seed)
+    notes = ([split_note] if split_note else []) + notes
     show = _shown(show, chosen, split)
     if clear_earlier_report(out, document) and say is not None:
         say(f"replacing the earlier report in {out}")
@@ -223,7 +226,9 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
     labels = _labels(models + ([base] if base is not None else []))  # (the baseline's last)
     summary: dict = {"data": str(data_dir), "split": split, "n": len(rows), "n_total": len(rows) + len(skipped),
                      "box": box_mode, "clean": clean,
-                     "skipped": skipped, "notes": notes, "split_file": str(split_file) if split_file else None,
+                     "skipped": skipped, "notes": notes,
+                     "split_file": (split_note or "a split given in memory") if isinstance(split_file, dict)
+                     else str(split_file) if split_file else None,
                      "units": units[0] if len(units) == 1 else "mixed (native hd95/nsd summarised per unit)",
                      "nsd_tolerance": nsd_tolerance, "nsd_tolerance_units": units[0] if len(units) == 1 else "mm|px",
                      "models": dict(zip(tags, labels))}
