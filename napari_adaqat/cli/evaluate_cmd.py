@@ -114,7 +114,7 @@ def _model_files(model, baseline) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.data.dataset import split_source
-    from napari_adaqat.report.auto_split import auto_split
+    from napari_adaqat.report.auto_split import auto_split, seeded_note
     from napari_adaqat.report.evaluate import evaluate
     from napari_adaqat.report.scores import json_safe
     from napari_adaqat.report.tables import equivalence_verdict, summary_keys
@@ -126,13 +126,11 @@ def run(args: argparse.Namespace) -> int:
     if auto:
         args.split, args.split_file, why = auto_split(args.data, args.split_file, _model_files(model, baseline),
                                                       args.seed)
-        if why:
-            print(f"adaqat evaluate: note: {why}", file=sys.stderr)
-    if (not auto and args.split != "all" and not args.split_file and Path(args.data).is_dir()  # else "not found"
+    elif (args.split != "all" and not args.split_file and Path(args.data).is_dir()  # else "not found"
             and split_source(Path(args.data)) == "seeded"):
-        print(f"adaqat evaluate: note: no split file; using the 80:10:10 cut with seed {args.seed}. If the model was "
-              "trained with another seed, pass --split-file RUN/split.json so no training image is scored.",
-              file=sys.stderr)
+        why = seeded_note(args.seed)
+    if why:
+        print(f"adaqat evaluate: note: {why}", file=sys.stderr)
     bar = tqdm(desc="evaluate", unit="img", disable=None)
 
     def progress(done: int, total: int) -> None:

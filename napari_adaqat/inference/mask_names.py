@@ -56,13 +56,14 @@ def mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: 
     kept, taken = set(names), set(names.values())
     # films of one name in one folder (chest.png, chest.dcm): each mask says its film's extension, chest_dcm_mask,
     # unless another film there has that name (chest_dcm.png): then NAME_mask, PARENT_NAME_mask, ...
-    own = Counter((path.parent, sample_name(path)) for path in files)
+    sample = {path: sample_name(path) for path in files}  # (once a film: an archive holds 100k)
+    own = Counter((path.parent, name) for path, name in sample.items())
     kind = "seg" if suffix == SEG_SUFFIX else "mask"
     for path in files:
         key = csv_text(str(path))
         if key in names:
             continue
-        name, extension = sample_name(path), path.suffix.lower()
+        name, extension = sample[path], path.suffix.lower()
         with_extension = f"{name}_{extension[1:]}"
         first = [with_extension] if own[path.parent, name] > 1 and extension in IMAGE_SUFFIXES and \
             (path.parent, with_extension) not in own else []

@@ -28,8 +28,7 @@ def auto_split(data: str | Path, split_file: Optional[str | Path], model_paths: 
         return "test", None, ""
     recorded = [_provenance(path) for path in model_paths]
     if not recorded or any(r is None for r in recorded):
-        return "test", None, (f"no split file; using the 80:10:10 cut with seed {seed}. If the model was trained with "
-                              "another seed, pass --split-file RUN/split.json so no training image is scored.")
+        return "test", None, seeded_note(seed)
     pairs, _ = discover(root, seed=seed)
     seen: set[str] = set()
     for folder, split in recorded:
@@ -46,6 +45,12 @@ def auto_split(data: str | Path, split_file: Optional[str | Path], model_paths: 
     why = (f"{len(seen)} of the {len(pairs)} films of {root} trained or validated the model(s) (the split recorded "
            f"in the model file): scoring the other {len(unseen)}; --split all scores every film")
     return "test", {"train": sorted(seen), "val": [], "test": unseen}, why
+
+
+def seeded_note(seed: int) -> str:
+    """The note of a split that is the 80:10:10 cut seeded by ``seed`` (no split file anywhere)."""
+    return (f"no split file; using the 80:10:10 cut with seed {seed}. If the model was trained with another seed, "
+            "pass --split-file RUN/split.json so no training image is scored.")
 
 
 def _folder_name(recorded: object) -> str:
