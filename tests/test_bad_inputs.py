@@ -216,7 +216,8 @@ CSV_CASES = {  # name: (content, message regex or None when it reads fine)
     "header_only": (HEADER, r"boxes\.csv: no boxes \(only a header line\)"),
     "conflicting_duplicate": (HEADER + "a.png,1,2,30,40\nb.png,1,2,3,4\na.png,5,6,70,80\n",
                               r"boxes\.csv:4: a second, different box for 'a.png' \(first on line 2\)"),
-    "not_utf8": (b"file,x0,y0,x1,y1\n\xff\xfe.png,1,2,3,4\n", r"boxes\.csv: not a UTF-8 text file \(byte 0xff at offset 17\)"),
+    # neither UTF-8 nor Windows-1252 (0x81 and 0x8d are no character there): refused; Windows-1252 itself is read
+    "not_utf8": (b"file,x0,y0,x1,y1\n\x81\x8d.png,1,2,3,4\n", r"boxes\.csv: not a UTF-8 text file \(byte 0x81 at offset 17\)"),
     "huge_field": (HEADER + "a.png," + "9" * 200_000 + ",1,2,3\n", r"boxes\.csv: not a valid CSV file \(field larger than "
                    r"field limit"),
     "same_duplicate": (HEADER + "a.png,1,2,30,40\na.png,1,2,30,40\n", None),

@@ -1,5 +1,6 @@
 """CSVs of boxes and points as hospital sites write them: rows naming films by their absolute or Windows path
-(backslashes, forward slashes, another case), two folders naming one film, and Excel's UTF-16 "Unicode Text"."""
+(backslashes, forward slashes, another case), two folders naming one film, rows naming films relative to the CSV's own folder, Excel's UTF-16 "Unicode Text" and
+its plain "CSV" of a Western Windows PC (Windows-1252)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from napari_adaqat.data import box_for, read_boxes_csv, read_points_csv, unmatched_boxes
+from napari_adaqat.data.csv_match import match_rows
 
 
 def test_csv_rows_with_an_absolute_path_match_inputs_given_relatively(tmp_path, monkeypatch):
@@ -56,3 +58,25 @@ def test_excel_unicode_text_utf16_tab_separated_csvs_are_read(tmp_path):
     (tmp_path / "points.txt").write_bytes(b"\xff\xfe" + "chest.png\t150.5\t260\t0\r\n".encode("utf-16-le"))  # no header
     coords, labels = read_points_csv(tmp_path / "points.txt")["chest.png"]
     assert coords.tolist() == [[150.5, 260.0]] and labels.tolist() == [0]
+
+
+def test_excel_plain_csv_of_a_windows_pc_cp1252_is_read(tmp_path):
+    """Excel's "CSV (Comma delimited)" on a Western Windows PC writes Windows-1252, not UTF-8: "Müller" is read."""
+    (tmp_path / "boxes.csv").write_bytes("file;x0;y0;x1;y1\r\nMüller Röntgen.png;1;2;30;40\r\n".encode("cp1252"))
+    assert read_boxes_csv(tmp_path / "boxes.csv")["Müller Röntgen.png"].tolist() == [1, 2, 30, 40]
+
+
+def test_csv_rows_relative_to_the_csv_folder_match_from_any_working_folder(tmp_path, monkeypatch):
+    """site/points.csv names films/a.png (as written beside the films); the run is started from elsewhere."""
+    site, elsewhere = tmp_path / "site", tmp_path / "home"
+    (site / "films").mkdir(parents=True)
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    csv_path = site / "points.csv"
+    csv_path.write_text("file,x,y,label\nfilms/a.png,5,6,1\n")
+    films = [Path("../site/films/a.png"), Path("../site/films/b.png")]
+    points = read_points_csv(csv_path)
+    found = match_rows(csv_path, points, films)
+    assert list(found) == [str(site / "films" / "a.png")] and found[str(site / "films" / "a.png")][1].tolist() == [1]
+    assert unmatched_boxes(points, films, csv_path=csv_path) == ([], [films[1]])
+    assert unmatched_boxes(points, films) == (["films/a.png"], films)  # (without the CSV's folder: no match)

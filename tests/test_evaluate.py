@@ -81,9 +81,14 @@ def test_one_failing_image_is_skipped_and_empty_predictions_give_strict_json(tmp
     summary = evaluate(cxr_dir, predictor, None, tmp_path / "report", split="all")
     assert summary["n"] == 3 and len(summary["skipped"]) == 1 and "out of memory" in summary["skipped"][0]
     assert len(_rows(tmp_path / "report" / "per_image.csv")) == 3
+    not_scored = _rows(tmp_path / "report" / "skipped.csv")  # the film not scored, in a table beside the scores
+    assert len(not_scored) == 1 and "out of memory" in not_scored[0]["reason"]
+    assert Path(not_scored[0]["file"]).parent.name == "images" and Path(not_scored[0]["file"]).is_file()
     on_disk = _strict_json(tmp_path / "report" / "summary.json")
     hd = on_disk["model"]["hd95"]
     assert hd["n"] + hd["n_inf"] == 3  # an empty mask's HD95 is counted, not averaged as inf
+    summary = evaluate(cxr_dir, BoxPredictor(sam, "cpu"), None, tmp_path / "report", split="all")
+    assert summary["n"] == 4 and not (tmp_path / "report" / "skipped.csv").exists()  # (the earlier one removed)
 
 
 def test_summarize_keeps_infinite_values_out_of_the_statistics():

@@ -20,8 +20,9 @@ Table 1 (Dice, IoU, NSD, HD95 as mean ± std and median [IQR], native and 256²,
 size against the baseline, and on Dice a paired equivalence test (TOST) within --equivalence-margin),
 the skipped pairs with their reasons, Table 2 (parameters, file sizes, compression), Fig. 2 SSIM panels,
 Fig. 3 quantization-error plots, distributions, paired plots, the worst cases and provenance; plus
-per_image.csv, summary.json, wilcoxon.json and tables.json.  Every mask is scored as a user gets it:
-clipped to its box plus a margin (see 'adaqat segment --help', --no-clip), then cleaned with --clean.
+per_image.csv, skipped.csv (the films not scored, each with why), summary.json, wilcoxon.json and tables.json.
+Every mask is scored as a user gets it: clipped to its box plus a margin (see 'adaqat segment --help',
+--no-clip), then cleaned with --clean.
 examples:
   adaqat evaluate --data DATA --baseline default --out report/               # bundled INT8 vs its FP32 baseline
   adaqat evaluate --data DATA --clicks 3 --out report/                       # + Dice after 1-3 corrective clicks
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"adaqat evaluate: skipped {line}", file=sys.stderr)
     if len(summary["skipped"]) > SHOWN_SKIPS:
         print(f"adaqat evaluate: ... and {len(summary['skipped']) - SHOWN_SKIPS} more skipped "
-              f"(all in {Path(args.out) / 'summary.json'} and the report)", file=sys.stderr)
+              f"(all in {Path(args.out) / 'skipped.csv'} and the report)", file=sys.stderr)
     for line in summary.get("notes", []):
         if line != why:  # (said as it started)
             print(f"adaqat evaluate: note: {line}", file=sys.stderr)

@@ -188,7 +188,7 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
         pointed = [path for path, (_coords, labels) in (found[1] or {}).items() if (labels == 1).any()]
         for line in describe_unmatched(args.boxes, boxes, files, roots, pointed) if boxes else []:
             print(f"adaqat segment: warning: {line}", file=sys.stderr)
-        names, unpointed = unmatched_boxes(points, files, roots) if points else ([], [])
+        names, unpointed = unmatched_boxes(points, files, roots, args.points) if points else ([], [])
         if names:
             print(f"adaqat segment: warning: {args.points}: {len(names)} file name(s) match no input and are "
                   f"ignored: {listed(names, 5)}", file=sys.stderr)

@@ -125,7 +125,7 @@ def _sniff(first_line: str, columns: tuple[str, ...] = COLUMNS) -> str:
 
 def _text(path: str | Path) -> str:
     """The whole CSV as text (``utf-8-sig``: CSVs saved by Excel start with a BOM; UTF-16 with its BOM, as
-    Excel saves "Unicode Text"); one-line errors."""
+    Excel saves "Unicode Text"; else Windows-1252, Excel's "CSV" on a Western Windows PC); one-line errors."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:  # a typo, a folder: one line naming the CSV, not "[Errno 2] ..."
@@ -144,8 +144,12 @@ def _text(path: str | Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset "
-                         f"{exc.start}); save it as CSV (UTF-8)") from None
+        bad = exc
+    try:  # Excel's plain "CSV" on a Western Windows PC is Windows-1252 ("Müller.png" as one byte per letter)
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file (byte 0x{bad.object[bad.start]:02x} at offset "
+                         f"{bad.start}); save it as CSV (UTF-8)") from None
 
 
 _SIGNATURES = ((b"PK\x03\x04", "an Excel workbook (.xlsx) or another zip file"),

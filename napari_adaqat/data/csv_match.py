@@ -33,14 +33,19 @@ def _real(path: str | Path) -> str:
     return os.path.join(os.path.realpath(head), name)
 
 
-def _path_aliases(names: Sequence[str]) -> dict[str, str]:
+def _path_aliases(names: Sequence[str], csv_path: str | Path | None = None) -> dict[str, str]:
     """{another spelling of the same file: the CSV name} for names that are paths: ``./nas/a.png`` and
     ``nas//a.png`` as ``nas/a.png``, and any path through a symbolic link as the real one (a row written from the
-    mount's real path, the films given through a link, or the other way round)."""
+    mount's real path, the films given through a link, or the other way round).  A relative path is also read
+    from the CSV's own folder (``films/a.png`` in ``site/points.csv`` is ``site/films/a.png``, from any folder)."""
     aliases: dict[str, str] = {}
+    beside = os.path.dirname(os.path.abspath(csv_path)) if csv_path is not None else None
     for name in names:
         if "/" in name or os.sep in name:
-            for form in (os.path.normpath(name), _real(name)):
+            forms = [os.path.normpath(name), _real(name)]
+            if beside is not None and not os.path.isabs(name):
+                forms += [os.path.normpath(os.path.join(beside, name)), _real(os.path.join(beside, name))]
+            for form in forms:
                 aliases.setdefault(form, name)
     return aliases
 
@@ -63,15 +68,17 @@ def _exact(key: str, path: Path, roots: Sequence[Path]) -> bool:
     return key not in stems or key in {path.name, str(path)}
 
 
-def _taken(rows: dict[str, Row], files: list[Path], roots: Sequence[Path]) -> dict[str, list[Path]]:
+def _taken(rows: dict[str, Row], files: list[Path], roots: Sequence[Path],
+           csv_path: str | Path | None = None) -> dict[str, list[Path]]:
     """{CSV name: the inputs it fits}, each input by the first of its :func:`_keys` in ``rows``.  A name that fits
     several inputs but names exactly one of them with its extension (``IM0001`` beside ``IM0001.png``) is that one's.
-    An input no name fits exactly takes the one name that fits in any case (``IMG001.PNG`` from a Windows PC)."""
+    An input no name fits exactly takes the one name that fits in any case (``IMG001.PNG`` from a Windows PC).
+    ``csv_path``: relative paths in the rows are also read from the CSV's folder (:func:`_path_aliases`)."""
     taken: dict[str, list[Path]] = {}
     folded: dict[str, list[str]] = {}
     for name in rows:
         folded.setdefault(pairing_key(name), []).append(name)
-    aliases = _path_aliases(list(rows))
+    aliases = _path_aliases(list(rows), csv_path)
     for path in files:
         keys = _keys(path, roots)
         key = next((k for k in keys if k in rows), None)
@@ -94,7 +101,7 @@ def match_rows(csv_path: str | Path, rows: dict[str, Row], files: list[Path],
     Raises ValueError, one line, when a row names more than one input (``IM0001`` in every series of a PACS
     tree, ``a`` beside ``a.png`` and ``a.dcm``): a CSV row is one film's prompt, never silently everyone's.
     A row naming one input exactly and others by their stem only is the exact one's (:func:`_taken`)."""
-    taken = _taken(rows, files, roots)
+    taken = _taken(rows, files, roots, csv_path)
     for key, paths in taken.items():
         if len(paths) > 1:
             how, example = _example(paths[0], files, roots)
@@ -123,10 +130,11 @@ def _example(path: Path, files: list[Path], roots: Sequence[Path]) -> tuple[str,
     return "its full path", os.path.abspath(path)
 
 
-def unmatched_boxes(boxes: dict[str, np.ndarray], files: list[Path],
-                    roots: Sequence[Path] = ()) -> tuple[list[str], list[Path]]:
-    """(CSV names that match no input file, input files without a CSV box) for a warning line."""
-    taken = _taken(boxes, files, roots)
+def unmatched_boxes(boxes: dict[str, np.ndarray], files: list[Path], roots: Sequence[Path] = (),
+                    csv_path: str | Path | None = None) -> tuple[list[str], list[Path]]:
+    """(CSV names that match no input file, input files without a CSV box) for a warning line; ``csv_path``: as
+    :func:`match_rows` reads the rows."""
+    taken = _taken(boxes, files, roots, csv_path)
     boxed = {path for paths in taken.values() for path in paths}
     return sorted(set(boxes) - set(taken)), [path for path in files if path not in boxed]
 
@@ -135,7 +143,7 @@ def describe_unmatched(csv_path: str | Path, boxes: dict[str, np.ndarray], files
                        roots: Sequence[Path] = (), pointed: Sequence[str] = ()) -> list[str]:
     """Warning lines (possibly none) about CSV rows naming no input and inputs without a box; ``pointed``: the
     absolute paths of inputs segmented from their positive points alone (not "the default box")."""
-    names, unboxed = unmatched_boxes(boxes, files, roots)
+    names, unboxed = unmatched_boxes(boxes, files, roots, csv_path)
     by_points = set(pointed)  # (a set, once: a folder of 10,000 films)
     unboxed = [path for path in unboxed if os.path.abspath(path) not in by_points]
     lines = []

@@ -132,7 +132,7 @@ def _figure_names(value) -> list[str]:
     return [name for item in items for name in _figure_names(item)]
 
 
-REPORT_FILES = ("per_image.csv", "summary.json", "wilcoxon.json", "tables.json", "report.md", "index.html",
+REPORT_FILES = ("per_image.csv", "skipped.csv", "summary.json", "wilcoxon.json", "tables.json", "report.md", "index.html",
                 "scores_boxplot.png", "worst_cases.png")  # what every report may write, under common names
 
 
@@ -159,7 +159,7 @@ def check_report_folder(out: Path) -> None:
                          "would replace; choose another --out folder")
 
 
-SCORE_FILES = ("per_image.csv", "summary.json", "wilcoxon.json")  # what a run without the documents writes
+SCORE_FILES = ("per_image.csv", "skipped.csv", "summary.json", "wilcoxon.json")  # what a run without the documents writes
 
 
 def clear_earlier_report(out: Path, documents: bool = True) -> bool:
@@ -246,7 +246,7 @@ def _sections(parts: dict, summary: dict) -> list[tuple[str, str, list[str], lis
          TABLE1_HEAD, [table1_cells(r) for r in parts["table1"]], []),
         *click_section(summary),
         ("Skipped pairs", _skipped_text(summary), ["pair", "reason"] if summary.get("skipped") else [],
-         [list(_split_reason(line)) for line in summary.get("skipped", [])] or None, []),
+         [list(split_reason(line)) for line in summary.get("skipped", [])] or None, []),
         ("Table 2: model files", "Parameters from each file; trainable parameters from the training run it "
          "records; reduction: parameters ÷ trainable (the paper's 16.6×). Compression measured on disk: "
          "× vs official FP32 = the official SAM checkpoint's size ÷ the file's (– where the architecture has "
@@ -321,7 +321,7 @@ def _skipped_text(summary: dict) -> str:
             f"only the others.{notes}")
 
 
-def _split_reason(line: str) -> tuple[str, str]:
+def split_reason(line: str) -> tuple[str, str]:
     """(file, reason) of a skip line ``"PATH: reason"``."""
     path, sep, reason = line.partition(": ")
     return (path, reason) if sep else ("", line)

@@ -23,7 +23,7 @@ from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched,
 from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
 from napari_adaqat.io import is_image_file, read_image, read_mask
 from napari_adaqat.report.clicks import click_columns, click_dices, click_summary
-from napari_adaqat.report.document import check_report_folder, clear_earlier_report, write_report
+from napari_adaqat.report.document import check_report_folder, clear_earlier_report, split_reason, write_report
 from napari_adaqat.util.errors import first_line
 from napari_adaqat.metrics import EQUIVALENCE_MARGIN
 from napari_adaqat.report.scores import (
@@ -187,7 +187,8 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
     came from, in the report's notes) overrides the dataset's own split;
     without it and without ``DIR/split.json`` the split is the 80:10:10 cut seeded by ``seed``.
     Bad pairs (missing, empty or mismatched masks) and images that fail are skipped and listed
-    in the summary (``skipped``, one line each with its reason; ``n`` of ``n_total`` pairs were scored).
+    in the summary (``skipped``, one line each with its reason; ``n`` of ``n_total`` pairs were scored) and in
+    ``skipped.csv`` (``file,reason``).
     With a baseline, each model also gets a paired equivalence test (TOST) on Dice within
     ±``equivalence_margin`` (``summary["equivalence"]``).  Non-finite values (HD95 of an empty mask) are written as ``null``.
     A model is a :class:`ModelRef`, a :class:`BoxPredictor`, or a model file path (``None``/
@@ -246,6 +247,11 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
         summary["mean_delta_ssim"] = float(np.mean([r["delta_ssim"] for r in rows]))
         summary["baseline_label"] = labels[-1]
     write_json(out / "summary.json", summary)
+    if skipped:  # beside per_image.csv, one row per film of the split not scored, with why (a table to join on)
+        with (out / "skipped.csv").open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["file", "reason"])
+            writer.writerows(split_reason(line) for line in skipped)
     if document:
         write_report(out, rows, summary, models, base, chosen, engine=engine, device=device, show=show,
                      command=command)

@@ -38,7 +38,8 @@ def for_display(array: np.ndarray, side: int = SHOWN_SIDE, average: bool = False
 
 
 def _save(fig, out: Path, name: str) -> str:
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # (a figure made with layout="constrained" places its own title)
+        fig.tight_layout()
     fig.savefig(out / name, dpi=100)
     _plt().close(fig)
     return name
@@ -132,7 +133,8 @@ def worst_cases(items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float
     """A strip of the lowest-Dice images: (name, image, reference, prediction, Dice) each (the arrays may
     be :func:`for_display` views), with the reference outlined in green and the prediction in red."""
     plt = _plt()
-    fig, axes = plt.subplots(1, max(1, len(items)), figsize=(2.6 * max(1, len(items)), 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(items)), figsize=(2.6 * max(1, len(items)), 3.2), squeeze=False,
+                             layout="constrained")  # (tight_layout puts the panels' titles under the figure's)
     for ax, (name, image, ref, pred, score) in zip(axes[0], items):
         image, ref, pred = (for_display(a, average=True) for a in (image, ref, pred))  # (one grid: contours on it)
         ax.imshow(image, cmap="gray")
