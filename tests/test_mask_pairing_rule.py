@@ -29,6 +29,8 @@ def _png(path: Path, value: int = 0) -> Path:
     ("img002.PNG", "IMG002-GT.png"),
     (f"{COMPOSED}.png", f"{DECOMPOSED}_seg.png"),  # one name in two Unicode forms
     (f"{DECOMPOSED}.png", f"{COMPOSED.upper()}_LABEL.png"),
+    ("chest 7.png", "chest 7.png_mask.png"),  # tools that append to the film's whole file name
+    ("chest 8.jpg", "Chest 8.JPG_seg.png"),
 ])
 def test_a_mask_beside_its_film_and_in_masks_pairs_by_the_same_rule(tmp_path, film, mask):
     beside = [_png(tmp_path / "flat" / film), _png(tmp_path / "flat" / mask)]
@@ -86,3 +88,13 @@ def test_masks_beside_their_films_in_images_are_masks_not_films(tmp_path, layout
     assert {name: (p.image.name, p.mask.name) for name, p in pairs.items()} == {
         "a": ("a.png", "a_mask.png"), "b": ("b.png", "b_mask.png")}
     assert all(p.mask.parent.name == "masks" for p in pairs.values())
+
+
+@pytest.mark.parametrize("mask", ["a.jpg.png", "a.jpg_mask.png", "a.jpg.tif"])
+def test_masks_named_by_the_films_whole_file_name_pair(tmp_path, mask):
+    """``a.jpg.png``: a film's whole name with the mask format's extension appended (a common export habit)."""
+    film = _png(tmp_path / "images" / "a.jpg")  # (a PNG under a .jpg name: pairing goes by names only)
+    _png(tmp_path / "images" / "b.jpg")
+    found = _png(tmp_path / "masks" / mask, 255)
+    pairs, _split = discover(tmp_path)
+    assert pairs["a"].image == film and pairs["a"].mask == found and pairs["b"].mask is None

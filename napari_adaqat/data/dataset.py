@@ -62,18 +62,19 @@ class MaskFolder:
     def find(self, image: Path) -> Path | None:
         """The mask of ``image``: ``<name>.png``, else ``<name>_mask.png`` (what ``adaqat segment`` writes),
         else any image file named ``<name>.<ext>``, else ``<name>`` + one of :data:`MASK_SUFFIXES` (any case)
-        ``.<ext>``; ``<name>`` is :func:`~napari_adaqat.io.sample_name`."""
-        name = _nfc(sample_name(image))
+        ``.<ext>``; ``<name>`` is :func:`~napari_adaqat.io.sample_name`, else the film's whole file name (masks
+        named ``a.jpg.png`` or ``a.png_mask.png``, as tools that append to the file name write them)."""
         # a masks folder that is the images folder (masks -> images, or --masks pointing at it): never the film
         itself = image.name if os.path.realpath(image.parent) == self.real else None
-        for candidate in (f"{name}.png", f"{name}_mask.png"):
-            if candidate in self.names and self.names[candidate] != itself:
-                return self.folder / self.names[candidate]
-        for found in (self.by_sample, self.by_base):
-            same = [self.folder / n for n in found.get(pairing_key(name), ())
-                    if n != itself and is_image_file(self.folder / n)]
-            if same:
-                return same[0]
+        for name in dict.fromkeys((_nfc(sample_name(image)), _nfc(image.name))):
+            for candidate in (f"{name}.png", f"{name}_mask.png"):
+                if candidate in self.names and self.names[candidate] != itself:
+                    return self.folder / self.names[candidate]
+            for found in (self.by_sample, self.by_base):
+                same = [self.folder / n for n in found.get(pairing_key(name), ())
+                        if n != itself and is_image_file(self.folder / n)]
+                if same:
+                    return same[0]
         return None
 
 
@@ -101,7 +102,7 @@ def masks_beside_films(entries: list[Path]) -> list[Path]:
     beside ``a.png``; an export of films with their masks, the bundled sample): masks, not films to segment.
     The rule of ``adaqat segment``, the Batch dock and the Annotate dock (all through
     :func:`~napari_adaqat.data.folders.scan_inputs`); a dataset's pairs also ask that the pixels be a mask's."""
-    stems = {pairing_key(sample_name(p)) for p in entries}
+    stems = {pairing_key(name) for p in entries for name in (sample_name(p), p.name)}  # (a.png_mask.png too)
     return [p for p in entries if mask_suffix(p, stems)]
 
 
