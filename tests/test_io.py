@@ -209,7 +209,35 @@ def test_read_mask_rejects_three_values(tmp_path):
     with pytest.raises(ImageReadError, match=r"mask is not binary \(found 3 distinct values\)") as err:
         read_mask(path)
     assert "labels.png" in str(err.value) and "\n" not in str(err.value)
-    assert "values 0, 1, 2, a label map? save lung = 255 on background 0" in str(err.value)  # (left/right lungs)
+    assert "values 0, 1, 2, a label map? save lung = 255 on background 0" in str(err.value)  # (both labels at left)
+
+
+@pytest.mark.parametrize("labels", [(1, 2), (2, 1), (100, 200)])
+def test_a_label_map_of_the_left_and_right_lungs_is_both_lungs_as_a_reference(tmp_path, labels):
+    """nnU-Net-style exports label the right lung 1 and the left lung 2: a dataset's reference reads both as lung;
+    where a mask would be written back (the Annotate dock), it is refused, never flattened silently."""
+    from napari_adaqat.data.dataset import Pair, load_pair
+
+    arr = np.zeros((40, 50), np.uint8)
+    arr[5:35, 5:20], arr[5:35, 30:45] = labels
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "images").mkdir()
+    path = save_png(tmp_path / "masks" / "a.png", arr)
+    np.testing.assert_array_equal(read_mask(path, lung_labels=True), arr > 0)
+    with pytest.raises(ImageReadError, match="a label map of the left and right lungs .*training and evaluation "
+                                             "read it as both lungs"):
+        read_mask(path)
+    film = save_png(tmp_path / "images" / "a.png", np.linspace(0, 255, 2000).reshape(40, 50).astype(np.uint8))
+    _image, mask = load_pair(Pair("a", film, path))
+    np.testing.assert_array_equal(mask, arr > 0)
+    heart = arr.copy()
+    heart[10:30, 18:32] = 3  # a third label (the heart): which labels are lung is not guessed
+    with pytest.raises(ImageReadError, match=r"found 4 distinct values\): values 0, .*a label map\?"):
+        read_mask(save_png(tmp_path / "heart.png", heart), lung_labels=True)
+    lungs_and_heart = (arr > 0).astype(np.uint8)  # 1 = both lungs, 2 = the heart between them: refused
+    lungs_and_heart[10:30, 20:30] = 2
+    with pytest.raises(ImageReadError, match="a label map"):
+        read_mask(save_png(tmp_path / "lungs_heart.png", lungs_and_heart), lung_labels=True)
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif", ".tiff"])

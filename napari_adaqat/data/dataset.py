@@ -109,7 +109,7 @@ def masks_beside_films(entries: list[Path]) -> list[Path]:
 def _reads_as_mask(path: Path) -> bool:
     """Whether ``path`` holds a mask (two values, as :func:`~napari_adaqat.io.read_mask` reads it)."""
     try:
-        read_mask(path)
+        read_mask(path, lung_labels=True)
     except ImageReadError:
         return False
     return True
@@ -229,7 +229,7 @@ def load_film_pair(pair: Pair) -> tuple[ImageData, np.ndarray]:
         raise DataError(f"{pair.image}: missing mask (expected masks/{pair.name}.png{_no_masks_folder(pair.image)})")
     try:
         film = read_image(pair.image)
-        image, mask = film.pixels, read_mask(pair.mask)
+        image, mask = film.pixels, read_mask(pair.mask, lung_labels=True)
     except ImageReadError as exc:
         raise DataError(str(exc)) from None
     if image.shape != mask.shape:

@@ -44,10 +44,29 @@ def _smoothed(arr: np.ndarray, other_reason: bool) -> bool:
     return bool(np.count_nonzero((arr == low) | (arr == high)) >= 0.95 * arr.size)
 
 
-def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read a binary mask (0/255, 0/1, bool; RGB reduced) as bool (H, W).
+def _left_and_right(arr: np.ndarray, values: np.ndarray, share: float = 0.9) -> bool:
+    """Whether ``arr`` (H, W) is a label map of the left and the right lung: background 0 and two integer labels,
+    each with at least ``share`` of its pixels on its own side of the image's middle (as nnU-Net-style exports
+    label them, 1 = right lung, 2 = left lung).  Lungs and heart, or anything else, is not: it stays refused."""
+    if values.size != 3 or values[0] != 0 or not np.issubdtype(values.dtype, np.integer):
+        return False
+    middle = arr.shape[1] / 2
+    sides = []
+    for label in values[1:]:
+        columns = np.nonzero(arr == label)[1]
+        left = np.count_nonzero(columns < middle) / columns.size
+        if max(left, 1 - left) < share:
+            return False
+        sides.append(left > 0.5)
+    return sides[0] != sides[1]
 
-    Raises ImageReadError when the file holds more than two distinct values.
+
+def read_mask(path: str | os.PathLike, lung_labels: bool = False) -> np.ndarray:
+    """Read a binary mask (0/255, 0/1, bool; RGB reduced) as bool (H, W); with ``lung_labels`` (a dataset's
+    reference masks, for training and scoring), a label map of the two lungs (0, 1 = one lung, 2 = the other,
+    :func:`_left_and_right`) reads as both lungs.
+
+    Raises ImageReadError when the file holds more than two distinct values otherwise.
     """
     p = check_file(path)
     try:
@@ -60,11 +79,17 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     if arr.ndim != 2:
         raise fail(p, f"mask must be 2-D, got shape {arr.shape}")
     values = np.unique(arr)
+    two_lungs = _left_and_right(arr, values)
+    if two_lungs and lung_labels:  # a label map of the two lungs (0 background, 1 and 2): both are lung
+        return arr > 0
     if values.size > 2:
         lossy = p.suffix.lower() in (".jpg", ".jpeg", ".jfif", ".jpe")  # JPEG blurs 0/255 edges into many grey values
         # a few values, or small ones (0, 1, 2: left and right lung): labels; more, spread to 255: a smoothed mask
         labels = not lossy and np.issubdtype(values.dtype, np.integer) and (values.size <= 4 or
                                                                             (values.size <= 8 and values.max() <= 16))
+        if two_lungs:  # (where a mask is written back, as the Annotate dock does, left and right would be lost)
+            raise fail(p, f"a label map of the left and right lungs (values {', '.join(str(v) for v in values)}), "
+                          "not a mask: save lung = 255 on background 0 (training and evaluation read it as both lungs)")
         raise fail(p, f"mask is not binary (found {values.size} distinct values)"
                    + ("; JPEG compression blurs a mask's edges: save masks as PNG" if lossy else "")
                    + (f": values {', '.join(str(v) for v in values)}, a label map? save lung = 255 on background 0"

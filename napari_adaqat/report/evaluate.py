@@ -126,7 +126,7 @@ def _with_clicks(pair: Pair, image, models: list[ModelLike], baseline: ModelLike
         return score_pair(pair, models, baseline, engine=engine, image=image, **score)
     image = image if image is not None else read_image(pair.image)
     row = score_pair(pair, models, baseline, engine=engine, image=image, **score)
-    ref = read_mask(pair.mask) != 0
+    ref = read_mask(pair.mask, lung_labels=True) != 0
     box = image_box(ref, score.get("box_mode", "tight"))
     refs = list(zip(model_tags(len(models)), models)) + ([(BASELINE, baseline)] if baseline is not None else [])
     for tag, model in refs:

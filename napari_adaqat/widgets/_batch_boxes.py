@@ -33,7 +33,7 @@ def boxes_from_masks(files: list[Path], folder: str | Path,
             missing.append(f"{path.name}: no mask in {folder.name}")
             continue
         try:
-            box = mask_box(read_mask(mask_path))
+            box = mask_box(read_mask(mask_path, lung_labels=True))
         except ImageReadError as exc:
             missing.append(str(exc))
             continue
