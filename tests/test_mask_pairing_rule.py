@@ -98,3 +98,52 @@ def test_masks_named_by_the_films_whole_file_name_pair(tmp_path, mask):
     found = _png(tmp_path / "masks" / mask, 255)
     pairs, _split = discover(tmp_path)
     assert pairs["a"].image == film and pairs["a"].mask == found and pairs["b"].mask is None
+
+
+def _lung(path: Path, shape: tuple[int, int], columns: slice) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mask = np.zeros(shape, np.uint8)
+    mask[4:28, columns] = 255
+    Image.fromarray(mask).save(path)
+    return path
+
+
+@pytest.mark.parametrize("left, right, others", [
+    ("leftMask", "rightMask", ()),  # Montgomery's ManualMask/ (renamed masks/)
+    ("left lung", "right lung", ("left clavicle", "right clavicle", "heart")),  # SCR's folders
+])
+def test_one_mask_folder_per_lung_is_joined(tmp_path, left, right, others):
+    from napari_adaqat.data.dataset import DataError, load_pair
+
+    film = tmp_path / "images" / "MCUCXR_0001_0.png"
+    film.parent.mkdir(parents=True)
+    Image.fromarray(np.linspace(0, 255, 32 * 40).reshape(32, 40).astype(np.uint8)).save(film)
+    Image.fromarray(np.linspace(255, 0, 32 * 40).reshape(32, 40).astype(np.uint8)).save(tmp_path / "images" / "b.png")
+    _lung(tmp_path / "masks" / left / "MCUCXR_0001_0.png", (32, 40), slice(24, 36))
+    _lung(tmp_path / "masks" / right / "MCUCXR_0001_0.png", (32, 40), slice(4, 16))
+    _lung(tmp_path / "masks" / left / "b.png", (32, 40), slice(24, 36))  # b has no right lung
+    for other in others:
+        _lung(tmp_path / "masks" / other / "MCUCXR_0001_0.png", (32, 40), slice(16, 24))
+    pairs, _split = discover(tmp_path)
+    pair = pairs["MCUCXR_0001_0"]
+    assert pair.mask.parent.name == left and [p.parent.name for p in pair.parts] == [right]
+    _image, mask = load_pair(pair)
+    assert mask[10, 30] and mask[10, 10] and not mask[10, 20]  # both lungs, nothing of the clavicles or the heart
+    assert pairs["b"].mask is None
+    with pytest.raises(DataError, match=rf"missing mask \(expected masks/{left}/b.png and masks/{right}/b.png: one "
+                                        rf"mask per lung, joined; none in {right}/\)"):
+        load_pair(pairs["b"])
+
+
+def test_masks_in_one_sub_folder_pair_and_several_say_where_to_put_them(tmp_path):
+    from napari_adaqat.data.dataset import DataError, load_pair
+
+    film = _png(tmp_path / "images" / "a.png", 90)
+    _lung(tmp_path / "masks" / "lungs" / "a_mask.png", (8, 8), slice(1, 4))
+    pairs, _split = discover(tmp_path)
+    assert pairs["a"].mask == tmp_path / "masks" / "lungs" / "a_mask.png" and pairs["a"].image == film
+    _lung(tmp_path / "masks" / "old" / "a.png", (8, 8), slice(1, 4))  # two folders, neither per lung: not guessed
+    pairs, _split = discover(tmp_path)
+    assert pairs["a"].mask is None
+    with pytest.raises(DataError, match=r"masks/ holds only folders \(lungs/, old/\): put the masks in masks/ itself"):
+        load_pair(pairs["a"])

@@ -29,9 +29,50 @@ class DataError(ValueError):
 
 @dataclass
 class Pair:
+    """A film and its reference mask; ``parts``: more masks joined to ``mask`` (the other lung, where a dataset
+    keeps one folder per lung: :func:`lung_folders`)."""
     name: str
     image: Path
     mask: Path | None
+    parts: tuple[Path, ...] = ()
+
+
+def lung_folders(masks: Path) -> tuple[Path, ...]:
+    """Where a dataset's masks are when ``masks/`` holds no mask itself, only folders: one folder per lung, joined
+    (a name with "left" and one with "right": Montgomery's ``ManualMask/leftMask`` and ``rightMask``; among several
+    left ones, the one naming a lung, as SCR's ``left lung`` beside ``left clavicle``); else its one sub-folder
+    that holds images (``masks/lungs/``); else ``()``."""
+    try:
+        entries = sorted(masks.iterdir())
+    except OSError:
+        return ()
+    if any(p.is_file() and not p.name.startswith(".") and is_image_file(p) for p in entries):
+        return ()
+    folders = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+
+    def side(word: str) -> list[Path]:
+        named = [p for p in folders if word in p.name.casefold()]
+        return [p for p in named if "lung" in p.name.casefold()] if len(named) > 1 else named
+
+    left, right = side("left"), side("right")
+    if len(left) == 1 and len(right) == 1 and left != right:
+        return left[0], right[0]
+    with_images = [p for p in folders if any(f.is_file() and is_image_file(f) for f in _first(p))]
+    return (with_images[0],) if len(with_images) == 1 else ()
+
+
+def _first(folder: Path, n: int = 20) -> list[Path]:
+    """Up to ``n`` entries of ``folder`` (a look, not a listing: a folder of 100k masks)."""
+    found = []
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                found.append(Path(entry.path))
+                if len(found) >= n:
+                    break
+    except OSError:
+        pass
+    return found
 
 
 class MaskFolder:
@@ -122,7 +163,8 @@ def _pairs_in(folder: Path) -> dict[str, Pair]:
     images = folder / "images"
     if not images.is_dir():
         return {}
-    pairs, masks = {}, MaskFolder(folder / "masks")
+    pairs = {}
+    finders = [MaskFolder(place) for place in lung_folders(folder / "masks")] or [MaskFolder(folder / "masks")]
     films = [path for path in sorted(images.iterdir())
              if path.is_file() and is_image_file(path) and not path.name.startswith(".")]
     # images/a_mask.png beside images/a.png: a mask, not a film (unless its pixels are a film's: a_seg.png can be one)
@@ -130,7 +172,8 @@ def _pairs_in(folder: Path) -> dict[str, Pair]:
     for path in films:
         if path not in beside:
             name = sample_name(path)
-            pairs[name] = Pair(name, path, masks.find(path))
+            found = [finder.find(path) for finder in finders]  # (one per lung folder: a film needs them all)
+            pairs[name] = Pair(name, path, found[0], tuple(found[1:])) if all(found) else Pair(name, path, None)
     claims: dict[Path, list[Pair]] = {}
     for pair in pairs.values():
         if pair.mask is not None:
@@ -200,17 +243,50 @@ def _unread_mask(masks: Path, name: str) -> str:
     return f"; masks/{other.name} is a {kind}, which is not read: save it as masks/{other.stem}.png"
 
 
+def _expected_mask(image: Path, name: str) -> str:
+    """Where the mask of ``image`` was looked for, and why none was found when that is known (one line)."""
+    masks = image.parent.parent / "masks"
+    folders = lung_folders(masks)
+    if len(folders) > 1:  # (a glob of the name, not a listing per film: folders of 100k masks)
+        lacking = [f for f in folders if not any(f.glob(glob.escape(name) + "*"))] or list(folders)
+        return (f"expected {' and '.join(f'masks/{f.name}/{name}.png' for f in folders)}: one mask per lung, "
+                f"joined; none in {' or '.join(f'{f.name}/' for f in lacking)}")
+    if folders:
+        return f"expected masks/{folders[0].name}/{name}.png{_unread_mask(folders[0], name)}"
+    return f"expected masks/{name}.png{_no_masks_folder(image)}"
+
+
 def _no_masks_folder(image: Path) -> str:
     """``"; there is no masks/ folder …"`` when the folder of ``image``'s images/ has no masks/, else ``""``."""
     root = image.parent.parent
     if (root / "masks").is_dir():
-        return _unread_mask(root / "masks", sample_name(image))
+        inside = _unread_mask(root / "masks", sample_name(image))
+        try:
+            subs = sorted(f"{d.name}/" for d in (root / "masks").iterdir() if d.is_dir() and d.name[0] != ".")
+        except OSError:
+            subs = []
+        if subs and not inside and not any(p.is_file() for p in _first(root / "masks")):
+            return (f"; masks/ holds only folders ({', '.join(subs[:4])}): put the masks in masks/ itself, or keep "
+                    "one folder per lung, named with left and right")
+        return inside
     try:
         others = sorted(f"{d.name}/" for d in root.iterdir() if d.is_dir() and d.name != "images" and d.name[0] != ".")
     except OSError:
         others = []
     found = f" (found {', '.join(others[:4])}: rename the one holding the masks to masks/)" if others else ""
     return f"; there is no masks/ folder beside images/{found}"
+
+
+def read_reference(pair: Pair) -> np.ndarray:
+    """The reference mask of ``pair`` as bool (H, W): its mask (a label map of the two lungs read as lungs), joined
+    with its ``parts`` (one file per lung).  ImageReadError, or DataError for parts of different sizes."""
+    mask = read_mask(pair.mask, lung_labels=True)
+    for part in pair.parts:
+        other = read_mask(part, lung_labels=True)
+        if other.shape != mask.shape:
+            raise DataError(f"{part}: mask size {other.shape} differs from {pair.mask}'s {mask.shape}")
+        mask = mask | other
+    return mask
 
 
 def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
@@ -226,10 +302,10 @@ def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
 def load_film_pair(pair: Pair) -> tuple[ImageData, np.ndarray]:
     """:func:`load_pair`, the film as an :class:`~napari_adaqat.io.ImageData` (its pixel spacing kept)."""
     if pair.mask is None:
-        raise DataError(f"{pair.image}: missing mask (expected masks/{pair.name}.png{_no_masks_folder(pair.image)})")
+        raise DataError(f"{pair.image}: missing mask ({_expected_mask(pair.image, pair.name)})")
     try:
         film = read_image(pair.image)
-        image, mask = film.pixels, read_mask(pair.mask, lung_labels=True)
+        image, mask = film.pixels, read_reference(pair)
     except ImageReadError as exc:
         raise DataError(str(exc)) from None
     if image.shape != mask.shape:

@@ -17,11 +17,11 @@ import numpy as np
 
 from napari_adaqat.data import Pair, check_output_folder, check_pairs, discover, load_split
 from napari_adaqat.data.check import orphan_masks, shadowed_images
-from napari_adaqat.data.dataset import names_of_pairs
+from napari_adaqat.data.dataset import names_of_pairs, read_reference
 from napari_adaqat.data.split import SPLITS
 from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched, model_ref
 from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
-from napari_adaqat.io import is_image_file, read_image, read_mask
+from napari_adaqat.io import is_image_file, read_image
 from napari_adaqat.report.clicks import click_columns, click_dices, click_summary
 from napari_adaqat.report.document import check_report_folder, clear_earlier_report, split_reason, write_report
 from napari_adaqat.util.errors import first_line
@@ -70,6 +70,10 @@ def _pairs(data_dir: str | Path, split: str, split_file: str | Path | dict | Non
     notes = [f"{len(seen)} image(s) of the {split!r} split are also in its train list ({', '.join(seen[:3])}"
              f"{', …' if len(seen) > 3 else ''}): a model trained on that split saw them, and their scores flatter it"
              ] if seen else []
+    joined = next((pair for pair in chosen if pair.parts), None)
+    if joined is not None:
+        folders = " and ".join(f"{path.parent.name}/" for path in (joined.mask, *joined.parts))
+        notes.append(f"each reference mask joins the masks of {folders} (one folder per lung)")
     return chosen, absent + skipped, notes + _left_out(Path(data_dir), pairs)
 
 
@@ -126,7 +130,7 @@ def _with_clicks(pair: Pair, image, models: list[ModelLike], baseline: ModelLike
         return score_pair(pair, models, baseline, engine=engine, image=image, **score)
     image = image if image is not None else read_image(pair.image)
     row = score_pair(pair, models, baseline, engine=engine, image=image, **score)
-    ref = read_mask(pair.mask, lung_labels=True) != 0
+    ref = read_reference(pair) != 0
     box = image_box(ref, score.get("box_mode", "tight"))
     refs = list(zip(model_tags(len(models)), models)) + ([(BASELINE, baseline)] if baseline is not None else [])
     for tag, model in refs:

@@ -14,9 +14,9 @@ import numpy as np
 
 from napari_adaqat.data import Pair, default_box, mask_box
 from napari_adaqat.data.check import INVERTED_WHY, looks_inverted
-from napari_adaqat.data.dataset import DataError
+from napari_adaqat.data.dataset import DataError, read_reference
 from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike
-from napari_adaqat.io import ImageData, read_image, read_mask
+from napari_adaqat.io import ImageData, read_image
 from napari_adaqat.metrics import (
     EQUIVALENCE_MARGIN, score_masks, score_masks_at, summarize, tost_paired, wilcoxon_paired,
 )
@@ -52,7 +52,7 @@ def score_pair(pair: Pair, models: ModelLike | Sequence[ModelLike], baseline: Mo
     :func:`~napari_adaqat.data.check.looks_inverted`) is refused (:class:`DataError`), unless ``masks_as_given``."""
     models = list(models) if isinstance(models, (list, tuple)) else [models]
     engine = engine or Engine(max_loaded=len(models) + 1, recheck_seconds=ONE_SHOT)
-    ref = read_mask(pair.mask, lung_labels=True)
+    ref = read_reference(pair)
     if not masks_as_given and looks_inverted(ref != 0):  # its scores would be of the background
         raise DataError(f"its mask {pair.mask.name} looks inverted ({INVERTED_WHY}): not scored; masks need lung = "
                         "white on black: invert it, or, if it is right as it is, score it with --masks-as-given")
