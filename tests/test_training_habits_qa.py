@@ -63,13 +63,16 @@ def test_a_mac_named_mask_pairs_with_its_windows_named_film(tmp_path, cxr_dir):
     assert (report.n_masks, report.bad, report.error) == (4, [], None), report.text()
 
 
-def test_masks_in_a_labels_folder_are_named_in_one_line(tmp_path, cxr_dir):
-    data = _site(tmp_path, cxr_dir, masks="GT")
+def test_masks_in_a_folder_named_as_masks_are_used_and_another_name_is_said_in_one_line(tmp_path, cxr_dir):
+    data = _site(tmp_path / "gt", cxr_dir, masks="GT")  # GT/ (ground truth): the one folder named as masks
+    report = check_data(data)
+    assert report.usable and not report.bad and report.n_masks == 4, report.text()
+    data = _site(tmp_path / "lungs", cxr_dir, masks="Lungs")  # a name that does not say masks: not guessed
     report = check_data(data)
     assert not report.usable and len(report.bad) == 4
-    assert "there is no masks/ folder beside images/ (found GT/: rename the one holding the masks to masks/)" \
+    assert "there is no masks/ folder beside images/ (found Lungs/: rename the one holding the masks to masks/)" \
         in report.bad[0]
-    with pytest.raises(DataError, match=r"no usable training pairs .*found GT/"):
+    with pytest.raises(DataError, match=r"no usable training pairs .*found Lungs/"):
         training_sets(data, *discover(data))
 
 

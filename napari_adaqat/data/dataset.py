@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_adaqat.data.layout import dataset_folders, missing_films_folder
 from napari_adaqat.data.split import SPLITS, load_split, make_split
 from napari_adaqat.io import ImageData, ImageReadError, check_segmentable, is_image_file, read_image, read_mask
 from napari_adaqat.io import sample_name
@@ -21,6 +22,9 @@ from napari_adaqat.util.text import pairing_key
 
 # what sites append to an image's name to name its mask (lower case; ``<name>_mask.png`` is checked first)
 MASK_SUFFIXES = ("_mask", "-mask", " mask", ".mask", "_seg", "-seg", "_label", "-label", "_labels", "_gt", "-gt")
+
+
+CHANNEL_END = "_0000"  # nnU-Net names a case's first image channel CASE_0000; its label is CASE
 
 
 class DataError(ValueError):
@@ -104,10 +108,13 @@ class MaskFolder:
         """The mask of ``image``: ``<name>.png``, else ``<name>_mask.png`` (what ``adaqat segment`` writes),
         else any image file named ``<name>.<ext>``, else ``<name>`` + one of :data:`MASK_SUFFIXES` (any case)
         ``.<ext>``; ``<name>`` is :func:`~napari_adaqat.io.sample_name`, else the film's whole file name (masks
-        named ``a.jpg.png`` or ``a.png_mask.png``, as tools that append to the file name write them)."""
+        named ``a.jpg.png`` or ``a.png_mask.png``, as tools that append to the file name write them), else the
+        name less nnU-Net's channel suffix (``case_0001_0000.png`` → ``case_0001.png``)."""
         # a masks folder that is the images folder (masks -> images, or --masks pointing at it): never the film
         itself = image.name if os.path.realpath(image.parent) == self.real else None
-        for name in dict.fromkeys((_nfc(sample_name(image)), _nfc(image.name))):
+        own = _nfc(sample_name(image))
+        names = (own, _nfc(image.name)) + ((own[: -len(CHANNEL_END)],) if own.endswith(CHANNEL_END) else ())
+        for name in dict.fromkeys(names):
             for candidate in (f"{name}.png", f"{name}_mask.png"):
                 if candidate in self.names and self.names[candidate] != itself:
                     return self.folder / self.names[candidate]
@@ -160,11 +167,11 @@ def _pairs_in(folder: Path) -> dict[str, Pair]:
     """The pairs of ``folder/images`` (hidden files and masks beside their films skipped); a mask that two images
     would share by a suffix rule (``a.png`` and ``a_seg.png``, mask ``a_seg.png``) or by case (``A.png`` and
     ``a.png``) stays with the image of its own name, and with neither when no name is its own."""
-    images = folder / "images"
+    images, masks = dataset_folders(folder)
     if not images.is_dir():
         return {}
     pairs = {}
-    finders = [MaskFolder(place) for place in lung_folders(folder / "masks")] or [MaskFolder(folder / "masks")]
+    finders = [MaskFolder(place) for place in lung_folders(masks)] or [MaskFolder(masks)]
     films = [path for path in sorted(images.iterdir())
              if path.is_file() and is_image_file(path) and not path.name.startswith(".")]
     # images/a_mask.png beside images/a.png: a mask, not a film (unless its pixels are a film's: a_seg.png can be one)
@@ -224,7 +231,7 @@ def discover(data_dir: str | Path, seed: int = 0) -> tuple[dict[str, Pair], dict
         split = names_of_pairs(load_split(root / "split.json"), pairs) if source == "split.json" \
             else make_split(list(pairs), seed)
     if not pairs:
-        raise DataError(f"{root}: empty dataset: no images found (expected {root}/images and {root}/masks)")
+        raise DataError(missing_films_folder(root))
     return pairs, split
 
 
@@ -240,37 +247,39 @@ def _unread_mask(masks: Path, name: str) -> str:
     if other is None:
         return ""
     kind = other.suffix[1:].upper()
-    return f"; masks/{other.name} is a {kind}, which is not read: save it as masks/{other.stem}.png"
+    return f"; {masks.name}/{other.name} is a {kind}, which is not read: save it as {masks.name}/{other.stem}.png"
 
 
 def _expected_mask(image: Path, name: str) -> str:
     """Where the mask of ``image`` was looked for, and why none was found when that is known (one line)."""
-    masks = image.parent.parent / "masks"
+    masks = dataset_folders(image.parent.parent)[1]
     folders = lung_folders(masks)
     if len(folders) > 1:  # (a glob of the name, not a listing per film: folders of 100k masks)
         lacking = [f for f in folders if not any(f.glob(glob.escape(name) + "*"))] or list(folders)
-        return (f"expected {' and '.join(f'masks/{f.name}/{name}.png' for f in folders)}: one mask per lung, "
-                f"joined; none in {' or '.join(f'{f.name}/' for f in lacking)}")
+        return (f"expected {' and '.join(f'{masks.name}/{f.name}/{name}.png' for f in folders)}: one mask per "
+                f"lung, joined; none in {' or '.join(f'{f.name}/' for f in lacking)}")
     if folders:
-        return f"expected masks/{folders[0].name}/{name}.png{_unread_mask(folders[0], name)}"
-    return f"expected masks/{name}.png{_no_masks_folder(image)}"
+        return f"expected {masks.name}/{folders[0].name}/{name}.png{_unread_mask(folders[0], name)}"
+    return f"expected {masks.name}/{name}.png{_no_masks_folder(image, masks)}"
 
 
-def _no_masks_folder(image: Path) -> str:
-    """``"; there is no masks/ folder …"`` when the folder of ``image``'s images/ has no masks/, else ``""``."""
+def _no_masks_folder(image: Path, masks: Path) -> str:
+    """``"; there is no masks/ folder …"`` when the dataset of ``image`` has no folder of masks ``masks``, a hint
+    when ``masks`` holds only folders, else ``""``."""
     root = image.parent.parent
-    if (root / "masks").is_dir():
-        inside = _unread_mask(root / "masks", sample_name(image))
+    if masks.is_dir():
+        inside = _unread_mask(masks, sample_name(image))
         try:
-            subs = sorted(f"{d.name}/" for d in (root / "masks").iterdir() if d.is_dir() and d.name[0] != ".")
+            subs = sorted(f"{d.name}/" for d in masks.iterdir() if d.is_dir() and d.name[0] != ".")
         except OSError:
             subs = []
-        if subs and not inside and not any(p.is_file() for p in _first(root / "masks")):
-            return (f"; masks/ holds only folders ({', '.join(subs[:4])}): put the masks in masks/ itself, or keep "
-                    "one folder per lung, named with left and right")
+        if subs and not inside and not any(p.is_file() for p in _first(masks)):
+            return (f"; {masks.name}/ holds only folders ({', '.join(subs[:4])}): put the masks in {masks.name}/ "
+                    "itself, or keep one folder per lung, named with left and right")
         return inside
     try:
-        others = sorted(f"{d.name}/" for d in root.iterdir() if d.is_dir() and d.name != "images" and d.name[0] != ".")
+        others = sorted(f"{d.name}/" for d in root.iterdir()
+                        if d.is_dir() and d != image.parent and d.name[0] != ".")
     except OSError:
         others = []
     found = f" (found {', '.join(others[:4])}: rename the one holding the masks to masks/)" if others else ""

@@ -18,6 +18,7 @@ import numpy as np
 from napari_adaqat.data import Pair, check_output_folder, check_pairs, discover, load_split
 from napari_adaqat.data.check import orphan_masks, shadowed_images
 from napari_adaqat.data.dataset import names_of_pairs, read_reference
+from napari_adaqat.data.layout import dataset_folders, layout_note
 from napari_adaqat.data.split import SPLITS
 from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched, model_ref
 from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
@@ -70,6 +71,8 @@ def _pairs(data_dir: str | Path, split: str, split_file: str | Path | dict | Non
     notes = [f"{len(seen)} image(s) of the {split!r} split are also in its train list ({', '.join(seen[:3])}"
              f"{', …' if len(seen) > 3 else ''}): a model trained on that split saw them, and their scores flatter it"
              ] if seen else []
+    if layout_note(Path(data_dir)):
+        notes.append(layout_note(Path(data_dir)))
     joined = next((pair for pair in chosen if pair.parts), None)
     if joined is not None:
         folders = " and ".join(f"{path.parent.name}/" for path in (joined.mask, *joined.parts))
@@ -97,7 +100,7 @@ def _left_out(root: Path, pairs: dict[str, Pair]) -> list[str]:
             notes.append(f"{len(lines)} {what} are in no pair, so not scored: {'; '.join(lines[:2])}"
                          + ("; …" if len(lines) > 2 else ""))
     nested = []
-    for images in [root / "images"] + [root / s / "images" for s in SPLITS]:
+    for images in [dataset_folders(root)[0]] + [root / s / "images" for s in SPLITS]:
         with contextlib.suppress(OSError):
             nested += [d for d in sorted(images.iterdir()) if d.is_dir() and not d.name.startswith(".")
                        and any(is_image_file(f) for f in d.rglob("*") if f.is_file())]

@@ -47,8 +47,10 @@ def preflight(cfg: TrainConfig, resume: bool = False) -> None:
     data = Path(cfg.data)
     if not data.is_dir():
         raise ValueError(f"{data}: data folder not found{did_you_mean(str(data))}")
-    if not ((data / "images").is_dir() or (data / "train" / "images").is_dir()):
-        raise ValueError(f"{data} has no images/ folder (expected DIR/images + DIR/masks, or DIR/train/images …)")
+    from napari_adaqat.data.layout import dataset_folders, missing_films_folder
+
+    if not (dataset_folders(data)[0].is_dir() or (data / "train" / "images").is_dir()):
+        raise ValueError(missing_films_folder(data).replace("empty dataset: no images found", "no images/ folder"))
     if not cfg.out:
         raise ValueError("Choose a run folder (--out RUN)")
     check_run_folder(cfg.out, cfg.data, resume=resume, from_run=cfg.from_run)

@@ -1,0 +1,85 @@
+"""Which sub-folders of a dataset folder hold its films and its masks: ``images/`` and ``masks/``, or, as public
+sets unpack, the one folder of films and the one of masks under their own names (Montgomery's ``CXR_png/`` and
+``ManualMask/``, Shenzhen's ``CXR_png/`` and ``mask/``, COVID-QU-Ex's ``images/`` and ``lung masks/``)."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from napari_adaqat.io import is_image_file
+
+# words that name a folder of masks (any case; "gt" as a word of its own: "GT/", "gt_masks/")
+MASK_WORDS = ("mask", "label", "seg", "annot", "ground")
+_WORDS = re.compile(r"[a-z]+")
+
+
+def is_mask_name(name: str) -> bool:
+    """Whether a folder's name says it holds masks (``masks``, ``ManualMask``, ``lung masks``, ``labelsTr``, ``GT``)."""
+    folded = name.casefold()
+    return any(word in folded for word in MASK_WORDS) or "gt" in _WORDS.findall(folded)
+
+
+def _holds_images(folder: Path, n: int = 20) -> bool:
+    """Whether one of the first ``n`` entries of ``folder`` is an image file (a look, not a listing)."""
+    try:
+        with os.scandir(folder) as entries:
+            for i, entry in enumerate(entries):
+                if i >= n:
+                    break
+                if not entry.name.startswith(".") and entry.is_file() and is_image_file(Path(entry.path)):
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def _folders(root: Path) -> list[Path]:
+    try:
+        return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
+def dataset_folders(root: Path) -> tuple[Path, Path]:
+    """(films folder, masks folder) of the dataset folder ``root``: ``images/`` and ``masks/``.  Without
+    ``images/``, the one sub-folder of films (one holding images, not named as masks: ``CXR_png/``) when there is
+    exactly one; without ``masks/``, the one sub-folder named as masks (:func:`is_mask_name`: ``mask/``,
+    ``ManualMask/``) when there is exactly one.  Otherwise the missing one is ``images/`` or ``masks/`` (absent:
+    the caller says so)."""
+    root = Path(root)
+    images, masks = root / "images", root / "masks"
+    if images.is_dir() and masks.is_dir():
+        return images, masks
+    folders = _folders(root)
+    named = [p for p in folders if is_mask_name(p.name)]
+    if not images.is_dir():
+        films = [p for p in folders if not is_mask_name(p.name) and _holds_images(p)]
+        images = films[0] if len(films) == 1 else images
+    if not masks.is_dir() and len(named) == 1:
+        masks = named[0]
+    return images, masks
+
+
+def layout_note(root: Path) -> str:
+    """``"films from CXR_png/, masks from ManualMask/ …"`` when :func:`dataset_folders` chose folders of other
+    names, else ``""``."""
+    images, masks = dataset_folders(root)
+    if (images.name, masks.name) == ("images", "masks") or not images.is_dir():
+        return ""
+    return f"films from {images.name}/, masks from {masks.name}/ (the folders of {Path(root).name}/ named so)"
+
+
+def missing_films_folder(root: Path) -> str:
+    """The one-line reason why ``root`` has no folder of films (no ``images/``, and not exactly one other)."""
+    folders = _folders(root)
+    films = [f"{p.name}/" for p in folders if not is_mask_name(p.name) and _holds_images(p)]
+    if len(films) > 1:
+        return (f"{root}: no images/ folder, and {len(films)} folders hold films ({', '.join(films[:4])}): put the "
+                "films with masks in images/ and their masks in masks/")
+    if _holds_images(root):
+        return (f"{root}: holds films itself, no images/ folder: give the folder above it as the data folder, with "
+                "the films in images/ and the masks in masks/")
+    others = [f"{p.name}/" for p in folders]
+    found = f" (found {', '.join(others[:4])}{', …' if len(others) > 4 else ''})" if others else ""
+    return f"{root}: empty dataset: no images found (expected {root}/images and {root}/masks{found})"

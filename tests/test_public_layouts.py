@@ -1,0 +1,114 @@
+"""Public chest X-ray sets as they unpack: their folders of films and masks under their own names (Montgomery's
+CXR_png/ + ManualMask/leftMask|rightMask, Shenzhen's CXR_png/ + mask/ with _mask names, nnU-Net's imagesTr/ +
+labelsTr/ with a channel suffix), scored and trained as they are, and one line where a folder cannot be read so."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_adaqat.cli import main
+from napari_adaqat.data import DataError, discover, load_pair
+from napari_adaqat.data.layout import dataset_folders, layout_note
+
+
+def _films(cxr_dir: Path) -> list[Path]:
+    return sorted((cxr_dir / "images").glob("*.png"))[:3]
+
+
+def _montgomery(root: Path, cxr_dir: Path) -> Path:
+    """MontgomerySet/: CXR_png/MCUCXR_000k_0.png, ManualMask/{left,right}Mask/ (one lung each), ClinicalReadings/."""
+    for folder in ("CXR_png", "ManualMask/leftMask", "ManualMask/rightMask", "ClinicalReadings"):
+        (root / folder).mkdir(parents=True)
+    for k, film in enumerate(_films(cxr_dir), start=1):
+        name = f"MCUCXR_{k:04d}_0"
+        shutil.copy(film, root / "CXR_png" / f"{name}.png")
+        mask = np.asarray(Image.open(cxr_dir / "masks" / film.name)) > 0
+        half = mask.shape[1] // 2
+        for side, keep in (("rightMask", np.s_[:, :half]), ("leftMask", np.s_[:, half:])):  # the patient's right: left
+            one = np.zeros_like(mask)
+            one[keep] = mask[keep]
+            Image.fromarray(one.astype(np.uint8) * 255).save(root / "ManualMask" / side / f"{name}.png")
+        (root / "ClinicalReadings" / f"{name}.txt").write_text("Patient's Sex: F\nnormal\n")
+    (root / "CXR_png" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" * 8)
+    return root
+
+
+def test_montgomery_as_it_unpacks_is_scored_with_both_lungs_and_says_where_it_read(tmp_path, cxr_dir, capsys):
+    root = _montgomery(tmp_path / "MontgomerySet", cxr_dir)
+    assert dataset_folders(root) == (root / "CXR_png", root / "ManualMask")
+    assert layout_note(root) == "films from CXR_png/, masks from ManualMask/ (the folders of MontgomerySet/ named so)"
+    pairs, _split = discover(root)
+    assert sorted(pairs) == ["MCUCXR_0001_0", "MCUCXR_0002_0", "MCUCXR_0003_0"]
+    first = sorted(_films(cxr_dir))[0]
+    _film, mask = load_pair(pairs["MCUCXR_0001_0"])
+    np.testing.assert_array_equal(mask, np.asarray(Image.open(cxr_dir / "masks" / first.name)) > 0)  # both lungs
+
+    out = tmp_path / "report"
+    assert main(["evaluate", "--data", str(root), "--split", "all", "--out", str(out), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "note: films from CXR_png/, masks from ManualMask/" in err
+    assert "note: each reference mask joins the masks of leftMask/ and rightMask/ (one folder per lung)" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == 3 and summary["model"]["dice"]["median"] > 0.9  # against both lungs, not one
+
+
+def test_shenzhen_as_it_unpacks_pairs_its_mask_names_and_names_films_without_a_mask(tmp_path, cxr_dir):
+    root = tmp_path / "ChinaSet_AllFiles"
+    (root / "CXR_png").mkdir(parents=True)
+    (root / "mask").mkdir()
+    films = _films(cxr_dir)
+    for k, film in enumerate(films, start=1):
+        shutil.copy(film, root / "CXR_png" / f"CHNCXR_{k:04d}_0.png")
+        if k < 3:  # the set's masks cover only some of its films
+            shutil.copy(cxr_dir / "masks" / film.name, root / "mask" / f"CHNCXR_{k:04d}_0_mask.png")
+    (root / "NLM-ChinaCXRSet-ReadMe.docx").write_bytes(b"PK\x03\x04")
+    pairs, _split = discover(root)
+    assert pairs["CHNCXR_0001_0"].mask == root / "mask" / "CHNCXR_0001_0_mask.png"
+    with pytest.raises(DataError, match=r"CHNCXR_0003_0.png: missing mask \(expected mask/CHNCXR_0003_0.png\)"):
+        load_pair(pairs["CHNCXR_0003_0"])
+
+
+def test_nnunet_export_pairs_films_with_a_channel_suffix_and_reads_its_label_map(tmp_path, cxr_dir):
+    root = tmp_path / "Dataset501_Lungs"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    for k, film in enumerate(_films(cxr_dir)):
+        shutil.copy(film, root / "imagesTr" / f"case_{k:04d}_0000.png")
+        lungs = np.asarray(Image.open(cxr_dir / "masks" / film.name)) > 0
+        labels = lungs.astype(np.uint8)
+        labels[:, lungs.shape[1] // 2:] *= 2  # 1 = right lung, 2 = left lung
+        Image.fromarray(labels).save(root / "labelsTr" / f"case_{k:04d}.png")
+    (root / "dataset.json").write_text('{"labels": {"background": 0, "right lung": 1, "left lung": 2}}')
+    pairs, _split = discover(root)
+    assert pairs["case_0000_0000"].mask == root / "labelsTr" / "case_0000.png"
+    _film, mask = load_pair(pairs["case_0001_0000"])
+    assert mask.any() and mask.dtype == bool
+
+
+@pytest.mark.parametrize("layout, message", [
+    ({"CXR_png": True, "test": True, "masks": False},
+     r"no images/ folder, and 2 folders hold films \(CXR_png/, test/\): put the films with masks in images/"),
+    ({}, r"empty dataset: no images found \(expected .*/images and .*/masks\)"),
+])
+def test_a_folder_whose_films_cannot_be_told_says_what_it_found(tmp_path, cxr_dir, layout, message):
+    root = tmp_path / "Lung Segmentation"
+    root.mkdir()
+    film = _films(cxr_dir)[0]
+    for folder, films in layout.items():
+        (root / folder).mkdir()
+        shutil.copy(film if films else cxr_dir / "masks" / film.name, root / folder / film.name)
+    with pytest.raises(DataError, match=message):
+        discover(root)
+
+
+def test_the_folder_of_films_given_as_data_points_to_the_folder_above(tmp_path, cxr_dir, capsys):
+    root = _montgomery(tmp_path / "MontgomerySet", cxr_dir)
+    with pytest.raises(DataError, match=r"CXR_png: holds films itself, no images/ folder: give the folder above it"):
+        discover(root / "CXR_png")
+    assert main(["train", "--stage", "1", "--data", str(root / "CXR_png"), "--out", str(tmp_path / "run")]) == 2
+    assert "holds films itself" in capsys.readouterr().err and not (tmp_path / "run").exists()
