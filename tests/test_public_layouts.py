@@ -112,3 +112,15 @@ def test_the_folder_of_films_given_as_data_points_to_the_folder_above(tmp_path, 
         discover(root / "CXR_png")
     assert main(["train", "--stage", "1", "--data", str(root / "CXR_png"), "--out", str(tmp_path / "run")]) == 2
     assert "holds films itself" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_a_recursive_segment_of_a_set_never_takes_its_masks_for_films(tmp_path, cxr_dir, capsys):
+    """Montgomery's ManualMask/leftMask|rightMask under the set's root: the masks are skipped and said, never
+    segmented as films with an "ok" row."""
+    root = _montgomery(tmp_path / "MontgomerySet", cxr_dir)
+    out = tmp_path / "masks_out"
+    assert main(["segment", str(root), "--recursive", "--out", str(out), "--device", "cpu"]) == 0
+    rows = (out / "results.csv").read_text().splitlines()
+    assert len(rows) == 4 and not any("ManualMask" in row for row in rows), rows  # a header and the 3 films
+    assert "1 folder of masks (an adaqat output with its results.csv, or named as masks), not segmented: " \
+           "ManualMask" in capsys.readouterr().err

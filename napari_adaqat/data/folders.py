@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from napari_adaqat.data.dataset import MASK_SUFFIXES, masks_beside_films
+from napari_adaqat.data.layout import is_mask_name
 from napari_adaqat.io import IMAGE_SUFFIXES, is_image_file, sample_name
 from napari_adaqat.io.dicom_open import is_dicomdir_name
 from napari_adaqat.util.text import pairing_key
@@ -123,8 +124,9 @@ MASK_END = "_mask"  # what adaqat segment and most exports append to a film's na
 
 def is_mask_folder(folder: Path) -> bool:
     """A folder of masks, not of films: an ``adaqat segment`` output (its ``results.csv``, a run's journal or
-    lock) or a dataset's ``masks/`` beside its ``images/``.  A recursive scan does not go into it."""
-    if folder.name.casefold() == "masks" and (folder.parent / "images").is_dir():
+    lock), or one named as masks (:func:`~napari_adaqat.data.layout.is_mask_name`: ``masks/``, Shenzhen's
+    ``mask/``, Montgomery's ``ManualMask/``, ``labelsTr/``, ``GT/``).  A recursive scan does not go into it."""
+    if is_mask_name(folder.name):
         return True
     if any(os.path.exists(folder / mark) for mark in RUN_MARKS):  # (False, not raised, in a folder not readable)
         return True
@@ -196,8 +198,8 @@ def describe_skipped(entries: list[Path], shown: int = 3, recurse_hint: str = ""
         parts.append(f"{len(files)} {what} adaqat reads ({', '.join(kinds)}; it reads "
                      f"{', '.join(IMAGE_SUFFIXES)} and DICOM under any name): {listing(files)}")
     if of_masks:
-        parts.append(f"{many(len(of_masks), 'folder')} of masks (an adaqat output with its results.csv, or masks/ "
-                     f"beside images/), not segmented: {listing(of_masks)}")
+        parts.append(f"{many(len(of_masks), 'folder')} of masks (an adaqat output with its results.csv, or named as "
+                     f"masks), not segmented: {listing(of_masks)}")
     if linked:
         parts.append(f"{many(len(linked), 'linked folder')}, not followed: {listing(linked)}")
     if plain:
