@@ -124,3 +124,25 @@ def test_a_recursive_segment_of_a_set_never_takes_its_masks_for_films(tmp_path, 
     assert len(rows) == 4 and not any("ManualMask" in row for row in rows), rows  # a header and the 3 films
     assert "1 folder of masks (an adaqat output with its results.csv, or named as masks), not segmented: " \
            "ManualMask" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("parts", [("Train", "Val", "Test"), ("train", "valid", "test"), ("Train", "Test")])
+def test_the_split_layout_in_any_case_and_without_a_val_folder(tmp_path, cxr_dir, parts):
+    """COVID-QU-Ex ships Train/ Val/ Test/ (read as such on a Mac or a PC, so here too); Kaggle sets write valid/;
+    a set of train/ and test/ only scores its test films, and training says that validation is missing."""
+    from napari_adaqat.data.check import check_data
+
+    root = tmp_path / "set"
+    films = sorted((cxr_dir / "images").glob("*.png"))
+    for k, part in enumerate(parts):
+        for film in films[k::len(parts)]:
+            for folder, source in (("images", film), ("masks", cxr_dir / "masks" / film.name)):
+                (root / part / folder).mkdir(parents=True, exist_ok=True)
+                shutil.copy(source, root / part / folder / film.name)
+    pairs, split = discover(root)
+    assert len(pairs) == len(films) and split["train"] == sorted(p.stem for p in films[0::len(parts)])
+    assert split["test"] == sorted(p.stem for p in films[len(parts) - 1::len(parts)])
+    report = check_data(root)
+    assert report.source == "layout" and report.n_masks == len(films) and not report.bad
+    if len(parts) == 2:
+        assert split["val"] == [] and "validation set is empty" in (report.error or "")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_adaqat.data.layout import dataset_folders, missing_films_folder
+from napari_adaqat.data.layout import dataset_folders, missing_films_folder, split_folders
 from napari_adaqat.data.split import SPLITS, load_split, make_split
 from napari_adaqat.io import ImageData, ImageReadError, check_segmentable, is_image_file, read_image, read_mask
 from napari_adaqat.io import sample_name
@@ -199,7 +199,7 @@ def _pairs_in(folder: Path) -> dict[str, Pair]:
 def split_source(root: Path) -> str:
     """Where :func:`discover` takes the split from: ``"layout"`` (DIR/train|val|test),
     ``"split.json"`` (DIR/split.json) or ``"seeded"`` (an 80:10:10 cut of the names)."""
-    if all((root / s / "images").is_dir() for s in SPLITS):
+    if split_folders(root):
         return "layout"
     return "split.json" if (root / "split.json").is_file() else "seeded"
 
@@ -222,8 +222,9 @@ def discover(data_dir: str | Path, seed: int = 0) -> tuple[dict[str, Pair], dict
     source = split_source(root)
     if source == "layout":
         pairs, split = {}, {}
+        folders = split_folders(root)
         for s in SPLITS:
-            found = _pairs_in(root / s)
+            found = _pairs_in(folders[s]) if s in folders else {}
             pairs.update(found)
             split[s] = sorted(found)
     else:

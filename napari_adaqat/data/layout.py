@@ -9,6 +9,9 @@ from pathlib import Path
 
 from napari_adaqat.io import is_image_file
 
+# the split layout's folders (any case: COVID-QU-Ex ships Train/ Val/ Test/; "valid" as Roboflow and Kaggle write it)
+SPLIT_NAMES = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
+
 # words that name a folder of masks (any case; "gt" as a word of its own: "GT/", "gt_masks/")
 MASK_WORDS = ("mask", "label", "seg", "annot", "ground")
 _WORDS = re.compile(r"[a-z]+")
@@ -83,3 +86,16 @@ def missing_films_folder(root: Path) -> str:
     others = [f"{p.name}/" for p in folders]
     found = f" (found {', '.join(others[:4])}{', …' if len(others) > 4 else ''})" if others else ""
     return f"{root}: empty dataset: no images found (expected {root}/images and {root}/masks{found})"
+
+
+def split_folders(root: Path) -> dict[str, Path]:
+    """{"train" | "val" | "test": its folder} of the split layout ``DIR/train|val|test/images + masks``, its folders
+    named in any case (``Train/``, ``valid/``); empty unless ``train`` and ``val`` or ``test`` hold films (a part
+    without a folder is an empty part: ``train/`` + ``test/`` scores; training says that it lacks validation)."""
+    by_name = {p.name.casefold(): p for p in _folders(root)}
+    found = {}
+    for part, names in SPLIT_NAMES.items():
+        folder = next((by_name[n] for n in names if n in by_name and dataset_folders(by_name[n])[0].is_dir()), None)
+        if folder is not None:
+            found[part] = folder
+    return found if "train" in found and len(found) > 1 else {}

@@ -18,8 +18,7 @@ import numpy as np
 from napari_adaqat.data import Pair, check_output_folder, check_pairs, discover, load_split
 from napari_adaqat.data.check import orphan_masks, shadowed_images
 from napari_adaqat.data.dataset import names_of_pairs, read_reference
-from napari_adaqat.data.layout import dataset_folders, layout_note
-from napari_adaqat.data.split import SPLITS
+from napari_adaqat.data.layout import dataset_folders, layout_note, split_folders
 from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched, model_ref
 from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
 from napari_adaqat.io import is_image_file, read_image
@@ -100,7 +99,7 @@ def _left_out(root: Path, pairs: dict[str, Pair]) -> list[str]:
             notes.append(f"{len(lines)} {what} are in no pair, so not scored: {'; '.join(lines[:2])}"
                          + ("; …" if len(lines) > 2 else ""))
     nested = []
-    for images in [dataset_folders(root)[0]] + [root / s / "images" for s in SPLITS]:
+    for images in [dataset_folders(place)[0] for place in [root, *split_folders(root).values()]]:
         with contextlib.suppress(OSError):
             nested += [d for d in sorted(images.iterdir()) if d.is_dir() and not d.name.startswith(".")
                        and any(is_image_file(f) for f in d.rglob("*") if f.is_file())]
