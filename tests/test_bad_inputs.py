@@ -19,7 +19,7 @@ from PIL import Image
 
 from bad_corpus import CASES, Case, radiograph
 from napari_adaqat.cli import main
-from napari_adaqat.data import DataError, Pair, describe_unmatched, load_pair, read_boxes_csv
+from napari_adaqat.data import DataError, Pair, describe_unmatched, discover, load_pair, read_boxes_csv
 from napari_adaqat.io import ImageReadError, read_image, read_mask
 
 IDS = [c.name for c in CASES]
@@ -340,15 +340,21 @@ def test_prompts_given_as_fractions_of_the_image_are_refused_in_one_line():
     check_points(np.array([[0.5, 0.4], [200.0, 100.0]]), (400, 512))  # one click in pixels: all are pixels
 
 
-def test_a_gif_mask_with_a_suffix_and_a_smoothed_mask_say_what_to_do(tmp_path):
-    """JSRT/SCR ship GIF masks, often as NAME_mask.gif; a mask resized with smoothing has many grey values (QA finds:
-    'missing mask' with no hint, and 'not binary (found 20 distinct values)' with none)."""
+def test_a_gif_mask_with_a_suffix_pairs_a_webp_and_a_smoothed_mask_say_what_to_do(tmp_path):
+    """JSRT/SCR ship GIF masks, often as NAME_mask.gif: read; a WebP mask is named as a format that is not read; a
+    mask resized with smoothing has many grey values (QA finds: 'missing mask' with no hint, and 'not binary (found
+    20 distinct values)' with none)."""
     for folder in ("images", "masks"):
         (tmp_path / folder).mkdir()
     Image.fromarray(GOOD).save(tmp_path / "images" / "a.png")
     Image.fromarray(LUNGS).save(tmp_path / "masks" / "a_mask.gif")
-    with pytest.raises(DataError, match=r"missing mask \(expected masks/a\.png; masks/a_mask\.gif is a GIF, which is "
-                                        r"not read: save it as masks/a_mask\.png\)"):
+    pair = discover(tmp_path)[0]["a"]
+    assert pair.mask == tmp_path / "masks" / "a_mask.gif"
+    np.testing.assert_array_equal(load_pair(pair)[1], LUNGS > 0)
+    (tmp_path / "masks" / "a_mask.gif").unlink()
+    Image.fromarray(LUNGS).save(tmp_path / "masks" / "a_mask.webp", lossless=True)
+    with pytest.raises(DataError, match=r"missing mask \(expected masks/a\.png; masks/a_mask\.webp is a WEBP, which "
+                                        r"is not read: save it as masks/a_mask\.png\)"):
         load_pair(Pair("a", tmp_path / "images" / "a.png", None))
     big = np.kron(LUNGS, np.ones((8, 8), np.uint8))  # a 512-px mask, halved, then enlarged with smoothing
     smooth = np.array(Image.fromarray(big[::2, ::2]).resize((512, 512), Image.BILINEAR))

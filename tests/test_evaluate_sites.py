@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from napari_adaqat.cli import main
-from napari_adaqat.data.dataset import DataError, Pair, load_pair
+from napari_adaqat.data.dataset import DataError, Pair, discover, load_pair
 from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.inference.segmenter import model_ref
 from napari_adaqat.metrics import summarize
@@ -131,16 +131,21 @@ def test_one_film_has_no_spread_no_p_and_one_panel(tmp_path, cxr_dir, nano, caps
     assert _panel_picks(rows, False, ["b", "c", "b"]) == [("a", "best"), ("b", "worst"), ("b", "asked for")]
 
 
-def test_a_gif_mask_is_named_as_a_format_that_is_not_read(tmp_path, cxr_dir):
+def test_a_gif_mask_is_read(tmp_path, cxr_dir):
+    """JSRT / SCR masks are GIFs (two palette colours): read as masks, never taken for films."""
     data = _data(tmp_path, cxr_dir, n=1)
     mask = next((data / "masks").glob("*.png"))
-    Image.open(mask).save(mask.with_name("JPCLN001.gif"))  # JSRT / SCR masks are GIFs
+    expected = np.asarray(Image.open(mask)) > 0
+    Image.open(mask).convert("L").convert("P").save(mask.with_name("JPCLN001.gif"))
     mask.unlink()
     image = next((data / "images").glob("*.png"))
-    image = image.rename(image.with_name("JPCLN001.png"))
-    with pytest.raises(DataError, match=r"missing mask \(expected masks/JPCLN001.png; masks/JPCLN001.gif is a GIF, "
-                                        r"which is not read: save it as masks/JPCLN001.png\)"):
-        load_pair(Pair("JPCLN001", image, None))
+    image.rename(image.with_name("JPCLN001.png"))
+    pair = discover(data)[0]["JPCLN001"]
+    assert pair.mask == data / "masks" / "JPCLN001.gif"
+    np.testing.assert_array_equal(load_pair(pair)[1], expected)
+    (data / "masks" / "JPCLN001.gif").write_bytes((data / "images" / "JPCLN001.png").read_bytes())  # a PNG so named
+    with pytest.raises(DataError, match=r"JPCLN001.gif: not a GIF image \(it holds PNG data\)"):
+        load_pair(pair)
 
 
 def test_files_that_no_pair_holds_are_noted(tmp_path, cxr_dir, nano, nano_pth, capsys):

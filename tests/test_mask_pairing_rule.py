@@ -108,22 +108,22 @@ def _lung(path: Path, shape: tuple[int, int], columns: slice) -> Path:
     return path
 
 
-@pytest.mark.parametrize("left, right, others", [
-    ("leftMask", "rightMask", ()),  # Montgomery's ManualMask/ (renamed masks/)
-    ("left lung", "right lung", ("left clavicle", "right clavicle", "heart")),  # SCR's folders
+@pytest.mark.parametrize("left, right, others, ext", [
+    ("leftMask", "rightMask", (), ".png"),  # Montgomery's ManualMask/ (renamed masks/)
+    ("left lung", "right lung", ("left clavicle", "right clavicle", "heart"), ".gif"),  # SCR's folders of GIFs
 ])
-def test_one_mask_folder_per_lung_is_joined(tmp_path, left, right, others):
+def test_one_mask_folder_per_lung_is_joined(tmp_path, left, right, others, ext):
     from napari_adaqat.data.dataset import DataError, load_pair
 
     film = tmp_path / "images" / "MCUCXR_0001_0.png"
     film.parent.mkdir(parents=True)
     Image.fromarray(np.linspace(0, 255, 32 * 40).reshape(32, 40).astype(np.uint8)).save(film)
     Image.fromarray(np.linspace(255, 0, 32 * 40).reshape(32, 40).astype(np.uint8)).save(tmp_path / "images" / "b.png")
-    _lung(tmp_path / "masks" / left / "MCUCXR_0001_0.png", (32, 40), slice(24, 36))
-    _lung(tmp_path / "masks" / right / "MCUCXR_0001_0.png", (32, 40), slice(4, 16))
-    _lung(tmp_path / "masks" / left / "b.png", (32, 40), slice(24, 36))  # b has no right lung
+    _lung(tmp_path / "masks" / left / f"MCUCXR_0001_0{ext}", (32, 40), slice(24, 36))
+    _lung(tmp_path / "masks" / right / f"MCUCXR_0001_0{ext}", (32, 40), slice(4, 16))
+    _lung(tmp_path / "masks" / left / f"b{ext}", (32, 40), slice(24, 36))  # b has no right lung
     for other in others:
-        _lung(tmp_path / "masks" / other / "MCUCXR_0001_0.png", (32, 40), slice(16, 24))
+        _lung(tmp_path / "masks" / other / f"MCUCXR_0001_0{ext}", (32, 40), slice(16, 24))
     pairs, _split = discover(tmp_path)
     pair = pairs["MCUCXR_0001_0"]
     assert pair.mask.parent.name == left and [p.parent.name for p in pair.parts] == [right]

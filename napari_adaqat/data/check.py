@@ -22,6 +22,7 @@ from scipy import ndimage as ndi
 
 from napari_adaqat.data.dataset import DataError, Pair, discover, load_pair, split_source
 from napari_adaqat.data.layout import dataset_folders, split_folders
+from napari_adaqat.io.masks import is_mask_file
 from napari_adaqat.data.split import OVERLAP_KEY, SPLITS
 from napari_adaqat.io import is_image_file, sample_name
 from napari_adaqat.util.text import listed
@@ -174,7 +175,7 @@ def orphan_masks(root: Path, pairs: dict[str, Pair]) -> list[str]:
     for folder in folders:
         if folder.is_dir():
             for path in sorted(folder.iterdir()):
-                if path.is_file() and is_image_file(path) and not path.name.startswith(".") \
+                if path.is_file() and is_mask_file(path) and not path.name.startswith(".") \
                         and path.resolve() not in used:
                     lines.append(f"{path}: mask without an image (expected images/{sample_name(path)}.png or another "
                                  "image format)")

@@ -17,6 +17,7 @@ from napari_adaqat.data.layout import dataset_folders, missing_films_folder, spl
 from napari_adaqat.data.split import SPLITS, load_split, make_split
 from napari_adaqat.io import ImageData, ImageReadError, check_segmentable, is_image_file, read_image, read_mask
 from napari_adaqat.io import sample_name
+from napari_adaqat.io.masks import GIF_SUFFIX, is_mask_file
 from napari_adaqat.util.text import pairing_key
 
 
@@ -50,7 +51,7 @@ def lung_folders(masks: Path) -> tuple[Path, ...]:
         entries = sorted(masks.iterdir())
     except OSError:
         return ()
-    if any(p.is_file() and not p.name.startswith(".") and is_image_file(p) for p in entries):
+    if any(p.is_file() and not p.name.startswith(".") and is_mask_file(p) for p in entries):
         return ()
     folders = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
 
@@ -61,7 +62,7 @@ def lung_folders(masks: Path) -> tuple[Path, ...]:
     left, right = side("left"), side("right")
     if len(left) == 1 and len(right) == 1 and left != right:
         return left[0], right[0]
-    with_images = [p for p in folders if any(f.is_file() and is_image_file(f) for f in _first(p))]
+    with_images = [p for p in folders if any(f.is_file() and is_mask_file(f) for f in _first(p))]
     return (with_images[0],) if len(with_images) == 1 else ()
 
 
@@ -98,7 +99,7 @@ class MaskFolder:
         self.by_sample: dict[str, list[str]] = {}  # pairing_key of the sample name -> file names, sorted
         self.by_base: dict[str, list[str]] = {}  # pairing_key less a MASK_SUFFIXES suffix -> file names
         for name in names:
-            key = pairing_key(sample_name(name))
+            key = pairing_key(Path(name).stem if Path(name).suffix.lower() == GIF_SUFFIX else sample_name(name))
             self.by_sample.setdefault(key, []).append(name)
             suffix = next((s for s in MASK_SUFFIXES if key.endswith(s) and len(key) > len(s)), None)
             if suffix:
@@ -120,7 +121,7 @@ class MaskFolder:
                     return self.folder / self.names[candidate]
             for found in (self.by_sample, self.by_base):
                 same = [self.folder / n for n in found.get(pairing_key(name), ())
-                        if n != itself and is_image_file(self.folder / n)]
+                        if n != itself and is_mask_file(self.folder / n)]
                 if same:
                     return same[0]
         return None
@@ -242,7 +243,7 @@ def _unread_mask(masks: Path, name: str) -> str:
     try:  # (a glob of the name: a folder of 100k masks is not listed once per film without its mask)
         other = next((p for p in sorted(masks.glob(glob.escape(name) + "*.*"))
                       if pairing_key(p.stem) in {pairing_key(name + end) for end in ("", *MASK_SUFFIXES)}
-                      and p.is_file() and not is_image_file(p)), None)
+                      and p.is_file() and not is_mask_file(p)), None)
     except OSError:
         return ""
     if other is None:
@@ -256,9 +257,12 @@ def _expected_mask(image: Path, name: str) -> str:
     masks = dataset_folders(image.parent.parent)[1]
     folders = lung_folders(masks)
     if len(folders) > 1:  # (a glob of the name, not a listing per film: folders of 100k masks)
+        expected = f"expected {' and '.join(f'{masks.name}/{f.name}/{name}.png' for f in folders)}"
+        unread = next((why for f in folders if (why := _unread_mask(f, name))), "")  # SCR's GIFs
+        if unread:
+            return f"{expected}{unread}"
         lacking = [f for f in folders if not any(f.glob(glob.escape(name) + "*"))] or list(folders)
-        return (f"expected {' and '.join(f'{masks.name}/{f.name}/{name}.png' for f in folders)}: one mask per "
-                f"lung, joined; none in {' or '.join(f'{f.name}/' for f in lacking)}")
+        return f"{expected}: one mask per lung, joined; none in {' or '.join(f'{f.name}/' for f in lacking)}"
     if folders:
         return f"expected {masks.name}/{folders[0].name}/{name}.png{_unread_mask(folders[0], name)}"
     return f"expected {masks.name}/{name}.png{_no_masks_folder(image, masks)}"

@@ -11,6 +11,7 @@ from napari_adaqat.data.dataset import MASK_SUFFIXES, masks_beside_films
 from napari_adaqat.data.layout import is_mask_name
 from napari_adaqat.io import IMAGE_SUFFIXES, is_image_file, sample_name
 from napari_adaqat.io.dicom_open import is_dicomdir_name
+from napari_adaqat.io.images import raw_film_hint
 from napari_adaqat.util.text import pairing_key
 
 
@@ -195,8 +196,10 @@ def describe_skipped(entries: list[Path], shown: int = 3, recurse_hint: str = ""
         kinds = sorted({"DICOMDIR, an export's index" if is_dicomdir_name(p) else p.suffix.lower() or "no extension"
                         for p in files})
         what = "file that is not an image" if len(files) == 1 else "files that are not images"
+        raw = next(((p, hint) for p in files[:20] if (hint := raw_film_hint(p))), None)  # JSRT's .IMG films
         parts.append(f"{len(files)} {what} adaqat reads ({', '.join(kinds)}; it reads "
-                     f"{', '.join(IMAGE_SUFFIXES)} and DICOM under any name): {listing(files)}")
+                     f"{', '.join(IMAGE_SUFFIXES)} and DICOM under any name): {listing(files)}"
+                     + (f" ({raw[0].name} and the like: {raw[1]})" if raw else ""))
     if of_masks:
         parts.append(f"{many(len(of_masks), 'folder')} of masks (an adaqat output with its results.csv, or named as "
                      f"masks), not segmented: {listing(of_masks)}")

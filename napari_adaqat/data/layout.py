@@ -7,7 +7,8 @@ import os
 import re
 from pathlib import Path
 
-from napari_adaqat.io import is_image_file
+from napari_adaqat.io import IMAGE_SUFFIXES, is_image_file
+from napari_adaqat.io.images import raw_film_hint
 
 # the split layout's folders (any case: COVID-QU-Ex ships Train/ Val/ Test/; "valid" as Roboflow and Kaggle write it)
 SPLIT_NAMES = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
@@ -35,6 +36,21 @@ def _holds_images(folder: Path, n: int = 20) -> bool:
     except OSError:
         pass
     return False
+
+
+def _first_files(folder: Path, n: int = 20) -> list[Path]:
+    """Up to ``n`` files of ``folder`` (a look, not a listing)."""
+    found: list[Path] = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_file():
+                    found.append(Path(entry.path))
+                    if len(found) >= n:
+                        break
+    except OSError:
+        pass
+    return found
 
 
 def _folders(root: Path) -> list[Path]:
@@ -80,6 +96,13 @@ def missing_films_folder(root: Path) -> str:
     if len(films) > 1:
         return (f"{root}: no images/ folder, and {len(films)} folders hold films ({', '.join(films[:4])}): put the "
                 "films with masks in images/ and their masks in masks/")
+    images = root / "images"
+    if images.is_dir() and not _holds_images(images):
+        files = sorted(p for p in _first_files(images) if not p.name.startswith("."))
+        if files:
+            hint = raw_film_hint(files[0])
+            return (f"{images}: holds no film adaqat reads; {files[0].name}: "
+                    + (hint or f"not an image it reads ({', '.join(IMAGE_SUFFIXES)} and DICOM under any name)"))
     if _holds_images(root):
         return (f"{root}: holds films itself, no images/ folder: give the folder above it as the data folder, with "
                 "the films in images/ and the masks in masks/")

@@ -87,6 +87,13 @@ def _describe(head: bytes) -> str:
 RAW_FILMS = {2048 * 2048 * 2: "JSRT's .IMG layout (2048 x 2048 pixels, 12 bits stored big-endian, no header)"}
 
 
+def raw_film_hint(path: Path) -> str:
+    """``"its size fits JSRT's .IMG layout …: convert it …"`` for a headerless file of a known raw film's size
+    (:data:`RAW_FILMS`), else ``""`` (what a folder of such files is told, as each of them is)."""
+    hint = _what_else(path)
+    return hint[2:] if "its size fits" in hint else ""
+
+
 def _what_else(path: Path) -> str:
     """``": it is a ZIP archive; unpack it ..."`` for a file of a known other kind (:func:`_other_kind`), a hint for
     a headerless raw film of a known size (:data:`RAW_FILMS`), else ``""``."""
@@ -98,7 +105,8 @@ def _what_else(path: Path) -> str:
         return ""
     if kind is None and size in RAW_FILMS:  # (no header to read: a guess from the size, said as one)
         return (f": its size fits {RAW_FILMS[size]}: convert it to a 16-bit PNG, e.g. "
-                "np.fromfile(path, '>u2').reshape(2048, 2048), checking that the lungs come out dark")
+                "np.fromfile(path, '>u2').reshape(2048, 2048), checking that the lungs come out dark "
+                "(if they are white: 4095 - x)")
     return f": {kind}" if kind else ""
 
 

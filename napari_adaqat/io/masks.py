@@ -14,11 +14,29 @@ import tifffile
 
 from .dicom import is_dicom, read_dicom_raw
 from .image_data import ImageReadError, check_file, fail
-from .images import read_raw
+from .images import is_image_file, read_raw
 from ..util.atomic import atomic_path, remove_stale_temps
 
 MASK_WRITE_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff")
 _swept: set[str] = set()  # folders already cleaned by this process
+
+
+GIF_SUFFIX = ".gif"  # read as a mask (JSRT/SCR ship their masks so: lossless, two palette colours), never a film
+
+
+def is_mask_file(path: Path) -> bool:
+    """Whether ``path`` is a file :func:`read_mask` reads by its name: an image file, or a GIF."""
+    return path.suffix.lower() == GIF_SUFFIX and path.is_file() or is_image_file(path)
+
+
+def _read_gif(path: Path) -> np.ndarray:
+    """A GIF mask's first frame as (H, W) grey levels (its palette applied: the colours, not their indices)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.format != "GIF":
+            raise fail(path, f"not a GIF image (it holds {im.format or 'another format'} data)")
+        return np.asarray(im.convert("L"))
 
 
 def _reduce_channels(arr: np.ndarray) -> np.ndarray:
@@ -70,7 +88,10 @@ def read_mask(path: str | os.PathLike, lung_labels: bool = False) -> np.ndarray:
     """
     p = check_file(path)
     try:
-        arr = read_dicom_raw(p)[1] if is_dicom(p) else read_raw(p, as_shown=False)[0]  # stored values: a mask is data
+        if p.suffix.lower() == GIF_SUFFIX:
+            arr = _read_gif(p)
+        else:
+            arr = read_dicom_raw(p)[1] if is_dicom(p) else read_raw(p, as_shown=False)[0]  # stored values: data
     except ImageReadError:
         raise
     except Exception as exc:
