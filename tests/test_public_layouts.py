@@ -146,3 +146,17 @@ def test_the_split_layout_in_any_case_and_without_a_val_folder(tmp_path, cxr_dir
     assert report.source == "layout" and report.n_masks == len(films) and not report.bad
     if len(parts) == 2:
         assert split["val"] == [] and "validation set is empty" in (report.error or "")
+
+
+def test_jsrt_img_films_are_told_how_to_convert_in_a_dataset_and_in_a_folder(tmp_path, capsys):
+    """JSRT's films are headerless 2048² 12-bit big-endian .IMG files: known by their size, in every path."""
+    data = tmp_path / "jsrt"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    raw = np.zeros((2048, 2048), ">u2")
+    raw.tofile(data / "images" / "JPCLN001.IMG")
+    with pytest.raises(DataError, match=r"jsrt/images: holds no film adaqat reads; JPCLN001.IMG: its size fits JSRT's "
+                                        r"\.IMG layout .*np.fromfile\(path, '>u2'\)"):
+        discover(data)
+    assert main(["segment", str(data / "images"), "--out", str(tmp_path / "out")]) == 2
+    assert "(JPCLN001.IMG and the like: its size fits JSRT's .IMG layout" in capsys.readouterr().err
