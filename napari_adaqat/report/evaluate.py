@@ -79,6 +79,9 @@ def _pairs(data_dir: str | Path, split: str, split_file: str | Path | dict | Non
     return chosen, absent + skipped, notes + _left_out(Path(data_dir), pairs)
 
 
+IMPLAUSIBLE_DICE = 0.8  # a median Dice below this: the references (or the model) are probably not what they seem
+
+
 def _labels(models: list[ModelLike]) -> list[str]:
     """How the report names each model: its file name, or, where two share one (runA/model.safetensors,
     runB/model.safetensors), its folder and name, else its whole path."""
@@ -241,6 +244,11 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
                      "models": dict(zip(tags, labels))}
     for tag in tags + ([BASELINE] if base is not None else []):
         summary[tag] = summaries(rows, tag)
+    best = max((summary[tag]["dice"].get("median") or 0.0) for tag in tags)
+    if best < IMPLAUSIBLE_DICE:  # (said, not refused: a model still being trained scores so too)
+        notes.append(f"the median Dice is {best:.2f}, far below a lung model's: check that the reference masks are "
+                     "both lungs (lung = white) of these very films, as a heart mask, one lung against the default "
+                     "box, or another film's mask scores so, and that the model is a lung model")
     if clicks:
         summary["clicks"] = click_summary(rows, tags + ([BASELINE] if base is not None else []), clicks)
     if base is not None:
