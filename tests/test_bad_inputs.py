@@ -136,9 +136,8 @@ MASK_CASES = {  # name: (image, mask or None, message regex)
     "mask_empty": (GOOD, np.zeros((64, 64), np.uint8), r"masks/mask_empty\.png: mask is empty \(no lung pixels\)"),
     "mask_full": (GOOD, np.full((64, 64), 255, np.uint8),
                   r"masks/mask_full\.png: mask covers the whole image \(every pixel is lung\)"),
-    "mask_size": (GOOD, LUNGS[:48], r"masks/mask_size\.png: mask size \(48, 64\) differs from image size \(64, 64\)$"),
-    "mask_scaled": (GOOD, LUNGS[::2, ::2], r"masks/mask_scaled\.png: mask size \(32, 32\) differs from image size "
-                    r"\(64, 64\); the film is the mask scaled 2x: resize the masks to their films' size \(nearest"),
+    "mask_size": (GOOD, LUNGS[:48], r"masks/mask_size\.png: mask size \(48, 64\) differs from image size \(64, 64\) "
+                  r"\(and is not the film's shape scaled: a crop, a pad, or another film's mask\?\)$"),
     "mask_labels": (GOOD, (LUNGS // 255) * np.arange(64, dtype=np.uint8)[None, :] % 3,
                     r"masks/mask_labels\.png: mask is not binary \(found 3 distinct values\)"),
     "mask_truncated": (GOOD, "truncated", r"masks/mask_truncated\.png: truncated or corrupt PNG data"),
@@ -176,6 +175,21 @@ def test_load_pair_names_the_problem(tmp_path, name):
     with pytest.raises(DataError) as err:
         load_pair(pair)
     assert re.search(message, one_line(str(err.value))), str(err.value)
+
+
+def test_masks_saved_at_another_size_of_the_film_put_the_film_on_their_grid(tmp_path):
+    """The COVID-19 Radiography Database ships 299² films with 256² masks, SCR 1024² masks of 2048² films: the film
+    is resampled onto the mask's grid (the mask is never resized), its spacing scaled, and the pair says so."""
+    from napari_adaqat.data.check import resampled_note
+    from napari_adaqat.data.dataset import load_film_pair
+
+    pair = write_pair(tmp_path, "half", GOOD, LUNGS[::2, ::2])
+    film, mask = load_film_pair(pair)
+    assert film.shape == mask.shape == (32, 32) and pair.film_shape == (64, 64)
+    assert film.meta["resampled_from"] == (64, 64) and 0.0 <= film.pixels.min() <= film.pixels.max() <= 1.0
+    np.testing.assert_array_equal(mask, LUNGS[::2, ::2] > 0)
+    assert resampled_note([pair]) == ["1 film(s) are used on their masks' grid: the masks are the films' shape at "
+                                      "another size (e.g. half: 64×64 px, resampled to its mask's size)"]
 
 
 def test_evaluate_skips_bad_pairs_with_their_messages(tmp_path, cxr_dir, nano_pth):

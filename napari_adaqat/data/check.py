@@ -150,6 +150,16 @@ def _warnings(inverted: list[str], n_masks: int, bad: list[str], unknown: list[s
     return out
 
 
+def resampled_note(pairs: list[Pair]) -> list[str]:
+    """A line when loading resampled films onto their masks' grid (masks saved at another size: ``film_shape``)."""
+    moved = [p for p in pairs if p.film_shape]
+    if not moved:
+        return []
+    first = moved[0]
+    return [f"{len(moved)} film(s) are used on their masks' grid: the masks are the films' shape at another size "
+            f"(e.g. {first.name}: {'×'.join(map(str, first.film_shape))} px, resampled to its mask's size)"]
+
+
 def split_problem(train: list[str], val: list[str], allow_overlap: bool = False) -> Optional[str]:
     """Why a split of usable pair names cannot be trained on (one line), or None."""
     if not train:
@@ -235,6 +245,7 @@ def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict,
     unknown = unknown_names(pairs, split)
     n_used = len({p.name for part in sets.values() for p in part})  # a pair in both (val_overlaps_train) once
     report.warnings = _warnings(inverted, n_used, report.bad, unknown, masks_as_given)
+    report.warnings += resampled_note(sets["train"] + sets["val"])
     report.inverted = len(inverted)
     if not sets["train"]:
         why = report.warnings[0] if unknown else report.bad[0] if report.bad else ""
@@ -270,7 +281,7 @@ def check_data(folder: str | Path, seed: int = 0, masks_as_given: bool = False) 
     val = [n for n in split["val"] if n in usable]
     report.used = {"train": len(train), "val": len(val)}
     unknown = unknown_names(pairs, split)
-    report.warnings = _warnings(inverted, len(good), report.bad, unknown, masks_as_given)
+    report.warnings = _warnings(inverted, len(good), report.bad, unknown, masks_as_given) + resampled_note(good)
     report.inverted = len(inverted)
     problem = inverted_problem(inverted, len(good), masks_as_given) or split_problem(
         train, val, bool(split.get(OVERLAP_KEY)))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_adaqat.data.layout import dataset_folders, missing_films_folder, split_folders
+from napari_adaqat.data.mask_grid import film_for_mask
 from napari_adaqat.data.split import SPLITS, load_split, make_split
 from napari_adaqat.io import ImageData, ImageReadError, check_segmentable, is_image_file, read_image, read_mask
 from napari_adaqat.io import sample_name
@@ -35,11 +36,13 @@ class DataError(ValueError):
 @dataclass
 class Pair:
     """A film and its reference mask; ``parts``: more masks joined to ``mask`` (the other lung, where a dataset
-    keeps one folder per lung: :func:`lung_folders`)."""
+    keeps one folder per lung: :func:`lung_folders`); ``film_shape``: the film's own (H, W) once loading has
+    resampled it onto its mask's grid (:mod:`~napari_adaqat.data.mask_grid`), else None."""
     name: str
     image: Path
     mask: Path | None
     parts: tuple[Path, ...] = ()
+    film_shape: tuple[int, int] | None = None  # set when loading resampled the film onto its mask's grid
 
 
 def lung_folders(masks: Path) -> tuple[Path, ...]:
@@ -306,8 +309,10 @@ def read_reference(pair: Pair) -> np.ndarray:
 def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     """Read and check one pair → (image float32 (H, W) in [0,1], mask bool (H, W)).
 
-    Raises :class:`DataError` for a missing or unreadable file, a mask of another size, an empty or
+    Raises :class:`DataError` for a missing or unreadable file, a mask of another shape, an empty or
     full mask, and an image too small or blank to segment (see :func:`~napari_adaqat.io.check_segmentable`).
+    A mask that is the film's shape at another size gets the film resampled onto its grid
+    (:mod:`~napari_adaqat.data.mask_grid`; ``pair.film_shape`` then says so).
     """
     film, mask = load_film_pair(pair)
     return film.pixels, mask
@@ -323,11 +328,12 @@ def load_film_pair(pair: Pair) -> tuple[ImageData, np.ndarray]:
     except ImageReadError as exc:
         raise DataError(str(exc)) from None
     if image.shape != mask.shape:
-        (mh, mw), (ih, iw) = mask.shape, image.shape
-        scaled = abs(mh / mw - ih / iw) <= 0.01 * ih / iw and not 0.9 < ih / mh < 1.1  # the film's shape, resized
-        raise DataError(f"{pair.mask}: mask size {mask.shape} differs from image size {image.shape}"
-                        + (f"; the film is the mask scaled {ih / mh:.3g}x: resize the masks to their films' size "
-                           "(nearest neighbour)" if scaled else ""))
+        try:  # (masks saved smaller or larger than their films: the film goes onto the mask's grid)
+            film = film_for_mask(film, mask.shape)
+        except ValueError:
+            raise DataError(f"{pair.mask}: mask size {mask.shape} differs from image size {image.shape} (and is "
+                            "not the film's shape scaled: a crop, a pad, or another film's mask?)") from None
+        image, pair.film_shape = film.pixels, image.shape
     if not mask.any():
         raise DataError(f"{pair.mask}: mask is empty (no lung pixels)")
     if mask.all():

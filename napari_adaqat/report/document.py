@@ -21,6 +21,7 @@ from napari_adaqat import __version__
 from napari_adaqat.data import Pair
 from napari_adaqat.inference.engine import Engine, ModelLike, ModelRef
 from napari_adaqat.data.dataset import read_reference
+from napari_adaqat.data.mask_grid import film_for_mask
 from napari_adaqat.io import read_image
 from napari_adaqat.model.formats.model_file import read_model_metadata
 from napari_adaqat.report.quant_figures import quantization_report
@@ -54,7 +55,8 @@ def _panel_picks(rows: list[dict], has_baseline: bool, show: Sequence[str]) -> l
 
 def _panel(pair: Pair, why: str, models: list[ModelLike], base: ModelLike | None, engine: Engine, device: str,
            box_mode: str, clean: bool) -> figures.Panel:
-    film, ref = read_image(pair.image), read_reference(pair)
+    ref = read_reference(pair)
+    film = film_for_mask(read_image(pair.image), ref.shape)
     image, box = film.pixels, image_box(ref, box_mode)
     ssim_models, deltas, ssim_base = {}, {}, None
     for tag, model in zip(model_tags(len(models)), models):
@@ -74,7 +76,8 @@ def _worst(rows: list[dict], pairs: dict[str, Pair], model: ModelLike, engine: E
     items = []
     for row in lowest:
         pair = pairs[row["name"]]
-        film, ref = read_image(pair.image), read_reference(pair)
+        ref = read_reference(pair)
+        film = film_for_mask(read_image(pair.image), ref.shape)
         image, result = film.pixels, engine.predict(film, image_box(ref, box_mode), model, device, clean=clean)
         small = [figures.for_display(a, average=True) for a in (image, ref, result.mask)]  # (six films: GBs)
         items.append((row["name"], *small, float(row["model_dice"])))

@@ -15,6 +15,7 @@ import numpy as np
 from napari_adaqat.data import Pair, default_box, mask_box
 from napari_adaqat.data.check import INVERTED_WHY, looks_inverted
 from napari_adaqat.data.dataset import DataError, read_reference
+from napari_adaqat.data.mask_grid import film_for_mask
 from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike
 from napari_adaqat.io import ImageData, read_image
 from napari_adaqat.metrics import (
@@ -57,6 +58,7 @@ def score_pair(pair: Pair, models: ModelLike | Sequence[ModelLike], baseline: Mo
         raise DataError(f"its mask {pair.mask.name} looks inverted ({INVERTED_WHY}): not scored; masks need lung = "
                         "white on black: invert it, or, if it is right as it is, score it with --masks-as-given")
     image = image if image is not None else read_image(pair.image)
+    image = film_for_mask(image, ref.shape)  # (masks saved at another size of the film: on their grid)
     box = image_box(ref, box_mode)
     row: dict = {"name": pair.name, "box": " ".join(f"{v:.0f}" for v in box),
                  "units": "mm" if image.spacing is not None else "px"}
