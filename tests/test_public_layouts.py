@@ -160,3 +160,21 @@ def test_jsrt_img_films_are_told_how_to_convert_in_a_dataset_and_in_a_folder(tmp
         discover(data)
     assert main(["segment", str(data / "images"), "--out", str(tmp_path / "out")]) == 2
     assert "(JPCLN001.IMG and the like: its size fits JSRT's .IMG layout" in capsys.readouterr().err
+
+
+def test_covid19_radiography_masks_smaller_than_their_films_are_scored_on_their_grid(tmp_path, cxr_dir, capsys):
+    """COVID-19_Radiography_Dataset/COVID/images/*.png are 299², masks/*.png 256²: scored (with clicks) where drawn."""
+    root = tmp_path / "COVID"
+    for folder in ("images", "masks"):
+        (root / folder).mkdir(parents=True)
+    for k, film in enumerate(_films(cxr_dir)[:2], start=1):
+        Image.open(film).convert("L").resize((299, 299), Image.BILINEAR).save(root / "images" / f"COVID-{k}.png")
+        Image.open(cxr_dir / "masks" / film.name).convert("L").resize((256, 256), Image.NEAREST).save(
+            root / "masks" / f"COVID-{k}.png")
+    out = tmp_path / "report"
+    assert main(["evaluate", "--data", str(root), "--split", "all", "--clicks", "1", "--out", str(out),
+                 "--device", "cpu"]) == 0
+    assert "note: 2 film(s) are used on their masks' grid" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == 2 and not summary["skipped"] and summary["model"]["dice"]["median"] > 0.9
+    assert (out / "worst_cases.png").is_file()

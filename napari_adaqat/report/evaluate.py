@@ -19,6 +19,7 @@ from napari_adaqat.data import Pair, check_output_folder, check_pairs, discover,
 from napari_adaqat.data.check import orphan_masks, resampled_note, shadowed_images
 from napari_adaqat.data.dataset import names_of_pairs, read_reference
 from napari_adaqat.data.layout import dataset_folders, layout_note, split_folders
+from napari_adaqat.data.mask_grid import film_for_mask
 from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched, model_ref
 from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
 from napari_adaqat.io import is_image_file, read_image
@@ -134,9 +135,9 @@ def _with_clicks(pair: Pair, image, models: list[ModelLike], baseline: ModelLike
     model (and the baseline) (:func:`~napari_adaqat.report.clicks.click_columns`)."""
     if not clicks:
         return score_pair(pair, models, baseline, engine=engine, image=image, **score)
-    image = image if image is not None else read_image(pair.image)
-    row = score_pair(pair, models, baseline, engine=engine, image=image, **score)
     ref = read_reference(pair) != 0
+    image = film_for_mask(image if image is not None else read_image(pair.image), ref.shape)
+    row = score_pair(pair, models, baseline, engine=engine, image=image, **score)
     box = image_box(ref, score.get("box_mode", "tight"))
     refs = list(zip(model_tags(len(models)), models)) + ([(BASELINE, baseline)] if baseline is not None else [])
     for tag, model in refs:
