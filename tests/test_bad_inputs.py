@@ -180,7 +180,7 @@ def test_load_pair_names_the_problem(tmp_path, name):
 def test_masks_saved_at_another_size_of_the_film_put_the_film_on_their_grid(tmp_path):
     """The COVID-19 Radiography Database ships 299² films with 256² masks, SCR 1024² masks of 2048² films: the film
     is resampled onto the mask's grid (the mask is never resized), its spacing scaled, and the pair says so."""
-    from napari_adaqat.data.check import resampled_note
+    from napari_adaqat.data.check import reading_notes
     from napari_adaqat.data.dataset import load_film_pair
 
     pair = write_pair(tmp_path, "half", GOOD, LUNGS[::2, ::2])
@@ -188,7 +188,7 @@ def test_masks_saved_at_another_size_of_the_film_put_the_film_on_their_grid(tmp_
     assert film.shape == mask.shape == (32, 32) and pair.film_shape == (64, 64)
     assert film.meta["resampled_from"] == (64, 64) and 0.0 <= film.pixels.min() <= film.pixels.max() <= 1.0
     np.testing.assert_array_equal(mask, LUNGS[::2, ::2] > 0)
-    assert resampled_note([pair]) == ["1 film(s) are used on their masks' grid: the masks are the films' shape at "
+    assert reading_notes(tmp_path, [pair]) == ["1 film(s) are used on their masks' grid: the masks are the films' shape at "
                                       "another size (e.g. half: 64×64 px, resampled to its mask's size)"]
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_adaqat.data.dataset import DataError, Pair, discover, load_pair, split_source
-from napari_adaqat.data.layout import dataset_folders, split_folders
+from napari_adaqat.data.layout import dataset_folders, layout_note, split_folders
 from napari_adaqat.io.masks import is_mask_file
 from napari_adaqat.data.split import OVERLAP_KEY, SPLITS
 from napari_adaqat.io import is_image_file, sample_name
@@ -150,14 +150,21 @@ def _warnings(inverted: list[str], n_masks: int, bad: list[str], unknown: list[s
     return out
 
 
-def resampled_note(pairs: list[Pair]) -> list[str]:
-    """A line when loading resampled films onto their masks' grid (masks saved at another size: ``film_shape``)."""
+def reading_notes(root: Path, pairs: list[Pair]) -> list[str]:
+    """How the loaded ``pairs`` of ``root`` were read where it is not plain images/ + masks/: the folders chosen
+    (:func:`~napari_adaqat.data.layout.layout_note`), masks joined from one folder per lung, films resampled onto
+    their masks' grid (masks saved at another size: ``film_shape``).  One line each."""
+    notes = [layout_note(root)] if layout_note(root) else []
+    joined = next((pair for pair in pairs if pair.parts), None)
+    if joined is not None:
+        folders = " and ".join(f"{path.parent.name}/" for path in (joined.mask, *joined.parts))
+        notes.append(f"each reference mask joins the masks of {folders} (one folder per lung)")
     moved = [p for p in pairs if p.film_shape]
-    if not moved:
-        return []
-    first = moved[0]
-    return [f"{len(moved)} film(s) are used on their masks' grid: the masks are the films' shape at another size "
-            f"(e.g. {first.name}: {'×'.join(map(str, first.film_shape))} px, resampled to its mask's size)"]
+    if moved:
+        notes.append(f"{len(moved)} film(s) are used on their masks' grid: the masks are the films' shape at another "
+                     f"size (e.g. {moved[0].name}: {'×'.join(map(str, moved[0].film_shape))} px, resampled to its "
+                     "mask's size)")
+    return notes
 
 
 def split_problem(train: list[str], val: list[str], allow_overlap: bool = False) -> Optional[str]:
@@ -245,7 +252,7 @@ def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict,
     unknown = unknown_names(pairs, split)
     n_used = len({p.name for part in sets.values() for p in part})  # a pair in both (val_overlaps_train) once
     report.warnings = _warnings(inverted, n_used, report.bad, unknown, masks_as_given)
-    report.warnings += resampled_note(sets["train"] + sets["val"])
+    report.warnings += reading_notes(root, sets["train"] + sets["val"])
     report.inverted = len(inverted)
     if not sets["train"]:
         why = report.warnings[0] if unknown else report.bad[0] if report.bad else ""
@@ -281,7 +288,7 @@ def check_data(folder: str | Path, seed: int = 0, masks_as_given: bool = False) 
     val = [n for n in split["val"] if n in usable]
     report.used = {"train": len(train), "val": len(val)}
     unknown = unknown_names(pairs, split)
-    report.warnings = _warnings(inverted, len(good), report.bad, unknown, masks_as_given) + resampled_note(good)
+    report.warnings = _warnings(inverted, len(good), report.bad, unknown, masks_as_given) + reading_notes(root, good)
     report.inverted = len(inverted)
     problem = inverted_problem(inverted, len(good), masks_as_given) or split_problem(
         train, val, bool(split.get(OVERLAP_KEY)))

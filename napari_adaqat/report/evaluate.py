@@ -16,9 +16,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from napari_adaqat.data import Pair, check_output_folder, check_pairs, discover, load_split
-from napari_adaqat.data.check import orphan_masks, resampled_note, shadowed_images
+from napari_adaqat.data.check import orphan_masks, reading_notes, shadowed_images
 from napari_adaqat.data.dataset import names_of_pairs, read_reference
-from napari_adaqat.data.layout import dataset_folders, layout_note, split_folders
+from napari_adaqat.data.layout import dataset_folders, split_folders
 from napari_adaqat.data.mask_grid import film_for_mask
 from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched, model_ref
 from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
@@ -71,13 +71,7 @@ def _pairs(data_dir: str | Path, split: str, split_file: str | Path | dict | Non
     notes = [f"{len(seen)} image(s) of the {split!r} split are also in its train list ({', '.join(seen[:3])}"
              f"{', …' if len(seen) > 3 else ''}): a model trained on that split saw them, and their scores flatter it"
              ] if seen else []
-    notes += resampled_note(chosen)
-    if layout_note(Path(data_dir)):
-        notes.append(layout_note(Path(data_dir)))
-    joined = next((pair for pair in chosen if pair.parts), None)
-    if joined is not None:
-        folders = " and ".join(f"{path.parent.name}/" for path in (joined.mask, *joined.parts))
-        notes.append(f"each reference mask joins the masks of {folders} (one folder per lung)")
+    notes += reading_notes(Path(data_dir), chosen)
     return chosen, absent + skipped, notes + _left_out(Path(data_dir), pairs)
 
 
