@@ -178,3 +178,18 @@ def test_covid19_radiography_masks_smaller_than_their_films_are_scored_on_their_
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n"] == 2 and not summary["skipped"] and summary["model"]["dice"]["median"] > 0.9
     assert (out / "worst_cases.png").is_file()
+
+
+@pytest.mark.parametrize("name, masks", [
+    ("masks", True), ("mask", True), ("ManualMask", True), ("leftMask", True), ("lung masks", True),
+    ("labelsTr", True), ("GT", True), ("ground_truth", True), ("SEG", True), ("Masks_256", True),
+    ("CXR_png", False), ("images", False), ("SEGAL^JOHN", False), ("Segura", False), ("unlabeled", False),
+    ("labelled films", False), ("Groundwater", False), ("test", False),
+])
+def test_a_folder_is_named_as_masks_by_its_words_not_by_letters_inside_a_patients_name(name, masks):
+    """A PACS export names folders after patients: SEGAL^JOHN holds films, and a recursive run goes into it."""
+    from napari_adaqat.data.folders import is_mask_folder
+    from napari_adaqat.data.layout import is_mask_name
+
+    assert is_mask_name(name) is masks
+    assert is_mask_folder(Path("/nonexistent") / name) is masks

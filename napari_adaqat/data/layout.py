@@ -13,15 +13,17 @@ from napari_adaqat.io.images import raw_film_hint
 # the split layout's folders (any case: COVID-QU-Ex ships Train/ Val/ Test/; "valid" as Roboflow and Kaggle write it)
 SPLIT_NAMES = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
 
-# words that name a folder of masks (any case; "gt" as a word of its own: "GT/", "gt_masks/")
-MASK_WORDS = ("mask", "label", "seg", "annot", "ground")
-_WORDS = re.compile(r"[a-z]+")
+# words that name a folder of masks, as whole words in any case ("Segal/", a patient's folder, is no "seg")
+MASK_WORDS = frozenset({"mask", "masks", "label", "labels", "seg", "segs", "segmentation", "segmentations",
+                        "annotation", "annotations", "gt", "groundtruth", "truth"})
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")  # lung_masks, ManualMask, labelsTr, GT: words of a name
 
 
 def is_mask_name(name: str) -> bool:
-    """Whether a folder's name says it holds masks (``masks``, ``ManualMask``, ``lung masks``, ``labelsTr``, ``GT``)."""
-    folded = name.casefold()
-    return any(word in folded for word in MASK_WORDS) or "gt" in _WORDS.findall(folded)
+    """Whether a folder's name says it holds masks: one of its words (split at ``_ -.``, spaces and camelCase) is
+    one of :data:`MASK_WORDS` (``masks``, ``ManualMask``, ``lung masks``, ``labelsTr``, ``GT``, ``SEG``); a
+    patient's ``SEGAL^J`` or ``unlabeled/`` is not."""
+    return any(word.casefold() in MASK_WORDS for word in _WORDS.findall(name))
 
 
 def _holds_images(folder: Path, n: int = 20) -> bool:
