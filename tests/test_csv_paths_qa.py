@@ -80,3 +80,12 @@ def test_csv_rows_relative_to_the_csv_folder_match_from_any_working_folder(tmp_p
     assert list(found) == [str(site / "films" / "a.png")] and found[str(site / "films" / "a.png")][1].tolist() == [1]
     assert unmatched_boxes(points, films, csv_path=csv_path) == ([], [films[1]])
     assert unmatched_boxes(points, films) == (["films/a.png"], films)  # (without the CSV's folder: no match)
+
+
+def test_a_csv_mixing_utf8_and_windows_1252_rows_is_refused_not_garbled(tmp_path):
+    """A UTF-8 CSV with a row pasted from a Windows-1252 file: neither reading is right for every row."""
+    (tmp_path / "boxes.csv").write_bytes("file,x0,y0,x1,y1\nMüller.png,1,2,30,40\n".encode("utf-8")
+                                         + "Jörg.png,1,2,30,40\n".encode("cp1252"))
+    with pytest.raises(ValueError, match=r"boxes.csv: not a UTF-8 text file \(byte 0xf6 at offset \d+; some rows are "
+                                         r"UTF-8, others not\); save it as CSV \(UTF-8\)"):
+        read_boxes_csv(tmp_path / "boxes.csv")

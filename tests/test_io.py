@@ -315,3 +315,12 @@ def test_a_marker_burned_in_at_the_formats_maximum_does_not_darken_the_film(tmp_
     np.testing.assert_allclose(clean, film / 4095.0, atol=1e-6)  # as before: min-max
     np.testing.assert_allclose(with_marker[marked != 65535], clean[marked != 65535], atol=1e-6)
     assert (with_marker[marked == 65535] == 1.0).all()
+
+
+def test_an_animated_gif_is_no_mask(tmp_path):
+    from PIL import Image
+
+    frames = [Image.fromarray(np.zeros((16, 16), np.uint8)), Image.fromarray(np.full((16, 16), 255, np.uint8))]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageReadError, match=r"a.gif: an animated GIF \(2 frames\), not a mask"):
+        read_mask(tmp_path / "a.gif")

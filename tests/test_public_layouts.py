@@ -193,3 +193,86 @@ def test_a_folder_is_named_as_masks_by_its_words_not_by_letters_inside_a_patient
 
     assert is_mask_name(name) is masks
     assert is_mask_folder(Path("/nonexistent") / name) is masks
+
+
+def test_a_folder_of_adaqat_predictions_is_never_taken_for_the_reference_masks(tmp_path, cxr_dir):
+    """DATA/images + DATA/segmentations (an adaqat segment output, its results.csv): no masks/ — said, not guessed:
+    scoring a model against its own predictions would read as a perfect model."""
+    data = tmp_path / "DATA"
+    (data / "images").mkdir(parents=True)
+    (data / "segmentations").mkdir()
+    film = _films(cxr_dir)[0]
+    shutil.copy(film, data / "images" / film.name)
+    shutil.copy(cxr_dir / "masks" / film.name, data / "segmentations" / f"{film.stem}_mask.png")
+    (data / "segmentations" / "results.csv").write_text("file,status,mask\n")
+    pairs, _split = discover(data)
+    assert pairs[film.stem].mask is None
+    with pytest.raises(DataError, match=r"there is no masks/ folder beside images/; segmentations/ holds masks adaqat "
+                                        r"made \(its results.csv\), not reference masks"):
+        load_pair(pairs[film.stem])
+
+
+def test_one_lungs_folder_alone_is_no_reference_and_a_lung_named_folder_wins(tmp_path, cxr_dir):
+    """ManualMask/leftMask without rightMask: half a reference, refused; COVID-QU-Ex's `lung masks/` beside
+    `infection masks/`: the lungs'."""
+    root = _montgomery(tmp_path / "MontgomerySet", cxr_dir)
+    shutil.rmtree(root / "ManualMask" / "rightMask")
+    pairs, _split = discover(root)
+    assert all(pair.mask is None for pair in pairs.values())
+    with pytest.raises(DataError, match=r"ManualMask/ holds only folders \(leftMask/\)"):
+        load_pair(pairs["MCUCXR_0001_0"])
+    qu = tmp_path / "COVID-19"
+    film = _films(cxr_dir)[0]
+    for folder in ("images", "lung masks", "infection masks"):
+        (qu / folder).mkdir(parents=True)
+        shutil.copy(film if folder == "images" else cxr_dir / "masks" / film.name, qu / folder / film.name)
+    assert dataset_folders(qu) == (qu / "images", qu / "lung masks")
+
+
+def test_nnunet_with_its_test_films_and_kaggle_with_its_test_folder_pick_the_films_of_the_masks(tmp_path, cxr_dir):
+    films = _films(cxr_dir)
+    nn = tmp_path / "Dataset501_Lungs"
+    kaggle = tmp_path / "Lung Segmentation"
+    for folder in ("imagesTr", "imagesTs", "labelsTr"):
+        (nn / folder).mkdir(parents=True)
+    for folder in ("CXR_png", "test", "masks"):
+        (kaggle / folder).mkdir(parents=True)
+    for k, film in enumerate(films):
+        shutil.copy(film, nn / ("imagesTr" if k < 2 else "imagesTs") / f"case_{k:04d}_0000.png")
+        shutil.copy(film, kaggle / ("CXR_png" if k < 2 else "test") / f"MCUCXR_{k:04d}_0.png")
+        if k < 2:
+            shutil.copy(cxr_dir / "masks" / film.name, nn / "labelsTr" / f"case_{k:04d}.png")
+            shutil.copy(cxr_dir / "masks" / film.name, kaggle / "masks" / f"MCUCXR_{k:04d}_0_mask.png")
+    assert dataset_folders(nn) == (nn / "imagesTr", nn / "labelsTr")
+    assert dataset_folders(kaggle) == (kaggle / "CXR_png", kaggle / "masks")
+    assert discover(nn)[0]["case_0001_0000"].mask == nn / "labelsTr" / "case_0001.png"
+
+
+def test_the_channel_suffix_is_dropped_only_in_a_folder_of_nnunet_films(tmp_path, cxr_dir):
+    """IMG_0000.png among other films is a film of its own name: never paired with an orphan masks/IMG.png."""
+    film = _films(cxr_dir)[0]
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    shutil.copy(film, tmp_path / "images" / "IMG_0000.png")
+    shutil.copy(film, tmp_path / "images" / "other.png")
+    shutil.copy(cxr_dir / "masks" / film.name, tmp_path / "masks" / "IMG.png")
+    assert discover(tmp_path)[0]["IMG_0000"].mask is None
+
+
+def test_a_scan_goes_into_a_film_folder_with_a_mask_word_but_not_a_folder_of_masks(tmp_path, cxr_dir):
+    from napari_adaqat.data.folders import scan_inputs
+
+    film = _films(cxr_dir)[0]
+    for folder, source in (("site_gt_hospital", film), ("segmentation_results", cxr_dir / "masks" / film.name)):
+        (tmp_path / folder).mkdir()
+        shutil.copy(source, tmp_path / folder / film.name)
+    files, skipped = scan_inputs([tmp_path], recursive=True)
+    assert files == [tmp_path / "site_gt_hospital" / film.name]
+    assert skipped == [tmp_path / "segmentation_results"]
+
+
+def test_a_whole_name_mask_beside_its_film_is_not_segmented(tmp_path):
+    from napari_adaqat.data.dataset import masks_beside_films
+
+    names = ["a.jpg", "a.jpg.png", "b.png", "b.png_mask.png", "IM0001", "IM0001.png"]
+    assert [p.name for p in masks_beside_films([tmp_path / n for n in names])] == ["a.jpg.png", "b.png_mask.png"]

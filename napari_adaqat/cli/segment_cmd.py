@@ -50,8 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "PATIENT/STUDY/SERIES/IM0001: the masks mirror the tree under --out (OUT/PATIENT/STUDY/SERIES/"
                         "IM0001_mask.png), so files of one name in different folders never collide. With several input "
                         "folders, each one's tree goes under OUT/<its folder name>/ (a second folder of that name: "
-                        "NAME_2, in the order given). Folders of masks (an earlier output with its results.csv, "
-                        "masks/ beside images/) and sub-folders that cannot be read are skipped and listed")
+                        "NAME_2, in the order given). Folders of masks (an earlier output with its results.csv, or a "
+                        "folder named as masks, e.g. masks/, ManualMask/, labelsTr/, whose first image reads as a "
+                        "mask) and sub-folders that cannot be read are skipped and listed")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder for the masks and results.csv; it may not be an input folder or lie inside "
                         "one (for a single file, its folder counts), so inputs stay untouched. One run at a time "

@@ -145,11 +145,16 @@ def _text(path: str | Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         bad = exc
-    try:  # Excel's plain "CSV" on a Western Windows PC is Windows-1252 ("Müller.png" as one byte per letter)
-        return data.decode("cp1252")
+    # Excel's plain "CSV" on a Western Windows PC is Windows-1252 ("Müller.png" as one byte per letter); a file that
+    # also holds UTF-8 letters was written in both (rows pasted from elsewhere): neither reading is right, refused
+    mixed = any(ord(c) > 127 for c in data.decode("utf-8", errors="ignore"))
+    try:
+        if not mixed:
+            return data.decode("cp1252")
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a UTF-8 text file (byte 0x{bad.object[bad.start]:02x} at offset "
-                         f"{bad.start}); save it as CSV (UTF-8)") from None
+        pass
+    raise ValueError(f"{path}: not a UTF-8 text file (byte 0x{bad.object[bad.start]:02x} at offset {bad.start}"
+                     f"{'; some rows are UTF-8, others not' if mixed else ''}); save it as CSV (UTF-8)")
 
 
 _SIGNATURES = ((b"PK\x03\x04", "an Excel workbook (.xlsx) or another zip file"),

@@ -22,9 +22,9 @@ from scipy import ndimage as ndi
 
 from napari_adaqat.data.dataset import DataError, Pair, discover, load_pair, split_source
 from napari_adaqat.data.layout import dataset_folders, layout_note, split_folders
-from napari_adaqat.io.masks import is_mask_file
 from napari_adaqat.data.split import OVERLAP_KEY, SPLITS
 from napari_adaqat.io import is_image_file, sample_name
+from napari_adaqat.io.masks import is_mask_file
 from napari_adaqat.util.text import listed
 
 SOURCE_TEXT = {"layout": "from DIR/train|val|test", "split.json": "from split.json",
@@ -187,14 +187,15 @@ def orphan_masks(root: Path, pairs: dict[str, Pair]) -> list[str]:
     """One ``"PATH: mask without an image …"`` line per mask file that no image of the dataset uses."""
     used = {p.mask.resolve() for p in pairs.values() if p.mask is not None}
     used |= {p.image.resolve() for p in pairs.values()}  # (a masks/ that is images/ holds the films too)
-    folders = [dataset_folders(folder)[1] for folder in [root, *split_folders(root).values()]]
+    places = [dataset_folders(folder) for folder in [root, *split_folders(root).values()]]
     lines = []
-    for folder in folders:
+    for films_folder, folder in places:
+        films = films_folder.name
         if folder.is_dir():
             for path in sorted(folder.iterdir()):
                 if path.is_file() and is_mask_file(path) and not path.name.startswith(".") \
                         and path.resolve() not in used:
-                    lines.append(f"{path}: mask without an image (expected images/{sample_name(path)}.png or another "
+                    lines.append(f"{path}: mask without an image (expected {films}/{sample_name(path)}.png or another "
                                  "image format)")
     return lines
 

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from napari_adaqat.data.layout import dataset_folders, missing_films_folder, split_folders
+from napari_adaqat.data.layout import (
+    CHANNEL_END, dataset_folders, first_entries, is_adaqat_output, missing_films_folder, split_folders,
+)
 from napari_adaqat.data.mask_grid import film_for_mask
 from napari_adaqat.data.split import SPLITS, load_split, make_split
 from napari_adaqat.io import ImageData, ImageReadError, check_segmentable, is_image_file, read_image, read_mask
-from napari_adaqat.io import sample_name
+from napari_adaqat.io import IMAGE_SUFFIXES, sample_name
 from napari_adaqat.io.masks import GIF_SUFFIX, is_mask_file
 from napari_adaqat.util.text import pairing_key
 
@@ -25,8 +28,6 @@ from napari_adaqat.util.text import pairing_key
 # what sites append to an image's name to name its mask (lower case; ``<name>_mask.png`` is checked first)
 MASK_SUFFIXES = ("_mask", "-mask", " mask", ".mask", "_seg", "-seg", "_label", "-label", "_labels", "_gt", "-gt")
 
-
-CHANNEL_END = "_0000"  # nnU-Net names a case's first image channel CASE_0000; its label is CASE
 
 
 class DataError(ValueError):
@@ -49,14 +50,14 @@ def lung_folders(masks: Path) -> tuple[Path, ...]:
     """Where a dataset's masks are when ``masks/`` holds no mask itself, only folders: one folder per lung, joined
     (a name with "left" and one with "right": Montgomery's ``ManualMask/leftMask`` and ``rightMask``; among several
     left ones, the one naming a lung, as SCR's ``left lung`` beside ``left clavicle``); else its one sub-folder
-    that holds images (``masks/lungs/``); else ``()``."""
+    that holds images (``masks/lungs/``), unless it is one lung's (``leftMask/`` alone: not a whole reference);
+    else ``()``."""
+    if any(p.is_file() and is_mask_file(p) for p in first_entries(masks)):  # (a plain folder of masks: no listing)
+        return ()
     try:
-        entries = sorted(masks.iterdir())
+        folders = sorted(p for p in masks.iterdir() if p.is_dir() and not p.name.startswith("."))
     except OSError:
         return ()
-    if any(p.is_file() and not p.name.startswith(".") and is_mask_file(p) for p in entries):
-        return ()
-    folders = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
 
     def side(word: str) -> list[Path]:
         named = [p for p in folders if word in p.name.casefold()]
@@ -65,22 +66,14 @@ def lung_folders(masks: Path) -> tuple[Path, ...]:
     left, right = side("left"), side("right")
     if len(left) == 1 and len(right) == 1 and left != right:
         return left[0], right[0]
-    with_images = [p for p in folders if any(f.is_file() and is_mask_file(f) for f in _first(p))]
-    return (with_images[0],) if len(with_images) == 1 else ()
+    with_images = [p for p in folders if any(f.is_file() and is_mask_file(f) for f in first_entries(p))]
+    one_side = len(with_images) == 1 and {"left", "right"} & set(_words(with_images[0].name))
+    return (with_images[0],) if len(with_images) == 1 and not one_side else ()
 
 
-def _first(folder: Path, n: int = 20) -> list[Path]:
-    """Up to ``n`` entries of ``folder`` (a look, not a listing: a folder of 100k masks)."""
-    found = []
-    try:
-        with os.scandir(folder) as it:
-            for entry in it:
-                found.append(Path(entry.path))
-                if len(found) >= n:
-                    break
-    except OSError:
-        pass
-    return found
+def _words(name: str) -> list[str]:
+    """The lower-case words of a folder's name (``leftMask`` → left, mask)."""
+    return [w.casefold() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+", name)]
 
 
 class MaskFolder:
@@ -108,16 +101,16 @@ class MaskFolder:
             if suffix:
                 self.by_base.setdefault(key[: -len(suffix)], []).append(name)
 
-    def find(self, image: Path) -> Path | None:
+    def find(self, image: Path, channel_suffix: bool = False) -> Path | None:
         """The mask of ``image``: ``<name>.png``, else ``<name>_mask.png`` (what ``adaqat segment`` writes),
         else any image file named ``<name>.<ext>``, else ``<name>`` + one of :data:`MASK_SUFFIXES` (any case)
         ``.<ext>``; ``<name>`` is :func:`~napari_adaqat.io.sample_name`, else the film's whole file name (masks
-        named ``a.jpg.png`` or ``a.png_mask.png``, as tools that append to the file name write them), else the
-        name less nnU-Net's channel suffix (``case_0001_0000.png`` → ``case_0001.png``)."""
+        named ``a.jpg.png`` or ``a.png_mask.png``, as tools that append to the file name write them); with
+        ``channel_suffix`` (a folder of nnU-Net films, all ``CASE_0000``), else the name less that suffix."""
         # a masks folder that is the images folder (masks -> images, or --masks pointing at it): never the film
         itself = image.name if os.path.realpath(image.parent) == self.real else None
         own = _nfc(sample_name(image))
-        names = (own, _nfc(image.name)) + ((own[: -len(CHANNEL_END)],) if own.endswith(CHANNEL_END) else ())
+        names = (own, _nfc(image.name)) + ((own[: -len(CHANNEL_END)],) if channel_suffix else ())
         for name in dict.fromkeys(names):
             for candidate in (f"{name}.png", f"{name}_mask.png"):
                 if candidate in self.names and self.names[candidate] != itself:
@@ -155,7 +148,9 @@ def masks_beside_films(entries: list[Path]) -> list[Path]:
     The rule of ``adaqat segment``, the Batch dock and the Annotate dock (all through
     :func:`~napari_adaqat.data.folders.scan_inputs`); a dataset's pairs also ask that the pixels be a mask's."""
     stems = {pairing_key(name) for p in entries for name in (sample_name(p), p.name)}  # (a.png_mask.png too)
-    return [p for p in entries if mask_suffix(p, stems)]
+    whole = {pairing_key(p.name) for p in entries}  # a.jpg.png beside a.jpg: the film's whole name + an extension
+    return [p for p in entries if mask_suffix(p, stems) or (Path(sample_name(p)).suffix.lower() in IMAGE_SUFFIXES
+                                                           and pairing_key(sample_name(p)) in whole)]
 
 
 def _reads_as_mask(path: Path) -> bool:
@@ -168,9 +163,10 @@ def _reads_as_mask(path: Path) -> bool:
 
 
 def _pairs_in(folder: Path) -> dict[str, Pair]:
-    """The pairs of ``folder/images`` (hidden files and masks beside their films skipped); a mask that two images
-    would share by a suffix rule (``a.png`` and ``a_seg.png``, mask ``a_seg.png``) or by case (``A.png`` and
-    ``a.png``) stays with the image of its own name, and with neither when no name is its own."""
+    """The pairs of ``folder``'s films and masks (:func:`~.layout.dataset_folders`: ``images/`` and ``masks/``, or
+    a set's own names; hidden files and masks beside their films skipped); a mask that two images would share by a
+    suffix rule (``a.png`` and ``a_seg.png``, mask ``a_seg.png``) or by case (``A.png`` and ``a.png``) stays with
+    the image of its own name, and with neither when no name is its own (nor its other lung's mask)."""
     images, masks = dataset_folders(folder)
     if not images.is_dir():
         return {}
@@ -180,10 +176,11 @@ def _pairs_in(folder: Path) -> dict[str, Pair]:
              if path.is_file() and is_image_file(path) and not path.name.startswith(".")]
     # images/a_mask.png beside images/a.png: a mask, not a film (unless its pixels are a film's: a_seg.png can be one)
     beside = {path for path in masks_beside_films(films) if _reads_as_mask(path)}
+    channels = bool(films) and all(sample_name(path).endswith(CHANNEL_END) for path in films)  # nnU-Net's films
     for path in films:
         if path not in beside:
             name = sample_name(path)
-            found = [finder.find(path) for finder in finders]  # (one per lung folder: a film needs them all)
+            found = [finder.find(path, channels) for finder in finders]  # (one per lung folder: a film needs all)
             pairs[name] = Pair(name, path, found[0], tuple(found[1:])) if all(found) else Pair(name, path, None)
     claims: dict[Path, list[Pair]] = {}
     for pair in pairs.values():
@@ -196,7 +193,7 @@ def _pairs_in(folder: Path) -> dict[str, Pair]:
                     or [p for p in claimants if pairing_key(p.name) == pairing_key(own)])
             for pair in claimants:
                 if len(keep) != 1 or pair is not keep[0]:
-                    pair.mask = None
+                    pair.mask, pair.parts = None, ()
     return pairs
 
 
@@ -277,21 +274,22 @@ def _no_masks_folder(image: Path, masks: Path) -> str:
     root = image.parent.parent
     if masks.is_dir():
         inside = _unread_mask(masks, sample_name(image))
-        try:
-            subs = sorted(f"{d.name}/" for d in masks.iterdir() if d.is_dir() and d.name[0] != ".")
-        except OSError:
-            subs = []
-        if subs and not inside and not any(p.is_file() for p in _first(masks)):
+        entries = first_entries(masks)  # (a look, not a listing: this runs for each film without its mask)
+        if entries and not inside and not any(p.is_file() for p in entries):
+            subs = sorted(f"{d.name}/" for d in entries if d.is_dir())
             return (f"; {masks.name}/ holds only folders ({', '.join(subs[:4])}): put the masks in {masks.name}/ "
                     "itself, or keep one folder per lung, named with left and right")
         return inside
     try:
-        others = sorted(f"{d.name}/" for d in root.iterdir()
-                        if d.is_dir() and d != image.parent and d.name[0] != ".")
+        folders = sorted(d for d in root.iterdir() if d.is_dir() and d != image.parent and d.name[0] != ".")
     except OSError:
-        others = []
+        folders = []
+    outputs = [f"{d.name}/" for d in folders if is_adaqat_output(d)]  # (predictions: never a reference)
+    others = [f"{d.name}/" for d in folders if not is_adaqat_output(d)]
     found = f" (found {', '.join(others[:4])}: rename the one holding the masks to masks/)" if others else ""
-    return f"; there is no masks/ folder beside images/{found}"
+    made = (f"; {', '.join(outputs[:2])} holds masks adaqat made (its results.csv), not reference masks"
+            if outputs else "")
+    return f"; there is no masks/ folder beside {image.parent.name}/{found}{made}"
 
 
 def read_reference(pair: Pair) -> np.ndarray:

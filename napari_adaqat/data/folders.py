@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from napari_adaqat.data.dataset import MASK_SUFFIXES, masks_beside_films
-from napari_adaqat.data.layout import is_mask_name
-from napari_adaqat.io import IMAGE_SUFFIXES, is_image_file, sample_name
+from napari_adaqat.data.layout import first_entries, is_adaqat_output, is_mask_name
+from napari_adaqat.io import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_mask, sample_name
 from napari_adaqat.io.dicom_open import is_dicomdir_name
 from napari_adaqat.io.images import raw_film_hint
+from napari_adaqat.io.masks import is_mask_file
 from napari_adaqat.util.text import pairing_key
 
 
@@ -118,25 +119,27 @@ def _scan_folder(folder: Path, recursive: bool, files: list[Path], skipped: Skip
         _scan_folder(sub, recursive, files, skipped, tick, top=False)
 
 
-RESULTS_NAME = "results.csv"  # (inference.journal.RESULTS_CSV; data does not import inference)
-RUN_MARKS = (".adaqat-journal", ".adaqat-run.lock")  # a run's journal and lock (inference.journal, .lock)
 MASK_END = "_mask"  # what adaqat segment and most exports append to a film's name for its mask
 
 
 def is_mask_folder(folder: Path) -> bool:
-    """A folder of masks, not of films: an ``adaqat segment`` output (its ``results.csv``, a run's journal or
-    lock), or one named as masks (:func:`~napari_adaqat.data.layout.is_mask_name`: ``masks/``, Shenzhen's
-    ``mask/``, Montgomery's ``ManualMask/``, ``labelsTr/``, ``GT/``).  A recursive scan does not go into it."""
-    if is_mask_name(folder.name):
+    """A folder of masks, not of films: an ``adaqat segment`` output (:func:`~.layout.is_adaqat_output`), or one
+    named as masks (:func:`~napari_adaqat.data.layout.is_mask_name`: ``masks/``, Shenzhen's ``mask/``, Montgomery's
+    ``ManualMask/``, ``labelsTr/``, ``GT/``) whose first image (in it or a folder of it) reads as a mask, or that
+    holds none.  A recursive scan does not go into it; ``site_gt_hospital/`` holding films is gone into."""
+    if is_adaqat_output(folder):
         return True
-    if any(os.path.exists(folder / mark) for mark in RUN_MARKS):  # (False, not raised, in a folder not readable)
+    if not is_mask_name(folder.name):
+        return False
+    places = [folder] + [p for p in first_entries(folder) if p.is_dir()]
+    first = next((f for place in places for f in first_entries(place) if f.is_file() and is_mask_file(f)), None)
+    if first is None:
         return True
     try:
-        with (folder / RESULTS_NAME).open(encoding="utf-8", errors="replace") as fh:
-            header = fh.readline()
-    except OSError:
+        read_mask(first, lung_labels=True)
+    except ImageReadError:  # (a film: many grey levels)
         return False
-    return {"file", "status", "mask"} <= {cell.strip() for cell in header.split(",")}
+    return True
 
 
 def mirror_folder(path: Path, roots: Sequence[Path]) -> Path:

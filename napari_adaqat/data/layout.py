@@ -1,14 +1,16 @@
 """Which sub-folders of a dataset folder hold its films and its masks: ``images/`` and ``masks/``, or, as public
 sets unpack, the one folder of films and the one of masks under their own names (Montgomery's ``CXR_png/`` and
-``ManualMask/``, Shenzhen's ``CXR_png/`` and ``mask/``, COVID-QU-Ex's ``images/`` and ``lung masks/``)."""
+``ManualMask/``, Shenzhen's ``CXR_png/`` and ``mask/``, COVID-QU-Ex's ``images/`` and ``lung masks/``, nnU-Net's
+``imagesTr/`` and ``labelsTr/``)."""
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
 
-from napari_adaqat.io import IMAGE_SUFFIXES, is_image_file
+from napari_adaqat.io import IMAGE_SUFFIXES, is_image_file, sample_name
 from napari_adaqat.io.images import raw_film_hint
+from napari_adaqat.util.text import pairing_key
 
 # the split layout's folders (any case: COVID-QU-Ex ships Train/ Val/ Test/; "valid" as Roboflow and Kaggle write it)
 SPLIT_NAMES = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
@@ -26,33 +28,24 @@ def is_mask_name(name: str) -> bool:
     return any(word.casefold() in MASK_WORDS for word in _WORDS.findall(name))
 
 
-def _holds_images(folder: Path, n: int = 20) -> bool:
-    """Whether one of the first ``n`` entries of ``folder`` is an image file (a look, not a listing)."""
-    try:
-        with os.scandir(folder) as entries:
-            for i, entry in enumerate(entries):
-                if i >= n:
-                    break
-                if not entry.name.startswith(".") and entry.is_file() and is_image_file(Path(entry.path)):
-                    return True
-    except OSError:
-        pass
-    return False
-
-
-def _first_files(folder: Path, n: int = 20) -> list[Path]:
-    """Up to ``n`` files of ``folder`` (a look, not a listing)."""
+def first_entries(folder: Path, n: int = 20) -> list[Path]:
+    """Up to ``n`` visible entries of ``folder``, in no order (a look, not a listing: folders of 100k files)."""
     found: list[Path] = []
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
-                if entry.is_file():
+                if not entry.name.startswith("."):
                     found.append(Path(entry.path))
                     if len(found) >= n:
                         break
     except OSError:
         pass
     return found
+
+
+def _holds_images(folder: Path) -> bool:
+    """Whether one of the first entries of ``folder`` is an image file."""
+    return any(p.is_file() and is_image_file(p) for p in first_entries(folder))
 
 
 def _folders(root: Path) -> list[Path]:
@@ -62,23 +55,80 @@ def _folders(root: Path) -> list[Path]:
         return []
 
 
+RESULTS_NAME = "results.csv"  # (inference.journal.RESULTS_CSV; data does not import inference)
+RUN_MARKS = (".adaqat-journal", ".adaqat-run.lock")  # a run's journal and lock (inference.journal, .lock)
+
+
+def is_adaqat_output(folder: Path) -> bool:
+    """Whether ``folder`` is an ``adaqat segment`` output: its ``results.csv``, a run's journal or lock (masks the
+    model made: never a dataset's reference masks)."""
+    if any(os.path.exists(folder / mark) for mark in RUN_MARKS):  # (False, not raised, in a folder not readable)
+        return True
+    try:
+        with (folder / RESULTS_NAME).open(encoding="utf-8", errors="replace") as fh:
+            header = fh.readline()
+    except OSError:
+        return False
+    return {"file", "status", "mask"} <= {cell.strip() for cell in header.split(",")}
+
+
+def _mask_keys(masks: Path) -> set[str]:
+    """The names (pairing keys, less a mask suffix) of the masks in ``masks`` or, where it holds only folders, in
+    them (``ManualMask/leftMask``): to tell which folder of films they belong to."""
+    from napari_adaqat.data.dataset import MASK_SUFFIXES  # (dataset imports this module)
+
+    keys = set()
+    for place in [masks] + [p for p in first_entries(masks) if p.is_dir()]:
+        try:
+            names = [e.name for e in os.scandir(place) if e.is_file()]
+        except OSError:
+            continue
+        for name in names:
+            key = pairing_key(Path(name).stem)
+            keys.add(key)
+            keys.update(key[: -len(end)] for end in MASK_SUFFIXES if key.endswith(end))
+    return keys
+
+
+def _paired_most(films: list[Path], masks: Path) -> list[Path]:
+    """Of several folders of films, the one whose films (the first 50 of each) have the most masks in ``masks``
+    (nnU-Net's imagesTr/ beside imagesTs/ for labelsTr/; Kaggle's CXR_png/ beside test/), if one leads."""
+    keys = _mask_keys(masks)
+
+    def paired(folder: Path) -> int:
+        names = [pairing_key(sample_name(p)) for p in first_entries(folder, 50) if p.is_file()]
+        return sum(name in keys or name.removesuffix(CHANNEL_END) in keys for name in names)
+
+    counts = {folder: paired(folder) for folder in films}
+    best = max(counts.values())
+    leaders = [folder for folder, n in counts.items() if n == best]
+    return leaders if best > 0 and len(leaders) == 1 else films
+
+
+CHANNEL_END = "_0000"  # nnU-Net names a case's first image channel CASE_0000; its label is CASE
+
+
 def dataset_folders(root: Path) -> tuple[Path, Path]:
     """(films folder, masks folder) of the dataset folder ``root``: ``images/`` and ``masks/``.  Without
-    ``images/``, the one sub-folder of films (one holding images, not named as masks: ``CXR_png/``) when there is
-    exactly one; without ``masks/``, the one sub-folder named as masks (:func:`is_mask_name`: ``mask/``,
-    ``ManualMask/``) when there is exactly one.  Otherwise the missing one is ``images/`` or ``masks/`` (absent:
-    the caller says so)."""
+    ``masks/``, the one sub-folder named as masks (:func:`is_mask_name`: ``mask/``, ``ManualMask/``; of several, the
+    one naming the lungs: COVID-QU-Ex's ``lung masks/`` beside ``infection masks/``), never an adaqat output of
+    predicted masks (:func:`is_adaqat_output`); without ``images/``, the one other sub-folder that holds films
+    (``CXR_png/``), or of several the one whose films those masks name (:func:`_paired_most`).  Otherwise the missing
+    one is ``images/`` or ``masks/`` (absent: the caller says so)."""
     root = Path(root)
     images, masks = root / "images", root / "masks"
     if images.is_dir() and masks.is_dir():
         return images, masks
-    folders = _folders(root)
-    named = [p for p in folders if is_mask_name(p.name)]
+    folders = [p for p in _folders(root) if not is_adaqat_output(p)]
+    if not masks.is_dir():
+        named = [p for p in folders if is_mask_name(p.name)]
+        lungs = [p for p in named if "lung" in p.name.casefold()]
+        named = lungs if len(named) > 1 and len(lungs) == 1 else named
+        masks = named[0] if len(named) == 1 else masks
     if not images.is_dir():
         films = [p for p in folders if not is_mask_name(p.name) and _holds_images(p)]
+        films = _paired_most(films, masks) if len(films) > 1 and masks.is_dir() else films
         images = films[0] if len(films) == 1 else images
-    if not masks.is_dir() and len(named) == 1:
-        masks = named[0]
     return images, masks
 
 
@@ -91,8 +141,9 @@ def layout_note(root: Path) -> str:
     return f"films from {images.name}/, masks from {masks.name}/ (the folders of {Path(root).name}/ named so)"
 
 
-def missing_films_folder(root: Path) -> str:
-    """The one-line reason why ``root`` has no folder of films (no ``images/``, and not exactly one other)."""
+def missing_films_folder(root: Path, empty: str = "empty dataset: no images found") -> str:
+    """The one-line reason why ``root`` has no folder of films (no ``images/``, and not exactly one other);
+    ``empty``: what the last resort says (no folder of films at all)."""
     folders = _folders(root)
     films = [f"{p.name}/" for p in folders if not is_mask_name(p.name) and _holds_images(p)]
     if len(films) > 1:
@@ -100,7 +151,7 @@ def missing_films_folder(root: Path) -> str:
                 "films with masks in images/ and their masks in masks/")
     images = root / "images"
     if images.is_dir() and not _holds_images(images):
-        files = sorted(p for p in _first_files(images) if not p.name.startswith("."))
+        files = sorted(p for p in first_entries(images) if p.is_file())
         if files:
             hint = raw_film_hint(files[0])
             return (f"{images}: holds no film adaqat reads; {files[0].name}: "
@@ -110,7 +161,7 @@ def missing_films_folder(root: Path) -> str:
                 "the films in images/ and the masks in masks/")
     others = [f"{p.name}/" for p in folders]
     found = f" (found {', '.join(others[:4])}{', …' if len(others) > 4 else ''})" if others else ""
-    return f"{root}: empty dataset: no images found (expected {root}/images and {root}/masks{found})"
+    return f"{root}: {empty} (expected {root}/images and {root}/masks{found})"
 
 
 def split_folders(root: Path) -> dict[str, Path]:

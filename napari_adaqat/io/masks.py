@@ -36,6 +36,8 @@ def _read_gif(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         if im.format != "GIF":
             raise fail(path, f"not a GIF image (it holds {im.format or 'another format'} data)")
+        if getattr(im, "n_frames", 1) > 1:  # (which frame is the mask? not guessed)
+            raise fail(path, f"an animated GIF ({im.n_frames} frames), not a mask: save the mask as one PNG")
         return np.asarray(im.convert("L"))
 
 

@@ -50,7 +50,7 @@ def preflight(cfg: TrainConfig, resume: bool = False) -> None:
     from napari_adaqat.data.layout import dataset_folders, missing_films_folder, split_folders
 
     if not (dataset_folders(data)[0].is_dir() or split_folders(data)):
-        raise ValueError(missing_films_folder(data).replace("empty dataset: no images found", "no images/ folder"))
+        raise ValueError(missing_films_folder(data, empty="no images/ folder"))
     if not cfg.out:
         raise ValueError("Choose a run folder (--out RUN)")
     check_run_folder(cfg.out, cfg.data, resume=resume, from_run=cfg.from_run)
