@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_adaqat.data.layout import (
-    CHANNEL_END, dataset_folders, first_entries, is_adaqat_output, missing_films_folder, split_folders,
+from napari_adaqat.data.layout import (  # (MASK_SUFFIXES: the names of masks, used here and beside films)
+    CHANNEL_END, MASK_SUFFIXES, dataset_folders, first_entries, is_adaqat_output, missing_films_folder, split_folders,
 )
 from napari_adaqat.data.mask_grid import film_for_mask
 from napari_adaqat.data.split import SPLITS, load_split, make_split
@@ -25,8 +25,6 @@ from napari_adaqat.io.masks import GIF_SUFFIX, is_mask_file
 from napari_adaqat.util.text import pairing_key
 
 
-# what sites append to an image's name to name its mask (lower case; ``<name>_mask.png`` is checked first)
-MASK_SUFFIXES = ("_mask", "-mask", " mask", ".mask", "_seg", "-seg", "_label", "-label", "_labels", "_gt", "-gt")
 
 
 

@@ -11,7 +11,7 @@ from napari_adaqat.data.dataset import MASK_SUFFIXES, masks_beside_films
 from napari_adaqat.data.layout import first_entries, is_adaqat_output, is_mask_name
 from napari_adaqat.io import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_mask, sample_name
 from napari_adaqat.io.dicom_open import is_dicomdir_name
-from napari_adaqat.io.images import raw_film_hint
+from napari_adaqat.io.images import RAW_FILMS, raw_film_hint
 from napari_adaqat.io.masks import is_mask_file
 from napari_adaqat.util.text import pairing_key
 
@@ -39,6 +39,7 @@ class Skipped(list):
         super().__init__()
         self.kinds: dict[Path, str] = {}
         self.reasons: dict[Path, str] = {}
+        self.raw_film: tuple[Path, str] | None = None  # the first headerless raw film met (JSRT's .IMG), its hint
 
     def add(self, path: Path, kind: str) -> None:
         self.append(path)
@@ -110,6 +111,9 @@ def _scan_folder(folder: Path, recursive: bool, files: list[Path], skipped: Skip
                 skipped.add(entry, kind)
         elif entry.is_file():
             skipped.add(entry, OTHER_FILE)
+            if skipped.raw_film is None and _raw_size(entry):
+                hint = raw_film_hint(entry)
+                skipped.raw_film = (entry, hint) if hint else None
     masks = masks_beside_films(found)
     beside = set(masks)  # (a set: a folder of 10,000 films and their masks is not 10^8 comparisons)
     files += [entry for entry in found if entry not in beside]
@@ -199,7 +203,8 @@ def describe_skipped(entries: list[Path], shown: int = 3, recurse_hint: str = ""
         kinds = sorted({"DICOMDIR, an export's index" if is_dicomdir_name(p) else p.suffix.lower() or "no extension"
                         for p in files})
         what = "file that is not an image" if len(files) == 1 else "files that are not images"
-        raw = next(((p, hint) for p in files[:20] if (hint := raw_film_hint(p))), None)  # JSRT's .IMG films
+        raw = entries.raw_film if isinstance(entries, Skipped) else next(  # (JSRT's .IMG films)
+            ((p, hint) for p in files[:20] if (hint := raw_film_hint(p))), None)
         parts.append(f"{len(files)} {what} adaqat reads ({', '.join(kinds)}; it reads "
                      f"{', '.join(IMAGE_SUFFIXES)} and DICOM under any name): {listing(files)}"
                      + (f" ({raw[0].name} and the like: {raw[1]})" if raw else ""))
@@ -220,6 +225,14 @@ def describe_skipped(entries: list[Path], shown: int = 3, recurse_hint: str = ""
         parts.append(f"{len(unreadable)} sub-folder{'s' * (len(unreadable) != 1)} that cannot be read ({why}): "
                      f"{shown_paths}")
     return "; ".join(parts)
+
+
+def _raw_size(path: Path) -> bool:
+    """Whether ``path`` has the size of a headerless raw film (:data:`~napari_adaqat.io.images.RAW_FILMS`)."""
+    try:
+        return path.stat().st_size in RAW_FILMS
+    except OSError:
+        return False
 
 
 def _kind(path: Path) -> str:

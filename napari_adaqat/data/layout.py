@@ -12,6 +12,9 @@ from napari_adaqat.io import IMAGE_SUFFIXES, is_image_file, sample_name
 from napari_adaqat.io.images import raw_film_hint
 from napari_adaqat.util.text import pairing_key
 
+# what sites append to an image's name to name its mask (lower case; ``<name>_mask.png`` is checked first)
+MASK_SUFFIXES = ("_mask", "-mask", " mask", ".mask", "_seg", "-seg", "_label", "-label", "_labels", "_gt", "-gt")
+
 # the split layout's folders (any case: COVID-QU-Ex ships Train/ Val/ Test/; "valid" as Roboflow and Kaggle write it)
 SPLIT_NAMES = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
 
@@ -75,8 +78,6 @@ def is_adaqat_output(folder: Path) -> bool:
 def _mask_keys(masks: Path) -> set[str]:
     """The names (pairing keys, less a mask suffix) of the masks in ``masks`` or, where it holds only folders, in
     them (``ManualMask/leftMask``): to tell which folder of films they belong to."""
-    from napari_adaqat.data.dataset import MASK_SUFFIXES  # (dataset imports this module)
-
     keys = set()
     for place in [masks] + [p for p in first_entries(masks) if p.is_dir()]:
         try:
