@@ -154,7 +154,7 @@ def reading_notes(root: Path, pairs: list[Pair]) -> list[str]:
     """How the loaded ``pairs`` of ``root`` were read where it is not plain images/ + masks/: the folders chosen
     (:func:`~napari_adaqat.data.layout.layout_note`), masks joined from one folder per lung, films resampled onto
     their masks' grid (masks saved at another size: ``film_shape``).  One line each."""
-    notes = [layout_note(root)] if layout_note(root) else []
+    notes = [note] if (note := layout_note(root)) else []
     joined = next((pair for pair in pairs if pair.parts), None)
     if joined is not None:
         folders = " and ".join(f"{path.parent.name}/" for path in (joined.mask, *joined.parts))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_adaqat.data.layout import (  # (MASK_SUFFIXES: the names of masks, used here and beside films)
-    CHANNEL_END, MASK_SUFFIXES, dataset_folders, first_entries, is_adaqat_output, missing_films_folder, split_folders,
+    CHANNEL_END, MASK_SUFFIXES, dataset_folders, first_entries, is_adaqat_output, missing_films_folder, name_words,
+    split_folders,
 )
 from napari_adaqat.data.mask_grid import film_for_mask
 from napari_adaqat.data.split import SPLITS, load_split, make_split
@@ -58,20 +58,15 @@ def lung_folders(masks: Path) -> tuple[Path, ...]:
         return ()
 
     def side(word: str) -> list[Path]:
-        named = [p for p in folders if word in p.name.casefold()]
-        return [p for p in named if "lung" in p.name.casefold()] if len(named) > 1 else named
+        named = [p for p in folders if word in name_words(p.name)]
+        return [p for p in named if "lung" in name_words(p.name)] if len(named) > 1 else named
 
     left, right = side("left"), side("right")
     if len(left) == 1 and len(right) == 1 and left != right:
         return left[0], right[0]
     with_images = [p for p in folders if any(f.is_file() and is_mask_file(f) for f in first_entries(p))]
-    one_side = len(with_images) == 1 and {"left", "right"} & set(_words(with_images[0].name))
+    one_side = len(with_images) == 1 and {"left", "right"} & set(name_words(with_images[0].name))
     return (with_images[0],) if len(with_images) == 1 and not one_side else ()
-
-
-def _words(name: str) -> list[str]:
-    """The lower-case words of a folder's name (``leftMask`` → left, mask)."""
-    return [w.casefold() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+", name)]
 
 
 class MaskFolder:
@@ -195,10 +190,11 @@ def _pairs_in(folder: Path) -> dict[str, Pair]:
     return pairs
 
 
-def split_source(root: Path) -> str:
+def split_source(root: Path, folders: dict[str, Path] | None = None) -> str:
     """Where :func:`discover` takes the split from: ``"layout"`` (DIR/train|val|test),
-    ``"split.json"`` (DIR/split.json) or ``"seeded"`` (an 80:10:10 cut of the names)."""
-    if split_folders(root):
+    ``"split.json"`` (DIR/split.json) or ``"seeded"`` (an 80:10:10 cut of the names); ``folders``: the
+    :func:`~.layout.split_folders` of ``root`` when already found."""
+    if split_folders(root) if folders is None else folders:
         return "layout"
     return "split.json" if (root / "split.json").is_file() else "seeded"
 
@@ -218,10 +214,10 @@ def discover(data_dir: str | Path, seed: int = 0) -> tuple[dict[str, Pair], dict
     root = Path(data_dir)
     if not root.is_dir():
         raise DataError(f"{root}: data folder not found")
-    source = split_source(root)
+    folders = split_folders(root)
+    source = split_source(root, folders)
     if source == "layout":
         pairs, split = {}, {}
-        folders = split_folders(root)
         for s in SPLITS:
             found = _pairs_in(folders[s]) if s in folders else {}
             pairs.update(found)
@@ -282,8 +278,9 @@ def _no_masks_folder(image: Path, masks: Path) -> str:
         folders = sorted(d for d in root.iterdir() if d.is_dir() and d != image.parent and d.name[0] != ".")
     except OSError:
         folders = []
-    outputs = [f"{d.name}/" for d in folders if is_adaqat_output(d)]  # (predictions: never a reference)
-    others = [f"{d.name}/" for d in folders if not is_adaqat_output(d)]
+    made_here = {d: is_adaqat_output(d) for d in folders}  # (predictions: never a reference)
+    outputs = [f"{d.name}/" for d in folders if made_here[d]]
+    others = [f"{d.name}/" for d in folders if not made_here[d]]
     found = f" (found {', '.join(others[:4])}: rename the one holding the masks to masks/)" if others else ""
     made = (f"; {', '.join(outputs[:2])} holds masks adaqat made (its results.csv), not reference masks"
             if outputs else "")

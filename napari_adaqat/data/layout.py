@@ -24,11 +24,16 @@ MASK_WORDS = frozenset({"mask", "masks", "label", "labels", "seg", "segs", "segm
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")  # lung_masks, ManualMask, labelsTr, GT: words of a name
 
 
+def name_words(name: str) -> list[str]:
+    """The lower-case words of a folder's name, split at ``_ -.^``, spaces and camelCase (``leftMask`` → left, mask)."""
+    return [word.casefold() for word in _WORDS.findall(name)]
+
+
 def is_mask_name(name: str) -> bool:
     """Whether a folder's name says it holds masks: one of its words (split at ``_ -.``, spaces and camelCase) is
     one of :data:`MASK_WORDS` (``masks``, ``ManualMask``, ``lung masks``, ``labelsTr``, ``GT``, ``SEG``); a
     patient's ``SEGAL^J`` or ``unlabeled/`` is not."""
-    return any(word.casefold() in MASK_WORDS for word in _WORDS.findall(name))
+    return any(word in MASK_WORDS for word in name_words(name))
 
 
 def first_entries(folder: Path, n: int = 20) -> list[Path]:
