@@ -62,8 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p, several=True)
     p.add_argument("--data", required=True,
                    help="dataset folder (DATA/images + DATA/masks, the split layout, or a public set as it unpacks: "
-                        "its one folder of films and one named as masks, e.g. Montgomery's CXR_png + ManualMask; "
-                        "the run says which folders it read)")
+                        "its one folder of films and one named as masks, e.g. Montgomery's CXR_png + ManualMask, "
+                        "or class folders each holding theirs, e.g. COVID/ Normal/; the run says which folders it "
+                        "read)")
     p.add_argument("--out", required=True, metavar="REPORT_DIR",
                    help="report folder (see below); it may not lie inside the data folder")
     p.add_argument("--split", default="auto", choices=["auto", "train", "val", "test", "all"],

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_adaqat.data.dataset import DataError, Pair, discover, load_pair, split_source
-from napari_adaqat.data.layout import dataset_folders, layout_note, split_folders
+from napari_adaqat.data.layout import dataset_folders, layout_note, pair_places
 from napari_adaqat.data.split import OVERLAP_KEY, SPLITS
 from napari_adaqat.io import is_image_file, sample_name
 from napari_adaqat.io.masks import is_mask_file
@@ -187,7 +187,7 @@ def orphan_masks(root: Path, pairs: dict[str, Pair]) -> list[str]:
     """One ``"PATH: mask without an image …"`` line per mask file that no image of the dataset uses."""
     used = {p.mask.resolve() for p in pairs.values() if p.mask is not None}
     used |= {p.image.resolve() for p in pairs.values()}  # (a masks/ that is images/ holds the films too)
-    places = [dataset_folders(folder) for folder in [root, *split_folders(root).values()]]
+    places = [dataset_folders(folder) for folder in pair_places(root)]
     lines = []
     for films_folder, folder in places:
         films = films_folder.name
@@ -205,7 +205,7 @@ def shadowed_images(root: Path, pairs: dict[str, Pair]) -> list[str]:
     dataset is keyed by name, so only one of them is a film."""
     used = {p.image.resolve() for p in pairs.values()}
     lines = []
-    for folder in [dataset_folders(place)[0] for place in [root, *split_folders(root).values()]]:
+    for folder in [dataset_folders(place)[0] for place in pair_places(root)]:
         if folder.is_dir():
             for path in sorted(folder.iterdir()):
                 name = sample_name(path)

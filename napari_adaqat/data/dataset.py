@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_adaqat.data.layout import (  # (MASK_SUFFIXES: the names of masks, used here and beside films)
-    CHANNEL_END, MASK_SUFFIXES, dataset_folders, first_entries, is_adaqat_output, missing_films_folder, name_words,
-    split_folders,
+    CHANNEL_END, MASK_SUFFIXES, class_folders, dataset_folders, first_entries, is_adaqat_output, missing_films_folder,
+    name_words, split_folders,
 )
 from napari_adaqat.data.mask_grid import film_for_mask
 from napari_adaqat.data.split import SPLITS, load_split, make_split
@@ -160,6 +160,9 @@ def _pairs_in(folder: Path) -> dict[str, Pair]:
     a set's own names; hidden files and masks beside their films skipped); a mask that two images would share by a
     suffix rule (``a.png`` and ``a_seg.png``, mask ``a_seg.png``) or by case (``A.png`` and ``a.png``) stays with
     the image of its own name, and with neither when no name is its own (nor its other lung's mask)."""
+    groups = class_folders(folder)
+    if groups:
+        return _pairs_of_classes(groups)
     images, masks = dataset_folders(folder)
     if not images.is_dir():
         return {}
@@ -187,6 +190,19 @@ def _pairs_in(folder: Path) -> dict[str, Pair]:
             for pair in claimants:
                 if len(keep) != 1 or pair is not keep[0]:
                     pair.mask, pair.parts = None, ()
+    return pairs
+
+
+def _pairs_of_classes(groups: list[Path]) -> dict[str, Pair]:
+    """The pairs of every class folder (:func:`~.layout.class_folders`); a film name in two of them is refused (a
+    dataset is keyed by name, so one of the two would be lost)."""
+    pairs: dict[str, Pair] = {}
+    for group in groups:
+        for name, pair in _pairs_in(group).items():
+            if name in pairs:
+                raise DataError(f"{pair.image}: a film of the same name is in {pairs[name].image.parent.parent.name}/"
+                                " too; the class folders are read as one dataset, so rename one of the two")
+            pairs[name] = pair
     return pairs
 
 
@@ -225,10 +241,18 @@ def discover(data_dir: str | Path, seed: int = 0) -> tuple[dict[str, Pair], dict
     else:
         pairs = _pairs_in(root)
         split = names_of_pairs(load_split(root / "split.json"), pairs) if source == "split.json" \
-            else make_split(list(pairs), seed)
+            else _seeded_split(pairs, seed)
     if not pairs:
         raise DataError(missing_films_folder(root))
     return pairs, split
+
+
+def _seeded_split(pairs: dict[str, Pair], seed: int) -> dict[str, list[str]]:
+    """The seeded cut (:func:`~.split.make_split`) of the films that have masks; the films without one go to
+    ``train``, where the data check names them (Shenzhen's 96 films without masks left validation short)."""
+    split = make_split([name for name, pair in pairs.items() if pair.mask is not None], seed)
+    split["train"] = sorted(split["train"] + [name for name, pair in pairs.items() if pair.mask is None])
+    return split
 
 
 def _unread_mask(masks: Path, name: str) -> str:

@@ -138,13 +138,52 @@ def dataset_folders(root: Path) -> tuple[Path, Path]:
     return images, masks
 
 
+def class_folders(root: Path) -> list[Path]:
+    """The class sub-folders of ``root`` that are each a dataset of films and masks (:func:`dataset_folders`), when
+    ``root`` has no folder of films of its own: COVID-19 Radiography's ``COVID/ Normal/ …``, each with ``images/``
+    and ``masks/``; COVID-QU-Ex's ``Train/COVID-19/ Non-COVID/ Normal/``, each with ``images/`` and ``lung masks/``.
+    One level only; else ``[]``."""
+    if dataset_folders(root)[0].is_dir():
+        return []
+    found = []
+    for folder in _folders(root):
+        if not is_mask_name(folder.name) and not is_adaqat_output(folder):
+            images, masks = dataset_folders(folder)
+            if images.is_dir() and masks.is_dir():
+                found.append(folder)
+    return found
+
+
+def holds_dataset(root: Path) -> bool:
+    """Whether ``root`` is a dataset folder by itself: its folder of films, or class folders holding theirs."""
+    return dataset_folders(root)[0].is_dir() or bool(class_folders(root))
+
+
+def pair_places(root: Path) -> list[Path]:
+    """Every folder of the dataset ``root`` whose films and masks pair (:func:`dataset_folders`): ``root``, its
+    split folders (:func:`split_folders`), each of them replaced by its class folders where it has them."""
+    places = []
+    for top in [root, *split_folders(root).values()]:
+        places += class_folders(top) or [top]
+    return places
+
+
 def layout_note(root: Path) -> str:
     """``"films from CXR_png/, masks from ManualMask/ …"`` when :func:`dataset_folders` chose folders of other
-    names, else ``""``."""
-    images, masks = dataset_folders(root)
-    if (images.name, masks.name) == ("images", "masks") or not images.is_dir():
+    names, or the class folders read (:func:`class_folders`), else ``""``."""
+    parts = split_folders(root)
+    top = parts.get("train", root)
+    groups = class_folders(top)
+    images, masks = dataset_folders(groups[0] if groups else top)
+    if not images.is_dir():
         return ""
-    return f"films from {images.name}/, masks from {masks.name}/ (the folders of {Path(root).name}/ named so)"
+    if groups:
+        shown = ", ".join(f"{g.name}/" for g in groups[:4]) + (", …" if len(groups) > 4 else "")
+        return (f"films and masks from the {len(groups)} class folders of {top.name}/ ({shown}), each its "
+                f"{images.name}/ and {masks.name}/" + (" (likewise in each split folder)" if parts else ""))
+    if (images.name, masks.name) == ("images", "masks"):
+        return ""
+    return f"films from {images.name}/, masks from {masks.name}/ (the folders of {top.name}/ named so)"
 
 
 def missing_films_folder(root: Path, empty: str = "empty dataset: no images found") -> str:
@@ -177,7 +216,7 @@ def split_folders(root: Path) -> dict[str, Path]:
     by_name = {p.name.casefold(): p for p in _folders(root)}
     found = {}
     for part, names in SPLIT_NAMES.items():
-        folder = next((by_name[n] for n in names if n in by_name and dataset_folders(by_name[n])[0].is_dir()), None)
+        folder = next((by_name[n] for n in names if n in by_name and holds_dataset(by_name[n])), None)
         if folder is not None:
             found[part] = folder
     return found if "train" in found and len(found) > 1 else {}

@@ -18,7 +18,7 @@ import numpy as np
 from napari_adaqat.data import Pair, check_output_folder, check_pairs, discover, load_split
 from napari_adaqat.data.check import orphan_masks, reading_notes, shadowed_images
 from napari_adaqat.data.dataset import names_of_pairs, read_reference
-from napari_adaqat.data.layout import dataset_folders, split_folders
+from napari_adaqat.data.layout import dataset_folders, pair_places
 from napari_adaqat.data.mask_grid import film_for_mask
 from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched, model_ref
 from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
@@ -98,7 +98,7 @@ def _left_out(root: Path, pairs: dict[str, Pair]) -> list[str]:
             notes.append(f"{len(lines)} {what} are in no pair, so not scored: {'; '.join(lines[:2])}"
                          + ("; …" if len(lines) > 2 else ""))
     nested = []
-    for images in [dataset_folders(place)[0] for place in [root, *split_folders(root).values()]]:
+    for images in [dataset_folders(place)[0] for place in pair_places(root)]:
         with contextlib.suppress(OSError):
             nested += [d for d in sorted(images.iterdir()) if d.is_dir() and not d.name.startswith(".")
                        and any(is_image_file(f) for f in d.rglob("*") if f.is_file())]

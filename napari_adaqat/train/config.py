@@ -86,7 +86,7 @@ class TrainConfig:
     data: str = _opt("", "dataset folder: DIR/images + DIR/masks, or DIR/{train,val,test}/{images,masks}, or a "
                          "public set as it unpacks (its one folder of films and one named as masks: Montgomery's "
                          "CXR_png + ManualMask/{left,right}Mask, Shenzhen's CXR_png + mask, nnU-Net's imagesTr + "
-                         "labelsTr)")
+                         "labelsTr; or class folders each holding theirs: COVID/ Normal/)")
     out: str = _opt("", "run folder (checkpoints/, progress.jsonl, split.json, config.json; with --stage all: "
                        "stage1/, stage2/, chain.json, model_int8.safetensors, baseline_fp32.safetensors)")
     model_type: str = _opt("vit_b", "architecture: vit_b, vit_l, vit_h (official SAM), hybrid_tiny (v3; "

@@ -47,9 +47,9 @@ def preflight(cfg: TrainConfig, resume: bool = False) -> None:
     data = Path(cfg.data)
     if not data.is_dir():
         raise ValueError(f"{data}: data folder not found{did_you_mean(str(data))}")
-    from napari_adaqat.data.layout import dataset_folders, missing_films_folder, split_folders
+    from napari_adaqat.data.layout import holds_dataset, missing_films_folder, split_folders
 
-    if not (dataset_folders(data)[0].is_dir() or split_folders(data)):
+    if not (holds_dataset(data) or split_folders(data)):
         raise ValueError(missing_films_folder(data, empty="no images/ folder"))
     if not cfg.out:
         raise ValueError("Choose a run folder (--out RUN)")
