@@ -115,3 +115,35 @@ def test_the_seeded_cut_is_over_the_films_with_masks(tmp_path, cxr_dir):
     assert split["val"] == masked_split["val"] and split["test"] == masked_split["test"]
     assert split["train"] == sorted(masked_split["train"] + without)
     assert not set(without) & set(split["val"] + split["test"])
+
+
+def test_films_with_their_masks_beside_them_in_one_folder(tmp_path, cxr_dir, capsys):
+    """A Kaggle habit: a.png beside a_mask.png in one folder given as --data; a film without one is named."""
+    root = tmp_path / "lungs"
+    root.mkdir()
+    films = _films(cxr_dir)
+    for k, film in enumerate(films):
+        shutil.copy(film, root / f"p{k}.png")
+        if k:
+            shutil.copy(cxr_dir / "masks" / film.name, root / f"p{k}_mask.png")
+    assert layout_note(root) == "films and their masks side by side in lungs/ (a mask named as its film + _mask, _seg …)"
+    pairs, _ = discover(root)
+    assert sorted(pairs) == [f"p{k}" for k in range(len(films))]
+    assert pairs["p1"].mask == root / "p1_mask.png" and pairs["p0"].mask is None
+    with pytest.raises(DataError, match=r"p0.png: missing mask \(expected p0_mask.png beside it\)"):
+        load_pair(pairs["p0"])
+    out = tmp_path / "report"
+    assert main(["evaluate", "--data", str(root), "--split", "all", "--out", str(out), "--device", "cpu"]) == 0
+    assert "note: films and their masks side by side in lungs/" in capsys.readouterr().err
+    assert json.loads((out / "summary.json").read_text())["n"] == len(films) - 1
+
+
+def test_an_adaqat_output_beside_its_films_is_never_read_as_references(tmp_path, cxr_dir):
+    root = tmp_path / "out"
+    root.mkdir()
+    film = _films(cxr_dir)[0]
+    shutil.copy(film, root / "a.png")
+    shutil.copy(cxr_dir / "masks" / film.name, root / "a_mask.png")
+    (root / "results.csv").write_text("file,status,error,box,area_px,seconds,mask\n")
+    with pytest.raises(DataError, match="holds films itself"):
+        discover(root)

@@ -272,6 +272,8 @@ def _unread_mask(masks: Path, name: str) -> str:
 
 def _expected_mask(image: Path, name: str) -> str:
     """Where the mask of ``image`` was looked for, and why none was found when that is known (one line)."""
+    if dataset_folders(image.parent) == (image.parent, image.parent):  # films with their masks beside them
+        return f"expected {name}_mask.png beside it"
     masks = dataset_folders(image.parent.parent)[1]
     folders = lung_folders(masks)
     if len(folders) > 1:  # (a glob of the name, not a listing per film: folders of 100k masks)

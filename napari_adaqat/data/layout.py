@@ -4,6 +4,7 @@ sets unpack, the one folder of films and the one of masks under their own names 
 ``imagesTr/`` and ``labelsTr/``)."""
 from __future__ import annotations
 
+import glob
 import os
 import re
 from pathlib import Path
@@ -119,8 +120,9 @@ def dataset_folders(root: Path) -> tuple[Path, Path]:
     ``masks/``, the one sub-folder named as masks (:func:`is_mask_name`: ``mask/``, ``ManualMask/``; of several, the
     one naming the lungs: COVID-QU-Ex's ``lung masks/`` beside ``infection masks/``), never an adaqat output of
     predicted masks (:func:`is_adaqat_output`); without ``images/``, the one other sub-folder that holds films
-    (``CXR_png/``), or of several the one whose films those masks name (:func:`_paired_most`).  Otherwise the missing
-    one is ``images/`` or ``masks/`` (absent: the caller says so)."""
+    (``CXR_png/``), or of several the one whose films those masks name (:func:`_paired_most`); ``(root, root)`` for
+    films with their masks beside them (:func:`masks_beside`).  Otherwise the missing one is ``images/`` or
+    ``masks/`` (absent: the caller says so)."""
     root = Path(root)
     images, masks = root / "images", root / "masks"
     if images.is_dir() and masks.is_dir():
@@ -135,7 +137,22 @@ def dataset_folders(root: Path) -> tuple[Path, Path]:
         films = [p for p in folders if not is_mask_name(p.name) and _holds_images(p)]
         films = _paired_most(films, masks) if len(films) > 1 and masks.is_dir() else films
         images = films[0] if len(films) == 1 else images
+    if not images.is_dir() and not masks.is_dir() and masks_beside(root):
+        return root, root
     return images, masks
+
+
+def masks_beside(root: Path) -> bool:
+    """Whether ``root`` holds films with their masks beside them (``a.png`` and ``a_mask.png``, ``a_seg.png`` …:
+    :data:`MASK_SUFFIXES`), by a look at its first entries; never an adaqat output (its masks are predictions)."""
+    for path in first_entries(root, 50):
+        name = sample_name(path)
+        end = next((e for e in MASK_SUFFIXES if name.casefold().endswith(e) and len(name) > len(e)), None)
+        if end and path.is_file() and is_image_file(path):
+            films = [p for p in root.glob(glob.escape(name[: -len(end)]) + ".*") if p.is_file() and is_image_file(p)]
+            if films:
+                return not is_adaqat_output(root)
+    return False
 
 
 def class_folders(root: Path) -> list[Path]:
@@ -183,6 +200,8 @@ def layout_note(root: Path) -> str:
                 f"{images.name}/ and {masks.name}/" + (" (likewise in each split folder)" if parts else ""))
     if (images.name, masks.name) == ("images", "masks"):
         return ""
+    if images == masks == top:
+        return f"films and their masks side by side in {top.name}/ (a mask named as its film + _mask, _seg …)"
     return f"films from {images.name}/, masks from {masks.name}/ (the folders of {top.name}/ named so)"
 
 
@@ -203,7 +222,7 @@ def missing_films_folder(root: Path, empty: str = "empty dataset: no images foun
                     + (hint or f"not an image it reads ({', '.join(IMAGE_SUFFIXES)} and DICOM under any name)"))
     if _holds_images(root):
         return (f"{root}: holds films itself, no images/ folder: give the folder above it as the data folder, with "
-                "the films in images/ and the masks in masks/")
+                "the films in images/ and the masks in masks/ (or each mask beside its film: a_mask.png beside a.png)")
     others = [f"{p.name}/" for p in folders]
     found = f" (found {', '.join(others[:4])}{', …' if len(others) > 4 else ''})" if others else ""
     return f"{root}: {empty} (expected {root}/images and {root}/masks{found})"
