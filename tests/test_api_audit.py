@@ -223,3 +223,25 @@ def test_a_box_wholly_outside_the_film_warns_and_gives_an_empty_mask(model, film
         warnings.simplefilter("error")  # a box partly outside (SAM's habit) is taken without a word
         mask, _pred = model.predict(boxes=[-5, -5, w + 5, h + 5])
     assert mask.any()
+
+
+def test_a_point_outside_the_film_and_a_nan_array_are_refused_as_everywhere(model, film):
+    """QA9: ``predict`` and ``Engine.segment`` took points outside the image, and ``segment`` an all-NaN array (a mask
+    of 102,250 px), where ``adaqat segment`` refuses both."""
+    from napari_adaqat.inference.engine import Engine
+
+    h, w = film.shape[:2]
+    model.set_image(film)
+    for point in ([w + 388, 10], [1e6, 1e6]):
+        with pytest.raises(ValueError, match=rf"point .* lies outside the {w}x{h} image; was it placed on a resized"):
+            model.predict(point_coords=[point], point_labels=[1])
+    mask, _pred = model.predict(point_coords=[[w - 1.5, 3]], point_labels=[1])  # on the edge: taken
+    with pytest.raises(ValueError, match="lies outside"):
+        Engine().segment(film, np.array(_box(film)), model, point_coords=[[w + 388, 10]], point_labels=[0])
+    nan = np.full((h, w), np.nan, np.float32)
+    with pytest.raises(Exception, match=rf"^{h * w} of {h * w} pixel values are NaN or infinite; the image data is "):
+        model.segment(nan)
+    spot = film.astype(np.float32)
+    spot[3, 4] = np.inf
+    with pytest.raises(Exception, match=r"^1 of .* pixel values are NaN or infinite"):
+        model.segment(spot)

@@ -53,9 +53,15 @@ def test_the_films_a_model_trained_on_are_left_out(tmp_path, cxr_dir, monkeypatc
     split, made, why = A.auto_split(data, None, [Path("base.safetensors"), Path("trained.safetensors")], seed=0)
     assert split == "test" and made["test"] == names[2:]  # the 2 it never saw
     assert why.startswith(f"2 of the 4 films of {data} trained or validated the model(s)") and "other 2" in why
-    # namesakes in a folder of another name are other films; a split given, or of the dataset's own, wins
+    # the same names in a folder of another name (a copy of the training films, an Annotate dataset of them) are
+    # left out too, and the note says it went by their names (QA9: a copy was scored whole as "never trained on")
+    _recorded(monkeypatch, "C:\\data\\other_site\\", {"train": names[:3], "val": [], "test": []})
+    split, made, why = A.auto_split(data, None, [Path("trained.safetensors")], seed=0)
+    assert made["test"] == names[3:] and why.startswith(f"3 of the 4 films of {data} have the names of films that "
+                                                         "trained or validated the model(s) (a copy of them?)")
     _recorded(monkeypatch, "C:\\data\\other_site\\", {"train": names, "val": [], "test": []})
-    assert A.auto_split(data, None, [Path("trained.safetensors")], seed=0)[:2] == ("all", None)
+    with pytest.raises(ValueError, match=r"all 4 of its films have the names of films that trained or validated"):
+        A.auto_split(data, None, [Path("trained.safetensors")], seed=0)
     assert A.auto_split(data, tmp_path / "s.json", [Path("trained.safetensors")], seed=0)[:2] == \
         ("test", tmp_path / "s.json")
     (data / "split.json").write_text(json.dumps({"train": names[:2], "val": names[2:3], "test": names[3:]}))
@@ -82,3 +88,15 @@ def test_the_report_says_which_films_auto_chose(tmp_path, cxr_dir, nano_pth, mon
     assert summary["n"] == 1 and summary["split_file"].startswith("3 of the 4 films of")
     assert summary["notes"][0] == summary["split_file"] and summary["split_file"] in (out / "report.md").read_text()
     assert capsys.readouterr().err.count("3 of the 4 films of") == 1
+
+
+def test_the_python_evaluate_scores_what_the_command_scores_without_a_split(tmp_path, cxr_dir):
+    """QA9: evaluate("DATA", …) defaulted to the seeded 'test' cut (empty on 4 films) and refused split='auto'."""
+    from napari_adaqat import evaluate
+
+    data = _site(tmp_path, cxr_dir)
+    summary = evaluate(data, None, None, tmp_path / "report", document=False)
+    assert summary["split"] == "all" and summary["n"] == 4
+    assert summary["notes"][0] == f"no model trained on the films of {data}: scoring all 4 of them"
+    with pytest.raises(ValueError, match=r"split must be auto, train, val, test or all, not 'tset'"):
+        evaluate(data, None, None, tmp_path / "report2", split="tset")

@@ -105,21 +105,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 SHOWN_SKIPS = 10  # skipped pairs listed on the terminal (a split file of another subset can name hundreds)
 
 
-def _model_files(model, baseline) -> list[Path]:
-    """The files of the models to score (the bundled default's too), for ``--split auto``."""
-    refs = [*(model if isinstance(model, list) else [model]), baseline]
-    files = []
-    for ref in refs:
-        try:
-            files.append(Path(ref.resolved()))
-        except (AttributeError, ValueError):  # no baseline; a bundled model not installed (the engine says so)
-            continue
-    return files
-
-
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.data.dataset import split_source
-    from napari_adaqat.report.auto_split import auto_split, seeded_note
+    from napari_adaqat.report.auto_split import auto_split, model_files, seeded_note
     from napari_adaqat.report.evaluate import evaluate
     from napari_adaqat.report.scores import json_safe
     from napari_adaqat.report.tables import equivalence_verdict, summary_keys
@@ -129,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     model, baseline = model_refs(args)
     auto, why = args.split == "auto", ""
     if auto:
-        args.split, args.split_file, why = auto_split(args.data, args.split_file, _model_files(model, baseline),
+        args.split, args.split_file, why = auto_split(args.data, args.split_file, model_files([*(model if isinstance(model, list) else [model]), baseline]),
                                                       args.seed)
     elif (args.split != "all" and not args.split_file and Path(args.data).is_dir()  # else "not found"
             and split_source(Path(args.data)) == "seeded"):

@@ -80,6 +80,13 @@ def check_points(coords: np.ndarray, shape: tuple[int, int]) -> None:
         x, y = coords[0]
         raise ValueError(f"point {x:g},{y:g}: fractions of the image? give pixels from the top-left corner "
                          f"(this image is {w}x{h})")
+    check_inside(coords, shape)
+
+
+def check_inside(coords: np.ndarray, shape: tuple[int, int]) -> None:
+    """Refuse points (P, 2) x, y that lie outside an image of (H, W) ``shape`` beyond the edge tolerance, or are
+    not finite (one ValueError line: the first such point)."""
+    h, w = shape
     outside = ~np.isfinite(coords).all(axis=1) | (coords.min(axis=1) < -EDGE_TOLERANCE_PX) \
         | (coords[:, 0] > w - 1 + EDGE_TOLERANCE_PX) | (coords[:, 1] > h - 1 + EDGE_TOLERANCE_PX)
     if outside.any():

@@ -29,7 +29,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from napari_adaqat.data.boxes import box_outside, check_box, default_box
-from napari_adaqat.data.points import check_points
+from napari_adaqat.data.points import check_inside, check_points
 from napari_adaqat.inference.postprocess import finish_mask
 from napari_adaqat.inference.predictor import BoxPredictor, Prediction
 from napari_adaqat.inference.prompt_args import as_boxes, as_numbers, as_points, check_multimask
@@ -175,9 +175,9 @@ class Segmenter:
         ``low_res_logits`` on this image, or :meth:`mask_input_from`; another image's logits have the same shape
         and are not detected).  ``box=`` is SAM's name for ``boxes``.  Nothing given, or no box and no point
         that is lung (in any row): the default box, as ``adaqat segment --points`` and the docks
-        do ("not lung" points alone say nothing about where the lung is).  Unlike :meth:`segment`, a box or
-        point partly outside the image is taken as SAM takes it (not refused; one wholly outside gives a
-        warning).
+        do ("not lung" points alone say nothing about where the lung is).  Unlike :meth:`segment`, a box
+        partly outside the image is taken as SAM takes it (not refused; one wholly outside gives a warning); a
+        point outside the image is refused, as everywhere (it prompts nothing: a point of a resized copy?).
 
         Returns (mask (H, W) bool of the first prompt after clipping and clean-up (:meth:`clean_mask`), the
         raw :class:`Prediction`, whose ``low_res_logits`` feed the next call).  Several boxes (N, 4): ``pred``
@@ -190,6 +190,8 @@ class Segmenter:
         box = None if boxes is None else as_boxes(boxes).reshape(np.shape(boxes))  # checked, as given
         points = None if point_coords is None else as_points(point_coords, point_labels)  # (B, P, 2), (B, P)
         with self.lock:
+            if points is not None and self.image_shape is not None:  # (a point outside the image prompts nothing)
+                check_inside(points[0].reshape(-1, 2), self.image_shape)
             if box is None and points is not None and self.image_shape is not None and not (points[1] == 1).any():
                 box = default_box(self.image_shape)  # "not lung" points alone (or none): within the default box
             if point_coords is None and point_labels is None and mask_input is None:

@@ -214,13 +214,18 @@ def check_image_size(shape: tuple[int, ...], source: str | os.PathLike | None = 
 def check_segmentable(pixels: np.ndarray, source: str | os.PathLike | None = None,
                       input_size: int | None = None) -> None:
     """Refuse an image that cannot be segmented: too small or a strip (:func:`check_image_size` at the
-    model's ``input_size``), or blank.
+    model's ``input_size``), NaN or infinite values (a float array given to the API; files: :func:`check_finite`),
+    or blank.
 
     A blank image (one value everywhere, e.g. all 0 or all 255) holds no anatomy: a mask
     predicted on it would only echo the box prompt, so it is refused instead of saved.
     """
     check_image_size(pixels.shape, source, input_size)
     flat = np.asarray(pixels).reshape(-1)
+    if np.issubdtype(flat.dtype, np.floating) and not np.isfinite(flat).all():  # an array given to the API
+        bad = int(flat.size - np.count_nonzero(np.isfinite(flat)))
+        problem = f"{bad} of {flat.size} pixel values are NaN or infinite; the image data is corrupt"
+        raise fail(source, problem) if source is not None else ImageReadError(problem)
     if flat.size and (flat == flat[0]).all():
         problem = "image is blank (all pixels have the same value); nothing to segment"
         raise fail(source, problem) if source is not None else ImageReadError(problem)

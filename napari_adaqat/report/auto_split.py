@@ -2,9 +2,9 @@
 
 * a split file (``--split-file``), ``DATA/split.json`` or the ``DATA/train|val|test`` layout: its test part;
 * else, when every model is an exported model file that records the split it trained with (the bundled model
-  does): the films of ``DATA`` in none of their train or val lists, where a model's recorded data folder has
-  ``DATA``'s name (films elsewhere are only namesakes); all of them for another site's folder. Before, the 80:10:10
-  cut of a folder without a split scored 2 of a site's 20 films, and the report called it complete;
+  does): the films of ``DATA`` named in none of their train or val lists, in any folder (a copy of the training
+  films, or an Annotate dataset made of them, is no unseen site); all of them for another site's folder. Before,
+  the 80:10:10 cut of a folder without a split scored 2 of a site's 20 films, and the report called it complete;
 * else (a training checkpoint, an official SAM file, an export without its split): the 80:10:10 cut seeded by
   ``--seed``, as ``adaqat train`` cuts a folder without a split, with its note.
 """
@@ -31,20 +31,35 @@ def auto_split(data: str | Path, split_file: Optional[str | Path], model_paths: 
         return "test", None, seeded_note(seed)
     pairs, _ = discover(root, seed=seed)
     seen: set[str] = set()
+    same_folder = False
     for folder, split in recorded:
-        if _folder_name(folder) == root.resolve().name.casefold():
-            parts = names_of_pairs(split, pairs)
-            seen |= (set(parts["train"]) | set(parts["val"])) & set(pairs)
+        parts = names_of_pairs(split, pairs)
+        seen |= (set(parts["train"]) | set(parts["val"])) & set(pairs)
+        same_folder |= _folder_name(folder) == root.resolve().name.casefold()
     if not seen:
         return "all", None, f"no model trained on the films of {root}: scoring all {len(pairs)} of them"
     unseen = sorted(set(pairs) - seen)
+    # (by name, in any folder: a copy of the training films, an Annotate dataset of them, scores as training films)
+    which = ("trained or validated the model(s)" if same_folder else
+             "have the names of films that trained or validated the model(s) (a copy of them?)")
     if not unseen:
-        raise ValueError(f"{root}: all {len(pairs)} of its films trained or validated the model(s) (the split "
-                         "recorded in the model file), so none is left to score fairly; --split all scores them "
-                         "anyway (the scores flatter the model)")
-    why = (f"{len(seen)} of the {len(pairs)} films of {root} trained or validated the model(s) (the split recorded "
-           f"in the model file): scoring the other {len(unseen)}; --split all scores every film")
+        raise ValueError(f"{root}: all {len(pairs)} of its films {which} (the split recorded in the model file), so "
+                         "none is left to score fairly; --split all scores them anyway (the scores flatter the model)")
+    why = (f"{len(seen)} of the {len(pairs)} films of {root} {which} (the split recorded in the model file): "
+           f"scoring the other {len(unseen)}; --split all scores every film")
     return "test", {"train": sorted(seen), "val": [], "test": unseen}, why
+
+
+def model_files(refs: Sequence) -> list[Path]:
+    """The files of the models ``refs`` (model refs with ``resolved()``; the bundled default's too; ``None`` and a
+    bundled model not installed left out: the engine says so), for ``split="auto"``."""
+    files = []
+    for ref in refs:
+        try:
+            files.append(Path(ref.resolved()))
+        except (AttributeError, ValueError):
+            continue
+    return files
 
 
 def seeded_note(seed: int) -> str:

@@ -20,9 +20,11 @@ from napari_adaqat.data.check import orphan_masks, reading_notes, shadowed_image
 from napari_adaqat.data.dataset import names_of_pairs, read_reference
 from napari_adaqat.data.layout import dataset_folders, pair_places
 from napari_adaqat.data.mask_grid import film_for_mask
+from napari_adaqat.data.split import SPLITS
 from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched, model_ref
 from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
 from napari_adaqat.io import is_image_file, read_image
+from napari_adaqat.report.auto_split import auto_split, model_files
 from napari_adaqat.report.clicks import click_columns, click_dices, click_summary
 from napari_adaqat.report.document import check_report_folder, clear_earlier_report, split_reason, write_report
 from napari_adaqat.util.errors import first_line
@@ -177,7 +179,7 @@ def _score_all(chosen: list[Pair], models: list[ModelLike], baseline: ModelLike 
 
 
 def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | None = None,
-             baseline: ModelLike | str | Path | None = None, out_dir: str | Path = "report", split: str = "test",
+             baseline: ModelLike | str | Path | None = None, out_dir: str | Path = "report", split: str = "auto",
              box_mode: str = "tight", progress: Callable[[int, int], None] | None = None,
              split_file: str | Path | dict | None = None, clean: bool = False, seed: int = 0, device: str = "cpu",
              nsd_tolerance: float = 2.0, show: Sequence[str] = (), command: str | None = None,
@@ -188,6 +190,8 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
     ``per_image.csv``, ``summary.json``, ``wilcoxon.json`` and, with ``document``, the full report
     (``report.md``, ``index.html`` and figures, see :mod:`.document`); return the summary.
 
+    ``split``: ``"auto"`` (as ``adaqat evaluate`` without ``--split``: :func:`~.auto_split.auto_split`, the films
+    the models never trained on), ``"train"``, ``"val"``, ``"test"`` or ``"all"``.
     ``split_file`` (e.g. a training run's ``split.json``, or such a split as a dict; ``split_note`` says where it
     came from, in the report's notes) overrides the dataset's own split;
     without it and without ``DIR/split.json`` the split is the 80:10:10 cut seeded by ``seed``.
@@ -217,6 +221,13 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
     engine = Engine(max_loaded=len(models) + 1, recheck_seconds=ONE_SHOT)
     for m in models + ([base] if base is not None else []):
         engine.predictor(m, device)  # a bad model file fails here with its one-line error
+    if split == "auto" and split_file is not None:
+        split = "test"
+    elif split == "auto":
+        split, split_file, why = auto_split(data_dir, None, model_files(models + [base]), seed)
+        split_note = split_note or why
+    elif split not in (*SPLITS, "all"):
+        raise ValueError(f"split must be auto, train, val, test or all, not {split!r}")
     chosen, skipped, notes = _pairs(data_dir, split, split_file, seed)
     notes = ([split_note] if split_note else []) + notes
     show = _shown(show, chosen, split)
