@@ -97,6 +97,26 @@ def test_chain_from_the_bundled_model_survives_sigkill_in_stage2_and_resumes(dev
     meta = read_adaqat_metadata(paths["fp32"])["provenance"]
     assert meta["start"]["source"] == str(DEFAULT_BASELINE) and meta["train_config"]["preset"] == "finetune"
     assert read_adaqat_metadata(paths["int8"])["spec"] == read_adaqat_metadata(DEFAULT_BASELINE)["spec"]
+    own = read_adaqat_metadata(DEFAULT_BASELINE)["spec"]["name"]  # QA9: config.json said vit_b for this run
+    assert [json.loads(run_paths(paths[s])["config"].read_text())["model_type"] for s in ("stage1", "stage2")] == \
+        [own, own]
+
+
+def test_print_config_names_the_architecture_that_will_train(cxr_dir, tmp_path, capsys):
+    """--print-config showed model_type vit_b for a run from the bundled model, which trains hybrid_tiny."""
+    from napari_adaqat.cli import main
+    from napari_adaqat.model.formats.container import read_adaqat_metadata
+    from napari_adaqat.model.loading import DEFAULT_BASELINE
+
+    own = read_adaqat_metadata(DEFAULT_BASELINE)["spec"]["name"]
+    args = ["train", "--preset", "finetune", "--checkpoint", "default", "--data", str(cxr_dir), "--out",
+            str(tmp_path / "r"), "--print-config"]
+    assert main(args[:1] + ["--stage", "all"] + args[1:]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["stage1"]["model_type"] == shown["stage2"]["model_type"] == own
+    assert main(args[:1] + ["--stage", "1"] + args[1:]) == 0
+    assert json.loads(capsys.readouterr().out)["model_type"] == own
+    assert not (tmp_path / "r").exists()
 
 
 def test_stage2_takes_the_common_options_and_its_own(tmp_path):

@@ -137,6 +137,22 @@ def _hint_resume(args: argparse.Namespace) -> None:
         print(RESUME_HINT, file=sys.stderr)
 
 
+def _shown(cfg, start=None) -> dict:
+    """``cfg`` as ``--print-config`` shows it: ``model_type`` is the architecture that will train (a model file
+    brings its own; Stage 2 that of its Stage 1 ``start``), as the run's ``config.json`` records it."""
+    from napari_adaqat.train.preflight import start_architecture
+
+    from napari_adaqat.train.paths import run_paths
+
+    shown = cfg.to_dict()
+    own = start_architecture((start or cfg).checkpoint)
+    saved = run_paths(cfg.from_run)["config"] if getattr(cfg, "from_run", None) and start is None else None
+    if own is None and saved is not None and saved.is_file():  # Stage 2 of an existing run: what it trained
+        own = json.loads(saved.read_text()).get("model_type")
+    shown["model_type"] = own or (start.model_type if start is not None else cfg.model_type)
+    return shown
+
+
 def _run(args: argparse.Namespace) -> int:
     from napari_adaqat.cli.common import check_data_folder
     from napari_adaqat.train.run import resolve_config, run as run_training, run_chain
@@ -146,8 +162,8 @@ def _run(args: argparse.Namespace) -> int:
         chain = chain_from_args(args)
         if args.print_config:
             stage1 = chain.stage1()
-            print(json.dumps({"chain": chain.to_dict(), "stage1": stage1.to_dict() if stage1 else None,
-                              "stage2": chain.stage2().to_dict()}, indent=2))
+            print(json.dumps({"chain": chain.to_dict(), "stage1": _shown(stage1) if stage1 else None,
+                              "stage2": _shown(chain.stage2(), stage1)}, indent=2))
             return 0
         summary = run_chain(chain, resume=args.resume, command=" ".join(["adaqat", *sys.argv[1:]]))
         print(json.dumps(summary))
@@ -158,7 +174,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args.preset, None if args.stage is None else int(args.stage), explicit_options(args),
                          args.resume)  # (--resume with another --stage than the run's: refused there)
     if args.print_config:
-        print(json.dumps(cfg.to_dict(), indent=2))
+        print(json.dumps(_shown(cfg), indent=2))
         return 0
     summary = run_training(cfg, resume=args.resume)
     print(json.dumps(summary))

@@ -28,6 +28,7 @@ from napari_adaqat.model.formats.checkpoint import optimizer_state, read_checkpo
 from napari_adaqat.model.device import resolve_device
 from napari_adaqat.model.forward import grad_checkpoint_pays
 from napari_adaqat.model.rank_allocator import RankAllocator
+from napari_adaqat.model.spec import PRESETS as MODEL_PRESETS
 from napari_adaqat.train import distributed as dd
 from napari_adaqat.train.config import MIN_VAL_FOR_BEST, TrainConfig
 from napari_adaqat.train.dataset import LungDataset
@@ -128,6 +129,16 @@ def train_stage(cfg: TrainConfig, resume: bool = False) -> dict:
         dd.shutdown(world)
 
 
+def _as_run(cfg: TrainConfig, sam: torch.nn.Module) -> dict:
+    """``cfg`` as saved in the run's ``config.json``: ``model_type`` is the architecture trained (a model file
+    brings its own: the bundled one is ``hybrid_tiny`` whatever ``model_type`` said)."""
+    saved = cfg.to_dict()
+    name = getattr(getattr(sam, "spec", None), "name", None)
+    if isinstance(name, str) and name in MODEL_PRESETS:
+        saved["model_type"] = name
+    return saved
+
+
 def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, paths: dict) -> dict:
     is_main = rank == 0
     _seed_all(cfg.seed)
@@ -167,7 +178,7 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
     progress = ProgressLog(paths["progress"], enabled=is_main)
     checkpointing = cfg.grad_checkpoint if cfg.grad_checkpoint is not None else grad_checkpoint_pays(sam)
     if is_main:
-        paths["config"].write_text(json.dumps(cfg.to_dict(), indent=1))
+        paths["config"].write_text(json.dumps(_as_run(cfg, sam), indent=1))
         progress.write("start", stage=cfg.stage, mode=cfg.mode, preset=cfg.preset, epochs=cfg.epochs,
                        resumed_from=start_epoch - 1 if resume else None, train=len(train_set), val=len(val_set),
                        trainable=trainable_count(sam), world_size=world, device=device, skipped=warnings,

@@ -11,7 +11,7 @@ from napari_adaqat.train.config import TrainConfig
 from napari_adaqat.train.paths import check_run_folder, run_paths
 from napari_adaqat.util.text import did_you_mean
 
-__all__ = ["BUNDLED", "preflight", "start_checkpoint", "start_weights_problem"]
+__all__ = ["BUNDLED", "preflight", "start_architecture", "start_checkpoint", "start_weights_problem"]
 
 BUNDLED = "default"  # --checkpoint default: the bundled model's FP32 file, with its architecture
 
@@ -25,6 +25,21 @@ def start_checkpoint(checkpoint: str | None) -> Path | None:
 
         return DEFAULT_BASELINE
     return Path(checkpoint)
+
+
+def start_architecture(checkpoint: str | None) -> str | None:
+    """The architecture a model file (``.safetensors``; ``"default"``: the bundled one) brings with it (its spec's
+    name, e.g. ``hybrid_tiny``: ``model_type`` then does not apply), or None (an official ``.pth``, none, unread)."""
+    path = start_checkpoint(checkpoint)
+    if path is None or path.suffix.lower() != ".safetensors" or not path.is_file():
+        return None
+    from napari_adaqat.model.formats.container import read_adaqat_metadata
+
+    try:
+        name = ((read_adaqat_metadata(path) or {}).get("spec") or {}).get("name")
+    except Exception:  # noqa: BLE001 - the run's own load names a bad file in one line
+        return None
+    return name if isinstance(name, str) else None
 
 
 def start_weights_problem(cfg: TrainConfig) -> str | None:
