@@ -74,7 +74,7 @@ def test_boxes_csv_and_refusal_to_write_into_inputs(input_folder, tmp_path, nano
     assert not (input_folder / "sub").exists()
 
 
-def test_same_file_names_from_different_folders_never_overwrite_a_mask(cxr_dir, tmp_path, nano_pth):
+def test_same_file_names_from_different_folders_never_overwrite_a_mask(cxr_dir, tmp_path, nano_pth, capsys):
     src = sorted((cxr_dir / "images").glob("*.png"))
     for folder, image in (("a", src[0]), ("b", src[1]), ("c/b", src[2])):
         (tmp_path / folder).mkdir(parents=True)
@@ -84,7 +84,10 @@ def test_same_file_names_from_different_folders_never_overwrite_a_mask(cxr_dir, 
     assert main(["segment", str(tmp_path / "a" / "x.png"), "--out", str(out), *model]) == 0
     first_mask = (out / "x_mask.png").read_bytes()
     # a later run with another x.png, then one run with two more whose parents share a name
+    capsys.readouterr()
     assert main(["segment", str(tmp_path / "b" / "x.png"), "--out", str(out), *model]) == 0
+    assert "1 mask(s) are named after their film's folder too (e.g. b_x_mask.png): NAME_mask was already taken" \
+        in capsys.readouterr().out  # QA9: the rule held, but silently
     assert main(["segment", str(tmp_path / "b" / "x.png"), str(tmp_path / "c" / "b" / "x.png"), "--out", str(out),
                  *model]) == 0
     rows = _rows(out)

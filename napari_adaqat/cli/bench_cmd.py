@@ -54,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="encoder input size in pixels (default: the preset's own, 1024 for vit_b)")
     p.add_argument("--model", default=None, metavar="FILE",
                    help="model file (.safetensors or official SAM .pth) loaded by both sides; "
-                        "'default' = the bundled model (default: seeded random weights of the preset)")
+                        "'default' = the bundled model, which stock segment_anything cannot run: compare it with "
+                        "benchmarks/model_speed.py (default: seeded random weights of the preset)")
     p.add_argument("--image", default=None, metavar="PATH",
                    help="image to embed (PNG/JPG/TIFF/DICOM) (default: synthetic 512x512 radiograph)")
     add_device_argument(p)

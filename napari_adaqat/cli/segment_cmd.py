@@ -87,7 +87,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
 
 
-EPILOG = """results.csv has one row per input: status, error, box, area, seconds, mask, the estimated Dice
+EPILOG = """results.csv has one row per input: status, error, box, area_px, seconds, mask, the estimated Dice
 'quality' and 'review' = 1 for masks worth a look (sort by quality). A bad or missing file is an error row
 and the rest go on; a DICOM object of a study export that is no film (a Segmentation, a Presentation
 State, a Key Object, a report) is 'ignored' and said, not failed. A lateral view gets review = 1 and a
@@ -182,6 +182,7 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
     from napari_adaqat.inference.batch import IGNORED, segment_files
     from napari_adaqat.inference.engine import ONE_SHOT, Engine
     from napari_adaqat.inference.quality import REVIEW_BELOW
+    from napari_adaqat.io import sample_name
 
     boxes, points = prompts
     roots = _roots(args)
@@ -201,7 +202,8 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
     engine.predictor(model, device)  # a bad model file fails here, before any row is written
     if baseline is not None:
         engine.predictor(baseline, device)
-    counts = {"ok": 0, "error": 0, "skipped": 0, IGNORED: 0, "review": 0}
+    counts = {"ok": 0, "error": 0, "skipped": 0, IGNORED: 0, "review": 0, "renamed": 0}
+    renamed = ""  # (a mask named after its folder too: NAME_mask was taken by another film's mask or a file)
     notes: list[str] = []
     mine = shard.count(len(files))
     bar = tqdm(total=mine, desc="segment" if shard.world == 1 else f"segment (rank 0 of {shard.world})",
@@ -216,6 +218,9 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
         notes.clear()
         counts[result.status] += 1
         counts["review"] += result.review == 1
+        if result.status == "ok" and result.mask and not Path(result.mask).name.startswith(sample_name(result.file)):
+            counts["renamed"] += 1
+            renamed = renamed or Path(result.mask).name
         if result.status == IGNORED or result.note:
             tqdm.write(f"adaqat segment: note: {result.error or f'{result.file}: {result.note}'}", file=sys.stderr)
         if result.status == "error":
@@ -225,10 +230,14 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
     bar.close()
     counts = shard.total(counts)
     if shard.lead:
-        review = f", {counts['review']} to review (quality < {REVIEW_BELOW})" if counts["review"] else ""
+        review = (f", {counts['review']} to review (quality < {REVIEW_BELOW} or a note; the review column)"
+                  if counts["review"] else "")
         ignored = f", {counts[IGNORED]} ignored (not films)" if counts[IGNORED] else ""
         print(f"{counts['ok']} segmented, {counts['skipped']} already done, {counts['error']} failed{ignored}{review}; "
               f"results in {out_dir / RESULTS_CSV}")
+        if counts["renamed"]:  # nothing is overwritten, and the user is told where the mask went
+            print(f"{counts['renamed']} mask(s) are named after their film's folder too (e.g. {renamed}): NAME_mask "
+                  "was already taken there; results.csv's mask column names each film's mask")
         if counts["skipped"]:  # a rerun with other prompts or options must not look like it used them
             print(f"{counts['skipped']} file(s) done by an earlier run were kept as they are (a rerun only adds what "
                   "is missing, with the prompts and options given now); to redo them, choose another --out folder")
