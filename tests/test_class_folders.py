@@ -35,8 +35,8 @@ def test_covid19_radiography_root_reads_its_class_folders_as_one_dataset(tmp_pat
     _class(root / "Normal", films[2:4], cxr_dir, prefix="Normal-")
     (root / "COVID.metadata.xlsx").write_bytes(b"PK\x03\x04")
     assert class_folders(root) == [root / "COVID", root / "Normal"]
-    assert layout_note(root).startswith("films and masks from the 2 class folders of COVID-19_Radiography_Dataset/ "
-                                        "(COVID/, Normal/), each its images/ and masks/")
+    assert layout_note(root) == ("films and masks from 2 class folder(s) of COVID-19_Radiography_Dataset/ "
+                                 "(COVID/, Normal/), each images/ and masks/")
     pairs, split = discover(root)
     assert sorted(pairs) == ["COVID-1", "COVID-2", "Normal-1", "Normal-2"]
     assert pairs["Normal-2"].mask == root / "Normal" / "masks" / "Normal-2.png"
@@ -46,7 +46,7 @@ def test_covid19_radiography_root_reads_its_class_folders_as_one_dataset(tmp_pat
 
     out = tmp_path / "report"
     assert main(["evaluate", "--data", str(root), "--split", "all", "--out", str(out), "--device", "cpu"]) == 0
-    assert "note: films and masks from the 2 class folders" in capsys.readouterr().err
+    assert "note: films and masks from 2 class folder(s)" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n"] == 4 and summary["model"]["dice"]["median"] > 0.9
 
@@ -147,3 +147,45 @@ def test_an_adaqat_output_beside_its_films_is_never_read_as_references(tmp_path,
     (root / "results.csv").write_text("file,status,error,box,area_px,seconds,mask\n")
     with pytest.raises(DataError, match="holds films itself"):
         discover(root)
+
+
+def test_split_folders_are_never_classes_and_are_read_once(tmp_path, cxr_dir):
+    """Review: without train/ (trainset/), val/ + test/ were merged as classes and re-cut (test films trained);
+    in the split layout each part was listed twice (every orphan line twice)."""
+    films = _films(cxr_dir)
+    root = tmp_path / "set"
+    for part, chosen in (("trainset", films[:2]), ("val", films[2:3]), ("test", films[3:4])):
+        _class(root / part, chosen, cxr_dir, prefix=f"{part}_")
+    with pytest.raises(DataError, match=r"set: empty dataset: no images found \(expected .*found test/, trainset/, val/"):
+        discover(root)
+    (root / "trainset").rename(root / "train")
+    shutil.copy(cxr_dir / "masks" / films[0].name, root / "train" / "masks" / "orphan.png")
+    assert pair_places(root) == [root, root / "train", root / "val", root / "test"]
+    report = check_data(root)
+    assert report.source == "layout" and report.orphans == 1 and sum("orphan.png" in b for b in report.bad) == 1
+
+
+def test_side_by_side_only_by_a_mask_beside_its_film_and_named_where_it_was_looked_for(tmp_path, cxr_dir):
+    """A film saved as x-gt.png beside x.png is no mask (its pixels say so); the parent of a side-by-side folder
+    reads it; images/ + masks/ with one mask beside a film still says where the missing mask was expected."""
+    films = _films(cxr_dir)
+    root = tmp_path / "films"
+    root.mkdir()
+    shutil.copy(films[0], root / "x.png")
+    shutil.copy(films[1], root / "x-gt.png")
+    with pytest.raises(DataError, match="holds films itself, no images/ folder and no masks beside them"):
+        discover(root)
+    side = tmp_path / "DATA" / "lungs"
+    side.mkdir(parents=True)
+    for k, film in enumerate(films[:3]):
+        shutil.copy(film, side / f"p{k}.png")
+        shutil.copy(cxr_dir / "masks" / film.name, side / f"p{k}_mask.png")
+    pairs, _ = discover(tmp_path / "DATA")
+    assert sorted(pairs) == ["p0", "p1", "p2"] and pairs["p2"].mask == side / "p2_mask.png"
+    data = tmp_path / "ds"
+    _class(data, films[:2], cxr_dir, prefix="a")
+    shutil.copy(films[2], data / "images" / "c.png")
+    shutil.copy(cxr_dir / "masks" / films[3].name, data / "images" / "a1_mask.png")  # one mask beside a film
+    pairs, _ = discover(data)
+    with pytest.raises(DataError, match=r"c.png: missing mask \(expected masks/c.png"):
+        load_pair(pairs["c"])

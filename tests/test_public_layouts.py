@@ -108,7 +108,7 @@ def test_a_folder_whose_films_cannot_be_told_says_what_it_found(tmp_path, cxr_di
 
 def test_the_folder_of_films_given_as_data_points_to_the_folder_above(tmp_path, cxr_dir, capsys):
     root = _montgomery(tmp_path / "MontgomerySet", cxr_dir)
-    with pytest.raises(DataError, match=r"CXR_png: holds films itself, no images/ folder: give the folder above it"):
+    with pytest.raises(DataError, match=r"CXR_png: holds films itself, no images/ folder and no masks beside them: give the folder above it"):
         discover(root / "CXR_png")
     assert main(["train", "--stage", "1", "--data", str(root / "CXR_png"), "--out", str(tmp_path / "run")]) == 2
     assert "holds films itself" in capsys.readouterr().err and not (tmp_path / "run").exists()

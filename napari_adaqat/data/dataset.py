@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_adaqat.data.layout import (  # (MASK_SUFFIXES: the names of masks, used here and beside films)
-    CHANNEL_END, MASK_SUFFIXES, class_folders, dataset_folders, first_entries, is_adaqat_output, missing_films_folder,
-    name_words, split_folders,
+    CHANNEL_END, MASK_SUFFIXES, reads_as_mask, class_folders, dataset_folders, first_entries, is_adaqat_output,
+    missing_films_folder, name_words, split_folders,
 )
 from napari_adaqat.data.mask_grid import film_for_mask
 from napari_adaqat.data.split import SPLITS, load_split, make_split
@@ -42,6 +42,7 @@ class Pair:
     mask: Path | None
     parts: tuple[Path, ...] = ()
     film_shape: tuple[int, int] | None = None  # set when loading resampled the film onto its mask's grid
+    beside: bool = False  # read from a folder of films with their masks beside them (layout.masks_beside)
 
 
 def lung_folders(masks: Path) -> tuple[Path, ...]:
@@ -146,15 +147,6 @@ def masks_beside_films(entries: list[Path]) -> list[Path]:
                                                            and pairing_key(sample_name(p)) in whole)]
 
 
-def _reads_as_mask(path: Path) -> bool:
-    """Whether ``path`` holds a mask (two values, as :func:`~napari_adaqat.io.read_mask` reads it)."""
-    try:
-        read_mask(path, lung_labels=True)
-    except ImageReadError:
-        return False
-    return True
-
-
 def _pairs_in(folder: Path) -> dict[str, Pair]:
     """The pairs of ``folder``'s films and masks (:func:`~.layout.dataset_folders`: ``images/`` and ``masks/``, or
     a set's own names; hidden files and masks beside their films skipped); a mask that two images would share by a
@@ -167,17 +159,21 @@ def _pairs_in(folder: Path) -> dict[str, Pair]:
     if not images.is_dir():
         return {}
     pairs = {}
+    together = images == masks  # films with their masks beside them (layout.masks_beside checked one's pixels)
     finders = [MaskFolder(place) for place in lung_folders(masks)] or [MaskFolder(masks)]
     films = [path for path in sorted(images.iterdir())
              if path.is_file() and is_image_file(path) and not path.name.startswith(".")]
-    # images/a_mask.png beside images/a.png: a mask, not a film (unless its pixels are a film's: a_seg.png can be one)
-    beside = {path for path in masks_beside_films(films) if _reads_as_mask(path)}
+    # images/a_mask.png beside images/a.png: a mask, not a film (unless its pixels are a film's: a_seg.png can be one;
+    # in a folder of films with their masks, by name: reading each of 50k masks would cost minutes per look)
+    beside = set(masks_beside_films(films)) if together else \
+        {path for path in masks_beside_films(films) if reads_as_mask(path)}
     channels = bool(films) and all(sample_name(path).endswith(CHANNEL_END) for path in films)  # nnU-Net's films
     for path in films:
         if path not in beside:
             name = sample_name(path)
             found = [finder.find(path, channels) for finder in finders]  # (one per lung folder: a film needs all)
-            pairs[name] = Pair(name, path, found[0], tuple(found[1:])) if all(found) else Pair(name, path, None)
+            pairs[name] = Pair(name, path, found[0], tuple(found[1:]), beside=together) if all(found) \
+                else Pair(name, path, None, beside=together)
     claims: dict[Path, list[Pair]] = {}
     for pair in pairs.values():
         if pair.mask is not None:
@@ -197,12 +193,13 @@ def _pairs_of_classes(groups: list[Path]) -> dict[str, Pair]:
     """The pairs of every class folder (:func:`~.layout.class_folders`); a film name in two of them is refused (a
     dataset is keyed by name, so one of the two would be lost)."""
     pairs: dict[str, Pair] = {}
+    where: dict[str, Path] = {}  # the class folder of each name
     for group in groups:
         for name, pair in _pairs_in(group).items():
             if name in pairs:
-                raise DataError(f"{pair.image}: a film of the same name is in {pairs[name].image.parent.parent.name}/"
-                                " too; the class folders are read as one dataset, so rename one of the two")
-            pairs[name] = pair
+                raise DataError(f"{pair.image}: a film of the same name is in {where[name].name}/ too; the class "
+                                "folders are read as one dataset, so rename one of the two")
+            pairs[name], where[name] = pair, group
     return pairs
 
 
@@ -270,9 +267,10 @@ def _unread_mask(masks: Path, name: str) -> str:
     return f"; {masks.name}/{other.name} is a {kind}, which is not read: save it as {masks.name}/{other.stem}.png"
 
 
-def _expected_mask(image: Path, name: str) -> str:
-    """Where the mask of ``image`` was looked for, and why none was found when that is known (one line)."""
-    if dataset_folders(image.parent) == (image.parent, image.parent):  # films with their masks beside them
+def _expected_mask(image: Path, name: str, beside: bool = False) -> str:
+    """Where the mask of ``image`` was looked for (``beside``: beside it, in a folder of films with their masks),
+    and why none was found when that is known (one line)."""
+    if beside:
         return f"expected {name}_mask.png beside it"
     masks = dataset_folders(image.parent.parent)[1]
     folders = lung_folders(masks)
@@ -340,7 +338,7 @@ def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
 def load_film_pair(pair: Pair) -> tuple[ImageData, np.ndarray]:
     """:func:`load_pair`, the film as an :class:`~napari_adaqat.io.ImageData` (its pixel spacing kept)."""
     if pair.mask is None:
-        raise DataError(f"{pair.image}: missing mask ({_expected_mask(pair.image, pair.name)})")
+        raise DataError(f"{pair.image}: missing mask ({_expected_mask(pair.image, pair.name, pair.beside)})")
     try:
         film = read_image(pair.image)
         image, mask = film.pixels, read_reference(pair)

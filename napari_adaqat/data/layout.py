@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from napari_adaqat.io import IMAGE_SUFFIXES, is_image_file, sample_name
+from napari_adaqat.io import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_mask, sample_name
 from napari_adaqat.io.images import raw_film_hint
 from napari_adaqat.util.text import pairing_key
 
@@ -137,33 +137,50 @@ def dataset_folders(root: Path) -> tuple[Path, Path]:
         films = [p for p in folders if not is_mask_name(p.name) and _holds_images(p)]
         films = _paired_most(films, masks) if len(films) > 1 and masks.is_dir() else films
         images = films[0] if len(films) == 1 else images
-    if not images.is_dir() and not masks.is_dir() and masks_beside(root):
-        return root, root
+    if not masks.is_dir() and masks_beside(images if images.is_dir() else root):  # (DATA/lungs/ given as DATA/)
+        return (images, images) if images.is_dir() else (root, root)
     return images, masks
 
 
 def masks_beside(root: Path) -> bool:
     """Whether ``root`` holds films with their masks beside them (``a.png`` and ``a_mask.png``, ``a_seg.png`` …:
-    :data:`MASK_SUFFIXES`), by a look at its first entries; never an adaqat output (its masks are predictions)."""
-    for path in first_entries(root, 50):
+    :data:`MASK_SUFFIXES`): among its first entries (a look, in sorted order), one named so beside its film whose
+    pixels read as a mask (a film named ``x-gt.png`` does not); never an adaqat output (its masks are predictions)."""
+    if not root.is_dir():
+        return False
+    for path in sorted(first_entries(root, 200))[:50]:
         name = sample_name(path)
         end = next((e for e in MASK_SUFFIXES if name.casefold().endswith(e) and len(name) > len(e)), None)
         if end and path.is_file() and is_image_file(path):
             films = [p for p in root.glob(glob.escape(name[: -len(end)]) + ".*") if p.is_file() and is_image_file(p)]
-            if films:
+            if films and reads_as_mask(path):
                 return not is_adaqat_output(root)
     return False
+
+
+def reads_as_mask(path: Path) -> bool:
+    """Whether ``path`` holds a mask (two values, as :func:`~napari_adaqat.io.read_mask` reads it)."""
+    try:
+        read_mask(path, lung_labels=True)
+    except ImageReadError:
+        return False
+    return True
 
 
 def class_folders(root: Path) -> list[Path]:
     """The class sub-folders of ``root`` that are each a dataset of films and masks (:func:`dataset_folders`), when
     ``root`` has no folder of films of its own: COVID-19 Radiography's ``COVID/ Normal/ …``, each with ``images/``
     and ``masks/``; COVID-QU-Ex's ``Train/COVID-19/ Non-COVID/ Normal/``, each with ``images/`` and ``lung masks/``.
-    One level only; else ``[]``."""
+    One level only; never where a sub-folder is named as a split part (``val/``: the parts of a split are no
+    classes, even beside a ``trainset/``); else ``[]``."""
     if dataset_folders(root)[0].is_dir():
         return []
     found = []
-    for folder in _folders(root):
+    folders = _folders(root)
+    splits = {name for names in SPLIT_NAMES.values() for name in names}
+    if any(folder.name.casefold() in splits for folder in folders):  # parts of a split (trainset/ + val/ + test/)
+        return []
+    for folder in folders:
         if not is_mask_name(folder.name) and not is_adaqat_output(folder):
             images, masks = dataset_folders(folder)
             if images.is_dir() and masks.is_dir():
@@ -182,7 +199,7 @@ def pair_places(root: Path) -> list[Path]:
     places = []
     for top in [root, *split_folders(root).values()]:
         places += class_folders(top) or [top]
-    return places
+    return list(dict.fromkeys(places))
 
 
 def layout_note(root: Path) -> str:
@@ -194,14 +211,17 @@ def layout_note(root: Path) -> str:
     images, masks = dataset_folders(groups[0] if groups else top)
     if not images.is_dir():
         return ""
+    likewise = " (likewise in each split folder)" if parts else ""
     if groups:
         shown = ", ".join(f"{g.name}/" for g in groups[:4]) + (", …" if len(groups) > 4 else "")
-        return (f"films and masks from the {len(groups)} class folders of {top.name}/ ({shown}), each its "
-                f"{images.name}/ and {masks.name}/" + (" (likewise in each split folder)" if parts else ""))
+        each = "with the masks beside the films" if images == masks else f"{images.name}/ and {masks.name}/"
+        return (f"films and masks from {len(groups)} class folder(s) of {top.name}/ ({shown}), each "
+                f"{each}{likewise}")
     if (images.name, masks.name) == ("images", "masks"):
         return ""
-    if images == masks == top:
-        return f"films and their masks side by side in {top.name}/ (a mask named as its film + _mask, _seg …)"
+    if images == masks:
+        return (f"films and their masks side by side in {images.name}/ (a mask named as its film + _mask, _seg …)"
+                + likewise)
     return f"films from {images.name}/, masks from {masks.name}/ (the folders of {top.name}/ named so)"
 
 
@@ -221,8 +241,9 @@ def missing_films_folder(root: Path, empty: str = "empty dataset: no images foun
             return (f"{images}: holds no film adaqat reads; {files[0].name}: "
                     + (hint or f"not an image it reads ({', '.join(IMAGE_SUFFIXES)} and DICOM under any name)"))
     if _holds_images(root):
-        return (f"{root}: holds films itself, no images/ folder: give the folder above it as the data folder, with "
-                "the films in images/ and the masks in masks/ (or each mask beside its film: a_mask.png beside a.png)")
+        return (f"{root}: holds films itself, no images/ folder and no masks beside them: give the folder above it "
+                "as the data folder, with the films in images/ and the masks in masks/; or put each mask beside its "
+                "film (a_mask.png beside a.png) and give this folder")
     others = [f"{p.name}/" for p in folders]
     found = f" (found {', '.join(others[:4])}{', …' if len(others) > 4 else ''})" if others else ""
     return f"{root}: {empty} (expected {root}/images and {root}/masks{found})"
