@@ -236,6 +236,8 @@ def test_a_point_outside_the_film_and_a_nan_array_are_refused_as_everywhere(mode
         with pytest.raises(ValueError, match=rf"point .* lies outside the {w}x{h} image; was it placed on a resized"):
             model.predict(point_coords=[point], point_labels=[1])
     mask, _pred = model.predict(point_coords=[[w - 1.5, 3]], point_labels=[1])  # on the edge: taken
+    mask, _pred = model.predict(boxes=_box(film), point_coords=[[w / 3, h / 2], [-10, -10]],
+                                point_labels=[1, -1])  # a padding point (label -1, as HF's SamProcessor pads): taken
     with pytest.raises(ValueError, match="lies outside"):
         Engine().segment(film, np.array(_box(film)), model, point_coords=[[w + 388, 10]], point_labels=[0])
     nan = np.full((h, w), np.nan, np.float32)

@@ -71,7 +71,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which part of the split: DATA/split.json, DATA/train|val|test, or the 80:10:10 cut seeded by "
                         "--seed. auto: the test part of --split-file or of DATA's split; else, when every model file "
                         "records the split it trained with (exported models, the bundled one), the films none of them "
-                        "trained on (all of another site's folder); else the seeded cut. To score only images a "
+                        "trained on, by name (all of another site's folder; a copy of the training films is left "
+                        "out, and said); else the seeded cut. To score only images a "
                         "training run never saw, pass its RUN/split.json as --split-file")
     p.add_argument("--split-file", default=None, metavar="JSON",
                    help="use this split (e.g. RUN/split.json of the training run) instead of the dataset's")
@@ -117,8 +118,8 @@ def run(args: argparse.Namespace) -> int:
     model, baseline = model_refs(args)
     auto, why = args.split == "auto", ""
     if auto:
-        args.split, args.split_file, why = auto_split(args.data, args.split_file, model_files([*(model if isinstance(model, list) else [model]), baseline]),
-                                                      args.seed)
+        files = model_files([*(model if isinstance(model, list) else [model]), baseline])
+        args.split, args.split_file, why = auto_split(args.data, args.split_file, files, args.seed)
     elif (args.split != "all" and not args.split_file and Path(args.data).is_dir()  # else "not found"
             and split_source(Path(args.data)) == "seeded"):
         why = seeded_note(args.seed)

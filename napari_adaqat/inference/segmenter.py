@@ -190,8 +190,8 @@ class Segmenter:
         box = None if boxes is None else as_boxes(boxes).reshape(np.shape(boxes))  # checked, as given
         points = None if point_coords is None else as_points(point_coords, point_labels)  # (B, P, 2), (B, P)
         with self.lock:
-            if points is not None and self.image_shape is not None:  # (a point outside the image prompts nothing)
-                check_inside(points[0].reshape(-1, 2), self.image_shape)
+            if points is not None and self.image_shape is not None:  # (a point outside the image prompts nothing;
+                check_inside(points[0][points[1] != -1].reshape(-1, 2), self.image_shape)  # SAM's padding: -1)
             if box is None and points is not None and self.image_shape is not None and not (points[1] == 1).any():
                 box = default_box(self.image_shape)  # "not lung" points alone (or none): within the default box
             if point_coords is None and point_labels is None and mask_input is None:

@@ -224,7 +224,8 @@ def check_segmentable(pixels: np.ndarray, source: str | os.PathLike | None = Non
     flat = np.asarray(pixels).reshape(-1)
     if np.issubdtype(flat.dtype, np.floating) and not np.isfinite(flat).all():  # an array given to the API
         bad = int(flat.size - np.count_nonzero(np.isfinite(flat)))
-        problem = f"{bad} of {flat.size} pixel values are NaN or infinite; the image data is corrupt"
+        problem = (f"{bad} of {flat.size} pixel values are NaN or infinite; the image data is corrupt (a NaN "
+                   "background? replace it first, e.g. with np.nan_to_num)")
         raise fail(source, problem) if source is not None else ImageReadError(problem)
     if flat.size and (flat == flat[0]).all():
         problem = "image is blank (all pixels have the same value); nothing to segment"

@@ -3,7 +3,8 @@
 * a split file (``--split-file``), ``DATA/split.json`` or the ``DATA/train|val|test`` layout: its test part;
 * else, when every model is an exported model file that records the split it trained with (the bundled model
   does): the films of ``DATA`` named in none of their train or val lists, in any folder (a copy of the training
-  films, or an Annotate dataset made of them, is no unseen site); all of them for another site's folder. Before,
+  films, or an Annotate dataset made of them, is no unseen site; the note says that names only may coincide);
+  all of another site's folder whose names are its own; all, with a warning, where every name coincides. Before,
   the 80:10:10 cut of a folder without a split scored 2 of a site's 20 films, and the report called it complete;
 * else (a training checkpoint, an official SAM file, an export without its split): the 80:10:10 cut seeded by
   ``--seed``, as ``adaqat train`` cuts a folder without a split, with its note.
@@ -17,7 +18,7 @@ from napari_adaqat.data.dataset import discover, names_of_pairs, split_source
 from napari_adaqat.data.split import SPLITS
 
 
-def auto_split(data: str | Path, split_file: Optional[str | Path], model_paths: Sequence[Path],
+def auto_split(data: str | Path, split_file: Optional[str | Path], model_paths: Sequence[Optional[Path]],
                seed: int) -> tuple[str, Optional[Path | dict], str]:
     """(the part to score, the split to use: a file, a split made here (a dict) or None, one line saying why) for
     ``--split auto``. Raises ValueError (one line) when every film of ``data`` trained or validated the models."""
@@ -26,7 +27,7 @@ def auto_split(data: str | Path, split_file: Optional[str | Path], model_paths: 
         return "test", Path(split_file), ""
     if not root.is_dir() or split_source(root) != "seeded":
         return "test", None, ""
-    recorded = [_provenance(path) for path in model_paths]
+    recorded = [None if path is None else _provenance(path) for path in model_paths]
     if not recorded or any(r is None for r in recorded):
         return "test", None, seeded_note(seed)
     pairs, _ = discover(root, seed=seed)
@@ -39,26 +40,43 @@ def auto_split(data: str | Path, split_file: Optional[str | Path], model_paths: 
     if not seen:
         return "all", None, f"no model trained on the films of {root}: scoring all {len(pairs)} of them"
     unseen = sorted(set(pairs) - seen)
-    # (by name, in any folder: a copy of the training films, an Annotate dataset of them, scores as training films)
-    which = ("trained or validated the model(s)" if same_folder else
-             "have the names of films that trained or validated the model(s) (a copy of them?)")
+    if same_folder:
+        if not unseen:
+            raise ValueError(f"{root}: all {len(pairs)} of its films trained or validated the model(s) (the split "
+                             "recorded in the model file), so none is left to score fairly; --split all scores them "
+                             "anyway (the scores flatter the model)")
+        why = (f"{len(seen)} of the {len(pairs)} films of {root} trained or validated the model(s) (the split "
+               f"recorded in the model file): scoring the other {len(unseen)}; --split all scores every film")
+        return "test", {"train": sorted(seen), "val": [], "test": unseen}, why
+    # another folder, films of the same names: a copy of the training films (an Annotate dataset of them) would
+    # score as unseen; another site's films whose names only coincide (1.png …) are unseen. Names cannot tell.
     if not unseen:
-        raise ValueError(f"{root}: all {len(pairs)} of its films {which} (the split recorded in the model file), so "
-                         "none is left to score fairly; --split all scores them anyway (the scores flatter the model)")
-    why = (f"{len(seen)} of the {len(pairs)} films of {root} {which} (the split recorded in the model file): "
-           f"scoring the other {len(unseen)}; --split all scores every film")
+        return "all", None, (f"all {len(pairs)} films of {root} have the names of films that trained or validated "
+                             "the model(s) (the split recorded in the model file), in another folder: scoring all of "
+                             "them; if they are copies of those films, the scores flatter the model")
+    why = (f"{len(seen)} of the {len(pairs)} films of {root} have the names of films that trained or validated the "
+           f"model(s) (the split recorded in the model file): left out as possible copies, scoring the other "
+           f"{len(unseen)}; if only their names coincide, --split all scores every film")
     return "test", {"train": sorted(seen), "val": [], "test": unseen}, why
 
 
-def model_files(refs: Sequence) -> list[Path]:
-    """The files of the models ``refs`` (model refs with ``resolved()``; the bundled default's too; ``None`` and a
-    bundled model not installed left out: the engine says so), for ``split="auto"``."""
-    files = []
+def model_files(refs: Sequence) -> list[Optional[Path]]:
+    """The files of the models ``refs`` for ``split="auto"``: a model ref's (``resolved()``; the bundled default's
+    too), a :class:`~napari_adaqat.inference.segmenter.Segmenter`'s ``path``; ``None`` for a model in memory
+    that names no file (it records no split: the seeded cut); ``None`` refs and a bundled model not installed left
+    out (the engine says so)."""
+    files: list[Optional[Path]] = []
     for ref in refs:
-        try:
-            files.append(Path(ref.resolved()))
-        except (AttributeError, ValueError):
+        if ref is None:
             continue
+        if hasattr(ref, "resolved"):
+            try:
+                files.append(Path(ref.resolved()))
+            except ValueError:
+                continue
+        else:
+            path = getattr(ref, "path", None)
+            files.append(Path(path) if path else None)
     return files
 
 

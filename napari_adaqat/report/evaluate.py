@@ -212,6 +212,8 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
     """
     if clicks < 0:
         raise ValueError(f"clicks must be 0 or more, not {clicks}")
+    if split not in ("auto", *SPLITS, "all"):  # (before any model is loaded)
+        raise ValueError(f"split must be auto, train, val, test or all, not {split!r}")
     out = Path(out_dir)
     check_output_folder(out, [data_dir], what="data folder")
     check_report_folder(out)
@@ -226,8 +228,6 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
     elif split == "auto":
         split, split_file, why = auto_split(data_dir, None, model_files(models + [base]), seed)
         split_note = split_note or why
-    elif split not in (*SPLITS, "all"):
-        raise ValueError(f"split must be auto, train, val, test or all, not {split!r}")
     chosen, skipped, notes = _pairs(data_dir, split, split_file, seed)
     notes = ([split_note] if split_note else []) + notes
     show = _shown(show, chosen, split)
