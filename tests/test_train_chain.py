@@ -100,6 +100,9 @@ def test_chain_from_the_bundled_model_survives_sigkill_in_stage2_and_resumes(dev
     own = read_adaqat_metadata(DEFAULT_BASELINE)["spec"]["name"]  # QA9: config.json said vit_b for this run
     assert [json.loads(run_paths(paths[s])["config"].read_text())["model_type"] for s in ("stage1", "stage2")] == \
         [own, own]
+    assert meta["train_config"]["model_type"] == own  # (the checkpoints' and the export's record: Table 2 reads it)
+    from napari_adaqat.train.preflight import start_architecture
+    assert start_architecture(str(run_paths(paths["stage1"])["best"])) == own  # --print-config of Stage 2 --from
 
 
 def test_print_config_names_the_architecture_that_will_train(cxr_dir, tmp_path, capsys):

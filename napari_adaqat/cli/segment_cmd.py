@@ -182,7 +182,7 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
     from napari_adaqat.inference.batch import IGNORED, segment_files
     from napari_adaqat.inference.engine import ONE_SHOT, Engine
     from napari_adaqat.inference.quality import REVIEW_BELOW
-    from napari_adaqat.io import sample_name
+    from napari_adaqat.inference.mask_names import named_after_folder
 
     boxes, points = prompts
     roots = _roots(args)
@@ -218,7 +218,7 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
         notes.clear()
         counts[result.status] += 1
         counts["review"] += result.review == 1
-        if result.status == "ok" and result.mask and not Path(result.mask).name.startswith(sample_name(result.file)):
+        if result.status == "ok" and result.mask and named_after_folder(Path(result.file), result.mask):
             counts["renamed"] += 1
             renamed = renamed or Path(result.mask).name
         if result.status == IGNORED or result.note:

@@ -140,15 +140,13 @@ def _hint_resume(args: argparse.Namespace) -> None:
 def _shown(cfg, start=None) -> dict:
     """``cfg`` as ``--print-config`` shows it: ``model_type`` is the architecture that will train (a model file
     brings its own; Stage 2 that of its Stage 1 ``start``), as the run's ``config.json`` records it."""
-    from napari_adaqat.train.preflight import start_architecture
-
     from napari_adaqat.train.paths import run_paths
+    from napari_adaqat.train.preflight import start_architecture
 
     shown = cfg.to_dict()
     own = start_architecture((start or cfg).checkpoint)
-    saved = run_paths(cfg.from_run)["config"] if getattr(cfg, "from_run", None) and start is None else None
-    if own is None and saved is not None and saved.is_file():  # Stage 2 of an existing run: what it trained
-        own = json.loads(saved.read_text()).get("model_type")
+    if own is None and getattr(cfg, "from_run", None) and start is None:  # Stage 2 of a run: what it trained
+        own = start_architecture(str(run_paths(cfg.from_run)["best"]))
     shown["model_type"] = own or (start.model_type if start is not None else cfg.model_type)
     return shown
 

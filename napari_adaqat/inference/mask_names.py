@@ -39,6 +39,15 @@ def recorded_mask(mask: str, out_dir: Path) -> str | None:
     return None
 
 
+def named_after_folder(path: Path, mask: str) -> bool:
+    """Whether the mask file ``mask`` of the input ``path`` took a ``PARENT_NAME_…`` name of :func:`mask_names`
+    (``NAME_mask`` and ``NAME_EXT_mask`` were taken), not its film's own."""
+    stem, name = Path(mask).stem, sample_name(path)
+    names = (name, f"{name}_{path.suffix.lower()[1:]}")  # (films of one name in one folder: chest_dcm_mask)
+    own = {f"{_name_part(n, 180)}_{kind}" for n in names for kind in ("mask", "seg")}
+    return stem not in own
+
+
 def mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: str,
                 roots: Sequence[Path] = ()) -> tuple[dict[str, str], set[str]]:
     """(a mask path relative to ``out_dir`` per input, the inputs whose earlier mask is kept).  No path collides

@@ -6,6 +6,7 @@ the resume-config merge, SIGTERM handling and stale temp-file cleanup.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -129,20 +130,20 @@ def train_stage(cfg: TrainConfig, resume: bool = False) -> dict:
         dd.shutdown(world)
 
 
-def _as_run(cfg: TrainConfig, sam: torch.nn.Module) -> dict:
-    """``cfg`` as saved in the run's ``config.json``: ``model_type`` is the architecture trained (a model file
-    brings its own: the bundled one is ``hybrid_tiny`` whatever ``model_type`` said)."""
-    saved = cfg.to_dict()
+def _as_trained(cfg: TrainConfig, sam: torch.nn.Module) -> TrainConfig:
+    """``cfg`` with ``model_type`` the architecture that trains (a model file brings its own: the bundled one is
+    ``hybrid_tiny`` whatever ``model_type`` said), as the run's ``config.json`` and checkpoints record it."""
     name = getattr(getattr(sam, "spec", None), "name", None)
-    if isinstance(name, str) and name in MODEL_PRESETS:
-        saved["model_type"] = name
-    return saved
+    if isinstance(name, str) and name in MODEL_PRESETS and name != cfg.model_type:
+        return dataclasses.replace(cfg, model_type=name)
+    return cfg
 
 
 def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, paths: dict) -> dict:
     is_main = rank == 0
     _seed_all(cfg.seed)
     sam, description, provenance = (build_stage1 if cfg.stage == 1 else build_stage2)(cfg)
+    cfg = _as_trained(cfg, sam)
     sam.to(device)
     if trainable_count(sam) == 0:
         choice = f"mode {cfg.mode!r}" if cfg.stage == 1 else f"trainable {cfg.qat.trainable!r}"
@@ -178,7 +179,7 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
     progress = ProgressLog(paths["progress"], enabled=is_main)
     checkpointing = cfg.grad_checkpoint if cfg.grad_checkpoint is not None else grad_checkpoint_pays(sam)
     if is_main:
-        paths["config"].write_text(json.dumps(_as_run(cfg, sam), indent=1))
+        paths["config"].write_text(json.dumps(cfg.to_dict(), indent=1))
         progress.write("start", stage=cfg.stage, mode=cfg.mode, preset=cfg.preset, epochs=cfg.epochs,
                        resumed_from=start_epoch - 1 if resume else None, train=len(train_set), val=len(val_set),
                        trainable=trainable_count(sam), world_size=world, device=device, skipped=warnings,

@@ -36,9 +36,11 @@ def start_architecture(checkpoint: str | None) -> str | None:
     from napari_adaqat.model.formats.container import read_adaqat_metadata
 
     try:
-        name = ((read_adaqat_metadata(path) or {}).get("spec") or {}).get("name")
+        meta = read_adaqat_metadata(path) or {}
     except Exception:  # noqa: BLE001 - the run's own load names a bad file in one line
         return None
+    spec = meta.get("spec") or (meta.get("model") or {}).get("spec") or {}  # (a model file's; a checkpoint's)
+    name = spec.get("name") if isinstance(spec, dict) else None
     return name if isinstance(name, str) else None
 
 
