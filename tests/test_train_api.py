@@ -113,3 +113,32 @@ def test_old_flat_configs_still_load_and_help_comes_from_the_fields(tmp_path):
     assert "Stage 2" in field_help("epochs") and field_help("budget") == field_help("adalora.budget")
     result = subprocess.run([sys.executable, "-m", "napari_adaqat", "train", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and field_help("qat.variant")[:40] in " ".join(result.stdout.split())
+
+
+def test_stage2_from_a_run_keeps_its_validation_films_unseen(tmp_path, cxr_dir):
+    """Films annotated after Stage 1 change the seeded cut: Stage 2 --from keeps Stage 1's split (its validation
+    films never trained on) and trains on the new films too."""
+    import shutil
+    from napari_adaqat.train import train
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    films = sorted((cxr_dir / "images").glob("*.png"))
+
+    def add(k: int) -> None:
+        film = films[k % len(films)]
+        shutil.copy(film, data / "images" / f"f{k:02d}.png")
+        shutil.copy(cxr_dir / "masks" / film.name, data / "masks" / f"f{k:02d}.png")
+
+    for k in range(12):
+        add(k)
+    run1, run2 = tmp_path / "s1", tmp_path / "s2"
+    train(data=data, out=run1, epochs=1, **TINY)
+    for k in range(12, 20):  # annotated since: the seeded cut of 20 films differs from that of 12
+        add(k)
+    train(data=data, out=run2, stage=2, from_run=run1, epochs=1, qat={"trainable": "authors"},
+          **{**TINY, "mode": None})
+    first, second = (json.loads((run / "split.json").read_text()) for run in (run1, run2))
+    assert second["val"] == first["val"] and second["test"] == first["test"]
+    assert second["train"] == sorted(set(first["train"]) | {f"f{k:02d}" for k in range(12, 20)})

@@ -14,6 +14,7 @@ import random
 import sys
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,8 +22,8 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from napari_adaqat.data.check import training_sets
-from napari_adaqat.data.dataset import discover
-from napari_adaqat.data.split import save_split
+from napari_adaqat.data.dataset import discover, names_of_pairs
+from napari_adaqat.data.split import SPLITS, load_split, save_split
 from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, clamp_lambda_grads, orthogonal_regularizer
 from napari_adaqat.model.build import load_state_strict
 from napari_adaqat.model.formats.checkpoint import optimizer_state, read_checkpoint, save_checkpoint, split_optimizer
@@ -51,11 +52,32 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _stage1_split(cfg: TrainConfig, pairs: dict) -> dict | None:
+    """Stage 2 ``--from`` a Stage-1 run on the same data folder: that run's split, so that its validation films stay
+    films the model never trained on (the data folder may have gained films since, or its seeded cut may differ);
+    films added since go to train.  None otherwise."""
+    if cfg.stage != 2 or not cfg.from_run:
+        return None
+    run = run_paths(cfg.from_run)
+    try:
+        data = json.loads(run["config"].read_text()).get("data")
+        split = names_of_pairs(load_split(run["split"]), pairs)
+    except (OSError, ValueError):
+        return None  # (no split or config kept: the data folder's own split, as before)
+    if not data or Path(data).resolve() != Path(cfg.data).resolve():
+        return None
+    known = {name for part in SPLITS for name in split[part]}
+    split["train"] = sorted(set(split["train"]) | (set(pairs) - known))
+    return split
+
+
 def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int, resume: bool) -> tuple[LungDataset, LungDataset, list[str]]:
     pairs, split = discover(cfg.data, cfg.seed)  # deterministic: every rank computes the same split
     kept = resume and paths["split"].is_file()
     if kept:  # a resumed run keeps its own split
         split = json.loads(paths["split"].read_text())
+    elif (stage1 := _stage1_split(cfg, pairs)) is not None:
+        split = stage1
     # refuses an empty or overlapping validation set, and masks that all look inverted (unless masks_as_given)
     sets, report = training_sets(cfg.data, pairs, split, cfg.masks_as_given)
     if rank == 0 and not kept:  # (a refused run leaves no split.json)
