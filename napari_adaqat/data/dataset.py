@@ -152,12 +152,10 @@ def _pairs_in(folder: Path) -> dict[str, Pair]:
     a set's own names; hidden files and masks beside their films skipped); a mask that two images would share by a
     suffix rule (``a.png`` and ``a_seg.png``, mask ``a_seg.png``) or by case (``A.png`` and ``a.png``) stays with
     the image of its own name, and with neither when no name is its own (nor its other lung's mask)."""
-    groups = class_folders(folder)
-    if groups:
-        return _pairs_of_classes(groups)
     images, masks = dataset_folders(folder)
-    if not images.is_dir():
-        return {}
+    if not images.is_dir():  # (class folders, each its films and masks, or nothing)
+        groups = class_folders(folder)
+        return _pairs_of_classes(groups) if groups else {}
     pairs = {}
     together = images == masks  # films with their masks beside them (layout.masks_beside checked one's pixels)
     finders = [MaskFolder(place) for place in lung_folders(masks)] or [MaskFolder(masks)]

@@ -39,13 +39,18 @@ def recorded_mask(mask: str, out_dir: Path) -> str | None:
     return None
 
 
+def _own_stem(name: str, kind: str) -> str:
+    """``NAME_mask`` (``kind``: mask, or seg for a DICOM SEG), the film's own mask name: ``NAME`` cut to 180 bytes
+    (+ 1 + 50 + ``_mask_9999`` + the suffix stays within the 255 bytes of a file name)."""
+    return f"{_name_part(name, 180)}_{kind}"
+
+
 def named_after_folder(path: Path, mask: str) -> bool:
     """Whether the mask file ``mask`` of the input ``path`` took a ``PARENT_NAME_…`` name of :func:`mask_names`
     (``NAME_mask`` and ``NAME_EXT_mask`` were taken), not its film's own."""
-    stem, name = Path(mask).stem, sample_name(path)
+    name = sample_name(path)
     names = (name, f"{name}_{path.suffix.lower()[1:]}")  # (films of one name in one folder: chest_dcm_mask)
-    own = {f"{_name_part(n, 180)}_{kind}" for n in names for kind in ("mask", "seg")}
-    return stem not in own
+    return Path(mask).stem not in {_own_stem(n, kind) for n in names for kind in ("mask", "seg")}
 
 
 def mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: str,
@@ -76,11 +81,10 @@ def mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: 
         with_extension = f"{name}_{extension[1:]}"
         first = [with_extension] if own[path.parent, name] > 1 and extension in IMAGE_SUFFIXES and \
             (path.parent, with_extension) not in own else []
-        # 180 + 1 + 50 + "_mask_9999" + suffix stays within the 255 bytes of a file name
-        stem = f"{_name_part(name, 180)}_{kind}"
+        stem = _own_stem(name, kind)
         parent = _name_part(path.parent.name, 50)
         folder = mirror_folder(path, roots)
-        candidates = [f"{_name_part(n, 180)}_{kind}" for n in first] + [stem, f"{parent}_{stem}"] + \
+        candidates = [_own_stem(n, kind) for n in first] + [stem, f"{parent}_{stem}"] + \
             [f"{parent}_{stem}_{i}" for i in range(2, 10_000)]
         name = next(str(folder / f"{c}{suffix}") for c in candidates
                     if str(folder / f"{c}{suffix}") not in taken and not (out_dir / folder / f"{c}{suffix}").exists())
