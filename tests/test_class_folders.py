@@ -41,6 +41,11 @@ def test_covid19_radiography_root_reads_its_class_folders_as_one_dataset(tmp_pat
     assert sorted(pairs) == ["COVID-1", "COVID-2", "Normal-1", "Normal-2"]
     assert pairs["Normal-2"].mask == root / "Normal" / "masks" / "Normal-2.png"
     assert sorted(sum(split.values(), [])) == sorted(pairs)
+    (root / "Viral Pneumonia" / "images").mkdir(parents=True)  # a class whose masks were not unpacked: said
+    shutil.copy(films[0], root / "Viral Pneumonia" / "images" / "Viral Pneumonia-1.png")
+    assert layout_note(root).endswith("(COVID/, Normal/), each images/ and masks/; left out, films without a "
+                                      "masks folder: Viral Pneumonia/")
+    assert sorted(discover(root)[0]) == sorted(pairs)
     film, mask = load_pair(pairs["COVID-1"])
     assert film.shape == mask.shape and mask.any()
 

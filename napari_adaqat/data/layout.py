@@ -188,6 +188,16 @@ def class_folders(root: Path) -> list[Path]:
     return found
 
 
+def classes_without_masks(root: Path) -> list[Path]:
+    """The sub-folders of ``root`` beside its class folders (:func:`class_folders`) that hold a folder of films but
+    no masks (a class left out of the dataset: said, never dropped without a word); ``[]`` without class folders."""
+    groups = class_folders(root)
+    if not groups:
+        return []
+    return [folder for folder in _folders(root) if folder not in groups and not is_mask_name(folder.name)
+            and not is_adaqat_output(folder) and dataset_folders(folder)[0].is_dir()]
+
+
 def holds_dataset(root: Path) -> bool:
     """Whether ``root`` is a dataset folder by itself: its folder of films, or class folders holding theirs."""
     return dataset_folders(root)[0].is_dir() or bool(class_folders(root))
@@ -215,8 +225,10 @@ def layout_note(root: Path) -> str:
     if groups:
         shown = ", ".join(f"{g.name}/" for g in groups[:4]) + (", …" if len(groups) > 4 else "")
         each = "with the masks beside the films" if images == masks else f"{images.name}/ and {masks.name}/"
+        bare = [f"{g.name}/" for g in classes_without_masks(top)]
+        left = f"; left out, films without a masks folder: {', '.join(bare[:4])}{', …' if len(bare) > 4 else ''}"
         return (f"films and masks from {len(groups)} class folder(s) of {top.name}/ ({shown}), each "
-                f"{each}{likewise}")
+                f"{each}{likewise}" + (left if bare else ""))
     if (images.name, masks.name) == ("images", "masks"):
         return ""
     if images == masks:
