@@ -10,7 +10,8 @@ does.  The U-Net reference (``REF``, clip + clean-up) is scored beside them.
         --vote "UNETS/fold{k}/unet.safetensors" --ref "UNETS/fold{k}/unet.safetensors" [--clicks 3] [--no-heart]
 
 Prints each pooled comparison (paired Wilcoxon over all films of the folds given) and the pre-written rule's
-verdict; writes every film's row to OUT.json.
+verdict; writes every film's row to OUT.json.  ``--pool A.json B.json`` scores nothing: it pools the rows of earlier
+outputs (e.g. fold 0 with folds 1 and 2) and summarizes them the same way (FOLDS, --fold, --model … unused).
 """
 from __future__ import annotations
 
@@ -69,18 +70,50 @@ def compare(rows: list[dict], a: str, b: str, key: str) -> dict:
                 better=int(np.sum(np.subtract(x, y) > 0)), n=len(x))
 
 
+def summarize(rows: list[dict], clicks: int, no_heart: bool) -> dict:
+    """Means per reading, the paired comparisons and the rule's verdict, over the films of ``rows``."""
+    summary: dict = {}
+    for reading in ("model", "vote", "unet"):
+        mine = [r for r in rows if r["reading"] == reading]
+        steps = range(clicks + 1) if reading != "unet" else range(1)
+        summary[reading] = dict(dice=float(np.mean([r["dice"] for r in mine])),
+                                nsd=float(np.mean([r["nsd"] for r in mine])),
+                                clicks=[float(np.mean([r[f"click{i}"] for r in mine])) for i in steps])
+    for a, b in (("vote", "unet"), ("vote", "model"), ("model", "unet")):
+        for key in ("dice", "nsd"):
+            summary[f"{a}-{b} {key}"] = compare(rows, a, b, key)
+    for i in range(1, clicks + 1):
+        summary[f"vote-model click{i}"] = compare(rows, "vote", "model", f"click{i}")
+    last = f"vote-model click{clicks}"
+    # the rule written before folds 1 and 2 were scored (BENCHMARKS.md, thirteenth session): on our masks, box alone
+    # ahead of the U-Net (p < 0.05) with NSD >= its, and after the clicks >= the model alone - 0.002; on
+    # heart-excluded masks (--no-heart), after the clicks >= the model alone - 0.005
+    if no_heart:
+        summary["rule_clicks_heart_excluded"] = bool(summary[last]["mean"] >= -0.005)
+    else:
+        summary["rule_box"] = bool(summary["vote-unet dice"]["p"] < 0.05 and summary["vote-unet dice"]["mean"] > 0
+                                   and summary["vote"]["nsd"] >= summary["unet"]["nsd"])
+        summary["rule_clicks"] = bool(summary[last]["mean"] >= -0.002)
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folds", type=Path)
     ap.add_argument("out", type=Path)
-    ap.add_argument("--fold", type=int, nargs="+", required=True)
-    ap.add_argument("--model", required=True, help="model file, {k} = the fold")
-    ap.add_argument("--vote", required=True, help="the voting U-Net, {k} = the fold")
-    ap.add_argument("--ref", required=True, help="the reference U-Net scored beside, {k} = the fold")
+    ap.add_argument("--fold", type=int, nargs="+", default=[])
+    ap.add_argument("--model", default="", help="model file, {k} = the fold")
+    ap.add_argument("--vote", default="", help="the voting U-Net, {k} = the fold")
+    ap.add_argument("--ref", default="", help="the reference U-Net scored beside, {k} = the fold")
     ap.add_argument("--clicks", type=int, default=3)
     ap.add_argument("--no-heart", action="store_true", help="score against heart-excluded references (1.4x)")
+    ap.add_argument("--pool", type=Path, nargs="+", help="score nothing: pool the rows of these earlier outputs")
     args = ap.parse_args()
     rows: list[dict] = []
+    for earlier in args.pool or []:  # (FOLDS, --fold, --model … are then only recorded, not read)
+        rows += json.loads(earlier.read_text())["rows"]
+    if args.pool:
+        args.fold = []
     for k in args.fold:
         fold = args.folds / f"fold{k}"
         pairs, split = discover(fold)
@@ -97,28 +130,7 @@ def main() -> None:
                 row.update({f"click{i}": float(score_masks(m, ref)["dice"]) for i, m in enumerate(masks)})
                 rows.append(row)
             print(k, name, {r["reading"]: round(r["dice"], 4) for r in rows[-3:]}, flush=True)
-    summary: dict = {}
-    for reading in ("model", "vote", "unet"):
-        mine = [r for r in rows if r["reading"] == reading]
-        clicks = range(args.clicks + 1) if reading != "unet" else range(1)
-        summary[reading] = dict(dice=float(np.mean([r["dice"] for r in mine])),
-                                nsd=float(np.mean([r["nsd"] for r in mine])),
-                                clicks=[float(np.mean([r[f"click{i}"] for r in mine])) for i in clicks])
-    for a, b in (("vote", "unet"), ("vote", "model"), ("model", "unet")):
-        for key in ("dice", "nsd"):
-            summary[f"{a}-{b} {key}"] = compare(rows, a, b, key)
-    for i in range(1, args.clicks + 1):
-        summary[f"vote-model click{i}"] = compare(rows, "vote", "model", f"click{i}")
-    last = f"vote-model click{args.clicks}"
-    # the rule written before folds 1 and 2 were scored (BENCHMARKS.md, thirteenth session): on our masks, box alone
-    # ahead of the U-Net (p < 0.05) with NSD >= its, and after the clicks >= the model alone - 0.002; on
-    # heart-excluded masks (--no-heart), after the clicks >= the model alone - 0.005
-    if args.no_heart:
-        summary["rule_clicks_heart_excluded"] = bool(summary[last]["mean"] >= -0.005)
-    else:
-        summary["rule_box"] = bool(summary["vote-unet dice"]["p"] < 0.05 and summary["vote-unet dice"]["mean"] > 0
-                                   and summary["vote"]["nsd"] >= summary["unet"]["nsd"])
-        summary["rule_clicks"] = bool(summary[last]["mean"] >= -0.002)
+    summary = summarize(rows, args.clicks, args.no_heart)
     print(json.dumps(summary, indent=1))
     args.out.write_text(json.dumps(dict(summary=summary, rows=rows), indent=1))
 

@@ -54,6 +54,29 @@ def test_shipped_files_are_small_and_documented():
     assert set(SHIPPED_TEST_IMAGES) <= set(split["test"])
 
 
+def test_shipped_model_carries_the_vote_that_cross_validation_favoured():
+    """v4.3: both files carry the same 8-channel U-Net vote, with its out-of-fold record (3 folds, 93 films)."""
+    from safetensors import safe_open
+
+    from napari_adaqat.model.formats.vote_file import PREFIX
+
+    metas = [json.loads(safetensors_metadata(path)["adaqat"]) for path in (DEFAULT_MODEL, DEFAULT_BASELINE)]
+    assert all(meta["spec"]["vote_unet"] == 8 and meta["vote"]["epochs"] == 60 for meta in metas)
+    oof = metas[0]["vote"]["out_of_fold_3_folds"]
+    alone, voted = oof["dice_by_click"]["model alone"], oof["dice_by_click"]["with the vote"]
+    assert oof["n"] == 93 and all(v > a for a, v in zip(alone, voted))  # better with a box and after every click
+    assert oof["vote_minus_model_box"]["p"] < 0.05 and oof["nsd2"]["with the vote"] > oof["nsd2"]["model alone"]
+    heart = oof["heart_excluded_1.4x_dice_by_click"]
+    assert heart["with the vote"][3] >= heart["model alone"][3] - 0.002  # clicks still win against its habit
+    with safe_open(str(DEFAULT_MODEL), "pt") as int8, safe_open(str(DEFAULT_BASELINE), "pt") as fp32:
+        names = [k for k in int8.keys() if k.startswith(PREFIX)]
+        assert names and set(names) == {k for k in fp32.keys() if k.startswith(PREFIX)}
+        for name in names:  # one vote in both files (FP16 in the INT8 file)
+            a, b = int8.get_tensor(name).float(), fp32.get_tensor(name).float()
+            assert (a - b).abs().max() <= 1e-3 * max(1.0, b.abs().max().item())
+    assert getattr(load_model(), "vote_unet", None) is not None
+
+
 def _segment(tmp_path, cxr_dir, *extra):
     out = tmp_path / "out"
     assert main(["segment", str(cxr_dir / "images"), "--out", str(out), "--device", "cpu", *extra]) == 0

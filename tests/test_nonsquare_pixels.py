@@ -1,9 +1,9 @@
 """Films whose pixels are not square (a DICOM's PixelSpacing 0.2 x 0.1 mm: some CR readers and digitisers).
 
 napari shows such a film at its true shape (the reader's scale); the model must see it so too: before, it got the
-film stretched 2:1 and the mask of the same anatomy had Dice 0.69 with the square film's.  Now every way in (the
-API, ``adaqat segment``, the engine, the Segment dock) makes the pixels square for the model and gives the mask back
-on the film's own pixels; square pixels (within 2 %) take the stock path, bit for bit.
+film stretched 2:1 and the mask of the same anatomy had Dice 0.69 with the square film's (the model v4.2).  Now
+every way in (the API, ``adaqat segment``, the engine, the Segment dock) makes the pixels square for the model and
+gives the mask back on the film's own pixels; square pixels (within 2 %) take the stock path, bit for bit.
 """
 from __future__ import annotations
 

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Reproduce the bundled default model v4.2 (CPU, 2 otherwise idle cores: about 85 + 25 min, BENCHMARKS.md):
+# Reproduce the bundled default model v4.3 (CPU, 2 otherwise idle cores: about 85 + 27 + 8.5 min, BENCHMARKS.md):
 #   v3f (training/default_model.yaml): 1. full training from scratch (base), then `adaqat train --stage all`:
 #   2. Stage 1 AdaLoRA  3. Stage 2 QAT  4. INT8 + FP32 export (RUNS/chain/{model_int8,baseline_fp32}.safetensors);
 #   v4.2 (training/default_model_clicks.yaml): 5. from v3f's FP32 file, clicks and one-lung boxes (Stage 1 decoder,
 #   Stage 2 QAT, both files: RUNS/clicks/...), copied into ASSETS.  CLICKS=0 stops after v3f and ships it.
-#   VOTE=1: 6. a U-Net's vote added to both files (python -m napari_adaqat.train.vote_train; BENCHMARKS.md, "The U-Net
-#   vote"); off until folds 1 and 2 decide it (benchmarks/cv_default_model.sh scores the model and the vote apart).
+#   v4.3: 6. a U-Net's vote added to both files (python -m napari_adaqat.train.vote_train; BENCHMARKS.md, "The U-Net
+#   vote shipped"); VOTE=0 stops before it and ships v4.2 (benchmarks/cv_default_model.sh scores the two apart).
 # Usage: [RESUME=1] bash training/train_default_model.sh [DATA] [RUNS] [ASSETS]
 # RECIPE=other.yaml trains another recipe (ADALORA_EPOCHS: Stage-1 AdaLoRA epochs, default 10; the previous
 # default models: RECIPE=training/candidate_v3e_refine.yaml, v2: RECIPE=training/default_model_v2.yaml ADALORA_EPOCHS=20);
 # SCORES=summary.json records out-of-fold scores (benchmarks/cv_score.py) in both files, as the shipped ones do;
+# VOTE_SCORES=benchmarks/results/twentysecond/vote_scores.json records the vote's (benchmarks/vote_probe.py --pool);
 # A recipe's stage1_adalora: section applies to step 2 only (e.g. training/candidate_v3f_lowlr.yaml).
 # benchmarks/cv_default_model.sh runs the same steps on every cross-validation fold.
 set -euo pipefail
@@ -35,13 +36,14 @@ if [ "${CLICKS:-1}" != 0 ]; then  # step 5: clicks and one-lung boxes, from v3f'
     --profile deploy $(resumed "$RUNS/clicks/chain.json")
   FINAL="$RUNS/clicks"
 fi
-if [ "${VOTE:-0}" != 0 ]; then  # step 6 (VOTE=1): the vote of an 8-channel U-Net trained 60 epochs on the same films
-  python -m napari_adaqat.train.vote_train "$DATA" "$RUNS/vote" --epochs 60 --width 8  # resumes; ~7 min
+if [ "${VOTE:-1}" != 0 ]; then  # step 6 (VOTE=0 skips it): the vote of an 8-channel U-Net trained 60 epochs on the same films
+  python -m napari_adaqat.train.vote_train "$DATA" "$RUNS/vote" --epochs 60 --width 8  # resumes; ~8.5 min on 75 films
   mkdir -p "$RUNS/voted"
   for f in baseline_fp32 model_int8; do  # the model's tensors bit for bit, the vote added; made anew each time
     rm -f "$RUNS/voted/$f.new.safetensors"  # (from the files of this run, never a stale earlier one)
     python -m napari_adaqat.model.formats.vote_file "$FINAL/$f.safetensors" "$RUNS/vote/unet.safetensors" \
-      "$RUNS/voted/$f.new.safetensors" --note "$(cat "$RUNS/vote/unet.json")"
+      "$RUNS/voted/$f.new.safetensors" --note "$(python -c 'import json, sys; print(json.dumps({k: v for f in sys.argv[1:]
+        for k, v in json.load(open(f)).items()}))' "$RUNS/vote/unet.json" ${VOTE_SCORES:-})"
     mv "$RUNS/voted/$f.new.safetensors" "$RUNS/voted/$f.safetensors"
   done
   FINAL="$RUNS/voted"
