@@ -21,6 +21,7 @@ from napari_adaqat.io.dicom_open import frame_count, open_dicom
 from napari_adaqat.io.dicom_pixels import decode
 from napari_adaqat.io.image_data import NotAFilm
 from napari_adaqat.io.images import read_image, sample_name
+from napari_adaqat.io.jsrt import is_jsrt
 
 PathOrPaths = Union[str, Sequence[str]]
 LayerData = tuple[Any, dict, str]
@@ -31,9 +32,10 @@ def _paths(path: PathOrPaths) -> list[str]:
 
 
 def get_dicom_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | None:
-    """Return :func:`read_dicom_layers` when every path is a DICOM file, else ``None``."""
+    """Return :func:`read_dicom_layers` when every path is a DICOM file (or a JSRT ``.IMG`` film, which no other
+    reader takes), else ``None``."""
     paths = _paths(path)
-    if not paths or not all(os.path.isfile(p) and (is_dicom(p) or _named_dicom(p)) for p in paths):
+    if not paths or not all(os.path.isfile(p) and (is_dicom(p) or _named_dicom(p) or is_jsrt(p)) for p in paths):
         return None
     return read_dicom_layers
 

@@ -324,20 +324,6 @@ def test_tiff_stack_mask_and_float_tiff_mask(tmp_path):
         read_mask(tmp_path / "n.tif")
 
 
-def test_a_jsrt_raw_film_is_named_with_the_way_to_convert_it(tmp_path):
-    """JSRT's films are headerless 2048 x 2048 12-bit big-endian .IMG files: the one line says so."""
-    from napari_adaqat.io import ImageReadError, read_image
-
-    path = tmp_path / "JPCLN001.IMG"
-    np.arange(2048 * 2048, dtype=">u2").tofile(path)
-    with pytest.raises(ImageReadError, match=r"unsupported image format '\.img': its size fits JSRT's \.IMG layout "
-                                             r"\(2048 x 2048 pixels, 12 bits stored big-endian, no header\): convert"):
-        read_image(path)
-    path.write_bytes(b"\0" * 1000)  # another raw size: the general line
-    with pytest.raises(ImageReadError, match=r"adaqat reads PNG, JPEG, BMP, TIFF and DICOM"):
-        read_image(path)
-
-
 def test_prompts_given_as_fractions_of_the_image_are_refused_in_one_line():
     """A box or clicks in 0–1 coordinates (a QA find: box 0.06,0.06,0.94,0.74 segmented nothing, reported "ok");
     whole-number pixels near the corner stay pixels."""

@@ -148,18 +148,19 @@ def test_the_split_layout_in_any_case_and_without_a_val_folder(tmp_path, cxr_dir
         assert split["val"] == [] and "validation set is empty" in (report.error or "")
 
 
-def test_jsrt_img_films_are_told_how_to_convert_in_a_dataset_and_in_a_folder(tmp_path, capsys):
-    """JSRT's films are headerless 2048² 12-bit big-endian .IMG files: known by their size, in every path."""
+def test_files_of_jsrt_size_that_are_not_jsrt_films_are_told_so_everywhere(tmp_path, cxr_dir, capsys):
+    """JSRT's films (headerless 2048² 12-bit .IMG) are read (tests/test_jsrt.py); a file of that name and size with
+    values above 12 bits is not one: every path says so in one line."""
     data = tmp_path / "jsrt"
     (data / "images").mkdir(parents=True)
     (data / "masks").mkdir()
-    raw = np.zeros((2048, 2048), ">u2")
-    raw.tofile(data / "images" / "JPCLN001.IMG")
-    with pytest.raises(DataError, match=r"jsrt/images: holds no film adaqat reads; JPCLN001.IMG: its size fits JSRT's "
-                                        r"\.IMG layout .*np.fromfile\(path, '>u2'\)"):
-        discover(data)
-    assert main(["segment", str(data / "images"), "--out", str(tmp_path / "out")]) == 2
-    assert "(JPCLN001.IMG and the like: its size fits JSRT's .IMG layout" in capsys.readouterr().err
+    np.arange(2048 * 2048, dtype=">u2").tofile(data / "images" / "JPCLN001.IMG")
+    shutil.copy(cxr_dir / "masks" / _films(cxr_dir)[0].name, data / "masks" / "JPCLN001.png")
+    pairs, _ = discover(data)
+    with pytest.raises(DataError, match=r"JPCLN001\.IMG: not JSRT's \.IMG layout \(values up to 65535"):
+        load_pair(pairs["JPCLN001"])
+    assert main(["segment", str(data / "images"), "--out", str(tmp_path / "out")]) != 0
+    assert "JPCLN001.IMG: not JSRT's .IMG layout (values up to 65535, above 12 bits' 4095)" in capsys.readouterr().err
 
 
 def test_covid19_radiography_masks_smaller_than_their_films_are_scored_on_their_grid(tmp_path, cxr_dir, capsys):

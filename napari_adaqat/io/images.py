@@ -21,6 +21,7 @@ from napari_adaqat.util.errors import first_line
 from .dicom import DICOM_SUFFIXES, is_dicom, read_dicom
 from .dicom_open import is_dicomdir_name
 from .jpeg_header import JPEG_LS_SOF, LOSSLESS_SOF, frame_header
+from .jsrt import JSRT_SUFFIX, is_jsrt, read_jsrt
 from .image_data import (
     IMAGE_SIGNATURES, ImageData, ImageReadError, check_decoded_size, check_file, check_finite, fail, to_gray01,
 )
@@ -48,7 +49,7 @@ _OTHERS: tuple[tuple[bytes, str], ...] = (
 logging.getLogger("tifffile").addHandler(logging.NullHandler())
 
 CONVERT = "; convert it to PNG (lossless) and give that"  # what to do with an image in a format not read here
-READS = "; adaqat reads PNG, JPEG, BMP, TIFF and DICOM: convert it to PNG if it is a film"
+READS = "; adaqat reads PNG, JPEG, BMP, TIFF, DICOM and JSRT's .IMG: convert it to PNG if it is a film"
 _BYTES_PER_BAND = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4}
 _ARRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA"}
 
@@ -104,9 +105,8 @@ def _what_else(path: Path) -> str:
     except OSError:
         return ""
     if kind is None and size in RAW_FILMS:  # (no header to read: a guess from the size, said as one)
-        return (f": its size fits {RAW_FILMS[size]}: convert it to a 16-bit PNG, e.g. "
-                "np.fromfile(path, '>u2').reshape(2048, 2048), checking that the lungs come out dark "
-                "(if they are white: 4095 - x)")
+        return (f": its size fits {RAW_FILMS[size]}: if it is a JSRT film, name it {path.stem}{JSRT_SUFFIX.upper()} "
+                "(adaqat reads those); else convert it to a 16-bit PNG with the lungs dark")
     return f": {kind}" if kind else ""
 
 
@@ -279,7 +279,7 @@ def is_image_file(path: str | os.PathLike) -> bool:
     nor for a ``DICOMDIR``, the index of a DICOM export)."""
     if is_apple_double(path) or is_dicomdir_name(path):
         return False
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES or is_dicom(path)
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES or is_jsrt(path) or is_dicom(path)
 
 
 def read_image(path: str | os.PathLike) -> ImageData:
@@ -287,6 +287,8 @@ def read_image(path: str | os.PathLike) -> ImageData:
     p = check_file(path)
     if is_dicom(p):
         return read_dicom(p)
+    if is_jsrt(p):
+        return read_jsrt(p)
     arr, meta = read_raw(p)
     try:
         pixels = to_gray01(arr)
@@ -312,7 +314,7 @@ def sample_name(path: str | os.PathLike) -> str:
     """The name that pairs an image with its mask: the stem for a known image suffix, else the whole
     file name (extension-less DICOM exports such as ``1.2.840.113619.2`` have dots, not suffixes)."""
     p = Path(path)
-    return p.stem if p.suffix.lower() in IMAGE_SUFFIXES else p.name
+    return p.stem if p.suffix.lower() in IMAGE_SUFFIXES + (JSRT_SUFFIX,) else p.name
 
 
 def film_shape(path: Path) -> tuple[int, int]:
