@@ -35,12 +35,17 @@ from napari_adaqat.model.loading import DEFAULT_MODEL  # noqa: E402
 ON_GRID, AS_SAM = "on its grid", "as SAM's grid (before)"
 
 
-def centred_copy(model: Path, folder: Path) -> Path:
-    """The same tensors with ``logit_offset`` taken out of the spec: read as SAM's grid."""
+def own_and_centred(model: Path, folder: Path) -> tuple[Path, Path]:
+    """The model's own tensors (a vote left out: its logits lie on the vote's own grid), as they are and with
+    ``logit_offset`` taken out of the spec (read as SAM's grid)."""
     with safe_open(str(model), "pt") as f:
         meta = json.loads(f.metadata()[META_KEY])
-    (meta["spec"] if "spec" in meta else meta["model"]["spec"]).pop("logit_offset", None)  # a model file / a run's checkpoint
-    return write_safetensors(folder / "centred.safetensors", load_file(str(model)), meta)
+    spec = meta["spec"] if "spec" in meta else meta["model"]["spec"]  # a model file / a run's checkpoint
+    spec.pop("vote_unet", None)
+    tensors = {k: v for k, v in load_file(str(model)).items() if not k.startswith("vote_unet.")}
+    own = write_safetensors(folder / "own.safetensors", tensors, meta)
+    spec.pop("logit_offset", None)
+    return own, write_safetensors(folder / "centred.safetensors", tensors, meta)
 
 
 def segmenters(model: Path | None, unet: Path | None) -> dict:
@@ -48,7 +53,7 @@ def segmenters(model: Path | None, unet: Path | None) -> dict:
     out = {}
     if model is not None:
         with tempfile.TemporaryDirectory() as tmp:
-            grid, sam = open_model(model, device="cpu"), open_model(centred_copy(model, Path(tmp)), device="cpu")
+            grid, sam = (open_model(path, device="cpu") for path in own_and_centred(model, Path(tmp)))
         out = {f"model {ON_GRID}": grid.segment, f"model {AS_SAM}": sam.segment}
     if unet is not None:
         net = load_unet(unet)

@@ -63,6 +63,11 @@ def film_rows(seg, vote_net, ref_net, img: np.ndarray, ref: np.ndarray, k: int) 
 
 
 def compare(rows: list[dict], a: str, b: str, key: str) -> dict:
+    """Paired comparison of readings ``a`` and ``b`` on ``key``, film by film (the same films, each once)."""
+    films_a = [(r["fold"], r["name"]) for r in rows if r["reading"] == a]
+    films_b = [(r["fold"], r["name"]) for r in rows if r["reading"] == b]
+    if films_a != films_b or len(set(films_a)) != len(films_a):
+        raise SystemExit(f"{a} and {b} are not scored on the same films, each once (pooled the same file twice?)")
     x = [r[key] for r in rows if r["reading"] == a]
     y = [r[key] for r in rows if r["reading"] == b]
     t = wilcoxon_paired(x, y)
@@ -114,6 +119,8 @@ def main() -> None:
         rows += json.loads(earlier.read_text())["rows"]
     if args.pool:
         args.fold = []
+    elif not (args.fold and args.model and args.vote and args.ref):
+        ap.error("give --fold K … with --model, --vote and --ref, or --pool OUT.json …")
     for k in args.fold:
         fold = args.folds / f"fold{k}"
         pairs, split = discover(fold)

@@ -45,8 +45,8 @@ def _source_layer_meta(meta: dict, shape: tuple[int, ...], name: str) -> dict:
     if len(sources) == 1:
         return (chosen or candidates)[0].metadata
     if not sources:
-        raise DicomSegError(f"{name!r} is not over a DICOM image opened with the napari-adaqat reader; a DICOM SEG "
-                         "needs its source DICOM (save as .png or .tif instead)")
+        raise DicomSegError(f"{name!r} is not over a DICOM image opened with the napari-adaqat reader (a JSRT film "
+                         "is no DICOM); a DICOM SEG needs its source DICOM (save as .png or .tif instead)")
     raise DicomSegError(f"{name!r} matches {len(sources)} DICOM images of shape {shape}; "
                         "close the others and save again")
 

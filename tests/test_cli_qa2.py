@@ -179,7 +179,7 @@ def test_export_refuses_a_folder_as_out_and_overwriting_its_own_source(tmp_path,
     assert nano_pth.read_bytes() == before
 
 
-def test_a_finished_chain_says_what_it_made_and_the_commands_that_come_next(tmp_path, dataset, capsys):
+def test_a_finished_chain_says_what_it_made_and_the_commands_that_come_next(tmp_path, dataset, capsys, caplog):
     import shlex
 
     run = tmp_path / "run"
@@ -189,6 +189,9 @@ def test_a_finished_chain_says_what_it_made_and_the_commands_that_come_next(tmp_
     out, err = capsys.readouterr()
     assert "epoch 1/2: " in out and " ETA " in out.split("epoch 1/2: ")[1].splitlines()[0], out  # time left
     assert " ETA " not in out.split("epoch 2/2: ")[1].splitlines()[0], out
+    said = [r for r in caplog.records if "the start model's vote (a U-Net trained to its own films' convention) is "
+            "left out" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "WARNING"  # Stage 1 says it; Stage 2 starts from Stage 1's
     lines = err.strip().splitlines()
     assert lines[-3].startswith("adaqat train: best validation Dice 0.")
     assert str(run / "model_int8.safetensors") in lines[-3]

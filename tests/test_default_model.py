@@ -16,7 +16,7 @@ SHIPPED_TEST_IMAGES = ["covid19_v7__41182_2020_203_Fig4_HTML", "covid19_v7__5782
 
 
 def test_shipped_files_are_small_and_documented():
-    assert DEFAULT_MODEL.stat().st_size + DEFAULT_BASELINE.stat().st_size <= 25 * 1024 * 1024
+    assert DEFAULT_MODEL.stat().st_size + DEFAULT_BASELINE.stat().st_size <= 40e6  # issue 32: <= 40 MB together
     meta = json.loads(safetensors_metadata(DEFAULT_MODEL)["adaqat"])
     assert meta["profile"] == "deploy" and meta["int8_layers"]
     # the default model v4.2: v3f (training/default_model.yaml: the hybrid encoder plus a 16-channel mask refiner)

@@ -59,7 +59,8 @@ def test_a_file_of_jsrt_size_that_is_not_jsrt_is_refused_in_one_line(tmp_path):
         read_image(path)
     path.write_bytes(b"\0" * 1000)  # another size named .img (an Analyze volume, a disk image): the general line
     assert not is_image_file(path)
-    with pytest.raises(ImageReadError, match=r"unsupported image format '\.img'; adaqat reads PNG, JPEG, BMP, TIFF, "
+    with pytest.raises(ImageReadError, match=r"unsupported image format '\.img': 1000 bytes, not JSRT's 8388608 "
+                                             r"\(truncated, or not a JSRT film\); adaqat reads PNG, JPEG, BMP, TIFF, "
                                              r"DICOM and JSRT"):
         read_image(path)
     other = tmp_path / "JPCLN001.raw"  # JSRT's size under another name: told how it would be read
@@ -113,3 +114,33 @@ def test_napari_opens_a_jsrt_film_at_its_pixel_size(tmp_path, cxr_dir):
     assert kind == "image" and pixels.shape == (2048, 2048) and kwargs["name"] == "JPCLN001"
     assert kwargs["scale"] == (0.175, 0.175) and kwargs["units"] == ("mm", "mm")
     assert get_dicom_reader(str(tmp_path / "missing.IMG")) is None
+
+
+def test_files_that_are_almost_jsrt_films_are_told_what_they_are(tmp_path, cxr_dir, capsys):
+    """A truncated download, a little-endian copy, an Analyze volume (.img beside its .hdr) and a JSRT film under
+    another name: each gets the one line that says what to do."""
+    cut = tmp_path / "JPCLN002.IMG"
+    cut.write_bytes(b"\0" * (2048 * 2048 * 2 - 2))
+    with pytest.raises(ImageReadError, match=r"JPCLN002\.IMG: .*8388606 bytes, not JSRT's 8388608 \(truncated"):
+        read_image(cut)
+    swapped = tmp_path / "JPCLN003.IMG"
+    write_jsrt(_film(cxr_dir), swapped)
+    np.fromfile(swapped, ">u2").astype("<u2").tofile(swapped)
+    with pytest.raises(ImageReadError, match=r"little-endian"):
+        read_image(swapped)
+    analyze = tmp_path / "brain.img"
+    write_jsrt(_film(cxr_dir), analyze)
+    (tmp_path / "brain.hdr").write_bytes(b"\0" * 348)
+    assert not is_image_file(analyze)
+    with pytest.raises(ImageReadError, match=r"brain\.img: unsupported image format '\.img'.*an Analyze"):
+        read_image(analyze)
+    data = tmp_path / "data"  # JSRT's size under another name, in a dataset's images/ and in a folder to segment
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    write_jsrt(_film(cxr_dir), data / "images" / "JPCLN001.raw")
+    from napari_adaqat.data import DataError
+
+    with pytest.raises(DataError, match=r"JPCLN001\.raw: its size fits JSRT's \.IMG layout .*name it JPCLN001\.IMG"):
+        discover(data)
+    assert main(["segment", str(data / "images"), "--out", str(tmp_path / "out")]) == 2
+    assert "(JPCLN001.raw and the like: its size fits JSRT's .IMG layout" in capsys.readouterr().err

@@ -96,7 +96,8 @@ def test_chain_from_the_bundled_model_survives_sigkill_in_stage2_and_resumes(dev
 
     meta = read_adaqat_metadata(paths["fp32"])["provenance"]
     assert meta["start"]["source"] == str(DEFAULT_BASELINE) and meta["train_config"]["preset"] == "finetune"
-    assert read_adaqat_metadata(paths["int8"])["spec"] == read_adaqat_metadata(DEFAULT_BASELINE)["spec"]
+    start_spec = {k: v for k, v in read_adaqat_metadata(DEFAULT_BASELINE)["spec"].items() if k != "vote_unet"}
+    assert read_adaqat_metadata(paths["int8"])["spec"] == start_spec  # its vote left out (it votes for its own films)
     own = read_adaqat_metadata(DEFAULT_BASELINE)["spec"]["name"]  # QA9: config.json said vit_b for this run
     assert [json.loads(run_paths(paths[s])["config"].read_text())["model_type"] for s in ("stage1", "stage2")] == \
         [own, own]

@@ -5,7 +5,9 @@
 #   v4.2 (training/default_model_clicks.yaml): 5. from v3f's FP32 file, clicks and one-lung boxes (Stage 1 decoder,
 #   Stage 2 QAT, both files: RUNS/clicks/...), copied into ASSETS.  CLICKS=0 stops after v3f and ships it.
 #   v4.3: 6. a U-Net's vote added to both files (python -m napari_adaqat.train.vote_train; BENCHMARKS.md, "The U-Net
-#   vote shipped"); VOTE=0 stops before it and ships v4.2 (benchmarks/cv_default_model.sh scores the two apart).
+#   vote shipped"); VOTE=0 stops before it and ships v4.2. The vote is on by default only for the default recipe
+#   with its click step (CLICKS=0 or another RECIPE ships that model alone unless VOTE=1); benchmarks/
+#   cv_default_model.sh runs the folds with VOTE=0 (the vote is trained and scored apart: benchmarks/vote_probe.py).
 # Usage: [RESUME=1] bash training/train_default_model.sh [DATA] [RUNS] [ASSETS]
 # RECIPE=other.yaml trains another recipe (ADALORA_EPOCHS: Stage-1 AdaLoRA epochs, default 10; the previous
 # default models: RECIPE=training/candidate_v3e_refine.yaml, v2: RECIPE=training/default_model_v2.yaml ADALORA_EPOCHS=20);
@@ -36,7 +38,8 @@ if [ "${CLICKS:-1}" != 0 ]; then  # step 5: clicks and one-lung boxes, from v3f'
     --profile deploy $(resumed "$RUNS/clicks/chain.json")
   FINAL="$RUNS/clicks"
 fi
-if [ "${VOTE:-1}" != 0 ]; then  # step 6 (VOTE=0 skips it): the vote of an 8-channel U-Net trained 60 epochs on the same films
+DEFAULT_VOTE=$([ -z "${RECIPE:-}" ] && [ "${CLICKS:-1}" != 0 ] && echo 1 || echo 0)
+if [ "${VOTE:-$DEFAULT_VOTE}" != 0 ]; then  # step 6 (VOTE=0 skips it): the vote of an 8-channel U-Net trained 60 epochs on the same films
   python -m napari_adaqat.train.vote_train "$DATA" "$RUNS/vote" --epochs 60 --width 8  # resumes; ~8.5 min on 75 films
   mkdir -p "$RUNS/voted"
   for f in baseline_fp32 model_int8; do  # the model's tensors bit for bit, the vote added; made anew each time

@@ -12,6 +12,7 @@ from napari_adaqat.data.layout import first_entries, is_adaqat_output, is_mask_n
 from napari_adaqat.io import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_mask, sample_name
 from napari_adaqat.io.dicom_open import is_dicomdir_name
 from napari_adaqat.io.images import RAW_FILMS, raw_film_hint
+from napari_adaqat.io.jsrt import JSRT_SUFFIX
 from napari_adaqat.io.masks import is_mask_file
 from napari_adaqat.util.text import pairing_key
 
@@ -206,7 +207,7 @@ def describe_skipped(entries: list[Path], shown: int = 3, recurse_hint: str = ""
         raw = entries.raw_film if isinstance(entries, Skipped) else next(  # (JSRT's .IMG films)
             ((p, hint) for p in files[:20] if (hint := raw_film_hint(p))), None)
         parts.append(f"{len(files)} {what} adaqat reads ({', '.join(kinds)}; it reads "
-                     f"{', '.join(IMAGE_SUFFIXES)} and DICOM under any name): {listing(files)}"
+                     f"{', '.join(IMAGE_SUFFIXES)}, JSRT's .IMG and DICOM under any name): {listing(files)}"
                      + (f" ({raw[0].name} and the like: {raw[1]})" if raw else ""))
     if of_masks:
         parts.append(f"{many(len(of_masks), 'folder')} of masks (an adaqat output with its results.csv, or named as "
@@ -280,7 +281,7 @@ def missing_inputs(inputs: list[str | Path]) -> list[str]:
 def _is_input(path: Path) -> bool:
     if path.is_file():
         return is_image_file(path)
-    return path.is_symlink() and not path.exists() and path.suffix.lower() in IMAGE_SUFFIXES
+    return path.is_symlink() and not path.exists() and path.suffix.lower() in IMAGE_SUFFIXES + (JSRT_SUFFIX,)
 
 
 def check_output_folder(out_dir: str | Path, inputs: list[str | Path], *, option: str = "--out",

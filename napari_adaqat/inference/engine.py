@@ -310,7 +310,8 @@ class Engine:
                  reference: Optional[np.ndarray] = None, baseline_mask_input: Any = None) -> SegmentResult:
         """Phase 2, slower (SSIM is ~20-40 ms per map on 512²): the baseline's prediction of the same
         prompts (box, points; its own ``baseline_mask_input``, e.g. its previous ``baseline_low_res_logits``,
-        else no mask prompt) and the SSIM/ΔSSIM maps of DESIGN.md, filled into ``result`` (returned).
+        else no mask prompt) and the SSIM/ΔSSIM maps of DESIGN.md, filled into ``result`` (returned).  The maps
+        compare the two models' own probabilities (a vote both files carry would hide their differences).
         ``baseline`` may be a file path, or ``"default"`` for the bundled FP32 baseline."""
         (image, spacing), baseline = film_and_spacing(image, result.spacing), _baseline(baseline)  # (as prompted)
         if baseline is not None:
@@ -318,7 +319,8 @@ class Engine:
                                result.point_labels, baseline_mask_input, result.clipped, spacing)
             result.p_baseline, result.baseline_mask, result.baseline_seconds = run.pred.probs[0], run.mask, run.seconds
             result.baseline_low_res_logits = _first_row(run.pred)
-            maps = trust_maps(result.p_model, result.p_baseline, reference)
+            own = run.pred.probs[0] if run.pred.own_logits is None else torch.sigmoid(run.pred.own_logits[0]).numpy()
+            maps = trust_maps(result.p_own, own, reference)  # INT8 against FP32, each its own (a shared vote apart)
             result.ssim, result.delta = maps.ssim, maps.delta
             result.ssim_mean, result.delta_mean = maps.ssim_mean, maps.delta_mean
         elif reference is not None:

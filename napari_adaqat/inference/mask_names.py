@@ -10,6 +10,7 @@ from napari_adaqat.data.folders import mirror_folder
 from napari_adaqat.inference.journal import csv_text
 from napari_adaqat.io import sample_name
 from napari_adaqat.io.images import IMAGE_SUFFIXES
+from napari_adaqat.io.jsrt import JSRT_SUFFIX
 
 SEG_SUFFIX = ".dcm"  # a DICOM Segmentation object instead of a PNG/TIFF mask
 
@@ -79,7 +80,7 @@ def mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: 
             continue
         name, extension = sample[path], path.suffix.lower()
         with_extension = f"{name}_{extension[1:]}"
-        first = [with_extension] if own[path.parent, name] > 1 and extension in IMAGE_SUFFIXES and \
+        first = [with_extension] if own[path.parent, name] > 1 and extension in IMAGE_SUFFIXES + (JSRT_SUFFIX,) and \
             (path.parent, with_extension) not in own else []
         stem = _own_stem(name, kind)
         parent = _name_part(path.parent.name, 50)

@@ -21,7 +21,7 @@ from napari_adaqat.util.errors import first_line
 from .dicom import DICOM_SUFFIXES, is_dicom, read_dicom
 from .dicom_open import is_dicomdir_name
 from .jpeg_header import JPEG_LS_SOF, LOSSLESS_SOF, frame_header
-from .jsrt import JSRT_SUFFIX, is_jsrt, read_jsrt
+from .jsrt import JSRT_SHAPE, JSRT_SUFFIX, is_jsrt, not_jsrt, read_jsrt
 from .image_data import (
     IMAGE_SIGNATURES, ImageData, ImageReadError, check_decoded_size, check_file, check_finite, fail, to_gray01,
 )
@@ -97,13 +97,15 @@ def raw_film_hint(path: Path) -> str:
 
 def _what_else(path: Path) -> str:
     """``": it is a ZIP archive; unpack it ..."`` for a file of a known other kind (:func:`_other_kind`), a hint for
-    a headerless raw film of a known size (:data:`RAW_FILMS`), else ``""``."""
+    a headerless raw film of a known size (:data:`RAW_FILMS`), why a ``.img`` is not read as JSRT's, else ``""``."""
     try:
         with path.open("rb") as fh:
             kind = _other_kind(fh.read(64))
         size = path.stat().st_size
     except OSError:
         return ""
+    if kind is None and path.suffix.lower() == JSRT_SUFFIX:
+        return f": {not_jsrt(path)}{READS}"
     if kind is None and size in RAW_FILMS:  # (no header to read: a guess from the size, said as one)
         return (f": its size fits {RAW_FILMS[size]}: if it is a JSRT film, name it {path.stem}{JSRT_SUFFIX.upper()} "
                 "(adaqat reads those); else convert it to a 16-bit PNG with the lungs dark")
@@ -320,6 +322,8 @@ def sample_name(path: str | os.PathLike) -> str:
 def film_shape(path: Path) -> tuple[int, int]:
     """(H, W) of a film as :func:`read_image` gives it: from the header of a PNG, JPEG or BMP (upright), else
     by reading it."""
+    if is_jsrt(path):
+        return JSRT_SHAPE
     if path.suffix.lower() in RASTER_SUFFIXES:
         try:
             from PIL import Image

@@ -25,14 +25,32 @@ JSRT_MAX = 4095  # 12 bits
 
 
 def is_jsrt(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is named ``.img`` and has the size of a JSRT film (its values are checked on reading)."""
+    """Whether ``path`` is named ``.img``, has the size of a JSRT film and no Analyze header beside it (its values
+    are checked on reading)."""
     p = Path(path)
     if p.suffix.lower() != JSRT_SUFFIX:
         return False
     try:
-        return p.stat().st_size == JSRT_BYTES
+        return p.stat().st_size == JSRT_BYTES and _analyze_header(p) is None
     except OSError:
         return False
+
+
+def _analyze_header(path: Path) -> Path | None:
+    """The ``.hdr`` beside ``path`` (an Analyze 7.5 / NIfTI pair's header), else None."""
+    return next((h for h in (path.with_suffix(".hdr"), path.with_suffix(".HDR")) if h.is_file()), None)
+
+
+def not_jsrt(path: Path) -> str:
+    """Why ``path``, named ``.img``, is not read as a JSRT film (its size, or the Analyze header beside it)."""
+    header = _analyze_header(path)
+    if header is not None:
+        return f"an Analyze volume ({header.name} beside it), not a film"
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return "not readable"
+    return f"{size} bytes, not JSRT's {JSRT_BYTES} (truncated, or not a JSRT film)"
 
 
 def read_jsrt(path: str | os.PathLike) -> ImageData:
@@ -47,6 +65,9 @@ def read_jsrt(path: str | os.PathLike) -> ImageData:
     if raw.size != JSRT_SHAPE[0] * JSRT_SHAPE[1]:
         raise fail(p, f"not JSRT's .IMG layout: {raw.size * 2} bytes, not {JSRT_BYTES}")
     top = int(raw.max())
+    if top > JSRT_MAX and int(raw.byteswap().max()) <= JSRT_MAX:
+        raise fail(p, "a little-endian copy of a JSRT film (its values fit 12 bits with their bytes swapped; JSRT's "
+                      "are big-endian): convert it to a 16-bit PNG, e.g. np.fromfile(path, '<u2').reshape(2048, 2048)")
     if top > JSRT_MAX:
         raise fail(p, f"not JSRT's .IMG layout (values up to {top}, above 12 bits' {JSRT_MAX}): convert it to a "
                       "16-bit PNG or TIFF, with the lungs dark")
