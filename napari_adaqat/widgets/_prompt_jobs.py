@@ -120,9 +120,8 @@ class PromptJobs:
         request.mask_input = self._mask_input(source, plane, model, device)
         if request.mask_input is not None:
             kwargs["mask_input"] = request.mask_input
-        result = self.engine.predict(plane, box, model, device, ref, z, clean, **kwargs)
-        result.own_logits = None  # a vote's model-own logits serve the batch quality score, not the dock
-        return result
+        # (a vote's model-own logits stay until the maps, which compare the two models' own: drop_probabilities)
+        return self.engine.predict(plane, box, model, device, ref, z, clean, **kwargs)
 
     def _add_maps(self, result: SegmentResult, plane: np.ndarray, base: Optional[ModelRef], device: str,
                   ref: Optional[np.ndarray], base_source: Any, edit: Optional[np.ndarray]) -> SegmentResult:
