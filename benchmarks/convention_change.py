@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=DATA, help="permissive_512 (images/, masks/)")
     p.add_argument("--work", type=Path, required=True, help="scratch folder: the sets, the run, the report")
-    p.add_argument("--convention", choices=list(CONVENTIONS), default="erode", help="the change (default erode)")
+    p.add_argument("--convention", choices=[*CONVENTIONS, "same"], default="erode",
+                   help="the change (default erode; same: the masks as they are)")
     p.add_argument("--erode", type=int, default=6, help="erode: erosion in px (default 6)")
     p.add_argument("--keep", type=float, default=0.8, help="above-line: fraction of the lung height kept (default 0.8)")
     p.add_argument("--heart-scale", type=float, default=1.0,
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 
     tune, held = choose_films(args.n_train, args.seed)
     def change(mask: np.ndarray) -> np.ndarray:
+        if args.convention == "same":  # our own convention: what a fine-tune on it costs or gains
+            return mask
         return changed_mask(mask, args.convention, args.erode, args.keep, args.heart_scale)
     write_set(args.data, args.work / "finetune", tune, change)
     write_set(args.data, args.work / "heldout", sum(held.values(), []), change)

@@ -56,7 +56,7 @@ def _adaqat(*args: str) -> list[str]:
 def test_chain_from_the_bundled_model_survives_sigkill_in_stage2_and_resumes(dev12, tmp_path):
     run = tmp_path / "run"
     cmd = _adaqat("train", "--stage", "all", "--preset", "finetune", "--checkpoint", "default", "--data", str(dev12),
-                  "--out", str(run), *TINY)
+                  "--out", str(run), "--vote-epochs", "1", *TINY)
     stage2_progress = run_paths(chain_paths(run)["stage2"])["progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:  # kill once Stage 2 has saved its first epoch (a resumable checkpoint) and goes on
@@ -86,8 +86,8 @@ def test_chain_from_the_bundled_model_survives_sigkill_in_stage2_and_resumes(dev
     # Stage 1 was not redone: its files are untouched and the chain log says "skipped"
     assert {k: stage1[k].stat().st_mtime_ns for k in stamps} == stamps
     chain_log = [r for r in read_progress(paths["progress"]) if r["kind"] == "chain"]
-    assert [(r["step"], r["status"]) for r in chain_log if r["status"] != "start"][-4:] == \
-        [("stage1", "skipped"), ("stage2", "done"), ("int8", "done"), ("fp32", "done")]
+    assert [(r["step"], r["status"]) for r in chain_log if r["status"] != "start"][-5:] == \
+        [("stage1", "skipped"), ("stage2", "done"), ("int8", "done"), ("fp32", "done"), ("vote", "done")]
     starts = [r for r in read_progress(run_paths(paths["stage2"])["progress"]) if r["kind"] == "start"]
     assert starts[-1]["resumed_from"] == 1  # Stage 2 went on from its saved epoch
     # both files know where they come from: the bundled model's FP32 file and this chain's Stage 1
@@ -96,8 +96,7 @@ def test_chain_from_the_bundled_model_survives_sigkill_in_stage2_and_resumes(dev
 
     meta = read_adaqat_metadata(paths["fp32"])["provenance"]
     assert meta["start"]["source"] == str(DEFAULT_BASELINE) and meta["train_config"]["preset"] == "finetune"
-    start_spec = {k: v for k, v in read_adaqat_metadata(DEFAULT_BASELINE)["spec"].items() if k != "vote_unet"}
-    assert read_adaqat_metadata(paths["int8"])["spec"] == start_spec  # its vote left out (it votes for its own films)
+    assert read_adaqat_metadata(paths["int8"])["spec"] == read_adaqat_metadata(DEFAULT_BASELINE)["spec"]  # vote too
     own = read_adaqat_metadata(DEFAULT_BASELINE)["spec"]["name"]  # QA9: config.json said vit_b for this run
     assert [json.loads(run_paths(paths[s])["config"].read_text())["model_type"] for s in ("stage1", "stage2")] == \
         [own, own]

@@ -12,7 +12,8 @@ own refiner features does not help: it repeats the model's errors.  So a model f
   U-Net's habit, and a click elsewhere leaves the vote's corrections alone;
 * points alone (no box), or a mask prompt without a box: the model alone.
 
-The vote is trained on the bundled convention; a fine-tune leaves it out (:func:`detach_vote_unet`).
+The vote is trained apart: a fine-tune's stages leave it out (:func:`detach_vote_unet`), and ``adaqat train --stage
+all`` fine-tunes it on the same films as its last step (:mod:`napari_adaqat.train.vote_finetune`).
 """
 from __future__ import annotations
 

@@ -46,7 +46,8 @@ def chain_paths(out: str | Path) -> dict[str, Path]:
     """The files and folders of chain run ``out``."""
     root = Path(out)
     return {"root": root, "config": root / CHAIN_FILE, "progress": root / "progress.jsonl",
-            "stage1": root / "stage1", "stage2": root / "stage2", "int8": root / INT8_NAME, "fp32": root / FP32_NAME}
+            "stage1": root / "stage1", "stage2": root / "stage2", "int8": root / INT8_NAME, "fp32": root / FP32_NAME,
+            "vote": root / "vote"}
 
 
 def finished(run: str | Path) -> bool:

@@ -43,7 +43,7 @@ FLAGS = {
     "--lr-decoder": "lr_decoder", "--lr-other": "lr_other", "--budget": "adalora.budget",
     "--qat-variant": "qat.variant", "--patience": "patience", "--keep": "keep", "--augment": "augment", "--seed": "seed",
     "--device": "device", "--grad-checkpoint": "grad_checkpoint", "--max-steps-per-epoch": "max_steps_per_epoch",
-    "--masks-as-given": "masks_as_given",
+    "--masks-as-given": "masks_as_given", "--vote-epochs": "vote_epochs",
 }
 # Old flat TrainConfig keys → (section, field) of the nested config.
 FLAT_KEYS = {
@@ -122,6 +122,8 @@ class TrainConfig:
                              "picks an epoch by chance); 'best' in the logs stays the highest Dice, and patience "
                              "still stops a run", choices=KEEP_CHOICES)
     seed: int = _opt(0, "random seed (split, shuffling, jitter, augmentation)")
+    vote_epochs: int = _opt(15, "--stage all from a model file with a vote (the bundled model): its last step "
+                                "fine-tunes that vote this many epochs on the train films; 0 leaves the vote out")
     masks_as_given: bool = _opt(False, "train on the masks as they are even when every one looks inverted (white "
                                        "along most of the image's edge or around black lung-sized holes), which is "
                                        "otherwise refused; for masks that are right but odd. Masks need lung = 255 "
@@ -213,6 +215,8 @@ class TrainConfig:
             raise ValueError(f"click_deepest_prob must be in [0, 1], got {self.click_deepest_prob}")
         if not self.refiner_aux_loss >= 0.0:
             raise ValueError(f"refiner_aux_loss must be a weight >= 0 (0 = off), got {self.refiner_aux_loss}")
+        if type(self.vote_epochs) is not int or self.vote_epochs < 0:
+            raise ValueError(f"vote_epochs must be a whole number >= 0 (0 = leave the vote out), got {self.vote_epochs!r}")
         if self.qat.trainable is None:
             self.qat.trainable = self.preset if self.preset in STAGE2_TRAINABLE else "paper"
         for name, value in stage_defaults(self.stage, self.qat.trainable).items():

@@ -166,8 +166,8 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
     _seed_all(cfg.seed)
     sam, description, provenance = (build_stage1 if cfg.stage == 1 else build_stage2)(cfg)
     if is_main and provenance.get("vote_unet_left_out"):
-        log.warning("the start model's vote (a U-Net trained to its own films' convention) is left out: the model "
-                    "this run makes answers alone")
+        log.warning("the start model's vote (a U-Net apart) does not train in this stage: --stage all fine-tunes it "
+                    "on the same films as its last step (vote_epochs %d; 0 leaves it out)", cfg.vote_epochs)
     cfg = _as_trained(cfg, sam)
     sam.to(device)
     if trainable_count(sam) == 0:

@@ -43,24 +43,31 @@ example:
   python -m napari_adaqat.train.vote_train my_films/ runs/vote
   python -m napari_adaqat.model.formats.vote_file my_model.safetensors runs/vote/unet.safetensors my_model_vote.safetensors
 """
-SETTINGS = ("data", "epochs", "width", "steps_per_epoch", "batch_size", "seed", "lr", "augment_preset")  # must match
+SETTINGS = ("data", "epochs", "width", "steps_per_epoch", "batch_size", "seed", "lr", "augment_preset",
+            "start")  # must match
 # to continue a run (a setting a run did not record, as the U-Net reference's before 2026-12-06, passes)
 
 
 def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, batch_size: int = 8,
-                    lr: float = 1e-3, augment_preset: str = "clinic", seed: int = 0) -> dict:
+                    lr: float = 1e-3, augment_preset: str = "clinic", seed: int = 0, *, init: dict | None = None,
+                    init_name: str = "", split: dict | None = None, quiet: bool = False) -> dict:
     """Train on ``data``'s train names; write ``out/unet.safetensors`` (the best val epoch's weights) and
-    ``out/unet.json`` (its val Dice, settings, time, parameters), which is also returned."""
+    ``out/unet.json`` (its val Dice, settings, time, parameters), which is also returned.
+
+    A fine-tune of a vote (:mod:`napari_adaqat.train.vote_finetune`): ``init``, its weights (``init_name`` says
+    whence), then the last epoch is kept (a fine-tune's few validation films pick no epoch); ``split``, the names
+    of the run it goes with (else the folder's split.json or seeded split); ``quiet``: no data check, no epoch lines."""
     torch.manual_seed(seed)
-    pairs, split = discover(data, seed)
-    sets, report = training_sets(data, pairs, split)  # adaqat train's check: no val names: one line; bad pairs
-    print(f"data check of {data}\n{report.text()}", file=sys.stderr, flush=True)  # skipped and listed, as there
+    pairs, found = discover(data, seed)
+    sets, report = training_sets(data, pairs, split or found)  # adaqat train's check: no val names: one line
+    if not quiet:
+        print(f"data check of {data}\n{report.text()}", file=sys.stderr, flush=True)  # skipped and listed, as there
     common = dict(image_size=VOTE_SIZE, pixel_mean=VOTE_MEAN, pixel_std=VOTE_STD, seed=seed)
     train = LungDataset(sets["train"], train=True, augment=True, augment_preset=augment_preset, **common)
     val = LungDataset(sets["val"], train=False, **common)
     settings = {"data": str(Path(data).resolve()), "epochs": epochs, "width": width,
                 "steps_per_epoch": math.ceil(len(train) / batch_size), "batch_size": batch_size, "seed": seed,
-                "lr": lr, "augment_preset": augment_preset}
+                "lr": lr, "augment_preset": augment_preset, **({"start": init_name} if init is not None else {})}
     out.mkdir(parents=True, exist_ok=True)
     if (out / RESULT).is_file():  # finished: not redone, if it is this run
         try:
@@ -71,7 +78,7 @@ def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, bat
         print(f"{out}: this run is already finished (best val Dice {info.get('best_val_dice')}); nothing to do",
               file=sys.stderr)
         return info
-    net = VoteUNet(width)
+    net = VoteUNet(width) if init is None else VoteUNet.from_state(init)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * settings["steps_per_epoch"],
                                                 pct_start=0.05)
@@ -90,12 +97,14 @@ def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, bat
         with torch.no_grad():
             scores = [batch_dice(net(b["image"]), b["mask"], b["valid"]) for b in DataLoader(val, batch_size=8)]
         dice = float(torch.cat(scores).mean())
-        if dice > best:
+        if dice > best or init is not None:  # (a fine-tune keeps its last epoch)
             best = dice
             write_safetensors(out / WEIGHTS, net.state_dict(), {"epoch": epoch + 1, "val_dice": dice})  # atomic
-        print(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.4f} val Dice {dice:.4f} best {best:.4f}", flush=True)
+        if not quiet:
+            print(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.4f} val Dice {dice:.4f} best {best:.4f}", flush=True)
         _save_resume(out / RESUME, net, opt, sched, settings, epoch + 1, best, time.time() - start)
-    info = {"best_val_dice": best, **settings, "train_seconds": round(time.time() - start, 1),
+    info = {"best_val_dice": best, "kept": "last" if init is not None else "best", **settings,
+            "train_seconds": round(time.time() - start, 1),
             "parameters": sum(p.numel() for p in net.parameters())}
     atomic_write(out / RESULT, lambda tmp: tmp.write_text(json.dumps(info, indent=1)))  # a kill leaves the old state
     (out / RESUME).unlink(missing_ok=True)

@@ -31,6 +31,7 @@ SAM_FILES = ("sam_vit_b_01ec64.pth", "sam_vit_l_0b3195.pth", "sam_vit_h_4b8939.p
 # Other architectures get no estimate before their first epoch.
 CPU_S_PER_IMAGE_EPOCH = {1: 0.6, 2: 0.5}
 CPU_OVERHEAD_S = 15.0
+VOTE_S_PER_IMAGE_EPOCH = 0.1  # the chain's last step, the bundled model's vote fine-tuned (train/vote_finetune.py)
 
 
 @dataclass
@@ -99,7 +100,8 @@ def eta_seconds(chain: Chain, n_train: int) -> Optional[float]:
     epochs = {1: stage1.epochs, 2: stage2.epochs}
     steps = {s: min(n_train, (cfg.max_steps_per_epoch or n_train) * cfg.batch_size)
              for s, cfg in ((1, stage1), (2, stage2))}
-    return CPU_OVERHEAD_S + sum(CPU_S_PER_IMAGE_EPOCH[s] * epochs[s] * steps[s] for s in (1, 2))
+    vote = VOTE_S_PER_IMAGE_EPOCH * stage1.vote_epochs * n_train  # (the bundled model carries a vote)
+    return CPU_OVERHEAD_S + sum(CPU_S_PER_IMAGE_EPOCH[s] * epochs[s] * steps[s] for s in (1, 2)) + vote
 
 
 def busy_cpu_note() -> str:

@@ -186,7 +186,7 @@ class ChainProcess(CommandProcess):
                 self.label = f"{rec['step'][:-1]} {rec['step'][-1]}"
                 self.stage_follower = ProgressFollower(run_paths(rec["path"])["progress"])
             elif rec.get("kind") == "chain" and rec.get("status") == "start":
-                self.label = f"export {rec.get('step')}"
+                self.label = "the vote" if rec.get("step") == "vote" else f"export {rec.get('step')}"
         if self.stage_follower is not None:
             records += self.stage_follower.read_new()
         return records

@@ -1,0 +1,70 @@
+"""A fine-tune keeps its start model's vote, taught the run's films too: the last step of ``adaqat train --stage
+all`` when the start file carries a vote (the bundled model v4.3 does; :mod:`napari_adaqat.model.vote_unet`).
+
+Left out, the vote's gain is lost (fine-tuned on 20 films of our own convention, the model alone scored 0.006
+below the bundled one); kept as it is, it votes for the convention it learnt (on films without the lung behind
+the heart: 0.909 against 0.919 alone); fine-tuned ``vote_epochs`` (15) at a low rate from its own weights on the
+run's train films, it follows the new masks and keeps its gain (BENCHMARKS.md, "A fine-tune keeps the vote").
+The two model files get it as ``vote_file`` adds a vote (their own tensors bit for bit); each file is replaced
+at once, and a file that already carries it is left as it is (a stopped step goes on).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from napari_adaqat.model.formats.model_file import read_model_metadata
+from napari_adaqat.model.formats.vote_file import PREFIX, add_vote
+from napari_adaqat.train.preflight import start_checkpoint
+
+VOTE_LR = 3e-4  # a tenth of a vote's own training rate: it starts from weights that already segment
+VOTE_DIR = "vote"  # RUN/vote/: unet.safetensors, unet.json
+
+
+def start_vote(checkpoint: str | None) -> dict[str, torch.Tensor] | None:
+    """The vote's weights (FP32, prefix taken off) in the start file that ``checkpoint`` names, else None."""
+    path = start_checkpoint(checkpoint)
+    if path is None or path.suffix != ".safetensors" or not path.is_file():
+        return None
+    try:
+        if not read_model_metadata(path)["spec"].get("vote_unet"):
+            return None
+    except (ValueError, KeyError, OSError):  # a run's checkpoint, an official file: no vote
+        return None
+    with safe_open(str(path), "pt") as f:
+        return {k[len(PREFIX):]: f.get_tensor(k).float() for k in f.keys() if k.startswith(PREFIX)}
+
+
+def carries_vote(path: Path) -> bool:
+    """Whether the model file ``path`` carries a vote."""
+    return bool(read_model_metadata(path)["spec"].get("vote_unet"))
+
+
+def tune_vote(checkpoint: str, data: str, split_file: Path, out: Path, epochs: int, files: list[Path],
+              augment_preset: str = "clinic", seed: int = 0) -> dict:
+    """Fine-tune the vote of ``checkpoint`` (:func:`start_vote`) ``epochs`` on the train names of ``split_file``
+    (the run's ``split.json``) of ``data`` into ``out``, then add it to each model file of ``files``; returns the
+    vote's record (``unet.json``)."""
+    from napari_adaqat.model.vote_unet import VoteUNet
+    from napari_adaqat.train.vote_train import train_vote_unet
+
+    init = start_vote(checkpoint)
+    if init is None:
+        raise ValueError(f"{checkpoint}: carries no vote to fine-tune")
+    split = json.loads(Path(split_file).read_text())
+    info = train_vote_unet(Path(data), out, epochs=epochs, width=VoteUNet.from_state(init).width, lr=VOTE_LR,
+                           augment_preset=augment_preset, seed=seed, init=init,
+                           init_name=str(start_checkpoint(checkpoint)), split=split, quiet=True)
+    note = {**info, "fine_tuned_from": str(start_checkpoint(checkpoint))}
+    for path in files:
+        if carries_vote(path):
+            continue
+        new = path.with_name(path.name + ".vote.tmp")
+        new.unlink(missing_ok=True)
+        add_vote(path, out / "unet.safetensors", new, note)
+        os.replace(new, path)
+    return info
