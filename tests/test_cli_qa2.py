@@ -189,7 +189,7 @@ def test_a_finished_chain_says_what_it_made_and_the_commands_that_come_next(tmp_
     out, err = capsys.readouterr()
     assert "epoch 1/2: " in out and " ETA " in out.split("epoch 1/2: ")[1].splitlines()[0], out  # time left
     assert " ETA " not in out.split("epoch 2/2: ")[1].splitlines()[0], out
-    said = [r for r in caplog.records if "the start model's vote (a U-Net apart) does not train in this stage: "
+    said = [r for r in caplog.records if "the start model's vote (a U-Net apart) is left out of this stage's model: "
             "--stage all fine-tunes it on the same films as its last step" in r.getMessage()]
     assert len(said) == 1 and said[0].levelname == "WARNING"  # Stage 1 says it; Stage 2 starts from Stage 1's
     lines = err.strip().splitlines()

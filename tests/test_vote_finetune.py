@@ -79,6 +79,32 @@ def test_vote_epochs_0_leaves_the_vote_out_and_a_stopped_step_goes_on(voted, cxr
               [paths["int8"], paths["fp32"]])
     assert paths["int8"].read_bytes() == first and carries_vote(paths["fp32"])
     assert start_vote(str(paths["fp32"])) is not None and start_vote(str(run / "stage1" / "split.json")) is None
-    with pytest.raises(ValueError, match="carries no vote to fine-tune"):
+    with pytest.raises(ValueError, match=r"best\.safetensors: no vote to fine-tune there \(the start file is gone or "
+                                         r"has none\); --vote-epochs 0 leaves the vote out"):
         tune_vote(str(run / "stage1" / "checkpoints" / "best.safetensors"), str(cxr_dir),
                   run / "stage1" / "split.json", tmp_path / "v", 1, [])
+
+
+def test_a_chain_from_a_stage1_run_and_masks_as_given_keep_the_vote_too(voted, cxr_dir, tmp_path, capsys):
+    """--stage all --from RUN (the Train dock's Continue) takes the start file, data and options Stage 1 saved;
+    a run on masks that all look inverted, trained with --masks-as-given, is not refused at the vote step."""
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "inverted"
+    (data / "masks").mkdir(parents=True)
+    (data / "images").symlink_to(cxr_dir / "images")
+    for mask in (cxr_dir / "masks").glob("*.png"):  # lung 0 on background 255: refused unless --masks-as-given
+        Image.fromarray(255 - np.asarray(Image.open(mask).convert("L"))).save(data / "masks" / mask.name)
+    first = tmp_path / "s1"
+    assert main(["train", "--stage", "1", "--preset", "finetune", "--checkpoint", str(voted), "--data", str(data),
+                 "--out", str(first), "--masks-as-given", "--epochs", "1", "--batch-size", "2",
+                 "--max-steps-per-epoch", "1", "--device", "cpu"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "--stage", "all", "--from", str(first), "--out", str(run), "--qat-epochs", "1",
+                 "--vote-epochs", "1", "--batch-size", "2", "--max-steps-per-epoch", "1", "--device", "cpu"]) == 0
+    assert "step 5/5 vote → " in capsys.readouterr().err
+    paths = chain_paths(run)
+    assert carries_vote(paths["int8"]) and carries_vote(paths["fp32"])
+    info = json.loads((paths["vote"] / "unet.json").read_text())
+    assert info["data"] == str(data.resolve()) and info["epochs"] == 1 and info["start"] == str(voted)

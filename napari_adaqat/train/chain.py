@@ -39,7 +39,7 @@ ADAPTER_MODES = ("adalora", "lora")
 # TrainConfig options that only Stage 1 takes from the caller (Stage 2 starts from Stage 1's model)
 STAGE1_ONLY = ("checkpoint", "from_run", "mode", "model_type", "image_size", "mask_refiner", "mask_refiner_levels",
                "refiner_aux_loss", "train_prompt_encoder", "ema_decay", "adalora", "epochs", "patience", "lr_adapter",
-               "lr_decoder", "lr_other", "lr_schedule", "warmup_epochs")
+               "lr_decoder", "lr_other", "lr_schedule", "warmup_epochs", "vote_epochs")
 
 
 def chain_paths(out: str | Path) -> dict[str, Path]:

@@ -165,9 +165,6 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
     is_main = rank == 0
     _seed_all(cfg.seed)
     sam, description, provenance = (build_stage1 if cfg.stage == 1 else build_stage2)(cfg)
-    if is_main and provenance.get("vote_unet_left_out"):
-        log.warning("the start model's vote (a U-Net apart) does not train in this stage: --stage all fine-tunes it "
-                    "on the same films as its last step (vote_epochs %d; 0 leaves it out)", cfg.vote_epochs)
     cfg = _as_trained(cfg, sam)
     sam.to(device)
     if trainable_count(sam) == 0:
@@ -176,6 +173,10 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
     train_set, val_set, warnings = _datasets(cfg, sam.spec, paths, rank, resume)
     for w in warnings:
         log.warning("skipped: %s", w)
+    if is_main and provenance.get("vote_unet_left_out"):  # (after the data check: a refused run writes no log)
+        log.warning("the start model's vote (a U-Net apart) is left out of this stage's model%s",
+                    ": --stage all fine-tunes it on the same films as its last step (--vote-epochs)"
+                    if cfg.vote_epochs else "")
     groups = param_groups(sam, cfg.lr_adapter, cfg.lr_decoder, cfg.lr_other, cfg.weight_decay)
     optimizer = torch.optim.AdamW(groups)
     base_lrs = [g["lr"] for g in optimizer.param_groups]

@@ -166,15 +166,14 @@ def run_chain(chain: Chain, resume: bool = False, command: str | None = None) ->
 def _run_steps(chain: Chain, resume: bool, command: str | None, paths: dict) -> dict:
     """The chain's four steps (see :func:`run_chain`), and a fifth where its start model carries a vote."""
     from napari_adaqat.train.export_run import export_run
-    from napari_adaqat.train.vote_finetune import carries_vote, start_vote, tune_vote
+    from napari_adaqat.train.vote_finetune import carries_vote, tune_chain_vote, vote_step_wanted
 
     log = ProgressLog(paths["progress"])
     t0, summary = time.time(), {"int8": str(paths["int8"]), "fp32": str(paths["fp32"])}
     recipe = recipe_file(chain)
     steps = [("stage1", chain.stage1()), ("stage2", chain.stage2()), ("int8", None), ("fp32", None)]
-    first = steps[0][1]
-    if first is not None and first.vote_epochs and start_vote(first.checkpoint) is not None:
-        steps.append(("vote", first))  # the start model's vote, fine-tuned on the same films (train/vote_finetune)
+    if vote_step_wanted(chain):
+        steps.append(("vote", None))  # the start model's vote, fine-tuned on the same films (train/vote_finetune)
     for index, (step, cfg) in enumerate(steps, start=1):
         where = {"stage1": chain.stage1_dir, "stage2": paths["stage2"]}.get(step, paths.get(step))
         done = (finished(where) if step.startswith("stage") else
@@ -186,8 +185,8 @@ def _run_steps(chain: Chain, resume: bool, command: str | None, paths: dict) -> 
         log.write("chain", step=step, index=index, steps=len(steps), status="start", path=str(where))
         _say(f"step {index}/{len(steps)} {step} → {where}")
         if step == "vote":
-            summary[step] = tune_vote(cfg.checkpoint, cfg.data, run_paths(chain.stage1_dir)["split"], where,
-                                      cfg.vote_epochs, [paths["int8"], paths["fp32"]], seed=cfg.seed)
+            with _sigterm_exits():
+                summary[step] = tune_chain_vote(chain)
         elif cfg is not None:
             summary[step] = run(cfg, resume=resume and run_paths(where)["last"].is_file())
         else:

@@ -20,9 +20,10 @@ from safetensors import safe_open
 from napari_adaqat.model.formats.model_file import read_model_metadata
 from napari_adaqat.model.formats.vote_file import PREFIX, add_vote
 from napari_adaqat.train.preflight import start_checkpoint
+from napari_adaqat.util.errors import first_line
 
 VOTE_LR = 3e-4  # a tenth of a vote's own training rate: it starts from weights that already segment
-VOTE_DIR = "vote"  # RUN/vote/: unet.safetensors, unet.json
+RESULT = "unet.json"  # a finished vote's record in RUN/vote/ (beside unet.safetensors; train/vote_train.py)
 
 
 def start_vote(checkpoint: str | None) -> dict[str, torch.Tensor] | None:
@@ -44,22 +45,66 @@ def carries_vote(path: Path) -> bool:
     return bool(read_model_metadata(path)["spec"].get("vote_unet"))
 
 
-def tune_vote(checkpoint: str, data: str, split_file: Path, out: Path, epochs: int, files: list[Path],
-              augment_preset: str = "clinic", seed: int = 0) -> dict:
+def _stage1(chain) -> dict:
+    """Stage 1's settings as the chain gives them (a fresh chain) or as its run saved them (``--from RUN``, resume)."""
+    from napari_adaqat.train.paths import run_paths
+
+    saved = run_paths(chain.stage1_dir)["config"]
+    if saved.is_file():
+        return json.loads(saved.read_text())
+    first = chain.stage1()
+    return first.to_dict() if first is not None else {}
+
+
+def vote_step_wanted(chain) -> bool:
+    """Whether the chain ends with the vote step: its start file carries a vote (or the step has begun), and
+    ``vote_epochs`` is not 0; only the main process of a torchrun run does it."""
+    from napari_adaqat.train.config import TrainConfig
+
+    if os.environ.get("RANK", "0") != "0":
+        return False
+    epochs = chain.options.get("vote_epochs", _stage1(chain).get("vote_epochs", TrainConfig.vote_epochs))
+    if not epochs:
+        return False
+    return (chain.paths["vote"] / RESULT).is_file() or start_vote(_stage1(chain).get("checkpoint")) is not None
+
+
+def tune_chain_vote(chain) -> dict:
+    """The chain's vote step: :func:`tune_vote` with Stage 1's start file, data, split and seed."""
+    from napari_adaqat.train.config import TrainConfig
+    from napari_adaqat.train.paths import run_paths
+
+    first = _stage1(chain)
+    epochs = int(chain.options.get("vote_epochs", first.get("vote_epochs", TrainConfig.vote_epochs)))
+    paths = chain.paths
+    return tune_vote(first.get("checkpoint"), first["data"], run_paths(chain.stage1_dir)["split"], paths["vote"],
+                     epochs, [paths["int8"], paths["fp32"]], seed=int(first.get("seed", 0)),
+                     masks_as_given=bool(first.get("masks_as_given")))
+
+
+def tune_vote(checkpoint: str | None, data: str, split_file: Path, out: Path, epochs: int, files: list[Path],
+              augment_preset: str = "clinic", seed: int = 0, masks_as_given: bool = False) -> dict:
     """Fine-tune the vote of ``checkpoint`` (:func:`start_vote`) ``epochs`` on the train names of ``split_file``
-    (the run's ``split.json``) of ``data`` into ``out``, then add it to each model file of ``files``; returns the
-    vote's record (``unet.json``)."""
+    (the run's ``split.json``) of ``data`` into ``out``, then add it to each model file of ``files`` that has none;
+    returns the vote's record (``unet.json``).  A finished ``out`` is not redone (its start file is then not read)."""
     from napari_adaqat.model.vote_unet import VoteUNet
     from napari_adaqat.train.vote_train import train_vote_unet
 
-    init = start_vote(checkpoint)
-    if init is None:
-        raise ValueError(f"{checkpoint}: carries no vote to fine-tune")
-    split = json.loads(Path(split_file).read_text())
-    info = train_vote_unet(Path(data), out, epochs=epochs, width=VoteUNet.from_state(init).width, lr=VOTE_LR,
-                           augment_preset=augment_preset, seed=seed, init=init,
-                           init_name=str(start_checkpoint(checkpoint)), split=split, quiet=True)
-    note = {**info, "fine_tuned_from": str(start_checkpoint(checkpoint))}
+    if (out / RESULT).is_file():
+        info = json.loads((out / RESULT).read_text())
+    else:
+        init = start_vote(checkpoint)
+        if init is None:
+            raise ValueError(f"{start_checkpoint(checkpoint) or checkpoint}: no vote to fine-tune there (the start "
+                             "file is gone or has none); --vote-epochs 0 leaves the vote out")
+        split = json.loads(Path(split_file).read_text())
+        try:
+            info = train_vote_unet(Path(data), out, epochs=epochs, width=VoteUNet.from_state(init).width, lr=VOTE_LR,
+                                   augment_preset=augment_preset, seed=seed, init=init, init_name=str(checkpoint),
+                                   split=split, quiet=True, masks_as_given=masks_as_given)
+        except ValueError as exc:  # a stopped step of other settings (another --vote-epochs, seed)
+            raise ValueError(f"{first_line(exc)} (the chain's vote step: delete {out} to redo it)") from None
+    note = {**info, "fine_tuned_from": str(start_checkpoint(checkpoint) or checkpoint)}
     for path in files:
         if carries_vote(path):
             continue

@@ -50,16 +50,18 @@ SETTINGS = ("data", "epochs", "width", "steps_per_epoch", "batch_size", "seed", 
 
 def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, batch_size: int = 8,
                     lr: float = 1e-3, augment_preset: str = "clinic", seed: int = 0, *, init: dict | None = None,
-                    init_name: str = "", split: dict | None = None, quiet: bool = False) -> dict:
+                    init_name: str = "", split: dict | None = None, quiet: bool = False,
+                    masks_as_given: bool = False) -> dict:
     """Train on ``data``'s train names; write ``out/unet.safetensors`` (the best val epoch's weights) and
     ``out/unet.json`` (its val Dice, settings, time, parameters), which is also returned.
 
     A fine-tune of a vote (:mod:`napari_adaqat.train.vote_finetune`): ``init``, its weights (``init_name`` says
     whence), then the last epoch is kept (a fine-tune's few validation films pick no epoch); ``split``, the names
-    of the run it goes with (else the folder's split.json or seeded split); ``quiet``: no data check, no epoch lines."""
+    of the run it goes with (else the folder's split.json or seeded split); ``quiet``: no data check, and the epoch
+    lines on stderr (a chain's stdout ends with its summary); ``masks_as_given`` as in ``adaqat train``."""
     torch.manual_seed(seed)
     pairs, found = discover(data, seed)
-    sets, report = training_sets(data, pairs, split or found)  # adaqat train's check: no val names: one line
+    sets, report = training_sets(data, pairs, split or found, masks_as_given)  # adaqat train's check
     if not quiet:
         print(f"data check of {data}\n{report.text()}", file=sys.stderr, flush=True)  # skipped and listed, as there
     common = dict(image_size=VOTE_SIZE, pixel_mean=VOTE_MEAN, pixel_std=VOTE_STD, seed=seed)
@@ -100,8 +102,8 @@ def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, bat
         if dice > best or init is not None:  # (a fine-tune keeps its last epoch)
             best = dice
             write_safetensors(out / WEIGHTS, net.state_dict(), {"epoch": epoch + 1, "val_dice": dice})  # atomic
-        if not quiet:
-            print(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.4f} val Dice {dice:.4f} best {best:.4f}", flush=True)
+        print(f"{'vote ' if quiet else ''}epoch {epoch + 1}/{epochs}: loss {loss.item():.4f} val Dice {dice:.4f} "
+              f"best {best:.4f}", flush=True, file=sys.stderr if quiet else sys.stdout)
         _save_resume(out / RESUME, net, opt, sched, settings, epoch + 1, best, time.time() - start)
     info = {"best_val_dice": best, "kept": "last" if init is not None else "best", **settings,
             "train_seconds": round(time.time() - start, 1),
@@ -113,8 +115,8 @@ def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, bat
 
 def _check_same(path: Path, recorded: dict, settings: dict) -> None:
     """Refuse (ValueError, one line) a run in ``path`` made with other settings (a setting it did not record passes)."""
-    other = [f"{k} {recorded[k]!r} (asked: {settings[k]!r})" for k in SETTINGS
-             if k in recorded and recorded[k] != settings[k]]
+    other = [f"{k} {recorded[k]!r} (asked: {settings.get(k)!r})" for k in SETTINGS
+             if k in recorded and recorded[k] != settings.get(k)]
     if other:
         raise ValueError(f"{path}: a run with other settings is here: {', '.join(other)}; give another OUT folder, "
                          f"or the same settings to continue it")
