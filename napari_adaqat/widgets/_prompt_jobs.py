@@ -120,8 +120,10 @@ class PromptJobs:
         request.mask_input = self._mask_input(source, plane, model, device)
         if request.mask_input is not None:
             kwargs["mask_input"] = request.mask_input
-        # (a vote's model-own logits stay until the maps, which compare the two models' own: drop_probabilities)
-        return self.engine.predict(plane, box, model, device, ref, z, clean, **kwargs)
+        result = self.engine.predict(plane, box, model, device, ref, z, clean, **kwargs)
+        if result.own_logits is not None:  # the dock reads probabilities for its maps only, which compare the two
+            result.p_model, result.own_logits = result.p_own, None  # models' own: one full-film array kept, not two
+        return result
 
     def _add_maps(self, result: SegmentResult, plane: np.ndarray, base: Optional[ModelRef], device: str,
                   ref: Optional[np.ndarray], base_source: Any, edit: Optional[np.ndarray]) -> SegmentResult:
