@@ -30,6 +30,7 @@ from napari_adaqat.data.boxes import mask_box  # noqa: E402
 from napari_adaqat.data.dataset import discover, load_pair  # noqa: E402
 from napari_adaqat.metrics import score_masks, wilcoxon_paired  # noqa: E402
 from napari_adaqat.model.formats.container import META_KEY, write_safetensors  # noqa: E402
+from napari_adaqat.model.formats.vote_file import remove_vote  # noqa: E402
 from napari_adaqat.model.loading import DEFAULT_MODEL  # noqa: E402
 
 ON_GRID, AS_SAM = "on its grid", "as SAM's grid (before)"
@@ -40,12 +41,11 @@ def own_and_centred(model: Path, folder: Path) -> tuple[Path, Path]:
     ``logit_offset`` taken out of the spec (read as SAM's grid)."""
     with safe_open(str(model), "pt") as f:
         meta = json.loads(f.metadata()[META_KEY])
-    spec = meta["spec"] if "spec" in meta else meta["model"]["spec"]  # a model file / a run's checkpoint
-    spec.pop("vote_unet", None)
-    tensors = {k: v for k, v in load_file(str(model)).items() if not k.startswith("vote_unet.")}
-    own = write_safetensors(folder / "own.safetensors", tensors, meta)
-    spec.pop("logit_offset", None)
-    return own, write_safetensors(folder / "centred.safetensors", tensors, meta)
+    if "spec" in meta:  # a model file
+        return (remove_vote(model, folder / "own.safetensors"),
+                remove_vote(model, folder / "centred.safetensors", spec_drop=("logit_offset",)))
+    meta["model"]["spec"].pop("logit_offset", None)  # a run's checkpoint (a stage never carries a vote)
+    return model, write_safetensors(folder / "centred.safetensors", load_file(str(model)), meta)
 
 
 def segmenters(model: Path | None, unet: Path | None) -> dict:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from scipy import ndimage
 
 from napari_adaqat.data.dataset import discover, load_pair
 from napari_adaqat.model.build import build_sam, spec_from_metadata
+from napari_adaqat.model.formats.vote_file import remove_vote
 from napari_adaqat.model.lean_decoder import upsample_logits
 from napari_adaqat.model.loading import DEFAULT_BASELINE, DEFAULT_MODEL, load_model
 from napari_adaqat.model.logit_grid import FRESH_MODEL_OFFSET, grid_target, upsample_on_grid
@@ -94,32 +94,15 @@ def test_a_fresh_model_trains_on_the_recipes_grid_and_a_checkpoint_keeps_its_own
     assert start(checkpoint=str(DEFAULT_MODEL), mode="decoder").spec.logit_offset == FRESH_MODEL_OFFSET
 
 
-def _without_vote(tmp_path: Path) -> tuple[Path, dict, dict]:
-    """The bundled model written without its vote (its own logits only: the vote's lie on the vote's own grid):
-    (the file, its tensors, its metadata)."""
-    import json
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from napari_adaqat.model.formats.container import META_KEY, write_safetensors
-
-    with safe_open(str(DEFAULT_MODEL), "pt") as f:
-        meta = json.loads(f.metadata()[META_KEY])
-    meta["spec"].pop("vote_unet", None)
-    tensors = {k: v for k, v in load_file(str(DEFAULT_MODEL)).items() if not k.startswith("vote_unet.")}
-    return write_safetensors(tmp_path / "own.safetensors", tensors, meta), tensors, meta
-
-
 def test_the_predictor_reads_the_bundled_models_grid(tmp_path, cxr_dir):
     """The bundled model's mask, read on its grid, lies half a 512-px pixel up and left of the same file's
     mask read as SAM's grid (the inference before): where its targets put the lungs."""
     from napari_adaqat import open_model
     from napari_adaqat.data.boxes import mask_box
-    from napari_adaqat.model.formats.container import write_safetensors
 
-    own, tensors, meta = _without_vote(tmp_path)
-    del meta["spec"]["logit_offset"]
-    centred = write_safetensors(tmp_path / "centred.safetensors", tensors, meta)
+    # the model's own logits (its vote's lie on the vote's own grid), read on its grid and as SAM's
+    own = remove_vote(DEFAULT_MODEL, tmp_path / "own.safetensors")
+    centred = remove_vote(DEFAULT_MODEL, tmp_path / "centred.safetensors", spec_drop=("logit_offset",))
     pairs, _ = discover(cxr_dir)
     image, mask = load_pair(list(pairs.values())[0])
     on_grid, as_sam = (open_model(path, device="cpu", clean=False).segment(image, mask_box(mask))
@@ -136,7 +119,8 @@ def test_an_edited_mask_becomes_a_prompt_on_the_models_grid(tmp_path, cxr_dir):
 
     pairs, _ = discover(cxr_dir)
     image, mask = load_pair(list(pairs.values())[0])
-    predictor = open_model(_without_vote(tmp_path)[0], device="cpu", clean=False).predictor
+    predictor = open_model(remove_vote(DEFAULT_MODEL, tmp_path / "own.safetensors"), device="cpu",
+                           clean=False).predictor
     predictor.set_image(image)
     pred = predictor.predict(boxes=mask_box(mask))
     own = ndimage.center_of_mass(pred.low_res_logits[0, 0].numpy() > 0)

@@ -11,9 +11,8 @@ from safetensors.torch import load_file, save_file
 from napari_adaqat import open_model
 from napari_adaqat.inference.predictor import BoxPredictor
 from napari_adaqat.model.build import ModelLoadError, build_sam, spec_from_metadata
-from napari_adaqat.model.formats.container import write_safetensors
-from napari_adaqat.model.formats.model_file import export_model, load_model_file, read_model_metadata
-from napari_adaqat.model.formats.vote_file import add_vote
+from napari_adaqat.model.formats.model_file import export_model, load_model_file
+from napari_adaqat.model.formats.vote_file import add_vote, remove_vote
 from napari_adaqat.model.vote_unet import VOTE_SIZE, VoteUNet, combine, detach_vote_unet
 from napari_adaqat.report.model_info import file_report
 
@@ -236,11 +235,7 @@ def test_table2_counts_a_votes_parameters_as_trained(tmp_path):
     vote = tmp_path / "unet.safetensors"
     save_file(VoteUNet(2).state_dict(), str(vote))
     bundled = open_model("default").path  # (it carries a vote of its own: written here without it)
-    meta = read_model_metadata(bundled)
-    meta["spec"].pop("vote_unet", None)
-    meta.pop("vote", None)
-    tensors = {k: v for k, v in load_file(str(bundled)).items() if not k.startswith("vote_unet.")}
-    plain = write_safetensors(tmp_path / "plain.safetensors", tensors, meta)
+    plain = remove_vote(bundled, tmp_path / "plain.safetensors")
     voted = add_vote(plain, vote, tmp_path / "voted.safetensors")
     rows = {r["model"]: r for r in table2({"plain": plain, "voted": voted})}
     n = sum(p.numel() for p in VoteUNet(2).parameters())

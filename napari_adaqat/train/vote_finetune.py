@@ -26,15 +26,22 @@ VOTE_LR = 3e-4  # a tenth of a vote's own training rate: it starts from weights 
 RESULT = "unet.json"  # a finished vote's record in RUN/vote/ (beside unet.safetensors; train/vote_train.py)
 
 
-def start_vote(checkpoint: str | None) -> dict[str, torch.Tensor] | None:
-    """The vote's weights (FP32, prefix taken off) in the start file that ``checkpoint`` names, else None."""
+def _voted_start(checkpoint: str | None) -> Path | None:
+    """The start file that ``checkpoint`` names when it is a model file carrying a vote, else None (read from its
+    metadata only)."""
     path = start_checkpoint(checkpoint)
     if path is None or path.suffix != ".safetensors" or not path.is_file():
         return None
     try:
-        if not read_model_metadata(path)["spec"].get("vote_unet"):
-            return None
+        return path if carries_vote(path) else None
     except (ValueError, KeyError, OSError):  # a run's checkpoint, an official file: no vote
+        return None
+
+
+def start_vote(checkpoint: str | None) -> dict[str, torch.Tensor] | None:
+    """The vote's weights (FP32, prefix taken off) in the start file that ``checkpoint`` names, else None."""
+    path = _voted_start(checkpoint)
+    if path is None:
         return None
     with safe_open(str(path), "pt") as f:
         return {k[len(PREFIX):]: f.get_tensor(k).float() for k in f.keys() if k.startswith(PREFIX)}
@@ -45,37 +52,33 @@ def carries_vote(path: Path) -> bool:
     return bool(read_model_metadata(path)["spec"].get("vote_unet"))
 
 
-def _stage1(chain) -> dict:
-    """Stage 1's settings as the chain gives them (a fresh chain) or as its run saved them (``--from RUN``, resume)."""
+def _stage1(chain) -> tuple[dict, int]:
+    """(Stage 1's settings as the chain gives them (a fresh chain) or as its run saved them (``--from RUN``,
+    resume), the vote step's epochs: the chain's ``vote_epochs``, else Stage 1's)."""
+    from napari_adaqat.train.config import TrainConfig
     from napari_adaqat.train.paths import run_paths
 
     saved = run_paths(chain.stage1_dir)["config"]
-    if saved.is_file():
-        return json.loads(saved.read_text())
     first = chain.stage1()
-    return first.to_dict() if first is not None else {}
+    settings = json.loads(saved.read_text()) if saved.is_file() else first.to_dict() if first is not None else {}
+    return settings, int(chain.options.get("vote_epochs", settings.get("vote_epochs", TrainConfig.vote_epochs)))
 
 
 def vote_step_wanted(chain) -> bool:
     """Whether the chain ends with the vote step: its start file carries a vote (or the step has begun), and
     ``vote_epochs`` is not 0; only the main process of a torchrun run does it."""
-    from napari_adaqat.train.config import TrainConfig
-
     if os.environ.get("RANK", "0") != "0":
         return False
-    epochs = chain.options.get("vote_epochs", _stage1(chain).get("vote_epochs", TrainConfig.vote_epochs))
-    if not epochs:
-        return False
-    return (chain.paths["vote"] / RESULT).is_file() or start_vote(_stage1(chain).get("checkpoint")) is not None
+    settings, epochs = _stage1(chain)
+    return bool(epochs) and ((chain.paths["vote"] / RESULT).is_file()
+                             or _voted_start(settings.get("checkpoint")) is not None)
 
 
 def tune_chain_vote(chain) -> dict:
     """The chain's vote step: :func:`tune_vote` with Stage 1's start file, data, split and seed."""
-    from napari_adaqat.train.config import TrainConfig
     from napari_adaqat.train.paths import run_paths
 
-    first = _stage1(chain)
-    epochs = int(chain.options.get("vote_epochs", first.get("vote_epochs", TrainConfig.vote_epochs)))
+    first, epochs = _stage1(chain)
     paths = chain.paths
     return tune_vote(first.get("checkpoint"), first["data"], run_paths(chain.stage1_dir)["split"], paths["vote"],
                      epochs, [paths["int8"], paths["fp32"]], seed=int(first.get("seed", 0)),

@@ -64,6 +64,16 @@ def add_vote(model: str | Path, unet: str | Path, out: str | Path, note: dict | 
     return write_safetensors(out, tensors, meta)
 
 
+def remove_vote(model: str | Path, out: str | Path, spec_drop: tuple[str, ...] = ()) -> Path:
+    """Write ``out``: the model file ``model`` without its vote (its own tensors as stored; the spec's ``vote_unet``,
+    the fields ``spec_drop`` and the ``vote`` section taken out): what the model alone answers."""
+    meta = read_model_metadata(model)
+    meta["spec"] = {k: v for k, v in meta["spec"].items() if k not in ("vote_unet", *spec_drop)}
+    meta.pop("vote", None)
+    tensors = {k: v for k, v in read_tensors(model).items() if not k.startswith(PREFIX)}
+    return write_safetensors(out, tensors, meta)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m napari_adaqat.model.formats.vote_file", description=HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
