@@ -81,6 +81,14 @@ def test_the_command_line_writes_a_vote_of_the_width_asked(fold, tmp_path, capsy
     assert VoteUNet.from_state(load_file(str(tmp_path / "vote" / "unet.safetensors"))).head.in_channels == 2
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU that this machine lacks")
+def test_a_gpu_asked_for_on_a_machine_without_one_is_one_line_and_nothing_is_written(fold, tmp_path, capsys):
+    assert main([str(fold), str(tmp_path / "vote"), "--epochs", "1", "--width", "2", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("no CUDA GPU is available") and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "vote").exists()
+
+
 def test_a_missing_data_folder_is_one_line_and_nothing_is_written(tmp_path, capsys):
     assert main([str(tmp_path / "nowhere"), str(tmp_path / "vote")]) == 2
     err = capsys.readouterr().err.strip()

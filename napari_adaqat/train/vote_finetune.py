@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from napari_adaqat.model.device import resolve_device
 from napari_adaqat.model.formats.model_file import read_model_metadata
 from napari_adaqat.model.formats.vote_file import PREFIX, add_vote
 from napari_adaqat.train.preflight import start_checkpoint
@@ -82,14 +83,15 @@ def tune_chain_vote(chain) -> dict:
     paths = chain.paths
     return tune_vote(first.get("checkpoint"), first["data"], run_paths(chain.stage1_dir)["split"], paths["vote"],
                      epochs, [paths["int8"], paths["fp32"]], seed=int(first.get("seed", 0)),
-                     masks_as_given=bool(first.get("masks_as_given")))
+                     masks_as_given=bool(first.get("masks_as_given")), device=str(first.get("device") or "cpu"))
 
 
 def tune_vote(checkpoint: str | None, data: str, split_file: Path, out: Path, epochs: int, files: list[Path],
-              augment_preset: str = "clinic", seed: int = 0, masks_as_given: bool = False) -> dict:
+              augment_preset: str = "clinic", seed: int = 0, masks_as_given: bool = False,
+              device: str = "cpu") -> dict:
     """Fine-tune the vote of ``checkpoint`` (:func:`start_vote`) ``epochs`` on the train names of ``split_file``
-    (the run's ``split.json``) of ``data`` into ``out``, then add it to each model file of ``files`` that has none;
-    returns the vote's record (``unet.json``).  A finished ``out`` is not redone (its start file is then not read)."""
+    (the run's ``split.json``) of ``data`` into ``out`` on ``device`` (Stage 1's: cpu, cuda, auto…), then add it
+    to each model file of ``files`` that has none; returns the vote's record (``unet.json``).  A finished ``out`` is not redone (its start file is then not read)."""
     from napari_adaqat.model.vote_unet import VoteUNet
     from napari_adaqat.train.vote_train import train_vote_unet
 
@@ -101,10 +103,11 @@ def tune_vote(checkpoint: str | None, data: str, split_file: Path, out: Path, ep
             raise ValueError(f"{start_checkpoint(checkpoint) or checkpoint}: no vote to fine-tune there (the start "
                              "file is gone or has none); --vote-epochs 0 leaves the vote out")
         split = json.loads(Path(split_file).read_text())
+        where = resolve_device(device)  # (its error is its own, not the stopped step's below)
         try:
             info = train_vote_unet(Path(data), out, epochs=epochs, width=VoteUNet.from_state(init).width, lr=VOTE_LR,
                                    augment_preset=augment_preset, seed=seed, init=init, init_name=str(checkpoint),
-                                   split=split, quiet=True, masks_as_given=masks_as_given)
+                                   split=split, quiet=True, masks_as_given=masks_as_given, device=where)
         except ValueError as exc:  # a stopped step of other settings (another --vote-epochs, seed)
             raise ValueError(f"{first_line(exc)} (the chain's vote step: delete {out} to redo it)") from None
     note = {**info, "fine_tuned_from": str(start_checkpoint(checkpoint) or checkpoint)}

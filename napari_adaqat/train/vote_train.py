@@ -27,6 +27,7 @@ from napari_adaqat.data.check import training_sets
 from napari_adaqat.data.dataset import DataError, discover
 from napari_adaqat.model.formats.checkpoint import flatten_optimizer, optimizer_state, split_optimizer
 from napari_adaqat.model.formats.container import read_adaqat_metadata, read_tensors, write_safetensors
+from napari_adaqat.model.device import DEVICES, resolve_device
 from napari_adaqat.model.vote_unet import VOTE_MEAN, VOTE_SIZE, VOTE_STD, VoteUNet
 from napari_adaqat.train.dataset import LungDataset
 from napari_adaqat.train.losses import batch_dice, segmentation_loss
@@ -51,14 +52,15 @@ SETTINGS = ("data", "epochs", "width", "steps_per_epoch", "batch_size", "seed", 
 def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, batch_size: int = 8,
                     lr: float = 1e-3, augment_preset: str = "clinic", seed: int = 0, *, init: dict | None = None,
                     init_name: str = "", split: dict | None = None, quiet: bool = False,
-                    masks_as_given: bool = False) -> dict:
+                    masks_as_given: bool = False, device: str = "cpu") -> dict:
     """Train on ``data``'s train names; write ``out/unet.safetensors`` (the best val epoch's weights) and
     ``out/unet.json`` (its val Dice, settings, time, parameters), which is also returned.
 
     A fine-tune of a vote (:mod:`napari_adaqat.train.vote_finetune`): ``init``, its weights (``init_name`` says
     whence), then the last epoch is kept (a fine-tune's few validation films pick no epoch); ``split``, the names
     of the run it goes with (else the folder's split.json or seeded split); ``quiet``: no data check, and the epoch
-    lines on stderr (a chain's stdout ends with its summary); ``masks_as_given`` as in ``adaqat train``."""
+    lines on stderr (a chain's stdout ends with its summary); ``masks_as_given`` as in ``adaqat train``;
+    ``device``: where it trains (a resolved name: cpu, cuda, mps); the files hold CPU tensors either way."""
     torch.manual_seed(seed)
     pairs, found = discover(data, seed)
     sets, report = training_sets(data, pairs, split or found, masks_as_given)  # adaqat train's check
@@ -80,7 +82,7 @@ def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, bat
         print(f"{out}: this run is already finished (best val Dice {info.get('best_val_dice')}); nothing to do",
               file=sys.stderr)
         return info
-    net = VoteUNet(width) if init is None else VoteUNet.from_state(init)
+    net = (VoteUNet(width) if init is None else VoteUNet.from_state(init)).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * settings["steps_per_epoch"],
                                                 pct_start=0.05)
@@ -90,18 +92,19 @@ def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, bat
         net.train()
         for batch in DataLoader(train, batch_size=batch_size, shuffle=True,
                                 generator=torch.Generator().manual_seed(seed + epoch)):
-            loss = segmentation_loss(net(batch["image"]), batch["mask"])
+            loss = segmentation_loss(net(batch["image"].to(device)), batch["mask"].to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
         net.eval()
         with torch.no_grad():
-            scores = [batch_dice(net(b["image"]), b["mask"], b["valid"]) for b in DataLoader(val, batch_size=8)]
+            scores = [batch_dice(net(b["image"].to(device)).cpu(), b["mask"], b["valid"])
+                      for b in DataLoader(val, batch_size=8)]
         dice = float(torch.cat(scores).mean())
         if dice > best or init is not None:  # (a fine-tune keeps its last epoch)
             best = dice
-            write_safetensors(out / WEIGHTS, net.state_dict(), {"epoch": epoch + 1, "val_dice": dice})  # atomic
+            write_safetensors(out / WEIGHTS, _on_cpu(net.state_dict()), {"epoch": epoch + 1, "val_dice": dice})
         print(f"{'vote ' if quiet else ''}epoch {epoch + 1}/{epochs}: loss {loss.item():.4f} val Dice {dice:.4f} "
               f"best {best:.4f}", flush=True, file=sys.stderr if quiet else sys.stdout)
         _save_resume(out / RESUME, net, opt, sched, settings, epoch + 1, best, time.time() - start)
@@ -111,6 +114,11 @@ def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, bat
     atomic_write(out / RESULT, lambda tmp: tmp.write_text(json.dumps(info, indent=1)))  # a kill leaves the old state
     (out / RESUME).unlink(missing_ok=True)
     return info
+
+
+def _on_cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` as CPU tensors (a GPU run's files are the same as a CPU run's)."""
+    return {k: v.detach().cpu() for k, v in tensors.items()}
 
 
 def _check_same(path: Path, recorded: dict, settings: dict) -> None:
@@ -126,7 +134,7 @@ def _save_resume(path: Path, net: VoteUNet, opt: torch.optim.Optimizer, sched, s
                  best: float, elapsed: float) -> None:
     """The state after ``done`` epochs: one atomic safetensors file (the optimizer flattened as checkpoints are)."""
     optim_tensors, groups = flatten_optimizer(opt)
-    write_safetensors(path, {**net.state_dict(), **optim_tensors},
+    write_safetensors(path, _on_cpu({**net.state_dict(), **optim_tensors}),
                       {**settings, "epochs_done": done, "best": best, "elapsed": elapsed,
                        "optimizer_groups": groups, "schedule": sched.state_dict()})
 
@@ -154,13 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="folder for unet.safetensors and unet.json (a stopped run here goes on)")
     parser.add_argument("--epochs", type=int, default=60, help="passes over the train names (default 60)")
     parser.add_argument("--width", type=int, default=8, help="first level's channels (8: 8-16-32-64-128, the vote's)")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="where it trains (default auto: a CUDA GPU, then MPS, then the CPU)")
     args = parser.parse_args(argv)
     if args.epochs < 1 or not 1 <= args.width <= 64:
         parser.error("--epochs must be at least 1 and --width 1 to 64")
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"{args.out} is a file: OUT must be a folder (new, or holding a run of these settings)")
     try:
-        info = train_vote_unet(args.data, args.out, args.epochs, width=args.width)
+        info = train_vote_unet(args.data, args.out, args.epochs, width=args.width, device=resolve_device(args.device))
     except KeyboardInterrupt:
         print(f"{parser.prog}: stopped; run the same command again to go on after the last finished epoch",
               file=sys.stderr)
