@@ -110,6 +110,24 @@ def test_a_few_stray_high_bits_are_cleared_as_pydicom_clears_them(tmp_path, film
     assert image.meta["bits_stored"] == 12
 
 
+@pytest.mark.parametrize("junk", ["random bits in every pixel", "text in bit 15 over 3 % of the film"])
+def test_junk_high_bits_without_an_overlay_group_are_cleared(tmp_path, film16, junk):
+    """Junk in the unused bits of many pixels (a QA find: random bits 12-15, or burnt-in text in bit 15, read as
+    16-bit values with a warning that said the opposite; Dice 0.56 and 0.47): cut to Bits Stored, the film is
+    whole and smooth, while the values as stored are noise or jump along the text, so they are cut, silently."""
+    film12 = film16 // 10
+    if junk.startswith("random"):
+        stored = film12 | (np.random.default_rng(0).integers(0, 16, film12.shape).astype(np.uint16) << 12)
+    else:
+        stored = film12.copy()
+        stored[20:24, 8:120] |= 0x8000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImageReadWarning)
+        image = read_image(make_dicom(tmp_path / "junk.dcm", stored, bits_stored=12))
+    clean = read_image(make_dicom(tmp_path / "clean.dcm", film12, bits_stored=12))
+    np.testing.assert_allclose(image.pixels, clean.pixels, atol=1e-6)
+
+
 def test_an_overlay_in_the_unused_bits_is_no_part_of_the_film(tmp_path, film16):
     """Old files keep an overlay plane in the high bits (Overlay Bits Allocated = Bits Allocated): still cleared."""
     film12 = film16 // 10

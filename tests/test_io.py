@@ -317,6 +317,22 @@ def test_a_marker_burned_in_at_the_formats_maximum_does_not_darken_the_film(tmp_
     assert (with_marker[marked == 65535] == 1.0).all()
 
 
+@pytest.mark.parametrize("share", [0.004, 0.015])
+def test_a_label_and_text_line_burned_in_over_a_percent_of_the_film_do_not_darken_it(tmp_path, share):
+    """Real labels cover more than 0.1 % (a QA find: an "R" and a text line at 65535 over 0.18 % of a 2500 x 2000
+    film read it at a mean gray of 0.03 instead of 0.51): up to 2 % of the pixels far above the rest are ignored."""
+    rng = np.random.default_rng(1)
+    film = rng.integers(0, 4096, (200, 300)).astype(np.uint16)
+    film[0, 0], film[1, 1] = 0, 4095
+    marked = film.copy()
+    side = int(round((share * film.size) ** 0.5))  # a square label (a text line reads alike)
+    marked[10:10 + side, 100:100 + side] = 65535
+    Image.fromarray(marked).save(tmp_path / "marked.png")
+    pixels = read_image(tmp_path / "marked.png").pixels
+    np.testing.assert_allclose(pixels[marked != 65535], film[marked != 65535] / 4095.0, atol=1e-6)
+    assert (pixels[marked == 65535] == 1.0).all()
+
+
 def test_an_animated_gif_is_no_mask(tmp_path):
     from PIL import Image
 

@@ -157,7 +157,7 @@ def _overlay_in_pixel_data(ds) -> bool:
 # junk in the unused high bits (an old writer's stray bits, an overlay without its 60xx group) lies far above Bits
 # Stored's range (a set top bit) in a few pixels: it is cleared, as pydicom does.  A film whose values really use
 # more bits runs on just above the range (its bright regions), and is kept
-STRAY_SHARE = 0.01  # at most this share of the pixels,
+STRAY_SHARE = 0.05  # at most this share of the pixels (burnt-in text or a label block: 0.1-5 %),
 # ... none of them within one more bit of the range (a film's values over it start there)
 
 
@@ -194,6 +194,24 @@ class ValueStats:
         return self.near == 0 and self.outside <= STRAY_SHARE * self.size
 
 
+def _jumps(arr: np.ndarray) -> float:
+    """The share of steps between neighbouring columns (every 4th row) over a quarter of the 1st-99th percentile
+    range: next to none in a film; many where junk bits make noise, along text burnt into the high bits, or where
+    a film cut to too few bits wraps around."""
+    rows = arr[::4].astype(np.float64)
+    lo, hi = np.percentile(rows, [1, 99])
+    return float((np.abs(np.diff(rows, axis=1)) > max(hi - lo, 1.0) / 4.0).mean())
+
+
+def _smoother(cut: np.ndarray, whole: np.ndarray) -> bool:
+    """Whether the values cut to Bits Stored make a far smoother film than the values as stored: the high bits are
+    junk (random, or burnt-in text over a few % of the film, no overlay group), not a film that uses more bits
+    (cut, such a film wraps around: rougher).  Needs a 2-D frame; (a line of pixels decides nothing)."""
+    if whole.ndim != 2 or min(whole.shape) < 8:
+        return False
+    return _jumps(cut) * 2.0 < _jumps(whole)
+
+
 def _below_bits_allocated(ds, arr: np.ndarray) -> bool:
     """Whether ``arr`` is gray integer data with Bits Stored < Bits Allocated (what :func:`within_bits_stored` reads)."""
     try:
@@ -227,9 +245,9 @@ def within_bits_stored(path: Path, ds, arr: np.ndarray, seen: ValueStats | None 
         fits, unextended = hi < (1 << stored), False
     if fits:
         return arr
-    if unextended or _overlay_in_pixel_data(ds) or seen.junk:
-        arr = np.left_shift(arr, shift)
-        return np.right_shift(arr, shift, out=arr)  # arithmetic for signed data, as pydicom does
+    cut = np.right_shift(np.left_shift(arr, shift), shift)  # arithmetic for signed data, as pydicom does
+    if unextended or _overlay_in_pixel_data(ds) or seen.junk or _smoother(cut, arr):
+        return cut
     used = max(hi.bit_length(), (-lo - 1).bit_length()) + (arr.dtype.kind == "i")
     warnings.warn(f"{path}: Bits Stored (0028,0101) says {stored} bits, but the pixel values use {used} bits "
                   f"({lo} to {hi}); read as {allocated}-bit values (cut to {stored} bits, the film would be "
