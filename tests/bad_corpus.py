@@ -234,7 +234,7 @@ CASES: list[Case] = [
     Case("stack_imagej.tif", _tiff(lambda: np.stack([radiograph(seed=i) for i in range(4)]), imagej=True,
                                    metadata={"axes": "ZYX"}),
          r"is a 3-D stack \(4 planes\); give a single 2-D image", category="3-D"),
-    Case("mixed_pages.tif", _multipage_mixed, r"holds 2 images \(pages of different sizes\); give a single 2-D image",
+    Case("mixed_pages.tif", _multipage_mixed, r"holds 2 images \(pages\); give a single 2-D image",
          category="3-D"),
     Case("animated.png", _apng, r"is a 3-D stack \(3 planes\); give a single 2-D image", category="3-D"),
     # ---- read fine, but cannot be segmented

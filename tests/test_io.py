@@ -113,6 +113,27 @@ def test_tiff_2d_and_rgb(tmp_path):
     np.testing.assert_allclose(read_image(tmp_path / "p.tif").pixels, img.pixels)
 
 
+@pytest.mark.parametrize("thumbnail", ["first", "after"])
+def test_a_tiffs_thumbnail_page_is_not_the_film(tmp_path, thumbnail):
+    """A reduced page (NewSubfileType 1) before the film (a QA find: the 64 x 51 thumbnail was segmented)."""
+    film = np.arange(120 * 90, dtype=np.uint16).reshape(120, 90)
+    with tifffile.TiffWriter(tmp_path / "t.tif") as tif:
+        pages = [(film[::8, ::8], {"subfiletype": 1}), (film, {})]
+        for data, extra in pages if thumbnail == "first" else pages[::-1]:
+            tif.write(data, compression="zlib", **extra)
+    img = read_image(tmp_path / "t.tif")
+    assert img.pixels.shape == film.shape
+    np.testing.assert_allclose(img.pixels, film / film.max(), atol=1e-6)
+
+
+def test_two_same_size_pages_are_refused_as_two_images(tmp_path):
+    with tifffile.TiffWriter(tmp_path / "two.tif") as tif:
+        tif.write(np.zeros((20, 30), np.uint8))
+        tif.write(np.ones((20, 30), np.uint8))
+    with pytest.raises(ImageReadError, match=r"two.tif: holds 2 images \(pages\); give a single 2-D image$"):
+        read_image(tmp_path / "two.tif")
+
+
 def test_tiff_stack_is_refused(tmp_path):
     stack = np.zeros((5, 6, 10), np.uint8)
     path = tmp_path / "stack.tif"

@@ -12,7 +12,7 @@ import struct
 import warnings
 from pathlib import Path
 
-from .image_data import IMAGE_SIGNATURES, ImageReadError, NotAFilm, check_file, fail
+from .image_data import IMAGE_SIGNATURES, ImageReadError, NotAFilm, check_file, fail, other_kind
 
 DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom")
 PIXEL_KEYWORDS: tuple[str, ...] = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -233,6 +233,35 @@ def _check_attributes(path: Path, ds) -> None:
             raise fail(path, f"bad DICOM value: {_label(keyword)} {tag} is {number}")
 
 
+# decimal numbers (DS) that some sites write with a decimal comma ("1,5"), which pydicom keeps as text
+COMMA_NUMBERS = ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth", "PixelSpacing",
+                 "ImagerPixelSpacing")
+PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
+
+
+def _fix_site_habits(ds) -> None:
+    """Read what some sites write against the standard as they mean it: a decimal comma in the numbers the film's
+    reading needs (``COMMA_NUMBERS``: "1,5" is 1.5, "0,139\\0,139" is 0.139 mm), and a Photometric Interpretation in
+    lower case ("monochrome1").  Anything else stays as written (the reading then says what is wrong)."""
+    for keyword in COMMA_NUMBERS:
+        element = ds.get(keyword) if keyword in ds else None
+        if element is None:
+            continue
+        value = ds[keyword].value
+        values = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(
+            value, (str, bytes)) else [value]
+        if not any(isinstance(v, str) and "," in v for v in values):
+            continue
+        try:
+            fixed = [float(v.replace(",", ".")) if isinstance(v, str) else float(v) for v in values]
+        except ValueError:
+            continue
+        ds[keyword].value = fixed if len(fixed) > 1 else fixed[0]
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    if photometric.upper() in PHOTOMETRICS and photometric != photometric.upper():
+        ds.PhotometricInterpretation = photometric.upper()
+
+
 def _label(keyword: str) -> str:
     from pydicom.datadict import dictionary_description, tag_for_keyword
 
@@ -290,7 +319,10 @@ def open_dicom(path: str | os.PathLike):
     else:
         ds, image = _headless(p)
         if ds is None or (not image and "SOPClassUID" not in ds):
-            raise fail(p, "not a DICOM file (no DICM marker and no DICOM image elements)")
+            with p.open("rb") as fh:
+                kind = other_kind(fh.read(64))  # a .dcm.gz renamed, a ZIP of a study...: say what it is
+            raise fail(p, f"not a DICOM file: {kind}" if kind else
+                       "not a DICOM file (no DICM marker and no DICOM image elements)")
     try:
         _check_truncated(p, ds, caught)
         _convert_all(p, ds)
@@ -304,6 +336,7 @@ def open_dicom(path: str | os.PathLike):
                        NotAFilm if sop and not image_class else ImageReadError)
         _fix_transfer_syntax(p, ds)
         _check_attributes(p, ds)
+        _fix_site_habits(ds)
     except ImageReadError:
         raise
     except NotImplementedError as exc:  # pydicom meets a VR it does not know while walking the elements

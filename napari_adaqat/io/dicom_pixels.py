@@ -101,6 +101,12 @@ def decode(path: Path, ds, frame: int | None, frames: int) -> np.ndarray:
             raise fail(path, f"pixel data length mismatch: {have} bytes stored, {have / frame_bytes:g}x the "
                              f"{frame_bytes} bytes of one {ds.Rows} rows x {ds.Columns} columns frame, but the header "
                              f"says {frames} frame(s): its Rows, Columns or Number of Frames (0028,0008) is wrong")
+        row_bytes = frame_bytes // max(int(ds.Rows), 1)
+        if row_bytes and have > need + row_bytes:  # over a row left over (a row of padding is seen in real files):
+            # a wrong Rows or Columns, which would shear or cut the film
+            raise fail(path, f"pixel data length mismatch: {have} bytes stored, {have - need} more than {ds.Rows} "
+                             f"rows x {ds.Columns} columns need: the header's Rows (0028,0010) or Columns "
+                             "(0028,0011) is wrong")
     decoder = _decoder(path, ds)
 
     def stored_values(index: int | None) -> np.ndarray:

@@ -254,3 +254,28 @@ def check_file(path: str | os.PathLike) -> Path:
     if not stat.S_ISREG(st.st_mode):
         raise fail(p, "is a folder, not a file" if stat.S_ISDIR(st.st_mode) else "not a regular file")
     return p
+
+
+CONVERT = "; convert it to PNG (lossless) and give that"  # what to do with an image in a format not read here
+# leading bytes of common files that are not images read here (named, so the message says what the file is);
+# those of the formats read here are IMAGE_SIGNATURES
+_OTHERS: tuple[tuple[bytes, str], ...] = (
+    (b"GIF8", "a GIF image"), (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x1f\x8b", "gzip-compressed data"), (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"),
+    (b"\xffO\xffQ", "a JPEG 2000 codestream"), (b"8BPS", "a Photoshop file"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"), (b"Rar!\x1a\x07", "a RAR archive"),
+) + tuple((b"\x80" + bytes([v]), "a Python pickle") for v in (2, 3, 4, 5))
+
+
+def other_kind(head: bytes) -> str | None:
+    """``"it is a ZIP archive; unpack it …"`` for a file of a known other kind (from its leading bytes), else None."""
+    if head[8:12] == b"WEBP" and head[:4] == b"RIFF":
+        return f"it is a WebP image{CONVERT}"
+    what = next((w for magic, w in _OTHERS if head.startswith(magic)), None)
+    if what is None:
+        return None
+    if "archive" in what:
+        return f"it is {what}; unpack it and give the folder of its films"
+    if "gzip" in what:
+        return f"it is {what}; unpack it (gunzip) and give the file it holds"
+    return f"it is {what}" + (CONVERT if "image" in what or "codestream" in what or "Photoshop" in what else "")

@@ -22,6 +22,7 @@ from .dicom import DICOM_SUFFIXES, is_dicom, read_dicom
 from .dicom_open import is_dicomdir_name
 from .jpeg_header import JPEG_LS_SOF, LOSSLESS_SOF, frame_header
 from .jsrt import JSRT_SHAPE, JSRT_SUFFIX, is_jsrt, not_jsrt, read_jsrt
+from .image_data import CONVERT, other_kind as _other_kind
 from .image_data import (
     IMAGE_SIGNATURES, ImageData, ImageReadError, check_decoded_size, check_file, check_finite, fail, to_gray01,
 )
@@ -36,34 +37,13 @@ RASTER_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".
 FORMAT_NAMES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".jfif": "JPEG", ".jpe": "JPEG", ".bmp": "BMP",
                 ".tif": "TIFF", ".tiff": "TIFF"}
 
-# leading bytes of common files that are not images read here (named, so the message says what the file is);
-# those of the formats read here are IMAGE_SIGNATURES
-_OTHERS: tuple[tuple[bytes, str], ...] = (
-    (b"GIF8", "a GIF image"), (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive"),
-    (b"\x1f\x8b", "gzip-compressed data"), (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"),
-    (b"\xffO\xffQ", "a JPEG 2000 codestream"), (b"8BPS", "a Photoshop file"),
-    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"), (b"Rar!\x1a\x07", "a RAR archive"),
-) + tuple((b"\x80" + bytes([v]), "a Python pickle") for v in (2, 3, 4, 5))
 # tifffile logs every oddity of a corrupt file as a warning; the one ImageReadError line says what
 # matters, so these stay out of the terminal unless the application configures logging itself.
 logging.getLogger("tifffile").addHandler(logging.NullHandler())
 
-CONVERT = "; convert it to PNG (lossless) and give that"  # what to do with an image in a format not read here
 READS = "; adaqat reads PNG, JPEG, BMP, TIFF, DICOM and JSRT's .IMG: convert it to PNG if it is a film"
 _BYTES_PER_BAND = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4}
 _ARRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA"}
-
-
-def _other_kind(head: bytes) -> str | None:
-    """``"it is a ZIP archive; unpack it …"`` for a file of a known other kind (from its leading bytes), else None."""
-    if head[8:12] == b"WEBP" and head[:4] == b"RIFF":
-        return f"it is a WebP image{CONVERT}"
-    what = next((w for magic, w in _OTHERS if head.startswith(magic)), None)
-    if what is None:
-        return None
-    if "archive" in what:
-        return f"it is {what}; unpack it and give the folder of its films"
-    return f"it is {what}" + (CONVERT if "image" in what or "codestream" in what or "Photoshop" in what else "")
 
 
 def _describe(head: bytes) -> str:
@@ -129,12 +109,13 @@ def sniff_format(path: Path) -> str:
 
 
 def _read_tiff(path: Path, as_shown: bool = True) -> tuple[np.ndarray, dict]:
-    """First series of a TIFF as (H, W) or (H, W, S), as shown (white-is-zero inverted, palette applied) or
+    """First full-size series of a TIFF (thumbnails aside) as (H, W) or (H, W, S), as shown (white-is-zero inverted, palette applied) or
     as stored; stacks and oversized images are refused."""
     with tifffile.TiffFile(path) as tif:
         if not tif.series or not tif.pages:
             raise fail(path, "truncated or corrupt TIFF data (no image in it)")
-        series = tif.series[0]
+        full = [s for s in tif.series if s.pages and not getattr(s.pages[0], "is_reduced", False)]
+        series = full[0] if full else tif.series[0]  # a thumbnail page first (NewSubfileType 1) is not the film
         axes, shape = series.axes, series.shape
         planes = math.prod(n for ax, n in zip(axes, shape) if ax not in "YXS")
         images = sum(1 for page in tif.pages if not getattr(page, "is_reduced", False))  # thumbnails aside
@@ -143,11 +124,11 @@ def _read_tiff(path: Path, as_shown: bool = True) -> tuple[np.ndarray, dict]:
         if planes > 1:
             raise fail(path, f"is a 3-D stack ({planes} planes); give a single 2-D image")
         if images > 1:
-            raise fail(path, f"holds {images} images (pages of different sizes); give a single 2-D image")
+            raise fail(path, f"holds {images} images (pages); give a single 2-D image")
         dims = dict(zip(axes, shape))
         itemsize = series.dtype.itemsize if series.dtype is not None else 8
         check_decoded_size(path, dims.get("Y", 1), dims.get("X", 1), math.prod(shape) * itemsize)
-        page = tif.pages[0]
+        page = series.pages[0]
         meta = {"photometric": page.photometric.name, "bits": int(page.bitspersample),
                 "orientation": tiff_orientation(page)}
         try:

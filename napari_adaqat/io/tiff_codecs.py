@@ -65,7 +65,7 @@ def _as_black_is_zero(path: Path, page) -> io.BytesIO:
 
 
 def pillow_tiff(path: Path, page, as_shown: bool = True) -> np.ndarray:
-    """Decode the first page with Pillow (libtiff) when tifffile needs imagecodecs for its compression: as
+    """Decode ``page`` (a top-level page of the file) with Pillow (libtiff) when tifffile needs imagecodecs for its compression: as
     :func:`shown`, or the stored values (palette indices kept)."""
     from PIL import Image, TiffImagePlugin
 
@@ -74,6 +74,8 @@ def pillow_tiff(path: Path, page, as_shown: bool = True) -> np.ndarray:
     try:
         with (_as_black_is_zero(path, page) if white_is_zero else path.open("rb")) as fh:
             im = TiffImagePlugin.TiffImageFile(fh)
+            if isinstance(page.index, int) and page.index:  # the film's page (a thumbnail page may come first)
+                im.seek(page.index)
             im.load()
             mode = im.mode
             if mode not in _ARRAY_MODES + (() if as_shown else ("P",)):

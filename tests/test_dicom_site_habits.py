@@ -1,0 +1,94 @@
+"""DICOM habits of real sites that the standard does not allow (a QA pass on files nobody here wrote): a decimal
+comma in the numbers a film's reading needs, a Photometric Interpretation in lower case, a header whose Rows or
+Columns do not fit its pixel data, a gzip-compressed file named .dcm.  Each is read as meant, or refused in one
+line that says what is wrong."""
+from __future__ import annotations
+
+import gzip
+import warnings
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom import config
+
+from napari_adaqat.io import read_image
+from napari_adaqat.io.image_data import ImageReadError
+from test_dicom import make_dicom, ramp  # tests/ is on sys.path (pytest rootdir-less import)
+
+
+def written(path, arr, **attrs):
+    """``make_dicom`` with values that pydicom refuses to write (a site's writer did not ask): each value with a
+    decimal comma is written with a dot, then the comma put back in the file's bytes (its header comes before the
+    pixel data, so the first match is the element)."""
+    texts = {k: v for k, v in attrs.items() if isinstance(v, (str, list))}
+    dotted = {**attrs, **{k: [x.replace(",", ".") for x in v] if isinstance(v, list) else v.replace(",", ".")
+                          for k, v in texts.items()}}
+    with config.disable_value_validation(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        make_dicom(path, arr, **dotted)
+    raw = path.read_bytes()
+    for value in texts.values():
+        text = "\\".join(value) if isinstance(value, list) else value
+        raw = raw.replace(text.replace(",", ".").encode(), text.encode(), 1)
+    path.write_bytes(raw)
+    return path
+
+
+def read(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return read_image(path)
+
+
+@pytest.mark.parametrize("attrs, meant", [
+    (dict(RescaleSlope="1,5", RescaleIntercept="0"), dict(RescaleSlope="1.5", RescaleIntercept="0")),
+    (dict(RescaleSlope="-1", RescaleIntercept="4095,5"), dict(RescaleSlope="-1", RescaleIntercept="4095.5")),
+    (dict(WindowCenter="2000,5", WindowWidth="3000,0"), dict(WindowCenter="2000.5", WindowWidth="3000.0")),
+])
+def test_a_decimal_comma_reads_as_the_number_meant(tmp_path, attrs, meant):
+    """Before: "cannot convert DICOM pixels (UFuncTypeError)"."""
+    film = ramp(0, 4000, shape=(32, 48))
+    comma = read(written(tmp_path / "comma.dcm", film, bits_stored=12, **attrs))
+    dot = read(make_dicom(tmp_path / "dot.dcm", film, bits_stored=12, **meant))
+    np.testing.assert_allclose(comma.pixels, dot.pixels, atol=1e-6)
+
+
+def test_a_pixel_spacing_with_decimal_commas_is_kept_not_dropped(tmp_path):
+    """Before: dropped without a word, so a film of non-square pixels was taken as square."""
+    film = ramp(0, 4000, shape=(32, 48))
+    image = read(written(tmp_path / "s.dcm", film, PixelSpacing=["0,2", "0,1"]))
+    assert image.spacing == pytest.approx((0.2, 0.1))
+    assert read(written(tmp_path / "q.dcm", film, PixelSpacing=["0,139", "0,139"])).spacing == pytest.approx(
+        (0.139, 0.139))
+
+
+def test_a_photometric_interpretation_in_lower_case_reads_as_meant(tmp_path):
+    """Before: "cannot decode Explicit VR Little Endian … pixel data (ValueError)", which blamed the codec."""
+    film = ramp(0, 4000, shape=(32, 48))
+    lower = read(written(tmp_path / "lower.dcm", film, PhotometricInterpretation="monochrome1"))
+    upper = read(make_dicom(tmp_path / "upper.dcm", film, PhotometricInterpretation="MONOCHROME1"))
+    np.testing.assert_allclose(lower.pixels, upper.pixels, atol=1e-6)
+    assert lower.pixels[0, 0] > lower.pixels[-1, -1]  # shown inverted: the lowest value white
+
+
+@pytest.mark.parametrize("rows, columns", [(32, 46), (20, 48)])
+def test_rows_or_columns_that_do_not_fit_the_pixel_data_are_one_line(tmp_path, rows, columns):
+    """Before: a wrong Columns sheared the film, a wrong Rows cut a third of it, both segmented as ok."""
+    path = make_dicom(tmp_path / "h.dcm", ramp(0, 4000, shape=(32, 48)))
+    ds = pydicom.dcmread(path)
+    ds.Rows, ds.Columns = rows, columns
+    ds.save_as(path)
+    with pytest.raises(ImageReadError) as err:
+        read(path)
+    line = str(err.value)
+    assert "pixel data length mismatch" in line and "Rows (0028,0010) or Columns (0028,0011) is wrong" in line
+    assert "\n" not in line
+
+
+def test_a_gzip_compressed_dicom_named_dcm_says_so(tmp_path):
+    path = make_dicom(tmp_path / "film.dcm", ramp(0, 4000, shape=(32, 48)))
+    path.write_bytes(gzip.compress(path.read_bytes()))
+    with pytest.raises(ImageReadError, match=r"film.dcm: not a DICOM file: it is gzip-compressed data; unpack it "
+                                             r"\(gunzip\) and give the file it holds$"):
+        read(path)
