@@ -131,6 +131,17 @@ def test_a_film_named_like_a_namesakes_extended_name_keeps_its_own(tmp_path):
     assert kept == set()
 
 
+def test_names_that_differ_only_in_case_get_masks_that_do_not(tmp_path):
+    """chest and CHEST.DCM (a QA find: chest_mask.png and CHEST_mask.png are one file on a macOS, Windows or SMB
+    disk, so the second mask would replace the first there)."""
+    from napari_adaqat.inference.mask_names import mask_names
+
+    files = [tmp_path / "scans" / n for n in ("chest", "CHEST.DCM", "Chest.png")]
+    names, _ = mask_names(files, {}, tmp_path / "out", ".png")
+    assert [names[str(f)] for f in files] == ["chest_mask.png", "scans_CHEST_mask.png", "scans_Chest_mask_2.png"]
+    assert len({n.casefold() for n in names.values()}) == 3
+
+
 def test_invalid_boxes_are_errors_not_ok_rows(input_folder, tmp_path, nano_pth, capsys):
     images = sorted(input_folder.glob("covid*.png"))
     boxes = tmp_path / "boxes.csv"

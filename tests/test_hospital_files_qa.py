@@ -164,6 +164,28 @@ def test_apple_double_files_are_not_inputs_nor_dataset_images(tmp_path, cxr_dir,
     assert "3 segmented, 0 already done, 0 failed" in capsys.readouterr().out
 
 
+def test_a_hidden_film_in_a_folder_is_named_not_segmented(tmp_path, cxr_dir, nano_pth, capsys):
+    """A QA find: ``.copy.png`` (a sync tool's copy) was segmented into a hidden ``.copy_mask.png``.  Now it is
+    said and skipped; .DS_Store stays unsaid; a hidden film given by name is segmented as asked."""
+    import shutil
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    film = films(cxr_dir, 1)[0]
+    shutil.copy(film, scans / "chest.png")
+    shutil.copy(film, scans / ".copy.png")
+    (scans / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + bytes(100))
+    args = ["--model", str(nano_pth), "--model-type", "vit_nano", "--device", "cpu"]
+    assert main(["segment", str(scans), "--out", str(tmp_path / "out"), *args]) == 0
+    captured = capsys.readouterr()
+    assert "1 segmented, 0 already done, 0 failed" in captured.out
+    line = next(x for x in captured.err.splitlines() if "hidden" in x)
+    assert line.endswith("1 hidden film (a name starting with a dot), not segmented; rename it to segment it: .copy.png")
+    assert "DS_Store" not in captured.err and not list((tmp_path / "out").glob(".*mask*"))
+    assert main(["segment", str(scans / ".copy.png"), "--out", str(tmp_path / "one"), *args]) == 0
+    assert "1 segmented" in capsys.readouterr().out
+
+
 # ---- a DICOM whose exporter wrote an unusable window ---------------------------------------------------
 
 @pytest.mark.parametrize("center, width", [(1000, 0), ("", ""), (1000, -5)])

@@ -27,8 +27,8 @@ def collect_inputs(inputs: list[str | Path], recursive: bool = False) -> list[Pa
     return scan_inputs(inputs, recursive)[0]
 
 
-MASK, OTHER_FILE, MASK_FOLDER, LINKED, FOLDER, UNREADABLE = (
-    "mask", "file", "mask folder", "linked folder", "folder", "unreadable folder")  # what a skipped entry is
+MASK, OTHER_FILE, MASK_FOLDER, LINKED, FOLDER, UNREADABLE, HIDDEN = (
+    "mask", "file", "mask folder", "linked folder", "folder", "unreadable folder", "hidden film")  # skipped: what
 
 
 class Skipped(list):
@@ -100,10 +100,12 @@ def _scan_folder(folder: Path, recursive: bool, files: list[Path], skipped: Skip
     found, below = [], []
     for entry in entries:
         tick()
+        if entry.name.startswith("."):  # (a sync tool's copy, macOS's ._NAME: not the user's films)
+            if entry.is_file() and is_image_file(entry):
+                skipped.add(entry, HIDDEN)  # said, not segmented (.DS_Store and the like: not even said)
+            continue
         if _is_input(entry):
             found.append(entry)
-        elif entry.name.startswith("."):
-            continue
         elif entry.is_dir():
             kind = LINKED if entry.is_symlink() else MASK_FOLDER if is_mask_folder(entry) else FOLDER
             if recursive and kind == FOLDER:
@@ -192,8 +194,9 @@ def describe_skipped(entries: list[Path], shown: int = 3, recurse_hint: str = ""
 
     recorded: dict[Path, str] = getattr(entries, "kinds", {})  # (a Skipped: the scan's word, nothing read again)
     kinds = {p: recorded.get(p) or _kind(p) for p in entries}
-    linked, of_masks, plain, masks, files, unreadable = (
-        [p for p in entries if kinds[p] == kind] for kind in (LINKED, MASK_FOLDER, FOLDER, MASK, OTHER_FILE, UNREADABLE))
+    linked, of_masks, plain, masks, files, unreadable, hidden = ([p for p in entries if kinds[p] == kind] for kind in
+                                                                 (LINKED, MASK_FOLDER, FOLDER, MASK, OTHER_FILE,
+                                                                  UNREADABLE, HIDDEN))
     parts = []
     if masks:
         ends = sorted({next((s for s in MASK_SUFFIXES if sample_name(p).casefold().endswith(s)), MASK_END)
@@ -209,6 +212,10 @@ def describe_skipped(entries: list[Path], shown: int = 3, recurse_hint: str = ""
         parts.append(f"{len(files)} {what} adaqat reads ({', '.join(kinds)}; it reads "
                      f"{', '.join(IMAGE_SUFFIXES)}, JSRT's .IMG and DICOM under any name): {listing(files)}"
                      + (f" ({raw[0].name} and the like: {raw[1]})" if raw else ""))
+    if hidden:
+        parts.append(f"{many(len(hidden), 'hidden film')} (a name starting with a dot), not segmented; rename "
+                     f"{'it' if len(hidden) == 1 else 'them'} to segment {'it' if len(hidden) == 1 else 'them'}: "
+                     f"{listing(hidden)}")
     if of_masks:
         parts.append(f"{many(len(of_masks), 'folder')} of masks (an adaqat output with its results.csv, or named as "
                      f"masks), not segmented: {listing(of_masks)}")
@@ -240,6 +247,8 @@ def _kind(path: Path) -> str:
     """What a skipped entry is, looked at on disk (for a plain list; a :class:`Skipped` knows it)."""
     if path.is_dir():
         return LINKED if path.is_symlink() else MASK_FOLDER if is_mask_folder(path) else FOLDER
+    if path.name.startswith(".") and is_image_file(path):
+        return HIDDEN
     return MASK if is_image_file(path) else OTHER_FILE  # (an image is skipped as a film's mask)
 
 

@@ -58,7 +58,8 @@ def mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: 
                 roots: Sequence[Path] = ()) -> tuple[dict[str, str], set[str]]:
     """(a mask path relative to ``out_dir`` per input, the inputs whose earlier mask is kept).  No path collides
     with another input's mask, in this run or an earlier one: a file already in results.csv keeps its mask
-    (:func:`recorded_mask`; one that two rows claim is neither's); a new one takes ``NAME_mask``, else
+    (:func:`recorded_mask`; one that two rows claim is neither's), also where names differ only in case (one file
+    on a case-insensitive disk); a new one takes ``NAME_mask``, else
     ``PARENT_NAME_mask``, else ``PARENT_NAME_mask_2``, ... (never an existing file; films of one name in one
     folder, ``chest.png`` and ``chest.dcm``, take ``NAME_EXT``: ``chest_png_mask``), in the folder that
     :func:`~napari_adaqat.data.folders.mirror_folder` gives (a recursive run mirrors the input tree:
@@ -68,7 +69,8 @@ def mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: 
                 if row.get("mask") and Path(row["mask"]).name.endswith(suffix)}  # a PNG run does not make a TIF one
     holders = Counter(recorded.values())  # a name two rows claim (a tail that fits both) is neither's: no overwrite
     names = {key: name for key, name in recorded.items() if name is not None and holders[name] == 1}
-    kept, taken = set(names), set(names.values())
+    # compared case-folded: on a macOS, Windows or SMB disk chest_mask.png and CHEST_mask.png are one file
+    kept, taken = set(names), {name.casefold() for name in names.values()}
     # films of one name in one folder (chest.png, chest.dcm): each mask says its film's extension, chest_dcm_mask,
     # unless another film there has that name (chest_dcm.png): then NAME_mask, PARENT_NAME_mask, ...
     sample = {path: sample_name(path) for path in files}  # (once a film: an archive holds 100k)
@@ -88,7 +90,8 @@ def mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: 
         candidates = [_own_stem(n, kind) for n in first] + [stem, f"{parent}_{stem}"] + \
             [f"{parent}_{stem}_{i}" for i in range(2, 10_000)]
         name = next(str(folder / f"{c}{suffix}") for c in candidates
-                    if str(folder / f"{c}{suffix}") not in taken and not (out_dir / folder / f"{c}{suffix}").exists())
+                    if str(folder / f"{c}{suffix}").casefold() not in taken
+                    and not (out_dir / folder / f"{c}{suffix}").exists())
         names[key] = name
-        taken.add(name)
+        taken.add(name.casefold())
     return names, kept
