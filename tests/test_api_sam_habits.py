@@ -99,3 +99,29 @@ def test_one_prompts_logits_without_the_leading_one_are_a_mask_input(cxr_dir, na
     with pytest.raises(ValueError, match=r"got \(\d+, \d+\); for an \(H, W\) mask of the image use "
                                          r"mask_input_from\(mask\)$"):
         nano.predict(boxes=box, mask_input=logits > 0)  # a mask, not logits, even at the logits' size
+
+
+def test_a_channels_first_gray_array_is_the_film(cxr_dir, nano):
+    """(1, H, W), a torch habit (a QA find: refused while (H, W, 1) was taken): the same mask as (H, W)."""
+    film = _film(cxr_dir)
+    np.testing.assert_array_equal(nano.segment(film[None], _box(film.shape)), nano.segment(film, _box(film.shape)))
+
+
+@pytest.mark.parametrize("given, error, line", [
+    ("bytes", TypeError, "got the bytes of a file, not a path: give the file's path, or decode it first"),
+    ("open file", TypeError, "got an open file: give its path"),
+    ("None", TypeError, "expected an image (an array, a file path or an ImageData), got None"),
+    ("bool", ValueError, "got a bool array: that is a mask, not a film; give the film's pixels"),
+])
+def test_what_is_no_film_is_one_line_that_says_what_it_got(cxr_dir, nano, given, error, line):
+    """A QA find: a file's bytes gave "embedded null byte", an open file and None "got shape ()", and a bool array
+    (a mask passed by mistake) was segmented without a word."""
+    import io
+
+    path = sorted((cxr_dir / "images").glob("*.png"))[0]
+    image = {"bytes": path.read_bytes(), "open file": io.BytesIO(path.read_bytes()), "None": None,
+             "bool": _film(cxr_dir) > 128}[given]
+    with pytest.raises(error) as err:
+        nano.set_image(image)
+    assert line in str(err.value) and "\n" not in str(err.value)
+    assert nano.set_image(bytes(path)).image_shape == _film(cxr_dir).shape  # a path as bytes is still a path

@@ -133,7 +133,8 @@ class Segmenter:
         (``to_uint8_rgb``), as a float TIFF is read.  ``spacing`` (row, col), else the file's own (a DICOM's
         PixelSpacing): non-square pixels are made square for the model, the mask comes back on the film's pixels.
         What ``adaqat segment`` refuses is refused with its line: an image too small, a strip, a blank image."""
-        image = os.fsdecode(image) if isinstance(image, bytes) else image  # (a path as bytes: os.listdir(b".")'s)
+        if isinstance(image, bytes) and b"\0" not in image and len(image) <= 4096:  # a path as bytes (os.listdir(b"."))
+            image = os.fsdecode(image)  # (a file's bytes: film_and_spacing says so)
         named = isinstance(image, (str, Path))
         pixels, spacing = film_and_spacing(image, spacing)
         pixels = np.asarray(pixels)

@@ -285,12 +285,24 @@ def read_image(path: str | os.PathLike) -> ImageData:
 def film_and_spacing(image: np.ndarray | str | os.PathLike | ImageData,
                      spacing: tuple[float, float] | None = None) -> tuple[np.ndarray, tuple[float, float] | None]:
     """An image as the models take it: (its pixels, ``spacing`` or its own (row, col) spacing, None when unknown).
-    A file is read (:func:`read_image`), an :class:`ImageData` gives both, an array is taken as it is."""
-    if isinstance(image, (str, os.PathLike)):
-        image = read_image(image)
+    A file is read (:func:`read_image`), an :class:`ImageData` gives both, an array is taken as it is ((1, H, W)
+    as (H, W)); a bool array (a mask), None, an open file or a file's bytes are refused in one line."""
+    if isinstance(image, (bytes, bytearray)) and (b"\0" in image or len(image) > 4096):
+        raise TypeError("got the bytes of a file, not a path: give the file's path, or decode it first "
+                        "(np.asarray(PIL.Image.open(io.BytesIO(data))))")
+    if isinstance(image, (str, os.PathLike, bytes)):
+        image = read_image(os.fsdecode(image))
     if isinstance(image, ImageData):
         return image.pixels, image.shape_spacing if spacing is None else spacing
-    return image, spacing
+    if image is None or hasattr(image, "read"):
+        raise TypeError(f"expected an image (an array, a file path or an ImageData), got "
+                        f"{'an open file: give its path' if image is not None else 'None'}")
+    pixels = np.asarray(image)
+    if pixels.dtype == bool:
+        raise ValueError("got a bool array: that is a mask, not a film; give the film's pixels")
+    if pixels.ndim == 3 and pixels.shape[0] == 1 and min(pixels.shape[1:]) > 4:
+        pixels = pixels[0]  # (1, H, W), channels first (a torch habit): gray
+    return pixels, spacing
 
 
 def sample_name(path: str | os.PathLike) -> str:
