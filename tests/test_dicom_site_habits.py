@@ -92,3 +92,26 @@ def test_a_gzip_compressed_dicom_named_dcm_says_so(tmp_path):
     with pytest.raises(ImageReadError, match=r"film.dcm: not a DICOM file: it is gzip-compressed data; unpack it "
                                              r"\(gunzip\) and give the file it holds$"):
         read(path)
+
+
+def test_a_header_window_that_saturates_most_of_the_film_is_not_used(tmp_path):
+    """A QA find: WW 400 on a 12-bit film turned 73 % of it pure black or white and was applied silently (Dice
+    0.74).  Over 60 % saturated: one warning line, the full range; the film's own window (most of it in range)
+    is applied as before."""
+    from PIL import Image
+
+    from napari_adaqat.io.image_data import ImageReadWarning
+    from test_dicom_bits_stored import CXR
+
+    film = np.round(np.asarray(Image.open(CXR).convert("L"), np.float64) / 255 * 4000).astype(np.uint16)
+    narrow = make_dicom(tmp_path / "narrow.dcm", film, bits_stored=12, WindowCenter=2048, WindowWidth=400)
+    with pytest.warns(ImageReadWarning, match=r"narrow.dcm: the header's window \(center 2048, width 400\) turns "
+                                              r"\d+% of the film pure black or white; read at its full range instead"):
+        image = read_image(narrow)
+    plain = read(make_dicom(tmp_path / "plain.dcm", film, bits_stored=12))
+    np.testing.assert_allclose(image.pixels, plain.pixels, atol=1e-6)
+    assert image.meta["voi"] == "full_range" and image.meta["voi_unused"] == "window"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImageReadWarning)
+        own = read_image(make_dicom(tmp_path / "own.dcm", film, bits_stored=12, WindowCenter=2000, WindowWidth=4000))
+    assert own.meta["voi"] == "window"

@@ -6,6 +6,7 @@ Opening and checking the file is :mod:`.dicom_open`; decoding the pixel data, :m
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import numpy as np
 from .dicom_open import (DICOM_SUFFIXES, check_film_object, frame_count, has_dicm_magic, is_dicom, open_dicom,
                          syntax_was_assumed)
 from .dicom_pixels import decode, syntax_label
-from .image_data import ImageData, ImageReadError, fail, film_bottom, film_top, to_gray01
+from .image_data import ImageData, ImageReadError, ImageReadWarning, fail, film_bottom, film_top, to_gray01
 
 __all__ = ["DICOM_SUFFIXES", "MultiFrameError", "has_dicm_magic", "is_dicom", "read_dicom", "read_dicom_raw",
            "read_dicom_stack"]
@@ -147,9 +148,15 @@ def _voi_lut_values(ds) -> np.ndarray:
     return np.asarray(apply_voi_lut(inputs, ds, prefer_lut=True), dtype=np.float64)
 
 
-def _monochrome01(ds, arr: np.ndarray, meta: dict) -> np.ndarray:
+# a header window that turns more than this share of the film pure black or white is not the film's (WW 400 on a
+# 12-bit film: 73 %; a chest film's own window leaves its lungs in range); the full range is read instead
+SATURATED_SHARE = 0.6
+
+
+def _monochrome01(ds, arr: np.ndarray, meta: dict, path: Path | None = None) -> np.ndarray:
     """Modality LUT, then VOI LUT or window (else full range), to [0, 1]; shown inverted for MONOCHROME1 or a
-    Presentation LUT Shape INVERSE (once for both); padding pixels black."""
+    Presentation LUT Shape INVERSE (once for both); padding pixels black.  A window that saturates over
+    :data:`SATURATED_SHARE` of the film is not used (one :class:`ImageReadWarning` line)."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     x = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
@@ -178,6 +185,15 @@ def _monochrome01(ds, arr: np.ndarray, meta: dict) -> np.ndarray:
         meta["voi_unused"] = meta.pop("voi")
         out = _full_range(x, keep)
         meta["voi"] = "full_range"
+    elif meta["voi"] == "window" and inside.size >= 64 * 64 and np.ptp(x if keep is None else x[keep]) > 0:
+        saturated = float(np.mean((inside <= 0.0) | (inside >= 1.0)))
+        if saturated > SATURATED_SHARE:
+            warnings.warn(f"{path}: the header's window (center {meta['window'][0]:g}, width {meta['window'][1]:g}) "
+                          f"turns {saturated:.0%} of the film pure black or white; read at its full range instead",
+                          ImageReadWarning, stacklevel=2)
+            meta["voi_unused"] = meta.pop("voi")
+            out = _full_range(x, keep)
+            meta["voi"] = "full_range"
     out = np.clip(out, 0.0, 1.0)
     inverse = str(ds.get("PresentationLUTShape", "")).strip().upper() == "INVERSE"
     if meta["photometric"] == "MONOCHROME1" or inverse:
@@ -223,7 +239,7 @@ def _to01(path: Path, ds, arr: np.ndarray, meta: dict) -> np.ndarray:
     photometric = meta["photometric"]
     try:
         if photometric in ("MONOCHROME1", "MONOCHROME2"):
-            pixels = _monochrome01(ds, arr, meta)
+            pixels = _monochrome01(ds, arr, meta, path)
         elif photometric == "PALETTE COLOR":
             from pydicom.pixels import apply_color_lut
 
