@@ -394,3 +394,18 @@ def test_start_with_the_defaults_fine_tunes_the_bundled_model(make_napari_viewer
     assert later.status.value.startswith("A finished model: model_int8.safetensors and its FP32 baseline")
     later.out.value = str(tmp_path / "another")
     assert later.exported is None and not later.use_button.enabled and later.status.value == "Ready: press Start."
+
+
+def test_the_vote_steps_epochs_move_the_bar_and_say_so(make_napari_viewer):
+    """The chain's last step (the bundled model's vote, fine-tuned) showed nothing for its ~20 s-2 min: its epoch
+    records (as ``adaqat train --stage all`` writes them to the chain's progress log) now move the bar and the
+    status line, and leave the plot's line over the stages' epochs as it was."""
+    widget = dock(make_napari_viewer())
+    stage_epoch = {"kind": "epoch", "epoch": 3, "epochs": 3, "loss": 0.2, "val_dice": 0.9, "best_dice": 0.9}
+    widget._on_record(stage_epoch)
+    for epoch in (1, 2):
+        widget._on_record({"kind": "vote_epoch", "epoch": epoch, "epochs": 15, "loss": 0.05, "val_dice": 0.95,
+                           "best": 0.95, "eta_s": 26.0 - 13 * epoch})
+        assert (widget.progress.value, widget.progress.max) == (epoch, 15)
+    assert widget.status.value == "The vote: epoch 2/15 · loss 0.0500 · val Dice 0.9500 · ETA 0 s"
+    assert widget.last_epoch is stage_epoch

@@ -17,6 +17,7 @@ from napari_adaqat.model.formats.vote_file import PREFIX, add_vote
 from napari_adaqat.model.vote_unet import VoteUNet
 from napari_adaqat.train.chain import chain_paths
 from napari_adaqat.train.progress import read_progress
+from napari_adaqat.widgets._train_process import status_text
 from napari_adaqat.train.vote_finetune import carries_vote, start_vote, tune_vote
 
 TINY = ["--epochs", "1", "--qat-epochs", "1", "--batch-size", "2", "--max-steps-per-epoch", "1", "--device", "cpu"]
@@ -60,6 +61,9 @@ def test_a_chain_from_a_voted_model_fine_tunes_its_vote_on_the_same_films(voted,
     assert seg.sam.vote_unet is not None
     steps = [(r["step"], r["status"]) for r in read_progress(paths["progress"]) if r["kind"] == "chain"]
     assert steps[-2:] == [("vote", "start"), ("vote", "done")]
+    votes = [r for r in read_progress(paths["progress"]) if r["kind"] == "vote_epoch"]  # the Train dock's bar
+    assert [(r["epoch"], r["epochs"]) for r in votes] == [(1, 2), (2, 2)] and votes[-1]["eta_s"] == 0
+    assert 0 <= votes[-1]["val_dice"] <= 1 and status_text(votes[0]).startswith("The vote: epoch 1/2 · loss ")
 
     assert main(["train", "--stage", "all", "--out", str(run), "--resume"]) == 0  # finished: nothing redone
     assert "step 5/5 vote: done already" in capsys.readouterr().err

@@ -186,7 +186,7 @@ def _run_steps(chain: Chain, resume: bool, command: str | None, paths: dict) -> 
         _say(f"step {index}/{len(steps)} {step} → {where}")
         if step == "vote":
             with _sigterm_exits():
-                summary[step] = tune_chain_vote(chain)
+                summary[step] = tune_chain_vote(chain, lambda rec: log.write("vote_epoch", **rec))
         elif cfg is not None:
             summary[step] = run(cfg, resume=resume and run_paths(where)["last"].is_file())
         else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import safe_open
@@ -75,20 +76,22 @@ def vote_step_wanted(chain) -> bool:
                              or _voted_start(settings.get("checkpoint")) is not None)
 
 
-def tune_chain_vote(chain) -> dict:
-    """The chain's vote step: :func:`tune_vote` with Stage 1's start file, data, split and seed."""
+def tune_chain_vote(chain, on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """The chain's vote step: :func:`tune_vote` with Stage 1's start file, data, split and seed (``on_epoch``:
+    each epoch's record, for the chain's progress log)."""
     from napari_adaqat.train.paths import run_paths
 
     first, epochs = _stage1(chain)
     paths = chain.paths
     return tune_vote(first.get("checkpoint"), first["data"], run_paths(chain.stage1_dir)["split"], paths["vote"],
                      epochs, [paths["int8"], paths["fp32"]], seed=int(first.get("seed", 0)),
-                     masks_as_given=bool(first.get("masks_as_given")), device=str(first.get("device") or "cpu"))
+                     masks_as_given=bool(first.get("masks_as_given")), device=str(first.get("device") or "cpu"),
+                     on_epoch=on_epoch)
 
 
 def tune_vote(checkpoint: str | None, data: str, split_file: Path, out: Path, epochs: int, files: list[Path],
               augment_preset: str = "clinic", seed: int = 0, masks_as_given: bool = False,
-              device: str = "cpu") -> dict:
+              device: str = "cpu", on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Fine-tune the vote of ``checkpoint`` (:func:`start_vote`) ``epochs`` on the train names of ``split_file``
     (the run's ``split.json``) of ``data`` into ``out`` on ``device`` (Stage 1's: cpu, cuda, auto…), then add it
     to each model file of ``files`` that has none; returns the vote's record (``unet.json``).  A finished ``out`` is not redone (its start file is then not read)."""
@@ -107,7 +110,8 @@ def tune_vote(checkpoint: str | None, data: str, split_file: Path, out: Path, ep
         try:
             info = train_vote_unet(Path(data), out, epochs=epochs, width=VoteUNet.from_state(init).width, lr=VOTE_LR,
                                    augment_preset=augment_preset, seed=seed, init=init, init_name=str(checkpoint),
-                                   split=split, quiet=True, masks_as_given=masks_as_given, device=where)
+                                   split=split, quiet=True, masks_as_given=masks_as_given, device=where,
+                                   on_epoch=on_epoch)
         except ValueError as exc:  # a stopped step of other settings (another --vote-epochs, seed)
             raise ValueError(f"{first_line(exc)} (the chain's vote step: delete {out} to redo it)") from None
     note = {**info, "fine_tuned_from": str(start_checkpoint(checkpoint) or checkpoint)}

@@ -19,6 +19,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader
@@ -52,7 +53,8 @@ SETTINGS = ("data", "epochs", "width", "steps_per_epoch", "batch_size", "seed", 
 def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, batch_size: int = 8,
                     lr: float = 1e-3, augment_preset: str = "clinic", seed: int = 0, *, init: dict | None = None,
                     init_name: str = "", split: dict | None = None, quiet: bool = False,
-                    masks_as_given: bool = False, device: str = "cpu") -> dict:
+                    masks_as_given: bool = False, device: str = "cpu",
+                    on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train on ``data``'s train names; write ``out/unet.safetensors`` (the best val epoch's weights) and
     ``out/unet.json`` (its val Dice, settings, time, parameters), which is also returned.
 
@@ -60,7 +62,8 @@ def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, bat
     whence), then the last epoch is kept (a fine-tune's few validation films pick no epoch); ``split``, the names
     of the run it goes with (else the folder's split.json or seeded split); ``quiet``: no data check, and the epoch
     lines on stderr (a chain's stdout ends with its summary); ``masks_as_given`` as in ``adaqat train``;
-    ``device``: where it trains (a resolved name: cpu, cuda, mps); the files hold CPU tensors either way."""
+    ``device``: where it trains (a resolved name: cpu, cuda, mps); the files hold CPU tensors either way;
+    ``on_epoch(record)`` after each epoch: epoch, epochs, loss, val_dice, best, eta_s (a chain's progress log)."""
     torch.manual_seed(seed)
     pairs, found = discover(data, seed)
     sets, report = training_sets(data, pairs, split or found, masks_as_given)  # adaqat train's check
@@ -108,6 +111,10 @@ def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, bat
         print(f"{'vote ' if quiet else ''}epoch {epoch + 1}/{epochs}: loss {loss.item():.4f} val Dice {dice:.4f} "
               f"best {best:.4f}", flush=True, file=sys.stderr if quiet else sys.stdout)
         _save_resume(out / RESUME, net, opt, sched, settings, epoch + 1, best, time.time() - start)
+        if on_epoch is not None:
+            per_epoch = (time.time() - start) / (epoch + 1)  # (a resumed run's time counts its earlier epochs)
+            on_epoch({"epoch": epoch + 1, "epochs": epochs, "loss": round(loss.item(), 5), "val_dice": round(dice, 5),
+                      "best": round(best, 5), "eta_s": round(per_epoch * (epochs - epoch - 1), 1)})
     info = {"best_val_dice": best, "kept": "last" if init is not None else "best", **settings,
             "train_seconds": round(time.time() - start, 1),
             "parameters": sum(p.numel() for p in net.parameters())}

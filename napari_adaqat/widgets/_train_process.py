@@ -216,6 +216,9 @@ def status_text(rec: dict) -> str:
         return f"Early stop at epoch {rec.get('epoch')} · best Dice {rec.get('best_dice', 0):.4f}"
     if kind == "done":
         return f"Done: {rec.get('epochs_run')} epochs · best Dice {rec.get('best_dice', 0):.4f}"
+    if kind == "vote_epoch":
+        return (f"The vote: epoch {rec.get('epoch')}/{rec.get('epochs')} · loss {rec.get('loss', 0):.4f} · "
+                f"val Dice {rec.get('val_dice', 0):.4f} · ETA {format_duration(float(rec.get('eta_s') or 0))}")
     if kind == "chain":
         return f"Step {rec.get('index')}/{rec.get('steps')} ({rec.get('step')}): {rec.get('status')}"
     if kind == "chain_done":

@@ -341,8 +341,8 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
             self._begin_stage(Path(rec["path"]), stage, cfg.epochs, after=chain.stage1_dir if stage == 2 else None)
         elif kind == "start" and rec.get("epochs"):
             self.progress.max = max(int(rec["epochs"]), 1)
-        elif kind == "epoch":
-            self.last_epoch = rec
+        elif kind in ("epoch", "vote_epoch"):  # (the vote's epochs move the bar; the plot keeps the stages')
+            self.last_epoch = rec if kind == "epoch" else self.last_epoch
             self.progress.max = max(int(rec.get("epochs") or self.progress.max), 1)
             self.progress.value = min(int(rec.get("epoch", 0)), self.progress.max)
         elif kind in ("step", "early_stop", "done") and self.last_epoch is not None:
