@@ -128,6 +128,25 @@ def test_junk_high_bits_without_an_overlay_group_are_cleared(tmp_path, film16, j
     np.testing.assert_allclose(image.pixels, clean.pixels, atol=1e-6)
 
 
+def test_junk_high_bits_in_every_frame_read_alike_alone_and_in_the_stack(tmp_path, film16):
+    """A review find: the junk rule judged one frame (read alone) but not a stack (the napari reader)."""
+    from napari_adaqat.io.dicom import read_dicom, read_dicom_stack
+
+    film12 = film16 // 10
+    rng = np.random.default_rng(0)
+    frames = np.stack([film12 | (rng.integers(0, 16, film12.shape).astype(np.uint16) << 12) for _ in range(2)])
+    path = make_dicom(tmp_path / "two_frames.dcm", frames[0], bits_stored=12)
+    ds = pydicom.dcmread(path)
+    ds.NumberOfFrames, ds.PixelData = 2, frames.tobytes()
+    ds.save_as(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImageReadWarning)
+        alone, stack = read_dicom(path, frame=1), read_dicom_stack(path)
+    clean = read_image(make_dicom(tmp_path / "clean.dcm", film12, bits_stored=12))
+    np.testing.assert_allclose(alone.pixels, clean.pixels, atol=1e-6)
+    np.testing.assert_allclose(stack.pixels[0], clean.pixels, atol=1e-6)
+
+
 def test_an_overlay_in_the_unused_bits_is_no_part_of_the_film(tmp_path, film16):
     """Old files keep an overlay plane in the high bits (Overlay Bits Allocated = Bits Allocated): still cleared."""
     film12 = film16 // 10

@@ -86,6 +86,17 @@ def test_rows_or_columns_that_do_not_fit_the_pixel_data_are_one_line(tmp_path, r
     assert "\n" not in line
 
 
+def test_trailing_padding_that_fits_no_other_size_is_read_as_pydicom_reads_it(tmp_path):
+    """A review find: extra bytes that fit no other Rows or Columns (a writer's padding, here 1.5 rows and 6 bytes)
+    are not a wrong header; the film reads as without them."""
+    film = ramp(0, 4000, shape=(32, 48))
+    path = make_dicom(tmp_path / "padded.dcm", film)
+    ds = pydicom.dcmread(path)
+    ds.PixelData = film.tobytes() + bytes(48 * 3 + 6)
+    ds.save_as(path)
+    np.testing.assert_allclose(read(path).pixels, read(make_dicom(tmp_path / "plain.dcm", film)).pixels)
+
+
 def test_a_gzip_compressed_dicom_named_dcm_says_so(tmp_path):
     path = make_dicom(tmp_path / "film.dcm", ramp(0, 4000, shape=(32, 48)))
     path.write_bytes(gzip.compress(path.read_bytes()))
@@ -111,7 +122,12 @@ def test_a_header_window_that_saturates_most_of_the_film_is_not_used(tmp_path):
     plain = read(make_dicom(tmp_path / "plain.dcm", film, bits_stored=12))
     np.testing.assert_allclose(image.pixels, plain.pixels, atol=1e-6)
     assert image.meta["voi"] == "full_range" and image.meta["voi_unused"] == "window"
+    bordered = np.full((film.shape[0] * 2, film.shape[1] * 2), 4095, np.uint16)  # a shutter's border: 75 %
+    bordered[:film.shape[0], :film.shape[1]] = film
+    lo, hi = np.percentile(film, [2, 98])
     with warnings.catch_warnings():
         warnings.simplefilter("error", ImageReadWarning)
         own = read_image(make_dicom(tmp_path / "own.dcm", film, bits_stored=12, WindowCenter=2000, WindowWidth=4000))
-    assert own.meta["voi"] == "window"
+        shuttered = read_image(make_dicom(tmp_path / "shutter.dcm", bordered, bits_stored=12,
+                                          WindowCenter=(lo + hi) / 2, WindowWidth=hi - lo))
+    assert own.meta["voi"] == "window" and shuttered.meta["voi"] == "window"  # (a review find: the border counted)

@@ -354,6 +354,18 @@ def test_a_label_and_text_line_burned_in_over_a_percent_of_the_film_do_not_darke
     assert (pixels[marked == 65535] == 1.0).all()
 
 
+def test_a_films_own_bright_region_at_its_top_is_read_as_before(tmp_path):
+    """A review ask: metal or a shoulder at the film's top value over 1.5 % of a real film is its own range (the
+    film spans its range), not a label: min-max, as before the 0.5-2 % marker tiers."""
+    film = np.asarray(Image.open(sorted((CXR / "images").glob("*.png"))[0]).convert("L"), np.float64)
+    film = np.round(film / film.max() * 3000).astype(np.uint16)
+    side = int((0.015 * film.size) ** 0.5)
+    film[20:20 + side, 20:20 + side] = 4095  # metal
+    Image.fromarray(film).save(tmp_path / "metal.png")
+    np.testing.assert_allclose(read_image(tmp_path / "metal.png").pixels, (film - film.min()) / (4095.0 - film.min()),
+                               atol=1e-6)
+
+
 def test_an_animated_gif_is_no_mask(tmp_path):
     from PIL import Image
 

@@ -17,8 +17,8 @@ from napari_adaqat.model.formats.vote_file import PREFIX, add_vote
 from napari_adaqat.model.vote_unet import VoteUNet
 from napari_adaqat.train.chain import chain_paths
 from napari_adaqat.train.progress import read_progress
-from napari_adaqat.widgets._train_process import status_text
 from napari_adaqat.train.vote_finetune import carries_vote, start_vote, tune_vote
+from napari_adaqat.widgets._train_process import status_text
 
 TINY = ["--epochs", "1", "--qat-epochs", "1", "--batch-size", "2", "--max-steps-per-epoch", "1", "--device", "cpu"]
 
@@ -90,8 +90,9 @@ def test_vote_epochs_0_leaves_the_vote_out_and_a_stopped_step_goes_on(voted, cxr
 
 
 def test_a_chain_from_a_stage1_run_and_masks_as_given_keep_the_vote_too(voted, cxr_dir, tmp_path, capsys):
-    """--stage all --from RUN (the Train dock's Continue) takes the start file, data and options Stage 1 saved;
-    a run on masks that all look inverted, trained with --masks-as-given, is not refused at the vote step."""
+    """--stage all --from RUN (the Train dock's Continue) takes the start file, data and options Stage 1 saved,
+    but this run's --device (Stage 1 ran on a GPU that this machine lacks); a run on masks that all look
+    inverted, trained with --masks-as-given, is not refused at the vote step."""
     import numpy as np
     from PIL import Image
 
@@ -104,6 +105,8 @@ def test_a_chain_from_a_stage1_run_and_masks_as_given_keep_the_vote_too(voted, c
     assert main(["train", "--stage", "1", "--preset", "finetune", "--checkpoint", str(voted), "--data", str(data),
                  "--out", str(first), "--masks-as-given", "--epochs", "1", "--batch-size", "2",
                  "--max-steps-per-epoch", "1", "--device", "cpu"]) == 0
+    saved = json.loads((first / "config.json").read_text())  # (a review find: the vote took Stage 1's device,
+    (first / "config.json").write_text(json.dumps({**saved, "device": "cuda"}))  # a GPU's run continued on a laptop)
     run = tmp_path / "run"
     assert main(["train", "--stage", "all", "--from", str(first), "--out", str(run), "--qat-epochs", "1",
                  "--vote-epochs", "1", "--batch-size", "2", "--max-steps-per-epoch", "1", "--device", "cpu"]) == 0

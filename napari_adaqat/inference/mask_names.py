@@ -67,8 +67,9 @@ def mask_names(files: list[Path], rows: dict[str, dict], out_dir: Path, suffix: 
     pairs masks by): an extension-less DICOM export ``1.2.840.113619.2.55.3.1234`` keeps its last UID component."""
     recorded = {key: recorded_mask(row["mask"], out_dir) for key, row in rows.items()
                 if row.get("mask") and Path(row["mask"]).name.endswith(suffix)}  # a PNG run does not make a TIF one
-    holders = Counter(recorded.values())  # a name two rows claim (a tail that fits both) is neither's: no overwrite
-    names = {key: name for key, name in recorded.items() if name is not None and holders[name] == 1}
+    # a name two rows claim (a tail that fits both, or names one in case apart) is neither's: no overwrite
+    holders = Counter(name.casefold() for name in recorded.values() if name is not None)
+    names = {key: name for key, name in recorded.items() if name is not None and holders[name.casefold()] == 1}
     # compared case-folded: on a macOS, Windows or SMB disk chest_mask.png and CHEST_mask.png are one file
     kept, taken = set(names), {name.casefold() for name in names.values()}
     # films of one name in one folder (chest.png, chest.dcm): each mask says its film's extension, chest_dcm_mask,

@@ -18,7 +18,6 @@ Points and corrections use SAM's names; each prediction's ``low_res_logits`` is 
 """
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from napari_adaqat.inference.predictor import BoxPredictor, Prediction
 from napari_adaqat.inference.prompt_args import as_boxes, as_numbers, as_points, check_multimask
 from napari_adaqat.data.transforms import pixel_aspect
 from napari_adaqat.io import ImageData, check_segmentable, film_and_spacing
+from napari_adaqat.io.images import image_path
 from napari_adaqat.model.device import resolve_device
 from napari_adaqat.model.loading import is_bundled, load_model, resolve_model_path
 
@@ -133,8 +133,7 @@ class Segmenter:
         (``to_uint8_rgb``), as a float TIFF is read.  ``spacing`` (row, col), else the file's own (a DICOM's
         PixelSpacing): non-square pixels are made square for the model, the mask comes back on the film's pixels.
         What ``adaqat segment`` refuses is refused with its line: an image too small, a strip, a blank image."""
-        if isinstance(image, bytes) and b"\0" not in image and len(image) <= 4096:  # a path as bytes (os.listdir(b"."))
-            image = os.fsdecode(image)  # (a file's bytes: film_and_spacing says so)
+        image = image_path(image) or image  # (a path as bytes, os.listdir(b".")'s: a path)
         named = isinstance(image, (str, Path))
         pixels, spacing = film_and_spacing(image, spacing)
         pixels = np.asarray(pixels)

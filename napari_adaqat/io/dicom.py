@@ -153,6 +153,15 @@ def _voi_lut_values(ds) -> np.ndarray:
 SATURATED_SHARE = 0.6
 
 
+def _saturated_share(x: np.ndarray, out: np.ndarray) -> float:
+    """The share of the film's own pixels (stored values strictly between their 5th and 95th percentiles: a
+    collimator's or shutter's flat border, air around a small patient, left out) that the window ``out`` (the same
+    pixels, 0-1) turns pure black or white."""
+    lo, hi = np.percentile(x, [5, 95])
+    core = (x > lo) & (x < hi)
+    return float(np.mean((out[core] <= 0.0) | (out[core] >= 1.0))) if core.any() else 0.0
+
+
 def _monochrome01(ds, arr: np.ndarray, meta: dict, path: Path | None = None) -> np.ndarray:
     """Modality LUT, then VOI LUT or window (else full range), to [0, 1]; shown inverted for MONOCHROME1 or a
     Presentation LUT Shape INVERSE (once for both); padding pixels black.  A window that saturates over
@@ -186,7 +195,7 @@ def _monochrome01(ds, arr: np.ndarray, meta: dict, path: Path | None = None) -> 
         out = _full_range(x, keep)
         meta["voi"] = "full_range"
     elif meta["voi"] == "window" and inside.size >= 64 * 64 and np.ptp(x if keep is None else x[keep]) > 0:
-        saturated = float(np.mean((inside <= 0.0) | (inside >= 1.0)))
+        saturated = _saturated_share(x if keep is None else x[keep], inside)
         if saturated > SATURATED_SHARE:
             warnings.warn(f"{path}: the header's window (center {meta['window'][0]:g}, width {meta['window'][1]:g}) "
                           f"turns {saturated:.0%} of the film pure black or white; read at its full range instead",

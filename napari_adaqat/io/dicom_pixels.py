@@ -77,6 +77,23 @@ def _decoder(path: Path, ds):
     return decoder
 
 
+def _check_extra_rows_or_columns(path: Path, ds, need: int, have: int) -> None:
+    """Refuse one frame's pixel data that exactly fits another number of rows or columns than the header says (a
+    wrong Rows or Columns would shear or cut the film), or full-size data under YBR_FULL_422 (subsampled: 2/3 of
+    it); other extra bytes are padding, read as pydicom reads them."""
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422" and have == need * 3 // 2:
+        raise fail(path, f"pixel data length mismatch: {have} bytes stored, the size of full RGB samples, but the "
+                         "Photometric Interpretation (0028,0004) says YBR_FULL_422 (subsampled): export it as RGB")
+    row_bytes, column_bytes = need // rows, need // columns
+    fits = [f"{rows} rows x {have // column_bytes} columns" if column_bytes and have % column_bytes == 0 else "",
+            f"{have // row_bytes} rows x {columns} columns" if row_bytes and have % row_bytes == 0 else ""]
+    if any(fits):
+        raise fail(path, f"pixel data length mismatch: {have} bytes stored fit {' or '.join(f for f in fits if f)}, "
+                         f"not the header's {rows} rows x {columns} columns: its Rows (0028,0010) or Columns "
+                         "(0028,0011) is wrong")
+
+
 def decode(path: Path, ds, frame: int | None, frames: int) -> np.ndarray:
     """Stored pixel array: frame ``frame`` as (H, W[, 3]), or all frames as (F, H, W[, 3]) when ``None``."""
     syntax = ds.file_meta.TransferSyntaxUID
@@ -101,12 +118,8 @@ def decode(path: Path, ds, frame: int | None, frames: int) -> np.ndarray:
             raise fail(path, f"pixel data length mismatch: {have} bytes stored, {have / frame_bytes:g}x the "
                              f"{frame_bytes} bytes of one {ds.Rows} rows x {ds.Columns} columns frame, but the header "
                              f"says {frames} frame(s): its Rows, Columns or Number of Frames (0028,0008) is wrong")
-        row_bytes = frame_bytes // max(int(ds.Rows), 1)
-        if row_bytes and have > need + row_bytes:  # over a row left over (a row of padding is seen in real files):
-            # a wrong Rows or Columns, which would shear or cut the film
-            raise fail(path, f"pixel data length mismatch: {have} bytes stored, {have - need} more than {ds.Rows} "
-                             f"rows x {ds.Columns} columns need: the header's Rows (0028,0010) or Columns "
-                             "(0028,0011) is wrong")
+        if frames == 1 and have > need + frame_bytes // max(int(ds.Rows), 1):  # over a row of padding (seen)
+            _check_extra_rows_or_columns(path, ds, need, have)
     decoder = _decoder(path, ds)
 
     def stored_values(index: int | None) -> np.ndarray:
@@ -212,7 +225,10 @@ def _jumps(arr: np.ndarray) -> float:
 def _smoother(cut: np.ndarray, whole: np.ndarray) -> bool:
     """Whether the values cut to Bits Stored make a far smoother film than the values as stored: the high bits are
     junk (random, or burnt-in text over a few % of the film, no overlay group), not a film that uses more bits
-    (cut, such a film wraps around: rougher).  Needs a 2-D frame; (a line of pixels decides nothing)."""
+    (cut, such a film wraps around: rougher).  A frame (H, W), or a stack (F, H, W) whose every frame says so; a
+    line of pixels decides nothing."""
+    if whole.ndim == 3:  # a stack (F, H, W): every frame must say so (as one frame read alone does, mostly)
+        return all(_smoother(c, w) for c, w in zip(cut, whole))
     if whole.ndim != 2 or min(whole.shape) < 8:
         return False
     return _jumps(cut) * 2.0 < _jumps(whole)

@@ -22,10 +22,10 @@ from .dicom import DICOM_SUFFIXES, is_dicom, read_dicom
 from .dicom_open import is_dicomdir_name
 from .jpeg_header import JPEG_LS_SOF, LOSSLESS_SOF, frame_header
 from .jsrt import JSRT_SHAPE, JSRT_SUFFIX, is_jsrt, not_jsrt, read_jsrt
-from .image_data import CONVERT, other_kind as _other_kind
 from .image_data import (
     IMAGE_SIGNATURES, ImageData, ImageReadError, check_decoded_size, check_file, check_finite, fail, to_gray01,
 )
+from .image_data import other_kind as _other_kind
 from .orientation import describe, pil_orientation, tiff_orientation, upright
 from .tiff_codecs import pillow_tiff, shown
 
@@ -109,8 +109,8 @@ def sniff_format(path: Path) -> str:
 
 
 def _read_tiff(path: Path, as_shown: bool = True) -> tuple[np.ndarray, dict]:
-    """First full-size series of a TIFF (thumbnails aside) as (H, W) or (H, W, S), as shown (white-is-zero inverted, palette applied) or
-    as stored; stacks and oversized images are refused."""
+    """First full-size series of a TIFF (thumbnails aside) as (H, W) or (H, W, S), as shown (white-is-zero
+    inverted, palette applied) or as stored; stacks and oversized images are refused."""
     with tifffile.TiffFile(path) as tif:
         if not tif.series or not tif.pages:
             raise fail(path, "truncated or corrupt TIFF data (no image in it)")
@@ -128,7 +128,7 @@ def _read_tiff(path: Path, as_shown: bool = True) -> tuple[np.ndarray, dict]:
         dims = dict(zip(axes, shape))
         itemsize = series.dtype.itemsize if series.dtype is not None else 8
         check_decoded_size(path, dims.get("Y", 1), dims.get("X", 1), math.prod(shape) * itemsize)
-        page = series.pages[0]
+        page = series.keyframe
         meta = {"photometric": page.photometric.name, "bits": int(page.bitspersample),
                 "orientation": tiff_orientation(page)}
         try:
@@ -282,16 +282,25 @@ def read_image(path: str | os.PathLike) -> ImageData:
     return ImageData(pixels=pixels, spacing=None, source=str(p), meta=meta)
 
 
+def image_path(image: object) -> str | None:
+    """The file path that ``image`` names (a str, a PathLike, or a path as bytes, as ``os.listdir(b".")`` gives),
+    else None (an array, an ImageData); a file's bytes (a NUL in them, or over 4096 bytes) are refused in one line."""
+    if isinstance(image, (bytes, bytearray)):
+        if b"\0" in image or len(image) > 4096:
+            raise TypeError("got the bytes of a file, not a path: give the file's path, or decode it first "
+                            "(np.asarray(PIL.Image.open(io.BytesIO(data))))")
+        return os.fsdecode(bytes(image))
+    return os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+
+
 def film_and_spacing(image: np.ndarray | str | os.PathLike | ImageData,
                      spacing: tuple[float, float] | None = None) -> tuple[np.ndarray, tuple[float, float] | None]:
     """An image as the models take it: (its pixels, ``spacing`` or its own (row, col) spacing, None when unknown).
     A file is read (:func:`read_image`), an :class:`ImageData` gives both, an array is taken as it is ((1, H, W)
     as (H, W)); a bool array (a mask), None, an open file or a file's bytes are refused in one line."""
-    if isinstance(image, (bytes, bytearray)) and (b"\0" in image or len(image) > 4096):
-        raise TypeError("got the bytes of a file, not a path: give the file's path, or decode it first "
-                        "(np.asarray(PIL.Image.open(io.BytesIO(data))))")
-    if isinstance(image, (str, os.PathLike, bytes)):
-        image = read_image(os.fsdecode(image))
+    path = image_path(image)
+    if path is not None:
+        image = read_image(path)
     if isinstance(image, ImageData):
         return image.pixels, image.shape_spacing if spacing is None else spacing
     if image is None or hasattr(image, "read"):

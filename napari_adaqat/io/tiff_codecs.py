@@ -65,8 +65,8 @@ def _as_black_is_zero(path: Path, page) -> io.BytesIO:
 
 
 def pillow_tiff(path: Path, page, as_shown: bool = True) -> np.ndarray:
-    """Decode ``page`` (a top-level page of the file) with Pillow (libtiff) when tifffile needs imagecodecs for its compression: as
-    :func:`shown`, or the stored values (palette indices kept)."""
+    """Decode ``page`` (a top-level page of the file) with Pillow (libtiff) when tifffile needs imagecodecs for its
+    compression: as :func:`shown`, or the stored values (palette indices kept)."""
     from PIL import Image, TiffImagePlugin
 
     compression = getattr(page.compression, "name", str(page.compression))

@@ -77,24 +77,26 @@ def vote_step_wanted(chain) -> bool:
 
 
 def tune_chain_vote(chain, on_epoch: Callable[[dict], None] | None = None) -> dict:
-    """The chain's vote step: :func:`tune_vote` with Stage 1's start file, data, split and seed (``on_epoch``:
-    each epoch's record, for the chain's progress log)."""
+    """The chain's vote step: :func:`tune_vote` with Stage 1's start file, data, split and seed, on this run's
+    ``--device`` (not Stage 1's saved one: ``--from RUN`` may run where its GPU is not); ``on_epoch``: each epoch's
+    record, for the chain's progress log."""
     from napari_adaqat.train.paths import run_paths
 
     first, epochs = _stage1(chain)
     paths = chain.paths
     return tune_vote(first.get("checkpoint"), first["data"], run_paths(chain.stage1_dir)["split"], paths["vote"],
                      epochs, [paths["int8"], paths["fp32"]], seed=int(first.get("seed", 0)),
-                     masks_as_given=bool(first.get("masks_as_given")), device=str(first.get("device") or "cpu"),
-                     on_epoch=on_epoch)
+                     masks_as_given=bool(first.get("masks_as_given")),
+                     device=str(chain.options.get("device") or "auto"), on_epoch=on_epoch)
 
 
 def tune_vote(checkpoint: str | None, data: str, split_file: Path, out: Path, epochs: int, files: list[Path],
               augment_preset: str = "clinic", seed: int = 0, masks_as_given: bool = False,
               device: str = "cpu", on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Fine-tune the vote of ``checkpoint`` (:func:`start_vote`) ``epochs`` on the train names of ``split_file``
-    (the run's ``split.json``) of ``data`` into ``out`` on ``device`` (Stage 1's: cpu, cuda, auto…), then add it
-    to each model file of ``files`` that has none; returns the vote's record (``unet.json``).  A finished ``out`` is not redone (its start file is then not read)."""
+    (the run's ``split.json``) of ``data`` into ``out`` on ``device`` (cpu, cuda, auto…), then add it to each
+    model file of ``files`` that has none; returns the vote's record (``unet.json``).  A finished ``out`` is not
+    redone (its start file is then not read)."""
     from napari_adaqat.model.vote_unet import VoteUNet
     from napari_adaqat.train.vote_train import train_vote_unet
 
