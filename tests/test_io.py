@@ -261,6 +261,23 @@ def test_a_label_map_of_the_left_and_right_lungs_is_both_lungs_as_a_reference(tm
         read_mask(save_png(tmp_path / "lungs_heart.png", lungs_and_heart), lung_labels=True)
 
 
+def test_a_label_map_of_an_off_centre_patients_lungs_is_both_lungs(tmp_path):
+    """A QA find: 8 of 93 real masks as left/right label maps were refused, their patient off the film's centre
+    (a lung over 10 % past the film's middle).  The lungs side by side are what counts."""
+    from scipy import ndimage
+
+    mask = np.asarray(Image.open(sorted((CXR / "masks").glob("*.png"))[0]).convert("L")) > 127
+    shift = mask.shape[1] // 5
+    off = np.zeros_like(mask)
+    off[:, shift:] = mask[:, :-shift]  # the patient a fifth of the film to the right
+    regions, n = ndimage.label(off)
+    assert n == 2
+    order = sorted((1, 2), key=lambda r: np.nonzero(regions == r)[1].mean())
+    labels = np.where(regions == order[0], 1, np.where(regions == order[1], 2, 0)).astype(np.uint8)
+    assert np.mean(np.nonzero(labels == 1)[1] < mask.shape[1] / 2) < 0.9  # (the old rule's 90 % on its side)
+    np.testing.assert_array_equal(read_mask(save_png(tmp_path / "off.png", labels), lung_labels=True), off)
+
+
 @pytest.mark.parametrize("suffix", [".png", ".tif", ".tiff"])
 def test_write_mask_roundtrip_atomic(tmp_path, suffix):
     labels = np.zeros((9, 11), np.int32)

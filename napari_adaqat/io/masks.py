@@ -65,20 +65,17 @@ def _smoothed(arr: np.ndarray, other_reason: bool) -> bool:
 
 
 def _left_and_right(arr: np.ndarray, values: np.ndarray, share: float = 0.9) -> bool:
-    """Whether ``arr`` (H, W) is a label map of the left and the right lung: background 0 and two integer labels,
-    each with at least ``share`` of its pixels on its own side of the image's middle (as nnU-Net-style exports
-    label them, 1 = right lung, 2 = left lung).  Lungs and heart, or anything else, is not: it stays refused."""
+    """Whether ``arr`` (H, W) is a label map of the left and the right lung: background 0 and two integer labels
+    side by side: each one's middle column on its own side of the film's, and at least ``share`` of each one's
+    pixels beyond the other's middle column (as nnU-Net-style exports label them, 1 = right lung, 2 = left lung; a
+    patient off the film's centre too, whose lung crosses the film's middle).  Lungs and heart, or anything
+    else, is not: it stays refused."""
     if values.size != 3 or values[0] != 0 or not np.issubdtype(values.dtype, np.integer):
         return False
-    middle = arr.shape[1] / 2
-    sides = []
-    for label in values[1:]:
-        columns = np.nonzero(arr == label)[1]
-        left = np.count_nonzero(columns < middle) / columns.size
-        if max(left, 1 - left) < share:
-            return False
-        sides.append(left > 0.5)
-    return sides[0] != sides[1]
+    first, second = sorted((np.nonzero(arr == label)[1] for label in values[1:]), key=np.median)
+    middle = arr.shape[1] / 2  # (each lung's middle column on its own side of the film's)
+    return bool(np.median(first) < middle < np.median(second) and np.mean(first < np.median(second)) >= share
+                and np.mean(second > np.median(first)) >= share)
 
 
 def read_mask(path: str | os.PathLike, lung_labels: bool = False) -> np.ndarray:
