@@ -234,7 +234,10 @@ def test_inverted_masks_are_warned_about(tmp_path, cxr_dir):
     assert "✗ skipped 1 × mask without an image (expected images/<name>.png or another image format): stray.png" \
         in report.text().splitlines()
     assert f"⚠ 1 of 4 masks look inverted (white along most of the image's edge, or around black lung-sized holes: " \
-           f"{mask_path.stem}); masks need lung = 255 (white) on background = 0 (black)" in report.text()
+           f"{mask_path.stem}); left out: masks need lung = 255 (white) on background = 0 (black); if they are " \
+           "right as they are, train with --masks-as-given" in report.text()
+    assert report.used == {"train": 2, "val": 1}  # (a QA find: it was trained on, as its validation film)
+    assert check_data(data, masks_as_given=True).used == {"train": 3, "val": 1}
 
 
 # ---- evaluation: skips printed and listed, n of N -------------------------------------------------------

@@ -22,7 +22,7 @@ from scipy import ndimage as ndi
 
 from napari_adaqat.data.dataset import DataError, Pair, discover, load_pair, split_source
 from napari_adaqat.data.layout import dataset_folders, layout_note, pair_places
-from napari_adaqat.data.split import OVERLAP_KEY, SPLITS
+from napari_adaqat.data.split import OVERLAP_KEY, SPLITS, make_split
 from napari_adaqat.io import is_image_file, sample_name
 from napari_adaqat.io.masks import is_mask_file
 from napari_adaqat.util.text import listed
@@ -57,6 +57,7 @@ class DataReport:
     orphans: int = 0  # lines of ``bad`` that are masks without an image (not pairs)
     inverted: int = 0  # usable masks that look inverted (:func:`looks_inverted`)
     error: Optional[str] = None  # the folder (or its split) cannot be used
+    cut: Optional[dict] = None  # the seeded cut made again over the usable pairs (training_sets' reseed)
 
     @property
     def n_good(self) -> int:
@@ -141,7 +142,7 @@ def _warnings(inverted: list[str], n_masks: int, bad: list[str], unknown: list[s
     if inverted and not inverted_problem(inverted, n_masks, as_given):  # all inverted: the refusal says it
         shown = ", ".join(inverted[:MAX_LISTED]) + (" …" if len(inverted) > MAX_LISTED else "")
         given = "; used as given, as asked (--masks-as-given)" if as_given else \
-            "; masks need lung = 255 (white) on background = 0 (black)"
+            f"; left out: masks need lung = 255 (white) on background = 0 (black); {MASKS_AS_GIVEN}"
         out.append(f"{len(inverted)} of {n_masks} masks look inverted ({INVERTED_WHY}: {shown}){given}")
     groups = group_skips(bad)
     if len(bad) >= 2 and len(groups) == 1:
@@ -230,39 +231,61 @@ def _check(pairs: list[Pair]) -> tuple[list[Pair], list[str], list[str]]:
     return good, bad, inverted
 
 
-def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict,
-                  masks_as_given: bool = False) -> tuple[dict[str, list[Pair]], DataReport]:
-    """The usable train and val pairs of ``split`` and the report ``adaqat train`` prints.
+def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict, masks_as_given: bool = False,
+                  reseed: Optional[int] = None) -> tuple[dict[str, list[Pair]], DataReport]:
+    """The usable train and val pairs of ``split`` and the report ``adaqat train`` prints.  Masks that look
+    inverted are left out (as evaluate leaves them out), unless ``masks_as_given`` or all of them do (refused).
+    ``reseed``: ``split`` is the folder's seeded cut with this seed; where pairs are left out, the cut is made
+    again over the usable pairs (``report.cut``), so that one bad validation mask does not empty validation.
 
-    Raises :class:`DataError` (one line) when no training pair is usable, when every mask looks inverted
-    (unless ``masks_as_given``), or when the validation set is empty or overlaps the training set
-    (:func:`split_problem`)."""
+    Raises :class:`DataError` (one line; its ``report`` the data check so far) when no training pair is usable,
+    when every mask looks inverted (unless ``masks_as_given``), or when the validation set is empty or overlaps
+    the training set (:func:`split_problem`)."""
     root = Path(data)
     report = DataReport(root, n_images=len(pairs), n_masks=sum(p.mask is not None for p in pairs.values()),
                         split={s: sum(n in pairs for n in split.get(s, [])) for s in SPLITS}, source=split_source(root))
+    parts = ("train", "val") + (("test",) if reseed is not None else ())
     sets, inverted = {}, []
-    for part in ("train", "val"):
-        good, bad, flipped = _check([pairs[n] for n in split[part] if n in pairs])
+    for part in parts:
+        good, bad, flipped = _check([pairs[n] for n in split.get(part, []) if n in pairs])
         sets[part] = good
         report.bad += [_short(b, root) for b in bad if _short(b, root) not in report.bad]
         inverted += [n for n in flipped if n not in inverted]
+    n_good = len({p.name for part in parts for p in sets[part]})
+    left_out = bool(inverted) and not inverted_problem(inverted, n_good, masks_as_given) and not masks_as_given
+    if left_out:  # (the warning names them)
+        sets = {part: [p for p in sets[part] if p.name not in inverted] for part in parts}
+    if reseed is not None and (report.bad or left_out):
+        usable = {p.name: p for part in parts for p in sets[part]}
+        report.cut = make_split(sorted(usable), reseed)
+        sets = {part: [usable[n] for n in report.cut[part]] for part in parts}
     orphans = orphan_masks(root, pairs)
     report.bad += [_short(b, root) for b in orphans + shadowed_images(root, pairs)]
     report.orphans = len(orphans)
     report.used = {part: len(sets[part]) for part in ("train", "val")}
     unknown = unknown_names(pairs, split)
-    n_used = len({p.name for part in sets.values() for p in part})  # a pair in both (val_overlaps_train) once
-    report.warnings = _warnings(inverted, n_used, report.bad, unknown, masks_as_given)
+    n_used = len({p.name for part in ("train", "val") for p in sets[part]})  # a pair in both (overlap) once
+    report.warnings = _warnings(inverted, n_good, report.bad, unknown, masks_as_given)
+    if report.cut is not None:
+        report.warnings.append(f"the seeded cut was made again over the {len(usable)} usable pairs, so that the "
+                               "pairs left out do not empty validation")
     report.warnings += reading_notes(root, sets["train"] + sets["val"])
     report.inverted = len(inverted)
     if not sets["train"]:
         why = report.warnings[0] if unknown else report.bad[0] if report.bad else ""
-        raise DataError(f"{data}: no usable training pairs" + (f" ({why})" if why else ""))
-    problem = inverted_problem(inverted, n_used, masks_as_given) or split_problem(
+        raise _refused(report, f"{data}: no usable training pairs" + (f" ({why})" if why else ""))
+    problem = inverted_problem(inverted, n_good, masks_as_given) or split_problem(
         [p.name for p in sets["train"]], [p.name for p in sets["val"]], bool(split.get(OVERLAP_KEY)))
     if problem:
-        raise DataError(f"{data}: {problem}")
+        raise _refused(report, f"{data}: {problem}")
     return sets, report
+
+
+def _refused(report: DataReport, line: str) -> DataError:
+    """The DataError of a refused folder, carrying its data check (``report``: printed before the line)."""
+    error = DataError(line)
+    error.report = report  # type: ignore[attr-defined]
+    return error
 
 
 def check_data(folder: str | Path, seed: int = 0, masks_as_given: bool = False) -> DataReport:
@@ -285,11 +308,17 @@ def check_data(folder: str | Path, seed: int = 0, masks_as_given: bool = False) 
     report.bad = [_short(w, root) for w in bad + orphans + shadowed_images(root, pairs)]
     report.orphans = len(orphans)
     usable = {p.name for p in good}
+    if inverted and not masks_as_given and not inverted_problem(inverted, len(good)):
+        usable -= set(inverted)  # left out, as training leaves them out
+    unknown = unknown_names(pairs, split)
+    report.warnings = _warnings(inverted, len(good), report.bad, unknown, masks_as_given) + reading_notes(root, good)
+    if report.source == "seeded" and len(usable) < len(pairs):  # as training_sets(reseed=seed) cuts them
+        split = {**split, **make_split(sorted(usable), seed)}
+        report.warnings.append(f"the seeded cut was made again over the {len(usable)} usable pairs, so that the "
+                               "pairs left out do not empty validation")
     train = [n for n in split["train"] if n in usable]
     val = [n for n in split["val"] if n in usable]
     report.used = {"train": len(train), "val": len(val)}
-    unknown = unknown_names(pairs, split)
-    report.warnings = _warnings(inverted, len(good), report.bad, unknown, masks_as_given) + reading_notes(root, good)
     report.inverted = len(inverted)
     problem = inverted_problem(inverted, len(good), masks_as_given) or split_problem(
         train, val, bool(split.get(OVERLAP_KEY)))

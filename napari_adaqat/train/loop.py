@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from napari_adaqat.data.check import training_sets
-from napari_adaqat.data.dataset import discover, names_of_pairs
+from napari_adaqat.data.dataset import DataError, discover, names_of_pairs, split_source
 from napari_adaqat.data.split import SPLITS, load_split, save_split
 from napari_adaqat.model.adalora import AdaLoRAConfig, adalora_modules, clamp_lambda_grads, orthogonal_regularizer
 from napari_adaqat.model.build import load_state_strict
@@ -78,8 +78,16 @@ def _datasets(cfg: TrainConfig, spec, paths: dict, rank: int, resume: bool) -> t
         split = json.loads(paths["split"].read_text())
     elif (stage1 := _stage1_split(cfg, pairs)) is not None:
         split = stage1
-    # refuses an empty or overlapping validation set, and masks that all look inverted (unless masks_as_given)
-    sets, report = training_sets(cfg.data, pairs, split, cfg.masks_as_given)
+    # refuses an empty or overlapping validation set, and masks that all look inverted (unless masks_as_given);
+    # the folder's own seeded cut is made again over its usable pairs where some are left out
+    seeded = not kept and split_source(Path(cfg.data)) == "seeded" and _stage1_split(cfg, pairs) is None
+    try:
+        sets, report = training_sets(cfg.data, pairs, split, cfg.masks_as_given, reseed=cfg.seed if seeded else None)
+    except DataError as exc:  # the data check, then the one line (what was skipped, and why)
+        if rank == 0 and getattr(exc, "report", None) is not None:
+            print(f"adaqat train: data check of {cfg.data}\n{exc.report.text()}", file=sys.stderr, flush=True)
+        raise
+    split = {**split, **report.cut} if report.cut is not None else split
     if rank == 0 and not kept:  # (a refused run leaves no split.json)
         save_split(split, paths["split"], cfg.seed)
     warnings = report.bad  # logged as "skipped: …" (the warnings are in the printed check)

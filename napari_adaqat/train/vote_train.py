@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from napari_adaqat.data.check import training_sets
-from napari_adaqat.data.dataset import DataError, discover
+from napari_adaqat.data.dataset import DataError, discover, split_source
 from napari_adaqat.model.formats.checkpoint import flatten_optimizer, optimizer_state, split_optimizer
 from napari_adaqat.model.formats.container import read_adaqat_metadata, read_tensors, write_safetensors
 from napari_adaqat.model.device import DEVICES, resolve_device
@@ -66,7 +66,8 @@ def train_vote_unet(data: Path, out: Path, epochs: int = 60, width: int = 8, bat
     ``on_epoch(record)`` after each epoch: epoch, epochs, loss, val_dice, best, eta_s (a chain's progress log)."""
     torch.manual_seed(seed)
     pairs, found = discover(data, seed)
-    sets, report = training_sets(data, pairs, split or found, masks_as_given)  # adaqat train's check
+    seeded = split is None and split_source(Path(data)) == "seeded"  # (its cut made again as adaqat train's is)
+    sets, report = training_sets(data, pairs, split or found, masks_as_given, reseed=seed if seeded else None)
     if not quiet:
         print(f"data check of {data}\n{report.text()}", file=sys.stderr, flush=True)  # skipped and listed, as there
     common = dict(image_size=VOTE_SIZE, pixel_mean=VOTE_MEAN, pixel_std=VOTE_STD, seed=seed)
