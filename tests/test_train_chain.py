@@ -163,7 +163,28 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path, capsys, dev12):
     assert "is inside the data folder" in capsys.readouterr().err
     assert main(["train", "--stage", "1", "--profile", "paper", "--data", str(dev12), "--out", str(run)]) == 2
     assert "belong to --stage all" in capsys.readouterr().err
+    (tmp_path / "scores.json").write_text("")  # (a QA find: read only after both stages had trained)
+    assert main(["train", "--stage", "all", "--preset", "finetune", "--checkpoint", "default", "--data", str(dev12),
+                 "--out", str(run), "--scores", str(tmp_path / "scores.json")]) == 2
+    assert "scores.json: not a JSON file of scores (Expecting value" in capsys.readouterr().err
     assert not run.exists() and not (dev12 / "r").exists()
+
+
+def test_resume_of_a_chains_folder_needs_no_stage_and_a_finished_one_says_what_it_ignores(cxr_dir, tmp_path,
+                                                                                          capsys):
+    """A QA find: ``--resume --out CHAIN`` said "no config.json; run without --resume", and without --resume
+    "already holds a chain run; pass --resume".  And --epochs 5 on a finished chain was dropped without a word."""
+    run = tmp_path / "run"
+    assert main(["train", "--stage", "all", "--preset", "finetune", "--checkpoint", "default", "--data",
+                 str(cxr_dir), "--out", str(run), "--device", "cpu", "--epochs", "1", "--qat-epochs", "1",
+                 "--max-steps-per-epoch", "1", "--vote-epochs", "0"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "step 1/4 stage1: done already" in err and "is finished" not in err
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "5"]) == 0
+    assert f"adaqat train: {run} is finished; --epochs change nothing in it (a finished run is not extended: " \
+           "train into a new --out)" in capsys.readouterr().err.splitlines()
 
 
 def test_train_stage_all_in_python_checks_before_writing(tmp_path, dev12):

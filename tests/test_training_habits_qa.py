@@ -206,3 +206,19 @@ def test_a_refused_run_prints_its_data_check_before_the_line(tmp_path, cxr_dir, 
     err = capsys.readouterr().err
     check = err.index(f"adaqat train: data check of {data}")
     assert err.index("skipped 2 × missing mask") > check and err.rindex("error:") > check
+
+
+def test_a_train_and_test_layout_without_val_says_to_add_a_val_folder(tmp_path, cxr_dir):
+    """A QA find: Kaggle's train/ + test/ (no val/) was refused as "a run needs at least 3 usable images for the
+    seeded 80:10:10 cut", which is not what that folder needs."""
+    films = sorted((cxr_dir / "images").glob("*.png"))
+    for part, chosen in (("train", films[:3]), ("test", films[3:])):
+        for sub in ("images", "masks"):
+            (tmp_path / "kaggle" / part / sub).mkdir(parents=True)
+        for film in chosen:
+            shutil.copy(film, tmp_path / "kaggle" / part / "images" / film.name)
+            shutil.copy(cxr_dir / "masks" / film.name, tmp_path / "kaggle" / part / "masks" / film.name)
+    report = check_data(tmp_path / "kaggle")
+    assert report.error == ("the validation set is empty (3 usable training image(s)); the folder's train/, val/, "
+                            "test/ layout has no usable val/ films: add a val/ folder (a few films with their masks, "
+                            "as in train/), so that validation uses films the model does not train on")

@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--stage", choices=["1", "2", "all"], default=None,
                    help=_help("stage") + "; all = Stage 1 -> Stage 2 -> both model files in RUN (see below); "
-                   "default 1 (with --resume: the run's own stage)")
+                   "default 1 (with --resume: the run's own stage, all for a chain's folder)")
     p.add_argument("--preset", default=None, help=_help("preset"))
     for flag, option in FLAGS.items():
         kind = field_type(option).replace(" | None", "")
@@ -151,13 +151,32 @@ def _shown(cfg, start=None) -> dict:
     return shown
 
 
+def _say_finished(chain, args: argparse.Namespace) -> None:
+    """One line where ``--resume`` on a finished chain is given flags that would change it (a finished run is not
+    extended: its steps are skipped as done)."""
+    from napari_adaqat.train.progress import read_progress
+
+    flag = {option: name for name, option in FLAGS.items()}
+    given = sorted(flag.get(k, k) for k in explicit_options(args) if k not in ("out", "data", "device"))
+    given += ["--qat-epochs"] * (args.qat_epochs is not None)
+    log = chain.paths["progress"]
+    if given and log.is_file() and any(r.get("kind") == "chain_done" for r in read_progress(log)):
+        print(f"adaqat train: {chain.out} is finished; {', '.join(given)} change nothing in it (a finished run is "
+              "not extended: train into a new --out)", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> int:
     from napari_adaqat.cli.common import check_data_folder
+    from napari_adaqat.train.chain import chain_paths
     from napari_adaqat.train.run import resolve_config, run as run_training, run_chain
 
     check_data_folder(args.data)
+    if args.stage is None and args.resume and args.out and chain_paths(args.out)["config"].is_file():
+        args.stage = "all"  # (a chain's run folder: its own stage is the chain)
     if args.stage == "all":
         chain = chain_from_args(args)
+        if args.resume:
+            _say_finished(chain, args)
         if args.print_config:
             stage1 = chain.stage1()
             print(json.dumps({"chain": chain.to_dict(), "stage1": _shown(stage1) if stage1 else None,

@@ -168,14 +168,23 @@ def reading_notes(root: Path, pairs: list[Pair]) -> list[str]:
     return notes
 
 
-def split_problem(train: list[str], val: list[str], allow_overlap: bool = False) -> Optional[str]:
-    """Why a split of usable pair names cannot be trained on (one line), or None."""
+def split_problem(train: list[str], val: list[str], allow_overlap: bool = False,
+                  source: str = "seeded") -> Optional[str]:
+    """Why a split of usable pair names cannot be trained on (one line, saying what to do for the split's
+    ``source``: :func:`~.dataset.split_source`), or None."""
     if not train:
         return None  # reported as "no usable training pairs"
     if not val:
-        return (f"the validation set is empty ({len(train)} usable training image(s)); a run needs at least 3 usable "
-                "images for the seeded 80:10:10 cut (or a split.json with a 'val' list), so that validation "
-                "uses images the model does not train on")
+        empty = f"the validation set is empty ({len(train)} usable training image(s)); "
+        if source == "layout":  # (Kaggle's train/ + test/: no val/)
+            return empty + ("the folder's train/, val/, test/ layout has no usable val/ films: add a val/ folder "
+                            "(a few films with their masks, as in train/), so that validation uses films the model "
+                            "does not train on")
+        if source == "split.json":
+            return empty + ("split.json's 'val' list names no usable image (names are file names without the "
+                            "extension): list a few films there that are not in 'train'")
+        return empty + ("a run needs at least 3 usable images for the seeded 80:10:10 cut (or a split.json with a "
+                        "'val' list), so that validation uses images the model does not train on")
     overlap = sorted(set(train) & set(val))
     if overlap and not allow_overlap:
         shown = ", ".join(overlap[:MAX_LISTED]) + (" …" if len(overlap) > MAX_LISTED else "")
@@ -275,7 +284,7 @@ def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict, masks_a
         why = report.warnings[0] if unknown else report.bad[0] if report.bad else ""
         raise _refused(report, f"{data}: no usable training pairs" + (f" ({why})" if why else ""))
     problem = inverted_problem(inverted, n_good, masks_as_given) or split_problem(
-        [p.name for p in sets["train"]], [p.name for p in sets["val"]], bool(split.get(OVERLAP_KEY)))
+        [p.name for p in sets["train"]], [p.name for p in sets["val"]], bool(split.get(OVERLAP_KEY)), report.source)
     if problem:
         raise _refused(report, f"{data}: {problem}")
     return sets, report
@@ -321,7 +330,7 @@ def check_data(folder: str | Path, seed: int = 0, masks_as_given: bool = False) 
     report.used = {"train": len(train), "val": len(val)}
     report.inverted = len(inverted)
     problem = inverted_problem(inverted, len(good), masks_as_given) or split_problem(
-        train, val, bool(split.get(OVERLAP_KEY)))
+        train, val, bool(split.get(OVERLAP_KEY)), report.source)
     if good and not train and not problem:  # (with no good pair at all, the skips say why)
         problem = "no usable training pairs" + (" (the split's names are not in the folder)" if unknown else "")
     if problem:

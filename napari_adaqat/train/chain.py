@@ -28,6 +28,7 @@ from napari_adaqat.train.config import FLAGS, TrainConfig, make_config, nest, pr
 from napari_adaqat.train.paths import CHAIN_FILE, run_paths, run_stage
 from napari_adaqat.train.preflight import preflight
 from napari_adaqat.train.progress import read_progress
+from napari_adaqat.util.errors import first_line
 from napari_adaqat.util.fields import from_fields
 
 __all__ = ["Chain", "INT8_NAME", "FP32_NAME", "chain_paths", "chain_preflight", "config_args", "finished",
@@ -230,6 +231,11 @@ def chain_preflight(chain: Chain, resume: bool = False) -> None:
         preset_path(chain.preset)  # an unknown preset: one line, now
     if chain.scores and not Path(chain.scores).is_file():
         raise ValueError(f"{chain.scores}: scores file not found")
+    if chain.scores:  # read now, not after both stages have trained (the export records it)
+        try:
+            json.loads(Path(chain.scores).read_text())
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"{chain.scores}: not a JSON file of scores ({first_line(exc)})") from None
 
 
 def recipe_file(chain: Chain) -> Path | None:
