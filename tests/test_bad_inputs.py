@@ -362,6 +362,12 @@ def test_a_gif_mask_with_a_suffix_pairs_a_webp_and_a_smoothed_mask_say_what_to_d
     with pytest.raises(ImageReadError, match=r"not binary \(found \d+ distinct values\); resized with smoothing\? "
                                              r"threshold it at half its maximum"):
         read_mask(tmp_path / "smooth.png")
+    from scipy.ndimage import gaussian_filter
+
+    drawn = np.clip(gaussian_filter(big.astype(float), 3.0), 0, 255).astype(np.uint8)  # anti-aliased, 256 greys
+    Image.fromarray(drawn).save(tmp_path / "drawn.png")  # (a QA find: no hint, over 5 % of it off 0 and 255)
+    with pytest.raises(ImageReadError, match=r"resized with smoothing\? threshold it at half its maximum"):
+        read_mask(tmp_path / "drawn.png")
     Image.fromarray(GOOD).save(tmp_path / "film.png")  # a film in masks/: no such advice
     with pytest.raises(ImageReadError, match=r"not binary \(found \d+ distinct values\)$"):
         read_mask(tmp_path / "film.png")

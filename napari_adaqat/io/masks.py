@@ -56,12 +56,14 @@ def _reduce_channels(arr: np.ndarray) -> np.ndarray:
 
 
 def _smoothed(arr: np.ndarray, other_reason: bool) -> bool:
-    """Whether a many-valued mask looks like a two-valued one resized with smoothing: nearly every pixel (≥ 95 %)
-    at its lowest or highest value, the rest only along edges (a film, or a label map of several levels, is not)."""
+    """Whether a many-valued mask looks like a two-valued one resized or drawn with smoothing (anti-aliased): nearly
+    every pixel (≥ 90 %) within a tenth of its range of its lowest or highest value, the rest along edges (a film,
+    or a label map of several levels, is not)."""
     if other_reason:
         return False
-    low, high = arr.min(), arr.max()
-    return bool(np.count_nonzero((arr == low) | (arr == high)) >= 0.95 * arr.size)
+    low, high = float(arr.min()), float(arr.max())
+    near = (high - low) / 10
+    return bool(np.count_nonzero((arr <= low + near) | (arr >= high - near)) >= 0.9 * arr.size)
 
 
 def _left_and_right(arr: np.ndarray, values: np.ndarray, share: float = 0.9) -> bool:
