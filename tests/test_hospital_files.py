@@ -286,8 +286,12 @@ def test_a_folder_given_as_model_is_named_a_folder(tmp_path, cxr_dir, capsys):
     assert main(["segment", str(image), "--out", str(tmp_path / "out"), "--model", str(folder)]) == 2
     assert main(["info", str(folder)]) == 2
     err = capsys.readouterr().err.splitlines()
-    message = f"{folder}: is a folder, not a model file; give the .safetensors or .pth file in it"
+    message = (f"{folder}: is a folder, not a model file; give the .safetensors or .pth file in it (a training "
+               "run's: RUN/model_int8.safetensors)")
     assert err[-2:] == [f"adaqat segment: error: {message}", f"adaqat info: error: {message}"]
+    (folder / "model_int8.safetensors").write_bytes(b"")  # a run's folder given (a QA find): its file is named
+    assert main(["segment", str(image), "--out", str(tmp_path / "out"), "--model", str(folder)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"in it: {folder / 'model_int8.safetensors'}")
 
 
 def test_an_input_that_looks_like_an_option_gets_a_hint(tmp_path, monkeypatch, capsys):

@@ -31,7 +31,10 @@ def resolve_model_path(path: str | Path | None, baseline: bool = False) -> Path:
     (its FP32 Stage-1 baseline with ``baseline=True``); anything else is taken as a path."""
     if not is_bundled(path):
         if Path(path).is_dir():  # e.g. a folder named model.safetensors: never "file not found"
-            raise ModelLoadError(f"{path}: is a folder, not a model file; give the .safetensors or .pth file in it")
+            own = Path(path) / ("baseline_fp32.safetensors" if baseline else "model_int8.safetensors")
+            hint = f": {own}" if own.is_file() else " (a training run's: RUN/model_int8.safetensors)"
+            raise ModelLoadError(f"{path}: is a folder, not a model file; give the .safetensors or .pth file in it"
+                                 + hint)
         return Path(path)
     bundled = DEFAULT_BASELINE if baseline else DEFAULT_MODEL
     if not bundled.is_file():
