@@ -3,6 +3,7 @@ QA find scored 2 of another site's 20 films (the 80:10:10 cut of a folder withou
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -32,12 +33,25 @@ def test_another_sites_folder_is_scored_whole_by_the_bundled_model(tmp_path, cxr
 def test_a_model_that_records_no_split_keeps_the_seeded_cut(tmp_path, cxr_dir, nano_pth, capsys):
     """An official SAM file or a training checkpoint says nothing of its training films: the cut adaqat train makes."""
     data = _site(tmp_path, cxr_dir)
+    for extra in range(16):  # 20 films: the 80:10:10 cut has test films
+        for part in ("images", "masks"):
+            shutil.copy(next((data / part).glob("*.png")), data / part / f"copy{extra:02d}.png")
     split, split_file, why = A.auto_split(data, None, [nano_pth], seed=0)
     assert (split, split_file) == ("test", None) and why.startswith("no split file; using the 80:10:10 cut with seed 0")
+
+
+def test_a_small_folder_and_a_model_that_records_no_split_say_what_to_score_first(tmp_path, cxr_dir, nano_pth,
+                                                                                   capsys):
+    """A QA find: 4 films said "using the 80:10:10 cut", then "the 'test' split is empty" (under 20 the cut keeps
+    no test films)."""
+    data = _site(tmp_path, cxr_dir)
+    note = "the seeded cut of 4 films (under 20: 90:10, no test films, seed 0): --split all scores them all"
+    with pytest.raises(ValueError, match=re.escape(note)):
+        A.auto_split(data, None, [nano_pth], seed=0)
     assert main(["evaluate", "--data", str(data), "--out", str(tmp_path / "r"), "--model", str(nano_pth),
-                 "--model-type", "vit_nano", "--device", "cpu", "--split", "auto"]) == 2  # (4 films: no test film)
+                 "--model-type", "vit_nano", "--device", "cpu", "--split", "auto"]) == 2
     err = capsys.readouterr().err
-    assert err.count("80:10:10 cut with seed 0") == 1 and "the 'test' split is empty" in err
+    assert err.count(note) == 1 and "80:10:10 cut" not in err and "'test' split is empty" not in err
 
 
 def _recorded(monkeypatch, folder: str, split: dict) -> None:
@@ -113,5 +127,5 @@ def test_a_model_in_memory_records_no_split_so_the_seeded_cut_is_used(tmp_path, 
     data = _site(tmp_path, cxr_dir)
     in_memory = BoxPredictor(build_sam("vit_nano"), "cpu")
     assert A.model_files([in_memory, None]) == [None]
-    split, made, why = A.auto_split(data, None, A.model_files([in_memory]), seed=0)
-    assert (split, made) == ("test", None) and why.startswith("no split file; using the 80:10:10 cut")
+    with pytest.raises(ValueError, match=r"the seeded cut of 4 films \(under 20: 90:10, no test films"):
+        A.auto_split(data, None, A.model_files([in_memory]), seed=0)

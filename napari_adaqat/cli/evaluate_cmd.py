@@ -107,7 +107,7 @@ SHOWN_SKIPS = 10  # skipped pairs listed on the terminal (a split file of anothe
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_adaqat.data.dataset import split_source
+    from napari_adaqat.data.dataset import discover, split_source
     from napari_adaqat.report.auto_split import auto_split, model_files, seeded_note
     from napari_adaqat.report.evaluate import evaluate
     from napari_adaqat.report.scores import json_safe
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         args.split, args.split_file, why = auto_split(args.data, args.split_file, files, args.seed)
     elif (args.split != "all" and not args.split_file and Path(args.data).is_dir()  # else "not found"
             and split_source(Path(args.data)) == "seeded"):
-        why = seeded_note(args.seed)
+        why = seeded_note(args.seed, len(discover(args.data, args.seed)[0]))
     if why:
         print(f"adaqat evaluate: note: {why}", file=sys.stderr)
     bar = tqdm(desc="evaluate", unit="img", disable=None)

@@ -15,7 +15,7 @@ from pathlib import Path, PureWindowsPath
 from typing import Optional, Sequence
 
 from napari_adaqat.data.dataset import discover, names_of_pairs, split_source
-from napari_adaqat.data.split import SPLITS
+from napari_adaqat.data.split import SMALL_DATASET, SPLITS
 
 
 def auto_split(data: str | Path, split_file: Optional[str | Path], model_paths: Sequence[Optional[Path]],
@@ -28,9 +28,11 @@ def auto_split(data: str | Path, split_file: Optional[str | Path], model_paths: 
     if not root.is_dir() or split_source(root) != "seeded":
         return "test", None, ""
     recorded = [None if path is None else _provenance(path) for path in model_paths]
-    if not recorded or any(r is None for r in recorded):
-        return "test", None, seeded_note(seed)
     pairs, _ = discover(root, seed=seed)
+    if not recorded or any(r is None for r in recorded):
+        if len(pairs) < SMALL_DATASET:  # (no test films to score: said now, not as "the 'test' split is empty")
+            raise ValueError(f"{data}: {seeded_note(seed, len(pairs))}")
+        return "test", None, seeded_note(seed, len(pairs))
     seen: set[str] = set()
     same_folder = False
     for folder, split in recorded:
@@ -80,8 +82,13 @@ def model_files(refs: Sequence) -> list[Optional[Path]]:
     return files
 
 
-def seeded_note(seed: int) -> str:
-    """The note of a split that is the 80:10:10 cut seeded by ``seed`` (no split file anywhere)."""
+def seeded_note(seed: int, n_films: Optional[int] = None) -> str:
+    """The note of a split that is the 80:10:10 cut seeded by ``seed`` (no split file anywhere) of ``n_films``
+    (under :data:`~napari_adaqat.data.split.SMALL_DATASET`: 90:10, no test films, as training cuts them)."""
+    if n_films is not None and n_films < SMALL_DATASET:
+        return (f"no split file; the seeded cut of {n_films} films (under {SMALL_DATASET}: 90:10, no test films, "
+                f"seed {seed}): --split all scores them all (if the model never saw them), --split-file "
+                "RUN/split.json --split val the films a run validated on")
     return (f"no split file; using the 80:10:10 cut with seed {seed}. If the model was trained with another seed, "
             "pass --split-file RUN/split.json so no training image is scored.")
 
