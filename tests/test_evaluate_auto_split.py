@@ -129,3 +129,21 @@ def test_a_model_in_memory_records_no_split_so_the_seeded_cut_is_used(tmp_path, 
     assert A.model_files([in_memory, None]) == [None]
     with pytest.raises(ValueError, match=r"the seeded cut of 4 films \(under 20: 90:10, no test films"):
         A.auto_split(data, None, A.model_files([in_memory]), seed=0)
+
+
+def test_ctrl_c_says_how_far_it_got_and_what_is_left(tmp_path, cxr_dir, monkeypatch, capsys):
+    """A QA find: Ctrl-C said only "adaqat: interrupted", the earlier report already replaced by a partial one."""
+    from napari_adaqat.report import evaluate as E
+
+    def stopped(*args, **kwargs):
+        progress = args[6]
+        progress(1, 4)
+        progress(2, 4)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(E, "evaluate", stopped)
+    out = tmp_path / "r"
+    assert main(["evaluate", "--data", str(cxr_dir), "--out", str(out), "--split", "all"]) == 130
+    err = capsys.readouterr().err
+    assert f"adaqat evaluate: stopped after 2 of 4 films; {out} holds their per_image.csv only (no summary or " \
+           "report): the same command scores them all again" in err.splitlines()

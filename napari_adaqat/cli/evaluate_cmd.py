@@ -127,16 +127,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"adaqat evaluate: note: {why}", file=sys.stderr)
     bar = tqdm(desc="evaluate", unit="img", disable=None)
 
+    seen = {"done": 0, "total": 0}  # (tqdm counts nothing when it shows nothing: not a terminal)
+
     def progress(done: int, total: int) -> None:
-        bar.total = total
+        bar.total = seen["total"] = total
+        seen["done"] += 1
         bar.update(1)
 
-    summary = evaluate(args.data, model, baseline, args.out, args.split, args.box, progress, args.split_file,
-                       args.clean, seed=args.seed, device=device, nsd_tolerance=args.nsd_tol, show=args.show,
-                       command=shlex.join(["adaqat", *sys.argv[1:]]), batch_size=args.batch_size,
-                       equivalence_margin=args.equivalence_margin, clicks=args.clicks,
-                       masks_as_given=args.masks_as_given, split_note=why if auto else "",
-                       say=lambda line: tqdm.write(f"adaqat evaluate: note: {line}", file=sys.stderr))
+    try:
+        summary = evaluate(args.data, model, baseline, args.out, args.split, args.box, progress, args.split_file,
+                           args.clean, seed=args.seed, device=device, nsd_tolerance=args.nsd_tol, show=args.show,
+                           command=shlex.join(["adaqat", *sys.argv[1:]]), batch_size=args.batch_size,
+                           equivalence_margin=args.equivalence_margin, clicks=args.clicks,
+                           masks_as_given=args.masks_as_given, split_note=why if auto else "",
+                           say=lambda line: tqdm.write(f"adaqat evaluate: note: {line}", file=sys.stderr))
+    except KeyboardInterrupt:  # (a QA find: only "adaqat: interrupted", the earlier report already gone)
+        bar.close()
+        print(f"adaqat evaluate: stopped after {seen['done']} of {seen['total'] or '?'} films; {args.out} holds their "
+              "per_image.csv only (no summary or report): the same command scores them all again", file=sys.stderr)
+        raise
     bar.close()
     for line in summary["skipped"][:SHOWN_SKIPS]:
         print(f"adaqat evaluate: skipped {line}", file=sys.stderr)
