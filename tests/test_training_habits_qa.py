@@ -222,3 +222,15 @@ def test_a_train_and_test_layout_without_val_says_to_add_a_val_folder(tmp_path, 
     assert report.error == ("the validation set is empty (3 usable training image(s)); the folder's train/, val/, "
                             "test/ layout has no usable val/ films: add a val/ folder (a few films with their masks, "
                             "as in train/), so that validation uses films the model does not train on")
+
+
+def test_a_second_mask_of_a_film_is_named_as_such(tmp_path, cxr_dir):
+    """A QA find: masks/X.png and masks/X_mask.png: X.png was used and X_mask.png called "a mask without an image
+    (expected images/X_mask.png)", which hid that the film has two masks."""
+    data = _site(tmp_path, cxr_dir)
+    name = sorted(p.stem for p in (data / "images").iterdir())[0]
+    shutil.copy(data / "masks" / f"{name}.png", data / "masks" / f"{name}_mask.png")
+    report = check_data(data)
+    assert report.usable and report.used == {"train": 3, "val": 1}
+    assert f"✗ skipped 1 × a second mask of its film (the film's other mask is used, not this one): {name}_mask.png" \
+        in report.text().splitlines()

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_adaqat.data.dataset import DataError, Pair, discover, load_pair, split_source
-from napari_adaqat.data.layout import dataset_folders, layout_note, pair_places
+from napari_adaqat.data.layout import MASK_SUFFIXES, dataset_folders, layout_note, pair_places
 from napari_adaqat.data.split import OVERLAP_KEY, SPLITS, make_split
 from napari_adaqat.io import is_image_file, sample_name
 from napari_adaqat.io.masks import is_mask_file
@@ -205,9 +205,22 @@ def orphan_masks(root: Path, pairs: dict[str, Pair]) -> list[str]:
             for path in sorted(folder.iterdir()):
                 if path.is_file() and is_mask_file(path) and not path.name.startswith(".") \
                         and path.resolve() not in used:
-                    lines.append(f"{path}: mask without an image (expected {films}/{sample_name(path)}.png or another "
+                    lines.append(f"{path}: {_second_mask(path, pairs)}" if _second_mask(path, pairs) else
+                                 f"{path}: mask without an image (expected {films}/{sample_name(path)}.png or another "
                                  "image format)")
     return lines
+
+
+def _second_mask(path: Path, pairs: dict[str, Pair]) -> str:
+    """``"a second mask of its film …"`` for a mask file left over whose name less a mask suffix (``X_mask.png``,
+    ``X-seg.png``) is a film that already has another mask (``X.png``), else ``""`` (one reason: grouped)."""
+    name = sample_name(path)
+    for end in MASK_SUFFIXES:
+        if name.casefold().endswith(end) and len(name) > len(end):
+            pair = pairs.get(name[: -len(end)])
+            if pair is not None and pair.mask is not None:
+                return "a second mask of its film (the film's other mask is used, not this one)"
+    return ""
 
 
 def shadowed_images(root: Path, pairs: dict[str, Pair]) -> list[str]:
