@@ -234,3 +234,24 @@ def test_a_second_mask_of_a_film_is_named_as_such(tmp_path, cxr_dir):
     assert report.usable and report.used == {"train": 3, "val": 1}
     assert f"✗ skipped 1 × a second mask of its film (the film's other mask is used, not this one): {name}_mask.png" \
         in report.text().splitlines()
+
+
+def test_masks_that_are_not_two_lungs_are_warned_about(tmp_path, cxr_dir):
+    """A QA find: heart-only, one-lung and rotated masks trained without a word (best Dice 0.29).  Now the data
+    check (dock and CLI) says so where half the masks or more are not two lungs side by side."""
+    from napari_adaqat.data.check import two_lungs
+
+    def heart(path: Path, mask: np.ndarray) -> None:
+        blob = np.zeros_like(mask)
+        h, w = mask.shape
+        blob[h // 3: 2 * h // 3, 2 * w // 5: 3 * w // 5] = 255
+        Image.fromarray(blob).save(path)
+
+    data = _site(tmp_path, cxr_dir, save=heart)
+    line = "4 of 4 masks are not two lungs side by side (one region, or regions one above the other)"
+    assert any(w.startswith(line) for w in check_data(data).warnings)
+    _sets, report = training_sets(data, *discover(data))
+    assert any(w.startswith(line) for w in report.warnings)
+    real = np.asarray(Image.open(sorted((cxr_dir / "masks").glob("*.png"))[0]).convert("L")) > 127
+    assert two_lungs(real) and not two_lungs(real.T) and not two_lungs(real[:, : real.shape[1] // 2])
+    assert not any("two lungs" in w for w in check_data(cxr_dir).warnings)

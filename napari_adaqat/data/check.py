@@ -239,8 +239,10 @@ def shadowed_images(root: Path, pairs: dict[str, Pair]) -> list[str]:
 
 
 def _check(pairs: list[Pair]) -> tuple[list[Pair], list[str], list[str]]:
-    """(good pairs, one line per bad pair, names of masks that look inverted), each pair read once."""
+    """(good pairs, one line per bad pair, names of masks that look inverted), each pair read once; the good masks
+    that are not two lungs side by side are counted in ``_check.not_two_lungs`` (:func:`two_lungs`)."""
     good, bad, inverted = [], [], []
+    _check.not_two_lungs = 0  # type: ignore[attr-defined]
     for pair in pairs:
         try:
             _image, mask = load_pair(pair)
@@ -250,7 +252,33 @@ def _check(pairs: list[Pair]) -> tuple[list[Pair], list[str], list[str]]:
         good.append(pair)
         if looks_inverted(mask):
             inverted.append(pair.name)
+        elif not two_lungs(mask):
+            _check.not_two_lungs += 1  # type: ignore[attr-defined]
     return good, bad, inverted
+
+
+def _not_lungs(odd: int, n_masks: int) -> list[str]:
+    """The warning where half the usable masks or more are not two lungs side by side (:func:`two_lungs`)."""
+    if n_masks < 2 or odd * 2 < n_masks:
+        return []
+    return [f"{odd} of {n_masks} masks are not two lungs side by side (one region, or regions one above the "
+            "other): is each mask both lungs (lung = white) of its very film? A heart, one lung or a rotated mask "
+            "trains a model of that"]
+
+
+def two_lungs(mask: np.ndarray) -> bool:
+    """Whether a (H, W) bool mask holds two lungs side by side: its two largest regions each over a fifth of it,
+    one's middle column left of the other's whole extent's middle (a heart, one lung, a body outline: not)."""
+    small = mask[:: max(1, max(mask.shape) // 256), :: max(1, max(mask.shape) // 256)]
+    regions, n = ndi.label(small)
+    if n < 2:
+        return False
+    sizes = np.bincount(regions.ravel())[1:]
+    first, second = np.argsort(sizes)[::-1][:2] + 1
+    if sizes[second - 1] < 0.2 * sizes.sum():
+        return False
+    a, b = (np.nonzero(regions == r)[1] for r in (first, second))
+    return bool(np.median(a) < b.min() or np.median(b) < a.min() or np.median(a) > b.max() or np.median(b) > a.max())
 
 
 def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict, masks_as_given: bool = False,
@@ -267,10 +295,10 @@ def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict, masks_a
     report = DataReport(root, n_images=len(pairs), n_masks=sum(p.mask is not None for p in pairs.values()),
                         split={s: sum(n in pairs for n in split.get(s, [])) for s in SPLITS}, source=split_source(root))
     parts = ("train", "val") + (("test",) if reseed is not None else ())
-    sets, inverted = {}, []
+    sets, inverted, odd = {}, [], 0
     for part in parts:
         good, bad, flipped = _check([pairs[n] for n in split.get(part, []) if n in pairs])
-        sets[part] = good
+        sets[part], odd = good, odd + _check.not_two_lungs  # type: ignore[attr-defined]
         report.bad += [_short(b, root) for b in bad if _short(b, root) not in report.bad]
         inverted += [n for n in flipped if n not in inverted]
     n_good = len({p.name for part in parts for p in sets[part]})
@@ -287,7 +315,7 @@ def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict, masks_a
     report.used = {part: len(sets[part]) for part in ("train", "val")}
     unknown = unknown_names(pairs, split)
     n_used = len({p.name for part in ("train", "val") for p in sets[part]})  # a pair in both (overlap) once
-    report.warnings = _warnings(inverted, n_good, report.bad, unknown, masks_as_given)
+    report.warnings = _warnings(inverted, n_good, report.bad, unknown, masks_as_given) + _not_lungs(odd, n_good)
     if report.cut is not None:
         report.warnings.append(f"the seeded cut was made again over the {len(usable)} usable pairs, so that the "
                                "pairs left out do not empty validation")
@@ -326,6 +354,7 @@ def check_data(folder: str | Path, seed: int = 0, masks_as_given: bool = False) 
     report.n_masks = sum(p.mask is not None for p in pairs.values())
     report.split = {s: sum(name in pairs for name in split.get(s, [])) for s in SPLITS}
     good, bad, inverted = _check(list(pairs.values()))
+    odd = _check.not_two_lungs  # type: ignore[attr-defined]
     orphans = orphan_masks(root, pairs)
     report.bad = [_short(w, root) for w in bad + orphans + shadowed_images(root, pairs)]
     report.orphans = len(orphans)
@@ -333,7 +362,8 @@ def check_data(folder: str | Path, seed: int = 0, masks_as_given: bool = False) 
     if inverted and not masks_as_given and not inverted_problem(inverted, len(good)):
         usable -= set(inverted)  # left out, as training leaves them out
     unknown = unknown_names(pairs, split)
-    report.warnings = _warnings(inverted, len(good), report.bad, unknown, masks_as_given) + reading_notes(root, good)
+    report.warnings = _warnings(inverted, len(good), report.bad, unknown, masks_as_given) + _not_lungs(
+        odd, len(good)) + reading_notes(root, good)
     if report.source == "seeded" and len(usable) < len(pairs):  # as training_sets(reseed=seed) cuts them
         split = {**split, **make_split(sorted(usable), seed)}
         report.warnings.append(f"the seeded cut was made again over the {len(usable)} usable pairs, so that the "
