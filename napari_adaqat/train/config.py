@@ -188,7 +188,7 @@ class TrainConfig:
                                   factory=AdaLoRAConfig)
     qat: QATConfig = _opt(help="Stage 2: INT8 quantization-aware training", factory=QATConfig)
     num_workers: int = _opt(0, "DataLoader worker processes")
-    max_steps_per_epoch: int | None = _opt(None, "cap the steps of every epoch (smoke tests)")
+    max_steps_per_epoch: int | None = _opt(None, "cap the steps of every epoch (smoke tests; 0 = every step)")
     log_every: int = _opt(1, "write a progress.jsonl step record every N steps")
 
     def prompt_mix(self) -> PromptMix:
