@@ -175,6 +175,7 @@ class ChainProcess(CommandProcess):
         self.chain, self.resume = chain, resume
         self.follower = ProgressFollower.from_end(chain_paths(chain.out)["progress"])
         self.stage_follower: Optional[ProgressFollower] = None
+        self.last_vote: Optional[dict] = None  # the vote step's last epoch record (what a stop during it says)
         super().__init__(adaqat_argv(chain.argv(resume)), "the chain")
 
     def poll(self) -> list[dict]:
@@ -182,6 +183,7 @@ class ChainProcess(CommandProcess):
         records = []
         for rec in self.follower.read_new():
             records.append(rec)
+            self.last_vote = rec if rec.get("kind") == "vote_epoch" else self.last_vote
             if rec.get("kind") == "chain" and rec.get("status") == "start" and rec.get("step", "").startswith("stage"):
                 self.label = f"{rec['step'][:-1]} {rec['step'][-1]}"
                 self.stage_follower = ProgressFollower(run_paths(rec["path"])["progress"])

@@ -353,7 +353,8 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
     def _finish(self, proc: CommandProcess) -> None:
         code = proc.returncode()
         self.process, self._holder["proc"] = None, None
-        summary = status_text(self.last_epoch) if self.last_epoch else (
+        vote = getattr(proc, "last_vote", None) if proc.label == "the vote" else None  # (its own epochs)
+        summary = status_text(vote or self.last_epoch) if vote or self.last_epoch else (
             "no epoch of this step finished (the steps before it are kept)" if isinstance(proc, ChainProcess)
             else "no epoch finished")
         if code == 0 and isinstance(proc, ChainProcess):
