@@ -238,11 +238,10 @@ def shadowed_images(root: Path, pairs: dict[str, Pair]) -> list[str]:
     return lines
 
 
-def _check(pairs: list[Pair]) -> tuple[list[Pair], list[str], list[str]]:
-    """(good pairs, one line per bad pair, names of masks that look inverted), each pair read once; the good masks
-    that are not two lungs side by side are counted in ``_check.not_two_lungs`` (:func:`two_lungs`)."""
-    good, bad, inverted = [], [], []
-    _check.not_two_lungs = 0  # type: ignore[attr-defined]
+def _check(pairs: list[Pair]) -> tuple[list[Pair], list[str], list[str], int]:
+    """(good pairs, one line per bad pair, names of masks that look inverted, how many other good masks are not
+    two lungs side by side (:func:`two_lungs`)), each pair read once."""
+    good, bad, inverted, odd = [], [], [], 0
     for pair in pairs:
         try:
             _image, mask = load_pair(pair)
@@ -253,8 +252,8 @@ def _check(pairs: list[Pair]) -> tuple[list[Pair], list[str], list[str]]:
         if looks_inverted(mask):
             inverted.append(pair.name)
         elif not two_lungs(mask):
-            _check.not_two_lungs += 1  # type: ignore[attr-defined]
-    return good, bad, inverted
+            odd += 1
+    return good, bad, inverted, odd
 
 
 def _not_lungs(odd: int, n_masks: int) -> list[str]:
@@ -297,8 +296,8 @@ def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict, masks_a
     parts = ("train", "val") + (("test",) if reseed is not None else ())
     sets, inverted, odd = {}, [], 0
     for part in parts:
-        good, bad, flipped = _check([pairs[n] for n in split.get(part, []) if n in pairs])
-        sets[part], odd = good, odd + _check.not_two_lungs  # type: ignore[attr-defined]
+        good, bad, flipped, not_lungs = _check([pairs[n] for n in split.get(part, []) if n in pairs])
+        sets[part], odd = good, odd + not_lungs
         report.bad += [_short(b, root) for b in bad if _short(b, root) not in report.bad]
         inverted += [n for n in flipped if n not in inverted]
     n_good = len({p.name for part in parts for p in sets[part]})
@@ -353,8 +352,7 @@ def check_data(folder: str | Path, seed: int = 0, masks_as_given: bool = False) 
     report.n_images = len(pairs)
     report.n_masks = sum(p.mask is not None for p in pairs.values())
     report.split = {s: sum(name in pairs for name in split.get(s, [])) for s in SPLITS}
-    good, bad, inverted = _check(list(pairs.values()))
-    odd = _check.not_two_lungs  # type: ignore[attr-defined]
+    good, bad, inverted, odd = _check(list(pairs.values()))
     orphans = orphan_masks(root, pairs)
     report.bad = [_short(w, root) for w in bad + orphans + shadowed_images(root, pairs)]
     report.orphans = len(orphans)
