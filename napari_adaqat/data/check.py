@@ -266,8 +266,9 @@ def _not_lungs(odd: int, n_masks: int) -> list[str]:
 
 
 def two_lungs(mask: np.ndarray) -> bool:
-    """Whether a (H, W) bool mask holds two lungs side by side: its two largest regions each over a fifth of it,
-    one's middle column left of the other's whole extent's middle (a heart, one lung, a body outline: not)."""
+    """Whether a (H, W) bool mask holds two lungs side by side: its two largest regions each at least a fifth of
+    its area, and one's middle column outside the other's columns (a heart, one lung, lungs one above the other
+    as in a mask rotated against its film: not).  Looked at on a view of at most ~256 px."""
     small = mask[:: max(1, max(mask.shape) // 256), :: max(1, max(mask.shape) // 256)]
     regions, n = ndi.label(small)
     if n < 2:
