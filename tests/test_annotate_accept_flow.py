@@ -14,7 +14,7 @@ pytest.importorskip("napari")
 
 from napari_adaqat.io import read_mask  # noqa: E402
 from napari_adaqat.model import loading  # noqa: E402
-from napari_adaqat.widgets._annotate_accept import WAITING  # noqa: E402
+from napari_adaqat.widgets._annotate_accept import CLICK_WAITING, WAITING  # noqa: E402
 from test_annotate_walkthrough import accept_films, open_dock, settle  # noqa: E402  (tests/ is on sys.path)
 
 pytestmark = [pytest.mark.gui, pytest.mark.skipif(not loading.DEFAULT_MODEL.is_file(), reason="no bundled model")]
@@ -45,6 +45,36 @@ def test_accept_right_after_a_box_saves_the_boxs_mask(make_napari_viewer, qtbot,
     assert (saved != before).sum() > 1000 and saved[:, :half].sum() > 10 * saved[:, half:].sum()  # one lung
     assert waiting == (WAITING, 0)  # said while it waited, on the same film
     assert widget.index == 1 and "Saved" in widget.status.value, widget.status.value
+
+
+def test_accept_right_after_a_click_saves_the_clicks_mask(make_napari_viewer, qtbot, films, tmp_path):
+    """A QA find: Enter ~70 ms after a click in the Segment dock ("Correct with clicks") saved the mask from before
+    the click and the point vanished, without a word.  Accept now waits for the click's mask, says so, and saves
+    it.  (The engine is held here, so that the click's job waits in the worker as it does behind an embedding.)"""
+    viewer = make_napari_viewer(show=True)
+    dataset = tmp_path / "dataset"
+    _, widget = open_dock(viewer, qtbot, films, dataset)
+    mask = viewer.layers["lung mask"]
+    before = np.asarray(mask.data) != 0
+    segment = widget.correct_with_clicks()
+    qtbot.waitUntil(lambda: not segment.busy, timeout=180_000)
+    centre = int(np.nonzero(before.any(axis=0))[0].mean())  # a "not lung" click on a lung: it must remove lung
+    row = int(np.nonzero(before[:, centre:].any(axis=1))[0].mean())
+    col = centre + float(np.nonzero(before[row, centre:])[0].mean())
+    points = viewer.layers["points"]
+    points.feature_defaults["positive"] = False
+    with segment.engine.lock:  # the click's job cannot run yet
+        points.add(np.array([[row, col]]))
+        qtbot.wait(50)
+        assert segment._pending is not None
+        assert widget.accept() and (widget.status.value, widget.index) == (CLICK_WAITING, 0)
+        qtbot.wait(200)
+        assert widget.index == 0  # still waiting, nothing saved
+        assert not (dataset / "masks" / f"{widget.folder.films[0].name}.png").exists()
+    qtbot.waitUntil(lambda: widget.index == 1, timeout=180_000)
+    saved = read_mask(dataset / "masks" / f"{widget.folder.films[0].name}.png")
+    assert (saved != before).sum() > 100 and saved.sum() < before.sum()  # the click's mask, not the one before
+    assert "Saved" in widget.status.value
 
 
 def test_an_accept_waiting_for_a_box_that_fails_saves_nothing(make_napari_viewer, qtbot, films, tmp_path, monkeypatch):

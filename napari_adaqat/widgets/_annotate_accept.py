@@ -1,4 +1,4 @@
-"""Accept in the Annotate dock: save the mask on screen and open the next film — after the box being
+"""Accept in the Annotate dock: save the mask on screen and open the next film — after the box or the click being
 segmented, when Accept [Enter] comes while its mask is on its way (a mixin of
 :class:`~napari_adaqat.widgets.annotate.AnnotateWidget`)."""
 from __future__ import annotations
@@ -6,16 +6,20 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import numpy as np
+from qtpy.QtCore import QTimer
 
 from napari_adaqat.util.errors import first_line
 from napari_adaqat.widgets._shared import TRAIN_DOCK
 
 WAITING = "Still segmenting the box… Accept follows as soon as its mask is shown."
+CLICK_WAITING = "Still segmenting your click… Accept follows as soon as its mask is shown."
+CLICK_POLL_MS = 40  # how often an Accept waiting for a click looks whether its mask is shown
 
 
 class AcceptFlow:
     """Accept of the Annotate dock (needs its ``folder``, ``index``, ``jobs``, ``layers``, ``dicom_seg``, film
-    state, and its ``_ready``, ``_screen_mask``, ``_say``, ``_fail``, ``_refresh_rows``, ``open_film``)."""
+    state, its clicks' Segment dock ``_clicks``, and its ``_ready``, ``_screen_mask``, ``_say``, ``_fail``,
+    ``_refresh_rows``, ``open_film``)."""
 
     folder: Any
     index: Optional[int]
@@ -33,7 +37,23 @@ class AcceptFlow:
             self._accept_waiting = True
             self._say(WAITING)
             return True
+        if self._clicks.busy():  # a click in the Segment dock "Correct with clicks" opened (a QA find: dropped)
+            self._accept_waiting = True
+            self._say(CLICK_WAITING)
+            QTimer.singleShot(CLICK_POLL_MS, self._after_clicks)
+            return True
         return self._save_and_next()
+
+    def _after_clicks(self) -> None:
+        """An Accept that waits for a click: saves once the click's mask is shown (forgotten with the film)."""
+        if not self._accept_waiting or getattr(self, "_closed", False):
+            return
+        if self._clicks.busy():
+            QTimer.singleShot(CLICK_POLL_MS, self._after_clicks)
+            return
+        self._accept_waiting = False
+        if self._ready():
+            self._save_and_next()
 
     def _after_box(self) -> None:
         """The box's mask is on screen: an Accept that waited for it runs now (unless a newer box waits)."""

@@ -34,6 +34,13 @@ class ClicksDock:
         segment.points_mode()
         return segment
 
+    def busy(self) -> bool:
+        """Whether the Segment dock it opened (if still open) has a click on its way: its mask not shown yet."""
+        segment = self._segment() if self._segment is not None else None
+        if segment is None or getattr(segment, "_closed", True):
+            return False
+        return segment._pending is not None or segment.jobs.busy_besides("maps")
+
     def follow(self, model: ModelRef, baseline: Optional[ModelRef]) -> None:
         """The Annotate dock's model changed: the Segment dock it opened (if still open) follows."""
         segment = self._segment() if self._segment is not None else None
