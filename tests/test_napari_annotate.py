@@ -78,11 +78,11 @@ def test_annotate_three_films_resume_review_back_and_skip(make_napari_viewer, qt
         assert mask.data[8, 8] == 1
         if k == 0:  # a new box after the stroke keeps the stroke, and says so
             draw_box(qtbot, widget, (35.0, 465.0), (25.0, width - 25.0))
-            assert mask.data[8, 8] == 1 and "Kept your brush edits" in widget.status.value
+            assert mask.data[8, 8] == 1 and "Kept your edits, brush or clicks" in widget.status.value
         if k == 1:  # unticked, a box replaces the stroke, says so, and Ctrl+Z on the mask brings it back
             widget.keep_edits.value = False
             draw_box(qtbot, widget, (45.0, 460.0), (30.0, width - 25.0))
-            assert mask.data[8, 8] == 0 and "replaced your brush edits" in widget.status.value
+            assert mask.data[8, 8] == 0 and "replaced your edits, brush or clicks" in widget.status.value
             mask.undo()
             assert mask.data[8, 8] == 1
             widget.keep_edits.value = True

@@ -92,10 +92,11 @@ class BoxPrompts:
             painted, erased = edits
             if self.keep_edits.value:
                 new = K.apply_edits(new, edits)
-                note = (f"\nKept your brush edits ({int(painted.sum())} px painted, {int(erased.sum())} px erased) "
-                        "on top of the new mask; untick 'keep my brush edits' and draw the box again to drop them.")
+                note = (f"\nKept your edits, brush or clicks ({int(painted.sum())} px added, {int(erased.sum())} px "
+                        "removed), on top of the new mask; untick 'keep my brush edits' and draw the box again to "
+                        "drop them.")
             else:
-                note = "\nThe new mask replaced your brush edits (Ctrl+Z on 'lung mask' brings them back)."
+                note = "\nThe new mask replaced your edits, brush or clicks (Ctrl+Z on 'lung mask' brings them back)."
         self.layers.write_mask(new)
         self.last_result, self._base = result, result.mask.copy()
         if result.box[2] - result.box[0] >= ONE_LUNG * self._pixels.shape[1]:
