@@ -205,8 +205,8 @@ def orphan_masks(root: Path, pairs: dict[str, Pair]) -> list[str]:
             for path in sorted(folder.iterdir()):
                 if path.is_file() and is_mask_file(path) and not path.name.startswith(".") \
                         and path.resolve() not in used:
-                    lines.append(f"{path}: {_second_mask(path, pairs)}" if _second_mask(path, pairs) else
-                                 f"{path}: mask without an image (expected {films}/{sample_name(path)}.png or another "
+                    second = _second_mask(path, pairs)
+                    lines.append(f"{path}: {second}" if second else f"{path}: mask without an image (expected {films}/{sample_name(path)}.png or another "
                                  "image format)")
     return lines
 
@@ -256,6 +256,17 @@ def _check(pairs: list[Pair]) -> tuple[list[Pair], list[str], list[str], int]:
     return good, bad, inverted, odd
 
 
+def _leave_out_inverted(inverted: list[str], n_good: int, as_given: bool) -> bool:
+    """Whether the masks that look inverted are left out of training and validation: some (not all, which is
+    refused: :func:`inverted_problem`), and not ``as_given``."""
+    return bool(inverted) and not as_given and not inverted_problem(inverted, n_good)
+
+
+def _recut_note(n_usable: int) -> str:
+    return (f"the seeded cut was made again over the {n_usable} usable pairs, so that the pairs left out do not "
+            "empty validation")
+
+
 def _not_lungs(odd: int, n_masks: int) -> list[str]:
     """The warning where half the usable masks or more are not two lungs side by side (:func:`two_lungs`)."""
     if n_masks < 2 or odd * 2 < n_masks:
@@ -302,7 +313,7 @@ def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict, masks_a
         report.bad += [_short(b, root) for b in bad if _short(b, root) not in report.bad]
         inverted += [n for n in flipped if n not in inverted]
     n_good = len({p.name for part in parts for p in sets[part]})
-    left_out = bool(inverted) and not inverted_problem(inverted, n_good, masks_as_given) and not masks_as_given
+    left_out = _leave_out_inverted(inverted, n_good, masks_as_given)
     if left_out:  # (the warning names them)
         sets = {part: [p for p in sets[part] if p.name not in inverted] for part in parts}
     if reseed is not None and (report.bad or left_out):
@@ -317,8 +328,7 @@ def training_sets(data: str | Path, pairs: dict[str, Pair], split: dict, masks_a
     n_used = len({p.name for part in ("train", "val") for p in sets[part]})  # a pair in both (overlap) once
     report.warnings = _warnings(inverted, n_good, report.bad, unknown, masks_as_given) + _not_lungs(odd, n_good)
     if report.cut is not None:
-        report.warnings.append(f"the seeded cut was made again over the {len(usable)} usable pairs, so that the "
-                               "pairs left out do not empty validation")
+        report.warnings.append(_recut_note(len(usable)))
     report.warnings += reading_notes(root, sets["train"] + sets["val"])
     report.inverted = len(inverted)
     if not sets["train"]:
@@ -358,15 +368,14 @@ def check_data(folder: str | Path, seed: int = 0, masks_as_given: bool = False) 
     report.bad = [_short(w, root) for w in bad + orphans + shadowed_images(root, pairs)]
     report.orphans = len(orphans)
     usable = {p.name for p in good}
-    if inverted and not masks_as_given and not inverted_problem(inverted, len(good)):
+    if _leave_out_inverted(inverted, len(good), masks_as_given):
         usable -= set(inverted)  # left out, as training leaves them out
     unknown = unknown_names(pairs, split)
     report.warnings = _warnings(inverted, len(good), report.bad, unknown, masks_as_given) + _not_lungs(
         odd, len(good)) + reading_notes(root, good)
     if report.source == "seeded" and len(usable) < len(pairs):  # as training_sets(reseed=seed) cuts them
         split = {**split, **make_split(sorted(usable), seed)}
-        report.warnings.append(f"the seeded cut was made again over the {len(usable)} usable pairs, so that the "
-                               "pairs left out do not empty validation")
+        report.warnings.append(_recut_note(len(usable)))
     train = [n for n in split["train"] if n in usable]
     val = [n for n in split["val"] if n in usable]
     report.used = {"train": len(train), "val": len(val)}
