@@ -194,8 +194,8 @@ def _monochrome01(ds, arr: np.ndarray, meta: dict, path: Path | None = None) -> 
         meta["voi_unused"] = meta.pop("voi")
         out = _full_range(x, keep)
         meta["voi"] = "full_range"
-    elif meta["voi"] == "window" and inside.size >= 64 * 64 and np.ptp(x if keep is None else x[keep]) > 0:
-        saturated = _saturated_share(x if keep is None else x[keep], inside)
+    elif meta["voi"] == "window" and inside.size >= 64 * 64 and np.ptp(film := x if keep is None else x[keep]) > 0:
+        saturated = _saturated_share(film, inside)
         if saturated > SATURATED_SHARE:
             warnings.warn(f"{path}: the header's window (center {meta['window'][0]:g}, width {meta['window'][1]:g}) "
                           f"turns {saturated:.0%} of the film pure black or white; read at its full range instead",

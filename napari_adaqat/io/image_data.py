@@ -114,8 +114,8 @@ def film_top(x: np.ndarray, lo: float, hi: float) -> float:
     sample = x[::8, ::8] if x.ndim >= 2 else x
     if sample.size < 64 or hi <= lo:
         return hi
-    for share in MARKER_SHARES:
-        top = float(np.nanpercentile(sample, 100.0 - share))
+    tops = np.nanpercentile(sample, [100.0 - share for share in MARKER_SHARES])  # (one sort of the sample)
+    for top in map(float, tops):
         if (top - lo) * 4.0 < hi - lo:
             below = x[x <= (top + hi) / 2.0]
             return float(np.nanmax(below)) if below.size else hi
