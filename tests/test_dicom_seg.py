@@ -123,6 +123,28 @@ def test_frame_picks_the_frame_and_is_required(tmp_path, cxr_dir):
     np.testing.assert_array_equal(seg_pixels(tmp_path / "seg" / "cine_seg.dcm", stack, frame=1), frame1)
 
 
+def test_results_record_the_frame_and_a_rerun_of_another_frame_says_so(tmp_path, cxr_dir, capsys):
+    """results.csv names the frame a multi-frame film's mask is of; ``--frame 1`` into a folder that holds the
+    film's frame-0 mask keeps that mask (a rerun adds what is missing) and says that it is of frame 0."""
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    stack = multiframe(scans / "cine.dcm", np.stack([radiograph(cxr_dir, 1), radiograph(cxr_dir, 2)]).astype(
+        np.uint16) * 16, StudyInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid())
+    single = clinical_dicom(scans / "one.dcm", radiograph(cxr_dir, 3).astype(np.uint16) * 16)
+    out = tmp_path / "masks"
+    assert main(["segment", str(scans), "--out", str(out), "--frame", "0", "--device", "cpu"]) == 0
+    frames = {Path(row["file"]).name: row["frame"] for row in _rows(out)}
+    assert frames == {"cine.dcm": "0", "one.dcm": ""}
+    before = (out / "cine_mask.png").read_bytes()
+    capsys.readouterr()
+    assert main(["segment", str(stack), str(single), "--out", str(out), "--frame", "1", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "1 multi-frame film(s) already have a mask of another frame" in err and "cine.dcm (frame 0)" in err
+    assert "one.dcm" not in err.split("another frame")[1]  # a one-frame film's mask fits any --frame
+    assert (out / "cine_mask.png").read_bytes() == before  # kept, not overwritten
+    assert {Path(row["file"]).name: row["frame"] for row in _rows(out)}["cine.dcm"] == "0"
+
+
 @pytest.mark.gui
 def test_napari_labels_over_a_dicom_save_as_seg(make_napari_viewer, tmp_path, cxr_dir):
     pytest.importorskip("napari")

@@ -61,6 +61,7 @@ class ResultRow:
     orientation: str = ""  # the EXIF/TIFF orientation applied to read the film upright ("" for none)
     film_stamp: str = ""  # "size mtime" of the film its mask was made of (journal.film_stamp)
     note: str = ""  # what to know about this film's mask (a lateral view), "" for nothing
+    frame: int | str = ""  # the frame (0-based) of a multi-frame DICOM that the mask is of; "" for a one-frame film
 
 
 LATERAL_VIEWS = ("LL", "RL", "LATERAL", "LAT")  # a DICOM's ViewPosition (0018,5101) of a side view (decubitus: frontal)
@@ -202,12 +203,14 @@ def segment_files(
             remove_stale_temps(out_dir / sub)  # a killed run's temps in the mirrored tree (recover() sweeps out_dir)
         done_keys = {key for key in kept if rows[key].get("status") == "ok"}
         stamps = {key: rows[key].get("film_stamp") or "" for key in done_keys}
+        rows_frames = {key: rows[key].get("frame") or "" for key in done_keys}
         del rows  # only the set of finished files (and their films' stamps) is kept
         changed = _changed_since(files, stamps, out_dir, names)
         if changed and notes is not None and shard.lead:
             notes.append(f"{len(changed)} film(s) changed after their masks were written, so they are segmented "
                          f"again: {listed(changed, 3)}")
         done_keys -= set(changed)
+        _note_other_frames(frame, {key: rows_frames[key] for key in done_keys}, notes, shard)
         shard.barrier()  # every rank chose the same mask names before any mask is written
         journal = J.Journal(out_dir, shard.rank, aliases, folders)
         yield from _segment_mine(files, model, out_dir, names, done_keys, journal, shard, engine, boxes=boxes,
@@ -226,6 +229,17 @@ def segment_files(
                     J.finish(out_dir)
             finally:
                 lock.release()
+
+
+def _note_other_frames(frame: int | None, frames: dict[str, str], notes: list[str] | None, shard: Shard) -> None:
+    """Say which finished multi-frame films (``frames``: key → the frame recorded with its mask) have a mask of
+    another frame than ``frame``: a rerun keeps finished masks, so ``--frame 1`` after ``--frame 0`` would otherwise
+    look as if it had segmented frame 1."""
+    other = [f"{key} (frame {was})" for key, was in frames.items() if was != "" and frame is not None
+             and str(was) != str(frame)]
+    if other and notes is not None and shard.lead:
+        notes.append(f"{len(other)} multi-frame film(s) already have a mask of another frame, kept as it is, not of "
+                     f"frame {frame}: {listed(other, 3)}; to segment frame {frame}, choose another --out folder")
 
 
 def _changed_since(files: list[Path], stamps: dict[str, str], out_dir: Path, names: dict[str, str]) -> list[str]:
@@ -332,7 +346,8 @@ def _segment_one(path: Path, key: str, mask_path: Path, index: int, image_ahead,
         result = ResultRow(file=key, status="ok", box="" if box is None else " ".join(f"{v:.1f}" for v in box),
                            area_px=int(segmented.mask.sum()), mask=str(mask_path), quality=quality.score,
                            review=int(quality.review or bool(note)),
-                           orientation=image.meta.get("orientation_applied", ""), film_stamp=stamp, note=note)
+                           orientation=image.meta.get("orientation_applied", ""), film_stamp=stamp, note=note,
+                           frame=image.meta.get("frame", ""))
         if segmented.ssim_mean is not None:
             result.ssim_vs_baseline = round(segmented.ssim_mean, 5)
         return result
