@@ -175,3 +175,32 @@ def test_a_box_s_mask_keeps_the_film_s_place_in_the_status(make_napari_viewer, q
     settle(qtbot, widget)
     name = widget.folder.films[0].path.name
     assert widget.status.value.startswith(f"Film 1 of {len(widget.folder.films)}: {name} · "), widget.status.value
+
+
+def test_reset_in_the_clicks_dock_then_skip_keeps_no_empty_draft(make_napari_viewer, qtbot, films, tmp_path):
+    """A QA find: Reset [R] in the Segment dock that "Correct with clicks" opened, then Skip, kept an empty draft, so
+    the film came back empty.  The Annotate status says the mask is empty; leaving the film keeps no draft, and the
+    film opens again with the model's mask."""
+    viewer = make_napari_viewer(show=True)
+    dataset = tmp_path / "dataset"
+    _, widget = open_dock(viewer, qtbot, films, dataset)
+    model_mask = np.asarray(viewer.layers["lung mask"].data) != 0
+    segment = widget.correct_with_clicks()
+    qtbot.waitUntil(lambda: not segment.busy, timeout=180_000)
+    segment.reset_prompts()
+    qtbot.waitUntil(lambda: not segment.busy, timeout=180_000)
+    assert not np.asarray(viewer.layers["lung mask"].data).any()
+    qtbot.wait(50)
+    assert "the mask is empty" in widget.status.value, widget.status.value
+    segment.undo()  # the mask is back: the line about an empty mask goes
+    qtbot.waitUntil(lambda: "the mask is empty" not in widget.status.value, timeout=5_000)
+    assert "edited" in widget.status.value
+    segment.reset_prompts()
+    qtbot.waitUntil(lambda: "the mask is empty" in widget.status.value, timeout=5_000)
+    assert widget.skip()
+    settle(qtbot, widget)
+    assert widget.index == 1
+    assert not widget.folder.has_draft(0)
+    widget.open_film(0)
+    settle(qtbot, widget)
+    np.testing.assert_array_equal(np.asarray(viewer.layers["lung mask"].data) != 0, model_mask)

@@ -46,7 +46,7 @@ class AcceptFlow:
 
     def _after_clicks(self) -> None:
         """An Accept that waits for a click: saves once the click's mask is shown (forgotten with the film)."""
-        if not self._accept_waiting or getattr(self, "_closed", False):
+        if not self._accept_waiting or self.jobs.closed:
             return
         if self._clicks.busy():
             QTimer.singleShot(CLICK_POLL_MS, self._after_clicks)

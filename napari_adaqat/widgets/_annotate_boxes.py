@@ -19,7 +19,7 @@ ONE_LUNG = 0.55  # a box narrower than this part of the film is not remembered f
 class BoxPrompts:
     """Box prompts of the Annotate dock (needs its ``layers``, ``jobs``, ``engine``, ``folder``, film state
     ``index`` / ``opening`` / ``_gen`` / ``_pixels`` / ``_spacing`` / ``_base``, ``keep_edits``, and its ``_say``, ``_fail``,
-    ``_model_and_device``, ``_screen_mask``, ``_touch`` and ``_after_box``)."""
+    ``_model_and_device``, ``_screen_mask``, ``_touch``, ``_where`` and ``_after_box``)."""
 
     layers: Any
     jobs: Any
@@ -106,5 +106,4 @@ class BoxPrompts:
         self.layers.keep_only_box(shape_index)
         if by_user:
             self._touch()
-        where = f"Film {self.index + 1} of {len(self.folder.films)}: {self.folder.films[self.index].path.name} · "
-        self._say(f"{where}{result.summary().splitlines()[0]}{note}")  # (where one is, after a model switch too)
+        self._say(f"{self._where()}{result.summary().splitlines()[0]}{note}")  # (where one is, after a model switch too)

@@ -33,6 +33,7 @@ from napari_adaqat.widgets._annotate_accept import AcceptFlow  # noqa: E402
 from napari_adaqat.widgets._annotate_boxes import BoxPrompts  # noqa: E402
 from napari_adaqat.widgets._annotate_check import EarlierMasks  # noqa: E402
 from napari_adaqat.widgets._annotate_clicks import CLICKS_HELP, ClicksDock  # noqa: E402
+from napari_adaqat.widgets._annotate_drafts import Drafts  # noqa: E402
 from napari_adaqat.widgets._annotate_layers import FilmLayers  # noqa: E402
 from napari_adaqat.widgets._annotate_lock import busy_line, holder, took_over  # noqa: E402
 from napari_adaqat.widgets._annotate_open import SOURCES, Opened, read_film  # noqa: E402
@@ -45,7 +46,7 @@ from napari_adaqat.widgets._shared import shared_engine, tab_with_folder_docks  
 DRAFT_DELAY_MS = 1500  # a brush stroke is kept as a draft this long after the last one
 
 
-class AnnotateWidget(BoxPrompts, AcceptFlow, EarlierMasks, AnnotateControls):
+class AnnotateWidget(Drafts, BoxPrompts, AcceptFlow, EarlierMasks, AnnotateControls):
     """Dock widget: image and dataset folders, model, Back/Skip/Accept, progress and the list of films."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, model_path: str | Path | None = None) -> None:
@@ -248,34 +249,6 @@ class AnnotateWidget(BoxPrompts, AcceptFlow, EarlierMasks, AnnotateControls):
     def _edited(self) -> bool:
         mask = self._screen_mask()
         return mask is not None and self._base is not None and bool((mask != self._base).any())
-
-    # ----------------------------------------------------------------- drafts
-    def _on_paint(self) -> None:
-        if self.index is not None:
-            self._touch()
-
-    def _touch(self) -> None:
-        self._touched = True
-        self._draft_timer.start()
-
-    def keep_draft(self) -> bool:
-        """Save the work on the film shown as its draft, when there is any not kept yet; True if saved."""
-        mask = self._screen_mask()
-        self._draft_timer.stop()
-        if mask is None or self.folder is None or not self._touched:
-            return False
-        try:
-            self.folder.save_draft(self.index, mask)
-        except OSError as exc:
-            return self._fail(f"Could not keep your draft: {first_line(exc)}")
-        self._touched = False
-        self._refresh_rows()
-        return True
-
-    def _leave_film(self) -> None:
-        if self.index is not None and self.keep_draft():
-            name = self.folder.films[self.index].path.name
-            self._carry.append(f"Your work on {name} is kept as a draft (not saved); Accept it to save it.")
 
     # ---------------------------------------------------------------- actions
     def _ready(self) -> bool:

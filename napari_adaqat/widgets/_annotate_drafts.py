@@ -1,0 +1,76 @@
+"""Drafts in the Annotate dock: work on the film shown (brush strokes, clicks in the Segment dock, a Reset there) is
+kept as the film's draft a moment after the last change and when the film is left; an empty mask is no work to
+keep (a mixin of :class:`~napari_adaqat.widgets.annotate.AnnotateWidget`)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from qtpy.QtCore import QTimer
+
+from napari_adaqat.util.errors import first_line
+
+EMPTY_NOTE = ("the mask is empty (a Reset?): draw a box in 'boxes', click in 'points', or Undo [Ctrl+Z] in the "
+              "Segment dock. Accept needs a mask; leaving this film keeps no draft of it, so it opens with its "
+              "earlier mask again.")
+EDITED_NOTE = "edited; Accept [Enter] saves the mask as shown."
+
+
+class Drafts:
+    """The draft of the film shown (needs the dock's ``folder``, ``index``, ``_draft_timer``, ``jobs``, and its
+    ``_screen_mask``, ``_say``, ``_fail``, ``_refresh_rows``)."""
+
+    folder: Any
+    index: Optional[int]
+    status: Any
+    _touched: bool
+    _carry: list[str]
+    _draft_timer: Any
+
+    def _where(self) -> str:
+        """"Film 3 of 12: name · ", the place of the film shown, that status lines start with."""
+        return f"Film {self.index + 1} of {len(self.folder.films)}: {self.folder.films[self.index].path.name} · "
+
+    def _on_paint(self) -> None:
+        """A change of 'lung mask' that the dock did not make (a brush stroke; a click, Undo or Reset in the
+        Segment dock): work to keep; an emptied mask is said (once the change is in the layer: napari tells of a
+        ``data_setitem`` before it writes the pixels), and so is its end."""
+        if self.index is None:
+            return
+        self._touch()
+        QTimer.singleShot(0, self._say_if_empty)
+
+    def _say_if_empty(self) -> None:
+        mask = None if self.index is None or self.jobs.closed else self._screen_mask()
+        if mask is None:
+            return
+        if not mask.any():
+            self._say(self._where() + EMPTY_NOTE)
+        elif self.status.value.endswith(EMPTY_NOTE):  # (that line is stale once there is a mask again)
+            self._say(self._where() + EDITED_NOTE)
+
+    def _touch(self) -> None:
+        self._touched = True
+        self._draft_timer.start()
+
+    def keep_draft(self) -> bool:
+        """Save the work on the film shown as its draft, when there is any not kept yet; True if saved.  An empty
+        mask is no draft: the film's earlier draft is dropped, so that it opens with its saved or model mask."""
+        mask = self._screen_mask()
+        self._draft_timer.stop()
+        if mask is None or self.folder is None or not self._touched:
+            return False
+        try:
+            if not mask.any():
+                self.folder.drop_draft(self.index)
+            else:
+                self.folder.save_draft(self.index, mask)
+        except OSError as exc:
+            return self._fail(f"Could not keep your draft: {first_line(exc)}")
+        self._touched = False
+        self._refresh_rows()
+        return bool(mask.any())
+
+    def _leave_film(self) -> None:
+        if self.index is not None and self.keep_draft():
+            name = self.folder.films[self.index].path.name
+            self._carry.append(f"Your work on {name} is kept as a draft (not saved); Accept it to save it.")
