@@ -194,3 +194,20 @@ def test_side_by_side_only_by_a_mask_beside_its_film_and_named_where_it_was_look
     pairs, _ = discover(data)
     with pytest.raises(DataError, match=r"c.png: missing mask \(expected masks/c.png"):
         load_pair(pairs["c"])
+
+
+def test_per_patient_sub_folders_of_images_are_named_in_the_refusal(tmp_path, cxr_dir, capsys):
+    """images/P1/x.png + masks/P1/x.png (a per-patient export): the refusal names a sub-folder and its film and
+    says what training reads (before: 'no images found (expected DIR/images and DIR/masks (found images/, masks/))',
+    which named the folders it had found)."""
+    root = tmp_path / "export"
+    for k, film in enumerate(_films(cxr_dir)[:2], start=1):
+        for sub, source in (("images", film), ("masks", cxr_dir / "masks" / film.name)):
+            (root / sub / f"P{k}").mkdir(parents=True)
+            shutil.copy(source, root / sub / f"P{k}" / "chest.png")
+    with pytest.raises(DataError, match=r"images: holds sub-folders of films \(P1/chest\.png, …\), not films: "
+                                        r"training reads films directly in images/ .* \(e\.g\. P1_chest\.png\)$"):
+        discover(root)
+    assert main(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--checkpoint", "default"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds sub-folders of films" in err[0]

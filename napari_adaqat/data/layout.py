@@ -248,6 +248,13 @@ def missing_films_folder(root: Path, empty: str = "empty dataset: no images foun
     images = root / "images"
     if images.is_dir() and not _holds_images(images):
         files = sorted(p for p in first_entries(images) if p.is_file())
+        nested = [] if files else [d for d in sorted(first_entries(images)) if d.is_dir() and _holds_images(d)]
+        if nested:  # per-patient folders (images/P001/…): a dataset is keyed by film name, which they may repeat
+            film = next(p for p in sorted(first_entries(nested[0])) if p.is_file() and is_image_file(p))
+            return (f"{images}: holds sub-folders of films ({nested[0].name}/{film.name}"
+                    f"{', …' if len(nested) > 1 else ''}), not films: training reads films directly in images/ with "
+                    "their masks of the same name directly in masks/; move them up, with names that differ "
+                    f"(e.g. {nested[0].name}_{film.name})")
         if files:
             hint = raw_film_hint(files[0])
             return (f"{images}: holds no film adaqat reads; {files[0].name}: "
