@@ -170,11 +170,14 @@ class FilmLayers:
         self.mask, self.boxes = labels, boxes
         boxes.metadata[L.ANNOTATE_OWNER] = str(image.unique_id)  # its film: the Segment dock leaves its boxes
         maps = [name for name in (L.SSIM, L.DELTA) if name in viewer.layers]  # the Segment dock's, of the film before
-        if maps:
+        others = [name for name in maps if viewer.layers[name].metadata.get("source_layer_id") != str(image.unique_id)]
+        if others:  # another image's maps (or the user's layers of those names): not over this film
             batch = getattr(viewer.layers, "batched_update", nullcontext)  # (older napari: none)
             with batch():  # (napari runs gc.collect per removal, else: 0.25 s each)
-                for name in maps:
+                for name in others:
                     viewer.layers.remove(name)
+        if len(others) < len(maps):  # this film layer's maps (of the film before): cleared, at the new film's size,
+            L.neutral_maps(viewer, image, None)  # not removed and added again by the next click (0.5-0.9 s of GUI)
         clicks = viewer.layers[L.POINTS] if L.POINTS in viewer.layers else None
         if clicks is not None and len(clicks.data):  # the Segment dock's clicks belonged to the film before
             with L.dock_write(clicks):
