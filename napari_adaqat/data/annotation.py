@@ -324,8 +324,15 @@ class AnnotationFolder(MaskChecks):
 
     def skip(self, index: int) -> None:
         """Mark film ``index`` skipped (a later Accept undoes it)."""
-        self.skipped.add(self.films[index].name)
-        self._save_state()
+        name = self.films[index].name
+        was = name in self.skipped
+        self.skipped.add(name)
+        try:
+            self._save_state()
+        except OSError:  # not recorded: not skipped
+            if not was:
+                self.skipped.discard(name)
+            raise
 
     def save_draft(self, index: int, mask: np.ndarray) -> Path:
         """Keep unsaved work on film ``index`` (any mask, even empty) until it is accepted."""

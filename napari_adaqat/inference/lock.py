@@ -140,7 +140,10 @@ class RunLock:
         fd, self._fd = self._fd, None
         if fcntl is None:  # pragma: no cover - Windows: an open file cannot be removed
             os.close(fd)
-        self.path.unlink(missing_ok=True)  # removed while still locked: a clean end leaves no lock file
+        try:
+            self.path.unlink(missing_ok=True)  # removed while still locked: a clean end leaves no lock file
+        except OSError:  # a folder made read-only meanwhile: the file stays, its lock goes with the descriptor
+            pass
         if fcntl is not None:
             os.close(fd)  # closing drops the flock
 

@@ -25,6 +25,7 @@ class Drafts:
     _touched: bool
     _carry: list[str]
     _draft_timer: Any
+    _draft_error = ""  # why the last draft could not be kept
 
     def _where(self) -> str:
         """"Film 3 of 12: name · ", the place of the film shown, that status lines start with."""
@@ -65,12 +66,23 @@ class Drafts:
             else:
                 self.folder.save_draft(self.index, mask)
         except OSError as exc:
-            return self._fail(f"Could not keep your draft: {first_line(exc)}")
+            self._draft_error = first_line(exc)
+            return self._fail(f"Could not keep your draft: {self._draft_error}")
         self._touched = False
         self._refresh_rows()
         return bool(mask.any())
 
-    def _leave_film(self) -> None:
-        if self.index is not None and self.keep_draft():
-            name = self.folder.films[self.index].path.name
+    def _leave_film(self) -> bool:
+        """Keep the work on the film shown before another film (or folder) is shown; False, said in the status
+        line, when there is work that could not be kept (a read-only dataset folder): the film stays."""
+        if self.index is None:
+            return True
+        name = self.folder.films[self.index].path.name
+        if self.keep_draft():
             self._carry.append(f"Your work on {name} is kept as a draft (not saved); Accept it to save it.")
+        elif self._touched and self._screen_mask() is not None:  # work on screen that no draft holds
+            self._fail(f"{name} stays open: your work on it could not be kept as a draft ({self._draft_error}). Make "
+                       f"{self.folder.dataset} writable and go on, or save 'lung mask' yourself (File → Save "
+                       "Selected Layers).")
+            return False
+        return True

@@ -148,7 +148,10 @@ class AnnotateWidget(Drafts, BoxPrompts, AcceptFlow, EarlierMasks, AnnotateContr
             return self._fail(first_line(exc))
         except FolderBusy as exc:
             return self._fail(busy_line(Path(dataset), exc))
-        self._leave_film()
+        if not self._leave_film():  # work on the film shown that cannot be kept: nothing else opens
+            if before is None or before.lock is not folder.lock:
+                folder.release()
+            return False
         if before is None or before.lock is not folder.lock:  # another dataset folder (its lock is new)
             if before is not None:
                 before.release()
@@ -179,9 +182,8 @@ class AnnotateWidget(Drafts, BoxPrompts, AcceptFlow, EarlierMasks, AnnotateContr
 
     def open_film(self, index: int) -> None:
         """Show film ``index`` (its draft, else its accepted mask, else the model's mask), in a worker."""
-        if self.folder is None or not 0 <= index < len(self.folder.films):
+        if self.folder is None or not 0 <= index < len(self.folder.films) or not self._leave_film():
             return
-        self._leave_film()
         self._gen += 1
         gen, folder, film = self._gen, self.folder, self.folder.films[index]
         self.opening = index
@@ -201,6 +203,11 @@ class AnnotateWidget(Drafts, BoxPrompts, AcceptFlow, EarlierMasks, AnnotateContr
 
     def _show_film(self, gen: int, index: int, opened: Opened) -> None:
         if gen != self._gen or self.folder is None:
+            return
+        if self._touched and not self._leave_film():  # a stroke on the film before while this one was read (QA)
+            self.opening = None
+            self.table.show_current(self.index)
+            self._set_buttons()
             return
         self.opening = None
         folder, film = self.folder, self.folder.films[index]
@@ -265,11 +272,15 @@ class AnnotateWidget(Drafts, BoxPrompts, AcceptFlow, EarlierMasks, AnnotateContr
         if not self._ready():
             return False
         index = self.index
-        self.folder.skip(index)
+        try:
+            self.folder.skip(index)
+        except OSError as exc:  # (a read-only dataset folder: annotate.json cannot be written)
+            return self._fail(f"Could not mark {self.folder.films[index].path.name} skipped: {first_line(exc)}")
         self._refresh_rows()
         following = self.folder.next_index(index)
         if following is None:
-            self._leave_film()
+            if not self._leave_film():
+                return False
             self._say("\n".join([*self._carry, f"Nothing left to do ({self.folder.progress_line()})."]))
             self._carry = []
             return True

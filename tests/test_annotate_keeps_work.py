@@ -1,0 +1,70 @@
+"""The Annotate dock never drops the user's work on a film (real napari viewer under Xvfb, bundled model): a stroke
+made while the next film is read is kept as its film's draft; where no draft can be written (a read-only dataset
+folder), the film stays open and the line says why, and Skip says that it could not record the skip."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from napari_adaqat.model import loading  # noqa: E402
+from test_annotate_walkthrough import open_dock, settle  # noqa: E402  (tests/ is on sys.path)
+
+pytestmark = [pytest.mark.gui, pytest.mark.skipif(not loading.DEFAULT_MODEL.is_file(), reason="no bundled model")]
+
+
+def _stroke(viewer) -> np.ndarray:
+    """Paint a 9x9 square of lung into 'lung mask' where it is not lung (as the brush does: one undo step and
+    napari's paint event); returns the mask after it."""
+    mask = viewer.layers["lung mask"]
+    data = np.asarray(mask.data)
+    rows, cols = np.nonzero(data == 0)
+    r, c = int(rows[len(rows) // 3]), int(cols[len(cols) // 3])
+    r, c = min(max(r, 5), data.shape[0] - 6), min(max(c, 5), data.shape[1] - 6)
+    square = np.mgrid[r - 4:r + 5, c - 4:c + 5].reshape(2, -1)
+    mask.data_setitem(tuple(square), 1)
+    return np.asarray(mask.data) != 0
+
+
+def test_a_stroke_made_while_the_next_film_opens_is_kept_as_a_draft(make_napari_viewer, qtbot, films, tmp_path):
+    """A QA find: after Skip, the film stays on screen until the next one is read (0.3-1.6 s); a stroke in that gap
+    was thrown away when the next film appeared, without a word."""
+    viewer = make_napari_viewer(show=True)
+    _, widget = open_dock(viewer, qtbot, films, tmp_path / "dataset")
+    assert widget.skip() and widget.opening == 1 and widget.index == 0  # the next film is being read
+    painted = _stroke(viewer)  # (the worker's result waits for the event loop: this stroke comes first)
+    settle(qtbot, widget)
+    assert widget.index == 1
+    assert widget.folder.has_draft(0)
+    assert "Your work on" in widget.status.value and "kept as a draft" in widget.status.value, widget.status.value
+    widget.open_film(0)
+    settle(qtbot, widget)
+    np.testing.assert_array_equal(np.asarray(viewer.layers["lung mask"].data) != 0, painted)
+
+
+def test_work_that_cannot_be_kept_keeps_its_film_open(make_napari_viewer, qtbot, films, tmp_path, monkeypatch):
+    """A QA find: in a dataset folder made read-only, the draft could not be written and Back or a jump then
+    showed another film, the edits gone; Skip raised a PermissionError traceback.  Now the film stays, with one line
+    each."""
+    viewer = make_napari_viewer(show=True)
+    _, widget = open_dock(viewer, qtbot, films, tmp_path / "dataset")
+    folder = widget.folder
+
+    def read_only(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied", str(folder.dataset / "annotate.json"))
+
+    monkeypatch.setattr(folder, "save_draft", read_only)
+    monkeypatch.setattr(folder, "_save_state", read_only)
+    painted = _stroke(viewer)
+    name = folder.films[0].path.name
+    assert not widget.skip()
+    assert widget.status.value.startswith(f"Could not mark {name} skipped: ") and "Permission denied" in \
+        widget.status.value
+    assert folder.films[0].name not in folder.skipped
+    widget.open_film(1)  # a double-click on the next row
+    settle(qtbot, widget)
+    assert widget.index == 0 and widget.opening is None
+    assert widget.status.value.startswith(f"{name} stays open: your work on it could not be kept as a draft "), \
+        widget.status.value
+    np.testing.assert_array_equal(np.asarray(viewer.layers["lung mask"].data) != 0, painted)
