@@ -121,3 +121,23 @@ def test_a_film_of_nonsquare_pixels_is_shown_at_its_true_shape(make_napari_viewe
     layers.show("square.png", *film(300, 300))
     assert [tuple(layer.scale) for layer in placed] == [(1.0, 1.0)] * 4
     assert plane_film(layers.image, layers.image.data) is layers.image.data
+
+
+def test_the_mask_box_and_clicks_follow_a_film_scaled_by_hand(make_napari_viewer):
+    """A QA find: with the film layer's scale set to 2 by hand (its layer controls, a script), 'lung mask' stayed at
+    scale 1: the mask showed at half size in a corner, and brush corrections went to other pixels than the ones seen.
+    Now the mask, the box and the clicks take the film's scale and translate, and the box still reads in film pixels."""
+    viewer = make_napari_viewer()
+    layers = FilmLayers(viewer, lambda: None, lambda _event: None)
+    pixels, mask, box = film(200, 300)
+    layers.show("a.png", pixels, mask, box)
+    clicks = ensure_points(viewer, layers.image)
+    layers.image.scale = (2.0, 2.0)
+    layers.image.translate = (10.0, -4.0)
+    for layer in (viewer.layers[L.MASK], viewer.layers[L.BOXES], clicks):
+        np.testing.assert_allclose(layer.scale, (2.0, 2.0))
+        np.testing.assert_allclose(layer.translate, (10.0, -4.0))
+    np.testing.assert_allclose(layers.box(0), box)  # the rectangle still lies on the same film pixels
+    layers.show("b.png", *film(120, 160))  # the next film: shown at its own scale, its layers with it
+    for layer in (viewer.layers[L.MASK], viewer.layers[L.BOXES]):
+        np.testing.assert_allclose(layer.scale, layers.image.scale)

@@ -68,6 +68,7 @@ class FilmLayers:
         self.boxes: Any = None
         self._on_paint, self._on_boxes = on_paint, on_boxes
         self._writing = False
+        self._watched: Any = None  # the film layer whose scale and translate its mask, box and clicks follow
 
     @contextmanager
     def _quiet(self) -> Iterator[None]:
@@ -85,8 +86,37 @@ class FilmLayers:
         if not self._writing and not self.boxes.metadata.get(L.DOCK_WRITE):  # (the Segment dock's Undo)
             self._on_boxes(event)
 
+    def _follow_film(self, _event: Any = None) -> None:
+        """The film layer was moved or scaled by hand (its layer controls, a script): its mask, box and clicks go
+        with it, so that what is drawn lands on the film's pixels under it (a QA find: the mask showed at half
+        size in a corner of a film scaled by 2, and brush corrections went to other pixels)."""
+        image = self.image
+        if not self.present(image):
+            return
+        clicks = self.viewer.layers[L.POINTS] if L.POINTS in self.viewer.layers else None
+        for layer in (self.mask, self.boxes, clicks):
+            if layer is not None and self.present(layer) and layer.ndim == 2:
+                for key in ("scale", "translate"):
+                    if not np.allclose(getattr(layer, key), getattr(image, key)[-2:]):
+                        setattr(layer, key, getattr(image, key)[-2:])
+
+    def _watch(self, image: Any) -> None:
+        """Follow ``image``'s placement (:meth:`_follow_film`), once per film layer."""
+        if image is not None and image is not self._watched:
+            self._unwatch()
+            for event in (image.events.scale, image.events.translate):
+                event.connect(self._follow_film)
+            self._watched = image
+
+    def _unwatch(self) -> None:
+        if self._watched is not None:
+            for event in (self._watched.events.scale, self._watched.events.translate):
+                event.disconnect(self._follow_film)
+            self._watched = None
+
     def detach(self) -> None:
         """Stop listening to the layers (a closed dock must not react to strokes and boxes)."""
+        self._unwatch()
         if self.mask is not None:
             self.mask.events.paint.disconnect(self._paint_event)
         if self.boxes is not None:
@@ -188,6 +218,8 @@ class FilmLayers:
             boxes.data = []
             if box is not None:  # the box that made the model's mask, as a rectangle (rows, cols)
                 boxes.add_rectangles(np.array([[box[1], box[0]], [box[3], box[2]]]))
+        self._watch(image)
+        self._follow_film()
         if reset:
             viewer.reset_view()
         return kept
