@@ -162,13 +162,42 @@ def _saturated_share(x: np.ndarray, out: np.ndarray) -> float:
     return float(np.mean((out[core] <= 0.0) | (out[core] >= 1.0))) if core.any() else 0.0
 
 
+# the mirror case: a window under which the film's values span less than this of the gray range (WC 32767.5 /
+# WW 65535 on 12-bit data: 6 %) shows it nearly black; the full range is read instead
+DARK_SPAN = 0.125
+
+
+def _window_span(out: np.ndarray) -> float:
+    """How much of [0, 1] the windowed film ``out`` spans, a border at its minimum and markers at its top aside
+    (:func:`film_bottom`, :func:`film_top`)."""
+    lo, hi = float(np.min(out)), float(np.max(out))
+    lo = film_bottom(out, lo, hi)
+    return film_top(out, lo, hi) - lo
+
+
+def _modality_lut(ds, arr: np.ndarray) -> np.ndarray:
+    """pydicom's ``apply_modality_lut`` as float64; a Modality LUT of 9-15-bit entries (``4096\\0\\12``, seen in the
+    field; pydicom makes a 'uint12' of it, issue #2317) is read as 16-bit words, as pydicom's fix (PR #2326) does."""
+    from pydicom.pixels import apply_modality_lut
+
+    item = ds.ModalityLUTSequence[0] if ds.get("ModalityLUTSequence") else None
+    descriptor = list(item.LUTDescriptor) if item is not None and "LUTDescriptor" in item else None
+    if descriptor is None or len(descriptor) < 3 or not 8 < int(descriptor[2]) < 16:
+        return np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+    item.LUTDescriptor = [*descriptor[:2], 16]
+    try:
+        return np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+    finally:
+        item.LUTDescriptor = descriptor
+
+
 def _monochrome01(ds, arr: np.ndarray, meta: dict, path: Path | None = None) -> np.ndarray:
     """Modality LUT, then VOI LUT or window (else full range), to [0, 1]; shown inverted for MONOCHROME1 or a
     Presentation LUT Shape INVERSE (once for both); padding pixels black.  A window that saturates over
     :data:`SATURATED_SHARE` of the film is not used (one :class:`ImageReadWarning` line)."""
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_voi_lut
 
-    x = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+    x = _modality_lut(ds, arr)
     padding = _padding(ds, arr)
     keep = None if padding is None else ~padding
     if ds.get("VOILUTSequence"):
@@ -200,6 +229,13 @@ def _monochrome01(ds, arr: np.ndarray, meta: dict, path: Path | None = None) -> 
             warnings.warn(f"{path}: the header's window (center {meta['window'][0]:g}, width {meta['window'][1]:g}) "
                           f"turns {saturated:.0%} of the film pure black or white; read at its full range instead",
                           ImageReadWarning, stacklevel=2)
+            meta["voi_unused"] = meta.pop("voi")
+            out = _full_range(x, keep)
+            meta["voi"] = "full_range"
+        elif (span := _window_span(inside)) < DARK_SPAN:
+            warnings.warn(f"{path}: the header's window (center {meta['window'][0]:g}, width {meta['window'][1]:g}) "
+                          f"leaves the film {span:.0%} of the gray range (a window for more bits than the film "
+                          "uses?); read at its full range instead", ImageReadWarning, stacklevel=2)
             meta["voi_unused"] = meta.pop("voi")
             out = _full_range(x, keep)
             meta["voi"] = "full_range"

@@ -12,7 +12,7 @@ import struct
 import warnings
 from pathlib import Path
 
-from .image_data import IMAGE_SIGNATURES, ImageReadError, NotAFilm, check_file, fail, other_kind
+from .image_data import IMAGE_SIGNATURES, ImageReadError, ImageReadWarning, NotAFilm, check_file, fail, other_kind
 
 DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom")
 PIXEL_KEYWORDS: tuple[str, ...] = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -212,8 +212,9 @@ def _convert_all(path: Path, ds) -> None:
 def _check_attributes(path: Path, ds) -> None:
     """Missing required image attributes, or values invalid for their VR (e.g. IS '1A')."""
     required = [k for k, (_, needed) in IMAGE_ATTRIBUTES.items() if needed]
-    if "PixelData" not in ds:  # float pixel data has no Pixel Representation
+    if "PixelData" not in ds:  # float pixel data has no Pixel Representation nor Bits Stored
         required.remove("PixelRepresentation")
+        required.remove("BitsStored")
     missing = [k for k in required if ds.get(k) in (None, "")]
     missing_pi = ds.get("PhotometricInterpretation") in (None, "")
     names = [_label(k) for k in missing] + (["Photometric Interpretation"] if missing_pi else [])
@@ -237,12 +238,15 @@ def _check_attributes(path: Path, ds) -> None:
 COMMA_NUMBERS = ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth", "PixelSpacing",
                  "ImagerPixelSpacing")
 PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
+OTHER_PHOTOMETRICS = ("YBR_PARTIAL_422", "YBR_PARTIAL_420", "XYB", "HSV", "ARGB", "CMYK")  # (left to the decoders)
 
 
-def _fix_site_habits(ds) -> None:
+def _fix_site_habits(path: Path, ds) -> None:
     """Read what some sites write against the standard as they mean it: a decimal comma in the numbers the film's
-    reading needs (``COMMA_NUMBERS``: "1,5" is 1.5, "0,139\\0,139" is 0.139 mm), and a Photometric Interpretation in
-    lower case ("monochrome1").  Anything else stays as written (the reading then says what is wrong)."""
+    reading needs (``COMMA_NUMBERS``: "1,5" is 1.5, "0,139\\0,139" is 0.139 mm), a Photometric Interpretation in
+    lower case ("monochrome1"), ``MONOCHROME`` (read as MONOCHROME2, one warning line), an empty Rescale Slope or
+    Intercept (an anonymiser's blank: 1 and 0, as when absent).  An unknown Photometric Interpretation or a Rescale
+    Slope of 0 is refused in one line naming the tag; anything else stays as written."""
     for keyword in COMMA_NUMBERS:
         element = ds.get(keyword) if keyword in ds else None
         if element is None:
@@ -260,6 +264,23 @@ def _fix_site_habits(ds) -> None:
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     if photometric.upper() in PHOTOMETRICS and photometric != photometric.upper():
         ds.PhotometricInterpretation = photometric.upper()
+    elif photometric.upper() == "MONOCHROME":
+        warnings.warn(f"{path}: Photometric Interpretation (0028,0004) is {photometric!r}, not a DICOM value; read as "
+                      "MONOCHROME2 (low values dark)", ImageReadWarning, stacklevel=3)
+        ds.PhotometricInterpretation = "MONOCHROME2"
+    elif photometric and photometric.upper() not in PHOTOMETRICS + OTHER_PHOTOMETRICS:
+        raise fail(path, f"unknown Photometric Interpretation {photometric!r} (0028,0004); the pixel data cannot be "
+                         "interpreted")
+    for keyword, absent in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+        if keyword in ds and ds[keyword].value in (None, "", b""):
+            ds[keyword].value = absent
+    try:
+        slope = float(ds.RescaleSlope) if "RescaleSlope" in ds and "ModalityLUTSequence" not in ds else None
+    except (TypeError, ValueError):
+        slope = None
+    if slope == 0.0 and str(ds.PhotometricInterpretation).startswith("MONOCHROME"):
+        raise fail(path, "Rescale Slope (0028,1053) is 0: every pixel would have the same value; the header is "
+                         "broken (a slope of 1 is usual for radiographs)")
 
 
 def _label(keyword: str) -> str:
@@ -336,7 +357,7 @@ def open_dicom(path: str | os.PathLike):
                        NotAFilm if sop and not image_class else ImageReadError)
         _fix_transfer_syntax(p, ds)
         _check_attributes(p, ds)
-        _fix_site_habits(ds)
+        _fix_site_habits(p, ds)
     except ImageReadError:
         raise
     except NotImplementedError as exc:  # pydicom meets a VR it does not know while walking the elements

@@ -8,6 +8,7 @@ import errno
 import math
 import os
 import stat
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -108,18 +109,18 @@ MARKER_SHARES = (0.1, 0.5, 1.0, 2.0)  # % of the pixels, tried in this order
 def film_top(x: np.ndarray, lo: float, hi: float) -> float:
     """The top of a film's range: ``hi``, unless a few pixels lie far above the rest (a marker or text burned in at
     the format's maximum: a 12-bit film in a 16-bit PNG with a label at 65535), which min-max scaling would let
-    squash the film into its darkest few percent.  Then the brightest pixel below them: the top 0.1 % (then 0.5,
-    1 or 2 %, :data:`MARKER_SHARES`; looked for in a 1-in-64 sample, cheap on every click) above four times the
-    range of the rest."""
-    sample = x[::8, ::8] if x.ndim >= 2 else x
-    if sample.size < 64 or hi <= lo:
+    squash the film into its darkest few percent.  Those are the pixels above a quarter of the range, when they
+    cover at most the largest of :data:`MARKER_SHARES` of the film (counted on every pixel, so a 1-px line along an
+    edge weighs its true share); then the brightest pixel below them."""
+    if x.size < 64 or hi <= lo:
         return hi
-    tops = np.nanpercentile(sample, [100.0 - share for share in MARKER_SHARES])  # (one sort of the sample)
-    for top in map(float, tops):
-        if (top - lo) * 4.0 < hi - lo:
-            below = x[x <= (top + hi) / 2.0]
-            return float(np.nanmax(below)) if below.size else hi
-    return hi
+    cut = lo + (hi - lo) / 4.0
+    bright = x > cut
+    if np.count_nonzero(bright) * 100.0 > max(MARKER_SHARES) * x.size:
+        return hi
+    below = x[~bright & ~np.isnan(x)]
+    top = float(below.max()) if below.size else hi
+    return top if top > lo else hi  # (two levels only, a mask: as is)
 
 
 def film_bottom(x: np.ndarray, lo: float, hi: float) -> float:
@@ -148,11 +149,31 @@ def _minmax(x: np.ndarray) -> np.ndarray:
     return np.clip((x - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros(x.shape, np.float64)
 
 
-def to_gray01(array: np.ndarray) -> np.ndarray:
+# a film in [0, 1] whose top (markers aside, film_top) is under this uses only the bottom of its range (skimage's
+# img_as_float of 12-bit data: 0..0.0625) and would be read nearly black: it is stretched to its own range
+DARK_TOP = 0.125
+
+
+def stretch_dark(x: np.ndarray, source: object = None) -> np.ndarray:
+    """Floats ``x`` in [0, 1]: min-max scaled (:func:`_minmax`, markers aside) with one :class:`ImageReadWarning`
+    line when the film's top is under :data:`DARK_TOP`; else ``x`` as it is."""
+    if x.size < 64 or not np.isfinite(lo := float(np.min(x))) or not np.isfinite(hi := float(np.max(x))):
+        return x
+    top = film_top(x, lo, hi) if hi > lo else hi
+    if not (lo < top < DARK_TOP):
+        return x
+    warnings.warn(f"{source if source is not None else 'image'}: its values lie in {lo:.3g}..{top:.3g}, under "
+                  f"1/8 of [0, 1] (e.g. skimage's img_as_float of 12-bit data); stretched to its own range",
+                  ImageReadWarning, stacklevel=3)
+    return _minmax(x)
+
+
+def to_gray01(array: np.ndarray, source: object = None) -> np.ndarray:
     """Convert a 2-D gray, RGB or RGBA array of any common dtype to float32 (H, W) in [0, 1].
 
     uint8 is divided by 255, bool maps to {0, 1}, other integers (uint16 included) and
-    floats outside [0, 1] are min-max normalised; RGB uses luminance; with alpha, the image over black
+    floats outside [0, 1] are min-max normalised, as are floats in [0, 1] that fill under 1/8 of it
+    (:func:`stretch_dark`, one warning naming ``source``); RGB uses luminance; with alpha, the image over black
     (:func:`~napari_adaqat.util.alpha.over_black`).
     """
     a = np.asarray(array)
@@ -174,6 +195,8 @@ def to_gray01(array: np.ndarray) -> np.ndarray:
             x = np.where(finite, x, np.nanmin(np.where(finite, x, np.nan)) if finite.any() else 0.0)
         if x.size and (x.min() < 0.0 or x.max() > 1.0):
             x = _minmax(x)
+        else:
+            x = stretch_dark(x, source)
     else:
         raise ValueError(f"unsupported pixel dtype {a.dtype}")
     if x.ndim == 3:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
+from napari_adaqat.util.alpha import over_black
 from napari_adaqat.util.errors import first_line
 
 from .dicom import DICOM_SUFFIXES, is_dicom, read_dicom
@@ -167,11 +169,28 @@ def _read_raster(path: Path, fmt: str) -> tuple[np.ndarray, dict]:
             raise fail(path, f"is a 3-D stack ({frames} planes); give a single 2-D image")
         im.load()
         orientation = pil_orientation(im) if fmt != "bmp" else 1
-        if im.mode not in _ARRAY_MODES:
-            alpha = im.mode in ("PA", "LA", "La", "RGBa") or "transparency" in im.info
-            im = im.convert("RGBA" if alpha else "RGB")
-        arr = np.asarray(im)
+        arr = _pil_array(im)
     return arr, {"bits": int(arr.dtype.itemsize * 8) if arr.dtype != bool else 1, "orientation": orientation}
+
+
+def _pil_array(im) -> np.ndarray:
+    """A Pillow image's pixels as a file of its mode is read: palette (P, PA), CMYK, YCbCr... as RGB(A)."""
+    if im.mode not in _ARRAY_MODES:
+        alpha = im.mode in ("PA", "LA", "La", "RGBa") or "transparency" in im.info
+        im = im.convert("RGBA" if alpha else "RGB")
+    return np.asarray(im)
+
+
+def _pil_film(image: object) -> np.ndarray | None:
+    """A ``PIL.Image.Image`` given to the API as its file would be read (:func:`_pil_array`; 1-bit as 0/255, not a
+    mask); None for anything else.  A multi-frame image is refused in one line."""
+    pil = sys.modules.get("PIL.Image")  # (no PIL image exists unless Pillow was imported)
+    if pil is None or not isinstance(image, pil.Image):
+        return None
+    frames = int(getattr(image, "n_frames", 1) or 1)
+    if frames > 1:
+        raise ValueError(f"got a PIL image of {frames} frames (a 3-D stack); give a single 2-D image")
+    return _pil_array(image.convert("L") if image.mode == "1" else image)
 
 
 def _jpeg_variant(path: Path) -> str | None:
@@ -274,7 +293,7 @@ def read_image(path: str | os.PathLike) -> ImageData:
         return read_jsrt(p)
     arr, meta = read_raw(p)
     try:
-        pixels = to_gray01(arr)
+        pixels = to_gray01(arr, source=p)
     except (ValueError, TypeError) as exc:
         raise fail(p, f"unsupported pixel data: {exc}") from None
     meta["dtype"] = str(arr.dtype)
@@ -297,7 +316,8 @@ def film_and_spacing(image: np.ndarray | str | os.PathLike | ImageData,
                      spacing: tuple[float, float] | None = None) -> tuple[np.ndarray, tuple[float, float] | None]:
     """An image as the models take it: (its pixels, ``spacing`` or its own (row, col) spacing, None when unknown).
     A file is read (:func:`read_image`), an :class:`ImageData` gives both, an array is taken as it is ((1, H, W)
-    as (H, W)); a bool array (a mask), None, an open file or a file's bytes are refused in one line."""
+    as (H, W), (H, W, 2) gray + alpha over black), a PIL image as its file would be read (:func:`_pil_film`); a
+    bool array (a mask), None, an open file or a file's bytes are refused in one line."""
     path = image_path(image)
     if path is not None:
         image = read_image(path)
@@ -306,11 +326,14 @@ def film_and_spacing(image: np.ndarray | str | os.PathLike | ImageData,
     if image is None or hasattr(image, "read"):
         raise TypeError(f"expected an image (an array, a file path or an ImageData), got "
                         f"{'an open file: give its path' if image is not None else 'None'}")
-    pixels = np.asarray(image)
+    pil = _pil_film(image)
+    pixels = np.asarray(image) if pil is None else pil
     if pixels.dtype == bool:
         raise ValueError("got a bool array: that is a mask, not a film; give the film's pixels")
     if pixels.ndim == 3 and pixels.shape[0] == 1 and min(pixels.shape[1:]) > 4:
         pixels = pixels[0]  # (1, H, W), channels first (a torch habit): gray
+    if pixels.ndim == 3 and pixels.shape[-1] == 2:
+        pixels = over_black(pixels)  # gray + alpha: over black, as an LA file is read (to_gray01)
     return pixels, spacing
 
 
