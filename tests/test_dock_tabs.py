@@ -50,3 +50,31 @@ def test_a_floating_dock_is_left_where_the_user_put_it(make_napari_viewer, qtbot
     annotate.setFloating(True)
     train, _ = _open(viewer, qtbot, TRAIN_DOCK)
     assert annotate.isFloating() and window.tabifiedDockWidgets(train) == []
+
+
+def test_the_map_legends_do_not_push_the_window_past_the_screen(make_napari_viewer, qtbot):
+    """A QA find: the SSIM and ΔSSIM legends that come with the first maps grew the window's minimum height from 1010
+    to 1212 px with the Annotate dock open ("Correct with clicks"), past a 1080-px screen.  They now scroll where the
+    dock is short, and show whole where it has room."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1600, 900)
+    _, segment = _open(viewer, qtbot, SEGMENT_DOCK)
+    _open(viewer, qtbot, ANNOTATE_DOCK)
+    qtbot.waitUntil(lambda: getattr(segment, "inner", segment) is not None, timeout=60_000)
+    segment = getattr(segment, "inner", segment)
+    QApplication.processEvents()
+    before = window.minimumSizeHint().height()
+    maps = np.linspace(0.0, 1.0, 64 * 64, dtype=np.float32).reshape(64, 64)
+    segment.legends.show_for(SimpleNamespace(ssim=maps, delta=maps - 0.5, has_reference=False))
+    qtbot.wait(50)
+    assert segment.legends.ssim.isVisibleTo(segment.native) and segment.legends.delta.isVisibleTo(segment.native)
+    assert window.minimumSizeHint().height() <= before + 10, (before, window.minimumSizeHint().height())
+    window.resize(1600, 1900)  # a tall screen: the legends are shown whole, not in a sliver
+    qtbot.wait(100)
+    area = segment.legends.parentWidget().parentWidget()  # (the scroll area's viewport, then the area)
+    assert area.height() >= segment.legends.sizeHint().height() - 2

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QImage, QPixmap
-from qtpy.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFrame, QGridLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from napari_adaqat.widgets import _layers as L
 
@@ -127,3 +127,16 @@ class MapLegends(QWidget):
             legend.setVisible(data is not None)
             if data is not None:
                 legend.set_values(data)
+
+
+def scrolling(legends: MapLegends) -> QScrollArea:
+    """``legends`` in a frameless scroll area: shown whole where the dock has room, scrolled where it has not, so
+    that the legends that come with the first maps (about 200 px) do not push the window past a 1080-px screen
+    (a QA find: the window's minimum height went from 1010 to 1212 px on the first click)."""
+    area = QScrollArea()
+    area.setWidget(legends)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setMinimumHeight(1)  # (0 would leave the scroll area's own minimum, about 70 px)
+    return area

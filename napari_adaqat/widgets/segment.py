@@ -34,7 +34,7 @@ from napari_adaqat.widgets._planes import image_plane, plane_film  # noqa: E402
 from napari_adaqat.widgets._prompt_history import drop_probabilities  # noqa: E402
 from napari_adaqat.widgets._jobs import JobQueue  # noqa: E402
 from napari_adaqat.widgets._left_prompts import LeftPrompts  # noqa: E402
-from napari_adaqat.widgets._legend import MapLegends  # noqa: E402
+from napari_adaqat.widgets._legend import MapLegends, scrolling  # noqa: E402
 from napari_adaqat.widgets._model_choice import ModelChoice  # noqa: E402
 from napari_adaqat.widgets._segment_models import ModelSpecs  # noqa: E402
 from napari_adaqat.widgets._shared import shared_engine  # noqa: E402
@@ -91,7 +91,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
             w.native.setSizePolicy(w.native.sizePolicy().horizontalPolicy(), w.native.sizePolicy().Policy.Minimum)
         self.status.native.setMinimumWidth(260)
         self.legends = MapLegends()  # colour bars of the SSIM and ΔSSIM layers, shown with their maps
-        self.native.layout().addWidget(self.legends)
+        self.native.layout().addWidget(scrolling(self.legends))  # (scrolled where the dock is short)
         self.models.update_visibility()
 
         self.image.changed.connect(self._on_image_changed)
