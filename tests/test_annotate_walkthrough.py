@@ -188,6 +188,11 @@ def test_deleting_lung_mask_keeps_the_work_and_says_how_to_get_it_back(make_napa
     viewer.layers.remove("lung mask")
     assert "kept as a draft" in widget.status.value and "double-click" in widget.status.value
     assert not widget.accept() and "double-click" in widget.status.value and "draw a box" not in widget.status.value
+    h, w = shown.shape  # a box drawn now has no mask layer to go to: said, not "Segmenting…" for good (a QA find)
+    viewer.layers["boxes"].add_rectangles(np.array([[0.1 * h, 0.1 * w], [0.9 * h, 0.9 * w]]))
+    settle(qtbot, widget)
+    assert "The box's mask is not shown" in widget.status.value and "kept as its draft" in widget.status.value, \
+        widget.status.value
     widget.table.cellDoubleClicked.emit(0, 1)
     settle(qtbot, widget)
     assert "your draft" in widget.status.value

@@ -84,7 +84,13 @@ class BoxPrompts:
 
     def _show_prediction(self, gen: int, result: SegmentResult, shape_index: int, by_user: bool) -> None:
         screen = self._screen_mask()
-        if gen != self._gen or screen is None:
+        if gen != self._gen:
+            return
+        if screen is None:  # 'lung mask' deleted (or another image's): the mask has nowhere to go (QA: "Segmenting…" stayed)
+            name = self.folder.films[self.index].path.name
+            draft = " (your work on it is kept as its draft)" if self.folder.has_draft(self.index) else ""
+            self._say(f"The box's mask is not shown: 'lung mask' no longer holds {name}'s mask{draft}. Double-click "
+                      f"{name} in the list to open it again, then draw the box.")
             return
         new, note = result.mask.copy(), ""
         edits = K.add_edit(None, self._base, screen)  # (painted, erased) by hand since the dock's mask, or None
