@@ -141,3 +141,18 @@ def test_the_mask_box_and_clicks_follow_a_film_scaled_by_hand(make_napari_viewer
     layers.show("b.png", *film(120, 160))  # the next film: shown at its own scale, its layers with it
     for layer in (viewer.layers[L.MASK], viewer.layers[L.BOXES]):
         np.testing.assert_allclose(layer.scale, layers.image.scale)
+
+
+def test_a_renamed_mask_of_the_film_before_is_hidden_over_the_next_film(make_napari_viewer):
+    """A QA find: 'lung mask' renamed by the user stayed visible over the next film with the film before's mask (two
+    outlines), and strokes there were never saved.  It is hidden, and the line says where this film's mask is."""
+    viewer = make_napari_viewer()
+    layers = FilmLayers(viewer, lambda: None, lambda _event: None)
+    layers.show("a.png", *film(64, 80))
+    first = viewer.layers[L.MASK]
+    first.name = "my mask"
+    line = layers.show("b.png", *film(64, 80))
+    assert not first.visible and viewer.layers[L.MASK] is not first and viewer.layers[L.MASK].visible
+    assert line == ("'my mask' holds the film before's mask (hidden now); this film's mask is in 'lung mask', which "
+                    "Accept saves.")
+    assert layers.show("c.png", *film(64, 80)) == ""  # said once

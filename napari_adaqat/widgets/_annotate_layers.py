@@ -161,8 +161,14 @@ class FilmLayers:
         ``box`` (xyxy pixels, or None) as the one rectangle in ``boxes``; the view is reset for a new size.
         ``spacing`` (row, col) mm goes into the film layer's ``spacing_mm`` metadata, and pixels that are not
         square are shown at the film's true shape (:func:`film_scale`, on the film, its mask, box and clicks).
-        Another image's mask in ``lung mask`` is kept as its own layer; returns the line that says so, or ""."""
+        Another image's mask in ``lung mask`` is kept as its own layer, a renamed mask of the film before is hidden;
+        returns the lines that say so, or ""."""
         viewer, image = self.viewer, self.image
+        renamed = ""
+        if self.present(self.mask) and self.mask.name != L.MASK and self.mask.visible:  # the user renamed it (QA)
+            self.mask.visible = False  # the film before's mask: over this film it would look like a second outline
+            renamed = (f"'{self.mask.name}' holds the film before's mask (hidden now); this film's mask is in "
+                       f"'{L.MASK}', which Accept saves.")
         labels = viewer.layers[L.MASK] if L.MASK in viewer.layers else None
         if not self.present(image):  # the film layer of a dock closed before, else a new one
             image = next((ly for ly in viewer.layers if ly.metadata.get(FILM) and type(ly).__name__ == "Image"
@@ -222,7 +228,7 @@ class FilmLayers:
         self._follow_film()
         if reset:
             viewer.reset_view()
-        return kept
+        return "\n".join(line for line in (kept, renamed) if line)
 
     def screen_mask(self, shape: Optional[tuple[int, ...]]) -> Optional[np.ndarray]:
         """The mask on screen as bool (H, W), when ``lung mask`` is there with the film's ``shape`` and holds a mask
