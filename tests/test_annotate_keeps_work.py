@@ -68,3 +68,21 @@ def test_work_that_cannot_be_kept_keeps_its_film_open(make_napari_viewer, qtbot,
     assert widget.status.value.startswith(f"{name} stays open: your work on it could not be kept as a draft "), \
         widget.status.value
     np.testing.assert_array_equal(np.asarray(viewer.layers["lung mask"].data) != 0, painted)
+
+
+def test_a_seg_that_cannot_be_written_says_what_to_do_in_the_dock(tmp_path):
+    """A QA find: the Annotate dock passed on the CLI's hint "use --format png or tif", an option the dock has not."""
+    from types import SimpleNamespace
+
+    from napari_adaqat.io.dicom_seg import DicomSegError
+    from napari_adaqat.widgets._annotate_accept import AcceptFlow
+
+    def write_seg(*_args, **_kwargs):
+        raise DicomSegError(f"{tmp_path / 'a.dcm'}: cannot write a DICOM SEG: the source image lacks "
+                            "StudyInstanceUID; use --format png or tif for it")
+
+    dock = SimpleNamespace(folder=SimpleNamespace(write_seg=write_seg), last_error=None,
+                           _model_and_device=lambda: (SimpleNamespace(resolved=lambda: None), "cpu"))
+    line = AcceptFlow._write_seg(dock, 0, np.ones((4, 4), bool))
+    assert "--format" not in line and line.endswith(
+        "lacks StudyInstanceUID (the mask is saved; untick 'also write a DICOM SEG' for such films)"), line

@@ -100,8 +100,9 @@ class AcceptFlow:
         try:
             path = self.folder.write_seg(index, mask, model_file=self._model_and_device()[0].resolved())
         except Exception as exc:  # noqa: BLE001 - the mask is saved; say why the SEG is not
-            self.last_error = first_line(exc)
-            return f" DICOM SEG not written: {self.last_error}"
+            why = first_line(exc).removesuffix("; use --format png or tif for it")  # (the CLI's hint: no such option here)
+            self.last_error = why
+            return f" DICOM SEG not written: {why} (the mask is saved; untick 'also write a DICOM SEG' for such films)"
         if path is None:
             return " (no DICOM SEG: not a DICOM film)"
         return f" DICOM SEG: {path.name}.{self.folder.set_aside_line()}"
