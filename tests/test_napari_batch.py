@@ -72,6 +72,9 @@ def test_folder_with_a_corrupt_file_cancel_rerun_open_and_screenshot(make_napari
     first = csv_rows(out)
     assert 1 <= len(first) < 4 and all(r["status"] == "ok" for r in first)  # valid CSV, only finished files
     assert "not run (cancelled" in widget.status.value
+    statuses = [r["status"] for r in widget.table_rows()]  # the rows not reached say so ('…' read as in progress)
+    assert "…" not in statuses and statuses.count("not run") == 4 - len(first) == \
+        int(widget.status.value.split(" not run")[0].rsplit(", ", 1)[-1])
 
     probe, ticks = tick_probe()  # fires every 50 ms while the Qt event loop runs
     t0 = time.monotonic()
@@ -103,6 +106,11 @@ def test_folder_with_a_corrupt_file_cancel_rerun_open_and_screenshot(make_napari
     widget.table.doubleClicked.emit(widget.table_model.index(row, 1))
     image, mask = viewer.layers[stem], viewer.layers[f"{stem} lung mask"]
     assert image.data.shape == mask.data.shape and mask.data.any()
+    count = len(viewer.layers)
+    image.visible = False
+    widget.table.doubleClicked.emit(widget.table_model.index(row, 1))  # again: shown and selected, not added twice
+    assert len(viewer.layers) == count and image.visible and viewer.layers.selection.active is image
+    assert "open already" in widget.status.value
 
     from napari._qt.dialogs.qt_notification import NapariQtNotification
     from qtpy.QtCore import Qt

@@ -59,6 +59,9 @@ def _sort_key(value: Any) -> tuple:
     return (0, 0.0, "") if value == "" else (2, 0.0, str(value))
 
 
+NOT_RUN = "not run"  # the status of a file a cancelled run did not reach
+
+
 class _Row:
     """One file: its path, its key in results.csv, what the first column shows, and its cells."""
 
@@ -102,6 +105,15 @@ class ResultsModel(QAbstractTableModel):
             self._rows[row].set(info)
             self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
         return row
+
+    def mark_not_run(self) -> int:
+        """A cancelled run: rows still '…' (which reads as "in progress") say "not run"; their count."""
+        left = [i for i, row in enumerate(self._rows) if row.status == "…"]
+        for i in left:
+            self._rows[i].set({"status": NOT_RUN})
+        if left:
+            self.dataChanged.emit(self.index(left[0], 0), self.index(left[-1], len(COLUMNS) - 1))
+        return len(left)
 
     def path(self, row: int) -> Path:
         return self._rows[row].path

@@ -44,6 +44,7 @@ from napari_adaqat.widgets._train_process import format_duration  # noqa: E402
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.dcm *.dicom);;All files (*)"
 COLUMNS = T.COLUMNS  # the table's columns (table_rows() keys)
+BATCH_SOURCE = "adaqat_batch_source"  # metadata of the layers a double-click on a row added: the film's path
 
 
 def _text(edit: FileEdit) -> str:
@@ -245,6 +246,16 @@ class BatchWidget(Container):
             return
         path = self.table_model.path(row)
         info = self.results.get(csv_text(str(path)), {})
+        shown = [layer for layer in self.viewer.layers if layer.metadata.get(BATCH_SOURCE) == str(path)]
+        if shown:  # opened by an earlier double-click: shown and selected again, not added twice (QA find)
+            mask = Path(info.get("mask") or "")
+            for layer in shown:
+                layer.visible = True
+                if type(layer).__name__ == "Labels" and info.get("status") == "ok" and mask.is_file():
+                    layer.data = read_mask(mask).astype(np.uint8)  # (a rerun may have made it again)
+            self.viewer.layers.selection.active = shown[0]
+            self.status.value = f"{path.name} is open already: its layers are selected and shown."
+            return
         try:
             image = read_image(path)
         except Exception as exc:  # noqa: BLE001 - shown, never raised into Qt
@@ -252,11 +263,12 @@ class BatchWidget(Container):
             return
         scale = image.shape_spacing or (1.0, 1.0)
         name = str(Path(self.table_model.shown(row)).parent / path.stem)  # a sub-folder's: its path
-        self.viewer.add_image(image.pixels, name=name, scale=scale, colormap="gray")
+        source = {BATCH_SOURCE: str(path)}
+        self.viewer.add_image(image.pixels, name=name, scale=scale, colormap="gray", metadata=source)
         mask = Path(info.get("mask") or "")
         if info.get("status") == "ok" and mask.is_file():
             self.viewer.add_labels(read_mask(mask).astype(np.uint8), name=f"{name} lung mask", scale=scale,
-                                   opacity=0.45)
+                                   opacity=0.45, metadata=dict(source))
 
     # ---------------------------------------------------------------- results
     def _fill_table(self, files: list[Path], roots: list[Path]) -> None:
@@ -321,9 +333,9 @@ class BatchWidget(Container):
         if not self._scanned:  # cancelled (or the panel closed) while looking through the inputs
             self.status.value = "Cancelled while looking through the inputs; nothing was written."
             return
+        left = self.table_model.mark_not_run()
         statuses = self.table_model.statuses()
         counts = {s: statuses.count(s) for s in ("ok", "error", "skipped", "ignored")}
-        left = statuses.count("…")
         text = (f"{counts['ok']} segmented, {counts['skipped']} done before, {counts['error']} failed"
                 + (f", {counts['ignored']} ignored (not films: the 'error' column says what)" if counts["ignored"] else "")
                 + (f", {left} not run (cancelled: Run again to finish them)" if left else "")
