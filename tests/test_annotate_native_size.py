@@ -156,3 +156,22 @@ def test_a_renamed_mask_of_the_film_before_is_hidden_over_the_next_film(make_nap
     assert line == ("'my mask' holds the film before's mask (hidden now); this film's mask is in 'lung mask', which "
                     "Accept saves.")
     assert layers.show("c.png", *film(64, 80)) == ""  # said once
+
+
+def test_a_window_set_by_the_user_is_kept_for_the_next_films(make_napari_viewer):
+    """A QA find: the film's contrast limits (a clinician's window) were reset on every film while gamma was kept.
+    Films the user did not window keep the film's own limits."""
+    viewer = make_napari_viewer()
+    layers = FilmLayers(viewer, lambda: None, lambda _event: None)
+    pixels, mask, box = film(64, 80)
+    pixels = np.linspace(0.0, 1.0, pixels.size, dtype=np.float32).reshape(pixels.shape)
+    layers.show("a.png", pixels, mask, box)
+    own = tuple(layers.image.contrast_limits)
+    layers.show("b.png", pixels * 0.5, mask, box)  # not windowed by the user: the film's own limits
+    assert tuple(layers.image.contrast_limits) != own
+    layers.image.contrast_limits = (0.2, 0.6)
+    layers.image.gamma = 0.7
+    for name in ("c.png", "d.png"):
+        layers.show(name, pixels, mask, box)
+        np.testing.assert_allclose(layers.image.contrast_limits, (0.2, 0.6))
+        assert layers.image.gamma == 0.7

@@ -69,6 +69,8 @@ class FilmLayers:
         self._on_paint, self._on_boxes = on_paint, on_boxes
         self._writing = False
         self._watched: Any = None  # the film layer whose scale and translate its mask, box and clicks follow
+        self._set_window: Optional[tuple[float, float]] = None  # the film's contrast limits as the dock set them
+        self._users_window: Optional[tuple[float, float]] = None  # contrast limits the user set on a film
 
     @contextmanager
     def _quiet(self) -> Iterator[None]:
@@ -181,8 +183,13 @@ class FilmLayers:
             reset = True
         else:
             reset = image.data.shape != pixels.shape
+            if self._set_window is not None and not np.allclose(image.contrast_limits, self._set_window):
+                self._users_window = tuple(image.contrast_limits)  # the user's window: kept for the films after
             image.data, image.name = pixels, name
             image.reset_contrast_limits()
+            if self._users_window is not None:  # (as gamma is kept; the films are all in [0, 1]: one window fits)
+                image.contrast_limits = self._users_window
+        self._set_window = tuple(image.contrast_limits)
         image.metadata["spacing_mm"] = spacing
         scale = film_scale(spacing)
         reset = reset or not np.allclose(image.scale[-2:], scale)
