@@ -18,7 +18,7 @@ from napari_adaqat.widgets._model_choice import ModelChoice
 
 COLUMNS = ("#", "film", "state")
 STATE_COLOR = {"accepted": "#5fbf4a", "skipped": "#9aa3ad", "error": "#e8505b", "draft": "#e0a030"}
-STATE_CHARS = 34  # the longest state shown whole ("draft (not saved), earlier mask…" is cut)
+STATE_CHARS = 28  # the longest state shown whole ("accepted, edited (not saved)"; a longer error is cut)
 _TEXT_INPUTS = (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox)
 # free in napari's keymaps and menus and in the Segment dock (tests/test_annotate_qa2.py checks); with Ctrl they act
 # from a text field too (type the dataset folder, then open it)
