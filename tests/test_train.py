@@ -229,3 +229,16 @@ def test_a_last_batch_of_one_film_takes_one_from_the_batch_before(dataset, tmp_p
     train(_config(dataset, tmp_path / "run", mode="full", epochs=2, batch_size=3))
     steps = [r for r in read_progress(tmp_path / "run" / "progress.jsonl") if r["kind"] == "step"]
     assert [(r["epoch"], r["step"], r["steps"]) for r in steps] == [(1, 1, 2), (1, 2, 2), (2, 1, 2), (2, 2, 2)]
+
+
+def test_a_run_is_not_written_into_a_folder_of_segment_results(tmp_path):
+    """`adaqat train --out masks/` where masks/ holds `adaqat segment` results: refused in one line (before, the run's
+    checkpoints, config.json and split.json were mixed in with the masks and results.csv)."""
+    from napari_adaqat.train.paths import check_run_folder
+
+    out = tmp_path / "masks"
+    out.mkdir()
+    (out / "results.csv").write_text("file,status,error,box,area_px,seconds,mask\n")
+    (tmp_path / "data").mkdir()
+    with pytest.raises(FileExistsError, match=r"holds the results of adaqat segment .* choose another --out folder"):
+        check_run_folder(out, tmp_path / "data", resume=False)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from napari_adaqat.data.folders import check_output_folder
+from napari_adaqat.data.layout import is_adaqat_output
 from napari_adaqat.data.runs import run_paths
 
 __all__ = ["CHAIN_FILE", "check_run_folder", "run_paths", "run_stage"]
@@ -25,6 +26,9 @@ def check_run_folder(out: str | Path, data: str | Path, *, resume: bool, from_ru
     if (Path(out) / CHAIN_FILE).is_file():  # its log and files at the top would be mixed with (or replaced by) this run's
         raise FileExistsError(f"{out} holds a chain run (adaqat train --stage all); continue it with --stage all "
                               "--resume, or choose another --out")
+    if is_adaqat_output(Path(out)):  # a run's files would be mixed with the masks of a segmented folder
+        raise FileExistsError(f"--out {out} holds the results of adaqat segment (results.csv and masks); choose "
+                              "another --out folder for the run")
     if resume and not paths["last"].is_file():
         raise ValueError(f"{paths['last']}: nothing to resume (no checkpoint yet); run without --resume")
     if not resume and paths["last"].is_file():  # (a log without a checkpoint: an attempt stopped in epoch 1, redone)
