@@ -86,3 +86,18 @@ def test_a_seg_that_cannot_be_written_says_what_to_do_in_the_dock(tmp_path):
     line = AcceptFlow._write_seg(dock, 0, np.ones((4, 4), bool))
     assert "--format" not in line and line.endswith(
         "lacks StudyInstanceUID (the mask is saved; untick 'also write a DICOM SEG' for such films)"), line
+
+
+def test_a_film_opened_over_the_annotated_one_is_said_at_once(make_napari_viewer, qtbot, films, tmp_path):
+    """A QA find: a box drawn right after File → Open of a second film segmented the dock's film, hidden under it,
+    and the line said so only after the fact.  Opening the film now says where boxes go; the Segment dock's maps
+    (image layers too) say nothing."""
+    viewer = make_napari_viewer(show=True)
+    _, widget = open_dock(viewer, qtbot, films, tmp_path / "dataset")
+    film = widget.folder.films[0].path.name
+    before = widget.status.value
+    viewer.add_image(np.zeros((8, 8), np.float32), name="SSIM-like", metadata={"source_layer_id": "x"})
+    assert widget.status.value == before
+    viewer.add_image(np.zeros((64, 64), np.float32), name="other film")
+    assert widget.status.value.startswith(f"'other film' is shown over {film}, the film being annotated: a box in "
+                                          f"'boxes' still segments {film}."), widget.status.value

@@ -90,6 +90,7 @@ class AnnotateWidget(Drafts, BoxPrompts, AcceptFlow, EarlierMasks, AnnotateContr
         self.native.destroyed.connect(self._on_destroyed)
         on_removed(self.native, self._on_destroyed)  # napari's close button: taken out, not deleted
         self.viewer.layers.events.removing.connect(self._on_layer_removing)  # napari closing, or a delete
+        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)  # a film opened over this dock's
         install_hotkeys(self.native, self.viewer, [("Return", self.accept), ("Enter", self.accept),
                                                    ("PgDown", self.skip), ("PgUp", self.back),
                                                    (OPEN_KEY, self.open_folder),
@@ -367,6 +368,18 @@ class AnnotateWidget(Drafts, BoxPrompts, AcceptFlow, EarlierMasks, AnnotateContr
             self._say(f"Your work on {self.folder.films[self.index].path.name} is kept as a draft (not saved): "
                       "double-click it in the list to open it again.")
 
+    def _on_layer_inserted(self, event: Any) -> None:
+        """An image opened (File → Open, a drag) while a film is annotated: said at once that boxes and clicks still
+        go to the dock's film (napari selects the new image, but 'boxes' and 'lung mask' are this film's)."""
+        layer = getattr(event, "value", None)
+        if self.jobs.closed or self.index is None or layer is None or layer is self.layers.image \
+                or type(layer).__name__ != "Image" or "source_layer_id" in layer.metadata \
+                or not self.layers.present(self.layers.image):  # (a dock's SSIM maps carry their film's id)
+            return
+        self._say(f"'{layer.name}' is shown over {self.folder.films[self.index].path.name}, the film being annotated: "
+                  f"a box in 'boxes' still segments {self.folder.films[self.index].path.name}. Hide '{layer.name}' "
+                  "(its eye) to go on; to segment it, close this dock and use the Segment dock.")
+
     def _on_destroyed(self, *_: Any) -> None:
         """The dock is closed (taken out of the window, or deleted): keep the draft, stop listening."""
         if self.jobs.closed:
@@ -376,6 +389,7 @@ class AnnotateWidget(Drafts, BoxPrompts, AcceptFlow, EarlierMasks, AnnotateContr
             self.folder.release()  # another dock may open this dataset now
         self.layers.detach()
         self.viewer.layers.events.removing.disconnect(self._on_layer_removing)
+        self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
         try:
             self.keep_draft()  # closing the dock keeps the work on the film shown
             if not self._touched:  # kept (or nothing to keep): a later dock may show its film in 'lung mask'
