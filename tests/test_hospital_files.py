@@ -59,7 +59,7 @@ def test_tiff_orientation_tag_is_applied(tmp_path):
     tifffile.imwrite(tmp_path / "side.tif", stored(film, 8), extratags=[(274, "H", 1, 8, True)])
     image = read_image(tmp_path / "side.tif")
     np.testing.assert_array_equal(image.pixels, film / np.float32(255.0))
-    assert image.meta["orientation"] == 8 and image.meta["orientation_applied"] == describe(8)
+    assert image.meta["orientation"] == 8 and image.meta["orientation_applied"] == describe(8, "TIFF")
     mask = (film > 128).astype(np.uint8) * 255
     tifffile.imwrite(tmp_path / "mask.tif", stored(mask, 8), extratags=[(274, "H", 1, 8, True)])
     np.testing.assert_array_equal(read_mask(tmp_path / "mask.tif"), mask > 0)  # masks are turned the same way

@@ -90,8 +90,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 EPILOG = """results.csv has one row per input: status, error, box, area_px, seconds, mask, the estimated Dice
 'quality' and 'review' = 1 for masks worth a look (sort by quality). A bad or missing file is an error row
 and the rest go on; a DICOM object of a study export that is no film (a Segmentation, a Presentation
-State, a Key Object, a report) is 'ignored' and said, not failed. A lateral view gets review = 1 and a
-note. A rerun into the same --out with the same inputs finishes what is missing and keeps what is done.
+State, a Key Object, a report) is 'ignored' and said, not failed. A lateral view, or a film stored on its
+side (Patient Orientation), gets review = 1 and a note; the note also keeps the film's reading warnings. A rerun into the same --out with the same inputs finishes what is missing and keeps what is done.
 A film's mask beside it (NAME_mask, NAME_seg, NAME_gt... beside NAME) is not segmented.
 examples:
   adaqat segment scans/ --out masks/                        # bundled model, whole-image box
@@ -221,8 +221,9 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
         if result.status == "ok" and result.mask and named_after_folder(Path(result.file), result.mask):
             counts["renamed"] += 1
             renamed = renamed or Path(result.mask).name
-        if result.status == IGNORED or result.note:
-            tqdm.write(f"adaqat segment: note: {result.error or f'{result.file}: {result.note}'}", file=sys.stderr)
+        if result.status == IGNORED or result.view_note:  # (its reading warnings were printed as they came)
+            tqdm.write(f"adaqat segment: note: {result.error or f'{result.file}: {result.view_note}'}",
+                       file=sys.stderr)
         if result.status == "error":
             named = result.error.startswith(f"{result.file}: ")  # reader errors already name the file
             tqdm.write(f"adaqat segment: {result.error if named else f'{result.file}: {result.error}'}", file=sys.stderr)
@@ -230,7 +231,7 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
     bar.close()
     counts = shard.total(counts)
     if shard.lead:
-        review = (f", {counts['review']} to review (quality < {REVIEW_BELOW} or a note; the review column)"
+        review = (f", {counts['review']} to review (quality < {REVIEW_BELOW} or a view note; the review column)"
                   if counts["review"] else "")
         ignored = f", {counts[IGNORED]} ignored (not films)" if counts[IGNORED] else ""
         print(f"{counts['ok']} segmented, {counts['skipped']} already done, {counts['error']} failed{ignored}{review}; "

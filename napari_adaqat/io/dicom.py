@@ -64,18 +64,44 @@ def read_dicom_raw(path: str | os.PathLike, frame: int | None = None, film: bool
     return ds, arr
 
 
-def _spacing(ds) -> tuple[float, float] | None:
+def _pair(value) -> tuple[float, float] | None:
+    """A "row\\col" spacing in mm (a decimal comma read as a point); None unless two positive numbers."""
+    try:
+        row, col = (float(str(v).replace(",", ".")) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return (row, col) if row > 0 and col > 0 else None
+
+
+def _group_spacing(ds, frame: int | None) -> tuple[float, float] | None:
+    """Pixel Spacing of the Pixel Measures (PS3.3 C.7.6.16.2.1) of an enhanced / multi-frame file: the frame's own
+    (Per-Frame Functional Groups), else the Shared Functional Groups'."""
+    groups = []
+    try:
+        groups.append(ds.PerFrameFunctionalGroupsSequence[frame or 0])
+    except (AttributeError, IndexError, TypeError):
+        pass
+    try:
+        groups.append(ds.SharedFunctionalGroupsSequence[0])
+    except (AttributeError, IndexError, TypeError):
+        pass
+    for group in groups:
+        try:
+            found = _pair(group.PixelMeasuresSequence[0].PixelSpacing)
+        except (AttributeError, IndexError, TypeError, KeyError):
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+def _spacing(ds, frame: int | None = None) -> tuple[float, float] | None:
+    """Pixel Spacing, else Imager Pixel Spacing, else the Pixel Measures of the functional groups (frame ``frame``)."""
     for key in ("PixelSpacing", "ImagerPixelSpacing"):
         value = ds.get(key)
-        if value is None:
-            continue
-        try:
-            row, col = (float(v) for v in value)
-        except (TypeError, ValueError):
-            continue
-        if row > 0 and col > 0:
-            return (row, col)
-    return None
+        if value is not None and (found := _pair(value)) is not None:
+            return found
+    return _group_spacing(ds, frame)
 
 
 def _first(value) -> float:
@@ -264,7 +290,19 @@ def _meta(ds, arr: np.ndarray) -> dict:
         meta["pixel_aspect_ratio"] = ratio
     if view := str(ds.get("ViewPosition", "") or "").strip().upper():
         meta["view_position"] = view  # PA, AP, LL (lateral)...
+    if orientation := _patient_orientation(ds):
+        meta["patient_orientation"] = orientation  # "F\\R": the rows' direction, then the columns'
     return meta
+
+
+def _patient_orientation(ds) -> str:
+    """Patient Orientation (0020,0020) as written ("F\\R"), upper case; "" when absent or unreadable."""
+    try:
+        value = ds.get("PatientOrientation")
+        values = [value] if isinstance(value, str) else list(value or ())
+    except (TypeError, ValueError):
+        return ""
+    return "\\".join(str(v).strip().upper() for v in values) if any(str(v).strip() for v in values) else ""
 
 
 def _aspect_ratio(ds) -> tuple[float, float] | None:
@@ -310,7 +348,7 @@ def read_dicom(path: str | os.PathLike, frame: int | None = None) -> ImageData:
     meta = _meta(ds, arr)
     if meta["frames"] > 1:
         meta["frame"] = int(frame)
-    return ImageData(pixels=_to01(p, ds, arr, meta), spacing=_spacing(ds), source=str(p), meta=meta)
+    return ImageData(pixels=_to01(p, ds, arr, meta), spacing=_spacing(ds, frame), source=str(p), meta=meta)
 
 
 def read_dicom_stack(path: str | os.PathLike) -> ImageData:

@@ -116,11 +116,31 @@ def film_top(x: np.ndarray, lo: float, hi: float) -> float:
         return hi
     cut = lo + (hi - lo) / 4.0
     bright = x > cut
-    if np.count_nonzero(bright) * 100.0 > max(MARKER_SHARES) * x.size:
-        return hi
+    count = np.count_nonzero(bright)
+    if count * 100.0 > max(MARKER_SHARES) * x.size:
+        return _below_a_shutter(x, bright, count, lo, hi)
     below = x[~bright & ~np.isnan(x)]
     top = float(below.max()) if below.size else hi
     return top if top > lo else hi  # (two levels only, a mask: as is)
+
+
+SHUTTER_SHARE = 20.0  # % of the pixels: at most this under a white label block or shutter at the format's maximum
+SHUTTER_FILM_TOP = 0.125  # ... over a film that lies under this share of the range (12 bits in 16: 6 %)
+
+
+def _below_a_shutter(x: np.ndarray, bright: np.ndarray, count: int, lo: float, hi: float) -> float:
+    """The top of a film under a white label or shutter over more than the marker shares of it: the brightest pixel
+    below it, when every bright pixel is at ``hi``, one value that is a format's maximum (2^n - 1: 65535, 4095, 1.0),
+    over at most :data:`SHUTTER_SHARE` of the film, and the rest lies under :data:`SHUTTER_FILM_TOP` of the range
+    in many values (not a mask nor a few-level test pattern); else ``hi`` (a film's own bright metal: as is)."""
+    whole = float(hi).is_integer() and hi >= 1 and (int(hi) + 1) & int(hi) == 0
+    if not whole or count * 100.0 > SHUTTER_SHARE * x.size or np.count_nonzero(x == hi) != count:
+        return hi
+    below = x[~bright & ~np.isnan(x)]
+    top = float(below.max()) if below.size else hi
+    if not lo < top < lo + (hi - lo) * SHUTTER_FILM_TOP:
+        return hi
+    return top if np.unique(below[::max(1, below.size // 65536)]).size >= 32 else hi
 
 
 def film_bottom(x: np.ndarray, lo: float, hi: float) -> float:

@@ -236,7 +236,7 @@ def read_raw(path: str | os.PathLike, as_shown: bool = True) -> tuple[np.ndarray
     if arr.size == 0:
         raise fail(p, "image is empty")
     check_finite(p, arr)
-    meta["orientation_applied"] = describe(meta.get("orientation"))
+    meta["orientation_applied"] = describe(meta.get("orientation"), "TIFF" if fmt == "tiff" else "EXIF")
     return upright(arr, meta.get("orientation")), meta
 
 

@@ -36,10 +36,15 @@ def stored(array: np.ndarray, orientation: int | None) -> np.ndarray:
     return upright(array, inverse)
 
 
-def describe(orientation: int | None) -> str:
-    """``"EXIF orientation 6: rotated 90° clockwise"`` for results.csv; ``""`` when nothing was applied."""
+TAG_NAMES = {"EXIF": "EXIF orientation", "TIFF": "TIFF Orientation tag"}  # where the tag was read: its wording
+
+
+def describe(orientation: int | None, source: str = "EXIF") -> str:
+    """``"EXIF orientation 6: rotated 90° clockwise"`` (``source`` "TIFF": ``"TIFF Orientation tag 6: ..."``) for
+    results.csv; ``""`` when nothing was applied."""
     value = int(orientation or 1)
-    return f"EXIF orientation {value}: {ORIENTATION_TEXT[value]}" if value in ORIENTATION_TEXT else ""
+    name = TAG_NAMES.get(source, TAG_NAMES["EXIF"])
+    return f"{name} {value}: {ORIENTATION_TEXT[value]}" if value in ORIENTATION_TEXT else ""
 
 
 def pil_orientation(image) -> int:
