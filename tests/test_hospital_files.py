@@ -333,3 +333,7 @@ def test_napari_shows_a_sideways_film_upright(make_napari_viewer, tmp_path, cxr_
                        "after.jpg is stored sideways (EXIF orientation 8: rotated 90° counter-clockwise); shown "
                        "upright, as other viewers and 'adaqat segment' show it"]
     assert before.metadata["orientation_applied"] == describe(6)
+    tifffile.imwrite(tmp_path / "side.tif", stored(film, 8), extratags=[(274, "H", 1, 8, True)])
+    [side] = viewer.open(tmp_path / "side.tif", plugin="napari")  # a TIFF's own tag is named as such
+    np.testing.assert_array_equal(side.data, film)
+    assert notices[-1].startswith("side.tif is stored sideways (TIFF Orientation tag 8: rotated 90° counter-")

@@ -22,8 +22,8 @@ import tifffile
 
 from napari_adaqat.io.image_data import to_gray01
 from napari_adaqat.io.images import TIFF_SUFFIXES, read_raw
-from napari_adaqat.io.orientation import describe, upright
-from napari_adaqat.widgets._orientation import APPLIED, _source_path, watch_image_layers
+from napari_adaqat.io.orientation import upright
+from napari_adaqat.widgets._orientation import APPLIED, _source_path, orientation_tag, watch_image_layers
 
 READING = "film_reading"  # layer.metadata key: the notice, once the layer holds our reading
 # Photometric Interpretations that napari's reader (tifffile's stored values) shows otherwise than read_image
@@ -85,7 +85,7 @@ def reread_layer(layer: Any) -> Optional[str]:
     if _same(data, shown) or not _same(data, stored):
         return None  # our reading already, or pixels of another reader or a script: left as they are
     notice = f"napari's reader showed {path.name}, {_SHOWN_OTHERWISE[photometric]}, as 'adaqat segment' reads it"
-    layer.metadata = {**metadata, READING: notice, **({APPLIED: describe(orientation)} if orientation != 1 else {})}
+    layer.metadata = {**metadata, READING: notice, **({APPLIED: orientation_tag(Path(path), orientation)} if orientation != 1 else {})}
     new = _fitting(shown, bool(getattr(layer, "rgb", False)))
     layer.data = new
     if not layer.rgb:

@@ -25,6 +25,11 @@ def _source_path(layer) -> Path | None:
     return Path(path) if path else None
 
 
+def orientation_tag(path: Path, orientation: int) -> str:
+    """What the file's orientation ``orientation`` says, named by where it was read (a TIFF's own tag, else EXIF)."""
+    return describe(orientation, "TIFF" if path.suffix.lower() in TIFF_SUFFIXES else "EXIF")
+
+
 def upright_layer(layer) -> str | None:
     """Turn an Image layer read from a file with an orientation tag upright; return the one-line
     notice, or None when there was nothing to do (no file, no tag, already done, a stack or pyramid)."""
@@ -38,12 +43,13 @@ def upright_layer(layer) -> str | None:
     spatial = 3 if getattr(layer, "rgb", False) else 2
     if orientation == 1 or data.ndim != spatial:
         return None
-    layer.metadata = {**layer.metadata, APPLIED: describe(orientation)}
+    tag = orientation_tag(path, orientation)
+    layer.metadata = {**layer.metadata, APPLIED: tag}
     layer.data = upright(data, orientation)
     if orientation in (5, 6, 7, 8) and layer.scale[-1] != layer.scale[-2]:  # rows and columns swap: so do their
         layer.scale = (*layer.scale[:-2], layer.scale[-1], layer.scale[-2])  # spacings (a scale given to open())
     layer.reset_contrast_limits()
-    return (f"{path.name} is stored sideways ({describe(orientation)}); shown upright, as other viewers and "
+    return (f"{path.name} is stored sideways ({tag}); shown upright, as other viewers and "
             "'adaqat segment' show it")
 
 
