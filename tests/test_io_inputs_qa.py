@@ -11,7 +11,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_adaqat.io import read_image, to_gray01
+from napari_adaqat.io import film_and_spacing, read_image, to_gray01
 
 CXR = Path(__file__).parent / "data" / "cxr"
 
@@ -65,8 +65,17 @@ def test_a_float_film_in_the_bottom_of_its_range_is_stretched_with_a_warning(tmp
         pixels = read_image(tmp_path / "dark.tif").pixels
     np.testing.assert_allclose(pixels, (dark - lo) / (hi - lo), atol=1e-6)
     with pytest.warns(ImageReadWarning, match=r"^image: its values lie in"):
-        as_api = to_uint8(dark)
+        as_api = to_uint8(film_and_spacing(dark)[0])  # the array given to the API: stretched on its way in
     np.testing.assert_array_equal(as_api, np.round(np.clip((dark - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8))
+    eight = (film // 16 // 8).astype(np.uint8)  # a dark 8-bit film (max 31): read and given to the model as it is
+    imageio_path = tmp_path / "dark8.png"
+    Image.fromarray(eight).save(imageio_path)
+    with warnings.catch_warnings():  # (review find: to_uint8 stretched it, and warned of "12-bit data")
+        warnings.simplefilter("error", ImageReadWarning)
+        read8 = read_image(imageio_path).pixels
+        np.testing.assert_array_equal(to_uint8(film_and_spacing(read_image(imageio_path))[0]),
+                                      np.round(read8 * 255).astype(np.uint8))
+        assert to_uint8(read8).max() == eight.max()
     full = (film / 4095.0 / 16.0 * 15.0).astype(np.float32)  # a float film that spans most of [0, 1]
     tifffile.imwrite(tmp_path / "full.tif", full)
     with warnings.catch_warnings():

@@ -16,7 +16,7 @@ import napari_adaqat._sam_import  # noqa: F401  segment_anything without torchvi
 # isort: split
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from napari_adaqat.io.image_data import ASPECT_TOLERANCE, pixel_aspect, stretch_dark  # noqa: F401  (re-exported)
+from napari_adaqat.io.image_data import ASPECT_TOLERANCE, pixel_aspect  # noqa: F401  (re-exported)
 from napari_adaqat.util.alpha import over_black
 
 
@@ -32,8 +32,9 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     """(H, W) or (H, W, 3|4) array → (H, W) or (H, W, 3) uint8, gray kept gray (a third of the bytes to hash
     for the embedding cache's key, on each prompt).
 
-    Floats in [0, 1] are taken as they are (unless under 1/8 of it: :func:`~napari_adaqat.io.image_data.stretch_dark`),
-    other floats are min-max scaled; uint8 passes through; other integer types are
+    Floats in [0, 1] are taken as they are (a film given to the API in the bottom 1/8 of it was stretched on its way
+    in: :func:`~napari_adaqat.io.images.film_and_spacing`), other floats are min-max scaled; uint8 passes through;
+    other integer types are
     scaled by their maximum value.
     """
     arr = over_black(np.asarray(image))  # RGBA: over black, as napari shows it (an opaque alpha is dropped)
@@ -55,8 +56,6 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
             low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
         if low < 0.0 or high > 1.0:
             x = (x - low) / (high - low) if high > low else np.zeros_like(x)
-        elif finite:  # img_as_float of 12-bit data (0..0.0625): stretched, one warning (as its file is read)
-            x = stretch_dark(x)
         out = np.round(np.clip(x if finite else np.nan_to_num(x), 0.0, 1.0) * 255.0).astype(np.uint8)
     return np.ascontiguousarray(out)
 
