@@ -55,19 +55,23 @@ def test_work_that_cannot_be_kept_keeps_its_film_open(make_napari_viewer, qtbot,
         raise PermissionError(13, "Permission denied", str(folder.dataset / "annotate.json"))
 
     monkeypatch.setattr(folder, "save_draft", read_only)
-    monkeypatch.setattr(folder, "_save_state", read_only)
     painted = _stroke(viewer)
     name = folder.films[0].path.name
-    assert not widget.skip()
-    assert widget.status.value.startswith(f"Could not mark {name} skipped: ") and "Permission denied" in \
+    assert not widget.skip()  # the work first: no skip recorded for a film that stays open (review find)
+    assert widget.status.value.startswith(f"{name} stays open: your work on it could not be kept as a draft "), \
         widget.status.value
-    assert folder.films[0].name not in folder.skipped
+    assert folder.films[0].name not in folder.skipped and widget.index == 0
     widget.open_film(1)  # a double-click on the next row
     settle(qtbot, widget)
     assert widget.index == 0 and widget.opening is None
-    assert widget.status.value.startswith(f"{name} stays open: your work on it could not be kept as a draft "), \
-        widget.status.value
+    assert widget.status.value.startswith(f"{name} stays open: "), widget.status.value
     np.testing.assert_array_equal(np.asarray(viewer.layers["lung mask"].data) != 0, painted)
+    monkeypatch.undo()  # the drafts folder writable again, annotate.json not
+    monkeypatch.setattr(folder, "_save_state", read_only)
+    assert not widget.skip()
+    assert widget.status.value.startswith(f"Could not mark {name} skipped: ") and "Permission denied" in \
+        widget.status.value
+    assert folder.films[0].name not in folder.skipped and folder.has_draft(0) and widget.index == 0
 
 
 def test_a_seg_that_cannot_be_written_says_what_to_do_in_the_dock(tmp_path):

@@ -138,9 +138,11 @@ def test_the_mask_box_and_clicks_follow_a_film_scaled_by_hand(make_napari_viewer
         np.testing.assert_allclose(layer.scale, (2.0, 2.0))
         np.testing.assert_allclose(layer.translate, (10.0, -4.0))
     np.testing.assert_allclose(layers.box(0), box)  # the rectangle still lies on the same film pixels
-    layers.show("b.png", *film(120, 160))  # the next film: shown at its own scale, its layers with it
-    for layer in (viewer.layers[L.MASK], viewer.layers[L.BOXES]):
-        np.testing.assert_allclose(layer.scale, layers.image.scale)
+    layers.show("b.png", *film(120, 160))  # the next film: shown at its dock's scale (1), its layers with it
+    np.testing.assert_allclose(layers.image.scale, (1.0, 1.0))
+    for layer in (viewer.layers[L.MASK], viewer.layers[L.BOXES], clicks):
+        np.testing.assert_allclose(layer.scale, (1.0, 1.0))
+        np.testing.assert_allclose(layer.translate, layers.image.translate)
 
 
 def test_a_renamed_mask_of_the_film_before_is_hidden_over_the_next_film(make_napari_viewer):
@@ -175,3 +177,6 @@ def test_a_window_set_by_the_user_is_kept_for_the_next_films(make_napari_viewer)
         layers.show(name, pixels, mask, box)
         np.testing.assert_allclose(layers.image.contrast_limits, (0.2, 0.6))
         assert layers.image.gamma == 0.7
+    layers.image.reset_contrast_limits()  # auto-contrast, once: back to each film's own limits (review find)
+    layers.show("e.png", pixels * 0.5, mask, box)
+    np.testing.assert_allclose(layers.image.contrast_limits, (0.0, 0.5), atol=1e-6)

@@ -232,8 +232,9 @@ def test_clicks_from_the_segment_dock_correct_the_film_being_annotated(make_napa
     # and the Segment dock did not prompt on the Annotate dock's new box (the mask is the Annotate dock's)
     assert widget.index == 1 and len(points.data) == 0
     for name, clear in (("SSIM", 1.0), ("ΔSSIM", 0.0)):  # cleared at the new film's size, not removed and re-added
-        assert name not in viewer.layers or (viewer.layers[name].data.shape == mask.data.shape
-                                             and (np.asarray(viewer.layers[name].data) == clear).all())
+        assert viewer.layers[name].data.shape == mask.data.shape and (np.asarray(viewer.layers[name].data) == clear).all()
+    assert not segment.legends.ssim.isVisibleTo(segment.native)  # (review find: they described the film before)
+    assert not segment.legends.delta.isVisibleTo(segment.native)
     second = np.asarray(mask.data) != 0
     assert segment.last_result is result and not segment.undo_button.enabled
     segment.undo()

@@ -142,6 +142,8 @@ def test_switching_between_images_of_two_sizes_keeps_the_mask_and_map_layers(mak
         shown = np.asarray(viewer.layers["lung mask"].data)
         np.testing.assert_array_equal(shown, masks[image.name])
         assert viewer.layers["SSIM"].data.shape == viewer.layers["ΔSSIM"].data.shape == image.data.shape
+        for name in layers:  # each layer's provenance is the image shown (as a new layer's was), not the one before
+            assert viewer.layers[name].metadata["source_layer_id"] == str(image.unique_id)
     viewer.layers.selection.active = viewer.layers["lung mask"]
     viewer.layers["lung mask"].undo()  # napari's own undo of 'lung mask' has no step of the other image's shape
     np.testing.assert_array_equal(np.asarray(viewer.layers["lung mask"].data), masks["tall"])

@@ -55,14 +55,17 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
+CLI_HINT = "; use --format png or tif for it"  # (the docks, which have no --format, leave it out)
+
+
 def check_seg_source(path: str | os.PathLike, ds=None) -> None:
     """Raise :class:`DicomSegError` when no SEG can reference DICOM ``path`` (its UIDs missing), before a model runs
     on it; ``ds``: its data set, when read already."""
     ds = open_dicom(Path(path)) if ds is None else ds
     missing = [k for k in _REQUIRED_UIDS if not ds.get(k)]
     if missing:
-        raise DicomSegError(f"{path}: cannot write a DICOM SEG: the source image lacks {', '.join(missing)}; "
-                            "use --format png or tif for it")
+        raise DicomSegError(f"{path}: cannot write a DICOM SEG: the source image lacks {', '.join(missing)}"
+                            + CLI_HINT)
 
 
 def _source_for_seg(path: Path, ds):

@@ -27,7 +27,7 @@ def check_run_folder(out: str | Path, data: str | Path, *, resume: bool, from_ru
         raise FileExistsError(f"{out} holds a chain run (adaqat train --stage all); continue it with --stage all "
                               "--resume, or choose another --out")
     if is_adaqat_output(Path(out)):  # a run's files would be mixed with the masks of a segmented folder
-        raise FileExistsError(f"--out {out} holds the results of adaqat segment (results.csv and masks); choose "
+        raise FileExistsError(f"--out {out} holds the results of adaqat segment (its results.csv, journal or lock); choose "
                               "another --out folder for the run")
     if resume and not paths["last"].is_file():
         raise ValueError(f"{paths['last']}: nothing to resume (no checkpoint yet); run without --resume")

@@ -8,6 +8,7 @@ from typing import Any, Optional
 import numpy as np
 from qtpy.QtCore import QTimer
 
+from napari_adaqat.io.dicom_seg import CLI_HINT
 from napari_adaqat.util.errors import first_line
 from napari_adaqat.widgets._shared import TRAIN_DOCK
 
@@ -100,7 +101,7 @@ class AcceptFlow:
         try:
             path = self.folder.write_seg(index, mask, model_file=self._model_and_device()[0].resolved())
         except Exception as exc:  # noqa: BLE001 - the mask is saved; say why the SEG is not
-            why = first_line(exc).removesuffix("; use --format png or tif for it")  # (the CLI's hint: no such option here)
+            why = first_line(exc).removesuffix(CLI_HINT)  # (the CLI's hint: no such option here)
             self.last_error = why
             return f" DICOM SEG not written: {why} (the mask is saved; untick 'also write a DICOM SEG' for such films)"
         if path is None:

@@ -19,7 +19,7 @@ ONE_LUNG = 0.55  # a box narrower than this part of the film is not remembered f
 class BoxPrompts:
     """Box prompts of the Annotate dock (needs its ``layers``, ``jobs``, ``engine``, ``folder``, film state
     ``index`` / ``opening`` / ``_gen`` / ``_pixels`` / ``_spacing`` / ``_base``, ``keep_edits``, and its ``_say``, ``_fail``,
-    ``_model_and_device``, ``_screen_mask``, ``_touch``, ``_where`` and ``_after_box``)."""
+    ``_model_and_device``, ``_screen_mask``, ``_touch``, ``_where``, ``_after_box`` and ``_drop_waiting_accept``)."""
 
     layers: Any
     jobs: Any
@@ -78,20 +78,22 @@ class BoxPrompts:
         self.jobs.submit("predict", job, lambda result: self._box_done(gen, result, shape_index, by_user))
 
     def _box_done(self, gen: int, result: SegmentResult, shape_index: int, by_user: bool) -> None:
-        self._show_prediction(gen, result, shape_index, by_user)
-        if gen == self._gen:
+        if self._show_prediction(gen, result, shape_index, by_user):
             self._after_box()  # an Accept that waited for this mask (AcceptFlow)
+        elif gen == self._gen:
+            self._drop_waiting_accept()  # (nothing shown to save: the line says why)
 
-    def _show_prediction(self, gen: int, result: SegmentResult, shape_index: int, by_user: bool) -> None:
+    def _show_prediction(self, gen: int, result: SegmentResult, shape_index: int, by_user: bool) -> bool:
+        """Show the box's mask, the user's edits kept (or not, as the checkbox says); False when not shown."""
         screen = self._screen_mask()
         if gen != self._gen:
-            return
+            return False
         if screen is None:  # 'lung mask' deleted (or another image's): the mask has nowhere to go (QA: "Segmenting…" stayed)
             name = self.folder.films[self.index].path.name
             draft = " (your work on it is kept as its draft)" if self.folder.has_draft(self.index) else ""
             self._say(f"The box's mask is not shown: 'lung mask' no longer holds {name}'s mask{draft}. Double-click "
                       f"{name} in the list to open it again, then draw the box.")
-            return
+            return False
         new, note = result.mask.copy(), ""
         edits = K.add_edit(None, self._base, screen)  # (painted, erased) by hand since the dock's mask, or None
         if edits is not None:
@@ -112,4 +114,5 @@ class BoxPrompts:
         self.layers.keep_only_box(shape_index)
         if by_user:
             self._touch()
-        self._say(f"{self._where()}{result.summary().splitlines()[0]}{note}")  # (where one is, after a model switch too)
+        self._say(f"{self._where()}{result.summary().splitlines()[0]}{note}")
+        return True  # (where one is, after a model switch too)

@@ -41,6 +41,12 @@ class ClicksDock:
             return False
         return segment._pending is not None or segment.jobs.busy_besides("maps")
 
+    def film_shown(self) -> None:
+        """The Annotate dock shows another film (its maps cleared): the Segment dock's legends go until new maps."""
+        segment = self._segment() if self._segment is not None else None
+        if segment is not None and not getattr(segment, "_closed", True):
+            segment.legends.show_for(None)
+
     def follow(self, model: ModelRef, baseline: Optional[ModelRef]) -> None:
         """The Annotate dock's model changed: the Segment dock it opened (if still open) follows."""
         segment = self._segment() if self._segment is not None else None

@@ -10,8 +10,8 @@ from qtpy.QtCore import QTimer
 from napari_adaqat.util.errors import first_line
 
 EMPTY_NOTE = ("the mask is empty (a Reset?): draw a box in 'boxes', click in 'points', or Undo [Ctrl+Z] in the "
-              "Segment dock. Accept needs a mask; leaving this film keeps no draft of it, so it opens with its "
-              "earlier mask again.")
+              "Segment dock. Accept needs a mask; an empty mask is no draft (an earlier draft is dropped), so the "
+              "film opens again with its accepted mask, else the model's.")
 EDITED_NOTE = "edited; Accept [Enter] saves the mask as shown."
 
 
@@ -28,7 +28,7 @@ class Drafts:
     _draft_error = ""  # why the last draft could not be kept
 
     def _where(self) -> str:
-        """"Film 3 of 12: name · ", the place of the film shown, that status lines start with."""
+        """The place of the film shown that status lines start with: ``Film 3 of 12: name · ``."""
         return f"Film {self.index + 1} of {len(self.folder.films)}: {self.folder.films[self.index].path.name} · "
 
     def _on_paint(self) -> None:

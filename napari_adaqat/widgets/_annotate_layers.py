@@ -184,7 +184,9 @@ class FilmLayers:
         else:
             reset = image.data.shape != pixels.shape
             if self._set_window is not None and not np.allclose(image.contrast_limits, self._set_window):
-                self._users_window = tuple(image.contrast_limits)  # the user's window: kept for the films after
+                own = (float(np.min(image.data)), float(np.max(image.data)))  # (auto-contrast: back to each film's)
+                self._users_window = None if np.allclose(image.contrast_limits, own, atol=1e-3) \
+                    else tuple(image.contrast_limits)  # the user's window: kept for the films after
             image.data, image.name = pixels, name
             image.reset_contrast_limits()
             if self._users_window is not None:  # (as gamma is kept; the films are all in [0, 1]: one window fits)

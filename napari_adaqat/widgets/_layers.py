@@ -199,13 +199,14 @@ def _reshaped_in_place(layer: Any, data: np.ndarray, kwargs: dict) -> bool:
     """Give ``layer`` (of the kind wanted) ``data`` of another shape by setting its data, as napari allows for
     the same number of dimensions: removing and adding it again cost 0.4 s of the GUI thread per layer (napari runs
     ``gc.collect`` on each removal and builds a new visual), 1.3 s per image switch with a mask and two maps.
-    False (nothing done) where the dimensions differ, or for an RGB layer."""
-    if np.ndim(layer.data) != data.ndim or getattr(layer, "rgb", False):
-        return False
+    False (nothing done) where the dimensions differ, for an RGB layer, or for the Annotate dock's mask."""
+    if np.ndim(layer.data) != data.ndim or getattr(layer, "rgb", False) or ANNOTATE_BASE in layer.metadata:
+        return False  # (the Annotate dock's mask: removed, so that its dock keeps the strokes on it as a draft)
     layer.data = data
     if hasattr(layer, "_reset_history"):  # (a Labels layer: its undo steps are of the other shape's pixels)
         layer._reset_history()
-    _place(layer, kwargs)
+    _place(layer, {key: value for key, value in kwargs.items() if key != "metadata"})
+    layer.metadata = dict(kwargs.get("metadata", {}))  # as a new layer: no provenance of the image before
     return True
 
 

@@ -225,6 +225,7 @@ class AnnotateWidget(Drafts, BoxPrompts, AcceptFlow, EarlierMasks, AnnotateContr
         mask = opened.mask if opened.mask is not None else np.zeros(pixels.shape, bool)
         self.index, self._pixels, self._spacing, self._touched = index, pixels, opened.spacing, False
         kept = self.layers.show(film.path.name, pixels, mask, opened.box, opened.spacing)
+        self._clicks.film_shown()  # (its maps are cleared: their legends go)
         self._base = mask.copy()
         lines = [*self._carry, f"Film {index + 1} of {len(folder.films)}: {film.path.name}, "
                                 f"{SOURCES[opened.source]}.", opened.note, kept]
@@ -273,6 +274,8 @@ class AnnotateWidget(Drafts, BoxPrompts, AcceptFlow, EarlierMasks, AnnotateContr
         if not self._ready():
             return False
         index = self.index
+        if not self._leave_film():  # the work first: a skip must not be recorded for a film that stays open
+            return False
         try:
             self.folder.skip(index)
         except OSError as exc:  # (a read-only dataset folder: annotate.json cannot be written)

@@ -247,12 +247,9 @@ class BatchWidget(Container):
         path = self.table_model.path(row)
         info = self.results.get(csv_text(str(path)), {})
         shown = [layer for layer in self.viewer.layers if layer.metadata.get(BATCH_SOURCE) == str(path)]
-        if shown:  # opened by an earlier double-click: shown and selected again, not added twice (QA find)
-            mask = Path(info.get("mask") or "")
-            for layer in shown:
+        if shown:  # opened by an earlier double-click: shown and selected again, not added twice (QA find); never
+            for layer in shown:  # read again over the user's brush edits (delete the layers to see a new mask)
                 layer.visible = True
-                if type(layer).__name__ == "Labels" and info.get("status") == "ok" and mask.is_file():
-                    layer.data = read_mask(mask).astype(np.uint8)  # (a rerun may have made it again)
             self.viewer.layers.selection.active = shown[0]
             self.status.value = f"{path.name} is open already: its layers are selected and shown."
             return
@@ -328,12 +325,12 @@ class BatchWidget(Container):
             return
         self._set_running(False)
         self.table.setSortingEnabled(True)  # e.g. by quality: the masks worth a look first
+        left = self.table_model.mark_not_run()
         if self.last_error is not None:
             return
         if not self._scanned:  # cancelled (or the panel closed) while looking through the inputs
             self.status.value = "Cancelled while looking through the inputs; nothing was written."
             return
-        left = self.table_model.mark_not_run()
         statuses = self.table_model.statuses()
         counts = {s: statuses.count(s) for s in ("ok", "error", "skipped", "ignored")}
         text = (f"{counts['ok']} segmented, {counts['skipped']} done before, {counts['error']} failed"
