@@ -139,6 +139,7 @@ def test_the_report_says_what_each_column_and_figure_is(two_film_report):
     captions = re.findall(r"<figcaption>([^<]+)</figcaption>", page)
     images = re.findall(r'<img [^>]*src="([^"]+)"', page)
     assert len(captions) == len(images) and all(len(c) > 20 for c in captions)
+    assert all(src.startswith("data:image/png;base64,") for src in images)  # index.html alone shows every figure
     md = (two_film_report[0] / "report.md").read_text()
     assert md.count("![") == len(images) and "Q-Q plot" in md
 

@@ -3,11 +3,12 @@
 Table 1 (scores with Wilcoxon p and effect size against the baseline), Table 2 (model files), the
 Fig. 2 panels (best, median and worst image by the baseline's Dice, plus any asked for), the Fig. 3
 quantization-error plots of each INT8 model, distributions, paired plots, the worst cases and the
-provenance.  Every figure is a PNG next to the documents, linked relatively, so the folder opens
-from disk.  ``tables.json`` holds the tables' exact values.
+provenance.  Every figure is a PNG next to the documents: ``report.md`` links it, ``index.html`` embeds it (so the
+page alone, e-mailed, shows it).  ``tables.json`` holds the tables' exact values.
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import html
 import json
@@ -223,7 +224,7 @@ def write_report(out: Path, rows: list[dict], summary: dict, models: list[ModelL
              "provenance": _provenance(summary, command, device), "figures": figs, "models": summary.get("models")}
     write_json(out / "tables.json", parts)
     (out / "report.md").write_text(_markdown(parts, summary))
-    (out / "index.html").write_text(_html(parts, summary))
+    (out / "index.html").write_text(_html(parts, summary, out))
     return parts
 
 
@@ -341,14 +342,18 @@ def _markdown(parts: dict, summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _figure(image: str, kind: str = "") -> str:
-    """An image with its caption (:func:`caption`) under it."""
+def _figure(image: str, kind: str = "", out: Path | None = None) -> str:
+    """An image with its caption (:func:`caption`) under it; its PNG is embedded (a data URI) when it is in ``out``,
+    so that ``index.html`` alone, e-mailed or moved, still shows every figure."""
     text = html.escape(caption(image))
-    return (f'<figure class="{kind}"><img src="{html.escape(image)}" alt="{text}">'
+    path = None if out is None else out / image
+    src = (f"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+           if path is not None and path.suffix == ".png" and path.is_file() else html.escape(image))
+    return (f'<figure class="{kind}"><img src="{src}" alt="{text}" title="{html.escape(image)}">'
             f"<figcaption>{text}</figcaption></figure>")
 
 
-def _html(parts: dict, summary: dict) -> str:
+def _html(parts: dict, summary: dict, out: Path | None = None) -> str:
     body = ["<h1>Segmentation report</h1>"]
     for title, text, head, rows, images in _sections(parts, summary):
         body.append(f"<h2>{html.escape(title)}</h2>")
@@ -357,8 +362,8 @@ def _html(parts: dict, summary: dict) -> str:
         if rows is not None:
             body.append(html_table(head, rows))
         small = [i for i in images if i.startswith(("fig3_", "paired_"))]  # side by side
-        body += [_figure(i) for i in images if i not in small]
+        body += [_figure(i, "", out) for i in images if i not in small]
         if small:
-            body.append("<div>" + "".join(_figure(i, "small") for i in small) + "</div>")
+            body.append("<div>" + "".join(_figure(i, "small", out) for i in small) + "</div>")
     return ("<!doctype html><html><head><meta charset='utf-8'><title>Segmentation report</title>"
             f"<style>{CSS}</style></head><body>" + "\n".join(body) + "</body></html>\n")
