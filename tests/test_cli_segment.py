@@ -224,3 +224,31 @@ def test_a_single_film_may_be_segmented_into_a_folder_beside_it(tmp_path, cxr_di
     assert "is the folder of the input" in capsys.readouterr().err and not (desktop / "results.csv").exists()
     assert main(["segment", ".", "--out", "masks2", *model]) == 2
     assert "inside the input folder" in capsys.readouterr().err and not (desktop / "masks2").exists()
+
+
+def test_ctrl_c_says_how_far_it_got_and_compact_refuses_a_missing_folder(input_folder, tmp_path, nano_pth, capsys,
+                                                                         monkeypatch):
+    """Newcomer QA: Ctrl-C ended in a bare "adaqat: interrupted", and `--compact --out` with a mistyped folder said
+    "nothing to compact: … is up to date" (exit 0) and made the folder."""
+    from napari_adaqat.inference.engine import Engine
+
+    segment, calls = Engine.segment, []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return segment(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "segment", interrupted)
+    out = tmp_path / "masks"
+    code = main(["segment", str(input_folder), "--out", str(out), "--model", str(nano_pth), "--model-type", "vit_nano",
+                 "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 130
+    rows = _rows(out)  # (broken.png comes first: an error row, then one film segmented)
+    assert sorted(r["status"] for r in rows) == ["error", "ok"]
+    assert f"adaqat segment: stopped after 2 of 4 files; {out / 'results.csv'} lists them: the same command " \
+           "segments the rest (finished files are skipped)" in err
+    assert main(["segment", "--compact", "--out", str(tmp_path / "masks_typo")]) == 2
+    assert "--compact: " in capsys.readouterr().err and not (tmp_path / "masks_typo").exists()

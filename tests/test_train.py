@@ -242,3 +242,15 @@ def test_a_run_is_not_written_into_a_folder_of_segment_results(tmp_path):
     (tmp_path / "data").mkdir()
     with pytest.raises(FileExistsError, match=r"holds the results of adaqat segment .* choose another --out folder"):
         check_run_folder(out, tmp_path / "data", resume=False)
+
+
+def test_ctrl_c_before_the_first_epoch_says_there_is_nothing_to_resume(tmp_path, capsys):
+    """Newcomer QA: Ctrl-C before any epoch finished ended in a bare "adaqat: interrupted" (the --resume hint is
+    given only where an epoch was kept)."""
+    import argparse
+
+    from napari_adaqat.cli.train_cmd import RESUME_HINT, _hint_resume
+
+    _hint_resume(argparse.Namespace(out=str(tmp_path / "run")))
+    err = capsys.readouterr().err
+    assert RESUME_HINT not in err and "holds nothing to resume: the same command starts again" in err

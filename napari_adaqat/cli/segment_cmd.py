@@ -106,12 +106,28 @@ examples:
 def _compact(out_dir: Path) -> int:
     from napari_adaqat.inference.batch import compact_folder
 
+    if not out_dir.is_dir():  # (a typo must not read as "up to date", nor leave an empty folder)
+        raise ValueError(f"--compact: {out_dir}: folder not found; give the --out folder of the run to compact")
     rows = compact_folder(out_dir)
     if rows is None:
         print(f"nothing to compact: {out_dir / RESULTS_CSV} is up to date")
     else:
         print(f"{rows} rows in {out_dir / RESULTS_CSV}")
     return 0
+
+
+def _said_if_stopped(results, bar, out_dir: Path):
+    """``results``, with one line on Ctrl-C: how far it got, and that the same command finishes the rest."""
+    done = 0
+    try:
+        for result in results:
+            yield result
+            done += 1
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"adaqat segment: stopped after {done} of {bar.total} files; {out_dir / RESULTS_CSV} lists them: the "
+              "same command segments the rest (finished files are skipped)", file=sys.stderr)
+        raise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -208,11 +224,10 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
     mine = shard.count(len(files))
     bar = tqdm(total=mine, desc="segment" if shard.world == 1 else f"segment (rank 0 of {shard.world})",
                unit="img", disable=None if shard.lead else True)
-    for result in segment_files(files, model, out_dir, boxes=found[0], points=found[1], clip=args.clip,
-                                baseline=baseline,
-                                suffix=FORMATS[args.format],
-                                clean=args.clean, device=device, engine=engine, frame=args.frame,
-                                batch_size=args.batch_size, shard=shard, notes=notes, roots=roots):
+    results = segment_files(files, model, out_dir, boxes=found[0], points=found[1], clip=args.clip, baseline=baseline,
+                            suffix=FORMATS[args.format], clean=args.clean, device=device, engine=engine,
+                            frame=args.frame, batch_size=args.batch_size, shard=shard, notes=notes, roots=roots)
+    for result in _said_if_stopped(results, bar, out_dir):
         for note in notes:
             tqdm.write(f"adaqat segment: note: {note}", file=sys.stderr)
         notes.clear()

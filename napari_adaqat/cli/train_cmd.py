@@ -135,6 +135,9 @@ def _hint_resume(args: argparse.Namespace) -> None:
     runs = (out, chain_paths(out)["stage1"], chain_paths(out)["stage2"]) if out else ()
     if any(run_paths(run)["last"].is_file() for run in runs):
         print(RESUME_HINT, file=sys.stderr)
+    elif out:
+        print(f"adaqat train: stopped before its first epoch finished, so {out} holds nothing to resume: the same "
+              "command starts again", file=sys.stderr)
 
 
 def _shown(cfg, start=None) -> dict:
