@@ -58,9 +58,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_out(source: str, out: str) -> None:
     """Refuse an --out that is a folder (``--out models/``: a file would take the folder's name) or the source
-    itself (``--force`` would overwrite the file being read), with one line naming a file that works."""
+    itself (``--force`` would overwrite the file being read), or a name other than ``.safetensors``, with one line
+    naming a file that works."""
     example = Path(out) / "model_int8.safetensors"
     if out.endswith(("/", os.sep)) or Path(out).is_dir():
         raise ValueError(f"--out {out} is a folder; give the model file to write, e.g. --out {example}")
     if os.path.exists(source) and os.path.exists(out) and os.path.samefile(source, out):
         raise ValueError(f"--out {out} is the file being exported; choose another --out so that it is kept")
+    if Path(out).suffix.lower() != ".safetensors":  # (a .pt name: segment and the docks would then refuse it)
+        raise ValueError(f"--out {out}: adaqat writes safetensors model files; name it "
+                         f"{Path(out).with_suffix('.safetensors').name}")

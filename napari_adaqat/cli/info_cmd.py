@@ -12,7 +12,8 @@ MODES = ["adalora", "decoder", "lora", "full", "qat"]
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="FILE_OR_PRESET",
-                   help=f"'default' (the bundled model), a model file (.safetensors / .pth), a training run folder, "
+                   help=f"'default' (the bundled model), a model file (.safetensors / .pth), a training run folder "
+                        "(a --stage all run: its model_int8.safetensors), "
                         f"or a preset name ({preset_names()}: parameter counts of that architecture)")
     p.add_argument("--mode", choices=MODES, default=None,
                    help="for a preset: report the trainable budget of this training mode (nothing is trained)")

@@ -63,10 +63,12 @@ def preset_report(name: str, mode: str | None = None, image_size: int | None = N
 
 
 def file_report(path: str | Path, model_type: str = "vit_b", quant_report_dir: str | None = None) -> dict:
-    """Report on a model file, a checkpoint, a run folder (its best checkpoint), or ``"default"`` (the
-    bundled model)."""
+    """Report on a model file, a checkpoint, a run folder (its best checkpoint; a ``--stage all`` run's: its
+    ``model_int8.safetensors``), or ``"default"`` (the bundled model)."""
     path = resolve_model_path(path) if is_bundled(path) else Path(path)
-    if path.is_dir() and (run_paths(path)["config"].is_file() or run_paths(path)["best"].is_file()):  # a run
+    if path.is_dir() and (path / "model_int8.safetensors").is_file() and not run_paths(path)["best"].is_file():
+        path = path / "model_int8.safetensors"  # a --stage all run's folder: its model (newcomer QA: refused)
+    elif path.is_dir() and (run_paths(path)["config"].is_file() or run_paths(path)["best"].is_file()):  # a run
         path = run_paths(path)["best"]
     sam = load_model(path, model_type=model_type)  # any other folder: "is a folder, not a model file"
     meta = sam.meta

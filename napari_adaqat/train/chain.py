@@ -25,7 +25,7 @@ from pathlib import Path
 
 from napari_adaqat.data.folders import check_output_folder
 from napari_adaqat.train.config import FLAGS, TrainConfig, make_config, nest, preset_path
-from napari_adaqat.train.paths import CHAIN_FILE, run_paths, run_stage
+from napari_adaqat.train.paths import CHAIN_FILE, chain_note, run_paths, run_stage
 from napari_adaqat.train.preflight import preflight
 from napari_adaqat.train.progress import read_progress
 from napari_adaqat.util.errors import first_line
@@ -220,7 +220,8 @@ def chain_preflight(chain: Chain, resume: bool = False) -> None:
     if chain.from_run and Path(chain.from_run).resolve() == paths["root"].resolve():
         raise ValueError("--out must differ from --from (the Stage-1 run is never overwritten)")
     if chain.from_run and not run_paths(chain.from_run)["best"].is_file():
-        raise ValueError(f"{chain.from_run} holds no Stage-1 model (checkpoints/best.safetensors)")
+        raise ValueError(f"{chain.from_run} holds no Stage-1 model (checkpoints/best.safetensors)"
+                         + chain_note(chain.from_run))
     stage1, stage2 = chain.stage1(), chain.stage2()
     check_output_folder(chain.out, [stage2.data] if stage2.data else [], option="--out", what="data folder")
     if stage1 is not None and not finished(stage1.out):

@@ -17,7 +17,7 @@ from napari_adaqat.util.provenance import git_commit
 from napari_adaqat.model.formats.checkpoint import load_checkpoint_model
 from napari_adaqat.model.formats.model_file import export_model
 from napari_adaqat.model.ptq import ptq_from_checkpoint, quantize_post_training
-from napari_adaqat.train.paths import run_paths
+from napari_adaqat.train.paths import chain_note, run_paths
 
 __all__ = ["export_run"]
 
@@ -28,7 +28,8 @@ def _from_checkpoint(source: Path, checkpoint: str, provenance: dict) -> Sam:
     """Load the checkpoint a run folder (or checkpoint file) names; adds its provenance."""
     ckpt = run_paths(source)[checkpoint] if source.is_dir() else source
     if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt}: checkpoint not found")
+        raise FileNotFoundError(f"{ckpt}: checkpoint not found"
+                                + (chain_note(source, "stage2") if source.is_dir() else ""))
     sam = load_checkpoint_model(ckpt)
     meta = sam.meta
     cfg = meta.get("config", {})

@@ -11,7 +11,7 @@ from napari_adaqat.data.folders import check_output_folder
 from napari_adaqat.data.layout import is_adaqat_output
 from napari_adaqat.data.runs import run_paths
 
-__all__ = ["CHAIN_FILE", "check_run_folder", "run_paths", "run_stage"]
+__all__ = ["CHAIN_FILE", "chain_note", "check_run_folder", "run_paths", "run_stage"]
 
 CHAIN_FILE = "chain.json"  # what marks a chain run's folder (adaqat train --stage all; train/chain.py)
 
@@ -42,6 +42,16 @@ def check_run_folder(out: str | Path, data: str | Path, *, resume: bool, from_ru
     if not Path(data).is_dir():
         raise ValueError(f"{data}: data folder not found")
     check_output_folder(out, [data], option="--out", what="data folder")
+
+
+def chain_note(folder: str | Path, part: str = "stage1") -> str:
+    """What a chain's folder (``--stage all``) holds in place of a stage run: its model file, and the stage run
+    ``part`` (``stage1``/``stage2``) that a command given the chain's folder wants (newcomer QA); "" for others."""
+    folder = Path(folder)
+    if not (folder / CHAIN_FILE).is_file():
+        return ""
+    return (f": it is an adaqat train --stage all run, whose model is {folder / 'model_int8.safetensors'} and whose "
+            f"{part.replace('stage', 'Stage ')} run is {folder / part}")
 
 
 def run_stage(out: str | Path) -> int | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari_adaqat.train.config import TrainConfig
-from napari_adaqat.train.paths import check_run_folder, run_paths
+from napari_adaqat.train.paths import chain_note, check_run_folder, run_paths
 from napari_adaqat.util.text import did_you_mean
 
 __all__ = ["BUNDLED", "preflight", "start_architecture", "start_checkpoint", "start_weights_problem"]
@@ -77,7 +77,8 @@ def preflight(cfg: TrainConfig, resume: bool = False) -> None:
         if not cfg.from_run and not cfg.checkpoint:
             raise ValueError("Stage 2 needs --from RUN1 (a Stage-1 run folder) or --checkpoint FILE")
         if cfg.from_run and not run_paths(cfg.from_run)["best"].is_file():
-            raise ValueError(f"{cfg.from_run} holds no Stage-1 model (checkpoints/best.safetensors)")
+            raise ValueError(f"{cfg.from_run} holds no Stage-1 model (checkpoints/best.safetensors)"
+                             + chain_note(cfg.from_run))
     if not (cfg.stage == 2 and cfg.from_run):
         ckpt = start_checkpoint(cfg.checkpoint)
         if ckpt is not None and not ckpt.is_file():
