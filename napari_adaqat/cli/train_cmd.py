@@ -29,6 +29,8 @@ Several GPUs (one node):   torchrun --nproc_per_node 4 -m napari_adaqat.cli trai
 A few dozen images: --augment --set augment_preset=clinic_zoom --set ema_decay=0.99 (varied films, and
   a moving average of the weights that is validated and saved; see training/*.yaml for whole recipes).
 Progress: RUN/progress.jsonl (one JSON line per step and epoch); resume with --resume.
+The defaults shown above are the paper preset's; --preset NAME --print-config shows what a preset (and the
+  flags given) will use, e.g. finetune's hybrid_tiny, 8 + 2 epochs, batch 8.
 From Python: from napari_adaqat import train; train(data="DATA", out="runs/s1", epochs=5)"""
 
 _TYPES = {"int": int, "float": float, "str": str}
@@ -50,8 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = HELP_EPILOG
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--stage", choices=["1", "2", "all"], default=None,
-                   help=_help("stage") + "; all = Stage 1 -> Stage 2 -> both model files in RUN (see below); "
-                   "default 1 (with --resume: the run's own stage, all for a chain's folder)")
+                   help=_help("stage").replace(" (default: 1)", "") + "; all = Stage 1 -> Stage 2 -> both model "
+                   "files in RUN (see below); default 1 (with --resume: the run's own stage, all for a chain's folder)")
     p.add_argument("--preset", default=None, help=_help("preset"))
     for flag, option in FLAGS.items():
         kind = field_type(option).replace(" | None", "")
@@ -208,7 +210,8 @@ def _say_next(stage: str, summary: dict, data: object, preset: str | None = None
         return
     quote, data = shlex.quote, data or "DATA"  # a resumed chain may be given no --data
     dice = summary.get("stage2", summary).get("best_dice")
-    made = f"best validation Dice {dice:.4f}" if isinstance(dice, float) else "done"
+    made = (f"{'Stage 2' + chr(39) + 's ' if stage == 'all' else ''}best validation Dice {dice:.4f}"
+            if isinstance(dice, float) else "done")
     if stage == "all":
         model, split = summary["int8"], Path(summary["int8"]).parent / "stage1" / "split.json"
         try:

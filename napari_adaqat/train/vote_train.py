@@ -38,7 +38,7 @@ from napari_adaqat.util.errors import first_line
 RESUME, RESULT, WEIGHTS = "resume.safetensors", "unet.json", "unet.safetensors"
 HELP = """Train the small whole-film U-Net that a model file may carry as its vote (a second opinion on a box
 alone; clicks always win).  It learns the data folder's train names (its split.json, else the split adaqat
-train makes) and keeps the epoch with the best Dice on its val names; about 7 min on 2 CPU cores for the
+train makes) and keeps the epoch with the best Dice on its val names; about 8.5 min on 2 CPU cores for the
 defaults on 75 films.  Run again with the same arguments, a stopped run goes on where it stopped.
 
 example:
