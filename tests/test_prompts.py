@@ -254,6 +254,7 @@ def test_segment_cli_not_lung_points_alone_keep_the_default_box(tmp_path, nano_p
         rows = {Path(r["file"]).name: r for r in csv.DictReader(fh)}
     assert rows["neg.png"]["status"] == rows["pos.png"]["status"] == "ok"
     assert len(rows["neg.png"]["box"].split()) == 4 and rows["pos.png"]["box"] == ""
+    assert rows["neg.png"]["points"] == "40.0 50.0 0" and rows["pos.png"]["points"] == "40.0 50.0 1"  # its prompt
 
 
 def test_a_model_trained_on_boxes_only_says_so_when_clicked(nano_pth, cxr_dir, tmp_path):

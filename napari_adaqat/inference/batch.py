@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar, Iterator, Sequence
@@ -26,12 +25,12 @@ from napari_adaqat.inference.engine import ONE_SHOT, Engine, ModelLike, batched
 from napari_adaqat.inference.journal import RESULT_COLUMNS, RESULTS_CSV, csv_text, load_results, write_results
 from napari_adaqat.inference.lock import FolderBusy, RunLock
 from napari_adaqat.inference.mask_names import SEG_SUFFIX, mask_names, recorded_mask
+from napari_adaqat.inference.inputs import read_input, reading_notes, view_note
 from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
 from napari_adaqat.inference.quality import mask_quality
 from napari_adaqat.inference.shard import Shard
-from napari_adaqat.io import ImageData, is_dicom, read_image, write_mask
-from napari_adaqat.io.dicom import MultiFrameError, read_dicom
-from napari_adaqat.io.image_data import ImageReadWarning, NotAFilm
+from napari_adaqat.io import ImageData, is_dicom, write_mask
+from napari_adaqat.io.image_data import NotAFilm
 from napari_adaqat.io.dicom_seg import DicomSegError, check_seg_source, write_dicom_seg
 from napari_adaqat.util.atomic import remove_stale_temps
 from napari_adaqat.util.errors import first_line
@@ -63,32 +62,8 @@ class ResultRow:
     film_stamp: str = ""  # "size mtime" of the film its mask was made of (journal.film_stamp)
     note: str = ""  # what to know about this film's mask (a lateral view; then its reading warnings), "" for nothing
     frame: int | str = ""  # the frame (0-based) of a multi-frame DICOM that the mask is of; "" for a one-frame film
+    points: str = ""  # the points it was prompted with: "x y label" each (1 = lung, 0 = not lung), "; " between
     view_note: ClassVar[str] = ""  # (not a column) the note's view part; its reading warnings were warned already
-
-
-LATERAL_VIEWS = ("LL", "RL", "LATERAL", "LAT")  # a DICOM's ViewPosition (0018,5101) of a side view (decubitus: frontal)
-
-
-SIDEWAYS_ROWS = ("H", "F")  # a Patient Orientation (0020,0020) whose rows run head-foot: the film lies on its side
-
-
-def view_note(image: ImageData) -> str:
-    """A note for a film whose DICOM header says it is a lateral view, or stored on its side (Patient Orientation
-    rows along head-foot; not turned here), "" otherwise: the model learnt upright frontal films (PA / AP), so
-    its mask of such a film is to be looked at."""
-    view = image.meta.get("view_position", "")
-    if view in LATERAL_VIEWS:
-        return f"lateral view (ViewPosition {view}): the model was trained on frontal (PA/AP) films; check this mask"
-    orientation = image.meta.get("patient_orientation", "")
-    if orientation[:1] in SIDEWAYS_ROWS:
-        return (f"film stored on its side (PatientOrientation {orientation}: rows run head-foot): the model was "
-                "trained on upright films; check this mask, or turn the film upright")
-    return ""
-
-
-def reading_notes(image: ImageData) -> list[str]:
-    """The reading warnings of ``image`` (:func:`read_input`), without their path."""
-    return list(image.meta.get(READ_WARNINGS, []))
 
 
 def earlier_keys(files: list[Path], rows: dict[str, dict], out_dir: Path) -> dict[str, str]:
@@ -118,38 +93,6 @@ def earlier_keys(files: list[Path], rows: dict[str, dict], out_dir: Path) -> dic
         return {}
     found = {key: by_path.get(csv_text(os.path.abspath(path))) for key, path in keys.items() if key not in rows}
     return {key: old for key, old in found.items() if old is not None}
-
-
-READ_WARNINGS = "read_warnings"  # ImageData.meta key: the reader's ImageReadWarning lines, without their path
-
-
-def _read(path: Path, frame: int | None) -> ImageData:
-    if not is_dicom(path):
-        return read_image(path)
-    try:
-        return read_dicom(path, frame=frame)
-    except MultiFrameError as exc:
-        raise MultiFrameError(f"{path}: multi-frame DICOM with {exc.frames} frames; choose one with --frame N "
-                              f"(0-based, 0 to {exc.frames - 1})", exc.frames) from None
-
-
-def read_input(path: Path, frame: int | None = None) -> ImageData:
-    """Read one input; ``frame`` (0-based) picks the frame of a multi-frame DICOM, which is refused
-    without it (single-frame files ignore it).  The reader's :class:`ImageReadWarning` lines are warned as
-    ever and kept, without their path, in ``meta["read_warnings"]`` (for the ``note`` column)."""
-    caught: list[warnings.WarningMessage] = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ImageReadWarning)
-            image = _read(path, frame)
-    finally:
-        for w in caught:  # said as if never caught (the CLI prints them; filters apply as before)
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-    prefix = f"{path}: "
-    image.meta[READ_WARNINGS] = [text[len(prefix):] if text.startswith(prefix) else text
-                                 for w in caught if issubclass(w.category, ImageReadWarning)
-                                 for text in [str(w.message)]]
-    return image
 
 
 def compact_folder(out_dir: Path) -> int | None:
@@ -384,7 +327,8 @@ def _segment_one(path: Path, key: str, mask_path: Path, index: int, image_ahead,
                            area_px=int(segmented.mask.sum()), mask=str(mask_path), quality=quality.score,
                            review=int(quality.review or bool(view)),
                            orientation=image.meta.get("orientation_applied", ""), film_stamp=stamp, note=note,
-                           frame=image.meta.get("frame", ""))
+                           frame=image.meta.get("frame", ""), points="" if coords is None else "; ".join(
+                               f"{x:.1f} {y:.1f} {int(label)}" for (x, y), label in zip(coords, labels)))
         result.view_note = view
         if segmented.ssim_mean is not None:
             result.ssim_vs_baseline = round(segmented.ssim_mean, 5)

@@ -372,8 +372,7 @@ class AnnotateWidget(Drafts, BoxPrompts, AcceptFlow, EarlierMasks, AnnotateContr
                       "double-click it in the list to open it again.")
 
     def _on_layer_inserted(self, event: Any) -> None:
-        """An image opened (File → Open, a drag) while a film is annotated: said at once that boxes and clicks still
-        go to the dock's film (napari selects the new image, but 'boxes' and 'lung mask' are this film's)."""
+        """An image opened over the film (File → Open, a drag): said at once that boxes still go to the dock's film."""
         layer = getattr(event, "value", None)
         if self.jobs.closed or self.index is None or layer is None or layer is self.layers.image \
                 or type(layer).__name__ != "Image" or "source_layer_id" in layer.metadata \
