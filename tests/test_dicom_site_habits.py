@@ -13,7 +13,7 @@ import pytest
 from pydicom import config
 
 from napari_adaqat.io import read_image
-from napari_adaqat.io.image_data import ImageReadError
+from napari_adaqat.io.image_data import ImageReadError, ImageReadWarning
 from test_dicom import make_dicom, ramp  # tests/ is on sys.path (pytest rootdir-less import)
 
 
@@ -105,23 +105,30 @@ def test_a_gzip_compressed_dicom_named_dcm_says_so(tmp_path):
         read(path)
 
 
+def _read_at_full_range(tmp_path, name: str, bits_stored: int, center: float, width: float, said: str) -> np.ndarray:
+    """A 12-bit film (the CC-BY radiograph) in a DICOM with this window: read with one warning matching ``said``, at
+    its full range (as the same film without a window); returns the film's stored values."""
+    from PIL import Image
+
+    from test_dicom_bits_stored import CXR
+
+    film = np.round(np.asarray(Image.open(CXR).convert("L"), np.float64) / 255 * 4000).astype(np.uint16)
+    path = make_dicom(tmp_path / name, film, bits_stored=bits_stored, WindowCenter=center, WindowWidth=width)
+    with pytest.warns(ImageReadWarning, match=said):
+        image = read_image(path)
+    plain = read(make_dicom(tmp_path / "plain.dcm", film, bits_stored=12))
+    np.testing.assert_allclose(image.pixels, plain.pixels, atol=1e-6)
+    assert image.meta["voi"] == "full_range" and image.meta["voi_unused"] == "window"
+    return film
+
+
 def test_a_header_window_that_saturates_most_of_the_film_is_not_used(tmp_path):
     """A QA find: WW 400 on a 12-bit film turned 73 % of it pure black or white and was applied silently (Dice
     0.74).  Over 60 % saturated: one warning line, the full range; the film's own window (most of it in range)
     is applied as before."""
-    from PIL import Image
-
-    from napari_adaqat.io.image_data import ImageReadWarning
-    from test_dicom_bits_stored import CXR
-
-    film = np.round(np.asarray(Image.open(CXR).convert("L"), np.float64) / 255 * 4000).astype(np.uint16)
-    narrow = make_dicom(tmp_path / "narrow.dcm", film, bits_stored=12, WindowCenter=2048, WindowWidth=400)
-    with pytest.warns(ImageReadWarning, match=r"narrow.dcm: the header's window \(center 2048, width 400\) turns "
-                                              r"\d+% of the film pure black or white; read at its full range instead"):
-        image = read_image(narrow)
-    plain = read(make_dicom(tmp_path / "plain.dcm", film, bits_stored=12))
-    np.testing.assert_allclose(image.pixels, plain.pixels, atol=1e-6)
-    assert image.meta["voi"] == "full_range" and image.meta["voi_unused"] == "window"
+    film = _read_at_full_range(tmp_path, "narrow.dcm", 12, 2048, 400,
+                               r"narrow.dcm: the header's window \(center 2048, width 400\) turns \d+% of the film "
+                               r"pure black or white; read at its full range instead")
     bordered = np.full((film.shape[0] * 2, film.shape[1] * 2), 4095, np.uint16)  # a shutter's border: 75 %
     bordered[:film.shape[0], :film.shape[1]] = film
     lo, hi = np.percentile(film, [2, 98])
@@ -170,8 +177,6 @@ def test_an_empty_rescale_slope_or_intercept_is_read_as_absent(tmp_path, empty):
 def test_photometric_monochrome_is_read_as_monochrome2_with_a_warning(tmp_path):
     """A QA find: 'MONOCHROME' (no 1 or 2) was "cannot decode Explicit VR Little Endian … (ValueError)", blaming the
     transfer syntax.  Read as MONOCHROME2 with one warning line; another unknown value is named with its tag."""
-    from napari_adaqat.io.image_data import ImageReadWarning
-
     film = ramp(0, 4000, shape=(32, 48))
     typo = make_dicom(tmp_path / "typo.dcm", film, bits_stored=12, PhotometricInterpretation="MONOCHROME")
     with pytest.warns(ImageReadWarning, match=r"typo.dcm: Photometric Interpretation \(0028,0004\) is 'MONOCHROME', "
@@ -209,19 +214,9 @@ def test_a_header_window_far_wider_than_the_film_is_not_used(tmp_path, bits_stor
     """A QA find, the mirror of the saturated window: a "full 16-bit" window on 12-bit data left the film in 6 % of
     the gray range, segmented nearly black (Dice 0.67) without a word.  Under 1/8: one warning line, the full range;
     a window 4 times the film's range is applied as before."""
-    from PIL import Image
-
-    from napari_adaqat.io.image_data import ImageReadWarning
-    from test_dicom_bits_stored import CXR
-
-    film = np.round(np.asarray(Image.open(CXR).convert("L"), np.float64) / 255 * 4000).astype(np.uint16)
-    wide = make_dicom(tmp_path / "wide.dcm", film, bits_stored=bits_stored, WindowCenter=center, WindowWidth=width)
-    with pytest.warns(ImageReadWarning, match=r"wide.dcm: the header's window \(center 3276\d\.?5?, width 6553\d\) "
-                                              r"leaves the film \d+% of the gray range"):
-        image = read_image(wide)
-    plain = read(make_dicom(tmp_path / "plain.dcm", film, bits_stored=12))
-    np.testing.assert_allclose(image.pixels, plain.pixels, atol=1e-6)
-    assert image.meta["voi"] == "full_range" and image.meta["voi_unused"] == "window"
+    film = _read_at_full_range(tmp_path, "wide.dcm", bits_stored, center, width,
+                               r"wide.dcm: the header's window \(center 3276\d\.?5?, width 6553\d\) leaves the film "
+                               r"\d+% of the gray range")
     with warnings.catch_warnings():
         warnings.simplefilter("error", ImageReadWarning)
         four = read_image(make_dicom(tmp_path / "four.dcm", film, bits_stored=16, WindowCenter=8000, WindowWidth=16000))
