@@ -86,10 +86,12 @@ def test_table2_sizes_are_the_files_sizes_and_int8_layers_are_counted(report):
 
 def test_every_image_the_html_links_exists_and_the_sections_are_there(report):
     page = (report / "index.html").read_text()
-    links = re.findall(r'src="([^"]+)"', page)
+    links = re.findall(r'<img [^>]*title="([^"]+)"', page)  # each figure's file, embedded in the page
     assert len(links) >= 8  # 3+1 Fig. 2 panels, Fig. 3 plots, distributions, 2 paired plots, worst cases
     assert all((report / link).is_file() for link in links), links
     assert all(not link.startswith("/") for link in links)  # relative: the folder opens from disk
+    sources = re.findall(r'<img [^>]*src="([^"]+)"', page)
+    assert len(sources) == len(links) and all(src.startswith("data:image/png;base64,") for src in sources)
     for title in ("Table 1", "Table 2", "Fig. 2", "Fig. 3", "Distributions", "Worst cases", "Provenance"):
         assert title in page
     assert any("asked_for" in link for link in links)  # --show
