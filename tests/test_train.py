@@ -254,3 +254,7 @@ def test_ctrl_c_before_the_first_epoch_says_there_is_nothing_to_resume(tmp_path,
     _hint_resume(argparse.Namespace(out=str(tmp_path / "run")))
     err = capsys.readouterr().err
     assert RESUME_HINT not in err and "holds nothing to resume: the same command starts again" in err
+    (tmp_path / "chain").mkdir()  # a --stage all run keeps its chain.json: the same command would be refused
+    (tmp_path / "chain" / "chain.json").write_text("{}")
+    _hint_resume(argparse.Namespace(out=str(tmp_path / "chain")))
+    assert "the same command with --resume starts" in capsys.readouterr().err

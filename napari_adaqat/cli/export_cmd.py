@@ -67,4 +67,4 @@ def _check_out(source: str, out: str) -> None:
         raise ValueError(f"--out {out} is the file being exported; choose another --out so that it is kept")
     if Path(out).suffix.lower() != ".safetensors":  # (a .pt name: segment and the docks would then refuse it)
         raise ValueError(f"--out {out}: adaqat writes safetensors model files; name it "
-                         f"{Path(out).with_suffix('.safetensors').name}")
+                         f"{Path(out).stem if Path(out).suffix.lower() in ('.pt', '.pth') else Path(out).name}.safetensors")

@@ -107,7 +107,8 @@ def _compact(out_dir: Path) -> int:
     from napari_adaqat.inference.batch import compact_folder
 
     if not out_dir.is_dir():  # (a typo must not read as "up to date", nor leave an empty folder)
-        raise ValueError(f"--compact: {out_dir}: folder not found; give the --out folder of the run to compact")
+        raise ValueError(f"--compact: {out_dir}: {'not a folder' if out_dir.exists() else 'folder not found'}; give "
+                         "the --out folder of the run to compact")
     rows = compact_folder(out_dir)
     if rows is None:
         print(f"nothing to compact: {out_dir / RESULTS_CSV} is up to date")
@@ -227,7 +228,7 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
     results = segment_files(files, model, out_dir, boxes=found[0], points=found[1], clip=args.clip, baseline=baseline,
                             suffix=FORMATS[args.format], clean=args.clean, device=device, engine=engine,
                             frame=args.frame, batch_size=args.batch_size, shard=shard, notes=notes, roots=roots)
-    for result in _said_if_stopped(results, bar, out_dir):
+    for result in (_said_if_stopped(results, bar, out_dir) if shard.world == 1 else results):
         for note in notes:
             tqdm.write(f"adaqat segment: note: {note}", file=sys.stderr)
         notes.clear()

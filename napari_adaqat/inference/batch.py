@@ -321,11 +321,11 @@ def _segment_one(path: Path, key: str, mask_path: Path, index: int, image_ahead,
         else:
             write_mask(mask_path, segmented.mask, overwrite=True)
         quality = mask_quality(segmented.p_own, segmented.mask)  # the model's own probabilities (not a vote's)
-        view = view_note(image)
-        note = "; ".join(n for n in [view, *reading_notes(image)] if n)
+        view, read = view_note(image), reading_notes(image)
+        note = "; ".join(n for n in [view, *read] if n)
         result = ResultRow(file=key, status="ok", box="" if box is None else " ".join(f"{v:.1f}" for v in box),
                            area_px=int(segmented.mask.sum()), mask=str(mask_path), quality=quality.score,
-                           review=int(quality.review or bool(view)),
+                           review=int(quality.review or bool(view) or bool(read)),  # (a reading re-read: a look)
                            orientation=image.meta.get("orientation_applied", ""), film_stamp=stamp, note=note,
                            frame=image.meta.get("frame", ""), points="" if coords is None else "; ".join(
                                f"{x:.1f} {y:.1f} {int(label)}" for (x, y), label in zip(coords, labels)))

@@ -2,12 +2,11 @@
 ``note``) and a note for a film the model was not trained on (a lateral view, a film stored on its side)."""
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from napari_adaqat.io import ImageData, is_dicom, read_image
 from napari_adaqat.io.dicom import MultiFrameError, read_dicom
-from napari_adaqat.io.image_data import ImageReadWarning
+from napari_adaqat.io.image_data import kept_read_warnings
 
 __all__ = ["LATERAL_VIEWS", "READ_WARNINGS", "read_input", "reading_notes", "view_note"]
 
@@ -53,16 +52,8 @@ def read_input(path: Path, frame: int | None = None) -> ImageData:
     """Read one input; ``frame`` (0-based) picks the frame of a multi-frame DICOM, which is refused
     without it (single-frame files ignore it).  The reader's :class:`ImageReadWarning` lines are warned as
     ever and kept, without their path, in ``meta["read_warnings"]`` (for the ``note`` column)."""
-    caught: list[warnings.WarningMessage] = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ImageReadWarning)
-            image = _read(path, frame)
-    finally:
-        for w in caught:  # said as if never caught (the CLI prints them; filters apply as before)
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    with kept_read_warnings() as lines:
+        image = _read(path, frame)
     prefix = f"{path}: "
-    image.meta[READ_WARNINGS] = [text[len(prefix):] if text.startswith(prefix) else text
-                                 for w in caught if issubclass(w.category, ImageReadWarning)
-                                 for text in [str(w.message)]]
+    image.meta[READ_WARNINGS] = [line[len(prefix):] if line.startswith(prefix) else line for line in lines]
     return image

@@ -6,7 +6,6 @@ Opening and checking the file is :mod:`.dicom_open`; decoding the pixel data, :m
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import numpy as np
 from .dicom_open import (DICOM_SUFFIXES, check_film_object, frame_count, has_dicm_magic, is_dicom, open_dicom,
                          syntax_was_assumed)
 from .dicom_pixels import decode, syntax_label
-from .image_data import ImageData, ImageReadError, ImageReadWarning, fail, film_bottom, film_top, to_gray01
+from .image_data import ImageData, ImageReadError, fail, film_bottom, film_top, to_gray01, warn_read
 
 __all__ = ["DICOM_SUFFIXES", "MultiFrameError", "has_dicm_magic", "is_dicom", "read_dicom", "read_dicom_raw",
            "read_dicom_stack"]
@@ -252,16 +251,15 @@ def _monochrome01(ds, arr: np.ndarray, meta: dict, path: Path | None = None) -> 
     elif meta["voi"] == "window" and inside.size >= 64 * 64 and np.ptp(film := x if keep is None else x[keep]) > 0:
         saturated = _saturated_share(film, inside)
         if saturated > SATURATED_SHARE:
-            warnings.warn(f"{path}: the header's window (center {meta['window'][0]:g}, width {meta['window'][1]:g}) "
-                          f"turns {saturated:.0%} of the film pure black or white; read at its full range instead",
-                          ImageReadWarning, stacklevel=2)
+            warn_read(f"{path}: the header's window (center {meta['window'][0]:g}, width {meta['window'][1]:g}) "
+                      f"turns {saturated:.0%} of the film pure black or white; read at its full range instead")
             meta["voi_unused"] = meta.pop("voi")
             out = _full_range(x, keep)
             meta["voi"] = "full_range"
         elif (span := _window_span(inside)) < DARK_SPAN:
-            warnings.warn(f"{path}: the header's window (center {meta['window'][0]:g}, width {meta['window'][1]:g}) "
-                          f"leaves the film {span:.0%} of the gray range (a window for more bits than the film "
-                          "uses?); read at its full range instead", ImageReadWarning, stacklevel=2)
+            warn_read(f"{path}: the header's window (center {meta['window'][0]:g}, width {meta['window'][1]:g}) "
+                      f"leaves the film {span:.0%} of the gray range (a window for more bits than the film uses?); "
+                      "read at its full range instead")
             meta["voi_unused"] = meta.pop("voi")
             out = _full_range(x, keep)
             meta["voi"] = "full_range"

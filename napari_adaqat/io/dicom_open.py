@@ -12,7 +12,7 @@ import struct
 import warnings
 from pathlib import Path
 
-from .image_data import IMAGE_SIGNATURES, ImageReadError, ImageReadWarning, NotAFilm, check_file, fail, other_kind
+from .image_data import IMAGE_SIGNATURES, ImageReadError, NotAFilm, check_file, fail, other_kind, warn_read
 
 DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom")
 PIXEL_KEYWORDS: tuple[str, ...] = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -265,8 +265,8 @@ def _fix_site_habits(path: Path, ds) -> None:
     if photometric.upper() in PHOTOMETRICS and photometric != photometric.upper():
         ds.PhotometricInterpretation = photometric.upper()
     elif photometric.upper() == "MONOCHROME":
-        warnings.warn(f"{path}: Photometric Interpretation (0028,0004) is {photometric!r}, not a DICOM value; read as "
-                      "MONOCHROME2 (low values dark)", ImageReadWarning, stacklevel=3)
+        warn_read(f"{path}: Photometric Interpretation (0028,0004) is {photometric!r}, not a DICOM value; read as "
+                  "MONOCHROME2 (low values dark)", stacklevel=3)
         ds.PhotometricInterpretation = "MONOCHROME2"
     elif photometric and photometric.upper() not in PHOTOMETRICS + OTHER_PHOTOMETRICS:
         raise fail(path, f"unknown Photometric Interpretation {photometric!r} (0028,0004); the pixel data cannot be "

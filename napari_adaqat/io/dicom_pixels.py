@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import dicom_jpeg12 as jpeg12
-from .image_data import ImageReadError, ImageReadWarning, fail
+from .image_data import ImageReadError, fail, warn_read
 
 jpeg12.register()  # python-gdcm for 12-bit JPEG Extended, after pydicom's own plugins
 
@@ -257,8 +257,8 @@ def _unsigned_if_wrapped(path: Path, ds, signed: np.ndarray, unsigned: np.ndarra
     and ``ds`` saying Pixel Representation 0; else ``signed`` (a signed film's negative values are its own)."""
     if unsigned is None or not (_jumps(signed) >= WRAP_JUMPS and _smoother(unsigned, signed)):
         return signed
-    warnings.warn(f"{path}: Pixel Representation (0028,0103) says signed, but read so the values wrap around (the "
-                  "film's bright parts turn dark); read as unsigned", ImageReadWarning, stacklevel=3)
+    warn_read(f"{path}: Pixel Representation (0028,0103) says signed, but read so the values wrap around (the "
+              "film's bright parts turn dark); read as unsigned", stacklevel=3)
     ds.PixelRepresentation = 0
     return unsigned
 
@@ -302,8 +302,7 @@ def within_bits_stored(path: Path, ds, arr: np.ndarray, seen: ValueStats | None 
     if _overlay_in_pixel_data(ds) or seen.junk or _smoother(cut, arr):
         return cut
     used = max(hi.bit_length(), (-lo - 1).bit_length()) + (arr.dtype.kind == "i")
-    warnings.warn(f"{path}: Bits Stored (0028,0101) says {stored} bits, but the pixel values use {used} bits "
-                  f"({lo} to {hi}); read as {allocated}-bit values (cut to {stored} bits, the film would be "
-                  "scrambled)", ImageReadWarning, stacklevel=2)
+    warn_read(f"{path}: Bits Stored (0028,0101) says {stored} bits, but the pixel values use {used} bits "
+              f"({lo} to {hi}); read as {allocated}-bit values (cut to {stored} bits, the film would be scrambled)")
     ds.BitsStored, ds.HighBit = allocated, allocated - 1
     return arr

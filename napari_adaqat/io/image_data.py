@@ -8,10 +8,12 @@ import errno
 import math
 import os
 import stat
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from skimage.color import rgb2gray
@@ -32,6 +34,30 @@ class NotAFilm(ImageReadError):
 class ImageReadWarning(UserWarning):
     """A file was read, but not as its header says (e.g. a DICOM whose Bits Stored understates its values);
     the message is one line naming the file, what was wrong and how it was read."""
+
+
+_KEPT = threading.local()  # the reading warnings of the film this thread reads, where one asked (kept_read_warnings)
+
+
+def warn_read(message: str, stacklevel: int = 2) -> None:
+    """Warn ``message`` as an :class:`ImageReadWarning` (``stacklevel`` as :func:`warnings.warn` counts it from the
+    caller), and keep it for :func:`kept_read_warnings` on this thread.  Not ``warnings.catch_warnings``, which
+    swaps the process's filters and hook: a film read on napari's GUI thread meanwhile would lose its warnings, or
+    give them to the film read in the worker."""
+    kept = getattr(_KEPT, "lines", None)
+    if kept is not None:
+        kept.append(message)
+    warnings.warn(message, ImageReadWarning, stacklevel=stacklevel + 1)
+
+
+@contextmanager
+def kept_read_warnings() -> Iterator[list[str]]:
+    """The :func:`warn_read` messages of what this thread reads inside the block (warned as ever too)."""
+    before, _KEPT.lines = getattr(_KEPT, "lines", None), []
+    try:
+        yield _KEPT.lines
+    finally:
+        _KEPT.lines = before
 
 
 MAX_PIXELS = 8192 * 8192  # 64 M pixels: larger images are refused before they are decoded
@@ -182,9 +208,8 @@ def stretch_dark(x: np.ndarray, source: object = None) -> np.ndarray:
     top = film_top(x, lo, hi) if hi > lo else hi
     if not (lo < top < DARK_TOP):
         return x
-    warnings.warn(f"{source if source is not None else 'image'}: its values lie in {lo:.3g}..{top:.3g}, under "
-                  f"1/8 of [0, 1] (e.g. skimage's img_as_float of 12-bit data); stretched to its own range",
-                  ImageReadWarning, stacklevel=3)
+    warn_read(f"{source if source is not None else 'image'}: its values lie in {lo:.3g}..{top:.3g}, under 1/8 of "
+              "[0, 1] (e.g. skimage's img_as_float of 12-bit data); stretched to its own range", stacklevel=3)
     return _minmax(x)
 
 

@@ -66,7 +66,8 @@ def file_report(path: str | Path, model_type: str = "vit_b", quant_report_dir: s
     """Report on a model file, a checkpoint, a run folder (its best checkpoint; a ``--stage all`` run's: its
     ``model_int8.safetensors``), or ``"default"`` (the bundled model)."""
     path = resolve_model_path(path) if is_bundled(path) else Path(path)
-    if path.is_dir() and (path / "model_int8.safetensors").is_file() and not run_paths(path)["best"].is_file():
+    chain = path.is_dir() and (path / "chain.json").is_file()  # (train.paths.CHAIN_FILE: a --stage all run)
+    if chain and (path / "model_int8.safetensors").is_file():
         path = path / "model_int8.safetensors"  # a --stage all run's folder: its model (newcomer QA: refused)
     elif path.is_dir() and (run_paths(path)["config"].is_file() or run_paths(path)["best"].is_file()):  # a run
         path = run_paths(path)["best"]

@@ -71,6 +71,7 @@ class FilmLayers:
         self._watched: Any = None  # the film layer whose scale and translate its mask, box and clicks follow
         self._set_window: Optional[tuple[float, float]] = None  # the film's contrast limits as the dock set them
         self._users_window: Optional[tuple[float, float]] = None  # contrast limits the user set on a film
+        self._own_window: Optional[tuple[float, float]] = None  # the film's own (napari's auto-contrast of it)
 
     @contextmanager
     def _quiet(self) -> Iterator[None]:
@@ -180,15 +181,16 @@ class FilmLayers:
         before = None if image is None else tuple(image.data.shape)
         if image is None:
             image = self.image = viewer.add_image(pixels, name=name, colormap="gray", metadata={FILM: True})
-            reset = True
+            reset, self._own_window = True, tuple(image.contrast_limits)
         else:
             reset = image.data.shape != pixels.shape
             if self._set_window is not None and not np.allclose(image.contrast_limits, self._set_window):
-                own = (float(np.min(image.data)), float(np.max(image.data)))  # (auto-contrast: back to each film's)
-                self._users_window = None if np.allclose(image.contrast_limits, own, atol=1e-3) \
-                    else tuple(image.contrast_limits)  # the user's window: kept for the films after
+                self._users_window = None if self._own_window is not None and np.allclose(
+                    image.contrast_limits, self._own_window, atol=1e-3) else tuple(image.contrast_limits)
+                # (the user's window, kept for the films after; auto-contrast, the film's own: each film's again)
             image.data, image.name = pixels, name
             image.reset_contrast_limits()
+            self._own_window = tuple(image.contrast_limits)
             if self._users_window is not None:  # (as gamma is kept; the films are all in [0, 1]: one window fits)
                 image.contrast_limits = self._users_window
         self._set_window = tuple(image.contrast_limits)

@@ -247,11 +247,17 @@ class BatchWidget(Container):
         path = self.table_model.path(row)
         info = self.results.get(csv_text(str(path)), {})
         shown = [layer for layer in self.viewer.layers if layer.metadata.get(BATCH_SOURCE) == str(path)]
+        mask = Path(info.get("mask") or "")
         if shown:  # opened by an earlier double-click: shown and selected again, not added twice (QA find); never
             for layer in shown:  # read again over the user's brush edits (delete the layers to see a new mask)
                 layer.visible = True
             self.viewer.layers.selection.active = shown[0]
             self.status.value = f"{path.name} is open already: its layers are selected and shown."
+            image = shown[0]
+            if image.ndim == 2 and info.get("status") == "ok" and mask.is_file() \
+                    and not any(type(layer).__name__ == "Labels" for layer in shown):  # (its mask came since)
+                self.viewer.add_labels(read_mask(mask).astype(np.uint8), name=f"{image.name} lung mask",
+                                       scale=image.scale, opacity=0.45, metadata={BATCH_SOURCE: str(path)})
             return
         try:
             image = read_image(path)
@@ -262,7 +268,6 @@ class BatchWidget(Container):
         name = str(Path(self.table_model.shown(row)).parent / path.stem)  # a sub-folder's: its path
         source = {BATCH_SOURCE: str(path)}
         self.viewer.add_image(image.pixels, name=name, scale=scale, colormap="gray", metadata=source)
-        mask = Path(info.get("mask") or "")
         if info.get("status") == "ok" and mask.is_file():
             self.viewer.add_labels(read_mask(mask).astype(np.uint8), name=f"{name} lung mask", scale=scale,
                                    opacity=0.45, metadata=dict(source))
