@@ -91,7 +91,9 @@ EPILOG = """results.csv has one row per input: status, error, box, area_px, seco
 'quality' and 'review' = 1 for masks worth a look (sort by quality). A bad or missing file is an error row
 and the rest go on; a DICOM object of a study export that is no film (a Segmentation, a Presentation
 State, a Key Object, a report) is 'ignored' and said, not failed. A lateral view, or a film stored on its
-side (Patient Orientation), gets review = 1 and a note; the note also keeps the film's reading warnings. A rerun into the same --out with the same inputs finishes what is missing and keeps what is done.
+side (Patient Orientation), gets review = 1 and a note; so does a film read by a guess (its header window
+overridden, Bits Stored exceeded...: the note keeps the reading warning). A rerun into the same --out with the
+same inputs finishes what is missing and keeps what is done.
 A film's mask beside it (NAME_mask, NAME_seg, NAME_gt... beside NAME) is not segmented.
 examples:
   adaqat segment scans/ --out masks/                        # bundled model, whole-image box
@@ -247,7 +249,7 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
     bar.close()
     counts = shard.total(counts)
     if shard.lead:
-        review = (f", {counts['review']} to review (quality < {REVIEW_BELOW} or a view note; the review column)"
+        review = (f", {counts['review']} to review (quality < {REVIEW_BELOW} or a note; the review column)"
                   if counts["review"] else "")
         ignored = f", {counts[IGNORED]} ignored (not films)" if counts[IGNORED] else ""
         print(f"{counts['ok']} segmented, {counts['skipped']} already done, {counts['error']} failed{ignored}{review}; "
