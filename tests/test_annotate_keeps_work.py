@@ -105,3 +105,23 @@ def test_a_film_opened_over_the_annotated_one_is_said_at_once(make_napari_viewer
     viewer.add_image(np.zeros((64, 64), np.float32), name="other film")
     assert widget.status.value.startswith(f"'other film' is shown over {film}, the film being annotated: a box in "
                                           f"'boxes' still segments {film}."), widget.status.value
+
+
+def test_closing_the_clicks_dock_stops_points_being_added(make_napari_viewer, qtbot, films, tmp_path):
+    """A QA find: a click in 'points' after the Segment dock was closed added a point that nothing answered, without
+    a word.  Closing the dock puts 'points' in pan & zoom; Correct with clicks [Ctrl+K] puts it back in add mode."""
+    from napari_adaqat.widgets._shared import SEGMENT_DOCK
+
+    viewer = make_napari_viewer(show=True)
+    _, widget = open_dock(viewer, qtbot, films, tmp_path / "dataset")
+    segment = widget.correct_with_clicks()
+    qtbot.waitUntil(lambda: not segment.busy, timeout=180_000)
+    points = viewer.layers["points"]
+    assert points.mode == "add"
+    dock = next(d for name, d in viewer.window._dock_widgets.items() if SEGMENT_DOCK in name)
+    viewer.window.remove_dock_widget(dock)  # napari's ×
+    qtbot.wait(50)
+    assert segment._closed and points.mode == "pan_zoom"
+    segment = widget.correct_with_clicks()
+    qtbot.waitUntil(lambda: not segment.busy, timeout=180_000)
+    assert viewer.layers["points"].mode == "add"

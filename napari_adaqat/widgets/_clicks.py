@@ -93,6 +93,14 @@ class ClickPrompts(BrushEdits, InFlight):
                 layer.bind_key(key, _key_action(self, action), overwrite=True)
         self._update_buttons()
 
+    def _leave_points(self) -> None:
+        """The dock closes: 'points' goes to pan & zoom, so that a click no longer adds a point nobody prompts with."""
+        try:
+            if self._points is not None and self._present(self._points) and self._points.mode != "pan_zoom":
+                self._points.mode = "pan_zoom"
+        except RuntimeError:  # (Qt tearing down)
+            pass
+
     def _on_points_data(self, event: Any) -> None:
         action = str(getattr(event, "action", ""))
         if getattr(self, "_closed", False) or self._restoring or action not in ("added", "removed", "changed"):

@@ -148,6 +148,7 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
     def _on_destroyed(self, *_args: Any) -> None:
         self._closed = True
         self.jobs.close()
+        self._leave_points()  # (a click after the dock closed would add a point that nothing answers)
 
     def _on_error(self, exc: BaseException) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
