@@ -29,6 +29,7 @@ from napari_adaqat.report.clicks import click_columns, click_dices, click_summar
 from napari_adaqat.report.document import check_report_folder, clear_earlier_report, split_reason, write_report
 from napari_adaqat.util.errors import first_line
 from napari_adaqat.metrics import EQUIVALENCE_MARGIN
+from napari_adaqat.model.device import resolve_device
 from napari_adaqat.report.scores import (
     BASELINE, equivalence_tests, image_box, model_tags, paired_tests, score_pair, summaries, write_json,
 )
@@ -181,7 +182,7 @@ def _score_all(chosen: list[Pair], models: list[ModelLike], baseline: ModelLike 
 def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | None = None,
              baseline: ModelLike | str | Path | None = None, out_dir: str | Path = "report", split: str = "auto",
              box_mode: str = "tight", progress: Callable[[int, int], None] | None = None,
-             split_file: str | Path | dict | None = None, clean: bool = False, seed: int = 0, device: str = "cpu",
+             split_file: str | Path | dict | None = None, clean: bool = False, seed: int = 0, device: str = "auto",
              nsd_tolerance: float = 2.0, show: Sequence[str] = (), command: str | None = None,
              document: bool = True, batch_size: int = 8, equivalence_margin: float = EQUIVALENCE_MARGIN,
              clicks: int = 0, masks_as_given: bool = False, say: Callable[[str], None] | None = None,
@@ -203,7 +204,8 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
     A model is a :class:`ModelRef`, a :class:`BoxPredictor`, or a model file path (``None``/
     ``"default"``: the bundled model; ``baseline="default"`` is its FP32 baseline).
     ``nsd_tolerance`` is in mm for images with a pixel spacing (DICOM), else in px.
-    ``show`` names extra images for the Fig. 2 panels.  ``batch_size``: images per encoder forward
+    ``device``: ``"auto"`` (a GPU where there is one), ``"cpu"``, ``"cuda"``...  ``show`` names extra images for
+    the Fig. 2 panels.  ``batch_size``: images per encoder forward
     on a GPU (ignored on the CPU).  ``clicks`` K > 0: after the box, K simulated corrective clicks per
     image and model (:mod:`~napari_adaqat.report.clicks`): ``{tag}_dice_click0..K``, ``{tag}_noc90`` and
     ``{tag}_noc95`` in ``per_image.csv``, ``summary["clicks"]`` and a table in the report.  A mask that looks
@@ -212,6 +214,7 @@ def evaluate(data_dir: str | Path, model: ModelLike | str | Path | Sequence | No
     """
     if clicks < 0:
         raise ValueError(f"clicks must be 0 or more, not {clicks}")
+    device = resolve_device(device)  # ("auto", as adaqat evaluate: a GPU where there is one)
     if split not in ("auto", *SPLITS, "all"):  # (before any model is loaded)
         raise ValueError(f"split must be auto, train, val, test or all, not {split!r}")
     out = Path(out_dir)
