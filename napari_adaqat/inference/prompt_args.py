@@ -19,7 +19,7 @@ def check_multimask(multimask_output: bool) -> None:
     """This model gives one mask per prompt: SAM's ``multimask_output=False`` is accepted, ``True`` refused."""
     if multimask_output:
         raise ValueError("multimask_output=True is not supported: this model gives one mask per prompt "
-                         "(pass several boxes as an (N, 4) array for several masks)")
+                         "(several boxes as an (N, 4) array give several masks, in the Prediction's masks)")
 
 
 def as_boxes(boxes: Any) -> np.ndarray:
