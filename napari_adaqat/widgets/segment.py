@@ -28,8 +28,9 @@ from napari_adaqat.widgets import _kept_edits as K  # noqa: E402
 from napari_adaqat.widgets import _points as P  # noqa: E402
 from napari_adaqat.widgets._annotate_ui import on_removed  # noqa: E402
 from napari_adaqat.widgets._clicks import HELP, ClickPrompts  # noqa: E402
+from napari_adaqat.widgets._embedding import Embedding  # noqa: E402
 from napari_adaqat.widgets._film_choice import FilmChoice  # noqa: E402
-from napari_adaqat.widgets._film_reading import reading_note, watch_film_reading  # noqa: E402
+from napari_adaqat.widgets._film_reading import watch_film_reading  # noqa: E402
 from napari_adaqat.widgets._planes import image_plane, plane_film  # noqa: E402
 from napari_adaqat.widgets._prompt_history import drop_probabilities  # noqa: E402
 from napari_adaqat.widgets._jobs import JobQueue  # noqa: E402
@@ -43,7 +44,7 @@ from napari_adaqat.widgets._prompt_jobs import PromptJobs, RecentCosts, _prompt_
 from napari_adaqat.widgets._prompt_history import BOX, CLICK, EDIT, PromptState  # noqa: E402
 
 
-class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpecs, Container):
+class SegmentWidget(Embedding, ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpecs, Container):
     """Dock widget: image, model, baseline, reference and device choices; boxes and points drive predictions."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, model_path: str | Path | None = None,
@@ -182,38 +183,6 @@ class SegmentWidget(ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpec
         self._boxes = boxes
         self._attach_points(image)
         L.stack_over(self.viewer, image)  # a film opened later must not hide the box being drawn
-
-    def start_embedding(self) -> None:
-        """Embed the chosen image (current plane) with the model and baseline, in a worker."""
-        layer = self.image.value
-        if layer is None:
-            return
-        try:
-            model, base, device = self._chosen()
-            plane, _z = image_plane(layer, L.current_plane(self.viewer, layer), fresh=True)  # (Embed: as it is now)
-            plane = plane_film(layer, plane)  # non-square pixels: with their spacing
-        except ValueError as exc:
-            self.status.value = f"Not ready: {exc}"
-            return
-        missing = [s.label() for s in (model, base) if s is not None and not s.available()]
-        if missing:
-            self.status.value = f"Not installed: {', '.join(missing)}. Choose a model file."
-            return
-
-        def done(seconds: float) -> None:
-            state = self.history.current if self.history is not None else None
-            other = state is not None and state.mask is not None and state.models not in (None, (model, base))
-            shown = state is not None and state.mask is not None and state.kind not in ("start", "reset")
-            hint = ("The Annotate dock's box is in 'boxes': click in 'points' [P] to correct its mask, or draw a new "
-                    "box." if self._annotated(layer) else
-                    f"Shown as you left it: {state.kind}, {state.prompt_text()} (Undo [Ctrl+Z] goes on from there)."
-                    if shown else "Draw a box in 'boxes'.")
-            self.status.value = f"Embedded in {seconds:.1f} s ({device}). {hint}" + (
-                "\nThe mask shown was made with another model: Segment last box again [G] redoes it with this one."
-                if other else "") + self._hidden_note(layer) + reading_note(layer)
-
-        self._submit("embed", lambda: self.engine.embed(plane, model, base, device), done,
-                     f"Embedding '{layer.name}' with {model.label()} on {device}… (busy)")
 
     def _on_boxes_data(self, event: Any) -> None:
         action = str(getattr(event, "action", "added"))
