@@ -137,7 +137,7 @@ def _hint_resume(args: argparse.Namespace) -> None:
     runs = (out, chain_paths(out)["stage1"], chain_paths(out)["stage2"]) if out else ()
     if any(run_paths(run)["last"].is_file() for run in runs):
         print(RESUME_HINT, file=sys.stderr)
-    elif out and (Path(out) / "chain.json").is_file():  # (a chain's folder is kept: the same command is refused)
+    elif out and chain_paths(out)["config"].is_file():  # (a chain's folder is kept: the same command is refused)
         print(f"adaqat train: stopped before its first epoch finished: the same command with --resume starts {out} "
               "from the beginning", file=sys.stderr)
     elif out:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["run_paths"]
+__all__ = ["CHAIN_FILE", "run_paths"]
+
+CHAIN_FILE = "chain.json"  # what marks a chain run's folder (adaqat train --stage all; train/chain.py)
 
 
 def run_paths(out: str | Path) -> dict[str, Path]:

@@ -10,6 +10,7 @@ from napari_adaqat.io.image_data import kept_read_warnings
 
 __all__ = ["LATERAL_VIEWS", "READ_WARNINGS", "read_input", "reading_notes", "view_note"]
 
+READ_WARNINGS = "read_warnings"  # ImageData.meta key: the reader's ImageReadWarning lines, without their path
 LATERAL_VIEWS = ("LL", "RL", "LATERAL", "LAT")  # a DICOM's ViewPosition (0018,5101) of a side view (decubitus: frontal)
 
 
@@ -33,9 +34,6 @@ def view_note(image: ImageData) -> str:
 def reading_notes(image: ImageData) -> list[str]:
     """The reading warnings of ``image`` (:func:`read_input`), without their path."""
     return list(image.meta.get(READ_WARNINGS, []))
-
-
-READ_WARNINGS = "read_warnings"  # ImageData.meta key: the reader's ImageReadWarning lines, without their path
 
 
 def _read(path: Path, frame: int | None) -> ImageData:

@@ -13,7 +13,7 @@ import numpy as np
 from .dicom_open import (DICOM_SUFFIXES, check_film_object, frame_count, has_dicm_magic, is_dicom, open_dicom,
                          syntax_was_assumed)
 from .dicom_pixels import decode, syntax_label
-from .image_data import ImageData, ImageReadError, fail, film_bottom, film_top, to_gray01, warn_read
+from .image_data import DARK_TOP, ImageData, ImageReadError, fail, film_bottom, film_top, to_gray01, warn_read
 
 __all__ = ["DICOM_SUFFIXES", "MultiFrameError", "has_dicm_magic", "is_dicom", "read_dicom", "read_dicom_raw",
            "read_dicom_stack"]
@@ -187,9 +187,8 @@ def _saturated_share(x: np.ndarray, out: np.ndarray) -> float:
     return float(np.mean((out[core] <= 0.0) | (out[core] >= 1.0))) if core.any() else 0.0
 
 
-# the mirror case: a window under which the film's values span less than this of the gray range (WC 32767.5 /
+# the mirror case: a window under which the film's values span less than DARK_TOP of the gray range (WC 32767.5 /
 # WW 65535 on 12-bit data: 6 %) shows it nearly black; the full range is read instead
-DARK_SPAN = 0.125
 
 
 def _window_span(out: np.ndarray) -> float:
@@ -256,7 +255,7 @@ def _monochrome01(ds, arr: np.ndarray, meta: dict, path: Path | None = None) -> 
             meta["voi_unused"] = meta.pop("voi")
             out = _full_range(x, keep)
             meta["voi"] = "full_range"
-        elif (span := _window_span(inside)) < DARK_SPAN:
+        elif (span := _window_span(inside)) < DARK_TOP:
             warn_read(f"{path}: the header's window (center {meta['window'][0]:g}, width {meta['window'][1]:g}) "
                       f"leaves the film {span:.0%} of the gray range (a window for more bits than the film uses?); "
                       "read at its full range instead")

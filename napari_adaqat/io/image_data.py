@@ -129,42 +129,49 @@ def pixel_aspect(spacing: Sequence[float] | None) -> float:
 
 # how much of a film a burned-in marker or label at the format's maximum may cover (film_top): real labels and
 # text lines cover 0.1-2 % of a film; a bright region larger than this is taken as part of the film
-MARKER_SHARES = (0.1, 0.5, 1.0, 2.0)  # % of the pixels, tried in this order
+MARKER_SHARE = 2.0  # % of the pixels
+
+# a film that fills under this share of its range (a float film under 1/8 of [0, 1]; a film under a window far
+# wider than its values; the film under a white shutter) would be read nearly black: its own range is read instead
+DARK_TOP = 0.125
 
 
 def film_top(x: np.ndarray, lo: float, hi: float) -> float:
     """The top of a film's range: ``hi``, unless a few pixels lie far above the rest (a marker or text burned in at
     the format's maximum: a 12-bit film in a 16-bit PNG with a label at 65535), which min-max scaling would let
     squash the film into its darkest few percent.  Those are the pixels above a quarter of the range, when they
-    cover at most the largest of :data:`MARKER_SHARES` of the film (counted on every pixel, so a 1-px line along an
-    edge weighs its true share); then the brightest pixel below them."""
+    cover at most :data:`MARKER_SHARE` of the film (counted on every pixel, so a 1-px line along an edge weighs its
+    true share); then the brightest pixel below them."""
     if x.size < 64 or hi <= lo:
         return hi
     cut = lo + (hi - lo) / 4.0
     bright = x > cut
     count = np.count_nonzero(bright)
-    if count * 100.0 > max(MARKER_SHARES) * x.size:
+    if count * 100.0 > MARKER_SHARE * x.size:
         return _below_a_shutter(x, bright, count, lo, hi)
-    below = x[~bright & ~np.isnan(x)]
-    top = float(below.max()) if below.size else hi
+    top, _ = _top_below(x, bright, hi)
     return top if top > lo else hi  # (two levels only, a mask: as is)
 
 
+def _top_below(x: np.ndarray, bright: np.ndarray, hi: float) -> tuple[float, np.ndarray]:
+    """The brightest pixel of ``x`` outside ``bright`` (``hi`` when there is none), and those pixels (NaN aside)."""
+    below = x[~bright & ~np.isnan(x)]
+    return (float(below.max()) if below.size else hi), below
+
+
 SHUTTER_SHARE = 20.0  # % of the pixels: at most this under a white label block or shutter at the format's maximum
-SHUTTER_FILM_TOP = 0.125  # ... over a film that lies under this share of the range (12 bits in 16: 6 %)
 
 
 def _below_a_shutter(x: np.ndarray, bright: np.ndarray, count: int, lo: float, hi: float) -> float:
     """The top of a film under a white label or shutter over more than the marker shares of it: the brightest pixel
     below it, when every bright pixel is at ``hi``, one value that is a format's maximum (2^n - 1: 65535, 4095, 1.0),
-    over at most :data:`SHUTTER_SHARE` of the film, and the rest lies under :data:`SHUTTER_FILM_TOP` of the range
+    over at most :data:`SHUTTER_SHARE` of the film, and the rest lies under :data:`DARK_TOP` of the range
     in many values (not a mask nor a few-level test pattern); else ``hi`` (a film's own bright metal: as is)."""
     whole = float(hi).is_integer() and hi >= 1 and (int(hi) + 1) & int(hi) == 0
     if not whole or count * 100.0 > SHUTTER_SHARE * x.size or np.count_nonzero(x == hi) != count:
         return hi
-    below = x[~bright & ~np.isnan(x)]
-    top = float(below.max()) if below.size else hi
-    if not lo < top < lo + (hi - lo) * SHUTTER_FILM_TOP:
+    top, below = _top_below(x, bright, hi)
+    if not lo < top < lo + (hi - lo) * DARK_TOP:
         return hi
     return top if np.unique(below[::max(1, below.size // 65536)]).size >= 32 else hi
 
@@ -195,9 +202,6 @@ def _minmax(x: np.ndarray) -> np.ndarray:
     return np.clip((x - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros(x.shape, np.float64)
 
 
-# a film in [0, 1] whose top (markers aside, film_top) is under this uses only the bottom of its range (skimage's
-# img_as_float of 12-bit data: 0..0.0625) and would be read nearly black: it is stretched to its own range
-DARK_TOP = 0.125
 
 
 def stretch_dark(x: np.ndarray, source: object = None) -> np.ndarray:

@@ -25,8 +25,8 @@ from .dicom_open import is_dicomdir_name
 from .jpeg_header import JPEG_LS_SOF, LOSSLESS_SOF, frame_header
 from .jsrt import JSRT_SHAPE, JSRT_SUFFIX, is_jsrt, not_jsrt, read_jsrt
 from .image_data import (
-    IMAGE_SIGNATURES, ImageData, ImageReadError, check_decoded_size, check_file, check_finite, fail, stretch_dark,
-    to_gray01,
+    DARK_TOP, IMAGE_SIGNATURES, ImageData, ImageReadError, check_decoded_size, check_file, check_finite, fail,
+    stretch_dark, to_gray01,
 )
 from .image_data import other_kind as _other_kind
 from .orientation import describe, pil_orientation, tiff_orientation, upright
@@ -335,9 +335,9 @@ def film_and_spacing(image: np.ndarray | str | os.PathLike | ImageData,
         pixels = pixels[0]  # (1, H, W), channels first (a torch habit): gray
     if pixels.ndim == 3 and pixels.shape[-1] == 2:
         pixels = over_black(pixels)  # gray + alpha: over black, as an LA file is read (to_gray01)
-    if pixels.dtype.kind == "f" and pixels.size and bool(np.isfinite(pixels).all()) \
-            and pixels.min() >= 0.0 and pixels.max() <= 1.0:  # (here, not in to_uint8: a dark uint8 film stays as read)
-        pixels = stretch_dark(pixels)  # skimage's img_as_float of 12-bit data: stretched, one warning, as a file
+    if pixels.dtype.kind == "f" and pixels.size and float(pixels.max()) < DARK_TOP \
+            and bool(np.isfinite(pixels).all()) and pixels.min() >= 0.0:  # (one pass for a film that is not dark:
+        pixels = stretch_dark(pixels)  # this runs on every prompt) skimage's img_as_float of 12-bit data: stretched
     return pixels, spacing
 
 

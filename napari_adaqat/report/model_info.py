@@ -11,7 +11,7 @@ from napari_adaqat.model.loading import is_bundled, load_model, resolve_model_pa
 from napari_adaqat.model.qat import apply_qat
 from napari_adaqat.report.quant_figures import quantization_report
 from napari_adaqat.model.modes import add_adapters, set_stage1_trainable, set_stage2_trainable, trainable_count
-from napari_adaqat.data.runs import run_paths
+from napari_adaqat.data.runs import CHAIN_FILE, run_paths
 
 __all__ = ["preset_report", "file_report"]
 
@@ -66,7 +66,7 @@ def file_report(path: str | Path, model_type: str = "vit_b", quant_report_dir: s
     """Report on a model file, a checkpoint, a run folder (its best checkpoint; a ``--stage all`` run's: its
     ``model_int8.safetensors``), or ``"default"`` (the bundled model)."""
     path = resolve_model_path(path) if is_bundled(path) else Path(path)
-    chain = path.is_dir() and (path / "chain.json").is_file()  # (train.paths.CHAIN_FILE: a --stage all run)
+    chain = path.is_dir() and (path / CHAIN_FILE).is_file()  # (a --stage all run)
     if chain and (path / "model_int8.safetensors").is_file():
         path = path / "model_int8.safetensors"  # a --stage all run's folder: its model (newcomer QA: refused)
     elif path.is_dir() and (run_paths(path)["config"].is_file() or run_paths(path)["best"].is_file()):  # a run

@@ -9,11 +9,10 @@ from pathlib import Path
 
 from napari_adaqat.data.folders import check_output_folder
 from napari_adaqat.data.layout import is_adaqat_output
-from napari_adaqat.data.runs import run_paths
+from napari_adaqat.data.runs import CHAIN_FILE, run_paths
 
 __all__ = ["CHAIN_FILE", "chain_note", "check_run_folder", "run_paths", "run_stage"]
 
-CHAIN_FILE = "chain.json"  # what marks a chain run's folder (adaqat train --stage all; train/chain.py)
 
 
 def check_run_folder(out: str | Path, data: str | Path, *, resume: bool, from_run: str | Path | None = None) -> None:

@@ -69,7 +69,6 @@ class FilmLayers:
         self._on_paint, self._on_boxes = on_paint, on_boxes
         self._writing = False
         self._watched: Any = None  # the film layer whose scale and translate its mask, box and clicks follow
-        self._set_window: Optional[tuple[float, float]] = None  # the film's contrast limits as the dock set them
         self._users_window: Optional[tuple[float, float]] = None  # contrast limits the user set on a film
         self._own_window: Optional[tuple[float, float]] = None  # the film's own (napari's auto-contrast of it)
 
@@ -90,30 +89,32 @@ class FilmLayers:
             self._on_boxes(event)
 
     def _follow_film(self, _event: Any = None) -> None:
-        """The film layer was moved or scaled by hand (its layer controls, a script): its mask, box and clicks go
-        with it, so that what is drawn lands on the film's pixels under it (a QA find: the mask showed at half
-        size in a corner of a film scaled by 2, and brush corrections went to other pixels)."""
+        """The film layer was moved, scaled or turned by hand (its layer controls, a script): its mask, box and
+        clicks go with it, so that what is drawn lands on the film's pixels under it (a QA find: the mask showed at
+        half size in a corner of a film scaled by 2, and brush corrections went to other pixels)."""
         image = self.image
-        if not self.present(image):
+        if not self.present(image) or image.ndim != 2:
             return
         clicks = self.viewer.layers[L.POINTS] if L.POINTS in self.viewer.layers else None
         for layer in (self.mask, self.boxes, clicks):
             if layer is not None and self.present(layer) and layer.ndim == 2:
-                for key in ("scale", "translate"):
-                    if not np.allclose(getattr(layer, key), getattr(image, key)[-2:]):
-                        setattr(layer, key, getattr(image, key)[-2:])
+                L.place_like(layer, image)
+
+    @staticmethod
+    def _placement_events(image: Any) -> list:
+        return [getattr(image.events, key) for key in L.PLACEMENT if hasattr(image.events, key)]
 
     def _watch(self, image: Any) -> None:
         """Follow ``image``'s placement (:meth:`_follow_film`), once per film layer."""
         if image is not None and image is not self._watched:
             self._unwatch()
-            for event in (image.events.scale, image.events.translate):
+            for event in self._placement_events(image):
                 event.connect(self._follow_film)
             self._watched = image
 
     def _unwatch(self) -> None:
         if self._watched is not None:
-            for event in (self._watched.events.scale, self._watched.events.translate):
+            for event in self._placement_events(self._watched):
                 event.disconnect(self._follow_film)
             self._watched = None
 
@@ -184,16 +185,14 @@ class FilmLayers:
             reset, self._own_window = True, tuple(image.contrast_limits)
         else:
             reset = image.data.shape != pixels.shape
-            if self._set_window is not None and not np.allclose(image.contrast_limits, self._set_window):
-                self._users_window = None if self._own_window is not None and np.allclose(
-                    image.contrast_limits, self._own_window, atol=1e-3) else tuple(image.contrast_limits)
-                # (the user's window, kept for the films after; auto-contrast, the film's own: each film's again)
+            if self._own_window is not None:  # the film's window now: the user's, kept for the films after, unless
+                limits = tuple(image.contrast_limits)  # it is the film's own (auto-contrast): each film's own again
+                self._users_window = None if np.allclose(limits, self._own_window, atol=1e-3) else limits
             image.data, image.name = pixels, name
             image.reset_contrast_limits()
             self._own_window = tuple(image.contrast_limits)
             if self._users_window is not None:  # (as gamma is kept; the films are all in [0, 1]: one window fits)
                 image.contrast_limits = self._users_window
-        self._set_window = tuple(image.contrast_limits)
         image.metadata["spacing_mm"] = spacing
         scale = film_scale(spacing)
         reset = reset or not np.allclose(image.scale[-2:], scale)

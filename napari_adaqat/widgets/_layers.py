@@ -108,6 +108,11 @@ def _placement(image: "napari.layers.Image") -> dict:
             "units": tuple(str(u) for u in image.units)}  # (a DICOM's mm: the mask's too)
 
 
+def place_like(layer: Any, image: "napari.layers.Image") -> None:
+    """Give ``layer`` the whole data → world transform of ``image`` (:func:`_placement`), where it differs."""
+    _place(layer, _placement(image))
+
+
 def _placed_as(layer: Any, key: str) -> np.ndarray:
     value = getattr(layer, key)
     return np.asarray(value.affine_matrix if key == "affine" else value, dtype=np.float64)

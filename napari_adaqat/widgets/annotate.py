@@ -282,9 +282,7 @@ class AnnotateWidget(Drafts, BoxPrompts, AcceptFlow, EarlierMasks, AnnotateContr
             return self._fail(f"Could not mark {self.folder.films[index].path.name} skipped: {first_line(exc)}")
         self._refresh_rows()
         following = self.folder.next_index(index)
-        if following is None:
-            if not self._leave_film():
-                return False
+        if following is None:  # (its work was kept above)
             self._say("\n".join([*self._carry, f"Nothing left to do ({self.folder.progress_line()})."]))
             self._carry = []
             return True
