@@ -102,3 +102,17 @@ def test_the_python_api_refuses_resume_with_another_stage_as_the_cli_does(tmp_pa
     with pytest.raises(ValueError, match=r"is a Stage-1 run: --resume continues it with --stage 1; Stage 2 from it"):
         train(data=cxr_dir, out=run, stage=2, resume=True)
     assert (run / "checkpoints" / "last.safetensors").read_bytes() == before
+
+
+def test_the_package_level_train_shows_the_same_arguments_as_the_function():
+    """``napari_adaqat.train`` is the subpackage made callable: inspect and IDEs see train.run.train's
+    arguments (names, kinds, defaults), not ``(*args, **kwargs)``."""
+    import inspect
+
+    import napari_adaqat
+    from napari_adaqat.train.run import train
+
+    def shape(fn):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+    assert shape(napari_adaqat.train) == shape(train)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 from napari_adaqat._lazy import lazy_exports
@@ -51,12 +52,15 @@ class _CallablePackage(types.ModuleType):
     submodule binds the package as ``napari_adaqat.train``, so a plain function of that name
     could not live in ``napari_adaqat``; the package forwards calls to it instead."""
 
-    def __call__(self, *args: Any, **kwargs: Any) -> dict:
+    def __call__(self, data: str | Path | None = None, out: str | Path | None = None, *, preset: str | None = None,
+                 stage: int | str | None = None, resume: bool = False, config: Any = None, **options: Any) -> dict:
+        """Run a training stage: :func:`napari_adaqat.train.run.train` (its signature, spelt out here so that
+        ``inspect.signature`` and IDEs show the arguments without importing torch)."""
         # imported on the first call, not at import time, because train.run imports torch
         # (a lazy import for its cost; there is no import cycle to avoid)
         from napari_adaqat.train.run import train
 
-        return train(*args, **kwargs)
+        return train(data, out, preset=preset, stage=stage, resume=resume, config=config, **options)
 
 
 sys.modules[__name__].__class__ = _CallablePackage
