@@ -253,3 +253,36 @@ def test_strokes_painted_after_the_dock_closed_survive_a_new_dock_on_another_fol
     kept = [ly for ly in viewer.layers if type(ly).__name__ == "Labels" and np.array_equal(np.asarray(ly.data), painted)]
     assert kept and kept[0].name.startswith("lung mask of "), [ly.name for ly in viewer.layers]
     assert "kept as the layer" in again.status.value
+
+
+def test_undo_names_a_new_annotate_box_mask_as_the_annotate_docks_not_a_brush_edit(make_napari_viewer, qtbot, films,
+                                                                                      tmp_path):
+    """A click in the Segment dock, then a new rectangle that the Annotate dock segments, then another click:
+    Undo of that click goes back to the Annotate dock's new mask and names it so (no "brush edit": nothing was
+    painted)."""
+    viewer = make_napari_viewer()
+    _, widget = open_dock(viewer, qtbot, films, tmp_path / "dataset")
+    mask, boxes = viewer.layers["lung mask"], viewer.layers["boxes"]
+    segment = widget.correct_with_clicks()
+    qtbot.waitUntil(lambda: not segment.busy, timeout=WAIT_MS)
+    points = viewer.layers["points"]
+
+    def click(yx, positive):
+        points.feature_defaults["positive"] = positive
+        before = segment.history.current
+        points.add(np.array([yx], dtype=float))
+        qtbot.waitUntil(lambda: segment.history.current is not before and segment.history.current.mask is not None
+                        and not segment.busy, timeout=WAIT_MS)
+
+    click((250.0, 120.0), True)
+    h, w = mask.data.shape
+    boxes.add_rectangles(np.array([[0.1 * h, 0.05 * w], [0.9 * h, 0.55 * w]]))  # around one lung: a new mask
+    settle(qtbot, widget)
+    annotated = np.asarray(mask.data) != 0
+    click((300.0, 150.0), False)
+    assert not np.array_equal(np.asarray(mask.data) != 0, annotated)
+    assert viewer.window._qt_viewer._key_map_handler.press_key(UNDO)
+    np.testing.assert_array_equal(np.asarray(mask.data) != 0, annotated)
+    assert "brush edit" not in segment.status.value and "the Annotate dock's mask" in segment.status.value, \
+        segment.status.value
+    qtbot.waitUntil(lambda: not widget.jobs.busy and not segment.busy, timeout=WAIT_MS)

@@ -30,16 +30,18 @@ class BrushEdits:
             return None
         current = history.current
         boxes, box_index, annotated = current.boxes, current.box_index, self._annotated(image)
-        before, carried = painted, history.kept_on(plane)
+        before, carried, made_by_annotate = painted, history.kept_on(plane), False
         if annotated:  # the Annotate dock's rectangle (drawn outside this history) made the mask
             boxes = P.snapshot_boxes(self._boxes)
             box_index = len(boxes) - 1 if boxes else None
             base = L.annotate_base(self.viewer, shown.shape)
             if base is not None and base is not self._annotate_base_seen:  # its new mask: afresh
                 before, carried, self._annotate_base_seen = base, None, base
+                made_by_annotate = True  # (with the edits it kept on top, as its line said)
         state = PromptState(EDIT, boxes, box_index, current.points, current.positive,
                             plane, shown.copy(), None, None, current.result,
-                            kept=K.add_edit(carried, before if before is not None else np.zeros_like(shown), shown))
+                            kept=K.add_edit(carried, before if before is not None else np.zeros_like(shown), shown),
+                            annotate=made_by_annotate)
         if not (annotated and current.kind == EMPTY and history.restart(state)):  # Undo stops at the film's mask
             self._push(history, state)
         return shown

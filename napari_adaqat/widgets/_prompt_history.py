@@ -29,7 +29,8 @@ class PromptState:
     (to run it again identically); ``result``: the engine's SegmentResult (its SSIM / ΔSSIM maps);
     ``models``: the (model, baseline) that made it (its logits are a mask prompt for those alone); ``action``:
     the dock's prompt that asks for it ("box", a point "added", "removed" or "changed", or "rerun"); ``kept``: the
-    user's brush edits laid over the model's mask (kept through later clicks, :mod:`._kept_edits`)."""
+    user's brush edits laid over the model's mask (kept through later clicks, :mod:`._kept_edits`); ``annotate``:
+    an EDIT state that is a new mask of the Annotate dock's (its box; the edits it kept on top, none painted since)."""
 
     kind: str
     boxes: list[tuple[np.ndarray, str]] = field(default_factory=list)
@@ -44,6 +45,7 @@ class PromptState:
     models: Any = None
     action: str = ""
     kept: Any = None  # the user's brush edits laid over this mask: (painted, erased) (H, W) bool (_kept_edits.py)
+    annotate: bool = False
 
     @property
     def computed(self) -> bool:
