@@ -219,3 +219,17 @@ def test_a_read_only_plane_is_converted_and_hashed_once_per_click(monkeypatch):
     assert predictor.key_of(writable) == key
     writable[:10] = 0.0
     assert predictor.key_of(writable) != key and len(calls) == 4
+
+
+def test_a_read_only_plane_made_writeable_and_written_again_is_keyed_afresh():
+    """A QA find: the memo recognised the read-only array by identity, so an array made writeable, overwritten with
+    another film and made read-only again kept the first film's key (and got its mask)."""
+    predictor = BoxPredictor(_sam("vit_nano"), "cpu")
+    rng = np.random.default_rng(0)
+    plane = rng.random((96, 80)).astype(np.float32)
+    plane.flags.writeable = False
+    key = predictor.key_of(plane)
+    plane.flags.writeable = True
+    plane[:] = rng.random((96, 80))
+    plane.flags.writeable = False
+    assert predictor.key_of(plane) != key and predictor.key_of(plane) == predictor.key_of(plane.copy())
