@@ -325,3 +325,17 @@ def test_bad_training_checkpoint_metadata_refused(tmp_path):
             with pytest.raises(ModelLoadError) as err:
                 loader(bad)
             assert "\n" not in str(err.value) and str(bad) in str(err.value), (name, str(err.value))
+
+
+@pytest.mark.parametrize("variant, quantized", [("full", 53), ("decoder", 47)])
+def test_info_describes_the_files_own_variant_and_adapters(nano_pth, tmp_path, variant, quantized):
+    """A QA find: ``adaqat info FILE`` gave the paper's arithmetic for full QAT with rank-48 adapters whatever the
+    file held (a decoder-only INT8 file read "53 quantized linears, 2.43x")."""
+    from napari_adaqat.report.model_info import file_report
+
+    sam = ptq_from_checkpoint(nano_pth, "vit_nano", variant=variant)
+    export_model(sam, tmp_path / "m.safetensors", spec=sam.spec)
+    info = file_report(tmp_path / "m.safetensors")
+    arithmetic = info["paper_arithmetic_compression"]
+    assert info["int8_layers"] == arithmetic["n_quantized_linears"] == quantized
+    assert arithmetic["variant"] == variant and arithmetic["r_init"] == 0 and arithmetic["adapter_params"] == 0

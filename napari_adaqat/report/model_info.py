@@ -93,10 +93,21 @@ def file_report(path: str | Path, model_type: str = "vit_b", quant_report_dir: s
             report[key] = len(value) if key == "int8_layers" else value
     try:
         report["compression"] = file_compression(path, sam.spec)
-        report["paper_arithmetic_compression"] = arithmetic_compression(sam.spec)
+        report["paper_arithmetic_compression"] = _own_arithmetic(sam.spec, meta, adapters)
     except (ValueError, KeyError) as exc:
         report["compression"] = {"error": str(exc)}
     if quant_report_dir:
         report["quant_report"] = quantization_report(sam, quant_report_dir)
     return json.loads(json.dumps(report, default=str))
 
+
+def _own_arithmetic(spec, meta: dict, adapters: dict) -> dict:
+    """The paper's size arithmetic for this file: its QAT variant ("decoder" when every INT8 Linear is the mask
+    decoder's) and its adapters' nominal rank (0 when it holds none: merged into the weights, or never trained)."""
+    int8 = meta.get("int8_layers") or []
+    variant = "decoder" if int8 and all(str(n).startswith("mask_decoder.") for n in int8) else "full"
+    r_init = max((m.r for m in adapters.values()), default=0)
+    result = arithmetic_compression(spec, r_init=r_init, variant=variant)
+    result["basis"] += f" (this file: QAT variant {variant}, " + (
+        f"adapters at rank {r_init})" if r_init else "no adapters in the file)")
+    return result
