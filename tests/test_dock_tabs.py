@@ -78,3 +78,35 @@ def test_the_map_legends_do_not_push_the_window_past_the_screen(make_napari_view
     qtbot.wait(100)
     area = segment.legends.parentWidget().parentWidget()  # (the scroll area's viewport, then the area)
     assert area.height() >= segment.legends.sizeHint().height() - 2
+
+
+def test_the_annotate_keys_do_nothing_while_its_tab_is_behind_another(make_napari_viewer, qtbot, films, tmp_path):
+    """A QA find: with the Train tab in front, Enter on the canvas accepted the Annotate dock's film (its model mask,
+    never reviewed, saved into the dataset) and PgDown skipped one. Its keys act only while its tab is shown."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    annotate, widget = _open(viewer, qtbot, ANNOTATE_DOCK)
+    widget.images.value, widget.dataset.value = str(films), str(tmp_path / "dataset")
+    widget.open_button.native.click()
+    qtbot.waitUntil(lambda: widget.status.value.startswith("Film 1 of") and not widget.jobs.busy, timeout=120_000)
+    train, _ = _open(viewer, qtbot, TRAIN_DOCK)
+    assert set(window.tabifiedDockWidgets(train)) == {annotate}
+    train.raise_()  # a click on its tab
+    qtbot.wait(50)
+    assert annotate.visibleRegion().isEmpty()
+    canvas = viewer.window._qt_viewer.canvas.native
+    window.activateWindow()
+    canvas.setFocus()
+    for key in (Qt.Key.Key_Return, Qt.Key.Key_PageDown):
+        QTest.keyClick(canvas, key)
+        qtbot.wait(100)
+    assert widget.index == 0 and not (tmp_path / "dataset" / "masks").exists(), widget.status.value
+    annotate.raise_()  # its tab in front again: Enter accepts
+    qtbot.wait(50)
+    canvas.setFocus()
+    QTest.keyClick(canvas, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: widget.index == 1 and not widget.jobs.busy, timeout=120_000)
+    assert len(list((tmp_path / "dataset" / "masks").iterdir())) == 1, widget.status.value

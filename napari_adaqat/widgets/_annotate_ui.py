@@ -231,5 +231,5 @@ def _dispatch(keys: str, action: Callable[[], None], dock: QWidget, viewer: Any,
     napari_enter = _enter_for_napari(viewer) if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) else None
     if napari_enter is not None:
         napari_enter()
-    elif dock.isVisible():
+    elif dock.isVisible() and not dock.visibleRegion().isEmpty():  # (a tab behind another is "visible" to Qt)
         action()
