@@ -286,3 +286,19 @@ def test_undo_names_a_new_annotate_box_mask_as_the_annotate_docks_not_a_brush_ed
     assert "brush edit" not in segment.status.value and "the Annotate dock's mask" in segment.status.value, \
         segment.status.value
     qtbot.waitUntil(lambda: not widget.jobs.busy and not segment.busy, timeout=WAIT_MS)
+
+
+def test_a_film_opened_again_after_its_layer_was_deleted_lies_under_its_mask_and_box(make_napari_viewer, qtbot, films,
+                                                                                      tmp_path):
+    """A QA find: the line after deleting the film layer says "double-click it in the list"; the film then came
+    back on top of 'lung mask' and 'boxes' (napari adds a layer on top), so Accept saved a mask nobody saw."""
+    viewer = make_napari_viewer(show=True)
+    _, widget = open_dock(viewer, qtbot, films, tmp_path / "dataset")
+    viewer.layers.remove(widget.layers.image.name)
+    widget.table.cellDoubleClicked.emit(widget.index, 1)  # (a real double-click emits this: QA-checked by hand)
+    settle(qtbot, widget)
+    names = [layer.name for layer in viewer.layers]
+    film = widget.layers.image.name
+    assert names.index(film) < names.index("lung mask") and names.index(film) < names.index("boxes"), names
+    h, w = widget.layers.image.data.shape
+    assert np.allclose(viewer.camera.center[-2:], ((h - 1) / 2, (w - 1) / 2), atol=max(h, w) * 0.05)

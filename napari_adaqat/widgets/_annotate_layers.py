@@ -49,6 +49,15 @@ def film_scale(spacing: Optional[tuple[float, float]]) -> tuple[float, float]:
     return (pixel_aspect(spacing), 1.0)
 
 
+def _under_its_layers(viewer: Any, image: Any) -> None:
+    """Move the film layer ``image`` just under the lowest of the layers drawn over a film (its mask, boxes, clicks
+    and maps), when those are already there; other images stay where they are."""
+    names = [layer.name for layer in viewer.layers]
+    over = [names.index(n) for n in (L.MASK, L.BOXES, L.POINTS, L.SSIM, L.DELTA) if n in names]
+    if over and names.index(image.name) > min(over):
+        viewer.layers.move(names.index(image.name), min(over))
+
+
 def place_on_film(scale: tuple[float, float], *layers: Any) -> None:
     """Give each of ``layers`` (None: absent) the film's ``scale``, where it differs: a mask, box or click drawn
     over a stretched film lands on the film's own pixels."""
@@ -183,6 +192,7 @@ class FilmLayers:
         if image is None:
             image = self.image = viewer.add_image(pixels, name=name, colormap="gray", metadata={FILM: True})
             reset, self._own_window = True, tuple(image.contrast_limits)
+            _under_its_layers(viewer, image)  # (its layer deleted and the film opened again: napari adds on top)
         else:
             reset = image.data.shape != pixels.shape
             if self._own_window is not None:  # the film's window now: the user's, kept for the films after, unless
