@@ -277,6 +277,7 @@ def test_segmenting_another_image_leaves_the_annotated_films_mask(make_napari_vi
     np.testing.assert_array_equal(np.asarray(mask.data) != 0, painted)  # the film's mask is untouched
     assert mask.metadata["source_layer_id"] == str(annotate.layers.image.unique_id)
     assert "Annotate dock" in segment.status.value and "\n" not in segment.status.value
+    assert segment.status.value.count(annotate.layers.image.name) == 1  # (once: it was a 9-line paragraph)
     assert len(viewer.layers["points"].data) == 1  # the click is not thrown away either
     segment.reset_prompts()  # nor does Reset clear the film's mask
     np.testing.assert_array_equal(np.asarray(mask.data) != 0, painted)

@@ -137,9 +137,8 @@ class ClickPrompts(BrushEdits, InFlight):
         film = L.annotate_film(self.viewer)
         if film is None or image is None or film.unique_id == image.unique_id:
             return False
-        self.status.value = (f"'lung mask' shows '{film.name}', the Annotate dock's film, so nothing of '{image.name}' "
-                             f"was written there: choose '{film.name}' in 'image' to correct it, or close the Annotate "
-                             f"dock to segment '{image.name}'.")
+        self.status.value = (f"Not segmented: 'lung mask' holds the Annotate dock's film, '{film.name}'. Choose it "
+                             "in 'image' to correct it, or close the Annotate dock to segment this image.")
         return True
 
     def _sync_default_label(self) -> None:
