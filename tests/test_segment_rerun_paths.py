@@ -136,6 +136,33 @@ def test_a_film_re_exported_after_its_mask_is_segmented_again(tmp_path, cxr_dir,
     assert masks[1].read_bytes() == other_before and len(rows_of(out)) == 2
 
 
+def test_a_hand_corrected_mask_of_a_re_exported_film_is_kept_aside(tmp_path, cxr_dir, nano_pth, capsys):
+    """A QA find: a site re-anonymised its export (the same pixels, another file) and the rerun overwrote the mask
+    that a user had corrected by hand, with no copy. The earlier mask now goes to OUT/replaced/ (same relative name;
+    numbered the second time) and the note says where."""
+    site = tmp_path / "site"
+    films = tree(site, cxr_dir)
+    out = tmp_path / "out"
+    assert segment(site, site / "export", "--out", out, nano_pth=nano_pth) == 0
+    mask = out / SERIES[0] / "IM0001_mask.png"
+    corrected = np.asarray(Image.open(mask)).copy()
+    corrected[:40, :40] = 255  # the user's correction
+    Image.fromarray(corrected).save(mask)
+    for round_ in (1, 2):
+        content = films[0].read_bytes()
+        films[0].unlink()
+        films[0].write_bytes(content + b"\0" * round_)  # re-exported: another file (size), the same film
+        stamp = mask.stat().st_mtime + 5 * round_
+        os.utime(films[0], (stamp, stamp))
+        capsys.readouterr()
+        assert segment(site, site / "export", "--out", out, nano_pth=nano_pth) == 0
+        err = capsys.readouterr().err
+        assert f"are kept in {out / 'replaced'}" in err, err
+    kept = out / "replaced" / SERIES[0] / "IM0001_mask.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(kept)), corrected)
+    assert (out / "replaced" / SERIES[0] / "IM0001_mask_1.png").is_file() and mask.is_file()
+
+
 def test_a_film_re_exported_with_its_old_file_time_kept_is_segmented_again(tmp_path, cxr_dir, nano_pth, capsys):
     """``rsync -a`` / ``cp -p`` / a PACS export tool keep a re-exported film's old modification time, older than
     its mask: the size recorded with its mask (results.csv ``film_stamp``) says that it is another film."""

@@ -39,6 +39,7 @@ from napari_adaqat.util.text import listed
 __all__ = ["RESULTS_CSV", "RESULT_COLUMNS", "FolderBusy", "ResultRow", "SEG_SUFFIX", "compact_folder", "csv_text",
            "earlier_keys", "load_results", "read_input", "recorded_mask", "segment_files", "write_results"]
 
+REPLACED = "replaced"  # OUT/replaced/: the masks of films segmented again (changed since), never overwritten
 IGNORED = "ignored"  # the status of a file that is no film (io.NotAFilm): not segmented, not a failure
 COMPACT_FIRST_S = 2.0  # rewrite results.csv while running first after this many seconds (a short run: once, at its end)
 COMPACT_EVERY = 50  # ... then each time 50x the last rewrite's time has passed: at most ~2 % of the run
@@ -185,9 +186,12 @@ def segment_files(
         rows_frames = {key: rows[key].get("frame") or "" for key in done_keys}
         del rows  # only the set of finished files (and their films' stamps) is kept
         changed = _changed_since(files, stamps, out_dir, names)
-        if changed and notes is not None and shard.lead:
-            notes.append(f"{len(changed)} film(s) changed after their masks were written, so they are segmented "
-                         f"again: {listed(changed, 3)}")
+        if changed and shard.lead:
+            kept_aside = _put_aside(out_dir, [names[key] for key in changed])  # (a hand-corrected mask among them?)
+            if notes is not None:
+                notes.append(f"{len(changed)} film(s) changed after their masks were written, so they are segmented "
+                             f"again: {listed(changed, 3)}" + (f"; their earlier masks (yours, if you corrected "
+                             f"them) are kept in {out_dir / REPLACED}: {listed(kept_aside, 3)}" if kept_aside else ""))
         done_keys -= set(changed)
         _note_other_frames(frame, {key: rows_frames[key] for key in done_keys}, notes, shard)
         shard.barrier()  # every rank chose the same mask names before any mask is written
@@ -241,6 +245,24 @@ def _changed_since(files: list[Path], stamps: dict[str, str], out_dir: Path, nam
             except OSError:
                 pass
     return changed
+
+
+def _put_aside(out_dir: Path, masks: list[str]) -> list[str]:
+    """Move each existing mask file (a name relative to ``out_dir``) to ``out_dir/replaced/`` under the same relative
+    name (numbered when taken): a film segmented again never overwrites a mask that may hold the user's corrections.
+    Returns the new names, relative to ``out_dir/replaced``."""
+    kept = []
+    for name in masks:
+        mask = out_dir / name
+        if not mask.is_file():
+            continue
+        target, number = out_dir / REPLACED / name, 1
+        while target.exists():
+            target, number = (out_dir / REPLACED / name).with_stem(f"{Path(name).stem}_{number}"), number + 1
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(mask, target)
+        kept.append(str(target.relative_to(out_dir / REPLACED)))
+    return kept
 
 
 def _segment_mine(files: list[Path], model: ModelLike, out_dir: Path, names: dict[str, str], done_keys: set[str],
