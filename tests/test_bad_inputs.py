@@ -371,3 +371,23 @@ def test_a_gif_mask_with_a_suffix_pairs_a_webp_and_a_smoothed_mask_say_what_to_d
     Image.fromarray(GOOD).save(tmp_path / "film.png")  # a film in masks/: no such advice
     with pytest.raises(ImageReadError, match=r"not binary \(found \d+ distinct values\)$"):
         read_mask(tmp_path / "film.png")
+
+
+def test_png_jpeg_and_tiff_films_are_read_under_any_name_as_dicom_is(tmp_path, cxr_dir, capsys):
+    """A QA find: a PNG saved without an extension (a PACS export's ``IM0001``) was refused with "convert it to PNG",
+    and passed over in a folder, while a DICOM under any name is read. The content decides; a GIF stays refused."""
+    film = np.asarray(Image.open(sorted((cxr_dir / "images").glob("*.png"))[0]).convert("L"))
+    folder = tmp_path / "export"
+    folder.mkdir()
+    Image.fromarray(film).save(folder / "IM0001", format="PNG")
+    Image.fromarray(film).save(folder / "IM0002.1", format="JPEG", quality=95)
+    tifffile.imwrite(folder / "IM0003.bak", film)
+    Image.fromarray(film).save(folder / "IM0004", format="GIF")
+    for name in ("IM0001", "IM0002.1", "IM0003.bak"):
+        assert read_image(folder / name).pixels.shape == film.shape
+    with pytest.raises(ImageReadError, match="unsupported image format"):
+        read_image(folder / "IM0004")
+    assert main(["segment", str(folder), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    assert "3 segmented" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_mask.png")) == [
+        "IM0001_mask.png", "IM0002.1_mask.png", "IM0003.bak_mask.png"]  # (an unknown suffix is part of the name)

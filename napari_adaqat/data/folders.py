@@ -210,7 +210,7 @@ def describe_skipped(entries: list[Path], shown: int = 3, recurse_hint: str = ""
         raw = entries.raw_film if isinstance(entries, Skipped) else next(  # (JSRT's .IMG films)
             ((p, hint) for p in files[:20] if (hint := raw_film_hint(p))), None)
         parts.append(f"{len(files)} {what} adaqat reads ({', '.join(kinds)}; it reads "
-                     f"{', '.join(IMAGE_SUFFIXES)}, JSRT's .IMG and DICOM under any name): {listing(files)}"
+                     f"{', '.join(IMAGE_SUFFIXES)}, JSRT's .IMG, and PNG, JPEG, TIFF or DICOM under any name): {listing(files)}"
                      + (f" ({raw[0].name} and the like: {raw[1]})" if raw else ""))
     if hidden:
         parts.append(f"{many(len(hidden), 'hidden film')} (a name starting with a dot), not segmented; rename "

@@ -258,7 +258,7 @@ def missing_films_folder(root: Path, empty: str = "empty dataset: no images foun
         if files:
             hint = raw_film_hint(files[0])
             return (f"{images}: holds no film adaqat reads; {files[0].name}: "
-                    + (hint or f"not an image it reads ({', '.join(IMAGE_SUFFIXES)}, JSRT's .IMG and DICOM under any name)"))
+                    + (hint or f"not an image it reads ({', '.join(IMAGE_SUFFIXES)}, JSRT's .IMG, and PNG, JPEG, TIFF or DICOM under any name)"))
     if _holds_images(root):
         return (f"{root}: holds films itself, no images/ folder and no masks beside them: give the folder above it "
                 "as the data folder, with the films in images/ and the masks in masks/; or put each mask beside its "

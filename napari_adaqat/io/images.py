@@ -95,6 +95,17 @@ def _what_else(path: Path) -> str:
     return f": {kind}" if kind else ""
 
 
+def raster_content(path: str | os.PathLike) -> str | None:
+    """``"png"``, ``"jpeg"`` or ``"tiff"`` when the file's first bytes say so, whatever its name (``IM0001``, ``.1``,
+    ``.bak``: as DICOM is read under any name); else None (BMP's two-byte signature is too weak to trust alone)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    return next((fmt for magic, fmt in IMAGE_SIGNATURES if fmt != "bmp" and head.startswith(magic)), None)
+
+
 def sniff_format(path: Path) -> str:
     """``"png"``, ``"jpeg"``, ``"bmp"`` or ``"tiff"`` from the content; else ImageReadError."""
     try:
@@ -220,7 +231,7 @@ def read_raw(path: str | os.PathLike, as_shown: bool = True) -> tuple[np.ndarray
     """
     p = Path(path)
     suffix = p.suffix.lower()
-    if suffix not in TIFF_SUFFIXES + RASTER_SUFFIXES + DICOM_SUFFIXES:  # .dcm: a PNG, JPEG, ... named so
+    if suffix not in TIFF_SUFFIXES + RASTER_SUFFIXES + DICOM_SUFFIXES and not raster_content(p):  # (.dcm: a PNG...)
         raise fail(p, f"unsupported image format {suffix or '(no extension)'!r}{_what_else(p) or READS}")
     fmt = sniff_format(p)
     try:
@@ -282,7 +293,8 @@ def is_image_file(path: str | os.PathLike) -> bool:
     nor for a ``DICOMDIR``, the index of a DICOM export)."""
     if is_apple_double(path) or is_dicomdir_name(path):
         return False
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES or is_jsrt(path) or is_dicom(path)
+    return (Path(path).suffix.lower() in IMAGE_SUFFIXES or is_jsrt(path) or is_dicom(path)
+            or raster_content(path) is not None)
 
 
 def read_image(path: str | os.PathLike) -> ImageData:
