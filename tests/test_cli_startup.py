@@ -16,7 +16,9 @@ HEAVY = ("torch", "scipy", "skimage", "numpy", "napari", "PIL", "pydicom", "matp
 
 # (argv, exit status, a word of what it printed): help of each command, the version, and the usage errors
 FAST = [(["--help"], 0, "examples"), (["--version"], 0, "napari-adaqat"), (["segmnt"], 2, "did you mean 'segment'"),
-        (["segment", "scans/"], 2, "example: adaqat segment"), (["evaluate", "--data", "D", "--out", "r", "--modle"],
+        (["segment", "scans/"], 2, "example: adaqat segment"),
+        (["segment", "scans/", "--ouy", "masks/"], 2, "required: --out; --ouy is no option: did you mean --out?"),
+        (["evaluate", "--data", "D", "--out", "r", "--modle"],
                                                                 2, "did you mean --model"),
         (["info"], 2, "the following arguments are required"), (["export", "run", "--out", "m.safetensors", "-x"], 2, "unrecognized arguments: -x"),
         (["evaluate", "--data", "D", "--out", "r", "--nsd-tol", "-1"], 2,

@@ -48,11 +48,17 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 class Parser(argparse.ArgumentParser):
     """argparse whose one error line ends in a hint (a did-you-mean, an example: :func:`error_hint`)."""
 
+    given: list[str] = []  # the words this parser was given (a required option missing: was it mistyped?)
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: D102 - argparse's
+        self.given = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str):
         from napari_adaqat.cli.common import error_hint
 
         self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}{error_hint(self, message)}\n")
+        self.exit(2, f"{self.prog}: error: {message}{error_hint(self, message, self.given)}\n")
 
     def _print_message(self, message: str, file=None) -> None:
         """As argparse's (help, usage, --version), but a reader that left (``adaqat train --help | head``) is

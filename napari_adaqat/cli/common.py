@@ -5,7 +5,7 @@ import argparse
 import difflib
 import os
 import re
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from napari_adaqat.model.device import DEVICES
 from napari_adaqat.model.spec import preset_names
@@ -104,9 +104,10 @@ def first_example(epilog: str | None) -> str | None:
     return None
 
 
-def error_hint(parser: argparse.ArgumentParser, message: str) -> str:
+def error_hint(parser: argparse.ArgumentParser, message: str, given: Sequence[str] = ()) -> str:
     """What to add to an argparse error ``message`` of ``parser``: a did-you-mean for a mistyped command,
-    choice or option, the command's first example for a missing argument; "" when there is nothing to add."""
+    choice or option (also where a required option is missing and ``given``, the parser's words, holds a mistyped
+    one: ``--ouy``), the command's first example for a missing argument; "" when there is nothing to add."""
     choice = re.search(r"invalid choice: '([^']*)'", message)
     if choice:
         choices = [c for a in parser._actions if a.choices for c in a.choices]
@@ -115,14 +116,19 @@ def error_hint(parser: argparse.ArgumentParser, message: str) -> str:
             return f"; to do that, use {command!r}: {how}"
         close = did_you_mean(choice.group(1), choices)
         return f"; did you mean {close!r}?" if close else ""
+    options = [o for a in parser._actions for o in a.option_strings]
     if message.startswith("unrecognized arguments: "):
-        options = [o for a in parser._actions for o in a.option_strings]
         for word in message.split()[2:]:
             close = did_you_mean(word.split("=", 1)[0], options) if word.startswith("--") else None
             if close:
                 return f" (did you mean {close}?)"
         return ""
     if message.startswith("the following arguments are required"):
+        for word in given:  # a mistyped option, taken for an unknown one (argparse names the missing one first)
+            name = word.split("=", 1)[0]
+            close = did_you_mean(name, options) if name.startswith("--") and name not in options else None
+            if close:
+                return f"; {name} is no option: did you mean {close}?"
         example = first_example(parser.epilog)
         return f"; example: {example}" if example else ""
     return ""
