@@ -125,3 +125,14 @@ def test_what_is_no_film_is_one_line_that_says_what_it_got(cxr_dir, nano, given,
         nano.set_image(image)
     assert line in str(err.value) and "\n" not in str(err.value)
     assert nano.set_image(bytes(path)).image_shape == _film(cxr_dir).shape  # a path as bytes is still a path
+
+
+def test_a_sam_users_positional_points_and_ragged_boxes_are_said_plainly(cxr_dir, nano):
+    """QA finds: ``predict(coords, labels)`` in SamPredictor's order said only "boxes must be (4,) or (N, 4)", and
+    boxes of rows of different lengths were "not numbers"."""
+    nano.set_image(_film(cxr_dir))
+    with pytest.raises(ValueError, match=r"got shape \(1, 2\) \(points\? unlike SamPredictor.predict, boxes come "
+                                         r"first here: pass point_coords=, point_labels= by name\)"):
+        nano.predict(np.array([[100.0, 120.0]]), np.array([1]))
+    with pytest.raises(ValueError, match="boxes has rows of different lengths"):
+        nano.predict(boxes=[[10, 10, 100, 100], [1, 2, 3]])

@@ -11,7 +11,9 @@ def as_numbers(value: Any, name: str, what: str) -> np.ndarray:
     """``value`` as float64, or one TypeError line naming the argument ``name`` and ``what`` it holds."""
     try:
         return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as exc:
+        if "inhomogeneous" in str(exc):  # numbers, in rows of different lengths
+            raise ValueError(f"{name} has rows of different lengths ({what}), got {str(value)[:60]!r}") from None
         raise TypeError(f"{name} must be numbers ({what}), got {type(value).__name__} {str(value)[:40]!r}") from None
 
 
@@ -22,17 +24,20 @@ def check_multimask(multimask_output: bool) -> None:
                          "(several boxes as an (N, 4) array give several masks, in the Prediction's masks)")
 
 
-def as_boxes(boxes: Any) -> np.ndarray:
-    """``boxes`` (4,) or (B, 4) xyxy pixels → (B, 4) float64; refused when not finite or inverted."""
-    out = np.atleast_2d(as_numbers(boxes, "boxes", "x0, y0, x1, y1 pixels"))
+def as_boxes(boxes: Any, name: str = "boxes") -> np.ndarray:
+    """``boxes`` (4,) or (B, 4) xyxy pixels → (B, 4) float64; refused when not finite or inverted, in one line
+    naming the argument ``name``."""
+    out = np.atleast_2d(as_numbers(boxes, name, "x0, y0, x1, y1 pixels"))
     if out.ndim != 2 or out.shape[1] != 4:
-        raise ValueError(f"boxes must be (4,) or (N, 4) x0, y0, x1, y1 pixels, got shape {np.shape(boxes)}")
+        points = " (points? unlike SamPredictor.predict, boxes come first here: pass point_coords=, point_labels= " \
+                 "by name)" if out.shape[-1] == 2 and name == "boxes" else ""
+        raise ValueError(f"{name} must be (4,) or (N, 4) x0, y0, x1, y1 pixels, got shape {np.shape(boxes)}{points}")
     if not len(out):  # what a detector returns when it finds nothing
-        raise ValueError("boxes is empty (0 boxes): give one box (4,) or (N, 4), or boxes=None for the default box")
+        raise ValueError(f"{name} is empty (0 boxes): give one box (4,) or (N, 4), or {name}=None for the default box")
     bad = ~np.isfinite(out).all(axis=1) | (out[:, 2] < out[:, 0]) | (out[:, 3] < out[:, 1])
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"boxes must be finite x0, y0, x1, y1 with x1 >= x0 and y1 >= y0; row {i} is "
+        raise ValueError(f"{name} must be finite x0, y0, x1, y1 with x1 >= x0 and y1 >= y0; row {i} is "
                          + ",".join(f"{v:g}" for v in out[i]))
     return out
 
