@@ -16,14 +16,6 @@ from napari_adaqat.data.runs import CHAIN_FILE, run_paths
 __all__ = ["preset_report", "file_report"]
 
 
-def _effective_trainable(sam, nominal_trainable: int, adapters: dict) -> int:
-    """Trainable count when pruned adapter components are not counted."""
-    if not adapters:
-        return nominal_trainable
-    counts = count_adapter_parameters(sam)
-    return nominal_trainable - counts["nominal"] + counts["effective"]
-
-
 def preset_report(name: str, mode: str | None = None, image_size: int | None = None,
                   config: AdaLoRAConfig | None = None) -> dict:
     """Parameter budget of a preset in a training mode, without training (random weights)."""

@@ -97,11 +97,6 @@ def atomic_write_text(path: str | os.PathLike, text: str, **options) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), **options)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, **options) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data), **options)
-
-
 def link_or_copy(source: Path, target: Path) -> str:
     """Put ``source`` at ``target`` atomically: a hard link where the file system allows, else a copy.
 
