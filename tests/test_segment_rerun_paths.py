@@ -209,3 +209,28 @@ def test_films_restored_with_their_file_times_kept_are_not_segmented_again(tmp_p
     captured = capsys.readouterr()
     assert "0 segmented, 2 already done" in captured.out and "changed" not in captured.err, captured.err
     assert np.array_equal(read_mask(mask), corrected > 0)
+
+
+def test_what_a_run_passes_over_is_listed_in_skipped_csv(tmp_path, cxr_dir, nano_pth, capsys):
+    """A QA find: a site audits an archive from its output folder, but the files a run passed over (a ZIP, a mask
+    beside its film, a folder of masks...) were named only on the terminal, cut after three. They are listed in
+    OUT/skipped.csv, each with what it is; a skipped.csv that is not adaqat's is left as it is."""
+    site = tmp_path / "site"
+    films = tree(site, cxr_dir)
+    series = films[0].parent
+    shutil.copy(films[0], series / "IM0001_mask.png")  # (named as its mask)
+    (series / "films.zip").write_bytes(b"PK\x03\x04" + b"\0" * 40)
+    (series / "notes.txt").write_text("done")
+    out = tmp_path / "out"
+    assert segment(site, site / "export", "--out", out, nano_pth=nano_pth) == 0
+    assert "(all 3 listed in" in capsys.readouterr().err
+    with (out / "skipped.csv").open(newline="", encoding="utf-8") as fh:
+        rows = {Path(row["file"]).name: row["what"] for row in csv.DictReader(fh)}
+    assert rows == {"IM0001_mask.png": "a mask beside its film (NAME_mask beside NAME): not segmented",
+                    "films.zip": "not an image adaqat reads", "notes.txt": "not an image adaqat reads"}
+    assert len(rows_of(out)) == 2
+    theirs = "file,why\nmine,kept\n"
+    (out / "skipped.csv").write_text(theirs)
+    assert segment(site, site / "export", "--out", out, nano_pth=nano_pth) == 0
+    assert "skipped.csv is not adaqat's" in capsys.readouterr().err
+    assert (out / "skipped.csv").read_text() == theirs

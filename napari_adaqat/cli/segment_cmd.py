@@ -135,6 +135,7 @@ def _said_if_stopped(results, bar, out_dir: Path):
 
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.data import check_output_folder, describe_skipped, read_boxes_csv, read_points_csv
+    from napari_adaqat.data.skipped_list import SKIPPED_CSV
     from napari_adaqat.data.csv_match import match_rows
     from napari_adaqat.data.folders import missing_inputs
     from napari_adaqat.inference.batch import FolderBusy
@@ -155,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("no image files found in the inputs"
                          + (f": {describe_skipped(skipped, recurse_hint=hint)}" if skipped else ""))
     if skipped:
-        print(f"adaqat segment: skipped {describe_skipped(skipped, recurse_hint=hint)}", file=sys.stderr)
+        print(f"adaqat segment: skipped {describe_skipped(skipped, recurse_hint=hint)} (all {len(skipped)} listed in "
+              f"{out_dir / SKIPPED_CSV} at the end)", file=sys.stderr)
     if missing:
         print(f"adaqat segment: warning: {len(missing)} input(s) not found, each gets an error row in "
               f"{RESULTS_CSV} and the others are segmented: {listed(missing, 3)}", file=sys.stderr)
@@ -166,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
              for csv_path, rows in ((args.boxes, boxes), (args.points, points))]
     shard, device = start_shard(resolve_device(args.device))
     try:
-        return _segment(args, files, (boxes, points), found, out_dir, device, shard)
+        return _segment(args, files, (boxes, points), found, out_dir, device, shard, skipped)
     except FolderBusy:
         if shard.lead:
             raise
@@ -194,10 +196,13 @@ def _roots(args: argparse.Namespace) -> list[Path]:
     return [Path(item) for item in args.inputs if Path(item).is_dir()] if args.recursive else []
 
 
-def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_dir: Path, device: str, shard) -> int:
+def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_dir: Path, device: str, shard,
+             skipped: list[Path]) -> int:
     """The run of one process (rank ``shard.rank`` of a torchrun launch, or the only one).  ``prompts``: the
-    (boxes, points) CSV tables, for the warnings; ``found``: the rows each input takes (by absolute path)."""
+    (boxes, points) CSV tables, for the warnings; ``found``: the rows each input takes (by absolute path);
+    ``skipped``: what the scan passed over (listed in ``OUT/skipped.csv`` at the end)."""
     from napari_adaqat.data import describe_unmatched, unmatched_boxes
+    from napari_adaqat.data.skipped_list import SKIPPED_CSV, write_skipped_csv
     from napari_adaqat.inference.batch import IGNORED, segment_files
     from napari_adaqat.inference.engine import ONE_SHOT, Engine
     from napari_adaqat.inference.quality import REVIEW_BELOW
@@ -248,6 +253,9 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
         bar.update(1)
     bar.close()
     counts = shard.total(counts)
+    if shard.lead and skipped and write_skipped_csv(out_dir, skipped) is None:
+        print(f"adaqat segment: note: {out_dir / SKIPPED_CSV} is not adaqat's, so the list of what was skipped was not "
+              "written there", file=sys.stderr)
     if shard.lead:
         review = (f", {counts['review']} to review (quality < {REVIEW_BELOW} or a note; the review column)"
                   if counts["review"] else "")
