@@ -234,3 +234,19 @@ def test_what_a_run_passes_over_is_listed_in_skipped_csv(tmp_path, cxr_dir, nano
     assert segment(site, site / "export", "--out", out, nano_pth=nano_pth) == 0
     assert "skipped.csv is not adaqat's" in capsys.readouterr().err
     assert (out / "skipped.csv").read_text() == theirs
+
+
+def test_an_output_folder_holding_films_is_warned_of(tmp_path, cxr_dir, nano_pth, capsys):
+    """A QA find: --out into a folder of films was taken without a word; once it held results.csv, a recursive run
+    over the folder above passed over it as a folder of masks, its films with it."""
+    site = tmp_path / "site"
+    films = tree(site, cxr_dir)
+    out = tmp_path / "filmsB"
+    out.mkdir()
+    shutil.copy(films[1], out / "other.png")
+    assert segment(site, films[0], "--out", out, nano_pth=nano_pth) == 0
+    assert f"warning: {out} holds films (other.png)" in capsys.readouterr().err
+    clean = tmp_path / "masks"
+    for _ in range(2):  # its own masks are no films: no warning, the second time either
+        assert segment(site, films[0], "--out", clean, nano_pth=nano_pth) == 0
+        assert "holds films" not in capsys.readouterr().err

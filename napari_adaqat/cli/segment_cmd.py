@@ -135,6 +135,7 @@ def _said_if_stopped(results, bar, out_dir: Path):
 
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.data import check_output_folder, describe_skipped, read_boxes_csv, read_points_csv
+    from napari_adaqat.data.folders import films_in_output
     from napari_adaqat.data.skipped_list import SKIPPED_CSV
     from napari_adaqat.data.csv_match import match_rows
     from napari_adaqat.data.folders import missing_inputs
@@ -150,6 +151,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give the image files or folders to segment (or --compact --out DIR)")
     missing = missing_inputs(args.inputs)  # none there: refused; some: an error row each, the rest segmented
     check_output_folder(out_dir, args.inputs, roots=_roots(args))
+    among = films_in_output(out_dir) if out_dir.is_dir() else []
+    if among:
+        print(f"adaqat segment: warning: {out_dir} holds films ({listed((p.name for p in among), 3)}): once it has "
+              f"masks and {RESULTS_CSV}, a recursive run over a folder above it passes over it as a folder of masks, "
+              "films too; choose a folder of its own for the masks", file=sys.stderr)
     files, skipped = _scan(args)
     hint = "" if args.recursive else "use --recursive"
     if not files:

@@ -129,6 +129,14 @@ def _scan_folder(folder: Path, recursive: bool, files: list[Path], skipped: Skip
 MASK_END = "_mask"  # what adaqat segment and most exports append to a film's name for its mask
 
 
+def films_in_output(out_dir: Path, look: int = 200) -> list[Path]:
+    """Images in an output folder that are not masks by their name (``NAME_mask``, ``NAME_seg``...), among its first
+    ``look`` entries: films there would be passed over with it by a later recursive run (a folder with a
+    ``results.csv`` is a folder of masks).  A look, not a listing."""
+    names = [p for p in first_entries(out_dir, look) if p.is_file() and not p.name.startswith(".")]
+    return [p for p in names if is_image_file(p) and not any(p.stem.casefold().endswith(end) for end in MASK_SUFFIXES)]
+
+
 def is_mask_folder(folder: Path) -> bool:
     """A folder of masks, not of films: an ``adaqat segment`` output (:func:`~.layout.is_adaqat_output`), or one
     named as masks (:func:`~napari_adaqat.data.layout.is_mask_name`: ``masks/``, Shenzhen's ``mask/``, Montgomery's
