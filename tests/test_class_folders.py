@@ -211,3 +211,15 @@ def test_per_patient_sub_folders_of_images_are_named_in_the_refusal(tmp_path, cx
     assert main(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--checkpoint", "default"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds sub-folders of films" in err[0]
+
+
+def test_a_data_folder_holding_only_an_archive_says_to_unpack_it(tmp_path, capsys):
+    """A QA find: a data folder with only films.zip said "empty dataset" without a word of the ZIP."""
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "films.zip").write_bytes(b"PK\x03\x04" + b"\0" * 60)
+    with pytest.raises(DataError, match=r"empty dataset: no images found \(expected .*\); films\.zip: it is a ZIP "
+                                        r"archive; unpack it and give the folder of its films$"):
+        discover(root)
+    assert main(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--preset", "finetune"]) == 2
+    assert "films.zip: it is a ZIP archive; unpack it" in capsys.readouterr().err

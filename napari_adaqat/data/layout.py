@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from napari_adaqat.io import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_mask, sample_name
+from napari_adaqat.io.image_data import other_kind
 from napari_adaqat.io.images import raw_film_hint
 from napari_adaqat.util.text import pairing_key
 
@@ -265,7 +266,20 @@ def missing_films_folder(root: Path, empty: str = "empty dataset: no images foun
                 "film (a_mask.png beside a.png) and give this folder")
     others = [f"{p.name}/" for p in folders]
     found = f" (found {', '.join(others[:4])}{', …' if len(others) > 4 else ''})" if others else ""
-    return f"{root}: {empty} (expected {root}/images and {root}/masks{found})"
+    return f"{root}: {empty} (expected {root}/images and {root}/masks{found}){_archive_in(root)}"
+
+
+def _archive_in(root: Path) -> str:
+    """``"; films.zip: it is a ZIP archive; unpack it …"`` for the first archive among ``root``'s files, else ""."""
+    for path in sorted(p for p in first_entries(root) if p.is_file()):
+        try:
+            with path.open("rb") as fh:
+                kind = other_kind(fh.read(64))
+        except OSError:
+            continue
+        if kind and "unpack" in kind:
+            return f"; {path.name}: {kind}"
+    return ""
 
 
 def split_folders(root: Path) -> dict[str, Path]:
