@@ -221,3 +221,11 @@ def test_a_header_window_far_wider_than_the_film_is_not_used(tmp_path, bits_stor
         warnings.simplefilter("error", ImageReadWarning)
         four = read_image(make_dicom(tmp_path / "four.dcm", film, bits_stored=16, WindowCenter=8000, WindowWidth=16000))
     assert four.meta["voi"] == "window"
+
+
+def test_a_header_window_wholly_outside_the_films_values_is_said_and_not_used(tmp_path):
+    """A QA find: a window that lies wholly outside the film's values (one gray for all of it) was dropped without a
+    word, while a saturating one was said."""
+    _read_at_full_range(tmp_path, "outside.dcm", 12, 40000, 100,
+                        r"outside.dcm: the header's window \(center 40000, width 100\) gives one gray for the whole "
+                        r"film \(its values run from \d+ to \d+\); read at its full range instead")

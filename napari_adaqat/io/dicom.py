@@ -244,6 +244,11 @@ def _monochrome01(ds, arr: np.ndarray, meta: dict, path: Path | None = None) -> 
     inside = out if keep is None else out[keep]
     if meta["voi"] != "full_range" and np.ptp(inside) == 0 and np.ptp(x if keep is None else x[keep]) > 0:
         # a window or LUT that gives one value for all the film (e.g. meant for rescaled values the file lacks)
+        film = x if keep is None else x[keep]
+        what = (f"window (center {meta['window'][0]:g}, width {meta['window'][1]:g})" if meta["voi"] == "window"
+                else "VOI LUT")
+        warn_read(f"{path}: the header's {what} gives one gray for the whole film (its values run from "
+                  f"{float(film.min()):g} to {float(film.max()):g}); read at its full range instead")
         meta["voi_unused"] = meta.pop("voi")
         out = _full_range(x, keep)
         meta["voi"] = "full_range"
