@@ -186,3 +186,18 @@ def test_private_syntax_reader_names_and_bytes_paths(tmp_path):
 def test_a_path_given_as_bytes_is_read(tmp_path):
     model = open_model("default", device="cpu")
     np.testing.assert_array_equal(model.segment(os.fsencode(FILM)), model.segment(FILM))
+
+
+def test_a_lateral_view_coded_only_in_view_code_sequence_gets_its_note(tmp_path):
+    """A QA find: a lateral film whose view is coded only in View Code Sequence (ViewPosition empty) got no note."""
+    from pydicom.dataset import Dataset
+
+    from napari_adaqat.inference.inputs import view_note
+
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "R-10236", "SRT", "left lateral"
+    path = make_dicom(tmp_path / "lat.dcm", _film().astype(np.uint16) * 16, bits_stored=12, ViewCodeSequence=[code])
+    assert view_note(read_image(path)).startswith("lateral view (View Code Sequence: left lateral): the model was")
+    code.CodeMeaning = "postero-anterior"
+    pa = make_dicom(tmp_path / "pa.dcm", _film().astype(np.uint16) * 16, bits_stored=12, ViewCodeSequence=[code])
+    assert view_note(read_image(pa)) == ""

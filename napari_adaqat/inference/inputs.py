@@ -23,7 +23,9 @@ def view_note(image: ImageData) -> str:
     its mask of such a film is to be looked at."""
     view = image.meta.get("view_position", "")
     if view in LATERAL_VIEWS:
-        return f"lateral view (ViewPosition {view}): the model was trained on frontal (PA/AP) films; check this mask"
+        coded = image.meta.get("view_code")
+        where = f"View Code Sequence: {coded}" if coded else f"ViewPosition {view}"
+        return f"lateral view ({where}): the model was trained on frontal (PA/AP) films; check this mask"
     orientation = image.meta.get("patient_orientation", "")
     if orientation[:1] in SIDEWAYS_ROWS:
         return (f"film stored on its side (PatientOrientation {orientation}: rows run head-foot): the model was "

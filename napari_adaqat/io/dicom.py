@@ -292,9 +292,21 @@ def _meta(ds, arr: np.ndarray) -> dict:
         meta["pixel_aspect_ratio"] = ratio
     if view := str(ds.get("ViewPosition", "") or "").strip().upper():
         meta["view_position"] = view  # PA, AP, LL (lateral)...
+    elif coded := _coded_view(ds):
+        meta["view_position"], meta["view_code"] = "LATERAL", coded
     if orientation := _patient_orientation(ds):
         meta["patient_orientation"] = orientation  # "F\\R": the rows' direction, then the columns'
     return meta
+
+
+def _coded_view(ds) -> str:
+    """The Code Meaning of a lateral view in View Code Sequence (0054,0220) (some modalities code the view there
+    only, ViewPosition empty), e.g. ``"left lateral"``; else ""."""
+    try:
+        meaning = str(ds.ViewCodeSequence[0].get("CodeMeaning", "")).strip()
+    except (AttributeError, IndexError, TypeError, KeyError):
+        return ""
+    return meaning if "lateral" in meaning.lower() and "medio" not in meaning.lower() else ""
 
 
 def _patient_orientation(ds) -> str:
