@@ -201,3 +201,15 @@ def test_a_lateral_view_coded_only_in_view_code_sequence_gets_its_note(tmp_path)
     code.CodeMeaning = "postero-anterior"
     pa = make_dicom(tmp_path / "pa.dcm", _film().astype(np.uint16) * 16, bits_stored=12, ViewCodeSequence=[code])
     assert view_note(read_image(pa)) == ""
+
+
+def test_a_screen_capture_is_noted_as_no_film(tmp_path):
+    """A QA find: an RGB secondary capture of a workstation's screen (Modality OT, ConversionType WSD) got no note."""
+    from napari_adaqat.inference.inputs import view_note
+
+    path = make_dicom(tmp_path / "sc.dcm", _film().astype(np.uint16) * 16, bits_stored=12, Modality="OT",
+                      ConversionType="WSD")
+    assert view_note(read_image(path)).startswith("secondary capture, a workstation's screen capture (ConversionType "
+                                                  "WSD), not a film")
+    digitised = make_dicom(tmp_path / "df.dcm", _film().astype(np.uint16) * 16, bits_stored=12, ConversionType="DF")
+    assert view_note(read_image(digitised)) == ""

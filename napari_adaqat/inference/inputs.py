@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari_adaqat.io import ImageData, is_dicom, read_image
-from napari_adaqat.io.dicom import MultiFrameError, read_dicom
+from napari_adaqat.io.dicom import SCREEN_CAPTURES, MultiFrameError, read_dicom
 from napari_adaqat.io.image_data import kept_read_warnings
 
 __all__ = ["LATERAL_VIEWS", "READ_WARNINGS", "read_input", "reading_notes", "view_note"]
@@ -26,6 +26,10 @@ def view_note(image: ImageData) -> str:
         coded = image.meta.get("view_code")
         where = f"View Code Sequence: {coded}" if coded else f"ViewPosition {view}"
         return f"lateral view ({where}): the model was trained on frontal (PA/AP) films; check this mask"
+    conversion = image.meta.get("conversion_type", "")
+    if conversion in SCREEN_CAPTURES:
+        return (f"secondary capture, {SCREEN_CAPTURES[conversion]} (ConversionType {conversion}), not a film: its "
+                "grays and overlays are a display's; check this mask")
     orientation = image.meta.get("patient_orientation", "")
     if orientation[:1] in SIDEWAYS_ROWS:
         return (f"film stored on its side (PatientOrientation {orientation}: rows run head-foot): the model was "

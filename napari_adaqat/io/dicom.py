@@ -294,9 +294,16 @@ def _meta(ds, arr: np.ndarray) -> dict:
         meta["view_position"] = view  # PA, AP, LL (lateral)...
     elif coded := _coded_view(ds):
         meta["view_position"], meta["view_code"] = "LATERAL", coded
+    if (conversion := str(ds.get("ConversionType", "") or "").strip().upper()) in SCREEN_CAPTURES:
+        meta["conversion_type"] = conversion  # a secondary capture of a screen or a document, not a film
     if orientation := _patient_orientation(ds):
         meta["patient_orientation"] = orientation  # "F\\R": the rows' direction, then the columns'
     return meta
+
+
+# Conversion Type (0008,0064) of a secondary capture that is no digitised film: a workstation's screen, a scanned
+# document, synthetic pixels (DF, a digitised film, and SI, a scanned image, are films)
+SCREEN_CAPTURES = {"WSD": "a workstation's screen capture", "SD": "a scanned document", "SYN": "synthetic pixels"}
 
 
 def _coded_view(ds) -> str:
