@@ -23,7 +23,7 @@ import yaml
 from napari_adaqat.model.adalora_config import AdaLoRAConfig
 from napari_adaqat.model.device import DEVICES
 from napari_adaqat.model.modes import STAGE2_TRAINABLE, TRAIN_MODES
-from napari_adaqat.model.spec import REFINER_LEVELS
+from napari_adaqat.model.spec import PRESETS, REFINER_LEVELS
 from napari_adaqat.train.config_numbers import check_numbers
 
 if TYPE_CHECKING:
@@ -92,7 +92,8 @@ class TrainConfig:
     model_type: str = _opt("vit_b", "architecture: vit_b, vit_l, vit_h (official SAM), hybrid_tiny (v3; "
                                     "with mask_refiner 16, the default model v3f), hybrid_fine (v3 + a stride-2 "
                                     "fusion level), hybrid_refine (v3 + a full-resolution mask refiner), vit_tiny (v2), "
-                                    "hybrid_nano, hybrid_nano_fine, hybrid_nano_refine, vit_nano (tests)")
+                                    "hybrid_nano, hybrid_nano_fine, hybrid_nano_refine, vit_nano (tests)",
+                           choices=tuple(PRESETS))
     checkpoint: str | None = _opt(None, "start weights: default (the bundled model's FP32 file, with its "
                                          "architecture), an official SAM .pth or one of our checkpoints")
     from_run: str | None = _opt(None, "Stage 2: the Stage-1 run folder to start from (its best checkpoint)")
