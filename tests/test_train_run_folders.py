@@ -120,7 +120,9 @@ def test_the_package_level_train_shows_the_same_arguments_as_the_function():
 
 def test_an_unknown_model_type_is_said_as_such(tmp_path, cxr_dir, capsys):
     """A QA find: ``--model-type vit_q`` was answered "--mode adalora needs pretrained weights"."""
-    assert main(["train", "--data", str(cxr_dir), "--out", str(tmp_path / "run"), "--model-type", "vit_q"]) == 2
+    with pytest.raises(SystemExit) as exited:  # (argparse's usage error)
+        main(["train", "--data", str(cxr_dir), "--out", str(tmp_path / "run"), "--model-type", "vit_q"])
+    assert exited.value.code == 2
     assert "argument --model-type: invalid choice: 'vit_q'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="model_type must be one of"):
         TrainConfig(model_type="vit_q")
