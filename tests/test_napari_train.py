@@ -219,7 +219,8 @@ def test_data_check_shows_counts_split_and_bad_pairs(make_napari_viewer, qtbot, 
     assert len(report.bad) == 2 and any("broken.png" in b for b in report.bad)
     assert any("lonely.png" in b and "missing mask" in b for b in report.bad)
     text = widget.data_check.value
-    assert "6 images · 4 masks · 2 bad pairs" in text and "(from split.json)" in text and "✗ " in text
+    assert "6 images · 4 masks · 2 bad pairs" in text and "as split.json lists them" in text and "✗ " in text
+    assert "split (from split.json)" in widget.data_check.tooltip  # the technical line
     assert all("\n" not in line for line in report.bad)  # one line per bad pair
     widget.data.value = str(dataset / "nope")
     qtbot.waitUntil(lambda: not widget.checking and widget.data_check.value.startswith("✗"), timeout=30_000)
@@ -236,7 +237,9 @@ def test_real_run_plot_stop_resume_continue_to_model_and_use_it(make_napari_view
     assert (report.n_images, report.n_masks, report.bad, report.source) == (12, 12, [], "seeded")
     assert report.split == {"train": 11, "val": 1, "test": 0}  # under 20 pairs: no test cut
     assert "12 images · 12 masks · 0 bad pairs" in widget.data_check.value
-    assert "11 train / 1 val / 0 test" in widget.data_check.value
+    assert "11 films to train on · 1 to check the model (validation) · none kept for a final test" in \
+        widget.data_check.value
+    assert "11 train / 1 val / 0 test" in widget.data_check.tooltip
 
     run = tmp_path / "run"
     widget.out.value = str(run)
@@ -271,7 +274,7 @@ def test_real_run_plot_stop_resume_continue_to_model_and_use_it(make_napari_view
     assert widget.status.value.startswith("Done") and widget.progress.value == 3
     assert widget.plot.dice_x == [1, 2, 3] and len(widget.plot.dice_y) == 3
     assert widget.plot.loss_x == sorted(set(widget.plot.loss_x)) and len(widget.plot.loss_x) == 12  # 3 × 4 steps
-    assert "rank budget" in widget.plot_info.value and "ETA" in widget.plot_info.value
+    assert "Rank budget" in widget.plot_info.tooltip and "ETA" in widget.plot_info.value
 
     widget.qat_epochs.value = 1
     assert widget.continue_button.enabled
@@ -348,6 +351,7 @@ def test_start_with_the_defaults_fine_tunes_the_bundled_model(make_napari_viewer
     """No GPU and no SAM checkpoint: the dock opens on the finetune preset from the bundled model, Start runs
     the core chain (its command is the Chain's) and the new pair goes to the Segment and Annotate docks."""
     from napari_adaqat.train.chain import chain_paths
+    from napari_adaqat.train.compare import compare_runs
     from napari_adaqat.widgets._train_process import ChainProcess, adaqat_argv
 
     viewer = make_napari_viewer()
@@ -372,7 +376,10 @@ def test_start_with_the_defaults_fine_tunes_the_bundled_model(make_napari_viewer
     assert widget.process.argv == adaqat_argv(chain.argv()) and chain == widget.chain()
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
     assert widget.last_error is None, widget.status.value
-    assert widget.status.value.startswith("Model ready: model_int8.safetensors")
+    compared = compare_runs(run / "stage1", run / "stage2")  # the bundled model validated before training
+    assert compared is not None and compared.line() in widget.status.value
+    assert widget.status.value.startswith("Model ready: model_int8.safetensors" if compared.better else
+                                          "Not better than the starting model.")
     assert json.loads(chain_paths(run)["config"].read_text()) == chain.to_dict()  # written by the core chain
     int8, fp32 = widget.exported
     assert (int8, fp32) == (run / "model_int8.safetensors", run / "baseline_fp32.safetensors")

@@ -212,8 +212,9 @@ def _say_next(stage: str, summary: dict, data: object, preset: str | None = None
     if os.environ.get("RANK", "0") != "0":
         return
     quote, data = shlex.quote, data or "DATA"  # a resumed chain may be given no --data
-    dice = summary.get("stage2", summary).get("best_dice")
-    made = (f"{'Stage 2' + chr(39) + 's ' if stage == 'all' else ''}best validation Dice {dice:.4f}"
+    last = summary.get("stage2", summary)
+    dice = last.get("kept_dice", last.get("best_dice"))  # (the epoch kept as the model: with few films, the last)
+    made = (f"{'Stage 2' + chr(39) + 's ' if stage == 'all' else ''}validation Dice of the model kept {dice:.4f}"
             if isinstance(dice, float) else "done")
     if stage == "all":
         model, split = summary["int8"], Path(summary["int8"]).parent / "stage1" / "split.json"

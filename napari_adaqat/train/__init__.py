@@ -15,6 +15,7 @@ Modules, in the order a run uses them:
   dataset, augment, losses, progress, distributed   the pieces of
   loop         the epochs of one stage
   export_run   a finished run as one model file (adaqat export)
+  compare      the new model against its start model on the same validation films (torch-free)
 
 Names resolve lazily, so ``import napari_adaqat.train`` does not import torch.
 """

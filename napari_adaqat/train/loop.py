@@ -40,7 +40,7 @@ from napari_adaqat.train.losses import batch_dice, segmentation_loss
 from napari_adaqat.model.modes import param_groups, trainable_count
 from napari_adaqat.train.progress import MemoryMeter, ProgressLog
 from napari_adaqat.train.paths import run_paths
-from napari_adaqat.train.start_model import build_stage1, build_stage2
+from napari_adaqat.train.start_model import as_started, build_stage1, build_stage2
 from napari_adaqat.train.eta import TimeLeft
 
 log = logging.getLogger("napari_adaqat.train")
@@ -230,7 +230,14 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
     if is_main and keep_last and cfg.keep == "auto":
         tqdm.write(f"{len(val_set)} validation film(s): the last epoch is kept as the model (with fewer than "
                    f"{MIN_VAL_FOR_BEST}, the best validation Dice would pick an epoch by chance; --keep best to override)")
+    if start_epoch == 1 and cfg.stage == 1 and cfg.checkpoint:  # "epoch 0": the start model, to compare with
+        with as_started(sam) as seen:  # (train/compare.py)
+            start_dice = evaluate_dice(sam, val_set, cfg, device, amp, rank, world) if seen else None
+        if is_main and start_dice is not None:
+            progress.write("start_val", val_dice=round(start_dice, 5), val=len(val_set))
+            tqdm.write(f"epoch 0 (the start model, before training): val Dice {start_dice:.4f}")
     t0, epochs_done = time.time(), 0
+    kept = (meta["val_dice"] if keep_last else best) if resume and paths["last"].is_file() else None
     clock = TimeLeft()  # the ETA without the first epoch's start-up (train/eta.py)
     memory = MemoryMeter(device)
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -285,7 +292,9 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
         with ema.applied() if ema is not None else nullcontext():  # best.safetensors holds what is validated
             val_dice = evaluate_dice(sam, val_set, cfg, device, amp, rank, world)
             improved = val_dice > best and epoch >= final_prune  # (the best Dice and patience as ever ...)
-            if is_main and (improved or keep_last and epoch >= final_prune):  # (... the model kept: the last)
+            if improved or keep_last and epoch >= final_prune:  # (... the model kept: the last)
+                kept = val_dice
+            if is_main and (improved or keep_last and epoch >= final_prune):
                 save_checkpoint(paths["best"], sam, description, _info(cfg, epoch, val_dice, val_dice, 0,
                                                                           provenance, allocator))
         epochs_done += 1
@@ -305,7 +314,8 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
                            lr={g["name"]: g["lr"] for g in optimizer.param_groups},
                            seconds=round(elapsed, 2), eta_s=eta, peak_mem_mb=epoch_peak)
             tqdm.write(f"epoch {epoch}/{cfg.epochs}: loss {np.mean(losses):.4f}  val Dice {val_dice:.4f}"
-                       f"  best {best:.4f}" + (f"  rank budget {budget}" if budget is not None else "")
+                       + (f"  best {best:.4f}" if best >= 0 else "  best – (the ranks are not final yet)")
+                       + (f"  rank budget {budget}" if budget is not None else "")
                        + ("" if epoch >= cfg.epochs else "  ETA after the next epoch" if eta is None
                           else f"  ETA {eta / 60:.1f} min" if eta >= 60 else f"  ETA {eta:.0f} s"))
         dd.barrier(world)
@@ -314,8 +324,9 @@ def _train(cfg: TrainConfig, resume: bool, device: str, rank: int, world: int, p
                 progress.write("early_stop", epoch=epoch, best_dice=round(best, 5))
             break
     if is_main:
-        progress.write("done", best_dice=round(best, 5), epochs_run=epochs_done)
-    return {"best_dice": best, "epochs_run": epochs_done, "out": str(paths["root"])}
+        progress.write("done", best_dice=round(best, 5), epochs_run=epochs_done,  # kept: the model's (compare.py)
+                       kept_dice=None if kept is None else round(kept, 5))
+    return {"best_dice": best, "kept_dice": kept, "epochs_run": epochs_done, "out": str(paths["root"])}
 
 
 def film_batches(films: int, batch_size: int) -> list[list[int]]:

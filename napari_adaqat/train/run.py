@@ -22,6 +22,7 @@ from pathlib import Path
 
 from napari_adaqat.model.device import resolve_device
 from napari_adaqat.train.chain import Chain, chain_preflight, finished, load_chain, recipe_file
+from napari_adaqat.train.compare import compare_runs
 from napari_adaqat.train.config import TrainConfig, make_config, merge_options
 from napari_adaqat.train.loop import train_stage
 from napari_adaqat.train.paths import run_paths, run_stage
@@ -195,5 +196,10 @@ def _run_steps(chain: Chain, resume: bool, command: str | None, paths: dict) -> 
                        scores=chain.scores)
         log.write("chain", step=step, index=index, steps=len(steps), status="done", path=str(where))
     summary["seconds"] = round(time.time() - t0, 1)
+    compared = compare_runs(chain.stage1_dir, paths["stage2"])  # the new model against its start (train/compare.py)
+    if compared is not None:
+        summary["compared"] = compared.to_dict()
     log.write("chain_done", **summary)
+    if compared is not None:
+        _say(compared.line())
     return summary

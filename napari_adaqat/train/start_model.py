@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -76,6 +78,9 @@ def build_stage1(cfg: TrainConfig) -> tuple[Sam, dict, dict]:
         used = AdaLoRAConfig.from_dict(saved) if saved else cfg.adalora
     else:
         used = add_adapters(sam, cfg.mode, cfg.adalora)
+    # what as_started() undoes to show the start model's own predictions (plain attributes: not saved)
+    sam.fresh_adapters = [] if existing else list(adalora_modules(sam).values())  # type: ignore[assignment]
+    sam.start_hidden = bool(cfg.reset_mask_prompt and cfg.click_rounds)  # type: ignore[assignment]
     if cfg.reset_mask_prompt:
         reset_mask_prompt(sam)
     set_stage1_trainable(sam, cfg.mode, cfg.train_prompt_encoder)
@@ -84,6 +89,23 @@ def build_stage1(cfg: TrainConfig) -> tuple[Sam, dict, dict]:
             param.requires_grad = False
     adalora_used = used if (existing or cfg.mode in ("adalora", "lora")) else None
     return sam, describe_model(sam.spec, adalora_used, None), provenance
+
+
+@contextmanager
+def as_started(sam: Sam) -> Iterator[bool]:
+    """Within: ``sam`` predicts as its start file does (the adapters :func:`build_stage1` added, whose Λ starts at
+    ``init_lambda``, switched off); yields False where it cannot (a mask prompt reset that clicks would read)."""
+    fresh = list(getattr(sam, "fresh_adapters", []))
+    saved = [module.lora_lambda.detach().clone() for module in fresh]
+    with torch.no_grad():
+        for module in fresh:
+            module.lora_lambda.zero_()
+    try:
+        yield not getattr(sam, "start_hidden", False)
+    finally:
+        with torch.no_grad():
+            for module, value in zip(fresh, saved):
+                module.lora_lambda.copy_(value)
 
 
 def build_stage2(cfg: TrainConfig) -> tuple[Sam, dict, dict]:

@@ -9,6 +9,37 @@ from napari.qt.threading import create_worker
 from napari_adaqat.widgets._data_check import DataReport, check_data
 from napari_adaqat.widgets._train_reading import typed_path
 
+HOW_PICKED = {"seeded": "picked at random, the same each time", "layout": "from the train/, val/ and test/ folders",
+              "split.json": "as split.json lists them"}
+WHY_VALIDATION = ("The validation films are never trained on: after each epoch the model's Dice on them is the curve "
+                  "in 'Learning → model', and at the end the new model is compared with the starting model on them.")
+
+
+def _films(n: int) -> str:
+    return f"{n} film{'' if n == 1 else 's'}"
+
+
+def plain_check(report: DataReport) -> tuple[str, str]:
+    """``report``'s text with its split in plain words (for a clinician; the pairs used only where they differ from
+    it), and the tooltip: the technical lines."""
+    train, val, test = (report.split.get(part, 0) for part in ("train", "val", "test"))
+    under = " (under 20 films)" if report.source == "seeded" else ""
+    kept = f"{test} kept for a final test" if test else f"none kept for a final test{under}"
+    lines, technical = [], []
+    for line in report.text().splitlines():
+        if line.startswith("split ("):
+            technical.append(line)
+            line = (f"{_films(train)} to train on · {val} to check the model (validation) · {kept}; "
+                    f"{HOW_PICKED.get(report.source, report.source)}")
+        elif line.startswith("used: ") and report.used:
+            technical.append(line)
+            used = (report.used.get("train", 0), report.used.get("val", 0))
+            if used == (train, val):
+                continue
+            line = f"used: {_films(used[0])} to train on · {used[1]} to check the model"
+        lines.append(line)
+    return "\n".join(lines), "\n".join(technical + [WHY_VALIDATION]) if technical else ""
+
 
 class TrainDataCheck:
     """Mixin of :class:`~napari_adaqat.widgets.train.TrainWidget`: uses its fields ``data``, ``data_check``,
@@ -28,7 +59,7 @@ class TrainDataCheck:
             self._check_worker = None
             if folder == typed_path(self.data):  # else the field changed meanwhile
                 self.data_report = report
-                self.data_check.value = report.text()
+                self.data_check.value, self.data_check.tooltip = plain_check(report)
                 self.masks_as_given.visible = bool(report.inverted or self.masks_as_given.value)  # the way through
                 about = getattr(self, "_refused_data", None)  # the data folder a refusal shown was about
                 refused = about is not None and self.last_error is not None and self.status.value == self.last_error

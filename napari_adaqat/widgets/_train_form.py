@@ -50,7 +50,7 @@ def make_fields(setup: Setup) -> dict[str, Any]:
         "resume": CheckBox(text="Resume (continue the run in 'run folder')", value=False),
         "start_button": PushButton(text="Start"),
         "stop_button": PushButton(text="Stop", enabled=False),
-        "progress": ProgressBar(label="epochs", min=0, max=1, value=0),
+        "progress": ProgressBar(label="progress", min=0, max=1, value=0),
         "plot_info": Label(label="learning", value="loss per step · validation Dice per epoch"),
         "status": Label(label="status", value="Choose a data folder and a run folder, then Start."),
         "continue_button": PushButton(text="Continue a Stage-1 run: Stage 2 + export", enabled=False),

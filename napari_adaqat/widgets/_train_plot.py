@@ -2,10 +2,12 @@
 
 A matplotlib canvas (``backend_qtagg``: Qt 5 and Qt 6) fed with ``progress.jsonl`` records; a rerun
 of an epoch (after Stop and Resume) replaces that epoch's points instead of doubling them. Stage 2
-continues the Stage-1 curves to the right of a dashed line.
+continues the Stage-1 curves to the right of a dashed line (its labels over the frame, off the curves); a
+dotted line is the starting model's validation Dice before training (``start_val``).
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Optional
 
@@ -19,13 +21,20 @@ LOSS_COLOR, DICE_COLOR = "#f28e2b", "#4e9bd6"
 
 
 def info_text(epoch: dict[str, Any], stage: Optional[int], running: bool) -> str:
-    """The line over the plot: stage, epoch, validation Dice, rank budget and the time left."""
+    """The line over the plot: stage, epoch, validation Dice and the time left (the rank budget: :func:`info_tip`)."""
     eta = max(0.0, float(epoch.get("eta_s") or 0) - (time.time() - float(epoch.get("time") or time.time())))
-    rank = epoch.get("rank_budget")
     unknown = "eta_s" in epoch and epoch["eta_s"] is None  # (a one-step first epoch: see train/eta.py)
     return (f"Stage {stage or '?'} · epoch {epoch.get('epoch')}/{epoch.get('epochs')} · "
-            f"val Dice {epoch.get('val_dice', 0):.3f} · rank budget {rank if rank is not None else '– (no adapters)'}"
+            f"val Dice {epoch.get('val_dice', 0):.3f}"
             f" · ETA {'–' if not running else 'after the next epoch' if unknown else format_duration(eta)}")
+
+
+def info_tip(epoch: dict[str, Any]) -> str:
+    """The tooltip of the line over the plot: the technical detail of the epoch (the adapters' rank budget)."""
+    rank = epoch.get("rank_budget")
+    return ("val Dice: the model's Dice on the validation films (films it never trains on) after this epoch. "
+            + (f"Rank budget {rank}: the total rank the AdaLoRA adapters keep after pruning." if rank is not None
+               else "Rank budget: – (no adapters train in this stage)."))
 
 
 def _theme() -> tuple[str, str]:
@@ -71,8 +80,19 @@ class TrainPlot(FigureCanvasQTAgg):
         (self._loss_line,) = self.ax.plot([], [], color=LOSS_COLOR, lw=1.0, alpha=0.85, label="loss (step)")
         (self._dice_line,) = self.ax2.plot([], [], color=DICE_COLOR, lw=1.6, marker="o", ms=3.5,
                                            label="val Dice (epoch)")
-        self.figure.legend(handles=[self._loss_line, self._dice_line], loc="outside upper center", ncols=2,
-                           fontsize=7, frameon=False, labelcolor=fg)
+        self._start_line = self.ax2.axhline(0.0, color=DICE_COLOR, ls=":", lw=1.2, alpha=0.9, visible=False,
+                                            label="starting model (before training)")
+        self.start_dice: Optional[float] = None  # the start model's validation Dice (train/compare.py)
+        self._legend: Any = None
+        self._show_legend()
+
+    def _show_legend(self) -> None:
+        """The legend over the plot: the two curves, and the starting model's line once it is known."""
+        if self._legend is not None:
+            self._legend.remove()
+        handles = [self._loss_line, self._dice_line] + ([self._start_line] if self.start_dice is not None else [])
+        self._legend = self.figure.legend(handles=handles, loc="outside upper center", ncols=len(handles),
+                                          fontsize=7, frameon=False, labelcolor=self._fg)
 
     def clear(self, stage: Optional[int] = None) -> None:
         """Forget every point (a new run of ``stage``)."""
@@ -82,6 +102,10 @@ class TrainPlot(FigureCanvasQTAgg):
             artist.remove()
         self._marks.clear()
         self.stage, self.offset = stage, 0.0
+        if self.start_dice is not None:
+            self.start_dice = None
+            self._start_line.set_visible(False)
+            self._show_legend()
         self.refresh()
 
     def continue_from(self, records: list[dict[str, Any]], stage: int) -> None:
@@ -96,9 +120,10 @@ class TrainPlot(FigureCanvasQTAgg):
         self._drop_from(self.dice_x, self.dice_y, offset + 1e-9)
         self.stage, self.offset = stage, float(offset)
         line = self.ax.axvline(offset, color=self._fg, ls="--", lw=0.8, alpha=0.6)
-        text = self.ax.text(offset, 0.98, f"Stage {stage} → ", transform=self.ax.get_xaxis_transform(), va="top",
-                            ha="right", color=self._fg, fontsize=7, alpha=0.8)
-        self._marks += [line, text]
+        self._marks.append(line)
+        for words, side in ((f"← Stage {stage - 1} ", "right"), (f" Stage {stage} →", "left")):  # over the frame,
+            self._marks.append(self.ax.text(offset, 1.01, words, transform=self.ax.get_xaxis_transform(),  # not
+                                            va="bottom", ha=side, color=self._fg, fontsize=7, alpha=0.8))  # the data
         self.refresh()
 
     def add(self, records: list[dict[str, Any]]) -> bool:
@@ -111,6 +136,12 @@ class TrainPlot(FigureCanvasQTAgg):
                 self._drop_from(self.loss_x, self.loss_y, x)
                 self.loss_x.append(x)
                 self.loss_y.append(float(rec["loss"]))
+                changed = True
+            elif kind == "start_val" and rec.get("val_dice") is not None:  # "epoch 0": the start model
+                self.start_dice = float(rec["val_dice"])
+                self._start_line.set_ydata([self.start_dice, self.start_dice])
+                self._start_line.set_visible(True)
+                self._show_legend()
                 changed = True
             elif kind == "epoch" and rec.get("val_dice") is not None:
                 epoch = self.offset + int(rec["epoch"])
@@ -137,6 +168,7 @@ class TrainPlot(FigureCanvasQTAgg):
             lo, hi = min(self.loss_y), max(self.loss_y)
             pad = max(0.05 * (hi - lo), 1e-3)
             self.ax.set_ylim(lo - pad, hi + pad)
-        if self.dice_y:
-            self.ax2.set_ylim(0.0, max(1.0, max(self.dice_y)))
+        if self.dice_y:  # from a little under the lowest Dice (and the start model's) in steps of 0.05: a fall of
+            seen = self.dice_y + ([self.start_dice] if self.start_dice is not None else [])  # 0.02 shows
+            self.ax2.set_ylim(max(0.0, math.floor((min(seen) - 0.02) * 20) / 20), max(1.0, max(seen)))
         self.draw_idle()

@@ -207,13 +207,15 @@ def status_text(rec: dict) -> str:
                 f"{rec.get('train')} train / {rec.get('val')} val images{resumed}")
     if kind == "step":
         return f"Epoch {rec.get('epoch')}, step {rec.get('step')}/{rec.get('steps')} · loss {rec.get('loss', 0):.4f}"
-    if kind == "epoch":
-        rank = rec.get("rank_budget")
+    if kind == "epoch":  # (the adapters' rank budget: in the tooltip of the line over the plot, _train_plot.py)
         eta = rec.get("eta_s", 0)
         return (f"Epoch {rec.get('epoch')}/{rec.get('epochs')} · loss {rec.get('loss', 0):.4f} · "
                 f"val Dice {rec.get('val_dice', 0):.4f} · best Dice {rec.get('best_dice', 0):.4f} · "
-                f"rank budget {rank if rank is not None else '–'} · "
                 f"ETA {format_duration(float(eta or 0)) if eta is not None else 'after the next epoch'}")
+    if kind == "start_val":
+        n = rec.get("val")
+        return (f"The starting model, before training: val Dice {rec.get('val_dice', 0):.4f}"
+                + (f" on {n} validation film{'' if n == 1 else 's'}" if n is not None else ""))
     if kind == "early_stop":
         return f"Early stop at epoch {rec.get('epoch')} · best Dice {rec.get('best_dice', 0):.4f}"
     if kind == "done":

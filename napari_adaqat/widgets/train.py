@@ -22,7 +22,7 @@ from napari_adaqat.widgets._compat import guard_triton_import
 
 guard_triton_import()  # before torch/torchvision load: see _compat.py
 
-from napari_adaqat.train.chain import Chain, chain_paths, chain_preflight  # noqa: E402
+from napari_adaqat.train.chain import chain_paths, chain_preflight  # noqa: E402
 from napari_adaqat.train.paths import run_paths  # noqa: E402
 from napari_adaqat.train.preflight import BUNDLED, preflight  # noqa: E402
 from napari_adaqat.train.progress import read_progress  # noqa: E402
@@ -32,9 +32,10 @@ from napari_adaqat.widgets._data_check import DataReport  # noqa: E402
 from napari_adaqat.widgets._train_data_check import TrainDataCheck  # noqa: E402
 from napari_adaqat.widgets._shared import ANNOTATE_DOCK, PLUGIN, SEGMENT_DOCK, tab_with_folder_docks  # noqa: E402
 from napari_adaqat.widgets import _train_live as live  # noqa: E402
+from napari_adaqat.widgets import _train_outcome as outcome  # noqa: E402
 from napari_adaqat.widgets._train_form import make_fields, scrolling  # noqa: E402
 from napari_adaqat.widgets._train_reading import TrainFormReading, typed_path  # noqa: E402
-from napari_adaqat.widgets._train_plot import TrainPlot, info_text  # noqa: E402
+from napari_adaqat.widgets._train_plot import TrainPlot, info_text, info_tip  # noqa: E402
 from napari_adaqat.widgets._train_process import (ChainProcess, CommandProcess,  # noqa: E402
                                                   TrainProcess, adaqat_argv, format_duration, status_text)
 
@@ -298,6 +299,7 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
         old = [r for r in records if r.get("kind") == "epoch"]
         self.progress.max = max(int(epochs or 1), 1)
         self.progress.value = min(int(old[-1]["epoch"]) if old else 0, self.progress.max)
+        self.progress.native.setFormat(outcome.stage_format(stage))
         if after is not None:
             self.plot.continue_from(read_progress(run_paths(after)["progress"]), stage=stage)
         else:
@@ -331,6 +333,7 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
         """The line over the plot, for the last epoch (its ETA only while a run goes on)."""
         if self.last_epoch is not None:
             self.plot_info.value = info_text(self.last_epoch, self.plot.stage, self.busy)
+            self.plot_info.tooltip = info_tip(self.last_epoch)
 
     def _on_record(self, rec: dict) -> None:
         kind = rec.get("kind")
@@ -339,6 +342,8 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
             stage = int(rec["step"][-1])
             cfg = chain.stage1() if stage == 1 else chain.stage2()
             self._begin_stage(Path(rec["path"]), stage, cfg.epochs, after=chain.stage1_dir if stage == 2 else None)
+        elif (text := outcome.step_format(rec)) is not None:  # the model files, the vote
+            self.progress.native.setFormat(text)
         elif kind == "start" and rec.get("epochs"):
             self.progress.max = max(int(rec["epochs"]), 1)
         elif kind in ("epoch", "vote_epoch"):  # (the vote's epochs move the bar; the plot keeps the stages')
@@ -358,7 +363,7 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
             "no epoch of this step finished (the steps before it are kept)" if isinstance(proc, ChainProcess)
             else "no epoch finished")
         if code == 0 and isinstance(proc, ChainProcess):
-            self._chain_done(proc.chain)
+            outcome.chain_done(self, proc.chain)
         elif code == 0:
             best = run_paths(proc.config.out)["best"]
             self.status.value = f"Done · {summary} · model: {best}"
@@ -377,17 +382,6 @@ class TrainWidget(TrainFormReading, TrainDataCheck, Container):
         proc.close()
         self._refresh_info()  # (no "ETA 0 s" left over the plot of a finished run)
         self._update_buttons()
-
-    def _chain_done(self, chain: Chain) -> None:
-        paths = chain.paths
-        self.exported, self._found = (paths["int8"], paths["fp32"]), False
-        self.progress.max, self.progress.value = 1, 1
-        self.resume.value = False
-        self.models_label.value = cont.files_text(chain)
-        self.models_label.tooltip = f"{paths['int8']}\n{paths['fp32']}"
-        self.status.value = (f"Model ready: {paths['int8'].name} ({chain.profile}) and its FP32 baseline "
-                             f"in {paths['root'].name}. 'Use in Segment / Annotate / Batch dock' load them.")
-        show_info(f"AdaLoRA-QAT model exported: {paths['int8']}")
 
     def _fail(self, message: str, code: Optional[int] = None) -> None:
         self.last_error = message
