@@ -193,7 +193,7 @@ def test_a_finished_chain_says_what_it_made_and_the_commands_that_come_next(tmp_
             "--stage all fine-tunes it on the same films as its last step" in r.getMessage()]
     assert len(said) == 1 and said[0].levelname == "WARNING"  # Stage 1 says it; Stage 2 starts from Stage 1's
     lines = err.strip().splitlines()
-    assert lines[-3].startswith("adaqat train: Stage 2's validation Dice of the model kept 0.")
+    assert lines[-3].startswith("adaqat train: the kept model's validation Dice 0.")
     assert str(run / "model_int8.safetensors") in lines[-3]
     assert lines[-2].startswith(f"next: adaqat segment FILMS --model {run / 'model_int8.safetensors'} --out masks/")
     evaluate = lines[-1].removeprefix("  or: ").split("  #")[0]

@@ -18,6 +18,7 @@ HEAVY = ("torch", "scipy", "skimage", "numpy", "napari", "PIL", "pydicom", "matp
 FAST = [(["--help"], 0, "examples"), (["--version"], 0, "napari-adaqat"), (["segmnt"], 2, "did you mean 'segment'"),
         (["segment", "scans/"], 2, "example: adaqat segment"),
         (["segment", "scans/", "--ouy", "masks/"], 2, "required: --out; --ouy is no option: did you mean --out?"),
+        (["evaluate", "--dat", "D"], 2, "required: --out; example: adaqat evaluate"),  # (--dat: argparse's --data)
         (["evaluate", "--data", "D", "--out", "r", "--modle"],
                                                                 2, "did you mean --model"),
         (["info"], 2, "the following arguments are required"), (["export", "run", "--out", "m.safetensors", "-x"], 2, "unrecognized arguments: -x"),

@@ -181,7 +181,7 @@ def test_a_hidden_film_in_a_folder_is_named_not_segmented(tmp_path, cxr_dir, nan
     assert "1 segmented, 0 already done, 0 failed" in captured.out
     line = next(x for x in captured.err.splitlines() if "hidden" in x)
     assert line.endswith("1 hidden film (a name starting with a dot), not segmented; rename it to segment it: .copy.png"
-                         f" (all 1 listed in {tmp_path / 'out' / 'skipped.csv'} at the end)")
+                         f" (all 1 will be listed in {tmp_path / 'out' / 'skipped.csv'})")
     assert "DS_Store" not in captured.err and not list((tmp_path / "out").glob(".*mask*"))
     assert main(["segment", str(scans / ".copy.png"), "--out", str(tmp_path / "one"), *args]) == 0
     assert "1 segmented" in capsys.readouterr().out

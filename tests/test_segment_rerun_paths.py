@@ -223,14 +223,20 @@ def test_what_a_run_passes_over_is_listed_in_skipped_csv(tmp_path, cxr_dir, nano
     (series / "notes.txt").write_text("done")
     out = tmp_path / "out"
     assert segment(site, site / "export", "--out", out, nano_pth=nano_pth) == 0
-    assert "(all 3 listed in" in capsys.readouterr().err
+    assert "(all 3 will be listed in" in capsys.readouterr().err
     with (out / "skipped.csv").open(newline="", encoding="utf-8") as fh:
         rows = {Path(row["file"]).name: row["what"] for row in csv.DictReader(fh)}
     assert rows == {"IM0001_mask.png": "a mask beside its film (NAME_mask beside NAME): not segmented",
                     "films.zip": "not an image adaqat reads", "notes.txt": "not an image adaqat reads"}
     assert len(rows_of(out)) == 2
+    (series / "films.zip").unlink()
+    (series / "notes.txt").unlink()
+    (series / "IM0001_mask.png").unlink()
+    assert segment(site, site / "export", "--out", out, nano_pth=nano_pth) == 0  # nothing skipped: this run's list
+    assert not (out / "skipped.csv").exists()  # (no stale list of an earlier run)
     theirs = "file,why\nmine,kept\n"
     (out / "skipped.csv").write_text(theirs)
+    (series / "notes.txt").write_text("done")  # skipped again
     assert segment(site, site / "export", "--out", out, nano_pth=nano_pth) == 0
     assert "skipped.csv is not adaqat's" in capsys.readouterr().err
     assert (out / "skipped.csv").read_text() == theirs
@@ -250,3 +256,35 @@ def test_an_output_folder_holding_films_is_warned_of(tmp_path, cxr_dir, nano_pth
     for _ in range(2):  # its own masks are no films: no warning, the second time either
         assert segment(site, films[0], "--out", clean, nano_pth=nano_pth) == 0
         assert "holds films" not in capsys.readouterr().err
+
+
+def test_a_mask_kept_aside_never_takes_a_name_this_run_writes_nor_is_lost_when_it_cannot_move(tmp_path, monkeypatch):
+    """Review finds: an input sub-folder named replaced/ gets its masks in OUT/replaced/, where a kept-aside mask
+    would have gone and then been overwritten; a move that fails (a locked file) must keep the mask, not stop."""
+    from napari_adaqat.inference import batch
+
+    out = tmp_path / "out"
+    (out / "replaced").mkdir(parents=True)
+    (out / "a_mask.png").write_bytes(b"corrected by hand")
+    names = {"a": "a_mask.png", "b": "replaced/a_mask.png"}  # (b: a film in an input folder named replaced/)
+    kept, stuck = batch._put_aside(out, ["a"], names)
+    assert kept == ["a_mask_1.png"] and stuck == {}
+    assert (out / "replaced" / "a_mask_1.png").read_bytes() == b"corrected by hand"
+    (out / "a_mask.png").write_bytes(b"again")
+
+    def locked(*_args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(batch.os, "replace", locked)
+    assert batch._put_aside(out, ["a"], names) == ([], {"a": "Permission denied"})
+    assert (out / "a_mask.png").read_bytes() == b"again"
+
+
+def test_numbered_masks_in_an_output_folder_are_no_films(tmp_path, cxr_dir):
+    """A review find: masks numbered where NAME_mask was taken (SE1_IM0001_mask_2.png) counted as films."""
+    from napari_adaqat.data.folders import films_in_output
+
+    film = sorted((cxr_dir / "images").glob("*.png"))[0]
+    for name in ("SE1_IM0001_mask_2.png", "a_mask.png", "b_seg_3.png", "film.png"):
+        shutil.copy(film, tmp_path / name)
+    assert [p.name for p in films_in_output(tmp_path)] == ["film.png"]

@@ -198,9 +198,10 @@ def test_a_lateral_view_coded_only_in_view_code_sequence_gets_its_note(tmp_path)
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "R-10236", "SRT", "left lateral"
     path = make_dicom(tmp_path / "lat.dcm", _film().astype(np.uint16) * 16, bits_stored=12, ViewCodeSequence=[code])
     assert view_note(read_image(path)).startswith("lateral view (View Code Sequence: left lateral): the model was")
-    code.CodeMeaning = "postero-anterior"
-    pa = make_dicom(tmp_path / "pa.dcm", _film().astype(np.uint16) * 16, bits_stored=12, ViewCodeSequence=[code])
-    assert view_note(read_image(pa)) == ""
+    for frontal in ("postero-anterior", "left lateral decubitus"):  # (a decubitus film is frontal)
+        code.CodeMeaning = frontal
+        again = make_dicom(tmp_path / "f.dcm", _film().astype(np.uint16) * 16, bits_stored=12, ViewCodeSequence=[code])
+        assert view_note(read_image(again)) == "", frontal
 
 
 def test_a_screen_capture_is_noted_as_no_film(tmp_path):

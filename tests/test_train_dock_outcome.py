@@ -88,7 +88,7 @@ def test_the_end_of_a_fine_tune_compares_the_new_model_with_its_start(qtbot, tmp
     status = widget.status.value
     assert widget.exported == (tmp_path / "run1" / "model_int8.safetensors",
                                tmp_path / "run1" / "baseline_fp32.safetensors") and widget.use_button.enabled
-    assert widget.progress.native.text() == "done: Stage 1 8 epochs · Stage 2 2 epochs · model files · vote 15 epochs"
+    assert widget.progress.native.text() == "done: Stage 1: 8 epochs · Stage 2: 2 epochs · model files · vote: 15 epochs"
     if new < 0.962:
         assert status.startswith("Not better than the starting model. Validation Dice 0.942, below the starting "
                                  f"model's 0.962 on the same 1 film (from only 1 film: a rough figure): {OLD_MODEL}.")

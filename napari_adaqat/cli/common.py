@@ -126,7 +126,8 @@ def error_hint(parser: argparse.ArgumentParser, message: str, given: Sequence[st
     if message.startswith("the following arguments are required"):
         for word in given:  # a mistyped option, taken for an unknown one (argparse names the missing one first)
             name = word.split("=", 1)[0]
-            close = did_you_mean(name, options) if name.startswith("--") and name not in options else None
+            known = any(option.startswith(name) for option in options)  # (argparse takes --dat for --data)
+            close = did_you_mean(name, options) if name.startswith("--") and not known else None
             if close:
                 return f"; {name} is no option: did you mean {close}?"
         example = first_example(parser.epilog)

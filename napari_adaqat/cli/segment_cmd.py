@@ -136,7 +136,7 @@ def _said_if_stopped(results, bar, out_dir: Path):
 def run(args: argparse.Namespace) -> int:
     from napari_adaqat.data import check_output_folder, describe_skipped, read_boxes_csv, read_points_csv
     from napari_adaqat.data.folders import films_in_output
-    from napari_adaqat.data.skipped_list import SKIPPED_CSV
+    from napari_adaqat.inference.skipped_list import SKIPPED_CSV
     from napari_adaqat.data.csv_match import match_rows
     from napari_adaqat.data.folders import missing_inputs
     from napari_adaqat.inference.batch import FolderBusy
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give the image files or folders to segment (or --compact --out DIR)")
     missing = missing_inputs(args.inputs)  # none there: refused; some: an error row each, the rest segmented
     check_output_folder(out_dir, args.inputs, roots=_roots(args))
-    among = films_in_output(out_dir) if out_dir.is_dir() else []
+    among = films_in_output(out_dir) if out_dir.is_dir() and os.environ.get("RANK", "0") == "0" else []
     if among:
         print(f"adaqat segment: warning: {out_dir} holds films ({listed((p.name for p in among), 3)}): once it has "
               f"masks and {RESULTS_CSV}, a recursive run over a folder above it passes over it as a folder of masks, "
@@ -162,8 +162,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("no image files found in the inputs"
                          + (f": {describe_skipped(skipped, recurse_hint=hint)}" if skipped else ""))
     if skipped:
-        print(f"adaqat segment: skipped {describe_skipped(skipped, recurse_hint=hint)} (all {len(skipped)} listed in "
-              f"{out_dir / SKIPPED_CSV} at the end)", file=sys.stderr)
+        print(f"adaqat segment: skipped {describe_skipped(skipped, recurse_hint=hint)} (all {len(skipped)} will be "
+              f"listed in {out_dir / SKIPPED_CSV})", file=sys.stderr)
     if missing:
         print(f"adaqat segment: warning: {len(missing)} input(s) not found, each gets an error row in "
               f"{RESULTS_CSV} and the others are segmented: {listed(missing, 3)}", file=sys.stderr)
@@ -208,7 +208,7 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
     (boxes, points) CSV tables, for the warnings; ``found``: the rows each input takes (by absolute path);
     ``skipped``: what the scan passed over (listed in ``OUT/skipped.csv`` at the end)."""
     from napari_adaqat.data import describe_unmatched, unmatched_boxes
-    from napari_adaqat.data.skipped_list import SKIPPED_CSV, write_skipped_csv
+    from napari_adaqat.inference.skipped_list import SKIPPED_CSV, write_skipped_csv
     from napari_adaqat.inference.batch import IGNORED, segment_files
     from napari_adaqat.inference.engine import ONE_SHOT, Engine
     from napari_adaqat.inference.quality import REVIEW_BELOW
@@ -259,7 +259,7 @@ def _segment(args: argparse.Namespace, files: list[Path], prompts, found, out_di
         bar.update(1)
     bar.close()
     counts = shard.total(counts)
-    if shard.lead and skipped and write_skipped_csv(out_dir, skipped) is None:
+    if shard.lead and write_skipped_csv(out_dir, skipped) is None:  # (this run's list: none skipped, a header)
         print(f"adaqat segment: note: {out_dir / SKIPPED_CSV} is not adaqat's, so the list of what was skipped was not "
               "written there", file=sys.stderr)
     if shard.lead:

@@ -214,7 +214,7 @@ def _say_next(stage: str, summary: dict, data: object, preset: str | None = None
     quote, data = shlex.quote, data or "DATA"  # a resumed chain may be given no --data
     last = summary.get("stage2", summary)
     dice = last.get("kept_dice", last.get("best_dice"))  # (the epoch kept as the model: with few films, the last)
-    made = (f"{'Stage 2' + chr(39) + 's ' if stage == 'all' else ''}validation Dice of the model kept {dice:.4f}"
+    made = (f"the kept model's validation Dice {dice:.4f}{' (Stage 2)' if stage == 'all' else ''}"
             if isinstance(dice, float) else "done")
     if stage == "all":
         model, split = summary["int8"], Path(summary["int8"]).parent / "stage1" / "split.json"

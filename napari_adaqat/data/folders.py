@@ -3,6 +3,7 @@ and writable before any work starts."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -134,7 +135,12 @@ def films_in_output(out_dir: Path, look: int = 200) -> list[Path]:
     ``look`` entries: films there would be passed over with it by a later recursive run (a folder with a
     ``results.csv`` is a folder of masks).  A look, not a listing."""
     names = [p for p in first_entries(out_dir, look) if p.is_file() and not p.name.startswith(".")]
-    return [p for p in names if is_image_file(p) and not any(p.stem.casefold().endswith(end) for end in MASK_SUFFIXES)]
+
+    def mask_named(path: Path) -> bool:  # (NAME_mask_2.png: a mask numbered where NAME_mask.png was taken)
+        stem = re.sub(r"_\d+$", "", path.stem).casefold()
+        return any(stem.endswith(end) for end in MASK_SUFFIXES)
+
+    return [p for p in names if not mask_named(p) and is_image_file(p)]
 
 
 def is_mask_folder(folder: Path) -> bool:
@@ -201,7 +207,7 @@ def describe_skipped(entries: list[Path], shown: int = 3, recurse_hint: str = ""
         return f"{n} {word}{'s' * (n != 1)}"
 
     recorded: dict[Path, str] = getattr(entries, "kinds", {})  # (a Skipped: the scan's word, nothing read again)
-    kinds = {p: recorded.get(p) or _kind(p) for p in entries}
+    kinds = {p: recorded.get(p) or entry_kind(p) for p in entries}
     linked, of_masks, plain, masks, files, unreadable, hidden = ([p for p in entries if kinds[p] == kind] for kind in
                                                                  (LINKED, MASK_FOLDER, FOLDER, MASK, OTHER_FILE,
                                                                   UNREADABLE, HIDDEN))
@@ -251,7 +257,7 @@ def _raw_size(path: Path) -> bool:
         return False
 
 
-def _kind(path: Path) -> str:
+def entry_kind(path: Path) -> str:
     """What a skipped entry is, looked at on disk (for a plain list; a :class:`Skipped` knows it)."""
     if path.is_dir():
         return LINKED if path.is_symlink() else MASK_FOLDER if is_mask_folder(path) else FOLDER

@@ -18,6 +18,7 @@ from typing import ClassVar, Iterator, Sequence
 import numpy as np
 
 from napari_adaqat.data.boxes import check_box, default_box
+from napari_adaqat.data.annotation_checks import REPLACED  # (OUT/replaced/: masks of films segmented again)
 from napari_adaqat.data.csv_match import box_for
 from napari_adaqat.data.points import check_points, points_for
 from napari_adaqat.inference import journal as J
@@ -39,7 +40,6 @@ from napari_adaqat.util.text import listed
 __all__ = ["RESULTS_CSV", "RESULT_COLUMNS", "FolderBusy", "ResultRow", "SEG_SUFFIX", "compact_folder", "csv_text",
            "earlier_keys", "load_results", "read_input", "recorded_mask", "segment_files", "write_results"]
 
-REPLACED = "replaced"  # OUT/replaced/: the masks of films segmented again (changed since), never overwritten
 IGNORED = "ignored"  # the status of a file that is no film (io.NotAFilm): not segmented, not a failure
 COMPACT_FIRST_S = 2.0  # rewrite results.csv while running first after this many seconds (a short run: once, at its end)
 COMPACT_EVERY = 50  # ... then each time 50x the last rewrite's time has passed: at most ~2 % of the run
@@ -185,14 +185,17 @@ def segment_files(
         stamps = {key: rows[key].get("film_stamp") or "" for key in done_keys}
         rows_frames = {key: rows[key].get("frame") or "" for key in done_keys}
         del rows  # only the set of finished files (and their films' stamps) is kept
-        changed = _changed_since(files, stamps, out_dir, names)
+        changed, stuck = _changed_since(files, stamps, out_dir, names), {}
         if changed and shard.lead:
-            kept_aside = _put_aside(out_dir, [names[key] for key in changed])  # (a hand-corrected mask among them?)
+            kept_aside, stuck = _put_aside(out_dir, changed, names)  # (a hand-corrected mask among them?)
             if notes is not None:
                 notes.append(f"{len(changed)} film(s) changed after their masks were written, so they are segmented "
                              f"again: {listed(changed, 3)}" + (f"; their earlier masks (yours, if you corrected "
                              f"them) are kept in {out_dir / REPLACED}: {listed(kept_aside, 3)}" if kept_aside else ""))
-        done_keys -= set(changed)
+                notes.extend(f"{key}: its earlier mask could not be moved aside ({why}), so it is kept as it is and "
+                             "the film is not segmented again" for key, why in stuck.items())
+        changed, stuck = shard.from_lead((changed, stuck))  # (every rank: the lead's moves)
+        done_keys -= set(changed) - set(stuck)
         _note_other_frames(frame, {key: rows_frames[key] for key in done_keys}, notes, shard)
         shard.barrier()  # every rank chose the same mask names before any mask is written
         journal = J.Journal(out_dir, shard.rank, aliases, folders)
@@ -247,22 +250,29 @@ def _changed_since(files: list[Path], stamps: dict[str, str], out_dir: Path, nam
     return changed
 
 
-def _put_aside(out_dir: Path, masks: list[str]) -> list[str]:
-    """Move each existing mask file (a name relative to ``out_dir``) to ``out_dir/replaced/`` under the same relative
-    name (numbered when taken): a film segmented again never overwrites a mask that may hold the user's corrections.
-    Returns the new names, relative to ``out_dir/replaced``."""
-    kept = []
-    for name in masks:
+def _put_aside(out_dir: Path, keys: list[str], names: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """Move the existing mask of each of ``keys`` (``names``: key → its mask's name relative to ``out_dir``) to
+    ``out_dir/replaced/`` under the same relative name (numbered when taken, or when a mask of this run will be
+    written there): a film segmented again never overwrites a mask that may hold the user's corrections.
+    Returns (the new names, relative to ``out_dir/replaced``; {key: why} for the masks that could not be moved)."""
+    planned = {Path(name).as_posix().casefold() for name in names.values()}
+    kept, stuck = [], {}
+    for key in keys:
+        name = names[key]
         mask = out_dir / name
         if not mask.is_file():
             continue
         target, number = out_dir / REPLACED / name, 1
-        while target.exists():
+        while target.exists() or target.relative_to(out_dir).as_posix().casefold() in planned:
             target, number = (out_dir / REPLACED / name).with_stem(f"{Path(name).stem}_{number}"), number + 1
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(mask, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(mask, target)
+        except OSError as exc:
+            stuck[key] = exc.strerror or type(exc).__name__
+            continue
         kept.append(str(target.relative_to(out_dir / REPLACED)))
-    return kept
+    return kept, stuck
 
 
 def _segment_mine(files: list[Path], model: ModelLike, out_dir: Path, names: dict[str, str], done_keys: set[str],

@@ -313,7 +313,8 @@ def _coded_view(ds) -> str:
         meaning = str(ds.ViewCodeSequence[0].get("CodeMeaning", "")).strip()
     except (AttributeError, IndexError, TypeError, KeyError):
         return ""
-    return meaning if "lateral" in meaning.lower() and "medio" not in meaning.lower() else ""
+    words = meaning.lower()  # (a lateral decubitus film is frontal, as ViewPosition's decubitus is: inputs.py)
+    return meaning if "lateral" in words and "medio" not in words and "decubitus" not in words else ""
 
 
 def _patient_orientation(ds) -> str:

@@ -99,6 +99,8 @@ def raster_content(path: str | os.PathLike) -> str | None:
     """``"png"``, ``"jpeg"`` or ``"tiff"`` when the file's first bytes say so, whatever its name (``IM0001``, ``.1``,
     ``.bak``: as DICOM is read under any name); else None (BMP's two-byte signature is too weak to trust alone)."""
     try:
+        if not Path(path).is_file():  # (a FIFO would block the read)
+            return None
         with open(path, "rb") as fh:
             head = fh.read(8)
     except OSError:

@@ -100,6 +100,7 @@ def _own_arithmetic(spec, meta: dict, adapters: dict) -> dict:
     variant = "decoder" if int8 and all(str(n).startswith("mask_decoder.") for n in int8) else "full"
     r_init = max((m.r for m in adapters.values()), default=0)
     result = arithmetic_compression(spec, r_init=r_init, variant=variant)
-    result["basis"] += f" (this file: QAT variant {variant}, " + (
+    quantized = f"QAT variant {variant}" if int8 else "an FP32 file, counted as if fully quantized"
+    result["basis"] += f" (this file: {quantized}, " + (
         f"adapters at rank {r_init})" if r_init else "no adapters in the file)")
     return result

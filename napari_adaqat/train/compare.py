@@ -38,14 +38,17 @@ class Comparison:
 
     @property
     def better(self) -> bool:
-        """Whether the new model scores higher than its start model (by more than rounding)."""
-        return self.new - self.start >= SAME
+        """Whether the new model scores higher than its start model (by more than rounding; on other films: no
+        verdict, True)."""
+        return self.films != self.start_films or self.new - self.start >= SAME
 
     def line(self) -> str:
         """One sentence for a clinician: the two figures, how few films they rest on, and what to do."""
         same = self.films == self.start_films
-        on = f"on the same {_films(self.films)}" if same else \
-            f"(the starting model on {_films(self.start_films)}, the new one on {_films(self.films)})"
+        if not same:  # (other films: no verdict)
+            return (f"Validation Dice {self.new:.3f} on {_films(self.films)}; the starting model's {self.start:.3f} "
+                    f"was measured on {_films(self.start_films)}, so the two are not compared")
+        on = f"on the same {_films(self.films)}"
         rough = f" (from only {_films(min(self.films, self.start_films))}: a rough figure)" \
             if min(self.films, self.start_films) < MIN_VAL_FOR_BEST else ""
         if self.better:

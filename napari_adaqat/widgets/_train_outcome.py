@@ -40,10 +40,10 @@ def _epochs(run: Any) -> Optional[int]:
 
 def done_format(chain: Chain) -> str:
     """The full bar's text at the chain's end: each step and its epochs (Stage 1's of a continued run too)."""
-    parts = [f"Stage {n} {e} epoch{'' if e == 1 else 's'}" for n, e in
+    parts = [f"Stage {n}: {e} epoch{'' if e == 1 else 's'}" for n, e in
              ((1, _epochs(chain.stage1_dir)), (2, _epochs(chain.paths["stage2"]))) if e is not None]
     votes = [r for r in read_progress(chain.paths["progress"]) if r.get("kind") == "vote_epoch"]
-    parts += ["model files"] + ([f"vote {votes[-1].get('epoch')} epochs"] if votes else [])
+    parts += ["model files"] + ([f"vote: {votes[-1].get('epoch')} epochs"] if votes else [])
     return "done: " + " · ".join(parts)
 
 

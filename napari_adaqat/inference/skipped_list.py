@@ -7,7 +7,7 @@ import csv
 import io
 from pathlib import Path
 
-from napari_adaqat.data.folders import FOLDER, HIDDEN, LINKED, MASK, MASK_FOLDER, OTHER_FILE, UNREADABLE, _kind
+from napari_adaqat.data.folders import FOLDER, HIDDEN, LINKED, MASK, MASK_FOLDER, OTHER_FILE, UNREADABLE, entry_kind
 from napari_adaqat.inference.journal import csv_cell
 from napari_adaqat.util.atomic import atomic_write_text
 
@@ -26,8 +26,9 @@ WHAT = {
 
 def write_skipped_csv(out_dir: Path, entries: list[Path]) -> Path | None:
     """Write ``out_dir/skipped.csv`` (rows: file, what) for ``entries``, the second list of
-    :func:`~napari_adaqat.data.folders.scan_inputs`; returns its path, or None when a ``skipped.csv`` that is not
-    adaqat's is there (left as it is: nothing of the user's is overwritten)."""
+    :func:`~napari_adaqat.data.folders.scan_inputs` (this run's list: with none, an earlier list is removed, never
+    left stale); returns its path, or None when a ``skipped.csv`` that is not adaqat's is there (left as it is:
+    nothing of the user's is overwritten)."""
     path = Path(out_dir) / SKIPPED_CSV
     if path.is_file():
         try:
@@ -36,13 +37,16 @@ def write_skipped_csv(out_dir: Path, entries: list[Path]) -> Path | None:
                     return None
         except OSError:
             return None
+    if not entries:
+        path.unlink(missing_ok=True)
+        return path
     kinds: dict[Path, str] = getattr(entries, "kinds", {})
     reasons: dict[Path, str] = getattr(entries, "reasons", {})
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(HEADER)
     for entry in entries:
-        kind = kinds.get(entry) or _kind(entry)
+        kind = kinds.get(entry) or entry_kind(entry)
         what = WHAT.get(kind, kind) + (f" ({reasons[entry]})" if entry in reasons else "")
         writer.writerow([csv_cell(str(entry)), what])
     atomic_write_text(path, text.getvalue())
