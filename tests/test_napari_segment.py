@@ -21,6 +21,7 @@ from skimage.metrics import structural_similarity  # noqa: E402
 
 # imported at collection, before any viewer creates an OpenGL context (see widgets/_compat.py)
 from napari_adaqat._sample import chest_xray  # noqa: E402
+from napari_adaqat.data.boxes import clip_rectangle  # noqa: E402
 from napari_adaqat.inference.predictor import BoxPredictor  # noqa: E402
 from napari_adaqat.model import loading  # noqa: E402
 from napari_adaqat.widgets.segment import SegmentWidget  # noqa: E402
@@ -103,7 +104,7 @@ def test_boxes_from_api_and_mouse_give_mask_ssim_and_delta(make_napari_viewer, q
     wait(qtbot, widget)
     assert widget.last_result.has_reference
     draw_with_mouse(viewer, qtbot, (60.0, 50.0), (460.0, 470.0))
-    assert len(boxes.data) == 2
+    assert len(boxes.data) == 1  # only the box in use stays (Undo brings the first back)
     wait(qtbot, widget)
     result = widget.last_result
     np.testing.assert_allclose(result.box, [50, 60, 470, 460], atol=1.5)
@@ -113,9 +114,13 @@ def test_boxes_from_api_and_mouse_give_mask_ssim_and_delta(make_napari_viewer, q
     held = result.mask.nbytes + result.ssim.nbytes + result.delta.nbytes
     assert held <= widget.history.current.nbytes() <= held + 64  # (+ the box, 4 floats)
 
-    # ΔSSIM = SSIM(model, ref) − SSIM(baseline, ref), recomputed independently with skimage
+    # ΔSSIM = SSIM(model, ref) − SSIM(baseline, ref), recomputed independently with skimage, of the probabilities
+    # cleared outside the box plus its margin, as the masks are
     ref = (truth.data != 0).astype(np.float64)
-    p_model, p_base = probs(model, image.data, result.box), probs(baseline, image.data, result.box)
+    r0, r1, c0, c1 = clip_rectangle(ref.shape, result.box)
+    inside = np.zeros(ref.shape)
+    inside[r0:r1, c0:c1] = 1
+    p_model, p_base = probs(model, image.data, result.box) * inside, probs(baseline, image.data, result.box) * inside
     _, s_model = structural_similarity(p_model, ref, full=True, data_range=1)
     _, s_base = structural_similarity(p_base, ref, full=True, data_range=1)
     delta = viewer.layers["ΔSSIM"].data

@@ -70,8 +70,8 @@ def test_prompting_the_same_image_again_reuses_its_decoder_context(cxr_dir, monk
     assert np.array_equal(first, again)
     p.set_image(image[::-1].copy())  # another image: a new context, the same positional encoding
     assert len(calls) == 2 and len(pe_calls) == 1
-    back = p.set_image(image).predict([50, 50, 400, 400]).probs  # from the embedding cache
-    assert len(calls) == 3 and np.array_equal(back, first)
+    back = p.set_image(image).predict([50, 50, 400, 400]).probs  # one of the last images: its context is kept
+    assert len(calls) == 2 and np.array_equal(back, first)
     reference = BoxPredictor(sam, fast=False).set_image(image).predict([50, 50, 400, 400]).probs
     assert np.allclose(reference, first, atol=1e-5)
 
@@ -87,3 +87,28 @@ def test_a_fresh_cache_still_means_a_fresh_embedding(cxr_dir):
     p.cache = EmbeddingCache(max_items=1)
     p.set_image(image)
     assert not p.last_embed_from_cache
+
+
+def test_the_last_images_prompt_parts_are_kept_within_bounds():
+    """:class:`ImageStates` keeps the parts of the last few images (the newest always, however large), and gives a
+    state back only while the embedding cache holds the very embedding it was made from (a fresh cache: none)."""
+    from napari_adaqat.inference.embedding_cache import Embedding
+    from napari_adaqat.inference.image_states import ImageState, ImageStates
+
+    def state() -> ImageState:
+        features = torch.zeros(1, 4, 8, 8)
+        return ImageState(Embedding(features, (8, 8), (8, 8)), torch.zeros(1, 4, 8, 8),
+                          detail=torch.zeros(1, 1, 16, 16))
+
+    states = ImageStates(max_items=2, max_bytes=1 << 20)
+    kept = {key: state() for key in "abc"}
+    for key, item in kept.items():
+        states.put(key, item)
+    assert len(states) == 2 and states.get("a", kept["a"].embedding) is None  # the oldest went
+    assert states.get("c", kept["c"].embedding) is kept["c"]
+    assert states.get("c", Embedding(torch.zeros(1, 4, 8, 8), (8, 8), (8, 8))) is None  # another embedding: stale
+    assert kept["c"].nbytes() == (4 * 64 + 256) * 4  # the device features and the detail, not the cache's copy
+    small = ImageStates(max_items=3, max_bytes=kept["b"].nbytes())
+    small.put("b", kept["b"])
+    small.put("c", kept["c"])
+    assert len(small) == 1 and small.get("c", kept["c"].embedding) is kept["c"]

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from napari_adaqat.io import check_segmentable, film_and_spacing, read_image
+from napari_adaqat.data.boxes import default_box
+from napari_adaqat.inference.postprocess import clip_probabilities
 from napari_adaqat.inference.predictor import BoxPredictor, FilmLike, Prediction
 from napari_adaqat.inference.segmenter import ModelRef, Segmenter, load_segmenter, model_ref
 from napari_adaqat.metrics import dice, ssim_map, trust_maps
@@ -289,7 +291,7 @@ class Engine:
 
         ``clean`` keeps the two largest regions and fills holes, ``clip`` clears what lies outside the
         box plus a margin (``None``: the segmenter's rules, both on for model files; the maps use the
-        raw probabilities)."""
+        probabilities, not cleaned, but clipped as the mask is)."""
         image, spacing = film_and_spacing(image)
         if reference is not None and reference.shape != image.shape[:2]:
             raise ValueError(f"reference layer has shape {reference.shape}, the image slice {image.shape}")
@@ -311,20 +313,25 @@ class Engine:
         """Phase 2, slower (SSIM is ~20-40 ms per map on 512²): the baseline's prediction of the same
         prompts (box, points; its own ``baseline_mask_input``, e.g. its previous ``baseline_low_res_logits``,
         else no mask prompt) and the SSIM/ΔSSIM maps of DESIGN.md, filled into ``result`` (returned).  The maps
-        compare the two models' own probabilities (a vote both files carry would hide their differences).
-        ``baseline`` may be a file path, or ``"default"`` for the bundled FP32 baseline."""
+        compare the two models' own probabilities (a vote both files carry would hide their differences), both
+        cleared outside the box as the masks are (``result.clipped``: nothing outside the box counts), while
+        ``p_model`` / ``p_baseline`` stay as the models gave them.  ``baseline`` may be a file path, or
+        ``"default"`` for the bundled FP32 baseline."""
         (image, spacing), baseline = film_and_spacing(image, result.spacing), _baseline(baseline)  # (as prompted)
+        clip = _map_clip(result, image.shape[:2])
         if baseline is not None:
             run = self._prompt(image, result.box, baseline, device, result.cleaned, result.point_coords,
                                result.point_labels, baseline_mask_input, result.clipped, spacing)
             result.p_baseline, result.baseline_mask, result.baseline_seconds = run.pred.probs[0], run.mask, run.seconds
             result.baseline_low_res_logits = _first_row(run.pred)
             own = run.pred.probs[0] if run.pred.own_logits is None else torch.sigmoid(run.pred.own_logits[0]).numpy()
-            maps = trust_maps(result.p_own, own, reference)  # INT8 against FP32, each its own (a shared vote apart)
+            maps = trust_maps(clip_probabilities(result.p_own, *clip), clip_probabilities(own, *clip),
+                              reference)  # INT8 against FP32, each its own (a shared vote apart)
             result.ssim, result.delta = maps.ssim, maps.delta
             result.ssim_mean, result.delta_mean = maps.ssim_mean, maps.delta_mean
         elif reference is not None:
-            result.ssim_mean, result.ssim = ssim_map(result.p_model, (reference != 0).astype(np.float32))
+            result.ssim_mean, result.ssim = ssim_map(clip_probabilities(result.p_model, *clip),
+                                                     (reference != 0).astype(np.float32))
         return result
 
     def segment(self, image: FilmLike, box: Optional[np.ndarray], model: ModelLike,
@@ -343,6 +350,17 @@ class Engine:
 def _baseline(baseline: Any) -> Any:
     """A baseline given by name: a file path, or ``"default"`` for the bundled model's FP32 baseline."""
     return model_ref(baseline, baseline=True) if isinstance(baseline, (str, Path)) else baseline
+
+
+def _map_clip(result: SegmentResult, shape: tuple[int, int]) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """(box, lung points) that the mask of ``result`` was clipped to (:meth:`Segmenter.predict`'s rule: its box, or
+    the default box for "not lung" points alone), or (None, None) when it was not clipped."""
+    coords, labels = result.point_coords, result.point_labels
+    positive = None if coords is None else coords[np.asarray(labels) == 1]
+    box = result.box
+    if box is None and positive is not None and not len(positive):
+        box = default_box(shape)
+    return (None, None) if box is None or not result.clipped else (box, positive)
 
 
 def _points(point_coords: Optional[np.ndarray], point_labels: Optional[np.ndarray]

@@ -31,6 +31,19 @@ def clip_to_box(mask: np.ndarray, box: np.ndarray, points: Optional[np.ndarray] 
     return out
 
 
+def clip_probabilities(probs: np.ndarray, box: Optional[np.ndarray],
+                       points: Optional[np.ndarray] = None) -> np.ndarray:
+    """(H, W) probabilities → float32 (H, W) zero where :func:`clip_to_box` clears the mask (``box`` None: as they
+    are), so the SSIM / ΔSSIM maps see what the clipped masks show (a box in an empty corner: clear maps)."""
+    probs = np.asarray(probs, dtype=np.float32)
+    if box is None:
+        return probs
+    r0, r1, c0, c1 = clip_rectangle(probs.shape[:2], box, points)
+    out = np.zeros_like(probs)
+    out[r0:r1, c0:c1] = probs[r0:r1, c0:c1]
+    return out
+
+
 def finish_mask(mask: np.ndarray, box: Optional[np.ndarray] = None, clean: bool = True, clip: bool = True,
                 positive_points: Optional[np.ndarray] = None,
                 negative_points: Optional[np.ndarray] = None) -> np.ndarray:

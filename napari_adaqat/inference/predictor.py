@@ -19,6 +19,7 @@ from napari_adaqat.data.boxes import default_box
 from napari_adaqat.data.transforms import PreparedImage, pixel_aspect, prepare_image, to_uint8, transform_boxes
 from napari_adaqat.data.transforms import transform_coords
 from napari_adaqat.inference.embedding_cache import Embedding, EmbeddingCache  # EmbeddingCache: re-exported
+from napari_adaqat.inference.image_states import ImageState, ImageStates
 from napari_adaqat.inference.prompt_args import as_boxes, as_points, check_multimask, mask_input_tensor
 from napari_adaqat.io import ImageData, film_and_spacing, to_gray01
 from napari_adaqat.model.forward import as_mask_input, decode_coarse, detail_term, embed, image_detail, refine_logits
@@ -98,7 +99,9 @@ class BoxPredictor:
 
     ``bf16`` (default: on for CUDA, off elsewhere) runs the image encoder, the bulk of the time, under
     bfloat16 autocast; its features (cosine ≥ 0.99 with FP32, tested) are cached as float32 and the box
-    decoder stays FP32.  :meth:`embed_many` embeds a list of images, several per encoder forward.
+    decoder stays FP32.  :meth:`embed_many` embeds a list of images, several per encoder forward.  The last few
+    images' other per-image parts (decoder context, refiner features, vote) are kept too (``states``,
+    :mod:`~napari_adaqat.inference.image_states`), so going back to one of them is instant.
     """
 
     def __init__(self, sam: Sam, device: str | torch.device = "cpu", cache: EmbeddingCache | None = None,
@@ -123,6 +126,7 @@ class BoxPredictor:
         self.cache = cache if cache is not None else EmbeddingCache()
         self._current: Embedding | None = None
         self._current_features: torch.Tensor | None = None
+        self.states = ImageStates()  # the last images' parts besides their features: going back costs nothing
         self.last_embed_from_cache = False
 
     def image_key(self, pixels8: np.ndarray, aspect: float = 1.0) -> str:
@@ -208,6 +212,10 @@ class BoxPredictor:
         self.last_embed_from_cache = cached is not None
         if cached is not None and cached is self._current:  # the last prompt's image, still cached:
             return self  # its features and decoder context are already here
+        state = self.states.get(key, cached)  # one of the last images (A → B → A): all of it is still here
+        if state is not None:
+            self._use(state)
+            return self
         rgb = self._pixels8(image) if rgb is None else rgb  # (gray or RGB: prepare_image makes it RGB)
         # a model with a mask refiner also needs the image itself at input size (not cached: cheap)
         prepared = self._prepare(rgb, aspect) if hasattr(self.sam, "mask_refiner") else None
@@ -219,10 +227,18 @@ class BoxPredictor:
         self._vote = film_vote(self.sam, rgb, prepared, aspect)
         # the cache holds CPU copies (memory); the current one also stays on the device, so each
         # prompt does not copy the (1, C, h, w) features to the GPU again
-        self._current_features = cached.features.to(self.device)
-        self._context = image_context(self.sam, self._current_features, self._dense_pe) if self._lean else None
-        self._current = cached
+        features = cached.features.to(self.device)
+        context = image_context(self.sam, features, self._dense_pe) if self._lean else None
+        state = ImageState(cached, features, context, self._detail, self._detail_term, self._vote)
+        self.states.put(key, state)
+        self._use(state)
         return self
+
+    def _use(self, state: ImageState) -> None:
+        """Make ``state``'s image the one prompts go to."""
+        self._current_features, self._context = state.features, state.context
+        self._detail, self._detail_term, self._vote = state.detail, state.detail_term, state.vote
+        self._current = state.embedding
 
     @torch.no_grad()
     def embed_many(self, images: Sequence[FilmLike], batch_size: int = 8,

@@ -14,12 +14,14 @@ HIDING_BLENDINGS = ("opaque", "translucent", "translucent_no_depth")  # a layer 
 
 
 class FilmChoice:
-    """Needs the dock's ``viewer``, ``image`` (its ComboBox), ``_image_choices`` and ``_closed``."""
+    """Needs the dock's ``viewer``, ``image`` (its ComboBox), ``_image_choices`` and ``_closed`` (and ``status`` and
+    ``_job_texts``, whose line on a hidden film :meth:`_refresh_hidden_note` keeps true)."""
 
     viewer: Any
     image: Any
     _closed: bool
     _inserted: Any = None  # the layer napari inserts now: selecting it (this turn of the event loop) is napari's doing
+    _hidden_said = ""  # the last line of _hidden_note made: what the status line may show
 
     def _watch_films(self) -> None:
         """Start on the film seen; follow the film picked in the layer list from now on."""
@@ -61,6 +63,28 @@ class FilmChoice:
 
     def _hidden_note(self, image: Image) -> str:
         """A status line when a visible film above ``image`` in the layer list hides it, else ""."""
+        self._hidden_said = self._hiding_line(image)
+        return self._hidden_said
+
+    def _refresh_hidden_note(self) -> None:
+        """The layers changed: the status line's (and its queued jobs') line on a film hiding the chosen one is made
+        again, or dropped when no film hides it now (it stayed after that film was deleted)."""
+        said = self._hidden_said
+        if not said or self._closed:
+            return
+        now = self._hidden_note(self.image.value) if self.image.value is not None else ""
+        if now == said:
+            return
+        self._hidden_said = now
+        status: Any = getattr(self, "status")
+        if said in status.value:
+            status.value = status.value.replace(said, now)
+        texts: dict = getattr(self, "_job_texts", {})
+        for kind, text in texts.items():
+            texts[kind] = text.replace(said, now)
+
+    def _hiding_line(self, image: Image) -> str:
+        """The line of :meth:`_hidden_note`."""
         grid = getattr(getattr(self.viewer, "canvas", None), "grid", None) or self.viewer.grid  # (napari < 0.9)
         if getattr(grid, "enabled", False) or not any(image is ly for ly in self.viewer.layers):
             return ""

@@ -27,6 +27,7 @@ from napari_adaqat.widgets import _layers as L  # noqa: E402
 from napari_adaqat.widgets import _kept_edits as K  # noqa: E402
 from napari_adaqat.widgets import _points as P  # noqa: E402
 from napari_adaqat.widgets._annotate_ui import on_removed  # noqa: E402
+from napari_adaqat.widgets._box_in_use import BoxInUse, no_lung_line  # noqa: E402
 from napari_adaqat.widgets._clicks import HELP, ClickPrompts  # noqa: E402
 from napari_adaqat.widgets._embedding import Embedding  # noqa: E402
 from napari_adaqat.widgets._film_choice import FilmChoice  # noqa: E402
@@ -44,7 +45,7 @@ from napari_adaqat.widgets._prompt_jobs import PromptJobs, RecentCosts, _prompt_
 from napari_adaqat.widgets._prompt_history import BOX, CLICK, EDIT, PromptState  # noqa: E402
 
 
-class SegmentWidget(Embedding, ClickPrompts, LeftPrompts, PromptJobs, FilmChoice, ModelSpecs, Container):
+class SegmentWidget(Embedding, ClickPrompts, BoxInUse, LeftPrompts, PromptJobs, FilmChoice, ModelSpecs, Container):
     """Dock widget: image, model, baseline, reference and device choices; boxes and points drive predictions."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, model_path: str | Path | None = None,
@@ -125,6 +126,7 @@ class SegmentWidget(Embedding, ClickPrompts, LeftPrompts, PromptJobs, FilmChoice
         self._forget_removed_images()
         self.legends.follow_layers(self.viewer.layers)
         self.reset_choices()
+        self._refresh_hidden_note()  # a film deleted or moved: its "lies over" line goes (or says what is so now)
 
     def _present(self, layer: Any) -> bool:
         return any(ly.unique_id == layer.unique_id for ly in self.viewer.layers)
@@ -252,10 +254,12 @@ class SegmentWidget(Embedding, ClickPrompts, LeftPrompts, PromptJobs, FilmChoice
         if box is None and not len(coords):
             self.status.value = "No box and no points: draw a box, or click in 'points'."
             return
-        self._last_box_index = index
         history = self.history
         painted_here = not annotated or history.painted(z) is not None  # else the Annotate dock's mask
         edit = self._brush_edit(image, z)  # (recorded with the edits it keeps)
+        if kind == BOX and index is not None and not annotated:
+            index = self._keep_only_box(index, image)  # only the box in use stays (Undo brings the others back)
+        self._last_box_index = index
         previous = history.current
         kept = K.kept_for(kind, history.kept_on(z), coords) if into is None else into.kept
         if edit is None and kind != BOX and previous.kind == EDIT and previous.plane == z:
@@ -276,7 +280,7 @@ class SegmentWidget(Embedding, ClickPrompts, LeftPrompts, PromptJobs, FilmChoice
         if box is None and not (np.asarray(labels) == 1).any():
             note += (" · within the default box (the film less 2 %): 'not lung' points alone do not say where the "
                      "lung is")
-        note += K.describe(kept) + self._hidden_note(image)
+        note += K.describe(kept)  # (the line on a film hidden under another: made when shown)
         request = self._request(BOX if kind == BOX else CLICK, index, z) if into is None else into
         request.models, request.kept = (model, base), kept
         request.action = kind if into is None else request.action
@@ -295,7 +299,8 @@ class SegmentWidget(Embedding, ClickPrompts, LeftPrompts, PromptJobs, FilmChoice
                     or self._annotate_film_elsewhere(image):  # (an Annotate dock opened meanwhile)
                 return False  # an undo, reset or another image (or film, Annotate dock) came after this prompt
             self._show_state(image, result, mask)
-            self.status.value = f"{result.summary()}\n{request.prompt_text()}{note}"
+            empty = no_lung_line(result.mask if mask is None else mask, request.box_index is not None)
+            self.status.value = f"{empty}{result.summary()}\n{request.prompt_text()}{note}{self._hidden_note(image)}"
             return True
 
         def maps_done(result: SegmentResult) -> None:

@@ -1,0 +1,197 @@
+"""The Segment dock's fixes of the second QA pass, in a real napari viewer (Xvfb): the SSIM / ΔSSIM maps clipped to the
+box as the masks are, and an empty mask said in one line (finding 2); the "lies over" line dropped with the film
+that hid (6); only the box in use left in 'boxes', the others one Undo away (8); going back to an image embedded a
+moment ago costs nothing (9).  Tiny random ``vit_nano`` models, except the corner box of the bundled model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from test_napari_clicks import HAVE_DEFAULT, open_dock, spy_prompts, wait  # noqa: E402  (tests/ on sys.path)
+from test_napari_segment import draw_with_mouse  # noqa: E402
+
+import napari_adaqat.inference.predictor as predictor_module  # noqa: E402
+from napari_adaqat._sample import chest_xray  # noqa: E402
+from napari_adaqat.data.boxes import clip_rectangle  # noqa: E402
+from napari_adaqat.inference.engine import Engine, model_ref  # noqa: E402
+from napari_adaqat.inference.segmenter import open_model  # noqa: E402
+from napari_adaqat.widgets.segment import SegmentWidget  # noqa: E402
+
+pytestmark = pytest.mark.gui
+CORNER = np.array([[5.0, 5.0], [45.0, 45.0]])  # (row, col) corners: no lung in there
+UPPER_LEFT = np.array([[40.0, 30.0], [230.0, 220.0]])
+SSIM_REACH = 3  # an SSIM map's 7-px window reaches this far past the clip rectangle
+
+
+def _outside(shape: tuple[int, int], rect: tuple[int, int, int, int], reach: int = 0) -> np.ndarray:
+    """(H, W) bool: the pixels farther than ``reach`` from the clip rectangle (r0, r1, c0, c1)."""
+    r0, r1, c0, c1 = rect
+    out = np.ones(shape, dtype=bool)
+    out[max(0, r0 - reach):r1 + reach, max(0, c0 - reach):c1 + reach] = False
+    return out
+
+
+@pytest.mark.skipif(not HAVE_DEFAULT, reason="bundled default model not installed")
+def test_a_box_in_an_empty_corner_gives_clear_maps_and_says_so(make_napari_viewer, qtbot, screenshot_dir):
+    """The bundled model and its FP32 baseline: the mask of a corner box is empty, so are its ΔSSIM map (the
+    baseline's lung outside the box showed as magenta) and its SSIM map's departures, and the status says why."""
+    from napari.settings import get_settings
+
+    get_settings().application.gui_notification_level = "none"
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1900, 1000)
+    widget, _image, truth = open_dock(viewer, qtbot)
+    truth.visible = False
+    viewer.layers["boxes"].add_rectangles(CORNER)
+    wait(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    assert not viewer.layers["lung mask"].data.any()
+    assert not np.asarray(viewer.layers["ΔSSIM"].data).any()
+    assert np.asarray(viewer.layers["SSIM"].data).min() > 0.99  # model and baseline agree: clear everywhere
+    first_line = widget.status.value.splitlines()[0]
+    assert first_line == "The box holds no lung: draw it around both lungs (or around one lung)."
+    viewer.reset_view()
+    qtbot.wait(200)
+    viewer.screenshot(str(screenshot_dir / "segment_corner_box.png"), canvas_only=False)
+
+
+def test_the_maps_leave_out_what_the_box_clips(make_napari_viewer, qtbot, nano_models):
+    """Two random models differ everywhere; with a box, the maps compare them only where the masks can be (the box plus
+    its margin), with and without a reference, and the mask is the API's for the same box."""
+    viewer = make_napari_viewer(show=True)
+    widget, image, truth = open_dock(viewer, qtbot, model_path=nano_models[0], baseline_path=nano_models[1],
+                                     model_type="vit_nano")
+    boxes = viewer.layers["boxes"]
+    rect = clip_rectangle((512, 512), np.array([30.0, 40.0, 220.0, 230.0]))
+    for reference in (None, truth):
+        widget.reference.value = reference
+        boxes.add_rectangles(UPPER_LEFT)
+        wait(qtbot, widget)
+        assert widget.last_error is None, widget.last_error
+        delta = np.asarray(viewer.layers["ΔSSIM"].data)
+        assert delta[~_outside(delta.shape, rect)].any()  # the models differ inside the box ...
+        assert not delta[_outside(delta.shape, rect, SSIM_REACH)].any()  # ... and nothing counts outside it
+    api = open_model(nano_models[0], model_type="vit_nano", device="cpu").segment(image.data, [30, 40, 220, 230])
+    np.testing.assert_array_equal(viewer.layers["lung mask"].data != 0, api)
+
+
+def test_the_engine_maps_of_adaqat_evaluate_are_clipped_too(nano_models):
+    """``adaqat evaluate`` and the docks share :meth:`Engine.add_maps`: its maps are clipped (``clip=False``: not), the
+    probabilities it keeps are the model's, and the mask is the API's."""
+    pixels = chest_xray()[0][0]
+    engine = Engine()
+    model, base = model_ref(nano_models[0], model_type="vit_nano"), model_ref(nano_models[1], model_type="vit_nano")
+    box = np.array([30.0, 40.0, 220.0, 230.0])
+    result = engine.segment(pixels, box, model, base)
+    assert not result.delta[_outside(pixels.shape, clip_rectangle(pixels.shape, box))].any()
+    assert result.p_baseline[_outside(pixels.shape, clip_rectangle(pixels.shape, box))].max() > 0  # (kept raw)
+    unclipped = engine.segment(pixels, box, model, base, clip=False)
+    assert unclipped.delta[_outside(pixels.shape, clip_rectangle(pixels.shape, box))].any()
+    np.testing.assert_array_equal(result.mask, open_model(nano_models[0], model_type="vit_nano",
+                                                          device="cpu").segment(pixels, box))
+
+
+def test_the_line_on_a_hiding_film_goes_with_that_film(make_napari_viewer, qtbot, nano_models):
+    """'second' lies over 'first' and hides it: the status says so, after a box too; once 'second' is deleted the
+    line is gone (it stayed), and the rest of the status stays."""
+    viewer = make_napari_viewer(show=True)
+    pixels = chest_xray()[0][0]
+    first = viewer.add_image(pixels, name="first")
+    second = viewer.add_image(pixels[::-1].copy(), name="second")
+    widget = SegmentWidget(viewer, device="cpu", model_path=nano_models[0], use_baseline=False, model_type="vit_nano")
+    viewer.window.add_dock_widget(widget)
+    wait(qtbot, widget)
+    viewer.layers.selection.active = first
+    wait(qtbot, widget)
+    assert widget.image.value is first and "'second' lies over 'first'" in widget.status.value
+    viewer.layers["boxes"].add_rectangles(UPPER_LEFT)
+    wait(qtbot, widget)
+    assert "'second' lies over 'first'" in widget.status.value and "latency" in widget.status.value
+    viewer.layers.remove(second)
+    qtbot.wait(50)
+    assert "lies over" not in widget.status.value and "latency" in widget.status.value
+    viewer.layers["points"].add([[150.0, 120.0]])  # and the next prompt's line does not bring it back
+    wait(qtbot, widget)
+    assert "lies over" not in widget.status.value and "1 point" in widget.status.value
+
+
+def test_only_the_box_in_use_stays_and_undo_brings_back_the_others(make_napari_viewer, qtbot, monkeypatch,
+                                                                   nano_models):
+    """Each new box (drawn with the mouse too) replaces the one before on the canvas; Undo puts the one before back,
+    Redo the new one; boxes there before the dock's first prompt come back with the first Undo."""
+    viewer = make_napari_viewer(show=True)
+    widget, _image, _truth = open_dock(viewer, qtbot, model_path=nano_models[0], use_baseline=False,
+                                       model_type="vit_nano")
+    calls = spy_prompts(widget, monkeypatch)
+    boxes = viewer.layers["boxes"]
+    earlier = [np.array([[60.0, 60.0], [300.0, 300.0]]), np.array([[100.0, 250.0], [400.0, 480.0]])]
+    with _quiet(widget):
+        boxes.add_rectangles(earlier)  # (drawn before the dock prompted anything: no state holds them)
+    boxes.add_rectangles(UPPER_LEFT)
+    wait(qtbot, widget)
+    assert len(boxes.data) == 1 and np.allclose(boxes.data[0][[0, 2]], UPPER_LEFT)
+    viewer.reset_view()
+    draw_with_mouse(viewer, qtbot, (60.0, 50.0), (460.0, 470.0))
+    wait(qtbot, widget)
+    assert len(boxes.data) == 1 and len(calls) == 2
+    np.testing.assert_allclose(calls[-1]["box"], [50, 60, 470, 460], atol=3)
+    drawn = np.array(boxes.data[0], copy=True)
+    widget.undo()
+    assert len(boxes.data) == 1 and np.allclose(boxes.data[0][[0, 2]], UPPER_LEFT)
+    widget.undo()  # the start: the boxes that were there
+    assert sorted(np.asarray(b)[0].tolist() for b in boxes.data) == sorted(e[0].tolist() for e in earlier)
+    widget.redo()
+    widget.redo()
+    assert len(boxes.data) == 1 and np.allclose(boxes.data[0], drawn)
+    mask = viewer.layers["lung mask"]  # a brush edit, then a new box: Undo shows the edit with the box it was made on
+    mask.data_setitem((np.arange(200, 220), np.arange(200, 220)), np.ones(20, dtype=mask.data.dtype))
+    edited = np.array(mask.data, copy=True)
+    boxes.add_rectangles(UPPER_LEFT + 10)
+    wait(qtbot, widget)
+    assert len(boxes.data) == 1
+    widget.undo()
+    assert widget.history.current.kind == "brush edit" and np.array_equal(mask.data, edited)
+    assert len(boxes.data) == 1 and np.allclose(boxes.data[0], drawn)
+
+
+class _quiet:
+    """Add shapes to 'boxes' without the dock prompting (as if drawn before it was opened)."""
+
+    def __init__(self, widget: SegmentWidget) -> None:
+        self.widget = widget
+
+    def __enter__(self) -> None:
+        self.widget._restoring = True
+
+    def __exit__(self, *_exc: object) -> None:
+        self.widget._restoring = False
+
+
+def test_going_back_to_an_image_embedded_a_moment_ago_computes_nothing(make_napari_viewer, qtbot, monkeypatch,
+                                                                       nano_models):
+    """A → B → A → B: each image is embedded once (encoder and per-image decoder parts); new pixels in a layer are
+    embedded again."""
+    viewer = make_napari_viewer(show=True)
+    pixels = chest_xray()[0][0]  # (films no other test embeds: the engine, and its caches, are the session's)
+    a = viewer.add_image(np.roll(pixels, 17, axis=1), name="A")
+    b = viewer.add_image(np.roll(pixels, 17, axis=0), name="B")
+    widget = SegmentWidget(viewer, device="cpu", model_path=nano_models[0], baseline_path=nano_models[1],
+                           model_type="vit_nano")
+    viewer.window.add_dock_widget(widget)
+    wait(qtbot, widget)
+    encoder, parts = [], []
+    real_embed, real_vote = predictor_module.BoxPredictor._embed_batch, predictor_module.film_vote
+    monkeypatch.setattr(predictor_module.BoxPredictor, "_embed_batch",
+                        lambda self, *args, **kw: encoder.append(1) or real_embed(self, *args, **kw))
+    monkeypatch.setattr(predictor_module, "film_vote", lambda *args, **kw: parts.append(1) or real_vote(*args, **kw))
+    for layer in (a, b, a, b):
+        widget.image.value = layer
+        wait(qtbot, widget)
+        assert widget.last_error is None, widget.last_error
+    assert len(encoder) == 2 and len(parts) == 2  # A, with the model and its baseline; B was embedded at the start
+    a.data = np.roll(pixels, 31, axis=1)  # other pixels in A: embedded anew
+    widget.image.value = a
+    wait(qtbot, widget)
+    assert len(encoder) == 4 and len(parts) == 4
