@@ -190,6 +190,7 @@ def test_real_report_rows_equal_an_independent_rescoring(tmp_path, cxr_dir):
     each summary and Wilcoxon p recomputed from the rows, the clicks replayed."""
     from napari_adaqat.data import mask_box
     from napari_adaqat.inference.engine import Engine, model_ref
+    from napari_adaqat.inference.postprocess import clip_probabilities
     from napari_adaqat.io import read_image
     from napari_adaqat.report.evaluate import evaluate
 
@@ -212,7 +213,9 @@ def test_real_report_rows_equal_an_independent_rescoring(tmp_path, cxr_dir):
         want_nsd, want_hd = _brute(*small, 2.0)
         assert float(row["model_nsd_256"]) == pytest.approx(want_nsd)
         assert float(row["model_hd95_256"]) == pytest.approx(want_hd)
-        own = result.p_own  # the maps read each model's own probabilities (a vote both files carry apart)
+        # the maps read each model's own probabilities (a vote both files carry apart), cleared outside the box as
+        # the mask is (nothing outside the box counts)
+        own = clip_probabilities(result.p_own, box) if result.clipped else result.p_own
         want_ssim = structural_similarity(own.astype(float), ref.astype(float), data_range=1.0)
         assert float(row["ssim_model_ref"]) == pytest.approx(want_ssim, abs=1e-6)
         assert float(row["model_dice_click0"]) == pytest.approx(float(row["model_dice"]))
