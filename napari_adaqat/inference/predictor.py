@@ -155,7 +155,8 @@ class BoxPredictor:
         digest = _digest(pixels8)
         if isinstance(image, np.ndarray) and not image.flags.writeable and image.base is None:
             # (a read-only array that owns its pixels: unchanging, unless made writeable and written again; a
-            # spread sample of its pixels, compared on each use, catches that)
+            # spread sample of its pixels, compared on each use, catches another film written over it, not a small
+            # patch rewritten in place)
             _LAST_DIGEST[0] = (weakref.ref(image), digest, _sample(image))
         return self._key(digest, aspect), pixels8, aspect
 

@@ -26,8 +26,8 @@ UNDO_KEY = KeyMod.CtrlCmd | KeyCode.KeyZ
 REDO_KEY = KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ
 RESET_KEY, NEGATIVE_KEY, BOX_KEY, POINTS_KEY = KeyCode.KeyR, KeyCode.KeyN, KeyCode.KeyB, KeyCode.KeyP
 AGAIN_KEY = KeyCode.KeyG  # "Segment last box again": free in napari's keymaps and menus (test_segment_dock_qa2)
-HELP = ("Draw a rectangle around both lungs in 'boxes'. To correct the mask, click in 'points' [P]: "
-        "a click adds lung, Ctrl+click (⌘ on a Mac) or Negative [N] marks 'not lung'.")
+HELP = ("Box [B]: draw a rectangle around both lungs. Points [P]: a click adds lung; Ctrl+click (⌘ on a Mac) "
+        "or Negative [N] marks 'not lung'.")
 
 
 class ClickPrompts(BrushEdits, InFlight):
