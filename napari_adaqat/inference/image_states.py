@@ -1,7 +1,9 @@
 """What :class:`~napari_adaqat.inference.predictor.BoxPredictor` computes per image besides the encoder features
 (the features on the device, the decoder's image context, the mask refiner's detail features, a film's vote),
-kept for the last few images so that going back to one (the Segment dock's A → B → A) costs nothing: those parts
-took 0.7-2.7 s of a 2-core CPU per image on top of the cached features.
+kept for the last few images so that going back to one (the Segment dock's A → B → A) computes none of them:
+with the bundled model on a 2-core CPU they cost 60 ms (512-px film) to 140 ms (2500 px) per model on top of the
+cached features (``set_image`` back: 1-30 ms).  In the dock the switch is mostly other work (0.62 → 0.55 s at
+512 px; benchmarks/image_switch_back.py, BENCHMARKS.md).
 
 A state is valid only while the embedding cache still holds the very embedding it was made from: a fresh cache
 (``adaqat bench``), other pixels (another key) or another model (another predictor) compute it anew.

@@ -101,7 +101,7 @@ class BoxPredictor:
     bfloat16 autocast; its features (cosine ≥ 0.99 with FP32, tested) are cached as float32 and the box
     decoder stays FP32.  :meth:`embed_many` embeds a list of images, several per encoder forward.  The last few
     images' other per-image parts (decoder context, refiner features, vote) are kept too (``states``,
-    :mod:`~napari_adaqat.inference.image_states`), so going back to one of them is instant.
+    :mod:`~napari_adaqat.inference.image_states`), so going back to one of them computes none of them again.
     """
 
     def __init__(self, sam: Sam, device: str | torch.device = "cpu", cache: EmbeddingCache | None = None,
