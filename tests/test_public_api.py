@@ -38,3 +38,18 @@ def test_public_evaluate_takes_model_files_and_the_bundled_default(tmp_path, cxr
     assert summary["model"]["dice"]["mean"] > 0.85
     assert 0.0 <= summary["wilcoxon_dice_p"] <= 1.0 or np.isnan(summary["wilcoxon_dice_p"])
     assert json.loads((tmp_path / "report" / "summary.json").read_text())["n"] == summary["n"]
+
+
+def test_the_engine_defaults_to_auto_as_open_model_does_and_loads_a_model_once(monkeypatch):
+    """A QA find: the Engine's methods defaulted to device="cpu" while open_model, evaluate() and the CLI default to
+    "auto", so a GPU user of Engine().segment ran on the CPU. "auto" is resolved before the model is keyed: the
+    same device named two ways loads one model."""
+    from napari_adaqat.inference import engine as engine_module
+    from napari_adaqat.model.device import resolve_device
+
+    asked = []
+    monkeypatch.setattr(engine_module, "resolve_device", lambda name: asked.append(name) or resolve_device(name))
+    engine = engine_module.Engine()
+    segmenter = engine.segmenter("default")
+    assert asked == ["auto"] and segmenter.predictor.device.type == resolve_device("auto")
+    assert engine.segmenter("default", resolve_device("auto")) is segmenter

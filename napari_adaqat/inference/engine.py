@@ -25,6 +25,7 @@ from napari_adaqat.inference.postprocess import clip_probabilities
 from napari_adaqat.inference.predictor import BoxPredictor, FilmLike, Prediction
 from napari_adaqat.inference.segmenter import ModelRef, Segmenter, load_segmenter, model_ref
 from napari_adaqat.metrics import dice, ssim_map, trust_maps
+from napari_adaqat.model.device import resolve_device
 
 __all__ = ["Engine", "ModelLike", "ModelRef", "SegmentResult", "Segmenter", "batched", "model_ref", "torch_threads"]
 
@@ -52,7 +53,7 @@ def torch_threads(n: Optional[int]) -> Iterator[None]:
 def batched(device: str) -> bool:
     """Whether to embed several images per encoder forward: on a GPU (CUDA, MPS), not on the CPU,
     where a batch is no faster than its images one by one and only costs memory."""
-    return str(device).split(":")[0] != "cpu"
+    return str(resolve_device(device) if device == "auto" else device).split(":")[0] != "cpu"
 
 
 def _segmentable(image: Any) -> bool:
@@ -187,7 +188,7 @@ class Engine:
         """Look at every model file again at its next use (e.g. when the dock's file choice changes)."""
         self._keys.clear()
 
-    def segmenter(self, model: ModelLike, device: str = "cpu") -> Segmenter:
+    def segmenter(self, model: ModelLike, device: str = "auto") -> Segmenter:
         """Open (once per file version) and return the segmenter of ``model`` on ``device``."""
         if isinstance(model, Segmenter):
             return model
@@ -198,6 +199,7 @@ class Engine:
                 raise TypeError(f"model must be a model file, 'default', a ModelRef, a Segmenter or a predictor "
                                 f"(with set_image and predict); got {type(model).__name__}")
             return Segmenter(model)  # a ready predictor (anything with set_image and predict)
+        device = resolve_device(device)  # ("auto": a GPU where there is one, as open_model and the CLI)
         key = self._key(model, device)
         if key not in self._segmenters:
             self._segmenters[key] = load_segmenter(model, device)
@@ -206,18 +208,18 @@ class Engine:
         self._segmenters.move_to_end(key)
         return self._segmenters[key]
 
-    def predictor(self, model: ModelLike, device: str = "cpu") -> BoxPredictor:
+    def predictor(self, model: ModelLike, device: str = "auto") -> BoxPredictor:
         """The predictor of :meth:`segmenter` (opened once per file version)."""
         return self.segmenter(model, device).predictor
 
-    def is_embedded(self, image: FilmLike, model: ModelLike, device: str = "cpu") -> bool:
+    def is_embedded(self, image: FilmLike, model: ModelLike, device: str = "auto") -> bool:
         """True when ``model`` (this version of its file) is loaded and ``image``'s embedding is in its
         cache, so a prompt needs no loading and no embedding (what the dock checks before prompting on
         the GUI thread); never loads or embeds anything itself."""
         if not isinstance(model, ModelRef):
             return False
         try:
-            segmenter = self._segmenters.get(self._key(model, device))
+            segmenter = self._segmenters.get(self._key(model, resolve_device(device)))
         except Exception:  # e.g. a bundled model that is missing: not embedded
             return False
         if segmenter is None:
@@ -226,7 +228,7 @@ class Engine:
         pixels, spacing = film_and_spacing(image)
         return predictor.cache.get(predictor.key_of(pixels, spacing)) is not None  # as set_image keys it
 
-    def embed(self, image: FilmLike, model: ModelLike, baseline: Optional[ModelLike], device: str = "cpu") -> float:
+    def embed(self, image: FilmLike, model: ModelLike, baseline: Optional[ModelLike], device: str = "auto") -> float:
         """Compute (or fetch cached) embeddings of ``image`` for both models; return seconds."""
         pixels, spacing = film_and_spacing(image)
         check_segmentable(pixels)  # too small or blank: one line, before any model runs
@@ -238,7 +240,7 @@ class Engine:
         return time.perf_counter() - t0
 
     def prefetch(self, images: Sequence[FilmLike], model: ModelLike, baseline: Optional[ModelLike] = None,
-                 device: str = "cpu", batch_size: int = 8) -> float:
+                 device: str = "auto", batch_size: int = 8) -> float:
         """Embed ``images`` (each (H, W[, 3]), or an ImageData with its spacing) into the caches of both models,
         ``batch_size`` per encoder forward (:meth:`BoxPredictor.embed_many`), so later prompts find them cached;
         return seconds.
@@ -278,7 +280,7 @@ class Engine:
                          segmenter.clean if clean is None else bool(clean), segmenter.path,
                          segmenter.clip if clip is None else bool(clip), segmenter.takes_clicks)
 
-    def predict(self, image: FilmLike, box: Optional[np.ndarray], model: ModelLike, device: str = "cpu",
+    def predict(self, image: FilmLike, box: Optional[np.ndarray], model: ModelLike, device: str = "auto",
                 reference: Optional[np.ndarray] = None, slice_index: Optional[int] = None,
                 clean: Optional[bool] = None, *, point_coords: Optional[np.ndarray] = None,
                 point_labels: Optional[np.ndarray] = None, mask_input: Any = None,
@@ -308,7 +310,7 @@ class Engine:
             spacing=None if spacing is None else (float(spacing[0]), float(spacing[1])),
         )
 
-    def add_maps(self, result: SegmentResult, image: FilmLike, baseline: Optional[ModelLike], device: str = "cpu",
+    def add_maps(self, result: SegmentResult, image: FilmLike, baseline: Optional[ModelLike], device: str = "auto",
                  reference: Optional[np.ndarray] = None, baseline_mask_input: Any = None) -> SegmentResult:
         """Phase 2, slower (SSIM is ~20-40 ms per map on 512²): the baseline's prediction of the same
         prompts (box, points; its own ``baseline_mask_input``, e.g. its previous ``baseline_low_res_logits``,
@@ -335,7 +337,7 @@ class Engine:
         return result
 
     def segment(self, image: FilmLike, box: Optional[np.ndarray], model: ModelLike,
-                baseline: Optional[ModelLike] = None, device: str = "cpu", reference: Optional[np.ndarray] = None,
+                baseline: Optional[ModelLike] = None, device: str = "auto", reference: Optional[np.ndarray] = None,
                 slice_index: Optional[int] = None, clean: Optional[bool] = None, *,
                 point_coords: Optional[np.ndarray] = None, point_labels: Optional[np.ndarray] = None,
                 mask_input: Any = None, baseline_mask_input: Any = None, clip: Optional[bool] = None) -> SegmentResult:
