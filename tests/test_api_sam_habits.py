@@ -136,3 +136,16 @@ def test_a_sam_users_positional_points_and_ragged_boxes_are_said_plainly(cxr_dir
         nano.predict(np.array([[100.0, 120.0]]), np.array([1]))
     with pytest.raises(ValueError, match="boxes has rows of different lengths"):
         nano.predict(boxes=[[10, 10, 100, 100], [1, 2, 3]])
+
+
+def test_the_bare_predictor_takes_sams_box_keyword_and_a_box_without_area_is_warned_of(cxr_dir, nano):
+    """QA finds: BoxPredictor.predict (documented as SamPredictor's) refused ``box=``; a box of no area gave an
+    empty mask without a word, while one outside the image was warned of."""
+    film = _film(cxr_dir)
+    nano.set_image(film)
+    box = _box(film.shape)
+    bare = nano.predictor
+    np.testing.assert_array_equal(bare.predict(box=box).masks, bare.predict(boxes=box).masks)
+    with pytest.warns(UserWarning, match=r"box 50,50,50,50 has no area \(segment\(\) refuses it; SAM's call takes "
+                                         r"it\): give x1 > x0 and y1 > y0, around the lungs$"):
+        nano.predict(boxes=[50, 50, 50, 50])

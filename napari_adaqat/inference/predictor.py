@@ -270,8 +270,9 @@ class BoxPredictor:
     @torch.no_grad()
     def predict(self, boxes: np.ndarray | None = None, point_coords: np.ndarray | None = None,
                 point_labels: np.ndarray | None = None, mask_input: np.ndarray | torch.Tensor | None = None,
-                *, multimask_output: bool = False) -> Prediction:
-        """One mask per prompt on the image set last, SAM's names (``multimask_output=False``).
+                *, multimask_output: bool = False, box: np.ndarray | None = None) -> Prediction:
+        """One mask per prompt on the image set last, SAM's names (``multimask_output=False``; ``box=`` is SAM's
+        name for ``boxes``).
 
         ``boxes``: (4,) or (B, 4) xyxy in image pixels; ``point_coords``: (2,), (P, 2) or (B, P, 2) x, y in image
         pixels with ``point_labels`` (a scalar, (P,) or (B, P); bool/int/float): 1 = lung, 0 = not lung (-1 = padding);
@@ -285,6 +286,9 @@ class BoxPredictor:
         ``multimask_output=True`` is refused (one mask per prompt).  Not thread-safe: the image set last is
         shared (share a :class:`~napari_adaqat.inference.segmenter.Segmenter`, which locks, instead)."""
         check_multimask(multimask_output)
+        if box is not None and boxes is not None:
+            raise TypeError("give boxes= or box= (SAM's name), not both")
+        boxes = box if boxes is None else boxes
         if self._current is None:
             raise RuntimeError("call set_image() before predict()")
         emb = self._current

@@ -208,6 +208,9 @@ class Segmenter:
                           "image (segment() refuses it; SAM's call takes it): "
                           + ("the mask is empty" if not mask.any() else "the mask comes from the other prompts"),
                           stacklevel=2)
+        elif first_box is not None and (first_box[2] <= first_box[0] or first_box[3] <= first_box[1]):
+            warnings.warn(f"box {','.join(f'{float(v):g}' for v in first_box)} has no area (segment() refuses it; "
+                          "SAM's call takes it): give x1 > x0 and y1 > y0, around the lungs", stacklevel=2)
         return mask, pred
 
     def prompt(self, box: Optional[Sequence[float]] = None,
