@@ -195,3 +195,20 @@ def test_going_back_to_an_image_embedded_a_moment_ago_computes_nothing(make_napa
     widget.image.value = a
     wait(qtbot, widget)
     assert len(encoder) == 4 and len(parts) == 4
+
+
+def test_a_renamed_lung_mask_is_said_to_be_left_as_it_was(make_napari_viewer, qtbot, nano_models):
+    """A QA find: after 'lung mask' was renamed ("my lungs"), the next box made a new 'lung mask' and left the renamed
+    copy beside it without a word. The status line says which layer is the dock's now."""
+    viewer = make_napari_viewer()
+    widget, _image, _truth = open_dock(viewer, qtbot, model_path=nano_models[0], use_baseline=False,
+                                       model_type="vit_nano")
+    viewer.layers["boxes"].add_rectangles(UPPER_LEFT)
+    wait(qtbot, widget)
+    assert "renamed" not in widget.status.value
+    viewer.layers["lung mask"].name = "my lungs"
+    viewer.layers["boxes"].add_rectangles(UPPER_LEFT + 10)
+    wait(qtbot, widget)
+    assert "lung mask" in viewer.layers and "my lungs" in viewer.layers
+    assert widget.status.value.endswith("'my lungs' (a renamed 'lung mask' of this image) is left as it was; this "
+                                        "dock's mask is in 'lung mask'"), widget.status.value

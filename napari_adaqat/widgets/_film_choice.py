@@ -10,6 +10,8 @@ import numpy as np
 from napari.layers import Image
 from qtpy.QtCore import QTimer
 
+from napari_adaqat.widgets._layers import MASK
+
 HIDING_BLENDINGS = ("opaque", "translucent", "translucent_no_depth")  # a layer drawn so hides the layers under it
 
 
@@ -82,6 +84,18 @@ class FilmChoice:
         texts: dict = getattr(self, "_job_texts", {})
         for kind, text in texts.items():
             texts[kind] = text.replace(said, now)
+
+    def _renamed_note(self, image: Image) -> str:
+        """E.g. " · 'my lungs' (a renamed 'lung mask' of this image) is left as it was; this dock's mask is in
+        'lung mask'", while such a layer is there (the dock writes its mask into a new 'lung mask'), else ""."""
+        mask = MASK
+        names = [ly.name for ly in self.viewer.layers if type(ly).__name__ == "Labels" and ly.name != mask
+                 and ly.metadata.get("source_layer_id") == str(image.unique_id)]
+        if not names:
+            return ""
+        what = "a renamed" if len(names) == 1 else "renamed copies of"
+        return (f" · {', '.join(repr(n) for n in names)} ({what} '{mask}' of this image) "
+                f"{'is' if len(names) == 1 else 'are'} left as it was; this dock's mask is in '{mask}'")
 
     def _hiding_line(self, image: Image) -> str:
         """The line of :meth:`_hidden_note`."""

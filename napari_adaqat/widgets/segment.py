@@ -300,7 +300,8 @@ class SegmentWidget(Embedding, ClickPrompts, BoxInUse, LeftPrompts, PromptJobs, 
                 return False  # an undo, reset or another image (or film, Annotate dock) came after this prompt
             self._show_state(image, result, mask)
             empty = no_lung_line(result.mask if mask is None else mask, request.box_index is not None)
-            self.status.value = f"{empty}{result.summary()}\n{request.prompt_text()}{note}{self._hidden_note(image)}"
+            self.status.value = (f"{empty}{result.summary()}\n{request.prompt_text()}{note}{self._hidden_note(image)}"
+                                 f"{self._renamed_note(image)}")
             return True
 
         def maps_done(result: SegmentResult) -> None:
