@@ -12,7 +12,7 @@ from napari_adaqat.data.dataset import MASK_SUFFIXES, masks_beside_films
 from napari_adaqat.data.layout import first_entries, is_adaqat_output, is_mask_name
 from napari_adaqat.io import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_mask, sample_name
 from napari_adaqat.io.dicom_open import is_dicomdir_name
-from napari_adaqat.io.images import RAW_FILMS, raw_film_hint
+from napari_adaqat.io.images import RAW_FILMS, READ_BY_NAME_OR_CONTENT, raw_film_hint
 from napari_adaqat.io.jsrt import JSRT_SUFFIX
 from napari_adaqat.io.masks import is_mask_file
 from napari_adaqat.util.text import pairing_key
@@ -224,7 +224,7 @@ def describe_skipped(entries: list[Path], shown: int = 3, recurse_hint: str = ""
         raw = entries.raw_film if isinstance(entries, Skipped) else next(  # (JSRT's .IMG films)
             ((p, hint) for p in files[:20] if (hint := raw_film_hint(p))), None)
         parts.append(f"{len(files)} {what} adaqat reads ({', '.join(kinds)}; it reads "
-                     f"{', '.join(IMAGE_SUFFIXES)}, JSRT's .IMG, and PNG, JPEG, TIFF or DICOM under any name): {listing(files)}"
+                     f"{READ_BY_NAME_OR_CONTENT}): {listing(files)}"
                      + (f" ({raw[0].name} and the like: {raw[1]})" if raw else ""))
     if hidden:
         parts.append(f"{many(len(hidden), 'hidden film')} (a name starting with a dot), not segmented; rename "

@@ -9,9 +9,9 @@ import os
 import re
 from pathlib import Path
 
-from napari_adaqat.io import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_mask, sample_name
+from napari_adaqat.io import ImageReadError, is_image_file, read_mask, sample_name
 from napari_adaqat.io.image_data import other_kind
-from napari_adaqat.io.images import raw_film_hint
+from napari_adaqat.io.images import READ_BY_NAME_OR_CONTENT, raw_film_hint
 from napari_adaqat.util.text import pairing_key
 
 # what sites append to an image's name to name its mask (lower case; ``<name>_mask.png`` is checked first)
@@ -259,7 +259,7 @@ def missing_films_folder(root: Path, empty: str = "empty dataset: no images foun
         if files:
             hint = raw_film_hint(files[0])
             return (f"{images}: holds no film adaqat reads; {files[0].name}: "
-                    + (hint or f"not an image it reads ({', '.join(IMAGE_SUFFIXES)}, JSRT's .IMG, and PNG, JPEG, TIFF or DICOM under any name)"))
+                    + (hint or f"not an image it reads ({READ_BY_NAME_OR_CONTENT})"))
     if _holds_images(root):
         return (f"{root}: holds films itself, no images/ folder and no masks beside them: give the folder above it "
                 "as the data folder, with the films in images/ and the masks in masks/; or put each mask beside its "

@@ -36,6 +36,8 @@ IMAGE_SUFFIXES: tuple[str, ...] = (
     ".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".bmp", ".tif", ".tiff", ".dcm", ".dicom",
 )  # .jfif / .jpe: JPEG as Windows and Chrome name it
 TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
+# what a folder scan takes, said where it passes a file over (the suffixes, JSRT's films, and content under any name)
+READ_BY_NAME_OR_CONTENT = f"{', '.join(IMAGE_SUFFIXES)}, JSRT's .IMG, and PNG, JPEG, TIFF or DICOM under any name"
 RASTER_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".bmp")
 FORMAT_NAMES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".jfif": "JPEG", ".jpe": "JPEG", ".bmp": "BMP",
                 ".tif": "TIFF", ".tiff": "TIFF"}

@@ -15,15 +15,12 @@ from typing import Any, Optional
 from napari_adaqat.train.config import MIN_VAL_FOR_BEST
 from napari_adaqat.train.paths import run_paths
 from napari_adaqat.train.progress import read_progress
+from napari_adaqat.util.text import count_of
 
 __all__ = ["Comparison", "compare_runs", "kept_dice", "start_val"]
 
 SAME = 0.0005  # Dice differences under this read as "the same" (the line shows 3 decimals)
 OLD_MODEL = "keep using the old model, or annotate more films and train again"
-
-
-def _films(n: int) -> str:
-    return f"{n} film{'' if n == 1 else 's'}"
 
 
 @dataclass
@@ -46,10 +43,11 @@ class Comparison:
         """One sentence for a clinician: the two figures, how few films they rest on, and what to do."""
         same = self.films == self.start_films
         if not same:  # (other films: no verdict)
-            return (f"Validation Dice {self.new:.3f} on {_films(self.films)}; the starting model's {self.start:.3f} "
-                    f"was measured on {_films(self.start_films)}, so the two are not compared")
-        on = f"on the same {_films(self.films)}"
-        rough = f" (from only {_films(min(self.films, self.start_films))}: a rough figure)" \
+            return (f"Validation Dice {self.new:.3f} on {count_of(self.films, 'film')}; the starting model's "
+                    f"{self.start:.3f} was measured on {count_of(self.start_films, 'film')}, so the two are not "
+                    "compared")
+        on = f"on the same {count_of(self.films, 'film')}"
+        rough = f" (from only {count_of(min(self.films, self.start_films), 'film')}: a rough figure)" \
             if min(self.films, self.start_films) < MIN_VAL_FOR_BEST else ""
         if self.better:
             return f"Validation Dice {self.new:.3f}, up from the starting model's {self.start:.3f} {on}{rough}"

@@ -11,6 +11,11 @@ def pairing_key(name: str) -> str:
     return unicodedata.normalize("NFC", name.casefold())
 
 
+def count_of(n: int, word: str) -> str:
+    """``"1 film"``, ``"3 films"``: ``n`` and ``word``, plural with an s when ``n`` is not 1."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def listed(names: Iterable[object], limit: int) -> str:
     """The first ``limit`` names joined by commas, then `` and N more`` for the rest: ``a.png, b.png and 3 more``."""
     names = [str(n) for n in names]

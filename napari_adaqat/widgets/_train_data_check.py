@@ -8,15 +8,12 @@ from napari.qt.threading import create_worker
 
 from napari_adaqat.widgets._data_check import DataReport, check_data
 from napari_adaqat.widgets._train_reading import typed_path
+from napari_adaqat.util.text import count_of
 
 HOW_PICKED = {"seeded": "picked at random, the same each time", "layout": "from the train/, val/ and test/ folders",
               "split.json": "as split.json lists them"}
 WHY_VALIDATION = ("The validation films are never trained on: after each epoch the model's Dice on them is the curve "
                   "in 'Learning → model', and at the end the new model is compared with the starting model on them.")
-
-
-def _films(n: int) -> str:
-    return f"{n} film{'' if n == 1 else 's'}"
 
 
 def plain_check(report: DataReport) -> tuple[str, str]:
@@ -29,14 +26,14 @@ def plain_check(report: DataReport) -> tuple[str, str]:
     for line in report.text().splitlines():
         if line.startswith("split ("):
             technical.append(line)
-            line = (f"{_films(train)} to train on · {val} to check the model (validation) · {kept}; "
+            line = (f"{count_of(train, 'film')} to train on · {val} to check the model (validation) · {kept}; "
                     f"{HOW_PICKED.get(report.source, report.source)}")
         elif line.startswith("used: ") and report.used:
             technical.append(line)
             used = (report.used.get("train", 0), report.used.get("val", 0))
             if used == (train, val):
                 continue
-            line = f"used: {_films(used[0])} to train on · {used[1]} to check the model"
+            line = f"used: {count_of(used[0], 'film')} to train on · {used[1]} to check the model"
         lines.append(line)
     return "\n".join(lines), "\n".join(technical + [WHY_VALIDATION]) if technical else ""
 
