@@ -212,3 +212,43 @@ def test_a_renamed_lung_mask_is_said_to_be_left_as_it_was(make_napari_viewer, qt
     assert "lung mask" in viewer.layers and "my lungs" in viewer.layers
     assert widget.status.value.endswith("'my lungs' (a renamed 'lung mask' of this image) is left as it was; this "
                                         "dock's mask is in 'lung mask'"), widget.status.value
+
+
+def test_a_renamed_points_layer_is_the_users_and_the_clicks_go_on_in_a_new_one(make_napari_viewer, qtbot,
+                                                                              nano_models, monkeypatch):
+    """A renamed 'points' was read by the dock until the next image, which then made a second 'points' holding the
+    same points beside it, without a word. Now, as a renamed 'lung mask', it is the user's at once: left as it is,
+    and the dock's clicks go on in a new 'points' that starts with the same points (nothing segmented again)."""
+    viewer = make_napari_viewer()
+    widget, image, _truth = open_dock(viewer, qtbot, model_path=nano_models[0], use_baseline=False,
+                                      model_type="vit_nano")
+    calls = spy_prompts(widget, monkeypatch)
+    widget.points_mode()
+    viewer.layers["points"].add([[200.0, 150.0]])
+    wait(qtbot, widget)
+    asked = len(calls)
+    mine = viewer.layers["points"]
+    mine.name = "my points"
+    assert len(calls) == asked  # the copy is the prompt on screen: not segmented again
+    assert "'my points' (the renamed 'points') is yours now" in widget.status.value, widget.status.value
+    dock_points = viewer.layers["points"]
+    assert dock_points is not mine and viewer.layers.selection.active is dock_points and dock_points.mode == "add"
+    np.testing.assert_allclose(dock_points.data, [[200.0, 150.0]])
+    assert mine.mode == "pan_zoom"
+    dock_points.add([[300.0, 350.0]])
+    wait(qtbot, widget)
+    assert len(calls[-1]["point_coords"]) == 2 and len(mine.data) == 1  # the user's layer is left as it was
+    mine.add([[100.0, 100.0]])  # points added to the user's layer prompt nothing
+    qtbot.wait(50)
+    assert len(calls) == asked + 1 and not widget.busy
+    widget.undo()
+    wait(qtbot, widget)
+    other = viewer.add_image(np.asarray(image.data)[::-1].copy(), name="flipped")
+    widget.image.value = other
+    wait(qtbot, widget)
+    widget.image.value = image
+    wait(qtbot, widget)
+    names = [layer.name for layer in viewer.layers if type(layer).__name__ == "Points"]
+    assert sorted(names) == ["my points", "points"], names  # no second dock layer
+    np.testing.assert_allclose(viewer.layers["points"].data, [[200.0, 150.0]])
+    assert len(mine.data) == 2
