@@ -145,6 +145,15 @@ def test_boxes_from_a_mask_folder_and_from_a_csv(make_napari_viewer, qtbot, inpu
     qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
     assert widget.last_error is None, widget.status.value
     assert "Skipped 1 file that is not an image adaqat reads (.gif;" in widget.status.value
+    assert "(all 1 listed in skipped.csv when the run ends)" in widget.status.value
+    with (out / "skipped.csv").open(newline="") as fh:  # as adaqat segment writes it (it was the CLI's alone)
+        assert [(Path(r["file"]).name, r["what"]) for r in csv.DictReader(fh)] == [
+            ("scan.gif", "not an image adaqat reads")]
+    (out / "skipped.csv").write_text("my notes\n")  # the user's file of that name: left as it is, and said
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert (out / "skipped.csv").read_text() == "my notes\n"
+    assert "skipped.csv is not adaqat's, so the list of what was skipped was not written there." in widget.status.value
     for row in csv_rows(out):
         expected = mask_box(read_mask(cxr_dir / "masks" / Path(row["file"]).name))
         np.testing.assert_allclose([float(v) for v in row["box"].split()], expected)

@@ -26,6 +26,7 @@ from napari_adaqat.data import describe_skipped, scan_inputs
 from napari_adaqat.data.csv_match import match_rows
 from napari_adaqat.inference.batch import RESULTS_CSV, earlier_keys, load_results, recorded_mask, segment_files
 from napari_adaqat.inference.engine import Engine, ModelRef
+from napari_adaqat.inference.skipped_list import SKIPPED_CSV, write_skipped_csv
 from napari_adaqat.util.errors import first_line
 from napari_adaqat.widgets import _batch_boxes as B
 
@@ -61,6 +62,7 @@ class Scanned:
     done_before: set[str] = field(default_factory=set)
     skipped_note: str = ""
     refusal: str = ""
+    skipped: list[Path] = field(default_factory=list)  # what the inputs hold besides (OUT/skipped.csv at the end)
 
 
 def scan(items: list[Path], recursive: bool, out: Path, run: RunHandle,
@@ -90,8 +92,9 @@ def scan(items: list[Path], recursive: bool, out: Path, run: RunHandle,
     results.update({key: results[old] for key, old in earlier_keys(files, results, out).items()})  # (named another way)
     done = {key for key, row in results.items() if row.get("status") == "ok" and row.get("mask")
             and (mask := recorded_mask(row["mask"], out)) is not None and (out / mask).is_file()}  # (as segment_files)
+    listed = f" (all {len(skipped)} listed in {SKIPPED_CSV} when the run ends)" if described else ""
     return Scanned(files, [p for p in items if p.is_dir()] if recursive else [], results, done,
-                   f"Skipped {described}" if described else "")
+                   f"Skipped {described}{listed}" if described else "", skipped=skipped)
 
 
 def job(engine: Engine, items: list[Path], recursive: bool, out: Path, model: ModelRef,
@@ -137,6 +140,9 @@ def job(engine: Engine, items: list[Path], recursive: bool, out: Path, model: Mo
             if batch:
                 emit(batch)
             rows.close()
+        if write_skipped_csv(out, found.skipped) is None and run_notes is not None:  # as adaqat segment does
+            run_notes.append(f"{out / SKIPPED_CSV} is not adaqat's, so the list of what was skipped was not written "
+                             "there")
     finally:
         run.ended.set()
 
