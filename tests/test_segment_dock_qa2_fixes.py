@@ -252,3 +252,32 @@ def test_a_renamed_points_layer_is_the_users_and_the_clicks_go_on_in_a_new_one(m
     assert sorted(names) == ["my points", "points"], names  # no second dock layer
     np.testing.assert_allclose(viewer.layers["points"].data, [[200.0, 150.0]])
     assert len(mine.data) == 2
+
+
+def test_a_renamed_boxes_layer_keeps_its_box_and_the_dock_goes_on_in_a_new_one(make_napari_viewer, qtbot,
+                                                                             nano_models, monkeypatch):
+    """A renamed 'boxes' was read by the dock until the next image, which then emptied it (the user's box lost)
+    and made a new 'boxes'. Now it is the user's at once, its box kept; the dock's boxes go on in a new 'boxes'."""
+    viewer = make_napari_viewer()
+    widget, image, _truth = open_dock(viewer, qtbot, model_path=nano_models[0], use_baseline=False,
+                                      model_type="vit_nano")
+    calls = spy_prompts(widget, monkeypatch)
+    viewer.layers["boxes"].add_rectangles(UPPER_LEFT)
+    wait(qtbot, widget)
+    asked, mine = len(calls), viewer.layers["boxes"]
+    mine.name = "my box"
+    assert len(calls) == asked and "'my box' (the renamed 'boxes') is yours now" in widget.status.value
+    dock_boxes = viewer.layers["boxes"]
+    assert dock_boxes is not mine and viewer.layers.selection.active is dock_boxes
+    assert dock_boxes.mode == "add_rectangle" and mine.mode == "pan_zoom"
+    np.testing.assert_allclose(dock_boxes.data[0], mine.data[0])
+    dock_boxes.add_rectangles(UPPER_LEFT + 10)
+    wait(qtbot, widget)
+    assert len(calls) == asked + 1 and len(mine.data) == 1
+    other = viewer.add_image(np.asarray(image.data)[::-1].copy(), name="flipped")
+    widget.image.value = other
+    wait(qtbot, widget)
+    widget.image.value = image
+    wait(qtbot, widget)
+    shapes = {layer.name: len(layer.data) for layer in viewer.layers if type(layer).__name__ == "Shapes"}
+    assert shapes == {"my box": 1, "boxes": 1}, shapes  # the user's box kept; one dock layer

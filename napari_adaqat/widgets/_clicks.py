@@ -21,7 +21,7 @@ from napari_adaqat.widgets import _points as P
 from napari_adaqat.widgets._brush_edits import BrushEdits
 from napari_adaqat.widgets._in_flight import InFlight
 from napari_adaqat.widgets._prompt_history import EDIT, EMPTY, RESET, PromptHistory, PromptState, trim_to_budget
-from napari_adaqat.widgets._renamed_points import RenamedPoints
+from napari_adaqat.widgets._renamed_prompts import RenamedPrompts
 
 UNDO_KEY = KeyMod.CtrlCmd | KeyCode.KeyZ
 REDO_KEY = KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ
@@ -31,7 +31,7 @@ HELP = ("Box [B]: draw a rectangle around both lungs. Points [P]: a click adds l
         "or Negative [N] marks 'not lung'.")
 
 
-class ClickPrompts(BrushEdits, InFlight, RenamedPoints):
+class ClickPrompts(BrushEdits, InFlight, RenamedPrompts):
     """Points, history and the buttons of the Segment dock (needs the dock's ``viewer``, ``image``,
     ``status``, ``_boxes``, ``jobs``, ``_segment``, ``segment_last_box``, ``_show`` and ``_annotated``)."""
 
@@ -74,7 +74,7 @@ class ClickPrompts(BrushEdits, InFlight, RenamedPoints):
             # napari selects a new point, which makes its label the default; the next one is positive again
             points.events.features.connect(lambda _e=None: self._sync_default_label())
             P.watch_modifiers(points, lambda: bool(self.negative.value))
-            self._watch_points_name(points)
+            self._watch_prompt_name(points, P.POINTS)
         self._points = points
         if self._points_image not in (None, str(image.unique_id)):  # another image: its own points, not these
             state = self.history.current

@@ -182,6 +182,7 @@ class SegmentWidget(Embedding, ClickPrompts, BoxInUse, LeftPrompts, PromptJobs, 
         boxes = L.ensure_boxes(self.viewer, image)
         if self._boxes is None or boxes.unique_id != self._boxes.unique_id:
             boxes.events.data.connect(self._on_boxes_data)
+            self._watch_prompt_name(boxes, L.BOXES)
         self._boxes = boxes
         self._attach_points(image)
         L.stack_over(self.viewer, image)  # a film opened later must not hide the box being drawn
