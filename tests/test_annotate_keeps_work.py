@@ -125,3 +125,39 @@ def test_closing_the_clicks_dock_stops_points_being_added(make_napari_viewer, qt
     segment = widget.correct_with_clicks()
     qtbot.waitUntil(lambda: not segment.busy, timeout=180_000)
     assert viewer.layers["points"].mode == "add"
+
+
+def test_r_on_points_never_clears_the_film_and_an_emptied_mask_puts_its_draft_aside(make_napari_viewer, qtbot,
+                                                                                   films, tmp_path):
+    """A QA find: on the Annotate dock's film, R with 'points' selected reset the mask, and once the film was left
+    its draft (the user's brush work) was deleted without a word. Now R there says what does clear the film; a
+    mask emptied on purpose (the Reset button) puts the draft aside in replaced/.drafts/, and the next line says so."""
+    from napari_adaqat.io import read_mask
+    from napari_adaqat.widgets._clicks import RESET_KEY
+
+    viewer = make_napari_viewer(show=True)
+    _, widget = open_dock(viewer, qtbot, films, tmp_path / "dataset")
+    painted = _stroke(viewer)
+    widget.open_film(1)
+    settle(qtbot, widget)
+    widget.open_film(0)
+    settle(qtbot, widget)
+    segment = widget.correct_with_clicks()
+    qtbot.waitUntil(lambda: not segment.busy, timeout=120_000)
+    assert viewer.layers.selection.active is viewer.layers["points"]
+    assert viewer.window._qt_viewer._key_map_handler.press_key(RESET_KEY)
+    qtbot.wait(50)
+    assert segment.status.value.startswith("R does not clear the Annotate dock's film")
+    np.testing.assert_array_equal(np.asarray(viewer.layers["lung mask"].data) != 0, painted)
+
+    segment.reset_prompts()  # the button: on purpose
+    qtbot.waitUntil(lambda: not segment.busy, timeout=120_000)
+    assert not np.asarray(viewer.layers["lung mask"].data).any()
+    name = widget.folder.films[0].path.name
+    widget.open_film(1)
+    settle(qtbot, widget)
+    aside = widget.folder.dataset / "replaced" / ".drafts" / widget.folder.draft_path(0).name
+    assert not widget.folder.has_draft(0) and aside.is_file()
+    np.testing.assert_array_equal(read_mask(aside) != 0, painted)
+    assert f"{name}: its mask was empty, so it opens again" in widget.status.value, widget.status.value
+    assert str(aside) in widget.status.value

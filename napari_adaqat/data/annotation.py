@@ -338,8 +338,15 @@ class AnnotationFolder(MaskChecks):
         """Keep unsaved work on film ``index`` (any mask, even empty) until it is accepted."""
         return write_mask(self.draft_path(index), np.asarray(mask) != 0, overwrite=True)
 
-    def drop_draft(self, index: int) -> None:
-        self.draft_path(index).unlink(missing_ok=True)
+    def drop_draft(self, index: int) -> Optional[Path]:
+        """Film ``index`` has no draft any more (its mask was emptied): an earlier draft is moved to
+        ``replaced/.drafts/`` (numbered when that name is taken), never deleted; returns where, or None."""
+        path = self.draft_path(index)
+        if not path.is_file():
+            return None
+        self.set_aside = []
+        self._put_aside(path)
+        return self.set_aside[-1][1]
 
     def mark_error(self, index: int, exc: BaseException) -> str:
         """Remember why film ``index`` cannot be opened (this session); return the line."""

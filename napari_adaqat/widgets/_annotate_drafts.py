@@ -10,8 +10,8 @@ from qtpy.QtCore import QTimer
 from napari_adaqat.util.errors import first_line
 
 EMPTY_NOTE = ("the mask is empty (a Reset?): draw a box in 'boxes', click in 'points', or Undo [Ctrl+Z] in the "
-              "Segment dock. Accept needs a mask; an empty mask is no draft (an earlier draft is dropped), so the "
-              "film opens again with its accepted mask, else the model's.")
+              "Segment dock. Accept needs a mask; an empty mask is no draft (an earlier draft is put aside in "
+              "replaced/.drafts/), so the film opens again with its accepted mask, else the model's.")
 EDITED_NOTE = "edited; Accept [Enter] saves the mask as shown."
 
 
@@ -55,14 +55,19 @@ class Drafts:
 
     def keep_draft(self) -> bool:
         """Save the work on the film shown as its draft, when there is any not kept yet; True if saved.  An empty
-        mask is no draft: the film's earlier draft is dropped, so that it opens with its saved or model mask."""
+        mask is no draft: the film's earlier draft is put aside (``replaced/.drafts/``, said when the film is left),
+        so that it opens with its saved or model mask."""
         mask = self._screen_mask()
         self._draft_timer.stop()
         if mask is None or self.folder is None or not self._touched:
             return False
         try:
             if not mask.any():
-                self.folder.drop_draft(self.index)
+                aside = self.folder.drop_draft(self.index)
+                if aside is not None:  # (said when the film is left: work of the user's, never deleted)
+                    self._carry.append(f"{self.folder.films[self.index].path.name}: its mask was empty, so it opens "
+                                       f"again with its accepted mask, else the model's; your earlier draft is in "
+                                       f"{aside}.")
             else:
                 self.folder.save_draft(self.index, mask)
         except OSError as exc:

@@ -86,7 +86,8 @@ class ClickPrompts(BrushEdits, InFlight, RenamedPrompts):
         self._points_image = str(image.unique_id)
         self._sync_default_label()
         for layer, extra in ((self._boxes, {POINTS_KEY: self.points_mode, RESET_KEY: self._reset_or_rectangle}),
-                             (points, {BOX_KEY: self.box_mode}),  # (and the film, picked in the layer list:)
+                             (points, {BOX_KEY: self.box_mode, RESET_KEY: lambda: self._reset_or_rectangle(False)}),
+                             # (and the film, picked in the layer list:)
                              (image, {BOX_KEY: self.box_mode, POINTS_KEY: self.points_mode,
                                       RESET_KEY: self._reset_or_rectangle})):
             keys = {UNDO_KEY: self.undo, REDO_KEY: self.redo, RESET_KEY: self.reset_prompts,
@@ -147,13 +148,16 @@ class ClickPrompts(BrushEdits, InFlight, RenamedPrompts):
         if self._points is not None:
             P.set_default_label(self._points, not bool(self.negative.value))
 
-    def _reset_or_rectangle(self) -> None:
-        """R on 'boxes': Reset, but on the Annotate dock's film napari's rectangle mode, as that dock's help
-        says (a stray R must not clear the mask that Accept saves)."""
-        if self._annotated(self.image.value):
+    def _reset_or_rectangle(self, rectangle: bool = True) -> None:
+        """R: Reset, but never on the Annotate dock's film (a stray R must not clear the mask that Accept saves;
+        the button does, on purpose): there napari's rectangle mode on 'boxes' and the film, a line on 'points'."""
+        if not self._annotated(self.image.value):
+            self.reset_prompts()
+        elif rectangle:
             self.box_mode()
         else:
-            self.reset_prompts()
+            self.status.value = ("R does not clear the Annotate dock's film (a stray key would lose its mask): the "
+                                 "Reset button does, and Undo [Ctrl+Z] brings it back.")
 
     def toggle_negative(self) -> None:
         """Negative [N]: clicks mark 'not lung' until toggled off."""
