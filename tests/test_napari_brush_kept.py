@@ -91,3 +91,39 @@ def test_an_erase_survives_the_next_click_and_undo_redo_keep_every_edit(make_nap
     _wait(qtbot, widget)
     kept = widget.history.current.kept
     assert kept is None or not kept[1][top, inside]
+
+
+def test_the_docks_undo_after_naparis_own_undo_goes_on_backwards(make_napari_viewer, qtbot):
+    """A QA find: box → mask A, click → mask B, then napari's own Ctrl+Z on 'lung mask' (A again), then the dock's
+    Ctrl+Z showed B again ("Undone: brush edit → click"): it took napari's undo for a brush edit. Two Ctrl+Z now
+    keep going backwards: the dock's goes on from A, to before the box."""
+    viewer = make_napari_viewer(show=True)
+    for data, kwargs, kind in chest_xray():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    widget = SegmentWidget(viewer, device="cpu")
+    viewer.window.add_dock_widget(widget)
+    _wait(qtbot, widget)
+    viewer.layers["boxes"].add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+    _wait(qtbot, widget)
+    boxed = _mask(viewer)
+    rows, cols = np.nonzero(boxed)
+    points = viewer.layers["points"]
+    points.feature_defaults["positive"] = False
+    points.add([[float(rows.mean()), float(cols[cols < boxed.shape[1] // 2].mean())]])  # 'not lung' in a lung
+    _wait(qtbot, widget)
+    clicked = _mask(viewer)
+    assert (clicked != boxed).sum() > 100
+    viewer.layers.selection.active = viewer.layers["lung mask"]
+    _press(viewer, UNDO_KEY)  # napari's undo of the layer
+    np.testing.assert_array_equal(_mask(viewer), boxed)
+    viewer.layers.selection.active = points
+    _press(viewer, UNDO_KEY)  # the dock's
+    _wait(qtbot, widget)
+    assert not _mask(viewer).any() and len(points.data) == 0, widget.status.value
+    assert widget.status.value.startswith("Undone: box → start"), widget.status.value
+    _press(viewer, REDO_KEY)  # and forward again: the box's mask, then the click's, exactly
+    np.testing.assert_array_equal(_mask(viewer), boxed)
+    _press(viewer, REDO_KEY)
+    _wait(qtbot, widget)
+    np.testing.assert_array_equal(_mask(viewer), clicked)
+    assert len(points.data) == 1

@@ -205,9 +205,9 @@ def test_clicks_in_a_renamed_points_layer_keep_it_selected(make_napari_viewer, q
     widget, _image, _truth = _dock(viewer, qtbot, nano_models)
     viewer.layers["boxes"].add_rectangles(BOX)
     wait(qtbot, widget)
+    viewer.layers["points"].name = "my clicks"  # the user's now (test_segment_dock_qa2_fixes): clicks go on in
+    widget.points_mode()  # a new 'points', which stays selected after each click
     points = viewer.layers["points"]
-    points.name = "my clicks"
-    widget.points_mode()
     assert viewer.layers.selection.active is points
     points.add([[250.0, 250.0]])
     wait(qtbot, widget)

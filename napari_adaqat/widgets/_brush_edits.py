@@ -55,6 +55,24 @@ class BrushEdits:
         data = data[plane] if plane is not None and data.ndim == 3 else data
         return data != 0 if data.shape == L.plane_shape(image) else None
 
+    def _napari_undid(self) -> bool:
+        """Whether ``lung mask`` shows exactly the mask of the state before the current one (napari's own Ctrl+Z
+        on the layer took the last mask back): the history then steps back to that state, so that the dock's Undo
+        goes on backwards (before, it took this for a brush edit, and its Undo brought the undone mask back)."""
+        image, history = self.image.value, self.history
+        if image is None or history is None or not history.can_undo:
+            return False
+        plane = L.current_plane(self.viewer, image)
+        shown, painted = self._shown_mask(image, plane), history.painted(plane)
+        if shown is None or painted is None or np.array_equal(shown, painted):
+            return False
+        history.undo()
+        before = history.painted(plane)
+        if np.array_equal(shown, before if before is not None else np.zeros_like(shown)):
+            return True
+        history.redo()
+        return False
+
     def _keep_brush_edit(self) -> None:
         """Record a brush edit as a state before Undo or Redo moves away from it."""
         image = self.image.value

@@ -233,7 +233,8 @@ class ClickPrompts(BrushEdits, InFlight, RenamedPrompts):
                 self._send_off(history)
             self._step((newest, history.current), "Undone")
             return
-        self._keep_brush_edit()  # Undo then goes back to the mask before the edit, and Redo brings the edit back
+        if not self._napari_undid():  # (napari's Ctrl+Z on 'lung mask' went back a step: on from there)
+            self._keep_brush_edit()  # Undo then goes back to the mask before the edit, and Redo brings it back
         self._step(history.undo() if history is not None else None, "Undone")
 
     def redo(self) -> None:
