@@ -161,3 +161,51 @@ def test_r_on_points_never_clears_the_film_and_an_emptied_mask_puts_its_draft_as
     np.testing.assert_array_equal(read_mask(aside) != 0, painted)
     assert f"{name}: its mask was empty, so it opens again" in widget.status.value, widget.status.value
     assert str(aside) in widget.status.value
+
+
+def test_closing_the_window_with_work_no_draft_holds_is_caught_by_naparis_close_dialog(make_napari_viewer, qtbot,
+                                                                                      films, tmp_path, monkeypatch):
+    """A QA find: in a read-only dataset folder, a stroke then the window's × closed napari without a word, the
+    stroke lost. The window's close now keeps the draft first; where it cannot, napari's own close dialog lists it
+    (its task status), and once a draft is kept the item is gone."""
+    from qtpy.QtGui import QCloseEvent
+    from qtpy.QtWidgets import QApplication
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.installEventFilter(veto := _Veto(window))  # (before the dock's: Qt runs the last one installed first)
+    _, widget = open_dock(viewer, qtbot, films, tmp_path / "dataset")
+    folder, tasks = widget.folder, viewer.window._task_status_manager
+
+    def read_only(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied", str(folder.dataset / ".drafts"))
+
+    monkeypatch.setattr(folder, "save_draft", read_only)
+    _stroke(viewer)
+    assert widget._touched and not tasks.get_status()  # (the draft timer has not fired yet)
+    veto.ignore = True  # napari must not close the test's window
+    QApplication.sendEvent(window, QCloseEvent())  # the close: the dock's filter keeps the draft first, which fails
+    name = folder.films[0].path.name
+    status = tasks.get_status()
+    assert len(status) == 1 and status[0].startswith(f"napari-adaqat Annotate: your work on {name} could not be "
+                                                     "kept as a draft (") and "closing loses it" in status[0], status
+    assert tasks.is_busy()
+    monkeypatch.undo()
+    veto.ignore = False
+    assert widget.keep_draft() and folder.has_draft(0)
+    assert not tasks.get_status()
+
+
+class _Veto:
+    """An event filter that swallows the window's close (so that the test's viewer stays open)."""
+
+    def __new__(cls, window):
+        from qtpy.QtCore import QEvent, QObject
+
+        class Veto(QObject):
+            ignore = False
+
+            def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
+                return self.ignore and event.type() == QEvent.Type.Close
+
+        return Veto(window)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QEvent, QObject, QTimer
 
 from napari_adaqat.util.errors import first_line
+
+PROVIDER = "napari-adaqat Annotate"  # (napari's close dialog lists unfinished tasks as "provider: description")
 
 EMPTY_NOTE = ("the mask is empty (a Reset?): draw a box in 'boxes', click in 'points', or Undo [Ctrl+Z] in the "
               "Segment dock. Accept needs a mask; an empty mask is no draft (an earlier draft is put aside in "
@@ -26,6 +28,36 @@ class Drafts:
     _carry: list[str]
     _draft_timer: Any
     _draft_error = ""  # why the last draft could not be kept
+    _unkept_task: Any = None  # napari's task status saying so while it is true (its close dialog shows it)
+    viewer: Any
+
+    def _start_drafts(self, delay_ms: int) -> None:
+        """The draft timer (a draft ``delay_ms`` after the last change), and the main window's close: the work is
+        kept as a draft first, and napari's close dialog says when it could not be (before, closing the window
+        lost it without a word)."""
+        self._draft_timer = QTimer()
+        self._draft_timer.setSingleShot(True)
+        self._draft_timer.setInterval(delay_ms)
+        self._draft_timer.timeout.connect(self.keep_draft)
+        window = getattr(getattr(self.viewer, "window", None), "_qt_window", None)
+        if window is not None:
+            window.installEventFilter(_DraftsFirst(window, self))
+
+    def _say_unkept(self, line: str) -> None:
+        """Tell napari (``line``) that work is on screen that no draft holds, or (``""``) that there is none now."""
+        window = getattr(self.viewer, "window", None)
+        register, update = (getattr(window, name, None) for name in ("_register_task_status", "_update_task_status"))
+        if register is None or update is None:  # (another napari: the status line alone says it)
+            return
+        from napari.utils.task_status import Status
+
+        if line and self._unkept_task is None:
+            self._unkept_task = register(PROVIDER, Status.BUSY, line)
+        elif line:
+            update(self._unkept_task, Status.BUSY, line)
+        elif self._unkept_task is not None:
+            update(self._unkept_task, Status.COMPLETED, "")
+            self._unkept_task = None
 
     def _where(self) -> str:
         """The place of the film shown that status lines start with: ``Film 3 of 12: name · ``."""
@@ -60,6 +92,7 @@ class Drafts:
         mask = self._screen_mask()
         self._draft_timer.stop()
         if mask is None or self.folder is None or not self._touched:
+            self._say_unkept("")
             return False
         try:
             if not mask.any():
@@ -72,8 +105,12 @@ class Drafts:
                 self.folder.save_draft(self.index, mask)
         except OSError as exc:
             self._draft_error = first_line(exc)
+            self._say_unkept(f"your work on {self.folder.films[self.index].path.name} could not be kept as a draft "
+                             f"({self._draft_error}): closing loses it. Cancel, then save 'lung mask' yourself "
+                             "(File → Save Selected Layers), or make the folder writable.")
             return self._fail(f"Could not keep your draft: {self._draft_error}")
         self._touched = False
+        self._say_unkept("")
         self._refresh_rows()
         return bool(mask.any())
 
@@ -91,3 +128,19 @@ class Drafts:
                        "Selected Layers).")
             return False
         return True
+
+
+class _DraftsFirst(QObject):
+    """On the main window's close, before napari's own close handling: the dock's work is kept as a draft."""
+
+    def __init__(self, window: QObject, dock: Drafts) -> None:
+        super().__init__(window)
+        self._dock = dock
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Close and not getattr(self._dock, "jobs").closed:
+            try:
+                self._dock.keep_draft()
+            except RuntimeError:  # (Qt tearing the dock down)
+                pass
+        return False

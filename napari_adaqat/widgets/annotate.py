@@ -15,7 +15,6 @@ from typing import Any, Optional
 import napari
 import numpy as np
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QTimer
 
 from napari_adaqat.widgets._compat import guard_triton_import
 
@@ -71,10 +70,7 @@ class AnnotateWidget(Drafts, BoxPrompts, AcceptFlow, EarlierMasks, AnnotateContr
         self._clicks = ClicksDock()  # the Segment dock "Correct with clicks" opened
         self.layers = FilmLayers(self.viewer, self._on_paint, self._on_boxes)
         self.jobs = JobQueue(("open", "predict", "prefetch", "check"), self._on_error, self._on_idle)
-        self._draft_timer = QTimer()
-        self._draft_timer.setSingleShot(True)
-        self._draft_timer.setInterval(DRAFT_DELAY_MS)
-        self._draft_timer.timeout.connect(self.keep_draft)
+        self._start_drafts(DRAFT_DELAY_MS)
 
         self._build_controls(model_path)
         self._update_visibility()
