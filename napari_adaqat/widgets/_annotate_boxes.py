@@ -12,11 +12,13 @@ from napari_adaqat.io import ImageData
 from napari_adaqat.util.errors import first_line
 from napari_adaqat.widgets import _kept_edits as K
 from napari_adaqat.widgets import _layers as L
+from napari_adaqat.widgets import _points as P
+from napari_adaqat.widgets._annotate_box_undo import BoxUndo
 
 ONE_LUNG = 0.55  # a box narrower than this part of the film is not remembered for the next films
 
 
-class BoxPrompts:
+class BoxPrompts(BoxUndo):
     """Box prompts of the Annotate dock (needs its ``layers``, ``jobs``, ``engine``, ``folder``, film state
     ``index`` / ``opening`` / ``_gen`` / ``_pixels`` / ``_spacing`` / ``_base``, ``keep_edits``, and its ``_say``, ``_fail``,
     ``_model_and_device``, ``_screen_mask``, ``_touch``, ``_where``, ``_after_box`` and ``_drop_waiting_accept``)."""
@@ -94,7 +96,7 @@ class BoxPrompts:
             self._say(f"The box's mask is not shown: 'lung mask' no longer holds {name}'s mask{draft}. Double-click "
                       f"{name} in the list to open it again, then draw the box.")
             return False
-        new, note = result.mask.copy(), ""
+        new, note, before = result.mask.copy(), "", (screen.copy(), self._base, P.snapshot_boxes(self.layers.boxes))
         edits = K.add_edit(None, self._base, screen)  # (painted, erased) by hand since the dock's mask, or None
         if edits is not None:
             painted, erased = edits
@@ -114,5 +116,6 @@ class BoxPrompts:
         self.layers.keep_only_box(shape_index)
         if by_user:
             self._touch()
+            self._record_box(*before, shape_index)  # one Undo step (BoxUndo)
         self._say(f"{self._where()}{result.summary().splitlines()[0]}{note}")
         return True  # (where one is, after a model switch too)

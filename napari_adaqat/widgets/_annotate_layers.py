@@ -9,6 +9,7 @@ import numpy as np
 
 from napari_adaqat.io.image_data import pixel_aspect
 from napari_adaqat.widgets import _layers as L
+from napari_adaqat.widgets._points import restore_boxes
 
 FILM = "adaqat_annotate_film"  # in the film layer's metadata: a dock opened later shows its films there too
 LEFT = "adaqat_annotate_left"  # in 'lung mask' metadata: the digest of the mask a closed dock left, its work kept
@@ -270,6 +271,11 @@ class FilmLayers:
         if changed[0].size:
             with self._quiet():
                 layer.data_setitem(changed, mask[changed].astype(layer.data.dtype))
+
+    def put_boxes(self, shapes: list) -> None:
+        """Write a ``snapshot_boxes`` of ``boxes`` back (the dock's write: nothing is segmented again)."""
+        with self._quiet():
+            restore_boxes(self.boxes, shapes)
 
     def keep_only_box(self, keep: int) -> None:
         """Leave only the rectangle that made the mask (the others would only confuse)."""

@@ -1,0 +1,85 @@
+"""Undo and redo of the Annotate dock's boxes, Ctrl+Z / Ctrl+Shift+Z on ``boxes`` or the film, as in the Segment dock
+(a mixin of :class:`~napari_adaqat.widgets.annotate.AnnotateWidget`).
+
+Each box drawn on the film shown is one step: Undo puts back the mask and the rectangle from before it, Redo the
+box's again (the box remembered for the next films stays the last one drawn).  A step never overwrites brush strokes made since (the line says how to undo those first: napari's
+Ctrl+Z on ``lung mask``).  When the Segment dock is open on the film, its own Undo (which knows these boxes too)
+holds the keys.  Before, Ctrl+Z on ``boxes`` in this dock did nothing and said nothing (a QA find).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+from app_model.types import KeyCode, KeyMod
+
+from napari_adaqat.widgets import _points as P
+
+UNDO_KEY = KeyMod.CtrlCmd | KeyCode.KeyZ  # (as the Segment dock's, _clicks.py)
+REDO_KEY = KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ
+
+
+@dataclass
+class BoxStep:
+    """One box on film generation ``gen``: the mask (H, W) bool, the dock's base mask and the rectangles before and
+    after it."""
+
+    gen: int
+    before: tuple[np.ndarray, Optional[np.ndarray], list]
+    after: tuple[np.ndarray, Optional[np.ndarray], list]
+
+
+class BoxUndo:
+    """Needs the dock's ``layers``, ``_gen``, ``_base``, ``_pixels``, ``_screen_mask``, ``_say``, ``_where``, ``_touch``."""
+
+    layers: Any
+    _gen: int
+    _base: Optional[np.ndarray]
+    _box_steps: Optional[list] = None
+    _box_redo: Optional[list] = None
+
+    def _record_box(self, before: np.ndarray, base: Optional[np.ndarray], boxes: list, shape_index: int) -> None:
+        """The box ``shape_index`` replaced mask ``before`` (and ``base``); the rectangles were ``boxes`` then."""
+        earlier = [shape for i, shape in enumerate(boxes) if i != shape_index]
+        after = (np.asarray(self._screen_mask()).copy(), self._base, P.snapshot_boxes(self.layers.boxes))
+        steps = [s for s in (self._box_steps or []) if s.gen == self._gen]
+        self._box_steps, self._box_redo = [*steps, BoxStep(self._gen, (before, base, earlier), after)], []
+        for layer in (self.layers.boxes, self.layers.image):
+            for key, action in ((UNDO_KEY, self.undo_box), (REDO_KEY, self.redo_box)):
+                try:  # (the Segment dock's keys, bound there first, stay: its Undo knows these boxes)
+                    layer.bind_key(key, lambda _layer, action=action: action())
+                except ValueError:
+                    pass
+
+    def undo_box(self) -> bool:
+        """Ctrl+Z: the mask and rectangle from before the last box; False (said) when there is none to undo."""
+        return self._box_move(self._box_steps, self._box_redo, "Undone", 0)
+
+    def redo_box(self) -> bool:
+        """Ctrl+Shift+Z: the last box undone, again."""
+        return self._box_move(self._box_redo, self._box_steps, "Redone", 1)
+
+    def _box_move(self, source: Optional[list], target: Optional[list], verb: str, forward: int) -> bool:
+        steps = [s for s in (source or []) if s.gen == self._gen]
+        screen = getattr(self, "_screen_mask")()
+        say = getattr(self, "_say")
+        if not steps or screen is None:
+            say(f"Nothing to {verb.lower()[:-2]} here: a brush stroke is undone with Ctrl+Z on 'lung mask'.")
+            return False
+        step = steps[-1]
+        leave, come = (step.after, step.before) if not forward else (step.before, step.after)
+        if not np.array_equal(screen, leave[0]):  # brush strokes since: never overwritten
+            say("Your brush strokes since that box would be lost: undo them first (Ctrl+Z with 'lung mask' "
+                "selected).")
+            return False
+        source.remove(step)
+        target.append(step)
+        mask, base, boxes = come
+        self.layers.write_mask(mask)
+        self._base = base
+        self.layers.put_boxes(boxes)
+        getattr(self, "_touch")()
+        redo = "Redo [Ctrl+Shift+Z] brings it back" if not forward else "Undo [Ctrl+Z] takes it back"
+        say(f"{getattr(self, '_where')()}{verb}: the box ({redo}).")
+        return True

@@ -1,0 +1,58 @@
+"""Ctrl+Z / Ctrl+Shift+Z on a box in the Annotate dock alone (no Segment dock): a QA find, "Ctrl+Z after a new box
+does nothing and says nothing". A real viewer under Xvfb, the bundled model, the shipped films."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from napari_adaqat.model import loading  # noqa: E402
+from napari_adaqat.widgets._annotate_box_undo import REDO_KEY, UNDO_KEY  # noqa: E402
+from test_annotate_walkthrough import open_dock, settle  # noqa: E402  (tests/ is on sys.path)
+
+pytestmark = [pytest.mark.gui, pytest.mark.skipif(not loading.DEFAULT_MODEL.is_file(), reason="no bundled model")]
+
+
+def _mask(viewer) -> np.ndarray:
+    return np.asarray(viewer.layers["lung mask"].data) != 0
+
+
+def _press(viewer, key) -> None:
+    assert viewer.window._qt_viewer._key_map_handler.press_key(key)
+
+
+def test_undo_and_redo_of_a_box_and_never_over_brush_strokes(make_napari_viewer, qtbot, films, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    _, widget = open_dock(viewer, qtbot, films, tmp_path / "dataset")
+    first, boxes = _mask(viewer), viewer.layers["boxes"]
+    first_box = np.array(boxes.data[0], copy=True)
+    h, w = first.shape
+    boxes.add_rectangles(np.array([[0.1 * h, 0.05 * w], [0.9 * h, 0.5 * w]]))  # around one lung: a new mask
+    settle(qtbot, widget)
+    one_lung = _mask(viewer)
+    assert not np.array_equal(one_lung, first) and len(boxes.data) == 1
+    assert viewer.layers.selection.active is boxes
+    _press(viewer, UNDO_KEY)
+    np.testing.assert_array_equal(_mask(viewer), first)
+    assert len(boxes.data) == 1 and np.allclose(boxes.data[0], first_box)
+    assert "Undone: the box (Redo [Ctrl+Shift+Z] brings it back)." in widget.status.value, widget.status.value
+    assert not widget.jobs.busy  # nothing segmented again
+    _press(viewer, REDO_KEY)
+    np.testing.assert_array_equal(_mask(viewer), one_lung)
+
+    stroke = np.zeros_like(one_lung)  # a brush stroke after the box: Undo must not throw it away
+    stroke[h // 2:h // 2 + 9, int(0.75 * w):int(0.75 * w) + 9] = True
+    viewer.layers["lung mask"].data_setitem(np.nonzero(stroke), 1)
+    stroked = _mask(viewer)
+    _press(viewer, UNDO_KEY)
+    np.testing.assert_array_equal(_mask(viewer), stroked)
+    assert "Your brush strokes since that box would be lost" in widget.status.value, widget.status.value
+
+    widget.open_film(1)  # the next film: no step of the film before
+    settle(qtbot, widget)
+    viewer.layers.selection.active = viewer.layers["boxes"]
+    shown = _mask(viewer)
+    _press(viewer, UNDO_KEY)
+    np.testing.assert_array_equal(_mask(viewer), shown)
+    assert widget.status.value.startswith("Nothing to undo here"), widget.status.value
