@@ -1,8 +1,8 @@
-"""TIFF films that napari's own reader shows otherwise than they are, shown (and segmented) as they are.
+"""TIFF and JPEG films that napari's own reader shows otherwise than they are, shown (and segmented) as they are.
 
 napari's reader gives a TIFF's stored values: a white-is-zero film (Photometric MINISWHITE) opens inverted,
-a palette film as its palette indices, a CMYK one as ink taken for RGBA, an uncompressed YCbCr one as YCbCr
-taken for RGB; the Segment dock would segment that, silently.  While a dock of this plugin is open, an
+a palette film as its palette indices, a CMYK one (TIFF or JPEG) as ink taken for RGBA, an uncompressed YCbCr one
+as YCbCr taken for RGB; the Segment dock would segment that, silently.  While a dock of this plugin is open, an
 Image layer read from such a file (the file's header says so; its data still as the file stores it) gets
 the reading of :func:`~napari_adaqat.io.read_image` (what ``adaqat segment`` and the API segment), with
 fitting contrast limits and a one-line notice; ``layer.metadata["film_reading"]`` keeps that line (the
@@ -19,10 +19,11 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import tifffile
+from PIL import Image
 
 from napari_adaqat.io.image_data import to_gray01
 from napari_adaqat.io.images import TIFF_SUFFIXES, read_raw
-from napari_adaqat.io.orientation import upright
+from napari_adaqat.io.orientation import pil_orientation, upright
 from napari_adaqat.widgets._orientation import APPLIED, _source_path, orientation_tag, watch_image_layers
 
 READING = "film_reading"  # layer.metadata key: the notice, once the layer holds our reading
@@ -37,6 +38,10 @@ _checked: "weakref.WeakSet" = weakref.WeakSet()  # layers looked at already (the
 _watched: "weakref.WeakSet" = weakref.WeakSet()  # viewers already watched (every dock may ask)
 
 
+CMYK_JPEG = "a CMYK JPEG, its ink as RGBA; re-read as RGB"
+JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
+
+
 def _photometric(path: Path) -> Optional[str]:
     """The first page's Photometric Interpretation name, from the header only; None when not a readable TIFF."""
     try:
@@ -44,6 +49,29 @@ def _photometric(path: Path) -> Optional[str]:
             return tif.pages[0].photometric.name if tif.pages else None
     except Exception:  # noqa: BLE001 - not a TIFF we can read: napari's reading stays
         return None
+
+
+def _shown_otherwise(path: Path) -> Optional[str]:
+    """How napari's reader shows ``path`` otherwise than :func:`~napari_adaqat.io.read_image` reads it (the
+    notice's words), from its header; None when it shows it as it is."""
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        return _SHOWN_OTHERWISE.get(_photometric(path) or "")
+    if suffix in JPEG_SUFFIXES:  # (imageio gives a CMYK JPEG's ink values as four channels, K taken for alpha)
+        try:
+            with Image.open(path) as im:
+                return CMYK_JPEG if im.mode == "CMYK" else None
+        except Exception:  # noqa: BLE001 - not a JPEG we can read: napari's reading stays
+            return None
+    return None
+
+
+def _stored(path: Path, words: str) -> np.ndarray:
+    """The file's values as napari's reader gives them, upright (a TIFF's stored values, a CMYK JPEG's ink)."""
+    if words != CMYK_JPEG:
+        return read_raw(path, as_shown=False)[0]
+    with Image.open(path) as im:
+        return upright(np.asarray(im), pil_orientation(im))
 
 
 def _same(data: Any, array: np.ndarray) -> bool:
@@ -69,22 +97,21 @@ def reread_layer(layer: Any) -> Optional[str]:
     _checked.add(layer)
     path = _source_path(layer)
     metadata = getattr(layer, "metadata", {})
-    if path is None or path.suffix.lower() not in TIFF_SUFFIXES or getattr(layer, "multiscale", False) \
-            or READING in metadata:
+    if path is None or getattr(layer, "multiscale", False) or READING in metadata:
         return None
-    photometric = _photometric(path)
-    if photometric not in _SHOWN_OTHERWISE:
+    words = _shown_otherwise(path)
+    if words is None:
         return None
     try:
-        stored, meta = read_raw(path, as_shown=False)  # upright, as stored
-        shown, _meta = read_raw(path)
+        stored = _stored(path, words)  # upright, as napari's reader gives it
+        shown, meta = read_raw(path)
     except Exception:  # noqa: BLE001 - napari read it; whatever we cannot read stays as napari shows it
         return None
     orientation = meta.get("orientation") or 1
     data = layer.data if APPLIED in metadata else upright(np.asarray(layer.data), orientation)
     if _same(data, shown) or not _same(data, stored):
         return None  # our reading already, or pixels of another reader or a script: left as they are
-    notice = f"napari's reader showed {path.name}, {_SHOWN_OTHERWISE[photometric]}, as 'adaqat segment' reads it"
+    notice = f"napari's reader showed {path.name}, {words}, as 'adaqat segment' reads it"
     layer.metadata = {**metadata, READING: notice, **({APPLIED: orientation_tag(Path(path), orientation)} if orientation != 1 else {})}
     new = _fitting(shown, bool(getattr(layer, "rgb", False)))
     layer.data = new
