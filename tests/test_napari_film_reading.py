@@ -164,3 +164,34 @@ def test_other_films_are_left_alone_and_cost_nothing_per_click(make_napari_viewe
     wait(qtbot, widget)
     monkeypatch.undo()
     check_as_the_api(viewer, plain, widget, model, tmp_path / "plain.tif")
+
+
+def test_a_multipage_tiff_and_a_nan_layer_are_said_as_the_api_says_them(make_napari_viewer, qtbot, nano_models,
+                                                                        tmp_path):
+    """QA finds: napari's reader shows a 3-page TIFF's first page, which the dock segmented without a word (the API
+    and the CLI refuse the file); a float layer with NaN was segmented (its NaN filled in), where the API, the CLI
+    and the other docks refuse it as corrupt."""
+    model, _ = nano_models
+    film = film_u8()
+    path = tmp_path / "three_pages.tif"
+    for page in range(3):
+        tifffile.imwrite(path, np.roll(film, 5 * page, axis=0), append=page > 0)
+    viewer = make_napari_viewer(show=True)
+    [image] = viewer.open(str(path))
+    assert image.ndim == 2  # (napari's reader shows the first page)
+    widget = dock(viewer, qtbot, model)
+    assert "three_pages.tif holds 3 pages; napari's reader shows the first, which is what is segmented" in \
+        widget.status.value, widget.status.value  # (and napari's notice)
+    draw_box(viewer, image)
+    wait(qtbot, widget)
+    assert widget.last_error is None and viewer.layers["lung mask"].data.any()
+
+    pixels = film.astype(np.float32)
+    pixels[:10, :10] = np.nan
+    corrupt = viewer.add_image(pixels, name="nan film")
+    widget.image.value = corrupt
+    wait(qtbot, widget)
+    draw_box(viewer, corrupt)
+    wait(qtbot, widget)
+    assert "layer 'nan film': 100 of 54528 pixel values are NaN or infinite; the image data is corrupt" in \
+        widget.status.value, widget.status.value

@@ -101,7 +101,7 @@ def reread_layer(layer: Any) -> Optional[str]:
         return None
     words = _shown_otherwise(path)
     if words is None:
-        return None
+        return _first_page_note(layer, path)
     try:
         stored = _stored(path, words)  # upright, as napari's reader gives it
         shown, meta = read_raw(path)
@@ -118,6 +118,24 @@ def reread_layer(layer: Any) -> Optional[str]:
     if not layer.rgb:
         layer.colormap = "gray"
     layer.contrast_limits = _limits(new)
+    return notice
+
+
+def _first_page_note(layer: Any, path: Path) -> Optional[str]:
+    """A TIFF of several pages shown as one plane (napari's reader shows its first series): the notice that the
+    dock segments that page, where the API and ``adaqat segment`` refuse the file; None otherwise."""
+    if path.suffix.lower() not in TIFF_SUFFIXES or getattr(layer, "ndim", 2) != 2:
+        return None
+    try:
+        with tifffile.TiffFile(path) as tif:
+            pages = len(tif.pages)
+    except Exception:  # noqa: BLE001 - not a TIFF we can read
+        return None
+    if pages < 2:
+        return None
+    notice = (f"{path.name} holds {pages} pages; napari's reader shows the first, which is what is segmented "
+              "('adaqat segment' refuses the file: save each page as its own film)")
+    layer.metadata = {**getattr(layer, "metadata", {}), READING: notice}
     return notice
 
 

@@ -53,7 +53,12 @@ def image_plane(layer: "napari.layers.Image", index: Optional[int], fresh: bool 
     memo = None if fresh else _PLANES.get(layer)
     if memo is not None and memo[0]() is data and memo[1] == z and memo[2] == sample:
         return memo[3], z
-    plane = to_gray01(np.asarray(source))
+    pixels = np.asarray(source)
+    if np.issubdtype(pixels.dtype, np.floating) and not np.isfinite(pixels).all():  # (to_gray01 would fill them)
+        bad = int(pixels.size - np.count_nonzero(np.isfinite(pixels)))
+        raise ValueError(f"layer {layer.name!r}: {bad} of {pixels.size} pixel values are NaN or infinite; the image "
+                         "data is corrupt (as the API and 'adaqat segment' say of it)")
+    plane = to_gray01(pixels)
     plane.flags.writeable = False
     try:
         _PLANES[layer] = (weakref.ref(data), z, sample, plane)
