@@ -56,3 +56,35 @@ def test_undo_and_redo_of_a_box_and_never_over_brush_strokes(make_napari_viewer,
     _press(viewer, UNDO_KEY)
     np.testing.assert_array_equal(_mask(viewer), shown)
     assert widget.status.value.startswith("Nothing to undo here"), widget.status.value
+
+
+def test_a_stroke_before_the_first_click_is_one_undo_step_of_its_own(make_napari_viewer, qtbot, films, tmp_path):
+    """A QA find: a brush stroke on the film's mask, then a click, then Ctrl+Z twice: the second said "Nothing to
+    undo" with the stroke still shown (it was folded into the film's mask), and the stroke was called "the Annotate
+    dock's mask". Now Undo goes click → brush edit → the film's mask, each named as what it is."""
+    from napari_adaqat.widgets._clicks import UNDO_KEY as SEGMENT_UNDO
+
+    viewer = make_napari_viewer(show=True)
+    _, widget = open_dock(viewer, qtbot, films, tmp_path / "dataset")
+    film_mask = _mask(viewer)
+    segment = widget.correct_with_clicks()
+    qtbot.waitUntil(lambda: not segment.busy, timeout=120_000)
+    h, w = film_mask.shape
+    stroke = np.zeros_like(film_mask)
+    stroke[20:40, 20:40] = True  # lung painted in a corner, far from the click
+    viewer.layers["lung mask"].data_setitem(np.nonzero(stroke & ~film_mask), 1)
+    stroked = _mask(viewer)
+    rows, cols = np.nonzero(film_mask[:, : w // 2])
+    points = viewer.layers["points"]
+    points.add([[float(rows.mean()), float(cols.mean())]])
+    qtbot.waitUntil(lambda: segment.last_result is not None and not segment.busy, timeout=120_000)
+    viewer.layers.selection.active = points
+    _press(viewer, SEGMENT_UNDO)
+    np.testing.assert_array_equal(_mask(viewer), stroked)
+    assert segment.status.value.startswith("Undone: click → brush edit"), segment.status.value
+    _press(viewer, SEGMENT_UNDO)
+    np.testing.assert_array_equal(_mask(viewer), film_mask)
+    assert segment.status.value.startswith("Undone: brush edit → the Annotate dock's mask"), segment.status.value
+    _press(viewer, SEGMENT_UNDO)
+    assert segment.status.value == "Nothing to undo."
+    qtbot.waitUntil(lambda: not widget.jobs.busy and not segment.busy, timeout=120_000)

@@ -42,7 +42,15 @@ class BrushEdits:
                             plane, shown.copy(), None, None, current.result,
                             kept=K.add_edit(carried, before if before is not None else np.zeros_like(shown), shown),
                             annotate=made_by_annotate)
-        if not (annotated and current.kind == EMPTY and history.restart(state)):  # Undo stops at the film's mask
+        first = annotated and current.kind == EMPTY  # the Annotate dock's film: Undo stops at its mask
+        if first and made_by_annotate and not np.array_equal(shown, before) and history.restart(PromptState(
+                EDIT, boxes, box_index, current.points, current.positive, plane, before.copy(), None, None,
+                current.result, annotate=True)):
+            state.annotate = False  # the user's strokes on the film's mask: one Undo step after it ("brush edit")
+            self._push(history, state)
+        elif first and history.restart(state):
+            state.annotate = True  # the start: the film's mask as the Annotate dock left it, edits and all
+        else:
             self._push(history, state)
         return shown
 

@@ -298,8 +298,6 @@ class ClickPrompts(BrushEdits, InFlight, RenamedPrompts):
         """The state's kind as the status line names it: the Annotate dock's mask is no brush edit of the user's."""
         if state.kind == EDIT and state.annotate:
             return "the Annotate dock's mask" + (" with your edits" if state.kept is not None else "")
-        if state.kind == EDIT and state.result is None and self._annotated(self.image.value):
-            return "the Annotate dock's mask"
         return state.kind
 
     def _restore(self, left: PromptState, state: PromptState) -> None:
