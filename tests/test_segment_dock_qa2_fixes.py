@@ -281,3 +281,23 @@ def test_a_renamed_boxes_layer_keeps_its_box_and_the_dock_goes_on_in_a_new_one(m
     wait(qtbot, widget)
     shapes = {layer.name: len(layer.data) for layer in viewer.layers if type(layer).__name__ == "Shapes"}
     assert shapes == {"my box": 1, "boxes": 1}, shapes  # the user's box kept; one dock layer
+
+
+def test_points_made_again_after_their_layer_was_deleted_hold_the_prompt_on_screen(make_napari_viewer, qtbot,
+                                                                                   nano_models, monkeypatch):
+    """A QA find: 'points' deleted, then Points [P] made an empty 'points' while the mask on screen was a click's:
+    the point was gone from view and the next click was prompted without it."""
+    viewer = make_napari_viewer()
+    widget, _image, _truth = open_dock(viewer, qtbot, model_path=nano_models[0], use_baseline=False,
+                                      model_type="vit_nano")
+    calls = spy_prompts(widget, monkeypatch)
+    viewer.layers["boxes"].add_rectangles(UPPER_LEFT)
+    wait(qtbot, widget)
+    viewer.layers["points"].add([[120.0, 100.0]])
+    wait(qtbot, widget)
+    viewer.layers.remove("points")
+    widget.points_mode()
+    np.testing.assert_allclose(viewer.layers["points"].data, [[120.0, 100.0]])
+    viewer.layers["points"].add([[150.0, 110.0]])
+    wait(qtbot, widget)
+    np.testing.assert_allclose(calls[-1]["point_coords"], [[100.0, 120.0], [110.0, 150.0]])

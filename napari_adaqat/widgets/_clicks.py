@@ -69,14 +69,16 @@ class ClickPrompts(BrushEdits, InFlight, RenamedPrompts):
     # ---------------------------------------------------------------- layers
     def _attach_points(self, image: Any) -> None:
         points = P.ensure_points(self.viewer, image)
-        if self._points is None or points.unique_id != self._points.unique_id:
+        new_layer = self._points is None or points.unique_id != self._points.unique_id
+        if new_layer:
             points.events.data.connect(self._on_points_data)
             # napari selects a new point, which makes its label the default; the next one is positive again
             points.events.features.connect(lambda _e=None: self._sync_default_label())
             P.watch_modifiers(points, lambda: bool(self.negative.value))
             self._watch_prompt_name(points, P.POINTS)
         self._points = points
-        if self._points_image not in (None, str(image.unique_id)):  # another image: its own points, not these
+        # another image: its own points, not these; a 'points' made again (deleted by hand): the state's points
+        if self._points_image not in (None, str(image.unique_id)) or (new_layer and len(self.history.current.points)):
             state = self.history.current
             self._restoring = True
             try:
