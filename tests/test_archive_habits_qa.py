@@ -87,7 +87,7 @@ def test_a_little_padding_after_the_pixel_data_is_still_read(tmp_path, cxr_dir):
 
 def test_an_empty_dcm_file_is_called_empty(tmp_path):
     (tmp_path / "IM000002.dcm").write_bytes(b"")
-    with pytest.raises(ImageReadError, match=r"IM000002\.dcm: empty file \(0 bytes\)$"):
+    with pytest.raises(ImageReadError, match=r"IM000002\.dcm: empty file \(0 bytes\); copy or export it again$"):
         read_image(tmp_path / "IM000002.dcm")
 
 

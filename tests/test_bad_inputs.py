@@ -289,9 +289,9 @@ def test_boxes_outside_the_image_are_error_rows(tmp_path, cxr_dir, nano_pth):
     with (out / "results.csv").open() as fh:
         rows = {Path(r["file"]).name: r for r in csv.DictReader(fh)}
     assert rows[images[0].name]["status"] == "ok"
-    assert rows[images[1].name]["error"] == "box 600,600,700,700 lies outside the 512x512 image"
-    assert rows[images[2].name]["error"] == ("box 100,100,900,400 reaches outside the 512x512 image (x1 <= 512, "
-                                             "y1 <= 512); was it drawn on a resized copy?")
+    assert rows[images[1].name]["error"] == f"{images[1]}: box 600,600,700,700 lies outside the 512x512 image"
+    assert rows[images[2].name]["error"] == (f"{images[2]}: box 100,100,900,400 reaches outside the 512x512 image "
+                                             "(x1 <= 512, y1 <= 512); was it drawn on a resized copy?")  # (named)
 
 
 def test_csv_rows_naming_no_input_are_a_warning(tmp_path):

@@ -83,6 +83,8 @@ def test_a_long_name_never_leaves_a_broken_results_csv(tmp_path, cxr_dir, nano_p
 
 # ---- symbolic links, folders, FIFOs -----------------------------------------------------------------
 
+LOOP = "symbolic link loop: the link leads back to itself; give the film's own path"  # (what to do, too)
+
 
 @pytest.fixture()
 def linked_folder(tmp_path, cxr_dir) -> Path:
@@ -115,9 +117,9 @@ def test_symlink_loops_in_an_input_folder(linked_folder, tmp_path, nano_pth):
     rows = rows_of(out)
     assert sorted(rows) == ["chest.png", "dangling.png", "self.png"]
     assert rows["chest.png"]["status"] == "ok"
-    assert rows["self.png"]["error"] == f"{linked_folder / 'self.png'}: symbolic link loop"
+    assert rows["self.png"]["error"] == f"{linked_folder / 'self.png'}: {LOOP}"
     assert rows["dangling.png"]["error"] == f"{linked_folder / 'dangling.png'}: broken symbolic link (its target is missing)"
-    assert f"{linked_folder / 'self.png'}: symbolic link loop" in result.stderr
+    assert f"{linked_folder / 'self.png'}: {LOOP}" in result.stderr
 
 
 def test_links_and_folders_given_as_inputs(linked_folder, tmp_path, nano_pth):
@@ -128,7 +130,7 @@ def test_links_and_folders_given_as_inputs(linked_folder, tmp_path, nano_pth):
     assert segment(linked_folder / "loop" / "up" / "chest.png", linked_folder / "self.png", "--out", out2,
                    nano_pth=nano_pth) == 1
     rows = rows_of(out2)
-    assert rows["self.png"]["error"] == f"{linked_folder / 'self.png'}: symbolic link loop"
+    assert rows["self.png"]["error"] == f"{linked_folder / 'self.png'}: {LOOP}"
     assert rows["chest.png"]["status"] == "ok"  # a path through the loop links still names the file
 
 
@@ -138,7 +140,8 @@ def test_a_fifo_given_as_input_is_refused_not_waited_on(linked_folder, tmp_path,
            "--model", str(nano_pth), "--model-type", "vit_nano", "--device", "cpu"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=20)  # a blocked open never returns
     assert result.returncode == 1
-    assert rows_of(out)["pipe.png"]["error"] == f"{linked_folder / 'pipe.png'}: not a regular file"
+    assert rows_of(out)["pipe.png"]["error"] == (f"{linked_folder / 'pipe.png'}: not a regular file (a FIFO, socket or "
+                                                 "device, not a film): give the film's own file")
 
 
 # ---- output folders: read-only, full ------------------------------------------------------------------
@@ -195,7 +198,7 @@ def test_a_full_disk_while_writing_masks(tmp_path, cxr_dir, nano_pth, monkeypatc
     for image in images:
         mask = out / f"{image.stem}_mask.png"
         assert rows[image.name]["status"] == "error"
-        assert rows[image.name]["error"] == f"[Errno 28] No space left on device: '{mask}'"
+        assert rows[image.name]["error"] == f"{image}: [Errno 28] No space left on device: '{mask}'"  # (names both)
     assert sorted(p.name for p in out.iterdir()) == ["results.csv"]
     assert all(line.endswith(f"No space left on device: '{out}/{image.stem}_mask.png'")
                for line, image in zip(capsys.readouterr().err.strip().splitlines(), images))

@@ -123,9 +123,9 @@ def test_segment_gives_strips_an_error_row(tmp_path, nano_pth):
     with (out / "results.csv").open() as fh:
         rows = {Path(r["file"]).name: r for r in csv.DictReader(fh)}
     assert rows["wide.png"]["status"] == rows["tall.png"]["status"] == "error"
-    assert rows["wide.png"]["error"] == ("image is a 3000x16 px strip: its short side would be 1.4 px at the model's "
-                                         "256-px input, under the 16-px minimum (one encoder patch); crop or pad it "
-                                         "to a side ratio of at most 16:1")
+    assert rows["wide.png"]["error"] == (f"{images / 'wide.png'}: image is a 3000x16 px strip: its short side would "
+                                         "be 1.4 px at the model's 256-px input, under the 16-px minimum (one encoder "
+                                         "patch); crop or pad it to a side ratio of at most 16:1")  # (named, as others)
     assert "image is a 16x3000 px strip" in rows["tall.png"]["error"]
     assert not list(out.glob("*mask*"))  # no meaningless mask
 

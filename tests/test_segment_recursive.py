@@ -147,8 +147,8 @@ def test_without_recursive_a_tree_says_use_recursive_and_nothing_is_written(tmp_
     out = tmp_path / "out"
     assert segment(export, "--out", out, nano_pth=nano_pth) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["adaqat segment: error: no image files found in the inputs: 3 sub-folders, not looked into "
-                   "(use --recursive to segment the films in them): P001, P002, P003"]
+    assert err == [f"adaqat segment: error: no image files found in {export} (a folder): 3 sub-folders, not looked "
+                   "into (use --recursive to segment the films in them): P001, P002, P003"]
     assert not out.exists()
     empty = tmp_path / "empty"
     (empty / "sub").mkdir(parents=True)  # no films below: the hint would not help
@@ -159,8 +159,9 @@ def test_without_recursive_a_tree_says_use_recursive_and_nothing_is_written(tmp_
                film(cxr_dir), bits_stored=12)
     (cd / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM")
     assert segment(cd, "--out", out, nano_pth=nano_pth) == 2
-    assert capsys.readouterr().err.startswith("adaqat segment: error: no image files found in the inputs: 1 sub-folder,"
-                                              " not looked into (use --recursive to segment the films in them): PT000000;")
+    assert capsys.readouterr().err.startswith(f"adaqat segment: error: no image files found in {cd} (a folder): 1 "
+                                              "sub-folder, not looked into (use --recursive to segment the films in "
+                                              "them): PT000000;")
 
 
 @pytest.mark.parametrize("suffix", MASK_SUFFIXES)

@@ -158,8 +158,9 @@ def run(args: argparse.Namespace) -> int:
               "films too; choose a folder of its own for the masks", file=sys.stderr)
     files, skipped = _scan(args)
     hint = "" if args.recursive else "use --recursive"
-    if not files:
-        raise ValueError("no image files found in the inputs"
+    if not files:  # (every input was a folder: a file given is always listed; film.png may name a folder)
+        folders = f"{listed(args.inputs, 3)} ({'a folder' if len(args.inputs) == 1 else 'folders'})"
+        raise ValueError(f"no image files found in {folders}"
                          + (f": {describe_skipped(skipped, recurse_hint=hint)}" if skipped else ""))
     if skipped:
         print(f"adaqat segment: skipped {describe_skipped(skipped, recurse_hint=hint)} (all {len(skipped)} will be "

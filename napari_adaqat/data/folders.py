@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -28,8 +29,9 @@ def collect_inputs(inputs: list[str | Path], recursive: bool = False) -> list[Pa
     return scan_inputs(inputs, recursive)[0]
 
 
-MASK, OTHER_FILE, MASK_FOLDER, LINKED, FOLDER, UNREADABLE, HIDDEN = (
-    "mask", "file", "mask folder", "linked folder", "folder", "unreadable folder", "hidden film")  # skipped: what
+MASK, OTHER_FILE, MASK_FOLDER, LINKED, FOLDER, UNREADABLE, HIDDEN, SPECIAL = (
+    "mask", "file", "mask folder", "linked folder", "folder", "unreadable folder", "hidden film",
+    "special file")  # skipped: what (SPECIAL: a FIFO, socket or device, never opened: a FIFO would block)
 
 
 class Skipped(list):
@@ -40,7 +42,7 @@ class Skipped(list):
     def __init__(self) -> None:
         super().__init__()
         self.kinds: dict[Path, str] = {}
-        self.reasons: dict[Path, str] = {}
+        self.reasons: dict[Path, str] = {}  # (a special file's: what it is, "a FIFO")
         self.raw_film: tuple[Path, str] | None = None  # the first headerless raw film met (JSRT's .IMG), its hint
 
     def add(self, path: Path, kind: str) -> None:
@@ -51,8 +53,8 @@ class Skipped(list):
 def scan_inputs(inputs: list[str | Path], recursive: bool = False,
                 progress: Optional[Callable[[int], None]] = None) -> tuple[list[Path], list[Path]]:
     """(:func:`collect_inputs`, what the folders hold besides: their visible files that are not images this
-    tool reads (a GIF, a WebP, a spreadsheet...), the masks beside their films (:func:`masks_beside_films`) and
-    the sub-folders not looked into, sorted), in one pass over each folder (an extension-less file is opened
+    tool reads (a GIF, a WebP, a spreadsheet...), FIFOs, sockets and devices (never opened), the masks beside
+    their films (:func:`masks_beside_films`) and the sub-folders not looked into, sorted), in one pass over each folder (an extension-less file is opened
     once to look for DICOM).  Hidden entries (``.DS_Store``) are not listed.  ``recursive`` goes into
     sub-folders (a PACS export's PATIENT/STUDY/SERIES tree), folder by folder in name order, except links to
     folders, folders of masks (:func:`is_mask_folder`) and sub-folders that cannot be listed (permission denied:
@@ -118,6 +120,9 @@ def _scan_folder(folder: Path, recursive: bool, files: list[Path], skipped: Skip
             if skipped.raw_film is None and _raw_size(entry):
                 hint = raw_film_hint(entry)
                 skipped.raw_film = (entry, hint) if hint else None
+        elif special := special_kind(entry):  # (a broken link or link loop with another name: not listed)
+            skipped.add(entry, SPECIAL)
+            skipped.reasons[entry] = special
     masks = masks_beside_films(found)
     beside = set(masks)  # (a set: a folder of 10,000 films and their masks is not 10^8 comparisons)
     files += [entry for entry in found if entry not in beside]
@@ -208,9 +213,10 @@ def describe_skipped(entries: list[Path], shown: int = 3, recurse_hint: str = ""
 
     recorded: dict[Path, str] = getattr(entries, "kinds", {})  # (a Skipped: the scan's word, nothing read again)
     kinds = {p: recorded.get(p) or entry_kind(p) for p in entries}
-    linked, of_masks, plain, masks, files, unreadable, hidden = ([p for p in entries if kinds[p] == kind] for kind in
-                                                                 (LINKED, MASK_FOLDER, FOLDER, MASK, OTHER_FILE,
-                                                                  UNREADABLE, HIDDEN))
+    linked, of_masks, plain, masks, files, unreadable, hidden, special = (
+        [p for p in entries if kinds[p] == kind]
+        for kind in (LINKED, MASK_FOLDER, FOLDER, MASK, OTHER_FILE, UNREADABLE, HIDDEN, SPECIAL))
+    reasons: dict[Path, str] = getattr(entries, "reasons", {})
     parts = []
     if masks:
         ends = sorted({next((s for s in MASK_SUFFIXES if sample_name(p).casefold().endswith(s)), MASK_END)
@@ -226,6 +232,10 @@ def describe_skipped(entries: list[Path], shown: int = 3, recurse_hint: str = ""
         parts.append(f"{len(files)} {what} adaqat reads ({', '.join(kinds)}; it reads "
                      f"{READ_BY_NAME_OR_CONTENT}): {listing(files)}"
                      + (f" ({raw[0].name} and the like: {raw[1]})" if raw else ""))
+    if special:
+        what = ", ".join(sorted({reasons.get(p) or special_kind(p) or "a FIFO, socket or device" for p in special}))
+        parts.append(f"{len(special)} {'entry that is' if len(special) == 1 else 'entries that are'} not a regular "
+                     f"file ({what}), not read: {listing(special)}")
     if hidden:
         parts.append(f"{many(len(hidden), 'hidden film')} (a name starting with a dot), not segmented; rename "
                      f"{'it' if len(hidden) == 1 else 'them'} to segment {'it' if len(hidden) == 1 else 'them'}: "
@@ -241,7 +251,6 @@ def describe_skipped(entries: list[Path], shown: int = 3, recurse_hint: str = ""
         part = f"{many(len(plain), 'sub-folder')}, not looked into ({why}): {listing(plain)}"
         parts.insert(0 if with_films else len(parts), part)  # what to do first
     if unreadable:
-        reasons: dict[Path, str] = getattr(entries, "reasons", {})
         why = ", ".join(sorted({reasons.get(p, "permission denied") for p in unreadable}))
         shown_paths = ", ".join(map(str, unreadable[:shown])) + (", ..." if len(unreadable) > shown else "")
         parts.append(f"{len(unreadable)} sub-folder{'s' * (len(unreadable) != 1)} that cannot be read ({why}): "
@@ -257,10 +266,23 @@ def _raw_size(path: Path) -> bool:
         return False
 
 
+def special_kind(path: Path) -> str:
+    """``"a FIFO"``, ``"a socket"`` or ``"a device"`` for such an entry (its link followed), else ``""``: from its
+    status alone, never opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return ""
+    return ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "")
+
+
 def entry_kind(path: Path) -> str:
     """What a skipped entry is, looked at on disk (for a plain list; a :class:`Skipped` knows it)."""
     if path.is_dir():
         return LINKED if path.is_symlink() else MASK_FOLDER if is_mask_folder(path) else FOLDER
+    if special_kind(path):
+        return SPECIAL
     if path.name.startswith(".") and is_image_file(path):
         return HIDDEN
     return MASK if is_image_file(path) else OTHER_FILE  # (an image is skipped as a film's mask)

@@ -31,6 +31,7 @@ from napari_adaqat.inference.prefetch import chunks, embed_ahead, read_ahead
 from napari_adaqat.inference.quality import mask_quality
 from napari_adaqat.inference.shard import Shard
 from napari_adaqat.io import ImageData, is_dicom, write_mask
+from napari_adaqat.io.dicom import MultiFrameError
 from napari_adaqat.io.image_data import NotAFilm
 from napari_adaqat.io.dicom_seg import DicomSegError, check_seg_source, write_dicom_seg
 from napari_adaqat.util.atomic import remove_stale_temps
@@ -143,6 +144,7 @@ def segment_files(
     device: str = "cpu",
     engine: Engine | None = None,
     frame: int | None = None,
+    frame_hint: str = "",
     batch_size: int = 8,
     shard: Shard = Shard(),
     notes: list[str] | None = None,
@@ -151,7 +153,8 @@ def segment_files(
     """Segment ``files`` into ``out_dir``, yielding one :class:`ResultRow` per file (of this ``shard``).
 
     ``suffix`` ``".png"``/``".tif"`` writes masks; ``".dcm"`` writes a DICOM SEG per DICOM input
-    (other inputs get an error row).  ``frame`` picks the frame of multi-frame DICOM inputs.
+    (other inputs get an error row).  ``frame`` picks the frame of multi-frame DICOM inputs; ``frame_hint`` says
+    what to do with one refused for want of it where ``--frame N`` is no option (a dock's way).
 
     Raises :class:`FolderBusy` (one line naming the holder) when another live run holds ``out_dir``;
     a killed run's lock and journal are taken over (a line about it goes to ``notes``).  A file whose
@@ -201,7 +204,7 @@ def segment_files(
         journal = J.Journal(out_dir, shard.rank, aliases, folders)
         yield from _segment_mine(files, model, out_dir, names, done_keys, journal, shard, engine, boxes=boxes,
                                  points=points, clip=clip, baseline=baseline, suffix=suffix, clean=clean,
-                                 device=device, frame=frame,
+                                 device=device, frame=frame, frame_hint=frame_hint,
                                  batch_size=batch_size)
         finished = True
     finally:
@@ -277,7 +280,7 @@ def _put_aside(out_dir: Path, keys: list[str], names: dict[str, str]) -> tuple[l
 
 def _segment_mine(files: list[Path], model: ModelLike, out_dir: Path, names: dict[str, str], done_keys: set[str],
                   journal: J.Journal, shard: Shard, engine: Engine, *, boxes, points, clip, baseline, suffix, clean,
-                  device, frame, batch_size) -> Iterator[ResultRow]:
+                  device, frame, frame_hint, batch_size) -> Iterator[ResultRow]:
     """The loop of :func:`segment_files` over this rank's files."""
     seg = suffix == SEG_SUFFIX
     step = max(1, int(batch_size)) if batched(device) else 1
@@ -308,7 +311,7 @@ def _segment_mine(files: list[Path], model: ModelLike, out_dir: Path, names: dic
             embedded = share if isinstance(image_ahead, ImageData) else 0.0
             start = time.perf_counter() - read_seconds - embedded  # its read and its share of the batch, done already
             result = _segment_one(path, key, mask_path, index, image_ahead, journal, engine, model, baseline,
-                                  (boxes, points, clip), device, clean, frame, seg)
+                                  (boxes, points, clip), device, clean, frame, seg, frame_hint)
             result.seconds = round(time.perf_counter() - start, 4)
             journal.record(index, asdict(result))
             if shard.lead and time.monotonic() >= next_compact:
@@ -320,7 +323,7 @@ def _segment_mine(files: list[Path], model: ModelLike, out_dir: Path, names: dic
 
 def _segment_one(path: Path, key: str, mask_path: Path, index: int, image_ahead, journal: J.Journal, engine: Engine,
                  model: ModelLike, baseline: ModelLike | None, prompts, device: str, clean: bool, frame: int | None,
-                 seg: bool) -> ResultRow:
+                 seg: bool, frame_hint: str = "") -> ResultRow:
     """One input: its mask written (claimed in the journal first) and its row; a failure is an error row."""
     stamp = J.film_stamp(path)  # (before it is read: a film replaced meanwhile is segmented again next time)
     try:
@@ -368,4 +371,13 @@ def _segment_one(path: Path, key: str, mask_path: Path, index: int, image_ahead,
     except NotAFilm as exc:  # a study export's Segmentation, Presentation State...: said, not a failure
         return ResultRow(file=key, status=IGNORED, error=first_line(exc))
     except Exception as exc:  # one bad input must not stop the batch; it becomes an error row
-        return ResultRow(file=key, status="error", error=first_line(exc))
+        return ResultRow(file=key, status="error", error=_row_error(path, key, exc, frame_hint))
+
+
+def _row_error(path: Path, key: str, exc: BaseException, frame_hint: str = "") -> str:
+    """An error row's text, ``FILE: problem`` as the readers write it (a check on the pixels, e.g. a strip's, does
+    not name the file); a multi-frame DICOM's says ``frame_hint`` instead of ``--frame N`` when given."""
+    if frame_hint and isinstance(exc, MultiFrameError):
+        exc = exc.hinted(path, frame_hint)
+    line = first_line(exc)
+    return line if line.startswith((f"{path}: ", f"{key}: ")) else f"{key}: {line}"

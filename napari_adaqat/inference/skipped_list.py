@@ -7,7 +7,9 @@ import csv
 import io
 from pathlib import Path
 
-from napari_adaqat.data.folders import FOLDER, HIDDEN, LINKED, MASK, MASK_FOLDER, OTHER_FILE, UNREADABLE, entry_kind
+from napari_adaqat.data.folders import (
+    FOLDER, HIDDEN, LINKED, MASK, MASK_FOLDER, OTHER_FILE, SPECIAL, UNREADABLE, entry_kind, special_kind,
+)
 from napari_adaqat.inference.journal import csv_cell
 from napari_adaqat.util.atomic import atomic_write_text
 
@@ -21,6 +23,7 @@ WHAT = {
     LINKED: "a linked folder, not followed",
     UNREADABLE: "a sub-folder that cannot be read",
     HIDDEN: "a hidden film (its name starts with a dot): not segmented",
+    SPECIAL: "not a regular file ({}): not read",  # {}: a FIFO, a socket, a device
 }
 
 
@@ -47,7 +50,11 @@ def write_skipped_csv(out_dir: Path, entries: list[Path]) -> Path | None:
     writer.writerow(HEADER)
     for entry in entries:
         kind = kinds.get(entry) or entry_kind(entry)
-        what = WHAT.get(kind, kind) + (f" ({reasons[entry]})" if entry in reasons else "")
+        what = WHAT.get(kind, kind)
+        if kind == SPECIAL:
+            what = what.format(reasons.get(entry) or special_kind(entry) or "a FIFO, socket or device")
+        elif entry in reasons:
+            what += f" ({reasons[entry]})"
         writer.writerow([csv_cell(str(entry)), what])
     atomic_write_text(path, text.getvalue())
     return path

@@ -15,8 +15,12 @@ from .dicom_open import (DICOM_SUFFIXES, check_film_object, frame_count, has_dic
 from .dicom_pixels import decode, syntax_label
 from .image_data import DARK_TOP, ImageData, ImageReadError, fail, film_bottom, film_top, to_gray01, warn_read
 
-__all__ = ["DICOM_SUFFIXES", "MultiFrameError", "has_dicm_magic", "is_dicom", "read_dicom", "read_dicom_raw",
-           "read_dicom_stack"]
+__all__ = ["DICOM_SUFFIXES", "IN_NAPARI", "MultiFrameError", "has_dicm_magic", "is_dicom", "read_dicom",
+           "read_dicom_raw", "read_dicom_stack"]
+
+
+# what a dock user can do with a multi-frame DICOM (the docks have no frame option; napari opens it as a stack)
+IN_NAPARI = "drag it onto napari (it opens as a stack of frames): the Segment dock segments the frame shown"
 
 
 class MultiFrameError(ImageReadError):
@@ -25,6 +29,11 @@ class MultiFrameError(ImageReadError):
     def __init__(self, message: str, frames: int) -> None:
         super().__init__(message)
         self.frames = frames
+
+    def hinted(self, path: str | os.PathLike, hint: str = IN_NAPARI) -> "MultiFrameError":
+        """This error for ``path`` with what the entry that refused the file offers (the API: ``frame=N``;
+        ``adaqat segment``: ``--frame N``; a dock: :data:`IN_NAPARI`)."""
+        return MultiFrameError(str(fail(path, f"multi-frame DICOM with {self.frames} frames; {hint}")), self.frames)
 
 
 def _open(path: str | os.PathLike, frame: int | None, film: bool = False):

@@ -18,6 +18,7 @@ DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom")
 PIXEL_KEYWORDS: tuple[str, ...] = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 PIXEL_TAGS: tuple[int, ...] = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 UNDEFINED = 0xFFFFFFFF
+AGAIN = "; copy or export it again"  # what to do with a file cut short or emptied on its way
 # attributes the pixel decoders need: keyword -> (tag, required)
 IMAGE_ATTRIBUTES: dict[str, tuple[str, bool]] = {
     "Rows": ("(0028,0010)", True),
@@ -327,7 +328,7 @@ def open_dicom(path: str | os.PathLike):
 
     p = check_file(path)
     if p.stat().st_size == 0:
-        raise fail(p, "empty file (0 bytes)")
+        raise fail(p, f"empty file (0 bytes){AGAIN}")
     magic = has_dicm_magic(p)
     ds, caught = None, []
     if magic:
@@ -353,7 +354,9 @@ def open_dicom(path: str | os.PathLike):
                 raise fail(p, _dicomdir_problem(ds), NotAFilm)
             sop = _sop_name(ds)  # a study export's Presentation State, Key Object, Structured Report...: no film
             image_class = "Image Storage" in sop  # (a radiograph's header without its pixels: a failure)
-            raise fail(p, f"DICOM file has no pixel data{sop}" + (": not an image" if sop and not image_class else ""),
+            raise fail(p, f"DICOM file has no pixel data{sop}" + (": not an image" if sop and not image_class else
+                       ": a header without its image; export the image again" if image_class else
+                       ": a report or a document? export the image series of the film"),
                        NotAFilm if sop and not image_class else ImageReadError)
         _fix_transfer_syntax(p, ds)
         _check_attributes(p, ds)

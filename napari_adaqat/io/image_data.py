@@ -319,12 +319,14 @@ def check_file(path: str | os.PathLike) -> Path:
     except OSError as exc:
         if p.is_symlink():
             loop = exc.errno == errno.ELOOP
-            raise fail(p, "symbolic link loop" if loop else "broken symbolic link (its target is missing)") from None
+            raise fail(p, "symbolic link loop: the link leads back to itself; give the film's own path" if loop
+                       else "broken symbolic link (its target is missing)") from None
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise fail(p, "file not found") from None
         raise fail(p, f"cannot open ({exc.strerror or exc})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise fail(p, "is a folder, not a file" if stat.S_ISDIR(st.st_mode) else "not a regular file")
+        raise fail(p, "is a folder, not a file" if stat.S_ISDIR(st.st_mode) else
+                   "not a regular file (a FIFO, socket or device, not a film): give the film's own file")
     return p
 
 

@@ -21,7 +21,7 @@ from napari_adaqat.util.alpha import over_black
 from napari_adaqat.util.errors import first_line
 
 from .dicom import DICOM_SUFFIXES, is_dicom, read_dicom
-from .dicom_open import is_dicomdir_name
+from .dicom_open import AGAIN, is_dicomdir_name
 from .jpeg_header import JPEG_LS_SOF, LOSSLESS_SOF, frame_header
 from .jsrt import JSRT_SHAPE, JSRT_SUFFIX, is_jsrt, not_jsrt, read_jsrt
 from .image_data import (
@@ -118,7 +118,7 @@ def sniff_format(path: Path) -> str:
     except OSError as exc:
         raise fail(path, f"cannot open ({exc.strerror or exc})") from None
     if not head:
-        raise fail(path, "empty file (0 bytes)")
+        raise fail(path, f"empty file (0 bytes){AGAIN}")
     for magic, fmt in IMAGE_SIGNATURES:
         if head.startswith(magic):
             return fmt
@@ -131,7 +131,7 @@ def _read_tiff(path: Path, as_shown: bool = True) -> tuple[np.ndarray, dict]:
     inverted, palette applied) or as stored; stacks and oversized images are refused."""
     with tifffile.TiffFile(path) as tif:
         if not tif.series or not tif.pages:
-            raise fail(path, "truncated or corrupt TIFF data (no image in it)")
+            raise fail(path, f"truncated or corrupt TIFF data (no image in it){AGAIN}")
         full = [s for s in tif.series if s.pages and not getattr(s.pages[0], "is_reduced", False)]
         series = full[0] if full else tif.series[0]  # a thumbnail page first (NewSubfileType 1) is not the film
         axes, shape = series.axes, series.shape
@@ -247,7 +247,7 @@ def read_raw(path: str | os.PathLike, as_shown: bool = True) -> tuple[np.ndarray
         if variant:
             raise fail(p, f"is a {variant}, which adaqat cannot decode: convert it to a 16-bit PNG or TIFF") from None
         problem = first_line(exc, with_type=True, limit=160)
-        raise fail(p, f"truncated or corrupt {fmt.upper()} data ({problem})") from None
+        raise fail(p, f"truncated or corrupt {fmt.upper()} data ({problem}){AGAIN}") from None
     meta["format"] = fmt
     if arr.size == 0:
         raise fail(p, "image is empty")

@@ -13,6 +13,7 @@ from qtpy.QtWidgets import (
     QTableWidget, QTableWidgetItem, QTextEdit, QWidget,
 )
 
+from napari_adaqat.io.dicom import MultiFrameError
 from napari_adaqat.util.recent import recall
 from napari_adaqat.widgets._model_choice import ModelChoice
 
@@ -23,6 +24,12 @@ _TEXT_INPUTS = (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox)
 # free in napari's keymaps and menus and in the Segment dock (tests/test_annotate_qa2.py checks); with Ctrl they act
 # from a text field too (type the dataset folder, then open it)
 OPEN_KEY, CLICKS_KEY = "Ctrl+Shift+F", "Ctrl+K"
+
+
+def dock_error(path: Path, exc: BaseException) -> BaseException:
+    """Why a film cannot be opened, as the dock says it: a multi-frame DICOM's with what a dock user can do
+    (:data:`~napari_adaqat.io.dicom.IN_NAPARI`), not the API's ``frame=N``."""
+    return exc.hinted(path) if isinstance(exc, MultiFrameError) else exc
 
 
 class FilmTable(QTableWidget):

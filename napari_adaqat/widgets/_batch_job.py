@@ -27,6 +27,7 @@ from napari_adaqat.data.csv_match import match_rows
 from napari_adaqat.inference.batch import RESULTS_CSV, earlier_keys, load_results, recorded_mask, segment_files
 from napari_adaqat.inference.engine import Engine, ModelRef
 from napari_adaqat.inference.skipped_list import SKIPPED_CSV, write_skipped_csv
+from napari_adaqat.io.dicom import IN_NAPARI
 from napari_adaqat.util.errors import first_line
 from napari_adaqat.widgets import _batch_boxes as B
 
@@ -125,7 +126,7 @@ def job(engine: Engine, items: list[Path], recursive: bool, out: Path, model: Mo
         if run.stop.is_set():  # cancelled (or the panel closed) while the models loaded: nothing written yet
             return
         rows = segment_files(files, model, out, boxes=boxes, baseline=baseline, clean=clean, device=device,
-                             engine=engine, roots=roots, notes=run_notes)
+                             engine=engine, roots=roots, notes=run_notes, frame_hint=IN_NAPARI)  # (no --frame here)
         batch: list = []  # rows go to the dock in lists: a rerun's thousands of skipped files, a few at a time
         sent = time.monotonic()
         try:

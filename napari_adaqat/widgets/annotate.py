@@ -37,7 +37,7 @@ from napari_adaqat.widgets._annotate_layers import FilmLayers  # noqa: E402
 from napari_adaqat.widgets._annotate_lock import busy_line, holder, took_over  # noqa: E402
 from napari_adaqat.widgets._annotate_open import SOURCES, Opened, read_film  # noqa: E402
 from napari_adaqat.widgets._annotate_ui import (  # noqa: E402
-    CLICKS_KEY, OPEN_KEY, RECENT_KEY, AnnotateControls, folder_text, install_hotkeys, on_removed)
+    CLICKS_KEY, OPEN_KEY, RECENT_KEY, AnnotateControls, dock_error, folder_text, install_hotkeys, on_removed)
 from napari_adaqat.widgets._jobs import JobQueue  # noqa: E402
 from napari_adaqat.widgets._model_choice import DEFAULT, note_model, noted_model  # noqa: E402
 from napari_adaqat.widgets._shared import shared_engine, tab_with_folder_docks  # noqa: E402
@@ -209,7 +209,7 @@ class AnnotateWidget(Drafts, BoxPrompts, AcceptFlow, EarlierMasks, AnnotateContr
         self.opening = None
         folder, film = self.folder, self.folder.films[index]
         if opened.error is not None:
-            line = folder.mark_error(index, opened.error)
+            line = folder.mark_error(index, dock_error(film.path, opened.error))
             self._refresh_rows()
             following = folder.next_index(index)
             self._fail(f"Cannot open {film.path.name}: {folder.errors.get(film.name, line)}")

@@ -32,6 +32,7 @@ from napari_adaqat.data.folders import missing_inputs  # noqa: E402
 from napari_adaqat.inference.batch import RESULTS_CSV, ResultRow, csv_text, load_results  # noqa: E402
 from napari_adaqat.inference.lock import check_free  # noqa: E402
 from napari_adaqat.io import read_image, read_mask  # noqa: E402
+from napari_adaqat.io.dicom import MultiFrameError  # noqa: E402
 from napari_adaqat.model.device import DEVICES, resolve_device  # noqa: E402
 from napari_adaqat.util.defaults import DEFAULT_BOX_MARGIN_FRACTION  # noqa: E402
 from napari_adaqat.util.errors import first_line  # noqa: E402
@@ -262,6 +263,7 @@ class BatchWidget(Container):
         try:
             image = read_image(path)
         except Exception as exc:  # noqa: BLE001 - shown, never raised into Qt
+            exc = exc.hinted(path) if isinstance(exc, MultiFrameError) else exc  # (a dock's way, not frame=N)
             self.status.value = f"Cannot open {path.name}: {first_line(exc).removeprefix(f'{path}: ')}"
             return
         scale = image.shape_spacing or (1.0, 1.0)
