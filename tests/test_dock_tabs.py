@@ -104,6 +104,7 @@ def test_the_annotate_keys_do_nothing_while_its_tab_is_behind_another(make_napar
         QTest.keyClick(canvas, key)
         qtbot.wait(100)
     assert widget.index == 0 and not (tmp_path / "dataset" / "masks").exists(), widget.status.value
+    assert viewer.status == "PgDown is the Annotate dock's key: show its tab first (nothing was done)."
     annotate.raise_()  # its tab in front again: Enter accepts
     qtbot.wait(50)
     canvas.setFocus()

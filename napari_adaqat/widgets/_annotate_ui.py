@@ -240,3 +240,5 @@ def _dispatch(keys: str, action: Callable[[], None], dock: QWidget, viewer: Any,
         napari_enter()
     elif dock.isVisible() and not dock.visibleRegion().isEmpty():  # (a tab behind another is "visible" to Qt)
         action()
+    elif dock.isVisible():  # its tab behind another: nothing done, and said where the user looks (napari's bar)
+        viewer.status = f"{keys} is the Annotate dock's key: show its tab first (nothing was done)."
