@@ -58,6 +58,9 @@ class RenamedPrompts:
             if was_drawing:
                 self.viewer.layers.selection.active = new
             new.mode = mode if was_drawing else new.mode
-        getattr(self, "status").value = (
-            f"'{layer.name}' (the renamed '{name}') is yours now and is left as it is; this dock's {words} go on in "
-            f"a new '{name}' layer, with the same {'points' if name == P.POINTS else 'boxes'}.")
+        line = (f"'{layer.name}' (the renamed '{name}') is yours now and is left as it is; this dock's {words} go on "
+                f"in a new '{name}' layer, with the same {'points' if name == P.POINTS else 'boxes'}.")
+        getattr(self, "status").value = line
+        from napari.utils.notifications import show_info
+
+        show_info(line)  # (also as a notice: the maps of the last prompt, coming late, rewrite the status line)
