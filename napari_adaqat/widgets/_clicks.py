@@ -77,14 +77,14 @@ class ClickPrompts(BrushEdits, InFlight, RenamedPrompts):
             P.watch_modifiers(points, lambda: bool(self.negative.value))
             self._watch_prompt_name(points, P.POINTS)
         self._points = points
-        # another image: its own points, not these; a 'points' made again (deleted by hand): the state's points
-        if self._points_image not in (None, str(image.unique_id)) or (new_layer and len(self.history.current.points)):
-            state = self.history.current
-            self._restoring = True
+        # another image: its own points, not these; an empty 'points' made again (deleted by hand): the state's
+        refill = new_layer and not len(points.data) and len(self.history.current.points)
+        if self._points_image not in (None, str(image.unique_id)) or refill:
+            state, restoring, self._restoring = self.history.current, self._restoring, True
             try:
                 P.restore_points(points, state.points, state.positive)
             finally:
-                self._restoring = False
+                self._restoring = restoring
         self._points_image = str(image.unique_id)
         self._sync_default_label()
         for layer, extra in ((self._boxes, {POINTS_KEY: self.points_mode, RESET_KEY: self._reset_or_rectangle}),
