@@ -88,3 +88,33 @@ def test_a_stroke_before_the_first_click_is_one_undo_step_of_its_own(make_napari
     _press(viewer, SEGMENT_UNDO)
     assert segment.status.value == "Nothing to undo."
     qtbot.waitUntil(lambda: not widget.jobs.busy and not segment.busy, timeout=120_000)
+
+
+def test_box_undo_keys_after_the_segment_dock_closed_and_none_once_this_dock_closed(make_napari_viewer, qtbot, films,
+                                                                                   tmp_path):
+    """Review finds: after "Correct with clicks" opened the Segment dock and it was closed, its (now idle) key
+    bindings kept Ctrl+Z from this dock's Undo; and a closed Annotate dock still undid boxes on Ctrl+Z."""
+    viewer = make_napari_viewer(show=True)
+    dock_widget, widget = open_dock(viewer, qtbot, films, tmp_path / "dataset")
+    first = _mask(viewer)
+    segment = widget.correct_with_clicks()
+    qtbot.waitUntil(lambda: not segment.busy, timeout=120_000)
+    inner = next(w for w in viewer.window.dock_widgets.values()
+                 if getattr(w, "native", w) is segment.native or getattr(w, "native", w).isAncestorOf(segment.native))
+    viewer.window.remove_dock_widget(getattr(inner, "native", inner).parent())  # its × (the dock wrapper)
+    qtbot.wait(50)
+    assert segment._closed
+    h, w = first.shape
+    boxes = viewer.layers["boxes"]
+    boxes.add_rectangles(np.array([[0.1 * h, 0.05 * w], [0.9 * h, 0.5 * w]]))
+    settle(qtbot, widget)
+    one_lung = _mask(viewer)
+    viewer.layers.selection.active = boxes
+    _press(viewer, UNDO_KEY)
+    np.testing.assert_array_equal(_mask(viewer), first)
+    _press(viewer, REDO_KEY)
+    np.testing.assert_array_equal(_mask(viewer), one_lung)
+    viewer.window.remove_dock_widget(dock_widget)  # the Annotate dock closes
+    qtbot.wait(50)
+    viewer.window._qt_viewer._key_map_handler.press_key(UNDO_KEY)
+    np.testing.assert_array_equal(_mask(viewer), one_lung)  # nothing undone by a closed dock

@@ -45,12 +45,37 @@ class BoxUndo:
         after = (np.asarray(self._screen_mask()).copy(), self._base, P.snapshot_boxes(self.layers.boxes))
         steps = [s for s in (self._box_steps or []) if s.gen == self._gen]
         self._box_steps, self._box_redo = [*steps, BoxStep(self._gen, (before, base, earlier), after)], []
-        for layer in (self.layers.boxes, self.layers.image):
-            for key, action in ((UNDO_KEY, self.undo_box), (REDO_KEY, self.redo_box)):
-                try:  # (the Segment dock's keys, bound there first, stay: its Undo knows these boxes)
-                    layer.bind_key(key, lambda _layer, action=action: action())
-                except ValueError:
-                    pass
+        self._unbind_box_keys()
+        for layer in (self.layers.boxes, self.layers.image):  # (again after a Segment dock, now closed, took them)
+            for key, redo in ((UNDO_KEY, False), (REDO_KEY, True)):
+                run = self._box_key(redo)
+                layer.bind_key(key, run, overwrite=True)
+                self._box_keys.append((layer, key, run))
+
+    _box_keys: Any = ()  # [(layer, key, function)] bound by this dock
+
+    def _box_key(self, redo: bool) -> Any:
+        """Ctrl+Z / Ctrl+Shift+Z on 'boxes' or the film: the Segment dock's Undo / Redo while the one "Correct with
+        clicks" opened is open on this film (it knows these boxes too), else this dock's; nothing once it closed."""
+        def run(_layer: Any) -> None:
+            if getattr(self, "jobs").closed:
+                return
+            segment = getattr(self, "_clicks").live_on(self.layers.image)
+            if segment is not None:
+                (segment.redo if redo else segment.undo)()
+            else:
+                (self.redo_box if redo else self.undo_box)()
+
+        return run
+
+    def _unbind_box_keys(self) -> None:
+        """Take back the keys this dock bound, where they are still its own (the dock closes, or binds again)."""
+        from napari.utils.key_bindings import coerce_keybinding
+
+        for layer, key, run in self._box_keys:
+            if layer.keymap.get(coerce_keybinding(key)) is run:
+                layer.bind_key(key, None, overwrite=True)
+        self._box_keys = []
 
     def undo_box(self) -> bool:
         """Ctrl+Z: the mask and rectangle from before the last box; False (said) when there is none to undo."""

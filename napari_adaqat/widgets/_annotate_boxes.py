@@ -117,5 +117,7 @@ class BoxPrompts(BoxUndo):
         if by_user:
             self._touch()
             self._record_box(*before, shape_index)  # one Undo step (BoxUndo)
+        else:  # the dock's own mask again (another model): the steps before it would undo to another model's mask
+            self._box_steps, self._box_redo = [], []
         self._say(f"{self._where()}{result.summary().splitlines()[0]}{note}")
         return True  # (where one is, after a model switch too)

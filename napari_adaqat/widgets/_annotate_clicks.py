@@ -34,6 +34,13 @@ class ClicksDock:
         segment.points_mode()
         return segment
 
+    def live_on(self, film: Any) -> Any:
+        """The Segment dock it opened, when still open and on the image layer ``film``; else None."""
+        segment = self._segment() if self._segment is not None else None
+        if segment is None or getattr(segment, "_closed", True) or segment.image.value is not film:
+            return None
+        return segment
+
     def busy(self) -> bool:
         """Whether the Segment dock it opened (if still open) has a click on its way: its mask not shown yet."""
         segment = self._segment() if self._segment is not None else None

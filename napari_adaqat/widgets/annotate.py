@@ -384,6 +384,7 @@ class AnnotateWidget(Drafts, BoxPrompts, AcceptFlow, EarlierMasks, AnnotateContr
         if self.folder is not None:
             self.folder.release()  # another dock may open this dataset now
         self.layers.detach()
+        self._unbind_box_keys()
         self.viewer.layers.events.removing.disconnect(self._on_layer_removing)
         self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
         try:
