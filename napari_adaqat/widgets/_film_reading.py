@@ -128,7 +128,7 @@ def _first_page_note(layer: Any, path: Path) -> Optional[str]:
         return None
     try:
         with tifffile.TiffFile(path) as tif:
-            pages = len(tif.pages)
+            pages = sum(1 for page in tif.pages if not getattr(page, "is_reduced", False))  # (as read_image counts)
     except Exception:  # noqa: BLE001 - not a TIFF we can read
         return None
     if pages < 2:
