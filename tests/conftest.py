@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,9 @@ import torch._dynamo  # noqa: E402,F401
 
 DATA = Path(__file__).parent / "data"
 CXR = DATA / "cxr"
+# the Annotate dock's copy of work that a read-only dataset folder could not take, made when a test's window closes:
+# never into the user's ~/.cache (widgets/_annotate_drafts.py)
+os.environ.setdefault("ADAQAT_UNSAVED_DIR", str(Path(tempfile.mkdtemp(prefix="adaqat-unsaved-"))))
 
 
 @pytest.fixture(autouse=True)

@@ -163,14 +163,17 @@ def test_r_on_points_never_clears_the_film_and_an_emptied_mask_puts_its_draft_as
     assert str(aside) in widget.status.value
 
 
-def test_closing_the_window_with_work_no_draft_holds_is_caught_by_naparis_close_dialog(make_napari_viewer, qtbot,
-                                                                                      films, tmp_path, monkeypatch):
+def test_closing_the_window_with_work_no_draft_holds_keeps_a_copy_and_says_where(make_napari_viewer, qtbot, films,
+                                                                                 tmp_path, monkeypatch):
     """A QA find: in a read-only dataset folder, a stroke then the window's × closed napari without a word, the
-    stroke lost. The window's close now keeps the draft first; where it cannot, napari's own close dialog lists it
-    (its task status), and once a draft is kept the item is gone."""
+    stroke lost. The window's close (×, Ctrl+W or Ctrl+Q alike) now keeps the draft first; where it cannot, a copy of
+    the mask goes outside the dataset folder, said on the terminal and in napari's close dialog (its task status,
+    which the × shows); once a draft is kept, the item is gone. The stroke before the draft timer fired counts."""
+    from napari_adaqat.io import read_mask
     from qtpy.QtGui import QCloseEvent
     from qtpy.QtWidgets import QApplication
 
+    monkeypatch.setenv("ADAQAT_UNSAVED_DIR", str(tmp_path / "unsaved"))
     viewer = make_napari_viewer(show=True)
     window = viewer.window._qt_window
     window.installEventFilter(veto := _Veto(window))  # (before the dock's: Qt runs the last one installed first)
@@ -180,17 +183,19 @@ def test_closing_the_window_with_work_no_draft_holds_is_caught_by_naparis_close_
     def read_only(*_args, **_kwargs):
         raise PermissionError(13, "Permission denied", str(folder.dataset / ".drafts"))
 
-    monkeypatch.setattr(folder, "save_draft", read_only)
-    _stroke(viewer)
-    assert widget._touched and not tasks.get_status()  # (the draft timer has not fired yet)
-    veto.ignore = True  # napari must not close the test's window
-    QApplication.sendEvent(window, QCloseEvent())  # the close: the dock's filter keeps the draft first, which fails
-    name = folder.films[0].path.name
-    status = tasks.get_status()
-    assert len(status) == 1 and status[0].startswith(f"napari-adaqat Annotate: your work on {name} could not be "
-                                                     "kept as a draft (") and "closing loses it" in status[0], status
-    assert tasks.is_busy()
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(folder, "save_draft", read_only)
+        painted = _stroke(viewer)
+        assert widget._touched and not tasks.get_status()  # (the draft timer has not fired yet)
+        veto.ignore = True  # napari must not close the test's window
+        QApplication.sendEvent(window, QCloseEvent())  # the close: the dock's filter keeps the draft first: it fails
+        [copy] = list((tmp_path / "unsaved").iterdir())
+        np.testing.assert_array_equal(read_mask(copy) != 0, painted)
+        status = tasks.get_status()
+        name = folder.films[0].path.name
+        assert status == [f"napari-adaqat Annotate: your work on {name} could not be kept as a draft; a copy of its "
+                          f"mask is in {copy}"], status
+        assert tasks.is_busy()
     veto.ignore = False
     assert widget.keep_draft() and folder.has_draft(0)
     assert not tasks.get_status()

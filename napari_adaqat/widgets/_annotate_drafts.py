@@ -3,11 +3,19 @@ kept as the film's draft a moment after the last change and when the film is lef
 keep (a mixin of :class:`~napari_adaqat.widgets.annotate.AnnotateWidget`)."""
 from __future__ import annotations
 
+import os
+import sys
+import time
+from pathlib import Path
 from typing import Any, Optional
 
 from qtpy.QtCore import QEvent, QObject, QTimer
 
+from napari_adaqat.io import write_mask
 from napari_adaqat.util.errors import first_line
+
+# where the window's close puts work that the dataset folder could not take as a draft (a read-only folder)
+UNSAVED_ENV, UNSAVED_DIR = "ADAQAT_UNSAVED_DIR", Path.home() / ".cache" / "napari-adaqat" / "unsaved"
 
 PROVIDER = "napari-adaqat Annotate"  # (napari's close dialog lists unfinished tasks as "provider: description")
 
@@ -130,8 +138,29 @@ class Drafts:
         return True
 
 
+def rescue_copy(dock: Drafts) -> Optional[Path]:
+    """The window closes with work on the film shown that no draft holds: a copy of the mask goes to
+    ``$ADAQAT_UNSAVED_DIR`` (default ``~/.cache/napari-adaqat/unsaved/``), said on the terminal and to napari's
+    close dialog; None when there is no such work (or the copy fails too)."""
+    mask = dock._screen_mask()  # type: ignore[attr-defined]
+    if mask is None or not dock._touched or dock.folder is None or dock.index is None:
+        return None
+    film = dock.folder.films[dock.index].path
+    path = Path(os.environ.get(UNSAVED_ENV) or UNSAVED_DIR) / f"{film.stem}_{time.strftime('%Y%m%d-%H%M%S')}.png"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_mask(path, mask)
+    except OSError:
+        return None
+    line = f"your work on {film.name} could not be kept as a draft; a copy of its mask is in {path}"
+    print(f"napari-adaqat: {line}", file=sys.stderr)
+    dock._say_unkept(line)
+    return path
+
+
 class _DraftsFirst(QObject):
-    """On the main window's close, before napari's own close handling: the dock's work is kept as a draft."""
+    """On the main window's close, before napari's own close handling: the dock's work is kept as a draft, else a
+    copy of it outside the dataset folder (:func:`rescue_copy`)."""
 
     def __init__(self, window: QObject, dock: Drafts) -> None:
         super().__init__(window)
@@ -140,7 +169,8 @@ class _DraftsFirst(QObject):
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
         if event.type() == QEvent.Type.Close and not getattr(self._dock, "jobs").closed:
             try:
-                self._dock.keep_draft()
+                if not self._dock.keep_draft():
+                    rescue_copy(self._dock)  # (napari's close dialog, for the window's ×, says where)
             except RuntimeError:  # (Qt tearing the dock down)
                 pass
         return False
