@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Optional
 
@@ -164,13 +165,14 @@ class _DraftsFirst(QObject):
 
     def __init__(self, window: QObject, dock: Drafts) -> None:
         super().__init__(window)
-        self._dock = dock
+        self._dock = weakref.ref(dock)  # (a closed dock is not kept alive by its window)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        if event.type() == QEvent.Type.Close and not getattr(self._dock, "jobs").closed:
+        dock = self._dock()
+        if event.type() == QEvent.Type.Close and dock is not None and not getattr(dock, "jobs").closed:
             try:
-                if not self._dock.keep_draft():
-                    rescue_copy(self._dock)  # (napari's close dialog, for the window's ×, says where)
+                if not dock.keep_draft():
+                    rescue_copy(dock)  # (napari's close dialog, for the window's ×, says where)
             except RuntimeError:  # (Qt tearing the dock down)
                 pass
         return False
