@@ -127,3 +127,47 @@ def test_the_docks_undo_after_naparis_own_undo_goes_on_backwards(make_napari_vie
     _wait(qtbot, widget)
     np.testing.assert_array_equal(_mask(viewer), clicked)
     assert len(points.data) == 1
+
+
+def test_two_napari_undos_and_a_stroke_that_restores_an_earlier_mask(make_napari_viewer, qtbot):
+    """Review finds: two napari undos in a row (box, click, click: back to the box's mask) and then the dock's Undo
+    went forwards; a brush stroke that happens to restore the previous mask exactly must stay a brush edit (its
+    Undo brings the click's mask back), not be taken for napari's undo."""
+    viewer = make_napari_viewer(show=True)
+    for data, kwargs, kind in chest_xray():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    widget = SegmentWidget(viewer, device="cpu")
+    viewer.window.add_dock_widget(widget)
+    _wait(qtbot, widget)
+    viewer.layers["boxes"].add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
+    _wait(qtbot, widget)
+    boxed = _mask(viewer)
+    rows, cols = np.nonzero(boxed)
+    points = viewer.layers["points"]
+    points.feature_defaults["positive"] = False
+    for col in (cols[cols < boxed.shape[1] // 2].mean(), cols[cols > boxed.shape[1] // 2].mean()):
+        points.add([[float(rows.mean()), float(col)]])  # 'not lung' in each lung
+        _wait(qtbot, widget)
+    clicked = _mask(viewer)
+    labels = viewer.layers["lung mask"]
+    viewer.layers.selection.active = labels
+    _press(viewer, UNDO_KEY)  # napari's undo, twice
+    _press(viewer, UNDO_KEY)
+    np.testing.assert_array_equal(_mask(viewer), boxed)
+    viewer.layers.selection.active = points
+    _press(viewer, UNDO_KEY)  # the dock's: on backwards, before the box
+    _wait(qtbot, widget)
+    assert not _mask(viewer).any() and widget.status.value.startswith("Undone: box → start"), widget.status.value
+    for _ in range(3):
+        _press(viewer, REDO_KEY)
+        _wait(qtbot, widget)
+    np.testing.assert_array_equal(_mask(viewer), clicked)
+
+    before = np.asarray(widget.history.current.mask)  # a stroke that paints the box's mask back exactly
+    differ = np.nonzero(before != boxed)
+    labels.data_setitem(differ, boxed[differ].astype(labels.data.dtype))
+    np.testing.assert_array_equal(_mask(viewer), boxed)
+    _press(viewer, UNDO_KEY)
+    _wait(qtbot, widget)
+    np.testing.assert_array_equal(_mask(viewer), clicked)  # the stroke undone, not two steps back
+    assert widget.status.value.startswith("Undone: brush edit → click"), widget.status.value

@@ -64,21 +64,30 @@ class BrushEdits:
         return data != 0 if data.shape == L.plane_shape(image) else None
 
     def _napari_undid(self) -> bool:
-        """Whether ``lung mask`` shows exactly the mask of the state before the current one (napari's own Ctrl+Z
-        on the layer took the last mask back): the history then steps back to that state, so that the dock's Undo
-        goes on backwards (before, it took this for a brush edit, and its Undo brought the undone mask back)."""
+        """Whether napari's own Ctrl+Z on ``lung mask`` took the last mask(s) back: the layer then shows exactly the
+        mask of a state before the current one, and its redo history is not empty (a stroke, even one that happens
+        to restore an earlier mask, empties it).  The history then steps back to that state, so that the dock's
+        Undo goes on backwards (before, it took this for a brush edit, and its Undo brought the undone mask back)."""
         image, history = self.image.value, self.history
         if image is None or history is None or not history.can_undo:
+            return False
+        layer = self.viewer.layers[L.MASK] if L.MASK in self.viewer.layers else None
+        redo = getattr(layer, "_redo_history", None)  # (napari's, private: without it, one step is looked at)
+        if redo is not None and not len(redo):
             return False
         plane = L.current_plane(self.viewer, image)
         shown, painted = self._shown_mask(image, plane), history.painted(plane)
         if shown is None or painted is None or np.array_equal(shown, painted):
             return False
-        history.undo()
-        before = history.painted(plane)
-        if np.array_equal(shown, before if before is not None else np.zeros_like(shown)):
-            return True
-        history.redo()
+        steps = 0
+        while history.can_undo and steps < (len(redo) if redo is not None else 1):
+            history.undo()
+            steps += 1
+            before = history.painted(plane)
+            if np.array_equal(shown, before if before is not None else np.zeros_like(shown)):
+                return True
+        for _ in range(steps):
+            history.redo()
         return False
 
     def _keep_brush_edit(self) -> None:
