@@ -235,6 +235,9 @@ def test_a_renamed_points_layer_is_the_users_and_the_clicks_go_on_in_a_new_one(m
     assert dock_points is not mine and viewer.layers.selection.active is dock_points and dock_points.mode == "add"
     np.testing.assert_allclose(dock_points.data, [[200.0, 150.0]])
     assert mine.mode == "pan_zoom"
+    viewer.layers.selection.active = mine
+    viewer.window._qt_viewer._key_map_handler.press_key("R")  # the dock's keys are gone from the user's layer
+    assert len(calls) == asked and widget.history.current.kind != "reset"
     dock_points.add([[300.0, 350.0]])
     wait(qtbot, widget)
     assert len(calls[-1]["point_coords"]) == 2 and len(mine.data) == 1  # the user's layer is left as it was
@@ -268,7 +271,7 @@ def test_a_renamed_boxes_layer_keeps_its_box_and_the_dock_goes_on_in_a_new_one(m
     mine.name = "my box"
     assert len(calls) == asked and "'my box' (the renamed 'boxes') is yours now" in widget.status.value
     dock_boxes = viewer.layers["boxes"]
-    assert dock_boxes is not mine and viewer.layers.selection.active is dock_boxes
+    assert dock_boxes is not mine and viewer.layers.selection.active is dock_boxes  # (it was selected: drawing)
     assert dock_boxes.mode == "add_rectangle" and mine.mode == "pan_zoom"
     np.testing.assert_allclose(dock_boxes.data[0], mine.data[0])
     dock_boxes.add_rectangles(UPPER_LEFT + 10)

@@ -1,6 +1,5 @@
-"""The Segment dock's click corrections: the ``points`` layer, Negative / Undo / Redo / Reset with their
-hotkeys, the prompt history, and brush edits of ``lung mask`` (a mixin of
-:class:`~napari_adaqat.widgets.segment.SegmentWidget`, which runs the prompts).
+"""The Segment dock's click corrections: the ``points`` layer, Negative / Undo / Redo / Reset with their hotkeys, the
+prompt history, and brush edits of ``lung mask`` (a mixin of :class:`~napari_adaqat.widgets.segment.SegmentWidget`).
 
 Hotkeys act while the ``boxes`` or ``points`` layer, or the film, is selected (bound on those layers, which take
 precedence over the viewer's bindings); while ``lung mask`` is selected, Ctrl+Z is napari's own undo of
@@ -397,4 +396,5 @@ def _key_action(dock: ClickPrompts, action: Any) -> Any:
         if not getattr(dock, "_closed", False):
             action()
 
+    run.adaqat_dock_key = True  # type: ignore[attr-defined]  (taken back from a renamed prompt layer)
     return run

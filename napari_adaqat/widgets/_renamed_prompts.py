@@ -39,6 +39,10 @@ class RenamedPrompts:
         copied = snapshot(layer)
         layer.events.data.disconnect(getattr(self, on_data))
         layer.metadata.pop(PROMPT_LAYER, None)  # the user's layer now: kept (renamed aside), never removed
+        for key, action in list(layer.keymap.items()):  # the dock's keys (R, Ctrl+Z...) act on its own layers only
+            if getattr(action, "adaqat_dock_key", False):
+                layer.bind_key(key, None, overwrite=True)
+        active = self.viewer.layers.selection.active
         was_drawing = self.viewer.layers.selection.active is layer and str(layer.mode) == mode
         layer.mode = "pan_zoom"  # what is drawn there now prompts nothing
         setattr(self, attribute, None)
@@ -55,8 +59,7 @@ class RenamedPrompts:
         finally:
             self._restoring = False
         if new is not None:
-            if was_drawing:
-                self.viewer.layers.selection.active = new
+            self.viewer.layers.selection.active = new if was_drawing or active is None else active
             new.mode = mode if was_drawing else new.mode
         line = (f"'{layer.name}' (the renamed '{name}') is yours now and is left as it is; this dock's {words} go on "
                 f"in a new '{name}' layer, with the same {'points' if name == P.POINTS else 'boxes'}.")
