@@ -62,6 +62,8 @@ def test_folder_with_a_corrupt_file_cancel_rerun_open_and_screenshot(make_napari
 
     out = tmp_path / "out"
     widget.out.value = str(out)
+    (inputs / "scan.gif").write_bytes(b"GIF89a")  # skipped: listed in skipped.csv, a cancelled run too (review find)
+    names = sorted([*names, "scan.gif"])
     assert widget.run()
     qtbot.waitUntil(lambda: widget.table.rowCount() == 4, timeout=WAIT_MS)  # the worker looked through the folder
     assert widget.busy and widget.progress.max == 4
@@ -72,6 +74,8 @@ def test_folder_with_a_corrupt_file_cancel_rerun_open_and_screenshot(make_napari
     first = csv_rows(out)
     assert 1 <= len(first) < 4 and all(r["status"] == "ok" for r in first)  # valid CSV, only finished files
     assert "not run (cancelled" in widget.status.value
+    assert "(all 1 listed in skipped.csv when the run ends)" in widget.status.value
+    assert "scan.gif" in (out / "skipped.csv").read_text()
     statuses = [r["status"] for r in widget.table_rows()]  # the rows not reached say so ('…' read as in progress)
     assert "…" not in statuses and statuses.count("not run") == 4 - len(first) == \
         int(widget.status.value.split(" not run")[0].rsplit(", ", 1)[-1])

@@ -136,7 +136,7 @@ def job(engine: Engine, items: list[Path], recursive: bool, out: Path, model: Mo
                     emit(batch)
                     batch, sent = [], time.monotonic()
                 if run.stop.is_set():
-                    return
+                    break  # (cancelled: what was skipped is still listed, as the scan's line said)
         finally:
             if batch:
                 emit(batch)
