@@ -34,7 +34,8 @@ def _paint(viewer, where: np.ndarray, value: int) -> None:
     viewer.layers["lung mask"].data_setitem(np.nonzero(where), value)
 
 
-def test_an_erase_survives_the_next_click_and_undo_redo_keep_every_edit(make_napari_viewer, qtbot):
+def _boxed(make_napari_viewer, qtbot) -> tuple:
+    """A viewer with the sample film, the Segment dock (bundled model) and its mask for a box around both lungs."""
     viewer = make_napari_viewer(show=True)
     for data, kwargs, kind in chest_xray():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
@@ -43,7 +44,11 @@ def test_an_erase_survives_the_next_click_and_undo_redo_keep_every_edit(make_nap
     _wait(qtbot, widget)
     viewer.layers["boxes"].add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
     _wait(qtbot, widget)
-    boxed = _mask(viewer)
+    return viewer, widget, _mask(viewer)
+
+
+def test_an_erase_survives_the_next_click_and_undo_redo_keep_every_edit(make_napari_viewer, qtbot):
+    viewer, widget, boxed = _boxed(make_napari_viewer, qtbot)
     rows = np.nonzero(boxed.any(axis=1))[0]
     erased = boxed & (np.arange(boxed.shape[0])[:, None] < rows[0] + 40)  # the lung tops, erased by hand
     _paint(viewer, erased, 0)
@@ -97,15 +102,7 @@ def test_the_docks_undo_after_naparis_own_undo_goes_on_backwards(make_napari_vie
     """A QA find: box → mask A, click → mask B, then napari's own Ctrl+Z on 'lung mask' (A again), then the dock's
     Ctrl+Z showed B again ("Undone: brush edit → click"): it took napari's undo for a brush edit. Two Ctrl+Z now
     keep going backwards: the dock's goes on from A, to before the box."""
-    viewer = make_napari_viewer(show=True)
-    for data, kwargs, kind in chest_xray():
-        getattr(viewer, f"add_{kind}")(data, **kwargs)
-    widget = SegmentWidget(viewer, device="cpu")
-    viewer.window.add_dock_widget(widget)
-    _wait(qtbot, widget)
-    viewer.layers["boxes"].add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
-    _wait(qtbot, widget)
-    boxed = _mask(viewer)
+    viewer, widget, boxed = _boxed(make_napari_viewer, qtbot)
     rows, cols = np.nonzero(boxed)
     points = viewer.layers["points"]
     points.feature_defaults["positive"] = False
@@ -133,15 +130,7 @@ def test_two_napari_undos_and_a_stroke_that_restores_an_earlier_mask(make_napari
     """Review finds: two napari undos in a row (box, click, click: back to the box's mask) and then the dock's Undo
     went forwards; a brush stroke that happens to restore the previous mask exactly must stay a brush edit (its
     Undo brings the click's mask back), not be taken for napari's undo."""
-    viewer = make_napari_viewer(show=True)
-    for data, kwargs, kind in chest_xray():
-        getattr(viewer, f"add_{kind}")(data, **kwargs)
-    widget = SegmentWidget(viewer, device="cpu")
-    viewer.window.add_dock_widget(widget)
-    _wait(qtbot, widget)
-    viewer.layers["boxes"].add_rectangles(np.array([[40.0, 30.0], [470.0, 480.0]]))
-    _wait(qtbot, widget)
-    boxed = _mask(viewer)
+    viewer, widget, boxed = _boxed(make_napari_viewer, qtbot)
     rows, cols = np.nonzero(boxed)
     points = viewer.layers["points"]
     points.feature_defaults["positive"] = False

@@ -261,12 +261,7 @@ def test_a_renamed_boxes_layer_keeps_its_box_and_the_dock_goes_on_in_a_new_one(m
                                                                              nano_models, monkeypatch):
     """A renamed 'boxes' was read by the dock until the next image, which then emptied it (the user's box lost)
     and made a new 'boxes'. Now it is the user's at once, its box kept; the dock's boxes go on in a new 'boxes'."""
-    viewer = make_napari_viewer()
-    widget, image, _truth = open_dock(viewer, qtbot, model_path=nano_models[0], use_baseline=False,
-                                      model_type="vit_nano")
-    calls = spy_prompts(widget, monkeypatch)
-    viewer.layers["boxes"].add_rectangles(UPPER_LEFT)
-    wait(qtbot, widget)
+    viewer, widget, image, calls = _boxed_nano(make_napari_viewer, qtbot, nano_models, monkeypatch)
     asked, mine = len(calls), viewer.layers["boxes"]
     mine.name = "my box"
     assert len(calls) == asked and "'my box' (the renamed 'boxes') is yours now" in widget.status.value
@@ -290,12 +285,7 @@ def test_points_made_again_after_their_layer_was_deleted_hold_the_prompt_on_scre
                                                                                    nano_models, monkeypatch):
     """A QA find: 'points' deleted, then Points [P] made an empty 'points' while the mask on screen was a click's:
     the point was gone from view and the next click was prompted without it."""
-    viewer = make_napari_viewer()
-    widget, _image, _truth = open_dock(viewer, qtbot, model_path=nano_models[0], use_baseline=False,
-                                      model_type="vit_nano")
-    calls = spy_prompts(widget, monkeypatch)
-    viewer.layers["boxes"].add_rectangles(UPPER_LEFT)
-    wait(qtbot, widget)
+    viewer, widget, _image, calls = _boxed_nano(make_napari_viewer, qtbot, nano_models, monkeypatch)
     viewer.layers["points"].add([[120.0, 100.0]])
     wait(qtbot, widget)
     viewer.layers.remove("points")
@@ -304,3 +294,14 @@ def test_points_made_again_after_their_layer_was_deleted_hold_the_prompt_on_scre
     viewer.layers["points"].add([[150.0, 110.0]])
     wait(qtbot, widget)
     np.testing.assert_allclose(calls[-1]["point_coords"], [[100.0, 120.0], [110.0, 150.0]])
+
+
+def _boxed_nano(make_napari_viewer, qtbot, nano_models, monkeypatch) -> tuple:
+    """A viewer, the Segment dock on a tiny random model, its film, and the prompts it sends after a first box."""
+    viewer = make_napari_viewer()
+    widget, image, _truth = open_dock(viewer, qtbot, model_path=nano_models[0], use_baseline=False,
+                                      model_type="vit_nano")
+    calls = spy_prompts(widget, monkeypatch)
+    viewer.layers["boxes"].add_rectangles(UPPER_LEFT)
+    wait(qtbot, widget)
+    return viewer, widget, image, calls
