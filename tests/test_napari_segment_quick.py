@@ -60,6 +60,36 @@ def test_one_slow_prompt_does_not_send_the_next_ones_to_the_worker():
     assert not costs.quick(key) and costs.quick(("other image", 0, None, "model", "cpu"))
 
 
+def test_after_a_run_of_worker_prompts_one_runs_inline_again_and_decides():
+    """A prompt costs a worker thread about twice its inline cost, so worker costs alone kept every later click in
+    the worker after one slow run (clicks at 110-150 ms instead of 65-75 ms; benchmarks/dock_latency.py). After
+    PROBE_EVERY worker prompts under PROBE_BELOW_MS, one runs inline, and its cost starts the inline record again."""
+    from napari_adaqat.widgets._prompt_jobs import INLINE_PROMPT_MS, PROBE_BELOW_MS, PROBE_EVERY, RecentCosts
+
+    inline, worker = 0.9 * INLINE_PROMPT_MS / 1000, 0.9 * PROBE_BELOW_MS / 1000
+    costs, key = RecentCosts(), ("image", 0, None, "model", "cpu")
+    for cost in (inline, 1.5 * INLINE_PROMPT_MS / 1000, 1.4 * INLINE_PROMPT_MS / 1000):  # a busy moment
+        costs.add(key, cost, inline=True)
+    assert not costs.quick(key)
+    for _ in range(PROBE_EVERY - 1):
+        costs.add(key, worker)
+        assert not costs.quick(key)
+    costs.add(key, worker)
+    assert costs.quick(key)  # the probe
+    costs.add(key, inline, inline=True)  # quick again: inline from now on, the busy moment forgotten
+    assert costs.quick(key)
+    costs.add(key, inline, inline=True)
+    assert costs.quick(key)
+    slow_probe = RecentCosts()
+    for _ in range(PROBE_EVERY):
+        slow_probe.add(key, worker)
+    slow_probe.add(key, 2 * INLINE_PROMPT_MS / 1000, inline=True)  # the probe was slow: the worker again
+    assert not slow_probe.quick(key)
+    for _ in range(PROBE_EVERY):
+        slow_probe.add(key, 1.1 * PROBE_BELOW_MS / 1000)  # truly slow prompts never probe
+    assert not slow_probe.quick(key)
+
+
 def test_a_quick_prompt_runs_at_once_unless_the_model_file_changed(make_napari_viewer, qtbot, nano_models, tmp_path):
     """After one box (worker), the next box's mask is there as soon as the rectangle is added (GUI thread,
     embedding cached); once the model file is rewritten, the prompt goes to the worker again."""

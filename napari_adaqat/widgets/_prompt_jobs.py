@@ -24,6 +24,15 @@ INLINE_PROMPT_MS = 50.0
 
 
 RECENT_PROMPTS = 5  # the inline rule looks at the median cost of this many recent prompts
+# After this many prompts in a row in the worker, the next one runs inline once more (a probe), when their cost is
+# under PROBE_BELOW_MS: a prompt costs a worker thread about twice what it costs the GUI thread (measured: 80-118 ms
+# against 42-50 ms of CPU, benchmarks/dock_latency.py), so worker costs alone would keep every later click there
+# (clicks at 110-150 ms instead of 65-75 ms, after one slow run).  A truly slow prompt (a 3000-px film's) never probes.
+PROBE_EVERY, PROBE_BELOW_MS = 3, 120.0
+
+
+def _lower_median(costs: Any) -> float:
+    return sorted(costs)[(len(costs) - 1) // 2] * 1000.0
 
 
 def _prompt_cost(result: SegmentResult) -> float:
@@ -34,27 +43,44 @@ def _prompt_cost(result: SegmentResult) -> float:
 
 class RecentCosts:
     """The costs (s, :func:`_prompt_cost`) of the last :data:`RECENT_PROMPTS` prompts on one key (image plane,
-    model, device).  Their median decides whether the next prompt runs inline: judged by the last prompt
-    alone, one slow run on a busy machine sent the next prompts to the worker, where each waited ~50 ms for
-    the cores while napari painted (issue 32: clicks alternated between 60 and 120 ms, BENCHMARKS.md)."""
+    model, device), those run inline and those run in the worker apart.  The median of the inline ones decides
+    whether the next prompt runs inline: judged by the last prompt alone, one slow run on a busy machine sent the
+    next prompts to the worker, where each waited ~50 ms for the cores while napari painted (issue 32: clicks
+    alternated between 60 and 120 ms, BENCHMARKS.md).  Worker costs decide only before any inline one, and a
+    probe (:data:`PROBE_EVERY`) after a run of them starts the inline record afresh."""
 
     def __init__(self) -> None:
         self._key: Optional[Hashable] = None
-        self._costs: deque[float] = deque(maxlen=RECENT_PROMPTS)
+        self._inline: deque[float] = deque(maxlen=RECENT_PROMPTS)
+        self._worker: deque[float] = deque(maxlen=RECENT_PROMPTS)
+        self._streak = 0  # prompts in a row run in the worker
 
-    def add(self, key: Hashable, seconds: float) -> None:
-        """Record one prompt's cost; a new key starts a new record."""
+    def add(self, key: Hashable, seconds: float, inline: bool = False) -> None:
+        """Record one prompt's cost (``inline``: it ran on the GUI thread); a new key starts a new record."""
         if key != self._key:
             self._key = key
-            self._costs.clear()
-        self._costs.append(seconds)
+            self._inline.clear()
+            self._worker.clear()
+            self._streak = 0
+        if not inline:
+            self._worker.append(seconds)
+            self._streak += 1
+            return
+        if self._streak:  # the first inline run after worker runs: the inline record starts again from it
+            self._inline.clear()
+        self._inline.append(seconds)
+        self._streak = 0
 
     def quick(self, key: Hashable) -> bool:
         """Whether prompts on ``key`` typically cost under :data:`INLINE_PROMPT_MS` (the lower median: the
         first prompt on an image also paid for its embedding, so one quick prompt after it is enough)."""
-        if key != self._key or not self._costs:
+        if key != self._key or not (self._inline or self._worker):
             return False
-        return sorted(self._costs)[(len(self._costs) - 1) // 2] * 1000.0 < INLINE_PROMPT_MS
+        if self._inline and _lower_median(self._inline) < INLINE_PROMPT_MS:
+            return True
+        if self._worker and self._streak >= PROBE_EVERY and _lower_median(self._worker) < PROBE_BELOW_MS:
+            return True  # a probe
+        return not self._inline and _lower_median(self._worker) < INLINE_PROMPT_MS
 
 
 def _prompt_key(image: Any, z: Optional[int], model: ModelRef, device: str) -> tuple:

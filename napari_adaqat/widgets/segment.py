@@ -310,7 +310,7 @@ class SegmentWidget(Embedding, ClickPrompts, BoxInUse, LeftPrompts, PromptJobs, 
             if not self.jobs.waiting("predict"):  # else a newer prompt is on its way
                 show(result, self._shown_mask(image, z))  # brush strokes made meanwhile stay
 
-        def mask_done(result: SegmentResult) -> None:
+        def mask_done(result: SegmentResult, inline: bool = False) -> None:
             if self._pending is request:
                 self._pending = None
             if generation != self._generation or self.history is not history:
@@ -331,7 +331,7 @@ class SegmentWidget(Embedding, ClickPrompts, BoxInUse, LeftPrompts, PromptJobs, 
             wanted = (base is not None or ref is not None) and L.maps_wanted(self.viewer)
             shown = show(result, mask if request.kept is not None else None)
             if shown:
-                self._costs.add(_prompt_key(image, z, model, device), _prompt_cost(result))
+                self._costs.add(_prompt_key(image, z, model, device), _prompt_cost(result), inline)
             if not (shown and wanted):
                 drop_probabilities(result)  # no maps will be made of them
             if shown and wanted:  # the mask at once; the maps follow
@@ -355,7 +355,7 @@ class SegmentWidget(Embedding, ClickPrompts, BoxInUse, LeftPrompts, PromptJobs, 
                 return
             finally:
                 self.engine.lock.release()
-            mask_done(result)
+            mask_done(result, inline=True)
             return
         if not fill:  # (a state filled in is in the history already, and Undo goes past it as usual)
             self._pending, self._pending_history = request, history
