@@ -33,7 +33,7 @@ class RenamedPrompts:
         attribute, on_data, snapshot, mode, words = _KINDS[name]
         layer = getattr(event, "source", None)
         if layer is None or layer is not getattr(self, attribute) or layer.name == name \
-                or layer.metadata.get(ANNOTATE_OWNER):  # (the Annotate dock's film: its own boxes)
+                or getattr(self, "_closed", False) or layer.metadata.get(ANNOTATE_OWNER):  # (that dock's own boxes)
             return
         image = getattr(self, "image").value
         copied = snapshot(layer)
