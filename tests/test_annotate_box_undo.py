@@ -28,6 +28,12 @@ def test_undo_and_redo_of_a_box_and_never_over_brush_strokes(make_napari_viewer,
     first, boxes = _mask(viewer), viewer.layers["boxes"]
     first_box = np.array(boxes.data[0], copy=True)
     h, w = first.shape
+    remembered = widget.folder.last_box
+    boxes.add_rectangles(np.array([[0.05 * h, 0.02 * w], [0.95 * h, 0.98 * w]]))  # a wide box: the next films' box
+    settle(qtbot, widget)
+    assert widget.folder.last_box != remembered
+    _press(viewer, UNDO_KEY)
+    assert widget.folder.last_box == remembered  # (a review find: the undone box shaped the next films)
     boxes.add_rectangles(np.array([[0.1 * h, 0.05 * w], [0.9 * h, 0.5 * w]]))  # around one lung: a new mask
     settle(qtbot, widget)
     one_lung = _mask(viewer)

@@ -368,9 +368,13 @@ class AnnotationFolder(MaskChecks):
         """Keep ``box`` (xyxy pixels of a film of (H, W) ``shape``) for the next films, also after a restart."""
         h, w = shape
         x0, y0, x1, y1 = (float(v) for v in box)
-        rel = (x0 / w, y0 / h, x1 / w, y1 / h)
-        if rel != self.last_box:
-            self.last_box = rel
+        self.put_back_box((x0 / w, y0 / h, x1 / w, y1 / h))
+
+    def put_back_box(self, relative: Optional[tuple[float, float, float, float]]) -> None:
+        """Make ``relative`` (x0, y0, x1, y1 as parts of the width and height, None: none) the box for the next films
+        (:attr:`last_box`; the Annotate dock's Undo of a box puts back the one before it)."""
+        if relative != self.last_box:
+            self.last_box = relative
             self._save_state()
 
 

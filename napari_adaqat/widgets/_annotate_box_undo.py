@@ -1,9 +1,9 @@
 """Undo and redo of the Annotate dock's boxes, Ctrl+Z / Ctrl+Shift+Z on ``boxes`` or the film, as in the Segment dock
 (a mixin of :class:`~napari_adaqat.widgets.annotate.AnnotateWidget`).
 
-Each box drawn on the film shown is one step: Undo puts back the mask and the rectangle from before it, Redo the
-box's again (the box remembered for the next films stays the last one drawn).  A step never overwrites brush strokes made since (the line says how to undo those first: napari's
-Ctrl+Z on ``lung mask``).  When the Segment dock is open on the film, its own Undo (which knows these boxes too)
+Each box drawn on the film shown is one step: Undo puts back the mask and the rectangle from before it (and the box
+remembered for the next films), Redo the box's again.  A step never overwrites brush strokes made since (the line
+says how to undo those first: napari's Ctrl+Z on ``lung mask``).  When the Segment dock is open on the film, its own Undo (which knows these boxes too)
 holds the keys.  Before, Ctrl+Z on ``boxes`` in this dock did nothing and said nothing (a QA find).
 """
 from __future__ import annotations
@@ -22,12 +22,12 @@ REDO_KEY = KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ
 
 @dataclass
 class BoxStep:
-    """One box on film generation ``gen``: the mask (H, W) bool, the dock's base mask and the rectangles before and
-    after it."""
+    """One box on film generation ``gen``: the mask (H, W) bool, the dock's base mask, the rectangles and the box
+    remembered for the next films (``AnnotationFolder.last_box``), before and after it."""
 
     gen: int
-    before: tuple[np.ndarray, Optional[np.ndarray], list]
-    after: tuple[np.ndarray, Optional[np.ndarray], list]
+    before: tuple[np.ndarray, Optional[np.ndarray], list, Any]
+    after: tuple[np.ndarray, Optional[np.ndarray], list, Any]
 
 
 class BoxUndo:
@@ -39,12 +39,15 @@ class BoxUndo:
     _box_steps: Optional[list] = None
     _box_redo: Optional[list] = None
 
-    def _record_box(self, before: np.ndarray, base: Optional[np.ndarray], boxes: list, shape_index: int) -> None:
-        """The box ``shape_index`` replaced mask ``before`` (and ``base``); the rectangles were ``boxes`` then."""
+    def _record_box(self, before: np.ndarray, base: Optional[np.ndarray], boxes: list, last_box: Any,
+                    shape_index: int) -> None:
+        """The box ``shape_index`` replaced mask ``before`` (and ``base``); the rectangles were ``boxes`` then, and
+        the box remembered for the next films ``last_box``."""
         earlier = [shape for i, shape in enumerate(boxes) if i != shape_index]
-        after = (np.asarray(self._screen_mask()).copy(), self._base, P.snapshot_boxes(self.layers.boxes))
+        after = (np.asarray(self._screen_mask()).copy(), self._base, P.snapshot_boxes(self.layers.boxes),
+                 getattr(self, "folder").last_box)
         steps = [s for s in (self._box_steps or []) if s.gen == self._gen]
-        self._box_steps, self._box_redo = [*steps, BoxStep(self._gen, (before, base, earlier), after)], []
+        self._box_steps, self._box_redo = [*steps, BoxStep(self._gen, (before, base, earlier, last_box), after)], []
         self._unbind_box_keys()
         for layer in (self.layers.boxes, self.layers.image):  # (again after a Segment dock, now closed, took them)
             for key, redo in ((UNDO_KEY, False), (REDO_KEY, True)):
@@ -100,10 +103,14 @@ class BoxUndo:
             return False
         source.remove(step)
         target.append(step)
-        mask, base, boxes = come
+        mask, base, boxes, last_box = come
         self.layers.write_mask(mask)
         self._base = base
         self.layers.put_boxes(boxes)
+        try:
+            getattr(self, "folder").put_back_box(last_box)  # (the next films' box: as it was then)
+        except OSError:  # (a read-only dataset folder: annotate.json not written; the mask is undone all the same)
+            pass
         getattr(self, "_touch")()
         redo = "Redo [Ctrl+Shift+Z] brings it back" if not forward else "Undo [Ctrl+Z] takes it back"
         say(f"{getattr(self, '_where')()}{verb}: the box ({redo}).")

@@ -96,7 +96,8 @@ class BoxPrompts(BoxUndo):
             self._say(f"The box's mask is not shown: 'lung mask' no longer holds {name}'s mask{draft}. Double-click "
                       f"{name} in the list to open it again, then draw the box.")
             return False
-        new, note, before = result.mask.copy(), "", (screen.copy(), self._base, P.snapshot_boxes(self.layers.boxes))
+        new, note = result.mask.copy(), ""
+        before = (screen.copy(), self._base, P.snapshot_boxes(self.layers.boxes), self.folder.last_box)
         edits = K.add_edit(None, self._base, screen)  # (painted, erased) by hand since the dock's mask, or None
         if edits is not None:
             painted, erased = edits
