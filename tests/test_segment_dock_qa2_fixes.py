@@ -305,3 +305,16 @@ def _boxed_nano(make_napari_viewer, qtbot, nano_models, monkeypatch) -> tuple:
     viewer.layers["boxes"].add_rectangles(UPPER_LEFT)
     wait(qtbot, widget)
     return viewer, widget, image, calls
+
+
+def test_a_prompt_layer_renamed_with_no_image_chosen_is_said(make_napari_viewer, qtbot, nano_models, monkeypatch):
+    """A review find: with no image chosen (the film deleted), renaming 'points' said nothing."""
+    viewer, widget, image, _calls = _boxed_nano(make_napari_viewer, qtbot, nano_models, monkeypatch)
+    points = viewer.layers["points"]
+    viewer.layers.remove(image)
+    viewer.layers.remove("true lung mask (CC BY 4.0)")
+    qtbot.wait(50)
+    assert widget.image.value is None
+    points.name = "kept clicks"
+    assert widget.status.value == ("'kept clicks' (the renamed 'points') is yours now and is left as it is; this "
+                                   "dock makes a new 'points' when an image is chosen."), widget.status.value

@@ -47,6 +47,8 @@ class RenamedPrompts:
         layer.mode = "pan_zoom"  # what is drawn there now prompts nothing
         setattr(self, attribute, None)
         if image is None:
+            getattr(self, "status").value = (f"'{layer.name}' (the renamed '{name}') is yours now and is left as it "
+                                             f"is; this dock makes a new '{name}' when an image is chosen.")
             return
         self._restoring = True  # the copy is the prompt on screen already: nothing to segment again
         try:
