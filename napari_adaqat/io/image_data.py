@@ -265,12 +265,21 @@ def check_decoded_size(path: str | os.PathLike, height: int, width: int, nbytes:
                          f"the limit is {MAX_BYTES // 2**30} GiB")
 
 
+def nonfinite_problem(array: np.ndarray) -> str:
+    """``"N of M pixel values are NaN or infinite; the image data is corrupt"`` for a float array holding such
+    values, else ``""`` (one pass when all are finite)."""
+    a = np.asarray(array)
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.complexfloating)) or np.isfinite(a).all():
+        return ""
+    bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+    return f"{bad} of {a.size} pixel values are NaN or infinite; the image data is corrupt"
+
+
 def check_finite(path: str | os.PathLike, array: np.ndarray) -> None:
     """Refuse a float array with NaN or infinite values (a corrupt image or mask, not a radiograph)."""
-    if np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.complexfloating):
-        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
-        if bad:
-            raise fail(path, f"{bad} of {array.size} pixel values are NaN or infinite; the image data is corrupt")
+    problem = nonfinite_problem(array)
+    if problem:
+        raise fail(path, problem)
 
 
 def check_image_size(shape: tuple[int, ...], source: str | os.PathLike | None = None,
@@ -301,10 +310,9 @@ def check_segmentable(pixels: np.ndarray, source: str | os.PathLike | None = Non
     """
     check_image_size(pixels.shape, source, input_size)
     flat = np.asarray(pixels).reshape(-1)
-    if np.issubdtype(flat.dtype, np.floating) and not np.isfinite(flat).all():  # an array given to the API
-        bad = int(flat.size - np.count_nonzero(np.isfinite(flat)))
-        problem = (f"{bad} of {flat.size} pixel values are NaN or infinite; the image data is corrupt (a NaN "
-                   "background? replace it first, e.g. with np.nan_to_num)")
+    problem = nonfinite_problem(flat)  # (an array given to the API)
+    if problem:
+        problem += " (a NaN background? replace it first, e.g. with np.nan_to_num)"
         raise fail(source, problem) if source is not None else ImageReadError(problem)
     if flat.size and (flat == flat[0]).all():
         problem = "image is blank (all pixels have the same value); nothing to segment"

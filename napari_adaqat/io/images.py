@@ -126,6 +126,11 @@ def sniff_format(path: Path) -> str:
     raise fail(path, f"not a {expected} image: {_describe(head)}")
 
 
+def tiff_images(tif: tifffile.TiffFile) -> int:
+    """How many images an open TIFF holds, its reduced-resolution pages (thumbnails, pyramid levels) aside."""
+    return sum(1 for page in tif.pages if not getattr(page, "is_reduced", False))
+
+
 def _read_tiff(path: Path, as_shown: bool = True) -> tuple[np.ndarray, dict]:
     """First full-size series of a TIFF (thumbnails aside) as (H, W) or (H, W, S), as shown (white-is-zero
     inverted, palette applied) or as stored; stacks and oversized images are refused."""
@@ -136,7 +141,7 @@ def _read_tiff(path: Path, as_shown: bool = True) -> tuple[np.ndarray, dict]:
         series = full[0] if full else tif.series[0]  # a thumbnail page first (NewSubfileType 1) is not the film
         axes, shape = series.axes, series.shape
         planes = math.prod(n for ax, n in zip(axes, shape) if ax not in "YXS")
-        images = sum(1 for page in tif.pages if not getattr(page, "is_reduced", False))  # thumbnails aside
+        images = tiff_images(tif)
         if images > 1 and len(tif.series) == 1:
             planes = max(planes, images)
         if planes > 1:

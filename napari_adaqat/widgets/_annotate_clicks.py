@@ -34,30 +34,33 @@ class ClicksDock:
         segment.points_mode()
         return segment
 
+    def _open(self) -> Any:
+        """The Segment dock it opened, while that is still open; else None."""
+        segment = self._segment() if self._segment is not None else None
+        return None if segment is None or getattr(segment, "_closed", True) else segment
+
     def live_on(self, film: Any) -> Any:
         """The Segment dock it opened, when still open and on the image layer ``film``; else None."""
-        segment = self._segment() if self._segment is not None else None
-        if segment is None or getattr(segment, "_closed", True) or segment.image.value is not film:
-            return None
-        return segment
+        segment = self._open()
+        return segment if segment is not None and segment.image.value is film else None
 
     def busy(self) -> bool:
         """Whether the Segment dock it opened (if still open) has a click on its way: its mask not shown yet."""
-        segment = self._segment() if self._segment is not None else None
-        if segment is None or getattr(segment, "_closed", True):
+        segment = self._open()
+        if segment is None:
             return False
         return segment._pending is not None or segment.jobs.busy_besides("maps")
 
     def film_shown(self) -> None:
         """The Annotate dock shows another film (its maps cleared): the Segment dock's legends go until new maps."""
-        segment = self._segment() if self._segment is not None else None
-        if segment is not None and not getattr(segment, "_closed", True):
+        segment = self._open()
+        if segment is not None:
             segment.legends.show_for(None)
 
     def follow(self, model: ModelRef, baseline: Optional[ModelRef]) -> None:
         """The Annotate dock's model changed: the Segment dock it opened (if still open) follows."""
-        segment = self._segment() if self._segment is not None else None
-        if segment is not None and not getattr(segment, "_closed", True):
+        segment = self._open()
+        if segment is not None:
             self._choose(segment, model, baseline, quiet=False)
 
     @staticmethod

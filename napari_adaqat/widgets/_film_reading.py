@@ -22,7 +22,7 @@ import tifffile
 from PIL import Image
 
 from napari_adaqat.io.image_data import to_gray01
-from napari_adaqat.io.images import TIFF_SUFFIXES, read_raw
+from napari_adaqat.io.images import TIFF_SUFFIXES, read_raw, tiff_images
 from napari_adaqat.io.orientation import pil_orientation, upright
 from napari_adaqat.widgets._orientation import APPLIED, _source_path, orientation_tag, watch_image_layers
 
@@ -128,7 +128,7 @@ def _first_page_note(layer: Any, path: Path) -> Optional[str]:
         return None
     try:
         with tifffile.TiffFile(path) as tif:
-            pages = sum(1 for page in tif.pages if not getattr(page, "is_reduced", False))  # (as read_image counts)
+            pages = tiff_images(tif)  # (as read_image counts them)
     except Exception:  # noqa: BLE001 - not a TIFF we can read
         return None
     if pages < 2:

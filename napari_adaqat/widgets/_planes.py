@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from napari_adaqat.io import ImageData, to_gray01
-from napari_adaqat.io.image_data import pixel_aspect
+from napari_adaqat.io.image_data import nonfinite_problem, pixel_aspect
 
 if TYPE_CHECKING:
     import napari
@@ -54,10 +54,9 @@ def image_plane(layer: "napari.layers.Image", index: Optional[int], fresh: bool 
     if memo is not None and memo[0]() is data and memo[1] == z and memo[2] == sample:
         return memo[3], z
     pixels = np.asarray(source)
-    if np.issubdtype(pixels.dtype, np.floating) and not np.isfinite(pixels).all():  # (to_gray01 would fill them)
-        bad = int(pixels.size - np.count_nonzero(np.isfinite(pixels)))
-        raise ValueError(f"layer {layer.name!r}: {bad} of {pixels.size} pixel values are NaN or infinite; the image "
-                         "data is corrupt (as the API and 'adaqat segment' say of it)")
+    problem = nonfinite_problem(pixels)  # (to_gray01 would fill them in)
+    if problem:
+        raise ValueError(f"layer {layer.name!r}: {problem} (as the API and 'adaqat segment' say of it)")
     plane = to_gray01(pixels)
     plane.flags.writeable = False
     try:
